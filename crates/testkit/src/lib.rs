@@ -9,6 +9,8 @@
 //! by `scripts/test` / `.ci/run`); otherwise the test prints a loud `SKIPPED` line and returns.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod litestream;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
