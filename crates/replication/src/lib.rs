@@ -4,4 +4,7 @@
 //! the WAL reader, replica clients (file, S3) behind one trait, the replicator (WAL → L0 LTX
 //! files → upload), compaction and retention, and restore. Spec: `../shared/litestream-compat.md`.
 
+pub mod config;
+pub mod target;
+pub mod url;
 pub mod wal;

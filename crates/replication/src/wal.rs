@@ -325,7 +325,7 @@ impl<R: ReadAt> WalReader<R> {
     pub fn resume(src: R, offset: u64, salt: Salt) -> Result<WalReader<R>, WalError> {
         let mut reader = WalReader::open(src)?;
         let frame_size = reader.header.frame_size();
-        if offset < WAL_HEADER_SIZE || (offset - WAL_HEADER_SIZE) % frame_size != 0 {
+        if offset < WAL_HEADER_SIZE || !(offset - WAL_HEADER_SIZE).is_multiple_of(frame_size) {
             return Err(WalError::UnalignedOffset { offset, frame_size });
         }
         if offset == WAL_HEADER_SIZE {

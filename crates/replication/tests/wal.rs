@@ -1,5 +1,6 @@
 //! The WAL reader against real WAL files written by SQLite (rusqlite, bundled), with
 //! autocheckpoint off: page images we extract equal the database after a checkpoint.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 
