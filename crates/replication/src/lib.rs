@@ -4,7 +4,9 @@
 //! the WAL reader, replica clients (file, S3) behind one trait, the replicator (WAL → L0 LTX
 //! files → upload), compaction and retention, and restore. Spec: `../shared/litestream-compat.md`.
 
+pub mod client;
 pub mod config;
+pub mod level;
 pub mod target;
 pub mod url;
 pub mod wal;

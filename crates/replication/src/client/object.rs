@@ -1,0 +1,548 @@
+//! Object-store replicas (S3 and S3-compatible services) through the `object_store` crate.
+//!
+//! Naming (spec §1.2): `<prefix>/<%04x level>/<name>` for S3, as Litestream writes it
+//! (`mydb/0000/0000000000000001-0000000000000001.ltx`, `mydb/0009/…`). CreatedAt (spec §1.3):
+//! the listing's LastModified normally; with [`ListOptions::precise_timestamps`] the
+//! `litestream-timestamp` user metadata (Go RFC3339Nano, UTC), read with bounded parallel
+//! HEADs. Writes carry that metadata and go up as one PUT, or as a multipart upload when
+//! larger than the part size. Reads stream, and `object_store` resumes a dropped body from
+//! where it stopped (same ETag).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
+use ltx::FileName;
+use object_store::aws::{AmazonS3Builder, resolve_bucket_region};
+use object_store::buffered::BufWriter;
+use object_store::path::Path;
+use object_store::{
+    Attribute, AttributeValue, Attributes, BackoffConfig, ClientOptions as StoreClientOptions,
+    GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
+};
+use tokio::io::AsyncWriteExt;
+
+use super::metrics::start;
+use super::{
+    ByteStream, ClientError, ListOptions, NetworkOptions, ReadRange, ReplicaClient, ReplicaMetrics,
+    finish_listing,
+};
+use crate::level::{Level, LtxFileInfo, format_rfc3339_nano};
+use crate::target::{ReplicaKind, S3Target};
+use crate::url::{DEFAULT_REGION, MIN_PART_SIZE};
+
+/// The user-metadata key holding a file's creation time on S3 (and GCS).
+pub const TIMESTAMP_METADATA_KEY: &str = "litestream-timestamp";
+/// The object the probe writes and deletes (outside every level directory).
+const PROBE_OBJECT: &str = ".sqlite-rest-probe";
+const DEFAULT_CONCURRENCY: usize = 5;
+
+/// A replica in an object store.
+#[derive(Debug, Clone)]
+pub struct ObjectClient {
+    store: Arc<dyn ObjectStore>,
+    kind: ReplicaKind,
+    /// Key prefix (`mydb`), never empty.
+    prefix: Path,
+    location: String,
+    metrics: Option<ReplicaMetrics>,
+    part_size: usize,
+    concurrency: usize,
+    storage_class: Option<String>,
+    network: NetworkOptions,
+}
+
+impl ObjectClient {
+    /// An S3 client for a target (credentials from the target, else the `AWS_*`
+    /// environment; region from the target, else `us-east-1` with an endpoint, else looked up
+    /// from the bucket).
+    pub async fn s3(
+        target: &S3Target,
+        network: &NetworkOptions,
+        metrics: Option<ReplicaMetrics>,
+    ) -> Result<ObjectClient, ClientError> {
+        let config = |m: String| ClientError::Config(m);
+        if target.bucket.contains(':') {
+            return Err(config(format!(
+                "S3 access point ARNs ({}) are not supported; use the bucket name",
+                target.bucket
+            )));
+        }
+        let mut client_options = StoreClientOptions::new()
+            .with_connect_timeout(network.connect_timeout)
+            .with_read_timeout(network.read_timeout)
+            .with_timeout_disabled();
+        if target.skip_verify {
+            client_options = client_options.with_allow_invalid_certificates(true);
+        }
+        let mut builder = AmazonS3Builder::from_env()
+            .with_bucket_name(&target.bucket)
+            .with_retry(RetryConfig {
+                backoff: BackoffConfig::default(),
+                max_retries: network.max_retries,
+                retry_timeout: network.retry_timeout,
+            })
+            .with_unsigned_payload(!target.sign_payload);
+        // Credentials: config keys, else AWS_* (read by from_env), else Litestream's own
+        // variables, else the default provider chain (web identity, ECS, IMDS).
+        match (&target.access_key_id, &target.secret_access_key) {
+            (Some(id), Some(secret)) => {
+                builder = builder
+                    .with_access_key_id(id)
+                    .with_secret_access_key(secret.expose())
+                    .with_token("");
+            }
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(config(
+                    "S3 credentials need both access-key-id and secret-access-key".into(),
+                ));
+            }
+            (None, None) => {
+                let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+                if env("AWS_ACCESS_KEY_ID").is_none()
+                    && let (Some(id), Some(secret)) = (
+                        env("LITESTREAM_ACCESS_KEY_ID"),
+                        env("LITESTREAM_SECRET_ACCESS_KEY"),
+                    )
+                {
+                    builder = builder
+                        .with_access_key_id(id)
+                        .with_secret_access_key(secret);
+                }
+            }
+        }
+        let region = match (&target.region, &target.endpoint) {
+            (Some(r), _) => r.clone(),
+            (None, Some(_)) => DEFAULT_REGION.to_string(),
+            (None, None) => match std::env::var("AWS_REGION")
+                .ok()
+                .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+                .filter(|r| !r.is_empty())
+            {
+                Some(r) => r,
+                None => resolve_bucket_region(&target.bucket, &client_options)
+                    .await
+                    .map_err(|e| {
+                        config(format!(
+                            "cannot look up the region of bucket {:?} (set `region:`): {e}",
+                            target.bucket
+                        ))
+                    })?,
+            },
+        };
+        builder = builder.with_region(&region);
+        match &target.endpoint {
+            Some(endpoint) => {
+                if endpoint.starts_with("http://") {
+                    client_options = client_options.with_allow_http(true);
+                }
+                let endpoint = if target.force_path_style {
+                    endpoint.clone()
+                } else {
+                    // Virtual-hosted style with a custom endpoint: the bucket goes in the host.
+                    match endpoint.split_once("://") {
+                        Some((scheme, host)) => format!("{scheme}://{}.{host}", target.bucket),
+                        None => endpoint.clone(),
+                    }
+                };
+                builder = builder
+                    .with_endpoint(endpoint)
+                    .with_virtual_hosted_style_request(!target.force_path_style);
+            }
+            None => {
+                builder = builder.with_virtual_hosted_style_request(!target.force_path_style);
+            }
+        }
+        if let Some(key) = &target.sse_customer_key {
+            builder = builder.with_ssec_encryption(key.expose());
+        }
+        if let Some(kms) = &target.sse_kms_key_id {
+            builder = builder.with_sse_kms_encryption(kms);
+        }
+        let store = builder
+            .with_client_options(client_options)
+            .build()
+            .map_err(|e| config(format!("S3 client for bucket {:?}: {e}", target.bucket)))?;
+        let part_size = target.part_size.unwrap_or(MIN_PART_SIZE);
+        let mut client = ObjectClient::from_store(
+            ReplicaKind::S3,
+            Arc::new(store),
+            &target.path,
+            format!("s3://{}/{}", target.bucket, target.path),
+        )?;
+        client.metrics = metrics;
+        client.part_size = usize::try_from(part_size).unwrap_or(usize::MAX);
+        client.concurrency = target.concurrency.unwrap_or(DEFAULT_CONCURRENCY).max(1);
+        client.storage_class = target.storage_class.clone();
+        client.network = *network;
+        Ok(client)
+    }
+
+    /// A client over any object store with `kind`'s naming, e.g. an in-memory store wrapped
+    /// to inject faults in tests. Only S3 naming is implemented.
+    pub fn from_store(
+        kind: ReplicaKind,
+        store: Arc<dyn ObjectStore>,
+        prefix: &str,
+        location: String,
+    ) -> Result<ObjectClient, ClientError> {
+        if kind != ReplicaKind::S3 {
+            return Err(ClientError::Config(format!(
+                "{kind} object naming is not implemented"
+            )));
+        }
+        let cleaned = crate::url::clean_key_prefix(prefix);
+        if cleaned.is_empty() {
+            return Err(ClientError::Config(format!(
+                "{location}: an object-store replica needs a non-empty key prefix"
+            )));
+        }
+        let prefix = Path::parse(&cleaned)
+            .map_err(|e| ClientError::Config(format!("{location}: invalid key prefix: {e}")))?;
+        Ok(ObjectClient {
+            store,
+            kind,
+            prefix,
+            location,
+            metrics: None,
+            part_size: usize::try_from(MIN_PART_SIZE).unwrap_or(usize::MAX),
+            concurrency: DEFAULT_CONCURRENCY,
+            storage_class: None,
+            network: NetworkOptions::default(),
+        })
+    }
+
+    pub fn with_metrics(mut self, metrics: ReplicaMetrics) -> ObjectClient {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// The key of a level directory: `<prefix>/<%04x level>`.
+    pub fn level_key(&self, level: Level) -> Path {
+        self.prefix.clone().join(format!("{:04x}", level.get()))
+    }
+
+    /// The key of a file: `<prefix>/<%04x level>/<name>`.
+    pub fn file_key(&self, level: Level, name: FileName) -> Path {
+        self.level_key(level).join(name.to_string())
+    }
+
+    fn type_label(&self) -> &'static str {
+        self.kind.as_str()
+    }
+
+    fn error(&self, operation: &'static str, e: object_store::Error) -> ClientError {
+        match e {
+            object_store::Error::NotFound { path, .. } => ClientError::NotFound {
+                replica: self.location.clone(),
+                what: path,
+            },
+            other => ClientError::Backend {
+                replica: self.location.clone(),
+                operation,
+                message: error_chain(&other),
+            },
+        }
+    }
+
+    async fn head_timestamp(&self, key: &Path) -> Result<Option<DateTime<Utc>>, ClientError> {
+        let op = start(self.metrics.as_ref(), self.type_label(), "HEAD");
+        match self
+            .store
+            .get_opts(key, GetOptions::new().with_head(true))
+            .await
+        {
+            Ok(r) => {
+                op.ok(1, 0);
+                let key = Attribute::Metadata(TIMESTAMP_METADATA_KEY.into());
+                Ok(r.attributes
+                    .get(&key)
+                    .and_then(|v| DateTime::parse_from_rfc3339(v).ok())
+                    .map(|t| t.with_timezone(&Utc)))
+            }
+            Err(e) => {
+                op.err(error_code(&e));
+                Err(self.error("head", e))
+            }
+        }
+    }
+}
+
+/// An error with its sources, so the cause (connection refused, 403, …) shows.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+/// The `code` label of `litestream_replica_operation_errors_total`.
+fn error_code(e: &object_store::Error) -> &'static str {
+    match e {
+        object_store::Error::NotFound { .. } => "NotFound",
+        object_store::Error::PermissionDenied { .. } => "AccessDenied",
+        object_store::Error::Unauthenticated { .. } => "Unauthenticated",
+        object_store::Error::Precondition { .. } => "PreconditionFailed",
+        object_store::Error::AlreadyExists { .. } => "AlreadyExists",
+        _ => "Unknown",
+    }
+}
+
+#[async_trait]
+impl ReplicaClient for ObjectClient {
+    fn kind(&self) -> ReplicaKind {
+        self.kind
+    }
+
+    fn describe(&self) -> String {
+        self.location.clone()
+    }
+
+    async fn levels(&self) -> Result<Vec<Level>, ClientError> {
+        let op = start(self.metrics.as_ref(), self.type_label(), "LIST");
+        let listing = match self.store.list_with_delimiter(Some(&self.prefix)).await {
+            Ok(l) => l,
+            Err(e) => {
+                op.err(error_code(&e));
+                return Err(self.error("list", e));
+            }
+        };
+        op.ok(1, 0);
+        let mut levels: Vec<Level> = listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename())
+            .filter(|n| n.len() == 4)
+            .filter_map(|n| u8::from_str_radix(n, 16).ok())
+            .filter_map(Level::new)
+            .collect();
+        levels.sort();
+        Ok(levels)
+    }
+
+    async fn list(
+        &self,
+        level: Level,
+        options: ListOptions,
+    ) -> Result<Vec<LtxFileInfo>, ClientError> {
+        let op = start(self.metrics.as_ref(), self.type_label(), "LIST");
+        let dir = self.level_key(level);
+        let depth = dir.parts().count() + 1;
+        let listing = match options.seek {
+            // Keys after `<dir>/<seek hex16>` start with a MinTXID ≥ seek.
+            Some(seek) => self
+                .store
+                .list_with_offset(Some(&dir), &dir.clone().join(seek.to_string())),
+            None => self.store.list(Some(&dir)),
+        };
+        let metas: Vec<_> = match listing.try_collect().await {
+            Ok(m) => m,
+            Err(e) => {
+                op.err(error_code(&e));
+                return Err(self.error("list", e));
+            }
+        };
+        op.ok(1, 0);
+        let mut files: Vec<(LtxFileInfo, Path)> = metas
+            .into_iter()
+            .filter(|m| m.location.parts().count() == depth)
+            .filter_map(|m| {
+                let name = m.location.filename()?.parse::<FileName>().ok()?;
+                Some((
+                    LtxFileInfo {
+                        level,
+                        name,
+                        size: m.size,
+                        created_at: m.last_modified,
+                    },
+                    m.location,
+                ))
+            })
+            .collect();
+        if options.precise_timestamps {
+            let concurrency = self.network.metadata_concurrency.max(1);
+            let keys: Vec<Path> = files.iter().map(|(_, key)| key.clone()).collect();
+            let this = self;
+            let stamps: Vec<Option<DateTime<Utc>>> = futures::stream::iter(keys)
+                .map(move |key| async move { this.head_timestamp(&key).await })
+                .buffered(concurrency)
+                .try_collect()
+                .await?;
+            for ((info, _), stamp) in files.iter_mut().zip(stamps) {
+                if let Some(t) = stamp {
+                    info.created_at = t;
+                }
+            }
+        }
+        Ok(finish_listing(
+            files.into_iter().map(|(f, _)| f).collect(),
+            options.seek,
+        ))
+    }
+
+    async fn open(
+        &self,
+        level: Level,
+        name: FileName,
+        range: ReadRange,
+    ) -> Result<ByteStream, ClientError> {
+        let op = start(self.metrics.as_ref(), self.type_label(), "GET");
+        let key = self.file_key(level, name);
+        let get_range = match range {
+            ReadRange::Full => None,
+            ReadRange::From(0) => None,
+            ReadRange::From(s) => Some(GetRange::Offset(s)),
+            ReadRange::Bounded { start, end } if start < end => Some(GetRange::Bounded(start..end)),
+            ReadRange::Bounded { .. } => {
+                op.err("InvalidRange");
+                return Err(ClientError::BadRange {
+                    replica: self.location.clone(),
+                    name: name.to_string(),
+                    range,
+                });
+            }
+            ReadRange::Suffix(n) => Some(GetRange::Suffix(n)),
+        };
+        match self
+            .store
+            .get_opts(&key, GetOptions::new().with_range(get_range))
+            .await
+        {
+            Ok(result) => {
+                op.ok(1, result.range.end - result.range.start);
+                let location = self.location.clone();
+                Ok(result
+                    .into_stream()
+                    .map_err(move |e| ClientError::Backend {
+                        replica: location.clone(),
+                        operation: "read",
+                        message: error_chain(&e),
+                    })
+                    .boxed())
+            }
+            Err(e) => {
+                op.err(error_code(&e));
+                Err(self.error("get", e))
+            }
+        }
+    }
+
+    async fn write(
+        &self,
+        level: Level,
+        name: FileName,
+        mut body: ByteStream,
+        created_at: DateTime<Utc>,
+    ) -> Result<LtxFileInfo, ClientError> {
+        let op = start(self.metrics.as_ref(), self.type_label(), "PUT");
+        let key = self.file_key(level, name);
+        let mut attributes = Attributes::new();
+        attributes.insert(
+            Attribute::Metadata(TIMESTAMP_METADATA_KEY.into()),
+            AttributeValue::from(format_rfc3339_nano(created_at)),
+        );
+        if let Some(class) = &self.storage_class {
+            attributes.insert(Attribute::StorageClass, AttributeValue::from(class.clone()));
+        }
+        let mut writer = BufWriter::with_capacity(self.store.clone(), key, self.part_size)
+            .with_attributes(attributes)
+            .with_max_concurrency(self.concurrency);
+        let mut size = 0u64;
+        let result: Result<(), ClientError> = async {
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk?;
+                size += chunk.len() as u64;
+                writer.put(chunk).await.map_err(|e| self.error("put", e))?;
+            }
+            writer.shutdown().await.map_err(|e| ClientError::Backend {
+                replica: self.location.clone(),
+                operation: "put",
+                message: error_chain(&e),
+            })
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                op.ok(1, size);
+                Ok(LtxFileInfo {
+                    level,
+                    name,
+                    size,
+                    created_at,
+                })
+            }
+            Err(e) => {
+                let _ = writer.abort().await;
+                op.err("PutFailed");
+                Err(e)
+            }
+        }
+    }
+
+    async fn delete(&self, level: Level, names: &[FileName]) -> Result<(), ClientError> {
+        if names.is_empty() {
+            return Ok(());
+        }
+        let op = start(self.metrics.as_ref(), self.type_label(), "DELETE");
+        let keys: Vec<Path> = names.iter().map(|&n| self.file_key(level, n)).collect();
+        let results: Vec<_> = self
+            .store
+            .delete_stream(futures::stream::iter(keys.into_iter().map(Ok)).boxed())
+            .collect()
+            .await;
+        for r in results {
+            match r {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => {
+                    op.err(error_code(&e));
+                    return Err(self.error("delete", e));
+                }
+            }
+        }
+        op.ok(names.len() as u64, 0);
+        Ok(())
+    }
+
+    async fn probe(&self) -> Result<(), ClientError> {
+        let key = self.prefix.clone().join(PROBE_OBJECT);
+        let check = async {
+            let op = start(self.metrics.as_ref(), self.type_label(), "PUT");
+            if let Err(e) = self
+                .store
+                .put(&key, PutPayload::from_static(b"sqlite-rest probe"))
+                .await
+            {
+                op.err(error_code(&e));
+                return Err(self.error("probe write", e));
+            }
+            op.ok(1, 17);
+            self.levels().await?;
+            let op = start(self.metrics.as_ref(), self.type_label(), "DELETE");
+            match self.store.delete(&key).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {
+                    op.ok(1, 0);
+                    Ok(())
+                }
+                Err(e) => {
+                    op.err(error_code(&e));
+                    Err(self.error("probe delete", e))
+                }
+            }
+        };
+        match tokio::time::timeout(self.network.probe_timeout, check).await {
+            Ok(r) => r,
+            Err(_) => Err(ClientError::ProbeTimeout {
+                replica: self.location.clone(),
+                timeout: self.network.probe_timeout,
+            }),
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! Shared helpers for the replication integration tests: a WAL-mode database written with
+//! rusqlite, Litestream-written replicas, and LTX header fields.
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rusqlite::Connection;
+use testkit::litestream::{Litestream, LtxEntry};
+
+/// A WAL-mode database with a table `t`.
+pub fn wal_db(path: &Path) -> Connection {
+    let conn = Connection::open(path).unwrap();
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, v BLOB)")
+        .unwrap();
+    conn
+}
+
+pub fn insert(conn: &Connection, rows: i64, size: i64) {
+    conn.execute(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?2) \
+         INSERT INTO t(v) SELECT randomblob(?1) FROM n",
+        (size, rows),
+    )
+    .unwrap();
+}
+
+/// Runs `litestream replicate` with short intervals for a few seconds while writing, so the
+/// replica at `replica_url` has files in levels 0, 1 and 9 (and several L0/L1 boundaries).
+pub fn replicate_with_levels(ls: &Litestream, dir: &Path, db: &Path, replica_url: &str) {
+    let conn = wal_db(db);
+    insert(&conn, 20, 300);
+    let config = dir.join("litestream.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "levels:\n  - interval: 1s\nsnapshot:\n  interval: 2s\n  retention: 1h\nl0-retention: 1h\n\
+             dbs:\n  - path: {}\n    monitor-interval: 100ms\n    replica:\n      url: {replica_url}\n      sync-interval: 100ms\n",
+            db.display()
+        ),
+    )
+    .unwrap();
+    let running = ls.spawn_replicate(&config);
+    for i in 0..16 {
+        insert(&conn, 1 + i % 3, 200);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let log = running.stop();
+    assert!(!log.contains("sync error"), "{log}");
+}
+
+/// The Timestamp field of an LTX header (ms since the epoch).
+pub fn header_timestamp(ltx: &[u8]) -> DateTime<Utc> {
+    let ms = i64::from_be_bytes(ltx[32..40].try_into().unwrap());
+    DateTime::<Utc>::from_timestamp_millis(ms).unwrap()
+}
+
+/// (min, max) TXIDs of an LTX header.
+pub fn header_txids(ltx: &[u8]) -> (u64, u64) {
+    (
+        u64::from_be_bytes(ltx[16..24].try_into().unwrap()),
+        u64::from_be_bytes(ltx[24..32].try_into().unwrap()),
+    )
+}
+
+/// A Litestream listing row as (level, min, max, size, unix seconds).
+pub fn entry_key(e: &LtxEntry) -> (u8, u64, u64, u64, i64) {
+    (
+        e.level as u8,
+        u64::from_str_radix(&e.min_txid, 16).unwrap(),
+        u64::from_str_radix(&e.max_txid, 16).unwrap(),
+        e.size,
+        DateTime::parse_from_rfc3339(&e.timestamp)
+            .unwrap()
+            .timestamp(),
+    )
+}
+
+pub fn info_key(f: &replication::level::LtxFileInfo) -> (u8, u64, u64, u64, i64) {
+    (
+        f.level.get(),
+        f.name.min.get(),
+        f.name.max.get(),
+        f.size,
+        f.created_at.timestamp(),
+    )
+}
+
+/// `litestream restore` into `out`; panics with stderr on failure.
+pub fn restore(ls: &Litestream, url: &str, out: &Path, extra: &[&str]) {
+    let res = ls.restore(url, out, extra);
+    assert!(
+        res.status.success(),
+        "litestream restore {url} {extra:?}: {}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+}
+
+pub fn file_url(p: &Path) -> String {
+    format!("file://{}", p.display())
+}
+
+pub fn tempdir() -> (tempfile::TempDir, PathBuf) {
+    let t = tempfile::tempdir().unwrap();
+    let p = t.path().to_path_buf();
+    (t, p)
+}
