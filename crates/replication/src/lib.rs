@@ -7,6 +7,7 @@
 pub mod client;
 pub mod config;
 pub mod level;
+pub mod plan;
 pub mod target;
 pub mod url;
 pub mod wal;
