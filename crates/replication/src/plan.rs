@@ -110,8 +110,7 @@ pub fn plan_restore(
     let mut plan: Vec<LtxFileInfo> = Vec::new();
     if let Some(snapshot) = by_level[usize::from(Level::SNAPSHOT.get())]
         .iter()
-        .filter(|f| eligible(f))
-        .next_back()
+        .rfind(|f| eligible(f))
     {
         plan.push(*snapshot);
     }
