@@ -3,6 +3,58 @@
 //! Owns everything between a database file and its replica: the Litestream YAML config,
 //! the WAL reader, replica clients (file, S3) behind one trait, the replicator (WAL → L0 LTX
 //! files → upload), compaction and retention, and restore. Spec: `../shared/litestream-compat.md`.
+//!
+//! # Modules (the foundation the replicator and restore build on)
+//! - [`config`]: Litestream's YAML config with its defaults and validation; finding the
+//!   served database's entry ([`config::Config::find_db`]).
+//! - [`url`]: replica URLs (`file:///…`, `s3://bucket/prefix?endpoint=…`).
+//! - [`target`]: [`ReplicaTarget`], the one resolved form of a replica that both the config
+//!   and a URL produce.
+//! - [`wal`]: reading committed transactions out of a WAL file (no SQLite connection).
+//! - [`client`]: the [`ReplicaClient`] trait and its file and S3 backends, with Litestream's
+//!   operation metrics.
+//! - [`level`]: replica levels and listing entries ([`LtxFileInfo`]).
+//! - [`plan`]: the restore plan over listings.
+//!
+//! # Configuration and replica URLs
+//! `sqlite-rest serve --replication-enabled --replication-config litestream.yml` reads
+//! Litestream 0.5's own config file. Supported, with Litestream's defaults:
+//! - top level: `levels`, `snapshot.interval/retention`, `l0-retention` (0 = off),
+//!   `l0-retention-check-interval`, `retention.enabled`, `validation.interval`,
+//!   `verify-compaction`, `shutdown-sync-timeout/interval`, and any replica setting as a
+//!   default for every replica; `addr` and `logging` are accepted and have no effect
+//!   (sqlite-rest serves its own metrics and logs);
+//! - `dbs[]` with `path:` (`~/` and `sqlite://` accepted): `meta-path`, `monitor-interval`,
+//!   `checkpoint-interval`, `busy-timeout`, `min-checkpoint-page-count`, `truncate-page-n`,
+//!   `max-sync-wal-bytes`, `restore-if-db-not-exists`, `snapshot`, and exactly one `replica:`
+//!   (or the deprecated one-element `replicas:`);
+//! - replicas: `type: file` (`path:` or `url: file:///abs/path`) and `type: s3` (`bucket`,
+//!   `path`, `region`, `endpoint`, `force-path-style`, `skip-verify`, `access-key-id`,
+//!   `secret-access-key`, `sign-payload`, `storage-class`, `part-size`, `concurrency`,
+//!   `sse-customer-*`, `sse-kms-key-id`, or `url: s3://…`), `sync-interval`,
+//!   `max-sync-ltx-files`, `auto-recover`.
+//!
+//! `$VAR`, `${VAR}` and `$PID` are expanded in the whole file as Go's `os.Expand` does
+//! (unset → empty; `$` has no escape: disable expansion with
+//! [`config::LoadOptions::expand_env`] for secrets containing `$`).
+//!
+//! Stricter than Litestream: an unknown key is an error naming its path
+//! (`dbs[0].replica.retention-interval`, with a hint or a "did you mean"), a replica URL with
+//! an unknown query parameter is an error, and features sqlite-rest does not implement
+//! (gs/abs/sftp/webdav/nats/oss replicas, `exec`, `socket`, `mcp-addr`, `heartbeat-url`,
+//! `dir:` databases, age encryption) are rejected by name rather than ignored. An S3 replica
+//! needs a non-empty key prefix. Credentials come from the config keys, else the `AWS_*`
+//! variables (then `LITESTREAM_ACCESS_KEY_ID`/`LITESTREAM_SECRET_ACCESS_KEY`, then web
+//! identity/ECS/IMDS); shared-profile files (`~/.aws/credentials`) are not read.
+//!
+//! Replica URLs (for `sqlite-rest restore` and `url:` keys): `file:///abs/path`;
+//! `s3://bucket/prefix?endpoint=host:port&region=R&forcePathStyle=…&skipVerify=…` plus
+//! `signPayload`, `requireContentMD5`, `storageClass`, `partSize`, `concurrency`,
+//! `sseCustomerAlgorithm`, `sseCustomerKey`, `sseKmsKeyId` (camelCase or hyphenated). An
+//! endpoint without a scheme gets `http://` for localhost and private addresses, `https://`
+//! otherwise, and turns on path-style addressing. Hosts such as
+//! `bucket.s3.<region>.amazonaws.com`, `bucket.host:port` (MinIO), DigitalOcean, Backblaze,
+//! Filebase and Scaleway are recognised.
 
 pub mod client;
 pub mod config;
@@ -11,3 +63,8 @@ pub mod plan;
 pub mod target;
 pub mod url;
 pub mod wal;
+
+pub use client::{ReplicaClient, ReplicaMetrics, open_client};
+pub use config::Config;
+pub use level::{Level, LtxFileInfo};
+pub use target::ReplicaTarget;

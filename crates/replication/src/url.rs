@@ -2,7 +2,7 @@
 //!
 //! Owns parsing `file:///abs/path` and `s3://bucket/prefix?endpoint=…&region=…` (with the
 //! recognised provider hosts and the query-parameter aliases) and the one rule for combining
-//! S3 settings from a URL with explicit config keys ([`resolve_s3`]). A URL becomes the same
+//! S3 settings from a URL with explicit config keys (`resolve_s3`). A URL becomes the same
 //! [`ReplicaTarget`] a config `replica:` entry does. Unknown query parameters are errors that
 //! name them (Litestream ignores them silently).
 

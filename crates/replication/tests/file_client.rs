@@ -81,6 +81,7 @@ async fn our_writes_are_listed_and_restored_by_litestream() {
         ls.replicate_once(&db, &file_url(&dir.join("theirs")), true);
     }
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o640)).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o710)).unwrap();
     let theirs = FileClient::new(dir.join("theirs"));
     let registry = prometheus::Registry::new();
     let metrics = ReplicaMetrics::register(&registry).unwrap();
@@ -104,6 +105,15 @@ async fn our_writes_are_listed_and_restored_by_litestream() {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o640);
         assert!(!path.with_extension("ltx.tmp").exists());
+        let dir_mode = std::fs::metadata(ours.level_dir(f.level))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(
+            dir_mode & 0o777,
+            0o710,
+            "directories copy the DB directory's mode"
+        );
         let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
         assert_eq!(chrono::DateTime::<chrono::Utc>::from(mtime), ts);
     }

@@ -14,12 +14,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 use ltx::FileName;
-use object_store::aws::{AmazonS3Builder, resolve_bucket_region};
+use object_store::aws::{AmazonS3Builder, AwsCredential, resolve_bucket_region};
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
 use object_store::{
     Attribute, AttributeValue, Attributes, BackoffConfig, ClientOptions as StoreClientOptions,
     GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
+    StaticCredentialProvider,
 };
 use tokio::io::AsyncWriteExt;
 
@@ -88,10 +89,14 @@ impl ObjectClient {
         // variables, else the default provider chain (web identity, ECS, IMDS).
         match (&target.access_key_id, &target.secret_access_key) {
             (Some(id), Some(secret)) => {
-                builder = builder
-                    .with_access_key_id(id)
-                    .with_secret_access_key(secret.expose())
-                    .with_token("");
+                // Static keys from the config: no session token from the environment.
+                builder = builder.with_credentials(Arc::new(StaticCredentialProvider::new(
+                    AwsCredential {
+                        key_id: id.clone(),
+                        secret_key: secret.expose().to_string(),
+                        token: None,
+                    },
+                )));
             }
             (Some(_), None) | (None, Some(_)) => {
                 return Err(config(
