@@ -162,7 +162,10 @@ pub(crate) fn parse_url_parts(raw: &str) -> Result<UrlParts, UrlError> {
     if !is_url(raw) {
         return Err(UrlError::NoScheme(raw.to_string()));
     }
-    if raw.len() > 9 && raw[..9].eq_ignore_ascii_case("s3://arn:") {
+    if raw
+        .get(..9)
+        .is_some_and(|p| p.eq_ignore_ascii_case("s3://arn:"))
+    {
         return parse_access_point(raw);
     }
     let url = Url::parse(raw).map_err(|e| invalid(e.to_string()))?;

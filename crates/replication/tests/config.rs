@@ -183,7 +183,10 @@ fn validation_errors() {
             "`snapshot.interval`: invalid duration \"ten\"",
         ),
         ("snapshot:\n  interval: [1]\n", "`snapshot.interval`"),
-        ("verify-compaction: maybe\n", "`verify-compaction`"),
+        (
+            "verify-compaction: maybe\n",
+            "`verify-compaction`: invalid value: string \"maybe\", expected a boolean",
+        ),
     ];
     for (extra, want) in cases {
         let e = err(&format!("{extra}{db}"));
@@ -411,6 +414,22 @@ fn env_expansion() {
     assert_eq!(secret(&raw), "pa$$word");
     // Secrets never show in Debug output.
     assert!(!format!("{raw:?}").contains("pa$$word"));
+}
+
+#[test]
+fn yaml_1_1_booleans_as_go_reads_them() {
+    let c = parse(&format!(
+        "verify-compaction: yes\nretention:\n  enabled: off\n{}",
+        minimal()
+    ))
+    .unwrap();
+    assert!(c.verify_compaction);
+    assert!(!c.retention_enabled);
+    let c = parse("dbs:\n  - path: /a.db\n    restore-if-db-not-exists: Y\n    replica:\n      path: /r\n      auto-recover: ON\n").unwrap();
+    assert!(c.dbs[0].restore_if_db_not_exists && c.dbs[0].replica.auto_recover);
+    // An empty value leaves the default.
+    let c = parse(&format!("verify-compaction:\n{}", minimal())).unwrap();
+    assert!(!c.verify_compaction);
 }
 
 #[test]

@@ -283,6 +283,36 @@ async fn multipart_upload_keeps_bytes_and_metadata() {
         .await
         .unwrap();
     assert_eq!(precise[0].created_at, ts);
+
+    // Seek lists from a MinTXID on (S3 start-after), and other keys are ignored.
+    for n in 1..=4u64 {
+        let name = ltx::FileName::new(ltx::TxId(n), ltx::TxId(n));
+        c.write_bytes(Level::L0, name, vec![n as u8; 200].into(), ts)
+            .await
+            .unwrap();
+    }
+    c.write_bytes(
+        Level::L0,
+        ltx::FileName::new(ltx::TxId(9), ltx::TxId(9)),
+        bytes::Bytes::from_static(b"x"),
+        ts,
+    )
+    .await
+    .unwrap();
+    let seek = |n| ListOptions {
+        seek: Some(ltx::TxId(n)),
+        ..Default::default()
+    };
+    let mins: Vec<u64> = c
+        .list(Level::L0, seek(3))
+        .await
+        .unwrap()
+        .iter()
+        .map(|f| f.name.min.get())
+        .collect();
+    assert_eq!(mins, vec![3, 4, 9]);
+    assert_eq!(c.list(Level::L0, seek(10)).await.unwrap(), vec![]);
+    assert_eq!(c.levels().await.unwrap(), vec![Level::L0, Level::SNAPSHOT]);
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 use serde_yaml_ng::{Mapping, Value};
 
-use super::units::{ByteSize, GoDuration};
+use super::units::{ByteSize, GoDuration, go_bool};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -24,6 +24,7 @@ pub(super) struct RawTop {
     #[serde(rename = "l0-retention-check-interval")]
     pub l0_retention_check_interval: Option<GoDuration>,
     #[serde(rename = "verify-compaction")]
+    #[serde(default, deserialize_with = "go_bool")]
     pub verify_compaction: Option<bool>,
     pub retention: Option<RawRetention>,
     #[serde(rename = "heartbeat-url")]
@@ -47,6 +48,7 @@ pub(super) struct RawTop {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawSocket {
+    #[serde(default, deserialize_with = "go_bool")]
     pub enabled: Option<bool>,
     pub path: Option<String>,
     pub permissions: Option<u32>,
@@ -74,6 +76,7 @@ pub(super) struct RawValidation {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRetention {
+    #[serde(default, deserialize_with = "go_bool")]
     pub enabled: Option<bool>,
 }
 
@@ -83,7 +86,9 @@ pub(super) struct RawLogging {
     pub level: Option<String>,
     #[serde(rename = "type")]
     pub kind: Option<String>,
+    #[serde(default, deserialize_with = "go_bool")]
     pub stderr: Option<bool>,
+    #[serde(default, deserialize_with = "go_bool")]
     pub source: Option<bool>,
 }
 
@@ -93,7 +98,9 @@ pub(super) struct RawDb {
     pub path: Option<String>,
     pub dir: Option<String>,
     pub pattern: Option<String>,
+    #[serde(default, deserialize_with = "go_bool")]
     pub recursive: Option<bool>,
+    #[serde(default, deserialize_with = "go_bool")]
     pub watch: Option<bool>,
     pub snapshot: Option<RawSnapshot>,
     #[serde(rename = "meta-path")]
@@ -113,6 +120,7 @@ pub(super) struct RawDb {
     #[serde(rename = "max-sync-wal-bytes")]
     pub max_sync_wal_bytes: Option<i64>,
     #[serde(rename = "restore-if-db-not-exists")]
+    #[serde(default, deserialize_with = "go_bool")]
     pub restore_if_db_not_exists: Option<bool>,
     /// Deserialized separately ([`RawReplicaOwn`] + [`RawReplicaSettings`]).
     pub replica: Option<Value>,
@@ -149,6 +157,7 @@ pub(super) struct RawReplicaSettings {
     #[serde(rename = "max-sync-ltx-files")]
     pub max_sync_ltx_files: Option<i64>,
     #[serde(rename = "auto-recover")]
+    #[serde(default, deserialize_with = "go_bool")]
     pub auto_recover: Option<bool>,
     // S3
     #[serde(rename = "access-key-id")]
@@ -159,12 +168,16 @@ pub(super) struct RawReplicaSettings {
     pub bucket: Option<String>,
     pub endpoint: Option<String>,
     #[serde(rename = "force-path-style")]
+    #[serde(default, deserialize_with = "go_bool")]
     pub force_path_style: Option<bool>,
     #[serde(rename = "sign-payload")]
+    #[serde(default, deserialize_with = "go_bool")]
     pub sign_payload: Option<bool>,
     #[serde(rename = "require-content-md5")]
+    #[serde(default, deserialize_with = "go_bool")]
     pub require_content_md5: Option<bool>,
     #[serde(rename = "skip-verify")]
+    #[serde(default, deserialize_with = "go_bool")]
     pub skip_verify: Option<bool>,
     #[serde(rename = "storage-class")]
     pub storage_class: Option<String>,
@@ -193,6 +206,7 @@ pub(super) struct RawReplicaSettings {
     #[serde(rename = "key-path")]
     pub key_path: Option<String>,
     #[serde(rename = "concurrent-writes")]
+    #[serde(default, deserialize_with = "go_bool")]
     pub concurrent_writes: Option<bool>,
     #[serde(rename = "host-key")]
     pub host_key: Option<String>,
@@ -210,6 +224,7 @@ pub(super) struct RawReplicaSettings {
     pub nkey: Option<String>,
     pub username: Option<String>,
     pub token: Option<String>,
+    #[serde(default, deserialize_with = "go_bool")]
     pub tls: Option<bool>,
     #[serde(rename = "root-cas")]
     pub root_cas: Option<Vec<String>>,

@@ -196,6 +196,40 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
+/// A YAML boolean as Go's YAML decoder (YAML 1.1) reads it: besides `true`/`false` it
+/// accepts `yes`/`no`, `on`/`off`, `y`/`n` in lower, title or upper case.
+pub fn go_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Option<bool>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a boolean (true/false, yes/no, on/off)")
+        }
+        fn visit_bool<E: de::Error>(self, b: bool) -> Result<Option<bool>, E> {
+            Ok(Some(b))
+        }
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<Option<bool>, E> {
+            match s {
+                "y" | "Y" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" | "true" | "True"
+                | "TRUE" => Ok(Some(true)),
+                "n" | "N" | "no" | "No" | "NO" | "off" | "Off" | "OFF" | "false" | "False"
+                | "FALSE" => Ok(Some(false)),
+                _ => Err(E::invalid_value(de::Unexpected::Str(s), &self)),
+            }
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Option<bool>, E> {
+            Ok(None)
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Option<bool>, E> {
+            Ok(None)
+        }
+        fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Option<bool>, D2::Error> {
+            d.deserialize_any(V)
+        }
+    }
+    d.deserialize_any(V)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
