@@ -139,3 +139,52 @@ pub fn fix_checksum(bytes: &mut [u8]) {
         other => panic!("expected a checksum mismatch, got {other:?}"),
     }
 }
+
+/// Three states of one database: as made, after growth, after DELETE + VACUUM (shrink).
+pub fn three_states(ps: u32) -> [Vec<u8>; 3] {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    make_db(&path, ps, 100, 2, 1);
+    let s1 = std::fs::read(&path).unwrap();
+    make_db(&path, ps, 300, 4, 2);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute("UPDATE t SET name = 'changed' WHERE id = 3", [])
+        .unwrap();
+    drop(conn);
+    let s2 = std::fs::read(&path).unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("DELETE FROM b WHERE id > 1; DELETE FROM t WHERE id > 50; VACUUM;")
+        .unwrap();
+    drop(conn);
+    let s3 = std::fs::read(&path).unwrap();
+    assert!(s2.len() > s1.len() && s3.len() < s2.len());
+    [s1, s2, s3]
+}
+
+/// L0-style files: snapshot 1-1, then 2-2 and 3-3 with the changed pages.
+pub fn chain(states: &[Vec<u8>; 3], ps: u32, encoding: PageEncoding) -> [Vec<u8>; 3] {
+    chain_at(states, ps, encoding, [1000, 1001, 1002])
+}
+
+/// [`chain`] with the given header timestamps (ms).
+pub fn chain_at(
+    states: &[Vec<u8>; 3],
+    ps: u32,
+    encoding: PageEncoding,
+    ts: [i64; 3],
+) -> [Vec<u8>; 3] {
+    let f1 = snapshot(&states[0], ps, 1, ts[0], encoding);
+    let mut files = vec![f1];
+    for t in 1..3 {
+        let pages = changed_pages(&states[t - 1], &states[t], ps);
+        let h = Header::new(
+            ps,
+            commit_of(&states[t], ps),
+            TxId(t as u64 + 1),
+            TxId(t as u64 + 1),
+            ts[t],
+        );
+        files.push(encode(h, &states[t], &pages, encoding));
+    }
+    files.try_into().unwrap()
+}
