@@ -36,7 +36,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(&dir)?;
     let mut files = Vec::new();
     for encoding in [PageEncoding::Block, PageEncoding::LegacyFrame] {
-        let snap = file(Header::new(512, 3, TxId(1), TxId(1), 1), &[1, 2, 3], encoding)?;
+        let snap = file(
+            Header::new(512, 3, TxId(1), TxId(1), 1),
+            &[1, 2, 3],
+            encoding,
+        )?;
         let inc = file(Header::new(512, 4, TxId(2), TxId(2), 2), &[2, 4], encoding)?;
         let merged = Compactor::new(vec![Decoder::new(&snap[..])?, Decoder::new(&inc[..])?])?
             .compact(Vec::new())?
@@ -49,7 +53,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut wal = Header::new(512, 1, TxId(7), TxId(7), 4);
     (wal.wal_offset, wal.wal_size, wal.wal_salt1, wal.wal_salt2) = (32, 4120, 1, 2);
     files.push(file(wal, &[1], PageEncoding::Block)?);
-    files.push(file(Header::new(512, 0, TxId(9), TxId(9), 5), &[], PageEncoding::Block)?);
+    files.push(file(
+        Header::new(512, 0, TxId(9), TxId(9), 5),
+        &[],
+        PageEncoding::Block,
+    )?);
     for (i, f) in files.iter().enumerate() {
         std::fs::write(dir.join(format!("seed-{i:02}.ltx")), f)?;
     }

@@ -211,7 +211,9 @@ impl<R: Read> Compactor<R> {
         let page_size = self.header.page_size as usize;
         let commit = self.header.commit;
         let lock_pgno = self.header.lock_page();
-        let mut bufs: Vec<Vec<u8>> = (0..self.inputs.len()).map(|_| vec![0u8; page_size]).collect();
+        let mut bufs: Vec<Vec<u8>> = (0..self.inputs.len())
+            .map(|_| vec![0u8; page_size])
+            .collect();
         // Min-heap on page number; for equal page numbers the newest input (largest index)
         // comes out first.
         let mut heap: BinaryHeap<Reverse<(u32, Reverse<usize>)>> = BinaryHeap::new();

@@ -176,8 +176,8 @@ impl<R: Read> Decoder<R> {
         src.resize_for(2 * legacy::max_frame_size(header.page_size as usize));
         let mut hash = Crc64::new();
         hash.update(&hb);
-        let db_checksum =
-            (!header.no_checksum() && header.is_snapshot()).then(|| DbChecksum::new(header.page_size));
+        let db_checksum = (!header.no_checksum() && header.is_snapshot())
+            .then(|| DbChecksum::new(header.page_size));
         Ok(Decoder {
             src,
             header,

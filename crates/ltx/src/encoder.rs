@@ -81,8 +81,8 @@ impl<W: Write> Encoder<W> {
             .map_err(|e| Error::io(Section::Header, e))?;
         let mut hash = Crc64::new();
         hash.update(&bytes);
-        let db_checksum =
-            (!header.no_checksum() && header.is_snapshot()).then(|| DbChecksum::new(header.page_size));
+        let db_checksum = (!header.no_checksum() && header.is_snapshot())
+            .then(|| DbChecksum::new(header.page_size));
         Ok(Encoder {
             w: writer,
             header,

@@ -80,7 +80,9 @@ impl fmt::Display for Lz4Error {
         match self {
             Lz4Error::Block(e) => write!(f, "corrupt LZ4 block: {e}"),
             Lz4Error::FrameMagic(m) => write!(f, "legacy LZ4 frame has bad magic 0x{m:08x}"),
-            Lz4Error::FrameDescriptor(what) => write!(f, "unsupported LZ4 frame descriptor: {what}"),
+            Lz4Error::FrameDescriptor(what) => {
+                write!(f, "unsupported LZ4 frame descriptor: {what}")
+            }
             Lz4Error::FrameHeaderChecksum { stored, computed } => write!(
                 f,
                 "LZ4 frame header checksum 0x{stored:02x} != computed 0x{computed:02x}"
@@ -91,7 +93,10 @@ impl fmt::Display for Lz4Error {
                 "LZ4 frame content checksum 0x{stored:08x} != computed 0x{computed:08x}"
             ),
             Lz4Error::BlockTooLarge { size, max } => {
-                write!(f, "LZ4 frame block of {size} bytes exceeds its maximum {max}")
+                write!(
+                    f,
+                    "LZ4 frame block of {size} bytes exceeds its maximum {max}"
+                )
             }
         }
     }
@@ -142,7 +147,9 @@ pub enum Error {
     BadPreApplyChecksum { value: Checksum, rule: ChecksumRule },
 
     // ---- page frames (§2.2, rule 3) -------------------------------------------------------
-    #[error("page header with page number 0 and flags 0x{flags:04x} (only the end marker has pgno 0)")]
+    #[error(
+        "page header with page number 0 and flags 0x{flags:04x} (only the end marker has pgno 0)"
+    )]
     ZeroPageNumber { flags: u16 },
     #[error("page {pgno}: invalid page header flags 0x{flags:04x} (only 0x0001 is allowed)")]
     BadPageFlags { pgno: u32, flags: u16 },
@@ -151,7 +158,11 @@ pub enum Error {
     #[error("page {pgno}: {source}")]
     Lz4 { pgno: u32, source: Lz4Error },
     #[error("page {pgno}: decompresses to {actual} bytes, expected the page size {expected}")]
-    DecompressedSize { pgno: u32, expected: u32, actual: u64 },
+    DecompressedSize {
+        pgno: u32,
+        expected: u32,
+        actual: u64,
+    },
     #[error("page {pgno}: decompresses to more than the page size {expected}")]
     DecompressedTooLarge { pgno: u32, expected: u32 },
     #[error("pages out of order: page {pgno} follows page {prev}")]
@@ -177,11 +188,19 @@ pub enum Error {
     #[error("file checksum {0} is zero or lacks bit 63")]
     BadFileChecksumFormat(Checksum),
     #[error("file checksum mismatch: trailer says {stored}, contents hash to {computed}")]
-    ChecksumMismatch { stored: Checksum, computed: Checksum },
+    ChecksumMismatch {
+        stored: Checksum,
+        computed: Checksum,
+    },
     #[error("post-apply checksum {value} {rule}")]
     BadPostApplyChecksum { value: Checksum, rule: ChecksumRule },
-    #[error("post-apply checksum {stored} does not match the database checksum {computed} of this snapshot")]
-    DatabaseChecksumMismatch { stored: Checksum, computed: Checksum },
+    #[error(
+        "post-apply checksum {stored} does not match the database checksum {computed} of this snapshot"
+    )]
+    DatabaseChecksumMismatch {
+        stored: Checksum,
+        computed: Checksum,
+    },
 
     // ---- encoder rules ---------------------------------------------------------------------
     #[error("page buffer of {actual} bytes, expected the page size {expected}")]
@@ -190,7 +209,9 @@ pub enum Error {
     PageBeyondCommit { pgno: u32, commit: u32 },
     #[error("page {pgno} is the lock page (the page holding byte 1 GiB) and is never stored")]
     LockPage { pgno: u32 },
-    #[error("snapshot (MinTXID 1) must hold every page 1..={commit} except the lock page: expected page {expected}, got {found:?}")]
+    #[error(
+        "snapshot (MinTXID 1) must hold every page 1..={commit} except the lock page: expected page {expected}, got {found:?}"
+    )]
     SnapshotIncomplete {
         commit: u32,
         expected: u32,

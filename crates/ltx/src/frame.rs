@@ -242,7 +242,10 @@ mod tests {
         assert_eq!(h.to_bytes(), [0, 0, 0, 3, 0, 1]);
         assert_eq!(PageHeader::from_bytes(&h.to_bytes()), h);
         assert_eq!(h.validate().unwrap(), PageEncoding::Block);
-        assert_eq!(PageHeader { pgno: 3, flags: 0 }.validate().unwrap(), PageEncoding::LegacyFrame);
+        assert_eq!(
+            PageHeader { pgno: 3, flags: 0 }.validate().unwrap(),
+            PageEncoding::LegacyFrame
+        );
         assert!(matches!(
             PageHeader { pgno: 3, flags: 2 }.validate(),
             Err(Error::BadPageFlags { pgno: 3, flags: 2 })
@@ -273,12 +276,19 @@ mod tests {
         let mut small = [0u8; 512];
         assert!(matches!(
             decompress_block(9, &buf, &mut small),
-            Err(Error::DecompressedTooLarge { pgno: 9, expected: 512 })
+            Err(Error::DecompressedTooLarge {
+                pgno: 9,
+                expected: 512
+            })
         ));
         let mut big = [0u8; 2048];
         assert!(matches!(
             decompress_block(9, &buf, &mut big),
-            Err(Error::DecompressedSize { pgno: 9, expected: 2048, actual: 1024 })
+            Err(Error::DecompressedSize {
+                pgno: 9,
+                expected: 2048,
+                actual: 1024
+            })
         ));
         assert!(matches!(
             decompress_block(9, &[0xf0, 0xff], &mut big),

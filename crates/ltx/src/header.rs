@@ -70,7 +70,13 @@ pub struct Header {
 
 impl Header {
     /// A NoChecksum header for TXIDs `min..=max` with every WAL field and checksum zero.
-    pub fn new(page_size: u32, commit: u32, min_txid: TxId, max_txid: TxId, timestamp: i64) -> Self {
+    pub fn new(
+        page_size: u32,
+        commit: u32,
+        min_txid: TxId,
+        max_txid: TxId,
+        timestamp: i64,
+    ) -> Self {
         Header {
             flags: HEADER_FLAG_NO_CHECKSUM,
             page_size,
@@ -236,8 +242,14 @@ mod tests {
 
     #[test]
     fn page_sizes_and_lock_page() {
-        let valid: Vec<u32> = (0..=17).map(|s| 1u32 << s).filter(|&p| is_valid_page_size(p)).collect();
-        assert_eq!(valid, vec![512, 1024, 2048, 4096, 8192, 16384, 32768, 65536]);
+        let valid: Vec<u32> = (0..=17)
+            .map(|s| 1u32 << s)
+            .filter(|&p| is_valid_page_size(p))
+            .collect();
+        assert_eq!(
+            valid,
+            vec![512, 1024, 2048, 4096, 8192, 16384, 32768, 65536]
+        );
         assert!(!is_valid_page_size(0));
         assert!(!is_valid_page_size(4095));
         assert!(!is_valid_page_size(131072));
@@ -266,7 +278,10 @@ mod tests {
         };
         let b = h.to_bytes();
         assert_eq!(&b[..16], b"LTX1\0\0\0\x02\0\0\x10\0\0\0\0\x26");
-        assert_eq!(&b[0x40..0x48], &[0xcb, 0xd2, 0x46, 0xd1, 0xbc, 0xbf, 0x21, 0xd0]);
+        assert_eq!(
+            &b[0x40..0x48],
+            &[0xcb, 0xd2, 0x46, 0xd1, 0xbc, 0xbf, 0x21, 0xd0]
+        );
         assert_eq!(Header::from_bytes(&b).unwrap(), h);
         h.validate().unwrap();
     }
@@ -283,27 +298,57 @@ mod tests {
             h.validate().unwrap_err()
         };
         assert!(matches!(check(&|h| h.flags = 1), Error::BadFlags(1)));
-        assert!(matches!(check(&|h| h.flags = 0x8002), Error::BadFlags(0x8002)));
-        assert!(matches!(check(&|h| h.page_size = 1000), Error::BadPageSize(1000)));
-        assert!(matches!(check(&|h| h.min_txid = TxId(0)), Error::ZeroTxId { field: "MinTXID" }));
-        assert!(matches!(check(&|h| h.max_txid = TxId(0)), Error::ZeroTxId { field: "MaxTXID" }));
-        assert!(matches!(check(&|h| h.min_txid = TxId(6)), Error::TxIdOrder { .. }));
+        assert!(matches!(
+            check(&|h| h.flags = 0x8002),
+            Error::BadFlags(0x8002)
+        ));
+        assert!(matches!(
+            check(&|h| h.page_size = 1000),
+            Error::BadPageSize(1000)
+        ));
+        assert!(matches!(
+            check(&|h| h.min_txid = TxId(0)),
+            Error::ZeroTxId { field: "MinTXID" }
+        ));
+        assert!(matches!(
+            check(&|h| h.max_txid = TxId(0)),
+            Error::ZeroTxId { field: "MaxTXID" }
+        ));
+        assert!(matches!(
+            check(&|h| h.min_txid = TxId(6)),
+            Error::TxIdOrder { .. }
+        ));
         assert!(matches!(
             check(&|h| h.wal_offset = -1),
-            Error::NegativeWalField { field: "WALOffset", value: -1 }
+            Error::NegativeWalField {
+                field: "WALOffset",
+                value: -1
+            }
         ));
         assert!(matches!(
             check(&|h| {
                 h.wal_offset = 32;
                 h.wal_size = -5
             }),
-            Error::NegativeWalField { field: "WALSize", .. }
+            Error::NegativeWalField {
+                field: "WALSize",
+                ..
+            }
         ));
-        assert!(matches!(check(&|h| h.wal_salt2 = 9), Error::WalSaltWithoutOffset));
-        assert!(matches!(check(&|h| h.wal_size = 9), Error::WalSizeWithoutOffset(9)));
+        assert!(matches!(
+            check(&|h| h.wal_salt2 = 9),
+            Error::WalSaltWithoutOffset
+        ));
+        assert!(matches!(
+            check(&|h| h.wal_size = 9),
+            Error::WalSizeWithoutOffset(9)
+        ));
         assert!(matches!(
             check(&|h| h.pre_apply_checksum = Checksum::FLAG),
-            Error::BadPreApplyChecksum { rule: ChecksumRule::NotAllowed, .. }
+            Error::BadPreApplyChecksum {
+                rule: ChecksumRule::NotAllowed,
+                ..
+            }
         ));
         assert!(matches!(
             check(&|h| {
@@ -311,18 +356,27 @@ mod tests {
                 h.flags = 0;
                 h.pre_apply_checksum = Checksum(9 | 1 << 63)
             }),
-            Error::BadPreApplyChecksum { rule: ChecksumRule::NotAllowed, .. }
+            Error::BadPreApplyChecksum {
+                rule: ChecksumRule::NotAllowed,
+                ..
+            }
         ));
         assert!(matches!(
             check(&|h| h.flags = 0),
-            Error::BadPreApplyChecksum { rule: ChecksumRule::Required, .. }
+            Error::BadPreApplyChecksum {
+                rule: ChecksumRule::Required,
+                ..
+            }
         ));
         assert!(matches!(
             check(&|h| {
                 h.flags = 0;
                 h.pre_apply_checksum = Checksum(5)
             }),
-            Error::BadPreApplyChecksum { rule: ChecksumRule::MissingFlag, .. }
+            Error::BadPreApplyChecksum {
+                rule: ChecksumRule::MissingFlag,
+                ..
+            }
         ));
         let mut h = ok();
         h.flags = 0;
@@ -338,6 +392,9 @@ mod tests {
         let h = ok();
         let d = h.created_at().duration_since(UNIX_EPOCH).unwrap();
         assert_eq!(d.as_millis(), 1_795_659_804_713);
-        assert_eq!(h.file_name().to_string(), "0000000000000002-0000000000000005.ltx");
+        assert_eq!(
+            h.file_name().to_string(),
+            "0000000000000002-0000000000000005.ltx"
+        );
     }
 }

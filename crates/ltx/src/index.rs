@@ -80,7 +80,9 @@ impl PageIndex {
             return Err(Error::TruncatedIndex("tail is longer than the file"));
         }
         if file_size < MIN_FILE_SIZE {
-            return Err(Error::TruncatedIndex("file is smaller than an empty LTX file"));
+            return Err(Error::TruncatedIndex(
+                "file is smaller than an empty LTX file",
+            ));
         }
         let fixed = (INDEX_LEN_SIZE + TRAILER_SIZE) as u64;
         if have < fixed {
@@ -245,7 +247,10 @@ mod tests {
         let mut st = VarintState::default();
         let r: Result<Vec<_>> = over.iter().map(|&x| st.push(x)).collect();
         assert!(matches!(r, Err(Error::BadVarint)));
-        assert!(matches!(get_uvarint(&[0x80], &mut 0), Err(Error::TruncatedIndex(_))));
+        assert!(matches!(
+            get_uvarint(&[0x80], &mut 0),
+            Err(Error::TruncatedIndex(_))
+        ));
     }
 
     #[test]
@@ -265,7 +270,10 @@ mod tests {
         assert_eq!(PageIndex::from_tail(&tail, 191).unwrap(), idx);
         assert!(matches!(
             PageIndex::from_tail(&tail[1..], 191),
-            Err(Error::TailTooShort { needed: 28, have: 27 })
+            Err(Error::TailTooShort {
+                needed: 28,
+                have: 27
+            })
         ));
         assert!(matches!(
             PageIndex::from_tail(&tail, 150),

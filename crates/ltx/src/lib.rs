@@ -43,9 +43,23 @@ pub use encoder::{Encoded, Encoder};
 pub use error::{ChecksumRule, Error, Lz4Error, Result, Section};
 pub use frame::{PageEncoding, PageHeader, decode_frame};
 pub use header::{
-    HEADER_FLAG_NO_CHECKSUM, HEADER_SIZE, Header, MAX_PAGE_SIZE, MIN_PAGE_SIZE,
-    is_valid_page_size, lock_page,
+    HEADER_FLAG_NO_CHECKSUM, HEADER_SIZE, Header, MAX_PAGE_SIZE, MIN_PAGE_SIZE, is_valid_page_size,
+    lock_page,
 };
 pub use index::{IndexEntry, PageIndex, TAIL_FETCH_SIZE};
 pub use name::{FileName, ParseNameError, TxId};
 pub use trailer::{TRAILER_SIZE, Trailer};
+
+#[cfg(test)]
+mod tests {
+    /// The replication engine moves encoders, decoders and merges onto blocking threads.
+    #[test]
+    fn codec_types_are_send() {
+        fn send<T: Send>() {}
+        send::<crate::Decoder<&[u8]>>();
+        send::<crate::Decoder<Box<dyn std::io::Read + Send>>>();
+        send::<crate::Encoder<Vec<u8>>>();
+        send::<crate::Compactor<std::fs::File>>();
+        send::<crate::Error>();
+    }
+}

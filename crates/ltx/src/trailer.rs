@@ -78,18 +78,33 @@ mod tests {
         t(f | 3, f | 7).validate(&chk).unwrap();
         assert!(matches!(
             t(f, f).validate(&nochk),
-            Err(Error::BadPostApplyChecksum { rule: ChecksumRule::NotAllowed, .. })
+            Err(Error::BadPostApplyChecksum {
+                rule: ChecksumRule::NotAllowed,
+                ..
+            })
         ));
         assert!(matches!(
             t(0, f).validate(&chk),
-            Err(Error::BadPostApplyChecksum { rule: ChecksumRule::Required, .. })
+            Err(Error::BadPostApplyChecksum {
+                rule: ChecksumRule::Required,
+                ..
+            })
         ));
         assert!(matches!(
             t(3, f).validate(&chk),
-            Err(Error::BadPostApplyChecksum { rule: ChecksumRule::MissingFlag, .. })
+            Err(Error::BadPostApplyChecksum {
+                rule: ChecksumRule::MissingFlag,
+                ..
+            })
         ));
-        assert!(matches!(t(0, 7).validate(&nochk), Err(Error::BadFileChecksumFormat(_))));
-        assert!(matches!(t(0, 0).validate(&nochk), Err(Error::BadFileChecksumFormat(_))));
+        assert!(matches!(
+            t(0, 7).validate(&nochk),
+            Err(Error::BadFileChecksumFormat(_))
+        ));
+        assert!(matches!(
+            t(0, 0).validate(&nochk),
+            Err(Error::BadFileChecksumFormat(_))
+        ));
         let x = t(f | 1, f | 2);
         assert_eq!(Trailer::from_bytes(&x.to_bytes()), x);
     }

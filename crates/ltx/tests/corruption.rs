@@ -1,6 +1,7 @@
 //! Property: corrupting any single byte of a valid LTX file is either detected (a typed error
 //! from the decoder, the tail-index parser or the merge) or harmless (the same header and the
 //! same pages come out). Every byte position of each generated file is tried.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

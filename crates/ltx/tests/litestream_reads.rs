@@ -2,6 +2,7 @@
 //! compactor, laid out as a file replica (`ltx/<level>/<name>`, mtime = header timestamp),
 //! must restore byte-identically with the real Litestream 0.5.17 binary and list with the
 //! right fields; and the binary must reject the broken ones the way the spec says.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -44,7 +45,10 @@ struct Fixture {
 const PS: u32 = 4096;
 
 fn fixture() -> Fixture {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
     // Whole seconds (plus a little) well in the past, 100 s apart.
     let base = (now - 1000) * 1000;
     Fixture {
@@ -55,7 +59,12 @@ fn fixture() -> Fixture {
 }
 
 /// Restores with the binary; returns the bytes, or the error output.
-fn their_restore(ls: &Litestream, replica: &Path, out: &Path, extra: &[&str]) -> Result<Vec<u8>, String> {
+fn their_restore(
+    ls: &Litestream,
+    replica: &Path,
+    out: &Path,
+    extra: &[&str],
+) -> Result<Vec<u8>, String> {
     let _ = std::fs::remove_file(out);
     let res = ls.restore(&url_of(replica), out, extra);
     if res.status.success() {
@@ -144,7 +153,10 @@ fn timestamps_l0_only_and_compacted_replicas() {
     put(&compacted, 9, &f1);
     let c23 = compact(&[&f2, &f3]).unwrap();
     let h = put(&compacted, 1, &c23);
-    assert_eq!((h.min_txid, h.max_txid, h.timestamp), (TxId(2), TxId(3), fx.ts[2]));
+    assert_eq!(
+        (h.min_txid, h.max_txid, h.timestamp),
+        (TxId(2), TxId(3), fx.ts[2])
+    );
     assert!(their_restore(&ls, &compacted, &out, &[]).unwrap() == fx.states[2]);
     let snap13 = compact(&[&f1, &f2, &f3]).unwrap();
     let snap_only = fx.dir.path().join("snap13");
@@ -168,7 +180,10 @@ fn litestream_rejects_broken_replicas_like_we_do() {
     put(&gap, 0, &f3);
     let err = their_restore(&ls, &gap, &out, &[]).unwrap_err();
     assert!(err.contains("non-contiguous ltx files"), "{err}");
-    assert!(matches!(restore(&[&f1, &f3]), Err(Error::NonContiguous { .. })));
+    assert!(matches!(
+        restore(&[&f1, &f3]),
+        Err(Error::NonContiguous { .. })
+    ));
 
     // §9.6 flipped byte: inside the literal run of the largest (incompressible) frame, so the
     // LZ4 block stays valid and only the file checksum can notice.
@@ -177,7 +192,10 @@ fn litestream_rejects_broken_replicas_like_we_do() {
     assert!(e.size > u64::from(PS), "state 2 has a random page");
     let mut bad = f2.clone();
     bad[(e.offset + e.size / 2) as usize] ^= 0x40;
-    assert!(matches!(Decoder::verify(&bad[..]), Err(Error::ChecksumMismatch { .. })));
+    assert!(matches!(
+        Decoder::verify(&bad[..]),
+        Err(Error::ChecksumMismatch { .. })
+    ));
     let flipped = fx.dir.path().join("flipped");
     put(&flipped, 9, &f1);
     put(&flipped, 0, &bad);
@@ -204,7 +222,8 @@ fn litestream_rejects_broken_replicas_like_we_do() {
 
 #[test]
 fn litestream_restores_our_64k_incompressible_snapshot() {
-    let Some(ls) = Litestream::require("litestream_restores_our_64k_incompressible_snapshot") else {
+    let Some(ls) = Litestream::require("litestream_restores_our_64k_incompressible_snapshot")
+    else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

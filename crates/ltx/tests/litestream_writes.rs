@@ -2,6 +2,7 @@
 //! SQLite databases to a file replica; our decoder must verify every file it wrote, and for
 //! every TXID boundary our compactor, fed exactly the files of Litestream's own restore plan,
 //! must rebuild a database byte-identical to `litestream restore -txid` of that boundary.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -23,8 +24,8 @@ fn verify_replica(replica: &Path, listing: &[LtxEntry]) -> usize {
             let f = f.unwrap();
             let name: FileName = f.file_name().to_str().unwrap().parse().unwrap();
             let bytes = std::fs::read(f.path()).unwrap();
-            let done = Decoder::verify(&bytes[..])
-                .unwrap_or_else(|e| panic!("level {lvl} {name}: {e}"));
+            let done =
+                Decoder::verify(&bytes[..]).unwrap_or_else(|e| panic!("level {lvl} {name}: {e}"));
             let h = done.header;
             assert_eq!(h.file_name(), name, "header TXIDs match the name");
             assert!(h.no_checksum(), "Litestream writes NoChecksum files");
@@ -59,10 +60,7 @@ fn our_restore(ls: &Litestream, url: &str, replica: &Path, txid: Option<&str>) -
         .files
         .iter()
         .map(|f| {
-            let name = FileName::new(
-                f.min_txid.parse().unwrap(),
-                f.max_txid.parse().unwrap(),
-            );
+            let name = FileName::new(f.min_txid.parse().unwrap(), f.max_txid.parse().unwrap());
             if let Some(n) = &f.name {
                 assert_eq!(n, &name.to_string());
             }
@@ -104,11 +102,17 @@ fn compare_every_boundary(ls: &Litestream, url: &str, replica: &Path, scratch: &
     for b in &boundaries {
         let ours = our_restore(ls, url, replica, Some(b));
         let theirs = their_restore(ls, url, &out, Some(b));
-        assert!(ours == theirs, "txid {b}: our restore differs from litestream's");
+        assert!(
+            ours == theirs,
+            "txid {b}: our restore differs from litestream's"
+        );
     }
     let ours = our_restore(ls, url, replica, None);
     let theirs = their_restore(ls, url, &out, None);
-    assert!(ours == theirs, "latest: our restore differs from litestream's");
+    assert!(
+        ours == theirs,
+        "latest: our restore differs from litestream's"
+    );
     boundaries.len()
 }
 
@@ -163,8 +167,11 @@ fn litestream_replica_restores_identically_at_every_boundary() {
         .unwrap();
         step();
     }
-    conn.execute("UPDATE t SET name = name || ' updated' WHERE id % 2 = 0", [])
-        .unwrap();
+    conn.execute(
+        "UPDATE t SET name = name || ' updated' WHERE id % 2 = 0",
+        [],
+    )
+    .unwrap();
     step();
     // A 300-row transaction.
     let tx = conn.unchecked_transaction().unwrap();
@@ -202,13 +209,25 @@ fn litestream_replica_restores_identically_at_every_boundary() {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let listing = ls.ltx_list(&url);
-        let max_l0 = listing.iter().filter(|e| e.level == 0).map(|e| e.max_txid.clone()).max();
-        let max_l9 = listing.iter().filter(|e| e.level == 9).map(|e| e.max_txid.clone()).max();
+        let max_l0 = listing
+            .iter()
+            .filter(|e| e.level == 0)
+            .map(|e| e.max_txid.clone())
+            .max();
+        let max_l9 = listing
+            .iter()
+            .filter(|e| e.level == 9)
+            .map(|e| e.max_txid.clone())
+            .max();
         let have = levels(&listing);
         if have.is_superset(&BTreeSet::from([0, 1, 2, 9])) && max_l9.is_some() && max_l9 == max_l0 {
             break;
         }
-        assert!(Instant::now() < deadline, "levels so far: {have:?}\n{}", run.log());
+        assert!(
+            Instant::now() < deadline,
+            "levels so far: {have:?}\n{}",
+            run.log()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     drop(conn);
@@ -247,10 +266,13 @@ fn replicate_once_and_compare(ls: &Litestream, db: &Path, dir: &Path) {
     let out = dir.join("ours.db");
     std::fs::write(&out, &restored).unwrap();
     let a = rusqlite::Connection::open(&out).unwrap();
-    let ok: String = a.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    let ok: String = a
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(ok, "ok");
     let count = |c: &rusqlite::Connection| -> i64 {
-        c.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap()
+        c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap()
     };
     assert_eq!(count(&a), count(&rusqlite::Connection::open(db).unwrap()));
 }

@@ -2,6 +2,7 @@
 //! database just over 1 GiB with 64 KiB pages, through our encoder, compactor and restore, and
 //! through the real Litestream binary's restore. Pages are mostly zeros, so files stay small;
 //! the database image is checked as it streams, never held in memory.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -34,7 +35,11 @@ impl<F: Fn(u32) -> Vec<u8>> Write for Check<F> {
         while self.buf.len() >= PS as usize {
             self.pgno += 1;
             let got: Vec<u8> = self.buf.drain(..PS as usize).collect();
-            assert!(got == (self.expected)(self.pgno), "page {} differs", self.pgno);
+            assert!(
+                got == (self.expected)(self.pgno),
+                "page {} differs",
+                self.pgno
+            );
         }
         Ok(data.len())
     }
@@ -56,7 +61,8 @@ fn check<F: Fn(u32) -> Vec<u8>>(expected: F) -> Check<F> {
 fn files() -> (Vec<u8>, Vec<u8>) {
     let lock = lock_page(PS);
     assert_eq!(lock, 16385);
-    let mut snap = Encoder::new(Vec::new(), Header::new(PS, lock + 1, TxId(1), TxId(1), 0)).unwrap();
+    let mut snap =
+        Encoder::new(Vec::new(), Header::new(PS, lock + 1, TxId(1), TxId(1), 0)).unwrap();
     for p in 1..=lock + 1 {
         if p != lock {
             snap.write_page(p, &page(p, 1)).unwrap();
@@ -87,18 +93,30 @@ fn lock_page_is_skipped_and_restored_as_zeros() {
     assert!(d.index.get(lock).is_none());
     assert_eq!(d.index.len() as u32, lock);
 
-    let decs = vec![Decoder::new(&snap[..]).unwrap(), Decoder::new(&inc[..]).unwrap()];
-    let restored = Compactor::new(decs).unwrap().restore(check(expected_after_2)).unwrap();
+    let decs = vec![
+        Decoder::new(&snap[..]).unwrap(),
+        Decoder::new(&inc[..]).unwrap(),
+    ];
+    let restored = Compactor::new(decs)
+        .unwrap()
+        .restore(check(expected_after_2))
+        .unwrap();
     assert_eq!(restored.writer.pgno, lock + 2);
     assert!(restored.writer.buf.is_empty());
 
     // Compaction into one snapshot also skips it (the encoder would refuse it).
-    let decs = vec![Decoder::new(&snap[..]).unwrap(), Decoder::new(&inc[..]).unwrap()];
+    let decs = vec![
+        Decoder::new(&snap[..]).unwrap(),
+        Decoder::new(&inc[..]).unwrap(),
+    ];
     let merged = Compactor::new(decs).unwrap().compact(Vec::new()).unwrap();
     assert!(merged.index.get(lock).is_none());
     assert_eq!(merged.index.len() as u32, lock + 1);
     let decs = vec![Decoder::new(&merged.writer[..]).unwrap()];
-    let again = Compactor::new(decs).unwrap().restore(check(expected_after_2)).unwrap();
+    let again = Compactor::new(decs)
+        .unwrap()
+        .restore(check(expected_after_2))
+        .unwrap();
     assert_eq!(again.writer.pgno, lock + 2);
 }
 
@@ -118,9 +136,16 @@ fn litestream_restores_across_the_lock_page() {
     }
     let out = dir.path().join("big.db");
     let res = ls.restore(&format!("file://{}", replica.display()), &out, &[]);
-    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
     let mut f = std::fs::File::open(&out).unwrap();
-    assert_eq!(f.metadata().unwrap().len(), u64::from(lock_page(PS) + 2) * u64::from(PS));
+    assert_eq!(
+        f.metadata().unwrap().len(),
+        u64::from(lock_page(PS) + 2) * u64::from(PS)
+    );
     let mut c = check(expected_after_2);
     let mut buf = vec![0u8; 1 << 20];
     loop {

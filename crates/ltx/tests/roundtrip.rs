@@ -1,6 +1,7 @@
 //! Round trips over real SQLite databases (page sizes 512…65536, with incompressible pages):
 //! encode → decode, tail index and single-frame reads, compaction and restore of chains with
 //! growth and shrink, in both page encodings.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -63,7 +64,12 @@ fn incompressible_pages_grow_and_still_round_trip() {
     let file = snapshot(&image, ps, 1, 0, PageEncoding::Block);
     let (_, _, done) = decode_all(&file).unwrap();
     // A random 64 KiB page compresses to more than 64 KiB (§9.12).
-    assert!(done.index.entries().iter().all(|e| e.size > u64::from(ps) + 10));
+    assert!(
+        done.index
+            .entries()
+            .iter()
+            .all(|e| e.size > u64::from(ps) + 10)
+    );
     assert_eq!(restore(&[&file]).unwrap(), image);
     let legacy = snapshot(&image, ps, 1, 0, PageEncoding::LegacyFrame);
     assert_eq!(restore(&[&legacy]).unwrap(), image);
@@ -86,7 +92,10 @@ fn chain_restore_and_compaction() {
             assert_eq!((h.min_txid, h.max_txid), (TxId(2), TxId(3)));
             assert_eq!(h.commit, commit_of(&states[2], ps));
             assert_eq!(h.timestamp, 1002);
-            assert_eq!((h.wal_offset, h.wal_size, h.wal_salt1, h.wal_salt2), (0, 0, 0, 0));
+            assert_eq!(
+                (h.wal_offset, h.wal_size, h.wal_salt1, h.wal_salt2),
+                (0, 0, 0, 0)
+            );
             assert!(h.no_checksum());
             assert!(pages.iter().all(|(p, _)| *p <= h.commit));
             assert_eq!(restore(&[&f1, &c23]).unwrap(), states[2]);
@@ -114,9 +123,19 @@ fn newest_page_wins_and_pages_beyond_commit_are_dropped() {
     let img = |fill: u8, n: usize| vec![fill; ps as usize * n];
     let snap = snapshot(&img(1, 4), ps, 1, 0, PageEncoding::Block);
     // TXID 2 rewrites page 2 and grows to 6 pages.
-    let grow = encode(Header::new(ps, 6, TxId(2), TxId(2), 0), &img(2, 6), &[2, 5, 6], PageEncoding::Block);
+    let grow = encode(
+        Header::new(ps, 6, TxId(2), TxId(2), 0),
+        &img(2, 6),
+        &[2, 5, 6],
+        PageEncoding::Block,
+    );
     // TXID 3 rewrites page 2 again and shrinks to 5 pages (page 6 must vanish).
-    let shrink = encode(Header::new(ps, 5, TxId(3), TxId(3), 0), &img(3, 5), &[2], PageEncoding::Block);
+    let shrink = encode(
+        Header::new(ps, 5, TxId(3), TxId(3), 0),
+        &img(3, 5),
+        &[2],
+        PageEncoding::Block,
+    );
     let out = restore(&[&snap, &grow, &shrink]).unwrap();
     let pages: Vec<u8> = out.chunks(ps as usize).map(|p| p[0]).collect();
     assert_eq!(pages, vec![1, 3, 1, 1, 2]);

@@ -1,13 +1,14 @@
 //! Every validation rule of §2.8, each on a whole file, each failing with the typed error that
 //! names it; plus the encoder's rules, the merge rules, and database checksums for files that
 //! carry them.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use common::*;
 use ltx::{
-    Checksum, ChecksumRule, Compactor, DatabaseWriter, DbChecksum, Decoder, Encoder, Error,
-    Header, PageEncoding, PageSink, Section, TxId, lock_page,
+    Checksum, ChecksumRule, Compactor, DatabaseWriter, DbChecksum, Decoder, Encoder, Error, Header,
+    PageEncoding, PageSink, Section, TxId, lock_page,
 };
 
 const PS: u32 = 1024;
@@ -48,9 +49,18 @@ fn set_u64(b: &mut [u8], at: usize, v: u64) {
 #[test]
 fn header_rules() {
     assert!(matches!(err(&patched(|b| b[0] = b'X')), Error::BadMagic(_)));
-    assert!(matches!(err(&patched(|b| set_u32(b, 4, 3))), Error::BadFlags(3)));
-    assert!(matches!(err(&patched(|b| set_u32(b, 8, 1000))), Error::BadPageSize(1000)));
-    assert!(matches!(err(&patched(|b| set_u32(b, 8, 131072))), Error::BadPageSize(131072)));
+    assert!(matches!(
+        err(&patched(|b| set_u32(b, 4, 3))),
+        Error::BadFlags(3)
+    ));
+    assert!(matches!(
+        err(&patched(|b| set_u32(b, 8, 1000))),
+        Error::BadPageSize(1000)
+    ));
+    assert!(matches!(
+        err(&patched(|b| set_u32(b, 8, 131072))),
+        Error::BadPageSize(131072)
+    ));
     assert!(matches!(
         err(&patched(|b| set_u64(b, 16, 0))),
         Error::ZeroTxId { field: "MinTXID" }
@@ -59,19 +69,37 @@ fn header_rules() {
         err(&patched(|b| set_u64(b, 24, 0))),
         Error::ZeroTxId { field: "MaxTXID" }
     ));
-    assert!(matches!(err(&patched(|b| set_u64(b, 16, 9))), Error::TxIdOrder { .. }));
+    assert!(matches!(
+        err(&patched(|b| set_u64(b, 16, 9))),
+        Error::TxIdOrder { .. }
+    ));
     assert!(matches!(
         err(&patched(|b| set_u64(b, 48, u64::MAX))),
-        Error::NegativeWalField { field: "WALOffset", .. }
+        Error::NegativeWalField {
+            field: "WALOffset",
+            ..
+        }
     ));
-    assert!(matches!(err(&patched(|b| set_u32(b, 64, 5))), Error::WalSaltWithoutOffset));
-    assert!(matches!(err(&patched(|b| set_u64(b, 56, 5))), Error::WalSizeWithoutOffset(5)));
+    assert!(matches!(
+        err(&patched(|b| set_u32(b, 64, 5))),
+        Error::WalSaltWithoutOffset
+    ));
+    assert!(matches!(
+        err(&patched(|b| set_u64(b, 56, 5))),
+        Error::WalSizeWithoutOffset(5)
+    ));
     assert!(matches!(
         err(&patched(|b| set_u64(b, 40, 1 << 63))),
-        Error::BadPreApplyChecksum { rule: ChecksumRule::NotAllowed, .. }
+        Error::BadPreApplyChecksum {
+            rule: ChecksumRule::NotAllowed,
+            ..
+        }
     ));
     // Reserved header bytes are not checked by rule, but they are covered by the checksum.
-    assert!(matches!(err(&patched(|b| b[90] = 1)), Error::ChecksumMismatch { .. }));
+    assert!(matches!(
+        err(&patched(|b| b[90] = 1)),
+        Error::ChecksumMismatch { .. }
+    ));
 }
 
 #[test]
@@ -87,16 +115,27 @@ fn page_frame_rules() {
     ));
     assert!(matches!(
         err(&patched(|b| set_u32(b, 106, 0x7fff_ffff))),
-        Error::CompressedTooLarge { pgno: 1, len: 0x7fff_ffff, .. }
+        Error::CompressedTooLarge {
+            pgno: 1,
+            len: 0x7fff_ffff,
+            ..
+        }
     ));
     // The page size in the header disagrees with what the pages decompress to.
     assert!(matches!(
         err(&patched(|b| set_u32(b, 8, 2048))),
-        Error::DecompressedSize { pgno: 1, expected: 2048, actual: 1024 }
+        Error::DecompressedSize {
+            pgno: 1,
+            expected: 2048,
+            actual: 1024
+        }
     ));
     assert!(matches!(
         err(&patched(|b| set_u32(b, 8, 512))),
-        Error::DecompressedTooLarge { pgno: 1, expected: 512 }
+        Error::DecompressedTooLarge {
+            pgno: 1,
+            expected: 512
+        }
     ));
     // A legacy frame whose page header claims block encoding and vice versa.
     let mut legacy = valid(PageEncoding::LegacyFrame);
@@ -104,7 +143,10 @@ fn page_frame_rules() {
     assert!(decode_all(&legacy).is_err());
     let mut block = valid(PageEncoding::Block);
     block[105] = 0;
-    assert!(matches!(decode_all(&block), Err(Error::Lz4 { pgno: 1, .. })));
+    assert!(matches!(
+        decode_all(&block),
+        Err(Error::Lz4 { pgno: 1, .. })
+    ));
 }
 
 #[test]
@@ -118,7 +160,10 @@ fn pages_out_of_order() {
     let eb = Decoder::verify(&b[..]).unwrap().index.entries()[0];
     let mut f = a[..(ea.offset + ea.size) as usize].to_vec();
     f.extend_from_slice(&b[eb.offset as usize..]);
-    assert!(matches!(err(&f), Error::PagesOutOfOrder { prev: 3, pgno: 2 }));
+    assert!(matches!(
+        err(&f),
+        Error::PagesOutOfOrder { prev: 3, pgno: 2 }
+    ));
 }
 
 #[test]
@@ -132,7 +177,13 @@ fn index_trailer_and_checksum_rules() {
     // Flipping a byte of a stored page: LZ4 error or checksum mismatch, never success.
     let mut f = good.clone();
     f[150] ^= 0x55;
-    assert!(matches!(err(&f), Error::ChecksumMismatch { .. } | Error::Lz4 { .. } | Error::DecompressedSize { .. } | Error::DecompressedTooLarge { .. }));
+    assert!(matches!(
+        err(&f),
+        Error::ChecksumMismatch { .. }
+            | Error::Lz4 { .. }
+            | Error::DecompressedSize { .. }
+            | Error::DecompressedTooLarge { .. }
+    ));
     // The file checksum itself.
     let mut f = good.clone();
     f[n - 1] ^= 1;
@@ -153,14 +204,24 @@ fn index_trailer_and_checksum_rules() {
     // An index that stops early.
     let mut f = good.clone();
     f[start as usize] = 0;
-    assert!(matches!(err(&f), Error::IndexMismatch { position: 0, found: None, .. }));
+    assert!(matches!(
+        err(&f),
+        Error::IndexMismatch {
+            position: 0,
+            found: None,
+            ..
+        }
+    ));
     // A non-zero post-apply checksum in a NoChecksum file (checksum fixed up).
     let mut f = good.clone();
     set_u64(&mut f, n - 16, 1 << 63 | 5);
     fix_checksum(&mut f);
     assert!(matches!(
         err(&f),
-        Error::BadPostApplyChecksum { rule: ChecksumRule::NotAllowed, .. }
+        Error::BadPostApplyChecksum {
+            rule: ChecksumRule::NotAllowed,
+            ..
+        }
     ));
     // Bytes after the trailer.
     let mut f = good.clone();
@@ -195,7 +256,10 @@ fn decoder_refuses_wrong_buffer_and_going_on_after_an_error() {
     let mut small = vec![0u8; 512];
     assert!(matches!(
         dec.next_page(&mut small),
-        Err(Error::PageSizeMismatch { expected: 1024, actual: 512 })
+        Err(Error::PageSizeMismatch {
+            expected: 1024,
+            actual: 512
+        })
     ));
     let mut f = good.clone();
     f[105] = 3;
@@ -211,36 +275,65 @@ fn encoder_rules() {
     let p = |n: u32| page(&img, PS, n).to_vec();
     let inc = Header::new(PS, 4, TxId(2), TxId(2), 0);
     let mut e = Encoder::new(Vec::new(), inc).unwrap();
-    assert!(matches!(e.write_page(5, &p(1)), Err(Error::PageBeyondCommit { pgno: 5, commit: 4 })));
-    assert!(matches!(e.write_page(1, &[0u8; 10]), Err(Error::PageSizeMismatch { .. })));
-    assert!(matches!(e.write_page(0, &p(1)), Err(Error::ZeroPageNumber { .. })));
+    assert!(matches!(
+        e.write_page(5, &p(1)),
+        Err(Error::PageBeyondCommit { pgno: 5, commit: 4 })
+    ));
+    assert!(matches!(
+        e.write_page(1, &[0u8; 10]),
+        Err(Error::PageSizeMismatch { .. })
+    ));
+    assert!(matches!(
+        e.write_page(0, &p(1)),
+        Err(Error::ZeroPageNumber { .. })
+    ));
     e.write_page(3, &p(3)).unwrap();
-    assert!(matches!(e.write_page(3, &p(3)), Err(Error::PagesOutOfOrder { prev: 3, pgno: 3 })));
-    assert!(matches!(e.write_page(2, &p(2)), Err(Error::PagesOutOfOrder { prev: 3, pgno: 2 })));
+    assert!(matches!(
+        e.write_page(3, &p(3)),
+        Err(Error::PagesOutOfOrder { prev: 3, pgno: 3 })
+    ));
+    assert!(matches!(
+        e.write_page(2, &p(2)),
+        Err(Error::PagesOutOfOrder { prev: 3, pgno: 2 })
+    ));
 
     let snap = Header::new(PS, 4, TxId(1), TxId(1), 0);
     let mut e = Encoder::new(Vec::new(), snap).unwrap();
     assert!(matches!(
         e.write_page(2, &p(2)),
-        Err(Error::SnapshotIncomplete { expected: 1, found: Some(2), .. })
+        Err(Error::SnapshotIncomplete {
+            expected: 1,
+            found: Some(2),
+            ..
+        })
     ));
     e.write_page(1, &p(1)).unwrap();
     e.write_page(2, &p(2)).unwrap();
     assert!(matches!(
         e.finish(),
-        Err(Error::SnapshotIncomplete { expected: 3, found: None, .. })
+        Err(Error::SnapshotIncomplete {
+            expected: 3,
+            found: None,
+            ..
+        })
     ));
 
     // Invalid headers are refused before anything is written.
     let mut bad = inc;
     bad.page_size = 100;
-    assert!(matches!(Encoder::new(Vec::new(), bad), Err(Error::BadPageSize(100))));
+    assert!(matches!(
+        Encoder::new(Vec::new(), bad),
+        Err(Error::BadPageSize(100))
+    ));
 
     // The lock page is refused.
     let lock = lock_page(65536);
     let big = Header::new(65536, lock + 1, TxId(2), TxId(2), 0);
     let mut e = Encoder::new(Vec::new(), big).unwrap();
-    assert!(matches!(e.write_page(lock, &vec![0u8; 65536]), Err(Error::LockPage { .. })));
+    assert!(matches!(
+        e.write_page(lock, &vec![0u8; 65536]),
+        Err(Error::LockPage { .. })
+    ));
     e.write_page(lock + 1, &vec![1u8; 65536]).unwrap();
     e.finish().unwrap();
 }
@@ -250,19 +343,34 @@ fn merge_rules() {
     let img = image(4);
     let snap = snapshot(&img, PS, 1, 0, PageEncoding::Block);
     let f = |min, max, pages: &[u32]| {
-        encode(Header::new(PS, 4, TxId(min), TxId(max), 0), &img, pages, PageEncoding::Block)
+        encode(
+            Header::new(PS, 4, TxId(min), TxId(max), 0),
+            &img,
+            pages,
+            PageEncoding::Block,
+        )
     };
     let gap = f(3, 3, &[2]);
     assert!(matches!(
         restore(&[&snap, &gap]),
-        Err(Error::NonContiguous { prev_max: TxId(1), next_min: TxId(3), .. })
+        Err(Error::NonContiguous {
+            prev_max: TxId(1),
+            next_min: TxId(3),
+            ..
+        })
     ));
     let no_progress = f(1, 1, &[1, 2, 3, 4]);
-    assert!(matches!(restore(&[&snap, &no_progress]), Err(Error::NonContiguous { .. })));
+    assert!(matches!(
+        restore(&[&snap, &no_progress]),
+        Err(Error::NonContiguous { .. })
+    ));
     let other_size = snapshot(&image(2)[..512 * 4], 512, 2, 0, PageEncoding::Block);
     assert!(matches!(
         restore(&[&snap, &other_size]),
-        Err(Error::InputPageSizeMismatch { expected: 1024, found: 512 })
+        Err(Error::InputPageSizeMismatch {
+            expected: 1024,
+            found: 512
+        })
     ));
     assert!(matches!(
         Compactor::<&[u8]>::new(Vec::new()),
@@ -271,7 +379,10 @@ fn merge_rules() {
     // Restore needs a snapshot first; compaction does not.
     let two = f(2, 2, &[2]);
     let three = f(3, 3, &[3]);
-    assert!(matches!(restore(&[&two, &three]), Err(Error::RestoreNeedsSnapshot(TxId(2)))));
+    assert!(matches!(
+        restore(&[&two, &three]),
+        Err(Error::RestoreNeedsSnapshot(TxId(2)))
+    ));
     compact(&[&two, &three]).unwrap();
     // A corrupt input is reported with its position.
     let mut bad = three.clone();
@@ -294,9 +405,15 @@ fn restore_needs_every_page() {
     ));
     let mut w = DatabaseWriter::new(Vec::new(), 512, 3);
     w.write_page(1, &[1u8; 512]).unwrap();
-    assert!(matches!(w.finish(), Err(Error::MissingPage { pgno: 2, .. })));
+    assert!(matches!(
+        w.finish(),
+        Err(Error::MissingPage { pgno: 2, .. })
+    ));
     let mut w = DatabaseWriter::new(Vec::new(), 512, 1);
-    assert!(matches!(w.write_page(2, &[0u8; 512]), Err(Error::PageBeyondCommit { .. })));
+    assert!(matches!(
+        w.write_page(2, &[0u8; 512]),
+        Err(Error::PageBeyondCommit { .. })
+    ));
 }
 
 #[test]
@@ -322,20 +439,29 @@ fn database_checksums_when_the_file_carries_them() {
         e.write_page(p, page(&img, PS, p)).unwrap();
     }
     e.set_post_apply_checksum(Checksum(expected.0 ^ 2));
-    assert!(matches!(e.finish(), Err(Error::DatabaseChecksumMismatch { .. })));
+    assert!(matches!(
+        e.finish(),
+        Err(Error::DatabaseChecksumMismatch { .. })
+    ));
 
     // Incremental file with checksums: pre and post must be supplied.
     let mut inc = Header::new(PS, 4, TxId(2), TxId(2), 0);
     inc.flags = 0;
     assert!(matches!(
         Encoder::new(Vec::new(), inc),
-        Err(Error::BadPreApplyChecksum { rule: ChecksumRule::Required, .. })
+        Err(Error::BadPreApplyChecksum {
+            rule: ChecksumRule::Required,
+            ..
+        })
     ));
     inc.pre_apply_checksum = expected;
     let e = Encoder::new(Vec::new(), inc).unwrap();
     assert!(matches!(
         e.finish(),
-        Err(Error::BadPostApplyChecksum { rule: ChecksumRule::Required, .. })
+        Err(Error::BadPostApplyChecksum {
+            rule: ChecksumRule::Required,
+            ..
+        })
     ));
     let mut e = Encoder::new(Vec::new(), inc).unwrap();
     let mut img2 = img.clone();
@@ -345,7 +471,10 @@ fn database_checksums_when_the_file_carries_them() {
     let f2 = e.finish().unwrap().writer;
     let (h2, _, d2) = decode_all(&f2).unwrap();
     assert_eq!(h2.pre_apply_checksum, done.trailer.post_apply_checksum);
-    assert_eq!(d2.trailer.post_apply_checksum, DbChecksum::of_image(&img2, PS));
+    assert_eq!(
+        d2.trailer.post_apply_checksum,
+        DbChecksum::of_image(&img2, PS)
+    );
     // Our restore accepts checksummed chains; compaction output is NoChecksum.
     assert_eq!(restore(&[&file, &f2]).unwrap(), img2);
     let (hc, _, dc) = decode_all(&compact(&[&file, &f2]).unwrap()).unwrap();

@@ -282,7 +282,11 @@ mod tests {
         // Frames from lz4_flex's encoder: linked blocks, block checksums, content size, and
         // several small blocks.
         let p = page(65536, 3);
-        for (linked, block_ck, size) in [(true, true, true), (false, false, false), (true, false, true)] {
+        for (linked, block_ck, size) in [
+            (true, true, true),
+            (false, false, false),
+            (true, false, true),
+        ] {
             let mut info = lz4_flex::frame::FrameInfo::new()
                 .block_size(lz4_flex::frame::BlockSize::Max64KB)
                 .content_checksum(true)
@@ -328,7 +332,10 @@ mod tests {
         assert!(matches!(lz4(read(&f, 4096)), Lz4Error::FrameMagic(_)));
         let mut f = good.clone();
         f[6] ^= 1;
-        assert!(matches!(lz4(read(&f, 4096)), Lz4Error::FrameHeaderChecksum { .. }));
+        assert!(matches!(
+            lz4(read(&f, 4096)),
+            Lz4Error::FrameHeaderChecksum { .. }
+        ));
         let mut f = good.clone();
         f[4] = 0x80;
         assert!(matches!(lz4(read(&f, 4096)), Lz4Error::FrameDescriptor(_)));
@@ -338,14 +345,26 @@ mod tests {
         let mut f = good.clone();
         let n = f.len();
         f[n - 1] ^= 1;
-        assert!(matches!(lz4(read(&f, 4096)), Lz4Error::ContentChecksum { .. }));
+        assert!(matches!(
+            lz4(read(&f, 4096)),
+            Lz4Error::ContentChecksum { .. }
+        ));
         // A block larger than the descriptor's maximum.
         let mut f = good.clone();
         f[7..11].copy_from_slice(&(70_000u32).to_le_bytes());
-        assert!(matches!(lz4(read(&f, 4096)), Lz4Error::BlockTooLarge { .. }));
+        assert!(matches!(
+            lz4(read(&f, 4096)),
+            Lz4Error::BlockTooLarge { .. }
+        ));
         // A frame for a different page size.
-        assert!(matches!(read(&good, 8192), Err(Error::DecompressedSize { actual: 4096, .. })));
-        assert!(matches!(read(&good, 2048), Err(Error::DecompressedTooLarge { .. })));
+        assert!(matches!(
+            read(&good, 8192),
+            Err(Error::DecompressedSize { actual: 4096, .. })
+        ));
+        assert!(matches!(
+            read(&good, 2048),
+            Err(Error::DecompressedTooLarge { .. })
+        ));
         // Cut anywhere: truncated, never a panic.
         for cut in 0..good.len() {
             assert!(read(&good[..cut], 4096).is_err(), "cut at {cut}");

@@ -38,7 +38,10 @@ pub fn make_db(path: &Path, page_size: u32, rows: usize, blobs: usize, seed: u64
     for i in 0..rows {
         tx.execute(
             "INSERT INTO t(name, n) VALUES (?1, ?2)",
-            (format!("row {i} of a table with fairly repetitive text {}", i % 7), i as i64),
+            (
+                format!("row {i} of a table with fairly repetitive text {}", i % 7),
+                i as i64,
+            ),
         )
         .unwrap();
     }
@@ -90,7 +93,13 @@ pub fn encode(header: Header, image: &[u8], pages: &[u32], encoding: PageEncodin
 }
 
 /// A snapshot (MinTXID 1) of `image` at `max`.
-pub fn snapshot(image: &[u8], page_size: u32, max: u64, ts: i64, encoding: PageEncoding) -> Vec<u8> {
+pub fn snapshot(
+    image: &[u8],
+    page_size: u32,
+    max: u64,
+    ts: i64,
+    encoding: PageEncoding,
+) -> Vec<u8> {
     let commit = commit_of(image, page_size);
     let lock = lock_page(page_size);
     let pages: Vec<u32> = (1..=commit).filter(|&p| p != lock).collect();
@@ -98,8 +107,11 @@ pub fn snapshot(image: &[u8], page_size: u32, max: u64, ts: i64, encoding: PageE
     encode(header, image, &pages, encoding)
 }
 
+/// A decoded file: its header, every page, and the verified summary.
+pub type DecodedFile = (Header, Vec<(u32, Vec<u8>)>, Decoded);
+
 /// Decodes a whole file: header, every page, and the verified summary.
-pub fn decode_all(bytes: &[u8]) -> Result<(Header, Vec<(u32, Vec<u8>)>, Decoded), Error> {
+pub fn decode_all(bytes: &[u8]) -> Result<DecodedFile, Error> {
     let mut dec = Decoder::new(bytes)?;
     let header = *dec.header();
     let mut buf = vec![0u8; header.page_size as usize];
