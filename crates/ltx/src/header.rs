@@ -113,13 +113,14 @@ impl Header {
         FileName::new(self.min_txid, self.max_txid)
     }
 
-    /// The header timestamp as a `SystemTime` (what a file replica's mtime must be set to).
-    pub fn created_at(&self) -> SystemTime {
+    /// The header timestamp as a `SystemTime` (what a file replica's mtime must be set to);
+    /// `None` if the platform's clock cannot represent it.
+    pub fn created_at(&self) -> Option<SystemTime> {
         let ms = Duration::from_millis(self.timestamp.unsigned_abs());
         if self.timestamp >= 0 {
-            UNIX_EPOCH + ms
+            UNIX_EPOCH.checked_add(ms)
         } else {
-            UNIX_EPOCH - ms
+            UNIX_EPOCH.checked_sub(ms)
         }
     }
 
@@ -390,7 +391,7 @@ mod tests {
     #[test]
     fn created_at_is_the_timestamp() {
         let h = ok();
-        let d = h.created_at().duration_since(UNIX_EPOCH).unwrap();
+        let d = h.created_at().unwrap().duration_since(UNIX_EPOCH).unwrap();
         assert_eq!(d.as_millis(), 1_795_659_804_713);
         assert_eq!(
             h.file_name().to_string(),

@@ -22,7 +22,7 @@ fn put(replica: &Path, level: u32, bytes: &[u8]) -> Header {
     let path = dir.join(header.file_name().to_string());
     std::fs::write(&path, bytes).unwrap();
     let f = std::fs::File::options().write(true).open(&path).unwrap();
-    f.set_modified(header.created_at()).unwrap();
+    f.set_modified(header.created_at().unwrap()).unwrap();
     header
 }
 

@@ -205,22 +205,24 @@ fn litestream_replica_restores_identically_at_every_boundary() {
         .unwrap();
         step();
     }
-    // Wait (bounded) until compaction levels and a snapshot after the last write exist.
-    let deadline = Instant::now() + Duration::from_secs(20);
+    // Wait (bounded) until the last write is replicated, then until compaction levels 1 and
+    // 2 and a snapshot holding that write exist.
+    let max_of = |listing: &[LtxEntry], level: u32| {
+        listing
+            .iter()
+            .filter(|e| e.level == level)
+            .map(|e| e.max_txid.parse::<TxId>().unwrap())
+            .max()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last_l0 = None;
     loop {
         let listing = ls.ltx_list(&url);
-        let max_l0 = listing
-            .iter()
-            .filter(|e| e.level == 0)
-            .map(|e| e.max_txid.clone())
-            .max();
-        let max_l9 = listing
-            .iter()
-            .filter(|e| e.level == 9)
-            .map(|e| e.max_txid.clone())
-            .max();
         let have = levels(&listing);
-        if have.is_superset(&BTreeSet::from([0, 1, 2, 9])) && max_l9.is_some() && max_l9 == max_l0 {
+        let l0 = max_of(&listing, 0);
+        let settled = l0.is_some() && l0 == last_l0;
+        last_l0 = l0;
+        if settled && have.is_superset(&BTreeSet::from([0, 1, 2, 9])) && max_of(&listing, 9) >= l0 {
             break;
         }
         assert!(
@@ -228,7 +230,7 @@ fn litestream_replica_restores_identically_at_every_boundary() {
             "levels so far: {have:?}\n{}",
             run.log()
         );
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(300));
     }
     drop(conn);
     let log = run.stop();
