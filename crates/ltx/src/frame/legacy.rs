@@ -200,10 +200,12 @@ pub(crate) fn read_frame<S: Source>(src: &mut S, pgno: u32, out: &mut [u8]) -> R
     Ok(used)
 }
 
-/// Kept for symmetry with the block path: a legacy payload never exceeds this many bytes.
+/// An upper bound for a one-block frame of this page size (ours, pierrec's): it sizes the
+/// decoder's read buffer. Frames split into several blocks may be longer in total, but each
+/// read is one block, bounded by the page size, so the buffer never grows past this.
 pub(crate) fn max_frame_size(page_size: usize) -> usize {
-    // magic + descriptor(+content size) + HC + block size + block + block checksum + end mark
-    // + content checksum, for the single block we write; readers bound blocks separately.
+    // magic + descriptor (+ content size) + HC + block size + block + block checksum + end
+    // mark + content checksum.
     4 + 2 + 8 + 1 + 4 + page_size.max(max_compressed_size(page_size)) + 4 + 4 + 4
 }
 
