@@ -75,3 +75,18 @@ start_s3() {
 stop_services() {
   if [ -n "${MOTO_PID:-}" ]; then kill "$MOTO_PID" 2>/dev/null || true; wait "$MOTO_PID" 2>/dev/null || true; fi
 }
+
+# ---- ltx fuzzing (scripts/fuzz) ----------------------------------------------------------
+# cargo-fuzz, pinned, built from crates.io into .tools/cargo (about a minute, once).
+CARGO_FUZZ_VERSION=0.13.2
+
+install_cargo_fuzz() {
+  local root bin
+  root=$(repo_root)
+  bin="$root/.tools/cargo/bin/cargo-fuzz"
+  if [ ! -x "$bin" ] || ! "$bin" --version 2>/dev/null | grep -qx "cargo-fuzz $CARGO_FUZZ_VERSION"; then
+    echo "tools: installing cargo-fuzz $CARGO_FUZZ_VERSION into $root/.tools/cargo" >&2
+    cargo install --quiet --locked --version "$CARGO_FUZZ_VERSION" --root "$root/.tools/cargo" cargo-fuzz
+  fi
+  export PATH="$root/.tools/cargo/bin:$PATH"
+}
