@@ -58,8 +58,14 @@
 
 pub mod client;
 pub mod config;
+pub mod db;
+pub mod fetch;
 pub mod level;
+pub mod meta;
+pub mod metrics;
 pub mod plan;
+pub mod restore;
+pub mod sync;
 pub mod target;
 pub mod url;
 pub mod wal;

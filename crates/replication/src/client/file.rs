@@ -195,6 +195,10 @@ impl ReplicaClient for FileClient {
         format!("file://{}", self.root.display())
     }
 
+    fn local_path(&self, level: Level, name: FileName) -> Option<PathBuf> {
+        Some(self.file_path(level, name))
+    }
+
     async fn levels(&self) -> Result<Vec<Level>, ClientError> {
         let op = start(self.metrics.as_ref(), TYPE, "LIST");
         let dir = self.root.join("ltx");
@@ -291,7 +295,7 @@ impl ReplicaClient for FileClient {
             Ok((reader, len)) => {
                 op.ok(1, len);
                 let replica = self.describe();
-                let stream = ReaderStream::new(reader).map(move |r| {
+                let stream = ReaderStream::with_capacity(reader, 256 * 1024).map(move |r| {
                     r.map_err(|e| ClientError::Io {
                         replica: replica.clone(),
                         operation: "read",

@@ -110,6 +110,12 @@ pub trait ReplicaClient: Send + Sync + fmt::Debug {
     /// Where the replica is, for logs and errors (no secrets).
     fn describe(&self) -> String;
 
+    /// Where the file is on the local file system, when the replica is a local directory
+    /// (restore and compaction then read it directly instead of through [`ReplicaClient::open`]).
+    fn local_path(&self, _level: Level, _name: FileName) -> Option<PathBuf> {
+        None
+    }
+
     /// The levels that hold at least one entry (ascending).
     async fn levels(&self) -> Result<Vec<Level>, ClientError>;
 
