@@ -60,11 +60,18 @@ pub mod client;
 pub mod config;
 pub mod db;
 pub mod fetch;
+pub mod health;
 pub mod level;
+pub mod maintenance;
 pub mod meta;
 pub mod metrics;
+pub mod pipe;
 pub mod plan;
+pub mod progress;
+pub mod replicator;
 pub mod restore;
+pub mod snapshot;
+pub mod startup;
 pub mod sync;
 pub mod target;
 pub mod url;
@@ -73,4 +80,11 @@ pub mod wal;
 pub use client::{ReplicaClient, ReplicaMetrics, open_client};
 pub use config::Config;
 pub use level::{Level, LtxFileInfo};
+pub use health::{Component, FatalError};
+pub use progress::{CommitNotice, Positions};
+pub use replicator::{
+    ReplicationHandle, Replicator, ReplicatorOptions, ShutdownError, ShutdownReport, StartError,
+    Status,
+};
+pub use startup::{Divergence, StartAction};
 pub use target::ReplicaTarget;

@@ -111,3 +111,34 @@ pub fn tempdir() -> (tempfile::TempDir, PathBuf) {
     let p = t.path().to_path_buf();
     (t, p)
 }
+
+/// A Litestream config for one database with short intervals (levels 1s/3s, snapshots every
+/// 4s, L0 retention 2s) so compaction, snapshots and retention all run within a test.
+pub fn fast_config(db: &Path, replica_url: &str, extra_db: &str) -> String {
+    format!(
+        "levels:\n  - interval: 1s\n  - interval: 3s\nsnapshot:\n  interval: 4s\n  retention: 1h\n\
+         l0-retention: 2s\nl0-retention-check-interval: 1s\nshutdown-sync-timeout: 10s\n\
+         dbs:\n  - path: {}\n    monitor-interval: 100ms\n    min-checkpoint-page-count: 64\n{extra_db}    replica:\n      url: {replica_url}\n      sync-interval: 100ms\n",
+        db.display()
+    )
+}
+
+/// Every row of table `t`.
+pub fn rows(path: &Path) -> Vec<(i64, Vec<u8>)> {
+    let conn = Connection::open(path).unwrap();
+    let mut stmt = conn.prepare("SELECT id, v FROM t ORDER BY id").unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// Logs to the test output when `RUST_LOG` is set (e.g. `RUST_LOG=replication=debug`).
+pub fn init_logging() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}

@@ -1,0 +1,288 @@
+//! Failure tracking: every replication component retries its errors with exponential
+//! backoff, and a component that keeps failing for longer than the retry window makes
+//! replication fail for good (there is no degraded mode: the owner stops taking writes and
+//! exits non-zero).
+//!
+//! A component is failing from its first error until its next success. The window defaults
+//! to [`DEFAULT_RETRY_WINDOW`] (60 s) and can be changed with the environment variable
+//! [`RETRY_WINDOW_ENV`] (`SQLITEREST_REPLICATION_RETRY_WINDOW`, a Go duration such as `90s`).
+//! Errors are logged at their first occurrence and then at most every
+//! [`ERROR_LOG_INTERVAL`]; recoveries are logged too.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::{Duration, Instant, SystemTime};
+
+use parking_lot::Mutex;
+use tokio::sync::watch;
+
+use crate::metrics::DbMetrics;
+
+/// How long a component may keep failing before replication gives up.
+pub const DEFAULT_RETRY_WINDOW: Duration = Duration::from_secs(60);
+/// Environment variable overriding [`DEFAULT_RETRY_WINDOW`] (Go duration syntax).
+pub const RETRY_WINDOW_ENV: &str = "SQLITEREST_REPLICATION_RETRY_WINDOW";
+/// Repeated errors of one component are logged at most this often.
+pub const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
+/// First retry delay; doubles per consecutive failure up to [`MAX_BACKOFF`].
+pub const MIN_BACKOFF: Duration = Duration::from_millis(200);
+pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// The retry window from [`RETRY_WINDOW_ENV`], or the default.
+pub fn retry_window_from_env() -> Result<Duration, String> {
+    match std::env::var(RETRY_WINDOW_ENV) {
+        Ok(v) if !v.trim().is_empty() => crate::config::units::GoDuration::parse(v.trim())
+            .ok()
+            .and_then(|d| d.to_std())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                format!("{RETRY_WINDOW_ENV}={v:?} is not a positive duration (e.g. 60s, 2m)")
+            }),
+        _ => Ok(DEFAULT_RETRY_WINDOW),
+    }
+}
+
+/// The parts of replication that fail and recover independently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Component {
+    /// WAL → local L0 files (and checkpoints).
+    Sync,
+    /// Local L0 files → replica.
+    Upload,
+    /// The active reachability check of the replica.
+    Probe,
+    /// Compaction into levels 1..8.
+    Compaction,
+    /// Snapshots (level 9).
+    Snapshot,
+    /// Snapshot and L0 retention.
+    Retention,
+}
+
+impl Component {
+    /// The `operation` label of `sqlite_rest_replication_errors_total`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Component::Sync => "sync",
+            Component::Upload => "upload",
+            Component::Probe => "probe",
+            Component::Compaction => "compaction",
+            Component::Snapshot => "snapshot",
+            Component::Retention => "retention",
+        }
+    }
+}
+
+impl fmt::Display for Component {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One failing component.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub component: Component,
+    /// When it started failing.
+    pub since: SystemTime,
+    pub consecutive: u32,
+    pub last_error: String,
+}
+
+/// Replication gave up: a component failed for longer than the retry window.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "replication failed: {component} has been failing for {}s (retry window {}s): {last_error}",
+    failing_for.as_secs(),
+    window.as_secs()
+)]
+pub struct FatalError {
+    pub component: Component,
+    pub failing_for: Duration,
+    pub window: Duration,
+    pub last_error: String,
+}
+
+#[derive(Debug)]
+struct Tracked {
+    since: Instant,
+    since_wall: SystemTime,
+    consecutive: u32,
+    last_error: String,
+    last_logged: Instant,
+}
+
+/// The failure tracker shared by every replication task.
+#[derive(Debug)]
+pub struct Health {
+    window: Duration,
+    failing: Mutex<BTreeMap<Component, Tracked>>,
+    fatal: watch::Sender<Option<FatalError>>,
+    metrics: Option<DbMetrics>,
+    db: String,
+}
+
+impl Health {
+    pub fn new(window: Duration, metrics: Option<DbMetrics>, db: String) -> Health {
+        let (fatal, _) = watch::channel(None);
+        Health {
+            window,
+            failing: Mutex::new(BTreeMap::new()),
+            fatal,
+            metrics,
+            db,
+        }
+    }
+
+    pub fn window(&self) -> Duration {
+        self.window
+    }
+
+    /// Records an error of `component`; returns how long to wait before retrying.
+    pub fn error(&self, component: Component, error: &dyn fmt::Display) -> Duration {
+        if let Some(m) = &self.metrics {
+            m.error(component.as_str());
+        }
+        let now = Instant::now();
+        let message = error.to_string();
+        let mut failing = self.failing.lock();
+        let entry = failing.entry(component).or_insert_with(|| Tracked {
+            since: now,
+            since_wall: SystemTime::now(),
+            consecutive: 0,
+            last_error: String::new(),
+            last_logged: now - ERROR_LOG_INTERVAL - Duration::from_secs(1),
+        });
+        entry.consecutive += 1;
+        entry.last_error = message;
+        if now.duration_since(entry.last_logged) >= ERROR_LOG_INTERVAL {
+            entry.last_logged = now;
+            tracing::error!(
+                db = %self.db,
+                operation = component.as_str(),
+                error = %entry.last_error,
+                consecutive_errors = entry.consecutive,
+                failing_for_s = now.duration_since(entry.since).as_secs(),
+                retry_window_s = self.window.as_secs(),
+                "replication error, retrying"
+            );
+        }
+        backoff(entry.consecutive)
+    }
+
+    /// Records a success of `component`.
+    pub fn ok(&self, component: Component) {
+        let mut failing = self.failing.lock();
+        if let Some(t) = failing.remove(&component) {
+            tracing::info!(
+                db = %self.db,
+                operation = component.as_str(),
+                previous_errors = t.consecutive,
+                failed_for_ms = t.since.elapsed().as_millis() as u64,
+                "replication recovered"
+            );
+        }
+    }
+
+    /// True if `component` is currently failing.
+    pub fn is_failing(&self, component: Component) -> bool {
+        self.failing.lock().contains_key(&component)
+    }
+
+    /// True if any component is failing.
+    pub fn any_failing(&self) -> bool {
+        !self.failing.lock().is_empty()
+    }
+
+    /// The failing components.
+    pub fn failures(&self) -> Vec<Failure> {
+        self.failing
+            .lock()
+            .iter()
+            .map(|(c, t)| Failure {
+                component: *c,
+                since: t.since_wall,
+                consecutive: t.consecutive,
+                last_error: t.last_error.clone(),
+            })
+            .collect()
+    }
+
+    /// Checks the window; the first time a component exceeds it, replication becomes fatal.
+    pub fn check(&self) -> Option<FatalError> {
+        if let Some(f) = self.fatal.borrow().clone() {
+            return Some(f);
+        }
+        let failing = self.failing.lock();
+        let worst = failing
+            .iter()
+            .max_by_key(|(_, t)| t.since.elapsed())
+            .filter(|(_, t)| t.since.elapsed() >= self.window)?;
+        let fatal = FatalError {
+            component: *worst.0,
+            failing_for: worst.1.since.elapsed(),
+            window: self.window,
+            last_error: worst.1.last_error.clone(),
+        };
+        drop(failing);
+        self.set_fatal(fatal.clone());
+        Some(fatal)
+    }
+
+    /// Makes replication fail now (an unrecoverable error).
+    pub fn set_fatal(&self, fatal: FatalError) {
+        self.fatal.send_if_modified(|f| {
+            if f.is_none() {
+                tracing::error!(db = %self.db, error = %fatal, "replication failed; giving up");
+                *f = Some(fatal);
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    pub fn fatal(&self) -> Option<FatalError> {
+        self.fatal.borrow().clone()
+    }
+
+    /// Waits until replication is fatal.
+    pub async fn wait_fatal(&self) -> FatalError {
+        let mut rx = self.fatal.subscribe();
+        loop {
+            if let Some(f) = rx.borrow_and_update().clone() {
+                return f;
+            }
+            if rx.changed().await.is_err() {
+                // The sender lives as long as `self`; unreachable in practice.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
+/// Exponential backoff for the `n`th consecutive failure (n ≥ 1).
+pub fn backoff(n: u32) -> Duration {
+    let factor = 1u32 << n.saturating_sub(1).min(10);
+    (MIN_BACKOFF * factor).min(MAX_BACKOFF)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_component_failing_past_the_window_is_fatal() {
+        let h = Health::new(Duration::from_millis(50), None, "db".into());
+        assert_eq!(h.error(Component::Upload, &"boom"), MIN_BACKOFF);
+        assert_eq!(h.error(Component::Upload, &"boom"), MIN_BACKOFF * 2);
+        assert!(h.check().is_none());
+        h.ok(Component::Upload);
+        h.error(Component::Probe, &"unreachable");
+        std::thread::sleep(Duration::from_millis(60));
+        let f = h.check().unwrap();
+        assert_eq!(f.component, Component::Probe);
+        assert!(f.to_string().contains("unreachable"), "{f}");
+        assert_eq!(backoff(30), MAX_BACKOFF);
+    }
+}

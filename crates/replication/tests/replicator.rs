@@ -1,0 +1,109 @@
+//! The replicator end to end on a database written by rusqlite: commits reach the replica
+//! (file and S3) quickly, compaction/snapshots/retention run on their schedules, restores by
+//! us and by the real Litestream are byte-identical, and shutdown leaves nothing behind.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use replication::client::{ListOptions, ReplicaClient};
+use replication::config::{Config, LoadOptions};
+use replication::level::Level;
+use replication::plan::RestoreTarget;
+use replication::restore::{self, RestoreOptions};
+use replication::{CommitNotice, Replicator, ReplicatorOptions, StartAction};
+use testkit::litestream::Litestream;
+
+async fn start(config_yaml: &str, db: &Path) -> Result<Replicator, replication::StartError> {
+    let config = Config::parse(config_yaml, LoadOptions::default()).unwrap();
+    let mut opts = ReplicatorOptions::new(config, db).unwrap();
+    opts.registry = Some(prometheus::Registry::new());
+    Replicator::start(opts).await
+}
+
+async fn our_restore(url: &str, out: &Path) {
+    let target = replication::url::parse_replica_url(url).unwrap();
+    let client: Arc<dyn ReplicaClient> =
+        replication::client::open_client(&target, &Default::default()).await.unwrap();
+    let plan = restore::plan(client.as_ref(), RestoreTarget::Latest, true).await.unwrap();
+    let mut o = RestoreOptions::new(out);
+    o.integrity_check = restore::IntegrityCheck::Full;
+    restore::restore(&client, &plan, &o).await.unwrap();
+}
+
+async fn replicate_and_compare(test: &str, url: &str, ls: &Litestream, dir: &Path) {
+    init_logging();
+    let db = dir.join("app.db");
+    let yaml = fast_config(&db, url, "");
+    let r = start(&yaml, &db).await.unwrap();
+    assert_eq!(r.handle().start_action(), StartAction::NewDatabase);
+    let h = r.handle();
+    let writer = {
+        let db = db.clone();
+        let h = h.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = wal_db(&db);
+            conn.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+            let mut lags = Vec::new();
+            for seq in 1..=60u64 {
+                insert(&conn, 1 + (seq as i64 % 7), 300);
+                h.notify_commit(CommitNotice { seq, wal_frames: 0 });
+                if seq % 10 == 0 {
+                    let t = Instant::now();
+                    futures::executor::block_on(h.wait_commit_replicated(seq)).unwrap();
+                    lags.push(t.elapsed());
+                }
+                std::thread::sleep(Duration::from_millis(60));
+            }
+            lags
+        })
+    };
+    let lags = writer.await.unwrap();
+    assert!(lags.iter().all(|l| *l < Duration::from_secs(2)), "{test}: slow replication {lags:?}");
+    let p = r.sync_and_wait().await.unwrap();
+    assert!(p.replicated_txid >= p.local_txid);
+    assert_eq!(h.lag(), Duration::ZERO);
+    assert!(h.status().healthy, "{:?}", h.status());
+    r.shutdown().await.unwrap();
+
+    // Levels 1, 2 and 9 were written on their schedules.
+    let target = replication::url::parse_replica_url(url).unwrap();
+    let client = replication::client::open_client(&target, &Default::default()).await.unwrap();
+    let levels = client.levels().await.unwrap();
+    for l in [0, 1, 2, 9] {
+        assert!(levels.contains(&Level::new(l).unwrap()), "{test}: level {l} missing: {levels:?}");
+    }
+    let l0 = client.list(Level::L0, ListOptions::default()).await.unwrap();
+    assert!(!l0.is_empty());
+
+    let ours = dir.join("ours.db");
+    let theirs = dir.join("theirs.db");
+    our_restore(url, &ours).await;
+    restore(ls, url, &theirs, &["-integrity-check", "full"]);
+    assert_eq!(std::fs::read(&ours).unwrap(), std::fs::read(&theirs).unwrap(), "{test}");
+    assert_eq!(rows(&ours), rows(&db), "{test}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_replica_end_to_end() {
+    let test = "file_replica_end_to_end";
+    let Some(ls) = Litestream::require(test) else { return };
+    let (_t, dir) = tempdir();
+    let url = file_url(&dir.join("replica"));
+    replicate_and_compare(test, &url, &ls, &dir).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_replica_end_to_end() {
+    let test = "s3_replica_end_to_end";
+    let Some(ls) = Litestream::require(test) else { return };
+    let Some(s3) = testkit::require_s3(test) else { return };
+    let bucket = s3.create_bucket("repl-e2e");
+    let (_t, dir) = tempdir();
+    let url = format!("s3://{bucket}/app?endpoint={}&region={}", s3.host_port(), s3.region);
+    replicate_and_compare(test, &url, &ls, &dir).await;
+}
