@@ -1,0 +1,345 @@
+//! Interoperability with the real Litestream 0.5.17 (spec §9), both directions, on file and
+//! S3 replicas: every TXID boundary and timestamps restore byte-identically with both tools,
+//! listings agree (levels, TXIDs, sizes, timestamps), non-boundary TXIDs fail like the binary,
+//! and each program takes over a replica (and metadata directory) the other one wrote.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use common::*;
+use ltx::TxId;
+use replication::client::{ListOptions, ReplicaClient};
+use replication::config::{Config, LoadOptions};
+use replication::plan::RestoreTarget;
+use replication::restore::{self, RestoreOptions};
+use replication::{CommitNotice, Replicator, ReplicatorOptions, StartAction};
+use testkit::litestream::Litestream;
+
+async fn client(url: &str) -> Arc<dyn ReplicaClient> {
+    let target = replication::url::parse_replica_url(url).unwrap();
+    replication::client::open_client(&target, &Default::default())
+        .await
+        .unwrap()
+}
+
+/// Our restore into `out`: Ok(bytes) or Err(message).
+async fn ours(url: &str, out: &Path, target: RestoreTarget) -> Result<Vec<u8>, String> {
+    let _ = std::fs::remove_file(out);
+    let c = client(url).await;
+    let plan = restore::plan(c.as_ref(), target, true).await.map_err(|e| e.to_string())?;
+    restore::restore(&c, &plan, &RestoreOptions::new(out))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(std::fs::read(out).unwrap())
+}
+
+/// Litestream's restore into `out`: Ok(bytes) or Err(stderr).
+fn theirs(ls: &Litestream, url: &str, out: &Path, extra: &[&str]) -> Result<Vec<u8>, String> {
+    let _ = std::fs::remove_file(out);
+    let res = ls.restore(url, out, extra);
+    if res.status.success() {
+        Ok(std::fs::read(out).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&res.stderr).into_owned())
+    }
+}
+
+/// Both tools agree at every MaxTXID boundary the binary lists, at a TXID that is not a
+/// boundary, at timestamps between files, and on the latest state. Returns the boundaries.
+async fn agree_everywhere(ls: &Litestream, url: &str, dir: &Path) -> Vec<u64> {
+    let listing = ls.ltx_list(url);
+    // The listing is the same as ours (names, levels, sizes; timestamps to the second).
+    let c = client(url).await;
+    let mut mine: Vec<_> = c.list_all(ListOptions::default()).await.unwrap().iter().map(info_key).collect();
+    let mut their: Vec<_> = listing.iter().map(entry_key).collect();
+    mine.sort();
+    their.sort();
+    let strip = |v: &[(u8, u64, u64, u64, i64)]| v.iter().map(|k| (k.0, k.1, k.2, k.3)).collect::<Vec<_>>();
+    assert_eq!(strip(&mine), strip(&their), "listings differ");
+
+    let mut boundaries: Vec<u64> = listing
+        .iter()
+        .map(|e| u64::from_str_radix(&e.max_txid, 16).unwrap())
+        .collect();
+    boundaries.sort();
+    boundaries.dedup();
+    let (a, b) = (dir.join("ours.db"), dir.join("theirs.db"));
+    for &t in &boundaries {
+        let hex = format!("{t:016x}");
+        let o = ours(url, &a, RestoreTarget::TxId(TxId(t))).await;
+        let th = theirs(ls, url, &b, &["-txid", &hex]);
+        match (&o, &th) {
+            (Ok(x), Ok(y)) => assert!(x == y, "txid {hex}: restores differ"),
+            (Err(_), Err(_)) => {}
+            _ => panic!("txid {hex}: ours {:?} vs theirs {:?}", o.as_ref().err(), th.as_ref().err()),
+        }
+    }
+    // A TXID that is no boundary of any file fails in both.
+    if let Some(gap) = (1..boundaries.last().copied().unwrap_or(1)).find(|t| !boundaries.contains(t)) {
+        let hex = format!("{gap:016x}");
+        let o = ours(url, &a, RestoreTarget::TxId(TxId(gap))).await;
+        let th = theirs(ls, url, &b, &["-txid", &hex]);
+        assert!(o.is_err() && th.is_err(), "non-boundary {hex}: {o:?} / {th:?}");
+        assert!(th.unwrap_err().contains("no matching backup files available"));
+        assert!(o.unwrap_err().contains("no matching backup files available"));
+    }
+    // Timestamps between distinct file times (precise CreatedAt).
+    let precise = c
+        .list_all(ListOptions { seek: None, precise_timestamps: true })
+        .await
+        .unwrap();
+    let mut times: Vec<DateTime<Utc>> = precise.iter().map(|f| f.created_at).collect();
+    times.sort();
+    times.dedup();
+    let picks: Vec<DateTime<Utc>> = times
+        .windows(2)
+        .filter(|w| (w[1] - w[0]).num_milliseconds() >= 2)
+        .map(|w| w[0] + (w[1] - w[0]) / 2)
+        .step_by(3)
+        .take(4)
+        .collect();
+    for ts in picks {
+        let s = ts.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let o = ours(url, &a, RestoreTarget::Timestamp(ts)).await;
+        let th = theirs(ls, url, &b, &["-timestamp", &s]);
+        match (&o, &th) {
+            (Ok(x), Ok(y)) => assert!(x == y, "timestamp {s}: restores differ"),
+            (Err(_), Err(_)) => {}
+            _ => panic!("timestamp {s}: ours {:?} vs theirs {:?}", o.as_ref().err(), th.as_ref().err()),
+        }
+    }
+    // Before the first file: both refuse.
+    if let Some(first) = times.first() {
+        let early = *first - chrono::Duration::hours(1);
+        let s = early.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let th = theirs(ls, url, &b, &["-timestamp", &s]).unwrap_err();
+        assert!(th.contains("timestamp does not exist"), "{th}");
+        let o = ours(url, &a, RestoreTarget::Timestamp(early)).await.unwrap_err();
+        assert!(o.contains("timestamp does not exist"), "{o}");
+    }
+    let o = ours(url, &a, RestoreTarget::Latest).await.unwrap();
+    let th = theirs(ls, url, &b, &["-integrity-check", "full"]).unwrap();
+    assert!(o == th, "latest restores differ");
+    boundaries
+}
+
+async fn start_ours(yaml: &str, db: &Path) -> Replicator {
+    let config = Config::parse(yaml, LoadOptions::default()).unwrap();
+    Replicator::start(ReplicatorOptions::new(config, db).unwrap()).await.unwrap()
+}
+
+/// Our replicator writes (levels 0, 1, 2, 9 with retention) while rusqlite commits,
+/// including a large transaction, DELETE + VACUUM and an external TRUNCATE checkpoint attempt.
+async fn we_write(db: &Path, url: &str) {
+    let yaml = fast_config(db, url, "");
+    let r = start_ours(&yaml, db).await;
+    let h = r.handle();
+    let db2 = db.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let conn = wal_db(&db2);
+        conn.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+        for seq in 1..=45u64 {
+            match seq {
+                10 => insert(&conn, 300, 120),
+                20 => {
+                    conn.execute("DELETE FROM t WHERE id % 2 = 0", []).unwrap();
+                    conn.execute_batch("VACUUM").unwrap();
+                }
+                30 => {
+                    // Another process tries to truncate the WAL; our read lock holds it off.
+                    let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+                }
+                _ => insert(&conn, 2, 400),
+            }
+            h.notify_commit(CommitNotice { seq, wal_frames: 0 });
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+    .await
+    .unwrap();
+    r.sync_and_wait().await.unwrap();
+    r.shutdown().await.unwrap();
+}
+
+async fn we_write_they_read(test: &str, url: &str) {
+    init_logging();
+    let Some(ls) = Litestream::require(test) else { return };
+    let (_t, dir) = tempdir();
+    let db = dir.join("src.db");
+    we_write(&db, url).await;
+    let boundaries = agree_everywhere(&ls, url, &dir).await;
+    assert!(boundaries.len() > 10, "{boundaries:?}");
+    let out = dir.join("final.db");
+    theirs(&ls, url, &out, &[]).unwrap();
+    assert_eq!(rows(&out), rows(&db));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn we_write_litestream_reads_file() {
+    let (_t, dir) = tempdir();
+    we_write_they_read("we_write_litestream_reads_file", &file_url(&dir.join("replica"))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn we_write_litestream_reads_s3() {
+    let test = "we_write_litestream_reads_s3";
+    let Some(s3) = testkit::require_s3(test) else { return };
+    let bucket = s3.create_bucket("interop-ours");
+    let url = format!("s3://{bucket}/db?endpoint={}&region={}", s3.host_port(), s3.region);
+    we_write_they_read(test, &url).await;
+}
+
+async fn they_write_we_read(test: &str, url: &str) {
+    let Some(ls) = Litestream::require(test) else { return };
+    let (_t, dir) = tempdir();
+    let db = dir.join("src.db");
+    replicate_with_levels(&ls, &dir, &db, url);
+    let boundaries = agree_everywhere(&ls, url, &dir).await;
+    assert!(boundaries.len() > 3, "{boundaries:?}");
+    let out = dir.join("final.db");
+    ours(url, &out, RestoreTarget::Latest).await.unwrap();
+    assert_eq!(rows(&out), rows(&db));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn litestream_writes_we_read_file() {
+    let (_t, dir) = tempdir();
+    they_write_we_read("litestream_writes_we_read_file", &file_url(&dir.join("replica"))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn litestream_writes_we_read_s3() {
+    let test = "litestream_writes_we_read_s3";
+    let Some(s3) = testkit::require_s3(test) else { return };
+    let bucket = s3.create_bucket("interop-theirs");
+    let url = format!("s3://{bucket}/db?endpoint={}&region={}", s3.host_port(), s3.region);
+    they_write_we_read(test, &url).await;
+}
+
+/// Litestream config for one database and replica (debug logs for the hand-over checks).
+fn ls_config(dir: &Path, db: &Path, url: &str) -> std::path::PathBuf {
+    let config = dir.join("ls.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "logging:\n  level: debug\nl0-retention: 1h\ndbs:\n  - path: {}\n    monitor-interval: 100ms\n    replica:\n      url: {url}\n      sync-interval: 100ms\n",
+            db.display()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// Runs `litestream replicate` while writing `n` commits, stops it, returns its log.
+fn litestream_session(ls: &Litestream, config: &Path, db: &Path, n: usize) -> String {
+    let running = ls.spawn_replicate(config);
+    let conn = wal_db(db);
+    assert!(running.wait_for_log("replica sync", Duration::from_secs(20)) || running.wait_for_log("sync", Duration::from_secs(5)));
+    for _ in 0..n {
+        insert(&conn, 2, 300);
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    drop(conn);
+    running.stop()
+}
+
+/// How Litestream finds our state when it takes over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Takeover {
+    /// Our metadata directory is there (it is Litestream's too).
+    WithMeta,
+    /// No metadata directory: Litestream fetches our newest L0 file, whose WAL range still
+    /// matches the WAL, and continues incrementally.
+    WithoutMeta,
+    /// No metadata directory and the WAL was truncated while nothing ran: Litestream must
+    /// write a full L0 file at the next TXID.
+    WithoutMetaWalReset,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handover_litestream_takes_over_our_replica() {
+    let test = "handover_litestream_takes_over_our_replica";
+    let Some(ls) = Litestream::require(test) else { return };
+    for case in [Takeover::WithMeta, Takeover::WithoutMeta, Takeover::WithoutMetaWalReset] {
+        let (_t, dir) = tempdir();
+        let db = dir.join("src.db");
+        let url = file_url(&dir.join("replica"));
+        we_write(&db, &url).await;
+        if case != Takeover::WithMeta {
+            std::fs::remove_dir_all(dir.join(".src.db-litestream")).unwrap();
+        }
+        if case == Takeover::WithoutMetaWalReset {
+            let conn = rusqlite::Connection::open(&db).unwrap();
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).unwrap();
+        }
+        let config = ls_config(&dir, &db, &url);
+        let log = litestream_session(&ls, &config, &db, 5);
+        assert!(!log.contains("sync error"), "{case:?}: {log}");
+        let behind = log.contains("detected database behind replica");
+        let snap = log.contains("snap=true");
+        match case {
+            Takeover::WithMeta => assert!(!behind && !snap, "{case:?}: {log}"),
+            Takeover::WithoutMeta => assert!(behind && !snap, "{case:?}: {log}"),
+            Takeover::WithoutMetaWalReset => assert!(behind && snap, "{case:?}: {log}"),
+        }
+        let out = dir.join("after.db");
+        theirs(&ls, &url, &out, &["-integrity-check", "full"]).unwrap();
+        assert_eq!(rows(&out), rows(&db), "{case:?}");
+        let mine = ours(&url, &dir.join("ours.db"), RestoreTarget::Latest).await.unwrap();
+        assert!(mine == std::fs::read(&out).unwrap(), "{case:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handover_we_take_over_litestreams_replica() {
+    init_logging();
+    let test = "handover_we_take_over_litestreams_replica";
+    let Some(ls) = Litestream::require(test) else { return };
+    for url_kind in ["file", "s3"] {
+        let (_t, dir) = tempdir();
+        let db = dir.join("src.db");
+        let url = match url_kind {
+            "file" => file_url(&dir.join("replica")),
+            _ => {
+                let Some(s3) = testkit::require_s3(test) else { return };
+                let bucket = s3.create_bucket("handover");
+                format!("s3://{bucket}/db?endpoint={}&region={}", s3.host_port(), s3.region)
+            }
+        };
+        let config = ls_config(&dir, &db, &url);
+        let log = litestream_session(&ls, &config, &db, 6);
+        assert!(!log.contains("sync error"), "{log}");
+        let before = ls.ltx_list(&url);
+        let yaml = fast_config(&db, &url, "");
+        let r = start_ours(&yaml, &db).await;
+        assert!(matches!(r.handle().start_action(), StartAction::Continued { .. }), "{url_kind}: {:?}", r.handle().start_action());
+        let conn = wal_db(&db);
+        for seq in 1..=5u64 {
+            insert(&conn, 2, 300);
+            r.handle().notify_commit(CommitNotice { seq, wal_frames: 0 });
+        }
+        r.sync_and_wait().await.unwrap();
+        drop(conn);
+        r.shutdown().await.unwrap();
+        // We continued Litestream's TXIDs incrementally: no full L0 file.
+        let max_before = before.iter().map(|e| u64::from_str_radix(&e.max_txid, 16).unwrap()).max().unwrap();
+        let db_size = std::fs::metadata(&db).unwrap().len();
+        let after = ls.ltx_list(&url);
+        let ours_l0: Vec<_> = after
+            .iter()
+            .filter(|e| e.level == 0 && u64::from_str_radix(&e.min_txid, 16).unwrap() > max_before)
+            .collect();
+        assert!(!ours_l0.is_empty(), "{url_kind}: nothing new after TXID {max_before}");
+        assert!(ours_l0.iter().all(|e| e.size < db_size / 2), "{url_kind}: {ours_l0:?}");
+        agree_everywhere(&ls, &url, &dir).await;
+        let out = dir.join("final.db");
+        theirs(&ls, &url, &out, &[]).unwrap();
+        assert_eq!(rows(&out), rows(&db), "{url_kind}");
+    }
+}
