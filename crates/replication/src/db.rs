@@ -18,8 +18,11 @@
 //!
 //! Everything here blocks; the replicator calls it from a blocking thread.
 
+use std::collections::HashMap;
 use std::fs::File;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use rusqlite::{Connection, ErrorCode, FileControl, OpenFlags};
@@ -115,9 +118,8 @@ pub struct Database {
     reader: Connection,
     writer: Connection,
     read_tx: bool,
-    /// A plain read-only descriptor on the database file (page reads for L0 and snapshot
-    /// files; also what Litestream keeps for non-OFD locks).
-    file: File,
+    /// The process's read-only descriptor on the database file ([`shared_file`]).
+    file: Arc<File>,
     page_size: u32,
 }
 
@@ -188,7 +190,7 @@ impl Database {
                 });
             }
         };
-        let file = File::open(path).map_err(|source| DbError::Io {
+        let file = shared_file(path).map_err(|source| DbError::Io {
             path: display.clone(),
             context: "open database file",
             source,
@@ -399,16 +401,16 @@ impl Database {
             .map_err(self.io("stat database"))
     }
 
-    /// A second read-only descriptor on the database file (for snapshot streaming on another
-    /// thread).
-    pub fn reopen_file(&self) -> Result<File, DbError> {
-        File::open(&self.path).map_err(self.io("open database file"))
+    /// The read-only descriptor on the database file (shared with snapshots).
+    pub fn file(&self) -> Arc<File> {
+        self.file.clone()
     }
 
     /// Reads page `pgno` from the database file into `page`; bytes past the end of the
     /// file read as zeros (a page SQLite never wrote).
     pub fn read_db_page(&self, pgno: u32, page: &mut [u8]) -> Result<(), DbError> {
-        read_db_page(&self.file, self.page_size, pgno, page).map_err(self.io("read database page"))
+        read_db_page(self.file.as_ref(), self.page_size, pgno, page)
+            .map_err(self.io("read database page"))
     }
 
     /// Closes the connections (read transaction released).
@@ -430,6 +432,33 @@ impl Database {
         reader.close().map_err(|(_, e)| err(e))?;
         Ok(())
     }
+}
+
+/// The process's one read-only descriptor on a database file, opened on first use and never
+/// closed.
+///
+/// SQLite's locks are POSIX advisory locks, which belong to the process: closing *any*
+/// descriptor of the file releases every lock the process's SQLite connections hold on it
+/// (SQLite guards its own descriptors against this, but cannot see ours). Another process
+/// could then checkpoint and delete the WAL under us. So raw reads of a database file go
+/// through this descriptor, which stays open for the life of the process (keyed by device
+/// and inode, so a database replaced by a restore gets a new one).
+pub fn shared_file(path: &Path) -> std::io::Result<Arc<File>> {
+    type Files = HashMap<(u64, u64), Arc<File>>;
+    static FILES: OnceLock<Mutex<Files>> = OnceLock::new();
+    let files = FILES.get_or_init(|| Mutex::new(HashMap::new()));
+    let meta = std::fs::metadata(path)?;
+    let key = (meta.dev(), meta.ino());
+    let mut files = files.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(f) = files.get(&key) {
+        return Ok(f.clone());
+    }
+    let file = File::open(path)?;
+    let opened = file.metadata()?;
+    let file = Arc::new(file);
+    // Keep it whatever inode it turned out to be (never close a database descriptor).
+    files.insert((opened.dev(), opened.ino()), file.clone());
+    Ok(file)
 }
 
 /// Reads page `pgno` of a database file; past-the-end bytes read as zeros.

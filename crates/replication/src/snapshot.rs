@@ -16,10 +16,11 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 
 use ltx::{Encoder, Header, TxId};
 
-use crate::db::{read_db_page, wal_path};
+use crate::db::{read_db_page, shared_file, wal_path};
 use crate::sync::Position;
 use crate::wal::{
     self, FRAME_HEADER_SIZE, Salt, WAL_HEADER_SIZE, WalError, WalHeader, WalReader,
@@ -54,7 +55,7 @@ pub enum SnapshotError {
 /// A database as of one point of its WAL. See the module docs.
 #[derive(Debug)]
 pub struct DbImage {
-    db: File,
+    db: Arc<File>,
     wal: Option<File>,
     wal_header: Option<WalHeader>,
     wal_display: String,
@@ -149,7 +150,7 @@ impl DbImage {
     }
 
     fn open(db_path: &Path, page_size: u32) -> Result<DbImage, SnapshotError> {
-        let db = File::open(db_path).map_err(|source| SnapshotError::Io {
+        let db = shared_file(db_path).map_err(|source| SnapshotError::Io {
             path: db_path.display().to_string(),
             source,
         })?;
@@ -219,7 +220,7 @@ impl DbImage {
                     source,
                 })
             }
-            _ => read_db_page(&self.db, self.page_size, pgno, page).map_err(|source| {
+            _ => read_db_page(self.db.as_ref(), self.page_size, pgno, page).map_err(|source| {
                 SnapshotError::Io {
                     path: "database file".into(),
                     source,
@@ -253,12 +254,12 @@ pub fn detect_page_size(db_path: &Path) -> Result<u32, SnapshotError> {
     {
         return Ok(h.page_size);
     }
-    let f = File::open(db_path).map_err(|source| SnapshotError::Io {
+    let f = shared_file(db_path).map_err(|source| SnapshotError::Io {
         path: db_path.display().to_string(),
         source,
     })?;
     let mut hdr = [0u8; 18];
-    if !wal::ReadAt::read_full_at(&f, &mut hdr, 0).unwrap_or(false) {
+    if !wal::ReadAt::read_full_at(f.as_ref(), &mut hdr, 0).unwrap_or(false) {
         return Err(SnapshotError::PageSize {
             path: db_path.display().to_string(),
         });
