@@ -54,6 +54,10 @@ use crate::sync::{Position, SyncError, SyncReport, SyncSettings, Syncer};
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(15);
 /// How often while something fails.
 pub const PROBE_INTERVAL_FAILING: Duration = Duration::from_secs(1);
+/// Shortest pause between two syncs (see the sync task).
+pub const MIN_SYNC_GAP: Duration = Duration::from_millis(20);
+/// Longest pause between two syncs under a steady write load (see the sync task).
+pub const MAX_SYNC_GAP: Duration = Duration::from_millis(100);
 
 /// Everything [`Replicator::start`] needs.
 #[derive(Clone)]
@@ -115,7 +119,7 @@ pub enum StartError {
     #[error(transparent)]
     Client(#[from] ClientError),
     #[error(transparent)]
-    Startup(#[from] StartupError),
+    Startup(Box<StartupError>),
     #[error("attaching to the database: {0}")]
     Db(#[from] DbError),
     #[error("first sync of the database: {0}")]
@@ -128,10 +132,16 @@ pub enum StartError {
     Other(String),
 }
 
+impl From<StartupError> for StartError {
+    fn from(e: StartupError) -> Self {
+        StartError::Startup(Box::new(e))
+    }
+}
+
 impl StartError {
     /// True if the local database and the replica have diverged.
     pub fn is_divergence(&self) -> bool {
-        matches!(self, StartError::Startup(StartupError::Diverged(_)))
+        matches!(self, StartError::Startup(e) if matches!(**e, StartupError::Diverged(_)))
     }
 }
 
@@ -266,7 +276,7 @@ impl ReplicationHandle {
             tokio::select! {
                 changed = rx.changed() => {
                     if changed.is_err() {
-                        return Err(self.shared.health.fatal().unwrap_or_else(|| stopped()));
+                        return Err(self.shared.health.fatal().unwrap_or_else(stopped));
                     }
                 }
                 f = &mut fatal => return Err(f),
@@ -688,6 +698,7 @@ async fn sync_loop(
     let monitor = shared.db.monitor_interval;
     let mut syncer = Some(syncer);
     let mut last_sync = Instant::now();
+    let mut last_took = Duration::ZERO;
     let mut backoff: Option<Duration> = None;
     let mut positions = shared.progress.subscribe();
     loop {
@@ -709,6 +720,18 @@ async fn sync_loop(
             let _ = tx.send(result);
             break;
         }
+        // A burst of commits becomes one file: the next sync starts MIN_SYNC_GAP after the
+        // last one, or as long after it as it took (up to MAX_SYNC_GAP), so under a heavy
+        // write load syncs (and checkpoints, uploads) stay a small share of the time.
+        if reply.is_none() && backoff.is_none() {
+            let next = last_sync + last_took.clamp(MIN_SYNC_GAP, MAX_SYNC_GAP);
+            if next > Instant::now() {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep_until(next.into()) => {}
+                }
+            }
+        }
         // While earlier files are being uploaded, let commits accumulate into one file.
         if reply.is_none() && backoff.is_none() {
             let p = *positions.borrow_and_update();
@@ -721,10 +744,12 @@ async fn sync_loop(
                 }
             }
         }
+        let started = Instant::now();
         let Some(result) = run_sync(&shared, &mut syncer).await else {
             break;
         };
         last_sync = Instant::now();
+        last_took = last_sync - started;
         match result {
             Ok(p) => {
                 backoff = None;

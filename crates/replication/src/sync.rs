@@ -773,6 +773,18 @@ impl Syncer {
         self.apply(r);
         let barrier = mode == CheckpointMode::Passive;
         if barrier {
+            // Most of the copying happens here, while writers keep going: a PASSIVE
+            // checkpoint with the WAL pinned by a read transaction on the other connection, so
+            // nothing can restart the WAL and drop frames we have not read yet. The barrier
+            // below then only has the frames committed meanwhile left to copy.
+            self.db.begin_pin()?;
+            let early = self.db.checkpoint(CheckpointMode::Passive);
+            let end = self.db.end_barrier();
+            let early = early?;
+            end?;
+            tracing::trace!(db = %self.db.path().display(), result = %format!("{},{},{}", early.busy, early.log, early.checkpointed), "checkpoint (pinned)");
+        }
+        if barrier {
             self.db.begin_barrier()?;
             let r = match self.verify_and_sync(true, None) {
                 Ok(r) => r,

@@ -292,7 +292,12 @@ impl WalScan {
     }
 }
 
-/// A verified, forward-only reader over the frames of one WAL.
+/// Bytes read ahead at once when scanning frames (whole frames; at least one).
+const READ_AHEAD: usize = 1 << 20;
+
+/// A verified, forward-only reader over the frames of one WAL. Frames are read ahead in
+/// chunks of about 1 MiB (one `pread` per chunk, not per frame); a frame cut off at the end
+/// of a chunk is read again with the next chunk.
 #[derive(Debug)]
 pub struct WalReader<R> {
     src: R,
@@ -301,15 +306,27 @@ pub struct WalReader<R> {
     offset: u64,
     /// Running checksum after the last verified frame.
     chain: (u32, u32),
+    /// Read-ahead buffer holding the bytes at `buf_offset..buf_offset + buf_len`.
     buf: Vec<u8>,
+    buf_offset: u64,
+    buf_len: usize,
+    /// Start of the last returned frame within `buf`.
+    last: usize,
+    /// Chunks read so far (the first ones are small: most scans read a few new frames).
+    refills: u32,
 }
 
 impl<R: ReadAt> WalReader<R> {
     /// Opens a WAL at its first frame (offset 32).
     pub fn open(src: R) -> Result<WalReader<R>, WalError> {
         let header = WalHeader::read(&src)?;
+        let frame = frame_len(&header);
         Ok(WalReader {
-            buf: vec![0; frame_len(&header)],
+            buf: vec![0; (READ_AHEAD / frame).max(1) * frame],
+            buf_offset: 0,
+            buf_len: 0,
+            last: 0,
+            refills: 0,
             chain: header.checksum,
             offset: WAL_HEADER_SIZE,
             header,
@@ -391,29 +408,58 @@ impl<R: ReadAt> WalReader<R> {
     /// [`WalReader::last_page`] until the next call.
     pub fn next_frame(&mut self) -> Result<Result<Frame, StopReason>, WalError> {
         let offset = self.offset;
-        if !self.src.read_full_at(&mut self.buf, offset)? {
+        let len = frame_len(&self.header);
+        let Some(at) = self.frame_in_buffer(offset, len)? else {
             return Ok(Err(StopReason::EndOfFile));
-        }
+        };
+        let frame = &self.buf[at..at + len];
         let mut hdr = [0u8; 24];
-        hdr.copy_from_slice(&self.buf[..24]);
+        hdr.copy_from_slice(&frame[..24]);
         let header = FrameHeader::parse(&hdr);
         if header.salt != self.header.salt {
             return Ok(Err(StopReason::SaltMismatch));
         }
         let order = self.header.byte_order;
-        let chain = checksum_update(order, self.chain, &self.buf[..8]);
-        let chain = checksum_update(order, chain, &self.buf[24..]);
+        let chain = checksum_update(order, self.chain, &frame[..8]);
+        let chain = checksum_update(order, chain, &frame[24..]);
         if chain != header.checksum {
             return Ok(Err(StopReason::ChecksumMismatch));
         }
         self.chain = chain;
+        self.last = at;
         self.offset = offset + self.header.frame_size();
         Ok(Ok(Frame { offset, header }))
     }
 
+    /// Where the `len` bytes at `offset` start in the read-ahead buffer, reading a new chunk
+    /// if they are not all there; `None` if the file ends first.
+    fn frame_in_buffer(&mut self, offset: u64, len: usize) -> Result<Option<usize>, WalError> {
+        let end = offset + len as u64;
+        if offset >= self.buf_offset && end <= self.buf_offset + self.buf_len as u64 {
+            return Ok(Some((offset - self.buf_offset) as usize));
+        }
+        // 64 KiB, then doubling up to the buffer (whole frames, at least one).
+        let want = ((64usize << self.refills.min(8)) * 1024 / len).max(1) * len;
+        let want = want.min(self.buf.len()).max(len);
+        self.refills += 1;
+        let mut filled = 0;
+        while filled < want {
+            match self.src.read_at(&mut self.buf[filled..want], offset + filled as u64) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.buf_offset = offset;
+        self.buf_len = filled;
+        Ok((filled >= len).then_some(0))
+    }
+
     /// The page image of the frame last returned by [`WalReader::next_frame`].
     pub fn last_page(&self) -> &[u8] {
-        &self.buf[24..]
+        let start = self.last + FRAME_HEADER_SIZE as usize;
+        &self.buf[start..self.last + frame_len(&self.header)]
     }
 
     /// Reads frames up to the end of the valid WAL and returns the committed transactions.

@@ -116,7 +116,10 @@ fn put_back(env: &Env, saved: &Path) {
 fn divergence(e: StartError) -> (DivergenceKind, String) {
     let msg = e.to_string();
     match e {
-        StartError::Startup(StartupError::Diverged(d)) => (d.kind, msg),
+        StartError::Startup(e) => match *e {
+            StartupError::Diverged(d) => (d.kind, msg),
+            other => panic!("expected a divergence, got: {other}"),
+        },
         other => panic!("expected a divergence, got: {other}"),
     }
 }

@@ -1,0 +1,403 @@
+//! Replication benchmark (run by `scripts/bench-replication`; not a test). Against one local
+//! S3-compatible server (moto) and the same write load:
+//!
+//! 1. lag: a paced writer (one row per commit); each commit's WAL end offset and salts are
+//!    recorded and a poller lists the replica's L0 objects every few milliseconds, reading
+//!    each new file's header; a commit is durable once an L0 file with its salts covers its
+//!    offset. p50/p99 for sqlite-rest's replicator vs `litestream replicate` (defaults);
+//! 2. throughput: the same writer unpaced, commits per second with our replicator, with
+//!    `litestream replicate` beside it, and with no replication (the baseline);
+//! 3. restore: a ~200 MB database restored from the replica by our restore and by
+//!    `litestream restore` (median of three each, alternating).
+//!
+//! Ratios are against the baseline measured in the same run. Environment:
+//! `BENCH_SECONDS` (per phase, default 6), `BENCH_RATE` (paced commits/s, default 200),
+//! `BENCH_ROUNDS` (throughput rounds, default 5), `BENCH_RESTORE_MB` (default 200).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use replication::client::{ListOptions, ReadRange, ReplicaClient};
+use replication::config::{Config, LoadOptions};
+use replication::level::Level;
+use replication::plan::RestoreTarget;
+use replication::restore::{self, RestoreOptions};
+use replication::{CommitNotice, Replicator, ReplicatorOptions};
+use rusqlite::Connection;
+use testkit::litestream::Litestream;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Baseline,
+    Ours,
+    Litestream,
+}
+
+/// One commit to trace: when, and where its frames end in which WAL generation.
+#[derive(Debug, Clone, Copy)]
+struct Traced {
+    at: Instant,
+    salt: (u32, u32),
+    end: u64,
+}
+
+struct Run {
+    commits: u64,
+    secs: f64,
+    lags: Vec<Duration>,
+}
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn s3_url(s3: &testkit::S3, bucket: &str) -> String {
+    format!("s3://{bucket}/db?endpoint={}&region={}", s3.host_port(), s3.region)
+}
+
+fn open_writer(db: &Path, mode: Mode) -> Connection {
+    let conn = Connection::open(db).unwrap();
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(())).unwrap();
+    conn.pragma_update(None, "synchronous", "NORMAL").unwrap();
+    if mode == Mode::Ours {
+        // The replicator is the checkpointer.
+        conn.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+    }
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS books(id INTEGER PRIMARY KEY, title TEXT, author TEXT, price REAL, published INTEGER);\
+         CREATE INDEX IF NOT EXISTS books_author ON books(author);",
+    )
+    .unwrap();
+    conn
+}
+
+fn wal_salt(db: &Path) -> (u32, u32) {
+    let mut wal = db.as_os_str().to_os_string();
+    wal.push("-wal");
+    let bytes = std::fs::read(PathBuf::from(wal)).unwrap_or_default();
+    if bytes.len() < 24 {
+        return (0, 0);
+    }
+    let be = |i: usize| u32::from_be_bytes(bytes[i..i + 4].try_into().unwrap());
+    (be(16), be(20))
+}
+
+/// The write load: one row per commit, paced at `rate` commits/s (0 = as fast as possible),
+/// for `secs`. `trace` records every commit's WAL position (paced runs).
+fn write_load(
+    db: &Path,
+    mode: Mode,
+    secs: f64,
+    rate: u64,
+    trace: bool,
+    notify: Option<replication::ReplicationHandle>,
+) -> (u64, f64, Vec<Traced>) {
+    let mut conn = open_writer(db, mode);
+    let frames = Arc::new(Mutex::new(0u32));
+    {
+        let frames = frames.clone();
+        conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, n: std::ffi::c_int| {
+            *frames.lock().unwrap() = n.max(0) as u32;
+            Ok(())
+        }))
+        .unwrap();
+    }
+    let page_size: u64 = conn.query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0)).unwrap() as u64;
+    let mut stmt = conn
+        .prepare("INSERT INTO books(title, author, price, published) VALUES (?1, ?2, ?3, ?4)")
+        .unwrap();
+    let start = Instant::now();
+    let mut traced = Vec::new();
+    let mut seq = 0u64;
+    let mut salt = (0, 0);
+    let mut last_frames = 0u32;
+    while start.elapsed().as_secs_f64() < secs {
+        seq += 1;
+        stmt.execute((
+            format!("Title number {seq} of the benchmark"),
+            format!("Author {}", seq % 997),
+            (seq % 100) as f64 + 0.99,
+            1900 + (seq % 120) as i64,
+        ))
+        .unwrap();
+        let n = *frames.lock().unwrap();
+        if let Some(h) = &notify {
+            h.notify_commit(CommitNotice { seq, wal_frames: n });
+        }
+        if trace {
+            if n < last_frames || salt == (0, 0) {
+                salt = wal_salt(db);
+            }
+            last_frames = n;
+            traced.push(Traced {
+                at: Instant::now(),
+                salt,
+                end: 32 + u64::from(n) * (24 + page_size),
+            });
+        }
+        if rate > 0 {
+            let due = start + Duration::from_secs_f64(seq as f64 / rate as f64);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
+    }
+    (seq, start.elapsed().as_secs_f64(), traced)
+}
+
+/// Lists L0 every few ms and records when each new file appeared, with its WAL range.
+async fn poll_l0(
+    client: Arc<dyn ReplicaClient>,
+    stop: Arc<AtomicBool>,
+) -> Vec<(Instant, (u32, u32), u64, u64)> {
+    let mut seen: BTreeMap<u64, ()> = BTreeMap::new();
+    let mut out = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        if let Ok(files) = client.list(Level::L0, ListOptions::default()).await {
+            let now = Instant::now();
+            for f in files {
+                if seen.insert(f.name.max.get(), ()).is_none()
+                    && let Ok(b) = client
+                        .read(Level::L0, f.name, ReadRange::Bounded { start: 0, end: 100 })
+                        .await
+                    && b.len() == 100
+                {
+                    let be64 = |i: usize| u64::from_be_bytes(b[i..i + 8].try_into().unwrap());
+                    let be32 = |i: usize| u32::from_be_bytes(b[i..i + 4].try_into().unwrap());
+                    out.push((now, (be32(64), be32(68)), be64(48), be64(56)));
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    out
+}
+
+/// Lag of each traced commit: first L0 file with its salts covering its end offset.
+fn lags(traced: &[Traced], files: &[(Instant, (u32, u32), u64, u64)]) -> Vec<Duration> {
+    traced
+        .iter()
+        .filter_map(|c| {
+            files
+                .iter()
+                .filter(|(_, salt, off, size)| *salt == c.salt && off + size >= c.end)
+                .map(|(t, ..)| *t)
+                .min()
+                .map(|t| t.saturating_duration_since(c.at))
+        })
+        .collect()
+}
+
+fn pct(v: &[Duration], p: f64) -> Duration {
+    if v.is_empty() {
+        return Duration::ZERO;
+    }
+    let mut s = v.to_vec();
+    s.sort();
+    s[((s.len() - 1) as f64 * p).round() as usize]
+}
+
+async fn client_for(url: &str) -> Arc<dyn ReplicaClient> {
+    let target = replication::url::parse_replica_url(url).unwrap();
+    replication::client::open_client(&target, &Default::default())
+        .await
+        .unwrap()
+}
+
+/// One phase (paced with tracing, or unpaced) under one mode, on a fresh database.
+async fn phase(ls: &Litestream, s3: &testkit::S3, mode: Mode, secs: f64, rate: u64) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("bench.db");
+    drop(open_writer(&db, Mode::Baseline));
+    let bucket = s3.create_bucket("bench");
+    let url = s3_url(s3, &bucket);
+    let trace = rate > 0 && mode != Mode::Baseline;
+    let mut ours = None;
+    let mut theirs = None;
+    match mode {
+        Mode::Baseline => {}
+        Mode::Ours => {
+            let yaml = format!(
+                "dbs:\n  - path: {}\n    replica:\n      url: {url}\n",
+                db.display()
+            );
+            let config = Config::parse(&yaml, LoadOptions::default()).unwrap();
+            let opts = ReplicatorOptions::new(config, &db).unwrap();
+            ours = Some(Replicator::start(opts).await.unwrap());
+        }
+        Mode::Litestream => {
+            let config = dir.path().join("ls.yml");
+            std::fs::write(
+                &config,
+                format!("dbs:\n  - path: {}\n    replica:\n      url: {url}\n", db.display()),
+            )
+            .unwrap();
+            let running = ls.spawn_replicate(&config);
+            assert!(running.wait_for_log("replicating to", Duration::from_secs(30)));
+            theirs = Some(running);
+        }
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let poller = trace.then(|| {
+        let stop = stop.clone();
+        let url = url.clone();
+        tokio::spawn(async move { poll_l0(client_for(&url).await, stop).await })
+    });
+    let handle = ours.as_ref().map(|r| r.handle());
+    let db2 = db.clone();
+    let (commits, took, traced) = tokio::task::spawn_blocking(move || {
+        write_load(&db2, mode, secs, rate, trace, handle)
+    })
+    .await
+    .unwrap();
+    // Let the last commits land (Litestream's default intervals are 1 s).
+    if trace {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let files = match poller {
+        Some(p) => p.await.unwrap(),
+        None => Vec::new(),
+    };
+    if let Some(r) = ours {
+        r.shutdown().await.unwrap();
+    }
+    if let Some(t) = theirs {
+        t.stop();
+    }
+    Run {
+        commits,
+        secs: took,
+        lags: lags(&traced, &files),
+    }
+}
+
+/// Builds a database of about `mb` MB and replicates it with our replicator.
+async fn build_restore_replica(s3: &testkit::S3, dir: &Path, mb: u64) -> String {
+    let db = dir.join("big.db");
+    {
+        let conn = Connection::open(&db).unwrap();
+        conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(())).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE docs(id INTEGER PRIMARY KEY, title TEXT, body TEXT, blob BLOB);\
+             CREATE INDEX docs_title ON docs(title);",
+        )
+        .unwrap();
+        let rows = mb * 1_000_000 / 1100;
+        conn.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1) \
+             INSERT INTO docs(title, body, blob) SELECT 'document ' || i, \
+             printf('%.600c', char(65 + i % 26)) || ' body text of document ' || i, randomblob(300) FROM n",
+            [rows as i64],
+        )
+        .unwrap();
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).unwrap();
+    }
+    let bucket = s3.create_bucket("bench-restore");
+    let url = s3_url(s3, &bucket);
+    let yaml = format!("dbs:\n  - path: {}\n    replica:\n      url: {url}\n", db.display());
+    let config = Config::parse(&yaml, LoadOptions::default()).unwrap();
+    let r = Replicator::start(ReplicatorOptions::new(config, &db).unwrap()).await.unwrap();
+    r.sync_and_wait().await.unwrap();
+    r.shutdown().await.unwrap();
+    url
+}
+
+async fn our_restore(url: &str, out: &Path) -> Duration {
+    let _ = std::fs::remove_file(out);
+    let started = Instant::now();
+    let client = client_for(url).await;
+    let plan = restore::plan(client.as_ref(), RestoreTarget::Latest, true).await.unwrap();
+    restore::restore(&client, &plan, &RestoreOptions::new(out)).await.unwrap();
+    started.elapsed()
+}
+
+fn their_restore(ls: &Litestream, url: &str, out: &Path) -> Duration {
+    let _ = std::fs::remove_file(out);
+    let started = Instant::now();
+    let o = ls.restore(url, out, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    started.elapsed()
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let Some(ls) = Litestream::require("bench-replication") else { return };
+    let Some(s3) = testkit::require_s3("bench-replication") else { return };
+    let secs = env_or("BENCH_SECONDS", 6) as f64;
+    let rate = env_or("BENCH_RATE", 200);
+    let mb = env_or("BENCH_RESTORE_MB", 200);
+    println!("replication benchmark: {secs} s per phase, paced at {rate} commits/s, restore of ~{mb} MB, moto at {}", s3.endpoint);
+
+    let mut lag_rows = Vec::new();
+    for mode in [Mode::Ours, Mode::Litestream] {
+        let r = phase(&ls, &s3, mode, secs, rate).await;
+        println!(
+            "lag  {mode:?}: {} commits traced, {} landed, p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+            r.commits,
+            r.lags.len(),
+            ms(pct(&r.lags, 0.5)),
+            ms(pct(&r.lags, 0.99)),
+            ms(pct(&r.lags, 1.0))
+        );
+        lag_rows.push((mode, pct(&r.lags, 0.5), pct(&r.lags, 0.99)));
+    }
+    // Throughput: rounds interleaving the modes, so the machine's noise spreads over all of
+    // them; each round's ratios are against that round's baseline, and the median is kept.
+    let rounds = env_or("BENCH_ROUNDS", 5);
+    let mut ratios_ours = Vec::new();
+    let mut ratios_theirs = Vec::new();
+    let mut bases = Vec::new();
+    for round in 1..=rounds {
+        let mut cps = BTreeMap::new();
+        for mode in [Mode::Baseline, Mode::Ours, Mode::Litestream] {
+            let r = phase(&ls, &s3, mode, secs, 0).await;
+            cps.insert(format!("{mode:?}"), r.commits as f64 / r.secs);
+        }
+        let (b, o, t) = (cps["Baseline"], cps["Ours"], cps["Litestream"]);
+        println!("tput round {round}: baseline {b:.0}, ours {o:.0} ({:.3}), litestream {t:.0} ({:.3}) commits/s", o / b, t / b);
+        ratios_ours.push(o / b);
+        ratios_theirs.push(t / b);
+        bases.push(b);
+    }
+    let med = |mut v: Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    let (base, ours, theirs) = (med(bases), med(ratios_ours), med(ratios_theirs));
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = build_restore_replica(&s3, dir.path(), mb).await;
+    let out = dir.path().join("restored.db");
+    let mut ours_t = Vec::new();
+    let mut theirs_t = Vec::new();
+    for _ in 0..3 {
+        ours_t.push(our_restore(&url, &out).await);
+        theirs_t.push(their_restore(&ls, &url, &out));
+    }
+    let size = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+    let (ro, rt) = (median(ours_t), median(theirs_t));
+
+    println!();
+    println!("| measure | sqlite-rest | litestream 0.5.17 | ratio |");
+    println!("|---|---|---|---|");
+    let (o, t) = (lag_rows[0], lag_rows[1]);
+    println!("| lag p50 commit → S3 | {:.0} ms | {:.0} ms | {:.3} |", ms(o.1), ms(t.1), ms(o.1) / ms(t.1));
+    println!("| lag p99 commit → S3 | {:.0} ms | {:.0} ms | {:.3} |", ms(o.2), ms(t.2), ms(o.2) / ms(t.2));
+    println!("| write throughput vs no replication ({base:.0} commits/s), median of {rounds} rounds | {ours:.3} | {theirs:.3} | |");
+    println!("| restore of {:.0} MB from S3 | {:.2} s | {:.2} s | {:.3} |", size as f64 / 1e6, ro.as_secs_f64(), rt.as_secs_f64(), ro.as_secs_f64() / rt.as_secs_f64());
+}
