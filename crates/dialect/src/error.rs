@@ -99,8 +99,12 @@ impl ApiError {
 
     /// PGRST116: a singular response was asked for, but the result has `n` rows.
     pub fn singular(n: usize) -> Self {
-        ApiError::new(406, "PGRST116", "Cannot coerce the result to a single JSON object")
-            .with_details(format!("The result contains {n} rows"))
+        ApiError::new(
+            406,
+            "PGRST116",
+            "Cannot coerce the result to a single JSON object",
+        )
+        .with_details(format!("The result contains {n} rows"))
     }
 
     /// PGRST103: the requested range cannot be satisfied.
@@ -152,11 +156,13 @@ impl ApiError {
             (ffi::SQLITE_CONSTRAINT_FOREIGNKEY, _) => (409, "23503", msg),
             (ffi::SQLITE_CONSTRAINT_NOTNULL, _) => (400, "23502", msg),
             (ffi::SQLITE_CONSTRAINT_CHECK, _) => (400, "23514", msg),
-            (ffi::SQLITE_CONSTRAINT_DATATYPE, _) | (_, ffi::SQLITE_MISMATCH) => {
-                (400, "22P02", msg)
-            }
+            (ffi::SQLITE_CONSTRAINT_DATATYPE, _) | (_, ffi::SQLITE_MISMATCH) => (400, "22P02", msg),
             (ffi::SQLITE_CONSTRAINT_TRIGGER, _) => (400, "P0001", msg),
-            (_, ffi::SQLITE_READONLY) => (405, "25006", "cannot execute in a read-only transaction".into()),
+            (_, ffi::SQLITE_READONLY) => (
+                405,
+                "25006",
+                "cannot execute in a read-only transaction".into(),
+            ),
             (_, ffi::SQLITE_AUTH) => (403, "42501", "permission denied".into()),
             (_, ffi::SQLITE_BUSY | ffi::SQLITE_LOCKED) => {
                 return ApiError::new(503, "PGRST003", "The database is busy.")
@@ -178,7 +184,9 @@ impl ApiError {
             (_, ffi::SQLITE_ERROR) if msg.starts_with("no such column") => (400, "42703", msg),
             (_, ffi::SQLITE_ERROR) if msg.starts_with("no such table") => (404, "42P01", msg),
             (_, ffi::SQLITE_ERROR) if msg.starts_with("no such function") => (404, "42883", msg),
-            (_, ffi::SQLITE_ERROR) if msg.contains("malformed JSON") || msg.contains("bad JSON path") => {
+            (_, ffi::SQLITE_ERROR)
+                if msg.contains("malformed JSON") || msg.contains("bad JSON path") =>
+            {
                 (400, "22P02", msg)
             }
             (_, ffi::SQLITE_ERROR) => (400, "XX000", msg),

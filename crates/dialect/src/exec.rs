@@ -26,7 +26,11 @@ pub struct ReadOutput {
 }
 
 /// Runs `plan` on `conn`. With `head`, rows are counted but not rendered.
-pub fn execute_read(conn: &Connection, plan: &ReadPlan, head: bool) -> Result<ReadOutput, ApiError> {
+pub fn execute_read(
+    conn: &Connection,
+    plan: &ReadPlan,
+    head: bool,
+) -> Result<ReadOutput, ApiError> {
     if plan.count.is_none() {
         return read_page(conn, plan, head, None);
     }
@@ -37,10 +41,10 @@ pub fn execute_read(conn: &Connection, plan: &ReadPlan, head: bool) -> Result<Re
     })();
     if !conn.is_autocommit() {
         let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-        if let Err(e) = conn.prepare_cached(end).and_then(|mut s| s.execute([])) {
-            if result.is_ok() {
-                return Err(e.into());
-            }
+        if let Err(e) = conn.prepare_cached(end).and_then(|mut s| s.execute([]))
+            && result.is_ok()
+        {
+            return Err(e.into());
         }
     }
     result
@@ -106,14 +110,14 @@ fn read_page(
     total: Option<i64>,
 ) -> Result<ReadOutput, ApiError> {
     let node = &plan.root;
-    if let Some(t) = total {
-        if node.offset > t {
-            return Err(ApiError::range(format!(
-                "An offset of {} was requested, but there are only {} rows.",
-                node.offset, t
-            ))
-            .with_header("Content-Range", format!("*/{t}")));
-        }
+    if let Some(t) = total
+        && node.offset > t
+    {
+        return Err(ApiError::range(format!(
+            "An offset of {} was requested, but there are only {} rows.",
+            node.offset, t
+        ))
+        .with_header("Content-Range", format!("*/{t}")));
     }
     let sql = sql::select(node);
     let shaper = Shaper::new(&node.fields, plan.media);
@@ -136,10 +140,10 @@ fn read_page(
             shaper.finish(&mut body, n);
         }
     }
-    if let MediaType::Singular { .. } = plan.media {
-        if n != 1 {
-            return Err(ApiError::singular(n));
-        }
+    if let MediaType::Singular { .. } = plan.media
+        && n != 1
+    {
+        return Err(ApiError::singular(n));
     }
     let (status, range) = content_range(node.offset, n, total);
     Ok(ReadOutput {
@@ -171,7 +175,12 @@ mod tests {
         c
     }
 
-    fn run(c: &Connection, q: &str, media: MediaType, count: Option<CountMethod>) -> Result<ReadOutput, ApiError> {
+    fn run(
+        c: &Connection,
+        q: &str,
+        media: MediaType,
+        count: Option<CountMethod>,
+    ) -> Result<ReadOutput, ApiError> {
         let cache = SchemaCache::load(c, &Exposure::All).unwrap();
         let h = RequestHeaders {
             media,
@@ -182,7 +191,13 @@ mod tests {
             range: None,
             profile_sent: false,
         };
-        let plan = plan_read(&cache, "p", &QueryParams::parse(q).unwrap(), &h, Limits::default())?;
+        let plan = plan_read(
+            &cache,
+            "p",
+            &QueryParams::parse(q).unwrap(),
+            &h,
+            Limits::default(),
+        )?;
         execute_read(c, &plan, false)
     }
 
@@ -197,7 +212,10 @@ mod tests {
             r#"[{"id":1,"name":"Windows 7","active":true,"settings":{"a":{"b":1},"t":[1,2]},"logo":"\\xdeadbeef","budget":1500.5}]"#
         );
         let out = run(&c, "id=eq.3&select=settings", JSON, None).unwrap();
-        assert_eq!(String::from_utf8(out.body).unwrap(), r#"[{"settings":"not json"}]"#);
+        assert_eq!(
+            String::from_utf8(out.body).unwrap(),
+            r#"[{"settings":"not json"}]"#
+        );
     }
 
     #[test]
@@ -217,7 +235,10 @@ mod tests {
         let c = db();
         let one = MediaType::Singular { strip_nulls: false };
         let out = run(&c, "select=id,name&id=eq.2", one, None).unwrap();
-        assert_eq!(String::from_utf8(out.body).unwrap(), r#"{"id":2,"name":"IOS"}"#);
+        assert_eq!(
+            String::from_utf8(out.body).unwrap(),
+            r#"{"id":2,"name":"IOS"}"#
+        );
         assert_eq!(run(&c, "", one, None).unwrap_err().code, "PGRST116");
         let out = run(&c, "select=id,name,active&order=id", MediaType::Csv, None).unwrap();
         assert_eq!(
@@ -232,7 +253,11 @@ mod tests {
         let ids = |q: &str| -> Vec<i64> {
             let out = run(&c, &format!("select=id&order=id&{q}"), JSON, None).unwrap();
             let v: serde_json::Value = serde_json::from_slice(&out.body).unwrap();
-            v.as_array().unwrap().iter().map(|o| o["id"].as_i64().unwrap()).collect()
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|o| o["id"].as_i64().unwrap())
+                .collect()
         };
         assert_eq!(ids("name=like.*S"), vec![2]);
         assert_eq!(ids("name=ilike.*s"), vec![2]);

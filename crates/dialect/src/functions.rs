@@ -51,6 +51,9 @@ mod tests {
             .query_row("SELECT regexp('(?i)^X', 'yx')", [], |r| r.get(0))
             .unwrap();
         assert!(!miss);
-        assert!(c.query_row("SELECT regexp('(', 'x')", [], |r| r.get::<_, bool>(0)).is_err());
+        assert!(
+            c.query_row("SELECT regexp('(', 'x')", [], |r| r.get::<_, bool>(0))
+                .is_err()
+        );
     }
 }

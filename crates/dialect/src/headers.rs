@@ -76,9 +76,7 @@ impl Preferences {
                     ("count", "estimated") => set(&mut p.count, CountMethod::Estimated),
                     ("return", "minimal") => set(&mut p.return_, ReturnPref::Minimal),
                     ("return", "headers-only") => set(&mut p.return_, ReturnPref::HeadersOnly),
-                    ("return", "representation") => {
-                        set(&mut p.return_, ReturnPref::Representation)
-                    }
+                    ("return", "representation") => set(&mut p.return_, ReturnPref::Representation),
                     ("resolution", "merge-duplicates") => {
                         set(&mut p.resolution, Resolution::MergeDuplicates)
                     }
@@ -209,7 +207,10 @@ impl MediaType {
         Err(ApiError::new(
             406,
             "PGRST107",
-            format!("None of these media types are available: {}", names.join(", ")),
+            format!(
+                "None of these media types are available: {}",
+                names.join(", ")
+            ),
         ))
     }
 }
@@ -229,12 +230,12 @@ pub fn parse_range(value: &str) -> Result<Option<(i64, Option<i64>)>, ApiError> 
     let (Ok(lo), hi) = (lo.parse::<i64>(), hi.parse::<i64>().ok()) else {
         return Ok(None);
     };
-    if let Some(hi) = hi {
-        if lo > hi {
-            return Err(ApiError::range(
-                "The lower boundary must be lower than or equal to the upper boundary in the Range header.",
-            ));
-        }
+    if let Some(hi) = hi
+        && lo > hi
+    {
+        return Err(ApiError::range(
+            "The lower boundary must be lower than or equal to the upper boundary in the Range header.",
+        ));
     }
     Ok(Some((lo, hi)))
 }
@@ -247,8 +248,10 @@ pub fn check_profile(value: Option<&str>) -> Result<bool, ApiError> {
     match value.map(str::trim) {
         None => Ok(false),
         Some(SCHEMA) => Ok(true),
-        Some(other) => Err(ApiError::new(406, "PGRST106", format!("Invalid schema: {other}"))
-            .with_hint(format!("Only the following schemas are exposed: {SCHEMA}"))),
+        Some(other) => Err(
+            ApiError::new(406, "PGRST106", format!("Invalid schema: {other}"))
+                .with_hint(format!("Only the following schemas are exposed: {SCHEMA}")),
+        ),
     }
 }
 
@@ -279,14 +282,21 @@ mod tests {
     #[test]
     fn accept_negotiation() {
         use MediaType::*;
-        assert_eq!(MediaType::negotiate(None).unwrap(), Json { strip_nulls: false });
-        assert_eq!(MediaType::negotiate(Some("text/csv, application/json")).unwrap(), Csv);
+        assert_eq!(
+            MediaType::negotiate(None).unwrap(),
+            Json { strip_nulls: false }
+        );
+        assert_eq!(
+            MediaType::negotiate(Some("text/csv, application/json")).unwrap(),
+            Csv
+        );
         assert_eq!(
             MediaType::negotiate(Some("text/unknowntype, */*")).unwrap(),
             Json { strip_nulls: false }
         );
         assert_eq!(
-            MediaType::negotiate(Some("text/csv;q=0.5, application/vnd.pgrst.object+json")).unwrap(),
+            MediaType::negotiate(Some("text/csv;q=0.5, application/vnd.pgrst.object+json"))
+                .unwrap(),
             Singular { strip_nulls: false }
         );
         assert_eq!(
@@ -295,7 +305,10 @@ mod tests {
         );
         let e = MediaType::negotiate(Some("text/unknowntype")).unwrap_err();
         assert_eq!(e.status, 406);
-        assert_eq!(e.message, "None of these media types are available: text/unknowntype");
+        assert_eq!(
+            e.message,
+            "None of these media types are available: text/unknowntype"
+        );
     }
 
     #[test]

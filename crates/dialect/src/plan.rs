@@ -53,8 +53,8 @@ impl CastType {
     pub fn from_pg(name: &str) -> Result<Self, ApiError> {
         let n = name.trim().to_ascii_lowercase();
         Ok(match n.as_str() {
-            "text" | "varchar" | "char" | "character" | "character varying" | "bpchar"
-            | "name" | "citext" => CastType::Text,
+            "text" | "varchar" | "char" | "character" | "character varying" | "bpchar" | "name"
+            | "citext" => CastType::Text,
             "int" | "integer" | "bigint" | "smallint" | "int2" | "int4" | "int8" => {
                 CastType::Integer
             }
@@ -127,7 +127,11 @@ pub enum Predicate {
     /// `expr IN (SELECT value FROM json_each(?))`; the parameter is a JSON array.
     In(String),
     /// `op ANY/ALL` over a JSON array parameter.
-    Quantified { op: SqlCmp, all: bool, values: String },
+    Quantified {
+        op: SqlCmp,
+        all: bool,
+        values: String,
+    },
     Is(IsValue),
 }
 
@@ -216,9 +220,12 @@ pub fn plan_read(
             for item in items {
                 match item {
                     SelectItem::Star => out.extend(star(&rel)),
-                    SelectItem::Column { alias, field, cast } => {
-                        out.push(output_field(&rel, alias.as_deref(), field, cast.as_deref())?)
-                    }
+                    SelectItem::Column { alias, field, cast } => out.push(output_field(
+                        &rel,
+                        alias.as_deref(),
+                        field,
+                        cast.as_deref(),
+                    )?),
                     SelectItem::Embed { relation, .. } => {
                         return Err(ApiError::not_implemented(format!(
                             "Resource embedding ('{relation}') is not supported yet"
@@ -246,10 +253,12 @@ pub fn plan_read(
     }
 
     let range = query.ranges.get(&Vec::new()).copied().unwrap_or_default();
-    if let Some(l) = range.limit {
-        if l < 0 {
-            return Err(ApiError::range("Limit should be greater than or equal to zero."));
-        }
+    if let Some(l) = range.limit
+        && l < 0
+    {
+        return Err(ApiError::range(
+            "Limit should be greater than or equal to zero.",
+        ));
     }
     let q_lo = range.offset.unwrap_or(0).max(0);
     let mut lo = q_lo;
@@ -472,11 +481,12 @@ fn comparable(raw: &str, kind: ValueKind) -> Value {
 const MAX_REGEX_LEN: usize = 1024;
 
 fn check_regex(pattern: &str) -> Result<&str, ApiError> {
-    let invalid = |d: String| {
-        ApiError::new(400, "2201B", "invalid regular expression").with_details(d)
-    };
+    let invalid =
+        |d: String| ApiError::new(400, "2201B", "invalid regular expression").with_details(d);
     if pattern.len() > MAX_REGEX_LEN {
-        return Err(invalid(format!("pattern longer than {MAX_REGEX_LEN} bytes")));
+        return Err(invalid(format!(
+            "pattern longer than {MAX_REGEX_LEN} bytes"
+        )));
     }
     regex::RegexBuilder::new(pattern)
         .size_limit(1 << 20)
@@ -573,12 +583,24 @@ fn condition(
         }
         Operation::Compare { op, value } => {
             if json_arrow == Some(Arrow::Json)
-                && matches!(op, CmpOp::Eq | CmpOp::Neq | CmpOp::Gt | CmpOp::Gte | CmpOp::Lt | CmpOp::Lte | CmpOp::IsDistinct)
+                && matches!(
+                    op,
+                    CmpOp::Eq
+                        | CmpOp::Neq
+                        | CmpOp::Gt
+                        | CmpOp::Gte
+                        | CmpOp::Lt
+                        | CmpOp::Lte
+                        | CmpOp::IsDistinct
+                )
             {
                 return Ok(json_compare(expr, negated, *op, value));
             }
             let v = bind_value(*op, value, kind)?;
-            Ok(pred_for(text_side(expr, json_arrow), Predicate::Cmp(sql_cmp(*op), v)))
+            Ok(pred_for(
+                text_side(expr, json_arrow),
+                Predicate::Cmp(sql_cmp(*op), v),
+            ))
         }
     }
 }
@@ -662,7 +684,10 @@ mod tests {
 
     #[test]
     fn casts_are_whitelisted() {
-        assert_eq!(CastType::from_pg("double precision").unwrap(), CastType::Real);
+        assert_eq!(
+            CastType::from_pg("double precision").unwrap(),
+            CastType::Real
+        );
         let e = CastType::from_pg("int); DROP TABLE x").unwrap_err();
         assert_eq!(e.code, "42704");
     }
@@ -702,8 +727,14 @@ mod tests {
         let q = QueryParams::parse("select=nope").unwrap();
         let e = plan_read(&c, "t", &q, &headers(), Limits::default()).unwrap_err();
         assert_eq!((e.status, e.code.as_str()), (400, "42703"));
-        let e = plan_read(&c, "x", &QueryParams::default(), &headers(), Limits::default())
-            .unwrap_err();
+        let e = plan_read(
+            &c,
+            "x",
+            &QueryParams::default(),
+            &headers(),
+            Limits::default(),
+        )
+        .unwrap_err();
         assert_eq!((e.status, e.code.as_str()), (404, "PGRST205"));
         let q = QueryParams::parse("tasks.id=eq.1").unwrap();
         let e = plan_read(&c, "t", &q, &headers(), Limits::default()).unwrap_err();

@@ -90,7 +90,10 @@ pub enum IsValue {
 /// The operator part of a filter, with its value(s).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Operation {
-    Compare { op: CmpOp, value: String },
+    Compare {
+        op: CmpOp,
+        value: String,
+    },
     Quantified {
         op: CmpOp,
         quantifier: Quantifier,
@@ -99,7 +102,9 @@ pub enum Operation {
     In(Vec<String>),
     Is(IsValue),
     /// Parsed but not mapped onto SQLite (full-text, array and range operators).
-    Unsupported { op: String },
+    Unsupported {
+        op: String,
+    },
 }
 
 /// `field=[not.]op[(modifier)].value`
@@ -178,7 +183,11 @@ pub fn decode_component(s: &str) -> Result<String, ApiError> {
         .decode_utf8()
         .map(|c| c.into_owned())
         .map_err(|_| {
-            ApiError::new(400, "PGRST100", "Query string is not valid UTF-8 after decoding")
+            ApiError::new(
+                400,
+                "PGRST100",
+                "Query string is not valid UTF-8 after decoding",
+            )
         })
 }
 
@@ -347,7 +356,9 @@ impl Cursor {
         self.pos >= self.chars.len()
     }
     fn starts_with(&self, s: &str) -> bool {
-        s.chars().enumerate().all(|(i, c)| self.peek_at(i) == Some(c))
+        s.chars()
+            .enumerate()
+            .all(|(i, c)| self.peek_at(i) == Some(c))
     }
     fn eat(&mut self, c: char) -> bool {
         if self.peek() == Some(c) {
@@ -377,7 +388,9 @@ impl Cursor {
         }
     }
     fn rest(&self) -> String {
-        self.chars[self.pos.min(self.chars.len())..].iter().collect()
+        self.chars[self.pos.min(self.chars.len())..]
+            .iter()
+            .collect()
     }
 
     /// A double-quoted string with `\` escapes; the cursor is on the opening quote.
@@ -696,7 +709,11 @@ fn operator_head(c: &mut Cursor) -> Result<(bool, String, Option<String>), PErr>
     }
     let known = w == "in" || w == "is" || cmp_op(&w).is_some() || UNSUPPORTED.contains(&w.as_str());
     if !known {
-        c.pos = if negated { c.pos - w.chars().count() } else { start };
+        c.pos = if negated {
+            c.pos - w.chars().count()
+        } else {
+            start
+        };
         return Err(c.err(OPERATORS));
     }
     let mut modifier = None;
@@ -738,12 +755,10 @@ fn operation(
         if modifier.is_some() {
             return Err(at("\".\""));
         }
-        return parse_in_list(&value)
-            .map(Operation::In)
-            .map_err(|p| PErr {
-                pos: value_pos + p,
-                expecting: "a list in parentheses: (a,b,\"c,d\")",
-            });
+        return parse_in_list(&value).map(Operation::In).map_err(|p| PErr {
+            pos: value_pos + p,
+            expecting: "a list in parentheses: (a,b,\"c,d\")",
+        });
     }
     if word == "is" {
         let v = match value.to_ascii_lowercase().as_str() {
@@ -803,7 +818,11 @@ fn parse_in_list(value: &str) -> Result<Vec<String>, usize> {
     }
     c.skip_ws();
     if c.eat(')') {
-        return if c.at_end() { Ok(Vec::new()) } else { Err(c.pos) };
+        return if c.at_end() {
+            Ok(Vec::new())
+        } else {
+            Err(c.pos)
+        };
     }
     let items = delimited_items(&mut c, ')')?;
     if c.at_end() { Ok(items) } else { Err(c.pos) }
@@ -817,7 +836,11 @@ fn parse_array_literal(value: &str) -> Result<Vec<String>, usize> {
     }
     c.skip_ws();
     if c.eat('}') {
-        return if c.at_end() { Ok(Vec::new()) } else { Err(c.pos) };
+        return if c.at_end() {
+            Ok(Vec::new())
+        } else {
+            Err(c.pos)
+        };
     }
     let items = delimited_items(&mut c, '}')?
         .into_iter()
@@ -1058,13 +1081,19 @@ mod tests {
         let e = QueryParams::parse("a=").unwrap_err();
         assert_eq!(e.code, "PGRST100");
         assert_eq!(e.status, 400);
-        assert_eq!(e.message, "\"failed to parse filter ()\" (line 1, column 1)");
+        assert_eq!(
+            e.message,
+            "\"failed to parse filter ()\" (line 1, column 1)"
+        );
     }
 
     #[test]
     fn bad_operator_is_reported_at_column_one() {
         let e = QueryParams::parse("id=0").unwrap_err();
-        assert_eq!(e.message, "\"failed to parse filter (0)\" (line 1, column 1)");
+        assert_eq!(
+            e.message,
+            "\"failed to parse filter (0)\" (line 1, column 1)"
+        );
         assert_eq!(
             e.details.unwrap(),
             "unexpected \"0\" expecting \"not\" or operator (eq, gt, ...)"
@@ -1093,8 +1122,14 @@ mod tests {
         );
         assert!(parse_filter_value("is.maybe").is_err());
         assert!(parse_filter_value("in.(1,2").is_err());
-        assert_eq!(parse_filter_value("in.()").unwrap().1, Operation::In(vec![]));
-        assert_eq!(parse_filter_value("in.(   )").unwrap().1, Operation::In(vec![]));
+        assert_eq!(
+            parse_filter_value("in.()").unwrap().1,
+            Operation::In(vec![])
+        );
+        assert_eq!(
+            parse_filter_value("in.(   )").unwrap().1,
+            Operation::In(vec![])
+        );
     }
 
     #[test]
@@ -1176,13 +1211,27 @@ mod tests {
         )
         .unwrap();
         assert_eq!(q.logic.len(), 2);
-        let LogicTree::Node { children, and, negated } = &q.logic[0].1 else {
+        let LogicTree::Node {
+            children,
+            and,
+            negated,
+        } = &q.logic[0].1
+        else {
             panic!()
         };
         assert!(!and && !negated);
         assert_eq!(children.len(), 4);
-        assert!(matches!(&children[1], LogicTree::Node { negated: true, and: true, .. }));
-        let LogicTree::Leaf(f) = &children[2] else { panic!() };
+        assert!(matches!(
+            &children[1],
+            LogicTree::Node {
+                negated: true,
+                and: true,
+                ..
+            }
+        ));
+        let LogicTree::Leaf(f) = &children[2] else {
+            panic!()
+        };
         assert_eq!(
             f.operation,
             Operation::Compare {
@@ -1190,16 +1239,28 @@ mod tests {
                 value: "x,y".into()
             }
         );
-        let LogicTree::Leaf(f) = &children[3] else { panic!() };
+        let LogicTree::Leaf(f) = &children[3] else {
+            panic!()
+        };
         assert_eq!(f.operation, Operation::In(vec!["1".into(), "2".into()]));
-        assert!(matches!(&q.logic[1].1, LogicTree::Node { negated: true, and: true, .. }));
+        assert!(matches!(
+            &q.logic[1].1,
+            LogicTree::Node {
+                negated: true,
+                and: true,
+                ..
+            }
+        ));
         assert!(q.logic[1].0.is_empty());
     }
 
     #[test]
     fn empty_or_is_an_error() {
         assert_eq!(QueryParams::parse("or=()").unwrap_err().code, "PGRST100");
-        assert_eq!(QueryParams::parse("or=(a.eq.1").unwrap_err().code, "PGRST100");
+        assert_eq!(
+            QueryParams::parse("or=(a.eq.1").unwrap_err().code,
+            "PGRST100"
+        );
     }
 
     #[test]
@@ -1223,7 +1284,8 @@ mod tests {
 
     #[test]
     fn scoped_params_and_limits() {
-        let q = QueryParams::parse("limit=5&limit=7&offset=2&tasks.limit=1&tasks.name=eq.x").unwrap();
+        let q =
+            QueryParams::parse("limit=5&limit=7&offset=2&tasks.limit=1&tasks.name=eq.x").unwrap();
         assert_eq!(q.ranges[&vec![]].limit, Some(7));
         assert_eq!(q.ranges[&vec![]].offset, Some(2));
         assert_eq!(q.ranges[&vec!["tasks".to_string()]].limit, Some(1));

@@ -406,16 +406,19 @@ mod tests {
         let clients = cache.relation("clients").unwrap();
         assert!(clients.unique_keys.contains(&vec!["name".to_string()]));
         assert_eq!(cache.relation("pv").unwrap().kind, RelKind::View);
-        assert_eq!(cache.relation("pv").unwrap().allow_header(), "OPTIONS,GET,HEAD");
-        assert_eq!(cache.relation("wv").unwrap().allow_header(), "OPTIONS,GET,HEAD,POST");
+        assert_eq!(
+            cache.relation("pv").unwrap().allow_header(),
+            "OPTIONS,GET,HEAD"
+        );
+        assert_eq!(
+            cache.relation("wv").unwrap().allow_header(),
+            "OPTIONS,GET,HEAD,POST"
+        );
         assert_eq!(
             cache.relation("no_pk").unwrap().allow_header(),
             "OPTIONS,GET,HEAD,POST,PATCH,DELETE"
         );
-        assert_eq!(
-            p.allow_header(),
-            "OPTIONS,GET,HEAD,POST,PUT,PATCH,DELETE"
-        );
+        assert_eq!(p.allow_header(), "OPTIONS,GET,HEAD,POST,PUT,PATCH,DELETE");
         assert!(cache.relation("sqlite_schema").is_none());
     }
 

@@ -205,8 +205,7 @@ fn write_csv_value(out: &mut Vec<u8>, v: ValueRef<'_>, kind: OutputKind) {
 /// Quotes a cell when it is empty or holds `" \ ( ) ,` or whitespace; doubles `"` and `\`.
 fn write_csv_cell(out: &mut Vec<u8>, s: &[u8]) {
     let needs = s.is_empty()
-        || s
-            .iter()
+        || s.iter()
             .any(|b| matches!(b, b'"' | b'\\' | b'(' | b')' | b',') || b.is_ascii_whitespace());
     if !needs {
         out.extend_from_slice(s);
@@ -248,7 +247,10 @@ mod tests {
     fn json_string_escaping() {
         let mut out = Vec::new();
         write_json_str(&mut out, "a\"b\\c\nd\u{1}é".as_bytes());
-        assert_eq!(String::from_utf8(out).unwrap(), "\"a\\\"b\\\\c\\nd\\u0001é\"");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "\"a\\\"b\\\\c\\nd\\u0001é\""
+        );
     }
 
     #[test]
@@ -271,8 +273,14 @@ mod tests {
     fn content_range_rules() {
         assert_eq!(content_range(0, 5, None), (Some(200), "0-4/*".to_string()));
         assert_eq!(content_range(0, 0, None), (Some(200), "*/*".to_string()));
-        assert_eq!(content_range(0, 3, Some(15)), (Some(206), "0-2/15".to_string()));
-        assert_eq!(content_range(0, 15, Some(15)), (Some(200), "0-14/15".to_string()));
+        assert_eq!(
+            content_range(0, 3, Some(15)),
+            (Some(206), "0-2/15".to_string())
+        );
+        assert_eq!(
+            content_range(0, 15, Some(15)),
+            (Some(200), "0-14/15".to_string())
+        );
         assert_eq!(content_range(100, 0, Some(15)).0, None);
         assert_eq!(content_range(0, 0, Some(0)), (Some(200), "*/0".to_string()));
     }

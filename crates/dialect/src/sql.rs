@@ -108,7 +108,11 @@ fn column(sql: &mut Sql, alias: &str, name: &str) {
 fn expr(sql: &mut Sql, alias: &str, e: &Expr) {
     match e {
         Expr::Column(c) => column(sql, alias, c),
-        Expr::JsonPath { column: c, path, text } => {
+        Expr::JsonPath {
+            column: c,
+            path,
+            text,
+        } => {
             // Text that is not JSON yields NULL instead of failing the whole query.
             sql.push("(CASE WHEN json_valid(");
             column(sql, alias, c);
@@ -265,8 +269,10 @@ mod tests {
 
     fn build(q: &str) -> Sql {
         let c = rusqlite::Connection::open_in_memory().unwrap();
-        c.execute_batch("CREATE TABLE \"we\"\"ird\" (id INTEGER PRIMARY KEY, \"na\"\"me\" TEXT, j JSON)")
-            .unwrap();
+        c.execute_batch(
+            "CREATE TABLE \"we\"\"ird\" (id INTEGER PRIMARY KEY, \"na\"\"me\" TEXT, j JSON)",
+        )
+        .unwrap();
         let cache = SchemaCache::load(&c, &Exposure::All).unwrap();
         let h = RequestHeaders {
             media: MediaType::Json { strip_nulls: false },
@@ -274,14 +280,22 @@ mod tests {
             range: None,
             profile_sent: false,
         };
-        let p = plan_read(&cache, "we\"ird", &QueryParams::parse(q).unwrap(), &h, Limits::default())
-            .unwrap();
+        let p = plan_read(
+            &cache,
+            "we\"ird",
+            &QueryParams::parse(q).unwrap(),
+            &h,
+            Limits::default(),
+        )
+        .unwrap();
         select(&p.root)
     }
 
     #[test]
     fn identifiers_are_quoted_and_values_bound() {
-        let s = build("select=id,%22na%5C%22me%22&id=in.(1,2)&or=(id.eq.3,not.and(id.gt.1,id.lt.9))&order=id.desc&limit=5");
+        let s = build(
+            "select=id,%22na%5C%22me%22&id=in.(1,2)&or=(id.eq.3,not.and(id.gt.1,id.lt.9))&order=id.desc&limit=5",
+        );
         assert_eq!(
             s.text,
             "SELECT \"t0\".\"id\", \"t0\".\"na\"\"me\" FROM \"we\"\"ird\" AS \"t0\" WHERE \
@@ -298,6 +312,12 @@ mod tests {
         let s = build("select=j->a->>b&j->>x=eq.1");
         assert!(s.text.contains("\"t0\".\"j\" ->> ? END"), "{}", s.text);
         assert_eq!(s.params[0], Value::Text("$.\"a\".\"b\"".into()));
-        assert!(s.text.contains("CAST((CASE WHEN json_valid(\"t0\".\"j\") THEN \"t0\".\"j\" ->> ? END) AS TEXT) = ?"), "{}", s.text);
+        assert!(
+            s.text.contains(
+                "CAST((CASE WHEN json_valid(\"t0\".\"j\") THEN \"t0\".\"j\" ->> ? END) AS TEXT) = ?"
+            ),
+            "{}",
+            s.text
+        );
     }
 }

@@ -1,0 +1,90 @@
+//! Opening a SQLite connection with the server's hardening, in one function with options.
+//!
+//! Every connection gets: URI file names (`file:` DSNs), defensive mode, no double-quoted
+//! string literals, untrusted schema, no ATTACH (attached-database limit 0), bounded SQL
+//! length and expression depth, a busy timeout, the dialect's SQL functions and a prepared
+//! statement cache. Read connections are opened read-only and `query_only`.
+
+use std::time::Duration;
+
+use rusqlite::config::DbConfig;
+use rusqlite::limits::Limit;
+use rusqlite::{Connection, OpenFlags};
+
+/// How to open a connection.
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    /// Open read-only and set `query_only`.
+    pub read_only: bool,
+    pub busy_timeout: Duration,
+    /// `PRAGMA wal_autocheckpoint`; `Some(0)` once replication owns checkpointing.
+    pub wal_autocheckpoint: Option<u32>,
+    /// Capacity of the prepared-statement cache (keyed by SQL text).
+    pub statement_cache: usize,
+}
+
+impl OpenOptions {
+    pub fn reader() -> Self {
+        OpenOptions {
+            read_only: true,
+            busy_timeout: Duration::from_secs(5),
+            wal_autocheckpoint: None,
+            statement_cache: 256,
+        }
+    }
+
+    pub fn writer() -> Self {
+        OpenOptions {
+            read_only: false,
+            ..OpenOptions::reader()
+        }
+    }
+}
+
+/// Opens `dsn` (a path or a `file:` URI) with `opts`.
+pub fn open(dsn: &str, opts: &OpenOptions) -> rusqlite::Result<Connection> {
+    let mut flags = OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    flags |= if opts.read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
+    };
+    let conn = Connection::open_with_flags(dsn, flags)?;
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)?;
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DQS_DML, false)?;
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DQS_DDL, false)?;
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_TRUSTED_SCHEMA, false)?;
+    conn.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0)?;
+    conn.set_limit(Limit::SQLITE_LIMIT_SQL_LENGTH, 1_000_000)?;
+    conn.set_limit(Limit::SQLITE_LIMIT_EXPR_DEPTH, 500)?;
+    conn.set_limit(Limit::SQLITE_LIMIT_COMPOUND_SELECT, 16)?;
+    conn.busy_timeout(opts.busy_timeout)?;
+    if opts.read_only {
+        conn.pragma_update(None, "query_only", true)?;
+    }
+    if let Some(n) = opts.wal_autocheckpoint {
+        conn.pragma_update(None, "wal_autocheckpoint", n)?;
+    }
+    conn.set_prepared_statement_cache_capacity(opts.statement_cache);
+    dialect::functions::register(&conn)?;
+    Ok(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readers_cannot_write_or_attach() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let path = path.to_str().unwrap();
+        let w = open(path, &OpenOptions::writer()).unwrap();
+        w.execute_batch("CREATE TABLE t (x)").unwrap();
+        let r = open(&format!("file:{path}?mode=ro"), &OpenOptions::reader()).unwrap();
+        assert!(r.execute("INSERT INTO t VALUES (1)", []).is_err());
+        assert!(w.execute("ATTACH ':memory:' AS x", []).is_err());
+        // Double-quoted unknown names are identifiers, never string literals.
+        assert!(r.prepare("SELECT \"nope\" FROM t").is_err());
+    }
+}
