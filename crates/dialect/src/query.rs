@@ -988,7 +988,8 @@ fn tree_value(c: &mut Cursor) -> Result<String, PErr> {
     if in_quotes {
         return Err(c.err("'\"'"));
     }
-    Ok(c.chars[start..c.pos].iter().collect())
+    let raw: String = c.chars[start..c.pos].iter().collect();
+    Ok(raw.trim_end().to_string())
 }
 
 // ---------------------------------------------------------------- order

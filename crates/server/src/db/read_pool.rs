@@ -10,7 +10,7 @@
 //! answered 504 (SQLSTATE 57014). The blocking pool holds as many connections as cores.
 //!
 //! Connections are locked down by an authorizer: statements may only read (SELECT, reads,
-//! functions, transactions and the `schema_version` pragma); no write, DDL, ATTACH or other
+//! functions, transactions and reading a few pragmas such as `schema_version`); no write, DDL, ATTACH or other
 //! PRAGMA can even be prepared. Schema loading lifts the pragma restriction for its own
 //! statements only.
 
@@ -55,6 +55,9 @@ fn nanos(at: Instant) -> u64 {
         .max(1)
 }
 
+/// Pragmas a read connection may query (without a value): the schema stamp and sizes.
+const READ_PRAGMAS: [&str; 4] = ["schema_version", "data_version", "page_count", "page_size"];
+
 fn authorize(trusted: &AtomicBool, ctx: AuthContext<'_>) -> Authorization {
     if trusted.load(Ordering::Relaxed) {
         return Authorization::Allow;
@@ -68,7 +71,12 @@ fn authorize(trusted: &AtomicBool, ctx: AuthContext<'_>) -> Authorization {
         AuthAction::Pragma {
             pragma_name,
             pragma_value: None,
-        } if pragma_name.eq_ignore_ascii_case("schema_version") => Authorization::Allow,
+        } if READ_PRAGMAS
+            .iter()
+            .any(|p| pragma_name.eq_ignore_ascii_case(p)) =>
+        {
+            Authorization::Allow
+        }
         _ => Authorization::Deny,
     }
 }
