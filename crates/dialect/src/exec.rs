@@ -279,4 +279,40 @@ mod tests {
         assert_eq!(ids("or=(id.eq.1,and(id.gt.2,name.eq.OSX))"), vec![1, 3]);
         assert_eq!(ids("not.or=(id.eq.1,id.eq.2)"), vec![3]);
     }
+
+    #[test]
+    fn hostile_identifiers_are_quoted_end_to_end() {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(
+            r#"CREATE TABLE y (z);
+               CREATE TABLE "x""; DROP TABLE y; --" ("a""b" TEXT, "c)--" INTEGER);
+               INSERT INTO "x""; DROP TABLE y; --" VALUES ('v', 1), ('w', 2);"#,
+        )
+        .unwrap();
+        let cache = SchemaCache::load(&c, &Exposure::All).unwrap();
+        let h = RequestHeaders {
+            media: JSON,
+            prefer: Preferences::default(),
+            range: None,
+            profile_sent: false,
+        };
+        let q = QueryParams::parse(
+            "select=%22a%5C%22b%22,%22c)--%22&%22c)--%22=lt.3&order=%22a%5C%22b%22.desc",
+        )
+        .unwrap();
+        let plan = plan_read(&cache, "x\"; DROP TABLE y; --", &q, &h, Limits::default()).unwrap();
+        let out = execute_read(&c, &plan, false).unwrap();
+        assert_eq!(
+            String::from_utf8(out.body).unwrap(),
+            r#"[{"a\"b":"w","c)--":2},{"a\"b":"v","c)--":1}]"#
+        );
+        let y: i64 = c
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE name = 'y'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(y, 1);
+    }
 }
