@@ -4,6 +4,7 @@
 //! in the binary, `examples/bookstore/bookstore.sql`) and a random HS256 secret; every run
 //! prints a fresh demo JWT and a few curl lines, then serves the bookstore's tables and views.
 
+use std::io::Write;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -41,7 +42,9 @@ pub fn prepare(args: &DemoArgs) -> anyhow::Result<ServeConfig> {
 
     let port = args.http_addr.rsplit(':').next().unwrap_or("8080");
     let base = format!("http://localhost:{port}");
-    println!(
+    // A closed stdout must not stop the demo server.
+    let _ = writeln!(
+        std::io::stdout().lock(),
         "\nsqlite-rest demo: serving {db} on {addr}\n\n\
          Demo token (valid 30 days):\n  export TOKEN={token}\n\n\
          Try:\n  curl -H \"Authorization: Bearer $TOKEN\" '{base}/books?select=title,price&price=lt.10&order=price.desc'\n  \
