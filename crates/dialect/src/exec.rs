@@ -25,7 +25,8 @@ pub struct ReadOutput {
     pub rows: usize,
 }
 
-/// Runs `plan` on `conn`. With `head`, rows are counted but not rendered.
+/// Runs `plan` on `conn`. With `head`, rows are counted but not rendered. With a count, count
+/// and page run in one transaction (the caller's, or one opened here).
 pub fn execute_read(
     conn: &Connection,
     plan: &ReadPlan,
@@ -33,6 +34,11 @@ pub fn execute_read(
 ) -> Result<ReadOutput, ApiError> {
     if plan.count.is_none() {
         return read_page(conn, plan, head, None);
+    }
+    if !conn.is_autocommit() {
+        // The caller's transaction already gives count and page one snapshot.
+        let total = total(conn, plan)?;
+        return read_page(conn, plan, head, Some(total));
     }
     conn.prepare_cached("BEGIN")?.execute([])?;
     let result = (|| {

@@ -14,7 +14,7 @@
 //! PRAGMA can even be prepared. Schema loading lifts the pragma restriction for its own
 //! statements only.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -32,6 +32,9 @@ use super::schema::SchemaHolder;
 /// How long a read may run on the async worker before it moves to the blocking pool.
 pub const INLINE_BUDGET: Duration = Duration::from_millis(5);
 
+/// How often (at most) a connection compares the schema cache with `schema_version`.
+pub const SCHEMA_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
 /// VM steps between two checks of the deadline.
 const PROGRESS_STEPS: i32 = 1000;
 
@@ -42,6 +45,8 @@ pub struct ReadConn {
     deadline: Arc<AtomicU64>,
     /// While set, the authorizer allows pragmas (schema loading).
     trusted: Arc<AtomicBool>,
+    /// When this connection last compared the schema cache with the database.
+    checked_at: Cell<Option<Instant>>,
 }
 
 fn epoch() -> Instant {
@@ -100,27 +105,78 @@ impl ReadConn {
             conn,
             deadline,
             trusted,
+            checked_at: Cell::new(None),
         })
     }
 
-    /// Runs `f` with the schema checked for freshness and the deadline armed.
-    fn run<T>(
-        &self,
-        schema: &SchemaHolder,
-        deadline: Instant,
-        f: &ReadFn<T>,
-    ) -> Result<T, ApiError> {
+    /// Compares the cached schema with this connection's `schema_version` (rebuilding it if
+    /// it moved) and notes when.
+    fn check_schema(&self, schema: &SchemaHolder) -> Result<Arc<SchemaCache>, ApiError> {
         let cache = schema.fresh(&self.conn, |load| {
             self.trusted.store(true, Ordering::Relaxed);
             let r = load();
             self.trusted.store(false, Ordering::Relaxed);
             r
         })?;
+        self.checked_at.set(Some(Instant::now()));
+        Ok(cache)
+    }
+
+    fn armed<T>(
+        &self,
+        deadline: Instant,
+        f: impl FnOnce() -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
         self.deadline.store(nanos(deadline), Ordering::Relaxed);
-        let r = f(&self.conn, &cache);
+        let r = f();
         self.deadline.store(0, Ordering::Relaxed);
         r
     }
+
+    /// Runs `f` with a fresh-enough schema cache and the deadline armed.
+    ///
+    /// The schema is compared with the database at most every [`SCHEMA_CHECK_INTERVAL`] per
+    /// connection, and again whenever a request names something the cache does not know (an
+    /// unknown relation or column): if the schema moved, the request is planned again. So a
+    /// migration is visible to the very next request, while ordinary requests run just their
+    /// own statement — a separate version check would cost a second read transaction, and
+    /// each read transaction costs file-lock system calls.
+    fn run<T>(
+        &self,
+        schema: &SchemaHolder,
+        deadline: Instant,
+        f: &ReadFn<T>,
+    ) -> Result<T, ApiError> {
+        let due = schema.is_forced()
+            || self
+                .checked_at
+                .get()
+                .is_none_or(|t| t.elapsed() >= SCHEMA_CHECK_INTERVAL);
+        let cache = if due {
+            self.check_schema(schema)?
+        } else {
+            schema.current()
+        };
+        match self.armed(deadline, || f(&self.conn, &cache)) {
+            Err(e) if !due && is_schema_miss(&e) => {
+                let fresh = self.check_schema(schema)?;
+                if fresh.version == cache.version {
+                    Err(e)
+                } else {
+                    self.armed(deadline, || f(&self.conn, &fresh))
+                }
+            }
+            other => other,
+        }
+    }
+}
+
+/// Errors that may only mean the cache is older than the database.
+fn is_schema_miss(e: &ApiError) -> bool {
+    matches!(
+        e.code.as_str(),
+        "PGRST205" | "PGRST204" | "42703" | "42P01" | "42883"
+    )
 }
 
 type ReadFn<T> = dyn Fn(&Connection, &SchemaCache) -> Result<T, ApiError> + Send + Sync;

@@ -1,9 +1,10 @@
 //! The schema holder: the current schema cache, shared by every connection, and its refresh.
 //!
-//! Each read compares the cache's stamp with `PRAGMA schema_version` on its own connection
-//! (one cached statement); only when the database's schema moved — a migration, another
-//! process — is the cache rebuilt and swapped in. [`SchemaHolder::invalidate`] forces a rebuild
-//! on the next request (SIGUSR1, or code that changed the schema in-process).
+//! Read connections compare the cache's stamp with `PRAGMA schema_version` (one cached
+//! statement) at most every few milliseconds and whenever a request names something unknown
+//! (see `read_pool`); only when the database's schema moved — a migration, another process —
+//! is the cache rebuilt and swapped in. [`SchemaHolder::invalidate`] forces a rebuild on the
+//! next request (SIGUSR1, or code that changed the schema in-process).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,6 +39,11 @@ impl SchemaHolder {
     /// True once a cache has been loaded.
     pub fn is_loaded(&self) -> bool {
         self.loaded.load(Ordering::Acquire)
+    }
+
+    /// True while a rebuild has been asked for.
+    pub fn is_forced(&self) -> bool {
+        self.forced.load(Ordering::Acquire)
     }
 
     /// Forces a rebuild on the next request.
