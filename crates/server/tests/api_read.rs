@@ -6,6 +6,9 @@ mod common;
 use common::{Options, Server, ids, p};
 use serde_json::json;
 
+/// Query parameters and the ids they must select.
+type Case<'a> = (&'a [(&'a str, &'a str)], &'a [i64]);
+
 async fn ids_of(s: &Server, table: &str, params: &[(&str, &str)]) -> Vec<i64> {
     let mut all = vec![("select", "id"), ("order", "id")];
     all.extend_from_slice(params);
@@ -15,7 +18,7 @@ async fn ids_of(s: &Server, table: &str, params: &[(&str, &str)]) -> Vec<i64> {
 #[tokio::test]
 async fn every_filter_operator() {
     let s = Server::start().await;
-    let cases: &[(&[(&str, &str)], &[i64])] = &[
+    let cases: &[Case] = &[
         (&[("id", "eq.2")], &[2]),
         (&[("id", "neq.2")], &[1, 3, 4, 5]),
         (&[("id", "gt.3")], &[4, 5]),
@@ -70,7 +73,7 @@ async fn every_filter_operator() {
         assert_eq!(&ids_of(&s, "projects", params).await, want, "{params:?}");
     }
     // Quoted values with commas, quotes and backslashes; unicode.
-    let names: &[(&[(&str, &str)], &[i64])] = &[
+    let names: &[Case] = &[
         (
             &[("name", "in.(\"Hebdon, John\",\"Double\\\"Quote\")")],
             &[1, 4],

@@ -145,10 +145,9 @@ impl Server {
                 .get(format!("{}/ready", self.admin))
                 .send()
                 .await
+                && r.status() == 200
             {
-                if r.status() == 200 {
-                    return;
-                }
+                return;
             }
             assert!(Instant::now() < deadline, "server did not become ready");
             tokio::time::sleep(Duration::from_millis(25)).await;
