@@ -29,10 +29,12 @@ impl Shaper {
             write_json_str(&mut k, f.key.as_bytes());
             k.push(b':');
             json_keys.push(k);
-            if i > 0 {
-                csv_header.push(b',');
+            if media == MediaType::Csv {
+                if i > 0 {
+                    csv_header.push(b',');
+                }
+                write_csv_cell(&mut csv_header, f.key.as_bytes());
             }
-            write_csv_cell(&mut csv_header, f.key.as_bytes());
         }
         Shaper {
             media,

