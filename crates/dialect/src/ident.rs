@@ -6,11 +6,10 @@
 /// Appends `"name"` (inner quotes doubled) to `out`.
 pub fn push_quoted(out: &mut String, name: &str) {
     out.push('"');
-    for c in name.chars() {
-        if c == '"' {
-            out.push('"');
-        }
-        out.push(c);
+    if name.contains('"') {
+        out.push_str(&name.replace('"', "\"\""));
+    } else {
+        out.push_str(name);
     }
     out.push('"');
 }

@@ -792,3 +792,29 @@ async fn schema_changes_are_picked_up_without_restart() {
     }
     assert_eq!(ids(&s.json("/later?order=id", 200).await), vec![1, 2]);
 }
+
+#[tokio::test]
+async fn long_queries_are_interrupted_at_the_time_budget() {
+    let s = Server::start_with(Options {
+        allow: format!("{},endless", common::ALL_TABLES),
+        args: vec!["--request-timeout-ms".into(), "400".into()],
+        ..Options::default()
+    })
+    .await;
+    // A page of an endless view is fine…
+    assert_eq!(
+        s.json("/endless?limit=2", 200).await,
+        json!([{"i":1},{"i":2}])
+    );
+    // …but a filter that never matches would scan forever.
+    let started = std::time::Instant::now();
+    let slow: Vec<_> = (0..3).map(|_| s.get("/endless?i=lt.0").send()).collect();
+    for r in futures::future::join_all(slow).await {
+        let r = r.unwrap();
+        assert_eq!(r.status(), 504);
+        common::assert_error_shape(&r.json().await.unwrap(), "57014");
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    // The server is still responsive.
+    assert_eq!(ids(&s.json("/clients?order=id", 200).await), vec![1, 2]);
+}
