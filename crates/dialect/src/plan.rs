@@ -17,7 +17,7 @@ use crate::query::{
     Arrow, CmpOp, Direction, Field, IsValue, JsonKey, LogicTree, Nulls, Operation, OrderTerm,
     QueryParams, SelectItem,
 };
-use crate::schema::{Relation, SchemaCache, ValueKind};
+use crate::schema::{Affinity, Column, Relation, SchemaCache, ValueKind};
 
 /// Server-side limits applied while planning.
 #[derive(Debug, Clone, Copy, Default)]
@@ -455,27 +455,45 @@ fn sql_cmp(op: CmpOp) -> SqlCmp {
 }
 
 /// Turns one operator value into what is bound for it.
-fn bind_value(op: CmpOp, raw: &str, kind: ValueKind) -> Result<Value, ApiError> {
+fn bind_value(op: CmpOp, raw: &str, col: Option<&Column>) -> Result<Value, ApiError> {
     Ok(match op {
         CmpOp::Like => Value::Text(like_to_glob(raw)),
         CmpOp::Ilike => Value::Text(raw.replace('*', "%")),
         CmpOp::Match => Value::Text(check_regex(raw)?.to_string()),
         CmpOp::Imatch => Value::Text(format!("(?i){}", check_regex(raw)?)),
-        _ => comparable(raw, kind),
+        _ => comparable(raw, col),
     })
 }
 
-/// A comparison value: booleans become 0/1 on BOOL columns, everything else is TEXT and lets
-/// the column's affinity convert it (as PostgreSQL's `unknown` parameters do).
-fn comparable(raw: &str, kind: ValueKind) -> Value {
-    if kind == ValueKind::Bool {
+/// A comparison value, typed as the column's affinity would convert it (as PostgreSQL types
+/// its `unknown` parameters by the column): true/false become 1/0 on BOOL columns, integers
+/// and reals are bound as numbers on numeric columns, anything else stays TEXT.
+fn comparable(raw: &str, col: Option<&Column>) -> Value {
+    let Some(col) = col else {
+        return Value::Text(raw.to_string());
+    };
+    if col.kind == ValueKind::Bool {
         match raw.to_ascii_lowercase().as_str() {
             "true" | "t" => return Value::Integer(1),
             "false" | "f" => return Value::Integer(0),
             _ => {}
         }
     }
-    Value::Text(raw.to_string())
+    match col.affinity {
+        Affinity::Integer | Affinity::Real | Affinity::Numeric => {
+            if let Ok(i) = raw.parse::<i64>() {
+                return Value::Integer(i);
+            }
+            if col.affinity != Affinity::Integer
+                && let Ok(f) = raw.parse::<f64>()
+                && f.is_finite()
+            {
+                return Value::Real(f);
+            }
+            Value::Text(raw.to_string())
+        }
+        Affinity::Text | Affinity::Blob => Value::Text(raw.to_string()),
+    }
 }
 
 const MAX_REGEX_LEN: usize = 1024;
@@ -527,10 +545,10 @@ fn condition(
     operation: &Operation,
 ) -> Result<Condition, ApiError> {
     let (expr, _) = field_expr(rel, field)?;
-    let kind = if field.path.is_empty() {
-        rel.column(&field.name).map_or(ValueKind::Plain, |c| c.kind)
+    let col = if field.path.is_empty() {
+        rel.column(&field.name)
     } else {
-        ValueKind::Plain
+        None
     };
     let json_arrow = field.path.last().map(|s| s.arrow);
     let pred_for = |expr: Expr, pred: Predicate| Condition::Pred {
@@ -546,8 +564,9 @@ fn condition(
         Operation::In(values) => {
             let arr: Vec<serde_json::Value> = values
                 .iter()
-                .map(|v| match comparable(v, kind) {
+                .map(|v| match comparable(v, col) {
                     Value::Integer(i) => serde_json::Value::from(i),
+                    Value::Real(f) => serde_json::Value::from(f),
                     _ => serde_json::Value::from(v.as_str()),
                 })
                 .collect();
@@ -565,8 +584,9 @@ fn condition(
             let arr = values
                 .iter()
                 .map(|v| {
-                    Ok(match bind_value(*op, v, kind)? {
+                    Ok(match bind_value(*op, v, col)? {
                         Value::Integer(i) => serde_json::Value::from(i),
+                        Value::Real(f) => serde_json::Value::from(f),
                         Value::Text(t) => serde_json::Value::from(t),
                         _ => serde_json::Value::Null,
                     })
@@ -596,7 +616,7 @@ fn condition(
             {
                 return Ok(json_compare(expr, negated, *op, value));
             }
-            let v = bind_value(*op, value, kind)?;
+            let v = bind_value(*op, value, col)?;
             Ok(pred_for(
                 text_side(expr, json_arrow),
                 Predicate::Cmp(sql_cmp(*op), v),

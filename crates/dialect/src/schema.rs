@@ -1,6 +1,7 @@
 //! The schema cache: tables, views, columns, keys and foreign keys of the `main` database.
 //!
-//! Built from `pragma_table_list`, `pragma_table_xinfo`, `pragma_foreign_key_list`,
+//! Built from `pragma_table_list`, `pragma_table_xinfo` (which also gives a view's columns
+//! the declared type of the column they come from), `pragma_foreign_key_list`,
 //! `pragma_index_list`/`pragma_index_info` and the view triggers in `sqlite_schema`, stamped
 //! with the `PRAGMA schema_version` it was read at. Callers compare that stamp with the
 //! database's current `schema_version` (one cheap pragma) and rebuild when it moved; nothing
@@ -45,12 +46,41 @@ impl ValueKind {
     }
 }
 
+/// SQLite's type affinity of a column, from its declared type (the rules of
+/// <https://sqlite.org/datatype3.html#determination_of_column_affinity>).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Affinity {
+    Integer,
+    Text,
+    Blob,
+    Real,
+    Numeric,
+}
+
+impl Affinity {
+    pub fn from_decl_type(decl: &str) -> Self {
+        let up = decl.to_ascii_uppercase();
+        if up.contains("INT") {
+            Affinity::Integer
+        } else if up.contains("CHAR") || up.contains("CLOB") || up.contains("TEXT") {
+            Affinity::Text
+        } else if up.contains("BLOB") || up.trim().is_empty() {
+            Affinity::Blob
+        } else if up.contains("REAL") || up.contains("FLOA") || up.contains("DOUB") {
+            Affinity::Real
+        } else {
+            Affinity::Numeric
+        }
+    }
+}
+
 /// One column.
 #[derive(Debug, Clone)]
 pub struct Column {
     pub name: String,
     pub decl_type: String,
     pub kind: ValueKind,
+    pub affinity: Affinity,
     pub nullable: bool,
     /// The default as SQL text from the schema (may be inlined in SQL, as PostgREST does).
     pub default: Option<String>,
@@ -275,6 +305,7 @@ fn load_relation(
             }
             columns.push(Column {
                 kind: ValueKind::from_decl_type(&decl),
+                affinity: Affinity::from_decl_type(&decl),
                 name: cname,
                 decl_type: decl,
                 nullable: !notnull,

@@ -304,7 +304,7 @@ mod tests {
              ORDER BY \"t0\".\"id\" DESC NULLS FIRST LIMIT ? OFFSET ?"
         );
         assert_eq!(s.params.len(), 6);
-        assert_eq!(s.params[0], Value::Text("[\"1\",\"2\"]".into()));
+        assert_eq!(s.params[0], Value::Text("[1,2]".into()));
     }
 
     #[test]

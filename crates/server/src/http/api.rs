@@ -21,6 +21,8 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
     let start = Instant::now();
     let method = req.method().clone();
     let origin = req.headers().get(header::ORIGIN).cloned();
+    // The access log is at debug level; the URI is only kept when it will be written.
+    let uri = tracing::enabled!(tracing::Level::DEBUG).then(|| req.uri().clone());
     let (target, mut resp) = match dispatch(&state, req).await {
         Ok((target, resp)) => (target, resp),
         Err((target, e)) => (target, respond::error(&e)),
@@ -30,9 +32,19 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
     }
     let status = resp.status().as_u16();
     let target = if status == 404 { "" } else { target.as_str() };
+    let elapsed = start.elapsed();
     state
         .metrics
-        .observe(target, operation(&method), status, start.elapsed());
+        .observe(target, operation(&method), status, elapsed);
+    if let Some(uri) = uri {
+        tracing::debug!(
+            method = %method,
+            uri = %uri,
+            status,
+            elapsed_us = elapsed.as_micros() as u64,
+            "request"
+        );
+    }
     resp
 }
 
