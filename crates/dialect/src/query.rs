@@ -5,6 +5,7 @@
 //! planner resolves them. Whatever does not parse is rejected with PGRST100, in PostgREST's
 //! message shape `"failed to parse <part> (<input>)" (line 1, column N)`, before any SQL exists.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use percent_encoding::percent_decode_str;
@@ -170,8 +171,12 @@ pub struct QueryParams {
     pub on_conflict: Option<Vec<String>>,
 }
 
-/// Decodes one query-string component: `+` is a space, then percent-decoding.
-pub fn decode_component(s: &str) -> Result<String, ApiError> {
+/// Decodes one query-string component: `+` is a space, then percent-decoding. Borrows when
+/// there is nothing to decode.
+pub fn decode_component(s: &str) -> Result<Cow<'_, str>, ApiError> {
+    if !s.contains(['+', '%']) {
+        return Ok(Cow::Borrowed(s));
+    }
     let plus;
     let s = if s.contains('+') {
         plus = s.replace('+', " ");
@@ -181,7 +186,7 @@ pub fn decode_component(s: &str) -> Result<String, ApiError> {
     };
     percent_decode_str(s)
         .decode_utf8()
-        .map(|c| c.into_owned())
+        .map(|c| Cow::Owned(c.into_owned()))
         .map_err(|_| {
             ApiError::new(
                 400,

@@ -226,12 +226,20 @@ fn write_csv_cell(out: &mut Vec<u8>, s: &[u8]) {
 /// `Content-Range` and status for a page of `rows` rows at `offset`, given the total if known.
 /// Returns `None` for the status when the offset lies beyond a known total (416).
 pub fn content_range(offset: i64, rows: usize, total: Option<i64>) -> (Option<u16>, String) {
-    let total_s = total.map_or_else(|| "*".to_string(), |t| t.to_string());
-    let range = if rows == 0 {
-        format!("*/{total_s}")
+    let mut num = itoa::Buffer::new();
+    let mut range = String::with_capacity(24);
+    if rows == 0 {
+        range.push('*');
     } else {
-        format!("{}-{}/{}", offset, offset + rows as i64 - 1, total_s)
-    };
+        range.push_str(num.format(offset));
+        range.push('-');
+        range.push_str(num.format(offset + rows as i64 - 1));
+    }
+    range.push('/');
+    match total {
+        Some(t) => range.push_str(num.format(t)),
+        None => range.push('*'),
+    }
     let status = match total {
         None => Some(200),
         Some(t) if offset > t => None,

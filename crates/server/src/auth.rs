@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
@@ -47,9 +48,23 @@ struct KeyState {
     key: Option<DecodingKey>,
 }
 
+#[derive(Clone, Copy)]
 struct CachedToken {
     exp: Option<i64>,
     nbf: Option<i64>,
+}
+
+/// The last token this thread verified: clients send the same token again and again, and a
+/// byte comparison is cheaper than hashing it into the shared cache.
+struct LastToken {
+    auth: u64,
+    generation: u64,
+    token: Box<str>,
+    times: CachedToken,
+}
+
+thread_local! {
+    static LAST: std::cell::RefCell<Option<LastToken>> = const { std::cell::RefCell::new(None) };
 }
 
 /// Checks `Authorization` headers.
@@ -59,6 +74,10 @@ pub struct Auth {
     state: ArcSwap<KeyState>,
     last_check: Mutex<Instant>,
     cache: Mutex<HashMap<Box<str>, CachedToken>>,
+    /// Tells this instance's entries in [`LAST`] apart from other instances'.
+    id: u64,
+    /// Bumped whenever the key changes; older [`LAST`] entries are ignored.
+    generation: AtomicU64,
 }
 
 fn unauthorized(code: &str, message: &str) -> ApiError {
@@ -108,6 +127,11 @@ impl Auth {
             }),
             last_check: Mutex::new(Instant::now()),
             cache: Mutex::new(HashMap::new()),
+            id: {
+                static NEXT: AtomicU64 = AtomicU64::new(1);
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            },
+            generation: AtomicU64::new(0),
         };
         if let Some(src) = &auth.source {
             let state = load_key(src)?;
@@ -152,6 +176,7 @@ impl Auth {
             }
         }
         self.cache.lock().clear();
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Checks the request's `Authorization` header value.
@@ -187,7 +212,19 @@ impl Auth {
                 &format!("Expected 3 parts in JWT; got {parts}"),
             ));
         }
-        if let Some(hit) = self.cache.lock().get(token) {
+        let generation = self.generation.load(Ordering::Acquire);
+        let last = LAST.with(|l| {
+            l.borrow()
+                .as_ref()
+                .filter(|t| t.auth == self.id && t.generation == generation && &*t.token == token)
+                .map(|t| t.times)
+        });
+        if let Some(hit) = last {
+            return check_times(hit.exp, hit.nbf);
+        }
+        let shared = self.cache.lock().get(token).copied();
+        if let Some(hit) = shared {
+            self.remember(generation, token, hit);
             return check_times(hit.exp, hit.nbf);
         }
         let state = self.state.load();
@@ -219,18 +256,30 @@ impl Auth {
                 _ => unauthorized("PGRST301", "JWT cryptographic operation failed"),
             })?;
         let claim = |name: &str| data.claims.get(name).and_then(serde_json::Value::as_i64);
-        let mut cache = self.cache.lock();
-        if cache.len() >= CACHE_MAX {
-            cache.clear();
+        let times = CachedToken {
+            exp: claim("exp"),
+            nbf: claim("nbf"),
+        };
+        {
+            let mut cache = self.cache.lock();
+            if cache.len() >= CACHE_MAX {
+                cache.clear();
+            }
+            cache.insert(token.into(), times);
         }
-        cache.insert(
-            token.into(),
-            CachedToken {
-                exp: claim("exp"),
-                nbf: claim("nbf"),
-            },
-        );
+        self.remember(generation, token, times);
         Ok(())
+    }
+
+    fn remember(&self, generation: u64, token: &str, times: CachedToken) {
+        LAST.with(|l| {
+            *l.borrow_mut() = Some(LastToken {
+                auth: self.id,
+                generation,
+                token: token.into(),
+                times,
+            })
+        });
     }
 }
 

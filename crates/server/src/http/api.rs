@@ -67,7 +67,9 @@ async fn dispatch(state: &AppState, req: Request) -> Outcome {
             ApiError::new(404, "PGRST125", "Invalid path specified in request URL"),
         ));
     }
-    let relation = dialect::query::decode_component(segment).map_err(|e| (none(), e))?;
+    let relation = dialect::query::decode_component(segment)
+        .map_err(|e| (none(), e))?
+        .into_owned();
     let raw_segment = segment.to_string();
 
     let method = req.method().clone();

@@ -1,9 +1,10 @@
 //! GET and HEAD on `/{table_or_view}`: parse, plan against the cache, run, shape, answer.
 //!
 //! The query string and headers are parsed on the async thread; planning and execution run
-//! together in the read pool (inline when short), against the schema cache that the same
-//! connection just checked for freshness. The response carries PostgREST's headers:
-//! `Content-Range`, `Content-Location`, `Vary`, `Preference-Applied`, `Content-Profile`.
+//! together in the read pool (inline when short), so a request that names something the cache
+//! does not know yet is planned again after a schema check (see `db::read_pool`). The response
+//! carries PostgREST's headers: `Content-Range`, `Content-Location`, `Vary`,
+//! `Preference-Applied`, `Content-Profile`.
 
 use axum::body::Body;
 use axum::response::Response;
@@ -72,11 +73,13 @@ pub async fn handle(
     if let Ok(v) = HeaderValue::from_str(&out.content_range) {
         h.insert(header::CONTENT_RANGE, v);
     }
-    let location = if raw_query.is_empty() {
-        format!("/{raw_segment}")
-    } else {
-        format!("/{raw_segment}?{}", canonical_query(raw_query))
-    };
+    let mut location = String::with_capacity(2 + raw_segment.len() + raw_query.len());
+    location.push('/');
+    location.push_str(raw_segment);
+    if !raw_query.is_empty() {
+        location.push('?');
+        location.push_str(&canonical_query(raw_query));
+    }
     if let Ok(v) = HeaderValue::from_str(&location) {
         h.insert(header::CONTENT_LOCATION, v);
     }
