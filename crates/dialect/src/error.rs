@@ -189,7 +189,8 @@ impl ApiError {
             {
                 (400, "22P02", msg)
             }
-            (_, ffi::SQLITE_ERROR) => (400, "XX000", msg),
+            // Any other SQL error a request can cause (a bad regular expression at run time, …).
+            (_, ffi::SQLITE_ERROR) => (400, "22000", msg),
             _ => (500, "XX000", msg),
         };
         ApiError::new(status, sqlstate, message)
