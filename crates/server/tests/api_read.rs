@@ -809,11 +809,19 @@ async fn long_queries_are_interrupted_at_the_time_budget() {
     // …but a filter that never matches would scan forever.
     let started = std::time::Instant::now();
     let slow: Vec<_> = (0..3).map(|_| s.get("/endless?i=lt.0").send()).collect();
+    let mut interrupted = 0;
     for r in futures::future::join_all(slow).await {
         let r = r.unwrap();
         assert_eq!(r.status(), 504);
-        common::assert_error_shape(&r.json().await.unwrap(), "57014");
+        let v: serde_json::Value = r.json().await.unwrap();
+        // Interrupted at the budget, or (more requests than pool connections) out of budget
+        // while waiting for a connection.
+        let code = v["code"].as_str().unwrap().to_string();
+        assert!(code == "57014" || code == "PGRST003", "{v}");
+        common::assert_error_shape(&v, &code);
+        interrupted += usize::from(code == "57014");
     }
+    assert!(interrupted >= 1);
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
     // The server is still responsive.
     assert_eq!(ids(&s.json("/clients?order=id", 200).await), vec![1, 2]);
