@@ -13,6 +13,11 @@ use crate::plan::{ReadNode, ReadPlan};
 use crate::shape::{Shaper, content_range};
 use crate::sql::{self, Sql};
 
+/// Rows a read without a limit is expected to return, for sizing the body buffer.
+const EXPECTED_ROWS: i64 = 16;
+/// Never reserve room for more rows than this up front.
+const MAX_RESERVE_ROWS: i64 = 1000;
+
 /// The outcome of a read.
 #[derive(Debug, Clone)]
 pub struct ReadOutput {
@@ -138,7 +143,16 @@ fn read_page(
         }
         while let Some(row) = rows.next()? {
             if !head {
+                let before = body.len();
                 shaper.row(&mut body, row, n)?;
+                if n == 0 {
+                    // Size the buffer once from the first row instead of doubling it.
+                    let expected = node
+                        .limit
+                        .unwrap_or(EXPECTED_ROWS)
+                        .clamp(1, MAX_RESERVE_ROWS);
+                    body.reserve((body.len() - before + 2) * (expected as usize - 1));
+                }
             }
             n += 1;
         }
