@@ -81,11 +81,8 @@ fn demo_token(secret: &[u8]) -> anyhow::Result<String> {
 
 fn relations(db: &Path) -> anyhow::Result<Vec<String>> {
     let conn = rusqlite::Connection::open(db)?;
-    let mut stmt = conn.prepare(
-        "SELECT name FROM sqlite_schema WHERE type IN ('table','view') AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",
-    )?;
-    let names = stmt
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<Vec<String>>>()?;
+    let cache = dialect::SchemaCache::load(&conn, &dialect::Exposure::All)?;
+    let mut names: Vec<String> = cache.relations().map(|r| r.name.clone()).collect();
+    names.sort();
     Ok(names)
 }

@@ -72,23 +72,13 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let health = Arc::new(HealthReport::default());
 
     // Step 5: listeners.
-    let api_listener = http::bind(&config.http_addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("listening on {}: {e}", config.http_addr))?;
+    let api_listener = listen(&config.http_addr).await?;
     let admin_listener = match &config.metrics_addr {
-        Some(a) => Some(
-            http::bind(a)
-                .await
-                .map_err(|e| anyhow::anyhow!("listening on {a}: {e}"))?,
-        ),
+        Some(a) => Some(listen(a).await?),
         None => None,
     };
     let pprof_listener = match &config.pprof_addr {
-        Some(a) => Some(
-            http::bind(a)
-                .await
-                .map_err(|e| anyhow::anyhow!("listening on {a}: {e}"))?,
-        ),
+        Some(a) => Some(listen(a).await?),
         None => None,
     };
 
@@ -147,4 +137,10 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         Some(msg) => Err(anyhow::anyhow!(msg)),
         None => Ok(()),
     }
+}
+
+async fn listen(addr: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    http::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("listening on {addr}: {e}"))
 }

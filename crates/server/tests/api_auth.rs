@@ -118,15 +118,7 @@ async fn hmac_tokens_are_checked() {
         json!({"exp": now() - 5}),
     ));
     assert_eq!(status_and_code(&s, Some(&t)).await.0, 200);
-    let metrics = s
-        .client
-        .get(format!("{}/metrics", s.admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     let failed = metrics
         .lines()
         .find(|l| l.starts_with("sqlite_rest_auth_failed_requests_total "))

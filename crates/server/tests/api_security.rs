@@ -245,15 +245,7 @@ async fn tables_outside_the_allow_list_look_missing() {
         let r = s.request(m.clone(), "/secrets").send().await.unwrap();
         assert_eq!(r.status(), 404, "{m}");
     }
-    let metrics = s
-        .client
-        .get(format!("{}/metrics", s.admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     assert!(
         metrics.contains("sqlite_rest_access_check_failed_requests_total 3"),
         "{metrics}"

@@ -200,15 +200,7 @@ async fn metrics_use_the_go_names() {
     let s = Server::start().await;
     s.json("/clients", 200).await;
     s.json("/nope", 404).await;
-    let text = s
-        .client
-        .get(format!("{}/metrics", s.admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = s.metrics().await;
     for needle in [
         "sqlite_rest_http_requests_total{http_code=\"200\",operation=\"queryTableOrView\",target=\"clients\"} 1",
         "sqlite_rest_http_requests_total{http_code=\"404\",operation=\"queryTableOrView\",target=\"\"} 1",
