@@ -143,6 +143,8 @@ impl ApiError {
                 e.extended_code,
                 msg.clone().unwrap_or_else(|| e.to_string()),
             ),
+            // A prepare error; its SQL text and offset stay out of the response.
+            rusqlite::Error::SqlInputError { error, msg, .. } => (error.extended_code, msg.clone()),
             rusqlite::Error::MultipleStatement => {
                 return ApiError::new(400, "42601", "multiple statements are not allowed");
             }
@@ -224,5 +226,47 @@ mod tests {
             e.message,
             "\"failed to parse order (id.asc.nullslasttt)\" (line 1, column 17)"
         );
+    }
+
+    #[test]
+    fn sqlite_errors_map_to_sqlstate_and_status() {
+        let c = rusqlite::Connection::open_in_memory().unwrap();
+        c.execute_batch(
+            "PRAGMA foreign_keys = ON;
+             CREATE TABLE p (id INTEGER PRIMARY KEY);
+             CREATE TABLE t (id INTEGER PRIMARY KEY, u TEXT UNIQUE, n TEXT NOT NULL,
+                             c INTEGER CHECK (c > 0), p INTEGER REFERENCES p(id));
+             INSERT INTO t VALUES (1, 'a', 'x', 1, NULL);",
+        )
+        .unwrap();
+        let code = |sql: &str| {
+            let e = ApiError::from_sqlite(&c.execute(sql, []).unwrap_err());
+            (e.status, e.code)
+        };
+        assert_eq!(
+            code("INSERT INTO t VALUES (1, 'b', 'x', 1, NULL)"),
+            (409, "23505".into())
+        );
+        assert_eq!(
+            code("INSERT INTO t VALUES (2, 'a', 'x', 1, NULL)"),
+            (409, "23505".into())
+        );
+        assert_eq!(
+            code("INSERT INTO t VALUES (2, 'b', NULL, 1, NULL)"),
+            (400, "23502".into())
+        );
+        assert_eq!(
+            code("INSERT INTO t VALUES (2, 'b', 'x', 0, NULL)"),
+            (400, "23514".into())
+        );
+        assert_eq!(
+            code("INSERT INTO t VALUES (2, 'b', 'x', 1, 9)"),
+            (409, "23503".into())
+        );
+        assert_eq!(code("SELECT nope FROM t"), (400, "42703".into()));
+        assert_eq!(code("SELECT * FROM nope"), (404, "42P01".into()));
+        assert_eq!(code("SELECT nope(1)"), (404, "42883".into()));
+        c.pragma_update(None, "query_only", true).unwrap();
+        assert_eq!(code("DELETE FROM t"), (405, "25006".into()));
     }
 }
