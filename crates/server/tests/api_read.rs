@@ -785,6 +785,15 @@ async fn schema_changes_are_picked_up_without_restart() {
         s.json("/clients?select=id,region&id=eq.1", 200).await,
         json!([{"id":1,"region":"eu"}])
     );
+    // A dropped column disappears from `*` at once (the stale plan fails, the cache is rebuilt).
+    {
+        let c = rusqlite::Connection::open(&s.db).unwrap();
+        c.execute_batch("ALTER TABLE clients DROP COLUMN region").unwrap();
+    }
+    assert_eq!(
+        s.json("/clients?id=eq.2", 200).await,
+        json!([{"id":2,"name":"Apple"}])
+    );
     // Rows written by another process are visible at once (no stale snapshot).
     {
         let c = rusqlite::Connection::open(&s.db).unwrap();
