@@ -788,7 +788,8 @@ async fn schema_changes_are_picked_up_without_restart() {
     // A dropped column disappears from `*` at once (the stale plan fails, the cache is rebuilt).
     {
         let c = rusqlite::Connection::open(&s.db).unwrap();
-        c.execute_batch("ALTER TABLE clients DROP COLUMN region").unwrap();
+        c.execute_batch("ALTER TABLE clients DROP COLUMN region")
+            .unwrap();
     }
     assert_eq!(
         s.json("/clients?id=eq.2", 200).await,
