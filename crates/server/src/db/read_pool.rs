@@ -10,9 +10,9 @@
 //! answered 504 (SQLSTATE 57014). The blocking pool holds as many connections as cores.
 //!
 //! Connections are locked down by an authorizer: statements may only read (SELECT, reads,
-//! functions, transactions and reading a few pragmas such as `schema_version`); no write, DDL, ATTACH or other
-//! PRAGMA can even be prepared. Schema loading lifts the pragma restriction for its own
-//! statements only.
+//! functions, transactions, and a few pragmas such as `schema_version` without a value); no
+//! write, DDL, ATTACH or other PRAGMA can even be prepared. Schema loading lifts the pragma
+//! restriction for its own statements only.
 
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
