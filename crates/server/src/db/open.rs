@@ -48,8 +48,20 @@ impl OpenOptions {
     }
 }
 
+/// The file name SQLite should open for a Go-style DSN: a `file:` URI is used as it is
+/// (SQLite ignores URI parameters it does not know, such as go-sqlite3's `_busy_timeout`); a
+/// plain path loses its `?…` part, as go-sqlite3 strips it.
+pub fn sqlite_filename(dsn: &str) -> &str {
+    if dsn.starts_with("file:") {
+        dsn
+    } else {
+        dsn.split_once('?').map_or(dsn, |(path, _)| path)
+    }
+}
+
 /// Opens `dsn` (a path or a `file:` URI) with `opts`.
 pub fn open(dsn: &str, opts: &OpenOptions) -> rusqlite::Result<Connection> {
+    let dsn = sqlite_filename(dsn);
     let mut flags = OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     flags |= if opts.read_only {
         OpenFlags::SQLITE_OPEN_READ_ONLY
@@ -82,6 +94,16 @@ pub fn open(dsn: &str, opts: &OpenOptions) -> rusqlite::Result<Connection> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn go_style_dsns() {
+        assert_eq!(sqlite_filename("data.db"), "data.db");
+        assert_eq!(sqlite_filename("data.db?_foreign_keys=1"), "data.db");
+        assert_eq!(
+            sqlite_filename("file:data.db?cache=shared&_busy_timeout=5000"),
+            "file:data.db?cache=shared&_busy_timeout=5000"
+        );
+    }
 
     #[test]
     fn readers_cannot_write_or_attach() {
