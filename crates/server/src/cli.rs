@@ -32,8 +32,28 @@ pub struct Cli {
 pub enum Command {
     /// Start the database server.
     Serve(ServeArgs),
+    /// Apply database migrations from a directory (golang-migrate layout, as the Go version).
+    Migrate(MigrateArgs),
     /// Create a bookstore demo database (first run) and serve it with a printed demo token.
     Demo(DemoArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    /// Database to migrate: a file path or a `file:` URI.
+    #[arg(long, env = "SQLITEREST_DB_DSN")]
+    pub db_dsn: String,
+
+    /// `up` applies pending migrations, `down` reverts applied ones.
+    #[arg(long, env = "SQLITEREST_DIRECTION", default_value = "up", value_parser = ["up", "down"])]
+    pub direction: String,
+
+    /// How many migrations to apply or revert; 0 means all.
+    #[arg(long, env = "SQLITEREST_STEP", default_value_t = 0)]
+    pub step: i64,
+
+    /// Directory holding `{version}_{title}.up.sql` / `.down.sql` files.
+    pub migrations_dir: std::path::PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -4,7 +4,7 @@
 //! [`config`] (flags → configuration), [`startup`] (the serve sequence and shutdown), [`db`]
 //! (connections, read pool, schema holder, the writer's place), [`http`] (the REST API),
 //! [`auth`] (JWT), [`metrics`], [`admin`] (metrics/health server), [`pprof`], [`logging`],
-//! [`shutdown`] and [`demo`]. The PostgREST dialect itself lives in the `dialect` crate.
+//! [`shutdown`], [`migrate`] and [`demo`]. The PostgREST dialect itself lives in the `dialect` crate.
 
 // `ApiError` travels only on the cold error path; boxing it would buy nothing measurable.
 #![allow(clippy::result_large_err)]
@@ -18,6 +18,7 @@ pub mod demo;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod migrate;
 pub mod pprof;
 pub mod shutdown;
 pub mod startup;

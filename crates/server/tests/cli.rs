@@ -15,20 +15,6 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_sqlite-rest"))
 }
 
-async fn wait_ready(client: &reqwest::Client, url: &str, child: &mut std::process::Child) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        assert!(child.try_wait().unwrap().is_none(), "server exited early");
-        if let Ok(r) = client.get(url).send().await
-            && r.status() == 200
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "not ready: {url}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
 #[test]
 fn version_and_help() {
     let out = bin().arg("--version").output().unwrap();
@@ -57,7 +43,10 @@ fn version_and_help() {
     }
     let out = bin().arg("--help").output().unwrap();
     let help = String::from_utf8(out.stdout).unwrap();
-    assert!(help.contains("serve") && help.contains("demo"), "{help}");
+    assert!(
+        help.contains("serve") && help.contains("demo") && help.contains("migrate"),
+        "{help}"
+    );
 }
 
 #[test]
@@ -107,29 +96,23 @@ async fn environment_variables_configure_serve() {
     common::create_fixture_db(&db);
     let secret = dir.path().join("secret");
     std::fs::write(&secret, common::SECRET).unwrap();
-    let port = testkit::free_port();
-    let admin = testkit::free_port();
-    let mut child = bin()
-        .arg("serve")
-        .env(
-            "SQLITEREST_DB_DSN",
-            format!("file:{}?cache=private", db.display()),
-        )
-        .env("SQLITEREST_HTTP_ADDR", format!("127.0.0.1:{port}"))
-        .env("SQLITEREST_METRICS_ADDR", format!("127.0.0.1:{admin}"))
-        .env("SQLITEREST_AUTH_TOKEN_FILE", &secret)
-        .env("SQLITEREST_SECURITY_ALLOW_TABLE", "clients,items")
-        .env("SQLITEREST_LOG_LEVEL", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let client = reqwest::Client::new();
-    wait_ready(
-        &client,
-        &format!("http://127.0.0.1:{admin}/ready"),
-        &mut child,
-    )
+    let (mut child, port, _admin) = common::spawn_ready(|port, admin| {
+        let mut cmd = bin();
+        cmd.arg("serve")
+            .env(
+                "SQLITEREST_DB_DSN",
+                format!("file:{}?cache=private", db.display()),
+            )
+            .env("SQLITEREST_HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .env("SQLITEREST_METRICS_ADDR", format!("127.0.0.1:{admin}"))
+            .env("SQLITEREST_AUTH_TOKEN_FILE", &secret)
+            .env("SQLITEREST_SECURITY_ALLOW_TABLE", "clients,items")
+            .env("SQLITEREST_LOG_LEVEL", "warn")
+            .stdout(Stdio::null());
+        cmd
+    })
     .await;
+    let client = reqwest::Client::new();
     let token = common::hs_token(
         common::SECRET,
         jsonwebtoken::Algorithm::HS256,
@@ -153,10 +136,9 @@ async fn insecure_mode_serves_without_tokens_and_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("i.db");
     common::create_fixture_db(&db);
-    let port = testkit::free_port();
-    let admin = testkit::free_port();
-    let mut child = bin()
-        .args([
+    let (child, port, _admin) = common::spawn_ready(|port, admin| {
+        let mut cmd = bin();
+        cmd.args([
             "serve",
             "--insecure-disable-auth",
             "--security-allow-table",
@@ -167,16 +149,12 @@ async fn insecure_mode_serves_without_tokens_and_says_so() {
         .args(["--http-addr", &format!("127.0.0.1:{port}")])
         .args(["--metrics-addr", &format!("127.0.0.1:{admin}")])
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let client = reqwest::Client::new();
-    wait_ready(
-        &client,
-        &format!("http://127.0.0.1:{admin}/ready"),
-        &mut child,
-    )
+        .stderr(Stdio::piped());
+        cmd
+    })
     .await;
+    let mut child = child;
+    let client = reqwest::Client::new();
     let r = client
         .get(format!(
             "http://127.0.0.1:{port}/clients?select=name&order=id"
@@ -296,18 +274,18 @@ async fn sigterm_stops_every_server_cleanly() {
 #[tokio::test]
 async fn demo_creates_a_bookstore_and_prints_a_working_token() {
     let dir = tempfile::tempdir().unwrap();
-    let port = testkit::free_port();
-    let admin = testkit::free_port();
-    let mut child = bin()
-        .arg("demo")
-        .arg("--dir")
-        .arg(dir.path().join("demo"))
-        .args(["--http-addr", &format!("127.0.0.1:{port}")])
-        .args(["--metrics-addr", &format!("127.0.0.1:{admin}")])
-        .args(["--log-level", "warn"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (mut child, port, _admin) = common::spawn_ready(|port, admin| {
+        let mut cmd = bin();
+        cmd.arg("demo")
+            .arg("--dir")
+            .arg(dir.path().join("demo"))
+            .args(["--http-addr", &format!("127.0.0.1:{port}")])
+            .args(["--metrics-addr", &format!("127.0.0.1:{admin}")])
+            .args(["--log-level", "warn"])
+            .stdout(Stdio::piped());
+        cmd
+    })
+    .await;
     let stdout = child.stdout.take().unwrap();
     let token = tokio::task::spawn_blocking(move || {
         let mut token = None;
@@ -326,12 +304,6 @@ async fn demo_creates_a_bookstore_and_prints_a_working_token() {
     .unwrap()
     .expect("demo printed no token");
     let client = reqwest::Client::new();
-    wait_ready(
-        &client,
-        &format!("http://127.0.0.1:{admin}/ready"),
-        &mut child,
-    )
-    .await;
     let r = client
         .get(format!(
             "http://127.0.0.1:{port}/books?select=title&author_id=eq.3"
@@ -352,4 +324,66 @@ async fn demo_creates_a_bookstore_and_prints_a_working_token() {
     child.wait().unwrap();
     assert!(dir.path().join("demo/bookstore.db").exists());
     assert!(dir.path().join("demo/jwt-secret").exists());
+}
+
+#[tokio::test]
+async fn migrate_is_go_compatible_and_a_running_server_sees_it() {
+    let s = Server::start_with(Options {
+        allow: format!("{},shelves", common::ALL_TABLES),
+        ..Options::default()
+    })
+    .await;
+    s.error("/shelves", 404, "PGRST205").await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("1_shelves.up.sql"),
+        "CREATE TABLE shelves (id INTEGER PRIMARY KEY, label TEXT DEFAULT \"new\");\nINSERT INTO shelves (id) VALUES (1);",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("1_shelves.down.sql"), "DROP TABLE shelves;").unwrap();
+    let migrate = |extra: &[&str]| {
+        bin()
+            .arg("migrate")
+            .arg("--db-dsn")
+            .arg(&s.db)
+            .args(extra)
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = migrate(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        s.json("/shelves", 200).await,
+        serde_json::json!([{"id": 1, "label": "new"}])
+    );
+    let version: (i64, bool) = rusqlite::Connection::open(&s.db)
+        .unwrap()
+        .query_row(
+            "SELECT version, dirty FROM __sqlite_rest_migrations",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(version, (1, false));
+    assert!(
+        migrate(&[]).status.success(),
+        "a second run changes nothing"
+    );
+    let out = migrate(&["--direction", "down", "--step", "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.error("/shelves", 404, "PGRST205").await;
+    assert!(
+        !migrate(&["--direction", "down", "--step", "1"])
+            .status
+            .success()
+    );
 }

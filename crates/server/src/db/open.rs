@@ -1,9 +1,9 @@
 //! Opening a SQLite connection with the server's hardening, in one function with options.
 //!
-//! Every connection gets: URI file names (`file:` DSNs), defensive mode, no double-quoted
-//! string literals, untrusted schema, no ATTACH (attached-database limit 0), bounded SQL
-//! length and expression depth, a busy timeout, the dialect's SQL functions and a prepared
-//! statement cache. Read connections are opened read-only and `query_only`.
+//! Every connection gets: URI file names (`file:` DSNs), defensive mode, untrusted schema, no
+//! ATTACH (attached-database limit 0), bounded SQL length and expression depth, a busy
+//! timeout, the dialect's SQL functions and a prepared statement cache. Read connections are
+//! opened read-only and `query_only`, with mmap and a larger page cache.
 
 use std::time::Duration;
 
@@ -70,8 +70,11 @@ pub fn open(dsn: &str, opts: &OpenOptions) -> rusqlite::Result<Connection> {
     };
     let conn = Connection::open_with_flags(dsn, flags)?;
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)?;
-    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DQS_DML, false)?;
-    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DQS_DDL, false)?;
+    // Double-quoted string literals stay allowed: schemas written for go-sqlite3 (views,
+    // defaults) use them. Safe for our SQL: every identifier it contains is resolved first and
+    // written qualified (`"t0"."col"`), and a qualified name never falls back to a string.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DQS_DML, true)?;
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DQS_DDL, true)?;
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_TRUSTED_SCHEMA, false)?;
     conn.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0)?;
     conn.set_limit(Limit::SQLITE_LIMIT_SQL_LENGTH, 1_000_000)?;
@@ -96,6 +99,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn legacy_double_quoted_strings_in_the_schema_still_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let path = path.to_str().unwrap();
+        Connection::open(path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE t (x TEXT DEFAULT \"d\"); INSERT INTO t DEFAULT VALUES;
+                 CREATE VIEW v AS SELECT \"hello\" AS g, x FROM t;",
+            )
+            .unwrap();
+        let r = open(path, &OpenOptions::reader()).unwrap();
+        let row: (String, String) = r
+            .query_row("SELECT g, x FROM v", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap();
+        assert_eq!(row, ("hello".into(), "d".into()));
+    }
+
+    #[test]
     fn go_style_dsns() {
         assert_eq!(sqlite_filename("data.db"), "data.db");
         assert_eq!(sqlite_filename("data.db?_foreign_keys=1"), "data.db");
@@ -115,7 +137,10 @@ mod tests {
         let r = open(&format!("file:{path}?mode=ro"), &OpenOptions::reader()).unwrap();
         assert!(r.execute("INSERT INTO t VALUES (1)", []).is_err());
         assert!(w.execute("ATTACH ':memory:' AS x", []).is_err());
-        // Double-quoted unknown names are identifiers, never string literals.
-        assert!(r.prepare("SELECT \"nope\" FROM t").is_err());
+        // Qualified names (all the SQL we generate) never fall back to string literals.
+        assert!(
+            r.prepare("SELECT \"t0\".\"nope\" FROM t AS \"t0\"")
+                .is_err()
+        );
     }
 }

@@ -90,38 +90,39 @@ impl Server {
         create_fixture_db(&db);
         let secret = dir.path().join("secret");
         std::fs::write(&secret, SECRET).unwrap();
-        let port = testkit::free_port();
-        let admin_port = testkit::free_port();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sqlite-rest"));
-        cmd.arg("serve")
-            .arg("--db-dsn")
-            .arg(&db)
-            .arg("--http-addr")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--metrics-addr")
-            .arg(format!("127.0.0.1:{admin_port}"))
-            .arg("--security-allow-table")
-            .arg(&opts.allow)
-            .arg("--log-level")
-            .arg("warn");
-        if opts.rsa {
-            cmd.arg("--auth-rsa-public-key")
-                .arg(fixtures().join("rsa_public.pem"));
-        } else {
-            cmd.arg("--auth-token-file").arg(&secret);
-        }
-        cmd.args(&opts.args);
-        for (k, v) in &opts.env {
-            cmd.env(k, v);
-        }
-        cmd.stdout(Stdio::null()).stderr(Stdio::inherit());
-        let child = cmd.spawn().unwrap();
+        let (child, port, admin_port) = spawn_ready(|port, admin_port| {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_sqlite-rest"));
+            cmd.arg("serve")
+                .arg("--db-dsn")
+                .arg(&db)
+                .arg("--http-addr")
+                .arg(format!("127.0.0.1:{port}"))
+                .arg("--metrics-addr")
+                .arg(format!("127.0.0.1:{admin_port}"))
+                .arg("--security-allow-table")
+                .arg(&opts.allow)
+                .arg("--log-level")
+                .arg("warn");
+            if opts.rsa {
+                cmd.arg("--auth-rsa-public-key")
+                    .arg(fixtures().join("rsa_public.pem"));
+            } else {
+                cmd.arg("--auth-token-file").arg(&secret);
+            }
+            cmd.args(&opts.args);
+            for (k, v) in &opts.env {
+                cmd.env(k, v);
+            }
+            cmd.stdout(Stdio::null()).stderr(Stdio::inherit());
+            cmd
+        })
+        .await;
         let token = if opts.rsa {
             rs_token("rsa_private.pem", Algorithm::RS256, json!({"role": "test"}))
         } else {
             hs_token(SECRET, Algorithm::HS256, json!({"role": "test"}))
         };
-        let mut s = Server {
+        Server {
             child,
             base: format!("http://127.0.0.1:{port}"),
             admin: format!("http://127.0.0.1:{admin_port}"),
@@ -129,28 +130,6 @@ impl Server {
             db,
             client: reqwest::Client::new(),
             token,
-        };
-        s.wait_ready().await;
-        s
-    }
-
-    async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("sqlite-rest exited early: {status}");
-            }
-            if let Ok(r) = self
-                .client
-                .get(format!("{}/ready", self.admin))
-                .send()
-                .await
-                && r.status() == 200
-            {
-                return;
-            }
-            assert!(Instant::now() < deadline, "server did not become ready");
-            tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
 
@@ -248,6 +227,34 @@ impl Server {
         }
         out
     }
+}
+
+/// Spawns the command `build(api_port, admin_port)` on two free ports and waits until its
+/// admin server answers `/ready`. A free port can be taken by a parallel test before the
+/// server binds it; such an early exit is retried on new ports.
+pub async fn spawn_ready(mut build: impl FnMut(u16, u16) -> Command) -> (Child, u16, u16) {
+    let client = reqwest::Client::new();
+    for _attempt in 0..5 {
+        let (port, admin_port) = (testkit::free_port(), testkit::free_port());
+        let mut child = build(port, admin_port).spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                break; // exited early: try other ports
+            }
+            if let Ok(r) = client
+                .get(format!("http://127.0.0.1:{admin_port}/ready"))
+                .send()
+                .await
+                && r.status() == 200
+            {
+                return (child, port, admin_port);
+            }
+            assert!(Instant::now() < deadline, "server did not become ready");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+    panic!("sqlite-rest did not start (5 attempts)");
 }
 
 impl Drop for Server {
