@@ -1,6 +1,29 @@
 //! The PostgREST dialect, mapped onto SQLite.
 //!
-//! Owns the path from a request's URL, headers and body to SQL: the schema cache, the parsers
-//! for PostgREST's query grammar, the planner that checks every identifier against the cache,
-//! and the SQL builder that quotes every identifier and binds every value. It knows no HTTP
-//! server and no connection pool.
+//! Owns the path from a request's URL, headers and body to SQL and back: the schema cache
+//! ([`schema`]), the parsers for PostgREST's query grammar ([`query`]) and headers
+//! ([`headers`]), the planner that checks every identifier against the cache ([`plan`]), the SQL
+//! builder that quotes every identifier and binds every value ([`sql`]), running a plan on a
+//! connection ([`exec`]) and shaping rows into JSON or CSV ([`shape`]). It knows no HTTP server
+//! and no connection pool: callers hand it a `rusqlite::Connection`.
+
+// `ApiError` travels only on the cold error path; boxing it would buy nothing measurable.
+#![allow(clippy::result_large_err)]
+
+pub mod error;
+pub mod exec;
+pub mod functions;
+pub mod headers;
+pub mod ident;
+pub mod plan;
+pub mod query;
+pub mod schema;
+pub mod shape;
+pub mod sql;
+
+pub use error::ApiError;
+pub use exec::{ReadOutput, execute_read};
+pub use headers::{CountMethod, MediaType, Preferences, RequestHeaders};
+pub use plan::{Limits, ReadPlan, plan_read};
+pub use query::QueryParams;
+pub use schema::{Exposure, Relation, SchemaCache};

@@ -1,0 +1,328 @@
+//! The request headers of the dialect: `Prefer`, `Accept`, `Range` and the schema profiles.
+//!
+//! `Prefer` may come as one comma-separated header or several; the first occurrence of a
+//! preference wins and unknown ones are ignored unless `handling=strict` (PGRST122). `Accept`
+//! is negotiated with q-values; the first producible media type wins (PGRST107 otherwise).
+//! `Range: a-b` is parsed for GET. The only exposed schema is `public` (an alias of `main`).
+
+use crate::error::ApiError;
+
+/// `Prefer: count=…`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CountMethod {
+    Exact,
+    Planned,
+    Estimated,
+}
+
+impl CountMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CountMethod::Exact => "exact",
+            CountMethod::Planned => "planned",
+            CountMethod::Estimated => "estimated",
+        }
+    }
+}
+
+/// `Prefer: return=…`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReturnPref {
+    Minimal,
+    HeadersOnly,
+    Representation,
+}
+
+/// `Prefer: resolution=…`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    MergeDuplicates,
+    IgnoreDuplicates,
+}
+
+/// The parsed `Prefer` header(s).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Preferences {
+    pub count: Option<CountMethod>,
+    pub return_: Option<ReturnPref>,
+    pub resolution: Option<Resolution>,
+    pub missing_default: bool,
+    pub tx_rollback: Option<bool>,
+    pub max_affected: Option<i64>,
+    pub timezone: Option<String>,
+    pub strict: bool,
+}
+
+impl Preferences {
+    /// Parses every `Prefer` header value (each may hold several comma-separated tokens).
+    pub fn parse<'a>(values: impl IntoIterator<Item = &'a str>) -> Result<Self, ApiError> {
+        let mut p = Preferences::default();
+        let mut seen: Vec<&str> = Vec::new();
+        let mut invalid = Vec::new();
+        for value in values {
+            for token in value.split(',') {
+                let token = token.trim();
+                if token.is_empty() {
+                    continue;
+                }
+                let (key, val) = token.split_once('=').unwrap_or((token, ""));
+                let (key, val) = (key.trim(), val.trim());
+                if seen.contains(&key) {
+                    continue;
+                }
+                let ok = match (key, val) {
+                    ("count", "exact") => set(&mut p.count, CountMethod::Exact),
+                    ("count", "planned") => set(&mut p.count, CountMethod::Planned),
+                    ("count", "estimated") => set(&mut p.count, CountMethod::Estimated),
+                    ("return", "minimal") => set(&mut p.return_, ReturnPref::Minimal),
+                    ("return", "headers-only") => set(&mut p.return_, ReturnPref::HeadersOnly),
+                    ("return", "representation") => set(&mut p.return_, ReturnPref::Representation),
+                    ("resolution", "merge-duplicates") => {
+                        set(&mut p.resolution, Resolution::MergeDuplicates)
+                    }
+                    ("resolution", "ignore-duplicates") => {
+                        set(&mut p.resolution, Resolution::IgnoreDuplicates)
+                    }
+                    ("missing", "default") => {
+                        p.missing_default = true;
+                        true
+                    }
+                    ("missing", "null") => true,
+                    ("handling", "strict") => {
+                        p.strict = true;
+                        true
+                    }
+                    ("handling", "lenient") => true,
+                    ("tx", "commit") => set(&mut p.tx_rollback, false),
+                    ("tx", "rollback") => set(&mut p.tx_rollback, true),
+                    ("timezone", tz) if !tz.is_empty() => set(&mut p.timezone, tz.to_string()),
+                    ("max-affected", n) => match n.parse() {
+                        Ok(n) => set(&mut p.max_affected, n),
+                        Err(_) => false,
+                    },
+                    _ => false,
+                };
+                if ok {
+                    seen.push(key);
+                } else {
+                    invalid.push(token.to_string());
+                }
+            }
+        }
+        if p.strict && !invalid.is_empty() {
+            return Err(ApiError::new(
+                400,
+                "PGRST122",
+                "Invalid preferences given with handling=strict",
+            )
+            .with_details(format!("Invalid preferences: {}", invalid.join(", "))));
+        }
+        Ok(p)
+    }
+}
+
+fn set<T>(slot: &mut Option<T>, v: T) -> bool {
+    if slot.is_none() {
+        *slot = Some(v);
+    }
+    true
+}
+
+/// What the response body will be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaType {
+    /// A JSON array of objects.
+    Json { strip_nulls: bool },
+    /// One JSON object (`application/vnd.pgrst.object+json`); anything but one row is 406.
+    Singular { strip_nulls: bool },
+    /// `text/csv`.
+    Csv,
+}
+
+impl MediaType {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            MediaType::Json { strip_nulls: false } => "application/json; charset=utf-8",
+            MediaType::Json { strip_nulls: true } => {
+                "application/vnd.pgrst.array+json; nulls=stripped; charset=utf-8"
+            }
+            MediaType::Singular { strip_nulls: false } => {
+                "application/vnd.pgrst.object+json; charset=utf-8"
+            }
+            MediaType::Singular { strip_nulls: true } => {
+                "application/vnd.pgrst.object+json; nulls=stripped; charset=utf-8"
+            }
+            MediaType::Csv => "text/csv; charset=utf-8",
+        }
+    }
+
+    /// Negotiates the `Accept` header (absent or empty means `*/*`).
+    pub fn negotiate(accept: Option<&str>) -> Result<Self, ApiError> {
+        let Some(accept) = accept.map(str::trim).filter(|a| !a.is_empty()) else {
+            return Ok(MediaType::Json { strip_nulls: false });
+        };
+        let mut candidates: Vec<(f32, usize, &str, bool)> = Vec::new();
+        let mut names = Vec::new();
+        for (i, part) in accept.split(',').enumerate() {
+            let mut params = part.split(';');
+            let mt = params.next().unwrap_or("").trim();
+            if mt.is_empty() {
+                continue;
+            }
+            names.push(mt);
+            let mut q = 1.0f32;
+            let mut strip = false;
+            for p in params {
+                let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                let (k, v) = (k.trim().to_ascii_lowercase(), v.trim().trim_matches('"'));
+                if k == "q" {
+                    q = v.parse().unwrap_or(1.0);
+                } else if k == "nulls" && v.eq_ignore_ascii_case("stripped") {
+                    strip = true;
+                }
+            }
+            if q > 0.0 {
+                candidates.push((q, i, mt, strip));
+            }
+        }
+        candidates.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        for (_, _, mt, strip) in candidates {
+            let found = match mt.to_ascii_lowercase().as_str() {
+                "*/*" | "application/*" | "application/json" => {
+                    Some(MediaType::Json { strip_nulls: strip })
+                }
+                "application/vnd.pgrst.array+json" | "application/vnd.pgrst.array" => {
+                    Some(MediaType::Json { strip_nulls: strip })
+                }
+                "application/vnd.pgrst.object+json" | "application/vnd.pgrst.object" => {
+                    Some(MediaType::Singular { strip_nulls: strip })
+                }
+                "text/csv" | "text/*" => Some(MediaType::Csv),
+                _ => None,
+            };
+            if let Some(f) = found {
+                return Ok(f);
+            }
+        }
+        Err(ApiError::new(
+            406,
+            "PGRST107",
+            format!(
+                "None of these media types are available: {}",
+                names.join(", ")
+            ),
+        ))
+    }
+}
+
+/// `Range: lower-[upper]` (optionally `items=lower-upper`). Malformed values are ignored, as
+/// PostgREST does; a lower bound above the upper one is 416 PGRST103.
+pub fn parse_range(value: &str) -> Result<Option<(i64, Option<i64>)>, ApiError> {
+    let v = value.trim();
+    let v = v.strip_prefix("items=").unwrap_or(v);
+    let Some((lo, hi)) = v.split_once('-') else {
+        return Ok(None);
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(lo) || !(hi.is_empty() || digits(hi)) {
+        return Ok(None);
+    }
+    let (Ok(lo), hi) = (lo.parse::<i64>(), hi.parse::<i64>().ok()) else {
+        return Ok(None);
+    };
+    if let Some(hi) = hi
+        && lo > hi
+    {
+        return Err(ApiError::range(
+            "The lower boundary must be lower than or equal to the upper boundary in the Range header.",
+        ));
+    }
+    Ok(Some((lo, hi)))
+}
+
+/// The exposed schema name; `main` is served as `public`, which postgrest-py always sends.
+pub const SCHEMA: &str = "public";
+
+/// Checks `Accept-Profile`/`Content-Profile`; returns whether a profile header was sent.
+pub fn check_profile(value: Option<&str>) -> Result<bool, ApiError> {
+    match value.map(str::trim) {
+        None => Ok(false),
+        Some(SCHEMA) => Ok(true),
+        Some(other) => Err(
+            ApiError::new(406, "PGRST106", format!("Invalid schema: {other}"))
+                .with_hint(format!("Only the following schemas are exposed: {SCHEMA}")),
+        ),
+    }
+}
+
+/// Everything the read path takes from the request headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestHeaders {
+    pub media: MediaType,
+    pub prefer: Preferences,
+    pub range: Option<(i64, Option<i64>)>,
+    pub profile_sent: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefer_first_wins_and_both_separators() {
+        let p = Preferences::parse(["count=exact, return=representation", "count=planned,foo"])
+            .unwrap();
+        assert_eq!(p.count, Some(CountMethod::Exact));
+        assert_eq!(p.return_, Some(ReturnPref::Representation));
+        let e = Preferences::parse(["handling=strict, foo, count=exact"]).unwrap_err();
+        assert_eq!(e.code, "PGRST122");
+        assert_eq!(e.details.unwrap(), "Invalid preferences: foo");
+    }
+
+    #[test]
+    fn accept_negotiation() {
+        use MediaType::*;
+        assert_eq!(
+            MediaType::negotiate(None).unwrap(),
+            Json { strip_nulls: false }
+        );
+        assert_eq!(
+            MediaType::negotiate(Some("text/csv, application/json")).unwrap(),
+            Csv
+        );
+        assert_eq!(
+            MediaType::negotiate(Some("text/unknowntype, */*")).unwrap(),
+            Json { strip_nulls: false }
+        );
+        assert_eq!(
+            MediaType::negotiate(Some("text/csv;q=0.5, application/vnd.pgrst.object+json"))
+                .unwrap(),
+            Singular { strip_nulls: false }
+        );
+        assert_eq!(
+            MediaType::negotiate(Some("application/vnd.pgrst.array+json;nulls=stripped")).unwrap(),
+            Json { strip_nulls: true }
+        );
+        let e = MediaType::negotiate(Some("text/unknowntype")).unwrap_err();
+        assert_eq!(e.status, 406);
+        assert_eq!(
+            e.message,
+            "None of these media types are available: text/unknowntype"
+        );
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("0-19").unwrap(), Some((0, Some(19))));
+        assert_eq!(parse_range("10-").unwrap(), Some((10, None)));
+        assert_eq!(parse_range("abc").unwrap(), None);
+        assert_eq!(parse_range("1-0").unwrap_err().status, 416);
+    }
+
+    #[test]
+    fn profiles() {
+        assert!(check_profile(Some("public")).unwrap());
+        assert!(!check_profile(None).unwrap());
+        assert_eq!(check_profile(Some("other")).unwrap_err().code, "PGRST106");
+    }
+}

@@ -1,0 +1,786 @@
+//! The planner: resolves a parsed request against the schema cache into a read-plan tree.
+//!
+//! Every relation and column name is looked up in the cache here (PGRST205 / 42703 when
+//! missing), casts are taken from a whitelist (42704 otherwise), filter values are converted to
+//! the bind values SQLite should compare with, and the page (offset/limit, `Range`, max-rows)
+//! is fixed. The result is a tree of [`ReadNode`]s: today only the root, but resource embedding
+//! adds child nodes (each with its own fields, conditions, order and range) without changing
+//! the shape of the plan or the SQL builder's recursion.
+
+use std::sync::Arc;
+
+use rusqlite::types::Value;
+
+use crate::error::ApiError;
+use crate::headers::{CountMethod, MediaType, RequestHeaders};
+use crate::query::{
+    Arrow, CmpOp, Direction, Field, IsValue, JsonKey, LogicTree, Nulls, Operation, OrderTerm,
+    QueryParams, SelectItem,
+};
+use crate::schema::{Affinity, Column, Relation, SchemaCache, ValueKind};
+
+/// Server-side limits applied while planning.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Limits {
+    /// Caps the rows of every read node (PostgREST's `db-max-rows`).
+    pub max_rows: Option<i64>,
+}
+
+/// How a value is rendered in the response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputKind {
+    /// By storage class: numbers as numbers, text as strings, BLOBs as `"\x…"`.
+    Plain,
+    /// 0/1 as false/true.
+    Bool,
+    /// Valid JSON text nested as JSON (anything else as a string).
+    Json,
+}
+
+/// A whitelisted cast target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CastType {
+    Text,
+    Integer,
+    Real,
+    Numeric,
+    Bool,
+    Json,
+}
+
+impl CastType {
+    /// PostgreSQL type names clients send, mapped onto SQLite; anything else is 42704.
+    pub fn from_pg(name: &str) -> Result<Self, ApiError> {
+        let n = name.trim().to_ascii_lowercase();
+        Ok(match n.as_str() {
+            "text" | "varchar" | "char" | "character" | "character varying" | "bpchar" | "name"
+            | "citext" => CastType::Text,
+            "int" | "integer" | "bigint" | "smallint" | "int2" | "int4" | "int8" => {
+                CastType::Integer
+            }
+            "real" | "float" | "float4" | "float8" | "double precision" | "double" => {
+                CastType::Real
+            }
+            "numeric" | "decimal" => CastType::Numeric,
+            "bool" | "boolean" => CastType::Bool,
+            "json" | "jsonb" => CastType::Json,
+            _ => {
+                return Err(ApiError::new(
+                    400,
+                    "42704",
+                    format!("type \"{}\" does not exist", name.trim()),
+                ));
+            }
+        })
+    }
+}
+
+/// A value expression over the node's relation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expr {
+    /// A column of the node's relation.
+    Column(String),
+    /// `column -> path` (JSON result) or `column ->> path` (SQL value); `path` is bound.
+    JsonPath {
+        column: String,
+        path: String,
+        text: bool,
+    },
+    /// `CAST(inner AS …)` from the whitelist.
+    Cast { inner: Box<Expr>, to: CastType },
+    /// `CAST(inner AS TEXT)`: PostgreSQL's `->>` compares as text.
+    AsText(Box<Expr>),
+}
+
+/// A field of the output objects.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutputField {
+    pub key: String,
+    pub expr: Expr,
+    pub kind: OutputKind,
+}
+
+/// The comparison operators that take one bound value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqlCmp {
+    Eq,
+    Neq,
+    Gt,
+    Gte,
+    Lt,
+    Lte,
+    IsDistinct,
+    /// Case-sensitive pattern: PostgreSQL LIKE translated to GLOB.
+    Glob,
+    /// Case-insensitive pattern: LIKE … ESCAPE '\'.
+    Ilike,
+    /// Rust regex through the `regexp(pattern, text)` function.
+    Regexp,
+}
+
+/// What a condition tests.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Predicate {
+    Cmp(SqlCmp, Value),
+    /// `expr = json(?)` for JSON objects and arrays.
+    JsonEq(String),
+    /// `expr IN (SELECT value FROM json_each(?))`; the parameter is a JSON array.
+    In(String),
+    /// `op ANY/ALL` over a JSON array parameter.
+    Quantified {
+        op: SqlCmp,
+        all: bool,
+        values: String,
+    },
+    Is(IsValue),
+}
+
+/// A WHERE condition: a predicate or an and/or tree, possibly negated.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Condition {
+    Pred {
+        expr: Expr,
+        negated: bool,
+        pred: Predicate,
+    },
+    Tree {
+        negated: bool,
+        and: bool,
+        children: Vec<Condition>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderItem {
+    pub expr: Expr,
+    pub desc: bool,
+    pub nulls_first: bool,
+}
+
+/// One relation read: the root of a plan, or (with embedding) a child.
+#[derive(Debug, Clone)]
+pub struct ReadNode {
+    pub relation: Arc<Relation>,
+    /// The SQL alias of the relation in this node (`t0`, `t1`, … as the tree grows).
+    pub alias: String,
+    pub fields: Vec<OutputField>,
+    pub conditions: Vec<Condition>,
+    pub order: Vec<OrderItem>,
+    pub offset: i64,
+    pub limit: Option<i64>,
+    /// Embedded reads (resource embedding adds them; none yet).
+    pub children: Vec<ReadNode>,
+}
+
+/// A planned GET/HEAD.
+#[derive(Debug, Clone)]
+pub struct ReadPlan {
+    pub root: ReadNode,
+    pub count: Option<CountMethod>,
+    pub media: MediaType,
+    pub max_rows: Option<i64>,
+}
+
+/// Looks the relation up; a hidden or missing one gets the same PGRST205.
+pub fn resolve_relation<'a>(
+    cache: &'a SchemaCache,
+    name: &str,
+) -> Result<&'a Arc<Relation>, ApiError> {
+    cache
+        .relation(name)
+        .ok_or_else(|| ApiError::unknown_relation(name, cache.suggest(name)))
+}
+
+/// Plans a read of `relation` for the parsed query and headers.
+pub fn plan_read(
+    cache: &SchemaCache,
+    relation: &str,
+    query: &QueryParams,
+    headers: &RequestHeaders,
+    limits: Limits,
+) -> Result<ReadPlan, ApiError> {
+    let rel = resolve_relation(cache, relation)?.clone();
+    // Scoped parameters need an embed of that name, and there are no embeds yet.
+    if let Some(path) = query
+        .filters
+        .iter()
+        .map(|(p, _)| p)
+        .chain(query.logic.iter().map(|(p, _)| p))
+        .chain(query.order.iter().map(|(p, _)| p))
+        .chain(query.ranges.keys())
+        .find(|p| !p.is_empty())
+    {
+        return Err(ApiError::not_embedded(&path[0]));
+    }
+
+    let fields = match &query.select {
+        None => star(&rel),
+        Some(items) => {
+            let mut out = Vec::new();
+            for item in items {
+                match item {
+                    SelectItem::Star => out.extend(star(&rel)),
+                    SelectItem::Column { alias, field, cast } => out.push(output_field(
+                        &rel,
+                        alias.as_deref(),
+                        field,
+                        cast.as_deref(),
+                    )?),
+                    SelectItem::Embed { relation, .. } => {
+                        return Err(ApiError::not_implemented(format!(
+                            "Resource embedding ('{relation}') is not supported yet"
+                        )));
+                    }
+                }
+            }
+            out
+        }
+    };
+
+    let mut conditions = Vec::new();
+    for (_, f) in &query.filters {
+        conditions.push(condition(&rel, &f.field, f.negated, &f.operation)?);
+    }
+    for (_, tree) in &query.logic {
+        conditions.push(tree_condition(&rel, tree)?);
+    }
+
+    let mut order = Vec::new();
+    for (_, terms) in &query.order {
+        for t in terms {
+            order.push(order_item(&rel, t)?);
+        }
+    }
+
+    let range = query.ranges.get(&Vec::new()).copied().unwrap_or_default();
+    if let Some(l) = range.limit
+        && l < 0
+    {
+        return Err(ApiError::range(
+            "Limit should be greater than or equal to zero.",
+        ));
+    }
+    let q_lo = range.offset.unwrap_or(0).max(0);
+    let mut lo = q_lo;
+    let mut hi = range.limit.map(|l| q_lo + l - 1);
+    if let Some((h_lo, h_hi)) = headers.range {
+        lo = lo.max(h_lo);
+        hi = match (hi, h_hi) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    let mut limit = hi.map(|hi| (hi - lo + 1).max(0));
+    if let Some(max) = limits.max_rows {
+        limit = Some(limit.map_or(max, |l| l.min(max)));
+    }
+
+    Ok(ReadPlan {
+        root: ReadNode {
+            relation: rel,
+            alias: "t0".to_string(),
+            fields,
+            conditions,
+            order,
+            offset: lo,
+            limit,
+            children: Vec::new(),
+        },
+        count: headers.prefer.count,
+        media: headers.media,
+        max_rows: limits.max_rows,
+    })
+}
+
+fn star(rel: &Relation) -> Vec<OutputField> {
+    rel.columns
+        .iter()
+        .map(|c| OutputField {
+            key: c.name.clone(),
+            expr: Expr::Column(c.name.clone()),
+            kind: column_output(c.kind),
+        })
+        .collect()
+}
+
+fn column_output(kind: ValueKind) -> OutputKind {
+    match kind {
+        ValueKind::Bool => OutputKind::Bool,
+        ValueKind::Json => OutputKind::Json,
+        ValueKind::Plain => OutputKind::Plain,
+    }
+}
+
+/// Resolves `field` to an expression and its natural output kind.
+fn field_expr(rel: &Relation, field: &Field) -> Result<(Expr, OutputKind), ApiError> {
+    let col = rel
+        .column(&field.name)
+        .ok_or_else(|| ApiError::unknown_column(&rel.name, &field.name))?;
+    if field.path.is_empty() {
+        return Ok((Expr::Column(col.name.clone()), column_output(col.kind)));
+    }
+    let mut path = String::from("$");
+    for step in &field.path {
+        match &step.key {
+            JsonKey::Key(k) => {
+                if k.contains('"') {
+                    return Err(ApiError::new(
+                        400,
+                        "PGRST100",
+                        format!("JSON keys containing '\"' are not supported: {k}"),
+                    ));
+                }
+                path.push_str(".\"");
+                path.push_str(k);
+                path.push('"');
+            }
+            JsonKey::Index(i) if *i < 0 => {
+                path.push_str("[#");
+                path.push_str(&i.to_string());
+                path.push(']');
+            }
+            JsonKey::Index(i) => {
+                path.push('[');
+                path.push_str(&i.to_string());
+                path.push(']');
+            }
+        }
+    }
+    let text = field.path.last().is_some_and(|s| s.arrow == Arrow::Text);
+    Ok((
+        Expr::JsonPath {
+            column: col.name.clone(),
+            path,
+            text,
+        },
+        if text {
+            OutputKind::Plain
+        } else {
+            OutputKind::Json
+        },
+    ))
+}
+
+/// The key PostgREST gives a selected field: the alias, else the last JSON key, else the
+/// column name.
+fn field_key(field: &Field) -> String {
+    field
+        .path
+        .iter()
+        .rev()
+        .find_map(|s| match &s.key {
+            JsonKey::Key(k) => Some(k.clone()),
+            JsonKey::Index(_) => None,
+        })
+        .unwrap_or_else(|| field.name.clone())
+}
+
+fn output_field(
+    rel: &Relation,
+    alias: Option<&str>,
+    field: &Field,
+    cast: Option<&str>,
+) -> Result<OutputField, ApiError> {
+    let (expr, kind) = field_expr(rel, field)?;
+    let key = alias.map_or_else(|| field_key(field), str::to_string);
+    let Some(cast) = cast else {
+        return Ok(OutputField { key, expr, kind });
+    };
+    let to = CastType::from_pg(cast)?;
+    let kind = match to {
+        CastType::Bool => OutputKind::Bool,
+        CastType::Json => OutputKind::Json,
+        _ => OutputKind::Plain,
+    };
+    Ok(OutputField {
+        key,
+        expr: Expr::Cast {
+            inner: Box::new(expr),
+            to,
+        },
+        kind,
+    })
+}
+
+fn order_item(rel: &Relation, t: &OrderTerm) -> Result<OrderItem, ApiError> {
+    if let Some(r) = &t.relation {
+        return Err(ApiError::not_embedded(r));
+    }
+    let (expr, _) = field_expr(rel, &t.field)?;
+    let desc = t.direction == Some(Direction::Desc);
+    // PostgreSQL's defaults: NULLS LAST for ASC, NULLS FIRST for DESC.
+    let nulls_first = match t.nulls {
+        Some(Nulls::First) => true,
+        Some(Nulls::Last) => false,
+        None => desc,
+    };
+    Ok(OrderItem {
+        expr,
+        desc,
+        nulls_first,
+    })
+}
+
+fn tree_condition(rel: &Relation, tree: &LogicTree) -> Result<Condition, ApiError> {
+    match tree {
+        LogicTree::Leaf(f) => condition(rel, &f.field, f.negated, &f.operation),
+        LogicTree::Node {
+            negated,
+            and,
+            children,
+        } => Ok(Condition::Tree {
+            negated: *negated,
+            and: *and,
+            children: children
+                .iter()
+                .map(|c| tree_condition(rel, c))
+                .collect::<Result<_, _>>()?,
+        }),
+    }
+}
+
+fn sql_cmp(op: CmpOp) -> SqlCmp {
+    match op {
+        CmpOp::Eq => SqlCmp::Eq,
+        CmpOp::Neq => SqlCmp::Neq,
+        CmpOp::Gt => SqlCmp::Gt,
+        CmpOp::Gte => SqlCmp::Gte,
+        CmpOp::Lt => SqlCmp::Lt,
+        CmpOp::Lte => SqlCmp::Lte,
+        CmpOp::IsDistinct => SqlCmp::IsDistinct,
+        CmpOp::Like => SqlCmp::Glob,
+        CmpOp::Ilike => SqlCmp::Ilike,
+        CmpOp::Match | CmpOp::Imatch => SqlCmp::Regexp,
+    }
+}
+
+/// Turns one operator value into what is bound for it.
+fn bind_value(op: CmpOp, raw: &str, col: Option<&Column>) -> Result<Value, ApiError> {
+    Ok(match op {
+        CmpOp::Like => Value::Text(like_to_glob(raw)),
+        CmpOp::Ilike => Value::Text(raw.replace('*', "%")),
+        CmpOp::Match => Value::Text(check_regex(raw)?.to_string()),
+        CmpOp::Imatch => Value::Text(format!("(?i){}", check_regex(raw)?)),
+        _ => comparable(raw, col),
+    })
+}
+
+/// A comparison value, typed as the column's affinity would convert it (as PostgreSQL types
+/// its `unknown` parameters by the column): true/false become 1/0 on BOOL columns, integers
+/// and reals are bound as numbers on numeric columns, anything else stays TEXT.
+fn comparable(raw: &str, col: Option<&Column>) -> Value {
+    let Some(col) = col else {
+        return Value::Text(raw.to_string());
+    };
+    if col.kind == ValueKind::Bool {
+        match raw.to_ascii_lowercase().as_str() {
+            "true" | "t" => return Value::Integer(1),
+            "false" | "f" => return Value::Integer(0),
+            _ => {}
+        }
+    }
+    match col.affinity {
+        Affinity::Integer | Affinity::Real | Affinity::Numeric => {
+            if let Ok(i) = raw.parse::<i64>() {
+                return Value::Integer(i);
+            }
+            if col.affinity != Affinity::Integer
+                && let Ok(f) = raw.parse::<f64>()
+                && f.is_finite()
+            {
+                return Value::Real(f);
+            }
+            Value::Text(raw.to_string())
+        }
+        Affinity::Text | Affinity::Blob => Value::Text(raw.to_string()),
+    }
+}
+
+const MAX_REGEX_LEN: usize = 1024;
+
+fn check_regex(pattern: &str) -> Result<&str, ApiError> {
+    let invalid =
+        |d: String| ApiError::new(400, "2201B", "invalid regular expression").with_details(d);
+    if pattern.len() > MAX_REGEX_LEN {
+        return Err(invalid(format!(
+            "pattern longer than {MAX_REGEX_LEN} bytes"
+        )));
+    }
+    regex::RegexBuilder::new(pattern)
+        .size_limit(1 << 20)
+        .build()
+        .map_err(|e| invalid(e.to_string()))?;
+    Ok(pattern)
+}
+
+/// PostgreSQL LIKE (with `*` for `%`, `\` escaping) as a case-sensitive GLOB pattern.
+pub fn like_to_glob(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len() + 4);
+    let mut chars = pattern.chars();
+    let literal = |out: &mut String, c: char| match c {
+        '*' => out.push_str("[*]"),
+        '?' => out.push_str("[?]"),
+        '[' => out.push_str("[[]"),
+        c => out.push(c),
+    };
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if let Some(n) = chars.next() {
+                    literal(&mut out, n);
+                }
+            }
+            '%' | '*' => out.push('*'),
+            '_' => out.push('?'),
+            c => literal(&mut out, c),
+        }
+    }
+    out
+}
+
+fn condition(
+    rel: &Relation,
+    field: &Field,
+    negated: bool,
+    operation: &Operation,
+) -> Result<Condition, ApiError> {
+    let (expr, _) = field_expr(rel, field)?;
+    let col = if field.path.is_empty() {
+        rel.column(&field.name)
+    } else {
+        None
+    };
+    let json_arrow = field.path.last().map(|s| s.arrow);
+    let pred_for = |expr: Expr, pred: Predicate| Condition::Pred {
+        expr,
+        negated,
+        pred,
+    };
+    match operation {
+        Operation::Unsupported { op } => Err(ApiError::not_implemented(format!(
+            "The '{op}' operator is not supported on SQLite"
+        ))),
+        Operation::Is(v) => Ok(pred_for(expr, Predicate::Is(*v))),
+        Operation::In(values) => {
+            let arr: Vec<serde_json::Value> = values
+                .iter()
+                .map(|v| match comparable(v, col) {
+                    Value::Integer(i) => serde_json::Value::from(i),
+                    Value::Real(f) => serde_json::Value::from(f),
+                    _ => serde_json::Value::from(v.as_str()),
+                })
+                .collect();
+            let expr = text_side(expr, json_arrow);
+            Ok(pred_for(
+                expr,
+                Predicate::In(serde_json::Value::Array(arr).to_string()),
+            ))
+        }
+        Operation::Quantified {
+            op,
+            quantifier,
+            values,
+        } => {
+            let arr = values
+                .iter()
+                .map(|v| {
+                    Ok(match bind_value(*op, v, col)? {
+                        Value::Integer(i) => serde_json::Value::from(i),
+                        Value::Real(f) => serde_json::Value::from(f),
+                        Value::Text(t) => serde_json::Value::from(t),
+                        _ => serde_json::Value::Null,
+                    })
+                })
+                .collect::<Result<Vec<_>, ApiError>>()?;
+            Ok(pred_for(
+                text_side(expr, json_arrow),
+                Predicate::Quantified {
+                    op: sql_cmp(*op),
+                    all: *quantifier == crate::query::Quantifier::All,
+                    values: serde_json::Value::Array(arr).to_string(),
+                },
+            ))
+        }
+        Operation::Compare { op, value } => {
+            if json_arrow == Some(Arrow::Json)
+                && matches!(
+                    op,
+                    CmpOp::Eq
+                        | CmpOp::Neq
+                        | CmpOp::Gt
+                        | CmpOp::Gte
+                        | CmpOp::Lt
+                        | CmpOp::Lte
+                        | CmpOp::IsDistinct
+                )
+            {
+                return Ok(json_compare(expr, negated, *op, value));
+            }
+            let v = bind_value(*op, value, col)?;
+            Ok(pred_for(
+                text_side(expr, json_arrow),
+                Predicate::Cmp(sql_cmp(*op), v),
+            ))
+        }
+    }
+}
+
+/// For `->>` paths, compare as text (PostgreSQL's `->>` yields text); for `->` paths used with
+/// text operators, take the SQL value.
+fn text_side(expr: Expr, arrow: Option<Arrow>) -> Expr {
+    match (arrow, expr) {
+        (Some(Arrow::Text), e) => Expr::AsText(Box::new(e)),
+        (Some(Arrow::Json), Expr::JsonPath { column, path, .. }) => Expr::JsonPath {
+            column,
+            path,
+            text: true,
+        },
+        (_, e) => e,
+    }
+}
+
+/// `->` compares JSON with JSON: numbers and booleans by value, strings as text, objects and
+/// arrays as minified JSON.
+fn json_compare(expr: Expr, negated: bool, op: CmpOp, raw: &str) -> Condition {
+    let as_value = |e: Expr| match e {
+        Expr::JsonPath { column, path, .. } => Expr::JsonPath {
+            column,
+            path,
+            text: true,
+        },
+        other => other,
+    };
+    let (expr, pred) = match serde_json::from_str::<serde_json::Value>(raw) {
+        Ok(serde_json::Value::Number(n)) => {
+            let v = n
+                .as_i64()
+                .map(Value::Integer)
+                .or_else(|| n.as_f64().map(Value::Real))
+                .unwrap_or(Value::Null);
+            (as_value(expr), Predicate::Cmp(sql_cmp(op), v))
+        }
+        Ok(serde_json::Value::Bool(b)) => (
+            as_value(expr),
+            Predicate::Cmp(sql_cmp(op), Value::Integer(i64::from(b))),
+        ),
+        Ok(serde_json::Value::String(s)) => {
+            (as_value(expr), Predicate::Cmp(sql_cmp(op), Value::Text(s)))
+        }
+        Ok(v @ (serde_json::Value::Object(_) | serde_json::Value::Array(_)))
+            if matches!(op, CmpOp::Eq | CmpOp::Neq) =>
+        {
+            let c = Condition::Pred {
+                expr,
+                negated: negated ^ (op == CmpOp::Neq),
+                pred: Predicate::JsonEq(v.to_string()),
+            };
+            return c;
+        }
+        _ => (
+            as_value(expr),
+            Predicate::Cmp(sql_cmp(op), Value::Text(raw.to_string())),
+        ),
+    };
+    Condition::Pred {
+        expr,
+        negated,
+        pred,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::headers::Preferences;
+
+    #[test]
+    fn glob_translation() {
+        assert_eq!(like_to_glob("*yx"), "*yx");
+        assert_eq!(like_to_glob("a_b%"), "a?b*");
+        assert_eq!(like_to_glob("50\\%"), "50%");
+        assert_eq!(like_to_glob("x[?]"), "x[[][?]]");
+        assert_eq!(like_to_glob("\\*"), "[*]");
+    }
+
+    #[test]
+    fn casts_are_whitelisted() {
+        assert_eq!(
+            CastType::from_pg("double precision").unwrap(),
+            CastType::Real
+        );
+        let e = CastType::from_pg("int); DROP TABLE x").unwrap_err();
+        assert_eq!(e.code, "42704");
+    }
+
+    fn cache() -> SchemaCache {
+        let c = rusqlite::Connection::open_in_memory().unwrap();
+        c.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, b BOOLEAN, j JSON, s TEXT)")
+            .unwrap();
+        SchemaCache::load(&c, &crate::schema::Exposure::All).unwrap()
+    }
+
+    fn headers() -> RequestHeaders {
+        RequestHeaders {
+            media: MediaType::Json { strip_nulls: false },
+            prefer: Preferences::default(),
+            range: None,
+            profile_sent: false,
+        }
+    }
+
+    #[test]
+    fn range_intersection_and_max_rows() {
+        let c = cache();
+        let q = QueryParams::parse("limit=10&offset=5").unwrap();
+        let mut h = headers();
+        h.range = Some((0, Some(7)));
+        let p = plan_read(&c, "t", &q, &h, Limits { max_rows: Some(2) }).unwrap();
+        assert_eq!(p.root.offset, 5);
+        assert_eq!(p.root.limit, Some(2));
+        let p = plan_read(&c, "t", &q, &h, Limits::default()).unwrap();
+        assert_eq!(p.root.limit, Some(3));
+    }
+
+    #[test]
+    fn unknown_names() {
+        let c = cache();
+        let q = QueryParams::parse("select=nope").unwrap();
+        let e = plan_read(&c, "t", &q, &headers(), Limits::default()).unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (400, "42703"));
+        let e = plan_read(
+            &c,
+            "x",
+            &QueryParams::default(),
+            &headers(),
+            Limits::default(),
+        )
+        .unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (404, "PGRST205"));
+        let q = QueryParams::parse("tasks.id=eq.1").unwrap();
+        let e = plan_read(&c, "t", &q, &headers(), Limits::default()).unwrap_err();
+        assert_eq!(e.code, "PGRST108");
+    }
+
+    #[test]
+    fn json_keys_and_bool_values() {
+        let c = cache();
+        let q = QueryParams::parse("select=j->a->>b,j->0,x:j->a&b=eq.true").unwrap();
+        let p = plan_read(&c, "t", &q, &headers(), Limits::default()).unwrap();
+        let keys: Vec<_> = p.root.fields.iter().map(|f| f.key.as_str()).collect();
+        assert_eq!(keys, ["b", "j", "x"]);
+        assert_eq!(
+            p.root.fields[0].expr,
+            Expr::JsonPath {
+                column: "j".into(),
+                path: "$.\"a\".\"b\"".into(),
+                text: true
+            }
+        );
+        match &p.root.conditions[0] {
+            Condition::Pred { pred, .. } => {
+                assert_eq!(pred, &Predicate::Cmp(SqlCmp::Eq, Value::Integer(1)))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

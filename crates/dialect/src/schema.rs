@@ -1,0 +1,482 @@
+//! The schema cache: tables, views, columns, keys and foreign keys of the `main` database.
+//!
+//! Built from `pragma_table_list`, `pragma_table_xinfo` (which also gives a view's columns
+//! the declared type of the column they come from), `pragma_foreign_key_list`,
+//! `pragma_index_list`/`pragma_index_info` and the view triggers in `sqlite_schema`, stamped
+//! with the `PRAGMA schema_version` it was read at. Callers compare that stamp with the
+//! database's current `schema_version` (one cheap pragma) and rebuild when it moved; nothing
+//! here is read per request. Relations that are not exposed (the allow-list) are left out, so
+//! they answer exactly like missing ones; their names are kept only to count refusals.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use rusqlite::Connection;
+
+/// What kind of relation a name is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelKind {
+    Table,
+    View,
+    Virtual,
+}
+
+/// How values of a column are rendered; driven by the declared type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueKind {
+    /// Declared `BOOL…`: 0/1 rendered as false/true; filter values true/false map to 1/0.
+    Bool,
+    /// Declared `JSON…`: valid JSON text is nested as JSON.
+    Json,
+    /// Everything else: rendered by its storage class.
+    Plain,
+}
+
+impl ValueKind {
+    /// The kind for a declared column type.
+    pub fn from_decl_type(decl: &str) -> Self {
+        let up = decl.to_ascii_uppercase();
+        if up.contains("BOOL") {
+            ValueKind::Bool
+        } else if up.contains("JSON") {
+            ValueKind::Json
+        } else {
+            ValueKind::Plain
+        }
+    }
+}
+
+/// SQLite's type affinity of a column, from its declared type (the rules of
+/// <https://sqlite.org/datatype3.html#determination_of_column_affinity>).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Affinity {
+    Integer,
+    Text,
+    Blob,
+    Real,
+    Numeric,
+}
+
+impl Affinity {
+    pub fn from_decl_type(decl: &str) -> Self {
+        let up = decl.to_ascii_uppercase();
+        if up.contains("INT") {
+            Affinity::Integer
+        } else if up.contains("CHAR") || up.contains("CLOB") || up.contains("TEXT") {
+            Affinity::Text
+        } else if up.contains("BLOB") || up.trim().is_empty() {
+            Affinity::Blob
+        } else if up.contains("REAL") || up.contains("FLOA") || up.contains("DOUB") {
+            Affinity::Real
+        } else {
+            Affinity::Numeric
+        }
+    }
+}
+
+/// One column.
+#[derive(Debug, Clone)]
+pub struct Column {
+    pub name: String,
+    pub decl_type: String,
+    pub kind: ValueKind,
+    pub affinity: Affinity,
+    pub nullable: bool,
+    /// The default as SQL text from the schema (may be inlined in SQL, as PostgREST does).
+    pub default: Option<String>,
+    /// 1-based position in the primary key, 0 when not part of it.
+    pub pk: u32,
+}
+
+/// A foreign key from this relation's `columns` to `target`'s `target_columns`.
+#[derive(Debug, Clone)]
+pub struct ForeignKey {
+    /// Synthesized PostgreSQL-style name: `{table}_{cols}_fkey`.
+    pub name: String,
+    pub columns: Vec<String>,
+    pub target: String,
+    /// Empty when the FK refers to the target's primary key implicitly.
+    pub target_columns: Vec<String>,
+}
+
+/// A table or view with everything the planner needs.
+#[derive(Debug, Clone)]
+pub struct Relation {
+    pub name: String,
+    pub kind: RelKind,
+    pub columns: Vec<Column>,
+    by_name: HashMap<String, usize>,
+    /// Primary key columns in key order (empty for views and tables without one).
+    pub primary_key: Vec<String>,
+    pub foreign_keys: Vec<ForeignKey>,
+    /// Column sets of UNIQUE indexes (including the PK's).
+    pub unique_keys: Vec<Vec<String>>,
+    pub insertable: bool,
+    pub updatable: bool,
+    pub deletable: bool,
+}
+
+impl Relation {
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.by_name.get(name).map(|&i| &self.columns[i])
+    }
+
+    /// The `Allow` header PostgREST sends for `OPTIONS` on this relation.
+    pub fn allow_header(&self) -> String {
+        let mut methods = vec!["OPTIONS", "GET", "HEAD"];
+        if self.insertable {
+            methods.push("POST");
+        }
+        if self.insertable && self.updatable && !self.primary_key.is_empty() {
+            methods.push("PUT");
+        }
+        if self.updatable {
+            methods.push("PATCH");
+        }
+        if self.deletable {
+            methods.push("DELETE");
+        }
+        methods.join(",")
+    }
+}
+
+/// Which relations the API exposes.
+#[derive(Debug, Clone, Default)]
+pub enum Exposure {
+    /// Every table and view (except SQLite's own).
+    #[default]
+    All,
+    /// Only these names (the Go version's `--security-allow-table`).
+    Only(HashSet<String>),
+}
+
+impl Exposure {
+    pub fn allows(&self, name: &str) -> bool {
+        match self {
+            Exposure::All => true,
+            Exposure::Only(set) => set.contains(name),
+        }
+    }
+}
+
+/// The cached schema, stamped with the `schema_version` it was read at.
+#[derive(Debug, Clone, Default)]
+pub struct SchemaCache {
+    pub version: i64,
+    relations: HashMap<String, Arc<Relation>>,
+    hidden: HashSet<String>,
+}
+
+/// The database's current `PRAGMA schema_version`.
+pub fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.prepare_cached("PRAGMA schema_version")?
+        .query_row([], |r| r.get(0))
+}
+
+impl SchemaCache {
+    /// Reads the schema of `main` from `conn`, keeping only exposed relations.
+    pub fn load(conn: &Connection, exposure: &Exposure) -> rusqlite::Result<Self> {
+        // Read the version first: a change racing with the load makes the next check rebuild.
+        let version = schema_version(conn)?;
+        let mut relations = HashMap::new();
+        let mut hidden = HashSet::new();
+        let names: Vec<(String, String)> = {
+            let mut stmt = conn.prepare(
+                "SELECT name, type FROM pragma_table_list WHERE schema = 'main' \
+                 AND type IN ('table', 'view', 'virtual') AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' \
+                 ORDER BY name",
+            )?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?
+        };
+        let triggers = view_triggers(conn)?;
+        for (name, kind) in names {
+            if !exposure.allows(&name) {
+                hidden.insert(name);
+                continue;
+            }
+            let kind = match kind.as_str() {
+                "view" => RelKind::View,
+                "virtual" => RelKind::Virtual,
+                _ => RelKind::Table,
+            };
+            let rel = load_relation(conn, name.clone(), kind, triggers.get(&name))?;
+            relations.insert(name, Arc::new(rel));
+        }
+        Ok(SchemaCache {
+            version,
+            relations,
+            hidden,
+        })
+    }
+
+    pub fn relation(&self, name: &str) -> Option<&Arc<Relation>> {
+        self.relations.get(name)
+    }
+
+    /// True when `name` exists in the database but the allow-list hides it.
+    pub fn is_hidden(&self, name: &str) -> bool {
+        self.hidden.contains(name)
+    }
+
+    pub fn relations(&self) -> impl Iterator<Item = &Arc<Relation>> {
+        self.relations.values()
+    }
+
+    /// The exposed name most similar to `name`, if it is similar enough (≥ 0.75) to suggest.
+    pub fn suggest(&self, name: &str) -> Option<&str> {
+        self.relations
+            .keys()
+            .map(|k| (similarity(name, k), k))
+            .filter(|(s, _)| *s >= 0.75)
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, k)| k.as_str())
+    }
+}
+
+/// 1 − Levenshtein distance / longer length, on characters.
+fn similarity(a: &str, b: &str) -> f64 {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let longest = a.len().max(b.len());
+    if longest == 0 {
+        return 1.0;
+    }
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    1.0 - prev[b.len()] as f64 / longest as f64
+}
+
+/// For each view: which of INSERT/UPDATE/DELETE have INSTEAD OF triggers.
+fn view_triggers(conn: &Connection) -> rusqlite::Result<HashMap<String, [bool; 3]>> {
+    let mut stmt = conn.prepare(
+        "SELECT tbl_name, sql FROM sqlite_schema WHERE type = 'trigger' AND sql IS NOT NULL",
+    )?;
+    let mut out: HashMap<String, [bool; 3]> = HashMap::new();
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    for row in rows {
+        let (table, sql) = row?;
+        let norm = sql
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_ascii_uppercase();
+        let e = out.entry(table).or_default();
+        e[0] |= norm.contains("INSTEAD OF INSERT");
+        e[1] |= norm.contains("INSTEAD OF UPDATE");
+        e[2] |= norm.contains("INSTEAD OF DELETE");
+    }
+    Ok(out)
+}
+
+fn load_relation(
+    conn: &Connection,
+    name: String,
+    kind: RelKind,
+    triggers: Option<&[bool; 3]>,
+) -> rusqlite::Result<Relation> {
+    let mut columns = Vec::new();
+    {
+        let mut stmt = conn.prepare(
+            "SELECT name, type, \"notnull\", dflt_value, pk, hidden FROM pragma_table_xinfo(?1, 'main') ORDER BY cid",
+        )?;
+        let rows = stmt.query_map([&name], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                r.get::<_, bool>(2)?,
+                r.get::<_, Option<String>>(3)?,
+                r.get::<_, u32>(4)?,
+                r.get::<_, i64>(5)?,
+            ))
+        })?;
+        for row in rows {
+            let (cname, decl, notnull, default, pk, hidden) = row?;
+            // hidden = 1: a virtual table's hidden column; 2/3 are generated columns (shown).
+            if hidden == 1 {
+                continue;
+            }
+            columns.push(Column {
+                kind: ValueKind::from_decl_type(&decl),
+                affinity: Affinity::from_decl_type(&decl),
+                name: cname,
+                decl_type: decl,
+                nullable: !notnull,
+                default,
+                pk,
+            });
+        }
+    }
+    let by_name = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.name.clone(), i))
+        .collect();
+    let mut pk: Vec<&Column> = columns.iter().filter(|c| c.pk > 0).collect();
+    pk.sort_by_key(|c| c.pk);
+    let primary_key: Vec<String> = pk.iter().map(|c| c.name.clone()).collect();
+
+    let mut foreign_keys: Vec<ForeignKey> = Vec::new();
+    let mut unique_keys = Vec::new();
+    if kind == RelKind::Table {
+        let mut stmt = conn.prepare(
+            "SELECT id, \"table\", \"from\", \"to\" FROM pragma_foreign_key_list(?1, 'main') ORDER BY id, seq",
+        )?;
+        let rows = stmt.query_map([&name], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Option<String>>(3)?,
+            ))
+        })?;
+        let mut last_id = None;
+        for row in rows {
+            let (id, target, from, to) = row?;
+            if last_id != Some(id) {
+                last_id = Some(id);
+                foreign_keys.push(ForeignKey {
+                    name: String::new(),
+                    columns: Vec::new(),
+                    target,
+                    target_columns: Vec::new(),
+                });
+            }
+            if let Some(fk) = foreign_keys.last_mut() {
+                fk.columns.push(from);
+                if let Some(to) = to {
+                    fk.target_columns.push(to);
+                }
+            }
+        }
+        for fk in &mut foreign_keys {
+            fk.name = format!("{}_{}_fkey", name, fk.columns.join("_"));
+        }
+
+        let mut stmt = conn.prepare(
+            "SELECT il.name, ii.name FROM pragma_index_list(?1, 'main') il \
+             JOIN pragma_index_info(il.name, 'main') ii WHERE il.\"unique\" = 1 ORDER BY il.seq, ii.seqno",
+        )?;
+        let rows = stmt.query_map([&name], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
+        })?;
+        let mut last: Option<String> = None;
+        for row in rows {
+            let (index, col) = row?;
+            if last.as_deref() != Some(index.as_str()) {
+                last = Some(index);
+                unique_keys.push(Vec::new());
+            }
+            if let (Some(cols), Some(col)) = (unique_keys.last_mut(), col) {
+                cols.push(col);
+            }
+        }
+        if !primary_key.is_empty() && !unique_keys.contains(&primary_key) {
+            unique_keys.push(primary_key.clone());
+        }
+    }
+    let (insertable, updatable, deletable) = match kind {
+        RelKind::Table | RelKind::Virtual => (true, true, true),
+        RelKind::View => {
+            let t = triggers.copied().unwrap_or_default();
+            (t[0], t[1], t[2])
+        }
+    };
+    Ok(Relation {
+        name,
+        kind,
+        columns,
+        by_name,
+        primary_key,
+        foreign_keys,
+        unique_keys,
+        insertable,
+        updatable,
+        deletable,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> Connection {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(
+            "CREATE TABLE clients (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+             CREATE TABLE projects (id INTEGER PRIMARY KEY, name TEXT NOT NULL,
+               client_id INTEGER REFERENCES clients(id), settings JSON, active BOOLEAN NOT NULL DEFAULT 1);
+             CREATE TABLE no_pk (a TEXT, b TEXT);
+             CREATE VIEW pv AS SELECT id, name FROM projects;
+             CREATE VIEW wv AS SELECT id, name FROM clients;
+             CREATE TRIGGER wv_ins INSTEAD OF INSERT ON wv BEGIN INSERT INTO clients(name) VALUES (NEW.name); END;",
+        )
+        .unwrap();
+        c
+    }
+
+    #[test]
+    fn loads_tables_views_keys_and_fks() {
+        let c = db();
+        let cache = SchemaCache::load(&c, &Exposure::All).unwrap();
+        let p = cache.relation("projects").unwrap();
+        assert_eq!(p.primary_key, vec!["id"]);
+        assert_eq!(p.column("settings").unwrap().kind, ValueKind::Json);
+        assert_eq!(p.column("active").unwrap().kind, ValueKind::Bool);
+        assert_eq!(p.column("active").unwrap().default.as_deref(), Some("1"));
+        assert!(!p.column("name").unwrap().nullable);
+        assert_eq!(p.foreign_keys[0].target, "clients");
+        assert_eq!(p.foreign_keys[0].name, "projects_client_id_fkey");
+        let clients = cache.relation("clients").unwrap();
+        assert!(clients.unique_keys.contains(&vec!["name".to_string()]));
+        assert_eq!(cache.relation("pv").unwrap().kind, RelKind::View);
+        assert_eq!(
+            cache.relation("pv").unwrap().allow_header(),
+            "OPTIONS,GET,HEAD"
+        );
+        assert_eq!(
+            cache.relation("wv").unwrap().allow_header(),
+            "OPTIONS,GET,HEAD,POST"
+        );
+        assert_eq!(
+            cache.relation("no_pk").unwrap().allow_header(),
+            "OPTIONS,GET,HEAD,POST,PATCH,DELETE"
+        );
+        assert_eq!(p.allow_header(), "OPTIONS,GET,HEAD,POST,PUT,PATCH,DELETE");
+        assert!(cache.relation("sqlite_schema").is_none());
+    }
+
+    #[test]
+    fn allow_list_hides_everything_else() {
+        let c = db();
+        let only = Exposure::Only(["clients".to_string()].into_iter().collect());
+        let cache = SchemaCache::load(&c, &only).unwrap();
+        assert!(cache.relation("clients").is_some());
+        assert!(cache.relation("projects").is_none());
+        assert!(cache.is_hidden("projects"));
+        assert_eq!(cache.suggest("project"), None);
+    }
+
+    #[test]
+    fn version_moves_with_ddl() {
+        let c = db();
+        let cache = SchemaCache::load(&c, &Exposure::All).unwrap();
+        c.execute_batch("CREATE TABLE later (x)").unwrap();
+        assert_ne!(schema_version(&c).unwrap(), cache.version);
+    }
+
+    #[test]
+    fn suggests_close_names_only() {
+        let c = db();
+        let cache = SchemaCache::load(&c, &Exposure::All).unwrap();
+        assert_eq!(cache.suggest("projcts"), Some("projects"));
+        assert_eq!(cache.suggest("zzz"), None);
+    }
+}

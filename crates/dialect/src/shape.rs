@@ -1,0 +1,297 @@
+//! Response shaping: rows straight to JSON or CSV bytes, and the `Content-Range` rules.
+//!
+//! Rows are written without an intermediate value tree: keys are escaped once per plan,
+//! integers go through `itoa`, reals through `ryu`, text is escaped in place. Declared
+//! `BOOL` columns render as `true`/`false`, declared `JSON` columns nest as JSON, BLOBs become
+//! `"\x…"` (PostgreSQL's bytea text). CSV follows PostgreSQL's row-literal quoting.
+
+use rusqlite::Row;
+use rusqlite::types::ValueRef;
+
+use crate::headers::MediaType;
+use crate::plan::{OutputField, OutputKind};
+
+/// Writes rows of one read node in the negotiated media type.
+pub struct Shaper {
+    media: MediaType,
+    kinds: Vec<OutputKind>,
+    /// `"key":` for each field, escaped once.
+    json_keys: Vec<Vec<u8>>,
+    csv_header: Vec<u8>,
+}
+
+impl Shaper {
+    pub fn new(fields: &[OutputField], media: MediaType) -> Self {
+        let mut json_keys = Vec::with_capacity(fields.len());
+        let mut csv_header = Vec::new();
+        for (i, f) in fields.iter().enumerate() {
+            let mut k = Vec::with_capacity(f.key.len() + 3);
+            write_json_str(&mut k, f.key.as_bytes());
+            k.push(b':');
+            json_keys.push(k);
+            if media == MediaType::Csv {
+                if i > 0 {
+                    csv_header.push(b',');
+                }
+                write_csv_cell(&mut csv_header, f.key.as_bytes());
+            }
+        }
+        Shaper {
+            media,
+            kinds: fields.iter().map(|f| f.kind).collect(),
+            json_keys,
+            csv_header,
+        }
+    }
+
+    pub fn begin(&self, out: &mut Vec<u8>) {
+        if let MediaType::Json { .. } = self.media {
+            out.push(b'[');
+        }
+    }
+
+    /// Writes row number `index` (0-based).
+    pub fn row(&self, out: &mut Vec<u8>, row: &Row<'_>, index: usize) -> rusqlite::Result<()> {
+        match self.media {
+            MediaType::Json { strip_nulls } => {
+                if index > 0 {
+                    out.push(b',');
+                }
+                self.object(out, row, strip_nulls)
+            }
+            MediaType::Singular { strip_nulls } => {
+                if index == 0 {
+                    self.object(out, row, strip_nulls)?;
+                }
+                Ok(())
+            }
+            MediaType::Csv => {
+                if index == 0 {
+                    out.extend_from_slice(&self.csv_header);
+                }
+                out.push(b'\n');
+                for (i, kind) in self.kinds.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write_csv_value(out, row.get_ref(i)?, *kind);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    pub fn finish(&self, out: &mut Vec<u8>, rows: usize) {
+        match self.media {
+            MediaType::Json { .. } => out.push(b']'),
+            MediaType::Csv if rows == 0 => out.push(b'\n'),
+            _ => {}
+        }
+    }
+
+    fn object(&self, out: &mut Vec<u8>, row: &Row<'_>, strip_nulls: bool) -> rusqlite::Result<()> {
+        out.push(b'{');
+        let mut first = true;
+        for (i, (key, kind)) in self.json_keys.iter().zip(&self.kinds).enumerate() {
+            let v = row.get_ref(i)?;
+            if strip_nulls && v == ValueRef::Null {
+                continue;
+            }
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            out.extend_from_slice(key);
+            write_json_value(out, v, *kind);
+        }
+        out.push(b'}');
+        Ok(())
+    }
+}
+
+/// One SQLite value as JSON.
+pub fn write_json_value(out: &mut Vec<u8>, v: ValueRef<'_>, kind: OutputKind) {
+    match v {
+        ValueRef::Null => out.extend_from_slice(b"null"),
+        ValueRef::Integer(i) if kind == OutputKind::Bool => {
+            out.extend_from_slice(if i != 0 { b"true" } else { b"false" })
+        }
+        ValueRef::Integer(i) => out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes()),
+        ValueRef::Real(f) if kind == OutputKind::Bool => {
+            out.extend_from_slice(if f != 0.0 { b"true" } else { b"false" })
+        }
+        ValueRef::Real(f) if f.is_finite() => {
+            out.extend_from_slice(ryu::Buffer::new().format_finite(f).as_bytes())
+        }
+        ValueRef::Real(_) => out.extend_from_slice(b"null"),
+        ValueRef::Text(t) => {
+            if kind == OutputKind::Json
+                && serde_json::from_slice::<serde::de::IgnoredAny>(t).is_ok()
+            {
+                out.extend_from_slice(t);
+            } else {
+                write_json_str(out, t);
+            }
+        }
+        ValueRef::Blob(b) => {
+            out.extend_from_slice(b"\"\\\\x");
+            push_hex(out, b);
+            out.push(b'"');
+        }
+    }
+}
+
+fn push_hex(out: &mut Vec<u8>, b: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for byte in b {
+        out.push(HEX[(byte >> 4) as usize]);
+        out.push(HEX[(byte & 15) as usize]);
+    }
+}
+
+/// Writes `s` (UTF-8; invalid sequences are replaced) as a JSON string.
+pub fn write_json_str(out: &mut Vec<u8>, s: &[u8]) {
+    let owned;
+    let s = match std::str::from_utf8(s) {
+        Ok(_) => s,
+        Err(_) => {
+            owned = String::from_utf8_lossy(s).into_owned();
+            owned.as_bytes()
+        }
+    };
+    out.push(b'"');
+    let mut start = 0;
+    for (i, &b) in s.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&s[start..i]);
+        if esc.is_empty() {
+            out.extend_from_slice(b"\\u00");
+            push_hex(out, &[b]);
+        } else {
+            out.extend_from_slice(esc);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&s[start..]);
+    out.push(b'"');
+}
+
+/// One value in PostgreSQL's text form, quoted as a CSV cell.
+fn write_csv_value(out: &mut Vec<u8>, v: ValueRef<'_>, kind: OutputKind) {
+    match v {
+        ValueRef::Null => {}
+        ValueRef::Integer(i) if kind == OutputKind::Bool => {
+            out.push(if i != 0 { b't' } else { b'f' })
+        }
+        ValueRef::Integer(i) => out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes()),
+        ValueRef::Real(f) if f.is_finite() => {
+            out.extend_from_slice(ryu::Buffer::new().format_finite(f).as_bytes())
+        }
+        ValueRef::Real(f) => write_csv_cell(out, f.to_string().as_bytes()),
+        ValueRef::Text(t) => write_csv_cell(out, t),
+        ValueRef::Blob(b) => {
+            out.extend_from_slice(b"\\x");
+            push_hex(out, b);
+        }
+    }
+}
+
+/// Quotes a cell when it is empty or holds `" \ ( ) ,` or whitespace; doubles `"` and `\`.
+fn write_csv_cell(out: &mut Vec<u8>, s: &[u8]) {
+    let needs = s.is_empty()
+        || s.iter()
+            .any(|b| matches!(b, b'"' | b'\\' | b'(' | b')' | b',') || b.is_ascii_whitespace());
+    if !needs {
+        out.extend_from_slice(s);
+        return;
+    }
+    out.push(b'"');
+    for &b in s {
+        if b == b'"' || b == b'\\' {
+            out.push(b);
+        }
+        out.push(b);
+    }
+    out.push(b'"');
+}
+
+/// `Content-Range` and status for a page of `rows` rows at `offset`, given the total if known.
+/// Returns `None` for the status when the offset lies beyond a known total (416).
+pub fn content_range(offset: i64, rows: usize, total: Option<i64>) -> (Option<u16>, String) {
+    let mut num = itoa::Buffer::new();
+    let mut range = String::with_capacity(24);
+    if rows == 0 {
+        range.push('*');
+    } else {
+        range.push_str(num.format(offset));
+        range.push('-');
+        range.push_str(num.format(offset + rows as i64 - 1));
+    }
+    range.push('/');
+    match total {
+        Some(t) => range.push_str(num.format(t)),
+        None => range.push('*'),
+    }
+    let status = match total {
+        None => Some(200),
+        Some(t) if offset > t => None,
+        Some(t) if (rows as i64) < t => Some(206),
+        Some(_) => Some(200),
+    };
+    (status, range)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_string_escaping() {
+        let mut out = Vec::new();
+        write_json_str(&mut out, "a\"b\\c\nd\u{1}é".as_bytes());
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "\"a\\\"b\\\\c\\nd\\u0001é\""
+        );
+    }
+
+    #[test]
+    fn csv_cells() {
+        let mut out = Vec::new();
+        write_csv_cell(&mut out, b"Hebdon, John");
+        out.push(b'|');
+        write_csv_cell(&mut out, b"Double\"Quote");
+        out.push(b'|');
+        write_csv_cell(&mut out, b"");
+        out.push(b'|');
+        write_csv_cell(&mut out, b"plain");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "\"Hebdon, John\"|\"Double\"\"Quote\"|\"\"|plain"
+        );
+    }
+
+    #[test]
+    fn content_range_rules() {
+        assert_eq!(content_range(0, 5, None), (Some(200), "0-4/*".to_string()));
+        assert_eq!(content_range(0, 0, None), (Some(200), "*/*".to_string()));
+        assert_eq!(
+            content_range(0, 3, Some(15)),
+            (Some(206), "0-2/15".to_string())
+        );
+        assert_eq!(
+            content_range(0, 15, Some(15)),
+            (Some(200), "0-14/15".to_string())
+        );
+        assert_eq!(content_range(100, 0, Some(15)).0, None);
+        assert_eq!(content_range(0, 0, Some(0)), (Some(200), "*/0".to_string()));
+    }
+}

@@ -1,0 +1,323 @@
+//! The SQL builder: turns a read plan into SQL text plus bound parameters.
+//!
+//! Every identifier is written through [`crate::ident`] after the planner resolved it; every
+//! value (filter values, `in` lists as one JSON array, JSON paths, LIMIT/OFFSET) is a `?`
+//! parameter, so the SQL text depends only on the request's shape and is reused by the
+//! prepared-statement cache. Null ordering is always explicit (`NULLS FIRST/LAST`).
+
+use rusqlite::types::Value;
+
+use crate::ident::push_quoted;
+use crate::plan::{CastType, Condition, Expr, OrderItem, Predicate, ReadNode, SqlCmp};
+use crate::query::IsValue;
+
+/// SQL text and its parameters, in order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sql {
+    pub text: String,
+    pub params: Vec<Value>,
+}
+
+impl Sql {
+    fn push(&mut self, s: &str) {
+        self.text.push_str(s);
+    }
+    fn bind(&mut self, v: Value) {
+        self.text.push('?');
+        self.params.push(v);
+    }
+}
+
+/// `SELECT <fields> FROM "rel" AS "t0" WHERE … ORDER BY … LIMIT ? OFFSET ?`
+pub fn select(node: &ReadNode) -> Sql {
+    let mut sql = Sql::default();
+    sql.push("SELECT ");
+    if node.fields.is_empty() {
+        sql.push("NULL");
+    }
+    for (i, f) in node.fields.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        expr(&mut sql, &node.alias, &f.expr);
+    }
+    from_where(&mut sql, node);
+    if !node.order.is_empty() {
+        sql.push(" ORDER BY ");
+        for (i, o) in node.order.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            order(&mut sql, &node.alias, o);
+        }
+    }
+    if node.limit.is_some() || node.offset > 0 {
+        sql.push(" LIMIT ");
+        sql.bind(Value::Integer(node.limit.unwrap_or(-1)));
+        sql.push(" OFFSET ");
+        sql.bind(Value::Integer(node.offset));
+    }
+    sql
+}
+
+/// `SELECT count(*) FROM "rel" AS "t0" WHERE …` (the total for `Prefer: count=exact`).
+pub fn count(node: &ReadNode) -> Sql {
+    let mut sql = Sql::default();
+    sql.push("SELECT count(*)");
+    from_where(&mut sql, node);
+    sql
+}
+
+/// Counts at most `cap` matching rows (for `count=estimated` under a max-rows cap).
+pub fn capped_count(node: &ReadNode, cap: i64) -> Sql {
+    let mut inner = Sql::default();
+    inner.push("SELECT 1");
+    from_where(&mut inner, node);
+    let mut sql = Sql::default();
+    sql.push("SELECT count(*) FROM (");
+    sql.push(&inner.text);
+    sql.params = inner.params;
+    sql.push(" LIMIT ");
+    sql.bind(Value::Integer(cap));
+    sql.push(")");
+    sql
+}
+
+fn from_where(sql: &mut Sql, node: &ReadNode) {
+    sql.push(" FROM ");
+    push_quoted(&mut sql.text, &node.relation.name);
+    sql.push(" AS ");
+    push_quoted(&mut sql.text, &node.alias);
+    if !node.conditions.is_empty() {
+        sql.push(" WHERE ");
+        for (i, c) in node.conditions.iter().enumerate() {
+            if i > 0 {
+                sql.push(" AND ");
+            }
+            condition(sql, &node.alias, c);
+        }
+    }
+}
+
+fn column(sql: &mut Sql, alias: &str, name: &str) {
+    push_quoted(&mut sql.text, alias);
+    sql.push(".");
+    push_quoted(&mut sql.text, name);
+}
+
+fn expr(sql: &mut Sql, alias: &str, e: &Expr) {
+    match e {
+        Expr::Column(c) => column(sql, alias, c),
+        Expr::JsonPath {
+            column: c,
+            path,
+            text,
+        } => {
+            // Text that is not JSON yields NULL instead of failing the whole query.
+            sql.push("(CASE WHEN json_valid(");
+            column(sql, alias, c);
+            sql.push(") THEN ");
+            column(sql, alias, c);
+            sql.push(if *text { " ->> " } else { " -> " });
+            sql.bind(Value::Text(path.clone()));
+            sql.push(" END)");
+        }
+        Expr::AsText(inner) => {
+            sql.push("CAST(");
+            expr(sql, alias, inner);
+            sql.push(" AS TEXT)");
+        }
+        Expr::Cast { inner, to } => match to {
+            CastType::Text | CastType::Integer | CastType::Real | CastType::Numeric => {
+                sql.push("CAST(");
+                expr(sql, alias, inner);
+                sql.push(match to {
+                    CastType::Text => " AS TEXT)",
+                    CastType::Integer => " AS INTEGER)",
+                    CastType::Real => " AS REAL)",
+                    _ => " AS NUMERIC)",
+                });
+            }
+            CastType::Bool => {
+                sql.push("CASE WHEN ");
+                expr(sql, alias, inner);
+                sql.push(" IS NULL THEN NULL WHEN ");
+                expr(sql, alias, inner);
+                sql.push(" THEN 1 ELSE 0 END");
+            }
+            CastType::Json => expr(sql, alias, inner),
+        },
+    }
+}
+
+fn order(sql: &mut Sql, alias: &str, o: &OrderItem) {
+    expr(sql, alias, &o.expr);
+    sql.push(if o.desc { " DESC" } else { " ASC" });
+    sql.push(if o.nulls_first {
+        " NULLS FIRST"
+    } else {
+        " NULLS LAST"
+    });
+}
+
+/// `lhs <op> rhs`, where `rhs` is already written SQL (a `?` or a json_each column).
+fn comparison(sql: &mut Sql, alias: &str, e: &Expr, op: SqlCmp, rhs: impl FnOnce(&mut Sql)) {
+    if op == SqlCmp::Regexp {
+        sql.push("regexp(");
+        rhs(sql);
+        sql.push(", ");
+        expr(sql, alias, e);
+        sql.push(")");
+        return;
+    }
+    expr(sql, alias, e);
+    sql.push(match op {
+        SqlCmp::Eq => " = ",
+        SqlCmp::Neq => " <> ",
+        SqlCmp::Gt => " > ",
+        SqlCmp::Gte => " >= ",
+        SqlCmp::Lt => " < ",
+        SqlCmp::Lte => " <= ",
+        SqlCmp::IsDistinct => " IS DISTINCT FROM ",
+        SqlCmp::Glob => " GLOB ",
+        SqlCmp::Ilike | SqlCmp::Regexp => " LIKE ",
+    });
+    rhs(sql);
+    if op == SqlCmp::Ilike {
+        sql.push(" ESCAPE '\\'");
+    }
+}
+
+fn condition(sql: &mut Sql, alias: &str, c: &Condition) {
+    match c {
+        Condition::Tree {
+            negated,
+            and,
+            children,
+        } => {
+            if *negated {
+                sql.push("NOT ");
+            }
+            sql.push("(");
+            if children.is_empty() {
+                sql.push(if *and { "1" } else { "0" });
+            }
+            for (i, child) in children.iter().enumerate() {
+                if i > 0 {
+                    sql.push(if *and { " AND " } else { " OR " });
+                }
+                condition(sql, alias, child);
+            }
+            sql.push(")");
+        }
+        Condition::Pred {
+            expr: e,
+            negated,
+            pred,
+        } => {
+            if *negated {
+                sql.push("NOT ");
+            }
+            sql.push("(");
+            match pred {
+                Predicate::Cmp(op, v) => {
+                    let v = v.clone();
+                    comparison(sql, alias, e, *op, |s| s.bind(v));
+                }
+                Predicate::JsonEq(json) => {
+                    expr(sql, alias, e);
+                    sql.push(" = json(");
+                    sql.bind(Value::Text(json.clone()));
+                    sql.push(")");
+                }
+                Predicate::In(list) => {
+                    expr(sql, alias, e);
+                    sql.push(" IN (SELECT \"pgrst_in\".\"value\" FROM json_each(");
+                    sql.bind(Value::Text(list.clone()));
+                    sql.push(") AS \"pgrst_in\")");
+                }
+                Predicate::Quantified { op, all, values } => {
+                    sql.push(if *all { "NOT EXISTS" } else { "EXISTS" });
+                    sql.push(" (SELECT 1 FROM json_each(");
+                    sql.bind(Value::Text(values.clone()));
+                    sql.push(") AS \"pgrst_q\" WHERE (");
+                    comparison(sql, alias, e, *op, |s| s.push("\"pgrst_q\".\"value\""));
+                    sql.push(if *all { ") IS NOT TRUE)" } else { "))" });
+                }
+                Predicate::Is(v) => {
+                    expr(sql, alias, e);
+                    sql.push(match v {
+                        IsValue::Null | IsValue::Unknown => " IS NULL",
+                        IsValue::NotNull => " IS NOT NULL",
+                        IsValue::True => " IS TRUE",
+                        IsValue::False => " IS FALSE",
+                    });
+                }
+            }
+            sql.push(")");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::headers::{MediaType, Preferences, RequestHeaders};
+    use crate::plan::{Limits, plan_read};
+    use crate::query::QueryParams;
+    use crate::schema::{Exposure, SchemaCache};
+
+    fn build(q: &str) -> Sql {
+        let c = rusqlite::Connection::open_in_memory().unwrap();
+        c.execute_batch(
+            "CREATE TABLE \"we\"\"ird\" (id INTEGER PRIMARY KEY, \"na\"\"me\" TEXT, j JSON)",
+        )
+        .unwrap();
+        let cache = SchemaCache::load(&c, &Exposure::All).unwrap();
+        let h = RequestHeaders {
+            media: MediaType::Json { strip_nulls: false },
+            prefer: Preferences::default(),
+            range: None,
+            profile_sent: false,
+        };
+        let p = plan_read(
+            &cache,
+            "we\"ird",
+            &QueryParams::parse(q).unwrap(),
+            &h,
+            Limits::default(),
+        )
+        .unwrap();
+        select(&p.root)
+    }
+
+    #[test]
+    fn identifiers_are_quoted_and_values_bound() {
+        let s = build(
+            "select=id,%22na%5C%22me%22&id=in.(1,2)&or=(id.eq.3,not.and(id.gt.1,id.lt.9))&order=id.desc&limit=5",
+        );
+        assert_eq!(
+            s.text,
+            "SELECT \"t0\".\"id\", \"t0\".\"na\"\"me\" FROM \"we\"\"ird\" AS \"t0\" WHERE \
+             (\"t0\".\"id\" IN (SELECT \"pgrst_in\".\"value\" FROM json_each(?) AS \"pgrst_in\")) AND \
+             ((\"t0\".\"id\" = ?) OR NOT ((\"t0\".\"id\" > ?) AND (\"t0\".\"id\" < ?))) \
+             ORDER BY \"t0\".\"id\" DESC NULLS FIRST LIMIT ? OFFSET ?"
+        );
+        assert_eq!(s.params.len(), 6);
+        assert_eq!(s.params[0], Value::Text("[1,2]".into()));
+    }
+
+    #[test]
+    fn json_paths_are_bound() {
+        let s = build("select=j->a->>b&j->>x=eq.1");
+        assert!(s.text.contains("\"t0\".\"j\" ->> ? END"), "{}", s.text);
+        assert_eq!(s.params[0], Value::Text("$.\"a\".\"b\"".into()));
+        assert!(
+            s.text.contains(
+                "CAST((CASE WHEN json_valid(\"t0\".\"j\") THEN \"t0\".\"j\" ->> ? END) AS TEXT) = ?"
+            ),
+            "{}",
+            s.text
+        );
+    }
+}

@@ -1,0 +1,161 @@
+//! The benchmark's baseline and data generator (used by `scripts/bench`).
+//!
+//! `bench_baseline generate <db>` writes the 100,000-row `books` table (id, title, author,
+//! price, published; index on author; WAL; 1,000 authors with 100 consecutive books each). `bench_baseline serve <db> <addr>` is the ceiling
+//! we compare against: a minimal axum endpoint that runs the same SELECTs with rusqlite on the
+//! async worker thread (one connection per thread, cached statements) and serializes the rows
+//! with serde — no PostgREST parsing, planning, auth or metrics.
+//!
+//! - `GET /books/{id}` ≙ `GET /books?id=eq.{id}`
+//! - `GET /by_author/{author}` ≙ `GET /books?author=eq.{author}&limit=100`
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::cell::RefCell;
+
+use axum::Router;
+use axum::extract::Path;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use rusqlite::{Connection, OpenFlags};
+use serde::Serialize;
+
+/// The same allocator as the server, so the ratio measures our code, not the allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+pub const ROWS: i64 = 100_000;
+pub const AUTHORS: i64 = 1_000;
+
+#[derive(Serialize)]
+struct Book {
+    id: i64,
+    title: String,
+    author: String,
+    price: f64,
+    published: String,
+}
+
+thread_local! {
+    static CONN: RefCell<Option<Connection>> = const { RefCell::new(None) };
+}
+
+static DB: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+fn query(sql: &str, param: &dyn rusqlite::ToSql) -> Vec<u8> {
+    CONN.with(|c| {
+        let mut c = c.borrow_mut();
+        let conn = c.get_or_insert_with(|| {
+            Connection::open_with_flags(
+                DB.get().unwrap(),
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .unwrap()
+        });
+        let mut stmt = conn.prepare_cached(sql).unwrap();
+        let rows: Vec<Book> = stmt
+            .query_map([param], |r| {
+                Ok(Book {
+                    id: r.get(0)?,
+                    title: r.get(1)?,
+                    author: r.get(2)?,
+                    price: r.get(3)?,
+                    published: r.get(4)?,
+                })
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        serde_json::to_vec(&rows).unwrap()
+    })
+}
+
+async fn by_id(Path(id): Path<i64>) -> impl IntoResponse {
+    let body = query(
+        "SELECT id, title, author, price, published FROM books WHERE id = ?1",
+        &id,
+    );
+    ([(header::CONTENT_TYPE, "application/json")], body)
+}
+
+async fn by_author(Path(author): Path<String>) -> impl IntoResponse {
+    let body = query(
+        "SELECT id, title, author, price, published FROM books WHERE author = ?1 LIMIT 100",
+        &author,
+    );
+    ([(header::CONTENT_TYPE, "application/json")], body)
+}
+
+fn generate(path: &str) {
+    let _ = std::fs::remove_file(path);
+    let mut conn = Connection::open(path).unwrap();
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         CREATE TABLE books (id INTEGER PRIMARY KEY, title TEXT NOT NULL, author TEXT NOT NULL,
+                             price REAL NOT NULL, published TEXT NOT NULL);",
+    )
+    .unwrap();
+    let tx = conn.transaction().unwrap();
+    {
+        let mut ins = tx
+            .prepare("INSERT INTO books VALUES (?1, ?2, ?3, ?4, ?5)")
+            .unwrap();
+        for i in 1..=ROWS {
+            // Each author's books were added together, as a bookstore would: 100 per author.
+            let author = format!("author-{}", (i - 1) / (ROWS / AUTHORS));
+            let price = ((i * 7919) % 5000) as f64 / 100.0 + 1.0;
+            let published = format!("{}-{:02}-{:02}", 1900 + i % 125, 1 + i % 12, 1 + i % 28);
+            ins.execute(rusqlite::params![
+                i,
+                format!("Book number {i}"),
+                author,
+                price,
+                published
+            ])
+            .unwrap();
+        }
+    }
+    tx.commit().unwrap();
+    conn.execute_batch("CREATE INDEX books_author ON books(author); ANALYZE;")
+        .unwrap();
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("generate") => generate(&args[2]),
+        Some("token") => {
+            // A demo-style HS256 token for the benchmark's sqlite-rest instance.
+            let secret = std::fs::read(&args[2]).unwrap();
+            let claims = serde_json::json!({"role": "bench"});
+            let t = jsonwebtoken::encode(
+                &jsonwebtoken::Header::default(),
+                &claims,
+                &jsonwebtoken::EncodingKey::from_secret(&secret),
+            )
+            .unwrap();
+            println!("{t}");
+        }
+        Some("serve") => {
+            DB.set(args[2].clone()).unwrap();
+            let addr = args[3].clone();
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async move {
+                    let app = Router::new()
+                        .route("/books/{id}", get(by_id))
+                        .route("/by_author/{author}", get(by_author));
+                    let l = tokio::net::TcpListener::bind(addr).await.unwrap();
+                    axum::serve(l, app).await.unwrap();
+                });
+        }
+        _ => {
+            eprintln!(
+                "usage: bench_baseline generate <db> | token <secret-file> | serve <db> <addr>"
+            );
+            std::process::exit(2);
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! The admin server on `--metrics-addr`: `/metrics` (Prometheus text), `/live`, `/ready` and
+//! `/health`.
+//!
+//! `/health` answers a JSON object of component states; today `{"status":"ok","database":…}`.
+//! Other long-running parts (replication) add their state (e.g. lag) here through
+//! [`HealthReport`].
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use parking_lot::RwLock;
+
+use crate::db::Database;
+use crate::metrics::Metrics;
+
+/// Named component states merged into `/health` (e.g. `"replication": {"lag_ms": 120}`).
+#[derive(Default)]
+pub struct HealthReport {
+    components: RwLock<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl HealthReport {
+    pub fn set(&self, component: &str, state: serde_json::Value) {
+        self.components.write().insert(component.to_string(), state);
+    }
+
+    fn snapshot(&self) -> serde_json::Map<String, serde_json::Value> {
+        self.components.read().clone()
+    }
+}
+
+#[derive(Clone)]
+struct AdminState {
+    metrics: Arc<Metrics>,
+    db: Arc<Database>,
+    health: Arc<HealthReport>,
+}
+
+pub fn router(metrics: Arc<Metrics>, db: Arc<Database>, health: Arc<HealthReport>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/live", get(|| async { StatusCode::OK }))
+        .route("/ready", get(ready))
+        .route("/health", get(health_handler))
+        .with_state(AdminState {
+            metrics,
+            db,
+            health,
+        })
+}
+
+async fn metrics_handler(State(s): State<AdminState>) -> Response {
+    match s.db.size_bytes().await {
+        Ok(size) => s.metrics.database_size.set(size as f64),
+        Err(e) => tracing::error!(error = %e, "failed to get database size"),
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn ready(State(s): State<AdminState>) -> StatusCode {
+    if s.db.schema.is_loaded() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
+}
+
+async fn health_handler(State(s): State<AdminState>) -> Response {
+    let mut body = serde_json::Map::new();
+    let db_ok = s.db.size_bytes().await.is_ok();
+    body.insert(
+        "status".into(),
+        if db_ok { "ok" } else { "degraded" }.into(),
+    );
+    body.insert(
+        "database".into(),
+        serde_json::json!({"ok": db_ok, "schema_version": s.db.schema.current().version}),
+    );
+    body.extend(s.health.snapshot());
+    let status = if db_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(serde_json::Value::Object(body))).into_response()
+}

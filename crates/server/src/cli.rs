@@ -1,0 +1,163 @@
+//! The command line, compatible with the Go sqlite-rest: `serve` with the same flags, plus
+//! `demo`. Every flag can also be set through `SQLITEREST_<FLAG_IN_UPPER_SNAKE>`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sqlite-rest",
+    version,
+    about = "Serve a PostgREST-compatible REST API from a SQLite database",
+    long_about = "Serve a PostgREST-compatible REST API from a SQLite database.\n\n\
+        Every flag can also be set with an environment variable named SQLITEREST_<FLAG>, \
+        e.g. --db-dsn is SQLITEREST_DB_DSN."
+)]
+pub struct Cli {
+    /// Log verbosity: the Go version's number (default 5; 8 or more is verbose) or a name
+    /// (error, warn, info, debug, trace).
+    #[arg(long, global = true, env = "SQLITEREST_LOG_LEVEL", default_value = "5")]
+    pub log_level: String,
+
+    /// Human-readable logs instead of JSON lines.
+    #[arg(long, global = true, env = "SQLITEREST_LOG_DEVEL")]
+    pub log_devel: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the database server.
+    Serve(ServeArgs),
+    /// Apply database migrations from a directory (golang-migrate layout, as the Go version).
+    Migrate(MigrateArgs),
+    /// Create a bookstore demo database (first run) and serve it with a printed demo token.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    /// Database to migrate: a file path or a `file:` URI.
+    #[arg(long, env = "SQLITEREST_DB_DSN")]
+    pub db_dsn: String,
+
+    /// `up` applies pending migrations, `down` reverts applied ones.
+    #[arg(long, env = "SQLITEREST_DIRECTION", default_value = "up", value_parser = ["up", "down"])]
+    pub direction: String,
+
+    /// How many migrations to apply or revert; 0 means all.
+    #[arg(long, env = "SQLITEREST_STEP", default_value_t = 0)]
+    pub step: i64,
+
+    /// Directory holding `{version}_{title}.up.sql` / `.down.sql` files.
+    pub migrations_dir: std::path::PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Database to serve: a file path or a `file:` URI (e.g. `file:data.db?cache=shared`).
+    #[arg(long, env = "SQLITEREST_DB_DSN")]
+    pub db_dsn: String,
+
+    /// API listen address (`:8080` means every interface).
+    #[arg(long, env = "SQLITEREST_HTTP_ADDR", default_value = ":8080")]
+    pub http_addr: String,
+
+    /// File holding the HMAC secret for HS256/HS384/HS512 tokens (re-read when it changes).
+    #[arg(long, env = "SQLITEREST_AUTH_TOKEN_FILE")]
+    pub auth_token_file: Option<PathBuf>,
+
+    /// PEM file holding the RSA public key for RS256/RS384/RS512 tokens (re-read when it
+    /// changes).
+    #[arg(long, env = "SQLITEREST_AUTH_RSA_PUBLIC_KEY")]
+    pub auth_rsa_public_key: Option<PathBuf>,
+
+    /// Serve without any authentication. For local development only: every client gets in.
+    #[arg(long, env = "SQLITEREST_INSECURE_DISABLE_AUTH")]
+    pub insecure_disable_auth: bool,
+
+    /// Tables and views the API exposes (comma list, repeatable). Nothing else is visible:
+    /// other names answer exactly like missing ones.
+    #[arg(long, env = "SQLITEREST_SECURITY_ALLOW_TABLE", value_delimiter = ',')]
+    pub security_allow_table: Vec<String>,
+
+    /// Metrics/health listen address; empty disables it.
+    #[arg(long, env = "SQLITEREST_METRICS_ADDR", default_value = ":8081")]
+    pub metrics_addr: String,
+
+    /// pprof listen address (CPU profiles at /debug/pprof/profile); empty (default) disables it.
+    #[arg(long, env = "SQLITEREST_PPROF_ADDR", default_value = "")]
+    pub pprof_addr: String,
+
+    /// Origins allowed by CORS (comma list, repeatable); all origins when empty.
+    #[arg(long, env = "SQLITEREST_CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub cors_allowed_origins: Vec<String>,
+
+    /// Most rows one read returns (0: no cap).
+    #[arg(long, env = "SQLITEREST_MAX_ROWS", default_value_t = 0)]
+    pub max_rows: i64,
+
+    /// Time budget of one request in milliseconds; longer queries are interrupted (504).
+    #[arg(long, env = "SQLITEREST_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
+    pub request_timeout_ms: u64,
+
+    /// Largest accepted request body in bytes.
+    #[arg(long, env = "SQLITEREST_MAX_BODY_BYTES", default_value_t = 10 * 1024 * 1024)]
+    pub max_body_bytes: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Directory for the demo database and secret (created on first run).
+    #[arg(long, env = "SQLITEREST_DEMO_DIR", default_value = "sqlite-rest-demo")]
+    pub dir: PathBuf,
+
+    /// API listen address.
+    #[arg(long, env = "SQLITEREST_HTTP_ADDR", default_value = ":8080")]
+    pub http_addr: String,
+
+    /// Metrics/health listen address; empty disables it.
+    #[arg(long, env = "SQLITEREST_METRICS_ADDR", default_value = ":8081")]
+    pub metrics_addr: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn go_style_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "sqlite-rest",
+            "serve",
+            "--db-dsn",
+            "file:x.db",
+            "--auth-token-file",
+            "t",
+            "--security-allow-table",
+            "a,b",
+            "--security-allow-table",
+            "c",
+            "--log-level",
+            "8",
+        ])
+        .unwrap();
+        let Command::Serve(s) = cli.command else {
+            panic!()
+        };
+        assert_eq!(s.security_allow_table, ["a", "b", "c"]);
+        assert_eq!(s.http_addr, ":8080");
+        assert_eq!(s.metrics_addr, ":8081");
+        assert_eq!(s.pprof_addr, "");
+        assert_eq!(cli.log_level, "8");
+    }
+}

@@ -1,0 +1,84 @@
+//! The resolved server configuration, built from `serve` flags (or by `demo`), validated once.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use dialect::Exposure;
+
+use crate::auth::{AuthConfig, KeySource};
+use crate::cli::ServeArgs;
+use crate::http::HttpLimits;
+
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub dsn: String,
+    pub http_addr: String,
+    pub auth: AuthConfig,
+    pub allow_tables: Vec<String>,
+    pub metrics_addr: Option<String>,
+    pub pprof_addr: Option<String>,
+    pub cors_allowed_origins: Vec<String>,
+    pub max_rows: Option<i64>,
+    pub request_timeout: Duration,
+    pub http_limits: HttpLimits,
+}
+
+fn non_empty(s: &str) -> Option<String> {
+    let s = s.trim();
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+impl ServeConfig {
+    pub fn from_args(a: &ServeArgs) -> anyhow::Result<Self> {
+        let auth = match (
+            &a.auth_token_file,
+            &a.auth_rsa_public_key,
+            a.insecure_disable_auth,
+        ) {
+            (None, None, true) => AuthConfig::Disabled,
+            (Some(t), None, false) => AuthConfig::Jwt(KeySource::HmacSecretFile(t.clone())),
+            (None, Some(k), false) => AuthConfig::Jwt(KeySource::RsaPublicKeyFile(k.clone())),
+            (None, None, false) => anyhow::bail!(
+                "specify --auth-token-file or --auth-rsa-public-key (or --insecure-disable-auth for local development)"
+            ),
+            (Some(_), Some(_), _) => {
+                anyhow::bail!(
+                    "cannot specify --auth-rsa-public-key and --auth-token-file at the same time"
+                )
+            }
+            (_, _, true) => {
+                anyhow::bail!("--insecure-disable-auth cannot be combined with an auth key")
+            }
+        };
+        if a.db_dsn.trim().is_empty() {
+            anyhow::bail!("--db-dsn is required");
+        }
+        Ok(ServeConfig {
+            dsn: a.db_dsn.clone(),
+            http_addr: a.http_addr.clone(),
+            auth,
+            allow_tables: a
+                .security_allow_table
+                .iter()
+                .filter_map(|t| non_empty(t))
+                .collect(),
+            metrics_addr: non_empty(&a.metrics_addr),
+            pprof_addr: non_empty(&a.pprof_addr),
+            cors_allowed_origins: a
+                .cors_allowed_origins
+                .iter()
+                .filter_map(|o| non_empty(o))
+                .collect(),
+            max_rows: (a.max_rows > 0).then_some(a.max_rows),
+            request_timeout: Duration::from_millis(a.request_timeout_ms.max(1)),
+            http_limits: HttpLimits {
+                max_body_bytes: a.max_body_bytes,
+                ..HttpLimits::default()
+            },
+        })
+    }
+
+    pub fn exposure(&self) -> Exposure {
+        Exposure::Only(self.allow_tables.iter().cloned().collect::<HashSet<_>>())
+    }
+}

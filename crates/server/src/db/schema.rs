@@ -1,0 +1,86 @@
+//! The schema holder: the current schema cache, shared by every connection, and its refresh.
+//!
+//! Read connections compare the cache's stamp with `PRAGMA schema_version` (one cached
+//! statement) at most every few milliseconds and whenever a request names something unknown
+//! (see `read_pool`); only when the database's schema moved — a migration, another process —
+//! is the cache rebuilt and swapped in. [`SchemaHolder::invalidate`] forces a rebuild on the
+//! next request (SIGUSR1, or code that changed the schema in-process).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use arc_swap::ArcSwap;
+use dialect::schema::{SchemaCache, schema_version};
+use dialect::{ApiError, Exposure};
+use rusqlite::Connection;
+
+pub struct SchemaHolder {
+    current: ArcSwap<SchemaCache>,
+    exposure: Exposure,
+    forced: AtomicBool,
+    loaded: AtomicBool,
+}
+
+impl SchemaHolder {
+    pub fn new(exposure: Exposure) -> Self {
+        SchemaHolder {
+            current: ArcSwap::from_pointee(SchemaCache::default()),
+            exposure,
+            forced: AtomicBool::new(true),
+            loaded: AtomicBool::new(false),
+        }
+    }
+
+    /// The cache as last loaded (may be stale until the next [`Self::fresh`]).
+    pub fn current(&self) -> Arc<SchemaCache> {
+        self.current.load_full()
+    }
+
+    /// True once a cache has been loaded.
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.load(Ordering::Acquire)
+    }
+
+    /// True while a rebuild has been asked for.
+    pub fn is_forced(&self) -> bool {
+        self.forced.load(Ordering::Acquire)
+    }
+
+    /// Forces a rebuild on the next request.
+    pub fn invalidate(&self) {
+        self.forced.store(true, Ordering::Release);
+    }
+
+    /// The cache, rebuilt first if `conn` sees another `schema_version`. `load` must run the
+    /// rebuild with pragma access (the caller lifts its authorizer restrictions).
+    pub fn fresh(
+        &self,
+        conn: &Connection,
+        load: impl FnOnce(&dyn Fn() -> rusqlite::Result<SchemaCache>) -> rusqlite::Result<SchemaCache>,
+    ) -> Result<Arc<SchemaCache>, ApiError> {
+        let version = schema_version(conn)?;
+        let cur = self.current.load_full();
+        if cur.version == version && !self.forced.load(Ordering::Acquire) {
+            return Ok(cur);
+        }
+        self.forced.store(false, Ordering::Release);
+        let cache = load(&|| SchemaCache::load(conn, &self.exposure)).map_err(|e| {
+            tracing::error!(error = %e, "loading the schema cache failed");
+            ApiError::new(
+                503,
+                "PGRST002",
+                "Could not query the database for the schema cache. Retrying.",
+            )
+            .with_header("Retry-After", "1")
+        })?;
+        let cache = Arc::new(cache);
+        tracing::info!(
+            version = cache.version,
+            relations = cache.relations().count(),
+            "schema cache loaded"
+        );
+        self.current.store(cache.clone());
+        self.loaded.store(true, Ordering::Release);
+        Ok(cache)
+    }
+}

@@ -1,0 +1,159 @@
+//! The request handler: limits, routing, CORS preflight, authentication, dispatch, metrics.
+//!
+//! Paths are `/{table_or_view}` (percent-decoded); `/` and deeper paths get PostgREST's 404s.
+//! GET/HEAD read ([`super::read`]), OPTIONS answers `Allow` per relation, the write methods
+//! are not served yet (501), anything else is 405 PGRST117.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use dialect::ApiError;
+use dialect::plan::resolve_relation;
+use http::{HeaderValue, Method, StatusCode, header};
+
+use super::{AppState, read, respond};
+use crate::metrics::operation;
+
+pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let origin = req.headers().get(header::ORIGIN).cloned();
+    // The access log is at debug level; the URI is only kept when it will be written.
+    let uri = tracing::enabled!(tracing::Level::DEBUG).then(|| req.uri().clone());
+    let (target, mut resp) = match dispatch(&state, req).await {
+        Ok((target, resp)) => (target, resp),
+        Err((target, e)) => (target, respond::error(&e)),
+    };
+    if let Some(origin) = &origin {
+        state.cors.decorate(resp.headers_mut(), origin);
+    }
+    let status = resp.status().as_u16();
+    let target = if status == 404 { "" } else { target.as_str() };
+    let elapsed = start.elapsed();
+    state
+        .metrics
+        .observe(target, operation(&method), status, elapsed);
+    if let Some(uri) = uri {
+        tracing::debug!(
+            method = %method,
+            uri = %uri,
+            status,
+            elapsed_us = elapsed.as_micros() as u64,
+            "request"
+        );
+    }
+    resp
+}
+
+type Outcome = Result<(String, Response), (String, ApiError)>;
+
+async fn dispatch(state: &AppState, req: Request) -> Outcome {
+    let none = String::new;
+    state.limits.check(&req).map_err(|e| (none(), e))?;
+    let path = req.uri().path();
+    let segment = path.strip_prefix('/').unwrap_or(path);
+    if segment.is_empty() {
+        return Err((
+            none(),
+            ApiError::new(404, "PGRST126", "Root endpoint metadata is disabled"),
+        ));
+    }
+    if segment.contains('/') {
+        return Err((
+            none(),
+            ApiError::new(404, "PGRST125", "Invalid path specified in request URL"),
+        ));
+    }
+    let relation = dialect::query::decode_component(segment)
+        .map_err(|e| (none(), e))?
+        .into_owned();
+    let raw_segment = segment.to_string();
+
+    let method = req.method().clone();
+    if method == Method::OPTIONS
+        && let Some(origin) = req.headers().get(header::ORIGIN)
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+    {
+        let resp = state.cors.preflight(
+            origin,
+            req.headers().get(header::ACCESS_CONTROL_REQUEST_HEADERS),
+        );
+        return Ok((relation, resp));
+    }
+    if !matches!(
+        method,
+        Method::GET
+            | Method::HEAD
+            | Method::OPTIONS
+            | Method::POST
+            | Method::PATCH
+            | Method::PUT
+            | Method::DELETE
+    ) {
+        return Err((
+            none(),
+            ApiError::new(
+                405,
+                "PGRST117",
+                format!("Unsupported HTTP method: {method}"),
+            ),
+        ));
+    }
+
+    if let Err(e) = state.auth.check(
+        req.headers()
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes),
+    ) {
+        state.metrics.auth_failed.inc();
+        return Err((none(), e));
+    }
+
+    let (parts, _body) = req.into_parts();
+    let result = match method {
+        Method::GET | Method::HEAD => {
+            read::handle(
+                state,
+                relation.clone(),
+                &raw_segment,
+                &parts,
+                method == Method::HEAD,
+            )
+            .await
+        }
+        Method::OPTIONS => options(state, relation.clone()).await,
+        _ => Err(
+            ApiError::new(501, "PGRST127", "Feature not implemented").with_details(format!(
+                "{method} (writes) is not implemented by this version of sqlite-rest"
+            )),
+        ),
+    };
+    match result {
+        Ok(resp) => Ok((relation, resp)),
+        Err(e) => {
+            if e.code == "PGRST205" && state.db.schema.current().is_hidden(&relation) {
+                state.metrics.access_check_failed.inc();
+            }
+            Err((relation, e))
+        }
+    }
+}
+
+async fn options(state: &AppState, relation: String) -> Result<Response, ApiError> {
+    let allow = state
+        .db
+        .reads
+        .run(move |_, cache| Ok(resolve_relation(cache, &relation)?.allow_header()))
+        .await?;
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = StatusCode::OK;
+    if let Ok(v) = HeaderValue::from_str(&allow) {
+        resp.headers_mut().insert(header::ALLOW, v);
+    }
+    Ok(resp)
+}

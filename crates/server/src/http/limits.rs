@@ -1,0 +1,70 @@
+//! Request size limits: URL length, total header size and declared body size.
+//!
+//! Checked before anything else; an oversize request is answered 414/431/413 with a JSON error
+//! and never reaches the database. (Bodies are read, when writes exist, through the same limit.)
+
+use axum::extract::Request;
+use dialect::ApiError;
+
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    pub max_uri_bytes: usize,
+    pub max_header_bytes: usize,
+    pub max_body_bytes: u64,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            max_uri_bytes: 16 * 1024,
+            max_header_bytes: 32 * 1024,
+            max_body_bytes: 10 * 1024 * 1024,
+        }
+    }
+}
+
+impl HttpLimits {
+    pub fn check(&self, req: &Request) -> Result<(), ApiError> {
+        let uri = req.uri();
+        let uri_len = uri.path().len() + uri.query().map_or(0, |q| q.len() + 1);
+        if uri_len > self.max_uri_bytes {
+            return Err(
+                ApiError::new(414, "SQLREST414", "URI too long").with_details(format!(
+                    "The request URI has {uri_len} bytes; the limit is {}",
+                    self.max_uri_bytes
+                )),
+            );
+        }
+        let header_len: usize = req
+            .headers()
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 4)
+            .sum();
+        if header_len > self.max_header_bytes {
+            return Err(
+                ApiError::new(431, "SQLREST431", "Request header fields too large").with_details(
+                    format!(
+                        "The request headers have {header_len} bytes; the limit is {}",
+                        self.max_header_bytes
+                    ),
+                ),
+            );
+        }
+        let declared = req
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if let Some(n) = declared
+            && n > self.max_body_bytes
+        {
+            return Err(
+                ApiError::new(413, "SQLREST413", "Payload too large").with_details(format!(
+                    "The request body has {n} bytes; the limit is {}",
+                    self.max_body_bytes
+                )),
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,60 @@
+//! The REST API over HTTP: shared state, the router and the serving loop.
+//!
+//! One fallback handler ([`api::handle`]) takes every request, so the hot path is a single
+//! function call rather than a middleware stack: limits, routing, CORS, auth, dispatch to the
+//! read handler, metrics. Servers stop together when the shutdown token is cancelled.
+
+pub mod api;
+pub mod cors;
+pub mod limits;
+pub mod read;
+pub mod respond;
+
+use std::sync::Arc;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Auth;
+use crate::db::Database;
+use crate::metrics::Metrics;
+
+pub use cors::Cors;
+pub use limits::HttpLimits;
+
+/// Everything a request handler needs.
+pub struct AppState {
+    pub db: Arc<Database>,
+    pub auth: Auth,
+    pub cors: Cors,
+    pub metrics: Arc<Metrics>,
+    pub limits: HttpLimits,
+    pub plan_limits: dialect::Limits,
+}
+
+/// The API router.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new().fallback(api::handle).with_state(state)
+}
+
+/// Serves `router` on `listener` until `stop` is cancelled, then drains open requests.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await
+}
+
+/// Binds a Go-style address: `:8080` means every interface.
+pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
+    let addr = if addr.starts_with(':') {
+        format!("0.0.0.0{addr}")
+    } else {
+        addr.to_string()
+    };
+    TcpListener::bind(addr).await
+}

@@ -1,0 +1,104 @@
+//! GET and HEAD on `/{table_or_view}`: parse, plan against the cache, run, shape, answer.
+//!
+//! The query string and headers are parsed on the async thread; planning and execution run
+//! together in the read pool (inline when short), so a request that names something the cache
+//! does not know yet is planned again after a schema check (see `db::read_pool`). The response
+//! carries PostgREST's headers: `Content-Range`, `Content-Location`, `Vary`,
+//! `Preference-Applied`, `Content-Profile`.
+
+use axum::body::Body;
+use axum::response::Response;
+use dialect::headers::{check_profile, parse_range};
+use dialect::query::canonical_query;
+use dialect::{
+    ApiError, MediaType, Preferences, QueryParams, RequestHeaders, execute_read, plan_read,
+};
+use http::request::Parts;
+use http::{HeaderValue, StatusCode, header};
+
+use super::AppState;
+
+fn header_str(parts: &Parts, name: impl header::AsHeaderName) -> Option<&str> {
+    parts.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+pub async fn handle(
+    state: &AppState,
+    relation: String,
+    raw_segment: &str,
+    parts: &Parts,
+    head: bool,
+) -> Result<Response, ApiError> {
+    let raw_query = parts.uri.query().unwrap_or("");
+    let params = QueryParams::parse(raw_query)?;
+    let range = match (head, header_str(parts, header::RANGE)) {
+        (false, Some(r)) => parse_range(r)?,
+        _ => None,
+    };
+    let headers = RequestHeaders {
+        media: MediaType::negotiate(header_str(parts, header::ACCEPT))?,
+        prefer: Preferences::parse(
+            parts
+                .headers
+                .get_all("prefer")
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+        )?,
+        range,
+        profile_sent: check_profile(header_str(parts, "accept-profile"))?,
+    };
+    let media = headers.media;
+    let profile_sent = headers.profile_sent;
+    let limits = state.plan_limits;
+    let out = state
+        .db
+        .reads
+        .run(move |conn, cache| {
+            let plan = plan_read(cache, &relation, &params, &headers, limits)?;
+            execute_read(conn, &plan, head)
+        })
+        .await?;
+
+    let mut resp = Response::new(if head {
+        Body::empty()
+    } else {
+        Body::from(out.body)
+    });
+    *resp.status_mut() = StatusCode::from_u16(out.status).unwrap_or(StatusCode::OK);
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(media.content_type()),
+    );
+    if let Ok(v) = HeaderValue::from_str(&out.content_range) {
+        h.insert(header::CONTENT_RANGE, v);
+    }
+    let mut location = String::with_capacity(2 + raw_segment.len() + raw_query.len());
+    location.push('/');
+    location.push_str(raw_segment);
+    if !raw_query.is_empty() {
+        location.push('?');
+        location.push_str(&canonical_query(raw_query));
+    }
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        h.insert(header::CONTENT_LOCATION, v);
+    }
+    h.insert(
+        header::VARY,
+        HeaderValue::from_static("Accept, Prefer, Range"),
+    );
+    if let Some(c) = out.count_applied {
+        h.insert(
+            "preference-applied",
+            HeaderValue::from_static(match c {
+                dialect::CountMethod::Exact => "count=exact",
+                dialect::CountMethod::Planned => "count=planned",
+                dialect::CountMethod::Estimated => "count=estimated",
+            }),
+        );
+    }
+    if profile_sent {
+        h.insert("content-profile", HeaderValue::from_static("public"));
+    }
+    Ok(resp)
+}

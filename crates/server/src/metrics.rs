@@ -1,0 +1,128 @@
+//! Prometheus metrics, with the Go version's names and labels.
+//!
+//! `sqlite_rest_http_requests_total` and `sqlite_rest_http_request_duration_milliseconds`
+//! (buckets 1, 10, 100, 500, 1000 ms) carry `target` (the table or view; empty when the
+//! request named no known relation, so random names cannot blow up the label set),
+//! `operation` (queryTableOrView, insertTable, updateTable, updateSingleEntity, deleteTable)
+//! and `http_code`. Also `sqlite_rest_auth_failed_requests_total`,
+//! `sqlite_rest_access_check_failed_requests_total`, `sqlite_rest_database_size_bytes` and
+//! the process collector (CPU, memory, file descriptors).
+
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+    TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    pub auth_failed: IntCounter,
+    pub access_check_failed: IntCounter,
+    pub database_size: Gauge,
+}
+
+const NS: &str = "sqlite_rest";
+const LABELS: [&str; 3] = ["target", "operation", "http_code"];
+
+impl Metrics {
+    pub fn new() -> anyhow::Result<Self> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("http_requests_total", "Total number of HTTP requests").namespace(NS),
+            &LABELS,
+        )?;
+        let latency = HistogramVec::new(
+            HistogramOpts::new("http_request_duration_milliseconds", "HTTP request latency")
+                .namespace(NS)
+                .buckets(vec![1.0, 10.0, 100.0, 500.0, 1000.0]),
+            &LABELS,
+        )?;
+        let auth_failed = IntCounter::with_opts(
+            Opts::new(
+                "auth_failed_requests_total",
+                "Total number of failed authentication requests",
+            )
+            .namespace(NS),
+        )?;
+        let access_check_failed = IntCounter::with_opts(
+            Opts::new(
+                "access_check_failed_requests_total",
+                "Total number of failed access check requests",
+            )
+            .namespace(NS),
+        )?;
+        let database_size = Gauge::with_opts(
+            Opts::new("database_size_bytes", "Size of the database file").namespace(NS),
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(latency.clone()))?;
+        registry.register(Box::new(auth_failed.clone()))?;
+        registry.register(Box::new(access_check_failed.clone()))?;
+        registry.register(Box::new(database_size.clone()))?;
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        Ok(Metrics {
+            registry,
+            requests,
+            latency,
+            auth_failed,
+            access_check_failed,
+            database_size,
+        })
+    }
+
+    /// Records one finished request.
+    pub fn observe(&self, target: &str, operation: &str, status: u16, elapsed: Duration) {
+        let mut buf = itoa::Buffer::new();
+        let labels = [target, operation, buf.format(status)];
+        self.requests.with_label_values(&labels).inc();
+        self.latency
+            .with_label_values(&labels)
+            .observe(elapsed.as_secs_f64() * 1000.0);
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(error = %e, "encoding metrics failed");
+        }
+        out
+    }
+}
+
+/// The Go version's operation label for a request method.
+pub fn operation(method: &http::Method) -> &'static str {
+    match *method {
+        http::Method::POST => "insertTable",
+        http::Method::PATCH => "updateTable",
+        http::Method::PUT => "updateSingleEntity",
+        http::Method::DELETE => "deleteTable",
+        http::Method::OPTIONS => "options",
+        _ => "queryTableOrView",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_go_names() {
+        let m = Metrics::new().unwrap();
+        m.observe("books", "queryTableOrView", 200, Duration::from_millis(3));
+        m.auth_failed.inc();
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(text.contains(
+            "sqlite_rest_http_requests_total{http_code=\"200\",operation=\"queryTableOrView\",target=\"books\"} 1"
+        ));
+        assert!(text.contains("sqlite_rest_http_request_duration_milliseconds_bucket{http_code=\"200\",operation=\"queryTableOrView\",target=\"books\",le=\"10\"} 1"));
+        assert!(text.contains("sqlite_rest_auth_failed_requests_total 1"));
+        assert!(text.contains("sqlite_rest_database_size_bytes"));
+        assert!(text.contains("process_cpu_seconds_total"));
+    }
+}

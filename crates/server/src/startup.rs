@@ -1,0 +1,146 @@
+//! Start-up and shutdown of `serve` (and `demo`), as a sequence of clear steps.
+//!
+//! 1. (restore the database from a replica — replication hooks in here, before anything opens
+//!    the file)
+//! 2. open the database: the read-write connection (WAL), the read pool, the schema cache
+//! 3. authentication
+//! 4. metrics and request state
+//! 5. bind every listener (a busy port fails start-up before anything is served)
+//! 6. run the API, admin and pprof servers (and later the writer and replication) as tasks
+//!    sharing one [`Shutdown`]
+//! 7. wait for SIGINT/SIGTERM or a task failing, then cancel everything and wait for the
+//!    tasks to drain (bounded).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+
+use crate::admin::{self, HealthReport};
+use crate::auth::{Auth, AuthConfig};
+use crate::config::ServeConfig;
+use crate::db::Database;
+use crate::http::{self, AppState, Cors};
+use crate::metrics::Metrics;
+use crate::pprof;
+use crate::shutdown::{self, Shutdown};
+
+const DRAIN: Duration = Duration::from_secs(30);
+
+pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
+    let shutdown = Shutdown::new();
+
+    // Step 1: restore from a replica would go here.
+
+    // Step 2: the database.
+    if config.allow_tables.is_empty() {
+        tracing::warn!(
+            "no --security-allow-table given: no table or view is exposed (as in the Go version)"
+        );
+    }
+    let db = {
+        let (dsn, exposure, budget) = (
+            config.dsn.clone(),
+            config.exposure(),
+            config.request_timeout,
+        );
+        tokio::task::spawn_blocking(move || Database::open(&dsn, exposure, budget)).await??
+    };
+
+    // Step 3: authentication.
+    if config.auth == AuthConfig::Disabled {
+        for _ in 0..3 {
+            tracing::warn!(
+                "AUTHENTICATION IS DISABLED (--insecure-disable-auth): every client can read every exposed table. Never do this outside local development."
+            );
+        }
+    }
+    let auth = Auth::new(&config.auth)?;
+
+    // Step 4: metrics and request state.
+    let metrics = Arc::new(Metrics::new()?);
+    let state = Arc::new(AppState {
+        db: db.clone(),
+        auth,
+        cors: Cors::new(config.cors_allowed_origins.clone()),
+        metrics: metrics.clone(),
+        limits: config.http_limits,
+        plan_limits: dialect::Limits {
+            max_rows: config.max_rows,
+        },
+    });
+    let health = Arc::new(HealthReport::default());
+
+    // Step 5: listeners.
+    let api_listener = listen(&config.http_addr).await?;
+    let admin_listener = match &config.metrics_addr {
+        Some(a) => Some(listen(a).await?),
+        None => None,
+    };
+    let pprof_listener = match &config.pprof_addr {
+        Some(a) => Some(listen(a).await?),
+        None => None,
+    };
+
+    // Step 6: the servers.
+    let mut tasks: JoinSet<(&'static str, std::io::Result<()>)> = JoinSet::new();
+    tracing::info!(addr = %api_listener.local_addr()?, db = %config.dsn, "server started");
+    let token = shutdown.token();
+    let api = http::router(state);
+    tasks.spawn(async move { ("api", http::serve(api_listener, api, token).await) });
+    if let Some(l) = admin_listener {
+        tracing::info!(addr = %l.local_addr()?, "metrics server started");
+        let token = shutdown.token();
+        let router = admin::router(metrics, db.clone(), health);
+        tasks.spawn(async move { ("metrics", http::serve(l, router, token).await) });
+    }
+    if let Some(l) = pprof_listener {
+        tracing::warn!(addr = %l.local_addr()?, "pprof server started; make sure it is not exposed to the public internet");
+        let token = shutdown.token();
+        tasks.spawn(async move { ("pprof", http::serve(l, pprof::router(), token).await) });
+    }
+    {
+        let db = db.clone();
+        tokio::spawn(shutdown::on_reload_signal(shutdown.clone(), move || {
+            db.schema.invalidate()
+        }));
+    }
+
+    // Step 7: wait, then stop everything together.
+    let mut failure = None;
+    tokio::select! {
+        _ = shutdown::signal() => {}
+        Some(done) = tasks.join_next() => {
+            let msg = match done {
+                Ok((name, Ok(()))) => format!("{name} server stopped unexpectedly"),
+                Ok((name, Err(e))) => format!("{name} server failed: {e}"),
+                Err(e) => format!("a server task panicked: {e}"),
+            };
+            tracing::error!("{msg}");
+            failure = Some(msg);
+        }
+    }
+    shutdown.trigger();
+    let drained = tokio::time::timeout(DRAIN, async {
+        while let Some(done) = tasks.join_next().await {
+            if let Ok((name, Err(e))) = done {
+                tracing::error!(server = name, error = %e, "server ended with an error");
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("some servers did not drain within {DRAIN:?}");
+    }
+    tracing::info!("shut down");
+    match failure {
+        Some(msg) => Err(anyhow::anyhow!(msg)),
+        None => Ok(()),
+    }
+}
+
+async fn listen(addr: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    http::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("listening on {addr}: {e}"))
+}

@@ -1,0 +1,800 @@
+//! The PostgREST read surface over real HTTP against the `sqlite-rest` binary.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{Options, Server, ids, p};
+use serde_json::json;
+
+/// Query parameters and the ids they must select.
+type Case<'a> = (&'a [(&'a str, &'a str)], &'a [i64]);
+
+async fn ids_of(s: &Server, table: &str, params: &[(&str, &str)]) -> Vec<i64> {
+    let mut all = vec![("select", "id"), ("order", "id")];
+    all.extend_from_slice(params);
+    ids(&s.json(&p(&format!("/{table}"), &all), 200).await)
+}
+
+#[tokio::test]
+async fn every_filter_operator() {
+    let s = Server::start().await;
+    let cases: &[Case] = &[
+        (&[("id", "eq.2")], &[2]),
+        (&[("id", "neq.2")], &[1, 3, 4, 5]),
+        (&[("id", "gt.3")], &[4, 5]),
+        (&[("id", "gte.3")], &[3, 4, 5]),
+        (&[("id", "lt.2")], &[1]),
+        (&[("id", "lte.2")], &[1, 2]),
+        (&[("name", "like.Windows*")], &[1, 2]),
+        (&[("name", "like.windows*")], &[]),
+        (&[("name", "like.*O*")], &[3, 4, 5]),
+        (&[("name", "like.Windows_7")], &[1]),
+        (&[("name", "ilike.windows*")], &[1, 2]),
+        (&[("name", "match.^W.*0$")], &[2]),
+        (&[("name", "imatch.^w")], &[1, 2]),
+        (&[("id", "in.(1,3,5)")], &[1, 3, 5]),
+        (&[("name", "in.(\"Windows 7\",IOS)")], &[1, 3]),
+        (&[("id", "not.in.(1,2)")], &[3, 4, 5]),
+        (&[("id", "in.()")], &[]),
+        (&[("budget", "is.null")], &[3]),
+        (&[("budget", "not.is.null")], &[1, 2, 4, 5]),
+        (&[("budget", "is.not_null")], &[1, 2, 4, 5]),
+        (&[("budget", "is.unknown")], &[3]),
+        (&[("active", "is.true")], &[1, 2, 4]),
+        (&[("active", "is.True")], &[1, 2, 4]),
+        (&[("active", "is.false")], &[3, 5]),
+        (&[("active", "eq.false")], &[3, 5]),
+        (&[("active", "eq.t")], &[1, 2, 4]),
+        (&[("budget", "isdistinct.0.5")], &[1, 2, 3, 4]),
+        (&[("budget", "gt.100")], &[1, 2]),
+        (&[("id", "eq(any).{1,4}")], &[1, 4]),
+        (&[("id", "gt(all).{1,2}")], &[3, 4, 5]),
+        (&[("name", "like(any).{IOS,OSX}")], &[3, 4]),
+        (&[("name", "like(all).{*i*,*n*}")], &[1, 2]),
+        (&[("name", "ilike(any).{ios,*phan}")], &[3, 5]),
+        (&[("id", "not.eq.1")], &[2, 3, 4, 5]),
+        (&[("id", "gte.2"), ("id", "lte.3")], &[2, 3]),
+        (&[("or", "(id.eq.1,id.eq.3)")], &[1, 3]),
+        (&[("and", "(id.gte.2,id.lte.3)")], &[2, 3]),
+        (&[("or", "(id.eq.1,and(id.gt.3,not.or(id.eq.5)))")], &[1, 4]),
+        (&[("not.or", "(id.eq.1,id.eq.2)")], &[3, 4, 5]),
+        (&[("not.and", "(id.gte.2,id.lte.4)")], &[1, 5]),
+        (&[("or", "(name.eq.\"Windows 7\",name.eq.IOS)")], &[1, 3]),
+        (&[("or", "( id.eq.1 , id.in.(4,5) )")], &[1, 4, 5]),
+        (&[("settings->foo->>bar", "eq.baz")], &[1, 4]),
+        (&[("settings->foo->int", "gt.1")], &[2, 4]),
+        (&[("settings->tags", "eq.[\"b\"]")], &[2]),
+        (&[("settings->tags->0", "eq.\"a\"")], &[1]),
+        (&[("settings->tags->-1", "eq.\"b\"")], &[1, 2]),
+        (&[("settings->foo->>bar", "like.*u*")], &[2]),
+        (&[("or", "(settings->foo->>bar.eq.qux,id.eq.5)")], &[2, 5]),
+    ];
+    for (params, want) in cases {
+        assert_eq!(&ids_of(&s, "projects", params).await, want, "{params:?}");
+    }
+    // Quoted values with commas, quotes and backslashes; unicode.
+    let names: &[Case] = &[
+        (
+            &[("name", "in.(\"Hebdon, John\",\"Double\\\"Quote\")")],
+            &[1, 4],
+        ),
+        (&[("or", "(name.eq.\"Hebdon, John\",id.eq.3)")], &[1, 3]),
+        (&[("name", "eq.Zoë Ñandú")], &[2]),
+        (&[("name", "eq.棋圍")], &[3]),
+        (&[("name", "eq.back\\slash")], &[5]),
+        (&[("name", "like.*\\\\*")], &[5]),
+        (&[("name", "eq.")], &[]),
+    ];
+    for (params, want) in names {
+        assert_eq!(&ids_of(&s, "names", params).await, want, "{params:?}");
+    }
+    // Text keys compared with TEXT: case-sensitive on both ops that should be.
+    assert_eq!(
+        s.json(&p("/simple_pk", &[("k", "eq.xyyx")]), 200).await,
+        json!([{"k": "xyyx", "extra": "u"}])
+    );
+    assert_eq!(
+        s.json(
+            &p(
+                "/simple_pk",
+                &[("select", "k"), ("k", "ilike.XYYX"), ("order", "k")]
+            ),
+            200
+        )
+        .await,
+        json!([{"k": "xYYx"}, {"k": "xyyx"}])
+    );
+}
+
+#[tokio::test]
+async fn select_rename_cast_and_json_paths() {
+    let s = Server::start().await;
+    let r = s
+        .get(&p("/projects", &[("select", "id,name"), ("id", "eq.1")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-type"],
+        "application/json; charset=utf-8"
+    );
+    assert_eq!(r.text().await.unwrap(), r#"[{"id":1,"name":"Windows 7"}]"#);
+
+    let all = s.json(&p("/projects", &[("id", "eq.1")]), 200).await;
+    assert_eq!(
+        all,
+        json!([{"id":1,"name":"Windows 7","client_id":1,"budget":1500.5,
+                "settings":{"foo":{"int":1,"bar":"baz"},"tags":["a","b"]},
+                "logo":"\\xdeadbeef","active":true}])
+    );
+    assert_eq!(
+        s.json(&p("/projects", &[("select", ""), ("id", "eq.1")]), 200)
+            .await,
+        all
+    );
+    assert_eq!(
+        s.json(
+            &p(
+                "/projects",
+                &[
+                    ("select", "projectName:name,id::text,budget::int"),
+                    ("id", "eq.1")
+                ]
+            ),
+            200
+        )
+        .await,
+        json!([{"projectName":"Windows 7","id":"1","budget":1500}])
+    );
+    assert_eq!(
+        s.json(
+            &p(
+                "/projects",
+                &[
+                    ("select", "b:budget::text,active::boolean,on:active::int"),
+                    ("id", "eq.3")
+                ]
+            ),
+            200
+        )
+        .await,
+        json!([{"b":null,"active":false,"on":0}])
+    );
+    assert_eq!(
+        s.json(
+            &p(
+                "/projects",
+                &[
+                    ("select", "id,settings->foo->>bar,t:settings->tags,first:settings->tags->0,settings->foo->int,last:settings->tags->-1"),
+                    ("id", "eq.1"),
+                ]
+            ),
+            200
+        )
+        .await,
+        json!([{"id":1,"bar":"baz","t":["a","b"],"first":"a","int":1,"last":"b"}])
+    );
+    assert_eq!(
+        s.json(
+            &p(
+                "/projects",
+                &[
+                    ("select", "settings->foo"),
+                    ("id", "in.(3,4)"),
+                    ("order", "id")
+                ]
+            ),
+            200
+        )
+        .await,
+        json!([{"foo":null},{"foo":{"int":4,"bar":"baz"}}])
+    );
+    assert_eq!(
+        s.json(
+            &p(
+                "/projects",
+                &[("select", "n:settings->foo->int::text"), ("id", "eq.2")]
+            ),
+            200
+        )
+        .await,
+        json!([{"n":"2"}])
+    );
+    // Quoted, dotted and spaced names.
+    assert_eq!(
+        s.json(
+            &p(
+                "/Order Items",
+                &[
+                    ("select", "\"Unit Price\",\"a.b\",\"we\\\"ird\""),
+                    ("Unit Price", "lt.200")
+                ]
+            ),
+            200
+        )
+        .await,
+        json!([{"Unit Price":150.0,"a.b":"dot","we\"ird":"q"}])
+    );
+    assert_eq!(
+        s.json(
+            &p("/Order Items", &[("select", "id"), ("\"a.b\"", "eq.dot")]),
+            200
+        )
+        .await,
+        json!([{"id":1}])
+    );
+    // Views are readable like tables.
+    assert_eq!(
+        s.json(
+            &p(
+                "/projects_view",
+                &[("select", "id,name"), ("budget", "lt.1")]
+            ),
+            200
+        )
+        .await,
+        json!([{"id":5,"name":"Orphan"}])
+    );
+}
+
+#[tokio::test]
+async fn order_with_null_placement() {
+    let s = Server::start().await;
+    let cases: &[(&str, &[i64])] = &[
+        ("budget.asc", &[5, 4, 1, 2, 3]),
+        ("budget", &[5, 4, 1, 2, 3]),
+        ("budget.desc", &[3, 2, 1, 4, 5]),
+        ("budget.asc.nullsfirst", &[3, 5, 4, 1, 2]),
+        ("budget.desc.nullslast", &[2, 1, 4, 5, 3]),
+        ("client_id.desc,id.asc", &[5, 3, 4, 1, 2]),
+        ("settings->foo->int.desc.nullslast,id", &[4, 2, 1, 3, 5]),
+        ("name.desc", &[1, 2, 5, 4, 3]),
+    ];
+    for (order, want) in cases {
+        let v = s
+            .json(&p("/projects", &[("select", "id"), ("order", order)]), 200)
+            .await;
+        assert_eq!(&ids(&v), want, "order={order}");
+    }
+}
+
+#[tokio::test]
+async fn limits_ranges_and_counts() {
+    let s = Server::start().await;
+    let get = |q: Vec<(&'static str, &'static str)>, headers: Vec<(&'static str, &'static str)>| {
+        let mut all = vec![("select", "id"), ("order", "id")];
+        all.extend(q);
+        let mut req = s.get(&p("/items", &all));
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        async move {
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            let range = r
+                .headers()
+                .get("content-range")
+                .map(|v| v.to_str().unwrap().to_string());
+            let applied = r
+                .headers()
+                .get("preference-applied")
+                .map(|v| v.to_str().unwrap().to_string());
+            let body: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+            (status, range, applied, body)
+        }
+    };
+    let (st, cr, _, b) = get(vec![("limit", "5")], vec![]).await;
+    assert_eq!(
+        (st, cr.as_deref(), ids(&b)),
+        (200, Some("0-4/*"), vec![1, 2, 3, 4, 5])
+    );
+    let (st, cr, _, b) = get(vec![("limit", "5"), ("offset", "10")], vec![]).await;
+    assert_eq!(
+        (st, cr.as_deref(), ids(&b)),
+        (200, Some("10-14/*"), vec![11, 12, 13, 14, 15])
+    );
+    let (_, cr, _, b) = get(vec![("limit", "9"), ("limit", "2")], vec![]).await;
+    assert_eq!((cr.as_deref(), ids(&b)), (Some("0-1/*"), vec![1, 2]));
+    let (_, cr, _, b) = get(vec![], vec![("Range", "2-4")]).await;
+    assert_eq!((cr.as_deref(), ids(&b)), (Some("2-4/*"), vec![3, 4, 5]));
+    let (_, cr, _, b) = get(vec![], vec![("Range-Unit", "items"), ("Range", "13-")]).await;
+    assert_eq!((cr.as_deref(), ids(&b)), (Some("13-14/*"), vec![14, 15]));
+    let (_, cr, _, b) = get(vec![("limit", "2")], vec![("Range", "0-9")]).await;
+    assert_eq!((cr.as_deref(), ids(&b)), (Some("0-1/*"), vec![1, 2]));
+    let (_, cr, _, b) = get(vec![], vec![("Range", "nonsense")]).await;
+    assert_eq!((cr.as_deref(), ids(&b).len()), (Some("0-14/*"), 15));
+    let (st, cr, _, b) = get(vec![("limit", "0")], vec![]).await;
+    assert_eq!((st, cr.as_deref(), b), (200, Some("*/*"), json!([])));
+    let (st, cr, _, b) = get(vec![("offset", "-3"), ("limit", "1")], vec![]).await;
+    assert_eq!((st, cr.as_deref(), ids(&b)), (200, Some("0-0/*"), vec![1]));
+
+    let exact = vec![("Prefer", "count=exact")];
+    let (st, cr, applied, _) = get(vec![("limit", "5")], exact.clone()).await;
+    assert_eq!(
+        (st, cr.as_deref(), applied.as_deref()),
+        (206, Some("0-4/15"), Some("count=exact"))
+    );
+    let (st, cr, _, _) = get(vec![], exact.clone()).await;
+    assert_eq!((st, cr.as_deref()), (200, Some("0-14/15")));
+    let (st, cr, _, _) = get(vec![("id", "gt.10")], exact.clone()).await;
+    assert_eq!((st, cr.as_deref()), (200, Some("0-4/5")));
+    let (st, cr, _, _) = get(vec![("id", "gt.100")], exact.clone()).await;
+    assert_eq!((st, cr.as_deref()), (200, Some("*/0")));
+    let (st, cr, _, _) = get(vec![("offset", "15")], exact.clone()).await;
+    assert_eq!((st, cr.as_deref()), (206, Some("*/15")));
+    let (st, cr, _, b) = get(vec![("offset", "100")], exact.clone()).await;
+    assert_eq!((st, cr.as_deref()), (416, Some("*/15")));
+    common::assert_error_shape(&b, "PGRST103");
+    assert_eq!(
+        b["details"],
+        "An offset of 100 was requested, but there are only 15 rows."
+    );
+    for (pref, applied) in [
+        ("count=planned", "count=planned"),
+        ("count=estimated", "count=estimated"),
+    ] {
+        let (st, cr, a, _) = get(vec![("limit", "5")], vec![("Prefer", pref)]).await;
+        assert_eq!(
+            (st, cr.as_deref(), a.as_deref()),
+            (206, Some("0-4/15"), Some(applied))
+        );
+    }
+    // postgrest-js folds preferences with ", ", postgrest-py with ",".
+    let (st, cr, _, _) = get(
+        vec![("limit", "1")],
+        vec![("Prefer", "return=representation, count=exact")],
+    )
+    .await;
+    assert_eq!((st, cr.as_deref()), (206, Some("0-0/15")));
+
+    let (st, _, _, b) = get(vec![("limit", "-1")], vec![]).await;
+    assert_eq!(st, 416);
+    common::assert_error_shape(&b, "PGRST103");
+    assert_eq!(
+        b["details"],
+        "Limit should be greater than or equal to zero."
+    );
+    let (st, _, _, b) = get(vec![], vec![("Range", "3-1")]).await;
+    assert_eq!(st, 416);
+    common::assert_error_shape(&b, "PGRST103");
+    let (st, _, _, b) = get(vec![], vec![("Prefer", "handling=strict, bogus")]).await;
+    assert_eq!(st, 400);
+    common::assert_error_shape(&b, "PGRST122");
+
+    // HEAD: same status and headers, no body; Range is ignored.
+    let r = s
+        .request(reqwest::Method::HEAD, "/items?limit=3")
+        .header("Prefer", "count=exact")
+        .header("Range", "0-0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.headers()["content-range"], "0-2/15");
+    assert!(r.bytes().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn max_rows_caps_every_read() {
+    let s = Server::start_with(Options {
+        args: vec!["--max-rows".into(), "3".into()],
+        ..Options::default()
+    })
+    .await;
+    let r = s
+        .get("/items?select=id&order=id")
+        .header("Prefer", "count=exact")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.headers()["content-range"], "0-2/15");
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(ids(&v), vec![1, 2, 3]);
+    let v = s.json("/items?select=id&order=id&limit=2", 200).await;
+    assert_eq!(ids(&v), vec![1, 2]);
+}
+
+#[tokio::test]
+async fn singular_csv_and_negotiation() {
+    let s = Server::start().await;
+    let obj = "application/vnd.pgrst.object+json";
+    let r = s
+        .get("/projects?select=id,name&id=eq.1")
+        .header("Accept", obj)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-type"],
+        "application/vnd.pgrst.object+json; charset=utf-8"
+    );
+    assert_eq!(r.text().await.unwrap(), r#"{"id":1,"name":"Windows 7"}"#);
+    for (q, n) in [("id=gt.1", 4), ("id=eq.99", 0)] {
+        let r = s
+            .get(&format!("/projects?{q}"))
+            .header("Accept", obj)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 406);
+        let v: serde_json::Value = r.json().await.unwrap();
+        common::assert_error_shape(&v, "PGRST116");
+        assert_eq!(
+            v["message"],
+            "Cannot coerce the result to a single JSON object"
+        );
+        assert_eq!(v["details"], format!("The result contains {n} rows"));
+    }
+
+    let r = s
+        .get("/names?order=id")
+        .header("Accept", "text/csv")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/csv; charset=utf-8");
+    assert_eq!(
+        r.text().await.unwrap(),
+        "id,name\n1,\"Hebdon, John\"\n2,\"Zoë Ñandú\"\n3,棋圍\n4,\"Double\"\"Quote\"\n5,\"back\\\\slash\""
+    );
+    let r = s
+        .get("/projects?select=id,active,budget,logo&order=id&id=lte.3")
+        .header("Accept", "text/csv, application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.text().await.unwrap(),
+        "id,active,budget,logo\n1,t,1500.5,\\xdeadbeef\n2,t,2000.25,\n3,f,,"
+    );
+
+    let r = s
+        .get("/projects")
+        .header("Accept", "text/unknowntype")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 406);
+    let v: serde_json::Value = r.json().await.unwrap();
+    common::assert_error_shape(&v, "PGRST107");
+    assert_eq!(
+        v["message"],
+        "None of these media types are available: text/unknowntype"
+    );
+    let r = s
+        .get("/projects?select=id&id=eq.1")
+        .header("Accept", "text/unknowntype, */*")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), r#"[{"id":1}]"#);
+    let r = s
+        .get("/projects?select=id,budget&id=eq.3")
+        .header("Accept", "application/vnd.pgrst.array+json;nulls=stripped")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), r#"[{"id":3}]"#);
+}
+
+#[tokio::test]
+async fn head_options_profiles_cors_and_headers() {
+    let s = Server::start().await;
+    let r = s
+        .request(reqwest::Method::HEAD, "/projects")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-range"], "0-4/*");
+    assert!(r.bytes().await.unwrap().is_empty());
+
+    for (rel, allow) in [
+        ("projects", "OPTIONS,GET,HEAD,POST,PUT,PATCH,DELETE"),
+        ("no_pk", "OPTIONS,GET,HEAD,POST,PATCH,DELETE"),
+        ("projects_view", "OPTIONS,GET,HEAD"),
+    ] {
+        let r = s
+            .request(reqwest::Method::OPTIONS, &format!("/{rel}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{rel}");
+        assert_eq!(r.headers()["allow"], allow, "{rel}");
+        assert!(r.bytes().await.unwrap().is_empty());
+    }
+    let r = s
+        .request(reqwest::Method::OPTIONS, "/nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
+    // postgrest-py always sends Accept-Profile: public.
+    let r = s
+        .get("/clients?select=id&order=id")
+        .header("Accept-Profile", "public")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-profile"], "public");
+    assert_eq!(r.headers()["vary"], "Accept, Prefer, Range");
+    assert_eq!(
+        r.headers()["content-location"],
+        "/clients?order=id&select=id"
+    );
+    let r = s
+        .get("/clients")
+        .header("Accept-Profile", "private")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 406);
+    let v: serde_json::Value = r.json().await.unwrap();
+    common::assert_error_shape(&v, "PGRST106");
+    assert_eq!(v["hint"], "Only the following schemas are exposed: public");
+
+    // CORS: every origin by default; a preflight needs no token.
+    let r = s
+        .get("/clients")
+        .header("Origin", "http://app.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    assert!(
+        r.headers()["access-control-expose-headers"]
+            .to_str()
+            .unwrap()
+            .contains("Content-Range")
+    );
+    let r = s
+        .client
+        .request(reqwest::Method::OPTIONS, format!("{}/clients", s.base))
+        .header("Origin", "http://app.example")
+        .header("Access-Control-Request-Method", "GET")
+        .header("Access-Control-Request-Headers", "x-client-info, apikey")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    assert_eq!(
+        r.headers()["access-control-allow-methods"],
+        "GET, POST, PATCH, PUT, DELETE, OPTIONS, HEAD"
+    );
+    assert_eq!(
+        r.headers()["access-control-allow-headers"],
+        "Authorization, x-client-info, apikey, Accept, Accept-Language, Content-Language"
+    );
+    assert_eq!(r.headers()["access-control-max-age"], "86400");
+    // Errors carry CORS headers too, so browsers can read them.
+    let r = s
+        .client
+        .get(format!("{}/clients", s.base))
+        .header("Origin", "http://app.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+}
+
+#[tokio::test]
+async fn cors_allowed_origins_are_configurable() {
+    let s = Server::start_with(Options {
+        env: vec![(
+            "SQLITEREST_CORS_ALLOWED_ORIGINS".into(),
+            "http://good.example,http://other.example".into(),
+        )],
+        ..Options::default()
+    })
+    .await;
+    let r = s
+        .get("/clients")
+        .header("Origin", "http://good.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "http://good.example"
+    );
+    assert_eq!(r.headers()["access-control-allow-credentials"], "true");
+    let r = s
+        .get("/clients")
+        .header("Origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+}
+
+#[tokio::test]
+async fn bad_input_gets_json_errors_and_changes_nothing() {
+    let s = Server::start().await;
+    let before = s.snapshot();
+    // (query parameter, value, status, code) on /projects.
+    let cases: &[(&str, &str, u16, &str)] = &[
+        ("id", "0", 400, "PGRST100"),
+        ("id", "", 400, "PGRST100"),
+        ("id", "eq", 400, "PGRST100"),
+        ("id", "nope.1", 400, "PGRST100"),
+        ("order", "id.asc.nullslasttt", 400, "PGRST100"),
+        ("select", "id,", 400, "PGRST100"),
+        ("select", "id,name::", 400, "PGRST100"),
+        ("select", "tasks(id", 400, "PGRST100"),
+        (
+            "select",
+            "id::int); DROP TABLE projects; --",
+            400,
+            "PGRST100",
+        ),
+        ("or", "(id.eq.1", 400, "PGRST100"),
+        ("or", "()", 400, "PGRST100"),
+        ("or", "id.eq.1", 400, "PGRST100"),
+        ("name", "in.(a,b", 400, "PGRST100"),
+        ("active", "is.maybe", 400, "PGRST100"),
+        ("id", "eq(some).{1}", 400, "PGRST100"),
+        ("id", "eq(any).1", 400, "PGRST100"),
+        ("limit", "ten", 400, "PGRST100"),
+        ("select", "nope", 400, "42703"),
+        ("nope", "eq.1", 400, "42703"),
+        ("order", "nope.desc", 400, "42703"),
+        ("or", "(nope.eq.1,id.eq.2)", 400, "42703"),
+        ("select", "nope->a", 400, "42703"),
+        ("select", "id::nosuchtype", 400, "42704"),
+        ("name", "fts.windows", 400, "PGRST127"),
+        ("settings", "cs.{a}", 400, "PGRST127"),
+        ("select", "id,tasks(id)", 400, "PGRST127"),
+        ("tasks.id", "eq.1", 400, "PGRST108"),
+        ("order", "clients(name)", 400, "PGRST108"),
+        ("select", "count()", 400, "PGRST123"),
+        ("select", "budget.sum()", 400, "PGRST123"),
+        ("name", "match.(", 400, "2201B"),
+    ];
+    for (key, value, status, code) in cases {
+        s.error(&p("/projects", &[(key, value)]), *status, code)
+            .await;
+    }
+    // PostgREST's exact texts where clients or people read them.
+    let v = s.error("/projects?id=0", 400, "PGRST100").await;
+    assert_eq!(
+        v["message"],
+        "\"failed to parse filter (0)\" (line 1, column 1)"
+    );
+    assert_eq!(
+        v["details"],
+        "unexpected \"0\" expecting \"not\" or operator (eq, gt, ...)"
+    );
+    let v = s
+        .error("/projects?order=id.asc.nullslasttt", 400, "PGRST100")
+        .await;
+    assert_eq!(
+        v["message"],
+        "\"failed to parse order (id.asc.nullslasttt)\" (line 1, column 17)"
+    );
+    let v = s.error("/projects?select=nope", 400, "42703").await;
+    assert_eq!(v["message"], "column projects.nope does not exist");
+    let v = s
+        .error("/projects?select=id::nosuchtype", 400, "42704")
+        .await;
+    assert_eq!(v["message"], "type \"nosuchtype\" does not exist");
+    let v = s.error("/faketable", 404, "PGRST205").await;
+    assert_eq!(
+        v["message"],
+        "Could not find the table 'public.faketable' in the schema cache"
+    );
+    assert!(v["hint"].is_null());
+    let v = s.error("/projcts", 404, "PGRST205").await;
+    assert_eq!(v["hint"], "Perhaps you meant the table 'public.projects'");
+    s.error("/projects/1", 404, "PGRST125").await;
+    s.error("/", 404, "PGRST126").await;
+    let r = s
+        .request(reqwest::Method::TRACE, "/projects")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    common::assert_error_shape(&r.json().await.unwrap(), "PGRST117");
+    for m in [
+        reqwest::Method::POST,
+        reqwest::Method::PATCH,
+        reqwest::Method::PUT,
+        reqwest::Method::DELETE,
+    ] {
+        let r = s
+            .request(m.clone(), "/projects?id=eq.1")
+            .header("Content-Type", "application/json")
+            .body("{\"name\":\"x\"}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 501, "{m}");
+        let v: serde_json::Value = r.json().await.unwrap();
+        common::assert_error_shape(&v, "PGRST127");
+    }
+    let r = s.get("/projects?id=0").send().await.unwrap();
+    assert_eq!(r.headers()["proxy-status"], "sqlite-rest; error=PGRST100");
+    assert_eq!(s.snapshot(), before);
+}
+
+#[tokio::test]
+async fn schema_changes_are_picked_up_without_restart() {
+    let s = Server::start_with(Options {
+        allow: format!("{},later", common::ALL_TABLES),
+        ..Options::default()
+    })
+    .await;
+    s.error("/later", 404, "PGRST205").await;
+    s.error("/clients?select=region", 400, "42703").await;
+    {
+        let c = rusqlite::Connection::open(&s.db).unwrap();
+        c.execute_batch(
+            "CREATE TABLE later (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO later VALUES (1, 'x');
+             ALTER TABLE clients ADD COLUMN region TEXT DEFAULT 'eu';",
+        )
+        .unwrap();
+    }
+    assert_eq!(s.json("/later", 200).await, json!([{"id":1,"v":"x"}]));
+    assert_eq!(
+        s.json("/clients?select=id,region&id=eq.1", 200).await,
+        json!([{"id":1,"region":"eu"}])
+    );
+    // A dropped column disappears from `*` at once (the stale plan fails, the cache is rebuilt).
+    {
+        let c = rusqlite::Connection::open(&s.db).unwrap();
+        c.execute_batch("ALTER TABLE clients DROP COLUMN region")
+            .unwrap();
+    }
+    assert_eq!(
+        s.json("/clients?id=eq.2", 200).await,
+        json!([{"id":2,"name":"Apple"}])
+    );
+    // Rows written by another process are visible at once (no stale snapshot).
+    {
+        let c = rusqlite::Connection::open(&s.db).unwrap();
+        c.execute("INSERT INTO later VALUES (2, 'y')", []).unwrap();
+    }
+    assert_eq!(ids(&s.json("/later?order=id", 200).await), vec![1, 2]);
+}
+
+#[tokio::test]
+async fn long_queries_are_interrupted_at_the_time_budget() {
+    let s = Server::start_with(Options {
+        allow: format!("{},endless", common::ALL_TABLES),
+        args: vec!["--request-timeout-ms".into(), "400".into()],
+        ..Options::default()
+    })
+    .await;
+    // A page of an endless view is fine…
+    assert_eq!(
+        s.json("/endless?limit=2", 200).await,
+        json!([{"i":1},{"i":2}])
+    );
+    // …but a filter that never matches would scan forever.
+    let started = std::time::Instant::now();
+    let slow: Vec<_> = (0..3).map(|_| s.get("/endless?i=lt.0").send()).collect();
+    let mut interrupted = 0;
+    for r in futures::future::join_all(slow).await {
+        let r = r.unwrap();
+        assert_eq!(r.status(), 504);
+        let v: serde_json::Value = r.json().await.unwrap();
+        // Interrupted at the budget, or (more requests than pool connections) out of budget
+        // while waiting for a connection.
+        let code = v["code"].as_str().unwrap().to_string();
+        assert!(code == "57014" || code == "PGRST003", "{v}");
+        common::assert_error_shape(&v, &code);
+        interrupted += usize::from(code == "57014");
+    }
+    assert!(interrupted >= 1);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    // The server is still responsive.
+    assert_eq!(ids(&s.json("/clients?order=id", 200).await), vec![1, 2]);
+}

@@ -1,0 +1,389 @@
+//! The binary as a user runs it: --version/--help, Go-compatible flags and environment
+//! variables, refusing bad auth setups, insecure mode, metrics, pprof, demo, and graceful
+//! shutdown on SIGTERM.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Options, Server};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sqlite-rest"))
+}
+
+#[test]
+fn version_and_help() {
+    let out = bin().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        format!("sqlite-rest {}", env!("CARGO_PKG_VERSION"))
+    );
+    let out = bin().args(["serve", "--help"]).output().unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    for flag in [
+        "--db-dsn",
+        "--http-addr",
+        "--auth-token-file",
+        "--auth-rsa-public-key",
+        "--security-allow-table",
+        "--metrics-addr",
+        "--pprof-addr",
+        "--log-level",
+        "--log-devel",
+        "SQLITEREST_DB_DSN",
+        "[default: :8080]",
+        "[default: :8081]",
+    ] {
+        assert!(help.contains(flag), "serve --help lacks {flag}:\n{help}");
+    }
+    let out = bin().arg("--help").output().unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        help.contains("serve") && help.contains("demo") && help.contains("migrate"),
+        "{help}"
+    );
+}
+
+#[test]
+fn bad_auth_setups_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("x.db");
+    let db = db.to_str().unwrap();
+    let key = dir.path().join("k");
+    std::fs::write(&key, b"k").unwrap();
+    let key = key.to_str().unwrap();
+    for args in [
+        vec!["serve", "--db-dsn", db],
+        vec![
+            "serve",
+            "--db-dsn",
+            db,
+            "--auth-token-file",
+            key,
+            "--auth-rsa-public-key",
+            key,
+        ],
+        vec![
+            "serve",
+            "--db-dsn",
+            db,
+            "--auth-token-file",
+            key,
+            "--insecure-disable-auth",
+        ],
+        vec!["serve", "--db-dsn", db, "--auth-rsa-public-key", key],
+    ] {
+        let out = bin()
+            .args(&args)
+            .args(["--http-addr", "127.0.0.1:0", "--metrics-addr", ""])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} started");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("sqlite-rest:"), "{args:?}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn environment_variables_configure_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("env.db");
+    common::create_fixture_db(&db);
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, common::SECRET).unwrap();
+    let (mut child, port, _admin) = common::spawn_ready(|port, admin| {
+        let mut cmd = bin();
+        cmd.arg("serve")
+            .env(
+                "SQLITEREST_DB_DSN",
+                format!("file:{}?cache=private", db.display()),
+            )
+            .env("SQLITEREST_HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .env("SQLITEREST_METRICS_ADDR", format!("127.0.0.1:{admin}"))
+            .env("SQLITEREST_AUTH_TOKEN_FILE", &secret)
+            .env("SQLITEREST_SECURITY_ALLOW_TABLE", "clients,items")
+            .env("SQLITEREST_LOG_LEVEL", "warn")
+            .stdout(Stdio::null());
+        cmd
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let token = common::hs_token(
+        common::SECRET,
+        jsonwebtoken::Algorithm::HS256,
+        serde_json::json!({}),
+    );
+    let get = |path: &str| {
+        client
+            .get(format!("http://127.0.0.1:{port}{path}"))
+            .bearer_auth(&token)
+            .send()
+    };
+    assert_eq!(get("/clients").await.unwrap().status(), 200);
+    assert_eq!(get("/items").await.unwrap().status(), 200);
+    assert_eq!(get("/projects").await.unwrap().status(), 404);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[tokio::test]
+async fn insecure_mode_serves_without_tokens_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("i.db");
+    common::create_fixture_db(&db);
+    let (child, port, _admin) = common::spawn_ready(|port, admin| {
+        let mut cmd = bin();
+        cmd.args([
+            "serve",
+            "--insecure-disable-auth",
+            "--security-allow-table",
+            "clients",
+        ])
+        .arg("--db-dsn")
+        .arg(&db)
+        .args(["--http-addr", &format!("127.0.0.1:{port}")])
+        .args(["--metrics-addr", &format!("127.0.0.1:{admin}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+        cmd
+    })
+    .await;
+    let mut child = child;
+    let client = reqwest::Client::new();
+    let r = client
+        .get(format!(
+            "http://127.0.0.1:{port}/clients?select=name&order=id"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.text().await.unwrap(),
+        r#"[{"name":"Microsoft"},{"name":"Apple"}]"#
+    );
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert!(logs.contains("AUTHENTICATION IS DISABLED"), "{logs}");
+}
+
+#[tokio::test]
+async fn metrics_use_the_go_names() {
+    let s = Server::start().await;
+    s.json("/clients", 200).await;
+    s.json("/nope", 404).await;
+    let text = s.metrics().await;
+    for needle in [
+        "sqlite_rest_http_requests_total{http_code=\"200\",operation=\"queryTableOrView\",target=\"clients\"} 1",
+        "sqlite_rest_http_requests_total{http_code=\"404\",operation=\"queryTableOrView\",target=\"\"} 1",
+        "sqlite_rest_http_request_duration_milliseconds_bucket{http_code=\"200\",operation=\"queryTableOrView\",target=\"clients\",le=\"1000\"} 1",
+        "sqlite_rest_auth_failed_requests_total 0",
+        "sqlite_rest_access_check_failed_requests_total 0",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(text.contains(needle), "missing {needle}:\n{text}");
+    }
+    let size = text
+        .lines()
+        .find_map(|l| l.strip_prefix("sqlite_rest_database_size_bytes "))
+        .unwrap();
+    assert!(size.parse::<f64>().unwrap() > 0.0, "{size}");
+    let health: serde_json::Value = s
+        .client
+        .get(format!("{}/health", s.admin))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "ok");
+}
+
+#[tokio::test]
+async fn pprof_serves_cpu_profiles() {
+    let pprof = testkit::free_port();
+    let s = Server::start_with(Options {
+        args: vec!["--pprof-addr".into(), format!("127.0.0.1:{pprof}")],
+        ..Options::default()
+    })
+    .await;
+    let load = {
+        let (client, url, token) = (
+            s.client.clone(),
+            format!("{}/items", s.base),
+            s.token().to_string(),
+        );
+        tokio::spawn(async move {
+            for _ in 0..200 {
+                let _ = client.get(&url).bearer_auth(&token).send().await;
+            }
+        })
+    };
+    let r = s
+        .client
+        .get(format!(
+            "http://127.0.0.1:{pprof}/debug/pprof/profile?seconds=1"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body = r.bytes().await.unwrap();
+    assert!(body.len() > 20, "profile too small: {} bytes", body.len());
+    // A pprof Profile message starts with field 1 (sample_type, length-delimited) = 0x0a.
+    assert_eq!(body[0], 0x0a);
+    load.await.unwrap();
+}
+
+#[tokio::test]
+async fn sigterm_stops_every_server_cleanly() {
+    let mut s = Server::start().await;
+    s.json("/clients", 200).await;
+    #[allow(unsafe_code)]
+    // SAFETY: sending a signal to our own child process.
+    unsafe {
+        libc::kill(s.pid() as i32, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = s.child().try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "{status}");
+    for url in [
+        format!("{}/clients", s.base),
+        format!("{}/metrics", s.admin),
+    ] {
+        assert!(
+            s.client.get(&url).send().await.is_err(),
+            "{url} still answers"
+        );
+    }
+}
+
+#[tokio::test]
+async fn demo_creates_a_bookstore_and_prints_a_working_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, port, _admin) = common::spawn_ready(|port, admin| {
+        let mut cmd = bin();
+        cmd.arg("demo")
+            .arg("--dir")
+            .arg(dir.path().join("demo"))
+            .args(["--http-addr", &format!("127.0.0.1:{port}")])
+            .args(["--metrics-addr", &format!("127.0.0.1:{admin}")])
+            .args(["--log-level", "warn"])
+            .stdout(Stdio::piped());
+        cmd
+    })
+    .await;
+    let stdout = child.stdout.take().unwrap();
+    let token = tokio::task::spawn_blocking(move || {
+        let mut token = None;
+        // Read to the end so the demo never writes into a closed pipe.
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(t) = line.trim().strip_prefix("export TOKEN=") {
+                token = Some(t.to_string());
+            }
+            if line.starts_with("Tables and views:") {
+                break;
+            }
+        }
+        token
+    })
+    .await
+    .unwrap()
+    .expect("demo printed no token");
+    let client = reqwest::Client::new();
+    let r = client
+        .get(format!(
+            "http://127.0.0.1:{port}/books?select=title&author_id=eq.3"
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), r#"[{"title":"Frankenstein"}]"#);
+    let r = client
+        .get(format!("http://127.0.0.1:{port}/books"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(dir.path().join("demo/bookstore.db").exists());
+    assert!(dir.path().join("demo/jwt-secret").exists());
+}
+
+#[tokio::test]
+async fn migrate_is_go_compatible_and_a_running_server_sees_it() {
+    let s = Server::start_with(Options {
+        allow: format!("{},shelves", common::ALL_TABLES),
+        ..Options::default()
+    })
+    .await;
+    s.error("/shelves", 404, "PGRST205").await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("1_shelves.up.sql"),
+        "CREATE TABLE shelves (id INTEGER PRIMARY KEY, label TEXT DEFAULT \"new\");\nINSERT INTO shelves (id) VALUES (1);",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("1_shelves.down.sql"), "DROP TABLE shelves;").unwrap();
+    let migrate = |extra: &[&str]| {
+        bin()
+            .arg("migrate")
+            .arg("--db-dsn")
+            .arg(&s.db)
+            .args(extra)
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = migrate(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        s.json("/shelves", 200).await,
+        serde_json::json!([{"id": 1, "label": "new"}])
+    );
+    let version: (i64, bool) = rusqlite::Connection::open(&s.db)
+        .unwrap()
+        .query_row(
+            "SELECT version, dirty FROM __sqlite_rest_migrations",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(version, (1, false));
+    assert!(
+        migrate(&[]).status.success(),
+        "a second run changes nothing"
+    );
+    let out = migrate(&["--direction", "down", "--step", "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.error("/shelves", 404, "PGRST205").await;
+    assert!(
+        !migrate(&["--direction", "down", "--step", "1"])
+            .status
+            .success()
+    );
+}

@@ -1,0 +1,297 @@
+//! Test harness: starts the real `sqlite-rest` binary on a free port over a fixture database
+//! and talks to it over HTTP with reqwest.
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use serde_json::{Value, json};
+
+pub const SECRET: &[u8] = b"test-secret-that-is-at-least-32-bytes-long";
+pub const FIXTURE_SQL: &str = include_str!("../fixtures/fixture.sql");
+pub const ALL_TABLES: &str = "clients,projects,tasks,users,users_tasks,messages,items,simple_pk,no_pk,names,counters,projects_view,Order Items";
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A running server.
+pub struct Server {
+    child: Child,
+    pub base: String,
+    pub admin: String,
+    pub dir: tempfile::TempDir,
+    pub db: PathBuf,
+    pub client: reqwest::Client,
+    token: String,
+}
+
+/// How to start one.
+pub struct Options {
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// Use the RSA public key instead of the HMAC secret.
+    pub rsa: bool,
+    pub allow: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            args: Vec::new(),
+            env: Vec::new(),
+            rsa: false,
+            allow: ALL_TABLES.to_string(),
+        }
+    }
+}
+
+pub fn hs_token(secret: &[u8], alg: Algorithm, claims: Value) -> String {
+    encode(
+        &Header::new(alg),
+        &claims,
+        &EncodingKey::from_secret(secret),
+    )
+    .unwrap()
+}
+
+pub fn rs_token(private_pem_file: &str, alg: Algorithm, claims: Value) -> String {
+    let pem = std::fs::read(fixtures().join(private_pem_file)).unwrap();
+    encode(
+        &Header::new(alg),
+        &claims,
+        &EncodingKey::from_rsa_pem(&pem).unwrap(),
+    )
+    .unwrap()
+}
+
+pub fn create_fixture_db(path: &Path) {
+    let c = rusqlite::Connection::open(path).unwrap();
+    c.execute_batch(FIXTURE_SQL).unwrap();
+}
+
+impl Server {
+    pub async fn start() -> Server {
+        Server::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(opts: Options) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("fixture.db");
+        create_fixture_db(&db);
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, SECRET).unwrap();
+        let (child, port, admin_port) = spawn_ready(|port, admin_port| {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_sqlite-rest"));
+            cmd.arg("serve")
+                .arg("--db-dsn")
+                .arg(&db)
+                .arg("--http-addr")
+                .arg(format!("127.0.0.1:{port}"))
+                .arg("--metrics-addr")
+                .arg(format!("127.0.0.1:{admin_port}"))
+                .arg("--security-allow-table")
+                .arg(&opts.allow)
+                .arg("--log-level")
+                .arg("warn");
+            if opts.rsa {
+                cmd.arg("--auth-rsa-public-key")
+                    .arg(fixtures().join("rsa_public.pem"));
+            } else {
+                cmd.arg("--auth-token-file").arg(&secret);
+            }
+            cmd.args(&opts.args);
+            for (k, v) in &opts.env {
+                cmd.env(k, v);
+            }
+            cmd.stdout(Stdio::null()).stderr(Stdio::inherit());
+            cmd
+        })
+        .await;
+        let token = if opts.rsa {
+            rs_token("rsa_private.pem", Algorithm::RS256, json!({"role": "test"}))
+        } else {
+            hs_token(SECRET, Algorithm::HS256, json!({"role": "test"}))
+        };
+        Server {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            admin: format!("http://127.0.0.1:{admin_port}"),
+            dir,
+            db,
+            client: reqwest::Client::new(),
+            token,
+        }
+    }
+
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// A GET with the test token.
+    pub fn get(&self, path_and_query: &str) -> reqwest::RequestBuilder {
+        self.client
+            .get(format!("{}{}", self.base, path_and_query))
+            .bearer_auth(&self.token)
+    }
+
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        path_and_query: &str,
+    ) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, format!("{}{}", self.base, path_and_query))
+            .bearer_auth(&self.token)
+    }
+
+    /// GET and parse a JSON body, asserting the status.
+    pub async fn json(&self, path_and_query: &str, status: u16) -> Value {
+        let r = self.get(path_and_query).send().await.unwrap();
+        let got = r.status().as_u16();
+        let body = r.text().await.unwrap();
+        assert_eq!(got, status, "GET {path_and_query}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path_and_query}: {e}: {body}"))
+    }
+
+    /// GET expecting an error: checks status and code and the PostgREST error shape.
+    pub async fn error(&self, path_and_query: &str, status: u16, code: &str) -> Value {
+        let v = self.json(path_and_query, status).await;
+        assert_error_shape(&v, code);
+        v
+    }
+
+    /// The admin server's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.admin))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn child(&mut self) -> &mut Child {
+        &mut self.child
+    }
+
+    /// A digest of every row of every table, to prove a request changed nothing.
+    pub fn snapshot(&self) -> String {
+        let c = rusqlite::Connection::open(&self.db).unwrap();
+        let tables: Vec<String> = c
+            .prepare("SELECT name FROM sqlite_schema WHERE type='table' ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let mut out = String::new();
+        for t in tables {
+            let q = format!("SELECT * FROM \"{}\"", t.replace('"', "\"\""));
+            let mut stmt = c.prepare(&q).unwrap();
+            let n = stmt.column_count();
+            let rows = stmt
+                .query_map([], |r| {
+                    let mut s = String::new();
+                    for i in 0..n {
+                        s.push_str(&format!("{:?}|", r.get_ref(i).unwrap()));
+                    }
+                    Ok(s)
+                })
+                .unwrap();
+            out.push_str(&t);
+            for r in rows {
+                out.push_str(&r.unwrap());
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+/// Spawns the command `build(api_port, admin_port)` on two free ports and waits until its
+/// admin server answers `/ready`. A free port can be taken by a parallel test before the
+/// server binds it; such an early exit is retried on new ports.
+pub async fn spawn_ready(mut build: impl FnMut(u16, u16) -> Command) -> (Child, u16, u16) {
+    let client = reqwest::Client::new();
+    for _attempt in 0..5 {
+        let (port, admin_port) = (testkit::free_port(), testkit::free_port());
+        let mut child = build(port, admin_port).spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                break; // exited early: try other ports
+            }
+            if let Ok(r) = client
+                .get(format!("http://127.0.0.1:{admin_port}/ready"))
+                .send()
+                .await
+                && r.status() == 200
+            {
+                return (child, port, admin_port);
+            }
+            assert!(Instant::now() < deadline, "server did not become ready");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+    panic!("sqlite-rest did not start (5 attempts)");
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn assert_error_shape(v: &Value, code: &str) {
+    let o = v
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {v}"));
+    for k in ["code", "message", "details", "hint"] {
+        assert!(o.contains_key(k), "missing {k} in {v}");
+    }
+    assert_eq!(o["code"], code, "{v}");
+    assert!(o["message"].is_string(), "{v}");
+}
+
+/// The `id`s of a JSON array of objects.
+pub fn ids(v: &Value) -> Vec<i64> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|o| o["id"].as_i64().unwrap())
+        .collect()
+}
+
+/// `path?k=v&…` with every key and value percent-encoded.
+pub fn p(path: &str, params: &[(&str, &str)]) -> String {
+    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+    let mut out = path.to_string();
+    for (i, (k, v)) in params.iter().enumerate() {
+        out.push(if i == 0 { '?' } else { '&' });
+        out.push_str(&utf8_percent_encode(k, NON_ALPHANUMERIC).to_string());
+        out.push('=');
+        out.push_str(&utf8_percent_encode(v, NON_ALPHANUMERIC).to_string());
+    }
+    out
+}
