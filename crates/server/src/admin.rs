@@ -1,9 +1,10 @@
 //! The admin server on `--metrics-addr`: `/metrics` (Prometheus text), `/live`, `/ready` and
 //! `/health`.
 //!
-//! `/health` answers a JSON object of component states; today `{"status":"ok","database":…}`.
-//! Other long-running parts (replication) add their state (e.g. lag) here through
-//! [`HealthReport`].
+//! `/health` answers a JSON object of component states: `{"status":"ok","database":…}` plus
+//! what other long-running parts (replication: lag, positions, failures) report through
+//! [`HealthReport`]. A component with `"ok": false` makes it answer 503 with
+//! `"status":"degraded"`.
 
 use std::sync::Arc;
 
@@ -84,8 +85,17 @@ async fn health_handler(State(s): State<AdminState>) -> Response {
         "database".into(),
         serde_json::json!({"ok": db_ok, "schema_version": s.db.schema.current().version}),
     );
-    body.extend(s.health.snapshot());
-    let status = if db_ok {
+    let components = s.health.snapshot();
+    // A component reporting `"ok": false` (e.g. replication failing) makes the server unhealthy.
+    let components_ok = components
+        .values()
+        .all(|v| v.get("ok").and_then(|ok| ok.as_bool()) != Some(false));
+    body.extend(components);
+    let healthy = db_ok && components_ok;
+    if !healthy {
+        body.insert("status".into(), "degraded".into());
+    }
+    let status = if healthy {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

@@ -36,6 +36,9 @@ pub enum Command {
     Migrate(MigrateArgs),
     /// Create a bookstore demo database (first run) and serve it with a printed demo token.
     Demo(DemoArgs),
+    /// Restore a database from a Litestream-compatible replica (the options of
+    /// `litestream restore`).
+    Restore(RestoreArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -107,6 +110,16 @@ pub struct ServeArgs {
     /// Largest accepted request body in bytes.
     #[arg(long, env = "SQLITEREST_MAX_BODY_BYTES", default_value_t = 10 * 1024 * 1024)]
     pub max_body_bytes: u64,
+
+    /// Replicate the database with embedded, Litestream-compatible replication (restore it
+    /// from the replica at start-up if it is missing). Needs --replication-config.
+    #[arg(long, env = "SQLITEREST_REPLICATION_ENABLED")]
+    pub replication_enabled: bool,
+
+    /// Litestream's own YAML config file (`litestream.yml`) holding the replica of the
+    /// database given by --db-dsn, and every replication setting.
+    #[arg(long, env = "SQLITEREST_REPLICATION_CONFIG")]
+    pub replication_config: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -122,6 +135,66 @@ pub struct DemoArgs {
     /// Metrics/health listen address; empty disables it.
     #[arg(long, env = "SQLITEREST_METRICS_ADDR", default_value = ":8081")]
     pub metrics_addr: String,
+
+    /// Serve the demo without replicating it to `<dir>/replica`.
+    #[arg(long, env = "SQLITEREST_DEMO_NO_REPLICATION")]
+    pub no_replication: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RestoreArgs {
+    /// A database path listed in --config, or a replica URL (`file:///path`,
+    /// `s3://bucket/prefix?endpoint=host:port&region=…`; needs --output).
+    pub source: String,
+
+    /// Where to write the restored database (default: the database path from the config).
+    #[arg(short = 'o', long)]
+    pub output: Option<PathBuf>,
+
+    /// Litestream config file to find the database's replica in.
+    #[arg(long, env = "SQLITEREST_REPLICATION_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Do not expand $VAR / ${VAR} in the config file.
+    #[arg(long)]
+    pub no_expand_env: bool,
+
+    /// Restore up to this transaction (inclusive): exactly 16 hex digits, a file boundary.
+    #[arg(long)]
+    pub txid: Option<String>,
+
+    /// Restore the state as of this time (RFC 3339, e.g. 2026-01-02T15:04:05Z).
+    #[arg(long)]
+    pub timestamp: Option<String>,
+
+    /// Do nothing (exit 0) if the output database already exists.
+    #[arg(long)]
+    pub if_db_not_exists: bool,
+
+    /// Do nothing (exit 0) if the replica has no matching backup.
+    #[arg(long)]
+    pub if_replica_exists: bool,
+
+    /// Replace an existing output database (and its -wal, -shm, -journal files).
+    #[arg(long)]
+    pub force: bool,
+
+    /// Print the restore plan and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Print the plan (with --dry-run) or the result as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Check run on the restored database before it replaces the output: none, quick
+    /// (`PRAGMA quick_check`) or full (`PRAGMA integrity_check`).
+    #[arg(long, default_value = "none", value_parser = ["none", "quick", "full"])]
+    pub integrity_check: String,
+
+    /// Parallel downloads.
+    #[arg(long, default_value_t = 16)]
+    pub parallelism: usize,
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use dialect::Exposure;
 use crate::auth::{AuthConfig, KeySource};
 use crate::cli::ServeArgs;
 use crate::http::HttpLimits;
+use crate::replication::ReplicationSettings;
 
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -21,6 +22,8 @@ pub struct ServeConfig {
     pub max_rows: Option<i64>,
     pub request_timeout: Duration,
     pub http_limits: HttpLimits,
+    /// Embedded replication (`--replication-enabled`).
+    pub replication: Option<ReplicationSettings>,
 }
 
 fn non_empty(s: &str) -> Option<String> {
@@ -53,6 +56,20 @@ impl ServeConfig {
         if a.db_dsn.trim().is_empty() {
             anyhow::bail!("--db-dsn is required");
         }
+        let replication = match (a.replication_enabled, &a.replication_config) {
+            (true, Some(path)) => Some(ReplicationSettings {
+                config_path: path.clone(),
+            }),
+            (true, None) => anyhow::bail!(
+                "--replication-enabled needs --replication-config (a Litestream YAML file naming the replica of {})",
+                a.db_dsn
+            ),
+            (false, Some(path)) => {
+                tracing::warn!(config = %path.display(), "--replication-config is set but replication is off; add --replication-enabled to replicate");
+                None
+            }
+            (false, None) => None,
+        };
         Ok(ServeConfig {
             dsn: a.db_dsn.clone(),
             http_addr: a.http_addr.clone(),
@@ -75,6 +92,7 @@ impl ServeConfig {
                 max_body_bytes: a.max_body_bytes,
                 ..HttpLimits::default()
             },
+            replication,
         })
     }
 

@@ -3,6 +3,10 @@
 //! On first run it creates the demo directory with `bookstore.db` (built from the SQL embedded
 //! in the binary, `examples/bookstore/bookstore.sql`) and a random HS256 secret; every run
 //! prints a fresh demo JWT and a few curl lines, then serves the bookstore's tables and views.
+//!
+//! Replication is on by default: `litestream.yml` in the demo directory (written on first
+//! run) replicates the database to the local file replica `<dir>/replica`. Delete
+//! `bookstore.db` and the next run restores it from there. `--no-replication` turns it off.
 
 use std::io::Write;
 use std::path::Path;
@@ -14,19 +18,24 @@ use crate::auth::{AuthConfig, KeySource};
 use crate::cli::DemoArgs;
 use crate::config::ServeConfig;
 use crate::http::HttpLimits;
+use crate::replication::{ReplicationSettings, replica_has_files};
 
 const BOOKSTORE_SQL: &str = include_str!("../../../examples/bookstore/bookstore.sql");
 
 /// Prepares the demo directory and returns the configuration to serve it with.
 pub fn prepare(args: &DemoArgs) -> anyhow::Result<ServeConfig> {
     std::fs::create_dir_all(&args.dir)?;
-    let db = args.dir.join("bookstore.db");
-    if !db.exists() {
+    let dir = std::fs::canonicalize(&args.dir)?;
+    let db = dir.join("bookstore.db");
+    let replica = dir.join("replica");
+    // With replication on, a missing database whose replica has data is restored at start-up.
+    let restore_pending = !args.no_replication && !db.exists() && replica_has_files(&replica);
+    if !db.exists() && !restore_pending {
         let conn = rusqlite::Connection::open(&db)?;
         conn.execute_batch(BOOKSTORE_SQL)?;
         tracing::info!(path = %db.display(), "created the demo bookstore database");
     }
-    let secret_path = args.dir.join("jwt-secret");
+    let secret_path = dir.join("jwt-secret");
     if !secret_path.exists() {
         let mut bytes = [0u8; 32];
         rand::fill(&mut bytes[..]);
@@ -35,10 +44,21 @@ pub fn prepare(args: &DemoArgs) -> anyhow::Result<ServeConfig> {
     }
     let secret = std::fs::read(&secret_path)?;
     let token = demo_token(&secret)?;
-    let tables = relations(&db)?;
+    let tables = if restore_pending {
+        relations_of_sql(BOOKSTORE_SQL)?
+    } else {
+        relations(&db)?
+    };
 
-    // (Replication: the replication engineer adds a local file replica of the demo database
-    // here, next to bookstore.db, and enables it in the returned configuration.)
+    let replication = if args.no_replication {
+        None
+    } else {
+        let config_path = dir.join("litestream.yml");
+        if !config_path.exists() {
+            std::fs::write(&config_path, demo_replication_config(&db, &replica))?;
+        }
+        Some(ReplicationSettings { config_path })
+    };
 
     let port = args.http_addr.rsplit(':').next().unwrap_or("8080");
     let base = format!("http://localhost:{port}");
@@ -50,10 +70,18 @@ pub fn prepare(args: &DemoArgs) -> anyhow::Result<ServeConfig> {
          Try:\n  curl -H \"Authorization: Bearer $TOKEN\" '{base}/books?select=title,price&price=lt.10&order=price.desc'\n  \
          curl -H \"Authorization: Bearer $TOKEN\" -H 'Accept: text/csv' '{base}/authors?country=eq.Russia'\n  \
          curl -H \"Authorization: Bearer $TOKEN\" -H 'Accept: application/vnd.pgrst.object+json' '{base}/books?id=eq.6'\n\n\
-         Tables and views: {tables}\n",
+         Tables and views: {tables}\n{replicated}",
         db = db.display(),
         addr = args.http_addr,
         tables = tables.join(", "),
+        replicated = match &replication {
+            Some(r) => format!(
+                "Replicated (Litestream-compatible) to {} — config {}\n",
+                replica.display(),
+                r.config_path.display()
+            ),
+            None => String::new(),
+        },
     );
     Ok(ServeConfig {
         dsn: db.to_string_lossy().into_owned(),
@@ -66,7 +94,29 @@ pub fn prepare(args: &DemoArgs) -> anyhow::Result<ServeConfig> {
         max_rows: Some(1000),
         request_timeout: std::time::Duration::from_secs(10),
         http_limits: HttpLimits::default(),
+        replication,
     })
+}
+
+/// The demo's replication config: Litestream's YAML with one local file replica (the
+/// README's file-replica example).
+pub fn demo_replication_config(db: &Path, replica: &Path) -> String {
+    format!(
+        "# Litestream-compatible replication of the demo database (written by `sqlite-rest demo`).\n\
+         # sqlite-rest reads Litestream's own config format; see the README's Replication section.\n\
+         dbs:\n  - path: {}\n    replica:\n      type: file\n      path: {}\n",
+        db.display(),
+        replica.display()
+    )
+}
+
+fn relations_of_sql(sql: &str) -> anyhow::Result<Vec<String>> {
+    let conn = rusqlite::Connection::open_in_memory()?;
+    conn.execute_batch(sql)?;
+    let cache = dialect::SchemaCache::load(&conn, &dialect::Exposure::All)?;
+    let mut names: Vec<String> = cache.relations().map(|r| r.name.clone()).collect();
+    names.sort();
+    Ok(names)
 }
 
 fn demo_token(secret: &[u8]) -> anyhow::Result<String> {

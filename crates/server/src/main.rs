@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use sqlite_rest::cli::{Cli, Command};
 use sqlite_rest::config::ServeConfig;
-use sqlite_rest::{demo, logging, migrate, startup};
+use sqlite_rest::{demo, logging, migrate, restore, startup};
 
 /// mimalloc: the request path allocates many small, short-lived buffers; glibc malloc spent
 /// ~15% of the user CPU of a point lookup on them (measured with perf).
@@ -21,6 +21,21 @@ fn main() -> ExitCode {
     let config = match &cli.command {
         Command::Serve(args) => ServeConfig::from_args(args),
         Command::Demo(args) => demo::prepare(args),
+        Command::Restore(args) => {
+            let result = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| rt.block_on(restore::run(args)));
+            return match result {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "restore failed");
+                    eprintln!("sqlite-rest: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Command::Migrate(args) => {
             return match migrate::run_command(args) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -85,6 +85,11 @@ impl Metrics {
             .observe(elapsed.as_secs_f64() * 1000.0);
     }
 
+    /// The registry behind `/metrics` (replication registers its families here).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// The text exposition of every metric.
     pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::new();

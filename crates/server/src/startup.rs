@@ -1,15 +1,19 @@
 //! Start-up and shutdown of `serve` (and `demo`), as a sequence of clear steps.
 //!
-//! 1. (restore the database from a replica — replication hooks in here, before anything opens
-//!    the file)
-//! 2. open the database: the read-write connection (WAL), the read pool, the schema cache
+//! 1. replication (`--replication-enabled`), before anything opens the file: load the
+//!    Litestream config, probe the replica, restore a missing database or check that the local
+//!    one shares the replica's history ([`crate::replication::start`]); then replicate
+//! 2. open the database: the read-write connection (WAL; with replication, no autocheckpoint:
+//!    the replicator checkpoints), the read pool, the schema cache
 //! 3. authentication
-//! 4. metrics and request state
+//! 4. request state
 //! 5. bind every listener (a busy port fails start-up before anything is served)
-//! 6. run the API, admin and pprof servers (and later the writer and replication) as tasks
-//!    sharing one [`Shutdown`]
-//! 7. wait for SIGINT/SIGTERM or a task failing, then cancel everything and wait for the
-//!    tasks to drain (bounded).
+//! 6. run the API, admin and pprof servers (and later the writer) as tasks sharing one
+//!    [`Shutdown`]; replication runs beside them and reports to `/health`
+//! 7. wait for SIGINT/SIGTERM, a task failing, or replication failing for good; then cancel
+//!    everything and wait for the tasks to drain (bounded); close the server's connections;
+//!    then replication's final sync (bounded by `shutdown-sync-timeout`). A replication
+//!    failure, or a final sync that cannot finish, exits non-zero.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,14 +27,23 @@ use crate::db::Database;
 use crate::http::{self, AppState, Cors};
 use crate::metrics::Metrics;
 use crate::pprof;
+use crate::replication;
 use crate::shutdown::{self, Shutdown};
 
 const DRAIN: Duration = Duration::from_secs(30);
 
 pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
+    // Metrics first: replication registers its families in the same registry.
+    let metrics = Arc::new(Metrics::new()?);
 
-    // Step 1: restore from a replica would go here.
+    // Step 1: replication — restore / lineage check before anything opens the file.
+    let replicator = match &config.replication {
+        Some(settings) => {
+            Some(replication::start(settings, &config.dsn, metrics.registry()).await?)
+        }
+        None => None,
+    };
 
     // Step 2: the database.
     if config.allow_tables.is_empty() {
@@ -46,6 +59,9 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         );
         tokio::task::spawn_blocking(move || Database::open(&dsn, exposure, budget)).await??
     };
+    if replicator.is_some() {
+        db.hand_checkpoints_to_replication()?;
+    }
 
     // Step 3: authentication.
     if config.auth == AuthConfig::Disabled {
@@ -57,8 +73,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     }
     let auth = Auth::new(&config.auth)?;
 
-    // Step 4: metrics and request state.
-    let metrics = Arc::new(Metrics::new()?);
+    // Step 4: request state.
     let state = Arc::new(AppState {
         db: db.clone(),
         auth,
@@ -91,7 +106,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     if let Some(l) = admin_listener {
         tracing::info!(addr = %l.local_addr()?, "metrics server started");
         let token = shutdown.token();
-        let router = admin::router(metrics, db.clone(), health);
+        let router = admin::router(metrics, db.clone(), health.clone());
         tasks.spawn(async move { ("metrics", http::serve(l, router, token).await) });
     }
     if let Some(l) = pprof_listener {
@@ -105,11 +120,30 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             db.schema.invalidate()
         }));
     }
+    if let Some(r) = &replicator {
+        tokio::spawn(replication::report_health(
+            r.handle(),
+            health.clone(),
+            shutdown.token(),
+        ));
+    }
 
     // Step 7: wait, then stop everything together.
     let mut failure = None;
+    let replication_failed = async {
+        match &replicator {
+            Some(r) => r.failed().await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         _ = shutdown::signal() => {}
+        fatal = replication_failed => {
+            // No degraded mode: stop taking requests (and writes), then exit non-zero.
+            let msg = format!("{fatal}; stopping the server");
+            tracing::error!("{msg}");
+            failure = Some(msg);
+        }
         Some(done) = tasks.join_next() => {
             let msg = match done {
                 Ok((name, Ok(()))) => format!("{name} server stopped unexpectedly"),
@@ -131,6 +165,21 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     .await;
     if drained.is_err() {
         tracing::warn!("some servers did not drain within {DRAIN:?}");
+    }
+    // The server's connections close before replication's, which keeps the WAL.
+    drop(db);
+    if let Some(r) = replicator {
+        match r.shutdown().await {
+            Ok(report) => tracing::info!(
+                txid = %report.positions.replicated_txid,
+                took_ms = report.took.as_millis() as u64,
+                "replication synced and stopped"
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "replication did not finish");
+                failure.get_or_insert_with(|| e.to_string());
+            }
+        }
     }
     tracing::info!("shut down");
     match failure {
