@@ -1,0 +1,683 @@
+//! Embedded replication through the real `sqlite-rest` binary, on file and S3 (moto)
+//! replicas, checked with the real Litestream: restore before serving, a new database on an
+//! empty replica, refusal of a diverged database, exit within the retry window when the
+//! replica keeps failing (with `/health` unhealthy first), SIGTERM under a write load
+//! (every acknowledged write on the replica), writes by the sqlite3 CLI, clear start-up errors
+//! for bad configs, metrics, the `restore` command and the demo's replica.
+//!
+//! The write API is not there yet, so writes go to the database file with rusqlite (another
+//! process's writes, which replication notices by polling every `monitor-interval`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use testkit::litestream::Litestream;
+
+const BIN: &str = env!("CARGO_BIN_EXE_sqlite-rest");
+
+/// A database, a replica and the config tying them, in a temp dir.
+struct Setup {
+    dir: tempfile::TempDir,
+    db: PathBuf,
+    url: String,
+    config: PathBuf,
+}
+
+impl Setup {
+    fn file() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().join("replica").display());
+        Setup::with_url(dir, url)
+    }
+
+    fn s3(test: &str) -> Option<Setup> {
+        let s3 = testkit::require_s3(test)?;
+        let bucket = s3.create_bucket("server-repl");
+        let url = format!(
+            "s3://{bucket}/app?endpoint={}&region={}",
+            s3.host_port(),
+            s3.region
+        );
+        Some(Setup::with_url(tempfile::tempdir().unwrap(), url))
+    }
+
+    fn with_url(dir: tempfile::TempDir, url: String) -> Setup {
+        let db = dir.path().join("app.db");
+        let config = dir.path().join("litestream.yml");
+        let s = Setup {
+            dir,
+            db,
+            url,
+            config,
+        };
+        s.write_config("");
+        s
+    }
+
+    /// Writes the config with short intervals; `extra` goes into the `dbs[0]` entry.
+    fn write_config(&self, extra: &str) {
+        std::fs::write(
+            &self.config,
+            format!(
+                "levels:\n  - interval: 2s\nsnapshot:\n  interval: 1h\nl0-retention: 1h\nshutdown-sync-timeout: 10s\n\
+                 dbs:\n  - path: {}\n    monitor-interval: 100ms\n{extra}    replica:\n      url: {}\n",
+                self.db.display(),
+                self.url
+            ),
+        )
+        .unwrap();
+    }
+
+    fn secret(&self) -> PathBuf {
+        let p = self.dir.path().join("secret");
+        std::fs::write(&p, common::SECRET).unwrap();
+        p
+    }
+
+    fn serve_cmd(&self, port: u16, admin: u16) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve")
+            .arg("--db-dsn")
+            .arg(&self.db)
+            .args(["--http-addr", &format!("127.0.0.1:{port}")])
+            .args(["--metrics-addr", &format!("127.0.0.1:{admin}")])
+            .args(["--security-allow-table", "t"])
+            .arg("--auth-token-file")
+            .arg(self.secret())
+            .arg("--replication-enabled")
+            .arg("--replication-config")
+            .arg(&self.config)
+            .args(["--log-level", "info"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(self.dir.path().join("server.log")).unwrap(),
+            ));
+        cmd
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// Starts the server and waits until it is ready.
+    async fn serve(&self) -> Running {
+        let (child, port, admin) = common::spawn_ready(|p, a| self.serve_cmd(p, a)).await;
+        Running {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            admin: format!("http://127.0.0.1:{admin}"),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// Runs `serve` expecting it to fail at start-up; returns its output.
+    fn serve_fails(&self) -> (Output, String) {
+        let mut cmd = self.serve_cmd(testkit::free_port(), testkit::free_port());
+        cmd.stderr(Stdio::piped());
+        let out = cmd.output().unwrap();
+        assert!(!out.status.success(), "serve should have failed");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out, stderr)
+    }
+
+    /// Restores the replica with Litestream into `name`.
+    fn litestream_restore(&self, ls: &Litestream, name: &str) -> PathBuf {
+        let out = self.dir.path().join(name);
+        let _ = std::fs::remove_file(&out);
+        let r = ls.restore(&self.url, &out, &[]);
+        assert!(
+            r.status.success(),
+            "{}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+        out
+    }
+}
+
+struct Running {
+    child: Child,
+    base: String,
+    admin: String,
+    client: reqwest::Client,
+}
+
+impl Running {
+    async fn health(&self) -> (u16, Value) {
+        let r = self
+            .client
+            .get(format!("{}/health", self.admin))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap())
+    }
+
+    async fn metrics(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.admin))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    async fn rows(&self) -> Value {
+        let token = common::hs_token(
+            common::SECRET,
+            jsonwebtoken::Algorithm::HS256,
+            serde_json::json!({"role": "test"}),
+        );
+        let r = self
+            .client
+            .get(format!("{}/t?order=id", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    }
+
+    /// Waits until `/health` says the replica holds everything synced locally (and something
+    /// newer than `after`).
+    async fn wait_replicated(&self, after: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let (_, h) = self.health().await;
+            let r = &h["replication"];
+            if r["replicated_txid"] == r["local_txid"]
+                && r["replicated_txid"].as_str().unwrap_or("") > after
+            {
+                return h;
+            }
+            assert!(Instant::now() < deadline, "not replicated: {h}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn sigterm(&self) {
+        #[allow(unsafe_code)]
+        // SAFETY: sending a signal to our own child process.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+    }
+
+    async fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "did not exit within {within:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn create_db(db: &Path, rows: i64) {
+    let c = rusqlite::Connection::open(db).unwrap();
+    c.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(())).unwrap();
+    c.execute_batch("CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, v TEXT)")
+        .unwrap();
+    insert(&c, rows);
+}
+
+fn insert(c: &rusqlite::Connection, rows: i64) {
+    for _ in 0..rows {
+        c.execute("INSERT INTO t(v) VALUES (hex(randomblob(40)))", [])
+            .unwrap();
+    }
+}
+
+fn ids(db: &Path) -> Vec<i64> {
+    let c = rusqlite::Connection::open(db).unwrap();
+    let mut s = c.prepare("SELECT id FROM t ORDER BY id").unwrap();
+    s.query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+async fn restores_before_serving(setup: Setup, ls: &Litestream) {
+    // Replicate a database, then lose it (and its metadata).
+    create_db(&setup.db, 20);
+    let expected = ids(&setup.db);
+    {
+        let mut s = setup.serve().await;
+        s.wait_replicated("").await;
+        s.sigterm();
+        assert!(s.wait_exit(Duration::from_secs(15)).await.success());
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", setup.db.display()));
+    }
+    std::fs::remove_dir_all(setup.dir.path().join(".app.db-litestream")).unwrap();
+
+    let s = setup.serve().await;
+    let rows = s.rows().await;
+    let got: Vec<i64> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(got, expected, "the server answers with the restored data");
+    assert!(setup.log().contains("restore finished"), "{}", setup.log());
+    // Replication continues after the restore.
+    let before = s.wait_replicated("").await["replication"]["replicated_txid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    insert(&rusqlite::Connection::open(&setup.db).unwrap(), 3);
+    s.wait_replicated(&before).await;
+    let out = setup.litestream_restore(ls, "check.db");
+    assert_eq!(ids(&out), ids(&setup.db));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restores_a_missing_database_before_serving_file() {
+    let Some(ls) = Litestream::require("restores_a_missing_database_before_serving_file") else {
+        return;
+    };
+    restores_before_serving(Setup::file(), &ls).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restores_a_missing_database_before_serving_s3() {
+    let test = "restores_a_missing_database_before_serving_s3";
+    let Some(ls) = Litestream::require(test) else {
+        return;
+    };
+    let Some(setup) = Setup::s3(test) else { return };
+    restores_before_serving(setup, &ls).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_replica_starts_a_new_database_and_metrics_and_health_report_it() {
+    let setup = Setup::file();
+    let s = setup.serve().await;
+    assert!(setup.db.exists(), "a new database was created");
+    let (status, h) = s.health().await;
+    assert_eq!(status, 200, "{h}");
+    assert_eq!(h["replication"]["ok"], true, "{h}");
+    assert!(h["replication"]["lag_ms"].is_number(), "{h}");
+    let m = s.metrics().await;
+    for name in [
+        "sqlite_rest_replication_lag_seconds",
+        "sqlite_rest_replication_bytes_replicated_total",
+        "sqlite_rest_replication_last_snapshot_timestamp",
+        "litestream_txid{db=",
+        "litestream_sync_count{db=",
+        "litestream_replica_operation_total{operation=\"PUT\",replica_type=\"file\"}",
+        "sqlite_rest_database_size_bytes",
+    ] {
+        assert!(m.contains(name), "{name} missing from /metrics:\n{m}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_diverged_database_is_refused_with_the_documented_message() {
+    let setup = Setup::file();
+    create_db(&setup.db, 5);
+    {
+        let mut s = setup.serve().await;
+        s.wait_replicated("").await;
+        s.sigterm();
+        assert!(s.wait_exit(Duration::from_secs(15)).await.success());
+    }
+    // A different database appears at the same path.
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", setup.db.display()));
+    }
+    std::fs::remove_dir_all(setup.dir.path().join(".app.db-litestream")).unwrap();
+    create_db(&setup.db, 2);
+    let before = std::fs::read(&setup.db).unwrap();
+    let (_, stderr) = setup.serve_fails();
+    for needle in [
+        "have diverged",
+        "sqlite-rest restore --force",
+        "new, empty replica path",
+        "Nothing was changed",
+    ] {
+        assert!(stderr.contains(needle), "{needle:?} not in: {stderr}");
+    }
+    assert_eq!(std::fs::read(&setup.db).unwrap(), before);
+
+    // The documented way out: take the replica's side.
+    let out = Command::new(BIN)
+        .args(["restore", "--force", "--config"])
+        .arg(&setup.config)
+        .arg(&setup.db)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::remove_dir_all(setup.dir.path().join(".app.db-litestream")).ok();
+    let s = setup.serve().await;
+    assert_eq!(s.rows().await.as_array().unwrap().len(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persistent_replica_error_makes_the_server_exit_within_the_window() {
+    let setup = Setup::file();
+    create_db(&setup.db, 3);
+    let window = Duration::from_secs(3);
+    let (child, port, admin) = common::spawn_ready(|p, a| {
+        let mut c = setup.serve_cmd(p, a);
+        c.env("SQLITEREST_REPLICATION_RETRY_WINDOW", "3s");
+        c
+    })
+    .await;
+    let mut s = Running {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+        admin: format!("http://127.0.0.1:{admin}"),
+        client: reqwest::Client::new(),
+    };
+    s.wait_replicated("").await;
+    // The replica breaks for good: its level directories become a file.
+    let replica = setup.dir.path().join("replica");
+    std::fs::remove_dir_all(replica.join("ltx")).unwrap();
+    std::fs::write(replica.join("ltx"), b"broken").unwrap();
+    let broke = Instant::now();
+    insert(&rusqlite::Connection::open(&setup.db).unwrap(), 1);
+    // /health turns unhealthy while it retries.
+    let deadline = Instant::now() + window;
+    loop {
+        let (status, h) = s.health().await;
+        if status == 503 {
+            assert_eq!(h["replication"]["ok"], false, "{h}");
+            assert_eq!(h["status"], "degraded", "{h}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "health stayed ok: {h}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = s.wait_exit(window + Duration::from_secs(10)).await;
+    let took = broke.elapsed();
+    assert!(!status.success(), "exit status {status}");
+    assert!(took >= window, "gave up after {took:?}, before the window");
+    let log = setup.log();
+    assert!(log.contains("replication failed"), "{log}");
+    assert!(log.contains(&replica.join("ltx").display().to_string()), "the cause is logged: {log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_a_write_load_leaves_every_acknowledged_write_on_the_replica() {
+    let test = "sigterm_under_a_write_load_leaves_every_acknowledged_write_on_the_replica";
+    let Some(ls) = Litestream::require(test) else {
+        return;
+    };
+    for setup in [Some(Setup::file()), Setup::s3(test)].into_iter().flatten() {
+        create_db(&setup.db, 1);
+        let mut s = setup.serve().await;
+        let db = setup.db.clone();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let c = rusqlite::Connection::open(&db).unwrap();
+                c.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+                c.busy_timeout(Duration::from_secs(5)).unwrap();
+                let mut last = 0i64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    c.execute("INSERT INTO t(v) VALUES ('w')", []).unwrap();
+                    last = c.last_insert_rowid();
+                }
+                last
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // As the server does on SIGTERM: no new writes, in-flight ones finish.
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let acknowledged = writer.join().unwrap();
+        s.sigterm();
+        let status = s.wait_exit(Duration::from_secs(20)).await;
+        assert!(status.success(), "{status}: {}", setup.log());
+        let out = setup.litestream_restore(&ls, "after-sigterm.db");
+        let got = ids(&out);
+        assert_eq!(got.last().copied(), Some(acknowledged), "{}", setup.url);
+        assert!(acknowledged > 50, "only {acknowledged} writes");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_by_the_sqlite3_cli_are_replicated() {
+    let test = "server_writes_by_the_sqlite3_cli_are_replicated";
+    let Some(sqlite3) = testkit::require_tool(testkit::Tool::Sqlite3, test) else {
+        return;
+    };
+    let Some(ls) = Litestream::require(test) else {
+        return;
+    };
+    let setup = Setup::file();
+    create_db(&setup.db, 2);
+    let s = setup.serve().await;
+    let before = s.wait_replicated("").await["replication"]["replicated_txid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for i in 0..3 {
+        let out = Command::new(&sqlite3)
+            .arg(&setup.db)
+            .arg(format!("INSERT INTO t(v) VALUES ('cli {i}');"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    s.wait_replicated(&before).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = setup.litestream_restore(&ls, "cli.db");
+        if ids(&out).len() == 5 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "CLI rows not on the replica");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The server answers with them too.
+    assert_eq!(s.rows().await.as_array().unwrap().len(), 5);
+}
+
+#[test]
+fn bad_replication_settings_fail_start_up_clearly() {
+    let setup = Setup::file();
+    // Enabled without a config.
+    let out = Command::new(BIN)
+        .args(["serve", "--insecure-disable-auth", "--replication-enabled", "--db-dsn"])
+        .arg(&setup.db)
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && e.contains("--replication-config"), "{e}");
+    // The config file does not exist.
+    let missing = setup.dir.path().join("nope.yml");
+    let out = Command::new(BIN)
+        .args(["serve", "--insecure-disable-auth", "--replication-enabled", "--db-dsn"])
+        .arg(&setup.db)
+        .arg("--replication-config")
+        .arg(&missing)
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && e.contains("not found") && e.contains("nope.yml"), "{e}");
+
+    let cases: [(&str, &[&str]); 4] = [
+        // An unknown key, named with its path.
+        ("      retention-interval: 1h\n", &["dbs[0].replica.retention-interval"]),
+        // The served database is not in the config.
+        ("PATH", &["is not in the replication config", "app.db"]),
+        // A bad replica URL.
+        ("URL s3://", &["dbs[0].replica"]),
+        // An unreachable endpoint (nothing listens there).
+        ("UNREACHABLE", &["not reachable", "s3://bkt/app"]),
+    ];
+    for (case, needles) in cases {
+        let text = std::fs::read_to_string(&setup.config).unwrap();
+        let bad = match case {
+            "PATH" => text.replace("app.db", "other.db"),
+            "URL s3://" => text.replace(&setup.url, "s3://"),
+            "UNREACHABLE" => text.replace(
+                &setup.url,
+                &format!("s3://bkt/app?endpoint=127.0.0.1:{}&region=us-east-1", testkit::free_port()),
+            ),
+            extra => format!("{text}{extra}"),
+        };
+        std::fs::write(&setup.config, bad).unwrap();
+        let started = Instant::now();
+        let (_, stderr) = setup.serve_fails();
+        assert!(started.elapsed() < Duration::from_secs(20));
+        for n in needles {
+            assert!(stderr.contains(n), "{case}: {n:?} not in: {stderr}");
+        }
+        std::fs::write(&setup.config, text).unwrap();
+    }
+    assert!(!setup.db.exists(), "no database was created by a failed start");
+}
+
+/// `sqlite-rest restore` against `litestream restore` on the same replica.
+fn restore_cmd(args: &[&str]) -> Output {
+    Command::new(BIN).arg("restore").args(args).output().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_restore_command_matches_litestream() {
+    let test = "the_restore_command_matches_litestream";
+    let Some(ls) = Litestream::require(test) else {
+        return;
+    };
+    for setup in [Some(Setup::file()), Setup::s3(test)].into_iter().flatten() {
+        create_db(&setup.db, 10);
+        let mut s = setup.serve().await;
+        let first = s.wait_replicated("").await["replication"]["replicated_txid"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        insert(&rusqlite::Connection::open(&setup.db).unwrap(), 5);
+        s.wait_replicated(&first).await;
+        s.sigterm();
+        assert!(s.wait_exit(Duration::from_secs(15)).await.success());
+        let dir = setup.dir.path();
+        let url = setup.url.as_str();
+
+        // Latest, by URL, with a full integrity check: byte-identical to Litestream's.
+        let ours = dir.join("ours.db");
+        let o = restore_cmd(&["-o", ours.to_str().unwrap(), "--integrity-check", "full", url]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let theirs = setup.litestream_restore(&ls, "theirs.db");
+        assert!(std::fs::read(&ours).unwrap() == std::fs::read(&theirs).unwrap());
+        // An existing output needs --force; --if-db-not-exists skips it.
+        let o = restore_cmd(&["-o", ours.to_str().unwrap(), url]);
+        assert!(!o.status.success());
+        assert!(String::from_utf8_lossy(&o.stderr).contains("--force"));
+        let o = restore_cmd(&["-o", ours.to_str().unwrap(), "--if-db-not-exists", url]);
+        assert!(o.status.success());
+        let o = restore_cmd(&["-o", ours.to_str().unwrap(), "--force", url]);
+        assert!(o.status.success());
+        // At a TXID, by config: same as Litestream's.
+        let txid = first.as_str();
+        let at = dir.join("at.db");
+        let o = restore_cmd(&[
+            "--config",
+            setup.config.to_str().unwrap(),
+            "--txid",
+            txid,
+            "-o",
+            at.to_str().unwrap(),
+            setup.db.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let their_at = dir.join("their-at.db");
+        let r = ls.restore(url, &their_at, &["-txid", txid]);
+        assert!(r.status.success());
+        assert!(std::fs::read(&at).unwrap() == std::fs::read(&their_at).unwrap());
+        assert_eq!(ids(&at).len(), 10);
+        // The dry-run plan is Litestream's.
+        let o = restore_cmd(&["--dry-run", "--json", "-o", "/nonexistent/x.db", url]);
+        assert!(o.status.success());
+        let plan: Value = serde_json::from_slice(&o.stdout).unwrap();
+        let theirs_plan = ls.restore_plan(url, None);
+        let names: Vec<&str> = plan["files"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+        let their_names: Vec<String> = theirs_plan.files.iter().map(|f| f.name.clone().unwrap_or_default()).collect();
+        assert_eq!(names, their_names);
+        assert_eq!(plan["max_txid"], theirs_plan.max_txid.as_str());
+        // Bad input is refused clearly; a missing backup with --if-replica-exists is fine.
+        let o = restore_cmd(&["-o", dir.join("x.db").to_str().unwrap(), "--txid", "9", url]);
+        assert!(String::from_utf8_lossy(&o.stderr).contains("16 hex digits"));
+        let o = restore_cmd(&["-o", dir.join("x.db").to_str().unwrap(), "--txid", "00000000000000ff", url]);
+        assert!(String::from_utf8_lossy(&o.stderr).contains("no matching backup files available"));
+        let o = restore_cmd(&["-o", dir.join("x.db").to_str().unwrap(), "--txid", "00000000000000ff", "--if-replica-exists", url]);
+        assert!(o.status.success());
+        assert!(!dir.join("x.db").exists());
+        // By timestamp: a time after everything restores the latest state.
+        let ts = "2100-01-01T00:00:00Z";
+        let o = restore_cmd(&["--config", setup.config.to_str().unwrap(), "--timestamp", ts, "-o", dir.join("ts.db").to_str().unwrap(), setup.db.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(std::fs::read(dir.join("ts.db")).unwrap() == std::fs::read(&theirs).unwrap());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_replicates_to_a_local_directory_and_restores_from_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = dir.path().join("demo");
+    let start = || async {
+        common::spawn_ready(|port, admin| {
+            let mut cmd = Command::new(BIN);
+            cmd.arg("demo")
+                .arg("--dir")
+                .arg(&demo)
+                .args(["--http-addr", &format!("127.0.0.1:{port}")])
+                .args(["--metrics-addr", &format!("127.0.0.1:{admin}")])
+                .args(["--log-level", "warn"])
+                .stdout(Stdio::null());
+            cmd
+        })
+        .await
+    };
+    let (child, port, admin) = start().await;
+    let mut s = Running {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+        admin: format!("http://127.0.0.1:{admin}"),
+        client: reqwest::Client::new(),
+    };
+    s.wait_replicated("").await;
+    assert!(demo.join("litestream.yml").exists());
+    assert!(demo.join("replica/ltx/0").is_dir());
+    s.sigterm();
+    assert!(s.wait_exit(Duration::from_secs(15)).await.success());
+    std::fs::remove_file(demo.join("bookstore.db")).unwrap();
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(demo.join(format!("bookstore.db{suffix}")));
+    }
+    std::fs::remove_dir_all(demo.join(".bookstore.db-litestream")).unwrap();
+    let (child, _port, admin) = start().await;
+    let s = Running {
+        child,
+        base: String::new(),
+        admin: format!("http://127.0.0.1:{admin}"),
+        client: reqwest::Client::new(),
+    };
+    let (status, h) = s.health().await;
+    assert_eq!(status, 200, "{h}");
+    assert!(demo.join("bookstore.db").exists(), "restored");
+    let c = rusqlite::Connection::open(demo.join("bookstore.db")).unwrap();
+    let n: i64 = c.query_row("SELECT count(*) FROM books", [], |r| r.get(0)).unwrap();
+    assert!(n > 0);
+}
