@@ -52,17 +52,25 @@ struct Run {
 }
 
 fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn s3_url(s3: &testkit::S3, bucket: &str) -> String {
-    format!("s3://{bucket}/db?endpoint={}&region={}", s3.host_port(), s3.region)
+    format!(
+        "s3://{bucket}/db?endpoint={}&region={}",
+        s3.host_port(),
+        s3.region
+    )
 }
 
 fn open_writer(db: &Path, mode: Mode) -> Connection {
     let conn = Connection::open(db).unwrap();
     conn.busy_timeout(Duration::from_secs(5)).unwrap();
-    conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(())).unwrap();
+    conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
+        .unwrap();
     conn.pragma_update(None, "synchronous", "NORMAL").unwrap();
     if mode == Mode::Ours {
         // The replicator is the checkpointer.
@@ -101,13 +109,17 @@ fn write_load(
     let frames = Arc::new(Mutex::new(0u32));
     {
         let frames = frames.clone();
-        conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, n: std::ffi::c_int| {
-            *frames.lock().unwrap() = n.max(0) as u32;
-            Ok(())
-        }))
+        conn.wal_hook(Some(
+            move |_: &mut rusqlite::hooks::Wal, n: std::ffi::c_int| {
+                *frames.lock().unwrap() = n.max(0) as u32;
+                Ok(())
+            },
+        ))
         .unwrap();
     }
-    let page_size: u64 = conn.query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0)).unwrap() as u64;
+    let page_size: u64 = conn
+        .query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0))
+        .unwrap() as u64;
     let mut stmt = conn
         .prepare("INSERT INTO books(title, author, price, published) VALUES (?1, ?2, ?3, ?4)")
         .unwrap();
@@ -234,7 +246,10 @@ async fn phase(ls: &Litestream, s3: &testkit::S3, mode: Mode, secs: f64, rate: u
             let config = dir.path().join("ls.yml");
             std::fs::write(
                 &config,
-                format!("dbs:\n  - path: {}\n    replica:\n      url: {url}\n", db.display()),
+                format!(
+                    "dbs:\n  - path: {}\n    replica:\n      url: {url}\n",
+                    db.display()
+                ),
             )
             .unwrap();
             let running = ls.spawn_replicate(&config);
@@ -250,11 +265,10 @@ async fn phase(ls: &Litestream, s3: &testkit::S3, mode: Mode, secs: f64, rate: u
     });
     let handle = ours.as_ref().map(|r| r.handle());
     let db2 = db.clone();
-    let (commits, took, traced) = tokio::task::spawn_blocking(move || {
-        write_load(&db2, mode, secs, rate, trace, handle)
-    })
-    .await
-    .unwrap();
+    let (commits, took, traced) =
+        tokio::task::spawn_blocking(move || write_load(&db2, mode, secs, rate, trace, handle))
+            .await
+            .unwrap();
     // Let the last commits land (Litestream's default intervals are 1 s).
     if trace {
         tokio::time::sleep(Duration::from_secs(4)).await;
@@ -282,7 +296,8 @@ async fn build_restore_replica(s3: &testkit::S3, dir: &Path, mb: u64) -> String 
     let db = dir.join("big.db");
     {
         let conn = Connection::open(&db).unwrap();
-        conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(())).unwrap();
+        conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
+            .unwrap();
         conn.execute_batch(
             "CREATE TABLE docs(id INTEGER PRIMARY KEY, title TEXT, body TEXT, blob BLOB);\
              CREATE INDEX docs_title ON docs(title);",
@@ -296,13 +311,19 @@ async fn build_restore_replica(s3: &testkit::S3, dir: &Path, mb: u64) -> String 
             [rows as i64],
         )
         .unwrap();
-        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).unwrap();
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .unwrap();
     }
     let bucket = s3.create_bucket("bench-restore");
     let url = s3_url(s3, &bucket);
-    let yaml = format!("dbs:\n  - path: {}\n    replica:\n      url: {url}\n", db.display());
+    let yaml = format!(
+        "dbs:\n  - path: {}\n    replica:\n      url: {url}\n",
+        db.display()
+    );
     let config = Config::parse(&yaml, LoadOptions::default()).unwrap();
-    let r = Replicator::start(ReplicatorOptions::new(config, &db).unwrap()).await.unwrap();
+    let r = Replicator::start(ReplicatorOptions::new(config, &db).unwrap())
+        .await
+        .unwrap();
     r.sync_and_wait().await.unwrap();
     r.shutdown().await.unwrap();
     url
@@ -312,8 +333,12 @@ async fn our_restore(url: &str, out: &Path) -> Duration {
     let _ = std::fs::remove_file(out);
     let started = Instant::now();
     let client = client_for(url).await;
-    let plan = restore::plan(client.as_ref(), RestoreTarget::Latest, true).await.unwrap();
-    restore::restore(&client, &plan, &RestoreOptions::new(out)).await.unwrap();
+    let plan = restore::plan(client.as_ref(), RestoreTarget::Latest, true)
+        .await
+        .unwrap();
+    restore::restore(&client, &plan, &RestoreOptions::new(out))
+        .await
+        .unwrap();
     started.elapsed()
 }
 
@@ -336,12 +361,19 @@ fn ms(d: Duration) -> f64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let Some(ls) = Litestream::require("bench-replication") else { return };
-    let Some(s3) = testkit::require_s3("bench-replication") else { return };
+    let Some(ls) = Litestream::require("bench-replication") else {
+        return;
+    };
+    let Some(s3) = testkit::require_s3("bench-replication") else {
+        return;
+    };
     let secs = env_or("BENCH_SECONDS", 6) as f64;
     let rate = env_or("BENCH_RATE", 200);
     let mb = env_or("BENCH_RESTORE_MB", 200);
-    println!("replication benchmark: {secs} s per phase, paced at {rate} commits/s, restore of ~{mb} MB, moto at {}", s3.endpoint);
+    println!(
+        "replication benchmark: {secs} s per phase, paced at {rate} commits/s, restore of ~{mb} MB, moto at {}",
+        s3.endpoint
+    );
 
     let mut lag_rows = Vec::new();
     for mode in [Mode::Ours, Mode::Litestream] {
@@ -369,7 +401,11 @@ async fn main() {
             cps.insert(format!("{mode:?}"), r.commits as f64 / r.secs);
         }
         let (b, o, t) = (cps["Baseline"], cps["Ours"], cps["Litestream"]);
-        println!("tput round {round}: baseline {b:.0}, ours {o:.0} ({:.3}), litestream {t:.0} ({:.3}) commits/s", o / b, t / b);
+        println!(
+            "tput round {round}: baseline {b:.0}, ours {o:.0} ({:.3}), litestream {t:.0} ({:.3}) commits/s",
+            o / b,
+            t / b
+        );
         ratios_ours.push(o / b);
         ratios_theirs.push(t / b);
         bases.push(b);
@@ -396,8 +432,26 @@ async fn main() {
     println!("| measure | sqlite-rest | litestream 0.5.17 | ratio |");
     println!("|---|---|---|---|");
     let (o, t) = (lag_rows[0], lag_rows[1]);
-    println!("| lag p50 commit → S3 | {:.0} ms | {:.0} ms | {:.3} |", ms(o.1), ms(t.1), ms(o.1) / ms(t.1));
-    println!("| lag p99 commit → S3 | {:.0} ms | {:.0} ms | {:.3} |", ms(o.2), ms(t.2), ms(o.2) / ms(t.2));
-    println!("| write throughput vs no replication ({base:.0} commits/s), median of {rounds} rounds | {ours:.3} | {theirs:.3} | |");
-    println!("| restore of {:.0} MB from S3 | {:.2} s | {:.2} s | {:.3} |", size as f64 / 1e6, ro.as_secs_f64(), rt.as_secs_f64(), ro.as_secs_f64() / rt.as_secs_f64());
+    println!(
+        "| lag p50 commit → S3 | {:.0} ms | {:.0} ms | {:.3} |",
+        ms(o.1),
+        ms(t.1),
+        ms(o.1) / ms(t.1)
+    );
+    println!(
+        "| lag p99 commit → S3 | {:.0} ms | {:.0} ms | {:.3} |",
+        ms(o.2),
+        ms(t.2),
+        ms(o.2) / ms(t.2)
+    );
+    println!(
+        "| write throughput vs no replication ({base:.0} commits/s), median of {rounds} rounds | {ours:.3} | {theirs:.3} | |"
+    );
+    println!(
+        "| restore of {:.0} MB from S3 | {:.2} s | {:.2} s | {:.3} |",
+        size as f64 / 1e6,
+        ro.as_secs_f64(),
+        rt.as_secs_f64(),
+        ro.as_secs_f64() / rt.as_secs_f64()
+    );
 }

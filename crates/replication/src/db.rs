@@ -332,7 +332,9 @@ impl Database {
             .map_err(self.sqlite("begin pin"))?;
         if let Err(e) = self
             .writer
-            .query_row("SELECT COUNT(1) FROM _litestream_seq", [], |r| r.get::<_, i64>(0))
+            .query_row("SELECT COUNT(1) FROM _litestream_seq", [], |r| {
+                r.get::<_, i64>(0)
+            })
         {
             let _ = self.writer.execute_batch("ROLLBACK");
             return Err(self.sqlite("pin read")(e));
@@ -415,7 +417,8 @@ impl Database {
         let mut buf = [0u8; 32];
         match File::open(&self.wal_path) {
             Ok(f) => {
-                f.read_full_at(&mut buf, 0).map_err(self.io("read WAL header"))?;
+                f.read_full_at(&mut buf, 0)
+                    .map_err(self.io("read WAL header"))?;
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(self.io("open WAL")(e)),

@@ -218,9 +218,8 @@ struct LocalReader {
 impl Read for LocalReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.file.is_none() {
-            let f = std::fs::File::open(&self.path).map_err(|e| {
-                io::Error::new(e.kind(), format!("{}: {e}", self.path.display()))
-            })?;
+            let f = std::fs::File::open(&self.path)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.path.display())))?;
             self.file = Some(io::BufReader::with_capacity(1 << 20, f));
         }
         let Some(file) = self.file.as_mut() else {

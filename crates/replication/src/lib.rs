@@ -79,8 +79,8 @@ pub mod wal;
 
 pub use client::{ReplicaClient, ReplicaMetrics, open_client};
 pub use config::Config;
-pub use level::{Level, LtxFileInfo};
 pub use health::{Component, FatalError};
+pub use level::{Level, LtxFileInfo};
 pub use progress::{CommitNotice, Positions};
 pub use replicator::{
     ReplicationHandle, Replicator, ReplicatorOptions, ShutdownError, ShutdownReport, StartError,

@@ -301,13 +301,10 @@ impl Maintenance {
             let compactor = Compactor::new(decoders)?;
             let _ = header_tx.send(*compactor.output_header());
             let encoded = compactor.compact(writer)?;
-            encoded
-                .writer
-                .finish()
-                .map_err(|e| ltx::Error::Io {
-                    section: ltx::Section::Trailer,
-                    source: e,
-                })?;
+            encoded.writer.finish().map_err(|e| ltx::Error::Io {
+                section: ltx::Section::Trailer,
+                source: e,
+            })?;
             Ok(encoded.header)
         });
         let compact_err = |source| MaintenanceError::Compact { level: dst, source };
@@ -366,7 +363,13 @@ impl Maintenance {
             let timestamp = crate::sync::now_millis();
             let _ = start_tx.send((pos.txid, timestamp));
             let mut writer = writer;
-            let header = write_snapshot(&shared.db_path, shared.page_size, pos, timestamp, &mut writer)?;
+            let header = write_snapshot(
+                &shared.db_path,
+                shared.page_size,
+                pos,
+                timestamp,
+                &mut writer,
+            )?;
             writer.finish().map_err(|source| SnapshotError::Io {
                 path: "snapshot upload".into(),
                 source,
@@ -435,8 +438,11 @@ impl Maintenance {
             };
             let mut files = self.list(level).await?;
             files.sort_by_key(|f| f.name);
-            let mut gone: Vec<LtxFileInfo> =
-                files.iter().filter(|f| f.name.max < floor).copied().collect();
+            let mut gone: Vec<LtxFileInfo> = files
+                .iter()
+                .filter(|f| f.name.max < floor)
+                .copied()
+                .collect();
             if gone.last() == files.last() {
                 gone.pop();
             }
@@ -506,7 +512,11 @@ impl Maintenance {
             return Ok(());
         }
         if !self.shared.config.retention_enabled {
-            tracing::debug!(level = level.get(), count = files.len(), "skipping remote deletion (retention disabled)");
+            tracing::debug!(
+                level = level.get(),
+                count = files.len(),
+                "skipping remote deletion (retention disabled)"
+            );
             return Ok(());
         }
         let names: Vec<FileName> = files.iter().map(|f| f.name).collect();
@@ -548,7 +558,10 @@ impl Jobs {
         Maintenance {
             shared: self.0.clone(),
         }
-        .compact(level, SystemTime::now() + Duration::from_secs(3600 * 24 * 365))
+        .compact(
+            level,
+            SystemTime::now() + Duration::from_secs(3600 * 24 * 365),
+        )
         .await
     }
 

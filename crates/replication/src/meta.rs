@@ -34,7 +34,9 @@ impl MetaDir {
 
     /// New files get the mode of the database file (if it exists now).
     pub fn with_modes_from(mut self, db: &Path) -> MetaDir {
-        self.file_mode = fs::metadata(db).ok().map(|m| m.permissions().mode() & 0o7777);
+        self.file_mode = fs::metadata(db)
+            .ok()
+            .map(|m| m.permissions().mode() & 0o7777);
         self
     }
 

@@ -90,7 +90,10 @@ impl DbMetrics {
             "litestream_total_wal_bytes",
             "Total number of bytes written to shadow WAL",
         )?;
-        let sync_count = counter("litestream_sync_count", "Number of sync operations performed")?;
+        let sync_count = counter(
+            "litestream_sync_count",
+            "Number of sync operations performed",
+        )?;
         let sync_errors = counter(
             "litestream_sync_error_count",
             "Number of sync errors that have occurred",
@@ -104,8 +107,14 @@ impl DbMetrics {
             "Number of post-compaction verification failures",
         )?;
         let cp = |name: &str, help: &str| CounterVec::new(Opts::new(name, help), &["db", "mode"]);
-        let checkpoint_count = cp("litestream_checkpoint_count", "Number of checkpoint operations")?;
-        let checkpoint_errors = cp("litestream_checkpoint_error_count", "Number of checkpoint errors")?;
+        let checkpoint_count = cp(
+            "litestream_checkpoint_count",
+            "Number of checkpoint operations",
+        )?;
+        let checkpoint_errors = cp(
+            "litestream_checkpoint_error_count",
+            "Number of checkpoint errors",
+        )?;
         let checkpoint_seconds = cp(
             "litestream_checkpoint_seconds",
             "Time spent checkpointing WAL, in seconds",

@@ -40,7 +40,7 @@ use crate::client::{
 };
 use crate::config::{Config, ConfigError, DbConfig};
 use crate::db::{Database, DbError};
-use crate::health::{Component, FatalError, Failure, Health};
+use crate::health::{Component, Failure, FatalError, Health};
 use crate::level::{Level, LtxFileInfo, timestamp_from_millis};
 use crate::maintenance::{self, Jobs, MaintenanceError};
 use crate::meta::MetaDir;
@@ -405,7 +405,10 @@ impl Replicator {
         let meta = MetaDir::new(db_config.meta_path().unwrap_or_else(|| {
             db_path.with_file_name(format!(
                 ".{}-litestream",
-                db_path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+                db_path
+                    .file_name()
+                    .map(|n| n.to_string_lossy())
+                    .unwrap_or_default()
             ))
         }));
         let prepared = startup::prepare(
@@ -441,7 +444,8 @@ impl Replicator {
             let position = prepared.position;
             let replica_txid = prepared.replica_txid;
             tokio::task::spawn_blocking(move || -> Result<(Syncer, SyncReport), StartError> {
-                meta.prepare().map_err(|e| StartError::Other(format!("{}: {e}", meta.root().display())))?;
+                meta.prepare()
+                    .map_err(|e| StartError::Other(format!("{}: {e}", meta.root().display())))?;
                 let meta = meta.with_modes_from(&db_path);
                 let db = Database::open(&db_path, busy)?;
                 let mut syncer = Syncer::new(db, meta, settings, position, lock, Some(metrics));
@@ -621,7 +625,9 @@ impl Replicator {
             .await
             .is_err()
         {
-            return Err(ShutdownError::FinalSync("replication already stopped".into()));
+            return Err(ShutdownError::FinalSync(
+                "replication already stopped".into(),
+            ));
         }
         match rx.await {
             Ok(Ok(())) => {}
@@ -679,7 +685,11 @@ fn adopt(syncer: &Syncer, info: LtxFileInfo, bytes: &[u8]) -> Result<Position, S
     enc.finish().map_err(|e| err(&e))?;
     syncer
         .meta()
-        .write_bytes(Level::L0, FileName::new(header.min_txid, header.max_txid), &out)
+        .write_bytes(
+            Level::L0,
+            FileName::new(header.min_txid, header.max_txid),
+            &out,
+        )
         .map_err(|e| err(&e))?;
     tracing::info!(txid = %header.max_txid, "adopted the replica's newest L0 file as the local position");
     Ok(Position {
@@ -977,7 +987,8 @@ async fn probe_loop(shared: Arc<Shared>, interval: Duration, stop: CancellationT
 
 /// Checks the retry window; on a fatal error stops every task.
 async fn watchdog(shared: Arc<Shared>, stop: CancellationToken) {
-    let tick = (shared.health.window() / 20).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    let tick =
+        (shared.health.window() / 20).clamp(Duration::from_millis(50), Duration::from_secs(1));
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,

@@ -301,7 +301,12 @@ pub fn sidecars(path: &Path) -> [PathBuf; 4] {
         s.push(suffix);
         PathBuf::from(s)
     };
-    [path.to_path_buf(), with("-wal"), with("-shm"), with("-journal")]
+    [
+        path.to_path_buf(),
+        with("-wal"),
+        with("-shm"),
+        with("-journal"),
+    ]
 }
 
 fn tmp_path(output: &Path) -> PathBuf {

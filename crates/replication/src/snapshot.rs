@@ -22,9 +22,7 @@ use ltx::{Encoder, Header, TxId};
 
 use crate::db::{read_db_page, shared_file, wal_path};
 use crate::sync::Position;
-use crate::wal::{
-    self, FRAME_HEADER_SIZE, Salt, WAL_HEADER_SIZE, WalError, WalHeader, WalReader,
-};
+use crate::wal::{self, FRAME_HEADER_SIZE, Salt, WAL_HEADER_SIZE, WalError, WalHeader, WalReader};
 
 /// Errors reading an image or writing a snapshot.
 #[derive(Debug, thiserror::Error)]

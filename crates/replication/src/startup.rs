@@ -71,7 +71,10 @@ impl fmt::Display for StartAction {
                 write!(f, "caught up from TXID {from} to the replica's TXID {to}")
             }
             StartAction::Adopted { txid } => {
-                write!(f, "local database equals the replica at TXID {txid}; adopted its position")
+                write!(
+                    f,
+                    "local database equals the replica at TXID {txid}; adopted its position"
+                )
             }
         }
     }
@@ -173,7 +176,9 @@ pub enum StartupError {
     Client(#[from] ClientError),
     #[error(transparent)]
     Restore(#[from] RestoreError),
-    #[error("reading the local replication position: {0} (remove the metadata directory {1} to start over from the replica's state)")]
+    #[error(
+        "reading the local replication position: {0} (remove the metadata directory {1} to start over from the replica's state)"
+    )]
     LocalPosition(SyncError, PathBuf),
     #[error("{0}")]
     Image(#[from] SnapshotError),
@@ -302,20 +307,18 @@ pub async fn prepare(
             .await?
         {
             Comparison::Equal => Ok(Prepared {
-                action: StartAction::Adopted {
-                    txid: replica_txid,
-                },
+                action: StartAction::Adopted { txid: replica_txid },
                 position: Position::ZERO,
                 replica_txid,
                 adopt,
             }),
-            Comparison::Different(detail) | Comparison::Unavailable(detail) => Err(diverged(
-                DivergenceKind::NoLocalHistory {
+            Comparison::Different(detail) | Comparison::Unavailable(detail) => {
+                Err(diverged(DivergenceKind::NoLocalHistory {
                     replica: replica_txid,
                     detail,
-                },
-            )
-            .into()),
+                })
+                .into())
+            }
         };
     }
 
@@ -333,19 +336,33 @@ pub async fn prepare(
         if l >= replica_txid {
             return Ok(continued(local, replica_txid));
         }
-        return catch_up_if_at(client, db_path, meta, &remote, local, replica_txid, adopt, options, &diverged).await;
+        return catch_up_if_at(
+            client,
+            db_path,
+            meta,
+            &remote,
+            local,
+            replica_txid,
+            adopt,
+            options,
+            &diverged,
+        )
+        .await;
     }
     if l > replica_txid {
         if let Some(n) = newest_l0
             && meta.exists(Level::L0, n.name)
         {
             let theirs = client.read(Level::L0, n.name, ReadRange::Full).await?;
-            let ours = meta.read(Level::L0, n.name).map_err(io(&meta.path(Level::L0, n.name)))?;
+            let ours = meta
+                .read(Level::L0, n.name)
+                .map_err(io(&meta.path(Level::L0, n.name)))?;
             if theirs.as_ref() != ours.as_slice() {
                 return Err(diverged(DivergenceKind::TxidDiffers { txid: n.name.max }).into());
             }
         }
-        let missing = (replica_txid.get() + 1..=l.get()).any(|t| !meta.exists(Level::L0, FileName::new(TxId(t), TxId(t))));
+        let missing = (replica_txid.get() + 1..=l.get())
+            .any(|t| !meta.exists(Level::L0, FileName::new(TxId(t), TxId(t))));
         if missing {
             return Err(diverged(DivergenceKind::ReplicaWentBack {
                 local: l,
@@ -358,15 +375,17 @@ pub async fn prepare(
     // The replica is at or beyond L but no longer has L's own file (compacted away).
     match compare_with_replica(client, db_path, &remote, RestoreTarget::TxId(l), options).await? {
         Comparison::Equal if l == replica_txid => Ok(continued(local, replica_txid)),
-        Comparison::Equal => catch_up(client, db_path, meta, local, replica_txid, adopt, options).await,
-        Comparison::Different(detail) | Comparison::Unavailable(detail) => Err(diverged(
-            DivergenceKind::LocalChangesAfter {
+        Comparison::Equal => {
+            catch_up(client, db_path, meta, local, replica_txid, adopt, options).await
+        }
+        Comparison::Different(detail) | Comparison::Unavailable(detail) => {
+            Err(diverged(DivergenceKind::LocalChangesAfter {
                 local: l,
                 replica: replica_txid,
                 detail,
-            },
-        )
-        .into()),
+            })
+            .into())
+        }
     }
 }
 
@@ -399,8 +418,14 @@ async fn catch_up_if_at(
     let detail = if proved_at(db_path, local) {
         None
     } else {
-        match compare_with_replica(client, db_path, remote, RestoreTarget::TxId(local.txid), options)
-            .await?
+        match compare_with_replica(
+            client,
+            db_path,
+            remote,
+            RestoreTarget::TxId(local.txid),
+            options,
+        )
+        .await?
         {
             Comparison::Equal => None,
             Comparison::Different(d) | Comparison::Unavailable(d) => Some(d),

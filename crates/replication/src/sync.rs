@@ -313,8 +313,7 @@ impl Syncer {
             if r.file_written {
                 self.state.synced_since_checkpoint = true;
             }
-            if !r.limited || r.synced_to_wal_end || self.exceeds_truncate_threshold(orig_wal_size)
-            {
+            if !r.limited || r.synced_to_wal_end || self.exceeds_truncate_threshold(orig_wal_size) {
                 self.checkpoint_if_needed(orig_wal_size, r.new_wal_size)?;
             }
             if !(r.file_written && r.limited && !r.synced_to_wal_end) {
@@ -412,8 +411,9 @@ impl Syncer {
             return Err(SyncError::PrevOffset(prev));
         }
         if !self.last_page_match(&h, prev as u64)? {
-            info.full =
-                Some("last page does not exist in last ltx file, wal overwritten by another process");
+            info.full = Some(
+                "last page does not exist in last ltx file, wal overwritten by another process",
+            );
             return Ok(info);
         }
         if !salt_match {
@@ -421,10 +421,13 @@ impl Syncer {
             // start, unless it went through more than one unknown generation.
             info.offset = WAL_HEADER_SIZE;
             info.salt = hdr.salt;
-            if self.detect_full_checkpoint(&[hdr.salt, Salt {
-                salt1: h.wal_salt1,
-                salt2: h.wal_salt2,
-            }])? {
+            if self.detect_full_checkpoint(&[
+                hdr.salt,
+                Salt {
+                    salt1: h.wal_salt1,
+                    salt2: h.wal_salt2,
+                },
+            ])? {
                 info.full = Some("full or restart checkpoint detected, snapshotting");
             } else {
                 info.full = None;
@@ -536,7 +539,8 @@ impl Syncer {
         };
         let txid = self.pos.txid.next().ok_or(SyncError::TxIdOverflow)?;
         let page_size = self.db.page_size();
-        let db_commit = u32::try_from(self.db.db_size()? / u64::from(page_size)).unwrap_or(u32::MAX);
+        let db_commit =
+            u32::try_from(self.db.db_size()? / u64::from(page_size)).unwrap_or(u32::MAX);
 
         let wal_file = self.db.open_wal()?;
         let reader = if info.offset == WAL_HEADER_SIZE {
@@ -620,11 +624,16 @@ impl Syncer {
             for (pgno, wal_offset) in pages {
                 match wal_offset {
                     Some(off) => {
-                        wal::read_page(&wal_file, &wal_header_or(&wal_header, page_size), off, &mut page)
-                            .map_err(|source| SyncError::Wal {
-                                path: db.wal_path().display().to_string(),
-                                source,
-                            })?;
+                        wal::read_page(
+                            &wal_file,
+                            &wal_header_or(&wal_header, page_size),
+                            off,
+                            &mut page,
+                        )
+                        .map_err(|source| SyncError::Wal {
+                            path: db.wal_path().display().to_string(),
+                            source,
+                        })?;
                         if Some(off) == last_frame_offset {
                             last_frame = Some((off, pgno, page.clone()));
                         }
@@ -685,8 +694,12 @@ impl Syncer {
             m.add_wal_bytes(size);
         }
         match full {
-            Some(reason) => tracing::debug!(db = %self.db.path().display(), txid = %txid, offset = info.offset, snap = true, reason, "sync"),
-            None => tracing::trace!(db = %self.db.path().display(), txid = %txid, offset = info.offset, "sync"),
+            Some(reason) => {
+                tracing::debug!(db = %self.db.path().display(), txid = %txid, offset = info.offset, snap = true, reason, "sync")
+            }
+            None => {
+                tracing::trace!(db = %self.db.path().display(), txid = %txid, offset = info.offset, "sync")
+            }
         }
         self.report.files.push(L0File {
             header,

@@ -444,7 +444,10 @@ impl<R: ReadAt> WalReader<R> {
         self.refills += 1;
         let mut filled = 0;
         while filled < want {
-            match self.src.read_at(&mut self.buf[filled..want], offset + filled as u64) {
+            match self
+                .src
+                .read_at(&mut self.buf[filled..want], offset + filled as u64)
+            {
                 Ok(0) => break,
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -35,7 +35,14 @@ impl Moto {
         let python = testkit::require_tool(testkit::Tool::Python, test)?;
         let port = testkit::free_port();
         let child = Command::new(python)
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -57,7 +64,10 @@ impl Moto {
 
     fn url(&self) -> String {
         // create_bucket names are unique; find ours by listing is overkill: use a fixed one.
-        format!("s3://bkt/db?endpoint=127.0.0.1:{}&region=us-east-1", self.port)
+        format!(
+            "s3://bkt/db?endpoint=127.0.0.1:{}&region=us-east-1",
+            self.port
+        )
     }
 
     fn create_fixed_bucket(&self) {
@@ -89,7 +99,9 @@ async fn persistent_upload_errors_are_fatal_within_the_window() {
     let replica = dir.join("replica");
     let yaml = fast_config(&db, &file_url(&replica), "");
     let window = Duration::from_secs(2);
-    let r = Replicator::start(options(&yaml, &db, window)).await.unwrap();
+    let r = Replicator::start(options(&yaml, &db, window))
+        .await
+        .unwrap();
     r.sync_and_wait().await.unwrap();
     // Break the replica: its level directories become a file.
     std::fs::remove_dir_all(replica.join("ltx")).unwrap();
@@ -97,7 +109,10 @@ async fn persistent_upload_errors_are_fatal_within_the_window() {
     let broke = Instant::now();
     let conn = wal_db(&db);
     insert(&conn, 3, 100);
-    r.handle().notify_commit(CommitNotice { seq: 1, wal_frames: 0 });
+    r.handle().notify_commit(CommitNotice {
+        seq: 1,
+        wal_frames: 0,
+    });
     let h = r.handle();
     let status_seen_unhealthy = tokio::spawn(async move {
         loop {
@@ -108,15 +123,28 @@ async fn persistent_upload_errors_are_fatal_within_the_window() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     });
-    let fatal = tokio::time::timeout(window + Duration::from_secs(5), r.failed()).await.expect("not fatal in time");
+    let fatal = tokio::time::timeout(window + Duration::from_secs(5), r.failed())
+        .await
+        .expect("not fatal in time");
     let took = broke.elapsed();
     assert!(took >= window, "fatal too early: {took:?}");
-    assert!(took < window + Duration::from_secs(3), "fatal too late: {took:?}");
+    assert!(
+        took < window + Duration::from_secs(3),
+        "fatal too late: {took:?}"
+    );
     // The cause is named: the replica path that cannot be written.
-    assert!(fatal.to_string().contains(&replica.join("ltx").display().to_string()), "{fatal}");
+    assert!(
+        fatal
+            .to_string()
+            .contains(&replica.join("ltx").display().to_string()),
+        "{fatal}"
+    );
     let s = status_seen_unhealthy.await.unwrap();
     assert!(!s.failures.is_empty());
-    assert!(r.handle().wait_commit_replicated(1).await.is_err(), "waiters see the failure");
+    assert!(
+        r.handle().wait_commit_replicated(1).await.is_err(),
+        "waiters see the failure"
+    );
     assert!(r.shutdown().await.is_err());
 }
 
@@ -126,14 +154,19 @@ async fn transient_errors_recover() {
     let db = dir.join("app.db");
     let replica = dir.join("replica");
     let yaml = fast_config(&db, &file_url(&replica), "");
-    let r = Replicator::start(options(&yaml, &db, Duration::from_secs(20))).await.unwrap();
+    let r = Replicator::start(options(&yaml, &db, Duration::from_secs(20)))
+        .await
+        .unwrap();
     r.sync_and_wait().await.unwrap();
     let saved = dir.join("saved-ltx");
     std::fs::rename(replica.join("ltx"), &saved).unwrap();
     std::fs::write(replica.join("ltx"), b"x").unwrap();
     let conn = wal_db(&db);
     insert(&conn, 3, 100);
-    r.handle().notify_commit(CommitNotice { seq: 1, wal_frames: 0 });
+    r.handle().notify_commit(CommitNotice {
+        seq: 1,
+        wal_frames: 0,
+    });
     let deadline = Instant::now() + Duration::from_secs(5);
     while r.handle().status().healthy {
         assert!(Instant::now() < deadline);
@@ -141,7 +174,13 @@ async fn transient_errors_recover() {
     }
     std::fs::remove_file(replica.join("ltx")).unwrap();
     std::fs::rename(&saved, replica.join("ltx")).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), r.handle().wait_commit_replicated(1)).await.unwrap().unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        r.handle().wait_commit_replicated(1),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while !r.handle().status().healthy {
         assert!(Instant::now() < deadline, "{:?}", r.handle().status());
@@ -154,18 +193,24 @@ async fn transient_errors_recover() {
 async fn a_dead_s3_endpoint_is_noticed_while_idle() {
     init_logging();
     let test = "a_dead_s3_endpoint_is_noticed_while_idle";
-    let Some(mut moto) = Moto::start(test) else { return };
+    let Some(mut moto) = Moto::start(test) else {
+        return;
+    };
     moto.create_fixed_bucket();
     let (_t, dir) = tempdir();
     let db = dir.join("app.db");
     let yaml = fast_config(&db, &moto.url(), "");
     let window = Duration::from_secs(2);
-    let r = Replicator::start(options(&yaml, &db, window)).await.unwrap();
+    let r = Replicator::start(options(&yaml, &db, window))
+        .await
+        .unwrap();
     r.sync_and_wait().await.unwrap();
     moto.kill();
     let killed = Instant::now();
     // No writes: only the probe can notice.
-    let fatal = tokio::time::timeout(Duration::from_secs(20), r.failed()).await.expect("not fatal in time");
+    let fatal = tokio::time::timeout(Duration::from_secs(20), r.failed())
+        .await
+        .expect("not fatal in time");
     let took = killed.elapsed();
     assert!(took < window + Duration::from_secs(8), "{took:?}");
     assert!(!fatal.last_error.is_empty(), "{fatal}");
@@ -178,37 +223,70 @@ async fn bad_start_up_settings_fail_clearly() {
     let db = dir.join("app.db");
     // The database is not in the config.
     let yaml = fast_config(&dir.join("other.db"), &file_url(&dir.join("replica")), "");
-    let err = Replicator::start(options(&yaml, &db, Duration::from_secs(5))).await.unwrap_err();
+    let err = Replicator::start(options(&yaml, &db, Duration::from_secs(5)))
+        .await
+        .unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, StartError::Config(_)), "{msg}");
-    assert!(msg.contains("is not in the replication config") && msg.contains("app.db"), "{msg}");
+    assert!(
+        msg.contains("is not in the replication config") && msg.contains("app.db"),
+        "{msg}"
+    );
     // An unknown key is named with its path.
-    let bad = format!("{}      retention-interval: 1h\n", fast_config(&db, &file_url(&dir.join("replica")), ""));
-    let err = Config::parse(&bad, LoadOptions::default()).unwrap_err().to_string();
+    let bad = format!(
+        "{}      retention-interval: 1h\n",
+        fast_config(&db, &file_url(&dir.join("replica")), "")
+    );
+    let err = Config::parse(&bad, LoadOptions::default())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("dbs[0].replica.retention-interval"), "{err}");
     // A bad replica URL.
-    let err = Config::parse(&fast_config(&db, "s3://", ""), LoadOptions::default()).unwrap_err().to_string();
+    let err = Config::parse(&fast_config(&db, "s3://", ""), LoadOptions::default())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("dbs[0].replica"), "{err}");
     // An unreachable endpoint fails the start, quickly, naming the replica.
     let port = testkit::free_port();
-    let yaml = fast_config(&db, &format!("s3://bkt/db?endpoint=127.0.0.1:{port}&region=us-east-1"), "");
+    let yaml = fast_config(
+        &db,
+        &format!("s3://bkt/db?endpoint=127.0.0.1:{port}&region=us-east-1"),
+        "",
+    );
     let started = Instant::now();
-    let err = Replicator::start(options(&yaml, &db, Duration::from_secs(5))).await.unwrap_err();
-    assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
+    let err = Replicator::start(options(&yaml, &db, Duration::from_secs(5)))
+        .await
+        .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
     let msg = err.to_string();
     assert!(matches!(err, StartError::Unreachable { .. }), "{msg}");
-    assert!(msg.contains("s3://bkt/db") && msg.contains("not reachable"), "{msg}");
+    assert!(
+        msg.contains("s3://bkt/db") && msg.contains("not reachable"),
+        "{msg}"
+    );
     assert!(!db.exists(), "nothing was created");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_after_a_write_load_leaves_every_acknowledged_commit_on_the_replica() {
     let test = "shutdown_after_a_write_load_leaves_every_acknowledged_commit_on_the_replica";
-    let Some(ls) = Litestream::require(test) else { return };
+    let Some(ls) = Litestream::require(test) else {
+        return;
+    };
     let (_t, dir) = tempdir();
     let db = dir.join("app.db");
     let url = file_url(&dir.join("replica"));
-    let r = Replicator::start(options(&fast_config(&db, &url, ""), &db, Duration::from_secs(30))).await.unwrap();
+    let r = Replicator::start(options(
+        &fast_config(&db, &url, ""),
+        &db,
+        Duration::from_secs(30),
+    ))
+    .await
+    .unwrap();
     let h = r.handle();
     let db2 = db.clone();
     let acknowledged = tokio::task::spawn_blocking(move || {
@@ -218,20 +296,27 @@ async fn shutdown_after_a_write_load_leaves_every_acknowledged_commit_on_the_rep
         let mut seq = 0u64;
         while started.elapsed() < Duration::from_millis(1500) {
             seq += 1;
-            conn.execute("INSERT INTO t(v) VALUES (randomblob(64))", []).unwrap();
+            conn.execute("INSERT INTO t(v) VALUES (randomblob(64))", [])
+                .unwrap();
             h.notify_commit(CommitNotice { seq, wal_frames: 0 });
         }
-        conn.query_row("SELECT max(id) FROM t", [], |r| r.get::<_, i64>(0)).unwrap()
+        conn.query_row("SELECT max(id) FROM t", [], |r| r.get::<_, i64>(0))
+            .unwrap()
     })
     .await
     .unwrap();
     // The writer stopped (as the server stops taking writes on SIGTERM); shut down.
     let report = r.shutdown().await.unwrap();
-    assert_eq!(report.positions.replicated_txid, report.positions.local_txid);
+    assert_eq!(
+        report.positions.replicated_txid,
+        report.positions.local_txid
+    );
     let out = dir.join("out.db");
     restore(&ls, &url, &out, &[]);
     let conn = rusqlite::Connection::open(&out).unwrap();
-    let max: i64 = conn.query_row("SELECT max(id) FROM t", [], |r| r.get(0)).unwrap();
+    let max: i64 = conn
+        .query_row("SELECT max(id) FROM t", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(max, acknowledged);
     assert!(acknowledged > 100, "only {acknowledged} writes");
 }
@@ -239,20 +324,34 @@ async fn shutdown_after_a_write_load_leaves_every_acknowledged_commit_on_the_rep
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_by_the_sqlite3_cli_are_replicated() {
     let test = "writes_by_the_sqlite3_cli_are_replicated";
-    let Some(sqlite3) = testkit::require_tool(testkit::Tool::Sqlite3, test) else { return };
+    let Some(sqlite3) = testkit::require_tool(testkit::Tool::Sqlite3, test) else {
+        return;
+    };
     let (_t, dir) = tempdir();
     let db = dir.join("app.db");
     drop(wal_db(&db));
     let url = file_url(&dir.join("replica"));
-    let r = Replicator::start(options(&fast_config(&db, &url, ""), &db, Duration::from_secs(30))).await.unwrap();
+    let r = Replicator::start(options(
+        &fast_config(&db, &url, ""),
+        &db,
+        Duration::from_secs(30),
+    ))
+    .await
+    .unwrap();
     let start = r.handle().positions().replicated_txid;
     for i in 0..3 {
         let out = Command::new(&sqlite3)
             .arg(&db)
-            .arg(format!("INSERT INTO t(v) VALUES (CAST('from the cli {i}' AS BLOB));"))
+            .arg(format!(
+                "INSERT INTO t(v) VALUES (CAST('from the cli {i}' AS BLOB));"
+            ))
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     // No notification: the monitor interval (100 ms) finds them.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -261,14 +360,32 @@ async fn writes_by_the_sqlite3_cli_are_replicated() {
         if p.replicated_txid > start && p.replicated_txid == p.local_txid {
             let out = dir.join(format!("check-{}.db", p.replicated_txid));
             let target = replication::url::parse_replica_url(&url).unwrap();
-            let c = replication::client::open_client(&target, &Default::default()).await.unwrap();
-            let plan = replication::restore::plan(c.as_ref(), replication::plan::RestoreTarget::Latest, true).await.unwrap();
-            replication::restore::restore(&c, &plan, &replication::restore::RestoreOptions::new(&out)).await.unwrap();
+            let c = replication::client::open_client(&target, &Default::default())
+                .await
+                .unwrap();
+            let plan = replication::restore::plan(
+                c.as_ref(),
+                replication::plan::RestoreTarget::Latest,
+                true,
+            )
+            .await
+            .unwrap();
+            replication::restore::restore(
+                &c,
+                &plan,
+                &replication::restore::RestoreOptions::new(&out),
+            )
+            .await
+            .unwrap();
             if rows(&out).len() == 3 {
                 break;
             }
         }
-        assert!(Instant::now() < deadline, "CLI writes not replicated: {:?}", r.handle().positions());
+        assert!(
+            Instant::now() < deadline,
+            "CLI writes not replicated: {:?}",
+            r.handle().positions()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     r.shutdown().await.unwrap();

@@ -31,7 +31,9 @@ async fn client(url: &str) -> Arc<dyn ReplicaClient> {
 async fn ours(url: &str, out: &Path, target: RestoreTarget) -> Result<Vec<u8>, String> {
     let _ = std::fs::remove_file(out);
     let c = client(url).await;
-    let plan = restore::plan(c.as_ref(), target, true).await.map_err(|e| e.to_string())?;
+    let plan = restore::plan(c.as_ref(), target, true)
+        .await
+        .map_err(|e| e.to_string())?;
     restore::restore(&c, &plan, &RestoreOptions::new(out))
         .await
         .map_err(|e| e.to_string())?;
@@ -55,11 +57,18 @@ async fn agree_everywhere(ls: &Litestream, url: &str, dir: &Path) -> Vec<u64> {
     let listing = ls.ltx_list(url);
     // The listing is the same as ours (names, levels, sizes; timestamps to the second).
     let c = client(url).await;
-    let mut mine: Vec<_> = c.list_all(ListOptions::default()).await.unwrap().iter().map(info_key).collect();
+    let mut mine: Vec<_> = c
+        .list_all(ListOptions::default())
+        .await
+        .unwrap()
+        .iter()
+        .map(info_key)
+        .collect();
     let mut their: Vec<_> = listing.iter().map(entry_key).collect();
     mine.sort();
     their.sort();
-    let strip = |v: &[(u8, u64, u64, u64, i64)]| v.iter().map(|k| (k.0, k.1, k.2, k.3)).collect::<Vec<_>>();
+    let strip =
+        |v: &[(u8, u64, u64, u64, i64)]| v.iter().map(|k| (k.0, k.1, k.2, k.3)).collect::<Vec<_>>();
     assert_eq!(strip(&mine), strip(&their), "listings differ");
 
     let mut boundaries: Vec<u64> = listing
@@ -76,21 +85,39 @@ async fn agree_everywhere(ls: &Litestream, url: &str, dir: &Path) -> Vec<u64> {
         match (&o, &th) {
             (Ok(x), Ok(y)) => assert!(x == y, "txid {hex}: restores differ"),
             (Err(_), Err(_)) => {}
-            _ => panic!("txid {hex}: ours {:?} vs theirs {:?}", o.as_ref().err(), th.as_ref().err()),
+            _ => panic!(
+                "txid {hex}: ours {:?} vs theirs {:?}",
+                o.as_ref().err(),
+                th.as_ref().err()
+            ),
         }
     }
     // A TXID that is no boundary of any file fails in both.
-    if let Some(gap) = (1..boundaries.last().copied().unwrap_or(1)).find(|t| !boundaries.contains(t)) {
+    if let Some(gap) =
+        (1..boundaries.last().copied().unwrap_or(1)).find(|t| !boundaries.contains(t))
+    {
         let hex = format!("{gap:016x}");
         let o = ours(url, &a, RestoreTarget::TxId(TxId(gap))).await;
         let th = theirs(ls, url, &b, &["-txid", &hex]);
-        assert!(o.is_err() && th.is_err(), "non-boundary {hex}: {o:?} / {th:?}");
-        assert!(th.unwrap_err().contains("no matching backup files available"));
-        assert!(o.unwrap_err().contains("no matching backup files available"));
+        assert!(
+            o.is_err() && th.is_err(),
+            "non-boundary {hex}: {o:?} / {th:?}"
+        );
+        assert!(
+            th.unwrap_err()
+                .contains("no matching backup files available")
+        );
+        assert!(
+            o.unwrap_err()
+                .contains("no matching backup files available")
+        );
     }
     // Timestamps between distinct file times (precise CreatedAt).
     let precise = c
-        .list_all(ListOptions { seek: None, precise_timestamps: true })
+        .list_all(ListOptions {
+            seek: None,
+            precise_timestamps: true,
+        })
         .await
         .unwrap();
     let mut times: Vec<DateTime<Utc>> = precise.iter().map(|f| f.created_at).collect();
@@ -110,7 +137,11 @@ async fn agree_everywhere(ls: &Litestream, url: &str, dir: &Path) -> Vec<u64> {
         match (&o, &th) {
             (Ok(x), Ok(y)) => assert!(x == y, "timestamp {s}: restores differ"),
             (Err(_), Err(_)) => {}
-            _ => panic!("timestamp {s}: ours {:?} vs theirs {:?}", o.as_ref().err(), th.as_ref().err()),
+            _ => panic!(
+                "timestamp {s}: ours {:?} vs theirs {:?}",
+                o.as_ref().err(),
+                th.as_ref().err()
+            ),
         }
     }
     // Before the first file: both refuse.
@@ -119,7 +150,9 @@ async fn agree_everywhere(ls: &Litestream, url: &str, dir: &Path) -> Vec<u64> {
         let s = early.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let th = theirs(ls, url, &b, &["-timestamp", &s]).unwrap_err();
         assert!(th.contains("timestamp does not exist"), "{th}");
-        let o = ours(url, &a, RestoreTarget::Timestamp(early)).await.unwrap_err();
+        let o = ours(url, &a, RestoreTarget::Timestamp(early))
+            .await
+            .unwrap_err();
         assert!(o.contains("timestamp does not exist"), "{o}");
     }
     let o = ours(url, &a, RestoreTarget::Latest).await.unwrap();
@@ -130,7 +163,9 @@ async fn agree_everywhere(ls: &Litestream, url: &str, dir: &Path) -> Vec<u64> {
 
 async fn start_ours(yaml: &str, db: &Path) -> Replicator {
     let config = Config::parse(yaml, LoadOptions::default()).unwrap();
-    Replicator::start(ReplicatorOptions::new(config, db).unwrap()).await.unwrap()
+    Replicator::start(ReplicatorOptions::new(config, db).unwrap())
+        .await
+        .unwrap()
 }
 
 /// Our replicator writes (levels 0, 1, 2, 9 with retention) while rusqlite commits,
@@ -168,7 +203,9 @@ async fn we_write(db: &Path, url: &str) {
 
 async fn we_write_they_read(test: &str, url: &str) {
     init_logging();
-    let Some(ls) = Litestream::require(test) else { return };
+    let Some(ls) = Litestream::require(test) else {
+        return;
+    };
     let (_t, dir) = tempdir();
     let db = dir.join("src.db");
     we_write(&db, url).await;
@@ -182,20 +219,32 @@ async fn we_write_they_read(test: &str, url: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn we_write_litestream_reads_file() {
     let (_t, dir) = tempdir();
-    we_write_they_read("we_write_litestream_reads_file", &file_url(&dir.join("replica"))).await;
+    we_write_they_read(
+        "we_write_litestream_reads_file",
+        &file_url(&dir.join("replica")),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn we_write_litestream_reads_s3() {
     let test = "we_write_litestream_reads_s3";
-    let Some(s3) = testkit::require_s3(test) else { return };
+    let Some(s3) = testkit::require_s3(test) else {
+        return;
+    };
     let bucket = s3.create_bucket("interop-ours");
-    let url = format!("s3://{bucket}/db?endpoint={}&region={}", s3.host_port(), s3.region);
+    let url = format!(
+        "s3://{bucket}/db?endpoint={}&region={}",
+        s3.host_port(),
+        s3.region
+    );
     we_write_they_read(test, &url).await;
 }
 
 async fn they_write_we_read(test: &str, url: &str) {
-    let Some(ls) = Litestream::require(test) else { return };
+    let Some(ls) = Litestream::require(test) else {
+        return;
+    };
     let (_t, dir) = tempdir();
     let db = dir.join("src.db");
     replicate_with_levels(&ls, &dir, &db, url);
@@ -209,15 +258,25 @@ async fn they_write_we_read(test: &str, url: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn litestream_writes_we_read_file() {
     let (_t, dir) = tempdir();
-    they_write_we_read("litestream_writes_we_read_file", &file_url(&dir.join("replica"))).await;
+    they_write_we_read(
+        "litestream_writes_we_read_file",
+        &file_url(&dir.join("replica")),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn litestream_writes_we_read_s3() {
     let test = "litestream_writes_we_read_s3";
-    let Some(s3) = testkit::require_s3(test) else { return };
+    let Some(s3) = testkit::require_s3(test) else {
+        return;
+    };
     let bucket = s3.create_bucket("interop-theirs");
-    let url = format!("s3://{bucket}/db?endpoint={}&region={}", s3.host_port(), s3.region);
+    let url = format!(
+        "s3://{bucket}/db?endpoint={}&region={}",
+        s3.host_port(),
+        s3.region
+    );
     they_write_we_read(test, &url).await;
 }
 
@@ -239,7 +298,10 @@ fn ls_config(dir: &Path, db: &Path, url: &str) -> std::path::PathBuf {
 fn litestream_session(ls: &Litestream, config: &Path, db: &Path, n: usize) -> String {
     let running = ls.spawn_replicate(config);
     let conn = wal_db(db);
-    assert!(running.wait_for_log("replica sync", Duration::from_secs(20)) || running.wait_for_log("sync", Duration::from_secs(5)));
+    assert!(
+        running.wait_for_log("replica sync", Duration::from_secs(20))
+            || running.wait_for_log("sync", Duration::from_secs(5))
+    );
     for _ in 0..n {
         insert(&conn, 2, 300);
         std::thread::sleep(Duration::from_millis(150));
@@ -265,8 +327,14 @@ enum Takeover {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handover_litestream_takes_over_our_replica() {
     let test = "handover_litestream_takes_over_our_replica";
-    let Some(ls) = Litestream::require(test) else { return };
-    for case in [Takeover::WithMeta, Takeover::WithoutMeta, Takeover::WithoutMetaWalReset] {
+    let Some(ls) = Litestream::require(test) else {
+        return;
+    };
+    for case in [
+        Takeover::WithMeta,
+        Takeover::WithoutMeta,
+        Takeover::WithoutMetaWalReset,
+    ] {
         let (_t, dir) = tempdir();
         let db = dir.join("src.db");
         let url = file_url(&dir.join("replica"));
@@ -276,7 +344,8 @@ async fn handover_litestream_takes_over_our_replica() {
         }
         if case == Takeover::WithoutMetaWalReset {
             let conn = rusqlite::Connection::open(&db).unwrap();
-            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).unwrap();
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                .unwrap();
         }
         let config = ls_config(&dir, &db, &url);
         let log = litestream_session(&ls, &config, &db, 5);
@@ -291,7 +360,9 @@ async fn handover_litestream_takes_over_our_replica() {
         let out = dir.join("after.db");
         theirs(&ls, &url, &out, &["-integrity-check", "full"]).unwrap();
         assert_eq!(rows(&out), rows(&db), "{case:?}");
-        let mine = ours(&url, &dir.join("ours.db"), RestoreTarget::Latest).await.unwrap();
+        let mine = ours(&url, &dir.join("ours.db"), RestoreTarget::Latest)
+            .await
+            .unwrap();
         assert!(mine == std::fs::read(&out).unwrap(), "{case:?}");
     }
 }
@@ -300,16 +371,24 @@ async fn handover_litestream_takes_over_our_replica() {
 async fn handover_we_take_over_litestreams_replica() {
     init_logging();
     let test = "handover_we_take_over_litestreams_replica";
-    let Some(ls) = Litestream::require(test) else { return };
+    let Some(ls) = Litestream::require(test) else {
+        return;
+    };
     for url_kind in ["file", "s3"] {
         let (_t, dir) = tempdir();
         let db = dir.join("src.db");
         let url = match url_kind {
             "file" => file_url(&dir.join("replica")),
             _ => {
-                let Some(s3) = testkit::require_s3(test) else { return };
+                let Some(s3) = testkit::require_s3(test) else {
+                    return;
+                };
                 let bucket = s3.create_bucket("handover");
-                format!("s3://{bucket}/db?endpoint={}&region={}", s3.host_port(), s3.region)
+                format!(
+                    "s3://{bucket}/db?endpoint={}&region={}",
+                    s3.host_port(),
+                    s3.region
+                )
             }
         };
         let config = ls_config(&dir, &db, &url);
@@ -318,25 +397,40 @@ async fn handover_we_take_over_litestreams_replica() {
         let before = ls.ltx_list(&url);
         let yaml = fast_config(&db, &url, "");
         let r = start_ours(&yaml, &db).await;
-        assert!(matches!(r.handle().start_action(), StartAction::Continued { .. }), "{url_kind}: {:?}", r.handle().start_action());
+        assert!(
+            matches!(r.handle().start_action(), StartAction::Continued { .. }),
+            "{url_kind}: {:?}",
+            r.handle().start_action()
+        );
         let conn = wal_db(&db);
         for seq in 1..=5u64 {
             insert(&conn, 2, 300);
-            r.handle().notify_commit(CommitNotice { seq, wal_frames: 0 });
+            r.handle()
+                .notify_commit(CommitNotice { seq, wal_frames: 0 });
         }
         r.sync_and_wait().await.unwrap();
         drop(conn);
         r.shutdown().await.unwrap();
         // We continued Litestream's TXIDs incrementally: no full L0 file.
-        let max_before = before.iter().map(|e| u64::from_str_radix(&e.max_txid, 16).unwrap()).max().unwrap();
+        let max_before = before
+            .iter()
+            .map(|e| u64::from_str_radix(&e.max_txid, 16).unwrap())
+            .max()
+            .unwrap();
         let db_size = std::fs::metadata(&db).unwrap().len();
         let after = ls.ltx_list(&url);
         let ours_l0: Vec<_> = after
             .iter()
             .filter(|e| e.level == 0 && u64::from_str_radix(&e.min_txid, 16).unwrap() > max_before)
             .collect();
-        assert!(!ours_l0.is_empty(), "{url_kind}: nothing new after TXID {max_before}");
-        assert!(ours_l0.iter().all(|e| e.size < db_size / 2), "{url_kind}: {ours_l0:?}");
+        assert!(
+            !ours_l0.is_empty(),
+            "{url_kind}: nothing new after TXID {max_before}"
+        );
+        assert!(
+            ours_l0.iter().all(|e| e.size < db_size / 2),
+            "{url_kind}: {ours_l0:?}"
+        );
         agree_everywhere(&ls, &url, &dir).await;
         let out = dir.join("final.db");
         theirs(&ls, &url, &out, &[]).unwrap();

@@ -28,8 +28,12 @@ async fn start(config_yaml: &str, db: &Path) -> Result<Replicator, replication::
 async fn our_restore(url: &str, out: &Path) {
     let target = replication::url::parse_replica_url(url).unwrap();
     let client: Arc<dyn ReplicaClient> =
-        replication::client::open_client(&target, &Default::default()).await.unwrap();
-    let plan = restore::plan(client.as_ref(), RestoreTarget::Latest, true).await.unwrap();
+        replication::client::open_client(&target, &Default::default())
+            .await
+            .unwrap();
+    let plan = restore::plan(client.as_ref(), RestoreTarget::Latest, true)
+        .await
+        .unwrap();
     let mut o = RestoreOptions::new(out);
     o.integrity_check = restore::IntegrityCheck::Full;
     restore::restore(&client, &plan, &o).await.unwrap();
@@ -63,7 +67,10 @@ async fn replicate_and_compare(test: &str, url: &str, ls: &Litestream, dir: &Pat
         })
     };
     let lags = writer.await.unwrap();
-    assert!(lags.iter().all(|l| *l < Duration::from_secs(2)), "{test}: slow replication {lags:?}");
+    assert!(
+        lags.iter().all(|l| *l < Duration::from_secs(2)),
+        "{test}: slow replication {lags:?}"
+    );
     let p = r.sync_and_wait().await.unwrap();
     assert!(p.replicated_txid >= p.local_txid);
     assert_eq!(h.lag(), Duration::ZERO);
@@ -72,26 +79,40 @@ async fn replicate_and_compare(test: &str, url: &str, ls: &Litestream, dir: &Pat
 
     // Levels 1, 2 and 9 were written on their schedules.
     let target = replication::url::parse_replica_url(url).unwrap();
-    let client = replication::client::open_client(&target, &Default::default()).await.unwrap();
+    let client = replication::client::open_client(&target, &Default::default())
+        .await
+        .unwrap();
     let levels = client.levels().await.unwrap();
     for l in [0, 1, 2, 9] {
-        assert!(levels.contains(&Level::new(l).unwrap()), "{test}: level {l} missing: {levels:?}");
+        assert!(
+            levels.contains(&Level::new(l).unwrap()),
+            "{test}: level {l} missing: {levels:?}"
+        );
     }
-    let l0 = client.list(Level::L0, ListOptions::default()).await.unwrap();
+    let l0 = client
+        .list(Level::L0, ListOptions::default())
+        .await
+        .unwrap();
     assert!(!l0.is_empty());
 
     let ours = dir.join("ours.db");
     let theirs = dir.join("theirs.db");
     our_restore(url, &ours).await;
     restore(ls, url, &theirs, &["-integrity-check", "full"]);
-    assert_eq!(std::fs::read(&ours).unwrap(), std::fs::read(&theirs).unwrap(), "{test}");
+    assert_eq!(
+        std::fs::read(&ours).unwrap(),
+        std::fs::read(&theirs).unwrap(),
+        "{test}"
+    );
     assert_eq!(rows(&ours), rows(&db), "{test}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_replica_end_to_end() {
     let test = "file_replica_end_to_end";
-    let Some(ls) = Litestream::require(test) else { return };
+    let Some(ls) = Litestream::require(test) else {
+        return;
+    };
     let (_t, dir) = tempdir();
     let url = file_url(&dir.join("replica"));
     replicate_and_compare(test, &url, &ls, &dir).await;
@@ -100,10 +121,18 @@ async fn file_replica_end_to_end() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_replica_end_to_end() {
     let test = "s3_replica_end_to_end";
-    let Some(ls) = Litestream::require(test) else { return };
-    let Some(s3) = testkit::require_s3(test) else { return };
+    let Some(ls) = Litestream::require(test) else {
+        return;
+    };
+    let Some(s3) = testkit::require_s3(test) else {
+        return;
+    };
     let bucket = s3.create_bucket("repl-e2e");
     let (_t, dir) = tempdir();
-    let url = format!("s3://{bucket}/app?endpoint={}&region={}", s3.host_port(), s3.region);
+    let url = format!(
+        "s3://{bucket}/app?endpoint={}&region={}",
+        s3.host_port(),
+        s3.region
+    );
     replicate_and_compare(test, &url, &ls, &dir).await;
 }

@@ -27,7 +27,12 @@ impl Env {
         let (t, dir) = tempdir();
         let db = dir.join("app.db");
         let url = file_url(&dir.join("replica"));
-        Env { _t: t, dir, db, url }
+        Env {
+            _t: t,
+            dir,
+            db,
+            url,
+        }
     }
 
     fn yaml(&self) -> String {
@@ -56,7 +61,8 @@ impl Env {
         let action = r.handle().start_action();
         for seq in 1..=n {
             write(&self.db, 1);
-            r.handle().notify_commit(CommitNotice { seq, wal_frames: 0 });
+            r.handle()
+                .notify_commit(CommitNotice { seq, wal_frames: 0 });
             r.sync_and_wait().await.unwrap();
         }
         r.shutdown().await.unwrap();
@@ -65,7 +71,9 @@ impl Env {
 
     async fn replica_files(&self, level: Level) -> Vec<replication::level::LtxFileInfo> {
         let target = replication::url::parse_replica_url(&self.url).unwrap();
-        let c = replication::client::open_client(&target, &Default::default()).await.unwrap();
+        let c = replication::client::open_client(&target, &Default::default())
+            .await
+            .unwrap();
         c.list(level, ListOptions::default()).await.unwrap()
     }
 }
@@ -147,14 +155,36 @@ async fn restores_a_missing_database_and_continues_incrementally() {
     // The position was adopted: the files after the restore are small increments, not a
     // full copy of the database.
     let db_size = std::fs::metadata(&env.db).unwrap().len();
-    for f in env.replica_files(Level::L0).await.iter().filter(|f| f.name.min > txid) {
-        assert!(f.size < db_size / 2, "{f:?} looks like a full snapshot ({db_size} bytes db)");
+    for f in env
+        .replica_files(Level::L0)
+        .await
+        .iter()
+        .filter(|f| f.name.min > txid)
+    {
+        assert!(
+            f.size < db_size / 2,
+            "{f:?} looks like a full snapshot ({db_size} bytes db)"
+        );
     }
     let out = env.dir.join("check.db");
     let target = replication::url::parse_replica_url(&env.url).unwrap();
-    let client = replication::client::open_client(&target, &Default::default()).await.unwrap();
-    let plan = replication::restore::plan(client.as_ref(), replication::plan::RestoreTarget::Latest, true).await.unwrap();
-    replication::restore::restore(&client, &plan, &replication::restore::RestoreOptions::new(&out)).await.unwrap();
+    let client = replication::client::open_client(&target, &Default::default())
+        .await
+        .unwrap();
+    let plan = replication::restore::plan(
+        client.as_ref(),
+        replication::plan::RestoreTarget::Latest,
+        true,
+    )
+    .await
+    .unwrap();
+    replication::restore::restore(
+        &client,
+        &plan,
+        &replication::restore::RestoreOptions::new(&out),
+    )
+    .await
+    .unwrap();
     assert_eq!(rows(&out), rows(&env.db));
 }
 
@@ -165,7 +195,11 @@ async fn continues_after_a_restart_and_after_writes_while_stopped() {
     // Writes while the replicator is not running (e.g. a migration) are picked up.
     write(&env.db, 4);
     let r = env.start().await.unwrap();
-    assert!(matches!(r.handle().start_action(), StartAction::Continued { .. }), "{:?}", r.handle().start_action());
+    assert!(
+        matches!(r.handle().start_action(), StartAction::Continued { .. }),
+        "{:?}",
+        r.handle().start_action()
+    );
     r.sync_and_wait().await.unwrap();
     r.shutdown().await.unwrap();
     let out = env.dir.join("check.db");
@@ -185,12 +219,17 @@ async fn an_existing_database_starts_a_new_empty_replica() {
     r.sync_and_wait().await.unwrap();
     r.shutdown().await.unwrap();
     // A database with history pointed at a new, empty replica path starts it afresh.
-    let env2 = Env { url: file_url(&env.dir.join("replica2")), ..Env::new() };
+    let env2 = Env {
+        url: file_url(&env.dir.join("replica2")),
+        ..Env::new()
+    };
     let _ = env2;
     let fresh = file_url(&env.dir.join("replica2"));
     let yaml = env.yaml().replace(&env.url, &fresh);
     let config = Config::parse(&yaml, LoadOptions::default()).unwrap();
-    let r = Replicator::start(ReplicatorOptions::new(config, &env.db).unwrap()).await.unwrap();
+    let r = Replicator::start(ReplicatorOptions::new(config, &env.db).unwrap())
+        .await
+        .unwrap();
     assert_eq!(r.handle().start_action(), StartAction::NewReplica);
     let p = r.sync_and_wait().await.unwrap();
     assert_eq!(p.replicated_txid.get(), 1, "a new replica starts at TXID 1");
@@ -208,10 +247,17 @@ async fn a_different_database_without_history_is_refused() {
     write(&env.db, 2); // another database at the same path
     let before = std::fs::read(&env.db).unwrap();
     let (kind, msg) = divergence(env.start().await.unwrap_err());
-    assert!(matches!(kind, DivergenceKind::NoLocalHistory { .. }), "{kind:?}");
+    assert!(
+        matches!(kind, DivergenceKind::NoLocalHistory { .. }),
+        "{kind:?}"
+    );
     assert!(msg.contains("sqlite-rest restore --force"), "{msg}");
     assert!(msg.contains("new, empty replica path"), "{msg}");
-    assert_eq!(std::fs::read(&env.db).unwrap(), before, "the local database is untouched");
+    assert_eq!(
+        std::fs::read(&env.db).unwrap(),
+        before,
+        "the local database is untouched"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -221,7 +267,11 @@ async fn the_same_database_without_history_is_adopted() {
     // e.g. restored by hand with `litestream restore`, or the metadata directory was lost
     std::fs::remove_dir_all(env.meta()).unwrap();
     let r = env.start().await.unwrap();
-    assert!(matches!(r.handle().start_action(), StartAction::Adopted { .. }), "{:?}", r.handle().start_action());
+    assert!(
+        matches!(r.handle().start_action(), StartAction::Adopted { .. }),
+        "{:?}",
+        r.handle().start_action()
+    );
     write(&env.db, 1);
     r.handle().wake();
     r.sync_and_wait().await.unwrap();
@@ -241,7 +291,11 @@ async fn a_database_behind_the_replica_catches_up_unless_it_has_its_own_changes(
     // An older copy of the same history is brought up to date.
     put_back(&env, &saved);
     let r = env.start().await.unwrap();
-    assert!(matches!(r.handle().start_action(), StartAction::CaughtUp { .. }), "{:?}", r.handle().start_action());
+    assert!(
+        matches!(r.handle().start_action(), StartAction::CaughtUp { .. }),
+        "{:?}",
+        r.handle().start_action()
+    );
     assert_eq!(rows(&env.db), latest);
     r.shutdown().await.unwrap();
 
@@ -250,7 +304,10 @@ async fn a_database_behind_the_replica_catches_up_unless_it_has_its_own_changes(
     write(&env.db, 1);
     let before = std::fs::read(&env.db).unwrap();
     let (kind, msg) = divergence(env.start().await.unwrap_err());
-    assert!(matches!(kind, DivergenceKind::LocalChangesAfter { .. }), "{kind:?}: {msg}");
+    assert!(
+        matches!(kind, DivergenceKind::LocalChangesAfter { .. }),
+        "{kind:?}: {msg}"
+    );
     assert_eq!(std::fs::read(&env.db).unwrap(), before);
 }
 
@@ -263,9 +320,17 @@ async fn two_databases_on_one_replica_are_refused() {
     b.session(2).await;
     let yaml = b.yaml().replace(&b.url, &a.url);
     let config = Config::parse(&yaml, LoadOptions::default()).unwrap();
-    let err = Replicator::start(ReplicatorOptions::new(config, &b.db).unwrap()).await.unwrap_err();
+    let err = Replicator::start(ReplicatorOptions::new(config, &b.db).unwrap())
+        .await
+        .unwrap_err();
     let (kind, _) = divergence(err);
-    assert!(matches!(kind, DivergenceKind::TxidDiffers { .. } | DivergenceKind::LocalChangesAfter { .. }), "{kind:?}");
+    assert!(
+        matches!(
+            kind,
+            DivergenceKind::TxidDiffers { .. } | DivergenceKind::LocalChangesAfter { .. }
+        ),
+        "{kind:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -279,7 +344,13 @@ async fn a_replica_that_went_backwards_is_refused() {
     // The replica is replaced by an older copy, and the local files after it are gone.
     std::fs::remove_dir_all(&replica).unwrap();
     copy_dir(&saved_replica, &replica);
-    let newest_remote = env.replica_files(Level::L0).await.iter().map(|f| f.name.max).max().unwrap();
+    let newest_remote = env
+        .replica_files(Level::L0)
+        .await
+        .iter()
+        .map(|f| f.name.max)
+        .max()
+        .unwrap();
     let l0 = env.meta().join("ltx/0");
     for e in std::fs::read_dir(&l0).unwrap() {
         let e = e.unwrap();
@@ -289,6 +360,9 @@ async fn a_replica_that_went_backwards_is_refused() {
         }
     }
     let (kind, _) = divergence(env.start().await.unwrap_err());
-    assert!(matches!(kind, DivergenceKind::ReplicaWentBack { .. }), "{kind:?}");
+    assert!(
+        matches!(kind, DivergenceKind::ReplicaWentBack { .. }),
+        "{kind:?}"
+    );
     let _ = Duration::ZERO;
 }

@@ -44,7 +44,11 @@ fn publish(s: &Syncer, replica: &Path) {
     }
 }
 
-async fn our_restore(replica: &Path, out: &Path, txid: Option<u64>) -> replication::restore::Restored {
+async fn our_restore(
+    replica: &Path,
+    out: &Path,
+    txid: Option<u64>,
+) -> replication::restore::Restored {
     let client: Arc<dyn ReplicaClient> = Arc::new(FileClient::new(replica));
     let target = txid.map_or(RestoreTarget::Latest, |t| RestoreTarget::TxId(TxId(t)));
     let plan = restore::plan(client.as_ref(), target, true).await.unwrap();
@@ -66,13 +70,21 @@ fn content(path: &Path) -> Vec<(i64, Vec<u8>)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn l0_files_restore_at_every_txid_with_us_and_litestream() {
     let test = "l0_files_restore_at_every_txid_with_us_and_litestream";
-    let Some(ls) = Litestream::require(test) else { return };
+    let Some(ls) = Litestream::require(test) else {
+        return;
+    };
     let (_t, dir) = tempdir();
     let db = dir.join("src.db");
     let replica = dir.join("replica");
     let conn = wal_db(&db);
     insert(&conn, 10, 500);
-    let mut s = syncer(&db, SyncSettings { min_checkpoint_page_count: 1_000_000, ..Default::default() });
+    let mut s = syncer(
+        &db,
+        SyncSettings {
+            min_checkpoint_page_count: 1_000_000,
+            ..Default::default()
+        },
+    );
     let mut states = Vec::new();
     let r = s.sync().unwrap();
     assert_eq!(r.files.len(), 1);
@@ -106,7 +118,11 @@ async fn l0_files_restore_at_every_txid_with_us_and_litestream() {
         let theirs = dir.join(format!("theirs-{txid}.db"));
         our_restore(&replica, &ours, Some(txid)).await;
         restore(&ls, &url, &theirs, &["-txid", &format!("{txid:016x}")]);
-        assert_eq!(std::fs::read(&ours).unwrap(), std::fs::read(&theirs).unwrap(), "txid {txid}");
+        assert_eq!(
+            std::fs::read(&ours).unwrap(),
+            std::fs::read(&theirs).unwrap(),
+            "txid {txid}"
+        );
         if let Some((_, rows)) = states.iter().find(|(t, _)| t.get() == txid) {
             assert_eq!(&content(&ours), rows, "content at txid {txid}");
         }

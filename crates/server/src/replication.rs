@@ -72,7 +72,11 @@ pub async fn start(
     let config = Config::load(&settings.config_path, LoadOptions::default())
         .with_context(|| format!("--replication-config {}", settings.config_path.display()))?;
     for (key, why) in config.ignored_settings() {
-        tracing::warn!(key, reason = why, "replication config setting has no effect");
+        tracing::warn!(
+            key,
+            reason = why,
+            "replication config setting has no effect"
+        );
     }
     let db = db_path(dsn)?;
     let mut options = ReplicatorOptions::new(config, &db).map_err(anyhow::Error::msg)?;
@@ -166,13 +170,19 @@ mod tests {
     #[test]
     fn dsn_to_path() {
         let cwd = std::env::current_dir().unwrap();
-        assert_eq!(db_path("/data/app.db").unwrap(), PathBuf::from("/data/app.db"));
+        assert_eq!(
+            db_path("/data/app.db").unwrap(),
+            PathBuf::from("/data/app.db")
+        );
         assert_eq!(db_path("app.db?_fk=1").unwrap(), cwd.join("app.db"));
         assert_eq!(
             db_path("file:/data/my%20app.db?cache=shared").unwrap(),
             PathBuf::from("/data/my app.db")
         );
-        assert_eq!(db_path("file:///data/a.db").unwrap(), PathBuf::from("/data/a.db"));
+        assert_eq!(
+            db_path("file:///data/a.db").unwrap(),
+            PathBuf::from("/data/a.db")
+        );
         assert_eq!(db_path("file:rel.db").unwrap(), cwd.join("rel.db"));
         assert!(db_path(":memory:").is_err());
         assert!(db_path("file::memory:?cache=shared").is_err());

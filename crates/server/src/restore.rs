@@ -38,13 +38,16 @@ pub enum Outcome {
 pub async fn run(args: &RestoreArgs) -> anyhow::Result<Outcome> {
     let target = match (&args.txid, &args.timestamp) {
         (Some(_), Some(_)) => bail!("cannot specify both --txid and --timestamp"),
-        (Some(t), None) => RestoreTarget::TxId(
-            t.parse()
-                .map_err(|_| anyhow::anyhow!("invalid --txid {t:?}: expected 16 hex digits, e.g. 000000000000002a"))?,
-        ),
+        (Some(t), None) => RestoreTarget::TxId(t.parse().map_err(|_| {
+            anyhow::anyhow!("invalid --txid {t:?}: expected 16 hex digits, e.g. 000000000000002a")
+        })?),
         (None, Some(ts)) => RestoreTarget::Timestamp(
             chrono::DateTime::parse_from_rfc3339(ts)
-                .map_err(|_| anyhow::anyhow!("invalid --timestamp {ts:?}: expected RFC 3339, e.g. 2026-01-02T15:04:05Z"))?
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "invalid --timestamp {ts:?}: expected RFC 3339, e.g. 2026-01-02T15:04:05Z"
+                    )
+                })?
                 .with_timezone(&chrono::Utc),
         ),
         (None, None) => RestoreTarget::Latest,
@@ -87,7 +90,10 @@ pub async fn run(args: &RestoreArgs) -> anyhow::Result<Outcome> {
         (db.replica.target.clone(), out)
     };
     if args.if_db_not_exists && output.exists() {
-        eprintln!("sqlite-rest: database already exists, skipping: {}", output.display());
+        eprintln!(
+            "sqlite-rest: database already exists, skipping: {}",
+            output.display()
+        );
         return Ok(Outcome::SkippedDbExists);
     }
     let client: Arc<dyn ReplicaClient> = open_client(
@@ -162,7 +168,11 @@ pub async fn run(args: &RestoreArgs) -> anyhow::Result<Outcome> {
             "duration_ms": restored.duration.as_millis() as u64,
             "integrity_check": check.as_str(),
         });
-        writeln!(std::io::stdout().lock(), "{}", serde_json::to_string_pretty(&v)?)?;
+        writeln!(
+            std::io::stdout().lock(),
+            "{}",
+            serde_json::to_string_pretty(&v)?
+        )?;
     }
     Ok(Outcome::Restored)
 }

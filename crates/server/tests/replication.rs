@@ -130,11 +130,7 @@ impl Setup {
         let out = self.dir.path().join(name);
         let _ = std::fs::remove_file(&out);
         let r = ls.restore(&self.url, &out, &[]);
-        assert!(
-            r.status.success(),
-            "{}",
-            String::from_utf8_lossy(&r.stderr)
-        );
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
         out
     }
 }
@@ -232,7 +228,8 @@ impl Drop for Running {
 
 fn create_db(db: &Path, rows: i64) {
     let c = rusqlite::Connection::open(db).unwrap();
-    c.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(())).unwrap();
+    c.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
+        .unwrap();
     c.execute_batch("CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, v TEXT)")
         .unwrap();
     insert(&c, rows);
@@ -366,7 +363,11 @@ async fn a_diverged_database_is_refused_with_the_documented_message() {
         .arg(&setup.db)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     std::fs::remove_dir_all(setup.dir.path().join(".app.db-litestream")).ok();
     let s = setup.serve().await;
     assert_eq!(s.rows().await.as_array().unwrap().len(), 5);
@@ -414,7 +415,10 @@ async fn a_persistent_replica_error_makes_the_server_exit_within_the_window() {
     assert!(took >= window, "gave up after {took:?}, before the window");
     let log = setup.log();
     assert!(log.contains("replication failed"), "{log}");
-    assert!(log.contains(&replica.join("ltx").display().to_string()), "the cause is logged: {log}");
+    assert!(
+        log.contains(&replica.join("ltx").display().to_string()),
+        "the cause is logged: {log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -478,7 +482,11 @@ async fn writes_by_the_sqlite3_cli_are_replicated() {
             .arg(format!("INSERT INTO t(v) VALUES ('cli {i}');"))
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     s.wait_replicated(&before).await;
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -499,27 +507,46 @@ fn bad_replication_settings_fail_start_up_clearly() {
     let setup = Setup::file();
     // Enabled without a config.
     let out = Command::new(BIN)
-        .args(["serve", "--insecure-disable-auth", "--replication-enabled", "--db-dsn"])
+        .args([
+            "serve",
+            "--insecure-disable-auth",
+            "--replication-enabled",
+            "--db-dsn",
+        ])
         .arg(&setup.db)
         .output()
         .unwrap();
     let e = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && e.contains("--replication-config"), "{e}");
+    assert!(
+        !out.status.success() && e.contains("--replication-config"),
+        "{e}"
+    );
     // The config file does not exist.
     let missing = setup.dir.path().join("nope.yml");
     let out = Command::new(BIN)
-        .args(["serve", "--insecure-disable-auth", "--replication-enabled", "--db-dsn"])
+        .args([
+            "serve",
+            "--insecure-disable-auth",
+            "--replication-enabled",
+            "--db-dsn",
+        ])
         .arg(&setup.db)
         .arg("--replication-config")
         .arg(&missing)
         .output()
         .unwrap();
     let e = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && e.contains("not found") && e.contains("nope.yml"), "{e}");
+    assert!(
+        !out.status.success() && e.contains("not found") && e.contains("nope.yml"),
+        "{e}"
+    );
 
     let cases: [(&str, &[&str]); 4] = [
         // An unknown key, named with its path.
-        ("      retention-interval: 1h\n", &["dbs[0].replica.retention-interval"]),
+        (
+            "      retention-interval: 1h\n",
+            &["dbs[0].replica.retention-interval"],
+        ),
         // The served database is not in the config.
         ("PATH", &["is not in the replication config", "app.db"]),
         // A bad replica URL.
@@ -534,7 +561,10 @@ fn bad_replication_settings_fail_start_up_clearly() {
             "URL s3://" => text.replace(&setup.url, "s3://"),
             "UNREACHABLE" => text.replace(
                 &setup.url,
-                &format!("s3://bkt/app?endpoint=127.0.0.1:{}&region=us-east-1", testkit::free_port()),
+                &format!(
+                    "s3://bkt/app?endpoint=127.0.0.1:{}&region=us-east-1",
+                    testkit::free_port()
+                ),
             ),
             extra => format!("{text}{extra}"),
         };
@@ -547,12 +577,19 @@ fn bad_replication_settings_fail_start_up_clearly() {
         }
         std::fs::write(&setup.config, text).unwrap();
     }
-    assert!(!setup.db.exists(), "no database was created by a failed start");
+    assert!(
+        !setup.db.exists(),
+        "no database was created by a failed start"
+    );
 }
 
 /// `sqlite-rest restore` against `litestream restore` on the same replica.
 fn restore_cmd(args: &[&str]) -> Output {
-    Command::new(BIN).arg("restore").args(args).output().unwrap()
+    Command::new(BIN)
+        .arg("restore")
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -577,7 +614,13 @@ async fn the_restore_command_matches_litestream() {
 
         // Latest, by URL, with a full integrity check: byte-identical to Litestream's.
         let ours = dir.join("ours.db");
-        let o = restore_cmd(&["-o", ours.to_str().unwrap(), "--integrity-check", "full", url]);
+        let o = restore_cmd(&[
+            "-o",
+            ours.to_str().unwrap(),
+            "--integrity-check",
+            "full",
+            url,
+        ]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let theirs = setup.litestream_restore(&ls, "theirs.db");
         assert!(std::fs::read(&ours).unwrap() == std::fs::read(&theirs).unwrap());
@@ -612,21 +655,51 @@ async fn the_restore_command_matches_litestream() {
         assert!(o.status.success());
         let plan: Value = serde_json::from_slice(&o.stdout).unwrap();
         let theirs_plan = ls.restore_plan(url, None);
-        let names: Vec<&str> = plan["files"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
-        let their_names: Vec<String> = theirs_plan.files.iter().map(|f| f.name.clone().unwrap_or_default()).collect();
+        let names: Vec<&str> = plan["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["name"].as_str().unwrap())
+            .collect();
+        let their_names: Vec<String> = theirs_plan
+            .files
+            .iter()
+            .map(|f| f.name.clone().unwrap_or_default())
+            .collect();
         assert_eq!(names, their_names);
         assert_eq!(plan["max_txid"], theirs_plan.max_txid.as_str());
         // Bad input is refused clearly; a missing backup with --if-replica-exists is fine.
         let o = restore_cmd(&["-o", dir.join("x.db").to_str().unwrap(), "--txid", "9", url]);
         assert!(String::from_utf8_lossy(&o.stderr).contains("16 hex digits"));
-        let o = restore_cmd(&["-o", dir.join("x.db").to_str().unwrap(), "--txid", "00000000000000ff", url]);
+        let o = restore_cmd(&[
+            "-o",
+            dir.join("x.db").to_str().unwrap(),
+            "--txid",
+            "00000000000000ff",
+            url,
+        ]);
         assert!(String::from_utf8_lossy(&o.stderr).contains("no matching backup files available"));
-        let o = restore_cmd(&["-o", dir.join("x.db").to_str().unwrap(), "--txid", "00000000000000ff", "--if-replica-exists", url]);
+        let o = restore_cmd(&[
+            "-o",
+            dir.join("x.db").to_str().unwrap(),
+            "--txid",
+            "00000000000000ff",
+            "--if-replica-exists",
+            url,
+        ]);
         assert!(o.status.success());
         assert!(!dir.join("x.db").exists());
         // By timestamp: a time after everything restores the latest state.
         let ts = "2100-01-01T00:00:00Z";
-        let o = restore_cmd(&["--config", setup.config.to_str().unwrap(), "--timestamp", ts, "-o", dir.join("ts.db").to_str().unwrap(), setup.db.to_str().unwrap()]);
+        let o = restore_cmd(&[
+            "--config",
+            setup.config.to_str().unwrap(),
+            "--timestamp",
+            ts,
+            "-o",
+            dir.join("ts.db").to_str().unwrap(),
+            setup.db.to_str().unwrap(),
+        ]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         assert!(std::fs::read(dir.join("ts.db")).unwrap() == std::fs::read(&theirs).unwrap());
     }
@@ -678,6 +751,8 @@ async fn the_demo_replicates_to_a_local_directory_and_restores_from_it() {
     assert_eq!(status, 200, "{h}");
     assert!(demo.join("bookstore.db").exists(), "restored");
     let c = rusqlite::Connection::open(demo.join("bookstore.db")).unwrap();
-    let n: i64 = c.query_row("SELECT count(*) FROM books", [], |r| r.get(0)).unwrap();
+    let n: i64 = c
+        .query_row("SELECT count(*) FROM books", [], |r| r.get(0))
+        .unwrap();
     assert!(n > 0);
 }

@@ -66,7 +66,10 @@ impl Database {
         if let Some(conn) = self.writer_conn.lock().as_ref() {
             conn.pragma_update(None, "wal_autocheckpoint", 0)?;
             let mut persist: std::ffi::c_int = 1;
-            conn.file_control(None::<&str>, rusqlite::FileControl::PersistWal(&mut persist))?;
+            conn.file_control(
+                None::<&str>,
+                rusqlite::FileControl::PersistWal(&mut persist),
+            )?;
         }
         Ok(())
     }
