@@ -7,7 +7,7 @@
 //!    offset. p50/p99 for sqlite-rest's replicator vs `litestream replicate` (defaults);
 //! 2. throughput: the same writer unpaced, commits per second with our replicator, with
 //!    `litestream replicate` beside it, and with no replication (the baseline);
-//! 3. restore: a ~200 MB database restored from the replica by our restore and by
+//! 3. restore: a ~200 MB database restored from the replica by `sqlite-rest restore` and by
 //!    `litestream restore` (median of three each, alternating).
 //!
 //! Ratios are against the baseline measured in the same run. Environment:
@@ -329,9 +329,21 @@ async fn build_restore_replica(s3: &testkit::S3, dir: &Path, mb: u64) -> String 
     url
 }
 
+/// Our restore: the `sqlite-rest restore` command when `SQLITEREST_BIN` names the binary
+/// (as `scripts/bench-replication` does), else the library call it runs.
 async fn our_restore(url: &str, out: &Path) -> Duration {
     let _ = std::fs::remove_file(out);
     let started = Instant::now();
+    if let Some(bin) = std::env::var_os("SQLITEREST_BIN") {
+        let o = std::process::Command::new(bin)
+            .args(["restore", "-o"])
+            .arg(out)
+            .arg(url)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        return started.elapsed();
+    }
     let client = client_for(url).await;
     let plan = restore::plan(client.as_ref(), RestoreTarget::Latest, true)
         .await
