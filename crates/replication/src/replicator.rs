@@ -924,39 +924,55 @@ enum UploadError {
     Client(#[from] ClientError),
 }
 
+/// L0 files larger than this are streamed from disk rather than read into memory.
+const STREAM_UPLOAD_ABOVE: u64 = 16 << 20;
+
 /// Uploads the local L0 file of `txid`; returns its size.
 async fn upload_one(shared: &Shared, txid: TxId) -> Result<u64, UploadError> {
+    use tokio::io::AsyncReadExt;
     let path = shared.meta.l0_path(txid);
     let display = path.display().to_string();
-    let bytes = tokio::fs::read(&path)
-        .await
-        .map_err(|source| UploadError::Local {
-            path: display.clone(),
-            source,
-        })?;
-    if bytes.len() < ltx::HEADER_SIZE {
-        return Err(UploadError::BadLocal {
-            path: display,
-            message: "shorter than an LTX header".into(),
-        });
-    }
+    let local = |source| UploadError::Local {
+        path: display.clone(),
+        source,
+    };
+    let mut file = tokio::fs::File::open(&path).await.map_err(local)?;
+    let size = file.metadata().await.map_err(local)?.len();
     let mut hb = [0u8; ltx::HEADER_SIZE];
-    hb.copy_from_slice(&bytes[..ltx::HEADER_SIZE]);
+    file.read_exact(&mut hb).await.map_err(local)?;
     let header = Header::from_bytes(&hb).map_err(|e| UploadError::BadLocal {
         path: display.clone(),
         message: e.to_string(),
     })?;
     let created_at = timestamp_from_millis(header.timestamp).unwrap_or_else(chrono::Utc::now);
-    let size = bytes.len() as u64;
-    shared
-        .client
-        .write_bytes(
-            Level::L0,
-            FileName::new(txid, txid),
-            bytes::Bytes::from(bytes),
-            created_at,
-        )
-        .await?;
+    let name = FileName::new(txid, txid);
+    if size > STREAM_UPLOAD_ABOVE {
+        use futures::StreamExt;
+        let file = tokio::fs::File::open(&path).await.map_err(local)?;
+        let replica = shared.client.describe();
+        let stream = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20)
+            .map(move |r| {
+                r.map_err(|source| ClientError::Io {
+                    replica: replica.clone(),
+                    operation: "read local L0",
+                    path: PathBuf::new(),
+                    source,
+                })
+            })
+            .boxed();
+        shared
+            .client
+            .write(Level::L0, name, stream, created_at)
+            .await?;
+    } else {
+        let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        bytes.extend_from_slice(&hb);
+        file.read_to_end(&mut bytes).await.map_err(local)?;
+        shared
+            .client
+            .write_bytes(Level::L0, name, bytes::Bytes::from(bytes), created_at)
+            .await?;
+    }
     Ok(size)
 }
 

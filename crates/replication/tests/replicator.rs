@@ -136,3 +136,45 @@ async fn s3_replica_end_to_end() {
     );
     replicate_and_compare(test, &url, &ls, &dir).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_database_is_streamed_to_the_replica() {
+    let test = "a_large_database_is_streamed_to_the_replica";
+    let Some(ls) = Litestream::require(test) else {
+        return;
+    };
+    let Some(s3) = testkit::require_s3(test) else {
+        return;
+    };
+    let bucket = s3.create_bucket("repl-large");
+    let (_t, dir) = tempdir();
+    let db = dir.join("big.db");
+    {
+        let conn = wal_db(&db);
+        // ~24 MB of incompressible rows: the first L0 file (and the snapshot) exceed the
+        // in-memory upload limit and the 5 MiB multipart part size.
+        insert(&conn, 6000, 4000);
+    }
+    let url = format!(
+        "s3://{bucket}/big?endpoint={}&region={}",
+        s3.host_port(),
+        s3.region
+    );
+    let r = start(&fast_config(&db, &url, ""), &db).await.unwrap();
+    r.sync_and_wait().await.unwrap();
+    r.shutdown().await.unwrap();
+    let client = {
+        let target = replication::url::parse_replica_url(&url).unwrap();
+        replication::client::open_client(&target, &Default::default())
+            .await
+            .unwrap()
+    };
+    let l0 = client
+        .list(Level::L0, ListOptions::default())
+        .await
+        .unwrap();
+    assert!(l0.iter().any(|f| f.size > 20 << 20), "{l0:?}");
+    let theirs = dir.join("theirs.db");
+    restore(&ls, &url, &theirs, &[]);
+    assert_eq!(rows(&theirs), rows(&db));
+}
