@@ -756,3 +756,32 @@ async fn the_demo_replicates_to_a_local_directory_and_restores_from_it() {
         .unwrap();
     assert!(n > 0);
 }
+
+#[test]
+fn the_readme_replication_examples_are_valid_configs() {
+    let readme = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"),
+    )
+    .unwrap();
+    let section = readme
+        .split("## Replication")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("README has a Replication section");
+    let mut yaml_blocks = 0;
+    for block in section.split("```yaml\n").skip(1) {
+        let yaml = block.split("```").next().unwrap();
+        replication::config::Config::parse(yaml, replication::config::LoadOptions::default())
+            .and_then(|c| c.ensure_supported().map(|_| c))
+            .unwrap_or_else(|e| panic!("README example does not parse: {e}\n{yaml}"));
+        yaml_blocks += 1;
+    }
+    assert_eq!(yaml_blocks, 2);
+    // The policy is valid JSON naming the four actions.
+    let policy = section.split("```json\n").nth(1).unwrap().split("```").next().unwrap();
+    let v: Value = serde_json::from_str(policy).unwrap();
+    let text = v.to_string();
+    for action in ["s3:PutObject", "s3:GetObject", "s3:ListBucket", "s3:DeleteObject"] {
+        assert!(text.contains(action), "{action}");
+    }
+}
