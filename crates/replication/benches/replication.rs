@@ -12,7 +12,8 @@
 //!
 //! Ratios are against the baseline measured in the same run. Environment:
 //! `BENCH_SECONDS` (per phase, default 6), `BENCH_RATE` (paced commits/s, default 200),
-//! `BENCH_ROUNDS` (throughput rounds, default 5), `BENCH_RESTORE_MB` (default 200).
+//! `BENCH_ROUNDS` (throughput rounds, default 5), `BENCH_RESTORE_MB` (default 200),
+//! `BENCH_ONLY` (`lag`, `throughput` or `restore`: run one part).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use std::collections::BTreeMap;
@@ -387,8 +388,14 @@ async fn main() {
         s3.endpoint
     );
 
-    let mut lag_rows = Vec::new();
-    for mode in [Mode::Ours, Mode::Litestream] {
+    // BENCH_ONLY=throughput|lag|restore runs one part.
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let run = |part: &str| only.is_empty() || only == part;
+    let mut lag_rows = vec![(Mode::Ours, Duration::ZERO, Duration::ZERO); 2];
+    for (i, mode) in [Mode::Ours, Mode::Litestream].into_iter().enumerate() {
+        if !run("lag") {
+            break;
+        }
         let r = phase(&ls, &s3, mode, secs, rate).await;
         println!(
             "lag  {mode:?}: {} commits traced, {} landed, p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
@@ -398,7 +405,7 @@ async fn main() {
             ms(pct(&r.lags, 0.99)),
             ms(pct(&r.lags, 1.0))
         );
-        lag_rows.push((mode, pct(&r.lags, 0.5), pct(&r.lags, 0.99)));
+        lag_rows[i] = (mode, pct(&r.lags, 0.5), pct(&r.lags, 0.99));
     }
     // Throughput: rounds interleaving the modes, so the machine's noise spreads over all of
     // them; each round's ratios are against that round's baseline, and the median is kept.
@@ -407,6 +414,12 @@ async fn main() {
     let mut ratios_theirs = Vec::new();
     let mut bases = Vec::new();
     for round in 1..=rounds {
+        if !run("throughput") {
+            bases.push(1.0);
+            ratios_ours.push(0.0);
+            ratios_theirs.push(0.0);
+            break;
+        }
         let mut cps = BTreeMap::new();
         for mode in [Mode::Baseline, Mode::Ours, Mode::Litestream] {
             let r = phase(&ls, &s3, mode, secs, 0).await;
@@ -429,11 +442,15 @@ async fn main() {
     let (base, ours, theirs) = (med(bases), med(ratios_ours), med(ratios_theirs));
 
     let dir = tempfile::tempdir().unwrap();
-    let url = build_restore_replica(&s3, dir.path(), mb).await;
+    let url = if run("restore") {
+        build_restore_replica(&s3, dir.path(), mb).await
+    } else {
+        String::new()
+    };
     let out = dir.path().join("restored.db");
-    let mut ours_t = Vec::new();
-    let mut theirs_t = Vec::new();
-    for _ in 0..3 {
+    let mut ours_t = vec![Duration::ZERO];
+    let mut theirs_t = vec![Duration::from_secs(1)];
+    for _ in 0..if run("restore") { 3 } else { 0 } {
         ours_t.push(our_restore(&url, &out).await);
         theirs_t.push(their_restore(&ls, &url, &out));
     }

@@ -46,6 +46,10 @@ pub struct SyncSettings {
     /// PASSIVE checkpoint when the database file is older than this and something was
     /// synced since the last checkpoint.
     pub checkpoint_interval: Duration,
+    /// Threshold checkpoints (PASSIVE at `min_checkpoint_page_count`) run at most this often
+    /// (`monitor-interval`: as often as Litestream evaluates them); syncs themselves run more
+    /// often. The TRUNCATE threshold is always honoured.
+    pub min_checkpoint_gap: Duration,
 }
 
 impl SyncSettings {
@@ -59,6 +63,7 @@ impl SyncSettings {
                 db.truncate_page_n
             },
             checkpoint_interval: db.checkpoint_interval,
+            min_checkpoint_gap: db.monitor_interval,
         }
     }
 }
@@ -71,6 +76,7 @@ impl Default for SyncSettings {
             min_checkpoint_page_count: d::MIN_CHECKPOINT_PAGE_COUNT,
             truncate_page_n: d::TRUNCATE_PAGE_N,
             checkpoint_interval: d::CHECKPOINT_INTERVAL,
+            min_checkpoint_gap: d::MONITOR_INTERVAL,
         }
     }
 }
@@ -222,6 +228,7 @@ pub struct Syncer {
     checkpoint_lock: Arc<RwLock<()>>,
     metrics: Option<DbMetrics>,
     report: SyncReport,
+    last_checkpoint: Option<std::time::Instant>,
 }
 
 impl Syncer {
@@ -245,6 +252,7 @@ impl Syncer {
             checkpoint_lock,
             metrics,
             report: SyncReport::default(),
+            last_checkpoint: None,
         }
     }
 
@@ -742,6 +750,12 @@ impl Syncer {
             }
             return Ok(());
         }
+        if self
+            .last_checkpoint
+            .is_some_and(|t| t.elapsed() < self.settings.min_checkpoint_gap)
+        {
+            return Ok(());
+        }
         if new_wal_size >= self.wal_size_of(self.settings.min_checkpoint_page_count) {
             return match self.checkpoint(CheckpointMode::Passive) {
                 Err(e) if is_busy(&e) => Ok(()),
@@ -772,6 +786,7 @@ impl Syncer {
             return Ok(None);
         };
         let started = std::time::Instant::now();
+        self.last_checkpoint = Some(started);
         let result = self.checkpoint_locked(mode);
         if let Some(m) = &self.metrics {
             m.record_checkpoint(mode, started.elapsed(), result.is_err());

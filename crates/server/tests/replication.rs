@@ -759,10 +759,9 @@ async fn the_demo_replicates_to_a_local_directory_and_restores_from_it() {
 
 #[test]
 fn the_readme_replication_examples_are_valid_configs() {
-    let readme = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"),
-    )
-    .unwrap();
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .unwrap();
     let section = readme
         .split("## Replication")
         .nth(1)
@@ -778,10 +777,21 @@ fn the_readme_replication_examples_are_valid_configs() {
     }
     assert_eq!(yaml_blocks, 2);
     // The policy is valid JSON naming the four actions.
-    let policy = section.split("```json\n").nth(1).unwrap().split("```").next().unwrap();
+    let policy = section
+        .split("```json\n")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
     let v: Value = serde_json::from_str(policy).unwrap();
     let text = v.to_string();
-    for action in ["s3:PutObject", "s3:GetObject", "s3:ListBucket", "s3:DeleteObject"] {
+    for action in [
+        "s3:PutObject",
+        "s3:GetObject",
+        "s3:ListBucket",
+        "s3:DeleteObject",
+    ] {
         assert!(text.contains(action), "{action}");
     }
 }
