@@ -391,7 +391,7 @@ async fn main() {
     // BENCH_ONLY=throughput|lag|restore runs one part.
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let run = |part: &str| only.is_empty() || only == part;
-    let mut lag_rows = vec![(Mode::Ours, Duration::ZERO, Duration::ZERO); 2];
+    let mut lag_rows = [(Mode::Ours, Duration::ZERO, Duration::ZERO); 2];
     for (i, mode) in [Mode::Ours, Mode::Litestream].into_iter().enumerate() {
         if !run("lag") {
             break;

@@ -426,11 +426,19 @@ impl Replicator {
         tracing::info!(db = %db_path.display(), replica = %client.describe(), action = %prepared.action, "replication start-up");
 
         // Attach, adopt the replica's position if start-up asked for it, first sync.
-        let adopt_bytes = match prepared.adopt {
-            Some(info) => Some((
-                info,
-                client.read(Level::L0, info.name, ReadRange::Full).await?,
-            )),
+        {
+            // Creates ltx/0 and clears leftover temp files (before the download below).
+            let m = meta.clone();
+            let root = meta.root().display().to_string();
+            tokio::task::spawn_blocking(move || m.prepare())
+                .await
+                .map_err(|e| StartError::Other(e.to_string()))?
+                .map_err(|e| StartError::Other(format!("{root}: {e}")))?;
+        }
+        // The replica's newest L0 file to adopt, downloaded next to the metadata (streamed:
+        // right after a first sync of a large database it holds every page).
+        let adopt_file = match prepared.adopt {
+            Some(info) => Some((info, download_for_adoption(&client, &meta, info).await?)),
             None => None,
         };
         let checkpoint_lock = Arc::new(RwLock::new(()));
@@ -444,14 +452,13 @@ impl Replicator {
             let position = prepared.position;
             let replica_txid = prepared.replica_txid;
             tokio::task::spawn_blocking(move || -> Result<(Syncer, SyncReport), StartError> {
-                meta.prepare()
-                    .map_err(|e| StartError::Other(format!("{}: {e}", meta.root().display())))?;
                 let meta = meta.with_modes_from(&db_path);
                 let db = Database::open(&db_path, busy)?;
                 let mut syncer = Syncer::new(db, meta, settings, position, lock, Some(metrics));
-                if let Some((info, bytes)) = adopt_bytes {
-                    let pos = adopt(&syncer, info, &bytes)?;
-                    syncer.set_position(pos);
+                if let Some((info, path)) = adopt_file {
+                    let pos = adopt(&syncer, info, &path);
+                    let _ = std::fs::remove_file(&path);
+                    syncer.set_position(pos?);
                 } else if replica_txid > syncer.position().txid {
                     // The replica is ahead but has no L0 file to adopt: continue after it
                     // with a full L0 file.
@@ -658,39 +665,61 @@ impl Replicator {
     }
 }
 
-/// Re-heads the replica's newest L0 file for the freshly attached database: same pages,
-/// commit and timestamp (so compactions that read it produce the same bytes), but a WAL
-/// range of (32, 0) with the current WAL's salts, so the next sync continues from the start
-/// of this WAL.
-fn adopt(syncer: &Syncer, info: LtxFileInfo, bytes: &[u8]) -> Result<Position, StartError> {
+/// Downloads `info` into `<meta>/ltx/0/<name>.adopt.tmp` (a leftover is removed at the next
+/// start, like every `*.tmp` file there).
+async fn download_for_adoption(
+    client: &Arc<dyn ReplicaClient>,
+    meta: &MetaDir,
+    info: LtxFileInfo,
+) -> Result<PathBuf, StartError> {
+    use futures::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    let dir = meta.level_dir(Level::L0);
+    let path = dir.join(format!("{}.adopt.tmp", info.name));
+    let io = |e: std::io::Error| StartError::Adopt(format!("{}: {e}", path.display()));
+    tokio::fs::create_dir_all(&dir).await.map_err(io)?;
+    let mut file = tokio::fs::File::create(&path).await.map_err(io)?;
+    let mut stream = client.open(Level::L0, info.name, ReadRange::Full).await?;
+    while let Some(chunk) = stream.next().await {
+        file.write_all(&chunk?).await.map_err(io)?;
+    }
+    file.flush().await.map_err(io)?;
+    Ok(path)
+}
+
+/// Re-heads the replica's newest L0 file (downloaded to `path`) for the freshly attached
+/// database: same pages, commit and timestamp (so compactions that read it produce the same
+/// bytes), but a WAL range of (32, 0) with the current WAL's salts, so the next sync continues
+/// from the start of this WAL. Streams page by page.
+fn adopt(syncer: &Syncer, info: LtxFileInfo, path: &Path) -> Result<Position, StartError> {
     let err = |e: &dyn std::fmt::Display| StartError::Adopt(format!("{}: {e}", info.name));
     let salt = syncer
         .database()
         .wal_header()?
         .map(|h| h.salt)
         .unwrap_or_default();
-    let mut dec = Decoder::new(bytes).map_err(|e| err(&e))?;
+    let file = std::fs::File::open(path).map_err(|e| err(&e))?;
+    let mut dec =
+        Decoder::new(std::io::BufReader::with_capacity(1 << 20, file)).map_err(|e| err(&e))?;
     let mut header: Header = *dec.header();
     header.wal_offset = crate::wal::WAL_HEADER_SIZE as i64;
     header.wal_size = 0;
     header.wal_salt1 = salt.salt1;
     header.wal_salt2 = salt.salt2;
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut enc = Encoder::new(&mut out, header).map_err(|e| err(&e))?;
-    let mut page = vec![0u8; header.page_size as usize];
-    while let Some(pgno) = dec.next_page(&mut page).map_err(|e| err(&e))? {
-        enc.write_page(pgno, &page).map_err(|e| err(&e))?;
-    }
-    dec.finish().map_err(|e| err(&e))?;
-    enc.finish().map_err(|e| err(&e))?;
+    let name = FileName::new(header.min_txid, header.max_txid);
     syncer
         .meta()
-        .write_bytes(
-            Level::L0,
-            FileName::new(header.min_txid, header.max_txid),
-            &out,
-        )
+        .write_with(Level::L0, name, |w| -> Result<(), ltx::Error> {
+            let mut enc = Encoder::new(w, header)?;
+            let mut page = vec![0u8; header.page_size as usize];
+            while let Some(pgno) = dec.next_page(&mut page)? {
+                enc.write_page(pgno, &page)?;
+            }
+            enc.finish()?;
+            Ok(())
+        })
         .map_err(|e| err(&e))?;
+    dec.finish().map_err(|e| err(&e))?;
     tracing::info!(txid = %header.max_txid, "adopted the replica's newest L0 file as the local position");
     Ok(Position {
         txid: header.max_txid,
