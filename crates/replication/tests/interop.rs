@@ -437,3 +437,162 @@ async fn handover_we_take_over_litestreams_replica() {
         assert_eq!(rows(&out), rows(&db), "{url_kind}");
     }
 }
+
+/// Litestream's `replicate -once -force-snapshot` (levels 0 and 9 only), with 4 KiB and
+/// 64 KiB pages and incompressible rows, on file and S3: our restore equals Litestream's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn litestream_once_snapshots_and_64k_pages_restore_identically() {
+    let test = "litestream_once_snapshots_and_64k_pages_restore_identically";
+    let Some(ls) = Litestream::require(test) else {
+        return;
+    };
+    let s3 = testkit::require_s3(test);
+    for page_size in [4096, 65536] {
+        for backend in ["file", "s3"] {
+            let (_t, dir) = tempdir();
+            let db = dir.join("src.db");
+            let url = match (backend, &s3) {
+                ("file", _) => file_url(&dir.join("replica")),
+                (_, Some(s3)) => {
+                    let bucket = s3.create_bucket("once");
+                    format!(
+                        "s3://{bucket}/db?endpoint={}&region={}",
+                        s3.host_port(),
+                        s3.region
+                    )
+                }
+                _ => continue,
+            };
+            {
+                let conn = rusqlite::Connection::open(&db).unwrap();
+                conn.pragma_update(None, "page_size", page_size).unwrap();
+                drop(conn);
+                let conn = wal_db(&db);
+                insert(&conn, 40, 30_000);
+            }
+            ls.replicate_once(&db, &url, true);
+            let c = client(&url).await;
+            let levels = c.levels().await.unwrap();
+            assert_eq!(
+                levels.iter().map(|l| l.get()).collect::<Vec<_>>(),
+                [0, 9],
+                "{backend}"
+            );
+            let a = ours(&url, &dir.join("ours.db"), RestoreTarget::Latest)
+                .await
+                .unwrap();
+            let b = theirs(&ls, &url, &dir.join("theirs.db"), &[]).unwrap();
+            assert!(a == b, "{backend} {page_size}");
+            assert_eq!(rows(&dir.join("ours.db")), rows(&db));
+        }
+    }
+}
+
+/// Our replicator on a 64 KiB-page database with incompressible pages (frames larger than the
+/// page): Litestream restores it identically to us.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn we_replicate_64k_pages() {
+    let test = "we_replicate_64k_pages";
+    let Some(ls) = Litestream::require(test) else {
+        return;
+    };
+    let (_t, dir) = tempdir();
+    let db = dir.join("big.db");
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.pragma_update(None, "page_size", 65536).unwrap();
+        drop(conn);
+        let conn = wal_db(&db);
+        insert(&conn, 10, 50_000);
+    }
+    let url = file_url(&dir.join("replica"));
+    let r = start_ours(&fast_config(&db, &url, ""), &db).await;
+    let conn = wal_db(&db);
+    for seq in 1..=5u64 {
+        insert(&conn, 3, 70_000);
+        r.handle()
+            .notify_commit(CommitNotice { seq, wal_frames: 0 });
+        r.sync_and_wait().await.unwrap();
+    }
+    r.shutdown().await.unwrap();
+    agree_everywhere(&ls, &url, &dir).await;
+    let out = dir.join("final.db");
+    theirs(&ls, &url, &out, &[]).unwrap();
+    assert_eq!(rows(&out), rows(&db));
+}
+
+/// §9.6: a missing file in the middle of L0 and a flipped byte fail in both tools.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_replicas_fail_in_both_tools() {
+    let test = "broken_replicas_fail_in_both_tools";
+    let Some(ls) = Litestream::require(test) else {
+        return;
+    };
+    let (_t, dir) = tempdir();
+    let db = dir.join("src.db");
+    let replica = dir.join("replica");
+    let url = file_url(&replica);
+    // Only L0 (no compaction, no snapshot): long intervals.
+    let yaml = format!(
+        "levels:\n  - interval: 1h\nsnapshot:\n  interval: 24h\nl0-retention: 1h\n\
+         dbs:\n  - path: {}\n    monitor-interval: 100ms\n    replica:\n      url: {url}\n",
+        db.display()
+    );
+    let r = start_ours(&yaml, &db).await;
+    let conn = wal_db(&db);
+    for seq in 1..=4u64 {
+        insert(&conn, 2, 500);
+        r.handle()
+            .notify_commit(CommitNotice { seq, wal_frames: 0 });
+        r.sync_and_wait().await.unwrap();
+    }
+    r.shutdown().await.unwrap();
+    // Remove the snapshot so the chain of L0 files is the only way.
+    let _ = std::fs::remove_dir_all(replica.join("ltx/9"));
+    let _ = std::fs::remove_dir_all(replica.join("ltx/1"));
+    let l0 = replica.join("ltx/0");
+    let mut names: Vec<_> = std::fs::read_dir(&l0)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    assert!(names.len() >= 4, "{names:?}");
+    // A flipped payload byte (in the LZ4 data: a decode or checksum error, depending on the
+    // byte) fails both, naming the file in ours, and leaves no output.
+    let victim = names[names.len() - 1].clone();
+    let original = std::fs::read(&victim).unwrap();
+    let mut bad = original.clone();
+    bad[110] ^= 0xff;
+    std::fs::write(&victim, &bad).unwrap();
+    let o = ours(&url, &dir.join("o.db"), RestoreTarget::Latest)
+        .await
+        .unwrap_err();
+    let t = theirs(&ls, &url, &dir.join("t.db"), &[]).unwrap_err();
+    assert!(t.contains("decompress") || t.contains("checksum"), "{t}");
+    let victim_name = victim.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(o.contains(&victim_name), "{o}");
+    assert!(
+        !dir.join("o.db").exists(),
+        "a failed restore leaves no output"
+    );
+    assert!(!dir.join("o.db.tmp").exists(), "nor a temp file");
+    // A byte of the page index: the file checksum no longer matches.
+    let mut bad = original.clone();
+    let n = bad.len();
+    bad[n - 26] ^= 0x01;
+    std::fs::write(&victim, &bad).unwrap();
+    let o = ours(&url, &dir.join("o.db"), RestoreTarget::Latest)
+        .await
+        .unwrap_err();
+    let t = theirs(&ls, &url, &dir.join("t.db"), &[]).unwrap_err();
+    assert!(!t.is_empty() && o.contains(&victim_name), "{o} / {t}");
+    std::fs::write(&victim, &original).unwrap();
+    // A missing file in the middle: non-contiguous.
+    std::fs::remove_file(&names[1]).unwrap();
+    let o = ours(&url, &dir.join("o.db"), RestoreTarget::Latest)
+        .await
+        .unwrap_err();
+    let t = theirs(&ls, &url, &dir.join("t.db"), &[]).unwrap_err();
+    assert!(t.contains("non-contiguous"), "{t}");
+    assert!(o.contains("non-contiguous"), "{o}");
+}
