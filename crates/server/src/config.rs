@@ -7,7 +7,29 @@ use dialect::Exposure;
 
 use crate::auth::{AuthConfig, KeySource};
 use crate::cli::ServeArgs;
+use crate::db::Synchronous;
 use crate::http::HttpLimits;
+
+/// How writes are made durable, batched and guarded.
+#[derive(Debug, Clone)]
+pub struct WriteConfig {
+    /// `PRAGMA synchronous` of the writer connection.
+    pub synchronous: Synchronous,
+    /// Refuse PATCH/DELETE without filters.
+    pub safe_update: bool,
+    /// Most jobs per group commit.
+    pub batch_max: usize,
+}
+
+impl Default for WriteConfig {
+    fn default() -> Self {
+        WriteConfig {
+            synchronous: Synchronous::Full,
+            safe_update: true,
+            batch_max: 256,
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -21,6 +43,7 @@ pub struct ServeConfig {
     pub max_rows: Option<i64>,
     pub request_timeout: Duration,
     pub http_limits: HttpLimits,
+    pub writes: WriteConfig,
 }
 
 fn non_empty(s: &str) -> Option<String> {
@@ -53,6 +76,12 @@ impl ServeConfig {
         if a.db_dsn.trim().is_empty() {
             anyhow::bail!("--db-dsn is required");
         }
+        let synchronous = match &a.db_synchronous {
+            Some(s) => s
+                .parse::<Synchronous>()
+                .map_err(|e| anyhow::anyhow!("--db-synchronous: {e}"))?,
+            None => Synchronous::from_dsn(&a.db_dsn).unwrap_or(Synchronous::Full),
+        };
         Ok(ServeConfig {
             dsn: a.db_dsn.clone(),
             http_addr: a.http_addr.clone(),
@@ -74,6 +103,11 @@ impl ServeConfig {
             http_limits: HttpLimits {
                 max_body_bytes: a.max_body_bytes,
                 ..HttpLimits::default()
+            },
+            writes: WriteConfig {
+                synchronous,
+                safe_update: a.safe_update,
+                batch_max: a.write_batch_max.max(1),
             },
         })
     }

@@ -66,6 +66,7 @@ pub fn prepare(args: &DemoArgs) -> anyhow::Result<ServeConfig> {
         max_rows: Some(1000),
         request_timeout: std::time::Duration::from_secs(10),
         http_limits: HttpLimits::default(),
+        writes: crate::config::WriteConfig::default(),
     })
 }
 

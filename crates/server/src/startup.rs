@@ -2,14 +2,16 @@
 //!
 //! 1. (restore the database from a replica — replication hooks in here, before anything opens
 //!    the file)
-//! 2. open the database: the read-write connection (WAL), the read pool, the schema cache
+//! 2. open the database: the read-write connection (WAL), the read pool, the schema cache;
+//!    then start the single writer on the read-write connection (its commit notices are
+//!    available from here on: `writer.subscribe_commits()`)
 //! 3. authentication
 //! 4. metrics and request state
 //! 5. bind every listener (a busy port fails start-up before anything is served)
 //! 6. run the API, admin and pprof servers (and later the writer and replication) as tasks
 //!    sharing one [`Shutdown`]
 //! 7. wait for SIGINT/SIGTERM or a task failing, then cancel everything and wait for the
-//!    tasks to drain (bounded).
+//!    tasks to drain (bounded); then the writer commits what is still queued and stops.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +21,7 @@ use tokio::task::JoinSet;
 use crate::admin::{self, HealthReport};
 use crate::auth::{Auth, AuthConfig};
 use crate::config::ServeConfig;
-use crate::db::Database;
+use crate::db::{Database, OpenOptions, Writer, WriterConfig};
 use crate::http::{self, AppState, Cors};
 use crate::metrics::Metrics;
 use crate::pprof;
@@ -44,8 +46,36 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             config.exposure(),
             config.request_timeout,
         );
-        tokio::task::spawn_blocking(move || Database::open(&dsn, exposure, budget)).await??
+        let writer_options = OpenOptions {
+            synchronous: Some(config.writes.synchronous),
+            ..OpenOptions::writer()
+        };
+        tokio::task::spawn_blocking(move || {
+            Database::open_with(&dsn, exposure, budget, &writer_options)
+        })
+        .await??
     };
+    let metrics = Arc::new(Metrics::new()?);
+    let writer = {
+        let conn = db
+            .take_writer_connection()
+            .ok_or_else(|| anyhow::anyhow!("the writer connection was already taken"))?;
+        let m = metrics.clone();
+        Arc::new(Writer::start(
+            conn,
+            db.schema.clone(),
+            WriterConfig {
+                max_batch_jobs: config.writes.batch_max,
+                job_budget: config.request_timeout,
+                ..WriterConfig::default()
+            },
+            Some(Box::new(move |jobs| m.write_committed(jobs))),
+        )?)
+    };
+    tracing::info!(
+        synchronous = config.writes.synchronous.as_str(),
+        "writer started"
+    );
 
     // Step 3: authentication.
     if config.auth == AuthConfig::Disabled {
@@ -57,8 +87,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     }
     let auth = Auth::new(&config.auth)?;
 
-    // Step 4: metrics and request state.
-    let metrics = Arc::new(Metrics::new()?);
+    // Step 4: metrics (created with the writer) and request state.
     let state = Arc::new(AppState {
         db: db.clone(),
         auth,
@@ -67,6 +96,10 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         limits: config.http_limits,
         plan_limits: dialect::Limits {
             max_rows: config.max_rows,
+        },
+        writer: writer.clone(),
+        write_options: dialect::WriteOptions {
+            safe_update: config.writes.safe_update,
         },
     });
     let health = Arc::new(HealthReport::default());
@@ -110,6 +143,11 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let mut failure = None;
     tokio::select! {
         _ = shutdown::signal() => {}
+        _ = writer.stopped() => {
+            let msg = "the writer stopped unexpectedly".to_string();
+            tracing::error!("{msg}");
+            failure = Some(msg);
+        }
         Some(done) = tasks.join_next() => {
             let msg = match done {
                 Ok((name, Ok(()))) => format!("{name} server stopped unexpectedly"),
@@ -132,6 +170,8 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     if drained.is_err() {
         tracing::warn!("some servers did not drain within {DRAIN:?}");
     }
+    // The API has drained: commit whatever writes are still queued, then stop the writer.
+    writer.shutdown().await;
     tracing::info!("shut down");
     match failure {
         Some(msg) => Err(anyhow::anyhow!(msg)),
