@@ -438,7 +438,7 @@ impl Engine {
                         // ones before it run again in a new transaction.
                         tracing::warn!(code = %e.code, "a write ended its transaction; re-running the batch without it");
                         task.fail(e);
-                        let again: Vec<_> = done.drain(..).collect();
+                        let again = std::mem::take(&mut done);
                         for t in again.into_iter().rev() {
                             pending.push_front(t);
                         }
