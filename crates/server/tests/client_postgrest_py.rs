@@ -16,7 +16,9 @@ async fn run_script(test: &str, script: &str) {
         return;
     };
     let s = Server::start().await;
-    let script = testkit::workspace_root().join("tests/clients/py").join(script);
+    let script = testkit::workspace_root()
+        .join("tests/clients/py")
+        .join(script);
     let base = s.base.clone();
     let token = s.token().to_string();
     let out = tokio::task::spawn_blocking(move || {

@@ -177,7 +177,10 @@ async fn parallel_writers_get_exactly_what_they_were_told() {
     assert_eq!(actual.len(), expected.len());
     assert_eq!(actual, expected);
     // Ids the representations reported are the stored ones.
-    for o in outcomes.iter().filter(|o| matches!(o.kind, Kind::Single | Kind::Bulk)) {
+    for o in outcomes
+        .iter()
+        .filter(|o| matches!(o.kind, Kind::Single | Kind::Bulk))
+    {
         for row in o.body.as_ref().unwrap().as_array().unwrap() {
             let id: i64 = c
                 .query_row(
@@ -197,7 +200,10 @@ async fn parallel_writers_get_exactly_what_they_were_told() {
             .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
             .unwrap_or_else(|| panic!("no {name} in\n{m}"))
     };
-    assert_eq!(value("sqlite_rest_write_batch_size_sum "), committed_requests as f64);
+    assert_eq!(
+        value("sqlite_rest_write_batch_size_sum "),
+        committed_requests as f64
+    );
     let commits = value("sqlite_rest_write_commits_total ");
     assert_eq!(value("sqlite_rest_write_batch_size_count "), commits);
     assert!(commits >= 1.0 && commits <= committed_requests as f64);
