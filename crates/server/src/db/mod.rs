@@ -1,9 +1,9 @@
 //! The database side of the server: opening connections, the read pool, the schema holder
-//! and the place where the single writer lives.
+//! and the single writer.
 //!
-//! Reads never write: they run on read-only connections ([`read_pool`]). All writes will go
-//! through one writer connection owned by one task ([`writer`]). [`Database`] ties them to one
-//! DSN and one schema cache.
+//! Reads never write: they run on read-only connections ([`read_pool`]). All writes go
+//! through one writer connection owned by one thread ([`writer`]). [`Database`] ties them to
+//! one DSN and one schema cache.
 
 pub mod deadline;
 pub mod open;
