@@ -111,6 +111,17 @@ fn raw_value(sql: &mut Sql, obj: &str, path: &str, col: &Column) {
         sql.push(" -> ");
         sql.bind(Value::Text(path.to_string()));
         sql.push(" END");
+    } else if col.kind == ValueKind::Bool {
+        // true/false as JSON, or PostgreSQL's boolean words as text (CSV and form bodies).
+        sql.push("CASE lower(");
+        sql.push(obj);
+        sql.push(" ->> ");
+        sql.bind(Value::Text(path.to_string()));
+        sql.push(") WHEN 'true' THEN 1 WHEN 't' THEN 1 WHEN 'false' THEN 0 WHEN 'f' THEN 0 ELSE ");
+        sql.push(obj);
+        sql.push(" ->> ");
+        sql.bind(Value::Text(path.to_string()));
+        sql.push(" END");
     } else if col.decl_type.to_ascii_uppercase().contains("BLOB") {
         // bytea's text form `\x…` becomes bytes again (what reads render BLOBs as).
         sql.push("(SELECT CASE WHEN typeof(\"v\") = 'text' AND substr(\"v\", 1, 2) = '\\x' THEN coalesce(unhex(substr(\"v\", 3)), \"v\") ELSE \"v\" END FROM (SELECT ");

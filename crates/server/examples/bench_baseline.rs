@@ -150,8 +150,12 @@ fn insert_loop(path: &str, seconds: f64) {
     let mut n: i64 = 0;
     while start.elapsed().as_secs_f64() < seconds {
         // Autocommit: every execute is its own transaction and its own WAL sync.
-        stmt.execute(rusqlite::params![-1, n, format!("event number {n} from the baseline")])
-            .unwrap();
+        stmt.execute(rusqlite::params![
+            -1,
+            n,
+            format!("event number {n} from the baseline")
+        ])
+        .unwrap();
         n += 1;
     }
     println!("{:.0}", n as f64 / start.elapsed().as_secs_f64());

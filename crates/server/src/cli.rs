@@ -123,6 +123,11 @@ pub struct ServeArgs {
     )]
     pub safe_update: bool,
 
+    /// How long a write waits for another process's lock on the database before it is
+    /// answered 503 with Retry-After, in milliseconds.
+    #[arg(long, env = "SQLITEREST_DB_BUSY_TIMEOUT_MS", default_value_t = 5_000)]
+    pub db_busy_timeout_ms: u64,
+
     /// Most write requests committed together in one transaction (group commit).
     #[arg(long, env = "SQLITEREST_WRITE_BATCH_MAX", default_value_t = 256)]
     pub write_batch_max: usize,

@@ -19,6 +19,8 @@ pub struct WriteConfig {
     pub safe_update: bool,
     /// Most jobs per group commit.
     pub batch_max: usize,
+    /// How long the writer waits for another process's lock (then 503).
+    pub busy_timeout: Duration,
 }
 
 impl Default for WriteConfig {
@@ -27,6 +29,7 @@ impl Default for WriteConfig {
             synchronous: Synchronous::Full,
             safe_update: true,
             batch_max: 256,
+            busy_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -108,6 +111,7 @@ impl ServeConfig {
                 synchronous,
                 safe_update: a.safe_update,
                 batch_max: a.write_batch_max.max(1),
+                busy_timeout: Duration::from_millis(a.db_busy_timeout_ms),
             },
         })
     }

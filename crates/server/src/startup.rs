@@ -48,6 +48,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         );
         let writer_options = OpenOptions {
             synchronous: Some(config.writes.synchronous),
+            busy_timeout: config.writes.busy_timeout,
             ..OpenOptions::writer()
         };
         tokio::task::spawn_blocking(move || {

@@ -1118,3 +1118,32 @@ async fn writes_follow_schema_changes_without_restart() {
         (201, json!([{"name":"x","tier":"gold"}]))
     );
 }
+
+#[tokio::test]
+async fn a_database_locked_by_another_process_gives_503_with_retry_after() {
+    let s = Server::start_with(Options {
+        args: vec!["--db-busy-timeout-ms".into(), "200".into()],
+        ..Options::default()
+    })
+    .await;
+    let other = rusqlite::Connection::open(&s.db).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let r = post(&s, "/clients", &[], r#"{"id":60,"name":"blocked"}"#).await;
+    r.error(503, "PGRST003");
+    assert_eq!(r.header("retry-after"), Some("1"));
+    other.execute_batch("ROLLBACK").unwrap();
+    let r = post(&s, "/clients", &[], r#"{"id":60,"name":"free"}"#).await;
+    assert_eq!(r.status, 201);
+    // CSV bodies fill BOOLEAN columns with PostgreSQL's words.
+    let r = post(
+        &s,
+        "/projects?select=id,active",
+        &[REP, ("Content-Type", "text/csv")],
+        "id,name,active\n70,a,true\n71,b,f",
+    )
+    .await;
+    assert_eq!(
+        r.json(),
+        json!([{"id":70,"active":true},{"id":71,"active":false}])
+    );
+}
