@@ -492,7 +492,14 @@ impl Engine {
             inserts: &self.inserts,
         };
         let at = Instant::now() + self.config.job_budget;
-        let result = self.deadline.run(at, || task.run(&ctx));
+        // A panicking job (a bug) fails alone instead of taking the writer thread with it.
+        let result = self.deadline.run(at, || {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| task.run(&ctx)))
+                .unwrap_or_else(|_| {
+                    tracing::error!("a write job panicked");
+                    Err(ApiError::internal("the write failed unexpectedly"))
+                })
+        });
         if self.conn.is_autocommit() {
             return Err(result.err().unwrap_or_else(|| {
                 ApiError::internal("the transaction ended inside a write job")
@@ -800,6 +807,26 @@ mod tests {
         assert!(e.headers.iter().any(|(k, _)| *k == "Retry-After"), "{e:?}");
         other.execute_batch("ROLLBACK").unwrap();
         assert_eq!(s.writer.run(0, insert(1)).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_job_fails_alone() {
+        let s = setup(T, OpenOptions::writer(), WriterConfig::default());
+        let e = s
+            .writer
+            .run(0, |ctx| -> Result<((), bool), ApiError> {
+                insert(1)(ctx)?;
+                panic!("a bug in a job")
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.status, 500);
+        assert_eq!(s.writer.run(0, insert(2)).await.unwrap(), 2);
+        assert_eq!(
+            ids(&s.path),
+            vec![2],
+            "the panicking job's insert was rolled back"
+        );
     }
 
     #[tokio::test]
