@@ -360,6 +360,25 @@ async fn patch_put_and_delete() {
     // PATCH with {} changes nothing.
     let r = send(&s, Method::PATCH, "/projects?id=eq.1", &[], Some("{}")).await;
     assert_eq!((r.status, r.header("content-range")), (204, Some("*/*")));
+    // PATCH with columns and missing=default: an absent key takes the column default.
+    let r = send(
+        &s,
+        Method::PATCH,
+        "/stock?id=eq.1&columns=qty,note&select=qty,note",
+        &[
+            REP,
+            ("Prefer", "missing=default"),
+            ("Content-Profile", "public"),
+        ],
+        Some(r#"{"qty":8}"#),
+    )
+    .await;
+    assert_eq!(r.json(), json!([{"qty":8,"note":"none"}]));
+    assert_eq!(r.header("content-profile"), Some("public"));
+    assert_eq!(
+        r.header("preference-applied"),
+        Some("missing=default, return=representation")
+    );
     // PATCH with columns ignores other keys.
     let r = send(
         &s,
