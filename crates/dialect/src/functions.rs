@@ -2,8 +2,13 @@
 //!
 //! `regexp(pattern, text)` backs `match`/`imatch` with Rust's `regex` (linear time, size-capped);
 //! the compiled pattern is cached per statement through SQLite's auxiliary data.
+//! `pgrst_ins(n)` (write connections only, [`register_insert_counter`]) adds `n` to a counter
+//! and returns it: upserts call it with 1 for every row they try to insert and with -1 for
+//! every conflict they turn into an update, so the counter ends at the number of inserted
+//! rows (201 vs 200), as PostgREST counts them.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use regex::Regex;
 use rusqlite::functions::FunctionFlags;
@@ -35,6 +40,32 @@ pub fn register(conn: &Connection) -> rusqlite::Result<()> {
     )
 }
 
+/// The counter behind `pgrst_ins` on one connection.
+#[derive(Debug, Clone, Default)]
+pub struct InsertCounter(Arc<AtomicI64>);
+
+impl InsertCounter {
+    pub fn reset(&self) {
+        self.0.store(0, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Registers `pgrst_ins(n)` on `conn` and returns its counter. Not deterministic, so SQLite
+/// calls it once per row.
+pub fn register_insert_counter(conn: &Connection) -> rusqlite::Result<InsertCounter> {
+    let counter = InsertCounter::default();
+    let c = counter.0.clone();
+    conn.create_scalar_function("pgrst_ins", 1, FunctionFlags::SQLITE_UTF8, move |ctx| {
+        let n: i64 = ctx.get(0)?;
+        c.fetch_add(n, Ordering::Relaxed);
+        Ok(n)
+    })?;
+    Ok(counter)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,5 +86,23 @@ mod tests {
             c.query_row("SELECT regexp('(', 'x')", [], |r| r.get::<_, bool>(0))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn insert_counter_counts_upserted_inserts() {
+        let c = Connection::open_in_memory().unwrap();
+        let n = register_insert_counter(&c).unwrap();
+        c.execute_batch(
+            "CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'a');",
+        )
+        .unwrap();
+        n.reset();
+        c.execute(
+            "INSERT INTO t (k, v) SELECT value ->> '$.k', value ->> '$.v' FROM json_each(?1) \
+             WHERE pgrst_ins(1) ON CONFLICT (k) DO UPDATE SET v = excluded.v WHERE pgrst_ins(-1)",
+            [r#"[{"k":1,"v":"b"},{"k":2,"v":"c"},{"k":3,"v":"d"}]"#],
+        )
+        .unwrap();
+        assert_eq!(n.get(), 2);
     }
 }

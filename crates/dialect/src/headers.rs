@@ -40,17 +40,46 @@ pub enum Resolution {
     IgnoreDuplicates,
 }
 
+/// `Prefer: missing=…`: what a column named by `columns` but absent from an object gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    Default,
+    Null,
+}
+
+/// `Prefer: handling=…`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handling {
+    Strict,
+    Lenient,
+}
+
 /// The parsed `Prefer` header(s).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Preferences {
     pub count: Option<CountMethod>,
     pub return_: Option<ReturnPref>,
     pub resolution: Option<Resolution>,
-    pub missing_default: bool,
+    pub missing: Option<Missing>,
+    pub handling: Option<Handling>,
+    /// `tx=rollback` (true) or `tx=commit` (false).
     pub tx_rollback: Option<bool>,
     pub max_affected: Option<i64>,
     pub timezone: Option<String>,
-    pub strict: bool,
+}
+
+/// Which preferences a response reports in `Preference-Applied` (each only when it was sent).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Applied {
+    pub resolution: bool,
+    pub missing: bool,
+    pub return_: bool,
+    pub count: bool,
+    pub tx: bool,
+    pub handling: bool,
+    pub timezone: bool,
+    /// `max-affected` is reported only under `handling=strict`, as PostgREST does.
+    pub max_affected: bool,
 }
 
 impl Preferences {
@@ -83,23 +112,20 @@ impl Preferences {
                     ("resolution", "ignore-duplicates") => {
                         set(&mut p.resolution, Resolution::IgnoreDuplicates)
                     }
-                    ("missing", "default") => {
-                        p.missing_default = true;
-                        true
-                    }
-                    ("missing", "null") => true,
-                    ("handling", "strict") => {
-                        p.strict = true;
-                        true
-                    }
-                    ("handling", "lenient") => true,
+                    ("missing", "default") => set(&mut p.missing, Missing::Default),
+                    ("missing", "null") => set(&mut p.missing, Missing::Null),
+                    ("handling", "strict") => set(&mut p.handling, Handling::Strict),
+                    ("handling", "lenient") => set(&mut p.handling, Handling::Lenient),
                     ("tx", "commit") => set(&mut p.tx_rollback, false),
                     ("tx", "rollback") => set(&mut p.tx_rollback, true),
                     ("timezone", tz) if !tz.is_empty() => set(&mut p.timezone, tz.to_string()),
-                    ("max-affected", n) => match n.parse() {
-                        Ok(n) => set(&mut p.max_affected, n),
-                        Err(_) => false,
-                    },
+                    // PostgREST ignores a value that is not a number, even under strict handling.
+                    ("max-affected", n) => {
+                        if let Ok(n) = n.parse() {
+                            set(&mut p.max_affected, n);
+                        }
+                        true
+                    }
                     _ => false,
                 };
                 if ok {
@@ -109,7 +135,7 @@ impl Preferences {
                 }
             }
         }
-        if p.strict && !invalid.is_empty() {
+        if p.strict() && !invalid.is_empty() {
             return Err(ApiError::new(
                 400,
                 "PGRST122",
@@ -118,6 +144,91 @@ impl Preferences {
             .with_details(format!("Invalid preferences: {}", invalid.join(", "))));
         }
         Ok(p)
+    }
+}
+
+impl Preferences {
+    /// `handling=strict` was asked for.
+    pub fn strict(&self) -> bool {
+        self.handling == Some(Handling::Strict)
+    }
+
+    /// `missing=default` was asked for.
+    pub fn missing_default(&self) -> bool {
+        self.missing == Some(Missing::Default)
+    }
+
+    /// The `Preference-Applied` value: the preferences `which` selects that were sent, in
+    /// PostgREST's order, joined by ", "; `None` when there are none.
+    pub fn applied(&self, which: Applied) -> Option<String> {
+        let mut out: Vec<String> = Vec::new();
+        if which.resolution
+            && let Some(r) = self.resolution
+        {
+            out.push(
+                match r {
+                    Resolution::MergeDuplicates => "resolution=merge-duplicates",
+                    Resolution::IgnoreDuplicates => "resolution=ignore-duplicates",
+                }
+                .into(),
+            );
+        }
+        if which.missing
+            && let Some(m) = self.missing
+        {
+            out.push(
+                match m {
+                    Missing::Default => "missing=default",
+                    Missing::Null => "missing=null",
+                }
+                .into(),
+            );
+        }
+        if which.return_
+            && let Some(r) = self.return_
+        {
+            out.push(
+                match r {
+                    ReturnPref::Minimal => "return=minimal",
+                    ReturnPref::HeadersOnly => "return=headers-only",
+                    ReturnPref::Representation => "return=representation",
+                }
+                .into(),
+            );
+        }
+        if which.count
+            && let Some(c) = self.count
+        {
+            out.push(format!("count={}", c.as_str()));
+        }
+        if which.tx
+            && let Some(rollback) = self.tx_rollback
+        {
+            out.push(if rollback { "tx=rollback" } else { "tx=commit" }.into());
+        }
+        if which.handling
+            && let Some(h) = self.handling
+        {
+            out.push(
+                match h {
+                    Handling::Strict => "handling=strict",
+                    Handling::Lenient => "handling=lenient",
+                }
+                .into(),
+            );
+        }
+        if which.timezone
+            && let Some(tz) = &self.timezone
+        {
+            out.push(format!("timezone={tz}"));
+        }
+        if which.max_affected
+            && self.strict()
+            && let Some(n) = self.max_affected
+        {
+            out.push(format!("max-affected={n}"));
+        }
+        (!out.is_empty()).then(|| out.join(", "))
     }
 }
 
@@ -277,6 +388,36 @@ mod tests {
         let e = Preferences::parse(["handling=strict, foo, count=exact"]).unwrap_err();
         assert_eq!(e.code, "PGRST122");
         assert_eq!(e.details.unwrap(), "Invalid preferences: foo");
+    }
+
+    #[test]
+    fn preference_applied_follows_postgrest_order() {
+        let p = Preferences::parse([
+            "return=representation,resolution=merge-duplicates",
+            "missing=default, count=exact, tx=rollback, handling=strict, max-affected=3",
+        ])
+        .unwrap();
+        let all = Applied {
+            resolution: true,
+            missing: true,
+            return_: true,
+            count: true,
+            tx: true,
+            handling: true,
+            timezone: true,
+            max_affected: true,
+        };
+        assert_eq!(
+            p.applied(all).unwrap(),
+            "resolution=merge-duplicates, missing=default, return=representation, count=exact, tx=rollback, handling=strict, max-affected=3"
+        );
+        let lenient = Preferences::parse(["handling=lenient, max-affected=3"]).unwrap();
+        assert_eq!(lenient.applied(all).unwrap(), "handling=lenient");
+        assert_eq!(lenient.max_affected, Some(3));
+        assert_eq!(Preferences::default().applied(all), None);
+        // A max-affected that is no number is ignored, even under strict handling.
+        let p = Preferences::parse(["handling=strict, max-affected=abc"]).unwrap();
+        assert_eq!(p.max_affected, None);
     }
 
     #[test]

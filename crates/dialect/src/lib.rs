@@ -4,14 +4,19 @@
 //! ([`schema`]), the parsers for PostgREST's query grammar ([`query`]) and headers
 //! ([`headers`]), the planner that checks every identifier against the cache ([`plan`]), the SQL
 //! builder that quotes every identifier and binds every value ([`sql`]), running a plan on a
-//! connection ([`exec`]) and shaping rows into JSON or CSV ([`shape`]). It knows no HTTP server
-//! and no connection pool: callers hand it a `rusqlite::Connection`.
+//! connection ([`exec`]) and shaping rows into JSON or CSV ([`shape`]). Writes take the same
+//! path: request bodies ([`body`]), the write planner ([`write`]), DML ([`dml`]) and running
+//! it inside the caller's transaction ([`exec_write`]). It knows no HTTP server and no
+//! connection pool: callers hand it a `rusqlite::Connection`.
 
 // `ApiError` travels only on the cold error path; boxing it would buy nothing measurable.
 #![allow(clippy::result_large_err)]
 
+pub mod body;
+pub mod dml;
 pub mod error;
 pub mod exec;
+pub mod exec_write;
 pub mod functions;
 pub mod headers;
 pub mod ident;
@@ -20,10 +25,14 @@ pub mod query;
 pub mod schema;
 pub mod shape;
 pub mod sql;
+pub mod write;
 
+pub use body::{BodyFormat, Payload, parse_payload};
 pub use error::ApiError;
 pub use exec::{ReadOutput, execute_read};
+pub use exec_write::{WriteOutput, execute_write};
 pub use headers::{CountMethod, MediaType, Preferences, RequestHeaders};
 pub use plan::{Limits, ReadPlan, plan_read};
 pub use query::QueryParams;
 pub use schema::{Exposure, Relation, SchemaCache};
+pub use write::{Mutation, WriteOptions, WritePlan, WriteRequest, plan_write};

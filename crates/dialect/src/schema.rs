@@ -114,11 +114,43 @@ pub struct Relation {
     pub insertable: bool,
     pub updatable: bool,
     pub deletable: bool,
+    /// A `WITHOUT ROWID` table: rows are identified by their primary key only.
+    pub without_rowid: bool,
+}
+
+/// How the rows a write touched are found again (for `return=representation`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RowKey {
+    /// The table's rowid, under a name no column shadows (`rowid`, `_rowid_` or `oid`).
+    Rowid(&'static str),
+    /// The primary key columns (`WITHOUT ROWID` tables, or every rowid name is shadowed).
+    Columns(Vec<String>),
+    /// No key (views): a write reports the values its statement returns.
+    None,
 }
 
 impl Relation {
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.by_name.get(name).map(|&i| &self.columns[i])
+    }
+
+    /// The key that identifies this relation's rows.
+    pub fn row_key(&self) -> RowKey {
+        if self.kind == RelKind::View {
+            return RowKey::None;
+        }
+        if !self.without_rowid
+            && let Some(name) = ["rowid", "_rowid_", "oid"]
+                .into_iter()
+                .find(|n| !self.columns.iter().any(|c| c.name.eq_ignore_ascii_case(n)))
+        {
+            return RowKey::Rowid(name);
+        }
+        if self.primary_key.is_empty() {
+            RowKey::None
+        } else {
+            RowKey::Columns(self.primary_key.clone())
+        }
     }
 
     /// The `Allow` header PostgREST sends for `OPTIONS` on this relation.
@@ -180,17 +212,17 @@ impl SchemaCache {
         let version = schema_version(conn)?;
         let mut relations = HashMap::new();
         let mut hidden = HashSet::new();
-        let names: Vec<(String, String)> = {
+        let names: Vec<(String, String, bool)> = {
             let mut stmt = conn.prepare(
-                "SELECT name, type FROM pragma_table_list WHERE schema = 'main' \
+                "SELECT name, type, wr FROM pragma_table_list WHERE schema = 'main' \
                  AND type IN ('table', 'view', 'virtual') AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' \
                  ORDER BY name",
             )?;
-            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                 .collect::<rusqlite::Result<_>>()?
         };
         let triggers = view_triggers(conn)?;
-        for (name, kind) in names {
+        for (name, kind, without_rowid) in names {
             if !exposure.allows(&name) {
                 hidden.insert(name);
                 continue;
@@ -200,7 +232,8 @@ impl SchemaCache {
                 "virtual" => RelKind::Virtual,
                 _ => RelKind::Table,
             };
-            let rel = load_relation(conn, name.clone(), kind, triggers.get(&name))?;
+            let mut rel = load_relation(conn, name.clone(), kind, triggers.get(&name))?;
+            rel.without_rowid = without_rowid;
             relations.insert(name, Arc::new(rel));
         }
         Ok(SchemaCache {
@@ -400,6 +433,7 @@ fn load_relation(
         insertable,
         updatable,
         deletable,
+        without_rowid: false,
     })
 }
 

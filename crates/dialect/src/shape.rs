@@ -6,10 +6,27 @@
 //! `"\x…"` (PostgreSQL's bytea text). CSV follows PostgreSQL's row-literal quoting.
 
 use rusqlite::Row;
-use rusqlite::types::ValueRef;
+use rusqlite::types::{Value, ValueRef};
 
 use crate::headers::MediaType;
 use crate::plan::{OutputField, OutputKind};
+
+/// A row to shape: a statement's current row, or values read earlier.
+pub trait RowSource {
+    fn value(&self, i: usize) -> rusqlite::Result<ValueRef<'_>>;
+}
+
+impl RowSource for Row<'_> {
+    fn value(&self, i: usize) -> rusqlite::Result<ValueRef<'_>> {
+        self.get_ref(i)
+    }
+}
+
+impl RowSource for [Value] {
+    fn value(&self, i: usize) -> rusqlite::Result<ValueRef<'_>> {
+        Ok(self.get(i).map_or(ValueRef::Null, ValueRef::from))
+    }
+}
 
 /// Writes rows of one read node in the negotiated media type.
 pub struct Shaper {
@@ -51,7 +68,12 @@ impl Shaper {
     }
 
     /// Writes row number `index` (0-based).
-    pub fn row(&self, out: &mut Vec<u8>, row: &Row<'_>, index: usize) -> rusqlite::Result<()> {
+    pub fn row<R: RowSource + ?Sized>(
+        &self,
+        out: &mut Vec<u8>,
+        row: &R,
+        index: usize,
+    ) -> rusqlite::Result<()> {
         match self.media {
             MediaType::Json { strip_nulls } => {
                 if index > 0 {
@@ -74,7 +96,7 @@ impl Shaper {
                     if i > 0 {
                         out.push(b',');
                     }
-                    write_csv_value(out, row.get_ref(i)?, *kind);
+                    write_csv_value(out, row.value(i)?, *kind);
                 }
                 Ok(())
             }
@@ -89,11 +111,16 @@ impl Shaper {
         }
     }
 
-    fn object(&self, out: &mut Vec<u8>, row: &Row<'_>, strip_nulls: bool) -> rusqlite::Result<()> {
+    fn object<R: RowSource + ?Sized>(
+        &self,
+        out: &mut Vec<u8>,
+        row: &R,
+        strip_nulls: bool,
+    ) -> rusqlite::Result<()> {
         out.push(b'{');
         let mut first = true;
         for (i, (key, kind)) in self.json_keys.iter().zip(&self.kinds).enumerate() {
-            let v = row.get_ref(i)?;
+            let v = row.value(i)?;
             if strip_nulls && v == ValueRef::Null {
                 continue;
             }

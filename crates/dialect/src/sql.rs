@@ -4,27 +4,50 @@
 //! value (filter values, `in` lists as one JSON array, JSON paths, LIMIT/OFFSET) is a `?`
 //! parameter, so the SQL text depends only on the request's shape and is reused by the
 //! prepared-statement cache. Null ordering is always explicit (`NULLS FIRST/LAST`).
+//!
+//! Statements of the write path reserve `?1` for one large parameter bound by the caller (the
+//! request body, or the keys of the rows a write touched); their other parameters are then
+//! numbered from `?2` ([`Sql::reserving_first`]). [`select_keyed`] re-reads rows by key (for
+//! `return=representation`), [`select_with_key`] reads rows together with their key (before a
+//! DELETE removes them).
 
 use rusqlite::types::Value;
 
 use crate::ident::push_quoted;
 use crate::plan::{CastType, Condition, Expr, OrderItem, Predicate, ReadNode, SqlCmp};
 use crate::query::IsValue;
+use crate::schema::RowKey;
 
 /// SQL text and its parameters, in order.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Sql {
     pub text: String,
     pub params: Vec<Value>,
+    /// When set, `?1` belongs to the caller and `params[i]` is `?{i + 2}`.
+    pub first_reserved: bool,
 }
 
 impl Sql {
-    fn push(&mut self, s: &str) {
+    /// SQL whose `?1` the caller binds; [`Sql::params`] are `?2`, `?3`, …
+    pub fn reserving_first() -> Self {
+        Sql {
+            first_reserved: true,
+            ..Sql::default()
+        }
+    }
+    pub(crate) fn push(&mut self, s: &str) {
         self.text.push_str(s);
     }
-    fn bind(&mut self, v: Value) {
+    pub(crate) fn bind(&mut self, v: Value) {
         self.text.push('?');
+        if self.first_reserved {
+            self.text
+                .push_str(itoa::Buffer::new().format(self.params.len() + 2));
+        }
         self.params.push(v);
+    }
+    pub(crate) fn quoted(&mut self, name: &str) {
+        push_quoted(&mut self.text, name);
     }
 }
 
@@ -32,31 +55,10 @@ impl Sql {
 pub fn select(node: &ReadNode) -> Sql {
     let mut sql = Sql::default();
     sql.push("SELECT ");
-    if node.fields.is_empty() {
-        sql.push("NULL");
-    }
-    for (i, f) in node.fields.iter().enumerate() {
-        if i > 0 {
-            sql.push(", ");
-        }
-        expr(&mut sql, &node.alias, &f.expr);
-    }
+    fields(&mut sql, node);
     from_where(&mut sql, node);
-    if !node.order.is_empty() {
-        sql.push(" ORDER BY ");
-        for (i, o) in node.order.iter().enumerate() {
-            if i > 0 {
-                sql.push(", ");
-            }
-            order(&mut sql, &node.alias, o);
-        }
-    }
-    if node.limit.is_some() || node.offset > 0 {
-        sql.push(" LIMIT ");
-        sql.bind(Value::Integer(node.limit.unwrap_or(-1)));
-        sql.push(" OFFSET ");
-        sql.bind(Value::Integer(node.offset));
-    }
+    order_by(&mut sql, node, None);
+    page(&mut sql, node);
     sql
 }
 
@@ -88,24 +90,146 @@ fn from_where(sql: &mut Sql, node: &ReadNode) {
     push_quoted(&mut sql.text, &node.relation.name);
     sql.push(" AS ");
     push_quoted(&mut sql.text, &node.alias);
-    if !node.conditions.is_empty() {
+    where_clause(sql, &node.alias, &node.conditions);
+}
+
+/// ` WHERE c1 AND c2 …` over columns qualified by `qualifier` (nothing when there are none).
+pub(crate) fn where_clause(sql: &mut Sql, qualifier: &str, conditions: &[Condition]) {
+    if !conditions.is_empty() {
         sql.push(" WHERE ");
-        for (i, c) in node.conditions.iter().enumerate() {
+        for (i, c) in conditions.iter().enumerate() {
             if i > 0 {
                 sql.push(" AND ");
             }
-            condition(sql, &node.alias, c);
+            condition(sql, qualifier, c);
         }
     }
 }
 
+fn fields(sql: &mut Sql, node: &ReadNode) {
+    if node.fields.is_empty() {
+        sql.push("NULL");
+    }
+    for (i, f) in node.fields.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        expr(sql, &node.alias, &f.expr);
+    }
+}
+
+fn order_by(sql: &mut Sql, node: &ReadNode, then: Option<&str>) {
+    if node.order.is_empty() && then.is_none() {
+        return;
+    }
+    sql.push(" ORDER BY ");
+    for (i, o) in node.order.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        order(sql, &node.alias, o);
+    }
+    if let Some(then) = then {
+        if !node.order.is_empty() {
+            sql.push(", ");
+        }
+        sql.push(then);
+    }
+}
+
+fn page(sql: &mut Sql, node: &ReadNode) {
+    if node.limit.is_some() || node.offset > 0 {
+        sql.push(" LIMIT ");
+        sql.bind(Value::Integer(node.limit.unwrap_or(-1)));
+        sql.push(" OFFSET ");
+        sql.bind(Value::Integer(node.offset));
+    }
+}
+
+/// Writes the key of a row of `alias` (`"t0".rowid` or its primary key columns).
+pub(crate) fn key_exprs(sql: &mut Sql, alias: &str, key: &RowKey) {
+    match key {
+        RowKey::Rowid(name) => {
+            if !alias.is_empty() {
+                push_quoted(&mut sql.text, alias);
+                sql.push(".");
+            }
+            sql.push(name);
+        }
+        RowKey::Columns(cols) => {
+            for (i, c) in cols.iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                column(sql, alias, c);
+            }
+        }
+        RowKey::None => sql.push("NULL"),
+    }
+}
+
+/// Re-reads the rows whose keys `?1` lists (a JSON array: rowids, or arrays of key values),
+/// in that order unless the node orders them; the node's conditions are ignored.
+///
+/// `SELECT <fields> FROM json_each(?1) AS "pgrst_keys" CROSS JOIN "rel" AS "t0" ON <key
+/// match> ORDER BY <order>, "pgrst_keys"."key" LIMIT … OFFSET …`
+pub fn select_keyed(node: &ReadNode, key: &RowKey) -> Sql {
+    let mut sql = Sql::reserving_first();
+    sql.push("SELECT ");
+    fields(&mut sql, node);
+    sql.push(" FROM json_each(?1) AS \"pgrst_keys\" CROSS JOIN ");
+    push_quoted(&mut sql.text, &node.relation.name);
+    sql.push(" AS ");
+    push_quoted(&mut sql.text, &node.alias);
+    sql.push(" ON ");
+    match key {
+        RowKey::Rowid(name) => {
+            push_quoted(&mut sql.text, &node.alias);
+            sql.push(".");
+            sql.push(name);
+            sql.push(" = \"pgrst_keys\".\"value\"");
+        }
+        RowKey::Columns(cols) => {
+            for (i, c) in cols.iter().enumerate() {
+                if i > 0 {
+                    sql.push(" AND ");
+                }
+                column(&mut sql, &node.alias, c);
+                sql.push(" = \"pgrst_keys\".\"value\" ->> ");
+                sql.push(itoa::Buffer::new().format(i));
+            }
+        }
+        RowKey::None => sql.push("0"),
+    }
+    order_by(&mut sql, node, Some("\"pgrst_keys\".\"key\""));
+    page(&mut sql, node);
+    sql
+}
+
+/// The node's rows with their key after the fields, in the node's order, without paging:
+/// `SELECT <fields>, <key> FROM "rel" AS "t0" WHERE … ORDER BY …`.
+pub fn select_with_key(node: &ReadNode, key: &RowKey) -> Sql {
+    let mut sql = Sql::default();
+    sql.push("SELECT ");
+    fields(&mut sql, node);
+    sql.push(", ");
+    key_exprs(&mut sql, &node.alias, key);
+    from_where(&mut sql, node);
+    order_by(&mut sql, node, None);
+    sql
+}
+
+/// A column, qualified by `alias` unless it is empty (RETURNING takes bare names).
 fn column(sql: &mut Sql, alias: &str, name: &str) {
-    push_quoted(&mut sql.text, alias);
-    sql.push(".");
+    if !alias.is_empty() {
+        push_quoted(&mut sql.text, alias);
+        sql.push(".");
+    }
     push_quoted(&mut sql.text, name);
 }
 
-fn expr(sql: &mut Sql, alias: &str, e: &Expr) {
+/// Writes an expression over the columns of `alias` (bare column names when it is empty).
+pub(crate) fn expr(sql: &mut Sql, alias: &str, e: &Expr) {
     match e {
         Expr::Column(c) => column(sql, alias, c),
         Expr::JsonPath {

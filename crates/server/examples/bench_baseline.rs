@@ -8,6 +8,11 @@
 //!
 //! - `GET /books/{id}` ≙ `GET /books?id=eq.{id}`
 //! - `GET /by_author/{author}` ≙ `GET /books?author=eq.{author}&limit=100`
+//!
+//! For the write benchmark, `bench_baseline create-events <db>` creates the `events` table
+//! both sides insert into, and `bench_baseline insert <db> <seconds>` is the naive baseline:
+//! one rusqlite connection inserting the same kind of row in a loop, one transaction (one
+//! fsync, `synchronous=FULL`, WAL) per row, for `seconds`; it prints the inserts per second.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::cell::RefCell;
@@ -120,10 +125,48 @@ fn generate(path: &str) {
         .unwrap();
 }
 
+/// The table of the write benchmark (one row per event, a text payload like a small JSON
+/// document's field).
+fn create_events(path: &str) {
+    let _ = std::fs::remove_file(path);
+    let conn = Connection::open(path).unwrap();
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         CREATE TABLE events (id INTEGER PRIMARY KEY, source INTEGER NOT NULL,
+                              seq INTEGER NOT NULL, payload TEXT NOT NULL);",
+    )
+    .unwrap();
+}
+
+/// One transaction per row with synchronous=FULL for `seconds`; prints inserts/s.
+fn insert_loop(path: &str, seconds: f64) {
+    let conn = Connection::open(path).unwrap();
+    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
+        .unwrap();
+    let mut stmt = conn
+        .prepare("INSERT INTO events (source, seq, payload) VALUES (?1, ?2, ?3)")
+        .unwrap();
+    let start = std::time::Instant::now();
+    let mut n: i64 = 0;
+    while start.elapsed().as_secs_f64() < seconds {
+        // Autocommit: every execute is its own transaction and its own WAL sync.
+        stmt.execute(rusqlite::params![
+            -1,
+            n,
+            format!("event number {n} from the baseline")
+        ])
+        .unwrap();
+        n += 1;
+    }
+    println!("{:.0}", n as f64 / start.elapsed().as_secs_f64());
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("generate") => generate(&args[2]),
+        Some("create-events") => create_events(&args[2]),
+        Some("insert") => insert_loop(&args[2], args[3].parse().unwrap()),
         Some("token") => {
             // A demo-style HS256 token for the benchmark's sqlite-rest instance.
             let secret = std::fs::read(&args[2]).unwrap();
@@ -153,7 +196,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: bench_baseline generate <db> | token <secret-file> | serve <db> <addr>"
+                "usage: bench_baseline generate <db> | token <secret-file> | serve <db> <addr> | create-events <db> | insert <db> <seconds>"
             );
             std::process::exit(2);
         }

@@ -120,6 +120,29 @@ pub struct ServeArgs {
     /// database given by --db-dsn, and every replication setting.
     #[arg(long, env = "SQLITEREST_REPLICATION_CONFIG")]
     pub replication_config: Option<PathBuf>,
+    /// Durability of writes: `PRAGMA synchronous` of the writer (off, normal, full, extra).
+    /// Default: the DSN's `_sync`/`_synchronous` parameter if present, else full (every
+    /// committed write is on disk before it is answered; group commit amortizes the fsync).
+    #[arg(long, env = "SQLITEREST_DB_SYNCHRONOUS")]
+    pub db_synchronous: Option<String>,
+
+    /// Refuse PATCH and DELETE requests without any filter (400), as pg-safeupdate does.
+    #[arg(
+        long,
+        env = "SQLITEREST_SAFE_UPDATE",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub safe_update: bool,
+
+    /// How long a write waits for another process's lock on the database before it is
+    /// answered 503 with Retry-After, in milliseconds.
+    #[arg(long, env = "SQLITEREST_DB_BUSY_TIMEOUT_MS", default_value_t = 5_000)]
+    pub db_busy_timeout_ms: u64,
+
+    /// Most write requests committed together in one transaction (group commit).
+    #[arg(long, env = "SQLITEREST_WRITE_BATCH_MAX", default_value_t = 256)]
+    pub write_batch_max: usize,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -232,5 +255,22 @@ mod tests {
         assert_eq!(s.metrics_addr, ":8081");
         assert_eq!(s.pprof_addr, "");
         assert_eq!(cli.log_level, "8");
+        assert!(s.safe_update);
+        assert_eq!(s.db_synchronous, None);
+        let cli = Cli::try_parse_from([
+            "sqlite-rest",
+            "serve",
+            "--db-dsn",
+            "x.db",
+            "--safe-update=false",
+            "--db-synchronous",
+            "normal",
+        ])
+        .unwrap();
+        let Command::Serve(s) = cli.command else {
+            panic!()
+        };
+        assert!(!s.safe_update);
+        assert_eq!(s.db_synchronous.as_deref(), Some("normal"));
     }
 }

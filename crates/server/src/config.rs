@@ -7,8 +7,33 @@ use dialect::Exposure;
 
 use crate::auth::{AuthConfig, KeySource};
 use crate::cli::ServeArgs;
+use crate::db::Synchronous;
 use crate::http::HttpLimits;
 use crate::replication::ReplicationSettings;
+
+/// How writes are made durable, batched and guarded.
+#[derive(Debug, Clone)]
+pub struct WriteConfig {
+    /// `PRAGMA synchronous` of the writer connection.
+    pub synchronous: Synchronous,
+    /// Refuse PATCH/DELETE without filters.
+    pub safe_update: bool,
+    /// Most jobs per group commit.
+    pub batch_max: usize,
+    /// How long the writer waits for another process's lock (then 503).
+    pub busy_timeout: Duration,
+}
+
+impl Default for WriteConfig {
+    fn default() -> Self {
+        WriteConfig {
+            synchronous: Synchronous::Full,
+            safe_update: true,
+            batch_max: 256,
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -24,6 +49,7 @@ pub struct ServeConfig {
     pub http_limits: HttpLimits,
     /// Embedded replication (`--replication-enabled`).
     pub replication: Option<ReplicationSettings>,
+    pub writes: WriteConfig,
 }
 
 fn non_empty(s: &str) -> Option<String> {
@@ -70,6 +96,12 @@ impl ServeConfig {
             }
             (false, None) => None,
         };
+        let synchronous = match &a.db_synchronous {
+            Some(s) => s
+                .parse::<Synchronous>()
+                .map_err(|e| anyhow::anyhow!("--db-synchronous: {e}"))?,
+            None => Synchronous::from_dsn(&a.db_dsn).unwrap_or(Synchronous::Full),
+        };
         Ok(ServeConfig {
             dsn: a.db_dsn.clone(),
             http_addr: a.http_addr.clone(),
@@ -93,6 +125,12 @@ impl ServeConfig {
                 ..HttpLimits::default()
             },
             replication,
+            writes: WriteConfig {
+                synchronous,
+                safe_update: a.safe_update,
+                batch_max: a.write_batch_max.max(1),
+                busy_timeout: Duration::from_millis(a.db_busy_timeout_ms),
+            },
         })
     }
 

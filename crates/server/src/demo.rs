@@ -95,6 +95,7 @@ pub fn prepare(args: &DemoArgs) -> anyhow::Result<ServeConfig> {
         request_timeout: std::time::Duration::from_secs(10),
         http_limits: HttpLimits::default(),
         replication,
+        writes: crate::config::WriteConfig::default(),
     })
 }
 

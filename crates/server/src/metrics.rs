@@ -11,8 +11,8 @@
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts,
+    Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -22,6 +22,8 @@ pub struct Metrics {
     pub auth_failed: IntCounter,
     pub access_check_failed: IntCounter,
     pub database_size: Gauge,
+    pub write_commits: IntCounter,
+    pub write_batch_size: Histogram,
 }
 
 const NS: &str = "sqlite_rest";
@@ -62,6 +64,23 @@ impl Metrics {
         registry.register(Box::new(auth_failed.clone()))?;
         registry.register(Box::new(access_check_failed.clone()))?;
         registry.register(Box::new(database_size.clone()))?;
+        let write_commits = IntCounter::with_opts(
+            Opts::new(
+                "write_commits_total",
+                "Write transactions committed (each may hold several requests)",
+            )
+            .namespace(NS),
+        )?;
+        let write_batch_size = Histogram::with_opts(
+            HistogramOpts::new(
+                "write_batch_size",
+                "Write requests committed per transaction",
+            )
+            .namespace(NS)
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
+        )?;
+        registry.register(Box::new(write_commits.clone()))?;
+        registry.register(Box::new(write_batch_size.clone()))?;
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
@@ -72,7 +91,15 @@ impl Metrics {
             auth_failed,
             access_check_failed,
             database_size,
+            write_commits,
+            write_batch_size,
         })
+    }
+
+    /// Records one committed write transaction holding `jobs` requests.
+    pub fn write_committed(&self, jobs: usize) {
+        self.write_commits.inc();
+        self.write_batch_size.observe(jobs as f64);
     }
 
     /// Records one finished request.

@@ -4,16 +4,18 @@
 //!    Litestream config, probe the replica, restore a missing database or check that the local
 //!    one shares the replica's history ([`crate::replication::start`]); then replicate
 //! 2. open the database: the read-write connection (WAL; with replication, no autocheckpoint:
-//!    the replicator checkpoints), the read pool, the schema cache
+//!    the replicator checkpoints), the read pool, the schema cache; then start the single
+//!    writer on the read-write connection; its commit notices wake replication at once
 //! 3. authentication
 //! 4. request state
 //! 5. bind every listener (a busy port fails start-up before anything is served)
-//! 6. run the API, admin and pprof servers (and later the writer) as tasks sharing one
-//!    [`Shutdown`]; replication runs beside them and reports to `/health`
-//! 7. wait for SIGINT/SIGTERM, a task failing, or replication failing for good; then cancel
-//!    everything and wait for the tasks to drain (bounded); close the server's connections;
-//!    then replication's final sync (bounded by `shutdown-sync-timeout`). A replication
-//!    failure, or a final sync that cannot finish, exits non-zero.
+//! 6. run the API, admin and pprof servers as tasks sharing one [`Shutdown`]; replication
+//!    runs beside them and reports to `/health`
+//! 7. wait for SIGINT/SIGTERM, a task failing, the writer stopping, or replication failing for
+//!    good; then cancel everything and wait for the tasks to drain (bounded); the writer
+//!    commits what is still queued and stops; the server's connections close; then
+//!    replication's final sync (bounded by `shutdown-sync-timeout`). A replication failure,
+//!    or a final sync that cannot finish, exits non-zero.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +25,7 @@ use tokio::task::JoinSet;
 use crate::admin::{self, HealthReport};
 use crate::auth::{Auth, AuthConfig};
 use crate::config::ServeConfig;
-use crate::db::Database;
+use crate::db::{Database, OpenOptions, Writer, WriterConfig};
 use crate::http::{self, AppState, Cors};
 use crate::metrics::Metrics;
 use crate::pprof;
@@ -57,11 +59,41 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             config.exposure(),
             config.request_timeout,
         );
-        tokio::task::spawn_blocking(move || Database::open(&dsn, exposure, budget)).await??
+        let writer_options = OpenOptions {
+            synchronous: Some(config.writes.synchronous),
+            busy_timeout: config.writes.busy_timeout,
+            // The replicator is the checkpointer.
+            wal_autocheckpoint: replicator.is_some().then_some(0),
+            ..OpenOptions::writer()
+        };
+        tokio::task::spawn_blocking(move || {
+            Database::open_with(&dsn, exposure, budget, &writer_options)
+        })
+        .await??
     };
     if replicator.is_some() {
         db.hand_checkpoints_to_replication()?;
     }
+    let writer = {
+        let conn = db
+            .take_writer_connection()
+            .ok_or_else(|| anyhow::anyhow!("the writer connection was already taken"))?;
+        let m = metrics.clone();
+        Arc::new(Writer::start(
+            conn,
+            db.schema.clone(),
+            WriterConfig {
+                max_batch_jobs: config.writes.batch_max,
+                job_budget: config.request_timeout,
+                ..WriterConfig::default()
+            },
+            Some(Box::new(move |jobs| m.write_committed(jobs))),
+        )?)
+    };
+    tracing::info!(
+        synchronous = config.writes.synchronous.as_str(),
+        "writer started"
+    );
 
     // Step 3: authentication.
     if config.auth == AuthConfig::Disabled {
@@ -82,6 +114,10 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         limits: config.http_limits,
         plan_limits: dialect::Limits {
             max_rows: config.max_rows,
+        },
+        writer: writer.clone(),
+        write_options: dialect::WriteOptions {
+            safe_update: config.writes.safe_update,
         },
     });
     let health = Arc::new(HealthReport::default());
@@ -126,6 +162,15 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             health.clone(),
             shutdown.token(),
         ));
+        // Commits wake replication at once (other processes' writes are polled).
+        tokio::spawn(replication::forward_commits(
+            writer.subscribe_commits(),
+            r.handle(),
+            |n: &crate::db::CommitNotice| ::replication::CommitNotice {
+                seq: n.seq,
+                wal_frames: u32::try_from(n.wal_frames).unwrap_or(u32::MAX),
+            },
+        ));
     }
 
     // Step 7: wait, then stop everything together.
@@ -141,6 +186,11 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         fatal = replication_failed => {
             // No degraded mode: stop taking requests (and writes), then exit non-zero.
             let msg = format!("{fatal}; stopping the server");
+            tracing::error!("{msg}");
+            failure = Some(msg);
+        }
+        _ = writer.stopped() => {
+            let msg = "the writer stopped unexpectedly".to_string();
             tracing::error!("{msg}");
             failure = Some(msg);
         }
@@ -166,7 +216,11 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     if drained.is_err() {
         tracing::warn!("some servers did not drain within {DRAIN:?}");
     }
-    // The server's connections close before replication's, which keeps the WAL.
+    // The API has drained: commit whatever writes are still queued, then stop the writer.
+    writer.shutdown().await;
+    // The server's connections close before replication's, which keeps the WAL; then the
+    // final sync puts every acknowledged write on the replica.
+    drop(writer);
     drop(db);
     if let Some(r) = replicator {
         match r.shutdown().await {

@@ -361,6 +361,20 @@ async fn migrate_is_go_compatible_and_a_running_server_sees_it() {
         s.json("/shelves", 200).await,
         serde_json::json!([{"id": 1, "label": "new"}])
     );
+    // The writer sees the new table too, defaults and all.
+    let r = s
+        .request(reqwest::Method::POST, "/shelves?select=id,label")
+        .header("Content-Type", "application/json")
+        .header("Prefer", "return=representation")
+        .body(r#"{"id":2}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap(),
+        serde_json::json!([{"id": 2, "label": "new"}])
+    );
     let version: (i64, bool) = rusqlite::Connection::open(&s.db)
         .unwrap()
         .query_row(
@@ -385,5 +399,45 @@ async fn migrate_is_go_compatible_and_a_running_server_sees_it() {
         !migrate(&["--direction", "down", "--step", "1"])
             .status
             .success()
+    );
+    // A failing migration: a clear error, rolled back, and the version left dirty.
+    std::fs::write(
+        dir.path().join("2_broken.up.sql"),
+        "CREATE TABLE half (id INTEGER); INSERT INTO nowhere VALUES (1);",
+    )
+    .unwrap();
+    let out = migrate(&[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("2_broken.up.sql")
+            && err.contains("no such table: nowhere")
+            && err.contains("dirty at version 2"),
+        "{err}"
+    );
+    let row: (i64, bool) = rusqlite::Connection::open(&s.db)
+        .unwrap()
+        .query_row(
+            "SELECT version, dirty FROM __sqlite_rest_migrations",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(row, (2, true));
+    let half: i64 = rusqlite::Connection::open(&s.db)
+        .unwrap()
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE name = 'half'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(half, 0, "the failed migration was rolled back");
+    s.json("/shelves", 200).await;
+    let out = migrate(&[]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Dirty database version 2"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

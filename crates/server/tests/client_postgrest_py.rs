@@ -1,6 +1,7 @@
 //! Client conformance: the real postgrest-py client (PyPI `postgrest`, pinned in
-//! scripts/lib/tools.sh) against the real server. The Python script asserts every answer and
-//! exits non-zero on a mismatch; this test checks its exit status.
+//! scripts/lib/tools.sh) against the real server, reads and writes, each on a fresh fixture.
+//! The Python scripts assert every answer and exit non-zero on a mismatch; these tests check
+//! their exit status.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -10,13 +11,14 @@ use std::process::Command;
 use common::Server;
 use testkit::{Tool, require_tool};
 
-#[tokio::test]
-async fn postgrest_py_reads_through_sqlite_rest() {
-    let Some(python) = require_tool(Tool::Python, "postgrest_py_reads_through_sqlite_rest") else {
+async fn run_script(test: &str, script: &str) {
+    let Some(python) = require_tool(Tool::Python, test) else {
         return;
     };
     let s = Server::start().await;
-    let script = testkit::workspace_root().join("tests/clients/py/conformance.py");
+    let script = testkit::workspace_root()
+        .join("tests/clients/py")
+        .join(script);
     let base = s.base.clone();
     let token = s.token().to_string();
     let out = tokio::task::spawn_blocking(move || {
@@ -33,8 +35,19 @@ async fn postgrest_py_reads_through_sqlite_rest() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "postgrest-py conformance failed ({}):\n{stdout}\n{stderr}",
-        out.status
+        "postgrest-py {script} failed ({}):\n{stdout}\n{stderr}",
+        out.status,
+        script = test
     );
     assert!(stdout.contains("passed, 0 failed"), "{stdout}");
+}
+
+#[tokio::test]
+async fn postgrest_py_reads_through_sqlite_rest() {
+    run_script("postgrest_py_reads_through_sqlite_rest", "conformance.py").await;
+}
+
+#[tokio::test]
+async fn postgrest_py_writes_through_sqlite_rest() {
+    run_script("postgrest_py_writes_through_sqlite_rest", "writes.py").await;
 }

@@ -1,10 +1,11 @@
 //! The database side of the server: opening connections, the read pool, the schema holder
-//! and the place where the single writer lives.
+//! and the single writer.
 //!
-//! Reads never write: they run on read-only connections ([`read_pool`]). All writes will go
-//! through one writer connection owned by one task ([`writer`]). [`Database`] ties them to one
-//! DSN and one schema cache.
+//! Reads never write: they run on read-only connections ([`read_pool`]). All writes go
+//! through one writer connection owned by one thread ([`writer`]). [`Database`] ties them to
+//! one DSN and one schema cache.
 
+pub mod deadline;
 pub mod open;
 pub mod read_pool;
 pub mod schema;
@@ -17,9 +18,10 @@ use dialect::Exposure;
 use parking_lot::Mutex;
 use rusqlite::Connection;
 
-pub use open::{OpenOptions, open};
+pub use open::{OpenOptions, Synchronous, open};
 pub use read_pool::ReadPool;
 pub use schema::SchemaHolder;
+pub use writer::{CommitNotice, Writer, WriterConfig};
 
 /// One served database.
 pub struct Database {
@@ -41,7 +43,18 @@ impl Database {
         exposure: Exposure,
         request_budget: Duration,
     ) -> anyhow::Result<Arc<Database>> {
-        let writer = open(dsn, &OpenOptions::writer())?;
+        Database::open_with(dsn, exposure, request_budget, &OpenOptions::writer())
+    }
+
+    /// [`Database::open`] with the read-write connection opened with `writer` (start-up
+    /// passes the writer's durability and, with replication, `wal_autocheckpoint: Some(0)`).
+    pub fn open_with(
+        dsn: &str,
+        exposure: Exposure,
+        request_budget: Duration,
+        writer: &OpenOptions,
+    ) -> anyhow::Result<Arc<Database>> {
+        let writer = open(dsn, writer)?;
         let mode: String = writer.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
             tracing::warn!(journal_mode = %mode, "could not switch the database to WAL");

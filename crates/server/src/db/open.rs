@@ -3,13 +3,62 @@
 //! Every connection gets: URI file names (`file:` DSNs), defensive mode, untrusted schema, no
 //! ATTACH (attached-database limit 0), bounded SQL length and expression depth, a busy
 //! timeout, the dialect's SQL functions and a prepared statement cache. Read connections are
-//! opened read-only and `query_only`, with mmap and a larger page cache.
+//! opened read-only and `query_only`, with mmap and a larger page cache. The writer's
+//! durability (`PRAGMA synchronous`) is an option too.
 
 use std::time::Duration;
 
 use rusqlite::config::DbConfig;
 use rusqlite::limits::Limit;
 use rusqlite::{Connection, OpenFlags};
+
+/// `PRAGMA synchronous`: when SQLite waits for the disk. In WAL mode, FULL syncs the WAL on
+/// every commit (a committed write survives a power loss); NORMAL syncs only at checkpoints
+/// (the last commits may be lost on power loss, never corrupted); OFF never syncs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Synchronous {
+    Off,
+    Normal,
+    Full,
+    Extra,
+}
+
+impl Synchronous {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Synchronous::Off => "OFF",
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Full => "FULL",
+            Synchronous::Extra => "EXTRA",
+        }
+    }
+
+    /// The value go-sqlite3's DSN parameter `_sync` (alias `_synchronous`) gives, if any.
+    pub fn from_dsn(dsn: &str) -> Option<Synchronous> {
+        let (_, query) = dsn.split_once('?')?;
+        query.split('&').find_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            matches!(k, "_sync" | "_synchronous")
+                .then(|| v.parse().ok())
+                .flatten()
+        })
+    }
+}
+
+impl std::str::FromStr for Synchronous {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_uppercase().as_str() {
+            "OFF" | "0" => Ok(Synchronous::Off),
+            "NORMAL" | "1" => Ok(Synchronous::Normal),
+            "FULL" | "2" => Ok(Synchronous::Full),
+            "EXTRA" | "3" => Ok(Synchronous::Extra),
+            _ => Err(format!(
+                "unknown synchronous mode '{s}' (expected off, normal, full or extra)"
+            )),
+        }
+    }
+}
 
 /// How to open a connection.
 #[derive(Debug, Clone)]
@@ -26,6 +75,8 @@ pub struct OpenOptions {
     pub mmap_size: i64,
     /// `PRAGMA cache_size` in KiB (the page cache of this connection).
     pub cache_kib: u32,
+    /// `PRAGMA synchronous` (the writer's durability); `None` keeps SQLite's default.
+    pub synchronous: Option<Synchronous>,
 }
 
 impl OpenOptions {
@@ -37,6 +88,7 @@ impl OpenOptions {
             statement_cache: 256,
             mmap_size: 1 << 30,
             cache_kib: 8 * 1024,
+            synchronous: None,
         }
     }
 
@@ -89,6 +141,9 @@ pub fn open(dsn: &str, opts: &OpenOptions) -> rusqlite::Result<Connection> {
     if let Some(n) = opts.wal_autocheckpoint {
         conn.pragma_update(None, "wal_autocheckpoint", n)?;
     }
+    if let Some(s) = opts.synchronous {
+        conn.pragma_update(None, "synchronous", s.as_str())?;
+    }
     conn.set_prepared_statement_cache_capacity(opts.statement_cache);
     dialect::functions::register(&conn)?;
     Ok(conn)
@@ -115,6 +170,34 @@ mod tests {
             .query_row("SELECT g, x FROM v", [], |r| Ok((r.get(0)?, r.get(1)?)))
             .unwrap();
         assert_eq!(row, ("hello".into(), "d".into()));
+    }
+
+    #[test]
+    fn synchronous_modes() {
+        assert_eq!("full".parse::<Synchronous>().unwrap(), Synchronous::Full);
+        assert_eq!("1".parse::<Synchronous>().unwrap(), Synchronous::Normal);
+        assert!("fast".parse::<Synchronous>().is_err());
+        assert_eq!(
+            Synchronous::from_dsn("x.db?_sync=NORMAL"),
+            Some(Synchronous::Normal)
+        );
+        assert_eq!(
+            Synchronous::from_dsn("file:x.db?cache=shared&_synchronous=off"),
+            Some(Synchronous::Off)
+        );
+        assert_eq!(Synchronous::from_dsn("x.db"), None);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let c = open(
+            path.to_str().unwrap(),
+            &OpenOptions {
+                synchronous: Some(Synchronous::Full),
+                ..OpenOptions::writer()
+            },
+        )
+        .unwrap();
+        let mode: i64 = c.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
+        assert_eq!(mode, 2);
     }
 
     #[test]

@@ -16,7 +16,6 @@
 
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -26,6 +25,7 @@ use rusqlite::Connection;
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use tokio::sync::Semaphore;
 
+use super::deadline::Deadline;
 use super::open::{OpenOptions, open};
 use super::schema::SchemaHolder;
 
@@ -35,29 +35,15 @@ pub const INLINE_BUDGET: Duration = Duration::from_millis(5);
 /// How often (at most) a connection compares the schema cache with `schema_version`.
 pub const SCHEMA_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 
-/// VM steps between two checks of the deadline.
-const PROGRESS_STEPS: i32 = 1000;
-
 /// One read-only connection with its deadline and authorizer switch.
 pub struct ReadConn {
     conn: Connection,
-    /// Nanoseconds since [`epoch`] after which the running statement is interrupted; 0 = none.
-    deadline: Arc<AtomicU64>,
+    /// Interrupts the running statement once the request's time is up.
+    deadline: Deadline,
     /// While set, the authorizer allows pragmas (schema loading).
     trusted: Arc<AtomicBool>,
     /// When this connection last compared the schema cache with the database.
     checked_at: Cell<Option<Instant>>,
-}
-
-fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
-fn nanos(at: Instant) -> u64 {
-    u64::try_from(at.saturating_duration_since(epoch()).as_nanos())
-        .unwrap_or(u64::MAX)
-        .max(1)
 }
 
 /// Pragmas a read connection may query (without a value): the schema stamp and sizes.
@@ -89,16 +75,8 @@ fn authorize(trusted: &AtomicBool, ctx: AuthContext<'_>) -> Authorization {
 impl ReadConn {
     fn open(dsn: &str) -> rusqlite::Result<Self> {
         let mut conn = open(dsn, &OpenOptions::reader())?;
-        let deadline = Arc::new(AtomicU64::new(0));
+        let deadline = Deadline::install(&mut conn)?;
         let trusted = Arc::new(AtomicBool::new(false));
-        let d = deadline.clone();
-        conn.progress_handler(
-            PROGRESS_STEPS,
-            Some(move || {
-                let at = d.load(Ordering::Relaxed);
-                at != 0 && nanos(Instant::now()) > at
-            }),
-        )?;
         let t = trusted.clone();
         conn.authorizer(Some(move |ctx: AuthContext<'_>| authorize(&t, ctx)))?;
         Ok(ReadConn {
@@ -127,10 +105,7 @@ impl ReadConn {
         deadline: Instant,
         f: impl FnOnce() -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
-        self.deadline.store(nanos(deadline), Ordering::Relaxed);
-        let r = f();
-        self.deadline.store(0, Ordering::Relaxed);
-        r
+        self.deadline.run(deadline, f)
     }
 
     /// Runs `f` with a fresh-enough schema cache and the deadline armed.

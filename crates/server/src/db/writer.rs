@@ -1,11 +1,891 @@
-//! Where the single writer lives (the write API arrives in a later change).
+//! The single writer: every write of the API runs on ONE read-write connection, owned by one
+//! OS thread and fed by a bounded queue, with group commit.
 //!
-//! Design, so the read side already fits it: every write (POST/PATCH/PUT/DELETE) is sent as a
-//! job over a bounded queue to ONE task that owns the only read-write connection
-//! ([`crate::db::Database::take_writer_connection`], opened with
-//! [`crate::db::OpenOptions::writer`], later with `wal_autocheckpoint: Some(0)` once replication
-//! owns checkpoints). The task drains the queue in batches and commits each batch in one
-//! `BEGIN IMMEDIATE … COMMIT` (group commit; a failing job rolls back to its own savepoint),
-//! answers every job through a oneshot channel, and after each commit publishes the new
-//! commit position on a watch channel that replication subscribes to. The task stops when the
-//! shared shutdown token is cancelled, after finishing the batch in hand.
+//! A write is a job: a closure that runs on the writer's connection with a fresh schema cache
+//! ([`WriteCtx`]) and returns its output plus whether its changes stay ([`Writer::run`]). The
+//! thread takes the first queued job, drains whatever else is queued (bounded by
+//! [`WriterConfig::max_batch_jobs`] and [`WriterConfig::max_batch_bytes`]), opens ONE
+//! transaction (`BEGIN IMMEDIATE`) and runs each job inside its own `SAVEPOINT`: a job that
+//! fails, or asks to be rolled back (`Prefer: tx=rollback`, PGRST116, PGRST124 …), is undone
+//! with `ROLLBACK TO` and never affects the others. Then ONE `COMMIT` — one fsync for the whole
+//! batch under `synchronous=FULL` — and only after it succeeded are the jobs answered: a
+//! response never claims a write that a failed commit lost.
+//!
+//! Failures that are not one job's own:
+//! - a statement that ends the whole transaction (a trigger's `RAISE(ROLLBACK)`, an interrupt,
+//!   an I/O error): that job gets its error, the jobs that ran before it in the batch run again
+//!   in a new transaction (jobs are re-runnable closures);
+//! - a COMMIT refused because of a constraint (a deferred foreign key): every job of the batch
+//!   runs again alone, in its own transaction, so only the offending one fails;
+//! - any other COMMIT or BEGIN failure: every job of the batch gets the error (SQLITE_BUSY from
+//!   another process after the busy timeout becomes 503 with `Retry-After`).
+//!
+//! After every COMMIT that wrote something, the writer publishes a [`CommitNotice`] on a watch
+//! channel ([`Writer::subscribe_commits`]); replication uses it to ship the new WAL frames
+//! without polling. The connection comes from start-up ([`super::Database::take_writer_connection`],
+//! opened with the [`super::OpenOptions`] start-up chose: `synchronous`, and
+//! `wal_autocheckpoint=0` when replication owns checkpoints). Its WAL hook both records the
+//! frame count for the notice and performs SQLite's automatic checkpoint (a WAL hook replaces
+//! SQLite's own, so it keeps `wal_autocheckpoint` working; `0` disables it).
+//!
+//! Shutdown ([`Writer::shutdown`]): the queue closes to new jobs, every job already queued
+//! runs and is committed, then the thread ends.
+
+use std::collections::VecDeque;
+use std::ffi::c_int;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use dialect::functions::{InsertCounter, register_insert_counter};
+use dialect::{ApiError, SchemaCache};
+use rusqlite::Connection;
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization, Wal};
+use rusqlite::wal::CheckpointMode;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::deadline::Deadline;
+use super::schema::SchemaHolder;
+
+/// What the writer publishes after every successful COMMIT that wrote to the database.
+///
+/// Only this process's writes are reported; writes by other processes (another tool writing
+/// to the same file) never are, so a consumer that must see them polls the WAL as well.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitNotice {
+    /// 1 for the first transaction this writer committed since start-up, then 2, 3, …
+    /// (0: nothing committed yet). Strictly increasing; a consumer that sees a jump knows
+    /// it missed notices (a watch channel keeps only the latest), not commits.
+    pub seq: u64,
+    /// The number of frames in the WAL right after this commit, as SQLite's WAL hook reports
+    /// it (`sqlite3_wal_hook`). It grows with every commit and falls back when a checkpoint
+    /// let SQLite restart the WAL from its beginning.
+    pub wal_frames: u64,
+    /// When the COMMIT returned.
+    pub committed_at: SystemTime,
+}
+
+impl Default for CommitNotice {
+    fn default() -> Self {
+        CommitNotice {
+            seq: 0,
+            wal_frames: 0,
+            committed_at: SystemTime::UNIX_EPOCH,
+        }
+    }
+}
+
+/// Tuning of the writer.
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    /// Most jobs in one transaction (one COMMIT).
+    pub max_batch_jobs: usize,
+    /// Most request-body bytes in one transaction (a batch always takes at least one job).
+    pub max_batch_bytes: usize,
+    /// Jobs that may wait in the queue; further writers wait for room.
+    pub queue: usize,
+    /// Longest a job's statements may run (the request time budget); then 504.
+    pub job_budget: Duration,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        WriterConfig {
+            max_batch_jobs: 256,
+            max_batch_bytes: 32 << 20,
+            queue: 1024,
+            job_budget: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What a job gets to run with.
+pub struct WriteCtx<'a> {
+    /// The read-write connection, inside the job's savepoint.
+    pub conn: &'a Connection,
+    /// The schema cache, checked against the database at the start of this transaction.
+    pub cache: &'a SchemaCache,
+    /// The connection's `pgrst_ins` counter (upserts count inserted rows with it).
+    pub inserts: &'a InsertCounter,
+}
+
+/// Counters of the writer's work, for metrics and tests.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    /// Transactions committed that wrote something (the last [`CommitNotice::seq`]).
+    pub commits: AtomicU64,
+    /// Jobs whose changes were committed.
+    pub committed_jobs: AtomicU64,
+    /// Batches run (transactions opened).
+    pub batches: AtomicU64,
+}
+
+/// A queued job, type-erased: runs (possibly more than once), then is answered once.
+trait Task: Send {
+    /// Runs inside the job's savepoint; `Ok(keep)` or the job's error. The output is kept
+    /// inside until [`Task::succeed`].
+    fn run(&mut self, ctx: &WriteCtx<'_>) -> Result<bool, ApiError>;
+    fn bytes(&self) -> usize;
+    fn succeed(self: Box<Self>);
+    fn fail(self: Box<Self>, e: ApiError);
+}
+
+struct Job<T, F> {
+    f: F,
+    out: Option<T>,
+    reply: oneshot::Sender<Result<T, ApiError>>,
+    bytes: usize,
+}
+
+impl<T, F> Task for Job<T, F>
+where
+    T: Send,
+    F: Fn(&WriteCtx<'_>) -> Result<(T, bool), ApiError> + Send,
+{
+    fn run(&mut self, ctx: &WriteCtx<'_>) -> Result<bool, ApiError> {
+        let (out, keep) = (self.f)(ctx)?;
+        self.out = Some(out);
+        Ok(keep)
+    }
+    fn bytes(&self) -> usize {
+        self.bytes
+    }
+    fn succeed(self: Box<Self>) {
+        let Job { out, reply, .. } = *self;
+        let r = out.ok_or_else(|| ApiError::internal("a write job finished without output"));
+        // The requester may have gone away; the write stands either way.
+        let _ = reply.send(r);
+    }
+    fn fail(self: Box<Self>, e: ApiError) {
+        let _ = self.reply.send(Err(e));
+    }
+}
+
+enum Msg {
+    Job(Box<dyn Task>),
+    Stop,
+}
+
+fn unavailable() -> ApiError {
+    ApiError::new(503, "PGRST000", "Database connection error.")
+        .with_details("The writer is not running (the server is shutting down).")
+        .with_header("Retry-After", "1")
+}
+
+/// The handle to the writer thread.
+pub struct Writer {
+    queue: mpsc::Sender<Msg>,
+    commits: watch::Receiver<CommitNotice>,
+    stopped: watch::Receiver<bool>,
+    stats: Arc<WriterStats>,
+}
+
+/// Pragmas the writer may read without lifting its authorizer (none may be set).
+const WRITER_PRAGMAS: [&str; 2] = ["schema_version", "data_version"];
+
+fn authorize(trusted: &AtomicBool, ctx: AuthContext<'_>) -> Authorization {
+    if trusted.load(Ordering::Relaxed) {
+        return Authorization::Allow;
+    }
+    match ctx.action {
+        AuthAction::Select
+        | AuthAction::Read { .. }
+        | AuthAction::Insert { .. }
+        | AuthAction::Update { .. }
+        | AuthAction::Delete { .. }
+        | AuthAction::Function { .. }
+        | AuthAction::Recursive
+        | AuthAction::Transaction { .. }
+        | AuthAction::Savepoint { .. } => Authorization::Allow,
+        AuthAction::Pragma {
+            pragma_name,
+            pragma_value: None,
+        } if WRITER_PRAGMAS
+            .iter()
+            .any(|p| pragma_name.eq_ignore_ascii_case(p)) =>
+        {
+            Authorization::Allow
+        }
+        // DDL, ATTACH/DETACH, pragmas with values, ANALYZE, REINDEX, virtual table changes.
+        _ => Authorization::Deny,
+    }
+}
+
+/// The state the writer thread owns.
+struct Engine {
+    conn: Connection,
+    schema: Arc<SchemaHolder>,
+    inserts: InsertCounter,
+    deadline: Deadline,
+    trusted: Arc<AtomicBool>,
+    wal_frames: Arc<AtomicU64>,
+    wal_written: Arc<AtomicBool>,
+    notices: watch::Sender<CommitNotice>,
+    stats: Arc<WriterStats>,
+    config: WriterConfig,
+    on_commit: Option<Box<dyn Fn(usize) + Send>>,
+}
+
+impl Writer {
+    /// Takes over `conn` (read-write, WAL) and starts the writer thread.
+    /// `on_commit(jobs)` is called after every COMMIT that wrote something (metrics).
+    pub fn start(
+        mut conn: Connection,
+        schema: Arc<SchemaHolder>,
+        config: WriterConfig,
+        on_commit: Option<Box<dyn Fn(usize) + Send>>,
+    ) -> anyhow::Result<Writer> {
+        let inserts = register_insert_counter(&conn)?;
+        let deadline = Deadline::install(&mut conn)?;
+        // Read before the hook is set: setting a WAL hook replaces SQLite's autocheckpoint.
+        let autocheckpoint: i64 = conn.query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))?;
+        let wal_frames = Arc::new(AtomicU64::new(0));
+        let wal_written = Arc::new(AtomicBool::new(false));
+        {
+            let (frames, written) = (wal_frames.clone(), wal_written.clone());
+            conn.wal_hook(Some(move |wal: &mut Wal, pages: c_int| {
+                let pages = u64::try_from(pages).unwrap_or(0);
+                frames.store(pages, Ordering::Release);
+                written.store(true, Ordering::Release);
+                if autocheckpoint > 0 && pages >= autocheckpoint as u64 {
+                    // The commit already happened: a failed checkpoint must not fail it.
+                    if let Err(e) = wal.checkpoint_v2(CheckpointMode::PASSIVE) {
+                        tracing::warn!(error = %e, "automatic WAL checkpoint failed");
+                    }
+                }
+                Ok(())
+            }))?;
+        }
+        let trusted = Arc::new(AtomicBool::new(false));
+        {
+            let t = trusted.clone();
+            conn.authorizer(Some(move |ctx: AuthContext<'_>| authorize(&t, ctx)))?;
+        }
+        let (queue, rx) = mpsc::channel(config.queue.max(1));
+        let (notices, commits) = watch::channel(CommitNotice::default());
+        let (stopped_tx, stopped) = watch::channel(false);
+        let stats = Arc::new(WriterStats::default());
+        let engine = Engine {
+            conn,
+            schema,
+            inserts,
+            deadline,
+            trusted,
+            wal_frames,
+            wal_written,
+            notices,
+            stats: stats.clone(),
+            config,
+            on_commit,
+        };
+        std::thread::Builder::new()
+            .name("sqlite-rest-writer".into())
+            .spawn(move || {
+                // Tells waiters the thread ended, however it ends.
+                struct Stopped(watch::Sender<bool>);
+                impl Drop for Stopped {
+                    fn drop(&mut self) {
+                        let _ = self.0.send(true);
+                    }
+                }
+                let _stopped = Stopped(stopped_tx);
+                engine.run(rx);
+            })?;
+        Ok(Writer {
+            queue,
+            commits,
+            stopped,
+            stats,
+        })
+    }
+
+    /// Runs `job` on the writer's connection, inside its own savepoint of a group-committed
+    /// transaction, and answers once its changes are committed. The job returns its output
+    /// and whether to keep its changes (`false`: answer, but roll back). It may run more than
+    /// once (when another job's failure ended the transaction), so it must not have side
+    /// effects outside the database. `bytes` is the job's size for batching.
+    pub async fn run<T, F>(&self, bytes: usize, job: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: Fn(&WriteCtx<'_>) -> Result<(T, bool), ApiError> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        let task = Box::new(Job {
+            f: job,
+            out: None,
+            reply,
+            bytes,
+        });
+        self.queue
+            .send(Msg::Job(task))
+            .await
+            .map_err(|_| unavailable())?;
+        rx.await.map_err(|_| unavailable())?
+    }
+
+    /// Notices of committed transactions: the receiver holds the latest one.
+    pub fn subscribe_commits(&self) -> watch::Receiver<CommitNotice> {
+        self.commits.clone()
+    }
+
+    pub fn stats(&self) -> &WriterStats {
+        &self.stats
+    }
+
+    /// True once the writer thread has ended.
+    pub fn is_stopped(&self) -> bool {
+        *self.stopped.borrow()
+    }
+
+    /// Resolves when the writer thread has ended (after [`Writer::shutdown`], or if it died).
+    pub async fn stopped(&self) {
+        let mut s = self.stopped.clone();
+        let _ = s.wait_for(|v| *v).await;
+    }
+
+    /// Closes the queue to new jobs, lets every queued job run and commit, and waits for the
+    /// thread to end.
+    pub async fn shutdown(&self) {
+        let _ = self.queue.send(Msg::Stop).await;
+        self.stopped().await;
+    }
+}
+
+fn is_constraint(e: &rusqlite::Error) -> bool {
+    e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation)
+}
+
+impl Engine {
+    fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        tracing::debug!("writer started");
+        loop {
+            let first = match rx.blocking_recv() {
+                Some(Msg::Job(t)) => t,
+                Some(Msg::Stop) => {
+                    // Nothing new gets in; what is queued still runs.
+                    rx.close();
+                    continue;
+                }
+                None => break,
+            };
+            let mut bytes = first.bytes();
+            let mut batch = VecDeque::from([first]);
+            while batch.len() < self.config.max_batch_jobs && bytes < self.config.max_batch_bytes {
+                match rx.try_recv() {
+                    Ok(Msg::Job(t)) => {
+                        bytes += t.bytes();
+                        batch.push_back(t);
+                    }
+                    Ok(Msg::Stop) => rx.close(),
+                    Err(_) => break,
+                }
+            }
+            self.batch(batch);
+        }
+        tracing::debug!("writer stopped");
+    }
+
+    fn exec(&self, sql: &str) -> rusqlite::Result<()> {
+        self.conn.prepare_cached(sql)?.execute([]).map(|_| ())
+    }
+
+    /// Ends a transaction that is still open, ignoring errors (the connection is then in
+    /// autocommit mode either way).
+    fn abandon(&self) {
+        if !self.conn.is_autocommit()
+            && let Err(e) = self.exec("ROLLBACK")
+        {
+            tracing::error!(error = %e, "ROLLBACK failed");
+        }
+    }
+
+    /// The schema cache, rebuilt when the database's schema moved (read inside the
+    /// transaction, so it holds for the whole batch).
+    fn cache(&self) -> Result<Arc<SchemaCache>, ApiError> {
+        self.schema.fresh(&self.conn, |load| {
+            self.trusted.store(true, Ordering::Relaxed);
+            let r = load();
+            self.trusted.store(false, Ordering::Relaxed);
+            r
+        })
+    }
+
+    /// Runs one batch: one transaction, a savepoint per job, one COMMIT, then the answers.
+    fn batch(&mut self, mut pending: VecDeque<Box<dyn Task>>) {
+        let mut done: Vec<Box<dyn Task>> = Vec::with_capacity(pending.len());
+        'transaction: loop {
+            self.stats.batches.fetch_add(1, Ordering::Relaxed);
+            let begun = self.exec("BEGIN IMMEDIATE").map_err(ApiError::from);
+            let cache = begun.and_then(|()| self.cache());
+            let cache = match cache {
+                Ok(c) => c,
+                Err(e) => {
+                    self.abandon();
+                    tracing::warn!(error = %e, jobs = done.len() + pending.len(), "a write transaction could not start");
+                    for t in done.drain(..).chain(pending.drain(..)) {
+                        t.fail(e.clone());
+                    }
+                    return;
+                }
+            };
+            self.wal_written.store(false, Ordering::Release);
+            while let Some(mut task) = pending.pop_front() {
+                match self.job(task.as_mut(), &cache) {
+                    Ok(true) => done.push(task),
+                    Ok(false) => task.succeed(),
+                    Err(e) if self.conn.is_autocommit() => {
+                        // The statement ended the whole transaction: this job fails, the
+                        // ones before it run again in a new transaction.
+                        tracing::warn!(code = %e.code, "a write ended its transaction; re-running the batch without it");
+                        task.fail(e);
+                        let again = std::mem::take(&mut done);
+                        for t in again.into_iter().rev() {
+                            pending.push_front(t);
+                        }
+                        continue 'transaction;
+                    }
+                    Err(e) => task.fail(e),
+                }
+            }
+            break;
+        }
+        if done.is_empty() {
+            self.abandon();
+            return;
+        }
+        match self.exec("COMMIT") {
+            Ok(()) => {
+                if self.wal_written.load(Ordering::Acquire) {
+                    self.publish(done.len());
+                }
+                self.stats
+                    .committed_jobs
+                    .fetch_add(done.len() as u64, Ordering::Relaxed);
+                for t in done {
+                    t.succeed();
+                }
+            }
+            Err(e) => {
+                self.abandon();
+                if is_constraint(&e) && done.len() > 1 {
+                    tracing::warn!(error = %e, jobs = done.len(), "COMMIT refused by a constraint; committing the batch's jobs one by one");
+                    for t in done {
+                        self.batch(VecDeque::from([t]));
+                    }
+                } else {
+                    let e = ApiError::from(e);
+                    tracing::warn!(error = %e, jobs = done.len(), "COMMIT failed");
+                    for t in done {
+                        t.fail(e.clone());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs one job in its savepoint. `Ok(true)`: its changes stay until COMMIT.
+    fn job(&self, task: &mut dyn Task, cache: &SchemaCache) -> Result<bool, ApiError> {
+        self.exec("SAVEPOINT pgrst_job")?;
+        let ctx = WriteCtx {
+            conn: &self.conn,
+            cache,
+            inserts: &self.inserts,
+        };
+        let at = Instant::now() + self.config.job_budget;
+        // A panicking job (a bug) fails alone instead of taking the writer thread with it.
+        let result = self.deadline.run(at, || {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| task.run(&ctx)))
+                .unwrap_or_else(|_| {
+                    tracing::error!("a write job panicked");
+                    Err(ApiError::internal("the write failed unexpectedly"))
+                })
+        });
+        if self.conn.is_autocommit() {
+            return Err(result.err().unwrap_or_else(|| {
+                ApiError::internal("the transaction ended inside a write job")
+            }));
+        }
+        let keep = matches!(result, Ok(true));
+        let end = if keep {
+            self.exec("RELEASE pgrst_job")
+        } else {
+            self.exec("ROLLBACK TO pgrst_job")
+                .and_then(|()| self.exec("RELEASE pgrst_job"))
+        };
+        match (result, end) {
+            (Ok(keep), Ok(())) => Ok(keep),
+            (Err(e), _) => Err(e),
+            (Ok(_), Err(e)) => Err(e.into()),
+        }
+    }
+
+    fn publish(&self, jobs: usize) {
+        let seq = self.stats.commits.fetch_add(1, Ordering::Relaxed) + 1;
+        let notice = CommitNotice {
+            seq,
+            wal_frames: self.wal_frames.load(Ordering::Acquire),
+            committed_at: SystemTime::now(),
+        };
+        self.notices.send_replace(notice);
+        if let Some(f) = &self.on_commit {
+            f(jobs);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::open::{OpenOptions, open};
+    use dialect::Exposure;
+
+    struct Setup {
+        _dir: tempfile::TempDir,
+        path: String,
+        writer: Writer,
+    }
+
+    fn setup(sql: &str, opts: OpenOptions, config: WriterConfig) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db").to_str().unwrap().to_string();
+        let conn = open(&path, &opts).unwrap();
+        conn.execute_batch("PRAGMA journal_mode=WAL").unwrap();
+        conn.execute_batch(sql).unwrap();
+        let schema = Arc::new(SchemaHolder::new(Exposure::All));
+        let writer = Writer::start(conn, schema, config, None).unwrap();
+        Setup {
+            _dir: dir,
+            path,
+            writer,
+        }
+    }
+
+    const T: &str = "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL);";
+
+    /// Occupies the writer for a moment, so the jobs sent meanwhile form one batch.
+    async fn hold(w: &Writer) {
+        let (started_tx, started) = oneshot::channel();
+        let started_tx = std::sync::Mutex::new(Some(started_tx));
+        let job = w.run(0, move |_| {
+            if let Some(tx) = started_tx.lock().unwrap().take() {
+                let _ = tx.send(());
+            }
+            std::thread::sleep(Duration::from_millis(150));
+            Ok(((), false))
+        });
+        tokio::select! {
+            biased;
+            _ = started => {}
+            _ = job => panic!("the holding job finished early"),
+        }
+    }
+
+    fn insert(id: i64) -> impl Fn(&WriteCtx<'_>) -> Result<(i64, bool), ApiError> {
+        move |ctx| {
+            ctx.conn
+                .execute("INSERT INTO t (id, v) VALUES (?1, 'x')", [id])
+                .map_err(ApiError::from)?;
+            Ok((id, true))
+        }
+    }
+
+    fn ids(path: &str) -> Vec<i64> {
+        let c = Connection::open(path).unwrap();
+        c.prepare("SELECT id FROM t ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn queued_jobs_share_one_commit_and_failures_stay_isolated() {
+        let s = Arc::new(setup(T, OpenOptions::writer(), WriterConfig::default()));
+        // A slow first job lets the others queue up behind it.
+        let slow = {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.writer
+                    .run(0, |ctx| {
+                        std::thread::sleep(Duration::from_millis(200));
+                        ctx.conn
+                            .execute("INSERT INTO t (id, v) VALUES (0, 'slow')", [])
+                            .map_err(ApiError::from)?;
+                        Ok(((), true))
+                    })
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut handles = Vec::new();
+        for id in 1..=40i64 {
+            let s = s.clone();
+            handles.push(tokio::spawn(async move {
+                match id % 10 {
+                    // duplicate of the slow job's key: fails alone
+                    3 => s.writer.run(0, insert(0)).await,
+                    // NOT NULL violation
+                    7 => {
+                        s.writer
+                            .run(0, move |ctx| {
+                                ctx.conn
+                                    .execute("INSERT INTO t (id, v) VALUES (?1, NULL)", [id])
+                                    .map_err(ApiError::from)?;
+                                Ok((id, true))
+                            })
+                            .await
+                    }
+                    // answered, then rolled back
+                    9 => {
+                        s.writer
+                            .run(0, move |ctx| Ok((insert(id)(ctx)?.0, false)))
+                            .await
+                    }
+                    _ => s.writer.run(0, insert(id)).await,
+                }
+            }));
+        }
+        slow.await.unwrap().unwrap();
+        let mut expected = vec![0];
+        for (i, h) in handles.into_iter().enumerate() {
+            let id = i as i64 + 1;
+            let r = h.await.unwrap();
+            match id % 10 {
+                3 => assert_eq!(r.unwrap_err().code, "23505"),
+                7 => assert_eq!(r.unwrap_err().code, "23502"),
+                9 => assert_eq!(r.unwrap(), id),
+                _ => {
+                    assert_eq!(r.unwrap(), id);
+                    expected.push(id);
+                }
+            }
+        }
+        assert_eq!(ids(&s.path), expected);
+        let stats = s.writer.stats();
+        let commits = stats.commits.load(Ordering::Relaxed);
+        assert_eq!(
+            stats.committed_jobs.load(Ordering::Relaxed),
+            expected.len() as u64
+        );
+        assert!(
+            commits <= 4,
+            "{commits} commits for {} jobs: no group commit",
+            expected.len()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_job_that_ends_the_transaction_does_not_take_others_with_it() {
+        let s = setup(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL);
+             CREATE TRIGGER boom BEFORE INSERT ON t WHEN NEW.v = 'boom'
+             BEGIN SELECT RAISE(ROLLBACK, 'boom'); END;",
+            OpenOptions::writer(),
+            WriterConfig::default(),
+        );
+        // The three jobs run in one batch.
+        let batches = s.writer.stats().batches.load(Ordering::Relaxed);
+        hold(&s.writer).await;
+        let a = s.writer.run(0, insert(1));
+        let b = s.writer.run(0, |ctx| {
+            ctx.conn
+                .execute("INSERT INTO t (id, v) VALUES (2, 'boom')", [])
+                .map_err(ApiError::from)?;
+            Ok((2, true))
+        });
+        let c = s.writer.run(0, insert(3));
+        let (a, b, c) = tokio::join!(a, b, c);
+        assert_eq!(a.unwrap(), 1);
+        let e = b.unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (400, "P0001"), "{e:?}");
+        assert_eq!(c.unwrap(), 3);
+        assert_eq!(ids(&s.path), vec![1, 3]);
+        // The holding job's batch, the three jobs' batch, and its re-run without the culprit.
+        assert_eq!(
+            s.writer.stats().batches.load(Ordering::Relaxed) - batches,
+            3
+        );
+    }
+
+    #[tokio::test]
+    async fn a_deferred_constraint_failing_at_commit_fails_only_its_job() {
+        let s = setup(
+            "CREATE TABLE p (id INTEGER PRIMARY KEY);
+             CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL,
+               p INTEGER REFERENCES p(id) DEFERRABLE INITIALLY DEFERRED);",
+            OpenOptions::writer(),
+            WriterConfig::default(),
+        );
+        let bad = |ctx: &WriteCtx<'_>| {
+            ctx.conn
+                .execute("INSERT INTO t (id, v, p) VALUES (2, 'x', 42)", [])
+                .map_err(ApiError::from)?;
+            Ok((2, true))
+        };
+        hold(&s.writer).await;
+        let (a, b, c) = tokio::join!(
+            s.writer.run(0, insert(1)),
+            s.writer.run(0, bad),
+            s.writer.run(0, insert(3))
+        );
+        assert_eq!(a.unwrap(), 1);
+        assert_eq!(b.unwrap_err().code, "23503");
+        assert_eq!(c.unwrap(), 3);
+        assert_eq!(ids(&s.path), vec![1, 3]);
+        // hold, the shared batch, then each job alone.
+        assert_eq!(s.writer.stats().batches.load(Ordering::Relaxed), 5);
+    }
+
+    #[tokio::test]
+    async fn commit_notices_follow_the_wal() {
+        let s = setup(T, OpenOptions::writer(), WriterConfig::default());
+        let mut rx = s.writer.subscribe_commits();
+        assert_eq!(rx.borrow().seq, 0);
+        let mut last = 0;
+        for id in 1..=5 {
+            s.writer.run(0, insert(id)).await.unwrap();
+            let n = *rx.borrow_and_update();
+            assert_eq!(n.seq, id as u64);
+            assert!(n.wal_frames > last, "{n:?} after {last}");
+            assert!(n.committed_at > SystemTime::UNIX_EPOCH);
+            last = n.wal_frames;
+        }
+        // A job that keeps nothing commits nothing and publishes nothing.
+        s.writer.run(0, |_| Ok(((), false))).await.unwrap();
+        assert!(!rx.has_changed().unwrap());
+        // The receiver wakes up on the next commit.
+        let waiter = tokio::spawn(async move {
+            rx.changed().await.unwrap();
+            rx.borrow().seq
+        });
+        s.writer.run(0, insert(6)).await.unwrap();
+        assert_eq!(waiter.await.unwrap(), 6);
+    }
+
+    #[tokio::test]
+    async fn autocheckpoint_is_kept_and_can_be_turned_off() {
+        async fn frames(autocheckpoint: u32) -> Vec<u64> {
+            let s = setup(
+                T,
+                OpenOptions {
+                    wal_autocheckpoint: Some(autocheckpoint),
+                    ..OpenOptions::writer()
+                },
+                WriterConfig::default(),
+            );
+            let mut out = Vec::new();
+            for id in 1..=20 {
+                s.writer.run(0, insert(id)).await.unwrap();
+                out.push(s.writer.subscribe_commits().borrow().wal_frames);
+            }
+            out
+        }
+        let off = frames(0).await;
+        assert!(off.windows(2).all(|w| w[1] > w[0]), "{off:?}");
+        let on = frames(4).await;
+        assert!(
+            on.windows(2).any(|w| w[1] < w[0]),
+            "never checkpointed: {on:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn busy_database_gives_503_with_retry_after() {
+        let s = setup(
+            T,
+            OpenOptions {
+                busy_timeout: Duration::from_millis(100),
+                ..OpenOptions::writer()
+            },
+            WriterConfig::default(),
+        );
+        let other = Connection::open(&s.path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let e = s.writer.run(0, insert(1)).await.unwrap_err();
+        assert_eq!(e.status, 503);
+        assert!(e.headers.iter().any(|(k, _)| *k == "Retry-After"), "{e:?}");
+        other.execute_batch("ROLLBACK").unwrap();
+        assert_eq!(s.writer.run(0, insert(1)).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_job_fails_alone() {
+        let s = setup(T, OpenOptions::writer(), WriterConfig::default());
+        let e = s
+            .writer
+            .run(0, |ctx| -> Result<((), bool), ApiError> {
+                insert(1)(ctx)?;
+                panic!("a bug in a job")
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.status, 500);
+        assert_eq!(s.writer.run(0, insert(2)).await.unwrap(), 2);
+        assert_eq!(
+            ids(&s.path),
+            vec![2],
+            "the panicking job's insert was rolled back"
+        );
+    }
+
+    #[tokio::test]
+    async fn ddl_and_attach_are_refused() {
+        let s = setup(T, OpenOptions::writer(), WriterConfig::default());
+        for sql in [
+            "CREATE TABLE x (y)",
+            "DROP TABLE t",
+            "ATTACH ':memory:' AS m",
+            "PRAGMA journal_mode = DELETE",
+        ] {
+            let e = s
+                .writer
+                .run(0, move |ctx| {
+                    ctx.conn.execute_batch(sql).map_err(ApiError::from)?;
+                    Ok(((), true))
+                })
+                .await
+                .unwrap_err();
+            assert!(e.status >= 400 && e.status < 500, "{sql}: {e:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn shutdown_finishes_queued_jobs_then_refuses() {
+        let s = setup(T, OpenOptions::writer(), WriterConfig::default());
+        let jobs: Vec<_> = (1..=10).map(|id| s.writer.run(0, insert(id))).collect();
+        let (results, ()) = tokio::join!(futures::future::join_all(jobs), s.writer.shutdown());
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        assert_eq!(ids(&s.path).len(), 10);
+        assert!(s.writer.is_stopped());
+        assert_eq!(s.writer.run(0, insert(11)).await.unwrap_err().status, 503);
+    }
+
+    #[tokio::test]
+    async fn long_jobs_are_interrupted_at_the_budget() {
+        let s = setup(
+            T,
+            OpenOptions::writer(),
+            WriterConfig {
+                job_budget: Duration::from_millis(100),
+                ..WriterConfig::default()
+            },
+        );
+        let e = s
+            .writer
+            .run(0, |ctx| {
+                ctx.conn
+                    .execute(
+                        "INSERT INTO t (v) WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c) SELECT 'x' FROM c",
+                        [],
+                    )
+                    .map_err(ApiError::from)?;
+                Ok(((), true))
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, "57014");
+        assert!(ids(&s.path).is_empty());
+        assert_eq!(s.writer.run(0, insert(1)).await.unwrap(), 1);
+    }
+}

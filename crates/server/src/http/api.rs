@@ -1,8 +1,8 @@
 //! The request handler: limits, routing, CORS preflight, authentication, dispatch, metrics.
 //!
 //! Paths are `/{table_or_view}` (percent-decoded); `/` and deeper paths get PostgREST's 404s.
-//! GET/HEAD read ([`super::read`]), OPTIONS answers `Allow` per relation, the write methods
-//! are not served yet (501), anything else is 405 PGRST117.
+//! GET/HEAD read ([`super::read`]), POST/PATCH/PUT/DELETE write ([`super::write`]), OPTIONS
+//! answers `Allow` per relation, anything else is 405 PGRST117.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,7 +14,7 @@ use dialect::ApiError;
 use dialect::plan::resolve_relation;
 use http::{HeaderValue, Method, StatusCode, header};
 
-use super::{AppState, read, respond};
+use super::{AppState, read, respond, write};
 use crate::metrics::operation;
 
 pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
@@ -114,7 +114,7 @@ async fn dispatch(state: &AppState, req: Request) -> Outcome {
         return Err((none(), e));
     }
 
-    let (parts, _body) = req.into_parts();
+    let (parts, body) = req.into_parts();
     let result = match method {
         Method::GET | Method::HEAD => {
             read::handle(
@@ -127,11 +127,7 @@ async fn dispatch(state: &AppState, req: Request) -> Outcome {
             .await
         }
         Method::OPTIONS => options(state, relation.clone()).await,
-        _ => Err(
-            ApiError::new(501, "PGRST127", "Feature not implemented").with_details(format!(
-                "{method} (writes) is not implemented by this version of sqlite-rest"
-            )),
-        ),
+        _ => write::handle(state, relation.clone(), &method, &parts, body).await,
     };
     match result {
         Ok(resp) => Ok((relation, resp)),

@@ -1,7 +1,9 @@
 //! Request size limits: URL length, total header size and declared body size.
 //!
 //! Checked before anything else; an oversize request is answered 414/431/413 with a JSON error
-//! and never reaches the database. (Bodies are read, when writes exist, through the same limit.)
+//! and never reaches the database. The body limit is checked here against `Content-Length`
+//! and again on the bytes actually read (`http::write`), so a body sent without a length (or
+//! with a false one) cannot get past it.
 
 use axum::extract::Request;
 use dialect::ApiError;

@@ -2,13 +2,15 @@
 //!
 //! One fallback handler ([`api::handle`]) takes every request, so the hot path is a single
 //! function call rather than a middleware stack: limits, routing, CORS, auth, dispatch to the
-//! read handler, metrics. Servers stop together when the shutdown token is cancelled.
+//! read handler ([`read`]) or the write handler ([`write`]), metrics. Servers stop together
+//! when the shutdown token is cancelled.
 
 pub mod api;
 pub mod cors;
 pub mod limits;
 pub mod read;
 pub mod respond;
+pub mod write;
 
 use std::sync::Arc;
 
@@ -17,7 +19,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Auth;
-use crate::db::Database;
+use crate::db::{Database, Writer};
 use crate::metrics::Metrics;
 
 pub use cors::Cors;
@@ -31,6 +33,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub limits: HttpLimits,
     pub plan_limits: dialect::Limits,
+    /// The single writer every POST/PATCH/PUT/DELETE goes through.
+    pub writer: Arc<Writer>,
+    pub write_options: dialect::WriteOptions,
 }
 
 /// The API router.

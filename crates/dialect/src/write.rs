@@ -1,0 +1,476 @@
+//! The write planner: resolves a POST, PATCH, PUT or DELETE against the schema cache into a
+//! [`WritePlan`] — the one statement to run, what it returns, and how the response is made.
+//!
+//! Every name is checked first: the relation (PGRST205), the body's keys and `columns`
+//! (PGRST204), `on_conflict` (PGRST204, then 42P10 unless it names a primary key or UNIQUE
+//! index exactly), `select`/`order` through the read planner. PUT follows PostgREST's rules:
+//! filters must be exactly the primary key with `eq` (405 PGRST105), no limit/offset (400
+//! PGRST114), and the body must carry the same key (400 PGRST115). With safe updates on, a
+//! PATCH or DELETE without any filter is refused (400 21000) before any SQL runs.
+//!
+//! Representations are re-read by key after the write (see [`crate::exec_write`]): the
+//! statement returns the rowid (or the primary key of a `WITHOUT ROWID` table), and the
+//! request's `select`/`order`/`limit` shape the re-read. Views written through INSTEAD OF
+//! triggers have no key: their statement returns the selected fields directly.
+
+use std::sync::Arc;
+
+use crate::body::Payload;
+use crate::dml::{self, OnConflict, Returning};
+use crate::error::ApiError;
+use crate::headers::{MediaType, Preferences, RequestHeaders, Resolution, ReturnPref};
+use crate::plan::{Condition, Limits, ReadNode, plan_read, resolve_relation};
+use crate::query::{CmpOp, Operation, QueryParams};
+use crate::schema::{Column, RelKind, Relation, RowKey, SchemaCache};
+use crate::sql::{self, Sql};
+
+/// The four writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mutation {
+    /// POST: insert, or upsert with `Prefer: resolution=…`.
+    Insert,
+    /// PATCH.
+    Update,
+    /// PUT: insert or replace the one row the filters name.
+    Upsert,
+    /// DELETE.
+    Delete,
+}
+
+/// Everything a write takes from the request, parsed but not yet checked against the schema.
+#[derive(Debug, Clone)]
+pub struct WriteRequest {
+    pub mutation: Mutation,
+    pub relation: String,
+    pub query: QueryParams,
+    pub media: MediaType,
+    pub prefer: Preferences,
+    /// The body (none for DELETE).
+    pub payload: Option<Payload>,
+}
+
+/// Server settings that shape writes.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteOptions {
+    /// Refuse PATCH and DELETE without any filter (pg-safeupdate's rule).
+    pub safe_update: bool,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        WriteOptions { safe_update: true }
+    }
+}
+
+/// How the representation (`return=representation`) is produced.
+#[derive(Debug, Clone)]
+pub enum Representation {
+    /// Re-read the returned keys through this read node (its conditions are not used).
+    Keyed(ReadNode),
+    /// The statement returns the node's fields itself (views, where there is no key).
+    Returned(ReadNode),
+}
+
+impl Representation {
+    pub fn node(&self) -> &ReadNode {
+        match self {
+            Representation::Keyed(n) | Representation::Returned(n) => n,
+        }
+    }
+}
+
+/// A planned write.
+#[derive(Debug, Clone)]
+pub struct WritePlan {
+    pub mutation: Mutation,
+    pub relation: Arc<Relation>,
+    /// The statement, `?1` being the body; `None` when there is nothing to write (an empty
+    /// array, a PATCH with `{}`).
+    pub statement: Option<Sql>,
+    /// Instead of a statement: run `statement` this many times (objects without keys insert
+    /// one row of defaults each).
+    pub repeat: usize,
+    /// The body parameter, when it differs from the request's payload (PUT keeps only the
+    /// object that matches the URL).
+    pub body: Option<String>,
+    /// What the statement returns (empty for virtual tables, which cannot RETURN).
+    pub returning: Returning,
+    /// False when the relation cannot RETURN (virtual tables): rows are counted with
+    /// `changes()`.
+    pub uses_returning: bool,
+    /// DELETE with a representation: read the rows (with their keys) before deleting them.
+    pub pre_read: Option<Sql>,
+    pub representation: Option<Representation>,
+    pub media: MediaType,
+    pub prefer: Preferences,
+    /// Upserts whose status tells inserted (201) from updated (200) rows.
+    pub counts_inserts: bool,
+    /// The resolution preference applies (a conflict target exists).
+    pub resolution_applied: bool,
+    /// Primary key columns for `Location` (POST with `return=headers-only`).
+    pub location_columns: Vec<String>,
+}
+
+fn unknown_column(rel: &str, col: &str) -> ApiError {
+    ApiError::new(
+        400,
+        "PGRST204",
+        format!("Could not find the '{col}' column of '{rel}' in the schema cache"),
+    )
+}
+
+fn put_filters_error() -> ApiError {
+    ApiError::new(
+        405,
+        "PGRST105",
+        "Filters must include all and only primary key columns with 'eq' operators",
+    )
+}
+
+fn put_mismatch() -> ApiError {
+    ApiError::new(
+        400,
+        "PGRST115",
+        "Payload values do not match URL in primary key column(s)",
+    )
+}
+
+fn not_writable(rel: &Relation, verb: &str, trigger: &str) -> ApiError {
+    ApiError::new(405, "55000", format!("cannot {verb} view \"{}\"", rel.name)).with_details(
+        format!("Views are writable only through an INSTEAD OF {trigger} trigger."),
+    )
+}
+
+/// Resolves `names` to columns of `rel` (each once, in order).
+fn resolve_columns<'a>(rel: &'a Relation, names: &[String]) -> Result<Vec<&'a Column>, ApiError> {
+    let mut out: Vec<&Column> = Vec::with_capacity(names.len());
+    for n in names {
+        let col = rel.column(n).ok_or_else(|| unknown_column(&rel.name, n))?;
+        if !out.iter().any(|c| c.name == col.name) {
+            out.push(col);
+        }
+    }
+    Ok(out)
+}
+
+/// The conflict target of an upsert: `on_conflict` (checked) or the primary key.
+fn conflict_target(
+    rel: &Relation,
+    on_conflict: Option<&Vec<String>>,
+) -> Result<Option<Vec<String>>, ApiError> {
+    let Some(names) = on_conflict else {
+        return Ok((!rel.primary_key.is_empty()).then(|| rel.primary_key.clone()));
+    };
+    let cols = resolve_columns(rel, names)?;
+    let mut wanted: Vec<&str> = cols.iter().map(|c| c.name.as_str()).collect();
+    wanted.sort_unstable();
+    let matches = rel.unique_keys.iter().any(|k| {
+        let mut k: Vec<&str> = k.iter().map(String::as_str).collect();
+        k.sort_unstable();
+        k == wanted
+    });
+    if !matches {
+        return Err(ApiError::new(
+            400,
+            "42P10",
+            "there is no unique or exclusion constraint matching the ON CONFLICT specification",
+        )
+        .with_hint(format!(
+            "'on_conflict' must name the columns of the primary key or of a UNIQUE index of '{}'",
+            rel.name
+        )));
+    }
+    Ok(Some(cols.iter().map(|c| c.name.clone()).collect()))
+}
+
+/// PUT: the URL must filter every primary key column with `eq` and nothing else; returns the
+/// key values by column.
+fn put_key(rel: &Relation, query: &QueryParams) -> Result<Vec<(String, String)>, ApiError> {
+    if rel.primary_key.is_empty() || !query.logic.is_empty() {
+        return Err(put_filters_error());
+    }
+    let mut key = Vec::new();
+    for (path, f) in &query.filters {
+        let value = match (
+            &f.operation,
+            f.negated,
+            path.is_empty(),
+            f.field.path.is_empty(),
+        ) {
+            (
+                Operation::Compare {
+                    op: CmpOp::Eq,
+                    value,
+                },
+                false,
+                true,
+                true,
+            ) => value,
+            _ => return Err(put_filters_error()),
+        };
+        if !rel.primary_key.contains(&f.field.name)
+            || key
+                .iter()
+                .any(|(c, _): &(String, String)| *c == f.field.name)
+        {
+            return Err(put_filters_error());
+        }
+        key.push((f.field.name.clone(), value.clone()));
+    }
+    if key.len() != rel.primary_key.len() {
+        return Err(put_filters_error());
+    }
+    Ok(key)
+}
+
+/// Whether a body value equals a URL value, leniently typed as PostgreSQL would cast both to
+/// the column type (`4` matches `"4"`, `true` matches `1`).
+fn same_key_value(body: &serde_json::Value, url: &str) -> bool {
+    match body {
+        serde_json::Value::String(s) => s == url,
+        serde_json::Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                url.trim().parse::<i64>() == Ok(i)
+            } else {
+                n.as_f64()
+                    .is_some_and(|f| url.trim().parse::<f64>() == Ok(f))
+            }
+        }
+        serde_json::Value::Bool(b) => matches!(
+            (b, url.to_ascii_lowercase().as_str()),
+            (true, "true" | "t" | "1") | (false, "false" | "f" | "0")
+        ),
+        serde_json::Value::Null => false,
+        _ => false,
+    }
+}
+
+/// PUT's body: the first object whose primary key equals the URL's (PGRST115 when none).
+fn put_body(
+    payload: &Payload,
+    key: &[(String, String)],
+) -> Result<(String, Vec<String>), ApiError> {
+    let rows: Vec<serde_json::Map<String, serde_json::Value>> =
+        serde_json::from_str(&payload.json).map_err(|_| put_mismatch())?;
+    let row = rows
+        .into_iter()
+        .find(|row| {
+            key.iter()
+                .all(|(col, url)| row.get(col).is_some_and(|v| same_key_value(v, url)))
+        })
+        .ok_or_else(put_mismatch)?;
+    let keys = row.keys().cloned().collect();
+    let one = serde_json::Value::Array(vec![serde_json::Value::Object(row)]);
+    Ok((one.to_string(), keys))
+}
+
+/// Plans `req` against `cache`.
+pub fn plan_write(
+    cache: &SchemaCache,
+    req: &WriteRequest,
+    opts: &WriteOptions,
+) -> Result<WritePlan, ApiError> {
+    let rel = resolve_relation(cache, &req.relation)?.clone();
+    match req.mutation {
+        Mutation::Insert if !rel.insertable => {
+            return Err(not_writable(&rel, "insert into", "INSERT"));
+        }
+        Mutation::Update if !rel.updatable => return Err(not_writable(&rel, "update", "UPDATE")),
+        Mutation::Delete if !rel.deletable => {
+            return Err(not_writable(&rel, "delete from", "DELETE"));
+        }
+        Mutation::Upsert if !(rel.insertable && rel.updatable) => {
+            return Err(not_writable(
+                &rel,
+                "upsert into",
+                "INSERT and an INSTEAD OF UPDATE",
+            ));
+        }
+        _ => {}
+    }
+    if req.mutation == Mutation::Upsert
+        && req
+            .query
+            .ranges
+            .get(&Vec::new())
+            .is_some_and(|r| r.limit.is_some() || r.offset.is_some())
+    {
+        return Err(ApiError::new(
+            400,
+            "PGRST114",
+            "limit/offset querystring parameters are not allowed for PUT",
+        ));
+    }
+    // The read planner checks select, filters and order; its conditions drive PATCH/DELETE.
+    let headers = RequestHeaders {
+        media: req.media,
+        prefer: Preferences::default(),
+        range: None,
+        profile_sent: false,
+    };
+    let read = plan_read(
+        cache,
+        &req.relation,
+        &req.query,
+        &headers,
+        Limits::default(),
+    )?
+    .root;
+    let conditions: Vec<Condition> = match req.mutation {
+        Mutation::Update | Mutation::Delete => read.conditions.clone(),
+        _ => Vec::new(),
+    };
+    if opts.safe_update
+        && matches!(req.mutation, Mutation::Update | Mutation::Delete)
+        && conditions.is_empty()
+    {
+        let verb = if req.mutation == Mutation::Update {
+            "UPDATE"
+        } else {
+            "DELETE"
+        };
+        return Err(ApiError::new(400, "21000", format!("{verb} requires a WHERE clause"))
+            .with_hint(
+                "Add a filter to the request (e.g. ?id=gte.0 to include every row), or start the server with --safe-update=false",
+            ));
+    }
+
+    let virtual_table = rel.kind == RelKind::Virtual;
+    let representation_wanted = req.prefer.return_ == Some(ReturnPref::Representation);
+    let location_wanted = req.mutation == Mutation::Insert
+        && req.prefer.return_ == Some(ReturnPref::HeadersOnly)
+        && !rel.primary_key.is_empty();
+    if virtual_table && (representation_wanted || location_wanted) {
+        return Err(ApiError::not_implemented(format!(
+            "'{}' is a virtual table: SQLite cannot return the rows a write touched in it, so only return=minimal is available",
+            rel.name
+        )));
+    }
+    let key = rel.row_key();
+    let mut representation = None;
+    let mut pre_read = None;
+    let mut returning = Returning::default();
+    if representation_wanted {
+        let mut node = read.clone();
+        node.conditions = Vec::new();
+        if key == RowKey::None {
+            returning.fields = node.fields.clone();
+            representation = Some(Representation::Returned(node));
+        } else {
+            returning.key = Some(key.clone());
+            if req.mutation == Mutation::Delete {
+                pre_read = Some(sql::select_with_key(&read, &key));
+            }
+            representation = Some(Representation::Keyed(node));
+        }
+    } else if key != RowKey::None && !virtual_table {
+        returning.key = Some(key.clone());
+    } else {
+        returning.count_only = !virtual_table;
+    }
+    if location_wanted {
+        returning.columns = rel.primary_key.clone();
+    }
+    if virtual_table {
+        returning = Returning::default();
+    }
+
+    let missing_default = req.prefer.missing_default();
+    let empty = Payload::empty();
+    let payload = req.payload.as_ref().unwrap_or(&empty);
+    let mut counts_inserts = false;
+    let mut resolution_applied = false;
+    let mut body = None;
+    let mut repeat = 1;
+    let statement = match req.mutation {
+        Mutation::Insert => {
+            let names = req.query.columns.as_ref().unwrap_or(&payload.keys);
+            let cols = resolve_columns(&rel, names)?;
+            let conflict = match req.prefer.resolution {
+                None => OnConflict::Fail,
+                Some(res) => match conflict_target(&rel, req.query.on_conflict.as_ref())? {
+                    None => OnConflict::Fail,
+                    Some(target) => {
+                        resolution_applied = true;
+                        match res {
+                            Resolution::MergeDuplicates => {
+                                counts_inserts = true;
+                                OnConflict::Merge(target)
+                            }
+                            Resolution::IgnoreDuplicates => OnConflict::Ignore(target),
+                        }
+                    }
+                },
+            };
+            if payload.rows == 0 {
+                None
+            } else if cols.is_empty() {
+                // Objects without keys: one row of defaults each.
+                repeat = payload.rows;
+                counts_inserts = false;
+                Some(dml::insert_defaults(&rel, &returning))
+            } else {
+                Some(dml::insert(
+                    &rel,
+                    &cols,
+                    missing_default,
+                    &conflict,
+                    counts_inserts,
+                    &returning,
+                ))
+            }
+        }
+        Mutation::Upsert => {
+            let key = put_key(&rel, &req.query)?;
+            let (json, keys) = put_body(payload, &key)?;
+            let cols = resolve_columns(&rel, &keys)?;
+            body = Some(json);
+            counts_inserts = true;
+            Some(dml::insert(
+                &rel,
+                &cols,
+                false,
+                &OnConflict::Merge(rel.primary_key.clone()),
+                true,
+                &returning,
+            ))
+        }
+        Mutation::Update => {
+            let names = req.query.columns.as_ref().unwrap_or(&payload.keys);
+            let cols = resolve_columns(&rel, names)?;
+            if payload.rows == 0 || cols.is_empty() {
+                None
+            } else {
+                Some(dml::update(
+                    &rel,
+                    &cols,
+                    missing_default,
+                    &conditions,
+                    &returning,
+                ))
+            }
+        }
+        Mutation::Delete => Some(dml::delete(&rel, &conditions, &returning)),
+    };
+    let rel_primary_key = rel.primary_key.clone();
+    Ok(WritePlan {
+        mutation: req.mutation,
+        relation: rel,
+        statement,
+        repeat,
+        body,
+        returning,
+        uses_returning: !virtual_table,
+        pre_read,
+        representation,
+        media: req.media,
+        prefer: req.prefer.clone(),
+        counts_inserts,
+        resolution_applied,
+        location_columns: if location_wanted {
+            rel_primary_key
+        } else {
+            Vec::new()
+        },
+    })
+}

@@ -1,0 +1,796 @@
+//! The write path of the dialect on a real SQLite database: parse a body, plan against the
+//! schema cache, run inside a savepoint, and check both the response and the rows.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::result_large_err)]
+
+use dialect::functions::{InsertCounter, register_insert_counter};
+use dialect::headers::{MediaType, Preferences};
+use dialect::{
+    ApiError, BodyFormat, Exposure, Mutation, QueryParams, SchemaCache, WriteOptions, WriteOutput,
+    WriteRequest, execute_write, parse_payload, plan_write,
+};
+use rusqlite::Connection;
+use serde_json::{Value, json};
+
+struct Db {
+    conn: Connection,
+    counter: InsertCounter,
+}
+
+const JSON: MediaType = MediaType::Json { strip_nulls: false };
+
+fn db() -> Db {
+    let conn = Connection::open_in_memory().unwrap();
+    dialect::functions::register(&conn).unwrap();
+    let counter = register_insert_counter(&conn).unwrap();
+    conn.execute_batch(
+        r#"
+        CREATE TABLE clients (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+        CREATE TABLE projects (id INTEGER PRIMARY KEY, name TEXT NOT NULL,
+          client_id INTEGER REFERENCES clients(id), settings JSON, logo BLOB,
+          active BOOLEAN NOT NULL DEFAULT 1, created TEXT DEFAULT 'now');
+        CREATE TABLE kv (k TEXT, scope TEXT, v TEXT, PRIMARY KEY (k, scope)) WITHOUT ROWID;
+        CREATE TABLE no_pk (a TEXT, b TEXT);
+        CREATE TABLE "we""ird" ("a.b" TEXT, "x""y" TEXT, rowid TEXT);
+        CREATE TABLE base (id INTEGER PRIMARY KEY, name TEXT, extra INTEGER DEFAULT 7);
+        CREATE VIEW v AS SELECT id, name, extra FROM base;
+        CREATE TRIGGER v_ins INSTEAD OF INSERT ON v BEGIN INSERT INTO base (id, name) VALUES (NEW.id, NEW.name); END;
+        CREATE TRIGGER v_upd INSTEAD OF UPDATE ON v BEGIN UPDATE base SET name = NEW.name WHERE id = OLD.id; END;
+        CREATE TRIGGER v_del INSTEAD OF DELETE ON v BEGIN DELETE FROM base WHERE id = OLD.id; END;
+        CREATE VIEW ro AS SELECT id FROM base;
+        CREATE VIRTUAL TABLE docs USING fts5(title, body);
+        INSERT INTO clients VALUES (1, 'Microsoft'), (2, 'Apple');
+        INSERT INTO projects (id, name, client_id) VALUES (1, 'Windows 7', 1), (2, 'Windows 10', 1), (3, 'IOS', 2);
+        INSERT INTO kv VALUES ('a', 'x', '1');
+        INSERT INTO no_pk VALUES ('1', '0'), ('2', '0'), (NULL, NULL);
+        INSERT INTO base VALUES (1, 'one', 1);
+        "#,
+    )
+    .unwrap();
+    Db { conn, counter }
+}
+
+struct Req<'a> {
+    mutation: Mutation,
+    rel: &'a str,
+    query: &'a str,
+    prefer: &'a [&'a str],
+    body: Option<&'a str>,
+    media: MediaType,
+    safe_update: bool,
+}
+
+fn req<'a>(mutation: Mutation, rel: &'a str, query: &'a str, body: Option<&'a str>) -> Req<'a> {
+    Req {
+        mutation,
+        rel,
+        query,
+        prefer: &[],
+        body,
+        media: JSON,
+        safe_update: true,
+    }
+}
+
+impl Db {
+    /// Plans and runs one write in a savepoint, keeping it only on success with commit.
+    fn run(&self, r: Req<'_>) -> Result<WriteOutput, ApiError> {
+        let query = QueryParams::parse(r.query)?;
+        let payload = match r.body {
+            Some(b) => Some(parse_payload(
+                b.as_bytes(),
+                BodyFormat::Json,
+                query.columns.is_some(),
+            )?),
+            None => None,
+        };
+        let w = WriteRequest {
+            mutation: r.mutation,
+            relation: r.rel.to_string(),
+            query,
+            media: r.media,
+            prefer: Preferences::parse(r.prefer.iter().copied())?,
+            payload,
+        };
+        let cache = SchemaCache::load(&self.conn, &Exposure::All).unwrap();
+        self.conn.execute_batch("SAVEPOINT w").unwrap();
+        let result = plan_write(
+            &cache,
+            &w,
+            &WriteOptions {
+                safe_update: r.safe_update,
+            },
+        )
+        .and_then(|plan| {
+            let body = w.payload.as_ref().map_or("[]", |p| p.json.as_str());
+            execute_write(&self.conn, &plan, body, &self.counter)
+        });
+        let keep = matches!(&result, Ok(o) if o.commit);
+        self.conn
+            .execute_batch(if keep {
+                "RELEASE w"
+            } else {
+                "ROLLBACK TO w; RELEASE w"
+            })
+            .unwrap();
+        result
+    }
+
+    fn rows(&self, sql: &str) -> Value {
+        let mut stmt = self.conn.prepare(sql).unwrap();
+        let n = stmt.column_count();
+        let names: Vec<String> = stmt.column_names().map(|s| s.to_string()).collect();
+        let rows: Vec<Value> = stmt
+            .query_map([], |r| {
+                let mut o = serde_json::Map::new();
+                for (i, name) in names.iter().enumerate().take(n) {
+                    let v = match r.get_ref(i)? {
+                        rusqlite::types::ValueRef::Null => Value::Null,
+                        rusqlite::types::ValueRef::Integer(x) => json!(x),
+                        rusqlite::types::ValueRef::Real(x) => json!(x),
+                        rusqlite::types::ValueRef::Text(t) => json!(String::from_utf8_lossy(t)),
+                        rusqlite::types::ValueRef::Blob(b) => json!(format!("blob:{}", b.len())),
+                    };
+                    o.insert(name.clone(), v);
+                }
+                Ok(Value::Object(o))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        Value::Array(rows)
+    }
+}
+
+fn body(o: &WriteOutput) -> Value {
+    serde_json::from_slice(o.body.as_ref().expect("a body")).unwrap()
+}
+
+#[test]
+fn insert_one_and_many() {
+    let d = db();
+    let o = d
+        .run(req(
+            Mutation::Insert,
+            "clients",
+            "",
+            Some(r#"{"id":3,"name":"IBM"}"#),
+        ))
+        .unwrap();
+    assert_eq!((o.status, o.body.is_none(), o.affected), (201, true, 1));
+    assert_eq!(o.content_range.as_deref(), Some("*/*"));
+    assert_eq!(o.preference_applied, None);
+    let o = d
+        .run(Req {
+            prefer: &["return=representation", "count=exact"],
+            ..req(
+                Mutation::Insert,
+                "clients",
+                "select=name",
+                Some(r#"[{"id":5,"name":"Zed"},{"id":4,"name":"Ace"}]"#),
+            )
+        })
+        .unwrap();
+    assert_eq!(o.status, 201);
+    assert_eq!(
+        body(&o),
+        json!([{"name":"Zed"},{"name":"Ace"}]),
+        "insertion order"
+    );
+    assert_eq!(o.content_range.as_deref(), Some("*/2"));
+    assert_eq!(
+        o.preference_applied.as_deref(),
+        Some("return=representation, count=exact")
+    );
+    assert_eq!(
+        d.rows("SELECT id, name FROM clients WHERE id > 2 ORDER BY id"),
+        json!([{"id":3,"name":"IBM"},{"id":4,"name":"Ace"},{"id":5,"name":"Zed"}])
+    );
+    // order= shapes the representation.
+    let o = d
+        .run(Req {
+            prefer: &["return=representation"],
+            ..req(
+                Mutation::Insert,
+                "clients",
+                "select=id&order=id.desc",
+                Some(r#"[{"id":6,"name":"a"},{"id":7,"name":"b"}]"#),
+            )
+        })
+        .unwrap();
+    assert_eq!(body(&o), json!([{"id":7},{"id":6}]));
+}
+
+#[test]
+fn types_round_trip_and_missing_default() {
+    let d = db();
+    let o = d
+        .run(Req {
+            prefer: &["return=representation"],
+            ..req(
+                Mutation::Insert,
+                "projects",
+                "select=id,name,settings,logo,active,created",
+                Some(r#"{"id":9,"name":"P","settings":{"a":[1,"x"],"s":"str"},"logo":"\\xdeadbeef","active":false,"created":null}"#),
+            )
+        })
+        .unwrap();
+    assert_eq!(
+        body(&o),
+        json!([{"id":9,"name":"P","settings":{"a":[1,"x"],"s":"str"},"logo":"\\xdeadbeef","active":false,"created":null}])
+    );
+    // columns + missing=default: absent keys take the column default; explicit null stays.
+    let o = d
+        .run(Req {
+            prefer: &["return=representation", "missing=default"],
+            ..req(
+                Mutation::Insert,
+                "projects",
+                "columns=%22id%22,%22name%22,%22active%22,%22created%22&select=id,active,created",
+                Some(
+                    r#"[{"id":10,"name":"a"},{"id":11,"name":"b","active":false,"created":null}]"#,
+                ),
+            )
+        })
+        .unwrap();
+    assert_eq!(
+        body(&o),
+        json!([{"id":10,"active":true,"created":"now"},{"id":11,"active":false,"created":null}])
+    );
+    assert_eq!(
+        o.preference_applied.as_deref(),
+        Some("missing=default, return=representation")
+    );
+    // Without missing=default, a column named by `columns` but absent is NULL.
+    let e = d
+        .run(req(
+            Mutation::Insert,
+            "projects",
+            "columns=id,name,active",
+            Some(r#"[{"id":12,"name":"c"}]"#),
+        ))
+        .unwrap_err();
+    assert_eq!((e.status, e.code.as_str()), (400, "23502"));
+}
+
+#[test]
+fn unknown_columns_and_relations() {
+    let d = db();
+    let e = d
+        .run(req(
+            Mutation::Insert,
+            "clients",
+            "",
+            Some(r#"{"id":3,"nope":1}"#),
+        ))
+        .unwrap_err();
+    assert_eq!((e.status, e.code.as_str()), (400, "PGRST204"));
+    assert_eq!(
+        e.message,
+        "Could not find the 'nope' column of 'clients' in the schema cache"
+    );
+    let e = d
+        .run(req(
+            Mutation::Insert,
+            "clients",
+            "columns=id,nope",
+            Some(r#"{"id":3}"#),
+        ))
+        .unwrap_err();
+    assert_eq!(e.code, "PGRST204");
+    let e = d
+        .run(req(Mutation::Insert, "nope", "", Some(r#"{"id":3}"#)))
+        .unwrap_err();
+    assert_eq!((e.status, e.code.as_str()), (404, "PGRST205"));
+    let e = d
+        .run(req(Mutation::Insert, "ro", "", Some(r#"{"id":3}"#)))
+        .unwrap_err();
+    assert_eq!(e.status, 405);
+}
+
+#[test]
+fn upserts() {
+    let d = db();
+    // One new key, one existing: 201, both rows in the representation.
+    let o = d
+        .run(Req {
+            prefer: &["return=representation", "resolution=merge-duplicates"],
+            ..req(
+                Mutation::Insert,
+                "clients",
+                "",
+                Some(r#"[{"id":1,"name":"MS"},{"id":3,"name":"IBM"}]"#),
+            )
+        })
+        .unwrap();
+    assert_eq!(o.status, 201);
+    assert_eq!(
+        body(&o),
+        json!([{"id":1,"name":"MS"},{"id":3,"name":"IBM"}])
+    );
+    assert_eq!(
+        o.preference_applied.as_deref(),
+        Some("resolution=merge-duplicates, return=representation")
+    );
+    // Only updates: 200.
+    let o = d
+        .run(Req {
+            prefer: &["resolution=merge-duplicates"],
+            ..req(
+                Mutation::Insert,
+                "clients",
+                "",
+                Some(r#"[{"id":1,"name":"Microsoft"}]"#),
+            )
+        })
+        .unwrap();
+    assert_eq!(o.status, 200);
+    // on_conflict on a UNIQUE column.
+    let o = d
+        .run(Req {
+            prefer: &["return=representation", "resolution=merge-duplicates"],
+            ..req(
+                Mutation::Insert,
+                "clients",
+                "on_conflict=name&select=id,name",
+                Some(r#"[{"name":"Apple"}]"#),
+            )
+        })
+        .unwrap();
+    assert_eq!(
+        (o.status, body(&o)),
+        (200, json!([{"id":2,"name":"Apple"}]))
+    );
+    // ignore-duplicates: only inserted rows are represented, and the status is 201.
+    let o = d
+        .run(Req {
+            prefer: &["return=representation", "resolution=ignore-duplicates"],
+            ..req(
+                Mutation::Insert,
+                "clients",
+                "",
+                Some(r#"[{"id":1,"name":"X"},{"id":8,"name":"Y"}]"#),
+            )
+        })
+        .unwrap();
+    assert_eq!((o.status, body(&o)), (201, json!([{"id":8,"name":"Y"}])));
+    assert_eq!(
+        d.rows("SELECT name FROM clients WHERE id = 1"),
+        json!([{"name":"Microsoft"}])
+    );
+    // on_conflict must match a unique key exactly.
+    let e = d
+        .run(Req {
+            prefer: &["resolution=merge-duplicates"],
+            ..req(
+                Mutation::Insert,
+                "projects",
+                "on_conflict=name",
+                Some(r#"{"id":1,"name":"x"}"#),
+            )
+        })
+        .unwrap_err();
+    assert_eq!((e.status, e.code.as_str()), (400, "42P10"));
+    let e = d
+        .run(Req {
+            prefer: &["resolution=merge-duplicates"],
+            ..req(
+                Mutation::Insert,
+                "projects",
+                "on_conflict=nope",
+                Some(r#"{"id":1,"name":"x"}"#),
+            )
+        })
+        .unwrap_err();
+    assert_eq!(e.code, "PGRST204");
+    // No primary key and no on_conflict: resolution is ignored and not reported.
+    let o = d
+        .run(Req {
+            prefer: &["resolution=merge-duplicates"],
+            ..req(Mutation::Insert, "no_pk", "", Some(r#"{"a":"9"}"#))
+        })
+        .unwrap();
+    assert_eq!((o.status, o.preference_applied), (201, None));
+    // Composite keys of a WITHOUT ROWID table.
+    let o = d
+        .run(Req {
+            prefer: &["return=representation", "resolution=merge-duplicates"],
+            ..req(
+                Mutation::Insert,
+                "kv",
+                "select=k,scope,v",
+                Some(r#"[{"k":"a","scope":"x","v":"2"},{"k":"a","scope":"y","v":"3"}]"#),
+            )
+        })
+        .unwrap();
+    assert_eq!(
+        (o.status, body(&o)),
+        (
+            201,
+            json!([{"k":"a","scope":"x","v":"2"},{"k":"a","scope":"y","v":"3"}])
+        )
+    );
+    // An empty array with merge-duplicates inserted nothing: 200.
+    let o = d
+        .run(Req {
+            prefer: &["resolution=merge-duplicates", "return=representation"],
+            ..req(Mutation::Insert, "clients", "", Some("[]"))
+        })
+        .unwrap();
+    assert_eq!((o.status, body(&o)), (200, json!([])));
+}
+
+#[test]
+fn put_rules() {
+    let d = db();
+    let put = |q: &'static str, b: &'static str| Req {
+        prefer: &["return=representation"],
+        ..req(Mutation::Upsert, "clients", q, Some(b))
+    };
+    let o = d.run(put("id=eq.7", r#"{"id":7,"name":"New"}"#)).unwrap();
+    assert_eq!((o.status, body(&o)), (201, json!([{"id":7,"name":"New"}])));
+    assert_eq!(o.content_range, None);
+    let o = d
+        .run(put(
+            "id=eq.7",
+            r#"[{"id":7,"name":"Newer"},{"id":8,"name":"no"}]"#,
+        ))
+        .unwrap();
+    assert_eq!(
+        (o.status, body(&o)),
+        (200, json!([{"id":7,"name":"Newer"}]))
+    );
+    let o = d
+        .run(req(
+            Mutation::Upsert,
+            "clients",
+            "id=eq.7",
+            Some(r#"{"id":"7","name":"N"}"#),
+        ))
+        .unwrap();
+    assert_eq!(o.status, 204);
+    for (q, code, status) in [
+        ("name=eq.x", "PGRST105", 405),
+        ("id=gt.7", "PGRST105", 405),
+        ("id=not.eq.7", "PGRST105", 405),
+        ("id=in.(7)", "PGRST105", 405),
+        ("and=(id.eq.7)", "PGRST105", 405),
+        ("id=eq.7&name=eq.N", "PGRST105", 405),
+        ("", "PGRST105", 405),
+        ("id=eq.7&limit=1", "PGRST114", 400),
+        ("id=eq.8", "PGRST115", 400),
+    ] {
+        let e = d.run(put(q, r#"{"id":7,"name":"x"}"#)).unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (status, code), "{q}");
+    }
+    let e = d
+        .run(req(
+            Mutation::Upsert,
+            "no_pk",
+            "a=eq.1",
+            Some(r#"{"a":"1"}"#),
+        ))
+        .unwrap_err();
+    assert_eq!(e.code, "PGRST105");
+    // Composite key.
+    let o = d
+        .run(req(
+            Mutation::Upsert,
+            "kv",
+            "k=eq.a&scope=eq.x",
+            Some(r#"{"k":"a","scope":"x","v":"9"}"#),
+        ))
+        .unwrap();
+    assert_eq!(o.status, 204);
+    assert_eq!(
+        d.rows("SELECT v FROM kv WHERE k='a' AND scope='x'"),
+        json!([{"v":"9"}])
+    );
+}
+
+#[test]
+fn patch_and_delete() {
+    let d = db();
+    let o = d
+        .run(req(
+            Mutation::Update,
+            "projects",
+            "client_id=eq.1",
+            Some(r#"{"name":"W"}"#),
+        ))
+        .unwrap();
+    assert_eq!((o.status, o.content_range.as_deref()), (204, Some("0-1/*")));
+    let o = d
+        .run(Req {
+            prefer: &["return=representation", "count=exact"],
+            ..req(
+                Mutation::Update,
+                "projects",
+                "id=eq.2&select=id,name",
+                Some(r#"{"id":20}"#),
+            )
+        })
+        .unwrap();
+    assert_eq!((o.status, body(&o)), (200, json!([{"id":20,"name":"W"}])));
+    assert_eq!(o.content_range.as_deref(), Some("0-0/1"));
+    let o = d
+        .run(req(
+            Mutation::Update,
+            "projects",
+            "id=eq.999",
+            Some(r#"{"name":"x"}"#),
+        ))
+        .unwrap();
+    assert_eq!((o.status, o.content_range.as_deref()), (204, Some("*/*")));
+    let o = d
+        .run(req(Mutation::Update, "projects", "id=eq.1", Some("{}")))
+        .unwrap();
+    assert_eq!((o.affected, o.content_range.as_deref()), (0, Some("*/*")));
+    // safe update: no filter, no write.
+    let e = d
+        .run(req(
+            Mutation::Update,
+            "projects",
+            "",
+            Some(r#"{"name":"x"}"#),
+        ))
+        .unwrap_err();
+    assert_eq!((e.status, e.code.as_str()), (400, "21000"));
+    assert!(e.message.ends_with("requires a WHERE clause"));
+    let e = d
+        .run(req(Mutation::Delete, "projects", "select=id", None))
+        .unwrap_err();
+    assert_eq!(e.code, "21000");
+    let o = d
+        .run(Req {
+            safe_update: false,
+            ..req(Mutation::Update, "no_pk", "", Some(r#"{"b":"z"}"#))
+        })
+        .unwrap();
+    assert_eq!(o.affected, 3);
+    // DELETE with representation reads the rows before removing them.
+    let o = d
+        .run(Req {
+            prefer: &["return=representation"],
+            ..req(
+                Mutation::Delete,
+                "projects",
+                "id=gte.1&select=id,name&order=id.desc",
+                None,
+            )
+        })
+        .unwrap();
+    assert_eq!(
+        body(&o),
+        json!([{"id":20,"name":"W"},{"id":3,"name":"IOS"},{"id":1,"name":"W"}])
+    );
+    assert_eq!(
+        d.rows("SELECT count(*) AS n FROM projects"),
+        json!([{"n":0}])
+    );
+    let o = d
+        .run(req(Mutation::Delete, "clients", "id=eq.2", None))
+        .unwrap();
+    assert_eq!((o.status, o.content_range.as_deref()), (204, Some("*/*")));
+}
+
+#[test]
+fn checks_roll_back() {
+    let d = db();
+    let before = d.rows("SELECT * FROM projects ORDER BY id");
+    let e = d
+        .run(Req {
+            prefer: &["handling=strict", "max-affected=1"],
+            ..req(
+                Mutation::Update,
+                "projects",
+                "id=gt.0",
+                Some(r#"{"name":"x"}"#),
+            )
+        })
+        .unwrap_err();
+    assert_eq!((e.status, e.code.as_str()), (400, "PGRST124"));
+    assert_eq!(e.details, Some(json!("The query affects 3 rows")));
+    // lenient: ignored, and max-affected is not reported.
+    let o = d
+        .run(Req {
+            prefer: &["handling=lenient", "max-affected=1"],
+            ..req(
+                Mutation::Update,
+                "projects",
+                "id=gt.2",
+                Some(r#"{"name":"IOS"}"#),
+            )
+        })
+        .unwrap();
+    assert_eq!(o.preference_applied.as_deref(), Some("handling=lenient"));
+    let e = d
+        .run(Req {
+            media: MediaType::Singular { strip_nulls: false },
+            ..req(Mutation::Delete, "projects", "id=gt.0", None)
+        })
+        .unwrap_err();
+    assert_eq!((e.status, e.code.as_str()), (406, "PGRST116"));
+    assert_eq!(d.rows("SELECT * FROM projects ORDER BY id"), before);
+    // tx=rollback answers as if written, then nothing stays.
+    let o = d
+        .run(Req {
+            prefer: &["tx=rollback", "return=representation"],
+            ..req(
+                Mutation::Insert,
+                "clients",
+                "",
+                Some(r#"{"id":9,"name":"Gone"}"#),
+            )
+        })
+        .unwrap();
+    assert_eq!((o.status, o.commit), (201, false));
+    assert_eq!(body(&o), json!([{"id":9,"name":"Gone"}]));
+    assert_eq!(
+        o.preference_applied.as_deref(),
+        Some("return=representation, tx=rollback")
+    );
+    assert_eq!(
+        d.rows("SELECT count(*) AS n FROM clients WHERE id = 9"),
+        json!([{"n":0}])
+    );
+    // Singular representation.
+    let o = d
+        .run(Req {
+            prefer: &["return=representation"],
+            media: MediaType::Singular { strip_nulls: false },
+            ..req(
+                Mutation::Insert,
+                "clients",
+                "",
+                Some(r#"{"id":9,"name":"One"}"#),
+            )
+        })
+        .unwrap();
+    assert_eq!(body(&o), json!({"id":9,"name":"One"}));
+}
+
+#[test]
+fn location_header() {
+    let d = db();
+    let o = d
+        .run(Req {
+            prefer: &["return=headers-only"],
+            ..req(
+                Mutation::Insert,
+                "kv",
+                "",
+                Some(r#"{"k":"a b/c","scope":"é","v":"1"}"#),
+            )
+        })
+        .unwrap();
+    assert_eq!(
+        o.location.as_deref(),
+        Some("/kv?k=eq.a%20b%2Fc&scope=eq.%C3%A9")
+    );
+    let o = d
+        .run(Req {
+            prefer: &["return=headers-only"],
+            ..req(
+                Mutation::Insert,
+                "clients",
+                "",
+                Some(r#"[{"id":30,"name":"a"},{"id":31,"name":"b"}]"#),
+            )
+        })
+        .unwrap();
+    assert_eq!(o.location, None, "only for one row");
+    let o = d
+        .run(Req {
+            prefer: &["return=headers-only"],
+            ..req(Mutation::Insert, "clients", "", Some(r#"{"name":"auto"}"#))
+        })
+        .unwrap();
+    assert_eq!(o.location.as_deref(), Some("/clients?id=eq.32"));
+}
+
+#[test]
+fn views_virtual_tables_and_odd_names() {
+    let d = db();
+    let o = d
+        .run(Req {
+            prefer: &["return=representation"],
+            ..req(
+                Mutation::Insert,
+                "v",
+                "select=id,name",
+                Some(r#"{"id":2,"name":"two"}"#),
+            )
+        })
+        .unwrap();
+    assert_eq!(body(&o), json!([{"id":2,"name":"two"}]));
+    let o = d
+        .run(Req {
+            prefer: &["return=representation"],
+            ..req(Mutation::Update, "v", "id=eq.2", Some(r#"{"name":"deux"}"#))
+        })
+        .unwrap();
+    assert_eq!(body(&o), json!([{"id":2,"name":"deux","extra":7}]));
+    let o = d.run(req(Mutation::Delete, "v", "id=eq.1", None)).unwrap();
+    assert_eq!(o.affected, 1);
+    assert_eq!(
+        d.rows("SELECT id, name FROM base"),
+        json!([{"id":2,"name":"deux"}])
+    );
+
+    let o = d
+        .run(req(
+            Mutation::Insert,
+            "docs",
+            "",
+            Some(r#"[{"title":"a","body":"b"},{"title":"c","body":"d"}]"#),
+        ))
+        .unwrap();
+    assert_eq!((o.status, o.affected), (201, 2));
+    let e = d
+        .run(Req {
+            prefer: &["return=representation"],
+            ..req(Mutation::Insert, "docs", "", Some(r#"{"title":"a"}"#))
+        })
+        .unwrap_err();
+    assert_eq!(e.code, "PGRST127");
+
+    // Names with quotes and dots; a column named rowid (the key falls back to _rowid_).
+    let o = d
+        .run(Req {
+            prefer: &["return=representation"],
+            ..req(
+                Mutation::Insert,
+                "we\"ird",
+                "",
+                Some(r#"{"a.b":"dot","x\"y":"quote","rowid":"r"}"#),
+            )
+        })
+        .unwrap();
+    assert_eq!(body(&o), json!([{"a.b":"dot","x\"y":"quote","rowid":"r"}]));
+}
+
+#[test]
+fn defaults_only_objects() {
+    let d = db();
+    let o = d
+        .run(Req {
+            prefer: &["return=representation"],
+            ..req(Mutation::Insert, "base", "select=extra", Some("[{},{}]"))
+        })
+        .unwrap();
+    assert_eq!(
+        (o.status, body(&o)),
+        (201, json!([{"extra":7},{"extra":7}]))
+    );
+}
+
+#[test]
+fn sql_text_does_not_depend_on_row_count() {
+    let d = db();
+    let cache = SchemaCache::load(&d.conn, &Exposure::All).unwrap();
+    let plan = |b: &str| {
+        let w = WriteRequest {
+            mutation: Mutation::Insert,
+            relation: "clients".into(),
+            query: QueryParams::default(),
+            media: JSON,
+            prefer: Preferences::default(),
+            payload: Some(parse_payload(b.as_bytes(), BodyFormat::Json, false).unwrap()),
+        };
+        plan_write(&cache, &w, &WriteOptions::default())
+            .unwrap()
+            .statement
+            .unwrap()
+    };
+    let one = plan(r#"{"id":1,"name":"a"}"#);
+    let many = plan(&format!(
+        "[{}]",
+        (0..500)
+            .map(|i| format!(r#"{{"id":{i},"name":"n{i}"}}"#))
+            .collect::<Vec<_>>()
+            .join(",")
+    ));
+    assert_eq!(one.text, many.text);
+    assert_eq!(one.params, many.params);
+    assert!(!one.text.contains("n1"), "values are never in the SQL");
+}

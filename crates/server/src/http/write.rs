@@ -1,0 +1,146 @@
+//! POST, PATCH, PUT and DELETE on `/{table_or_view}`: parse, read the body, hand the write to
+//! the single writer, answer with PostgREST's status and headers.
+//!
+//! Everything that needs no schema happens here, on the request's own task: the query string,
+//! `Accept`, `Prefer`, `Content-Profile`, and the body — read up to `--max-body-bytes` actual
+//! bytes (413 beyond, whatever `Content-Length` claimed), checked for its `Content-Type` and
+//! parsed (large bodies on the blocking pool). The write itself is a job for
+//! [`crate::db::Writer`]: planned against the writer's schema cache and run inside its
+//! savepoint, so a request is answered only once its transaction committed. DELETE bodies are
+//! ignored (postgrest-py sends `{}`).
+
+use axum::body::Body;
+use axum::response::Response;
+use bytes::Bytes;
+use dialect::headers::check_profile;
+use dialect::{
+    ApiError, BodyFormat, MediaType, Mutation, Preferences, QueryParams, WriteOutput, WriteRequest,
+    execute_write, parse_payload, plan_write,
+};
+use http::request::Parts;
+use http::{HeaderValue, Method, StatusCode, header};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+
+use super::AppState;
+
+/// Bodies larger than this are parsed on the blocking pool.
+const INLINE_PARSE_BYTES: usize = 256 * 1024;
+
+fn header_str(parts: &Parts, name: impl header::AsHeaderName) -> Option<&str> {
+    parts.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn too_large(limit: u64) -> ApiError {
+    ApiError::new(413, "SQLREST413", "Payload too large").with_details(format!(
+        "The request body has more than {limit} bytes, the limit"
+    ))
+}
+
+/// Reads the whole body, refusing more than `limit` bytes as they arrive.
+async fn read_body(body: Body, limit: u64) -> Result<Bytes, ApiError> {
+    let max = usize::try_from(limit).unwrap_or(usize::MAX);
+    match Limited::new(body, max).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large(limit)),
+        Err(e) => Err(
+            ApiError::new(400, "PGRST102", "Could not read the request body")
+                .with_details(e.to_string()),
+        ),
+    }
+}
+
+fn mutation(method: &Method) -> Mutation {
+    match *method {
+        Method::POST => Mutation::Insert,
+        Method::PATCH => Mutation::Update,
+        Method::PUT => Mutation::Upsert,
+        _ => Mutation::Delete,
+    }
+}
+
+pub async fn handle(
+    state: &AppState,
+    relation: String,
+    method: &Method,
+    parts: &Parts,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let mutation = mutation(method);
+    let query = QueryParams::parse(parts.uri.query().unwrap_or(""))?;
+    let media = MediaType::negotiate(header_str(parts, header::ACCEPT))?;
+    let prefer = Preferences::parse(
+        parts
+            .headers
+            .get_all("prefer")
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    )?;
+    let profile_sent = check_profile(header_str(parts, "content-profile"))?;
+
+    let payload = if mutation == Mutation::Delete {
+        None
+    } else {
+        let format = BodyFormat::from_content_type(header_str(parts, header::CONTENT_TYPE))?;
+        let bytes = read_body(body, state.limits.max_body_bytes).await?;
+        let columns_given = query.columns.is_some() && mutation != Mutation::Upsert;
+        let payload = if bytes.len() > INLINE_PARSE_BYTES {
+            tokio::task::spawn_blocking(move || parse_payload(&bytes, format, columns_given))
+                .await
+                .map_err(|e| ApiError::internal(format!("parsing the body failed: {e}")))??
+        } else {
+            parse_payload(&bytes, format, columns_given)?
+        };
+        Some(payload)
+    };
+    let size = payload.as_ref().map_or(0, |p| p.json.len());
+    let req = WriteRequest {
+        mutation,
+        relation,
+        query,
+        media,
+        prefer,
+        payload,
+    };
+    let options = state.write_options;
+    let out = state
+        .writer
+        .run(size, move |ctx| {
+            let plan = plan_write(ctx.cache, &req, &options)?;
+            let body = req.payload.as_ref().map_or("[]", |p| p.json.as_str());
+            let out = execute_write(ctx.conn, &plan, body, ctx.inserts)?;
+            let keep = out.commit;
+            Ok((out, keep))
+        })
+        .await?;
+    Ok(respond(out, media, profile_sent))
+}
+
+fn respond(out: WriteOutput, media: MediaType, profile_sent: bool) -> Response {
+    let has_body = out.body.is_some();
+    let mut resp = Response::new(out.body.map_or_else(Body::empty, Body::from));
+    *resp.status_mut() = StatusCode::from_u16(out.status).unwrap_or(StatusCode::OK);
+    let h = resp.headers_mut();
+    if has_body {
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(media.content_type()),
+        );
+    } else if out.status != 204 {
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    }
+    let mut set = |name: header::HeaderName, value: Option<String>| {
+        if let Some(v) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
+            h.insert(name, v);
+        }
+    };
+    set(header::CONTENT_RANGE, out.content_range);
+    set(header::LOCATION, out.location);
+    set(
+        header::HeaderName::from_static("preference-applied"),
+        out.preference_applied,
+    );
+    if profile_sent {
+        h.insert("content-profile", HeaderValue::from_static("public"));
+    }
+    resp
+}

@@ -1,0 +1,46 @@
+//! Client conformance: the real postgrest-js client (npm `@supabase/postgrest-js`, pinned in
+//! tests/clients/js/package-lock.json and installed by scripts/test) against the real server,
+//! on a fresh fixture. The Node script asserts every answer and exits non-zero on a mismatch;
+//! this test checks its exit status.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::process::Command;
+
+use common::Server;
+use testkit::{Tool, require_tool};
+
+#[tokio::test]
+async fn postgrest_js_reads_and_writes_through_sqlite_rest() {
+    const TEST: &str = "postgrest_js_reads_and_writes_through_sqlite_rest";
+    let Some(node) = require_tool(Tool::Node, TEST) else {
+        return;
+    };
+    let Some(modules) = require_tool(Tool::NodeModules, TEST) else {
+        return;
+    };
+    let s = Server::start().await;
+    let script = testkit::workspace_root().join("tests/clients/js/conformance.mjs");
+    let base = s.base.clone();
+    let token = s.token().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(node)
+            .arg(script)
+            .arg(base)
+            .arg(token)
+            .arg(modules)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "postgrest-js conformance failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(stdout.contains("passed, 0 failed"), "{stdout}");
+}

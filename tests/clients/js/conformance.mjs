@@ -1,0 +1,169 @@
+// Drives a running sqlite-rest with the real postgrest-js client (npm @supabase/postgrest-js,
+// pinned in package.json / package-lock.json) and checks every answer: a few reads, then
+// every write the client offers, reading back through the same client. Exits non-zero on
+// the first mismatch.
+//
+// Usage: node conformance.mjs BASE_URL TOKEN NODE_MODULES_DIR   (the server serves a fresh
+// copy of the fixture of crates/server/tests/fixtures/fixture.sql)
+
+import assert from 'node:assert/strict'
+import { createRequire } from 'node:module'
+import { join } from 'node:path'
+
+const [base, token, nodeModules] = process.argv.slice(2)
+const require = createRequire(join(nodeModules, 'resolver.js'))
+const { PostgrestClient } = require('@supabase/postgrest-js')
+
+// supabase-js passes its `db.schema` ("public"), so profile headers go on every request.
+const client = new PostgrestClient(base, {
+  headers: { Authorization: `Bearer ${token}` },
+  schema: 'public',
+})
+const t = (name) => client.from(name)
+let checks = 0
+
+function ok(name, res) {
+  assert.equal(res.error, null, `${name}: ${JSON.stringify(res.error)}`)
+  return res
+}
+function check(name, got, want) {
+  checks += 1
+  assert.deepEqual(got, want, name)
+}
+function failsWith(name, res, code, status) {
+  checks += 1
+  assert.ok(res.error, `${name}: expected an error, got ${JSON.stringify(res.data)}`)
+  assert.equal(res.error.code, code, `${name}: ${JSON.stringify(res.error)}`)
+  if (status !== undefined) assert.equal(res.status, status, name)
+}
+const ids = (rows) => rows.map((r) => r.id)
+
+// Reads.
+let r = ok('select', await t('projects').select('id, name').eq('id', 1))
+check('select', r.data, [{ id: 1, name: 'Windows 7' }])
+r = ok('count', await t('items').select('id', { count: 'exact' }).order('id').range(0, 1))
+check('range + count', [ids(r.data), r.count], [[1, 2], 15])
+r = ok('single', await t('clients').select('name').eq('id', 2).single())
+check('single', r.data, { name: 'Apple' })
+
+// insert: without select() the answer is minimal.
+r = ok('insert', await t('clients').insert({ id: 3, name: 'IBM' }))
+check('insert minimal', [r.status, r.data], [201, null])
+r = ok('insert select', await t('clients').insert({ id: 4, name: 'Oracle' }).select())
+check('insert select', r.data, [{ id: 4, name: 'Oracle' }])
+r = ok('select after insert', await t('clients').select('*').gte('id', 3).order('id'))
+check('select after insert', r.data, [{ id: 3, name: 'IBM' }, { id: 4, name: 'Oracle' }])
+
+// Bulk insert: ?columns="…" from the union of keys; missing keys are null by default.
+failsWith(
+  'bulk insert: qty NOT NULL gets null',
+  await t('stock').insert([{ sku: 'B-3', qty: 1 }, { sku: 'B-4', note: 'x' }]),
+  '23502',
+  400,
+)
+r = ok(
+  'bulk insert',
+  await t('stock')
+    .insert([{ sku: 'B-1', qty: 1 }, { sku: 'B-2', qty: 2, note: 'two' }], { count: 'exact' })
+    .select('sku, qty, note'),
+)
+check('bulk insert rows', r.data, [
+  { sku: 'B-1', qty: 1, note: null },
+  { sku: 'B-2', qty: 2, note: 'two' },
+])
+check('bulk insert count', r.count, 2)
+
+// defaultToNull: false → missing=default: absent keys take the column default.
+r = ok(
+  'defaults',
+  await t('stock')
+    .insert([{ sku: 'D-1' }, { sku: 'D-2', qty: 7, note: 'x' }], { defaultToNull: false })
+    .select('sku, qty, note'),
+)
+check('defaultToNull false', r.data, [
+  { sku: 'D-1', qty: 0, note: 'none' },
+  { sku: 'D-2', qty: 7, note: 'x' },
+])
+
+// upsert: merge on the primary key, ignoreDuplicates, onConflict on a UNIQUE column.
+r = ok(
+  'upsert',
+  await t('clients')
+    .upsert([{ id: 1, name: 'MSFT' }, { id: 5, name: 'SAP' }])
+    .select(),
+)
+check('upsert merge', [r.status, r.data], [201, [{ id: 1, name: 'MSFT' }, { id: 5, name: 'SAP' }]])
+r = ok('upsert update only', await t('clients').upsert({ id: 5, name: 'SAP SE' }).select())
+check('upsert update only', [r.status, r.data], [200, [{ id: 5, name: 'SAP SE' }]])
+r = ok(
+  'upsert ignore',
+  await t('clients')
+    .upsert([{ id: 1, name: 'ignored' }, { id: 6, name: 'HP' }], { ignoreDuplicates: true })
+    .select(),
+)
+check('upsert ignoreDuplicates', r.data, [{ id: 6, name: 'HP' }])
+r = ok('kept', await t('clients').select('name').eq('id', 1))
+check('ignored row kept', r.data, [{ name: 'MSFT' }])
+r = ok(
+  'upsert onConflict',
+  await t('counters').upsert({ slug: 'home', hits: 42 }, { onConflict: 'slug' }).select(),
+)
+check('upsert onConflict', r.data, [{ id: 1, slug: 'home', hits: 42 }])
+r = ok(
+  'upsert defaultToNull',
+  await t('counters')
+    .upsert([{ slug: 'new' }], { onConflict: 'slug', defaultToNull: false })
+    .select('slug, hits'),
+)
+check('upsert defaultToNull false', r.data, [{ slug: 'new', hits: 0 }])
+failsWith(
+  'onConflict on a column that is not unique',
+  await t('counters').upsert({ slug: 'x', hits: 1 }, { onConflict: 'hits' }),
+  '42P10',
+  400,
+)
+
+// update and delete with filters, then read back.
+r = ok('update', await t('projects').update({ budget: 10 }).eq('client_id', 2).select('id, budget'))
+check('update', r.data, [{ id: 3, budget: 10 }, { id: 4, budget: 10 }])
+r = ok('update count', await t('projects').update({ name: 'x' }, { count: 'exact' }).eq('id', 999))
+check('update nothing', [r.status, r.count], [204, 0])
+r = ok('delete', await t('messages').delete().eq('recipient_id', 1).select('id'))
+check('delete', r.data, [{ id: 2 }, { id: 3 }])
+r = ok('select after delete', await t('messages').select('id'))
+check('select after delete', r.data, [{ id: 1 }])
+failsWith('unfiltered delete', await t('messages').delete(), '21000', 400)
+
+// rollback(): the answer is the write's, nothing stays.
+r = ok('rollback', await t('clients').insert({ id: 9, name: 'Ghost' }).select().rollback())
+check('rollback answer', r.data, [{ id: 9, name: 'Ghost' }])
+r = ok('after rollback', await t('clients').select('id').eq('id', 9))
+check('rollback left nothing', r.data, [])
+r = ok('rollback delete', await t('items').delete().gt('id', 0).rollback())
+r = ok('after rollback delete', await t('items').select('id', { count: 'exact', head: true }))
+check('rollback delete left everything', r.count, 15)
+
+// maxAffected(): over the limit is PGRST124 and nothing is written.
+failsWith('maxAffected', await t('items').delete().lt('id', 10).maxAffected(3), 'PGRST124', 400)
+r = ok('after maxAffected', await t('items').select('id', { count: 'exact', head: true }))
+check('maxAffected wrote nothing', r.count, 15)
+r = ok('maxAffected within', await t('items').delete().lt('id', 3).maxAffected(3).select('id'))
+check('maxAffected within', r.data, [{ id: 1 }, { id: 2 }])
+failsWith(
+  'maxAffected update',
+  await t('projects').update({ name: 'y' }).gt('id', 0).maxAffected(1),
+  'PGRST124',
+  400,
+)
+
+// single() on a write.
+r = ok('insert single', await t('clients').insert({ id: 7, name: 'Dell' }).select().single())
+check('insert single', r.data, { id: 7, name: 'Dell' })
+
+// Errors carry PostgREST codes.
+failsWith('duplicate key', await t('clients').insert({ id: 1, name: 'dup' }), '23505', 409)
+failsWith('foreign key', await t('stock').insert({ sku: 'F', client_id: 99 }), '23503', 409)
+failsWith('check', await t('stock').insert({ sku: 'N', qty: -1 }), '23514', 400)
+failsWith('unknown column', await t('clients').insert({ id: 8, nope: 1 }), 'PGRST204', 400)
+
+console.log(`${checks} passed, 0 failed`)
