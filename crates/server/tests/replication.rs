@@ -5,8 +5,9 @@
 //! (every acknowledged write on the replica), writes by the sqlite3 CLI, clear start-up errors
 //! for bad configs, metrics, the `restore` command and the demo's replica.
 //!
-//! The write API is not there yet, so writes go to the database file with rusqlite (another
-//! process's writes, which replication notices by polling every `monitor-interval`).
+//! Writes go through the HTTP API (the single writer's commit notices wake replication) and,
+//! where a test needs another process's writes, to the database file with rusqlite or the
+//! sqlite3 CLI (found by polling every `monitor-interval`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -143,6 +144,14 @@ struct Running {
 }
 
 impl Running {
+    fn token(&self) -> String {
+        common::hs_token(
+            common::SECRET,
+            jsonwebtoken::Algorithm::HS256,
+            serde_json::json!({"role": "test"}),
+        )
+    }
+
     async fn health(&self) -> (u16, Value) {
         let r = self
             .client
@@ -430,34 +439,98 @@ async fn sigterm_under_a_write_load_leaves_every_acknowledged_write_on_the_repli
     for setup in [Some(Setup::file()), Setup::s3(test)].into_iter().flatten() {
         create_db(&setup.db, 1);
         let mut s = setup.serve().await;
-        let db = setup.db.clone();
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let writer = {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let c = rusqlite::Connection::open(&db).unwrap();
-                c.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
-                c.busy_timeout(Duration::from_secs(5)).unwrap();
-                let mut last = 0i64;
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    c.execute("INSERT INTO t(v) VALUES ('w')", []).unwrap();
-                    last = c.last_insert_rowid();
-                }
-                last
+        // Eight HTTP clients POST rows until the server stops answering; every 201 is an
+        // acknowledged write.
+        let writers: Vec<_> = (0..8)
+            .map(|w| {
+                let (client, base, token) = (s.client.clone(), s.base.clone(), s.token());
+                tokio::spawn(async move {
+                    let mut acked = Vec::new();
+                    for i in 0.. {
+                        let r = client
+                            .post(format!("{base}/t"))
+                            .bearer_auth(&token)
+                            .header("Prefer", "return=representation")
+                            .json(&serde_json::json!({"v": format!("w{w}-{i}")}))
+                            .send()
+                            .await;
+                        match r {
+                            Ok(r) if r.status() == 201 => {
+                                let rows: Value = r.json().await.unwrap();
+                                acked.push(rows[0]["id"].as_i64().unwrap());
+                            }
+                            // Shutting down: refused, reset or 503.
+                            _ => break,
+                        }
+                    }
+                    acked
+                })
             })
-        };
+            .collect();
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        // As the server does on SIGTERM: no new writes, in-flight ones finish.
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let acknowledged = writer.join().unwrap();
         s.sigterm();
-        let status = s.wait_exit(Duration::from_secs(20)).await;
+        let mut acknowledged = Vec::new();
+        for w in writers {
+            acknowledged.extend(w.await.unwrap());
+        }
+        let status = s.wait_exit(Duration::from_secs(30)).await;
         assert!(status.success(), "{status}: {}", setup.log());
+        assert!(
+            acknowledged.len() > 50,
+            "only {} writes",
+            acknowledged.len()
+        );
         let out = setup.litestream_restore(&ls, "after-sigterm.db");
-        let got = ids(&out);
-        assert_eq!(got.last().copied(), Some(acknowledged), "{}", setup.url);
-        assert!(acknowledged > 50, "only {acknowledged} writes");
+        let on_replica: std::collections::HashSet<i64> = ids(&out).into_iter().collect();
+        let missing: Vec<_> = acknowledged
+            .iter()
+            .filter(|id| !on_replica.contains(id))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "{}: {} acknowledged writes missing from the replica: {:?}",
+            setup.url,
+            missing.len(),
+            &missing[..missing.len().min(10)]
+        );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_writes_reach_the_replica_without_waiting_for_a_poll() {
+    let setup = Setup::file();
+    // A long monitor interval: only the writer's commit notices can make it quick.
+    setup.write_config("    monitor-interval: 30s\n");
+    let text = std::fs::read_to_string(&setup.config).unwrap();
+    std::fs::write(
+        &setup.config,
+        text.replacen("    monitor-interval: 100ms\n", "", 1),
+    )
+    .unwrap();
+    create_db(&setup.db, 1);
+    let s = setup.serve().await;
+    let before = s.wait_replicated("").await["replication"]["replicated_txid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let started = Instant::now();
+    let r = s
+        .client
+        .post(format!("{}/t", s.base))
+        .bearer_auth(s.token())
+        .json(&serde_json::json!({"v": "notified"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    s.wait_replicated(&before).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}: commits did not wake replication",
+        started.elapsed()
+    );
+    let (_, h) = s.health().await;
+    assert_eq!(h["replication"]["lag_ms"], 0, "{h}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
