@@ -6,14 +6,15 @@
 //!    each new file's header; a commit is durable once an L0 file with its salts covers its
 //!    offset. p50/p99 for sqlite-rest's replicator vs `litestream replicate` (defaults);
 //! 2. throughput: the same writer unpaced, commits per second with our replicator, with
-//!    `litestream replicate` beside it, and with no replication (the baseline);
+//!    `litestream replicate` beside it, and with no replication (the baseline); then the
+//!    same three through the HTTP write API of the release binary (16 clients POSTing);
 //! 3. restore: a ~200 MB database restored from the replica by `sqlite-rest restore` and by
 //!    `litestream restore` (median of three each, alternating).
 //!
 //! Ratios are against the baseline measured in the same run. Environment:
 //! `BENCH_SECONDS` (per phase, default 6), `BENCH_RATE` (paced commits/s, default 200),
 //! `BENCH_ROUNDS` (throughput rounds, default 5), `BENCH_RESTORE_MB` (default 200),
-//! `BENCH_ONLY` (`lag`, `throughput` or `restore`: run one part).
+//! `BENCH_ONLY` (`lag`, `throughput`, `http` or `restore`: run one part).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use std::collections::BTreeMap;
@@ -292,6 +293,111 @@ async fn phase(ls: &Litestream, s3: &testkit::S3, mode: Mode, secs: f64, rate: u
     }
 }
 
+/// The HTTP write load against the real `sqlite-rest serve` (`SQLITEREST_BIN`): `clients`
+/// concurrent clients POST one row each request for `secs`; returns acknowledged writes per
+/// second. `Ours`: `--replication-enabled`; `Litestream`: no replication in the server and
+/// `litestream replicate` beside it; `Baseline`: neither.
+async fn http_phase(
+    bin: &Path,
+    ls: &Litestream,
+    s3: &testkit::S3,
+    mode: Mode,
+    secs: f64,
+    clients: usize,
+) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("bench.db");
+    drop(open_writer(&db, Mode::Baseline));
+    let bucket = s3.create_bucket("bench-http");
+    let url = s3_url(s3, &bucket);
+    let config = dir.path().join("litestream.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "dbs:\n  - path: {}\n    replica:\n      url: {url}\n",
+            db.display()
+        ),
+    )
+    .unwrap();
+    let (port, admin) = (testkit::free_port(), testkit::free_port());
+    let mut cmd = std::process::Command::new(bin);
+    cmd.arg("serve")
+        .arg("--db-dsn")
+        .arg(&db)
+        .args(["--http-addr", &format!("127.0.0.1:{port}")])
+        .args(["--metrics-addr", &format!("127.0.0.1:{admin}")])
+        .args(["--insecure-disable-auth", "--security-allow-table", "books"])
+        .args(["--log-level", "warn"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    if mode == Mode::Ours {
+        cmd.arg("--replication-enabled")
+            .arg("--replication-config")
+            .arg(&config);
+    }
+    let mut server = cmd.spawn().unwrap();
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !client
+        .get(format!("http://127.0.0.1:{admin}/ready"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == 200)
+    {
+        assert!(Instant::now() < deadline, "sqlite-rest did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let theirs = (mode == Mode::Litestream).then(|| {
+        let running = ls.spawn_replicate(&config);
+        assert!(running.wait_for_log("replicating to", Duration::from_secs(30)));
+        running
+    });
+    let stop_at = Instant::now() + Duration::from_secs_f64(secs);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| {
+            let client = client.clone();
+            let target = format!("http://127.0.0.1:{port}/books");
+            tokio::spawn(async move {
+                let mut ok = 0u64;
+                let mut i = 0u64;
+                while Instant::now() < stop_at {
+                    i += 1;
+                    let body = format!(
+                        r#"{{"title":"Title {c}-{i} of the benchmark","author":"Author {}","price":{}.99,"published":{}}}"#,
+                        i % 997,
+                        i % 100,
+                        1900 + i % 120
+                    );
+                    let r = client
+                        .post(&target)
+                        .header("Content-Type", "application/json")
+                        .body(body)
+                        .send()
+                        .await;
+                    if r.is_ok_and(|r| r.status() == 201) {
+                        ok += 1;
+                    }
+                }
+                ok
+            })
+        })
+        .collect();
+    let mut acked = 0;
+    for t in tasks {
+        acked += t.await.unwrap();
+    }
+    let took = started.elapsed().as_secs_f64();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    let _ = server.wait();
+    if let Some(t) = theirs {
+        t.stop();
+    }
+    acked as f64 / took
+}
+
 /// Builds a database of about `mb` MB and replicates it with our replicator.
 async fn build_restore_replica(s3: &testkit::S3, dir: &Path, mb: u64) -> String {
     let db = dir.join("big.db");
@@ -441,6 +547,27 @@ async fn main() {
     };
     let (base, ours, theirs) = (med(bases), med(ratios_ours), med(ratios_theirs));
 
+    // The same comparison through the HTTP write API of the release binary.
+    let mut http = None;
+    if let (Some(bin), true) = (std::env::var_os("SQLITEREST_BIN"), run("http")) {
+        let bin = PathBuf::from(bin);
+        let (mut ho, mut ht, mut hb) = (Vec::new(), Vec::new(), Vec::new());
+        for round in 1..=rounds {
+            let b = http_phase(&bin, &ls, &s3, Mode::Baseline, secs, 16).await;
+            let o = http_phase(&bin, &ls, &s3, Mode::Ours, secs, 16).await;
+            let t = http_phase(&bin, &ls, &s3, Mode::Litestream, secs, 16).await;
+            println!(
+                "http round {round}: baseline {b:.0}, ours {o:.0} ({:.3}), litestream {t:.0} ({:.3}) writes/s",
+                o / b,
+                t / b
+            );
+            ho.push(o / b);
+            ht.push(t / b);
+            hb.push(b);
+        }
+        http = Some((med(hb), med(ho), med(ht)));
+    }
+
     let dir = tempfile::tempdir().unwrap();
     let url = if run("restore") {
         build_restore_replica(&s3, dir.path(), mb).await
@@ -476,6 +603,11 @@ async fn main() {
     println!(
         "| write throughput vs no replication ({base:.0} commits/s), median of {rounds} rounds | {ours:.3} | {theirs:.3} | |"
     );
+    if let Some((b, o, t)) = http {
+        println!(
+            "| HTTP POST throughput vs no replication ({b:.0} writes/s, 16 clients), median of {rounds} rounds | {o:.3} | {t:.3} | |"
+        );
+    }
     println!(
         "| restore of {:.0} MB from S3 | {:.2} s | {:.2} s | {:.3} |",
         size as f64 / 1e6,

@@ -54,10 +54,12 @@ use crate::sync::{Position, SyncError, SyncReport, SyncSettings, Syncer};
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(15);
 /// How often while something fails.
 pub const PROBE_INTERVAL_FAILING: Duration = Duration::from_secs(1);
-/// Shortest pause between two syncs (see the sync task).
-pub const MIN_SYNC_GAP: Duration = Duration::from_millis(20);
-/// Longest pause between two syncs under a steady write load (see the sync task).
-pub const MAX_SYNC_GAP: Duration = Duration::from_millis(100);
+/// Shortest pause between two syncs under a steady write load (see the sync task): the first
+/// commit after a quiet spell is synced at once, later ones are batched for this long, so a
+/// busy server writes at most ten L0 files (and uploads) a second.
+pub const MIN_SYNC_GAP: Duration = Duration::from_millis(100);
+/// Longest pause between two syncs (when syncs themselves get slow).
+pub const MAX_SYNC_GAP: Duration = Duration::from_millis(250);
 
 /// Everything [`Replicator::start`] needs.
 #[derive(Clone)]
