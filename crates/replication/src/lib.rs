@@ -16,6 +16,41 @@
 //! - [`level`]: replica levels and listing entries ([`LtxFileInfo`]).
 //! - [`plan`]: the restore plan over listings.
 //!
+//! # Modules (the engine)
+//! - [`replicator`]: [`Replicator`] (start-up, the sync / upload / maintenance / probe /
+//!   watchdog tasks, shutdown) and the owner's [`ReplicationHandle`].
+//! - [`startup`]: restore before serving, the lineage check, [`Divergence`].
+//! - [`db`]: the replicator's connections to the database (read lock, barrier, checkpoints).
+//! - [`meta`]: the local metadata directory (`.<db>-litestream/ltx/0`).
+//! - [`sync`]: WAL → L0 files with Litestream's verify table, and checkpointing.
+//! - [`snapshot`]: database images and level-9 snapshots.
+//! - [`maintenance`]: compaction, snapshots and retention on Litestream's schedules.
+//! - [`restore`]: planned, parallel, streaming restores (also `sqlite-rest restore`).
+//! - [`fetch`] / [`pipe`]: many replica files as blocking readers; a blocking writer as an
+//!   upload stream.
+//! - [`progress`]: positions, commit → TXID, lag; [`health`]: retries, the retry window, fatal
+//!   errors; [`metrics`]: the `litestream_*` and `sqlite_rest_replication_*` families.
+//!
+//! # Using it from a server
+//! ```no_run
+//! # async fn f(config: replication::Config, registry: prometheus::Registry) -> Result<(), Box<dyn std::error::Error>> {
+//! use replication::{CommitNotice, Replicator, ReplicatorOptions};
+//! let mut options = ReplicatorOptions::new(config, "/data/app.db")?;
+//! options.registry = Some(registry);
+//! // Before the server opens the database: restore / lineage check, attach, first sync.
+//! let replicator = Replicator::start(options).await?;
+//! let handle = replicator.handle();
+//! // After every commit of the server's writer (cheap, never blocks):
+//! handle.notify_commit(CommitNotice { seq: 1, wal_frames: 3 });
+//! // A synchronous-acknowledgement mode would wait before answering:
+//! handle.wait_commit_replicated(1).await?;
+//! // On SIGTERM, after the writer has drained and the server's connections are closed:
+//! replicator.shutdown().await?;
+//! # Ok(()) }
+//! ```
+//! Meanwhile `replicator.failed()` resolves if replication fails for good (the server then
+//! stops and exits non-zero), and `handle.status()` feeds `/health`.
+//!
 //! # Configuration and replica URLs
 //! `sqlite-rest serve --replication-enabled --replication-config litestream.yml` reads
 //! Litestream 0.5's own config file. Supported, with Litestream's defaults:

@@ -56,10 +56,12 @@ pub const PROBE_INTERVAL: Duration = Duration::from_secs(15);
 pub const PROBE_INTERVAL_FAILING: Duration = Duration::from_secs(1);
 /// Shortest pause between two syncs under a steady write load (see the sync task): the first
 /// commit after a quiet spell is synced at once, later ones are batched for this long, so a
-/// busy server writes at most ten L0 files (and uploads) a second.
-pub const MIN_SYNC_GAP: Duration = Duration::from_millis(100);
+/// busy server writes at most five L0 files (and uploads) a second. Chosen with
+/// `scripts/bench-replication`: shorter gaps cut the lag but cost write throughput on a
+/// 2-core machine (each sync and upload takes CPU from the server).
+pub const MIN_SYNC_GAP: Duration = Duration::from_millis(200);
 /// Longest pause between two syncs (when syncs themselves get slow).
-pub const MAX_SYNC_GAP: Duration = Duration::from_millis(250);
+pub const MAX_SYNC_GAP: Duration = Duration::from_millis(400);
 
 /// Everything [`Replicator::start`] needs.
 #[derive(Clone)]
