@@ -30,6 +30,16 @@ pub enum PageEncoding {
     LegacyFrame,
 }
 
+impl PageEncoding {
+    /// The page header flags that announce this encoding.
+    pub fn flags(self) -> u16 {
+        match self {
+            PageEncoding::Block => PAGE_FLAG_SIZE,
+            PageEncoding::LegacyFrame => 0,
+        }
+    }
+}
+
 /// The header of one page frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct PageHeader {
@@ -254,6 +264,13 @@ mod tests {
             PageHeader { pgno: 0, flags: 1 }.validate(),
             Err(Error::ZeroPageNumber { flags: 1 })
         ));
+        for encoding in [PageEncoding::Block, PageEncoding::LegacyFrame] {
+            let h = PageHeader {
+                pgno: 3,
+                flags: encoding.flags(),
+            };
+            assert_eq!(h.validate().unwrap(), encoding);
+        }
     }
 
     #[test]
