@@ -34,6 +34,8 @@ pub mod frame;
 pub mod header;
 pub mod index;
 pub mod name;
+#[cfg(test)]
+mod noise;
 mod tally;
 pub mod trailer;
 
