@@ -170,6 +170,34 @@ impl Server {
         v
     }
 
+    /// Runs a client conformance script against this server — `program <workspace>/script
+    /// BASE_URL TOKEN extra…` on a blocking thread — and asserts that it exited 0 and
+    /// reported `… passed, 0 failed`. `label` names it in the failure message.
+    pub async fn run_client_script(
+        &self,
+        label: &str,
+        program: PathBuf,
+        script: &str,
+        extra: &[PathBuf],
+    ) {
+        let mut cmd = Command::new(program);
+        cmd.arg(testkit::workspace_root().join(script))
+            .arg(&self.base)
+            .arg(&self.token)
+            .args(extra);
+        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "{label} failed ({}):\n{stdout}\n{stderr}",
+            out.status
+        );
+        assert!(stdout.contains("passed, 0 failed"), "{stdout}");
+    }
+
     /// The admin server's `/metrics` text.
     pub async fn metrics(&self) -> String {
         self.client
