@@ -6,13 +6,33 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Options, Server};
+use common::{Options, Server, post};
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_sqlite-rest"))
+}
+
+/// Asserts that a finished command succeeded, showing its stderr if not.
+fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The `(version, dirty)` row of the served database's migration table.
+fn migration_state(s: &Server) -> (i64, bool) {
+    s.sqlite()
+        .query_row(
+            "SELECT version, dirty FROM __sqlite_rest_migrations",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap()
 }
 
 #[test]
@@ -351,49 +371,27 @@ async fn migrate_is_go_compatible_and_a_running_server_sees_it() {
             .output()
             .unwrap()
     };
-    let out = migrate(&[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&migrate(&[]));
     assert_eq!(
         s.json("/shelves", 200).await,
         serde_json::json!([{"id": 1, "label": "new"}])
     );
     // The writer sees the new table too, defaults and all.
-    let r = s
-        .request(reqwest::Method::POST, "/shelves?select=id,label")
-        .header("Content-Type", "application/json")
-        .header("Prefer", "return=representation")
-        .body(r#"{"id":2}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    assert_eq!(
-        r.json::<serde_json::Value>().await.unwrap(),
-        serde_json::json!([{"id": 2, "label": "new"}])
-    );
-    let version: (i64, bool) = rusqlite::Connection::open(&s.db)
-        .unwrap()
-        .query_row(
-            "SELECT version, dirty FROM __sqlite_rest_migrations",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
-    assert_eq!(version, (1, false));
+    let r = post(
+        &s,
+        "/shelves?select=id,label",
+        &[("Prefer", "return=representation")],
+        r#"{"id":2}"#,
+    )
+    .await;
+    assert_eq!(r.status, 201);
+    assert_eq!(r.json(), serde_json::json!([{"id": 2, "label": "new"}]));
+    assert_eq!(migration_state(&s), (1, false));
     assert!(
         migrate(&[]).status.success(),
         "a second run changes nothing"
     );
-    let out = migrate(&["--direction", "down", "--step", "1"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&migrate(&["--direction", "down", "--step", "1"]));
     s.error("/shelves", 404, "PGRST205").await;
     assert!(
         !migrate(&["--direction", "down", "--step", "1"])
@@ -415,17 +413,9 @@ async fn migrate_is_go_compatible_and_a_running_server_sees_it() {
             && err.contains("dirty at version 2"),
         "{err}"
     );
-    let row: (i64, bool) = rusqlite::Connection::open(&s.db)
-        .unwrap()
-        .query_row(
-            "SELECT version, dirty FROM __sqlite_rest_migrations",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
-    assert_eq!(row, (2, true));
-    let half: i64 = rusqlite::Connection::open(&s.db)
-        .unwrap()
+    assert_eq!(migration_state(&s), (2, true));
+    let half: i64 = s
+        .sqlite()
         .query_row(
             "SELECT count(*) FROM sqlite_schema WHERE name = 'half'",
             [],
