@@ -15,6 +15,15 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_sqlite-rest"))
 }
 
+/// GET `path` from a server the test started itself on `port`, with `token` if given.
+async fn get_from(port: u16, path: &str, token: Option<&str>) -> reqwest::Response {
+    let mut req = reqwest::Client::new().get(format!("http://127.0.0.1:{port}{path}"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    req.send().await.unwrap()
+}
+
 /// Asserts that a finished command succeeded, showing its stderr if not.
 fn assert_success(out: &Output) {
     assert!(
@@ -132,21 +141,15 @@ async fn environment_variables_configure_serve() {
         cmd
     })
     .await;
-    let client = reqwest::Client::new();
     let token = common::hs_token(
         common::SECRET,
         jsonwebtoken::Algorithm::HS256,
         serde_json::json!({}),
     );
-    let get = |path: &str| {
-        client
-            .get(format!("http://127.0.0.1:{port}{path}"))
-            .bearer_auth(&token)
-            .send()
-    };
-    assert_eq!(get("/clients").await.unwrap().status(), 200);
-    assert_eq!(get("/items").await.unwrap().status(), 200);
-    assert_eq!(get("/projects").await.unwrap().status(), 404);
+    let token = Some(token.as_str());
+    assert_eq!(get_from(port, "/clients", token).await.status(), 200);
+    assert_eq!(get_from(port, "/items", token).await.status(), 200);
+    assert_eq!(get_from(port, "/projects", token).await.status(), 404);
     child.kill().unwrap();
     child.wait().unwrap();
 }
@@ -174,14 +177,7 @@ async fn insecure_mode_serves_without_tokens_and_says_so() {
     })
     .await;
     let mut child = child;
-    let client = reqwest::Client::new();
-    let r = client
-        .get(format!(
-            "http://127.0.0.1:{port}/clients?select=name&order=id"
-        ))
-        .send()
-        .await
-        .unwrap();
+    let r = get_from(port, "/clients?select=name&order=id", None).await;
     assert_eq!(r.status(), 200);
     assert_eq!(
         r.text().await.unwrap(),
@@ -323,23 +319,10 @@ async fn demo_creates_a_bookstore_and_prints_a_working_token() {
     .await
     .unwrap()
     .expect("demo printed no token");
-    let client = reqwest::Client::new();
-    let r = client
-        .get(format!(
-            "http://127.0.0.1:{port}/books?select=title&author_id=eq.3"
-        ))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let r = get_from(port, "/books?select=title&author_id=eq.3", Some(&token)).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), r#"[{"title":"Frankenstein"}]"#);
-    let r = client
-        .get(format!("http://127.0.0.1:{port}/books"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
+    assert_eq!(get_from(port, "/books", None).await.status(), 401);
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(dir.path().join("demo/bookstore.db").exists());
