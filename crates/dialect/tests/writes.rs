@@ -71,6 +71,40 @@ fn req<'a>(mutation: Mutation, rel: &'a str, query: &'a str, body: Option<&'a st
     }
 }
 
+/// POST: insert `body` (JSON) into `rel` with this query string.
+fn insert<'a>(rel: &'a str, query: &'a str, body: &'a str) -> Req<'a> {
+    req(Mutation::Insert, rel, query, Some(body))
+}
+
+/// PATCH: update the rows of `rel` the query string selects with `body`.
+fn update<'a>(rel: &'a str, query: &'a str, body: &'a str) -> Req<'a> {
+    req(Mutation::Update, rel, query, Some(body))
+}
+
+/// PUT: insert or replace the one row of `rel` the query string names.
+fn upsert<'a>(rel: &'a str, query: &'a str, body: &'a str) -> Req<'a> {
+    req(Mutation::Upsert, rel, query, Some(body))
+}
+
+/// DELETE: the rows of `rel` the query string selects.
+fn delete<'a>(rel: &'a str, query: &'a str) -> Req<'a> {
+    req(Mutation::Delete, rel, query, None)
+}
+
+impl<'a> Req<'a> {
+    /// With these `Prefer` values.
+    fn prefer(self, prefer: &'a [&'a str]) -> Self {
+        Req { prefer, ..self }
+    }
+
+    /// Answered in this media type.
+    fn media(self, media: MediaType) -> Self {
+        Req { media, ..self }
+    }
+}
+
+const REP: &str = "return=representation";
+
 impl Db {
     /// Plans and runs one write in a savepoint, keeping it only on success with commit.
     fn run(&self, r: Req<'_>) -> Result<WriteOutput, ApiError> {
@@ -149,26 +183,20 @@ fn body(o: &WriteOutput) -> Value {
 fn insert_one_and_many() {
     let d = db();
     let o = d
-        .run(req(
-            Mutation::Insert,
-            "clients",
-            "",
-            Some(r#"{"id":3,"name":"IBM"}"#),
-        ))
+        .run(insert("clients", "", r#"{"id":3,"name":"IBM"}"#))
         .unwrap();
     assert_eq!((o.status, o.body.is_none(), o.affected), (201, true, 1));
     assert_eq!(o.content_range.as_deref(), Some("*/*"));
     assert_eq!(o.preference_applied, None);
     let o = d
-        .run(Req {
-            prefer: &["return=representation", "count=exact"],
-            ..req(
-                Mutation::Insert,
+        .run(
+            insert(
                 "clients",
                 "select=name",
-                Some(r#"[{"id":5,"name":"Zed"},{"id":4,"name":"Ace"}]"#),
+                r#"[{"id":5,"name":"Zed"},{"id":4,"name":"Ace"}]"#,
             )
-        })
+            .prefer(&[REP, "count=exact"]),
+        )
         .unwrap();
     assert_eq!(o.status, 201);
     assert_eq!(
@@ -187,15 +215,14 @@ fn insert_one_and_many() {
     );
     // order= shapes the representation.
     let o = d
-        .run(Req {
-            prefer: &["return=representation"],
-            ..req(
-                Mutation::Insert,
+        .run(
+            insert(
                 "clients",
                 "select=id&order=id.desc",
-                Some(r#"[{"id":6,"name":"a"},{"id":7,"name":"b"}]"#),
+                r#"[{"id":6,"name":"a"},{"id":7,"name":"b"}]"#,
             )
-        })
+            .prefer(&[REP]),
+        )
         .unwrap();
     assert_eq!(body(&o), json!([{"id":7},{"id":6}]));
 }
@@ -204,15 +231,14 @@ fn insert_one_and_many() {
 fn types_round_trip_and_missing_default() {
     let d = db();
     let o = d
-        .run(Req {
-            prefer: &["return=representation"],
-            ..req(
-                Mutation::Insert,
+        .run(
+            insert(
                 "projects",
                 "select=id,name,settings,logo,active,created",
-                Some(r#"{"id":9,"name":"P","settings":{"a":[1,"x"],"s":"str"},"logo":"\\xdeadbeef","active":false,"created":null}"#),
+                r#"{"id":9,"name":"P","settings":{"a":[1,"x"],"s":"str"},"logo":"\\xdeadbeef","active":false,"created":null}"#,
             )
-        })
+            .prefer(&[REP]),
+        )
         .unwrap();
     assert_eq!(
         body(&o),
@@ -220,17 +246,14 @@ fn types_round_trip_and_missing_default() {
     );
     // columns + missing=default: absent keys take the column default; explicit null stays.
     let o = d
-        .run(Req {
-            prefer: &["return=representation", "missing=default"],
-            ..req(
-                Mutation::Insert,
+        .run(
+            insert(
                 "projects",
                 "columns=%22id%22,%22name%22,%22active%22,%22created%22&select=id,active,created",
-                Some(
-                    r#"[{"id":10,"name":"a"},{"id":11,"name":"b","active":false,"created":null}]"#,
-                ),
+                r#"[{"id":10,"name":"a"},{"id":11,"name":"b","active":false,"created":null}]"#,
             )
-        })
+            .prefer(&[REP, "missing=default"]),
+        )
         .unwrap();
     assert_eq!(
         body(&o),
@@ -242,11 +265,10 @@ fn types_round_trip_and_missing_default() {
     );
     // Without missing=default, a column named by `columns` but absent is NULL.
     let e = d
-        .run(req(
-            Mutation::Insert,
+        .run(insert(
             "projects",
             "columns=id,name,active",
-            Some(r#"[{"id":12,"name":"c"}]"#),
+            r#"[{"id":12,"name":"c"}]"#,
         ))
         .unwrap_err();
     assert_eq!((e.status, e.code.as_str()), (400, "23502"));
@@ -256,12 +278,7 @@ fn types_round_trip_and_missing_default() {
 fn unknown_columns_and_relations() {
     let d = db();
     let e = d
-        .run(req(
-            Mutation::Insert,
-            "clients",
-            "",
-            Some(r#"{"id":3,"nope":1}"#),
-        ))
+        .run(insert("clients", "", r#"{"id":3,"nope":1}"#))
         .unwrap_err();
     assert_eq!((e.status, e.code.as_str()), (400, "PGRST204"));
     assert_eq!(
@@ -269,21 +286,12 @@ fn unknown_columns_and_relations() {
         "Could not find the 'nope' column of 'clients' in the schema cache"
     );
     let e = d
-        .run(req(
-            Mutation::Insert,
-            "clients",
-            "columns=id,nope",
-            Some(r#"{"id":3}"#),
-        ))
+        .run(insert("clients", "columns=id,nope", r#"{"id":3}"#))
         .unwrap_err();
     assert_eq!(e.code, "PGRST204");
-    let e = d
-        .run(req(Mutation::Insert, "nope", "", Some(r#"{"id":3}"#)))
-        .unwrap_err();
+    let e = d.run(insert("nope", "", r#"{"id":3}"#)).unwrap_err();
     assert_eq!((e.status, e.code.as_str()), (404, "PGRST205"));
-    let e = d
-        .run(req(Mutation::Insert, "ro", "", Some(r#"{"id":3}"#)))
-        .unwrap_err();
+    let e = d.run(insert("ro", "", r#"{"id":3}"#)).unwrap_err();
     assert_eq!(e.status, 405);
 }
 
@@ -292,15 +300,14 @@ fn upserts() {
     let d = db();
     // One new key, one existing: 201, both rows in the representation.
     let o = d
-        .run(Req {
-            prefer: &["return=representation", "resolution=merge-duplicates"],
-            ..req(
-                Mutation::Insert,
+        .run(
+            insert(
                 "clients",
                 "",
-                Some(r#"[{"id":1,"name":"MS"},{"id":3,"name":"IBM"}]"#),
+                r#"[{"id":1,"name":"MS"},{"id":3,"name":"IBM"}]"#,
             )
-        })
+            .prefer(&[REP, "resolution=merge-duplicates"]),
+        )
         .unwrap();
     assert_eq!(o.status, 201);
     assert_eq!(
@@ -313,28 +320,22 @@ fn upserts() {
     );
     // Only updates: 200.
     let o = d
-        .run(Req {
-            prefer: &["resolution=merge-duplicates"],
-            ..req(
-                Mutation::Insert,
-                "clients",
-                "",
-                Some(r#"[{"id":1,"name":"Microsoft"}]"#),
-            )
-        })
+        .run(
+            insert("clients", "", r#"[{"id":1,"name":"Microsoft"}]"#)
+                .prefer(&["resolution=merge-duplicates"]),
+        )
         .unwrap();
     assert_eq!(o.status, 200);
     // on_conflict on a UNIQUE column.
     let o = d
-        .run(Req {
-            prefer: &["return=representation", "resolution=merge-duplicates"],
-            ..req(
-                Mutation::Insert,
+        .run(
+            insert(
                 "clients",
                 "on_conflict=name&select=id,name",
-                Some(r#"[{"name":"Apple"}]"#),
+                r#"[{"name":"Apple"}]"#,
             )
-        })
+            .prefer(&[REP, "resolution=merge-duplicates"]),
+        )
         .unwrap();
     assert_eq!(
         (o.status, body(&o)),
@@ -342,15 +343,14 @@ fn upserts() {
     );
     // ignore-duplicates: only inserted rows are represented, and the status is 201.
     let o = d
-        .run(Req {
-            prefer: &["return=representation", "resolution=ignore-duplicates"],
-            ..req(
-                Mutation::Insert,
+        .run(
+            insert(
                 "clients",
                 "",
-                Some(r#"[{"id":1,"name":"X"},{"id":8,"name":"Y"}]"#),
+                r#"[{"id":1,"name":"X"},{"id":8,"name":"Y"}]"#,
             )
-        })
+            .prefer(&[REP, "resolution=ignore-duplicates"]),
+        )
         .unwrap();
     assert_eq!((o.status, body(&o)), (201, json!([{"id":8,"name":"Y"}])));
     assert_eq!(
@@ -359,48 +359,34 @@ fn upserts() {
     );
     // on_conflict must match a unique key exactly.
     let e = d
-        .run(Req {
-            prefer: &["resolution=merge-duplicates"],
-            ..req(
-                Mutation::Insert,
-                "projects",
-                "on_conflict=name",
-                Some(r#"{"id":1,"name":"x"}"#),
-            )
-        })
+        .run(
+            insert("projects", "on_conflict=name", r#"{"id":1,"name":"x"}"#)
+                .prefer(&["resolution=merge-duplicates"]),
+        )
         .unwrap_err();
     assert_eq!((e.status, e.code.as_str()), (400, "42P10"));
     let e = d
-        .run(Req {
-            prefer: &["resolution=merge-duplicates"],
-            ..req(
-                Mutation::Insert,
-                "projects",
-                "on_conflict=nope",
-                Some(r#"{"id":1,"name":"x"}"#),
-            )
-        })
+        .run(
+            insert("projects", "on_conflict=nope", r#"{"id":1,"name":"x"}"#)
+                .prefer(&["resolution=merge-duplicates"]),
+        )
         .unwrap_err();
     assert_eq!(e.code, "PGRST204");
     // No primary key and no on_conflict: resolution is ignored and not reported.
     let o = d
-        .run(Req {
-            prefer: &["resolution=merge-duplicates"],
-            ..req(Mutation::Insert, "no_pk", "", Some(r#"{"a":"9"}"#))
-        })
+        .run(insert("no_pk", "", r#"{"a":"9"}"#).prefer(&["resolution=merge-duplicates"]))
         .unwrap();
     assert_eq!((o.status, o.preference_applied), (201, None));
     // Composite keys of a WITHOUT ROWID table.
     let o = d
-        .run(Req {
-            prefer: &["return=representation", "resolution=merge-duplicates"],
-            ..req(
-                Mutation::Insert,
+        .run(
+            insert(
                 "kv",
                 "select=k,scope,v",
-                Some(r#"[{"k":"a","scope":"x","v":"2"},{"k":"a","scope":"y","v":"3"}]"#),
+                r#"[{"k":"a","scope":"x","v":"2"},{"k":"a","scope":"y","v":"3"}]"#,
             )
-        })
+            .prefer(&[REP, "resolution=merge-duplicates"]),
+        )
         .unwrap();
     assert_eq!(
         (o.status, body(&o)),
@@ -411,10 +397,7 @@ fn upserts() {
     );
     // An empty array with merge-duplicates inserted nothing: 200.
     let o = d
-        .run(Req {
-            prefer: &["resolution=merge-duplicates", "return=representation"],
-            ..req(Mutation::Insert, "clients", "", Some("[]"))
-        })
+        .run(insert("clients", "", "[]").prefer(&["resolution=merge-duplicates", REP]))
         .unwrap();
     assert_eq!((o.status, body(&o)), (200, json!([])));
 }
@@ -422,10 +405,7 @@ fn upserts() {
 #[test]
 fn put_rules() {
     let d = db();
-    let put = |q: &'static str, b: &'static str| Req {
-        prefer: &["return=representation"],
-        ..req(Mutation::Upsert, "clients", q, Some(b))
-    };
+    let put = |q: &'static str, b: &'static str| upsert("clients", q, b).prefer(&[REP]);
     let o = d.run(put("id=eq.7", r#"{"id":7,"name":"New"}"#)).unwrap();
     assert_eq!((o.status, body(&o)), (201, json!([{"id":7,"name":"New"}])));
     assert_eq!(o.content_range, None);
@@ -440,12 +420,7 @@ fn put_rules() {
         (200, json!([{"id":7,"name":"Newer"}]))
     );
     let o = d
-        .run(req(
-            Mutation::Upsert,
-            "clients",
-            "id=eq.7",
-            Some(r#"{"id":"7","name":"N"}"#),
-        ))
+        .run(upsert("clients", "id=eq.7", r#"{"id":"7","name":"N"}"#))
         .unwrap();
     assert_eq!(o.status, 204);
     for (q, code, status) in [
@@ -463,21 +438,15 @@ fn put_rules() {
         assert_eq!((e.status, e.code.as_str()), (status, code), "{q}");
     }
     let e = d
-        .run(req(
-            Mutation::Upsert,
-            "no_pk",
-            "a=eq.1",
-            Some(r#"{"a":"1"}"#),
-        ))
+        .run(upsert("no_pk", "a=eq.1", r#"{"a":"1"}"#))
         .unwrap_err();
     assert_eq!(e.code, "PGRST105");
     // Composite key.
     let o = d
-        .run(req(
-            Mutation::Upsert,
+        .run(upsert(
             "kv",
             "k=eq.a&scope=eq.x",
-            Some(r#"{"k":"a","scope":"x","v":"9"}"#),
+            r#"{"k":"a","scope":"x","v":"9"}"#,
         ))
         .unwrap();
     assert_eq!(o.status, 204);
@@ -491,73 +460,41 @@ fn put_rules() {
 fn patch_and_delete() {
     let d = db();
     let o = d
-        .run(req(
-            Mutation::Update,
-            "projects",
-            "client_id=eq.1",
-            Some(r#"{"name":"W"}"#),
-        ))
+        .run(update("projects", "client_id=eq.1", r#"{"name":"W"}"#))
         .unwrap();
     assert_eq!((o.status, o.content_range.as_deref()), (204, Some("0-1/*")));
     let o = d
-        .run(Req {
-            prefer: &["return=representation", "count=exact"],
-            ..req(
-                Mutation::Update,
-                "projects",
-                "id=eq.2&select=id,name",
-                Some(r#"{"id":20}"#),
-            )
-        })
+        .run(
+            update("projects", "id=eq.2&select=id,name", r#"{"id":20}"#)
+                .prefer(&[REP, "count=exact"]),
+        )
         .unwrap();
     assert_eq!((o.status, body(&o)), (200, json!([{"id":20,"name":"W"}])));
     assert_eq!(o.content_range.as_deref(), Some("0-0/1"));
     let o = d
-        .run(req(
-            Mutation::Update,
-            "projects",
-            "id=eq.999",
-            Some(r#"{"name":"x"}"#),
-        ))
+        .run(update("projects", "id=eq.999", r#"{"name":"x"}"#))
         .unwrap();
     assert_eq!((o.status, o.content_range.as_deref()), (204, Some("*/*")));
-    let o = d
-        .run(req(Mutation::Update, "projects", "id=eq.1", Some("{}")))
-        .unwrap();
+    let o = d.run(update("projects", "id=eq.1", "{}")).unwrap();
     assert_eq!((o.affected, o.content_range.as_deref()), (0, Some("*/*")));
     // safe update: no filter, no write.
     let e = d
-        .run(req(
-            Mutation::Update,
-            "projects",
-            "",
-            Some(r#"{"name":"x"}"#),
-        ))
+        .run(update("projects", "", r#"{"name":"x"}"#))
         .unwrap_err();
     assert_eq!((e.status, e.code.as_str()), (400, "21000"));
     assert!(e.message.ends_with("requires a WHERE clause"));
-    let e = d
-        .run(req(Mutation::Delete, "projects", "select=id", None))
-        .unwrap_err();
+    let e = d.run(delete("projects", "select=id")).unwrap_err();
     assert_eq!(e.code, "21000");
     let o = d
         .run(Req {
             safe_update: false,
-            ..req(Mutation::Update, "no_pk", "", Some(r#"{"b":"z"}"#))
+            ..update("no_pk", "", r#"{"b":"z"}"#)
         })
         .unwrap();
     assert_eq!(o.affected, 3);
     // DELETE with representation reads the rows before removing them.
     let o = d
-        .run(Req {
-            prefer: &["return=representation"],
-            ..req(
-                Mutation::Delete,
-                "projects",
-                "id=gte.1&select=id,name&order=id.desc",
-                None,
-            )
-        })
+        .run(delete("projects", "id=gte.1&select=id,name&order=id.desc").prefer(&[REP]))
         .unwrap();
     assert_eq!(
         body(&o),
@@ -567,9 +504,7 @@ fn patch_and_delete() {
         d.rows("SELECT count(*) AS n FROM projects"),
         json!([{"n":0}])
     );
-    let o = d
-        .run(req(Mutation::Delete, "clients", "id=eq.2", None))
-        .unwrap();
+    let o = d.run(delete("clients", "id=eq.2")).unwrap();
     assert_eq!((o.status, o.content_range.as_deref()), (204, Some("*/*")));
 }
 
@@ -578,50 +513,29 @@ fn checks_roll_back() {
     let d = db();
     let before = d.rows("SELECT * FROM projects ORDER BY id");
     let e = d
-        .run(Req {
-            prefer: &["handling=strict", "max-affected=1"],
-            ..req(
-                Mutation::Update,
-                "projects",
-                "id=gt.0",
-                Some(r#"{"name":"x"}"#),
-            )
-        })
+        .run(
+            update("projects", "id=gt.0", r#"{"name":"x"}"#)
+                .prefer(&["handling=strict", "max-affected=1"]),
+        )
         .unwrap_err();
     assert_eq!((e.status, e.code.as_str()), (400, "PGRST124"));
     assert_eq!(e.details, Some(json!("The query affects 3 rows")));
     // lenient: ignored, and max-affected is not reported.
     let o = d
-        .run(Req {
-            prefer: &["handling=lenient", "max-affected=1"],
-            ..req(
-                Mutation::Update,
-                "projects",
-                "id=gt.2",
-                Some(r#"{"name":"IOS"}"#),
-            )
-        })
+        .run(
+            update("projects", "id=gt.2", r#"{"name":"IOS"}"#)
+                .prefer(&["handling=lenient", "max-affected=1"]),
+        )
         .unwrap();
     assert_eq!(o.preference_applied.as_deref(), Some("handling=lenient"));
     let e = d
-        .run(Req {
-            media: MediaType::Singular { strip_nulls: false },
-            ..req(Mutation::Delete, "projects", "id=gt.0", None)
-        })
+        .run(delete("projects", "id=gt.0").media(MediaType::Singular { strip_nulls: false }))
         .unwrap_err();
     assert_eq!((e.status, e.code.as_str()), (406, "PGRST116"));
     assert_eq!(d.rows("SELECT * FROM projects ORDER BY id"), before);
     // tx=rollback answers as if written, then nothing stays.
     let o = d
-        .run(Req {
-            prefer: &["tx=rollback", "return=representation"],
-            ..req(
-                Mutation::Insert,
-                "clients",
-                "",
-                Some(r#"{"id":9,"name":"Gone"}"#),
-            )
-        })
+        .run(insert("clients", "", r#"{"id":9,"name":"Gone"}"#).prefer(&["tx=rollback", REP]))
         .unwrap();
     assert_eq!((o.status, o.commit), (201, false));
     assert_eq!(body(&o), json!([{"id":9,"name":"Gone"}]));
@@ -635,16 +549,11 @@ fn checks_roll_back() {
     );
     // Singular representation.
     let o = d
-        .run(Req {
-            prefer: &["return=representation"],
-            media: MediaType::Singular { strip_nulls: false },
-            ..req(
-                Mutation::Insert,
-                "clients",
-                "",
-                Some(r#"{"id":9,"name":"One"}"#),
-            )
-        })
+        .run(
+            insert("clients", "", r#"{"id":9,"name":"One"}"#)
+                .prefer(&[REP])
+                .media(MediaType::Singular { strip_nulls: false }),
+        )
         .unwrap();
     assert_eq!(body(&o), json!({"id":9,"name":"One"}));
 }
@@ -653,37 +562,28 @@ fn checks_roll_back() {
 fn location_header() {
     let d = db();
     let o = d
-        .run(Req {
-            prefer: &["return=headers-only"],
-            ..req(
-                Mutation::Insert,
-                "kv",
-                "",
-                Some(r#"{"k":"a b/c","scope":"é","v":"1"}"#),
-            )
-        })
+        .run(
+            insert("kv", "", r#"{"k":"a b/c","scope":"é","v":"1"}"#)
+                .prefer(&["return=headers-only"]),
+        )
         .unwrap();
     assert_eq!(
         o.location.as_deref(),
         Some("/kv?k=eq.a%20b%2Fc&scope=eq.%C3%A9")
     );
     let o = d
-        .run(Req {
-            prefer: &["return=headers-only"],
-            ..req(
-                Mutation::Insert,
+        .run(
+            insert(
                 "clients",
                 "",
-                Some(r#"[{"id":30,"name":"a"},{"id":31,"name":"b"}]"#),
+                r#"[{"id":30,"name":"a"},{"id":31,"name":"b"}]"#,
             )
-        })
+            .prefer(&["return=headers-only"]),
+        )
         .unwrap();
     assert_eq!(o.location, None, "only for one row");
     let o = d
-        .run(Req {
-            prefer: &["return=headers-only"],
-            ..req(Mutation::Insert, "clients", "", Some(r#"{"name":"auto"}"#))
-        })
+        .run(insert("clients", "", r#"{"name":"auto"}"#).prefer(&["return=headers-only"]))
         .unwrap();
     assert_eq!(o.location.as_deref(), Some("/clients?id=eq.32"));
 }
@@ -692,25 +592,14 @@ fn location_header() {
 fn views_virtual_tables_and_odd_names() {
     let d = db();
     let o = d
-        .run(Req {
-            prefer: &["return=representation"],
-            ..req(
-                Mutation::Insert,
-                "v",
-                "select=id,name",
-                Some(r#"{"id":2,"name":"two"}"#),
-            )
-        })
+        .run(insert("v", "select=id,name", r#"{"id":2,"name":"two"}"#).prefer(&[REP]))
         .unwrap();
     assert_eq!(body(&o), json!([{"id":2,"name":"two"}]));
     let o = d
-        .run(Req {
-            prefer: &["return=representation"],
-            ..req(Mutation::Update, "v", "id=eq.2", Some(r#"{"name":"deux"}"#))
-        })
+        .run(update("v", "id=eq.2", r#"{"name":"deux"}"#).prefer(&[REP]))
         .unwrap();
     assert_eq!(body(&o), json!([{"id":2,"name":"deux","extra":7}]));
-    let o = d.run(req(Mutation::Delete, "v", "id=eq.1", None)).unwrap();
+    let o = d.run(delete("v", "id=eq.1")).unwrap();
     assert_eq!(o.affected, 1);
     assert_eq!(
         d.rows("SELECT id, name FROM base"),
@@ -718,33 +607,21 @@ fn views_virtual_tables_and_odd_names() {
     );
 
     let o = d
-        .run(req(
-            Mutation::Insert,
+        .run(insert(
             "docs",
             "",
-            Some(r#"[{"title":"a","body":"b"},{"title":"c","body":"d"}]"#),
+            r#"[{"title":"a","body":"b"},{"title":"c","body":"d"}]"#,
         ))
         .unwrap();
     assert_eq!((o.status, o.affected), (201, 2));
     let e = d
-        .run(Req {
-            prefer: &["return=representation"],
-            ..req(Mutation::Insert, "docs", "", Some(r#"{"title":"a"}"#))
-        })
+        .run(insert("docs", "", r#"{"title":"a"}"#).prefer(&[REP]))
         .unwrap_err();
     assert_eq!(e.code, "PGRST127");
 
     // Names with quotes and dots; a column named rowid (the key falls back to _rowid_).
     let o = d
-        .run(Req {
-            prefer: &["return=representation"],
-            ..req(
-                Mutation::Insert,
-                "we\"ird",
-                "",
-                Some(r#"{"a.b":"dot","x\"y":"quote","rowid":"r"}"#),
-            )
-        })
+        .run(insert("we\"ird", "", r#"{"a.b":"dot","x\"y":"quote","rowid":"r"}"#).prefer(&[REP]))
         .unwrap();
     assert_eq!(body(&o), json!([{"a.b":"dot","x\"y":"quote","rowid":"r"}]));
 }
@@ -753,10 +630,7 @@ fn views_virtual_tables_and_odd_names() {
 fn defaults_only_objects() {
     let d = db();
     let o = d
-        .run(Req {
-            prefer: &["return=representation"],
-            ..req(Mutation::Insert, "base", "select=extra", Some("[{},{}]"))
-        })
+        .run(insert("base", "select=extra", "[{},{}]").prefer(&[REP]))
         .unwrap();
     assert_eq!(
         (o.status, body(&o)),

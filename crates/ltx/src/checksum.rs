@@ -142,6 +142,7 @@ impl DbChecksum {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::noise::Noise;
 
     #[test]
     fn crc64_is_go_iso() {
@@ -156,15 +157,7 @@ mod tests {
     #[test]
     fn crc64_agrees_with_the_table_driven_crc_crate() {
         let table = crc::Crc::<u64>::new(&crc::CRC_64_GO_ISO);
-        let mut x = 0x1234_5678_9abc_def1u64;
-        let data: Vec<u8> = (0..70_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let data = Noise::new(0x1234_5678_9abc_def1).bytes(70_000);
         for len in [
             0, 1, 6, 15, 16, 17, 63, 64, 65, 255, 256, 4096, 4097, 65536, 70_000,
         ] {

@@ -11,11 +11,10 @@ use std::collections::BinaryHeap;
 use std::io::{Read, Write};
 
 use crate::TxId;
-use crate::checksum::Checksum;
 use crate::decoder::{Decoded, Decoder};
 use crate::encoder::{Encoded, Encoder};
 use crate::error::{Error, Result, Section};
-use crate::header::{HEADER_FLAG_NO_CHECKSUM, Header, lock_page};
+use crate::header::{Header, lock_page};
 
 /// Where merged pages go, in strictly ascending page order.
 pub trait PageSink {
@@ -179,20 +178,13 @@ impl<R: Read> Compactor<R> {
                 });
             }
         }
-        let header = Header {
-            flags: HEADER_FLAG_NO_CHECKSUM,
-            page_size: first.page_size,
-            commit: last.commit,
-            min_txid: first.min_txid,
-            max_txid: last.max_txid,
-            timestamp: last.timestamp,
-            pre_apply_checksum: Checksum::ZERO,
-            wal_offset: 0,
-            wal_size: 0,
-            wal_salt1: 0,
-            wal_salt2: 0,
-            node_id: 0,
-        };
+        let header = Header::new(
+            first.page_size,
+            last.commit,
+            first.min_txid,
+            last.max_txid,
+            last.timestamp,
+        );
         Ok(Compactor { inputs, header })
     }
 

@@ -9,7 +9,6 @@
 
 use std::io::{ErrorKind, Read};
 
-use crate::checksum::{Crc64, DbChecksum};
 use crate::error::{Error, Result, Section};
 use crate::frame::{
     END_MARKER_SIZE, LENGTH_PREFIX_SIZE, PAGE_HEADER_SIZE, PageEncoding, PageHeader, Source,
@@ -17,6 +16,7 @@ use crate::frame::{
 };
 use crate::header::{HEADER_SIZE, Header, be_u64};
 use crate::index::{INDEX_LEN_SIZE, IndexEntry, PageIndex, VarintState};
+use crate::tally::Tally;
 use crate::trailer::{TRAILER_SIZE, Trailer};
 
 /// A buffered reader that hands out contiguous slices of at most a frame.
@@ -143,11 +143,7 @@ enum State {
 pub struct Decoder<R: Read> {
     src: BufSource<R>,
     header: Header,
-    hash: Crc64,
-    offset: u64,
-    prev_pgno: u32,
-    frames: Vec<IndexEntry>,
-    db_checksum: Option<DbChecksum>,
+    tally: Tally,
     state: State,
     done: Option<Decoded>,
     index_bytes: Vec<u8>,
@@ -157,8 +153,8 @@ impl<R: Read> std::fmt::Debug for Decoder<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Decoder")
             .field("header", &self.header)
-            .field("offset", &self.offset)
-            .field("prev_pgno", &self.prev_pgno)
+            .field("offset", &self.tally.offset)
+            .field("prev_pgno", &self.tally.prev_pgno())
             .field("state", &self.state)
             .finish_non_exhaustive()
     }
@@ -174,18 +170,10 @@ impl<R: Read> Decoder<R> {
         header.validate()?;
         // Room for two maximum frames (legacy frames are a little larger than blocks).
         src.resize_for(2 * legacy::max_frame_size(header.page_size as usize));
-        let mut hash = Crc64::new();
-        hash.update(&hb);
-        let db_checksum = (!header.no_checksum() && header.is_snapshot())
-            .then(|| DbChecksum::new(header.page_size));
         Ok(Decoder {
             src,
             header,
-            hash,
-            offset: HEADER_SIZE as u64,
-            prev_pgno: 0,
-            frames: Vec::new(),
-            db_checksum,
+            tally: Tally::new(&header, &hb),
             state: State::Pages,
             done: None,
             index_bytes: Vec::new(),
@@ -203,7 +191,7 @@ impl<R: Read> Decoder<R> {
 
     /// Bytes consumed so far.
     pub fn bytes_read(&self) -> u64 {
-        self.offset
+        self.tally.offset
     }
 
     /// Reads the next page into `buf` (exactly the page size) and returns its page number, or
@@ -234,41 +222,25 @@ impl<R: Read> Decoder<R> {
     fn read_page(&mut self, buf: &mut [u8]) -> Result<Option<u32>> {
         let mut hb = [0u8; PAGE_HEADER_SIZE];
         hb.copy_from_slice(self.src.take(PAGE_HEADER_SIZE, Section::PageHeader)?);
-        self.hash.update(&hb);
         let hdr = PageHeader::from_bytes(&hb);
         if hdr.is_end() {
-            self.offset += END_MARKER_SIZE as u64;
+            self.tally.hash.update(&hb);
+            self.tally.offset += END_MARKER_SIZE as u64;
             self.read_tail()?;
             return Ok(None);
         }
         let encoding = hdr.validate()?;
         let pgno = hdr.pgno;
-        if pgno <= self.prev_pgno {
-            return Err(Error::PagesOutOfOrder {
-                prev: self.prev_pgno,
-                pgno,
-            });
-        }
-        let payload = match encoding {
+        self.tally.check_order(pgno)?;
+        let (prefix, payload) = match encoding {
             PageEncoding::Block => {
                 let (prefix, len) = read_block_payload(&mut self.src, pgno, buf)?;
-                self.hash.update(&prefix);
-                LENGTH_PREFIX_SIZE + len
+                (Some(prefix), LENGTH_PREFIX_SIZE + len)
             }
-            PageEncoding::LegacyFrame => legacy::read_frame(&mut self.src, pgno, buf)?,
+            PageEncoding::LegacyFrame => (None, legacy::read_frame(&mut self.src, pgno, buf)?),
         };
-        self.hash.update(buf);
         let size = (PAGE_HEADER_SIZE + payload) as u64;
-        self.frames.push(IndexEntry {
-            pgno,
-            offset: self.offset,
-            size,
-        });
-        self.offset += size;
-        self.prev_pgno = pgno;
-        if let Some(c) = &mut self.db_checksum {
-            c.add_page(pgno, buf);
-        }
+        self.tally.page(pgno, &hb, prefix.as_ref(), buf, size);
         Ok(Some(pgno))
     }
 
@@ -294,7 +266,7 @@ impl<R: Read> Decoder<R> {
             }
             let offset = self.read_varint()?;
             let size = self.read_varint()?;
-            let expected = self.frames.get(position).copied();
+            let expected = self.tally.entries().get(position).copied();
             let matches = expected
                 .is_some_and(|e| u64::from(e.pgno) == pgno && e.offset == offset && e.size == size);
             if !matches {
@@ -310,29 +282,29 @@ impl<R: Read> Decoder<R> {
             }
             position += 1;
         }
-        if position != self.frames.len() {
+        if position != self.tally.entries().len() {
             return Err(Error::IndexMismatch {
                 position,
-                expected: self.frames.get(position).copied(),
+                expected: self.tally.entries().get(position).copied(),
                 found: None,
             });
         }
-        self.hash.update(&self.index_bytes);
+        self.tally.hash.update(&self.index_bytes);
         let actual = self.index_bytes.len() as u64;
         let lb = self.src.take(INDEX_LEN_SIZE, Section::IndexLength)?;
         let stored = be_u64(lb, 0);
-        self.hash.update(lb);
+        self.tally.hash.update(lb);
         if stored != actual {
             return Err(Error::IndexLengthMismatch { stored, actual });
         }
         let mut tb = [0u8; TRAILER_SIZE];
         tb.copy_from_slice(self.src.take(TRAILER_SIZE, Section::Trailer)?);
-        self.hash.update(&tb[..8]);
+        self.tally.hash.update(&tb[..8]);
         let trailer = Trailer::from_bytes(&tb);
         if !trailer.file_checksum.has_flag() {
             return Err(Error::BadFileChecksumFormat(trailer.file_checksum));
         }
-        let computed = self.hash.checksum();
+        let computed = self.tally.hash.checksum();
         if computed != trailer.file_checksum {
             return Err(Error::ChecksumMismatch {
                 stored: trailer.file_checksum,
@@ -340,24 +312,24 @@ impl<R: Read> Decoder<R> {
             });
         }
         trailer.validate(&self.header)?;
-        if let Some(c) = &self.db_checksum
-            && c.value() != trailer.post_apply_checksum
+        if let Some(computed) = self.tally.db_checksum()
+            && computed != trailer.post_apply_checksum
         {
             return Err(Error::DatabaseChecksumMismatch {
                 stored: trailer.post_apply_checksum,
-                computed: c.value(),
+                computed,
             });
         }
         if !self.src.at_eof()? {
             return Err(Error::TrailingData);
         }
-        self.offset += actual + (INDEX_LEN_SIZE + TRAILER_SIZE) as u64;
+        self.tally.offset += actual + (INDEX_LEN_SIZE + TRAILER_SIZE) as u64;
         self.state = State::Done;
         self.done = Some(Decoded {
             header: self.header,
             trailer,
-            index: PageIndex::from_sorted(std::mem::take(&mut self.frames)),
-            size: self.offset,
+            index: self.tally.take_index(),
+            size: self.tally.offset,
         });
         Ok(())
     }

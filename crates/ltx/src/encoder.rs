@@ -4,14 +4,12 @@
 
 use std::io::Write;
 
-use crate::checksum::{Checksum, Crc64, DbChecksum};
+use crate::checksum::Checksum;
 use crate::error::{Error, Result, Section};
-use crate::frame::{
-    BlockCompressor, END_MARKER_SIZE, LENGTH_PREFIX_SIZE, PAGE_FLAG_SIZE, PAGE_HEADER_SIZE,
-    PageEncoding, PageHeader, legacy,
-};
-use crate::header::{HEADER_SIZE, Header};
-use crate::index::{IndexEntry, PageIndex};
+use crate::frame::{BlockCompressor, END_MARKER_SIZE, PageEncoding, PageHeader, legacy};
+use crate::header::Header;
+use crate::index::PageIndex;
+use crate::tally::Tally;
 use crate::trailer::{Trailer, validate_post_apply};
 
 /// What [`Encoder::finish`] hands back.
@@ -42,15 +40,11 @@ pub struct Encoder<W: Write> {
     w: W,
     header: Header,
     encoding: PageEncoding,
-    hash: Crc64,
-    offset: u64,
-    prev_pgno: u32,
+    tally: Tally,
     lock_pgno: u32,
-    entries: Vec<IndexEntry>,
     compressor: BlockCompressor,
     frame: Vec<u8>,
     scratch: Vec<u8>,
-    db_checksum: Option<DbChecksum>,
     post_apply: Option<Checksum>,
 }
 
@@ -59,8 +53,8 @@ impl<W: Write> std::fmt::Debug for Encoder<W> {
         f.debug_struct("Encoder")
             .field("header", &self.header)
             .field("encoding", &self.encoding)
-            .field("offset", &self.offset)
-            .field("prev_pgno", &self.prev_pgno)
+            .field("offset", &self.tally.offset)
+            .field("prev_pgno", &self.tally.prev_pgno())
             .finish_non_exhaustive()
     }
 }
@@ -79,23 +73,15 @@ impl<W: Write> Encoder<W> {
         writer
             .write_all(&bytes)
             .map_err(|e| Error::io(Section::Header, e))?;
-        let mut hash = Crc64::new();
-        hash.update(&bytes);
-        let db_checksum = (!header.no_checksum() && header.is_snapshot())
-            .then(|| DbChecksum::new(header.page_size));
         Ok(Encoder {
             w: writer,
             header,
             encoding,
-            hash,
-            offset: HEADER_SIZE as u64,
-            prev_pgno: 0,
+            tally: Tally::new(&header, &bytes),
             lock_pgno: header.lock_page(),
-            entries: Vec::new(),
             compressor: BlockCompressor::new(),
             frame: Vec::new(),
             scratch: Vec::new(),
-            db_checksum,
             post_apply: None,
         })
     }
@@ -106,12 +92,12 @@ impl<W: Write> Encoder<W> {
 
     /// Bytes written so far.
     pub fn bytes_written(&self) -> u64 {
-        self.offset
+        self.tally.offset
     }
 
     /// Pages written so far.
     pub fn page_count(&self) -> usize {
-        self.entries.len()
+        self.tally.entries().len()
     }
 
     /// The next page a snapshot expects after `prev` (skipping the lock page).
@@ -146,7 +132,7 @@ impl<W: Write> Encoder<W> {
             return Err(Error::LockPage { pgno });
         }
         if h.is_snapshot() {
-            let expected = self.next_snapshot_page(self.prev_pgno);
+            let expected = self.next_snapshot_page(self.tally.prev_pgno());
             if pgno != expected {
                 return Err(Error::SnapshotIncomplete {
                     commit: h.commit,
@@ -154,52 +140,37 @@ impl<W: Write> Encoder<W> {
                     found: Some(pgno),
                 });
             }
-        } else if pgno <= self.prev_pgno {
-            return Err(Error::PagesOutOfOrder {
-                prev: self.prev_pgno,
-                pgno,
-            });
+        } else {
+            self.tally.check_order(pgno)?;
         }
 
         let frame = &mut self.frame;
         frame.clear();
-        let hdr = match self.encoding {
-            PageEncoding::Block => PageHeader {
-                pgno,
-                flags: PAGE_FLAG_SIZE,
-            },
-            PageEncoding::LegacyFrame => PageHeader { pgno, flags: 0 },
-        };
-        frame.extend_from_slice(&hdr.to_bytes());
-        match self.encoding {
+        let head = PageHeader {
+            pgno,
+            flags: self.encoding.flags(),
+        }
+        .to_bytes();
+        frame.extend_from_slice(&head);
+        let prefix = match self.encoding {
             PageEncoding::Block => {
                 let n = self.compressor.compress(data, &mut self.scratch);
                 // n <= max_compressed_size(65536) < u32::MAX
-                frame.extend_from_slice(&(n as u32).to_be_bytes());
-                self.hash
-                    .update(&frame[..PAGE_HEADER_SIZE + LENGTH_PREFIX_SIZE]);
+                let prefix = (n as u32).to_be_bytes();
+                frame.extend_from_slice(&prefix);
                 frame.extend_from_slice(&self.scratch[..n]);
+                Some(prefix)
             }
             PageEncoding::LegacyFrame => {
-                self.hash.update(&frame[..PAGE_HEADER_SIZE]);
                 legacy::write_frame(data, &mut self.compressor, &mut self.scratch, frame);
+                None
             }
-        }
-        self.hash.update(data);
+        };
         self.w
             .write_all(frame)
             .map_err(|e| Error::io(Section::PageData, e))?;
         let size = frame.len() as u64;
-        self.entries.push(IndexEntry {
-            pgno,
-            offset: self.offset,
-            size,
-        });
-        self.offset += size;
-        self.prev_pgno = pgno;
-        if let Some(c) = &mut self.db_checksum {
-            c.add_page(pgno, data);
-        }
+        self.tally.page(pgno, &head, prefix.as_ref(), data, size);
         Ok(())
     }
 
@@ -213,7 +184,7 @@ impl<W: Write> Encoder<W> {
     /// what was written. Fails if a snapshot is missing pages or a checksum rule is broken.
     pub fn finish(mut self) -> Result<Encoded<W>> {
         if self.header.is_snapshot() {
-            let expected = self.next_snapshot_page(self.prev_pgno);
+            let expected = self.next_snapshot_page(self.tally.prev_pgno());
             if expected <= self.header.commit {
                 return Err(Error::SnapshotIncomplete {
                     commit: self.header.commit,
@@ -222,14 +193,14 @@ impl<W: Write> Encoder<W> {
                 });
             }
         }
-        let post = match (self.db_checksum, self.post_apply) {
-            (Some(computed), Some(given)) if computed.value() != given => {
+        let post = match (self.tally.db_checksum(), self.post_apply) {
+            (Some(computed), Some(given)) if computed != given => {
                 return Err(Error::DatabaseChecksumMismatch {
                     stored: given,
-                    computed: computed.value(),
+                    computed,
                 });
             }
-            (Some(computed), _) => computed.value(),
+            (Some(computed), _) => computed,
             (None, given) => given.unwrap_or(Checksum::ZERO),
         };
         validate_post_apply(&self.header, post)?;
@@ -237,21 +208,21 @@ impl<W: Write> Encoder<W> {
         let mut tail = std::mem::take(&mut self.frame);
         tail.clear();
         tail.extend_from_slice(&[0u8; END_MARKER_SIZE]);
-        let index = PageIndex::from_sorted(std::mem::take(&mut self.entries));
+        let index = self.tally.take_index();
         index.encode(&mut tail);
         let index_len = (tail.len() - END_MARKER_SIZE) as u64;
         tail.extend_from_slice(&index_len.to_be_bytes());
         tail.extend_from_slice(&post.0.to_be_bytes());
-        self.hash.update(&tail);
+        self.tally.hash.update(&tail);
         let trailer = Trailer {
             post_apply_checksum: post,
-            file_checksum: self.hash.checksum(),
+            file_checksum: self.tally.hash.checksum(),
         };
         tail.extend_from_slice(&trailer.file_checksum.0.to_be_bytes());
         self.w
             .write_all(&tail)
             .map_err(|e| Error::io(Section::Trailer, e))?;
-        let size = self.offset + tail.len() as u64;
+        let size = self.tally.offset + tail.len() as u64;
         Ok(Encoded {
             writer: self.w,
             header: self.header,

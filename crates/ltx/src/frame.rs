@@ -30,6 +30,16 @@ pub enum PageEncoding {
     LegacyFrame,
 }
 
+impl PageEncoding {
+    /// The page header flags that announce this encoding.
+    pub fn flags(self) -> u16 {
+        match self {
+            PageEncoding::Block => PAGE_FLAG_SIZE,
+            PageEncoding::LegacyFrame => 0,
+        }
+    }
+}
+
 /// The header of one page frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct PageHeader {
@@ -234,6 +244,7 @@ pub fn decode_frame(frame: &[u8], out: &mut [u8]) -> Result<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::noise::Noise;
 
     #[test]
     fn page_header_rules() {
@@ -254,6 +265,13 @@ mod tests {
             PageHeader { pgno: 0, flags: 1 }.validate(),
             Err(Error::ZeroPageNumber { flags: 1 })
         ));
+        for encoding in [PageEncoding::Block, PageEncoding::LegacyFrame] {
+            let h = PageHeader {
+                pgno: 3,
+                flags: encoding.flags(),
+            };
+            assert_eq!(h.validate().unwrap(), encoding);
+        }
     }
 
     #[test]
@@ -299,15 +317,7 @@ mod tests {
     #[test]
     fn random_page_grows_a_little() {
         // §2.2: a 4096-byte random page becomes a literal-only block of 4114 bytes.
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let page: Vec<u8> = (0..4096)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let page = Noise::new(0x9e37_79b9_7f4a_7c15).bytes(4096);
         let mut buf = Vec::new();
         let n = BlockCompressor::new().compress(&page, &mut buf);
         assert_eq!(n, 4096 + 1 + 16 + 1);

@@ -34,6 +34,9 @@ pub mod frame;
 pub mod header;
 pub mod index;
 pub mod name;
+#[cfg(test)]
+mod noise;
+mod tally;
 pub mod trailer;
 
 pub use checksum::{Checksum, Crc64, DbChecksum, crc64, page_checksum};

@@ -6,65 +6,9 @@
 
 mod common;
 
-use common::{Options, Server, p};
+use common::{Options, Server, p, post, send};
 use reqwest::Method;
-use reqwest::header::HeaderMap;
-use serde_json::{Value, json};
-
-/// One response, read whole.
-struct Resp {
-    status: u16,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Resp {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {:?}", self.body))
-    }
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(|v| v.to_str().unwrap())
-    }
-    /// Asserts a PostgREST error with this status and code.
-    fn error(&self, status: u16, code: &str) -> Value {
-        assert_eq!(self.status, status, "{}", self.body);
-        let v = self.json();
-        common::assert_error_shape(&v, code);
-        v
-    }
-}
-
-/// Sends a write; a body without an explicit Content-Type is sent as JSON.
-async fn send(
-    s: &Server,
-    method: Method,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Option<&str>,
-) -> Resp {
-    let mut r = s.request(method, path);
-    let mut typed = false;
-    for (k, v) in headers {
-        typed |= k.eq_ignore_ascii_case("content-type");
-        r = r.header(*k, *v);
-    }
-    if let Some(b) = body {
-        if !typed {
-            r = r.header("Content-Type", "application/json");
-        }
-        r = r.body(b.to_string());
-    }
-    let resp = r.send().await.unwrap();
-    Resp {
-        status: resp.status().as_u16(),
-        headers: resp.headers().clone(),
-        body: resp.text().await.unwrap(),
-    }
-}
-
-async fn post(s: &Server, path: &str, headers: &[(&str, &str)], body: &str) -> Resp {
-    send(s, Method::POST, path, headers, Some(body)).await
-}
+use serde_json::json;
 
 const REP: (&str, &str) = ("Prefer", "return=representation");
 
@@ -1121,10 +1065,7 @@ async fn writes_follow_schema_changes_without_restart() {
     post(&s, "/clients", &[], r#"{"id":5,"name":"x","tier":"gold"}"#)
         .await
         .error(400, "PGRST204");
-    rusqlite::Connection::open(&s.db)
-        .unwrap()
-        .execute_batch("ALTER TABLE clients ADD COLUMN tier TEXT")
-        .unwrap();
+    s.exec_sql("ALTER TABLE clients ADD COLUMN tier TEXT");
     let r = post(
         &s,
         "/clients?select=name,tier",
@@ -1145,7 +1086,7 @@ async fn a_database_locked_by_another_process_gives_503_with_retry_after() {
         ..Options::default()
     })
     .await;
-    let other = rusqlite::Connection::open(&s.db).unwrap();
+    let other = s.sqlite();
     other.execute_batch("BEGIN IMMEDIATE").unwrap();
     let r = post(&s, "/clients", &[], r#"{"id":60,"name":"blocked"}"#).await;
     r.error(503, "PGRST003");

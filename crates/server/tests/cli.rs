@@ -6,13 +6,42 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Options, Server};
+use common::{Options, Server, post};
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_sqlite-rest"))
+}
+
+/// GET `path` from a server the test started itself on `port`, with `token` if given.
+async fn get_from(port: u16, path: &str, token: Option<&str>) -> reqwest::Response {
+    let mut req = reqwest::Client::new().get(format!("http://127.0.0.1:{port}{path}"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    req.send().await.unwrap()
+}
+
+/// Asserts that a finished command succeeded, showing its stderr if not.
+fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The `(version, dirty)` row of the served database's migration table.
+fn migration_state(s: &Server) -> (i64, bool) {
+    s.sqlite()
+        .query_row(
+            "SELECT version, dirty FROM __sqlite_rest_migrations",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap()
 }
 
 #[test]
@@ -112,21 +141,15 @@ async fn environment_variables_configure_serve() {
         cmd
     })
     .await;
-    let client = reqwest::Client::new();
     let token = common::hs_token(
         common::SECRET,
         jsonwebtoken::Algorithm::HS256,
         serde_json::json!({}),
     );
-    let get = |path: &str| {
-        client
-            .get(format!("http://127.0.0.1:{port}{path}"))
-            .bearer_auth(&token)
-            .send()
-    };
-    assert_eq!(get("/clients").await.unwrap().status(), 200);
-    assert_eq!(get("/items").await.unwrap().status(), 200);
-    assert_eq!(get("/projects").await.unwrap().status(), 404);
+    let token = Some(token.as_str());
+    assert_eq!(get_from(port, "/clients", token).await.status(), 200);
+    assert_eq!(get_from(port, "/items", token).await.status(), 200);
+    assert_eq!(get_from(port, "/projects", token).await.status(), 404);
     child.kill().unwrap();
     child.wait().unwrap();
 }
@@ -154,14 +177,7 @@ async fn insecure_mode_serves_without_tokens_and_says_so() {
     })
     .await;
     let mut child = child;
-    let client = reqwest::Client::new();
-    let r = client
-        .get(format!(
-            "http://127.0.0.1:{port}/clients?select=name&order=id"
-        ))
-        .send()
-        .await
-        .unwrap();
+    let r = get_from(port, "/clients?select=name&order=id", None).await;
     assert_eq!(r.status(), 200);
     assert_eq!(
         r.text().await.unwrap(),
@@ -303,23 +319,10 @@ async fn demo_creates_a_bookstore_and_prints_a_working_token() {
     .await
     .unwrap()
     .expect("demo printed no token");
-    let client = reqwest::Client::new();
-    let r = client
-        .get(format!(
-            "http://127.0.0.1:{port}/books?select=title&author_id=eq.3"
-        ))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let r = get_from(port, "/books?select=title&author_id=eq.3", Some(&token)).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), r#"[{"title":"Frankenstein"}]"#);
-    let r = client
-        .get(format!("http://127.0.0.1:{port}/books"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
+    assert_eq!(get_from(port, "/books", None).await.status(), 401);
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(dir.path().join("demo/bookstore.db").exists());
@@ -351,49 +354,27 @@ async fn migrate_is_go_compatible_and_a_running_server_sees_it() {
             .output()
             .unwrap()
     };
-    let out = migrate(&[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&migrate(&[]));
     assert_eq!(
         s.json("/shelves", 200).await,
         serde_json::json!([{"id": 1, "label": "new"}])
     );
     // The writer sees the new table too, defaults and all.
-    let r = s
-        .request(reqwest::Method::POST, "/shelves?select=id,label")
-        .header("Content-Type", "application/json")
-        .header("Prefer", "return=representation")
-        .body(r#"{"id":2}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    assert_eq!(
-        r.json::<serde_json::Value>().await.unwrap(),
-        serde_json::json!([{"id": 2, "label": "new"}])
-    );
-    let version: (i64, bool) = rusqlite::Connection::open(&s.db)
-        .unwrap()
-        .query_row(
-            "SELECT version, dirty FROM __sqlite_rest_migrations",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
-    assert_eq!(version, (1, false));
+    let r = post(
+        &s,
+        "/shelves?select=id,label",
+        &[("Prefer", "return=representation")],
+        r#"{"id":2}"#,
+    )
+    .await;
+    assert_eq!(r.status, 201);
+    assert_eq!(r.json(), serde_json::json!([{"id": 2, "label": "new"}]));
+    assert_eq!(migration_state(&s), (1, false));
     assert!(
         migrate(&[]).status.success(),
         "a second run changes nothing"
     );
-    let out = migrate(&["--direction", "down", "--step", "1"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&migrate(&["--direction", "down", "--step", "1"]));
     s.error("/shelves", 404, "PGRST205").await;
     assert!(
         !migrate(&["--direction", "down", "--step", "1"])
@@ -415,17 +396,9 @@ async fn migrate_is_go_compatible_and_a_running_server_sees_it() {
             && err.contains("dirty at version 2"),
         "{err}"
     );
-    let row: (i64, bool) = rusqlite::Connection::open(&s.db)
-        .unwrap()
-        .query_row(
-            "SELECT version, dirty FROM __sqlite_rest_migrations",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
-    assert_eq!(row, (2, true));
-    let half: i64 = rusqlite::Connection::open(&s.db)
-        .unwrap()
+    assert_eq!(migration_state(&s), (2, true));
+    let half: i64 = s
+        .sqlite()
         .query_row(
             "SELECT count(*) FROM sqlite_schema WHERE name = 'half'",
             [],

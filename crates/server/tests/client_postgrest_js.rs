@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::Server;
 use testkit::{Tool, require_tool};
 
@@ -21,26 +19,11 @@ async fn postgrest_js_reads_and_writes_through_sqlite_rest() {
         return;
     };
     let s = Server::start().await;
-    let script = testkit::workspace_root().join("tests/clients/js/conformance.mjs");
-    let base = s.base.clone();
-    let token = s.token().to_string();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(node)
-            .arg(script)
-            .arg(base)
-            .arg(token)
-            .arg(modules)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "postgrest-js conformance failed ({}):\n{stdout}\n{stderr}",
-        out.status
-    );
-    assert!(stdout.contains("passed, 0 failed"), "{stdout}");
+    s.run_client_script(
+        "postgrest-js conformance",
+        node,
+        "tests/clients/js/conformance.mjs",
+        &[modules],
+    )
+    .await;
 }

@@ -166,7 +166,7 @@ async fn parallel_writers_get_exactly_what_they_were_told() {
     }
 
     // The database holds exactly the rows the successful requests were told about.
-    let c = rusqlite::Connection::open(&s.db).unwrap();
+    let c = s.sqlite();
     let actual: BTreeMap<String, i64> = c
         .prepare("SELECT sku, qty FROM stock")
         .unwrap()

@@ -6,32 +6,11 @@ Usage: writes.py BASE_URL TOKEN   (the server serves a fresh copy of the fixture
 crates/server/tests/fixtures/fixture.sql)
 """
 
-import sys
+from postgrest import CountMethod, ReturnMethod
 
-from postgrest import APIError, CountMethod, ReturnMethod, SyncPostgrestClient
+from harness import check, connect, done, expect_error
 
-base, token = sys.argv[1], sys.argv[2]
-client = SyncPostgrestClient(base)
-client.auth(token)
-checks = 0
-
-
-def check(name, got, want):
-    global checks
-    checks += 1
-    if got != want:
-        print(f"FAIL {name}:\n  got  {got!r}\n  want {want!r}", file=sys.stderr)
-        sys.exit(1)
-
-
-def expect_error(name, build, code):
-    try:
-        build().execute()
-        check(name, "no error", code)
-    except APIError as e:
-        check(name, e.code, code)
-
-
+client = connect()
 t = client.from_
 
 # insert: postgrest-py asks for the representation by default
@@ -106,4 +85,4 @@ expect_error("a bulk insert is atomic",
              "23505")
 check("atomic", t("stock").select("sku").eq("sku", "M-1").execute().data, [])
 
-print(f"{checks} passed, 0 failed")
+done()

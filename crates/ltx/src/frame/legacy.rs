@@ -213,19 +213,17 @@ pub(crate) fn max_frame_size(page_size: usize) -> usize {
 mod tests {
     use super::*;
     use crate::frame::SliceSource;
+    use crate::noise::Noise;
     use std::io::{Read, Write};
 
     fn page(n: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
+        let mut noise = Noise::new(seed | 1);
         (0..n)
             .map(|i| {
                 if i % 64 < 40 {
                     (i / 64) as u8
                 } else {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x as u8
+                    noise.byte()
                 }
             })
             .collect()
@@ -265,15 +263,7 @@ mod tests {
 
     #[test]
     fn incompressible_page_is_stored_raw() {
-        let mut x = 7u64;
-        let p: Vec<u8> = (0..65536)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let p = Noise::new(7).bytes(65536);
         let f = ours(&p);
         assert_eq!(le_u32(&f[7..]), 65536 | BLOCK_UNCOMPRESSED);
         assert_eq!(read(&f, 65536).unwrap().0, p);

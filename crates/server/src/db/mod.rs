@@ -5,6 +5,7 @@
 //! through one writer connection owned by one thread ([`writer`]). [`Database`] ties them to
 //! one DSN and one schema cache.
 
+pub mod authorizer;
 pub mod deadline;
 pub mod open;
 pub mod read_pool;

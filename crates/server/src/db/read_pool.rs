@@ -9,22 +9,22 @@
 //! connection, with the request's full time budget; past that budget it is interrupted and
 //! answered 504 (SQLSTATE 57014). The blocking pool holds as many connections as cores.
 //!
-//! Connections are locked down by an authorizer: statements may only read (SELECT, reads,
-//! functions, transactions, and a few pragmas such as `schema_version` without a value); no
-//! write, DDL, ATTACH or other PRAGMA can even be prepared. Schema loading lifts the pragma
-//! restriction for its own statements only.
+//! Connections are locked down by an authorizer ([`Policy::Read`]): statements may only read
+//! (SELECT, reads, functions, transactions, and a few pragmas such as `schema_version` without
+//! a value); no write, DDL, ATTACH or other PRAGMA can even be prepared. Schema loading lifts
+//! the restriction for its own statements only.
 
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use dialect::{ApiError, SchemaCache};
 use parking_lot::Mutex;
 use rusqlite::Connection;
-use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use tokio::sync::Semaphore;
 
+use super::authorizer::{Authorizer, Policy};
 use super::deadline::Deadline;
 use super::open::{OpenOptions, open};
 use super::schema::SchemaHolder;
@@ -40,49 +40,21 @@ pub struct ReadConn {
     conn: Connection,
     /// Interrupts the running statement once the request's time is up.
     deadline: Deadline,
-    /// While set, the authorizer allows pragmas (schema loading).
-    trusted: Arc<AtomicBool>,
+    /// Refuses anything but reading (lifted for schema loading).
+    authorizer: Authorizer,
     /// When this connection last compared the schema cache with the database.
     checked_at: Cell<Option<Instant>>,
-}
-
-/// Pragmas a read connection may query (without a value): the schema stamp and sizes.
-const READ_PRAGMAS: [&str; 4] = ["schema_version", "data_version", "page_count", "page_size"];
-
-fn authorize(trusted: &AtomicBool, ctx: AuthContext<'_>) -> Authorization {
-    if trusted.load(Ordering::Relaxed) {
-        return Authorization::Allow;
-    }
-    match ctx.action {
-        AuthAction::Select
-        | AuthAction::Read { .. }
-        | AuthAction::Function { .. }
-        | AuthAction::Recursive
-        | AuthAction::Transaction { .. } => Authorization::Allow,
-        AuthAction::Pragma {
-            pragma_name,
-            pragma_value: None,
-        } if READ_PRAGMAS
-            .iter()
-            .any(|p| pragma_name.eq_ignore_ascii_case(p)) =>
-        {
-            Authorization::Allow
-        }
-        _ => Authorization::Deny,
-    }
 }
 
 impl ReadConn {
     fn open(dsn: &str) -> rusqlite::Result<Self> {
         let mut conn = open(dsn, &OpenOptions::reader())?;
         let deadline = Deadline::install(&mut conn)?;
-        let trusted = Arc::new(AtomicBool::new(false));
-        let t = trusted.clone();
-        conn.authorizer(Some(move |ctx: AuthContext<'_>| authorize(&t, ctx)))?;
+        let authorizer = Authorizer::install(&mut conn, Policy::Read)?;
         Ok(ReadConn {
             conn,
             deadline,
-            trusted,
+            authorizer,
             checked_at: Cell::new(None),
         })
     }
@@ -90,12 +62,7 @@ impl ReadConn {
     /// Compares the cached schema with this connection's `schema_version` (rebuilding it if
     /// it moved) and notes when.
     fn check_schema(&self, schema: &SchemaHolder) -> Result<Arc<SchemaCache>, ApiError> {
-        let cache = schema.fresh(&self.conn, |load| {
-            self.trusted.store(true, Ordering::Relaxed);
-            let r = load();
-            self.trusted.store(false, Ordering::Relaxed);
-            r
-        })?;
+        let cache = schema.fresh(&self.conn, |load| self.authorizer.trusted(load))?;
         self.checked_at.set(Some(Instant::now()));
         Ok(cache)
     }

@@ -40,10 +40,11 @@ use std::time::{Duration, Instant, SystemTime};
 use dialect::functions::{InsertCounter, register_insert_counter};
 use dialect::{ApiError, SchemaCache};
 use rusqlite::Connection;
-use rusqlite::hooks::{AuthAction, AuthContext, Authorization, Wal};
+use rusqlite::hooks::Wal;
 use rusqlite::wal::CheckpointMode;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::authorizer::{Authorizer, Policy};
 use super::deadline::Deadline;
 use super::schema::SchemaHolder;
 
@@ -180,44 +181,14 @@ pub struct Writer {
     stats: Arc<WriterStats>,
 }
 
-/// Pragmas the writer may read without lifting its authorizer (none may be set).
-const WRITER_PRAGMAS: [&str; 2] = ["schema_version", "data_version"];
-
-fn authorize(trusted: &AtomicBool, ctx: AuthContext<'_>) -> Authorization {
-    if trusted.load(Ordering::Relaxed) {
-        return Authorization::Allow;
-    }
-    match ctx.action {
-        AuthAction::Select
-        | AuthAction::Read { .. }
-        | AuthAction::Insert { .. }
-        | AuthAction::Update { .. }
-        | AuthAction::Delete { .. }
-        | AuthAction::Function { .. }
-        | AuthAction::Recursive
-        | AuthAction::Transaction { .. }
-        | AuthAction::Savepoint { .. } => Authorization::Allow,
-        AuthAction::Pragma {
-            pragma_name,
-            pragma_value: None,
-        } if WRITER_PRAGMAS
-            .iter()
-            .any(|p| pragma_name.eq_ignore_ascii_case(p)) =>
-        {
-            Authorization::Allow
-        }
-        // DDL, ATTACH/DETACH, pragmas with values, ANALYZE, REINDEX, virtual table changes.
-        _ => Authorization::Deny,
-    }
-}
-
 /// The state the writer thread owns.
 struct Engine {
     conn: Connection,
     schema: Arc<SchemaHolder>,
     inserts: InsertCounter,
     deadline: Deadline,
-    trusted: Arc<AtomicBool>,
+    /// Refuses DDL, ATTACH and pragmas with values (lifted for schema loading).
+    authorizer: Authorizer,
     wal_frames: Arc<AtomicU64>,
     wal_written: Arc<AtomicBool>,
     notices: watch::Sender<CommitNotice>,
@@ -256,11 +227,7 @@ impl Writer {
                 Ok(())
             }))?;
         }
-        let trusted = Arc::new(AtomicBool::new(false));
-        {
-            let t = trusted.clone();
-            conn.authorizer(Some(move |ctx: AuthContext<'_>| authorize(&t, ctx)))?;
-        }
+        let authorizer = Authorizer::install(&mut conn, Policy::Write)?;
         let (queue, rx) = mpsc::channel(config.queue.max(1));
         let (notices, commits) = watch::channel(CommitNotice::default());
         let (stopped_tx, stopped) = watch::channel(false);
@@ -270,7 +237,7 @@ impl Writer {
             schema,
             inserts,
             deadline,
-            trusted,
+            authorizer,
             wal_frames,
             wal_written,
             notices,
@@ -402,12 +369,8 @@ impl Engine {
     /// The schema cache, rebuilt when the database's schema moved (read inside the
     /// transaction, so it holds for the whole batch).
     fn cache(&self) -> Result<Arc<SchemaCache>, ApiError> {
-        self.schema.fresh(&self.conn, |load| {
-            self.trusted.store(true, Ordering::Relaxed);
-            let r = load();
-            self.trusted.store(false, Ordering::Relaxed);
-            r
-        })
+        self.schema
+            .fresh(&self.conn, |load| self.authorizer.trusted(load))
     }
 
     /// Runs one batch: one transaction, a savepoint per job, one COMMIT, then the answers.

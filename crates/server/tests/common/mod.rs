@@ -7,6 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use reqwest::Method;
+use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
 pub const SECRET: &[u8] = b"test-secret-that-is-at-least-32-bytes-long";
@@ -170,6 +172,51 @@ impl Server {
         v
     }
 
+    /// GET `path` with these query parameters (percent-encoded, see [`p`]), asserting 200;
+    /// the JSON body.
+    pub async fn query(&self, path: &str, params: &[(&str, &str)]) -> Value {
+        self.json(&p(path, params), 200).await
+    }
+
+    /// A second connection to the served database, as another process would open it.
+    pub fn sqlite(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(&self.db).unwrap()
+    }
+
+    /// Runs `sql` on the served database from a second connection (another process
+    /// writing), then closes it.
+    pub fn exec_sql(&self, sql: &str) {
+        self.sqlite().execute_batch(sql).unwrap();
+    }
+
+    /// Runs a client conformance script against this server — `program <workspace>/script
+    /// BASE_URL TOKEN extra…` on a blocking thread — and asserts that it exited 0 and
+    /// reported `… passed, 0 failed`. `label` names it in the failure message.
+    pub async fn run_client_script(
+        &self,
+        label: &str,
+        program: PathBuf,
+        script: &str,
+        extra: &[PathBuf],
+    ) {
+        let mut cmd = Command::new(program);
+        cmd.arg(testkit::workspace_root().join(script))
+            .arg(&self.base)
+            .arg(&self.token)
+            .args(extra);
+        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "{label} failed ({}):\n{stdout}\n{stderr}",
+            out.status
+        );
+        assert!(stdout.contains("passed, 0 failed"), "{stdout}");
+    }
+
     /// The admin server's `/metrics` text.
     pub async fn metrics(&self) -> String {
         self.client
@@ -226,6 +273,72 @@ impl Server {
             }
         }
         out
+    }
+}
+
+/// Sends a request with the test token and these headers, and reads the whole response.
+/// A body without an explicit Content-Type is sent as JSON.
+pub async fn send(
+    s: &Server,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Resp {
+    let mut r = s.request(method, path);
+    let mut typed = false;
+    for (k, v) in headers {
+        typed |= k.eq_ignore_ascii_case("content-type");
+        r = r.header(*k, *v);
+    }
+    if let Some(b) = body {
+        if !typed {
+            r = r.header("Content-Type", "application/json");
+        }
+        r = r.body(b.to_string());
+    }
+    let resp = r.send().await.unwrap();
+    Resp {
+        status: resp.status().as_u16(),
+        headers: resp.headers().clone(),
+        body: resp.text().await.unwrap(),
+    }
+}
+
+/// A GET with these headers, read whole.
+pub async fn get(s: &Server, path: &str, headers: &[(&str, &str)]) -> Resp {
+    send(s, Method::GET, path, headers, None).await
+}
+
+/// A POST of `body` (JSON unless a Content-Type header says otherwise), read whole.
+pub async fn post(s: &Server, path: &str, headers: &[(&str, &str)], body: &str) -> Resp {
+    send(s, Method::POST, path, headers, Some(body)).await
+}
+
+/// One response, read whole.
+pub struct Resp {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Resp {
+    /// The body as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {:?}", self.body))
+    }
+
+    /// A header's value, if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+
+    /// Asserts a PostgREST error with this status and code; its JSON body.
+    pub fn error(&self, status: u16, code: &str) -> Value {
+        assert_eq!(self.status, status, "{}", self.body);
+        let v = self.json();
+        assert_error_shape(&v, code);
+        v
     }
 }
 
