@@ -104,8 +104,7 @@ async fn persistent_upload_errors_are_fatal_within_the_window() {
         .unwrap();
     r.sync_and_wait().await.unwrap();
     // Break the replica: its level directories become a file.
-    std::fs::remove_dir_all(replica.join("ltx")).unwrap();
-    std::fs::write(replica.join("ltx"), b"not a directory").unwrap();
+    testkit::replace_dir_with_file(&replica.join("ltx"));
     let broke = Instant::now();
     let conn = wal_db(&db);
     insert(&conn, 3, 100);

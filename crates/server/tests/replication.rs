@@ -402,8 +402,7 @@ async fn a_persistent_replica_error_makes_the_server_exit_within_the_window() {
     s.wait_replicated("").await;
     // The replica breaks for good: its level directories become a file.
     let replica = setup.dir.path().join("replica");
-    std::fs::remove_dir_all(replica.join("ltx")).unwrap();
-    std::fs::write(replica.join("ltx"), b"broken").unwrap();
+    testkit::replace_dir_with_file(&replica.join("ltx"));
     let broke = Instant::now();
     insert(&rusqlite::Connection::open(&setup.db).unwrap(), 1);
     // /health turns unhealthy while it retries.

@@ -193,3 +193,19 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Turns the directory `dir` into a regular file, to break a file replica for good while a
+/// replicator may still be writing into it: the directory is renamed aside (atomically) and a
+/// file takes its name; if the replicator recreated the directory in between, again.
+pub fn replace_dir_with_file(dir: &Path) {
+    for attempt in 0.. {
+        let aside = dir.with_extension(format!("aside{attempt}"));
+        if dir.is_dir() {
+            std::fs::rename(dir, &aside).expect("rename the directory aside");
+        }
+        if std::fs::write(dir, b"not a directory").is_ok() && dir.is_file() {
+            return;
+        }
+        assert!(attempt < 100, "{} keeps coming back", dir.display());
+    }
+}
