@@ -82,6 +82,28 @@ pub struct Applied {
     pub max_affected: bool,
 }
 
+impl Applied {
+    /// Every preference.
+    pub const ALL: Applied = Applied {
+        resolution: true,
+        missing: true,
+        return_: true,
+        count: true,
+        tx: true,
+        handling: true,
+        timezone: true,
+        max_affected: true,
+    };
+
+    /// What every write reports: `return`, `count`, `tx`, `handling` and `timezone`.
+    pub const WRITE: Applied = Applied {
+        resolution: false,
+        missing: false,
+        max_affected: false,
+        ..Applied::ALL
+    };
+}
+
 impl Preferences {
     /// Parses every `Prefer` header value (each may hold several comma-separated tokens).
     pub fn parse<'a>(values: impl IntoIterator<Item = &'a str>) -> Result<Self, ApiError> {
@@ -397,16 +419,7 @@ mod tests {
             "missing=default, count=exact, tx=rollback, handling=strict, max-affected=3",
         ])
         .unwrap();
-        let all = Applied {
-            resolution: true,
-            missing: true,
-            return_: true,
-            count: true,
-            tx: true,
-            handling: true,
-            timezone: true,
-            max_affected: true,
-        };
+        let all = Applied::ALL;
         assert_eq!(
             p.applied(all).unwrap(),
             "resolution=merge-duplicates, missing=default, return=representation, count=exact, tx=rollback, handling=strict, max-affected=3"
