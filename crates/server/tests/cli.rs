@@ -210,15 +210,7 @@ async fn metrics_use_the_go_names() {
         .find_map(|l| l.strip_prefix("sqlite_rest_database_size_bytes "))
         .unwrap();
     assert!(size.parse::<f64>().unwrap() > 0.0, "{size}");
-    let health: serde_json::Value = s
-        .client
-        .get(format!("{}/health", s.admin))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, health) = s.health().await;
     assert_eq!(health["status"], "ok");
 }
 
