@@ -7,30 +7,22 @@
 mod common;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use common::*;
 use ltx::TxId;
-use replication::client::{ListOptions, ReplicaClient};
+use replication::client::ListOptions;
 use replication::config::{Config, LoadOptions};
 use replication::plan::RestoreTarget;
 use replication::restore::{self, RestoreOptions};
 use replication::{CommitNotice, Replicator, ReplicatorOptions, StartAction};
 use testkit::litestream::Litestream;
 
-async fn client(url: &str) -> Arc<dyn ReplicaClient> {
-    let target = replication::url::parse_replica_url(url).unwrap();
-    replication::client::open_client(&target, &Default::default())
-        .await
-        .unwrap()
-}
-
 /// Our restore into `out`: Ok(bytes) or Err(message).
 async fn ours(url: &str, out: &Path, target: RestoreTarget) -> Result<Vec<u8>, String> {
     let _ = std::fs::remove_file(out);
-    let c = client(url).await;
+    let c = open_url(url).await;
     let plan = restore::plan(c.as_ref(), target, true)
         .await
         .map_err(|e| e.to_string())?;
@@ -56,7 +48,7 @@ fn theirs(ls: &Litestream, url: &str, out: &Path, extra: &[&str]) -> Result<Vec<
 async fn agree_everywhere(ls: &Litestream, url: &str, dir: &Path) -> Vec<u64> {
     let listing = ls.ltx_list(url);
     // The listing is the same as ours (names, levels, sizes; timestamps to the second).
-    let c = client(url).await;
+    let c = open_url(url).await;
     let mut mine: Vec<_> = c
         .list_all(ListOptions::default())
         .await
@@ -471,7 +463,7 @@ async fn litestream_once_snapshots_and_64k_pages_restore_identically() {
                 insert(&conn, 40, 30_000);
             }
             ls.replicate_once(&db, &url, true);
-            let c = client(&url).await;
+            let c = open_url(&url).await;
             let levels = c.levels().await.unwrap();
             assert_eq!(
                 levels.iter().map(|l| l.get()).collect::<Vec<_>>(),

@@ -48,6 +48,14 @@ impl Setup {
         Some(Setup::with_url(tempfile::tempdir().unwrap(), url))
     }
 
+    /// A file setup, then an S3 one (none where S3 is not available and not required).
+    fn file_and_s3(test: &str) -> Vec<Setup> {
+        [Some(Setup::file()), Setup::s3(test)]
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
     fn with_url(dir: tempfile::TempDir, url: String) -> Setup {
         let db = dir.path().join("app.db");
         let config = dir.path().join("litestream.yml");
@@ -456,7 +464,7 @@ async fn sigterm_under_a_write_load_leaves_every_acknowledged_write_on_the_repli
     let Some(ls) = Litestream::require(test) else {
         return;
     };
-    for setup in [Some(Setup::file()), Setup::s3(test)].into_iter().flatten() {
+    for setup in Setup::file_and_s3(test) {
         create_db(&setup.db, 1);
         let mut s = setup.serve().await;
         // Eight HTTP clients POST rows until the server stops answering; every 201 is an
@@ -564,15 +572,10 @@ async fn writes_by_the_sqlite3_cli_are_replicated() {
     let s = setup.serve().await;
     let before = s.replicated_txid("").await;
     for i in 0..3 {
-        let out = Command::new(&sqlite3)
-            .arg(&setup.db)
-            .arg(format!("INSERT INTO t(v) VALUES ('cli {i}');"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        testkit::sqlite3_exec(
+            &sqlite3,
+            &setup.db,
+            &format!("INSERT INTO t(v) VALUES ('cli {i}');"),
         );
     }
     s.wait_replicated(&before).await;
@@ -665,7 +668,7 @@ async fn the_restore_command_matches_litestream() {
     let Some(ls) = Litestream::require(test) else {
         return;
     };
-    for setup in [Some(Setup::file()), Setup::s3(test)].into_iter().flatten() {
+    for setup in Setup::file_and_s3(test) {
         create_db(&setup.db, 10);
         let mut s = setup.serve().await;
         let first = s.replicated_txid("").await;

@@ -185,6 +185,22 @@ fn raw_http(host_port: &str, method: &str, path: &str) -> u16 {
         .unwrap_or(0)
 }
 
+/// Runs `sql` on the database `db` with the sqlite3 CLI at `sqlite3` (from
+/// [`require_tool`]`(Tool::Sqlite3, …)`), as another process writing; panics with its stderr
+/// if it fails.
+pub fn sqlite3_exec(sqlite3: &Path, db: &Path, sql: &str) {
+    let out = std::process::Command::new(sqlite3)
+        .arg(db)
+        .arg(sql)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "sqlite3 {sql:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A TCP port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -3,9 +3,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use replication::client::ReplicaClient;
 use rusqlite::Connection;
 use testkit::litestream::{Litestream, LtxEntry};
 
@@ -100,6 +102,14 @@ pub fn restore(ls: &Litestream, url: &str, out: &Path, extra: &[&str]) {
         "litestream restore {url} {extra:?}: {}",
         String::from_utf8_lossy(&res.stderr)
     );
+}
+
+/// A client of the replica at `url`, with default options.
+pub async fn open_url(url: &str) -> Arc<dyn ReplicaClient> {
+    let target = replication::url::parse_replica_url(url).unwrap();
+    replication::client::open_client(&target, &Default::default())
+        .await
+        .unwrap()
 }
 
 pub fn file_url(p: &Path) -> String {
