@@ -68,6 +68,14 @@ fn s3_url(s3: &testkit::S3, bucket: &str) -> String {
     )
 }
 
+/// A Litestream config for `db` replicating to `url` with Litestream's defaults.
+fn config_yaml(db: &Path, url: &str) -> String {
+    format!(
+        "dbs:\n  - path: {}\n    replica:\n      url: {url}\n",
+        db.display()
+    )
+}
+
 fn open_writer(db: &Path, mode: Mode) -> Connection {
     let conn = Connection::open(db).unwrap();
     conn.busy_timeout(Duration::from_secs(5)).unwrap();
@@ -236,24 +244,13 @@ async fn phase(ls: &Litestream, s3: &testkit::S3, mode: Mode, secs: f64, rate: u
     match mode {
         Mode::Baseline => {}
         Mode::Ours => {
-            let yaml = format!(
-                "dbs:\n  - path: {}\n    replica:\n      url: {url}\n",
-                db.display()
-            );
-            let config = Config::parse(&yaml, LoadOptions::default()).unwrap();
+            let config = Config::parse(&config_yaml(&db, &url), LoadOptions::default()).unwrap();
             let opts = ReplicatorOptions::new(config, &db).unwrap();
             ours = Some(Replicator::start(opts).await.unwrap());
         }
         Mode::Litestream => {
             let config = dir.path().join("ls.yml");
-            std::fs::write(
-                &config,
-                format!(
-                    "dbs:\n  - path: {}\n    replica:\n      url: {url}\n",
-                    db.display()
-                ),
-            )
-            .unwrap();
+            std::fs::write(&config, config_yaml(&db, &url)).unwrap();
             let running = ls.spawn_replicate(&config);
             assert!(running.wait_for_log("replicating to", Duration::from_secs(30)));
             theirs = Some(running);
@@ -311,14 +308,7 @@ async fn http_phase(
     let bucket = s3.create_bucket("bench-http");
     let url = s3_url(s3, &bucket);
     let config = dir.path().join("litestream.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "dbs:\n  - path: {}\n    replica:\n      url: {url}\n",
-            db.display()
-        ),
-    )
-    .unwrap();
+    std::fs::write(&config, config_yaml(&db, &url)).unwrap();
     let (port, admin) = (testkit::free_port(), testkit::free_port());
     let mut cmd = std::process::Command::new(bin);
     cmd.arg("serve")
@@ -423,11 +413,7 @@ async fn build_restore_replica(s3: &testkit::S3, dir: &Path, mb: u64) -> String 
     }
     let bucket = s3.create_bucket("bench-restore");
     let url = s3_url(s3, &bucket);
-    let yaml = format!(
-        "dbs:\n  - path: {}\n    replica:\n      url: {url}\n",
-        db.display()
-    );
-    let config = Config::parse(&yaml, LoadOptions::default()).unwrap();
+    let config = Config::parse(&config_yaml(&db, &url), LoadOptions::default()).unwrap();
     let r = Replicator::start(ReplicatorOptions::new(config, &db).unwrap())
         .await
         .unwrap();

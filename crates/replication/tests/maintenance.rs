@@ -33,31 +33,24 @@ async fn start(yaml: &str, db: &Path) -> Replicator {
         .unwrap()
 }
 
-/// A replicator (config [`config`] with `top`) on a new database, with a file replica and
-/// a client of it.
-struct Setup {
-    _t: tempfile::TempDir,
-    dir: PathBuf,
-    db: PathBuf,
-    url: String,
-    r: Replicator,
-    client: Arc<dyn ReplicaClient>,
-}
-
-async fn setup(top: &str) -> Setup {
-    let (_t, dir) = tempdir();
+/// A replicator (config [`config`] with `top`) on a new database `<dir>/app.db` with a
+/// file replica at `url`, and a client of that replica.
+async fn setup(
+    top: &str,
+) -> (
+    tempfile::TempDir,
+    PathBuf,
+    PathBuf,
+    String,
+    Replicator,
+    Arc<dyn ReplicaClient>,
+) {
+    let (t, dir) = tempdir();
     let db = dir.join("app.db");
     let url = file_url(&dir.join("replica"));
     let r = start(&config(&db, &url, top), &db).await;
     let client = open_url(&url).await;
-    Setup {
-        _t,
-        dir,
-        db,
-        url,
-        r,
-        client,
-    }
+    (t, dir, db, url, r, client)
 }
 
 async fn names(c: &dyn ReplicaClient, level: u8) -> Vec<(u64, u64)> {
@@ -97,9 +90,7 @@ async fn l0_retention_deletes_compacted_old_files_but_never_the_newest() {
         } else {
             "retention:\n  enabled: false\n"
         };
-        let Setup {
-            _t, db, r, client, ..
-        } = setup(top).await;
+        let (_t, _, db, _, r, client) = setup(top).await;
         commits(&r, &db, 3).await;
         // L1 covers everything so far; then two more files that are not compacted.
         let l1 = r
@@ -140,14 +131,7 @@ async fn l0_retention_deletes_compacted_old_files_but_never_the_newest() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_newest_l0_file_survives_even_when_everything_is_compacted() {
-    let Setup {
-        _t,
-        dir,
-        db,
-        url,
-        r,
-        client,
-    } = setup("").await;
+    let (_t, dir, db, url, r, client) = setup("").await;
     commits(&r, &db, 3).await;
     r.compact_now(Level::new(1).unwrap())
         .await
@@ -174,14 +158,7 @@ async fn the_newest_l0_file_survives_even_when_everything_is_compacted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_retention_keeps_the_newest_snapshot_and_trims_levels_below_the_floor() {
-    let Setup {
-        _t,
-        dir,
-        db,
-        url,
-        r,
-        client,
-    } = setup("").await;
+    let (_t, dir, db, url, r, client) = setup("").await;
     let l1 = Level::new(1).unwrap();
     commits(&r, &db, 2).await;
     r.compact_now(l1).await.unwrap().unwrap();
