@@ -455,6 +455,39 @@ fn their_restore(ls: &Litestream, url: &str, out: &Path) -> Duration {
     started.elapsed()
 }
 
+/// Rates of the baseline, ours and Litestream, round by round.
+#[derive(Default)]
+struct Rounds {
+    base: Vec<f64>,
+    /// Ours / baseline.
+    ours: Vec<f64>,
+    /// Litestream / baseline.
+    theirs: Vec<f64>,
+}
+
+impl Rounds {
+    /// Records and prints one round's (baseline, ours, Litestream) rates in `unit`.
+    fn push(&mut self, what: &str, round: u64, unit: &str, (b, o, t): (f64, f64, f64)) {
+        println!(
+            "{what} round {round}: baseline {b:.0}, ours {o:.0} ({:.3}), litestream {t:.0} ({:.3}) {unit}",
+            o / b,
+            t / b
+        );
+        self.base.push(b);
+        self.ours.push(o / b);
+        self.theirs.push(t / b);
+    }
+
+    /// The median baseline rate and the median ratios of ours and Litestream.
+    fn medians(self) -> (f64, f64, f64) {
+        let med = |mut v: Vec<f64>| {
+            v.sort_by(|a, b| a.total_cmp(b));
+            v[v.len() / 2]
+        };
+        (med(self.base), med(self.ours), med(self.theirs))
+    }
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -502,14 +535,12 @@ async fn main() {
     // Throughput: rounds interleaving the modes, so the machine's noise spreads over all of
     // them; each round's ratios are against that round's baseline, and the median is kept.
     let rounds = env_or("BENCH_ROUNDS", 5);
-    let mut ratios_ours = Vec::new();
-    let mut ratios_theirs = Vec::new();
-    let mut bases = Vec::new();
+    let mut tput = Rounds::default();
     for round in 1..=rounds {
         if !run("throughput") {
-            bases.push(1.0);
-            ratios_ours.push(0.0);
-            ratios_theirs.push(0.0);
+            tput.base.push(1.0);
+            tput.ours.push(0.0);
+            tput.theirs.push(0.0);
             break;
         }
         let mut cps = BTreeMap::new();
@@ -518,40 +549,22 @@ async fn main() {
             cps.insert(format!("{mode:?}"), r.commits as f64 / r.secs);
         }
         let (b, o, t) = (cps["Baseline"], cps["Ours"], cps["Litestream"]);
-        println!(
-            "tput round {round}: baseline {b:.0}, ours {o:.0} ({:.3}), litestream {t:.0} ({:.3}) commits/s",
-            o / b,
-            t / b
-        );
-        ratios_ours.push(o / b);
-        ratios_theirs.push(t / b);
-        bases.push(b);
+        tput.push("tput", round, "commits/s", (b, o, t));
     }
-    let med = |mut v: Vec<f64>| {
-        v.sort_by(|a, b| a.total_cmp(b));
-        v[v.len() / 2]
-    };
-    let (base, ours, theirs) = (med(bases), med(ratios_ours), med(ratios_theirs));
+    let (base, ours, theirs) = tput.medians();
 
     // The same comparison through the HTTP write API of the release binary.
     let mut http = None;
     if let (Some(bin), true) = (std::env::var_os("SQLITEREST_BIN"), run("http")) {
         let bin = PathBuf::from(bin);
-        let (mut ho, mut ht, mut hb) = (Vec::new(), Vec::new(), Vec::new());
+        let mut rates = Rounds::default();
         for round in 1..=rounds {
             let b = http_phase(&bin, &ls, &s3, Mode::Baseline, secs, 16).await;
             let o = http_phase(&bin, &ls, &s3, Mode::Ours, secs, 16).await;
             let t = http_phase(&bin, &ls, &s3, Mode::Litestream, secs, 16).await;
-            println!(
-                "http round {round}: baseline {b:.0}, ours {o:.0} ({:.3}), litestream {t:.0} ({:.3}) writes/s",
-                o / b,
-                t / b
-            );
-            ho.push(o / b);
-            ht.push(t / b);
-            hb.push(b);
+            rates.push("http", round, "writes/s", (b, o, t));
         }
-        http = Some((med(hb), med(ho), med(ht)));
+        http = Some(rates.medians());
     }
 
     let dir = tempfile::tempdir().unwrap();
