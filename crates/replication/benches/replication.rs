@@ -60,14 +60,6 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn s3_url(s3: &testkit::S3, bucket: &str) -> String {
-    format!(
-        "s3://{bucket}/db?endpoint={}&region={}",
-        s3.host_port(),
-        s3.region
-    )
-}
-
 /// A Litestream config for `db` replicating to `url` with Litestream's defaults.
 fn config_yaml(db: &Path, url: &str) -> String {
     format!(
@@ -237,7 +229,7 @@ async fn phase(ls: &Litestream, s3: &testkit::S3, mode: Mode, secs: f64, rate: u
     let db = dir.path().join("bench.db");
     drop(open_writer(&db, Mode::Baseline));
     let bucket = s3.create_bucket("bench");
-    let url = s3_url(s3, &bucket);
+    let url = s3.replica_url(&bucket, "db");
     let trace = rate > 0 && mode != Mode::Baseline;
     let mut ours = None;
     let mut theirs = None;
@@ -306,7 +298,7 @@ async fn http_phase(
     let db = dir.path().join("bench.db");
     drop(open_writer(&db, Mode::Baseline));
     let bucket = s3.create_bucket("bench-http");
-    let url = s3_url(s3, &bucket);
+    let url = s3.replica_url(&bucket, "db");
     let config = dir.path().join("litestream.yml");
     std::fs::write(&config, config_yaml(&db, &url)).unwrap();
     let (port, admin) = (testkit::free_port(), testkit::free_port());
@@ -412,7 +404,7 @@ async fn build_restore_replica(s3: &testkit::S3, dir: &Path, mb: u64) -> String 
             .unwrap();
     }
     let bucket = s3.create_bucket("bench-restore");
-    let url = s3_url(s3, &bucket);
+    let url = s3.replica_url(&bucket, "db");
     let config = Config::parse(&config_yaml(&db, &url), LoadOptions::default()).unwrap();
     let r = Replicator::start(ReplicatorOptions::new(config, &db).unwrap())
         .await

@@ -225,11 +225,7 @@ async fn we_write_litestream_reads_s3() {
         return;
     };
     let bucket = s3.create_bucket("interop-ours");
-    let url = format!(
-        "s3://{bucket}/db?endpoint={}&region={}",
-        s3.host_port(),
-        s3.region
-    );
+    let url = s3.replica_url(&bucket, "db");
     we_write_they_read(test, &url).await;
 }
 
@@ -264,11 +260,7 @@ async fn litestream_writes_we_read_s3() {
         return;
     };
     let bucket = s3.create_bucket("interop-theirs");
-    let url = format!(
-        "s3://{bucket}/db?endpoint={}&region={}",
-        s3.host_port(),
-        s3.region
-    );
+    let url = s3.replica_url(&bucket, "db");
     they_write_we_read(test, &url).await;
 }
 
@@ -376,11 +368,7 @@ async fn handover_we_take_over_litestreams_replica() {
                     return;
                 };
                 let bucket = s3.create_bucket("handover");
-                format!(
-                    "s3://{bucket}/db?endpoint={}&region={}",
-                    s3.host_port(),
-                    s3.region
-                )
+                s3.replica_url(&bucket, "db")
             }
         };
         let config = ls_config(&dir, &db, &url);
@@ -447,11 +435,7 @@ async fn litestream_once_snapshots_and_64k_pages_restore_identically() {
                 ("file", _) => file_url(&dir.join("replica")),
                 (_, Some(s3)) => {
                     let bucket = s3.create_bucket("once");
-                    format!(
-                        "s3://{bucket}/db?endpoint={}&region={}",
-                        s3.host_port(),
-                        s3.region
-                    )
+                    s3.replica_url(&bucket, "db")
                 }
                 _ => continue,
             };

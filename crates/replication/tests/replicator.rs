@@ -129,11 +129,7 @@ async fn s3_replica_end_to_end() {
     };
     let bucket = s3.create_bucket("repl-e2e");
     let (_t, dir) = tempdir();
-    let url = format!(
-        "s3://{bucket}/app?endpoint={}&region={}",
-        s3.host_port(),
-        s3.region
-    );
+    let url = s3.replica_url(&bucket, "app");
     replicate_and_compare(test, &url, &ls, &dir).await;
 }
 
@@ -155,11 +151,7 @@ async fn a_large_database_is_streamed_to_the_replica() {
         // in-memory upload limit and the 5 MiB multipart part size.
         insert(&conn, 6000, 4000);
     }
-    let url = format!(
-        "s3://{bucket}/big?endpoint={}&region={}",
-        s3.host_port(),
-        s3.region
-    );
+    let url = s3.replica_url(&bucket, "big");
     let r = start(&fast_config(&db, &url, ""), &db).await.unwrap();
     r.sync_and_wait().await.unwrap();
     r.shutdown().await.unwrap();

@@ -40,11 +40,7 @@ impl Setup {
     fn s3(test: &str) -> Option<Setup> {
         let s3 = testkit::require_s3(test)?;
         let bucket = s3.create_bucket("server-repl");
-        let url = format!(
-            "s3://{bucket}/app?endpoint={}&region={}",
-            s3.host_port(),
-            s3.region
-        );
+        let url = s3.replica_url(&bucket, "app");
         Some(Setup::with_url(tempfile::tempdir().unwrap(), url))
     }
 

@@ -128,6 +128,15 @@ impl S3 {
             .trim_start_matches("https://")
     }
 
+    /// The Litestream replica URL of `path` in `bucket` on this server.
+    pub fn replica_url(&self, bucket: &str, path: &str) -> String {
+        format!(
+            "s3://{bucket}/{path}?endpoint={}&region={}",
+            self.host_port(),
+            self.region
+        )
+    }
+
     /// Creates a fresh, uniquely named bucket and returns its name.
     pub fn create_bucket(&self, prefix: &str) -> String {
         static N: AtomicU32 = AtomicU32::new(0);
