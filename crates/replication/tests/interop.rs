@@ -221,11 +221,9 @@ async fn we_write_litestream_reads_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn we_write_litestream_reads_s3() {
     let test = "we_write_litestream_reads_s3";
-    let Some(s3) = testkit::require_s3(test) else {
+    let Some(url) = testkit::s3_replica_url(test, "interop-ours", "db") else {
         return;
     };
-    let bucket = s3.create_bucket("interop-ours");
-    let url = s3.replica_url(&bucket, "db");
     we_write_they_read(test, &url).await;
 }
 
@@ -256,11 +254,9 @@ async fn litestream_writes_we_read_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn litestream_writes_we_read_s3() {
     let test = "litestream_writes_we_read_s3";
-    let Some(s3) = testkit::require_s3(test) else {
+    let Some(url) = testkit::s3_replica_url(test, "interop-theirs", "db") else {
         return;
     };
-    let bucket = s3.create_bucket("interop-theirs");
-    let url = s3.replica_url(&bucket, "db");
     they_write_we_read(test, &url).await;
 }
 
@@ -364,11 +360,10 @@ async fn handover_we_take_over_litestreams_replica() {
         let url = match url_kind {
             "file" => file_url(&dir.join("replica")),
             _ => {
-                let Some(s3) = testkit::require_s3(test) else {
+                let Some(url) = testkit::s3_replica_url(test, "handover", "db") else {
                     return;
                 };
-                let bucket = s3.create_bucket("handover");
-                s3.replica_url(&bucket, "db")
+                url
             }
         };
         let config = ls_config(&dir, &db, &url);

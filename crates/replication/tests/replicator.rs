@@ -124,12 +124,10 @@ async fn s3_replica_end_to_end() {
     let Some(ls) = Litestream::require(test) else {
         return;
     };
-    let Some(s3) = testkit::require_s3(test) else {
+    let Some(url) = testkit::s3_replica_url(test, "repl-e2e", "app") else {
         return;
     };
-    let bucket = s3.create_bucket("repl-e2e");
     let (_t, dir) = tempdir();
-    let url = s3.replica_url(&bucket, "app");
     replicate_and_compare(test, &url, &ls, &dir).await;
 }
 
@@ -139,10 +137,9 @@ async fn a_large_database_is_streamed_to_the_replica() {
     let Some(ls) = Litestream::require(test) else {
         return;
     };
-    let Some(s3) = testkit::require_s3(test) else {
+    let Some(url) = testkit::s3_replica_url(test, "repl-large", "big") else {
         return;
     };
-    let bucket = s3.create_bucket("repl-large");
     let (_t, dir) = tempdir();
     let db = dir.join("big.db");
     {
@@ -151,16 +148,10 @@ async fn a_large_database_is_streamed_to_the_replica() {
         // in-memory upload limit and the 5 MiB multipart part size.
         insert(&conn, 6000, 4000);
     }
-    let url = s3.replica_url(&bucket, "big");
     let r = start(&fast_config(&db, &url, ""), &db).await.unwrap();
     r.sync_and_wait().await.unwrap();
     r.shutdown().await.unwrap();
-    let client = {
-        let target = replication::url::parse_replica_url(&url).unwrap();
-        replication::client::open_client(&target, &Default::default())
-            .await
-            .unwrap()
-    };
+    let client = open_url(&url).await;
     let l0 = client
         .list(Level::L0, ListOptions::default())
         .await

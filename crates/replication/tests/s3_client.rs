@@ -228,14 +228,11 @@ async fn reads_what_litestream_wrote_and_litestream_reads_what_we_write() {
 
 #[tokio::test]
 async fn multipart_upload_keeps_bytes_and_metadata() {
-    let Some(s3) = testkit::require_s3("multipart_upload_keeps_bytes_and_metadata") else {
+    let test = "multipart_upload_keeps_bytes_and_metadata";
+    let Some(url) = testkit::s3_replica_url(test, "repl-mp", "big") else {
         return;
     };
-    let bucket = s3.create_bucket("repl-mp");
-    let url = format!(
-        "{}&partSize=5242880&concurrency=2",
-        s3.replica_url(&bucket, "big")
-    );
+    let url = format!("{url}&partSize=5242880&concurrency=2");
     let c = client(&url, None).await;
     // Larger than one part: goes up as a multipart upload, streamed in chunks.
     let data: Vec<u8> = (0..12 * 1024 * 1024u32)

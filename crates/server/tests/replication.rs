@@ -38,9 +38,7 @@ impl Setup {
     }
 
     fn s3(test: &str) -> Option<Setup> {
-        let s3 = testkit::require_s3(test)?;
-        let bucket = s3.create_bucket("server-repl");
-        let url = s3.replica_url(&bucket, "app");
+        let url = testkit::s3_replica_url(test, "server-repl", "app")?;
         Some(Setup::with_url(tempfile::tempdir().unwrap(), url))
     }
 

@@ -194,6 +194,14 @@ fn raw_http(host_port: &str, method: &str, path: &str) -> u16 {
         .unwrap_or(0)
 }
 
+/// The replica URL of `path` in a fresh bucket (named from `bucket_prefix`) on the local S3
+/// server; like [`require_s3`], `None` (the test returns) when S3 is missing and allowed to be.
+pub fn s3_replica_url(test: &str, bucket_prefix: &str, path: &str) -> Option<String> {
+    let s3 = require_s3(test)?;
+    let bucket = s3.create_bucket(bucket_prefix);
+    Some(s3.replica_url(&bucket, path))
+}
+
 /// Runs `sql` on the database `db` with the sqlite3 CLI at `sqlite3` (from
 /// [`require_tool`]`(Tool::Sqlite3, …)`), as another process writing; panics with its stderr
 /// if it fails.
