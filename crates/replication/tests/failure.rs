@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use replication::config::{Config, LoadOptions};
+use replication::plan::RestoreTarget;
+use replication::restore::IntegrityCheck;
 use replication::{CommitNotice, Replicator, ReplicatorOptions, StartError};
 use testkit::litestream::Litestream;
 
@@ -339,20 +341,9 @@ async fn writes_by_the_sqlite3_cli_are_replicated() {
         if p.replicated_txid > start && p.replicated_txid == p.local_txid {
             let out = dir.join(format!("check-{}.db", p.replicated_txid));
             let c = open_url(&url).await;
-            let plan = replication::restore::plan(
-                c.as_ref(),
-                replication::plan::RestoreTarget::Latest,
-                true,
-            )
-            .await
-            .unwrap();
-            replication::restore::restore(
-                &c,
-                &plan,
-                &replication::restore::RestoreOptions::new(&out),
-            )
-            .await
-            .unwrap();
+            restore_ours(&c, RestoreTarget::Latest, &out, IntegrityCheck::None)
+                .await
+                .unwrap();
             if rows(&out).len() == 3 {
                 break;
             }

@@ -15,18 +15,14 @@ use ltx::TxId;
 use replication::client::ListOptions;
 use replication::config::{Config, LoadOptions};
 use replication::plan::RestoreTarget;
-use replication::restore::{self, RestoreOptions};
+use replication::restore::IntegrityCheck;
 use replication::{CommitNotice, Replicator, ReplicatorOptions, StartAction};
 use testkit::litestream::Litestream;
 
 /// Our restore into `out`: Ok(bytes) or Err(message).
 async fn ours(url: &str, out: &Path, target: RestoreTarget) -> Result<Vec<u8>, String> {
     let _ = std::fs::remove_file(out);
-    let c = open_url(url).await;
-    let plan = restore::plan(c.as_ref(), target, true)
-        .await
-        .map_err(|e| e.to_string())?;
-    restore::restore(&c, &plan, &RestoreOptions::new(out))
+    restore_ours(&open_url(url).await, target, out, IntegrityCheck::None)
         .await
         .map_err(|e| e.to_string())?;
     Ok(std::fs::read(out).unwrap())

@@ -6,15 +6,14 @@
 mod common;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use replication::client::{ListOptions, ReplicaClient};
+use replication::client::ListOptions;
 use replication::config::{Config, LoadOptions};
 use replication::level::Level;
 use replication::plan::RestoreTarget;
-use replication::restore::{self, RestoreOptions};
+use replication::restore::IntegrityCheck;
 use replication::{CommitNotice, Replicator, ReplicatorOptions, StartAction};
 use testkit::litestream::Litestream;
 
@@ -26,17 +25,10 @@ async fn start(config_yaml: &str, db: &Path) -> Result<Replicator, replication::
 }
 
 async fn our_restore(url: &str, out: &Path) {
-    let target = replication::url::parse_replica_url(url).unwrap();
-    let client: Arc<dyn ReplicaClient> =
-        replication::client::open_client(&target, &Default::default())
-            .await
-            .unwrap();
-    let plan = restore::plan(client.as_ref(), RestoreTarget::Latest, true)
+    let client = open_url(url).await;
+    restore_ours(&client, RestoreTarget::Latest, out, IntegrityCheck::Full)
         .await
         .unwrap();
-    let mut o = RestoreOptions::new(out);
-    o.integrity_check = restore::IntegrityCheck::Full;
-    restore::restore(&client, &plan, &o).await.unwrap();
 }
 
 async fn replicate_and_compare(test: &str, url: &str, ls: &Litestream, dir: &Path) {

@@ -12,6 +12,8 @@ use common::*;
 use replication::client::ListOptions;
 use replication::config::{Config, LoadOptions};
 use replication::level::Level;
+use replication::plan::RestoreTarget;
+use replication::restore::IntegrityCheck;
 use replication::startup::{DivergenceKind, StartupError};
 use replication::{CommitNotice, Replicator, ReplicatorOptions, StartAction, StartError};
 
@@ -167,24 +169,10 @@ async fn restores_a_missing_database_and_continues_incrementally() {
         );
     }
     let out = env.dir.join("check.db");
-    let target = replication::url::parse_replica_url(&env.url).unwrap();
-    let client = replication::client::open_client(&target, &Default::default())
+    let client = open_url(&env.url).await;
+    restore_ours(&client, RestoreTarget::Latest, &out, IntegrityCheck::None)
         .await
         .unwrap();
-    let plan = replication::restore::plan(
-        client.as_ref(),
-        replication::plan::RestoreTarget::Latest,
-        true,
-    )
-    .await
-    .unwrap();
-    replication::restore::restore(
-        &client,
-        &plan,
-        &replication::restore::RestoreOptions::new(&out),
-    )
-    .await
-    .unwrap();
     assert_eq!(rows(&out), rows(&env.db));
 }
 

@@ -16,7 +16,7 @@ use replication::client::file::FileClient;
 use replication::db::{CheckpointMode, Database};
 use replication::meta::MetaDir;
 use replication::plan::RestoreTarget;
-use replication::restore::{self, RestoreOptions};
+use replication::restore::IntegrityCheck;
 use replication::sync::{SyncSettings, Syncer};
 use testkit::litestream::Litestream;
 
@@ -51,10 +51,9 @@ async fn our_restore(
 ) -> replication::restore::Restored {
     let client: Arc<dyn ReplicaClient> = Arc::new(FileClient::new(replica));
     let target = txid.map_or(RestoreTarget::Latest, |t| RestoreTarget::TxId(TxId(t)));
-    let plan = restore::plan(client.as_ref(), target, true).await.unwrap();
-    let mut opts = RestoreOptions::new(out);
-    opts.integrity_check = replication::restore::IntegrityCheck::Full;
-    restore::restore(&client, &plan, &opts).await.unwrap()
+    restore_ours(&client, target, out, IntegrityCheck::Full)
+        .await
+        .unwrap()
 }
 
 /// The logical content of a database: every row of `t` (and the schema).

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use replication::client::ReplicaClient;
+use replication::plan::RestoreTarget;
+use replication::restore::{self, IntegrityCheck, RestoreError, RestoreOptions, Restored};
 use rusqlite::Connection;
 use testkit::litestream::{Litestream, LtxEntry};
 
@@ -110,6 +112,19 @@ pub async fn open_url(url: &str) -> Arc<dyn ReplicaClient> {
     replication::client::open_client(&target, &Default::default())
         .await
         .unwrap()
+}
+
+/// Our restore of the replica `client` at `target` into `out`, checked with `check`.
+pub async fn restore_ours(
+    client: &Arc<dyn ReplicaClient>,
+    target: RestoreTarget,
+    out: &Path,
+    check: IntegrityCheck,
+) -> Result<Restored, RestoreError> {
+    let plan = restore::plan(client.as_ref(), target, true).await?;
+    let mut options = RestoreOptions::new(out);
+    options.integrity_check = check;
+    restore::restore(client, &plan, &options).await
 }
 
 pub fn file_url(p: &Path) -> String {
