@@ -19,8 +19,7 @@ use replication::{CommitNotice, Replicator, ReplicatorOptions, StartError};
 use testkit::litestream::Litestream;
 
 fn options(yaml: &str, db: &Path, window: Duration) -> ReplicatorOptions {
-    let config = Config::parse(yaml, LoadOptions::default()).unwrap();
-    let mut o = ReplicatorOptions::new(config, db).unwrap();
+    let mut o = replicator_options(yaml, db);
     o.retry_window = window;
     o.probe_interval = Duration::from_millis(200);
     o

@@ -13,10 +13,9 @@ use chrono::{DateTime, Utc};
 use common::*;
 use ltx::TxId;
 use replication::client::ListOptions;
-use replication::config::{Config, LoadOptions};
 use replication::plan::RestoreTarget;
 use replication::restore::IntegrityCheck;
-use replication::{CommitNotice, Replicator, ReplicatorOptions, StartAction};
+use replication::{CommitNotice, StartAction};
 use testkit::litestream::Litestream;
 
 /// Our restore into `out`: Ok(bytes) or Err(message).
@@ -149,18 +148,11 @@ async fn agree_everywhere(ls: &Litestream, url: &str, dir: &Path) -> Vec<u64> {
     boundaries
 }
 
-async fn start_ours(yaml: &str, db: &Path) -> Replicator {
-    let config = Config::parse(yaml, LoadOptions::default()).unwrap();
-    Replicator::start(ReplicatorOptions::new(config, db).unwrap())
-        .await
-        .unwrap()
-}
-
 /// Our replicator writes (levels 0, 1, 2, 9 with retention) while rusqlite commits,
 /// including a large transaction, DELETE + VACUUM and an external TRUNCATE checkpoint attempt.
 async fn we_write(db: &Path, url: &str) {
     let yaml = fast_config(db, url, "");
-    let r = start_ours(&yaml, db).await;
+    let r = start_replicator(&yaml, db).await.unwrap();
     let h = r.handle();
     let db2 = db.to_path_buf();
     tokio::task::spawn_blocking(move || {
@@ -367,7 +359,7 @@ async fn handover_we_take_over_litestreams_replica() {
         assert!(!log.contains("sync error"), "{log}");
         let before = ls.ltx_list(&url);
         let yaml = fast_config(&db, &url, "");
-        let r = start_ours(&yaml, &db).await;
+        let r = start_replicator(&yaml, &db).await.unwrap();
         assert!(
             matches!(r.handle().start_action(), StartAction::Continued { .. }),
             "{url_kind}: {:?}",
@@ -473,7 +465,9 @@ async fn we_replicate_64k_pages() {
         insert(&conn, 10, 50_000);
     }
     let url = file_url(&dir.join("replica"));
-    let r = start_ours(&fast_config(&db, &url, ""), &db).await;
+    let r = start_replicator(&fast_config(&db, &url, ""), &db)
+        .await
+        .unwrap();
     let conn = wal_db(&db);
     for seq in 1..=5u64 {
         insert(&conn, 3, 70_000);
@@ -505,7 +499,7 @@ async fn broken_replicas_fail_in_both_tools() {
          dbs:\n  - path: {}\n    monitor-interval: 100ms\n    replica:\n      url: {url}\n",
         db.display()
     );
-    let r = start_ours(&yaml, &db).await;
+    let r = start_replicator(&yaml, &db).await.unwrap();
     let conn = wal_db(&db);
     for seq in 1..=4u64 {
         insert(&conn, 2, 500);

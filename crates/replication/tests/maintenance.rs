@@ -12,9 +12,8 @@ use std::time::Duration;
 
 use common::*;
 use replication::client::{ListOptions, ReplicaClient};
-use replication::config::{Config, LoadOptions};
 use replication::level::Level;
-use replication::{CommitNotice, Replicator, ReplicatorOptions};
+use replication::{CommitNotice, Replicator};
 
 /// Schedules far away (jobs run only when the test asks), short retentions.
 fn config(db: &Path, url: &str, top: &str) -> String {
@@ -24,13 +23,6 @@ fn config(db: &Path, url: &str, top: &str) -> String {
          dbs:\n  - path: {}\n    monitor-interval: 100ms\n    replica:\n      url: {url}\n",
         db.display()
     )
-}
-
-async fn start(yaml: &str, db: &Path) -> Replicator {
-    let c = Config::parse(yaml, LoadOptions::default()).unwrap();
-    Replicator::start(ReplicatorOptions::new(c, db).unwrap())
-        .await
-        .unwrap()
 }
 
 /// A replicator (config [`config`] with `top`) on a new database `<dir>/app.db` with a
@@ -48,7 +40,9 @@ async fn setup(
     let (t, dir) = tempdir();
     let db = dir.join("app.db");
     let url = file_url(&dir.join("replica"));
-    let r = start(&config(&db, &url, top), &db).await;
+    let r = start_replicator(&config(&db, &url, top), &db)
+        .await
+        .unwrap();
     let client = open_url(&url).await;
     (t, dir, db, url, r, client)
 }

@@ -10,16 +10,14 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use replication::client::ListOptions;
-use replication::config::{Config, LoadOptions};
 use replication::level::Level;
 use replication::plan::RestoreTarget;
 use replication::restore::IntegrityCheck;
-use replication::{CommitNotice, Replicator, ReplicatorOptions, StartAction};
+use replication::{CommitNotice, Replicator, StartAction};
 use testkit::litestream::Litestream;
 
 async fn start(config_yaml: &str, db: &Path) -> Result<Replicator, replication::StartError> {
-    let config = Config::parse(config_yaml, LoadOptions::default()).unwrap();
-    let mut opts = ReplicatorOptions::new(config, db).unwrap();
+    let mut opts = replicator_options(config_yaml, db);
     opts.registry = Some(prometheus::Registry::new());
     Replicator::start(opts).await
 }
