@@ -1,7 +1,9 @@
 //! Test support shared by the workspace's integration tests.
 //!
 //! It owns how a test finds the real external parts it runs against: the pinned Litestream
-//! binary, the Python and Node clients, the sqlite3 CLI and the local S3-compatible server.
+//! binary, the Python and Node clients, the sqlite3 CLI and the local S3-compatible server
+//! (and the two uses every test shares: a replica URL in a fresh bucket, SQL through the
+//! sqlite3 CLI).
 //! `scripts/test` installs and starts them and exports their locations; this crate reads those
 //! variables (falling back to `.tools/` after one run of `scripts/test`).
 //!
