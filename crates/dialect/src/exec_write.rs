@@ -347,12 +347,7 @@ pub fn execute_write(
                 Applied {
                     resolution: plan.resolution_applied,
                     missing: true,
-                    return_: true,
-                    count: true,
-                    tx: true,
-                    handling: true,
-                    timezone: true,
-                    max_affected: false,
+                    ..Applied::WRITE
                 },
             )
         }
@@ -367,13 +362,8 @@ pub fn execute_write(
                 Some(range),
                 Applied {
                     missing: plan.mutation == Mutation::Update,
-                    return_: true,
-                    count: true,
-                    tx: true,
-                    handling: true,
-                    timezone: true,
                     max_affected: true,
-                    ..Applied::default()
+                    ..Applied::WRITE
                 },
             )
         }
@@ -384,14 +374,7 @@ pub fn execute_write(
                 (true, false) => 200,
             },
             None,
-            Applied {
-                return_: true,
-                count: true,
-                tx: true,
-                handling: true,
-                timezone: true,
-                ..Applied::default()
-            },
+            Applied::WRITE,
         ),
     };
     let location = (!plan.location_columns.is_empty() && affected == 1)

@@ -15,14 +15,66 @@ pub enum CountMethod {
     Estimated,
 }
 
-impl CountMethod {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CountMethod::Exact => "exact",
-            CountMethod::Planned => "planned",
-            CountMethod::Estimated => "estimated",
-        }
+/// A preference with a fixed set of values: its key and the name of each value, used both
+/// to parse `Prefer` and to report `Preference-Applied`.
+pub trait Choice: Copy + PartialEq + 'static {
+    const KEY: &'static str;
+    const VALUES: &'static [(&'static str, Self)];
+
+    /// The value called `name`.
+    fn named(name: &str) -> Option<Self> {
+        Self::VALUES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|&(_, v)| v)
     }
+
+    /// `key=value`, as `Preference-Applied` reports it.
+    fn token(self) -> String {
+        let name = Self::VALUES
+            .iter()
+            .find(|(_, v)| *v == self)
+            .map_or("", |&(n, _)| n);
+        format!("{}={name}", Self::KEY)
+    }
+}
+
+impl Choice for CountMethod {
+    const KEY: &'static str = "count";
+    const VALUES: &'static [(&'static str, Self)] = &[
+        ("exact", CountMethod::Exact),
+        ("planned", CountMethod::Planned),
+        ("estimated", CountMethod::Estimated),
+    ];
+}
+
+impl Choice for ReturnPref {
+    const KEY: &'static str = "return";
+    const VALUES: &'static [(&'static str, Self)] = &[
+        ("minimal", ReturnPref::Minimal),
+        ("headers-only", ReturnPref::HeadersOnly),
+        ("representation", ReturnPref::Representation),
+    ];
+}
+
+impl Choice for Resolution {
+    const KEY: &'static str = "resolution";
+    const VALUES: &'static [(&'static str, Self)] = &[
+        ("merge-duplicates", Resolution::MergeDuplicates),
+        ("ignore-duplicates", Resolution::IgnoreDuplicates),
+    ];
+}
+
+impl Choice for Missing {
+    const KEY: &'static str = "missing";
+    const VALUES: &'static [(&'static str, Self)] =
+        &[("default", Missing::Default), ("null", Missing::Null)];
+}
+
+impl Choice for Handling {
+    const KEY: &'static str = "handling";
+    const VALUES: &'static [(&'static str, Self)] =
+        &[("strict", Handling::Strict), ("lenient", Handling::Lenient)];
 }
 
 /// `Prefer: return=…`.
@@ -82,6 +134,28 @@ pub struct Applied {
     pub max_affected: bool,
 }
 
+impl Applied {
+    /// Every preference.
+    pub const ALL: Applied = Applied {
+        resolution: true,
+        missing: true,
+        return_: true,
+        count: true,
+        tx: true,
+        handling: true,
+        timezone: true,
+        max_affected: true,
+    };
+
+    /// What every write reports: `return`, `count`, `tx`, `handling` and `timezone`.
+    pub const WRITE: Applied = Applied {
+        resolution: false,
+        missing: false,
+        max_affected: false,
+        ..Applied::ALL
+    };
+}
+
 impl Preferences {
     /// Parses every `Prefer` header value (each may hold several comma-separated tokens).
     pub fn parse<'a>(values: impl IntoIterator<Item = &'a str>) -> Result<Self, ApiError> {
@@ -99,35 +173,24 @@ impl Preferences {
                 if seen.contains(&key) {
                     continue;
                 }
-                let ok = match (key, val) {
-                    ("count", "exact") => set(&mut p.count, CountMethod::Exact),
-                    ("count", "planned") => set(&mut p.count, CountMethod::Planned),
-                    ("count", "estimated") => set(&mut p.count, CountMethod::Estimated),
-                    ("return", "minimal") => set(&mut p.return_, ReturnPref::Minimal),
-                    ("return", "headers-only") => set(&mut p.return_, ReturnPref::HeadersOnly),
-                    ("return", "representation") => set(&mut p.return_, ReturnPref::Representation),
-                    ("resolution", "merge-duplicates") => {
-                        set(&mut p.resolution, Resolution::MergeDuplicates)
-                    }
-                    ("resolution", "ignore-duplicates") => {
-                        set(&mut p.resolution, Resolution::IgnoreDuplicates)
-                    }
-                    ("missing", "default") => set(&mut p.missing, Missing::Default),
-                    ("missing", "null") => set(&mut p.missing, Missing::Null),
-                    ("handling", "strict") => set(&mut p.handling, Handling::Strict),
-                    ("handling", "lenient") => set(&mut p.handling, Handling::Lenient),
-                    ("tx", "commit") => set(&mut p.tx_rollback, false),
-                    ("tx", "rollback") => set(&mut p.tx_rollback, true),
-                    ("timezone", tz) if !tz.is_empty() => set(&mut p.timezone, tz.to_string()),
-                    // PostgREST ignores a value that is not a number, even under strict handling.
-                    ("max-affected", n) => {
-                        if let Ok(n) = n.parse() {
-                            set(&mut p.max_affected, n);
+                let ok = choose(&mut p.count, key, val)
+                    || choose(&mut p.return_, key, val)
+                    || choose(&mut p.resolution, key, val)
+                    || choose(&mut p.missing, key, val)
+                    || choose(&mut p.handling, key, val)
+                    || match (key, val) {
+                        ("tx", "commit") => set(&mut p.tx_rollback, false),
+                        ("tx", "rollback") => set(&mut p.tx_rollback, true),
+                        ("timezone", tz) if !tz.is_empty() => set(&mut p.timezone, tz.to_string()),
+                        // PostgREST ignores a value that is not a number, even under strict handling.
+                        ("max-affected", n) => {
+                            if let Ok(n) = n.parse() {
+                                set(&mut p.max_affected, n);
+                            }
+                            true
                         }
-                        true
-                    }
-                    _ => false,
-                };
+                        _ => false,
+                    };
                 if ok {
                     seen.push(key);
                 } else {
@@ -161,75 +224,34 @@ impl Preferences {
     /// The `Preference-Applied` value: the preferences `which` selects that were sent, in
     /// PostgREST's order, joined by ", "; `None` when there are none.
     pub fn applied(&self, which: Applied) -> Option<String> {
-        let mut out: Vec<String> = Vec::new();
-        if which.resolution
-            && let Some(r) = self.resolution
-        {
-            out.push(
-                match r {
-                    Resolution::MergeDuplicates => "resolution=merge-duplicates",
-                    Resolution::IgnoreDuplicates => "resolution=ignore-duplicates",
-                }
-                .into(),
-            );
-        }
-        if which.missing
-            && let Some(m) = self.missing
-        {
-            out.push(
-                match m {
-                    Missing::Default => "missing=default",
-                    Missing::Null => "missing=null",
-                }
-                .into(),
-            );
-        }
-        if which.return_
-            && let Some(r) = self.return_
-        {
-            out.push(
-                match r {
-                    ReturnPref::Minimal => "return=minimal",
-                    ReturnPref::HeadersOnly => "return=headers-only",
-                    ReturnPref::Representation => "return=representation",
-                }
-                .into(),
-            );
-        }
-        if which.count
-            && let Some(c) = self.count
-        {
-            out.push(format!("count={}", c.as_str()));
-        }
-        if which.tx
-            && let Some(rollback) = self.tx_rollback
-        {
-            out.push(if rollback { "tx=rollback" } else { "tx=commit" }.into());
-        }
-        if which.handling
-            && let Some(h) = self.handling
-        {
-            out.push(
-                match h {
-                    Handling::Strict => "handling=strict",
-                    Handling::Lenient => "handling=lenient",
-                }
-                .into(),
-            );
-        }
-        if which.timezone
-            && let Some(tz) = &self.timezone
-        {
-            out.push(format!("timezone={tz}"));
-        }
-        if which.max_affected
-            && self.strict()
-            && let Some(n) = self.max_affected
-        {
-            out.push(format!("max-affected={n}"));
-        }
+        let tx = |rollback| if rollback { "tx=rollback" } else { "tx=commit" }.to_string();
+        let tokens = [
+            (which.resolution, self.resolution.map(Choice::token)),
+            (which.missing, self.missing.map(Choice::token)),
+            (which.return_, self.return_.map(Choice::token)),
+            (which.count, self.count.map(Choice::token)),
+            (which.tx, self.tx_rollback.map(tx)),
+            (which.handling, self.handling.map(Choice::token)),
+            (
+                which.timezone,
+                self.timezone.as_ref().map(|tz| format!("timezone={tz}")),
+            ),
+            (
+                which.max_affected && self.strict(),
+                self.max_affected.map(|n| format!("max-affected={n}")),
+            ),
+        ];
+        let out: Vec<String> = tokens
+            .into_iter()
+            .filter_map(|(wanted, token)| token.filter(|_| wanted))
+            .collect();
         (!out.is_empty()).then(|| out.join(", "))
     }
+}
+
+/// Sets `slot` from `key=val` when `key` is `T`'s and `val` names one of its values.
+fn choose<T: Choice>(slot: &mut Option<T>, key: &str, val: &str) -> bool {
+    key == T::KEY && T::named(val).is_some_and(|v| set(slot, v))
 }
 
 fn set<T>(slot: &mut Option<T>, v: T) -> bool {
@@ -397,16 +419,7 @@ mod tests {
             "missing=default, count=exact, tx=rollback, handling=strict, max-affected=3",
         ])
         .unwrap();
-        let all = Applied {
-            resolution: true,
-            missing: true,
-            return_: true,
-            count: true,
-            tx: true,
-            handling: true,
-            timezone: true,
-            max_affected: true,
-        };
+        let all = Applied::ALL;
         assert_eq!(
             p.applied(all).unwrap(),
             "resolution=merge-duplicates, missing=default, return=representation, count=exact, tx=rollback, handling=strict, max-affected=3"

@@ -14,8 +14,8 @@ use rusqlite::types::Value;
 use crate::error::ApiError;
 use crate::headers::{CountMethod, MediaType, RequestHeaders};
 use crate::query::{
-    Arrow, CmpOp, Direction, Field, IsValue, JsonKey, LogicTree, Nulls, Operation, OrderTerm,
-    QueryParams, SelectItem,
+    Arrow, CmpOp, Comparison, Direction, Field, IsValue, JsonKey, LogicTree, Nulls, Operation,
+    OrderTerm, QueryParams, SelectItem,
 };
 use crate::schema::{Affinity, Column, Relation, SchemaCache, ValueKind};
 
@@ -103,13 +103,7 @@ pub struct OutputField {
 /// The comparison operators that take one bound value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SqlCmp {
-    Eq,
-    Neq,
-    Gt,
-    Gte,
-    Lt,
-    Lte,
-    IsDistinct,
+    Compare(Comparison),
     /// Case-sensitive pattern: PostgreSQL LIKE translated to GLOB.
     Glob,
     /// Case-insensitive pattern: LIKE … ESCAPE '\'.
@@ -441,13 +435,7 @@ fn tree_condition(rel: &Relation, tree: &LogicTree) -> Result<Condition, ApiErro
 
 fn sql_cmp(op: CmpOp) -> SqlCmp {
     match op {
-        CmpOp::Eq => SqlCmp::Eq,
-        CmpOp::Neq => SqlCmp::Neq,
-        CmpOp::Gt => SqlCmp::Gt,
-        CmpOp::Gte => SqlCmp::Gte,
-        CmpOp::Lt => SqlCmp::Lt,
-        CmpOp::Lte => SqlCmp::Lte,
-        CmpOp::IsDistinct => SqlCmp::IsDistinct,
+        CmpOp::Compare(c) => SqlCmp::Compare(c),
         CmpOp::Like => SqlCmp::Glob,
         CmpOp::Ilike => SqlCmp::Ilike,
         CmpOp::Match | CmpOp::Imatch => SqlCmp::Regexp,
@@ -602,19 +590,8 @@ fn condition(
             ))
         }
         Operation::Compare { op, value } => {
-            if json_arrow == Some(Arrow::Json)
-                && matches!(
-                    op,
-                    CmpOp::Eq
-                        | CmpOp::Neq
-                        | CmpOp::Gt
-                        | CmpOp::Gte
-                        | CmpOp::Lt
-                        | CmpOp::Lte
-                        | CmpOp::IsDistinct
-                )
-            {
-                return Ok(json_compare(expr, negated, *op, value));
+            if let (Some(Arrow::Json), CmpOp::Compare(c)) = (json_arrow, op) {
+                return Ok(json_compare(expr, negated, *c, value));
             }
             let v = bind_value(*op, value, col)?;
             Ok(pred_for(
@@ -641,7 +618,7 @@ fn text_side(expr: Expr, arrow: Option<Arrow>) -> Expr {
 
 /// `->` compares JSON with JSON: numbers and booleans by value, strings as text, objects and
 /// arrays as minified JSON.
-fn json_compare(expr: Expr, negated: bool, op: CmpOp, raw: &str) -> Condition {
+fn json_compare(expr: Expr, negated: bool, op: Comparison, raw: &str) -> Condition {
     let as_value = |e: Expr| match e {
         Expr::JsonPath { column, path, .. } => Expr::JsonPath {
             column,
@@ -657,28 +634,29 @@ fn json_compare(expr: Expr, negated: bool, op: CmpOp, raw: &str) -> Condition {
                 .map(Value::Integer)
                 .or_else(|| n.as_f64().map(Value::Real))
                 .unwrap_or(Value::Null);
-            (as_value(expr), Predicate::Cmp(sql_cmp(op), v))
+            (as_value(expr), Predicate::Cmp(SqlCmp::Compare(op), v))
         }
         Ok(serde_json::Value::Bool(b)) => (
             as_value(expr),
-            Predicate::Cmp(sql_cmp(op), Value::Integer(i64::from(b))),
+            Predicate::Cmp(SqlCmp::Compare(op), Value::Integer(i64::from(b))),
         ),
-        Ok(serde_json::Value::String(s)) => {
-            (as_value(expr), Predicate::Cmp(sql_cmp(op), Value::Text(s)))
-        }
+        Ok(serde_json::Value::String(s)) => (
+            as_value(expr),
+            Predicate::Cmp(SqlCmp::Compare(op), Value::Text(s)),
+        ),
         Ok(v @ (serde_json::Value::Object(_) | serde_json::Value::Array(_)))
-            if matches!(op, CmpOp::Eq | CmpOp::Neq) =>
+            if matches!(op, Comparison::Eq | Comparison::Neq) =>
         {
             let c = Condition::Pred {
                 expr,
-                negated: negated ^ (op == CmpOp::Neq),
+                negated: negated ^ (op == Comparison::Neq),
                 pred: Predicate::JsonEq(v.to_string()),
             };
             return c;
         }
         _ => (
             as_value(expr),
-            Predicate::Cmp(sql_cmp(op), Value::Text(raw.to_string())),
+            Predicate::Cmp(SqlCmp::Compare(op), Value::Text(raw.to_string())),
         ),
     };
     Condition::Pred {
@@ -778,7 +756,10 @@ mod tests {
         );
         match &p.root.conditions[0] {
             Condition::Pred { pred, .. } => {
-                assert_eq!(pred, &Predicate::Cmp(SqlCmp::Eq, Value::Integer(1)))
+                assert_eq!(
+                    pred,
+                    &Predicate::Cmp(SqlCmp::Compare(Comparison::Eq), Value::Integer(1))
+                )
             }
             other => panic!("{other:?}"),
         }

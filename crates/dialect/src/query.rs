@@ -58,19 +58,26 @@ pub enum SelectItem {
     },
 }
 
+/// A comparison that means the same in PostgREST and in SQL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CmpOp {
+pub enum Comparison {
     Eq,
     Neq,
     Gt,
     Gte,
     Lt,
     Lte,
+    IsDistinct,
+}
+
+/// A filter operator that takes one value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmpOp {
+    Compare(Comparison),
     Like,
     Ilike,
     Match,
     Imatch,
-    IsDistinct,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -682,17 +689,17 @@ const OPERATORS: &str = "\"not\" or operator (eq, gt, ...)";
 
 fn cmp_op(word: &str) -> Option<CmpOp> {
     Some(match word {
-        "eq" => CmpOp::Eq,
-        "neq" => CmpOp::Neq,
-        "gt" => CmpOp::Gt,
-        "gte" => CmpOp::Gte,
-        "lt" => CmpOp::Lt,
-        "lte" => CmpOp::Lte,
+        "eq" => CmpOp::Compare(Comparison::Eq),
+        "neq" => CmpOp::Compare(Comparison::Neq),
+        "gt" => CmpOp::Compare(Comparison::Gt),
+        "gte" => CmpOp::Compare(Comparison::Gte),
+        "lt" => CmpOp::Compare(Comparison::Lt),
+        "lte" => CmpOp::Compare(Comparison::Lte),
         "like" => CmpOp::Like,
         "ilike" => CmpOp::Ilike,
         "match" => CmpOp::Match,
         "imatch" => CmpOp::Imatch,
-        "isdistinct" => CmpOp::IsDistinct,
+        "isdistinct" => CmpOp::Compare(Comparison::IsDistinct),
         _ => return None,
     })
 }
@@ -784,7 +791,7 @@ fn operation(
     };
     match modifier.as_deref() {
         None => Ok(Operation::Compare { op, value }),
-        Some(m @ ("any" | "all")) if op != CmpOp::IsDistinct => {
+        Some(m @ ("any" | "all")) if op != CmpOp::Compare(Comparison::IsDistinct) => {
             let values = parse_array_literal(&value).map_err(|p| PErr {
                 pos: value_pos + p,
                 expecting: "a list in braces: {a,b,\"c,d\"}",
@@ -1241,7 +1248,7 @@ mod tests {
         assert_eq!(
             f.operation,
             Operation::Compare {
-                op: CmpOp::Eq,
+                op: CmpOp::Compare(Comparison::Eq),
                 value: "x,y".into()
             }
         );

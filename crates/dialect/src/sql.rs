@@ -15,6 +15,7 @@ use rusqlite::types::Value;
 
 use crate::ident::push_quoted;
 use crate::plan::{CastType, Condition, Expr, OrderItem, Predicate, ReadNode, SqlCmp};
+use crate::query::Comparison;
 use crate::query::IsValue;
 use crate::schema::RowKey;
 
@@ -296,13 +297,13 @@ fn comparison(sql: &mut Sql, alias: &str, e: &Expr, op: SqlCmp, rhs: impl FnOnce
     }
     expr(sql, alias, e);
     sql.push(match op {
-        SqlCmp::Eq => " = ",
-        SqlCmp::Neq => " <> ",
-        SqlCmp::Gt => " > ",
-        SqlCmp::Gte => " >= ",
-        SqlCmp::Lt => " < ",
-        SqlCmp::Lte => " <= ",
-        SqlCmp::IsDistinct => " IS DISTINCT FROM ",
+        SqlCmp::Compare(Comparison::Eq) => " = ",
+        SqlCmp::Compare(Comparison::Neq) => " <> ",
+        SqlCmp::Compare(Comparison::Gt) => " > ",
+        SqlCmp::Compare(Comparison::Gte) => " >= ",
+        SqlCmp::Compare(Comparison::Lt) => " < ",
+        SqlCmp::Compare(Comparison::Lte) => " <= ",
+        SqlCmp::Compare(Comparison::IsDistinct) => " IS DISTINCT FROM ",
         SqlCmp::Glob => " GLOB ",
         SqlCmp::Ilike | SqlCmp::Regexp => " LIKE ",
     });

@@ -20,7 +20,7 @@ use crate::dml::{self, OnConflict, Returning};
 use crate::error::ApiError;
 use crate::headers::{MediaType, Preferences, RequestHeaders, Resolution, ReturnPref};
 use crate::plan::{Condition, Limits, ReadNode, plan_read, resolve_relation};
-use crate::query::{CmpOp, Operation, QueryParams};
+use crate::query::{CmpOp, Comparison, Operation, QueryParams};
 use crate::schema::{Column, RelKind, Relation, RowKey, SchemaCache};
 use crate::sql::{self, Sql};
 
@@ -199,7 +199,7 @@ fn put_key(rel: &Relation, query: &QueryParams) -> Result<Vec<(String, String)>,
         ) {
             (
                 Operation::Compare {
-                    op: CmpOp::Eq,
+                    op: CmpOp::Compare(Comparison::Eq),
                     value,
                 },
                 false,

@@ -149,6 +149,16 @@ impl Db {
         result
     }
 
+    /// Runs a write that must succeed.
+    fn ok(&self, r: Req<'_>) -> WriteOutput {
+        self.run(r).unwrap()
+    }
+
+    /// Runs a write that must fail.
+    fn err(&self, r: Req<'_>) -> ApiError {
+        self.run(r).unwrap_err()
+    }
+
     fn rows(&self, sql: &str) -> Value {
         let mut stmt = self.conn.prepare(sql).unwrap();
         let n = stmt.column_count();
@@ -182,22 +192,16 @@ fn body(o: &WriteOutput) -> Value {
 #[test]
 fn insert_one_and_many() {
     let d = db();
-    let o = d
-        .run(insert("clients", "", r#"{"id":3,"name":"IBM"}"#))
-        .unwrap();
+    let o = d.ok(insert("clients", "", r#"{"id":3,"name":"IBM"}"#));
     assert_eq!((o.status, o.body.is_none(), o.affected), (201, true, 1));
     assert_eq!(o.content_range.as_deref(), Some("*/*"));
     assert_eq!(o.preference_applied, None);
-    let o = d
-        .run(
-            insert(
-                "clients",
-                "select=name",
-                r#"[{"id":5,"name":"Zed"},{"id":4,"name":"Ace"}]"#,
-            )
-            .prefer(&[REP, "count=exact"]),
-        )
-        .unwrap();
+    let o = d.ok(insert(
+        "clients",
+        "select=name",
+        r#"[{"id":5,"name":"Zed"},{"id":4,"name":"Ace"}]"#,
+    )
+    .prefer(&[REP, "count=exact"]));
     assert_eq!(o.status, 201);
     assert_eq!(
         body(&o),
@@ -214,47 +218,37 @@ fn insert_one_and_many() {
         json!([{"id":3,"name":"IBM"},{"id":4,"name":"Ace"},{"id":5,"name":"Zed"}])
     );
     // order= shapes the representation.
-    let o = d
-        .run(
-            insert(
-                "clients",
-                "select=id&order=id.desc",
-                r#"[{"id":6,"name":"a"},{"id":7,"name":"b"}]"#,
-            )
-            .prefer(&[REP]),
-        )
-        .unwrap();
+    let o = d.ok(insert(
+        "clients",
+        "select=id&order=id.desc",
+        r#"[{"id":6,"name":"a"},{"id":7,"name":"b"}]"#,
+    )
+    .prefer(&[REP]));
     assert_eq!(body(&o), json!([{"id":7},{"id":6}]));
 }
 
 #[test]
 fn types_round_trip_and_missing_default() {
     let d = db();
-    let o = d
-        .run(
+    let o = d.ok(
             insert(
                 "projects",
                 "select=id,name,settings,logo,active,created",
                 r#"{"id":9,"name":"P","settings":{"a":[1,"x"],"s":"str"},"logo":"\\xdeadbeef","active":false,"created":null}"#,
             )
             .prefer(&[REP]),
-        )
-        .unwrap();
+        );
     assert_eq!(
         body(&o),
         json!([{"id":9,"name":"P","settings":{"a":[1,"x"],"s":"str"},"logo":"\\xdeadbeef","active":false,"created":null}])
     );
     // columns + missing=default: absent keys take the column default; explicit null stays.
-    let o = d
-        .run(
-            insert(
-                "projects",
-                "columns=%22id%22,%22name%22,%22active%22,%22created%22&select=id,active,created",
-                r#"[{"id":10,"name":"a"},{"id":11,"name":"b","active":false,"created":null}]"#,
-            )
-            .prefer(&[REP, "missing=default"]),
-        )
-        .unwrap();
+    let o = d.ok(insert(
+        "projects",
+        "columns=%22id%22,%22name%22,%22active%22,%22created%22&select=id,active,created",
+        r#"[{"id":10,"name":"a"},{"id":11,"name":"b","active":false,"created":null}]"#,
+    )
+    .prefer(&[REP, "missing=default"]));
     assert_eq!(
         body(&o),
         json!([{"id":10,"active":true,"created":"now"},{"id":11,"active":false,"created":null}])
@@ -264,34 +258,28 @@ fn types_round_trip_and_missing_default() {
         Some("missing=default, return=representation")
     );
     // Without missing=default, a column named by `columns` but absent is NULL.
-    let e = d
-        .run(insert(
-            "projects",
-            "columns=id,name,active",
-            r#"[{"id":12,"name":"c"}]"#,
-        ))
-        .unwrap_err();
+    let e = d.err(insert(
+        "projects",
+        "columns=id,name,active",
+        r#"[{"id":12,"name":"c"}]"#,
+    ));
     assert_eq!((e.status, e.code.as_str()), (400, "23502"));
 }
 
 #[test]
 fn unknown_columns_and_relations() {
     let d = db();
-    let e = d
-        .run(insert("clients", "", r#"{"id":3,"nope":1}"#))
-        .unwrap_err();
+    let e = d.err(insert("clients", "", r#"{"id":3,"nope":1}"#));
     assert_eq!((e.status, e.code.as_str()), (400, "PGRST204"));
     assert_eq!(
         e.message,
         "Could not find the 'nope' column of 'clients' in the schema cache"
     );
-    let e = d
-        .run(insert("clients", "columns=id,nope", r#"{"id":3}"#))
-        .unwrap_err();
+    let e = d.err(insert("clients", "columns=id,nope", r#"{"id":3}"#));
     assert_eq!(e.code, "PGRST204");
-    let e = d.run(insert("nope", "", r#"{"id":3}"#)).unwrap_err();
+    let e = d.err(insert("nope", "", r#"{"id":3}"#));
     assert_eq!((e.status, e.code.as_str()), (404, "PGRST205"));
-    let e = d.run(insert("ro", "", r#"{"id":3}"#)).unwrap_err();
+    let e = d.err(insert("ro", "", r#"{"id":3}"#));
     assert_eq!(e.status, 405);
 }
 
@@ -299,16 +287,12 @@ fn unknown_columns_and_relations() {
 fn upserts() {
     let d = db();
     // One new key, one existing: 201, both rows in the representation.
-    let o = d
-        .run(
-            insert(
-                "clients",
-                "",
-                r#"[{"id":1,"name":"MS"},{"id":3,"name":"IBM"}]"#,
-            )
-            .prefer(&[REP, "resolution=merge-duplicates"]),
-        )
-        .unwrap();
+    let o = d.ok(insert(
+        "clients",
+        "",
+        r#"[{"id":1,"name":"MS"},{"id":3,"name":"IBM"}]"#,
+    )
+    .prefer(&[REP, "resolution=merge-duplicates"]));
     assert_eq!(o.status, 201);
     assert_eq!(
         body(&o),
@@ -319,75 +303,53 @@ fn upserts() {
         Some("resolution=merge-duplicates, return=representation")
     );
     // Only updates: 200.
-    let o = d
-        .run(
-            insert("clients", "", r#"[{"id":1,"name":"Microsoft"}]"#)
-                .prefer(&["resolution=merge-duplicates"]),
-        )
-        .unwrap();
+    let o = d.ok(insert("clients", "", r#"[{"id":1,"name":"Microsoft"}]"#)
+        .prefer(&["resolution=merge-duplicates"]));
     assert_eq!(o.status, 200);
     // on_conflict on a UNIQUE column.
-    let o = d
-        .run(
-            insert(
-                "clients",
-                "on_conflict=name&select=id,name",
-                r#"[{"name":"Apple"}]"#,
-            )
-            .prefer(&[REP, "resolution=merge-duplicates"]),
-        )
-        .unwrap();
+    let o = d.ok(insert(
+        "clients",
+        "on_conflict=name&select=id,name",
+        r#"[{"name":"Apple"}]"#,
+    )
+    .prefer(&[REP, "resolution=merge-duplicates"]));
     assert_eq!(
         (o.status, body(&o)),
         (200, json!([{"id":2,"name":"Apple"}]))
     );
     // ignore-duplicates: only inserted rows are represented, and the status is 201.
-    let o = d
-        .run(
-            insert(
-                "clients",
-                "",
-                r#"[{"id":1,"name":"X"},{"id":8,"name":"Y"}]"#,
-            )
-            .prefer(&[REP, "resolution=ignore-duplicates"]),
-        )
-        .unwrap();
+    let o = d.ok(insert(
+        "clients",
+        "",
+        r#"[{"id":1,"name":"X"},{"id":8,"name":"Y"}]"#,
+    )
+    .prefer(&[REP, "resolution=ignore-duplicates"]));
     assert_eq!((o.status, body(&o)), (201, json!([{"id":8,"name":"Y"}])));
     assert_eq!(
         d.rows("SELECT name FROM clients WHERE id = 1"),
         json!([{"name":"Microsoft"}])
     );
     // on_conflict must match a unique key exactly.
-    let e = d
-        .run(
-            insert("projects", "on_conflict=name", r#"{"id":1,"name":"x"}"#)
-                .prefer(&["resolution=merge-duplicates"]),
-        )
-        .unwrap_err();
+    let e = d.err(
+        insert("projects", "on_conflict=name", r#"{"id":1,"name":"x"}"#)
+            .prefer(&["resolution=merge-duplicates"]),
+    );
     assert_eq!((e.status, e.code.as_str()), (400, "42P10"));
-    let e = d
-        .run(
-            insert("projects", "on_conflict=nope", r#"{"id":1,"name":"x"}"#)
-                .prefer(&["resolution=merge-duplicates"]),
-        )
-        .unwrap_err();
+    let e = d.err(
+        insert("projects", "on_conflict=nope", r#"{"id":1,"name":"x"}"#)
+            .prefer(&["resolution=merge-duplicates"]),
+    );
     assert_eq!(e.code, "PGRST204");
     // No primary key and no on_conflict: resolution is ignored and not reported.
-    let o = d
-        .run(insert("no_pk", "", r#"{"a":"9"}"#).prefer(&["resolution=merge-duplicates"]))
-        .unwrap();
+    let o = d.ok(insert("no_pk", "", r#"{"a":"9"}"#).prefer(&["resolution=merge-duplicates"]));
     assert_eq!((o.status, o.preference_applied), (201, None));
     // Composite keys of a WITHOUT ROWID table.
-    let o = d
-        .run(
-            insert(
-                "kv",
-                "select=k,scope,v",
-                r#"[{"k":"a","scope":"x","v":"2"},{"k":"a","scope":"y","v":"3"}]"#,
-            )
-            .prefer(&[REP, "resolution=merge-duplicates"]),
-        )
-        .unwrap();
+    let o = d.ok(insert(
+        "kv",
+        "select=k,scope,v",
+        r#"[{"k":"a","scope":"x","v":"2"},{"k":"a","scope":"y","v":"3"}]"#,
+    )
+    .prefer(&[REP, "resolution=merge-duplicates"]));
     assert_eq!(
         (o.status, body(&o)),
         (
@@ -396,9 +358,7 @@ fn upserts() {
         )
     );
     // An empty array with merge-duplicates inserted nothing: 200.
-    let o = d
-        .run(insert("clients", "", "[]").prefer(&["resolution=merge-duplicates", REP]))
-        .unwrap();
+    let o = d.ok(insert("clients", "", "[]").prefer(&["resolution=merge-duplicates", REP]));
     assert_eq!((o.status, body(&o)), (200, json!([])));
 }
 
@@ -406,22 +366,18 @@ fn upserts() {
 fn put_rules() {
     let d = db();
     let put = |q: &'static str, b: &'static str| upsert("clients", q, b).prefer(&[REP]);
-    let o = d.run(put("id=eq.7", r#"{"id":7,"name":"New"}"#)).unwrap();
+    let o = d.ok(put("id=eq.7", r#"{"id":7,"name":"New"}"#));
     assert_eq!((o.status, body(&o)), (201, json!([{"id":7,"name":"New"}])));
     assert_eq!(o.content_range, None);
-    let o = d
-        .run(put(
-            "id=eq.7",
-            r#"[{"id":7,"name":"Newer"},{"id":8,"name":"no"}]"#,
-        ))
-        .unwrap();
+    let o = d.ok(put(
+        "id=eq.7",
+        r#"[{"id":7,"name":"Newer"},{"id":8,"name":"no"}]"#,
+    ));
     assert_eq!(
         (o.status, body(&o)),
         (200, json!([{"id":7,"name":"Newer"}]))
     );
-    let o = d
-        .run(upsert("clients", "id=eq.7", r#"{"id":"7","name":"N"}"#))
-        .unwrap();
+    let o = d.ok(upsert("clients", "id=eq.7", r#"{"id":"7","name":"N"}"#));
     assert_eq!(o.status, 204);
     for (q, code, status) in [
         ("name=eq.x", "PGRST105", 405),
@@ -434,21 +390,17 @@ fn put_rules() {
         ("id=eq.7&limit=1", "PGRST114", 400),
         ("id=eq.8", "PGRST115", 400),
     ] {
-        let e = d.run(put(q, r#"{"id":7,"name":"x"}"#)).unwrap_err();
+        let e = d.err(put(q, r#"{"id":7,"name":"x"}"#));
         assert_eq!((e.status, e.code.as_str()), (status, code), "{q}");
     }
-    let e = d
-        .run(upsert("no_pk", "a=eq.1", r#"{"a":"1"}"#))
-        .unwrap_err();
+    let e = d.err(upsert("no_pk", "a=eq.1", r#"{"a":"1"}"#));
     assert_eq!(e.code, "PGRST105");
     // Composite key.
-    let o = d
-        .run(upsert(
-            "kv",
-            "k=eq.a&scope=eq.x",
-            r#"{"k":"a","scope":"x","v":"9"}"#,
-        ))
-        .unwrap();
+    let o = d.ok(upsert(
+        "kv",
+        "k=eq.a&scope=eq.x",
+        r#"{"k":"a","scope":"x","v":"9"}"#,
+    ));
     assert_eq!(o.status, 204);
     assert_eq!(
         d.rows("SELECT v FROM kv WHERE k='a' AND scope='x'"),
@@ -459,43 +411,30 @@ fn put_rules() {
 #[test]
 fn patch_and_delete() {
     let d = db();
-    let o = d
-        .run(update("projects", "client_id=eq.1", r#"{"name":"W"}"#))
-        .unwrap();
+    let o = d.ok(update("projects", "client_id=eq.1", r#"{"name":"W"}"#));
     assert_eq!((o.status, o.content_range.as_deref()), (204, Some("0-1/*")));
     let o = d
-        .run(
-            update("projects", "id=eq.2&select=id,name", r#"{"id":20}"#)
-                .prefer(&[REP, "count=exact"]),
-        )
-        .unwrap();
+        .ok(update("projects", "id=eq.2&select=id,name", r#"{"id":20}"#)
+            .prefer(&[REP, "count=exact"]));
     assert_eq!((o.status, body(&o)), (200, json!([{"id":20,"name":"W"}])));
     assert_eq!(o.content_range.as_deref(), Some("0-0/1"));
-    let o = d
-        .run(update("projects", "id=eq.999", r#"{"name":"x"}"#))
-        .unwrap();
+    let o = d.ok(update("projects", "id=eq.999", r#"{"name":"x"}"#));
     assert_eq!((o.status, o.content_range.as_deref()), (204, Some("*/*")));
-    let o = d.run(update("projects", "id=eq.1", "{}")).unwrap();
+    let o = d.ok(update("projects", "id=eq.1", "{}"));
     assert_eq!((o.affected, o.content_range.as_deref()), (0, Some("*/*")));
     // safe update: no filter, no write.
-    let e = d
-        .run(update("projects", "", r#"{"name":"x"}"#))
-        .unwrap_err();
+    let e = d.err(update("projects", "", r#"{"name":"x"}"#));
     assert_eq!((e.status, e.code.as_str()), (400, "21000"));
     assert!(e.message.ends_with("requires a WHERE clause"));
-    let e = d.run(delete("projects", "select=id")).unwrap_err();
+    let e = d.err(delete("projects", "select=id"));
     assert_eq!(e.code, "21000");
-    let o = d
-        .run(Req {
-            safe_update: false,
-            ..update("no_pk", "", r#"{"b":"z"}"#)
-        })
-        .unwrap();
+    let o = d.ok(Req {
+        safe_update: false,
+        ..update("no_pk", "", r#"{"b":"z"}"#)
+    });
     assert_eq!(o.affected, 3);
     // DELETE with representation reads the rows before removing them.
-    let o = d
-        .run(delete("projects", "id=gte.1&select=id,name&order=id.desc").prefer(&[REP]))
-        .unwrap();
+    let o = d.ok(delete("projects", "id=gte.1&select=id,name&order=id.desc").prefer(&[REP]));
     assert_eq!(
         body(&o),
         json!([{"id":20,"name":"W"},{"id":3,"name":"IOS"},{"id":1,"name":"W"}])
@@ -504,7 +443,7 @@ fn patch_and_delete() {
         d.rows("SELECT count(*) AS n FROM projects"),
         json!([{"n":0}])
     );
-    let o = d.run(delete("clients", "id=eq.2")).unwrap();
+    let o = d.ok(delete("clients", "id=eq.2"));
     assert_eq!((o.status, o.content_range.as_deref()), (204, Some("*/*")));
 }
 
@@ -512,31 +451,21 @@ fn patch_and_delete() {
 fn checks_roll_back() {
     let d = db();
     let before = d.rows("SELECT * FROM projects ORDER BY id");
-    let e = d
-        .run(
-            update("projects", "id=gt.0", r#"{"name":"x"}"#)
-                .prefer(&["handling=strict", "max-affected=1"]),
-        )
-        .unwrap_err();
+    let e = d.err(
+        update("projects", "id=gt.0", r#"{"name":"x"}"#)
+            .prefer(&["handling=strict", "max-affected=1"]),
+    );
     assert_eq!((e.status, e.code.as_str()), (400, "PGRST124"));
     assert_eq!(e.details, Some(json!("The query affects 3 rows")));
     // lenient: ignored, and max-affected is not reported.
-    let o = d
-        .run(
-            update("projects", "id=gt.2", r#"{"name":"IOS"}"#)
-                .prefer(&["handling=lenient", "max-affected=1"]),
-        )
-        .unwrap();
+    let o = d.ok(update("projects", "id=gt.2", r#"{"name":"IOS"}"#)
+        .prefer(&["handling=lenient", "max-affected=1"]));
     assert_eq!(o.preference_applied.as_deref(), Some("handling=lenient"));
-    let e = d
-        .run(delete("projects", "id=gt.0").media(MediaType::Singular { strip_nulls: false }))
-        .unwrap_err();
+    let e = d.err(delete("projects", "id=gt.0").media(MediaType::Singular { strip_nulls: false }));
     assert_eq!((e.status, e.code.as_str()), (406, "PGRST116"));
     assert_eq!(d.rows("SELECT * FROM projects ORDER BY id"), before);
     // tx=rollback answers as if written, then nothing stays.
-    let o = d
-        .run(insert("clients", "", r#"{"id":9,"name":"Gone"}"#).prefer(&["tx=rollback", REP]))
-        .unwrap();
+    let o = d.ok(insert("clients", "", r#"{"id":9,"name":"Gone"}"#).prefer(&["tx=rollback", REP]));
     assert_eq!((o.status, o.commit), (201, false));
     assert_eq!(body(&o), json!([{"id":9,"name":"Gone"}]));
     assert_eq!(
@@ -548,13 +477,9 @@ fn checks_roll_back() {
         json!([{"n":0}])
     );
     // Singular representation.
-    let o = d
-        .run(
-            insert("clients", "", r#"{"id":9,"name":"One"}"#)
-                .prefer(&[REP])
-                .media(MediaType::Singular { strip_nulls: false }),
-        )
-        .unwrap();
+    let o = d.ok(insert("clients", "", r#"{"id":9,"name":"One"}"#)
+        .prefer(&[REP])
+        .media(MediaType::Singular { strip_nulls: false }));
     assert_eq!(body(&o), json!({"id":9,"name":"One"}));
 }
 
@@ -562,76 +487,56 @@ fn checks_roll_back() {
 fn location_header() {
     let d = db();
     let o = d
-        .run(
-            insert("kv", "", r#"{"k":"a b/c","scope":"é","v":"1"}"#)
-                .prefer(&["return=headers-only"]),
-        )
-        .unwrap();
+        .ok(insert("kv", "", r#"{"k":"a b/c","scope":"é","v":"1"}"#)
+            .prefer(&["return=headers-only"]));
     assert_eq!(
         o.location.as_deref(),
         Some("/kv?k=eq.a%20b%2Fc&scope=eq.%C3%A9")
     );
-    let o = d
-        .run(
-            insert(
-                "clients",
-                "",
-                r#"[{"id":30,"name":"a"},{"id":31,"name":"b"}]"#,
-            )
-            .prefer(&["return=headers-only"]),
-        )
-        .unwrap();
+    let o = d.ok(insert(
+        "clients",
+        "",
+        r#"[{"id":30,"name":"a"},{"id":31,"name":"b"}]"#,
+    )
+    .prefer(&["return=headers-only"]));
     assert_eq!(o.location, None, "only for one row");
-    let o = d
-        .run(insert("clients", "", r#"{"name":"auto"}"#).prefer(&["return=headers-only"]))
-        .unwrap();
+    let o = d.ok(insert("clients", "", r#"{"name":"auto"}"#).prefer(&["return=headers-only"]));
     assert_eq!(o.location.as_deref(), Some("/clients?id=eq.32"));
 }
 
 #[test]
 fn views_virtual_tables_and_odd_names() {
     let d = db();
-    let o = d
-        .run(insert("v", "select=id,name", r#"{"id":2,"name":"two"}"#).prefer(&[REP]))
-        .unwrap();
+    let o = d.ok(insert("v", "select=id,name", r#"{"id":2,"name":"two"}"#).prefer(&[REP]));
     assert_eq!(body(&o), json!([{"id":2,"name":"two"}]));
-    let o = d
-        .run(update("v", "id=eq.2", r#"{"name":"deux"}"#).prefer(&[REP]))
-        .unwrap();
+    let o = d.ok(update("v", "id=eq.2", r#"{"name":"deux"}"#).prefer(&[REP]));
     assert_eq!(body(&o), json!([{"id":2,"name":"deux","extra":7}]));
-    let o = d.run(delete("v", "id=eq.1")).unwrap();
+    let o = d.ok(delete("v", "id=eq.1"));
     assert_eq!(o.affected, 1);
     assert_eq!(
         d.rows("SELECT id, name FROM base"),
         json!([{"id":2,"name":"deux"}])
     );
 
-    let o = d
-        .run(insert(
-            "docs",
-            "",
-            r#"[{"title":"a","body":"b"},{"title":"c","body":"d"}]"#,
-        ))
-        .unwrap();
+    let o = d.ok(insert(
+        "docs",
+        "",
+        r#"[{"title":"a","body":"b"},{"title":"c","body":"d"}]"#,
+    ));
     assert_eq!((o.status, o.affected), (201, 2));
-    let e = d
-        .run(insert("docs", "", r#"{"title":"a"}"#).prefer(&[REP]))
-        .unwrap_err();
+    let e = d.err(insert("docs", "", r#"{"title":"a"}"#).prefer(&[REP]));
     assert_eq!(e.code, "PGRST127");
 
     // Names with quotes and dots; a column named rowid (the key falls back to _rowid_).
-    let o = d
-        .run(insert("we\"ird", "", r#"{"a.b":"dot","x\"y":"quote","rowid":"r"}"#).prefer(&[REP]))
-        .unwrap();
+    let o =
+        d.ok(insert("we\"ird", "", r#"{"a.b":"dot","x\"y":"quote","rowid":"r"}"#).prefer(&[REP]));
     assert_eq!(body(&o), json!([{"a.b":"dot","x\"y":"quote","rowid":"r"}]));
 }
 
 #[test]
 fn defaults_only_objects() {
     let d = db();
-    let o = d
-        .run(insert("base", "select=extra", "[{},{}]").prefer(&[REP]))
-        .unwrap();
+    let o = d.ok(insert("base", "select=extra", "[{},{}]").prefer(&[REP]));
     assert_eq!(
         (o.status, body(&o)),
         (201, json!([{"extra":7},{"extra":7}]))

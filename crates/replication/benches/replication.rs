@@ -60,11 +60,11 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn s3_url(s3: &testkit::S3, bucket: &str) -> String {
+/// A Litestream config for `db` replicating to `url` with Litestream's defaults.
+fn config_yaml(db: &Path, url: &str) -> String {
     format!(
-        "s3://{bucket}/db?endpoint={}&region={}",
-        s3.host_port(),
-        s3.region
+        "dbs:\n  - path: {}\n    replica:\n      url: {url}\n",
+        db.display()
     )
 }
 
@@ -229,31 +229,20 @@ async fn phase(ls: &Litestream, s3: &testkit::S3, mode: Mode, secs: f64, rate: u
     let db = dir.path().join("bench.db");
     drop(open_writer(&db, Mode::Baseline));
     let bucket = s3.create_bucket("bench");
-    let url = s3_url(s3, &bucket);
+    let url = s3.replica_url(&bucket, "db");
     let trace = rate > 0 && mode != Mode::Baseline;
     let mut ours = None;
     let mut theirs = None;
     match mode {
         Mode::Baseline => {}
         Mode::Ours => {
-            let yaml = format!(
-                "dbs:\n  - path: {}\n    replica:\n      url: {url}\n",
-                db.display()
-            );
-            let config = Config::parse(&yaml, LoadOptions::default()).unwrap();
+            let config = Config::parse(&config_yaml(&db, &url), LoadOptions::default()).unwrap();
             let opts = ReplicatorOptions::new(config, &db).unwrap();
             ours = Some(Replicator::start(opts).await.unwrap());
         }
         Mode::Litestream => {
             let config = dir.path().join("ls.yml");
-            std::fs::write(
-                &config,
-                format!(
-                    "dbs:\n  - path: {}\n    replica:\n      url: {url}\n",
-                    db.display()
-                ),
-            )
-            .unwrap();
+            std::fs::write(&config, config_yaml(&db, &url)).unwrap();
             let running = ls.spawn_replicate(&config);
             assert!(running.wait_for_log("replicating to", Duration::from_secs(30)));
             theirs = Some(running);
@@ -309,16 +298,9 @@ async fn http_phase(
     let db = dir.path().join("bench.db");
     drop(open_writer(&db, Mode::Baseline));
     let bucket = s3.create_bucket("bench-http");
-    let url = s3_url(s3, &bucket);
+    let url = s3.replica_url(&bucket, "db");
     let config = dir.path().join("litestream.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "dbs:\n  - path: {}\n    replica:\n      url: {url}\n",
-            db.display()
-        ),
-    )
-    .unwrap();
+    std::fs::write(&config, config_yaml(&db, &url)).unwrap();
     let (port, admin) = (testkit::free_port(), testkit::free_port());
     let mut cmd = std::process::Command::new(bin);
     cmd.arg("serve")
@@ -422,12 +404,8 @@ async fn build_restore_replica(s3: &testkit::S3, dir: &Path, mb: u64) -> String 
             .unwrap();
     }
     let bucket = s3.create_bucket("bench-restore");
-    let url = s3_url(s3, &bucket);
-    let yaml = format!(
-        "dbs:\n  - path: {}\n    replica:\n      url: {url}\n",
-        db.display()
-    );
-    let config = Config::parse(&yaml, LoadOptions::default()).unwrap();
+    let url = s3.replica_url(&bucket, "db");
+    let config = Config::parse(&config_yaml(&db, &url), LoadOptions::default()).unwrap();
     let r = Replicator::start(ReplicatorOptions::new(config, &db).unwrap())
         .await
         .unwrap();
@@ -467,6 +445,39 @@ fn their_restore(ls: &Litestream, url: &str, out: &Path) -> Duration {
     let o = ls.restore(url, out, &[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     started.elapsed()
+}
+
+/// Rates of the baseline, ours and Litestream, round by round.
+#[derive(Default)]
+struct Rounds {
+    base: Vec<f64>,
+    /// Ours / baseline.
+    ours: Vec<f64>,
+    /// Litestream / baseline.
+    theirs: Vec<f64>,
+}
+
+impl Rounds {
+    /// Records and prints one round's (baseline, ours, Litestream) rates in `unit`.
+    fn push(&mut self, what: &str, round: u64, unit: &str, (b, o, t): (f64, f64, f64)) {
+        println!(
+            "{what} round {round}: baseline {b:.0}, ours {o:.0} ({:.3}), litestream {t:.0} ({:.3}) {unit}",
+            o / b,
+            t / b
+        );
+        self.base.push(b);
+        self.ours.push(o / b);
+        self.theirs.push(t / b);
+    }
+
+    /// The median baseline rate and the median ratios of ours and Litestream.
+    fn medians(self) -> (f64, f64, f64) {
+        let med = |mut v: Vec<f64>| {
+            v.sort_by(|a, b| a.total_cmp(b));
+            v[v.len() / 2]
+        };
+        (med(self.base), med(self.ours), med(self.theirs))
+    }
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -516,14 +527,12 @@ async fn main() {
     // Throughput: rounds interleaving the modes, so the machine's noise spreads over all of
     // them; each round's ratios are against that round's baseline, and the median is kept.
     let rounds = env_or("BENCH_ROUNDS", 5);
-    let mut ratios_ours = Vec::new();
-    let mut ratios_theirs = Vec::new();
-    let mut bases = Vec::new();
+    let mut tput = Rounds::default();
     for round in 1..=rounds {
         if !run("throughput") {
-            bases.push(1.0);
-            ratios_ours.push(0.0);
-            ratios_theirs.push(0.0);
+            tput.base.push(1.0);
+            tput.ours.push(0.0);
+            tput.theirs.push(0.0);
             break;
         }
         let mut cps = BTreeMap::new();
@@ -532,40 +541,22 @@ async fn main() {
             cps.insert(format!("{mode:?}"), r.commits as f64 / r.secs);
         }
         let (b, o, t) = (cps["Baseline"], cps["Ours"], cps["Litestream"]);
-        println!(
-            "tput round {round}: baseline {b:.0}, ours {o:.0} ({:.3}), litestream {t:.0} ({:.3}) commits/s",
-            o / b,
-            t / b
-        );
-        ratios_ours.push(o / b);
-        ratios_theirs.push(t / b);
-        bases.push(b);
+        tput.push("tput", round, "commits/s", (b, o, t));
     }
-    let med = |mut v: Vec<f64>| {
-        v.sort_by(|a, b| a.total_cmp(b));
-        v[v.len() / 2]
-    };
-    let (base, ours, theirs) = (med(bases), med(ratios_ours), med(ratios_theirs));
+    let (base, ours, theirs) = tput.medians();
 
     // The same comparison through the HTTP write API of the release binary.
     let mut http = None;
     if let (Some(bin), true) = (std::env::var_os("SQLITEREST_BIN"), run("http")) {
         let bin = PathBuf::from(bin);
-        let (mut ho, mut ht, mut hb) = (Vec::new(), Vec::new(), Vec::new());
+        let mut rates = Rounds::default();
         for round in 1..=rounds {
             let b = http_phase(&bin, &ls, &s3, Mode::Baseline, secs, 16).await;
             let o = http_phase(&bin, &ls, &s3, Mode::Ours, secs, 16).await;
             let t = http_phase(&bin, &ls, &s3, Mode::Litestream, secs, 16).await;
-            println!(
-                "http round {round}: baseline {b:.0}, ours {o:.0} ({:.3}), litestream {t:.0} ({:.3}) writes/s",
-                o / b,
-                t / b
-            );
-            ho.push(o / b);
-            ht.push(t / b);
-            hb.push(b);
+            rates.push("http", round, "writes/s", (b, o, t));
         }
-        http = Some((med(hb), med(ho), med(ht)));
+        http = Some(rates.medians());
     }
 
     let dir = tempfile::tempdir().unwrap();

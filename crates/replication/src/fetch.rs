@@ -62,6 +62,19 @@ pub struct Input {
     pub local: Option<PathBuf>,
 }
 
+impl Input {
+    /// The replica's files, read from the replica.
+    pub fn remote(files: &[LtxFileInfo]) -> Vec<Input> {
+        files
+            .iter()
+            .map(|f| Input {
+                info: *f,
+                local: None,
+            })
+            .collect()
+    }
+}
+
 /// Opens every input as a blocking reader (in the given order). Must be called inside a
 /// tokio runtime; the readers must be read from a blocking thread.
 pub fn open_inputs(

@@ -323,14 +323,7 @@ pub async fn restore(
     options: &RestoreOptions,
 ) -> Result<Restored, RestoreError> {
     plan.check_sizes()?;
-    let inputs: Vec<Input> = plan
-        .files
-        .iter()
-        .map(|f| Input {
-            info: *f,
-            local: None,
-        })
-        .collect();
+    let inputs = Input::remote(&plan.files);
     restore_inputs(client, &inputs, options).await
 }
 

@@ -572,14 +572,7 @@ pub async fn compare_with_replica(
         Err(e) => return Err(RestoreError::from(e).into()),
     };
     let image = DbImage::current(db_path)?;
-    let inputs: Vec<Input> = plan
-        .files
-        .iter()
-        .map(|f| Input {
-            info: *f,
-            local: None,
-        })
-        .collect();
+    let inputs = Input::remote(&plan.files);
     let readers = open_inputs(
         client,
         &inputs,

@@ -13,15 +13,20 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use replication::config::{Config, LoadOptions};
+use replication::plan::RestoreTarget;
+use replication::restore::IntegrityCheck;
 use replication::{CommitNotice, Replicator, ReplicatorOptions, StartError};
 use testkit::litestream::Litestream;
 
 fn options(yaml: &str, db: &Path, window: Duration) -> ReplicatorOptions {
-    let config = Config::parse(yaml, LoadOptions::default()).unwrap();
-    let mut o = ReplicatorOptions::new(config, db).unwrap();
+    let mut o = replicator_options(yaml, db);
     o.retry_window = window;
     o.probe_interval = Duration::from_millis(200);
     o
+}
+
+async fn start(yaml: &str, db: &Path, window: Duration) -> Replicator {
+    Replicator::start(options(yaml, db, window)).await.unwrap()
 }
 
 /// A private moto S3 server that a test may kill.
@@ -99,9 +104,7 @@ async fn persistent_upload_errors_are_fatal_within_the_window() {
     let replica = dir.join("replica");
     let yaml = fast_config(&db, &file_url(&replica), "");
     let window = Duration::from_secs(2);
-    let r = Replicator::start(options(&yaml, &db, window))
-        .await
-        .unwrap();
+    let r = start(&yaml, &db, window).await;
     r.sync_and_wait().await.unwrap();
     // Break the replica: its level directories become a file.
     testkit::replace_dir_with_file(&replica.join("ltx"));
@@ -153,9 +156,7 @@ async fn transient_errors_recover() {
     let db = dir.join("app.db");
     let replica = dir.join("replica");
     let yaml = fast_config(&db, &file_url(&replica), "");
-    let r = Replicator::start(options(&yaml, &db, Duration::from_secs(20)))
-        .await
-        .unwrap();
+    let r = start(&yaml, &db, Duration::from_secs(20)).await;
     r.sync_and_wait().await.unwrap();
     let saved = dir.join("saved-ltx");
     std::fs::rename(replica.join("ltx"), &saved).unwrap();
@@ -200,9 +201,7 @@ async fn a_dead_s3_endpoint_is_noticed_while_idle() {
     let db = dir.join("app.db");
     let yaml = fast_config(&db, &moto.url(), "");
     let window = Duration::from_secs(2);
-    let r = Replicator::start(options(&yaml, &db, window))
-        .await
-        .unwrap();
+    let r = start(&yaml, &db, window).await;
     r.sync_and_wait().await.unwrap();
     moto.kill();
     let killed = Instant::now();
@@ -279,13 +278,7 @@ async fn shutdown_after_a_write_load_leaves_every_acknowledged_commit_on_the_rep
     let (_t, dir) = tempdir();
     let db = dir.join("app.db");
     let url = file_url(&dir.join("replica"));
-    let r = Replicator::start(options(
-        &fast_config(&db, &url, ""),
-        &db,
-        Duration::from_secs(30),
-    ))
-    .await
-    .unwrap();
+    let r = start(&fast_config(&db, &url, ""), &db, Duration::from_secs(30)).await;
     let h = r.handle();
     let db2 = db.clone();
     let acknowledged = tokio::task::spawn_blocking(move || {
@@ -330,26 +323,13 @@ async fn writes_by_the_sqlite3_cli_are_replicated() {
     let db = dir.join("app.db");
     drop(wal_db(&db));
     let url = file_url(&dir.join("replica"));
-    let r = Replicator::start(options(
-        &fast_config(&db, &url, ""),
-        &db,
-        Duration::from_secs(30),
-    ))
-    .await
-    .unwrap();
+    let r = start(&fast_config(&db, &url, ""), &db, Duration::from_secs(30)).await;
     let start = r.handle().positions().replicated_txid;
     for i in 0..3 {
-        let out = Command::new(&sqlite3)
-            .arg(&db)
-            .arg(format!(
-                "INSERT INTO t(v) VALUES (CAST('from the cli {i}' AS BLOB));"
-            ))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        testkit::sqlite3_exec(
+            &sqlite3,
+            &db,
+            &format!("INSERT INTO t(v) VALUES (CAST('from the cli {i}' AS BLOB));"),
         );
     }
     // No notification: the monitor interval (100 ms) finds them.
@@ -358,24 +338,10 @@ async fn writes_by_the_sqlite3_cli_are_replicated() {
         let p = r.handle().positions();
         if p.replicated_txid > start && p.replicated_txid == p.local_txid {
             let out = dir.join(format!("check-{}.db", p.replicated_txid));
-            let target = replication::url::parse_replica_url(&url).unwrap();
-            let c = replication::client::open_client(&target, &Default::default())
+            let c = open_url(&url).await;
+            restore_ours(&c, RestoreTarget::Latest, &out, IntegrityCheck::None)
                 .await
                 .unwrap();
-            let plan = replication::restore::plan(
-                c.as_ref(),
-                replication::plan::RestoreTarget::Latest,
-                true,
-            )
-            .await
-            .unwrap();
-            replication::restore::restore(
-                &c,
-                &plan,
-                &replication::restore::RestoreOptions::new(&out),
-            )
-            .await
-            .unwrap();
             if rows(&out).len() == 3 {
                 break;
             }

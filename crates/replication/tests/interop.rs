@@ -7,34 +7,21 @@
 mod common;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use common::*;
 use ltx::TxId;
-use replication::client::{ListOptions, ReplicaClient};
-use replication::config::{Config, LoadOptions};
+use replication::client::ListOptions;
 use replication::plan::RestoreTarget;
-use replication::restore::{self, RestoreOptions};
-use replication::{CommitNotice, Replicator, ReplicatorOptions, StartAction};
+use replication::restore::IntegrityCheck;
+use replication::{CommitNotice, StartAction};
 use testkit::litestream::Litestream;
-
-async fn client(url: &str) -> Arc<dyn ReplicaClient> {
-    let target = replication::url::parse_replica_url(url).unwrap();
-    replication::client::open_client(&target, &Default::default())
-        .await
-        .unwrap()
-}
 
 /// Our restore into `out`: Ok(bytes) or Err(message).
 async fn ours(url: &str, out: &Path, target: RestoreTarget) -> Result<Vec<u8>, String> {
     let _ = std::fs::remove_file(out);
-    let c = client(url).await;
-    let plan = restore::plan(c.as_ref(), target, true)
-        .await
-        .map_err(|e| e.to_string())?;
-    restore::restore(&c, &plan, &RestoreOptions::new(out))
+    restore_ours(&open_url(url).await, target, out, IntegrityCheck::None)
         .await
         .map_err(|e| e.to_string())?;
     Ok(std::fs::read(out).unwrap())
@@ -56,7 +43,7 @@ fn theirs(ls: &Litestream, url: &str, out: &Path, extra: &[&str]) -> Result<Vec<
 async fn agree_everywhere(ls: &Litestream, url: &str, dir: &Path) -> Vec<u64> {
     let listing = ls.ltx_list(url);
     // The listing is the same as ours (names, levels, sizes; timestamps to the second).
-    let c = client(url).await;
+    let c = open_url(url).await;
     let mut mine: Vec<_> = c
         .list_all(ListOptions::default())
         .await
@@ -161,18 +148,11 @@ async fn agree_everywhere(ls: &Litestream, url: &str, dir: &Path) -> Vec<u64> {
     boundaries
 }
 
-async fn start_ours(yaml: &str, db: &Path) -> Replicator {
-    let config = Config::parse(yaml, LoadOptions::default()).unwrap();
-    Replicator::start(ReplicatorOptions::new(config, db).unwrap())
-        .await
-        .unwrap()
-}
-
 /// Our replicator writes (levels 0, 1, 2, 9 with retention) while rusqlite commits,
 /// including a large transaction, DELETE + VACUUM and an external TRUNCATE checkpoint attempt.
 async fn we_write(db: &Path, url: &str) {
     let yaml = fast_config(db, url, "");
-    let r = start_ours(&yaml, db).await;
+    let r = start_replicator(&yaml, db).await.unwrap();
     let h = r.handle();
     let db2 = db.to_path_buf();
     tokio::task::spawn_blocking(move || {
@@ -229,15 +209,9 @@ async fn we_write_litestream_reads_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn we_write_litestream_reads_s3() {
     let test = "we_write_litestream_reads_s3";
-    let Some(s3) = testkit::require_s3(test) else {
+    let Some(url) = testkit::s3_replica_url(test, "interop-ours", "db") else {
         return;
     };
-    let bucket = s3.create_bucket("interop-ours");
-    let url = format!(
-        "s3://{bucket}/db?endpoint={}&region={}",
-        s3.host_port(),
-        s3.region
-    );
     we_write_they_read(test, &url).await;
 }
 
@@ -268,15 +242,9 @@ async fn litestream_writes_we_read_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn litestream_writes_we_read_s3() {
     let test = "litestream_writes_we_read_s3";
-    let Some(s3) = testkit::require_s3(test) else {
+    let Some(url) = testkit::s3_replica_url(test, "interop-theirs", "db") else {
         return;
     };
-    let bucket = s3.create_bucket("interop-theirs");
-    let url = format!(
-        "s3://{bucket}/db?endpoint={}&region={}",
-        s3.host_port(),
-        s3.region
-    );
     they_write_we_read(test, &url).await;
 }
 
@@ -380,15 +348,10 @@ async fn handover_we_take_over_litestreams_replica() {
         let url = match url_kind {
             "file" => file_url(&dir.join("replica")),
             _ => {
-                let Some(s3) = testkit::require_s3(test) else {
+                let Some(url) = testkit::s3_replica_url(test, "handover", "db") else {
                     return;
                 };
-                let bucket = s3.create_bucket("handover");
-                format!(
-                    "s3://{bucket}/db?endpoint={}&region={}",
-                    s3.host_port(),
-                    s3.region
-                )
+                url
             }
         };
         let config = ls_config(&dir, &db, &url);
@@ -396,7 +359,7 @@ async fn handover_we_take_over_litestreams_replica() {
         assert!(!log.contains("sync error"), "{log}");
         let before = ls.ltx_list(&url);
         let yaml = fast_config(&db, &url, "");
-        let r = start_ours(&yaml, &db).await;
+        let r = start_replicator(&yaml, &db).await.unwrap();
         assert!(
             matches!(r.handle().start_action(), StartAction::Continued { .. }),
             "{url_kind}: {:?}",
@@ -455,11 +418,7 @@ async fn litestream_once_snapshots_and_64k_pages_restore_identically() {
                 ("file", _) => file_url(&dir.join("replica")),
                 (_, Some(s3)) => {
                     let bucket = s3.create_bucket("once");
-                    format!(
-                        "s3://{bucket}/db?endpoint={}&region={}",
-                        s3.host_port(),
-                        s3.region
-                    )
+                    s3.replica_url(&bucket, "db")
                 }
                 _ => continue,
             };
@@ -471,7 +430,7 @@ async fn litestream_once_snapshots_and_64k_pages_restore_identically() {
                 insert(&conn, 40, 30_000);
             }
             ls.replicate_once(&db, &url, true);
-            let c = client(&url).await;
+            let c = open_url(&url).await;
             let levels = c.levels().await.unwrap();
             assert_eq!(
                 levels.iter().map(|l| l.get()).collect::<Vec<_>>(),
@@ -506,7 +465,9 @@ async fn we_replicate_64k_pages() {
         insert(&conn, 10, 50_000);
     }
     let url = file_url(&dir.join("replica"));
-    let r = start_ours(&fast_config(&db, &url, ""), &db).await;
+    let r = start_replicator(&fast_config(&db, &url, ""), &db)
+        .await
+        .unwrap();
     let conn = wal_db(&db);
     for seq in 1..=5u64 {
         insert(&conn, 3, 70_000);
@@ -538,7 +499,7 @@ async fn broken_replicas_fail_in_both_tools() {
          dbs:\n  - path: {}\n    monitor-interval: 100ms\n    replica:\n      url: {url}\n",
         db.display()
     );
-    let r = start_ours(&yaml, &db).await;
+    let r = start_replicator(&yaml, &db).await.unwrap();
     let conn = wal_db(&db);
     for seq in 1..=4u64 {
         insert(&conn, 2, 500);

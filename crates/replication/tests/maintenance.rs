@@ -6,14 +6,14 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
 use replication::client::{ListOptions, ReplicaClient};
-use replication::config::{Config, LoadOptions};
 use replication::level::Level;
-use replication::{CommitNotice, Replicator, ReplicatorOptions};
+use replication::{CommitNotice, Replicator};
 
 /// Schedules far away (jobs run only when the test asks), short retentions.
 fn config(db: &Path, url: &str, top: &str) -> String {
@@ -25,11 +25,26 @@ fn config(db: &Path, url: &str, top: &str) -> String {
     )
 }
 
-async fn start(yaml: &str, db: &Path) -> Replicator {
-    let c = Config::parse(yaml, LoadOptions::default()).unwrap();
-    Replicator::start(ReplicatorOptions::new(c, db).unwrap())
+/// A replicator (config [`config`] with `top`) on a new database `<dir>/app.db` with a
+/// file replica at `url`, and a client of that replica.
+async fn setup(
+    top: &str,
+) -> (
+    tempfile::TempDir,
+    PathBuf,
+    PathBuf,
+    String,
+    Replicator,
+    Arc<dyn ReplicaClient>,
+) {
+    let (t, dir) = tempdir();
+    let db = dir.join("app.db");
+    let url = file_url(&dir.join("replica"));
+    let r = start_replicator(&config(&db, &url, top), &db)
         .await
-        .unwrap()
+        .unwrap();
+    let client = open_url(&url).await;
+    (t, dir, db, url, r, client)
 }
 
 async fn names(c: &dyn ReplicaClient, level: u8) -> Vec<(u64, u64)> {
@@ -64,21 +79,12 @@ fn local_l0(db: &Path) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn l0_retention_deletes_compacted_old_files_but_never_the_newest() {
     for retention_enabled in [true, false] {
-        let (_t, dir) = tempdir();
-        let db = dir.join("app.db");
-        let url = file_url(&dir.join("replica"));
         let top = if retention_enabled {
             ""
         } else {
             "retention:\n  enabled: false\n"
         };
-        let r = start(&config(&db, &url, top), &db).await;
-        let client = replication::client::open_client(
-            &replication::url::parse_replica_url(&url).unwrap(),
-            &Default::default(),
-        )
-        .await
-        .unwrap();
+        let (_t, _, db, _, r, client) = setup(top).await;
         commits(&r, &db, 3).await;
         // L1 covers everything so far; then two more files that are not compacted.
         let l1 = r
@@ -119,16 +125,7 @@ async fn l0_retention_deletes_compacted_old_files_but_never_the_newest() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_newest_l0_file_survives_even_when_everything_is_compacted() {
-    let (_t, dir) = tempdir();
-    let db = dir.join("app.db");
-    let url = file_url(&dir.join("replica"));
-    let r = start(&config(&db, &url, ""), &db).await;
-    let client = replication::client::open_client(
-        &replication::url::parse_replica_url(&url).unwrap(),
-        &Default::default(),
-    )
-    .await
-    .unwrap();
+    let (_t, dir, db, url, r, client) = setup("").await;
     commits(&r, &db, 3).await;
     r.compact_now(Level::new(1).unwrap())
         .await
@@ -155,16 +152,7 @@ async fn the_newest_l0_file_survives_even_when_everything_is_compacted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_retention_keeps_the_newest_snapshot_and_trims_levels_below_the_floor() {
-    let (_t, dir) = tempdir();
-    let db = dir.join("app.db");
-    let url = file_url(&dir.join("replica"));
-    let r = start(&config(&db, &url, ""), &db).await;
-    let client = replication::client::open_client(
-        &replication::url::parse_replica_url(&url).unwrap(),
-        &Default::default(),
-    )
-    .await
-    .unwrap();
+    let (_t, dir, db, url, r, client) = setup("").await;
     let l1 = Level::new(1).unwrap();
     commits(&r, &db, 2).await;
     r.compact_now(l1).await.unwrap().unwrap();

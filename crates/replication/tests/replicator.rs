@@ -6,37 +6,27 @@
 mod common;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use replication::client::{ListOptions, ReplicaClient};
-use replication::config::{Config, LoadOptions};
+use replication::client::ListOptions;
 use replication::level::Level;
 use replication::plan::RestoreTarget;
-use replication::restore::{self, RestoreOptions};
-use replication::{CommitNotice, Replicator, ReplicatorOptions, StartAction};
+use replication::restore::IntegrityCheck;
+use replication::{CommitNotice, Replicator, StartAction};
 use testkit::litestream::Litestream;
 
 async fn start(config_yaml: &str, db: &Path) -> Result<Replicator, replication::StartError> {
-    let config = Config::parse(config_yaml, LoadOptions::default()).unwrap();
-    let mut opts = ReplicatorOptions::new(config, db).unwrap();
+    let mut opts = replicator_options(config_yaml, db);
     opts.registry = Some(prometheus::Registry::new());
     Replicator::start(opts).await
 }
 
 async fn our_restore(url: &str, out: &Path) {
-    let target = replication::url::parse_replica_url(url).unwrap();
-    let client: Arc<dyn ReplicaClient> =
-        replication::client::open_client(&target, &Default::default())
-            .await
-            .unwrap();
-    let plan = restore::plan(client.as_ref(), RestoreTarget::Latest, true)
+    let client = open_url(url).await;
+    restore_ours(&client, RestoreTarget::Latest, out, IntegrityCheck::Full)
         .await
         .unwrap();
-    let mut o = RestoreOptions::new(out);
-    o.integrity_check = restore::IntegrityCheck::Full;
-    restore::restore(&client, &plan, &o).await.unwrap();
 }
 
 async fn replicate_and_compare(test: &str, url: &str, ls: &Litestream, dir: &Path) {
@@ -124,16 +114,10 @@ async fn s3_replica_end_to_end() {
     let Some(ls) = Litestream::require(test) else {
         return;
     };
-    let Some(s3) = testkit::require_s3(test) else {
+    let Some(url) = testkit::s3_replica_url(test, "repl-e2e", "app") else {
         return;
     };
-    let bucket = s3.create_bucket("repl-e2e");
     let (_t, dir) = tempdir();
-    let url = format!(
-        "s3://{bucket}/app?endpoint={}&region={}",
-        s3.host_port(),
-        s3.region
-    );
     replicate_and_compare(test, &url, &ls, &dir).await;
 }
 
@@ -143,10 +127,9 @@ async fn a_large_database_is_streamed_to_the_replica() {
     let Some(ls) = Litestream::require(test) else {
         return;
     };
-    let Some(s3) = testkit::require_s3(test) else {
+    let Some(url) = testkit::s3_replica_url(test, "repl-large", "big") else {
         return;
     };
-    let bucket = s3.create_bucket("repl-large");
     let (_t, dir) = tempdir();
     let db = dir.join("big.db");
     {
@@ -155,20 +138,10 @@ async fn a_large_database_is_streamed_to_the_replica() {
         // in-memory upload limit and the 5 MiB multipart part size.
         insert(&conn, 6000, 4000);
     }
-    let url = format!(
-        "s3://{bucket}/big?endpoint={}&region={}",
-        s3.host_port(),
-        s3.region
-    );
     let r = start(&fast_config(&db, &url, ""), &db).await.unwrap();
     r.sync_and_wait().await.unwrap();
     r.shutdown().await.unwrap();
-    let client = {
-        let target = replication::url::parse_replica_url(&url).unwrap();
-        replication::client::open_client(&target, &Default::default())
-            .await
-            .unwrap()
-    };
+    let client = open_url(&url).await;
     let l0 = client
         .list(Level::L0, ListOptions::default())
         .await

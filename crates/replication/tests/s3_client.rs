@@ -21,14 +21,6 @@ use replication::target::ReplicaTarget;
 use replication::url::parse_replica_url;
 use testkit::litestream::Litestream;
 
-fn s3_url(s3: &testkit::S3, bucket: &str, prefix: &str) -> String {
-    format!(
-        "s3://{bucket}/{prefix}?endpoint={}&region={}",
-        s3.host_port(),
-        s3.region
-    )
-}
-
 async fn client(url: &str, metrics: Option<ReplicaMetrics>) -> Arc<dyn ReplicaClient> {
     let target = parse_replica_url(url).unwrap();
     open_client(
@@ -58,7 +50,7 @@ async fn reads_what_litestream_wrote_and_litestream_reads_what_we_write() {
         let conn = wal_db(&db);
         insert(&conn, 40, 700);
     }
-    let theirs_url = s3_url(&s3, &bucket, "mydb");
+    let theirs_url = s3.replica_url(&bucket, "mydb");
     ls.replicate_once(&db, &theirs_url, true);
 
     let registry = prometheus::Registry::new();
@@ -118,7 +110,7 @@ async fn reads_what_litestream_wrote_and_litestream_reads_what_we_write() {
     // Now we write: the snapshot with an old timestamp and the L0 file with a later one.
     // Litestream must read `litestream-timestamp` (LastModified is "now") to restore to a
     // point between them.
-    let ours_url = s3_url(&s3, &bucket, "ours/db");
+    let ours_url = s3.replica_url(&bucket, "ours/db");
     let ours = client(&ours_url, Some(metrics.clone())).await;
     ours.probe().await.unwrap();
     let t_snapshot = DateTime::<Utc>::from_timestamp_millis(1_600_000_000_250).unwrap();
@@ -236,14 +228,11 @@ async fn reads_what_litestream_wrote_and_litestream_reads_what_we_write() {
 
 #[tokio::test]
 async fn multipart_upload_keeps_bytes_and_metadata() {
-    let Some(s3) = testkit::require_s3("multipart_upload_keeps_bytes_and_metadata") else {
+    let test = "multipart_upload_keeps_bytes_and_metadata";
+    let Some(url) = testkit::s3_replica_url(test, "repl-mp", "big") else {
         return;
     };
-    let bucket = s3.create_bucket("repl-mp");
-    let url = format!(
-        "{}&partSize=5242880&concurrency=2",
-        s3_url(&s3, &bucket, "big")
-    );
+    let url = format!("{url}&partSize=5242880&concurrency=2");
     let c = client(&url, None).await;
     // Larger than one part: goes up as a multipart upload, streamed in chunks.
     let data: Vec<u8> = (0..12 * 1024 * 1024u32)
@@ -351,7 +340,11 @@ async fn probe_fails_on_a_missing_bucket() {
     let Some(s3) = testkit::require_s3("probe_fails_on_a_missing_bucket") else {
         return;
     };
-    let c = client(&s3_url(&s3, "no-such-bucket-for-sqlite-rest", "db"), None).await;
+    let c = client(
+        &s3.replica_url("no-such-bucket-for-sqlite-rest", "db"),
+        None,
+    )
+    .await;
     let e = c.probe().await.unwrap_err().to_string();
     assert!(
         e.contains("NoSuchBucket") || e.contains("404") || e.contains("not found"),

@@ -10,10 +10,11 @@ use std::time::Duration;
 
 use common::*;
 use replication::client::ListOptions;
-use replication::config::{Config, LoadOptions};
 use replication::level::Level;
+use replication::plan::RestoreTarget;
+use replication::restore::IntegrityCheck;
 use replication::startup::{DivergenceKind, StartupError};
-use replication::{CommitNotice, Replicator, ReplicatorOptions, StartAction, StartError};
+use replication::{CommitNotice, Replicator, StartAction, StartError};
 
 struct Env {
     _t: tempfile::TempDir,
@@ -46,9 +47,7 @@ impl Env {
     }
 
     async fn start(&self) -> Result<Replicator, StartError> {
-        let config = Config::parse(&self.yaml(), LoadOptions::default()).unwrap();
-        let opts = ReplicatorOptions::new(config, &self.db).unwrap();
-        Replicator::start(opts).await
+        start_replicator(&self.yaml(), &self.db).await
     }
 
     fn meta(&self) -> PathBuf {
@@ -167,24 +166,10 @@ async fn restores_a_missing_database_and_continues_incrementally() {
         );
     }
     let out = env.dir.join("check.db");
-    let target = replication::url::parse_replica_url(&env.url).unwrap();
-    let client = replication::client::open_client(&target, &Default::default())
+    let client = open_url(&env.url).await;
+    restore_ours(&client, RestoreTarget::Latest, &out, IntegrityCheck::None)
         .await
         .unwrap();
-    let plan = replication::restore::plan(
-        client.as_ref(),
-        replication::plan::RestoreTarget::Latest,
-        true,
-    )
-    .await
-    .unwrap();
-    replication::restore::restore(
-        &client,
-        &plan,
-        &replication::restore::RestoreOptions::new(&out),
-    )
-    .await
-    .unwrap();
     assert_eq!(rows(&out), rows(&env.db));
 }
 
@@ -226,10 +211,7 @@ async fn an_existing_database_starts_a_new_empty_replica() {
     let _ = env2;
     let fresh = file_url(&env.dir.join("replica2"));
     let yaml = env.yaml().replace(&env.url, &fresh);
-    let config = Config::parse(&yaml, LoadOptions::default()).unwrap();
-    let r = Replicator::start(ReplicatorOptions::new(config, &env.db).unwrap())
-        .await
-        .unwrap();
+    let r = start_replicator(&yaml, &env.db).await.unwrap();
     assert_eq!(r.handle().start_action(), StartAction::NewReplica);
     let p = r.sync_and_wait().await.unwrap();
     assert_eq!(p.replicated_txid.get(), 1, "a new replica starts at TXID 1");
@@ -319,10 +301,7 @@ async fn two_databases_on_one_replica_are_refused() {
     let b = Env::new();
     b.session(2).await;
     let yaml = b.yaml().replace(&b.url, &a.url);
-    let config = Config::parse(&yaml, LoadOptions::default()).unwrap();
-    let err = Replicator::start(ReplicatorOptions::new(config, &b.db).unwrap())
-        .await
-        .unwrap_err();
+    let err = start_replicator(&yaml, &b.db).await.unwrap_err();
     let (kind, _) = divergence(err);
     assert!(
         matches!(

@@ -16,7 +16,7 @@ use replication::client::file::FileClient;
 use replication::db::{CheckpointMode, Database};
 use replication::meta::MetaDir;
 use replication::plan::RestoreTarget;
-use replication::restore::{self, RestoreOptions};
+use replication::restore::IntegrityCheck;
 use replication::sync::{SyncSettings, Syncer};
 use testkit::litestream::Litestream;
 
@@ -51,19 +51,8 @@ async fn our_restore(
 ) -> replication::restore::Restored {
     let client: Arc<dyn ReplicaClient> = Arc::new(FileClient::new(replica));
     let target = txid.map_or(RestoreTarget::Latest, |t| RestoreTarget::TxId(TxId(t)));
-    let plan = restore::plan(client.as_ref(), target, true).await.unwrap();
-    let mut opts = RestoreOptions::new(out);
-    opts.integrity_check = replication::restore::IntegrityCheck::Full;
-    restore::restore(&client, &plan, &opts).await.unwrap()
-}
-
-/// The logical content of a database: every row of `t` (and the schema).
-fn content(path: &Path) -> Vec<(i64, Vec<u8>)> {
-    let conn = rusqlite::Connection::open(path).unwrap();
-    let mut stmt = conn.prepare("SELECT id, v FROM t ORDER BY id").unwrap();
-    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
+    restore_ours(&client, target, out, IntegrityCheck::Full)
+        .await
         .unwrap()
 }
 
@@ -89,26 +78,26 @@ async fn l0_files_restore_at_every_txid_with_us_and_litestream() {
     let r = s.sync().unwrap();
     assert_eq!(r.files.len(), 1);
     assert!(r.files[0].full.is_some(), "first file is full");
-    states.push((s.position().txid, content(&db)));
+    states.push((s.position().txid, rows(&db)));
     // Incremental, growth (many rows), shrink (delete + vacuum), and a PASSIVE checkpoint.
     insert(&conn, 200, 900);
     let r = s.sync().unwrap();
     assert!(r.files[0].full.is_none());
-    states.push((s.position().txid, content(&db)));
+    states.push((s.position().txid, rows(&db)));
     conn.execute("DELETE FROM t WHERE id % 3 = 0", []).unwrap();
     conn.execute_batch("VACUUM").unwrap();
     s.sync().unwrap();
-    states.push((s.position().txid, content(&db)));
+    states.push((s.position().txid, rows(&db)));
     assert_eq!(s.sync().unwrap().files.len(), 0, "nothing new, no file");
     s.force_checkpoint(CheckpointMode::Passive).unwrap();
-    states.push((s.position().txid, content(&db)));
+    states.push((s.position().txid, rows(&db)));
     insert(&conn, 5, 100);
     s.sync().unwrap();
-    states.push((s.position().txid, content(&db)));
+    states.push((s.position().txid, rows(&db)));
     s.force_checkpoint(CheckpointMode::Truncate).unwrap();
     insert(&conn, 5, 100);
     s.sync().unwrap();
-    states.push((s.position().txid, content(&db)));
+    states.push((s.position().txid, rows(&db)));
     publish(&s, &replica);
 
     let url = file_url(&replica);
@@ -123,9 +112,9 @@ async fn l0_files_restore_at_every_txid_with_us_and_litestream() {
             std::fs::read(&theirs).unwrap(),
             "txid {txid}"
         );
-        if let Some((_, rows)) = states.iter().find(|(t, _)| t.get() == txid) {
-            assert_eq!(&content(&ours), rows, "content at txid {txid}");
+        if let Some((_, expected)) = states.iter().find(|(t, _)| t.get() == txid) {
+            assert_eq!(&rows(&ours), expected, "content at txid {txid}");
         }
     }
-    assert_eq!(content(&dir.join(format!("ours-{last}.db"))), content(&db));
+    assert_eq!(rows(&dir.join(format!("ours-{last}.db"))), rows(&db));
 }

@@ -86,29 +86,18 @@ fn bad_auth_setups_are_refused() {
     let key = dir.path().join("k");
     std::fs::write(&key, b"k").unwrap();
     let key = key.to_str().unwrap();
-    for args in [
-        vec!["serve", "--db-dsn", db],
-        vec![
-            "serve",
-            "--db-dsn",
-            db,
-            "--auth-token-file",
-            key,
-            "--auth-rsa-public-key",
-            key,
-        ],
-        vec![
-            "serve",
-            "--db-dsn",
-            db,
-            "--auth-token-file",
-            key,
-            "--insecure-disable-auth",
-        ],
-        vec!["serve", "--db-dsn", db, "--auth-rsa-public-key", key],
-    ] {
+    // After `serve --db-dsn <db>`: no key, two keys, a key and insecure mode, an RSA key
+    // that is not one.
+    let auth: [&[&str]; 4] = [
+        &[],
+        &["--auth-token-file", key, "--auth-rsa-public-key", key],
+        &["--auth-token-file", key, "--insecure-disable-auth"],
+        &["--auth-rsa-public-key", key],
+    ];
+    for args in auth {
         let out = bin()
-            .args(&args)
+            .args(["serve", "--db-dsn", db])
+            .args(args)
             .args(["--http-addr", "127.0.0.1:0", "--metrics-addr", ""])
             .output()
             .unwrap();
@@ -210,15 +199,7 @@ async fn metrics_use_the_go_names() {
         .find_map(|l| l.strip_prefix("sqlite_rest_database_size_bytes "))
         .unwrap();
     assert!(size.parse::<f64>().unwrap() > 0.0, "{size}");
-    let health: serde_json::Value = s
-        .client
-        .get(format!("{}/health", s.admin))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, health) = s.health().await;
     assert_eq!(health["status"], "ok");
 }
 

@@ -12,6 +12,7 @@
 
 mod common;
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -37,14 +38,16 @@ impl Setup {
     }
 
     fn s3(test: &str) -> Option<Setup> {
-        let s3 = testkit::require_s3(test)?;
-        let bucket = s3.create_bucket("server-repl");
-        let url = format!(
-            "s3://{bucket}/app?endpoint={}&region={}",
-            s3.host_port(),
-            s3.region
-        );
+        let url = testkit::s3_replica_url(test, "server-repl", "app")?;
         Some(Setup::with_url(tempfile::tempdir().unwrap(), url))
+    }
+
+    /// A file setup, then an S3 one (none where S3 is not available and not required).
+    fn file_and_s3(test: &str) -> Vec<Setup> {
+        [Some(Setup::file()), Setup::s3(test)]
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     fn with_url(dir: tempfile::TempDir, url: String) -> Setup {
@@ -107,13 +110,29 @@ impl Setup {
 
     /// Starts the server and waits until it is ready.
     async fn serve(&self) -> Running {
-        let (child, port, admin) = common::spawn_ready(|p, a| self.serve_cmd(p, a)).await;
-        Running {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            admin: format!("http://127.0.0.1:{admin}"),
-            client: reqwest::Client::new(),
-        }
+        Running::spawn(|p, a| self.serve_cmd(p, a)).await
+    }
+
+    /// Removes the database with its WAL, shared memory and replication metadata, as if
+    /// the machine had been lost.
+    fn lose_database(&self) {
+        lose_database(&self.db);
+    }
+
+    /// Runs `serve` with replication enabled and authentication off, plus `extra` arguments
+    /// (no `--replication-config` unless they give one).
+    fn serve_insecure(&self, extra: &[&OsStr]) -> Output {
+        Command::new(BIN)
+            .args([
+                "serve",
+                "--insecure-disable-auth",
+                "--replication-enabled",
+                "--db-dsn",
+            ])
+            .arg(&self.db)
+            .args(extra)
+            .output()
+            .unwrap()
     }
 
     /// Runs `serve` expecting it to fail at start-up; returns its output.
@@ -144,6 +163,17 @@ struct Running {
 }
 
 impl Running {
+    /// Spawns `build(api_port, admin_port)` and waits until it is ready.
+    async fn spawn(build: impl FnMut(u16, u16) -> Command) -> Running {
+        let (child, port, admin) = common::spawn_ready(build).await;
+        Running {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            admin: format!("http://127.0.0.1:{admin}"),
+            client: reqwest::Client::new(),
+        }
+    }
+
     fn token(&self) -> String {
         common::hs_token(
             common::SECRET,
@@ -153,37 +183,20 @@ impl Running {
     }
 
     async fn health(&self) -> (u16, Value) {
-        let r = self
-            .client
-            .get(format!("{}/health", self.admin))
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap())
+        common::admin_health(&self.client, &self.admin).await
     }
 
     async fn metrics(&self) -> String {
-        self.client
-            .get(format!("{}/metrics", self.admin))
-            .send()
+        common::admin_get(&self.client, &self.admin, "/metrics")
             .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+            .1
     }
 
     async fn rows(&self) -> Value {
-        let token = common::hs_token(
-            common::SECRET,
-            jsonwebtoken::Algorithm::HS256,
-            serde_json::json!({"role": "test"}),
-        );
         let r = self
             .client
             .get(format!("{}/t?order=id", self.base))
-            .bearer_auth(token)
+            .bearer_auth(self.token())
             .send()
             .await
             .unwrap();
@@ -206,6 +219,21 @@ impl Running {
             assert!(Instant::now() < deadline, "not replicated: {h}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// [`Running::wait_replicated`], returning the replicated TXID.
+    async fn replicated_txid(&self, after: &str) -> String {
+        let h = self.wait_replicated(after).await;
+        h["replication"]["replicated_txid"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Stops the server with SIGTERM, asserting a clean exit.
+    async fn stop(&mut self) {
+        self.sigterm();
+        assert!(self.wait_exit(Duration::from_secs(15)).await.success());
     }
 
     fn sigterm(&self) {
@@ -233,6 +261,17 @@ impl Drop for Running {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Removes `db` (which must exist), its `-wal` and `-shm` files and its replication
+/// metadata directory.
+fn lose_database(db: &Path) {
+    std::fs::remove_file(db).unwrap();
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    let name = db.file_name().unwrap().to_str().unwrap();
+    std::fs::remove_dir_all(db.with_file_name(format!(".{name}-litestream"))).unwrap();
 }
 
 fn create_db(db: &Path, rows: i64) {
@@ -267,13 +306,9 @@ async fn restores_before_serving(setup: Setup, ls: &Litestream) {
     {
         let mut s = setup.serve().await;
         s.wait_replicated("").await;
-        s.sigterm();
-        assert!(s.wait_exit(Duration::from_secs(15)).await.success());
+        s.stop().await;
     }
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", setup.db.display()));
-    }
-    std::fs::remove_dir_all(setup.dir.path().join(".app.db-litestream")).unwrap();
+    setup.lose_database();
 
     let s = setup.serve().await;
     let rows = s.rows().await;
@@ -286,10 +321,7 @@ async fn restores_before_serving(setup: Setup, ls: &Litestream) {
     assert_eq!(got, expected, "the server answers with the restored data");
     assert!(setup.log().contains("restore finished"), "{}", setup.log());
     // Replication continues after the restore.
-    let before = s.wait_replicated("").await["replication"]["replicated_txid"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let before = s.replicated_txid("").await;
     insert(&rusqlite::Connection::open(&setup.db).unwrap(), 3);
     s.wait_replicated(&before).await;
     let out = setup.litestream_restore(ls, "check.db");
@@ -344,14 +376,10 @@ async fn a_diverged_database_is_refused_with_the_documented_message() {
     {
         let mut s = setup.serve().await;
         s.wait_replicated("").await;
-        s.sigterm();
-        assert!(s.wait_exit(Duration::from_secs(15)).await.success());
+        s.stop().await;
     }
     // A different database appears at the same path.
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", setup.db.display()));
-    }
-    std::fs::remove_dir_all(setup.dir.path().join(".app.db-litestream")).unwrap();
+    setup.lose_database();
     create_db(&setup.db, 2);
     let before = std::fs::read(&setup.db).unwrap();
     let (_, stderr) = setup.serve_fails();
@@ -387,18 +415,12 @@ async fn a_persistent_replica_error_makes_the_server_exit_within_the_window() {
     let setup = Setup::file();
     create_db(&setup.db, 3);
     let window = Duration::from_secs(3);
-    let (child, port, admin) = common::spawn_ready(|p, a| {
+    let mut s = Running::spawn(|p, a| {
         let mut c = setup.serve_cmd(p, a);
         c.env("SQLITEREST_REPLICATION_RETRY_WINDOW", "3s");
         c
     })
     .await;
-    let mut s = Running {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-        admin: format!("http://127.0.0.1:{admin}"),
-        client: reqwest::Client::new(),
-    };
     s.wait_replicated("").await;
     // The replica breaks for good: its level directories become a file.
     let replica = setup.dir.path().join("replica");
@@ -435,7 +457,7 @@ async fn sigterm_under_a_write_load_leaves_every_acknowledged_write_on_the_repli
     let Some(ls) = Litestream::require(test) else {
         return;
     };
-    for setup in [Some(Setup::file()), Setup::s3(test)].into_iter().flatten() {
+    for setup in Setup::file_and_s3(test) {
         create_db(&setup.db, 1);
         let mut s = setup.serve().await;
         // Eight HTTP clients POST rows until the server stops answering; every 201 is an
@@ -508,10 +530,7 @@ async fn api_writes_reach_the_replica_without_waiting_for_a_poll() {
     .unwrap();
     create_db(&setup.db, 1);
     let s = setup.serve().await;
-    let before = s.wait_replicated("").await["replication"]["replicated_txid"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let before = s.replicated_txid("").await;
     let started = Instant::now();
     let r = s
         .client
@@ -544,20 +563,12 @@ async fn writes_by_the_sqlite3_cli_are_replicated() {
     let setup = Setup::file();
     create_db(&setup.db, 2);
     let s = setup.serve().await;
-    let before = s.wait_replicated("").await["replication"]["replicated_txid"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let before = s.replicated_txid("").await;
     for i in 0..3 {
-        let out = Command::new(&sqlite3)
-            .arg(&setup.db)
-            .arg(format!("INSERT INTO t(v) VALUES ('cli {i}');"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        testkit::sqlite3_exec(
+            &sqlite3,
+            &setup.db,
+            &format!("INSERT INTO t(v) VALUES ('cli {i}');"),
         );
     }
     s.wait_replicated(&before).await;
@@ -578,16 +589,7 @@ async fn writes_by_the_sqlite3_cli_are_replicated() {
 fn bad_replication_settings_fail_start_up_clearly() {
     let setup = Setup::file();
     // Enabled without a config.
-    let out = Command::new(BIN)
-        .args([
-            "serve",
-            "--insecure-disable-auth",
-            "--replication-enabled",
-            "--db-dsn",
-        ])
-        .arg(&setup.db)
-        .output()
-        .unwrap();
+    let out = setup.serve_insecure(&[]);
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && e.contains("--replication-config"),
@@ -595,18 +597,7 @@ fn bad_replication_settings_fail_start_up_clearly() {
     );
     // The config file does not exist.
     let missing = setup.dir.path().join("nope.yml");
-    let out = Command::new(BIN)
-        .args([
-            "serve",
-            "--insecure-disable-auth",
-            "--replication-enabled",
-            "--db-dsn",
-        ])
-        .arg(&setup.db)
-        .arg("--replication-config")
-        .arg(&missing)
-        .output()
-        .unwrap();
+    let out = setup.serve_insecure(&["--replication-config".as_ref(), missing.as_os_str()]);
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && e.contains("not found") && e.contains("nope.yml"),
@@ -670,17 +661,13 @@ async fn the_restore_command_matches_litestream() {
     let Some(ls) = Litestream::require(test) else {
         return;
     };
-    for setup in [Some(Setup::file()), Setup::s3(test)].into_iter().flatten() {
+    for setup in Setup::file_and_s3(test) {
         create_db(&setup.db, 10);
         let mut s = setup.serve().await;
-        let first = s.wait_replicated("").await["replication"]["replicated_txid"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let first = s.replicated_txid("").await;
         insert(&rusqlite::Connection::open(&setup.db).unwrap(), 5);
         s.wait_replicated(&first).await;
-        s.sigterm();
-        assert!(s.wait_exit(Duration::from_secs(15)).await.success());
+        s.stop().await;
         let dir = setup.dir.path();
         let url = setup.url.as_str();
 
@@ -782,7 +769,7 @@ async fn the_demo_replicates_to_a_local_directory_and_restores_from_it() {
     let dir = tempfile::tempdir().unwrap();
     let demo = dir.path().join("demo");
     let start = || async {
-        common::spawn_ready(|port, admin| {
+        Running::spawn(|port, admin| {
             let mut cmd = Command::new(BIN);
             cmd.arg("demo")
                 .arg("--dir")
@@ -795,30 +782,13 @@ async fn the_demo_replicates_to_a_local_directory_and_restores_from_it() {
         })
         .await
     };
-    let (child, port, admin) = start().await;
-    let mut s = Running {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-        admin: format!("http://127.0.0.1:{admin}"),
-        client: reqwest::Client::new(),
-    };
+    let mut s = start().await;
     s.wait_replicated("").await;
     assert!(demo.join("litestream.yml").exists());
     assert!(demo.join("replica/ltx/0").is_dir());
-    s.sigterm();
-    assert!(s.wait_exit(Duration::from_secs(15)).await.success());
-    std::fs::remove_file(demo.join("bookstore.db")).unwrap();
-    for suffix in ["-wal", "-shm"] {
-        let _ = std::fs::remove_file(demo.join(format!("bookstore.db{suffix}")));
-    }
-    std::fs::remove_dir_all(demo.join(".bookstore.db-litestream")).unwrap();
-    let (child, _port, admin) = start().await;
-    let s = Running {
-        child,
-        base: String::new(),
-        admin: format!("http://127.0.0.1:{admin}"),
-        client: reqwest::Client::new(),
-    };
+    s.stop().await;
+    lose_database(&demo.join("bookstore.db"));
+    let s = start().await;
     let (status, h) = s.health().await;
     assert_eq!(status, 200, "{h}");
     assert!(demo.join("bookstore.db").exists(), "restored");

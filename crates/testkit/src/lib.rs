@@ -1,7 +1,9 @@
 //! Test support shared by the workspace's integration tests.
 //!
 //! It owns how a test finds the real external parts it runs against: the pinned Litestream
-//! binary, the Python and Node clients, the sqlite3 CLI and the local S3-compatible server.
+//! binary, the Python and Node clients, the sqlite3 CLI and the local S3-compatible server
+//! (and the two uses every test shares: a replica URL in a fresh bucket, SQL through the
+//! sqlite3 CLI).
 //! `scripts/test` installs and starts them and exports their locations; this crate reads those
 //! variables (falling back to `.tools/` after one run of `scripts/test`).
 //!
@@ -128,6 +130,15 @@ impl S3 {
             .trim_start_matches("https://")
     }
 
+    /// The Litestream replica URL of `path` in `bucket` on this server.
+    pub fn replica_url(&self, bucket: &str, path: &str) -> String {
+        format!(
+            "s3://{bucket}/{path}?endpoint={}&region={}",
+            self.host_port(),
+            self.region
+        )
+    }
+
     /// Creates a fresh, uniquely named bucket and returns its name.
     pub fn create_bucket(&self, prefix: &str) -> String {
         static N: AtomicU32 = AtomicU32::new(0);
@@ -183,6 +194,30 @@ fn raw_http(host_port: &str, method: &str, path: &str) -> u16 {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0)
+}
+
+/// The replica URL of `path` in a fresh bucket (named from `bucket_prefix`) on the local S3
+/// server; like [`require_s3`], `None` (the test returns) when S3 is missing and allowed to be.
+pub fn s3_replica_url(test: &str, bucket_prefix: &str, path: &str) -> Option<String> {
+    let s3 = require_s3(test)?;
+    let bucket = s3.create_bucket(bucket_prefix);
+    Some(s3.replica_url(&bucket, path))
+}
+
+/// Runs `sql` on the database `db` with the sqlite3 CLI at `sqlite3` (from
+/// [`require_tool`]`(Tool::Sqlite3, …)`), as another process writing; panics with its stderr
+/// if it fails.
+pub fn sqlite3_exec(sqlite3: &Path, db: &Path, sql: &str) {
+    let out = std::process::Command::new(sqlite3)
+        .arg(db)
+        .arg(sql)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "sqlite3 {sql:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A TCP port that was free a moment ago on 127.0.0.1.

@@ -14,13 +14,11 @@ fn replicate_once_list_plan_restore() {
     };
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("src.db");
-    let status = std::process::Command::new(sqlite3)
-        .arg(&db)
-        .arg("PRAGMA journal_mode=WAL; CREATE TABLE t(x); INSERT INTO t VALUES (1),(2),(3);")
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    testkit::sqlite3_exec(
+        &sqlite3,
+        &db,
+        "PRAGMA journal_mode=WAL; CREATE TABLE t(x); INSERT INTO t VALUES (1),(2),(3);",
+    );
     let url = format!("file://{}", dir.path().join("replica").display());
     ls.replicate_once(&db, &url, true);
 

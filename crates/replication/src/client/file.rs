@@ -21,7 +21,8 @@ use tokio_util::io::ReaderStream;
 
 use super::metrics::start;
 use super::{
-    ByteStream, ClientError, ListOptions, ReadRange, ReplicaClient, ReplicaMetrics, finish_listing,
+    ByteStream, ClientError, ListOptions, ReadRange, ReplicaClient, ReplicaMetrics, WriteBody,
+    finish_listing, finish_write,
 };
 use crate::level::{Level, LtxFileInfo};
 use crate::target::ReplicaKind;
@@ -117,19 +118,27 @@ impl FileClient {
         }
     }
 
-    async fn list_level(&self, level: Level) -> Result<Vec<LtxFileInfo>, ClientError> {
-        let dir = self.level_dir(level);
-        let mut entries = match tokio::fs::read_dir(&dir).await {
+    /// The entries of `dir`; none when it does not exist.
+    async fn read_dir(&self, dir: &Path) -> Result<Vec<tokio::fs::DirEntry>, ClientError> {
+        let mut entries = match tokio::fs::read_dir(dir).await {
             Ok(e) => e,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(self.io("list", &dir, e)),
+            Err(e) => return Err(self.io("list", dir, e)),
         };
         let mut out = Vec::new();
         while let Some(entry) = entries
             .next_entry()
             .await
-            .map_err(|e| self.io("list", &dir, e))?
+            .map_err(|e| self.io("list", dir, e))?
         {
+            out.push(entry);
+        }
+        Ok(out)
+    }
+
+    async fn list_level(&self, level: Level) -> Result<Vec<LtxFileInfo>, ClientError> {
+        let mut out = Vec::new();
+        for entry in self.read_dir(&self.level_dir(level)).await? {
             let Some(name) = entry
                 .file_name()
                 .to_str()
@@ -201,24 +210,15 @@ impl ReplicaClient for FileClient {
 
     async fn levels(&self) -> Result<Vec<Level>, ClientError> {
         let op = start(self.metrics.as_ref(), TYPE, "LIST");
-        let dir = self.root.join("ltx");
-        let mut entries = match tokio::fs::read_dir(&dir).await {
+        let entries = match self.read_dir(&self.root.join("ltx")).await {
             Ok(e) => e,
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                op.ok(1, 0);
-                return Ok(Vec::new());
-            }
             Err(e) => {
                 op.err("IO");
-                return Err(self.io("list", &dir, e));
+                return Err(e);
             }
         };
         let mut levels = Vec::new();
-        while let Some(entry) = entries
-            .next_entry()
-            .await
-            .map_err(|e| self.io("list", &dir, e))?
-        {
+        for entry in entries {
             let name = entry.file_name();
             let Some(level) = name
                 .to_str()
@@ -316,7 +316,7 @@ impl ReplicaClient for FileClient {
         &self,
         level: Level,
         name: FileName,
-        mut body: ByteStream,
+        body: ByteStream,
         created_at: DateTime<Utc>,
     ) -> Result<LtxFileInfo, ClientError> {
         let op = start(self.metrics.as_ref(), TYPE, "PUT");
@@ -331,10 +331,8 @@ impl ReplicaClient for FileClient {
             let mut file = tokio::fs::File::create(&tmp)
                 .await
                 .map_err(|e| self.io("create", &tmp, e))?;
-            let mut size = 0u64;
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk?;
-                size += chunk.len() as u64;
+            let mut body = WriteBody::new(body);
+            while let Some(chunk) = body.chunk().await? {
                 file.write_all(&chunk)
                     .await
                     .map_err(|e| self.io("write", &tmp, e))?;
@@ -357,25 +355,13 @@ impl ReplicaClient for FileClient {
                 Ok(())
             })
             .await?;
-            Ok(size)
+            Ok(body.taken())
         }
         .await;
-        match result {
-            Ok(size) => {
-                op.ok(1, size);
-                Ok(LtxFileInfo {
-                    level,
-                    name,
-                    size,
-                    created_at,
-                })
-            }
-            Err(e) => {
-                let _ = tokio::fs::remove_file(&tmp).await;
-                op.err("IO");
-                Err(e)
-            }
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
         }
+        finish_write(op, result, "IO", level, name, created_at)
     }
 
     async fn delete(&self, level: Level, names: &[FileName]) -> Result<(), ClientError> {

@@ -31,6 +31,7 @@ use ltx::{FileName, TxId};
 
 use crate::level::{Level, LtxFileInfo};
 use crate::target::{ReplicaKind, ReplicaTarget, UnsupportedBackend};
+use metrics::Op;
 pub use metrics::ReplicaMetrics;
 
 /// A stream of file bytes.
@@ -269,4 +270,57 @@ pub(crate) fn finish_listing(mut files: Vec<LtxFileInfo>, seek: Option<TxId>) ->
     }
     files.sort_by_key(|f| f.name);
     files
+}
+
+/// A write's body, counting the bytes taken from it.
+pub(crate) struct WriteBody {
+    body: ByteStream,
+    taken: u64,
+}
+
+impl WriteBody {
+    pub(crate) fn new(body: ByteStream) -> WriteBody {
+        WriteBody { body, taken: 0 }
+    }
+
+    /// The next chunk, `None` at the end.
+    pub(crate) async fn chunk(&mut self) -> Result<Option<Bytes>, ClientError> {
+        let chunk = self.body.next().await.transpose()?;
+        if let Some(c) = &chunk {
+            self.taken += c.len() as u64;
+        }
+        Ok(chunk)
+    }
+
+    /// The bytes taken so far.
+    pub(crate) fn taken(&self) -> u64 {
+        self.taken
+    }
+}
+
+/// Ends a timed write of `level`/`name`: a success of `size` bytes is counted and
+/// described; a failure is counted under `error_code`.
+pub(crate) fn finish_write(
+    op: Op<'_>,
+    result: Result<u64, ClientError>,
+    error_code: &str,
+    level: Level,
+    name: FileName,
+    created_at: DateTime<Utc>,
+) -> Result<LtxFileInfo, ClientError> {
+    match result {
+        Ok(size) => {
+            op.ok(1, size);
+            Ok(LtxFileInfo {
+                level,
+                name,
+                size,
+                created_at,
+            })
+        }
+        Err(e) => {
+            op.err(error_code);
+            Err(e)
+        }
+    }
 }

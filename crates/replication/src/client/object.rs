@@ -24,10 +24,10 @@ use object_store::{
 };
 use tokio::io::AsyncWriteExt;
 
-use super::metrics::start;
+use super::metrics::{Op, start};
 use super::{
     ByteStream, ClientError, ListOptions, NetworkOptions, ReadRange, ReplicaClient, ReplicaMetrics,
-    finish_listing,
+    WriteBody, finish_listing, finish_write,
 };
 use crate::level::{Level, LtxFileInfo, format_rfc3339_nano};
 use crate::target::{ReplicaKind, S3Target};
@@ -251,6 +251,12 @@ impl ObjectClient {
         }
     }
 
+    /// Counts a failed operation under its error code and turns the error into ours.
+    fn failed(&self, op: Op<'_>, operation: &'static str, e: object_store::Error) -> ClientError {
+        op.err(error_code(&e));
+        self.error(operation, e)
+    }
+
     async fn head_timestamp(&self, key: &Path) -> Result<Option<DateTime<Utc>>, ClientError> {
         let op = start(self.metrics.as_ref(), self.type_label(), "HEAD");
         match self
@@ -266,10 +272,7 @@ impl ObjectClient {
                     .and_then(|v| DateTime::parse_from_rfc3339(v).ok())
                     .map(|t| t.with_timezone(&Utc)))
             }
-            Err(e) => {
-                op.err(error_code(&e));
-                Err(self.error("head", e))
-            }
+            Err(e) => Err(self.failed(op, "head", e)),
         }
     }
 }
@@ -315,10 +318,7 @@ impl ReplicaClient for ObjectClient {
         let op = start(self.metrics.as_ref(), self.type_label(), "LIST");
         let listing = match self.store.list_with_delimiter(Some(&self.prefix)).await {
             Ok(l) => l,
-            Err(e) => {
-                op.err(error_code(&e));
-                return Err(self.error("list", e));
-            }
+            Err(e) => return Err(self.failed(op, "list", e)),
         };
         op.ok(1, 0);
         let mut levels: Vec<Level> = listing
@@ -350,10 +350,7 @@ impl ReplicaClient for ObjectClient {
         };
         let metas: Vec<_> = match listing.try_collect().await {
             Ok(m) => m,
-            Err(e) => {
-                op.err(error_code(&e));
-                return Err(self.error("list", e));
-            }
+            Err(e) => return Err(self.failed(op, "list", e)),
         };
         op.ok(1, 0);
         let mut files: Vec<(LtxFileInfo, Path)> = metas
@@ -433,10 +430,7 @@ impl ReplicaClient for ObjectClient {
                     })
                     .boxed())
             }
-            Err(e) => {
-                op.err(error_code(&e));
-                Err(self.error("get", e))
-            }
+            Err(e) => Err(self.failed(op, "get", e)),
         }
     }
 
@@ -444,7 +438,7 @@ impl ReplicaClient for ObjectClient {
         &self,
         level: Level,
         name: FileName,
-        mut body: ByteStream,
+        body: ByteStream,
         created_at: DateTime<Utc>,
     ) -> Result<LtxFileInfo, ClientError> {
         let op = start(self.metrics.as_ref(), self.type_label(), "PUT");
@@ -460,36 +454,23 @@ impl ReplicaClient for ObjectClient {
         let mut writer = BufWriter::with_capacity(self.store.clone(), key, self.part_size)
             .with_attributes(attributes)
             .with_max_concurrency(self.concurrency);
-        let mut size = 0u64;
-        let result: Result<(), ClientError> = async {
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk?;
-                size += chunk.len() as u64;
+        let result = async {
+            let mut body = WriteBody::new(body);
+            while let Some(chunk) = body.chunk().await? {
                 writer.put(chunk).await.map_err(|e| self.error("put", e))?;
             }
             writer.shutdown().await.map_err(|e| ClientError::Backend {
                 replica: self.location.clone(),
                 operation: "put",
                 message: error_chain(&e),
-            })
+            })?;
+            Ok(body.taken())
         }
         .await;
-        match result {
-            Ok(()) => {
-                op.ok(1, size);
-                Ok(LtxFileInfo {
-                    level,
-                    name,
-                    size,
-                    created_at,
-                })
-            }
-            Err(e) => {
-                let _ = writer.abort().await;
-                op.err("PutFailed");
-                Err(e)
-            }
+        if result.is_err() {
+            let _ = writer.abort().await;
         }
+        finish_write(op, result, "PutFailed", level, name, created_at)
     }
 
     async fn delete(&self, level: Level, names: &[FileName]) -> Result<(), ClientError> {
@@ -506,10 +487,7 @@ impl ReplicaClient for ObjectClient {
         for r in results {
             match r {
                 Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => {
-                    op.err(error_code(&e));
-                    return Err(self.error("delete", e));
-                }
+                Err(e) => return Err(self.failed(op, "delete", e)),
             }
         }
         op.ok(names.len() as u64, 0);
@@ -525,8 +503,7 @@ impl ReplicaClient for ObjectClient {
                 .put(&key, PutPayload::from_static(b"sqlite-rest probe"))
                 .await
             {
-                op.err(error_code(&e));
-                return Err(self.error("probe write", e));
+                return Err(self.failed(op, "probe write", e));
             }
             op.ok(1, 17);
             self.levels().await?;
@@ -536,10 +513,7 @@ impl ReplicaClient for ObjectClient {
                     op.ok(1, 0);
                     Ok(())
                 }
-                Err(e) => {
-                    op.err(error_code(&e));
-                    Err(self.error("probe delete", e))
-                }
+                Err(e) => Err(self.failed(op, "probe delete", e)),
             }
         };
         match tokio::time::timeout(self.network.probe_timeout, check).await {

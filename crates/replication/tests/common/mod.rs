@@ -1,11 +1,18 @@
 //! Shared helpers for the replication integration tests: a WAL-mode database written with
-//! rusqlite, Litestream-written replicas, and LTX header fields.
+//! rusqlite, Litestream-written replicas, LTX header fields, and our side of a test (a client
+//! of a replica URL, a started replicator, a restore).
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use replication::client::ReplicaClient;
+use replication::config::{Config, LoadOptions};
+use replication::plan::RestoreTarget;
+use replication::restore::{self, IntegrityCheck, RestoreError, RestoreOptions, Restored};
+use replication::{Replicator, ReplicatorOptions, StartError};
 use rusqlite::Connection;
 use testkit::litestream::{Litestream, LtxEntry};
 
@@ -100,6 +107,38 @@ pub fn restore(ls: &Litestream, url: &str, out: &Path, extra: &[&str]) {
         "litestream restore {url} {extra:?}: {}",
         String::from_utf8_lossy(&res.stderr)
     );
+}
+
+/// A client of the replica at `url`, with default options.
+pub async fn open_url(url: &str) -> Arc<dyn ReplicaClient> {
+    let target = replication::url::parse_replica_url(url).unwrap();
+    replication::client::open_client(&target, &Default::default())
+        .await
+        .unwrap()
+}
+
+/// Replicator options for `db` from a Litestream YAML config.
+pub fn replicator_options(yaml: &str, db: &Path) -> ReplicatorOptions {
+    let config = Config::parse(yaml, LoadOptions::default()).unwrap();
+    ReplicatorOptions::new(config, db).unwrap()
+}
+
+/// Starts a replicator for `db` with a Litestream YAML config.
+pub async fn start_replicator(yaml: &str, db: &Path) -> Result<Replicator, StartError> {
+    Replicator::start(replicator_options(yaml, db)).await
+}
+
+/// Our restore of the replica `client` at `target` into `out`, checked with `check`.
+pub async fn restore_ours(
+    client: &Arc<dyn ReplicaClient>,
+    target: RestoreTarget,
+    out: &Path,
+    check: IntegrityCheck,
+) -> Result<Restored, RestoreError> {
+    let plan = restore::plan(client.as_ref(), target, true).await?;
+    let mut options = RestoreOptions::new(out);
+    options.integrity_check = check;
+    restore::restore(client, &plan, &options).await
 }
 
 pub fn file_url(p: &Path) -> String {

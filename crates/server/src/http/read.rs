@@ -8,7 +8,7 @@
 
 use axum::body::Body;
 use axum::response::Response;
-use dialect::headers::{check_profile, parse_range};
+use dialect::headers::{Choice, check_profile, parse_range};
 use dialect::query::canonical_query;
 use dialect::{
     ApiError, MediaType, Preferences, QueryParams, RequestHeaders, execute_read, plan_read,
@@ -87,15 +87,10 @@ pub async fn handle(
         header::VARY,
         HeaderValue::from_static("Accept, Prefer, Range"),
     );
-    if let Some(c) = out.count_applied {
-        h.insert(
-            "preference-applied",
-            HeaderValue::from_static(match c {
-                dialect::CountMethod::Exact => "count=exact",
-                dialect::CountMethod::Planned => "count=planned",
-                dialect::CountMethod::Estimated => "count=estimated",
-            }),
-        );
+    if let Some(c) = out.count_applied
+        && let Ok(v) = HeaderValue::try_from(c.token())
+    {
+        h.insert("preference-applied", v);
     }
     if profile_sent {
         h.insert("content-profile", HeaderValue::from_static("public"));

@@ -219,14 +219,12 @@ impl Server {
 
     /// The admin server's `/metrics` text.
     pub async fn metrics(&self) -> String {
-        self.client
-            .get(format!("{}/metrics", self.admin))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        admin_get(&self.client, &self.admin, "/metrics").await.1
+    }
+
+    /// The admin server's `/health`: status and report.
+    pub async fn health(&self) -> (u16, Value) {
+        admin_health(&self.client, &self.admin).await
     }
 
     pub fn kill(&mut self) {
@@ -340,6 +338,19 @@ impl Resp {
         assert_error_shape(&v, code);
         v
     }
+}
+
+/// GETs `path` (`/metrics`, `/health`) from the admin server at `admin`: status and text.
+pub async fn admin_get(client: &reqwest::Client, admin: &str, path: &str) -> (u16, String) {
+    let r = client.get(format!("{admin}{path}")).send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// `/health` from the admin server at `admin`: status and report.
+pub async fn admin_health(client: &reqwest::Client, admin: &str) -> (u16, Value) {
+    let (status, text) = admin_get(client, admin, "/health").await;
+    let report = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    (status, report)
 }
 
 /// Spawns the command `build(api_port, admin_port)` on two free ports and waits until its
