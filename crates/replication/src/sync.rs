@@ -229,7 +229,8 @@ pub struct Syncer {
     metrics: Option<DbMetrics>,
     report: SyncReport,
     last_checkpoint: Option<std::time::Instant>,
-    /// A threshold checkpoint is running right after a sync (see [`Syncer::checkpoint_locked`]).
+    /// A threshold checkpoint is running right after a sync that read the WAL to its end (see
+    /// [`Syncer::checkpoint_locked`]).
     just_synced: bool,
 }
 
@@ -325,7 +326,9 @@ impl Syncer {
                 self.state.synced_since_checkpoint = true;
             }
             if !r.limited || r.synced_to_wal_end || self.exceeds_truncate_threshold(orig_wal_size) {
-                self.just_synced = true;
+                // (A sync cut short by `max-sync-wal-bytes` leaves the rest to the checkpoint's
+                // own copy, outside the barrier.)
+                self.just_synced = !r.limited;
                 let checkpointed = self.checkpoint_if_needed(orig_wal_size, r.new_wal_size);
                 self.just_synced = false;
                 checkpointed?;
