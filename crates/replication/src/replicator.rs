@@ -69,7 +69,7 @@ pub const LIGHT_WAL_RATE: f64 = 4e6;
 /// linearly. Every sync, upload (and the replica's work on it) and checkpoint has a fixed
 /// cost, and a longer gap folds the rewrites of hot pages into one page image: with the HTTP
 /// write API at full speed (30–60 MB/s of WAL on a 2-core machine) 1 s gaps instead of
-/// 200 ms cut the L0 files from 8 to 3 a second and the uploaded bytes by 60 %, and the
+/// 200 ms cut the L0 files from 7 to 3 a second and the uploaded bytes by 60 %, and the
 /// throughput beside no replication rose from 0.85× to 0.92× (`scripts/bench-replication`).
 pub const HEAVY_WAL_RATE: f64 = 16e6;
 
