@@ -229,6 +229,9 @@ pub struct Syncer {
     metrics: Option<DbMetrics>,
     report: SyncReport,
     last_checkpoint: Option<std::time::Instant>,
+    /// A threshold checkpoint is running right after a sync that read the WAL to its end (see
+    /// [`Syncer::checkpoint_locked`]).
+    just_synced: bool,
 }
 
 impl Syncer {
@@ -253,6 +256,7 @@ impl Syncer {
             metrics,
             report: SyncReport::default(),
             last_checkpoint: None,
+            just_synced: false,
         }
     }
 
@@ -322,7 +326,12 @@ impl Syncer {
                 self.state.synced_since_checkpoint = true;
             }
             if !r.limited || r.synced_to_wal_end || self.exceeds_truncate_threshold(orig_wal_size) {
-                self.checkpoint_if_needed(orig_wal_size, r.new_wal_size)?;
+                // (A sync cut short by `max-sync-wal-bytes` leaves the rest to the checkpoint's
+                // own copy, outside the barrier.)
+                self.just_synced = !r.limited;
+                let checkpointed = self.checkpoint_if_needed(orig_wal_size, r.new_wal_size);
+                self.just_synced = false;
+                checkpointed?;
             }
             if !(r.file_written && r.limited && !r.synced_to_wal_end) {
                 return Ok(());
@@ -796,10 +805,15 @@ impl Syncer {
 
     fn checkpoint_locked(&mut self, mode: CheckpointMode) -> Result<bool, SyncError> {
         let before = self.db.wal_header_bytes()?;
-        // Copy everything first, then seal the WAL with the barrier (PASSIVE) and copy again.
-        let r = self.verify_and_sync(true, None)?;
-        self.apply(r);
         let barrier = mode == CheckpointMode::Passive;
+        // Copy everything first, then seal the WAL with the barrier (PASSIVE) and copy again.
+        // Right after a sync (a threshold checkpoint) there is next to nothing to copy: that
+        // would be one more tiny L0 file and upload per checkpoint, so the sealed copy below
+        // takes those few commits along.
+        if !(barrier && self.just_synced) {
+            let r = self.verify_and_sync(true, None)?;
+            self.apply(r);
+        }
         if barrier {
             // Most of the copying happens here, while writers keep going: a PASSIVE
             // checkpoint with the WAL pinned by a read transaction on the other connection, so
@@ -812,8 +826,10 @@ impl Syncer {
             end?;
             tracing::trace!(db = %self.db.path().display(), result = %format!("{},{},{}", early.busy, early.log, early.checkpointed), "checkpoint (pinned)");
         }
+        let mut sealed = None;
         if barrier {
             self.db.begin_barrier()?;
+            sealed = Some(std::time::Instant::now());
             let r = match self.verify_and_sync(true, None) {
                 Ok(r) => r,
                 Err(e) => {
@@ -832,6 +848,9 @@ impl Syncer {
         let result = self.db.checkpoint(mode);
         if barrier {
             let end = self.db.end_barrier();
+            if let Some(t) = sealed {
+                tracing::debug!(db = %self.db.path().display(), held_ms = t.elapsed().as_secs_f64() * 1e3, "checkpoint barrier released");
+            }
             if result.is_ok() {
                 end?;
             }
