@@ -1,13 +1,16 @@
 //! Hostile reads never panic and never end in a 5xx: query strings assembled from the
 //! grammar's own tokens, broken encodings and SQL fragments go through parse → plan → SQL →
 //! execution on a real SQLite database, with random `Prefer`, `Range` and `Accept` headers.
-//! Whatever fails must fail as a PostgREST-shaped client error.
+//! Writes get the same treatment with random bodies (JSON and CSV), `columns`, `on_conflict`
+//! and `Prefer`. Whatever fails must fail as a PostgREST-shaped client error.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::result_large_err)]
 
+use dialect::functions::register_insert_counter;
 use dialect::headers::parse_range;
 use dialect::{
-    ApiError, Exposure, Limits, MediaType, Preferences, QueryParams, RequestHeaders, SchemaCache,
-    execute_read, plan_read,
+    ApiError, BodyFormat, Exposure, Limits, MediaType, Mutation, Preferences, QueryParams,
+    RequestHeaders, SchemaCache, WriteOptions, WriteRequest, execute_read, execute_write,
+    parse_payload, plan_read, plan_write,
 };
 use proptest::prelude::*;
 use rusqlite::Connection;
@@ -316,5 +319,109 @@ proptest! {
         // Nothing a read does changes the data.
         let n: i64 = conn.query_row("SELECT count(*) FROM books", [], |r| r.get(0)).unwrap();
         prop_assert_eq!(n, 3);
+    }
+}
+
+/// A request body: well-formed rows with good and bad values, or junk.
+fn write_body() -> impl Strategy<Value = String> {
+    let key =
+        proptest::sample::select(&["id", "name", "price", "data", "tags", "a\"b", "nope", ""][..]);
+    let value = proptest::sample::select(
+        &[
+            "1",
+            "2",
+            "-1",
+            "null",
+            "\"Emma\"",
+            "\"x\"",
+            "2.5",
+            "1e400",
+            "true",
+            "[1]",
+            "{\"a\":1}",
+            "\"\\u0000\"",
+            "99999999999999999999",
+        ][..],
+    );
+    let row = proptest::collection::vec((key, value), 0..4).prop_map(|kv| {
+        let fields: Vec<String> = kv
+            .iter()
+            .map(|(k, v)| format!("\"{}\":{v}", k.replace('"', "\\\"")))
+            .collect();
+        format!("{{{}}}", fields.join(","))
+    });
+    prop_oneof![
+        3 => row.clone(),
+        2 => proptest::collection::vec(row, 0..4).prop_map(|rows| format!("[{}]", rows.join(","))),
+        1 => proptest::sample::select(&["", "[", "null", "1", "\"s\"", "[1,2]", "{\"id\":", "[[]]", "id,name\n7,Zed"][..]).prop_map(str::to_string),
+    ]
+}
+
+fn write_query() -> impl Strategy<Value = String> {
+    let extra = proptest::sample::select(
+        &[
+            "",
+            "columns=id,name",
+            "columns=%22name%22,price",
+            "columns=nope",
+            "on_conflict=id",
+            "on_conflict=name",
+            "on_conflict=nope",
+            "id=eq.1",
+            "name=eq.Emma",
+            "select=id,name",
+            "limit=1&order=id",
+            "id=eq.4",
+        ][..],
+    );
+    let base = prop_oneof![2 => Just(String::new()), 1 => query_string()];
+    (base, extra).prop_map(|(q, e)| match (q.is_empty(), e.is_empty()) {
+        (_, true) => q,
+        (true, false) => e.to_string(),
+        (false, false) => format!("{q}&{e}"),
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1500))]
+
+    #[test]
+    fn hostile_writes_are_client_errors(
+        mutation in proptest::sample::select(&[Mutation::Insert, Mutation::Update, Mutation::Upsert, Mutation::Delete][..]),
+        relation in proptest::sample::select(&["books", "cheap", "nope"][..]),
+        query in write_query(),
+        body in write_body(),
+        csv in proptest::bool::weighted(0.1),
+        prefer in header(&[
+            "return=representation", "resolution=merge-duplicates", "resolution=ignore-duplicates",
+            "missing=default", "count=exact", "handling=strict, max-affected=1", "tx=rollback",
+        ]),
+        safe_update in any::<bool>(),
+    ) {
+        let (conn, _) = database();
+        let counter = register_insert_counter(&conn).unwrap();
+        let cache = SchemaCache::load(&conn, &Exposure::All).unwrap();
+        let format = if csv { BodyFormat::Csv } else { BodyFormat::Json };
+        let outcome = (|| {
+            let query = QueryParams::parse(&query)?;
+            let payload = match mutation {
+                Mutation::Delete => None,
+                _ => Some(parse_payload(body.as_bytes(), format, query.columns.is_some())?),
+            };
+            let w = WriteRequest {
+                mutation,
+                relation: relation.to_string(),
+                query,
+                media: MediaType::Json { strip_nulls: false },
+                prefer: Preferences::parse([prefer.as_str()])?,
+                payload,
+            };
+            let plan = plan_write(&cache, &w, &WriteOptions { safe_update })?;
+            let json = w.payload.as_ref().map_or("[]", |p| p.json.as_str());
+            execute_write(&conn, &plan, json, &counter)
+        })();
+        if let Err(e) = outcome {
+            assert_client_error(&e, &format!("{mutation:?} /{relation}?{query} {body}"));
+        }
     }
 }
