@@ -136,11 +136,7 @@ fn litestream_restores_across_the_lock_page() {
     }
     let out = dir.path().join("big.db");
     let res = ls.restore(&format!("file://{}", replica.display()), &out, &[]);
-    assert!(
-        res.status.success(),
-        "{}",
-        String::from_utf8_lossy(&res.stderr)
-    );
+    testkit::assert_success(&res);
     let mut f = std::fs::File::open(&out).unwrap();
     assert_eq!(
         f.metadata().unwrap().len(),

@@ -167,11 +167,7 @@ async fn reads_what_litestream_wrote_and_litestream_reads_what_we_write() {
     };
     let at = dir.join("at-2022.db");
     let res = restore_at("2022-01-01T00:00:00Z", &at);
-    assert!(
-        res.status.success(),
-        "{}",
-        String::from_utf8_lossy(&res.stderr)
-    );
+    testkit::assert_success(&res);
     assert_eq!(
         std::fs::read(&at).unwrap(),
         std::fs::read(&from_s3).unwrap()

@@ -6,7 +6,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Options, Server, post};
@@ -25,14 +25,6 @@ async fn get_from(port: u16, path: &str, token: Option<&str>) -> reqwest::Respon
 }
 
 /// Asserts that a finished command succeeded, showing its stderr if not.
-fn assert_success(out: &Output) {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// The `(version, dirty)` row of the served database's migration table.
 fn migration_state(s: &Server) -> (i64, bool) {
     s.sqlite()
@@ -335,7 +327,7 @@ async fn migrate_is_go_compatible_and_a_running_server_sees_it() {
             .output()
             .unwrap()
     };
-    assert_success(&migrate(&[]));
+    testkit::assert_success(&migrate(&[]));
     assert_eq!(
         s.json("/shelves", 200).await,
         serde_json::json!([{"id": 1, "label": "new"}])
@@ -355,7 +347,7 @@ async fn migrate_is_go_compatible_and_a_running_server_sees_it() {
         migrate(&[]).status.success(),
         "a second run changes nothing"
     );
-    assert_success(&migrate(&["--direction", "down", "--step", "1"]));
+    testkit::assert_success(&migrate(&["--direction", "down", "--step", "1"]));
     s.error("/shelves", 404, "PGRST205").await;
     assert!(
         !migrate(&["--direction", "down", "--step", "1"])

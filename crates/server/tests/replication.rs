@@ -150,7 +150,7 @@ impl Setup {
         let out = self.dir.path().join(name);
         let _ = std::fs::remove_file(&out);
         let r = ls.restore(&self.url, &out, &[]);
-        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        testkit::assert_success(&r);
         out
     }
 }
@@ -400,11 +400,7 @@ async fn a_diverged_database_is_refused_with_the_documented_message() {
         .arg(&setup.db)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    testkit::assert_success(&out);
     std::fs::remove_dir_all(setup.dir.path().join(".app.db-litestream")).ok();
     let s = setup.serve().await;
     assert_eq!(s.rows().await.as_array().unwrap().len(), 5);
@@ -680,7 +676,7 @@ async fn the_restore_command_matches_litestream() {
             "full",
             url,
         ]);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        testkit::assert_success(&o);
         let theirs = setup.litestream_restore(&ls, "theirs.db");
         assert!(std::fs::read(&ours).unwrap() == std::fs::read(&theirs).unwrap());
         // An existing output needs --force; --if-db-not-exists skips it.
@@ -703,7 +699,7 @@ async fn the_restore_command_matches_litestream() {
             at.to_str().unwrap(),
             setup.db.to_str().unwrap(),
         ]);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        testkit::assert_success(&o);
         let their_at = dir.join("their-at.db");
         let r = ls.restore(url, &their_at, &["-txid", txid]);
         assert!(r.status.success());
@@ -759,7 +755,7 @@ async fn the_restore_command_matches_litestream() {
             dir.join("ts.db").to_str().unwrap(),
             setup.db.to_str().unwrap(),
         ]);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        testkit::assert_success(&o);
         assert!(std::fs::read(dir.join("ts.db")).unwrap() == std::fs::read(&theirs).unwrap());
     }
 }

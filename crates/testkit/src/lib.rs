@@ -244,3 +244,13 @@ pub fn replace_dir_with_file(dir: &Path) {
         assert!(attempt < 100, "{} keeps coming back", dir.display());
     }
 }
+
+/// Asserts that a finished command succeeded, showing its stderr if not.
+pub fn assert_success(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
