@@ -82,18 +82,24 @@ pub trait ReadAt {
     /// Reads up to `buf.len()` bytes at `offset`; returns how many were read (0 at the end).
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
 
-    /// Fills `buf` from `offset`; `Ok(false)` if the source ends first.
-    fn read_full_at(&self, buf: &mut [u8], offset: u64) -> io::Result<bool> {
+    /// Fills as much of `buf` from `offset` as the source holds; returns how many bytes were
+    /// read (less than `buf.len()` only if the source ends first).
+    fn read_most_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         let mut done = 0;
         while done < buf.len() {
             match self.read_at(&mut buf[done..], offset + done as u64) {
-                Ok(0) => return Ok(false),
+                Ok(0) => break,
                 Ok(n) => done += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
-        Ok(true)
+        Ok(done)
+    }
+
+    /// Fills `buf` from `offset`; `Ok(false)` if the source ends first.
+    fn read_full_at(&self, buf: &mut [u8], offset: u64) -> io::Result<bool> {
+        Ok(self.read_most_at(buf, offset)? == buf.len())
     }
 }
 
@@ -442,18 +448,7 @@ impl<R: ReadAt> WalReader<R> {
         let want = ((64usize << self.refills.min(8)) * 1024 / len).max(1) * len;
         let want = want.min(self.buf.len()).max(len);
         self.refills += 1;
-        let mut filled = 0;
-        while filled < want {
-            match self
-                .src
-                .read_at(&mut self.buf[filled..want], offset + filled as u64)
-            {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
+        let filled = self.src.read_most_at(&mut self.buf[..want], offset)?;
         self.buf_offset = offset;
         self.buf_len = filled;
         Ok((filled >= len).then_some(0))
