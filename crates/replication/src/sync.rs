@@ -320,7 +320,7 @@ impl Syncer {
                 0 => self.db.wal_size()?,
                 n => n,
             };
-            let r = self.verify_and_sync(false, limit)?;
+            let r = self.verify_and_sync(limit)?;
             self.apply(r);
             if r.file_written {
                 self.state.synced_since_checkpoint = true;
@@ -344,13 +344,9 @@ impl Syncer {
         self.state.synced_to_wal_end = r.synced_to_wal_end;
     }
 
-    fn verify_and_sync(
-        &mut self,
-        checkpointing: bool,
-        limit: Option<u64>,
-    ) -> Result<OnceResult, SyncError> {
+    fn verify_and_sync(&mut self, limit: Option<u64>) -> Result<OnceResult, SyncError> {
         let info = self.verify()?;
-        self.sync_once(checkpointing, info, limit)
+        self.sync_once(info, limit)
     }
 
     fn wal_error(&self, source: WalError) -> SyncError {
@@ -544,7 +540,6 @@ impl Syncer {
     /// Reads committed frames from `info.offset` and writes the next L0 file.
     fn sync_once(
         &mut self,
-        _checkpointing: bool,
         mut info: SyncInfo,
         limit: Option<u64>,
     ) -> Result<OnceResult, SyncError> {
@@ -811,7 +806,7 @@ impl Syncer {
         // would be one more tiny L0 file and upload per checkpoint, so the sealed copy below
         // takes those few commits along.
         if !(barrier && self.just_synced) {
-            let r = self.verify_and_sync(true, None)?;
+            let r = self.verify_and_sync(None)?;
             self.apply(r);
         }
         if barrier {
@@ -830,7 +825,7 @@ impl Syncer {
         if barrier {
             self.db.begin_barrier()?;
             sealed = Some(std::time::Instant::now());
-            let r = match self.verify_and_sync(true, None) {
+            let r = match self.verify_and_sync(None) {
                 Ok(r) => r,
                 Err(e) => {
                     let _ = self.db.end_barrier();
@@ -869,7 +864,7 @@ impl Syncer {
         if mode == CheckpointMode::Passive
             || (mode != CheckpointMode::Truncate && result.log <= pre_frames as i64)
         {
-            let r = self.verify_and_sync(true, None)?;
+            let r = self.verify_and_sync(None)?;
             self.apply(r);
             self.state.synced_since_checkpoint = false;
             return Ok(true);
@@ -885,7 +880,7 @@ impl Syncer {
             full: Some("checkpoint boundary snapshot"),
             clear_synced_to_wal_end: false,
         };
-        let r = self.sync_once(true, info, None);
+        let r = self.sync_once(info, None);
         let end = self.db.end_barrier();
         let r = r?;
         end?;
