@@ -626,6 +626,7 @@ impl Syncer {
         let mut last_frame = None;
         let full = info.full;
         let prev_commit = info.prev_commit;
+        let frame_header = wal_header_or(&wal_header, page_size);
         let write = |w: &mut std::io::BufWriter<File>| -> Result<(), SyncError> {
             let mut enc = Encoder::new(&mut *w, header).map_err(|source| SyncError::Encode {
                 path: display.clone(),
@@ -636,16 +637,12 @@ impl Syncer {
             for (pgno, wal_offset) in pages {
                 match wal_offset {
                     Some(off) => {
-                        wal::read_page(
-                            &wal_file,
-                            &wal_header_or(&wal_header, page_size),
-                            off,
-                            &mut page,
-                        )
-                        .map_err(|source| SyncError::Wal {
-                            path: db.wal_path().display().to_string(),
-                            source,
-                        })?;
+                        wal::read_page(&wal_file, &frame_header, off, &mut page).map_err(
+                            |source| SyncError::Wal {
+                                path: db.wal_path().display().to_string(),
+                                source,
+                            },
+                        )?;
                         if Some(off) == last_frame_offset {
                             last_frame = Some((off, pgno, page.clone()));
                         }
