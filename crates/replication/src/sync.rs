@@ -592,11 +592,8 @@ impl Syncer {
         };
         result.limited = scan.stop == wal::StopReason::ByteLimit;
         let commit = scan.commit.unwrap_or(db_commit);
-        let size = if scan.transactions > 0 {
-            scan.end_offset - info.offset
-        } else {
-            0
-        };
+        // (The scan starts at `info.offset`; it covers nothing when it found no commit.)
+        let size = scan.wal_size();
         if info.full.is_none() && size == 0 {
             return Ok(result);
         }
