@@ -98,15 +98,16 @@ impl Position {
 
     /// The WAL offset right after what `txid` covers, and its salts.
     pub fn wal_end(&self) -> Option<(u64, Salt)> {
-        self.header.map(|h| {
-            (
-                h.wal_offset as u64 + h.wal_size as u64,
-                Salt {
-                    salt1: h.wal_salt1,
-                    salt2: h.wal_salt2,
-                },
-            )
-        })
+        self.header
+            .map(|h| (h.wal_offset as u64 + h.wal_size as u64, header_salt(&h)))
+    }
+}
+
+/// The WAL salts an LTX header records.
+fn header_salt(h: &Header) -> Salt {
+    Salt {
+        salt1: h.wal_salt1,
+        salt2: h.wal_salt2,
     }
 }
 
@@ -373,10 +374,7 @@ impl Syncer {
             return Ok(info);
         };
         info.offset = h.wal_offset as u64 + h.wal_size as u64;
-        info.salt = Salt {
-            salt1: h.wal_salt1,
-            salt2: h.wal_salt2,
-        };
+        info.salt = header_salt(&h);
         info.prev_commit = h.commit;
 
         let wal_size = self.db.wal_size()?;
@@ -434,13 +432,7 @@ impl Syncer {
             // start, unless it went through more than one unknown generation.
             info.offset = WAL_HEADER_SIZE;
             info.salt = hdr.salt;
-            if self.detect_full_checkpoint(&[
-                hdr.salt,
-                Salt {
-                    salt1: h.wal_salt1,
-                    salt2: h.wal_salt2,
-                },
-            ])? {
+            if self.detect_full_checkpoint(&[hdr.salt, header_salt(&h)])? {
                 info.full = Some("full or restart checkpoint detected, snapshotting");
             } else {
                 info.full = None;
@@ -465,7 +457,7 @@ impl Syncer {
         let mut fh = [0u8; 24];
         fh.copy_from_slice(&frame[..24]);
         let fh = wal::FrameHeader::parse(&fh);
-        if fh.salt.salt1 != h.wal_salt1 || fh.salt.salt2 != h.wal_salt2 {
+        if fh.salt != header_salt(h) {
             return Ok(false);
         }
         let data = &frame[24..];
