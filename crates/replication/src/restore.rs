@@ -27,7 +27,7 @@ use serde::Serialize;
 use crate::client::{ClientError, ListOptions, ReplicaClient};
 use crate::fetch::{FetchOptions, FetchProgress, Input, open_inputs};
 use crate::level::{LtxFileInfo, format_rfc3339_nano};
-use crate::meta::fsync_dir;
+use crate::meta::{fsync_parent, remove_if_exists};
 use crate::plan::{PlanError, RestorePlan, RestoreTarget, check_timestamp_in_bounds, plan_restore};
 
 /// The post-restore check (`--integrity-check`).
@@ -285,11 +285,7 @@ pub fn prepare_output(path: &Path, force: bool) -> Result<(), RestoreError> {
         }
     }
     for p in &sidecars {
-        match std::fs::remove_file(p) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io(e)),
-        }
+        remove_if_exists(p).map_err(io)?;
     }
     Ok(())
 }
@@ -470,14 +466,7 @@ fn write_database(
         result,
     })?;
     std::fs::rename(tmp, output).map_err(io(output))?;
-    if let Some(dir) = output.parent() {
-        let dir = if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        };
-        fsync_dir(dir).map_err(io(dir))?;
-    }
+    fsync_parent(output).map_err(io(output))?;
     Ok((restored.txid, restored.page_size, restored.commit))
 }
 
