@@ -98,15 +98,10 @@ impl DbError {
             DbError::Sqlite { source, .. } => {
                 matches!(source.sqlite_error_code(), Some(ErrorCode::DiskFull))
             }
-            DbError::Io { source, .. } => source.raw_os_error() == Some(libc_enospc()),
+            DbError::Io { source, .. } => source.kind() == std::io::ErrorKind::StorageFull,
             _ => false,
         }
     }
-}
-
-/// ENOSPC on every Unix we build for.
-const fn libc_enospc() -> i32 {
-    28
 }
 
 /// The replicator's connections and file handles for one database.
