@@ -25,6 +25,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Serialize;
 
 use crate::client::{ClientError, ListOptions, ReplicaClient};
+use crate::db::{wal_path, with_suffix};
 use crate::fetch::{FetchOptions, FetchProgress, Input, open_inputs};
 use crate::level::{LtxFileInfo, format_rfc3339_nano};
 use crate::meta::{fsync_parent, remove_if_exists};
@@ -292,23 +293,12 @@ pub fn prepare_output(path: &Path, force: bool) -> Result<(), RestoreError> {
 
 /// `path`, `path-wal`, `path-shm`, `path-journal`.
 pub fn sidecars(path: &Path) -> [PathBuf; 4] {
-    let with = |suffix: &str| {
-        let mut s = path.as_os_str().to_os_string();
-        s.push(suffix);
-        PathBuf::from(s)
-    };
     [
         path.to_path_buf(),
-        with("-wal"),
-        with("-shm"),
-        with("-journal"),
+        wal_path(path),
+        with_suffix(path, "-shm"),
+        with_suffix(path, "-journal"),
     ]
-}
-
-fn tmp_path(output: &Path) -> PathBuf {
-    let mut s = output.as_os_str().to_os_string();
-    s.push(".tmp");
-    PathBuf::from(s)
 }
 
 /// Runs a planned restore into `options.output` (which [`prepare_output`] should have
@@ -331,7 +321,7 @@ pub async fn restore_inputs(
 ) -> Result<Restored, RestoreError> {
     let started = Instant::now();
     let output = options.output.clone();
-    let tmp = tmp_path(&output);
+    let tmp = with_suffix(&output, ".tmp");
     let progress = Arc::new(FetchProgress::default());
     let readers = open_inputs(client, inputs, options.fetch, progress.clone());
     let files_total = inputs.len() as u64;

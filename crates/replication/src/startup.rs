@@ -32,6 +32,7 @@ use std::sync::Arc;
 use ltx::{Compactor, Decoder, FileName, PageSink, TxId};
 
 use crate::client::{ClientError, ReadRange, ReplicaClient};
+use crate::db::with_suffix;
 use crate::fetch::{FetchOptions, FetchProgress, Input, open_inputs};
 use crate::level::{Level, LtxFileInfo};
 use crate::meta::{MetaDir, fsync_parent, remove_if_exists};
@@ -454,9 +455,7 @@ async fn catch_up(
     options: &PrepareOptions,
 ) -> Result<Prepared, StartupError> {
     tracing::info!(db = %db_path.display(), local_txid = %local.txid, replica_txid = %replica_txid, "the local database is behind the replica; catching up");
-    let mut staged = db_path.as_os_str().to_os_string();
-    staged.push(".catch-up");
-    let staged = PathBuf::from(staged);
+    let staged = with_suffix(db_path, ".catch-up");
     restore::prepare_output(&staged, true)?;
     let txid = restore_latest(client, db_path, &staged, options).await?;
     let io = |p: &Path, source| StartupError::Io {
