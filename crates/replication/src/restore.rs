@@ -57,6 +57,15 @@ impl std::str::FromStr for IntegrityCheck {
 }
 
 impl IntegrityCheck {
+    /// The PRAGMA that runs the check (none for [`IntegrityCheck::None`]).
+    pub fn pragma(self) -> Option<&'static str> {
+        match self {
+            IntegrityCheck::None => None,
+            IntegrityCheck::Quick => Some("quick_check"),
+            IntegrityCheck::Full => Some("integrity_check"),
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             IntegrityCheck::None => "none",
@@ -449,10 +458,7 @@ fn write_database(
     drop(file);
     integrity_check(tmp, check).map_err(|result| RestoreError::Integrity {
         output: out_display.clone(),
-        check: match check {
-            IntegrityCheck::Quick => "quick_check",
-            _ => "integrity_check",
-        },
+        check: check.pragma().unwrap_or("integrity_check"),
         result,
     })?;
     std::fs::rename(tmp, output).map_err(io(output))?;
@@ -481,13 +487,13 @@ pub fn open_immutable(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
 
 /// Runs the check on a closed database file; `Err` holds SQLite's complaint.
 pub fn integrity_check(path: &Path, check: IntegrityCheck) -> Result<(), String> {
-    let pragma = match check {
-        IntegrityCheck::None => return Ok(()),
-        IntegrityCheck::Quick => "PRAGMA quick_check",
-        IntegrityCheck::Full => "PRAGMA integrity_check",
+    let Some(pragma) = check.pragma() else {
+        return Ok(());
     };
     let conn = open_immutable(path).map_err(|e| e.to_string())?;
-    let mut stmt = conn.prepare(pragma).map_err(|e| e.to_string())?;
+    let mut stmt = conn
+        .prepare(&format!("PRAGMA {pragma}"))
+        .map_err(|e| e.to_string())?;
     let rows: Vec<String> = stmt
         .query_map([], |r| r.get::<_, String>(0))
         .and_then(|rows| rows.collect())
