@@ -98,15 +98,10 @@ impl DbError {
             DbError::Sqlite { source, .. } => {
                 matches!(source.sqlite_error_code(), Some(ErrorCode::DiskFull))
             }
-            DbError::Io { source, .. } => source.raw_os_error() == Some(libc_enospc()),
+            DbError::Io { source, .. } => source.kind() == std::io::ErrorKind::StorageFull,
             _ => false,
         }
     }
-}
-
-/// ENOSPC on every Unix we build for.
-const fn libc_enospc() -> i32 {
-    28
 }
 
 /// The replicator's connections and file handles for one database.
@@ -150,8 +145,13 @@ fn eager_busy_handler(timeout: Duration) -> impl FnMut(i32) -> bool + Send + 'st
 
 /// The `-wal` path of a database.
 pub fn wal_path(db: &Path) -> PathBuf {
-    let mut s = db.as_os_str().to_os_string();
-    s.push("-wal");
+    with_suffix(db, "-wal")
+}
+
+/// `path` with `suffix` appended to its file name (`app.db` + `-wal` → `app.db-wal`).
+pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_os_string();
+    s.push(suffix);
     PathBuf::from(s)
 }
 

@@ -338,7 +338,7 @@ impl Maintenance {
         let newest = snapshots.iter().max_by_key(|f| f.name.max).copied();
         if let Some(n) = newest {
             if let Some(m) = &self.shared.metrics {
-                m.set_last_snapshot(n.created_at.timestamp_millis() as f64 / 1000.0);
+                m.set_last_snapshot(n.created_at);
             }
             if SystemTime::from(n.created_at) > prev_boundary {
                 return Ok(None);
@@ -400,7 +400,7 @@ impl Maintenance {
         }
         let info = written?;
         if let Some(m) = &self.shared.metrics {
-            m.set_last_snapshot(info.created_at.timestamp_millis() as f64 / 1000.0);
+            m.set_last_snapshot(info.created_at);
         }
         Ok(info)
     }

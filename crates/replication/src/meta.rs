@@ -205,7 +205,8 @@ pub enum MetaWriteError<E> {
     Write(E),
 }
 
-fn remove_if_exists(path: &Path) -> io::Result<()> {
+/// Removes a file; a missing one is not an error.
+pub fn remove_if_exists(path: &Path) -> io::Result<()> {
     match fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
@@ -216,4 +217,13 @@ fn remove_if_exists(path: &Path) -> io::Result<()> {
 /// fsyncs a directory so a rename in it is durable.
 pub fn fsync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// fsyncs the directory holding `path` (the current directory for a bare file name), so a
+/// rename onto `path` is durable.
+pub fn fsync_parent(path: &Path) -> io::Result<()> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => fsync_dir(dir),
+        _ => fsync_dir(Path::new(".")),
+    }
 }

@@ -22,6 +22,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use ltx::TxId;
 use prometheus::{
     Counter, CounterVec, Gauge, GaugeVec, IntCounter, IntCounterVec, Opts, PullingGauge, Registry,
@@ -271,9 +272,10 @@ impl DbMetrics {
         }
     }
 
-    /// The newest snapshot's CreatedAt (Unix seconds).
-    pub fn set_last_snapshot(&self, unix_seconds: f64) {
-        self.last_snapshot.set(unix_seconds);
+    /// The newest snapshot's CreatedAt (as Unix seconds).
+    pub fn set_last_snapshot(&self, created_at: DateTime<Utc>) {
+        self.last_snapshot
+            .set(created_at.timestamp_millis() as f64 / 1000.0);
     }
 
     pub fn add_bytes_replicated(&self, bytes: u64) {

@@ -25,9 +25,10 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Serialize;
 
 use crate::client::{ClientError, ListOptions, ReplicaClient};
+use crate::db::{wal_path, with_suffix};
 use crate::fetch::{FetchOptions, FetchProgress, Input, open_inputs};
 use crate::level::{LtxFileInfo, format_rfc3339_nano};
-use crate::meta::fsync_dir;
+use crate::meta::{fsync_parent, remove_if_exists};
 use crate::plan::{PlanError, RestorePlan, RestoreTarget, check_timestamp_in_bounds, plan_restore};
 
 /// The post-restore check (`--integrity-check`).
@@ -56,6 +57,15 @@ impl std::str::FromStr for IntegrityCheck {
 }
 
 impl IntegrityCheck {
+    /// The PRAGMA that runs the check (none for [`IntegrityCheck::None`]).
+    pub fn pragma(self) -> Option<&'static str> {
+        match self {
+            IntegrityCheck::None => None,
+            IntegrityCheck::Quick => Some("quick_check"),
+            IntegrityCheck::Full => Some("integrity_check"),
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             IntegrityCheck::None => "none",
@@ -285,34 +295,19 @@ pub fn prepare_output(path: &Path, force: bool) -> Result<(), RestoreError> {
         }
     }
     for p in &sidecars {
-        match std::fs::remove_file(p) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io(e)),
-        }
+        remove_if_exists(p).map_err(io)?;
     }
     Ok(())
 }
 
 /// `path`, `path-wal`, `path-shm`, `path-journal`.
 pub fn sidecars(path: &Path) -> [PathBuf; 4] {
-    let with = |suffix: &str| {
-        let mut s = path.as_os_str().to_os_string();
-        s.push(suffix);
-        PathBuf::from(s)
-    };
     [
         path.to_path_buf(),
-        with("-wal"),
-        with("-shm"),
-        with("-journal"),
+        wal_path(path),
+        with_suffix(path, "-shm"),
+        with_suffix(path, "-journal"),
     ]
-}
-
-fn tmp_path(output: &Path) -> PathBuf {
-    let mut s = output.as_os_str().to_os_string();
-    s.push(".tmp");
-    PathBuf::from(s)
 }
 
 /// Runs a planned restore into `options.output` (which [`prepare_output`] should have
@@ -335,7 +330,7 @@ pub async fn restore_inputs(
 ) -> Result<Restored, RestoreError> {
     let started = Instant::now();
     let output = options.output.clone();
-    let tmp = tmp_path(&output);
+    let tmp = with_suffix(&output, ".tmp");
     let progress = Arc::new(FetchProgress::default());
     let readers = open_inputs(client, inputs, options.fetch, progress.clone());
     let files_total = inputs.len() as u64;
@@ -463,21 +458,11 @@ fn write_database(
     drop(file);
     integrity_check(tmp, check).map_err(|result| RestoreError::Integrity {
         output: out_display.clone(),
-        check: match check {
-            IntegrityCheck::Quick => "quick_check",
-            _ => "integrity_check",
-        },
+        check: check.pragma().unwrap_or("integrity_check"),
         result,
     })?;
     std::fs::rename(tmp, output).map_err(io(output))?;
-    if let Some(dir) = output.parent() {
-        let dir = if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        };
-        fsync_dir(dir).map_err(io(dir))?;
-    }
+    fsync_parent(output).map_err(io(output))?;
     Ok((restored.txid, restored.page_size, restored.commit))
 }
 
@@ -502,13 +487,13 @@ pub fn open_immutable(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
 
 /// Runs the check on a closed database file; `Err` holds SQLite's complaint.
 pub fn integrity_check(path: &Path, check: IntegrityCheck) -> Result<(), String> {
-    let pragma = match check {
-        IntegrityCheck::None => return Ok(()),
-        IntegrityCheck::Quick => "PRAGMA quick_check",
-        IntegrityCheck::Full => "PRAGMA integrity_check",
+    let Some(pragma) = check.pragma() else {
+        return Ok(());
     };
     let conn = open_immutable(path).map_err(|e| e.to_string())?;
-    let mut stmt = conn.prepare(pragma).map_err(|e| e.to_string())?;
+    let mut stmt = conn
+        .prepare(&format!("PRAGMA {pragma}"))
+        .map_err(|e| e.to_string())?;
     let rows: Vec<String> = stmt
         .query_map([], |r| r.get::<_, String>(0))
         .and_then(|rows| rows.collect())

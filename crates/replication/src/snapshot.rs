@@ -22,7 +22,9 @@ use ltx::{Encoder, Header, TxId};
 
 use crate::db::{read_db_page, shared_file, wal_path};
 use crate::sync::Position;
-use crate::wal::{self, FRAME_HEADER_SIZE, Salt, WAL_HEADER_SIZE, WalError, WalHeader, WalReader};
+use crate::wal::{
+    self, FRAME_HEADER_SIZE, Salt, WAL_HEADER_SIZE, WalError, WalHeader, WalReader, WalScan,
+};
 
 /// Errors reading an image or writing a snapshot.
 #[derive(Debug, thiserror::Error)]
@@ -86,19 +88,9 @@ impl DbImage {
             image.wal_header = None;
             return Ok(image);
         }
-        let Some(wal) = image.wal.as_ref() else {
+        let Some(scan) = image.scan_wal(Some(end - WAL_HEADER_SIZE))? else {
             return Ok(image);
         };
-        let mut reader = WalReader::open(wal).map_err(|source| SnapshotError::Wal {
-            path: image.wal_display.clone(),
-            source,
-        })?;
-        let scan = reader
-            .read_committed(Some(end - WAL_HEADER_SIZE))
-            .map_err(|source| SnapshotError::Wal {
-                path: image.wal_display.clone(),
-                source,
-            })?;
         if scan.end_offset != end {
             return Err(SnapshotError::WalShort {
                 path: image.wal_display.clone(),
@@ -125,19 +117,9 @@ impl DbImage {
             .len()
             / u64::from(page_size);
         image.commit = u32::try_from(file_pages).unwrap_or(u32::MAX);
-        if let Some(wal) = image.wal.as_ref()
-            && image.wal_header.is_some()
+        if image.wal_header.is_some()
+            && let Some(scan) = image.scan_wal(None)?
         {
-            let mut reader = WalReader::open(wal).map_err(|source| SnapshotError::Wal {
-                path: image.wal_display.clone(),
-                source,
-            })?;
-            let scan = reader
-                .read_committed(None)
-                .map_err(|source| SnapshotError::Wal {
-                    path: image.wal_display.clone(),
-                    source,
-                })?;
             if let Some(c) = scan.commit {
                 image.commit = c;
             }
@@ -188,6 +170,21 @@ impl DbImage {
             commit: 0,
             end: WAL_HEADER_SIZE,
         })
+    }
+
+    /// The committed frames of the WAL up to `byte_limit` bytes after its header (`None` if
+    /// there is no WAL file).
+    fn scan_wal(&self, byte_limit: Option<u64>) -> Result<Option<WalScan>, SnapshotError> {
+        let Some(wal) = self.wal.as_ref() else {
+            return Ok(None);
+        };
+        WalReader::open(wal)
+            .and_then(|mut reader| reader.read_committed(byte_limit))
+            .map(Some)
+            .map_err(|source| SnapshotError::Wal {
+                path: self.wal_display.clone(),
+                source,
+            })
     }
 
     pub fn page_size(&self) -> u32 {

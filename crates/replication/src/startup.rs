@@ -32,9 +32,10 @@ use std::sync::Arc;
 use ltx::{Compactor, Decoder, FileName, PageSink, TxId};
 
 use crate::client::{ClientError, ReadRange, ReplicaClient};
+use crate::db::with_suffix;
 use crate::fetch::{FetchOptions, FetchProgress, Input, open_inputs};
 use crate::level::{Level, LtxFileInfo};
-use crate::meta::MetaDir;
+use crate::meta::{MetaDir, fsync_parent, remove_if_exists};
 use crate::plan::{PlanError, RestoreTarget, plan_restore};
 use crate::restore::{self, IntegrityCheck, ProgressFn, RestoreError, RestoreOptions, sidecars};
 use crate::snapshot::{DbImage, SnapshotError};
@@ -454,9 +455,7 @@ async fn catch_up(
     options: &PrepareOptions,
 ) -> Result<Prepared, StartupError> {
     tracing::info!(db = %db_path.display(), local_txid = %local.txid, replica_txid = %replica_txid, "the local database is behind the replica; catching up");
-    let mut staged = db_path.as_os_str().to_os_string();
-    staged.push(".catch-up");
-    let staged = PathBuf::from(staged);
+    let staged = with_suffix(db_path, ".catch-up");
     restore::prepare_output(&staged, true)?;
     let txid = restore_latest(client, db_path, &staged, options).await?;
     let io = |p: &Path, source| StartupError::Io {
@@ -464,16 +463,10 @@ async fn catch_up(
         source,
     };
     for p in &sidecars(db_path)[1..] {
-        match std::fs::remove_file(p) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io(p, e)),
-        }
+        remove_if_exists(p).map_err(|e| io(p, e))?;
     }
     std::fs::rename(&staged, db_path).map_err(|e| io(db_path, e))?;
-    if let Some(dir) = db_path.parent() {
-        crate::meta::fsync_dir(dir).map_err(|e| io(dir, e))?;
-    }
+    fsync_parent(db_path).map_err(|e| io(db_path, e))?;
     meta.reset().map_err(|e| io(meta.root(), e))?;
     Ok(Prepared {
         action: StartAction::CaughtUp {

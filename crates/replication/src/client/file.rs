@@ -25,6 +25,7 @@ use super::{
     finish_listing, finish_write,
 };
 use crate::level::{Level, LtxFileInfo};
+use crate::meta::fsync_dir;
 use crate::target::ReplicaKind;
 
 const TYPE: &str = "file";
@@ -188,10 +189,6 @@ fn mkdir_all(dir: &Path, modes: Option<Modes>) -> std::io::Result<()> {
         Err(e) if e.kind() == ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
         Err(e) => Err(e),
     }
-}
-
-fn fsync_dir(dir: &Path) -> std::io::Result<()> {
-    fs::File::open(dir)?.sync_all()
 }
 
 #[async_trait]
