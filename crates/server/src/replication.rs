@@ -158,7 +158,8 @@ pub async fn forward_commits<T: Send + Sync + 'static>(
     }
 }
 
-/// True if `path` looks like a database this process may create (used by `demo`).
+/// True if the file replica at `replica_dir` holds any LTX file, i.e. a missing database
+/// can be restored from it (used by `demo`).
 pub fn replica_has_files(replica_dir: &Path) -> bool {
     std::fs::read_dir(replica_dir.join("ltx")).is_ok_and(|mut d| d.next().is_some())
 }

@@ -32,8 +32,6 @@ pub struct Database {
     /// The read-write connection opened at start-up (creates the file, switches it to WAL and
     /// keeps the WAL index alive). The writer task of the write API takes it over.
     writer_conn: Mutex<Option<Connection>>,
-    /// Set by [`Database::hand_checkpoints_to_replication`].
-    replication_checkpoints: std::sync::atomic::AtomicBool,
 }
 
 impl Database {
@@ -67,7 +65,6 @@ impl Database {
             reads,
             schema,
             writer_conn: Mutex::new(Some(writer)),
-            replication_checkpoints: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -75,8 +72,6 @@ impl Database {
     /// keeps the WAL when it closes (so a restart continues replicating incrementally).
     /// Every other read-write connection must do the same (`wal_autocheckpoint = 0`).
     pub fn hand_checkpoints_to_replication(&self) -> anyhow::Result<()> {
-        self.replication_checkpoints
-            .store(true, std::sync::atomic::Ordering::Release);
         if let Some(conn) = self.writer_conn.lock().as_ref() {
             conn.pragma_update(None, "wal_autocheckpoint", 0)?;
             let mut persist: std::ffi::c_int = 1;
@@ -86,13 +81,6 @@ impl Database {
             )?;
         }
         Ok(())
-    }
-
-    /// True when replication owns checkpointing (read-write connections must run with
-    /// `wal_autocheckpoint = 0`).
-    pub fn checkpoints_by_replication(&self) -> bool {
-        self.replication_checkpoints
-            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Hands the read-write connection to the writer (once).

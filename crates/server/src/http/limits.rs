@@ -60,13 +60,14 @@ impl HttpLimits {
         if let Some(n) = declared
             && n > self.max_body_bytes
         {
-            return Err(
-                ApiError::new(413, "SQLREST413", "Payload too large").with_details(format!(
-                    "The request body has {n} bytes; the limit is {}",
-                    self.max_body_bytes
-                )),
-            );
+            return Err(payload_too_large(format!("{n} bytes"), self.max_body_bytes));
         }
         Ok(())
     }
+}
+
+/// 413 for a body over `limit`: `size` says by how much (declared or read so far).
+pub fn payload_too_large(size: String, limit: u64) -> ApiError {
+    ApiError::new(413, "SQLREST413", "Payload too large")
+        .with_details(format!("The request body has {size}; the limit is {limit}"))
 }

@@ -10,17 +10,11 @@ use axum::body::Body;
 use axum::response::Response;
 use dialect::headers::{Choice, check_profile, parse_range};
 use dialect::query::canonical_query;
-use dialect::{
-    ApiError, MediaType, Preferences, QueryParams, RequestHeaders, execute_read, plan_read,
-};
+use dialect::{ApiError, MediaType, QueryParams, RequestHeaders, execute_read, plan_read};
 use http::request::Parts;
 use http::{HeaderValue, StatusCode, header};
 
-use super::AppState;
-
-fn header_str(parts: &Parts, name: impl header::AsHeaderName) -> Option<&str> {
-    parts.headers.get(name).and_then(|v| v.to_str().ok())
-}
+use super::{AppState, header_str, preferences};
 
 pub async fn handle(
     state: &AppState,
@@ -37,13 +31,7 @@ pub async fn handle(
     };
     let headers = RequestHeaders {
         media: MediaType::negotiate(header_str(parts, header::ACCEPT))?,
-        prefer: Preferences::parse(
-            parts
-                .headers
-                .get_all("prefer")
-                .iter()
-                .filter_map(|v| v.to_str().ok()),
-        )?,
+        prefer: preferences(parts)?,
         range,
         profile_sent: check_profile(header_str(parts, "accept-profile"))?,
     };

@@ -14,34 +14,27 @@ use axum::response::Response;
 use bytes::Bytes;
 use dialect::headers::check_profile;
 use dialect::{
-    ApiError, BodyFormat, MediaType, Mutation, Preferences, QueryParams, WriteOutput, WriteRequest,
+    ApiError, BodyFormat, MediaType, Mutation, QueryParams, WriteOutput, WriteRequest,
     execute_write, parse_payload, plan_write,
 };
 use http::request::Parts;
 use http::{HeaderValue, Method, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
-use super::AppState;
+use super::limits::payload_too_large;
+use super::{AppState, header_str, preferences};
 
 /// Bodies larger than this are parsed on the blocking pool.
 const INLINE_PARSE_BYTES: usize = 256 * 1024;
-
-fn header_str(parts: &Parts, name: impl header::AsHeaderName) -> Option<&str> {
-    parts.headers.get(name).and_then(|v| v.to_str().ok())
-}
-
-fn too_large(limit: u64) -> ApiError {
-    ApiError::new(413, "SQLREST413", "Payload too large").with_details(format!(
-        "The request body has more than {limit} bytes, the limit"
-    ))
-}
 
 /// Reads the whole body, refusing more than `limit` bytes as they arrive.
 async fn read_body(body: Body, limit: u64) -> Result<Bytes, ApiError> {
     let max = usize::try_from(limit).unwrap_or(usize::MAX);
     match Limited::new(body, max).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large(limit)),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(payload_too_large(format!("more than {limit} bytes"), limit))
+        }
         Err(e) => Err(
             ApiError::new(400, "PGRST102", "Could not read the request body")
                 .with_details(e.to_string()),
@@ -68,13 +61,7 @@ pub async fn handle(
     let mutation = mutation(method);
     let query = QueryParams::parse(parts.uri.query().unwrap_or(""))?;
     let media = MediaType::negotiate(header_str(parts, header::ACCEPT))?;
-    let prefer = Preferences::parse(
-        parts
-            .headers
-            .get_all("prefer")
-            .iter()
-            .filter_map(|v| v.to_str().ok()),
-    )?;
+    let prefer = preferences(parts)?;
     let profile_sent = check_profile(header_str(parts, "content-profile"))?;
 
     let payload = if mutation == Mutation::Delete {
