@@ -212,7 +212,9 @@ mod tests {
             seq: 1,
             wal_frames: 3,
         });
-        assert!(p.lag() >= Duration::ZERO);
+        // A commit not yet on the replica ages: the lag counts from its notice.
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(p.lag() >= Duration::from_millis(5), "{:?}", p.lag());
         let t = p.begin_sync();
         p.notify(CommitNotice {
             seq: 2,
