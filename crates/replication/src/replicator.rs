@@ -429,15 +429,11 @@ impl Replicator {
                 replica: client.describe(),
                 source,
             })?;
-        let meta = MetaDir::new(db_config.meta_path().unwrap_or_else(|| {
-            db_path.with_file_name(format!(
-                ".{}-litestream",
-                db_path
-                    .file_name()
-                    .map(|n| n.to_string_lossy())
-                    .unwrap_or_default()
-            ))
-        }));
+        let meta = MetaDir::new(
+            db_config
+                .meta_path()
+                .unwrap_or_else(|| crate::config::default_meta_path(&db_path)),
+        );
         let prepared = startup::prepare(
             &client,
             &db_path,

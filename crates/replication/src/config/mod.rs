@@ -205,10 +205,17 @@ impl DbConfig {
         if let Some(p) = &self.meta_path {
             return Some(p.clone());
         }
-        let db = self.path()?;
-        let name = db.file_name()?.to_string_lossy();
-        Some(db.with_file_name(format!(".{name}-litestream")))
+        Some(default_meta_path(self.path()?))
     }
+}
+
+/// Litestream's default metadata directory of a database: `<dir>/.<file name>-litestream`.
+pub fn default_meta_path(db: &Path) -> PathBuf {
+    let name = db
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    db.with_file_name(format!(".{name}-litestream"))
 }
 
 /// A database's replica.
