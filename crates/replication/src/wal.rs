@@ -178,7 +178,7 @@ impl WalHeader {
             return Err(WalError::BadVersion(version));
         }
         let page_size = be32(buf, 8);
-        if !(512..=65536).contains(&page_size) || !page_size.is_power_of_two() {
+        if !ltx::is_valid_page_size(page_size) {
             return Err(WalError::BadPageSize(page_size));
         }
         Ok(WalHeader {
