@@ -53,7 +53,17 @@ type Outcome = Result<(String, Response), (String, ApiError)>;
 async fn dispatch(state: &AppState, req: Request) -> Outcome {
     let none = String::new;
     state.limits.check(&req).map_err(|e| (none(), e))?;
-    let path = req.uri().path();
+    // Every body is read before the request is answered, whatever the answer. hyper cannot
+    // reuse a connection whose request body is still arriving when the response goes out: it
+    // closes it, and a client that already sent its next request on it (postgrest-py sends
+    // `{}` with every DELETE) sees the server hang up without a response.
+    let (parts, body) = req.into_parts();
+    let body = state
+        .limits
+        .read_body(body)
+        .await
+        .map_err(|e| (none(), e))?;
+    let path = parts.uri.path();
     let segment = path.strip_prefix('/').unwrap_or(path);
     if segment.is_empty() {
         return Err((
@@ -72,16 +82,16 @@ async fn dispatch(state: &AppState, req: Request) -> Outcome {
         .into_owned();
     let raw_segment = segment.to_string();
 
-    let method = req.method().clone();
+    let method = parts.method.clone();
     if method == Method::OPTIONS
-        && let Some(origin) = req.headers().get(header::ORIGIN)
-        && req
-            .headers()
+        && let Some(origin) = parts.headers.get(header::ORIGIN)
+        && parts
+            .headers
             .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
     {
         let resp = state.cors.preflight(
             origin,
-            req.headers().get(header::ACCESS_CONTROL_REQUEST_HEADERS),
+            parts.headers.get(header::ACCESS_CONTROL_REQUEST_HEADERS),
         );
         return Ok((relation, resp));
     }
@@ -106,7 +116,8 @@ async fn dispatch(state: &AppState, req: Request) -> Outcome {
     }
 
     if let Err(e) = state.auth.check(
-        req.headers()
+        parts
+            .headers
             .get(header::AUTHORIZATION)
             .map(HeaderValue::as_bytes),
     ) {
@@ -114,7 +125,6 @@ async fn dispatch(state: &AppState, req: Request) -> Outcome {
         return Err((none(), e));
     }
 
-    let (parts, body) = req.into_parts();
     let result = match method {
         Method::GET | Method::HEAD => {
             read::handle(

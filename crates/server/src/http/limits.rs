@@ -2,11 +2,14 @@
 //!
 //! Checked before anything else; an oversize request is answered 414/431/413 with a JSON error
 //! and never reaches the database. The body limit is checked here against `Content-Length`
-//! and again on the bytes actually read (`http::write`), so a body sent without a length (or
-//! with a false one) cannot get past it.
+//! and again on the bytes actually read ([`HttpLimits::read_body`]), so a body sent without a
+//! length (or with a false one) cannot get past it.
 
+use axum::body::Body;
 use axum::extract::Request;
+use bytes::Bytes;
 use dialect::ApiError;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 #[derive(Debug, Clone, Copy)]
 pub struct HttpLimits {
@@ -63,6 +66,22 @@ impl HttpLimits {
             return Err(payload_too_large(format!("{n} bytes"), self.max_body_bytes));
         }
         Ok(())
+    }
+
+    /// Reads the whole body, refusing more than `max_body_bytes` as the bytes arrive (413).
+    pub async fn read_body(&self, body: Body) -> Result<Bytes, ApiError> {
+        let limit = self.max_body_bytes;
+        let max = usize::try_from(limit).unwrap_or(usize::MAX);
+        match Limited::new(body, max).collect().await {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+                Err(payload_too_large(format!("more than {limit} bytes"), limit))
+            }
+            Err(e) => Err(
+                ApiError::new(400, "PGRST102", "Could not read the request body")
+                    .with_details(e.to_string()),
+            ),
+        }
     }
 }
 

@@ -2,9 +2,9 @@
 //! the single writer, answer with PostgREST's status and headers.
 //!
 //! Everything that needs no schema happens here, on the request's own task: the query string,
-//! `Accept`, `Prefer`, `Content-Profile`, and the body — read up to `--max-body-bytes` actual
-//! bytes (413 beyond, whatever `Content-Length` claimed), checked for its `Content-Type` and
-//! parsed (large bodies on the blocking pool). The write itself is a job for
+//! `Accept`, `Prefer`, `Content-Profile`, and the body (already read by [`super::api`] within
+//! `--max-body-bytes`), checked for its `Content-Type` and parsed (large bodies on the
+//! blocking pool). The write itself is a job for
 //! [`crate::db::Writer`]: planned against the writer's schema cache and run inside its
 //! savepoint, so a request is answered only once its transaction committed. DELETE bodies are
 //! ignored (postgrest-py sends `{}`).
@@ -19,28 +19,11 @@ use dialect::{
 };
 use http::request::Parts;
 use http::{HeaderValue, Method, StatusCode, header};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 
-use super::limits::payload_too_large;
 use super::{AppState, header_str, preferences};
 
 /// Bodies larger than this are parsed on the blocking pool.
 const INLINE_PARSE_BYTES: usize = 256 * 1024;
-
-/// Reads the whole body, refusing more than `limit` bytes as they arrive.
-async fn read_body(body: Body, limit: u64) -> Result<Bytes, ApiError> {
-    let max = usize::try_from(limit).unwrap_or(usize::MAX);
-    match Limited::new(body, max).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(payload_too_large(format!("more than {limit} bytes"), limit))
-        }
-        Err(e) => Err(
-            ApiError::new(400, "PGRST102", "Could not read the request body")
-                .with_details(e.to_string()),
-        ),
-    }
-}
 
 fn mutation(method: &Method) -> Mutation {
     match *method {
@@ -56,7 +39,7 @@ pub async fn handle(
     relation: String,
     method: &Method,
     parts: &Parts,
-    body: Body,
+    bytes: Bytes,
 ) -> Result<Response, ApiError> {
     let mutation = mutation(method);
     let query = QueryParams::parse(parts.uri.query().unwrap_or(""))?;
@@ -68,7 +51,6 @@ pub async fn handle(
         None
     } else {
         let format = BodyFormat::from_content_type(header_str(parts, header::CONTENT_TYPE))?;
-        let bytes = read_body(body, state.limits.max_body_bytes).await?;
         let columns_given = query.columns.is_some() && mutation != Mutation::Upsert;
         let payload = if bytes.len() > INLINE_PARSE_BYTES {
             tokio::task::spawn_blocking(move || parse_payload(&bytes, format, columns_given))
