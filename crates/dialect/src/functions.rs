@@ -2,6 +2,9 @@
 //!
 //! `regexp(pattern, text)` backs `match`/`imatch` with Rust's `regex` (linear time, size-capped);
 //! the compiled pattern is cached per statement through SQLite's auxiliary data.
+//! `pgrst_contains(a, b)` and `pgrst_overlaps(a, b)` back `cs`/`cd` and `ov` with
+//! PostgreSQL's `jsonb @>` containment and array `&&` overlap over JSON values (see
+//! [`json_contains`], [`json_overlaps`]).
 //! `pgrst_ins(n)` (write connections only, [`register_insert_counter`]) adds `n` to a counter
 //! and returns it: upserts call it with 1 for every row they try to insert and with -1 for
 //! every conflict they turn into an update, so the counter ends at the number of inserted
@@ -11,12 +14,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use regex::Regex;
-use rusqlite::functions::FunctionFlags;
+use rusqlite::functions::{Context, FunctionFlags};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, Error};
+use serde_json::Value as Json;
 
 /// Registers the dialect's SQL functions on `conn`.
 pub fn register(conn: &Connection) -> rusqlite::Result<()> {
+    let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
+    conn.create_scalar_function("pgrst_contains", 2, flags, |ctx| {
+        json_pair(ctx, |a, b| json_contains(a, b, true))
+    })?;
+    conn.create_scalar_function("pgrst_overlaps", 2, flags, |ctx| {
+        json_pair(ctx, json_overlaps)
+    })?;
     conn.create_scalar_function(
         "regexp",
         2,
@@ -38,6 +49,95 @@ pub fn register(conn: &Connection) -> rusqlite::Result<()> {
             })
         },
     )
+}
+
+/// A SQL value read as JSON: text that parses as JSON is that JSON, other text is a JSON
+/// string, numbers are numbers; `None` for NULL and blobs.
+fn as_json(v: ValueRef<'_>) -> Option<Json> {
+    match v {
+        ValueRef::Null | ValueRef::Blob(_) => None,
+        ValueRef::Integer(i) => Some(Json::from(i)),
+        ValueRef::Real(f) => Some(Json::from(f)),
+        ValueRef::Text(t) => Some(
+            serde_json::from_slice(t)
+                .unwrap_or_else(|_| Json::String(String::from_utf8_lossy(t).into_owned())),
+        ),
+    }
+}
+
+/// Applies `f` to both arguments read as JSON (NULL if either is NULL). A constant argument
+/// (the bound operand) is parsed once per statement through SQLite's auxiliary data.
+fn json_pair(
+    ctx: &Context<'_>,
+    f: impl Fn(&Json, &Json) -> bool,
+) -> rusqlite::Result<Option<bool>> {
+    let arg = |i| ctx.get_or_create_aux(i, |v| Ok::<_, Error>(as_json(v)));
+    let (a, b) = (arg(0)?, arg(1)?);
+    Ok(match (a.as_ref(), b.as_ref()) {
+        (Some(a), Some(b)) => Some(f(a, b)),
+        _ => None,
+    })
+}
+
+/// JSON equality with numbers compared by value (`1` equals `1.0`).
+fn json_eq(a: &Json, b: &Json) -> bool {
+    match (a, b) {
+        (Json::Number(x), Json::Number(y)) => match (x.as_i64(), y.as_i64()) {
+            (Some(x), Some(y)) => x == y,
+            _ => x.as_f64() == y.as_f64(),
+        },
+        (Json::Array(x), Json::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| json_eq(x, y))
+        }
+        (Json::Object(x), Json::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+/// PostgreSQL's `jsonb @>`: every key of an object operand is in `a` with a containing value;
+/// every element of an array operand is contained in some element of `a` (duplicates and order
+/// do not matter); scalars are equal. At the top level an array also contains a scalar that is
+/// one of its elements, and an empty operand (`{}` is both PostgreSQL's empty array literal,
+/// which postgrest-js sends for `contains(col, [])`, and JSON's empty object) is contained in
+/// any array or object.
+pub fn json_contains(a: &Json, b: &Json, top: bool) -> bool {
+    let empty = |v: &Json| {
+        v.as_object().is_some_and(|o| o.is_empty()) || v.as_array().is_some_and(|a| a.is_empty())
+    };
+    match (a, b) {
+        (Json::Array(_) | Json::Object(_), b) if top && empty(b) => true,
+        (Json::Object(a), Json::Object(b)) => b
+            .iter()
+            .all(|(k, bv)| a.get(k).is_some_and(|av| json_contains(av, bv, false))),
+        (Json::Array(a), Json::Array(b)) => b.iter().all(|bv| {
+            a.iter().any(|av| match (av, bv) {
+                (Json::Array(_), Json::Array(_)) | (Json::Object(_), Json::Object(_)) => {
+                    json_contains(av, bv, false)
+                }
+                _ => json_eq(av, bv),
+            })
+        }),
+        (Json::Array(a), b) if top && !b.is_object() => a.iter().any(|av| json_eq(av, b)),
+        (Json::Array(_) | Json::Object(_), _) | (_, Json::Array(_) | Json::Object(_)) => false,
+        _ => json_eq(a, b),
+    }
+}
+
+/// PostgreSQL's array `&&`: `a` and `b` share an element (a value that is not an array counts
+/// as an array of itself).
+pub fn json_overlaps(a: &Json, b: &Json) -> bool {
+    fn items(v: &Json) -> &[Json] {
+        match v {
+            Json::Array(items) => items,
+            other => std::slice::from_ref(other),
+        }
+    }
+    let (a, b) = (items(a), items(b));
+    a.iter().any(|x| b.iter().any(|y| json_eq(x, y)))
 }
 
 /// The counter behind `pgrst_ins` on one connection.
@@ -86,6 +186,85 @@ mod tests {
             c.query_row("SELECT regexp('(', 'x')", [], |r| r.get::<_, bool>(0))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn containment_follows_jsonb() {
+        let j = |s: &str| serde_json::from_str::<Json>(s).unwrap();
+        let cs = |a: &str, b: &str| json_contains(&j(a), &j(b), true);
+        // PostgreSQL's documented examples.
+        assert!(cs(r#""foo""#, r#""foo""#));
+        assert!(cs("[1, 2, 3]", "[1, 3]"));
+        assert!(cs("[1, 2, 3]", "[3, 1]"));
+        assert!(cs("[1, 2, 3]", "[1, 2, 2]"));
+        assert!(cs(
+            r#"{"product": "PostgreSQL", "version": 9.4, "jsonb": true}"#,
+            r#"{"version": 9.4}"#
+        ));
+        assert!(!cs("[1, 2, [1, 3]]", "[1, 3]"));
+        assert!(cs("[1, 2, [1, 3]]", "[[1, 3]]"));
+        assert!(!cs(r#"{"foo": {"bar": "baz"}}"#, r#"{"bar": "baz"}"#));
+        assert!(cs(r#"{"foo": {"bar": "baz"}}"#, r#"{"foo": {}}"#));
+        assert!(cs(r#"["foo", "bar"]"#, r#""bar""#));
+        assert!(!cs(r#""bar""#, r#"["bar"]"#));
+        assert!(cs(r#"[{"a": 1, "b": 2}]"#, r#"[{"a": 1}]"#));
+        assert!(!cs(r#"[{"a": 1}]"#, r#"[{"a": 1, "b": 2}]"#));
+        // Numbers by value; types matter otherwise.
+        assert!(cs("[1.0, 2]", "[1]"));
+        assert!(!cs(r#"["1"]"#, "[1]"));
+        assert!(!cs("[true]", "[1]"));
+        // The empty operand (postgrest-js sends `{}` for an empty array).
+        assert!(cs("[1]", "{}") && cs("[]", "[]") && cs(r#"{"a":1}"#, "{}"));
+        assert!(!cs("1", "{}"));
+    }
+
+    #[test]
+    fn overlap_needs_a_shared_element() {
+        let j = |s: &str| serde_json::from_str::<Json>(s).unwrap();
+        let ov = |a: &str, b: &str| json_overlaps(&j(a), &j(b));
+        assert!(ov("[1, 2]", "[2, 3]"));
+        assert!(!ov("[1, 2]", "[3]"));
+        assert!(!ov("[]", "[]"));
+        assert!(ov(r#"["a", "b"]"#, r#""a""#));
+        assert!(ov("[1]", "[1.0]"));
+    }
+
+    #[test]
+    fn containment_in_sql_reads_text_as_json_and_keeps_null() {
+        let c = Connection::open_in_memory().unwrap();
+        register(&c).unwrap();
+        let q = |sql: &str| {
+            c.query_row(sql, [], |r| r.get::<_, Option<bool>>(0))
+                .unwrap()
+        };
+        assert_eq!(
+            q(r#"SELECT pgrst_contains('["a","b"]', '["b"]')"#),
+            Some(true)
+        );
+        assert_eq!(
+            q(r#"SELECT pgrst_contains('["b"]', '["a","b"]')"#),
+            Some(false)
+        );
+        assert_eq!(q("SELECT pgrst_contains(NULL, '[1]')"), None);
+        assert_eq!(q("SELECT pgrst_contains('[1,2]', NULL)"), None);
+        // Text that is not JSON is a string; numbers are numbers.
+        assert_eq!(
+            q(r#"SELECT pgrst_contains('plain', '"plain"')"#),
+            Some(true)
+        );
+        assert_eq!(q("SELECT pgrst_contains(4, '4')"), Some(true));
+        assert_eq!(q("SELECT pgrst_overlaps('[1,2]', '[2]')"), Some(true));
+        assert_eq!(q("SELECT pgrst_overlaps(X'00', '[2]')"), None);
+        // A column against a constant operand, row by row.
+        c.execute_batch(r#"CREATE TABLE t (id INTEGER, tags TEXT); INSERT INTO t VALUES (1, '["x","y"]'), (2, '["y"]'), (3, NULL), (4, 'not json');"#).unwrap();
+        let ids: Vec<i64> = c
+            .prepare("SELECT id FROM t WHERE pgrst_contains(tags, ?1) ORDER BY id")
+            .unwrap()
+            .query_map([r#"["y"]"#], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(ids, [1, 2]);
     }
 
     #[test]

@@ -14,8 +14,8 @@ use rusqlite::types::Value;
 use crate::error::ApiError;
 use crate::headers::{CountMethod, MediaType, RequestHeaders};
 use crate::query::{
-    Arrow, CmpOp, Comparison, Direction, Field, IsValue, JsonKey, LogicTree, Nulls, Operation,
-    OrderTerm, QueryParams, SelectItem,
+    Arrow, CmpOp, Comparison, ContainOp, Direction, Field, IsValue, JsonKey, LogicTree, Nulls,
+    Operation, OrderTerm, QueryParams, SelectItem,
 };
 use crate::schema::{Affinity, Column, Relation, SchemaCache, ValueKind};
 
@@ -127,6 +127,9 @@ pub enum Predicate {
         values: String,
     },
     Is(IsValue),
+    /// `cs`/`cd`/`ov`: JSON containment or overlap with a JSON parameter (see
+    /// [`crate::functions`]).
+    Contain(ContainOp, String),
 }
 
 /// A WHERE condition: a predicate or an and/or tree, possibly negated.
@@ -549,6 +552,9 @@ fn condition(
             "The '{op}' operator is not supported on SQLite"
         ))),
         Operation::Is(v) => Ok(pred_for(expr, Predicate::Is(*v))),
+        Operation::Contain { op, json } => {
+            Ok(pred_for(expr, Predicate::Contain(*op, json.clone())))
+        }
         Operation::In(values) => {
             let arr: Vec<serde_json::Value> = values
                 .iter()

@@ -109,10 +109,27 @@ pub enum Operation {
     },
     In(Vec<String>),
     Is(IsValue),
-    /// Parsed but not mapped onto SQLite (full-text, array and range operators).
+    /// `cs`, `cd`, `ov` on JSON values; `json` is the operand as JSON text (a PostgreSQL
+    /// array literal `{a,b}` becomes a JSON array).
+    Contain {
+        op: ContainOp,
+        json: String,
+    },
+    /// Parsed but not mapped onto SQLite (full-text and range operators).
     Unsupported {
         op: String,
     },
+}
+
+/// The JSON containment operators (PostgreSQL's `@>`, `<@` and `&&`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainOp {
+    /// `cs`: the column contains the operand.
+    Contains,
+    /// `cd`: the column is contained in the operand.
+    ContainedBy,
+    /// `ov`: the column and the operand share an element.
+    Overlaps,
 }
 
 /// `field=[not.]op[(modifier)].value`
@@ -704,9 +721,43 @@ fn cmp_op(word: &str) -> Option<CmpOp> {
     })
 }
 
-const UNSUPPORTED: [&str; 12] = [
-    "fts", "plfts", "phfts", "wfts", "cs", "cd", "ov", "sl", "sr", "nxr", "nxl", "adj",
+const UNSUPPORTED: [&str; 9] = [
+    "fts", "plfts", "phfts", "wfts", "sl", "sr", "nxr", "nxl", "adj",
 ];
+
+fn contain_op(word: &str) -> Option<ContainOp> {
+    Some(match word {
+        "cs" => ContainOp::Contains,
+        "cd" => ContainOp::ContainedBy,
+        "ov" => ContainOp::Overlaps,
+        _ => return None,
+    })
+}
+
+/// The operand of `cs`/`cd`/`ov` as JSON text: a JSON value as it is, or a PostgreSQL array
+/// literal `{a,"b,c",1}` as a JSON array (unquoted items that read as JSON numbers or
+/// booleans keep that type; everything else is a string). `None` for anything else, such as a
+/// range literal `[1,10)`, which SQLite has no type for.
+fn contain_operand(value: &str) -> Result<Option<String>, usize> {
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(value) {
+        return Ok(Some(v.to_string()));
+    }
+    if !value.trim_start().starts_with('{') {
+        return Ok(None);
+    }
+    let items = parse_array_literal(value)?;
+    let array = items
+        .into_iter()
+        .map(|(item, quoted)| {
+            let typed = (!quoted)
+                .then(|| serde_json::from_str::<serde_json::Value>(&item).ok())
+                .flatten()
+                .filter(|v| v.is_number() || v.is_boolean());
+            typed.unwrap_or(serde_json::Value::String(item))
+        })
+        .collect();
+    Ok(Some(serde_json::Value::Array(array).to_string()))
+}
 
 /// Parses `[not.]op[(modifier)].` and returns (negated, op word, modifier); the cursor is then
 /// at the value.
@@ -719,7 +770,11 @@ fn operator_head(c: &mut Cursor) -> Result<(bool, String, Option<String>), PErr>
         negated = true;
         w = c.word();
     }
-    let known = w == "in" || w == "is" || cmp_op(&w).is_some() || UNSUPPORTED.contains(&w.as_str());
+    let known = w == "in"
+        || w == "is"
+        || cmp_op(&w).is_some()
+        || contain_op(&w).is_some()
+        || UNSUPPORTED.contains(&w.as_str());
     if !known {
         c.pos = if negated {
             c.pos - w.chars().count()
@@ -763,6 +818,21 @@ fn operation(
             op: word.to_string(),
         });
     }
+    if let Some(op) = contain_op(word) {
+        if modifier.is_some() {
+            return Err(at("\".\""));
+        }
+        return match contain_operand(&value) {
+            Ok(Some(json)) => Ok(Operation::Contain { op, json }),
+            Ok(None) => Ok(Operation::Unsupported {
+                op: format!("{word} on a range value"),
+            }),
+            Err(p) => Err(PErr {
+                pos: value_pos + p,
+                expecting: "a JSON value or an array literal: {a,b,\"c,d\"}",
+            }),
+        };
+    }
     if word == "in" {
         if modifier.is_some() {
             return Err(at("\".\""));
@@ -803,7 +873,7 @@ fn operation(
                 } else {
                     Quantifier::All
                 },
-                values,
+                values: values.into_iter().map(|(v, _)| v).collect(),
             })
         }
         Some(_) => Err(at("(any) or (all)")),
@@ -837,11 +907,15 @@ fn parse_in_list(value: &str) -> Result<Vec<String>, usize> {
         };
     }
     let items = delimited_items(&mut c, ')')?;
-    if c.at_end() { Ok(items) } else { Err(c.pos) }
+    if c.at_end() {
+        Ok(items.into_iter().map(|(item, _)| item).collect())
+    } else {
+        Err(c.pos)
+    }
 }
 
 /// Parses a PostgreSQL array literal `{a,"b,c"}` (unquoted items are trimmed).
-fn parse_array_literal(value: &str) -> Result<Vec<String>, usize> {
+fn parse_array_literal(value: &str) -> Result<Vec<(String, bool)>, usize> {
     let mut c = Cursor::new(value.trim());
     if !c.eat('{') {
         return Err(0);
@@ -854,19 +928,18 @@ fn parse_array_literal(value: &str) -> Result<Vec<String>, usize> {
             Err(c.pos)
         };
     }
-    let items = delimited_items(&mut c, '}')?
-        .into_iter()
-        .collect::<Vec<_>>();
+    let items = delimited_items(&mut c, '}')?;
     if c.at_end() { Ok(items) } else { Err(c.pos) }
 }
 
-/// Items separated by `,` up to `close`; items may be double-quoted with `\` escapes.
-fn delimited_items(c: &mut Cursor, close: char) -> Result<Vec<String>, usize> {
+/// Items separated by `,` up to `close`; items may be double-quoted with `\` escapes. Each
+/// item comes with whether it was quoted.
+fn delimited_items(c: &mut Cursor, close: char) -> Result<Vec<(String, bool)>, usize> {
     let mut items = Vec::new();
     loop {
         c.skip_ws();
         if c.peek() == Some('"') {
-            items.push(c.quoted().map_err(|e| e.pos)?);
+            items.push((c.quoted().map_err(|e| e.pos)?, true));
             c.skip_ws();
         } else {
             let s = c.pos;
@@ -874,11 +947,12 @@ fn delimited_items(c: &mut Cursor, close: char) -> Result<Vec<String>, usize> {
                 c.pos += 1;
             }
             let item: String = c.chars[s..c.pos].iter().collect();
-            items.push(if close == '}' {
+            let item = if close == '}' {
                 item.trim().to_string()
             } else {
                 item
-            });
+            };
+            items.push((item, false));
         }
         match c.peek() {
             Some(',') => c.pos += 1,
@@ -1087,6 +1161,40 @@ mod tests {
             q.filters[2].1.operation,
             Operation::In(vec!["1".into(), "2,3".into()])
         );
+    }
+
+    #[test]
+    fn containment_operands_become_json() {
+        let op = |v: &str| parse_filter_value(v).map(|(_, o)| o);
+        let contain = |op, json: &str| Operation::Contain {
+            op,
+            json: json.into(),
+        };
+        assert_eq!(
+            op(r#"cs.{a, "b,c" ,1,true,"2",2.5e1}"#).unwrap(),
+            contain(ContainOp::Contains, r#"["a","b,c",1,true,"2",25.0]"#)
+        );
+        assert_eq!(
+            op(r#"cd.{"k": [1, 2]}"#).unwrap(),
+            contain(ContainOp::ContainedBy, r#"{"k":[1,2]}"#)
+        );
+        assert_eq!(op("ov.{}").unwrap(), contain(ContainOp::Overlaps, "{}"));
+        assert_eq!(
+            op("ov.[1,2]").unwrap(),
+            contain(ContainOp::Overlaps, "[1,2]")
+        );
+        // Ranges have no SQLite type.
+        assert!(matches!(
+            op("ov.[1,10)").unwrap(),
+            Operation::Unsupported { .. }
+        ));
+        assert!(matches!(
+            op("cs.(1,10)").unwrap(),
+            Operation::Unsupported { .. }
+        ));
+        for bad in ["cs.{a", "cs.{a}}", "cs(any).{a}", "ov.{\"a}"] {
+            assert_eq!(op(bad).unwrap_err().code, "PGRST100", "{bad}");
+        }
     }
 
     #[test]

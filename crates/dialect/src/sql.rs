@@ -15,8 +15,8 @@ use rusqlite::types::Value;
 
 use crate::ident::push_quoted;
 use crate::plan::{CastType, Condition, Expr, OrderItem, Predicate, ReadNode, SqlCmp};
-use crate::query::Comparison;
 use crate::query::IsValue;
+use crate::query::{Comparison, ContainOp};
 use crate::schema::RowKey;
 
 /// SQL text and its parameters, in order.
@@ -313,6 +313,16 @@ fn comparison(sql: &mut Sql, alias: &str, e: &Expr, op: SqlCmp, rhs: impl FnOnce
     }
 }
 
+/// `name(a, b)`.
+fn call(sql: &mut Sql, name: &str, a: impl FnOnce(&mut Sql), b: impl FnOnce(&mut Sql)) {
+    sql.push(name);
+    sql.push("(");
+    a(sql);
+    sql.push(", ");
+    b(sql);
+    sql.push(")");
+}
+
 fn condition(sql: &mut Sql, alias: &str, c: &Condition) {
     match c {
         Condition::Tree {
@@ -368,6 +378,15 @@ fn condition(sql: &mut Sql, alias: &str, c: &Condition) {
                     sql.push(") AS \"pgrst_q\" WHERE (");
                     comparison(sql, alias, e, *op, |s| s.push("\"pgrst_q\".\"value\""));
                     sql.push(if *all { ") IS NOT TRUE)" } else { "))" });
+                }
+                Predicate::Contain(op, json) => {
+                    let operand = |sql: &mut Sql| sql.bind(Value::Text(json.clone()));
+                    let column = |sql: &mut Sql| expr(sql, alias, e);
+                    match op {
+                        ContainOp::Contains => call(sql, "pgrst_contains", column, operand),
+                        ContainOp::ContainedBy => call(sql, "pgrst_contains", operand, column),
+                        ContainOp::Overlaps => call(sql, "pgrst_overlaps", column, operand),
+                    }
                 }
                 Predicate::Is(v) => {
                     expr(sql, alias, e);

@@ -46,6 +46,8 @@ const TOKENS: &[&str] = &[
     "match.",
     "imatch.",
     "cs.",
+    "cd.",
+    "ov.",
     "fts.",
     "not.",
     "(any)",
@@ -178,6 +180,8 @@ fn condition() -> impl Strategy<Value = String> {
             "eq(any)",
             "like(all)",
             "cs",
+            "cd",
+            "ov",
             "fts",
         ][..],
     );
@@ -193,6 +197,8 @@ fn condition() -> impl Strategy<Value = String> {
                 "(1,2)",
                 "(\"a,b\",Emma)",
                 "{1,2}",
+                "{\"a\":[1,{}]}",
+                "[1,10)",
                 "2.5",
                 "",
             ][..]

@@ -69,6 +69,32 @@ async fn every_filter_operator() {
         (&[("settings->tags->-1", "eq.\"b\"")], &[1, 2]),
         (&[("settings->foo->>bar", "like.*u*")], &[2]),
         (&[("or", "(settings->foo->>bar.eq.qux,id.eq.5)")], &[2, 5]),
+        // JSON containment and overlap (PostgreSQL's jsonb @>, <@ and array &&).
+        (&[("settings->tags", "cs.{a}")], &[1]),
+        (&[("settings->tags", "cs.[\"b\"]")], &[1, 2]),
+        (&[("settings->tags", "cs.{}")], &[1, 2, 4]),
+        (&[("settings->tags", "cs.{a,c}")], &[]),
+        (&[("settings->tags", "cs.\"b\"")], &[1, 2]),
+        (&[("settings->tags", "not.cs.{a}")], &[2, 4]),
+        (&[("settings->tags", "cd.{a,b}")], &[1, 2, 4]),
+        (&[("settings->tags", "cd.{b,c}")], &[2, 4]),
+        (&[("settings->tags", "ov.{a,c}")], &[1]),
+        (&[("settings->tags", "ov.[\"b\",\"z\"]")], &[1, 2]),
+        (&[("settings", "cs.{\"foo\":{\"bar\":\"baz\"}}")], &[1, 4]),
+        (&[("settings->foo", "cs.{\"int\":2}")], &[2]),
+        (
+            &[("settings->foo", "cd.{\"int\":2,\"bar\":\"qux\",\"x\":1}")],
+            &[2],
+        ),
+        (&[("settings->foo->int", "cs.4")], &[4]),
+        (&[("or", "(settings->tags.cs.{a},id.eq.5)")], &[1, 5]),
+        (
+            &[(
+                "or",
+                "(settings.cs.{\"foo\":{\"int\":4,\"bar\":\"baz\"}},id.eq.2)",
+            )],
+            &[2, 4],
+        ),
     ];
     for (params, want) in cases {
         assert_eq!(&ids_of(&s, "projects", params).await, want, "{params:?}");
@@ -570,7 +596,10 @@ async fn bad_input_gets_json_errors_and_changes_nothing() {
         ("select", "nope->a", 400, "42703"),
         ("select", "id::nosuchtype", 400, "42704"),
         ("name", "fts.windows", 400, "PGRST127"),
-        ("settings", "cs.{a}", 400, "PGRST127"),
+        ("settings", "ov.[2017-01-01,2017-06-30]", 400, "PGRST127"),
+        ("settings", "cs.(1,10)", 400, "PGRST127"),
+        ("settings", "cs.{a", 400, "PGRST100"),
+        ("settings", "cs(any).{a}", 400, "PGRST100"),
         ("select", "id,tasks(id)", 400, "PGRST127"),
         ("tasks.id", "eq.1", 400, "PGRST108"),
         ("order", "clients(name)", 400, "PGRST108"),

@@ -53,6 +53,11 @@ check("or_ nested", ids(t("projects").select("id").or_("id.eq.5,and(client_id.eq
 check("match", ids(t("projects").select("id").match({"client_id": 1, "active": True}).order("id").execute()), [1, 2])
 check("filter", ids(t("projects").select("id").filter("name", "imatch", "^w.*7$").execute()), [1])
 check("json filter", ids(t("projects").select("id").eq("settings->foo->>bar", "baz").order("id").execute()), [1, 4])
+check("contains list", ids(t("projects").select("id").contains("settings->tags", ["b"]).order("id").execute()), [1, 2])
+check("contains dict", ids(t("projects").select("id").contains("settings", {"foo": {"bar": "baz"}}).order("id").execute()), [1, 4])
+check("contained_by", ids(t("projects").select("id").contained_by("settings->tags", ["b", "c"]).order("id").execute()), [2, 4])
+check("ov", ids(t("projects").select("id").ov("settings->tags", ["a", "z"]).execute()), [1])
+check("not_ contains", ids(t("projects").select("id").not_.contains("settings->tags", ["a"]).order("id").execute()), [2, 4])
 
 # order
 check("order desc", ids(t("projects").select("id").order("budget", desc=True).execute()), [3, 2, 1, 4, 5])
