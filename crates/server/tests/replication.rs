@@ -2,7 +2,8 @@
 //! replicas, checked with the real Litestream: restore before serving, a new database on an
 //! empty replica, refusal of a diverged database, exit within the retry window when the
 //! replica keeps failing (with `/health` unhealthy first), SIGTERM under a write load
-//! (every acknowledged write on the replica), writes by the sqlite3 CLI, clear start-up errors
+//! (every acknowledged write on the replica), SIGKILL under a write load (restarts as the same
+//! lineage, loses no acknowledged write, levels the replica), writes by the sqlite3 CLI, clear start-up errors
 //! for bad configs, metrics, the `restore` command and the demo's replica.
 //!
 //! Writes go through the HTTP API (the single writer's commit notices wake replication) and,
@@ -456,34 +457,8 @@ async fn sigterm_under_a_write_load_leaves_every_acknowledged_write_on_the_repli
     for setup in Setup::file_and_s3(test) {
         create_db(&setup.db, 1);
         let mut s = setup.serve().await;
-        // Eight HTTP clients POST rows until the server stops answering; every 201 is an
-        // acknowledged write.
-        let writers: Vec<_> = (0..8)
-            .map(|w| {
-                let (client, base, token) = (s.client.clone(), s.base.clone(), s.token());
-                tokio::spawn(async move {
-                    let mut acked = Vec::new();
-                    for i in 0.. {
-                        let r = client
-                            .post(format!("{base}/t"))
-                            .bearer_auth(&token)
-                            .header("Prefer", "return=representation")
-                            .json(&serde_json::json!({"v": format!("w{w}-{i}")}))
-                            .send()
-                            .await;
-                        match r {
-                            Ok(r) if r.status() == 201 => {
-                                let rows: Value = r.json().await.unwrap();
-                                acked.push(rows[0]["id"].as_i64().unwrap());
-                            }
-                            // Shutting down: refused, reset or 503.
-                            _ => break,
-                        }
-                    }
-                    acked
-                })
-            })
-            .collect();
+        // Every 201 is an acknowledged write.
+        let writers = write_load(&s);
         tokio::time::sleep(Duration::from_millis(1500)).await;
         s.sigterm();
         let mut acknowledged = Vec::new();
@@ -509,6 +484,87 @@ async fn sigterm_under_a_write_load_leaves_every_acknowledged_write_on_the_repli
             setup.url,
             missing.len(),
             &missing[..missing.len().min(10)]
+        );
+    }
+}
+
+/// Eight HTTP clients POST rows to `s` until it stops answering; the ids of the 201s.
+fn write_load(s: &Running) -> Vec<tokio::task::JoinHandle<Vec<i64>>> {
+    (0..8)
+        .map(|w| {
+            let (client, base, token) = (s.client.clone(), s.base.clone(), s.token());
+            tokio::spawn(async move {
+                let mut acked = Vec::new();
+                for i in 0.. {
+                    let r = client
+                        .post(format!("{base}/t"))
+                        .bearer_auth(&token)
+                        .header("Prefer", "return=representation")
+                        .json(&serde_json::json!({"v": format!("w{w}-{i}")}))
+                        .send()
+                        .await;
+                    match r {
+                        Ok(r) if r.status() == 201 => {
+                            let rows: Value = r.json().await.unwrap();
+                            acked.push(rows[0]["id"].as_i64().unwrap());
+                        }
+                        // Stopped: refused, reset or 503.
+                        _ => break,
+                    }
+                }
+                acked
+            })
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_under_a_write_load_restarts_and_replicates_what_was_left() {
+    // SIGKILL lands anywhere: mid-commit, mid-sync, mid-upload, mid-checkpoint. Each restart
+    // must take the local database as the same lineage (no false divergence), keep every
+    // acknowledged write, and bring the replica level with it.
+    let test = "a_crash_under_a_write_load_restarts_and_replicates_what_was_left";
+    let Some(ls) = Litestream::require(test) else {
+        return;
+    };
+    for setup in Setup::file_and_s3(test) {
+        create_db(&setup.db, 1);
+        let mut acknowledged = Vec::new();
+        for (round, ms) in [700u64, 1300, 400].into_iter().enumerate() {
+            let mut s = setup.serve().await;
+            let writers = write_load(&s);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            s.child.kill().unwrap();
+            s.child.wait().unwrap();
+            let mut acked = Vec::new();
+            for w in writers {
+                acked.extend(w.await.unwrap());
+            }
+            assert!(
+                !acked.is_empty(),
+                "round {round}: no write was acknowledged"
+            );
+            acknowledged.extend(acked);
+        }
+        // The last restart replicates what the crashes left behind.
+        let mut s = setup.serve().await;
+        let local = ids(&setup.db);
+        let missing: Vec<_> = acknowledged
+            .iter()
+            .filter(|id| !local.contains(id))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "acknowledged writes lost locally: {missing:?}"
+        );
+        s.wait_replicated("").await;
+        s.stop().await;
+        let out = setup.litestream_restore(&ls, "after-crashes.db");
+        assert_eq!(
+            ids(&out),
+            local,
+            "{}: the replica differs from the database",
+            setup.url
         );
     }
 }
