@@ -2,9 +2,10 @@
 //! replicas, checked with the real Litestream: restore before serving, a new database on an
 //! empty replica, refusal of a diverged database, exit within the retry window when the
 //! replica keeps failing (with `/health` unhealthy first), SIGTERM under a write load
-//! (every acknowledged write on the replica), SIGKILL under a write load (restarts as the same
-//! lineage, loses no acknowledged write, levels the replica), writes by the sqlite3 CLI, clear start-up errors
-//! for bad configs, metrics, the `restore` command and the demo's replica.
+//! (every acknowledged write on the replica), SIGKILL under a write load (each restart
+//! continues the lineage, loses no acknowledged write and levels the replica), writes by the
+//! sqlite3 CLI, clear start-up errors for bad configs, metrics, the `restore` command and the
+//! demo's replica.
 //!
 //! Writes go through the HTTP API (the single writer's commit notices wake replication) and,
 //! where a test needs another process's writes, to the database file with rusqlite or the
