@@ -191,6 +191,9 @@ impl ApiError {
             {
                 (400, "22P02", msg)
             }
+            // A full-text query FTS5 rejects (our translation quotes every word, so this is a
+            // limit such as FTS5's parser depth).
+            (_, ffi::SQLITE_ERROR) if msg.starts_with("fts5:") => (400, "42601", msg),
             // Any other SQL error a request can cause (a bad regular expression at run time, …).
             (_, ffi::SQLITE_ERROR) => (400, "22000", msg),
             _ => (500, "XX000", msg),
@@ -266,6 +269,12 @@ mod tests {
         assert_eq!(code("SELECT nope FROM t"), (400, "42703".into()));
         assert_eq!(code("SELECT * FROM nope"), (404, "42P01".into()));
         assert_eq!(code("SELECT nope(1)"), (404, "42883".into()));
+        c.execute_batch("CREATE VIRTUAL TABLE ft USING fts5(x)")
+            .unwrap();
+        assert_eq!(
+            code("SELECT * FROM ft WHERE ft MATCH 'AND'"),
+            (400, "42601".into())
+        );
         c.pragma_update(None, "query_only", true).unwrap();
         assert_eq!(code("DELETE FROM t"), (405, "25006".into()));
     }

@@ -17,6 +17,7 @@ pub mod dml;
 pub mod error;
 pub mod exec;
 pub mod exec_write;
+pub mod fts;
 pub mod functions;
 pub mod headers;
 pub mod ident;

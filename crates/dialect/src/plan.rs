@@ -12,12 +12,14 @@ use std::sync::Arc;
 use rusqlite::types::Value;
 
 use crate::error::ApiError;
+use crate::fts::{FtsSyntax, FullTextIndex, to_fts5};
 use crate::headers::{CountMethod, MediaType, RequestHeaders};
+use crate::ident::quoted;
 use crate::query::{
     Arrow, CmpOp, Comparison, ContainOp, Direction, Field, IsValue, JsonKey, LogicTree, Nulls,
     Operation, OrderTerm, QueryParams, SelectItem,
 };
-use crate::schema::{Affinity, Column, Relation, SchemaCache, ValueKind};
+use crate::schema::{Affinity, Column, RelKind, Relation, SchemaCache, ValueKind};
 
 /// Server-side limits applied while planning.
 #[derive(Debug, Clone, Copy, Default)]
@@ -130,6 +132,11 @@ pub enum Predicate {
     /// `cs`/`cd`/`ov`: JSON containment or overlap with a JSON parameter (see
     /// [`crate::functions`]).
     Contain(ContainOp, String),
+    /// The FTS5 query `query` (bound) over the column's full-text index.
+    FullText {
+        index: FullTextIndex,
+        query: String,
+    },
 }
 
 /// A WHERE condition: a predicate or an and/or tree, possibly negated.
@@ -555,6 +562,9 @@ fn condition(
         Operation::Contain { op, json } => {
             Ok(pred_for(expr, Predicate::Contain(*op, json.clone())))
         }
+        Operation::FullText { syntax, query, .. } => {
+            full_text(rel, field, *syntax, query).map(|pred| pred_for(expr, pred))
+        }
         Operation::In(values) => {
             let arr: Vec<serde_json::Value> = values
                 .iter()
@@ -606,6 +616,62 @@ fn condition(
             ))
         }
     }
+}
+
+/// A full-text filter on `field`: its FTS5 index and the query translated for FTS5. A column
+/// without an FTS5 index is refused (no silent full scan), with a hint that creates one.
+fn full_text(
+    rel: &Relation,
+    field: &Field,
+    syntax: FtsSyntax,
+    query: &str,
+) -> Result<Predicate, ApiError> {
+    let index = rel
+        .full_text
+        .get(&field.name)
+        .filter(|_| field.path.is_empty())
+        .ok_or_else(|| no_full_text_index(rel, field))?;
+    Ok(Predicate::FullText {
+        index: index.clone(),
+        query: to_fts5(syntax, query)?,
+    })
+}
+
+fn no_full_text_index(rel: &Relation, field: &Field) -> ApiError {
+    let details = format!(
+        "Full-text search needs an FTS5 index, and column {}.{} has none",
+        rel.name, field.name
+    );
+    let hint = if !field.path.is_empty() {
+        "Full-text filters apply to columns, not to JSON paths.".to_string()
+    } else if rel.kind == RelKind::Virtual {
+        "Only the indexed columns of an FTS5 table can be searched (not UNINDEXED ones)."
+            .to_string()
+    } else {
+        let key = match rel.primary_key.as_slice() {
+            [pk] if rel
+                .column(pk)
+                .is_some_and(|c| c.affinity == Affinity::Integer) =>
+            {
+                pk.as_str()
+            }
+            _ => "rowid",
+        };
+        let index = format!("{}_fts", rel.name);
+        format!(
+            "Create an external-content FTS5 index for it: CREATE VIRTUAL TABLE {idx} USING fts5({col}, content={tbl}, content_rowid={key}); INSERT INTO {idx}({idx}) VALUES ('rebuild'); and keep it in step with triggers on {tbl} (https://sqlite.org/fts5.html#external_content_tables).",
+            idx = quoted(&index),
+            col = quoted(&field.name),
+            tbl = sql_literal(&rel.name),
+            key = sql_literal(key),
+        )
+    };
+    ApiError::not_implemented(details).with_hint(hint)
+}
+
+/// `'text'` with inner quotes doubled.
+fn sql_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
 }
 
 /// For `->>` paths, compare as text (PostgreSQL's `->>` yields text); for `->` paths used with
@@ -743,6 +809,115 @@ mod tests {
         let q = QueryParams::parse("tasks.id=eq.1").unwrap();
         let e = plan_read(&c, "t", &q, &headers(), Limits::default()).unwrap_err();
         assert_eq!(e.code, "PGRST108");
+    }
+
+    /// `GET /relation?query` on a database with an FTS5 table (`notes`) and an
+    /// external-content FTS5 index over `docs`: the ids returned, or the error.
+    fn search(relation: &str, query: &str) -> Result<Vec<i64>, ApiError> {
+        search_rows(relation, &format!("select=id&order=id&{query}"))
+            .map(|rows| rows.iter().map(|r| r["id"].as_i64().unwrap()).collect())
+    }
+
+    fn search_rows(relation: &str, query: &str) -> Result<Vec<serde_json::Value>, ApiError> {
+        let c = rusqlite::Connection::open_in_memory().unwrap();
+        c.execute_batch(
+            "CREATE TABLE docs (id INTEGER PRIMARY KEY, title TEXT, body TEXT);
+             CREATE VIRTUAL TABLE \"docs \"\"fts\"\"\" USING fts5(title, body, content='docs',
+               content_rowid='id', tokenize='porter');
+             INSERT INTO docs VALUES (1, 'Fat cats', 'The fat cat sat on the mat'),
+               (2, 'Rats', 'A fat rat ate the cheese'), (3, NULL, 'Dogs chase cats');
+             INSERT INTO \"docs \"\"fts\"\"\"(\"docs \"\"fts\"\"\") VALUES ('rebuild');
+             CREATE VIRTUAL TABLE notes USING fts5(id UNINDEXED, body);
+             INSERT INTO notes SELECT id, body FROM docs;",
+        )
+        .unwrap();
+        let cache = SchemaCache::load(&c, &crate::schema::Exposure::All).unwrap();
+        let q = QueryParams::parse(query)?;
+        let plan = plan_read(&cache, relation, &q, &headers(), Limits::default())?;
+        let out = crate::exec::execute_read(&c, &plan, false)?;
+        Ok(serde_json::from_slice(&out.body).unwrap())
+    }
+
+    #[test]
+    fn full_text_filters_run_on_fts5() {
+        for (rel, q, want) in [
+            ("docs", "body=fts.fat", vec![1, 2]),
+            ("docs", "body=fts(english).cats", vec![1, 3]),
+            ("docs", "body=fts.fat%20%26%20!rat", vec![1]),
+            ("docs", "body=fts.ch:*%20|%20mat", vec![1, 2, 3]),
+            ("docs", "body=fts.fat%20<->%20rat", vec![2]),
+            ("docs", "body=plfts.the%20cheese", vec![2]),
+            ("docs", "body=phfts.cat%20sat", vec![1]),
+            ("docs", "body=phfts.sat%20cat", vec![]),
+            (
+                "docs",
+                "body=wfts.%22fat%20cat%22%20or%20dogs%20-rat",
+                vec![1, 3],
+            ),
+            ("docs", "body=not.fts.fat", vec![3]),
+            // A NULL column is neither matched nor, negated, unmatched (as in PostgreSQL).
+            ("docs", "title=not.fts.fat", vec![2]),
+            ("docs", "or=(body.fts.cheese,title.fts.cats)", vec![1, 2]),
+            ("docs", "not.and=(body.fts.fat,id.lt.2)", vec![2, 3]),
+            ("notes", "body=fts.dogs", vec![3]),
+            ("notes", "or=(body.fts.rat,id.like.1)", vec![1, 2]),
+            ("notes", "body=not.wfts.cats", vec![1, 2]),
+        ] {
+            let got = search(rel, q).unwrap_or_else(|e| panic!("{rel}?{q}: {e:?}"));
+            assert_eq!(got, want, "{rel}?{q}");
+        }
+        // The external-content FTS5 table searched directly (its porter tokenizer stems).
+        let rows = search_rows("docs \"fts\"", "select=title&title=fts.rat").unwrap();
+        assert_eq!(rows, [serde_json::json!({"title": "Rats"})]);
+    }
+
+    #[test]
+    fn full_text_query_is_one_bound_parameter() {
+        let c = rusqlite::Connection::open_in_memory().unwrap();
+        c.execute_batch(
+            "CREATE TABLE d (id INTEGER PRIMARY KEY, \"b\"\"x\" TEXT);
+             CREATE VIRTUAL TABLE \"d'fts\" USING fts5(\"b\"\"x\", content='d', content_rowid='id');",
+        )
+        .unwrap();
+        let cache = SchemaCache::load(&c, &crate::schema::Exposure::All).unwrap();
+        let q = QueryParams::parse("%22b%5C%22x%22=not.wfts.x%27%20y);DROP").unwrap();
+        let p = plan_read(&cache, "d", &q, &headers(), Limits::default()).unwrap();
+        let sql = crate::sql::select(&p.root);
+        assert!(
+            sql.text.ends_with(
+                " WHERE NOT (CASE WHEN \"t0\".\"b\"\"x\" IS NULL THEN NULL ELSE \"t0\".\"id\" IN \
+                 (SELECT rowid FROM \"d'fts\" WHERE \"d'fts\".\"b\"\"x\" MATCH ?) END)"
+            ),
+            "{}",
+            sql.text
+        );
+        assert_eq!(sql.params, [Value::Text("(\"x'\" AND \"y);DROP\")".into())]);
+    }
+
+    #[test]
+    fn full_text_errors_are_client_errors() {
+        for (rel, q, code) in [
+            ("docs", "id=fts.1", "PGRST127"),
+            ("notes", "id=fts.1", "PGRST127"),
+            ("docs", "body->a=fts.x", "PGRST127"),
+            ("docs", "nope=fts.x", "42703"),
+            ("docs", "body=fts.fat%20cat", "42601"),
+            ("docs", "body=plfts.%20*%20", "22023"),
+            ("docs", "body=fts.!fat", "PGRST127"),
+        ] {
+            let e = search(rel, q).unwrap_err();
+            assert_eq!((e.status, e.code.as_str()), (400, code), "{rel}?{q}: {e:?}");
+        }
+        let e = search("docs", "id=fts.1").unwrap_err();
+        assert_eq!(
+            e.hint.as_deref(),
+            Some(
+                "Create an external-content FTS5 index for it: CREATE VIRTUAL TABLE \"docs_fts\" \
+                 USING fts5(\"id\", content='docs', content_rowid='id'); INSERT INTO \"docs_fts\"\
+                 (\"docs_fts\") VALUES ('rebuild'); and keep it in step with triggers on 'docs' \
+                 (https://sqlite.org/fts5.html#external_content_tables)."
+            )
+        );
     }
 
     #[test]

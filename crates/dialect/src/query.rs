@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use percent_encoding::percent_decode_str;
 
 use crate::error::ApiError;
+use crate::fts::FtsSyntax;
 
 /// `->` (JSON result) or `->>` (SQL/text result).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,7 +116,15 @@ pub enum Operation {
         op: ContainOp,
         json: String,
     },
-    /// Parsed but not mapped onto SQLite (full-text and range operators).
+    /// `fts`, `plfts`, `phfts`, `wfts`: a full-text query (raw) in one of PostgreSQL's
+    /// syntaxes. The language of `fts(english)` is kept but not used: an FTS5 index's
+    /// tokenizer is fixed when the index is created.
+    FullText {
+        syntax: FtsSyntax,
+        language: Option<String>,
+        query: String,
+    },
+    /// Parsed but not mapped onto SQLite (range operators).
     Unsupported {
         op: String,
     },
@@ -721,9 +730,7 @@ fn cmp_op(word: &str) -> Option<CmpOp> {
     })
 }
 
-const UNSUPPORTED: [&str; 9] = [
-    "fts", "plfts", "phfts", "wfts", "sl", "sr", "nxr", "nxl", "adj",
-];
+const UNSUPPORTED: [&str; 5] = ["sl", "sr", "nxr", "nxl", "adj"];
 
 fn contain_op(word: &str) -> Option<ContainOp> {
     Some(match word {
@@ -774,7 +781,8 @@ fn operator_head(c: &mut Cursor) -> Result<(bool, String, Option<String>), PErr>
         || w == "is"
         || cmp_op(&w).is_some()
         || contain_op(&w).is_some()
-        || UNSUPPORTED.contains(&w.as_str());
+        || UNSUPPORTED.contains(&w.as_str())
+        || FtsSyntax::from_operator(&w).is_some();
     if !known {
         c.pos = if negated {
             c.pos - w.chars().count()
@@ -813,6 +821,9 @@ fn operation(
         pos: value_pos,
         expecting,
     };
+    if let Some(syntax) = FtsSyntax::from_operator(word) {
+        return full_text(syntax, modifier, value).ok_or_else(|| at("a language: fts(english)"));
+    }
     if UNSUPPORTED.contains(&word) {
         return Ok(Operation::Unsupported {
             op: word.to_string(),
@@ -878,6 +889,24 @@ fn operation(
         }
         Some(_) => Err(at("(any) or (all)")),
     }
+}
+
+/// A full-text filter; the modifier, when given, is a language name (`english`,
+/// `pg_catalog.french`).
+fn full_text(syntax: FtsSyntax, language: Option<String>, query: String) -> Option<Operation> {
+    let valid = |l: &String| {
+        !l.is_empty()
+            && l.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+    };
+    if language.as_ref().is_some_and(|l| !valid(l)) {
+        return None;
+    }
+    Some(Operation::FullText {
+        syntax,
+        language,
+        query,
+    })
 }
 
 /// `[not.]op[(modifier)].value` for a plain `key=value` filter: the value is the rest.
@@ -1420,6 +1449,70 @@ mod tests {
         assert_eq!(q.filters[0].1.field.name, "a:b");
         assert_eq!(q.filters[1].1.field.name, "information.cpe");
         assert!(q.filters[1].0.is_empty());
+    }
+
+    #[test]
+    fn full_text_filters_keep_their_syntax_language_and_raw_query() {
+        let q = QueryParams::parse(
+            "body=fts(english).fat%20%26%20!rat&title=not.plfts.a+b&or=(body.wfts.%22x,y%22,body.phfts(simple).a)",
+        )
+        .unwrap();
+        assert_eq!(
+            q.filters[0].1.operation,
+            Operation::FullText {
+                syntax: FtsSyntax::Tsquery,
+                language: Some("english".into()),
+                query: "fat & !rat".into()
+            }
+        );
+        assert!(q.filters[1].1.negated);
+        assert_eq!(
+            q.filters[1].1.operation,
+            Operation::FullText {
+                syntax: FtsSyntax::Plain,
+                language: None,
+                query: "a b".into()
+            }
+        );
+        let LogicTree::Node { children, .. } = &q.logic[0].1 else {
+            panic!()
+        };
+        let ops: Vec<_> = children
+            .iter()
+            .map(|c| match c {
+                LogicTree::Leaf(f) => f.operation.clone(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            ops,
+            [
+                Operation::FullText {
+                    syntax: FtsSyntax::Websearch,
+                    language: None,
+                    query: "x,y".into()
+                },
+                Operation::FullText {
+                    syntax: FtsSyntax::Phrase,
+                    language: Some("simple".into()),
+                    query: "a".into()
+                }
+            ]
+        );
+        for bad in [
+            "fts().a",
+            "fts(en glish).a",
+            "fts(a'b).x",
+            "wfts",
+            "phfts(x",
+        ] {
+            assert_eq!(
+                parse_filter_value(bad).unwrap_err().code,
+                "PGRST100",
+                "{bad}"
+            );
+        }
+        assert!(parse_filter_value("fts(pg_catalog.english).x").is_ok());
     }
 
     #[test]

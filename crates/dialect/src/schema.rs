@@ -2,7 +2,8 @@
 //!
 //! Built from `pragma_table_list`, `pragma_table_xinfo` (which also gives a view's columns
 //! the declared type of the column they come from), `pragma_foreign_key_list`,
-//! `pragma_index_list`/`pragma_index_info` and the view triggers in `sqlite_schema`, stamped
+//! `pragma_index_list`/`pragma_index_info`, the view triggers and the FTS5 tables (see
+//! [`crate::fts::index`]) in `sqlite_schema`, stamped
 //! with the `PRAGMA schema_version` it was read at. Callers compare that stamp with the
 //! database's current `schema_version` (one cheap pragma) and rebuild when it moved; nothing
 //! here is read per request. Relations that are not exposed (the allow-list) are left out, so
@@ -12,6 +13,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use rusqlite::Connection;
+
+use crate::fts::index::{FullTextIndex, fts5_tables, full_text_columns};
 
 /// What kind of relation a name is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,6 +119,8 @@ pub struct Relation {
     pub deletable: bool,
     /// A `WITHOUT ROWID` table: rows are identified by their primary key only.
     pub without_rowid: bool,
+    /// The columns with an FTS5 index (see [`crate::fts::index`]), by column name.
+    pub full_text: HashMap<String, FullTextIndex>,
 }
 
 /// How the rows a write touched are found again (for `return=representation`).
@@ -222,6 +227,7 @@ impl SchemaCache {
                 .collect::<rusqlite::Result<_>>()?
         };
         let triggers = view_triggers(conn)?;
+        let fts5 = fts5_tables(conn)?;
         for (name, kind, without_rowid) in names {
             if !exposure.allows(&name) {
                 hidden.insert(name);
@@ -234,6 +240,7 @@ impl SchemaCache {
             };
             let mut rel = load_relation(conn, name.clone(), kind, triggers.get(&name))?;
             rel.without_rowid = without_rowid;
+            rel.full_text = full_text_columns(&rel, &fts5);
             relations.insert(name, Arc::new(rel));
         }
         Ok(SchemaCache {
@@ -434,6 +441,7 @@ fn load_relation(
         updatable,
         deletable,
         without_rowid: false,
+        full_text: HashMap::new(),
     })
 }
 

@@ -13,6 +13,7 @@
 
 use rusqlite::types::Value;
 
+use crate::fts::FullTextIndex;
 use crate::ident::push_quoted;
 use crate::plan::{CastType, Condition, Expr, OrderItem, Predicate, ReadNode, SqlCmp};
 use crate::query::IsValue;
@@ -323,6 +324,26 @@ fn call(sql: &mut Sql, name: &str, a: impl FnOnce(&mut Sql), b: impl FnOnce(&mut
     sql.push(")");
 }
 
+/// `CASE WHEN <column> IS NULL THEN NULL ELSE <key> IN (SELECT rowid FROM "<fts>" WHERE
+/// "<fts>"."<column>" MATCH ?) END`. A subquery, because FTS5 answers a bare `MATCH` only
+/// where it can drive the scan (not under NOT or inside OR); NULL for a NULL column, as
+/// `to_tsvector(NULL) @@ q` is in PostgreSQL, so `not.` leaves such rows out too.
+fn full_text(sql: &mut Sql, alias: &str, e: &Expr, index: &FullTextIndex, query: &str) {
+    sql.push("CASE WHEN ");
+    expr(sql, alias, e);
+    sql.push(" IS NULL THEN NULL ELSE ");
+    column(sql, alias, &index.key);
+    sql.push(" IN (SELECT rowid FROM ");
+    sql.quoted(&index.table);
+    sql.push(" WHERE ");
+    sql.quoted(&index.table);
+    sql.push(".");
+    sql.quoted(&index.column);
+    sql.push(" MATCH ");
+    sql.bind(Value::Text(query.to_string()));
+    sql.push(") END");
+}
+
 fn condition(sql: &mut Sql, alias: &str, c: &Condition) {
     match c {
         Condition::Tree {
@@ -388,6 +409,7 @@ fn condition(sql: &mut Sql, alias: &str, c: &Condition) {
                         ContainOp::Overlaps => call(sql, "pgrst_overlaps", column, operand),
                     }
                 }
+                Predicate::FullText { index, query } => full_text(sql, alias, e, index, query),
                 Predicate::Is(v) => {
                     expr(sql, alias, e);
                     sql.push(match v {
