@@ -49,6 +49,18 @@ const TOKENS: &[&str] = &[
     "cd.",
     "ov.",
     "fts.",
+    "plfts.",
+    "phfts.",
+    "wfts.",
+    "fts(english).",
+    "|",
+    "!",
+    "<->",
+    "<2>",
+    ":*",
+    "NEAR",
+    "AND",
+    "-",
     "not.",
     "(any)",
     "(all)",
@@ -183,6 +195,11 @@ fn condition() -> impl Strategy<Value = String> {
             "cd",
             "ov",
             "fts",
+            "fts(english)",
+            "fts(",
+            "plfts",
+            "phfts",
+            "wfts",
         ][..],
     );
     let operand = prop_oneof![
@@ -201,6 +218,15 @@ fn condition() -> impl Strategy<Value = String> {
                 "[1,10)",
                 "2.5",
                 "",
+                "Emma%20%26%20!Dune",
+                "a%20<->%20b",
+                "%22x%20y%22%20or%20-z",
+                "NEAR(a%20b)",
+                "x:*",
+                "(a%20|%20b",
+                "!a",
+                "a:B*",
+                "'q",
             ][..]
         )
         .prop_map(str::to_string),
@@ -275,6 +301,10 @@ fn database() -> (Connection, SchemaCache) {
           (2, 'Dune', NULL, '[1, "two", null]', NULL, NULL),
           (3, 'Ubik', 7, 'not json', '', 'r');
         CREATE VIEW cheap AS SELECT id, name FROM books WHERE price < 9;
+        CREATE VIRTUAL TABLE books_fts USING fts5(name, content='books', content_rowid='id');
+        INSERT INTO books_fts(books_fts) VALUES ('rebuild');
+        CREATE VIRTUAL TABLE notes USING fts5(name, tags UNINDEXED);
+        INSERT INTO notes VALUES ('Emma and Dune', 'x'), ('a b', NULL);
         "#,
     )
     .unwrap();
@@ -295,7 +325,7 @@ proptest! {
     #[test]
     fn hostile_reads_are_client_errors(
         query in prop_oneof![1 => glue(TOKENS, 24), 4 => query_string()],
-        relation in proptest::sample::select(&["books", "cheap", "nope", "books\"", "sqlite_master"][..]),
+        relation in proptest::sample::select(&["books", "cheap", "notes", "notes_data", "nope", "books\"", "sqlite_master"][..]),
         prefer in header(&["count=exact", "count=planned", "count=estimated"]),
         range in header(&["0-1", "items=1-", "5-9", "2-1"]),
         accept in header(&["application/json", "text/csv", "application/vnd.pgrst.object+json"]),
