@@ -562,6 +562,170 @@ async fn cors_allowed_origins_are_configurable() {
 }
 
 #[tokio::test]
+async fn full_text_search_on_fts5() {
+    let s = Server::start().await;
+    // A base table with an external-content FTS5 index (porter stemming, so `cats` is `cat`).
+    let articles: &[Case] = &[
+        (&[("title", "fts.cats")], &[1]),
+        (&[("body", "fts(english).cat")], &[1, 3]),
+        (&[("body", "fts.fat & !rat")], &[1]),
+        (&[("body", "fts.fat <-> rat")], &[3]),
+        (&[("body", "fts.supernova:*")], &[2]),
+        (&[("body", "fts.cat | star")], &[1, 2, 3]),
+        (&[("body", "plfts.fat cats")], &[1, 3]),
+        (&[("body", "phfts.fat cats")], &[1]),
+        (&[("body", "phfts(english).lean cat")], &[3]),
+        (&[("body", "wfts.\"fat rat\" or supernovae -galaxy")], &[3]),
+        (&[("body", "wfts.fat -rat")], &[1]),
+        // Negation; a NULL body is neither matched nor unmatched (as in PostgreSQL).
+        (&[("body", "not.fts.fat")], &[2]),
+        (&[("or", "(body.fts.supernova:*,title.fts.race)")], &[2, 3]),
+        (&[("and", "(body.fts.fat,author.eq.Ann)")], &[1, 3]),
+        (&[("not.or", "(title.fts.rat,id.eq.2)")], &[1, 4]),
+        (&[("body", "wfts.fat"), ("id", "gt.1")], &[3]),
+    ];
+    for (params, want) in articles {
+        assert_eq!(&ids_of(&s, "articles", params).await, want, "{params:?}");
+    }
+    // An FTS5 table (no stemming); FTS5's own syntax in the input is only words.
+    let notes: &[Case] = &[
+        (&[("body", "fts.cats")], &[3]),
+        (&[("title", "fts.cats")], &[1]),
+        (&[("body", "fts.NEAR & AND")], &[4]),
+        (&[("body", "plfts.OR * : ( ) are")], &[4]),
+        (&[("body", "wfts.\"only words\"")], &[4]),
+        (&[("title", "phfts.\"quotes\"")], &[4]),
+        (&[("body", "not.fts.fat")], &[3, 4]),
+        (&[("or", "(title.fts.rats,body.fts.dogs)")], &[2, 3]),
+    ];
+    for (params, want) in notes {
+        assert_eq!(&ids_of(&s, "notes", params).await, want, "{params:?}");
+    }
+    // The external-content FTS5 table can be read and searched itself.
+    assert_eq!(
+        s.query(
+            "/articles search",
+            &[("select", "title"), ("title", "fts.race")]
+        )
+        .await,
+        json!([{"title": "Rat Race"}])
+    );
+    // Counts go through the same condition.
+    let r = get(
+        &s,
+        &p("/articles", &[("body", "fts.fat"), ("limit", "1")]),
+        &[("Prefer", "count=exact")],
+    )
+    .await;
+    assert_eq!(r.header("content-range"), Some("0-0/2"));
+}
+
+#[tokio::test]
+async fn full_text_errors_and_hidden_shadow_tables() {
+    let shadows = ["data", "idx", "content", "docsize", "config"];
+    let mut allow = common::ALL_TABLES.to_string();
+    for sh in shadows {
+        allow.push_str(&format!(",notes_{sh},articles search_{sh}"));
+    }
+    let s = Server::start_with(Options {
+        allow,
+        ..Options::default()
+    })
+    .await;
+    let before = s.snapshot();
+    // A column without an FTS5 index: no silent full scan, a hint that creates an index.
+    let v = s
+        .error(&p("/projects", &[("name", "fts.windows")]), 400, "PGRST127")
+        .await;
+    assert_eq!(
+        v["details"],
+        "Full-text search needs an FTS5 index, and column projects.name has none"
+    );
+    let hint = v["hint"].as_str().unwrap();
+    assert!(
+        hint.contains(
+            "CREATE VIRTUAL TABLE \"projects_fts\" USING fts5(\"name\", content='projects', content_rowid='id')"
+        ),
+        "{hint}"
+    );
+    let cases: &[(&str, &str, &str, &str)] = &[
+        ("/articles", "author", "fts.ann", "PGRST127"),
+        ("/notes", "id", "fts.1", "PGRST127"),
+        ("/projects_view", "name", "not.plfts.x", "PGRST127"),
+        ("/articles", "nope", "fts.x", "42703"),
+        ("/articles", "body", "fts.fat cat", "42601"),
+        ("/articles", "body", "fts.(fat", "42601"),
+        ("/articles", "body", "fts.!fat", "PGRST127"),
+        ("/articles", "body", "wfts.-fat", "PGRST127"),
+        ("/articles", "body", "plfts.", "22023"),
+        ("/articles", "body", "phfts.* : ( )", "22023"),
+        ("/articles", "body", "fts().fat", "PGRST100"),
+        ("/articles", "body", "fts(en glish).fat", "PGRST100"),
+    ];
+    for (path, key, value, code) in cases {
+        s.error(&p(path, &[(key, value)]), 400, code).await;
+    }
+    let v = s
+        .error(&p("/articles", &[("body", "fts.fat cat")]), 400, "42601")
+        .await;
+    assert_eq!(v["message"], "syntax error in tsquery: \"fat cat\"");
+    // FTS5's shadow tables are not relations, even when the allow-list names them.
+    for sh in shadows {
+        for table in [format!("notes_{sh}"), format!("articles search_{sh}")] {
+            s.error(&p(&format!("/{table}"), &[]), 404, "PGRST205")
+                .await;
+        }
+    }
+    assert_eq!(s.snapshot(), before);
+}
+
+#[tokio::test]
+async fn full_text_index_follows_writes() {
+    let s = Server::start().await;
+    let search = |q: &'static str| {
+        let s = &s;
+        async move { ids_of(s, "articles", &[("body", q)]).await }
+    };
+    let json = [("Content-Type", "application/json")];
+    let r = send(
+        &s,
+        Method::POST,
+        "/articles",
+        &json,
+        Some(r#"{"id":5,"title":"News","body":"A fresh supernova"}"#),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(search("fts.fresh").await, [5]);
+    assert_eq!(search("fts.supernova").await, [2, 5]);
+    let r = send(
+        &s,
+        Method::PATCH,
+        "/articles?body=fts.fresh",
+        &json,
+        Some(r#"{"body":"A stale supernova"}"#),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(search("fts.fresh").await, Vec::<i64>::new());
+    assert_eq!(search("fts.stale").await, [5]);
+    let r = send(&s, Method::DELETE, "/articles?body=plfts.stale", &[], None).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(search("fts.supernova").await, [2]);
+    // Writes to an FTS5 table itself.
+    let r = send(
+        &s,
+        Method::POST,
+        "/notes",
+        &json,
+        Some(r#"{"id":5,"title":"Owls","body":"Owls hunt rats"}"#),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(ids_of(&s, "notes", &[("body", "fts.rats")]).await, [3, 5]);
+}
+
+#[tokio::test]
 async fn bad_input_gets_json_errors_and_changes_nothing() {
     let s = Server::start().await;
     let before = s.snapshot();

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 pub const SECRET: &[u8] = b"test-secret-that-is-at-least-32-bytes-long";
 pub const FIXTURE_SQL: &str = include_str!("../fixtures/fixture.sql");
-pub const ALL_TABLES: &str = "clients,projects,tasks,users,users_tasks,messages,items,simple_pk,no_pk,names,counters,projects_view,Order Items,stock,stock_view,kv";
+pub const ALL_TABLES: &str = "clients,projects,tasks,users,users_tasks,messages,items,simple_pk,no_pk,names,counters,projects_view,Order Items,stock,stock_view,kv,notes,articles,articles search";
 
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
