@@ -56,6 +56,30 @@ check('overlaps', ids(r.data), [1])
 r = ok('single', await t('clients').select('name').eq('id', 2).single())
 check('single', r.data, { name: 'Apple' })
 
+// Full-text search: textSearch() over an external-content FTS5 index (articles) and an FTS5
+// table (notes).
+const art = () => t('articles').select('id').order('id')
+const search = async (name, q, want) => check(name, ids(ok(name, await q).data), want)
+await search('textSearch', art().textSearch('body', 'fat & !rat'), [1])
+await search('textSearch prefix', art().textSearch('body', 'supernova:*'), [2])
+await search('textSearch config', art().textSearch('body', 'cat', { config: 'english' }), [1, 3])
+await search('textSearch plain', art().textSearch('body', 'fat cats', { type: 'plain' }), [1, 3])
+await search('textSearch phrase', art().textSearch('body', 'fat cats', { type: 'phrase' }), [1])
+await search(
+  'textSearch websearch',
+  art().textSearch('body', '"fat rat" or supernovae -galaxy', { type: 'websearch', config: 'english' }),
+  [3],
+)
+await search('not fts', art().not('body', 'fts', 'fat'), [2])
+await search('or fts', t('notes').select('id').or('title.fts.rats,body.fts.dogs').order('id'), [2, 3])
+failsWith(
+  'textSearch without an FTS5 index',
+  await t('projects').select('id').textSearch('name', 'windows'),
+  'PGRST127',
+  400,
+)
+failsWith('textSearch syntax error', await art().textSearch('body', 'fat cat'), '42601', 400)
+
 // insert: without select() the answer is minimal.
 r = ok('insert', await t('clients').insert({ id: 3, name: 'IBM' }))
 check('insert minimal', [r.status, r.data], [201, null])

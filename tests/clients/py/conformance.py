@@ -59,6 +59,22 @@ check("contained_by", ids(t("projects").select("id").contained_by("settings->tag
 check("ov", ids(t("projects").select("id").ov("settings->tags", ["a", "z"]).execute()), [1])
 check("not_ contains", ids(t("projects").select("id").not_.contains("settings->tags", ["a"]).order("id").execute()), [2, 4])
 
+# full-text search (FTS5): an external-content index over articles, and an FTS5 table (notes)
+art = lambda: t("articles").select("id").order("id")  # noqa: E731
+check("fts", ids(art().fts("body", "fat & !rat").execute()), [1])
+check("fts prefix", ids(art().fts("body", "supernova:*").execute()), [2])
+check("plfts", ids(art().plfts("body", "fat cats").execute()), [1, 3])
+check("phfts", ids(art().phfts("body", "fat cats").execute()), [1])
+check("wfts", ids(art().wfts("body", '"fat rat" or supernovae -galaxy').execute()), [3])
+check("text_search config", ids(art().text_search("body", "cat", {"config": "english"}).execute()), [1, 3])
+check("text_search plain", ids(art().text_search("body", "lean cat", {"type": "plain"}).execute()), [3])
+check("text_search phrase", ids(art().text_search("body", "cat lean", {"type": "phrase"}).execute()), [])
+check("text_search web_search", ids(art().text_search("body", "fat -rat", {"type": "web_search", "config": "english"}).execute()), [1])
+check("not_ fts", ids(art().not_.fts("body", "fat").execute()), [2])
+check("or_ fts", ids(t("notes").select("id").or_("title.fts.rats,body.fts.dogs").order("id").execute()), [2, 3])
+expect_error("fts without an FTS5 index", lambda: t("projects").select("id").fts("name", "windows"), "PGRST127")
+expect_error("fts syntax error", lambda: art().fts("body", "fat cat"), "42601")
+
 # order
 check("order desc", ids(t("projects").select("id").order("budget", desc=True).execute()), [3, 2, 1, 4, 5])
 check("order nullsfirst", ids(t("projects").select("id").order("budget", nullsfirst=True).execute()), [3, 5, 4, 1, 2])
