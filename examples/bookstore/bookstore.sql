@@ -67,3 +67,19 @@ INSERT INTO reviews (book_id, reviewer, rating, body) VALUES
   (8, 'grace', 3, 'Long, but worth it.'),
   (13, 'linus', 5, 'The Nautilus!'),
   (11, 'alan', 4, NULL);
+
+-- Full-text search over titles: an external-content FTS5 index (English stemming) kept in
+-- step by triggers, so `/books?title=wfts.adventures or "war and peace"` works.
+CREATE VIRTUAL TABLE books_search USING fts5(title, content='books', content_rowid='id',
+  tokenize='porter unicode61');
+CREATE TRIGGER books_search_insert AFTER INSERT ON books BEGIN
+  INSERT INTO books_search (rowid, title) VALUES (new.id, new.title);
+END;
+CREATE TRIGGER books_search_delete AFTER DELETE ON books BEGIN
+  INSERT INTO books_search (books_search, rowid, title) VALUES ('delete', old.id, old.title);
+END;
+CREATE TRIGGER books_search_update AFTER UPDATE OF title ON books BEGIN
+  INSERT INTO books_search (books_search, rowid, title) VALUES ('delete', old.id, old.title);
+  INSERT INTO books_search (rowid, title) VALUES (new.id, new.title);
+END;
+INSERT INTO books_search (books_search) VALUES ('rebuild');

@@ -295,6 +295,17 @@ async fn demo_creates_a_bookstore_and_prints_a_working_token() {
     let r = get_from(port, "/books?select=title&author_id=eq.3", Some(&token)).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), r#"[{"title":"Frankenstein"}]"#);
+    // The README's full-text example: the bookstore's external-content FTS5 index.
+    let r = get_from(
+        port,
+        "/books?select=title&order=id&title=wfts.adventures%20or%20%22war%20and%20peace%22",
+        Some(&token),
+    )
+    .await;
+    assert_eq!(
+        r.text().await.unwrap(),
+        r#"[{"title":"War and Peace"},{"title":"Adventures of Huckleberry Finn"},{"title":"The Adventures of Tom Sawyer"}]"#
+    );
     assert_eq!(get_from(port, "/books", None).await.status(), 401);
     child.kill().unwrap();
     child.wait().unwrap();

@@ -320,7 +320,11 @@ mod tests {
              CREATE TABLE plain (id INTEGER PRIMARY KEY, txt TEXT);
              CREATE VIRTUAL TABLE by_rowid USING fts5(txt, content='plain');
              CREATE TABLE wr (k TEXT PRIMARY KEY, txt TEXT) WITHOUT ROWID;
-             CREATE VIRTUAL TABLE wr_fts USING fts5(txt, content='wr');",
+             CREATE VIRTUAL TABLE wr_fts USING fts5(txt, content='wr');
+             CREATE VIEW v AS SELECT id AS vid, title FROM docs;
+             CREATE VIRTUAL TABLE v_fts USING fts5(title, content='V', content_rowid='vid');
+             CREATE VIEW w AS SELECT title FROM docs;
+             CREATE VIRTUAL TABLE w_fts USING fts5(title, content='w');",
         )
         .unwrap();
         let cache = SchemaCache::load(&c, &Exposure::All).unwrap();
@@ -346,8 +350,11 @@ mod tests {
             cache.relation("plain").unwrap().full_text["txt"].key,
             "rowid"
         );
+        // A view with an external-content index links through one of its columns.
+        assert_eq!(cache.relation("v").unwrap().full_text["title"].key, "vid");
         // No rowid to link through.
         assert!(cache.relation("wr").unwrap().full_text.is_empty());
+        assert!(cache.relation("w").unwrap().full_text.is_empty());
         // Shadow tables are not relations.
         for shadow in ["_data", "_idx", "_content", "_docsize", "_config"] {
             assert!(
