@@ -2,11 +2,11 @@
 //!
 //! Built from `pragma_table_list`, `pragma_table_xinfo` (which also gives a view's columns
 //! the declared type of the column they come from), `pragma_foreign_key_list`,
-//! `pragma_index_list`/`pragma_index_info`, the view triggers and the FTS5 tables (see
-//! [`crate::fts::index`]) in `sqlite_schema`, stamped
-//! with the `PRAGMA schema_version` it was read at. Callers compare that stamp with the
-//! database's current `schema_version` (one cheap pragma) and rebuild when it moved; nothing
-//! here is read per request. Relations that are not exposed (the allow-list) are left out, so
+//! `pragma_index_list`/`pragma_index_info`, and the view triggers and FTS5 tables (see
+//! [`crate::fts::index`]) in `sqlite_schema`, stamped with the `PRAGMA schema_version` it was
+//! read at. FTS5's shadow tables (`pragma_table_list` type `shadow`) are never relations.
+//! Callers compare that stamp with the database's current `schema_version` (one cheap
+//! pragma) and rebuild when it moved; nothing here is read per request. Relations that are not exposed (the allow-list) are left out, so
 //! they answer exactly like missing ones; their names are kept only to count refusals.
 
 use std::collections::{HashMap, HashSet};

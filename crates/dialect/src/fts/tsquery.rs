@@ -556,31 +556,42 @@ mod tests {
 
     use FtsSyntax::{Phrase, Plain, Tsquery as Ts, Websearch as Web};
 
+    /// Each input and its translation (which FTS5 must accept).
+    fn translates(cases: &[(FtsSyntax, &str, &str)]) {
+        for (syntax, input, want) in cases {
+            assert_eq!(ok(*syntax, input), *want, "{syntax:?} {input}");
+        }
+    }
+
     #[test]
     fn to_tsquery_operators() {
-        assert_eq!(ok(Ts, "fat"), "\"fat\"");
-        assert_eq!(ok(Ts, "fat & rat"), "(\"fat\" AND \"rat\")");
-        assert_eq!(ok(Ts, "fat | rat"), "(\"fat\" OR \"rat\")");
-        assert_eq!(ok(Ts, "fat & !rat"), "((\"fat\") NOT \"rat\")");
-        assert_eq!(
-            ok(Ts, "fat & (rat | cat) & !dog & !bird"),
-            "(((\"fat\" AND (\"rat\" OR \"cat\")) NOT \"dog\") NOT \"bird\")"
-        );
-        assert_eq!(ok(Ts, "a & b | c"), "((\"a\" AND \"b\") OR \"c\")");
-        assert_eq!(ok(Ts, "fat <-> cat"), "\"fat\" + \"cat\"");
-        assert_eq!(ok(Ts, "a <-> b <-> c"), "\"a\" + \"b\" + \"c\"");
-        assert_eq!(ok(Ts, "fat <3> cat"), "NEAR(\"fat\" \"cat\", 2)");
-        assert_eq!(ok(Ts, "fat <1> cat"), "\"fat\" + \"cat\"");
-        assert_eq!(ok(Ts, "fat <0> cat"), "NEAR(\"fat\" \"cat\", 0)");
-        assert_eq!(ok(Ts, "super:*"), "\"super\"*");
-        assert_eq!(ok(Ts, "super:*AB & nova:a"), "(\"super\"* AND \"nova\")");
-        assert_eq!(ok(Ts, "'fat cats' & rat"), "(\"fat cats\" AND \"rat\")");
-        assert_eq!(ok(Ts, "!!fat"), "\"fat\"");
-        // `&` binds tighter than `|`, `<->` tighter than `&`, `!` tightest.
-        assert_eq!(
-            ok(Ts, "a <-> b & c | d"),
-            "((\"a\" + \"b\" AND \"c\") OR \"d\")"
-        );
+        translates(&[
+            (Ts, "fat", "\"fat\""),
+            (Ts, "fat & rat", "(\"fat\" AND \"rat\")"),
+            (Ts, "fat | rat", "(\"fat\" OR \"rat\")"),
+            (Ts, "fat & !rat", "((\"fat\") NOT \"rat\")"),
+            (
+                Ts,
+                "fat & (rat | cat) & !dog & !bird",
+                "(((\"fat\" AND (\"rat\" OR \"cat\")) NOT \"dog\") NOT \"bird\")",
+            ),
+            (Ts, "a & b | c", "((\"a\" AND \"b\") OR \"c\")"),
+            (Ts, "fat <-> cat", "\"fat\" + \"cat\""),
+            (Ts, "a <-> b <-> c", "\"a\" + \"b\" + \"c\""),
+            (Ts, "fat <3> cat", "NEAR(\"fat\" \"cat\", 2)"),
+            (Ts, "fat <1> cat", "\"fat\" + \"cat\""),
+            (Ts, "fat <0> cat", "NEAR(\"fat\" \"cat\", 0)"),
+            (Ts, "super:*", "\"super\"*"),
+            (Ts, "super:*AB & nova:a", "(\"super\"* AND \"nova\")"),
+            (Ts, "'fat cats' & rat", "(\"fat cats\" AND \"rat\")"),
+            (Ts, "!!fat", "\"fat\""),
+            // `&` binds tighter than `|`, `<->` tighter than `&`, `!` tightest.
+            (
+                Ts,
+                "a <-> b & c | d",
+                "((\"a\" + \"b\" AND \"c\") OR \"d\")",
+            ),
+        ]);
     }
 
     #[test]
@@ -657,36 +668,33 @@ mod tests {
     }
 
     #[test]
-    fn plain_and_phrase() {
-        assert_eq!(
-            ok(Plain, "The Fat  Cats"),
-            "(\"The\" AND \"Fat\" AND \"Cats\")"
-        );
-        assert_eq!(ok(Plain, "  cats  "), "\"cats\"");
-        assert_eq!(ok(Plain, "fat & !rat"), "(\"fat\" AND \"!rat\")");
-        assert_eq!(ok(Phrase, "The Fat  Cats"), "\"The Fat Cats\"");
-        assert_eq!(ok(Phrase, "fat - cats"), "\"fat cats\"");
-        assert_eq!(err(Plain, "").code, "22023");
-        assert_eq!(err(Phrase, " ; & ").code, "22023");
-    }
-
-    #[test]
-    fn websearch() {
-        assert_eq!(ok(Web, "fat rat"), "(\"fat\" AND \"rat\")");
-        assert_eq!(
-            ok(Web, "\"supernovae stars\" -crab"),
-            "((\"supernovae stars\") NOT \"crab\")"
-        );
-        assert_eq!(
-            ok(Web, "fat rat or cat"),
-            "((\"fat\" AND \"rat\") OR \"cat\")"
-        );
-        assert_eq!(ok(Web, "or fat OR or cat or"), "(\"fat\" OR \"cat\")");
-        assert_eq!(ok(Web, "\"unclosed phrase"), "\"unclosed phrase\"");
-        assert_eq!(ok(Web, "fat - rat"), "(\"fat\" AND \"rat\")");
-        assert_eq!(ok(Web, "-or fat"), "((\"fat\") NOT \"or\")");
-        assert_eq!(err(Web, "or").code, "22023");
-        assert_eq!(err(Web, "\"\" - \"...\"").code, "22023");
+    fn plain_phrase_and_websearch() {
+        translates(&[
+            (Plain, "The Fat  Cats", "(\"The\" AND \"Fat\" AND \"Cats\")"),
+            (Plain, "  cats  ", "\"cats\""),
+            (Plain, "fat & !rat", "(\"fat\" AND \"!rat\")"),
+            (Phrase, "The Fat  Cats", "\"The Fat Cats\""),
+            (Phrase, "fat - cats", "\"fat cats\""),
+            (Web, "fat rat", "(\"fat\" AND \"rat\")"),
+            (
+                Web,
+                "\"supernovae stars\" -crab",
+                "((\"supernovae stars\") NOT \"crab\")",
+            ),
+            (Web, "fat rat or cat", "((\"fat\" AND \"rat\") OR \"cat\")"),
+            (Web, "or fat OR or cat or", "(\"fat\" OR \"cat\")"),
+            (Web, "\"unclosed phrase", "\"unclosed phrase\""),
+            (Web, "fat - rat", "(\"fat\" AND \"rat\")"),
+            (Web, "-or fat", "((\"fat\") NOT \"or\")"),
+        ]);
+        for (syntax, input) in [
+            (Plain, ""),
+            (Phrase, " ; & "),
+            (Web, "or"),
+            (Web, "\"\" - \"...\""),
+        ] {
+            assert_eq!(err(syntax, input).code, "22023", "{input}");
+        }
     }
 
     #[test]
