@@ -132,10 +132,14 @@ pub enum Predicate {
     /// `cs`/`cd`/`ov`: JSON containment or overlap with a JSON parameter (see
     /// [`crate::functions`]).
     Contain(ContainOp, String),
-    /// The FTS5 query `query` (bound) over the column's full-text index.
+    /// The FTS5 query `query` (bound) over the column's full-text index. `three_valued`:
+    /// NULL for a NULL column, as PostgreSQL's `to_tsvector(NULL) @@ q` is (needed wherever
+    /// a NOT may apply); when false, a plain `IN` that lets SQLite drive the scan from the
+    /// index's matches (a top-level filter that is not negated, where only truth counts).
     FullText {
         index: FullTextIndex,
         query: String,
+        three_valued: bool,
     },
 }
 
@@ -245,6 +249,7 @@ pub fn plan_read(
     for (_, f) in &query.filters {
         conditions.push(condition(&rel, &f.field, f.negated, &f.operation)?);
     }
+    conditions.iter_mut().for_each(full_text_drives);
     for (_, tree) in &query.logic {
         conditions.push(tree_condition(&rel, tree)?);
     }
@@ -634,7 +639,21 @@ fn full_text(
     Ok(Predicate::FullText {
         index: index.clone(),
         query: to_fts5(syntax, query)?,
+        three_valued: true,
     })
+}
+
+/// Lets a top-level full-text filter that is not negated drive the scan (see
+/// [`Predicate::FullText`]).
+fn full_text_drives(c: &mut Condition) {
+    if let Condition::Pred {
+        negated: false,
+        pred: Predicate::FullText { three_valued, .. },
+        ..
+    } = c
+    {
+        *three_valued = false;
+    }
 }
 
 fn no_full_text_index(rel: &Relation, field: &Field) -> ApiError {
@@ -892,6 +911,30 @@ mod tests {
             sql.text
         );
         assert_eq!(sql.params, [Value::Text("(\"x'\" AND \"y);DROP\")".into())]);
+        // Not negated, at the top: a plain IN, so SQLite looks rows up by the index's matches.
+        let q = QueryParams::parse("%22b%5C%22x%22=fts.x").unwrap();
+        let p = plan_read(&cache, "d", &q, &headers(), Limits::default()).unwrap();
+        let sql = crate::sql::select(&p.root);
+        assert!(
+            sql.text.ends_with(
+                " WHERE (\"t0\".\"id\" IN (SELECT rowid FROM \"d'fts\" WHERE \"d'fts\".\"b\"\"x\" MATCH ?))"
+            ),
+            "{}",
+            sql.text
+        );
+        let plan: String = c
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", sql.text))
+            .unwrap()
+            .query_map(rusqlite::params_from_iter(&sql.params), |r| {
+                r.get::<_, String>(3)
+            })
+            .unwrap()
+            .map(|r| r.unwrap() + "\n")
+            .collect();
+        assert!(
+            plan.contains("SEARCH t0 USING INTEGER PRIMARY KEY"),
+            "{plan}"
+        );
     }
 
     #[test]

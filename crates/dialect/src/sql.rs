@@ -324,14 +324,24 @@ fn call(sql: &mut Sql, name: &str, a: impl FnOnce(&mut Sql), b: impl FnOnce(&mut
     sql.push(")");
 }
 
-/// `CASE WHEN <column> IS NULL THEN NULL ELSE <key> IN (SELECT rowid FROM "<fts>" WHERE
-/// "<fts>"."<column>" MATCH ?) END`. A subquery, because FTS5 answers a bare `MATCH` only
-/// where it can drive the scan (not under NOT or inside OR); NULL for a NULL column, as
-/// `to_tsvector(NULL) @@ q` is in PostgreSQL, so `not.` leaves such rows out too.
-fn full_text(sql: &mut Sql, alias: &str, e: &Expr, index: &FullTextIndex, query: &str) {
-    sql.push("CASE WHEN ");
-    expr(sql, alias, e);
-    sql.push(" IS NULL THEN NULL ELSE ");
+/// `<key> IN (SELECT rowid FROM "<fts>" WHERE "<fts>"."<column>" MATCH ?)`, wrapped in
+/// `CASE WHEN <column> IS NULL THEN NULL ELSE … END` when `three_valued`. A subquery,
+/// because FTS5 answers a bare `MATCH` only where it can drive the scan (not under NOT or
+/// inside OR); NULL for a NULL column, as `to_tsvector(NULL) @@ q` is in PostgreSQL, so
+/// `not.` leaves such rows out too.
+fn full_text(
+    sql: &mut Sql,
+    alias: &str,
+    e: &Expr,
+    index: &FullTextIndex,
+    query: &str,
+    three_valued: bool,
+) {
+    if three_valued {
+        sql.push("CASE WHEN ");
+        expr(sql, alias, e);
+        sql.push(" IS NULL THEN NULL ELSE ");
+    }
     column(sql, alias, &index.key);
     sql.push(" IN (SELECT rowid FROM ");
     sql.quoted(&index.table);
@@ -341,7 +351,10 @@ fn full_text(sql: &mut Sql, alias: &str, e: &Expr, index: &FullTextIndex, query:
     sql.quoted(&index.column);
     sql.push(" MATCH ");
     sql.bind(Value::Text(query.to_string()));
-    sql.push(") END");
+    sql.push(")");
+    if three_valued {
+        sql.push(" END");
+    }
 }
 
 fn condition(sql: &mut Sql, alias: &str, c: &Condition) {
@@ -409,7 +422,11 @@ fn condition(sql: &mut Sql, alias: &str, c: &Condition) {
                         ContainOp::Overlaps => call(sql, "pgrst_overlaps", column, operand),
                     }
                 }
-                Predicate::FullText { index, query } => full_text(sql, alias, e, index, query),
+                Predicate::FullText {
+                    index,
+                    query,
+                    three_valued,
+                } => full_text(sql, alias, e, index, query, *three_valued),
                 Predicate::Is(v) => {
                     expr(sql, alias, e);
                     sql.push(match v {
