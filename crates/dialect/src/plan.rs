@@ -938,6 +938,30 @@ mod tests {
     }
 
     #[test]
+    fn contentless_fts5_tables_are_searched_by_rowid_alone() {
+        let c = rusqlite::Connection::open_in_memory().unwrap();
+        c.execute_batch(
+            "CREATE VIRTUAL TABLE cl USING fts5(x, content='');
+             INSERT INTO cl (rowid, x) VALUES (1, 'a b'), (2, 'c'), (3, 'a');",
+        )
+        .unwrap();
+        let cache = SchemaCache::load(&c, &crate::schema::Exposure::All).unwrap();
+        let count = |q: &str| -> i64 {
+            let q = QueryParams::parse(q).unwrap();
+            let p = plan_read(&cache, "cl", &q, &headers(), Limits::default()).unwrap();
+            let sql = crate::sql::count(&p.root);
+            c.query_row(&sql.text, rusqlite::params_from_iter(&sql.params), |r| {
+                r.get(0)
+            })
+            .unwrap()
+        };
+        // Its column reads as NULL, which must not hide rows from `not.` or trees.
+        assert_eq!(count("x=fts.a"), 2);
+        assert_eq!(count("x=not.fts.a"), 1);
+        assert_eq!(count("or=(x.fts.c,x.fts.b)"), 2);
+    }
+
+    #[test]
     fn full_text_errors_are_client_errors() {
         for (rel, q, code) in [
             ("docs", "id=fts.1", "PGRST127"),

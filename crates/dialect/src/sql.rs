@@ -325,7 +325,8 @@ fn call(sql: &mut Sql, name: &str, a: impl FnOnce(&mut Sql), b: impl FnOnce(&mut
 }
 
 /// `<key> IN (SELECT rowid FROM "<fts>" WHERE "<fts>"."<column>" MATCH ?)`, wrapped in
-/// `CASE WHEN <column> IS NULL THEN NULL ELSE … END` when `three_valued`. A subquery,
+/// `CASE WHEN <column> IS NULL THEN NULL ELSE … END` when `three_valued` (unless the column
+/// never holds values: a contentless FTS5 table). A subquery,
 /// because FTS5 answers a bare `MATCH` only where it can drive the scan (not under NOT or
 /// inside OR); NULL for a NULL column, as `to_tsvector(NULL) @@ q` is in PostgreSQL, so
 /// `not.` leaves such rows out too.
@@ -337,6 +338,7 @@ fn full_text(
     query: &str,
     three_valued: bool,
 ) {
+    let three_valued = three_valued && index.has_values;
     if three_valued {
         sql.push("CASE WHEN ");
         expr(sql, alias, e);

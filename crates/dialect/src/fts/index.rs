@@ -23,6 +23,9 @@ pub struct FullTextIndex {
     pub column: String,
     /// The relation's column (or `rowid`) whose values are the FTS5 table's rowids.
     pub key: String,
+    /// False for a contentless FTS5 table (`content=''`), whose columns always read as NULL:
+    /// a NULL there does not mean "no text".
+    pub has_values: bool,
 }
 
 /// One FTS5 table, from its `CREATE VIRTUAL TABLE` statement.
@@ -81,6 +84,7 @@ pub fn full_text_columns(rel: &Relation, tables: &[Fts5Table]) -> HashMap<String
                     table: t.name.clone(),
                     column: col.clone(),
                     key: key.clone(),
+                    has_values: !(t.name == rel.name && t.content.as_deref() == Some("")),
                 });
             }
         }
@@ -323,6 +327,7 @@ mod tests {
              CREATE VIRTUAL TABLE wr_fts USING fts5(txt, content='wr');
              CREATE VIEW v AS SELECT id AS vid, title FROM docs;
              CREATE VIRTUAL TABLE v_fts USING fts5(title, content='V', content_rowid='vid');
+             CREATE VIRTUAL TABLE cl USING fts5(x, content='');
              CREATE VIEW w AS SELECT title FROM docs;
              CREATE VIRTUAL TABLE w_fts USING fts5(title, content='w');",
         )
@@ -333,6 +338,7 @@ mod tests {
             table: "docs fts".into(),
             column: "TITLE".into(),
             key: "id".into(),
+            has_values: true,
         };
         assert_eq!(docs.full_text.get("title"), Some(&want));
         assert!(docs.full_text.contains_key("body"));
@@ -352,6 +358,8 @@ mod tests {
         );
         // A view with an external-content index links through one of its columns.
         assert_eq!(cache.relation("v").unwrap().full_text["title"].key, "vid");
+        assert!(!cache.relation("cl").unwrap().full_text["x"].has_values);
+        assert!(notes.full_text["subject"].has_values);
         // No rowid to link through.
         assert!(cache.relation("wr").unwrap().full_text.is_empty());
         assert!(cache.relation("w").unwrap().full_text.is_empty());
