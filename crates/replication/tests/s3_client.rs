@@ -347,3 +347,11 @@ async fn probe_fails_on_a_missing_bucket() {
         "{e}"
     );
 }
+
+#[tokio::test]
+async fn s3_client_contract() {
+    let Some(url) = testkit::s3_replica_url("s3_client_contract", "repl-contract", "db") else {
+        return;
+    };
+    common::contract::client_contract(client(&url, None).await.as_ref()).await;
+}

@@ -16,6 +16,8 @@ use replication::{Replicator, ReplicatorOptions, StartError};
 use rusqlite::Connection;
 use testkit::litestream::{Litestream, LtxEntry};
 
+pub mod contract;
+
 /// A WAL-mode database with a table `t`.
 pub fn wal_db(path: &Path) -> Connection {
     let conn = Connection::open(path).unwrap();
