@@ -9,8 +9,9 @@ mod common;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use common::contract::client_contract;
-use futures::{StreamExt, TryStreamExt};
+use common::abs_key_target as key_target;
+use common::contract::{client_contract, large_streamed_write};
+use futures::TryStreamExt;
 use ltx::{FileName, TxId};
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::path::Path as Key;
@@ -20,17 +21,6 @@ use replication::client::{ReplicaClient, ReplicaMetrics};
 use replication::level::Level;
 use replication::target::{AbsTarget, ReplicaTarget, Secret};
 use testkit::Azurite;
-
-fn key_target(az: &Azurite, container: &str, path: &str) -> AbsTarget {
-    AbsTarget {
-        account_name: Some(az.account.clone()),
-        account_key: Some(Secret(az.account_key.clone())),
-        sas_token: None,
-        container: container.to_string(),
-        path: path.to_string(),
-        endpoint: Some(az.endpoint.clone()),
-    }
-}
 
 async fn client(target: AbsTarget, metrics: Option<ReplicaMetrics>) -> Arc<dyn ReplicaClient> {
     let options = ClientOptions {
@@ -178,42 +168,7 @@ async fn abs_block_list_upload_keeps_bytes_and_metadata() {
     let container = az.create_container("abs-blocks");
     let c = client(key_target(&az, &container, "big"), None).await;
     // Larger than the 5 MiB part size: goes up as blocks and a block list, streamed.
-    let data: Vec<u8> = (0..12 * 1024 * 1024u32)
-        .map(|i| (i * 7 % 251) as u8)
-        .collect();
-    let chunks: Vec<Result<bytes::Bytes, ClientError>> = data
-        .chunks(1 << 20)
-        .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
-        .collect();
-    let name = FileName::new(TxId(1), TxId(7));
-    let ts = DateTime::<Utc>::from_timestamp_millis(1_650_000_000_001).unwrap();
-    let info = c
-        .write(
-            Level::SNAPSHOT,
-            name,
-            futures::stream::iter(chunks).boxed(),
-            ts,
-        )
-        .await
-        .unwrap();
-    assert_eq!(info.size, data.len() as u64);
-    assert!(
-        c.read(Level::SNAPSHOT, name, ReadRange::Full)
-            .await
-            .unwrap()
-            == data
-    );
-    let precise = c
-        .list(
-            Level::SNAPSHOT,
-            ListOptions {
-                precise_timestamps: true,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!((precise[0].size, precise[0].created_at), (info.size, ts));
+    large_streamed_write(c.as_ref()).await;
 }
 
 #[tokio::test]

@@ -203,43 +203,6 @@ async fn we_write_they_read(ls: &Litestream, replica: &Replica, dir: &Path) {
     assert_eq!(rows(&out), rows(&db));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn we_write_litestream_reads_file() {
-    let Some(ls) = Litestream::require("we_write_litestream_reads_file") else {
-        return;
-    };
-    let (_t, dir) = tempdir();
-    let replica = Replica::url(&file_url(&dir.join("replica")));
-    we_write_they_read(&ls, &replica, &dir).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn we_write_litestream_reads_s3() {
-    let test = "we_write_litestream_reads_s3";
-    let Some(ls) = Litestream::require(test) else {
-        return;
-    };
-    let Some(url) = testkit::s3_replica_url(test, "interop-ours", "db") else {
-        return;
-    };
-    let (_t, dir) = tempdir();
-    we_write_they_read(&ls, &Replica::url(&url), &dir).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn we_write_litestream_reads_abs() {
-    let test = "we_write_litestream_reads_abs";
-    let Some(ls) = Litestream::require(test) else {
-        return;
-    };
-    let Some(az) = testkit::require_azurite(test) else {
-        return;
-    };
-    let (_t, dir) = tempdir();
-    let replica = Replica::abs(&az, "interop-ours", "db", &dir.join("src.db"));
-    we_write_they_read(&ls, &replica, &dir).await;
-}
-
 async fn they_write_we_read(ls: &Litestream, replica: &Replica, dir: &Path) {
     let db = dir.join("src.db");
     replicate_with_levels_to(ls, dir, &db, &replica.entry);
@@ -250,41 +213,28 @@ async fn they_write_we_read(ls: &Litestream, replica: &Replica, dir: &Path) {
     assert_eq!(rows(&out), rows(&db));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn litestream_writes_we_read_file() {
-    let Some(ls) = Litestream::require("litestream_writes_we_read_file") else {
-        return;
-    };
-    let (_t, dir) = tempdir();
-    let replica = Replica::url(&file_url(&dir.join("replica")));
-    they_write_we_read(&ls, &replica, &dir).await;
+/// One test per backend and direction: `name => direction(backend, bucket/container prefix)`.
+macro_rules! both_directions {
+    ($($name:ident => $direction:ident($backend:expr, $prefix:literal);)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let test = stringify!($name);
+            if let Some((ls, _t, dir, replica)) =
+                litestream_and_replica(test, $backend, $prefix, "src.db")
+            {
+                $direction(&ls, &replica, &dir).await;
+            }
+        }
+    )*};
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn litestream_writes_we_read_s3() {
-    let test = "litestream_writes_we_read_s3";
-    let Some(ls) = Litestream::require(test) else {
-        return;
-    };
-    let Some(url) = testkit::s3_replica_url(test, "interop-theirs", "db") else {
-        return;
-    };
-    let (_t, dir) = tempdir();
-    they_write_we_read(&ls, &Replica::url(&url), &dir).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn litestream_writes_we_read_abs() {
-    let test = "litestream_writes_we_read_abs";
-    let Some(ls) = Litestream::require(test) else {
-        return;
-    };
-    let Some(az) = testkit::require_azurite(test) else {
-        return;
-    };
-    let (_t, dir) = tempdir();
-    let replica = Replica::abs(&az, "interop-theirs", "db", &dir.join("src.db"));
-    they_write_we_read(&ls, &replica, &dir).await;
+both_directions! {
+    we_write_litestream_reads_file => we_write_they_read(Backend::File, "interop-ours");
+    we_write_litestream_reads_s3 => we_write_they_read(Backend::S3, "interop-ours");
+    we_write_litestream_reads_abs => we_write_they_read(Backend::Abs, "interop-ours");
+    litestream_writes_we_read_file => they_write_we_read(Backend::File, "interop-theirs");
+    litestream_writes_we_read_s3 => they_write_we_read(Backend::S3, "interop-theirs");
+    litestream_writes_we_read_abs => they_write_we_read(Backend::Abs, "interop-theirs");
 }
 
 /// Litestream config for one database and replica (debug logs for the hand-over checks).
@@ -345,6 +295,7 @@ async fn handover_litestream_takes_over_our_replica() {
         let (_t, dir) = tempdir();
         let db = dir.join("src.db");
         let url = file_url(&dir.join("replica"));
+        let rep = Replica::url(&url);
         we_write(&db, &url_entry(&url)).await;
         if case != Takeover::WithMeta {
             std::fs::remove_dir_all(dir.join(".src.db-litestream")).unwrap();
@@ -365,21 +316,11 @@ async fn handover_litestream_takes_over_our_replica() {
             Takeover::WithoutMetaWalReset => assert!(behind && snap, "{case:?}: {log}"),
         }
         let out = dir.join("after.db");
-        theirs(
-            &ls,
-            &Replica::url(&url),
-            &out,
-            &["-integrity-check", "full"],
-        )
-        .unwrap();
+        theirs(&ls, &rep, &out, &["-integrity-check", "full"]).unwrap();
         assert_eq!(rows(&out), rows(&db), "{case:?}");
-        let mine = ours(
-            &Replica::url(&url),
-            &dir.join("ours.db"),
-            RestoreTarget::Latest,
-        )
-        .await
-        .unwrap();
+        let mine = ours(&rep, &dir.join("ours.db"), RestoreTarget::Latest)
+            .await
+            .unwrap();
         assert!(mine == std::fs::read(&out).unwrap(), "{case:?}");
     }
 }
@@ -443,9 +384,10 @@ async fn handover_we_take_over_litestreams_replica() {
             ours_l0.iter().all(|e| e.size < db_size / 2),
             "{url_kind}: {ours_l0:?}"
         );
-        agree_everywhere(&ls, &Replica::url(&url), &dir).await;
+        let rep = Replica::url(&url);
+        agree_everywhere(&ls, &rep, &dir).await;
         let out = dir.join("final.db");
-        theirs(&ls, &Replica::url(&url), &out, &[]).unwrap();
+        theirs(&ls, &rep, &out, &[]).unwrap();
         assert_eq!(rows(&out), rows(&db), "{url_kind}");
     }
 }
@@ -486,14 +428,11 @@ async fn litestream_once_snapshots_and_64k_pages_restore_identically() {
                 [0, 9],
                 "{backend}"
             );
-            let a = ours(
-                &Replica::url(&url),
-                &dir.join("ours.db"),
-                RestoreTarget::Latest,
-            )
-            .await
-            .unwrap();
-            let b = theirs(&ls, &Replica::url(&url), &dir.join("theirs.db"), &[]).unwrap();
+            let rep = Replica::url(&url);
+            let a = ours(&rep, &dir.join("ours.db"), RestoreTarget::Latest)
+                .await
+                .unwrap();
+            let b = theirs(&ls, &rep, &dir.join("theirs.db"), &[]).unwrap();
             assert!(a == b, "{backend} {page_size}");
             assert_eq!(rows(&dir.join("ours.db")), rows(&db));
         }
@@ -518,6 +457,7 @@ async fn we_replicate_64k_pages() {
         insert(&conn, 10, 50_000);
     }
     let url = file_url(&dir.join("replica"));
+    let rep = Replica::url(&url);
     let r = start_replicator(&fast_config(&db, &url, ""), &db)
         .await
         .unwrap();
@@ -529,9 +469,9 @@ async fn we_replicate_64k_pages() {
         r.sync_and_wait().await.unwrap();
     }
     r.shutdown().await.unwrap();
-    agree_everywhere(&ls, &Replica::url(&url), &dir).await;
+    agree_everywhere(&ls, &rep, &dir).await;
     let out = dir.join("final.db");
-    theirs(&ls, &Replica::url(&url), &out, &[]).unwrap();
+    theirs(&ls, &rep, &out, &[]).unwrap();
     assert_eq!(rows(&out), rows(&db));
 }
 
@@ -546,6 +486,7 @@ async fn broken_replicas_fail_in_both_tools() {
     let db = dir.join("src.db");
     let replica = dir.join("replica");
     let url = file_url(&replica);
+    let rep = Replica::url(&url);
     // Only L0 (no compaction, no snapshot): long intervals.
     let yaml = format!(
         "levels:\n  - interval: 1h\nsnapshot:\n  interval: 24h\nl0-retention: 1h\n\
@@ -578,14 +519,10 @@ async fn broken_replicas_fail_in_both_tools() {
     let mut bad = original.clone();
     bad[110] ^= 0xff;
     std::fs::write(&victim, &bad).unwrap();
-    let o = ours(
-        &Replica::url(&url),
-        &dir.join("o.db"),
-        RestoreTarget::Latest,
-    )
-    .await
-    .unwrap_err();
-    let t = theirs(&ls, &Replica::url(&url), &dir.join("t.db"), &[]).unwrap_err();
+    let o = ours(&rep, &dir.join("o.db"), RestoreTarget::Latest)
+        .await
+        .unwrap_err();
+    let t = theirs(&ls, &rep, &dir.join("t.db"), &[]).unwrap_err();
     assert!(t.contains("decompress") || t.contains("checksum"), "{t}");
     let victim_name = victim.file_name().unwrap().to_string_lossy().into_owned();
     assert!(o.contains(&victim_name), "{o}");
@@ -599,26 +536,18 @@ async fn broken_replicas_fail_in_both_tools() {
     let n = bad.len();
     bad[n - 26] ^= 0x01;
     std::fs::write(&victim, &bad).unwrap();
-    let o = ours(
-        &Replica::url(&url),
-        &dir.join("o.db"),
-        RestoreTarget::Latest,
-    )
-    .await
-    .unwrap_err();
-    let t = theirs(&ls, &Replica::url(&url), &dir.join("t.db"), &[]).unwrap_err();
+    let o = ours(&rep, &dir.join("o.db"), RestoreTarget::Latest)
+        .await
+        .unwrap_err();
+    let t = theirs(&ls, &rep, &dir.join("t.db"), &[]).unwrap_err();
     assert!(!t.is_empty() && o.contains(&victim_name), "{o} / {t}");
     std::fs::write(&victim, &original).unwrap();
     // A missing file in the middle: non-contiguous.
     std::fs::remove_file(&names[1]).unwrap();
-    let o = ours(
-        &Replica::url(&url),
-        &dir.join("o.db"),
-        RestoreTarget::Latest,
-    )
-    .await
-    .unwrap_err();
-    let t = theirs(&ls, &Replica::url(&url), &dir.join("t.db"), &[]).unwrap_err();
+    let o = ours(&rep, &dir.join("o.db"), RestoreTarget::Latest)
+        .await
+        .unwrap_err();
+    let t = theirs(&ls, &rep, &dir.join("t.db"), &[]).unwrap_err();
     assert!(t.contains("non-contiguous"), "{t}");
     assert!(o.contains("non-contiguous"), "{o}");
 }

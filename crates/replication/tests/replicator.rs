@@ -89,43 +89,28 @@ async fn replicate_and_compare(test: &str, replica: &Replica, ls: &Litestream, d
     assert_eq!(rows(&ours), rows(&db), "{test}");
 }
 
+/// Replicates to `backend` and compares both tools' restores with the database.
+async fn end_to_end(test: &str, backend: Backend) {
+    if let Some((ls, _t, dir, replica)) =
+        litestream_and_replica(test, backend, "repl-e2e", "app.db")
+    {
+        replicate_and_compare(test, &replica, &ls, &dir).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_replica_end_to_end() {
-    let test = "file_replica_end_to_end";
-    let Some(ls) = Litestream::require(test) else {
-        return;
-    };
-    let (_t, dir) = tempdir();
-    let replica = Replica::url(&file_url(&dir.join("replica")));
-    replicate_and_compare(test, &replica, &ls, &dir).await;
+    end_to_end("file_replica_end_to_end", Backend::File).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_replica_end_to_end() {
-    let test = "s3_replica_end_to_end";
-    let Some(ls) = Litestream::require(test) else {
-        return;
-    };
-    let Some(url) = testkit::s3_replica_url(test, "repl-e2e", "app") else {
-        return;
-    };
-    let (_t, dir) = tempdir();
-    let replica = Replica::url(&url);
-    replicate_and_compare(test, &replica, &ls, &dir).await;
+    end_to_end("s3_replica_end_to_end", Backend::S3).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abs_replica_end_to_end() {
-    let test = "abs_replica_end_to_end";
-    let Some(ls) = Litestream::require(test) else {
-        return;
-    };
-    let Some(az) = testkit::require_azurite(test) else {
-        return;
-    };
-    let (_t, dir) = tempdir();
-    let replica = Replica::abs(&az, "repl-e2e", "app", &dir.join("app.db"));
-    replicate_and_compare(test, &replica, &ls, &dir).await;
+    end_to_end("abs_replica_end_to_end", Backend::Abs).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

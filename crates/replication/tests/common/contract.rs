@@ -119,3 +119,30 @@ pub async fn client_contract(c: &dyn ReplicaClient) {
     c.delete(Level::L0, &[]).await.unwrap();
     c.probe().await.unwrap();
 }
+
+/// Writes a 12 MiB snapshot streamed in 1 MiB chunks (more than one 5 MiB part: a multipart
+/// or block-list upload on object stores) and checks its bytes, size and precise CreatedAt.
+pub async fn large_streamed_write(c: &dyn ReplicaClient) {
+    let data: Vec<u8> = (0..12 * 1024 * 1024u32)
+        .map(|i| (i * 7 % 251) as u8)
+        .collect();
+    let chunks: Vec<Result<Bytes, ClientError>> = data
+        .chunks(1 << 20)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    let big = name(1, 7);
+    let ts = DateTime::<Utc>::from_timestamp_millis(1_650_000_000_001).unwrap();
+    let info = c
+        .write(
+            Level::SNAPSHOT,
+            big,
+            futures::stream::iter(chunks).boxed(),
+            ts,
+        )
+        .await
+        .unwrap();
+    assert_eq!(info.size, data.len() as u64);
+    assert!(c.read(Level::SNAPSHOT, big, ReadRange::Full).await.unwrap() == data);
+    let precise = c.list(Level::SNAPSHOT, PRECISE).await.unwrap();
+    assert_eq!((precise[0].size, precise[0].created_at), (info.size, ts));
+}

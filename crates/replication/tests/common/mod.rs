@@ -185,6 +185,51 @@ pub fn url_entry(replica_url: &str) -> String {
     format!("      url: {replica_url}\n")
 }
 
+/// `path` in `container` on Azurite, authenticated with the account key.
+pub fn abs_key_target(az: &testkit::Azurite, container: &str, path: &str) -> AbsTarget {
+    AbsTarget {
+        account_name: Some(az.account.clone()),
+        account_key: Some(Secret(az.account_key.clone())),
+        sas_token: None,
+        container: container.to_string(),
+        path: path.to_string(),
+        endpoint: Some(az.endpoint.clone()),
+    }
+}
+
+/// Where a test's replica lives.
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    /// `<dir>/replica`.
+    File,
+    /// A fresh bucket on the local S3 server.
+    S3,
+    /// A fresh container on Azurite.
+    Abs,
+}
+
+/// What an end-to-end test starts from: the Litestream binary, a temporary directory and a
+/// replica (at key prefix `db`, in a fresh bucket or container named from `prefix`) of
+/// `<dir>/<db_name>`; `None` (the test returns) when a tool is missing and allowed to be.
+pub fn litestream_and_replica(
+    test: &str,
+    backend: Backend,
+    prefix: &str,
+    db_name: &str,
+) -> Option<(Litestream, tempfile::TempDir, PathBuf, Replica)> {
+    let ls = Litestream::require(test)?;
+    let (t, dir) = tempdir();
+    let replica = match backend {
+        Backend::File => Replica::url(&file_url(&dir.join("replica"))),
+        Backend::S3 => Replica::url(&testkit::s3_replica_url(test, prefix, "db")?),
+        Backend::Abs => {
+            let az = testkit::require_azurite(test)?;
+            Replica::abs(&az, prefix, "db", &dir.join(db_name))
+        }
+    };
+    Some((ls, t, dir, replica))
+}
+
 /// A replica both tools can reach: by URL (file, S3), or through config keys (Azure, whose
 /// endpoint a URL cannot carry), in which case Litestream gets a config of its own naming
 /// the database.
@@ -218,14 +263,7 @@ impl Replica {
     /// replica of the database `db` (Litestream's config is written next to it).
     pub fn abs(az: &testkit::Azurite, container_prefix: &str, path: &str, db: &Path) -> Replica {
         let container = az.create_container(container_prefix);
-        let target = ReplicaTarget::Abs(AbsTarget {
-            account_name: Some(az.account.clone()),
-            account_key: Some(Secret(az.account_key.clone())),
-            sas_token: None,
-            container: container.clone(),
-            path: path.to_string(),
-            endpoint: Some(az.endpoint.clone()),
-        });
+        let target = ReplicaTarget::Abs(abs_key_target(az, &container, path));
         let entry = az.replica_yaml(&container, path, 6);
         let config = db.with_extension("replica.yml");
         std::fs::write(
