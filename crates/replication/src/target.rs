@@ -55,7 +55,7 @@ impl ReplicaKind {
 
     /// True for the backends sqlite-rest implements.
     pub fn is_supported(self) -> bool {
-        matches!(self, ReplicaKind::File | ReplicaKind::S3)
+        matches!(self, ReplicaKind::File | ReplicaKind::S3 | ReplicaKind::Abs)
     }
 }
 
@@ -89,6 +89,8 @@ pub enum ReplicaTarget {
     File(FileTarget),
     /// An S3 bucket or S3-compatible service: `<prefix>/<%04x level>/<name>`.
     S3(S3Target),
+    /// An Azure Blob Storage container: `<path>/ltx/<level>/<name>`.
+    Abs(AbsTarget),
     /// A backend Litestream supports and sqlite-rest does not (yet); using it is an error
     /// ([`ReplicaTarget::ensure_supported`]).
     Unsupported { kind: ReplicaKind, location: String },
@@ -99,6 +101,7 @@ impl ReplicaTarget {
         match self {
             ReplicaTarget::File(_) => ReplicaKind::File,
             ReplicaTarget::S3(_) => ReplicaKind::S3,
+            ReplicaTarget::Abs(_) => ReplicaKind::Abs,
             ReplicaTarget::Unsupported { kind, .. } => *kind,
         }
     }
@@ -115,11 +118,12 @@ impl ReplicaTarget {
     }
 
     /// A short description for logs, without secrets (`file:///data/replica`,
-    /// `s3://bucket/prefix`).
+    /// `s3://bucket/prefix`, `abs://account@container/path`).
     pub fn describe(&self) -> String {
         match self {
             ReplicaTarget::File(f) => format!("file://{}", f.path.display()),
             ReplicaTarget::S3(s) => format!("s3://{}/{}", s.bucket, s.path),
+            ReplicaTarget::Abs(a) => a.describe(),
             ReplicaTarget::Unsupported { kind, location } => format!("{kind}: {location}"),
         }
     }
@@ -128,7 +132,7 @@ impl ReplicaTarget {
 /// The error for a backend that is configured but not implemented.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "{kind} replicas ({location}) are not supported by sqlite-rest; supported replica types are file and s3"
+    "{kind} replicas ({location}) are not supported by sqlite-rest; supported replica types are file, s3 and abs"
 )]
 pub struct UnsupportedBackend {
     pub kind: ReplicaKind,
@@ -193,5 +197,39 @@ impl S3Target {
             sse_customer_algorithm: None,
             sse_kms_key_id: None,
         }
+    }
+}
+
+/// An Azure Blob Storage replica (`type: abs`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AbsTarget {
+    /// The storage account (`account-name`, or the user of `abs://account@container/path`).
+    /// Required unless a SAS token is used with an `endpoint`.
+    pub account_name: Option<String>,
+    /// `account-key`; `None` means `LITESTREAM_AZURE_ACCOUNT_KEY`, read when the client is built.
+    pub account_key: Option<Secret>,
+    /// `sas-token` (with or without the leading `?`); `None` means `LITESTREAM_AZURE_SAS_TOKEN`.
+    /// A SAS token wins over an account key, as in Litestream.
+    pub sas_token: Option<Secret>,
+    /// The container (`bucket`).
+    pub container: String,
+    /// Blob name prefix, cleaned, without leading or trailing `/`; may be empty (blobs are
+    /// `<path>/ltx/<level>/<name>`, or `ltx/<level>/<name>`).
+    pub path: String,
+    /// The blob service URL (`endpoint`); `None` means
+    /// `https://<account>.blob.core.windows.net`. For Azurite:
+    /// `http://127.0.0.1:10000/devstoreaccount1`.
+    pub endpoint: Option<String>,
+}
+
+impl AbsTarget {
+    /// `abs://account@container/path` (no secrets).
+    pub fn describe(&self) -> String {
+        let account = self
+            .account_name
+            .as_deref()
+            .map(|a| format!("{a}@"))
+            .unwrap_or_default();
+        format!("abs://{account}{}/{}", self.container, self.path)
     }
 }

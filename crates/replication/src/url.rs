@@ -1,7 +1,8 @@
 //! Replica URLs, as Litestream reads them (spec §6.4).
 //!
-//! Owns parsing `file:///abs/path` and `s3://bucket/prefix?endpoint=…&region=…` (with the
-//! recognised provider hosts and the query-parameter aliases) and the one rule for combining
+//! Owns parsing `file:///abs/path`, `abs://[account@]container/path` and
+//! `s3://bucket/prefix?endpoint=…&region=…` (with the recognised provider hosts and the
+//! query-parameter aliases) and the one rule for combining
 //! S3 settings from a URL with explicit config keys (`resolve_s3`). A URL becomes the same
 //! [`ReplicaTarget`] a config `replica:` entry does. Unknown query parameters are errors that
 //! name them (Litestream ignores them silently).
@@ -10,7 +11,7 @@ use std::path::PathBuf;
 
 use ::url::Url;
 
-use crate::target::{FileTarget, ReplicaKind, ReplicaTarget, S3Target, Secret};
+use crate::target::{AbsTarget, FileTarget, ReplicaKind, ReplicaTarget, S3Target, Secret};
 
 /// Litestream's (and the AWS SDK's) minimum multipart part size.
 pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
@@ -22,9 +23,11 @@ pub const DEFAULT_REGION: &str = "us-east-1";
 pub enum UrlError {
     #[error("invalid replica URL {url:?}: {reason}")]
     Invalid { url: String, reason: String },
-    #[error("replica URL {0:?} has no scheme (expected file:///path or s3://bucket/prefix)")]
+    #[error(
+        "replica URL {0:?} has no scheme (expected file:///path, s3://bucket/prefix or abs://account@container/path)"
+    )]
     NoScheme(String),
-    #[error("unknown replica URL scheme {scheme:?} in {url:?} (expected file or s3)")]
+    #[error("unknown replica URL scheme {scheme:?} in {url:?} (expected file, s3 or abs)")]
     UnknownScheme { scheme: String, url: String },
     #[error(
         "file replica URL {0:?} must name an absolute path as file:///abs/path (three slashes)"
@@ -44,6 +47,8 @@ pub enum UrlError {
     },
     #[error("bucket required for s3 replica")]
     MissingBucket,
+    #[error("container required for abs replica URL {0:?} (abs://[account@]container/path)")]
+    MissingContainer(String),
     #[error(
         "s3 replica {bucket:?} needs a non-empty path (key prefix), e.g. s3://{bucket}/mydb; \
          Litestream writes an empty prefix inconsistently"
@@ -60,6 +65,7 @@ pub fn parse_replica_url(raw: &str) -> Result<ReplicaTarget, UrlError> {
     match parse_url_parts(raw)? {
         UrlParts::File(path) => Ok(ReplicaTarget::File(FileTarget { path })),
         UrlParts::S3(parts) => resolve_s3(&S3Keys::default(), Some(parts)).map(ReplicaTarget::S3),
+        UrlParts::Abs(target) => Ok(ReplicaTarget::Abs(target)),
         UrlParts::Other { kind, location } => Ok(ReplicaTarget::Unsupported { kind, location }),
     }
 }
@@ -89,7 +95,13 @@ pub fn url_kind(raw: &str) -> Option<ReplicaKind> {
 pub(crate) enum UrlParts {
     File(PathBuf),
     S3(S3UrlParts),
-    Other { kind: ReplicaKind, location: String },
+    /// Account, container and path; credentials and endpoint come from config keys or the
+    /// environment only (Litestream reads no query parameters for abs).
+    Abs(AbsTarget),
+    Other {
+        kind: ReplicaKind,
+        location: String,
+    },
 }
 
 /// The S3 settings a URL carries; `None` where the URL says nothing.
@@ -197,6 +209,19 @@ pub(crate) fn parse_url_parts(raw: &str) -> Result<UrlParts, UrlError> {
             parts.path = clean_key_prefix(&percent_decode(url.path()));
             apply_s3_query(&mut parts, &url)?;
             Ok(UrlParts::S3(parts))
+        }
+        ReplicaKind::Abs => {
+            check_params(&url, raw, &[])?;
+            let container = url.host_str().unwrap_or_default().to_string();
+            if container.is_empty() {
+                return Err(UrlError::MissingContainer(raw.to_string()));
+            }
+            Ok(UrlParts::Abs(AbsTarget {
+                account_name: Some(percent_decode(url.username())).filter(|a| !a.is_empty()),
+                container,
+                path: clean_key_prefix(&percent_decode(url.path())),
+                ..AbsTarget::default()
+            }))
         }
         other => Ok(UrlParts::Other {
             kind: other,

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use replication::config::{Config, ConfigError, DbSource, LoadOptions};
-use replication::target::{ReplicaKind, ReplicaTarget};
+use replication::target::{AbsTarget, ReplicaKind, ReplicaTarget, Secret};
 
 fn parse(text: &str) -> Result<Config, ConfigError> {
     Config::parse(text, LoadOptions::default())
@@ -569,4 +569,95 @@ fn load_reads_files_and_reports_missing_ones() {
         Config::load(&file, LoadOptions::default()).unwrap_err(),
         ConfigError::Unsupported { .. }
     ));
+}
+
+#[track_caller]
+fn abs_target(replica: &str) -> AbsTarget {
+    let c = parse(&format!("dbs:\n  - path: /a.db\n    replica:\n{replica}")).unwrap();
+    c.ensure_supported().unwrap();
+    match c.dbs[0].replica.target.clone() {
+        ReplicaTarget::Abs(t) => t,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn abs_replicas_from_keys_and_urls() {
+    let t = abs_target(
+        "      type: abs\n      account-name: acct\n      account-key: a2V5\n      sas-token: '?sv=1&sig=x'\n      bucket: backups\n      path: /dbs/app/\n      endpoint: http://127.0.0.1:10000/acct\n",
+    );
+    assert_eq!(
+        t,
+        AbsTarget {
+            account_name: Some("acct".into()),
+            account_key: Some(Secret("a2V5".into())),
+            sas_token: Some(Secret("?sv=1&sig=x".into())),
+            container: "backups".into(),
+            path: "dbs/app".into(),
+            endpoint: Some("http://127.0.0.1:10000/acct".into()),
+        }
+    );
+    // Secrets stay out of Debug output.
+    assert!(!format!("{t:?}").contains("a2V5"));
+    // The URL form; keys fill in what a URL cannot say; the type comes from the scheme.
+    let t = abs_target("      url: abs://acct@backups/app\n      account-key: a2V5\n");
+    assert_eq!(
+        (
+            t.account_name.as_deref(),
+            t.container.as_str(),
+            t.path.as_str()
+        ),
+        (Some("acct"), "backups", "app")
+    );
+    assert_eq!(t.account_key, Some(Secret("a2V5".into())));
+    // Global settings are inherited, as for S3.
+    let c = parse(
+        "account-name: acct\naccount-key: a2V5\ndbs:\n  - path: /a.db\n    replica:\n      type: abs\n      bucket: b\n",
+    )
+    .unwrap();
+    match &c.dbs[0].replica.target {
+        ReplicaTarget::Abs(t) => {
+            assert_eq!(t.account_name.as_deref(), Some("acct"));
+            assert_eq!(t.path, "");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(c.dbs[0].replica.target.kind(), ReplicaKind::Abs);
+}
+
+#[test]
+fn abs_replica_errors_name_the_key() {
+    let db = "dbs:\n  - path: /a.db\n    replica:\n";
+    unknown(
+        &format!("{db}      type: abs\n      bucket: b\n      account_key: x\n"),
+        "dbs[0].replica.account_key",
+    );
+    let e = err(&format!("{db}      type: abs\n      account-name: a\n"));
+    assert!(
+        e.contains("dbs[0].replica.bucket") && e.contains("container"),
+        "{e}"
+    );
+    let e = err(&format!(
+        "{db}      url: abs://a@c/db\n      bucket: other\n"
+    ));
+    assert!(
+        e.contains("cannot specify url & bucket for abs replica"),
+        "{e}"
+    );
+    let e = err(&format!("{db}      url: abs://a@c/db\n      path: db\n"));
+    assert!(
+        e.contains("cannot specify url & path for abs replica"),
+        "{e}"
+    );
+    let e = err(&format!(
+        "{db}      type: abs\n      bucket: b\n      endpoint: 127.0.0.1:10000\n"
+    ));
+    assert!(
+        e.contains("dbs[0].replica.endpoint") && e.contains("127.0.0.1:10000"),
+        "{e}"
+    );
+    let e = err(&format!("{db}      type: s3\n      url: abs://a@c/db\n"));
+    assert!(e.contains("conflicts"), "{e}");
+    let e = err(&format!("{db}      url: abs://a@c/db?sv=1\n"));
+    assert!(e.contains("dbs[0].replica.url") && e.contains("sv"), "{e}");
 }

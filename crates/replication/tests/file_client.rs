@@ -215,3 +215,9 @@ async fn ranges_deletes_and_odd_names() {
     let e = bad.probe().await.unwrap_err().to_string();
     assert!(e.contains("probe"), "{e}");
 }
+
+#[tokio::test]
+async fn file_client_contract() {
+    let (_t, dir) = tempdir();
+    common::contract::client_contract(&FileClient::new(dir.join("replica"))).await;
+}

@@ -1,5 +1,5 @@
-//! Interoperability with the real Litestream 0.5.17 (spec §9), both directions, on file and
-//! S3 replicas: every TXID boundary and timestamps restore byte-identically with both tools,
+//! Interoperability with the real Litestream 0.5.17 (spec §9), both directions, on file, S3
+//! and Azure (Azurite) replicas: every TXID boundary and timestamps restore byte-identically with both tools,
 //! listings agree (levels, TXIDs, sizes, timestamps), non-boundary TXIDs fail like the binary,
 //! and each program takes over a replica (and metadata directory) the other one wrote.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -16,21 +16,26 @@ use replication::client::ListOptions;
 use replication::plan::RestoreTarget;
 use replication::restore::IntegrityCheck;
 use replication::{CommitNotice, StartAction};
-use testkit::litestream::Litestream;
+use testkit::litestream::{Litestream, Source};
 
 /// Our restore into `out`: Ok(bytes) or Err(message).
-async fn ours(url: &str, out: &Path, target: RestoreTarget) -> Result<Vec<u8>, String> {
+async fn ours(replica: &Replica, out: &Path, target: RestoreTarget) -> Result<Vec<u8>, String> {
     let _ = std::fs::remove_file(out);
-    restore_ours(&open_url(url).await, target, out, IntegrityCheck::None)
+    restore_ours(&replica.client().await, target, out, IntegrityCheck::None)
         .await
         .map_err(|e| e.to_string())?;
     Ok(std::fs::read(out).unwrap())
 }
 
 /// Litestream's restore into `out`: Ok(bytes) or Err(stderr).
-fn theirs(ls: &Litestream, url: &str, out: &Path, extra: &[&str]) -> Result<Vec<u8>, String> {
+fn theirs(
+    ls: &Litestream,
+    replica: &Replica,
+    out: &Path,
+    extra: &[&str],
+) -> Result<Vec<u8>, String> {
     let _ = std::fs::remove_file(out);
-    let res = ls.restore(url, out, extra);
+    let res = ls.restore_of(replica.source(), out, extra);
     if res.status.success() {
         Ok(std::fs::read(out).unwrap())
     } else {
@@ -40,10 +45,10 @@ fn theirs(ls: &Litestream, url: &str, out: &Path, extra: &[&str]) -> Result<Vec<
 
 /// Both tools agree at every MaxTXID boundary the binary lists, at a TXID that is not a
 /// boundary, at timestamps between files, and on the latest state. Returns the boundaries.
-async fn agree_everywhere(ls: &Litestream, url: &str, dir: &Path) -> Vec<u64> {
-    let listing = ls.ltx_list(url);
+async fn agree_everywhere(ls: &Litestream, replica: &Replica, dir: &Path) -> Vec<u64> {
+    let listing = ls.ltx_list_of(replica.source());
     // The listing is the same as ours (names, levels, sizes; timestamps to the second).
-    let c = open_url(url).await;
+    let c = replica.client().await;
     let mut mine: Vec<_> = c
         .list_all(ListOptions::default())
         .await
@@ -67,8 +72,8 @@ async fn agree_everywhere(ls: &Litestream, url: &str, dir: &Path) -> Vec<u64> {
     let (a, b) = (dir.join("ours.db"), dir.join("theirs.db"));
     for &t in &boundaries {
         let hex = format!("{t:016x}");
-        let o = ours(url, &a, RestoreTarget::TxId(TxId(t))).await;
-        let th = theirs(ls, url, &b, &["-txid", &hex]);
+        let o = ours(replica, &a, RestoreTarget::TxId(TxId(t))).await;
+        let th = theirs(ls, replica, &b, &["-txid", &hex]);
         match (&o, &th) {
             (Ok(x), Ok(y)) => assert!(x == y, "txid {hex}: restores differ"),
             (Err(_), Err(_)) => {}
@@ -84,8 +89,8 @@ async fn agree_everywhere(ls: &Litestream, url: &str, dir: &Path) -> Vec<u64> {
         (1..boundaries.last().copied().unwrap_or(1)).find(|t| !boundaries.contains(t))
     {
         let hex = format!("{gap:016x}");
-        let o = ours(url, &a, RestoreTarget::TxId(TxId(gap))).await;
-        let th = theirs(ls, url, &b, &["-txid", &hex]);
+        let o = ours(replica, &a, RestoreTarget::TxId(TxId(gap))).await;
+        let th = theirs(ls, replica, &b, &["-txid", &hex]);
         assert!(
             o.is_err() && th.is_err(),
             "non-boundary {hex}: {o:?} / {th:?}"
@@ -119,8 +124,8 @@ async fn agree_everywhere(ls: &Litestream, url: &str, dir: &Path) -> Vec<u64> {
         .collect();
     for ts in picks {
         let s = ts.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        let o = ours(url, &a, RestoreTarget::Timestamp(ts)).await;
-        let th = theirs(ls, url, &b, &["-timestamp", &s]);
+        let o = ours(replica, &a, RestoreTarget::Timestamp(ts)).await;
+        let th = theirs(ls, replica, &b, &["-timestamp", &s]);
         match (&o, &th) {
             (Ok(x), Ok(y)) => assert!(x == y, "timestamp {s}: restores differ"),
             (Err(_), Err(_)) => {}
@@ -135,23 +140,29 @@ async fn agree_everywhere(ls: &Litestream, url: &str, dir: &Path) -> Vec<u64> {
     if let Some(first) = times.first() {
         let early = *first - chrono::Duration::hours(1);
         let s = early.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        let th = theirs(ls, url, &b, &["-timestamp", &s]).unwrap_err();
-        assert!(th.contains("timestamp does not exist"), "{th}");
-        let o = ours(url, &a, RestoreTarget::Timestamp(early))
+        let th = theirs(ls, replica, &b, &["-timestamp", &s]).unwrap_err();
+        // Litestream words this by entry point, not backend: "timestamp does not exist"
+        // for `restore <url>`, "no matching backup files available" for `restore -config`.
+        let expected = match replica.source() {
+            Source::Url(_) => "timestamp does not exist",
+            Source::Config { .. } => "no matching backup files available",
+        };
+        assert!(th.contains(expected), "{th}");
+        let o = ours(replica, &a, RestoreTarget::Timestamp(early))
             .await
             .unwrap_err();
         assert!(o.contains("timestamp does not exist"), "{o}");
     }
-    let o = ours(url, &a, RestoreTarget::Latest).await.unwrap();
-    let th = theirs(ls, url, &b, &["-integrity-check", "full"]).unwrap();
+    let o = ours(replica, &a, RestoreTarget::Latest).await.unwrap();
+    let th = theirs(ls, replica, &b, &["-integrity-check", "full"]).unwrap();
     assert!(o == th, "latest restores differ");
     boundaries
 }
 
 /// Our replicator writes (levels 0, 1, 2, 9 with retention) while rusqlite commits,
 /// including a large transaction, DELETE + VACUUM and an external TRUNCATE checkpoint attempt.
-async fn we_write(db: &Path, url: &str) {
-    let yaml = fast_config(db, url, "");
+async fn we_write(db: &Path, replica_entry: &str) {
+    let yaml = fast_config_to(db, replica_entry, "");
     let r = start_replicator(&yaml, db).await.unwrap();
     let h = r.handle();
     let db2 = db.to_path_buf();
@@ -181,71 +192,49 @@ async fn we_write(db: &Path, url: &str) {
     r.shutdown().await.unwrap();
 }
 
-async fn we_write_they_read(test: &str, url: &str) {
+async fn we_write_they_read(ls: &Litestream, replica: &Replica, dir: &Path) {
     init_logging();
-    let Some(ls) = Litestream::require(test) else {
-        return;
-    };
-    let (_t, dir) = tempdir();
     let db = dir.join("src.db");
-    we_write(&db, url).await;
-    let boundaries = agree_everywhere(&ls, url, &dir).await;
+    we_write(&db, &replica.entry).await;
+    let boundaries = agree_everywhere(ls, replica, dir).await;
     assert!(boundaries.len() > 10, "{boundaries:?}");
     let out = dir.join("final.db");
-    theirs(&ls, url, &out, &[]).unwrap();
+    theirs(ls, replica, &out, &[]).unwrap();
     assert_eq!(rows(&out), rows(&db));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn we_write_litestream_reads_file() {
-    let (_t, dir) = tempdir();
-    we_write_they_read(
-        "we_write_litestream_reads_file",
-        &file_url(&dir.join("replica")),
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn we_write_litestream_reads_s3() {
-    let test = "we_write_litestream_reads_s3";
-    let Some(url) = testkit::s3_replica_url(test, "interop-ours", "db") else {
-        return;
-    };
-    we_write_they_read(test, &url).await;
-}
-
-async fn they_write_we_read(test: &str, url: &str) {
-    let Some(ls) = Litestream::require(test) else {
-        return;
-    };
-    let (_t, dir) = tempdir();
+async fn they_write_we_read(ls: &Litestream, replica: &Replica, dir: &Path) {
     let db = dir.join("src.db");
-    replicate_with_levels(&ls, &dir, &db, url);
-    let boundaries = agree_everywhere(&ls, url, &dir).await;
+    replicate_with_levels_to(ls, dir, &db, &replica.entry);
+    let boundaries = agree_everywhere(ls, replica, dir).await;
     assert!(boundaries.len() > 3, "{boundaries:?}");
     let out = dir.join("final.db");
-    ours(url, &out, RestoreTarget::Latest).await.unwrap();
+    ours(replica, &out, RestoreTarget::Latest).await.unwrap();
     assert_eq!(rows(&out), rows(&db));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn litestream_writes_we_read_file() {
-    let (_t, dir) = tempdir();
-    they_write_we_read(
-        "litestream_writes_we_read_file",
-        &file_url(&dir.join("replica")),
-    )
-    .await;
+/// One test per backend and direction: `name => direction(backend, bucket/container prefix)`.
+macro_rules! both_directions {
+    ($($name:ident => $direction:ident($backend:expr, $prefix:literal);)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let test = stringify!($name);
+            if let Some((ls, _t, dir, replica)) =
+                litestream_and_replica(test, $backend, $prefix, "src.db")
+            {
+                $direction(&ls, &replica, &dir).await;
+            }
+        }
+    )*};
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn litestream_writes_we_read_s3() {
-    let test = "litestream_writes_we_read_s3";
-    let Some(url) = testkit::s3_replica_url(test, "interop-theirs", "db") else {
-        return;
-    };
-    they_write_we_read(test, &url).await;
+both_directions! {
+    we_write_litestream_reads_file => we_write_they_read(Backend::File, "interop-ours");
+    we_write_litestream_reads_s3 => we_write_they_read(Backend::S3, "interop-ours");
+    we_write_litestream_reads_abs => we_write_they_read(Backend::Abs, "interop-ours");
+    litestream_writes_we_read_file => they_write_we_read(Backend::File, "interop-theirs");
+    litestream_writes_we_read_s3 => they_write_we_read(Backend::S3, "interop-theirs");
+    litestream_writes_we_read_abs => they_write_we_read(Backend::Abs, "interop-theirs");
 }
 
 /// Litestream config for one database and replica (debug logs for the hand-over checks).
@@ -306,7 +295,8 @@ async fn handover_litestream_takes_over_our_replica() {
         let (_t, dir) = tempdir();
         let db = dir.join("src.db");
         let url = file_url(&dir.join("replica"));
-        we_write(&db, &url).await;
+        let rep = Replica::url(&url);
+        we_write(&db, &url_entry(&url)).await;
         if case != Takeover::WithMeta {
             std::fs::remove_dir_all(dir.join(".src.db-litestream")).unwrap();
         }
@@ -326,9 +316,9 @@ async fn handover_litestream_takes_over_our_replica() {
             Takeover::WithoutMetaWalReset => assert!(behind && snap, "{case:?}: {log}"),
         }
         let out = dir.join("after.db");
-        theirs(&ls, &url, &out, &["-integrity-check", "full"]).unwrap();
+        theirs(&ls, &rep, &out, &["-integrity-check", "full"]).unwrap();
         assert_eq!(rows(&out), rows(&db), "{case:?}");
-        let mine = ours(&url, &dir.join("ours.db"), RestoreTarget::Latest)
+        let mine = ours(&rep, &dir.join("ours.db"), RestoreTarget::Latest)
             .await
             .unwrap();
         assert!(mine == std::fs::read(&out).unwrap(), "{case:?}");
@@ -394,9 +384,10 @@ async fn handover_we_take_over_litestreams_replica() {
             ours_l0.iter().all(|e| e.size < db_size / 2),
             "{url_kind}: {ours_l0:?}"
         );
-        agree_everywhere(&ls, &url, &dir).await;
+        let rep = Replica::url(&url);
+        agree_everywhere(&ls, &rep, &dir).await;
         let out = dir.join("final.db");
-        theirs(&ls, &url, &out, &[]).unwrap();
+        theirs(&ls, &rep, &out, &[]).unwrap();
         assert_eq!(rows(&out), rows(&db), "{url_kind}");
     }
 }
@@ -437,10 +428,11 @@ async fn litestream_once_snapshots_and_64k_pages_restore_identically() {
                 [0, 9],
                 "{backend}"
             );
-            let a = ours(&url, &dir.join("ours.db"), RestoreTarget::Latest)
+            let rep = Replica::url(&url);
+            let a = ours(&rep, &dir.join("ours.db"), RestoreTarget::Latest)
                 .await
                 .unwrap();
-            let b = theirs(&ls, &url, &dir.join("theirs.db"), &[]).unwrap();
+            let b = theirs(&ls, &rep, &dir.join("theirs.db"), &[]).unwrap();
             assert!(a == b, "{backend} {page_size}");
             assert_eq!(rows(&dir.join("ours.db")), rows(&db));
         }
@@ -465,6 +457,7 @@ async fn we_replicate_64k_pages() {
         insert(&conn, 10, 50_000);
     }
     let url = file_url(&dir.join("replica"));
+    let rep = Replica::url(&url);
     let r = start_replicator(&fast_config(&db, &url, ""), &db)
         .await
         .unwrap();
@@ -476,9 +469,9 @@ async fn we_replicate_64k_pages() {
         r.sync_and_wait().await.unwrap();
     }
     r.shutdown().await.unwrap();
-    agree_everywhere(&ls, &url, &dir).await;
+    agree_everywhere(&ls, &rep, &dir).await;
     let out = dir.join("final.db");
-    theirs(&ls, &url, &out, &[]).unwrap();
+    theirs(&ls, &rep, &out, &[]).unwrap();
     assert_eq!(rows(&out), rows(&db));
 }
 
@@ -493,6 +486,7 @@ async fn broken_replicas_fail_in_both_tools() {
     let db = dir.join("src.db");
     let replica = dir.join("replica");
     let url = file_url(&replica);
+    let rep = Replica::url(&url);
     // Only L0 (no compaction, no snapshot): long intervals.
     let yaml = format!(
         "levels:\n  - interval: 1h\nsnapshot:\n  interval: 24h\nl0-retention: 1h\n\
@@ -525,10 +519,10 @@ async fn broken_replicas_fail_in_both_tools() {
     let mut bad = original.clone();
     bad[110] ^= 0xff;
     std::fs::write(&victim, &bad).unwrap();
-    let o = ours(&url, &dir.join("o.db"), RestoreTarget::Latest)
+    let o = ours(&rep, &dir.join("o.db"), RestoreTarget::Latest)
         .await
         .unwrap_err();
-    let t = theirs(&ls, &url, &dir.join("t.db"), &[]).unwrap_err();
+    let t = theirs(&ls, &rep, &dir.join("t.db"), &[]).unwrap_err();
     assert!(t.contains("decompress") || t.contains("checksum"), "{t}");
     let victim_name = victim.file_name().unwrap().to_string_lossy().into_owned();
     assert!(o.contains(&victim_name), "{o}");
@@ -542,18 +536,18 @@ async fn broken_replicas_fail_in_both_tools() {
     let n = bad.len();
     bad[n - 26] ^= 0x01;
     std::fs::write(&victim, &bad).unwrap();
-    let o = ours(&url, &dir.join("o.db"), RestoreTarget::Latest)
+    let o = ours(&rep, &dir.join("o.db"), RestoreTarget::Latest)
         .await
         .unwrap_err();
-    let t = theirs(&ls, &url, &dir.join("t.db"), &[]).unwrap_err();
+    let t = theirs(&ls, &rep, &dir.join("t.db"), &[]).unwrap_err();
     assert!(!t.is_empty() && o.contains(&victim_name), "{o} / {t}");
     std::fs::write(&victim, &original).unwrap();
     // A missing file in the middle: non-contiguous.
     std::fs::remove_file(&names[1]).unwrap();
-    let o = ours(&url, &dir.join("o.db"), RestoreTarget::Latest)
+    let o = ours(&rep, &dir.join("o.db"), RestoreTarget::Latest)
         .await
         .unwrap_err();
-    let t = theirs(&ls, &url, &dir.join("t.db"), &[]).unwrap_err();
+    let t = theirs(&ls, &rep, &dir.join("t.db"), &[]).unwrap_err();
     assert!(t.contains("non-contiguous"), "{t}");
     assert!(o.contains("non-contiguous"), "{o}");
 }

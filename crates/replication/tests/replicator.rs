@@ -1,5 +1,5 @@
 //! The replicator end to end on a database written by rusqlite: commits reach the replica
-//! (file and S3) quickly, compaction/snapshots/retention run on their schedules, restores by
+//! (file, S3 and Azure) quickly, compaction/snapshots/retention run on their schedules, restores by
 //! us and by the real Litestream are byte-identical, and shutdown leaves nothing behind.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -22,17 +22,10 @@ async fn start(config_yaml: &str, db: &Path) -> Result<Replicator, replication::
     Replicator::start(opts).await
 }
 
-async fn our_restore(url: &str, out: &Path) {
-    let client = open_url(url).await;
-    restore_ours(&client, RestoreTarget::Latest, out, IntegrityCheck::Full)
-        .await
-        .unwrap();
-}
-
-async fn replicate_and_compare(test: &str, url: &str, ls: &Litestream, dir: &Path) {
+async fn replicate_and_compare(test: &str, replica: &Replica, ls: &Litestream, dir: &Path) {
     init_logging();
     let db = dir.join("app.db");
-    let yaml = fast_config(&db, url, "");
+    let yaml = fast_config_to(&db, &replica.entry, "");
     let r = start(&yaml, &db).await.unwrap();
     assert_eq!(r.handle().start_action(), StartAction::NewDatabase);
     let h = r.handle();
@@ -68,10 +61,7 @@ async fn replicate_and_compare(test: &str, url: &str, ls: &Litestream, dir: &Pat
     r.shutdown().await.unwrap();
 
     // Levels 1, 2 and 9 were written on their schedules.
-    let target = replication::url::parse_replica_url(url).unwrap();
-    let client = replication::client::open_client(&target, &Default::default())
-        .await
-        .unwrap();
+    let client = replica.client().await;
     let levels = client.levels().await.unwrap();
     for l in [0, 1, 2, 9] {
         assert!(
@@ -87,8 +77,10 @@ async fn replicate_and_compare(test: &str, url: &str, ls: &Litestream, dir: &Pat
 
     let ours = dir.join("ours.db");
     let theirs = dir.join("theirs.db");
-    our_restore(url, &ours).await;
-    restore(ls, url, &theirs, &["-integrity-check", "full"]);
+    restore_ours(&client, RestoreTarget::Latest, &ours, IntegrityCheck::Full)
+        .await
+        .unwrap();
+    restore_from(ls, replica.source(), &theirs, &["-integrity-check", "full"]);
     assert_eq!(
         std::fs::read(&ours).unwrap(),
         std::fs::read(&theirs).unwrap(),
@@ -97,28 +89,28 @@ async fn replicate_and_compare(test: &str, url: &str, ls: &Litestream, dir: &Pat
     assert_eq!(rows(&ours), rows(&db), "{test}");
 }
 
+/// Replicates to `backend` and compares both tools' restores with the database.
+async fn end_to_end(test: &str, backend: Backend) {
+    if let Some((ls, _t, dir, replica)) =
+        litestream_and_replica(test, backend, "repl-e2e", "app.db")
+    {
+        replicate_and_compare(test, &replica, &ls, &dir).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_replica_end_to_end() {
-    let test = "file_replica_end_to_end";
-    let Some(ls) = Litestream::require(test) else {
-        return;
-    };
-    let (_t, dir) = tempdir();
-    let url = file_url(&dir.join("replica"));
-    replicate_and_compare(test, &url, &ls, &dir).await;
+    end_to_end("file_replica_end_to_end", Backend::File).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_replica_end_to_end() {
-    let test = "s3_replica_end_to_end";
-    let Some(ls) = Litestream::require(test) else {
-        return;
-    };
-    let Some(url) = testkit::s3_replica_url(test, "repl-e2e", "app") else {
-        return;
-    };
-    let (_t, dir) = tempdir();
-    replicate_and_compare(test, &url, &ls, &dir).await;
+    end_to_end("s3_replica_end_to_end", Backend::S3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abs_replica_end_to_end() {
+    end_to_end("abs_replica_end_to_end", Backend::Abs).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

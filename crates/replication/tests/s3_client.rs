@@ -230,74 +230,9 @@ async fn multipart_upload_keeps_bytes_and_metadata() {
     };
     let url = format!("{url}&partSize=5242880&concurrency=2");
     let c = client(&url, None).await;
-    // Larger than one part: goes up as a multipart upload, streamed in chunks.
-    let data: Vec<u8> = (0..12 * 1024 * 1024u32)
-        .map(|i| (i * 7 % 251) as u8)
-        .collect();
-    let chunks: Vec<Result<bytes::Bytes, ClientError>> = data
-        .chunks(1 << 20)
-        .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
-        .collect();
-    let name = ltx::FileName::new(ltx::TxId(1), ltx::TxId(7));
-    let ts = DateTime::<Utc>::from_timestamp_millis(1_650_000_000_001).unwrap();
-    use futures::StreamExt;
-    let info = c
-        .write(
-            Level::SNAPSHOT,
-            name,
-            futures::stream::iter(chunks).boxed(),
-            ts,
-        )
-        .await
-        .unwrap();
-    assert_eq!(info.size, data.len() as u64);
-    assert_eq!(
-        c.read(Level::SNAPSHOT, name, ReadRange::Full)
-            .await
-            .unwrap(),
-        data
-    );
-    let precise = c
-        .list(
-            Level::SNAPSHOT,
-            ListOptions {
-                precise_timestamps: true,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!(precise[0].created_at, ts);
-
-    // Seek lists from a MinTXID on (S3 start-after), and other keys are ignored.
-    for n in 1..=4u64 {
-        let name = ltx::FileName::new(ltx::TxId(n), ltx::TxId(n));
-        c.write_bytes(Level::L0, name, vec![n as u8; 200].into(), ts)
-            .await
-            .unwrap();
-    }
-    c.write_bytes(
-        Level::L0,
-        ltx::FileName::new(ltx::TxId(9), ltx::TxId(9)),
-        bytes::Bytes::from_static(b"x"),
-        ts,
-    )
-    .await
-    .unwrap();
-    let seek = |n| ListOptions {
-        seek: Some(ltx::TxId(n)),
-        ..Default::default()
-    };
-    let mins: Vec<u64> = c
-        .list(Level::L0, seek(3))
-        .await
-        .unwrap()
-        .iter()
-        .map(|f| f.name.min.get())
-        .collect();
-    assert_eq!(mins, vec![3, 4, 9]);
-    assert_eq!(c.list(Level::L0, seek(10)).await.unwrap(), vec![]);
-    assert_eq!(c.levels().await.unwrap(), vec![Level::L0, Level::SNAPSHOT]);
+    // Larger than one part: goes up as a multipart upload, streamed in chunks (seek
+    // listings are part of s3_client_contract).
+    common::contract::large_streamed_write(c.as_ref()).await;
 }
 
 #[tokio::test]
@@ -346,4 +281,12 @@ async fn probe_fails_on_a_missing_bucket() {
         e.contains("NoSuchBucket") || e.contains("404") || e.contains("not found"),
         "{e}"
     );
+}
+
+#[tokio::test]
+async fn s3_client_contract() {
+    let Some(url) = testkit::s3_replica_url("s3_client_contract", "repl-contract", "db") else {
+        return;
+    };
+    common::contract::client_contract(client(&url, None).await.as_ref()).await;
 }

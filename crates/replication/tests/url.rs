@@ -1,10 +1,11 @@
 //! Replica URLs (spec §6.4): file paths, S3 buckets/prefixes/endpoints, provider hosts,
-//! query aliases, and errors for unknown or malformed parameters.
+//! query aliases, Azure accounts/containers/paths, and errors for unknown or malformed
+//! parameters.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
 
-use replication::target::{FileTarget, ReplicaKind, ReplicaTarget, S3Target};
+use replication::target::{AbsTarget, FileTarget, ReplicaKind, ReplicaTarget, S3Target};
 use replication::url::{UrlError, ensure_endpoint_scheme, is_local_endpoint, parse_replica_url};
 
 #[track_caller]
@@ -239,7 +240,6 @@ fn errors_name_the_problem() {
 fn other_backends_parse_as_unsupported() {
     for (url, kind) in [
         ("gs://bucket/db", ReplicaKind::Gs),
-        ("abs://acct@container/db", ReplicaKind::Abs),
         ("sftp://u@host:22/db", ReplicaKind::Sftp),
         ("webdavs://host/db", ReplicaKind::Webdav),
         ("nats://host:4222/bucket", ReplicaKind::Nats),
@@ -252,5 +252,43 @@ fn other_backends_parse_as_unsupported() {
             e.contains(kind.as_str()) && e.contains("not supported"),
             "{e}"
         );
+    }
+}
+
+#[test]
+fn abs_urls_name_account_container_and_path() {
+    let abs = |url: &str| match parse_replica_url(url) {
+        Ok(ReplicaTarget::Abs(t)) => t,
+        other => panic!("{url}: {other:?}"),
+    };
+    assert_eq!(
+        abs("abs://acct@container/dbs/./app/"),
+        AbsTarget {
+            account_name: Some("acct".into()),
+            container: "container".into(),
+            path: "dbs/app".into(),
+            ..AbsTarget::default()
+        }
+    );
+    let t = abs("abs://container");
+    assert_eq!(
+        (t.account_name, t.container, t.path),
+        (None, "container".into(), "".into())
+    );
+    assert_eq!(
+        parse_replica_url("abs://acct@c/db").unwrap().describe(),
+        "abs://acct@c/db"
+    );
+    assert!(
+        parse_replica_url("abs://acct@c/db")
+            .unwrap()
+            .ensure_supported()
+            .is_ok()
+    );
+    assert!(matches!(fails("abs:///db"), UrlError::MissingContainer(_)));
+    // Litestream reads no query parameters for abs; we name the ones given.
+    match fails("abs://acct@c/db?endpoint=http://127.0.0.1:10000") {
+        UrlError::UnknownParameter { names, .. } => assert_eq!(names, "endpoint"),
+        other => panic!("{other:?}"),
     }
 }

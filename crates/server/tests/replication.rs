@@ -870,7 +870,7 @@ fn the_readme_replication_examples_are_valid_configs() {
             .unwrap_or_else(|e| panic!("README example does not parse: {e}\n{yaml}"));
         yaml_blocks += 1;
     }
-    assert_eq!(yaml_blocks, 2);
+    assert_eq!(yaml_blocks, 3, "file, s3 and abs examples");
     // The policy is valid JSON naming the four actions.
     let policy = section
         .split("```json\n")

@@ -1,9 +1,9 @@
 //! Test support shared by the workspace's integration tests.
 //!
 //! It owns how a test finds the real external parts it runs against: the pinned Litestream
-//! binary, the Python and Node clients, the sqlite3 CLI and the local S3-compatible server
-//! (and the two uses every test shares: a replica URL in a fresh bucket, SQL through the
-//! sqlite3 CLI).
+//! binary, the Python and Node clients, the sqlite3 CLI, the local S3-compatible server and the
+//! Azure Blob Storage emulator (and the two uses every test shares: a replica URL in a fresh
+//! bucket, SQL through the sqlite3 CLI).
 //! `scripts/test` installs and starts them and exports their locations; this crate reads those
 //! variables (falling back to `.tools/` after one run of `scripts/test`).
 //!
@@ -141,18 +141,7 @@ impl S3 {
 
     /// Creates a fresh, uniquely named bucket and returns its name.
     pub fn create_bucket(&self, prefix: &str) -> String {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let name = format!(
-            "{}-{}-{}-{}",
-            prefix.to_ascii_lowercase().replace('_', "-"),
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed),
-            nanos
-        );
+        let name = unique_name(prefix);
         let status = raw_http(self.host_port(), "PUT", &format!("/{name}"));
         assert!(
             status == 200,
@@ -180,9 +169,11 @@ pub fn require_s3(test: &str) -> Option<S3> {
     })
 }
 
-/// A minimal unsigned HTTP/1.1 request (moto accepts unsigned bucket creation); returns the status.
+/// A minimal unsigned HTTP/1.1 request (moto accepts unsigned bucket creation; Azurite a SAS in
+/// the query); returns the status.
 fn raw_http(host_port: &str, method: &str, path: &str) -> u16 {
-    let mut s = TcpStream::connect(host_port).expect("connect to S3 server");
+    let mut s = TcpStream::connect(host_port)
+        .unwrap_or_else(|e| panic!("connect to the test server at {host_port}: {e}"));
     write!(
         s,
         "{method} {path} HTTP/1.1\r\nHost: {host_port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
@@ -194,6 +185,110 @@ fn raw_http(host_port: &str, method: &str, path: &str) -> u16 {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0)
+}
+
+/// The local Azure Blob Storage emulator started by `scripts/test` (Azurite on 127.0.0.1, with
+/// Azure's published development account).
+#[derive(Debug, Clone)]
+pub struct Azurite {
+    /// The blob service URL, path style: `http://127.0.0.1:41234/devstoreaccount1`.
+    pub endpoint: String,
+    /// `devstoreaccount1`.
+    pub account: String,
+    /// The account's (published) key.
+    pub account_key: String,
+    /// An account SAS token (no leading `?`) allowing everything on blobs.
+    pub sas_token: String,
+    /// A container that exists, and a service SAS token scoped to it (Azurite serves batch
+    /// deletes only with a container SAS, not an account SAS).
+    pub sas_container: String,
+    pub container_sas_token: String,
+}
+
+impl Azurite {
+    /// Creates a fresh, uniquely named container and returns its name.
+    pub fn create_container(&self, prefix: &str) -> String {
+        let name = unique_name(prefix);
+        let rest = self
+            .endpoint
+            .strip_prefix("http://")
+            .expect("the Azurite endpoint is http://");
+        let (host_port, account_path) = rest.split_once('/').unwrap_or((rest, ""));
+        let status = raw_http(
+            host_port,
+            "PUT",
+            &format!(
+                "/{account_path}/{name}?restype=container&{}",
+                self.sas_token
+            ),
+        );
+        assert!(
+            status == 201,
+            "creating container {name} at {} answered {status}",
+            self.endpoint
+        );
+        name
+    }
+
+    /// The `replica:` entry (YAML, indented by `indent` spaces) of `path` in `container`,
+    /// authenticated with the account key.
+    pub fn replica_yaml(&self, container: &str, path: &str, indent: usize) -> String {
+        let pad = " ".repeat(indent);
+        format!(
+            "{pad}type: abs\n{pad}account-name: {}\n{pad}account-key: {}\n{pad}bucket: {container}\n{pad}path: {path}\n{pad}endpoint: {}\n",
+            self.account, self.account_key, self.endpoint
+        )
+    }
+}
+
+/// Azurite, or `None` (skip) / panic (required) when it is not running.
+pub fn require_azurite(test: &str) -> Option<Azurite> {
+    let var = |k: &str| std::env::var(k).ok().filter(|s| !s.is_empty());
+    let (
+        Some(endpoint),
+        Some(account),
+        Some(account_key),
+        Some(sas_token),
+        Some(sas_container),
+        Some(container_sas_token),
+    ) = (
+        var("SQLITEREST_TEST_AZURITE_ENDPOINT"),
+        var("SQLITEREST_TEST_AZURITE_ACCOUNT"),
+        var("SQLITEREST_TEST_AZURITE_KEY"),
+        var("SQLITEREST_TEST_AZURITE_SAS"),
+        var("SQLITEREST_TEST_AZURITE_SAS_CONTAINER"),
+        var("SQLITEREST_TEST_AZURITE_CONTAINER_SAS"),
+    )
+    else {
+        return missing(
+            "the Azure Blob Storage emulator (SQLITEREST_TEST_AZURITE_*; scripts/lib/tools.sh start_azurite)",
+            test,
+        );
+    };
+    Some(Azurite {
+        endpoint,
+        account,
+        account_key,
+        sas_token,
+        sas_container,
+        container_sas_token,
+    })
+}
+
+/// A bucket or container name unique to this process and call: lower case, `prefix-pid-n-nanos`.
+pub fn unique_name(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{}-{}-{}-{}",
+        prefix.to_ascii_lowercase().replace('_', "-"),
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        nanos
+    )
 }
 
 /// The replica URL of `path` in a fresh bucket (named from `bucket_prefix`) on the local S3

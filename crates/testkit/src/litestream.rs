@@ -31,6 +31,27 @@ pub struct LtxEntry {
     pub timestamp: String,
 }
 
+/// How a command finds a replica: its URL, or `-config <file> <database path>` (the only way
+/// to reach a replica whose settings a URL cannot carry, such as an Azure endpoint).
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    Url(&'a str),
+    Config { config: &'a Path, db: &'a Path },
+}
+
+impl Source<'_> {
+    fn args(&self) -> Vec<String> {
+        match self {
+            Source::Url(u) => vec![u.to_string()],
+            Source::Config { config, db } => vec![
+                "-config".to_string(),
+                config.display().to_string(),
+                db.display().to_string(),
+            ],
+        }
+    }
+}
+
 /// `litestream restore -dry-run -json` output.
 #[derive(Debug, Clone, Deserialize)]
 pub struct RestorePlan {
@@ -74,7 +95,15 @@ impl Litestream {
 
     /// `litestream ltx -level all -json <url>`.
     pub fn ltx_list(&self, replica_url: &str) -> Vec<LtxEntry> {
-        let out = self.run_ok(&["ltx", "-level", "all", "-json", replica_url]);
+        self.ltx_list_of(Source::Url(replica_url))
+    }
+
+    /// `litestream ltx -level all -json <source>`.
+    pub fn ltx_list_of(&self, source: Source<'_>) -> Vec<LtxEntry> {
+        let source = source.args();
+        let mut args = vec!["ltx", "-level", "all", "-json"];
+        args.extend(source.iter().map(String::as_str));
+        let out = self.run_ok(&args);
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("parsing ltx listing: {e}\n{out}"))
     }
 
@@ -91,10 +120,17 @@ impl Litestream {
 
     /// `litestream restore [extra...] -o <output> <url>`; returns the raw output.
     pub fn restore(&self, replica_url: &str, output: &Path, extra: &[&str]) -> Output {
+        self.restore_of(Source::Url(replica_url), output, extra)
+    }
+
+    /// `litestream restore [extra...] -o <output> <source>`; returns the raw output.
+    pub fn restore_of(&self, source: Source<'_>, output: &Path, extra: &[&str]) -> Output {
         let out = output.to_string_lossy();
+        let source = source.args();
         let mut args = vec!["restore"];
         args.extend_from_slice(extra);
-        args.extend(["-o", &out, replica_url]);
+        args.extend(["-o", &out]);
+        args.extend(source.iter().map(String::as_str));
         self.run(&args)
     }
 

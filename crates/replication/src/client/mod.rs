@@ -1,19 +1,20 @@
 //! Replica clients: one async trait ([`ReplicaClient`]) over the places a replica can live.
 //!
 //! A client knows a backend's object naming (spec §1.2: `<root>/ltx/<level>/<name>` for
-//! file, `<prefix>/<%04x level>/<name>` for S3) and how it keeps each file's CreatedAt
+//! file and Azure, `<prefix>/<%04x level>/<name>` for S3) and how it keeps each file's CreatedAt
 //! (spec §1.3), and nothing about LTX contents: it moves named byte streams. The replicator,
 //! compaction, retention and restore all go through it.
 //!
 //! Backends: [`file::FileClient`] (a local directory, written atomically with fsyncs and the
 //! mtime set to the LTX header timestamp) and [`object::ObjectClient`] (S3 and
-//! S3-compatible services through the `object_store` crate, with the `litestream-timestamp`
-//! metadata). [`open_client`] builds the right one from a [`ReplicaTarget`]. Every operation
+//! S3-compatible services, and Azure Blob Storage ([`abs`]), through the `object_store`
+//! crate, with the `litestream-timestamp` / `litestreamtimestamp` metadata). [`open_client`] builds the right one from a [`ReplicaTarget`]. Every operation
 //! is counted in Litestream's `litestream_replica_operation_*` metrics ([`ReplicaMetrics`]).
 //!
 //! The trait is object-safe (`Arc<dyn ReplicaClient>`), so a test can wrap a real client to
 //! inject faults.
 
+pub mod abs;
 pub mod file;
 pub mod metrics;
 pub mod object;
@@ -255,6 +256,11 @@ pub async fn open_client(
         ReplicaTarget::S3(s3) => Ok(Arc::new(
             object::ObjectClient::s3(s3, &options.network, metrics).await?,
         )),
+        ReplicaTarget::Abs(abs) => Ok(Arc::new(object::ObjectClient::abs(
+            abs,
+            &options.network,
+            metrics,
+        )?)),
         ReplicaTarget::Unsupported { kind, location } => Err(UnsupportedBackend {
             kind: *kind,
             location: location.clone(),

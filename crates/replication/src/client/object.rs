@@ -1,12 +1,17 @@
-//! Object-store replicas (S3 and S3-compatible services) through the `object_store` crate.
+//! Object-store replicas (S3 and S3-compatible services, Azure Blob Storage) through the
+//! `object_store` crate. One client serves every object backend; what differs between them is
+//! data ([`ObjectFlavor`]) and the store builder ([`ObjectClient::s3`] here,
+//! [`ObjectClient::abs`] in [`super::abs`]).
 //!
 //! Naming (spec §1.2): `<prefix>/<%04x level>/<name>` for S3, as Litestream writes it
-//! (`mydb/0000/0000000000000001-0000000000000001.ltx`, `mydb/0009/…`). CreatedAt (spec §1.3):
-//! the listing's LastModified normally; with [`ListOptions::precise_timestamps`] the
-//! `litestream-timestamp` user metadata (Go RFC3339Nano, UTC), read with bounded parallel
-//! HEADs. Writes carry that metadata and go up as one PUT, or as a multipart upload when
-//! larger than the part size. Reads stream, and `object_store` resumes a dropped body from
-//! where it stopped (same ETag).
+//! (`mydb/0000/0000000000000001-0000000000000001.ltx`, `mydb/0009/…`), and
+//! `<path>/ltx/<decimal level>/<name>` for Azure (`mydb/ltx/0/…`, `mydb/ltx/9/…`). CreatedAt
+//! (spec §1.3): the listing's LastModified normally; with [`ListOptions::precise_timestamps`]
+//! the user metadata (`litestream-timestamp` on S3, `litestreamtimestamp` on Azure: Go
+//! RFC3339Nano, UTC), read with bounded parallel HEADs. Writes carry that metadata and go up
+//! as one PUT, or as a multipart (S3) / block-list (Azure) upload when larger than the part
+//! size. Reads stream, and `object_store` resumes a dropped body from where it stopped
+//! (same ETag).
 
 use std::sync::Arc;
 
@@ -35,17 +40,101 @@ use crate::url::{DEFAULT_REGION, MIN_PART_SIZE};
 
 /// The user-metadata key holding a file's creation time on S3 (and GCS).
 pub const TIMESTAMP_METADATA_KEY: &str = "litestream-timestamp";
+/// The same on Azure Blob Storage (metadata names there are C# identifiers: no hyphen).
+pub const ABS_TIMESTAMP_METADATA_KEY: &str = "litestreamtimestamp";
 /// The object the probe writes and deletes (outside every level directory).
 const PROBE_OBJECT: &str = ".sqlite-rest-probe";
 const DEFAULT_CONCURRENCY: usize = 5;
+
+/// How one object backend differs from the others: how it names files, where it keeps their
+/// CreatedAt, and whether it serves suffix ranges. The only differences the client knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectFlavor {
+    /// Level directories sit under `<prefix>/ltx/` (Azure) rather than directly under the
+    /// prefix (S3).
+    pub ltx_segment: bool,
+    /// Level directories are `%04x` (`0009`, S3) rather than unpadded decimal (`9`, Azure).
+    pub hex_levels: bool,
+    /// The user-metadata key holding the LTX header timestamp.
+    pub timestamp_key: &'static str,
+    /// The service reads `bytes=-n` (S3); otherwise a suffix read asks for the size first
+    /// (Azure).
+    pub suffix_ranges: bool,
+}
+
+impl ObjectFlavor {
+    pub const S3: ObjectFlavor = ObjectFlavor {
+        ltx_segment: false,
+        hex_levels: true,
+        timestamp_key: TIMESTAMP_METADATA_KEY,
+        suffix_ranges: true,
+    };
+    pub const ABS: ObjectFlavor = ObjectFlavor {
+        ltx_segment: true,
+        hex_levels: false,
+        timestamp_key: ABS_TIMESTAMP_METADATA_KEY,
+        suffix_ranges: false,
+    };
+
+    /// The naming of an object backend sqlite-rest implements.
+    pub fn of(kind: ReplicaKind) -> Option<ObjectFlavor> {
+        match kind {
+            ReplicaKind::S3 => Some(ObjectFlavor::S3),
+            ReplicaKind::Abs => Some(ObjectFlavor::ABS),
+            _ => None,
+        }
+    }
+
+    /// The name of a level directory (`0009` or `9`).
+    pub fn level_dir(&self, level: Level) -> String {
+        if self.hex_levels {
+            format!("{:04x}", level.get())
+        } else {
+            level.get().to_string()
+        }
+    }
+
+    /// The level a directory name stands for; other spellings (`9` on S3, `09` on Azure)
+    /// are not levels, as for Litestream.
+    pub fn parse_level_dir(&self, name: &str) -> Option<Level> {
+        let n = if self.hex_levels {
+            u8::from_str_radix(name, 16).ok()?
+        } else {
+            name.parse::<u8>().ok()?
+        };
+        let level = Level::new(n)?;
+        (self.level_dir(level) == name).then_some(level)
+    }
+}
+
+/// Network options shared by every object-store builder: connect and read timeouts, and no
+/// overall request timeout (large snapshots stream).
+pub(super) fn store_client_options(network: &NetworkOptions) -> StoreClientOptions {
+    StoreClientOptions::new()
+        .with_connect_timeout(network.connect_timeout)
+        .with_read_timeout(network.read_timeout)
+        .with_timeout_disabled()
+}
+
+/// The retry policy of every object-store builder.
+pub(super) fn retry_config(network: &NetworkOptions) -> RetryConfig {
+    RetryConfig {
+        backoff: BackoffConfig::default(),
+        max_retries: network.max_retries,
+        retry_timeout: network.retry_timeout,
+    }
+}
 
 /// A replica in an object store.
 #[derive(Debug, Clone)]
 pub struct ObjectClient {
     store: Arc<dyn ObjectStore>,
     kind: ReplicaKind,
-    /// Key prefix (`mydb`), never empty.
+    flavor: ObjectFlavor,
+    /// Key prefix (`mydb`); empty only for a naming with the `ltx` segment.
     prefix: Path,
+    /// The parent of the level directories: the prefix, or `<prefix>/ltx`.
+    levels_root: Path,
     location: String,
     metrics: Option<ReplicaMetrics>,
     part_size: usize,
@@ -70,20 +159,13 @@ impl ObjectClient {
                 target.bucket
             )));
         }
-        let mut client_options = StoreClientOptions::new()
-            .with_connect_timeout(network.connect_timeout)
-            .with_read_timeout(network.read_timeout)
-            .with_timeout_disabled();
+        let mut client_options = store_client_options(network);
         if target.skip_verify {
             client_options = client_options.with_allow_invalid_certificates(true);
         }
         let mut builder = AmazonS3Builder::from_env()
             .with_bucket_name(&target.bucket)
-            .with_retry(RetryConfig {
-                backoff: BackoffConfig::default(),
-                max_retries: network.max_retries,
-                retry_timeout: network.retry_timeout,
-            })
+            .with_retry(retry_config(network))
             .with_unsigned_payload(!target.sign_payload);
         // Credentials: config keys, else AWS_* (read by from_env), else Litestream's own
         // variables, else the default provider chain (web identity, ECS, IMDS).
@@ -175,40 +257,57 @@ impl ObjectClient {
             Arc::new(store),
             &target.path,
             format!("s3://{}/{}", target.bucket, target.path),
-        )?;
-        client.metrics = metrics;
+        )?
+        .with_network(network, metrics);
         client.part_size = usize::try_from(part_size).unwrap_or(usize::MAX);
         client.concurrency = target.concurrency.unwrap_or(DEFAULT_CONCURRENCY).max(1);
         client.storage_class = target.storage_class.clone();
-        client.network = *network;
         Ok(client)
     }
 
-    /// A client over any object store with `kind`'s naming, e.g. an in-memory store wrapped
-    /// to inject faults in tests. Only S3 naming is implemented.
+    /// The network options and metrics of a built client.
+    pub(super) fn with_network(
+        mut self,
+        network: &NetworkOptions,
+        metrics: Option<ReplicaMetrics>,
+    ) -> ObjectClient {
+        self.network = *network;
+        self.metrics = metrics;
+        self
+    }
+
+    /// A client over any object store with `kind`'s naming ([`ObjectFlavor::of`]), e.g. an
+    /// in-memory store wrapped to inject faults in tests.
     pub fn from_store(
         kind: ReplicaKind,
         store: Arc<dyn ObjectStore>,
         prefix: &str,
         location: String,
     ) -> Result<ObjectClient, ClientError> {
-        if kind != ReplicaKind::S3 {
-            return Err(ClientError::Config(format!(
-                "{kind} object naming is not implemented"
-            )));
-        }
+        let flavor = ObjectFlavor::of(kind).ok_or_else(|| {
+            ClientError::Config(format!("{kind} object naming is not implemented"))
+        })?;
         let cleaned = crate::url::clean_key_prefix(prefix);
-        if cleaned.is_empty() {
+        // Without the `ltx` segment an empty prefix would put the level directories at the
+        // bucket root, which Litestream writes inconsistently (spec §1.2).
+        if cleaned.is_empty() && !flavor.ltx_segment {
             return Err(ClientError::Config(format!(
                 "{location}: an object-store replica needs a non-empty key prefix"
             )));
         }
         let prefix = Path::parse(&cleaned)
             .map_err(|e| ClientError::Config(format!("{location}: invalid key prefix: {e}")))?;
+        let levels_root = if flavor.ltx_segment {
+            prefix.clone().join("ltx")
+        } else {
+            prefix.clone()
+        };
         Ok(ObjectClient {
             store,
             kind,
+            flavor,
             prefix,
+            levels_root,
             location,
             metrics: None,
             part_size: usize::try_from(MIN_PART_SIZE).unwrap_or(usize::MAX),
@@ -223,12 +322,13 @@ impl ObjectClient {
         self
     }
 
-    /// The key of a level directory: `<prefix>/<%04x level>`.
+    /// The key of a level directory: `<prefix>/<%04x level>` (S3), `<prefix>/ltx/<level>`
+    /// (Azure).
     pub fn level_key(&self, level: Level) -> Path {
-        self.prefix.clone().join(format!("{:04x}", level.get()))
+        self.levels_root.clone().join(self.flavor.level_dir(level))
     }
 
-    /// The key of a file: `<prefix>/<%04x level>/<name>`.
+    /// The key of a file: the level directory's key and the name.
     pub fn file_key(&self, level: Level, name: FileName) -> Path {
         self.level_key(level).join(name.to_string())
     }
@@ -266,7 +366,7 @@ impl ObjectClient {
         {
             Ok(r) => {
                 op.ok(1, 0);
-                let key = Attribute::Metadata(TIMESTAMP_METADATA_KEY.into());
+                let key = Attribute::Metadata(self.flavor.timestamp_key.into());
                 Ok(r.attributes
                     .get(&key)
                     .and_then(|v| DateTime::parse_from_rfc3339(v).ok())
@@ -316,7 +416,11 @@ impl ReplicaClient for ObjectClient {
 
     async fn levels(&self) -> Result<Vec<Level>, ClientError> {
         let op = start(self.metrics.as_ref(), self.type_label(), "LIST");
-        let listing = match self.store.list_with_delimiter(Some(&self.prefix)).await {
+        let listing = match self
+            .store
+            .list_with_delimiter(Some(&self.levels_root))
+            .await
+        {
             Ok(l) => l,
             Err(e) => return Err(self.failed(op, "list", e)),
         };
@@ -325,9 +429,7 @@ impl ReplicaClient for ObjectClient {
             .common_prefixes
             .iter()
             .filter_map(|p| p.filename())
-            .filter(|n| n.len() == 4)
-            .filter_map(|n| u8::from_str_radix(n, 16).ok())
-            .filter_map(Level::new)
+            .filter_map(|n| self.flavor.parse_level_dir(n))
             .collect();
         levels.sort();
         Ok(levels)
@@ -411,7 +513,12 @@ impl ReplicaClient for ObjectClient {
                     range,
                 });
             }
-            ReadRange::Suffix(n) => Some(GetRange::Suffix(n)),
+            ReadRange::Suffix(n) if self.flavor.suffix_ranges => Some(GetRange::Suffix(n)),
+            ReadRange::Suffix(n) => match self.store.head(&key).await {
+                Ok(meta) if n < meta.size => Some(GetRange::Offset(meta.size - n)),
+                Ok(_) => None,
+                Err(e) => return Err(self.failed(op, "head", e)),
+            },
         };
         match self
             .store
@@ -445,7 +552,7 @@ impl ReplicaClient for ObjectClient {
         let key = self.file_key(level, name);
         let mut attributes = Attributes::new();
         attributes.insert(
-            Attribute::Metadata(TIMESTAMP_METADATA_KEY.into()),
+            Attribute::Metadata(self.flavor.timestamp_key.into()),
             AttributeValue::from(format_rfc3339_nano(created_at)),
         );
         if let Some(class) = &self.storage_class {

@@ -23,8 +23,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_yaml_ng::{Mapping, Value};
 
-use crate::target::{FileTarget, ReplicaKind, ReplicaTarget};
-use crate::url::{S3Keys, UrlParts, is_url, parse_url_parts, resolve_s3};
+use crate::target::{AbsTarget, FileTarget, ReplicaKind, ReplicaTarget, Secret};
+use crate::url::{S3Keys, UrlParts, clean_key_prefix, is_url, parse_url_parts, resolve_s3};
 use raw::{
     RawDb, RawReplicaOwn, RawReplicaSettings, RawSnapshot, RawTop, split_mapping, struct_fields,
 };
@@ -320,7 +320,7 @@ impl Config {
     }
 
     /// Rejects, by key, settings of features sqlite-rest does not implement, so that none
-    /// is silently ignored: replica backends other than file and s3, `exec`, the control
+    /// is silently ignored: replica backends other than file, s3 and abs, `exec`, the control
     /// `socket`, `mcp-addr`, `heartbeat-url` and `dir:` databases. (`addr` and `logging` are
     /// accepted: sqlite-rest serves the metrics and logs itself; see
     /// [`Config::ignored_settings`].)
@@ -858,6 +858,7 @@ fn resolve_replica(
     let from_url = url_parts.as_ref().map(|p| match p {
         UrlParts::File(_) => ReplicaKind::File,
         UrlParts::S3(_) => ReplicaKind::S3,
+        UrlParts::Abs(_) => ReplicaKind::Abs,
         UrlParts::Other { kind, .. } => *kind,
     });
     if let (Some(d), Some(u)) = (declared, from_url)
@@ -925,6 +926,48 @@ fn resolve_replica(
                 _ => None,
             };
             ReplicaTarget::S3(resolve_s3(&keys, url_s3).map_err(|e| invalid(at, e.to_string()))?)
+        }
+        ReplicaKind::Abs => {
+            if url.is_some() && path.is_some() {
+                return Err(invalid(at, "cannot specify url & path for abs replica"));
+            }
+            if url.is_some() && non_empty(settings.bucket.clone()).is_some() {
+                return Err(invalid(at, "cannot specify url & bucket for abs replica"));
+            }
+            let from_url = match url_parts {
+                Some(UrlParts::Abs(t)) => t,
+                _ => AbsTarget::default(),
+            };
+            let container = non_empty(settings.bucket.clone())
+                .unwrap_or(from_url.container)
+                .trim()
+                .to_string();
+            if container.is_empty() {
+                return Err(invalid(
+                    format!("{at}.bucket"),
+                    "bucket (the container) required for abs replica",
+                ));
+            }
+            let endpoint = non_empty(settings.endpoint.clone());
+            if let Some(e) = &endpoint
+                && !(e.starts_with("http://") || e.starts_with("https://"))
+            {
+                return Err(invalid(
+                    format!("{at}.endpoint"),
+                    format!("expected an http:// or https:// URL, got {e:?}"),
+                ));
+            }
+            ReplicaTarget::Abs(AbsTarget {
+                account_name: non_empty(settings.account_name.clone()).or(from_url.account_name),
+                account_key: non_empty(settings.account_key.clone()).map(Secret),
+                sas_token: non_empty(settings.sas_token.clone()).map(Secret),
+                container,
+                path: match path {
+                    Some(p) => clean_key_prefix(&p),
+                    None => from_url.path,
+                },
+                endpoint,
+            })
         }
         other => ReplicaTarget::Unsupported {
             kind: other,

@@ -12,9 +12,12 @@ use replication::client::ReplicaClient;
 use replication::config::{Config, LoadOptions};
 use replication::plan::RestoreTarget;
 use replication::restore::{self, IntegrityCheck, RestoreError, RestoreOptions, Restored};
+use replication::target::{AbsTarget, ReplicaTarget, Secret};
 use replication::{Replicator, ReplicatorOptions, StartError};
 use rusqlite::Connection;
-use testkit::litestream::{Litestream, LtxEntry};
+use testkit::litestream::{Litestream, LtxEntry, Source};
+
+pub mod contract;
 
 /// A WAL-mode database with a table `t`.
 pub fn wal_db(path: &Path) -> Connection {
@@ -41,6 +44,11 @@ pub fn insert(conn: &Connection, rows: i64, size: i64) {
 /// Runs `litestream replicate` with short intervals for a few seconds while writing, so the
 /// replica at `replica_url` has files in levels 0, 1 and 9 (and several L0/L1 boundaries).
 pub fn replicate_with_levels(ls: &Litestream, dir: &Path, db: &Path, replica_url: &str) {
+    replicate_with_levels_to(ls, dir, db, &url_entry(replica_url));
+}
+
+/// [`replicate_with_levels`] to the replica of a `replica:` entry ([`Replica::entry`]).
+pub fn replicate_with_levels_to(ls: &Litestream, dir: &Path, db: &Path, replica_entry: &str) {
     let conn = wal_db(db);
     insert(&conn, 20, 300);
     let config = dir.join("litestream.yml");
@@ -48,7 +56,7 @@ pub fn replicate_with_levels(ls: &Litestream, dir: &Path, db: &Path, replica_url
         &config,
         format!(
             "levels:\n  - interval: 1s\nsnapshot:\n  interval: 2s\n  retention: 1h\nl0-retention: 1h\n\
-             dbs:\n  - path: {}\n    monitor-interval: 100ms\n    replica:\n      url: {replica_url}\n      sync-interval: 100ms\n",
+             dbs:\n  - path: {}\n    monitor-interval: 100ms\n    replica:\n{replica_entry}      sync-interval: 100ms\n",
             db.display()
         ),
     )
@@ -101,10 +109,15 @@ pub fn info_key(f: &replication::level::LtxFileInfo) -> (u8, u64, u64, u64, i64)
 
 /// `litestream restore` into `out`; panics with stderr on failure.
 pub fn restore(ls: &Litestream, url: &str, out: &Path, extra: &[&str]) {
-    let res = ls.restore(url, out, extra);
+    restore_from(ls, Source::Url(url), out, extra);
+}
+
+/// `litestream restore` of `source` into `out`; panics with stderr on failure.
+pub fn restore_from(ls: &Litestream, source: Source<'_>, out: &Path, extra: &[&str]) {
+    let res = ls.restore_of(source, out, extra);
     assert!(
         res.status.success(),
-        "litestream restore {url} {extra:?}: {}",
+        "litestream restore {source:?} {extra:?}: {}",
         String::from_utf8_lossy(&res.stderr)
     );
 }
@@ -154,12 +167,134 @@ pub fn tempdir() -> (tempfile::TempDir, PathBuf) {
 /// A Litestream config for one database with short intervals (levels 1s/3s, snapshots every
 /// 4s, L0 retention 2s) so compaction, snapshots and retention all run within a test.
 pub fn fast_config(db: &Path, replica_url: &str, extra_db: &str) -> String {
+    fast_config_to(db, &url_entry(replica_url), extra_db)
+}
+
+/// [`fast_config`] with the replica of a `replica:` entry ([`Replica::entry`]).
+pub fn fast_config_to(db: &Path, replica_entry: &str, extra_db: &str) -> String {
     format!(
         "levels:\n  - interval: 1s\n  - interval: 3s\nsnapshot:\n  interval: 4s\n  retention: 1h\n\
          l0-retention: 2s\nl0-retention-check-interval: 1s\nshutdown-sync-timeout: 10s\n\
-         dbs:\n  - path: {}\n    monitor-interval: 100ms\n    min-checkpoint-page-count: 64\n{extra_db}    replica:\n      url: {replica_url}\n      sync-interval: 100ms\n",
+         dbs:\n  - path: {}\n    monitor-interval: 100ms\n    min-checkpoint-page-count: 64\n{extra_db}    replica:\n{replica_entry}      sync-interval: 100ms\n",
         db.display()
     )
+}
+
+/// The `replica:` entry (keys indented 6 spaces) of a replica URL.
+pub fn url_entry(replica_url: &str) -> String {
+    format!("      url: {replica_url}\n")
+}
+
+/// `path` in `container` on Azurite, authenticated with the account key.
+pub fn abs_key_target(az: &testkit::Azurite, container: &str, path: &str) -> AbsTarget {
+    AbsTarget {
+        account_name: Some(az.account.clone()),
+        account_key: Some(Secret(az.account_key.clone())),
+        sas_token: None,
+        container: container.to_string(),
+        path: path.to_string(),
+        endpoint: Some(az.endpoint.clone()),
+    }
+}
+
+/// Where a test's replica lives.
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    /// `<dir>/replica`.
+    File,
+    /// A fresh bucket on the local S3 server.
+    S3,
+    /// A fresh container on Azurite.
+    Abs,
+}
+
+/// What an end-to-end test starts from: the Litestream binary, a temporary directory and a
+/// replica (at key prefix `db`, in a fresh bucket or container named from `prefix`) of
+/// `<dir>/<db_name>`; `None` (the test returns) when a tool is missing and allowed to be.
+pub fn litestream_and_replica(
+    test: &str,
+    backend: Backend,
+    prefix: &str,
+    db_name: &str,
+) -> Option<(Litestream, tempfile::TempDir, PathBuf, Replica)> {
+    let ls = Litestream::require(test)?;
+    let (t, dir) = tempdir();
+    let replica = match backend {
+        Backend::File => Replica::url(&file_url(&dir.join("replica"))),
+        Backend::S3 => Replica::url(&testkit::s3_replica_url(test, prefix, "db")?),
+        Backend::Abs => {
+            let az = testkit::require_azurite(test)?;
+            Replica::abs(&az, prefix, "db", &dir.join(db_name))
+        }
+    };
+    Some((ls, t, dir, replica))
+}
+
+/// A replica both tools can reach: by URL (file, S3), or through config keys (Azure, whose
+/// endpoint a URL cannot carry), in which case Litestream gets a config of its own naming
+/// the database.
+pub struct Replica {
+    /// The keys of the `replica:` entry, indented 6 spaces.
+    pub entry: String,
+    pub target: ReplicaTarget,
+    source: OwnedSource,
+}
+
+enum OwnedSource {
+    Url(String),
+    /// Litestream's config (`dbs: [{path: db, replica: entry}]`) and the database it names.
+    Config {
+        config: PathBuf,
+        db: PathBuf,
+    },
+}
+
+impl Replica {
+    /// The replica at `url`.
+    pub fn url(url: &str) -> Replica {
+        Replica {
+            entry: url_entry(url),
+            target: replication::url::parse_replica_url(url).unwrap(),
+            source: OwnedSource::Url(url.to_string()),
+        }
+    }
+
+    /// `path` in a fresh container on Azurite, authenticated with the account key, as the
+    /// replica of the database `db` (Litestream's config is written next to it).
+    pub fn abs(az: &testkit::Azurite, container_prefix: &str, path: &str, db: &Path) -> Replica {
+        let container = az.create_container(container_prefix);
+        let target = ReplicaTarget::Abs(abs_key_target(az, &container, path));
+        let entry = az.replica_yaml(&container, path, 6);
+        let config = db.with_extension("replica.yml");
+        std::fs::write(
+            &config,
+            format!("dbs:\n  - path: {}\n    replica:\n{entry}", db.display()),
+        )
+        .unwrap();
+        Replica {
+            entry,
+            target,
+            source: OwnedSource::Config {
+                config,
+                db: db.to_path_buf(),
+            },
+        }
+    }
+
+    /// Our client of it.
+    pub async fn client(&self) -> Arc<dyn ReplicaClient> {
+        replication::client::open_client(&self.target, &Default::default())
+            .await
+            .unwrap()
+    }
+
+    /// How the Litestream binary reaches it.
+    pub fn source(&self) -> Source<'_> {
+        match &self.source {
+            OwnedSource::Url(u) => Source::Url(u),
+            OwnedSource::Config { config, db } => Source::Config { config, db },
+        }
+    }
 }
 
 /// Every row of table `t`.
