@@ -122,6 +122,7 @@ impl ServeConfig {
             request_timeout: Duration::from_millis(a.request_timeout_ms.max(1)),
             http_limits: HttpLimits {
                 max_body_bytes: a.max_body_bytes,
+                body_timeout: Duration::from_millis(a.request_timeout_ms.max(1)),
                 ..HttpLimits::default()
             },
             replication,

@@ -930,3 +930,62 @@ async fn a_connection_stays_usable_after_a_body_the_answer_did_not_need() {
         .unwrap();
     assert_eq!(left, 0, "the DELETE ran");
 }
+
+#[tokio::test]
+async fn a_body_is_read_only_for_a_routed_authenticated_request_and_within_the_time_budget() {
+    let s = Server::start_with(Options {
+        args: vec!["--request-timeout-ms".into(), "700".into()],
+        ..Options::default()
+    })
+    .await;
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let token = s.token().to_string();
+    let answers = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        // Sends `head` (declaring a body that never comes) and reads until the server closes.
+        let ask = |head: String| {
+            let mut sock = std::net::TcpStream::connect(&addr).unwrap();
+            sock.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+                .unwrap();
+            sock.write_all(head.as_bytes()).unwrap();
+            let started = std::time::Instant::now();
+            let mut out = String::new();
+            let _ = sock.read_to_string(&mut out);
+            (out, started.elapsed())
+        };
+        let post = |path: &str, auth: &str| {
+            format!(
+                "POST {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: 5000000\r\n\r\n"
+            )
+        };
+        let auth = format!("Authorization: Bearer {token}\r\n");
+        vec![
+            // No token: answered at once, without waiting for (or buffering) 5 MB.
+            ask(post("/clients", "")),
+            // No such path: the same.
+            ask(post("/a/b", &auth)),
+            // Routed and authenticated: the body is awaited, within the request's budget.
+            ask(post("/clients", &auth)),
+        ]
+    })
+    .await
+    .unwrap();
+    let status = |i: usize| answers[i].0.lines().next().unwrap_or("").to_string();
+    assert_eq!(status(0), "HTTP/1.1 401 Unauthorized", "{answers:?}");
+    assert_eq!(status(1), "HTTP/1.1 404 Not Found", "{answers:?}");
+    assert_eq!(status(2), "HTTP/1.1 408 Request Timeout", "{answers:?}");
+    assert!(answers[2].0.contains("SQLREST408"), "{answers:?}");
+    // The early answers did not wait for the body; the late one waited about the budget.
+    assert!(
+        answers[0].1 < std::time::Duration::from_millis(500),
+        "{answers:?}"
+    );
+    assert!(
+        answers[1].1 < std::time::Duration::from_millis(500),
+        "{answers:?}"
+    );
+    assert!(
+        answers[2].1 >= std::time::Duration::from_millis(600),
+        "{answers:?}"
+    );
+}

@@ -2,7 +2,9 @@
 //!
 //! Paths are `/{table_or_view}` (percent-decoded); `/` and deeper paths get PostgREST's 404s.
 //! GET/HEAD read ([`super::read`]), POST/PATCH/PUT/DELETE write ([`super::write`]), OPTIONS
-//! answers `Allow` per relation, anything else is 405 PGRST117.
+//! answers `Allow` per relation, anything else is 405 PGRST117. Everything decided from the
+//! request line and headers (limits, path, preflight, method, authentication) comes before the
+//! body is read; see [`super::limits`] for how bodies are read and drained.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,7 +16,7 @@ use dialect::ApiError;
 use dialect::plan::resolve_relation;
 use http::{HeaderValue, Method, StatusCode, header};
 
-use super::{AppState, read, respond, write};
+use super::{AppState, HttpLimits, read, respond, write};
 use crate::metrics::operation;
 
 pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
@@ -51,81 +53,36 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
 type Outcome = Result<(String, Response), (String, ApiError)>;
 
 async fn dispatch(state: &AppState, req: Request) -> Outcome {
-    let none = String::new;
-    state.limits.check(&req).map_err(|e| (none(), e))?;
-    // Every body is read before the request is answered, whatever the answer. hyper cannot
-    // reuse a connection whose request body is still arriving when the response goes out: it
-    // closes it, and a client that already sent its next request on it (postgrest-py sends
-    // `{}` with every DELETE) sees the server hang up without a response.
     let (parts, body) = req.into_parts();
-    let body = state
-        .limits
-        .read_body(body)
-        .await
-        .map_err(|e| (none(), e))?;
-    let path = parts.uri.path();
-    let segment = path.strip_prefix('/').unwrap_or(path);
-    if segment.is_empty() {
-        return Err((
-            none(),
-            ApiError::new(404, "PGRST126", "Root endpoint metadata is disabled"),
-        ));
-    }
-    if segment.contains('/') {
-        return Err((
-            none(),
-            ApiError::new(404, "PGRST125", "Invalid path specified in request URL"),
-        ));
-    }
-    let relation = dialect::query::decode_component(segment)
-        .map_err(|e| (none(), e))?
-        .into_owned();
-    let raw_segment = segment.to_string();
-
-    let method = parts.method.clone();
-    if method == Method::OPTIONS
-        && let Some(origin) = parts.headers.get(header::ORIGIN)
-        && parts
-            .headers
-            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
-    {
-        let resp = state.cors.preflight(
-            origin,
-            parts.headers.get(header::ACCESS_CONTROL_REQUEST_HEADERS),
-        );
-        return Ok((relation, resp));
-    }
-    if !matches!(
-        method,
-        Method::GET
-            | Method::HEAD
-            | Method::OPTIONS
-            | Method::POST
-            | Method::PATCH
-            | Method::PUT
-            | Method::DELETE
-    ) {
-        return Err((
-            none(),
-            ApiError::new(
-                405,
-                "PGRST117",
-                format!("Unsupported HTTP method: {method}"),
-            ),
-        ));
-    }
-
-    if let Err(e) = state.auth.check(
-        parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .map(HeaderValue::as_bytes),
-    ) {
-        state.metrics.auth_failed.inc();
-        return Err((none(), e));
-    }
-
-    let result = match method {
+    // Answered without the body (a preflight, or an error from routing or authentication):
+    // a small body is drained so the keep-alive connection stays usable (postgrest-py sends
+    // `{}` with every DELETE). A large or slow one is left to hyper, which then closes the
+    // connection: a request that did not pass routing and authentication never makes the
+    // server buffer or wait for its body.
+    let target = match route(state, &parts) {
+        Ok(Route::Relation(target)) => target,
+        Ok(Route::Answered(relation, resp)) => {
+            HttpLimits::discard_small(&parts, body).await;
+            return Ok((relation, resp));
+        }
+        Err(e) => {
+            HttpLimits::discard_small(&parts, body).await;
+            return Err((String::new(), e));
+        }
+    };
+    // Every routed request has its body read before it is answered, whatever the answer:
+    // hyper cannot reuse a connection whose request body is still arriving when the response
+    // goes out, and a client that already sent its next request on it sees a hang-up.
+    let body = match state.limits.read_body(body).await {
+        Ok(body) => body,
+        Err(e) => return Err((String::new(), e)),
+    };
+    let Target {
+        relation,
+        raw_segment,
+    } = target;
+    let method = &parts.method;
+    let result = match *method {
         Method::GET | Method::HEAD => {
             read::handle(
                 state,
@@ -137,7 +94,7 @@ async fn dispatch(state: &AppState, req: Request) -> Outcome {
             .await
         }
         Method::OPTIONS => options(state, relation.clone()).await,
-        _ => write::handle(state, relation.clone(), &method, &parts, body).await,
+        _ => write::handle(state, relation.clone(), method, &parts, body).await,
     };
     match result {
         Ok(resp) => Ok((relation, resp)),
@@ -148,6 +105,85 @@ async fn dispatch(state: &AppState, req: Request) -> Outcome {
             Err((relation, e))
         }
     }
+}
+
+/// The relation a request is for: its decoded name and its path segment as sent.
+struct Target {
+    relation: String,
+    raw_segment: String,
+}
+
+/// What routing decided before the body is looked at.
+enum Route {
+    /// A routed, authenticated request for a relation.
+    Relation(Target),
+    /// Already answered (a CORS preflight).
+    Answered(String, Response),
+}
+
+/// Limits, path, CORS preflight, method and authentication: everything decided from the
+/// request line and headers alone.
+fn route(state: &AppState, parts: &http::request::Parts) -> Result<Route, ApiError> {
+    state.limits.check(parts)?;
+    let path = parts.uri.path();
+    let segment = path.strip_prefix('/').unwrap_or(path);
+    if segment.is_empty() {
+        return Err(ApiError::new(
+            404,
+            "PGRST126",
+            "Root endpoint metadata is disabled",
+        ));
+    }
+    if segment.contains('/') {
+        return Err(ApiError::new(
+            404,
+            "PGRST125",
+            "Invalid path specified in request URL",
+        ));
+    }
+    let relation = dialect::query::decode_component(segment)?.into_owned();
+    let method = &parts.method;
+    if method == Method::OPTIONS
+        && let Some(origin) = parts.headers.get(header::ORIGIN)
+        && parts
+            .headers
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+    {
+        let resp = state.cors.preflight(
+            origin,
+            parts.headers.get(header::ACCESS_CONTROL_REQUEST_HEADERS),
+        );
+        return Ok(Route::Answered(relation, resp));
+    }
+    if !matches!(
+        *method,
+        Method::GET
+            | Method::HEAD
+            | Method::OPTIONS
+            | Method::POST
+            | Method::PATCH
+            | Method::PUT
+            | Method::DELETE
+    ) {
+        return Err(ApiError::new(
+            405,
+            "PGRST117",
+            format!("Unsupported HTTP method: {method}"),
+        ));
+    }
+    if let Err(e) = state.auth.check(
+        parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes),
+    ) {
+        state.metrics.auth_failed.inc();
+        return Err(e);
+    }
+    Ok(Route::Relation(Target {
+        relation,
+        raw_segment: segment.to_string(),
+    }))
 }
 
 async fn options(state: &AppState, relation: String) -> Result<Response, ApiError> {

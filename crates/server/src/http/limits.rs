@@ -1,14 +1,20 @@
-//! Request size limits: URL length, total header size and declared body size.
+//! Request size limits: URL length, total header size, body size and the time a body may take.
 //!
 //! Checked before anything else; an oversize request is answered 414/431/413 with a JSON error
 //! and never reaches the database. The body limit is checked here against `Content-Length`
 //! and again on the bytes actually read ([`HttpLimits::read_body`]), so a body sent without a
-//! length (or with a false one) cannot get past it.
+//! length (or with a false one) cannot get past it. A body is read only for a request that was
+//! routed and authenticated, within the request's time budget (408 beyond); a request answered
+//! before that (401, 404, 405, a CORS preflight) only has a small body drained
+//! ([`HttpLimits::discard_small`]), so its keep-alive connection stays usable without letting
+//! a client without a token make the server buffer or wait for megabytes.
+
+use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::Request;
 use bytes::Bytes;
 use dialect::ApiError;
+use http::request::Parts;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 #[derive(Debug, Clone, Copy)]
@@ -16,7 +22,14 @@ pub struct HttpLimits {
     pub max_uri_bytes: usize,
     pub max_header_bytes: usize,
     pub max_body_bytes: u64,
+    /// How long a request body may take to arrive (the request's time budget).
+    pub body_timeout: Duration,
 }
+
+/// The largest body drained from a request answered before its body was needed.
+pub const DISCARD_MAX_BYTES: u64 = 64 * 1024;
+/// How long such a body may take.
+pub const DISCARD_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl Default for HttpLimits {
     fn default() -> Self {
@@ -24,13 +37,14 @@ impl Default for HttpLimits {
             max_uri_bytes: 16 * 1024,
             max_header_bytes: 32 * 1024,
             max_body_bytes: 10 * 1024 * 1024,
+            body_timeout: Duration::from_secs(10),
         }
     }
 }
 
 impl HttpLimits {
-    pub fn check(&self, req: &Request) -> Result<(), ApiError> {
-        let uri = req.uri();
+    pub fn check(&self, req: &Parts) -> Result<(), ApiError> {
+        let uri = &req.uri;
         let uri_len = uri.path().len() + uri.query().map_or(0, |q| q.len() + 1);
         if uri_len > self.max_uri_bytes {
             return Err(
@@ -41,7 +55,7 @@ impl HttpLimits {
             );
         }
         let header_len: usize = req
-            .headers()
+            .headers
             .iter()
             .map(|(k, v)| k.as_str().len() + v.len() + 4)
             .sum();
@@ -55,12 +69,7 @@ impl HttpLimits {
                 ),
             );
         }
-        let declared = req
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        if let Some(n) = declared
+        if let Some(n) = declared_length(req)
             && n > self.max_body_bytes
         {
             return Err(payload_too_large(format!("{n} bytes"), self.max_body_bytes));
@@ -68,21 +77,46 @@ impl HttpLimits {
         Ok(())
     }
 
-    /// Reads the whole body, refusing more than `max_body_bytes` as the bytes arrive (413).
+    /// Reads the whole body, refusing more than `max_body_bytes` as the bytes arrive (413) and
+    /// a body still arriving after `body_timeout` (408).
     pub async fn read_body(&self, body: Body) -> Result<Bytes, ApiError> {
         let limit = self.max_body_bytes;
         let max = usize::try_from(limit).unwrap_or(usize::MAX);
-        match Limited::new(body, max).collect().await {
-            Ok(collected) => Ok(collected.to_bytes()),
-            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+        match tokio::time::timeout(self.body_timeout, Limited::new(body, max).collect()).await {
+            Ok(Ok(collected)) => Ok(collected.to_bytes()),
+            Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
                 Err(payload_too_large(format!("more than {limit} bytes"), limit))
             }
-            Err(e) => Err(
+            Ok(Err(e)) => Err(
                 ApiError::new(400, "PGRST102", "Could not read the request body")
                     .with_details(e.to_string()),
             ),
+            Err(_) => Err(ApiError::new(408, "SQLREST408", "Request body timeout")
+                .with_details(format!(
+                    "The request body did not arrive within {} ms",
+                    self.body_timeout.as_millis()
+                ))
+                .with_header("Connection", "close")),
         }
     }
+
+    /// Drains the body of a request answered without it, when it is declared small
+    /// ([`DISCARD_MAX_BYTES`]) and arrives quickly ([`DISCARD_TIMEOUT`]); otherwise leaves it,
+    /// and hyper closes the connection after the answer.
+    pub async fn discard_small(parts: &Parts, body: Body) {
+        if declared_length(parts).is_some_and(|n| n > 0 && n <= DISCARD_MAX_BYTES) {
+            let max = DISCARD_MAX_BYTES as usize;
+            let _ = tokio::time::timeout(DISCARD_TIMEOUT, Limited::new(body, max).collect()).await;
+        }
+    }
+}
+
+/// The request's `Content-Length`, if it has a valid one.
+fn declared_length(req: &Parts) -> Option<u64> {
+    req.headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
 }
 
 /// 413 for a body over `limit`: `size` says by how much (declared or read so far).
