@@ -101,15 +101,11 @@ fn json_eq(a: &Json, b: &Json) -> bool {
 /// PostgreSQL's `jsonb @>`: every key of an object operand is in `a` with a containing value;
 /// every element of an array operand is contained in some element of `a` (duplicates and order
 /// do not matter); scalars are equal. At the top level an array also contains a scalar that is
-/// one of its elements, and an empty operand (`{}` is both PostgreSQL's empty array literal,
-/// which postgrest-js sends for `contains(col, [])`, and JSON's empty object) is contained in
-/// any array or object.
+/// one of its elements, and an empty object contains-matches any array: `{}` is also
+/// PostgreSQL's empty array literal, which postgrest-js sends for `contains(col, [])`.
 pub fn json_contains(a: &Json, b: &Json, top: bool) -> bool {
-    let empty = |v: &Json| {
-        v.as_object().is_some_and(|o| o.is_empty()) || v.as_array().is_some_and(|a| a.is_empty())
-    };
     match (a, b) {
-        (Json::Array(_) | Json::Object(_), b) if top && empty(b) => true,
+        (Json::Array(_), Json::Object(b)) if top && b.is_empty() => true,
         (Json::Object(a), Json::Object(b)) => b
             .iter()
             .all(|(k, bv)| a.get(k).is_some_and(|av| json_contains(av, bv, false))),
@@ -133,6 +129,8 @@ pub fn json_overlaps(a: &Json, b: &Json) -> bool {
     fn items(v: &Json) -> &[Json] {
         match v {
             Json::Array(items) => items,
+            // `{}`: PostgreSQL's empty array literal.
+            Json::Object(o) if o.is_empty() => &[],
             other => std::slice::from_ref(other),
         }
     }
@@ -216,6 +214,8 @@ mod tests {
         // The empty operand (postgrest-js sends `{}` for an empty array).
         assert!(cs("[1]", "{}") && cs("[]", "[]") && cs(r#"{"a":1}"#, "{}"));
         assert!(!cs("1", "{}"));
+        // An object never contains an array, nor the reverse (`[]` included).
+        assert!(!cs(r#"{"a":1}"#, "[]") && !cs("[]", r#"{"a":1}"#));
     }
 
     #[test]
@@ -225,6 +225,7 @@ mod tests {
         assert!(ov("[1, 2]", "[2, 3]"));
         assert!(!ov("[1, 2]", "[3]"));
         assert!(!ov("[]", "[]"));
+        assert!(!ov("[{}]", "{}") && !ov("{}", "{}"));
         assert!(ov(r#"["a", "b"]"#, r#""a""#));
         assert!(ov("[1]", "[1.0]"));
     }

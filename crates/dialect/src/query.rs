@@ -743,14 +743,18 @@ fn contain_op(word: &str) -> Option<ContainOp> {
 
 /// The operand of `cs`/`cd`/`ov` as JSON text: a JSON value as it is, or a PostgreSQL array
 /// literal `{a,"b,c",1}` as a JSON array (unquoted items that read as JSON numbers or
-/// booleans keep that type; everything else is a string). `None` for anything else, such as a
-/// range literal `[1,10)`, which SQLite has no type for.
+/// booleans keep that type; everything else is a string). `None` for a range literal such as
+/// `[1,10)` or `(1,10)`, which SQLite has no type for; any other operand is an error.
 fn contain_operand(value: &str) -> Result<Option<String>, usize> {
     if let Ok(v) = serde_json::from_str::<serde_json::Value>(value) {
         return Ok(Some(v.to_string()));
     }
-    if !value.trim_start().starts_with('{') {
+    let trimmed = value.trim_start();
+    if trimmed.starts_with('[') || trimmed.starts_with('(') {
         return Ok(None);
+    }
+    if !trimmed.starts_with('{') {
+        return Err(0);
     }
     let items = parse_array_literal(value)?;
     let array = items
