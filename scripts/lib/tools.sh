@@ -89,7 +89,9 @@ install_azurite() {
   dir="$(repo_root)/tests/services/azurite"
   if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules" ]; then
     echo "tools: installing Azurite in $dir" >&2
-    (cd "$dir" && npm ci --silent --no-audit --no-fund)
+    # --engine-strict: a Node too old for the pinned Azurite (EBADENGINE) fails here, loudly,
+    # rather than as a crash at start (CI has Node 20; Azurite 3.36+ needs Node >= 21).
+    (cd "$dir" && npm ci --engine-strict --no-audit --no-fund --loglevel=error)
     touch "$dir/node_modules"
   fi
 }
