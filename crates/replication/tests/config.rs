@@ -683,7 +683,9 @@ fn abs_path_with_a_leading_slash_or_dotdot_is_an_error() {
         assert!(e.contains("dbs[0].replica.path") && e.contains(".."), "{e}");
     }
     // Without a leading `/`, the path is cleaned as Litestream's path.Join does.
-    let t = abs_target("      type: abs\n      account-name: a\n      bucket: b\n      path: ./mydb/\n");
+    let t = abs_target(
+        "      type: abs\n      account-name: a\n      bucket: b\n      path: ./mydb/\n",
+    );
     assert_eq!(t.path, "mydb");
     // The URL form keeps its trimming: Litestream trims the URL path too.
     let t = abs_target("      url: abs://a@b//mydb/\n");
