@@ -15,6 +15,17 @@
 //! so none can redirect replica writes or swap credentials. The endpoint is `endpoint`, else
 //! `https://<account>.blob.core.windows.net`; for Azurite it is
 //! `http://127.0.0.1:10000/devstoreaccount1`.
+//!
+//! Like Litestream, every upload asks for the Hot access tier. Known differences from
+//! Litestream 0.5.17's abs client:
+//! - a plain listing dates each file by its upload time (the listing's Last-Modified); only a
+//!   listing with [`ListOptions::precise_timestamps`](super::ListOptions) (timestamp restores)
+//!   reads the `litestreamtimestamp` metadata, one HEAD per file;
+//! - deletes (retention, compaction) go through `object_store`'s Blob Batch requests, which
+//!   some SAS tokens cannot make: Azurite serves them to a container-scoped service SAS (what
+//!   the tests use for `sas-token`) but not to an account SAS;
+//! - a config `path:` starting with `/` is refused at load (Litestream would write blob names
+//!   starting with `/`, which `object_store` cannot), see `config`.
 
 use std::sync::Arc;
 
@@ -28,6 +39,9 @@ use crate::target::{AbsTarget, ReplicaKind};
 pub const ACCOUNT_KEY_ENV: &str = "LITESTREAM_AZURE_ACCOUNT_KEY";
 /// Litestream's variable for a SAS token, used when `sas-token` is not set.
 pub const SAS_TOKEN_ENV: &str = "LITESTREAM_AZURE_SAS_TOKEN";
+
+/// The access tier every upload asks for (`x-ms-access-tier`), as Litestream's do.
+const HOT_TIER: &str = "Hot";
 
 /// The account name used to build requests when only an endpoint and a SAS token are given
 /// (a SAS request is not signed with the account name).
@@ -75,7 +89,9 @@ impl ObjectClient {
             &target.path,
             location.clone(),
         )?
-        .with_network(network, metrics))
+        .with_network(network, metrics)
+        // Litestream uploads with the Hot access tier, not the account's default.
+        .with_storage_class(Some(HOT_TIER.to_string())))
     }
 }
 
