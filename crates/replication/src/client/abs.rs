@@ -214,34 +214,29 @@ mod tests {
     #[test]
     fn only_identity_variables_are_read_and_the_endpoint_is_explicit() {
         let b = azure_builder(&target(), &NetworkOptions::default(), &hostile_env).unwrap();
-        let get = |k: AzureConfigKey| b.get_config_value(&k);
-        assert_eq!(
-            get(AzureConfigKey::Endpoint).as_deref(),
-            Some("https://acct.blob.core.windows.net")
-        );
-        assert_eq!(get(AzureConfigKey::AccountName).as_deref(), Some("acct"));
-        assert_eq!(get(AzureConfigKey::AccessKey), None);
-        assert_eq!(get(AzureConfigKey::SasKey), None);
-        assert_eq!(get(AzureConfigKey::Token), None);
-        assert_eq!(get(AzureConfigKey::CredentialType), None);
-        assert_eq!(get(AzureConfigKey::UseEmulator).as_deref(), Some("false"));
-        assert_eq!(get(AzureConfigKey::ClientId).as_deref(), Some("client-id"));
-        assert_eq!(
-            get(AzureConfigKey::AuthorityId).as_deref(),
-            Some("tenant-id")
-        );
-        assert_eq!(
-            get(AzureConfigKey::ClientSecret).as_deref(),
-            Some("client-secret")
-        );
-        assert_eq!(
-            get(AzureConfigKey::FederatedTokenFile).as_deref(),
-            Some("/var/run/token")
-        );
-        assert_eq!(
-            get(AzureConfigKey::MsiEndpoint).as_deref(),
-            Some("http://169.254.169.254/msi")
-        );
+        let expected = [
+            (
+                AzureConfigKey::Endpoint,
+                Some("https://acct.blob.core.windows.net"),
+            ),
+            (AzureConfigKey::AccountName, Some("acct")),
+            (AzureConfigKey::AccessKey, None),
+            (AzureConfigKey::SasKey, None),
+            (AzureConfigKey::Token, None),
+            (AzureConfigKey::CredentialType, None),
+            (AzureConfigKey::UseEmulator, Some("false")),
+            (AzureConfigKey::ClientId, Some("client-id")),
+            (AzureConfigKey::AuthorityId, Some("tenant-id")),
+            (AzureConfigKey::ClientSecret, Some("client-secret")),
+            (AzureConfigKey::FederatedTokenFile, Some("/var/run/token")),
+            (
+                AzureConfigKey::MsiEndpoint,
+                Some("http://169.254.169.254/msi"),
+            ),
+        ];
+        for (key, want) in expected {
+            assert_eq!(b.get_config_value(&key).as_deref(), want, "{key:?}");
+        }
         // A configured endpoint wins (and loses its trailing `/`); the bogus one never appears.
         let with_endpoint = AbsTarget {
             endpoint: Some("http://127.0.0.1:10000/devstoreaccount1/".into()),
@@ -262,24 +257,18 @@ mod tests {
 
     #[test]
     fn litestream_variables_supply_the_key_or_sas_token() {
-        let env = |k: &str| match k {
-            ACCOUNT_KEY_ENV => Some("a2V5".to_string()),
-            _ => None,
-        };
-        let b = azure_builder(&target(), &NetworkOptions::default(), &env).unwrap();
-        assert_eq!(
-            b.get_config_value(&AzureConfigKey::AccessKey).as_deref(),
-            Some("a2V5")
-        );
-        let env = |k: &str| match k {
-            ACCOUNT_KEY_ENV => Some("a2V5".to_string()),
-            SAS_TOKEN_ENV => Some("?sv=1&sig=x".to_string()),
-            _ => None,
-        };
-        let b = azure_builder(&target(), &NetworkOptions::default(), &env).unwrap();
-        assert_eq!(
-            b.get_config_value(&AzureConfigKey::SasKey).as_deref(),
-            Some("sv=1&sig=x")
-        );
+        // The key alone; then both, where the SAS token wins (Litestream's order).
+        for (sas, key, want) in [
+            (None, AzureConfigKey::AccessKey, "a2V5"),
+            (Some("?sv=1&sig=x"), AzureConfigKey::SasKey, "sv=1&sig=x"),
+        ] {
+            let env = |k: &str| match k {
+                ACCOUNT_KEY_ENV => Some("a2V5".to_string()),
+                SAS_TOKEN_ENV => sas.map(str::to_string),
+                _ => None,
+            };
+            let b = azure_builder(&target(), &NetworkOptions::default(), &env).unwrap();
+            assert_eq!(b.get_config_value(&key).as_deref(), Some(want), "{key:?}");
+        }
     }
 }
