@@ -13,6 +13,25 @@ POSTGREST_PY_VERSION=2.34.1
 
 repo_root() { cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd; }
 
+# A free TCP port on 127.0.0.1 (needs install_tools' venv).
+free_port() {
+  "$(repo_root)/.tools/venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# `npm ci` in DIR, once per package-lock.json: the stamp (the lock's hash, inside
+# node_modules, which `npm ci` removes first) is written only after a successful install.
+# --engine-strict turns a Node too old for a package (EBADENGINE) into a loud failure.
+npm_ci_stamped() {
+  local dir=$1 stamp want
+  stamp="$dir/node_modules/.sqlite-rest-npm-ci"
+  want=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "tools: installing npm packages in $dir" >&2
+    (cd "$dir" && npm ci --engine-strict --no-audit --no-fund --loglevel=error)
+    echo "$want" >"$stamp"
+  fi
+}
+
 install_tools() {
   local root tools venv stamp
   root=$(repo_root)
@@ -33,11 +52,7 @@ install_tools() {
 
   local js="$root/tests/clients/js"
   if [ -f "$js/package.json" ]; then
-    if [ ! -d "$js/node_modules" ] || [ "$js/package-lock.json" -nt "$js/node_modules" ]; then
-      echo "tools: installing npm packages in $js" >&2
-      (cd "$js" && npm ci --silent --no-audit --no-fund)
-      touch "$js/node_modules"
-    fi
+    npm_ci_stamped "$js"
     export SQLITEREST_TEST_NODE_MODULES="$js/node_modules"
   fi
 
@@ -58,15 +73,15 @@ install_tools() {
 start_s3() {
   local root port log
   root=$(repo_root)
-  port=$("$root/.tools/venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  port=$(free_port)
   log="$root/.tools/moto.log"
   "$root/.tools/venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
   MOTO_PID=$!
   for _ in $(seq 1 100); do
-    if curl -fsS "http://127.0.0.1:$port/" >/dev/null 2>&1; then break; fi
+    if curl -fsS --max-time 2 "http://127.0.0.1:$port/" >/dev/null 2>&1; then break; fi
     sleep 0.1
   done
-  curl -fsS "http://127.0.0.1:$port/" >/dev/null || { echo "moto did not start; see $log" >&2; return 1; }
+  curl -fsS --max-time 2 "http://127.0.0.1:$port/" >/dev/null || { echo "moto did not start; see $log" >&2; return 1; }
   export SQLITEREST_TEST_S3_ENDPOINT="http://127.0.0.1:$port"
   export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
   unset AWS_CA_BUNDLE AWS_SESSION_TOKEN AWS_PROFILE
@@ -84,14 +99,10 @@ stop_services() {
 AZURITE_ACCOUNT=devstoreaccount1
 AZURITE_ACCOUNT_KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
 
+# Only scripts/test needs it (scripts/bench and scripts/bench-replication use no Azurite), so
+# it is not part of install_tools. CI has Node 20: Azurite 3.36+ needs Node >= 21.
 install_azurite() {
-  local dir
-  dir="$(repo_root)/tests/services/azurite"
-  if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules" ]; then
-    echo "tools: installing Azurite in $dir" >&2
-    (cd "$dir" && npm ci --silent --no-audit --no-fund)
-    touch "$dir/node_modules"
-  fi
+  npm_ci_stamped "$(repo_root)/tests/services/azurite"
 }
 
 # Starts Azurite's blob service on 127.0.0.1 (a free port, in memory) and exports its endpoint,
@@ -102,20 +113,25 @@ install_azurite() {
 start_azurite() {
   local root port log endpoint status container
   root=$(repo_root)
-  port=$("$root/.tools/venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  port=$(free_port)
   log="$root/.tools/azurite.log"
   "$root/tests/services/azurite/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort "$port" \
     --inMemoryPersistence --skipApiVersionCheck --disableTelemetry --silent >"$log" 2>&1 &
   AZURITE_PID=$!
   endpoint="http://127.0.0.1:$port/$AZURITE_ACCOUNT"
-  # Any HTTP answer (an unauthenticated request gets 403) means it is serving.
+  # Ready when Azurite itself says it listens on our port (a stranger that raced us to the
+  # port would answer HTTP too, while Azurite fails with EADDRINUSE), it is still running,
+  # and it answers (an unauthenticated request gets 403).
+  status=000
   for _ in $(seq 1 200); do
-    status=$(curl -s -o /dev/null -w '%{http_code}' "$endpoint?comp=list" 2>/dev/null || true)
-    if [ -n "$status" ] && [ "$status" != "000" ]; then break; fi
     if ! kill -0 "$AZURITE_PID" 2>/dev/null; then break; fi
+    if grep -qF "successfully listens on http://127.0.0.1:$port" "$log" 2>/dev/null; then
+      status=$(curl -s --max-time 2 -o /dev/null -w '%{http_code}' "$endpoint?comp=list" 2>/dev/null || true)
+      if [ -n "$status" ] && [ "$status" != "000" ]; then break; fi
+    fi
     sleep 0.1
   done
-  if [ -z "$status" ] || [ "$status" = "000" ]; then
+  if ! kill -0 "$AZURITE_PID" 2>/dev/null || [ -z "$status" ] || [ "$status" = "000" ]; then
     echo "Azurite did not start on 127.0.0.1:$port; see $log:" >&2
     cat "$log" >&2
     return 1
@@ -126,7 +142,7 @@ start_azurite() {
   SQLITEREST_TEST_AZURITE_SAS=$(azurite_sas account "$AZURITE_ACCOUNT" "$AZURITE_ACCOUNT_KEY")
   export SQLITEREST_TEST_AZURITE_SAS
   container=sqlite-rest-sas
-  status=$(curl -s -o /dev/null -w '%{http_code}' -X PUT -H 'Content-Length: 0' \
+  status=$(curl -s --max-time 5 -o /dev/null -w '%{http_code}' -X PUT -H 'Content-Length: 0' \
     "$endpoint/$container?restype=container&$SQLITEREST_TEST_AZURITE_SAS")
   if [ "$status" != "201" ]; then
     echo "Azurite: creating container $container with the account SAS answered $status" >&2

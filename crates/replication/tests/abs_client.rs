@@ -96,7 +96,9 @@ async fn abs_layout_and_metadata_are_litestreams() {
         return;
     };
     let container = az.create_container("abs-layout");
-    let c = client(key_target(&az, &container, "/mydb/"), None).await;
+    // `path: mydb/` in a config (a leading `/` is rejected at load: Litestream would write
+    // `/mydb/ltx/…`, which object_store cannot); Litestream writes `mydb/ltx/<level>/<name>`.
+    let c = client(key_target(&az, &container, "mydb/"), None).await;
     let ts = DateTime::<Utc>::from_timestamp_millis(1_764_124_536_930).unwrap();
     let (a, b) = (
         FileName::new(TxId(1), TxId(1)),
@@ -157,6 +159,47 @@ async fn abs_layout_and_metadata_are_litestreams() {
         c.read(Level::SNAPSHOT, b, ReadRange::Full).await.unwrap(),
         &b"nine"[..]
     );
+}
+
+/// The access tier Azurite reports for a blob, and whether it was set explicitly (not
+/// inferred from the account default).
+async fn access_tier(az: &Azurite, container: &str, key: &str) -> (Option<String>, bool) {
+    let url = format!("{}/{container}/{key}?{}", az.endpoint, az.sas_token);
+    let r = reqwest::Client::new().head(&url).send().await.unwrap();
+    assert!(r.status().is_success(), "HEAD {url}: {}", r.status());
+    let header = |n: &str| r.headers().get(n).map(|v| v.to_str().unwrap().to_string());
+    (
+        header("x-ms-access-tier"),
+        header("x-ms-access-tier-inferred").as_deref() != Some("true"),
+    )
+}
+
+#[tokio::test]
+async fn abs_uploads_set_the_hot_access_tier() {
+    let test = "abs_uploads_set_the_hot_access_tier";
+    let Some(az) = testkit::require_azurite(test) else {
+        return;
+    };
+    let container = az.create_container("abs-tier");
+    let c = client(key_target(&az, &container, "db"), None).await;
+    let ts = Utc::now();
+    let small = FileName::new(TxId(1), TxId(1));
+    let large = FileName::new(TxId(2), TxId(2));
+    c.write_bytes(Level::L0, small, bytes::Bytes::from_static(b"x"), ts)
+        .await
+        .unwrap();
+    // Larger than a part: a block list upload, which sets the tier on its own.
+    c.write_bytes(Level::L0, large, bytes::Bytes::from(vec![7u8; 6 << 20]), ts)
+        .await
+        .unwrap();
+    for name in [small, large] {
+        let key = format!("db/ltx/0/{name}");
+        assert_eq!(
+            access_tier(&az, &container, &key).await,
+            (Some("Hot".to_string()), true),
+            "{key}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -584,7 +584,7 @@ fn abs_target(replica: &str) -> AbsTarget {
 #[test]
 fn abs_replicas_from_keys_and_urls() {
     let t = abs_target(
-        "      type: abs\n      account-name: acct\n      account-key: a2V5\n      sas-token: '?sv=1&sig=x'\n      bucket: backups\n      path: /dbs/app/\n      endpoint: http://127.0.0.1:10000/acct\n",
+        "      type: abs\n      account-name: acct\n      account-key: a2V5\n      sas-token: '?sv=1&sig=x'\n      bucket: backups\n      path: dbs//app/\n      endpoint: http://127.0.0.1:10000/acct\n",
     );
     assert_eq!(
         t,
@@ -660,4 +660,34 @@ fn abs_replica_errors_name_the_key() {
     assert!(e.contains("conflicts"), "{e}");
     let e = err(&format!("{db}      url: abs://a@c/db?sv=1\n"));
     assert!(e.contains("dbs[0].replica.url") && e.contains("sv"), "{e}");
+}
+
+#[test]
+fn abs_path_with_a_leading_slash_or_dotdot_is_an_error() {
+    let db = "dbs:\n  - path: /a.db\n    replica:\n";
+    // Litestream 0.5 writes `/mydb/ltx/0/…` for this path; we cannot, so we say so.
+    let e = err(&format!(
+        "{db}      type: abs\n      account-name: a\n      bucket: b\n      path: /mydb/\n"
+    ));
+    assert!(
+        e.contains("dbs[0].replica.path")
+            && e.contains("\"/mydb/\" + \"ltx/<level>/<file>\"")
+            && e.contains("Litestream")
+            && e.contains("path: mydb/"),
+        "{e}"
+    );
+    for bad in ["../up", "db/../../x", "db/.."] {
+        let e = err(&format!(
+            "{db}      type: abs\n      account-name: a\n      bucket: b\n      path: {bad}\n"
+        ));
+        assert!(e.contains("dbs[0].replica.path") && e.contains(".."), "{e}");
+    }
+    // Without a leading `/`, the path is cleaned as Litestream's path.Join does.
+    let t = abs_target(
+        "      type: abs\n      account-name: a\n      bucket: b\n      path: ./mydb/\n",
+    );
+    assert_eq!(t.path, "mydb");
+    // The URL form keeps its trimming: Litestream trims the URL path too.
+    let t = abs_target("      url: abs://a@b//mydb/\n");
+    assert_eq!(t.path, "mydb");
 }

@@ -317,6 +317,12 @@ impl ObjectClient {
         })
     }
 
+    /// The storage class (S3) or access tier (Azure, e.g. `Hot`) every upload asks for.
+    pub(super) fn with_storage_class(mut self, class: Option<String>) -> ObjectClient {
+        self.storage_class = class;
+        self
+    }
+
     pub fn with_metrics(mut self, metrics: ReplicaMetrics) -> ObjectClient {
         self.metrics = Some(metrics);
         self

@@ -635,6 +635,32 @@ fn db_label(db: &DbConfig) -> String {
     }
 }
 
+/// An abs `path:` as a blob-name prefix. Litestream 0.5 joins it into blob names as written
+/// (`/mydb/` gives `/mydb/ltx/0/…`, a name with a leading empty segment), which
+/// `object_store` cannot write; rather than clean it into a different replica, a leading `/`
+/// is an error, and so is a `..` segment. The `abs://` URL form is trimmed (Litestream does so too).
+fn abs_key_prefix(at: &str, p: &str) -> Result<String, ConfigError> {
+    if p.starts_with('/') {
+        let trimmed = p.trim_start_matches('/');
+        return Err(invalid(
+            at,
+            format!(
+                "an abs path must not start with '/': Litestream 0.5 would write blobs named \
+                 {p:?} + \"ltx/<level>/<file>\" (a leading empty segment), which sqlite-rest \
+                 cannot write, so the two tools would see different replicas; write \
+                 `path: {trimmed}` (in both tools' configs)"
+            ),
+        ));
+    }
+    if p.split('/').any(|seg| seg == "..") {
+        return Err(invalid(
+            at,
+            format!("an abs path must not contain '..' segments: {p:?}"),
+        ));
+    }
+    Ok(clean_key_prefix(p))
+}
+
 fn expand_path_at(path: &str, value: &str) -> Result<PathBuf, ConfigError> {
     expand::expand_path(value).map_err(|m| invalid(path, m))
 }
@@ -963,7 +989,7 @@ fn resolve_replica(
                 sas_token: non_empty(settings.sas_token.clone()).map(Secret),
                 container,
                 path: match path {
-                    Some(p) => clean_key_prefix(&p),
+                    Some(p) => abs_key_prefix(&format!("{at}.path"), &p)?,
                     None => from_url.path,
                 },
                 endpoint,
