@@ -838,8 +838,7 @@ mod tests {
     }
 
     fn search_rows(relation: &str, query: &str) -> Result<Vec<serde_json::Value>, ApiError> {
-        let c = rusqlite::Connection::open_in_memory().unwrap();
-        c.execute_batch(
+        rows_in(
             "CREATE TABLE docs (id INTEGER PRIMARY KEY, title TEXT, body TEXT);
              CREATE VIRTUAL TABLE \"docs \"\"fts\"\"\" USING fts5(title, body, content='docs',
                content_rowid='id', tokenize='porter');
@@ -848,8 +847,19 @@ mod tests {
              INSERT INTO \"docs \"\"fts\"\"\"(\"docs \"\"fts\"\"\") VALUES ('rebuild');
              CREATE VIRTUAL TABLE notes USING fts5(id UNINDEXED, body);
              INSERT INTO notes SELECT id, body FROM docs;",
+            relation,
+            query,
         )
-        .unwrap();
+    }
+
+    /// `GET /relation?query` on a database made by `setup`.
+    fn rows_in(
+        setup: &str,
+        relation: &str,
+        query: &str,
+    ) -> Result<Vec<serde_json::Value>, ApiError> {
+        let c = rusqlite::Connection::open_in_memory().unwrap();
+        c.execute_batch(setup).unwrap();
         let cache = SchemaCache::load(&c, &crate::schema::Exposure::All).unwrap();
         let q = QueryParams::parse(query)?;
         let plan = plan_read(&cache, relation, &q, &headers(), Limits::default())?;
@@ -888,6 +898,64 @@ mod tests {
         // The external-content FTS5 table searched directly (its porter tokenizer stems).
         let rows = search_rows("docs \"fts\"", "select=title&title=fts.rat").unwrap();
         assert_eq!(rows, [serde_json::json!({"title": "Rats"})]);
+    }
+
+    /// The `body` values `GET /relation?select=body&order=body&query` returns.
+    fn bodies(setup: &str, relation: &str, query: &str) -> Result<Vec<String>, ApiError> {
+        let rows = rows_in(setup, relation, &format!("select=body&order=body&{query}"))?;
+        Ok(rows
+            .iter()
+            .map(|r| r["body"].as_str().unwrap().to_string())
+            .collect())
+    }
+
+    #[test]
+    fn full_text_links_rows_as_fts5_does() {
+        // `content_r` is FTS5's `content_rowid`: rows link through `id`, not the rowid.
+        let setup = "CREATE TABLE docs (id INTEGER NOT NULL, body TEXT);
+             INSERT INTO docs (rowid, id, body) VALUES (1, 100, 'apple'), (2, 1, 'banana'),
+               (100, 2, 'cherry');
+             CREATE VIRTUAL TABLE f USING fts5(body, content='docs', content_r='id');
+             INSERT INTO f(f) VALUES ('rebuild');";
+        assert_eq!(bodies(setup, "docs", "body=fts.apple").unwrap(), ["apple"]);
+        assert_eq!(
+            bodies(setup, "docs", "body=not.fts.apple").unwrap(),
+            ["banana", "cherry"]
+        );
+        // A comment glued to `docs` ends the word: the index is docs', not "docs/*x*/"'s.
+        let setup = "CREATE TABLE docs (id INTEGER PRIMARY KEY, body TEXT);
+             CREATE TABLE \"docs/*x*/\" (id INTEGER PRIMARY KEY, body TEXT);
+             INSERT INTO docs VALUES (1, 'apple'), (2, 'pear');
+             INSERT INTO \"docs/*x*/\" VALUES (1, 'pear'), (2, 'apple');
+             CREATE VIRTUAL TABLE f USING fts5(body, content=docs/*x*/, content_rowid=id);
+             INSERT INTO f(f) VALUES ('rebuild');";
+        assert_eq!(bodies(setup, "docs", "body=fts.apple").unwrap(), ["apple"]);
+        let e = bodies(setup, "docs/*x*/", "body=fts.apple").unwrap_err();
+        assert_eq!(e.code, "PGRST127");
+        // `oid`/`_rowid_` on a table with a real `rowid` column: the true rowid, under an alias
+        // no column shadows; `rowid` there is the real column, as FTS5 reads `T.'rowid'`.
+        for key in ["oid", "_rowid_", "rowid"] {
+            let setup = format!(
+                "CREATE TABLE r (\"rowid\" INTEGER, body TEXT);
+                 INSERT INTO r (_rowid_, \"rowid\", body) VALUES (1, 2, 'apple'), (2, 1, 'pear');
+                 CREATE VIRTUAL TABLE f USING fts5(body, content='r', content_rowid='{key}');
+                 INSERT INTO f(f) VALUES ('rebuild');"
+            );
+            let got = bodies(&setup, "r", "body=fts.apple").unwrap();
+            assert_eq!(got, ["apple"], "{key}");
+            let native: Vec<String> = {
+                let c = rusqlite::Connection::open_in_memory().unwrap();
+                c.execute_batch(&setup).unwrap();
+                c.prepare("SELECT body FROM f WHERE f MATCH 'apple'")
+                    .unwrap()
+                    .query_map([], |r| r.get(0))
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect()
+            };
+            // FTS5's own content lookup (through the same link) agrees.
+            assert_eq!(native, ["apple"], "{key}");
+        }
     }
 
     #[test]
