@@ -12,7 +12,7 @@ use std::sync::Arc;
 use rusqlite::types::Value;
 
 use crate::error::ApiError;
-use crate::fts::{FtsSyntax, FullTextIndex, to_fts5};
+use crate::fts::{FtsSyntax, FullTextIndex, MatchScope, to_fts5};
 use crate::headers::{CountMethod, MediaType, RequestHeaders};
 use crate::ident::quoted;
 use crate::query::{
@@ -636,6 +636,15 @@ fn full_text(
         .get(&field.name)
         .filter(|_| field.path.is_empty())
         .ok_or_else(|| no_full_text_index(rel, field))?;
+    if index.scope == MatchScope::Unsearchable {
+        return Err(ApiError::not_implemented(format!(
+            "Column {}.{} is indexed by FTS5 table {} with detail=none, which cannot search one of its several columns alone",
+            rel.name, field.name, index.table
+        ))
+        .with_hint(
+            "Give the column an FTS5 index of its own, or recreate this one with detail=full or detail=column (https://sqlite.org/fts5.html#the_detail_option).",
+        ));
+    }
     Ok(Predicate::FullText {
         index: index.clone(),
         query: to_fts5(syntax, query)?,
@@ -956,6 +965,40 @@ mod tests {
             // FTS5's own content lookup (through the same link) agrees.
             assert_eq!(native, ["apple"], "{key}");
         }
+    }
+
+    #[test]
+    fn detail_none_indexes() {
+        let setup = "CREATE TABLE docs (id INTEGER PRIMARY KEY, title TEXT, body TEXT);
+             INSERT INTO docs VALUES (1, 'apple', 'pear plum'), (2, 'pear', 'apple'),
+               (3, NULL, NULL);
+             CREATE VIRTUAL TABLE one USING fts5(body, content='docs', content_rowid='id',
+               detail=none);
+             CREATE VIRTUAL TABLE two USING fts5(id UNINDEXED, title, body, content='docs',
+               content_rowid='id', d='n');
+             INSERT INTO one(one) VALUES ('rebuild');
+             INSERT INTO two(two) VALUES ('rebuild');";
+        // Its only indexed column: the whole table is searched (no column filter).
+        let ids = |q: &str| {
+            rows_in(setup, "docs", &format!("select=id&order=id&{q}")).map(|r| {
+                r.iter()
+                    .map(|r| r["id"].as_i64().unwrap())
+                    .collect::<Vec<_>>()
+            })
+        };
+        assert_eq!(ids("body=fts.apple").unwrap(), [2]);
+        assert_eq!(ids("body=not.fts.apple").unwrap(), [1]);
+        assert_eq!(ids("or=(body.fts.plum,body.fts.apple)").unwrap(), [1, 2]);
+        assert_eq!(ids("body=fts.pe:*").unwrap(), [1]);
+        // One of several columns: FTS5 cannot search it alone.
+        let e = ids("title=fts.apple").unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (400, "PGRST127"));
+        assert!(e.hint.unwrap().contains("detail=full"));
+        // Searched directly, the same rules.
+        let e = rows_in(setup, "two", "title=fts.apple").unwrap_err();
+        assert_eq!(e.code, "PGRST127");
+        let rows = rows_in(setup, "one", "select=body&body=fts.apple").unwrap();
+        assert_eq!(rows, [serde_json::json!({"body": "apple"})]);
     }
 
     #[test]
