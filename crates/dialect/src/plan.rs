@@ -134,8 +134,8 @@ pub enum Predicate {
     Contain(ContainOp, String),
     /// The FTS5 query `query` (bound) over the column's full-text index. `three_valued`:
     /// NULL for a NULL column, as PostgreSQL's `to_tsvector(NULL) @@ q` is (needed wherever
-    /// a NOT may apply); when false, a plain `IN` that lets SQLite drive the scan from the
-    /// index's matches (a top-level filter that is not negated, where only truth counts).
+    /// an odd number of NOTs applies); when false, a plain `IN` that lets SQLite drive the
+    /// scan from the index's matches (anywhere else, where only truth counts).
     FullText {
         index: FullTextIndex,
         query: String,
@@ -249,9 +249,11 @@ pub fn plan_read(
     for (_, f) in &query.filters {
         conditions.push(condition(&rel, &f.field, f.negated, &f.operation)?);
     }
-    conditions.iter_mut().for_each(full_text_drives);
     for (_, tree) in &query.logic {
         conditions.push(tree_condition(&rel, tree)?);
+    }
+    for c in &mut conditions {
+        full_text_drives(c, false);
     }
 
     let mut order = Vec::new();
@@ -652,16 +654,27 @@ fn full_text(
     })
 }
 
-/// Lets a top-level full-text filter that is not negated drive the scan (see
-/// [`Predicate::FullText`]).
-fn full_text_drives(c: &mut Condition) {
-    if let Condition::Pred {
-        negated: false,
-        pred: Predicate::FullText { three_valued, .. },
-        ..
-    } = c
-    {
-        *three_valued = false;
+/// Lets every full-text filter under an even number of NOTs (a top-level one, or one inside
+/// non-negated `and`/`or` trees) drive the scan (see [`Predicate::FullText`]). There, NULL
+/// and false are alike: AND and OR are monotone, so lowering NULL to false never changes
+/// whether the whole condition is true. Under an odd number of NOTs they differ, so the
+/// three-valued form stays.
+fn full_text_drives(c: &mut Condition, negated_above: bool) {
+    match c {
+        Condition::Pred {
+            negated,
+            pred: Predicate::FullText { three_valued, .. },
+            ..
+        } => *three_valued = negated_above != *negated,
+        Condition::Pred { .. } => {}
+        Condition::Tree {
+            negated, children, ..
+        } => {
+            let negated = negated_above != *negated;
+            for child in children {
+                full_text_drives(child, negated);
+            }
+        }
     }
 }
 
@@ -999,6 +1012,51 @@ mod tests {
         assert_eq!(e.code, "PGRST127");
         let rows = rows_in(setup, "one", "select=body&body=fts.apple").unwrap();
         assert_eq!(rows, [serde_json::json!({"body": "apple"})]);
+    }
+
+    #[test]
+    fn full_text_drives_the_scan_inside_trees_not_under_not() {
+        let c = rusqlite::Connection::open_in_memory().unwrap();
+        c.execute_batch(
+            "CREATE TABLE d (id INTEGER PRIMARY KEY, body TEXT);
+             CREATE VIRTUAL TABLE f USING fts5(body, content='d', content_rowid='id');",
+        )
+        .unwrap();
+        let cache = SchemaCache::load(&c, &crate::schema::Exposure::All).unwrap();
+        // (query, how many filters keep the three-valued CASE form)
+        for (query, three_valued) in [
+            ("or=(body.fts.a,body.fts.b)", 0),
+            ("and=(body.fts.a,or(body.fts.b,id.eq.1))", 0),
+            ("not.and=(not.or(body.fts.a,body.fts.b))", 0),
+            ("not.or=(body.fts.a,body.fts.b)", 2),
+            ("or=(body.not.fts.a,body.fts.b)", 1),
+            ("and=(id.gt.0,not.or(body.fts.a,body.fts.b))", 2),
+        ] {
+            let q = QueryParams::parse(query).unwrap();
+            let p = plan_read(&cache, "d", &q, &headers(), Limits::default()).unwrap();
+            let sql = crate::sql::select(&p.root);
+            assert_eq!(
+                sql.text.matches("CASE WHEN").count(),
+                three_valued,
+                "{query}: {}",
+                sql.text
+            );
+            assert_eq!(sql.text.matches(" IN (SELECT rowid FROM \"f\"").count(), 2);
+            if query == "or=(body.fts.a,body.fts.b)" {
+                let plan: String = c
+                    .prepare(&format!("EXPLAIN QUERY PLAN {}", sql.text))
+                    .unwrap()
+                    .query_map(rusqlite::params_from_iter(&sql.params), |r| {
+                        r.get::<_, String>(3)
+                    })
+                    .unwrap()
+                    .map(|r| r.unwrap() + "\n")
+                    .collect();
+                // Each branch looks rows up by the index's matches: no full scan of d.
+                assert!(!plan.contains("SCAN t0"), "{plan}");
+                assert!(plan.contains("MULTI-INDEX OR"), "{plan}");
+            }
+        }
     }
 
     #[test]
