@@ -898,6 +898,8 @@ mod tests {
             ("docs", "body=fts.ch:*%20|%20mat", vec![1, 2, 3]),
             ("docs", "body=fts.fat%20<->%20rat", vec![2]),
             ("docs", "body=plfts.the%20cheese", vec![2]),
+            ("docs", "body=plfts.cats,dogs", vec![3]),
+            ("docs", "body=wfts.cats,dogs", vec![3]),
             ("docs", "body=phfts.cat%20sat", vec![1]),
             ("docs", "body=phfts.sat%20cat", vec![]),
             (
@@ -1068,7 +1070,7 @@ mod tests {
         )
         .unwrap();
         let cache = SchemaCache::load(&c, &crate::schema::Exposure::All).unwrap();
-        let q = QueryParams::parse("%22b%5C%22x%22=not.wfts.x%27%20y);DROP").unwrap();
+        let q = QueryParams::parse("%22b%5C%22x%22=not.wfts.%22x%27%20y);DROP%22%20z").unwrap();
         let p = plan_read(&cache, "d", &q, &headers(), Limits::default()).unwrap();
         let sql = crate::sql::select(&p.root);
         assert!(
@@ -1079,7 +1081,10 @@ mod tests {
             "{}",
             sql.text
         );
-        assert_eq!(sql.params, [Value::Text("(\"x'\" AND \"y);DROP\")".into())]);
+        assert_eq!(
+            sql.params,
+            [Value::Text("(\"x' y);DROP\" AND \"z\")".into())]
+        );
         // Not negated, at the top: a plain IN, so SQLite looks rows up by the index's matches.
         let q = QueryParams::parse("%22b%5C%22x%22=fts.x").unwrap();
         let p = plan_read(&cache, "d", &q, &headers(), Limits::default()).unwrap();

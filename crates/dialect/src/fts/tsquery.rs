@@ -3,10 +3,13 @@
 //! - `fts` (`to_tsquery`): `&` AND, `|` OR, `!` NOT, `<->` / `<N>` followed-by, parentheses,
 //!   `'quoted phrases'`, `word:*` prefixes (weights such as `:AB` are accepted and ignored:
 //!   FTS5 has none). Two words without an operator are a syntax error, as in PostgreSQL.
-//! - `plfts` (`plainto_tsquery`): every word, ANDed.
+//! - `plfts` (`plainto_tsquery`): every word, ANDed. Words are split as PostgreSQL's parser
+//!   splits them: at every character that is not a letter or a digit (`cats,dogs`,
+//!   `Rats:C`). Stop words are kept (FTS5 has none).
 //! - `phfts` (`phraseto_tsquery`): every word, as one phrase.
 //! - `wfts` (`websearch_to_tsquery`): `"quoted phrases"`, `or` between alternatives, `-word`
-//!   (or `-"phrase"`) excluded, everything else ANDed; like PostgreSQL it never fails to parse.
+//!   (or `-"phrase"`) excluded, everything else ANDed (words outside quotes split as for
+//!   `plfts`); like PostgreSQL it never fails to parse.
 //!
 //! Every word or phrase of the input becomes one FTS5 string (`"…"`, inner quotes doubled), so
 //! nothing a client sends reaches FTS5's own syntax (`*`, `:`, `^`, `+`, `NEAR`, `AND`,
@@ -92,9 +95,9 @@ const MAX_DISTANCE: u16 = 16384;
 pub fn to_fts5(syntax: FtsSyntax, input: &str) -> Result<String, ApiError> {
     let node = match syntax {
         FtsSyntax::Tsquery => Tsquery::parse(input)?,
-        FtsSyntax::Plain => all_of(plain_words(input).map(term).collect()),
+        FtsSyntax::Plain => all_of(words(input).map(term).collect()),
         FtsSyntax::Phrase => {
-            let words: Vec<&str> = plain_words(input).collect();
+            let words: Vec<&str> = phrase_words(input).collect();
             (!words.is_empty()).then(|| term(&words.join(" ")))
         }
         FtsSyntax::Websearch => websearch(input),
@@ -117,7 +120,16 @@ fn has_token(word: &str) -> bool {
     word.chars().any(char::is_alphanumeric)
 }
 
-fn plain_words(input: &str) -> impl Iterator<Item = &str> {
+/// The words of `input` as PostgreSQL's parser finds them: runs of letters and digits, split
+/// at every other character (`cats,dogs` is `cats` and `dogs`).
+fn words(input: &str) -> impl Iterator<Item = &str> {
+    input
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+}
+
+/// The blank-separated chunks of a phrase (FTS5's tokenizer splits each further).
+fn phrase_words(input: &str) -> impl Iterator<Item = &str> {
     input.split_whitespace().filter(|w| has_token(w))
 }
 
@@ -207,10 +219,22 @@ fn websearch(input: &str) -> Option<Node> {
         if !has_token(&text) {
             continue;
         }
-        let words: Vec<&str> = text.split_whitespace().collect();
-        let node = term(&words.join(" "));
+        // A quoted phrase is one term; unquoted text is one term per word, of which only
+        // the first is negated by a `-` before it.
+        let nodes: Vec<Node> = if quoted {
+            let words: Vec<&str> = text.split_whitespace().collect();
+            vec![term(&words.join(" "))]
+        } else {
+            words(&text).map(term).collect()
+        };
         if let Some(g) = groups.last_mut() {
-            g.push(if negated { negate(node) } else { node });
+            for (n, node) in nodes.into_iter().enumerate() {
+                g.push(if negated && n == 0 {
+                    negate(node)
+                } else {
+                    node
+                });
+            }
         }
     }
     join(groups.into_iter().filter_map(all_of).collect(), false)
@@ -658,12 +682,12 @@ mod tests {
         assert_eq!(ok(Ts, "x*^y"), "\"x*^y\"");
         assert_eq!(
             ok(Plain, "NEAR(a b) \"x\" * {c}: ^d OR"),
-            "(\"NEAR(a\" AND \"b)\" AND \"\"\"x\"\"\" AND \"{c}:\" AND \"^d\" AND \"OR\")"
+            "(\"NEAR\" AND \"a\" AND \"b\" AND \"x\" AND \"c\" AND \"d\" AND \"OR\")"
         );
         assert_eq!(ok(Phrase, "a\" OR \"b *"), "\"a\"\" OR \"\"b\"");
         assert_eq!(
             ok(Web, "\"a\"\" b\" NEAR(x) -\"*\" -AND"),
-            "((\"a\" AND \"b\" AND \"NEAR(x)\") NOT \"AND\")"
+            "((\"a\" AND \"b\" AND \"NEAR\" AND \"x\") NOT \"AND\")"
         );
     }
 
@@ -672,7 +696,24 @@ mod tests {
         translates(&[
             (Plain, "The Fat  Cats", "(\"The\" AND \"Fat\" AND \"Cats\")"),
             (Plain, "  cats  ", "\"cats\""),
-            (Plain, "fat & !rat", "(\"fat\" AND \"!rat\")"),
+            (Plain, "fat & !rat", "(\"fat\" AND \"rat\")"),
+            (Plain, "cats,dogs", "(\"cats\" AND \"dogs\")"),
+            (
+                Plain,
+                "The Fat & Rats:C",
+                "(\"The\" AND \"Fat\" AND \"Rats\" AND \"C\")",
+            ),
+            (
+                Plain,
+                "Größe_très-bien",
+                "(\"Größe\" AND \"très\" AND \"bien\")",
+            ),
+            (
+                Web,
+                "cats,dogs -rats:c",
+                "((\"cats\" AND \"dogs\" AND \"c\") NOT \"rats\")",
+            ),
+            (Web, "\"a,b c\" d.e", "(\"a,b c\" AND \"d\" AND \"e\")"),
             (Phrase, "The Fat  Cats", "\"The Fat Cats\""),
             (Phrase, "fat - cats", "\"fat cats\""),
             (Web, "fat rat", "(\"fat\" AND \"rat\")"),
