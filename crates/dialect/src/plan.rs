@@ -696,6 +696,15 @@ fn no_full_text_index(rel: &Relation, field: &Field) -> ApiError {
             {
                 pk.as_str()
             }
+            // A view has no rowid: FTS5 must link through one of its columns.
+            _ if rel.kind == RelKind::View => {
+                return ApiError::not_implemented(details).with_hint(format!(
+                    "Create an external-content FTS5 index over the table behind view {view} (a view has no rowid), or over the view with content_rowid naming an integer column that identifies its rows: CREATE VIRTUAL TABLE {idx} USING fts5({col}, content={view}, content_rowid='<integer column>') (https://sqlite.org/fts5.html#external_content_tables).",
+                    view = sql_literal(&rel.name),
+                    idx = quoted(&format!("{}_fts", rel.name)),
+                    col = quoted(&field.name),
+                ));
+            }
             _ => "rowid",
         };
         let index = format!("{}_fts", rel.name);
@@ -1145,6 +1154,9 @@ mod tests {
             ("docs", "body=fts.fat%20cat", "42601"),
             ("docs", "body=plfts.%20*%20", "22023"),
             ("docs", "body=fts.!fat", "PGRST127"),
+            ("docs", "body=fts.fat%20<0>%20cat", "PGRST127"),
+            ("docs", "body=fts.fat%00", "22021"),
+            ("docs", "body=wfts.fat%00", "22021"),
         ] {
             let e = search(rel, q).unwrap_err();
             assert_eq!((e.status, e.code.as_str()), (400, code), "{rel}?{q}: {e:?}");
@@ -1158,6 +1170,19 @@ mod tests {
                  (\"docs_fts\") VALUES ('rebuild'); and keep it in step with triggers on 'docs' \
                  (https://sqlite.org/fts5.html#external_content_tables)."
             )
+        );
+        // A view has no rowid: the hint never links through one.
+        let e = rows_in(
+            "CREATE TABLE t (id TEXT, body TEXT); CREATE VIEW v AS SELECT id, body FROM t;",
+            "v",
+            "body=fts.x",
+        )
+        .unwrap_err();
+        let hint = e.hint.unwrap();
+        assert!(!hint.contains("rowid'"), "{hint}");
+        assert!(
+            hint.contains("content='v', content_rowid='<integer column>'"),
+            "{hint}"
         );
     }
 

@@ -21,8 +21,11 @@
 //! - FTS5's NOT is binary (`a NOT b`), so a negated term needs a positive one beside it in
 //!   its AND group: `!a`, `-a` alone, or `a | !b` are refused.
 //! - `<->` (and `<1>`) becomes an FTS5 phrase (`"a" + "b"`), the exact equivalent; `<N>` for
-//!   another N becomes `NEAR(a b, N-1)` (the closest FTS5 has: unordered, *at most* N-1
-//!   tokens apart). Both only join words and phrases, not AND/OR/NOT groups.
+//!   N > 1 becomes `NEAR(a b, N-1)` (the closest FTS5 has: unordered, *at most* N-1
+//!   tokens apart); `<0>` (the same position) has no equivalent. Both only join words and
+//!   phrases, not AND/OR/NOT groups.
+//! - A NUL byte is refused as PostgreSQL refuses it (22021); more than 256 words stop the
+//!   parse (54000), so no `<->` chain nests deeper than that.
 //! - A word with no letter or digit carries no token (PostgreSQL drops it too); a query left
 //!   without any word is a 400 (PostgreSQL would answer no rows with a notice).
 
@@ -93,6 +96,15 @@ const MAX_DISTANCE: u16 = 16384;
 /// Translates `input`, written in `syntax`, into an FTS5 query string (to be bound as one
 /// parameter of `MATCH`).
 pub fn to_fts5(syntax: FtsSyntax, input: &str) -> Result<String, ApiError> {
+    if input.contains('\0') {
+        // PostgreSQL's text cannot hold a NUL: its error for one.
+        return Err(ApiError::new(
+            400,
+            "22021",
+            "invalid byte sequence for encoding \"UTF8\": 0x00",
+        )
+        .with_hint("Remove the NUL byte (%00) from the text-search query."));
+    }
     let node = match syntax {
         FtsSyntax::Tsquery => Tsquery::parse(input)?,
         FtsSyntax::Plain => all_of(words(input).map(term).collect()),
@@ -104,11 +116,7 @@ pub fn to_fts5(syntax: FtsSyntax, input: &str) -> Result<String, ApiError> {
     };
     let node = node.ok_or_else(|| no_lexemes(input))?;
     if count_terms(&node) > MAX_TERMS {
-        return Err(ApiError::new(
-            400,
-            "54000",
-            format!("text-search query has more than {MAX_TERMS} words"),
-        ));
+        return Err(too_many_terms());
     }
     let mut out = String::new();
     render(&node, &mut out)?;
@@ -247,6 +255,9 @@ struct Tsquery<'a> {
     chars: Vec<char>,
     pos: usize,
     depth: usize,
+    /// Words read so far: parsing stops past [`MAX_TERMS`], so no chain (`a <-> b <-> …`,
+    /// which nests) grows deeper than that.
+    terms: usize,
 }
 
 /// A syntax error of `to_tsquery`, in PostgreSQL's words.
@@ -255,6 +266,14 @@ fn syntax_error(input: &str) -> ApiError {
         400,
         "42601",
         format!("syntax error in tsquery: \"{input}\""),
+    )
+}
+
+fn too_many_terms() -> ApiError {
+    ApiError::new(
+        400,
+        "54000",
+        format!("text-search query has more than {MAX_TERMS} words"),
     )
 }
 
@@ -282,6 +301,7 @@ impl<'a> Tsquery<'a> {
             chars: input.chars().collect(),
             pos: 0,
             depth: 0,
+            terms: 0,
         };
         let node = p.or()?;
         p.skip_ws();
@@ -455,6 +475,10 @@ impl<'a> Tsquery<'a> {
         if !has_token(&text) {
             return Ok(None);
         }
+        self.terms += 1;
+        if self.terms > MAX_TERMS {
+            return Err(too_many_terms());
+        }
         let words: Vec<&str> = text.split_whitespace().collect();
         Ok(Some(Node::Term {
             text: words.join(" "),
@@ -494,6 +518,11 @@ fn render(n: &Node, out: &mut String) -> Result<(), ApiError> {
             if !is_phrase(left) || !is_phrase(right) {
                 return Err(unsupported(
                     "FTS5 can only put words and phrases next to each other (<->, <N>)",
+                ));
+            }
+            if *distance == 0 {
+                return Err(unsupported(
+                    "FTS5 cannot match two words at the same position (<0>)",
                 ));
             }
             if *distance == 1 {
@@ -604,7 +633,6 @@ mod tests {
             (Ts, "a <-> b <-> c", "\"a\" + \"b\" + \"c\""),
             (Ts, "fat <3> cat", "NEAR(\"fat\" \"cat\", 2)"),
             (Ts, "fat <1> cat", "\"fat\" + \"cat\""),
-            (Ts, "fat <0> cat", "NEAR(\"fat\" \"cat\", 0)"),
             (Ts, "super:*", "\"super\"*"),
             (Ts, "super:*AB & nova:a", "(\"super\"* AND \"nova\")"),
             (Ts, "'fat cats' & rat", "(\"fat cats\" AND \"rat\")"),
@@ -662,6 +690,7 @@ mod tests {
             "(a | b) <-> c",
             "!a <-> b",
             "a <2> b <-> c",
+            "fat <0> cat",
         ] {
             let e = err(Ts, bad);
             assert_eq!((e.status, e.code.as_str()), (400, "PGRST127"), "{bad}");
@@ -746,6 +775,16 @@ mod tests {
         assert_eq!(err(Ts, &deep).code, "54001");
         let nots = format!("a & {}b", "!".repeat(100));
         assert_eq!(err(Ts, &nots).code, "54001");
+        // A long `<->` chain stops at MAX_TERMS words while parsing (it would nest deeply).
+        let chain = vec!["w"; 200_000].join(" <-> ");
+        assert_eq!(err(Ts, &chain).code, "54000");
+        let chain = vec!["w"; MAX_TERMS].join(" <-> ");
+        assert!(ok(Ts, &chain).starts_with("\"w\" + \"w\""));
+        // A NUL byte is PostgreSQL's 22021, whatever the syntax.
+        for syntax in [Ts, Plain, Phrase, Web] {
+            let e = err(syntax, "fat\0cat");
+            assert_eq!((e.status, e.code.as_str()), (400, "22021"), "{syntax:?}");
+        }
     }
 
     #[test]
