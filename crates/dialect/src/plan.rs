@@ -1025,6 +1025,18 @@ mod tests {
         assert_eq!(rows, [serde_json::json!({"body": "apple"})]);
     }
 
+    /// SQLite's `EXPLAIN QUERY PLAN` for `sql`, one step a line.
+    fn query_plan(c: &rusqlite::Connection, sql: &crate::sql::Sql) -> String {
+        c.prepare(&format!("EXPLAIN QUERY PLAN {}", sql.text))
+            .unwrap()
+            .query_map(rusqlite::params_from_iter(&sql.params), |r| {
+                r.get::<_, String>(3)
+            })
+            .unwrap()
+            .map(|r| r.unwrap() + "\n")
+            .collect()
+    }
+
     #[test]
     fn full_text_drives_the_scan_inside_trees_not_under_not() {
         let c = rusqlite::Connection::open_in_memory().unwrap();
@@ -1054,15 +1066,7 @@ mod tests {
             );
             assert_eq!(sql.text.matches(" IN (SELECT rowid FROM \"f\"").count(), 2);
             if query == "or=(body.fts.a,body.fts.b)" {
-                let plan: String = c
-                    .prepare(&format!("EXPLAIN QUERY PLAN {}", sql.text))
-                    .unwrap()
-                    .query_map(rusqlite::params_from_iter(&sql.params), |r| {
-                        r.get::<_, String>(3)
-                    })
-                    .unwrap()
-                    .map(|r| r.unwrap() + "\n")
-                    .collect();
+                let plan = query_plan(&c, &sql);
                 // Each branch looks rows up by the index's matches: no full scan of d.
                 assert!(!plan.contains("SCAN t0"), "{plan}");
                 assert!(plan.contains("MULTI-INDEX OR"), "{plan}");
@@ -1105,15 +1109,7 @@ mod tests {
             "{}",
             sql.text
         );
-        let plan: String = c
-            .prepare(&format!("EXPLAIN QUERY PLAN {}", sql.text))
-            .unwrap()
-            .query_map(rusqlite::params_from_iter(&sql.params), |r| {
-                r.get::<_, String>(3)
-            })
-            .unwrap()
-            .map(|r| r.unwrap() + "\n")
-            .collect();
+        let plan = query_plan(&c, &sql);
         assert!(
             plan.contains("SEARCH t0 USING INTEGER PRIMARY KEY"),
             "{plan}"
