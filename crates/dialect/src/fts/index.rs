@@ -188,7 +188,8 @@ fn is_id_char(b: u8) -> bool {
 }
 
 /// Splits SQL as SQLite's tokenizer does: words (quoted ones dequoted), punctuation one byte
-/// at a time, blanks and comments skipped. `None` on an unterminated quote.
+/// at a time, blanks and comments skipped. `None` on an unterminated quote or a control
+/// character outside quotes (both illegal to SQLite).
 fn tokens(sql: &str) -> Option<Vec<Token>> {
     let b = sql.as_bytes();
     let mut out = Vec::new();
@@ -233,6 +234,9 @@ fn tokens(sql: &str) -> Option<Vec<Token>> {
                 start,
                 end: i,
             });
+        } else if c < 0x20 || c == 0x7f {
+            // Control characters are illegal tokens to SQLite.
+            return None;
         } else if is_id_char(c) {
             while b.get(i).copied().is_some_and(is_id_char) {
                 i += 1;
@@ -606,6 +610,9 @@ mod tests {
                 vec!["x".into(), "e".into()]
             )
         );
+        // Non-ASCII bytes and 0x1A are bare-word characters too.
+        assert_eq!(options("x, content=dócs").unwrap().0, some("dócs"));
+        assert_eq!(options("x, content='d\u{1a}'").unwrap().0, some("d\u{1a}"));
         // Empty arguments are dropped by SQLite.
         assert_eq!(options("a,,b").unwrap().3, ["a", "b"]);
     }
@@ -617,6 +624,8 @@ mod tests {
             "x, content=t-x",
             "x, content=t.x",
             "x, content=$x",
+            // 0x1A is an FTS5 bare-word byte, but SQLite's tokenizer refuses it unquoted.
+            "x, content=d\u{1a}",
             "x, content=docs /* c */ x",
             // FTS5 skips only spaces inside an argument.
             "x, content =\n docs",
