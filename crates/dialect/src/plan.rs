@@ -19,7 +19,7 @@ use crate::query::{
     Arrow, CmpOp, Comparison, ContainOp, Direction, Field, IsValue, JsonKey, LogicTree, Nulls,
     Operation, OrderTerm, QueryParams, SelectItem,
 };
-use crate::schema::{Affinity, Column, RelKind, Relation, SchemaCache, ValueKind};
+use crate::schema::{Affinity, Column, RelKind, Relation, RowKey, SchemaCache, ValueKind};
 
 /// Server-side limits applied while planning.
 #[derive(Debug, Clone, Copy, Default)]
@@ -689,31 +689,33 @@ fn no_full_text_index(rel: &Relation, field: &Field) -> ApiError {
         "Only the indexed columns of an FTS5 table can be searched (not UNINDEXED ones)."
             .to_string()
     } else {
-        let key = match rel.primary_key.as_slice() {
-            [pk] if rel
-                .column(pk)
-                .is_some_and(|c| c.affinity == Affinity::Integer) =>
+        // FTS5 links through an integer key: the table's INTEGER PRIMARY KEY, else its rowid
+        // under a name no column shadows. A view, a WITHOUT ROWID table or one whose rowid
+        // names are all columns has none: one of its integer columns must be named.
+        let key = match (rel.primary_key.as_slice(), rel.row_key()) {
+            ([pk], _)
+                if rel
+                    .column(pk)
+                    .is_some_and(|c| c.affinity == Affinity::Integer) =>
             {
-                pk.as_str()
+                Some(pk.as_str())
             }
-            // A view has no rowid: FTS5 must link through one of its columns.
-            _ if rel.kind == RelKind::View => {
-                return ApiError::not_implemented(details).with_hint(format!(
-                    "Create an external-content FTS5 index over the table behind view {view} (a view has no rowid), or over the view with content_rowid naming an integer column that identifies its rows: CREATE VIRTUAL TABLE {idx} USING fts5({col}, content={view}, content_rowid='<integer column>') (https://sqlite.org/fts5.html#external_content_tables).",
-                    view = sql_literal(&rel.name),
-                    idx = quoted(&format!("{}_fts", rel.name)),
-                    col = quoted(&field.name),
-                ));
-            }
-            _ => "rowid",
+            (_, RowKey::Rowid(alias)) => Some(alias),
+            _ => None,
+        };
+        let (key, why) = match key {
+            Some(k) => (sql_literal(k), ""),
+            None => (
+                "'<integer column>'".to_string(),
+                " (it has no rowid: name an integer column that identifies its rows)",
+            ),
         };
         let index = format!("{}_fts", rel.name);
         format!(
-            "Create an external-content FTS5 index for it: CREATE VIRTUAL TABLE {idx} USING fts5({col}, content={tbl}, content_rowid={key}); INSERT INTO {idx}({idx}) VALUES ('rebuild'); and keep it in step with triggers on {tbl} (https://sqlite.org/fts5.html#external_content_tables).",
+            "Create an external-content FTS5 index for it{why}: CREATE VIRTUAL TABLE {idx} USING fts5({col}, content={tbl}, content_rowid={key}); INSERT INTO {idx}({idx}) VALUES ('rebuild'); and keep it in step with triggers on {tbl} (https://sqlite.org/fts5.html#external_content_tables).",
             idx = quoted(&index),
             col = quoted(&field.name),
             tbl = sql_literal(&rel.name),
-            key = sql_literal(key),
         )
     };
     ApiError::not_implemented(details).with_hint(hint)
@@ -1167,19 +1169,27 @@ mod tests {
                  (https://sqlite.org/fts5.html#external_content_tables)."
             )
         );
-        // A view has no rowid: the hint never links through one.
-        let e = rows_in(
-            "CREATE TABLE t (id TEXT, body TEXT); CREATE VIEW v AS SELECT id, body FROM t;",
-            "v",
-            "body=fts.x",
-        )
-        .unwrap_err();
-        let hint = e.hint.unwrap();
-        assert!(!hint.contains("rowid'"), "{hint}");
-        assert!(
-            hint.contains("content='v', content_rowid='<integer column>'"),
-            "{hint}"
-        );
+        // Without a rowid (a view, a WITHOUT ROWID table) the hint never links through one;
+        // a shadowed rowid is named by an alias no column shadows.
+        for (rel, key) in [
+            ("v", "'<integer column>'"),
+            ("w", "'<integer column>'"),
+            ("s", "'_rowid_'"),
+        ] {
+            let e = rows_in(
+                "CREATE TABLE t (id TEXT, body TEXT); CREATE VIEW v AS SELECT id, body FROM t;
+                 CREATE TABLE w (id TEXT PRIMARY KEY, body TEXT) WITHOUT ROWID;
+                 CREATE TABLE s (rowid TEXT, body TEXT);",
+                rel,
+                "body=fts.x",
+            )
+            .unwrap_err();
+            let hint = e.hint.unwrap();
+            assert!(
+                hint.contains(&format!("content='{rel}', content_rowid={key});")),
+                "{hint}"
+            );
+        }
     }
 
     #[test]
