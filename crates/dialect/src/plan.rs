@@ -12,14 +12,14 @@ use std::sync::Arc;
 use rusqlite::types::Value;
 
 use crate::error::ApiError;
-use crate::fts::{FtsSyntax, FullTextIndex, to_fts5};
+use crate::fts::{FtsSyntax, FullTextIndex, MatchScope, to_fts5};
 use crate::headers::{CountMethod, MediaType, RequestHeaders};
 use crate::ident::quoted;
 use crate::query::{
     Arrow, CmpOp, Comparison, ContainOp, Direction, Field, IsValue, JsonKey, LogicTree, Nulls,
     Operation, OrderTerm, QueryParams, SelectItem,
 };
-use crate::schema::{Affinity, Column, RelKind, Relation, SchemaCache, ValueKind};
+use crate::schema::{Affinity, Column, RelKind, Relation, RowKey, SchemaCache, ValueKind};
 
 /// Server-side limits applied while planning.
 #[derive(Debug, Clone, Copy, Default)]
@@ -134,8 +134,8 @@ pub enum Predicate {
     Contain(ContainOp, String),
     /// The FTS5 query `query` (bound) over the column's full-text index. `three_valued`:
     /// NULL for a NULL column, as PostgreSQL's `to_tsvector(NULL) @@ q` is (needed wherever
-    /// a NOT may apply); when false, a plain `IN` that lets SQLite drive the scan from the
-    /// index's matches (a top-level filter that is not negated, where only truth counts).
+    /// an odd number of NOTs applies); when false, a plain `IN` that lets SQLite drive the
+    /// scan from the index's matches (anywhere else, where only truth counts).
     FullText {
         index: FullTextIndex,
         query: String,
@@ -249,9 +249,11 @@ pub fn plan_read(
     for (_, f) in &query.filters {
         conditions.push(condition(&rel, &f.field, f.negated, &f.operation)?);
     }
-    conditions.iter_mut().for_each(full_text_drives);
     for (_, tree) in &query.logic {
         conditions.push(tree_condition(&rel, tree)?);
+    }
+    for c in &mut conditions {
+        full_text_drives(c, false);
     }
 
     let mut order = Vec::new();
@@ -636,6 +638,15 @@ fn full_text(
         .get(&field.name)
         .filter(|_| field.path.is_empty())
         .ok_or_else(|| no_full_text_index(rel, field))?;
+    if index.scope == MatchScope::Unsearchable {
+        return Err(ApiError::not_implemented(format!(
+            "Column {}.{} is indexed by FTS5 table {} with detail=none, which cannot search one of its several columns alone",
+            rel.name, field.name, index.table
+        ))
+        .with_hint(
+            "Give the column an FTS5 index of its own, or recreate this one with detail=full or detail=column (https://sqlite.org/fts5.html#the_detail_option).",
+        ));
+    }
     Ok(Predicate::FullText {
         index: index.clone(),
         query: to_fts5(syntax, query)?,
@@ -643,16 +654,27 @@ fn full_text(
     })
 }
 
-/// Lets a top-level full-text filter that is not negated drive the scan (see
-/// [`Predicate::FullText`]).
-fn full_text_drives(c: &mut Condition) {
-    if let Condition::Pred {
-        negated: false,
-        pred: Predicate::FullText { three_valued, .. },
-        ..
-    } = c
-    {
-        *three_valued = false;
+/// Lets every full-text filter under an even number of NOTs (a top-level one, or one inside
+/// non-negated `and`/`or` trees) drive the scan (see [`Predicate::FullText`]). There, NULL
+/// and false are alike: AND and OR are monotone, so lowering NULL to false never changes
+/// whether the whole condition is true. Under an odd number of NOTs they differ, so the
+/// three-valued form stays.
+fn full_text_drives(c: &mut Condition, negated_above: bool) {
+    match c {
+        Condition::Pred {
+            negated,
+            pred: Predicate::FullText { three_valued, .. },
+            ..
+        } => *three_valued = negated_above != *negated,
+        Condition::Pred { .. } => {}
+        Condition::Tree {
+            negated, children, ..
+        } => {
+            let negated = negated_above != *negated;
+            for child in children {
+                full_text_drives(child, negated);
+            }
+        }
     }
 }
 
@@ -667,22 +689,33 @@ fn no_full_text_index(rel: &Relation, field: &Field) -> ApiError {
         "Only the indexed columns of an FTS5 table can be searched (not UNINDEXED ones)."
             .to_string()
     } else {
-        let key = match rel.primary_key.as_slice() {
-            [pk] if rel
-                .column(pk)
-                .is_some_and(|c| c.affinity == Affinity::Integer) =>
+        // FTS5 links through an integer key: the table's INTEGER PRIMARY KEY, else its rowid
+        // under a name no column shadows. A view, a WITHOUT ROWID table or one whose rowid
+        // names are all columns has none: one of its integer columns must be named.
+        let key = match (rel.primary_key.as_slice(), rel.row_key()) {
+            ([pk], _)
+                if rel
+                    .column(pk)
+                    .is_some_and(|c| c.affinity == Affinity::Integer) =>
             {
-                pk.as_str()
+                Some(pk.as_str())
             }
-            _ => "rowid",
+            (_, RowKey::Rowid(alias)) => Some(alias),
+            _ => None,
+        };
+        let (key, why) = match key {
+            Some(k) => (sql_literal(k), ""),
+            None => (
+                "'<integer column>'".to_string(),
+                " (it has no rowid: name an integer column that identifies its rows)",
+            ),
         };
         let index = format!("{}_fts", rel.name);
         format!(
-            "Create an external-content FTS5 index for it: CREATE VIRTUAL TABLE {idx} USING fts5({col}, content={tbl}, content_rowid={key}); INSERT INTO {idx}({idx}) VALUES ('rebuild'); and keep it in step with triggers on {tbl} (https://sqlite.org/fts5.html#external_content_tables).",
+            "Create an external-content FTS5 index for it{why}: CREATE VIRTUAL TABLE {idx} USING fts5({col}, content={tbl}, content_rowid={key}); INSERT INTO {idx}({idx}) VALUES ('rebuild'); and keep it in step with triggers on {tbl} (https://sqlite.org/fts5.html#external_content_tables).",
             idx = quoted(&index),
             col = quoted(&field.name),
             tbl = sql_literal(&rel.name),
-            key = sql_literal(key),
         )
     };
     ApiError::not_implemented(details).with_hint(hint)
@@ -838,8 +871,7 @@ mod tests {
     }
 
     fn search_rows(relation: &str, query: &str) -> Result<Vec<serde_json::Value>, ApiError> {
-        let c = rusqlite::Connection::open_in_memory().unwrap();
-        c.execute_batch(
+        rows_in(
             "CREATE TABLE docs (id INTEGER PRIMARY KEY, title TEXT, body TEXT);
              CREATE VIRTUAL TABLE \"docs \"\"fts\"\"\" USING fts5(title, body, content='docs',
                content_rowid='id', tokenize='porter');
@@ -848,8 +880,19 @@ mod tests {
              INSERT INTO \"docs \"\"fts\"\"\"(\"docs \"\"fts\"\"\") VALUES ('rebuild');
              CREATE VIRTUAL TABLE notes USING fts5(id UNINDEXED, body);
              INSERT INTO notes SELECT id, body FROM docs;",
+            relation,
+            query,
         )
-        .unwrap();
+    }
+
+    /// `GET /relation?query` on a database made by `setup`.
+    fn rows_in(
+        setup: &str,
+        relation: &str,
+        query: &str,
+    ) -> Result<Vec<serde_json::Value>, ApiError> {
+        let c = rusqlite::Connection::open_in_memory().unwrap();
+        c.execute_batch(setup).unwrap();
         let cache = SchemaCache::load(&c, &crate::schema::Exposure::All).unwrap();
         let q = QueryParams::parse(query)?;
         let plan = plan_read(&cache, relation, &q, &headers(), Limits::default())?;
@@ -866,6 +909,8 @@ mod tests {
             ("docs", "body=fts.ch:*%20|%20mat", vec![1, 2, 3]),
             ("docs", "body=fts.fat%20<->%20rat", vec![2]),
             ("docs", "body=plfts.the%20cheese", vec![2]),
+            ("docs", "body=plfts.cats,dogs", vec![3]),
+            ("docs", "body=wfts.cats,dogs", vec![3]),
             ("docs", "body=phfts.cat%20sat", vec![1]),
             ("docs", "body=phfts.sat%20cat", vec![]),
             (
@@ -890,6 +935,147 @@ mod tests {
         assert_eq!(rows, [serde_json::json!({"title": "Rats"})]);
     }
 
+    /// The `body` values `GET /relation?select=body&order=body&query` returns.
+    fn bodies(setup: &str, relation: &str, query: &str) -> Result<Vec<String>, ApiError> {
+        let rows = rows_in(setup, relation, &format!("select=body&order=body&{query}"))?;
+        Ok(rows
+            .iter()
+            .map(|r| r["body"].as_str().unwrap().to_string())
+            .collect())
+    }
+
+    #[test]
+    fn full_text_links_rows_as_fts5_does() {
+        // `content_r` is FTS5's `content_rowid`: rows link through `id`, not the rowid.
+        let setup = "CREATE TABLE docs (id INTEGER NOT NULL, body TEXT);
+             INSERT INTO docs (rowid, id, body) VALUES (1, 100, 'apple'), (2, 1, 'banana'),
+               (100, 2, 'cherry');
+             CREATE VIRTUAL TABLE f USING fts5(body, content='docs', content_r='id');
+             INSERT INTO f(f) VALUES ('rebuild');";
+        assert_eq!(bodies(setup, "docs", "body=fts.apple").unwrap(), ["apple"]);
+        assert_eq!(
+            bodies(setup, "docs", "body=not.fts.apple").unwrap(),
+            ["banana", "cherry"]
+        );
+        // A comment glued to `docs` ends the word: the index is docs', not "docs/*x*/"'s.
+        let setup = "CREATE TABLE docs (id INTEGER PRIMARY KEY, body TEXT);
+             CREATE TABLE \"docs/*x*/\" (id INTEGER PRIMARY KEY, body TEXT);
+             INSERT INTO docs VALUES (1, 'apple'), (2, 'pear');
+             INSERT INTO \"docs/*x*/\" VALUES (1, 'pear'), (2, 'apple');
+             CREATE VIRTUAL TABLE f USING fts5(body, content=docs/*x*/, content_rowid=id);
+             INSERT INTO f(f) VALUES ('rebuild');";
+        assert_eq!(bodies(setup, "docs", "body=fts.apple").unwrap(), ["apple"]);
+        let e = bodies(setup, "docs/*x*/", "body=fts.apple").unwrap_err();
+        assert_eq!(e.code, "PGRST127");
+        // `oid`/`_rowid_` on a table with a real `rowid` column: the true rowid, under an alias
+        // no column shadows; `rowid` there is the real column, as FTS5 reads `T.'rowid'`.
+        for key in ["oid", "_rowid_", "rowid"] {
+            let setup = format!(
+                "CREATE TABLE r (\"rowid\" INTEGER, body TEXT);
+                 INSERT INTO r (_rowid_, \"rowid\", body) VALUES (1, 2, 'apple'), (2, 1, 'pear');
+                 CREATE VIRTUAL TABLE f USING fts5(body, content='r', content_rowid='{key}');
+                 INSERT INTO f(f) VALUES ('rebuild');"
+            );
+            let got = bodies(&setup, "r", "body=fts.apple").unwrap();
+            assert_eq!(got, ["apple"], "{key}");
+            let native: Vec<String> = {
+                let c = rusqlite::Connection::open_in_memory().unwrap();
+                c.execute_batch(&setup).unwrap();
+                c.prepare("SELECT body FROM f WHERE f MATCH 'apple'")
+                    .unwrap()
+                    .query_map([], |r| r.get(0))
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect()
+            };
+            // FTS5's own content lookup (through the same link) agrees.
+            assert_eq!(native, ["apple"], "{key}");
+        }
+    }
+
+    #[test]
+    fn detail_none_indexes() {
+        let setup = "CREATE TABLE docs (id INTEGER PRIMARY KEY, title TEXT, body TEXT);
+             INSERT INTO docs VALUES (1, 'apple', 'pear plum'), (2, 'pear', 'apple'),
+               (3, NULL, NULL);
+             CREATE VIRTUAL TABLE one USING fts5(body, content='docs', content_rowid='id',
+               detail=none);
+             CREATE VIRTUAL TABLE two USING fts5(id UNINDEXED, title, body, content='docs',
+               content_rowid='id', d='n');
+             INSERT INTO one(one) VALUES ('rebuild');
+             INSERT INTO two(two) VALUES ('rebuild');";
+        // Its only indexed column: the whole table is searched (no column filter).
+        let ids = |q: &str| {
+            rows_in(setup, "docs", &format!("select=id&order=id&{q}")).map(|r| {
+                r.iter()
+                    .map(|r| r["id"].as_i64().unwrap())
+                    .collect::<Vec<_>>()
+            })
+        };
+        assert_eq!(ids("body=fts.apple").unwrap(), [2]);
+        assert_eq!(ids("body=not.fts.apple").unwrap(), [1]);
+        assert_eq!(ids("or=(body.fts.plum,body.fts.apple)").unwrap(), [1, 2]);
+        assert_eq!(ids("body=fts.pe:*").unwrap(), [1]);
+        // One of several columns: FTS5 cannot search it alone.
+        let e = ids("title=fts.apple").unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (400, "PGRST127"));
+        assert!(e.hint.unwrap().contains("detail=full"));
+        // Searched directly, the same rules.
+        let e = rows_in(setup, "two", "title=fts.apple").unwrap_err();
+        assert_eq!(e.code, "PGRST127");
+        let rows = rows_in(setup, "one", "select=body&body=fts.apple").unwrap();
+        assert_eq!(rows, [serde_json::json!({"body": "apple"})]);
+    }
+
+    /// SQLite's `EXPLAIN QUERY PLAN` for `sql`, one step a line.
+    fn query_plan(c: &rusqlite::Connection, sql: &crate::sql::Sql) -> String {
+        c.prepare(&format!("EXPLAIN QUERY PLAN {}", sql.text))
+            .unwrap()
+            .query_map(rusqlite::params_from_iter(&sql.params), |r| {
+                r.get::<_, String>(3)
+            })
+            .unwrap()
+            .map(|r| r.unwrap() + "\n")
+            .collect()
+    }
+
+    #[test]
+    fn full_text_drives_the_scan_inside_trees_not_under_not() {
+        let c = rusqlite::Connection::open_in_memory().unwrap();
+        c.execute_batch(
+            "CREATE TABLE d (id INTEGER PRIMARY KEY, body TEXT);
+             CREATE VIRTUAL TABLE f USING fts5(body, content='d', content_rowid='id');",
+        )
+        .unwrap();
+        let cache = SchemaCache::load(&c, &crate::schema::Exposure::All).unwrap();
+        // (query, how many filters keep the three-valued CASE form)
+        for (query, three_valued) in [
+            ("or=(body.fts.a,body.fts.b)", 0),
+            ("and=(body.fts.a,or(body.fts.b,id.eq.1))", 0),
+            ("not.and=(not.or(body.fts.a,body.fts.b))", 0),
+            ("not.or=(body.fts.a,body.fts.b)", 2),
+            ("or=(body.not.fts.a,body.fts.b)", 1),
+            ("and=(id.gt.0,not.or(body.fts.a,body.fts.b))", 2),
+        ] {
+            let q = QueryParams::parse(query).unwrap();
+            let p = plan_read(&cache, "d", &q, &headers(), Limits::default()).unwrap();
+            let sql = crate::sql::select(&p.root);
+            assert_eq!(
+                sql.text.matches("CASE WHEN").count(),
+                three_valued,
+                "{query}: {}",
+                sql.text
+            );
+            assert_eq!(sql.text.matches(" IN (SELECT rowid FROM \"f\"").count(), 2);
+            if query == "or=(body.fts.a,body.fts.b)" {
+                let plan = query_plan(&c, &sql);
+                // Each branch looks rows up by the index's matches: no full scan of d.
+                assert!(!plan.contains("SCAN t0"), "{plan}");
+                assert!(plan.contains("MULTI-INDEX OR"), "{plan}");
+            }
+        }
+    }
+
     #[test]
     fn full_text_query_is_one_bound_parameter() {
         let c = rusqlite::Connection::open_in_memory().unwrap();
@@ -899,7 +1085,7 @@ mod tests {
         )
         .unwrap();
         let cache = SchemaCache::load(&c, &crate::schema::Exposure::All).unwrap();
-        let q = QueryParams::parse("%22b%5C%22x%22=not.wfts.x%27%20y);DROP").unwrap();
+        let q = QueryParams::parse("%22b%5C%22x%22=not.wfts.%22x%27%20y);DROP%22%20z").unwrap();
         let p = plan_read(&cache, "d", &q, &headers(), Limits::default()).unwrap();
         let sql = crate::sql::select(&p.root);
         assert!(
@@ -910,7 +1096,10 @@ mod tests {
             "{}",
             sql.text
         );
-        assert_eq!(sql.params, [Value::Text("(\"x'\" AND \"y);DROP\")".into())]);
+        assert_eq!(
+            sql.params,
+            [Value::Text("(\"x' y);DROP\" AND \"z\")".into())]
+        );
         // Not negated, at the top: a plain IN, so SQLite looks rows up by the index's matches.
         let q = QueryParams::parse("%22b%5C%22x%22=fts.x").unwrap();
         let p = plan_read(&cache, "d", &q, &headers(), Limits::default()).unwrap();
@@ -922,15 +1111,7 @@ mod tests {
             "{}",
             sql.text
         );
-        let plan: String = c
-            .prepare(&format!("EXPLAIN QUERY PLAN {}", sql.text))
-            .unwrap()
-            .query_map(rusqlite::params_from_iter(&sql.params), |r| {
-                r.get::<_, String>(3)
-            })
-            .unwrap()
-            .map(|r| r.unwrap() + "\n")
-            .collect();
+        let plan = query_plan(&c, &sql);
         assert!(
             plan.contains("SEARCH t0 USING INTEGER PRIMARY KEY"),
             "{plan}"
@@ -971,6 +1152,9 @@ mod tests {
             ("docs", "body=fts.fat%20cat", "42601"),
             ("docs", "body=plfts.%20*%20", "22023"),
             ("docs", "body=fts.!fat", "PGRST127"),
+            ("docs", "body=fts.fat%20<0>%20cat", "PGRST127"),
+            ("docs", "body=fts.fat%00", "22021"),
+            ("docs", "body=wfts.fat%00", "22021"),
         ] {
             let e = search(rel, q).unwrap_err();
             assert_eq!((e.status, e.code.as_str()), (400, code), "{rel}?{q}: {e:?}");
@@ -985,6 +1169,27 @@ mod tests {
                  (https://sqlite.org/fts5.html#external_content_tables)."
             )
         );
+        // Without a rowid (a view, a WITHOUT ROWID table) the hint never links through one;
+        // a shadowed rowid is named by an alias no column shadows.
+        for (rel, key) in [
+            ("v", "'<integer column>'"),
+            ("w", "'<integer column>'"),
+            ("s", "'_rowid_'"),
+        ] {
+            let e = rows_in(
+                "CREATE TABLE t (id TEXT, body TEXT); CREATE VIEW v AS SELECT id, body FROM t;
+                 CREATE TABLE w (id TEXT PRIMARY KEY, body TEXT) WITHOUT ROWID;
+                 CREATE TABLE s (rowid TEXT, body TEXT);",
+                rel,
+                "body=fts.x",
+            )
+            .unwrap_err();
+            let hint = e.hint.unwrap();
+            assert!(
+                hint.contains(&format!("content='{rel}', content_rowid={key});")),
+                "{hint}"
+            );
+        }
     }
 
     #[test]

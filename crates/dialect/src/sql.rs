@@ -13,7 +13,7 @@
 
 use rusqlite::types::Value;
 
-use crate::fts::FullTextIndex;
+use crate::fts::{FullTextIndex, MatchScope};
 use crate::ident::push_quoted;
 use crate::plan::{CastType, Condition, Expr, OrderItem, Predicate, ReadNode, SqlCmp};
 use crate::query::IsValue;
@@ -324,7 +324,8 @@ fn call(sql: &mut Sql, name: &str, a: impl FnOnce(&mut Sql), b: impl FnOnce(&mut
     sql.push(")");
 }
 
-/// `<key> IN (SELECT rowid FROM "<fts>" WHERE "<fts>"."<column>" MATCH ?)`, wrapped in
+/// `<key> IN (SELECT rowid FROM "<fts>" WHERE "<fts>"."<column>" MATCH ?)` (`"<fts>" MATCH ?`
+/// for the only column of a `detail=none` index, which has no column filters), wrapped in
 /// `CASE WHEN <column> IS NULL THEN NULL ELSE … END` when `three_valued` (unless the column
 /// never holds values: a contentless FTS5 table). A subquery,
 /// because FTS5 answers a bare `MATCH` only where it can drive the scan (not under NOT or
@@ -349,8 +350,10 @@ fn full_text(
     sql.quoted(&index.table);
     sql.push(" WHERE ");
     sql.quoted(&index.table);
-    sql.push(".");
-    sql.quoted(&index.column);
+    if index.scope == MatchScope::Column {
+        sql.push(".");
+        sql.quoted(&index.column);
+    }
     sql.push(" MATCH ");
     sql.bind(Value::Text(query.to_string()));
     sql.push(")");

@@ -573,6 +573,9 @@ async fn full_text_search_on_fts5() {
         (&[("body", "fts.supernova:*")], &[2]),
         (&[("body", "fts.cat | star")], &[1, 2, 3]),
         (&[("body", "plfts.fat cats")], &[1, 3]),
+        // Words split at every non-alphanumeric character, as PostgreSQL's parser does.
+        (&[("body", "plfts.cats,fat")], &[1, 3]),
+        (&[("body", "wfts.cats,fat -rat")], &[1]),
         (&[("body", "phfts.fat cats")], &[1]),
         (&[("body", "phfts(english).lean cat")], &[3]),
         (&[("body", "wfts.\"fat rat\" or supernovae -galaxy")], &[3]),
@@ -660,6 +663,8 @@ async fn full_text_errors_and_hidden_shadow_tables() {
         ("/articles", "body", "phfts.* : ( )", "22023"),
         ("/articles", "body", "fts().fat", "PGRST100"),
         ("/articles", "body", "fts(en glish).fat", "PGRST100"),
+        ("/articles", "body", "fts.fat <0> rat", "PGRST127"),
+        ("/articles", "body", "plfts.fat\0cat", "22021"),
     ];
     for (path, key, value, code) in cases {
         s.error(&p(path, &[(key, value)]), 400, code).await;

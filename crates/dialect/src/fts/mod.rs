@@ -11,5 +11,5 @@
 pub mod index;
 pub mod tsquery;
 
-pub use index::FullTextIndex;
+pub use index::{FullTextIndex, MatchScope};
 pub use tsquery::{FtsSyntax, to_fts5};

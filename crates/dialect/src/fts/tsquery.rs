@@ -3,10 +3,13 @@
 //! - `fts` (`to_tsquery`): `&` AND, `|` OR, `!` NOT, `<->` / `<N>` followed-by, parentheses,
 //!   `'quoted phrases'`, `word:*` prefixes (weights such as `:AB` are accepted and ignored:
 //!   FTS5 has none). Two words without an operator are a syntax error, as in PostgreSQL.
-//! - `plfts` (`plainto_tsquery`): every word, ANDed.
+//! - `plfts` (`plainto_tsquery`): every word, ANDed. Words are split as PostgreSQL's parser
+//!   splits them: at every character that is not a letter or a digit (`cats,dogs`,
+//!   `Rats:C`). Stop words are kept (FTS5 has none).
 //! - `phfts` (`phraseto_tsquery`): every word, as one phrase.
 //! - `wfts` (`websearch_to_tsquery`): `"quoted phrases"`, `or` between alternatives, `-word`
-//!   (or `-"phrase"`) excluded, everything else ANDed; like PostgreSQL it never fails to parse.
+//!   (or `-"phrase"`) excluded, everything else ANDed (words outside quotes split as for
+//!   `plfts`); like PostgreSQL it never fails to parse.
 //!
 //! Every word or phrase of the input becomes one FTS5 string (`"…"`, inner quotes doubled), so
 //! nothing a client sends reaches FTS5's own syntax (`*`, `:`, `^`, `+`, `NEAR`, `AND`,
@@ -18,8 +21,11 @@
 //! - FTS5's NOT is binary (`a NOT b`), so a negated term needs a positive one beside it in
 //!   its AND group: `!a`, `-a` alone, or `a | !b` are refused.
 //! - `<->` (and `<1>`) becomes an FTS5 phrase (`"a" + "b"`), the exact equivalent; `<N>` for
-//!   another N becomes `NEAR(a b, N-1)` (the closest FTS5 has: unordered, *at most* N-1
-//!   tokens apart). Both only join words and phrases, not AND/OR/NOT groups.
+//!   N > 1 becomes `NEAR(a b, N-1)` (the closest FTS5 has: unordered, *at most* N-1
+//!   tokens apart); `<0>` (the same position) has no equivalent. Both only join words and
+//!   phrases, not AND/OR/NOT groups.
+//! - A NUL byte is refused as PostgreSQL refuses it (22021); more than 256 words stop the
+//!   parse (54000), so no `<->` chain nests deeper than that.
 //! - A word with no letter or digit carries no token (PostgreSQL drops it too); a query left
 //!   without any word is a 400 (PostgreSQL would answer no rows with a notice).
 
@@ -90,22 +96,27 @@ const MAX_DISTANCE: u16 = 16384;
 /// Translates `input`, written in `syntax`, into an FTS5 query string (to be bound as one
 /// parameter of `MATCH`).
 pub fn to_fts5(syntax: FtsSyntax, input: &str) -> Result<String, ApiError> {
+    if input.contains('\0') {
+        // PostgreSQL's text cannot hold a NUL: its error for one.
+        return Err(ApiError::new(
+            400,
+            "22021",
+            "invalid byte sequence for encoding \"UTF8\": 0x00",
+        )
+        .with_hint("Remove the NUL byte (%00) from the text-search query."));
+    }
     let node = match syntax {
         FtsSyntax::Tsquery => Tsquery::parse(input)?,
-        FtsSyntax::Plain => all_of(plain_words(input).map(term).collect()),
+        FtsSyntax::Plain => all_of(words(input).map(term).collect()),
         FtsSyntax::Phrase => {
-            let words: Vec<&str> = plain_words(input).collect();
+            let words: Vec<&str> = phrase_words(input).collect();
             (!words.is_empty()).then(|| term(&words.join(" ")))
         }
         FtsSyntax::Websearch => websearch(input),
     };
     let node = node.ok_or_else(|| no_lexemes(input))?;
     if count_terms(&node) > MAX_TERMS {
-        return Err(ApiError::new(
-            400,
-            "54000",
-            format!("text-search query has more than {MAX_TERMS} words"),
-        ));
+        return Err(too_many_terms());
     }
     let mut out = String::new();
     render(&node, &mut out)?;
@@ -117,7 +128,16 @@ fn has_token(word: &str) -> bool {
     word.chars().any(char::is_alphanumeric)
 }
 
-fn plain_words(input: &str) -> impl Iterator<Item = &str> {
+/// The words of `input` as PostgreSQL's parser finds them: runs of letters and digits, split
+/// at every other character (`cats,dogs` is `cats` and `dogs`).
+fn words(input: &str) -> impl Iterator<Item = &str> {
+    input
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+}
+
+/// The blank-separated chunks of a phrase (FTS5's tokenizer splits each further).
+fn phrase_words(input: &str) -> impl Iterator<Item = &str> {
     input.split_whitespace().filter(|w| has_token(w))
 }
 
@@ -207,10 +227,22 @@ fn websearch(input: &str) -> Option<Node> {
         if !has_token(&text) {
             continue;
         }
-        let words: Vec<&str> = text.split_whitespace().collect();
-        let node = term(&words.join(" "));
+        // A quoted phrase is one term; unquoted text is one term per word, of which only
+        // the first is negated by a `-` before it.
+        let nodes: Vec<Node> = if quoted {
+            let words: Vec<&str> = text.split_whitespace().collect();
+            vec![term(&words.join(" "))]
+        } else {
+            words(&text).map(term).collect()
+        };
         if let Some(g) = groups.last_mut() {
-            g.push(if negated { negate(node) } else { node });
+            for (n, node) in nodes.into_iter().enumerate() {
+                g.push(if negated && n == 0 {
+                    negate(node)
+                } else {
+                    node
+                });
+            }
         }
     }
     join(groups.into_iter().filter_map(all_of).collect(), false)
@@ -223,6 +255,9 @@ struct Tsquery<'a> {
     chars: Vec<char>,
     pos: usize,
     depth: usize,
+    /// Words read so far: parsing stops past [`MAX_TERMS`], so no chain (`a <-> b <-> …`,
+    /// which nests) grows deeper than that.
+    terms: usize,
 }
 
 /// A syntax error of `to_tsquery`, in PostgreSQL's words.
@@ -231,6 +266,14 @@ fn syntax_error(input: &str) -> ApiError {
         400,
         "42601",
         format!("syntax error in tsquery: \"{input}\""),
+    )
+}
+
+fn too_many_terms() -> ApiError {
+    ApiError::new(
+        400,
+        "54000",
+        format!("text-search query has more than {MAX_TERMS} words"),
     )
 }
 
@@ -258,6 +301,7 @@ impl<'a> Tsquery<'a> {
             chars: input.chars().collect(),
             pos: 0,
             depth: 0,
+            terms: 0,
         };
         let node = p.or()?;
         p.skip_ws();
@@ -431,6 +475,10 @@ impl<'a> Tsquery<'a> {
         if !has_token(&text) {
             return Ok(None);
         }
+        self.terms += 1;
+        if self.terms > MAX_TERMS {
+            return Err(too_many_terms());
+        }
         let words: Vec<&str> = text.split_whitespace().collect();
         Ok(Some(Node::Term {
             text: words.join(" "),
@@ -470,6 +518,11 @@ fn render(n: &Node, out: &mut String) -> Result<(), ApiError> {
             if !is_phrase(left) || !is_phrase(right) {
                 return Err(unsupported(
                     "FTS5 can only put words and phrases next to each other (<->, <N>)",
+                ));
+            }
+            if *distance == 0 {
+                return Err(unsupported(
+                    "FTS5 cannot match two words at the same position (<0>)",
                 ));
             }
             if *distance == 1 {
@@ -580,7 +633,6 @@ mod tests {
             (Ts, "a <-> b <-> c", "\"a\" + \"b\" + \"c\""),
             (Ts, "fat <3> cat", "NEAR(\"fat\" \"cat\", 2)"),
             (Ts, "fat <1> cat", "\"fat\" + \"cat\""),
-            (Ts, "fat <0> cat", "NEAR(\"fat\" \"cat\", 0)"),
             (Ts, "super:*", "\"super\"*"),
             (Ts, "super:*AB & nova:a", "(\"super\"* AND \"nova\")"),
             (Ts, "'fat cats' & rat", "(\"fat cats\" AND \"rat\")"),
@@ -638,6 +690,7 @@ mod tests {
             "(a | b) <-> c",
             "!a <-> b",
             "a <2> b <-> c",
+            "fat <0> cat",
         ] {
             let e = err(Ts, bad);
             assert_eq!((e.status, e.code.as_str()), (400, "PGRST127"), "{bad}");
@@ -658,12 +711,12 @@ mod tests {
         assert_eq!(ok(Ts, "x*^y"), "\"x*^y\"");
         assert_eq!(
             ok(Plain, "NEAR(a b) \"x\" * {c}: ^d OR"),
-            "(\"NEAR(a\" AND \"b)\" AND \"\"\"x\"\"\" AND \"{c}:\" AND \"^d\" AND \"OR\")"
+            "(\"NEAR\" AND \"a\" AND \"b\" AND \"x\" AND \"c\" AND \"d\" AND \"OR\")"
         );
         assert_eq!(ok(Phrase, "a\" OR \"b *"), "\"a\"\" OR \"\"b\"");
         assert_eq!(
             ok(Web, "\"a\"\" b\" NEAR(x) -\"*\" -AND"),
-            "((\"a\" AND \"b\" AND \"NEAR(x)\") NOT \"AND\")"
+            "((\"a\" AND \"b\" AND \"NEAR\" AND \"x\") NOT \"AND\")"
         );
     }
 
@@ -672,7 +725,24 @@ mod tests {
         translates(&[
             (Plain, "The Fat  Cats", "(\"The\" AND \"Fat\" AND \"Cats\")"),
             (Plain, "  cats  ", "\"cats\""),
-            (Plain, "fat & !rat", "(\"fat\" AND \"!rat\")"),
+            (Plain, "fat & !rat", "(\"fat\" AND \"rat\")"),
+            (Plain, "cats,dogs", "(\"cats\" AND \"dogs\")"),
+            (
+                Plain,
+                "The Fat & Rats:C",
+                "(\"The\" AND \"Fat\" AND \"Rats\" AND \"C\")",
+            ),
+            (
+                Plain,
+                "Größe_très-bien",
+                "(\"Größe\" AND \"très\" AND \"bien\")",
+            ),
+            (
+                Web,
+                "cats,dogs -rats:c",
+                "((\"cats\" AND \"dogs\" AND \"c\") NOT \"rats\")",
+            ),
+            (Web, "\"a,b c\" d.e", "(\"a,b c\" AND \"d\" AND \"e\")"),
             (Phrase, "The Fat  Cats", "\"The Fat Cats\""),
             (Phrase, "fat - cats", "\"fat cats\""),
             (Web, "fat rat", "(\"fat\" AND \"rat\")"),
@@ -705,6 +775,16 @@ mod tests {
         assert_eq!(err(Ts, &deep).code, "54001");
         let nots = format!("a & {}b", "!".repeat(100));
         assert_eq!(err(Ts, &nots).code, "54001");
+        // A long `<->` chain stops at MAX_TERMS words while parsing (it would nest deeply).
+        let chain = vec!["w"; 200_000].join(" <-> ");
+        assert_eq!(err(Ts, &chain).code, "54000");
+        let chain = vec!["w"; MAX_TERMS].join(" <-> ");
+        assert!(ok(Ts, &chain).starts_with("\"w\" + \"w\""));
+        // A NUL byte is PostgreSQL's 22021, whatever the syntax.
+        for syntax in [Ts, Plain, Phrase, Web] {
+            let e = err(syntax, "fat\0cat");
+            assert_eq!((e.status, e.code.as_str()), (400, "22021"), "{syntax:?}");
+        }
     }
 
     #[test]
