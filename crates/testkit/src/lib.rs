@@ -315,13 +315,25 @@ pub fn sqlite3_exec(sqlite3: &Path, db: &Path, sql: &str) {
     );
 }
 
-/// A TCP port that was free a moment ago on 127.0.0.1.
+/// A TCP port that was free a moment ago on 127.0.0.1, and that this process has not handed
+/// out before. Tests in one binary run in parallel: between the moment a test gets a port and
+/// the moment its server binds it, the kernel may offer the same port to another test, whose
+/// server then fails to bind it while the first test's readiness check is answered by the
+/// other server. Never handing a port out twice closes that race.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Turns the directory `dir` into a regular file, to break a file replica for good while a
