@@ -96,6 +96,7 @@ impl ServeConfig {
             }
             (false, None) => None,
         };
+        let request_timeout = Duration::from_millis(a.request_timeout_ms.max(1));
         let synchronous = match &a.db_synchronous {
             Some(s) => s
                 .parse::<Synchronous>()
@@ -119,10 +120,11 @@ impl ServeConfig {
                 .filter_map(|o| non_empty(o))
                 .collect(),
             max_rows: (a.max_rows > 0).then_some(a.max_rows),
-            request_timeout: Duration::from_millis(a.request_timeout_ms.max(1)),
+            request_timeout,
             http_limits: HttpLimits {
                 max_body_bytes: a.max_body_bytes,
-                body_timeout: Duration::from_millis(a.request_timeout_ms.max(1)),
+                // A body is part of the request: the same budget.
+                body_timeout: request_timeout,
                 ..HttpLimits::default()
             },
             replication,

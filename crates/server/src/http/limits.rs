@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use axum::body::Body;
+use axum::body::{Body, HttpBody};
 use bytes::Bytes;
 use dialect::ApiError;
 use http::request::Parts;
@@ -82,16 +82,16 @@ impl HttpLimits {
     pub async fn read_body(&self, body: Body) -> Result<Bytes, ApiError> {
         let limit = self.max_body_bytes;
         let max = usize::try_from(limit).unwrap_or(usize::MAX);
-        match tokio::time::timeout(self.body_timeout, Limited::new(body, max).collect()).await {
-            Ok(Ok(collected)) => Ok(collected.to_bytes()),
-            Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
+        match collect_within(body, max, self.body_timeout).await {
+            Some(Ok(bytes)) => Ok(bytes),
+            Some(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
                 Err(payload_too_large(format!("more than {limit} bytes"), limit))
             }
-            Ok(Err(e)) => Err(
+            Some(Err(e)) => Err(
                 ApiError::new(400, "PGRST102", "Could not read the request body")
                     .with_details(e.to_string()),
             ),
-            Err(_) => Err(ApiError::new(408, "SQLREST408", "Request body timeout")
+            None => Err(ApiError::new(408, "SQLREST408", "Request body timeout")
                 .with_details(format!(
                     "The request body did not arrive within {} ms",
                     self.body_timeout.as_millis()
@@ -105,10 +105,25 @@ impl HttpLimits {
     /// and hyper closes the connection after the answer.
     pub async fn discard_small(parts: &Parts, body: Body) {
         if declared_length(parts).is_some_and(|n| n > 0 && n <= DISCARD_MAX_BYTES) {
-            let max = DISCARD_MAX_BYTES as usize;
-            let _ = tokio::time::timeout(DISCARD_TIMEOUT, Limited::new(body, max).collect()).await;
+            let _ = collect_within(body, DISCARD_MAX_BYTES as usize, DISCARD_TIMEOUT).await;
         }
     }
+}
+
+/// The whole body, refused past `max` bytes, if it arrives `within` (`None` past that). A body
+/// that is known to be empty (every GET) is answered at once, without arming a timer.
+async fn collect_within(
+    body: Body,
+    max: usize,
+    within: Duration,
+) -> Option<Result<Bytes, axum::BoxError>> {
+    if body.is_end_stream() {
+        return Some(Ok(Bytes::new()));
+    }
+    tokio::time::timeout(within, Limited::new(body, max).collect())
+        .await
+        .ok()
+        .map(|r| r.map(|c| c.to_bytes()))
 }
 
 /// The request's `Content-Length`, if it has a valid one.
