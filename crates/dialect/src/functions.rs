@@ -2,7 +2,8 @@
 //!
 //! `regexp(pattern, text)` backs `match`/`imatch` with Rust's `regex` (linear time, size-capped);
 //! the compiled pattern is cached per statement through SQLite's auxiliary data.
-//! `pgrst_contains(a, b)` and `pgrst_overlaps(a, b)` back `cs`/`cd` and `ov` with
+//! `pgrst_contains`, `pgrst_contained` and `pgrst_overlaps` (column, operand) back `cs`, `cd`
+//! and `ov` with
 //! PostgreSQL's `jsonb @>` containment and array `&&` overlap over JSON values (see
 //! [`json_contains`], [`json_overlaps`]).
 //! `pgrst_ins(n)` (write connections only, [`register_insert_counter`]) adds `n` to a counter
@@ -23,7 +24,10 @@ use serde_json::Value as Json;
 pub fn register(conn: &Connection) -> rusqlite::Result<()> {
     let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
     conn.create_scalar_function("pgrst_contains", 2, flags, |ctx| {
-        json_pair(ctx, |a, b| json_contains(a, b, true))
+        json_pair(ctx, |column, operand| json_contains(column, operand, true))
+    })?;
+    conn.create_scalar_function("pgrst_contained", 2, flags, |ctx| {
+        json_pair(ctx, |column, operand| json_contains(operand, column, true))
     })?;
     conn.create_scalar_function("pgrst_overlaps", 2, flags, |ctx| {
         json_pair(ctx, json_overlaps)
@@ -65,16 +69,16 @@ fn as_json(v: ValueRef<'_>) -> Option<Json> {
     }
 }
 
-/// Applies `f` to both arguments read as JSON (NULL if either is NULL). A constant argument
-/// (the bound operand) is parsed once per statement through SQLite's auxiliary data.
+/// Applies `f` to `(column, operand)` read as JSON (NULL if either is NULL). The operand, the
+/// second argument, is the bound parameter: it is parsed once per statement and kept in
+/// SQLite's auxiliary data; the column is parsed row by row.
 fn json_pair(
     ctx: &Context<'_>,
     f: impl Fn(&Json, &Json) -> bool,
 ) -> rusqlite::Result<Option<bool>> {
-    let arg = |i| ctx.get_or_create_aux(i, |v| Ok::<_, Error>(as_json(v)));
-    let (a, b) = (arg(0)?, arg(1)?);
-    Ok(match (a.as_ref(), b.as_ref()) {
-        (Some(a), Some(b)) => Some(f(a, b)),
+    let operand = ctx.get_or_create_aux(1, |v| Ok::<_, Error>(as_json(v)))?;
+    Ok(match (as_json(ctx.get_raw(0)), operand.as_ref()) {
+        (Some(column), Some(operand)) => Some(f(&column, operand)),
         _ => None,
     })
 }
@@ -244,6 +248,15 @@ mod tests {
         );
         assert_eq!(
             q(r#"SELECT pgrst_contains('["b"]', '["a","b"]')"#),
+            Some(false)
+        );
+        // `cd`: the column is contained in the operand.
+        assert_eq!(
+            q(r#"SELECT pgrst_contained('["b"]', '["a","b"]')"#),
+            Some(true)
+        );
+        assert_eq!(
+            q(r#"SELECT pgrst_contained('["a","b"]', '["b"]')"#),
             Some(false)
         );
         assert_eq!(q("SELECT pgrst_contains(NULL, '[1]')"), None);

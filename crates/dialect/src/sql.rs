@@ -314,16 +314,6 @@ fn comparison(sql: &mut Sql, alias: &str, e: &Expr, op: SqlCmp, rhs: impl FnOnce
     }
 }
 
-/// `name(a, b)`.
-fn call(sql: &mut Sql, name: &str, a: impl FnOnce(&mut Sql), b: impl FnOnce(&mut Sql)) {
-    sql.push(name);
-    sql.push("(");
-    a(sql);
-    sql.push(", ");
-    b(sql);
-    sql.push(")");
-}
-
 /// `<key> IN (SELECT rowid FROM "<fts>" WHERE "<fts>"."<column>" MATCH ?)` (`"<fts>" MATCH ?`
 /// for the only column of a `detail=none` index, which has no column filters), wrapped in
 /// `CASE WHEN <column> IS NULL THEN NULL ELSE … END` when `three_valued` (unless the column
@@ -419,13 +409,15 @@ fn condition(sql: &mut Sql, alias: &str, c: &Condition) {
                     sql.push(if *all { ") IS NOT TRUE)" } else { "))" });
                 }
                 Predicate::Contain(op, json) => {
-                    let operand = |sql: &mut Sql| sql.bind(Value::Text(json.clone()));
-                    let column = |sql: &mut Sql| expr(sql, alias, e);
-                    match op {
-                        ContainOp::Contains => call(sql, "pgrst_contains", column, operand),
-                        ContainOp::ContainedBy => call(sql, "pgrst_contains", operand, column),
-                        ContainOp::Overlaps => call(sql, "pgrst_overlaps", column, operand),
-                    }
+                    sql.push(match op {
+                        ContainOp::Contains => "pgrst_contains(",
+                        ContainOp::ContainedBy => "pgrst_contained(",
+                        ContainOp::Overlaps => "pgrst_overlaps(",
+                    });
+                    expr(sql, alias, e);
+                    sql.push(", ");
+                    sql.bind(Value::Text(json.clone()));
+                    sql.push(")");
                 }
                 Predicate::FullText {
                     index,
