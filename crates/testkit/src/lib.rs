@@ -41,6 +41,9 @@ pub enum Tool {
     Sqlite3,
     /// `node` itself.
     Node,
+    /// The release build of the `sqlite-rest` binary (`scripts/test` builds it once), for
+    /// tests that measure what a user runs: hostile clients, the torture harness, sqlmap.
+    ReleaseBinary,
 }
 
 impl Tool {
@@ -51,6 +54,7 @@ impl Tool {
             Tool::NodeModules => "SQLITEREST_TEST_NODE_MODULES",
             Tool::Sqlite3 => "SQLITE3_BIN",
             Tool::Node => "NODE_BIN",
+            Tool::ReleaseBinary => "SQLITEREST_RELEASE_BIN",
         }
     }
 
@@ -62,6 +66,7 @@ impl Tool {
             Tool::NodeModules => root.join("tests/clients/js/node_modules"),
             Tool::Sqlite3 => return find_in_path("sqlite3"),
             Tool::Node => return find_in_path("node"),
+            Tool::ReleaseBinary => root.join("target/release/sqlite-rest"),
         };
         candidate.exists().then_some(candidate)
     }
