@@ -1186,24 +1186,24 @@ async fn the_restore_command_matches_litestream() {
     }
 }
 
+/// `sqlite-rest demo` in `demo` on the given ports.
+fn demo_cmd(demo: &Path, port: u16, admin: u16) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("demo")
+        .arg("--dir")
+        .arg(demo)
+        .args(["--http-addr", &format!("127.0.0.1:{port}")])
+        .args(["--metrics-addr", &format!("127.0.0.1:{admin}")])
+        .args(["--log-level", "warn"])
+        .stdout(Stdio::null());
+    cmd
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_replicates_to_a_local_directory_and_restores_from_it() {
     let dir = tempfile::tempdir().unwrap();
     let demo = dir.path().join("demo");
-    let start = || async {
-        Running::spawn(|port, admin| {
-            let mut cmd = Command::new(BIN);
-            cmd.arg("demo")
-                .arg("--dir")
-                .arg(&demo)
-                .args(["--http-addr", &format!("127.0.0.1:{port}")])
-                .args(["--metrics-addr", &format!("127.0.0.1:{admin}")])
-                .args(["--log-level", "warn"])
-                .stdout(Stdio::null());
-            cmd
-        })
-        .await
-    };
+    let start = || Running::spawn(|port, admin| demo_cmd(&demo, port, admin));
     let mut s = start().await;
     s.wait_replicated("").await;
     assert!(demo.join("litestream.yml").exists());
@@ -1219,6 +1219,67 @@ async fn the_demo_replicates_to_a_local_directory_and_restores_from_it() {
         .query_row("SELECT count(*) FROM books", [], |r| r.get(0))
         .unwrap();
     assert!(n > 0);
+}
+
+/// True if the LTX file at `path` holds every page of the database it describes (a full
+/// file, as the first of a new replica), read page by page with the `ltx` crate.
+fn is_full_ltx(path: &Path) -> bool {
+    let mut dec = ltx::Decoder::new(std::fs::File::open(path).unwrap()).unwrap();
+    let header = *dec.header();
+    let mut page = vec![0u8; header.page_size as usize];
+    let mut pages = 0u32;
+    while dec.next_page(&mut page).unwrap().is_some() {
+        pages += 1;
+    }
+    let lock = ltx::lock_page(header.page_size);
+    pages == header.commit - u32::from(lock <= header.commit)
+}
+
+/// Starts and cleanly stops a server three times without a write in between (`start` gives
+/// it ready), and checks that the replica gained no full L0 file after the first run.
+async fn restarts_write_no_full_l0_file<F: std::future::Future<Output = Running>>(
+    replica: &Path,
+    start: impl Fn() -> F,
+) {
+    let mut s = start().await;
+    s.wait_replicated("").await;
+    s.stop().await;
+    let first = l0_files(replica);
+    let l0 = replica.join("ltx/0");
+    assert!(
+        first.keys().any(|name| is_full_ltx(&l0.join(name))),
+        "the first run wrote no full L0 file: {first:?}"
+    );
+    for _ in 0..2 {
+        let mut s = start().await;
+        s.wait_replicated("").await;
+        s.stop().await;
+    }
+    let added: Vec<_> = l0_files(replica)
+        .into_iter()
+        .filter(|(name, _)| !first.contains_key(name))
+        .collect();
+    for (name, size) in &added {
+        assert!(
+            !is_full_ltx(&l0.join(name)),
+            "a restart without changes wrote the full L0 file {name} ({size} bytes); added: {added:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_without_changes_writes_no_full_l0_file() {
+    let setup = Setup::file();
+    create_db(&setup.db, 400);
+    restarts_write_no_full_l0_file(&setup.dir.path().join("replica"), || setup.serve()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_restarts_without_writing_a_full_l0_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = dir.path().join("demo");
+    let start = || Running::spawn(|port, admin| demo_cmd(&demo, port, admin));
+    restarts_write_no_full_l0_file(&demo.join("replica"), start).await;
 }
 
 #[test]
