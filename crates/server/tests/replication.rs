@@ -324,7 +324,12 @@ async fn restores_before_serving(setup: Setup, ls: &Litestream) {
     assert!(setup.log().contains("restore finished"), "{}", setup.log());
     // Replication continues after the restore.
     let before = s.replicated_txid("").await;
-    insert(&rusqlite::Connection::open(&setup.db).unwrap(), 3);
+    // One transaction: a sync sees all three rows or none, so the first TXID after `before`
+    // holds them.
+    let c = rusqlite::Connection::open(&setup.db).unwrap();
+    c.execute_batch("BEGIN").unwrap();
+    insert(&c, 3);
+    c.execute_batch("COMMIT").unwrap();
     s.wait_replicated(&before).await;
     let out = setup.litestream_restore(ls, "check.db");
     assert_eq!(ids(&out), ids(&setup.db));
