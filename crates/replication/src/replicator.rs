@@ -442,6 +442,10 @@ impl Replicator {
                 integrity_check: options.restore_integrity_check,
                 progress: options.restore_progress.clone(),
                 auto_recover: db_config.replica.auto_recover,
+                config: config
+                    .source
+                    .as_deref()
+                    .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())),
                 ..PrepareOptions::default()
             },
         )

@@ -249,6 +249,11 @@ async fn the_same_database_without_history_is_adopted() {
     // e.g. restored by hand with `litestream restore`, or the metadata directory was lost
     std::fs::remove_dir_all(env.meta()).unwrap();
     let r = env.start().await.unwrap();
+    adopted_then_replicates_a_write(&env, r).await;
+}
+
+/// Asserts `r` adopted the replica's position, then writes, replicates and stops.
+async fn adopted_then_replicates_a_write(env: &Env, r: Replicator) {
     assert!(
         matches!(r.handle().start_action(), StartAction::Adopted { .. }),
         "{:?}",
@@ -344,4 +349,148 @@ async fn a_replica_that_went_backwards_is_refused() {
         "{kind:?}"
     );
     let _ = Duration::ZERO;
+}
+
+/// Makes the upload of L0 file `txid` fail on the file replica of `env` (its temporary file
+/// path is taken by a directory), so everything from `txid` on stays local, as after a crash
+/// before the upload. Returns what [`unblock_upload`] needs.
+fn block_upload(env: &Env, txid: u64) -> PathBuf {
+    let name = ltx::FileName::new(ltx::TxId(txid), ltx::TxId(txid));
+    let blocker = env.dir.join("replica/ltx/0").join(format!("{name}.tmp"));
+    std::fs::create_dir_all(&blocker).unwrap();
+    blocker
+}
+
+fn unblock_upload(blocker: &Path) {
+    std::fs::remove_dir_all(blocker).unwrap();
+}
+
+/// The newest TXID on the replica.
+async fn replica_txid(env: &Env) -> u64 {
+    env.replica_files(Level::L0)
+        .await
+        .iter()
+        .map(|f| f.name.max.get())
+        .max()
+        .unwrap()
+}
+
+/// A replicator that adopted the replica's newest L0 file at start-up (after a restore, a
+/// catch-up or adopting an equal database) stops before anything after it reaches the
+/// replica — its first files and later writes are only local, the upload of the next TXID
+/// fails — as a crash would leave it. The next start must take it as the same lineage (no
+/// false divergence), keep every local write and upload it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_right_after_adopting_the_replicas_position_restarts_as_the_same_lineage() {
+    init_logging();
+    for case in ["restored", "caught up", "adopted"] {
+        let env = Env::new();
+        env.session(3).await;
+        match case {
+            "restored" => {
+                for p in ["app.db", "app.db-wal", "app.db-shm"] {
+                    let _ = std::fs::remove_file(env.dir.join(p));
+                }
+                std::fs::remove_dir_all(env.meta()).unwrap();
+            }
+            "caught up" => {
+                let saved = env.dir.join("saved");
+                copy_db(&env.dir, &saved);
+                env.session(2).await;
+                put_back(&env, &saved);
+            }
+            _ => std::fs::remove_dir_all(env.meta()).unwrap(),
+        }
+        let adopted = replica_txid(&env).await;
+        let blocker = block_upload(&env, adopted + 1);
+        let yaml = env
+            .yaml()
+            .replace("dbs:\n", "shutdown-sync-timeout: 1s\ndbs:\n");
+        let r = start_replicator(&yaml, &env.db).await.unwrap();
+        let action = r.handle().start_action();
+        let expected = match case {
+            "restored" => matches!(action, StartAction::Restored { .. }),
+            "caught up" => matches!(action, StartAction::CaughtUp { .. }),
+            _ => matches!(action, StartAction::Adopted { .. }),
+        };
+        assert!(expected, "{case}: {action:?}");
+        // Writes after the adoption reach local L0 files only.
+        write(&env.db, 2);
+        r.handle().notify_commit(CommitNotice {
+            seq: 1,
+            wal_frames: 0,
+        });
+        let synced = r.handle().wait_commit_synced(1).await.unwrap();
+        assert!(synced.local_txid.get() > adopted, "{case}: {synced:?}");
+        assert!(
+            r.shutdown().await.is_err(),
+            "{case}: the upload should have failed"
+        );
+        assert_eq!(replica_txid(&env).await, adopted, "{case}");
+        unblock_upload(&blocker);
+
+        let r = env
+            .start()
+            .await
+            .unwrap_or_else(|e| panic!("{case}: the restart after the adoption was refused: {e}"));
+        assert!(
+            matches!(r.handle().start_action(), StartAction::Continued { .. }),
+            "{case}: {:?}",
+            r.handle().start_action()
+        );
+        let p = r.sync_and_wait().await.unwrap();
+        assert!(p.replicated_txid >= synced.local_txid, "{case}: {p:?}");
+        r.shutdown().await.unwrap();
+        let out = env.dir.join("check.db");
+        let client = open_url(&env.url).await;
+        restore_ours(&client, RestoreTarget::Latest, &out, IntegrityCheck::Full)
+            .await
+            .unwrap();
+        assert_eq!(
+            rows(&out),
+            rows(&env.db),
+            "{case}: the replica has every write"
+        );
+    }
+}
+
+/// A catch-up replaces the database with the replica's latest state, then resets the local
+/// position. Stopped in between (the database is the replica's state, the position still the
+/// old one), the next start must see the database equals the replica and adopt it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_in_the_middle_of_a_catch_up_is_not_a_divergence() {
+    init_logging();
+    let env = Env::new();
+    env.session(3).await;
+    let saved = env.dir.join("saved");
+    copy_db(&env.dir, &saved);
+    env.session(2).await;
+    put_back(&env, &saved);
+    // The catch-up's database, swapped in; the metadata is not reset yet.
+    let latest = env.dir.join("latest.db");
+    let client = open_url(&env.url).await;
+    restore_ours(
+        &client,
+        RestoreTarget::Latest,
+        &latest,
+        IntegrityCheck::None,
+    )
+    .await
+    .unwrap();
+    for p in ["app.db-wal", "app.db-shm"] {
+        let _ = std::fs::remove_file(env.dir.join(p));
+    }
+    std::fs::rename(&latest, &env.db).unwrap();
+    let expected = rows(&env.db);
+    let r = env
+        .start()
+        .await
+        .unwrap_or_else(|e| panic!("the interrupted catch-up was refused: {e}"));
+    adopted_then_replicates_a_write(&env, r).await;
+    assert_eq!(rows(&env.db).len(), expected.len() + 3);
+    let out = env.dir.join("check.db");
+    restore_ours(&client, RestoreTarget::Latest, &out, IntegrityCheck::Full)
+        .await
+        .unwrap();
+    assert_eq!(rows(&out), rows(&env.db));
 }

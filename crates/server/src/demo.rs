@@ -130,8 +130,19 @@ fn demo_token(secret: &[u8]) -> anyhow::Result<String> {
     )?)
 }
 
+/// The relations of the demo database, read before replication starts. The connection is
+/// read-only and does not checkpoint on close: as the last connection to close it would
+/// otherwise checkpoint the WAL and delete it, so replication would find a new WAL and write
+/// a full snapshot of the database at every start.
 fn relations(db: &Path) -> anyhow::Result<Vec<String>> {
-    let conn = rusqlite::Connection::open(db)?;
+    let conn = rusqlite::Connection::open_with_flags(
+        db,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+        true,
+    )?;
     let cache = dialect::SchemaCache::load(&conn, &dialect::Exposure::All)?;
     let mut names: Vec<String> = cache.relations().map(|r| r.name.clone()).collect();
     names.sort();

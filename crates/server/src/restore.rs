@@ -7,6 +7,12 @@
 //! `--if-replica-exists`, `--force`, `--dry-run` (with `--json`, Litestream's plan JSON) and
 //! `--integrity-check none|quick|full` behave as in Litestream. Progress goes to stderr about
 //! once a second on long restores; `--json` prints the result on stdout.
+//!
+//! Unlike Litestream, restoring onto a database also resets its local replication metadata
+//! (`.<db>-litestream/`, or the config's `meta-path`): the position recorded there belongs to
+//! the replaced database, and a server started on the restored one would take the two for
+//! diverged histories. With the metadata gone it compares the database with the replica and
+//! adopts the replica's position.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -14,7 +20,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use replication::client::{ClientOptions, ReplicaClient, ReplicaMetrics, open_client};
-use replication::config::{Config, LoadOptions};
+use replication::config::{Config, LoadOptions, default_meta_path};
+use replication::meta::MetaDir;
 use replication::plan::RestoreTarget;
 use replication::restore::{
     self, DryRun, IntegrityCheck, RestoreOptions, prepare_output, write_progress,
@@ -54,6 +61,7 @@ pub async fn run(args: &RestoreArgs) -> anyhow::Result<Outcome> {
     };
     let check: IntegrityCheck = args.integrity_check.parse().map_err(anyhow::Error::msg)?;
     let url_form = is_url(&args.source);
+    let mut meta = None;
     let (replica, output) = if url_form {
         if args.config.is_some() {
             bail!("cannot specify a replica URL and --config");
@@ -87,8 +95,13 @@ pub async fn run(args: &RestoreArgs) -> anyhow::Result<Outcome> {
             .clone()
             .or_else(|| db.path().map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from(&args.source));
+        // Restored onto the configured database: its configured metadata directory.
+        if db.path() == Some(out.as_path()) {
+            meta = db.meta_path();
+        }
         (db.replica.target.clone(), out)
     };
+    let meta = MetaDir::new(meta.unwrap_or_else(|| default_meta_path(&output)));
     if args.if_db_not_exists && output.exists() {
         eprintln!(
             "sqlite-rest: database already exists, skipping: {}",
@@ -137,6 +150,17 @@ pub async fn run(args: &RestoreArgs) -> anyhow::Result<Outcome> {
     }
 
     prepare_output(&output, args.force)?;
+    // The replication position of the database being replaced describes that database, not
+    // the restored one: a server started on the result must take the replica's position.
+    if meta.root().join("ltx").exists() {
+        eprintln!(
+            "sqlite-rest: resetting the replication metadata of {} ({})",
+            output.display(),
+            meta.root().display()
+        );
+        meta.reset()
+            .with_context(|| format!("resetting {}", meta.root().display()))?;
+    }
     let mut options = RestoreOptions::new(&output);
     options.integrity_check = check;
     options.fetch.parallelism = args.parallelism.max(1);
