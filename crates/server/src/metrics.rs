@@ -1,10 +1,11 @@
 //! Prometheus metrics, with the Go version's names and labels.
 //!
 //! `sqlite_rest_http_requests_total` and `sqlite_rest_http_request_duration_milliseconds`
-//! (buckets 1, 10, 100, 500, 1000 ms) carry `target` (the table or view; empty when the
-//! request named no known relation, so random names cannot blow up the label set),
-//! `operation` (queryTableOrView, insertTable, updateTable, updateSingleEntity, deleteTable)
-//! and `http_code`. Also `sqlite_rest_auth_failed_requests_total`,
+//! (buckets 1, 10, 100, 500, 1000 ms) carry `target` (the table or view, only when it resolved
+//! in the schema cache; empty otherwise, so names a client makes up cannot grow the label set),
+//! `operation` (queryTableOrView, insertTable, updateTable, updateSingleEntity, deleteTable,
+//! options: a fixed set whatever the method) and `http_code` (the statuses the server itself
+//! answers with). Also `sqlite_rest_auth_failed_requests_total`,
 //! `sqlite_rest_access_check_failed_requests_total`, `sqlite_rest_database_size_bytes` and
 //! the process collector (CPU, memory, file descriptors).
 

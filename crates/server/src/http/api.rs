@@ -33,7 +33,15 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
         state.cors.decorate(resp.headers_mut(), origin);
     }
     let status = resp.status().as_u16();
-    let target = if status == 404 { "" } else { target.as_str() };
+    // Only a relation the schema cache knows becomes a label value: anything else a client
+    // can choose (a preflight's path, a name an early 4xx answered) would grow the label set
+    // without limit.
+    let schema = state.db.schema.current();
+    let target = if status != 404 && schema.relation(&target).is_some() {
+        target.as_str()
+    } else {
+        ""
+    };
     let elapsed = start.elapsed();
     state
         .metrics
