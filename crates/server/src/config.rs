@@ -8,7 +8,7 @@ use dialect::Exposure;
 use crate::auth::{AuthConfig, KeySource};
 use crate::cli::ServeArgs;
 use crate::db::Synchronous;
-use crate::http::HttpLimits;
+use crate::http::{ConnLimits, HttpLimits};
 use crate::replication::ReplicationSettings;
 
 /// How writes are made durable, batched and guarded.
@@ -47,6 +47,9 @@ pub struct ServeConfig {
     pub max_rows: Option<i64>,
     pub request_timeout: Duration,
     pub http_limits: HttpLimits,
+    /// Connection-level limits of every listener (the cap is the API's; see
+    /// [`ConnLimits::monitoring`]).
+    pub conn_limits: ConnLimits,
     /// Embedded replication (`--replication-enabled`).
     pub replication: Option<ReplicationSettings>,
     pub writes: WriteConfig,
@@ -123,9 +126,13 @@ impl ServeConfig {
             request_timeout,
             http_limits: HttpLimits {
                 max_body_bytes: a.max_body_bytes,
-                // A body is part of the request: the same budget.
-                body_timeout: request_timeout,
+                request_budget: request_timeout,
                 ..HttpLimits::default()
+            },
+            conn_limits: ConnLimits {
+                header_read_timeout: Duration::from_millis(a.header_read_timeout_ms.max(1)),
+                idle_timeout: Duration::from_millis(a.idle_timeout_ms.max(1)),
+                max_connections: a.max_connections.max(1),
             },
             replication,
             writes: WriteConfig {
