@@ -278,6 +278,14 @@ mod tests {
         assert_eq!(cli.log_level, "8");
         assert!(s.safe_update);
         assert_eq!(s.db_synchronous, None);
+        assert_eq!(
+            (
+                s.header_read_timeout_ms,
+                s.idle_timeout_ms,
+                s.max_connections
+            ),
+            (10_000, 60_000, 10_000)
+        );
         let cli = Cli::try_parse_from([
             "sqlite-rest",
             "serve",

@@ -55,6 +55,15 @@ pub struct ServeConfig {
     pub writes: WriteConfig,
 }
 
+/// The longest any time setting may be: deadlines are computed as now + setting, which must
+/// not overflow the clock however large a number the flag was given.
+const MAX_SETTING: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// A time setting in milliseconds, at least 1 ms and at most [`MAX_SETTING`].
+fn millis_setting(ms: u64) -> Duration {
+    Duration::from_millis(ms.max(1)).min(MAX_SETTING)
+}
+
 fn non_empty(s: &str) -> Option<String> {
     let s = s.trim();
     (!s.is_empty()).then(|| s.to_string())
@@ -99,7 +108,7 @@ impl ServeConfig {
             }
             (false, None) => None,
         };
-        let request_timeout = Duration::from_millis(a.request_timeout_ms.max(1));
+        let request_timeout = millis_setting(a.request_timeout_ms);
         let synchronous = match &a.db_synchronous {
             Some(s) => s
                 .parse::<Synchronous>()
@@ -130,8 +139,8 @@ impl ServeConfig {
                 ..HttpLimits::default()
             },
             conn_limits: ConnLimits {
-                header_read_timeout: Duration::from_millis(a.header_read_timeout_ms.max(1)),
-                idle_timeout: Duration::from_millis(a.idle_timeout_ms.max(1)),
+                header_read_timeout: millis_setting(a.header_read_timeout_ms),
+                idle_timeout: millis_setting(a.idle_timeout_ms),
                 max_connections: a.max_connections.max(1),
             },
             replication,
@@ -139,7 +148,7 @@ impl ServeConfig {
                 synchronous,
                 safe_update: a.safe_update,
                 batch_max: a.write_batch_max.max(1),
-                busy_timeout: Duration::from_millis(a.db_busy_timeout_ms),
+                busy_timeout: Duration::from_millis(a.db_busy_timeout_ms).min(MAX_SETTING),
             },
         })
     }

@@ -78,6 +78,10 @@ pub async fn serve(
     conn::serve(listener, router, limits, stop).await
 }
 
+/// Connections a listener lets wait for `accept` (the kernel caps it at `somaxconn`): room for
+/// clients that arrive while the listener is at its connection cap.
+pub const ACCEPT_BACKLOG: u32 = 1024;
+
 /// Binds a Go-style address: `:8080` means every interface.
 pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
     let addr = if addr.starts_with(':') {
@@ -85,5 +89,23 @@ pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
     } else {
         addr.to_string()
     };
-    TcpListener::bind(addr).await
+    let mut last = None;
+    for a in tokio::net::lookup_host(&addr).await? {
+        let socket = if a.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(a).and_then(|()| socket.listen(ACCEPT_BACKLOG)) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::AddrNotAvailable,
+            format!("{addr} resolves to no address"),
+        )
+    }))
 }
