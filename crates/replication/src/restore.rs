@@ -4,7 +4,8 @@
 //!    Litestream's plan ([`crate::plan::plan_restore`]); URL-form timestamp restores first
 //!    check the replica's time bounds. Files under 100 bytes fail before any download.
 //! 2. [`restore`] fetches the planned files in parallel ([`crate::fetch`]) and streams them
-//!    through the ltx compactor straight into `<output>.tmp` (newest page wins, pages past
+//!    through the ltx compactor straight into `<output>.tmp` (created anew with `O_EXCL | O_NOFOLLOW`,
+//!    never through a planted link; newest page wins, pages past
 //!    the final commit dropped, zeros at the lock page), fsyncs it, optionally runs
 //!    `PRAGMA quick_check` / `integrity_check` on it, renames it to `<output>` and fsyncs the
 //!    directory. Any failure removes the temp file and leaves `<output>` untouched.
@@ -414,6 +415,20 @@ pub async fn restore_inputs(
     }
 }
 
+/// Creates `path` as a new file, never through whatever is already there: a leftover file or
+/// link (a crashed restore's, or one planted to make the restore write elsewhere) is removed
+/// (a link itself, never its target), then the file is created with `O_EXCL | O_NOFOLLOW`, so
+/// a link planted again in between makes the restore fail instead of following it.
+fn create_private_new(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    remove_if_exists(path)?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+}
+
 /// The blocking half: merge into `<output>.tmp`, fsync, check, rename, fsync dir.
 fn write_database(
     readers: Vec<Box<dyn std::io::Read + Send>>,
@@ -446,7 +461,7 @@ fn write_database(
         .collect::<Result<Vec<_>, _>>()
         .map_err(ltx_err)?;
     let compactor = Compactor::new(decoders).map_err(ltx_err)?;
-    let file = std::fs::File::create(tmp).map_err(io(tmp))?;
+    let file = create_private_new(tmp).map_err(io(tmp))?;
     let restored = compactor
         .restore(BufWriter::with_capacity(4 << 20, file))
         .map_err(ltx_err)?;

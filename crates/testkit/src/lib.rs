@@ -44,6 +44,8 @@ pub enum Tool {
     /// The release build of the `sqlite-rest` binary (`scripts/test` builds it once), for
     /// tests that measure what a user runs: hostile clients, the torture harness, sqlmap.
     ReleaseBinary,
+    /// sqlmap (PyPI), for the SQL injection scan of the hostile-client suite.
+    Sqlmap,
 }
 
 impl Tool {
@@ -55,6 +57,7 @@ impl Tool {
             Tool::Sqlite3 => "SQLITE3_BIN",
             Tool::Node => "NODE_BIN",
             Tool::ReleaseBinary => "SQLITEREST_RELEASE_BIN",
+            Tool::Sqlmap => "SQLMAP_BIN",
         }
     }
 
@@ -67,6 +70,7 @@ impl Tool {
             Tool::Sqlite3 => return find_in_path("sqlite3"),
             Tool::Node => return find_in_path("node"),
             Tool::ReleaseBinary => root.join("target/release/sqlite-rest"),
+            Tool::Sqlmap => root.join(".tools/sqlmap/bin/sqlmap"),
         };
         candidate.exists().then_some(candidate)
     }
