@@ -21,8 +21,8 @@ use tokio_util::io::ReaderStream;
 
 use super::metrics::start;
 use super::{
-    ByteStream, ClientError, ListOptions, ReadRange, ReplicaClient, ReplicaMetrics, WriteBody,
-    finish_listing, finish_write,
+    ByteStream, ClientError, DirEntry, EntryKind, ListOptions, ReadRange, ReplicaClient,
+    ReplicaMetrics, WriteBody, finish_listing, finish_write, relative_parts,
 };
 use crate::level::{Level, LtxFileInfo};
 use crate::meta::fsync_dir;
@@ -137,6 +137,40 @@ impl FileClient {
         Ok(out)
     }
 
+    /// `<root>/<rel>`, for a `/`-separated relative path of plain segments.
+    fn relative(&self, rel: &str) -> Result<PathBuf, ClientError> {
+        let mut path = self.root.clone();
+        for part in relative_parts(rel)? {
+            path.push(part);
+        }
+        Ok(path)
+    }
+
+    async fn entries_of(&self, dir: &Path) -> Result<Vec<DirEntry>, ClientError> {
+        let mut out = Vec::new();
+        for entry in self.read_dir(dir).await? {
+            let path = entry.path();
+            // Follows symbolic links: a linked directory is a directory.
+            let meta = match tokio::fs::metadata(&path).await {
+                Ok(m) => m,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(self.io("stat", &path, e)),
+            };
+            out.push(DirEntry {
+                name: entry.file_name().to_string_lossy().into_owned(),
+                kind: if meta.is_dir() {
+                    EntryKind::Dir
+                } else {
+                    EntryKind::File
+                },
+                size: if meta.is_dir() { 0 } else { meta.len() },
+                created_at: meta.modified().ok().map(DateTime::<Utc>::from),
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
     async fn list_level(&self, level: Level) -> Result<Vec<LtxFileInfo>, ClientError> {
         let mut out = Vec::new();
         for entry in self.read_dir(&self.level_dir(level)).await? {
@@ -247,6 +281,55 @@ impl ReplicaClient for FileClient {
             }
             Err(e) => {
                 op.err("IO");
+                Err(e)
+            }
+        }
+    }
+
+    async fn list_dir(&self, dir: &str) -> Result<Vec<DirEntry>, ClientError> {
+        let op = start(self.metrics.as_ref(), TYPE, "LIST");
+        let result = match self.relative(dir) {
+            Ok(path) => self.entries_of(&path).await,
+            Err(e) => Err(e),
+        };
+        match &result {
+            Ok(_) => op.ok(1, 0),
+            Err(_) => op.err("IO"),
+        }
+        result
+    }
+
+    async fn open_path(&self, rel: &str) -> Result<ByteStream, ClientError> {
+        let op = start(self.metrics.as_ref(), TYPE, "GET");
+        let result = async {
+            let path = self.relative(rel)?;
+            let file = tokio::fs::File::open(&path)
+                .await
+                .map_err(|e| self.io("open", &path, e))?;
+            let len = file
+                .metadata()
+                .await
+                .map_err(|e| self.io("stat", &path, e))?
+                .len();
+            Ok::<_, ClientError>((file, len, path))
+        }
+        .await;
+        match result {
+            Ok((file, len, path)) => {
+                op.ok(1, len);
+                let replica = self.describe();
+                let stream = ReaderStream::with_capacity(file, 256 * 1024).map(move |r| {
+                    r.map_err(|e| ClientError::Io {
+                        replica: replica.clone(),
+                        operation: "read",
+                        path: path.clone(),
+                        source: e,
+                    })
+                });
+                Ok(stream.boxed())
+            }
+            Err(e) => {
+                op.err(if e.is_not_found() { "NotFound" } else { "IO" });
                 Err(e)
             }
         }
