@@ -96,6 +96,7 @@ pub mod config;
 pub mod db;
 pub mod fetch;
 pub mod health;
+pub mod layout;
 pub mod level;
 pub mod maintenance;
 pub mod meta;
@@ -110,6 +111,7 @@ pub mod startup;
 pub mod sync;
 pub mod target;
 pub mod url;
+pub mod v03;
 pub mod wal;
 
 pub use client::{ReplicaClient, ReplicaMetrics, open_client};
