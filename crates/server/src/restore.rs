@@ -17,9 +17,10 @@ use replication::client::{ClientOptions, ReplicaClient, ReplicaMetrics, open_cli
 use replication::config::{Config, LoadOptions};
 use replication::plan::RestoreTarget;
 use replication::restore::{
-    self, DryRun, IntegrityCheck, RestoreOptions, prepare_output, write_progress,
+    self, AnyPlan, DryRun, IntegrityCheck, RestoreOptions, prepare_output, write_progress,
 };
 use replication::url::{is_url, parse_replica_url};
+use replication::v03::V03Plan;
 
 use crate::cli::RestoreArgs;
 
@@ -106,13 +107,17 @@ pub async fn run(args: &RestoreArgs) -> anyhow::Result<Outcome> {
     .await
     .with_context(|| format!("replica {}", replica.describe()))?;
 
-    let plan = match restore::plan(client.as_ref(), target, url_form).await {
+    let plan = match restore::plan_any(client.as_ref(), target, url_form).await {
         Ok(p) => p,
         Err(e) if e.is_not_available() && args.if_replica_exists => {
             eprintln!("sqlite-rest: no matching backups found, skipping");
             return Ok(Outcome::SkippedNoBackup);
         }
         Err(e) => return Err(e.into()),
+    };
+    let plan = match plan {
+        AnyPlan::Ltx(plan) => plan,
+        AnyPlan::V03(plan) => return restore_v03(args, &client, &plan, &output, check).await,
     };
     if args.dry_run {
         let dry = DryRun::new(&args.source, &output, client.kind().as_str(), &plan);
@@ -165,6 +170,109 @@ pub async fn run(args: &RestoreArgs) -> anyhow::Result<Outcome> {
             "db_path": output.display().to_string(),
             "replica": client.kind().as_str(),
             "txid": restored.txid.to_string(),
+            "duration_ms": restored.duration.as_millis() as u64,
+            "integrity_check": check.as_str(),
+        });
+        writeln!(
+            std::io::stdout().lock(),
+            "{}",
+            serde_json::to_string_pretty(&v)?
+        )?;
+    }
+    Ok(Outcome::Restored)
+}
+
+/// Restores (or, with `--dry-run`, shows) a Litestream 0.3 backup, the newest state or the
+/// newest at or before `--timestamp`.
+async fn restore_v03(
+    args: &RestoreArgs,
+    client: &Arc<dyn ReplicaClient>,
+    plan: &V03Plan,
+    output: &std::path::Path,
+    check: IntegrityCheck,
+) -> anyhow::Result<Outcome> {
+    let files = std::iter::once((
+        plan.snapshot.path(),
+        plan.snapshot.size,
+        plan.snapshot.created_at,
+    ))
+    .chain(
+        plan.segments
+            .iter()
+            .map(|s| (s.path(), s.size, s.created_at)),
+    );
+    if args.dry_run {
+        let mut out = std::io::stdout().lock();
+        if args.json {
+            let v = serde_json::json!({
+                "source": args.source,
+                "target_path": output.display().to_string(),
+                "replica": client.kind().as_str(),
+                "format": "litestream-0.3",
+                "generation": plan.snapshot.generation.to_string(),
+                "snapshot_index": format!("{:08x}", plan.snapshot.index),
+                "last_index": format!("{:08x}", plan.last_index()),
+                "files": files.map(|(path, size, at)| serde_json::json!({
+                    "path": path,
+                    "size": size,
+                    "timestamp": at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                })).collect::<Vec<_>>(),
+            });
+            writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        } else {
+            writeln!(
+                out,
+                "Restore plan (Litestream 0.3 backup):\n  source: {}\n  target: {}\n  replica: {}\n  generation: {}\n  WAL indexes: {:08x} - {:08x}\n\nFiles to fetch:\nfile                                                              size      timestamp",
+                args.source,
+                output.display(),
+                client.kind().as_str(),
+                plan.snapshot.generation,
+                plan.snapshot.index,
+                plan.last_index()
+            )?;
+            for (path, size, at) in files {
+                writeln!(
+                    out,
+                    "{path:<65} {size:<9} {}",
+                    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                )?;
+            }
+        }
+        return Ok(Outcome::DryRun);
+    }
+    prepare_output(output, args.force)?;
+    let mut options = RestoreOptions::new(output);
+    options.integrity_check = check;
+    options.progress = Some(Arc::new(|p| {
+        let _ = write_progress(&mut std::io::stderr().lock(), &p);
+    }));
+    eprintln!(
+        "sqlite-rest: restoring {} from the Litestream 0.3 backup at {} (generation {}, WAL indexes {:08x}-{:08x}; {} files, {:.1} MB)",
+        output.display(),
+        client.describe(),
+        plan.snapshot.generation,
+        plan.snapshot.index,
+        plan.last_index(),
+        plan.files(),
+        plan.bytes() as f64 / 1e6
+    );
+    let restored = replication::v03::restore(client, plan, &options).await?;
+    eprintln!(
+        "sqlite-rest: restored {} ({} pages of {} bytes) from generation {} at WAL index {:08x} in {:.2}s",
+        output.display(),
+        restored.pages,
+        restored.page_size,
+        restored.generation,
+        restored.index,
+        restored.duration.as_secs_f64()
+    );
+    if args.json {
+        let v = serde_json::json!({
+            "db_path": output.display().to_string(),
+            "replica": client.kind().as_str(),
+            "format": "litestream-0.3",
+            "generation": restored.generation.to_string(),
+            "index": format!("{:08x}", restored.index),
             "duration_ms": restored.duration.as_millis() as u64,
             "integrity_check": check.as_str(),
         });
