@@ -200,3 +200,123 @@ pub async fn inspect(
     };
     Ok(ReplicaContents { ltx, v03 })
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use chrono::Duration;
+    use ltx::{FileName, TxId};
+
+    use super::*;
+    use crate::v03::{Generation, V03Snapshot};
+
+    fn at(s: i64) -> DateTime<Utc> {
+        DateTime::<Utc>::UNIX_EPOCH + Duration::seconds(1_800_000_000 + s)
+    }
+
+    fn ltx(level: u8, t: i64) -> LtxFileInfo {
+        LtxFileInfo {
+            level: Level::new(level).unwrap(),
+            name: FileName::new(TxId(1), TxId(1)),
+            size: 200,
+            created_at: at(t),
+        }
+    }
+
+    fn contents(ltx: Vec<LtxFileInfo>, v03_snapshot_at: Option<i64>) -> ReplicaContents {
+        let mut v03 = V03Listing::default();
+        if let Some(t) = v03_snapshot_at {
+            v03.generations.push(Generation(1));
+            v03.snapshots.push(V03Snapshot {
+                generation: Generation(1),
+                index: 0,
+                size: 100,
+                created_at: at(t),
+            });
+        }
+        ReplicaContents { ltx, v03 }
+    }
+
+    #[test]
+    fn the_newer_format_is_restored_as_litestream_05_chooses() {
+        assert!(contents(Vec::new(), None).is_empty());
+        assert_eq!(
+            contents(Vec::new(), Some(0)).format_for(RestoreTarget::Latest),
+            Format::V03
+        );
+        assert_eq!(
+            contents(vec![ltx(0, 5)], None).format_for(RestoreTarget::Latest),
+            Format::Ltx
+        );
+        let both = contents(vec![ltx(9, 10), ltx(0, 20)], Some(15));
+        assert_eq!(both.format_for(RestoreTarget::Latest), Format::Ltx);
+        assert_eq!(both.format_for(RestoreTarget::TxId(TxId(1))), Format::Ltx);
+        // At 16 the best 0.3 snapshot (15) is newer than the best LTX snapshot (10).
+        assert_eq!(
+            both.format_for(RestoreTarget::Timestamp(at(16))),
+            Format::V03
+        );
+        assert_eq!(
+            both.format_for(RestoreTarget::Timestamp(at(12))),
+            Format::Ltx
+        );
+        let v03_newer = contents(vec![ltx(9, 10)], Some(15));
+        assert_eq!(v03_newer.format_for(RestoreTarget::Latest), Format::V03);
+        assert_eq!(both.time_bounds(), Some((at(10), at(20))));
+    }
+
+    fn entry(name: &str, kind: EntryKind) -> DirEntry {
+        DirEntry {
+            name: name.to_string(),
+            kind,
+            size: 0,
+            created_at: None,
+        }
+    }
+
+    #[test]
+    fn what_litestream_and_sqlite_rest_write_is_recognised() {
+        use EntryKind::{Dir, File};
+        for (kind, name, k, ok) in [
+            (ReplicaKind::File, "ltx", Dir, true),
+            (ReplicaKind::File, "ltx", File, false),
+            (ReplicaKind::File, "generations", Dir, true),
+            (ReplicaKind::File, "lost+found", Dir, true),
+            (ReplicaKind::File, ".sqlite-rest-probe-12", File, true),
+            (ReplicaKind::File, "lock.json", File, true),
+            (ReplicaKind::File, "0000", Dir, false),
+            (ReplicaKind::File, "notes.txt", File, false),
+            (ReplicaKind::S3, "0000", Dir, true),
+            (ReplicaKind::S3, "0009", Dir, true),
+            (ReplicaKind::S3, "000a", Dir, false),
+            (ReplicaKind::S3, "9", Dir, false),
+            (ReplicaKind::S3, "ltx", Dir, false),
+            (ReplicaKind::S3, "lost+found", Dir, false),
+            (ReplicaKind::S3, "generations", Dir, true),
+            (ReplicaKind::S3, ".sqlite-rest-probe", File, true),
+            (ReplicaKind::S3, "lock.json", File, true),
+            (ReplicaKind::Abs, "ltx", Dir, true),
+            (ReplicaKind::Abs, "0000", Dir, false),
+        ] {
+            assert_eq!(
+                recognised(kind, &entry(name, k)),
+                ok,
+                "{kind:?} {name} {k:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_refusal_names_what_it_found() {
+        let f = ForeignContent {
+            replica: "file:///r".into(),
+            found: (0..7).map(|i| format!("f{i}")).collect(),
+            expected: "`ltx/`",
+        };
+        let text = f.to_string();
+        assert!(
+            text.starts_with("found `f0`, `f1`, `f2`, `f3`, `f4`, and 2 more under file:///r: not a Litestream replica"),
+            "{text}"
+        );
+    }
+}
