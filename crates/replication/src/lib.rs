@@ -15,6 +15,10 @@
 //!   operation metrics.
 //! - [`level`]: replica levels and listing entries ([`LtxFileInfo`]).
 //! - [`plan`]: the restore plan over listings.
+//! - [`layout`]: what a replica path holds (LTX files, a Litestream 0.3 backup, Litestream's
+//!   and our incidental files); anything else is refused by name.
+//! - [`v03`]: Litestream 0.3 backups (`generations/`): listing, plan and restore, so users
+//!   of the Go sqlite-rest's Litestream 0.3 sidecar upgrade without losing their backup.
 //!
 //! # Modules (the engine)
 //! - [`replicator`]: [`Replicator`] (start-up, the sync / upload / maintenance / probe /

@@ -7,6 +7,11 @@
 //! `--if-replica-exists`, `--force`, `--dry-run` (with `--json`, Litestream's plan JSON) and
 //! `--integrity-check none|quick|full` behave as in Litestream. Progress goes to stderr about
 //! once a second on long restores; `--json` prints the result on stdout.
+//!
+//! A replica path holding a Litestream 0.3 backup (`generations/`) restores from it when it
+//! is newer than any LTX file there (as Litestream 0.5 chooses): latest or `--timestamp`
+//! (`--txid` reads LTX files only); `--dry-run` then lists the 0.3 files. Content that is
+//! no Litestream replica is refused by name.
 
 use std::io::Write;
 use std::path::PathBuf;
