@@ -77,6 +77,18 @@ fn serve_cmd(dir: &Path, db: &Path, config: &Path, port: u16, admin: u16) -> Com
     cmd
 }
 
+/// Kills the server if a failed assertion leaves it running.
+struct Guard(Option<Child>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// SIGTERM, then the exit status (within 30 s).
 fn stop(mut child: Child) -> std::process::ExitStatus {
     let _ = Command::new("kill")
@@ -96,10 +108,8 @@ fn stop(mut child: Child) -> std::process::ExitStatus {
 }
 
 /// `sqlite-rest restore` of the 0.3 backup (dry run, then for real) equals Litestream
-/// 0.3.13's restore; `serve` with no local database restores it, takes writes, and after
-/// SIGTERM the replica restores (ours and Litestream 0.5.17's) to the 0.3 data plus them.
-async fn upgrade_through_the_binary(backup: &V03Backup, dir: &Path) {
-    // The restore command.
+/// 0.3.13's restore.
+fn restore_command(backup: &V03Backup, dir: &Path) {
     let dry = restore_cmd(&[
         "--dry-run",
         "--json",
@@ -124,22 +134,29 @@ async fn upgrade_through_the_binary(backup: &V03Backup, dir: &Path) {
         std::fs::read(&out).unwrap() == std::fs::read(&backup.oracle).unwrap(),
         "sqlite-rest restore differs from Litestream 0.3.13's"
     );
+}
 
-    // Start-up with no local database.
+/// `serve` with no local database restores the 0.3 backup, takes writes, and after SIGTERM
+/// the replica restores (ours and Litestream 0.5.17's) to the 0.3 data plus them.
+async fn start_up(backup: &V03Backup, dir: &Path) {
     let db = dir.join("app.db");
     let config = write_config(dir, &db, &backup.url);
     let (child, port, _admin) =
         common::spawn_ready(|p, a| serve_cmd(dir, &db, &config, p, a)).await;
+    let mut child = Guard(Some(child));
     let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
-    let served: Value = client
+    let r = client
         .get(format!("{base}/t?select=id,phase&order=id"))
         .send()
         .await
-        .unwrap()
-        .json()
-        .await
         .unwrap();
+    let status = r.status();
+    let served: Value = r.json().await.unwrap();
+    assert_eq!(
+        status, 200,
+        "the server must serve the Litestream 0.3 backup's table t; it answered {served}"
+    );
     let served: Vec<(i64, i64)> = served
         .as_array()
         .unwrap()
@@ -169,7 +186,7 @@ async fn upgrade_through_the_binary(backup: &V03Backup, dir: &Path) {
         .unwrap();
     assert!(r.status().is_success());
     assert!(
-        stop(child).success(),
+        stop(child.0.take().unwrap()).success(),
         "{}",
         std::fs::read_to_string(dir.join("server.log")).unwrap()
     );
@@ -200,35 +217,59 @@ async fn upgrade_through_the_binary(backup: &V03Backup, dir: &Path) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_litestream_03_file_backup_restores_and_continues_through_the_binary() {
-    let test = "a_litestream_03_file_backup_restores_and_continues";
-    let Some(v03) = LitestreamV03::require(test) else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let backup = v03.write_backup(dir.path(), &V03Replica::File(dir.path().join("replica")), 4);
-    upgrade_through_the_binary(&backup, dir.path()).await;
+fn file_backup(test: &str, dir: &Path) -> Option<V03Backup> {
+    let v03 = LitestreamV03::require(test)?;
+    Some(v03.write_backup(dir, &V03Replica::File(dir.join("replica")), 4))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_litestream_03_s3_backup_restores_and_continues_through_the_binary() {
-    let test = "a_litestream_03_s3_backup_restores_and_continues";
-    let Some(v03) = LitestreamV03::require(test) else {
-        return;
-    };
-    let Some(s3) = testkit::require_s3(test) else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
+fn s3_backup(test: &str, dir: &Path) -> Option<V03Backup> {
+    let v03 = LitestreamV03::require(test)?;
+    let s3 = testkit::require_s3(test)?;
     let bucket = s3.create_bucket("v03-bin");
     let replica = V03Replica::S3 {
         s3,
         bucket,
         path: "app".to_string(),
     };
-    let backup = v03.write_backup(dir.path(), &replica, 4);
-    upgrade_through_the_binary(&backup, dir.path()).await;
+    Some(v03.write_backup(dir, &replica, 4))
+}
+
+#[test]
+fn the_restore_command_restores_a_litestream_03_file_backup() {
+    let dir = tempfile::tempdir().unwrap();
+    if let Some(backup) = file_backup(
+        "the_restore_command_restores_a_litestream_03_file_backup",
+        dir.path(),
+    ) {
+        restore_command(&backup, dir.path());
+    }
+}
+
+#[test]
+fn the_restore_command_restores_a_litestream_03_s3_backup() {
+    let dir = tempfile::tempdir().unwrap();
+    if let Some(backup) = s3_backup(
+        "the_restore_command_restores_a_litestream_03_s3_backup",
+        dir.path(),
+    ) {
+        restore_command(&backup, dir.path());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_restores_a_litestream_03_file_backup_and_continues_in_ltx() {
+    let dir = tempfile::tempdir().unwrap();
+    if let Some(backup) = file_backup("serve_restores_a_litestream_03_file_backup", dir.path()) {
+        start_up(&backup, dir.path()).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_restores_a_litestream_03_s3_backup_and_continues_in_ltx() {
+    let dir = tempfile::tempdir().unwrap();
+    if let Some(backup) = s3_backup("serve_restores_a_litestream_03_s3_backup", dir.path()) {
+        start_up(&backup, dir.path()).await;
+    }
 }
 
 /// A replica path holding something that is not a Litestream replica: `serve` exits non-zero
@@ -242,7 +283,8 @@ fn foreign_content_under_the_replica_path_is_refused_by_name() {
     let url = format!("file://{}", replica.display());
     let db = dir.path().join("app.db");
     let config = write_config(dir.path(), &db, &url);
-    let out = Command::new(BIN)
+    let log = dir.path().join("serve.log");
+    let child = Command::new(BIN)
         .args([
             "serve",
             "--insecure-disable-auth",
@@ -255,10 +297,28 @@ fn foreign_content_under_the_replica_path_is_refused_by_name() {
         .arg("--replication-enabled")
         .arg("--replication-config")
         .arg(&config)
-        .output()
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+        .spawn()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
+    let mut child = Guard(Some(child));
+    // It must exit by itself; one still serving after 60 s took the path for a replica.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.0.as_mut().unwrap().try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    drop(child);
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    let status = status.unwrap_or_else(|| {
+        panic!("serve started on foreign content instead of refusing:\n{stderr}")
+    });
+    assert!(!status.success(), "{stderr}");
     assert!(
         stderr.contains("found `app.db`, `old-dumps/` under")
             && stderr.contains("not a Litestream replica"),

@@ -258,6 +258,9 @@ impl LitestreamV03 {
         rows += 8;
         self.wait_replicated(&config, &db, &oracle, rows);
         running.stop();
+        // The oracle is the backup as the stopped sidecar left it (it may have written
+        // another snapshot or segment since the last check).
+        self.wait_replicated(&config, &db, &oracle, rows);
         V03Backup {
             source: db,
             oracle,
