@@ -128,7 +128,7 @@ pub async fn run(args: &RestoreArgs) -> anyhow::Result<Outcome> {
         let dry = DryRun::new(&args.source, &output, client.kind().as_str(), &plan);
         let mut out = std::io::stdout().lock();
         if args.json {
-            writeln!(out, "{}", serde_json::to_string_pretty(&dry)?)?;
+            print_json(&dry)?;
         } else {
             writeln!(
                 out,
@@ -147,12 +147,7 @@ pub async fn run(args: &RestoreArgs) -> anyhow::Result<Outcome> {
     }
 
     prepare_output(&output, args.force)?;
-    let mut options = RestoreOptions::new(&output);
-    options.integrity_check = check;
-    options.fetch.parallelism = args.parallelism.max(1);
-    options.progress = Some(Arc::new(|p| {
-        let _ = write_progress(&mut std::io::stderr().lock(), &p);
-    }));
+    let options = restore_options(args, &output, check);
     eprintln!(
         "sqlite-rest: restoring {} from {} at TXID {} ({} files, {:.1} MB)",
         output.display(),
@@ -178,11 +173,7 @@ pub async fn run(args: &RestoreArgs) -> anyhow::Result<Outcome> {
             "duration_ms": restored.duration.as_millis() as u64,
             "integrity_check": check.as_str(),
         });
-        writeln!(
-            std::io::stdout().lock(),
-            "{}",
-            serde_json::to_string_pretty(&v)?
-        )?;
+        print_json(&v)?;
     }
     Ok(Outcome::Restored)
 }
@@ -223,7 +214,7 @@ async fn restore_v03(
                     "timestamp": at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 })).collect::<Vec<_>>(),
             });
-            writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+            print_json(&v)?;
         } else {
             writeln!(
                 out,
@@ -246,11 +237,7 @@ async fn restore_v03(
         return Ok(Outcome::DryRun);
     }
     prepare_output(output, args.force)?;
-    let mut options = RestoreOptions::new(output);
-    options.integrity_check = check;
-    options.progress = Some(Arc::new(|p| {
-        let _ = write_progress(&mut std::io::stderr().lock(), &p);
-    }));
+    let options = restore_options(args, output, check);
     eprintln!(
         "sqlite-rest: restoring {} from the Litestream 0.3 backup at {} (generation {}, WAL indexes {:08x}-{:08x}; {} files, {:.1} MB)",
         output.display(),
@@ -281,11 +268,32 @@ async fn restore_v03(
             "duration_ms": restored.duration.as_millis() as u64,
             "integrity_check": check.as_str(),
         });
-        writeln!(
-            std::io::stdout().lock(),
-            "{}",
-            serde_json::to_string_pretty(&v)?
-        )?;
+        print_json(&v)?;
     }
     Ok(Outcome::Restored)
+}
+
+/// The options both formats restore with: the check, parallel downloads, progress on stderr.
+fn restore_options(
+    args: &RestoreArgs,
+    output: &std::path::Path,
+    check: IntegrityCheck,
+) -> RestoreOptions {
+    let mut options = RestoreOptions::new(output);
+    options.integrity_check = check;
+    options.fetch.parallelism = args.parallelism.max(1);
+    options.progress = Some(Arc::new(|p| {
+        let _ = write_progress(&mut std::io::stderr().lock(), &p);
+    }));
+    options
+}
+
+/// Prints `v` as pretty JSON on stdout.
+fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
+    writeln!(
+        std::io::stdout().lock(),
+        "{}",
+        serde_json::to_string_pretty(v)?
+    )?;
+    Ok(())
 }

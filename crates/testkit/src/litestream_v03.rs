@@ -9,9 +9,10 @@
 //! external `PRAGMA wal_checkpoint(TRUNCATE)`), and a database of a few MB of random blobs.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use crate::litestream::Replicating;
 use crate::{S3, Tool, require_tool};
 
 /// The real `litestream` 0.3.13 binary, and the sqlite3 CLI that writes the database it
@@ -125,26 +126,9 @@ impl LitestreamV03 {
     }
 
     /// Starts `litestream replicate -config <config>`; its log goes to `<config>.log`
-    /// (appended). Dropping the result kills it; [`V03Running::stop`] stops it with SIGTERM.
-    pub fn replicate(&self, config: &Path) -> V03Running {
-        let log_path = config.with_extension("log");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .unwrap();
-        let child = self
-            .command()
-            .args(["replicate", "-config"])
-            .arg(config)
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawning litestream 0.3 replicate: {e}"));
-        V03Running {
-            child: Some(child),
-            log_path,
-        }
+    /// (appended). Dropping the result kills it; [`Replicating::stop`] stops it with SIGTERM.
+    pub fn replicate(&self, config: &Path) -> Replicating {
+        Replicating::spawn(self.command(), config, true)
     }
 
     /// Runs `sql` on `db` with the sqlite3 CLI, waiting up to 30 s for Litestream's locks.
@@ -276,40 +260,4 @@ impl LitestreamV03 {
 /// The current time as RFC 3339 in UTC with nanoseconds (`2026-01-02T03:04:05.123456789Z`).
 fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
-}
-
-/// A running Litestream 0.3 `replicate`.
-#[derive(Debug)]
-pub struct V03Running {
-    child: Option<Child>,
-    pub log_path: PathBuf,
-}
-
-impl V03Running {
-    /// SIGTERM, then waits up to 30 s (killed after that); returns the log.
-    pub fn stop(mut self) -> String {
-        if let Some(mut child) = self.child.take() {
-            let pid = child.id().to_string();
-            let _ = Command::new("kill").args(["-TERM", &pid]).status();
-            let start = Instant::now();
-            while child.try_wait().unwrap().is_none() {
-                if start.elapsed() > Duration::from_secs(30) {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
-    }
-}
-
-impl Drop for V03Running {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }

@@ -137,6 +137,25 @@ impl FileClient {
         Ok(out)
     }
 
+    /// The bytes of an open file (or part of it) as a stream.
+    fn stream(
+        &self,
+        reader: impl tokio::io::AsyncRead + Send + 'static,
+        path: PathBuf,
+    ) -> ByteStream {
+        let replica = self.describe();
+        ReaderStream::with_capacity(reader, 256 * 1024)
+            .map(move |r| {
+                r.map_err(|e| ClientError::Io {
+                    replica: replica.clone(),
+                    operation: "read",
+                    path: path.clone(),
+                    source: e,
+                })
+            })
+            .boxed()
+    }
+
     /// `<root>/<rel>`, for a `/`-separated relative path of plain segments.
     fn relative(&self, rel: &str) -> Result<PathBuf, ClientError> {
         let mut path = self.root.clone();
@@ -317,16 +336,7 @@ impl ReplicaClient for FileClient {
         match result {
             Ok((file, len, path)) => {
                 op.ok(1, len);
-                let replica = self.describe();
-                let stream = ReaderStream::with_capacity(file, 256 * 1024).map(move |r| {
-                    r.map_err(|e| ClientError::Io {
-                        replica: replica.clone(),
-                        operation: "read",
-                        path: path.clone(),
-                        source: e,
-                    })
-                });
-                Ok(stream.boxed())
+                Ok(self.stream(file, path))
             }
             Err(e) => {
                 op.err(if e.is_not_found() { "NotFound" } else { "IO" });
@@ -374,16 +384,7 @@ impl ReplicaClient for FileClient {
         match result {
             Ok((reader, len)) => {
                 op.ok(1, len);
-                let replica = self.describe();
-                let stream = ReaderStream::with_capacity(reader, 256 * 1024).map(move |r| {
-                    r.map_err(|e| ClientError::Io {
-                        replica: replica.clone(),
-                        operation: "read",
-                        path: path.clone(),
-                        source: e,
-                    })
-                });
-                Ok(stream.boxed())
+                Ok(self.stream(reader, path))
             }
             Err(e) => {
                 op.err(if e.is_not_found() { "NotFound" } else { "IO" });

@@ -348,6 +348,19 @@ impl ObjectClient {
         Ok(key)
     }
 
+    /// A GET's body as a stream.
+    fn body(&self, result: object_store::GetResult) -> ByteStream {
+        let location = self.location.clone();
+        result
+            .into_stream()
+            .map_err(move |e| ClientError::Backend {
+                replica: location.clone(),
+                operation: "read",
+                message: error_chain(&e),
+            })
+            .boxed()
+    }
+
     fn type_label(&self) -> &'static str {
         self.kind.as_str()
     }
@@ -543,15 +556,7 @@ impl ReplicaClient for ObjectClient {
         match self.store.get(&key).await {
             Ok(result) => {
                 op.ok(1, result.range.end - result.range.start);
-                let location = self.location.clone();
-                Ok(result
-                    .into_stream()
-                    .map_err(move |e| ClientError::Backend {
-                        replica: location.clone(),
-                        operation: "read",
-                        message: error_chain(&e),
-                    })
-                    .boxed())
+                Ok(self.body(result))
             }
             Err(e) => Err(self.failed(op, "get", e)),
         }
@@ -592,15 +597,7 @@ impl ReplicaClient for ObjectClient {
         {
             Ok(result) => {
                 op.ok(1, result.range.end - result.range.start);
-                let location = self.location.clone();
-                Ok(result
-                    .into_stream()
-                    .map_err(move |e| ClientError::Backend {
-                        replica: location.clone(),
-                        operation: "read",
-                        message: error_chain(&e),
-                    })
-                    .boxed())
+                Ok(self.body(result))
             }
             Err(e) => Err(self.failed(op, "get", e)),
         }
