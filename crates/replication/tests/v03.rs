@@ -572,3 +572,71 @@ async fn incidental_files_are_not_foreign() {
     let contents = layout::inspect(client.as_ref(), false).await.unwrap();
     assert!(!contents.ltx.is_empty() && contents.v03.is_empty());
 }
+
+/// A replica path with older LTX files and a newer Litestream 0.3 backup (a 0.3 sidecar
+/// wrote to it after an earlier LTX replica): start-up restores the newer 0.3 backup, as
+/// Litestream 0.5's restore would pick it, and continues the LTX history with a full file
+/// at the next TXID, so the LTX restore (ours and Litestream 0.5.17's) then returns the 0.3
+/// data plus the new writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_v03_backup_newer_than_the_ltx_files_is_restored_and_continued() {
+    let test = "a_v03_backup_newer_than_the_ltx_files";
+    let (_t, dir) = tempdir();
+    let Some(ls05) = testkit::litestream::Litestream::require(test) else {
+        return;
+    };
+    let Some(v03) = LitestreamV03::require(test) else {
+        return;
+    };
+    let replica = dir.join("replica");
+    let url = file_url(&replica);
+    let other = dir.join("other.db");
+    common::insert(&common::wal_db(&other), 20, 100);
+    ls05.replicate_once(&other, &url, true);
+    let client = open_url(&url).await;
+    let old_ltx = layout::inspect(client.as_ref(), false).await.unwrap().ltx;
+    let old_max = old_ltx.iter().map(|f| f.name.max).max().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let backup = v03.write_backup(&dir, &V03Replica::File(replica.clone()), 2);
+
+    let db = dir.join("app.db");
+    let replicator = common::start_replicator(&common::fast_config(&db, &url, ""), &db)
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            replicator.handle().start_action(),
+            StartAction::RestoredV03 { .. }
+        ),
+        "{:?}",
+        replicator.handle().start_action()
+    );
+    assert_eq!(rows(&db), rows(&backup.oracle));
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .unwrap();
+        conn.execute("INSERT INTO t(phase, payload) VALUES (500, x'01')", [])
+            .unwrap();
+    }
+    replicator.shutdown().await.unwrap();
+    let expected = rows(&db);
+    let contents = layout::inspect(client.as_ref(), false).await.unwrap();
+    assert!(contents.ltx.iter().any(|f| f.name.min > old_max));
+    let out = dir.join("after.db");
+    match restore::plan_any(client.as_ref(), RestoreTarget::Latest, true)
+        .await
+        .unwrap()
+    {
+        AnyPlan::Ltx(plan) => {
+            let mut options = RestoreOptions::new(&out);
+            options.integrity_check = IntegrityCheck::Full;
+            restore::restore(&client, &plan, &options).await.unwrap();
+        }
+        AnyPlan::V03(p) => panic!("{p:?}"),
+    }
+    assert_eq!(rows(&out), expected);
+    let theirs = dir.join("theirs-after.db");
+    common::restore(&ls05, &url, &theirs, &["-integrity-check", "full"]);
+    assert_eq!(rows(&theirs), expected);
+}
