@@ -9,7 +9,8 @@
 //! |---|---|---|
 //! | missing | empty | new database |
 //! | missing | has data | restore the latest state (integrity-checked), adopt its position |
-//! | exists | empty | start a new replica from this database (local position reset) |
+//! | missing | a Litestream 0.3 backup newer than any LTX file | restore it (integrity-checked); replicate in LTX from the next TXID, under the same path |
+//! | exists | empty, or only a Litestream 0.3 backup | start a new replica from this database (local position reset; a 0.3 backup is left untouched) |
 //! | exists, no position | has data | compare contents page by page: equal → adopt the replica's position; different → **diverged** |
 //! | position L, another page size than the database's | has data | **diverged** (one LTX history has one page size) |
 //! | position L | has L0 file L | compare the two files page by page: different → **diverged**; L is the newest → continue; replica ahead → catch up if the local database is exactly at L (proved by its WAL, or by comparing contents with the replica's state at L), else **diverged** |
@@ -30,6 +31,12 @@
 //! catch-up or `sqlite-rest restore` swapped it in and stopped before the position was
 //! reset) is adopted like one with no position.
 //!
+//! What the replica path holds is checked first ([`crate::layout::inspect`]): anything that
+//! is neither LTX files nor a Litestream 0.3 backup stops start-up, naming what was found.
+//! A Litestream 0.3 backup is only ever read, never written: with a local database present
+//! it plays no part (as for Litestream 0.5, which replicates the local database and leaves
+//! the old backup beside the LTX files; `sqlite-rest restore` reads whichever is newer).
+//!
 //! A divergence is a [`Divergence`] whose message says what differs and how the operator
 //! chooses a side, with commands to copy: `sqlite-rest restore --force --config … <db>` (keep
 //! the replica's), or a new replica path (keep the local one).
@@ -46,12 +53,14 @@ use ltx::{Compactor, Decoder, FileName, Header, PageSink, TxId};
 use crate::client::{ClientError, ReplicaClient};
 use crate::db::with_suffix;
 use crate::fetch::{FetchOptions, FetchProgress, Input, open_inputs};
+use crate::layout::{self, Format, ReplicaContents};
 use crate::level::{Level, LtxFileInfo};
 use crate::meta::{MetaDir, fsync_parent, remove_if_exists};
 use crate::plan::{PlanError, RestoreTarget, plan_restore};
 use crate::restore::{self, IntegrityCheck, ProgressFn, RestoreError, RestoreOptions, sidecars};
 use crate::snapshot::{DbImage, SnapshotError, detect_page_size};
 use crate::sync::{Position, SyncError, read_position};
+use crate::v03::{self, Generation, RestoredV03, V03Target};
 use crate::wal::{WalHeader, WalReader};
 
 /// What start-up did.
@@ -61,6 +70,9 @@ pub enum StartAction {
     NewDatabase,
     /// No local database: restored from the replica at this TXID.
     Restored { txid: TxId },
+    /// No local database: restored from a Litestream 0.3 backup (generation, last WAL
+    /// index); replication continues in LTX.
+    RestoredV03 { generation: Generation, index: u32 },
     /// A local database and an empty replica: a new replica.
     NewReplica,
     /// Same history, nothing to do.
@@ -76,6 +88,11 @@ impl fmt::Display for StartAction {
         match self {
             StartAction::NewDatabase => write!(f, "new database (the replica is empty)"),
             StartAction::Restored { txid } => write!(f, "restored from the replica at TXID {txid}"),
+            StartAction::RestoredV03 { generation, index } => write!(
+                f,
+                "restored from the Litestream 0.3 backup (generation {generation}, WAL index \
+                 {index:08x}); replicating in LTX files from now on"
+            ),
             StartAction::NewReplica => write!(f, "new replica from the local database"),
             StartAction::Continued { local, replica } => {
                 write!(f, "continuing (local TXID {local}, replica TXID {replica})")
@@ -284,7 +301,10 @@ pub async fn prepare(
     meta: &MetaDir,
     options: &PrepareOptions,
 ) -> Result<Prepared, StartupError> {
-    let remote = restore::list_files(client.as_ref(), false).await?;
+    let contents = layout::inspect(client.as_ref(), false)
+        .await
+        .map_err(RestoreError::from)?;
+    let remote = contents.ltx.clone();
     let replica_txid = remote
         .iter()
         .map(|f| f.name.max)
@@ -306,13 +326,27 @@ pub async fn prepare(
 
     let local = {
         let (db, meta, auto_recover) = (db_path.to_path_buf(), meta.clone(), options.auto_recover);
-        let restoring = !remote.is_empty();
+        let restoring = !contents.is_empty();
         blocking(move || inspect_local(&db, &meta, auto_recover, restoring)).await?
     };
     let Some(local) = local else {
-        if remote.is_empty() {
+        if contents.is_empty() {
             return Ok(Prepared {
                 action: StartAction::NewDatabase,
+                position: Position::ZERO,
+                replica_txid,
+                adopt: None,
+            });
+        }
+        if contents.format_for(RestoreTarget::Latest) == Format::V03 {
+            let restored = restore_v03_latest(client, db_path, &contents, options).await?;
+            // No LTX position: the first sync writes a full L0 file after the replica's
+            // newest TXID (TXID 1 on a replica without LTX files).
+            return Ok(Prepared {
+                action: StartAction::RestoredV03 {
+                    generation: restored.generation,
+                    index: restored.index,
+                },
                 position: Position::ZERO,
                 replica_txid,
                 adopt: None,
@@ -328,6 +362,17 @@ pub async fn prepare(
     };
 
     if remote.is_empty() {
+        if let Some(snapshot) = contents.v03.best_snapshot(None) {
+            tracing::warn!(
+                db = %db_path.display(),
+                replica = %client.describe(),
+                generation = %snapshot.generation,
+                snapshot_created_at = %restore::describe_time(snapshot.created_at),
+                "the replica path holds a Litestream 0.3 backup and the local database exists: \
+                 replicating the local database in LTX files beside it (the 0.3 backup is left \
+                 untouched; a restore reads whichever of the two is newer)"
+            );
+        }
         if local.txid != TxId::ZERO {
             tracing::warn!(
                 db = %db_path.display(),
@@ -682,6 +727,42 @@ fn same_ltx(ours: impl Read, theirs: impl Read) -> ltx::Result<bool> {
             return Ok(false);
         }
     }
+}
+
+/// Restores the newest state of the replica's Litestream 0.3 backup into `db_path`.
+async fn restore_v03_latest(
+    client: &Arc<dyn ReplicaClient>,
+    db_path: &Path,
+    contents: &ReplicaContents,
+    options: &PrepareOptions,
+) -> Result<RestoredV03, StartupError> {
+    let plan = v03::plan(&contents.v03, V03Target::Latest).map_err(RestoreError::V03Plan)?;
+    tracing::info!(
+        db = %db_path.display(),
+        replica = %client.describe(),
+        generation = %plan.snapshot.generation,
+        snapshot_index = plan.snapshot.index,
+        last_index = plan.last_index(),
+        files = plan.files(),
+        bytes = plan.bytes(),
+        "restore from a Litestream 0.3 backup started"
+    );
+    let mut ropts = RestoreOptions::new(db_path);
+    ropts.integrity_check = options.integrity_check;
+    ropts.fetch = options.fetch;
+    ropts.progress = options.progress.clone();
+    let restored = v03::restore(client, &plan, &ropts).await?;
+    tracing::info!(
+        db = %db_path.display(),
+        generation = %restored.generation,
+        index = restored.index,
+        pages = restored.pages,
+        bytes_read = restored.bytes_read,
+        duration_ms = restored.duration.as_millis() as u64,
+        integrity_check = options.integrity_check.as_str(),
+        "restore from a Litestream 0.3 backup finished"
+    );
+    Ok(restored)
 }
 
 async fn restore_latest(

