@@ -25,7 +25,9 @@
 //! After a restore or catch-up the local metadata is reset and the replica's newest L0 file
 //! is adopted as the position, re-headed to the new WAL (see
 //! [`crate::replicator::Replicator::start`]), so replication continues incrementally with no
-//! full snapshot upload. A stop at any point of this is no divergence at the next start: a
+//! full snapshot upload; a read transaction held from the comparison (or the restore) until
+//! the replicator attaches keeps another process's commits in the WAL meanwhile, and the
+//! adoption is dropped for a full L0 file if one may have left it ([`crate::adoption`]). A stop at any point of this is no divergence at the next start: a
 //! database that is not at its recorded position but equals the replica's latest state (a
 //! catch-up or `sqlite-rest restore` swapped it in and stopped before the position was
 //! reset) is adopted like one with no position.
@@ -43,6 +45,7 @@ use std::sync::Arc;
 
 use ltx::{Compactor, Decoder, FileName, Header, PageSink, TxId};
 
+use crate::adoption::Adoption;
 use crate::client::{ClientError, ReplicaClient};
 use crate::db::with_suffix;
 use crate::fetch::{FetchOptions, FetchProgress, Input, open_inputs};
@@ -102,8 +105,8 @@ pub struct Prepared {
     /// The newest TXID on the replica (uploads continue after it).
     pub replica_txid: TxId,
     /// The replica's newest L0 file, to adopt as the local position once the database is
-    /// attached.
-    pub adopt: Option<LtxFileInfo>,
+    /// attached (if [`Adoption::holds`] then).
+    pub adopt: Option<Adoption>,
 }
 
 /// How the local database and the replica differ.
@@ -323,7 +326,7 @@ pub async fn prepare(
             action: StartAction::Restored { txid },
             position: Position::ZERO,
             replica_txid,
-            adopt,
+            adopt: begin_adoption(db_path, adopt).await?,
         });
     };
 
@@ -346,6 +349,8 @@ pub async fn prepare(
     }
 
     if local.txid == TxId::ZERO {
+        // Before the comparison: a write after it must not be missed by the adoption.
+        let adoption = begin_adoption(db_path, adopt).await?;
         return match compare_with_replica(client, db_path, &remote, RestoreTarget::Latest, options)
             .await?
         {
@@ -353,7 +358,7 @@ pub async fn prepare(
                 action: StartAction::Adopted { txid: replica_txid },
                 position: Position::ZERO,
                 replica_txid,
-                adopt,
+                adopt: adoption,
             }),
             Comparison::Different(detail) | Comparison::Unavailable(detail) => {
                 Err(diverged(DivergenceKind::NoLocalHistory {
@@ -551,6 +556,7 @@ impl Behind<'_> {
     /// before the position was reset — adopt the replica's position; else the local
     /// database has changes of its own: diverged.
     async fn not_at_position(&self, detail: String) -> Result<Prepared, StartupError> {
+        let adoption = begin_adoption(self.db_path, self.adopt).await?;
         let latest = compare_with_replica(
             self.client,
             self.db_path,
@@ -575,7 +581,7 @@ impl Behind<'_> {
             },
             position: Position::ZERO,
             replica_txid: self.replica_txid,
-            adopt: self.adopt,
+            adopt: adoption,
         })
     }
 
@@ -610,9 +616,22 @@ impl Behind<'_> {
             },
             position: Position::ZERO,
             replica_txid: self.replica_txid,
-            adopt: self.adopt,
+            adopt: begin_adoption(db_path, self.adopt).await?,
         })
     }
+}
+
+/// Starts adopting the replica's newest L0 file `file` (if there is one to adopt) for the
+/// database as it is now (see [`crate::adoption`]).
+async fn begin_adoption(
+    db_path: &Path,
+    file: Option<LtxFileInfo>,
+) -> Result<Option<Adoption>, StartupError> {
+    let Some(file) = file else {
+        return Ok(None);
+    };
+    let db = db_path.to_path_buf();
+    blocking(move || Adoption::begin(&db, file).map(Some).map_err(io_error(&db))).await
 }
 
 /// Compares the local copy of the replica's L0 file `info` with the replica's, page by page

@@ -6,14 +6,20 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use common::*;
-use replication::client::ListOptions;
+use ltx::FileName;
+use replication::client::{ByteStream, ClientError, ListOptions, ReadRange, ReplicaClient};
 use replication::level::Level;
+use replication::level::LtxFileInfo;
 use replication::plan::RestoreTarget;
 use replication::restore::IntegrityCheck;
 use replication::startup::{DivergenceKind, StartupError};
+use replication::target::ReplicaKind;
 use replication::{CommitNotice, Replicator, StartAction, StartError};
 
 struct Env {
@@ -493,4 +499,164 @@ async fn a_stop_in_the_middle_of_a_catch_up_is_not_a_divergence() {
         .await
         .unwrap();
     assert_eq!(rows(&out), rows(&env.db));
+}
+
+/// A real replica client that runs `hook` once, before the first download of an L0 file
+/// through [`ReplicaClient::open`]. At start-up that download is the replica's newest L0
+/// file to adopt: after the database was compared with (or restored from) the replica, and
+/// before the replicator attaches to it.
+struct BeforeAdoption {
+    inner: Arc<dyn ReplicaClient>,
+    hook: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl std::fmt::Debug for BeforeAdoption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BeforeAdoption")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait::async_trait]
+impl ReplicaClient for BeforeAdoption {
+    fn kind(&self) -> ReplicaKind {
+        self.inner.kind()
+    }
+
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+
+    fn local_path(&self, level: Level, name: FileName) -> Option<PathBuf> {
+        self.inner.local_path(level, name)
+    }
+
+    async fn levels(&self) -> Result<Vec<Level>, ClientError> {
+        self.inner.levels().await
+    }
+
+    async fn list(
+        &self,
+        level: Level,
+        options: ListOptions,
+    ) -> Result<Vec<LtxFileInfo>, ClientError> {
+        self.inner.list(level, options).await
+    }
+
+    async fn open(
+        &self,
+        level: Level,
+        name: FileName,
+        range: ReadRange,
+    ) -> Result<ByteStream, ClientError> {
+        let hook = self.hook.lock().unwrap().take();
+        if let Some(hook) = hook.filter(|_| level == Level::L0) {
+            tokio::task::spawn_blocking(hook).await.unwrap();
+        }
+        self.inner.open(level, name, range).await
+    }
+
+    async fn read(
+        &self,
+        level: Level,
+        name: FileName,
+        range: ReadRange,
+    ) -> Result<Bytes, ClientError> {
+        self.inner.read(level, name, range).await
+    }
+
+    async fn write(
+        &self,
+        level: Level,
+        name: FileName,
+        body: ByteStream,
+        created_at: DateTime<Utc>,
+    ) -> Result<LtxFileInfo, ClientError> {
+        self.inner.write(level, name, body, created_at).await
+    }
+
+    async fn delete(&self, level: Level, names: &[FileName]) -> Result<(), ClientError> {
+        self.inner.delete(level, names).await
+    }
+
+    async fn probe(&self) -> Result<(), ClientError> {
+        self.inner.probe().await
+    }
+}
+
+/// Start-up compares the local database with the replica (or restores it), then adopts the
+/// replica's newest L0 file as its position: replication continues from the start of the
+/// WAL. Another process that writes to the database in between and checkpoints the WAL
+/// away (the sqlite3 shell, whose last connection checkpoints and deletes the WAL on close)
+/// leaves a commit that is in the database file only: it must still reach the replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_checkpointed_by_another_process_during_adoption_reaches_the_replica() {
+    init_logging();
+    let test = "a_commit_checkpointed_by_another_process_during_adoption_reaches_the_replica";
+    let Some(sqlite3) = testkit::require_tool(testkit::Tool::Sqlite3, test) else {
+        return;
+    };
+    for case in ["restored", "caught up", "adopted"] {
+        let env = Env::new();
+        env.session(3).await;
+        match case {
+            "restored" => {
+                for p in ["app.db", "app.db-wal", "app.db-shm"] {
+                    let _ = std::fs::remove_file(env.dir.join(p));
+                }
+                std::fs::remove_dir_all(env.meta()).unwrap();
+            }
+            "caught up" => {
+                let saved = env.dir.join("saved");
+                copy_db(&env.dir, &saved);
+                env.session(2).await;
+                put_back(&env, &saved);
+            }
+            _ => std::fs::remove_dir_all(env.meta()).unwrap(),
+        }
+        let mut options = replicator_options(&env.yaml(), &env.db);
+        let (sqlite3, db) = (sqlite3.clone(), env.db.clone());
+        let hook: Box<dyn FnOnce() + Send> = Box::new(move || {
+            testkit::sqlite3_exec(
+                &sqlite3,
+                &db,
+                "INSERT INTO t(v) VALUES (x'c0ffee'); PRAGMA wal_checkpoint(TRUNCATE);",
+            );
+        });
+        let hook = Mutex::new(Some(hook));
+        options.wrap_client = Some(Arc::new(move |inner| {
+            Arc::new(BeforeAdoption {
+                inner,
+                hook: Mutex::new(hook.lock().unwrap().take()),
+            }) as Arc<dyn ReplicaClient>
+        }));
+        let r = Replicator::start(options).await.unwrap();
+        let action = r.handle().start_action();
+        let expected = match case {
+            "restored" => matches!(action, StartAction::Restored { .. }),
+            "caught up" => matches!(action, StartAction::CaughtUp { .. }),
+            _ => matches!(action, StartAction::Adopted { .. }),
+        };
+        assert!(expected, "{case}: {action:?}");
+        let local = rows(&env.db);
+        assert!(
+            local.iter().any(|(_, v)| v == &[0xc0, 0xff, 0xee]),
+            "{case}: the other process's row is not in the database"
+        );
+        let p = r.sync_and_wait().await.unwrap();
+        r.shutdown().await.unwrap();
+        let out = env.dir.join("check.db");
+        let client = open_url(&env.url).await;
+        restore_ours(&client, RestoreTarget::Latest, &out, IntegrityCheck::Full)
+            .await
+            .unwrap_or_else(|e| panic!("{case}: restoring TXID {}: {e}", p.replicated_txid));
+        let ids = |rows: &[(i64, Vec<u8>)]| rows.iter().map(|r| r.0).collect::<Vec<_>>();
+        assert_eq!(
+            ids(&rows(&out)),
+            ids(&local),
+            "{case}: the replica lacks the commit the other process made during start-up"
+        );
+        assert!(rows(&out) == local, "{case}: the replica's rows differ");
+    }
 }
