@@ -16,10 +16,12 @@
 //! | position L | ends below L | continue (upload the missing files) if every local L0 file after the replica's end is still there, else **diverged** (the replica went backwards) |
 //! | position L | no file L, ends above L | compare contents with the replica's state at L: equal → catch up; else **diverged** |
 //!
-//! Two L0 files are the same when their TXIDs, timestamps, commit and pages are; where in a
-//! WAL they were read from (offset, size, salts) is not compared, because adopting the
-//! replica's newest file rewrites exactly that for the local WAL. Files are compared as
-//! streams, page by page, never whole in memory.
+//! Two L0 files are the same when their headers and pages are. Where in a WAL a file was
+//! read from (offset, size, salts) is compared too — the random salts are what tells two
+//! writers' files apart when they clash in timestamp and pages — except against a copy
+//! adopted at start-up, which holds the replica's file re-headed to the start of the local
+//! WAL (offset 32, no WAL bytes). Files are compared as streams, page by page, never whole
+//! in memory.
 //!
 //! Catching up restores the replica's latest state next to the database and swaps it in.
 //! After a restore or catch-up the local metadata is reset and the replica's newest L0 file
@@ -671,18 +673,28 @@ async fn same_l0(
     .await
 }
 
-/// True if two LTX files hold the same history: equal headers but for the WAL range and
-/// salts they were read from, and the same pages. Both are read page by page, and verified
-/// to their end when equal.
+/// True if two LTX files hold the same history: equal headers (but for the WAL range and
+/// salts when either is a copy adopted at start-up) and the same pages. Both are read page
+/// by page, and verified to their end when equal.
 fn same_ltx(ours: impl Read, theirs: impl Read) -> ltx::Result<bool> {
     let mut ours = Decoder::new(ours)?;
     let mut theirs = Decoder::new(theirs)?;
-    let history = |h: &Header| Header {
-        wal_offset: 0,
-        wal_size: 0,
-        wal_salt1: 0,
-        wal_salt2: 0,
-        ..*h
+    // What `Replicator::start`'s adoption writes: the start of a WAL, no WAL bytes.
+    let adopted =
+        |h: &Header| h.wal_offset == crate::wal::WAL_HEADER_SIZE as i64 && h.wal_size == 0;
+    let loose = adopted(ours.header()) || adopted(theirs.header());
+    let history = |h: &Header| {
+        if loose {
+            Header {
+                wal_offset: 0,
+                wal_size: 0,
+                wal_salt1: 0,
+                wal_salt2: 0,
+                ..*h
+            }
+        } else {
+            *h
+        }
     };
     if history(ours.header()) != history(theirs.header()) {
         return Ok(false);
@@ -888,11 +900,12 @@ fn stop() -> ltx::Error {
 mod tests {
     use super::*;
 
-    /// An L0 file of TXID 7 holding `pages` (page number, fill byte), read from `wal_offset`.
+    /// An L0 file of TXID 7 holding `pages` (page number, fill byte), read from `wal_offset`
+    /// (four frames; none from offset 32: a copy adopted at start-up).
     fn l0(pages: &[(u32, u8)], timestamp: i64, wal_offset: i64, salt: u32) -> Vec<u8> {
         let mut header = Header::new(512, 3, TxId(7), TxId(7), timestamp);
         header.wal_offset = wal_offset;
-        header.wal_size = 4 * 536;
+        header.wal_size = if wal_offset == 32 { 0 } else { 4 * 536 };
         header.wal_salt1 = salt;
         header.wal_salt2 = salt ^ 0xffff;
         let mut enc = ltx::Encoder::new(Vec::new(), header).unwrap();
@@ -903,16 +916,26 @@ mod tests {
     }
 
     #[test]
-    fn l0_files_are_the_same_history_whatever_wal_range_they_were_read_from() {
+    fn l0_files_are_the_same_history_only_if_read_from_one_wal_or_adopted() {
         let pages = [(1, 1), (3, 3)];
-        let ours = l0(&pages, 1_000, 32, 5);
-        // The same file re-headed for another WAL (what adopting the replica's file does).
-        assert!(same_ltx(&ours[..], &l0(&pages, 1_000, 2176, 9)[..]).unwrap());
+        let ours = l0(&pages, 1_000, 2176, 5);
+        assert!(same_ltx(&ours[..], &ours[..]).unwrap());
+        // The same file re-headed to the start of another WAL (what adopting the replica's
+        // file does), on either side.
+        let adopted = l0(&pages, 1_000, 32, 9);
+        assert!(same_ltx(&ours[..], &adopted[..]).unwrap());
+        assert!(same_ltx(&adopted[..], &ours[..]).unwrap());
+        // Read from another WAL, or from elsewhere in it: another writer's file, even with
+        // the same timestamp and pages.
+        assert!(!same_ltx(&ours[..], &l0(&pages, 1_000, 2176, 9)[..]).unwrap());
+        assert!(!same_ltx(&ours[..], &l0(&pages, 1_000, 4328, 5)[..]).unwrap());
         // Another timestamp, page, page number or page count is another history.
-        assert!(!same_ltx(&ours[..], &l0(&pages, 1_001, 32, 5)[..]).unwrap());
-        assert!(!same_ltx(&ours[..], &l0(&[(1, 1), (3, 4)], 1_000, 32, 5)[..]).unwrap());
-        assert!(!same_ltx(&ours[..], &l0(&[(1, 1), (2, 3)], 1_000, 32, 5)[..]).unwrap());
-        assert!(!same_ltx(&ours[..], &l0(&[(1, 1)], 1_000, 32, 5)[..]).unwrap());
+        for ours in [&ours, &adopted] {
+            assert!(!same_ltx(&ours[..], &l0(&pages, 1_001, 32, 5)[..]).unwrap());
+            assert!(!same_ltx(&ours[..], &l0(&[(1, 1), (3, 4)], 1_000, 32, 5)[..]).unwrap());
+            assert!(!same_ltx(&ours[..], &l0(&[(1, 1), (2, 3)], 1_000, 32, 5)[..]).unwrap());
+            assert!(!same_ltx(&ours[..], &l0(&[(1, 1)], 1_000, 32, 5)[..]).unwrap());
+        }
         // A damaged file is an error, not a difference.
         let mut damaged = ours.clone();
         let last = damaged.len() - 20;

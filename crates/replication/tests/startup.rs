@@ -660,3 +660,61 @@ async fn a_commit_checkpointed_by_another_process_during_adoption_reaches_the_re
         assert!(rows(&out) == local, "{case}: the replica's rows differ");
     }
 }
+
+/// Re-encodes the LTX file at `path` with `header` and `page` applied to its header and to
+/// each of its pages.
+fn rewrite_ltx(path: &Path, header: impl Fn(&mut ltx::Header), page: impl Fn(u32, &mut [u8])) {
+    let bytes = std::fs::read(path).unwrap();
+    let mut dec = ltx::Decoder::new(&bytes[..]).unwrap();
+    let mut h = *dec.header();
+    header(&mut h);
+    let mut enc = ltx::Encoder::new(Vec::new(), h).unwrap();
+    let mut buf = vec![0u8; h.page_size as usize];
+    while let Some(pgno) = dec.next_page(&mut buf).unwrap() {
+        page(pgno, &mut buf);
+        enc.write_page(pgno, &buf).unwrap();
+    }
+    dec.finish().unwrap();
+    std::fs::write(path, enc.finish().unwrap().writer).unwrap();
+}
+
+/// Another writer's history on the replica path: its file of our newest TXID coincides with
+/// ours in timestamp, commit and pages (a millisecond clash of two writers making the same
+/// change), but was read from another WAL (other salts and offset) and the TXIDs before it
+/// hold other bytes. Two histories, refused: only a copy adopted at start-up (re-headed to
+/// the start of a WAL, with no WAL bytes) may differ from the replica's file in where it was
+/// read from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coinciding_file_read_from_another_wal_is_another_history() {
+    init_logging();
+    let env = Env::new();
+    env.session(3).await;
+    let newest = replica_txid(&env).await;
+    let other = env.dir.join("other");
+    copy_dir(&env.dir.join("replica"), &other);
+    let l0 = |t: u64| {
+        let t = ltx::TxId(t);
+        other.join("ltx/0").join(FileName::new(t, t).to_string())
+    };
+    rewrite_ltx(&l0(newest - 1), |_| {}, |_, p| p[p.len() - 1] ^= 0xff);
+    rewrite_ltx(
+        &l0(newest),
+        |h| {
+            h.wal_salt1 ^= 1;
+            h.wal_offset += 4120;
+        },
+        |_, _| {},
+    );
+    let yaml = env.yaml().replace(&env.url, &file_url(&other));
+    let before = std::fs::read(&env.db).unwrap();
+    let result = start_replicator(&yaml, &env.db).await;
+    let (kind, msg) = divergence(match result {
+        Ok(r) => panic!("started: {:?}", r.handle().start_action()),
+        Err(e) => e,
+    });
+    assert!(
+        matches!(kind, DivergenceKind::TxidDiffers { txid } if txid.get() == newest),
+        "{kind:?}: {msg}"
+    );
+    assert_eq!(std::fs::read(&env.db).unwrap(), before);
+}
