@@ -603,6 +603,11 @@ impl Behind<'_> {
         // (`not_at_position`).
         let (db, meta) = (db_path.to_path_buf(), self.meta.clone());
         blocking(move || {
+            // The WAL goes before the new file is renamed into place (an old WAL must never
+            // be applied to it); its frames are copied into the database file first, so a
+            // stop in between leaves the file at the verified state L, which the next start
+            // catches up again.
+            checkpoint_into_file(&db)?;
             for p in &sidecars(&db)[1..] {
                 remove_if_exists(p).map_err(io_error(p))?;
             }
@@ -634,6 +639,41 @@ async fn begin_adoption(
     };
     let db = db_path.to_path_buf();
     blocking(move || Adoption::begin(&db, file).map(Some).map_err(io_error(&db))).await
+}
+
+/// Copies every frame of the WAL of the database at `db` into the database file and
+/// truncates the WAL (blocking), so the file alone holds the database's state. Fails if
+/// another connection keeps it from completing.
+fn checkpoint_into_file(db: &Path) -> Result<(), StartupError> {
+    let failed = |what: String| StartupError::Io {
+        path: db.display().to_string(),
+        source: std::io::Error::other(format!(
+            "copying the WAL into the database file before replacing it: {what}"
+        )),
+    };
+    let sqlite = |e: rusqlite::Error| failed(e.to_string());
+    let conn = rusqlite::Connection::open_with_flags(
+        db,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sqlite)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(sqlite)?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .map_err(sqlite)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Ok(());
+    }
+    let busy: i64 = conn
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+        .map_err(sqlite)?;
+    if busy != 0 {
+        return Err(failed(
+            "another process is using the database (a read transaction)".into(),
+        ));
+    }
+    conn.close().map_err(|(_, e)| sqlite(e))
 }
 
 /// Compares the local copy of the replica's L0 file `info` with the replica's, page by page

@@ -718,3 +718,71 @@ async fn a_coinciding_file_read_from_another_wal_is_another_history() {
     );
     assert_eq!(std::fs::read(&env.db).unwrap(), before);
 }
+
+/// Like [`Env::session`], but the database's last connection does not checkpoint on close,
+/// as after a crash: the committed (and replicated) frames stay in the WAL.
+async fn session_leaving_the_wal(env: &Env, n: u64) {
+    let r = env.start().await.unwrap();
+    for seq in 1..=n {
+        write(&env.db, 1);
+        r.handle()
+            .notify_commit(CommitNotice { seq, wal_frames: 0 });
+        r.sync_and_wait().await.unwrap();
+    }
+    let last = rusqlite::Connection::open(&env.db).unwrap();
+    last.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+        true,
+    )
+    .unwrap();
+    // A query opens its WAL and so makes it one of the database's connections.
+    let _: i64 = last
+        .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
+        .unwrap();
+    r.shutdown().await.unwrap();
+    drop(last);
+}
+
+/// A catch-up restores the replica's latest state next to the database, then removes the
+/// database's `-wal`, `-shm` and `-journal` and renames the new file into place. Stopped in
+/// between (here: the `-journal` is a directory the test put there, so removing it fails
+/// after the WAL is gone), the next start must not take the database for diverged: it was
+/// exactly at its replicated position, and that state must still be in the database file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catch_up_that_fails_while_swapping_the_database_is_no_divergence() {
+    init_logging();
+    let env = Env::new();
+    env.session(2).await;
+    session_leaving_the_wal(&env, 2).await;
+    let saved = env.dir.join("saved");
+    copy_db(&env.dir, &saved);
+    assert!(
+        std::fs::metadata(saved.join("app.db-wal")).unwrap().len() > 32,
+        "the saved WAL should hold frames"
+    );
+    env.session(2).await;
+    put_back(&env, &saved);
+    let _ = std::fs::remove_file(env.dir.join("app.db-shm"));
+    let journal = env.dir.join("app.db-journal");
+    std::fs::create_dir_all(journal.join("in-the-way")).unwrap();
+    let failed = env.start().await;
+    assert!(failed.is_err(), "the swap should have failed");
+    std::fs::remove_dir_all(&journal).unwrap();
+
+    let r = env
+        .start()
+        .await
+        .unwrap_or_else(|e| panic!("refused after the interrupted catch-up: {e}"));
+    assert!(
+        matches!(r.handle().start_action(), StartAction::CaughtUp { .. }),
+        "{:?}",
+        r.handle().start_action()
+    );
+    r.shutdown().await.unwrap();
+    let out = env.dir.join("check.db");
+    let client = open_url(&env.url).await;
+    restore_ours(&client, RestoreTarget::Latest, &out, IntegrityCheck::Full)
+        .await
+        .unwrap();
+    assert_eq!(rows(&out), rows(&env.db));
+}
