@@ -381,6 +381,61 @@ async fn replica_txid(env: &Env) -> u64 {
         .unwrap()
 }
 
+/// Restores the replica of `env` (integrity-checked) and asserts that it holds every row of
+/// the database.
+async fn assert_the_replica_has_the_database(env: &Env, context: &str) {
+    let out = env.dir.join("check.db");
+    let client = open_url(&env.url).await;
+    restore_ours(&client, RestoreTarget::Latest, &out, IntegrityCheck::Full)
+        .await
+        .unwrap_or_else(|e| panic!("{context}: restoring the replica: {e}"));
+    let ids = |rows: Vec<(i64, Vec<u8>)>| rows.into_iter().map(|r| r.0).collect::<Vec<_>>();
+    assert_eq!(
+        ids(rows(&out)),
+        ids(rows(&env.db)),
+        "{context}: the replica's rows (left) are not the database's"
+    );
+    assert!(
+        rows(&out) == rows(&env.db),
+        "{context}: the rows' values differ"
+    );
+    std::fs::remove_file(&out).unwrap();
+}
+
+/// The ways start-up comes to adopt the replica's newest L0 file as its position.
+const ADOPTIONS: [&str; 3] = ["restored", "caught up", "adopted"];
+
+/// Sets `env` (which has replicated a few TXIDs) up so that its next start adopts the
+/// replica's position as `case` says: "restored" (the database is gone), "caught up" (an
+/// older copy of the database and its metadata is put back after more was replicated),
+/// "adopted" (the metadata is gone).
+async fn set_up_adoption(env: &Env, case: &str) {
+    match case {
+        "restored" => {
+            for p in ["app.db", "app.db-wal", "app.db-shm"] {
+                let _ = std::fs::remove_file(env.dir.join(p));
+            }
+            std::fs::remove_dir_all(env.meta()).unwrap();
+        }
+        "caught up" => {
+            let saved = env.dir.join("saved");
+            copy_db(&env.dir, &saved);
+            env.session(2).await;
+            put_back(env, &saved);
+        }
+        _ => std::fs::remove_dir_all(env.meta()).unwrap(),
+    }
+}
+
+/// True if `action` is how `case` of [`ADOPTIONS`] starts.
+fn adopted_by(case: &str, action: StartAction) -> bool {
+    match case {
+        "restored" => matches!(action, StartAction::Restored { .. }),
+        "caught up" => matches!(action, StartAction::CaughtUp { .. }),
+        _ => matches!(action, StartAction::Adopted { .. }),
+    }
+}
+
 /// A replicator that adopted the replica's newest L0 file at start-up (after a restore, a
 /// catch-up or adopting an equal database) stops before anything after it reaches the
 /// replica — its first files and later writes are only local, the upload of the next TXID
@@ -389,24 +444,10 @@ async fn replica_txid(env: &Env) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_right_after_adopting_the_replicas_position_restarts_as_the_same_lineage() {
     init_logging();
-    for case in ["restored", "caught up", "adopted"] {
+    for case in ADOPTIONS {
         let env = Env::new();
         env.session(3).await;
-        match case {
-            "restored" => {
-                for p in ["app.db", "app.db-wal", "app.db-shm"] {
-                    let _ = std::fs::remove_file(env.dir.join(p));
-                }
-                std::fs::remove_dir_all(env.meta()).unwrap();
-            }
-            "caught up" => {
-                let saved = env.dir.join("saved");
-                copy_db(&env.dir, &saved);
-                env.session(2).await;
-                put_back(&env, &saved);
-            }
-            _ => std::fs::remove_dir_all(env.meta()).unwrap(),
-        }
+        set_up_adoption(&env, case).await;
         let adopted = replica_txid(&env).await;
         let blocker = block_upload(&env, adopted + 1);
         let yaml = env
@@ -414,12 +455,7 @@ async fn a_stop_right_after_adopting_the_replicas_position_restarts_as_the_same_
             .replace("dbs:\n", "shutdown-sync-timeout: 1s\ndbs:\n");
         let r = start_replicator(&yaml, &env.db).await.unwrap();
         let action = r.handle().start_action();
-        let expected = match case {
-            "restored" => matches!(action, StartAction::Restored { .. }),
-            "caught up" => matches!(action, StartAction::CaughtUp { .. }),
-            _ => matches!(action, StartAction::Adopted { .. }),
-        };
-        assert!(expected, "{case}: {action:?}");
+        assert!(adopted_by(case, action), "{case}: {action:?}");
         // Writes after the adoption reach local L0 files only.
         write(&env.db, 2);
         r.handle().notify_commit(CommitNotice {
@@ -447,16 +483,7 @@ async fn a_stop_right_after_adopting_the_replicas_position_restarts_as_the_same_
         let p = r.sync_and_wait().await.unwrap();
         assert!(p.replicated_txid >= synced.local_txid, "{case}: {p:?}");
         r.shutdown().await.unwrap();
-        let out = env.dir.join("check.db");
-        let client = open_url(&env.url).await;
-        restore_ours(&client, RestoreTarget::Latest, &out, IntegrityCheck::Full)
-            .await
-            .unwrap();
-        assert_eq!(
-            rows(&out),
-            rows(&env.db),
-            "{case}: the replica has every write"
-        );
+        assert_the_replica_has_the_database(&env, case).await;
     }
 }
 
@@ -597,24 +624,10 @@ async fn a_commit_checkpointed_by_another_process_during_adoption_reaches_the_re
     let Some(sqlite3) = testkit::require_tool(testkit::Tool::Sqlite3, test) else {
         return;
     };
-    for case in ["restored", "caught up", "adopted"] {
+    for case in ADOPTIONS {
         let env = Env::new();
         env.session(3).await;
-        match case {
-            "restored" => {
-                for p in ["app.db", "app.db-wal", "app.db-shm"] {
-                    let _ = std::fs::remove_file(env.dir.join(p));
-                }
-                std::fs::remove_dir_all(env.meta()).unwrap();
-            }
-            "caught up" => {
-                let saved = env.dir.join("saved");
-                copy_db(&env.dir, &saved);
-                env.session(2).await;
-                put_back(&env, &saved);
-            }
-            _ => std::fs::remove_dir_all(env.meta()).unwrap(),
-        }
+        set_up_adoption(&env, case).await;
         let mut options = replicator_options(&env.yaml(), &env.db);
         let (sqlite3, db) = (sqlite3.clone(), env.db.clone());
         let hook: Box<dyn FnOnce() + Send> = Box::new(move || {
@@ -633,31 +646,14 @@ async fn a_commit_checkpointed_by_another_process_during_adoption_reaches_the_re
         }));
         let r = Replicator::start(options).await.unwrap();
         let action = r.handle().start_action();
-        let expected = match case {
-            "restored" => matches!(action, StartAction::Restored { .. }),
-            "caught up" => matches!(action, StartAction::CaughtUp { .. }),
-            _ => matches!(action, StartAction::Adopted { .. }),
-        };
-        assert!(expected, "{case}: {action:?}");
-        let local = rows(&env.db);
+        assert!(adopted_by(case, action), "{case}: {action:?}");
         assert!(
-            local.iter().any(|(_, v)| v == &[0xc0, 0xff, 0xee]),
+            rows(&env.db).iter().any(|(_, v)| v == &[0xc0, 0xff, 0xee]),
             "{case}: the other process's row is not in the database"
         );
-        let p = r.sync_and_wait().await.unwrap();
+        r.sync_and_wait().await.unwrap();
         r.shutdown().await.unwrap();
-        let out = env.dir.join("check.db");
-        let client = open_url(&env.url).await;
-        restore_ours(&client, RestoreTarget::Latest, &out, IntegrityCheck::Full)
-            .await
-            .unwrap_or_else(|e| panic!("{case}: restoring TXID {}: {e}", p.replicated_txid));
-        let ids = |rows: &[(i64, Vec<u8>)]| rows.iter().map(|r| r.0).collect::<Vec<_>>();
-        assert_eq!(
-            ids(&rows(&out)),
-            ids(&local),
-            "{case}: the replica lacks the commit the other process made during start-up"
-        );
-        assert!(rows(&out) == local, "{case}: the replica's rows differ");
+        assert_the_replica_has_the_database(&env, case).await;
     }
 }
 
@@ -779,10 +775,5 @@ async fn a_catch_up_that_fails_while_swapping_the_database_is_no_divergence() {
         r.handle().start_action()
     );
     r.shutdown().await.unwrap();
-    let out = env.dir.join("check.db");
-    let client = open_url(&env.url).await;
-    restore_ours(&client, RestoreTarget::Latest, &out, IntegrityCheck::Full)
-        .await
-        .unwrap();
-    assert_eq!(rows(&out), rows(&env.db));
+    assert_the_replica_has_the_database(&env, "after the catch-up").await;
 }
