@@ -95,6 +95,7 @@
 //! `bucket.s3.<region>.amazonaws.com`, `bucket.host:port` (MinIO), DigitalOcean, Backblaze,
 //! Filebase and Scaleway are recognised.
 
+pub mod adoption;
 pub mod client;
 pub mod config;
 pub mod db;

@@ -17,16 +17,20 @@
 //! | position L | ends below L | continue (upload the missing files) if every local L0 file after the replica's end is still there, else **diverged** (the replica went backwards) |
 //! | position L | no file L, ends above L | compare contents with the replica's state at L: equal → catch up; else **diverged** |
 //!
-//! Two L0 files are the same when their TXIDs, timestamps, commit and pages are; where in a
-//! WAL they were read from (offset, size, salts) is not compared, because adopting the
-//! replica's newest file rewrites exactly that for the local WAL. Files are compared as
-//! streams, page by page, never whole in memory.
+//! Two L0 files are the same when their headers and pages are. Where in a WAL a file was
+//! read from (offset, size, salts) is compared too — the random salts are what tells two
+//! writers' files apart when they clash in timestamp and pages — except against a copy
+//! adopted at start-up, which holds the replica's file re-headed to the start of the local
+//! WAL (offset 32, no WAL bytes). Files are compared as streams, page by page, never whole
+//! in memory.
 //!
 //! Catching up restores the replica's latest state next to the database and swaps it in.
 //! After a restore or catch-up the local metadata is reset and the replica's newest L0 file
 //! is adopted as the position, re-headed to the new WAL (see
 //! [`crate::replicator::Replicator::start`]), so replication continues incrementally with no
-//! full snapshot upload. A stop at any point of this is no divergence at the next start: a
+//! full snapshot upload; a read transaction held from the comparison (or the restore) until
+//! the replicator attaches keeps another process's commits in the WAL meanwhile, and the
+//! adoption is dropped for a full L0 file if one may have left it ([`crate::adoption`]). A stop at any point of this is no divergence at the next start: a
 //! database that is not at its recorded position but equals the replica's latest state (a
 //! catch-up or `sqlite-rest restore` swapped it in and stopped before the position was
 //! reset) is adopted like one with no position.
@@ -50,6 +54,7 @@ use std::sync::Arc;
 
 use ltx::{Compactor, Decoder, FileName, Header, PageSink, TxId};
 
+use crate::adoption::Adoption;
 use crate::client::{ClientError, ReplicaClient};
 use crate::db::with_suffix;
 use crate::fetch::{FetchOptions, FetchProgress, Input, open_inputs};
@@ -119,8 +124,8 @@ pub struct Prepared {
     /// The newest TXID on the replica (uploads continue after it).
     pub replica_txid: TxId,
     /// The replica's newest L0 file, to adopt as the local position once the database is
-    /// attached.
-    pub adopt: Option<LtxFileInfo>,
+    /// attached (if [`Adoption::holds`] then).
+    pub adopt: Option<Adoption>,
 }
 
 /// How the local database and the replica differ.
@@ -357,7 +362,7 @@ pub async fn prepare(
             action: StartAction::Restored { txid },
             position: Position::ZERO,
             replica_txid,
-            adopt,
+            adopt: begin_adoption(db_path, adopt).await?,
         });
     };
 
@@ -391,6 +396,8 @@ pub async fn prepare(
     }
 
     if local.txid == TxId::ZERO {
+        // Before the comparison: a write after it must not be missed by the adoption.
+        let adoption = begin_adoption(db_path, adopt).await?;
         return match compare_with_replica(client, db_path, &remote, RestoreTarget::Latest, options)
             .await?
         {
@@ -398,7 +405,7 @@ pub async fn prepare(
                 action: StartAction::Adopted { txid: replica_txid },
                 position: Position::ZERO,
                 replica_txid,
-                adopt,
+                adopt: adoption,
             }),
             Comparison::Different(detail) | Comparison::Unavailable(detail) => {
                 Err(diverged(DivergenceKind::NoLocalHistory {
@@ -596,6 +603,7 @@ impl Behind<'_> {
     /// before the position was reset — adopt the replica's position; else the local
     /// database has changes of its own: diverged.
     async fn not_at_position(&self, detail: String) -> Result<Prepared, StartupError> {
+        let adoption = begin_adoption(self.db_path, self.adopt).await?;
         let latest = compare_with_replica(
             self.client,
             self.db_path,
@@ -620,7 +628,7 @@ impl Behind<'_> {
             },
             position: Position::ZERO,
             replica_txid: self.replica_txid,
-            adopt: self.adopt,
+            adopt: adoption,
         })
     }
 
@@ -640,6 +648,11 @@ impl Behind<'_> {
         // (`not_at_position`).
         let (db, meta) = (db_path.to_path_buf(), self.meta.clone());
         blocking(move || {
+            // The WAL goes before the new file is renamed into place (an old WAL must never
+            // be applied to it); its frames are copied into the database file first, so a
+            // stop in between leaves the file at the verified state L, which the next start
+            // catches up again.
+            checkpoint_into_file(&db)?;
             for p in &sidecars(&db)[1..] {
                 remove_if_exists(p).map_err(io_error(p))?;
             }
@@ -655,9 +668,57 @@ impl Behind<'_> {
             },
             position: Position::ZERO,
             replica_txid: self.replica_txid,
-            adopt: self.adopt,
+            adopt: begin_adoption(db_path, self.adopt).await?,
         })
     }
+}
+
+/// Starts adopting the replica's newest L0 file `file` (if there is one to adopt) for the
+/// database as it is now (see [`crate::adoption`]).
+async fn begin_adoption(
+    db_path: &Path,
+    file: Option<LtxFileInfo>,
+) -> Result<Option<Adoption>, StartupError> {
+    let Some(file) = file else {
+        return Ok(None);
+    };
+    let db = db_path.to_path_buf();
+    blocking(move || Adoption::begin(&db, file).map(Some).map_err(io_error(&db))).await
+}
+
+/// Copies every frame of the WAL of the database at `db` into the database file and
+/// truncates the WAL (blocking), so the file alone holds the database's state. Fails if
+/// another connection keeps it from completing.
+fn checkpoint_into_file(db: &Path) -> Result<(), StartupError> {
+    let failed = |what: String| StartupError::Io {
+        path: db.display().to_string(),
+        source: std::io::Error::other(format!(
+            "copying the WAL into the database file before replacing it: {what}"
+        )),
+    };
+    let sqlite = |e: rusqlite::Error| failed(e.to_string());
+    let conn = rusqlite::Connection::open_with_flags(
+        db,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sqlite)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(sqlite)?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .map_err(sqlite)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Ok(());
+    }
+    let busy: i64 = conn
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+        .map_err(sqlite)?;
+    if busy != 0 {
+        return Err(failed(
+            "another process is using the database (a read transaction)".into(),
+        ));
+    }
+    conn.close().map_err(|(_, e)| sqlite(e))
 }
 
 /// Compares the local copy of the replica's L0 file `info` with the replica's, page by page
@@ -697,18 +758,28 @@ async fn same_l0(
     .await
 }
 
-/// True if two LTX files hold the same history: equal headers but for the WAL range and
-/// salts they were read from, and the same pages. Both are read page by page, and verified
-/// to their end when equal.
+/// True if two LTX files hold the same history: equal headers (but for the WAL range and
+/// salts when either is a copy adopted at start-up) and the same pages. Both are read page
+/// by page, and verified to their end when equal.
 fn same_ltx(ours: impl Read, theirs: impl Read) -> ltx::Result<bool> {
     let mut ours = Decoder::new(ours)?;
     let mut theirs = Decoder::new(theirs)?;
-    let history = |h: &Header| Header {
-        wal_offset: 0,
-        wal_size: 0,
-        wal_salt1: 0,
-        wal_salt2: 0,
-        ..*h
+    // What `Replicator::start`'s adoption writes: the start of a WAL, no WAL bytes.
+    let adopted =
+        |h: &Header| h.wal_offset == crate::wal::WAL_HEADER_SIZE as i64 && h.wal_size == 0;
+    let loose = adopted(ours.header()) || adopted(theirs.header());
+    let history = |h: &Header| {
+        if loose {
+            Header {
+                wal_offset: 0,
+                wal_size: 0,
+                wal_salt1: 0,
+                wal_salt2: 0,
+                ..*h
+            }
+        } else {
+            *h
+        }
     };
     if history(ours.header()) != history(theirs.header()) {
         return Ok(false);
@@ -950,11 +1021,12 @@ fn stop() -> ltx::Error {
 mod tests {
     use super::*;
 
-    /// An L0 file of TXID 7 holding `pages` (page number, fill byte), read from `wal_offset`.
+    /// An L0 file of TXID 7 holding `pages` (page number, fill byte), read from `wal_offset`
+    /// (four frames; none from offset 32: a copy adopted at start-up).
     fn l0(pages: &[(u32, u8)], timestamp: i64, wal_offset: i64, salt: u32) -> Vec<u8> {
         let mut header = Header::new(512, 3, TxId(7), TxId(7), timestamp);
         header.wal_offset = wal_offset;
-        header.wal_size = 4 * 536;
+        header.wal_size = if wal_offset == 32 { 0 } else { 4 * 536 };
         header.wal_salt1 = salt;
         header.wal_salt2 = salt ^ 0xffff;
         let mut enc = ltx::Encoder::new(Vec::new(), header).unwrap();
@@ -965,16 +1037,26 @@ mod tests {
     }
 
     #[test]
-    fn l0_files_are_the_same_history_whatever_wal_range_they_were_read_from() {
+    fn l0_files_are_the_same_history_only_if_read_from_one_wal_or_adopted() {
         let pages = [(1, 1), (3, 3)];
-        let ours = l0(&pages, 1_000, 32, 5);
-        // The same file re-headed for another WAL (what adopting the replica's file does).
-        assert!(same_ltx(&ours[..], &l0(&pages, 1_000, 2176, 9)[..]).unwrap());
+        let ours = l0(&pages, 1_000, 2176, 5);
+        assert!(same_ltx(&ours[..], &ours[..]).unwrap());
+        // The same file re-headed to the start of another WAL (what adopting the replica's
+        // file does), on either side.
+        let adopted = l0(&pages, 1_000, 32, 9);
+        assert!(same_ltx(&ours[..], &adopted[..]).unwrap());
+        assert!(same_ltx(&adopted[..], &ours[..]).unwrap());
+        // Read from another WAL, or from elsewhere in it: another writer's file, even with
+        // the same timestamp and pages.
+        assert!(!same_ltx(&ours[..], &l0(&pages, 1_000, 2176, 9)[..]).unwrap());
+        assert!(!same_ltx(&ours[..], &l0(&pages, 1_000, 4328, 5)[..]).unwrap());
         // Another timestamp, page, page number or page count is another history.
-        assert!(!same_ltx(&ours[..], &l0(&pages, 1_001, 32, 5)[..]).unwrap());
-        assert!(!same_ltx(&ours[..], &l0(&[(1, 1), (3, 4)], 1_000, 32, 5)[..]).unwrap());
-        assert!(!same_ltx(&ours[..], &l0(&[(1, 1), (2, 3)], 1_000, 32, 5)[..]).unwrap());
-        assert!(!same_ltx(&ours[..], &l0(&[(1, 1)], 1_000, 32, 5)[..]).unwrap());
+        for ours in [&ours, &adopted] {
+            assert!(!same_ltx(&ours[..], &l0(&pages, 1_001, 32, 5)[..]).unwrap());
+            assert!(!same_ltx(&ours[..], &l0(&[(1, 1), (3, 4)], 1_000, 32, 5)[..]).unwrap());
+            assert!(!same_ltx(&ours[..], &l0(&[(1, 1), (2, 3)], 1_000, 32, 5)[..]).unwrap());
+            assert!(!same_ltx(&ours[..], &l0(&[(1, 1)], 1_000, 32, 5)[..]).unwrap());
+        }
         // A damaged file is an error, not a difference.
         let mut damaged = ours.clone();
         let last = damaged.len() - 20;
