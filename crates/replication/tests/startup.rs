@@ -13,7 +13,9 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use common::*;
 use ltx::FileName;
-use replication::client::{ByteStream, ClientError, ListOptions, ReadRange, ReplicaClient};
+use replication::client::{
+    ByteStream, ClientError, DirEntry, ListOptions, ReadRange, ReplicaClient,
+};
 use replication::level::Level;
 use replication::level::LtxFileInfo;
 use replication::plan::RestoreTarget;
@@ -591,6 +593,14 @@ impl ReplicaClient for BeforeAdoption {
         range: ReadRange,
     ) -> Result<Bytes, ClientError> {
         self.inner.read(level, name, range).await
+    }
+
+    async fn list_dir(&self, dir: &str) -> Result<Vec<DirEntry>, ClientError> {
+        self.inner.list_dir(dir).await
+    }
+
+    async fn open_path(&self, path: &str) -> Result<ByteStream, ClientError> {
+        self.inner.open_path(path).await
     }
 
     async fn write(
