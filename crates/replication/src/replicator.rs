@@ -48,7 +48,7 @@ use crate::metrics::DbMetrics;
 use crate::progress::{CommitNotice, Positions, Progress};
 use crate::restore::{IntegrityCheck, ProgressFn};
 use crate::startup::{self, PrepareOptions, StartAction, StartupError};
-use crate::sync::{Position, SyncError, SyncReport, SyncSettings, Syncer};
+use crate::sync::{Position, SyncError, SyncHook, SyncReport, SyncSettings, Syncer};
 
 /// How often the replica is probed while everything works.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(15);
@@ -105,6 +105,9 @@ pub struct ReplicatorOptions {
     pub restore_integrity_check: IntegrityCheck,
     /// Restore progress (start-up restores).
     pub restore_progress: Option<ProgressFn>,
+    /// Test hook of the syncer ([`crate::sync::SyncHook`]); never set outside tests.
+    #[doc(hidden)]
+    pub sync_hook: Option<SyncHook>,
 }
 
 impl std::fmt::Debug for ReplicatorOptions {
@@ -129,6 +132,7 @@ impl ReplicatorOptions {
             network: NetworkOptions::default(),
             restore_integrity_check: IntegrityCheck::Full,
             restore_progress: None,
+            sync_hook: None,
         })
     }
 }
@@ -465,7 +469,10 @@ impl Replicator {
             None => None,
         };
         let checkpoint_lock = Arc::new(RwLock::new(()));
-        let settings = SyncSettings::from_config(&db_config);
+        let settings = SyncSettings {
+            hook: options.sync_hook.clone(),
+            ..SyncSettings::from_config(&db_config)
+        };
         let busy = db_config.busy_timeout;
         let (syncer, first) = {
             let meta = meta.clone();

@@ -34,8 +34,39 @@ use crate::meta::{MetaDir, MetaWriteError};
 use crate::metrics::DbMetrics;
 use crate::wal::{self, Salt, WAL_HEADER_SIZE, WalError, WalHeader, WalReader, WalScan};
 
-/// The sync and checkpoint settings of one `dbs[]` entry.
+/// Points of a sync at which a test hook ([`SyncSettings::hook`]) is called.
+#[doc(hidden)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncPoint {
+    /// A checkpoint holds the checkpoint lock and has done nothing yet (the sync before it,
+    /// if any, is finished).
+    CheckpointStart(CheckpointMode),
+    /// A checkpoint is about to take the write barrier.
+    BeforeBarrier(CheckpointMode),
+    /// The checkpoint proper (`PRAGMA wal_checkpoint`, under the barrier for PASSIVE) is
+    /// about to run.
+    BeforeCheckpoint(CheckpointMode),
+    /// `PRAGMA wal_checkpoint` returned (the barrier released); what follows it (the
+    /// `_litestream_seq` bump, the sync after it) has not run yet.
+    AfterCheckpoint(CheckpointMode),
+    /// [`Syncer::sync`] is about to return; the checkpoint lock is free.
+    SyncDone,
+}
+
+/// A callback at the [`SyncPoint`]s, for tests that must put another writer (or a fault) in
+/// a precise gap. Only code can set it (never the configuration); `None` in production.
+#[doc(hidden)]
+#[derive(Clone)]
+pub struct SyncHook(pub Arc<dyn Fn(SyncPoint) + Send + Sync>);
+
+impl std::fmt::Debug for SyncHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SyncHook")
+    }
+}
+
+/// The sync and checkpoint settings of one `dbs[]` entry.
+#[derive(Debug, Clone)]
 pub struct SyncSettings {
     /// Bytes of WAL per L0 file at most (`max-sync-wal-bytes`; `None` = no limit).
     pub max_sync_wal_bytes: Option<u64>,
@@ -50,6 +81,8 @@ pub struct SyncSettings {
     /// (`monitor-interval`: as often as Litestream evaluates them); syncs themselves run more
     /// often. The TRUNCATE threshold is always honoured.
     pub min_checkpoint_gap: Duration,
+    #[doc(hidden)]
+    pub hook: Option<SyncHook>,
 }
 
 impl SyncSettings {
@@ -64,6 +97,7 @@ impl SyncSettings {
             },
             checkpoint_interval: db.checkpoint_interval,
             min_checkpoint_gap: db.monitor_interval,
+            hook: None,
         }
     }
 }
@@ -77,6 +111,7 @@ impl Default for SyncSettings {
             truncate_page_n: d::TRUNCATE_PAGE_N,
             checkpoint_interval: d::CHECKPOINT_INTERVAL,
             min_checkpoint_gap: d::MONITOR_INTERVAL,
+            hook: None,
         }
     }
 }
@@ -310,7 +345,15 @@ impl Syncer {
                 m.set_wal_size(self.state.last_synced_wal_offset);
             }
         }
+        self.at(SyncPoint::SyncDone);
         result.map(|()| std::mem::take(&mut self.report))
+    }
+
+    /// Calls the test hook, if any.
+    fn at(&self, point: SyncPoint) {
+        if let Some(hook) = &self.settings.hook {
+            (hook.0)(point);
+        }
     }
 
     fn sync_inner(&mut self) -> Result<(), SyncError> {
@@ -785,6 +828,7 @@ impl Syncer {
     }
 
     fn checkpoint_locked(&mut self, mode: CheckpointMode) -> Result<bool, SyncError> {
+        self.at(SyncPoint::CheckpointStart(mode));
         let before = self.db.wal_header_bytes()?;
         let barrier = mode == CheckpointMode::Passive;
         // Copy everything first, then seal the WAL with the barrier (PASSIVE) and copy again.
@@ -809,6 +853,7 @@ impl Syncer {
         }
         let mut sealed = None;
         if barrier {
+            self.at(SyncPoint::BeforeBarrier(mode));
             self.db.begin_barrier()?;
             sealed = Some(std::time::Instant::now());
             let r = match self.verify_and_sync(None) {
@@ -826,6 +871,7 @@ impl Syncer {
             .last_synced_wal_offset
             .saturating_sub(WAL_HEADER_SIZE)
             / frame_size;
+        self.at(SyncPoint::BeforeCheckpoint(mode));
         let result = self.db.checkpoint(mode);
         if barrier {
             let end = self.db.end_barrier();
@@ -837,6 +883,7 @@ impl Syncer {
             }
         }
         let result = result?;
+        self.at(SyncPoint::AfterCheckpoint(mode));
         tracing::debug!(db = %self.db.path().display(), mode = mode.as_str(), result = %format!("{},{},{}", result.busy, result.log, result.checkpointed), "checkpoint");
         self.report.checkpoints.push((mode, result));
         self.db.bump_seq()?;
@@ -857,6 +904,7 @@ impl Syncer {
         }
         // TRUNCATE: commits between the sealed sync and the checkpoint were backfilled and
         // truncated unseen, so take a full "checkpoint boundary snapshot" under the write lock.
+        self.at(SyncPoint::BeforeBarrier(mode));
         self.db.begin_barrier()?;
         let salt = WalHeader::parse(&after).map(|h| h.salt).unwrap_or_default();
         let info = SyncInfo {
