@@ -1,7 +1,7 @@
-//! The replicator's hold on the SQLite database (spec §3.1): its own two connections, the
-//! long-running read transaction that keeps other connections from checkpointing or
-//! restarting the WAL behind its back, the write barrier, checkpoints, and raw reads of the
-//! database file and WAL.
+//! The replicator's hold on the SQLite database: its own two connections, the long-running
+//! read transaction that keeps other connections from checkpointing past it or restarting the
+//! WAL behind its back, the pin, the write barrier, checkpoints, and raw reads of the
+//! database file and WAL. When each may be taken and released is [`crate::sync`]'s business.
 //!
 //! Both connections run with `busy_timeout` from the config, `wal_autocheckpoint=0` and
 //! `SQLITE_FCNTL_PERSIST_WAL` (the WAL survives the last close, so a restart can continue
@@ -13,8 +13,9 @@
 //!   _litestream_seq`) and runs `PRAGMA wal_checkpoint(...)`, releasing the read transaction
 //!   only for the checkpoint itself;
 //! - the *writer* connection bumps `_litestream_seq` (to force a WAL header or mark a
-//!   checkpoint) and takes the barrier: a write transaction inserting into
-//!   `_litestream_lock` that is always rolled back.
+//!   checkpoint), holds the *pin* (a second read transaction, which keeps the WAL in place
+//!   while the reader's is released for a checkpoint) and takes the *barrier*: a write
+//!   transaction inserting into `_litestream_lock` that is always rolled back.
 //!
 //! Everything here blocks; the replicator calls it from a blocking thread.
 
@@ -288,6 +289,11 @@ impl Database {
         Ok(())
     }
 
+    /// True while the long-running read transaction is held.
+    pub fn holds_read_lock(&self) -> bool {
+        self.read_tx
+    }
+
     /// Ends the read transaction (no-op if not held).
     pub fn release_read_lock(&mut self) -> Result<(), DbError> {
         if !self.read_tx {
@@ -323,9 +329,10 @@ impl Database {
         self.bump_seq()
     }
 
-    /// Pins the WAL: a read transaction on the writer connection, so while the reader
-    /// connection checkpoints no other connection can restart (overwrite) the WAL and frames
-    /// after this point stay in it. End it with [`Database::end_barrier`].
+    /// Pins the WAL: a read transaction on the writer connection. While it lasts no
+    /// checkpoint (ours on the reader connection included) copies frames committed after it
+    /// began into the database file, and nothing restarts the WAL under it. End it with
+    /// [`Database::end_pin`] (before the writer connection writes or takes the barrier).
     pub fn begin_pin(&self) -> Result<(), DbError> {
         self.writer
             .execute_batch("BEGIN")
@@ -356,6 +363,11 @@ impl Database {
             return Err(self.sqlite("_litestream_lock")(e));
         }
         Ok(())
+    }
+
+    /// Ends the pin (no-op if none is held).
+    pub fn end_pin(&self) -> Result<(), DbError> {
+        self.end_barrier()
     }
 
     /// Rolls the barrier back (nothing it wrote is ever committed).

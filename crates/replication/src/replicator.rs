@@ -29,7 +29,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use ltx::{Decoder, Encoder, FileName, Header, TxId};
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -48,7 +48,9 @@ use crate::metrics::DbMetrics;
 use crate::progress::{CommitNotice, Positions, Progress};
 use crate::restore::{IntegrityCheck, ProgressFn};
 use crate::startup::{self, PrepareOptions, StartAction, StartupError};
-use crate::sync::{Position, SyncError, SyncHook, SyncReport, SyncSettings, Syncer};
+use crate::sync::{
+    CheckpointLock, Position, SyncError, SyncHook, SyncReport, SyncSettings, Syncer,
+};
 
 /// How often the replica is probed while everything works.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(15);
@@ -187,10 +189,9 @@ pub(crate) struct Shared {
     pub progress: Progress,
     pub health: Health,
     pub metrics: Option<DbMetrics>,
-    /// The newest local L0 file (what a snapshot captures).
-    position: Mutex<Position>,
-    /// Checkpoints take the write half; snapshots hold the read half while they read.
-    pub checkpoint_lock: Arc<RwLock<()>>,
+    /// Checkpoints take the write half; snapshots hold the read half while they read, and
+    /// the position the syncer published under it.
+    pub checkpoint_lock: Arc<CheckpointLock>,
     /// Wakes the sync task.
     wake: Notify,
     last_upload: Mutex<Option<SystemTime>>,
@@ -198,8 +199,9 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The newest local L0 file, as the syncer published it.
     pub fn position(&self) -> Position {
-        *self.position.lock()
+        self.checkpoint_lock.published().position
     }
 }
 
@@ -468,7 +470,7 @@ impl Replicator {
             Some(info) => Some((info, download_for_adoption(&client, &meta, info).await?)),
             None => None,
         };
-        let checkpoint_lock = Arc::new(RwLock::new(()));
+        let checkpoint_lock = Arc::new(CheckpointLock::default());
         let settings = SyncSettings {
             hook: options.sync_hook.clone(),
             ..SyncSettings::from_config(&db_config)
@@ -521,7 +523,6 @@ impl Replicator {
             progress,
             health,
             metrics: Some(metrics.clone()),
-            position: Mutex::new(position),
             checkpoint_lock,
             wake: Notify::new(),
             last_upload: Mutex::new(None),
@@ -867,7 +868,6 @@ async fn run_sync(
     *syncer = Some(s);
     Some(match result {
         Ok(report) => {
-            *shared.position.lock() = position;
             shared
                 .progress
                 .end_sync(ticket, position.txid, report.wal_bytes);

@@ -1,22 +1,62 @@
-//! Turning committed WAL frames into L0 LTX files (spec §3.2–§3.5), as Litestream does, so a
-//! replica we write is one Litestream could have written and either can take over from the
-//! other.
+//! Turning committed WAL frames into L0 LTX files, as Litestream does, so a replica we write
+//! is one Litestream could have written and either can take over from the other; and
+//! checkpointing the WAL without ever losing a commit on the way.
 //!
 //! [`Syncer`] owns the database attachment ([`Database`]), the local metadata directory
 //! ([`MetaDir`]) and the sync state. One [`Syncer::sync`]:
-//! 1. *verifies* that the WAL still continues where the newest local L0 file ended (the
-//!    decision table of §3.3): incremental from that offset, incremental from offset 32
-//!    after an expected truncation or a WAL restart, or a *full* L0 file (every page) when
-//!    the WAL was reset, truncated or overwritten behind our back;
+//! 1. *verifies* that the WAL still continues where the newest local L0 file ended
+//!    (Litestream's decision table): incremental from that offset, incremental from offset
+//!    32 after an expected truncation or a WAL restart, or a *full* L0 file (every page) when
+//!    the WAL was reset, truncated or overwritten behind our back, or when the
+//!    [`crate::meta::NEXT_L0_FULL`] mark asks for one;
 //! 2. reads the committed frames (up to `max-sync-wal-bytes` per file) and writes the next
 //!    L0 file (TXID + 1): WAL pages, plus growth pages from the database file, pages beyond
 //!    the commit dropped, the lock page skipped; `<name>.tmp`, fsync, rename, fsync dir;
-//! 3. checkpoints when a threshold is reached (§3.5): PASSIVE under the write barrier,
-//!    TRUNCATE only past `truncate-page-n`, never RESTART; after a TRUNCATE (or commits that
-//!    slipped in) a full "checkpoint boundary snapshot" L0 file.
+//! 3. checkpoints when [`crate::checkpoint`]'s policy says so.
 //!
-//! Checkpoints take the write half of the checkpoint lock and are skipped while a snapshot
-//! ([`crate::snapshot`]) holds the read half.
+//! # Checkpoints never drop a commit that no L0 file holds
+//! A WAL frame disappears only when the WAL restarts (or is truncated), and SQLite restarts it
+//! only once every frame has been copied into the database file (*backfilled*) and no read
+//! transaction holds a read mark in it. A checkpoint — anyone's, in any process, in any mode —
+//! copies frames only up to the oldest snapshot of a running read transaction, and a read
+//! transaction that began with the WAL fully backfilled (read mark 0) stops every copy. So the
+//! invariant, which holds whatever other processes write or checkpoint:
+//!
+//! > At every instant, one of our read transactions (the long-running one on the reader
+//! > connection, or the *pin* on the writer connection while the reader's is released for a
+//! > checkpoint) either holds a read mark in the WAL, or began when every frame in the WAL
+//! > was already in an L0 file; or we hold the write barrier and every committed frame is
+//! > in an L0 file.
+//!
+//! Then no frame beyond the newest L0 file is ever overwritten: a restart needs every frame
+//! backfilled and no read mark, and the only read transaction of ours without a read mark
+//! forbids backfilling the frames that came after it. How each step keeps it:
+//! - the reader's read transaction is released only inside [`Database::checkpoint`], and
+//!   re-taken right after, under the pin or the barrier that covered the gap;
+//! - a PASSIVE checkpoint first copies most of the WAL while writers keep going, under the
+//!   pin. The pin is taken *before* the sync that precedes the checkpoint (or, for a forced
+//!   checkpoint, before a sync of its own), so every commit it can see is already in an L0
+//!   file: the early copy backfills only frames we hold, and if it backfills all of them the
+//!   reader's new read transaction (mark 0) still began with everything in an L0 file. Then
+//!   the barrier stops writers, a sync copies what they committed meanwhile, and the
+//!   checkpoint proper copies the rest; the reader's read transaction is taken again under
+//!   the barrier;
+//! - a TRUNCATE checkpoint needs every reader gone, ours too, so for it the invariant is
+//!   given up on purpose: commits landing between the sync before it and the truncation are
+//!   copied into the database file and cut out of the WAL. It is made good by a full
+//!   "checkpoint boundary" L0 file, and the [`crate::meta::NEXT_L0_FULL`] mark, written
+//!   durably before the TRUNCATE and removed only once a full file exists, makes any failure
+//!   or crash in between end in that full file too.
+//!
+//! # Snapshots see the pages of their TXID
+//! The database file changes only through checkpoints: ours hold the write half of the
+//! [`CheckpointLock`], and other processes' can copy only frames up to our read transaction,
+//! which (re-taken after each of our checkpoints, at the end of what is in L0 files) never
+//! reaches past the position. The syncer publishes each position as soon as its file exists,
+//! which is before a checkpoint releases the lock. So a snapshot that holds the read half sees
+//! a database file at or behind the published position, and overlays the WAL up to it: the
+//! image of exactly that TXID — except while a full L0 file is pending (after a TRUNCATE, the
+//! database file may be ahead), when snapshots wait for it.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -25,7 +65,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use ltx::{Encoder, FileName, Header, TxId};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::config::DbConfig;
 use crate::db::{CheckpointMode, CheckpointResult, Database, DbError};
@@ -146,6 +186,56 @@ fn header_salt(h: &Header) -> Salt {
     }
 }
 
+/// The checkpoint lock, and the position it vouches for; shared by the syncer and snapshots.
+///
+/// Our checkpoints hold the write half; a snapshot holds the read half
+/// ([`CheckpointLock::hold`]) and reads [`CheckpointLock::published`] under it. See the module
+/// docs for why the database file is then at or behind the published position.
+#[derive(Debug, Default)]
+pub struct CheckpointLock {
+    lock: RwLock<()>,
+    published: Mutex<Published>,
+}
+
+/// What the syncer last published ([`CheckpointLock::published`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// The newest local L0 file.
+    pub position: Position,
+    /// A full L0 file is pending: the database file may hold pages newer than `position`, so
+    /// no snapshot may be taken from it.
+    pub full_pending: bool,
+}
+
+impl Default for Published {
+    fn default() -> Self {
+        Published {
+            position: Position::ZERO,
+            full_pending: false,
+        }
+    }
+}
+
+impl CheckpointLock {
+    /// Keeps our checkpoints out while the guard lives (waits for a running one).
+    pub fn hold(&self) -> RwLockReadGuard<'_, ()> {
+        self.lock.read()
+    }
+
+    /// What the syncer last published.
+    pub fn published(&self) -> Published {
+        *self.published.lock()
+    }
+
+    fn try_checkpoint(&self) -> Option<RwLockWriteGuard<'_, ()>> {
+        self.lock.try_write()
+    }
+
+    fn publish(&self, published: Published) {
+        *self.published.lock() = published;
+    }
+}
+
 /// Errors from a sync or checkpoint.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -168,6 +258,11 @@ pub enum SyncError {
     WalRestarted,
     #[error("TXID overflow")]
     TxIdOverflow,
+    #[error("marking that the next L0 file must be a full one in {path}: {source}")]
+    Mark {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 impl SyncError {
@@ -261,13 +356,20 @@ pub struct Syncer {
     state: SyncState,
     pos: Position,
     last_frame: Option<LastFrame>,
-    checkpoint_lock: Arc<RwLock<()>>,
+    lock: Arc<CheckpointLock>,
     metrics: Option<DbMetrics>,
     report: SyncReport,
     last_checkpoint: Option<std::time::Instant>,
-    /// A threshold checkpoint is running right after a sync that read the WAL to its end (see
-    /// [`Syncer::checkpoint_locked`]).
-    just_synced: bool,
+    /// The pin is held (see the module docs); `covered`: every commit it can see is in an L0
+    /// file (a sync that read the WAL to its end ran after it was taken).
+    pin: Option<Pin>,
+    /// The next L0 file must be a full one, and why (the [`crate::meta::NEXT_L0_FULL`] mark).
+    next_full: Option<&'static str>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Pin {
+    covered: bool,
 }
 
 impl Syncer {
@@ -278,22 +380,75 @@ impl Syncer {
         meta: MetaDir,
         settings: SyncSettings,
         pos: Position,
-        checkpoint_lock: Arc<RwLock<()>>,
+        lock: Arc<CheckpointLock>,
         metrics: Option<DbMetrics>,
     ) -> Syncer {
-        Syncer {
+        let next_full = meta
+            .next_full()
+            .then_some("a full L0 file was pending when replication stopped");
+        let syncer = Syncer {
             db,
             meta,
             settings,
             state: SyncState::default(),
             pos,
             last_frame: None,
-            checkpoint_lock,
+            lock,
             metrics,
             report: SyncReport::default(),
             last_checkpoint: None,
-            just_synced: false,
+            pin: None,
+            next_full,
+        };
+        syncer.publish();
+        syncer
+    }
+
+    /// Publishes the position (and whether a full file is pending) to snapshots.
+    fn publish(&self) {
+        self.lock.publish(Published {
+            position: self.pos,
+            full_pending: self.next_full.is_some(),
+        });
+    }
+
+    fn set_pos(&mut self, pos: Position) {
+        self.pos = pos;
+        self.publish();
+    }
+
+    /// Takes the pin (no-op if held).
+    fn pin(&mut self) -> Result<(), SyncError> {
+        if self.pin.is_none() {
+            self.db.begin_pin()?;
+            self.pin = Some(Pin { covered: false });
         }
+        Ok(())
+    }
+
+    /// Ends the pin (no-op if none) — but never while the reader connection holds no read
+    /// transaction (re-taking it failed after a checkpoint): then the pin stays until the
+    /// read transaction is back.
+    fn unpin(&mut self) -> Result<(), SyncError> {
+        if self.pin.is_none() {
+            return Ok(());
+        }
+        self.db.acquire_read_lock()?;
+        self.pin = None;
+        Ok(self.db.end_pin()?)
+    }
+
+    /// Durably marks that the next L0 file must be a full one.
+    fn require_full(&mut self, reason: &'static str) -> Result<(), SyncError> {
+        self.meta
+            .mark_next_full(reason)
+            .map_err(|source| SyncError::Mark {
+                path: self.meta.root().display().to_string(),
+                source,
+            })?;
+        self.next_full = Some(reason);
+        self.publish();
+        Ok(())
     }
 
     pub fn position(&self) -> Position {
@@ -357,26 +512,42 @@ impl Syncer {
     }
 
     fn sync_inner(&mut self) -> Result<(), SyncError> {
+        // (Re-taken here if taking it again after a checkpoint failed; a pin kept for that
+        // reason goes now.)
+        self.db.acquire_read_lock()?;
+        self.unpin()?;
         self.db.ensure_wal_exists()?;
+        let result = self.sync_pinned();
+        // The pin never outlives a sync.
+        let unpinned = self.unpin();
+        result?;
+        unpinned
+    }
+
+    fn sync_pinned(&mut self) -> Result<(), SyncError> {
         let limit = self.settings.max_sync_wal_bytes;
         loop {
             let orig_wal_size = match self.state.last_synced_wal_offset {
                 0 => self.db.wal_size()?,
                 n => n,
             };
+            // Pinned before the WAL is read, so if a checkpoint follows, every commit the pin
+            // can see is in the file this sync writes (see the module docs).
+            self.pin()?;
             let r = self.verify_and_sync(limit)?;
             self.apply(r);
+            if !r.limited
+                && let Some(pin) = &mut self.pin
+            {
+                pin.covered = true;
+            }
             if r.file_written {
                 self.state.synced_since_checkpoint = true;
             }
             if !r.limited || r.synced_to_wal_end || self.exceeds_truncate_threshold(orig_wal_size) {
-                // (A sync cut short by `max-sync-wal-bytes` leaves the rest to the checkpoint's
-                // own copy, outside the barrier.)
-                self.just_synced = !r.limited;
-                let checkpointed = self.checkpoint_if_needed(orig_wal_size, r.new_wal_size);
-                self.just_synced = false;
-                checkpointed?;
+                self.checkpoint_if_needed(orig_wal_size, r.new_wal_size)?;
             }
+            self.unpin()?;
             if !(r.file_written && r.limited && !r.synced_to_wal_end) {
                 return Ok(());
             }
@@ -389,8 +560,23 @@ impl Syncer {
     }
 
     fn verify_and_sync(&mut self, limit: Option<u64>) -> Result<OnceResult, SyncError> {
-        let info = self.verify()?;
+        let info = match self.next_full {
+            Some(reason) => self.full_from_start(reason)?,
+            None => self.verify()?,
+        };
         self.sync_once(info, limit)
+    }
+
+    /// A full file of the state SQLite would read now: the database file overlaid with every
+    /// committed frame of the WAL from its start.
+    fn full_from_start(&self, reason: &'static str) -> Result<SyncInfo, SyncError> {
+        Ok(SyncInfo {
+            offset: WAL_HEADER_SIZE,
+            salt: self.db.wal_header()?.map(|h| h.salt).unwrap_or_default(),
+            prev_commit: self.pos.header.map_or(0, |h| h.commit),
+            full: Some(reason),
+            clear_synced_to_wal_end: true,
+        })
     }
 
     fn wal_error(&self, source: WalError) -> SyncError {
@@ -716,10 +902,15 @@ impl Syncer {
                 MetaWriteError::Write(e) => e,
             })?;
 
-        self.pos = Position {
+        self.set_pos(Position {
             txid,
             header: Some(header),
-        };
+        });
+        // A full file of the whole WAL holds every page as SQLite reads it, so whatever the
+        // database file held beyond the old position.
+        if full.is_some() && info.offset == WAL_HEADER_SIZE {
+            self.clear_next_full();
+        }
         self.last_frame = last_frame.map(|(offset, pgno, data)| LastFrame {
             txid,
             offset,
@@ -810,117 +1001,138 @@ impl Syncer {
         Ok(())
     }
 
-    /// Runs one checkpoint the way Litestream does. `Ok(None)`: skipped (a snapshot is
+    /// Runs one checkpoint (see the module docs). `Ok(None)`: skipped (a snapshot is
     /// streaming); `Ok(Some(restarted))`: whether the WAL was restarted.
     pub fn checkpoint(&mut self, mode: CheckpointMode) -> Result<Option<bool>, SyncError> {
-        let lock = self.checkpoint_lock.clone();
-        let Some(_guard) = lock.try_write() else {
+        let lock = self.lock.clone();
+        let Some(_guard) = lock.try_checkpoint() else {
             tracing::debug!(db = %self.db.path().display(), mode = mode.as_str(), "checkpoint skipped, snapshot in progress");
             return Ok(None);
         };
         let started = std::time::Instant::now();
         self.last_checkpoint = Some(started);
-        let result = self.checkpoint_locked(mode);
+        self.at(SyncPoint::CheckpointStart(mode));
+        let result = match mode {
+            CheckpointMode::Passive => self.checkpoint_passive(),
+            CheckpointMode::Truncate => self.checkpoint_truncate(),
+        };
+        let unpinned = self.unpin();
         if let Some(m) = &self.metrics {
             m.record_checkpoint(mode, started.elapsed(), result.is_err());
         }
-        result.map(Some)
+        let restarted = result?;
+        unpinned?;
+        Ok(Some(restarted))
     }
 
-    fn checkpoint_locked(&mut self, mode: CheckpointMode) -> Result<bool, SyncError> {
-        self.at(SyncPoint::CheckpointStart(mode));
+    /// PASSIVE: an early copy under the pin while writers keep going, then the barrier, a
+    /// sync of what they committed meanwhile, and the checkpoint proper.
+    fn checkpoint_passive(&mut self) -> Result<bool, SyncError> {
+        let mode = CheckpointMode::Passive;
         let before = self.db.wal_header_bytes()?;
-        let barrier = mode == CheckpointMode::Passive;
-        // Copy everything first, then seal the WAL with the barrier (PASSIVE) and copy again.
-        // Right after a sync (a threshold checkpoint) there is next to nothing to copy: that
-        // would be one more tiny L0 file and upload per checkpoint, so the sealed copy below
-        // takes those few commits along.
-        if !(barrier && self.just_synced) {
+        // The pin may see only commits that are in L0 files: taken before the sync that just
+        // read the WAL to its end, or taken now and followed by a sync of its own.
+        if self.pin != Some(Pin { covered: true }) {
+            self.pin()?;
             let r = self.verify_and_sync(None)?;
             self.apply(r);
         }
-        if barrier {
-            // Most of the copying happens here, while writers keep going: a PASSIVE
-            // checkpoint with the WAL pinned by a read transaction on the other connection, so
-            // nothing can restart the WAL and drop frames we have not read yet. The barrier
-            // below then only has the frames committed meanwhile left to copy.
-            self.db.begin_pin()?;
-            let early = self.db.checkpoint(CheckpointMode::Passive);
-            let end = self.db.end_barrier();
-            let early = early?;
-            end?;
-            tracing::trace!(db = %self.db.path().display(), result = %format!("{},{},{}", early.busy, early.log, early.checkpointed), "checkpoint (pinned)");
-        }
-        let mut sealed = None;
-        if barrier {
-            self.at(SyncPoint::BeforeBarrier(mode));
-            self.db.begin_barrier()?;
-            sealed = Some(std::time::Instant::now());
-            let r = match self.verify_and_sync(None) {
-                Ok(r) => r,
-                Err(e) => {
-                    let _ = self.db.end_barrier();
-                    return Err(e);
-                }
-            };
-            self.apply(r);
-        }
-        let frame_size = self.frame_size();
-        let pre_frames = self
-            .state
-            .last_synced_wal_offset
-            .saturating_sub(WAL_HEADER_SIZE)
-            / frame_size;
-        self.at(SyncPoint::BeforeCheckpoint(mode));
-        let result = self.db.checkpoint(mode);
-        if barrier {
-            let end = self.db.end_barrier();
-            if let Some(t) = sealed {
-                tracing::debug!(db = %self.db.path().display(), held_ms = t.elapsed().as_secs_f64() * 1e3, "checkpoint barrier released");
-            }
-            if result.is_ok() {
-                end?;
-            }
-        }
-        let result = result?;
-        self.at(SyncPoint::AfterCheckpoint(mode));
-        tracing::debug!(db = %self.db.path().display(), mode = mode.as_str(), result = %format!("{},{},{}", result.busy, result.log, result.checkpointed), "checkpoint");
-        self.report.checkpoints.push((mode, result));
-        self.db.bump_seq()?;
+        let early = self.db.checkpoint(mode);
+        let unpinned = self.unpin();
+        let early = early?;
+        unpinned?;
+        tracing::trace!(db = %self.db.path().display(), result = %format!("{},{},{}", early.busy, early.log, early.checkpointed), "checkpoint (pinned)");
 
+        self.at(SyncPoint::BeforeBarrier(mode));
+        self.db.begin_barrier()?;
+        let sealed = std::time::Instant::now();
+        let result = self.sealed_checkpoint(mode);
+        let end = self.db.end_barrier();
+        tracing::debug!(db = %self.db.path().display(), held_ms = sealed.elapsed().as_secs_f64() * 1e3, "checkpoint barrier released");
+        let result = result?;
+        end?;
+        self.checkpointed(mode, result)?;
         let after = self.db.wal_header_bytes()?;
         if before == after {
             self.state.synced_since_checkpoint = false;
             return Ok(false);
         }
         self.state.truncate_passive_failed = false;
-        if mode == CheckpointMode::Passive
-            || (mode != CheckpointMode::Truncate && result.log <= pre_frames as i64)
-        {
-            let r = self.verify_and_sync(None)?;
+        let r = self.verify_and_sync(None)?;
+        self.apply(r);
+        self.state.synced_since_checkpoint = false;
+        Ok(true)
+    }
+
+    /// Under the barrier: syncs what was committed since the last sync, then checkpoints.
+    fn sealed_checkpoint(&mut self, mode: CheckpointMode) -> Result<CheckpointResult, SyncError> {
+        let r = self.verify_and_sync(None)?;
+        self.apply(r);
+        self.at(SyncPoint::BeforeCheckpoint(mode));
+        Ok(self.db.checkpoint(mode)?)
+    }
+
+    /// TRUNCATE: needs every reader gone, ours too, so commits landing between the sync
+    /// before it and the truncation are copied into the database file and cut out of the
+    /// WAL; a full "checkpoint boundary" L0 file holds them.
+    fn checkpoint_truncate(&mut self) -> Result<bool, SyncError> {
+        let mode = CheckpointMode::Truncate;
+        self.unpin()?;
+        let before = self.db.wal_header_bytes()?;
+        let r = self.verify_and_sync(None)?;
+        self.apply(r);
+        // Marked before the TRUNCATE, removed once a full file exists: whatever fails (or
+        // crashes) in between, the next file is a full one.
+        self.require_full("checkpoint boundary snapshot")?;
+        self.at(SyncPoint::BeforeCheckpoint(mode));
+        let result = self.db.checkpoint(mode)?;
+        self.checkpointed(mode, result)?;
+        let after = self.db.wal_header_bytes()?;
+        if before == after {
+            // The WAL was not restarted (a reader held it): nothing was cut out of it, so an
+            // incremental file holds whatever the checkpoint copied.
+            let info = self.verify()?;
+            let r = self.sync_once(info, None)?;
             self.apply(r);
+            self.clear_next_full();
             self.state.synced_since_checkpoint = false;
-            return Ok(true);
+            return Ok(false);
         }
-        // TRUNCATE: commits between the sealed sync and the checkpoint were backfilled and
-        // truncated unseen, so take a full "checkpoint boundary snapshot" under the write lock.
+        self.state.truncate_passive_failed = false;
         self.at(SyncPoint::BeforeBarrier(mode));
         self.db.begin_barrier()?;
-        let salt = WalHeader::parse(&after).map(|h| h.salt).unwrap_or_default();
-        let info = SyncInfo {
-            offset: WAL_HEADER_SIZE,
-            salt,
-            prev_commit: self.pos.header.map_or(0, |h| h.commit),
-            full: Some("checkpoint boundary snapshot"),
-            clear_synced_to_wal_end: false,
-        };
-        let r = self.sync_once(info, None);
+        let r = self.verify_and_sync(None);
         let end = self.db.end_barrier();
         let r = r?;
         end?;
         self.apply(r);
         self.state.synced_since_checkpoint = false;
         Ok(true)
+    }
+
+    /// Right after `PRAGMA wal_checkpoint`: records it, and bumps `_litestream_seq` so a
+    /// fully checkpointed WAL restarts now (as Litestream does).
+    fn checkpointed(
+        &mut self,
+        mode: CheckpointMode,
+        result: CheckpointResult,
+    ) -> Result<(), SyncError> {
+        self.at(SyncPoint::AfterCheckpoint(mode));
+        tracing::debug!(db = %self.db.path().display(), mode = mode.as_str(), result = %format!("{},{},{}", result.busy, result.log, result.checkpointed), "checkpoint");
+        self.report.checkpoints.push((mode, result));
+        Ok(self.db.bump_seq()?)
+    }
+
+    /// A full file now holds everything: the mark goes.
+    fn clear_next_full(&mut self) {
+        if self.next_full.take().is_none() {
+            return;
+        }
+        self.publish();
+        if let Err(e) = self.meta.clear_next_full() {
+            // Only costs one more full file after a restart.
+            tracing::warn!(meta = %self.meta.root().display(), error = %e, "could not remove the mark that asked for a full L0 file");
+        }
     }
 
     /// Forces a checkpoint now (tests, tools).
@@ -936,9 +1148,9 @@ impl Syncer {
 
     /// Records a new position without a sync (after adopting the replica's newest L0 file).
     pub fn set_position(&mut self, pos: Position) {
-        self.pos = pos;
         self.last_frame = None;
         self.state = SyncState::default();
+        self.set_pos(pos);
     }
 }
 
