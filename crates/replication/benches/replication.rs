@@ -141,7 +141,7 @@ fn write_load(
         .unwrap();
         let n = *frames.lock().unwrap();
         if let Some(h) = &notify {
-            h.notify_commit(CommitNotice { seq, wal_frames: n });
+            h.notify_commit(CommitNotice { seq });
         }
         if trace {
             if n < last_frames || salt == (0, 0) {

@@ -3,9 +3,9 @@
 //! WAL behind its back, the pin, the write barrier, checkpoints, and raw reads of the
 //! database file and WAL. When each may be taken and released is [`crate::sync`]'s business.
 //!
-//! Both connections run with `busy_timeout` from the config, `wal_autocheckpoint=0` and
-//! `SQLITE_FCNTL_PERSIST_WAL` (the WAL survives the last close, so a restart can continue
-//! incrementally). Attaching puts the database in WAL mode and creates Litestream's
+//! Both connections run with `busy_timeout` from the config and are set up for
+//! [`Checkpointer::Replicator`]: `wal_autocheckpoint=0` and `SQLITE_FCNTL_PERSIST_WAL` (the
+//! WAL survives the last close, so a restart can continue incrementally). Attaching puts the database in WAL mode and creates Litestream's
 //! bookkeeping tables `_litestream_seq` and `_litestream_lock`, so a replica we write has
 //! the same tables as one Litestream writes.
 //!
@@ -26,7 +26,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
-use rusqlite::{Connection, ErrorCode, FileControl, OpenFlags};
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+
+use crate::checkpoint::Checkpointer;
 
 use crate::wal::{ReadAt, WalError, WalHeader};
 
@@ -179,7 +181,8 @@ impl Database {
             .map_err(sq("open"))?;
             conn.busy_handler(Some(eager_busy_handler(busy_timeout)))
                 .map_err(sq("busy handler"))?;
-            conn.pragma_update(None, "wal_autocheckpoint", 0)
+            Checkpointer::Replicator
+                .configure(&conn)
                 .map_err(sq("wal_autocheckpoint"))?;
             Ok(conn)
         };
@@ -200,11 +203,6 @@ impl Database {
             )
             .map_err(sq("create _litestream tables"))?;
         let reader = open()?;
-        for conn in [&writer, &reader] {
-            let mut persist: std::ffi::c_int = 1;
-            conn.file_control(None::<&str>, FileControl::PersistWal(&mut persist))
-                .map_err(sq("SQLITE_FCNTL_PERSIST_WAL"))?;
-        }
         let page_size: i64 = reader
             .query_row("PRAGMA page_size", [], |r| r.get(0))
             .map_err(sq("page_size"))?;

@@ -12,7 +12,7 @@
 //! 2. reads the committed frames (up to `max-sync-wal-bytes` per file) and writes the next
 //!    L0 file (TXID + 1): WAL pages, plus growth pages from the database file, pages beyond
 //!    the commit dropped, the lock page skipped; `<name>.tmp`, fsync, rename, fsync dir;
-//! 3. checkpoints when [`crate::checkpoint`]'s policy says so.
+//! 3. checkpoints when [`crate::checkpoint::Policy`] says so.
 //!
 //! # Checkpoints never drop a commit that no L0 file holds
 //! A WAL frame disappears only when the WAL restarts (or is truncated), and SQLite restarts it
@@ -62,11 +62,12 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use ltx::{Encoder, FileName, Header, TxId};
 use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use crate::checkpoint::{Due, Policy, WalAfterSync};
 use crate::config::DbConfig;
 use crate::db::{CheckpointMode, CheckpointResult, Database, DbError};
 use crate::level::Level;
@@ -110,17 +111,8 @@ impl std::fmt::Debug for SyncHook {
 pub struct SyncSettings {
     /// Bytes of WAL per L0 file at most (`max-sync-wal-bytes`; `None` = no limit).
     pub max_sync_wal_bytes: Option<u64>,
-    /// PASSIVE checkpoint once the synced WAL holds this many frames.
-    pub min_checkpoint_page_count: u32,
-    /// TRUNCATE checkpoint once the WAL holds this many frames.
-    pub truncate_page_n: u32,
-    /// PASSIVE checkpoint when the database file is older than this and something was
-    /// synced since the last checkpoint.
-    pub checkpoint_interval: Duration,
-    /// Threshold checkpoints (PASSIVE at `min_checkpoint_page_count`) run at most this often
-    /// (`monitor-interval`: as often as Litestream evaluates them); syncs themselves run more
-    /// often. The TRUNCATE threshold is always honoured.
-    pub min_checkpoint_gap: Duration,
+    /// When to checkpoint, and in which mode.
+    pub checkpoints: Policy,
     #[doc(hidden)]
     pub hook: Option<SyncHook>,
 }
@@ -129,14 +121,7 @@ impl SyncSettings {
     pub fn from_config(db: &DbConfig) -> SyncSettings {
         SyncSettings {
             max_sync_wal_bytes: db.max_sync_wal_bytes,
-            min_checkpoint_page_count: db.min_checkpoint_page_count,
-            truncate_page_n: if db.truncate_page_n == 0 {
-                crate::config::defaults::TRUNCATE_PAGE_N
-            } else {
-                db.truncate_page_n
-            },
-            checkpoint_interval: db.checkpoint_interval,
-            min_checkpoint_gap: db.monitor_interval,
+            checkpoints: Policy::from_config(db),
             hook: None,
         }
     }
@@ -144,13 +129,9 @@ impl SyncSettings {
 
 impl Default for SyncSettings {
     fn default() -> Self {
-        use crate::config::defaults as d;
         SyncSettings {
-            max_sync_wal_bytes: Some(d::MAX_SYNC_WAL_BYTES),
-            min_checkpoint_page_count: d::MIN_CHECKPOINT_PAGE_COUNT,
-            truncate_page_n: d::TRUNCATE_PAGE_N,
-            checkpoint_interval: d::CHECKPOINT_INTERVAL,
-            min_checkpoint_gap: d::MONITOR_INTERVAL,
+            max_sync_wal_bytes: Some(crate::config::defaults::MAX_SYNC_WAL_BYTES),
+            checkpoints: Policy::default(),
             hook: None,
         }
     }
@@ -472,14 +453,10 @@ impl Syncer {
         self.db.frame_size()
     }
 
-    /// The WAL size in bytes of `pages` frames.
-    fn wal_size_of(&self, pages: u32) -> u64 {
-        WAL_HEADER_SIZE + u64::from(pages) * self.frame_size()
-    }
-
     fn exceeds_truncate_threshold(&self, wal_size: u64) -> bool {
-        self.settings.truncate_page_n > 0
-            && wal_size >= self.wal_size_of(self.settings.truncate_page_n)
+        self.settings
+            .checkpoints
+            .exceeds_truncate(wal_size, self.frame_size())
     }
 
     /// One sync: L0 files for everything committed, then a checkpoint if one is due.
@@ -941,7 +918,7 @@ impl Syncer {
         Ok(result)
     }
 
-    /// §3.5: checkpoint when a threshold is reached (after a sync that reached the WAL end).
+    /// Runs the checkpoint [`Policy`] asks for after a sync, if any.
     fn checkpoint_if_needed(
         &mut self,
         orig_wal_size: u64,
@@ -950,55 +927,54 @@ impl Syncer {
         if !self.exceeds_truncate_threshold(self.state.last_synced_wal_offset) {
             self.state.truncate_passive_failed = false;
         }
-        if self.exceeds_truncate_threshold(orig_wal_size) {
-            if !self.state.truncate_passive_failed {
-                match self.checkpoint(CheckpointMode::Passive) {
-                    Ok(Some(true)) => {
-                        if !self.exceeds_truncate_threshold(self.state.last_synced_wal_offset) {
-                            tracing::info!(db = %self.db.path().display(), wal_size = orig_wal_size, "wal restarted by passive checkpoint, skipping truncate checkpoint");
-                            return Ok(());
-                        }
-                    }
-                    Ok(Some(false)) => self.state.truncate_passive_failed = true,
-                    Ok(None) => {}
-                    Err(e) if is_busy(&e) => self.state.truncate_passive_failed = true,
-                    Err(e) => return Err(e),
-                }
-            }
-            tracing::info!(db = %self.db.path().display(), wal_size = orig_wal_size, "forcing truncate checkpoint");
-            let restarted = self.checkpoint(CheckpointMode::Truncate)?;
-            if restarted == Some(true)
-                || !self.exceeds_truncate_threshold(self.state.last_synced_wal_offset)
-            {
-                self.state.truncate_passive_failed = false;
-            }
-            return Ok(());
-        }
-        if self
-            .last_checkpoint
-            .is_some_and(|t| t.elapsed() < self.settings.min_checkpoint_gap)
-        {
-            return Ok(());
-        }
-        if new_wal_size >= self.wal_size_of(self.settings.min_checkpoint_page_count) {
-            return match self.checkpoint(CheckpointMode::Passive) {
+        let policy = self.settings.checkpoints;
+        let wal = WalAfterSync {
+            frame_size: self.frame_size(),
+            size_before_sync: orig_wal_size,
+            synced_end: new_wal_size,
+            since_last_checkpoint: self.last_checkpoint.map(|t| t.elapsed()),
+            synced_since_checkpoint: self.state.synced_since_checkpoint,
+            truncate_passive_failed: self.state.truncate_passive_failed,
+        };
+        let db = &self.db;
+        let due = policy.due(&wal, || {
+            let mtime = db.db_mtime()?;
+            Ok::<_, SyncError>(SystemTime::now().duration_since(mtime).ok())
+        })?;
+        match due {
+            None => Ok(()),
+            Some(Due::Passive) => match self.checkpoint(CheckpointMode::Passive) {
                 Err(e) if is_busy(&e) => Ok(()),
                 other => other.map(|_| ()),
-            };
-        }
-        if !self.settings.checkpoint_interval.is_zero() && self.state.synced_since_checkpoint {
-            let mtime = self.db.db_mtime()?;
-            let old = SystemTime::now()
-                .duration_since(mtime)
-                .is_ok_and(|age| age > self.settings.checkpoint_interval);
-            if old && new_wal_size > self.wal_size_of(1) {
-                return match self.checkpoint(CheckpointMode::Passive) {
-                    Err(e) if is_busy(&e) => Ok(()),
-                    other => other.map(|_| ()),
-                };
+            },
+            Some(Due::Truncate { passive_first }) => {
+                if passive_first {
+                    match self.checkpoint(CheckpointMode::Passive) {
+                        Ok(Some(restarted)) => {
+                            let synced = self.state.last_synced_wal_offset;
+                            if !policy.truncate_after_passive(restarted, synced, wal.frame_size) {
+                                tracing::info!(db = %self.db.path().display(), wal_size = orig_wal_size, "wal restarted by passive checkpoint, skipping truncate checkpoint");
+                                return Ok(());
+                            }
+                            if !restarted {
+                                self.state.truncate_passive_failed = true;
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(e) if is_busy(&e) => self.state.truncate_passive_failed = true,
+                        Err(e) => return Err(e),
+                    }
+                }
+                tracing::info!(db = %self.db.path().display(), wal_size = orig_wal_size, "forcing truncate checkpoint");
+                let restarted = self.checkpoint(CheckpointMode::Truncate)?;
+                if restarted == Some(true)
+                    || !self.exceeds_truncate_threshold(self.state.last_synced_wal_offset)
+                {
+                    self.state.truncate_passive_failed = false;
+                }
+                Ok(())
             }
         }
-        Ok(())
     }
 
     /// Runs one checkpoint (see the module docs). `Ok(None)`: skipped (a snapshot is

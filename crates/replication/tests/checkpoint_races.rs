@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use common::*;
 use ltx::TxId;
+use replication::checkpoint::Policy;
 use replication::client::ReplicaClient;
 use replication::client::file::FileClient;
 use replication::db::CheckpointMode::{self, Passive, Truncate};
@@ -301,8 +302,11 @@ fn restore_file_replica(replica: &Path, out: &Path, txid: Option<TxId>) {
 /// A PASSIVE checkpoint after every sync that reads the WAL to its end.
 fn checkpoint_every_sync() -> SyncSettings {
     SyncSettings {
-        min_checkpoint_page_count: 1,
-        min_checkpoint_gap: Duration::ZERO,
+        checkpoints: Policy {
+            min_checkpoint_page_count: 1,
+            min_checkpoint_gap: Duration::ZERO,
+            ..Default::default()
+        },
         ..Default::default()
     }
 }
@@ -310,7 +314,10 @@ fn checkpoint_every_sync() -> SyncSettings {
 /// Checkpoints only when asked ([`Syncer::force_checkpoint`]).
 fn checkpoint_when_asked() -> SyncSettings {
     SyncSettings {
-        min_checkpoint_page_count: 1_000_000,
+        checkpoints: Policy {
+            min_checkpoint_page_count: 1_000_000,
+            ..Default::default()
+        },
         ..Default::default()
     }
 }

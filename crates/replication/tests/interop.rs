@@ -182,7 +182,7 @@ async fn we_write(db: &Path, replica_entry: &str) {
                 }
                 _ => insert(&conn, 2, 400),
             }
-            h.notify_commit(CommitNotice { seq, wal_frames: 0 });
+            h.notify_commit(CommitNotice { seq });
             std::thread::sleep(Duration::from_millis(100));
         }
     })
@@ -358,8 +358,7 @@ async fn handover_we_take_over_litestreams_replica() {
         let conn = wal_db(&db);
         for seq in 1..=5u64 {
             insert(&conn, 2, 300);
-            r.handle()
-                .notify_commit(CommitNotice { seq, wal_frames: 0 });
+            r.handle().notify_commit(CommitNotice { seq });
         }
         r.sync_and_wait().await.unwrap();
         drop(conn);
@@ -464,8 +463,7 @@ async fn we_replicate_64k_pages() {
     let conn = wal_db(&db);
     for seq in 1..=5u64 {
         insert(&conn, 3, 70_000);
-        r.handle()
-            .notify_commit(CommitNotice { seq, wal_frames: 0 });
+        r.handle().notify_commit(CommitNotice { seq });
         r.sync_and_wait().await.unwrap();
     }
     r.shutdown().await.unwrap();
@@ -497,8 +495,7 @@ async fn broken_replicas_fail_in_both_tools() {
     let conn = wal_db(&db);
     for seq in 1..=4u64 {
         insert(&conn, 2, 500);
-        r.handle()
-            .notify_commit(CommitNotice { seq, wal_frames: 0 });
+        r.handle().notify_commit(CommitNotice { seq });
         r.sync_and_wait().await.unwrap();
     }
     r.shutdown().await.unwrap();

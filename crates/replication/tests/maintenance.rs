@@ -60,8 +60,7 @@ async fn commits(r: &Replicator, db: &Path, n: u64) {
     let conn = wal_db(db);
     for seq in 1..=n {
         insert(&conn, 1, 100);
-        r.handle()
-            .notify_commit(CommitNotice { seq, wal_frames: 0 });
+        r.handle().notify_commit(CommitNotice { seq });
         r.sync_and_wait().await.unwrap();
     }
 }

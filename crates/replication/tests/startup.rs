@@ -60,8 +60,7 @@ impl Env {
         let action = r.handle().start_action();
         for seq in 1..=n {
             write(&self.db, 1);
-            r.handle()
-                .notify_commit(CommitNotice { seq, wal_frames: 0 });
+            r.handle().notify_commit(CommitNotice { seq });
             r.sync_and_wait().await.unwrap();
         }
         r.shutdown().await.unwrap();

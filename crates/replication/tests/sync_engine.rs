@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use common::*;
 use ltx::TxId;
+use replication::checkpoint::Policy;
 use replication::client::ReplicaClient;
 use replication::client::file::FileClient;
 use replication::db::CheckpointMode;
@@ -44,7 +45,10 @@ async fn l0_files_restore_at_every_txid_with_us_and_litestream() {
     let mut s = syncer(
         &db,
         SyncSettings {
-            min_checkpoint_page_count: 1_000_000,
+            checkpoints: Policy {
+                min_checkpoint_page_count: 1_000_000,
+                ..Default::default()
+            },
             ..Default::default()
         },
     );
