@@ -3,7 +3,7 @@
 //! WAL behind its back, the pin, the write barrier, checkpoints, and raw reads of the
 //! database file and WAL. When each may be taken and released is [`crate::sync`]'s business.
 //!
-//! Both connections run with `busy_timeout` from the config and are set up for
+//! All three connections run with `busy_timeout` from the config and are set up for
 //! [`Checkpointer::Replicator`]: `wal_autocheckpoint=0` and `SQLITE_FCNTL_PERSIST_WAL` (the
 //! WAL survives the last close, so a restart can continue incrementally). Attaching puts the database in WAL mode and creates Litestream's
 //! bookkeeping tables `_litestream_seq` and `_litestream_lock`, so a replica we write has
@@ -13,9 +13,10 @@
 //!   _litestream_seq`) and runs `PRAGMA wal_checkpoint(...)`, releasing the read transaction
 //!   only for the checkpoint itself;
 //! - the *writer* connection bumps `_litestream_seq` (to force a WAL header or mark a
-//!   checkpoint), holds the *pin* (a second read transaction, which keeps the WAL in place
-//!   while the reader's is released for a checkpoint) and takes the *barrier*: a write
-//!   transaction inserting into `_litestream_lock` that is always rolled back.
+//!   checkpoint) and takes the *barrier*: a write transaction inserting into
+//!   `_litestream_lock` that is always rolled back;
+//! - the *pin* connection holds a second read transaction, which keeps the WAL in place
+//!   while the reader's is released for a checkpoint, also across the barrier.
 //!
 //! Everything here blocks; the replicator calls it from a blocking thread.
 
@@ -115,6 +116,7 @@ pub struct Database {
     display: String,
     reader: Connection,
     writer: Connection,
+    pin: Connection,
     read_tx: bool,
     /// The process's read-only descriptor on the database file ([`shared_file`]).
     file: Arc<File>,
@@ -203,6 +205,7 @@ impl Database {
             )
             .map_err(sq("create _litestream tables"))?;
         let reader = open()?;
+        let pin = open()?;
         let page_size: i64 = reader
             .query_row("PRAGMA page_size", [], |r| r.get(0))
             .map_err(sq("page_size"))?;
@@ -226,6 +229,7 @@ impl Database {
             display,
             reader,
             writer,
+            pin,
             read_tx: false,
             file,
             page_size,
@@ -273,16 +277,7 @@ impl Database {
         if self.read_tx {
             return Ok(());
         }
-        self.reader
-            .execute_batch("BEGIN")
-            .map_err(self.sqlite("begin read transaction"))?;
-        let r: Result<i64, _> =
-            self.reader
-                .query_row("SELECT COUNT(1) FROM _litestream_seq", [], |r| r.get(0));
-        if let Err(e) = r {
-            let _ = self.reader.execute_batch("ROLLBACK");
-            return Err(self.sqlite("read lock")(e));
-        }
+        begin_read(&self.reader).map_err(self.sqlite("read lock"))?;
         self.read_tx = true;
         Ok(())
     }
@@ -327,24 +322,24 @@ impl Database {
         self.bump_seq()
     }
 
-    /// Pins the WAL: a read transaction on the writer connection. While it lasts no
-    /// checkpoint (ours on the reader connection included) copies frames committed after it
-    /// began into the database file, and nothing restarts the WAL under it. End it with
-    /// [`Database::end_pin`] (before the writer connection writes or takes the barrier).
+    /// Pins the WAL: a read transaction on the pin connection (no-op if held). While it
+    /// lasts no checkpoint copies frames committed after it began into the database file,
+    /// and, holding a read mark, it keeps the WAL from restarting.
     pub fn begin_pin(&self) -> Result<(), DbError> {
-        self.writer
-            .execute_batch("BEGIN")
-            .map_err(self.sqlite("begin pin"))?;
-        if let Err(e) = self
-            .writer
-            .query_row("SELECT COUNT(1) FROM _litestream_seq", [], |r| {
-                r.get::<_, i64>(0)
-            })
-        {
-            let _ = self.writer.execute_batch("ROLLBACK");
-            return Err(self.sqlite("pin read")(e));
+        if !self.pin.is_autocommit() {
+            return Ok(());
         }
-        Ok(())
+        begin_read(&self.pin).map_err(self.sqlite("pin"))
+    }
+
+    /// Ends the pin (no-op if none is held).
+    pub fn end_pin(&self) -> Result<(), DbError> {
+        if self.pin.is_autocommit() {
+            return Ok(());
+        }
+        self.pin
+            .execute_batch("ROLLBACK")
+            .map_err(self.sqlite("end pin"))
     }
 
     /// Takes the barrier: a write transaction holding SQLite's write lock (waits up to the
@@ -361,11 +356,6 @@ impl Database {
             return Err(self.sqlite("_litestream_lock")(e));
         }
         Ok(())
-    }
-
-    /// Ends the pin (no-op if none is held).
-    pub fn end_pin(&self) -> Result<(), DbError> {
-        self.end_barrier()
     }
 
     /// Rolls the barrier back (nothing it wrote is ever committed).
@@ -473,9 +463,11 @@ impl Database {
     pub fn close(mut self) -> Result<(), DbError> {
         self.release_read_lock()?;
         let _ = self.end_barrier();
+        let _ = self.end_pin();
         let Database {
             reader,
             writer,
+            pin,
             display,
             ..
         } = self;
@@ -485,9 +477,23 @@ impl Database {
             source,
         };
         writer.close().map_err(|(_, e)| err(e))?;
+        pin.close().map_err(|(_, e)| err(e))?;
         reader.close().map_err(|(_, e)| err(e))?;
         Ok(())
     }
+}
+
+/// Starts a read transaction on `conn` (`BEGIN` and a read, as Litestream does).
+fn begin_read(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch("BEGIN")?;
+    let read = conn.query_row("SELECT COUNT(1) FROM _litestream_seq", [], |r| {
+        r.get::<_, i64>(0)
+    });
+    if let Err(e) = read {
+        let _ = conn.execute_batch("ROLLBACK");
+        return Err(e);
+    }
+    Ok(())
 }
 
 /// The process's one read-only descriptor on a database file, opened on first use and never

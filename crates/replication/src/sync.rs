@@ -19,28 +19,28 @@
 //! only once every frame has been copied into the database file (*backfilled*) and no read
 //! transaction holds a read mark in it. A checkpoint — anyone's, in any process, in any mode —
 //! copies frames only up to the oldest snapshot of a running read transaction, and a read
-//! transaction that began with the WAL fully backfilled (read mark 0) stops every copy. So the
-//! invariant, which holds whatever other processes write or checkpoint:
+//! transaction that began with the WAL fully backfilled (it then holds no read mark) stops
+//! every copy. So the invariant, which holds whatever other processes write or checkpoint:
 //!
-//! > At every instant, one of our read transactions (the long-running one on the reader
-//! > connection, or the *pin* on the writer connection while the reader's is released for a
-//! > checkpoint) either holds a read mark in the WAL, or began when every frame in the WAL
-//! > was already in an L0 file; or we hold the write barrier and every committed frame is
-//! > in an L0 file.
+//! > At every instant we hold (a) a read transaction with a read mark in the WAL, or (b) a
+//! > read transaction without one, every frame of which is in an L0 file, or (c) the write
+//! > barrier, with every committed frame in an L0 file.
 //!
-//! Then no frame beyond the newest L0 file is ever overwritten: a restart needs every frame
-//! backfilled and no read mark, and the only read transaction of ours without a read mark
-//! forbids backfilling the frames that came after it. How each step keeps it:
-//! - the reader's read transaction is released only inside [`Database::checkpoint`], and
-//!   re-taken right after, under the pin or the barrier that covered the gap;
-//! - a PASSIVE checkpoint first copies most of the WAL while writers keep going, under the
-//!   pin. The pin is taken *before* the sync that precedes the checkpoint (or, for a forced
-//!   checkpoint, before a sync of its own), so every commit it can see is already in an L0
-//!   file: the early copy backfills only frames we hold, and if it backfills all of them the
-//!   reader's new read transaction (mark 0) still began with everything in an L0 file. Then
-//!   the barrier stops writers, a sync copies what they committed meanwhile, and the
-//!   checkpoint proper copies the rest; the reader's read transaction is taken again under
-//!   the barrier;
+//! Under (a) nothing restarts the WAL; under (b) nothing after what it sees can be
+//! backfilled, so a restart drops only frames it sees, which are in L0 files; under (c)
+//! nobody writes. How each step keeps it:
+//! - the reader connection's read transaction is released only inside
+//!   [`Database::checkpoint`] and taken again right after; outside our checkpoints its
+//!   snapshot ends at or before the newest L0 file (it is taken again under the barrier, or
+//!   the pin stays until a sync has caught up);
+//! - a PASSIVE checkpoint first copies most of the WAL while writers keep going. That early
+//!   copy may take commits no L0 file holds yet into the database file, so the *pin* (a read
+//!   transaction on a connection of its own, taken after the reader's and before the reader
+//!   lets go) holds the WAL from then until the barrier's sync has those commits: taken when
+//!   frames were still to be copied, it holds a read mark; taken when none were, it sees only
+//!   what the reader's snapshot saw. Under the barrier the pin goes and the checkpoint proper
+//!   copies the rest; if anything fails before that sync, the pin stays until a later sync
+//!   has read the WAL to its end;
 //! - a TRUNCATE checkpoint needs every reader gone, ours too, so for it the invariant is
 //!   given up on purpose: commits landing between the sync before it and the truncation are
 //!   copied into the database file and cut out of the WAL. It is made good by a full
@@ -50,9 +50,8 @@
 //!
 //! # Snapshots see the pages of their TXID
 //! The database file changes only through checkpoints: ours hold the write half of the
-//! [`CheckpointLock`], and other processes' can copy only frames up to our read transaction,
-//! which (re-taken after each of our checkpoints, at the end of what is in L0 files) never
-//! reaches past the position. The syncer publishes each position as soon as its file exists,
+//! [`CheckpointLock`], and other processes' can copy only frames up to our read
+//! transactions, which, while the lock is free, never reach past the position. The syncer publishes each position as soon as its file exists,
 //! which is before a checkpoint releases the lock. So a snapshot that holds the read half sees
 //! a database file at or behind the published position, and overlays the WAL up to it: the
 //! image of exactly that TXID — except while a full L0 file is pending (after a TRUNCATE, the
@@ -341,16 +340,12 @@ pub struct Syncer {
     metrics: Option<DbMetrics>,
     report: SyncReport,
     last_checkpoint: Option<std::time::Instant>,
-    /// The pin is held (see the module docs); `covered`: every commit it can see is in an L0
-    /// file (a sync that read the WAL to its end ran after it was taken).
-    pin: Option<Pin>,
+    /// The pin is held (see the module docs).
+    pinned: bool,
+    /// A threshold checkpoint runs right after a sync that read the WAL to its end.
+    just_synced: bool,
     /// The next L0 file must be a full one, and why (the [`crate::meta::NEXT_L0_FULL`] mark).
     next_full: Option<&'static str>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Pin {
-    covered: bool,
 }
 
 impl Syncer {
@@ -378,7 +373,8 @@ impl Syncer {
             metrics,
             report: SyncReport::default(),
             last_checkpoint: None,
-            pin: None,
+            pinned: false,
+            just_synced: false,
             next_full,
         };
         syncer.publish();
@@ -400,23 +396,22 @@ impl Syncer {
 
     /// Takes the pin (no-op if held).
     fn pin(&mut self) -> Result<(), SyncError> {
-        if self.pin.is_none() {
-            self.db.begin_pin()?;
-            self.pin = Some(Pin { covered: false });
-        }
+        self.db.begin_pin()?;
+        self.pinned = true;
         Ok(())
     }
 
-    /// Ends the pin (no-op if none) — but never while the reader connection holds no read
-    /// transaction (re-taking it failed after a checkpoint): then the pin stays until the
-    /// read transaction is back.
-    fn unpin(&mut self) -> Result<(), SyncError> {
-        if self.pin.is_none() {
+    /// Ends the pin (no-op if none). Only once every commit it could see is in an L0 file (a
+    /// sync that read the WAL to its end ran after it was taken), and never while the reader
+    /// connection holds no read transaction: that is taken again first.
+    fn release_pin(&mut self) -> Result<(), SyncError> {
+        if !self.pinned {
             return Ok(());
         }
         self.db.acquire_read_lock()?;
-        self.pin = None;
-        Ok(self.db.end_pin()?)
+        self.db.end_pin()?;
+        self.pinned = false;
+        Ok(())
     }
 
     /// Durably marks that the next L0 file must be a full one.
@@ -489,42 +484,33 @@ impl Syncer {
     }
 
     fn sync_inner(&mut self) -> Result<(), SyncError> {
-        // (Re-taken here if taking it again after a checkpoint failed; a pin kept for that
-        // reason goes now.)
+        // (Taken again here if that failed after a checkpoint.)
         self.db.acquire_read_lock()?;
-        self.unpin()?;
         self.db.ensure_wal_exists()?;
-        let result = self.sync_pinned();
-        // The pin never outlives a sync.
-        let unpinned = self.unpin();
-        result?;
-        unpinned
-    }
-
-    fn sync_pinned(&mut self) -> Result<(), SyncError> {
         let limit = self.settings.max_sync_wal_bytes;
         loop {
             let orig_wal_size = match self.state.last_synced_wal_offset {
                 0 => self.db.wal_size()?,
                 n => n,
             };
-            // Pinned before the WAL is read, so if a checkpoint follows, every commit the pin
-            // can see is in the file this sync writes (see the module docs).
-            self.pin()?;
             let r = self.verify_and_sync(limit)?;
             self.apply(r);
-            if !r.limited
-                && let Some(pin) = &mut self.pin
-            {
-                pin.covered = true;
+            if !r.limited {
+                // A pin left by a checkpoint that failed before its barrier: what it held is
+                // in L0 files now.
+                self.release_pin()?;
             }
             if r.file_written {
                 self.state.synced_since_checkpoint = true;
             }
             if !r.limited || r.synced_to_wal_end || self.exceeds_truncate_threshold(orig_wal_size) {
-                self.checkpoint_if_needed(orig_wal_size, r.new_wal_size)?;
+                // (A sync cut short by `max-sync-wal-bytes` leaves the rest to the
+                // checkpoint's own copy.)
+                self.just_synced = !r.limited;
+                let checkpointed = self.checkpoint_if_needed(orig_wal_size, r.new_wal_size);
+                self.just_synced = false;
+                checkpointed?;
             }
-            self.unpin()?;
             if !(r.file_written && r.limited && !r.synced_to_wal_end) {
                 return Ok(());
             }
@@ -992,31 +978,31 @@ impl Syncer {
             CheckpointMode::Passive => self.checkpoint_passive(),
             CheckpointMode::Truncate => self.checkpoint_truncate(),
         };
-        let unpinned = self.unpin();
         if let Some(m) = &self.metrics {
             m.record_checkpoint(mode, started.elapsed(), result.is_err());
         }
-        let restarted = result?;
-        unpinned?;
-        Ok(Some(restarted))
+        result.map(Some)
     }
 
-    /// PASSIVE: an early copy under the pin while writers keep going, then the barrier, a
-    /// sync of what they committed meanwhile, and the checkpoint proper.
+    /// PASSIVE: an early copy while writers keep going, then the barrier, a sync of what
+    /// they committed meanwhile, and the checkpoint proper. The pin holds the WAL from before
+    /// the early copy until that sync is done.
     fn checkpoint_passive(&mut self) -> Result<bool, SyncError> {
         let mode = CheckpointMode::Passive;
         let before = self.db.wal_header_bytes()?;
-        // The pin may see only commits that are in L0 files: taken before the sync that just
-        // read the WAL to its end, or taken now and followed by a sync of its own.
-        if self.pin != Some(Pin { covered: true }) {
-            self.pin()?;
+        // Sync first, so the early copy finds little left (a threshold checkpoint follows a
+        // sync that just did: another file for the few commits since would be one more file
+        // and upload per checkpoint; the barrier's sync takes them along).
+        if !self.just_synced {
             let r = self.verify_and_sync(None)?;
             self.apply(r);
+            self.release_pin()?;
         }
-        let early = self.db.checkpoint(mode);
-        let unpinned = self.unpin();
-        let early = early?;
-        unpinned?;
+        // The early copy may put commits that no L0 file holds yet into the database file;
+        // the pin keeps the WAL from restarting under them. If anything fails from here to
+        // the barrier's sync, the pin stays until a later sync has them.
+        self.pin()?;
+        let early = self.db.checkpoint(mode)?;
         tracing::trace!(db = %self.db.path().display(), result = %format!("{},{},{}", early.busy, early.log, early.checkpointed), "checkpoint (pinned)");
 
         self.at(SyncPoint::BeforeBarrier(mode));
@@ -1040,12 +1026,20 @@ impl Syncer {
         Ok(true)
     }
 
-    /// Under the barrier: syncs what was committed since the last sync, then checkpoints.
+    /// Under the barrier: syncs what was committed since the last sync, lets the pin go
+    /// (every commit is in an L0 file and nobody can write), and checkpoints.
     fn sealed_checkpoint(&mut self, mode: CheckpointMode) -> Result<CheckpointResult, SyncError> {
         let r = self.verify_and_sync(None)?;
         self.apply(r);
+        self.release_pin()?;
         self.at(SyncPoint::BeforeCheckpoint(mode));
-        Ok(self.db.checkpoint(mode)?)
+        let result = self.db.checkpoint(mode);
+        if !self.db.holds_read_lock() {
+            // The reader could not take its read transaction again: the pin stands in for it
+            // (taken under the barrier, it sees only what is in L0 files).
+            self.pin()?;
+        }
+        Ok(result?)
     }
 
     /// TRUNCATE: needs every reader gone, ours too, so commits landing between the sync
@@ -1053,10 +1047,10 @@ impl Syncer {
     /// WAL; a full "checkpoint boundary" L0 file holds them.
     fn checkpoint_truncate(&mut self) -> Result<bool, SyncError> {
         let mode = CheckpointMode::Truncate;
-        self.unpin()?;
         let before = self.db.wal_header_bytes()?;
         let r = self.verify_and_sync(None)?;
         self.apply(r);
+        self.release_pin()?;
         // Marked before the TRUNCATE, removed once a full file exists: whatever fails (or
         // crashes) in between, the next file is a full one.
         self.require_full("checkpoint boundary snapshot")?;
