@@ -48,6 +48,11 @@
 //!   durably before the TRUNCATE and removed only once a full file exists, makes any failure
 //!   or crash in between end in that full file too.
 //!
+//! Nothing of ours holds the WAL while replication is stopped, or between attaching and the
+//! first sync. The verify step then sees what other processes did: a WAL restarted after
+//! commits we never read still holds the tail of its old generation after the position (or
+//! has overwritten the position's last frame), and either way the next file is a full one.
+//!
 //! # Snapshots see the pages of their TXID
 //! The database file changes only through checkpoints: ours hold the write half of the
 //! [`CheckpointLock`], and other processes' can copy only frames up to our read
@@ -621,14 +626,20 @@ impl Syncer {
         }
         if !salt_match {
             // The WAL was restarted after everything we know was synced: read it from the
-            // start, unless it went through more than one unknown generation.
+            // start, unless it went through more than one unknown generation, or the old
+            // generation went on after the position (commits made while nothing of ours held
+            // the WAL, e.g. while replication was stopped: the restart copied them into the
+            // database file and only a full file holds them now).
+            let old_went_on = self.commits_after(info.offset, info.salt)?;
             info.offset = WAL_HEADER_SIZE;
             info.salt = hdr.salt;
-            if self.detect_full_checkpoint(&[hdr.salt, header_salt(&h)])? {
-                info.full = Some("full or restart checkpoint detected, snapshotting");
+            info.full = if old_went_on {
+                Some("wal restarted after commits that were never synced, snapshotting")
+            } else if self.detect_full_checkpoint(&[hdr.salt, header_salt(&h)])? {
+                Some("full or restart checkpoint detected, snapshotting")
             } else {
-                info.full = None;
-            }
+                None
+            };
             return Ok(info);
         }
         info.full = None;
@@ -691,6 +702,16 @@ impl Syncer {
             });
         }
         Ok(matched)
+    }
+
+    /// Does the WAL hold committed frames of the generation with `salt` from `offset` on?
+    /// (After a restart shorter than that generation, its tail is still in the file.) When
+    /// it cannot tell, it says yes: a full file is never wrong.
+    fn commits_after(&self, offset: u64, salt: Salt) -> Result<bool, SyncError> {
+        let wal = self.db.open_wal()?;
+        Ok(WalReader::resume_generation(&wal, offset, salt)
+            .and_then(|mut r| r.read_committed(None))
+            .map_or(true, |scan| scan.commit.is_some()))
     }
 
     /// After a WAL restart: does the WAL (from the start up to the newest known salts) hold

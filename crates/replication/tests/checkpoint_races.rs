@@ -409,6 +409,37 @@ fn a_failure_right_after_a_truncate_checkpoint_leads_to_a_full_file_not_to_lost_
     }
 }
 
+/// Hazard (the same loss, with nothing of ours holding the WAL): while replication is
+/// stopped, another process commits, checkpoints everything into the database file, and
+/// commits again, which restarts the WAL from the top. The frame the position ends on is
+/// still intact with its old salts, so the WAL looked restarted right after our last file,
+/// and the commit in between was in no LTX file. The old generation going on after the
+/// position now means a full file.
+#[test]
+fn commits_made_while_replication_is_stopped_survive_a_wal_restart() {
+    let Some(sc) = Scene::new("commits_made_while_replication_is_stopped_survive_a_wal_restart")
+    else {
+        return;
+    };
+    let mut s = sc.syncer(checkpoint_when_asked());
+    s.sync().unwrap();
+    drop(s);
+    // (The scene's own connection stays open, so the other process is not the last one and
+    // leaves the WAL in place when it exits.)
+    let said = other_process(
+        &sc.sqlite3,
+        &sc.db,
+        "INSERT INTO x(v) VALUES ('while replication is stopped'); \
+         PRAGMA wal_checkpoint(PASSIVE); \
+         INSERT INTO y(v) VALUES ('restarts the WAL');",
+    );
+    assert!(said.starts_with("ok"), "{said}");
+    sc.gaps.states.record();
+    let mut s = sc.syncer(checkpoint_when_asked());
+    s.sync().unwrap();
+    sc.check(&s);
+}
+
 /// Another process commits, and checkpoints PASSIVE or TRUNCATE (the modes that copy, and the
 /// one that also restarts and truncates; FULL and RESTART are between them), at every point
 /// of our checkpoints (threshold PASSIVE after a sync, forced PASSIVE, forced TRUNCATE),
