@@ -334,12 +334,7 @@ impl Database {
 
     /// Ends the pin (no-op if none is held).
     pub fn end_pin(&self) -> Result<(), DbError> {
-        if self.pin.is_autocommit() {
-            return Ok(());
-        }
-        self.pin
-            .execute_batch("ROLLBACK")
-            .map_err(self.sqlite("end pin"))
+        rollback(&self.pin).map_err(self.sqlite("end pin"))
     }
 
     /// Takes the barrier: a write transaction holding SQLite's write lock (waits up to the
@@ -360,12 +355,7 @@ impl Database {
 
     /// Rolls the barrier back (nothing it wrote is ever committed).
     pub fn end_barrier(&self) -> Result<(), DbError> {
-        if self.writer.is_autocommit() {
-            return Ok(());
-        }
-        self.writer
-            .execute_batch("ROLLBACK")
-            .map_err(self.sqlite("rollback barrier"))
+        rollback(&self.writer).map_err(self.sqlite("rollback barrier"))
     }
 
     /// Runs `PRAGMA wal_checkpoint(mode)` with the read transaction released for exactly that
@@ -494,6 +484,14 @@ fn begin_read(conn: &Connection) -> rusqlite::Result<()> {
         return Err(e);
     }
     Ok(())
+}
+
+/// Rolls back the transaction open on `conn`, if any.
+fn rollback(conn: &Connection) -> rusqlite::Result<()> {
+    if conn.is_autocommit() {
+        return Ok(());
+    }
+    conn.execute_batch("ROLLBACK")
 }
 
 /// The process's one read-only descriptor on a database file, opened on first use and never
