@@ -33,7 +33,8 @@ use crate::checkpoint::Checkpointer;
 
 use crate::wal::{ReadAt, WalError, WalHeader};
 
-/// `PRAGMA wal_checkpoint` modes the replicator uses (RESTART is never used, spec §10).
+/// `PRAGMA wal_checkpoint` modes the replicator uses (never RESTART: it blocks writers until
+/// every reader is done, see [`crate::checkpoint`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CheckpointMode {
     Passive,

@@ -2,7 +2,7 @@
 //!
 //! Owns everything between a database file and its replica: the Litestream YAML config,
 //! the WAL reader, replica clients (file, S3) behind one trait, the replicator (WAL → L0 LTX
-//! files → upload), compaction and retention, and restore. Spec: `../shared/litestream-compat.md`.
+//! files → upload), compaction and retention, and restore.
 //!
 //! # Modules (the foundation the replicator and restore build on)
 //! - [`config`]: Litestream's YAML config with its defaults and validation; finding the

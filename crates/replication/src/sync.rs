@@ -554,7 +554,8 @@ impl Syncer {
         }
     }
 
-    /// The verify step: where the next file starts and whether it must be full (§3.3).
+    /// The verify step: where the next file starts and whether it must be full (Litestream's
+    /// decision table, see the module docs).
     fn verify(&mut self) -> Result<SyncInfo, SyncError> {
         let frame_size = self.frame_size();
         let mut info = SyncInfo {
@@ -815,7 +816,7 @@ impl Syncer {
         header.wal_salt1 = scan.salt.salt1;
         header.wal_salt2 = scan.salt.salt2;
         // A file that read no frames still needs a WAL offset (never 0: a zero offset makes
-        // Litestream loop on "prev WAL offset is less than the header size", §7).
+        // Litestream loop on "prev WAL offset is less than the header size").
         if header.wal_offset == 0 {
             header.wal_offset = WAL_HEADER_SIZE as i64;
         }

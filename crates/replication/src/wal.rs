@@ -1,4 +1,4 @@
-//! Reading SQLite WAL files the way Litestream does (spec §3.2), with no SQLite connection.
+//! Reading SQLite WAL files the way Litestream does, with no SQLite connection.
 //!
 //! This module owns the WAL byte format: the 32-byte header (both magics, checksum
 //! verification), frame iteration along the cumulative checksum chain with salt checks,

@@ -1,4 +1,4 @@
-//! Interoperability with the real Litestream 0.5.17 (spec §9), both directions, on file, S3
+//! Interoperability with the real Litestream 0.5.17, both directions, on file, S3
 //! and Azure (Azurite) replicas: every TXID boundary and timestamps restore byte-identically with both tools,
 //! listings agree (levels, TXIDs, sizes, timestamps), non-boundary TXIDs fail like the binary,
 //! and each program takes over a replica (and metadata directory) the other one wrote.
@@ -473,7 +473,7 @@ async fn we_replicate_64k_pages() {
     assert_eq!(rows(&out), rows(&db));
 }
 
-/// §9.6: a missing file in the middle of L0 and a flipped byte fail in both tools.
+/// A missing file in the middle of L0 and a flipped byte fail in both tools.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_replicas_fail_in_both_tools() {
     let test = "broken_replicas_fail_in_both_tools";

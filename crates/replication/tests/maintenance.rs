@@ -1,4 +1,4 @@
-//! Compaction and retention (spec §4) on a real replica: L0 retention deletes only files
+//! Compaction and retention on a real replica: L0 retention deletes only files
 //! already compacted into L1 and old enough, never the newest L0 file, locally too;
 //! `retention.enabled: false` keeps every remote file; snapshot retention never deletes the
 //! newest snapshot and trims the compaction levels below the prior snapshot's TXID.
