@@ -362,8 +362,8 @@ impl Maintenance {
             let lock = shared.checkpoint_lock.clone();
             let _no_checkpoints = lock.hold();
             let published = lock.published();
-            if published.full_pending {
-                return Err(SnapshotError::FullFilePending);
+            if published.file_ahead {
+                return Err(SnapshotError::FileAhead);
             }
             let pos = published.position;
             let timestamp = crate::sync::now_millis();

@@ -53,9 +53,9 @@ pub enum SnapshotError {
     #[error("no replication position yet")]
     NoPosition,
     #[error(
-        "a full L0 file is pending (the database file may be ahead of the replication position); the snapshot waits for it"
+        "the database file may hold pages newer than the replication position (an unfinished checkpoint); the snapshot waits for the next sync"
     )]
-    FullFilePending,
+    FileAhead,
 }
 
 /// A database as of one point of its WAL. See the module docs.

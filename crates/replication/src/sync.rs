@@ -59,8 +59,9 @@
 //! transactions, which, while the lock is free, never reach past the position. The syncer publishes each position as soon as its file exists,
 //! which is before a checkpoint releases the lock. So a snapshot that holds the read half sees
 //! a database file at or behind the published position, and overlays the WAL up to it: the
-//! image of exactly that TXID — except while a full L0 file is pending (after a TRUNCATE, the
-//! database file may be ahead), when snapshots wait for it.
+//! image of exactly that TXID — except when the database file may be ahead (a checkpoint
+//! failed after its early copy, while the pin stays; a full L0 file is pending after a
+//! TRUNCATE): then [`Published::file_ahead`] says so, and snapshots wait for the next sync.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -187,16 +188,17 @@ pub struct CheckpointLock {
 pub struct Published {
     /// The newest local L0 file.
     pub position: Position,
-    /// A full L0 file is pending: the database file may hold pages newer than `position`, so
-    /// no snapshot may be taken from it.
-    pub full_pending: bool,
+    /// The database file may hold pages newer than `position` (a checkpoint failed after
+    /// its early copy and the pin still holds what it copied, or a full L0 file is pending
+    /// after a TRUNCATE): no snapshot may be taken from it until the next sync.
+    pub file_ahead: bool,
 }
 
 impl Default for Published {
     fn default() -> Self {
         Published {
             position: Position::ZERO,
-            full_pending: false,
+            file_ahead: false,
         }
     }
 }
@@ -390,7 +392,7 @@ impl Syncer {
     fn publish(&self) {
         self.lock.publish(Published {
             position: self.pos,
-            full_pending: self.next_full.is_some(),
+            file_ahead: self.next_full.is_some() || self.pinned,
         });
     }
 
@@ -403,6 +405,7 @@ impl Syncer {
     fn pin(&mut self) -> Result<(), SyncError> {
         self.db.begin_pin()?;
         self.pinned = true;
+        self.publish();
         Ok(())
     }
 
@@ -416,6 +419,7 @@ impl Syncer {
         self.db.acquire_read_lock()?;
         self.db.end_pin()?;
         self.pinned = false;
+        self.publish();
         Ok(())
     }
 

@@ -647,3 +647,151 @@ async fn a_snapshot_right_after_a_checkpoint_holds_the_pages_of_its_txid() {
         "Litestream's restore at {txid}"
     );
 }
+
+/// Hazard: a checkpoint that fails after its early copy (here: another process holds the
+/// write lock past the busy timeout, so the barrier cannot be taken) leaves commits in the
+/// database file that no L0 file holds yet; a snapshot taken before the next sync would
+/// label that file with the older position. Such a snapshot must wait (or hold exactly the
+/// pages of its TXID), and one taken after the next sync is whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_after_a_checkpoint_that_failed_midway_holds_the_pages_of_its_txid() {
+    let test = "a_snapshot_after_a_checkpoint_that_failed_midway_holds_the_pages_of_its_txid";
+    let Some(ls) = Litestream::require(test) else {
+        return;
+    };
+    init_logging();
+    let (_t, dir) = tempdir();
+    let db = dir.join("app.db");
+    let replica = dir.join("replica");
+    let conn = wal_db(&db);
+    conn.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+    insert(&conn, 5, 500);
+    // Table `x` lives in the database file only (no frame of it in the WAL), so a newer
+    // version of its page there shows through any image of the file.
+    conn.execute_batch("CREATE TABLE x(id INTEGER PRIMARY KEY, v TEXT)")
+        .unwrap();
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .unwrap();
+    // Syncs only when asked, and the first threshold checkpoint is the one under test (the
+    // WAL is below 30 frames until the big insert; one threshold checkpoint per hour).
+    let yaml = format!(
+        "snapshot:\n  interval: 24h\n  retention: 24h\n\
+         dbs:\n  - path: {}\n    monitor-interval: 1h\n    busy-timeout: 1s\n    min-checkpoint-page-count: 30\n    replica:\n      url: {}\n",
+        db.display(),
+        file_url(&replica)
+    );
+    let gaps = Gaps {
+        pending: Arc::default(),
+        log: Arc::default(),
+        states: States {
+            db: db.clone(),
+            seen: Arc::default(),
+        },
+    };
+    // After the sync, before the checkpoint: a commit by another connection, which the
+    // early copy takes into the database file.
+    {
+        let db = db.clone();
+        gaps.at(SyncPoint::CheckpointStart(Passive), move || {
+            let c = Connection::open(&db).unwrap();
+            c.execute("INSERT INTO x(v) VALUES ('after the sync')", [])
+                .unwrap();
+            "ok committed after the sync".into()
+        });
+    }
+    // Before the barrier: another connection takes the write lock and keeps it.
+    let locker = Arc::new(Mutex::new(Connection::open(&db).unwrap()));
+    {
+        let locker = locker.clone();
+        gaps.at(SyncPoint::BeforeBarrier(Passive), move || {
+            locker
+                .lock()
+                .unwrap()
+                .execute_batch("BEGIN IMMEDIATE")
+                .unwrap();
+            "ok the write lock is held".into()
+        });
+    }
+    // At the end of that sync, a snapshot runs (before anything else of the replicator).
+    let (reached_tx, mut reached) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let (resume_tx, resume) = std::sync::mpsc::channel::<()>();
+    let resume = Mutex::new(resume);
+    let armed = Arc::new(AtomicBool::new(false));
+    let mut options = replicator_options(&yaml, &db);
+    {
+        let (armed, inner) = (armed.clone(), gaps.hook());
+        options.sync_hook = Some(SyncHook(Arc::new(move |point| {
+            (inner.0)(point);
+            if point == SyncPoint::SyncDone && armed.swap(false, Ordering::SeqCst) {
+                reached_tx.send(()).unwrap();
+                resume.lock().unwrap().recv().unwrap();
+            }
+        })));
+    }
+    let r = replication::Replicator::start(options).await.unwrap();
+    insert(&conn, 100, 2000);
+    armed.store(true, Ordering::SeqCst);
+    let (synced, during) = tokio::join!(r.sync_and_wait(), async {
+        reached.recv().await.unwrap();
+        let snapshot = r.snapshot_now().await;
+        resume_tx.send(()).unwrap();
+        snapshot
+    });
+    synced.unwrap();
+    gaps.assert_all_ran_ok();
+    locker.lock().unwrap().execute_batch("ROLLBACK").unwrap();
+    // The next sync has everything; a snapshot now is whole.
+    r.sync_and_wait().await.unwrap();
+    let after = r.snapshot_now().await.unwrap();
+    r.shutdown().await.unwrap();
+
+    let mut snapshots = vec![after];
+    match during {
+        Ok(info) => snapshots.push(info),
+        Err(e) => eprintln!("the snapshot during the failed checkpoint waited: {e}"),
+    }
+    for (i, snapshot) in snapshots.iter().enumerate() {
+        let txid = snapshot.name.max;
+        let (from_snapshot, from_l0) = (
+            dir.join(format!("snapshot-{i}.db")),
+            dir.join(format!("l0-{i}.db")),
+        );
+        let one = dir.join(format!("one-snapshot-{i}"));
+        std::fs::create_dir_all(one.join("ltx/9")).unwrap();
+        std::fs::copy(
+            replica.join("ltx/9").join(snapshot.name.to_string()),
+            one.join("ltx/9").join(snapshot.name.to_string()),
+        )
+        .unwrap();
+        let l0 = dir.join(format!("only-l0-{i}"));
+        std::fs::create_dir_all(l0.join("ltx/0")).unwrap();
+        for e in std::fs::read_dir(replica.join("ltx/0")).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), l0.join("ltx/0").join(e.file_name())).unwrap();
+        }
+        for (src, out, target, check) in [
+            (
+                &one,
+                &from_snapshot,
+                RestoreTarget::Latest,
+                IntegrityCheck::None,
+            ),
+            (
+                &l0,
+                &from_l0,
+                RestoreTarget::TxId(txid),
+                IntegrityCheck::Full,
+            ),
+        ] {
+            let client: Arc<dyn ReplicaClient> = Arc::new(FileClient::new(src));
+            restore_ours(&client, target, out, check).await.unwrap();
+        }
+        assert!(
+            std::fs::read(&from_snapshot).unwrap() == std::fs::read(&from_l0).unwrap(),
+            "the snapshot labelled {txid} holds other pages than the L0 files up to {txid}"
+        );
+    }
+    let theirs = dir.join("theirs.db");
+    restore(&ls, &file_url(&replica), &theirs, &[]);
+    assert_eq!(rows(&theirs), rows(&db));
+}
