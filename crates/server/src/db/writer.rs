@@ -35,10 +35,10 @@
 //! After every COMMIT that wrote something, the writer publishes a [`CommitNotice`] on a watch
 //! channel ([`Writer::subscribe_commits`]); replication uses it to ship the new WAL frames
 //! without polling. The connection comes from start-up ([`super::Database::take_writer_connection`],
-//! opened with the [`super::OpenOptions`] start-up chose: `synchronous`, and
-//! `wal_autocheckpoint=0` when replication owns checkpoints). Its WAL hook both records the
-//! frame count for the notice and performs SQLite's automatic checkpoint (a WAL hook replaces
-//! SQLite's own, so it keeps `wal_autocheckpoint` working; `0` disables it).
+//! opened with the [`super::OpenOptions`] start-up chose: `synchronous`, and who
+//! checkpoints). Its WAL hook tells whether a COMMIT wrote anything; as a WAL hook replaces
+//! SQLite's automatic checkpoint, it also runs that checkpoint when the connection's
+//! [`Checkpointer`] says so (never when the replicator checkpoints).
 //!
 //! Shutdown ([`Writer::shutdown`]): the queue closes to new jobs, every job already queued
 //! runs and is committed, then the thread ends.
@@ -47,10 +47,12 @@ use std::collections::VecDeque;
 use std::ffi::c_int;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use dialect::functions::{InsertCounter, register_insert_counter};
 use dialect::{ApiError, SchemaCache};
+use replication::CommitNotice;
+use replication::checkpoint::Checkpointer;
 use rusqlite::Connection;
 use rusqlite::hooks::Wal;
 use rusqlite::wal::CheckpointMode;
@@ -59,34 +61,6 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::authorizer::{Authorizer, Policy};
 use super::deadline::Deadline;
 use super::schema::SchemaHolder;
-
-/// What the writer publishes after every successful COMMIT that wrote to the database.
-///
-/// Only this process's writes are reported; writes by other processes (another tool writing
-/// to the same file) never are, so a consumer that must see them polls the WAL as well.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CommitNotice {
-    /// 1 for the first transaction this writer committed since start-up, then 2, 3, …
-    /// (0: nothing committed yet). Strictly increasing; a consumer that sees a jump knows
-    /// it missed notices (a watch channel keeps only the latest), not commits.
-    pub seq: u64,
-    /// The number of frames in the WAL right after this commit, as SQLite's WAL hook reports
-    /// it (`sqlite3_wal_hook`). It grows with every commit and falls back when a checkpoint
-    /// let SQLite restart the WAL from its beginning.
-    pub wal_frames: u64,
-    /// When the COMMIT returned.
-    pub committed_at: SystemTime,
-}
-
-impl Default for CommitNotice {
-    fn default() -> Self {
-        CommitNotice {
-            seq: 0,
-            wal_frames: 0,
-            committed_at: SystemTime::UNIX_EPOCH,
-        }
-    }
-}
 
 /// Tuning of the writer.
 #[derive(Debug, Clone)]
@@ -260,7 +234,6 @@ struct Engine {
     deadline: Deadline,
     /// Refuses DDL, ATTACH and pragmas with values (lifted for schema loading).
     authorizer: Authorizer,
-    wal_frames: Arc<AtomicU64>,
     wal_written: Arc<AtomicBool>,
     notices: watch::Sender<CommitNotice>,
     stats: Arc<WriterStats>,
@@ -288,17 +261,14 @@ impl Writer {
         let inserts = register_insert_counter(&conn)?;
         let deadline = Deadline::install(&mut conn)?;
         deadline.install_soft(&conn)?;
-        // Read before the hook is set: setting a WAL hook replaces SQLite's autocheckpoint.
-        let autocheckpoint: i64 = conn.query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))?;
-        let wal_frames = Arc::new(AtomicU64::new(0));
+        // Asked before the hook is set: setting a WAL hook replaces SQLite's autocheckpoint.
+        let checkpointer = Checkpointer::of(&conn)?;
         let wal_written = Arc::new(AtomicBool::new(false));
         {
-            let (frames, written) = (wal_frames.clone(), wal_written.clone());
+            let written = wal_written.clone();
             conn.wal_hook(Some(move |wal: &mut Wal, pages: c_int| {
-                let pages = u64::try_from(pages).unwrap_or(0);
-                frames.store(pages, Ordering::Release);
                 written.store(true, Ordering::Release);
-                if autocheckpoint > 0 && pages >= autocheckpoint as u64 {
+                if checkpointer.checkpoint_after_commit(u64::try_from(pages).unwrap_or(0)) {
                     // The commit already happened: a failed checkpoint must not fail it.
                     if let Err(e) = wal.checkpoint_v2(CheckpointMode::PASSIVE) {
                         tracing::warn!(error = %e, "automatic WAL checkpoint failed");
@@ -318,7 +288,6 @@ impl Writer {
             inserts,
             deadline,
             authorizer,
-            wal_frames,
             wal_written,
             notices,
             stats: stats.clone(),
@@ -651,12 +620,7 @@ impl Engine {
 
     fn publish(&self, jobs: usize) {
         let seq = self.stats.commits.fetch_add(1, Ordering::Relaxed) + 1;
-        let notice = CommitNotice {
-            seq,
-            wal_frames: self.wal_frames.load(Ordering::Acquire),
-            committed_at: SystemTime::now(),
-        };
-        self.notices.send_replace(notice);
+        self.notices.send_replace(CommitNotice { seq });
         self.event(WriterEvent::Committed { jobs });
     }
 }
@@ -871,18 +835,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn commit_notices_follow_the_wal() {
+    async fn commit_notices_number_the_commits_that_wrote() {
         let s = setup(T, OpenOptions::writer(), WriterConfig::default());
         let mut rx = s.writer.subscribe_commits();
         assert_eq!(rx.borrow().seq, 0);
-        let mut last = 0;
         for id in 1..=5 {
             s.writer.run(0, far(), insert(id)).await.unwrap();
-            let n = *rx.borrow_and_update();
-            assert_eq!(n.seq, id as u64);
-            assert!(n.wal_frames > last, "{n:?} after {last}");
-            assert!(n.committed_at > SystemTime::UNIX_EPOCH);
-            last = n.wal_frames;
+            assert_eq!(rx.borrow_and_update().seq, id as u64);
         }
         // A job that keeps nothing commits nothing and publishes nothing.
         s.writer.run(0, far(), |_| Ok(((), false))).await.unwrap();
@@ -897,30 +856,36 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn autocheckpoint_is_kept_and_can_be_turned_off() {
-        async fn frames(autocheckpoint: u32) -> Vec<u64> {
+    async fn the_writer_checkpoints_as_sqlite_would_unless_the_replicator_does() {
+        /// The WAL file's size after each of 20 single-row commits.
+        async fn wal_sizes(checkpointer: Checkpointer) -> Vec<u64> {
             let s = setup(
                 T,
                 OpenOptions {
-                    wal_autocheckpoint: Some(autocheckpoint),
+                    checkpointer,
                     ..OpenOptions::writer()
                 },
                 WriterConfig::default(),
             );
+            let wal = format!("{}-wal", s.path);
             let mut out = Vec::new();
             for id in 1..=20 {
                 s.writer.run(0, far(), insert(id)).await.unwrap();
-                out.push(s.writer.subscribe_commits().borrow().wal_frames);
+                out.push(std::fs::metadata(&wal).unwrap().len());
             }
             out
         }
-        let off = frames(0).await;
-        assert!(off.windows(2).all(|w| w[1] > w[0]), "{off:?}");
-        let on = frames(4).await;
+        // The replicator checkpoints: the WAL only grows.
+        let replicator = wal_sizes(Checkpointer::Replicator).await;
+        assert!(replicator.windows(2).all(|w| w[1] > w[0]), "{replicator:?}");
+        // SQLite's automatic checkpoint, every 4 frames: the WAL restarts from its top and
+        // stays small.
+        let sqlite = wal_sizes(Checkpointer::Sqlite { frames: 4 }).await;
         assert!(
-            on.windows(2).any(|w| w[1] < w[0]),
-            "never checkpointed: {on:?}"
+            sqlite.windows(2).any(|w| w[1] == w[0]),
+            "never restarted: {sqlite:?}"
         );
+        assert!(sqlite[19] < replicator[19], "{sqlite:?} {replicator:?}");
     }
 
     #[tokio::test]
