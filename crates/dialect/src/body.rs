@@ -1,21 +1,26 @@
 //! Request bodies of writes: JSON, CSV and form-urlencoded payloads, checked and turned into
 //! the one JSON parameter a write statement binds.
 //!
-//! Whatever the format, a payload becomes a JSON array of objects (text) plus the keys of its
-//! objects. JSON is validated in one streaming pass without building a value tree (keys are
-//! collected per object, values skipped) and bound as it came — an object is wrapped as
-//! `[…]`, an array is used as is — so a large bulk insert is never re-serialized. As in
-//! PostgREST: every object of an array must have the same keys unless `columns` is given
-//! (PGRST102 `All object keys must match`); a body that is not JSON, or is empty, is PGRST102
-//! `Empty or invalid json`; a scalar body counts as an empty array; CSV takes its header line
-//! as keys, `NULL` as null and every other cell as text; a form body gives one object of
-//! strings.
+//! Whatever the format, a payload becomes a JSON array of rows (text) plus the keys of its
+//! rows, and costs memory in proportion to the body (a small constant times its size). JSON
+//! is validated in one streaming pass without building a value tree (keys are collected per
+//! object, values skipped) and bound as it came — an object is wrapped as `[…]`, an array is
+//! used as is — so a large bulk insert is never re-serialized. A CSV body becomes an array of
+//! arrays, values by position in the header ([`Layout::Arrays`]): repeating the header's names
+//! in every row would make the parameter grow with rows × header, so a long header over many
+//! short rows would cost the square of the body. As in PostgREST: every object of an array
+//! must have the same keys unless `columns` is given (PGRST102 `All object keys must match`);
+//! a body that is not JSON, or is empty, is PGRST102 `Empty or invalid json`; a scalar body
+//! counts as an empty array; CSV takes its header line as keys, `NULL` as null and every other
+//! cell as text; a form body gives one object of strings.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::error::ApiError;
+use crate::shape::write_json_str;
 
 /// The media type of a request body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,16 +50,26 @@ impl BodyFormat {
     }
 }
 
+/// How the rows of a payload hold their values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Each row is an object: values by key (JSON and form bodies).
+    Objects,
+    /// Each row is an array: values by position, in the order of [`Payload::keys`] (CSV).
+    Arrays,
+}
+
 /// A checked request body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Payload {
-    /// The rows as one JSON array of objects (text): the statement's body parameter.
+    /// The rows as one JSON array (text): the statement's body parameter.
     pub json: String,
-    /// The keys of the first object, in order. Without `columns`, every object has exactly
-    /// these keys; with `columns`, the objects may differ and `columns` decides.
+    /// The keys of the first row, in order. Without `columns`, every row has exactly these
+    /// keys; with `columns`, objects may differ and `columns` decides.
     pub keys: Vec<String>,
-    /// How many objects the array holds.
+    /// How many rows the array holds.
     pub rows: usize,
+    pub layout: Layout,
 }
 
 impl Payload {
@@ -64,6 +79,54 @@ impl Payload {
             json: "[]".to_string(),
             keys: Vec::new(),
             rows: 0,
+            layout: Layout::Objects,
+        }
+    }
+
+    /// Where each column's value sits in a row of [`Payload::json`].
+    pub fn paths(&self) -> ColumnPaths {
+        match self.layout {
+            Layout::Objects => ColumnPaths::ByKey,
+            Layout::Arrays => ColumnPaths::by_position(&self.keys),
+        }
+    }
+}
+
+/// Where a column's value sits in one row of a body parameter: under its name (objects) or at
+/// its position in the header (arrays; a repeated header name means its last position, as a
+/// repeated object key does; a column the header lacks points past the end, which reads as
+/// missing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ColumnPaths {
+    ByKey,
+    ByPosition {
+        positions: HashMap<String, usize>,
+        width: usize,
+    },
+}
+
+impl ColumnPaths {
+    pub fn by_position(keys: &[String]) -> Self {
+        let positions = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.clone(), i))
+            .collect();
+        ColumnPaths::ByPosition {
+            positions,
+            width: keys.len(),
+        }
+    }
+
+    /// The JSON path of `name`'s value in a row found at `row` (`$` for the row itself,
+    /// `$[0]` for the first row of the array).
+    pub fn path(&self, row: &str, name: &str) -> String {
+        match self {
+            ColumnPaths::ByKey => crate::dml::json_path(row, name),
+            ColumnPaths::ByPosition { positions, width } => {
+                let i = positions.get(name).copied().unwrap_or(*width);
+                format!("{row}[{i}]")
+            }
         }
     }
 }
@@ -240,6 +303,7 @@ fn parse_json(body: &[u8], columns_given: bool) -> Result<Payload, ApiError> {
             json: format!("[{text}]"),
             keys: scan.first_keys.unwrap_or_default(),
             rows: 1,
+            layout: Layout::Objects,
         }),
         Top::Array => {
             if scan.non_object {
@@ -260,22 +324,29 @@ fn parse_json(body: &[u8], columns_given: bool) -> Result<Payload, ApiError> {
                 json: text.to_string(),
                 keys: scan.first_keys.unwrap_or_default(),
                 rows: scan.rows,
+                layout: Layout::Objects,
             })
         }
     }
 }
 
-fn parse_csv(body: &[u8]) -> Result<Payload, ApiError> {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .flexible(false)
-        .from_reader(body);
-    let csv_error = |e: csv::Error| match e.kind() {
+fn csv_error(e: csv::Error) -> ApiError {
+    match e.kind() {
         csv::ErrorKind::UnequalLengths { .. } => {
             ApiError::new(400, "PGRST102", "All lines must have same number of fields")
         }
         _ => ApiError::new(400, "PGRST102", format!("Invalid CSV: {e}")),
-    };
+    }
+}
+
+fn csv_reader(body: &[u8]) -> csv::Reader<&[u8]> {
+    csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(false)
+        .from_reader(body)
+}
+
+fn read_csv_header(reader: &mut csv::Reader<&[u8]>) -> Result<Vec<String>, ApiError> {
     let keys: Vec<String> = reader
         .headers()
         .map_err(csv_error)?
@@ -289,25 +360,48 @@ fn parse_csv(body: &[u8]) -> Result<Payload, ApiError> {
             "Invalid CSV: the header line is missing",
         ));
     }
-    let mut rows = Vec::new();
-    for record in reader.records() {
-        let record = record.map_err(csv_error)?;
-        let mut obj = serde_json::Map::with_capacity(keys.len());
-        for (k, v) in keys.iter().zip(record.iter()) {
-            let v = if v == "NULL" {
-                serde_json::Value::Null
-            } else {
-                serde_json::Value::String(v.to_string())
-            };
-            obj.insert(k.clone(), v);
+    Ok(keys)
+}
+
+/// The column names of a CSV body (its header line), read without looking at its rows: what
+/// a caller checks against the schema before [`parse_payload`] builds anything.
+pub fn csv_header(body: &[u8]) -> Result<Vec<String>, ApiError> {
+    read_csv_header(&mut csv_reader(body))
+}
+
+fn parse_csv(body: &[u8]) -> Result<Payload, ApiError> {
+    let mut reader = csv_reader(body);
+    let keys = read_csv_header(&mut reader)?;
+    // Each cell grows by its quotes and a comma (plus escapes); rows by their brackets.
+    let mut json = Vec::with_capacity(body.len() + body.len() / 2 + 16);
+    json.push(b'[');
+    let mut record = csv::StringRecord::new();
+    let mut rows = 0usize;
+    while reader.read_record(&mut record).map_err(csv_error)? {
+        if rows > 0 {
+            json.push(b',');
         }
-        rows.push(serde_json::Value::Object(obj));
+        json.push(b'[');
+        for (i, v) in record.iter().enumerate() {
+            if i > 0 {
+                json.push(b',');
+            }
+            if v == "NULL" {
+                json.extend_from_slice(b"null");
+            } else {
+                write_json_str(&mut json, v.as_bytes());
+            }
+        }
+        json.push(b']');
+        rows += 1;
     }
-    let n = rows.len();
+    json.push(b']');
     Ok(Payload {
-        json: serde_json::Value::Array(rows).to_string(),
+        // Built from `&str` cells and ASCII punctuation only.
+        json: String::from_utf8(json).map_err(|e| invalid_json(e.utf8_error()))?,
         keys,
-        rows: n,
+        rows,
+        layout: Layout::Arrays,
     })
 }
 
@@ -324,6 +418,7 @@ fn parse_form(body: &[u8]) -> Payload {
         json: serde_json::Value::Array(vec![serde_json::Value::Object(obj)]).to_string(),
         keys,
         rows: 1,
+        layout: Layout::Objects,
     }
 }
 
@@ -382,11 +477,21 @@ mod tests {
         let p = parse_payload(b"a,b\n1,hi\n2,NULL\n3,\"x, y\"", BodyFormat::Csv, false).unwrap();
         assert_eq!(p.keys, ["a", "b"]);
         assert_eq!(p.rows, 3);
+        assert_eq!(p.layout, Layout::Arrays);
         let v: serde_json::Value = serde_json::from_str(&p.json).unwrap();
         assert_eq!(
             v,
-            serde_json::json!([{"a":"1","b":"hi"},{"a":"2","b":null},{"a":"3","b":"x, y"}])
+            serde_json::json!([["1", "hi"], ["2", null], ["3", "x, y"]])
         );
+        // Values are found by position; a repeated name means its last one.
+        let paths = parse_payload(b"a,b,a\n1,2,3", BodyFormat::Csv, false)
+            .unwrap()
+            .paths();
+        assert_eq!(paths.path("$", "a"), "$[2]");
+        assert_eq!(paths.path("$[0]", "b"), "$[0][1]");
+        assert_eq!(paths.path("$", "c"), "$[3]");
+        assert_eq!(ColumnPaths::ByKey.path("$", "a\"b"), "$.\"a\\\"b\"");
+        assert_eq!(csv_header(b"x,y\n1").unwrap(), ["x", "y"]);
         let e = parse_payload(b"a,b\n1\n", BodyFormat::Csv, false).unwrap_err();
         assert_eq!(e.message, "All lines must have same number of fields");
         assert_eq!(

@@ -1,10 +1,10 @@
 //! The SQL builder for writes: INSERT (with upsert), UPDATE and DELETE, each with the
 //! RETURNING list the write planner asks for.
 //!
-//! The request body is ONE parameter, `?1`: a JSON array of objects, unpacked with
+//! The request body is ONE parameter, `?1`: a JSON array of rows, unpacked with
 //! `json_each(?1)` (INSERT) or read from its first element (UPDATE). A column's value is
-//! `"pgrst_body"."value" ->> ?N` with the column's JSON path (`$."name"`, escaped) bound as
-//! `?N`, so the SQL text depends only on the relation and the column set — never on the
+//! `"pgrst_body"."value" ->> ?N` with the column's JSON path bound as `?N` (`$."name"`,
+//! escaped, in an object; `$[i]` in a CSV body's array, see [`ColumnPaths`]), so the SQL text depends only on the relation and the column set — never on the
 //! values or the number of rows — and is reused from the prepared-statement cache. Column
 //! defaults for `missing=default` come from the schema (`dflt_value`), as PostgREST inlines
 //! them. Upserts count inserted rows with `pgrst_ins(±1)` (see [`crate::functions`]):
@@ -14,6 +14,7 @@
 
 use rusqlite::types::Value;
 
+use crate::body::ColumnPaths;
 use crate::plan::{Condition, OutputField};
 use crate::schema::{Column, Relation, RowKey, ValueKind};
 use crate::sql::{Sql, expr, key_exprs, where_clause};
@@ -183,6 +184,7 @@ fn column_list(sql: &mut Sql, cols: &[&Column]) {
 pub fn insert(
     rel: &Relation,
     cols: &[&Column],
+    paths: &ColumnPaths,
     missing_default: bool,
     conflict: &OnConflict,
     count_inserts: bool,
@@ -200,7 +202,7 @@ pub fn insert(
         value_of(
             &mut sql,
             "\"pgrst_body\".\"value\"",
-            &json_path("$", &c.name),
+            &paths.path("$", &c.name),
             c,
             missing_default,
         );
@@ -260,6 +262,7 @@ pub fn insert_defaults(rel: &Relation, ret: &Returning) -> Sql {
 pub fn update(
     rel: &Relation,
     cols: &[&Column],
+    paths: &ColumnPaths,
     missing_default: bool,
     conditions: &[Condition],
     ret: &Returning,
@@ -277,7 +280,7 @@ pub fn update(
         value_of(
             &mut sql,
             "?1",
-            &json_path("$[0]", &c.name),
+            &paths.path("$[0]", &c.name),
             c,
             missing_default,
         );
@@ -332,6 +335,7 @@ mod tests {
         let s = insert(
             rel,
             &cols,
+            &ColumnPaths::ByKey,
             false,
             &OnConflict::Merge(vec!["id".into()]),
             true,

@@ -12,7 +12,9 @@
 use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
+use dialect::body::csv_header;
 use dialect::headers::check_profile;
+use dialect::write::check_names;
 use dialect::{
     ApiError, BodyFormat, MediaType, Mutation, QueryParams, WriteOutput, WriteRequest,
     execute_write, parse_payload, plan_write,
@@ -52,6 +54,20 @@ pub async fn handle(
     } else {
         let format = BodyFormat::from_content_type(header_str(parts, header::CONTENT_TYPE))?;
         let columns_given = query.columns.is_some() && mutation != Mutation::Upsert;
+        if format == BodyFormat::Csv {
+            // The names first: a CSV body to an unknown table, or naming an unknown column, is
+            // refused before any of its rows is built.
+            let names = match &query.columns {
+                Some(columns) if columns_given => columns.clone(),
+                _ => csv_header(&bytes)?,
+            };
+            let relation = relation.clone();
+            state
+                .db
+                .reads
+                .run(move |_, cache| check_names(cache, &relation, &names))
+                .await?;
+        }
         let payload = if bytes.len() > INLINE_PARSE_BYTES {
             tokio::task::spawn_blocking(move || parse_payload(&bytes, format, columns_given))
                 .await
