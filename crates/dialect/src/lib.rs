@@ -30,7 +30,7 @@ pub mod write;
 
 pub use body::{BodyFormat, Payload, parse_payload};
 pub use error::ApiError;
-pub use exec::{ReadOutput, execute_read};
+pub use exec::{BodyStream, ReadHead, ReadOutcome, ReadOutput, execute_read};
 pub use exec_write::{WriteOutput, execute_write};
 pub use headers::{CountMethod, MediaType, Preferences, RequestHeaders};
 pub use plan::{Limits, ReadPlan, plan_read};

@@ -4,12 +4,33 @@
 //! integers go through `itoa`, reals through `ryu`, text is escaped in place. Declared
 //! `BOOL` columns render as `true`/`false`, declared `JSON` columns nest as JSON, BLOBs become
 //! `"\x…"` (PostgreSQL's bytea text). CSV follows PostgreSQL's row-literal quoting.
+//!
+//! The output buffer is handed to a [`Spill`] after every value, so a caller can bound it:
+//! send what is there as a chunk of a streamed response, or refuse to go on. A row is never
+//! held whole unless its values are small.
 
 use rusqlite::Row;
 use rusqlite::types::{Value, ValueRef};
 
+use crate::error::ApiError;
 use crate::headers::MediaType;
 use crate::plan::{OutputField, OutputKind};
+
+/// What the shaper calls after writing each value: may take the bytes written so far (a chunk
+/// of a streamed body) or stop the read with an error.
+pub trait Spill {
+    fn spill(&mut self, out: &mut Vec<u8>) -> Result<(), ApiError>;
+}
+
+/// Keeps everything in the buffer (a body the caller bounds by other means).
+pub struct KeepAll;
+
+impl Spill for KeepAll {
+    #[inline]
+    fn spill(&mut self, _: &mut Vec<u8>) -> Result<(), ApiError> {
+        Ok(())
+    }
+}
 
 /// A row to shape: a statement's current row, or values read earlier.
 pub trait RowSource {
@@ -67,23 +88,24 @@ impl Shaper {
         }
     }
 
-    /// Writes row number `index` (0-based).
-    pub fn row<R: RowSource + ?Sized>(
+    /// Writes row number `index` (0-based), offering `out` to `spill` after every value.
+    pub fn row<R: RowSource + ?Sized, S: Spill>(
         &self,
         out: &mut Vec<u8>,
         row: &R,
         index: usize,
-    ) -> rusqlite::Result<()> {
+        spill: &mut S,
+    ) -> Result<(), ApiError> {
         match self.media {
             MediaType::Json { strip_nulls } => {
                 if index > 0 {
                     out.push(b',');
                 }
-                self.object(out, row, strip_nulls)
+                self.object(out, row, strip_nulls, spill)
             }
             MediaType::Singular { strip_nulls } => {
                 if index == 0 {
-                    self.object(out, row, strip_nulls)?;
+                    self.object(out, row, strip_nulls, spill)?;
                 }
                 Ok(())
             }
@@ -97,6 +119,7 @@ impl Shaper {
                         out.push(b',');
                     }
                     write_csv_value(out, row.value(i)?, *kind);
+                    spill.spill(out)?;
                 }
                 Ok(())
             }
@@ -111,12 +134,13 @@ impl Shaper {
         }
     }
 
-    fn object<R: RowSource + ?Sized>(
+    fn object<R: RowSource + ?Sized, S: Spill>(
         &self,
         out: &mut Vec<u8>,
         row: &R,
         strip_nulls: bool,
-    ) -> rusqlite::Result<()> {
+        spill: &mut S,
+    ) -> Result<(), ApiError> {
         out.push(b'{');
         let mut first = true;
         for (i, (key, kind)) in self.json_keys.iter().zip(&self.kinds).enumerate() {
@@ -130,6 +154,7 @@ impl Shaper {
             first = false;
             out.extend_from_slice(key);
             write_json_value(out, v, *kind);
+            spill.spill(out)?;
         }
         out.push(b'}');
         Ok(())

@@ -87,6 +87,17 @@ pub fn capped_count(node: &ReadNode, cap: i64) -> Sql {
     sql
 }
 
+/// Counts the rows of the node's page (its filters, limit and offset):
+/// `SELECT count(*) FROM (SELECT 1 FROM … WHERE … LIMIT ? OFFSET ?)`.
+pub fn page_count(node: &ReadNode) -> Sql {
+    let mut sql = Sql::default();
+    sql.push("SELECT count(*) FROM (SELECT 1");
+    from_where(&mut sql, node);
+    page(&mut sql, node);
+    sql.push(")");
+    sql
+}
+
 fn from_where(sql: &mut Sql, node: &ReadNode) {
     sql.push(" FROM ");
     push_quoted(&mut sql.text, &node.relation.name);

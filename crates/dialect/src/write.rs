@@ -55,11 +55,21 @@ pub struct WriteRequest {
 pub struct WriteOptions {
     /// Refuse PATCH and DELETE without any filter (pg-safeupdate's rule).
     pub safe_update: bool,
+    /// The largest representation (`return=representation`) a write may build, in bytes: it is
+    /// built in memory, inside the write's transaction; past it the write is refused (400
+    /// 54000) and rolled back.
+    pub max_representation_bytes: usize,
 }
+
+/// The default of [`WriteOptions::max_representation_bytes`].
+pub const MAX_REPRESENTATION_BYTES: usize = 16 << 20;
 
 impl Default for WriteOptions {
     fn default() -> Self {
-        WriteOptions { safe_update: true }
+        WriteOptions {
+            safe_update: true,
+            max_representation_bytes: MAX_REPRESENTATION_BYTES,
+        }
     }
 }
 
@@ -110,6 +120,8 @@ pub struct WritePlan {
     pub resolution_applied: bool,
     /// Primary key columns for `Location` (POST with `return=headers-only`).
     pub location_columns: Vec<String>,
+    /// The largest representation this write may build ([`WriteOptions`]).
+    pub max_representation_bytes: usize,
 }
 
 fn unknown_column(rel: &str, col: &str) -> ApiError {
@@ -509,5 +521,6 @@ pub fn plan_write(
         } else {
             Vec::new()
         },
+        max_representation_bytes: opts.max_representation_bytes,
     })
 }

@@ -452,7 +452,7 @@ proptest! {
                 prefer: Preferences::parse([prefer.as_str()])?,
                 payload,
             };
-            let plan = plan_write(&cache, &w, &WriteOptions { safe_update })?;
+            let plan = plan_write(&cache, &w, &WriteOptions { safe_update, ..WriteOptions::default() })?;
             let json = w.payload.as_ref().map_or("[]", |p| p.json.as_str());
             execute_write(&conn, &plan, json, &counter)
         })();

@@ -142,6 +142,7 @@ impl Db {
             &w,
             &WriteOptions {
                 safe_update: r.safe_update,
+                ..WriteOptions::default()
             },
         )
         .and_then(|plan| {
