@@ -521,6 +521,32 @@ mod tests {
     }
 
     #[test]
+    fn regular_expressions_compile_once_per_read_not_per_row() {
+        let c = wide_db(400, 3);
+        c.execute_batch("UPDATE p SET t = CASE WHEN id % 2 = 0 THEN 'abc' ELSE 'xyz' END")
+            .unwrap();
+        for (q, rows) in [
+            ("t=match.^a", 200),
+            ("t=imatch.^A", 200),
+            ("t=match(any).{^a,^x}", 400),
+            ("t=imatch(all).{^X,Z$}", 200),
+            ("t=not.match(any).{^q,^r}&t=imatch(any).{B,Y}", 400),
+            ("or=(t.match.^a,t.imatch(all).{^x,z})", 400),
+        ] {
+            // Planning checks the patterns (one compilation), running compiles each filter.
+            let before = crate::functions::regex_compilations();
+            let plan = plan(&c, &format!("select=id&{q}"), JSON, None).unwrap();
+            let out = execute_read(&c, &plan, false).unwrap();
+            let compiled = crate::functions::regex_compilations() - before;
+            assert_eq!(out.rows, rows, "{q}");
+            assert!(
+                compiled <= 4,
+                "{q}: {compiled} regular expressions compiled for one read"
+            );
+        }
+    }
+
+    #[test]
     fn renders_types() {
         let c = db();
         let out = run(&c, "id=eq.1", JSON, None).unwrap();

@@ -13,6 +13,7 @@ use rusqlite::types::Value;
 
 use crate::error::ApiError;
 use crate::fts::{FtsSyntax, FullTextIndex, MatchScope, to_fts5};
+use crate::functions::compile_regex_set;
 use crate::headers::{CountMethod, MediaType, RequestHeaders};
 use crate::ident::quoted;
 use crate::query::{
@@ -255,6 +256,7 @@ pub fn plan_read(
     for c in &mut conditions {
         full_text_drives(c, false);
     }
+    check_regexes(&conditions)?;
 
     let mut order = Vec::new();
     for (_, terms) in &query.order {
@@ -464,8 +466,8 @@ fn bind_value(op: CmpOp, raw: &str, col: Option<&Column>) -> Result<Value, ApiEr
     Ok(match op {
         CmpOp::Like => Value::Text(like_to_glob(raw)),
         CmpOp::Ilike => Value::Text(raw.replace('*', "%")),
-        CmpOp::Match => Value::Text(check_regex(raw)?.to_string()),
-        CmpOp::Imatch => Value::Text(format!("(?i){}", check_regex(raw)?)),
+        CmpOp::Match => Value::Text(regex_len(raw)?.to_string()),
+        CmpOp::Imatch => Value::Text(format!("(?i){}", regex_len(raw)?)),
         _ => comparable(raw, col),
     })
 }
@@ -501,21 +503,79 @@ fn comparable(raw: &str, col: Option<&Column>) -> Value {
     }
 }
 
+/// The longest pattern of `match`/`imatch`.
 const MAX_REGEX_LEN: usize = 1024;
+/// The most `match`/`imatch` filters one request may hold (each is compiled on its own when
+/// the statement runs, with its own matching cache).
+pub const MAX_REGEX_FILTERS: usize = 32;
 
-fn check_regex(pattern: &str) -> Result<&str, ApiError> {
-    let invalid =
-        |d: String| ApiError::new(400, "2201B", "invalid regular expression").with_details(d);
+fn invalid_regex(details: String) -> ApiError {
+    ApiError::new(400, "2201B", "invalid regular expression").with_details(details)
+}
+
+/// `pattern`, unless it is longer than [`MAX_REGEX_LEN`].
+fn regex_len(pattern: &str) -> Result<&str, ApiError> {
     if pattern.len() > MAX_REGEX_LEN {
-        return Err(invalid(format!(
+        return Err(invalid_regex(format!(
             "pattern longer than {MAX_REGEX_LEN} bytes"
         )));
     }
-    regex::RegexBuilder::new(pattern)
-        .size_limit(1 << 20)
-        .build()
-        .map_err(|e| invalid(e.to_string()))?;
     Ok(pattern)
+}
+
+/// The regular expressions of `conditions`: each `match`/`imatch` filter's patterns.
+fn regex_filters<'a>(conditions: &'a [Condition], out: &mut Vec<&'a Predicate>) {
+    for c in conditions {
+        match c {
+            Condition::Tree { children, .. } => regex_filters(children, out),
+            Condition::Pred { pred, .. } => {
+                if matches!(
+                    pred,
+                    Predicate::Cmp(SqlCmp::Regexp, _)
+                        | Predicate::Quantified {
+                            op: SqlCmp::Regexp,
+                            ..
+                        }
+                ) {
+                    out.push(pred);
+                }
+            }
+        }
+    }
+}
+
+/// Checks every regular expression of a request at once, so that one request's patterns can
+/// cost only so much: at most [`MAX_REGEX_FILTERS`] filters, patterns of at most
+/// [`MAX_REGEX_LEN`] bytes, and all of them together within the compiled size limit (one
+/// compilation; invalid patterns fail here too). 400 `2201B` otherwise.
+fn check_regexes(conditions: &[Condition]) -> Result<(), ApiError> {
+    let mut filters = Vec::new();
+    regex_filters(conditions, &mut filters);
+    if filters.is_empty() {
+        return Ok(());
+    }
+    if filters.len() > MAX_REGEX_FILTERS {
+        return Err(
+            ApiError::new(400, "54001", "too many regular expressions in one request")
+                .with_details(format!(
+                    "{} match/imatch filters; the limit is {MAX_REGEX_FILTERS}",
+                    filters.len()
+                )),
+        );
+    }
+    let mut patterns: Vec<String> = Vec::new();
+    for f in filters {
+        match f {
+            Predicate::Cmp(_, Value::Text(p)) => patterns.push(p.clone()),
+            Predicate::Quantified { values, .. } => patterns.extend(
+                serde_json::from_str::<Vec<String>>(values)
+                    .map_err(|e| ApiError::internal(e.to_string()))?,
+            ),
+            _ => {}
+        }
+    }
+    compile_regex_set(&patterns).map_err(|e| invalid_regex(e.to_string()))?;
+    Ok(())
 }
 
 /// PostgreSQL LIKE (with `*` for `%`, `\` escaping) as a case-sensitive GLOB pattern.
@@ -841,6 +901,40 @@ mod tests {
         assert_eq!(p.root.limit, Some(2));
         let p = plan_read(&c, "t", &q, &h, Limits::default()).unwrap();
         assert_eq!(p.root.limit, Some(3));
+    }
+
+    #[test]
+    fn regular_expressions_are_bounded_per_request() {
+        let c = cache();
+        let plan = |q: &str| {
+            plan_read(
+                &c,
+                "t",
+                &QueryParams::parse(q).unwrap(),
+                &headers(),
+                Limits::default(),
+            )
+        };
+        let e = plan("s=match.(").unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (400, "2201B"));
+        let e = plan(&format!("s=match.{}", "a".repeat(MAX_REGEX_LEN + 1))).unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (400, "2201B"));
+        // Each fits the size limit alone, not all together.
+        let each = r"\w{10}";
+        assert!(plan(&format!("s=match.{each}")).is_ok());
+        let many = vec![format!("s.match.{each}"); 30].join(",");
+        let e = plan(&format!("or=({many})")).unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (400, "2201B"), "{e:?}");
+        // Quoted (for the braces); `\` escapes inside quotes.
+        let list = vec![format!("\"{}\"", each.replace('\\', "\\\\")); 30].join(",");
+        let e = plan(&format!("s=match(any).{{{list}}}")).unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (400, "2201B"));
+        // A bounded number of filters.
+        let filters = vec!["s.match.a"; MAX_REGEX_FILTERS + 1].join(",");
+        let e = plan(&format!("or=({filters})")).unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (400, "54001"));
+        let filters = vec!["s.imatch.a"; MAX_REGEX_FILTERS].join(",");
+        assert!(plan(&format!("and=({filters})")).is_ok());
     }
 
     #[test]

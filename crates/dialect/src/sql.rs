@@ -411,6 +411,22 @@ fn condition(sql: &mut Sql, alias: &str, c: &Condition) {
                     sql.bind(Value::Text(list.clone()));
                     sql.push(") AS \"pgrst_in\")");
                 }
+                Predicate::Quantified {
+                    op: SqlCmp::Regexp,
+                    all,
+                    values,
+                } => {
+                    // One compiled set for the whole list (see `functions`).
+                    sql.push(if *all {
+                        "pgrst_match_all("
+                    } else {
+                        "pgrst_match_any("
+                    });
+                    sql.bind(Value::Text(values.clone()));
+                    sql.push(", ");
+                    expr(sql, alias, e);
+                    sql.push(")");
+                }
                 Predicate::Quantified { op, all, values } => {
                     sql.push(if *all { "NOT EXISTS" } else { "EXISTS" });
                     sql.push(" (SELECT 1 FROM json_each(");
