@@ -275,15 +275,17 @@ pub fn plan_read(
     }
     let q_lo = range.offset.unwrap_or(0).max(0);
     let mut lo = q_lo;
-    let mut hi = range.limit.map(|l| q_lo + l - 1);
+    // In i128: a bound past i64::MAX (offset + limit) is exact, and the limit saturates.
+    let mut hi = range.limit.map(|l| i128::from(q_lo) + i128::from(l) - 1);
     if let Some((h_lo, h_hi)) = headers.range {
         lo = lo.max(h_lo);
-        hi = match (hi, h_hi) {
+        hi = match (hi, h_hi.map(i128::from)) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
     }
-    let mut limit = hi.map(|hi| (hi - lo + 1).max(0));
+    let mut limit =
+        hi.map(|hi| i64::try_from((hi - i128::from(lo) + 1).max(0)).unwrap_or(i64::MAX));
     if let Some(max) = limits.max_rows {
         limit = Some(limit.map_or(max, |l| l.min(max)));
     }
@@ -901,6 +903,73 @@ mod tests {
         assert_eq!(p.root.limit, Some(2));
         let p = plan_read(&c, "t", &q, &h, Limits::default()).unwrap();
         assert_eq!(p.root.limit, Some(3));
+    }
+
+    #[test]
+    fn pages_at_the_extremes_saturate() {
+        let c = cache();
+        let max = i64::MAX;
+        let page = |q: &str, range: Option<(i64, Option<i64>)>| {
+            let mut h = headers();
+            h.range = range;
+            let p = plan_read(
+                &c,
+                "t",
+                &QueryParams::parse(q).unwrap(),
+                &h,
+                Limits::default(),
+            )?;
+            Ok::<_, ApiError>((p.root.offset, p.root.limit))
+        };
+        assert_eq!(
+            page(&format!("limit={max}&offset={max}"), None).unwrap(),
+            (max, Some(max))
+        );
+        assert_eq!(
+            page(&format!("limit={max}&offset=5"), None).unwrap(),
+            (5, Some(max))
+        );
+        assert_eq!(
+            page(&format!("limit={max}"), Some((0, Some(max)))).unwrap(),
+            (0, Some(max))
+        );
+        assert_eq!(page("", Some((max, Some(max)))).unwrap(), (max, Some(1)));
+        assert_eq!(page("limit=0", Some((max, None))).unwrap(), (max, Some(0)));
+        assert_eq!(
+            page(&format!("offset={}", i64::MIN), None).unwrap(),
+            (0, None)
+        );
+        let e = page(&format!("limit={}", i64::MIN), None).unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (416, "PGRST103"));
+        // Past i64 the number does not parse.
+        let e = QueryParams::parse("limit=9223372036854775808").unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (400, "PGRST100"));
+        // And the statement runs.
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY); INSERT INTO t VALUES (1), (2);",
+        )
+        .unwrap();
+        let cache = SchemaCache::load(&conn, &crate::schema::Exposure::All).unwrap();
+        for (q, rows) in [
+            (format!("limit={max}&offset={max}"), 0),
+            (format!("limit={max}&offset=1"), 1),
+        ] {
+            let mut h = headers();
+            h.prefer.count = Some(crate::headers::CountMethod::Exact);
+            let plan = plan_read(
+                &cache,
+                "t",
+                &QueryParams::parse(&q).unwrap(),
+                &h,
+                Limits::default(),
+            )
+            .unwrap();
+            match crate::exec::execute_read(&conn, &plan, false) {
+                Ok(out) => assert_eq!(out.rows, rows, "{q}"),
+                Err(e) => assert_eq!((e.status, rows), (416, 0), "{q}"),
+            }
+        }
     }
 
     #[test]

@@ -280,12 +280,13 @@ fn write_csv_cell(out: &mut Vec<u8>, s: &[u8]) {
 pub fn content_range(offset: i64, rows: usize, total: Option<i64>) -> (Option<u16>, String) {
     let mut num = itoa::Buffer::new();
     let mut range = String::with_capacity(24);
+    let rows = i64::try_from(rows).unwrap_or(i64::MAX);
     if rows == 0 {
         range.push('*');
     } else {
         range.push_str(num.format(offset));
         range.push('-');
-        range.push_str(num.format(offset + rows as i64 - 1));
+        range.push_str(num.format(offset.saturating_add(rows - 1)));
     }
     range.push('/');
     match total {
@@ -295,7 +296,7 @@ pub fn content_range(offset: i64, rows: usize, total: Option<i64>) -> (Option<u1
     let status = match total {
         None => Some(200),
         Some(t) if offset > t => None,
-        Some(t) if (rows as i64) < t => Some(206),
+        Some(t) if rows < t => Some(206),
         Some(_) => Some(200),
     };
     (status, range)
