@@ -1,0 +1,298 @@
+//! Hostile payloads against the release binary over real sockets: request bodies and
+//! responses built to exhaust memory, and the numbers, patterns and names built to make one
+//! request cost far more than its size. Memory is the server's peak resident set (`VmHWM` of
+//! `/proc/<pid>/status`), read before and after the hostile request.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use common::{SECRET, hs_token, spawn_ready};
+use jsonwebtoken::Algorithm;
+use reqwest::Method;
+use serde_json::{Value, json};
+use testkit::Tool;
+
+const MIB: u64 = 1024 * 1024;
+
+/// The schema every test here starts from; `secret_log` is not exposed.
+const SCHEMA: &str = r#"
+PRAGMA foreign_keys = ON;
+CREATE TABLE docs (id INTEGER PRIMARY KEY, body TEXT);
+CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT);
+CREATE TABLE owners (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE pets (id INTEGER PRIMARY KEY, name TEXT NOT NULL,
+                   owner_id INTEGER REFERENCES owners(id),
+                   age INTEGER CONSTRAINT pets_age_check CHECK (age >= 0));
+CREATE TABLE secret_log (id INTEGER PRIMARY KEY, pet_name TEXT NOT NULL UNIQUE,
+                         note TEXT NOT NULL, CHECK (length(note) < 5));
+CREATE TABLE secret_parent (id INTEGER PRIMARY KEY);
+CREATE TABLE secret_child (id INTEGER PRIMARY KEY, parent INTEGER REFERENCES secret_parent(id));
+CREATE TABLE logged (id INTEGER PRIMARY KEY, name TEXT, note TEXT);
+CREATE TRIGGER logged_audit AFTER INSERT ON logged BEGIN
+  INSERT INTO secret_log (pet_name, note) VALUES (NEW.name, NEW.note);
+END;
+CREATE TABLE linked (id INTEGER PRIMARY KEY, parent INTEGER);
+CREATE TRIGGER linked_child AFTER INSERT ON linked BEGIN
+  INSERT INTO secret_child (parent) VALUES (NEW.parent);
+END;
+INSERT INTO owners VALUES (1, 'Ann');
+WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 50)
+  INSERT INTO items SELECT i, 'item ' || i FROM s;
+"#;
+const EXPOSED: &str = "docs,items,owners,pets,logged,linked";
+
+/// The release binary serving a database made from [`SCHEMA`] (plus `extra` SQL).
+struct Hostile {
+    child: Child,
+    base: String,
+    client: reqwest::Client,
+    token: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Hostile {
+    async fn start(test: &str, extra: &str) -> Option<Hostile> {
+        Hostile::start_with_allow(test, extra, EXPOSED).await
+    }
+
+    /// Like [`Hostile::start`], exposing `allow` (a comma list).
+    async fn start_with_allow(test: &str, extra: &str, allow: &str) -> Option<Hostile> {
+        let bin: PathBuf = testkit::require_tool(Tool::ReleaseBinary, test)?;
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("hostile.db");
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.execute_batch(SCHEMA).unwrap();
+        c.execute_batch(extra).unwrap();
+        drop(c);
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, SECRET).unwrap();
+        let (child, port, _) = spawn_ready(|port, admin_port| {
+            let mut cmd = Command::new(&bin);
+            cmd.arg("serve")
+                .arg("--db-dsn")
+                .arg(&db)
+                .arg("--http-addr")
+                .arg(format!("127.0.0.1:{port}"))
+                .arg("--metrics-addr")
+                .arg(format!("127.0.0.1:{admin_port}"))
+                .arg("--security-allow-table")
+                .arg(allow)
+                .arg("--auth-token-file")
+                .arg(&secret)
+                .arg("--log-level")
+                .arg("error")
+                // Generous: the responses here are large and the machine may be loaded.
+                .arg("--request-timeout-ms")
+                .arg("60000")
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit());
+            cmd
+        })
+        .await;
+        let s = Hostile {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            client: reqwest::Client::new(),
+            token: hs_token(SECRET, Algorithm::HS256, json!({"role": "test"})),
+            _dir: dir,
+        };
+        // Warm up (schema cache, connections, allocator) before any baseline is taken.
+        assert_eq!(s.send(Method::GET, "/items?limit=1", &[], "").await.0, 200);
+        Some(s)
+    }
+
+    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+    }
+
+    /// Sends a request; status, headers and the whole body as text.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (u16, reqwest::header::HeaderMap, String) {
+        let mut r = self.request(method, path);
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        if !body.is_empty() {
+            r = r.body(body.to_string());
+        }
+        let resp = r.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        (status, headers, resp.text().await.unwrap())
+    }
+
+    /// The server's peak resident set so far, in bytes.
+    fn peak_rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("the server process is gone");
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc/<pid>/status");
+        kib * 1024
+    }
+
+    fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Hostile {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn error_code(body: &str) -> Value {
+    let v: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    common::assert_error_shape(&v, v["code"].as_str().unwrap_or("?"));
+    v
+}
+
+/// The issue's case: a 32 KiB header field and 8,000 rows of `1` (48 KB in all).
+fn quadratic_csv(name: &str) -> String {
+    let mut body = String::with_capacity(name.len() + 16_010);
+    body.push_str(name);
+    for _ in 0..8000 {
+        body.push_str("\n1");
+    }
+    body
+}
+
+#[tokio::test]
+async fn csv_bodies_cost_their_size_not_its_square() {
+    let long = "h".repeat(32 * 1024);
+    let extra = format!("CREATE TABLE wide (\"{long}\" TEXT);");
+    let Some(mut s) = Hostile::start("csv_bodies_cost_their_size_not_its_square", &extra).await
+    else {
+        return;
+    };
+    // `wide` exists but is not exposed: it answers like a missing table.
+    let body = quadratic_csv(&long);
+    let csv = [("Content-Type", "text/csv")];
+    for (path, status, code) in [
+        ("/nope", 404, "PGRST205"),
+        ("/wide", 404, "PGRST205"),
+        ("/items", 400, "PGRST204"),
+    ] {
+        let before = s.peak_rss();
+        let (got, _, text) = s.send(Method::POST, path, &csv, &body).await;
+        let grew = s.peak_rss().saturating_sub(before);
+        assert_eq!(got, status, "{path}: {text:.300}");
+        assert_eq!(error_code(&text)["code"], code, "{path}");
+        assert!(
+            grew < 32 * MIB,
+            "POST {path} of a {} byte CSV body grew the server's peak memory by {} MiB",
+            body.len(),
+            grew / MIB
+        );
+    }
+    assert!(s.alive());
+}
+
+#[tokio::test]
+async fn a_valid_csv_body_with_a_long_header_is_inserted_in_bounded_memory() {
+    let long = "h".repeat(32 * 1024);
+    let extra = format!("CREATE TABLE wide (\"{long}\" TEXT);");
+    let Some(s) = Hostile::start_with_allow(
+        "a_valid_csv_body_with_a_long_header_is_inserted_in_bounded_memory",
+        &extra,
+        &format!("{EXPOSED},wide"),
+    )
+    .await
+    else {
+        return;
+    };
+    let body = quadratic_csv(&long);
+    let before = s.peak_rss();
+    let (status, _, text) = s
+        .send(
+            Method::POST,
+            "/wide",
+            &[("Content-Type", "text/csv"), ("Prefer", "count=exact")],
+            &body,
+        )
+        .await;
+    let grew = s.peak_rss().saturating_sub(before);
+    assert_eq!(status, 201, "{text:.300}");
+    assert!(
+        grew < 32 * MIB,
+        "inserting a {} byte CSV body grew the server's peak memory by {} MiB",
+        body.len(),
+        grew / MIB
+    );
+    let (_, headers, _) = s
+        .send(Method::HEAD, "/wide", &[("Prefer", "count=exact")], "")
+        .await;
+    assert_eq!(headers["content-range"], "0-7999/8000");
+}
+
+/// `select=body,body,…` (50 times) over rows holding 1 MiB each: the first row is 50 MB of
+/// JSON, and a reservation sized from it for `limit=1000` rows would ask for 50 GB at once.
+#[tokio::test]
+async fn a_wide_select_over_large_values_streams_in_bounded_memory() {
+    const ROWS: usize = 4;
+    const COPIES: usize = 50;
+    const VALUE: usize = 1 << 20;
+    let extra = format!(
+        "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < {ROWS})
+         INSERT INTO docs SELECT i, printf('%.{VALUE}c', 'x') FROM s;"
+    );
+    let Some(mut s) = Hostile::start(
+        "a_wide_select_over_large_values_streams_in_bounded_memory",
+        &extra,
+    )
+    .await
+    else {
+        return;
+    };
+    let select = vec!["body"; COPIES].join(",");
+    let before = s.peak_rss();
+    let mut resp = s
+        .request(
+            Method::GET,
+            &format!("/docs?select={select}&limit=1000&order=id"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-range"], format!("0-{}/*", ROWS - 1));
+    // Read it as it comes, keeping only its length and ends.
+    let (mut len, mut head, mut tail) = (0usize, Vec::new(), Vec::new());
+    while let Some(chunk) = resp.chunk().await.unwrap() {
+        len += chunk.len();
+        if head.len() < 16 {
+            head.extend_from_slice(&chunk[..chunk.len().min(16)]);
+        }
+        tail.extend_from_slice(&chunk);
+        tail.drain(..tail.len().saturating_sub(16));
+    }
+    let grew = s.peak_rss().saturating_sub(before);
+    let field = "\"body\":\"\"".len() + VALUE;
+    let row = 2 + COPIES * field + (COPIES - 1);
+    assert_eq!(len, 2 + ROWS * row + (ROWS - 1), "response length");
+    assert!(head.starts_with(b"[{\"body\":\"xxx"), "{head:?}");
+    assert!(tail.ends_with(b"xxx\"}]"), "{tail:?}");
+    assert!(s.alive(), "the server died");
+    assert!(
+        grew < 48 * MIB,
+        "a {} MiB response grew the server's peak memory by {} MiB",
+        len as u64 / MIB,
+        grew / MIB
+    );
+    // The connection pool is whole again: an ordinary read still works.
+    assert_eq!(s.send(Method::GET, "/items?id=eq.1", &[], "").await.0, 200);
+}
