@@ -60,6 +60,12 @@ impl Hostile {
 
     /// Like [`Hostile::start`], exposing `allow` (a comma list).
     async fn start_with_allow(test: &str, extra: &str, allow: &str) -> Option<Hostile> {
+        // Generous: the responses here are large and the machine may be loaded.
+        Hostile::start_with(test, extra, allow, 60_000).await
+    }
+
+    /// Like [`Hostile::start_with_allow`], with this request time budget.
+    async fn start_with(test: &str, extra: &str, allow: &str, timeout_ms: u64) -> Option<Hostile> {
         let bin: PathBuf = testkit::require_tool(Tool::ReleaseBinary, test)?;
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("hostile.db");
@@ -84,9 +90,8 @@ impl Hostile {
                 .arg(&secret)
                 .arg("--log-level")
                 .arg("error")
-                // Generous: the responses here are large and the machine may be loaded.
                 .arg("--request-timeout-ms")
-                .arg("60000")
+                .arg(timeout_ms.to_string())
                 .stdout(Stdio::null())
                 .stderr(Stdio::inherit());
             cmd
@@ -295,4 +300,112 @@ async fn a_wide_select_over_large_values_streams_in_bounded_memory() {
     );
     // The connection pool is whole again: an ordinary read still works.
     assert_eq!(s.send(Method::GET, "/items?id=eq.1", &[], "").await.0, 200);
+}
+
+/// Rows of 1 MiB in `docs`, for large responses.
+fn large_docs(rows: usize) -> String {
+    format!(
+        "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < {rows})
+         INSERT INTO docs SELECT i, printf('%.1048576c', 'x') FROM s;"
+    )
+}
+
+/// Reads a response to its end: the bytes received, and whether it ended cleanly.
+async fn drain(mut resp: reqwest::Response) -> (usize, bool) {
+    let mut len = 0;
+    loop {
+        match resp.chunk().await {
+            Ok(Some(c)) => len += c.len(),
+            Ok(None) => return (len, true),
+            Err(_) => return (len, false),
+        }
+    }
+}
+
+/// A streamed response whose client stops reading is cut at the request's deadline: the
+/// client sees a truncated response (never one that looks complete), and the connection it
+/// held goes back to the pool.
+#[tokio::test]
+async fn a_stalled_stream_is_cut_at_the_deadline_and_its_connection_returns() {
+    let Some(mut s) = Hostile::start_with(
+        "a_stalled_stream_is_cut_at_the_deadline_and_its_connection_returns",
+        &large_docs(8),
+        EXPOSED,
+        2_000,
+    )
+    .await
+    else {
+        return;
+    };
+    let select = vec!["body"; 25].join(",");
+    let path = format!("/docs?select={select}");
+    let full = 2 + 8 * (2 + 25 * ("\"body\":\"\"".len() + (1 << 20)) + 24) + 7;
+    // As many stalled streams as a 2-core machine's pool has connections.
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        let mut resp = s.request(Method::GET, &path).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert!(resp.chunk().await.unwrap().is_some());
+        stalled.push(resp);
+    }
+    // Meanwhile ordinary reads are served.
+    assert_eq!(s.send(Method::GET, "/items?id=eq.2", &[], "").await.0, 200);
+    // Well past the 2 s budget.
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    for resp in stalled {
+        let (len, clean) = drain(resp).await;
+        assert!(
+            !clean && len < full,
+            "a cut stream ended cleanly ({len} of {full} bytes)"
+        );
+    }
+    // The pool is whole: large and small reads are served again.
+    for _ in 0..3 {
+        let resp = s
+            .request(Method::GET, "/docs?select=id,body&limit=2")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let (len, clean) = drain(resp).await;
+        assert!(clean && len > 2 << 20, "{len}");
+    }
+    assert_eq!(s.send(Method::GET, "/items?id=eq.1", &[], "").await.0, 200);
+    assert!(s.alive());
+}
+
+/// A client that goes away in the middle of a stream stops the read; the connection and the
+/// permit it held are not lost (more abandoned streams than the pool has connections).
+#[tokio::test]
+async fn abandoned_streams_give_their_connections_back() {
+    let Some(mut s) = Hostile::start(
+        "abandoned_streams_give_their_connections_back",
+        &large_docs(8),
+    )
+    .await
+    else {
+        return;
+    };
+    let select = vec!["body"; 25].join(",");
+    for _ in 0..6 {
+        let mut resp = s
+            .request(Method::GET, &format!("/docs?select={select}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert!(resp.chunk().await.unwrap().is_some());
+        drop(resp);
+    }
+    let resp = s
+        .request(Method::GET, "/docs?select=id,body&order=id&limit=3")
+        .header("Accept", "text/csv")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-range"], "0-2/*");
+    let (len, clean) = drain(resp).await;
+    assert!(clean && len > 3 << 20, "{len}");
+    assert!(s.alive());
 }
