@@ -12,7 +12,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 use crate::fts::index::{FullTextIndex, fts5_tables, full_text_columns};
 
@@ -121,6 +121,8 @@ pub struct Relation {
     pub without_rowid: bool,
     /// The columns with an FTS5 index (see [`crate::fts::index`]), by column name.
     pub full_text: HashMap<String, FullTextIndex>,
+    /// The `CREATE` statement (for naming the CHECK constraint a write violated).
+    pub sql: String,
 }
 
 /// How the rows a write touched are found again (for `return=representation`).
@@ -257,6 +259,21 @@ impl SchemaCache {
     /// True when `name` exists in the database but the allow-list hides it.
     pub fn is_hidden(&self, name: &str) -> bool {
         self.hidden.contains(name)
+    }
+
+    /// True when `text` mentions a hidden relation: its name, not preceded by a character of
+    /// a name (so `secret`, `"secret"`, `main.secret` and `secret_data` count, `mysecret`
+    /// does not). Errors are checked with it before they leave.
+    pub fn mentions_hidden(&self, text: &str) -> bool {
+        self.hidden.iter().any(|name| {
+            !name.is_empty()
+                && text.match_indices(name.as_str()).any(|(i, _)| {
+                    !text[..i]
+                        .chars()
+                        .next_back()
+                        .is_some_and(|c| c.is_alphanumeric() || c == '_')
+                })
+        })
     }
 
     pub fn relations(&self) -> impl Iterator<Item = &Arc<Relation>> {
@@ -471,6 +488,10 @@ fn load_relation(
             unique_keys.push(primary_key.clone());
         }
     }
+    let sql: Option<String> = conn
+        .prepare_cached("SELECT sql FROM sqlite_schema WHERE name = ?1 AND sql IS NOT NULL")?
+        .query_row([&name], |r| r.get(0))
+        .optional()?;
     let (insertable, updatable, deletable) = match kind {
         RelKind::Table | RelKind::Virtual => (true, true, true),
         RelKind::View => {
@@ -491,6 +512,7 @@ fn load_relation(
         deletable,
         without_rowid: false,
         full_text: HashMap::new(),
+        sql: sql.unwrap_or_default(),
     })
 }
 

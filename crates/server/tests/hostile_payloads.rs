@@ -38,11 +38,16 @@ CREATE TABLE linked (id INTEGER PRIMARY KEY, parent INTEGER);
 CREATE TRIGGER linked_child AFTER INSERT ON linked BEGIN
   INSERT INTO secret_child (parent) VALUES (NEW.parent);
 END;
+CREATE TABLE secret_typed (x INTEGER) STRICT;
+CREATE TABLE typed (id INTEGER PRIMARY KEY, v TEXT);
+CREATE TRIGGER typed_copy AFTER INSERT ON typed BEGIN
+  INSERT INTO secret_typed VALUES (NEW.v);
+END;
 INSERT INTO owners VALUES (1, 'Ann');
 WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 50)
   INSERT INTO items SELECT i, 'item ' || i FROM s;
 "#;
-const EXPOSED: &str = "docs,items,owners,pets,logged,linked";
+const EXPOSED: &str = "docs,items,owners,pets,logged,linked,typed";
 
 /// The release binary serving a database made from [`SCHEMA`] (plus `extra` SQL).
 struct Hostile {
@@ -408,4 +413,94 @@ async fn abandoned_streams_give_their_connections_back() {
     let (len, clean) = drain(resp).await;
     assert!(clean && len > 3 << 20, "{len}");
     assert!(s.alive());
+}
+
+/// Constraint violations are worded as PostgreSQL words them and name only what the caller
+/// can see: a violation inside a hidden table (reached through a trigger) names nothing.
+#[tokio::test]
+async fn constraint_errors_never_name_hidden_relations() {
+    let Some(s) = Hostile::start("constraint_errors_never_name_hidden_relations", "").await else {
+        return;
+    };
+    let json = [("Content-Type", "application/json")];
+    let post = |path: &'static str, body: &'static str| {
+        let s = &s;
+        async move { s.send(Method::POST, path, &json, body).await }
+    };
+    assert_eq!(
+        post("/logged", r#"{"name":"rex","note":"ok"}"#).await.0,
+        201
+    );
+    for (path, body, status, code) in [
+        ("/logged", r#"{"name":"rex","note":"ok"}"#, 409, "23505"),
+        ("/logged", r#"{"name":"max","note":null}"#, 400, "23502"),
+        (
+            "/logged",
+            r#"{"name":"ben","note":"far too long"}"#,
+            400,
+            "23514",
+        ),
+        ("/linked", r#"{"parent":99}"#, 409, "23503"),
+        ("/typed", r#"{"v":"not a number"}"#, 400, "22P02"),
+    ] {
+        let (got, _, text) = post(path, body).await;
+        assert_eq!(got, status, "{path} {body}: {text}");
+        let v = error_code(&text);
+        assert_eq!(v["code"], code, "{text}");
+        assert!(
+            !text.contains("secret"),
+            "POST {path} {body} named a hidden relation: {text}"
+        );
+    }
+    // Exposed relations are named, with PostgreSQL's wording and constraint names.
+    for (path, body, status, message, details) in [
+        (
+            "/owners",
+            r#"{"id":1,"name":"Bob"}"#,
+            409,
+            r#"duplicate key value violates unique constraint "owners_pkey""#,
+            json!("Key (id) already exists."),
+        ),
+        (
+            "/owners",
+            r#"{"id":2,"name":"Ann"}"#,
+            409,
+            r#"duplicate key value violates unique constraint "owners_name_key""#,
+            json!("Key (name) already exists."),
+        ),
+        (
+            "/pets",
+            r#"{"name":null}"#,
+            400,
+            r#"null value in column "name" of relation "pets" violates not-null constraint"#,
+            Value::Null,
+        ),
+        (
+            "/pets",
+            r#"{"name":"Rex","age":-1}"#,
+            400,
+            r#"new row for relation "pets" violates check constraint "pets_age_check""#,
+            Value::Null,
+        ),
+        (
+            "/pets",
+            r#"{"name":"Rex","owner_id":9}"#,
+            409,
+            r#"insert or update on table "pets" violates foreign key constraint "pets_owner_id_fkey""#,
+            json!("Key (owner_id) is not present in table \"owners\"."),
+        ),
+    ] {
+        let (got, _, text) = post(path, body).await;
+        assert_eq!(got, status, "{path} {body}: {text}");
+        let v = error_code(&text);
+        assert_eq!(v["message"], message, "{text}");
+        assert_eq!(v["details"], details, "{text}");
+    }
+    assert_eq!(post("/pets", r#"{"name":"Rex","owner_id":1}"#).await.0, 201);
+    let (got, _, text) = s.send(Method::DELETE, "/owners?id=eq.1", &[], "").await;
+    assert_eq!(got, 409, "{text}");
+    assert_eq!(
+        error_code(&text)["message"],
+        r#"update or delete on table "owners" violates foreign key constraint"#
+    );
 }

@@ -42,14 +42,16 @@ pub async fn handle(
     let media = headers.media;
     let profile_sent = headers.profile_sent;
     let limits = state.plan_limits;
+    let target = relation.clone();
     let reply = state
         .db
         .reads
         .read(move |conn, cache, stream| {
-            let plan = plan_read(cache, &relation, &params, &headers, limits)?;
+            let plan = plan_read(cache, &target, &params, &headers, limits)?;
             read(conn, &plan, head, BUFFER_BYTES, stream)
         })
-        .await?;
+        .await
+        .map_err(|e| e.for_client(&state.db.schema.current(), &relation, None))?;
     let (status, content_range, count_applied, body) = match reply {
         ReadReply::Whole(out) => (
             out.status,

@@ -7,7 +7,8 @@
 //! blocking pool). The write itself is a job for
 //! [`crate::db::Writer`]: planned against the writer's schema cache and run inside its
 //! savepoint, so a request is answered only once its transaction committed. DELETE bodies are
-//! ignored (postgrest-py sends `{}`).
+//! ignored (postgrest-py sends `{}`). Errors name only what the caller can see
+//! ([`dialect::ApiError::for_client`]).
 
 use axum::body::Body;
 use axum::response::Response;
@@ -80,7 +81,7 @@ pub async fn handle(
     let size = payload.as_ref().map_or(0, |p| p.json.len());
     let req = WriteRequest {
         mutation,
-        relation,
+        relation: relation.clone(),
         query,
         media,
         prefer,
@@ -96,7 +97,8 @@ pub async fn handle(
             let keep = out.commit;
             Ok((out, keep))
         })
-        .await?;
+        .await
+        .map_err(|e| e.for_client(&state.db.schema.current(), &relation, Some(mutation)))?;
     Ok(respond(out, media, profile_sent))
 }
 
