@@ -169,14 +169,16 @@ fn planned(conn: &Connection, node: &ReadNode) -> Option<i64> {
     stat.split_whitespace().next()?.parse().ok()
 }
 
-/// Where the shaper's output goes while a page is read: kept up to `limit`, then streamed (or
-/// the read stops when there is no stream).
+/// Where the shaper's output goes while a page is read: kept up to the limit, then streamed
+/// (or the read stops when there is no stream).
 struct PageSink<'a, 's> {
     conn: &'a Connection,
     plan: &'a ReadPlan,
     total: Option<i64>,
-    limit: usize,
     stream: Option<&'s mut dyn BodyStream>,
+    /// The buffer's length that calls for action: past `limit` while buffering, a chunk's
+    /// size while streaming (one comparison per value on the hot path).
+    next: usize,
     streaming: bool,
     too_large: bool,
 }
@@ -207,20 +209,12 @@ impl PageSink<'_, '_> {
             rows,
         })
     }
-}
 
-impl Spill for PageSink<'_, '_> {
-    #[inline]
-    fn spill(&mut self, out: &mut Vec<u8>) -> Result<(), ApiError> {
+    fn act(&mut self, out: &mut Vec<u8>) -> Result<(), ApiError> {
         if self.streaming {
-            if out.len() >= CHUNK_BYTES
-                && let Some(stream) = self.stream.as_deref_mut()
-            {
+            if let Some(stream) = self.stream.as_deref_mut() {
                 stream.chunk(std::mem::replace(out, Vec::with_capacity(CHUNK_BYTES)))?;
             }
-            return Ok(());
-        }
-        if out.len() <= self.limit {
             return Ok(());
         }
         let head = match self.stream {
@@ -236,8 +230,19 @@ impl Spill for PageSink<'_, '_> {
                 std::mem::replace(out, Vec::with_capacity(CHUNK_BYTES)),
             )?;
             self.streaming = true;
+            self.next = CHUNK_BYTES - 1;
         }
         Ok(())
+    }
+}
+
+impl Spill for PageSink<'_, '_> {
+    #[inline]
+    fn spill(&mut self, out: &mut Vec<u8>) -> Result<(), ApiError> {
+        if out.len() <= self.next {
+            return Ok(());
+        }
+        self.act(out)
     }
 }
 
@@ -265,8 +270,8 @@ fn read_page(
         conn,
         plan,
         total,
-        limit,
         stream,
+        next: limit,
         streaming: false,
         too_large: false,
     };

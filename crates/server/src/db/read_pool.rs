@@ -132,11 +132,6 @@ fn is_schema_miss(e: &ApiError) -> bool {
 
 type ReadFn<T> = dyn Fn(&Connection, &SchemaCache) -> Result<T, ApiError> + Send + Sync;
 
-/// A read that may stream: given a stream, it sends a body larger than its buffer there.
-type StreamFn = dyn Fn(&Connection, &SchemaCache, Option<&mut dyn BodyStream>) -> Result<ReadOutcome, ApiError>
-    + Send
-    + Sync;
-
 thread_local! {
     /// This worker thread's read connection for each pool (pools are told apart by id).
     static INLINE: RefCell<Vec<(u64, ReadConn)>> = const { RefCell::new(Vec::new()) };
@@ -183,7 +178,7 @@ impl ReadPool {
     {
         let start = Instant::now();
         let f: Arc<ReadFn<T>> = Arc::new(f);
-        match self.run_inline(start + INLINE_BUDGET.min(self.budget), &f) {
+        match self.run_inline(start + INLINE_BUDGET.min(self.budget), f.as_ref()) {
             Err(e) if is_interrupt(&e) && self.budget > INLINE_BUDGET => {
                 tracing::debug!("read outlived the inline budget; moving it to the blocking pool");
                 self.run_blocking(start, f).await
@@ -192,7 +187,11 @@ impl ReadPool {
         }
     }
 
-    fn run_inline<T>(&self, deadline: Instant, f: &Arc<ReadFn<T>>) -> Result<T, ApiError> {
+    fn run_inline<T>(
+        &self,
+        deadline: Instant,
+        f: &dyn Fn(&Connection, &SchemaCache) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
         INLINE.with(|cell| {
             let mut conns = cell.borrow_mut();
             let idx = match conns.iter().position(|(id, _)| *id == self.id) {
@@ -202,7 +201,7 @@ impl ReadPool {
                     conns.len() - 1
                 }
             };
-            conns[idx].1.run(&self.schema, deadline, f.as_ref())
+            conns[idx].1.run(&self.schema, deadline, f)
         })
     }
 
@@ -267,10 +266,9 @@ impl ReadPool {
             + 'static,
     {
         let start = Instant::now();
-        let f: Arc<StreamFn> = Arc::new(f);
-        let inline = f.clone();
-        let inline: Arc<ReadFn<ReadOutcome>> = Arc::new(move |c, s| inline(c, s, None));
-        match self.run_inline(start + INLINE_BUDGET.min(self.budget), &inline) {
+        match self.run_inline(start + INLINE_BUDGET.min(self.budget), &|c, s| {
+            f(c, s, None)
+        }) {
             Ok(ReadOutcome::Whole(out)) => return Ok(ReadReply::Whole(out)),
             Ok(ReadOutcome::TooLarge) => {
                 tracing::debug!("read outgrew its buffer; streaming it from the blocking pool");
