@@ -12,7 +12,10 @@
 //! must have the same keys unless `columns` is given (PGRST102 `All object keys must match`);
 //! a body that is not JSON, or is empty, is PGRST102 `Empty or invalid json`; a scalar body
 //! counts as an empty array; CSV takes its header line as keys, `NULL` as null and every other
-//! cell as text; a form body gives one object of strings.
+//! cell as text; a form body gives one object of strings. What is kept per key is bounded too:
+//! no table has more than [`MAX_KEYS`] columns, so a row (an object, a CSV header, a form)
+//! with more keys is refused as soon as they have been seen (PGRST102), and with `columns`
+//! the keys of JSON objects are not collected at all.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -21,6 +24,19 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 
 use crate::error::ApiError;
 use crate::shape::write_json_str;
+
+/// The most keys a row of a body may have: SQLite's limit on the columns of a table (its
+/// default `SQLITE_MAX_COLUMN`), so a row with more cannot be written anyway.
+pub const MAX_KEYS: usize = 2000;
+
+fn too_many_keys() -> ApiError {
+    ApiError::new(
+        400,
+        "PGRST102",
+        "A row has more keys than a table can have columns",
+    )
+    .with_details(format!("More than {MAX_KEYS} keys"))
+}
 
 /// The media type of a request body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +81,8 @@ pub struct Payload {
     /// The rows as one JSON array (text): the statement's body parameter.
     pub json: String,
     /// The keys of the first row, in order. Without `columns`, every row has exactly these
-    /// keys; with `columns`, objects may differ and `columns` decides.
+    /// keys; with `columns`, objects may differ, `columns` decides and the keys of JSON
+    /// objects are not collected (empty).
     pub keys: Vec<String>,
     /// How many rows the array holds.
     pub rows: usize,
@@ -149,7 +166,7 @@ pub fn parse_payload(
     match format {
         BodyFormat::Json => parse_json(body, columns_given),
         BodyFormat::Csv => parse_csv(body),
-        BodyFormat::Form => Ok(parse_form(body)),
+        BodyFormat::Form => parse_form(body),
     }
 }
 
@@ -160,6 +177,10 @@ struct Scan {
     rows: usize,
     uniform: bool,
     non_object: bool,
+    /// `columns` decides: the keys are not collected.
+    skip_keys: bool,
+    /// An object had more than [`MAX_KEYS`] keys (the scan stopped there).
+    too_many: bool,
 }
 
 impl Scan {
@@ -173,6 +194,27 @@ impl Scan {
                 }
             }
         }
+    }
+
+    /// Reads one object: its keys (at most [`MAX_KEYS`]) unless they are not wanted, its
+    /// values skipped.
+    fn visit_object<'de, A: MapAccess<'de>>(&mut self, mut map: A) -> Result<(), A::Error> {
+        if self.skip_keys {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            self.rows += 1;
+            return Ok(());
+        }
+        let mut keys = Vec::new();
+        while let Some(k) = map.next_key::<String>()? {
+            if keys.len() == MAX_KEYS {
+                self.too_many = true;
+                return Err(de::Error::custom("too many keys"));
+            }
+            map.next_value::<IgnoredAny>()?;
+            keys.push(k);
+        }
+        self.object(keys);
+        Ok(())
     }
 }
 
@@ -217,8 +259,7 @@ impl<'de> Visitor<'de> for TopVisitor<'_> {
         f.write_str("a JSON value")
     }
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Top, A::Error> {
-        let keys = collect_keys(map)?;
-        self.0.object(keys);
+        self.0.visit_object(map)?;
         Ok(Top::Object)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Top, A::Error> {
@@ -229,15 +270,6 @@ impl<'de> Visitor<'de> for TopVisitor<'_> {
         Ok(Top::Scalar)
     }
     scalar_visits!(visit_bool: bool, visit_i64: i64, visit_u64: u64, visit_f64: f64, visit_str: &str);
-}
-
-fn collect_keys<'de, A: MapAccess<'de>>(mut map: A) -> Result<Vec<String>, A::Error> {
-    let mut keys = Vec::new();
-    while let Some(k) = map.next_key::<String>()? {
-        map.next_value::<IgnoredAny>()?;
-        keys.push(k);
-    }
-    Ok(keys)
 }
 
 /// One element of a top-level array: an object's keys are collected, anything else noted.
@@ -269,9 +301,7 @@ impl<'de> Visitor<'de> for ElementSeed<'_> {
         f.write_str("a JSON value")
     }
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
-        let keys = collect_keys(map)?;
-        self.0.object(keys);
-        Ok(())
+        self.0.visit_object(map)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
@@ -288,13 +318,17 @@ impl<'de> Visitor<'de> for ElementSeed<'_> {
 fn parse_json(body: &[u8], columns_given: bool) -> Result<Payload, ApiError> {
     let mut scan = Scan {
         uniform: true,
+        skip_keys: columns_given,
         ..Scan::default()
     };
     let mut de = serde_json::Deserializer::from_slice(body);
     let top = de
         .deserialize_any(TopVisitor(&mut scan))
-        .and_then(|top| de.end().map(|()| top))
-        .map_err(invalid_json)?;
+        .and_then(|top| de.end().map(|()| top));
+    if scan.too_many {
+        return Err(too_many_keys());
+    }
+    let top = top.map_err(invalid_json)?;
     // Valid JSON is valid UTF-8.
     let text = std::str::from_utf8(body).map_err(invalid_json)?;
     match top {
@@ -347,12 +381,11 @@ fn csv_reader(body: &[u8]) -> csv::Reader<&[u8]> {
 }
 
 fn read_csv_header(reader: &mut csv::Reader<&[u8]>) -> Result<Vec<String>, ApiError> {
-    let keys: Vec<String> = reader
-        .headers()
-        .map_err(csv_error)?
-        .iter()
-        .map(str::to_string)
-        .collect();
+    let header = reader.headers().map_err(csv_error)?;
+    if header.len() > MAX_KEYS {
+        return Err(too_many_keys());
+    }
+    let keys: Vec<String> = header.iter().map(str::to_string).collect();
     if keys.is_empty() || keys.iter().all(String::is_empty) {
         return Err(ApiError::new(
             400,
@@ -405,21 +438,24 @@ fn parse_csv(body: &[u8]) -> Result<Payload, ApiError> {
     })
 }
 
-fn parse_form(body: &[u8]) -> Payload {
+fn parse_form(body: &[u8]) -> Result<Payload, ApiError> {
     let mut obj = serde_json::Map::new();
     let mut keys = Vec::new();
     for (k, v) in url::form_urlencoded::parse(body) {
         if !obj.contains_key(k.as_ref()) {
+            if keys.len() == MAX_KEYS {
+                return Err(too_many_keys());
+            }
             keys.push(k.to_string());
         }
         obj.insert(k.into_owned(), serde_json::Value::String(v.into_owned()));
     }
-    Payload {
+    Ok(Payload {
         json: serde_json::Value::Array(vec![serde_json::Value::Object(obj)]).to_string(),
         keys,
         rows: 1,
         layout: Layout::Objects,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -467,9 +503,10 @@ mod tests {
             let e = json(bad).unwrap_err();
             assert_eq!(e.message, "All object keys must match", "{bad:?}");
         }
-        // With `columns`, objects may differ.
+        // With `columns`, objects may differ (and their keys are not collected: `columns`
+        // decides).
         let p = parse_payload(br#"[{"a":1},{"b":1}]"#, BodyFormat::Json, true).unwrap();
-        assert_eq!((p.rows, p.keys.clone()), (2, vec!["a".to_string()]));
+        assert_eq!((p.rows, p.keys.len()), (2, 0));
     }
 
     #[test]
@@ -498,6 +535,57 @@ mod tests {
             parse_payload(b"", BodyFormat::Csv, false).unwrap_err().code,
             "PGRST102"
         );
+    }
+
+    #[test]
+    fn rows_have_at_most_as_many_keys_as_a_table_has_columns() {
+        let keys = |n: usize| (0..n).map(|i| format!("k{i}")).collect::<Vec<_>>();
+        let object = |n: usize| {
+            let fields: Vec<String> = keys(n).iter().map(|k| format!("\"{k}\":1")).collect();
+            format!("{{{}}}", fields.join(","))
+        };
+        let form = |n: usize| {
+            keys(n)
+                .iter()
+                .map(|k| format!("{k}=1"))
+                .collect::<Vec<_>>()
+                .join("&")
+        };
+        let csv = |n: usize| keys(n).join(",") + "\n" + &vec!["1"; n].join(",");
+        for (format, body) in [
+            (BodyFormat::Json, object(MAX_KEYS)),
+            (BodyFormat::Form, form(MAX_KEYS)),
+            (BodyFormat::Csv, csv(MAX_KEYS)),
+        ] {
+            assert_eq!(
+                parse_payload(body.as_bytes(), format, false)
+                    .unwrap()
+                    .keys
+                    .len(),
+                MAX_KEYS
+            );
+        }
+        for (format, body, columns) in [
+            (BodyFormat::Json, object(MAX_KEYS + 1), false),
+            (
+                BodyFormat::Json,
+                format!("[{{}},{}]", object(MAX_KEYS + 1)),
+                false,
+            ),
+            (BodyFormat::Form, form(MAX_KEYS + 1), false),
+            (BodyFormat::Csv, csv(MAX_KEYS + 1), false),
+            (BodyFormat::Csv, csv(MAX_KEYS + 1), true),
+        ] {
+            let e = parse_payload(body.as_bytes(), format, columns).unwrap_err();
+            assert_eq!((e.status, e.code.as_str()), (400, "PGRST102"), "{format:?}");
+            assert_eq!(
+                e.message,
+                "A row has more keys than a table can have columns"
+            );
+        }
+        // With `columns`, the keys of objects are neither collected nor limited.
+        let p = parse_payload(object(MAX_KEYS + 1).as_bytes(), BodyFormat::Json, true).unwrap();
+        assert_eq!((p.rows, p.keys.len()), (1, 0));
     }
 
     #[test]

@@ -504,3 +504,58 @@ async fn constraint_errors_never_name_hidden_relations() {
         r#"update or delete on table "owners" violates foreign key constraint"#
     );
 }
+
+/// Bodies of 700,000 distinct keys (an object, a form, a CSV header; 5-8 MB): what the server
+/// keeps per key must not multiply the body. No table has more than 2,000 columns (SQLite's
+/// limit), so such a body is refused as soon as that many keys have been seen.
+#[tokio::test]
+async fn bodies_of_many_distinct_keys_are_refused_in_bounded_memory() {
+    let Some(mut s) = Hostile::start(
+        "bodies_of_many_distinct_keys_are_refused_in_bounded_memory",
+        "",
+    )
+    .await
+    else {
+        return;
+    };
+    let keys: Vec<String> = (0..700_000).map(|i| format!("k{i}")).collect();
+    let json = format!(
+        "{{{}}}",
+        keys.iter()
+            .map(|k| format!("\"{k}\":1"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let form = keys
+        .iter()
+        .map(|k| format!("{k}=1"))
+        .collect::<Vec<_>>()
+        .join("&");
+    let csv = keys.join(",") + "\n" + &vec!["1"; keys.len()].join(",");
+    for (content_type, body, query) in [
+        ("application/json", &json, ""),
+        ("application/x-www-form-urlencoded", &form, ""),
+        ("text/csv", &csv, ""),
+        ("text/csv", &csv, "?columns=id,name"),
+    ] {
+        let before = s.peak_rss();
+        let (status, _, text) = s
+            .send(
+                Method::POST,
+                &format!("/items{query}"),
+                &[("Content-Type", content_type)],
+                body,
+            )
+            .await;
+        let grew = s.peak_rss().saturating_sub(before);
+        assert_eq!(status, 400, "{content_type}{query}: {text:.300}");
+        assert_eq!(error_code(&text)["code"], "PGRST102", "{text}");
+        assert!(
+            grew < 48 * MIB,
+            "a {} MiB {content_type} body of distinct keys grew the server's peak memory by {} MiB",
+            body.len() as u64 / MIB,
+            grew / MIB
+        );
+    }
+    assert!(s.alive());
+}
