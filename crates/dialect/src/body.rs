@@ -380,6 +380,43 @@ fn csv_reader(body: &[u8]) -> csv::Reader<&[u8]> {
         .from_reader(body)
 }
 
+/// Whether the first record of a CSV body has more than [`MAX_KEYS`] fields, counted without
+/// storing them (the reader would hold the whole record, and a few copies of it, first). A
+/// quote opens a quoted field only at the start of a field, as the reader has it.
+fn csv_header_too_wide(body: &[u8]) -> bool {
+    let mut fields = 1;
+    let mut quoted = false;
+    let mut field_start = true;
+    let mut bytes = body.iter().peekable();
+    while let Some(&b) = bytes.next() {
+        if quoted {
+            if b == b'"' {
+                if bytes.peek() == Some(&&b'"') {
+                    bytes.next();
+                } else {
+                    quoted = false;
+                }
+            }
+            continue;
+        }
+        match b {
+            b'"' if field_start => quoted = true,
+            b',' => {
+                fields += 1;
+                if fields > MAX_KEYS {
+                    return true;
+                }
+                field_start = true;
+                continue;
+            }
+            b'\n' | b'\r' => return false,
+            _ => {}
+        }
+        field_start = false;
+    }
+    false
+}
+
 fn read_csv_header(reader: &mut csv::Reader<&[u8]>) -> Result<Vec<String>, ApiError> {
     let header = reader.headers().map_err(csv_error)?;
     if header.len() > MAX_KEYS {
@@ -399,10 +436,16 @@ fn read_csv_header(reader: &mut csv::Reader<&[u8]>) -> Result<Vec<String>, ApiEr
 /// The column names of a CSV body (its header line), read without looking at its rows: what
 /// a caller checks against the schema before [`parse_payload`] builds anything.
 pub fn csv_header(body: &[u8]) -> Result<Vec<String>, ApiError> {
+    if csv_header_too_wide(body) {
+        return Err(too_many_keys());
+    }
     read_csv_header(&mut csv_reader(body))
 }
 
 fn parse_csv(body: &[u8]) -> Result<Payload, ApiError> {
+    if csv_header_too_wide(body) {
+        return Err(too_many_keys());
+    }
     let mut reader = csv_reader(body);
     let keys = read_csv_header(&mut reader)?;
     // Each cell grows by its quotes and a comma (plus escapes); rows by their brackets.
@@ -583,6 +626,15 @@ mod tests {
                 "A row has more keys than a table can have columns"
             );
         }
+        // Quoted commas are not field separators; the first line is the header.
+        let quoted = format!("\"{}\"\n{}", ",".repeat(MAX_KEYS + 5), csv(MAX_KEYS + 5));
+        assert_eq!(csv_header(quoted.as_bytes()).unwrap().len(), 1);
+        assert!(!csv_header_too_wide(
+            format!("a\"b,c\n{}", ",".repeat(3000)).as_bytes()
+        ));
+        assert!(csv_header_too_wide(
+            format!("a\"b{}", ",x".repeat(3000)).as_bytes()
+        ));
         // With `columns`, the keys of objects are neither collected nor limited.
         let p = parse_payload(object(MAX_KEYS + 1).as_bytes(), BodyFormat::Json, true).unwrap();
         assert_eq!((p.rows, p.keys.len()), (1, 0));

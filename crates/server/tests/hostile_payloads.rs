@@ -549,7 +549,11 @@ async fn bodies_of_many_distinct_keys_are_refused_in_bounded_memory() {
             .await;
         let grew = s.peak_rss().saturating_sub(before);
         assert_eq!(status, 400, "{content_type}{query}: {text:.300}");
-        assert_eq!(error_code(&text)["code"], "PGRST102", "{text}");
+        assert_eq!(
+            error_code(&text)["code"],
+            "PGRST102",
+            "{content_type}{query}: {text}"
+        );
         assert!(
             grew < 48 * MIB,
             "a {} MiB {content_type} body of distinct keys grew the server's peak memory by {} MiB",
