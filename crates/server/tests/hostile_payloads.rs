@@ -7,9 +7,9 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 
-use common::{SECRET, hs_token, spawn_ready};
+use common::{SECRET, hs_token, serve_command, spawn_ready};
 use jsonwebtoken::Algorithm;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -81,17 +81,8 @@ impl Hostile {
         let secret = dir.path().join("secret");
         std::fs::write(&secret, SECRET).unwrap();
         let (child, port, _) = spawn_ready(|port, admin_port| {
-            let mut cmd = Command::new(&bin);
-            cmd.arg("serve")
-                .arg("--db-dsn")
-                .arg(&db)
-                .arg("--http-addr")
-                .arg(format!("127.0.0.1:{port}"))
-                .arg("--metrics-addr")
-                .arg(format!("127.0.0.1:{admin_port}"))
-                .arg("--security-allow-table")
-                .arg(allow)
-                .arg("--auth-token-file")
+            let mut cmd = serve_command(&bin, &db, port, admin_port, allow);
+            cmd.arg("--auth-token-file")
                 .arg(&secret)
                 .arg("--log-level")
                 .arg("error")
