@@ -15,7 +15,7 @@
 use rusqlite::types::Value;
 
 use crate::body::ColumnPaths;
-use crate::plan::{Condition, OutputField};
+use crate::plan::{Condition, OutputField, distinct_exprs};
 use crate::schema::{Column, Relation, RowKey, ValueKind};
 use crate::sql::{Sql, expr, key_exprs, where_clause};
 
@@ -24,7 +24,8 @@ use crate::sql::{Sql, expr, key_exprs, where_clause};
 pub struct Returning {
     /// The row key first (nothing for views).
     pub key: Option<RowKey>,
-    /// Then these fields, over the written row (views: what the statement reports).
+    /// Then these fields' distinct expressions ([`distinct_exprs`]), over the written row
+    /// (views: what the statement reports).
     pub fields: Vec<OutputField>,
     /// Then these columns (the primary key, for `Location`).
     pub columns: Vec<String>,
@@ -35,6 +36,11 @@ pub struct Returning {
 impl Returning {
     fn is_empty(&self) -> bool {
         self.key.is_none() && self.fields.is_empty() && self.columns.is_empty() && !self.count_only
+    }
+
+    /// How many values the fields take.
+    pub fn fields_width(&self) -> usize {
+        distinct_exprs(&self.fields).0.len()
     }
 
     /// How many values the key takes.
@@ -155,9 +161,9 @@ fn returning(sql: &mut Sql, r: &Returning) {
         sep(sql);
         key_exprs(sql, "", key);
     }
-    for f in &r.fields {
+    for e in distinct_exprs(&r.fields).0 {
         sep(sql);
-        expr(sql, "", &f.expr);
+        expr(sql, "", e);
     }
     for c in &r.columns {
         sep(sql);

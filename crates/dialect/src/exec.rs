@@ -552,6 +552,25 @@ mod tests {
     }
 
     #[test]
+    fn repeated_fields_are_computed_once() {
+        let c = db();
+        let plan = plan(
+            &c,
+            "select=name,id,n:name,name::text,name&order=name.desc",
+            JSON,
+            None,
+        )
+        .unwrap();
+        let sql = sql::select(&plan.root);
+        assert_eq!(sql.text.matches("\"name\"").count(), 3, "{}", sql.text); // twice computed + order
+        let out = execute_read(&c, &plan, false).unwrap();
+        assert_eq!(
+            String::from_utf8(out.body).unwrap(),
+            r#"[{"name":"Windows 7","id":1,"n":"Windows 7","name":"Windows 7","name":"Windows 7"},{"name":"OSX","id":3,"n":"OSX","name":"OSX","name":"OSX"},{"name":"IOS","id":2,"n":"IOS","name":"IOS","name":"IOS"}]"#
+        );
+    }
+
+    #[test]
     fn renders_types() {
         let c = db();
         let out = run(&c, "id=eq.1", JSON, None).unwrap();

@@ -20,7 +20,7 @@ use rusqlite::{Connection, Statement};
 use crate::error::ApiError;
 use crate::functions::InsertCounter;
 use crate::headers::{Applied, CountMethod, MediaType, Resolution, ReturnPref};
-use crate::plan::ReadNode;
+use crate::plan::{ReadNode, distinct_exprs};
 use crate::schema::RowKey;
 use crate::shape::{Shaper, Spill};
 use crate::sql::{self, Sql};
@@ -321,7 +321,7 @@ pub fn execute_write(
                     .iter()
                     .map(|r| key_json(&key, &r[..key_width]).to_string())
                     .collect();
-                let n_fields = node.fields.len();
+                let n_fields = distinct_exprs(&node.fields).0.len();
                 let kept = rows.iter().filter(|r| {
                     deleted
                         .contains(&key_json(&key, &r[n_fields..n_fields + key_width]).to_string())
@@ -412,7 +412,7 @@ pub fn execute_write(
     };
     let location = (!plan.location_columns.is_empty() && affected == 1)
         .then(|| {
-            let start = key_width + plan.returning.fields.len();
+            let start = key_width + plan.returning.fields_width();
             returned.rows.first().map(|r| location(plan, &r[start..]))
         })
         .flatten();

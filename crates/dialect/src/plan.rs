@@ -41,7 +41,7 @@ pub enum OutputKind {
 }
 
 /// A whitelisted cast target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CastType {
     Text,
     Integer,
@@ -79,7 +79,7 @@ impl CastType {
 }
 
 /// A value expression over the node's relation.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Expr {
     /// A column of the node's relation.
     Column(String),
@@ -101,6 +101,26 @@ pub struct OutputField {
     pub key: String,
     pub expr: Expr,
     pub kind: OutputKind,
+}
+
+/// The distinct expressions of `fields` (in order of first use) and, for each field, the
+/// position of its expression among them. SQL computes each expression once and the shaper
+/// writes it for every field that shows it: `select=body,body,…` reads `body` once, so
+/// repeating a large column in `select` multiplies only the response, never what SQLite
+/// holds for a row (its result registers, a sorter's records, RETURNING rows).
+pub fn distinct_exprs(fields: &[OutputField]) -> (Vec<&Expr>, Vec<usize>) {
+    let mut seen: std::collections::HashMap<&Expr, usize> = std::collections::HashMap::new();
+    let mut exprs = Vec::new();
+    let positions = fields
+        .iter()
+        .map(|f| {
+            *seen.entry(&f.expr).or_insert_with(|| {
+                exprs.push(&f.expr);
+                exprs.len() - 1
+            })
+        })
+        .collect();
+    (exprs, positions)
 }
 
 /// The comparison operators that take one bound value.

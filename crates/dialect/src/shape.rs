@@ -14,7 +14,7 @@ use rusqlite::types::{Value, ValueRef};
 
 use crate::error::ApiError;
 use crate::headers::MediaType;
-use crate::plan::{OutputField, OutputKind};
+use crate::plan::{OutputField, OutputKind, distinct_exprs};
 
 /// What the shaper calls after writing each value: may take the bytes written so far (a chunk
 /// of a streamed body) or stop the read with an error.
@@ -53,6 +53,9 @@ impl RowSource for [Value] {
 pub struct Shaper {
     media: MediaType,
     kinds: Vec<OutputKind>,
+    /// For each field, the column of the row that holds its value (see
+    /// [`crate::plan::distinct_exprs`]).
+    columns: Vec<usize>,
     /// `"key":` for each field, escaped once.
     json_keys: Vec<Vec<u8>>,
     csv_header: Vec<u8>,
@@ -77,6 +80,7 @@ impl Shaper {
         Shaper {
             media,
             kinds: fields.iter().map(|f| f.kind).collect(),
+            columns: distinct_exprs(fields).1,
             json_keys,
             csv_header,
         }
@@ -118,7 +122,7 @@ impl Shaper {
                     if i > 0 {
                         out.push(b',');
                     }
-                    write_csv_value(out, row.value(i)?, *kind);
+                    write_csv_value(out, row.value(self.columns[i])?, *kind);
                     spill.spill(out)?;
                 }
                 Ok(())
@@ -144,7 +148,7 @@ impl Shaper {
         out.push(b'{');
         let mut first = true;
         for (i, (key, kind)) in self.json_keys.iter().zip(&self.kinds).enumerate() {
-            let v = row.value(i)?;
+            let v = row.value(self.columns[i])?;
             if strip_nulls && v == ValueRef::Null {
                 continue;
             }

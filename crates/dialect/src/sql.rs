@@ -15,7 +15,9 @@ use rusqlite::types::Value;
 
 use crate::fts::{FullTextIndex, MatchScope};
 use crate::ident::push_quoted;
-use crate::plan::{CastType, Condition, Expr, OrderItem, Predicate, ReadNode, SqlCmp};
+use crate::plan::{
+    CastType, Condition, Expr, OrderItem, Predicate, ReadNode, SqlCmp, distinct_exprs,
+};
 use crate::query::IsValue;
 use crate::query::{Comparison, ContainOp};
 use crate::schema::RowKey;
@@ -119,15 +121,16 @@ pub(crate) fn where_clause(sql: &mut Sql, qualifier: &str, conditions: &[Conditi
     }
 }
 
+/// The node's distinct field expressions (see [`distinct_exprs`]).
 fn fields(sql: &mut Sql, node: &ReadNode) {
     if node.fields.is_empty() {
         sql.push("NULL");
     }
-    for (i, f) in node.fields.iter().enumerate() {
+    for (i, e) in distinct_exprs(&node.fields).0.into_iter().enumerate() {
         if i > 0 {
             sql.push(", ");
         }
-        expr(sql, &node.alias, &f.expr);
+        expr(sql, &node.alias, e);
     }
 }
 

@@ -641,3 +641,47 @@ fn csv_bodies_insert_patch_and_put_by_position() {
     let e = d.err(upsert("clients", "id=eq.5", "id,name\n9,no").csv());
     assert_eq!((e.status, e.code.as_str()), (400, "PGRST115"));
 }
+
+#[test]
+fn repeated_fields_are_read_once_and_shown_each_time() {
+    let d = db();
+    // Representations: re-read by key (tables), returned (views), read before a DELETE.
+    let o = d.ok(insert(
+        "clients",
+        "select=name,id,n:name,name",
+        r#"{"id":5,"name":"HP"}"#,
+    )
+    .prefer(&[REP]));
+    assert_eq!(body(&o), json!([{"name":"HP","id":5,"n":"HP"}]));
+    let o = d.ok(insert(
+        "clients",
+        "select=name,id,n:name&columns=id,name",
+        r#"{"id":6,"name":"HP2"}"#,
+    )
+    .prefer(&[REP])
+    .media(MediaType::Csv));
+    assert_eq!(
+        String::from_utf8(o.body.unwrap()).unwrap(),
+        "name,id,n\nHP2,6,HP2"
+    );
+    let o = d.ok(insert(
+        "v",
+        "select=id,name,id,x:name",
+        r#"{"id":3,"name":"three"}"#,
+    )
+    .prefer(&[REP]));
+    assert_eq!(body(&o), json!([{"id":3,"name":"three","x":"three"}]));
+    let o = d.ok(delete(
+        "clients",
+        "id=gte.5&select=id,name,i:id,n:name&order=id.desc",
+    )
+    .prefer(&[REP]));
+    assert_eq!(
+        body(&o),
+        json!([{"id":6,"name":"HP2","i":6,"n":"HP2"},{"id":5,"name":"HP","i":5,"n":"HP"}])
+    );
+    assert_eq!(
+        d.rows("SELECT count(*) AS n FROM clients"),
+        json!([{"n":2}])
+    );
+}

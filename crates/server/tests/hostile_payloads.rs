@@ -294,6 +294,26 @@ async fn a_wide_select_over_large_values_streams_in_bounded_memory() {
         len as u64 / MIB,
         grew / MIB
     );
+    // Sorted by a column without an index: SQLite's sorter holds each row once, not 50 times.
+    let before = s.peak_rss();
+    let resp = s
+        .request(
+            Method::GET,
+            &format!("/docs?select={select}&limit=1000&order=body.desc,id.desc"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let (sorted_len, clean) = drain(resp).await;
+    let grew = s.peak_rss().saturating_sub(before);
+    assert!(clean && sorted_len == len, "{sorted_len} of {len} bytes");
+    assert!(
+        grew < 48 * MIB,
+        "a sorted {} MiB response grew the server's peak memory by {} MiB",
+        len as u64 / MIB,
+        grew / MIB
+    );
     // The connection pool is whole again: an ordinary read still works.
     assert_eq!(s.send(Method::GET, "/items?id=eq.1", &[], "").await.0, 200);
 }
@@ -552,5 +572,62 @@ async fn bodies_of_many_distinct_keys_are_refused_in_bounded_memory() {
             grew / MIB
         );
     }
+    assert!(s.alive());
+}
+
+/// A write's representation is built in memory (it is answered after its commit): one that
+/// would pass its limit (twice the largest body, at least 16 MiB) is refused and nothing is
+/// written, instead of 300 copies of a 1 MiB value being assembled.
+#[tokio::test]
+async fn a_write_representation_past_its_limit_is_refused_in_bounded_memory() {
+    let Some(mut s) = Hostile::start(
+        "a_write_representation_past_its_limit_is_refused_in_bounded_memory",
+        "",
+    )
+    .await
+    else {
+        return;
+    };
+    let value = "x".repeat(1 << 20);
+    let body = format!(r#"{{"id":1,"body":"{value}"}}"#);
+    let select = vec!["body"; 300].join(",");
+    let before = s.peak_rss();
+    let (status, _, text) = s
+        .send(
+            Method::POST,
+            &format!("/docs?select={select}"),
+            &[
+                ("Content-Type", "application/json"),
+                ("Prefer", "return=representation"),
+            ],
+            &body,
+        )
+        .await;
+    let grew = s.peak_rss().saturating_sub(before);
+    assert_eq!(status, 400, "{text:.300}");
+    assert_eq!(error_code(&text)["code"], "54000", "{text:.300}");
+    assert!(
+        grew < 64 * MIB,
+        "a 300 MiB representation grew the server's peak memory by {} MiB",
+        grew / MIB
+    );
+    // Nothing was written; a smaller representation is answered.
+    let (_, headers, _) = s
+        .send(Method::HEAD, "/docs", &[("Prefer", "count=exact")], "")
+        .await;
+    assert_eq!(headers["content-range"], "*/0");
+    let (status, _, text) = s
+        .send(
+            Method::POST,
+            "/docs?select=id,body,body",
+            &[
+                ("Content-Type", "application/json"),
+                ("Prefer", "return=representation"),
+            ],
+            &body,
+        )
+        .await;
+    assert_eq!(status, 201, "{text:.300}");
+    assert_eq!(text.len(), 2 * value.len() + 31);
     assert!(s.alive());
 }
