@@ -554,16 +554,27 @@ mod tests {
     #[test]
     fn repeated_fields_are_computed_once() {
         let c = db();
-        let plan = plan(
+        let p = plan(
             &c,
             "select=name,id,n:name,name::text,name&order=name.desc",
             JSON,
             None,
         )
         .unwrap();
-        let sql = sql::select(&plan.root);
+        let sql = sql::select(&p.root);
         assert_eq!(sql.text.matches("\"name\"").count(), 3, "{}", sql.text); // twice computed + order
-        let out = execute_read(&c, &plan, false).unwrap();
+        // A long select list (hashed rather than searched) too.
+        let long = vec!["id,name"; 40].join(",");
+        let plan40 = plan(&c, &format!("select={long}&id=eq.2"), JSON, None).unwrap();
+        assert!(
+            sql::select(&plan40.root)
+                .text
+                .starts_with("SELECT \"t0\".\"id\", \"t0\".\"name\" FROM")
+        );
+        let out = execute_read(&c, &plan40, false).unwrap();
+        let body = String::from_utf8(out.body).unwrap();
+        assert_eq!(body.matches(r#""id":2,"name":"IOS""#).count(), 40, "{body}");
+        let out = execute_read(&c, &p, false).unwrap();
         assert_eq!(
             String::from_utf8(out.body).unwrap(),
             r#"[{"name":"Windows 7","id":1,"n":"Windows 7","name":"Windows 7","name":"Windows 7"},{"name":"OSX","id":3,"n":"OSX","name":"OSX","name":"OSX"},{"name":"IOS","id":2,"n":"IOS","name":"IOS","name":"IOS"}]"#

@@ -109,17 +109,30 @@ pub struct OutputField {
 /// repeating a large column in `select` multiplies only the response, never what SQLite
 /// holds for a row (its result registers, a sorter's records, RETURNING rows).
 pub fn distinct_exprs(fields: &[OutputField]) -> (Vec<&Expr>, Vec<usize>) {
+    let mut exprs: Vec<&Expr> = Vec::with_capacity(fields.len());
+    let mut positions = Vec::with_capacity(fields.len());
+    // A short list (the usual select) is searched; a long one hashed.
+    if fields.len() <= 32 {
+        for f in fields {
+            let at = match exprs.iter().position(|e| **e == f.expr) {
+                Some(at) => at,
+                None => {
+                    exprs.push(&f.expr);
+                    exprs.len() - 1
+                }
+            };
+            positions.push(at);
+        }
+        return (exprs, positions);
+    }
     let mut seen: std::collections::HashMap<&Expr, usize> = std::collections::HashMap::new();
-    let mut exprs = Vec::new();
-    let positions = fields
-        .iter()
-        .map(|f| {
-            *seen.entry(&f.expr).or_insert_with(|| {
-                exprs.push(&f.expr);
-                exprs.len() - 1
-            })
-        })
-        .collect();
+    for f in fields {
+        let at = *seen.entry(&f.expr).or_insert_with(|| {
+            exprs.push(&f.expr);
+            exprs.len() - 1
+        });
+        positions.push(at);
+    }
     (exprs, positions)
 }
 
