@@ -1,10 +1,10 @@
 //! The SQL builder for writes: INSERT (with upsert), UPDATE and DELETE, each with the
 //! RETURNING list the write planner asks for.
 //!
-//! The request body is ONE parameter, `?1`: a JSON array of objects, unpacked with
+//! The request body is ONE parameter, `?1`: a JSON array of rows, unpacked with
 //! `json_each(?1)` (INSERT) or read from its first element (UPDATE). A column's value is
-//! `"pgrst_body"."value" ->> ?N` with the column's JSON path (`$."name"`, escaped) bound as
-//! `?N`, so the SQL text depends only on the relation and the column set — never on the
+//! `"pgrst_body"."value" ->> ?N` with the column's JSON path bound as `?N` (`$."name"`,
+//! escaped, in an object; `$[i]` in a CSV body's array, see [`ColumnPaths`]), so the SQL text depends only on the relation and the column set — never on the
 //! values or the number of rows — and is reused from the prepared-statement cache. Column
 //! defaults for `missing=default` come from the schema (`dflt_value`), as PostgREST inlines
 //! them. Upserts count inserted rows with `pgrst_ins(±1)` (see [`crate::functions`]):
@@ -17,8 +17,9 @@
 
 use rusqlite::types::Value;
 
+use crate::body::ColumnPaths;
 use crate::functions::BUDGET_FN;
-use crate::plan::{Condition, OutputField};
+use crate::plan::{Condition, OutputField, distinct_exprs};
 use crate::schema::{Column, Relation, RowKey, ValueKind};
 use crate::sql::{Sql, condition, expr, key_exprs};
 
@@ -27,7 +28,8 @@ use crate::sql::{Sql, condition, expr, key_exprs};
 pub struct Returning {
     /// The row key first (nothing for views).
     pub key: Option<RowKey>,
-    /// Then these fields, over the written row (views: what the statement reports).
+    /// Then these fields' distinct expressions ([`distinct_exprs`]), over the written row
+    /// (views: what the statement reports).
     pub fields: Vec<OutputField>,
     /// Then these columns (the primary key, for `Location`).
     pub columns: Vec<String>,
@@ -38,6 +40,11 @@ pub struct Returning {
 impl Returning {
     fn is_empty(&self) -> bool {
         self.key.is_none() && self.fields.is_empty() && self.columns.is_empty() && !self.count_only
+    }
+
+    /// How many values the fields take.
+    pub fn fields_width(&self) -> usize {
+        distinct_exprs(&self.fields).0.len()
     }
 
     /// How many values the key takes.
@@ -158,9 +165,9 @@ fn returning(sql: &mut Sql, r: &Returning) {
         sep(sql);
         key_exprs(sql, "", key);
     }
-    for f in &r.fields {
+    for e in distinct_exprs(&r.fields).0 {
         sep(sql);
-        expr(sql, "", &f.expr);
+        expr(sql, "", e);
     }
     for c in &r.columns {
         sep(sql);
@@ -203,6 +210,7 @@ fn write_where(sql: &mut Sql, qualifier: &str, conditions: &[Condition]) {
 pub fn insert(
     rel: &Relation,
     cols: &[&Column],
+    paths: &ColumnPaths,
     missing_default: bool,
     conflict: &OnConflict,
     count_inserts: bool,
@@ -220,7 +228,7 @@ pub fn insert(
         value_of(
             &mut sql,
             "\"pgrst_body\".\"value\"",
-            &json_path("$", &c.name),
+            &paths.path("$", &c.name),
             c,
             missing_default,
         );
@@ -279,6 +287,7 @@ pub fn insert_defaults(rel: &Relation, ret: &Returning) -> Sql {
 pub fn update(
     rel: &Relation,
     cols: &[&Column],
+    paths: &ColumnPaths,
     missing_default: bool,
     conditions: &[Condition],
     ret: &Returning,
@@ -296,7 +305,7 @@ pub fn update(
         value_of(
             &mut sql,
             "?1",
-            &json_path("$[0]", &c.name),
+            &paths.path("$[0]", &c.name),
             c,
             missing_default,
         );
@@ -351,6 +360,7 @@ mod tests {
         let s = insert(
             rel,
             &cols,
+            &ColumnPaths::ByKey,
             false,
             &OnConflict::Merge(vec!["id".into()]),
             true,

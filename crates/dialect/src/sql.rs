@@ -15,7 +15,9 @@ use rusqlite::types::Value;
 
 use crate::fts::{FullTextIndex, MatchScope};
 use crate::ident::push_quoted;
-use crate::plan::{CastType, Condition, Expr, OrderItem, Predicate, ReadNode, SqlCmp};
+use crate::plan::{
+    CastType, Condition, Expr, OrderItem, Predicate, ReadNode, SqlCmp, distinct_exprs,
+};
 use crate::query::IsValue;
 use crate::query::{Comparison, ContainOp};
 use crate::schema::RowKey;
@@ -87,6 +89,17 @@ pub fn capped_count(node: &ReadNode, cap: i64) -> Sql {
     sql
 }
 
+/// Counts the rows of the node's page (its filters, limit and offset):
+/// `SELECT count(*) FROM (SELECT 1 FROM … WHERE … LIMIT ? OFFSET ?)`.
+pub fn page_count(node: &ReadNode) -> Sql {
+    let mut sql = Sql::default();
+    sql.push("SELECT count(*) FROM (SELECT 1");
+    from_where(&mut sql, node);
+    page(&mut sql, node);
+    sql.push(")");
+    sql
+}
+
 fn from_where(sql: &mut Sql, node: &ReadNode) {
     sql.push(" FROM ");
     push_quoted(&mut sql.text, &node.relation.name);
@@ -108,15 +121,16 @@ pub(crate) fn where_clause(sql: &mut Sql, qualifier: &str, conditions: &[Conditi
     }
 }
 
+/// The node's distinct field expressions (see [`distinct_exprs`]).
 fn fields(sql: &mut Sql, node: &ReadNode) {
     if node.fields.is_empty() {
         sql.push("NULL");
     }
-    for (i, f) in node.fields.iter().enumerate() {
+    for (i, e) in distinct_exprs(&node.fields).0.into_iter().enumerate() {
         if i > 0 {
             sql.push(", ");
         }
-        expr(sql, &node.alias, &f.expr);
+        expr(sql, &node.alias, e);
     }
 }
 
@@ -399,6 +413,22 @@ pub(crate) fn condition(sql: &mut Sql, alias: &str, c: &Condition) {
                     sql.push(" IN (SELECT \"pgrst_in\".\"value\" FROM json_each(");
                     sql.bind(Value::Text(list.clone()));
                     sql.push(") AS \"pgrst_in\")");
+                }
+                Predicate::Quantified {
+                    op: SqlCmp::Regexp,
+                    all,
+                    values,
+                } => {
+                    // One compiled set for the whole list (see `functions`).
+                    sql.push(if *all {
+                        "pgrst_match_all("
+                    } else {
+                        "pgrst_match_any("
+                    });
+                    sql.bind(Value::Text(values.clone()));
+                    sql.push(", ");
+                    expr(sql, alias, e);
+                    sql.push(")");
                 }
                 Predicate::Quantified { op, all, values } => {
                     sql.push(if *all { "NOT EXISTS" } else { "EXISTS" });

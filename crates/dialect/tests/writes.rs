@@ -57,6 +57,7 @@ struct Req<'a> {
     body: Option<&'a str>,
     media: MediaType,
     safe_update: bool,
+    format: BodyFormat,
 }
 
 fn req<'a>(mutation: Mutation, rel: &'a str, query: &'a str, body: Option<&'a str>) -> Req<'a> {
@@ -68,6 +69,7 @@ fn req<'a>(mutation: Mutation, rel: &'a str, query: &'a str, body: Option<&'a st
         body,
         media: JSON,
         safe_update: true,
+        format: BodyFormat::Json,
     }
 }
 
@@ -101,6 +103,14 @@ impl<'a> Req<'a> {
     fn media(self, media: MediaType) -> Self {
         Req { media, ..self }
     }
+
+    /// With a CSV body.
+    fn csv(self) -> Self {
+        Req {
+            format: BodyFormat::Csv,
+            ..self
+        }
+    }
 }
 
 const REP: &str = "return=representation";
@@ -112,7 +122,7 @@ impl Db {
         let payload = match r.body {
             Some(b) => Some(parse_payload(
                 b.as_bytes(),
-                BodyFormat::Json,
+                r.format,
                 query.columns.is_some(),
             )?),
             None => None,
@@ -132,6 +142,7 @@ impl Db {
             &w,
             &WriteOptions {
                 safe_update: r.safe_update,
+                ..WriteOptions::default()
             },
         )
         .and_then(|plan| {
@@ -572,4 +583,105 @@ fn sql_text_does_not_depend_on_row_count() {
     assert_eq!(one.text, many.text);
     assert_eq!(one.params, many.params);
     assert!(!one.text.contains("n1"), "values are never in the SQL");
+}
+
+#[test]
+fn csv_bodies_insert_patch_and_put_by_position() {
+    let d = db();
+    // Values by position, whatever the header's order; `NULL` is null.
+    let o = d.ok(insert(
+        "projects",
+        "select=id,name,client_id,active",
+        "name,id,client_id\nA,10,1\nB,11,NULL",
+    )
+    .csv()
+    .prefer(&[REP]));
+    assert_eq!(
+        body(&o),
+        json!([{"id":10,"name":"A","client_id":1,"active":true},{"id":11,"name":"B","client_id":null,"active":true}])
+    );
+    // `columns` picks columns; one the header lacks is missing: its default with
+    // missing=default, else null.
+    let o = d.ok(insert(
+        "projects",
+        "columns=id,name,created&select=id,created",
+        "id,name,nope\n12,C,x",
+    )
+    .csv()
+    .prefer(&[REP, "missing=default"]));
+    assert_eq!(body(&o), json!([{"id":12,"created":"now"}]));
+    let o = d.ok(insert(
+        "projects",
+        "columns=id,name,created&select=id,created",
+        "name,id\nD,13",
+    )
+    .csv()
+    .prefer(&[REP]));
+    assert_eq!(body(&o), json!([{"id":13,"created":null}]));
+    // A repeated header name takes its last value, as a repeated JSON key does.
+    let o = d.ok(
+        insert("clients", "select=id,name", "id,name,name\n7,first,last")
+            .csv()
+            .prefer(&[REP]),
+    );
+    assert_eq!(body(&o), json!([{"id":7,"name":"last"}]));
+    // PATCH takes the first row; PUT the row whose key matches the URL.
+    let o = d.ok(
+        update("projects", "id=eq.10&select=id,name", "name\nRenamed")
+            .csv()
+            .prefer(&[REP]),
+    );
+    assert_eq!(body(&o), json!([{"id":10,"name":"Renamed"}]));
+    let o = d.ok(
+        upsert("clients", "id=eq.8&select=id,name", "id,name\n9,no\n8,yes")
+            .csv()
+            .prefer(&[REP]),
+    );
+    assert_eq!((o.status, body(&o)), (201, json!([{"id":8,"name":"yes"}])));
+    let e = d.err(upsert("clients", "id=eq.5", "id,name\n9,no").csv());
+    assert_eq!((e.status, e.code.as_str()), (400, "PGRST115"));
+}
+
+#[test]
+fn repeated_fields_are_read_once_and_shown_each_time() {
+    let d = db();
+    // Representations: re-read by key (tables), returned (views), read before a DELETE.
+    let o = d.ok(insert(
+        "clients",
+        "select=name,id,n:name,name",
+        r#"{"id":5,"name":"HP"}"#,
+    )
+    .prefer(&[REP]));
+    assert_eq!(body(&o), json!([{"name":"HP","id":5,"n":"HP"}]));
+    let o = d.ok(insert(
+        "clients",
+        "select=name,id,n:name&columns=id,name",
+        r#"{"id":6,"name":"HP2"}"#,
+    )
+    .prefer(&[REP])
+    .media(MediaType::Csv));
+    assert_eq!(
+        String::from_utf8(o.body.unwrap()).unwrap(),
+        "name,id,n\nHP2,6,HP2"
+    );
+    let o = d.ok(insert(
+        "v",
+        "select=id,name,id,x:name",
+        r#"{"id":3,"name":"three"}"#,
+    )
+    .prefer(&[REP]));
+    assert_eq!(body(&o), json!([{"id":3,"name":"three","x":"three"}]));
+    let o = d.ok(delete(
+        "clients",
+        "id=gte.5&select=id,name,i:id,n:name&order=id.desc",
+    )
+    .prefer(&[REP]));
+    assert_eq!(
+        body(&o),
+        json!([{"id":6,"name":"HP2","i":6,"n":"HP2"},{"id":5,"name":"HP","i":5,"n":"HP"}])
+    );
+    assert_eq!(
+        d.rows("SELECT count(*) AS n FROM clients"),
+        json!([{"n":2}])
+    );
 }

@@ -115,6 +115,12 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         writer: writer.clone(),
         write_options: dialect::WriteOptions {
             safe_update: config.writes.safe_update,
+            // A representation is built in memory inside the write: room for what a body of
+            // the largest size inserts, and more.
+            max_representation_bytes: usize::try_from(config.http_limits.max_body_bytes)
+                .unwrap_or(usize::MAX)
+                .saturating_mul(2)
+                .max(dialect::write::MAX_REPRESENTATION_BYTES),
         },
     });
     let health = Arc::new(HealthReport::default());

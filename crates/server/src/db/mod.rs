@@ -1,7 +1,8 @@
 //! The database side of the server: opening connections, the read pool, the schema holder
 //! and the single writer.
 //!
-//! Reads never write: they run on read-only connections ([`read_pool`]). All writes go
+//! Reads never write: they run on read-only connections ([`read_pool`]); a large body streams
+//! ([`stream`]). All writes go
 //! through one writer connection owned by one thread ([`writer`]). [`Database`] ties them to
 //! one DSN and one schema cache.
 
@@ -10,6 +11,7 @@ pub mod deadline;
 pub mod open;
 pub mod read_pool;
 pub mod schema;
+pub mod stream;
 pub mod writer;
 
 use std::sync::Arc;
