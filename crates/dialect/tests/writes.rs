@@ -573,3 +573,98 @@ fn sql_text_does_not_depend_on_row_count() {
     assert_eq!(one.params, many.params);
     assert!(!one.text.contains("n1"), "values are never in the SQL");
 }
+
+/// Replaces `pgrst_budget()` on `d`'s connection: it counts its calls and fails once `allow`
+/// calls were made (as the writer's does at a request's time budget).
+fn budget(d: &Db, allow: usize) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let calls = std::sync::Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    dialect::functions::register_budget(&d.conn, move || c.fetch_add(1, Ordering::Relaxed) < allow)
+        .unwrap();
+    calls
+}
+
+/// Every row of every table of [`db`] (but `docs`).
+const EVERY_TABLE: [&str; 5] = [
+    "SELECT * FROM clients ORDER BY id",
+    "SELECT * FROM projects ORDER BY id",
+    "SELECT * FROM kv",
+    "SELECT * FROM no_pk ORDER BY rowid",
+    "SELECT * FROM base ORDER BY id",
+];
+
+#[test]
+fn every_write_shape_stops_at_a_spent_budget_and_keeps_nothing() {
+    let d = db();
+    let before = EVERY_TABLE.map(|q| d.rows(q));
+    budget(&d, 0);
+    let shapes: Vec<(&str, Req<'_>)> = vec![
+        (
+            "insert one",
+            insert("clients", "", r#"{"id":9,"name":"x"}"#),
+        ),
+        (
+            "insert many, representation",
+            insert(
+                "clients",
+                "",
+                r#"[{"id":9,"name":"x"},{"id":10,"name":"y"}]"#,
+            )
+            .prefer(&[REP]),
+        ),
+        ("objects without keys", insert("base", "", "[{},{},{}]")),
+        ("one object without keys", insert("base", "", "{}")),
+        (
+            "upsert, merge",
+            insert("clients", "", r#"{"id":1,"name":"z"}"#)
+                .prefer(&["resolution=merge-duplicates"]),
+        ),
+        (
+            "upsert, ignore",
+            insert("kv", "", r#"{"k":"b","scope":"x","v":"2"}"#)
+                .prefer(&["resolution=ignore-duplicates"]),
+        ),
+        (
+            "put",
+            upsert("clients", "id=eq.7", r#"{"id":7,"name":"p"}"#),
+        ),
+        (
+            "patch",
+            update("projects", "client_id=eq.1", r#"{"name":"n"}"#),
+        ),
+        (
+            "patch, representation",
+            update("no_pk", "a=not.is.null", r#"{"b":"1"}"#).prefer(&[REP]),
+        ),
+        ("delete", delete("projects", "id=gt.0")),
+        (
+            "delete, representation",
+            delete("no_pk", "a=not.is.null").prefer(&[REP]),
+        ),
+        (
+            "view (trigger)",
+            insert("v", "", r#"{"id":5,"name":"five"}"#),
+        ),
+        (
+            "view update (trigger)",
+            update("v", "id=eq.1", r#"{"name":"uno"}"#),
+        ),
+    ];
+    for (what, r) in shapes {
+        assert!(d.run(r).is_err(), "{what}: ran past a spent budget");
+    }
+    let after = EVERY_TABLE.map(|q| d.rows(q));
+    assert_eq!(before, after);
+}
+
+#[test]
+fn a_delete_checks_the_budget_while_it_reads_its_representation_too() {
+    let d = db();
+    let calls = budget(&d, usize::MAX);
+    // Three rows scanned twice: once to read the representation, once to delete them.
+    let o = d.ok(delete("no_pk", "a=not.is.null").prefer(&[REP]));
+    assert_eq!(body(&o), json!([{"a":"1","b":"0"},{"a":"2","b":"0"}]));
+    let n = calls.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(n >= 6, "{n} budget checks for two scans of three rows");
+}
