@@ -566,6 +566,57 @@ async fn a_write_whose_client_left_while_it_was_queued_never_runs() {
     assert_eq!(counter(&s, "write_dropped_total").await, Some(1.0));
 }
 
+/// A GET that reads for many seconds: 200 regexes over every row of the slow table.
+fn slow_read_path() -> String {
+    let patterns: Vec<String> = (0..200).map(|i| format!("[g-z][g-z]{i}q")).collect();
+    common::p(
+        "/no_pk",
+        &[
+            ("select", "a"),
+            ("a", &format!("match(any).{{{}}}", patterns.join(","))),
+        ],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_gets_only_what_its_body_left_of_the_budget() {
+    let budget = Duration::from_millis(3000);
+    let Some(s) = start("read_budget", &[("REQUEST_TIMEOUT_MS", "3000")]).await else {
+        return;
+    };
+    fill_slow_table(&s);
+    // A GET whose (ignored) body arrives near the end of the budget, then a read that would
+    // take far longer than a whole budget.
+    let mut sock = TcpStream::connect(addr(&s.base)).await.unwrap();
+    sock.write_all(
+        format!(
+            "GET {} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: 2\r\n\r\n[",
+            slow_read_path(),
+            s.token()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let sent = Instant::now();
+    tokio::time::sleep(Duration::from_millis(2700)).await;
+    sock.write_all(b"]").await.unwrap();
+    let mut answer = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(60), sock.read(&mut answer))
+        .await
+        .expect("never answered")
+        .unwrap();
+    let answered = sent.elapsed();
+    let head = String::from_utf8_lossy(&answer[..n]).into_owned();
+    assert!(head.starts_with("HTTP/1.1 504"), "{head}");
+    // The budget started when the request arrived, not when its read began (plus room for
+    // a loaded machine).
+    assert!(
+        answered < budget + Duration::from_millis(1500),
+        "answered {answered:?} after the request arrived, for a budget of {budget:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_body_is_cut_by_the_request_budget() {
     let Some(s) = start("slow_body", &[("REQUEST_TIMEOUT_MS", "1500")]).await else {

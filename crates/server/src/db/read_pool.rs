@@ -6,8 +6,9 @@
 //! progress handler. Almost every PostgREST read (a point lookup, a page of rows) finishes well
 //! inside it, so it never pays the hop to the blocking pool. A read that runs over is
 //! interrupted and re-run from scratch (reads have no side effects) on a blocking-pool
-//! connection, with the request's full time budget; past that budget it is interrupted and
-//! answered 504 (SQLSTATE 57014). The blocking pool holds as many connections as cores.
+//! connection, with what is left of the request's time budget (it started when the request
+//! arrived, [`ReadPool::run_within`]); past that budget it is interrupted and answered 504
+//! (SQLSTATE 57014). The blocking pool holds as many connections as cores.
 //!
 //! Connections are locked down by an authorizer ([`Policy::Read`]): statements may only read
 //! (SELECT, reads, functions, transactions, and a few pragmas such as `schema_version` without
@@ -161,18 +162,28 @@ impl ReadPool {
         })
     }
 
-    /// Runs a read: inline first, on the blocking pool if it outlives [`INLINE_BUDGET`].
+    /// Runs a read with the pool's whole time budget from now (see [`ReadPool::run_within`]).
     pub async fn run<T, F>(&self, f: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
         F: Fn(&Connection, &SchemaCache) -> Result<T, ApiError> + Send + Sync + 'static,
     {
-        let start = Instant::now();
+        self.run_within(Instant::now() + self.budget, f).await
+    }
+
+    /// Runs a read that must end by `deadline` (a request's: its arrival plus its budget):
+    /// inline first, on the blocking pool if it outlives [`INLINE_BUDGET`].
+    pub async fn run_within<T, F>(&self, deadline: Instant, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: Fn(&Connection, &SchemaCache) -> Result<T, ApiError> + Send + Sync + 'static,
+    {
         let f: Arc<ReadFn<T>> = Arc::new(f);
-        match self.run_inline(start + INLINE_BUDGET.min(self.budget), &f) {
-            Err(e) if is_interrupt(&e) && self.budget > INLINE_BUDGET => {
+        let inline = (Instant::now() + INLINE_BUDGET).min(deadline);
+        match self.run_inline(inline, &f) {
+            Err(e) if is_interrupt(&e) && inline < deadline => {
                 tracing::debug!("read outlived the inline budget; moving it to the blocking pool");
-                self.run_blocking(start, f).await
+                self.run_blocking(deadline, f).await
             }
             other => other,
         }
@@ -194,10 +205,9 @@ impl ReadPool {
 
     async fn run_blocking<T: Send + 'static>(
         &self,
-        start: Instant,
+        deadline: Instant,
         f: Arc<ReadFn<T>>,
     ) -> Result<T, ApiError> {
-        let deadline = start + self.budget;
         let wait = deadline.saturating_duration_since(Instant::now());
         let permit = tokio::time::timeout(wait, self.permits.clone().acquire_owned())
             .await

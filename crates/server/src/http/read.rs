@@ -2,9 +2,12 @@
 //!
 //! The query string and headers are parsed on the async thread; planning and execution run
 //! together in the read pool (inline when short), so a request that names something the cache
-//! does not know yet is planned again after a schema check (see `db::read_pool`). The response
+//! does not know yet is planned again after a schema check (see `db::read_pool`), within the
+//! request's time budget (from its arrival: a body that took long leaves less). The response
 //! carries PostgREST's headers: `Content-Range`, `Content-Location`, `Vary`,
 //! `Preference-Applied`, `Content-Profile`.
+
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::response::Response;
@@ -22,6 +25,7 @@ pub async fn handle(
     raw_segment: &str,
     parts: &Parts,
     head: bool,
+    deadline: Instant,
 ) -> Result<Response, ApiError> {
     let raw_query = parts.uri.query().unwrap_or("");
     let params = QueryParams::parse(raw_query)?;
@@ -41,7 +45,7 @@ pub async fn handle(
     let out = state
         .db
         .reads
-        .run(move |conn, cache| {
+        .run_within(deadline, move |conn, cache| {
             let plan = plan_read(cache, &relation, &params, &headers, limits)?;
             execute_read(conn, &plan, head)
         })
