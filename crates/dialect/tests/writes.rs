@@ -668,3 +668,89 @@ fn a_delete_checks_the_budget_while_it_reads_its_representation_too() {
     let n = calls.load(std::sync::atomic::Ordering::Relaxed);
     assert!(n >= 6, "{n} budget checks for two scans of three rows");
 }
+
+/// SQLite's plan of `sql` (`EXPLAIN QUERY PLAN`), one detail line per step; `?1` is `first`.
+fn query_plan(conn: &Connection, sql: &dialect::sql::Sql, first: &str) -> Vec<String> {
+    let mut stmt = conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {}", sql.text))
+        .unwrap();
+    let offset = if sql.first_reserved {
+        stmt.raw_bind_parameter(1, first).unwrap();
+        2
+    } else {
+        1
+    };
+    for (i, v) in sql.params.iter().enumerate() {
+        stmt.raw_bind_parameter(i + offset, v).unwrap();
+    }
+    let mut rows = stmt.raw_query();
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().unwrap() {
+        out.push(r.get::<_, String>(3).unwrap());
+    }
+    out
+}
+
+#[test]
+fn the_budget_check_leaves_write_statements_on_their_indexes() {
+    let d = db();
+    let cache = SchemaCache::load(&d.conn, &Exposure::All).unwrap();
+    for (mutation, rel, query, body, representation) in [
+        (
+            Mutation::Update,
+            "clients",
+            "id=eq.1",
+            Some(r#"{"name":"n"}"#),
+            false,
+        ),
+        (
+            Mutation::Update,
+            "clients",
+            "name=eq.Apple",
+            Some(r#"{"name":"n"}"#),
+            false,
+        ),
+        (
+            Mutation::Delete,
+            "clients",
+            "or=(id.eq.1,name.eq.Apple)",
+            None,
+            false,
+        ),
+        (Mutation::Delete, "kv", "k=eq.a&scope=eq.x", None, false),
+        (Mutation::Delete, "projects", "id=in.(1,2)", None, true),
+    ] {
+        let query = QueryParams::parse(query).unwrap();
+        let payload = body.map(|b| parse_payload(b.as_bytes(), BodyFormat::Json, false).unwrap());
+        let w = WriteRequest {
+            mutation,
+            relation: rel.into(),
+            query,
+            media: JSON,
+            prefer: Preferences::parse(representation.then_some(REP).into_iter()).unwrap(),
+            payload,
+        };
+        let plan = plan_write(&cache, &w, &WriteOptions { safe_update: true }).unwrap();
+        let body = w.payload.as_ref().map_or("[]", |p| p.json.as_str());
+        let statements = plan.statement.iter().chain(plan.pre_read.iter());
+        for sql in statements {
+            assert!(
+                sql.text.contains("WHERE pgrst_budget() AND "),
+                "{}",
+                sql.text
+            );
+            let steps = query_plan(&d.conn, sql, body);
+            // The same plan as without the check, and one that searches an index.
+            let without = dialect::sql::Sql {
+                text: sql.text.replace("WHERE pgrst_budget() AND ", "WHERE "),
+                ..sql.clone()
+            };
+            assert_eq!(steps, query_plan(&d.conn, &without, body), "{}", sql.text);
+            assert!(
+                steps.iter().any(|s| s.starts_with("SEARCH ")),
+                "{}: {steps:?}",
+                sql.text
+            );
+        }
+    }
+}
