@@ -9,19 +9,19 @@
 //! defaults for `missing=default` come from the schema (`dflt_value`), as PostgREST inlines
 //! them. Upserts count inserted rows with `pgrst_ins(±1)` (see [`crate::functions`]):
 //! `WHERE pgrst_ins(1)` on every candidate row, `DO UPDATE … WHERE pgrst_ins(-1)` on every
-//! conflict. Every statement's `WHERE` starts with `pgrst_budget()` (see
-//! [`crate::functions::register_budget`]), evaluated on every candidate row, so the writer can
-//! stop a statement at its request's time budget without ending the transaction; a `WHERE`
-//! before `ON CONFLICT` also resolves SQLite's parsing ambiguity of `INSERT … SELECT … ON
-//! CONFLICT`.
+//! conflict. Every statement's `WHERE` starts with `pgrst_budget()` ([`crate::sql::budget_where`]),
+//! evaluated on every candidate row, so the writer can stop a statement at its request's time
+//! budget without ending the transaction; a `WHERE` before `ON CONFLICT` also resolves SQLite's
+//! parsing ambiguity of `INSERT … SELECT … ON CONFLICT`. `INSERT … DEFAULT VALUES` has no row
+//! loop: its caller checks the budget before each run
+//! ([`crate::functions::BUDGET_CHECK_SQL`]).
 
 use rusqlite::types::Value;
 
 use crate::body::ColumnPaths;
-use crate::functions::BUDGET_FN;
 use crate::plan::{Condition, OutputField, distinct_exprs};
 use crate::schema::{Column, Relation, RowKey, ValueKind};
-use crate::sql::{Sql, condition, expr, key_exprs};
+use crate::sql::{Sql, budget_where, expr, key_exprs};
 
 /// What a write statement returns for each row it touched.
 #[derive(Debug, Clone, Default)]
@@ -189,22 +189,6 @@ fn column_list(sql: &mut Sql, cols: &[&Column]) {
     sql.push(")");
 }
 
-/// ` WHERE pgrst_budget()`: the per-row budget check that opens every write's `WHERE`.
-fn budget_where(sql: &mut Sql) {
-    sql.push(" WHERE ");
-    sql.push(BUDGET_FN);
-    sql.push("()");
-}
-
-/// The budget check, then the request's conditions over columns qualified by `qualifier`.
-fn write_where(sql: &mut Sql, qualifier: &str, conditions: &[Condition]) {
-    budget_where(sql);
-    for c in conditions {
-        sql.push(" AND ");
-        condition(sql, qualifier, c);
-    }
-}
-
 /// `INSERT INTO "rel" (cols) SELECT <values> FROM json_each(?1) AS "pgrst_body" WHERE …
 /// [ON CONFLICT …] [RETURNING …]`. `count_inserts` adds the `pgrst_ins` counter.
 pub fn insert(
@@ -234,7 +218,7 @@ pub fn insert(
         );
     }
     sql.push(" FROM json_each(?1) AS \"pgrst_body\"");
-    budget_where(&mut sql);
+    budget_where(&mut sql, "", &[]);
     if count_inserts {
         sql.push(" AND pgrst_ins(1)");
     }
@@ -310,7 +294,7 @@ pub fn update(
             missing_default,
         );
     }
-    write_where(&mut sql, &rel.name, conditions);
+    budget_where(&mut sql, &rel.name, conditions);
     returning(&mut sql, ret);
     sql
 }
@@ -320,7 +304,7 @@ pub fn delete(rel: &Relation, conditions: &[Condition], ret: &Returning) -> Sql 
     let mut sql = Sql::reserving_first();
     sql.push("DELETE FROM ");
     sql.quoted(&rel.name);
-    write_where(&mut sql, &rel.name, conditions);
+    budget_where(&mut sql, &rel.name, conditions);
     returning(&mut sql, ret);
     sql
 }

@@ -10,7 +10,8 @@
 //! back, so nothing of a refused write remains. The representation is read inside the same
 //! savepoint: rows are re-read by key in the order the statement returned them (or by
 //! `order=`), so `select` shapes them exactly as a GET would; DELETE reads its rows before
-//! removing them.
+//! removing them. Every statement that scans rows checks the write's budget on each of them
+//! (`pgrst_budget()`), and objects without keys check it before each `DEFAULT VALUES` insert.
 
 use std::collections::HashSet;
 
@@ -18,7 +19,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, Statement};
 
 use crate::error::ApiError;
-use crate::functions::InsertCounter;
+use crate::functions::{BUDGET_CHECK_SQL, InsertCounter};
 use crate::headers::{Applied, CountMethod, MediaType, Resolution, ReturnPref};
 use crate::plan::{ReadNode, distinct_exprs};
 use crate::schema::RowKey;
@@ -273,6 +274,10 @@ pub fn execute_write(
     let mut returned = Returned::default();
     if let Some(sql) = &plan.statement {
         for _ in 0..plan.repeat {
+            if plan.budget_each_run {
+                conn.prepare_cached(BUDGET_CHECK_SQL)?
+                    .query_row([], |_| Ok(()))?;
+            }
             run_statement(conn, sql, body, plan.uses_returning, &mut returned)?;
         }
     }

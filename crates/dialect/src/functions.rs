@@ -242,6 +242,10 @@ pub fn register_insert_counter(conn: &Connection) -> rusqlite::Result<InsertCoun
 /// The name of the write budget check every write statement calls once per candidate row.
 pub const BUDGET_FN: &str = "pgrst_budget";
 
+/// The budget check alone, for a write statement without a row loop to put it in
+/// (`INSERT … DEFAULT VALUES`, run once per object).
+pub const BUDGET_CHECK_SQL: &str = "SELECT pgrst_budget()";
+
 /// Registers `pgrst_budget()`: true while `within()` says the running write may go on, else
 /// an error. An error from a function ends only its statement (SQLite rolls back the statement,
 /// the transaction stays), where an interrupt would roll back the whole transaction, so a

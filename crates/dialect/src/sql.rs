@@ -9,11 +9,15 @@
 //! request body, or the keys of the rows a write touched); their other parameters are then
 //! numbered from `?2` ([`Sql::reserving_first`]). [`select_keyed`] re-reads rows by key (for
 //! `return=representation`), [`select_with_key`] reads rows together with their key (before a
-//! DELETE removes them).
+//! DELETE removes them). Every statement that scans rows for a write opens its `WHERE` with
+//! the per-row budget check `pgrst_budget()` ([`budget_where`]; see
+//! [`crate::functions::register_budget`]), so the writer can stop it at its request's time
+//! budget without ending the transaction it shares with other requests.
 
 use rusqlite::types::Value;
 
 use crate::fts::{FullTextIndex, MatchScope};
+use crate::functions::BUDGET_FN;
 use crate::ident::push_quoted;
 use crate::plan::{
     CastType, Condition, Expr, OrderItem, Predicate, ReadNode, SqlCmp, distinct_exprs,
@@ -106,6 +110,18 @@ fn from_where(sql: &mut Sql, node: &ReadNode) {
     sql.push(" AS ");
     push_quoted(&mut sql.text, &node.alias);
     where_clause(sql, &node.alias, &node.conditions);
+}
+
+/// ` WHERE pgrst_budget() AND c1 AND c2 …`: the per-row budget check of a write's statement,
+/// then the request's conditions over columns qualified by `qualifier`.
+pub(crate) fn budget_where(sql: &mut Sql, qualifier: &str, conditions: &[Condition]) {
+    sql.push(" WHERE ");
+    sql.push(BUDGET_FN);
+    sql.push("()");
+    for c in conditions {
+        sql.push(" AND ");
+        condition(sql, qualifier, c);
+    }
 }
 
 /// ` WHERE c1 AND c2 …` over columns qualified by `qualifier` (nothing when there are none).
@@ -223,14 +239,19 @@ pub fn select_keyed(node: &ReadNode, key: &RowKey) -> Sql {
 }
 
 /// The node's rows with their key after the fields, in the node's order, without paging:
-/// `SELECT <fields>, <key> FROM "rel" AS "t0" WHERE … ORDER BY …`.
+/// `SELECT <fields>, <key> FROM "rel" AS "t0" WHERE pgrst_budget() AND … ORDER BY …` (read by
+/// the writer before a DELETE, so it checks the write's budget on every row it scans).
 pub fn select_with_key(node: &ReadNode, key: &RowKey) -> Sql {
     let mut sql = Sql::default();
     sql.push("SELECT ");
     fields(&mut sql, node);
     sql.push(", ");
     key_exprs(&mut sql, &node.alias, key);
-    from_where(&mut sql, node);
+    sql.push(" FROM ");
+    push_quoted(&mut sql.text, &node.relation.name);
+    sql.push(" AS ");
+    push_quoted(&mut sql.text, &node.alias);
+    budget_where(&mut sql, &node.alias, &node.conditions);
     order_by(&mut sql, node, None);
     sql
 }

@@ -101,6 +101,9 @@ pub struct WritePlan {
     /// Instead of a statement: run `statement` this many times (objects without keys insert
     /// one row of defaults each).
     pub repeat: usize,
+    /// The statement has no row loop to check the write's budget in (`DEFAULT VALUES`): the
+    /// budget is checked before each run instead.
+    pub budget_each_run: bool,
     /// The body parameter, when it differs from the request's payload (PUT keeps only the
     /// object that matches the URL).
     pub body: Option<String>,
@@ -428,6 +431,7 @@ pub fn plan_write(
     let mut resolution_applied = false;
     let mut body = None;
     let mut repeat = 1;
+    let mut budget_each_run = false;
     let statement = match req.mutation {
         Mutation::Insert => {
             let names = req.query.columns.as_ref().unwrap_or(&payload.keys);
@@ -453,6 +457,7 @@ pub fn plan_write(
             } else if cols.is_empty() {
                 // Objects without keys: one row of defaults each.
                 repeat = payload.rows;
+                budget_each_run = true;
                 counts_inserts = false;
                 Some(dml::insert_defaults(&rel, &returning))
             } else {
@@ -507,6 +512,7 @@ pub fn plan_write(
         relation: rel,
         statement,
         repeat,
+        budget_each_run,
         body,
         returning,
         uses_returning: !virtual_table,

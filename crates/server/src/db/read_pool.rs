@@ -6,8 +6,9 @@
 //! progress handler. Almost every PostgREST read (a point lookup, a page of rows) finishes well
 //! inside it, so it never pays the hop to the blocking pool. A read that runs over is
 //! interrupted and re-run from scratch (reads have no side effects) on a blocking-pool
-//! connection, with the request's full time budget; past that budget it is interrupted and
-//! answered 504 (SQLSTATE 57014). The blocking pool holds as many connections as cores.
+//! connection, with what is left of the request's time budget (it started when the request
+//! arrived, [`ReadPool::run_within`]); past that budget it is interrupted and answered 504
+//! (SQLSTATE 57014). The blocking pool holds as many connections as cores.
 //!
 //! A read whose body outgrows [`BUFFER_BYTES`] is not kept in memory: it runs (again) on a
 //! blocking-pool connection and streams ([`ReadPool::read`], [`super::stream`]); that
@@ -170,18 +171,28 @@ impl ReadPool {
         })
     }
 
-    /// Runs a read: inline first, on the blocking pool if it outlives [`INLINE_BUDGET`].
+    /// Runs a read with the pool's whole time budget from now (see [`ReadPool::run_within`]).
     pub async fn run<T, F>(&self, f: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
         F: Fn(&Connection, &SchemaCache) -> Result<T, ApiError> + Send + Sync + 'static,
     {
-        let start = Instant::now();
+        self.run_within(Instant::now() + self.budget, f).await
+    }
+
+    /// Runs a read that must end by `deadline` (a request's: its arrival plus its budget):
+    /// inline first, on the blocking pool if it outlives [`INLINE_BUDGET`].
+    pub async fn run_within<T, F>(&self, deadline: Instant, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: Fn(&Connection, &SchemaCache) -> Result<T, ApiError> + Send + Sync + 'static,
+    {
         let f: Arc<ReadFn<T>> = Arc::new(f);
-        match self.run_inline(start + INLINE_BUDGET.min(self.budget), f.as_ref()) {
-            Err(e) if is_interrupt(&e) && self.budget > INLINE_BUDGET => {
+        let inline = (Instant::now() + INLINE_BUDGET).min(deadline);
+        match self.run_inline(inline, f.as_ref()) {
+            Err(e) if is_interrupt(&e) && inline < deadline => {
                 tracing::debug!("read outlived the inline budget; moving it to the blocking pool");
-                self.run_blocking(start, f).await
+                self.run_blocking(deadline, f).await
             }
             other => other,
         }
@@ -222,10 +233,9 @@ impl ReadPool {
 
     async fn run_blocking<T: Send + 'static>(
         &self,
-        start: Instant,
+        deadline: Instant,
         f: Arc<ReadFn<T>>,
     ) -> Result<T, ApiError> {
-        let deadline = start + self.budget;
         let permit = self.permit(deadline).await?;
         let conn = self.idle.lock().pop();
         let dsn = self.dsn.clone();
@@ -253,8 +263,8 @@ impl ReadPool {
     /// Runs a read that may answer with a large body: inline first with a body of at most
     /// [`BUFFER_BYTES`]; a read that outgrows it (or the inline budget) runs again on the
     /// blocking pool, where a large body streams. The stream keeps its connection and permit
-    /// until it ends; past the request's deadline it is cut.
-    pub async fn read<F>(&self, f: F) -> Result<ReadReply, ApiError>
+    /// until it ends; past the request's `deadline` (its arrival plus its budget) it is cut.
+    pub async fn read<F>(&self, deadline: Instant, f: F) -> Result<ReadReply, ApiError>
     where
         F: Fn(
                 &Connection,
@@ -265,10 +275,8 @@ impl ReadPool {
             + Sync
             + 'static,
     {
-        let start = Instant::now();
-        match self.run_inline(start + INLINE_BUDGET.min(self.budget), &|c, s| {
-            f(c, s, None)
-        }) {
+        let inline = (Instant::now() + INLINE_BUDGET).min(deadline);
+        match self.run_inline(inline, &|c, s| f(c, s, None)) {
             Ok(ReadOutcome::Whole(out)) => return Ok(ReadReply::Whole(out)),
             Ok(ReadOutcome::TooLarge) => {
                 tracing::debug!("read outgrew its buffer; streaming it from the blocking pool");
@@ -276,12 +284,11 @@ impl ReadPool {
             Ok(ReadOutcome::Streamed) => {
                 return Err(ApiError::internal("an inline read streamed"));
             }
-            Err(e) if is_interrupt(&e) && self.budget > INLINE_BUDGET => {
+            Err(e) if is_interrupt(&e) && inline < deadline => {
                 tracing::debug!("read outlived the inline budget; moving it to the blocking pool");
             }
             Err(e) => return Err(e),
         }
-        let deadline = start + self.budget;
         let permit = self.permit(deadline).await?;
         let conn = self.idle.lock().pop();
         let dsn = self.dsn.clone();

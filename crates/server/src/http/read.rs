@@ -2,10 +2,13 @@
 //!
 //! The query string and headers are parsed on the async thread; planning and execution run
 //! together in the read pool (inline when short), so a request that names something the cache
-//! does not know yet is planned again after a schema check (see `db::read_pool`). The response
+//! does not know yet is planned again after a schema check (see `db::read_pool`), within the
+//! request's time budget (from its arrival: a body that took long leaves less). The response
 //! carries PostgREST's headers: `Content-Range`, `Content-Location`, `Vary`,
 //! `Preference-Applied`, `Content-Profile`. A body larger than the read pool's buffer streams
 //! (chunked, without `Content-Length`; see `db::stream`).
+
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::response::Response;
@@ -26,6 +29,7 @@ pub async fn handle(
     raw_segment: &str,
     parts: &Parts,
     head: bool,
+    deadline: Instant,
 ) -> Result<Response, ApiError> {
     let raw_query = parts.uri.query().unwrap_or("");
     let params = QueryParams::parse(raw_query)?;
@@ -46,7 +50,7 @@ pub async fn handle(
     let reply = state
         .db
         .reads
-        .read(move |conn, cache, stream| {
+        .read(deadline, move |conn, cache, stream| {
             let plan = plan_read(cache, &target, &params, &headers, limits)?;
             read(conn, &plan, head, BUFFER_BYTES, stream)
         })
