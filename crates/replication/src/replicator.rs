@@ -34,9 +34,10 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::client::deadline::Deadline;
 use crate::client::{
     ClientError, ClientOptions, NetworkOptions, ReadRange, ReplicaClient, ReplicaMetrics,
-    open_client,
+    open_backend,
 };
 use crate::config::{Config, ConfigError, DbConfig};
 use crate::db::{Database, DbError};
@@ -100,12 +101,22 @@ pub struct ReplicatorOptions {
     /// See [`crate::health`]; default 60 s or `SQLITEREST_REPLICATION_RETRY_WINDOW`.
     pub retry_window: Duration,
     pub probe_interval: Duration,
+    /// Network settings, and the deadline of every replica operation
+    /// ([`NetworkOptions::operation_timeout`]: default 30 s or
+    /// `SQLITEREST_REPLICATION_OPERATION_TIMEOUT`).
     pub network: NetworkOptions,
     /// Check run on a database restored at start-up (default: full `integrity_check`).
     pub restore_integrity_check: IntegrityCheck,
     /// Restore progress (start-up restores).
     pub restore_progress: Option<ProgressFn>,
+    /// Wraps the replica client once it is opened, before anything uses it (every
+    /// operation of start-up, the replicator's tasks and shutdown goes through the wrapper):
+    /// the place for instrumentation or fault injection. `None` in the shipped server.
+    pub wrap_client: Option<WrapClient>,
 }
+
+/// A function that wraps the opened replica client ([`ReplicatorOptions::wrap_client`]).
+pub type WrapClient = Arc<dyn Fn(Arc<dyn ReplicaClient>) -> Arc<dyn ReplicaClient> + Send + Sync>;
 
 impl std::fmt::Debug for ReplicatorOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -126,9 +137,10 @@ impl ReplicatorOptions {
             replica_metrics: None,
             retry_window: crate::health::retry_window_from_env()?,
             probe_interval: PROBE_INTERVAL,
-            network: NetworkOptions::default(),
+            network: NetworkOptions::from_env()?,
             restore_integrity_check: IntegrityCheck::Full,
             restore_progress: None,
+            wrap_client: None,
         })
     }
 }
@@ -157,6 +169,16 @@ pub enum StartError {
     Metrics(#[from] prometheus::Error),
     #[error("{0}")]
     Other(String),
+}
+
+impl UploadError {
+    /// See [`ClientError::stalled`].
+    fn stalled(&self) -> Duration {
+        match self {
+            UploadError::Client(e) => e.stalled(),
+            _ => Duration::ZERO,
+        }
+    }
 }
 
 impl From<StartupError> for StartError {
@@ -189,6 +211,8 @@ pub(crate) struct Shared {
     pub checkpoint_lock: Arc<RwLock<()>>,
     /// Wakes the sync task.
     wake: Notify,
+    /// The deadline of replica operations.
+    pub operation_timeout: Duration,
     last_upload: Mutex<Option<SystemTime>>,
     pub start_action: StartAction,
 }
@@ -413,7 +437,7 @@ impl Replicator {
         target
             .ensure_supported()
             .map_err(|e| StartError::Other(e.to_string()))?;
-        let client = open_client(
+        let client = open_backend(
             target,
             &ClientOptions {
                 metrics: Some(replica_metrics),
@@ -422,6 +446,12 @@ impl Replicator {
             },
         )
         .await?;
+        let client = match &options.wrap_client {
+            Some(wrap) => wrap(client),
+            None => client,
+        };
+        // Every operation has a deadline, so a hang is an error like any other.
+        let client = Deadline::wrap(client, options.network.operation_timeout);
         client
             .probe()
             .await
@@ -517,6 +547,7 @@ impl Replicator {
             position: Mutex::new(position),
             checkpoint_lock,
             wake: Notify::new(),
+            operation_timeout: options.network.operation_timeout,
             last_upload: Mutex::new(None),
             start_action: prepared.action,
         });
@@ -622,8 +653,15 @@ impl Replicator {
         let timeout = self.shared.config.shutdown_sync_timeout;
         let result = self.final_sync(timeout).await;
         self.stop_all.cancel();
-        for t in self.tasks {
-            let _ = t.await;
+        // Every task stops at its next await once cancelled; one stuck in a replica operation
+        // is abandoned at its deadline at the latest (a thread stuck in a system call on a
+        // dead mount never returns, so the wait is bounded).
+        let grace = self.shared.operation_timeout + Duration::from_secs(1);
+        for mut t in self.tasks {
+            if tokio::time::timeout(grace, &mut t).await.is_err() {
+                t.abort();
+                tracing::warn!(db = %self.shared.db_path.display(), "a replication task did not stop in time; abandoned");
+            }
         }
         let positions = self.shared.progress.positions();
         if let Some(f) = self.shared.health.fatal() {
@@ -934,7 +972,11 @@ async fn upload_loop(shared: Arc<Shared>, mut remote: TxId, stop: CancellationTo
             }
             let txid = TxId(remote.get() + 1);
             let started = Instant::now();
-            match upload_one(&shared, txid).await {
+            let uploaded_one = tokio::select! {
+                _ = stop.cancelled() => return,
+                r = upload_one(&shared, txid) => r,
+            };
+            match uploaded_one {
                 Ok(size) => {
                     remote = txid;
                     shared.progress.uploaded(txid);
@@ -947,7 +989,9 @@ async fn upload_loop(shared: Arc<Shared>, mut remote: TxId, stop: CancellationTo
                     tracing::debug!(db = %shared.db_path.display(), txid = %txid, size, took_ms = started.elapsed().as_millis() as u64, "ltx file uploaded");
                 }
                 Err(e) => {
-                    let wait = shared.health.error(Component::Upload, &e);
+                    let wait = shared
+                        .health
+                        .error_stalled(Component::Upload, &e, e.stalled());
                     tokio::select! {
                         _ = stop.cancelled() => return,
                         _ = tokio::time::sleep(wait) => {}
@@ -1049,7 +1093,9 @@ async fn probe_loop(shared: Arc<Shared>, interval: Duration, stop: CancellationT
         match result {
             Ok(()) => shared.health.ok(Component::Probe),
             Err(e) => {
-                shared.health.error(Component::Probe, &e);
+                shared
+                    .health
+                    .error_stalled(Component::Probe, &e, e.stalled());
             }
         }
     }
