@@ -571,18 +571,34 @@ impl Replicator {
         let stop_background = stop_all.child_token();
         let (sync_ctl, ctl_rx) = mpsc::channel(4);
         let tasks = vec![
-            tokio::spawn(sync_loop(shared.clone(), syncer, ctl_rx, stop_all.clone())),
-            tokio::spawn(upload_loop(
-                shared.clone(),
-                prepared.replica_txid,
-                stop_all.clone(),
-            )),
-            tokio::spawn(maintenance::run(shared.clone(), stop_background.clone())),
-            tokio::spawn(probe_loop(
-                shared.clone(),
-                options.probe_interval,
-                stop_background.clone(),
-            )),
+            supervised(
+                &shared,
+                &stop_all,
+                Component::Sync,
+                sync_loop(shared.clone(), syncer, ctl_rx, stop_all.clone()),
+            ),
+            supervised(
+                &shared,
+                &stop_all,
+                Component::Upload,
+                upload_loop(shared.clone(), prepared.replica_txid, stop_all.clone()),
+            ),
+            supervised(
+                &shared,
+                &stop_all,
+                Component::Compaction,
+                maintenance::run(shared.clone(), stop_background.clone()),
+            ),
+            supervised(
+                &shared,
+                &stop_all,
+                Component::Probe,
+                probe_loop(
+                    shared.clone(),
+                    options.probe_interval,
+                    stop_background.clone(),
+                ),
+            ),
             tokio::spawn(watchdog(shared.clone(), stop_all.clone())),
         ];
         tracing::info!(
@@ -785,6 +801,35 @@ fn adopt(syncer: &Syncer, info: LtxFileInfo, path: &Path) -> Result<Position, St
     Ok(Position {
         txid: header.max_txid,
         header: Some(header),
+    })
+}
+
+/// Spawns one of the replicator's tasks so that a panic in it is fatal (and stops the
+/// others) instead of silently ending, say, every upload while the server keeps
+/// acknowledging writes.
+fn supervised(
+    shared: &Arc<Shared>,
+    stop: &CancellationToken,
+    component: Component,
+    task: impl Future<Output = ()> + Send + 'static,
+) -> JoinHandle<()> {
+    use futures::FutureExt;
+    let (shared, stop) = (shared.clone(), stop.clone());
+    tokio::spawn(async move {
+        if let Err(panic) = std::panic::AssertUnwindSafe(task).catch_unwind().await {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown cause".into());
+            shared.health.set_fatal(FatalError {
+                component,
+                failing_for: Duration::ZERO,
+                window: shared.health.window(),
+                last_error: format!("the {component} task panicked: {what}"),
+            });
+            stop.cancel();
+        }
     })
 }
 
