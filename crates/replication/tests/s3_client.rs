@@ -235,8 +235,8 @@ async fn multipart_upload_keeps_bytes_and_metadata() {
     common::contract::large_streamed_write(c.as_ref()).await;
 }
 
-#[tokio::test]
-async fn probe_fails_fast_against_a_closed_port() {
+/// A client of `s3://bucket/db` on a port where nothing listens.
+async fn closed_port_client(network: NetworkOptions) -> Arc<dyn ReplicaClient> {
     let port = testkit::free_port();
     let target = parse_replica_url(&format!(
         "s3://bucket/db?endpoint=127.0.0.1:{port}&region=us-east-1"
@@ -248,13 +248,19 @@ async fn probe_fails_fast_against_a_closed_port() {
     s3.access_key_id = Some("id".into());
     s3.secret_access_key = Some(replication::target::Secret("secret".into()));
     let options = ClientOptions {
-        network: NetworkOptions {
-            probe_timeout: Duration::from_secs(20),
-            ..Default::default()
-        },
+        network,
         ..Default::default()
     };
-    let c = open_client(&ReplicaTarget::S3(s3), &options).await.unwrap();
+    open_client(&ReplicaTarget::S3(s3), &options).await.unwrap()
+}
+
+#[tokio::test]
+async fn probe_fails_fast_against_a_closed_port() {
+    let c = closed_port_client(NetworkOptions {
+        probe_timeout: Duration::from_secs(20),
+        ..Default::default()
+    })
+    .await;
     let err = c.probe().await.unwrap_err();
     // Connection refused surfaces as a backend error (not the probe's own deadline).
     match &err {
@@ -271,24 +277,11 @@ async fn an_upload_that_fails_when_it_completes_is_an_error_not_a_panic() {
     // The request that sends a small file (the upload's completion) cannot reach the
     // server: the write must fail like any other replica error, not panic in the uploading
     // task (which would end uploads without a word).
-    let port = testkit::free_port();
-    let target = parse_replica_url(&format!(
-        "s3://bucket/db?endpoint=127.0.0.1:{port}&region=us-east-1"
-    ))
-    .unwrap();
-    let ReplicaTarget::S3(mut s3) = target else {
-        panic!()
-    };
-    s3.access_key_id = Some("id".into());
-    s3.secret_access_key = Some(replication::target::Secret("secret".into()));
-    let options = ClientOptions {
-        network: NetworkOptions {
-            max_retries: 1,
-            ..Default::default()
-        },
+    let c = closed_port_client(NetworkOptions {
+        max_retries: 1,
         ..Default::default()
-    };
-    let c = open_client(&ReplicaTarget::S3(s3), &options).await.unwrap();
+    })
+    .await;
     let name = "0000000000000001-0000000000000001.ltx".parse().unwrap();
     let write = tokio::spawn(async move {
         c.write_bytes(

@@ -151,7 +151,10 @@ fn main() -> ExitCode {
             } else {
                 "ERROR (the harness could not run)"
             };
-            println!("torture: {kind} (seed 0x{seed:016x}): {e:#}");
+            println!(
+                "torture: {kind} (seed 0x{seed:016x}, after {:.0} s): {e:#}",
+                summary.elapsed.as_secs_f64()
+            );
             println!("torture: reproduce with: {reproduce}");
             println!("torture: work dir kept: {}", dir.display());
             ExitCode::FAILURE

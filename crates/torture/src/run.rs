@@ -436,7 +436,7 @@ impl CyclePlan {
             cli: rng.random_bool(0.8),
             cli_pause: Duration::from_millis(rng.random_range(2..=60)),
             cli_checkpoints: rng.random_bool(0.7),
-            pouncer: rng.random_bool(0.85),
+            pouncer: rng.random_bool(0.9),
             long_readers: if quiet_readers {
                 0
             } else {
@@ -451,7 +451,7 @@ impl CyclePlan {
             faults.push((at, Fault::random(rng, network), for_));
         }
         faults.sort_by_key(|f| f.0);
-        let outage = (!last && rng.random_bool(0.06)).then(|| {
+        let outage = (!last && rng.random_bool(0.04)).then(|| {
             let fault = match Fault::random(rng, network) {
                 // Delays and resets do not stop a replica for good.
                 Fault::Replica(ReplicaFault::Delay(_))

@@ -187,6 +187,18 @@ pub struct LoadContext {
     pub max_bulk: usize,
 }
 
+impl LoadContext {
+    /// Records a tagged write; the keys it wrote become known if it was acknowledged.
+    fn record(&self, rng: &mut StdRng, op: Op, keys: impl IntoIterator<Item = String>) {
+        if matches!(op.outcome, Outcome::Acked { .. }) {
+            for k in keys {
+                self.keys.add(rng, k);
+            }
+        }
+        self.book.record(op);
+    }
+}
+
 /// A running load; [`Load::stop`] ends it.
 pub struct Load {
     stop: Arc<AtomicBool>,
@@ -441,17 +453,13 @@ async fn http_writer(
             }
         };
         if tagged {
-            if let Outcome::Acked { .. } = outcome {
-                for k in new_keys {
-                    ctx.keys.add(&mut rng, k);
-                }
-            }
-            ctx.book.record(Op {
+            let op = Op {
                 id,
                 writer: Writer::Http,
                 sent,
                 outcome,
-            });
+            };
+            ctx.record(&mut rng, op, new_keys);
         } else {
             ctx.book.untagged.fetch_add(1, Ordering::Relaxed);
         }
@@ -542,7 +550,14 @@ impl Shell {
 }
 
 /// One tagged CLI write: the SQL ends with `SELECT changes();`.
-async fn cli_tagged(ctx: &LoadContext, shell: &mut Shell, id: u64, sql: &str) {
+async fn cli_tagged(
+    ctx: &LoadContext,
+    shell: &mut Shell,
+    rng: &mut StdRng,
+    id: u64,
+    sql: &str,
+    keys: Vec<String>,
+) {
     let sent = Instant::now();
     let outcome = match shell.run(sql).await {
         Ok(Some(out)) => Outcome::Acked {
@@ -552,12 +567,13 @@ async fn cli_tagged(ctx: &LoadContext, shell: &mut Shell, id: u64, sql: &str) {
         Ok(None) => Outcome::Failed,
         Err(()) => Outcome::Unknown,
     };
-    ctx.book.record(Op {
+    let op = Op {
         id,
         writer: Writer::Cli,
         sent,
         outcome,
-    });
+    };
+    ctx.record(rng, op, keys);
 }
 
 /// One random statement of the other process; returns what it was.
@@ -577,8 +593,7 @@ pub async fn cli_step(
                 rng.random_range(0..1_000_000),
                 pad(rng, ctx.max_pad.min(800))
             );
-            cli_tagged(ctx, shell, id, &sql).await;
-            ctx.keys.add(rng, k);
+            cli_tagged(ctx, shell, rng, id, &sql, vec![k]).await;
             "insert"
         }
         55..=74 => {
@@ -590,7 +605,7 @@ pub async fn cli_step(
                 "UPDATE items SET v = {}, op = {id} WHERE k = '{k}'; SELECT changes();",
                 rng.random_range(0..1_000_000)
             );
-            cli_tagged(ctx, shell, id, &sql).await;
+            cli_tagged(ctx, shell, rng, id, &sql, Vec::new()).await;
             "update"
         }
         75..=84 => {
@@ -703,18 +718,18 @@ fn pouncer(ctx: &LoadContext, seed: u64, stop: &AtomicBool) {
                     Outcome::Failed
                 }
             };
-            if matches!(outcome, Outcome::Acked { .. }) {
-                ctx.keys.add(&mut rng, k);
-            }
-            ctx.book.record(Op {
+            let op = Op {
                 id,
                 writer: Writer::Pouncer,
                 sent,
                 outcome,
-            });
+            };
+            ctx.record(&mut rng, op, [k]);
         }
         was_backfilled = backfilled;
-        std::thread::sleep(Duration::from_micros(100));
+        // The replicator's gap between a checkpoint and its write barrier lasts some tens of
+        // microseconds: look often (one small read per look).
+        std::thread::sleep(Duration::from_micros(40));
     }
 }
 
