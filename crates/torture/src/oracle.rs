@@ -378,7 +378,12 @@ fn integrity(
             check,
             format!(
                 "{context}: {}",
-                lines.iter().take(5).cloned().collect::<Vec<_>>().join("; ")
+                lines
+                    .join(" / ")
+                    .replace('\n', " / ")
+                    .chars()
+                    .take(600)
+                    .collect::<String>()
             ),
         ));
     }
