@@ -643,6 +643,76 @@ async fn a_crash_under_a_write_load_restarts_and_replicates_what_was_left() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "open hazard found by the torture harness (issue 9): a WAL restart while the server is down loses the commits it had not synced"]
+async fn commits_not_yet_replicated_survive_a_wal_restart_while_the_server_is_down() {
+    // The server dies with a commit not yet in any LTX file; while it is down another process
+    // checkpoints the whole WAL and writes, which restarts the WAL from its start. The next
+    // start must still put that commit on the replica (a full snapshot if it cannot be read
+    // from the WAL any more), never continue from the restarted WAL as if nothing was lost.
+    let test = "commits_not_yet_replicated_survive_a_wal_restart_while_the_server_is_down";
+    let (Some(ls), Some(sqlite3)) = (
+        Litestream::require(test),
+        testkit::require_tool(testkit::Tool::Sqlite3, test),
+    ) else {
+        return;
+    };
+    let setup = Setup::file();
+    create_db(&setup.db, 200);
+    let mut s = setup.serve().await;
+    // Enough synced WAL that the write after the restart does not reach its end.
+    for _ in 0..30 {
+        let r = s
+            .client
+            .post(format!("{}/t", s.base))
+            .bearer_auth(s.token())
+            .json(&serde_json::json!({"v": "x".repeat(4000)}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    s.wait_replicated("").await;
+    s.child.kill().unwrap();
+    s.child.wait().unwrap();
+    // Another connection stays open meanwhile, so no process's last close checkpoints and
+    // removes the WAL.
+    let keep = rusqlite::Connection::open(&setup.db).unwrap();
+    keep.query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0))
+        .unwrap();
+    // Committed after the last sync (on the first page, which the next write leaves alone),
+    // then checkpointed; then a write restarts the WAL.
+    testkit::sqlite3_exec(
+        &sqlite3,
+        &setup.db,
+        "UPDATE t SET v = 'unsynced' WHERE id = 1",
+    );
+    testkit::sqlite3_exec(&sqlite3, &setup.db, "PRAGMA wal_checkpoint(PASSIVE)");
+    testkit::sqlite3_exec(
+        &sqlite3,
+        &setup.db,
+        "INSERT INTO t(v) VALUES ('after the restart')",
+    );
+    let mut s = setup.serve().await;
+    drop(keep);
+    s.wait_replicated("").await;
+    s.stop().await;
+    let out = setup.litestream_restore(&ls, "after-restart.db");
+    let first = |db: &Path| -> String {
+        rusqlite::Connection::open(db)
+            .unwrap()
+            .query_row("SELECT v FROM t WHERE id = 1", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(first(&setup.db), "unsynced");
+    assert_eq!(
+        first(&out),
+        "unsynced",
+        "the replica lost the commit the WAL restart overwrote"
+    );
+    assert_eq!(ids(&out), ids(&setup.db));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_writes_reach_the_replica_without_waiting_for_a_poll() {
     let setup = Setup::file();
     // A long monitor interval: only the writer's commit notices can make it quick.
