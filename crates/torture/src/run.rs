@@ -262,7 +262,18 @@ async fn run_epoch(
         // The last cycle of the run ends with SIGTERM (the strictest check).
         let last = run_end.saturating_duration_since(now) < LAST_CYCLE
             || epoch_end.saturating_duration_since(now) < LAST_CYCLE;
-        let plan = CyclePlan::random(rng, settings, env.s3.is_some(), cycle_in_epoch > 1, last);
+        // An outage takes the retry window and more: not in a short run's first cycles, where
+        // the data-loss races are looked for.
+        let allow_outage = summary.cycles > 2
+            && run_end.saturating_duration_since(now) > settings.retry_window + LAST_CYCLE * 2;
+        let plan = CyclePlan::random(
+            rng,
+            settings,
+            env.s3.is_some(),
+            cycle_in_epoch > 1,
+            last,
+            allow_outage,
+        );
         let cycle = Cycle {
             env,
             settings,
@@ -423,21 +434,22 @@ impl CyclePlan {
         network: bool,
         may_diverge: bool,
         last: bool,
+        allow_outage: bool,
     ) -> CyclePlan {
+        // Every draw happens whatever the conditions (which depend on timing), so a seed
+        // gives every cycle the same plan on any machine.
         let length = Duration::from_millis(rng.random_range(3000..=9000));
-        let quiet_readers = rng.random_bool(0.5);
+        let http_writers = rng.random_range(1..=settings.http_writers);
+        let think = Duration::from_millis(rng.random_range(1..=30));
+        let no_think = rng.random_bool(0.7);
         let shape = LoadShape {
-            http_writers: rng.random_range(1..=settings.http_writers),
-            think: if rng.random_bool(0.7) {
-                Duration::ZERO
-            } else {
-                Duration::from_millis(rng.random_range(1..=30))
-            },
+            http_writers,
+            think: if no_think { Duration::ZERO } else { think },
             cli: rng.random_bool(0.8),
             cli_pause: Duration::from_millis(rng.random_range(2..=60)),
             cli_checkpoints: rng.random_bool(0.7),
             pouncer: rng.random_bool(0.9),
-            long_readers: if quiet_readers {
+            long_readers: if rng.random_bool(0.5) {
                 0
             } else {
                 rng.random_range(1..=2)
@@ -451,18 +463,21 @@ impl CyclePlan {
             faults.push((at, Fault::random(rng, network), for_));
         }
         faults.sort_by_key(|f| f.0);
-        let outage = (!last && rng.random_bool(0.04)).then(|| {
-            let fault = match Fault::random(rng, network) {
-                // Delays and resets do not stop a replica for good.
-                Fault::Replica(ReplicaFault::Delay(_))
-                | Fault::Net(NetFault::Delay(_) | NetFault::Reset) => {
-                    Fault::Replica(ReplicaFault::Error)
-                }
-                f => f,
-            };
-            (length.mul_f64(rng.random_range(0.1..0.6)), fault)
-        });
-        let stop = if last || rng.random_bool(0.4) {
+        let outage_roll = rng.random_bool(0.05);
+        let outage_fault = match Fault::random(rng, network) {
+            // Delays and resets do not stop a replica for good.
+            Fault::Replica(ReplicaFault::Delay(_))
+            | Fault::Net(NetFault::Delay(_) | NetFault::Reset) => {
+                Fault::Replica(ReplicaFault::Error)
+            }
+            f => f,
+        };
+        let outage_at = length.mul_f64(rng.random_range(0.1..0.6));
+        let term_roll = rng.random_bool(0.4);
+        let diverge_roll = rng.random_bool(0.07);
+        let down_roll = rng.random_bool(0.25);
+        let down_writes = rng.random_range(1..=6);
+        let stop = if last || term_roll {
             Stop::Term
         } else {
             Stop::Kill
@@ -471,11 +486,11 @@ impl CyclePlan {
             length,
             shape,
             faults,
-            outage,
+            outage: (allow_outage && !last && outage_roll).then_some((outage_at, outage_fault)),
             stop,
-            diverge: may_diverge && !last && rng.random_bool(0.07),
-            writes_while_down: if stop == Stop::Kill && rng.random_bool(0.25) {
-                rng.random_range(1..=6)
+            diverge: may_diverge && !last && diverge_roll,
+            writes_while_down: if stop == Stop::Kill && down_roll {
+                down_writes
             } else {
                 0
             },
@@ -657,8 +672,13 @@ impl Cycle<'_> {
             let mut r = StdRng::seed_from_u64(rng.random::<u64>());
             let mut shell = workload::Shell::new(&self.ctx.sqlite3, &self.ctx.db);
             for _ in 0..plan.writes_while_down {
-                workload::cli_step(self.ctx, &mut shell, &mut r, true).await;
+                // Often a checkpoint: with the replicator gone, a checkpoint then a write
+                // restarts the WAL behind its back.
+                workload::cli_step(self.ctx, &mut shell, &mut r, 0.35).await;
                 summary.writes_while_down += 1;
+            }
+            if r.random_bool(0.5) {
+                shell.close().await;
             }
         }
         Ok(ending)

@@ -55,7 +55,8 @@ impl Settings {
     pub fn random(rng: &mut StdRng, replica: Option<ReplicaChoice>) -> Settings {
         let ms =
             |rng: &mut StdRng, lo: u64, hi: u64| Duration::from_millis(rng.random_range(lo..=hi));
-        let replica = replica.unwrap_or(if rng.random_bool(0.5) {
+        let s3 = rng.random_bool(0.5);
+        let replica = replica.unwrap_or(if s3 {
             ReplicaChoice::S3
         } else {
             ReplicaChoice::File

@@ -493,6 +493,15 @@ impl Shell {
         }
     }
 
+    /// Ends the shell cleanly (its connection closes; if it is the database's last, SQLite
+    /// checkpoints and removes the WAL). Dropping a shell kills it instead.
+    pub async fn close(mut self) {
+        if let Some((mut child, stdin, _)) = self.running.take() {
+            drop(stdin);
+            let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
+        }
+    }
+
     /// Runs `sql`: `Ok(Some(output))` if it succeeded, `Ok(None)` if it failed, `Err` if
     /// its fate is unknown.
     pub async fn run(&mut self, sql: &str) -> Result<Option<String>, ()> {
@@ -576,14 +585,21 @@ async fn cli_tagged(
     ctx.record(rng, op, keys);
 }
 
-/// One random statement of the other process; returns what it was.
+/// One random statement of the other process, a `PRAGMA wal_checkpoint` of a random mode
+/// with probability `checkpoint`; returns what it was.
 pub async fn cli_step(
     ctx: &LoadContext,
     shell: &mut Shell,
     rng: &mut StdRng,
-    checkpoints: bool,
+    checkpoint: f64,
 ) -> &'static str {
-    let choice = rng.random_range(0..100);
+    if rng.random_bool(checkpoint) {
+        let mode = ["PASSIVE", "FULL", "RESTART", "TRUNCATE"][rng.random_range(0..4)];
+        let _ = shell.run(&format!("PRAGMA wal_checkpoint({mode});")).await;
+        ctx.book.checkpoints.fetch_add(1, Ordering::Relaxed);
+        return "checkpoint";
+    }
+    let choice = rng.random_range(0..85);
     match choice {
         0..=54 => {
             let id = ctx.book.next_id();
@@ -608,7 +624,7 @@ pub async fn cli_step(
             cli_tagged(ctx, shell, rng, id, &sql, Vec::new()).await;
             "update"
         }
-        75..=84 => {
+        _ => {
             let Some(k) = ctx.keys.pick(rng, 1).pop() else {
                 return "nothing";
             };
@@ -619,13 +635,6 @@ pub async fn cli_step(
             ctx.book.untagged.fetch_add(1, Ordering::Relaxed);
             "delete"
         }
-        _ if checkpoints && rng.random_bool(0.3) => {
-            let mode = ["PASSIVE", "FULL", "RESTART", "TRUNCATE"][rng.random_range(0..4)];
-            let _ = shell.run(&format!("PRAGMA wal_checkpoint({mode});")).await;
-            ctx.book.checkpoints.fetch_add(1, Ordering::Relaxed);
-            "checkpoint"
-        }
-        _ => "nothing",
     }
 }
 
@@ -643,7 +652,8 @@ async fn cli_writer(
         if stop.load(Ordering::Relaxed) {
             break;
         }
-        cli_step(&ctx, &mut shell, &mut rng, checkpoints).await;
+        let chance = if checkpoints { 0.05 } else { 0.0 };
+        cli_step(&ctx, &mut shell, &mut rng, chance).await;
     }
 }
 
