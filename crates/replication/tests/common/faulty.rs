@@ -1,5 +1,6 @@
 //! A real replica client behind a switch that tests flip to inject one fault: every
-//! operation blocking a thread (a file replica on a dead NFS mount), or a panic in writes.
+//! operation blocking a thread (a file replica on a dead NFS mount), a panic in writes, or
+//! failing L0 uploads.
 //! Install it with [`replication::ReplicatorOptions::wrap_client`] ([`Switch::wrapper`]).
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
@@ -23,6 +24,8 @@ pub enum Fault {
     Block,
     /// Writes panic.
     PanicOnWrite,
+    /// Writes of L0 files fail (other levels work).
+    FailL0Writes,
 }
 
 /// The switch shared by the test and the wrapper. Dropping the test's handle
@@ -135,8 +138,16 @@ impl ReplicaClient for Faulty {
         created_at: DateTime<Utc>,
     ) -> Result<LtxFileInfo, ClientError> {
         self.switch.pass().await;
-        if self.switch.get() == Fault::PanicOnWrite {
-            panic!("injected panic in a replica write");
+        match self.switch.get() {
+            Fault::PanicOnWrite => panic!("injected panic in a replica write"),
+            Fault::FailL0Writes if level == Level::L0 => {
+                return Err(ClientError::Backend {
+                    replica: self.inner.describe(),
+                    operation: "put",
+                    message: "injected L0 write failure".into(),
+                });
+            }
+            _ => {}
         }
         self.inner.write(level, name, body, created_at).await
     }
