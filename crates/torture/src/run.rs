@@ -398,9 +398,10 @@ impl std::fmt::Display for CyclePlan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{:.1}s, {} http writers, cli {}, readers {}, pouncer {}, stop {:?}",
+            "{:.1}s, {} http writers (size {:.2}), cli {}, readers {}, pouncer {}, stop {:?}",
             self.length.as_secs_f64(),
             self.shape.http_writers,
+            self.shape.size,
             self.shape.cli,
             self.shape.long_readers,
             self.shape.pouncer,
@@ -449,7 +450,8 @@ impl CyclePlan {
             cli_pause: Duration::from_millis(rng.random_range(2..=60)),
             cli_checkpoints: rng.random_bool(0.7),
             pouncer: rng.random_bool(0.9),
-            long_readers: if rng.random_bool(0.5) {
+            size: rng.random_range(0.05..=1.0),
+            long_readers: if rng.random_bool(0.65) {
                 0
             } else {
                 rng.random_range(1..=2)

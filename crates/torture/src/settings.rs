@@ -61,7 +61,7 @@ impl Settings {
         } else {
             ReplicaChoice::File
         });
-        let min_checkpoint_page_count = rng.random_range(4..=96);
+        let min_checkpoint_page_count = rng.random_range(4..=48);
         let truncate_page_n = rng.random_range(min_checkpoint_page_count * 4..=4000);
         let retry_window = ms(rng, 20_000, 30_000);
         Settings {

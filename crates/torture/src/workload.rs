@@ -222,6 +222,9 @@ pub struct LoadShape {
     pub long_readers: usize,
     /// Run the [`pouncer`].
     pub pouncer: bool,
+    /// Scale (0..=1) of the run's largest pad and bulk size for this cycle: small writes make
+    /// frequent syncs and checkpoints, large ones big WAL files and page splits.
+    pub size: f64,
 }
 
 impl Load {
@@ -235,6 +238,11 @@ impl Load {
     ) -> anyhow::Result<Load> {
         let stop = Arc::new(AtomicBool::new(false));
         let stop_cli = Arc::new(AtomicBool::new(false));
+        let ctx = &LoadContext {
+            max_pad: (ctx.max_pad as f64 * shape.size) as usize,
+            max_bulk: ((ctx.max_bulk as f64 * shape.size) as usize).max(2),
+            ..ctx.clone()
+        };
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()?;
