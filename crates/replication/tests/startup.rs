@@ -6,14 +6,22 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use common::*;
-use replication::client::ListOptions;
+use ltx::FileName;
+use replication::client::{
+    ByteStream, ClientError, DirEntry, ListOptions, ReadRange, ReplicaClient,
+};
 use replication::level::Level;
+use replication::level::LtxFileInfo;
 use replication::plan::RestoreTarget;
 use replication::restore::IntegrityCheck;
 use replication::startup::{DivergenceKind, StartupError};
+use replication::target::ReplicaKind;
 use replication::{CommitNotice, Replicator, StartAction, StartError};
 
 struct Env {
@@ -249,6 +257,11 @@ async fn the_same_database_without_history_is_adopted() {
     // e.g. restored by hand with `litestream restore`, or the metadata directory was lost
     std::fs::remove_dir_all(env.meta()).unwrap();
     let r = env.start().await.unwrap();
+    adopted_then_replicates_a_write(&env, r).await;
+}
+
+/// Asserts `r` adopted the replica's position, then writes, replicates and stops.
+async fn adopted_then_replicates_a_write(env: &Env, r: Replicator) {
     assert!(
         matches!(r.handle().start_action(), StartAction::Adopted { .. }),
         "{:?}",
@@ -344,4 +357,433 @@ async fn a_replica_that_went_backwards_is_refused() {
         "{kind:?}"
     );
     let _ = Duration::ZERO;
+}
+
+/// Makes the upload of L0 file `txid` fail on the file replica of `env` (its temporary file
+/// path is taken by a directory), so everything from `txid` on stays local, as after a crash
+/// before the upload. Returns what [`unblock_upload`] needs.
+fn block_upload(env: &Env, txid: u64) -> PathBuf {
+    let name = ltx::FileName::new(ltx::TxId(txid), ltx::TxId(txid));
+    let blocker = env.dir.join("replica/ltx/0").join(format!("{name}.tmp"));
+    std::fs::create_dir_all(&blocker).unwrap();
+    blocker
+}
+
+fn unblock_upload(blocker: &Path) {
+    std::fs::remove_dir_all(blocker).unwrap();
+}
+
+/// The newest TXID on the replica.
+async fn replica_txid(env: &Env) -> u64 {
+    env.replica_files(Level::L0)
+        .await
+        .iter()
+        .map(|f| f.name.max.get())
+        .max()
+        .unwrap()
+}
+
+/// Restores the replica of `env` (integrity-checked) and asserts that it holds every row of
+/// the database.
+async fn assert_the_replica_has_the_database(env: &Env, context: &str) {
+    let out = env.dir.join("check.db");
+    let client = open_url(&env.url).await;
+    restore_ours(&client, RestoreTarget::Latest, &out, IntegrityCheck::Full)
+        .await
+        .unwrap_or_else(|e| panic!("{context}: restoring the replica: {e}"));
+    let ids = |rows: Vec<(i64, Vec<u8>)>| rows.into_iter().map(|r| r.0).collect::<Vec<_>>();
+    assert_eq!(
+        ids(rows(&out)),
+        ids(rows(&env.db)),
+        "{context}: the replica's rows (left) are not the database's"
+    );
+    assert!(
+        rows(&out) == rows(&env.db),
+        "{context}: the rows' values differ"
+    );
+    std::fs::remove_file(&out).unwrap();
+}
+
+/// The ways start-up comes to adopt the replica's newest L0 file as its position.
+const ADOPTIONS: [&str; 3] = ["restored", "caught up", "adopted"];
+
+/// Sets `env` (which has replicated a few TXIDs) up so that its next start adopts the
+/// replica's position as `case` says: "restored" (the database is gone), "caught up" (an
+/// older copy of the database and its metadata is put back after more was replicated),
+/// "adopted" (the metadata is gone).
+async fn set_up_adoption(env: &Env, case: &str) {
+    match case {
+        "restored" => {
+            for p in ["app.db", "app.db-wal", "app.db-shm"] {
+                let _ = std::fs::remove_file(env.dir.join(p));
+            }
+            std::fs::remove_dir_all(env.meta()).unwrap();
+        }
+        "caught up" => {
+            let saved = env.dir.join("saved");
+            copy_db(&env.dir, &saved);
+            env.session(2).await;
+            put_back(env, &saved);
+        }
+        _ => std::fs::remove_dir_all(env.meta()).unwrap(),
+    }
+}
+
+/// True if `action` is how `case` of [`ADOPTIONS`] starts.
+fn adopted_by(case: &str, action: StartAction) -> bool {
+    match case {
+        "restored" => matches!(action, StartAction::Restored { .. }),
+        "caught up" => matches!(action, StartAction::CaughtUp { .. }),
+        _ => matches!(action, StartAction::Adopted { .. }),
+    }
+}
+
+/// A replicator that adopted the replica's newest L0 file at start-up (after a restore, a
+/// catch-up or adopting an equal database) stops before anything after it reaches the
+/// replica — its first files and later writes are only local, the upload of the next TXID
+/// fails — as a crash would leave it. The next start must take it as the same lineage (no
+/// false divergence), keep every local write and upload it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_right_after_adopting_the_replicas_position_restarts_as_the_same_lineage() {
+    init_logging();
+    for case in ADOPTIONS {
+        let env = Env::new();
+        env.session(3).await;
+        set_up_adoption(&env, case).await;
+        let adopted = replica_txid(&env).await;
+        let blocker = block_upload(&env, adopted + 1);
+        let yaml = env
+            .yaml()
+            .replace("dbs:\n", "shutdown-sync-timeout: 1s\ndbs:\n");
+        let r = start_replicator(&yaml, &env.db).await.unwrap();
+        let action = r.handle().start_action();
+        assert!(adopted_by(case, action), "{case}: {action:?}");
+        // Writes after the adoption reach local L0 files only.
+        write(&env.db, 2);
+        r.handle().notify_commit(CommitNotice {
+            seq: 1,
+            wal_frames: 0,
+        });
+        let synced = r.handle().wait_commit_synced(1).await.unwrap();
+        assert!(synced.local_txid.get() > adopted, "{case}: {synced:?}");
+        assert!(
+            r.shutdown().await.is_err(),
+            "{case}: the upload should have failed"
+        );
+        assert_eq!(replica_txid(&env).await, adopted, "{case}");
+        unblock_upload(&blocker);
+
+        let r = env
+            .start()
+            .await
+            .unwrap_or_else(|e| panic!("{case}: the restart after the adoption was refused: {e}"));
+        assert!(
+            matches!(r.handle().start_action(), StartAction::Continued { .. }),
+            "{case}: {:?}",
+            r.handle().start_action()
+        );
+        let p = r.sync_and_wait().await.unwrap();
+        assert!(p.replicated_txid >= synced.local_txid, "{case}: {p:?}");
+        r.shutdown().await.unwrap();
+        assert_the_replica_has_the_database(&env, case).await;
+    }
+}
+
+/// A catch-up replaces the database with the replica's latest state, then resets the local
+/// position. Stopped in between (the database is the replica's state, the position still the
+/// old one), the next start must see the database equals the replica and adopt it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_in_the_middle_of_a_catch_up_is_not_a_divergence() {
+    init_logging();
+    let env = Env::new();
+    env.session(3).await;
+    let saved = env.dir.join("saved");
+    copy_db(&env.dir, &saved);
+    env.session(2).await;
+    put_back(&env, &saved);
+    // The catch-up's database, swapped in; the metadata is not reset yet.
+    let latest = env.dir.join("latest.db");
+    let client = open_url(&env.url).await;
+    restore_ours(
+        &client,
+        RestoreTarget::Latest,
+        &latest,
+        IntegrityCheck::None,
+    )
+    .await
+    .unwrap();
+    for p in ["app.db-wal", "app.db-shm"] {
+        let _ = std::fs::remove_file(env.dir.join(p));
+    }
+    std::fs::rename(&latest, &env.db).unwrap();
+    let expected = rows(&env.db);
+    let r = env
+        .start()
+        .await
+        .unwrap_or_else(|e| panic!("the interrupted catch-up was refused: {e}"));
+    adopted_then_replicates_a_write(&env, r).await;
+    assert_eq!(rows(&env.db).len(), expected.len() + 3);
+    let out = env.dir.join("check.db");
+    restore_ours(&client, RestoreTarget::Latest, &out, IntegrityCheck::Full)
+        .await
+        .unwrap();
+    assert_eq!(rows(&out), rows(&env.db));
+}
+
+/// A real replica client that runs `hook` once, before the first download of an L0 file
+/// through [`ReplicaClient::open`]. At start-up that download is the replica's newest L0
+/// file to adopt: after the database was compared with (or restored from) the replica, and
+/// before the replicator attaches to it.
+struct BeforeAdoption {
+    inner: Arc<dyn ReplicaClient>,
+    hook: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl std::fmt::Debug for BeforeAdoption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BeforeAdoption")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait::async_trait]
+impl ReplicaClient for BeforeAdoption {
+    fn kind(&self) -> ReplicaKind {
+        self.inner.kind()
+    }
+
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+
+    fn local_path(&self, level: Level, name: FileName) -> Option<PathBuf> {
+        self.inner.local_path(level, name)
+    }
+
+    async fn levels(&self) -> Result<Vec<Level>, ClientError> {
+        self.inner.levels().await
+    }
+
+    async fn list(
+        &self,
+        level: Level,
+        options: ListOptions,
+    ) -> Result<Vec<LtxFileInfo>, ClientError> {
+        self.inner.list(level, options).await
+    }
+
+    async fn open(
+        &self,
+        level: Level,
+        name: FileName,
+        range: ReadRange,
+    ) -> Result<ByteStream, ClientError> {
+        let hook = self.hook.lock().unwrap().take();
+        if let Some(hook) = hook.filter(|_| level == Level::L0) {
+            tokio::task::spawn_blocking(hook).await.unwrap();
+        }
+        self.inner.open(level, name, range).await
+    }
+
+    async fn read(
+        &self,
+        level: Level,
+        name: FileName,
+        range: ReadRange,
+    ) -> Result<Bytes, ClientError> {
+        self.inner.read(level, name, range).await
+    }
+
+    async fn list_dir(&self, dir: &str) -> Result<Vec<DirEntry>, ClientError> {
+        self.inner.list_dir(dir).await
+    }
+
+    async fn open_path(&self, path: &str) -> Result<ByteStream, ClientError> {
+        self.inner.open_path(path).await
+    }
+
+    async fn write(
+        &self,
+        level: Level,
+        name: FileName,
+        body: ByteStream,
+        created_at: DateTime<Utc>,
+    ) -> Result<LtxFileInfo, ClientError> {
+        self.inner.write(level, name, body, created_at).await
+    }
+
+    async fn delete(&self, level: Level, names: &[FileName]) -> Result<(), ClientError> {
+        self.inner.delete(level, names).await
+    }
+
+    async fn probe(&self) -> Result<(), ClientError> {
+        self.inner.probe().await
+    }
+}
+
+/// Start-up compares the local database with the replica (or restores it), then adopts the
+/// replica's newest L0 file as its position: replication continues from the start of the
+/// WAL. Another process that writes to the database in between and checkpoints the WAL
+/// away (the sqlite3 shell, whose last connection checkpoints and deletes the WAL on close)
+/// leaves a commit that is in the database file only: it must still reach the replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_checkpointed_by_another_process_during_adoption_reaches_the_replica() {
+    init_logging();
+    let test = "a_commit_checkpointed_by_another_process_during_adoption_reaches_the_replica";
+    let Some(sqlite3) = testkit::require_tool(testkit::Tool::Sqlite3, test) else {
+        return;
+    };
+    for case in ADOPTIONS {
+        let env = Env::new();
+        env.session(3).await;
+        set_up_adoption(&env, case).await;
+        let mut options = replicator_options(&env.yaml(), &env.db);
+        let (sqlite3, db) = (sqlite3.clone(), env.db.clone());
+        let hook: Box<dyn FnOnce() + Send> = Box::new(move || {
+            testkit::sqlite3_exec(
+                &sqlite3,
+                &db,
+                "INSERT INTO t(v) VALUES (x'c0ffee'); PRAGMA wal_checkpoint(TRUNCATE);",
+            );
+        });
+        let hook = Mutex::new(Some(hook));
+        options.wrap_client = Some(Arc::new(move |inner| {
+            Arc::new(BeforeAdoption {
+                inner,
+                hook: Mutex::new(hook.lock().unwrap().take()),
+            }) as Arc<dyn ReplicaClient>
+        }));
+        let r = Replicator::start(options).await.unwrap();
+        let action = r.handle().start_action();
+        assert!(adopted_by(case, action), "{case}: {action:?}");
+        assert!(
+            rows(&env.db).iter().any(|(_, v)| v == &[0xc0, 0xff, 0xee]),
+            "{case}: the other process's row is not in the database"
+        );
+        r.sync_and_wait().await.unwrap();
+        r.shutdown().await.unwrap();
+        assert_the_replica_has_the_database(&env, case).await;
+    }
+}
+
+/// Re-encodes the LTX file at `path` with `header` and `page` applied to its header and to
+/// each of its pages.
+fn rewrite_ltx(path: &Path, header: impl Fn(&mut ltx::Header), page: impl Fn(u32, &mut [u8])) {
+    let bytes = std::fs::read(path).unwrap();
+    let mut dec = ltx::Decoder::new(&bytes[..]).unwrap();
+    let mut h = *dec.header();
+    header(&mut h);
+    let mut enc = ltx::Encoder::new(Vec::new(), h).unwrap();
+    let mut buf = vec![0u8; h.page_size as usize];
+    while let Some(pgno) = dec.next_page(&mut buf).unwrap() {
+        page(pgno, &mut buf);
+        enc.write_page(pgno, &buf).unwrap();
+    }
+    dec.finish().unwrap();
+    std::fs::write(path, enc.finish().unwrap().writer).unwrap();
+}
+
+/// Another writer's history on the replica path: its file of our newest TXID coincides with
+/// ours in timestamp, commit and pages (a millisecond clash of two writers making the same
+/// change), but was read from another WAL (other salts and offset) and the TXIDs before it
+/// hold other bytes. Two histories, refused: only a copy adopted at start-up (re-headed to
+/// the start of a WAL, with no WAL bytes) may differ from the replica's file in where it was
+/// read from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coinciding_file_read_from_another_wal_is_another_history() {
+    init_logging();
+    let env = Env::new();
+    env.session(3).await;
+    let newest = replica_txid(&env).await;
+    let other = env.dir.join("other");
+    copy_dir(&env.dir.join("replica"), &other);
+    let l0 = |t: u64| {
+        let t = ltx::TxId(t);
+        other.join("ltx/0").join(FileName::new(t, t).to_string())
+    };
+    rewrite_ltx(&l0(newest - 1), |_| {}, |_, p| p[p.len() - 1] ^= 0xff);
+    rewrite_ltx(
+        &l0(newest),
+        |h| {
+            h.wal_salt1 ^= 1;
+            h.wal_offset += 4120;
+        },
+        |_, _| {},
+    );
+    let yaml = env.yaml().replace(&env.url, &file_url(&other));
+    let before = std::fs::read(&env.db).unwrap();
+    let result = start_replicator(&yaml, &env.db).await;
+    let (kind, msg) = divergence(match result {
+        Ok(r) => panic!("started: {:?}", r.handle().start_action()),
+        Err(e) => e,
+    });
+    assert!(
+        matches!(kind, DivergenceKind::TxidDiffers { txid } if txid.get() == newest),
+        "{kind:?}: {msg}"
+    );
+    assert_eq!(std::fs::read(&env.db).unwrap(), before);
+}
+
+/// Like [`Env::session`], but the database's last connection does not checkpoint on close,
+/// as after a crash: the committed (and replicated) frames stay in the WAL.
+async fn session_leaving_the_wal(env: &Env, n: u64) {
+    let r = env.start().await.unwrap();
+    for seq in 1..=n {
+        write(&env.db, 1);
+        r.handle()
+            .notify_commit(CommitNotice { seq, wal_frames: 0 });
+        r.sync_and_wait().await.unwrap();
+    }
+    let last = rusqlite::Connection::open(&env.db).unwrap();
+    last.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+        true,
+    )
+    .unwrap();
+    // A query opens its WAL and so makes it one of the database's connections.
+    let _: i64 = last
+        .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
+        .unwrap();
+    r.shutdown().await.unwrap();
+    drop(last);
+}
+
+/// A catch-up restores the replica's latest state next to the database, then removes the
+/// database's `-wal`, `-shm` and `-journal` and renames the new file into place. Stopped in
+/// between (here: the `-journal` is a directory the test put there, so removing it fails
+/// after the WAL is gone), the next start must not take the database for diverged: it was
+/// exactly at its replicated position, and that state must still be in the database file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catch_up_that_fails_while_swapping_the_database_is_no_divergence() {
+    init_logging();
+    let env = Env::new();
+    env.session(2).await;
+    session_leaving_the_wal(&env, 2).await;
+    let saved = env.dir.join("saved");
+    copy_db(&env.dir, &saved);
+    assert!(
+        std::fs::metadata(saved.join("app.db-wal")).unwrap().len() > 32,
+        "the saved WAL should hold frames"
+    );
+    env.session(2).await;
+    put_back(&env, &saved);
+    let _ = std::fs::remove_file(env.dir.join("app.db-shm"));
+    let journal = env.dir.join("app.db-journal");
+    std::fs::create_dir_all(journal.join("in-the-way")).unwrap();
+    let failed = env.start().await;
+    assert!(failed.is_err(), "the swap should have failed");
+    std::fs::remove_dir_all(&journal).unwrap();
+
+    let r = env
+        .start()
+        .await
+        .unwrap_or_else(|e| panic!("refused after the interrupted catch-up: {e}"));
+    assert!(
+        matches!(r.handle().start_action(), StartAction::CaughtUp { .. }),
+        "{:?}",
+        r.handle().start_action()
+    );
+    r.shutdown().await.unwrap();
+    assert_the_replica_has_the_database(&env, "after the catch-up").await;
 }

@@ -3,10 +3,14 @@
 //! The key decides the algorithm family, never the token: an HMAC secret file
 //! (`--auth-token-file`) accepts HS256/384/512 only, an RSA public key PEM
 //! (`--auth-rsa-public-key`) RS256/384/512 only; `alg=none` and any other algorithm are
-//! rejected. `exp` and `nbf` are enforced with PostgREST's 30 s leeway. The key file is
-//! re-read when its modification time or size changes (checked at most every
-//! [`RECHECK`]). Verified tokens are cached (bounded) until their `exp`; the cache is dropped
-//! whenever the key changes. Errors use PostgREST's PGRST301/302/303 shapes.
+//! rejected. The time claims `exp`, `nbf` and `iat` are read and checked here, by one function
+//! ([`ClaimTimes`]) for a fresh token and for a cached one alike, with PostgREST's rules, 30 s
+//! leeway and messages; a JSON number is taken as it is (`Date.now()/1000` issuers send
+//! fractions), anything else but null is refused. The key file is re-read when its
+//! modification time or size changes (checked at most every [`RECHECK`]). Verified tokens are
+//! cached (bounded), each entry tagged with the generation of the key that verified it: an
+//! entry of an older key never answers, even one inserted while the key was being replaced.
+//! Errors use PostgREST's PGRST301/302/303 shapes.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -46,12 +50,64 @@ pub enum AuthConfig {
 struct KeyState {
     stamp: Option<(SystemTime, u64)>,
     key: Option<DecodingKey>,
+    /// Which load of the key file this is: read together with the key (one atomic load), so
+    /// a token is always tagged with the generation of the key that really verified it.
+    generation: u64,
 }
 
+/// The time claims of a token, in seconds since the Unix epoch, as the token states them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct ClaimTimes {
+    exp: Option<f64>,
+    nbf: Option<f64>,
+    iat: Option<f64>,
+}
+
+impl ClaimTimes {
+    /// Reads `exp`, `nbf` and `iat`: absent or null is no claim, a JSON number (integer or
+    /// not) is taken as it is, anything else is PostgREST's PGRST303 `The JWT '…' claim must
+    /// be a number`.
+    fn read(claims: &serde_json::Value) -> Result<ClaimTimes, ApiError> {
+        let claim = |name: &str| match claims.get(name) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::Number(n)) => Ok(n.as_f64()),
+            Some(_) => Err(unauthorized(
+                "PGRST303",
+                &format!("The JWT '{name}' claim must be a number"),
+            )),
+        };
+        Ok(ClaimTimes {
+            exp: claim("exp")?,
+            nbf: claim("nbf")?,
+            iat: claim("iat")?,
+        })
+    }
+
+    /// PostgREST's checks at `now` (whole seconds), in its order, with [`LEEWAY`]: expired
+    /// when `now - leeway > exp`, not yet valid when `now + leeway < nbf`, issued in the
+    /// future when `now + leeway < iat`.
+    fn check(&self, now: i64) -> Result<(), ApiError> {
+        let leeway = LEEWAY as i64;
+        let past = now.saturating_sub(leeway) as f64;
+        let future = now.saturating_add(leeway) as f64;
+        if self.exp.is_some_and(|exp| past > exp) {
+            return Err(unauthorized("PGRST303", "JWT expired"));
+        }
+        if self.nbf.is_some_and(|nbf| future < nbf) {
+            return Err(unauthorized("PGRST303", "JWT not yet valid"));
+        }
+        if self.iat.is_some_and(|iat| future < iat) {
+            return Err(unauthorized("PGRST303", "JWT issued at future"));
+        }
+        Ok(())
+    }
+}
+
+/// A verified token in the cache: its time claims and the key generation that verified it.
 #[derive(Clone, Copy)]
 struct CachedToken {
-    exp: Option<i64>,
-    nbf: Option<i64>,
+    generation: u64,
+    times: ClaimTimes,
 }
 
 /// The last token this thread verified: clients send the same token again and again, and a
@@ -60,7 +116,7 @@ struct LastToken {
     auth: u64,
     generation: u64,
     token: Box<str>,
-    times: CachedToken,
+    times: ClaimTimes,
 }
 
 thread_local! {
@@ -76,8 +132,8 @@ pub struct Auth {
     cache: Mutex<HashMap<Box<str>, CachedToken>>,
     /// Tells this instance's entries in [`LAST`] apart from other instances'.
     id: u64,
-    /// Bumped whenever the key changes; older [`LAST`] entries are ignored.
-    generation: AtomicU64,
+    /// The generation the next key load gets.
+    next_generation: AtomicU64,
 }
 
 fn unauthorized(code: &str, message: &str) -> ApiError {
@@ -114,9 +170,9 @@ impl Auth {
         let mut validation = Validation::new(algs[0]);
         validation.algorithms = algs;
         validation.required_spec_claims.clear();
-        validation.leeway = LEEWAY;
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
+        // The time claims are checked by `ClaimTimes`, for fresh and cached tokens alike.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
         validation.validate_aud = false;
         let auth = Auth {
             source,
@@ -124,6 +180,7 @@ impl Auth {
             state: ArcSwap::from_pointee(KeyState {
                 stamp: None,
                 key: None,
+                generation: 0,
             }),
             last_check: Mutex::new(Instant::now()),
             cache: Mutex::new(HashMap::new()),
@@ -131,10 +188,10 @@ impl Auth {
                 static NEXT: AtomicU64 = AtomicU64::new(1);
                 NEXT.fetch_add(1, Ordering::Relaxed)
             },
-            generation: AtomicU64::new(0),
+            next_generation: AtomicU64::new(1),
         };
         if let Some(src) = &auth.source {
-            let state = load_key(src)?;
+            let state = load_key(src, auth.next_generation.fetch_add(1, Ordering::Relaxed))?;
             auth.state.store(Arc::new(state));
         }
         Ok(auth)
@@ -156,13 +213,18 @@ impl Auth {
             }
             *last = Instant::now();
         }
-        let path = match src {
-            KeySource::HmacSecretFile(p) | KeySource::RsaPublicKeyFile(p) => p,
-        };
-        if stamp(path) == self.state.load().stamp {
+        if stamp(source_path(src)) == self.state.load().stamp {
             return;
         }
-        match load_key(src) {
+        self.reload(src);
+    }
+
+    /// Loads the key file again as a new generation: tokens verified by an older one are
+    /// verified again.
+    fn reload(&self, src: &KeySource) {
+        let path = source_path(src);
+        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
+        match load_key(src, generation) {
             Ok(state) => {
                 tracing::info!(path = %path.display(), "auth key file changed; reloaded");
                 self.state.store(Arc::new(state));
@@ -172,11 +234,12 @@ impl Auth {
                 self.state.store(Arc::new(KeyState {
                     stamp: stamp(path),
                     key: None,
+                    generation,
                 }));
             }
         }
+        // Only to free memory: entries are matched against the generation anyway.
         self.cache.lock().clear();
-        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Checks the request's `Authorization` header value.
@@ -212,22 +275,42 @@ impl Auth {
                 &format!("Expected 3 parts in JWT; got {parts}"),
             ));
         }
-        let generation = self.generation.load(Ordering::Acquire);
+        // The key and its generation come from one load: whatever reload happens meanwhile,
+        // what this call caches is tagged with the key that verified it.
+        let state = self.state.load();
+        let now = now_secs();
+        if let Some(times) = self.cached(state.generation, token) {
+            return times.check(now);
+        }
+        let times = self.verify(&state, token)?;
+        times.check(now)?;
+        self.remember(state.generation, token, times);
+        Ok(())
+    }
+
+    /// The time claims of `token` if a key of `generation` verified it before.
+    fn cached(&self, generation: u64, token: &str) -> Option<ClaimTimes> {
         let last = LAST.with(|l| {
             l.borrow()
                 .as_ref()
                 .filter(|t| t.auth == self.id && t.generation == generation && &*t.token == token)
                 .map(|t| t.times)
         });
-        if let Some(hit) = last {
-            return check_times(hit.exp, hit.nbf);
+        if last.is_some() {
+            return last;
         }
-        let shared = self.cache.lock().get(token).copied();
-        if let Some(hit) = shared {
-            self.remember(generation, token, hit);
-            return check_times(hit.exp, hit.nbf);
-        }
-        let state = self.state.load();
+        let shared = self
+            .cache
+            .lock()
+            .get(token)
+            .filter(|c| c.generation == generation)
+            .map(|c| c.times)?;
+        self.remember_here(generation, token, shared);
+        Some(shared)
+    }
+
+    /// Checks the signature and algorithm of `token` with `state`'s key; its time claims.
+    fn verify(&self, state: &KeyState, token: &str) -> Result<ClaimTimes, ApiError> {
         let Some(key) = &state.key else {
             return Err(ApiError::new(500, "PGRST300", "Server lacks JWT secret"));
         };
@@ -241,8 +324,6 @@ impl Auth {
         }
         let data = jsonwebtoken::decode::<serde_json::Value>(token, key, &self.validation)
             .map_err(|e| match e.kind() {
-                ErrorKind::ExpiredSignature => unauthorized("PGRST303", "JWT expired"),
-                ErrorKind::ImmatureSignature => unauthorized("PGRST303", "JWT not yet valid"),
                 ErrorKind::InvalidSignature => {
                     unauthorized("PGRST301", "No suitable key or wrong key type")
                         .with_details("None of the keys was able to decode the JWT")
@@ -255,23 +336,25 @@ impl Auth {
                 }
                 _ => unauthorized("PGRST301", "JWT cryptographic operation failed"),
             })?;
-        let claim = |name: &str| data.claims.get(name).and_then(serde_json::Value::as_i64);
-        let times = CachedToken {
-            exp: claim("exp"),
-            nbf: claim("nbf"),
-        };
+        if !data.claims.is_object() {
+            return Err(unauthorized("PGRST303", "Parsing claims failed"));
+        }
+        ClaimTimes::read(&data.claims)
+    }
+
+    /// Caches a verified token (shared and for this thread).
+    fn remember(&self, generation: u64, token: &str, times: ClaimTimes) {
         {
             let mut cache = self.cache.lock();
             if cache.len() >= CACHE_MAX {
                 cache.clear();
             }
-            cache.insert(token.into(), times);
+            cache.insert(token.into(), CachedToken { generation, times });
         }
-        self.remember(generation, token, times);
-        Ok(())
+        self.remember_here(generation, token, times);
     }
 
-    fn remember(&self, generation: u64, token: &str, times: CachedToken) {
+    fn remember_here(&self, generation: u64, token: &str, times: ClaimTimes) {
         LAST.with(|l| {
             *l.borrow_mut() = Some(LastToken {
                 auth: self.id,
@@ -283,19 +366,13 @@ impl Auth {
     }
 }
 
-fn check_times(exp: Option<i64>, nbf: Option<i64>) -> Result<(), ApiError> {
-    let now = now_secs();
-    let leeway = LEEWAY as i64;
-    if exp.is_some_and(|e| now - leeway >= e) {
-        return Err(unauthorized("PGRST303", "JWT expired"));
+fn source_path(src: &KeySource) -> &Path {
+    match src {
+        KeySource::HmacSecretFile(p) | KeySource::RsaPublicKeyFile(p) => p,
     }
-    if nbf.is_some_and(|n| now + leeway < n) {
-        return Err(unauthorized("PGRST303", "JWT not yet valid"));
-    }
-    Ok(())
 }
 
-fn load_key(src: &KeySource) -> anyhow::Result<KeyState> {
+fn load_key(src: &KeySource, generation: u64) -> anyhow::Result<KeyState> {
     let (path, rsa) = match src {
         KeySource::HmacSecretFile(p) => (p, false),
         KeySource::RsaPublicKeyFile(p) => (p, true),
@@ -315,6 +392,7 @@ fn load_key(src: &KeySource) -> anyhow::Result<KeyState> {
     Ok(KeyState {
         stamp: before,
         key: Some(key),
+        generation,
     })
 }
 
@@ -368,5 +446,140 @@ mod tests {
         );
         let e = auth.check(Some(b"Bearer a.b")).unwrap_err();
         assert_eq!(e.message, "Expected 3 parts in JWT; got 2");
+    }
+
+    fn hmac_auth(dir: &tempfile::TempDir, secret: &[u8]) -> (Auth, PathBuf) {
+        let path = dir.path().join("secret");
+        std::fs::write(&path, secret).unwrap();
+        let auth = Auth::new(&AuthConfig::Jwt(KeySource::HmacSecretFile(path.clone()))).unwrap();
+        (auth, path)
+    }
+
+    const SECRET: &[u8] = b"a-secret-of-at-least-32-characters!!";
+
+    #[test]
+    fn fractional_time_claims_are_taken_as_they_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let (auth, _) = hmac_auth(&dir, SECRET);
+        let now = now_secs() as f64;
+        // A `Date.now()/1000` issuer: fractions, inside and outside the leeway.
+        let fresh = format!(
+            "Bearer {}",
+            token(
+                SECRET,
+                Algorithm::HS256,
+                json!({"exp": now + 3600.25, "iat": now - 0.5})
+            )
+        );
+        assert!(auth.check(Some(fresh.as_bytes())).is_ok());
+        let expired = format!(
+            "Bearer {}",
+            token(SECRET, Algorithm::HS256, json!({"exp": now - 31.5}))
+        );
+        let e = auth.check(Some(expired.as_bytes())).unwrap_err();
+        assert_eq!(
+            (e.code.as_str(), e.message.as_str()),
+            ("PGRST303", "JWT expired")
+        );
+        let early = format!(
+            "Bearer {}",
+            token(SECRET, Algorithm::HS256, json!({"nbf": now + 40.5}))
+        );
+        let e = auth.check(Some(early.as_bytes())).unwrap_err();
+        assert_eq!(e.message, "JWT not yet valid");
+        let future = format!(
+            "Bearer {}",
+            token(SECRET, Algorithm::HS256, json!({"iat": now + 3600.5}))
+        );
+        assert_eq!(
+            auth.check(Some(future.as_bytes())).unwrap_err().message,
+            "JWT issued at future"
+        );
+        // Claims that are not numbers are refused as PostgREST refuses them; null is no claim.
+        for (claims, message) in [
+            (
+                json!({"exp": "9999999999"}),
+                "The JWT 'exp' claim must be a number",
+            ),
+            (json!({"nbf": true}), "The JWT 'nbf' claim must be a number"),
+            (json!({"iat": [1]}), "The JWT 'iat' claim must be a number"),
+        ] {
+            let t = format!("Bearer {}", token(SECRET, Algorithm::HS256, claims));
+            let e = auth.check(Some(t.as_bytes())).unwrap_err();
+            assert_eq!(
+                (e.status, e.code.as_str(), e.message.as_str()),
+                (401, "PGRST303", message)
+            );
+        }
+        let null = format!(
+            "Bearer {}",
+            token(SECRET, Algorithm::HS256, json!({"exp": null}))
+        );
+        assert!(auth.check(Some(null.as_bytes())).is_ok());
+    }
+
+    #[test]
+    fn a_cached_token_expires_by_the_same_rule() {
+        let times = ClaimTimes::read(&json!({"exp": 1000.5, "nbf": 10.25})).unwrap();
+        assert_eq!(times.exp, Some(1000.5));
+        // Valid through the leeway, expired the second after.
+        assert!(times.check(1030).is_ok());
+        assert_eq!(times.check(1031).unwrap_err().message, "JWT expired");
+        assert_eq!(
+            ClaimTimes::read(&json!({"nbf": 1040.5}))
+                .unwrap()
+                .check(1010)
+                .unwrap_err()
+                .message,
+            "JWT not yet valid"
+        );
+        assert!(
+            ClaimTimes::read(&json!({"nbf": 1040.5}))
+                .unwrap()
+                .check(1011)
+                .is_ok()
+        );
+        // Huge and negative values neither overflow nor pass.
+        assert!(
+            ClaimTimes::read(&json!({"exp": 1e300}))
+                .unwrap()
+                .check(i64::MAX)
+                .is_ok()
+        );
+        assert!(
+            ClaimTimes::read(&json!({"exp": -1e300}))
+                .unwrap()
+                .check(i64::MIN)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn a_token_verified_by_a_replaced_key_is_never_served_from_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let (auth, path) = hmac_auth(&dir, SECRET);
+        let src = KeySource::HmacSecretFile(path.clone());
+        let old = format!(
+            "Bearer {}",
+            token(SECRET, Algorithm::HS256, json!({"role": "x"}))
+        );
+        let raw = old.strip_prefix("Bearer ").unwrap();
+        // A request verifies the token with the old key ...
+        let before = auth.state.load_full();
+        let times = auth.verify(&before, raw).unwrap();
+        // ... the key is replaced meanwhile ...
+        std::fs::write(&path, b"another-secret-of-at-least-32-characters").unwrap();
+        auth.reload(&src);
+        // ... and only then does that request cache what it verified.
+        auth.remember(before.generation, raw, times);
+        let e = auth.check(Some(old.as_bytes())).unwrap_err();
+        assert_eq!(
+            (e.code.as_str(), e.message.as_str()),
+            ("PGRST301", "No suitable key or wrong key type")
+        );
+        // On another thread too (no thread-local entry there).
+        std::thread::scope(|s| {
+            s.spawn(|| assert!(auth.check(Some(old.as_bytes())).is_err()));
+        });
     }
 }

@@ -111,6 +111,27 @@ pub struct ServeArgs {
     #[arg(long, env = "SQLITEREST_MAX_BODY_BYTES", default_value_t = 10 * 1024 * 1024)]
     pub max_body_bytes: u64,
 
+    /// Longest time a client may take to send a request's line and headers, from its first
+    /// byte (from the accept for a connection's first request), in milliseconds; then the
+    /// connection is closed. Applies to every listener.
+    #[arg(
+        long,
+        env = "SQLITEREST_HEADER_READ_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub header_read_timeout_ms: u64,
+
+    /// Longest time a connection without a request in progress may stay silent (an idle
+    /// keep-alive connection, or a client not reading its response), in milliseconds; then it
+    /// is closed. Applies to every listener.
+    #[arg(long, env = "SQLITEREST_IDLE_TIMEOUT_MS", default_value_t = 60_000)]
+    pub idle_timeout_ms: u64,
+
+    /// Most connections the API listener keeps open at once; further ones wait in the
+    /// kernel's accept queue until one closes. The metrics and pprof listeners keep at most 64.
+    #[arg(long, env = "SQLITEREST_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
     /// Replicate the database with embedded, Litestream-compatible replication (restore it
     /// from the replica at start-up if it is missing). Needs --replication-config.
     #[arg(long, env = "SQLITEREST_REPLICATION_ENABLED")]
@@ -257,6 +278,14 @@ mod tests {
         assert_eq!(cli.log_level, "8");
         assert!(s.safe_update);
         assert_eq!(s.db_synchronous, None);
+        assert_eq!(
+            (
+                s.header_read_timeout_ms,
+                s.idle_timeout_ms,
+                s.max_connections
+            ),
+            (10_000, 60_000, 10_000)
+        );
         let cli = Cli::try_parse_from([
             "sqlite-rest",
             "serve",

@@ -8,7 +8,7 @@ use dialect::Exposure;
 use crate::auth::{AuthConfig, KeySource};
 use crate::cli::ServeArgs;
 use crate::db::Synchronous;
-use crate::http::HttpLimits;
+use crate::http::{ConnLimits, HttpLimits};
 use crate::replication::ReplicationSettings;
 
 /// How writes are made durable, batched and guarded.
@@ -47,9 +47,21 @@ pub struct ServeConfig {
     pub max_rows: Option<i64>,
     pub request_timeout: Duration,
     pub http_limits: HttpLimits,
+    /// Connection-level limits of every listener (the cap is the API's; see
+    /// [`ConnLimits::monitoring`]).
+    pub conn_limits: ConnLimits,
     /// Embedded replication (`--replication-enabled`).
     pub replication: Option<ReplicationSettings>,
     pub writes: WriteConfig,
+}
+
+/// The longest any time setting may be: deadlines are computed as now + setting, which must
+/// not overflow the clock however large a number the flag was given.
+const MAX_SETTING: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// A time setting in milliseconds, at least 1 ms and at most [`MAX_SETTING`].
+fn millis_setting(ms: u64) -> Duration {
+    Duration::from_millis(ms.max(1)).min(MAX_SETTING)
 }
 
 fn non_empty(s: &str) -> Option<String> {
@@ -96,7 +108,7 @@ impl ServeConfig {
             }
             (false, None) => None,
         };
-        let request_timeout = Duration::from_millis(a.request_timeout_ms.max(1));
+        let request_timeout = millis_setting(a.request_timeout_ms);
         let synchronous = match &a.db_synchronous {
             Some(s) => s
                 .parse::<Synchronous>()
@@ -123,16 +135,20 @@ impl ServeConfig {
             request_timeout,
             http_limits: HttpLimits {
                 max_body_bytes: a.max_body_bytes,
-                // A body is part of the request: the same budget.
-                body_timeout: request_timeout,
+                request_budget: request_timeout,
                 ..HttpLimits::default()
+            },
+            conn_limits: ConnLimits {
+                header_read_timeout: millis_setting(a.header_read_timeout_ms),
+                idle_timeout: millis_setting(a.idle_timeout_ms),
+                max_connections: a.max_connections.max(1),
             },
             replication,
             writes: WriteConfig {
                 synchronous,
                 safe_update: a.safe_update,
                 batch_max: a.write_batch_max.max(1),
-                busy_timeout: Duration::from_millis(a.db_busy_timeout_ms),
+                busy_timeout: Duration::from_millis(a.db_busy_timeout_ms).min(MAX_SETTING),
             },
         })
     }

@@ -1,7 +1,8 @@
 //! `sqlite-rest demo`: a bookstore database to try the API with, served with a demo token.
 //!
-//! On first run it creates the demo directory with `bookstore.db` (built from the SQL embedded
-//! in the binary, `examples/bookstore/bookstore.sql`) and a random HS256 secret; every run
+//! On first run it creates the demo directory (owner only) with `bookstore.db` (built from the
+//! SQL embedded in the binary, `examples/bookstore/bookstore.sql`) and a random HS256 secret
+//! (mode 0600; a world-writable directory is refused); every run
 //! prints a fresh demo JWT and a few curl lines, then serves the bookstore's tables and views.
 //!
 //! Replication is on by default: `litestream.yml` in the demo directory (written on first
@@ -9,6 +10,7 @@
 //! `bookstore.db` and the next run restores it from there. `--no-replication` turns it off.
 
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -17,14 +19,14 @@ use jsonwebtoken::{EncodingKey, Header, encode};
 use crate::auth::{AuthConfig, KeySource};
 use crate::cli::DemoArgs;
 use crate::config::ServeConfig;
-use crate::http::HttpLimits;
+use crate::http::{ConnLimits, HttpLimits};
 use crate::replication::{ReplicationSettings, replica_has_files};
 
 const BOOKSTORE_SQL: &str = include_str!("../../../examples/bookstore/bookstore.sql");
 
 /// Prepares the demo directory and returns the configuration to serve it with.
 pub fn prepare(args: &DemoArgs) -> anyhow::Result<ServeConfig> {
-    std::fs::create_dir_all(&args.dir)?;
+    private_dir(&args.dir)?;
     let dir = std::fs::canonicalize(&args.dir)?;
     let db = dir.join("bookstore.db");
     let replica = dir.join("replica");
@@ -40,8 +42,16 @@ pub fn prepare(args: &DemoArgs) -> anyhow::Result<ServeConfig> {
         let mut bytes = [0u8; 32];
         rand::fill(&mut bytes[..]);
         let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        std::fs::write(&secret_path, hex)?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&secret_path)?
+            .write_all(hex.as_bytes())?;
     }
+    // Only the owner may read the secret (an older demo wrote it world-readable).
+    std::fs::set_permissions(&secret_path, std::fs::Permissions::from_mode(0o600))?;
     let secret = std::fs::read(&secret_path)?;
     let token = demo_token(&secret)?;
     let tables = if restore_pending {
@@ -94,6 +104,7 @@ pub fn prepare(args: &DemoArgs) -> anyhow::Result<ServeConfig> {
         max_rows: Some(1000),
         request_timeout: std::time::Duration::from_secs(10),
         http_limits: HttpLimits::default(),
+        conn_limits: ConnLimits::default(),
         replication,
         writes: crate::config::WriteConfig::default(),
     })
@@ -130,10 +141,47 @@ fn demo_token(secret: &[u8]) -> anyhow::Result<String> {
     )?)
 }
 
+/// The relations of the demo database, read before replication starts. The connection is
+/// read-only and does not checkpoint on close: as the last connection to close it would
+/// otherwise checkpoint the WAL and delete it, so replication would find a new WAL and write
+/// a full snapshot of the database at every start.
 fn relations(db: &Path) -> anyhow::Result<Vec<String>> {
-    let conn = rusqlite::Connection::open(db)?;
+    let conn = rusqlite::Connection::open_with_flags(
+        db,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+        true,
+    )?;
     let cache = dialect::SchemaCache::load(&conn, &dialect::Exposure::All)?;
     let mut names: Vec<String> = cache.relations().map(|r| r.name.clone()).collect();
     names.sort();
     Ok(names)
+}
+
+/// Creates the demo directory for the owner only (0700), or checks that an existing one is
+/// not world-writable: whoever can write there can replace the secret or the database.
+fn private_dir(dir: &Path) -> anyhow::Result<()> {
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir)?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let meta = std::fs::metadata(dir)?;
+    if !meta.is_dir() {
+        anyhow::bail!("{} is not a directory", dir.display());
+    }
+    if meta.permissions().mode() & 0o002 != 0 {
+        anyhow::bail!(
+            "the demo directory {} is writable by every user; use a private one (chmod o-w)",
+            dir.display()
+        );
+    }
+    Ok(())
 }

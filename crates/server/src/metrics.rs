@@ -1,15 +1,18 @@
 //! Prometheus metrics, with the Go version's names and labels.
 //!
 //! `sqlite_rest_http_requests_total` and `sqlite_rest_http_request_duration_milliseconds`
-//! (buckets 1, 10, 100, 500, 1000 ms) carry `target` (the table or view; empty when the
-//! request named no known relation, so random names cannot blow up the label set),
-//! `operation` (queryTableOrView, insertTable, updateTable, updateSingleEntity, deleteTable)
-//! and `http_code`. Also `sqlite_rest_auth_failed_requests_total`,
-//! `sqlite_rest_access_check_failed_requests_total`, `sqlite_rest_database_size_bytes` and
-//! the process collector (CPU, memory, file descriptors).
+//! (buckets 1, 10, 100, 500, 1000 ms) carry `target` (the table or view, only when it resolved
+//! in the schema cache; empty otherwise, so names a client makes up cannot grow the label set),
+//! `operation` (queryTableOrView, insertTable, updateTable, updateSingleEntity, deleteTable,
+//! options: a fixed set whatever the method) and `http_code` (the statuses the server itself
+//! answers with). Also `sqlite_rest_auth_failed_requests_total`,
+//! `sqlite_rest_access_check_failed_requests_total`, `sqlite_rest_database_size_bytes`, the
+//! writer's `sqlite_rest_write_commits_total`, `_write_batch_size`, `_write_reruns_total` and
+//! `_write_dropped_total`, and the process collector (CPU, memory, file descriptors).
 
 use std::time::Duration;
 
+use crate::db::writer::WriterEvent;
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts,
     Registry, TextEncoder,
@@ -24,6 +27,8 @@ pub struct Metrics {
     pub database_size: Gauge,
     pub write_commits: IntCounter,
     pub write_batch_size: Histogram,
+    pub write_reruns: IntCounter,
+    pub write_dropped: IntCounter,
 }
 
 const NS: &str = "sqlite_rest";
@@ -79,8 +84,24 @@ impl Metrics {
             .namespace(NS)
             .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
         )?;
+        let write_reruns = IntCounter::with_opts(
+            Opts::new(
+                "write_reruns_total",
+                "Write requests run again because another request's statement ended their shared transaction",
+            )
+            .namespace(NS),
+        )?;
+        let write_dropped = IntCounter::with_opts(
+            Opts::new(
+                "write_dropped_total",
+                "Write requests dropped before they ran: the client left, or the time budget ran out in the queue",
+            )
+            .namespace(NS),
+        )?;
         registry.register(Box::new(write_commits.clone()))?;
         registry.register(Box::new(write_batch_size.clone()))?;
+        registry.register(Box::new(write_reruns.clone()))?;
+        registry.register(Box::new(write_dropped.clone()))?;
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
@@ -93,13 +114,21 @@ impl Metrics {
             database_size,
             write_commits,
             write_batch_size,
+            write_reruns,
+            write_dropped,
         })
     }
 
-    /// Records one committed write transaction holding `jobs` requests.
-    pub fn write_committed(&self, jobs: usize) {
-        self.write_commits.inc();
-        self.write_batch_size.observe(jobs as f64);
+    /// Records what the writer reports.
+    pub fn write_event(&self, event: WriterEvent) {
+        match event {
+            WriterEvent::Committed { jobs } => {
+                self.write_commits.inc();
+                self.write_batch_size.observe(jobs as f64);
+            }
+            WriterEvent::Rerun { jobs } => self.write_reruns.inc_by(jobs as u64),
+            WriterEvent::Dropped => self.write_dropped.inc(),
+        }
     }
 
     /// Records one finished request.

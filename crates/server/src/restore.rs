@@ -7,6 +7,17 @@
 //! `--if-replica-exists`, `--force`, `--dry-run` (with `--json`, Litestream's plan JSON) and
 //! `--integrity-check none|quick|full` behave as in Litestream. Progress goes to stderr about
 //! once a second on long restores; `--json` prints the result on stdout.
+//!
+//! Unlike Litestream, restoring onto a database also resets its local replication metadata
+//! (`.<db>-litestream/`, or the config's `meta-path`): the position recorded there belongs to
+//! the replaced database, and a server started on the restored one would take the two for
+//! diverged histories. With the metadata gone it compares the database with the replica and
+//! adopts the replica's position.
+//!
+//! A replica path holding a Litestream 0.3 backup (`generations/`) restores from it when it
+//! is newer than any LTX file there (as Litestream 0.5 chooses): latest or `--timestamp`
+//! (`--txid` reads LTX files only); `--dry-run` then lists the 0.3 files. Content that is
+//! no Litestream replica is refused by name.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -16,12 +27,14 @@ use anyhow::{Context, bail};
 use replication::client::{
     ClientOptions, NetworkOptions, ReplicaClient, ReplicaMetrics, open_client,
 };
-use replication::config::{Config, LoadOptions};
+use replication::config::{Config, LoadOptions, default_meta_path};
+use replication::meta::MetaDir;
 use replication::plan::RestoreTarget;
 use replication::restore::{
-    self, DryRun, IntegrityCheck, RestoreOptions, prepare_output, write_progress,
+    self, AnyPlan, DryRun, IntegrityCheck, RestoreOptions, prepare_output, write_progress,
 };
 use replication::url::{is_url, parse_replica_url};
+use replication::v03::V03Plan;
 
 use crate::cli::RestoreArgs;
 
@@ -56,6 +69,7 @@ pub async fn run(args: &RestoreArgs) -> anyhow::Result<Outcome> {
     };
     let check: IntegrityCheck = args.integrity_check.parse().map_err(anyhow::Error::msg)?;
     let url_form = is_url(&args.source);
+    let mut meta = None;
     let (replica, output) = if url_form {
         if args.config.is_some() {
             bail!("cannot specify a replica URL and --config");
@@ -89,8 +103,13 @@ pub async fn run(args: &RestoreArgs) -> anyhow::Result<Outcome> {
             .clone()
             .or_else(|| db.path().map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from(&args.source));
+        // Restored onto the configured database: its configured metadata directory.
+        if db.path() == Some(out.as_path()) {
+            meta = db.meta_path();
+        }
         (db.replica.target.clone(), out)
     };
+    let meta = MetaDir::new(meta.unwrap_or_else(|| default_meta_path(&output)));
     if args.if_db_not_exists && output.exists() {
         eprintln!(
             "sqlite-rest: database already exists, skipping: {}",
@@ -109,7 +128,7 @@ pub async fn run(args: &RestoreArgs) -> anyhow::Result<Outcome> {
     .await
     .with_context(|| format!("replica {}", replica.describe()))?;
 
-    let plan = match restore::plan(client.as_ref(), target, url_form).await {
+    let plan = match restore::plan_any(client.as_ref(), target, url_form).await {
         Ok(p) => p,
         Err(e) if e.is_not_available() && args.if_replica_exists => {
             eprintln!("sqlite-rest: no matching backups found, skipping");
@@ -117,11 +136,17 @@ pub async fn run(args: &RestoreArgs) -> anyhow::Result<Outcome> {
         }
         Err(e) => return Err(e.into()),
     };
+    let plan = match plan {
+        AnyPlan::Ltx(plan) => plan,
+        AnyPlan::V03(plan) => {
+            return restore_v03(args, &client, &plan, &output, &meta, check).await;
+        }
+    };
     if args.dry_run {
         let dry = DryRun::new(&args.source, &output, client.kind().as_str(), &plan);
         let mut out = std::io::stdout().lock();
         if args.json {
-            writeln!(out, "{}", serde_json::to_string_pretty(&dry)?)?;
+            print_json(&dry)?;
         } else {
             writeln!(
                 out,
@@ -139,13 +164,8 @@ pub async fn run(args: &RestoreArgs) -> anyhow::Result<Outcome> {
         return Ok(Outcome::DryRun);
     }
 
-    prepare_output(&output, args.force)?;
-    let mut options = RestoreOptions::new(&output);
-    options.integrity_check = check;
-    options.fetch.parallelism = args.parallelism.max(1);
-    options.progress = Some(Arc::new(|p| {
-        let _ = write_progress(&mut std::io::stderr().lock(), &p);
-    }));
+    prepare_output_and_meta(&output, &meta, args.force)?;
+    let options = restore_options(args, &output, check);
     eprintln!(
         "sqlite-rest: restoring {} from {} at TXID {} ({} files, {:.1} MB)",
         output.display(),
@@ -171,11 +191,149 @@ pub async fn run(args: &RestoreArgs) -> anyhow::Result<Outcome> {
             "duration_ms": restored.duration.as_millis() as u64,
             "integrity_check": check.as_str(),
         });
-        writeln!(
-            std::io::stdout().lock(),
-            "{}",
-            serde_json::to_string_pretty(&v)?
-        )?;
+        print_json(&v)?;
     }
     Ok(Outcome::Restored)
+}
+
+/// Makes `output` ready to be replaced and resets its replication metadata: the position
+/// recorded there describes the database being replaced, not the restored one, so a server
+/// started on the result must take the replica's position.
+fn prepare_output_and_meta(
+    output: &std::path::Path,
+    meta: &MetaDir,
+    force: bool,
+) -> anyhow::Result<()> {
+    prepare_output(output, force)?;
+    if meta.root().join("ltx").exists() {
+        eprintln!(
+            "sqlite-rest: resetting the replication metadata of {} ({})",
+            output.display(),
+            meta.root().display()
+        );
+        meta.reset()
+            .with_context(|| format!("resetting {}", meta.root().display()))?;
+    }
+    Ok(())
+}
+
+/// Restores (or, with `--dry-run`, shows) a Litestream 0.3 backup, the newest state or the
+/// newest at or before `--timestamp`.
+async fn restore_v03(
+    args: &RestoreArgs,
+    client: &Arc<dyn ReplicaClient>,
+    plan: &V03Plan,
+    output: &std::path::Path,
+    meta: &MetaDir,
+    check: IntegrityCheck,
+) -> anyhow::Result<Outcome> {
+    let files = std::iter::once((
+        plan.snapshot.path(),
+        plan.snapshot.size,
+        plan.snapshot.created_at,
+    ))
+    .chain(
+        plan.segments
+            .iter()
+            .map(|s| (s.path(), s.size, s.created_at)),
+    );
+    if args.dry_run {
+        let mut out = std::io::stdout().lock();
+        if args.json {
+            let v = serde_json::json!({
+                "source": args.source,
+                "target_path": output.display().to_string(),
+                "replica": client.kind().as_str(),
+                "format": "litestream-0.3",
+                "generation": plan.snapshot.generation.to_string(),
+                "snapshot_index": format!("{:08x}", plan.snapshot.index),
+                "last_index": format!("{:08x}", plan.last_index()),
+                "files": files.map(|(path, size, at)| serde_json::json!({
+                    "path": path,
+                    "size": size,
+                    "timestamp": at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                })).collect::<Vec<_>>(),
+            });
+            print_json(&v)?;
+        } else {
+            writeln!(
+                out,
+                "Restore plan (Litestream 0.3 backup):\n  source: {}\n  target: {}\n  replica: {}\n  generation: {}\n  WAL indexes: {:08x} - {:08x}\n\nFiles to fetch:\nfile                                                              size      timestamp",
+                args.source,
+                output.display(),
+                client.kind().as_str(),
+                plan.snapshot.generation,
+                plan.snapshot.index,
+                plan.last_index()
+            )?;
+            for (path, size, at) in files {
+                writeln!(
+                    out,
+                    "{path:<65} {size:<9} {}",
+                    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                )?;
+            }
+        }
+        return Ok(Outcome::DryRun);
+    }
+    prepare_output_and_meta(output, meta, args.force)?;
+    let options = restore_options(args, output, check);
+    eprintln!(
+        "sqlite-rest: restoring {} from the Litestream 0.3 backup at {} (generation {}, WAL indexes {:08x}-{:08x}; {} files, {:.1} MB)",
+        output.display(),
+        client.describe(),
+        plan.snapshot.generation,
+        plan.snapshot.index,
+        plan.last_index(),
+        plan.files(),
+        plan.bytes() as f64 / 1e6
+    );
+    let restored = replication::v03::restore(client, plan, &options).await?;
+    eprintln!(
+        "sqlite-rest: restored {} ({} pages of {} bytes) from generation {} at WAL index {:08x} in {:.2}s",
+        output.display(),
+        restored.pages,
+        restored.page_size,
+        restored.generation,
+        restored.index,
+        restored.duration.as_secs_f64()
+    );
+    if args.json {
+        let v = serde_json::json!({
+            "db_path": output.display().to_string(),
+            "replica": client.kind().as_str(),
+            "format": "litestream-0.3",
+            "generation": restored.generation.to_string(),
+            "index": format!("{:08x}", restored.index),
+            "duration_ms": restored.duration.as_millis() as u64,
+            "integrity_check": check.as_str(),
+        });
+        print_json(&v)?;
+    }
+    Ok(Outcome::Restored)
+}
+
+/// The options both formats restore with: the check, parallel downloads, progress on stderr.
+fn restore_options(
+    args: &RestoreArgs,
+    output: &std::path::Path,
+    check: IntegrityCheck,
+) -> RestoreOptions {
+    let mut options = RestoreOptions::new(output);
+    options.integrity_check = check;
+    options.fetch.parallelism = args.parallelism.max(1);
+    options.progress = Some(Arc::new(|p| {
+        let _ = write_progress(&mut std::io::stderr().lock(), &p);
+    }));
+    options
+}
+
+/// Prints `v` as pretty JSON on stdout.
+fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
+    writeln!(
+        std::io::stdout().lock(),
+        "{}",
+        serde_json::to_string_pretty(v)?
+    )?;
+    Ok(())
 }

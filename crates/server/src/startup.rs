@@ -113,10 +113,9 @@ pub async fn run_with(config: ServeConfig, hooks: ServeHooks) -> anyhow::Result<
             db.schema.clone(),
             WriterConfig {
                 max_batch_jobs: config.writes.batch_max,
-                job_budget: config.request_timeout,
                 ..WriterConfig::default()
             },
-            Some(Box::new(move |jobs| m.write_committed(jobs))),
+            Some(Box::new(move |event| m.write_event(event))),
         )?)
     };
     tracing::info!(
@@ -167,17 +166,25 @@ pub async fn run_with(config: ServeConfig, hooks: ServeHooks) -> anyhow::Result<
     tracing::info!(addr = %api_listener.local_addr()?, db = %config.dsn, "server started");
     let token = shutdown.token();
     let api = http::router(state);
-    tasks.spawn(async move { ("api", http::serve(api_listener, api, token).await) });
+    let limits = fit_connections(config.conn_limits);
+    tasks.spawn(async move { ("api", http::serve(api_listener, api, limits, token).await) });
     if let Some(l) = admin_listener {
         tracing::info!(addr = %l.local_addr()?, "metrics server started");
         let token = shutdown.token();
         let router = admin::router(metrics, db.clone(), health.clone());
-        tasks.spawn(async move { ("metrics", http::serve(l, router, token).await) });
+        let limits = limits.monitoring();
+        tasks.spawn(async move { ("metrics", http::serve(l, router, limits, token).await) });
     }
     if let Some(l) = pprof_listener {
         tracing::warn!(addr = %l.local_addr()?, "pprof server started; make sure it is not exposed to the public internet");
         let token = shutdown.token();
-        tasks.spawn(async move { ("pprof", http::serve(l, pprof::router(), token).await) });
+        let limits = limits.monitoring();
+        tasks.spawn(async move {
+            (
+                "pprof",
+                http::serve(l, pprof::router(), limits, token).await,
+            )
+        });
     }
     {
         let db = db.clone();
@@ -275,4 +282,44 @@ async fn listen(addr: &str) -> anyhow::Result<tokio::net::TcpListener> {
     http::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("listening on {addr}: {e}"))
+}
+
+/// Descriptors kept for everything but the API's connections: the database and its WAL, read
+/// connections, the monitoring listeners' connections, replication, logs.
+const RESERVED_DESCRIPTORS: u64 = 512;
+
+/// Raises the soft open-file limit to the hard one (as Go's runtime does at start-up, so the
+/// Go version never ran with the common soft default of 1024), then lowers the API's
+/// connection cap if even that limit cannot hold it beside [`RESERVED_DESCRIPTORS`].
+fn fit_connections(limits: http::ConnLimits) -> http::ConnLimits {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let soft = match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => hard,
+            Err(e) => {
+                tracing::warn!(error = %e, soft, hard, "cannot raise the open-file limit");
+                soft
+            }
+        },
+        Ok((soft, _)) => soft,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the open-file limit");
+            return limits;
+        }
+    };
+    let fits =
+        usize::try_from(soft.saturating_sub(RESERVED_DESCRIPTORS).max(16)).unwrap_or(usize::MAX);
+    if limits.max_connections > fits {
+        tracing::warn!(
+            max_connections = limits.max_connections,
+            open_file_limit = soft,
+            lowered_to = fits,
+            "--max-connections does not fit the open-file limit; lowered"
+        );
+        return http::ConnLimits {
+            max_connections: fits,
+            ..limits
+        };
+    }
+    limits
 }

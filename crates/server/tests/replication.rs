@@ -326,7 +326,12 @@ async fn restores_before_serving(setup: Setup, ls: &Litestream) {
     assert!(setup.log().contains("restore finished"), "{}", setup.log());
     // Replication continues after the restore.
     let before = s.replicated_txid("").await;
-    insert(&rusqlite::Connection::open(&setup.db).unwrap(), 3);
+    // One transaction: a sync sees all three rows or none, so the first TXID after `before`
+    // holds them.
+    let c = rusqlite::Connection::open(&setup.db).unwrap();
+    c.execute_batch("BEGIN").unwrap();
+    insert(&c, 3);
+    c.execute_batch("COMMIT").unwrap();
     s.wait_replicated(&before).await;
     let out = setup.litestream_restore(ls, "check.db");
     assert_eq!(ids(&out), ids(&setup.db));
@@ -373,8 +378,228 @@ async fn an_empty_replica_starts_a_new_database_and_metrics_and_health_report_it
     }
 }
 
+/// The command between backticks in `stderr` that starts with `prefix` (a remedy printed by
+/// a refused start).
+fn printed_command(stderr: &str, prefix: &str) -> String {
+    let at = stderr
+        .find(&format!("`{prefix}"))
+        .unwrap_or_else(|| panic!("no `{prefix}…` command in: {stderr}"));
+    let rest = &stderr[at + 1..];
+    rest[..rest.find('`').unwrap()].to_string()
+}
+
+impl Setup {
+    /// Runs a command printed by the server as an operator would: in a shell, with
+    /// `sqlite-rest` on the PATH.
+    fn run_printed(&self, command: &str) -> Output {
+        let bin = self.dir.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let link = bin.join("sqlite-rest");
+        if !link.exists() {
+            std::os::unix::fs::symlink(BIN, &link).unwrap();
+        }
+        let path = format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        Command::new("sh")
+            .args(["-c", command])
+            .env("PATH", path)
+            .output()
+            .unwrap()
+    }
+
+    /// Starts the server; panics with its log if it does not start.
+    async fn serve_or_log(&self) -> Running {
+        use futures::FutureExt;
+        match std::panic::AssertUnwindSafe(self.serve())
+            .catch_unwind()
+            .await
+        {
+            Ok(r) => r,
+            Err(_) => panic!("the server did not start; its log:\n{}", self.log()),
+        }
+    }
+
+    /// Points the config at another replica URL.
+    fn use_replica(&self, url: &str) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let current = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("url: "))
+            .unwrap()
+            .to_string();
+        std::fs::write(&self.config, text.replace(&current, url)).unwrap();
+    }
+
+    /// The file replica's L0 files: name → size.
+    fn replica_l0(&self) -> std::collections::BTreeMap<String, u64> {
+        l0_files(&self.dir.path().join("replica"))
+    }
+}
+
+/// The L0 files of the file replica in `replica`: name → size.
+fn l0_files(replica: &Path) -> std::collections::BTreeMap<String, u64> {
+    std::fs::read_dir(replica.join("ltx/0"))
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".ltx"))
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                e.metadata().unwrap().len(),
+            )
+        })
+        .collect()
+}
+
+/// POSTs one row and returns its id.
+async fn post_row(s: &Running, v: &str) -> i64 {
+    let r = s
+        .client
+        .post(format!("{}/t", s.base))
+        .bearer_auth(s.token())
+        .header("Prefer", "return=representation")
+        .json(&serde_json::json!({ "v": v }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let rows: Value = r.json().await.unwrap();
+    rows[0]["id"].as_i64().unwrap()
+}
+
+/// The MaxTXID of an LTX file name (`<min hex16>-<max hex16>.ltx`).
+fn max_txid(name: &str) -> u64 {
+    u64::from_str_radix(&name[17..33], 16).unwrap()
+}
+
+fn row_ids(rows: &Value) -> Vec<i64> {
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_i64().unwrap())
+        .collect()
+}
+
+/// How a test makes the local database and its replica diverge.
+#[derive(Debug, Clone, Copy)]
+enum Divergence {
+    /// Another database, with no replication history, appears at the path.
+    AnotherDatabase,
+    /// Another database with a replication history of its own (on another replica) is
+    /// pointed at this replica: both record the same TXIDs with different contents.
+    AnotherHistory,
+}
+
+/// Replicates a database, then makes the local side diverge as `how` says: the next start
+/// refuses, changing nothing. Returns its stderr.
+async fn diverge(setup: &Setup, how: Divergence) -> String {
+    create_db(&setup.db, 5);
+    {
+        let mut s = setup.serve().await;
+        s.wait_replicated("").await;
+        s.stop().await;
+    }
+    setup.lose_database();
+    create_db(&setup.db, 2);
+    if let Divergence::AnotherHistory = how {
+        let other = format!("file://{}", setup.dir.path().join("other").display());
+        setup.use_replica(&other);
+        let mut s = setup.serve().await;
+        s.wait_replicated("").await;
+        s.stop().await;
+        setup.use_replica(&setup.url);
+    }
+    let before = std::fs::read(&setup.db).unwrap();
+    let (_, stderr) = setup.serve_fails();
+    let kind = match how {
+        Divergence::AnotherDatabase => "has no replication history",
+        Divergence::AnotherHistory => "with different contents",
+    };
+    for needle in [
+        "have diverged",
+        kind,
+        "Nothing was changed",
+        "to keep the replica's version, run `sqlite-rest restore --force",
+        "point the replication config at a new, empty replica path",
+    ] {
+        assert!(
+            stderr.contains(needle),
+            "{how:?}: {needle:?} not in: {stderr}"
+        );
+    }
+    assert_eq!(std::fs::read(&setup.db).unwrap(), before);
+    stderr
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_diverged_database_is_refused_with_the_documented_message() {
+async fn a_diverged_database_takes_the_replicas_side_with_the_printed_command() {
+    let test = "a_diverged_database_takes_the_replicas_side_with_the_printed_command";
+    let Some(ls) = Litestream::require(test) else {
+        return;
+    };
+    for how in [Divergence::AnotherDatabase, Divergence::AnotherHistory] {
+        let setup = Setup::file();
+        let stderr = diverge(&setup, how).await;
+        let replica_rows = ids(&setup.litestream_restore(&ls, "replica.db"));
+        assert_eq!(replica_rows.len(), 5);
+
+        // The operator runs the printed command as it is.
+        let command = printed_command(&stderr, "sqlite-rest restore --force");
+        let out = setup.run_printed(&command);
+        testkit::assert_success(&out);
+
+        // The server serves the replica's data and replicates on from there.
+        let mut s = setup.serve_or_log().await;
+        assert_eq!(row_ids(&s.rows().await), replica_rows, "{how:?}");
+        let before = s.replicated_txid("").await;
+        let new = post_row(&s, "after the restore").await;
+        s.wait_replicated(&before).await;
+        s.stop().await;
+        let restored = ids(&setup.litestream_restore(&ls, "after.db"));
+        assert!(restored.contains(&new), "{how:?}: {restored:?}");
+        assert_eq!(restored, ids(&setup.db), "{how:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_diverged_database_keeps_its_side_on_a_new_replica_path() {
+    let test = "a_diverged_database_keeps_its_side_on_a_new_replica_path";
+    let Some(ls) = Litestream::require(test) else {
+        return;
+    };
+    for how in [Divergence::AnotherDatabase, Divergence::AnotherHistory] {
+        let setup = Setup::file();
+        diverge(&setup, how).await;
+        let local = ids(&setup.db);
+        let old_replica = setup.replica_l0();
+
+        // The operator points the config at a new, empty replica path.
+        let url = format!("file://{}", setup.dir.path().join("replica2").display());
+        setup.use_replica(&url);
+        let mut s = setup.serve_or_log().await;
+        assert_eq!(row_ids(&s.rows().await), local, "{how:?}");
+        let before = s.replicated_txid("").await;
+        let new = post_row(&s, "on the new replica").await;
+        s.wait_replicated(&before).await;
+        s.stop().await;
+        let out = setup.dir.path().join("new-replica.db");
+        testkit::assert_success(&ls.restore(&url, &out, &[]));
+        let restored = ids(&out);
+        assert!(restored.contains(&new), "{how:?}: {restored:?}");
+        assert_eq!(restored, ids(&setup.db), "{how:?}");
+        assert_eq!(
+            setup.replica_l0(),
+            old_replica,
+            "{how:?}: the old replica is untouched"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_local_position_is_refused_and_the_printed_remedy_works() {
     let setup = Setup::file();
     create_db(&setup.db, 5);
     {
@@ -382,32 +607,181 @@ async fn a_diverged_database_is_refused_with_the_documented_message() {
         s.wait_replicated("").await;
         s.stop().await;
     }
-    // A different database appears at the same path.
-    setup.lose_database();
-    create_db(&setup.db, 2);
-    let before = std::fs::read(&setup.db).unwrap();
-    let (_, stderr) = setup.serve_fails();
-    for needle in [
-        "have diverged",
-        "sqlite-rest restore --force",
-        "new, empty replica path",
-        "Nothing was changed",
-    ] {
-        assert!(stderr.contains(needle), "{needle:?} not in: {stderr}");
-    }
-    assert_eq!(std::fs::read(&setup.db).unwrap(), before);
-
-    // The documented way out: take the replica's side.
-    let out = Command::new(BIN)
-        .args(["restore", "--force", "--config"])
-        .arg(&setup.config)
-        .arg(&setup.db)
-        .output()
+    // The newest local L0 file is damaged (a bad disk, a file copied half).
+    let meta = setup.dir.path().join(".app.db-litestream");
+    let l0 = meta.join("ltx/0");
+    let newest = std::fs::read_dir(&l0)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max()
         .unwrap();
+    let len = std::fs::metadata(&newest).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&newest)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    let (_, stderr) = setup.serve_fails();
+    let remedy = format!("remove the metadata directory {}", meta.display());
+    assert!(stderr.contains(&remedy), "{remedy:?} not in: {stderr}");
+
+    // As told: remove it and start again.
+    std::fs::remove_dir_all(&meta).unwrap();
+    let mut s = setup.serve_or_log().await;
+    assert_eq!(row_ids(&s.rows().await), ids(&setup.db));
+    let before = s.replicated_txid("").await;
+    post_row(&s, "after the reset").await;
+    s.wait_replicated(&before).await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_right_after_a_restore_loses_nothing_and_is_no_divergence() {
+    // Start-up restores the database and adopts the replica's newest L0 file (N) as its
+    // position; the server is killed before anything after N reaches the replica (the
+    // upload of N+1 is made to fail). The restart must continue the same lineage and upload
+    // every acknowledged write.
+    let test = "a_kill_right_after_a_restore_loses_nothing_and_is_no_divergence";
+    let Some(ls) = Litestream::require(test) else {
+        return;
+    };
+    let setup = Setup::file();
+    create_db(&setup.db, 10);
+    {
+        let mut s = setup.serve().await;
+        s.wait_replicated("").await;
+        s.stop().await;
+    }
+    setup.lose_database();
+    let newest = setup
+        .replica_l0()
+        .keys()
+        .map(|n| max_txid(n))
+        .max()
+        .unwrap();
+    let next = format!("{:016x}-{:016x}.ltx", newest + 1, newest + 1);
+    let blocker = setup
+        .dir
+        .path()
+        .join("replica/ltx/0")
+        .join(format!("{next}.tmp"));
+    std::fs::create_dir_all(&blocker).unwrap();
+
+    let mut s = setup.serve_or_log().await;
+    assert!(setup.log().contains("restore finished"), "{}", setup.log());
+    let mut acknowledged = Vec::new();
+    for i in 0..3 {
+        acknowledged.push(post_row(&s, &format!("after the restore {i}")).await);
+    }
+    s.child.kill().unwrap();
+    s.child.wait().unwrap();
+    drop(s);
+    assert!(!setup.replica_l0().contains_key(&next));
+    std::fs::remove_dir_all(&blocker).unwrap();
+
+    let mut s = setup.serve_or_log().await;
+    let rows = row_ids(&s.rows().await);
+    for id in &acknowledged {
+        assert!(rows.contains(id), "acknowledged write {id} lost: {rows:?}");
+    }
+    s.wait_replicated(&format!("{newest:016x}")).await;
+    s.stop().await;
+    assert_eq!(ids(&setup.litestream_restore(&ls, "after-kill.db")), rows);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_size_change_while_stopped_is_refused_and_both_remedies_work() {
+    let test = "a_page_size_change_while_stopped_is_refused_and_both_remedies_work";
+    let Some(sqlite3) = testkit::require_tool(testkit::Tool::Sqlite3, test) else {
+        return;
+    };
+    let Some(ls) = Litestream::require(test) else {
+        return;
+    };
+    let page_size = |db: &Path| -> i64 {
+        rusqlite::Connection::open(db)
+            .unwrap()
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .unwrap()
+    };
+    // How an operator changes the page size of a WAL database with the sqlite3 shell.
+    let change_page_size = |db: &Path| {
+        testkit::sqlite3_exec(
+            &sqlite3,
+            db,
+            "PRAGMA journal_mode=delete; PRAGMA page_size=8192; VACUUM; PRAGMA journal_mode=wal;",
+        );
+        assert_eq!(page_size(db), 8192);
+    };
+    let setup = Setup::file();
+    create_db(&setup.db, 20);
+    {
+        let mut s = setup.serve().await;
+        s.wait_replicated("").await;
+        s.stop().await;
+    }
+    let replicated = ids(&setup.db);
+    change_page_size(&setup.db);
+    let refused = |setup: &Setup| {
+        let before = std::fs::read(&setup.db).unwrap();
+        let (_, stderr) = setup.serve_fails();
+        for needle in [
+            "page size",
+            "8192",
+            "4096",
+            "Nothing was changed",
+            "point the replication config at a new, empty replica path",
+        ] {
+            assert!(stderr.contains(needle), "{needle:?} not in: {stderr}");
+        }
+        assert_eq!(std::fs::read(&setup.db).unwrap(), before);
+        stderr
+    };
+    let stderr = refused(&setup);
+
+    // Undo it: the replica's version, with the printed command.
+    let out = setup.run_printed(&printed_command(&stderr, "sqlite-rest restore --force"));
     testkit::assert_success(&out);
-    std::fs::remove_dir_all(setup.dir.path().join(".app.db-litestream")).ok();
-    let s = setup.serve().await;
-    assert_eq!(s.rows().await.as_array().unwrap().len(), 5);
+    assert_eq!(page_size(&setup.db), 4096);
+    {
+        let mut s = setup.serve_or_log().await;
+        assert_eq!(row_ids(&s.rows().await), replicated);
+        let before = s.replicated_txid("").await;
+        post_row(&s, "4096").await;
+        s.wait_replicated(&before).await;
+        s.stop().await;
+    }
+    assert_eq!(
+        ids(&setup.litestream_restore(&ls, "undone.db")),
+        ids(&setup.db)
+    );
+
+    // Keep it: a new replica at the new page size.
+    change_page_size(&setup.db);
+    refused(&setup);
+    let url = format!("file://{}", setup.dir.path().join("replica-8k").display());
+    setup.use_replica(&url);
+    let mut s = setup.serve_or_log().await;
+    let before = s.replicated_txid("").await;
+    post_row(&s, "8192").await;
+    s.wait_replicated(&before).await;
+    // Compaction at the new page size works (no crash loop): an L1 file appears.
+    let l1 = setup.dir.path().join("replica-8k/ltx/1");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::read_dir(&l1).map_or(true, |mut d| d.next().is_none()) {
+        assert!(
+            Instant::now() < deadline,
+            "no L1 compaction: {}",
+            setup.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    s.stop().await;
+    let out = setup.dir.path().join("kept.db");
+    testkit::assert_success(&ls.restore(&url, &out, &[]));
+    assert_eq!(page_size(&out), 8192);
+    assert_eq!(ids(&out), ids(&setup.db));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -959,24 +1333,24 @@ async fn the_restore_command_matches_litestream() {
     }
 }
 
+/// `sqlite-rest demo` in `demo` on the given ports.
+fn demo_cmd(demo: &Path, port: u16, admin: u16) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("demo")
+        .arg("--dir")
+        .arg(demo)
+        .args(["--http-addr", &format!("127.0.0.1:{port}")])
+        .args(["--metrics-addr", &format!("127.0.0.1:{admin}")])
+        .args(["--log-level", "warn"])
+        .stdout(Stdio::null());
+    cmd
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_replicates_to_a_local_directory_and_restores_from_it() {
     let dir = tempfile::tempdir().unwrap();
     let demo = dir.path().join("demo");
-    let start = || async {
-        Running::spawn(|port, admin| {
-            let mut cmd = Command::new(BIN);
-            cmd.arg("demo")
-                .arg("--dir")
-                .arg(&demo)
-                .args(["--http-addr", &format!("127.0.0.1:{port}")])
-                .args(["--metrics-addr", &format!("127.0.0.1:{admin}")])
-                .args(["--log-level", "warn"])
-                .stdout(Stdio::null());
-            cmd
-        })
-        .await
-    };
+    let start = || Running::spawn(|port, admin| demo_cmd(&demo, port, admin));
     let mut s = start().await;
     s.wait_replicated("").await;
     assert!(demo.join("litestream.yml").exists());
@@ -992,6 +1366,67 @@ async fn the_demo_replicates_to_a_local_directory_and_restores_from_it() {
         .query_row("SELECT count(*) FROM books", [], |r| r.get(0))
         .unwrap();
     assert!(n > 0);
+}
+
+/// True if the LTX file at `path` holds every page of the database it describes (a full
+/// file, as the first of a new replica), read page by page with the `ltx` crate.
+fn is_full_ltx(path: &Path) -> bool {
+    let mut dec = ltx::Decoder::new(std::fs::File::open(path).unwrap()).unwrap();
+    let header = *dec.header();
+    let mut page = vec![0u8; header.page_size as usize];
+    let mut pages = 0u32;
+    while dec.next_page(&mut page).unwrap().is_some() {
+        pages += 1;
+    }
+    let lock = ltx::lock_page(header.page_size);
+    pages == header.commit - u32::from(lock <= header.commit)
+}
+
+/// Starts and cleanly stops a server three times without a write in between (`start` gives
+/// it ready), and checks that the replica gained no full L0 file after the first run.
+async fn restarts_write_no_full_l0_file<F: std::future::Future<Output = Running>>(
+    replica: &Path,
+    start: impl Fn() -> F,
+) {
+    let mut s = start().await;
+    s.wait_replicated("").await;
+    s.stop().await;
+    let first = l0_files(replica);
+    let l0 = replica.join("ltx/0");
+    assert!(
+        first.keys().any(|name| is_full_ltx(&l0.join(name))),
+        "the first run wrote no full L0 file: {first:?}"
+    );
+    for _ in 0..2 {
+        let mut s = start().await;
+        s.wait_replicated("").await;
+        s.stop().await;
+    }
+    let added: Vec<_> = l0_files(replica)
+        .into_iter()
+        .filter(|(name, _)| !first.contains_key(name))
+        .collect();
+    for (name, size) in &added {
+        assert!(
+            !is_full_ltx(&l0.join(name)),
+            "a restart without changes wrote the full L0 file {name} ({size} bytes); added: {added:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_without_changes_writes_no_full_l0_file() {
+    let setup = Setup::file();
+    create_db(&setup.db, 400);
+    restarts_write_no_full_l0_file(&setup.dir.path().join("replica"), || setup.serve()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_restarts_without_writing_a_full_l0_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = dir.path().join("demo");
+    let start = || Running::spawn(|port, admin| demo_cmd(&demo, port, admin));
+    restarts_write_no_full_l0_file(&demo.join("replica"), start).await;
 }
 
 #[test]

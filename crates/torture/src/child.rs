@@ -23,7 +23,9 @@ use chrono::{DateTime, Utc};
 use clap::Parser;
 use futures::StreamExt;
 use ltx::FileName;
-use replication::client::{ByteStream, ClientError, ListOptions, ReadRange, ReplicaClient};
+use replication::client::{
+    ByteStream, ClientError, DirEntry, ListOptions, ReadRange, ReplicaClient,
+};
 use replication::target::ReplicaKind;
 use replication::{Level, LtxFileInfo};
 use sqlite_rest::cli::Cli;
@@ -267,5 +269,19 @@ impl ReplicaClient for Faulty {
     async fn probe(&self) -> Result<(), ClientError> {
         self.enter_whole("probe").await?;
         self.inner.probe().await
+    }
+
+    async fn list_dir(&self, dir: &str) -> Result<Vec<DirEntry>, ClientError> {
+        self.enter_whole("list").await?;
+        self.inner.list_dir(dir).await
+    }
+
+    async fn open_path(&self, path: &str) -> Result<ByteStream, ClientError> {
+        let then = self.enter("open").await?;
+        let stream = self.inner.open_path(path).await?;
+        Ok(match then {
+            Then::Proceed => stream,
+            Then::Cut => half_then_error(stream, self.injected("read")).await,
+        })
     }
 }

@@ -6,7 +6,7 @@
 //!
 //! The deadline bounds how long an operation may go *without progress*, not its total
 //! length, so large files stream at any speed:
-//! - `levels`, `list`, `delete`, `probe` and opening a file: the whole call;
+//! - `levels`, `list`, `list_dir`, `delete`, `probe` and opening a file: the whole call;
 //! - reading an opened file: every wait for the next chunk (time the consumer spends on a
 //!   chunk does not count);
 //! - `write`: the time since the client last took a chunk of the body or the body last had
@@ -34,7 +34,7 @@ use futures::{Stream, StreamExt};
 use ltx::FileName;
 use tokio::time::{Instant, Sleep};
 
-use super::{ByteStream, ClientError, ListOptions, ReadRange, ReplicaClient};
+use super::{ByteStream, ClientError, DirEntry, ListOptions, ReadRange, ReplicaClient};
 use crate::level::{Level, LtxFileInfo};
 use crate::target::ReplicaKind;
 
@@ -70,6 +70,17 @@ impl Deadline {
             operation,
             timeout: self.timeout,
         }
+    }
+
+    /// `stream` with every wait for a chunk bounded.
+    fn stall_limited(&self, stream: ByteStream) -> ByteStream {
+        StallLimited {
+            inner: stream,
+            timeout: self.timeout,
+            sleep: None,
+            error: Some(self.timeout_error("read")),
+        }
+        .boxed()
     }
 
     /// `fut` within the deadline.
@@ -121,13 +132,7 @@ impl ReplicaClient for Deadline {
         let stream = self
             .bounded("open", self.inner.open(level, name, range))
             .await?;
-        Ok(StallLimited {
-            inner: stream,
-            timeout: self.timeout,
-            sleep: None,
-            error: Some(self.timeout_error("read")),
-        }
-        .boxed())
+        Ok(self.stall_limited(stream))
     }
 
     async fn write(
@@ -169,6 +174,15 @@ impl ReplicaClient for Deadline {
 
     async fn probe(&self) -> Result<(), ClientError> {
         self.bounded("probe", self.inner.probe()).await
+    }
+
+    async fn list_dir(&self, dir: &str) -> Result<Vec<DirEntry>, ClientError> {
+        self.bounded("list", self.inner.list_dir(dir)).await
+    }
+
+    async fn open_path(&self, path: &str) -> Result<ByteStream, ClientError> {
+        let stream = self.bounded("open", self.inner.open_path(path)).await?;
+        Ok(self.stall_limited(stream))
     }
 }
 

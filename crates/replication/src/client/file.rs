@@ -21,8 +21,8 @@ use tokio_util::io::ReaderStream;
 
 use super::metrics::start;
 use super::{
-    ByteStream, ClientError, ListOptions, ReadRange, ReplicaClient, ReplicaMetrics, WriteBody,
-    finish_listing, finish_write,
+    ByteStream, ClientError, DirEntry, EntryKind, ListOptions, ReadRange, ReplicaClient,
+    ReplicaMetrics, WriteBody, finish_listing, finish_write, relative_parts,
 };
 use crate::level::{Level, LtxFileInfo};
 use crate::meta::fsync_dir;
@@ -134,6 +134,59 @@ impl FileClient {
         {
             out.push(entry);
         }
+        Ok(out)
+    }
+
+    /// The bytes of an open file (or part of it) as a stream.
+    fn stream(
+        &self,
+        reader: impl tokio::io::AsyncRead + Send + 'static,
+        path: PathBuf,
+    ) -> ByteStream {
+        let replica = self.describe();
+        ReaderStream::with_capacity(reader, 256 * 1024)
+            .map(move |r| {
+                r.map_err(|e| ClientError::Io {
+                    replica: replica.clone(),
+                    operation: "read",
+                    path: path.clone(),
+                    source: e,
+                })
+            })
+            .boxed()
+    }
+
+    /// `<root>/<rel>`, for a `/`-separated relative path of plain segments.
+    fn relative(&self, rel: &str) -> Result<PathBuf, ClientError> {
+        let mut path = self.root.clone();
+        for part in relative_parts(rel)? {
+            path.push(part);
+        }
+        Ok(path)
+    }
+
+    async fn entries_of(&self, dir: &Path) -> Result<Vec<DirEntry>, ClientError> {
+        let mut out = Vec::new();
+        for entry in self.read_dir(dir).await? {
+            let path = entry.path();
+            // Follows symbolic links: a linked directory is a directory.
+            let meta = match tokio::fs::metadata(&path).await {
+                Ok(m) => m,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(self.io("stat", &path, e)),
+            };
+            out.push(DirEntry {
+                name: entry.file_name().to_string_lossy().into_owned(),
+                kind: if meta.is_dir() {
+                    EntryKind::Dir
+                } else {
+                    EntryKind::File
+                },
+                size: if meta.is_dir() { 0 } else { meta.len() },
+                created_at: meta.modified().ok().map(DateTime::<Utc>::from),
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
 
@@ -252,6 +305,46 @@ impl ReplicaClient for FileClient {
         }
     }
 
+    async fn list_dir(&self, dir: &str) -> Result<Vec<DirEntry>, ClientError> {
+        let op = start(self.metrics.as_ref(), TYPE, "LIST");
+        let result = match self.relative(dir) {
+            Ok(path) => self.entries_of(&path).await,
+            Err(e) => Err(e),
+        };
+        match &result {
+            Ok(_) => op.ok(1, 0),
+            Err(_) => op.err("IO"),
+        }
+        result
+    }
+
+    async fn open_path(&self, rel: &str) -> Result<ByteStream, ClientError> {
+        let op = start(self.metrics.as_ref(), TYPE, "GET");
+        let result = async {
+            let path = self.relative(rel)?;
+            let file = tokio::fs::File::open(&path)
+                .await
+                .map_err(|e| self.io("open", &path, e))?;
+            let len = file
+                .metadata()
+                .await
+                .map_err(|e| self.io("stat", &path, e))?
+                .len();
+            Ok::<_, ClientError>((file, len, path))
+        }
+        .await;
+        match result {
+            Ok((file, len, path)) => {
+                op.ok(1, len);
+                Ok(self.stream(file, path))
+            }
+            Err(e) => {
+                op.err(if e.is_not_found() { "NotFound" } else { "IO" });
+                Err(e)
+            }
+        }
+    }
+
     async fn open(
         &self,
         level: Level,
@@ -291,16 +384,7 @@ impl ReplicaClient for FileClient {
         match result {
             Ok((reader, len)) => {
                 op.ok(1, len);
-                let replica = self.describe();
-                let stream = ReaderStream::with_capacity(reader, 256 * 1024).map(move |r| {
-                    r.map_err(|e| ClientError::Io {
-                        replica: replica.clone(),
-                        operation: "read",
-                        path: path.clone(),
-                        source: e,
-                    })
-                });
-                Ok(stream.boxed())
+                Ok(self.stream(reader, path))
             }
             Err(e) => {
                 op.err(if e.is_not_found() { "NotFound" } else { "IO" });

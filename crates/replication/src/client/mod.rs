@@ -123,6 +123,26 @@ pub struct ListOptions {
     pub precise_timestamps: bool,
 }
 
+/// What a [`ReplicaClient::list_dir`] entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    File,
+    /// A directory (file replicas) or a common key prefix (object stores).
+    Dir,
+}
+
+/// One entry directly under a directory of the replica, whatever its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    /// The last path segment (lossily decoded when it is not UTF-8).
+    pub name: String,
+    pub kind: EntryKind,
+    /// Bytes (0 for directories).
+    pub size: u64,
+    /// mtime or LastModified (`None` for object-store prefixes, which have none).
+    pub created_at: Option<DateTime<Utc>>,
+}
+
 /// The replica operations the replicator, retention and restore need.
 #[async_trait]
 pub trait ReplicaClient: Send + Sync + fmt::Debug {
@@ -174,6 +194,16 @@ pub trait ReplicaClient: Send + Sync + fmt::Debug {
     /// a small object outside the level directories. Fails fast (within the client's probe
     /// timeout) with a message naming the cause.
     async fn probe(&self) -> Result<(), ClientError>;
+
+    /// Every entry directly under `dir`, a `/`-separated path relative to the replica root
+    /// (`""` is the root itself), sorted by name; none when `dir` does not exist. This is how
+    /// start-up and restore see what is not an LTX file: Litestream 0.3 backups
+    /// (`generations/…`) and foreign content.
+    async fn list_dir(&self, dir: &str) -> Result<Vec<DirEntry>, ClientError>;
+
+    /// Streams a whole file given by its `/`-separated path relative to the replica root (a
+    /// Litestream 0.3 snapshot or WAL segment).
+    async fn open_path(&self, path: &str) -> Result<ByteStream, ClientError>;
 
     /// Reads (part of) one file into memory.
     async fn read(
@@ -316,6 +346,21 @@ pub async fn open_backend(
         }
         .into()),
     }
+}
+
+/// The segments of a `/`-separated path relative to a replica root; `..`, `.` and
+/// backslashes are refused (callers build these paths from names they parsed).
+pub(crate) fn relative_parts(rel: &str) -> Result<Vec<&str>, ClientError> {
+    let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
+    if parts
+        .iter()
+        .any(|p| *p == "." || *p == ".." || p.contains('\\'))
+    {
+        return Err(ClientError::Config(format!(
+            "invalid path inside a replica: {rel:?}"
+        )));
+    }
+    Ok(parts)
 }
 
 /// Keeps only files with MinTXID ≥ seek, sorted by name.

@@ -31,8 +31,8 @@ use tokio::io::AsyncWriteExt;
 
 use super::metrics::{Op, start};
 use super::{
-    ByteStream, ClientError, ListOptions, NetworkOptions, ReadRange, ReplicaClient, ReplicaMetrics,
-    WriteBody, finish_listing, finish_write,
+    ByteStream, ClientError, DirEntry, EntryKind, ListOptions, NetworkOptions, ReadRange,
+    ReplicaClient, ReplicaMetrics, WriteBody, finish_listing, finish_write, relative_parts,
 };
 use crate::level::{Level, LtxFileInfo, format_rfc3339_nano};
 use crate::target::{ReplicaKind, S3Target};
@@ -339,6 +339,28 @@ impl ObjectClient {
         self.level_key(level).join(name.to_string())
     }
 
+    /// The key of a `/`-separated path relative to the prefix.
+    fn relative_key(&self, rel: &str) -> Result<Path, ClientError> {
+        let mut key = self.prefix.clone();
+        for part in relative_parts(rel)? {
+            key = key.join(part);
+        }
+        Ok(key)
+    }
+
+    /// A GET's body as a stream.
+    fn body(&self, result: object_store::GetResult) -> ByteStream {
+        let location = self.location.clone();
+        result
+            .into_stream()
+            .map_err(move |e| ClientError::Backend {
+                replica: location.clone(),
+                operation: "read",
+                message: error_chain(&e),
+            })
+            .boxed()
+    }
+
     fn type_label(&self) -> &'static str {
         self.kind.as_str()
     }
@@ -498,6 +520,48 @@ impl ReplicaClient for ObjectClient {
         ))
     }
 
+    async fn list_dir(&self, dir: &str) -> Result<Vec<DirEntry>, ClientError> {
+        let key = self.relative_key(dir)?;
+        let op = start(self.metrics.as_ref(), self.type_label(), "LIST");
+        let root = (key.parts().count() > 0).then_some(&key);
+        let listing = match self.store.list_with_delimiter(root).await {
+            Ok(l) => l,
+            Err(e) => return Err(self.failed(op, "list", e)),
+        };
+        op.ok(1, 0);
+        let dirs = listing.common_prefixes.iter().filter_map(|p| {
+            Some(DirEntry {
+                name: p.filename()?.to_string(),
+                kind: EntryKind::Dir,
+                size: 0,
+                created_at: None,
+            })
+        });
+        let files = listing.objects.iter().filter_map(|m| {
+            Some(DirEntry {
+                name: m.location.filename()?.to_string(),
+                kind: EntryKind::File,
+                size: m.size,
+                created_at: Some(m.last_modified),
+            })
+        });
+        let mut out: Vec<DirEntry> = dirs.chain(files).collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    async fn open_path(&self, rel: &str) -> Result<ByteStream, ClientError> {
+        let key = self.relative_key(rel)?;
+        let op = start(self.metrics.as_ref(), self.type_label(), "GET");
+        match self.store.get(&key).await {
+            Ok(result) => {
+                op.ok(1, result.range.end - result.range.start);
+                Ok(self.body(result))
+            }
+            Err(e) => Err(self.failed(op, "get", e)),
+        }
+    }
+
     async fn open(
         &self,
         level: Level,
@@ -533,15 +597,7 @@ impl ReplicaClient for ObjectClient {
         {
             Ok(result) => {
                 op.ok(1, result.range.end - result.range.start);
-                let location = self.location.clone();
-                Ok(result
-                    .into_stream()
-                    .map_err(move |e| ClientError::Backend {
-                        replica: location.clone(),
-                        operation: "read",
-                        message: error_chain(&e),
-                    })
-                    .boxed())
+                Ok(self.body(result))
             }
             Err(e) => Err(self.failed(op, "get", e)),
         }

@@ -527,6 +527,7 @@ fn resolve(raw: RawTop, global: RawReplicaSettings) -> Result<Config, ConfigErro
         }
         dbs.push(db);
     }
+    check_meta_paths(&dbs)?;
     // Per-database snapshot settings must agree and are promoted to the global ones.
     let mut db_interval: Option<(String, GoDuration)> = None;
     let mut db_retention: Option<(String, GoDuration)> = None;
@@ -626,6 +627,34 @@ fn resolve(raw: RawTop, global: RawReplicaSettings) -> Result<Config, ConfigErro
         mcp_addr: non_empty(raw.mcp_addr),
         dbs,
     })
+}
+
+/// Every database has a metadata directory of its own: two sharing one would mix their L0
+/// files (each one's position), and resetting one's (a restore) would reset the other's.
+fn check_meta_paths(dbs: &[DbConfig]) -> Result<(), ConfigError> {
+    for (j, b) in dbs.iter().enumerate() {
+        let Some(meta) = b.meta_path() else { continue };
+        let canonical = expand::canonical(&meta);
+        if let Some(a) = dbs[..j].iter().find(|a| {
+            a.meta_path()
+                .is_some_and(|m| expand::canonical(&m) == canonical)
+        }) {
+            let key = if b.meta_path.is_some() {
+                "meta-path"
+            } else {
+                "path"
+            };
+            return Err(invalid(
+                format!("dbs[{j}].{key}"),
+                format!(
+                    "the metadata directory {} is also the one of {}: each database needs its own meta-path",
+                    meta.display(),
+                    db_label(a)
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn db_label(db: &DbConfig) -> String {

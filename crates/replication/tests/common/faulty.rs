@@ -10,7 +10,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ltx::FileName;
-use replication::client::{ByteStream, ClientError, ListOptions, ReadRange, ReplicaClient};
+use replication::client::{
+    ByteStream, ClientError, DirEntry, ListOptions, ReadRange, ReplicaClient,
+};
 use replication::replicator::WrapClient;
 use replication::target::ReplicaKind;
 use replication::{Level, LtxFileInfo};
@@ -160,5 +162,15 @@ impl ReplicaClient for Faulty {
     async fn probe(&self) -> Result<(), ClientError> {
         self.switch.pass().await;
         self.inner.probe().await
+    }
+
+    async fn list_dir(&self, dir: &str) -> Result<Vec<DirEntry>, ClientError> {
+        self.switch.pass().await;
+        self.inner.list_dir(dir).await
+    }
+
+    async fn open_path(&self, path: &str) -> Result<ByteStream, ClientError> {
+        self.switch.pass().await;
+        self.inner.open_path(path).await
     }
 }

@@ -11,10 +11,22 @@
 //! batch under `synchronous=FULL` — and only after it succeeded are the jobs answered: a
 //! response never claims a write that a failed commit lost.
 //!
+//! Time: every job carries its request's deadline (the request's arrival plus its time
+//! budget), so the time it waits in the queue counts. A job whose requester is gone (the
+//! client hung up, or the budget ran out while it was queued: the requester answered 504) is
+//! dropped before it runs. A running job's write statements stop at its deadline through the
+//! per-row budget check (`pgrst_budget()`, see [`super::deadline`]): the statement and the job's
+//! savepoint are rolled back, the job is answered 504, and the batch goes on. The same check
+//! stops a job when a job already done in the batch would otherwise be answered past its own
+//! deadline: the slow job yields (its savepoint rolled back), the batch so far commits and is
+//! answered, and the slow job runs again in the next transaction. One slow request never makes
+//! the others run again or wait past their budget. SQLite's interrupt stays armed a little past
+//! the deadline as the backstop.
+//!
 //! Failures that are not one job's own:
-//! - a statement that ends the whole transaction (a trigger's `RAISE(ROLLBACK)`, an interrupt,
-//!   an I/O error): that job gets its error, the jobs that ran before it in the batch run again
-//!   in a new transaction (jobs are re-runnable closures);
+//! - a statement that ends the whole transaction (a trigger's `RAISE(ROLLBACK)`, the backstop
+//!   interrupt, an I/O error): that job gets its error, the jobs that ran before it in the
+//!   batch run again in a new transaction (jobs are re-runnable closures);
 //! - a COMMIT refused because of a constraint (a deferred foreign key): every job of the batch
 //!   runs again alone, in its own transaction, so only the offending one fails;
 //! - any other COMMIT or BEGIN failure: every job of the batch gets the error (SQLITE_BUSY from
@@ -34,7 +46,7 @@
 use std::collections::VecDeque;
 use std::ffi::c_int;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use dialect::functions::{InsertCounter, register_insert_counter};
@@ -83,11 +95,16 @@ pub struct WriterConfig {
     pub max_batch_jobs: usize,
     /// Most request-body bytes in one transaction (a batch always takes at least one job).
     pub max_batch_bytes: usize,
-    /// Jobs that may wait in the queue; further writers wait for room.
+    /// Jobs that may wait in the queue; further writers wait for room (within their budget).
     pub queue: usize,
-    /// Longest a job's statements may run (the request time budget); then 504.
-    pub job_budget: Duration,
 }
+
+/// How long past its deadline a job's statements may still run before SQLite's interrupt
+/// stops them (work outside the per-row budget check; it ends the whole transaction).
+pub const HARD_STOP_GRACE: Duration = Duration::from_millis(250);
+
+/// How long before a done job's deadline the batch commits, so the COMMIT still fits.
+pub const COMMIT_MARGIN: Duration = Duration::from_millis(100);
 
 impl Default for WriterConfig {
     fn default() -> Self {
@@ -95,7 +112,6 @@ impl Default for WriterConfig {
             max_batch_jobs: 256,
             max_batch_bytes: 32 << 20,
             queue: 1024,
-            job_budget: Duration::from_secs(10),
         }
     }
 }
@@ -119,6 +135,38 @@ pub struct WriterStats {
     pub committed_jobs: AtomicU64,
     /// Batches run (transactions opened).
     pub batches: AtomicU64,
+    /// Jobs run again because another job's statement ended their transaction.
+    pub reruns: AtomicU64,
+    /// Jobs dropped before they ran: their requester was gone.
+    pub dropped: AtomicU64,
+}
+
+/// What the writer reports as it works (metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriterEvent {
+    /// A COMMIT that wrote something, holding `jobs` requests.
+    Committed { jobs: usize },
+    /// `jobs` requests run again because another request's statement ended the transaction.
+    Rerun { jobs: usize },
+    /// A request dropped before it ran (its client left, or its budget ran out in the queue).
+    Dropped,
+}
+
+/// Who decides a queued job's fate first: the writer claims it to run it, or its requester
+/// gives up on it at its deadline (then it never runs).
+const QUEUED: u8 = 0;
+const CLAIMED: u8 = 1;
+const ABANDONED: u8 = 2;
+
+/// 504 for a write whose time budget ran out before or while it ran.
+fn budget_spent(ran: bool) -> ApiError {
+    ApiError::new(504, "57014", "canceling statement due to statement timeout").with_details(
+        if ran {
+            "The write ran out of the request's time budget and was rolled back"
+        } else {
+            "The request's time budget ran out before its write could run; nothing was written"
+        },
+    )
 }
 
 /// A queued job, type-erased: runs (possibly more than once), then is answered once.
@@ -127,6 +175,11 @@ trait Task: Send {
     /// inside until [`Task::succeed`].
     fn run(&mut self, ctx: &WriteCtx<'_>) -> Result<bool, ApiError>;
     fn bytes(&self) -> usize;
+    /// When the request's time budget ends.
+    fn deadline(&self) -> Instant;
+    /// Claims the job for running (again); false when its requester is gone: the client
+    /// left, or its deadline passed while it was queued and it was answered 504.
+    fn claim(&self) -> bool;
     fn succeed(self: Box<Self>);
     fn fail(self: Box<Self>, e: ApiError);
 }
@@ -136,6 +189,9 @@ struct Job<T, F> {
     out: Option<T>,
     reply: oneshot::Sender<Result<T, ApiError>>,
     bytes: usize,
+    deadline: Instant,
+    /// [`QUEUED`], [`CLAIMED`] or [`ABANDONED`], shared with the requester.
+    claim: Arc<AtomicU8>,
 }
 
 impl<T, F> Task for Job<T, F>
@@ -150,6 +206,21 @@ where
     }
     fn bytes(&self) -> usize {
         self.bytes
+    }
+    fn deadline(&self) -> Instant {
+        self.deadline
+    }
+    fn claim(&self) -> bool {
+        if self.reply.is_closed() {
+            return false;
+        }
+        match self
+            .claim
+            .compare_exchange(QUEUED, CLAIMED, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) | Err(CLAIMED) => true,
+            Err(_) => false,
+        }
     }
     fn succeed(self: Box<Self>) {
         let Job { out, reply, .. } = *self;
@@ -194,20 +265,29 @@ struct Engine {
     notices: watch::Sender<CommitNotice>,
     stats: Arc<WriterStats>,
     config: WriterConfig,
-    on_commit: Option<Box<dyn Fn(usize) + Send>>,
+    on_event: Option<Box<dyn Fn(WriterEvent) + Send>>,
+}
+
+/// How one job's run ended, when it did not simply succeed or fail.
+enum JobEnd {
+    /// The job's own outcome: `Ok(keep)` or its error.
+    Done(Result<bool, ApiError>),
+    /// Stopped (savepoint rolled back) so the batch so far can commit in time; run it again.
+    Yield,
 }
 
 impl Writer {
     /// Takes over `conn` (read-write, WAL) and starts the writer thread.
-    /// `on_commit(jobs)` is called after every COMMIT that wrote something (metrics).
+    /// `on_event` hears of every COMMIT that wrote something, re-run and dropped job (metrics).
     pub fn start(
         mut conn: Connection,
         schema: Arc<SchemaHolder>,
         config: WriterConfig,
-        on_commit: Option<Box<dyn Fn(usize) + Send>>,
+        on_event: Option<Box<dyn Fn(WriterEvent) + Send>>,
     ) -> anyhow::Result<Writer> {
         let inserts = register_insert_counter(&conn)?;
         let deadline = Deadline::install(&mut conn)?;
+        deadline.install_soft(&conn)?;
         // Read before the hook is set: setting a WAL hook replaces SQLite's autocheckpoint.
         let autocheckpoint: i64 = conn.query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))?;
         let wal_frames = Arc::new(AtomicU64::new(0));
@@ -243,7 +323,7 @@ impl Writer {
             notices,
             stats: stats.clone(),
             config,
-            on_commit,
+            on_event,
         };
         std::thread::Builder::new()
             .name("sqlite-rest-writer".into())
@@ -269,24 +349,44 @@ impl Writer {
     /// Runs `job` on the writer's connection, inside its own savepoint of a group-committed
     /// transaction, and answers once its changes are committed. The job returns its output
     /// and whether to keep its changes (`false`: answer, but roll back). It may run more than
-    /// once (when another job's failure ended the transaction), so it must not have side
-    /// effects outside the database. `bytes` is the job's size for batching.
-    pub async fn run<T, F>(&self, bytes: usize, job: F) -> Result<T, ApiError>
+    /// once (when another job's failure ended the transaction, or it yielded to let the batch
+    /// commit in time), so it must not have side effects outside the database. `bytes` is the
+    /// job's size for batching; `deadline` is when the request's time budget ends: waiting
+    /// for room in the queue and in the queue counts, and a job not started by then is never
+    /// run (504). Dropping the returned future before the job started drops the job too.
+    pub async fn run<T, F>(&self, bytes: usize, deadline: Instant, job: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
         F: Fn(&WriteCtx<'_>) -> Result<(T, bool), ApiError> + Send + 'static,
     {
-        let (reply, rx) = oneshot::channel();
+        let (reply, mut rx) = oneshot::channel();
+        let claim = Arc::new(AtomicU8::new(QUEUED));
         let task = Box::new(Job {
             f: job,
             out: None,
             reply,
             bytes,
+            deadline,
+            claim: claim.clone(),
         });
-        self.queue
-            .send(Msg::Job(task))
-            .await
-            .map_err(|_| unavailable())?;
+        let until = tokio::time::Instant::from_std(deadline);
+        match tokio::time::timeout_at(until, self.queue.send(Msg::Job(task))).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(unavailable()),
+            Err(_) => return Err(budget_spent(false)),
+        }
+        tokio::select! {
+            biased;
+            r = &mut rx => return r.map_err(|_| unavailable())?,
+            _ = tokio::time::sleep_until(until) => {}
+        }
+        if claim
+            .compare_exchange(QUEUED, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            return Err(budget_spent(false));
+        }
+        // Claimed: it runs (or ran) and stops at the same deadline; its answer says which.
         rx.await.map_err(|_| unavailable())?
     }
 
@@ -373,8 +473,20 @@ impl Engine {
             .fresh(&self.conn, |load| self.authorizer.trusted(load))
     }
 
-    /// Runs one batch: one transaction, a savepoint per job, one COMMIT, then the answers.
+    /// Runs one batch: transactions with a savepoint per job, each with one COMMIT and then
+    /// its answers. Usually one transaction; another when a job yielded so the jobs done
+    /// before it could be answered within their budget.
     fn batch(&mut self, mut pending: VecDeque<Box<dyn Task>>) {
+        while !pending.is_empty() {
+            if let Some(done) = self.transaction(&mut pending) {
+                self.commit(done);
+            }
+        }
+    }
+
+    /// Opens a transaction and runs queued jobs in it until none is left or one yields; the
+    /// jobs to commit (`None`: the transaction could not start; every job was answered).
+    fn transaction(&mut self, pending: &mut VecDeque<Box<dyn Task>>) -> Option<Vec<Box<dyn Task>>> {
         let mut done: Vec<Box<dyn Task>> = Vec::with_capacity(pending.len());
         'transaction: loop {
             self.stats.batches.fetch_add(1, Ordering::Relaxed);
@@ -388,30 +500,66 @@ impl Engine {
                     for t in done.drain(..).chain(pending.drain(..)) {
                         t.fail(e.clone());
                     }
-                    return;
+                    return None;
                 }
             };
             self.wal_written.store(false, Ordering::Release);
             while let Some(mut task) = pending.pop_front() {
-                match self.job(task.as_mut(), &cache) {
-                    Ok(true) => done.push(task),
-                    Ok(false) => task.succeed(),
-                    Err(e) if self.conn.is_autocommit() => {
+                if !task.claim() {
+                    // Its requester is gone: never run it.
+                    self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    self.event(WriterEvent::Dropped);
+                    continue;
+                }
+                let now = Instant::now();
+                if now >= task.deadline() {
+                    task.fail(budget_spent(false));
+                    continue;
+                }
+                // The done jobs must commit before the first of their deadlines.
+                let commit_by = done
+                    .iter()
+                    .map(|t| t.deadline())
+                    .min()
+                    .map(|d| d.checked_sub(COMMIT_MARGIN).unwrap_or(d));
+                if commit_by.is_some_and(|c| now >= c) {
+                    pending.push_front(task);
+                    break 'transaction;
+                }
+                match self.job(task.as_mut(), &cache, commit_by) {
+                    JobEnd::Yield => {
+                        pending.push_front(task);
+                        break 'transaction;
+                    }
+                    JobEnd::Done(Ok(true)) => done.push(task),
+                    JobEnd::Done(Ok(false)) => task.succeed(),
+                    JobEnd::Done(Err(e)) if self.conn.is_autocommit() => {
                         // The statement ended the whole transaction: this job fails, the
                         // ones before it run again in a new transaction.
-                        tracing::warn!(code = %e.code, "a write ended its transaction; re-running the batch without it");
+                        tracing::warn!(code = %e.code, jobs = done.len(), "a write ended its transaction; re-running the batch without it");
                         task.fail(e);
+                        if !done.is_empty() {
+                            self.stats
+                                .reruns
+                                .fetch_add(done.len() as u64, Ordering::Relaxed);
+                            self.event(WriterEvent::Rerun { jobs: done.len() });
+                        }
                         let again = std::mem::take(&mut done);
                         for t in again.into_iter().rev() {
                             pending.push_front(t);
                         }
                         continue 'transaction;
                     }
-                    Err(e) => task.fail(e),
+                    JobEnd::Done(Err(e)) => task.fail(e),
                 }
             }
             break;
         }
+        Some(done)
+    }
+
+    /// Commits the open transaction and answers its jobs (or rolls back an empty one).
+    fn commit(&mut self, done: Vec<Box<dyn Task>>) {
         if done.is_empty() {
             self.abandon();
             return;
@@ -446,27 +594,37 @@ impl Engine {
         }
     }
 
-    /// Runs one job in its savepoint. `Ok(true)`: its changes stay until COMMIT.
-    fn job(&self, task: &mut dyn Task, cache: &SchemaCache) -> Result<bool, ApiError> {
-        self.exec("SAVEPOINT pgrst_job")?;
+    /// Runs one job in its savepoint, its write statements stopped at its deadline or at
+    /// `commit_by` (the done jobs' need to commit), whichever comes first.
+    fn job(&self, task: &mut dyn Task, cache: &SchemaCache, commit_by: Option<Instant>) -> JobEnd {
+        if let Err(e) = self.exec("SAVEPOINT pgrst_job") {
+            return JobEnd::Done(Err(e.into()));
+        }
         let ctx = WriteCtx {
             conn: &self.conn,
             cache,
             inserts: &self.inserts,
         };
-        let at = Instant::now() + self.config.job_budget;
+        let deadline = task.deadline();
+        let soft = commit_by.map_or(deadline, |c| c.min(deadline));
         // A panicking job (a bug) fails alone instead of taking the writer thread with it.
-        let result = self.deadline.run(at, || {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| task.run(&ctx)))
-                .unwrap_or_else(|_| {
-                    tracing::error!("a write job panicked");
-                    Err(ApiError::internal("the write failed unexpectedly"))
-                })
-        });
+        let result = self
+            .deadline
+            .run_soft(soft, deadline + HARD_STOP_GRACE, || {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| task.run(&ctx)))
+                    .unwrap_or_else(|_| {
+                        tracing::error!("a write job panicked");
+                        Err(ApiError::internal("the write failed unexpectedly"))
+                    })
+            });
+        let now = Instant::now();
         if self.conn.is_autocommit() {
-            return Err(result.err().unwrap_or_else(|| {
-                ApiError::internal("the transaction ended inside a write job")
-            }));
+            let e = match result {
+                Err(_) if now >= deadline => budget_spent(true),
+                Err(e) => e,
+                Ok(_) => ApiError::internal("the transaction ended inside a write job"),
+            };
+            return JobEnd::Done(Err(e));
         }
         let keep = matches!(result, Ok(true));
         let end = if keep {
@@ -476,9 +634,18 @@ impl Engine {
                 .and_then(|()| self.exec("RELEASE pgrst_job"))
         };
         match (result, end) {
-            (Ok(keep), Ok(())) => Ok(keep),
-            (Err(e), _) => Err(e),
-            (Ok(_), Err(e)) => Err(e.into()),
+            // Stopped by the budget check (or failing right at it): out of time, or yielding.
+            (Err(_), Ok(())) if now >= deadline => JobEnd::Done(Err(budget_spent(true))),
+            (Err(_), Ok(())) if now >= soft => JobEnd::Yield,
+            (Ok(keep), Ok(())) => JobEnd::Done(Ok(keep)),
+            (Err(e), _) => JobEnd::Done(Err(e)),
+            (Ok(_), Err(e)) => JobEnd::Done(Err(e.into())),
+        }
+    }
+
+    fn event(&self, e: WriterEvent) {
+        if let Some(f) = &self.on_event {
+            f(e);
         }
     }
 
@@ -490,9 +657,7 @@ impl Engine {
             committed_at: SystemTime::now(),
         };
         self.notices.send_replace(notice);
-        if let Some(f) = &self.on_commit {
-            f(jobs);
-        }
+        self.event(WriterEvent::Committed { jobs });
     }
 }
 
@@ -525,11 +690,16 @@ mod tests {
 
     const T: &str = "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL);";
 
+    /// A deadline no test reaches.
+    fn far() -> Instant {
+        Instant::now() + Duration::from_secs(600)
+    }
+
     /// Occupies the writer for a moment, so the jobs sent meanwhile form one batch.
     async fn hold(w: &Writer) {
         let (started_tx, started) = oneshot::channel();
         let started_tx = std::sync::Mutex::new(Some(started_tx));
-        let job = w.run(0, move |_| {
+        let job = w.run(0, far(), move |_| {
             if let Some(tx) = started_tx.lock().unwrap().take() {
                 let _ = tx.send(());
             }
@@ -570,7 +740,7 @@ mod tests {
             let s = s.clone();
             tokio::spawn(async move {
                 s.writer
-                    .run(0, |ctx| {
+                    .run(0, far(), |ctx| {
                         std::thread::sleep(Duration::from_millis(200));
                         ctx.conn
                             .execute("INSERT INTO t (id, v) VALUES (0, 'slow')", [])
@@ -587,11 +757,11 @@ mod tests {
             handles.push(tokio::spawn(async move {
                 match id % 10 {
                     // duplicate of the slow job's key: fails alone
-                    3 => s.writer.run(0, insert(0)).await,
+                    3 => s.writer.run(0, far(), insert(0)).await,
                     // NOT NULL violation
                     7 => {
                         s.writer
-                            .run(0, move |ctx| {
+                            .run(0, far(), move |ctx| {
                                 ctx.conn
                                     .execute("INSERT INTO t (id, v) VALUES (?1, NULL)", [id])
                                     .map_err(ApiError::from)?;
@@ -602,10 +772,10 @@ mod tests {
                     // answered, then rolled back
                     9 => {
                         s.writer
-                            .run(0, move |ctx| Ok((insert(id)(ctx)?.0, false)))
+                            .run(0, far(), move |ctx| Ok((insert(id)(ctx)?.0, false)))
                             .await
                     }
-                    _ => s.writer.run(0, insert(id)).await,
+                    _ => s.writer.run(0, far(), insert(id)).await,
                 }
             }));
         }
@@ -650,14 +820,14 @@ mod tests {
         // The three jobs run in one batch.
         let batches = s.writer.stats().batches.load(Ordering::Relaxed);
         hold(&s.writer).await;
-        let a = s.writer.run(0, insert(1));
-        let b = s.writer.run(0, |ctx| {
+        let a = s.writer.run(0, far(), insert(1));
+        let b = s.writer.run(0, far(), |ctx| {
             ctx.conn
                 .execute("INSERT INTO t (id, v) VALUES (2, 'boom')", [])
                 .map_err(ApiError::from)?;
             Ok((2, true))
         });
-        let c = s.writer.run(0, insert(3));
+        let c = s.writer.run(0, far(), insert(3));
         let (a, b, c) = tokio::join!(a, b, c);
         assert_eq!(a.unwrap(), 1);
         let e = b.unwrap_err();
@@ -688,9 +858,9 @@ mod tests {
         };
         hold(&s.writer).await;
         let (a, b, c) = tokio::join!(
-            s.writer.run(0, insert(1)),
-            s.writer.run(0, bad),
-            s.writer.run(0, insert(3))
+            s.writer.run(0, far(), insert(1)),
+            s.writer.run(0, far(), bad),
+            s.writer.run(0, far(), insert(3))
         );
         assert_eq!(a.unwrap(), 1);
         assert_eq!(b.unwrap_err().code, "23503");
@@ -707,7 +877,7 @@ mod tests {
         assert_eq!(rx.borrow().seq, 0);
         let mut last = 0;
         for id in 1..=5 {
-            s.writer.run(0, insert(id)).await.unwrap();
+            s.writer.run(0, far(), insert(id)).await.unwrap();
             let n = *rx.borrow_and_update();
             assert_eq!(n.seq, id as u64);
             assert!(n.wal_frames > last, "{n:?} after {last}");
@@ -715,14 +885,14 @@ mod tests {
             last = n.wal_frames;
         }
         // A job that keeps nothing commits nothing and publishes nothing.
-        s.writer.run(0, |_| Ok(((), false))).await.unwrap();
+        s.writer.run(0, far(), |_| Ok(((), false))).await.unwrap();
         assert!(!rx.has_changed().unwrap());
         // The receiver wakes up on the next commit.
         let waiter = tokio::spawn(async move {
             rx.changed().await.unwrap();
             rx.borrow().seq
         });
-        s.writer.run(0, insert(6)).await.unwrap();
+        s.writer.run(0, far(), insert(6)).await.unwrap();
         assert_eq!(waiter.await.unwrap(), 6);
     }
 
@@ -739,7 +909,7 @@ mod tests {
             );
             let mut out = Vec::new();
             for id in 1..=20 {
-                s.writer.run(0, insert(id)).await.unwrap();
+                s.writer.run(0, far(), insert(id)).await.unwrap();
                 out.push(s.writer.subscribe_commits().borrow().wal_frames);
             }
             out
@@ -765,11 +935,11 @@ mod tests {
         );
         let other = Connection::open(&s.path).unwrap();
         other.execute_batch("BEGIN IMMEDIATE").unwrap();
-        let e = s.writer.run(0, insert(1)).await.unwrap_err();
+        let e = s.writer.run(0, far(), insert(1)).await.unwrap_err();
         assert_eq!(e.status, 503);
         assert!(e.headers.iter().any(|(k, _)| *k == "Retry-After"), "{e:?}");
         other.execute_batch("ROLLBACK").unwrap();
-        assert_eq!(s.writer.run(0, insert(1)).await.unwrap(), 1);
+        assert_eq!(s.writer.run(0, far(), insert(1)).await.unwrap(), 1);
     }
 
     #[tokio::test]
@@ -777,14 +947,14 @@ mod tests {
         let s = setup(T, OpenOptions::writer(), WriterConfig::default());
         let e = s
             .writer
-            .run(0, |ctx| -> Result<((), bool), ApiError> {
+            .run(0, far(), |ctx| -> Result<((), bool), ApiError> {
                 insert(1)(ctx)?;
                 panic!("a bug in a job")
             })
             .await
             .unwrap_err();
         assert_eq!(e.status, 500);
-        assert_eq!(s.writer.run(0, insert(2)).await.unwrap(), 2);
+        assert_eq!(s.writer.run(0, far(), insert(2)).await.unwrap(), 2);
         assert_eq!(
             ids(&s.path),
             vec![2],
@@ -803,7 +973,7 @@ mod tests {
         ] {
             let e = s
                 .writer
-                .run(0, move |ctx| {
+                .run(0, far(), move |ctx| {
                     ctx.conn.execute_batch(sql).map_err(ApiError::from)?;
                     Ok(((), true))
                 })
@@ -816,31 +986,31 @@ mod tests {
     #[tokio::test]
     async fn shutdown_finishes_queued_jobs_then_refuses() {
         let s = setup(T, OpenOptions::writer(), WriterConfig::default());
-        let jobs: Vec<_> = (1..=10).map(|id| s.writer.run(0, insert(id))).collect();
+        let jobs: Vec<_> = (1..=10)
+            .map(|id| s.writer.run(0, far(), insert(id)))
+            .collect();
         let (results, ()) = tokio::join!(futures::future::join_all(jobs), s.writer.shutdown());
         assert!(results.iter().all(Result::is_ok), "{results:?}");
         assert_eq!(ids(&s.path).len(), 10);
         assert!(s.writer.is_stopped());
-        assert_eq!(s.writer.run(0, insert(11)).await.unwrap_err().status, 503);
+        assert_eq!(
+            s.writer.run(0, far(), insert(11)).await.unwrap_err().status,
+            503
+        );
     }
 
     #[tokio::test]
     async fn long_jobs_are_interrupted_at_the_budget() {
-        let s = setup(
-            T,
-            OpenOptions::writer(),
-            WriterConfig {
-                job_budget: Duration::from_millis(100),
-                ..WriterConfig::default()
-            },
-        );
+        let s = setup(T, OpenOptions::writer(), WriterConfig::default());
+        // Outside any row loop: only the backstop interrupt stops it.
         let e = s
             .writer
-            .run(0, |ctx| {
+            .run(0, Instant::now() + Duration::from_millis(100), |ctx| {
                 ctx.conn
-                    .execute(
-                        "INSERT INTO t (v) WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c) SELECT 'x' FROM c",
+                    .query_row(
+                        "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c) SELECT count(*) FROM c",
                         [],
+                        |r| r.get::<_, i64>(0),
                     )
                     .map_err(ApiError::from)?;
                 Ok(((), true))
@@ -849,6 +1019,83 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.code, "57014");
         assert!(ids(&s.path).is_empty());
-        assert_eq!(s.writer.run(0, insert(1)).await.unwrap(), 1);
+        assert_eq!(s.writer.run(0, far(), insert(1)).await.unwrap(), 1);
+    }
+
+    /// An endless write statement (it never finds a row to write) that calls the budget
+    /// check on every candidate row, as every write statement the dialect builds does.
+    fn endless(ctx: &WriteCtx<'_>) -> Result<((), bool), ApiError> {
+        ctx.conn
+            .execute(
+                "INSERT INTO t (v) WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c) \
+                 SELECT 'x' FROM c WHERE pgrst_budget() AND i < 0",
+                [],
+            )
+            .map_err(ApiError::from)?;
+        Ok(((), true))
+    }
+
+    #[tokio::test]
+    async fn a_job_out_of_time_rolls_back_alone_and_nothing_runs_again() {
+        let s = setup(T, OpenOptions::writer(), WriterConfig::default());
+        hold(&s.writer).await;
+        let batches = s.writer.stats().batches.load(Ordering::Relaxed);
+        // One batch: a quick insert, an endless write with a short budget, another insert.
+        let soon = Instant::now() + Duration::from_millis(300);
+        let (a, slow, c) = tokio::join!(
+            s.writer.run(0, far(), insert(1)),
+            s.writer.run(0, soon, endless),
+            s.writer.run(0, far(), insert(3))
+        );
+        assert_eq!(a.unwrap(), 1);
+        let e = slow.unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (504, "57014"), "{e:?}");
+        assert_eq!(c.unwrap(), 3);
+        assert_eq!(ids(&s.path), vec![1, 3]);
+        let stats = s.writer.stats();
+        assert_eq!(stats.reruns.load(Ordering::Relaxed), 0, "a job ran again");
+        assert_eq!(stats.batches.load(Ordering::Relaxed) - batches, 1);
+    }
+
+    #[tokio::test]
+    async fn a_slow_job_yields_so_the_jobs_before_it_are_answered_in_time() {
+        let s = setup(T, OpenOptions::writer(), WriterConfig::default());
+        hold(&s.writer).await;
+        let start = Instant::now();
+        let budget = Duration::from_millis(1500);
+        // The quick insert's budget ends long before the slow job's.
+        let (a, slow) = tokio::join!(
+            async {
+                let r = s.writer.run(0, start + budget, insert(1)).await;
+                (r, start.elapsed())
+            },
+            s.writer.run(0, start + Duration::from_secs(4), endless),
+        );
+        let (a, answered) = (a.0.unwrap(), a.1);
+        assert_eq!(a, 1);
+        assert!(answered < budget, "answered after {answered:?}");
+        assert_eq!(slow.unwrap_err().code, "57014");
+        assert_eq!(ids(&s.path), vec![1]);
+        assert_eq!(s.writer.stats().reruns.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn queued_jobs_past_their_budget_or_without_a_requester_never_run() {
+        let s = setup(T, OpenOptions::writer(), WriterConfig::default());
+        hold(&s.writer).await;
+        // Its budget ends while the holding job still runs: answered 504 at its deadline.
+        let e = s
+            .writer
+            .run(0, Instant::now() + Duration::from_millis(20), insert(1))
+            .await
+            .unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (504, "57014"));
+        // Its requester leaves while it is queued.
+        hold(&s.writer).await;
+        let gone = s.writer.run(0, far(), insert(2));
+        let _ = tokio::time::timeout(Duration::from_millis(20), gone).await;
+        assert_eq!(s.writer.run(0, far(), insert(3)).await.unwrap(), 3);
+        assert_eq!(ids(&s.path), vec![3]);
+        assert!(s.writer.stats().dropped.load(Ordering::Relaxed) >= 2);
     }
 }

@@ -25,7 +25,9 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
     let origin = req.headers().get(header::ORIGIN).cloned();
     // The access log is at debug level; the URI is only kept when it will be written.
     let uri = tracing::enabled!(tracing::Level::DEBUG).then(|| req.uri().clone());
-    let (target, mut resp) = match dispatch(&state, req).await {
+    // The request's time budget starts now: its body, the write queue and its statements.
+    let deadline = start + state.limits.request_budget;
+    let (target, mut resp) = match dispatch(&state, req, deadline).await {
         Ok((target, resp)) => (target, resp),
         Err((target, e)) => (target, respond::error(&e)),
     };
@@ -33,7 +35,15 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
         state.cors.decorate(resp.headers_mut(), origin);
     }
     let status = resp.status().as_u16();
-    let target = if status == 404 { "" } else { target.as_str() };
+    // Only a relation the schema cache knows becomes a label value: anything else a client
+    // can choose (a preflight's path, a name an early 4xx answered) would grow the label set
+    // without limit.
+    let schema = state.db.schema.current();
+    let target = if status != 404 && schema.relation(&target).is_some() {
+        target.as_str()
+    } else {
+        ""
+    };
     let elapsed = start.elapsed();
     state
         .metrics
@@ -52,7 +62,7 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
 
 type Outcome = Result<(String, Response), (String, ApiError)>;
 
-async fn dispatch(state: &AppState, req: Request) -> Outcome {
+async fn dispatch(state: &AppState, req: Request, deadline: Instant) -> Outcome {
     let (parts, body) = req.into_parts();
     // Answered without the body (a preflight, or an error from routing or authentication):
     // a small body is drained so the keep-alive connection stays usable (postgrest-py sends
@@ -73,7 +83,7 @@ async fn dispatch(state: &AppState, req: Request) -> Outcome {
     // Every routed request has its body read before it is answered, whatever the answer:
     // hyper cannot reuse a connection whose request body is still arriving when the response
     // goes out, and a client that already sent its next request on it sees a hang-up.
-    let body = match state.limits.read_body(body).await {
+    let body = match state.limits.read_body(body, deadline).await {
         Ok(body) => body,
         Err(e) => return Err((String::new(), e)),
     };
@@ -94,7 +104,7 @@ async fn dispatch(state: &AppState, req: Request) -> Outcome {
             .await
         }
         Method::OPTIONS => options(state, relation.clone()).await,
-        _ => write::handle(state, relation.clone(), method, &parts, body).await,
+        _ => write::handle(state, relation.clone(), method, &parts, body, deadline).await,
     };
     match result {
         Ok(resp) => Ok((relation, resp)),

@@ -4,12 +4,13 @@
 //! and never reaches the database. The body limit is checked here against `Content-Length`
 //! and again on the bytes actually read ([`HttpLimits::read_body`]), so a body sent without a
 //! length (or with a false one) cannot get past it. A body is read only for a request that was
-//! routed and authenticated, within the request's time budget (408 beyond); a request answered
+//! routed and authenticated, within what is left of the request's time budget (408 beyond;
+//! the budget starts when the request arrives); a request answered
 //! before that (401, 404, 405, a CORS preflight) only has a small body drained
 //! ([`HttpLimits::discard_small`]), so its keep-alive connection stays usable without letting
 //! a client without a token make the server buffer or wait for megabytes.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, HttpBody};
 use bytes::Bytes;
@@ -22,8 +23,9 @@ pub struct HttpLimits {
     pub max_uri_bytes: usize,
     pub max_header_bytes: usize,
     pub max_body_bytes: u64,
-    /// How long a request body may take to arrive (the request's time budget).
-    pub body_timeout: Duration,
+    /// The request's time budget, from its arrival: its body must arrive within it (408),
+    /// and its statements (and, for a write, its wait in the write queue) fit in it (504).
+    pub request_budget: Duration,
 }
 
 /// The largest body drained from a request answered before its body was needed.
@@ -37,7 +39,7 @@ impl Default for HttpLimits {
             max_uri_bytes: 16 * 1024,
             max_header_bytes: 32 * 1024,
             max_body_bytes: 10 * 1024 * 1024,
-            body_timeout: Duration::from_secs(10),
+            request_budget: Duration::from_secs(10),
         }
     }
 }
@@ -78,11 +80,12 @@ impl HttpLimits {
     }
 
     /// Reads the whole body, refusing more than `max_body_bytes` as the bytes arrive (413) and
-    /// a body still arriving after `body_timeout` (408).
-    pub async fn read_body(&self, body: Body) -> Result<Bytes, ApiError> {
+    /// a body still arriving at `deadline`, the end of the request's budget (408).
+    pub async fn read_body(&self, body: Body, deadline: Instant) -> Result<Bytes, ApiError> {
         let limit = self.max_body_bytes;
         let max = usize::try_from(limit).unwrap_or(usize::MAX);
-        match collect_within(body, max, self.body_timeout).await {
+        let within = deadline.saturating_duration_since(Instant::now());
+        match collect_within(body, max, within).await {
             Some(Ok(bytes)) => Ok(bytes),
             Some(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
                 Err(payload_too_large(format!("more than {limit} bytes"), limit))
@@ -93,8 +96,8 @@ impl HttpLimits {
             ),
             None => Err(ApiError::new(408, "SQLREST408", "Request body timeout")
                 .with_details(format!(
-                    "The request body did not arrive within {} ms",
-                    self.body_timeout.as_millis()
+                    "The request body did not arrive within the request's time budget ({} ms)",
+                    self.request_budget.as_millis()
                 ))
                 .with_header("Connection", "close")),
         }

@@ -2,10 +2,12 @@
 //!
 //! One fallback handler ([`api::handle`]) takes every request, so the hot path is a single
 //! function call rather than a middleware stack: limits, routing, CORS, auth, dispatch to the
-//! read handler ([`read`]) or the write handler ([`write`]), metrics. Servers stop together
-//! when the shutdown token is cancelled.
+//! read handler ([`read`]) or the write handler ([`write`]), metrics. Every listener serves
+//! its connections through [`conn`] (connection cap, header read and idle timeouts). Servers
+//! stop together when the shutdown token is cancelled.
 
 pub mod api;
+pub mod conn;
 pub mod cors;
 pub mod limits;
 pub mod read;
@@ -22,6 +24,7 @@ use crate::auth::Auth;
 use crate::db::{Database, Writer};
 use crate::metrics::Metrics;
 
+pub use conn::ConnLimits;
 pub use cors::Cors;
 pub use limits::HttpLimits;
 
@@ -64,16 +67,20 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new().fallback(api::handle).with_state(state)
 }
 
-/// Serves `router` on `listener` until `stop` is cancelled, then drains open requests.
+/// Serves `router` on `listener` under `limits` until `stop` is cancelled, then drains open
+/// requests (see [`conn`]).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
+    limits: ConnLimits,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await
+    conn::serve(listener, router, limits, stop).await
 }
+
+/// Connections a listener lets wait for `accept` (the kernel caps it at `somaxconn`): room for
+/// clients that arrive while the listener is at its connection cap.
+pub const ACCEPT_BACKLOG: u32 = 1024;
 
 /// Binds a Go-style address: `:8080` means every interface.
 pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
@@ -82,5 +89,23 @@ pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
     } else {
         addr.to_string()
     };
-    TcpListener::bind(addr).await
+    let mut last = None;
+    for a in tokio::net::lookup_host(&addr).await? {
+        let socket = if a.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(a).and_then(|()| socket.listen(ACCEPT_BACKLOG)) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::AddrNotAvailable,
+            format!("{addr} resolves to no address"),
+        )
+    }))
 }

@@ -6,8 +6,12 @@
 //! `--max-body-bytes`), checked for its `Content-Type` and parsed (large bodies on the
 //! blocking pool). The write itself is a job for
 //! [`crate::db::Writer`]: planned against the writer's schema cache and run inside its
-//! savepoint, so a request is answered only once its transaction committed. DELETE bodies are
+//! savepoint, so a request is answered only once its transaction committed. The job carries
+//! the request's deadline (its arrival plus the time budget), so the wait in the write queue
+//! counts against the budget. DELETE bodies are
 //! ignored (postgrest-py sends `{}`).
+
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::response::Response;
@@ -40,6 +44,7 @@ pub async fn handle(
     method: &Method,
     parts: &Parts,
     bytes: Bytes,
+    deadline: Instant,
 ) -> Result<Response, ApiError> {
     let mutation = mutation(method);
     let query = QueryParams::parse(parts.uri.query().unwrap_or(""))?;
@@ -73,7 +78,7 @@ pub async fn handle(
     let options = state.write_options;
     let out = state
         .writer
-        .run(size, move |ctx| {
+        .run(size, deadline, move |ctx| {
             let plan = plan_write(ctx.cache, &req, &options)?;
             let body = req.payload.as_ref().map_or("[]", |p| p.json.as_str());
             let out = execute_write(ctx.conn, &plan, body, ctx.inserts)?;

@@ -44,6 +44,9 @@ pub struct Options {
     /// Use the RSA public key instead of the HMAC secret.
     pub rsa: bool,
     pub allow: String,
+    /// The binary to run (default: this build's `sqlite-rest`; hostile tests run the release
+    /// build, `testkit::Tool::ReleaseBinary`).
+    pub bin: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -53,6 +56,7 @@ impl Default for Options {
             env: Vec::new(),
             rsa: false,
             allow: ALL_TABLES.to_string(),
+            bin: None,
         }
     }
 }
@@ -93,7 +97,11 @@ impl Server {
         let secret = dir.path().join("secret");
         std::fs::write(&secret, SECRET).unwrap();
         let (child, port, admin_port) = spawn_ready(|port, admin_port| {
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_sqlite-rest"));
+            let mut cmd = Command::new(
+                opts.bin
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_sqlite-rest"))),
+            );
             cmd.arg("serve")
                 .arg("--db-dsn")
                 .arg(&db)
