@@ -1,33 +1,35 @@
 //! The SQL builder for writes: INSERT (with upsert), UPDATE and DELETE, each with the
 //! RETURNING list the write planner asks for.
 //!
-//! The request body is ONE parameter, `?1`: a JSON array of objects, unpacked with
+//! The request body is ONE parameter, `?1`: a JSON array of rows, unpacked with
 //! `json_each(?1)` (INSERT) or read from its first element (UPDATE). A column's value is
-//! `"pgrst_body"."value" ->> ?N` with the column's JSON path (`$."name"`, escaped) bound as
-//! `?N`, so the SQL text depends only on the relation and the column set — never on the
+//! `"pgrst_body"."value" ->> ?N` with the column's JSON path bound as `?N` (`$."name"`,
+//! escaped, in an object; `$[i]` in a CSV body's array, see [`ColumnPaths`]), so the SQL text depends only on the relation and the column set — never on the
 //! values or the number of rows — and is reused from the prepared-statement cache. Column
 //! defaults for `missing=default` come from the schema (`dflt_value`), as PostgREST inlines
 //! them. Upserts count inserted rows with `pgrst_ins(±1)` (see [`crate::functions`]):
 //! `WHERE pgrst_ins(1)` on every candidate row, `DO UPDATE … WHERE pgrst_ins(-1)` on every
-//! conflict. Every statement's `WHERE` starts with `pgrst_budget()` (see
-//! [`crate::functions::register_budget`]), evaluated on every candidate row, so the writer can
-//! stop a statement at its request's time budget without ending the transaction; a `WHERE`
-//! before `ON CONFLICT` also resolves SQLite's parsing ambiguity of `INSERT … SELECT … ON
-//! CONFLICT`.
+//! conflict. Every statement's `WHERE` starts with `pgrst_budget()` ([`crate::sql::budget_where`]),
+//! evaluated on every candidate row, so the writer can stop a statement at its request's time
+//! budget without ending the transaction; a `WHERE` before `ON CONFLICT` also resolves SQLite's
+//! parsing ambiguity of `INSERT … SELECT … ON CONFLICT`. `INSERT … DEFAULT VALUES` has no row
+//! loop: its caller checks the budget before each run
+//! ([`crate::functions::BUDGET_CHECK_SQL`]).
 
 use rusqlite::types::Value;
 
-use crate::functions::BUDGET_FN;
-use crate::plan::{Condition, OutputField};
+use crate::body::ColumnPaths;
+use crate::plan::{Condition, OutputField, distinct_exprs};
 use crate::schema::{Column, Relation, RowKey, ValueKind};
-use crate::sql::{Sql, condition, expr, key_exprs};
+use crate::sql::{Sql, budget_where, expr, key_exprs};
 
 /// What a write statement returns for each row it touched.
 #[derive(Debug, Clone, Default)]
 pub struct Returning {
     /// The row key first (nothing for views).
     pub key: Option<RowKey>,
-    /// Then these fields, over the written row (views: what the statement reports).
+    /// Then these fields' distinct expressions ([`distinct_exprs`]), over the written row
+    /// (views: what the statement reports).
     pub fields: Vec<OutputField>,
     /// Then these columns (the primary key, for `Location`).
     pub columns: Vec<String>,
@@ -38,6 +40,11 @@ pub struct Returning {
 impl Returning {
     fn is_empty(&self) -> bool {
         self.key.is_none() && self.fields.is_empty() && self.columns.is_empty() && !self.count_only
+    }
+
+    /// How many values the fields take.
+    pub fn fields_width(&self) -> usize {
+        distinct_exprs(&self.fields).0.len()
     }
 
     /// How many values the key takes.
@@ -158,9 +165,9 @@ fn returning(sql: &mut Sql, r: &Returning) {
         sep(sql);
         key_exprs(sql, "", key);
     }
-    for f in &r.fields {
+    for e in distinct_exprs(&r.fields).0 {
         sep(sql);
-        expr(sql, "", &f.expr);
+        expr(sql, "", e);
     }
     for c in &r.columns {
         sep(sql);
@@ -182,27 +189,12 @@ fn column_list(sql: &mut Sql, cols: &[&Column]) {
     sql.push(")");
 }
 
-/// ` WHERE pgrst_budget()`: the per-row budget check that opens every write's `WHERE`.
-fn budget_where(sql: &mut Sql) {
-    sql.push(" WHERE ");
-    sql.push(BUDGET_FN);
-    sql.push("()");
-}
-
-/// The budget check, then the request's conditions over columns qualified by `qualifier`.
-fn write_where(sql: &mut Sql, qualifier: &str, conditions: &[Condition]) {
-    budget_where(sql);
-    for c in conditions {
-        sql.push(" AND ");
-        condition(sql, qualifier, c);
-    }
-}
-
 /// `INSERT INTO "rel" (cols) SELECT <values> FROM json_each(?1) AS "pgrst_body" WHERE …
 /// [ON CONFLICT …] [RETURNING …]`. `count_inserts` adds the `pgrst_ins` counter.
 pub fn insert(
     rel: &Relation,
     cols: &[&Column],
+    paths: &ColumnPaths,
     missing_default: bool,
     conflict: &OnConflict,
     count_inserts: bool,
@@ -220,13 +212,13 @@ pub fn insert(
         value_of(
             &mut sql,
             "\"pgrst_body\".\"value\"",
-            &json_path("$", &c.name),
+            &paths.path("$", &c.name),
             c,
             missing_default,
         );
     }
     sql.push(" FROM json_each(?1) AS \"pgrst_body\"");
-    budget_where(&mut sql);
+    budget_where(&mut sql, "", &[]);
     if count_inserts {
         sql.push(" AND pgrst_ins(1)");
     }
@@ -279,6 +271,7 @@ pub fn insert_defaults(rel: &Relation, ret: &Returning) -> Sql {
 pub fn update(
     rel: &Relation,
     cols: &[&Column],
+    paths: &ColumnPaths,
     missing_default: bool,
     conditions: &[Condition],
     ret: &Returning,
@@ -296,12 +289,12 @@ pub fn update(
         value_of(
             &mut sql,
             "?1",
-            &json_path("$[0]", &c.name),
+            &paths.path("$[0]", &c.name),
             c,
             missing_default,
         );
     }
-    write_where(&mut sql, &rel.name, conditions);
+    budget_where(&mut sql, &rel.name, conditions);
     returning(&mut sql, ret);
     sql
 }
@@ -311,7 +304,7 @@ pub fn delete(rel: &Relation, conditions: &[Condition], ret: &Returning) -> Sql 
     let mut sql = Sql::reserving_first();
     sql.push("DELETE FROM ");
     sql.quoted(&rel.name);
-    write_where(&mut sql, &rel.name, conditions);
+    budget_where(&mut sql, &rel.name, conditions);
     returning(&mut sql, ret);
     sql
 }
@@ -351,6 +344,7 @@ mod tests {
         let s = insert(
             rel,
             &cols,
+            &ColumnPaths::ByKey,
             false,
             &OnConflict::Merge(vec!["id".into()]),
             true,

@@ -3,7 +3,9 @@
 //! Every failure a request can meet — a parse error, an unknown name, a bad token, a SQLite
 //! error — becomes an [`ApiError`] carrying its HTTP status, its PostgREST (`PGRSTnnn`) or
 //! SQLSTATE code and any extra headers (e.g. `Content-Range` on 416). SQLite result codes are
-//! translated here, following the mapping table of the surface document.
+//! translated here. Constraint violations get PostgreSQL's wording without any name (SQLite's
+//! text can name a table the caller cannot see, reached through a trigger); the text is kept
+//! aside so [`ApiError::for_client`] (see `crate::wording`) can name what the caller may see.
 
 use serde_json::{Value, json};
 
@@ -17,6 +19,8 @@ pub struct ApiError {
     pub hint: Option<String>,
     /// Headers to add to the error response (name, value).
     pub headers: Vec<(&'static str, String)>,
+    /// SQLite's own text of the error, never sent (see `crate::wording`).
+    pub(crate) sqlite: Option<String>,
 }
 
 impl std::fmt::Display for ApiError {
@@ -36,6 +40,7 @@ impl ApiError {
             details: None,
             hint: None,
             headers: Vec::new(),
+            sqlite: None,
         }
     }
 
@@ -151,14 +156,30 @@ impl ApiError {
             other => return ApiError::internal(other.to_string()),
         };
         let primary = code & 0xff;
+        let raw = msg.clone();
         let (status, sqlstate, message) = match (code, primary) {
-            (ffi::SQLITE_CONSTRAINT_PRIMARYKEY | ffi::SQLITE_CONSTRAINT_UNIQUE, _) => {
-                (409, "23505", msg)
+            (ffi::SQLITE_CONSTRAINT_PRIMARYKEY | ffi::SQLITE_CONSTRAINT_UNIQUE, _) => (
+                409,
+                "23505",
+                "duplicate key value violates unique constraint".into(),
+            ),
+            (ffi::SQLITE_CONSTRAINT_FOREIGNKEY, _) => {
+                (409, "23503", "a foreign key constraint is violated".into())
             }
-            (ffi::SQLITE_CONSTRAINT_FOREIGNKEY, _) => (409, "23503", msg),
-            (ffi::SQLITE_CONSTRAINT_NOTNULL, _) => (400, "23502", msg),
-            (ffi::SQLITE_CONSTRAINT_CHECK, _) => (400, "23514", msg),
-            (ffi::SQLITE_CONSTRAINT_DATATYPE, _) | (_, ffi::SQLITE_MISMATCH) => (400, "22P02", msg),
+            (ffi::SQLITE_CONSTRAINT_NOTNULL, _) => (
+                400,
+                "23502",
+                "null value violates not-null constraint".into(),
+            ),
+            (ffi::SQLITE_CONSTRAINT_CHECK, _) => {
+                (400, "23514", "new row violates check constraint".into())
+            }
+            (ffi::SQLITE_CONSTRAINT_DATATYPE, _) => (
+                400,
+                "22P02",
+                "invalid input value for the column's type".into(),
+            ),
+            (_, ffi::SQLITE_MISMATCH) => (400, "22P02", msg),
             (ffi::SQLITE_CONSTRAINT_TRIGGER, _) => (400, "P0001", msg),
             (_, ffi::SQLITE_READONLY) => (
                 405,
@@ -198,7 +219,9 @@ impl ApiError {
             (_, ffi::SQLITE_ERROR) => (400, "22000", msg),
             _ => (500, "XX000", msg),
         };
-        ApiError::new(status, sqlstate, message)
+        let mut e = ApiError::new(status, sqlstate, message);
+        e.sqlite = Some(raw);
+        e
     }
 }
 

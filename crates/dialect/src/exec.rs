@@ -4,21 +4,30 @@
 //! see the same snapshot. Statements come from the connection's prepared-statement cache
 //! (keyed by SQL text, which holds no values). The transaction is always closed before return,
 //! also after an interrupt or an error.
+//!
+//! The body is built in memory up to a limit the caller gives ([`read`]). Past it, the read
+//! either stops ([`ReadOutcome::TooLarge`]: the caller runs it again with a stream) or goes on
+//! as a stream: the response's head is fixed first — the page's row count comes from the
+//! exact total, or from counting the page while its statement is still open, so both see the
+//! same snapshot — then the body leaves in chunks of [`CHUNK_BYTES`]. So a read holds at most
+//! the limit, a chunk and one value in memory, whatever the size of its response.
 
 use rusqlite::{Connection, Statement};
 
 use crate::error::ApiError;
 use crate::headers::{CountMethod, MediaType};
 use crate::plan::{ReadNode, ReadPlan};
-use crate::shape::{Shaper, content_range};
+use crate::shape::{Shaper, Spill, content_range};
 use crate::sql::{self, Sql};
 
 /// Rows a read without a limit is expected to return, for sizing the body buffer.
 const EXPECTED_ROWS: i64 = 16;
-/// Never reserve room for more rows than this up front.
-const MAX_RESERVE_ROWS: i64 = 1000;
+/// Never reserve more than this for a body up front.
+const MAX_RESERVE_BYTES: usize = 1 << 20;
+/// How much of a streamed body is sent at once.
+pub const CHUNK_BYTES: usize = 64 * 1024;
 
-/// The outcome of a read.
+/// The outcome of a read whose body was kept whole.
 #[derive(Debug, Clone)]
 pub struct ReadOutput {
     pub status: u16,
@@ -30,26 +39,72 @@ pub struct ReadOutput {
     pub rows: usize,
 }
 
-/// Runs `plan` on `conn`. With `head`, rows are counted but not rendered. With a count, count
-/// and page run in one transaction (the caller's, or one opened here).
+/// The status and headers of a streamed read, fixed before its body leaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadHead {
+    pub status: u16,
+    pub content_range: String,
+    pub count_applied: Option<CountMethod>,
+    /// The rows the body will hold.
+    pub rows: usize,
+}
+
+/// Where the body of a read goes once it outgrew its buffer.
+pub trait BodyStream {
+    /// Called once, with the response's head and the body so far.
+    fn start(&mut self, head: ReadHead, first: Vec<u8>) -> Result<(), ApiError>;
+    /// Every further part of the body, in order (the last one included).
+    fn chunk(&mut self, bytes: Vec<u8>) -> Result<(), ApiError>;
+}
+
+/// How a read ended.
+#[derive(Debug)]
+pub enum ReadOutcome {
+    /// The body fit in the buffer.
+    Whole(ReadOutput),
+    /// The body outgrew the buffer and there was no stream: nothing was sent.
+    TooLarge,
+    /// The body went to the stream.
+    Streamed,
+}
+
+/// Runs `plan` on `conn`, keeping the whole body in memory (for callers that bound the result
+/// by other means, such as tests and benchmarks); see [`read`].
 pub fn execute_read(
     conn: &Connection,
     plan: &ReadPlan,
     head: bool,
 ) -> Result<ReadOutput, ApiError> {
+    match read(conn, plan, head, usize::MAX, None)? {
+        ReadOutcome::Whole(out) => Ok(out),
+        _ => Err(ApiError::internal(
+            "an unbounded read did not keep its body",
+        )),
+    }
+}
+
+/// Runs `plan` on `conn`. With `head`, rows are counted but not rendered. With a count, count
+/// and page run in one transaction (the caller's, or one opened here). A body of more than
+/// `buffer_limit` bytes goes to `stream`, or, without one, ends the read as
+/// [`ReadOutcome::TooLarge`].
+pub fn read(
+    conn: &Connection,
+    plan: &ReadPlan,
+    head: bool,
+    buffer_limit: usize,
+    mut stream: Option<&mut dyn BodyStream>,
+) -> Result<ReadOutcome, ApiError> {
+    let mut page = |total| read_page(conn, plan, head, total, buffer_limit, stream.take());
     if plan.count.is_none() {
-        return read_page(conn, plan, head, None);
+        return page(None);
     }
     if !conn.is_autocommit() {
         // The caller's transaction already gives count and page one snapshot.
         let total = total(conn, plan)?;
-        return read_page(conn, plan, head, Some(total));
+        return page(Some(total));
     }
     conn.prepare_cached("BEGIN")?.execute([])?;
-    let result = (|| {
-        let total = total(conn, plan)?;
-        read_page(conn, plan, head, Some(total))
-    })();
+    let result = total(conn, plan).and_then(|t| page(Some(t)));
     if !conn.is_autocommit() {
         let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
         if let Err(e) = conn.prepare_cached(end).and_then(|mut s| s.execute([]))
@@ -114,12 +169,91 @@ fn planned(conn: &Connection, node: &ReadNode) -> Option<i64> {
     stat.split_whitespace().next()?.parse().ok()
 }
 
+/// Where the shaper's output goes while a page is read: kept up to the limit, then streamed
+/// (or the read stops when there is no stream).
+struct PageSink<'a, 's> {
+    conn: &'a Connection,
+    plan: &'a ReadPlan,
+    total: Option<i64>,
+    stream: Option<&'s mut dyn BodyStream>,
+    /// The buffer's length that calls for action: past `limit` while buffering, a chunk's
+    /// size while streaming (one comparison per value on the hot path).
+    next: usize,
+    streaming: bool,
+    too_large: bool,
+}
+
+impl PageSink<'_, '_> {
+    /// The head of the response, before a single row has been sent.
+    fn head(&self) -> Result<ReadHead, ApiError> {
+        let node = &self.plan.root;
+        let rows = match (self.plan.count, self.total) {
+            // An exact total fixes the page: what lies past the offset, up to the limit.
+            (Some(CountMethod::Exact), Some(t)) => t
+                .saturating_sub(node.offset)
+                .clamp(0, node.limit.unwrap_or(i64::MAX)),
+            // Counted while the page's statement is open: the same snapshot.
+            _ => scalar(self.conn, &sql::page_count(node))?,
+        };
+        let rows = usize::try_from(rows).unwrap_or(0);
+        if let MediaType::Singular { .. } = self.plan.media
+            && rows != 1
+        {
+            return Err(ApiError::singular(rows));
+        }
+        let (status, content_range) = content_range(node.offset, rows, self.total);
+        Ok(ReadHead {
+            status: status.unwrap_or(416),
+            content_range,
+            count_applied: self.plan.count.filter(|_| self.total.is_some()),
+            rows,
+        })
+    }
+
+    fn act(&mut self, out: &mut Vec<u8>) -> Result<(), ApiError> {
+        if self.streaming {
+            if let Some(stream) = self.stream.as_deref_mut() {
+                stream.chunk(std::mem::replace(out, Vec::with_capacity(CHUNK_BYTES)))?;
+            }
+            return Ok(());
+        }
+        let head = match self.stream {
+            Some(_) => self.head()?,
+            None => {
+                self.too_large = true;
+                return Err(ApiError::internal("the body outgrew its buffer"));
+            }
+        };
+        if let Some(stream) = self.stream.as_deref_mut() {
+            stream.start(
+                head,
+                std::mem::replace(out, Vec::with_capacity(CHUNK_BYTES)),
+            )?;
+            self.streaming = true;
+            self.next = CHUNK_BYTES - 1;
+        }
+        Ok(())
+    }
+}
+
+impl Spill for PageSink<'_, '_> {
+    #[inline]
+    fn spill(&mut self, out: &mut Vec<u8>) -> Result<(), ApiError> {
+        if out.len() <= self.next {
+            return Ok(());
+        }
+        self.act(out)
+    }
+}
+
 fn read_page(
     conn: &Connection,
     plan: &ReadPlan,
     head: bool,
     total: Option<i64>,
-) -> Result<ReadOutput, ApiError> {
+    limit: usize,
+    stream: Option<&mut dyn BodyStream>,
+) -> Result<ReadOutcome, ApiError> {
     let node = &plan.root;
     if let Some(t) = total
         && node.offset > t
@@ -132,9 +266,18 @@ fn read_page(
     }
     let sql = sql::select(node);
     let shaper = Shaper::new(&node.fields, plan.media);
+    let mut sink = PageSink {
+        conn,
+        plan,
+        total,
+        stream,
+        next: limit,
+        streaming: false,
+        too_large: false,
+    };
     let mut body = Vec::with_capacity(if head { 0 } else { 256 });
     let mut n = 0usize;
-    {
+    let rendered = (|| {
         let mut stmt = conn.prepare_cached(&sql.text)?;
         bind(&mut stmt, &sql)?;
         let mut rows = stmt.raw_query();
@@ -144,14 +287,16 @@ fn read_page(
         while let Some(row) = rows.next()? {
             if !head {
                 let before = body.len();
-                shaper.row(&mut body, row, n)?;
-                if n == 0 {
-                    // Size the buffer once from the first row instead of doubling it.
-                    let expected = node
-                        .limit
-                        .unwrap_or(EXPECTED_ROWS)
-                        .clamp(1, MAX_RESERVE_ROWS);
-                    body.reserve((body.len() - before + 2) * (expected as usize - 1));
+                shaper.row(&mut body, row, n, &mut sink)?;
+                if n == 0 && !sink.streaming {
+                    // Size the buffer once from the first row instead of doubling it, within
+                    // reason: the first row says little about the others.
+                    let expected = node.limit.unwrap_or(EXPECTED_ROWS).clamp(1, 1000) as usize;
+                    let want = (body.len().saturating_sub(before) + 2)
+                        .saturating_mul(expected - 1)
+                        .min(MAX_RESERVE_BYTES)
+                        .min(limit.saturating_sub(body.len()));
+                    body.reserve(want);
                 }
             }
             n += 1;
@@ -159,6 +304,17 @@ fn read_page(
         if !head {
             shaper.finish(&mut body, n);
         }
+        Ok::<_, ApiError>(())
+    })();
+    if sink.too_large {
+        return Ok(ReadOutcome::TooLarge);
+    }
+    rendered?;
+    if sink.streaming {
+        if let Some(stream) = sink.stream {
+            stream.chunk(body)?;
+        }
+        return Ok(ReadOutcome::Streamed);
     }
     if let MediaType::Singular { .. } = plan.media
         && n != 1
@@ -166,13 +322,13 @@ fn read_page(
         return Err(ApiError::singular(n));
     }
     let (status, range) = content_range(node.offset, n, total);
-    Ok(ReadOutput {
+    Ok(ReadOutcome::Whole(ReadOutput {
         status: status.unwrap_or(416),
         body,
         content_range: range,
         count_applied: plan.count.filter(|_| total.is_some()),
         rows: n,
-    })
+    }))
 }
 
 #[cfg(test)]
@@ -201,6 +357,15 @@ mod tests {
         media: MediaType,
         count: Option<CountMethod>,
     ) -> Result<ReadOutput, ApiError> {
+        execute_read(c, &plan(c, q, media, count)?, false)
+    }
+
+    fn plan(
+        c: &Connection,
+        q: &str,
+        media: MediaType,
+        count: Option<CountMethod>,
+    ) -> Result<ReadPlan, ApiError> {
         let cache = SchemaCache::load(c, &Exposure::All).unwrap();
         let h = RequestHeaders {
             media,
@@ -211,17 +376,210 @@ mod tests {
             range: None,
             profile_sent: false,
         };
-        let plan = plan_read(
+        plan_read(
             &cache,
             "p",
             &QueryParams::parse(q).unwrap(),
             &h,
             Limits::default(),
-        )?;
-        execute_read(c, &plan, false)
+        )
+    }
+
+    /// Collects a streamed body.
+    #[derive(Default)]
+    struct Collect {
+        head: Option<ReadHead>,
+        body: Vec<u8>,
+        chunks: usize,
+        largest: usize,
+    }
+
+    impl BodyStream for Collect {
+        fn start(&mut self, head: ReadHead, first: Vec<u8>) -> Result<(), ApiError> {
+            assert!(self.head.is_none(), "started twice");
+            self.head = Some(head);
+            self.chunk(first)
+        }
+        fn chunk(&mut self, bytes: Vec<u8>) -> Result<(), ApiError> {
+            assert!(self.head.is_some(), "a chunk before the head");
+            self.chunks += 1;
+            self.largest = self.largest.max(bytes.len());
+            self.body.extend_from_slice(&bytes);
+            Ok(())
+        }
+    }
+
+    /// A table of `n` rows of `width`-byte text.
+    fn wide_db(n: usize, width: usize) -> Connection {
+        let c = Connection::open_in_memory().unwrap();
+        crate::functions::register(&c).unwrap();
+        c.execute_batch(&format!(
+            "CREATE TABLE p (id INTEGER PRIMARY KEY, t TEXT);
+             WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < {n})
+             INSERT INTO p SELECT i, printf('%.{width}c', 'x') FROM s;"
+        ))
+        .unwrap();
+        c
     }
 
     const JSON: MediaType = MediaType::Json { strip_nulls: false };
+
+    #[test]
+    fn a_body_past_the_buffer_stops_or_streams_the_same_bytes() {
+        let c = wide_db(40, 3000);
+        for (q, media, count, rows, range) in [
+            ("order=id", JSON, None, 40, "0-39/*"),
+            ("order=id.desc&offset=5&limit=30", JSON, None, 30, "5-34/*"),
+            ("order=id&id=gt.2", MediaType::Csv, None, 38, "0-37/*"),
+            (
+                "order=id&limit=35",
+                JSON,
+                Some(CountMethod::Exact),
+                35,
+                "0-34/40",
+            ),
+            (
+                "select=t,t,t,t,t,t,t,t,t,t,t,t&id=eq.3",
+                MediaType::Singular { strip_nulls: false },
+                None,
+                1,
+                "0-0/*",
+            ),
+        ] {
+            let plan = plan(&c, q, media, count).unwrap();
+            let whole = execute_read(&c, &plan, false).unwrap();
+            assert!(whole.body.len() > 20_000, "{q}");
+            // Without a stream, a read past its buffer stops.
+            assert!(matches!(
+                read(&c, &plan, false, 10_000, None).unwrap(),
+                ReadOutcome::TooLarge
+            ));
+            // With one, the head comes first and the chunks add up to the same body.
+            let mut out = Collect::default();
+            let outcome = read(&c, &plan, false, 10_000, Some(&mut out)).unwrap();
+            assert!(matches!(outcome, ReadOutcome::Streamed), "{q}");
+            let head = out.head.unwrap();
+            assert_eq!(
+                (head.status, head.content_range.as_str(), head.rows),
+                (whole.status, range, rows),
+                "{q}"
+            );
+            assert_eq!(head.content_range, whole.content_range);
+            assert_eq!(out.body, whole.body, "{q}");
+            assert!(
+                out.largest <= 10_000 + 3100 + CHUNK_BYTES,
+                "{q}: {}",
+                out.largest
+            );
+            assert!(c.is_autocommit());
+        }
+        // A singular read of many rows is refused before anything is sent.
+        let plan = plan(&c, "", MediaType::Singular { strip_nulls: false }, None).unwrap();
+        let mut out = Collect::default();
+        let e = read(&c, &plan, false, 10, Some(&mut out)).unwrap_err();
+        assert_eq!((e.code.as_str(), out.head.is_none()), ("PGRST116", true));
+    }
+
+    #[test]
+    fn one_large_row_is_streamed_value_by_value() {
+        // 60 copies of a 100 KB value: a 6 MB row is never held whole.
+        let c = wide_db(2, 100_000);
+        let select = vec!["t"; 60].join(",");
+        let plan = plan(&c, &format!("select={select}&limit=1000"), JSON, None).unwrap();
+        let mut out = Collect::default();
+        read(&c, &plan, false, 1 << 20, Some(&mut out)).unwrap();
+        assert_eq!(out.body.len(), 2 + 2 * (2 + 60 * (100_000 + 6) + 59) + 1);
+        assert!(out.largest < (1 << 20) + 200_000, "{}", out.largest);
+        assert!(out.chunks > 10);
+    }
+
+    #[test]
+    fn a_second_statement_shares_an_open_statements_snapshot() {
+        // What counting a page while its statement is open relies on: in autocommit mode, a
+        // connection's read transaction lasts while any of its statements is active.
+        let dir = std::env::temp_dir().join(format!("dialect-snapshot-{}", std::process::id()));
+        let _ = std::fs::remove_file(&dir);
+        let a = Connection::open(&dir).unwrap();
+        a.execute_batch(
+            "PRAGMA journal_mode=WAL; CREATE TABLE t (x); INSERT INTO t VALUES (1), (2);",
+        )
+        .unwrap();
+        let b = Connection::open(&dir).unwrap();
+        let mut page = a.prepare("SELECT x FROM t").unwrap();
+        let mut rows = page.query([]).unwrap();
+        assert!(rows.next().unwrap().is_some());
+        b.execute("INSERT INTO t VALUES (3)", []).unwrap();
+        let n: i64 = a
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 2);
+        drop(rows);
+        let n: i64 = a
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 3);
+        drop(page);
+        drop((a, b));
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", dir.display()));
+        }
+    }
+
+    #[test]
+    fn regular_expressions_compile_once_per_read_not_per_row() {
+        let c = wide_db(400, 3);
+        c.execute_batch("UPDATE p SET t = CASE WHEN id % 2 = 0 THEN 'abc' ELSE 'xyz' END")
+            .unwrap();
+        for (q, rows) in [
+            ("t=match.^a", 200),
+            ("t=imatch.^A", 200),
+            ("t=match(any).{^a,^x}", 400),
+            ("t=imatch(all).{^X,Z$}", 200),
+            ("t=not.match(any).{^q,^r}&t=imatch(any).{B,Y}", 400),
+            ("or=(t.match.^a,t.imatch(all).{^x,z})", 400),
+        ] {
+            // Planning checks the patterns (one compilation), running compiles each filter.
+            let before = crate::functions::regex_compilations();
+            let plan = plan(&c, &format!("select=id&{q}"), JSON, None).unwrap();
+            let out = execute_read(&c, &plan, false).unwrap();
+            let compiled = crate::functions::regex_compilations() - before;
+            assert_eq!(out.rows, rows, "{q}");
+            assert!(
+                compiled <= 4,
+                "{q}: {compiled} regular expressions compiled for one read"
+            );
+        }
+    }
+
+    #[test]
+    fn repeated_fields_are_computed_once() {
+        let c = db();
+        let p = plan(
+            &c,
+            "select=name,id,n:name,name::text,name&order=name.desc",
+            JSON,
+            None,
+        )
+        .unwrap();
+        let sql = sql::select(&p.root);
+        assert_eq!(sql.text.matches("\"name\"").count(), 3, "{}", sql.text); // twice computed + order
+        // A long select list (hashed rather than searched) too.
+        let long = vec!["id,name"; 40].join(",");
+        let plan40 = plan(&c, &format!("select={long}&id=eq.2"), JSON, None).unwrap();
+        assert!(
+            sql::select(&plan40.root)
+                .text
+                .starts_with("SELECT \"t0\".\"id\", \"t0\".\"name\" FROM")
+        );
+        let out = execute_read(&c, &plan40, false).unwrap();
+        let body = String::from_utf8(out.body).unwrap();
+        assert_eq!(body.matches(r#""id":2,"name":"IOS""#).count(), 40, "{body}");
+        let out = execute_read(&c, &p, false).unwrap();
+        assert_eq!(
+            String::from_utf8(out.body).unwrap(),
+            r#"[{"name":"Windows 7","id":1,"n":"Windows 7","name":"Windows 7","name":"Windows 7"},{"name":"OSX","id":3,"n":"OSX","name":"OSX","name":"OSX"},{"name":"IOS","id":2,"n":"IOS","name":"IOS","name":"IOS"}]"#
+        );
+    }
 
     #[test]
     fn renders_types() {

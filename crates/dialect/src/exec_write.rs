@@ -10,7 +10,8 @@
 //! back, so nothing of a refused write remains. The representation is read inside the same
 //! savepoint: rows are re-read by key in the order the statement returned them (or by
 //! `order=`), so `select` shapes them exactly as a GET would; DELETE reads its rows before
-//! removing them.
+//! removing them. Every statement that scans rows checks the write's budget on each of them
+//! (`pgrst_budget()`), and objects without keys check it before each `DEFAULT VALUES` insert.
 
 use std::collections::HashSet;
 
@@ -18,11 +19,11 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, Statement};
 
 use crate::error::ApiError;
-use crate::functions::InsertCounter;
+use crate::functions::{BUDGET_CHECK_SQL, InsertCounter};
 use crate::headers::{Applied, CountMethod, MediaType, Resolution, ReturnPref};
-use crate::plan::ReadNode;
+use crate::plan::{ReadNode, distinct_exprs};
 use crate::schema::RowKey;
-use crate::shape::Shaper;
+use crate::shape::{Shaper, Spill};
 use crate::sql::{self, Sql};
 use crate::write::{Mutation, Representation, WritePlan};
 
@@ -126,33 +127,61 @@ fn key_json(key: &RowKey, values: &[Value]) -> serde_json::Value {
     }
 }
 
-/// Shapes `rows` (values of `node`'s fields first) as the negotiated media type.
+/// Refuses a representation past its size limit.
+struct Capped(usize);
+
+impl Spill for Capped {
+    #[inline]
+    fn spill(&mut self, out: &mut Vec<u8>) -> Result<(), ApiError> {
+        if out.len() <= self.0 {
+            return Ok(());
+        }
+        Err(
+            ApiError::new(400, "54000", "The representation of the write is too large")
+                .with_details(format!(
+                    "It would exceed {} bytes; nothing was written.",
+                    self.0
+                ))
+                .with_hint(
+                    "Ask for fewer rows or columns (select, limit), or for Prefer: return=minimal",
+                ),
+        )
+    }
+}
+
+/// Shapes `rows` (values of `node`'s fields first) as the negotiated media type, within
+/// `max` bytes.
 fn shape<'a>(
     node: &ReadNode,
     media: MediaType,
+    max: usize,
     rows: impl Iterator<Item = &'a [Value]>,
 ) -> Result<Vec<u8>, ApiError> {
     let shaper = Shaper::new(&node.fields, media);
+    let mut cap = Capped(max);
     let mut body = Vec::with_capacity(256);
     shaper.begin(&mut body);
     let mut n = 0;
     for row in rows {
-        shaper.row(&mut body, row, n)?;
+        shaper.row(&mut body, row, n, &mut cap)?;
         n += 1;
     }
     shaper.finish(&mut body, n);
     Ok(body)
 }
 
+/// Re-reads the rows whose keys `keys` lists, shaped within `max` bytes.
 fn reread(
     conn: &Connection,
     node: &ReadNode,
     key: &RowKey,
     keys: &str,
     media: MediaType,
+    max: usize,
 ) -> Result<Vec<u8>, ApiError> {
     let sql = sql::select_keyed(node, key);
     let shaper = Shaper::new(&node.fields, media);
+    let mut cap = Capped(max);
     let mut body = Vec::with_capacity(256);
     let mut stmt = conn.prepare_cached(&sql.text)?;
     bind_all(&mut stmt, Some(keys), &sql)?;
@@ -160,7 +189,7 @@ fn reread(
     shaper.begin(&mut body);
     let mut n = 0;
     while let Some(row) = rows.next()? {
-        shaper.row(&mut body, row, n)?;
+        shaper.row(&mut body, row, n, &mut cap)?;
         n += 1;
     }
     shaper.finish(&mut body, n);
@@ -245,6 +274,10 @@ pub fn execute_write(
     let mut returned = Returned::default();
     if let Some(sql) = &plan.statement {
         for _ in 0..plan.repeat {
+            if plan.budget_each_run {
+                conn.prepare_cached(BUDGET_CHECK_SQL)?
+                    .query_row([], |_| Ok(()))?;
+            }
             run_statement(conn, sql, body, plan.uses_returning, &mut returned)?;
         }
     }
@@ -275,12 +308,14 @@ pub fn execute_write(
         ));
     }
     let inserted = counter.get();
+    let max = plan.max_representation_bytes;
 
     let body_out = match &plan.representation {
         None => None,
         Some(Representation::Returned(node)) => Some(shape(
             node,
             plan.media,
+            max,
             returned.rows.iter().map(|r| &r[..]),
         )?),
         Some(Representation::Keyed(node)) => match pre_read {
@@ -291,7 +326,7 @@ pub fn execute_write(
                     .iter()
                     .map(|r| key_json(&key, &r[..key_width]).to_string())
                     .collect();
-                let n_fields = node.fields.len();
+                let n_fields = distinct_exprs(&node.fields).0.len();
                 let kept = rows.iter().filter(|r| {
                     deleted
                         .contains(&key_json(&key, &r[n_fields..n_fields + key_width]).to_string())
@@ -303,10 +338,13 @@ pub fn execute_write(
                 Some(shape(
                     node,
                     plan.media,
+                    max,
                     kept.skip(offset).take(limit).map(|r| &r[..]),
                 )?)
             }
-            None if returned.rows.is_empty() => Some(shape(node, plan.media, std::iter::empty())?),
+            None if returned.rows.is_empty() => {
+                Some(shape(node, plan.media, max, std::iter::empty())?)
+            }
             None => {
                 let keys = serde_json::Value::Array(
                     returned
@@ -316,7 +354,7 @@ pub fn execute_write(
                         .collect(),
                 )
                 .to_string();
-                Some(reread(conn, node, &key, &keys, plan.media)?)
+                Some(reread(conn, node, &key, &keys, plan.media, max)?)
             }
         },
     };
@@ -379,7 +417,7 @@ pub fn execute_write(
     };
     let location = (!plan.location_columns.is_empty() && affected == 1)
         .then(|| {
-            let start = key_width + plan.returning.fields.len();
+            let start = key_width + plan.returning.fields_width();
             returned.rows.first().map(|r| location(plan, &r[start..]))
         })
         .flatten();

@@ -1,7 +1,11 @@
 //! SQL functions the generated SQL relies on, registered on every connection that runs it.
 //!
 //! `regexp(pattern, text)` backs `match`/`imatch` with Rust's `regex` (linear time, size-capped);
-//! the compiled pattern is cached per statement through SQLite's auxiliary data.
+//! `pgrst_match_any(patterns, text)` and `pgrst_match_all(patterns, text)` back their
+//! `(any)`/`(all)` forms over a JSON array of patterns, compiled together as one set. The
+//! patterns are always a bound parameter, so the compiled form is kept in SQLite's auxiliary
+//! data and built once per statement run, never per row; [`REGEX_SIZE_LIMIT`] and
+//! [`REGEX_CACHE_LIMIT`] bound what one can cost.
 //! `pgrst_contains`, `pgrst_contained` and `pgrst_overlaps` (column, operand) back `cs`, `cd`
 //! and `ov` with
 //! PostgreSQL's `jsonb @>` containment and array `&&` overlap over JSON values (see
@@ -17,11 +21,87 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use regex::Regex;
+use regex::{Regex, RegexSet};
 use rusqlite::functions::{Context, FunctionFlags};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, Error};
 use serde_json::Value as Json;
+
+/// The largest compiled form of a regular expression (or of a set of them), in bytes: what
+/// bounds the time compiling takes.
+pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
+/// The largest lazy-DFA cache a compiled regular expression may grow while matching; past it,
+/// matching continues with a slower engine in the same linear time.
+pub const REGEX_CACHE_LIMIT: usize = 256 << 10;
+
+thread_local! {
+    static COMPILED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// How many regular expressions (or sets of them) this thread has compiled: compiling is the
+/// costly part of `match`, and tests count it.
+pub fn regex_compilations() -> u64 {
+    COMPILED.with(|c| c.get())
+}
+
+fn counted() {
+    COMPILED.with(|c| c.set(c.get() + 1));
+}
+
+/// Compiles `pattern` within the size limits.
+pub fn compile_regex(pattern: &str) -> Result<Regex, regex::Error> {
+    counted();
+    regex::RegexBuilder::new(pattern)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .dfa_size_limit(REGEX_CACHE_LIMIT)
+        .build()
+}
+
+/// Compiles `patterns` as one set within the size limits (which then bound them together).
+pub fn compile_regex_set<I, S>(patterns: I) -> Result<RegexSet, regex::Error>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    counted();
+    regex::RegexSetBuilder::new(patterns)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .dfa_size_limit(REGEX_CACHE_LIMIT)
+        .build()
+}
+
+/// A SQL value as the text a pattern is matched against (`None` for NULL; a BLOB never
+/// matches, as it has no text).
+fn match_text(v: ValueRef<'_>) -> Option<Option<std::borrow::Cow<'_, str>>> {
+    match v {
+        ValueRef::Null => None,
+        ValueRef::Text(t) => Some(Some(String::from_utf8_lossy(t))),
+        ValueRef::Integer(i) => Some(Some(i.to_string().into())),
+        ValueRef::Real(f) => Some(Some(f.to_string().into())),
+        ValueRef::Blob(_) => Some(None),
+    }
+}
+
+fn user_error(e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::UserFunctionError(Box::new(e))
+}
+
+/// `pgrst_match_any`/`pgrst_match_all`: the JSON array of patterns in argument 0, compiled
+/// once per statement; the text in argument 1. Never NULL, as the `EXISTS` forms of the other
+/// quantified operators: a NULL or BLOB text matches no pattern, and every pattern of an
+/// empty list.
+fn match_set(ctx: &Context<'_>, all: bool) -> rusqlite::Result<bool> {
+    let set: Arc<RegexSet> = ctx.get_or_create_aux(0, |v| -> Result<RegexSet, Error> {
+        let patterns: Vec<String> =
+            serde_json::from_slice(v.as_bytes().map_err(user_error)?).map_err(user_error)?;
+        compile_regex_set(&patterns).map_err(user_error)
+    })?;
+    Ok(match match_text(ctx.get_raw(1)) {
+        Some(Some(text)) if all => set.matches(&text).matched_all(),
+        Some(Some(text)) => set.is_match(&text),
+        _ => all && set.is_empty(),
+    })
+}
 
 /// Registers the dialect's SQL functions on `conn`.
 pub fn register(conn: &Connection) -> rusqlite::Result<()> {
@@ -36,27 +116,14 @@ pub fn register(conn: &Connection) -> rusqlite::Result<()> {
     conn.create_scalar_function("pgrst_overlaps", 2, flags, |ctx| {
         json_pair(ctx, json_overlaps)
     })?;
-    conn.create_scalar_function(
-        "regexp",
-        2,
-        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
-        |ctx| {
-            let re: Arc<Regex> = ctx.get_or_create_aux(0, |v| -> Result<Regex, Error> {
-                let pattern = v.as_str().map_err(|e| Error::UserFunctionError(e.into()))?;
-                regex::RegexBuilder::new(pattern)
-                    .size_limit(1 << 20)
-                    .build()
-                    .map_err(|e| Error::UserFunctionError(e.into()))
-            })?;
-            Ok(match ctx.get_raw(1) {
-                ValueRef::Null => None,
-                ValueRef::Text(t) => Some(re.is_match(&String::from_utf8_lossy(t))),
-                ValueRef::Integer(i) => Some(re.is_match(&i.to_string())),
-                ValueRef::Real(f) => Some(re.is_match(&f.to_string())),
-                ValueRef::Blob(_) => Some(false),
-            })
-        },
-    )
+    conn.create_scalar_function("regexp", 2, flags, |ctx| {
+        let re: Arc<Regex> = ctx.get_or_create_aux(0, |v| -> Result<Regex, Error> {
+            compile_regex(v.as_str().map_err(user_error)?).map_err(user_error)
+        })?;
+        Ok(match_text(ctx.get_raw(1)).map(|t| t.is_some_and(|t| re.is_match(&t))))
+    })?;
+    conn.create_scalar_function("pgrst_match_any", 2, flags, |ctx| match_set(ctx, false))?;
+    conn.create_scalar_function("pgrst_match_all", 2, flags, |ctx| match_set(ctx, true))
 }
 
 /// A SQL value read as JSON: text that parses as JSON is that JSON, other text is a JSON
@@ -175,6 +242,10 @@ pub fn register_insert_counter(conn: &Connection) -> rusqlite::Result<InsertCoun
 /// The name of the write budget check every write statement calls once per candidate row.
 pub const BUDGET_FN: &str = "pgrst_budget";
 
+/// The budget check alone, for a write statement without a row loop to put it in
+/// (`INSERT … DEFAULT VALUES`, run once per object).
+pub const BUDGET_CHECK_SQL: &str = "SELECT pgrst_budget()";
+
 /// Registers `pgrst_budget()`: true while `within()` says the running write may go on, else
 /// an error. An error from a function ends only its statement (SQLite rolls back the statement,
 /// the transaction stays), where an interrupt would roll back the whole transaction, so a
@@ -219,6 +290,44 @@ mod tests {
         assert!(!miss);
         assert!(
             c.query_row("SELECT regexp('(', 'x')", [], |r| r.get::<_, bool>(0))
+                .is_err()
+        );
+        let q = |sql: &str| {
+            c.query_row(sql, [], |r| r.get::<_, Option<bool>>(0))
+                .unwrap()
+        };
+        assert_eq!(q("SELECT regexp('^1', 12)"), Some(true));
+        assert_eq!(q("SELECT regexp('x', NULL)"), None);
+        assert_eq!(q("SELECT regexp('x', X'78')"), Some(false));
+        // Sets: any, all; NULL text matches nothing, an empty list everything.
+        assert_eq!(
+            q(r#"SELECT pgrst_match_any('["^a","^x"]', 'xy')"#),
+            Some(true)
+        );
+        assert_eq!(
+            q(r#"SELECT pgrst_match_any('["^a","^b"]', 'xy')"#),
+            Some(false)
+        );
+        assert_eq!(
+            q(r#"SELECT pgrst_match_all('["^x","y$"]', 'xy')"#),
+            Some(true)
+        );
+        assert_eq!(
+            q(r#"SELECT pgrst_match_all('["^x","z$"]', 'xy')"#),
+            Some(false)
+        );
+        assert_eq!(
+            q(r#"SELECT pgrst_match_any('["(?i)^X"]', 'xy')"#),
+            Some(true)
+        );
+        assert_eq!(q(r#"SELECT pgrst_match_any('["x"]', NULL)"#), Some(false));
+        assert_eq!(q(r#"SELECT pgrst_match_all('["x"]', NULL)"#), Some(false));
+        assert_eq!(q("SELECT pgrst_match_all('[]', NULL)"), Some(true));
+        assert_eq!(q("SELECT pgrst_match_any('[]', 'x')"), Some(false));
+        // Size limits hold at run time too.
+        assert!(
+            c.query_row(r"SELECT regexp('\w{1000}\w{1000}', 'x')", [], |r| r
+                .get::<_, bool>(0))
                 .is_err()
         );
     }

@@ -6,7 +6,8 @@
 //! builder that quotes every identifier and binds every value ([`sql`]), running a plan on a
 //! connection ([`exec`]) and shaping rows into JSON or CSV ([`shape`]). Writes take the same
 //! path: request bodies ([`body`]), the write planner ([`write`]), DML ([`dml`]) and running
-//! it inside the caller's transaction ([`exec_write`]). It knows no HTTP server and no
+//! it inside the caller's transaction ([`exec_write`]). Errors are worded for the client
+//! ([`wording`]): constraint violations as PostgreSQL words them, naming nothing hidden. It knows no HTTP server and no
 //! connection pool: callers hand it a `rusqlite::Connection`.
 
 // `ApiError` travels only on the cold error path; boxing it would buy nothing measurable.
@@ -26,11 +27,12 @@ pub mod query;
 pub mod schema;
 pub mod shape;
 pub mod sql;
+pub mod wording;
 pub mod write;
 
 pub use body::{BodyFormat, Payload, parse_payload};
 pub use error::ApiError;
-pub use exec::{ReadOutput, execute_read};
+pub use exec::{BodyStream, ReadHead, ReadOutcome, ReadOutput, execute_read};
 pub use exec_write::{WriteOutput, execute_write};
 pub use headers::{CountMethod, MediaType, Preferences, RequestHeaders};
 pub use plan::{Limits, ReadPlan, plan_read};

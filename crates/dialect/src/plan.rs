@@ -13,6 +13,7 @@ use rusqlite::types::Value;
 
 use crate::error::ApiError;
 use crate::fts::{FtsSyntax, FullTextIndex, MatchScope, to_fts5};
+use crate::functions::compile_regex_set;
 use crate::headers::{CountMethod, MediaType, RequestHeaders};
 use crate::ident::quoted;
 use crate::query::{
@@ -40,7 +41,7 @@ pub enum OutputKind {
 }
 
 /// A whitelisted cast target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CastType {
     Text,
     Integer,
@@ -78,7 +79,7 @@ impl CastType {
 }
 
 /// A value expression over the node's relation.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Expr {
     /// A column of the node's relation.
     Column(String),
@@ -100,6 +101,39 @@ pub struct OutputField {
     pub key: String,
     pub expr: Expr,
     pub kind: OutputKind,
+}
+
+/// The distinct expressions of `fields` (in order of first use) and, for each field, the
+/// position of its expression among them. SQL computes each expression once and the shaper
+/// writes it for every field that shows it: `select=body,body,…` reads `body` once, so
+/// repeating a large column in `select` multiplies only the response, never what SQLite
+/// holds for a row (its result registers, a sorter's records, RETURNING rows).
+pub fn distinct_exprs(fields: &[OutputField]) -> (Vec<&Expr>, Vec<usize>) {
+    let mut exprs: Vec<&Expr> = Vec::with_capacity(fields.len());
+    let mut positions = Vec::with_capacity(fields.len());
+    // A short list (the usual select) is searched; a long one hashed.
+    if fields.len() <= 32 {
+        for f in fields {
+            let at = match exprs.iter().position(|e| **e == f.expr) {
+                Some(at) => at,
+                None => {
+                    exprs.push(&f.expr);
+                    exprs.len() - 1
+                }
+            };
+            positions.push(at);
+        }
+        return (exprs, positions);
+    }
+    let mut seen: std::collections::HashMap<&Expr, usize> = std::collections::HashMap::new();
+    for f in fields {
+        let at = *seen.entry(&f.expr).or_insert_with(|| {
+            exprs.push(&f.expr);
+            exprs.len() - 1
+        });
+        positions.push(at);
+    }
+    (exprs, positions)
 }
 
 /// The comparison operators that take one bound value.
@@ -255,6 +289,7 @@ pub fn plan_read(
     for c in &mut conditions {
         full_text_drives(c, false);
     }
+    check_regexes(&conditions)?;
 
     let mut order = Vec::new();
     for (_, terms) in &query.order {
@@ -273,15 +308,17 @@ pub fn plan_read(
     }
     let q_lo = range.offset.unwrap_or(0).max(0);
     let mut lo = q_lo;
-    let mut hi = range.limit.map(|l| q_lo + l - 1);
+    // In i128: a bound past i64::MAX (offset + limit) is exact, and the limit saturates.
+    let mut hi = range.limit.map(|l| i128::from(q_lo) + i128::from(l) - 1);
     if let Some((h_lo, h_hi)) = headers.range {
         lo = lo.max(h_lo);
-        hi = match (hi, h_hi) {
+        hi = match (hi, h_hi.map(i128::from)) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
     }
-    let mut limit = hi.map(|hi| (hi - lo + 1).max(0));
+    let mut limit =
+        hi.map(|hi| i64::try_from((hi - i128::from(lo) + 1).max(0)).unwrap_or(i64::MAX));
     if let Some(max) = limits.max_rows {
         limit = Some(limit.map_or(max, |l| l.min(max)));
     }
@@ -464,8 +501,8 @@ fn bind_value(op: CmpOp, raw: &str, col: Option<&Column>) -> Result<Value, ApiEr
     Ok(match op {
         CmpOp::Like => Value::Text(like_to_glob(raw)),
         CmpOp::Ilike => Value::Text(raw.replace('*', "%")),
-        CmpOp::Match => Value::Text(check_regex(raw)?.to_string()),
-        CmpOp::Imatch => Value::Text(format!("(?i){}", check_regex(raw)?)),
+        CmpOp::Match => Value::Text(regex_len(raw)?.to_string()),
+        CmpOp::Imatch => Value::Text(format!("(?i){}", regex_len(raw)?)),
         _ => comparable(raw, col),
     })
 }
@@ -501,21 +538,79 @@ fn comparable(raw: &str, col: Option<&Column>) -> Value {
     }
 }
 
+/// The longest pattern of `match`/`imatch`.
 const MAX_REGEX_LEN: usize = 1024;
+/// The most `match`/`imatch` filters one request may hold (each is compiled on its own when
+/// the statement runs, with its own matching cache).
+pub const MAX_REGEX_FILTERS: usize = 32;
 
-fn check_regex(pattern: &str) -> Result<&str, ApiError> {
-    let invalid =
-        |d: String| ApiError::new(400, "2201B", "invalid regular expression").with_details(d);
+fn invalid_regex(details: String) -> ApiError {
+    ApiError::new(400, "2201B", "invalid regular expression").with_details(details)
+}
+
+/// `pattern`, unless it is longer than [`MAX_REGEX_LEN`].
+fn regex_len(pattern: &str) -> Result<&str, ApiError> {
     if pattern.len() > MAX_REGEX_LEN {
-        return Err(invalid(format!(
+        return Err(invalid_regex(format!(
             "pattern longer than {MAX_REGEX_LEN} bytes"
         )));
     }
-    regex::RegexBuilder::new(pattern)
-        .size_limit(1 << 20)
-        .build()
-        .map_err(|e| invalid(e.to_string()))?;
     Ok(pattern)
+}
+
+/// The regular expressions of `conditions`: each `match`/`imatch` filter's patterns.
+fn regex_filters<'a>(conditions: &'a [Condition], out: &mut Vec<&'a Predicate>) {
+    for c in conditions {
+        match c {
+            Condition::Tree { children, .. } => regex_filters(children, out),
+            Condition::Pred { pred, .. } => {
+                if matches!(
+                    pred,
+                    Predicate::Cmp(SqlCmp::Regexp, _)
+                        | Predicate::Quantified {
+                            op: SqlCmp::Regexp,
+                            ..
+                        }
+                ) {
+                    out.push(pred);
+                }
+            }
+        }
+    }
+}
+
+/// Checks every regular expression of a request at once, so that one request's patterns can
+/// cost only so much: at most [`MAX_REGEX_FILTERS`] filters, patterns of at most
+/// [`MAX_REGEX_LEN`] bytes, and all of them together within the compiled size limit (one
+/// compilation; invalid patterns fail here too). 400 `2201B` otherwise.
+fn check_regexes(conditions: &[Condition]) -> Result<(), ApiError> {
+    let mut filters = Vec::new();
+    regex_filters(conditions, &mut filters);
+    if filters.is_empty() {
+        return Ok(());
+    }
+    if filters.len() > MAX_REGEX_FILTERS {
+        return Err(
+            ApiError::new(400, "54001", "too many regular expressions in one request")
+                .with_details(format!(
+                    "{} match/imatch filters; the limit is {MAX_REGEX_FILTERS}",
+                    filters.len()
+                )),
+        );
+    }
+    let mut patterns: Vec<String> = Vec::new();
+    for f in filters {
+        match f {
+            Predicate::Cmp(_, Value::Text(p)) => patterns.push(p.clone()),
+            Predicate::Quantified { values, .. } => patterns.extend(
+                serde_json::from_str::<Vec<String>>(values)
+                    .map_err(|e| ApiError::internal(e.to_string()))?,
+            ),
+            _ => {}
+        }
+    }
+    compile_regex_set(&patterns).map_err(|e| invalid_regex(e.to_string()))?;
+    Ok(())
 }
 
 /// PostgreSQL LIKE (with `*` for `%`, `\` escaping) as a case-sensitive GLOB pattern.
@@ -841,6 +936,107 @@ mod tests {
         assert_eq!(p.root.limit, Some(2));
         let p = plan_read(&c, "t", &q, &h, Limits::default()).unwrap();
         assert_eq!(p.root.limit, Some(3));
+    }
+
+    #[test]
+    fn pages_at_the_extremes_saturate() {
+        let c = cache();
+        let max = i64::MAX;
+        let page = |q: &str, range: Option<(i64, Option<i64>)>| {
+            let mut h = headers();
+            h.range = range;
+            let p = plan_read(
+                &c,
+                "t",
+                &QueryParams::parse(q).unwrap(),
+                &h,
+                Limits::default(),
+            )?;
+            Ok::<_, ApiError>((p.root.offset, p.root.limit))
+        };
+        assert_eq!(
+            page(&format!("limit={max}&offset={max}"), None).unwrap(),
+            (max, Some(max))
+        );
+        assert_eq!(
+            page(&format!("limit={max}&offset=5"), None).unwrap(),
+            (5, Some(max))
+        );
+        assert_eq!(
+            page(&format!("limit={max}"), Some((0, Some(max)))).unwrap(),
+            (0, Some(max))
+        );
+        assert_eq!(page("", Some((max, Some(max)))).unwrap(), (max, Some(1)));
+        assert_eq!(page("limit=0", Some((max, None))).unwrap(), (max, Some(0)));
+        assert_eq!(
+            page(&format!("offset={}", i64::MIN), None).unwrap(),
+            (0, None)
+        );
+        let e = page(&format!("limit={}", i64::MIN), None).unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (416, "PGRST103"));
+        // Past i64 the number does not parse.
+        let e = QueryParams::parse("limit=9223372036854775808").unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (400, "PGRST100"));
+        // And the statement runs.
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY); INSERT INTO t VALUES (1), (2);",
+        )
+        .unwrap();
+        let cache = SchemaCache::load(&conn, &crate::schema::Exposure::All).unwrap();
+        for (q, rows) in [
+            (format!("limit={max}&offset={max}"), 0),
+            (format!("limit={max}&offset=1"), 1),
+        ] {
+            let mut h = headers();
+            h.prefer.count = Some(crate::headers::CountMethod::Exact);
+            let plan = plan_read(
+                &cache,
+                "t",
+                &QueryParams::parse(&q).unwrap(),
+                &h,
+                Limits::default(),
+            )
+            .unwrap();
+            match crate::exec::execute_read(&conn, &plan, false) {
+                Ok(out) => assert_eq!(out.rows, rows, "{q}"),
+                Err(e) => assert_eq!((e.status, rows), (416, 0), "{q}"),
+            }
+        }
+    }
+
+    #[test]
+    fn regular_expressions_are_bounded_per_request() {
+        let c = cache();
+        let plan = |q: &str| {
+            plan_read(
+                &c,
+                "t",
+                &QueryParams::parse(q).unwrap(),
+                &headers(),
+                Limits::default(),
+            )
+        };
+        let e = plan("s=match.(").unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (400, "2201B"));
+        let e = plan(&format!("s=match.{}", "a".repeat(MAX_REGEX_LEN + 1))).unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (400, "2201B"));
+        // Each fits the size limit alone, not all together.
+        let each = r"\w{10}";
+        assert!(plan(&format!("s=match.{each}")).is_ok());
+        let many = vec![format!("s.match.{each}"); 30].join(",");
+        let e = plan(&format!("or=({many})")).unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (400, "2201B"), "{e:?}");
+        // Quoted (for the braces); `\` escapes inside quotes.
+        let list = vec![format!("\"{}\"", each.replace('\\', "\\\\")); 30].join(",");
+        let e = plan(&format!("s=match(any).{{{list}}}")).unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (400, "2201B"));
+        // A bounded number of filters.
+        let filters = vec!["s.match.a"; MAX_REGEX_FILTERS + 1].join(",");
+        let e = plan(&format!("or=({filters})")).unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (400, "54001"));
+        let filters = vec!["s.imatch.a"; MAX_REGEX_FILTERS].join(",");
+        assert!(plan(&format!("and=({filters})")).is_ok());
     }
 
     #[test]

@@ -12,7 +12,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 use crate::fts::index::{FullTextIndex, fts5_tables, full_text_columns};
 
@@ -121,6 +121,8 @@ pub struct Relation {
     pub without_rowid: bool,
     /// The columns with an FTS5 index (see [`crate::fts::index`]), by column name.
     pub full_text: HashMap<String, FullTextIndex>,
+    /// The `CREATE` statement (for naming the CHECK constraint a write violated).
+    pub sql: String,
 }
 
 /// How the rows a write touched are found again (for `return=representation`).
@@ -259,39 +261,103 @@ impl SchemaCache {
         self.hidden.contains(name)
     }
 
+    /// True when `text` mentions a hidden relation: its name, not preceded by a character of
+    /// a name (so `secret`, `"secret"`, `main.secret` and `secret_data` count, `mysecret`
+    /// does not). Errors are checked with it before they leave.
+    pub fn mentions_hidden(&self, text: &str) -> bool {
+        self.hidden.iter().any(|name| {
+            !name.is_empty()
+                && text.match_indices(name.as_str()).any(|(i, _)| {
+                    !text[..i]
+                        .chars()
+                        .next_back()
+                        .is_some_and(|c| c.is_alphanumeric() || c == '_')
+                })
+        })
+    }
+
     pub fn relations(&self) -> impl Iterator<Item = &Arc<Relation>> {
         self.relations.values()
     }
 
-    /// The exposed name most similar to `name`, if it is similar enough (≥ 0.75) to suggest.
+    /// The exposed name most similar to `name`, if it is similar enough (≥ 0.75, as
+    /// PostgREST asks) to suggest. Bounded work: a name longer than [`MAX_HINT_CHARS`] gets no
+    /// hint, names whose lengths alone rule them out are skipped, and a distance stops being
+    /// computed once it is out of reach.
     pub fn suggest(&self, name: &str) -> Option<&str> {
-        self.relations
-            .keys()
-            .map(|k| (similarity(name, k), k))
-            .filter(|(s, _)| *s >= 0.75)
-            .max_by(|a, b| a.0.total_cmp(&b.0))
-            .map(|(_, k)| k.as_str())
+        // A character is at most 4 bytes: a long name is refused before it is even counted.
+        if name.len() > 4 * MAX_HINT_CHARS {
+            return None;
+        }
+        let a: Vec<char> = name.chars().collect();
+        if a.len() > MAX_HINT_CHARS {
+            return None;
+        }
+        let mut rows = (Vec::new(), Vec::new());
+        let mut best: Option<(f64, &str)> = None;
+        for k in self.relations.keys() {
+            let Some(s) = similarity(&a, k, &mut rows) else {
+                continue;
+            };
+            if best.is_none_or(|(b, bk)| s > b || (s == b && k.as_str() < bk)) {
+                best = Some((s, k));
+            }
+        }
+        best.map(|(_, k)| k)
     }
 }
 
-/// 1 − Levenshtein distance / longer length, on characters.
-fn similarity(a: &str, b: &str) -> f64 {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let longest = a.len().max(b.len());
+/// Names longer than this (in characters) get no "did you mean" hint.
+pub const MAX_HINT_CHARS: usize = 64;
+/// How similar a name must be to be suggested.
+const MIN_SIMILARITY: f64 = 0.75;
+
+thread_local! {
+    static HINT_CELLS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// How many edit-distance cells this thread has computed for hints (tests measure the cost of
+/// a hint with it).
+pub fn hint_cells() -> u64 {
+    HINT_CELLS.with(|c| c.get())
+}
+
+/// 1 − Levenshtein distance / longer length, on characters, when it reaches
+/// [`MIN_SIMILARITY`] (`None` otherwise, found as early as possible). `rows` are reused
+/// buffers.
+fn similarity(a: &[char], b: &str, rows: &mut (Vec<usize>, Vec<usize>)) -> Option<f64> {
+    let b_len = b.chars().count();
+    let longest = a.len().max(b_len);
     if longest == 0 {
-        return 1.0;
+        return Some(1.0);
     }
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    // The largest distance that still reaches the similarity; the lengths alone give a floor.
+    let allowed = ((1.0 - MIN_SIMILARITY) * longest as f64).floor() as usize;
+    if a.len().abs_diff(b_len) > allowed {
+        return None;
+    }
+    let (prev, cur) = rows;
+    prev.clear();
+    prev.extend(0..=b_len);
     for (i, ca) in a.iter().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        cur.clear();
+        cur.push(i + 1);
+        let mut row_min = i + 1;
+        for (j, cb) in b.chars().enumerate() {
+            let cost = usize::from(*ca != cb);
+            let d = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+            row_min = row_min.min(d);
+            cur.push(d);
         }
-        prev = cur;
+        HINT_CELLS.with(|c| c.set(c.get() + b_len as u64));
+        // Distances never shrink from one row to the next.
+        if row_min > allowed {
+            return None;
+        }
+        std::mem::swap(prev, cur);
     }
-    1.0 - prev[b.len()] as f64 / longest as f64
+    let distance = prev[b_len];
+    (distance <= allowed).then(|| 1.0 - distance as f64 / longest as f64)
 }
 
 /// For each view: which of INSERT/UPDATE/DELETE have INSTEAD OF triggers.
@@ -422,6 +488,10 @@ fn load_relation(
             unique_keys.push(primary_key.clone());
         }
     }
+    let sql: Option<String> = conn
+        .prepare_cached("SELECT sql FROM sqlite_schema WHERE name = ?1 AND sql IS NOT NULL")?
+        .query_row([&name], |r| r.get(0))
+        .optional()?;
     let (insertable, updatable, deletable) = match kind {
         RelKind::Table | RelKind::Virtual => (true, true, true),
         RelKind::View => {
@@ -442,12 +512,43 @@ fn load_relation(
         deletable,
         without_rowid: false,
         full_text: HashMap::new(),
+        sql: sql.unwrap_or_default(),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hints_cost_little_whatever_the_name() {
+        let c = Connection::open_in_memory().unwrap();
+        for i in 0..200 {
+            c.execute_batch(&format!("CREATE TABLE table_number_{i} (x);"))
+                .unwrap();
+        }
+        c.execute_batch("CREATE TABLE books (x);").unwrap();
+        let cache = SchemaCache::load(&c, &Exposure::All).unwrap();
+        // A typo still gets its hint.
+        assert_eq!(cache.suggest("bookz"), Some("books"));
+        assert_eq!(cache.suggest("table_numbr_17"), Some("table_number_17"));
+        assert_eq!(cache.suggest("zzzzz"), None);
+        // A 16 KB name costs (almost) nothing.
+        for name in [
+            "a".repeat(16 * 1024),
+            "table_number_".repeat(1200),
+            "é".repeat(8000),
+        ] {
+            let before = hint_cells();
+            assert_eq!(cache.suggest(&name), None);
+            let cells = hint_cells() - before;
+            assert!(
+                cells < 100_000,
+                "a {}-byte name cost {cells} cells",
+                name.len()
+            );
+        }
+    }
 
     fn db() -> Connection {
         let c = Connection::open_in_memory().unwrap();

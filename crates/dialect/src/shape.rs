@@ -4,12 +4,33 @@
 //! integers go through `itoa`, reals through `ryu`, text is escaped in place. Declared
 //! `BOOL` columns render as `true`/`false`, declared `JSON` columns nest as JSON, BLOBs become
 //! `"\x…"` (PostgreSQL's bytea text). CSV follows PostgreSQL's row-literal quoting.
+//!
+//! The output buffer is handed to a [`Spill`] after every value, so a caller can bound it:
+//! send what is there as a chunk of a streamed response, or refuse to go on. A row is never
+//! held whole unless its values are small.
 
 use rusqlite::Row;
 use rusqlite::types::{Value, ValueRef};
 
+use crate::error::ApiError;
 use crate::headers::MediaType;
-use crate::plan::{OutputField, OutputKind};
+use crate::plan::{OutputField, OutputKind, distinct_exprs};
+
+/// What the shaper calls after writing each value: may take the bytes written so far (a chunk
+/// of a streamed body) or stop the read with an error.
+pub trait Spill {
+    fn spill(&mut self, out: &mut Vec<u8>) -> Result<(), ApiError>;
+}
+
+/// Keeps everything in the buffer (a body the caller bounds by other means).
+pub struct KeepAll;
+
+impl Spill for KeepAll {
+    #[inline]
+    fn spill(&mut self, _: &mut Vec<u8>) -> Result<(), ApiError> {
+        Ok(())
+    }
+}
 
 /// A row to shape: a statement's current row, or values read earlier.
 pub trait RowSource {
@@ -32,6 +53,9 @@ impl RowSource for [Value] {
 pub struct Shaper {
     media: MediaType,
     kinds: Vec<OutputKind>,
+    /// For each field, the column of the row that holds its value (see
+    /// [`crate::plan::distinct_exprs`]).
+    columns: Vec<usize>,
     /// `"key":` for each field, escaped once.
     json_keys: Vec<Vec<u8>>,
     csv_header: Vec<u8>,
@@ -56,6 +80,7 @@ impl Shaper {
         Shaper {
             media,
             kinds: fields.iter().map(|f| f.kind).collect(),
+            columns: distinct_exprs(fields).1,
             json_keys,
             csv_header,
         }
@@ -67,23 +92,24 @@ impl Shaper {
         }
     }
 
-    /// Writes row number `index` (0-based).
-    pub fn row<R: RowSource + ?Sized>(
+    /// Writes row number `index` (0-based), offering `out` to `spill` after every value.
+    pub fn row<R: RowSource + ?Sized, S: Spill>(
         &self,
         out: &mut Vec<u8>,
         row: &R,
         index: usize,
-    ) -> rusqlite::Result<()> {
+        spill: &mut S,
+    ) -> Result<(), ApiError> {
         match self.media {
             MediaType::Json { strip_nulls } => {
                 if index > 0 {
                     out.push(b',');
                 }
-                self.object(out, row, strip_nulls)
+                self.object(out, row, strip_nulls, spill)
             }
             MediaType::Singular { strip_nulls } => {
                 if index == 0 {
-                    self.object(out, row, strip_nulls)?;
+                    self.object(out, row, strip_nulls, spill)?;
                 }
                 Ok(())
             }
@@ -96,7 +122,8 @@ impl Shaper {
                     if i > 0 {
                         out.push(b',');
                     }
-                    write_csv_value(out, row.value(i)?, *kind);
+                    write_csv_value(out, row.value(self.columns[i])?, *kind);
+                    spill.spill(out)?;
                 }
                 Ok(())
             }
@@ -111,16 +138,17 @@ impl Shaper {
         }
     }
 
-    fn object<R: RowSource + ?Sized>(
+    fn object<R: RowSource + ?Sized, S: Spill>(
         &self,
         out: &mut Vec<u8>,
         row: &R,
         strip_nulls: bool,
-    ) -> rusqlite::Result<()> {
+        spill: &mut S,
+    ) -> Result<(), ApiError> {
         out.push(b'{');
         let mut first = true;
         for (i, (key, kind)) in self.json_keys.iter().zip(&self.kinds).enumerate() {
-            let v = row.value(i)?;
+            let v = row.value(self.columns[i])?;
             if strip_nulls && v == ValueRef::Null {
                 continue;
             }
@@ -130,6 +158,7 @@ impl Shaper {
             first = false;
             out.extend_from_slice(key);
             write_json_value(out, v, *kind);
+            spill.spill(out)?;
         }
         out.push(b'}');
         Ok(())
@@ -255,12 +284,13 @@ fn write_csv_cell(out: &mut Vec<u8>, s: &[u8]) {
 pub fn content_range(offset: i64, rows: usize, total: Option<i64>) -> (Option<u16>, String) {
     let mut num = itoa::Buffer::new();
     let mut range = String::with_capacity(24);
+    let rows = i64::try_from(rows).unwrap_or(i64::MAX);
     if rows == 0 {
         range.push('*');
     } else {
         range.push_str(num.format(offset));
         range.push('-');
-        range.push_str(num.format(offset + rows as i64 - 1));
+        range.push_str(num.format(offset.saturating_add(rows - 1)));
     }
     range.push('/');
     match total {
@@ -270,7 +300,7 @@ pub fn content_range(offset: i64, rows: usize, total: Option<i64>) -> (Option<u1
     let status = match total {
         None => Some(200),
         Some(t) if offset > t => None,
-        Some(t) if (rows as i64) < t => Some(206),
+        Some(t) if rows < t => Some(206),
         Some(_) => Some(200),
     };
     (status, range)

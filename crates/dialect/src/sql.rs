@@ -9,13 +9,19 @@
 //! request body, or the keys of the rows a write touched); their other parameters are then
 //! numbered from `?2` ([`Sql::reserving_first`]). [`select_keyed`] re-reads rows by key (for
 //! `return=representation`), [`select_with_key`] reads rows together with their key (before a
-//! DELETE removes them).
+//! DELETE removes them). Every statement that scans rows for a write opens its `WHERE` with
+//! the per-row budget check `pgrst_budget()` ([`budget_where`]; see
+//! [`crate::functions::register_budget`]), so the writer can stop it at its request's time
+//! budget without ending the transaction it shares with other requests.
 
 use rusqlite::types::Value;
 
 use crate::fts::{FullTextIndex, MatchScope};
+use crate::functions::BUDGET_FN;
 use crate::ident::push_quoted;
-use crate::plan::{CastType, Condition, Expr, OrderItem, Predicate, ReadNode, SqlCmp};
+use crate::plan::{
+    CastType, Condition, Expr, OrderItem, Predicate, ReadNode, SqlCmp, distinct_exprs,
+};
 use crate::query::IsValue;
 use crate::query::{Comparison, ContainOp};
 use crate::schema::RowKey;
@@ -87,12 +93,35 @@ pub fn capped_count(node: &ReadNode, cap: i64) -> Sql {
     sql
 }
 
+/// Counts the rows of the node's page (its filters, limit and offset):
+/// `SELECT count(*) FROM (SELECT 1 FROM … WHERE … LIMIT ? OFFSET ?)`.
+pub fn page_count(node: &ReadNode) -> Sql {
+    let mut sql = Sql::default();
+    sql.push("SELECT count(*) FROM (SELECT 1");
+    from_where(&mut sql, node);
+    page(&mut sql, node);
+    sql.push(")");
+    sql
+}
+
 fn from_where(sql: &mut Sql, node: &ReadNode) {
     sql.push(" FROM ");
     push_quoted(&mut sql.text, &node.relation.name);
     sql.push(" AS ");
     push_quoted(&mut sql.text, &node.alias);
     where_clause(sql, &node.alias, &node.conditions);
+}
+
+/// ` WHERE pgrst_budget() AND c1 AND c2 …`: the per-row budget check of a write's statement,
+/// then the request's conditions over columns qualified by `qualifier`.
+pub(crate) fn budget_where(sql: &mut Sql, qualifier: &str, conditions: &[Condition]) {
+    sql.push(" WHERE ");
+    sql.push(BUDGET_FN);
+    sql.push("()");
+    for c in conditions {
+        sql.push(" AND ");
+        condition(sql, qualifier, c);
+    }
 }
 
 /// ` WHERE c1 AND c2 …` over columns qualified by `qualifier` (nothing when there are none).
@@ -108,15 +137,16 @@ pub(crate) fn where_clause(sql: &mut Sql, qualifier: &str, conditions: &[Conditi
     }
 }
 
+/// The node's distinct field expressions (see [`distinct_exprs`]).
 fn fields(sql: &mut Sql, node: &ReadNode) {
     if node.fields.is_empty() {
         sql.push("NULL");
     }
-    for (i, f) in node.fields.iter().enumerate() {
+    for (i, e) in distinct_exprs(&node.fields).0.into_iter().enumerate() {
         if i > 0 {
             sql.push(", ");
         }
-        expr(sql, &node.alias, &f.expr);
+        expr(sql, &node.alias, e);
     }
 }
 
@@ -209,14 +239,19 @@ pub fn select_keyed(node: &ReadNode, key: &RowKey) -> Sql {
 }
 
 /// The node's rows with their key after the fields, in the node's order, without paging:
-/// `SELECT <fields>, <key> FROM "rel" AS "t0" WHERE … ORDER BY …`.
+/// `SELECT <fields>, <key> FROM "rel" AS "t0" WHERE pgrst_budget() AND … ORDER BY …` (read by
+/// the writer before a DELETE, so it checks the write's budget on every row it scans).
 pub fn select_with_key(node: &ReadNode, key: &RowKey) -> Sql {
     let mut sql = Sql::default();
     sql.push("SELECT ");
     fields(&mut sql, node);
     sql.push(", ");
     key_exprs(&mut sql, &node.alias, key);
-    from_where(&mut sql, node);
+    sql.push(" FROM ");
+    push_quoted(&mut sql.text, &node.relation.name);
+    sql.push(" AS ");
+    push_quoted(&mut sql.text, &node.alias);
+    budget_where(&mut sql, &node.alias, &node.conditions);
     order_by(&mut sql, node, None);
     sql
 }
@@ -399,6 +434,22 @@ pub(crate) fn condition(sql: &mut Sql, alias: &str, c: &Condition) {
                     sql.push(" IN (SELECT \"pgrst_in\".\"value\" FROM json_each(");
                     sql.bind(Value::Text(list.clone()));
                     sql.push(") AS \"pgrst_in\")");
+                }
+                Predicate::Quantified {
+                    op: SqlCmp::Regexp,
+                    all,
+                    values,
+                } => {
+                    // One compiled set for the whole list (see `functions`).
+                    sql.push(if *all {
+                        "pgrst_match_all("
+                    } else {
+                        "pgrst_match_any("
+                    });
+                    sql.bind(Value::Text(values.clone()));
+                    sql.push(", ");
+                    expr(sql, alias, e);
+                    sql.push(")");
                 }
                 Predicate::Quantified { op, all, values } => {
                     sql.push(if *all { "NOT EXISTS" } else { "EXISTS" });

@@ -13,9 +13,10 @@
 //! request's `select`/`order`/`limit` shape the re-read. Views written through INSTEAD OF
 //! triggers have no key: their statement returns the selected fields directly.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::body::Payload;
+use crate::body::{ColumnPaths, Layout, Payload};
 use crate::dml::{self, OnConflict, Returning};
 use crate::error::ApiError;
 use crate::headers::{MediaType, Preferences, RequestHeaders, Resolution, ReturnPref};
@@ -54,11 +55,21 @@ pub struct WriteRequest {
 pub struct WriteOptions {
     /// Refuse PATCH and DELETE without any filter (pg-safeupdate's rule).
     pub safe_update: bool,
+    /// The largest representation (`return=representation`) a write may build, in bytes: it is
+    /// built in memory, inside the write's transaction; past it the write is refused (400
+    /// 54000) and rolled back.
+    pub max_representation_bytes: usize,
 }
+
+/// The default of [`WriteOptions::max_representation_bytes`].
+pub const MAX_REPRESENTATION_BYTES: usize = 16 << 20;
 
 impl Default for WriteOptions {
     fn default() -> Self {
-        WriteOptions { safe_update: true }
+        WriteOptions {
+            safe_update: true,
+            max_representation_bytes: MAX_REPRESENTATION_BYTES,
+        }
     }
 }
 
@@ -90,6 +101,9 @@ pub struct WritePlan {
     /// Instead of a statement: run `statement` this many times (objects without keys insert
     /// one row of defaults each).
     pub repeat: usize,
+    /// The statement has no row loop to check the write's budget in (`DEFAULT VALUES`): the
+    /// budget is checked before each run instead.
+    pub budget_each_run: bool,
     /// The body parameter, when it differs from the request's payload (PUT keeps only the
     /// object that matches the URL).
     pub body: Option<String>,
@@ -109,6 +123,8 @@ pub struct WritePlan {
     pub resolution_applied: bool,
     /// Primary key columns for `Location` (POST with `return=headers-only`).
     pub location_columns: Vec<String>,
+    /// The largest representation this write may build ([`WriteOptions`]).
+    pub max_representation_bytes: usize,
 }
 
 fn unknown_column(rel: &str, col: &str) -> ApiError {
@@ -151,6 +167,17 @@ fn resolve_columns<'a>(rel: &'a Relation, names: &[String]) -> Result<Vec<&'a Co
         }
     }
     Ok(out)
+}
+
+/// Checks that `relation` is exposed and has every column in `columns`: what a caller does with
+/// a CSV body's header before the rows are built (PGRST205, PGRST204).
+pub fn check_names(
+    cache: &SchemaCache,
+    relation: &str,
+    columns: &[String],
+) -> Result<(), ApiError> {
+    let rel = resolve_relation(cache, relation)?;
+    resolve_columns(rel, columns).map(|_| ())
 }
 
 /// The conflict target of an upsert: `on_conflict` (checked) or the primary key.
@@ -245,20 +272,42 @@ fn same_key_value(body: &serde_json::Value, url: &str) -> bool {
     }
 }
 
-/// PUT's body: the first object whose primary key equals the URL's (PGRST115 when none).
+/// PUT's body: the first row whose primary key equals the URL's (PGRST115 when none), as one
+/// object; its JSON and keys.
 fn put_body(
     payload: &Payload,
     key: &[(String, String)],
 ) -> Result<(String, Vec<String>), ApiError> {
-    let rows: Vec<serde_json::Map<String, serde_json::Value>> =
-        serde_json::from_str(&payload.json).map_err(|_| put_mismatch())?;
-    let row = rows
-        .into_iter()
-        .find(|row| {
-            key.iter()
-                .all(|(col, url)| row.get(col).is_some_and(|v| same_key_value(v, url)))
-        })
-        .ok_or_else(put_mismatch)?;
+    type Object = serde_json::Map<String, serde_json::Value>;
+    fn matches<'a>(
+        key: &[(String, String)],
+        get: impl Fn(&str) -> Option<&'a serde_json::Value>,
+    ) -> bool {
+        key.iter()
+            .all(|(col, url)| get(col).is_some_and(|v| same_key_value(v, url)))
+    }
+    let row: Option<Object> = match payload.layout {
+        Layout::Objects => {
+            let rows: Vec<Object> =
+                serde_json::from_str(&payload.json).map_err(|_| put_mismatch())?;
+            rows.into_iter().find(|row| matches(key, |c| row.get(c)))
+        }
+        Layout::Arrays => {
+            // A repeated header name means its last position, as in an object.
+            let at: HashMap<&str, usize> = payload
+                .keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| (k.as_str(), i))
+                .collect();
+            let rows: Vec<Vec<serde_json::Value>> =
+                serde_json::from_str(&payload.json).map_err(|_| put_mismatch())?;
+            rows.into_iter()
+                .find(|row| matches(key, |c| at.get(c).and_then(|&i| row.get(i))))
+                .map(|row| payload.keys.iter().cloned().zip(row).collect())
+        }
+    };
+    let row = row.ok_or_else(put_mismatch)?;
     let keys = row.keys().cloned().collect();
     let one = serde_json::Value::Array(vec![serde_json::Value::Object(row)]);
     Ok((one.to_string(), keys))
@@ -382,6 +431,7 @@ pub fn plan_write(
     let mut resolution_applied = false;
     let mut body = None;
     let mut repeat = 1;
+    let mut budget_each_run = false;
     let statement = match req.mutation {
         Mutation::Insert => {
             let names = req.query.columns.as_ref().unwrap_or(&payload.keys);
@@ -407,12 +457,14 @@ pub fn plan_write(
             } else if cols.is_empty() {
                 // Objects without keys: one row of defaults each.
                 repeat = payload.rows;
+                budget_each_run = true;
                 counts_inserts = false;
                 Some(dml::insert_defaults(&rel, &returning))
             } else {
                 Some(dml::insert(
                     &rel,
                     &cols,
+                    &payload.paths(),
                     missing_default,
                     &conflict,
                     counts_inserts,
@@ -429,6 +481,7 @@ pub fn plan_write(
             Some(dml::insert(
                 &rel,
                 &cols,
+                &ColumnPaths::ByKey,
                 false,
                 &OnConflict::Merge(rel.primary_key.clone()),
                 true,
@@ -444,6 +497,7 @@ pub fn plan_write(
                 Some(dml::update(
                     &rel,
                     &cols,
+                    &payload.paths(),
                     missing_default,
                     &conditions,
                     &returning,
@@ -458,6 +512,7 @@ pub fn plan_write(
         relation: rel,
         statement,
         repeat,
+        budget_each_run,
         body,
         returning,
         uses_returning: !virtual_table,
@@ -472,5 +527,6 @@ pub fn plan_write(
         } else {
             Vec::new()
         },
+        max_representation_bytes: opts.max_representation_bytes,
     })
 }

@@ -1,8 +1,10 @@
 //! Hostile reads never panic and never end in a 5xx: query strings assembled from the
 //! grammar's own tokens, broken encodings and SQL fragments go through parse → plan → SQL →
 //! execution on a real SQLite database, with random `Prefer`, `Range` and `Accept` headers.
-//! Writes get the same treatment with random bodies (JSON and CSV), `columns`, `on_conflict`
-//! and `Prefer`. Whatever fails must fail as a PostgREST-shaped client error.
+//! Writes get the same treatment with random bodies (JSON, CSV and form), `columns`,
+//! `on_conflict` and `Prefer`. Numbers at the edges (i64 and f64 limits, huge exponents, long
+//! digit strings) go everywhere a number can: filters, limits, offsets, ranges, JSON paths,
+//! preferences and bodies. Whatever fails must fail as a PostgREST-shaped client error.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::result_large_err)]
 
 use dialect::functions::register_insert_counter;
@@ -111,6 +113,19 @@ const TOKENS: &[&str] = &[
     "2.5",
     "1e309",
     "99999999999999999999",
+    "9223372036854775807",
+    "-9223372036854775808",
+    "9223372036854775808",
+    "-0",
+    "1e-400",
+    "1e99999999999",
+    "NaN",
+    "inf",
+    "-infinity",
+    "0x7fffffffffffffff",
+    "123456789012345678901234567890123456789012345678901234567890",
+    "->9223372036854775807",
+    "->-9223372036854775808",
     "é",
     "\u{202e}",
     "DROP TABLE books",
@@ -142,6 +157,11 @@ const HEADER_TOKENS: &[&str] = &[
     "-3",
     "x",
     "99999999999999999999",
+    "9223372036854775807",
+    "-9223372036854775808",
+    "max-affected=9223372036854775807",
+    "max-affected=-9223372036854775808",
+    "max-affected=99999999999999999999",
     "application/json",
     "text/csv",
     "application/vnd.pgrst.object+json",
@@ -217,6 +237,16 @@ fn condition() -> impl Strategy<Value = String> {
                 "{\"a\":[1,{}]}",
                 "[1,10)",
                 "2.5",
+                "9223372036854775807",
+                "-9223372036854775808",
+                "9223372036854775808",
+                "1e308",
+                "-1e309",
+                "4.9e-324",
+                "1e99999",
+                "NaN",
+                "{9223372036854775807,-9223372036854775808}",
+                "(1e309,-1e309,99999999999999999999)",
                 "",
                 "Emma%20%26%20!Dune",
                 "a%20<->%20b",
@@ -270,7 +300,22 @@ fn query_string() -> impl Strategy<Value = String> {
         .prop_map(|(c, d)| format!("order={c}{d}"));
     let paging = (
         proptest::sample::select(&["limit", "offset"][..]),
-        proptest::sample::select(&["0", "2", "-1", "x", "99999999999999999999"][..]),
+        proptest::sample::select(
+            &[
+                "0",
+                "2",
+                "-1",
+                "x",
+                "99999999999999999999",
+                "9223372036854775807",
+                "9223372036854775806",
+                "-9223372036854775808",
+                "9223372036854775808",
+                "1e3",
+                "+5",
+                " 7",
+            ][..],
+        ),
     )
         .prop_map(|(k, v)| format!("{k}={v}"));
     let pair = prop_oneof![4 => filter, 2 => tree, 2 => select, 2 => order, 1 => paging];
@@ -327,7 +372,11 @@ proptest! {
         query in prop_oneof![1 => glue(TOKENS, 24), 4 => query_string()],
         relation in proptest::sample::select(&["books", "cheap", "notes", "notes_data", "nope", "books\"", "sqlite_master"][..]),
         prefer in header(&["count=exact", "count=planned", "count=estimated"]),
-        range in header(&["0-1", "items=1-", "5-9", "2-1"]),
+        range in header(&[
+            "0-1", "items=1-", "5-9", "2-1", "0-9223372036854775807", "9223372036854775807-",
+            "9223372036854775806-9223372036854775807", "1-9223372036854775808",
+            "99999999999999999999-", "0-99999999999999999999",
+        ]),
         accept in header(&["application/json", "text/csv", "application/vnd.pgrst.object+json"]),
     ) {
         let (conn, cache) = database();
@@ -377,6 +426,17 @@ fn write_body() -> impl Strategy<Value = String> {
             "{\"a\":1}",
             "\"\\u0000\"",
             "99999999999999999999",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "18446744073709551616",
+            "1e308",
+            "-1e308",
+            "4.9e-324",
+            "1e-400",
+            "123456789012345678901234567890.5",
+            "0.1e99999",
+            "\"9223372036854775808\"",
+            "\"1e309\"",
         ][..],
     );
     let row = proptest::collection::vec((key, value), 0..4).prop_map(|kv| {
@@ -390,6 +450,97 @@ fn write_body() -> impl Strategy<Value = String> {
         3 => row.clone(),
         2 => proptest::collection::vec(row, 0..4).prop_map(|rows| format!("[{}]", rows.join(","))),
         1 => proptest::sample::select(&["", "[", "null", "1", "\"s\"", "[1,2]", "{\"id\":", "[[]]", "id,name\n7,Zed"][..]).prop_map(str::to_string),
+    ]
+}
+
+/// A value as a CSV cell or form value: numbers at the edges, text, NULL, empty, quotes.
+const CELLS: &[&str] = &[
+    "1",
+    "-1",
+    "NULL",
+    "",
+    "Emma",
+    "2.5",
+    "9223372036854775807",
+    "-9223372036854775808",
+    "9223372036854775808",
+    "99999999999999999999",
+    "1e309",
+    "-1e309",
+    "4.9e-324",
+    "NaN",
+    "true",
+    "t",
+    "[1]",
+    "{\"a\":1}",
+    "\\x00ff",
+    "\u{0}",
+    "é",
+];
+
+/// A CSV body: a header of (sometimes unknown, empty or repeated) columns, then rows of
+/// cells, sometimes ragged, sometimes quoted.
+fn csv_body() -> impl Strategy<Value = String> {
+    let key = proptest::sample::select(
+        &[
+            "id",
+            "name",
+            "price",
+            "data",
+            "tags",
+            "\"a\"\"b\"",
+            "nope",
+            "",
+            "name",
+        ][..],
+    );
+    let cell = (proptest::sample::select(CELLS), any::<bool>()).prop_map(|(v, quoted)| {
+        if quoted {
+            format!("\"{}\"", v.replace('"', "\"\""))
+        } else {
+            v.to_string()
+        }
+    });
+    (
+        proptest::collection::vec(key, 0..4),
+        proptest::collection::vec(proptest::collection::vec(cell, 0..5), 0..4),
+        proptest::sample::select(&["\n", "\r\n"][..]),
+    )
+        .prop_map(|(header, rows, eol)| {
+            let mut out = header.join(",");
+            for row in rows {
+                out.push_str(eol);
+                out.push_str(&row.join(","));
+            }
+            out
+        })
+}
+
+/// A form body: `key=value` pairs (keys known, unknown or empty), percent-encoded or not.
+fn form_body() -> impl Strategy<Value = String> {
+    let key =
+        proptest::sample::select(&["id", "name", "price", "data", "a%22b", "nope", "", "%zz"][..]);
+    let value = prop_oneof![
+        proptest::sample::select(CELLS).prop_map(|v| {
+            percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC).to_string()
+        }),
+        proptest::sample::select(&["+", "%", "%2", "%FF", "a=b", "&"][..]).prop_map(str::to_string),
+    ];
+    proptest::collection::vec((key, value), 0..4).prop_map(|kv| {
+        kv.iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("&")
+    })
+}
+
+/// A body and its format.
+fn any_body() -> impl Strategy<Value = (BodyFormat, String)> {
+    prop_oneof![
+        6 => write_body().prop_map(|b| (BodyFormat::Json, b)),
+        2 => csv_body().prop_map(|b| (BodyFormat::Csv, b)),
+        1 => form_body().prop_map(|b| (BodyFormat::Form, b)),
+        1 => write_body().prop_map(|b| (BodyFormat::Csv, b)),
     ]
 }
 
@@ -426,8 +577,7 @@ proptest! {
         mutation in proptest::sample::select(&[Mutation::Insert, Mutation::Update, Mutation::Upsert, Mutation::Delete][..]),
         relation in proptest::sample::select(&["books", "cheap", "nope"][..]),
         query in write_query(),
-        body in write_body(),
-        csv in proptest::bool::weighted(0.1),
+        (format, body) in any_body(),
         prefer in header(&[
             "return=representation", "resolution=merge-duplicates", "resolution=ignore-duplicates",
             "missing=default", "count=exact", "handling=strict, max-affected=1", "tx=rollback",
@@ -437,7 +587,6 @@ proptest! {
         let (conn, _) = database();
         let counter = register_insert_counter(&conn).unwrap();
         let cache = SchemaCache::load(&conn, &Exposure::All).unwrap();
-        let format = if csv { BodyFormat::Csv } else { BodyFormat::Json };
         let outcome = (|| {
             let query = QueryParams::parse(&query)?;
             let payload = match mutation {
@@ -452,12 +601,12 @@ proptest! {
                 prefer: Preferences::parse([prefer.as_str()])?,
                 payload,
             };
-            let plan = plan_write(&cache, &w, &WriteOptions { safe_update })?;
+            let plan = plan_write(&cache, &w, &WriteOptions { safe_update, ..WriteOptions::default() })?;
             let json = w.payload.as_ref().map_or("[]", |p| p.json.as_str());
             execute_write(&conn, &plan, json, &counter)
         })();
         if let Err(e) = outcome {
-            assert_client_error(&e, &format!("{mutation:?} /{relation}?{query} {body}"));
+            assert_client_error(&e, &format!("{mutation:?} /{relation}?{query} {format:?} {body}"));
         }
     }
 }

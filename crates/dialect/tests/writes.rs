@@ -57,6 +57,7 @@ struct Req<'a> {
     body: Option<&'a str>,
     media: MediaType,
     safe_update: bool,
+    format: BodyFormat,
 }
 
 fn req<'a>(mutation: Mutation, rel: &'a str, query: &'a str, body: Option<&'a str>) -> Req<'a> {
@@ -68,6 +69,7 @@ fn req<'a>(mutation: Mutation, rel: &'a str, query: &'a str, body: Option<&'a st
         body,
         media: JSON,
         safe_update: true,
+        format: BodyFormat::Json,
     }
 }
 
@@ -101,6 +103,14 @@ impl<'a> Req<'a> {
     fn media(self, media: MediaType) -> Self {
         Req { media, ..self }
     }
+
+    /// With a CSV body.
+    fn csv(self) -> Self {
+        Req {
+            format: BodyFormat::Csv,
+            ..self
+        }
+    }
 }
 
 const REP: &str = "return=representation";
@@ -112,7 +122,7 @@ impl Db {
         let payload = match r.body {
             Some(b) => Some(parse_payload(
                 b.as_bytes(),
-                BodyFormat::Json,
+                r.format,
                 query.columns.is_some(),
             )?),
             None => None,
@@ -132,6 +142,7 @@ impl Db {
             &w,
             &WriteOptions {
                 safe_update: r.safe_update,
+                ..WriteOptions::default()
             },
         )
         .and_then(|plan| {
@@ -572,4 +583,286 @@ fn sql_text_does_not_depend_on_row_count() {
     assert_eq!(one.text, many.text);
     assert_eq!(one.params, many.params);
     assert!(!one.text.contains("n1"), "values are never in the SQL");
+}
+
+#[test]
+fn csv_bodies_insert_patch_and_put_by_position() {
+    let d = db();
+    // Values by position, whatever the header's order; `NULL` is null.
+    let o = d.ok(insert(
+        "projects",
+        "select=id,name,client_id,active",
+        "name,id,client_id\nA,10,1\nB,11,NULL",
+    )
+    .csv()
+    .prefer(&[REP]));
+    assert_eq!(
+        body(&o),
+        json!([{"id":10,"name":"A","client_id":1,"active":true},{"id":11,"name":"B","client_id":null,"active":true}])
+    );
+    // `columns` picks columns; one the header lacks is missing: its default with
+    // missing=default, else null.
+    let o = d.ok(insert(
+        "projects",
+        "columns=id,name,created&select=id,created",
+        "id,name,nope\n12,C,x",
+    )
+    .csv()
+    .prefer(&[REP, "missing=default"]));
+    assert_eq!(body(&o), json!([{"id":12,"created":"now"}]));
+    let o = d.ok(insert(
+        "projects",
+        "columns=id,name,created&select=id,created",
+        "name,id\nD,13",
+    )
+    .csv()
+    .prefer(&[REP]));
+    assert_eq!(body(&o), json!([{"id":13,"created":null}]));
+    // A repeated header name takes its last value, as a repeated JSON key does.
+    let o = d.ok(
+        insert("clients", "select=id,name", "id,name,name\n7,first,last")
+            .csv()
+            .prefer(&[REP]),
+    );
+    assert_eq!(body(&o), json!([{"id":7,"name":"last"}]));
+    // PATCH takes the first row; PUT the row whose key matches the URL.
+    let o = d.ok(
+        update("projects", "id=eq.10&select=id,name", "name\nRenamed")
+            .csv()
+            .prefer(&[REP]),
+    );
+    assert_eq!(body(&o), json!([{"id":10,"name":"Renamed"}]));
+    let o = d.ok(
+        upsert("clients", "id=eq.8&select=id,name", "id,name\n9,no\n8,yes")
+            .csv()
+            .prefer(&[REP]),
+    );
+    assert_eq!((o.status, body(&o)), (201, json!([{"id":8,"name":"yes"}])));
+    let e = d.err(upsert("clients", "id=eq.5", "id,name\n9,no").csv());
+    assert_eq!((e.status, e.code.as_str()), (400, "PGRST115"));
+}
+
+#[test]
+fn repeated_fields_are_read_once_and_shown_each_time() {
+    let d = db();
+    // Representations: re-read by key (tables), returned (views), read before a DELETE.
+    let o = d.ok(insert(
+        "clients",
+        "select=name,id,n:name,name",
+        r#"{"id":5,"name":"HP"}"#,
+    )
+    .prefer(&[REP]));
+    assert_eq!(body(&o), json!([{"name":"HP","id":5,"n":"HP"}]));
+    let o = d.ok(insert(
+        "clients",
+        "select=name,id,n:name&columns=id,name",
+        r#"{"id":6,"name":"HP2"}"#,
+    )
+    .prefer(&[REP])
+    .media(MediaType::Csv));
+    assert_eq!(
+        String::from_utf8(o.body.unwrap()).unwrap(),
+        "name,id,n\nHP2,6,HP2"
+    );
+    let o = d.ok(insert(
+        "v",
+        "select=id,name,id,x:name",
+        r#"{"id":3,"name":"three"}"#,
+    )
+    .prefer(&[REP]));
+    assert_eq!(body(&o), json!([{"id":3,"name":"three","x":"three"}]));
+    let o = d.ok(delete(
+        "clients",
+        "id=gte.5&select=id,name,i:id,n:name&order=id.desc",
+    )
+    .prefer(&[REP]));
+    assert_eq!(
+        body(&o),
+        json!([{"id":6,"name":"HP2","i":6,"n":"HP2"},{"id":5,"name":"HP","i":5,"n":"HP"}])
+    );
+    assert_eq!(
+        d.rows("SELECT count(*) AS n FROM clients"),
+        json!([{"n":2}])
+    );
+}
+
+/// Replaces `pgrst_budget()` on `d`'s connection: it counts its calls and fails once `allow`
+/// calls were made (as the writer's does at a request's time budget).
+fn budget(d: &Db, allow: usize) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let calls = std::sync::Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    dialect::functions::register_budget(&d.conn, move || c.fetch_add(1, Ordering::Relaxed) < allow)
+        .unwrap();
+    calls
+}
+
+/// Every row of every table of [`db`] (but `docs`).
+const EVERY_TABLE: [&str; 5] = [
+    "SELECT * FROM clients ORDER BY id",
+    "SELECT * FROM projects ORDER BY id",
+    "SELECT * FROM kv",
+    "SELECT * FROM no_pk ORDER BY rowid",
+    "SELECT * FROM base ORDER BY id",
+];
+
+#[test]
+fn every_write_shape_stops_at_a_spent_budget_and_keeps_nothing() {
+    let d = db();
+    let before = EVERY_TABLE.map(|q| d.rows(q));
+    budget(&d, 0);
+    let shapes: Vec<(&str, Req<'_>)> = vec![
+        (
+            "insert one",
+            insert("clients", "", r#"{"id":9,"name":"x"}"#),
+        ),
+        (
+            "insert many, representation",
+            insert(
+                "clients",
+                "",
+                r#"[{"id":9,"name":"x"},{"id":10,"name":"y"}]"#,
+            )
+            .prefer(&[REP]),
+        ),
+        ("objects without keys", insert("base", "", "[{},{},{}]")),
+        ("one object without keys", insert("base", "", "{}")),
+        (
+            "upsert, merge",
+            insert("clients", "", r#"{"id":1,"name":"z"}"#)
+                .prefer(&["resolution=merge-duplicates"]),
+        ),
+        (
+            "upsert, ignore",
+            insert("kv", "", r#"{"k":"b","scope":"x","v":"2"}"#)
+                .prefer(&["resolution=ignore-duplicates"]),
+        ),
+        (
+            "put",
+            upsert("clients", "id=eq.7", r#"{"id":7,"name":"p"}"#),
+        ),
+        (
+            "patch",
+            update("projects", "client_id=eq.1", r#"{"name":"n"}"#),
+        ),
+        (
+            "patch, representation",
+            update("no_pk", "a=not.is.null", r#"{"b":"1"}"#).prefer(&[REP]),
+        ),
+        ("delete", delete("projects", "id=gt.0")),
+        (
+            "delete, representation",
+            delete("no_pk", "a=not.is.null").prefer(&[REP]),
+        ),
+        (
+            "view (trigger)",
+            insert("v", "", r#"{"id":5,"name":"five"}"#),
+        ),
+        (
+            "view update (trigger)",
+            update("v", "id=eq.1", r#"{"name":"uno"}"#),
+        ),
+    ];
+    for (what, r) in shapes {
+        assert!(d.run(r).is_err(), "{what}: ran past a spent budget");
+    }
+    let after = EVERY_TABLE.map(|q| d.rows(q));
+    assert_eq!(before, after);
+}
+
+#[test]
+fn a_delete_checks_the_budget_while_it_reads_its_representation_too() {
+    let d = db();
+    let calls = budget(&d, usize::MAX);
+    // Three rows scanned twice: once to read the representation, once to delete them.
+    let o = d.ok(delete("no_pk", "a=not.is.null").prefer(&[REP]));
+    assert_eq!(body(&o), json!([{"a":"1","b":"0"},{"a":"2","b":"0"}]));
+    let n = calls.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(n >= 6, "{n} budget checks for two scans of three rows");
+}
+
+/// SQLite's plan of `sql` (`EXPLAIN QUERY PLAN`), one detail line per step; `?1` is `first`.
+fn query_plan(conn: &Connection, sql: &dialect::sql::Sql, first: &str) -> Vec<String> {
+    let mut stmt = conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {}", sql.text))
+        .unwrap();
+    let offset = if sql.first_reserved {
+        stmt.raw_bind_parameter(1, first).unwrap();
+        2
+    } else {
+        1
+    };
+    for (i, v) in sql.params.iter().enumerate() {
+        stmt.raw_bind_parameter(i + offset, v).unwrap();
+    }
+    let mut rows = stmt.raw_query();
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().unwrap() {
+        out.push(r.get::<_, String>(3).unwrap());
+    }
+    out
+}
+
+#[test]
+fn the_budget_check_leaves_write_statements_on_their_indexes() {
+    let d = db();
+    let cache = SchemaCache::load(&d.conn, &Exposure::All).unwrap();
+    for (mutation, rel, query, body, representation) in [
+        (
+            Mutation::Update,
+            "clients",
+            "id=eq.1",
+            Some(r#"{"name":"n"}"#),
+            false,
+        ),
+        (
+            Mutation::Update,
+            "clients",
+            "name=eq.Apple",
+            Some(r#"{"name":"n"}"#),
+            false,
+        ),
+        (
+            Mutation::Delete,
+            "clients",
+            "or=(id.eq.1,name.eq.Apple)",
+            None,
+            false,
+        ),
+        (Mutation::Delete, "kv", "k=eq.a&scope=eq.x", None, false),
+        (Mutation::Delete, "projects", "id=in.(1,2)", None, true),
+    ] {
+        let query = QueryParams::parse(query).unwrap();
+        let payload = body.map(|b| parse_payload(b.as_bytes(), BodyFormat::Json, false).unwrap());
+        let w = WriteRequest {
+            mutation,
+            relation: rel.into(),
+            query,
+            media: JSON,
+            prefer: Preferences::parse(representation.then_some(REP).into_iter()).unwrap(),
+            payload,
+        };
+        let plan = plan_write(&cache, &w, &WriteOptions { safe_update: true }).unwrap();
+        let body = w.payload.as_ref().map_or("[]", |p| p.json.as_str());
+        let statements = plan.statement.iter().chain(plan.pre_read.iter());
+        for sql in statements {
+            assert!(
+                sql.text.contains("WHERE pgrst_budget() AND "),
+                "{}",
+                sql.text
+            );
+            let steps = query_plan(&d.conn, sql, body);
+            // The same plan as without the check, and one that searches an index.
+            let without = dialect::sql::Sql {
+                text: sql.text.replace("WHERE pgrst_budget() AND ", "WHERE "),
+                ..sql.clone()
+            };
+            assert_eq!(steps, query_plan(&d.conn, &without, body), "{}", sql.text);
+            assert!(
+                steps.iter().any(|s| s.starts_with("SEARCH ")),
+                "{}: {steps:?}",
+                sql.text
+            );
+        }
+    }
 }

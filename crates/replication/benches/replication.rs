@@ -14,7 +14,9 @@
 //! Ratios are against the baseline measured in the same run. Environment:
 //! `BENCH_SECONDS` (per phase, default 6), `BENCH_RATE` (paced commits/s, default 200),
 //! `BENCH_ROUNDS` (throughput rounds, default 5), `BENCH_RESTORE_MB` (default 200),
-//! `BENCH_ONLY` (`lag`, `throughput`, `http` or `restore`: run one part).
+//! `BENCH_ONLY` (`lag`, `throughput`, `http` or `restore`: run one part),
+//! `BENCH_COMPARE_BIN` (another build of `sqlite-rest`, e.g. of the commit before a change:
+//! the HTTP rounds also run it with replication, and report its rate against ours).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use std::collections::BTreeMap;
@@ -141,7 +143,7 @@ fn write_load(
         .unwrap();
         let n = *frames.lock().unwrap();
         if let Some(h) = &notify {
-            h.notify_commit(CommitNotice { seq, wal_frames: n });
+            h.notify_commit(CommitNotice { seq });
         }
         if trace {
             if n < last_frames || salt == (0, 0) {
@@ -549,12 +551,30 @@ async fn main() {
     let mut http = None;
     if let (Some(bin), true) = (std::env::var_os("SQLITEREST_BIN"), run("http")) {
         let bin = PathBuf::from(bin);
+        let other = std::env::var_os("BENCH_COMPARE_BIN").map(PathBuf::from);
         let mut rates = Rounds::default();
+        let mut versus_other = Vec::new();
         for round in 1..=rounds {
             let b = http_phase(&bin, &ls, &s3, Mode::Baseline, secs, 16).await;
             let o = http_phase(&bin, &ls, &s3, Mode::Ours, secs, 16).await;
+            if let Some(other) = &other {
+                let c = http_phase(other, &ls, &s3, Mode::Ours, secs, 16).await;
+                println!(
+                    "http round {round}: the other build {c:.0} writes/s ({:.3} of the baseline); ours / other {:.3}",
+                    c / b,
+                    o / c
+                );
+                versus_other.push(o / c);
+            }
             let t = http_phase(&bin, &ls, &s3, Mode::Litestream, secs, 16).await;
             rates.push("http", round, "writes/s", (b, o, t));
+        }
+        if !versus_other.is_empty() {
+            versus_other.sort_by(|a, b| a.total_cmp(b));
+            println!(
+                "http: ours / the other build, median of {rounds} rounds: {:.3} (rounds {versus_other:.3?})",
+                versus_other[versus_other.len() / 2]
+            );
         }
         http = Some(rates.medians());
     }

@@ -1,11 +1,11 @@
-//! The replicator's hold on the SQLite database (spec §3.1): its own two connections, the
-//! long-running read transaction that keeps other connections from checkpointing or
-//! restarting the WAL behind its back, the write barrier, checkpoints, and raw reads of the
-//! database file and WAL.
+//! The replicator's hold on the SQLite database: its own two connections, the long-running
+//! read transaction that keeps other connections from checkpointing past it or restarting the
+//! WAL behind its back, the pin, the write barrier, checkpoints, and raw reads of the
+//! database file and WAL. When each may be taken and released is [`crate::sync`]'s business.
 //!
-//! Both connections run with `busy_timeout` from the config, `wal_autocheckpoint=0` and
-//! `SQLITE_FCNTL_PERSIST_WAL` (the WAL survives the last close, so a restart can continue
-//! incrementally). Attaching puts the database in WAL mode and creates Litestream's
+//! All three connections run with `busy_timeout` from the config and are set up for
+//! [`Checkpointer::Replicator`]: `wal_autocheckpoint=0` and `SQLITE_FCNTL_PERSIST_WAL` (the
+//! WAL survives the last close, so a restart can continue incrementally). Attaching puts the database in WAL mode and creates Litestream's
 //! bookkeeping tables `_litestream_seq` and `_litestream_lock`, so a replica we write has
 //! the same tables as one Litestream writes.
 //!
@@ -13,8 +13,10 @@
 //!   _litestream_seq`) and runs `PRAGMA wal_checkpoint(...)`, releasing the read transaction
 //!   only for the checkpoint itself;
 //! - the *writer* connection bumps `_litestream_seq` (to force a WAL header or mark a
-//!   checkpoint) and takes the barrier: a write transaction inserting into
-//!   `_litestream_lock` that is always rolled back.
+//!   checkpoint) and takes the *barrier*: a write transaction inserting into
+//!   `_litestream_lock` that is always rolled back;
+//! - the *pin* connection holds a second read transaction, which keeps the WAL in place
+//!   while the reader's is released for a checkpoint, also across the barrier.
 //!
 //! Everything here blocks; the replicator calls it from a blocking thread.
 
@@ -25,11 +27,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
-use rusqlite::{Connection, ErrorCode, FileControl, OpenFlags};
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+
+use crate::checkpoint::Checkpointer;
 
 use crate::wal::{ReadAt, WalError, WalHeader};
 
-/// `PRAGMA wal_checkpoint` modes the replicator uses (RESTART is never used, spec §10).
+/// `PRAGMA wal_checkpoint` modes the replicator uses (never RESTART: it blocks writers until
+/// every reader is done, see [`crate::checkpoint`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CheckpointMode {
     Passive,
@@ -112,6 +117,7 @@ pub struct Database {
     display: String,
     reader: Connection,
     writer: Connection,
+    pin: Connection,
     read_tx: bool,
     /// The process's read-only descriptor on the database file ([`shared_file`]).
     file: Arc<File>,
@@ -178,7 +184,8 @@ impl Database {
             .map_err(sq("open"))?;
             conn.busy_handler(Some(eager_busy_handler(busy_timeout)))
                 .map_err(sq("busy handler"))?;
-            conn.pragma_update(None, "wal_autocheckpoint", 0)
+            Checkpointer::Replicator
+                .configure(&conn)
                 .map_err(sq("wal_autocheckpoint"))?;
             Ok(conn)
         };
@@ -199,11 +206,7 @@ impl Database {
             )
             .map_err(sq("create _litestream tables"))?;
         let reader = open()?;
-        for conn in [&writer, &reader] {
-            let mut persist: std::ffi::c_int = 1;
-            conn.file_control(None::<&str>, FileControl::PersistWal(&mut persist))
-                .map_err(sq("SQLITE_FCNTL_PERSIST_WAL"))?;
-        }
+        let pin = open()?;
         let page_size: i64 = reader
             .query_row("PRAGMA page_size", [], |r| r.get(0))
             .map_err(sq("page_size"))?;
@@ -227,6 +230,7 @@ impl Database {
             display,
             reader,
             writer,
+            pin,
             read_tx: false,
             file,
             page_size,
@@ -274,18 +278,14 @@ impl Database {
         if self.read_tx {
             return Ok(());
         }
-        self.reader
-            .execute_batch("BEGIN")
-            .map_err(self.sqlite("begin read transaction"))?;
-        let r: Result<i64, _> =
-            self.reader
-                .query_row("SELECT COUNT(1) FROM _litestream_seq", [], |r| r.get(0));
-        if let Err(e) = r {
-            let _ = self.reader.execute_batch("ROLLBACK");
-            return Err(self.sqlite("read lock")(e));
-        }
+        begin_read(&self.reader).map_err(self.sqlite("read lock"))?;
         self.read_tx = true;
         Ok(())
+    }
+
+    /// True while the long-running read transaction is held.
+    pub fn holds_read_lock(&self) -> bool {
+        self.read_tx
     }
 
     /// Ends the read transaction (no-op if not held).
@@ -323,23 +323,19 @@ impl Database {
         self.bump_seq()
     }
 
-    /// Pins the WAL: a read transaction on the writer connection, so while the reader
-    /// connection checkpoints no other connection can restart (overwrite) the WAL and frames
-    /// after this point stay in it. End it with [`Database::end_barrier`].
+    /// Pins the WAL: a read transaction on the pin connection (no-op if held). While it
+    /// lasts no checkpoint copies frames committed after it began into the database file,
+    /// and, holding a read mark, it keeps the WAL from restarting.
     pub fn begin_pin(&self) -> Result<(), DbError> {
-        self.writer
-            .execute_batch("BEGIN")
-            .map_err(self.sqlite("begin pin"))?;
-        if let Err(e) = self
-            .writer
-            .query_row("SELECT COUNT(1) FROM _litestream_seq", [], |r| {
-                r.get::<_, i64>(0)
-            })
-        {
-            let _ = self.writer.execute_batch("ROLLBACK");
-            return Err(self.sqlite("pin read")(e));
+        if !self.pin.is_autocommit() {
+            return Ok(());
         }
-        Ok(())
+        begin_read(&self.pin).map_err(self.sqlite("pin"))
+    }
+
+    /// Ends the pin (no-op if none is held).
+    pub fn end_pin(&self) -> Result<(), DbError> {
+        rollback(&self.pin).map_err(self.sqlite("end pin"))
     }
 
     /// Takes the barrier: a write transaction holding SQLite's write lock (waits up to the
@@ -360,12 +356,7 @@ impl Database {
 
     /// Rolls the barrier back (nothing it wrote is ever committed).
     pub fn end_barrier(&self) -> Result<(), DbError> {
-        if self.writer.is_autocommit() {
-            return Ok(());
-        }
-        self.writer
-            .execute_batch("ROLLBACK")
-            .map_err(self.sqlite("rollback barrier"))
+        rollback(&self.writer).map_err(self.sqlite("rollback barrier"))
     }
 
     /// Runs `PRAGMA wal_checkpoint(mode)` with the read transaction released for exactly that
@@ -463,9 +454,11 @@ impl Database {
     pub fn close(mut self) -> Result<(), DbError> {
         self.release_read_lock()?;
         let _ = self.end_barrier();
+        let _ = self.end_pin();
         let Database {
             reader,
             writer,
+            pin,
             display,
             ..
         } = self;
@@ -475,9 +468,31 @@ impl Database {
             source,
         };
         writer.close().map_err(|(_, e)| err(e))?;
+        pin.close().map_err(|(_, e)| err(e))?;
         reader.close().map_err(|(_, e)| err(e))?;
         Ok(())
     }
+}
+
+/// Starts a read transaction on `conn` (`BEGIN` and a read, as Litestream does).
+fn begin_read(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch("BEGIN")?;
+    let read = conn.query_row("SELECT COUNT(1) FROM _litestream_seq", [], |r| {
+        r.get::<_, i64>(0)
+    });
+    if let Err(e) = read {
+        let _ = conn.execute_batch("ROLLBACK");
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Rolls back the transaction open on `conn`, if any.
+fn rollback(conn: &Connection) -> rusqlite::Result<()> {
+    if conn.is_autocommit() {
+        return Ok(());
+    }
+    conn.execute_batch("ROLLBACK")
 }
 
 /// The process's one read-only descriptor on a database file, opened on first use and never

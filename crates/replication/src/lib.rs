@@ -2,7 +2,7 @@
 //!
 //! Owns everything between a database file and its replica: the Litestream YAML config,
 //! the WAL reader, replica clients (file, S3) behind one trait, the replicator (WAL → L0 LTX
-//! files → upload), compaction and retention, and restore. Spec: `../shared/litestream-compat.md`.
+//! files → upload), compaction and retention, and restore.
 //!
 //! # Modules (the foundation the replicator and restore build on)
 //! - [`config`]: Litestream's YAML config with its defaults and validation; finding the
@@ -26,7 +26,10 @@
 //! - [`replicator`]: [`Replicator`] (start-up, the sync / upload / maintenance / probe /
 //!   watchdog tasks, shutdown) and the owner's [`ReplicationHandle`].
 //! - [`startup`]: restore before serving, the lineage check, [`Divergence`].
-//! - [`db`]: the replicator's connections to the database (read lock, barrier, checkpoints).
+//! - [`checkpoint`]: who checkpoints the database (the replicator, or SQLite's automatic
+//!   checkpoint without replication), when, and in which mode.
+//! - [`db`]: the replicator's connections to the database (read lock, pin, barrier,
+//!   checkpoints).
 //! - [`meta`]: the local metadata directory (`.<db>-litestream/ltx/0`).
 //! - [`sync`]: WAL → L0 files with Litestream's verify table, and checkpointing.
 //! - [`snapshot`]: database images and level-9 snapshots.
@@ -47,7 +50,7 @@
 //! let replicator = Replicator::start(options).await?;
 //! let handle = replicator.handle();
 //! // After every commit of the server's writer (cheap, never blocks):
-//! handle.notify_commit(CommitNotice { seq: 1, wal_frames: 3 });
+//! handle.notify_commit(CommitNotice { seq: 1 });
 //! // A synchronous-acknowledgement mode would wait before answering:
 //! handle.wait_commit_replicated(1).await?;
 //! // On SIGTERM, after the writer has drained and the server's connections are closed:
@@ -98,6 +101,7 @@
 //! Filebase and Scaleway are recognised.
 
 pub mod adoption;
+pub mod checkpoint;
 pub mod client;
 pub mod config;
 pub mod db;

@@ -1,5 +1,5 @@
-//! Compaction, snapshots and retention on Litestream's schedules (spec §4), in one task so
-//! no two of them race over the same files.
+//! Compaction, snapshots and retention on Litestream's schedules, in one task so no two of
+//! them race over the same files.
 //!
 //! - Level n (1..=8) compacts the files of level n-1 newer than its own newest file into one
 //!   file `<min>-<max>` (newest page wins, WAL fields zero, timestamp of the last input),
@@ -367,9 +367,15 @@ impl Maintenance {
         let (writer, stream) = pipe(4);
         let (start_tx, start_rx) = oneshot::channel::<(TxId, i64)>();
         let task = tokio::task::spawn_blocking(move || -> Result<Header, SnapshotError> {
+            // Under the read half no checkpoint of ours runs, and the published position
+            // describes the database file overlaid with the WAL up to it.
             let lock = shared.checkpoint_lock.clone();
-            let _no_checkpoints = lock.read();
-            let pos = shared.position();
+            let _no_checkpoints = lock.hold();
+            let published = lock.published();
+            if published.file_ahead {
+                return Err(SnapshotError::FileAhead);
+            }
+            let pos = published.position;
             let timestamp = crate::sync::now_millis();
             let _ = start_tx.send((pos.txid, timestamp));
             let mut writer = writer;

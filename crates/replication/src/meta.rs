@@ -1,7 +1,8 @@
-//! The local metadata directory next to the database (spec §1.5):
+//! The local metadata directory next to the database:
 //! `<dir>/.<name>-litestream/ltx/0/<min>-<max>.ltx`, the L0 files exactly as they are (or will
-//! be) uploaded, and nothing else. The replication position of the database is the newest of
-//! them. Litestream uses the same directory, so either program can take over from the other.
+//! be) uploaded. The replication position of the database is the newest of them. Litestream
+//! uses the same directory, so either program can take over from the other. Beside `ltx/`,
+//! one file of ours: [`NEXT_L0_FULL`], the mark that the next L0 file must be a full one.
 //!
 //! Writes are atomic and durable: `<name>.tmp`, fsync, rename, fsync of the directory. Stale
 //! `*.tmp` files from a crash are removed at start-up.
@@ -14,6 +15,9 @@ use std::path::{Path, PathBuf};
 use ltx::{FileName, TxId};
 
 use crate::level::Level;
+
+/// The mark "the next L0 file must be a full one" (see [`MetaDir::mark_next_full`]).
+pub const NEXT_L0_FULL: &str = "sqlite-rest-next-l0-full";
 
 /// The metadata directory of one database.
 #[derive(Debug, Clone)]
@@ -186,10 +190,40 @@ impl MetaDir {
         Ok(())
     }
 
-    /// Removes every local LTX file (a fresh start, or a position adopted from the replica).
+    /// Removes every local LTX file and the [`NEXT_L0_FULL`] mark (a fresh start, or a
+    /// position adopted from the replica).
     pub fn reset(&self) -> io::Result<()> {
         match fs::remove_dir_all(self.root.join("ltx")) {
-            Ok(()) => Ok(()),
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        self.clear_next_full()
+    }
+
+    /// Durably marks that the next L0 file must be a full one (every page), with `reason` as
+    /// the file's content: set before anything that may put pages into the database file
+    /// that no L0 file holds, so that a failure or a crash before that full file exists
+    /// still ends in one.
+    pub fn mark_next_full(&self, reason: &str) -> io::Result<()> {
+        fs::create_dir_all(&self.root)?;
+        let path = self.root.join(NEXT_L0_FULL);
+        let mut file = File::create(&path)?;
+        file.write_all(reason.as_bytes())?;
+        file.sync_all()?;
+        fsync_dir(&self.root)
+    }
+
+    /// Whether the [`NEXT_L0_FULL`] mark is set.
+    pub fn next_full(&self) -> bool {
+        self.root.join(NEXT_L0_FULL).exists()
+    }
+
+    /// Removes the [`NEXT_L0_FULL`] mark (durably; no-op if it is not set).
+    pub fn clear_next_full(&self) -> io::Result<()> {
+        let path = self.root.join(NEXT_L0_FULL);
+        match fs::remove_file(&path) {
+            Ok(()) => fsync_dir(&self.root),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e),
         }

@@ -21,12 +21,16 @@ use ltx::TxId;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
-/// A commit by the server's writer: its sequence number (increasing) and the number of
-/// frames in the WAL right after it (what SQLite's `wal_hook` reports).
+/// A commit by the server's writer, published after every COMMIT that wrote something.
+///
+/// Only the server's own writes are reported; writes by other processes never are (a sync
+/// finds them by polling the WAL).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CommitNotice {
+    /// 1 for the first commit since start-up, then 2, 3, … (0: nothing committed yet).
+    /// Strictly increasing; a consumer that sees a jump missed notices (a watch channel keeps
+    /// only the latest), not commits.
     pub seq: u64,
-    pub wal_frames: u32,
 }
 
 /// The replication watermarks.
@@ -208,18 +212,12 @@ mod tests {
     #[test]
     fn commits_map_to_the_txids_that_hold_them() {
         let p = Progress::new(TxId(4), TxId(4));
-        p.notify(CommitNotice {
-            seq: 1,
-            wal_frames: 3,
-        });
+        p.notify(CommitNotice { seq: 1 });
         // A commit not yet on the replica ages: the lag counts from its notice.
         std::thread::sleep(Duration::from_millis(5));
         assert!(p.lag() >= Duration::from_millis(5), "{:?}", p.lag());
         let t = p.begin_sync();
-        p.notify(CommitNotice {
-            seq: 2,
-            wal_frames: 5,
-        });
+        p.notify(CommitNotice { seq: 2 });
         p.end_sync(t, TxId(5), 4096);
         assert_eq!(p.positions().synced_seq, 1);
         assert_eq!(p.positions().replicated_seq, 0);
@@ -233,10 +231,7 @@ mod tests {
         assert_eq!(p.positions().replicated_seq, 2);
         assert_eq!(p.lag(), Duration::ZERO);
         // A sync that finds nothing new after everything is uploaded confirms the commits.
-        p.notify(CommitNotice {
-            seq: 3,
-            wal_frames: 5,
-        });
+        p.notify(CommitNotice { seq: 3 });
         let t = p.begin_sync();
         p.end_sync(t, TxId(6), 0);
         assert_eq!(p.positions().replicated_seq, 3);

@@ -29,7 +29,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use ltx::{Decoder, Encoder, FileName, Header, TxId};
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -49,7 +49,9 @@ use crate::metrics::DbMetrics;
 use crate::progress::{CommitNotice, Positions, Progress};
 use crate::restore::{IntegrityCheck, ProgressFn};
 use crate::startup::{self, PrepareOptions, StartAction, StartupError};
-use crate::sync::{Position, SyncError, SyncReport, SyncSettings, Syncer};
+use crate::sync::{
+    CheckpointLock, Position, SyncError, SyncHook, SyncReport, SyncSettings, Syncer,
+};
 
 /// How often the replica is probed while everything works.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(15);
@@ -113,6 +115,9 @@ pub struct ReplicatorOptions {
     /// operation of start-up, the replicator's tasks and shutdown goes through the wrapper):
     /// the place for instrumentation or fault injection. `None` in the shipped server.
     pub wrap_client: Option<WrapClient>,
+    /// Test hook of the syncer ([`crate::sync::SyncHook`]); never set outside tests.
+    #[doc(hidden)]
+    pub sync_hook: Option<SyncHook>,
 }
 
 /// A function that wraps the opened replica client ([`ReplicatorOptions::wrap_client`]).
@@ -141,6 +146,7 @@ impl ReplicatorOptions {
             restore_integrity_check: IntegrityCheck::Full,
             restore_progress: None,
             wrap_client: None,
+            sync_hook: None,
         })
     }
 }
@@ -205,10 +211,9 @@ pub(crate) struct Shared {
     pub progress: Progress,
     pub health: Health,
     pub metrics: Option<DbMetrics>,
-    /// The newest local L0 file (what a snapshot captures).
-    position: Mutex<Position>,
-    /// Checkpoints take the write half; snapshots hold the read half while they read.
-    pub checkpoint_lock: Arc<RwLock<()>>,
+    /// Checkpoints take the write half; snapshots hold the read half while they read, and
+    /// the position the syncer published under it.
+    pub checkpoint_lock: Arc<CheckpointLock>,
     /// Wakes the sync task.
     wake: Notify,
     /// The deadline of replica operations.
@@ -218,8 +223,9 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The newest local L0 file, as the syncer published it.
     pub fn position(&self) -> Position {
-        *self.position.lock()
+        self.checkpoint_lock.published().position
     }
 }
 
@@ -501,8 +507,11 @@ impl Replicator {
             }
             None => None,
         };
-        let checkpoint_lock = Arc::new(RwLock::new(()));
-        let settings = SyncSettings::from_config(&db_config);
+        let checkpoint_lock = Arc::new(CheckpointLock::default());
+        let settings = SyncSettings {
+            hook: options.sync_hook.clone(),
+            ..SyncSettings::from_config(&db_config)
+        };
         let busy = db_config.busy_timeout;
         let (syncer, first) = {
             let meta = meta.clone();
@@ -566,7 +575,6 @@ impl Replicator {
             progress,
             health,
             metrics: Some(metrics.clone()),
-            position: Mutex::new(position),
             checkpoint_lock,
             wake: Notify::new(),
             operation_timeout: options.network.operation_timeout,
@@ -965,7 +973,6 @@ async fn run_sync(
     *syncer = Some(s);
     Some(match result {
         Ok(report) => {
-            *shared.position.lock() = position;
             shared
                 .progress
                 .end_sync(ticket, position.txid, report.wal_bytes);

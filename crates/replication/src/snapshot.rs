@@ -1,13 +1,15 @@
 //! Database images read straight from the files, and snapshots (level-9 files) streamed from
-//! them (spec §4).
+//! them.
 //!
 //! [`DbImage`] is the database as of a point in its WAL: the database file overlaid with the
 //! newest committed frame of each page from offset 32 up to that point. A snapshot at the
 //! replication position is the image at the position's WAL end, every page `1..=commit`
 //! except the lock page, written as `1-<txid>.ltx`. The caller holds the checkpoint lock's
-//! read half meanwhile, so no checkpoint of ours copies newer pages into the database file;
-//! other processes cannot checkpoint past our read transaction. If the WAL is restarted while
-//! the image is read anyway, [`DbImage::check_unchanged`] fails and the snapshot is retried.
+//! read half meanwhile and takes the position the syncer published under it
+//! ([`crate::sync::CheckpointLock`]), so the database file holds no page newer than that
+//! position: no checkpoint of ours runs, and other processes cannot checkpoint past our read
+//! transaction. If the WAL is restarted while the image is read anyway,
+//! [`DbImage::check_unchanged`] fails and the snapshot is retried.
 //!
 //! Start-up uses [`DbImage::current`] (all committed frames) to compare a local database
 //! with a replica's state page by page.
@@ -50,6 +52,10 @@ pub enum SnapshotError {
     PageSize { path: String },
     #[error("no replication position yet")]
     NoPosition,
+    #[error(
+        "the database file may hold pages newer than the replication position (an unfinished checkpoint); the snapshot waits for the next sync"
+    )]
+    FileAhead,
 }
 
 /// A database as of one point of its WAL. See the module docs.

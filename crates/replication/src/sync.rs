@@ -1,32 +1,78 @@
-//! Turning committed WAL frames into L0 LTX files (spec §3.2–§3.5), as Litestream does, so a
-//! replica we write is one Litestream could have written and either can take over from the
-//! other.
+//! Turning committed WAL frames into L0 LTX files, as Litestream does, so a replica we write
+//! is one Litestream could have written and either can take over from the other; and
+//! checkpointing the WAL without ever losing a commit on the way.
 //!
 //! [`Syncer`] owns the database attachment ([`Database`]), the local metadata directory
 //! ([`MetaDir`]) and the sync state. One [`Syncer::sync`]:
-//! 1. *verifies* that the WAL still continues where the newest local L0 file ended (the
-//!    decision table of §3.3): incremental from that offset, incremental from offset 32
-//!    after an expected truncation or a WAL restart, or a *full* L0 file (every page) when
-//!    the WAL was reset, truncated or overwritten behind our back;
+//! 1. *verifies* that the WAL still continues where the newest local L0 file ended
+//!    (Litestream's decision table): incremental from that offset, incremental from offset
+//!    32 after an expected truncation or a WAL restart, or a *full* L0 file (every page) when
+//!    the WAL was reset, truncated or overwritten behind our back, or when the
+//!    [`crate::meta::NEXT_L0_FULL`] mark asks for one;
 //! 2. reads the committed frames (up to `max-sync-wal-bytes` per file) and writes the next
 //!    L0 file (TXID + 1): WAL pages, plus growth pages from the database file, pages beyond
 //!    the commit dropped, the lock page skipped; `<name>.tmp`, fsync, rename, fsync dir;
-//! 3. checkpoints when a threshold is reached (§3.5): PASSIVE under the write barrier,
-//!    TRUNCATE only past `truncate-page-n`, never RESTART; after a TRUNCATE (or commits that
-//!    slipped in) a full "checkpoint boundary snapshot" L0 file.
+//! 3. checkpoints when [`crate::checkpoint::Policy`] says so.
 //!
-//! Checkpoints take the write half of the checkpoint lock and are skipped while a snapshot
-//! ([`crate::snapshot`]) holds the read half.
+//! # Checkpoints never drop a commit that no L0 file holds
+//! A WAL frame disappears only when the WAL restarts (or is truncated), and SQLite restarts it
+//! only once every frame has been copied into the database file (*backfilled*) and no read
+//! transaction holds a read mark in it. A checkpoint — anyone's, in any process, in any mode —
+//! copies frames only up to the oldest snapshot of a running read transaction, and a read
+//! transaction that began with the WAL fully backfilled (it then holds no read mark) stops
+//! every copy. So the invariant, which holds whatever other processes write or checkpoint:
+//!
+//! > At every instant we hold (a) a read transaction with a read mark in the WAL, or (b) a
+//! > read transaction without one, every frame of which is in an L0 file, or (c) the write
+//! > barrier, with every committed frame in an L0 file.
+//!
+//! Under (a) nothing restarts the WAL; under (b) nothing after what it sees can be
+//! backfilled, so a restart drops only frames it sees, which are in L0 files; under (c)
+//! nobody writes. How each step keeps it:
+//! - the reader connection's read transaction is released only inside
+//!   [`Database::checkpoint`] and taken again right after; outside our checkpoints its
+//!   snapshot ends at or before the newest L0 file (it is taken again under the barrier, or
+//!   the pin stays until a sync has caught up);
+//! - a PASSIVE checkpoint first copies most of the WAL while writers keep going. That early
+//!   copy may take commits no L0 file holds yet into the database file, so the *pin* (a read
+//!   transaction on a connection of its own, taken after the reader's and before the reader
+//!   lets go) holds the WAL from then until the barrier's sync has those commits: taken when
+//!   frames were still to be copied, it holds a read mark; taken when none were, it sees only
+//!   what the reader's snapshot saw. Under the barrier the pin goes and the checkpoint proper
+//!   copies the rest; if anything fails before that sync, the pin stays until a later sync
+//!   has read the WAL to its end;
+//! - a TRUNCATE checkpoint needs every reader gone, ours too, so for it the invariant is
+//!   given up on purpose: commits landing between the sync before it and the truncation are
+//!   copied into the database file and cut out of the WAL. It is made good by a full
+//!   "checkpoint boundary" L0 file, and the [`crate::meta::NEXT_L0_FULL`] mark, written
+//!   durably before the TRUNCATE and removed only once a full file exists, makes any failure
+//!   or crash in between end in that full file too.
+//!
+//! Nothing of ours holds the WAL while replication is stopped, or between attaching and the
+//! first sync. The verify step then sees what other processes did: a WAL restarted after
+//! commits we never read still holds the tail of its old generation after the position (or
+//! has overwritten the position's last frame), and either way the next file is a full one.
+//!
+//! # Snapshots see the pages of their TXID
+//! The database file changes only through checkpoints: ours hold the write half of the
+//! [`CheckpointLock`], and other processes' can copy only frames up to our read
+//! transactions, which, while the lock is free, never reach past the position. The syncer publishes each position as soon as its file exists,
+//! which is before a checkpoint releases the lock. So a snapshot that holds the read half sees
+//! a database file at or behind the published position, and overlays the WAL up to it: the
+//! image of exactly that TXID — except when the database file may be ahead (a checkpoint
+//! failed after its early copy, while the pin stays; a full L0 file is pending after a
+//! TRUNCATE): then [`Published::file_ahead`] says so, and snapshots wait for the next sync.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use ltx::{Encoder, FileName, Header, TxId};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use crate::checkpoint::{Due, Policy, WalAfterSync};
 use crate::config::DbConfig;
 use crate::db::{CheckpointMode, CheckpointResult, Database, DbError};
 use crate::level::Level;
@@ -34,49 +80,64 @@ use crate::meta::{MetaDir, MetaWriteError};
 use crate::metrics::DbMetrics;
 use crate::wal::{self, Salt, WAL_HEADER_SIZE, WalError, WalHeader, WalReader, WalScan};
 
-/// The sync and checkpoint settings of one `dbs[]` entry.
+/// Points of a sync at which a test hook ([`SyncSettings::hook`]) is called.
+#[doc(hidden)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncPoint {
+    /// A checkpoint holds the checkpoint lock and has done nothing yet (the sync before it,
+    /// if any, is finished).
+    CheckpointStart(CheckpointMode),
+    /// A checkpoint is about to take the write barrier.
+    BeforeBarrier(CheckpointMode),
+    /// The checkpoint proper (`PRAGMA wal_checkpoint`, under the barrier for PASSIVE) is
+    /// about to run.
+    BeforeCheckpoint(CheckpointMode),
+    /// `PRAGMA wal_checkpoint` returned (the barrier released); what follows it (the
+    /// `_litestream_seq` bump, the sync after it) has not run yet.
+    AfterCheckpoint(CheckpointMode),
+    /// [`Syncer::sync`] is about to return; the checkpoint lock is free.
+    SyncDone,
+}
+
+/// A callback at the [`SyncPoint`]s, for tests that must put another writer (or a fault) in
+/// a precise gap. Only code can set it (never the configuration); `None` in production.
+#[doc(hidden)]
+#[derive(Clone)]
+pub struct SyncHook(pub Arc<dyn Fn(SyncPoint) + Send + Sync>);
+
+impl std::fmt::Debug for SyncHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SyncHook")
+    }
+}
+
+/// The sync and checkpoint settings of one `dbs[]` entry.
+#[derive(Debug, Clone)]
 pub struct SyncSettings {
     /// Bytes of WAL per L0 file at most (`max-sync-wal-bytes`; `None` = no limit).
     pub max_sync_wal_bytes: Option<u64>,
-    /// PASSIVE checkpoint once the synced WAL holds this many frames.
-    pub min_checkpoint_page_count: u32,
-    /// TRUNCATE checkpoint once the WAL holds this many frames.
-    pub truncate_page_n: u32,
-    /// PASSIVE checkpoint when the database file is older than this and something was
-    /// synced since the last checkpoint.
-    pub checkpoint_interval: Duration,
-    /// Threshold checkpoints (PASSIVE at `min_checkpoint_page_count`) run at most this often
-    /// (`monitor-interval`: as often as Litestream evaluates them); syncs themselves run more
-    /// often. The TRUNCATE threshold is always honoured.
-    pub min_checkpoint_gap: Duration,
+    /// When to checkpoint, and in which mode.
+    pub checkpoints: Policy,
+    #[doc(hidden)]
+    pub hook: Option<SyncHook>,
 }
 
 impl SyncSettings {
     pub fn from_config(db: &DbConfig) -> SyncSettings {
         SyncSettings {
             max_sync_wal_bytes: db.max_sync_wal_bytes,
-            min_checkpoint_page_count: db.min_checkpoint_page_count,
-            truncate_page_n: if db.truncate_page_n == 0 {
-                crate::config::defaults::TRUNCATE_PAGE_N
-            } else {
-                db.truncate_page_n
-            },
-            checkpoint_interval: db.checkpoint_interval,
-            min_checkpoint_gap: db.monitor_interval,
+            checkpoints: Policy::from_config(db),
+            hook: None,
         }
     }
 }
 
 impl Default for SyncSettings {
     fn default() -> Self {
-        use crate::config::defaults as d;
         SyncSettings {
-            max_sync_wal_bytes: Some(d::MAX_SYNC_WAL_BYTES),
-            min_checkpoint_page_count: d::MIN_CHECKPOINT_PAGE_COUNT,
-            truncate_page_n: d::TRUNCATE_PAGE_N,
-            checkpoint_interval: d::CHECKPOINT_INTERVAL,
-            min_checkpoint_gap: d::MONITOR_INTERVAL,
+            max_sync_wal_bytes: Some(crate::config::defaults::MAX_SYNC_WAL_BYTES),
+            checkpoints: Policy::default(),
+            hook: None,
         }
     }
 }
@@ -111,6 +172,57 @@ fn header_salt(h: &Header) -> Salt {
     }
 }
 
+/// The checkpoint lock, and the position it vouches for; shared by the syncer and snapshots.
+///
+/// Our checkpoints hold the write half; a snapshot holds the read half
+/// ([`CheckpointLock::hold`]) and reads [`CheckpointLock::published`] under it. See the module
+/// docs for why the database file is then at or behind the published position.
+#[derive(Debug, Default)]
+pub struct CheckpointLock {
+    lock: RwLock<()>,
+    published: Mutex<Published>,
+}
+
+/// What the syncer last published ([`CheckpointLock::published`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// The newest local L0 file.
+    pub position: Position,
+    /// The database file may hold pages newer than `position` (a checkpoint failed after
+    /// its early copy and the pin still holds what it copied, or a full L0 file is pending
+    /// after a TRUNCATE): no snapshot may be taken from it until the next sync.
+    pub file_ahead: bool,
+}
+
+impl Default for Published {
+    fn default() -> Self {
+        Published {
+            position: Position::ZERO,
+            file_ahead: false,
+        }
+    }
+}
+
+impl CheckpointLock {
+    /// Keeps our checkpoints out while the guard lives (waits for a running one).
+    pub fn hold(&self) -> RwLockReadGuard<'_, ()> {
+        self.lock.read()
+    }
+
+    /// What the syncer last published.
+    pub fn published(&self) -> Published {
+        *self.published.lock()
+    }
+
+    fn try_checkpoint(&self) -> Option<RwLockWriteGuard<'_, ()>> {
+        self.lock.try_write()
+    }
+
+    fn publish(&self, published: Published) {
+        *self.published.lock() = published;
+    }
+}
+
 /// Errors from a sync or checkpoint.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -133,6 +245,11 @@ pub enum SyncError {
     WalRestarted,
     #[error("TXID overflow")]
     TxIdOverflow,
+    #[error("marking that the next L0 file must be a full one in {path}: {source}")]
+    Mark {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 impl SyncError {
@@ -226,13 +343,16 @@ pub struct Syncer {
     state: SyncState,
     pos: Position,
     last_frame: Option<LastFrame>,
-    checkpoint_lock: Arc<RwLock<()>>,
+    lock: Arc<CheckpointLock>,
     metrics: Option<DbMetrics>,
     report: SyncReport,
     last_checkpoint: Option<std::time::Instant>,
-    /// A threshold checkpoint is running right after a sync that read the WAL to its end (see
-    /// [`Syncer::checkpoint_locked`]).
+    /// The pin is held (see the module docs).
+    pinned: bool,
+    /// A threshold checkpoint runs right after a sync that read the WAL to its end.
     just_synced: bool,
+    /// The next L0 file must be a full one, and why (the [`crate::meta::NEXT_L0_FULL`] mark).
+    next_full: Option<&'static str>,
 }
 
 impl Syncer {
@@ -243,22 +363,77 @@ impl Syncer {
         meta: MetaDir,
         settings: SyncSettings,
         pos: Position,
-        checkpoint_lock: Arc<RwLock<()>>,
+        lock: Arc<CheckpointLock>,
         metrics: Option<DbMetrics>,
     ) -> Syncer {
-        Syncer {
+        let next_full = meta
+            .next_full()
+            .then_some("a full L0 file was pending when replication stopped");
+        let syncer = Syncer {
             db,
             meta,
             settings,
             state: SyncState::default(),
             pos,
             last_frame: None,
-            checkpoint_lock,
+            lock,
             metrics,
             report: SyncReport::default(),
             last_checkpoint: None,
+            pinned: false,
             just_synced: false,
+            next_full,
+        };
+        syncer.publish();
+        syncer
+    }
+
+    /// Publishes the position (and whether a full file is pending) to snapshots.
+    fn publish(&self) {
+        self.lock.publish(Published {
+            position: self.pos,
+            file_ahead: self.next_full.is_some() || self.pinned,
+        });
+    }
+
+    fn set_pos(&mut self, pos: Position) {
+        self.pos = pos;
+        self.publish();
+    }
+
+    /// Takes the pin (no-op if held).
+    fn pin(&mut self) -> Result<(), SyncError> {
+        self.db.begin_pin()?;
+        self.pinned = true;
+        self.publish();
+        Ok(())
+    }
+
+    /// Ends the pin (no-op if none). Only once every commit it could see is in an L0 file (a
+    /// sync that read the WAL to its end ran after it was taken), and never while the reader
+    /// connection holds no read transaction: that is taken again first.
+    fn release_pin(&mut self) -> Result<(), SyncError> {
+        if !self.pinned {
+            return Ok(());
         }
+        self.db.acquire_read_lock()?;
+        self.db.end_pin()?;
+        self.pinned = false;
+        self.publish();
+        Ok(())
+    }
+
+    /// Durably marks that the next L0 file must be a full one.
+    fn require_full(&mut self, reason: &'static str) -> Result<(), SyncError> {
+        self.meta
+            .mark_next_full(reason)
+            .map_err(|source| SyncError::Mark {
+                path: self.meta.root().display().to_string(),
+                source,
+            })?;
+        self.next_full = Some(reason);
+        self.publish();
+        Ok(())
     }
 
     pub fn position(&self) -> Position {
@@ -282,14 +457,10 @@ impl Syncer {
         self.db.frame_size()
     }
 
-    /// The WAL size in bytes of `pages` frames.
-    fn wal_size_of(&self, pages: u32) -> u64 {
-        WAL_HEADER_SIZE + u64::from(pages) * self.frame_size()
-    }
-
     fn exceeds_truncate_threshold(&self, wal_size: u64) -> bool {
-        self.settings.truncate_page_n > 0
-            && wal_size >= self.wal_size_of(self.settings.truncate_page_n)
+        self.settings
+            .checkpoints
+            .exceeds_truncate(wal_size, self.frame_size())
     }
 
     /// One sync: L0 files for everything committed, then a checkpoint if one is due.
@@ -310,10 +481,20 @@ impl Syncer {
                 m.set_wal_size(self.state.last_synced_wal_offset);
             }
         }
+        self.at(SyncPoint::SyncDone);
         result.map(|()| std::mem::take(&mut self.report))
     }
 
+    /// Calls the test hook, if any.
+    fn at(&self, point: SyncPoint) {
+        if let Some(hook) = &self.settings.hook {
+            (hook.0)(point);
+        }
+    }
+
     fn sync_inner(&mut self) -> Result<(), SyncError> {
+        // (Taken again here if that failed after a checkpoint.)
+        self.db.acquire_read_lock()?;
         self.db.ensure_wal_exists()?;
         let limit = self.settings.max_sync_wal_bytes;
         loop {
@@ -323,12 +504,17 @@ impl Syncer {
             };
             let r = self.verify_and_sync(limit)?;
             self.apply(r);
+            if !r.limited {
+                // A pin left by a checkpoint that failed before its barrier: what it held is
+                // in L0 files now.
+                self.release_pin()?;
+            }
             if r.file_written {
                 self.state.synced_since_checkpoint = true;
             }
             if !r.limited || r.synced_to_wal_end || self.exceeds_truncate_threshold(orig_wal_size) {
-                // (A sync cut short by `max-sync-wal-bytes` leaves the rest to the checkpoint's
-                // own copy, outside the barrier.)
+                // (A sync cut short by `max-sync-wal-bytes` leaves the rest to the
+                // checkpoint's own copy.)
                 self.just_synced = !r.limited;
                 let checkpointed = self.checkpoint_if_needed(orig_wal_size, r.new_wal_size);
                 self.just_synced = false;
@@ -346,8 +532,23 @@ impl Syncer {
     }
 
     fn verify_and_sync(&mut self, limit: Option<u64>) -> Result<OnceResult, SyncError> {
-        let info = self.verify()?;
+        let info = match self.next_full {
+            Some(reason) => self.full_from_start(reason)?,
+            None => self.verify()?,
+        };
         self.sync_once(info, limit)
+    }
+
+    /// A full file of the state SQLite would read now: the database file overlaid with every
+    /// committed frame of the WAL from its start.
+    fn full_from_start(&self, reason: &'static str) -> Result<SyncInfo, SyncError> {
+        Ok(SyncInfo {
+            offset: WAL_HEADER_SIZE,
+            salt: self.db.wal_header()?.map(|h| h.salt).unwrap_or_default(),
+            prev_commit: self.pos.header.map_or(0, |h| h.commit),
+            full: Some(reason),
+            clear_synced_to_wal_end: true,
+        })
     }
 
     fn wal_error(&self, source: WalError) -> SyncError {
@@ -357,7 +558,8 @@ impl Syncer {
         }
     }
 
-    /// The verify step: where the next file starts and whether it must be full (§3.3).
+    /// The verify step: where the next file starts and whether it must be full (Litestream's
+    /// decision table, see the module docs).
     fn verify(&mut self) -> Result<SyncInfo, SyncError> {
         let frame_size = self.frame_size();
         let mut info = SyncInfo {
@@ -429,14 +631,20 @@ impl Syncer {
         }
         if !salt_match {
             // The WAL was restarted after everything we know was synced: read it from the
-            // start, unless it went through more than one unknown generation.
+            // start, unless it went through more than one unknown generation, or the old
+            // generation went on after the position (commits made while nothing of ours held
+            // the WAL, e.g. while replication was stopped: the restart copied them into the
+            // database file and only a full file holds them now).
+            let old_went_on = self.commits_after(info.offset, info.salt)?;
             info.offset = WAL_HEADER_SIZE;
             info.salt = hdr.salt;
-            if self.detect_full_checkpoint(&[hdr.salt, header_salt(&h)])? {
-                info.full = Some("full or restart checkpoint detected, snapshotting");
+            info.full = if old_went_on {
+                Some("wal restarted after commits that were never synced, snapshotting")
+            } else if self.detect_full_checkpoint(&[hdr.salt, header_salt(&h)])? {
+                Some("full or restart checkpoint detected, snapshotting")
             } else {
-                info.full = None;
-            }
+                None
+            };
             return Ok(info);
         }
         info.full = None;
@@ -480,6 +688,16 @@ impl Syncer {
             });
         }
         Ok(matched)
+    }
+
+    /// Does the WAL hold committed frames of the generation with `salt` from `offset` on?
+    /// (After a restart shorter than that generation, its tail is still in the file.) When
+    /// it cannot tell, it says yes: a full file is never wrong.
+    fn commits_after(&self, offset: u64, salt: Salt) -> Result<bool, SyncError> {
+        let wal = self.db.open_wal()?;
+        Ok(WalReader::resume_generation(&wal, offset, salt)
+            .and_then(|mut r| r.read_committed(None))
+            .map_or(true, |scan| scan.commit.is_some()))
     }
 
     /// After a WAL restart: does the WAL (from the start up to the newest known salts) hold
@@ -583,7 +801,7 @@ impl Syncer {
         header.wal_salt1 = scan.salt.salt1;
         header.wal_salt2 = scan.salt.salt2;
         // A file that read no frames still needs a WAL offset (never 0: a zero offset makes
-        // Litestream loop on "prev WAL offset is less than the header size", §7).
+        // Litestream loop on "prev WAL offset is less than the header size").
         if header.wal_offset == 0 {
             header.wal_offset = WAL_HEADER_SIZE as i64;
         }
@@ -654,10 +872,15 @@ impl Syncer {
                 MetaWriteError::Write(e) => e,
             })?;
 
-        self.pos = Position {
+        self.set_pos(Position {
             txid,
             header: Some(header),
-        };
+        });
+        // A full file of the whole WAL holds every page as SQLite reads it, so whatever the
+        // database file held beyond the old position.
+        if full.is_some() && info.offset == WAL_HEADER_SIZE {
+            self.clear_next_full();
+        }
         self.last_frame = last_frame.map(|(offset, pgno, data)| LastFrame {
             txid,
             offset,
@@ -688,7 +911,7 @@ impl Syncer {
         Ok(result)
     }
 
-    /// §3.5: checkpoint when a threshold is reached (after a sync that reached the WAL end).
+    /// Runs the checkpoint [`Policy`] asks for after a sync, if any.
     fn checkpoint_if_needed(
         &mut self,
         orig_wal_size: u64,
@@ -697,163 +920,196 @@ impl Syncer {
         if !self.exceeds_truncate_threshold(self.state.last_synced_wal_offset) {
             self.state.truncate_passive_failed = false;
         }
-        if self.exceeds_truncate_threshold(orig_wal_size) {
-            if !self.state.truncate_passive_failed {
-                match self.checkpoint(CheckpointMode::Passive) {
-                    Ok(Some(true)) => {
-                        if !self.exceeds_truncate_threshold(self.state.last_synced_wal_offset) {
-                            tracing::info!(db = %self.db.path().display(), wal_size = orig_wal_size, "wal restarted by passive checkpoint, skipping truncate checkpoint");
-                            return Ok(());
-                        }
-                    }
-                    Ok(Some(false)) => self.state.truncate_passive_failed = true,
-                    Ok(None) => {}
-                    Err(e) if is_busy(&e) => self.state.truncate_passive_failed = true,
-                    Err(e) => return Err(e),
-                }
-            }
-            tracing::info!(db = %self.db.path().display(), wal_size = orig_wal_size, "forcing truncate checkpoint");
-            let restarted = self.checkpoint(CheckpointMode::Truncate)?;
-            if restarted == Some(true)
-                || !self.exceeds_truncate_threshold(self.state.last_synced_wal_offset)
-            {
-                self.state.truncate_passive_failed = false;
-            }
-            return Ok(());
-        }
-        if self
-            .last_checkpoint
-            .is_some_and(|t| t.elapsed() < self.settings.min_checkpoint_gap)
-        {
-            return Ok(());
-        }
-        if new_wal_size >= self.wal_size_of(self.settings.min_checkpoint_page_count) {
-            return match self.checkpoint(CheckpointMode::Passive) {
+        let policy = self.settings.checkpoints;
+        let wal = WalAfterSync {
+            frame_size: self.frame_size(),
+            size_before_sync: orig_wal_size,
+            synced_end: new_wal_size,
+            since_last_checkpoint: self.last_checkpoint.map(|t| t.elapsed()),
+            synced_since_checkpoint: self.state.synced_since_checkpoint,
+            truncate_passive_failed: self.state.truncate_passive_failed,
+        };
+        let db = &self.db;
+        let due = policy.due(&wal, || {
+            let mtime = db.db_mtime()?;
+            Ok::<_, SyncError>(SystemTime::now().duration_since(mtime).ok())
+        })?;
+        match due {
+            None => Ok(()),
+            Some(Due::Passive) => match self.checkpoint(CheckpointMode::Passive) {
                 Err(e) if is_busy(&e) => Ok(()),
                 other => other.map(|_| ()),
-            };
-        }
-        if !self.settings.checkpoint_interval.is_zero() && self.state.synced_since_checkpoint {
-            let mtime = self.db.db_mtime()?;
-            let old = SystemTime::now()
-                .duration_since(mtime)
-                .is_ok_and(|age| age > self.settings.checkpoint_interval);
-            if old && new_wal_size > self.wal_size_of(1) {
-                return match self.checkpoint(CheckpointMode::Passive) {
-                    Err(e) if is_busy(&e) => Ok(()),
-                    other => other.map(|_| ()),
-                };
+            },
+            Some(Due::Truncate { passive_first }) => {
+                if passive_first {
+                    match self.checkpoint(CheckpointMode::Passive) {
+                        Ok(Some(restarted)) => {
+                            let synced = self.state.last_synced_wal_offset;
+                            if !policy.truncate_after_passive(restarted, synced, wal.frame_size) {
+                                tracing::info!(db = %self.db.path().display(), wal_size = orig_wal_size, "wal restarted by passive checkpoint, skipping truncate checkpoint");
+                                return Ok(());
+                            }
+                            if !restarted {
+                                self.state.truncate_passive_failed = true;
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(e) if is_busy(&e) => self.state.truncate_passive_failed = true,
+                        Err(e) => return Err(e),
+                    }
+                }
+                tracing::info!(db = %self.db.path().display(), wal_size = orig_wal_size, "forcing truncate checkpoint");
+                let restarted = self.checkpoint(CheckpointMode::Truncate)?;
+                if restarted == Some(true)
+                    || !self.exceeds_truncate_threshold(self.state.last_synced_wal_offset)
+                {
+                    self.state.truncate_passive_failed = false;
+                }
+                Ok(())
             }
         }
-        Ok(())
     }
 
-    /// Runs one checkpoint the way Litestream does. `Ok(None)`: skipped (a snapshot is
+    /// Runs one checkpoint (see the module docs). `Ok(None)`: skipped (a snapshot is
     /// streaming); `Ok(Some(restarted))`: whether the WAL was restarted.
     pub fn checkpoint(&mut self, mode: CheckpointMode) -> Result<Option<bool>, SyncError> {
-        let lock = self.checkpoint_lock.clone();
-        let Some(_guard) = lock.try_write() else {
+        let lock = self.lock.clone();
+        let Some(_guard) = lock.try_checkpoint() else {
             tracing::debug!(db = %self.db.path().display(), mode = mode.as_str(), "checkpoint skipped, snapshot in progress");
             return Ok(None);
         };
         let started = std::time::Instant::now();
         self.last_checkpoint = Some(started);
-        let result = self.checkpoint_locked(mode);
+        self.at(SyncPoint::CheckpointStart(mode));
+        let result = match mode {
+            CheckpointMode::Passive => self.checkpoint_passive(),
+            CheckpointMode::Truncate => self.checkpoint_truncate(),
+        };
         if let Some(m) = &self.metrics {
             m.record_checkpoint(mode, started.elapsed(), result.is_err());
         }
         result.map(Some)
     }
 
-    fn checkpoint_locked(&mut self, mode: CheckpointMode) -> Result<bool, SyncError> {
+    /// PASSIVE: an early copy while writers keep going, then the barrier, a sync of what
+    /// they committed meanwhile, and the checkpoint proper. The pin holds the WAL from before
+    /// the early copy until that sync is done.
+    fn checkpoint_passive(&mut self) -> Result<bool, SyncError> {
+        let mode = CheckpointMode::Passive;
         let before = self.db.wal_header_bytes()?;
-        let barrier = mode == CheckpointMode::Passive;
-        // Copy everything first, then seal the WAL with the barrier (PASSIVE) and copy again.
-        // Right after a sync (a threshold checkpoint) there is next to nothing to copy: that
-        // would be one more tiny L0 file and upload per checkpoint, so the sealed copy below
-        // takes those few commits along.
-        if !(barrier && self.just_synced) {
+        // Sync first, so the early copy finds little left (a threshold checkpoint follows a
+        // sync that just did: another file for the few commits since would be one more file
+        // and upload per checkpoint; the barrier's sync takes them along).
+        if !self.just_synced {
             let r = self.verify_and_sync(None)?;
             self.apply(r);
+            self.release_pin()?;
         }
-        if barrier {
-            // Most of the copying happens here, while writers keep going: a PASSIVE
-            // checkpoint with the WAL pinned by a read transaction on the other connection, so
-            // nothing can restart the WAL and drop frames we have not read yet. The barrier
-            // below then only has the frames committed meanwhile left to copy.
-            self.db.begin_pin()?;
-            let early = self.db.checkpoint(CheckpointMode::Passive);
-            let end = self.db.end_barrier();
-            let early = early?;
-            end?;
-            tracing::trace!(db = %self.db.path().display(), result = %format!("{},{},{}", early.busy, early.log, early.checkpointed), "checkpoint (pinned)");
-        }
-        let mut sealed = None;
-        if barrier {
-            self.db.begin_barrier()?;
-            sealed = Some(std::time::Instant::now());
-            let r = match self.verify_and_sync(None) {
-                Ok(r) => r,
-                Err(e) => {
-                    let _ = self.db.end_barrier();
-                    return Err(e);
-                }
-            };
-            self.apply(r);
-        }
-        let frame_size = self.frame_size();
-        let pre_frames = self
-            .state
-            .last_synced_wal_offset
-            .saturating_sub(WAL_HEADER_SIZE)
-            / frame_size;
-        let result = self.db.checkpoint(mode);
-        if barrier {
-            let end = self.db.end_barrier();
-            if let Some(t) = sealed {
-                tracing::debug!(db = %self.db.path().display(), held_ms = t.elapsed().as_secs_f64() * 1e3, "checkpoint barrier released");
-            }
-            if result.is_ok() {
-                end?;
-            }
-        }
-        let result = result?;
-        tracing::debug!(db = %self.db.path().display(), mode = mode.as_str(), result = %format!("{},{},{}", result.busy, result.log, result.checkpointed), "checkpoint");
-        self.report.checkpoints.push((mode, result));
-        self.db.bump_seq()?;
+        // The early copy may put commits that no L0 file holds yet into the database file;
+        // the pin keeps the WAL from restarting under them. If anything fails from here to
+        // the barrier's sync, the pin stays until a later sync has them.
+        self.pin()?;
+        let early = self.db.checkpoint(mode)?;
+        tracing::trace!(db = %self.db.path().display(), result = %format!("{},{},{}", early.busy, early.log, early.checkpointed), "checkpoint (pinned)");
 
+        self.at(SyncPoint::BeforeBarrier(mode));
+        self.db.begin_barrier()?;
+        let sealed = std::time::Instant::now();
+        let result = self.sealed_checkpoint(mode);
+        let end = self.db.end_barrier();
+        tracing::debug!(db = %self.db.path().display(), held_ms = sealed.elapsed().as_secs_f64() * 1e3, "checkpoint barrier released");
+        let result = result?;
+        end?;
+        self.checkpointed(mode, result)?;
         let after = self.db.wal_header_bytes()?;
         if before == after {
             self.state.synced_since_checkpoint = false;
             return Ok(false);
         }
         self.state.truncate_passive_failed = false;
-        if mode == CheckpointMode::Passive
-            || (mode != CheckpointMode::Truncate && result.log <= pre_frames as i64)
-        {
-            let r = self.verify_and_sync(None)?;
-            self.apply(r);
-            self.state.synced_since_checkpoint = false;
-            return Ok(true);
+        let r = self.verify_and_sync(None)?;
+        self.apply(r);
+        self.state.synced_since_checkpoint = false;
+        Ok(true)
+    }
+
+    /// Under the barrier: syncs what was committed since the last sync, lets the pin go
+    /// (every commit is in an L0 file and nobody can write), and checkpoints.
+    fn sealed_checkpoint(&mut self, mode: CheckpointMode) -> Result<CheckpointResult, SyncError> {
+        let r = self.verify_and_sync(None)?;
+        self.apply(r);
+        self.release_pin()?;
+        self.at(SyncPoint::BeforeCheckpoint(mode));
+        let result = self.db.checkpoint(mode);
+        if !self.db.holds_read_lock() {
+            // The reader could not take its read transaction again: the pin stands in for it
+            // (taken under the barrier, it sees only what is in L0 files).
+            self.pin()?;
         }
-        // TRUNCATE: commits between the sealed sync and the checkpoint were backfilled and
-        // truncated unseen, so take a full "checkpoint boundary snapshot" under the write lock.
+        Ok(result?)
+    }
+
+    /// TRUNCATE: needs every reader gone, ours too, so commits landing between the sync
+    /// before it and the truncation are copied into the database file and cut out of the
+    /// WAL; a full "checkpoint boundary" L0 file holds them.
+    fn checkpoint_truncate(&mut self) -> Result<bool, SyncError> {
+        let mode = CheckpointMode::Truncate;
+        let before = self.db.wal_header_bytes()?;
+        let r = self.verify_and_sync(None)?;
+        self.apply(r);
+        self.release_pin()?;
+        // Marked before the TRUNCATE, removed once a full file exists: whatever fails (or
+        // crashes) in between, the next file is a full one.
+        self.require_full("checkpoint boundary snapshot")?;
+        self.at(SyncPoint::BeforeCheckpoint(mode));
+        let result = self.db.checkpoint(mode)?;
+        self.checkpointed(mode, result)?;
+        let after = self.db.wal_header_bytes()?;
+        if before == after {
+            // The WAL was not restarted (a reader held it): nothing was cut out of it, so an
+            // incremental file holds whatever the checkpoint copied.
+            let info = self.verify()?;
+            let r = self.sync_once(info, None)?;
+            self.apply(r);
+            self.clear_next_full();
+            self.state.synced_since_checkpoint = false;
+            return Ok(false);
+        }
+        self.state.truncate_passive_failed = false;
+        self.at(SyncPoint::BeforeBarrier(mode));
         self.db.begin_barrier()?;
-        let salt = WalHeader::parse(&after).map(|h| h.salt).unwrap_or_default();
-        let info = SyncInfo {
-            offset: WAL_HEADER_SIZE,
-            salt,
-            prev_commit: self.pos.header.map_or(0, |h| h.commit),
-            full: Some("checkpoint boundary snapshot"),
-            clear_synced_to_wal_end: false,
-        };
-        let r = self.sync_once(info, None);
+        let r = self.verify_and_sync(None);
         let end = self.db.end_barrier();
         let r = r?;
         end?;
         self.apply(r);
         self.state.synced_since_checkpoint = false;
         Ok(true)
+    }
+
+    /// Right after `PRAGMA wal_checkpoint`: records it, and bumps `_litestream_seq` so a
+    /// fully checkpointed WAL restarts now (as Litestream does).
+    fn checkpointed(
+        &mut self,
+        mode: CheckpointMode,
+        result: CheckpointResult,
+    ) -> Result<(), SyncError> {
+        self.at(SyncPoint::AfterCheckpoint(mode));
+        tracing::debug!(db = %self.db.path().display(), mode = mode.as_str(), result = %format!("{},{},{}", result.busy, result.log, result.checkpointed), "checkpoint");
+        self.report.checkpoints.push((mode, result));
+        Ok(self.db.bump_seq()?)
+    }
+
+    /// A full file now holds everything: the mark goes.
+    fn clear_next_full(&mut self) {
+        if self.next_full.take().is_none() {
+            return;
+        }
+        self.publish();
+        if let Err(e) = self.meta.clear_next_full() {
+            // Only costs one more full file after a restart.
+            tracing::warn!(meta = %self.meta.root().display(), error = %e, "could not remove the mark that asked for a full L0 file");
+        }
     }
 
     /// Forces a checkpoint now (tests, tools).
@@ -869,9 +1125,9 @@ impl Syncer {
 
     /// Records a new position without a sync (after adopting the replica's newest L0 file).
     pub fn set_position(&mut self, pos: Position) {
-        self.pos = pos;
         self.last_frame = None;
         self.state = SyncState::default();
+        self.set_pos(pos);
     }
 }
 

@@ -1,4 +1,4 @@
-//! Reading SQLite WAL files the way Litestream does (spec §3.2), with no SQLite connection.
+//! Reading SQLite WAL files the way Litestream does, with no SQLite connection.
 //!
 //! This module owns the WAL byte format: the 32-byte header (both magics, checksum
 //! verification), frame iteration along the cumulative checksum chain with salt checks,
@@ -346,28 +346,32 @@ impl<R: ReadAt> WalReader<R> {
     /// The frame just before `offset` is read without verification to seed the checksum
     /// chain; it must carry `salt`. At offset 32 the header itself must carry `salt`.
     pub fn resume(src: R, offset: u64, salt: Salt) -> Result<WalReader<R>, WalError> {
-        let mut reader = WalReader::open(src)?;
-        let frame_size = reader.header.frame_size();
+        WalReader::open(src)?.continue_at(offset, salt)
+    }
+
+    /// [`WalReader::resume`] on an opened reader.
+    fn continue_at(mut self, offset: u64, salt: Salt) -> Result<WalReader<R>, WalError> {
+        let frame_size = self.header.frame_size();
         if offset < WAL_HEADER_SIZE || !(offset - WAL_HEADER_SIZE).is_multiple_of(frame_size) {
             return Err(WalError::UnalignedOffset { offset, frame_size });
         }
         if offset == WAL_HEADER_SIZE {
-            if reader.header.salt != salt {
+            if self.header.salt != salt {
                 return Err(WalError::ResumeSaltMismatch {
                     offset,
                     expected: salt,
-                    found: reader.header.salt,
+                    found: self.header.salt,
                 });
             }
-            return Ok(reader);
+            return Ok(self);
         }
         let prev = offset - frame_size;
-        let Some(frame) = reader.read_frame_header_at(prev)? else {
+        let Some(frame) = self.read_frame_header_at(prev)? else {
             return Err(WalError::ResumeFrameMissing { offset });
         };
         // The page of the seeding frame must be there too, or the frame was torn.
         let mut probe = [0u8; 1];
-        if !reader.src.read_full_at(&mut probe, offset - 1)? {
+        if !self.src.read_full_at(&mut probe, offset - 1)? {
             return Err(WalError::ResumeFrameMissing { offset });
         }
         if frame.salt != salt {
@@ -377,9 +381,21 @@ impl<R: ReadAt> WalReader<R> {
                 found: frame.salt,
             });
         }
-        reader.chain = frame.checksum;
-        reader.offset = offset;
-        Ok(reader)
+        self.chain = frame.checksum;
+        self.offset = offset;
+        Ok(self)
+    }
+
+    /// Like [`WalReader::resume`] at `offset` > 32, but reads the frames of the generation
+    /// whose salts are `salt` even when the header has moved on to a newer generation (a
+    /// restart shorter than that generation leaves its tail in the file).
+    pub fn resume_generation(src: R, offset: u64, salt: Salt) -> Result<WalReader<R>, WalError> {
+        let mut reader = WalReader::open(src)?;
+        if offset <= WAL_HEADER_SIZE {
+            return Err(WalError::ResumeFrameMissing { offset });
+        }
+        reader.header.salt = salt;
+        reader.continue_at(offset, salt)
     }
 
     pub fn header(&self) -> &WalHeader {

@@ -111,10 +111,7 @@ async fn persistent_upload_errors_are_fatal_within_the_window() {
     let broke = Instant::now();
     let conn = wal_db(&db);
     insert(&conn, 3, 100);
-    r.handle().notify_commit(CommitNotice {
-        seq: 1,
-        wal_frames: 0,
-    });
+    r.handle().notify_commit(CommitNotice { seq: 1 });
     let h = r.handle();
     let status_seen_unhealthy = tokio::spawn(async move {
         loop {
@@ -163,10 +160,7 @@ async fn transient_errors_recover() {
     std::fs::write(replica.join("ltx"), b"x").unwrap();
     let conn = wal_db(&db);
     insert(&conn, 3, 100);
-    r.handle().notify_commit(CommitNotice {
-        seq: 1,
-        wal_frames: 0,
-    });
+    r.handle().notify_commit(CommitNotice { seq: 1 });
     let deadline = Instant::now() + Duration::from_secs(5);
     while r.handle().status().healthy {
         assert!(Instant::now() < deadline);
@@ -291,7 +285,7 @@ async fn shutdown_after_a_write_load_leaves_every_acknowledged_commit_on_the_rep
             seq += 1;
             conn.execute("INSERT INTO t(v) VALUES (randomblob(64))", [])
                 .unwrap();
-            h.notify_commit(CommitNotice { seq, wal_frames: 0 });
+            h.notify_commit(CommitNotice { seq });
         }
         conn.query_row("SELECT max(id) FROM t", [], |r| r.get::<_, i64>(0))
             .unwrap()

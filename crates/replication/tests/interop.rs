@@ -1,4 +1,4 @@
-//! Interoperability with the real Litestream 0.5.17 (spec §9), both directions, on file, S3
+//! Interoperability with the real Litestream 0.5.17, both directions, on file, S3
 //! and Azure (Azurite) replicas: every TXID boundary and timestamps restore byte-identically with both tools,
 //! listings agree (levels, TXIDs, sizes, timestamps), non-boundary TXIDs fail like the binary,
 //! and each program takes over a replica (and metadata directory) the other one wrote.
@@ -182,7 +182,7 @@ async fn we_write(db: &Path, replica_entry: &str) {
                 }
                 _ => insert(&conn, 2, 400),
             }
-            h.notify_commit(CommitNotice { seq, wal_frames: 0 });
+            h.notify_commit(CommitNotice { seq });
             std::thread::sleep(Duration::from_millis(100));
         }
     })
@@ -358,8 +358,7 @@ async fn handover_we_take_over_litestreams_replica() {
         let conn = wal_db(&db);
         for seq in 1..=5u64 {
             insert(&conn, 2, 300);
-            r.handle()
-                .notify_commit(CommitNotice { seq, wal_frames: 0 });
+            r.handle().notify_commit(CommitNotice { seq });
         }
         r.sync_and_wait().await.unwrap();
         drop(conn);
@@ -464,8 +463,7 @@ async fn we_replicate_64k_pages() {
     let conn = wal_db(&db);
     for seq in 1..=5u64 {
         insert(&conn, 3, 70_000);
-        r.handle()
-            .notify_commit(CommitNotice { seq, wal_frames: 0 });
+        r.handle().notify_commit(CommitNotice { seq });
         r.sync_and_wait().await.unwrap();
     }
     r.shutdown().await.unwrap();
@@ -475,7 +473,7 @@ async fn we_replicate_64k_pages() {
     assert_eq!(rows(&out), rows(&db));
 }
 
-/// §9.6: a missing file in the middle of L0 and a flipped byte fail in both tools.
+/// A missing file in the middle of L0 and a flipped byte fail in both tools.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_replicas_fail_in_both_tools() {
     let test = "broken_replicas_fail_in_both_tools";
@@ -497,8 +495,7 @@ async fn broken_replicas_fail_in_both_tools() {
     let conn = wal_db(&db);
     for seq in 1..=4u64 {
         insert(&conn, 2, 500);
-        r.handle()
-            .notify_commit(CommitNotice { seq, wal_frames: 0 });
+        r.handle().notify_commit(CommitNotice { seq });
         r.sync_and_wait().await.unwrap();
     }
     r.shutdown().await.unwrap();

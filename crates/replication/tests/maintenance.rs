@@ -1,4 +1,4 @@
-//! Compaction and retention (spec §4) on a real replica: L0 retention deletes only files
+//! Compaction and retention on a real replica: L0 retention deletes only files
 //! already compacted into L1 and old enough, never the newest L0 file, locally too;
 //! `retention.enabled: false` keeps every remote file; snapshot retention never deletes the
 //! newest snapshot and trims the compaction levels below the prior snapshot's TXID.
@@ -60,8 +60,7 @@ async fn commits(r: &Replicator, db: &Path, n: u64) {
     let conn = wal_db(db);
     for seq in 1..=n {
         insert(&conn, 1, 100);
-        r.handle()
-            .notify_commit(CommitNotice { seq, wal_frames: 0 });
+        r.handle().notify_commit(CommitNotice { seq });
         r.sync_and_wait().await.unwrap();
     }
 }

@@ -38,7 +38,7 @@ async fn replicate_and_compare(test: &str, replica: &Replica, ls: &Litestream, d
             let mut lags = Vec::new();
             for seq in 1..=60u64 {
                 insert(&conn, 1 + (seq as i64 % 7), 300);
-                h.notify_commit(CommitNotice { seq, wal_frames: 0 });
+                h.notify_commit(CommitNotice { seq });
                 if seq % 10 == 0 {
                     let t = Instant::now();
                     futures::executor::block_on(h.wait_commit_replicated(seq)).unwrap();

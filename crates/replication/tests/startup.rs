@@ -68,8 +68,7 @@ impl Env {
         let action = r.handle().start_action();
         for seq in 1..=n {
             write(&self.db, 1);
-            r.handle()
-                .notify_commit(CommitNotice { seq, wal_frames: 0 });
+            r.handle().notify_commit(CommitNotice { seq });
             r.sync_and_wait().await.unwrap();
         }
         r.shutdown().await.unwrap();
@@ -460,10 +459,7 @@ async fn a_stop_right_after_adopting_the_replicas_position_restarts_as_the_same_
         assert!(adopted_by(case, action), "{case}: {action:?}");
         // Writes after the adoption reach local L0 files only.
         write(&env.db, 2);
-        r.handle().notify_commit(CommitNotice {
-            seq: 1,
-            wal_frames: 0,
-        });
+        r.handle().notify_commit(CommitNotice { seq: 1 });
         let synced = r.handle().wait_commit_synced(1).await.unwrap();
         assert!(synced.local_txid.get() > adopted, "{case}: {synced:?}");
         assert!(
@@ -731,8 +727,7 @@ async fn session_leaving_the_wal(env: &Env, n: u64) {
     let r = env.start().await.unwrap();
     for seq in 1..=n {
         write(&env.db, 1);
-        r.handle()
-            .notify_commit(CommitNotice { seq, wal_frames: 0 });
+        r.handle().notify_commit(CommitNotice { seq });
         r.sync_and_wait().await.unwrap();
     }
     let last = rusqlite::Connection::open(&env.db).unwrap();

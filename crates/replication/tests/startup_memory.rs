@@ -102,10 +102,7 @@ async fn a_restart_streams_the_newest_l0_file_instead_of_reading_it_whole() {
     }
     let r = start_replicator(&yaml, &db).await.unwrap();
     assert_eq!(r.handle().start_action(), StartAction::NewReplica);
-    r.handle().notify_commit(CommitNotice {
-        seq: 1,
-        wal_frames: 0,
-    });
+    r.handle().notify_commit(CommitNotice { seq: 1 });
     r.sync_and_wait().await.unwrap();
     r.shutdown().await.unwrap();
     let client = open_url(&url).await;

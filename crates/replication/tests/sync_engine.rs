@@ -7,42 +7,17 @@ mod common;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use common::*;
 use ltx::TxId;
+use replication::checkpoint::Policy;
 use replication::client::ReplicaClient;
 use replication::client::file::FileClient;
-use replication::db::{CheckpointMode, Database};
-use replication::meta::MetaDir;
+use replication::db::CheckpointMode;
 use replication::plan::RestoreTarget;
 use replication::restore::IntegrityCheck;
-use replication::sync::{SyncSettings, Syncer};
+use replication::sync::SyncSettings;
 use testkit::litestream::Litestream;
-
-fn syncer(db: &Path, settings: SyncSettings) -> Syncer {
-    let meta = MetaDir::new(db.with_file_name(format!(
-        ".{}-litestream",
-        db.file_name().unwrap().to_string_lossy()
-    )));
-    meta.prepare().unwrap();
-    let pos = replication::sync::read_position(&meta).unwrap();
-    let database = Database::open(db, Duration::from_secs(1)).unwrap();
-    Syncer::new(database, meta, settings, pos, Default::default(), None)
-}
-
-/// Copies the local L0 files into a file replica's `ltx/0`.
-fn publish(s: &Syncer, replica: &Path) {
-    let dst = replica.join("ltx/0");
-    std::fs::create_dir_all(&dst).unwrap();
-    for name in s.meta().list(replication::level::Level::L0).unwrap() {
-        let src = s.meta().path(replication::level::Level::L0, name);
-        let to = dst.join(name.to_string());
-        if !to.exists() {
-            std::fs::copy(&src, &to).unwrap();
-        }
-    }
-}
 
 async fn our_restore(
     replica: &Path,
@@ -70,7 +45,10 @@ async fn l0_files_restore_at_every_txid_with_us_and_litestream() {
     let mut s = syncer(
         &db,
         SyncSettings {
-            min_checkpoint_page_count: 1_000_000,
+            checkpoints: Policy {
+                min_checkpoint_page_count: 1_000_000,
+                ..Default::default()
+            },
             ..Default::default()
         },
     );

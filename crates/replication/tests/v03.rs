@@ -171,10 +171,7 @@ async fn starts_from_v03_and_continues(backup: &V03Backup, dir: &Path) {
     }
     replicator
         .handle()
-        .notify_commit(replication::CommitNotice {
-            seq: 1,
-            wal_frames: 1,
-        });
+        .notify_commit(replication::CommitNotice { seq: 1 });
     replicator.shutdown().await.unwrap();
     let expected = rows(&db);
     assert_eq!(expected.len() as i64, backup.rows + 5);

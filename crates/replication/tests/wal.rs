@@ -181,6 +181,22 @@ fn restarted_wal_stops_at_frames_with_old_salts() {
     // Resuming with the old salts is refused: the WAL changed underneath.
     let err = WalReader::resume(wal.as_slice(), 32, before.salt).unwrap_err();
     assert!(matches!(err, WalError::ResumeSaltMismatch { .. }), "{err}");
+
+    // The old generation's tail is still there: read as that generation, it holds the
+    // commit of the 100 rows.
+    let frame = after.frame_size();
+    let tail_start = scan.end_offset + frame;
+    let tail = WalReader::resume_generation(wal.as_slice(), tail_start, before.salt)
+        .unwrap()
+        .read_committed(None)
+        .unwrap();
+    assert_eq!(tail.salt, before.salt);
+    assert!(tail.commit.is_some(), "{tail:?}");
+    let as_new = WalReader::resume(wal.as_slice(), tail_start, before.salt)
+        .unwrap()
+        .read_committed(None)
+        .unwrap();
+    assert!(as_new.commit.is_none(), "{as_new:?}");
 }
 
 #[test]

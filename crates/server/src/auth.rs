@@ -6,8 +6,10 @@
 //! rejected. The time claims `exp`, `nbf` and `iat` are read and checked here, by one function
 //! ([`ClaimTimes`]) for a fresh token and for a cached one alike, with PostgREST's rules, 30 s
 //! leeway and messages; a JSON number is taken as it is (`Date.now()/1000` issuers send
-//! fractions), anything else but null is refused. The key file is re-read when its
-//! modification time or size changes (checked at most every [`RECHECK`]). Verified tokens are
+//! fractions), anything else but null is refused. The key file is re-read when it changes
+//! (checked at most every [`RECHECK`]): another file renamed in its place (inode), new content
+//! (size, modification and status-change times; the status-change time cannot be set back, so
+//! a key rotated by a tool that keeps modification times, `cp -p` or `rsync -a`, is noticed). Verified tokens are
 //! cached (bounded), each entry tagged with the generation of the key that verified it: an
 //! entry of an older key never answers, even one inserted while the key was being replaced.
 //! Errors use PostgREST's PGRST301/302/303 shapes.
@@ -47,8 +49,12 @@ pub enum AuthConfig {
     Disabled,
 }
 
+/// What tells one version of the key file from another: device and inode, size, modification
+/// time, status-change time (seconds and nanoseconds).
+type Stamp = (u64, u64, u64, SystemTime, i64, i64);
+
 struct KeyState {
-    stamp: Option<(SystemTime, u64)>,
+    stamp: Option<Stamp>,
     key: Option<DecodingKey>,
     /// Which load of the key file this is: read together with the key (one atomic load), so
     /// a token is always tagged with the generation of the key that really verified it.
@@ -149,9 +155,17 @@ fn now_secs() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+fn stamp(path: &Path) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(path).ok()?;
-    Some((m.modified().ok()?, m.len()))
+    Some((
+        m.dev(),
+        m.ino(),
+        m.len(),
+        m.modified().ok()?,
+        m.ctime(),
+        m.ctime_nsec(),
+    ))
 }
 
 impl Auth {
@@ -581,5 +595,37 @@ mod tests {
         std::thread::scope(|s| {
             s.spawn(|| assert!(auth.check(Some(old.as_bytes())).is_err()));
         });
+    }
+    #[test]
+    fn a_key_replaced_by_one_of_the_same_size_and_time_is_noticed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (auth, path) = hmac_auth(&dir, SECRET);
+        let old = format!(
+            "Bearer {}",
+            token(SECRET, Algorithm::HS256, json!({"role": "x"}))
+        );
+        assert!(auth.check(Some(old.as_bytes())).is_ok());
+        // The key is rotated to another of the same length, by a tool that keeps the file's
+        // modification time (`cp -p`, `rsync -a`, an archive).
+        let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+        let other = b"another-secret-of-at-least-32-chars!";
+        assert_eq!(other.len(), SECRET.len());
+        let fresh = dir.path().join("fresh");
+        std::fs::write(&fresh, other).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&fresh)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        std::fs::rename(&fresh, &path).unwrap();
+        std::thread::sleep(RECHECK + Duration::from_millis(100));
+        let e = auth.check(Some(old.as_bytes())).unwrap_err();
+        assert_eq!(e.code, "PGRST301", "a token of the replaced key was let in");
+        let new = format!(
+            "Bearer {}",
+            token(other, Algorithm::HS256, json!({"role": "x"}))
+        );
+        assert!(auth.check(Some(new.as_bytes())).is_ok());
     }
 }

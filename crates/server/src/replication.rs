@@ -153,15 +153,14 @@ pub async fn report_health(
     }
 }
 
-/// Forwards the writer's commit notices (a `watch` of its latest commit) to the replicator;
-/// `notice` maps the writer's value to a [`CommitNotice`]. Ends when the writer goes away.
-pub async fn forward_commits<T: Send + Sync + 'static>(
-    mut commits: watch::Receiver<T>,
+/// Forwards the writer's commit notices (a `watch` of its latest commit) to the replicator.
+/// Ends when the writer goes away.
+pub async fn forward_commits(
+    mut commits: watch::Receiver<CommitNotice>,
     handle: ReplicationHandle,
-    notice: impl Fn(&T) -> CommitNotice + Send + 'static,
 ) {
     while commits.changed().await.is_ok() {
-        let n = notice(&commits.borrow_and_update());
+        let n = *commits.borrow_and_update();
         handle.notify_commit(n);
     }
 }

@@ -3,9 +3,10 @@
 //! 1. replication (`--replication-enabled`), before anything opens the file: load the
 //!    Litestream config, probe the replica, restore a missing database or check that the local
 //!    one shares the replica's history ([`crate::replication::start`]); then replicate
-//! 2. open the database: the read-write connection (WAL; with replication, no autocheckpoint:
-//!    the replicator checkpoints), the read pool, the schema cache; then start the single
-//!    writer on the read-write connection; its commit notices wake replication at once
+//! 2. open the database: the read-write connection (WAL; set up for who checkpoints: the
+//!    replicator with replication, else SQLite's automatic checkpoint), the read pool, the
+//!    schema cache; then start the single writer on the read-write connection; its commit
+//!    notices wake replication at once
 //! 3. authentication
 //! 4. request state
 //! 5. bind every listener (a busy port fails start-up before anything is served)
@@ -20,6 +21,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use ::replication::checkpoint::Checkpointer;
 use tokio::task::JoinSet;
 
 use crate::admin::{self, HealthReport};
@@ -91,8 +93,7 @@ pub async fn run_with(config: ServeConfig, hooks: ServeHooks) -> anyhow::Result<
         let writer_options = OpenOptions {
             synchronous: Some(config.writes.synchronous),
             busy_timeout: config.writes.busy_timeout,
-            // The replicator is the checkpointer.
-            wal_autocheckpoint: replicator.is_some().then_some(0),
+            checkpointer: Checkpointer::for_replication(replicator.is_some()),
             ..OpenOptions::writer()
         };
         tokio::task::spawn_blocking(move || {
@@ -100,9 +101,6 @@ pub async fn run_with(config: ServeConfig, hooks: ServeHooks) -> anyhow::Result<
         })
         .await??
     };
-    if replicator.is_some() {
-        db.hand_checkpoints_to_replication()?;
-    }
     let writer = {
         let conn = db
             .take_writer_connection()
@@ -146,6 +144,12 @@ pub async fn run_with(config: ServeConfig, hooks: ServeHooks) -> anyhow::Result<
         writer: writer.clone(),
         write_options: dialect::WriteOptions {
             safe_update: config.writes.safe_update,
+            // A representation is built in memory inside the write: room for what a body of
+            // the largest size inserts, and more.
+            max_representation_bytes: usize::try_from(config.http_limits.max_body_bytes)
+                .unwrap_or(usize::MAX)
+                .saturating_mul(2)
+                .max(dialect::write::MAX_REPRESENTATION_BYTES),
         },
     });
     let health = Arc::new(HealthReport::default());
@@ -202,10 +206,6 @@ pub async fn run_with(config: ServeConfig, hooks: ServeHooks) -> anyhow::Result<
         tokio::spawn(replication::forward_commits(
             writer.subscribe_commits(),
             r.handle(),
-            |n: &crate::db::CommitNotice| ::replication::CommitNotice {
-                seq: n.seq,
-                wal_frames: u32::try_from(n.wal_frames).unwrap_or(u32::MAX),
-            },
         ));
     }
 

@@ -174,6 +174,74 @@ async fn the_connection_cap_bounds_descriptors_and_others_are_served_once_there_
     assert_eq!(status, 200);
 }
 
+/// `n` keep-alive connections that each make one request, read its answer, then stay open
+/// and silent: the cheapest way to hold a listener's connections.
+async fn idle_keep_alive(addr: &str, n: usize, head: &str) -> Vec<TcpStream> {
+    let mut socks = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(30), request(&mut s, head))
+            .await
+            .unwrap_or_else(|_| panic!("keep-alive connection {i} was never served"));
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        socks.push(s);
+    }
+    socks
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_held_open_at_the_cap_never_lock_out_a_new_client() {
+    let Some(s) = start(
+        "held_at_cap",
+        &[
+            ("MAX_CONNECTIONS", "16"),
+            ("HEADER_READ_TIMEOUT_MS", "600000"),
+            ("IDLE_TIMEOUT_MS", "600000"),
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    let api_head = format!(
+        "GET /clients?select=id&limit=1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\r\n",
+        s.token()
+    );
+    // Every place of both listeners held (16 each: the metrics listener keeps at most the
+    // API's cap) by idle keep-alive connections and half-open ones, all still open while the
+    // new clients come.
+    let mut held = idle_keep_alive(addr(&s.base), 8, &api_head).await;
+    held.extend(half_open(addr(&s.base), 8).await);
+    held.extend(idle_keep_alive(addr(&s.admin), 8, "GET /live HTTP/1.1\r\nHost: x\r\n\r\n").await);
+    held.extend(half_open(addr(&s.admin), 8).await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A new client of either listener is served: a connection without a request in progress
+    // makes room for it.
+    // Fresh clients: a pooled connection would already hold a place.
+    let live = tokio::time::timeout(
+        Duration::from_secs(15),
+        reqwest::Client::new()
+            .get(format!("{}/live", s.admin))
+            .send(),
+    )
+    .await
+    .expect("the admin listener locked out a health check")
+    .unwrap();
+    assert_eq!(live.status(), 200);
+    let api = tokio::time::timeout(
+        Duration::from_secs(15),
+        reqwest::Client::new()
+            .get(format!("{}/clients?select=id&limit=1", s.base))
+            .bearer_auth(s.token())
+            .send(),
+    )
+    .await
+    .expect("the API listener locked out a new client")
+    .unwrap();
+    assert_eq!(api.status(), 200);
+    drop(held);
+}
+
 /// One keep-alive request on `sock`, its answer read whole (by `Content-Length`).
 async fn request(sock: &mut TcpStream, head: &str) -> String {
     sock.write_all(head.as_bytes()).await.unwrap();
@@ -496,6 +564,57 @@ async fn a_write_whose_client_left_while_it_was_queued_never_runs() {
         "the write of a client that left was applied"
     );
     assert_eq!(counter(&s, "write_dropped_total").await, Some(1.0));
+}
+
+/// A GET that reads for many seconds: 200 regexes over every row of the slow table.
+fn slow_read_path() -> String {
+    let patterns: Vec<String> = (0..200).map(|i| format!("[g-z][g-z]{i}q")).collect();
+    common::p(
+        "/no_pk",
+        &[
+            ("select", "a"),
+            ("a", &format!("match(any).{{{}}}", patterns.join(","))),
+        ],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_gets_only_what_its_body_left_of_the_budget() {
+    let budget = Duration::from_millis(3000);
+    let Some(s) = start("read_budget", &[("REQUEST_TIMEOUT_MS", "3000")]).await else {
+        return;
+    };
+    fill_slow_table(&s);
+    // A GET whose (ignored) body arrives near the end of the budget, then a read that would
+    // take far longer than a whole budget.
+    let mut sock = TcpStream::connect(addr(&s.base)).await.unwrap();
+    sock.write_all(
+        format!(
+            "GET {} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: 2\r\n\r\n[",
+            slow_read_path(),
+            s.token()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let sent = Instant::now();
+    tokio::time::sleep(Duration::from_millis(2700)).await;
+    sock.write_all(b"]").await.unwrap();
+    let mut answer = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(60), sock.read(&mut answer))
+        .await
+        .expect("never answered")
+        .unwrap();
+    let answered = sent.elapsed();
+    let head = String::from_utf8_lossy(&answer[..n]).into_owned();
+    assert!(head.starts_with("HTTP/1.1 504"), "{head}");
+    // The budget started when the request arrived, not when its read began (plus room for
+    // a loaded machine).
+    assert!(
+        answered < budget + Duration::from_millis(1500),
+        "answered {answered:?} after the request arrived, for a budget of {budget:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -73,6 +73,13 @@ check("max_affected within", sorted(x["id"] for x in r.data), [1, 2])
 r = t("clients").insert({"id": 7, "name": "Dell"}).single().execute()
 check("insert single", r.data, {"id": 7, "name": "Dell"})
 
+# a response past the server's 1 MiB buffer streams (chunked, head first); the client reads it
+# whole, count included
+big = "x" * 1_500_000
+t("no_pk").insert([{"a": big, "b": "big"}, {"a": big, "b": "big"}], returning=ReturnMethod.minimal).execute()
+r = t("no_pk").select("a,b", count=CountMethod.exact).eq("b", "big").execute()
+check("streamed read", (r.count, [(x["a"] == big, x["b"]) for x in r.data]), (2, [(True, "big"), (True, "big")]))
+
 # errors come back as APIError with PostgREST codes
 expect_error("duplicate key", lambda: t("clients").insert({"id": 1, "name": "dup"}), "23505")
 expect_error("not null", lambda: t("stock").insert({"qty": 1}), "23502")

@@ -10,8 +10,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use replication::client::ReplicaClient;
 use replication::config::{Config, LoadOptions};
+use replication::db::Database;
+use replication::meta::MetaDir;
 use replication::plan::RestoreTarget;
 use replication::restore::{self, IntegrityCheck, RestoreError, RestoreOptions, Restored};
+use replication::sync::{SyncSettings, Syncer};
 use replication::target::{AbsTarget, ReplicaTarget, Secret};
 use replication::{Replicator, ReplicatorOptions, StartError};
 use rusqlite::Connection;
@@ -306,6 +309,32 @@ pub fn rows(path: &Path) -> Vec<(i64, Vec<u8>)> {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap()
+}
+
+/// A syncer for `db` (metadata in `.<name>-litestream` next to it, position read from it,
+/// busy timeout 1 s).
+pub fn syncer(db: &Path, settings: SyncSettings) -> Syncer {
+    let meta = MetaDir::new(db.with_file_name(format!(
+        ".{}-litestream",
+        db.file_name().unwrap().to_string_lossy()
+    )));
+    meta.prepare().unwrap();
+    let pos = replication::sync::read_position(&meta).unwrap();
+    let database = Database::open(db, Duration::from_secs(1)).unwrap();
+    Syncer::new(database, meta, settings, pos, Default::default(), None)
+}
+
+/// Copies the local L0 files into a file replica's `ltx/0`.
+pub fn publish(s: &Syncer, replica: &Path) {
+    let dst = replica.join("ltx/0");
+    std::fs::create_dir_all(&dst).unwrap();
+    for name in s.meta().list(replication::level::Level::L0).unwrap() {
+        let src = s.meta().path(replication::level::Level::L0, name);
+        let to = dst.join(name.to_string());
+        if !to.exists() {
+            std::fs::copy(&src, &to).unwrap();
+        }
+    }
 }
 
 /// Logs to the test output when `RUST_LOG` is set (e.g. `RUST_LOG=replication=debug`).

@@ -1,7 +1,8 @@
 //! The database side of the server: opening connections, the read pool, the schema holder
 //! and the single writer.
 //!
-//! Reads never write: they run on read-only connections ([`read_pool`]). All writes go
+//! Reads never write: they run on read-only connections ([`read_pool`]); a large body streams
+//! ([`stream`]). All writes go
 //! through one writer connection owned by one thread ([`writer`]). [`Database`] ties them to
 //! one DSN and one schema cache.
 
@@ -10,6 +11,7 @@ pub mod deadline;
 pub mod open;
 pub mod read_pool;
 pub mod schema;
+pub mod stream;
 pub mod writer;
 
 use std::sync::Arc;
@@ -22,7 +24,7 @@ use rusqlite::Connection;
 pub use open::{OpenOptions, Synchronous, open};
 pub use read_pool::ReadPool;
 pub use schema::SchemaHolder;
-pub use writer::{CommitNotice, Writer, WriterConfig};
+pub use writer::{Writer, WriterConfig};
 
 /// One served database.
 pub struct Database {
@@ -46,7 +48,7 @@ impl Database {
     }
 
     /// [`Database::open`] with the read-write connection opened with `writer` (start-up
-    /// passes the writer's durability and, with replication, `wal_autocheckpoint: Some(0)`).
+    /// passes the writer's durability and who checkpoints).
     pub fn open_with(
         dsn: &str,
         exposure: Exposure,
@@ -66,21 +68,6 @@ impl Database {
             schema,
             writer_conn: Mutex::new(Some(writer)),
         }))
-    }
-
-    /// Replication owns checkpointing: the read-write connection stops autocheckpointing and
-    /// keeps the WAL when it closes (so a restart continues replicating incrementally).
-    /// Every other read-write connection must do the same (`wal_autocheckpoint = 0`).
-    pub fn hand_checkpoints_to_replication(&self) -> anyhow::Result<()> {
-        if let Some(conn) = self.writer_conn.lock().as_ref() {
-            conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-            let mut persist: std::ffi::c_int = 1;
-            conn.file_control(
-                None::<&str>,
-                rusqlite::FileControl::PersistWal(&mut persist),
-            )?;
-        }
-        Ok(())
     }
 
     /// Hands the read-write connection to the writer (once).

@@ -4,10 +4,13 @@
 //! ATTACH (attached-database limit 0), bounded SQL length and expression depth, a busy
 //! timeout, the dialect's SQL functions and a prepared statement cache. Read connections are
 //! opened read-only and `query_only`, with mmap and a larger page cache. The writer's
-//! durability (`PRAGMA synchronous`) is an option too.
+//! durability (`PRAGMA synchronous`) is an option too, and so is who checkpoints: a
+//! read-write connection is set up for the [`Checkpointer`] start-up chose (the replication
+//! crate's `checkpoint` module decides what that means).
 
 use std::time::Duration;
 
+use replication::checkpoint::Checkpointer;
 use rusqlite::config::DbConfig;
 use rusqlite::limits::Limit;
 use rusqlite::{Connection, OpenFlags};
@@ -66,8 +69,9 @@ pub struct OpenOptions {
     /// Open read-only and set `query_only`.
     pub read_only: bool,
     pub busy_timeout: Duration,
-    /// `PRAGMA wal_autocheckpoint`; `Some(0)` once replication owns checkpointing.
-    pub wal_autocheckpoint: Option<u32>,
+    /// Who checkpoints (read-write connections only): SQLite's automatic checkpoint, or the
+    /// replicator alone.
+    pub checkpointer: Checkpointer,
     /// Capacity of the prepared-statement cache (keyed by SQL text).
     pub statement_cache: usize,
     /// `PRAGMA mmap_size` in bytes: reads through a memory map skip a `pread` and a copy per
@@ -84,7 +88,7 @@ impl OpenOptions {
         OpenOptions {
             read_only: true,
             busy_timeout: Duration::from_secs(5),
-            wal_autocheckpoint: None,
+            checkpointer: Checkpointer::default(),
             statement_cache: 256,
             mmap_size: 1 << 30,
             cache_kib: 8 * 1024,
@@ -138,8 +142,8 @@ pub fn open(dsn: &str, opts: &OpenOptions) -> rusqlite::Result<Connection> {
     }
     conn.pragma_update(None, "mmap_size", opts.mmap_size)?;
     conn.pragma_update(None, "cache_size", -i64::from(opts.cache_kib))?;
-    if let Some(n) = opts.wal_autocheckpoint {
-        conn.pragma_update(None, "wal_autocheckpoint", n)?;
+    if !opts.read_only {
+        opts.checkpointer.configure(&conn)?;
     }
     if let Some(s) = opts.synchronous {
         conn.pragma_update(None, "synchronous", s.as_str())?;

@@ -6,8 +6,14 @@
 //! progress handler. Almost every PostgREST read (a point lookup, a page of rows) finishes well
 //! inside it, so it never pays the hop to the blocking pool. A read that runs over is
 //! interrupted and re-run from scratch (reads have no side effects) on a blocking-pool
-//! connection, with the request's full time budget; past that budget it is interrupted and
-//! answered 504 (SQLSTATE 57014). The blocking pool holds as many connections as cores.
+//! connection, with what is left of the request's time budget (it started when the request
+//! arrived, [`ReadPool::run_within`]); past that budget it is interrupted and answered 504
+//! (SQLSTATE 57014). The blocking pool holds as many connections as cores.
+//!
+//! A read whose body outgrows [`BUFFER_BYTES`] is not kept in memory: it runs (again) on a
+//! blocking-pool connection and streams ([`ReadPool::read`], [`super::stream`]); that
+//! connection and its permit stay with the stream until it ends, at the latest at the
+//! request's deadline.
 //!
 //! Connections are locked down by an authorizer ([`Policy::Read`]): statements may only read
 //! (SELECT, reads, functions, transactions, and a few pragmas such as `schema_version` without
@@ -19,18 +25,22 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use dialect::{ApiError, SchemaCache};
+use dialect::{ApiError, BodyStream, ReadOutcome, SchemaCache};
 use parking_lot::Mutex;
 use rusqlite::Connection;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::authorizer::{Authorizer, Policy};
 use super::deadline::Deadline;
 use super::open::{OpenOptions, open};
 use super::schema::SchemaHolder;
+use super::stream::{self, ReadReply};
 
 /// How long a read may run on the async worker before it moves to the blocking pool.
 pub const INLINE_BUDGET: Duration = Duration::from_millis(5);
+
+/// The largest body a read keeps in memory; a larger one streams.
+pub const BUFFER_BYTES: usize = 1 << 20;
 
 /// How often (at most) a connection compares the schema cache with `schema_version`.
 pub const SCHEMA_CHECK_INTERVAL: Duration = Duration::from_millis(100);
@@ -87,7 +97,7 @@ impl ReadConn {
         &self,
         schema: &SchemaHolder,
         deadline: Instant,
-        f: &ReadFn<T>,
+        f: &dyn Fn(&Connection, &SchemaCache) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
         let due = schema.is_forced()
             || self
@@ -133,7 +143,7 @@ pub struct ReadPool {
     id: u64,
     dsn: String,
     schema: Arc<SchemaHolder>,
-    idle: Mutex<Vec<ReadConn>>,
+    idle: Arc<Mutex<Vec<ReadConn>>>,
     permits: Arc<Semaphore>,
     budget: Duration,
 }
@@ -155,30 +165,44 @@ impl ReadPool {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             dsn: dsn.to_string(),
             schema,
-            idle: Mutex::new(vec![first]),
+            idle: Arc::new(Mutex::new(vec![first])),
             permits: Arc::new(Semaphore::new(size)),
             budget,
         })
     }
 
-    /// Runs a read: inline first, on the blocking pool if it outlives [`INLINE_BUDGET`].
+    /// Runs a read with the pool's whole time budget from now (see [`ReadPool::run_within`]).
     pub async fn run<T, F>(&self, f: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
         F: Fn(&Connection, &SchemaCache) -> Result<T, ApiError> + Send + Sync + 'static,
     {
-        let start = Instant::now();
+        self.run_within(Instant::now() + self.budget, f).await
+    }
+
+    /// Runs a read that must end by `deadline` (a request's: its arrival plus its budget):
+    /// inline first, on the blocking pool if it outlives [`INLINE_BUDGET`].
+    pub async fn run_within<T, F>(&self, deadline: Instant, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: Fn(&Connection, &SchemaCache) -> Result<T, ApiError> + Send + Sync + 'static,
+    {
         let f: Arc<ReadFn<T>> = Arc::new(f);
-        match self.run_inline(start + INLINE_BUDGET.min(self.budget), &f) {
-            Err(e) if is_interrupt(&e) && self.budget > INLINE_BUDGET => {
+        let inline = (Instant::now() + INLINE_BUDGET).min(deadline);
+        match self.run_inline(inline, f.as_ref()) {
+            Err(e) if is_interrupt(&e) && inline < deadline => {
                 tracing::debug!("read outlived the inline budget; moving it to the blocking pool");
-                self.run_blocking(start, f).await
+                self.run_blocking(deadline, f).await
             }
             other => other,
         }
     }
 
-    fn run_inline<T>(&self, deadline: Instant, f: &Arc<ReadFn<T>>) -> Result<T, ApiError> {
+    fn run_inline<T>(
+        &self,
+        deadline: Instant,
+        f: &dyn Fn(&Connection, &SchemaCache) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
         INLINE.with(|cell| {
             let mut conns = cell.borrow_mut();
             let idx = match conns.iter().position(|(id, _)| *id == self.id) {
@@ -188,18 +212,14 @@ impl ReadPool {
                     conns.len() - 1
                 }
             };
-            conns[idx].1.run(&self.schema, deadline, f.as_ref())
+            conns[idx].1.run(&self.schema, deadline, f)
         })
     }
 
-    async fn run_blocking<T: Send + 'static>(
-        &self,
-        start: Instant,
-        f: Arc<ReadFn<T>>,
-    ) -> Result<T, ApiError> {
-        let deadline = start + self.budget;
+    /// A blocking-pool permit, waiting at most until `deadline`.
+    async fn permit(&self, deadline: Instant) -> Result<OwnedSemaphorePermit, ApiError> {
         let wait = deadline.saturating_duration_since(Instant::now());
-        let permit = tokio::time::timeout(wait, self.permits.clone().acquire_owned())
+        tokio::time::timeout(wait, self.permits.clone().acquire_owned())
             .await
             .map_err(|_| {
                 ApiError::new(
@@ -208,7 +228,15 @@ impl ReadPool {
                     "Timed out acquiring connection from connection pool.",
                 )
             })?
-            .map_err(|_| ApiError::new(503, "PGRST000", "Database connection error."))?;
+            .map_err(|_| ApiError::new(503, "PGRST000", "Database connection error."))
+    }
+
+    async fn run_blocking<T: Send + 'static>(
+        &self,
+        deadline: Instant,
+        f: Arc<ReadFn<T>>,
+    ) -> Result<T, ApiError> {
+        let permit = self.permit(deadline).await?;
         let conn = self.idle.lock().pop();
         let dsn = self.dsn.clone();
         let schema = self.schema.clone();
@@ -230,6 +258,65 @@ impl ReadPool {
         }
         drop(permit);
         result
+    }
+
+    /// Runs a read that may answer with a large body: inline first with a body of at most
+    /// [`BUFFER_BYTES`]; a read that outgrows it (or the inline budget) runs again on the
+    /// blocking pool, where a large body streams. The stream keeps its connection and permit
+    /// until it ends; past the request's `deadline` (its arrival plus its budget) it is cut.
+    pub async fn read<F>(&self, deadline: Instant, f: F) -> Result<ReadReply, ApiError>
+    where
+        F: Fn(
+                &Connection,
+                &SchemaCache,
+                Option<&mut dyn BodyStream>,
+            ) -> Result<ReadOutcome, ApiError>
+            + Send
+            + Sync
+            + 'static,
+    {
+        let inline = (Instant::now() + INLINE_BUDGET).min(deadline);
+        match self.run_inline(inline, &|c, s| f(c, s, None)) {
+            Ok(ReadOutcome::Whole(out)) => return Ok(ReadReply::Whole(out)),
+            Ok(ReadOutcome::TooLarge) => {
+                tracing::debug!("read outgrew its buffer; streaming it from the blocking pool");
+            }
+            Ok(ReadOutcome::Streamed) => {
+                return Err(ApiError::internal("an inline read streamed"));
+            }
+            Err(e) if is_interrupt(&e) && inline < deadline => {
+                tracing::debug!("read outlived the inline budget; moving it to the blocking pool");
+            }
+            Err(e) => return Err(e),
+        }
+        let permit = self.permit(deadline).await?;
+        let conn = self.idle.lock().pop();
+        let dsn = self.dsn.clone();
+        let schema = self.schema.clone();
+        let idle = self.idle.clone();
+        let (out, first) = stream::channel(deadline, tokio::runtime::Handle::current());
+        // Not awaited: once the response has begun, the task feeds its body and then gives
+        // the connection back.
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let conn = match conn {
+                Some(c) => c,
+                None => match ReadConn::open(&dsn) {
+                    Ok(c) => c,
+                    Err(e) => return out.finish(Err(open_error(e))),
+                },
+            };
+            let out = RefCell::new(out);
+            let result = conn.run(&schema, deadline, &|c, cache| {
+                let mut out = out.borrow_mut();
+                f(c, cache, Some(&mut *out))
+            });
+            out.into_inner().finish(result);
+            idle.lock().push(conn);
+        });
+        first
+            .await
+            .map_err(|_| ApiError::internal("the read task ended without an answer"))?
     }
 }
 

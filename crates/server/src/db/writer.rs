@@ -9,7 +9,11 @@
 //! fails, or asks to be rolled back (`Prefer: tx=rollback`, PGRST116, PGRST124 …), is undone
 //! with `ROLLBACK TO` and never affects the others. Then ONE `COMMIT` — one fsync for the whole
 //! batch under `synchronous=FULL` — and only after it succeeded are the jobs answered: a
-//! response never claims a write that a failed commit lost.
+//! response never claims a write that a failed commit lost. That holds for every job that ran
+//! in the transaction, whatever its answer: a job rolled back on request, or failing on its
+//! own, saw the uncommitted writes of the jobs before it (its representation, its count, its
+//! conflict), so it is answered after the COMMIT too, and runs again with the others when their
+//! transaction is lost.
 //!
 //! Time: every job carries its request's deadline (the request's arrival plus its time
 //! budget), so the time it waits in the queue counts. A job whose requester is gone (the
@@ -25,8 +29,10 @@
 //!
 //! Failures that are not one job's own:
 //! - a statement that ends the whole transaction (a trigger's `RAISE(ROLLBACK)`, the backstop
-//!   interrupt, an I/O error): that job gets its error, the jobs that ran before it in the
-//!   batch run again in a new transaction (jobs are re-runnable closures);
+//!   interrupt, an I/O error), or a savepoint that cannot be released or rolled back (the
+//!   transaction is then rolled back, as its state is unknown): that job gets its error, the
+//!   jobs that ran before it in the batch run again in a new transaction (jobs are re-runnable
+//!   closures);
 //! - a COMMIT refused because of a constraint (a deferred foreign key): every job of the batch
 //!   runs again alone, in its own transaction, so only the offending one fails;
 //! - any other COMMIT or BEGIN failure: every job of the batch gets the error (SQLITE_BUSY from
@@ -35,10 +41,10 @@
 //! After every COMMIT that wrote something, the writer publishes a [`CommitNotice`] on a watch
 //! channel ([`Writer::subscribe_commits`]); replication uses it to ship the new WAL frames
 //! without polling. The connection comes from start-up ([`super::Database::take_writer_connection`],
-//! opened with the [`super::OpenOptions`] start-up chose: `synchronous`, and
-//! `wal_autocheckpoint=0` when replication owns checkpoints). Its WAL hook both records the
-//! frame count for the notice and performs SQLite's automatic checkpoint (a WAL hook replaces
-//! SQLite's own, so it keeps `wal_autocheckpoint` working; `0` disables it).
+//! opened with the [`super::OpenOptions`] start-up chose: `synchronous`, and who
+//! checkpoints). Its WAL hook tells whether a COMMIT wrote anything; as a WAL hook replaces
+//! SQLite's automatic checkpoint, it also runs that checkpoint when the connection's
+//! [`Checkpointer`] says so (never when the replicator checkpoints).
 //!
 //! Shutdown ([`Writer::shutdown`]): the queue closes to new jobs, every job already queued
 //! runs and is committed, then the thread ends.
@@ -47,10 +53,12 @@ use std::collections::VecDeque;
 use std::ffi::c_int;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use dialect::functions::{InsertCounter, register_insert_counter};
 use dialect::{ApiError, SchemaCache};
+use replication::CommitNotice;
+use replication::checkpoint::Checkpointer;
 use rusqlite::Connection;
 use rusqlite::hooks::Wal;
 use rusqlite::wal::CheckpointMode;
@@ -59,34 +67,6 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::authorizer::{Authorizer, Policy};
 use super::deadline::Deadline;
 use super::schema::SchemaHolder;
-
-/// What the writer publishes after every successful COMMIT that wrote to the database.
-///
-/// Only this process's writes are reported; writes by other processes (another tool writing
-/// to the same file) never are, so a consumer that must see them polls the WAL as well.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CommitNotice {
-    /// 1 for the first transaction this writer committed since start-up, then 2, 3, …
-    /// (0: nothing committed yet). Strictly increasing; a consumer that sees a jump knows
-    /// it missed notices (a watch channel keeps only the latest), not commits.
-    pub seq: u64,
-    /// The number of frames in the WAL right after this commit, as SQLite's WAL hook reports
-    /// it (`sqlite3_wal_hook`). It grows with every commit and falls back when a checkpoint
-    /// let SQLite restart the WAL from its beginning.
-    pub wal_frames: u64,
-    /// When the COMMIT returned.
-    pub committed_at: SystemTime,
-}
-
-impl Default for CommitNotice {
-    fn default() -> Self {
-        CommitNotice {
-            seq: 0,
-            wal_frames: 0,
-            committed_at: SystemTime::UNIX_EPOCH,
-        }
-    }
-}
 
 /// Tuning of the writer.
 #[derive(Debug, Clone)]
@@ -260,12 +240,30 @@ struct Engine {
     deadline: Deadline,
     /// Refuses DDL, ATTACH and pragmas with values (lifted for schema loading).
     authorizer: Authorizer,
-    wal_frames: Arc<AtomicU64>,
     wal_written: Arc<AtomicBool>,
     notices: watch::Sender<CommitNotice>,
     stats: Arc<WriterStats>,
     config: WriterConfig,
     on_event: Option<Box<dyn Fn(WriterEvent) + Send>>,
+}
+
+/// How a job that ran in the open transaction is answered once that transaction ends.
+enum Ran {
+    /// Its changes stay: answered with its output after the COMMIT.
+    Keep,
+    /// Rolled back on request (`Prefer: tx=rollback`, …): answered with its output.
+    Discard,
+    /// Failed on its own (its savepoint rolled back): answered with this error.
+    Failed(ApiError),
+}
+
+impl Ran {
+    fn answer(self, task: Box<dyn Task>) {
+        match self {
+            Ran::Keep | Ran::Discard => task.succeed(),
+            Ran::Failed(e) => task.fail(e),
+        }
+    }
 }
 
 /// How one job's run ended, when it did not simply succeed or fail.
@@ -274,6 +272,9 @@ enum JobEnd {
     Done(Result<bool, ApiError>),
     /// Stopped (savepoint rolled back) so the batch so far can commit in time; run it again.
     Yield,
+    /// Out of its time budget, its savepoint rolled back: answered 504 at once, as that holds
+    /// whatever becomes of the transaction.
+    OutOfTime,
 }
 
 impl Writer {
@@ -288,17 +289,14 @@ impl Writer {
         let inserts = register_insert_counter(&conn)?;
         let deadline = Deadline::install(&mut conn)?;
         deadline.install_soft(&conn)?;
-        // Read before the hook is set: setting a WAL hook replaces SQLite's autocheckpoint.
-        let autocheckpoint: i64 = conn.query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))?;
-        let wal_frames = Arc::new(AtomicU64::new(0));
+        // Asked before the hook is set: setting a WAL hook replaces SQLite's autocheckpoint.
+        let checkpointer = Checkpointer::of(&conn)?;
         let wal_written = Arc::new(AtomicBool::new(false));
         {
-            let (frames, written) = (wal_frames.clone(), wal_written.clone());
+            let written = wal_written.clone();
             conn.wal_hook(Some(move |wal: &mut Wal, pages: c_int| {
-                let pages = u64::try_from(pages).unwrap_or(0);
-                frames.store(pages, Ordering::Release);
                 written.store(true, Ordering::Release);
-                if autocheckpoint > 0 && pages >= autocheckpoint as u64 {
+                if checkpointer.checkpoint_after_commit(u64::try_from(pages).unwrap_or(0)) {
                     // The commit already happened: a failed checkpoint must not fail it.
                     if let Err(e) = wal.checkpoint_v2(CheckpointMode::PASSIVE) {
                         tracing::warn!(error = %e, "automatic WAL checkpoint failed");
@@ -318,7 +316,6 @@ impl Writer {
             inserts,
             deadline,
             authorizer,
-            wal_frames,
             wal_written,
             notices,
             stats: stats.clone(),
@@ -485,9 +482,13 @@ impl Engine {
     }
 
     /// Opens a transaction and runs queued jobs in it until none is left or one yields; the
-    /// jobs to commit (`None`: the transaction could not start; every job was answered).
-    fn transaction(&mut self, pending: &mut VecDeque<Box<dyn Task>>) -> Option<Vec<Box<dyn Task>>> {
-        let mut done: Vec<Box<dyn Task>> = Vec::with_capacity(pending.len());
+    /// jobs that ran in it, to answer once it ends (`None`: the transaction could not start;
+    /// every job was answered).
+    fn transaction(
+        &mut self,
+        pending: &mut VecDeque<Box<dyn Task>>,
+    ) -> Option<Vec<(Box<dyn Task>, Ran)>> {
+        let mut done: Vec<(Box<dyn Task>, Ran)> = Vec::with_capacity(pending.len());
         'transaction: loop {
             self.stats.batches.fetch_add(1, Ordering::Relaxed);
             let begun = self.exec("BEGIN IMMEDIATE").map_err(ApiError::from);
@@ -497,7 +498,7 @@ impl Engine {
                 Err(e) => {
                     self.abandon();
                     tracing::warn!(error = %e, jobs = done.len() + pending.len(), "a write transaction could not start");
-                    for t in done.drain(..).chain(pending.drain(..)) {
+                    for t in done.drain(..).map(|(t, _)| t).chain(pending.drain(..)) {
                         t.fail(e.clone());
                     }
                     return None;
@@ -516,10 +517,11 @@ impl Engine {
                     task.fail(budget_spent(false));
                     continue;
                 }
-                // The done jobs must commit before the first of their deadlines.
+                // The jobs that ran must be answered, so committed, before the first of their
+                // deadlines.
                 let commit_by = done
                     .iter()
-                    .map(|t| t.deadline())
+                    .map(|(t, _)| t.deadline())
                     .min()
                     .map(|d| d.checked_sub(COMMIT_MARGIN).unwrap_or(d));
                 if commit_by.is_some_and(|c| now >= c) {
@@ -531,11 +533,13 @@ impl Engine {
                         pending.push_front(task);
                         break 'transaction;
                     }
-                    JobEnd::Done(Ok(true)) => done.push(task),
-                    JobEnd::Done(Ok(false)) => task.succeed(),
+                    JobEnd::OutOfTime => task.fail(budget_spent(true)),
+                    JobEnd::Done(Ok(true)) => done.push((task, Ran::Keep)),
+                    JobEnd::Done(Ok(false)) => done.push((task, Ran::Discard)),
                     JobEnd::Done(Err(e)) if self.conn.is_autocommit() => {
                         // The statement ended the whole transaction: this job fails, the
-                        // ones before it run again in a new transaction.
+                        // ones before it (whatever their outcome: it may have depended on
+                        // what the lost transaction held) run again in a new transaction.
                         tracing::warn!(code = %e.code, jobs = done.len(), "a write ended its transaction; re-running the batch without it");
                         task.fail(e);
                         if !done.is_empty() {
@@ -545,12 +549,12 @@ impl Engine {
                             self.event(WriterEvent::Rerun { jobs: done.len() });
                         }
                         let again = std::mem::take(&mut done);
-                        for t in again.into_iter().rev() {
+                        for (t, _) in again.into_iter().rev() {
                             pending.push_front(t);
                         }
                         continue 'transaction;
                     }
-                    JobEnd::Done(Err(e)) => task.fail(e),
+                    JobEnd::Done(Err(e)) => done.push((task, Ran::Failed(e))),
                 }
             }
             break;
@@ -558,35 +562,46 @@ impl Engine {
         Some(done)
     }
 
-    /// Commits the open transaction and answers its jobs (or rolls back an empty one).
-    fn commit(&mut self, done: Vec<Box<dyn Task>>) {
-        if done.is_empty() {
+    /// Commits the open transaction, then answers the jobs that ran in it (a transaction
+    /// without changes to keep is rolled back, then answered).
+    fn commit(&mut self, done: Vec<(Box<dyn Task>, Ran)>) {
+        let kept = done.iter().filter(|(_, r)| matches!(r, Ran::Keep)).count();
+        if kept == 0 {
             self.abandon();
+            for (t, r) in done {
+                r.answer(t);
+            }
             return;
         }
         match self.exec("COMMIT") {
             Ok(()) => {
                 if self.wal_written.load(Ordering::Acquire) {
-                    self.publish(done.len());
+                    self.publish(kept);
                 }
                 self.stats
                     .committed_jobs
-                    .fetch_add(done.len() as u64, Ordering::Relaxed);
-                for t in done {
-                    t.succeed();
+                    .fetch_add(kept as u64, Ordering::Relaxed);
+                for (t, r) in done {
+                    r.answer(t);
                 }
             }
             Err(e) => {
                 self.abandon();
-                if is_constraint(&e) && done.len() > 1 {
-                    tracing::warn!(error = %e, jobs = done.len(), "COMMIT refused by a constraint; committing the batch's jobs one by one");
-                    for t in done {
-                        self.batch(VecDeque::from([t]));
+                if is_constraint(&e) {
+                    // Each job again in a transaction of its own, so only the culprit fails;
+                    // alone among jobs that keep nothing, the culprit is known already.
+                    tracing::warn!(error = %e, jobs = done.len(), "COMMIT refused by a constraint; running the batch's jobs one by one");
+                    let e = ApiError::from(e);
+                    for (t, r) in done {
+                        match r {
+                            Ran::Keep if kept == 1 => t.fail(e.clone()),
+                            _ => self.batch(VecDeque::from([t])),
+                        }
                     }
                 } else {
                     let e = ApiError::from(e);
                     tracing::warn!(error = %e, jobs = done.len(), "COMMIT failed");
-                    for t in done {
+                    for (t, _) in done {
                         t.fail(e.clone());
                     }
                 }
@@ -633,9 +648,15 @@ impl Engine {
             self.exec("ROLLBACK TO pgrst_job")
                 .and_then(|()| self.exec("RELEASE pgrst_job"))
         };
+        if let Err(e) = &end {
+            // The job's changes may or may not still be in the transaction: end it, so they
+            // are not committed with the others' (which run again).
+            tracing::error!(error = %e, "a write's savepoint could not be ended; rolling back its transaction");
+            self.abandon();
+        }
         match (result, end) {
             // Stopped by the budget check (or failing right at it): out of time, or yielding.
-            (Err(_), Ok(())) if now >= deadline => JobEnd::Done(Err(budget_spent(true))),
+            (Err(_), Ok(())) if now >= deadline => JobEnd::OutOfTime,
             (Err(_), Ok(())) if now >= soft => JobEnd::Yield,
             (Ok(keep), Ok(())) => JobEnd::Done(Ok(keep)),
             (Err(e), _) => JobEnd::Done(Err(e)),
@@ -651,12 +672,7 @@ impl Engine {
 
     fn publish(&self, jobs: usize) {
         let seq = self.stats.commits.fetch_add(1, Ordering::Relaxed) + 1;
-        let notice = CommitNotice {
-            seq,
-            wal_frames: self.wal_frames.load(Ordering::Acquire),
-            committed_at: SystemTime::now(),
-        };
-        self.notices.send_replace(notice);
+        self.notices.send_replace(CommitNotice { seq });
         self.event(WriterEvent::Committed { jobs });
     }
 }
@@ -689,6 +705,10 @@ mod tests {
     }
 
     const T: &str = "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL);";
+    /// `T`, where inserting `v = 'boom'` ends the whole transaction.
+    const T_BOOM: &str = "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL);
+         CREATE TRIGGER boom BEFORE INSERT ON t WHEN NEW.v = 'boom'
+         BEGIN SELECT RAISE(ROLLBACK, 'boom'); END;";
 
     /// A deadline no test reaches.
     fn far() -> Instant {
@@ -810,13 +830,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_job_that_ends_the_transaction_does_not_take_others_with_it() {
-        let s = setup(
-            "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL);
-             CREATE TRIGGER boom BEFORE INSERT ON t WHEN NEW.v = 'boom'
-             BEGIN SELECT RAISE(ROLLBACK, 'boom'); END;",
-            OpenOptions::writer(),
-            WriterConfig::default(),
-        );
+        let s = setup(T_BOOM, OpenOptions::writer(), WriterConfig::default());
         // The three jobs run in one batch.
         let batches = s.writer.stats().batches.load(Ordering::Relaxed);
         hold(&s.writer).await;
@@ -871,18 +885,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn commit_notices_follow_the_wal() {
+    async fn commit_notices_number_the_commits_that_wrote() {
         let s = setup(T, OpenOptions::writer(), WriterConfig::default());
         let mut rx = s.writer.subscribe_commits();
         assert_eq!(rx.borrow().seq, 0);
-        let mut last = 0;
         for id in 1..=5 {
             s.writer.run(0, far(), insert(id)).await.unwrap();
-            let n = *rx.borrow_and_update();
-            assert_eq!(n.seq, id as u64);
-            assert!(n.wal_frames > last, "{n:?} after {last}");
-            assert!(n.committed_at > SystemTime::UNIX_EPOCH);
-            last = n.wal_frames;
+            assert_eq!(rx.borrow_and_update().seq, id as u64);
         }
         // A job that keeps nothing commits nothing and publishes nothing.
         s.writer.run(0, far(), |_| Ok(((), false))).await.unwrap();
@@ -897,30 +906,36 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn autocheckpoint_is_kept_and_can_be_turned_off() {
-        async fn frames(autocheckpoint: u32) -> Vec<u64> {
+    async fn the_writer_checkpoints_as_sqlite_would_unless_the_replicator_does() {
+        /// The WAL file's size after each of 20 single-row commits.
+        async fn wal_sizes(checkpointer: Checkpointer) -> Vec<u64> {
             let s = setup(
                 T,
                 OpenOptions {
-                    wal_autocheckpoint: Some(autocheckpoint),
+                    checkpointer,
                     ..OpenOptions::writer()
                 },
                 WriterConfig::default(),
             );
+            let wal = format!("{}-wal", s.path);
             let mut out = Vec::new();
             for id in 1..=20 {
                 s.writer.run(0, far(), insert(id)).await.unwrap();
-                out.push(s.writer.subscribe_commits().borrow().wal_frames);
+                out.push(std::fs::metadata(&wal).unwrap().len());
             }
             out
         }
-        let off = frames(0).await;
-        assert!(off.windows(2).all(|w| w[1] > w[0]), "{off:?}");
-        let on = frames(4).await;
+        // The replicator checkpoints: the WAL only grows.
+        let replicator = wal_sizes(Checkpointer::Replicator).await;
+        assert!(replicator.windows(2).all(|w| w[1] > w[0]), "{replicator:?}");
+        // SQLite's automatic checkpoint, every 4 frames: the WAL restarts from its top and
+        // stays small.
+        let sqlite = wal_sizes(Checkpointer::Sqlite { frames: 4 }).await;
         assert!(
-            on.windows(2).any(|w| w[1] < w[0]),
-            "never checkpointed: {on:?}"
+            sqlite.windows(2).any(|w| w[1] == w[0]),
+            "never restarted: {sqlite:?}"
         );
+        assert!(sqlite[19] < replicator[19], "{sqlite:?} {replicator:?}");
     }
 
     #[tokio::test]
@@ -1077,6 +1092,72 @@ mod tests {
         assert_eq!(slow.unwrap_err().code, "57014");
         assert_eq!(ids(&s.path), vec![1]);
         assert_eq!(s.writer.stats().reruns.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn a_job_whose_savepoint_cannot_be_ended_keeps_nothing() {
+        let s = setup(T, OpenOptions::writer(), WriterConfig::default());
+        hold(&s.writer).await;
+        let (a, b) = tokio::join!(
+            s.writer.run(0, far(), insert(1)),
+            s.writer.run(0, far(), |ctx| {
+                insert(2)(ctx)?;
+                // A fault: the job's savepoint is gone when the writer ends it.
+                ctx.conn
+                    .execute_batch("RELEASE pgrst_job")
+                    .map_err(ApiError::from)?;
+                Ok((2, true))
+            }),
+        );
+        assert_eq!(a.unwrap(), 1);
+        assert!(b.is_err(), "{b:?}");
+        assert_eq!(
+            ids(&s.path),
+            vec![1],
+            "a write answered with an error was committed"
+        );
+    }
+
+    /// How many rows `t` holds, seen from inside the job's transaction.
+    fn count(ctx: &WriteCtx<'_>) -> Result<i64, ApiError> {
+        ctx.conn
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .map_err(ApiError::from)
+    }
+
+    #[tokio::test]
+    async fn no_answer_describes_a_write_that_was_never_committed() {
+        let s = setup(T_BOOM, OpenOptions::writer(), WriterConfig::default());
+        hold(&s.writer).await;
+        // One batch: `a` inserts row 1 with a short budget; `b` counts the rows and asks for
+        // its own changes to be rolled back (`Prefer: tx=rollback`); `c` inserts row 1 too;
+        // `d` outlives `a`'s budget, then ends the whole transaction.
+        let short = Instant::now() + Duration::from_millis(400);
+        let (a, b, c, d) = tokio::join!(
+            s.writer.run(0, short, insert(1)),
+            s.writer.run(0, far(), |ctx| Ok((count(ctx)?, false))),
+            s.writer.run(0, far(), insert(1)),
+            s.writer.run(0, far(), |ctx| {
+                std::thread::sleep(Duration::from_millis(800));
+                ctx.conn
+                    .execute("INSERT INTO t (id, v) VALUES (9, 'boom')", [])
+                    .map_err(ApiError::from)?;
+                Ok((9, true))
+            }),
+        );
+        assert_eq!(d.unwrap_err().code, "P0001");
+        // `a` was rolled back with `d`'s transaction and its budget was gone by then.
+        let a = a.unwrap_err();
+        assert_eq!((a.status, a.code.as_str()), (504, "57014"), "{a:?}");
+        // So nobody may have been told of row 1 by `a`: `b` counts what was committed before
+        // it, and `c`'s insert meets no conflict.
+        assert_eq!(
+            b.unwrap(),
+            0,
+            "b was answered with a row that was never committed"
+        );
+        assert_eq!(c.unwrap(), 1, "c failed on a row that was never committed");
+        assert_eq!(ids(&s.path), vec![1]);
     }
 
     #[tokio::test]

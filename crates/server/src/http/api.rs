@@ -100,10 +100,11 @@ async fn dispatch(state: &AppState, req: Request, deadline: Instant) -> Outcome 
                 &raw_segment,
                 &parts,
                 method == Method::HEAD,
+                deadline,
             )
             .await
         }
-        Method::OPTIONS => options(state, relation.clone()).await,
+        Method::OPTIONS => options(state, relation.clone(), deadline).await,
         _ => write::handle(state, relation.clone(), method, &parts, body, deadline).await,
     };
     match result {
@@ -196,11 +197,17 @@ fn route(state: &AppState, parts: &http::request::Parts) -> Result<Route, ApiErr
     }))
 }
 
-async fn options(state: &AppState, relation: String) -> Result<Response, ApiError> {
+async fn options(
+    state: &AppState,
+    relation: String,
+    deadline: Instant,
+) -> Result<Response, ApiError> {
     let allow = state
         .db
         .reads
-        .run(move |_, cache| Ok(resolve_relation(cache, &relation)?.allow_header()))
+        .run_within(deadline, move |_, cache| {
+            Ok(resolve_relation(cache, &relation)?.allow_header())
+        })
         .await?;
     let mut resp = Response::new(Body::empty());
     *resp.status_mut() = StatusCode::OK;

@@ -1,9 +1,13 @@
 //! Serving connections: the accept loop of every listener (API, admin, pprof) and the limits
 //! that hold per connection, whatever a client does with its socket.
 //!
-//! - **Connection cap** ([`ConnLimits::max_connections`]): at the cap the listener stops
-//!   accepting; new connections wait in the kernel's accept queue until one closes, so a flood
-//!   of sockets can never take the process's file descriptors.
+//! - **Connection cap** ([`ConnLimits::max_connections`]): a flood of sockets can never take
+//!   the process's file descriptors. A connection arriving at the cap makes room: the open
+//!   connection that has waited longest without a request in progress (idle keep-alive, a
+//!   request head still arriving, an answer the client does not read; in that order) is
+//!   closed. Holding every place thus takes a request in progress on each, never merely open
+//!   sockets; only when every connection has one does the new one wait (accepted, unread)
+//!   until a place frees.
 //! - **Header read timeout**: a request head (request line and headers) must be complete within
 //!   [`ConnLimits::header_read_timeout`] of its first byte (of the accept, for the first
 //!   request); otherwise the connection is closed. Half a request line never holds a socket
@@ -19,10 +23,11 @@
 //! Connections speak HTTP/1.1 (as the Go version did; no h2c). On shutdown the listener
 //! closes, idle connections close at once and busy ones after their response.
 
+use std::collections::HashMap;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -31,9 +36,10 @@ use axum::body::Body;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
+use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore, TryAcquireError};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
@@ -82,20 +88,13 @@ pub async fn serve(
     stop: CancellationToken,
 ) -> io::Result<()> {
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let open = Arc::new(OpenConns::default());
     let graceful = GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
     // The watchdog below owns the header timeout (hyper's would also cut idle connections).
     builder.header_read_timeout(None);
     let mut accept_errors = AcceptErrors::default();
     loop {
-        let permit = tokio::select! {
-            biased;
-            _ = stop.cancelled() => break,
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
         let stream = tokio::select! {
             biased;
             _ = stop.cancelled() => break,
@@ -107,16 +106,84 @@ pub async fn serve(
                 }
             },
         };
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(TryAcquireError::Closed) => break,
+            Err(TryAcquireError::NoPermits) => match room(&permits, &open, &stop).await {
+                Some(p) => p,
+                None => break,
+            },
+        };
         let conn = Connection::new(stream, router.clone(), &builder);
+        let id = open.add(conn.state.clone());
         let watched = graceful.watch(conn.hyper);
+        let open = open.clone();
         tokio::spawn(async move {
             conn.state.watch(watched, limits).await;
+            open.remove(id);
             drop(permit);
         });
     }
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// How often a connection waiting at the cap looks again for one to close, when every
+/// connection had a request in progress.
+const ROOM_RETRY: Duration = Duration::from_millis(250);
+
+/// A place for a connection that arrived at the cap: an open connection without a request in
+/// progress is closed to make it, or the place of the next one to end (`None`: stopping).
+async fn room(
+    permits: &Arc<Semaphore>,
+    open: &OpenConns,
+    stop: &CancellationToken,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    loop {
+        open.close_one();
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => return None,
+            p = permits.clone().acquire_owned() => return p.ok(),
+            _ = tokio::time::sleep(ROOM_RETRY) => {}
+        }
+    }
+}
+
+/// The open connections of one listener, to pick one to close at the cap.
+#[derive(Default)]
+struct OpenConns {
+    next: AtomicU64,
+    conns: Mutex<HashMap<u64, Arc<ConnState>>>,
+}
+
+impl OpenConns {
+    fn add(&self, state: Arc<ConnState>) -> u64 {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.conns.lock().insert(id, state);
+        id
+    }
+
+    fn remove(&self, id: u64) {
+        self.conns.lock().remove(&id);
+    }
+
+    /// Asks the connection that has waited longest without a request in progress to close
+    /// (one whose client takes its answer first), unless one asked before is still closing.
+    fn close_one(&self) {
+        let conns = self.conns.lock();
+        if conns.values().any(|c| c.closing.load(Ordering::Relaxed)) {
+            return;
+        }
+        if let Some((_, _, c)) = conns
+            .values()
+            .filter_map(|c| c.waiting_since())
+            .min_by_key(|(blocked, since, _)| (*blocked, *since))
+        {
+            c.close();
+        }
+    }
 }
 
 /// What a failed `accept` means: out of descriptors or memory (wait a little, so a busy loop
@@ -213,6 +280,11 @@ struct ConnState {
     head_started: AtomicU64,
     /// When a byte last moved either way, or a handler finished.
     last_activity: AtomicU64,
+    /// The last write to the socket could not complete: the client does not take its answer.
+    write_blocked: AtomicBool,
+    /// Asked to close to make room at the cap ([`OpenConns::close_one`]).
+    closing: AtomicBool,
+    close: Notify,
 }
 
 impl ConnState {
@@ -222,7 +294,33 @@ impl ConnState {
             busy: AtomicU32::new(0),
             head_started: AtomicU64::new(1),
             last_activity: AtomicU64::new(1),
+            write_blocked: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
+            close: Notify::new(),
         }
+    }
+
+    /// For a connection without a request in progress: whether its client does not take its
+    /// answer (closed last), since when it has waited (a request head's first byte, else its
+    /// last activity), and itself. `None` while a handler runs.
+    fn waiting_since(&self) -> Option<(bool, Instant, &ConnState)> {
+        if self.busy.load(Ordering::Relaxed) > 0 {
+            return None;
+        }
+        let head = self.head_started.load(Ordering::Relaxed);
+        let since = if head != 0 {
+            head
+        } else {
+            self.last_activity.load(Ordering::Relaxed)
+        };
+        let at = self.base + Duration::from_millis(since.saturating_sub(1));
+        Some((self.write_blocked.load(Ordering::Relaxed), at, self))
+    }
+
+    /// Asks the watchdog to close the connection (unless a request is in progress by then).
+    fn close(&self) {
+        self.closing.store(true, Ordering::Relaxed);
+        self.close.notify_one();
     }
 
     fn now(&self) -> u64 {
@@ -238,6 +336,14 @@ impl ConnState {
             let _ =
                 self.head_started
                     .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
+
+    /// The outcome of a write to the socket.
+    fn wrote(&self, r: &Poll<io::Result<usize>>) {
+        self.write_blocked.store(r.is_pending(), Ordering::Relaxed);
+        if matches!(r, Poll::Ready(Ok(n)) if *n > 0) {
+            self.moved(false);
         }
     }
 
@@ -277,6 +383,14 @@ impl ConnState {
             tokio::select! {
                 _ = &mut conn => return,
                 _ = tokio::time::sleep_until(wake) => {}
+                _ = self.close.notified() => {
+                    if self.busy.load(Ordering::Relaxed) == 0 {
+                        tracing::debug!("closing a connection without a request in progress to make room at the cap");
+                        return;
+                    }
+                    // A request began meanwhile: it stays; the listener asks another.
+                    self.closing.store(false, Ordering::Relaxed);
+                }
             }
         }
     }
@@ -333,9 +447,7 @@ impl AsyncWrite for Tracked {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.stream).poll_write(cx, buf);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.state.moved(false);
-        }
+        self.state.wrote(&r);
         r
     }
 
@@ -345,9 +457,7 @@ impl AsyncWrite for Tracked {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.state.moved(false);
-        }
+        self.state.wrote(&r);
         r
     }
 

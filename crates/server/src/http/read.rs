@@ -2,19 +2,26 @@
 //!
 //! The query string and headers are parsed on the async thread; planning and execution run
 //! together in the read pool (inline when short), so a request that names something the cache
-//! does not know yet is planned again after a schema check (see `db::read_pool`). The response
+//! does not know yet is planned again after a schema check (see `db::read_pool`), within the
+//! request's time budget (from its arrival: a body that took long leaves less). The response
 //! carries PostgREST's headers: `Content-Range`, `Content-Location`, `Vary`,
-//! `Preference-Applied`, `Content-Profile`.
+//! `Preference-Applied`, `Content-Profile`. A body larger than the read pool's buffer streams
+//! (chunked, without `Content-Length`; see `db::stream`).
+
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::response::Response;
+use dialect::exec::read;
 use dialect::headers::{Choice, check_profile, parse_range};
 use dialect::query::canonical_query;
-use dialect::{ApiError, MediaType, QueryParams, RequestHeaders, execute_read, plan_read};
+use dialect::{ApiError, MediaType, QueryParams, RequestHeaders, plan_read};
 use http::request::Parts;
 use http::{HeaderValue, StatusCode, header};
 
 use super::{AppState, header_str, preferences};
+use crate::db::read_pool::BUFFER_BYTES;
+use crate::db::stream::ReadReply;
 
 pub async fn handle(
     state: &AppState,
@@ -22,6 +29,7 @@ pub async fn handle(
     raw_segment: &str,
     parts: &Parts,
     head: bool,
+    deadline: Instant,
 ) -> Result<Response, ApiError> {
     let raw_query = parts.uri.query().unwrap_or("");
     let params = QueryParams::parse(raw_query)?;
@@ -38,27 +46,40 @@ pub async fn handle(
     let media = headers.media;
     let profile_sent = headers.profile_sent;
     let limits = state.plan_limits;
-    let out = state
+    let target = relation.clone();
+    let reply = state
         .db
         .reads
-        .run(move |conn, cache| {
-            let plan = plan_read(cache, &relation, &params, &headers, limits)?;
-            execute_read(conn, &plan, head)
+        .read(deadline, move |conn, cache, stream| {
+            let plan = plan_read(cache, &target, &params, &headers, limits)?;
+            read(conn, &plan, head, BUFFER_BYTES, stream)
         })
-        .await?;
+        .await
+        .map_err(|e| e.for_client(&state.db.schema.current(), &relation, None))?;
+    let (status, content_range, count_applied, body) = match reply {
+        ReadReply::Whole(out) => (
+            out.status,
+            out.content_range,
+            out.count_applied,
+            if head {
+                Body::empty()
+            } else {
+                Body::from(out.body)
+            },
+        ),
+        ReadReply::Streamed(h, body) => {
+            (h.status, h.content_range, h.count_applied, Body::new(body))
+        }
+    };
 
-    let mut resp = Response::new(if head {
-        Body::empty()
-    } else {
-        Body::from(out.body)
-    });
-    *resp.status_mut() = StatusCode::from_u16(out.status).unwrap_or(StatusCode::OK);
+    let mut resp = Response::new(body);
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(media.content_type()),
     );
-    if let Ok(v) = HeaderValue::from_str(&out.content_range) {
+    if let Ok(v) = HeaderValue::from_str(&content_range) {
         h.insert(header::CONTENT_RANGE, v);
     }
     let mut location = String::with_capacity(2 + raw_segment.len() + raw_query.len());
@@ -75,7 +96,7 @@ pub async fn handle(
         header::VARY,
         HeaderValue::from_static("Accept, Prefer, Range"),
     );
-    if let Some(c) = out.count_applied
+    if let Some(c) = count_applied
         && let Ok(v) = HeaderValue::try_from(c.token())
     {
         h.insert("preference-applied", v);

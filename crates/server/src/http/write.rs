@@ -8,15 +8,17 @@
 //! [`crate::db::Writer`]: planned against the writer's schema cache and run inside its
 //! savepoint, so a request is answered only once its transaction committed. The job carries
 //! the request's deadline (its arrival plus the time budget), so the wait in the write queue
-//! counts against the budget. DELETE bodies are
-//! ignored (postgrest-py sends `{}`).
+//! counts against the budget. DELETE bodies are ignored (postgrest-py sends `{}`). Errors name
+//! only what the caller can see ([`dialect::ApiError::for_client`]).
 
 use std::time::Instant;
 
 use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
+use dialect::body::csv_header;
 use dialect::headers::check_profile;
+use dialect::write::check_names;
 use dialect::{
     ApiError, BodyFormat, MediaType, Mutation, QueryParams, WriteOutput, WriteRequest,
     execute_write, parse_payload, plan_write,
@@ -57,6 +59,20 @@ pub async fn handle(
     } else {
         let format = BodyFormat::from_content_type(header_str(parts, header::CONTENT_TYPE))?;
         let columns_given = query.columns.is_some() && mutation != Mutation::Upsert;
+        if format == BodyFormat::Csv {
+            // The names first: a CSV body to an unknown table, or naming an unknown column, is
+            // refused before any of its rows is built.
+            let names = match &query.columns {
+                Some(columns) if columns_given => columns.clone(),
+                _ => csv_header(&bytes)?,
+            };
+            let relation = relation.clone();
+            state
+                .db
+                .reads
+                .run(move |_, cache| check_names(cache, &relation, &names))
+                .await?;
+        }
         let payload = if bytes.len() > INLINE_PARSE_BYTES {
             tokio::task::spawn_blocking(move || parse_payload(&bytes, format, columns_given))
                 .await
@@ -69,7 +85,7 @@ pub async fn handle(
     let size = payload.as_ref().map_or(0, |p| p.json.len());
     let req = WriteRequest {
         mutation,
-        relation,
+        relation: relation.clone(),
         query,
         media,
         prefer,
@@ -85,7 +101,8 @@ pub async fn handle(
             let keep = out.commit;
             Ok((out, keep))
         })
-        .await?;
+        .await
+        .map_err(|e| e.for_client(&state.db.schema.current(), &relation, Some(mutation)))?;
     Ok(respond(out, media, profile_sent))
 }
 

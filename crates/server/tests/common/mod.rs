@@ -80,6 +80,22 @@ pub fn rs_token(private_pem_file: &str, alg: Algorithm, claims: Value) -> String
     .unwrap()
 }
 
+/// `bin serve` over `db` on 127.0.0.1 (API on `port`, admin on `admin_port`), exposing
+/// `allow`; the caller adds auth and the rest.
+pub fn serve_command(bin: &Path, db: &Path, port: u16, admin_port: u16, allow: &str) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.arg("serve")
+        .arg("--db-dsn")
+        .arg(db)
+        .arg("--http-addr")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--metrics-addr")
+        .arg(format!("127.0.0.1:{admin_port}"))
+        .arg("--security-allow-table")
+        .arg(allow);
+    cmd
+}
+
 pub fn create_fixture_db(path: &Path) {
     let c = rusqlite::Connection::open(path).unwrap();
     c.execute_batch(FIXTURE_SQL).unwrap();
@@ -97,22 +113,12 @@ impl Server {
         let secret = dir.path().join("secret");
         std::fs::write(&secret, SECRET).unwrap();
         let (child, port, admin_port) = spawn_ready(|port, admin_port| {
-            let mut cmd = Command::new(
-                opts.bin
-                    .clone()
-                    .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_sqlite-rest"))),
-            );
-            cmd.arg("serve")
-                .arg("--db-dsn")
-                .arg(&db)
-                .arg("--http-addr")
-                .arg(format!("127.0.0.1:{port}"))
-                .arg("--metrics-addr")
-                .arg(format!("127.0.0.1:{admin_port}"))
-                .arg("--security-allow-table")
-                .arg(&opts.allow)
-                .arg("--log-level")
-                .arg("warn");
+            let bin = opts
+                .bin
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_sqlite-rest")));
+            let mut cmd = serve_command(&bin, &db, port, admin_port, &opts.allow);
+            cmd.arg("--log-level").arg("warn");
             if opts.rsa {
                 cmd.arg("--auth-rsa-public-key")
                     .arg(fixtures().join("rsa_public.pem"));
