@@ -839,10 +839,18 @@ fn the_budget_check_leaves_write_statements_on_their_indexes() {
             relation: rel.into(),
             query,
             media: JSON,
-            prefer: Preferences::parse(representation.then_some(REP).into_iter()).unwrap(),
+            prefer: Preferences::parse(representation.then_some(REP)).unwrap(),
             payload,
         };
-        let plan = plan_write(&cache, &w, &WriteOptions { safe_update: true }).unwrap();
+        let plan = plan_write(
+            &cache,
+            &w,
+            &WriteOptions {
+                safe_update: true,
+                ..WriteOptions::default()
+            },
+        )
+        .unwrap();
         let body = w.payload.as_ref().map_or("[]", |p| p.json.as_str());
         let statements = plan.statement.iter().chain(plan.pre_read.iter());
         for sql in statements {
