@@ -44,10 +44,7 @@ async fn a_file_replica_whose_writes_block_is_fatal_within_the_window() {
     switch.set(Fault::Block);
     let hung = Instant::now();
     insert(&wal_db(&db), 3, 100);
-    r.handle().notify_commit(CommitNotice {
-        seq: 1,
-        wal_frames: 0,
-    });
+    r.handle().notify_commit(CommitNotice { seq: 1 });
     let fatal = tokio::time::timeout(window + Duration::from_secs(15), r.failed())
         .await
         .expect("a hung replica never made replication fail");
@@ -105,10 +102,7 @@ async fn a_replication_task_that_panics_is_fatal_not_silent() {
     let (_t, db, r) = start_on_a_mount(&switch, Duration::from_secs(60)).await;
     switch.set(Fault::PanicOnWrite);
     insert(&wal_db(&db), 3, 100);
-    r.handle().notify_commit(CommitNotice {
-        seq: 1,
-        wal_frames: 0,
-    });
+    r.handle().notify_commit(CommitNotice { seq: 1 });
     let fatal = tokio::time::timeout(Duration::from_secs(20), r.failed())
         .await
         .expect("a panicked upload task went unnoticed");
