@@ -3,7 +3,11 @@
 //! replication fail for good (there is no degraded mode: the owner stops taking writes and
 //! exits non-zero).
 //!
-//! A component is failing from its first error until its next success. The window defaults
+//! A component is failing from its first error until its next success. A hang is an error
+//! too: every replica operation has a deadline ([`crate::client::deadline`]), and an
+//! operation cut by it counts as failing from the moment it got stuck
+//! ([`Health::error_stalled`]), so a replica that stops answering reaches the window as soon
+//! as one that answers with errors. The window defaults
 //! to [`DEFAULT_RETRY_WINDOW`] (60 s) and can be changed with the environment variable
 //! [`RETRY_WINDOW_ENV`] (`SQLITEREST_REPLICATION_RETRY_WINDOW`, a Go duration such as `90s`).
 //! Errors are logged at their first occurrence and then at most every
@@ -30,15 +34,19 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// The retry window from [`RETRY_WINDOW_ENV`], or the default.
 pub fn retry_window_from_env() -> Result<Duration, String> {
-    match std::env::var(RETRY_WINDOW_ENV) {
+    positive_duration_env(RETRY_WINDOW_ENV, DEFAULT_RETRY_WINDOW)
+}
+
+/// A positive Go duration (`90s`, `2m`) from the environment variable `name`, or `default`
+/// when it is unset or empty.
+pub fn positive_duration_env(name: &str, default: Duration) -> Result<Duration, String> {
+    match std::env::var(name) {
         Ok(v) if !v.trim().is_empty() => crate::config::units::GoDuration::parse(v.trim())
             .ok()
             .and_then(|d| d.to_std())
             .filter(|d| !d.is_zero())
-            .ok_or_else(|| {
-                format!("{RETRY_WINDOW_ENV}={v:?} is not a positive duration (e.g. 60s, 2m)")
-            }),
-        _ => Ok(DEFAULT_RETRY_WINDOW),
+            .ok_or_else(|| format!("{name}={v:?} is not a positive duration (e.g. 60s, 2m)")),
+        _ => Ok(default),
     }
 }
 
@@ -140,15 +148,31 @@ impl Health {
 
     /// Records an error of `component`; returns how long to wait before retrying.
     pub fn error(&self, component: Component, error: &dyn fmt::Display) -> Duration {
+        self.error_stalled(component, error, Duration::ZERO)
+    }
+
+    /// Records an error of an operation that had been stuck for `stalled` before it failed
+    /// (a hang cut by its deadline): a component that was working fails from the moment it
+    /// got stuck, so a hang reaches the retry window as soon as an error would.
+    pub fn error_stalled(
+        &self,
+        component: Component,
+        error: &dyn fmt::Display,
+        stalled: Duration,
+    ) -> Duration {
         if let Some(m) = &self.metrics {
             m.error(component.as_str());
         }
         let now = Instant::now();
+        let since = now.checked_sub(stalled).unwrap_or(now);
+        let since_wall = SystemTime::now()
+            .checked_sub(now.duration_since(since))
+            .unwrap_or_else(SystemTime::now);
         let message = error.to_string();
         let mut failing = self.failing.lock();
         let entry = failing.entry(component).or_insert_with(|| Tracked {
-            since: now,
-            since_wall: SystemTime::now(),
+            since,
+            since_wall,
             consecutive: 0,
             last_error: String::new(),
             last_logged: now - ERROR_LOG_INTERVAL - Duration::from_secs(1),
@@ -284,5 +308,16 @@ mod tests {
         assert_eq!(f.component, Component::Probe);
         assert!(f.to_string().contains("unreachable"), "{f}");
         assert_eq!(backoff(30), MAX_BACKOFF);
+    }
+
+    #[test]
+    fn a_hang_fails_from_when_it_got_stuck() {
+        let h = Health::new(Duration::from_secs(5), None, "db".into());
+        // A hang cut after 6 s is past a 5 s window at once; an answered error is not.
+        h.error(Component::Probe, &"refused");
+        h.error_stalled(Component::Upload, &"no progress", Duration::from_secs(6));
+        let f = h.check().unwrap();
+        assert_eq!(f.component, Component::Upload);
+        assert!(f.failing_for >= Duration::from_secs(6), "{f:?}");
     }
 }

@@ -12,7 +12,9 @@
 //!   and a URL produce.
 //! - [`wal`]: reading committed transactions out of a WAL file (no SQLite connection).
 //! - [`client`]: the [`ReplicaClient`] trait and its file and S3 backends, with Litestream's
-//!   operation metrics.
+//!   operation metrics; every operation has a deadline ([`client::deadline`]: 30 s without
+//!   progress, `SQLITEREST_REPLICATION_OPERATION_TIMEOUT`), so a hung replica fails like one
+//!   that answers with errors.
 //! - [`level`]: replica levels and listing entries ([`LtxFileInfo`]).
 //! - [`plan`]: the restore plan over listings.
 //! - [`layout`]: what a replica path holds (LTX files, a Litestream 0.3 backup, Litestream's

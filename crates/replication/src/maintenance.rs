@@ -51,6 +51,16 @@ pub enum MaintenanceError {
     Local(std::io::Error),
 }
 
+impl MaintenanceError {
+    /// See [`ClientError::stalled`].
+    pub fn stalled(&self) -> Duration {
+        match self {
+            MaintenanceError::Client(e) => e.stalled(),
+            _ => Duration::ZERO,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum JobKind {
     Compact(Level),
@@ -170,7 +180,7 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
                     started + job.interval
                 }
             }
-            Err(e) => SystemTime::now() + m.shared.health.error(component, &e),
+            Err(e) => SystemTime::now() + m.shared.health.error_stalled(component, &e, e.stalled()),
         };
     }
 }

@@ -34,9 +34,10 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::client::deadline::Deadline;
 use crate::client::{
     ClientError, ClientOptions, NetworkOptions, ReadRange, ReplicaClient, ReplicaMetrics,
-    open_client,
+    open_backend,
 };
 use crate::config::{Config, ConfigError, DbConfig};
 use crate::db::{Database, DbError};
@@ -102,6 +103,9 @@ pub struct ReplicatorOptions {
     /// See [`crate::health`]; default 60 s or `SQLITEREST_REPLICATION_RETRY_WINDOW`.
     pub retry_window: Duration,
     pub probe_interval: Duration,
+    /// Network settings, and the deadline of every replica operation
+    /// ([`NetworkOptions::operation_timeout`]: default 30 s or
+    /// `SQLITEREST_REPLICATION_OPERATION_TIMEOUT`).
     pub network: NetworkOptions,
     /// Check run on a database restored at start-up (default: full `integrity_check`).
     pub restore_integrity_check: IntegrityCheck,
@@ -138,7 +142,7 @@ impl ReplicatorOptions {
             replica_metrics: None,
             retry_window: crate::health::retry_window_from_env()?,
             probe_interval: PROBE_INTERVAL,
-            network: NetworkOptions::default(),
+            network: NetworkOptions::from_env()?,
             restore_integrity_check: IntegrityCheck::Full,
             restore_progress: None,
             wrap_client: None,
@@ -173,6 +177,16 @@ pub enum StartError {
     Other(String),
 }
 
+impl UploadError {
+    /// See [`ClientError::stalled`].
+    fn stalled(&self) -> Duration {
+        match self {
+            UploadError::Client(e) => e.stalled(),
+            _ => Duration::ZERO,
+        }
+    }
+}
+
 impl From<StartupError> for StartError {
     fn from(e: StartupError) -> Self {
         StartError::Startup(Box::new(e))
@@ -202,6 +216,8 @@ pub(crate) struct Shared {
     pub checkpoint_lock: Arc<CheckpointLock>,
     /// Wakes the sync task.
     wake: Notify,
+    /// The deadline of replica operations.
+    pub operation_timeout: Duration,
     last_upload: Mutex<Option<SystemTime>>,
     pub start_action: StartAction,
 }
@@ -427,7 +443,7 @@ impl Replicator {
         target
             .ensure_supported()
             .map_err(|e| StartError::Other(e.to_string()))?;
-        let client = open_client(
+        let client = open_backend(
             target,
             &ClientOptions {
                 metrics: Some(replica_metrics),
@@ -440,6 +456,8 @@ impl Replicator {
             Some(wrap) => wrap(client),
             None => client,
         };
+        // Every operation has a deadline, so a hang is an error like any other.
+        let client = Deadline::wrap(client, options.network.operation_timeout);
         client
             .probe()
             .await
@@ -559,6 +577,7 @@ impl Replicator {
             metrics: Some(metrics.clone()),
             checkpoint_lock,
             wake: Notify::new(),
+            operation_timeout: options.network.operation_timeout,
             last_upload: Mutex::new(None),
             start_action: prepared.action,
         });
@@ -582,18 +601,34 @@ impl Replicator {
         let stop_background = stop_all.child_token();
         let (sync_ctl, ctl_rx) = mpsc::channel(4);
         let tasks = vec![
-            tokio::spawn(sync_loop(shared.clone(), syncer, ctl_rx, stop_all.clone())),
-            tokio::spawn(upload_loop(
-                shared.clone(),
-                prepared.replica_txid,
-                stop_all.clone(),
-            )),
-            tokio::spawn(maintenance::run(shared.clone(), stop_background.clone())),
-            tokio::spawn(probe_loop(
-                shared.clone(),
-                options.probe_interval,
-                stop_background.clone(),
-            )),
+            supervised(
+                &shared,
+                &stop_all,
+                Component::Sync,
+                sync_loop(shared.clone(), syncer, ctl_rx, stop_all.clone()),
+            ),
+            supervised(
+                &shared,
+                &stop_all,
+                Component::Upload,
+                upload_loop(shared.clone(), prepared.replica_txid, stop_all.clone()),
+            ),
+            supervised(
+                &shared,
+                &stop_all,
+                Component::Compaction,
+                maintenance::run(shared.clone(), stop_background.clone()),
+            ),
+            supervised(
+                &shared,
+                &stop_all,
+                Component::Probe,
+                probe_loop(
+                    shared.clone(),
+                    options.probe_interval,
+                    stop_background.clone(),
+                ),
+            ),
             tokio::spawn(watchdog(shared.clone(), stop_all.clone())),
         ];
         tracing::info!(
@@ -664,8 +699,15 @@ impl Replicator {
         let timeout = self.shared.config.shutdown_sync_timeout;
         let result = self.final_sync(timeout).await;
         self.stop_all.cancel();
-        for t in self.tasks {
-            let _ = t.await;
+        // Every task stops at its next await once cancelled; one stuck in a replica operation
+        // is abandoned at its deadline at the latest (a thread stuck in a system call on a
+        // dead mount never returns, so the wait is bounded).
+        let grace = self.shared.operation_timeout + Duration::from_secs(1);
+        for mut t in self.tasks {
+            if tokio::time::timeout(grace, &mut t).await.is_err() {
+                t.abort();
+                tracing::warn!(db = %self.shared.db_path.display(), "a replication task did not stop in time; abandoned");
+            }
         }
         let positions = self.shared.progress.positions();
         if let Some(f) = self.shared.health.fatal() {
@@ -789,6 +831,35 @@ fn adopt(syncer: &Syncer, info: LtxFileInfo, path: &Path) -> Result<Position, St
     Ok(Position {
         txid: header.max_txid,
         header: Some(header),
+    })
+}
+
+/// Spawns one of the replicator's tasks so that a panic in it is fatal (and stops the
+/// others) instead of silently ending, say, every upload while the server keeps
+/// acknowledging writes.
+fn supervised(
+    shared: &Arc<Shared>,
+    stop: &CancellationToken,
+    component: Component,
+    task: impl Future<Output = ()> + Send + 'static,
+) -> JoinHandle<()> {
+    use futures::FutureExt;
+    let (shared, stop) = (shared.clone(), stop.clone());
+    tokio::spawn(async move {
+        if let Err(panic) = std::panic::AssertUnwindSafe(task).catch_unwind().await {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown cause".into());
+            shared.health.set_fatal(FatalError {
+                component,
+                failing_for: Duration::ZERO,
+                window: shared.health.window(),
+                last_error: format!("the {component} task panicked: {what}"),
+            });
+            stop.cancel();
+        }
     })
 }
 
@@ -975,7 +1046,11 @@ async fn upload_loop(shared: Arc<Shared>, mut remote: TxId, stop: CancellationTo
             }
             let txid = TxId(remote.get() + 1);
             let started = Instant::now();
-            match upload_one(&shared, txid).await {
+            let uploaded_one = tokio::select! {
+                _ = stop.cancelled() => return,
+                r = upload_one(&shared, txid) => r,
+            };
+            match uploaded_one {
                 Ok(size) => {
                     remote = txid;
                     shared.progress.uploaded(txid);
@@ -988,7 +1063,9 @@ async fn upload_loop(shared: Arc<Shared>, mut remote: TxId, stop: CancellationTo
                     tracing::debug!(db = %shared.db_path.display(), txid = %txid, size, took_ms = started.elapsed().as_millis() as u64, "ltx file uploaded");
                 }
                 Err(e) => {
-                    let wait = shared.health.error(Component::Upload, &e);
+                    let wait = shared
+                        .health
+                        .error_stalled(Component::Upload, &e, e.stalled());
                     tokio::select! {
                         _ = stop.cancelled() => return,
                         _ = tokio::time::sleep(wait) => {}
@@ -1090,7 +1167,9 @@ async fn probe_loop(shared: Arc<Shared>, interval: Duration, stop: CancellationT
         match result {
             Ok(()) => shared.health.ok(Component::Probe),
             Err(e) => {
-                shared.health.error(Component::Probe, &e);
+                shared
+                    .health
+                    .error_stalled(Component::Probe, &e, e.stalled());
             }
         }
     }

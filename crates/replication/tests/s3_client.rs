@@ -1,7 +1,7 @@
 //! The S3 client against a local S3-compatible server (moto) and the real Litestream:
 //! Litestream's `%04x` layout is listed and read byte-exactly, objects we write carry
-//! `litestream-timestamp` and Litestream lists and restores them, and the probe fails fast
-//! against an unreachable endpoint.
+//! `litestream-timestamp` and Litestream lists and restores them, and the probe (and an
+//! upload) fail fast, without a panic, against an unreachable endpoint.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -235,8 +235,8 @@ async fn multipart_upload_keeps_bytes_and_metadata() {
     common::contract::large_streamed_write(c.as_ref()).await;
 }
 
-#[tokio::test]
-async fn probe_fails_fast_against_a_closed_port() {
+/// A client of `s3://bucket/db` on a port where nothing listens.
+async fn closed_port_client(network: NetworkOptions) -> Arc<dyn ReplicaClient> {
     let port = testkit::free_port();
     let target = parse_replica_url(&format!(
         "s3://bucket/db?endpoint=127.0.0.1:{port}&region=us-east-1"
@@ -248,13 +248,19 @@ async fn probe_fails_fast_against_a_closed_port() {
     s3.access_key_id = Some("id".into());
     s3.secret_access_key = Some(replication::target::Secret("secret".into()));
     let options = ClientOptions {
-        network: NetworkOptions {
-            probe_timeout: Duration::from_secs(20),
-            ..Default::default()
-        },
+        network,
         ..Default::default()
     };
-    let c = open_client(&ReplicaTarget::S3(s3), &options).await.unwrap();
+    open_client(&ReplicaTarget::S3(s3), &options).await.unwrap()
+}
+
+#[tokio::test]
+async fn probe_fails_fast_against_a_closed_port() {
+    let c = closed_port_client(NetworkOptions {
+        probe_timeout: Duration::from_secs(20),
+        ..Default::default()
+    })
+    .await;
     let err = c.probe().await.unwrap_err();
     // Connection refused surfaces as a backend error (not the probe's own deadline).
     match &err {
@@ -263,6 +269,33 @@ async fn probe_fails_fast_against_a_closed_port() {
         }
         other => panic!("{other:?}"),
     }
+    assert!(err.to_string().contains("s3://bucket/db"), "{err}");
+}
+
+#[tokio::test]
+async fn an_upload_that_fails_when_it_completes_is_an_error_not_a_panic() {
+    // The request that sends a small file (the upload's completion) cannot reach the
+    // server: the write must fail like any other replica error, not panic in the uploading
+    // task (which would end uploads without a word).
+    let c = closed_port_client(NetworkOptions {
+        max_retries: 1,
+        ..Default::default()
+    })
+    .await;
+    let name = "0000000000000001-0000000000000001.ltx".parse().unwrap();
+    let write = tokio::spawn(async move {
+        c.write_bytes(
+            Level::L0,
+            name,
+            bytes::Bytes::from_static(b"ltx"),
+            Utc::now(),
+        )
+        .await
+    });
+    let err = write
+        .await
+        .expect("the upload panicked")
+        .expect_err("nothing listens on the endpoint");
     assert!(err.to_string().contains("s3://bucket/db"), "{err}");
 }
 

@@ -1,6 +1,6 @@
 //! sqlite-rest: a PostgREST-compatible REST API over a SQLite database.
 //!
-//! The binary (`main.rs`) parses the command line and calls into these modules: [`cli`] and
+//! The binary (`main.rs`) parses the command line and runs it with [`entry`], which calls into these modules: [`cli`] and
 //! [`config`] (flags → configuration), [`startup`] (the serve sequence and shutdown), [`db`]
 //! (connections, read pool, schema holder, the writer's place), [`http`] (the REST API),
 //! [`auth`] (JWT), [`metrics`], [`admin`] (metrics/health server), [`pprof`], [`logging`],
@@ -16,6 +16,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod demo;
+pub mod entry;
 pub mod http;
 pub mod logging;
 pub mod metrics;

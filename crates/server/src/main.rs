@@ -1,11 +1,10 @@
-//! The `sqlite-rest` binary: parse the command line, set up logging, run the command.
+//! The `sqlite-rest` binary: parse the command line and run it ([`sqlite_rest::entry`]).
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use sqlite_rest::cli::{Cli, Command};
-use sqlite_rest::config::ServeConfig;
-use sqlite_rest::{demo, logging, migrate, restore, startup};
+use sqlite_rest::cli::Cli;
+use sqlite_rest::entry;
 
 /// mimalloc: the request path allocates many small, short-lived buffers; glibc malloc spent
 /// ~15% of the user CPU of a point lookup on them (measured with perf).
@@ -13,52 +12,5 @@ use sqlite_rest::{demo, logging, migrate, restore, startup};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    if let Err(e) = logging::init(&cli.log_level, cli.log_devel) {
-        eprintln!("sqlite-rest: {e}");
-        return ExitCode::FAILURE;
-    }
-    let config = match &cli.command {
-        Command::Serve(args) => ServeConfig::from_args(args),
-        Command::Demo(args) => demo::prepare(args),
-        Command::Restore(args) => {
-            let result = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .map_err(anyhow::Error::from)
-                .and_then(|rt| rt.block_on(restore::run(args)));
-            return match result {
-                Ok(_) => ExitCode::SUCCESS,
-                Err(e) => {
-                    tracing::error!(error = %e, "restore failed");
-                    eprintln!("sqlite-rest: {e:#}");
-                    ExitCode::FAILURE
-                }
-            };
-        }
-        Command::Migrate(args) => {
-            return match migrate::run_command(args) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    tracing::error!(error = %e, "migration failed");
-                    eprintln!("sqlite-rest: {e:#}");
-                    ExitCode::FAILURE
-                }
-            };
-        }
-    };
-    let result = config.and_then(|config| {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?
-            .block_on(startup::run(config))
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %e, "sqlite-rest failed");
-            eprintln!("sqlite-rest: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    entry::run(&Cli::parse(), entry::ServeHooks::default())
 }

@@ -64,11 +64,13 @@ pub fn db_path(dsn: &str) -> anyhow::Result<PathBuf> {
     })
 }
 
-/// Loads the config, then restores / lineage-checks the database and starts replicating it.
+/// Loads the config, then restores / lineage-checks the database and starts replicating it;
+/// `wrap_client` wraps the replica client ([`ReplicatorOptions::wrap_client`]).
 pub async fn start(
     settings: &ReplicationSettings,
     dsn: &str,
     registry: &prometheus::Registry,
+    wrap_client: Option<replication::replicator::WrapClient>,
 ) -> anyhow::Result<Replicator> {
     let config = Config::load(&settings.config_path, LoadOptions::default())
         .with_context(|| format!("--replication-config {}", settings.config_path.display()))?;
@@ -82,6 +84,7 @@ pub async fn start(
     let db = db_path(dsn)?;
     let mut options = ReplicatorOptions::new(config, &db).map_err(anyhow::Error::msg)?;
     options.registry = Some(registry.clone());
+    options.wrap_client = wrap_client;
     options.restore_progress = Some(Arc::new(|p: replication::restore::RestoreProgress| {
         tracing::info!(
             files = p.files_done,

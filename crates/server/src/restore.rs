@@ -24,7 +24,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use replication::client::{ClientOptions, ReplicaClient, ReplicaMetrics, open_client};
+use replication::client::{
+    ClientOptions, NetworkOptions, ReplicaClient, ReplicaMetrics, open_client,
+};
 use replication::config::{Config, LoadOptions, default_meta_path};
 use replication::meta::MetaDir;
 use replication::plan::RestoreTarget;
@@ -119,6 +121,7 @@ pub async fn run(args: &RestoreArgs) -> anyhow::Result<Outcome> {
         &replica,
         &ClientOptions {
             metrics: Some(ReplicaMetrics::unregistered()?),
+            network: NetworkOptions::from_env().map_err(anyhow::Error::msg)?,
             ..Default::default()
         },
     )

@@ -36,16 +36,45 @@ use crate::shutdown::{self, Shutdown};
 
 const DRAIN: Duration = Duration::from_secs(30);
 
+/// What a program running the server as a library may add to it; the `sqlite-rest` binary
+/// uses the default (nothing).
+#[derive(Clone, Default)]
+pub struct ServeHooks {
+    /// Wraps the replica client ([`::replication::ReplicatorOptions::wrap_client`]), e.g. to
+    /// inject replica faults in the torture harness.
+    pub wrap_replica_client: Option<::replication::replicator::WrapClient>,
+}
+
+impl std::fmt::Debug for ServeHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeHooks")
+            .field("wrap_replica_client", &self.wrap_replica_client.is_some())
+            .finish()
+    }
+}
+
+/// Serves until a signal or a failure (see the module docs).
 pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
+    run_with(config, ServeHooks::default()).await
+}
+
+/// [`run`] with hooks.
+pub async fn run_with(config: ServeConfig, hooks: ServeHooks) -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
     // Metrics first: replication registers its families in the same registry.
     let metrics = Arc::new(Metrics::new()?);
 
     // Step 1: replication — restore / lineage check before anything opens the file.
     let replicator = match &config.replication {
-        Some(settings) => {
-            Some(replication::start(settings, &config.dsn, metrics.registry()).await?)
-        }
+        Some(settings) => Some(
+            replication::start(
+                settings,
+                &config.dsn,
+                metrics.registry(),
+                hooks.wrap_replica_client.clone(),
+            )
+            .await?,
+        ),
         None => None,
     };
 

@@ -1,7 +1,8 @@
 //! Embedded replication through the real `sqlite-rest` binary, on file and S3 (moto)
 //! replicas, checked with the real Litestream: restore before serving, a new database on an
 //! empty replica, refusal of a diverged database, exit within the retry window when the
-//! replica keeps failing (with `/health` unhealthy first), SIGTERM under a write load
+//! replica keeps failing (with `/health` unhealthy first) or hangs (an S3 endpoint that stops
+//! answering, behind a fault-injecting proxy), SIGTERM under a write load
 //! (every acknowledged write on the replica), SIGKILL under a write load (each restart
 //! continues the lineage, loses no acknowledged write and levels the replica), writes by the
 //! sqlite3 CLI, clear start-up errors for bad configs, metrics, the `restore` command and the
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use testkit::litestream::Litestream;
+use testkit::proxy::{FaultProxy, NetFault};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sqlite-rest");
 
@@ -824,6 +826,76 @@ async fn a_persistent_replica_error_makes_the_server_exit_within_the_window() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_s3_endpoint_that_stops_answering_makes_the_server_exit_within_the_window() {
+    // The S3 server still accepts connections and reads requests, but never answers (a
+    // hung endpoint, behind a proxy that goes silent): a hang must count like an error.
+    let test = "an_s3_endpoint_that_stops_answering_makes_the_server_exit_within_the_window";
+    let Some(s3) = testkit::require_s3(test) else {
+        return;
+    };
+    let proxy = FaultProxy::start(s3.host_port()).unwrap();
+    let bucket = s3.create_bucket("silent");
+    let url = format!(
+        "s3://{bucket}/app?endpoint={}&region={}",
+        proxy.host_port(),
+        s3.region
+    );
+    let setup = Setup::with_url(tempfile::tempdir().unwrap(), url);
+    create_db(&setup.db, 3);
+    let window = Duration::from_secs(4);
+    let mut s = Running::spawn(|p, a| {
+        let mut c = setup.serve_cmd(p, a);
+        c.env("SQLITEREST_REPLICATION_RETRY_WINDOW", "4s")
+            .env("SQLITEREST_REPLICATION_OPERATION_TIMEOUT", "1s");
+        c
+    })
+    .await;
+    s.wait_replicated("").await;
+
+    proxy.set(NetFault::Silent);
+    let silent = Instant::now();
+    // A write is acknowledged; its upload hangs.
+    let r = s
+        .client
+        .post(format!("{}/t", s.base))
+        .bearer_auth(s.token())
+        .json(&serde_json::json!({"v": "during the hang"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    // /health turns unhealthy while it retries, long before the window ends.
+    let deadline = Instant::now() + window;
+    loop {
+        let (status, h) = s.health().await;
+        if status == 503 {
+            assert_eq!(h["replication"]["ok"], false, "{h}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "health stayed ok while the replica hung: {h}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = s.wait_exit(window + Duration::from_secs(30)).await;
+    let took = silent.elapsed();
+    assert!(!status.success(), "exit status {status}");
+    assert!(took >= window, "gave up after {took:?}, before the window");
+    assert!(
+        took < window + Duration::from_secs(8),
+        "exited only {took:?} after the replica hung (window {window:?})"
+    );
+    let log = setup.log();
+    assert!(
+        log.contains("made no progress"),
+        "the hang is the cause: {log}"
+    );
+    // Replication failed, so the server stopped serving (writes first), then exited.
+    assert!(log.contains("stopping the server"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_a_write_load_leaves_every_acknowledged_write_on_the_replica() {
     let test = "sigterm_under_a_write_load_leaves_every_acknowledged_write_on_the_replica";
     let Some(ls) = Litestream::require(test) else {
@@ -942,6 +1014,75 @@ async fn a_crash_under_a_write_load_restarts_and_replicates_what_was_left() {
             setup.url
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_not_yet_replicated_survive_a_wal_restart_while_the_server_is_down() {
+    // The server dies with a commit not yet in any LTX file; while it is down another process
+    // checkpoints the whole WAL and writes, which restarts the WAL from its start. The next
+    // start must still put that commit on the replica (a full snapshot if it cannot be read
+    // from the WAL any more), never continue from the restarted WAL as if nothing was lost.
+    let test = "commits_not_yet_replicated_survive_a_wal_restart_while_the_server_is_down";
+    let (Some(ls), Some(sqlite3)) = (
+        Litestream::require(test),
+        testkit::require_tool(testkit::Tool::Sqlite3, test),
+    ) else {
+        return;
+    };
+    let setup = Setup::file();
+    create_db(&setup.db, 200);
+    let mut s = setup.serve().await;
+    // Enough synced WAL that the write after the restart does not reach its end.
+    for _ in 0..30 {
+        let r = s
+            .client
+            .post(format!("{}/t", s.base))
+            .bearer_auth(s.token())
+            .json(&serde_json::json!({"v": "x".repeat(4000)}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    s.wait_replicated("").await;
+    s.child.kill().unwrap();
+    s.child.wait().unwrap();
+    // Another connection stays open meanwhile, so no process's last close checkpoints and
+    // removes the WAL.
+    let keep = rusqlite::Connection::open(&setup.db).unwrap();
+    keep.query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0))
+        .unwrap();
+    // Committed after the last sync (on the first page, which the next write leaves alone),
+    // then checkpointed; then a write restarts the WAL.
+    testkit::sqlite3_exec(
+        &sqlite3,
+        &setup.db,
+        "UPDATE t SET v = 'unsynced' WHERE id = 1",
+    );
+    testkit::sqlite3_exec(&sqlite3, &setup.db, "PRAGMA wal_checkpoint(PASSIVE)");
+    testkit::sqlite3_exec(
+        &sqlite3,
+        &setup.db,
+        "INSERT INTO t(v) VALUES ('after the restart')",
+    );
+    let mut s = setup.serve().await;
+    drop(keep);
+    s.wait_replicated("").await;
+    s.stop().await;
+    let out = setup.litestream_restore(&ls, "after-restart.db");
+    let first = |db: &Path| -> String {
+        rusqlite::Connection::open(db)
+            .unwrap()
+            .query_row("SELECT v FROM t WHERE id = 1", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(first(&setup.db), "unsynced");
+    assert_eq!(
+        first(&out),
+        "unsynced",
+        "the replica lost the commit the WAL restart overwrote"
+    );
+    assert_eq!(ids(&out), ids(&setup.db));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

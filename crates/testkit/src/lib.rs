@@ -3,7 +3,8 @@
 //! It owns how a test finds the real external parts it runs against: the pinned Litestream
 //! binary, the Python and Node clients, the sqlite3 CLI, the local S3-compatible server and the
 //! Azure Blob Storage emulator (and the two uses every test shares: a replica URL in a fresh
-//! bucket, SQL through the sqlite3 CLI).
+//! bucket, SQL through the sqlite3 CLI), and a fault-injecting TCP proxy ([`proxy`]) to put in
+//! front of a real server.
 //! `scripts/test` installs and starts them and exports their locations; this crate reads those
 //! variables (falling back to `.tools/` after one run of `scripts/test`).
 //!
@@ -13,6 +14,7 @@
 
 pub mod litestream;
 pub mod litestream_v03;
+pub mod proxy;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

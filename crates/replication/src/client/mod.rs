@@ -15,6 +15,7 @@
 //! inject faults.
 
 pub mod abs;
+pub mod deadline;
 pub mod file;
 pub mod metrics;
 pub mod object;
@@ -61,6 +62,13 @@ pub enum ClientError {
     },
     #[error("{replica}: probe did not finish within {timeout:?} (replica unreachable?)")]
     ProbeTimeout { replica: String, timeout: Duration },
+    /// An operation made no progress for the operation timeout ([`deadline`]).
+    #[error("{replica}: {operation} made no progress for {timeout:?} (replica hung?)")]
+    Timeout {
+        replica: String,
+        operation: &'static str,
+        timeout: Duration,
+    },
     #[error("invalid replica configuration: {0}")]
     Config(String),
     #[error(transparent)]
@@ -76,6 +84,18 @@ pub enum ClientError {
 impl ClientError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, ClientError::NotFound { .. })
+    }
+
+    /// How long the failed operation had already been stuck when it failed: its timeout for
+    /// a hang, zero for an error the replica answered. The retry window counts a hang from
+    /// its start ([`crate::health::Health::error_stalled`]).
+    pub fn stalled(&self) -> Duration {
+        match self {
+            ClientError::Timeout { timeout, .. } | ClientError::ProbeTimeout { timeout, .. } => {
+                *timeout
+            }
+            _ => Duration::ZERO,
+        }
     }
 }
 
@@ -237,6 +257,9 @@ pub struct NetworkOptions {
     pub retry_timeout: Duration,
     /// Upper bound for [`ReplicaClient::probe`] (default 10 s).
     pub probe_timeout: Duration,
+    /// Longest time any replica operation may make no progress ([`deadline`]; default
+    /// [`deadline::DEFAULT_OPERATION_TIMEOUT`]).
+    pub operation_timeout: Duration,
     /// Parallel HEAD requests for precise timestamps (default 50, as Litestream).
     pub metadata_concurrency: usize,
 }
@@ -249,8 +272,20 @@ impl Default for NetworkOptions {
             max_retries: 3,
             retry_timeout: Duration::from_secs(30),
             probe_timeout: Duration::from_secs(10),
+            operation_timeout: deadline::DEFAULT_OPERATION_TIMEOUT,
             metadata_concurrency: 50,
         }
+    }
+}
+
+impl NetworkOptions {
+    /// The defaults, with the operation timeout from
+    /// [`deadline::OPERATION_TIMEOUT_ENV`] when it is set.
+    pub fn from_env() -> Result<NetworkOptions, String> {
+        Ok(NetworkOptions {
+            operation_timeout: deadline::operation_timeout_from_env()?,
+            ..NetworkOptions::default()
+        })
     }
 }
 
@@ -265,9 +300,23 @@ pub struct ClientOptions {
     pub network: NetworkOptions,
 }
 
-/// Builds the client for a replica target. For S3 without a region or endpoint this looks
-/// up the bucket's region (one request), as Litestream does.
+/// Builds the client for a replica target, every operation bounded by
+/// `options.network.operation_timeout` ([`deadline::Deadline`]). For S3 without a region or
+/// endpoint this looks up the bucket's region (one request), as Litestream does.
 pub async fn open_client(
+    target: &ReplicaTarget,
+    options: &ClientOptions,
+) -> Result<Arc<dyn ReplicaClient>, ClientError> {
+    let client = open_backend(target, options).await?;
+    Ok(deadline::Deadline::wrap(
+        client,
+        options.network.operation_timeout,
+    ))
+}
+
+/// [`open_client`] without the deadlines: the backend's own client (to be wrapped, then
+/// bounded with [`deadline::Deadline::wrap`]).
+pub async fn open_backend(
     target: &ReplicaTarget,
     options: &ClientOptions,
 ) -> Result<Arc<dyn ReplicaClient>, ClientError> {

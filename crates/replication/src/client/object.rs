@@ -623,11 +623,13 @@ impl ReplicaClient for ObjectClient {
         let mut writer = BufWriter::with_capacity(self.store.clone(), key, self.part_size)
             .with_attributes(attributes)
             .with_max_concurrency(self.concurrency);
+        let mut completing = false;
         let result = async {
             let mut body = WriteBody::new(body);
             while let Some(chunk) = body.chunk().await? {
                 writer.put(chunk).await.map_err(|e| self.error("put", e))?;
             }
+            completing = true;
             writer.shutdown().await.map_err(|e| ClientError::Backend {
                 replica: self.location.clone(),
                 operation: "put",
@@ -636,7 +638,10 @@ impl ReplicaClient for ObjectClient {
             Ok(body.taken())
         }
         .await;
-        if result.is_err() {
+        // A writer that failed while completing cannot be aborted (`object_store` panics):
+        // a single PUT left nothing behind, and a multipart upload whose completion failed
+        // is left to the bucket's lifecycle rules, as Litestream leaves it.
+        if result.is_err() && !completing {
             let _ = writer.abort().await;
         }
         finish_write(op, result, "PutFailed", level, name, created_at)

@@ -21,6 +21,7 @@ use rusqlite::Connection;
 use testkit::litestream::{Litestream, LtxEntry, Source};
 
 pub mod contract;
+pub mod faulty;
 
 /// A WAL-mode database with a table `t`.
 pub fn wal_db(path: &Path) -> Connection {

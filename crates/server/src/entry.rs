@@ -1,0 +1,73 @@
+//! The command line, run: what `main.rs` does with a parsed [`Cli`], shared with programs that
+//! run the server as a library (the torture harness re-executes itself as the server and
+//! installs [`ServeHooks`]).
+//!
+//! Every command runs on its own multi-threaded runtime, shut down with a bounded wait
+//! ([`RUNTIME_SHUTDOWN_GRACE`]): a blocking thread stuck in a system call (a replica on a
+//! dead NFS mount) must not keep the process from exiting once the command has finished.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::cli::{Cli, Command};
+use crate::config::ServeConfig;
+pub use crate::startup::ServeHooks;
+use crate::{demo, logging, migrate, restore, startup};
+
+/// How long the runtime waits for its blocking threads once the command has finished.
+pub const RUNTIME_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Runs `fut` on a new multi-threaded runtime, then shuts the runtime down, abandoning
+/// blocking threads still stuck after [`RUNTIME_SHUTDOWN_GRACE`].
+pub fn block_on<F: Future>(fut: F) -> anyhow::Result<F::Output> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let out = rt.block_on(fut);
+    rt.shutdown_timeout(RUNTIME_SHUTDOWN_GRACE);
+    Ok(out)
+}
+
+/// Runs a parsed command line: logging, then the command; the exit code says whether it
+/// succeeded (errors are logged and printed to stderr).
+pub fn run(cli: &Cli, hooks: ServeHooks) -> ExitCode {
+    if let Err(e) = logging::init(&cli.log_level, cli.log_devel) {
+        eprintln!("sqlite-rest: {e}");
+        return ExitCode::FAILURE;
+    }
+    let config = match &cli.command {
+        Command::Serve(args) => ServeConfig::from_args(args),
+        Command::Demo(args) => demo::prepare(args),
+        Command::Restore(args) => {
+            let result = block_on(restore::run(args)).and_then(|r| r);
+            return match result {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "restore failed");
+                    eprintln!("sqlite-rest: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Command::Migrate(args) => {
+            return match migrate::run_command(args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "migration failed");
+                    eprintln!("sqlite-rest: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+    };
+    let result =
+        config.and_then(|config| block_on(startup::run_with(config, hooks)).and_then(|r| r));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "sqlite-rest failed");
+            eprintln!("sqlite-rest: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
