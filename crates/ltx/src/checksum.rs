@@ -1,6 +1,6 @@
 //! Checksums: the CRC-64 (Go `hash/crc64`, ISO polynomial) every LTX checksum is built from,
 //! the file checksum hasher, and the database checksums (per page and rolling over a database)
-//! that files without the NoChecksum flag carry (§2.5, §2.6).
+//! that files without the NoChecksum flag carry (`docs/ltx-and-replica-format.md#checksums`).
 
 use std::fmt;
 

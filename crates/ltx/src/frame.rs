@@ -1,7 +1,7 @@
-//! Page frames (§2.2): the 6-byte page header and the two payload encodings — the current LZ4
-//! block with a length prefix (flag 0x0001), and the legacy per-page LZ4 frame of Litestream
-//! 0.5.0–0.5.15 (flag 0, see [`legacy`]). Also [`decode_frame`], which decodes one frame
-//! fetched by a range read using the page index.
+//! Page frames (`docs/ltx-and-replica-format.md#page-frames`): the 6-byte page header and the two
+//! payload encodings — the current LZ4 block with a length prefix (flag 0x0001), and the legacy
+//! per-page LZ4 frame of Litestream 0.5.0–0.5.15 (flag 0, see [`legacy`]). Also [`decode_frame`],
+//! which decodes one frame fetched by a range read using the page index.
 
 pub mod legacy;
 
@@ -316,7 +316,8 @@ mod tests {
 
     #[test]
     fn random_page_grows_a_little() {
-        // §2.2: a 4096-byte random page becomes a literal-only block of 4114 bytes.
+        // `docs/ltx-and-replica-format.md#block-encoding`: a 4096-byte random page becomes a
+        // literal-only block of 4114 bytes.
         let page = Noise::new(0x9e37_79b9_7f4a_7c15).bytes(4096);
         let mut buf = Vec::new();
         let n = BlockCompressor::new().compress(&page, &mut buf);

@@ -1,5 +1,6 @@
-//! The 100-byte LTX header (§2.1): its fields, byte layout and validation rules (§2.8 rules
-//! 1-2), plus the page-size helpers and the lock-page rule.
+//! The 100-byte LTX header (`docs/ltx-and-replica-format.md#header`): its fields, byte layout and
+//! validation rules (the header rules of `docs/ltx-and-replica-format.md#validation-rules`), plus
+//! the page-size helpers and the lock-page rule.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -124,7 +125,8 @@ impl Header {
         }
     }
 
-    /// Checks every header rule of §2.8 (rules 1 and 2), in the order Litestream checks them.
+    /// Checks every header rule of `docs/ltx-and-replica-format.md#validation-rules`, in the order
+    /// Litestream checks them.
     pub fn validate(&self) -> Result<()> {
         if self.flags & !HEADER_FLAG_MASK != 0 {
             return Err(Error::BadFlags(self.flags));
@@ -262,7 +264,7 @@ mod tests {
 
     #[test]
     fn round_trip_matches_spec_hexdump() {
-        // The header of the real L0 file in §2.9.
+        // The header of the real L0 file in `docs/ltx-and-replica-format.md#worked-example`.
         let h = Header {
             flags: 2,
             page_size: 4096,

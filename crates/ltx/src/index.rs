@@ -1,7 +1,7 @@
-//! The page index (§2.3): one `(pgno, frame offset, frame size)` entry per stored page as
-//! unsigned LEB128 varints, a zero terminator and a big-endian u64 length. It lets a reader
-//! fetch a single page with a range read; [`PageIndex::from_tail`] parses it from the last
-//! bytes of a file.
+//! The page index (`docs/ltx-and-replica-format.md#page-index`): one `(pgno, frame offset, frame
+//! size)` entry per stored page as unsigned LEB128 varints, a zero terminator and a big-endian u64
+//! length. It lets a reader fetch a single page with a range read; [`PageIndex::from_tail`] parses
+//! it from the last bytes of a file.
 
 use crate::error::{Error, Result};
 use crate::frame::{END_MARKER_SIZE, PAGE_HEADER_SIZE};
@@ -255,7 +255,8 @@ mod tests {
 
     #[test]
     fn spec_example_index() {
-        // §2.9: index of the real L0 file: pgno 3, offset 100, size 57; terminator; length 4.
+        // `docs/ltx-and-replica-format.md#worked-example`: index of the real L0 file: pgno 3,
+        // offset 100, size 57; terminator; length 4.
         let idx = PageIndex::from_sorted(vec![IndexEntry {
             pgno: 3,
             offset: 100,

@@ -1,9 +1,11 @@
 //! Litestream's LTX file format, byte-compatible with Litestream v0.5.
 //!
-//! This crate owns the bytes of an LTX file and nothing else: it knows no SQLite connection,
-//! no file system policy and no object store, so it can be fuzzed and reused. The spec is
-//! `../shared/litestream-compat.md` §2 and §10. All I/O goes through `std::io::Read` /
-//! `std::io::Write`; nothing here opens a path, spawns a thread or blocks on anything else.
+//! This crate owns the bytes of an LTX file and nothing else: it knows no SQLite connection, no
+//! file system policy and no object store, so it can be fuzzed and reused. The format is described
+//! in `docs/ltx-and-replica-format.md`; the rules that keep it Litestream-compatible in
+//! `docs/replication.md#rules-that-keep-litestream-compatible`. All I/O goes through
+//! `std::io::Read` / `std::io::Write`; nothing here opens a path, spawns a thread or blocks on
+//! anything else.
 //!
 //! A file is `Header(100) | PageFrame* | EndMarker(6) | PageIndex | IndexLen(u64) |
 //! Trailer(16)`:
