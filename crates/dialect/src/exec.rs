@@ -25,7 +25,7 @@ const EXPECTED_ROWS: i64 = 16;
 /// Never reserve more than this for a body up front.
 const MAX_RESERVE_BYTES: usize = 1 << 20;
 /// How much of a streamed body is sent at once.
-pub const CHUNK_BYTES: usize = 64 * 1024;
+pub(crate) const CHUNK_BYTES: usize = 64 * 1024;
 
 /// The outcome of a read whose body was kept whole.
 #[derive(Debug, Clone)]

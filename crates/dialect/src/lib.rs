@@ -12,30 +12,49 @@
 
 // `ApiError` travels only on the cold error path; boxing it would buy nothing measurable.
 #![allow(clippy::result_large_err)]
+// Items are `pub` only when the facade below re-exports them.
+#![warn(unreachable_pub)]
 
-pub mod body;
-pub mod dml;
-pub mod error;
-pub mod exec;
-pub mod exec_write;
-pub mod fts;
-pub mod functions;
-pub mod headers;
-pub mod ident;
-pub mod plan;
-pub mod query;
-pub mod schema;
-pub mod shape;
-pub mod sql;
-pub mod wording;
-pub mod write;
+mod body;
+mod dml;
+mod error;
+mod exec;
+mod exec_write;
+mod fts;
+mod functions;
+mod headers;
+mod ident;
+mod plan;
+mod query;
+mod schema;
+mod shape;
+mod sql;
+mod wording;
+mod write;
 
-pub use body::{BodyFormat, Payload, parse_payload};
-pub use error::ApiError;
-pub use exec::{BodyStream, ReadHead, ReadOutcome, ReadOutput, execute_read};
+// The API: what the server (and the tests and benchmarks) name. Everything else is
+// `pub(crate)`, so the compiler reports what nobody uses.
+
+// The read path: URL → plan → SQL → rows → body.
+pub use exec::{
+    BodyStream, ReadHead, ReadOutcome, ReadOutput, execute_read, read as execute_read_streaming,
+};
+pub use plan::{Condition, Limits, Predicate, ReadNode, ReadPlan, plan_read, resolve_relation};
+pub use query::{QueryParams, canonical_query, decode_component};
+// The write path: body → plan → DML in the caller's transaction → representation.
+pub use body::{BodyFormat, Payload, csv_header, parse_payload};
 pub use exec_write::{WriteOutput, execute_write};
-pub use headers::{CountMethod, MediaType, Preferences, RequestHeaders};
-pub use plan::{Limits, ReadPlan, plan_read};
-pub use query::QueryParams;
-pub use schema::{Exposure, Relation, SchemaCache};
-pub use write::{Mutation, WriteOptions, WritePlan, WriteRequest, plan_write};
+pub use sql::Sql;
+pub use write::{
+    MAX_REPRESENTATION_BYTES, Mutation, WriteOptions, WritePlan, WriteRequest, check_names,
+    plan_write,
+};
+// Headers, errors, the schema cache and the SQL functions every connection needs.
+pub use error::ApiError;
+pub use functions::{
+    InsertCounter, register as register_functions, register_budget, register_insert_counter,
+};
+pub use headers::{
+    Choice, CountMethod, MediaType, Preferences, RequestHeaders, check_profile, parse_range,
+};
+pub use schema::{Exposure, Relation, SchemaCache, schema_version};

@@ -108,7 +108,7 @@ pub struct OutputField {
 /// writes it for every field that shows it: `select=body,body,…` reads `body` once, so
 /// repeating a large column in `select` multiplies only the response, never what SQLite
 /// holds for a row (its result registers, a sorter's records, RETURNING rows).
-pub fn distinct_exprs(fields: &[OutputField]) -> (Vec<&Expr>, Vec<usize>) {
+pub(crate) fn distinct_exprs(fields: &[OutputField]) -> (Vec<&Expr>, Vec<usize>) {
     let mut exprs: Vec<&Expr> = Vec::with_capacity(fields.len());
     let mut positions = Vec::with_capacity(fields.len());
     // A short list (the usual select) is searched; a long one hashed.
@@ -542,7 +542,7 @@ fn comparable(raw: &str, col: Option<&Column>) -> Value {
 const MAX_REGEX_LEN: usize = 1024;
 /// The most `match`/`imatch` filters one request may hold (each is compiled on its own when
 /// the statement runs, with its own matching cache).
-pub const MAX_REGEX_FILTERS: usize = 32;
+pub(crate) const MAX_REGEX_FILTERS: usize = 32;
 
 fn invalid_regex(details: String) -> ApiError {
     ApiError::new(400, "2201B", "invalid regular expression").with_details(details)
@@ -614,7 +614,7 @@ fn check_regexes(conditions: &[Condition]) -> Result<(), ApiError> {
 }
 
 /// PostgreSQL LIKE (with `*` for `%`, `\` escaping) as a case-sensitive GLOB pattern.
-pub fn like_to_glob(pattern: &str) -> String {
+pub(crate) fn like_to_glob(pattern: &str) -> String {
     let mut out = String::with_capacity(pattern.len() + 4);
     let mut chars = pattern.chars();
     let literal = |out: &mut String, c: char| match c {

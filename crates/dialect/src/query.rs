@@ -182,7 +182,7 @@ pub struct OrderTerm {
 }
 
 /// The embed path a scoped parameter applies to: empty for the root relation.
-pub type EmbedPath = Vec<String>;
+pub(crate) type EmbedPath = Vec<String>;
 
 /// `limit` and `offset` of one scope; the last occurrence wins.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -583,7 +583,7 @@ fn parse_name_list(part: &str, input: &str) -> Result<Vec<String>, ApiError> {
 // ---------------------------------------------------------------- select
 
 /// Parses the `select` parameter. An empty value means `*`.
-pub fn parse_select(input: &str) -> Result<Vec<SelectItem>, ApiError> {
+pub(crate) fn parse_select(input: &str) -> Result<Vec<SelectItem>, ApiError> {
     if input.trim().is_empty() {
         return Ok(Vec::new());
     }
@@ -914,7 +914,7 @@ fn full_text(syntax: FtsSyntax, language: Option<String>, query: String) -> Opti
 }
 
 /// `[not.]op[(modifier)].value` for a plain `key=value` filter: the value is the rest.
-pub fn parse_filter_value(input: &str) -> Result<(bool, Operation), ApiError> {
+pub(crate) fn parse_filter_value(input: &str) -> Result<(bool, Operation), ApiError> {
     let mut c = Cursor::new(input);
     let r = operator_head(&mut c).and_then(|(negated, word, modifier)| {
         let pos = c.pos;
@@ -1003,7 +1003,7 @@ fn delimited_items(c: &mut Cursor, close: char) -> Result<Vec<(String, bool)>, u
 const MAX_TREE_NODES: usize = 256;
 
 /// Parses the value of `or=`/`and=`: `(item,item,…)`.
-pub fn parse_logic_value(input: &str) -> Result<Vec<LogicTree>, ApiError> {
+pub(crate) fn parse_logic_value(input: &str) -> Result<Vec<LogicTree>, ApiError> {
     let mut c = Cursor::new(input);
     let mut nodes = 0;
     let r = (|| {
@@ -1114,7 +1114,7 @@ fn tree_value(c: &mut Cursor) -> Result<String, PErr> {
 // ---------------------------------------------------------------- order
 
 /// Parses `order=a.desc.nullslast,b->>c,rel(col).asc`.
-pub fn parse_order(input: &str) -> Result<Vec<OrderTerm>, ApiError> {
+pub(crate) fn parse_order(input: &str) -> Result<Vec<OrderTerm>, ApiError> {
     let mut c = Cursor::new(input);
     let r = (|| {
         let mut terms = Vec::new();

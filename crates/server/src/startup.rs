@@ -120,7 +120,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             max_representation_bytes: usize::try_from(config.http_limits.max_body_bytes)
                 .unwrap_or(usize::MAX)
                 .saturating_mul(2)
-                .max(dialect::write::MAX_REPRESENTATION_BYTES),
+                .max(dialect::MAX_REPRESENTATION_BYTES),
         },
     });
     let health = Arc::new(HealthReport::default());

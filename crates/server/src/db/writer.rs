@@ -55,8 +55,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use dialect::functions::{InsertCounter, register_insert_counter};
 use dialect::{ApiError, SchemaCache};
+use dialect::{InsertCounter, register_insert_counter};
 use replication::CommitNotice;
 use replication::checkpoint::Checkpointer;
 use rusqlite::Connection;

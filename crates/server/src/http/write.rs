@@ -16,9 +16,9 @@ use std::time::Instant;
 use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
-use dialect::body::csv_header;
-use dialect::headers::check_profile;
-use dialect::write::check_names;
+use dialect::check_names;
+use dialect::check_profile;
+use dialect::csv_header;
 use dialect::{
     ApiError, BodyFormat, MediaType, Mutation, QueryParams, WriteOutput, WriteRequest,
     execute_write, parse_payload, plan_write,
