@@ -3,7 +3,7 @@
 //! per-page LZ4 frame of Litestream 0.5.0–0.5.15 (flag 0, see [`legacy`]). Also [`decode_frame`],
 //! which decodes one frame fetched by a range read using the page index.
 
-pub mod legacy;
+pub(crate) mod legacy;
 
 use lz4_flex::block::{CompressTable, compress_into_with_table, decompress_into};
 
@@ -11,13 +11,13 @@ use crate::error::{Error, Lz4Error, Result, Section};
 use crate::header::{be_u32, is_valid_page_size};
 
 /// Size of a page header (`u32 pgno`, `u16 flags`).
-pub const PAGE_HEADER_SIZE: usize = 6;
+pub(crate) const PAGE_HEADER_SIZE: usize = 6;
 /// Size of the end marker closing the page block (a page header of zeros).
-pub const END_MARKER_SIZE: usize = 6;
+pub(crate) const END_MARKER_SIZE: usize = 6;
 /// Size of the compressed-length prefix of block-encoded frames.
-pub const LENGTH_PREFIX_SIZE: usize = 4;
+pub(crate) const LENGTH_PREFIX_SIZE: usize = 4;
 /// Page header flag: a u32 compressed length and an LZ4 block follow.
-pub const PAGE_FLAG_SIZE: u16 = 0x0001;
+pub(crate) const PAGE_FLAG_SIZE: u16 = 0x0001;
 
 /// How a page's bytes are stored in its frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -85,7 +85,7 @@ impl PageHeader {
 
 /// The largest LZ4 block that can decode to `len` bytes (and the largest we accept): an
 /// incompressible page grows by about 1/255, never by 10 %.
-pub fn max_compressed_size(len: usize) -> usize {
+pub(crate) fn max_compressed_size(len: usize) -> usize {
     lz4_flex::block::get_maximum_output_size(len)
 }
 

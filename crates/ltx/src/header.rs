@@ -9,20 +9,20 @@ use crate::error::{ChecksumRule, Error, Result};
 use crate::name::{FileName, TxId};
 
 /// The four magic bytes that open every LTX file (format version 3).
-pub const MAGIC: [u8; 4] = *b"LTX1";
+pub(crate) const MAGIC: [u8; 4] = *b"LTX1";
 /// Size of the header, in bytes.
 pub const HEADER_SIZE: usize = 100;
 /// Header flag: the file carries no database checksums (both are zero). Every file written by
 /// Litestream 0.5 has it, and so does every file this crate writes by default.
 pub const HEADER_FLAG_NO_CHECKSUM: u32 = 0x2;
 /// The header flags a valid file may have.
-pub const HEADER_FLAG_MASK: u32 = HEADER_FLAG_NO_CHECKSUM;
+pub(crate) const HEADER_FLAG_MASK: u32 = HEADER_FLAG_NO_CHECKSUM;
 /// Smallest valid page size.
 pub const MIN_PAGE_SIZE: u32 = 512;
 /// Largest valid page size (stored as 65536, not SQLite's 1).
 pub const MAX_PAGE_SIZE: u32 = 65536;
 /// The byte offset whose page SQLite reserves for locking (SQLite's `PENDING_BYTE`, 1 GiB).
-pub const PENDING_BYTE: u64 = 0x4000_0000;
+pub(crate) const PENDING_BYTE: u64 = 0x4000_0000;
 
 /// True for the page sizes SQLite and LTX allow: powers of two from 512 to 65536.
 pub fn is_valid_page_size(page_size: u32) -> bool {

@@ -9,12 +9,12 @@ use crate::header::{HEADER_SIZE, be_u64};
 use crate::trailer::TRAILER_SIZE;
 
 /// Size of the index length field that follows the index entries.
-pub const INDEX_LEN_SIZE: usize = 8;
+pub(crate) const INDEX_LEN_SIZE: usize = 8;
 /// How many bytes of a file's tail to fetch first when looking for its index (what Litestream
 /// fetches); [`PageIndex::from_tail`] says how many more are needed when that is not enough.
 pub const TAIL_FETCH_SIZE: u64 = 32 * 1024;
 /// The smallest possible LTX file: header, end marker, empty index, index length, trailer.
-pub const MIN_FILE_SIZE: u64 =
+pub(crate) const MIN_FILE_SIZE: u64 =
     (HEADER_SIZE + END_MARKER_SIZE + 1 + INDEX_LEN_SIZE + TRAILER_SIZE) as u64;
 
 /// Where one page's frame sits in its file.

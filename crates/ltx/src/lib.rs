@@ -8,38 +8,46 @@
 //! anything else.
 //!
 //! A file is `Header(100) | PageFrame* | EndMarker(6) | PageIndex | IndexLen(u64) |
-//! Trailer(16)`:
+//! Trailer(16)`. Every malformed input is a typed [`Error`] naming what is wrong; no input
+//! panics, and no field of a file decides how much memory is allocated.
 //!
-//! - [`Header`] ([`header`]): the 100-byte header and its validation rules; page-size helpers
-//!   and [`lock_page`].
-//! - [`Encoder`] writes a file page by page; [`Decoder`] reads one page by page and verifies
-//!   it at the end ([`Decoded`]).
-//! - [`PageIndex`] ([`index`]): the page index, also parsed from a file's tail with
-//!   [`PageIndex::from_tail`] so that [`decode_frame`] can decode one page fetched by a range
-//!   read.
-//! - [`Trailer`] and the checksums ([`checksum`]): the file checksum (CRC-64/GO-ISO) and the
-//!   database checksums.
-//! - [`Compactor`] merges a contiguous run of files (oldest → newest) into one LTX file
-//!   ([`Compactor::compact`], compaction) or into a database image ([`Compactor::restore`],
-//!   restore).
-//! - [`FileName`] / [`TxId`] ([`name`]): `<min hex16>-<max hex16>.ltx`.
+//! # Layout
 //!
-//! Every malformed input is a typed [`Error`] naming what is wrong; no input panics, and no
-//! field of a file decides how much memory is allocated.
+//! The modules are private; everything a caller needs is re-exported here.
+//!
+//! - `header.rs`: [`Header`], the 100-byte header and its validation rules; page-size helpers
+//!   ([`is_valid_page_size`]) and [`lock_page`].
+//! - `frame.rs` (and `frame/legacy.rs`): page frames — [`PageHeader`], the two payload
+//!   encodings ([`PageEncoding`]) and [`decode_frame`], which decodes one frame fetched by a
+//!   range read.
+//! - `index.rs`: [`PageIndex`], written after the frames and parsed from a file's tail with
+//!   [`PageIndex::from_tail`].
+//! - `trailer.rs`: [`Trailer`]; `checksum.rs`: the CRC-64/GO-ISO file checksum ([`Crc64`]) and
+//!   the database checksums ([`DbChecksum`], [`page_checksum`]).
+//! - `encoder.rs`: [`Encoder`] writes a file page by page; `decoder.rs`: [`Decoder`] reads one
+//!   page by page and verifies it at the end ([`Decoded`]); `tally.rs`: the running account
+//!   (checksum, offsets, page order, index) both keep the same way.
+//! - `compactor.rs`: [`Compactor`] merges a contiguous run of files (oldest → newest) into one
+//!   LTX file ([`Compactor::compact`], compaction) or into a database image
+//!   ([`Compactor::restore`], restore); [`PageSink`] is any other destination.
+//! - `name.rs`: [`FileName`] / [`TxId`], `<min hex16>-<max hex16>.ltx`.
+//! - `error.rs`: [`Error`], grouped by the section of the file it is about ([`Section`]).
 
-pub mod checksum;
-pub mod compactor;
-pub mod decoder;
-pub mod encoder;
-pub mod error;
-pub mod frame;
-pub mod header;
-pub mod index;
-pub mod name;
+#![warn(unreachable_pub)] // items are `pub` only when the re-exports below name them
+
+mod checksum;
+mod compactor;
+mod decoder;
+mod encoder;
+mod error;
+mod frame;
+mod header;
+mod index;
+mod name;
 #[cfg(test)]
 mod noise;
 mod tally;
-pub mod trailer;
+mod trailer;
 
 pub use checksum::{Checksum, Crc64, DbChecksum, crc64, page_checksum};
 pub use compactor::{Compactor, DatabaseWriter, PageSink, Restored, is_contiguous};
