@@ -4,8 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use sqlite_rest::cli::{Cli, Command};
-use sqlite_rest::config::ServeConfig;
-use sqlite_rest::{demo, logging, migrate, restore, startup};
+use sqlite_rest::{ServeConfig, init_logging, migrate, prepare_demo, restore, serve};
 
 /// mimalloc: the request path allocates many small, short-lived buffers; glibc malloc spent
 /// ~15% of the user CPU of a point lookup on them (measured with perf).
@@ -14,19 +13,19 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = logging::init(&cli.log_level, cli.log_devel) {
+    if let Err(e) = init_logging(&cli.log_level, cli.log_devel) {
         eprintln!("sqlite-rest: {e}");
         return ExitCode::FAILURE;
     }
     let config = match &cli.command {
         Command::Serve(args) => ServeConfig::from_args(args),
-        Command::Demo(args) => demo::prepare(args),
+        Command::Demo(args) => prepare_demo(args),
         Command::Restore(args) => {
             let result = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
                 .map_err(anyhow::Error::from)
-                .and_then(|rt| rt.block_on(restore::run(args)));
+                .and_then(|rt| rt.block_on(restore(args)));
             return match result {
                 Ok(_) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -37,7 +36,7 @@ fn main() -> ExitCode {
             };
         }
         Command::Migrate(args) => {
-            return match migrate::run_command(args) {
+            return match migrate(args) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %e, "migration failed");
@@ -51,7 +50,7 @@ fn main() -> ExitCode {
         tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?
-            .block_on(startup::run(config))
+            .block_on(serve(config))
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

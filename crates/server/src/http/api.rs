@@ -17,7 +17,7 @@ use dialect::resolve_relation;
 use http::{HeaderValue, Method, StatusCode, header};
 
 use super::{AppState, HttpLimits, read, respond, write};
-use crate::metrics::operation;
+use crate::metrics_registry::operation;
 
 pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let start = Instant::now();

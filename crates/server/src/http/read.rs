@@ -20,8 +20,8 @@ use http::request::Parts;
 use http::{HeaderValue, StatusCode, header};
 
 use super::{AppState, header_str, preferences};
-use crate::db::read_pool::BUFFER_BYTES;
-use crate::db::stream::ReadReply;
+use crate::database::read_pool::BUFFER_BYTES;
+use crate::database::stream::ReadReply;
 
 pub async fn handle(
     state: &AppState,
