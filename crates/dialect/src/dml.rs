@@ -19,8 +19,8 @@
 use rusqlite::types::Value;
 
 use crate::body::ColumnPaths;
-use crate::plan::{Condition, OutputField, distinct_exprs};
-use crate::schema::{Column, Relation, RowKey, ValueKind};
+use crate::read_plan::{Condition, OutputField, distinct_exprs};
+use crate::schema_cache::{Column, Relation, RowKey, ValueKind};
 use crate::sql::{Sql, budget_where, expr, key_exprs};
 
 /// What a write statement returns for each row it touched.
@@ -312,7 +312,7 @@ pub(crate) fn delete(rel: &Relation, conditions: &[Condition], ret: &Returning) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::{Exposure, SchemaCache};
+    use crate::schema_cache::{Exposure, SchemaCache};
 
     fn cache() -> SchemaCache {
         let c = rusqlite::Connection::open_in_memory().unwrap();

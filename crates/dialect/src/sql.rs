@@ -19,12 +19,12 @@ use rusqlite::types::Value;
 use crate::fts::{FullTextIndex, MatchScope};
 use crate::functions::BUDGET_FN;
 use crate::ident::push_quoted;
-use crate::plan::{
-    CastType, Condition, Expr, OrderItem, Predicate, ReadNode, SqlCmp, distinct_exprs,
-};
 use crate::query::IsValue;
 use crate::query::{Comparison, ContainOp};
-use crate::schema::RowKey;
+use crate::read_plan::{
+    CastType, Condition, Expr, OrderItem, Predicate, ReadNode, SqlCmp, distinct_exprs,
+};
+use crate::schema_cache::RowKey;
 
 /// SQL text and its parameters, in order.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -494,9 +494,9 @@ pub(crate) fn condition(sql: &mut Sql, alias: &str, c: &Condition) {
 mod tests {
     use super::*;
     use crate::headers::{MediaType, Preferences, RequestHeaders};
-    use crate::plan::{Limits, plan_read};
     use crate::query::QueryParams;
-    use crate::schema::{Exposure, SchemaCache};
+    use crate::read_plan::{Limits, plan_read};
+    use crate::schema_cache::{Exposure, SchemaCache};
 
     fn build(q: &str) -> Sql {
         let c = rusqlite::Connection::open_in_memory().unwrap();

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 
 use rusqlite::Connection;
 
-use crate::schema::{RelKind, Relation, RowKey};
+use crate::schema_cache::{RelKind, Relation, RowKey};
 
 /// Where the full-text index of one column of a relation is, and how its rows link back.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -519,7 +519,7 @@ pub(crate) fn parse_fts5(name: String, sql: &str) -> Option<Fts5Table> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::{Exposure, SchemaCache};
+    use crate::schema_cache::{Exposure, SchemaCache};
 
     fn parse(sql: &str) -> Option<Fts5Table> {
         parse_fts5("t".into(), sql)

@@ -6,7 +6,7 @@ use rusqlite::types::Value;
 
 use crate::error::ApiError;
 use crate::query::{Arrow, CmpOp, Comparison, Field, LogicTree, Operation};
-use crate::schema::{Affinity, Column, Relation, ValueKind};
+use crate::schema_cache::{Affinity, Column, Relation, ValueKind};
 
 use super::fields::field_expr;
 use super::full_text::full_text;

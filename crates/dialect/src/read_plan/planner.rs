@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::error::ApiError;
 use crate::headers::RequestHeaders;
 use crate::query::{QueryParams, SelectItem};
-use crate::schema::{Relation, SchemaCache};
+use crate::schema_cache::{Relation, SchemaCache};
 
 use super::conditions::{condition, tree_condition};
 use super::fields::{order_item, output_field, star};

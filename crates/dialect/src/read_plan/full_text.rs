@@ -6,7 +6,7 @@ use crate::error::ApiError;
 use crate::fts::{FtsSyntax, MatchScope, to_fts5};
 use crate::ident::quoted;
 use crate::query::Field;
-use crate::schema::{Affinity, RelKind, Relation, RowKey};
+use crate::schema_cache::{Affinity, RelKind, Relation, RowKey};
 
 use super::tree::*;
 

@@ -15,10 +15,10 @@ mod conditions;
 mod fields;
 mod full_text;
 mod patterns;
-mod read;
+mod planner;
 #[cfg(test)]
 mod tests;
 mod tree;
 
-pub use read::{plan_read, resolve_relation};
+pub use planner::{plan_read, resolve_relation};
 pub use tree::*;

@@ -7,7 +7,7 @@ use rusqlite::types::Value;
 use crate::error::ApiError;
 use crate::headers::{MediaType, RequestHeaders};
 use crate::query::{Comparison, QueryParams};
-use crate::schema::SchemaCache;
+use crate::schema_cache::SchemaCache;
 
 use super::patterns::{MAX_REGEX_FILTERS, MAX_REGEX_LEN, like_to_glob};
 use crate::headers::Preferences;
@@ -35,7 +35,7 @@ fn cache() -> SchemaCache {
     let c = rusqlite::Connection::open_in_memory().unwrap();
     c.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, b BOOLEAN, j JSON, s TEXT)")
         .unwrap();
-    SchemaCache::load(&c, &crate::schema::Exposure::All).unwrap()
+    SchemaCache::load(&c, &crate::schema_cache::Exposure::All).unwrap()
 }
 
 fn headers() -> RequestHeaders {
@@ -103,7 +103,7 @@ fn pages_at_the_extremes_saturate() {
     let conn = rusqlite::Connection::open_in_memory().unwrap();
     conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY); INSERT INTO t VALUES (1), (2);")
         .unwrap();
-    let cache = SchemaCache::load(&conn, &crate::schema::Exposure::All).unwrap();
+    let cache = SchemaCache::load(&conn, &crate::schema_cache::Exposure::All).unwrap();
     for (q, rows) in [
         (format!("limit={max}&offset={max}"), 0),
         (format!("limit={max}&offset=1"), 1),
@@ -118,7 +118,7 @@ fn pages_at_the_extremes_saturate() {
             Limits::default(),
         )
         .unwrap();
-        match crate::exec::execute_read(&conn, &plan, false) {
+        match crate::exec_read::execute_read(&conn, &plan, false) {
             Ok(out) => assert_eq!(out.rows, rows, "{q}"),
             Err(e) => assert_eq!((e.status, rows), (416, 0), "{q}"),
         }
@@ -205,10 +205,10 @@ fn search_rows(relation: &str, query: &str) -> Result<Vec<serde_json::Value>, Ap
 fn rows_in(setup: &str, relation: &str, query: &str) -> Result<Vec<serde_json::Value>, ApiError> {
     let c = rusqlite::Connection::open_in_memory().unwrap();
     c.execute_batch(setup).unwrap();
-    let cache = SchemaCache::load(&c, &crate::schema::Exposure::All).unwrap();
+    let cache = SchemaCache::load(&c, &crate::schema_cache::Exposure::All).unwrap();
     let q = QueryParams::parse(query)?;
     let plan = plan_read(&cache, relation, &q, &headers(), Limits::default())?;
-    let out = crate::exec::execute_read(&c, &plan, false)?;
+    let out = crate::exec_read::execute_read(&c, &plan, false)?;
     Ok(serde_json::from_slice(&out.body).unwrap())
 }
 
@@ -359,7 +359,7 @@ fn full_text_drives_the_scan_inside_trees_not_under_not() {
          CREATE VIRTUAL TABLE f USING fts5(body, content='d', content_rowid='id');",
     )
     .unwrap();
-    let cache = SchemaCache::load(&c, &crate::schema::Exposure::All).unwrap();
+    let cache = SchemaCache::load(&c, &crate::schema_cache::Exposure::All).unwrap();
     // (query, how many filters keep the three-valued CASE form)
     for (query, three_valued) in [
         ("or=(body.fts.a,body.fts.b)", 0),
@@ -396,7 +396,7 @@ fn full_text_query_is_one_bound_parameter() {
          CREATE VIRTUAL TABLE \"d'fts\" USING fts5(\"b\"\"x\", content='d', content_rowid='id');",
     )
     .unwrap();
-    let cache = SchemaCache::load(&c, &crate::schema::Exposure::All).unwrap();
+    let cache = SchemaCache::load(&c, &crate::schema_cache::Exposure::All).unwrap();
     let q = QueryParams::parse("%22b%5C%22x%22=not.wfts.%22x%27%20y);DROP%22%20z").unwrap();
     let p = plan_read(&cache, "d", &q, &headers(), Limits::default()).unwrap();
     let sql = crate::sql::select(&p.root);
@@ -438,7 +438,7 @@ fn contentless_fts5_tables_are_searched_by_rowid_alone() {
          INSERT INTO cl (rowid, x) VALUES (1, 'a b'), (2, 'c'), (3, 'a');",
     )
     .unwrap();
-    let cache = SchemaCache::load(&c, &crate::schema::Exposure::All).unwrap();
+    let cache = SchemaCache::load(&c, &crate::schema_cache::Exposure::All).unwrap();
     let count = |q: &str| -> i64 {
         let q = QueryParams::parse(q).unwrap();
         let p = plan_read(&cache, "cl", &q, &headers(), Limits::default()).unwrap();

@@ -3,7 +3,7 @@
 
 use crate::error::ApiError;
 use crate::query::{Arrow, Direction, Field, JsonKey, Nulls, OrderTerm};
-use crate::schema::{Relation, ValueKind};
+use crate::schema_cache::{Relation, ValueKind};
 
 use super::tree::*;
 

@@ -9,7 +9,7 @@ use crate::error::ApiError;
 use crate::fts::FullTextIndex;
 use crate::headers::{CountMethod, MediaType};
 use crate::query::{Comparison, ContainOp, IsValue};
-use crate::schema::Relation;
+use crate::schema_cache::Relation;
 
 /// Server-side limits applied while planning.
 #[derive(Debug, Clone, Copy, Default)]
@@ -153,7 +153,7 @@ pub enum Predicate {
     },
     Is(IsValue),
     /// `cs`/`cd`/`ov`: JSON containment or overlap with a JSON parameter (see
-    /// [`crate::functions`]).
+    /// `functions.rs`).
     Contain(ContainOp, String),
     /// The FTS5 query `query` (bound) over the column's full-text index. `three_valued`:
     /// NULL for a NULL column, as PostgreSQL's `to_tsvector(NULL) @@ q` is (needed wherever

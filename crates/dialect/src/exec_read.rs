@@ -16,7 +16,7 @@ use rusqlite::{Connection, Statement};
 
 use crate::error::ApiError;
 use crate::headers::{CountMethod, MediaType};
-use crate::plan::{ReadNode, ReadPlan};
+use crate::read_plan::{ReadNode, ReadPlan};
 use crate::shape::{Shaper, Spill, content_range};
 use crate::sql::{self, Sql};
 
@@ -335,9 +335,9 @@ fn read_page(
 mod tests {
     use super::*;
     use crate::headers::{Preferences, RequestHeaders};
-    use crate::plan::{Limits, plan_read};
     use crate::query::QueryParams;
-    use crate::schema::{Exposure, SchemaCache};
+    use crate::read_plan::{Limits, plan_read};
+    use crate::schema_cache::{Exposure, SchemaCache};
 
     fn db() -> Connection {
         let c = Connection::open_in_memory().unwrap();

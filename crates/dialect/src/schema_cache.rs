@@ -119,7 +119,7 @@ pub struct Relation {
     pub deletable: bool,
     /// A `WITHOUT ROWID` table: rows are identified by their primary key only.
     pub without_rowid: bool,
-    /// The columns with an FTS5 index (see [`crate::fts::index`]), by column name.
+    /// The columns with an FTS5 index (see `fts/index.rs`), by column name.
     pub full_text: HashMap<String, FullTextIndex>,
     /// The `CREATE` statement (for naming the CHECK constraint a write violated).
     pub sql: String,
@@ -281,7 +281,7 @@ impl SchemaCache {
     }
 
     /// The exposed name most similar to `name`, if it is similar enough (≥ 0.75, as
-    /// PostgREST asks) to suggest. Bounded work: a name longer than [`MAX_HINT_CHARS`] gets no
+    /// PostgREST asks) to suggest. Bounded work: a name longer than `MAX_HINT_CHARS` (64) gets no
     /// hint, and names whose lengths alone rule them out are skipped before any distance.
     pub fn suggest(&self, name: &str) -> Option<&str> {
         // A character is at most 4 bytes: a long name is refused before it is even counted.
