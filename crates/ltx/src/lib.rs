@@ -2,8 +2,8 @@
 //!
 //! This crate owns the bytes of an LTX file and nothing else: it knows no SQLite connection, no
 //! file system policy and no object store, so it can be fuzzed and reused. The format is described
-//! in `docs/ltx-and-replica-format.md`; the rules that keep it Litestream-compatible in
-//! `docs/replication.md#rules-that-keep-litestream-compatible`. All I/O goes through
+//! in `docs/ltx-and-replica-format.md`, and what keeps it readable by Litestream in
+//! `docs/replication.md#interoperability-with-litestream`. All I/O goes through
 //! `std::io::Read` / `std::io::Write`; nothing here opens a path, spawns a thread or blocks on
 //! anything else.
 //!
