@@ -44,7 +44,8 @@ impl fmt::Display for Checksum {
 }
 
 /// CRC-64/GO-ISO of `bytes` (check value of `"123456789"` is `0xb90956c775a41001`).
-pub fn crc64(bytes: &[u8]) -> u64 {
+#[cfg(test)]
+pub(crate) fn crc64(bytes: &[u8]) -> u64 {
     crc_fast::checksum(ALGORITHM, bytes)
 }
 
@@ -89,7 +90,7 @@ impl fmt::Debug for Crc64 {
 }
 
 /// The checksum of one database page: `FLAG | crc64(u32be(pgno) || data)`.
-pub fn page_checksum(pgno: u32, data: &[u8]) -> Checksum {
+pub(crate) fn page_checksum(pgno: u32, data: &[u8]) -> Checksum {
     let mut d = Crc64::new();
     d.update(&pgno.to_be_bytes());
     d.update(data);

@@ -273,6 +273,6 @@ impl<R: Read> Compactor<R> {
 }
 
 /// Litestream's contiguity rule for consecutive files of a merge.
-pub fn is_contiguous(prev_max: TxId, next_min: TxId, next_max: TxId) -> bool {
+pub(crate) fn is_contiguous(prev_max: TxId, next_min: TxId, next_max: TxId) -> bool {
     next_min.0 <= prev_max.0.saturating_add(1) && next_max > prev_max
 }

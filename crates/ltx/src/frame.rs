@@ -42,20 +42,20 @@ impl PageEncoding {
 
 /// The header of one page frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct PageHeader {
+pub(crate) struct PageHeader {
     pub pgno: u32,
     pub flags: u16,
 }
 
 impl PageHeader {
-    pub fn to_bytes(self) -> [u8; PAGE_HEADER_SIZE] {
+    pub(crate) fn to_bytes(self) -> [u8; PAGE_HEADER_SIZE] {
         let mut b = [0u8; PAGE_HEADER_SIZE];
         b[..4].copy_from_slice(&self.pgno.to_be_bytes());
         b[4..].copy_from_slice(&self.flags.to_be_bytes());
         b
     }
 
-    pub fn from_bytes(b: &[u8; PAGE_HEADER_SIZE]) -> PageHeader {
+    pub(crate) fn from_bytes(b: &[u8; PAGE_HEADER_SIZE]) -> PageHeader {
         PageHeader {
             pgno: be_u32(b, 0),
             flags: u16::from_be_bytes([b[4], b[5]]),
@@ -63,12 +63,12 @@ impl PageHeader {
     }
 
     /// True for the end marker (all zero).
-    pub fn is_end(self) -> bool {
+    pub(crate) fn is_end(self) -> bool {
         self.pgno == 0 && self.flags == 0
     }
 
     /// Checks a (non-end-marker) page header and returns its encoding.
-    pub fn validate(self) -> Result<PageEncoding> {
+    pub(crate) fn validate(self) -> Result<PageEncoding> {
         if self.pgno == 0 {
             return Err(Error::ZeroPageNumber { flags: self.flags });
         }

@@ -14,13 +14,13 @@ pub(crate) const MAGIC: [u8; 4] = *b"LTX1";
 pub const HEADER_SIZE: usize = 100;
 /// Header flag: the file carries no database checksums (both are zero). Every file written by
 /// Litestream 0.5 has it, and so does every file this crate writes by default.
-pub const HEADER_FLAG_NO_CHECKSUM: u32 = 0x2;
+pub(crate) const HEADER_FLAG_NO_CHECKSUM: u32 = 0x2;
 /// The header flags a valid file may have.
 pub(crate) const HEADER_FLAG_MASK: u32 = HEADER_FLAG_NO_CHECKSUM;
 /// Smallest valid page size.
-pub const MIN_PAGE_SIZE: u32 = 512;
+pub(crate) const MIN_PAGE_SIZE: u32 = 512;
 /// Largest valid page size (stored as 65536, not SQLite's 1).
-pub const MAX_PAGE_SIZE: u32 = 65536;
+pub(crate) const MAX_PAGE_SIZE: u32 = 65536;
 /// The byte offset whose page SQLite reserves for locking (SQLite's `PENDING_BYTE`, 1 GiB).
 pub(crate) const PENDING_BYTE: u64 = 0x4000_0000;
 

@@ -23,7 +23,7 @@
 //! - `index.rs`: [`PageIndex`], written after the frames and parsed from a file's tail with
 //!   [`PageIndex::from_tail`].
 //! - `trailer.rs`: [`Trailer`]; `checksum.rs`: the CRC-64/GO-ISO file checksum ([`Crc64`]) and
-//!   the database checksums ([`DbChecksum`], [`page_checksum`]).
+//!   the database checksums ([`DbChecksum`]).
 //! - `encoder.rs`: [`Encoder`] writes a file page by page; `decoder.rs`: [`Decoder`] reads one
 //!   page by page and verifies it at the end ([`Decoded`]); `tally.rs`: the running account
 //!   (checksum, offsets, page order, index) both keep the same way.
@@ -49,19 +49,16 @@ mod noise;
 mod tally;
 mod trailer;
 
-pub use checksum::{Checksum, Crc64, DbChecksum, crc64, page_checksum};
-pub use compactor::{Compactor, DatabaseWriter, PageSink, Restored, is_contiguous};
+pub use checksum::{Checksum, Crc64, DbChecksum};
+pub use compactor::{Compactor, DatabaseWriter, PageSink, Restored};
 pub use decoder::{Decoded, Decoder};
 pub use encoder::{Encoded, Encoder};
 pub use error::{ChecksumRule, Error, Lz4Error, Result, Section};
-pub use frame::{PageEncoding, PageHeader, decode_frame};
-pub use header::{
-    HEADER_FLAG_NO_CHECKSUM, HEADER_SIZE, Header, MAX_PAGE_SIZE, MIN_PAGE_SIZE, is_valid_page_size,
-    lock_page,
-};
+pub use frame::{PageEncoding, decode_frame};
+pub use header::{HEADER_SIZE, Header, is_valid_page_size, lock_page};
 pub use index::{IndexEntry, PageIndex, TAIL_FETCH_SIZE};
 pub use name::{FileName, ParseNameError, TxId};
-pub use trailer::{TRAILER_SIZE, Trailer};
+pub use trailer::Trailer;
 
 #[cfg(test)]
 mod tests {

@@ -6,7 +6,7 @@ use crate::error::{ChecksumRule, Error, Result};
 use crate::header::{Header, be_u64};
 
 /// Size of the trailer, in bytes.
-pub const TRAILER_SIZE: usize = 16;
+pub(crate) const TRAILER_SIZE: usize = 16;
 
 /// The last 16 bytes of an LTX file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
