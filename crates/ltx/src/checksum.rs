@@ -98,7 +98,7 @@ pub(crate) fn page_checksum(pgno: u32, data: &[u8]) -> Checksum {
 }
 
 /// The rolling checksum of a whole database: starts at [`Checksum::FLAG`] and XORs in the
-/// [`page_checksum`] of every page except the lock page (`c = FLAG | (c ^ page)`). Pages may
+/// `page_checksum` of every page except the lock page (`c = FLAG | (c ^ page)`). Pages may
 /// come in any order; each page must be added once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DbChecksum {

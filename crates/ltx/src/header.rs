@@ -14,7 +14,7 @@ pub(crate) const MAGIC: [u8; 4] = *b"LTX1";
 pub const HEADER_SIZE: usize = 100;
 /// Header flag: the file carries no database checksums (both are zero). Every file written by
 /// Litestream 0.5 has it, and so does every file this crate writes by default.
-pub(crate) const HEADER_FLAG_NO_CHECKSUM: u32 = 0x2;
+pub const HEADER_FLAG_NO_CHECKSUM: u32 = 0x2;
 /// The header flags a valid file may have.
 pub(crate) const HEADER_FLAG_MASK: u32 = HEADER_FLAG_NO_CHECKSUM;
 /// Smallest valid page size.

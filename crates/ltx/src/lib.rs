@@ -17,7 +17,7 @@
 //!
 //! - `header.rs`: [`Header`], the 100-byte header and its validation rules; page-size helpers
 //!   ([`is_valid_page_size`]) and [`lock_page`].
-//! - `frame.rs` (and `frame/legacy.rs`): page frames — [`PageHeader`], the two payload
+//! - `frame.rs` (and `frame/legacy.rs`): page frames — the page header, the two payload
 //!   encodings ([`PageEncoding`]) and [`decode_frame`], which decodes one frame fetched by a
 //!   range read.
 //! - `index.rs`: [`PageIndex`], written after the frames and parsed from a file's tail with
@@ -55,7 +55,7 @@ pub use decoder::{Decoded, Decoder};
 pub use encoder::{Encoded, Encoder};
 pub use error::{ChecksumRule, Error, Lz4Error, Result, Section};
 pub use frame::{PageEncoding, decode_frame};
-pub use header::{HEADER_SIZE, Header, is_valid_page_size, lock_page};
+pub use header::{HEADER_FLAG_NO_CHECKSUM, HEADER_SIZE, Header, is_valid_page_size, lock_page};
 pub use index::{IndexEntry, PageIndex, TAIL_FETCH_SIZE};
 pub use name::{FileName, ParseNameError, TxId};
 pub use trailer::Trailer;
