@@ -125,6 +125,7 @@ pub mod url;
 pub mod v03;
 pub mod wal;
 
+pub use checkpoint::Checkpointer;
 pub use client::{ReplicaClient, ReplicaMetrics, open_client};
 pub use config::Config;
 pub use health::{Component, FatalError};
@@ -132,7 +133,7 @@ pub use level::{Level, LtxFileInfo};
 pub use progress::{CommitNotice, Positions};
 pub use replicator::{
     ReplicationHandle, Replicator, ReplicatorOptions, ShutdownError, ShutdownReport, StartError,
-    Status,
+    Status, WrapClient,
 };
 pub use startup::{Divergence, StartAction};
 pub use target::ReplicaTarget;
