@@ -1,8 +1,9 @@
 //! Replica levels and the listing entry of one LTX file in a level.
 //!
 //! Level 0 holds the raw per-sync files, levels 1..=8 compaction outputs, level 9 snapshots
-//! (spec §1.1). A listing entry carries what the replicator, retention and the restore plan
-//! need: level, name (min/max TXID), size and CreatedAt (spec §1.3).
+//! (`docs/ltx-and-replica-format.md#levels`). A listing entry carries what the replicator, retention and the restore plan
+//! need: level, name (min/max TXID), size and CreatedAt
+//! (`docs/ltx-and-replica-format.md#file-timestamps`).
 
 use std::fmt;
 

@@ -1,4 +1,5 @@
-//! The replicator's Prometheus metrics: Litestream's per-database families (spec §8), with
+//! The replicator's Prometheus metrics: Litestream's per-database families
+//! (`docs/replication.md#metrics-and-health`), with
 //! Litestream's names, types and labels so existing Litestream dashboards work, and
 //! sqlite-rest's own `sqlite_rest_replication_*` families.
 //!

@@ -1,4 +1,4 @@
-//! Restoring a database from a replica (spec §5): plan, fetch, merge, verify, rename.
+//! Restoring a database from a replica (`docs/ltx-and-replica-format.md#applying-a-restore`): plan, fetch, merge, verify, rename.
 //!
 //! 1. [`plan`] lists every level (with exact CreatedAt for timestamp restores) and runs
 //!    Litestream's plan ([`crate::plan::plan_restore`]); URL-form timestamp restores first

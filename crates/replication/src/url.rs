@@ -1,4 +1,4 @@
-//! Replica URLs, as Litestream reads them (spec §6.4).
+//! Replica URLs, as Litestream reads them (`docs/replication.md#replica-urls`).
 //!
 //! Owns parsing `file:///abs/path`, `abs://[account@]container/path` and
 //! `s3://bucket/prefix?endpoint=…&region=…` (with the recognised provider hosts and the

@@ -1,4 +1,4 @@
-//! Replica URLs (spec §6.4): file paths, S3 buckets/prefixes/endpoints, provider hosts,
+//! Replica URLs (`docs/replication.md#replica-urls`): file paths, S3 buckets/prefixes/endpoints, provider hosts,
 //! query aliases, Azure accounts/containers/paths, and errors for unknown or malformed
 //! parameters.
 #![allow(clippy::unwrap_used, clippy::expect_used)]

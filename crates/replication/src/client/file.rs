@@ -1,4 +1,5 @@
-//! The file replica: a directory holding `ltx/<level>/<min>-<max>.ltx` (spec §1.2, §1.3).
+//! The file replica: a directory holding `ltx/<level>/<min>-<max>.ltx` 
+//! (`docs/ltx-and-replica-format.md#file-replicas`, `#file-timestamps`).
 //!
 //! Writes are atomic and durable as Litestream's: `<name>.tmp` in the level directory,
 //! fsync, rename, fsync of the directory, then the mtime and atime are set to the LTX

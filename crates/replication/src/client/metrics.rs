@@ -1,4 +1,4 @@
-//! Litestream's replica operation metrics (spec §8), with Litestream's names, labels and
+//! Litestream's replica operation metrics (`docs/replication.md#metrics-and-health`), with Litestream's names, labels and
 //! histogram buckets, so dashboards built for Litestream work unchanged:
 //! `litestream_replica_operation_total{replica_type,operation}`, `_bytes`,
 //! `_duration_seconds` and `_errors_total{replica_type,operation,code}`.

@@ -1,8 +1,8 @@
 //! Replica clients: one async trait ([`ReplicaClient`]) over the places a replica can live.
 //!
-//! A client knows a backend's object naming (spec §1.2: `<root>/ltx/<level>/<name>` for
+//! A client knows a backend's object naming (`docs/ltx-and-replica-format.md#replica-layout`: `<root>/ltx/<level>/<name>` for
 //! file and Azure, `<prefix>/<%04x level>/<name>` for S3) and how it keeps each file's CreatedAt
-//! (spec §1.3), and nothing about LTX contents: it moves named byte streams. The replicator,
+//! (`docs/ltx-and-replica-format.md#file-timestamps`), and nothing about LTX contents: it moves named byte streams. The replicator,
 //! compaction, retention and restore all go through it.
 //!
 //! Backends: [`file::FileClient`] (a local directory, written atomically with fsyncs and the

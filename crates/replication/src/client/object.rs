@@ -3,10 +3,10 @@
 //! data ([`ObjectFlavor`]) and the store builder ([`ObjectClient::s3`] here,
 //! [`ObjectClient::abs`] in [`super::abs`]).
 //!
-//! Naming (spec §1.2): `<prefix>/<%04x level>/<name>` for S3, as Litestream writes it
+//! Naming (`docs/ltx-and-replica-format.md#replica-layout`): `<prefix>/<%04x level>/<name>` for S3, as Litestream writes it
 //! (`mydb/0000/0000000000000001-0000000000000001.ltx`, `mydb/0009/…`), and
 //! `<path>/ltx/<decimal level>/<name>` for Azure (`mydb/ltx/0/…`, `mydb/ltx/9/…`). CreatedAt
-//! (spec §1.3): the listing's LastModified normally; with [`ListOptions::precise_timestamps`]
+//! (`docs/ltx-and-replica-format.md#file-timestamps`): the listing's LastModified normally; with [`ListOptions::precise_timestamps`]
 //! the user metadata (`litestream-timestamp` on S3, `litestreamtimestamp` on Azure: Go
 //! RFC3339Nano, UTC), read with bounded parallel HEADs. Writes carry that metadata and go up
 //! as one PUT, or as a multipart (S3) / block-list (Azure) upload when larger than the part
@@ -289,7 +289,8 @@ impl ObjectClient {
         })?;
         let cleaned = crate::url::clean_key_prefix(prefix);
         // Without the `ltx` segment an empty prefix would put the level directories at the
-        // bucket root, which Litestream writes inconsistently (spec §1.2).
+        // bucket root, which Litestream writes inconsistently
+        // (`docs/ltx-and-replica-format.md#s3-replicas`).
         if cleaned.is_empty() && !flavor.ltx_segment {
             return Err(ClientError::Config(format!(
                 "{location}: an object-store replica needs a non-empty key prefix"

@@ -1,4 +1,4 @@
-//! The Litestream YAML config (spec §6): parsing, Litestream's defaults, validation, and
+//! The Litestream YAML config (`docs/replication.md#configuration`): parsing, Litestream's defaults, validation, and
 //! finding the entry for one database.
 //!
 //! sqlite-rest reads Litestream's own config file (`--replication-config litestream.yml`);
@@ -30,7 +30,8 @@ use raw::{
 };
 use units::GoDuration;
 
-/// Litestream's defaults (spec §4, §6).
+/// Litestream's defaults (`docs/replication.md#configuration`; the maintenance ones also in
+/// `#compaction`, `#snapshots` and `#retention`).
 pub mod defaults {
     use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! The Litestream YAML schema as serde structs (spec §6), before defaults and validation.
+//! The Litestream YAML schema as serde structs (`docs/replication.md#configuration`), before defaults and validation.
 //!
 //! Every struct denies unknown fields. The replica settings that Litestream inlines both at
 //! the top level and in every `replica:` entry live in one struct ([`RawReplicaSettings`]);
