@@ -109,7 +109,6 @@ pub mod fetch;
 pub mod health;
 pub mod layout;
 pub mod level;
-pub mod maintenance;
 pub mod meta;
 pub mod metrics;
 pub mod pipe;

@@ -1,4 +1,4 @@
-//! The file replica: a directory holding `ltx/<level>/<min>-<max>.ltx` 
+//! The file replica: a directory holding `ltx/<level>/<min>-<max>.ltx`
 //! (`docs/ltx-and-replica-format.md#file-replicas`, `#file-timestamps`).
 //!
 //! Writes are atomic and durable as Litestream's: `<name>.tmp` in the level directory,

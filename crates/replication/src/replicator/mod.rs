@@ -11,7 +11,7 @@
 //!   being uploaded, commits accumulate and the next sync turns the burst into one L0 file;
 //! - **upload**: local L0 files → replica, in TXID order (at most `max-sync-ltx-files` per
 //!   pass);
-//! - **maintenance**: compaction, snapshots and retention ([`crate::maintenance`]);
+//! - **maintenance**: compaction, snapshots and retention ([`maintenance`]);
 //! - **probe**: an active check of the replica every [`PROBE_INTERVAL`] (every second while
 //!   anything fails), so a dead endpoint is noticed without waiting for a write;
 //! - **watchdog**: turns a failure that outlasts the retry window into a fatal error
@@ -43,12 +43,14 @@ use crate::config::{Config, ConfigError, DbConfig};
 use crate::db::{Database, DbError};
 use crate::health::{Component, Failure, FatalError, Health};
 use crate::level::{Level, LtxFileInfo, timestamp_from_millis};
-use crate::maintenance::{self, Jobs, MaintenanceError};
 use crate::meta::MetaDir;
 use crate::metrics::DbMetrics;
 use crate::progress::{CommitNotice, Positions, Progress};
 use crate::restore::{IntegrityCheck, ProgressFn};
 use crate::startup::{self, PrepareOptions, StartAction, StartupError};
+use maintenance::{Jobs, MaintenanceError};
+pub mod maintenance;
+
 use crate::sync::{
     CheckpointLock, Position, SyncError, SyncHook, SyncReport, SyncSettings, Syncer,
 };
