@@ -33,7 +33,7 @@
 //! - [`meta`]: the local metadata directory (`.<db>-litestream/ltx/0`).
 //! - [`sync`]: WAL → L0 files with Litestream's verify table, and checkpointing.
 //! - [`snapshot`]: database images and level-9 snapshots.
-//! - [`maintenance`]: compaction, snapshots and retention on Litestream's schedules.
+//! - [`replicator::maintenance`]: compaction, snapshots and retention on Litestream's schedules.
 //! - [`restore`]: planned, parallel, streaming restores (also `sqlite-rest restore`).
 //! - [`fetch`] / [`pipe`]: many replica files as blocking readers; a blocking writer as an
 //!   upload stream.

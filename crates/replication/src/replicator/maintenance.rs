@@ -28,12 +28,12 @@ use ltx::{Compactor, Decoder, FileName, Header, TxId};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
+use super::shared::Shared;
 use crate::client::{ClientError, ListOptions};
 use crate::fetch::{FetchOptions, FetchProgress, Input, open_inputs};
 use crate::health::Component;
 use crate::level::{Level, LtxFileInfo, timestamp_from_millis};
 use crate::pipe::pipe;
-use crate::replicator::Shared;
 use crate::snapshot::{SnapshotError, write_snapshot};
 
 /// Errors of one maintenance job.
