@@ -69,8 +69,7 @@ pub(super) fn unknown_key(container: &str, key: &str, allowed: &[&str]) -> Confi
     let hint = legacy_hint(key).map(str::to_string).or_else(|| {
         allowed
             .iter()
-            .map(|k| (edit_distance(key, k), *k))
-            .filter(|(d, _)| *d <= 2)
+            .filter_map(|k| hint_distance(key, k).map(|d| (d, *k)))
             .min()
             .map(|(_, k)| format!("did you mean `{}`?", join_path(container, k)))
     });
@@ -80,17 +79,36 @@ pub(super) fn unknown_key(container: &str, key: &str, allowed: &[&str]) -> Confi
     }
 }
 
-/// Levenshtein distance, for "did you mean" hints.
-pub(super) fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
+/// The largest edit distance a "did you mean" hint may have.
+const MAX_HINT_DISTANCE: usize = 2;
+
+/// The Levenshtein distance of `key` to the valid key `valid` when it is at most
+/// [`MAX_HINT_DISTANCE`]. The distance is at least the difference of the lengths, so a key
+/// whose length alone rules it out (a long unknown key from a hostile or broken file) costs
+/// no distance: the distance itself costs `key × valid` characters, and only keys of about a
+/// valid key's length get that far.
+fn hint_distance(key: &str, valid: &str) -> Option<usize> {
+    let (a, b) = (key.chars().count(), valid.chars().count());
+    if a.abs_diff(b) > MAX_HINT_DISTANCE {
+        return None;
     }
-    prev[b.len()]
+    Some(strsim::levenshtein(key, valid)).filter(|d| *d <= MAX_HINT_DISTANCE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hints_only_close_keys() {
+        assert_eq!(hint_distance("sync-intervl", "sync-interval"), Some(1));
+        assert_eq!(hint_distance("pth", "path"), Some(1));
+        assert_eq!(hint_distance("bucket", "path"), None);
+        let long = "x".repeat(1 << 20);
+        assert_eq!(hint_distance(&long, "path"), None);
+        let ConfigError::UnknownKey { hint, .. } = unknown_key("dbs[0]", &long, &["path"]) else {
+            panic!("not an unknown-key error");
+        };
+        assert_eq!(hint, None);
+    }
 }
