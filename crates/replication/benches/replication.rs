@@ -26,9 +26,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use replication::client::{ListOptions, ReadRange, ReplicaClient};
-use replication::config::{Config, LoadOptions};
 use replication::level::Level;
-use replication::plan::RestoreTarget;
+use replication::litestream_config::{Config, LoadOptions};
+use replication::restore::plan::RestoreTarget;
 use replication::restore::{self, RestoreOptions};
 use replication::{CommitNotice, Replicator, ReplicatorOptions};
 use rusqlite::Connection;

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OpenFlags};
 
-use crate::db::wal_path;
+use crate::db_attachment::wal_path;
 use crate::level::LtxFileInfo;
 use crate::wal::{Salt, WalHeader};
 

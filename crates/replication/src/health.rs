@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
-use crate::metrics::DbMetrics;
+use crate::db_metrics::DbMetrics;
 
 /// How long a component may keep failing before replication gives up.
 pub const DEFAULT_RETRY_WINDOW: Duration = Duration::from_secs(60);
@@ -41,11 +41,13 @@ pub fn retry_window_from_env() -> Result<Duration, String> {
 /// when it is unset or empty.
 pub fn positive_duration_env(name: &str, default: Duration) -> Result<Duration, String> {
     match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => crate::config::units::GoDuration::parse(v.trim())
-            .ok()
-            .and_then(|d| d.to_std())
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| format!("{name}={v:?} is not a positive duration (e.g. 60s, 2m)")),
+        Ok(v) if !v.trim().is_empty() => {
+            crate::litestream_config::units::GoDuration::parse(v.trim())
+                .ok()
+                .and_then(|d| d.to_std())
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| format!("{name}={v:?} is not a positive duration (e.g. 60s, 2m)"))
+        }
         _ => Ok(default),
     }
 }

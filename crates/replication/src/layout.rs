@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use crate::client::object::ObjectFlavor;
 use crate::client::{ClientError, DirEntry, EntryKind, ListOptions, ReplicaClient};
 use crate::level::{Level, LtxFileInfo};
-use crate::plan::RestoreTarget;
+use crate::restore::plan::RestoreTarget;
 use crate::target::ReplicaKind;
 use crate::v03::{self, GENERATIONS_DIR, V03Listing};
 

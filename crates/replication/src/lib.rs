@@ -5,8 +5,8 @@
 //! files → upload), compaction and retention, and restore.
 //!
 //! # Modules (the foundation the replicator and restore build on)
-//! - [`config`]: Litestream's YAML config with its defaults and validation; finding the
-//!   served database's entry ([`config::Config::find_db`]).
+//! - [`litestream_config`]: Litestream's YAML config with its defaults and validation; finding the
+//!   served database's entry ([`litestream_config::Config::find_db`]).
 //! - [`url`]: replica URLs (`file:///…`, `s3://bucket/prefix?endpoint=…`).
 //! - [`target`]: [`ReplicaTarget`], the one resolved form of a replica that both the config
 //!   and a URL produce.
@@ -16,7 +16,7 @@
 //!   progress, `SQLITEREST_REPLICATION_OPERATION_TIMEOUT`), so a hung replica fails like one
 //!   that answers with errors.
 //! - [`level`]: replica levels and listing entries ([`LtxFileInfo`]).
-//! - [`plan`]: the restore plan over listings.
+//! - [`restore::plan`](mod@restore::plan): the restore plan over listings.
 //! - [`layout`]: what a replica path holds (LTX files, a Litestream 0.3 backup, Litestream's
 //!   and our incidental files); anything else is refused by name.
 //! - [`v03`]: Litestream 0.3 backups (`generations/`): listing, plan and restore, so users
@@ -25,20 +25,20 @@
 //! # Modules (the engine)
 //! - [`replicator`]: [`Replicator`] (start-up, the sync / upload / maintenance / probe /
 //!   watchdog tasks, shutdown) and the owner's [`ReplicationHandle`].
-//! - [`startup`]: restore before serving, the lineage check, [`Divergence`].
+//! - [`lineage`]: restore before serving, the lineage check, [`Divergence`].
 //! - [`checkpoint`]: who checkpoints the database (the replicator, or SQLite's automatic
 //!   checkpoint without replication), when, and in which mode.
-//! - [`db`]: the replicator's connections to the database (read lock, pin, barrier,
+//! - [`db_attachment`]: the replicator's connections to the database (read lock, pin, barrier,
 //!   checkpoints).
 //! - [`meta`]: the local metadata directory (`.<db>-litestream/ltx/0`).
 //! - [`sync`]: WAL → L0 files with Litestream's verify table, and checkpointing.
 //! - [`snapshot`]: database images and level-9 snapshots.
 //! - [`replicator::maintenance`]: compaction, snapshots and retention on Litestream's schedules.
 //! - [`restore`]: planned, parallel, streaming restores (also `sqlite-rest restore`).
-//! - [`fetch`] / [`pipe`]: many replica files as blocking readers; a blocking writer as an
+//! - [`replica_readers`] / [`upload_pipe`]: many replica files as blocking readers; a blocking writer as an
 //!   upload stream.
 //! - [`progress`]: positions, commit → TXID, lag; [`health`]: retries, the retry window, fatal
-//!   errors; [`metrics`]: the `litestream_*` and `sqlite_rest_replication_*` families.
+//!   errors; [`db_metrics`]: the `litestream_*` and `sqlite_rest_replication_*` families.
 //!
 //! # Using it from a server
 //! ```no_run
@@ -80,7 +80,7 @@
 //!
 //! `$VAR`, `${VAR}` and `$PID` are expanded in the whole file as Go's `os.Expand` does
 //! (unset → empty; `$` has no escape: disable expansion with
-//! [`config::LoadOptions::expand_env`] for secrets containing `$`).
+//! [`litestream_config::LoadOptions::expand_env`] for secrets containing `$`).
 //!
 //! Stricter than Litestream: an unknown key is an error naming its path
 //! (`dbs[0].replica.retention-interval`, with a hint or a "did you mean"), a replica URL with
@@ -103,35 +103,34 @@
 pub mod adoption;
 pub mod checkpoint;
 pub mod client;
-pub mod config;
-pub mod db;
-pub mod fetch;
+pub mod db_attachment;
+pub mod db_metrics;
 pub mod health;
 pub mod layout;
 pub mod level;
+pub mod lineage;
+pub mod litestream_config;
 pub mod meta;
-pub mod metrics;
-pub mod pipe;
-pub mod plan;
 pub mod progress;
+pub mod replica_readers;
 pub mod replicator;
 pub mod restore;
 pub mod snapshot;
-pub mod startup;
 pub mod sync;
 pub mod target;
+pub mod upload_pipe;
 pub mod url;
 pub mod v03;
 pub mod wal;
 
 pub use client::{ReplicaClient, ReplicaMetrics, open_client};
-pub use config::Config;
 pub use health::{Component, FatalError};
 pub use level::{Level, LtxFileInfo};
+pub use lineage::{Divergence, StartAction};
+pub use litestream_config::Config;
 pub use progress::{CommitNotice, Positions};
 pub use replicator::{
     ReplicationHandle, Replicator, ReplicatorOptions, ShutdownError, ShutdownReport, StartError,
     Status,
 };
-pub use startup::{Divergence, StartAction};
 pub use target::ReplicaTarget;

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use ltx::{Encoder, Header, TxId};
 
-use crate::db::{read_db_page, shared_file, wal_path};
+use crate::db_attachment::{read_db_page, shared_file, wal_path};
 use crate::sync::Position;
 use crate::wal::{
     self, FRAME_HEADER_SIZE, Salt, WAL_HEADER_SIZE, WalError, WalHeader, WalReader, WalScan,

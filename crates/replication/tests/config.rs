@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use replication::config::{Config, ConfigError, DbSource, LoadOptions};
+use replication::litestream_config::{Config, ConfigError, DbSource, LoadOptions};
 use replication::target::{AbsTarget, ReplicaKind, ReplicaTarget, Secret};
 
 fn parse(text: &str) -> Result<Config, ConfigError> {

@@ -12,9 +12,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use replication::config::{Config, LoadOptions};
-use replication::plan::RestoreTarget;
+use replication::litestream_config::{Config, LoadOptions};
 use replication::restore::IntegrityCheck;
+use replication::restore::plan::RestoreTarget;
 use replication::{CommitNotice, Replicator, ReplicatorOptions, StartError};
 use testkit::litestream::Litestream;
 

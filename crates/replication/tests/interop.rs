@@ -13,8 +13,8 @@ use chrono::{DateTime, Utc};
 use common::*;
 use ltx::TxId;
 use replication::client::ListOptions;
-use replication::plan::RestoreTarget;
 use replication::restore::IntegrityCheck;
+use replication::restore::plan::RestoreTarget;
 use replication::{CommitNotice, StartAction};
 use testkit::litestream::{Litestream, Source};
 

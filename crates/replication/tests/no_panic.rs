@@ -3,9 +3,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use proptest::prelude::*;
-use replication::config::expand::expand_with;
-use replication::config::units::{ByteSize, GoDuration};
-use replication::config::{Config, LoadOptions};
+use replication::litestream_config::expand::expand_with;
+use replication::litestream_config::units::{ByteSize, GoDuration};
+use replication::litestream_config::{Config, LoadOptions};
 use replication::url::parse_replica_url;
 use replication::wal::{Salt, WalReader};
 

@@ -11,7 +11,7 @@ use ltx::{FileName, TxId};
 use replication::client::file::FileClient;
 use replication::client::{ListOptions, ReplicaClient};
 use replication::level::{Level, LtxFileInfo};
-use replication::plan::{
+use replication::restore::plan::{
     PlanError, RestoreTarget, check_timestamp_in_bounds, plan_restore, time_bounds,
 };
 use testkit::litestream::{Litestream, LtxEntry};

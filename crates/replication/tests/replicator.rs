@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use replication::client::ListOptions;
 use replication::level::Level;
-use replication::plan::RestoreTarget;
 use replication::restore::IntegrityCheck;
+use replication::restore::plan::RestoreTarget;
 use replication::{CommitNotice, Replicator, StartAction};
 use testkit::litestream::Litestream;
 

@@ -18,9 +18,9 @@ use replication::client::{
 };
 use replication::level::Level;
 use replication::level::LtxFileInfo;
-use replication::plan::RestoreTarget;
+use replication::lineage::{DivergenceKind, StartupError};
 use replication::restore::IntegrityCheck;
-use replication::startup::{DivergenceKind, StartupError};
+use replication::restore::plan::RestoreTarget;
 use replication::target::ReplicaKind;
 use replication::{CommitNotice, Replicator, StartAction, StartError};
 

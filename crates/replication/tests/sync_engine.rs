@@ -13,9 +13,9 @@ use ltx::TxId;
 use replication::checkpoint::Policy;
 use replication::client::ReplicaClient;
 use replication::client::file::FileClient;
-use replication::db::CheckpointMode;
-use replication::plan::RestoreTarget;
+use replication::db_attachment::CheckpointMode;
 use replication::restore::IntegrityCheck;
+use replication::restore::plan::RestoreTarget;
 use replication::sync::SyncSettings;
 use testkit::litestream::Litestream;
 

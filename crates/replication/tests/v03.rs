@@ -12,10 +12,10 @@ use std::path::Path;
 
 use replication::client::ReplicaClient;
 use replication::layout::{self, InspectError};
+use replication::lineage::{self, PrepareOptions, StartAction, StartupError};
 use replication::meta::MetaDir;
-use replication::plan::RestoreTarget;
+use replication::restore::plan::RestoreTarget;
 use replication::restore::{self, AnyPlan, IntegrityCheck, RestoreError, RestoreOptions};
-use replication::startup::{self, PrepareOptions, StartAction, StartupError};
 use replication::v03::{self, V03Plan};
 use testkit::litestream_v03::{LitestreamV03, V03Backup, V03Replica};
 
@@ -494,7 +494,7 @@ async fn foreign_content_under_a_file_replica_is_refused_by_name() {
     let conn = common::wal_db(&db);
     drop(conn);
     let meta = MetaDir::new(dir.join(".app.db-litestream"));
-    let err = startup::prepare(&client, &db, &meta, &PrepareOptions::default())
+    let err = lineage::prepare(&client, &db, &meta, &PrepareOptions::default())
         .await
         .unwrap_err();
     assert!(

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use replication::config::{Config, LoadOptions};
+use replication::litestream_config::{Config, LoadOptions};
 use replication::{CommitNotice, ReplicationHandle, Replicator, ReplicatorOptions};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;

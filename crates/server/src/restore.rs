@@ -27,9 +27,9 @@ use anyhow::{Context, bail};
 use replication::client::{
     ClientOptions, NetworkOptions, ReplicaClient, ReplicaMetrics, open_client,
 };
-use replication::config::{Config, LoadOptions, default_meta_path};
+use replication::litestream_config::{Config, LoadOptions, default_meta_path};
 use replication::meta::MetaDir;
-use replication::plan::RestoreTarget;
+use replication::restore::plan::RestoreTarget;
 use replication::restore::{
     self, AnyPlan, DryRun, IntegrityCheck, RestoreOptions, prepare_output, write_progress,
 };

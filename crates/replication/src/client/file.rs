@@ -20,7 +20,7 @@ use ltx::FileName;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio_util::io::ReaderStream;
 
-use super::metrics::start;
+use super::operation_metrics::start;
 use super::{
     ByteStream, ClientError, DirEntry, EntryKind, ListOptions, ReadRange, ReplicaClient,
     ReplicaMetrics, WriteBody, finish_listing, finish_write, relative_parts,

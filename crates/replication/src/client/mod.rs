@@ -17,8 +17,8 @@
 pub mod abs;
 pub mod deadline;
 pub mod file;
-pub mod metrics;
 pub mod object;
+pub mod operation_metrics;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -33,8 +33,8 @@ use ltx::{FileName, TxId};
 
 use crate::level::{Level, LtxFileInfo};
 use crate::target::{ReplicaKind, ReplicaTarget, UnsupportedBackend};
-use metrics::Op;
-pub use metrics::ReplicaMetrics;
+use operation_metrics::Op;
+pub use operation_metrics::ReplicaMetrics;
 
 /// A stream of file bytes.
 pub type ByteStream = BoxStream<'static, Result<Bytes, ClientError>>;

@@ -29,7 +29,7 @@ use object_store::{
 };
 use tokio::io::AsyncWriteExt;
 
-use super::metrics::{Op, start};
+use super::operation_metrics::{Op, start};
 use super::{
     ByteStream, ClientError, DirEntry, EntryKind, ListOptions, NetworkOptions, ReadRange,
     ReplicaClient, ReplicaMetrics, WriteBody, finish_listing, finish_write, relative_parts,

@@ -6,10 +6,10 @@ use std::time::Duration;
 use ltx::TxId;
 
 use crate::client::ClientError;
-use crate::config::ConfigError;
-use crate::db::DbError;
+use crate::db_attachment::DbError;
 use crate::health::FatalError;
-use crate::startup::StartupError;
+use crate::lineage::StartupError;
+use crate::litestream_config::ConfigError;
 use crate::sync::SyncError;
 
 /// Why replication could not start.

@@ -9,8 +9,8 @@ use ltx::TxId;
 use tokio::sync::watch;
 
 use crate::health::{Component, Failure, FatalError};
+use crate::lineage::StartAction;
 use crate::progress::{CommitNotice, Positions};
-use crate::startup::StartAction;
 
 use super::shared::Shared;
 

@@ -30,11 +30,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::shared::Shared;
 use crate::client::{ClientError, ListOptions};
-use crate::fetch::{FetchOptions, FetchProgress, Input, open_inputs};
 use crate::health::Component;
 use crate::level::{Level, LtxFileInfo, timestamp_from_millis};
-use crate::pipe::pipe;
+use crate::replica_readers::{FetchOptions, FetchProgress, Input, open_inputs};
 use crate::snapshot::{SnapshotError, write_snapshot};
+use crate::upload_pipe::pipe;
 
 /// Errors of one maintenance job.
 #[derive(Debug, thiserror::Error)]

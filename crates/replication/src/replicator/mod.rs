@@ -1,8 +1,8 @@
 //! The replicator: one database replicated to one replica, for as long as the server runs.
 //!
 //! [`Replicator::start`] runs before the server opens the database: it connects to the
-//! replica and probes it, restores or lineage-checks the database ([`crate::startup`]),
-//! attaches to it ([`crate::db`]) and writes the first L0 file. Then these tasks run beside
+//! replica and probes it, restores or lineage-checks the database ([`crate::lineage`]),
+//! attaches to it ([`crate::db_attachment`]) and writes the first L0 file. Then these tasks run beside
 //! the server:
 //!
 //! - **sync** (blocking work on a blocking thread): WAL → L0 files ([`crate::sync`]), woken

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::client::{NetworkOptions, ReplicaClient, ReplicaMetrics};
-use crate::config::Config;
+use crate::litestream_config::Config;
 use crate::restore::{IntegrityCheck, ProgressFn};
 use crate::sync::SyncHook;
 

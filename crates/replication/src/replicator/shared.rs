@@ -8,12 +8,12 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use crate::client::ReplicaClient;
-use crate::config::{Config, DbConfig};
+use crate::db_metrics::DbMetrics;
 use crate::health::Health;
+use crate::lineage::StartAction;
+use crate::litestream_config::{Config, DbConfig};
 use crate::meta::MetaDir;
-use crate::metrics::DbMetrics;
 use crate::progress::Progress;
-use crate::startup::StartAction;
 use crate::sync::{CheckpointLock, Position};
 
 /// State shared by the replicator's tasks and handles.

@@ -11,12 +11,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::deadline::Deadline;
 use crate::client::{ClientOptions, ReplicaMetrics, open_backend};
-use crate::db::Database;
+use crate::db_attachment::Database;
+use crate::db_metrics::DbMetrics;
 use crate::health::{Component, Health};
+use crate::lineage::{self, PrepareOptions};
 use crate::meta::MetaDir;
-use crate::metrics::DbMetrics;
 use crate::progress::Progress;
-use crate::startup::{self, PrepareOptions};
 use crate::sync::{CheckpointLock, Position, SyncReport, SyncSettings, Syncer};
 
 use super::adopt::{adopt, download_for_adoption};
@@ -75,9 +75,9 @@ impl Replicator {
         let meta = MetaDir::new(
             db_config
                 .meta_path()
-                .unwrap_or_else(|| crate::config::default_meta_path(&db_path)),
+                .unwrap_or_else(|| crate::litestream_config::default_meta_path(&db_path)),
         );
-        let prepared = startup::prepare(
+        let prepared = lineage::prepare(
             &client,
             &db_path,
             &meta,

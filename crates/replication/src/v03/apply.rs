@@ -24,7 +24,7 @@ use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use super::{Generation, V03Error, V03Plan, V03Segment};
 use crate::client::ReplicaClient;
-use crate::db::{wal_path, with_suffix};
+use crate::db_attachment::{wal_path, with_suffix};
 use crate::meta::{fsync_parent, remove_if_exists};
 use crate::restore::{RestoreError, RestoreOptions, RestoreProgress, integrity_check, sidecars};
 use crate::wal::{WalReader, read_page};

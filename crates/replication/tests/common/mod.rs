@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use replication::client::ReplicaClient;
-use replication::config::{Config, LoadOptions};
-use replication::db::Database;
+use replication::db_attachment::Database;
+use replication::litestream_config::{Config, LoadOptions};
 use replication::meta::MetaDir;
-use replication::plan::RestoreTarget;
+use replication::restore::plan::RestoreTarget;
 use replication::restore::{self, IntegrityCheck, RestoreError, RestoreOptions, Restored};
 use replication::sync::{SyncSettings, Syncer};
 use replication::target::{AbsTarget, ReplicaTarget, Secret};

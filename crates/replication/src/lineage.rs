@@ -56,12 +56,12 @@ use ltx::{Compactor, Decoder, FileName, Header, PageSink, TxId};
 
 use crate::adoption::Adoption;
 use crate::client::{ClientError, ReplicaClient};
-use crate::db::with_suffix;
-use crate::fetch::{FetchOptions, FetchProgress, Input, open_inputs};
+use crate::db_attachment::with_suffix;
 use crate::layout::{self, Format, ReplicaContents};
 use crate::level::{Level, LtxFileInfo};
 use crate::meta::{MetaDir, fsync_parent, remove_if_exists};
-use crate::plan::{PlanError, RestoreTarget, plan_restore};
+use crate::replica_readers::{FetchOptions, FetchProgress, Input, open_inputs};
+use crate::restore::plan::{PlanError, RestoreTarget, plan_restore};
 use crate::restore::{self, IntegrityCheck, ProgressFn, RestoreError, RestoreOptions, sidecars};
 use crate::snapshot::{DbImage, SnapshotError, detect_page_size};
 use crate::sync::{Position, SyncError, read_position};
@@ -874,7 +874,7 @@ pub fn proved_at(db_path: &Path, pos: Position) -> bool {
     let Some((end, salt)) = pos.wal_end() else {
         return false;
     };
-    let Ok(wal) = std::fs::File::open(crate::db::wal_path(db_path)) else {
+    let Ok(wal) = std::fs::File::open(crate::db_attachment::wal_path(db_path)) else {
         return false;
     };
     let Ok(header) = WalHeader::read(&wal) else {
