@@ -33,7 +33,7 @@ use crate::litestream_config::DbConfig;
 use crate::wal::WAL_HEADER_SIZE;
 
 /// SQLite's default `wal_autocheckpoint`: frames after which a commit checkpoints.
-pub const AUTOCHECKPOINT_FRAMES: u32 = 1000;
+pub(crate) const AUTOCHECKPOINT_FRAMES: u32 = 1000;
 
 /// Who checkpoints the database among this process's connections. See the module docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

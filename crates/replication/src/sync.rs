@@ -1185,7 +1185,7 @@ fn page_list(
 }
 
 /// Milliseconds since the Unix epoch.
-pub fn now_millis() -> i64 {
+pub(crate) fn now_millis() -> i64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

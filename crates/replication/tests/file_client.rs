@@ -8,9 +8,9 @@ use std::os::unix::fs::PermissionsExt;
 
 use common::*;
 use ltx::{FileName, TxId};
-use replication::client::file::FileClient;
-use replication::client::{ListOptions, ReadRange, ReplicaClient, ReplicaMetrics};
-use replication::level::Level;
+use replication::Level;
+use replication::internals::FileClient;
+use replication::{ListOptions, ReadRange, ReplicaClient, ReplicaMetrics};
 use testkit::litestream::Litestream;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

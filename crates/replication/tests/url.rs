@@ -5,8 +5,9 @@
 
 use std::path::PathBuf;
 
-use replication::target::{AbsTarget, FileTarget, ReplicaKind, ReplicaTarget, S3Target};
-use replication::url::{UrlError, ensure_endpoint_scheme, is_local_endpoint, parse_replica_url};
+use replication::internals::{ensure_endpoint_scheme, is_local_endpoint};
+use replication::{AbsTarget, FileTarget, ReplicaKind, ReplicaTarget, S3Target};
+use replication::{UrlError, parse_replica_url};
 
 #[track_caller]
 fn s3(url: &str) -> S3Target {

@@ -21,7 +21,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::replication::checkpoint::Checkpointer;
+use ::replication::Checkpointer;
 use tokio::task::JoinSet;
 
 use crate::admin::{self, HealthReport};
@@ -42,7 +42,7 @@ const DRAIN: Duration = Duration::from_secs(30);
 pub struct ServeHooks {
     /// Wraps the replica client ([`::replication::ReplicatorOptions::wrap_client`]), e.g. to
     /// inject replica faults in the torture harness.
-    pub wrap_replica_client: Option<::replication::replicator::WrapClient>,
+    pub wrap_replica_client: Option<::replication::WrapClient>,
 }
 
 impl std::fmt::Debug for ServeHooks {

@@ -14,11 +14,11 @@
 //! The trait is object-safe (`Arc<dyn ReplicaClient>`), so a test can wrap a real client to
 //! inject faults.
 
-pub mod abs;
-pub mod deadline;
-pub mod file;
-pub mod object;
-pub mod operation_metrics;
+pub(crate) mod abs;
+pub(crate) mod deadline;
+pub(crate) mod file;
+pub(crate) mod object;
+pub(crate) mod operation_metrics;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -62,7 +62,7 @@ pub enum ClientError {
     },
     #[error("{replica}: probe did not finish within {timeout:?} (replica unreachable?)")]
     ProbeTimeout { replica: String, timeout: Duration },
-    /// An operation made no progress for the operation timeout ([`deadline`]).
+    /// An operation made no progress for the operation timeout (`deadline`).
     #[error("{replica}: {operation} made no progress for {timeout:?} (replica hung?)")]
     Timeout {
         replica: String,
@@ -88,7 +88,7 @@ impl ClientError {
 
     /// How long the failed operation had already been stuck when it failed: its timeout for
     /// a hang, zero for an error the replica answered. The retry window counts a hang from
-    /// its start ([`crate::health::Health::error_stalled`]).
+    /// its start (`crate::health::Health::error_stalled`).
     pub fn stalled(&self) -> Duration {
         match self {
             ClientError::Timeout { timeout, .. } | ClientError::ProbeTimeout { timeout, .. } => {
@@ -257,8 +257,8 @@ pub struct NetworkOptions {
     pub retry_timeout: Duration,
     /// Upper bound for [`ReplicaClient::probe`] (default 10 s).
     pub probe_timeout: Duration,
-    /// Longest time any replica operation may make no progress ([`deadline`]; default
-    /// [`deadline::DEFAULT_OPERATION_TIMEOUT`]).
+    /// Longest time any replica operation may make no progress (`deadline`; default
+    /// `deadline::DEFAULT_OPERATION_TIMEOUT`).
     pub operation_timeout: Duration,
     /// Parallel HEAD requests for precise timestamps (default 50, as Litestream).
     pub metadata_concurrency: usize,
@@ -280,7 +280,7 @@ impl Default for NetworkOptions {
 
 impl NetworkOptions {
     /// The defaults, with the operation timeout from
-    /// [`deadline::OPERATION_TIMEOUT_ENV`] when it is set.
+    /// `deadline::OPERATION_TIMEOUT_ENV` when it is set.
     pub fn from_env() -> Result<NetworkOptions, String> {
         Ok(NetworkOptions {
             operation_timeout: deadline::operation_timeout_from_env()?,
@@ -301,7 +301,7 @@ pub struct ClientOptions {
 }
 
 /// Builds the client for a replica target, every operation bounded by
-/// `options.network.operation_timeout` ([`deadline::Deadline`]). For S3 without a region or
+/// `options.network.operation_timeout` (`deadline::Deadline`). For S3 without a region or
 /// endpoint this looks up the bucket's region (one request), as Litestream does.
 pub async fn open_client(
     target: &ReplicaTarget,
@@ -316,7 +316,7 @@ pub async fn open_client(
 
 /// [`open_client`] without the deadlines: the backend's own client (to be wrapped, then
 /// bounded with [`deadline::Deadline::wrap`]).
-pub async fn open_backend(
+pub(crate) async fn open_backend(
     target: &ReplicaTarget,
     options: &ClientOptions,
 ) -> Result<Arc<dyn ReplicaClient>, ClientError> {

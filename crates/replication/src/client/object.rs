@@ -39,9 +39,9 @@ use crate::target::{ReplicaKind, S3Target};
 use crate::url::{DEFAULT_REGION, MIN_PART_SIZE};
 
 /// The user-metadata key holding a file's creation time on S3 (and GCS).
-pub const TIMESTAMP_METADATA_KEY: &str = "litestream-timestamp";
+pub(crate) const TIMESTAMP_METADATA_KEY: &str = "litestream-timestamp";
 /// The same on Azure Blob Storage (metadata names there are C# identifiers: no hyphen).
-pub const ABS_TIMESTAMP_METADATA_KEY: &str = "litestreamtimestamp";
+pub(crate) const ABS_TIMESTAMP_METADATA_KEY: &str = "litestreamtimestamp";
 /// The object the probe writes and deletes (outside every level directory).
 const PROBE_OBJECT: &str = ".sqlite-rest-probe";
 const DEFAULT_CONCURRENCY: usize = 5;
@@ -49,7 +49,7 @@ const DEFAULT_CONCURRENCY: usize = 5;
 /// How one object backend differs from the others: how it names files, where it keeps their
 /// CreatedAt, and whether it serves suffix ranges. The only differences the client knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ObjectFlavor {
+pub(crate) struct ObjectFlavor {
     /// Level directories sit under `<prefix>/ltx/` (Azure) rather than directly under the
     /// prefix (S3).
     pub ltx_segment: bool,
@@ -63,13 +63,13 @@ pub struct ObjectFlavor {
 }
 
 impl ObjectFlavor {
-    pub const S3: ObjectFlavor = ObjectFlavor {
+    pub(crate) const S3: ObjectFlavor = ObjectFlavor {
         ltx_segment: false,
         hex_levels: true,
         timestamp_key: TIMESTAMP_METADATA_KEY,
         suffix_ranges: true,
     };
-    pub const ABS: ObjectFlavor = ObjectFlavor {
+    pub(crate) const ABS: ObjectFlavor = ObjectFlavor {
         ltx_segment: true,
         hex_levels: false,
         timestamp_key: ABS_TIMESTAMP_METADATA_KEY,
@@ -77,7 +77,7 @@ impl ObjectFlavor {
     };
 
     /// The naming of an object backend sqlite-rest implements.
-    pub fn of(kind: ReplicaKind) -> Option<ObjectFlavor> {
+    pub(crate) fn of(kind: ReplicaKind) -> Option<ObjectFlavor> {
         match kind {
             ReplicaKind::S3 => Some(ObjectFlavor::S3),
             ReplicaKind::Abs => Some(ObjectFlavor::ABS),
@@ -86,7 +86,7 @@ impl ObjectFlavor {
     }
 
     /// The name of a level directory (`0009` or `9`).
-    pub fn level_dir(&self, level: Level) -> String {
+    pub(crate) fn level_dir(&self, level: Level) -> String {
         if self.hex_levels {
             format!("{:04x}", level.get())
         } else {
@@ -96,7 +96,7 @@ impl ObjectFlavor {
 
     /// The level a directory name stands for; other spellings (`9` on S3, `09` on Azure)
     /// are not levels, as for Litestream.
-    pub fn parse_level_dir(&self, name: &str) -> Option<Level> {
+    pub(crate) fn parse_level_dir(&self, name: &str) -> Option<Level> {
         let n = if self.hex_levels {
             u8::from_str_radix(name, 16).ok()?
         } else {
@@ -127,7 +127,7 @@ pub(super) fn retry_config(network: &NetworkOptions) -> RetryConfig {
 
 /// A replica in an object store.
 #[derive(Debug, Clone)]
-pub struct ObjectClient {
+pub(crate) struct ObjectClient {
     store: Arc<dyn ObjectStore>,
     kind: ReplicaKind,
     flavor: ObjectFlavor,
@@ -147,7 +147,7 @@ impl ObjectClient {
     /// An S3 client for a target (credentials from the target, else the `AWS_*`
     /// environment; region from the target, else `us-east-1` with an endpoint, else looked up
     /// from the bucket).
-    pub async fn s3(
+    pub(crate) async fn s3(
         target: &S3Target,
         network: &NetworkOptions,
         metrics: Option<ReplicaMetrics>,
@@ -278,7 +278,7 @@ impl ObjectClient {
 
     /// A client over any object store with `kind`'s naming ([`ObjectFlavor::of`]), e.g. an
     /// in-memory store wrapped to inject faults in tests.
-    pub fn from_store(
+    pub(crate) fn from_store(
         kind: ReplicaKind,
         store: Arc<dyn ObjectStore>,
         prefix: &str,
@@ -324,19 +324,14 @@ impl ObjectClient {
         self
     }
 
-    pub fn with_metrics(mut self, metrics: ReplicaMetrics) -> ObjectClient {
-        self.metrics = Some(metrics);
-        self
-    }
-
     /// The key of a level directory: `<prefix>/<%04x level>` (S3), `<prefix>/ltx/<level>`
     /// (Azure).
-    pub fn level_key(&self, level: Level) -> Path {
+    pub(crate) fn level_key(&self, level: Level) -> Path {
         self.levels_root.clone().join(self.flavor.level_dir(level))
     }
 
     /// The key of a file: the level directory's key and the name.
-    pub fn file_key(&self, level: Level, name: FileName) -> Path {
+    pub(crate) fn file_key(&self, level: Level, name: FileName) -> Path {
         self.level_key(level).join(name.to_string())
     }
 

@@ -24,9 +24,9 @@
 //!   (its replica): defaults and validation, with `values.rs` (single-value checks) and
 //!   `key_errors.rs` (errors naming the key's path, "did you mean" hints).
 
-pub mod defaults;
+pub(crate) mod defaults;
 mod error;
-pub mod expand;
+pub(crate) mod expand;
 mod key_errors;
 mod load;
 mod model;
@@ -34,7 +34,7 @@ mod raw;
 mod resolve;
 mod resolve_db;
 mod resolve_replica;
-pub mod units;
+pub(crate) mod units;
 mod values;
 
 pub use error::ConfigError;

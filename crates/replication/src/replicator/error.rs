@@ -44,13 +44,6 @@ impl From<StartupError> for StartError {
     }
 }
 
-impl StartError {
-    /// True if the local database and the replica have diverged.
-    pub fn is_divergence(&self) -> bool {
-        matches!(self, StartError::Startup(e) if matches!(**e, StartupError::Diverged(_)))
-    }
-}
-
 /// Why the shutdown sync could not finish.
 #[derive(Debug, thiserror::Error)]
 pub enum ShutdownError {

@@ -95,12 +95,6 @@ impl ReplicationHandle {
         self.wait(|p| p.replicated_seq >= seq).await
     }
 
-    /// Waits until the commit numbered `seq` is in a local L0 file; returns the positions then
-    /// (`local_txid` is the TXID that holds it, or a later one).
-    pub async fn wait_commit_synced(&self, seq: u64) -> Result<Positions, FatalError> {
-        self.wait(|p| p.synced_seq >= seq).await
-    }
-
     async fn wait(&self, done: impl Fn(&Positions) -> bool) -> Result<Positions, FatalError> {
         let mut rx = self.shared.progress.subscribe();
         let fatal = self.shared.health.wait_fatal();

@@ -37,7 +37,7 @@
 mod adopt;
 mod error;
 mod handle;
-pub mod maintenance;
+pub(crate) mod maintenance;
 mod options;
 mod pacing;
 mod probe;
@@ -52,7 +52,5 @@ mod upload;
 pub use error::{ShutdownError, StartError};
 pub use handle::{ReplicationHandle, Status};
 pub use options::{ReplicatorOptions, WrapClient};
-pub use pacing::{HEAVY_WAL_RATE, LIGHT_WAL_RATE, MAX_SYNC_GAP, MIN_SYNC_GAP, sync_gap};
-pub use probe::{PROBE_INTERVAL, PROBE_INTERVAL_FAILING};
 pub use running::Replicator;
 pub use shutdown::ShutdownReport;

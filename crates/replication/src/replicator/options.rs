@@ -22,7 +22,7 @@ pub struct ReplicatorOptions {
     pub registry: Option<prometheus::Registry>,
     /// Replica operation metrics; registered in `registry` when `None`.
     pub replica_metrics: Option<ReplicaMetrics>,
-    /// See [`crate::health`]; default 60 s or `SQLITEREST_REPLICATION_RETRY_WINDOW`.
+    /// See `crate::health`; default 60 s or `SQLITEREST_REPLICATION_RETRY_WINDOW`.
     pub retry_window: Duration,
     pub probe_interval: Duration,
     /// Network settings, and the deadline of every replica operation

@@ -6,26 +6,26 @@ use std::time::Duration;
 /// Shortest pause between two syncs under a steady write load (see the sync task): the first
 /// commit after a quiet spell is synced at once, later ones are batched for at least this
 /// long, so a lightly loaded server writes at most five L0 files (and uploads) a second.
-pub const MIN_SYNC_GAP: Duration = Duration::from_millis(200);
+pub(crate) const MIN_SYNC_GAP: Duration = Duration::from_millis(200);
 /// Longest pause between two syncs: reached under a heavy write load (at
 /// [`HEAVY_WAL_RATE`]) or when syncs themselves get that slow. Litestream's default
 /// `sync-interval`, so even then a commit is on the replica about as soon as with Litestream.
-pub const MAX_SYNC_GAP: Duration = Duration::from_secs(1);
+pub(crate) const MAX_SYNC_GAP: Duration = Duration::from_secs(1);
 /// WAL bytes per second up to which syncs run [`MIN_SYNC_GAP`] apart (the benchmark's paced
 /// 200 commits/s of one row each write about 2 MB/s).
-pub const LIGHT_WAL_RATE: f64 = 4e6;
+pub(crate) const LIGHT_WAL_RATE: f64 = 4e6;
 /// WAL bytes per second from which syncs run [`MAX_SYNC_GAP`] apart; in between the gap grows
 /// linearly. Every sync, upload (and the replica's work on it) and checkpoint has a fixed
 /// cost, and a longer gap folds the rewrites of hot pages into one page image: with the HTTP
 /// write API at full speed (30–60 MB/s of WAL on a 2-core machine) 1 s gaps instead of
 /// 200 ms cut the L0 files from 7 to 3 a second and the uploaded bytes by 60 %, and the
 /// throughput beside no replication rose from 0.85× to 0.92× (`scripts/bench-replication`).
-pub const HEAVY_WAL_RATE: f64 = 16e6;
+pub(crate) const HEAVY_WAL_RATE: f64 = 16e6;
 
 /// The pause between the end of one sync and the start of the next under a steady load:
 /// from the WAL bytes per second the last sync found (`wal_rate`, bytes synced over the time
 /// since the sync before) and how long it took.
-pub fn sync_gap(wal_rate: f64, last_took: Duration) -> Duration {
+pub(crate) fn sync_gap(wal_rate: f64, last_took: Duration) -> Duration {
     let load = if wal_rate.is_nan() {
         0.0
     } else {

@@ -11,9 +11,9 @@ use crate::health::Component;
 use super::shared::Shared;
 
 /// How often the replica is probed while everything works.
-pub const PROBE_INTERVAL: Duration = Duration::from_secs(15);
+pub(crate) const PROBE_INTERVAL: Duration = Duration::from_secs(15);
 /// How often while something fails.
-pub const PROBE_INTERVAL_FAILING: Duration = Duration::from_secs(1);
+pub(crate) const PROBE_INTERVAL_FAILING: Duration = Duration::from_secs(1);
 
 /// The probe task. See the module docs.
 pub(super) async fn probe_loop(shared: Arc<Shared>, interval: Duration, stop: CancellationToken) {

@@ -40,7 +40,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// The newest local L0 file, as the syncer published it.
-    pub fn position(&self) -> Position {
+    pub(crate) fn position(&self) -> Position {
         self.checkpoint_lock.published().position
     }
 }
