@@ -15,6 +15,7 @@
 //! | position L, another page size than the database's | has data | **diverged** (one LTX history has one page size) |
 //! | position L | has L0 file L | compare the two files page by page: different → **diverged**; L is the newest → continue; replica ahead → catch up if the local database is exactly at L (proved by its WAL, or by comparing contents with the replica's state at L), else **diverged** |
 //! | position L | ends below L | continue (upload the missing files) if every local L0 file after the replica's end is still there, else **diverged** (the replica went backwards) |
+//! | position L | only a snapshot reaches L or beyond its L0/L1… files | a snapshot is taken from the local database, so it can reach the replica while L0 uploads fail: uploads continue after the L0/L1… files (the local ones in between are uploaded), so no level keeps a gap; only if those local files are gone, after the snapshot |
 //! | position L | no file L, ends above L | compare contents with the replica's state at L: equal → catch up; else **diverged** |
 //!
 //! Two L0 files are the same when their headers and pages are. Where in a WAL a file was
@@ -315,6 +316,15 @@ pub async fn prepare(
         .map(|f| f.name.max)
         .max()
         .unwrap_or(TxId::ZERO);
+    // The end of the replica's L0/L1… chain. A snapshot can be ahead of it: it is taken from
+    // the local database, so it can reach the replica while L0 uploads fail. Uploads then
+    // continue after the chain, not after the snapshot (see `resume_after`).
+    let chain_txid = remote
+        .iter()
+        .filter(|f| !f.level.is_snapshot())
+        .map(|f| f.name.max)
+        .max()
+        .unwrap_or(TxId::ZERO);
     let newest_l0 = remote
         .iter()
         .filter(|f| f.level == Level::L0)
@@ -461,26 +471,23 @@ pub async fn prepare(
         {
             return Err(diverged(DivergenceKind::TxidDiffers { txid: n.name.max }).into());
         }
-        let missing = {
-            let meta = meta.clone();
-            blocking(move || {
-                Ok((replica_txid.get() + 1..=l.get())
-                    .any(|t| !meta.exists(Level::L0, FileName::new(TxId(t), TxId(t)))))
-            })
-            .await?
-        };
-        if missing {
+        if !has_local_l0(meta, replica_txid, l).await? {
             return Err(diverged(DivergenceKind::ReplicaWentBack {
                 local: l,
                 replica: replica_txid,
             })
             .into());
         }
-        return Ok(continued(local, replica_txid));
+        let resume = resume_after(meta, db_path, chain_txid, replica_txid, l).await?;
+        return Ok(continued(local, resume));
     }
-    // The replica is at or beyond L but no longer has L's own file (compacted away).
+    // The replica is at or beyond L but no longer has L's own file (compacted away), or only
+    // a snapshot reaches L.
     match compare_with_replica(client, db_path, &remote, RestoreTarget::TxId(l), options).await? {
-        Comparison::Equal if l == replica_txid => Ok(continued(local, replica_txid)),
+        Comparison::Equal if l == replica_txid => {
+            let resume = resume_after(meta, db_path, chain_txid, replica_txid, l).await?;
+            Ok(continued(local, resume))
+        }
         Comparison::Equal => behind.catch_up().await,
         Comparison::Different(detail) | Comparison::Unavailable(detail) => {
             behind.not_at_position(detail).await
@@ -546,6 +553,39 @@ fn inspect_local(
 async fn reset_meta(meta: &MetaDir) -> Result<(), StartupError> {
     let meta = meta.clone();
     blocking(move || meta.reset().map_err(io_error(meta.root()))).await
+}
+
+/// Whether every local L0 file after `after` up to `to` is still in the metadata directory.
+async fn has_local_l0(meta: &MetaDir, after: TxId, to: TxId) -> Result<bool, StartupError> {
+    let meta = meta.clone();
+    blocking(move || {
+        Ok((after.get() + 1..=to.get())
+            .all(|t| meta.exists(Level::L0, FileName::new(TxId(t), TxId(t)))))
+    })
+    .await
+}
+
+/// Where uploads continue when the local database (at `local`, not behind the replica) keeps
+/// its position: after the end of the replica's L0/L1… chain (`chain`) when a snapshot took
+/// the replica further (to `replica`) and every local L0 file after the chain is still here,
+/// so that no level keeps a gap and every TXID stays restorable; else after `replica`.
+/// Litestream also takes a replica's position from its L0 files alone.
+async fn resume_after(
+    meta: &MetaDir,
+    db_path: &Path,
+    chain: TxId,
+    replica: TxId,
+    local: TxId,
+) -> Result<TxId, StartupError> {
+    if chain >= replica {
+        return Ok(replica);
+    }
+    if has_local_l0(meta, chain, local).await? {
+        tracing::info!(db = %db_path.display(), chain_txid = %chain, snapshot_txid = %replica, "a snapshot on the replica is ahead of its L0 files: uploading the local L0 files after them");
+        return Ok(chain);
+    }
+    tracing::warn!(db = %db_path.display(), chain_txid = %chain, snapshot_txid = %replica, "a snapshot on the replica is ahead of its L0 files and the local L0 files in between are gone: continuing after the snapshot (the TXIDs in between can only be restored from the snapshot on)");
+    Ok(replica)
 }
 
 fn continued(local: Position, replica: TxId) -> Prepared {

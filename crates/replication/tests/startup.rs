@@ -531,13 +531,24 @@ async fn a_stop_in_the_middle_of_a_catch_up_is_not_a_divergence() {
     assert_eq!(rows(&out), rows(&env.db));
 }
 
-/// A real replica client that runs `hook` once, before the first download of an L0 file
-/// through [`ReplicaClient::open`]. At start-up that download is the replica's newest L0
-/// file to adopt: after the database was compared with (or restored from) the replica, and
-/// before the replicator attaches to it.
+/// A real replica client that runs `hook` once, when the replica's newest L0 file is
+/// downloaded for adoption: after the database was compared with (or restored from) the
+/// replica, and before the replicator attaches to it. That download is told from the reads
+/// of the comparison or restore (which reach `open` too, through the deadline wrapper) by
+/// the `*.adopt.tmp` file it creates first in the metadata directory `meta`.
 struct BeforeAdoption {
     inner: Arc<dyn ReplicaClient>,
+    meta: PathBuf,
     hook: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl BeforeAdoption {
+    fn adopting(&self) -> bool {
+        std::fs::read_dir(self.meta.join("ltx").join(Level::L0.to_string())).is_ok_and(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().ends_with(".adopt.tmp"))
+        })
+    }
 }
 
 impl std::fmt::Debug for BeforeAdoption {
@@ -580,9 +591,11 @@ impl ReplicaClient for BeforeAdoption {
         name: FileName,
         range: ReadRange,
     ) -> Result<ByteStream, ClientError> {
-        let hook = self.hook.lock().unwrap().take();
-        if let Some(hook) = hook.filter(|_| level == Level::L0) {
-            tokio::task::spawn_blocking(hook).await.unwrap();
+        if level == Level::L0 && self.adopting() {
+            let hook = self.hook.lock().unwrap().take();
+            if let Some(hook) = hook {
+                tokio::task::spawn_blocking(hook).await.unwrap();
+            }
         }
         self.inner.open(level, name, range).await
     }
@@ -640,7 +653,7 @@ async fn a_commit_checkpointed_by_another_process_during_adoption_reaches_the_re
         env.session(3).await;
         set_up_adoption(&env, case).await;
         let mut options = replicator_options(&env.yaml(), &env.db);
-        let (sqlite3, db) = (sqlite3.clone(), env.db.clone());
+        let (sqlite3, db, meta) = (sqlite3.clone(), env.db.clone(), env.meta());
         let hook: Box<dyn FnOnce() + Send> = Box::new(move || {
             testkit::sqlite3_exec(
                 &sqlite3,
@@ -652,6 +665,7 @@ async fn a_commit_checkpointed_by_another_process_during_adoption_reaches_the_re
         options.wrap_client = Some(Arc::new(move |inner| {
             Arc::new(BeforeAdoption {
                 inner,
+                meta: meta.clone(),
                 hook: Mutex::new(hook.lock().unwrap().take()),
             }) as Arc<dyn ReplicaClient>
         }));

@@ -1017,7 +1017,6 @@ async fn a_crash_under_a_write_load_restarts_and_replicates_what_was_left() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "open hazard found by the torture harness (issue 9): a WAL restart while the server is down loses the commits it had not synced"]
 async fn commits_not_yet_replicated_survive_a_wal_restart_while_the_server_is_down() {
     // The server dies with a commit not yet in any LTX file; while it is down another process
     // checkpoints the whole WAL and writes, which restarts the WAL from its start. The next
