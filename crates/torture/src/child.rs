@@ -149,6 +149,7 @@ impl Faulty {
         ClientError::Backend {
             replica: self.inner.describe(),
             operation,
+            code: "Unknown",
             message: "fault injected by the torture harness".into(),
         }
     }

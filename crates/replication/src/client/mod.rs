@@ -9,7 +9,8 @@
 //! mtime set to the LTX header timestamp) and [`object::ObjectClient`] (S3 and
 //! S3-compatible services, and Azure Blob Storage ([`abs`]), through the `object_store`
 //! crate, with the `litestream-timestamp` / `litestreamtimestamp` metadata). [`open_client`] builds the right one from a [`ReplicaTarget`]. Every operation
-//! is counted in Litestream's `litestream_replica_operation_*` metrics ([`ReplicaMetrics`]).
+//! is counted in Litestream's `litestream_replica_operation_*` metrics ([`ReplicaMetrics`]) by one
+//! wrapper around whichever backend (`metered.rs`).
 //!
 //! The trait is object-safe (`Arc<dyn ReplicaClient>`), so a test can wrap a real client to
 //! inject faults.
@@ -17,6 +18,7 @@
 pub(crate) mod abs;
 pub(crate) mod deadline;
 pub(crate) mod file;
+mod metered;
 pub(crate) mod object;
 pub(crate) mod operation_metrics;
 
@@ -33,7 +35,6 @@ use ltx::{FileName, TxId};
 
 use crate::level::{Level, LtxFileInfo};
 use crate::target::{ReplicaKind, ReplicaTarget, UnsupportedBackend};
-use operation_metrics::Op;
 pub use operation_metrics::ReplicaMetrics;
 
 /// A stream of file bytes.
@@ -51,6 +52,9 @@ pub enum ClientError {
     Backend {
         replica: String,
         operation: &'static str,
+        /// The `code` label of the operation metrics: the store's error kind (`NotFound`,
+        /// `AccessDenied`, `Unauthenticated`, …, `Unknown`), as Litestream reports it.
+        code: &'static str,
         message: String,
     },
     #[error("{replica}: {operation} {path}: {source}")]
@@ -321,31 +325,34 @@ pub(crate) async fn open_backend(
     options: &ClientOptions,
 ) -> Result<Arc<dyn ReplicaClient>, ClientError> {
     let metrics = options.metrics.clone();
-    match target {
+    let client: Arc<dyn ReplicaClient> = match target {
         ReplicaTarget::File(f) => {
             let mut client = file::FileClient::new(&f.path);
-            if let Some(m) = metrics {
-                client = client.with_metrics(m);
-            }
             if let Some(db) = &options.db_path {
                 client = client.with_modes_from(db);
             }
-            Ok(Arc::new(client))
+            Arc::new(client)
         }
-        ReplicaTarget::S3(s3) => Ok(Arc::new(
-            object::ObjectClient::s3(s3, &options.network, metrics).await?,
-        )),
-        ReplicaTarget::Abs(abs) => Ok(Arc::new(object::ObjectClient::abs(
+        ReplicaTarget::S3(s3) => {
+            Arc::new(object::ObjectClient::s3(s3, &options.network, metrics.clone()).await?)
+        }
+        ReplicaTarget::Abs(abs) => Arc::new(object::ObjectClient::abs(
             abs,
             &options.network,
-            metrics,
-        )?)),
-        ReplicaTarget::Unsupported { kind, location } => Err(UnsupportedBackend {
-            kind: *kind,
-            location: location.clone(),
+            metrics.clone(),
+        )?),
+        ReplicaTarget::Unsupported { kind, location } => {
+            return Err(UnsupportedBackend {
+                kind: *kind,
+                location: location.clone(),
+            }
+            .into());
         }
-        .into()),
-    }
+    };
+    Ok(match metrics {
+        Some(m) => metered::Metered::wrap(client, m),
+        None => client,
+    })
 }
 
 /// The segments of a `/`-separated path relative to a replica root; `..`, `.` and
@@ -395,32 +402,5 @@ impl WriteBody {
     /// The bytes taken so far.
     pub(crate) fn taken(&self) -> u64 {
         self.taken
-    }
-}
-
-/// Ends a timed write of `level`/`name`: a success of `size` bytes is counted and
-/// described; a failure is counted under `error_code`.
-pub(crate) fn finish_write(
-    op: Op<'_>,
-    result: Result<u64, ClientError>,
-    error_code: &str,
-    level: Level,
-    name: FileName,
-    created_at: DateTime<Utc>,
-) -> Result<LtxFileInfo, ClientError> {
-    match result {
-        Ok(size) => {
-            op.ok(1, size);
-            Ok(LtxFileInfo {
-                level,
-                name,
-                size,
-                created_at,
-            })
-        }
-        Err(e) => {
-            op.err(error_code);
-            Err(e)
-        }
     }
 }

@@ -32,7 +32,7 @@ use tokio::io::AsyncWriteExt;
 use super::operation_metrics::{Op, start};
 use super::{
     ByteStream, ClientError, DirEntry, EntryKind, ListOptions, NetworkOptions, ReadRange,
-    ReplicaClient, ReplicaMetrics, WriteBody, finish_listing, finish_write, relative_parts,
+    ReplicaClient, ReplicaMetrics, WriteBody, finish_listing, relative_parts,
 };
 use crate::level::{Level, LtxFileInfo, format_rfc3339_nano};
 use crate::target::{ReplicaKind, S3Target};
@@ -352,6 +352,7 @@ impl ObjectClient {
             .map_err(move |e| ClientError::Backend {
                 replica: location.clone(),
                 operation: "read",
+                code: error_code(&e),
                 message: error_chain(&e),
             })
             .boxed()
@@ -370,6 +371,7 @@ impl ObjectClient {
             other => ClientError::Backend {
                 replica: self.location.clone(),
                 operation,
+                code: error_code(&other),
                 message: error_chain(&other),
             },
         }
@@ -439,16 +441,11 @@ impl ReplicaClient for ObjectClient {
     }
 
     async fn levels(&self) -> Result<Vec<Level>, ClientError> {
-        let op = start(self.metrics.as_ref(), self.type_label(), "LIST");
-        let listing = match self
+        let listing = self
             .store
             .list_with_delimiter(Some(&self.levels_root))
             .await
-        {
-            Ok(l) => l,
-            Err(e) => return Err(self.failed(op, "list", e)),
-        };
-        op.ok(1, 0);
+            .map_err(|e| self.error("list", e))?;
         let mut levels: Vec<Level> = listing
             .common_prefixes
             .iter()
@@ -464,7 +461,6 @@ impl ReplicaClient for ObjectClient {
         level: Level,
         options: ListOptions,
     ) -> Result<Vec<LtxFileInfo>, ClientError> {
-        let op = start(self.metrics.as_ref(), self.type_label(), "LIST");
         let dir = self.level_key(level);
         let depth = dir.parts().count() + 1;
         let listing = match options.seek {
@@ -474,11 +470,10 @@ impl ReplicaClient for ObjectClient {
                 .list_with_offset(Some(&dir), &dir.clone().join(seek.to_string())),
             None => self.store.list(Some(&dir)),
         };
-        let metas: Vec<_> = match listing.try_collect().await {
-            Ok(m) => m,
-            Err(e) => return Err(self.failed(op, "list", e)),
-        };
-        op.ok(1, 0);
+        let metas: Vec<_> = listing
+            .try_collect()
+            .await
+            .map_err(|e| self.error("list", e))?;
         let mut files: Vec<(LtxFileInfo, Path)> = metas
             .into_iter()
             .filter(|m| m.location.parts().count() == depth)
@@ -518,13 +513,12 @@ impl ReplicaClient for ObjectClient {
 
     async fn list_dir(&self, dir: &str) -> Result<Vec<DirEntry>, ClientError> {
         let key = self.relative_key(dir)?;
-        let op = start(self.metrics.as_ref(), self.type_label(), "LIST");
         let root = (key.parts().count() > 0).then_some(&key);
-        let listing = match self.store.list_with_delimiter(root).await {
-            Ok(l) => l,
-            Err(e) => return Err(self.failed(op, "list", e)),
-        };
-        op.ok(1, 0);
+        let listing = self
+            .store
+            .list_with_delimiter(root)
+            .await
+            .map_err(|e| self.error("list", e))?;
         let dirs = listing.common_prefixes.iter().filter_map(|p| {
             Some(DirEntry {
                 name: p.filename()?.to_string(),
@@ -548,13 +542,9 @@ impl ReplicaClient for ObjectClient {
 
     async fn open_path(&self, rel: &str) -> Result<ByteStream, ClientError> {
         let key = self.relative_key(rel)?;
-        let op = start(self.metrics.as_ref(), self.type_label(), "GET");
         match self.store.get(&key).await {
-            Ok(result) => {
-                op.ok(1, result.range.end - result.range.start);
-                Ok(self.body(result))
-            }
-            Err(e) => Err(self.failed(op, "get", e)),
+            Ok(result) => Ok(self.body(result)),
+            Err(e) => Err(self.error("get", e)),
         }
     }
 
@@ -564,7 +554,6 @@ impl ReplicaClient for ObjectClient {
         name: FileName,
         range: ReadRange,
     ) -> Result<ByteStream, ClientError> {
-        let op = start(self.metrics.as_ref(), self.type_label(), "GET");
         let key = self.file_key(level, name);
         let get_range = match range {
             ReadRange::Full => None,
@@ -572,7 +561,6 @@ impl ReplicaClient for ObjectClient {
             ReadRange::From(s) => Some(GetRange::Offset(s)),
             ReadRange::Bounded { start, end } if start < end => Some(GetRange::Bounded(start..end)),
             ReadRange::Bounded { .. } => {
-                op.err("InvalidRange");
                 return Err(ClientError::BadRange {
                     replica: self.location.clone(),
                     name: name.to_string(),
@@ -583,7 +571,7 @@ impl ReplicaClient for ObjectClient {
             ReadRange::Suffix(n) => match self.store.head(&key).await {
                 Ok(meta) if n < meta.size => Some(GetRange::Offset(meta.size - n)),
                 Ok(_) => None,
-                Err(e) => return Err(self.failed(op, "head", e)),
+                Err(e) => return Err(self.error("head", e)),
             },
         };
         match self
@@ -591,11 +579,8 @@ impl ReplicaClient for ObjectClient {
             .get_opts(&key, GetOptions::new().with_range(get_range))
             .await
         {
-            Ok(result) => {
-                op.ok(1, result.range.end - result.range.start);
-                Ok(self.body(result))
-            }
-            Err(e) => Err(self.failed(op, "get", e)),
+            Ok(result) => Ok(self.body(result)),
+            Err(e) => Err(self.error("get", e)),
         }
     }
 
@@ -606,7 +591,6 @@ impl ReplicaClient for ObjectClient {
         body: ByteStream,
         created_at: DateTime<Utc>,
     ) -> Result<LtxFileInfo, ClientError> {
-        let op = start(self.metrics.as_ref(), self.type_label(), "PUT");
         let key = self.file_key(level, name);
         let mut attributes = Attributes::new();
         attributes.insert(
@@ -629,9 +613,10 @@ impl ReplicaClient for ObjectClient {
             writer.shutdown().await.map_err(|e| ClientError::Backend {
                 replica: self.location.clone(),
                 operation: "put",
+                code: "PutFailed",
                 message: error_chain(&e),
             })?;
-            Ok(body.taken())
+            Ok::<_, ClientError>(body.taken())
         }
         .await;
         // A writer that failed while completing cannot be aborted (`object_store` panics):
@@ -640,14 +625,18 @@ impl ReplicaClient for ObjectClient {
         if result.is_err() && !completing {
             let _ = writer.abort().await;
         }
-        finish_write(op, result, "PutFailed", level, name, created_at)
+        Ok(LtxFileInfo {
+            level,
+            name,
+            size: result?,
+            created_at,
+        })
     }
 
     async fn delete(&self, level: Level, names: &[FileName]) -> Result<(), ClientError> {
         if names.is_empty() {
             return Ok(());
         }
-        let op = start(self.metrics.as_ref(), self.type_label(), "DELETE");
         let keys: Vec<Path> = names.iter().map(|&n| self.file_key(level, n)).collect();
         let results: Vec<_> = self
             .store
@@ -657,10 +646,9 @@ impl ReplicaClient for ObjectClient {
         for r in results {
             match r {
                 Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(self.failed(op, "delete", e)),
+                Err(e) => return Err(self.error("delete", e)),
             }
         }
-        op.ok(names.len() as u64, 0);
         Ok(())
     }
 
@@ -676,7 +664,15 @@ impl ReplicaClient for ObjectClient {
                 return Err(self.failed(op, "probe write", e));
             }
             op.ok(1, 17);
-            self.levels().await?;
+            let op = start(self.metrics.as_ref(), self.type_label(), "LIST");
+            if let Err(e) = self
+                .store
+                .list_with_delimiter(Some(&self.levels_root))
+                .await
+            {
+                return Err(self.failed(op, "list", e));
+            }
+            op.ok(1, 0);
             let op = start(self.metrics.as_ref(), self.type_label(), "DELETE");
             match self.store.delete(&key).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {

@@ -92,6 +92,13 @@ impl ReplicaMetrics {
             .get()
     }
 
+    /// Adds to `litestream_replica_operation_bytes` (bytes of a body counted as it streams).
+    pub(crate) fn add_bytes(&self, replica_type: &str, operation: &str, bytes: u64) {
+        self.bytes
+            .with_label_values(&[replica_type, operation])
+            .inc_by(bytes);
+    }
+
     /// `litestream_replica_operation_errors_total` for one (type, operation, code).
     pub fn errors(&self, replica_type: &str, operation: &str, code: &str) -> u64 {
         self.errors

@@ -144,6 +144,7 @@ impl ReplicaClient for Faulty {
                 return Err(ClientError::Backend {
                     replica: self.inner.describe(),
                     operation: "put",
+                    code: "Unknown",
                     message: "injected L0 write failure".into(),
                 });
             }
