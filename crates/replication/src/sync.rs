@@ -38,9 +38,12 @@
 //!   transaction on a connection of its own, taken after the reader's and before the reader
 //!   lets go) holds the WAL from then until the barrier's sync has those commits: taken when
 //!   frames were still to be copied, it holds a read mark; taken when none were, it sees only
-//!   what the reader's snapshot saw. Under the barrier the pin goes and the checkpoint proper
-//!   copies the rest; if anything fails before that sync, the pin stays until a later sync
-//!   has read the WAL to its end;
+//!   what the reader's snapshot saw. Under the barrier, once that sync has every commit, the
+//!   pin is taken again (it then sees exactly what L0 files hold, so it does not hold back
+//!   the copy) before the reader lets go, the checkpoint proper copies the rest, and the pin
+//!   goes once the reader holds its read transaction again (or stays in its place); if
+//!   anything fails before that sync, the pin stays until a later sync has read the WAL to
+//!   its end;
 //! - a TRUNCATE checkpoint needs every reader gone, ours too, so for it the invariant is
 //!   given up on purpose: commits landing between the sync before it and the truncation are
 //!   copied into the database file and cut out of the WAL. It is made good by a full
@@ -407,6 +410,16 @@ impl Syncer {
         self.pinned = true;
         self.publish();
         Ok(())
+    }
+
+    /// Ends the pin and takes it again at the newest commit, while the reader's read
+    /// transaction holds the WAL (under the barrier, once every commit is in an L0 file).
+    fn repin(&mut self) -> Result<(), SyncError> {
+        self.db.acquire_read_lock()?;
+        self.db.end_pin()?;
+        self.pinned = false;
+        self.publish();
+        self.pin()
     }
 
     /// Ends the pin (no-op if none). Only once every commit it could see is in an L0 file (a
@@ -1033,18 +1046,21 @@ impl Syncer {
         Ok(true)
     }
 
-    /// Under the barrier: syncs what was committed since the last sync, lets the pin go
-    /// (every commit is in an L0 file and nobody can write), and checkpoints.
+    /// Under the barrier: syncs what was committed since the last sync, takes the pin again
+    /// (every commit is in an L0 file and nobody can write, so it sees exactly what L0 files
+    /// hold, and does not hold back the copy), and checkpoints. The pin goes once the reader
+    /// holds its read transaction again; if the reader cannot take it, the pin stands in for
+    /// it until a later sync. Taken before the reader lets go, never after: a pin taken
+    /// only once the reader had failed could fail the same way (the same read), and then
+    /// nothing of ours would hold the WAL when the barrier ends.
     fn sealed_checkpoint(&mut self, mode: CheckpointMode) -> Result<CheckpointResult, SyncError> {
         let r = self.verify_and_sync(None)?;
         self.apply(r);
-        self.release_pin()?;
+        self.repin()?;
         self.at(SyncPoint::BeforeCheckpoint(mode));
         let result = self.db.checkpoint(mode);
-        if !self.db.holds_read_lock() {
-            // The reader could not take its read transaction again: the pin stands in for it
-            // (taken under the barrier, it sees only what is in L0 files).
-            self.pin()?;
+        if self.db.holds_read_lock() {
+            self.release_pin()?;
         }
         Ok(result?)
     }

@@ -795,3 +795,44 @@ async fn a_snapshot_after_a_checkpoint_that_failed_midway_holds_the_pages_of_its
     restore(&ls, &file_url(&replica), &theirs, &[]);
     assert_eq!(rows(&theirs), rows(&db));
 }
+
+/// Hazard: under the barrier, once the checkpoint proper had run, the reader could not take
+/// its read transaction again, and the pin, taken only then to stand in for it, failed the
+/// same way (the same read: here another process had dropped `_litestream_seq` just before
+/// the barrier; an I/O error would do too). When the barrier ended nothing of ours held the
+/// WAL, and the syncer still believed it had read the WAL to its end: another process
+/// committed, truncated the WAL and committed again, the next sync took the short WAL for an
+/// expected truncation and synced from offset 32, and the commit in between was in no LTX
+/// file. The pin is now taken again before the reader lets go.
+#[test]
+fn the_wal_stays_held_when_the_reader_cannot_read_again_after_the_checkpoint() {
+    let Some(sc) =
+        Scene::new("the_wal_stays_held_when_the_reader_cannot_read_again_after_the_checkpoint")
+    else {
+        return;
+    };
+    let mut s = sc.syncer(checkpoint_when_asked());
+    s.sync().unwrap();
+    sc.write(20, 1000);
+    s.sync().unwrap();
+    sc.gaps.at(
+        SyncPoint::BeforeBarrier(Passive),
+        sc.other("DROP TABLE _litestream_seq"),
+    );
+    let failed = s.force_checkpoint(Passive);
+    sc.gaps.assert_all_ran_ok();
+    assert!(failed.is_err(), "the checkpoint went through: {failed:?}");
+    // The table is back, so our reads work again; in between, nothing else of ours runs.
+    let said = other_process(
+        &sc.sqlite3,
+        &sc.db,
+        "CREATE TABLE _litestream_seq (id INTEGER PRIMARY KEY, seq INTEGER); \
+         INSERT INTO x(v) VALUES ('while nothing of ours holds the WAL'); \
+         PRAGMA wal_checkpoint(TRUNCATE); \
+         INSERT INTO y(v) VALUES ('after the truncation');",
+    );
+    assert!(said.starts_with("ok"), "{said}");
+    sc.gaps.states.record();
+    s.sync().unwrap();
+    sc.check(&s);
+}
