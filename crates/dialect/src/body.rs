@@ -27,7 +27,7 @@ use crate::shape::write_json_str;
 
 /// The most keys a row of a body may have: SQLite's limit on the columns of a table (its
 /// default `SQLITE_MAX_COLUMN`), so a row with more cannot be written anyway.
-pub const MAX_KEYS: usize = 2000;
+pub(crate) const MAX_KEYS: usize = 2000;
 
 fn too_many_keys() -> ApiError {
     ApiError::new(

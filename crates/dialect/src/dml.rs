@@ -19,8 +19,8 @@
 use rusqlite::types::Value;
 
 use crate::body::ColumnPaths;
-use crate::plan::{Condition, OutputField, distinct_exprs};
-use crate::schema::{Column, Relation, RowKey, ValueKind};
+use crate::read_plan::{Condition, OutputField, distinct_exprs};
+use crate::schema_cache::{Column, Relation, RowKey, ValueKind};
 use crate::sql::{Sql, budget_where, expr, key_exprs};
 
 /// What a write statement returns for each row it touched.
@@ -59,7 +59,7 @@ impl Returning {
 
 /// How an INSERT handles rows whose key exists.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OnConflict {
+pub(crate) enum OnConflict {
     /// Plain insert: a conflict is an error (23505).
     Fail,
     /// `ON CONFLICT (target) DO UPDATE SET <every column> = excluded.<column>`.
@@ -70,7 +70,7 @@ pub enum OnConflict {
 
 /// The JSON path of a key: `$."name"` with the name escaped as a JSON string (SQLite reads
 /// `\"` and `\\` inside a quoted path label).
-pub fn json_path(prefix: &str, key: &str) -> String {
+pub(crate) fn json_path(prefix: &str, key: &str) -> String {
     let quoted = serde_json::Value::String(key.to_string()).to_string();
     let mut p = String::with_capacity(prefix.len() + quoted.len() + 1);
     p.push_str(prefix);
@@ -191,7 +191,7 @@ fn column_list(sql: &mut Sql, cols: &[&Column]) {
 
 /// `INSERT INTO "rel" (cols) SELECT <values> FROM json_each(?1) AS "pgrst_body" WHERE …
 /// [ON CONFLICT …] [RETURNING …]`. `count_inserts` adds the `pgrst_ins` counter.
-pub fn insert(
+pub(crate) fn insert(
     rel: &Relation,
     cols: &[&Column],
     paths: &ColumnPaths,
@@ -256,7 +256,7 @@ pub fn insert(
 }
 
 /// `INSERT INTO "rel" DEFAULT VALUES [RETURNING …]` (an object without keys).
-pub fn insert_defaults(rel: &Relation, ret: &Returning) -> Sql {
+pub(crate) fn insert_defaults(rel: &Relation, ret: &Returning) -> Sql {
     let mut sql = Sql::reserving_first();
     sql.push("INSERT INTO ");
     sql.quoted(&rel.name);
@@ -268,7 +268,7 @@ pub fn insert_defaults(rel: &Relation, ret: &Returning) -> Sql {
 /// `UPDATE "rel" SET "c" = <value from the first object of ?1>, … WHERE … [RETURNING …]`.
 /// Conditions are written over columns qualified by the relation's own name (SQLite refuses
 /// an alias on views written through INSTEAD OF triggers).
-pub fn update(
+pub(crate) fn update(
     rel: &Relation,
     cols: &[&Column],
     paths: &ColumnPaths,
@@ -300,7 +300,7 @@ pub fn update(
 }
 
 /// `DELETE FROM "rel" WHERE … [RETURNING …]`.
-pub fn delete(rel: &Relation, conditions: &[Condition], ret: &Returning) -> Sql {
+pub(crate) fn delete(rel: &Relation, conditions: &[Condition], ret: &Returning) -> Sql {
     let mut sql = Sql::reserving_first();
     sql.push("DELETE FROM ");
     sql.quoted(&rel.name);
@@ -312,7 +312,7 @@ pub fn delete(rel: &Relation, conditions: &[Condition], ret: &Returning) -> Sql 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::{Exposure, SchemaCache};
+    use crate::schema_cache::{Exposure, SchemaCache};
 
     fn cache() -> SchemaCache {
         let c = rusqlite::Connection::open_in_memory().unwrap();

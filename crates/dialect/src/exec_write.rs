@@ -21,11 +21,11 @@ use rusqlite::{Connection, Statement};
 use crate::error::ApiError;
 use crate::functions::{BUDGET_CHECK_SQL, InsertCounter};
 use crate::headers::{Applied, CountMethod, MediaType, Resolution, ReturnPref};
-use crate::plan::{ReadNode, distinct_exprs};
-use crate::schema::RowKey;
+use crate::read_plan::{ReadNode, distinct_exprs};
+use crate::schema_cache::RowKey;
 use crate::shape::{Shaper, Spill};
 use crate::sql::{self, Sql};
-use crate::write::{Mutation, Representation, WritePlan};
+use crate::write_plan::{Mutation, Representation, WritePlan};
 
 /// The outcome of a write, ready to become a response.
 #[derive(Debug, Clone, PartialEq)]

@@ -29,10 +29,10 @@ use serde_json::Value as Json;
 
 /// The largest compiled form of a regular expression (or of a set of them), in bytes: what
 /// bounds the time compiling takes.
-pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
+pub(crate) const REGEX_SIZE_LIMIT: usize = 1 << 20;
 /// The largest lazy-DFA cache a compiled regular expression may grow while matching; past it,
 /// matching continues with a slower engine in the same linear time.
-pub const REGEX_CACHE_LIMIT: usize = 256 << 10;
+pub(crate) const REGEX_CACHE_LIMIT: usize = 256 << 10;
 
 thread_local! {
     static COMPILED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
@@ -40,7 +40,8 @@ thread_local! {
 
 /// How many regular expressions (or sets of them) this thread has compiled: compiling is the
 /// costly part of `match`, and tests count it.
-pub fn regex_compilations() -> u64 {
+#[cfg(test)]
+pub(crate) fn regex_compilations() -> u64 {
     COMPILED.with(|c| c.get())
 }
 
@@ -49,7 +50,7 @@ fn counted() {
 }
 
 /// Compiles `pattern` within the size limits.
-pub fn compile_regex(pattern: &str) -> Result<Regex, regex::Error> {
+pub(crate) fn compile_regex(pattern: &str) -> Result<Regex, regex::Error> {
     counted();
     regex::RegexBuilder::new(pattern)
         .size_limit(REGEX_SIZE_LIMIT)
@@ -58,7 +59,7 @@ pub fn compile_regex(pattern: &str) -> Result<Regex, regex::Error> {
 }
 
 /// Compiles `patterns` as one set within the size limits (which then bound them together).
-pub fn compile_regex_set<I, S>(patterns: I) -> Result<RegexSet, regex::Error>
+pub(crate) fn compile_regex_set<I, S>(patterns: I) -> Result<RegexSet, regex::Error>
 where
     I: IntoIterator<Item = S>,
     S: AsRef<str>,
@@ -178,7 +179,7 @@ fn json_eq(a: &Json, b: &Json) -> bool {
 /// do not matter); scalars are equal. At the top level an array also contains a scalar that is
 /// one of its elements, and an empty object contains-matches any array: `{}` is also
 /// PostgreSQL's empty array literal, which postgrest-js sends for `contains(col, [])`.
-pub fn json_contains(a: &Json, b: &Json, top: bool) -> bool {
+pub(crate) fn json_contains(a: &Json, b: &Json, top: bool) -> bool {
     match (a, b) {
         (Json::Array(_), Json::Object(b)) if top && b.is_empty() => true,
         (Json::Object(a), Json::Object(b)) => b
@@ -200,7 +201,7 @@ pub fn json_contains(a: &Json, b: &Json, top: bool) -> bool {
 
 /// PostgreSQL's array `&&`: `a` and `b` share an element (a value that is not an array counts
 /// as an array of itself).
-pub fn json_overlaps(a: &Json, b: &Json) -> bool {
+pub(crate) fn json_overlaps(a: &Json, b: &Json) -> bool {
     fn items(v: &Json) -> &[Json] {
         match v {
             Json::Array(items) => items,
@@ -240,11 +241,11 @@ pub fn register_insert_counter(conn: &Connection) -> rusqlite::Result<InsertCoun
 }
 
 /// The name of the write budget check every write statement calls once per candidate row.
-pub const BUDGET_FN: &str = "pgrst_budget";
+pub(crate) const BUDGET_FN: &str = "pgrst_budget";
 
 /// The budget check alone, for a write statement without a row loop to put it in
 /// (`INSERT … DEFAULT VALUES`, run once per object).
-pub const BUDGET_CHECK_SQL: &str = "SELECT pgrst_budget()";
+pub(crate) const BUDGET_CHECK_SQL: &str = "SELECT pgrst_budget()";
 
 /// Registers `pgrst_budget()`: true while `within()` says the running write may go on, else
 /// an error. An error from a function ends only its statement (SQLite rolls back the statement,

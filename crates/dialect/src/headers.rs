@@ -374,7 +374,7 @@ pub fn parse_range(value: &str) -> Result<Option<(i64, Option<i64>)>, ApiError> 
 }
 
 /// The exposed schema name; `main` is served as `public`, which postgrest-py always sends.
-pub const SCHEMA: &str = "public";
+pub(crate) const SCHEMA: &str = "public";
 
 /// Checks `Accept-Profile`/`Content-Profile`; returns whether a profile header was sent.
 pub fn check_profile(value: Option<&str>) -> Result<bool, ApiError> {

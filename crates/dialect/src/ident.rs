@@ -4,7 +4,7 @@
 //! then written as `"name"` with inner `"` doubled. Names containing NUL are never resolved.
 
 /// Appends `"name"` (inner quotes doubled) to `out`.
-pub fn push_quoted(out: &mut String, name: &str) {
+pub(crate) fn push_quoted(out: &mut String, name: &str) {
     out.push('"');
     if name.contains('"') {
         out.push_str(&name.replace('"', "\"\""));
@@ -15,7 +15,7 @@ pub fn push_quoted(out: &mut String, name: &str) {
 }
 
 /// `"name"` as a new string.
-pub fn quoted(name: &str) -> String {
+pub(crate) fn quoted(name: &str) -> String {
     let mut s = String::with_capacity(name.len() + 2);
     push_quoted(&mut s, name);
     s

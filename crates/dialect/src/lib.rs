@@ -1,41 +1,89 @@
-//! The PostgREST dialect, mapped onto SQLite.
+//! The PostgREST dialect, mapped onto SQLite (`docs/postgrest-dialect.md`).
 //!
-//! Owns the path from a request's URL, headers and body to SQL and back: the schema cache
-//! ([`schema`]), the parsers for PostgREST's query grammar ([`query`]) and headers
-//! ([`headers`]), the planner that checks every identifier against the cache ([`plan`]), the SQL
-//! builder that quotes every identifier and binds every value ([`sql`]), running a plan on a
-//! connection ([`exec`]) and shaping rows into JSON or CSV ([`shape`]). Writes take the same
-//! path: request bodies ([`body`]), the write planner ([`write`]), DML ([`dml`]) and running
-//! it inside the caller's transaction ([`exec_write`]). Errors are worded for the client
-//! ([`wording`]): constraint violations as PostgreSQL words them, naming nothing hidden. It knows no HTTP server and no
-//! connection pool: callers hand it a `rusqlite::Connection`.
+//! Owns the path from a request's URL, headers and body to SQL and back. It knows no HTTP
+//! server and no connection pool: callers hand it a `rusqlite::Connection`. Every identifier is
+//! checked against the schema cache before it reaches SQL, and every value is bound.
+//!
+//! # Layout
+//!
+//! The modules are private; the API is what this file re-exports.
+//!
+//! Reads — URL → plan → SQL → rows → body:
+//!
+//! - `query/`: PostgREST's query-string grammar parsed into a syntax tree ([`QueryParams`]):
+//!   `syntax.rs` (the tree), `lexer.rs`, `params.rs` (the query string as a whole) and one
+//!   parser per parameter (`select.rs`, `filter.rs`, `logic.rs`, `order.rs`).
+//! - `headers.rs`: `Prefer`, `Accept`, `Range` and the profile headers ([`RequestHeaders`]).
+//! - `schema_cache.rs`: the schema cache ([`SchemaCache`]) — relations, columns, keys, the
+//!   allow-list ([`Exposure`]) and "did you mean" hints; `fts/`: FTS5 indexes found in the
+//!   schema and PostgreSQL's full-text query syntaxes translated to FTS5.
+//! - `read_plan/`: the read planner ([`plan_read`] → [`ReadPlan`]): `tree.rs` (the plan's
+//!   types), `planner.rs`, `fields.rs`, `conditions.rs`, `patterns.rs`, `full_text.rs`.
+//! - `sql.rs`: the SQL builder of reads ([`Sql`]); `ident.rs`: identifier quoting.
+//! - `exec_read.rs`: running a read plan ([`execute_read`], [`execute_read_streaming`]);
+//!   `shape.rs`: rows straight to JSON or CSV bytes.
+//!
+//! Writes — body → plan → DML in the caller's transaction → representation:
+//!
+//! - `body.rs`: JSON, CSV and form bodies ([`parse_payload`] → [`Payload`]).
+//! - `write_plan.rs`: the write planner ([`plan_write`] → [`WritePlan`]); `dml.rs`: its
+//!   INSERT/UPDATE/DELETE SQL.
+//! - `exec_write.rs`: running a write plan ([`execute_write`]).
+//!
+//! Shared:
+//!
+//! - `error.rs`: [`ApiError`], PostgREST's error shape, and SQLite errors mapped to it;
+//!   `wording.rs`: constraint violations in PostgreSQL's words, naming nothing hidden.
+//! - `functions.rs`: the SQL functions every connection registers ([`register_functions`],
+//!   [`register_budget`], [`register_insert_counter`]).
 
 // `ApiError` travels only on the cold error path; boxing it would buy nothing measurable.
 #![allow(clippy::result_large_err)]
+// Items are `pub` only when the facade below re-exports them.
+#![warn(unreachable_pub)]
 
-pub mod body;
-pub mod dml;
-pub mod error;
-pub mod exec;
-pub mod exec_write;
-pub mod fts;
-pub mod functions;
-pub mod headers;
-pub mod ident;
-pub mod plan;
-pub mod query;
-pub mod schema;
-pub mod shape;
-pub mod sql;
-pub mod wording;
-pub mod write;
+mod body;
+mod dml;
+mod error;
+mod exec_read;
+mod exec_write;
+mod fts;
+mod functions;
+mod headers;
+mod ident;
+mod query;
+mod read_plan;
+mod schema_cache;
+mod shape;
+mod sql;
+mod wording;
+mod write_plan;
 
-pub use body::{BodyFormat, Payload, parse_payload};
-pub use error::ApiError;
-pub use exec::{BodyStream, ReadHead, ReadOutcome, ReadOutput, execute_read};
+// The API: what the server (and the tests and benchmarks) name. Everything else is
+// `pub(crate)`, so the compiler reports what nobody uses.
+
+// The read path: URL → plan → SQL → rows → body.
+pub use exec_read::{
+    BodyStream, ReadHead, ReadOutcome, ReadOutput, execute_read, read as execute_read_streaming,
+};
+pub use query::{QueryParams, canonical_query, decode_component};
+pub use read_plan::{
+    Condition, Limits, Predicate, ReadNode, ReadPlan, plan_read, resolve_relation,
+};
+// The write path: body → plan → DML in the caller's transaction → representation.
+pub use body::{BodyFormat, Payload, csv_header, parse_payload};
 pub use exec_write::{WriteOutput, execute_write};
-pub use headers::{CountMethod, MediaType, Preferences, RequestHeaders};
-pub use plan::{Limits, ReadPlan, plan_read};
-pub use query::QueryParams;
-pub use schema::{Exposure, Relation, SchemaCache};
-pub use write::{Mutation, WriteOptions, WritePlan, WriteRequest, plan_write};
+pub use sql::Sql;
+pub use write_plan::{
+    MAX_REPRESENTATION_BYTES, Mutation, WriteOptions, WritePlan, WriteRequest, check_names,
+    plan_write,
+};
+// Headers, errors, the schema cache and the SQL functions every connection needs.
+pub use error::ApiError;
+pub use functions::{
+    InsertCounter, register as register_functions, register_budget, register_insert_counter,
+};
+pub use headers::{
+    Choice, CountMethod, MediaType, Preferences, RequestHeaders, check_profile, parse_range,
+};
+pub use schema_cache::{Exposure, Relation, SchemaCache, schema_version};

@@ -14,26 +14,16 @@ use rusqlite::types::{Value, ValueRef};
 
 use crate::error::ApiError;
 use crate::headers::MediaType;
-use crate::plan::{OutputField, OutputKind, distinct_exprs};
+use crate::read_plan::{OutputField, OutputKind, distinct_exprs};
 
 /// What the shaper calls after writing each value: may take the bytes written so far (a chunk
 /// of a streamed body) or stop the read with an error.
-pub trait Spill {
+pub(crate) trait Spill {
     fn spill(&mut self, out: &mut Vec<u8>) -> Result<(), ApiError>;
 }
 
-/// Keeps everything in the buffer (a body the caller bounds by other means).
-pub struct KeepAll;
-
-impl Spill for KeepAll {
-    #[inline]
-    fn spill(&mut self, _: &mut Vec<u8>) -> Result<(), ApiError> {
-        Ok(())
-    }
-}
-
 /// A row to shape: a statement's current row, or values read earlier.
-pub trait RowSource {
+pub(crate) trait RowSource {
     fn value(&self, i: usize) -> rusqlite::Result<ValueRef<'_>>;
 }
 
@@ -50,11 +40,11 @@ impl RowSource for [Value] {
 }
 
 /// Writes rows of one read node in the negotiated media type.
-pub struct Shaper {
+pub(crate) struct Shaper {
     media: MediaType,
     kinds: Vec<OutputKind>,
     /// For each field, the column of the row that holds its value (see
-    /// [`crate::plan::distinct_exprs`]).
+    /// [`crate::read_plan::distinct_exprs`]).
     columns: Vec<usize>,
     /// `"key":` for each field, escaped once.
     json_keys: Vec<Vec<u8>>,
@@ -62,7 +52,7 @@ pub struct Shaper {
 }
 
 impl Shaper {
-    pub fn new(fields: &[OutputField], media: MediaType) -> Self {
+    pub(crate) fn new(fields: &[OutputField], media: MediaType) -> Self {
         let mut json_keys = Vec::with_capacity(fields.len());
         let mut csv_header = Vec::new();
         for (i, f) in fields.iter().enumerate() {
@@ -86,14 +76,14 @@ impl Shaper {
         }
     }
 
-    pub fn begin(&self, out: &mut Vec<u8>) {
+    pub(crate) fn begin(&self, out: &mut Vec<u8>) {
         if let MediaType::Json { .. } = self.media {
             out.push(b'[');
         }
     }
 
     /// Writes row number `index` (0-based), offering `out` to `spill` after every value.
-    pub fn row<R: RowSource + ?Sized, S: Spill>(
+    pub(crate) fn row<R: RowSource + ?Sized, S: Spill>(
         &self,
         out: &mut Vec<u8>,
         row: &R,
@@ -130,7 +120,7 @@ impl Shaper {
         }
     }
 
-    pub fn finish(&self, out: &mut Vec<u8>, rows: usize) {
+    pub(crate) fn finish(&self, out: &mut Vec<u8>, rows: usize) {
         match self.media {
             MediaType::Json { .. } => out.push(b']'),
             MediaType::Csv if rows == 0 => out.push(b'\n'),
@@ -166,7 +156,7 @@ impl Shaper {
 }
 
 /// One SQLite value as JSON.
-pub fn write_json_value(out: &mut Vec<u8>, v: ValueRef<'_>, kind: OutputKind) {
+pub(crate) fn write_json_value(out: &mut Vec<u8>, v: ValueRef<'_>, kind: OutputKind) {
     match v {
         ValueRef::Null => out.extend_from_slice(b"null"),
         ValueRef::Integer(i) if kind == OutputKind::Bool => {
@@ -206,7 +196,7 @@ fn push_hex(out: &mut Vec<u8>, b: &[u8]) {
 }
 
 /// Writes `s` (UTF-8; invalid sequences are replaced) as a JSON string.
-pub fn write_json_str(out: &mut Vec<u8>, s: &[u8]) {
+pub(crate) fn write_json_str(out: &mut Vec<u8>, s: &[u8]) {
     let owned;
     let s = match std::str::from_utf8(s) {
         Ok(_) => s,
@@ -281,7 +271,7 @@ fn write_csv_cell(out: &mut Vec<u8>, s: &[u8]) {
 
 /// `Content-Range` and status for a page of `rows` rows at `offset`, given the total if known.
 /// Returns `None` for the status when the offset lies beyond a known total (416).
-pub fn content_range(offset: i64, rows: usize, total: Option<i64>) -> (Option<u16>, String) {
+pub(crate) fn content_range(offset: i64, rows: usize, total: Option<i64>) -> (Option<u16>, String) {
     let mut num = itoa::Buffer::new();
     let mut range = String::with_capacity(24);
     let rows = i64::try_from(rows).unwrap_or(i64::MAX);

@@ -19,12 +19,12 @@ use rusqlite::types::Value;
 use crate::fts::{FullTextIndex, MatchScope};
 use crate::functions::BUDGET_FN;
 use crate::ident::push_quoted;
-use crate::plan::{
-    CastType, Condition, Expr, OrderItem, Predicate, ReadNode, SqlCmp, distinct_exprs,
-};
 use crate::query::IsValue;
 use crate::query::{Comparison, ContainOp};
-use crate::schema::RowKey;
+use crate::read_plan::{
+    CastType, Condition, Expr, OrderItem, Predicate, ReadNode, SqlCmp, distinct_exprs,
+};
+use crate::schema_cache::RowKey;
 
 /// SQL text and its parameters, in order.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -60,7 +60,7 @@ impl Sql {
 }
 
 /// `SELECT <fields> FROM "rel" AS "t0" WHERE … ORDER BY … LIMIT ? OFFSET ?`
-pub fn select(node: &ReadNode) -> Sql {
+pub(crate) fn select(node: &ReadNode) -> Sql {
     let mut sql = Sql::default();
     sql.push("SELECT ");
     fields(&mut sql, node);
@@ -71,7 +71,7 @@ pub fn select(node: &ReadNode) -> Sql {
 }
 
 /// `SELECT count(*) FROM "rel" AS "t0" WHERE …` (the total for `Prefer: count=exact`).
-pub fn count(node: &ReadNode) -> Sql {
+pub(crate) fn count(node: &ReadNode) -> Sql {
     let mut sql = Sql::default();
     sql.push("SELECT count(*)");
     from_where(&mut sql, node);
@@ -79,7 +79,7 @@ pub fn count(node: &ReadNode) -> Sql {
 }
 
 /// Counts at most `cap` matching rows (for `count=estimated` under a max-rows cap).
-pub fn capped_count(node: &ReadNode, cap: i64) -> Sql {
+pub(crate) fn capped_count(node: &ReadNode, cap: i64) -> Sql {
     let mut inner = Sql::default();
     inner.push("SELECT 1");
     from_where(&mut inner, node);
@@ -95,7 +95,7 @@ pub fn capped_count(node: &ReadNode, cap: i64) -> Sql {
 
 /// Counts the rows of the node's page (its filters, limit and offset):
 /// `SELECT count(*) FROM (SELECT 1 FROM … WHERE … LIMIT ? OFFSET ?)`.
-pub fn page_count(node: &ReadNode) -> Sql {
+pub(crate) fn page_count(node: &ReadNode) -> Sql {
     let mut sql = Sql::default();
     sql.push("SELECT count(*) FROM (SELECT 1");
     from_where(&mut sql, node);
@@ -205,7 +205,7 @@ pub(crate) fn key_exprs(sql: &mut Sql, alias: &str, key: &RowKey) {
 ///
 /// `SELECT <fields> FROM json_each(?1) AS "pgrst_keys" CROSS JOIN "rel" AS "t0" ON <key
 /// match> ORDER BY <order>, "pgrst_keys"."key" LIMIT … OFFSET …`
-pub fn select_keyed(node: &ReadNode, key: &RowKey) -> Sql {
+pub(crate) fn select_keyed(node: &ReadNode, key: &RowKey) -> Sql {
     let mut sql = Sql::reserving_first();
     sql.push("SELECT ");
     fields(&mut sql, node);
@@ -241,7 +241,7 @@ pub fn select_keyed(node: &ReadNode, key: &RowKey) -> Sql {
 /// The node's rows with their key after the fields, in the node's order, without paging:
 /// `SELECT <fields>, <key> FROM "rel" AS "t0" WHERE pgrst_budget() AND … ORDER BY …` (read by
 /// the writer before a DELETE, so it checks the write's budget on every row it scans).
-pub fn select_with_key(node: &ReadNode, key: &RowKey) -> Sql {
+pub(crate) fn select_with_key(node: &ReadNode, key: &RowKey) -> Sql {
     let mut sql = Sql::default();
     sql.push("SELECT ");
     fields(&mut sql, node);
@@ -494,9 +494,9 @@ pub(crate) fn condition(sql: &mut Sql, alias: &str, c: &Condition) {
 mod tests {
     use super::*;
     use crate::headers::{MediaType, Preferences, RequestHeaders};
-    use crate::plan::{Limits, plan_read};
     use crate::query::QueryParams;
-    use crate::schema::{Exposure, SchemaCache};
+    use crate::read_plan::{Limits, plan_read};
+    use crate::schema_cache::{Exposure, SchemaCache};
 
     fn build(q: &str) -> Sql {
         let c = rusqlite::Connection::open_in_memory().unwrap();

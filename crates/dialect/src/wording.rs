@@ -11,8 +11,8 @@
 //! SQLite does not say which values conflicted.
 
 use crate::error::ApiError;
-use crate::schema::{Relation, SchemaCache};
-use crate::write::Mutation;
+use crate::schema_cache::{Relation, SchemaCache};
+use crate::write_plan::Mutation;
 
 impl ApiError {
     /// This error as the client of a request on `relation` (with `mutation` for a write) may
@@ -194,7 +194,7 @@ fn foreign_key(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::Exposure;
+    use crate::schema_cache::Exposure;
     use rusqlite::Connection;
 
     fn setup() -> (Connection, SchemaCache) {

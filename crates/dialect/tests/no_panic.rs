@@ -7,8 +7,8 @@
 //! preferences and bodies. Whatever fails must fail as a PostgREST-shaped client error.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::result_large_err)]
 
-use dialect::functions::register_insert_counter;
-use dialect::headers::parse_range;
+use dialect::parse_range;
+use dialect::register_insert_counter;
 use dialect::{
     ApiError, BodyFormat, Exposure, Limits, MediaType, Mutation, Preferences, QueryParams,
     RequestHeaders, SchemaCache, WriteOptions, WriteRequest, execute_read, execute_write,
@@ -337,7 +337,7 @@ fn glue(tokens: &'static [&'static str], max: usize) -> impl Strategy<Value = St
 
 fn database() -> (Connection, SchemaCache) {
     let conn = Connection::open_in_memory().unwrap();
-    dialect::functions::register(&conn).unwrap();
+    dialect::register_functions(&conn).unwrap();
     conn.execute_batch(
         r#"
         CREATE TABLE books (id INTEGER PRIMARY KEY, name TEXT NOT NULL, price REAL,

@@ -2,12 +2,12 @@
 //! schema cache, run inside a savepoint, and check both the response and the rows.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::result_large_err)]
 
-use dialect::functions::{InsertCounter, register_insert_counter};
-use dialect::headers::{MediaType, Preferences};
 use dialect::{
     ApiError, BodyFormat, Exposure, Mutation, QueryParams, SchemaCache, WriteOptions, WriteOutput,
     WriteRequest, execute_write, parse_payload, plan_write,
 };
+use dialect::{InsertCounter, register_insert_counter};
+use dialect::{MediaType, Preferences};
 use rusqlite::Connection;
 use serde_json::{Value, json};
 
@@ -20,7 +20,7 @@ const JSON: MediaType = MediaType::Json { strip_nulls: false };
 
 fn db() -> Db {
     let conn = Connection::open_in_memory().unwrap();
-    dialect::functions::register(&conn).unwrap();
+    dialect::register_functions(&conn).unwrap();
     let counter = register_insert_counter(&conn).unwrap();
     conn.execute_batch(
         r#"
@@ -692,8 +692,7 @@ fn budget(d: &Db, allow: usize) -> std::sync::Arc<std::sync::atomic::AtomicUsize
     use std::sync::atomic::{AtomicUsize, Ordering};
     let calls = std::sync::Arc::new(AtomicUsize::new(0));
     let c = calls.clone();
-    dialect::functions::register_budget(&d.conn, move || c.fetch_add(1, Ordering::Relaxed) < allow)
-        .unwrap();
+    dialect::register_budget(&d.conn, move || c.fetch_add(1, Ordering::Relaxed) < allow).unwrap();
     calls
 }
 
@@ -782,7 +781,7 @@ fn a_delete_checks_the_budget_while_it_reads_its_representation_too() {
 }
 
 /// SQLite's plan of `sql` (`EXPLAIN QUERY PLAN`), one detail line per step; `?1` is `first`.
-fn query_plan(conn: &Connection, sql: &dialect::sql::Sql, first: &str) -> Vec<String> {
+fn query_plan(conn: &Connection, sql: &dialect::Sql, first: &str) -> Vec<String> {
     let mut stmt = conn
         .prepare(&format!("EXPLAIN QUERY PLAN {}", sql.text))
         .unwrap();
@@ -861,7 +860,7 @@ fn the_budget_check_leaves_write_statements_on_their_indexes() {
             );
             let steps = query_plan(&d.conn, sql, body);
             // The same plan as without the check, and one that searches an index.
-            let without = dialect::sql::Sql {
+            let without = dialect::Sql {
                 text: sql.text.replace("WHERE pgrst_budget() AND ", "WHERE "),
                 ..sql.clone()
             };

@@ -1,6 +1,6 @@
 //! Checksums: the CRC-64 (Go `hash/crc64`, ISO polynomial) every LTX checksum is built from,
 //! the file checksum hasher, and the database checksums (per page and rolling over a database)
-//! that files without the NoChecksum flag carry (§2.5, §2.6).
+//! that files without the NoChecksum flag carry (`docs/ltx-and-replica-format.md#checksums`).
 
 use std::fmt;
 
@@ -44,7 +44,8 @@ impl fmt::Display for Checksum {
 }
 
 /// CRC-64/GO-ISO of `bytes` (check value of `"123456789"` is `0xb90956c775a41001`).
-pub fn crc64(bytes: &[u8]) -> u64 {
+#[cfg(test)]
+pub(crate) fn crc64(bytes: &[u8]) -> u64 {
     crc_fast::checksum(ALGORITHM, bytes)
 }
 
@@ -89,7 +90,7 @@ impl fmt::Debug for Crc64 {
 }
 
 /// The checksum of one database page: `FLAG | crc64(u32be(pgno) || data)`.
-pub fn page_checksum(pgno: u32, data: &[u8]) -> Checksum {
+pub(crate) fn page_checksum(pgno: u32, data: &[u8]) -> Checksum {
     let mut d = Crc64::new();
     d.update(&pgno.to_be_bytes());
     d.update(data);
@@ -97,7 +98,7 @@ pub fn page_checksum(pgno: u32, data: &[u8]) -> Checksum {
 }
 
 /// The rolling checksum of a whole database: starts at [`Checksum::FLAG`] and XORs in the
-/// [`page_checksum`] of every page except the lock page (`c = FLAG | (c ^ page)`). Pages may
+/// `page_checksum` of every page except the lock page (`c = FLAG | (c ^ page)`). Pages may
 /// come in any order; each page must be added once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DbChecksum {

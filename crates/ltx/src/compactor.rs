@@ -133,11 +133,12 @@ pub struct Restored<W> {
 
 /// Merges decoders of a contiguous TXID range. See the module docs.
 ///
-/// Compaction: `Compactor::new(decoders)?.compact(writer)` writes one LTX file whose header
-/// is [`Compactor::output_header`] (§2.7: Min of the first, Max/Commit/Timestamp of the last,
-/// NoChecksum, WAL fields zero). Restore: `Compactor::new(decoders)?.restore(writer)` writes
-/// the database image at the last input's MaxTXID; the first input must be a snapshot
-/// (MinTXID 1). [`Compactor::merge`] drives any other [`PageSink`].
+/// Compaction: `Compactor::new(decoders)?.compact(writer)` writes one LTX file whose header is
+/// [`Compactor::output_header`] (`docs/ltx-and-replica-format.md#compaction-output`: Min of the
+/// first, Max/Commit/Timestamp of the last, NoChecksum, WAL fields zero). Restore:
+/// `Compactor::new(decoders)?.restore(writer)` writes the database image at the last input's
+/// MaxTXID; the first input must be a snapshot (MinTXID 1). [`Compactor::merge`] drives any other
+/// [`PageSink`].
 pub struct Compactor<R: Read> {
     inputs: Vec<Decoder<R>>,
     header: Header,
@@ -188,7 +189,7 @@ impl<R: Read> Compactor<R> {
         Ok(Compactor { inputs, header })
     }
 
-    /// The header of the merged file (§2.7).
+    /// The header of the merged file (`docs/ltx-and-replica-format.md#compaction-output`).
     pub fn output_header(&self) -> &Header {
         &self.header
     }
@@ -272,6 +273,6 @@ impl<R: Read> Compactor<R> {
 }
 
 /// Litestream's contiguity rule for consecutive files of a merge.
-pub fn is_contiguous(prev_max: TxId, next_min: TxId, next_max: TxId) -> bool {
+pub(crate) fn is_contiguous(prev_max: TxId, next_min: TxId, next_max: TxId) -> bool {
     next_min.0 <= prev_max.0.saturating_add(1) && next_max > prev_max
 }

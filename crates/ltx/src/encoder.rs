@@ -27,10 +27,10 @@ pub struct Encoded<W> {
 
 /// Writes one LTX file to `W`.
 ///
-/// Rules it enforces (§2.2): pages strictly ascending; no page beyond `commit`; never the lock
-/// page; a snapshot (MinTXID 1) holds exactly pages `1..=commit` minus the lock page. Each page
-/// costs one `write_all` call (the frame is assembled in a reused buffer), so an unbuffered
-/// writer is fine.
+/// Rules it enforces (`docs/ltx-and-replica-format.md#validation-rules`, `#the-lock-page`): pages
+/// strictly ascending; no page beyond `commit`; never the lock page; a snapshot (MinTXID 1) holds
+/// exactly pages `1..=commit` minus the lock page. Each page costs one `write_all` call (the frame
+/// is assembled in a reused buffer), so an unbuffered writer is fine.
 ///
 /// By default the header must have the NoChecksum flag and the trailer's post-apply checksum
 /// is zero, as in every Litestream 0.5 file. A header without the flag makes a file with

@@ -126,7 +126,7 @@ pub enum Error {
     #[error("unexpected data after the LTX trailer")]
     TrailingData,
 
-    // ---- header (§2.1, §2.8 rules 1-2) ----------------------------------------------------
+    // ---- header (docs/ltx-and-replica-format.md#header, #validation-rules) ----------
     #[error("bad magic {0:02x?}: not an LTX v3 file (expected \"LTX1\")")]
     BadMagic([u8; 4]),
     #[error("invalid header flags 0x{0:08x}: only 0x00000002 (NoChecksum) is allowed")]
@@ -146,7 +146,7 @@ pub enum Error {
     #[error("pre-apply checksum {value} {rule}")]
     BadPreApplyChecksum { value: Checksum, rule: ChecksumRule },
 
-    // ---- page frames (§2.2, rule 3) -------------------------------------------------------
+    // ---- page frames (docs/ltx-and-replica-format.md#page-frames, #validation-rules)
     #[error(
         "page header with page number 0 and flags 0x{flags:04x} (only the end marker has pgno 0)"
     )]
@@ -168,7 +168,8 @@ pub enum Error {
     #[error("pages out of order: page {pgno} follows page {prev}")]
     PagesOutOfOrder { prev: u32, pgno: u32 },
 
-    // ---- index, trailer, checksums (§2.3-2.6, rule 4) -----------------------------------
+    // ---- index, trailer, checksums (docs/ltx-and-replica-format.md#page-index, #trailer,
+    // #checksums, #validation-rules) ---------------------------------------------------
     #[error("page index entry {position} is {found:?}, but the page frames say {expected:?}")]
     IndexMismatch {
         position: usize,
@@ -218,7 +219,7 @@ pub enum Error {
         found: Option<u32>,
     },
 
-    // ---- sequences of files (§2.8 rule 5) -------------------------------------------------
+    // ---- sequences of files (docs/ltx-and-replica-format.md#validation-rules) ----------
     #[error("no input files to merge")]
     NoInputs,
     #[error("input files have different page sizes: {expected} then {found}")]

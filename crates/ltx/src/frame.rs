@@ -1,9 +1,9 @@
-//! Page frames (§2.2): the 6-byte page header and the two payload encodings — the current LZ4
-//! block with a length prefix (flag 0x0001), and the legacy per-page LZ4 frame of Litestream
-//! 0.5.0–0.5.15 (flag 0, see [`legacy`]). Also [`decode_frame`], which decodes one frame
-//! fetched by a range read using the page index.
+//! Page frames (`docs/ltx-and-replica-format.md#page-frames`): the 6-byte page header and the two
+//! payload encodings — the current LZ4 block with a length prefix (flag 0x0001), and the legacy
+//! per-page LZ4 frame of Litestream 0.5.0–0.5.15 (flag 0, see [`legacy`]). Also [`decode_frame`],
+//! which decodes one frame fetched by a range read using the page index.
 
-pub mod legacy;
+pub(crate) mod legacy;
 
 use lz4_flex::block::{CompressTable, compress_into_with_table, decompress_into};
 
@@ -11,13 +11,13 @@ use crate::error::{Error, Lz4Error, Result, Section};
 use crate::header::{be_u32, is_valid_page_size};
 
 /// Size of a page header (`u32 pgno`, `u16 flags`).
-pub const PAGE_HEADER_SIZE: usize = 6;
+pub(crate) const PAGE_HEADER_SIZE: usize = 6;
 /// Size of the end marker closing the page block (a page header of zeros).
-pub const END_MARKER_SIZE: usize = 6;
+pub(crate) const END_MARKER_SIZE: usize = 6;
 /// Size of the compressed-length prefix of block-encoded frames.
-pub const LENGTH_PREFIX_SIZE: usize = 4;
+pub(crate) const LENGTH_PREFIX_SIZE: usize = 4;
 /// Page header flag: a u32 compressed length and an LZ4 block follow.
-pub const PAGE_FLAG_SIZE: u16 = 0x0001;
+pub(crate) const PAGE_FLAG_SIZE: u16 = 0x0001;
 
 /// How a page's bytes are stored in its frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -42,20 +42,20 @@ impl PageEncoding {
 
 /// The header of one page frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct PageHeader {
+pub(crate) struct PageHeader {
     pub pgno: u32,
     pub flags: u16,
 }
 
 impl PageHeader {
-    pub fn to_bytes(self) -> [u8; PAGE_HEADER_SIZE] {
+    pub(crate) fn to_bytes(self) -> [u8; PAGE_HEADER_SIZE] {
         let mut b = [0u8; PAGE_HEADER_SIZE];
         b[..4].copy_from_slice(&self.pgno.to_be_bytes());
         b[4..].copy_from_slice(&self.flags.to_be_bytes());
         b
     }
 
-    pub fn from_bytes(b: &[u8; PAGE_HEADER_SIZE]) -> PageHeader {
+    pub(crate) fn from_bytes(b: &[u8; PAGE_HEADER_SIZE]) -> PageHeader {
         PageHeader {
             pgno: be_u32(b, 0),
             flags: u16::from_be_bytes([b[4], b[5]]),
@@ -63,12 +63,12 @@ impl PageHeader {
     }
 
     /// True for the end marker (all zero).
-    pub fn is_end(self) -> bool {
+    pub(crate) fn is_end(self) -> bool {
         self.pgno == 0 && self.flags == 0
     }
 
     /// Checks a (non-end-marker) page header and returns its encoding.
-    pub fn validate(self) -> Result<PageEncoding> {
+    pub(crate) fn validate(self) -> Result<PageEncoding> {
         if self.pgno == 0 {
             return Err(Error::ZeroPageNumber { flags: self.flags });
         }
@@ -85,7 +85,7 @@ impl PageHeader {
 
 /// The largest LZ4 block that can decode to `len` bytes (and the largest we accept): an
 /// incompressible page grows by about 1/255, never by 10 %.
-pub fn max_compressed_size(len: usize) -> usize {
+pub(crate) fn max_compressed_size(len: usize) -> usize {
     lz4_flex::block::get_maximum_output_size(len)
 }
 
@@ -316,7 +316,8 @@ mod tests {
 
     #[test]
     fn random_page_grows_a_little() {
-        // §2.2: a 4096-byte random page becomes a literal-only block of 4114 bytes.
+        // `docs/ltx-and-replica-format.md#block-encoding`: a 4096-byte random page becomes a
+        // literal-only block of 4114 bytes.
         let page = Noise::new(0x9e37_79b9_7f4a_7c15).bytes(4096);
         let mut buf = Vec::new();
         let n = BlockCompressor::new().compress(&page, &mut buf);

@@ -1,5 +1,6 @@
-//! The 100-byte LTX header (§2.1): its fields, byte layout and validation rules (§2.8 rules
-//! 1-2), plus the page-size helpers and the lock-page rule.
+//! The 100-byte LTX header (`docs/ltx-and-replica-format.md#header`): its fields, byte layout and
+//! validation rules (the header rules of `docs/ltx-and-replica-format.md#validation-rules`), plus
+//! the page-size helpers and the lock-page rule.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -8,20 +9,20 @@ use crate::error::{ChecksumRule, Error, Result};
 use crate::name::{FileName, TxId};
 
 /// The four magic bytes that open every LTX file (format version 3).
-pub const MAGIC: [u8; 4] = *b"LTX1";
+pub(crate) const MAGIC: [u8; 4] = *b"LTX1";
 /// Size of the header, in bytes.
 pub const HEADER_SIZE: usize = 100;
 /// Header flag: the file carries no database checksums (both are zero). Every file written by
 /// Litestream 0.5 has it, and so does every file this crate writes by default.
 pub const HEADER_FLAG_NO_CHECKSUM: u32 = 0x2;
 /// The header flags a valid file may have.
-pub const HEADER_FLAG_MASK: u32 = HEADER_FLAG_NO_CHECKSUM;
+pub(crate) const HEADER_FLAG_MASK: u32 = HEADER_FLAG_NO_CHECKSUM;
 /// Smallest valid page size.
-pub const MIN_PAGE_SIZE: u32 = 512;
+pub(crate) const MIN_PAGE_SIZE: u32 = 512;
 /// Largest valid page size (stored as 65536, not SQLite's 1).
-pub const MAX_PAGE_SIZE: u32 = 65536;
+pub(crate) const MAX_PAGE_SIZE: u32 = 65536;
 /// The byte offset whose page SQLite reserves for locking (SQLite's `PENDING_BYTE`, 1 GiB).
-pub const PENDING_BYTE: u64 = 0x4000_0000;
+pub(crate) const PENDING_BYTE: u64 = 0x4000_0000;
 
 /// True for the page sizes SQLite and LTX allow: powers of two from 512 to 65536.
 pub fn is_valid_page_size(page_size: u32) -> bool {
@@ -124,7 +125,8 @@ impl Header {
         }
     }
 
-    /// Checks every header rule of §2.8 (rules 1 and 2), in the order Litestream checks them.
+    /// Checks every header rule of `docs/ltx-and-replica-format.md#validation-rules`, in the order
+    /// Litestream checks them.
     pub fn validate(&self) -> Result<()> {
         if self.flags & !HEADER_FLAG_MASK != 0 {
             return Err(Error::BadFlags(self.flags));
@@ -262,7 +264,7 @@ mod tests {
 
     #[test]
     fn round_trip_matches_spec_hexdump() {
-        // The header of the real L0 file in §2.9.
+        // The header of the real L0 file in `docs/ltx-and-replica-format.md#worked-example`.
         let h = Header {
             flags: 2,
             page_size: 4096,

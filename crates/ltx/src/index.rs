@@ -1,7 +1,7 @@
-//! The page index (§2.3): one `(pgno, frame offset, frame size)` entry per stored page as
-//! unsigned LEB128 varints, a zero terminator and a big-endian u64 length. It lets a reader
-//! fetch a single page with a range read; [`PageIndex::from_tail`] parses it from the last
-//! bytes of a file.
+//! The page index (`docs/ltx-and-replica-format.md#page-index`): one `(pgno, frame offset, frame
+//! size)` entry per stored page as unsigned LEB128 varints, a zero terminator and a big-endian u64
+//! length. It lets a reader fetch a single page with a range read; [`PageIndex::from_tail`] parses
+//! it from the last bytes of a file.
 
 use crate::error::{Error, Result};
 use crate::frame::{END_MARKER_SIZE, PAGE_HEADER_SIZE};
@@ -9,12 +9,12 @@ use crate::header::{HEADER_SIZE, be_u64};
 use crate::trailer::TRAILER_SIZE;
 
 /// Size of the index length field that follows the index entries.
-pub const INDEX_LEN_SIZE: usize = 8;
+pub(crate) const INDEX_LEN_SIZE: usize = 8;
 /// How many bytes of a file's tail to fetch first when looking for its index (what Litestream
 /// fetches); [`PageIndex::from_tail`] says how many more are needed when that is not enough.
 pub const TAIL_FETCH_SIZE: u64 = 32 * 1024;
 /// The smallest possible LTX file: header, end marker, empty index, index length, trailer.
-pub const MIN_FILE_SIZE: u64 =
+pub(crate) const MIN_FILE_SIZE: u64 =
     (HEADER_SIZE + END_MARKER_SIZE + 1 + INDEX_LEN_SIZE + TRAILER_SIZE) as u64;
 
 /// Where one page's frame sits in its file.
@@ -255,7 +255,8 @@ mod tests {
 
     #[test]
     fn spec_example_index() {
-        // §2.9: index of the real L0 file: pgno 3, offset 100, size 57; terminator; length 4.
+        // `docs/ltx-and-replica-format.md#worked-example`: index of the real L0 file: pgno 3,
+        // offset 100, size 57; terminator; length 4.
         let idx = PageIndex::from_sorted(vec![IndexEntry {
             pgno: 3,
             offset: 100,

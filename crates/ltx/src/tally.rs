@@ -3,9 +3,9 @@
 //! file checksum so far, the offset of the next frame, the page order, the page index
 //! entries, and the post-apply database checksum of snapshots that carry one.
 //!
-//! The file checksum (§2.5) covers the header, each page header, the length prefix of a
-//! block-encoded frame and the page's *uncompressed* data (never the compressed payload),
-//! then the end marker, page index, index length and post-apply checksum.
+//! The file checksum (`docs/ltx-and-replica-format.md#file-checksum`) covers the header, each page
+//! header, the length prefix of a block-encoded frame and the page's *uncompressed* data (never the
+//! compressed payload), then the end marker, page index, index length and post-apply checksum.
 
 use crate::checksum::{Checksum, Crc64, DbChecksum};
 use crate::error::{Error, Result};

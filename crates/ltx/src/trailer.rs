@@ -1,19 +1,19 @@
-//! The 16-byte LTX trailer (§2.4): the post-apply database checksum and the file checksum,
-//! with the rules that tie them to the header's NoChecksum flag.
+//! The 16-byte LTX trailer (`docs/ltx-and-replica-format.md#trailer`): the post-apply database
+//! checksum and the file checksum, with the rules that tie them to the header's NoChecksum flag.
 
 use crate::checksum::Checksum;
 use crate::error::{ChecksumRule, Error, Result};
 use crate::header::{Header, be_u64};
 
 /// Size of the trailer, in bytes.
-pub const TRAILER_SIZE: usize = 16;
+pub(crate) const TRAILER_SIZE: usize = 16;
 
 /// The last 16 bytes of an LTX file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Trailer {
     /// Database checksum after applying the file (zero for NoChecksum files).
     pub post_apply_checksum: Checksum,
-    /// CRC-64/GO-ISO of the file (§2.5) with bit 63 set.
+    /// CRC-64/GO-ISO of the file (`docs/ltx-and-replica-format.md#file-checksum`) with bit 63 set.
     pub file_checksum: Checksum,
 }
 

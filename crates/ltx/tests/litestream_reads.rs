@@ -1,7 +1,8 @@
-//! We write, Litestream reads (§9.1–9.6, §9.14): replicas made of files from our encoder and
-//! compactor, laid out as a file replica (`ltx/<level>/<name>`, mtime = header timestamp),
-//! must restore byte-identically with the real Litestream 0.5.17 binary and list with the
-//! right fields; and the binary must reject the broken ones the way the spec says.
+//! We write, Litestream reads (`docs/replication.md#interoperability-with-litestream`): replicas
+//! made of files from our encoder and compactor, laid out as a file replica (`ltx/<level>/<name>`,
+//! mtime = header timestamp), must restore byte-identically with the real Litestream 0.5.17 binary
+//! and list with the right fields; and the binary must reject the broken ones as
+//! `docs/ltx-and-replica-format.md#validation-rules` and `#restore-plan` say.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -88,7 +89,7 @@ fn our_chain_restores_identically_in_litestream() {
         written.push((0, put(&replica, 0, &f2), f2.len()));
         written.push((0, put(&replica, 0, &f3), f3.len()));
 
-        // §9.2: every TXID restores to its state, byte for byte.
+        // Every TXID restores to its state, byte for byte.
         let out = fx.dir.path().join("out.db");
         for t in 0..3 {
             let txid = TxId(t as u64 + 1).to_string();
@@ -100,7 +101,7 @@ fn our_chain_restores_identically_in_litestream() {
         let got = their_restore(&ls, &replica, &out, &["-integrity-check", "full"]).unwrap();
         assert!(got == fx.states[2]);
 
-        // §9.3: the listing shows every file with its level, TXIDs, size and the header
+        // The listing shows every file with its level, TXIDs, size and the header
         // timestamp (from the mtime we set).
         let listing = ls.ltx_list(&url_of(&replica));
         assert_eq!(listing.len(), written.len());
@@ -128,7 +129,7 @@ fn timestamps_l0_only_and_compacted_replicas() {
     let [f1, f2, f3] = chain_at(&fx.states, PS, PageEncoding::Block, fx.ts);
     let out = fx.dir.path().join("out.db");
 
-    // §9.4: a timestamp between files 2 and 3 restores state 2; one before the first fails.
+    // A timestamp between files 2 and 3 restores state 2; one before the first fails.
     let replica = fx.dir.path().join("replica");
     put(&replica, 9, &f1);
     for f in [&f1, &f2, &f3] {
@@ -141,7 +142,7 @@ fn timestamps_l0_only_and_compacted_replicas() {
     let err = their_restore(&ls, &replica, &out, &["-timestamp", &before]).unwrap_err();
     assert!(err.contains("timestamp does not exist"), "{err}");
 
-    // §9.5: an L0-only replica (its first file is our snapshot at TXID 1).
+    // An L0-only replica (its first file is our snapshot at TXID 1).
     let l0_only = fx.dir.path().join("l0-only");
     for f in [&f1, &f2, &f3] {
         put(&l0_only, 0, f);
@@ -173,7 +174,8 @@ fn litestream_rejects_broken_replicas_like_we_do() {
     let [f1, f2, f3] = chain_at(&fx.states, PS, PageEncoding::Block, fx.ts);
     let out = fx.dir.path().join("out.db");
 
-    // §9.6 gap: without 0/2-2, "latest" cannot be reached.
+    // A gap (`docs/ltx-and-replica-format.md#restore-plan`): without 0/2-2, "latest" cannot be
+    // reached.
     let gap = fx.dir.path().join("gap");
     put(&gap, 9, &f1);
     put(&gap, 0, &f1);
@@ -185,8 +187,9 @@ fn litestream_rejects_broken_replicas_like_we_do() {
         Err(Error::NonContiguous { .. })
     ));
 
-    // §9.6 flipped byte: inside the literal run of the largest (incompressible) frame, so the
-    // LZ4 block stays valid and only the file checksum can notice.
+    // A flipped byte (`docs/ltx-and-replica-format.md#file-checksum`): inside the literal run of
+    // the largest (incompressible) frame, so the LZ4 block stays valid and only the file checksum
+    // can notice.
     let done = Decoder::verify(&f2[..]).unwrap();
     let e = *done.index.entries().iter().max_by_key(|e| e.size).unwrap();
     assert!(e.size > u64::from(PS), "state 2 has a random page");
@@ -202,7 +205,7 @@ fn litestream_rejects_broken_replicas_like_we_do() {
     let err = their_restore(&ls, &flipped, &out, &[]).unwrap_err();
     assert!(err.contains("file checksum mismatch"), "{err}");
 
-    // §9.6 Flags = 0 with real database checksums: valid LTX (our decoder verifies the
+    // Flags = 0 with real database checksums: valid LTX (our decoder verifies the
     // database checksum) that Litestream's restore refuses — why NoChecksum is mandatory.
     let mut h = Header::new(PS, commit_of(&fx.states[0], PS), TxId(1), TxId(1), fx.ts[0]);
     h.flags = 0;

@@ -1,7 +1,8 @@
-//! Litestream writes, we read (§9.9–9.12): the real Litestream 0.5.17 binary replicates real
-//! SQLite databases to a file replica; our decoder must verify every file it wrote, and for
-//! every TXID boundary our compactor, fed exactly the files of Litestream's own restore plan,
-//! must rebuild a database byte-identical to `litestream restore -txid` of that boundary.
+//! Litestream writes, we read (`docs/replication.md#interoperability-with-litestream`): the real
+//! Litestream 0.5.17 binary replicates real SQLite databases to a file replica; our decoder must
+//! verify every file it wrote, and for every TXID boundary our compactor, fed exactly the files of
+//! Litestream's own restore plan, must rebuild a database byte-identical to `litestream restore
+//! -txid` of that boundary.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -314,7 +315,8 @@ fn litestream_64k_pages_with_incompressible_data() {
     .unwrap();
     drop(conn);
     replicate_once_and_compare(&ls, &db, dir.path());
-    // Compressed random pages are larger than the page (§9.12).
+    // Compressed random pages are larger than the page
+    // (`docs/ltx-and-replica-format.md#block-encoding`).
     let snap = std::fs::read_dir(dir.path().join("replica/ltx/9"))
         .unwrap()
         .next()

@@ -63,7 +63,8 @@ fn incompressible_pages_grow_and_still_round_trip() {
     let image = rng.bytes(ps as usize * 3);
     let file = snapshot(&image, ps, 1, 0, PageEncoding::Block);
     let (_, _, done) = decode_all(&file).unwrap();
-    // A random 64 KiB page compresses to more than 64 KiB (§9.12).
+    // A random 64 KiB page compresses to more than 64 KiB
+    // (`docs/ltx-and-replica-format.md#block-encoding`).
     assert!(
         done.index
             .entries()

@@ -1,6 +1,7 @@
-//! The real 191-byte L0 file written by Litestream 0.5.17 that the spec dumps in §2.9: our
-//! decoder must verify it (so our checksum covers exactly the bytes Litestream's does), and
-//! re-encoding its page must give the same file checksum.
+//! The real 191-byte L0 file written by Litestream 0.5.17 that
+//! `docs/ltx-and-replica-format.md#worked-example` dumps: our decoder must verify it (so our
+//! checksum covers exactly the bytes Litestream's does), and re-encoding its page must give the
+//! same file checksum.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use ltx::{Checksum, Decoder, Encoder, Header, IndexEntry, PageIndex, TxId};
@@ -74,8 +75,8 @@ fn decodes_real_litestream_l0_file() {
     }
     assert_eq!(&ours.writer[..100], &bytes[..100]);
 
-    // §2.5 by hand: header, page header, length prefix, decompressed page, end marker, index,
-    // index length, post-apply checksum; bit 63 set.
+    // `docs/ltx-and-replica-format.md#file-checksum` by hand: header, page header, length prefix,
+    // decompressed page, end marker, index, index length, post-apply checksum; bit 63 set.
     let mut c = ltx::Crc64::new();
     c.update(&bytes[..110]);
     c.update(&page);

@@ -1,6 +1,6 @@
-//! Every validation rule of §2.8, each on a whole file, each failing with the typed error that
-//! names it; plus the encoder's rules, the merge rules, and database checksums for files that
-//! carry them.
+//! Every validation rule of `docs/ltx-and-replica-format.md#validation-rules`, each on a whole
+//! file, each failing with the typed error that names it; plus the encoder's rules, the merge
+//! rules, and database checksums for files that carry them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

@@ -98,8 +98,8 @@
 //! an unknown query parameter is an error, and features sqlite-rest does not implement
 //! (gs/sftp/webdav/nats/oss replicas, `exec`, `socket`, `mcp-addr`, `heartbeat-url`,
 //! `dir:` databases, age encryption) are rejected by name rather than ignored. An S3 replica
-//! needs a non-empty key prefix; an Azure `path:` must not start with `/`. Credentials come from the config keys, else the `AWS_*`
-//! variables (then `LITESTREAM_ACCESS_KEY_ID`/`LITESTREAM_SECRET_ACCESS_KEY`, then web
+//! needs a non-empty key prefix; an Azure `path:` must not start with `/`. Credentials come
+//! from the config keys, else the `AWS_*` variables (then `LITESTREAM_ACCESS_KEY_ID`/`LITESTREAM_SECRET_ACCESS_KEY`, then web
 //! identity/ECS/IMDS); shared-profile files (`~/.aws/credentials`) are not read.
 //!
 //! Replica URLs (for `sqlite-rest restore` and `url:` keys): `file:///abs/path`,

@@ -782,7 +782,7 @@ async fn same_l0(
     let Some(theirs) = open_inputs(
         client,
         &Input::remote(&[info]),
-        fetch,
+        fetch.for_comparison(),
         Arc::new(FetchProgress::default()),
     )
     .pop() else {
@@ -965,7 +965,7 @@ pub(crate) async fn compare_with_replica(
     let readers = open_inputs(
         client,
         &inputs,
-        options.fetch,
+        options.fetch.for_comparison(),
         Arc::new(FetchProgress::default()),
     );
     let txid = plan.max_txid();

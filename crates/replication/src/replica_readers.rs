@@ -47,6 +47,20 @@ impl Default for FetchOptions {
     }
 }
 
+impl FetchOptions {
+    /// The same, with at most 1 MiB per GET and two GETs of a file in flight: for reads that
+    /// compare pages as they arrive (start-up checks), where prefetching whole chunks ahead
+    /// would only hold memory (a file then costs at most about 4 MiB in flight, its chunks and
+    /// the reader's queue together).
+    pub fn for_comparison(self) -> FetchOptions {
+        FetchOptions {
+            chunk_size: self.chunk_size.min(1 << 20),
+            chunks_per_file: self.chunks_per_file.min(2),
+            ..self
+        }
+    }
+}
+
 /// Bytes and files fetched so far (shared with a progress reporter).
 #[derive(Debug, Default)]
 pub(crate) struct FetchProgress {

@@ -15,8 +15,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use parking_lot::RwLock;
 
-use crate::db::Database;
-use crate::metrics::Metrics;
+use crate::database::Database;
+use crate::metrics_registry::Metrics;
 
 /// Named component states merged into `/health` (e.g. `"replication": {"lag_ms": 120}`).
 #[derive(Default)]

@@ -211,10 +211,6 @@ impl Auth {
         Ok(auth)
     }
 
-    pub fn enabled(&self) -> bool {
-        self.source.is_some()
-    }
-
     /// Re-reads the key when the file changed (rate-limited to [`RECHECK`]).
     fn refresh(&self) {
         let Some(src) = &self.source else { return };

@@ -18,9 +18,9 @@ use jsonwebtoken::{EncodingKey, Header, encode};
 
 use crate::auth::{AuthConfig, KeySource};
 use crate::cli::DemoArgs;
-use crate::config::ServeConfig;
+use crate::embedded_replication::{ReplicationSettings, replica_has_files};
 use crate::http::{ConnLimits, HttpLimits};
-use crate::replication::{ReplicationSettings, replica_has_files};
+use crate::serve_config::ServeConfig;
 
 const BOOKSTORE_SQL: &str = include_str!("../../../examples/bookstore/bookstore.sql");
 
@@ -106,7 +106,7 @@ pub fn prepare(args: &DemoArgs) -> anyhow::Result<ServeConfig> {
         http_limits: HttpLimits::default(),
         conn_limits: ConnLimits::default(),
         replication,
-        writes: crate::config::WriteConfig::default(),
+        writes: crate::serve_config::WriteConfig::default(),
     })
 }
 

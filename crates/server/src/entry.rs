@@ -10,9 +10,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::cli::{Cli, Command};
-use crate::config::ServeConfig;
-pub use crate::startup::ServeHooks;
-use crate::{demo, logging, migrate, restore, startup};
+pub use crate::serve::ServeHooks;
+use crate::serve_config::ServeConfig;
+use crate::{demo, logging, migrate, restore_command, serve};
 
 /// How long the runtime waits for its blocking threads once the command has finished.
 pub const RUNTIME_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -39,7 +39,7 @@ pub fn run(cli: &Cli, hooks: ServeHooks) -> ExitCode {
         Command::Serve(args) => ServeConfig::from_args(args),
         Command::Demo(args) => demo::prepare(args),
         Command::Restore(args) => {
-            let result = block_on(restore::run(args)).and_then(|r| r);
+            let result = block_on(restore_command::run(args)).and_then(|r| r);
             return match result {
                 Ok(_) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -60,8 +60,7 @@ pub fn run(cli: &Cli, hooks: ServeHooks) -> ExitCode {
             };
         }
     };
-    let result =
-        config.and_then(|config| block_on(startup::run_with(config, hooks)).and_then(|r| r));
+    let result = config.and_then(|config| block_on(serve::run_with(config, hooks)).and_then(|r| r));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

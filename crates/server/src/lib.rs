@@ -1,28 +1,51 @@
-//! sqlite-rest: a PostgREST-compatible REST API over a SQLite database.
+//! sqlite-rest: a PostgREST-compatible REST API over a SQLite database, kept durable by
+//! streaming Litestream-compatible replicas. The PostgREST dialect itself (URL → SQL → JSON)
+//! lives in the `dialect` crate, replication in the `replication` crate; this crate is the
+//! binary around them: command line, HTTP, authentication, connections and the writer, and
+//! the wiring of replication into start-up and shutdown.
 //!
-//! The binary (`main.rs`) parses the command line and runs it with [`entry`], which calls into these modules: [`cli`] and
-//! [`config`] (flags → configuration), [`startup`] (the serve sequence and shutdown), [`db`]
-//! (connections, read pool, schema holder, the writer's place), [`http`] (the REST API),
-//! [`auth`] (JWT), [`metrics`], [`admin`] (metrics/health server), [`pprof`], [`logging`],
-//! [`shutdown`], [`migrate`] and [`demo`]; [`replication`] wires the `replication` crate into
-//! start-up and shutdown, and [`restore`] is the `restore` command. The PostgREST dialect itself lives in the `dialect` crate.
+//! # Layout
+//!
+//! The binary (`main.rs`) parses the command line ([`cli`]) and runs it with [`entry`], which
+//! programs that run the server as a library share (the torture harness installs
+//! [`entry::ServeHooks`]); every other module is private.
+//!
+//! - `entry.rs`: one command run on its own runtime, with a bounded shutdown.
+//! - `cli.rs`: the flags, compatible with the Go sqlite-rest; `serve_config.rs`:
+//!   `ServeConfig`, the flags resolved and validated once.
+//! - `serve.rs`: the serve sequence (replication, database, writer, servers) and
+//!   its shutdown; `shutdown.rs`: the one shutdown signal every long-running part holds.
+//! - `database/`: opening hardened connections (`open.rs`, `authorizer.rs`, `deadline.rs`),
+//!   the read pool (`read_pool.rs`) and streamed bodies (`stream.rs`), the schema holder
+//!   (`schema_holder.rs`) and the single writer (`writer.rs`).
+//! - `http/`: the REST API — connections (`conn.rs`), limits (`limits.rs`), the handler
+//!   (`api.rs`), CORS (`cors.rs`), reads (`read.rs`), writes (`write.rs`) and error responses
+//!   (`respond.rs`).
+//! - `auth.rs`: JWT bearer tokens against a key file.
+//! - `metrics_registry.rs`: the Prometheus registry with the Go version's metric names;
+//!   `admin.rs`: the `/metrics` and health server; `pprof.rs`: the CPU profile server;
+//!   `logging.rs`: structured logs.
+//! - `embedded_replication.rs`: the `replication` crate wired into `serve` (start before the
+//!   database opens, commit notices, health, stop).
+//! - The other commands: `restore_command.rs`, `migrate.rs`, `demo.rs`.
 
 // `ApiError` travels only on the cold error path; boxing it would buy nothing measurable.
 #![allow(clippy::result_large_err)]
 
-pub mod admin;
-pub mod auth;
 pub mod cli;
-pub mod config;
-pub mod db;
-pub mod demo;
 pub mod entry;
-pub mod http;
-pub mod logging;
-pub mod metrics;
-pub mod migrate;
-pub mod pprof;
-pub mod replication;
-pub mod restore;
-pub mod shutdown;
-pub mod startup;
+
+mod admin;
+mod auth;
+mod database;
+mod demo;
+mod embedded_replication;
+mod http;
+mod logging;
+mod metrics_registry;
+mod migrate;
+mod pprof;
+mod restore_command;
+mod serve;
+mod serve_config;
+mod shutdown;

@@ -216,7 +216,8 @@ pub fn run_command(args: &crate::cli::MigrateArgs) -> anyhow::Result<()> {
     let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
         | rusqlite::OpenFlags::SQLITE_OPEN_CREATE
         | rusqlite::OpenFlags::SQLITE_OPEN_URI;
-    let conn = Connection::open_with_flags(crate::db::open::sqlite_filename(&args.db_dsn), flags)?;
+    let conn =
+        Connection::open_with_flags(crate::database::open::sqlite_filename(&args.db_dsn), flags)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     let direction = if args.direction == "down" {
         Direction::Down

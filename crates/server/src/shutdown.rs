@@ -25,10 +25,6 @@ impl Shutdown {
         self.token.cancel();
     }
 
-    pub fn is_triggered(&self) -> bool {
-        self.token.is_cancelled()
-    }
-
     /// Resolves once shutdown has been triggered.
     pub async fn triggered(&self) {
         self.token.cancelled().await;

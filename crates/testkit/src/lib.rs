@@ -10,6 +10,19 @@
 //!
 //! A missing tool is a test failure when `SQLITEREST_REQUIRE_TOOLS=1` or `CI=true` (both set
 //! by `scripts/test` / `.ci/run`); otherwise the test prints a loud `SKIPPED` line and returns.
+//!
+//! # Layout
+//!
+//! - `lib.rs`: the tools ([`Tool`], [`tool`], [`require_tool`]), the services ([`S3`] through
+//!   [`require_s3`], [`Azurite`] through [`require_azurite`]) and the small helpers every test
+//!   shares ([`unique_name`], [`free_port`], [`sqlite3_exec`], [`assert_success`], …).
+//! - [`litestream`]: the real Litestream 0.5.17 binary — replicate, restore, list, and a
+//!   [`litestream::Replicating`] process whose log a test can wait on.
+//! - [`litestream_v03`]: the real Litestream 0.3.13 binary, which writes the `generations/`
+//!   backups users of the Go sqlite-rest upgrade from, and restores them as the oracle.
+//!
+//! The two Litestream drivers stay modules of their own (`testkit::litestream::Litestream`),
+//! so a test names the tool version it drives.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod litestream;

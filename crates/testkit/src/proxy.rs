@@ -109,6 +109,15 @@ impl FaultProxy {
         self.shared.accepted.load(Ordering::Relaxed)
     }
 
+    /// Connections open now (a direction still being copied).
+    pub fn open_connections(&self) -> usize {
+        self.shared
+            .conns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
     /// Puts `fault` in force, for open connections too.
     pub fn set(&self, fault: NetFault) {
         *self.shared.fault.lock().unwrap_or_else(|e| e.into_inner()) = fault;

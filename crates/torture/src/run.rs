@@ -1,8 +1,10 @@
 //! One torture run: epochs of cycles until the time is up.
 //!
-//! An *epoch* is one lineage: a new database (page size from the seed) and a new, empty
-//! replica (a directory, or a key prefix in one S3 bucket reached through the fault proxy),
-//! checked by one [`Oracle`]. Epochs keep long runs bounded (the log table only grows).
+//! An *epoch* is one lineage: its own settings ([`Settings`]: replica kind, checkpoint
+//! thresholds, intervals, load shape), a new database (page size from the seed) and a new,
+//! empty replica (a directory, or a key prefix in one S3 bucket reached through the fault
+//! proxy), checked by one [`Oracle`]. After the server stops, an S3 replica is first let
+//! settle ([`settle`]) before it is checked. Epochs keep long runs bounded (the log table only grows).
 //!
 //! A *cycle*: (sometimes first a divergence the harness causes on purpose) start the child
 //! server, run the write load with faults injected at random moments, then stop the server
@@ -66,18 +68,22 @@ pub struct Summary {
     pub obligations: u64,
     pub server_checkpoints: u64,
     pub elapsed: Duration,
+    /// The last epoch's settings.
     pub settings: String,
+    /// Epochs by replica kind.
+    pub replicas: BTreeMap<String, u64>,
 }
 
 impl Summary {
     pub fn print(&self) {
         let minutes = self.elapsed.as_secs_f64().max(1.0) / 60.0;
         let faults: u64 = self.faults.values().sum();
-        println!("torture: {}", self.settings);
+        println!("torture: last epoch's {}", self.settings);
         println!(
-            "torture: {:.1} min, {} epochs, {} cycles ({:.1}/min): {} SIGKILL, {} SIGTERM, {} outages past the retry window, {} divergences caused, {} writes while down",
+            "torture: {:.1} min, {} epochs {:?}, {} cycles ({:.1}/min): {} SIGKILL, {} SIGTERM, {} outages past the retry window, {} divergences caused, {} writes while down",
             minutes,
             self.epochs,
+            self.replicas,
             self.cycles,
             self.cycles as f64 / minutes,
             self.kills,
@@ -127,13 +133,14 @@ struct S3Env {
     proxy: FaultProxy,
 }
 
-fn tools(settings: &Settings) -> anyhow::Result<Env> {
+/// The tools, and the S3 server behind a new fault proxy for `ReplicaChoice::S3`.
+fn tools(replica: ReplicaChoice) -> anyhow::Result<Env> {
     let need = |t: testkit::Tool| {
         testkit::tool(t).with_context(|| {
             format!("{t:?} is not installed (run scripts/torture, which installs the pinned tools)")
         })
     };
-    let s3 = match settings.replica {
+    let s3 = match replica {
         ReplicaChoice::S3 => {
             let s3 = testkit::require_s3("torture")
                 .context("an S3 replica needs the local S3 server (scripts/torture starts it)")?;
@@ -157,20 +164,34 @@ fn tools(settings: &Settings) -> anyhow::Result<Env> {
 pub async fn run(options: &Options, summary: &mut Summary) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut rng = StdRng::seed_from_u64(options.seed);
-    let settings = Settings::random(&mut rng, options.replica);
-    summary.settings = format!("{settings:?}");
-    println!("torture: settings {settings:?}");
-    let env = tools(&settings)?;
     let end = started + options.duration;
     let mut epoch = 0;
+    // Each kind's tools, made when an epoch first needs them.
+    let mut envs: BTreeMap<String, Env> = BTreeMap::new();
     let result = async {
         // A new lineage only if a cycle still fits.
         while epoch == 0 || end.saturating_duration_since(Instant::now()) >= LAST_CYCLE {
             epoch += 1;
             summary.epochs += 1;
+            // Every epoch draws its own settings (replica kind, thresholds, intervals), so a
+            // long run covers many.
+            let settings = Settings::random(&mut rng, options.replica);
+            summary.settings = format!("{settings:?}");
+            *summary
+                .replicas
+                .entry(settings.replica.to_string())
+                .or_default() += 1;
+            println!("torture: epoch {epoch}: settings {settings:?}");
+            let kind = settings.replica.to_string();
+            if !envs.contains_key(&kind) {
+                envs.insert(kind.clone(), tools(settings.replica)?);
+            }
+            let Some(env) = envs.get(&kind) else {
+                anyhow::bail!("no tools for the {kind} replica");
+            };
             let epoch_end = (Instant::now() + options.epoch).min(end);
             run_epoch(
-                &env, &settings, options, &mut rng, epoch, epoch_end, end, summary,
+                env, &settings, options, &mut rng, epoch, epoch_end, end, summary,
             )
             .await?;
         }
@@ -297,7 +318,14 @@ async fn run_epoch(
             .last()
             .and_then(|p| p.iter().map(|h| h.replicated_txid).max())
             .unwrap_or(0);
-        let checked = oracle.check_cycle(&facts, &db, ending, reported).await;
+        let checked = match &env.s3 {
+            Some(s3) => settle(s3, &oracle).await,
+            None => Ok(()),
+        };
+        let checked = match checked {
+            Ok(()) => oracle.check_cycle(&facts, &db, ending, reported).await,
+            Err(e) => Err(e),
+        };
         summary.checks += oracle.stats.checks;
         summary.states += oracle.stats.states;
         summary.restores += oracle.stats.restores;
@@ -322,6 +350,31 @@ async fn run_epoch(
         }
     }
     Ok(())
+}
+
+/// After the server stopped, waits until what it had in flight has landed: a request the
+/// proxy still held (under a delay) reaches the S3 server after a SIGKILL, as it can on a
+/// real network, so the replica may change just after the stop. The proxy drains first
+/// (closed after 30 s), then the listing must hold still.
+async fn settle(s3: &S3Env, oracle: &Oracle) -> anyhow::Result<()> {
+    let drained = Instant::now() + Duration::from_secs(30);
+    while s3.proxy.open_connections() > 0 && Instant::now() < drained {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    s3.proxy.close_all();
+    let mut last = oracle.listing().await?;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = oracle.listing().await?;
+        if now == last {
+            return Ok(());
+        }
+        last = now;
+    }
+    Err(failed(
+        "the replica holds still once the server has stopped",
+        "its listing still changed 20 s after the stop".to_string(),
+    ))
 }
 
 /// Counters of earlier epochs.

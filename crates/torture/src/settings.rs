@@ -1,4 +1,4 @@
-//! What a run's seed decides once: the replica kind, the checkpoint and sync thresholds of
+//! What the seed decides for each epoch (lineage) of a run: the replica kind, the checkpoint and sync thresholds of
 //! the generated Litestream config (small, so checkpoints and WAL restarts are frequent),
 //! the retry window and operation deadline of the child, and the shape of the write load.
 
@@ -25,7 +25,7 @@ impl fmt::Display for ReplicaChoice {
     }
 }
 
-/// The settings of one run.
+/// The settings of one epoch.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub replica: ReplicaChoice,

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 
 use rusqlite::Connection;
 
-use crate::schema::{RelKind, Relation, RowKey};
+use crate::schema_cache::{RelKind, Relation, RowKey};
 
 /// Where the full-text index of one column of a relation is, and how its rows link back.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +47,7 @@ pub enum MatchScope {
 
 /// One FTS5 table, from its `CREATE VIRTUAL TABLE` statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fts5Table {
+pub(crate) struct Fts5Table {
     pub name: String,
     /// The indexed columns (`UNINDEXED` ones left out), as FTS5 names them.
     pub columns: Vec<String>,
@@ -61,7 +61,7 @@ pub struct Fts5Table {
 }
 
 /// Every FTS5 table of `main`, by name.
-pub fn fts5_tables(conn: &Connection) -> rusqlite::Result<Vec<Fts5Table>> {
+pub(crate) fn fts5_tables(conn: &Connection) -> rusqlite::Result<Vec<Fts5Table>> {
     let mut stmt = conn.prepare(
         "SELECT name, sql FROM sqlite_schema WHERE type = 'table' AND sql IS NOT NULL \
          AND sql LIKE 'CREATE VIRTUAL TABLE%' ORDER BY name",
@@ -80,7 +80,10 @@ pub fn fts5_tables(conn: &Connection) -> rusqlite::Result<Vec<Fts5Table>> {
 /// The full-text indexes of `rel`'s columns, by column name: the relation's own when it is an
 /// FTS5 table, else those of the external-content FTS5 tables over it (the first by name
 /// when several index one column).
-pub fn full_text_columns(rel: &Relation, tables: &[Fts5Table]) -> HashMap<String, FullTextIndex> {
+pub(crate) fn full_text_columns(
+    rel: &Relation,
+    tables: &[Fts5Table],
+) -> HashMap<String, FullTextIndex> {
     let mut out = HashMap::new();
     let own = tables.iter().filter(|t| t.name == rel.name);
     let external = tables.iter().filter(|t| {
@@ -144,7 +147,7 @@ fn link_column(rel: &Relation, t: &Fts5Table) -> Option<String> {
 
 /// How an FTS5 table stores token positions (`detail=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Detail {
+pub(crate) enum Detail {
     Full,
     Columns,
     /// `detail=none`: no positions and no columns, so no column filters.
@@ -424,7 +427,7 @@ fn valid_prefix(arg: &str, count: &mut usize) -> bool {
 /// Parses `CREATE VIRTUAL TABLE … USING fts5(args)` the way SQLite splits module arguments
 /// and FTS5 reads them (`sqlite3Fts5ConfigParse`); `None` for another module, or for anything
 /// FTS5 itself would refuse.
-pub fn parse_fts5(name: String, sql: &str) -> Option<Fts5Table> {
+pub(crate) fn parse_fts5(name: String, sql: &str) -> Option<Fts5Table> {
     let mut table = Fts5Table {
         name,
         columns: Vec::new(),
@@ -516,7 +519,7 @@ pub fn parse_fts5(name: String, sql: &str) -> Option<Fts5Table> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::{Exposure, SchemaCache};
+    use crate::schema_cache::{Exposure, SchemaCache};
 
     fn parse(sql: &str) -> Option<Fts5Table> {
         parse_fts5("t".into(), sql)

@@ -8,8 +8,8 @@
 //! The language of `fts(english)` is accepted and ignored: an FTS5 index's tokenizer is
 //! fixed when it is created.
 
-pub mod index;
-pub mod tsquery;
+pub(crate) mod index;
+pub(crate) mod tsquery;
 
-pub use index::{FullTextIndex, MatchScope};
-pub use tsquery::{FtsSyntax, to_fts5};
+pub(crate) use index::{FullTextIndex, MatchScope};
+pub(crate) use tsquery::{FtsSyntax, to_fts5};

@@ -95,7 +95,7 @@ const MAX_DISTANCE: u16 = 16384;
 
 /// Translates `input`, written in `syntax`, into an FTS5 query string (to be bound as one
 /// parameter of `MATCH`).
-pub fn to_fts5(syntax: FtsSyntax, input: &str) -> Result<String, ApiError> {
+pub(crate) fn to_fts5(syntax: FtsSyntax, input: &str) -> Result<String, ApiError> {
     if input.contains('\0') {
         // PostgreSQL's text cannot hold a NUL: its error for one.
         return Err(ApiError::new(

@@ -13,11 +13,11 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use dialect::ApiError;
-use dialect::plan::resolve_relation;
+use dialect::resolve_relation;
 use http::{HeaderValue, Method, StatusCode, header};
 
 use super::{AppState, HttpLimits, read, respond, write};
-use crate::metrics::operation;
+use crate::metrics_registry::operation;
 
 pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let start = Instant::now();
@@ -152,7 +152,7 @@ fn route(state: &AppState, parts: &http::request::Parts) -> Result<Route, ApiErr
             "Invalid path specified in request URL",
         ));
     }
-    let relation = dialect::query::decode_component(segment)?.into_owned();
+    let relation = dialect::decode_component(segment)?.into_owned();
     let method = &parts.method;
     if method == Method::OPTIONS
         && let Some(origin) = parts.headers.get(header::ORIGIN)

@@ -21,8 +21,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Auth;
-use crate::db::{Database, Writer};
-use crate::metrics::Metrics;
+use crate::database::{Database, Writer};
+use crate::metrics_registry::Metrics;
 
 pub use conn::ConnLimits;
 pub use cors::Cors;

@@ -12,16 +12,16 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::response::Response;
-use dialect::exec::read;
-use dialect::headers::{Choice, check_profile, parse_range};
-use dialect::query::canonical_query;
+use dialect::canonical_query;
+use dialect::execute_read_streaming;
 use dialect::{ApiError, MediaType, QueryParams, RequestHeaders, plan_read};
+use dialect::{Choice, check_profile, parse_range};
 use http::request::Parts;
 use http::{HeaderValue, StatusCode, header};
 
 use super::{AppState, header_str, preferences};
-use crate::db::read_pool::BUFFER_BYTES;
-use crate::db::stream::ReadReply;
+use crate::database::read_pool::BUFFER_BYTES;
+use crate::database::stream::ReadReply;
 
 pub async fn handle(
     state: &AppState,
@@ -52,7 +52,7 @@ pub async fn handle(
         .reads
         .read(deadline, move |conn, cache, stream| {
             let plan = plan_read(cache, &target, &params, &headers, limits)?;
-            read(conn, &plan, head, BUFFER_BYTES, stream)
+            execute_read_streaming(conn, &plan, head, BUFFER_BYTES, stream)
         })
         .await
         .map_err(|e| e.for_client(&state.db.schema.current(), &relation, None))?;

@@ -5,7 +5,7 @@
 //! `Accept`, `Prefer`, `Content-Profile`, and the body (already read by [`super::api`] within
 //! `--max-body-bytes`), checked for its `Content-Type` and parsed (large bodies on the
 //! blocking pool). The write itself is a job for
-//! [`crate::db::Writer`]: planned against the writer's schema cache and run inside its
+//! [`crate::database::Writer`]: planned against the writer's schema cache and run inside its
 //! savepoint, so a request is answered only once its transaction committed. The job carries
 //! the request's deadline (its arrival plus the time budget), so the wait in the write queue
 //! counts against the budget. DELETE bodies are ignored (postgrest-py sends `{}`). Errors name
@@ -16,9 +16,9 @@ use std::time::Instant;
 use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
-use dialect::body::csv_header;
-use dialect::headers::check_profile;
-use dialect::write::check_names;
+use dialect::check_names;
+use dialect::check_profile;
+use dialect::csv_header;
 use dialect::{
     ApiError, BodyFormat, MediaType, Mutation, QueryParams, WriteOutput, WriteRequest,
     execute_write, parse_payload, plan_write,

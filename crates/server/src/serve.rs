@@ -2,7 +2,7 @@
 //!
 //! 1. replication (`--replication-enabled`), before anything opens the file: load the
 //!    Litestream config, probe the replica, restore a missing database or check that the local
-//!    one shares the replica's history ([`crate::replication::start`]); then replicate
+//!    one shares the replica's history ([`crate::embedded_replication::start`]); then replicate
 //! 2. open the database: the read-write connection (WAL; set up for who checkpoints: the
 //!    replicator with replication, else SQLite's automatic checkpoint), the read pool, the
 //!    schema cache; then start the single writer on the read-write connection; its commit
@@ -21,17 +21,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::replication::Checkpointer;
+use replication::Checkpointer;
 use tokio::task::JoinSet;
 
 use crate::admin::{self, HealthReport};
 use crate::auth::{Auth, AuthConfig};
-use crate::config::ServeConfig;
-use crate::db::{Database, OpenOptions, Writer, WriterConfig};
+use crate::database::{Database, OpenOptions, Writer, WriterConfig};
+use crate::embedded_replication;
 use crate::http::{self, AppState, Cors};
-use crate::metrics::Metrics;
+use crate::metrics_registry::Metrics;
 use crate::pprof;
-use crate::replication;
+use crate::serve_config::ServeConfig;
 use crate::shutdown::{self, Shutdown};
 
 const DRAIN: Duration = Duration::from_secs(30);
@@ -53,12 +53,7 @@ impl std::fmt::Debug for ServeHooks {
     }
 }
 
-/// Serves until a signal or a failure (see the module docs).
-pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
-    run_with(config, ServeHooks::default()).await
-}
-
-/// [`run`] with hooks.
+/// Serves until a signal or a failure (see the module docs), with `hooks` (none by default).
 pub async fn run_with(config: ServeConfig, hooks: ServeHooks) -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
     // Metrics first: replication registers its families in the same registry.
@@ -67,7 +62,7 @@ pub async fn run_with(config: ServeConfig, hooks: ServeHooks) -> anyhow::Result<
     // Step 1: replication — restore / lineage check before anything opens the file.
     let replicator = match &config.replication {
         Some(settings) => Some(
-            replication::start(
+            embedded_replication::start(
                 settings,
                 &config.dsn,
                 metrics.registry(),
@@ -149,7 +144,7 @@ pub async fn run_with(config: ServeConfig, hooks: ServeHooks) -> anyhow::Result<
             max_representation_bytes: usize::try_from(config.http_limits.max_body_bytes)
                 .unwrap_or(usize::MAX)
                 .saturating_mul(2)
-                .max(dialect::write::MAX_REPRESENTATION_BYTES),
+                .max(dialect::MAX_REPRESENTATION_BYTES),
         },
     });
     let health = Arc::new(HealthReport::default());
@@ -197,13 +192,13 @@ pub async fn run_with(config: ServeConfig, hooks: ServeHooks) -> anyhow::Result<
         }));
     }
     if let Some(r) = &replicator {
-        tokio::spawn(replication::report_health(
+        tokio::spawn(embedded_replication::report_health(
             r.handle(),
             health.clone(),
             shutdown.token(),
         ));
         // Commits wake replication at once (other processes' writes are polled).
-        tokio::spawn(replication::forward_commits(
+        tokio::spawn(embedded_replication::forward_commits(
             writer.subscribe_commits(),
             r.handle(),
         ));

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use arc_swap::ArcSwap;
-use dialect::schema::{SchemaCache, schema_version};
 use dialect::{ApiError, Exposure};
+use dialect::{SchemaCache, schema_version};
 use rusqlite::Connection;
 
 pub struct SchemaHolder {

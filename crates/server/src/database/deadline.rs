@@ -6,7 +6,7 @@
 //! write alone in its transaction, but not for the writer's group commit, where one request's
 //! interrupt would undo the others'. So the writer also arms a *soft* limit: every write
 //! statement calls `pgrst_budget()` on each candidate row
-//! ([`dialect::functions::register_budget`]), which fails the statement once the soft instant
+//! ([`dialect::register_budget`]), which fails the statement once the soft instant
 //! has passed; SQLite then rolls back that statement only and the writer rolls back that
 //! request's savepoint. The hard limit stays armed a little later as the backstop for work
 //! outside any row loop.
@@ -59,7 +59,7 @@ impl Deadline {
     /// Also installs the soft limit: `pgrst_budget()` on `conn` fails once it has passed.
     pub fn install_soft(&self, conn: &Connection) -> rusqlite::Result<()> {
         let soft = self.soft.clone();
-        dialect::functions::register_budget(conn, move || !passed(&soft))
+        dialect::register_budget(conn, move || !passed(&soft))
     }
 
     /// Runs `f` with statements interrupted after `at`.

@@ -7,21 +7,21 @@ use dialect::Exposure;
 
 use crate::auth::{AuthConfig, KeySource};
 use crate::cli::ServeArgs;
-use crate::db::Synchronous;
+use crate::database::Synchronous;
+use crate::embedded_replication::ReplicationSettings;
 use crate::http::{ConnLimits, HttpLimits};
-use crate::replication::ReplicationSettings;
 
 /// How writes are made durable, batched and guarded.
 #[derive(Debug, Clone)]
 pub struct WriteConfig {
     /// `PRAGMA synchronous` of the writer connection.
-    pub synchronous: Synchronous,
+    pub(crate) synchronous: Synchronous,
     /// Refuse PATCH/DELETE without filters.
-    pub safe_update: bool,
+    pub(crate) safe_update: bool,
     /// Most jobs per group commit.
-    pub batch_max: usize,
+    pub(crate) batch_max: usize,
     /// How long the writer waits for another process's lock (then 503).
-    pub busy_timeout: Duration,
+    pub(crate) busy_timeout: Duration,
 }
 
 impl Default for WriteConfig {
@@ -37,22 +37,22 @@ impl Default for WriteConfig {
 
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
-    pub dsn: String,
-    pub http_addr: String,
-    pub auth: AuthConfig,
-    pub allow_tables: Vec<String>,
-    pub metrics_addr: Option<String>,
-    pub pprof_addr: Option<String>,
-    pub cors_allowed_origins: Vec<String>,
-    pub max_rows: Option<i64>,
-    pub request_timeout: Duration,
-    pub http_limits: HttpLimits,
+    pub(crate) dsn: String,
+    pub(crate) http_addr: String,
+    pub(crate) auth: AuthConfig,
+    pub(crate) allow_tables: Vec<String>,
+    pub(crate) metrics_addr: Option<String>,
+    pub(crate) pprof_addr: Option<String>,
+    pub(crate) cors_allowed_origins: Vec<String>,
+    pub(crate) max_rows: Option<i64>,
+    pub(crate) request_timeout: Duration,
+    pub(crate) http_limits: HttpLimits,
     /// Connection-level limits of every listener (the cap is the API's; see
     /// [`ConnLimits::monitoring`]).
-    pub conn_limits: ConnLimits,
+    pub(crate) conn_limits: ConnLimits,
     /// Embedded replication (`--replication-enabled`).
-    pub replication: Option<ReplicationSettings>,
-    pub writes: WriteConfig,
+    pub(crate) replication: Option<ReplicationSettings>,
+    pub(crate) writes: WriteConfig,
 }
 
 /// The longest any time setting may be: deadlines are computed as now + setting, which must

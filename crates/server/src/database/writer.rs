@@ -55,8 +55,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use dialect::functions::{InsertCounter, register_insert_counter};
 use dialect::{ApiError, SchemaCache};
+use dialect::{InsertCounter, register_insert_counter};
 use replication::Checkpointer;
 use replication::CommitNotice;
 use rusqlite::Connection;
@@ -66,7 +66,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::authorizer::{Authorizer, Policy};
 use super::deadline::Deadline;
-use super::schema::SchemaHolder;
+use super::schema_holder::SchemaHolder;
 
 /// Tuning of the writer.
 #[derive(Debug, Clone)]
@@ -229,6 +229,7 @@ pub struct Writer {
     queue: mpsc::Sender<Msg>,
     commits: watch::Receiver<CommitNotice>,
     stopped: watch::Receiver<bool>,
+    #[cfg(test)]
     stats: Arc<WriterStats>,
 }
 
@@ -318,7 +319,7 @@ impl Writer {
             authorizer,
             wal_written,
             notices,
-            stats: stats.clone(),
+            stats: Arc::clone(&stats),
             config,
             on_event,
         };
@@ -339,6 +340,7 @@ impl Writer {
             queue,
             commits,
             stopped,
+            #[cfg(test)]
             stats,
         })
     }
@@ -392,11 +394,13 @@ impl Writer {
         self.commits.clone()
     }
 
+    #[cfg(test)]
     pub fn stats(&self) -> &WriterStats {
         &self.stats
     }
 
     /// True once the writer thread has ended.
+    #[cfg(test)]
     pub fn is_stopped(&self) -> bool {
         *self.stopped.borrow()
     }
@@ -680,7 +684,7 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::open::{OpenOptions, open};
+    use crate::database::open::{OpenOptions, open};
     use dialect::Exposure;
 
     struct Setup {

@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use crate::db::writer::WriterEvent;
+use crate::database::writer::WriterEvent;
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts,
     Registry, TextEncoder,

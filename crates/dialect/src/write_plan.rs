@@ -20,9 +20,9 @@ use crate::body::{ColumnPaths, Layout, Payload};
 use crate::dml::{self, OnConflict, Returning};
 use crate::error::ApiError;
 use crate::headers::{MediaType, Preferences, RequestHeaders, Resolution, ReturnPref};
-use crate::plan::{Condition, Limits, ReadNode, plan_read, resolve_relation};
 use crate::query::{CmpOp, Comparison, Operation, QueryParams};
-use crate::schema::{Column, RelKind, Relation, RowKey, SchemaCache};
+use crate::read_plan::{Condition, Limits, ReadNode, plan_read, resolve_relation};
+use crate::schema_cache::{Column, RelKind, Relation, RowKey, SchemaCache};
 use crate::sql::{self, Sql};
 
 /// The four writes.

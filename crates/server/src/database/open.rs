@@ -149,7 +149,7 @@ pub fn open(dsn: &str, opts: &OpenOptions) -> rusqlite::Result<Connection> {
         conn.pragma_update(None, "synchronous", s.as_str())?;
     }
     conn.set_prepared_statement_cache_capacity(opts.statement_cache);
-    dialect::functions::register(&conn)?;
+    dialect::register_functions(&conn)?;
     Ok(conn)
 }
 

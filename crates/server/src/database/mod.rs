@@ -10,7 +10,7 @@ pub mod authorizer;
 pub mod deadline;
 pub mod open;
 pub mod read_pool;
-pub mod schema;
+pub mod schema_holder;
 pub mod stream;
 pub mod writer;
 
@@ -23,12 +23,11 @@ use rusqlite::Connection;
 
 pub use open::{OpenOptions, Synchronous, open};
 pub use read_pool::ReadPool;
-pub use schema::SchemaHolder;
+pub use schema_holder::SchemaHolder;
 pub use writer::{Writer, WriterConfig};
 
 /// One served database.
 pub struct Database {
-    pub dsn: String,
     pub reads: ReadPool,
     pub schema: Arc<SchemaHolder>,
     /// The read-write connection opened at start-up (creates the file, switches it to WAL and
@@ -37,18 +36,9 @@ pub struct Database {
 }
 
 impl Database {
-    /// Opens the database: one read-write connection first (WAL), then the read pool with a
-    /// freshly loaded schema cache.
-    pub fn open(
-        dsn: &str,
-        exposure: Exposure,
-        request_budget: Duration,
-    ) -> anyhow::Result<Arc<Database>> {
-        Database::open_with(dsn, exposure, request_budget, &OpenOptions::writer())
-    }
-
-    /// [`Database::open`] with the read-write connection opened with `writer` (start-up
-    /// passes the writer's durability and who checkpoints).
+    /// Opens the database: one read-write connection first (WAL), opened with `writer` (start-up
+    /// passes the writer's durability and who checkpoints), then the read pool with a freshly
+    /// loaded schema cache.
     pub fn open_with(
         dsn: &str,
         exposure: Exposure,
@@ -63,7 +53,6 @@ impl Database {
         let schema = Arc::new(SchemaHolder::new(exposure));
         let reads = ReadPool::new(dsn, schema.clone(), request_budget)?;
         Ok(Arc::new(Database {
-            dsn: dsn.to_string(),
             reads,
             schema,
             writer_conn: Mutex::new(Some(writer)),

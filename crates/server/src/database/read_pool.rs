@@ -33,7 +33,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::authorizer::{Authorizer, Policy};
 use super::deadline::Deadline;
 use super::open::{OpenOptions, open};
-use super::schema::SchemaHolder;
+use super::schema_holder::SchemaHolder;
 use super::stream::{self, ReadReply};
 
 /// How long a read may run on the async worker before it moves to the blocking pool.

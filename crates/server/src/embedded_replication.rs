@@ -12,7 +12,7 @@
 //!   [`replication::ReplicationHandle::notify_commit`] calls, so commits reach the replica at
 //!   once instead of at the next poll.
 //!
-//! The shutdown order lives in [`crate::startup`]: stop serving, finish writes, close the
+//! The shutdown order lives in [`crate::serve`]: stop serving, finish writes, close the
 //! server's connections, then [`replication::Replicator::shutdown`] (final sync, bounded by
 //! `shutdown-sync-timeout`).
 
@@ -37,7 +37,7 @@ pub struct ReplicationSettings {
 /// The database file of a Go-style DSN (a path, or a `file:` URI whose parameters are
 /// dropped), made absolute.
 pub fn db_path(dsn: &str) -> anyhow::Result<PathBuf> {
-    let name = crate::db::open::sqlite_filename(dsn);
+    let name = crate::database::open::sqlite_filename(dsn);
     let path = match name.strip_prefix("file:") {
         Some(rest) => {
             let rest = rest.split_once('?').map_or(rest, |(p, _)| p);

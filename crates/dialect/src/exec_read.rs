@@ -16,7 +16,7 @@ use rusqlite::{Connection, Statement};
 
 use crate::error::ApiError;
 use crate::headers::{CountMethod, MediaType};
-use crate::plan::{ReadNode, ReadPlan};
+use crate::read_plan::{ReadNode, ReadPlan};
 use crate::shape::{Shaper, Spill, content_range};
 use crate::sql::{self, Sql};
 
@@ -25,7 +25,7 @@ const EXPECTED_ROWS: i64 = 16;
 /// Never reserve more than this for a body up front.
 const MAX_RESERVE_BYTES: usize = 1 << 20;
 /// How much of a streamed body is sent at once.
-pub const CHUNK_BYTES: usize = 64 * 1024;
+pub(crate) const CHUNK_BYTES: usize = 64 * 1024;
 
 /// The outcome of a read whose body was kept whole.
 #[derive(Debug, Clone)]
@@ -335,9 +335,9 @@ fn read_page(
 mod tests {
     use super::*;
     use crate::headers::{Preferences, RequestHeaders};
-    use crate::plan::{Limits, plan_read};
     use crate::query::QueryParams;
-    use crate::schema::{Exposure, SchemaCache};
+    use crate::read_plan::{Limits, plan_read};
+    use crate::schema_cache::{Exposure, SchemaCache};
 
     fn db() -> Connection {
         let c = Connection::open_in_memory().unwrap();

@@ -119,7 +119,7 @@ pub struct Relation {
     pub deletable: bool,
     /// A `WITHOUT ROWID` table: rows are identified by their primary key only.
     pub without_rowid: bool,
-    /// The columns with an FTS5 index (see [`crate::fts::index`]), by column name.
+    /// The columns with an FTS5 index (see `fts/index.rs`), by column name.
     pub full_text: HashMap<String, FullTextIndex>,
     /// The `CREATE` statement (for naming the CHECK constraint a write violated).
     pub sql: String,
@@ -281,22 +281,20 @@ impl SchemaCache {
     }
 
     /// The exposed name most similar to `name`, if it is similar enough (≥ 0.75, as
-    /// PostgREST asks) to suggest. Bounded work: a name longer than [`MAX_HINT_CHARS`] gets no
-    /// hint, names whose lengths alone rule them out are skipped, and a distance stops being
-    /// computed once it is out of reach.
+    /// PostgREST asks) to suggest. Bounded work: a name longer than `MAX_HINT_CHARS` (64) gets no
+    /// hint, and names whose lengths alone rule them out are skipped before any distance.
     pub fn suggest(&self, name: &str) -> Option<&str> {
         // A character is at most 4 bytes: a long name is refused before it is even counted.
         if name.len() > 4 * MAX_HINT_CHARS {
             return None;
         }
-        let a: Vec<char> = name.chars().collect();
-        if a.len() > MAX_HINT_CHARS {
+        let a_len = name.chars().count();
+        if a_len > MAX_HINT_CHARS {
             return None;
         }
-        let mut rows = (Vec::new(), Vec::new());
         let mut best: Option<(f64, &str)> = None;
         for k in self.relations.keys() {
-            let Some(s) = similarity(&a, k, &mut rows) else {
+            let Some(s) = similarity(name, a_len, k) else {
                 continue;
             };
             if best.is_none_or(|(b, bk)| s > b || (s == b && k.as_str() < bk)) {
@@ -308,7 +306,7 @@ impl SchemaCache {
 }
 
 /// Names longer than this (in characters) get no "did you mean" hint.
-pub const MAX_HINT_CHARS: usize = 64;
+pub(crate) const MAX_HINT_CHARS: usize = 64;
 /// How similar a name must be to be suggested.
 const MIN_SIMILARITY: f64 = 0.75;
 
@@ -318,45 +316,27 @@ thread_local! {
 
 /// How many edit-distance cells this thread has computed for hints (tests measure the cost of
 /// a hint with it).
-pub fn hint_cells() -> u64 {
+#[cfg(test)]
+pub(crate) fn hint_cells() -> u64 {
     HINT_CELLS.with(|c| c.get())
 }
 
 /// 1 − Levenshtein distance / longer length, on characters, when it reaches
-/// [`MIN_SIMILARITY`] (`None` otherwise, found as early as possible). `rows` are reused
-/// buffers.
-fn similarity(a: &[char], b: &str, rows: &mut (Vec<usize>, Vec<usize>)) -> Option<f64> {
+/// [`MIN_SIMILARITY`] (`None` otherwise). A name whose length alone rules it out costs no
+/// distance; the distance itself (`strsim`) costs `a_len × b_len` cells.
+fn similarity(a: &str, a_len: usize, b: &str) -> Option<f64> {
     let b_len = b.chars().count();
-    let longest = a.len().max(b_len);
+    let longest = a_len.max(b_len);
     if longest == 0 {
         return Some(1.0);
     }
     // The largest distance that still reaches the similarity; the lengths alone give a floor.
     let allowed = ((1.0 - MIN_SIMILARITY) * longest as f64).floor() as usize;
-    if a.len().abs_diff(b_len) > allowed {
+    if a_len.abs_diff(b_len) > allowed {
         return None;
     }
-    let (prev, cur) = rows;
-    prev.clear();
-    prev.extend(0..=b_len);
-    for (i, ca) in a.iter().enumerate() {
-        cur.clear();
-        cur.push(i + 1);
-        let mut row_min = i + 1;
-        for (j, cb) in b.chars().enumerate() {
-            let cost = usize::from(*ca != cb);
-            let d = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-            row_min = row_min.min(d);
-            cur.push(d);
-        }
-        HINT_CELLS.with(|c| c.set(c.get() + b_len as u64));
-        // Distances never shrink from one row to the next.
-        if row_min > allowed {
-            return None;
-        }
-        std::mem::swap(prev, cur);
-    }
-    let distance = prev[b_len];
+    HINT_CELLS.with(|c| c.set(c.get() + (a_len * b_len) as u64));
+    let distance = strsim::levenshtein(a, b);
     (distance <= allowed).then(|| 1.0 - distance as f64 / longest as f64)
 }
 

@@ -1,0 +1,137 @@
+//! Select fields and order terms resolved against the relation: columns, JSON paths,
+//! casts from the whitelist, aliases, and how each value renders.
+
+use crate::error::ApiError;
+use crate::query::{Arrow, Direction, Field, JsonKey, Nulls, OrderTerm};
+use crate::schema_cache::{Relation, ValueKind};
+
+use super::tree::*;
+
+pub(super) fn star(rel: &Relation) -> Vec<OutputField> {
+    rel.columns
+        .iter()
+        .map(|c| OutputField {
+            key: c.name.clone(),
+            expr: Expr::Column(c.name.clone()),
+            kind: column_output(c.kind),
+        })
+        .collect()
+}
+
+fn column_output(kind: ValueKind) -> OutputKind {
+    match kind {
+        ValueKind::Bool => OutputKind::Bool,
+        ValueKind::Json => OutputKind::Json,
+        ValueKind::Plain => OutputKind::Plain,
+    }
+}
+
+/// Resolves `field` to an expression and its natural output kind.
+pub(super) fn field_expr(rel: &Relation, field: &Field) -> Result<(Expr, OutputKind), ApiError> {
+    let col = rel
+        .column(&field.name)
+        .ok_or_else(|| ApiError::unknown_column(&rel.name, &field.name))?;
+    if field.path.is_empty() {
+        return Ok((Expr::Column(col.name.clone()), column_output(col.kind)));
+    }
+    let mut path = String::from("$");
+    for step in &field.path {
+        match &step.key {
+            JsonKey::Key(k) => {
+                if k.contains('"') {
+                    return Err(ApiError::new(
+                        400,
+                        "PGRST100",
+                        format!("JSON keys containing '\"' are not supported: {k}"),
+                    ));
+                }
+                path.push_str(".\"");
+                path.push_str(k);
+                path.push('"');
+            }
+            JsonKey::Index(i) if *i < 0 => {
+                path.push_str("[#");
+                path.push_str(&i.to_string());
+                path.push(']');
+            }
+            JsonKey::Index(i) => {
+                path.push('[');
+                path.push_str(&i.to_string());
+                path.push(']');
+            }
+        }
+    }
+    let text = field.path.last().is_some_and(|s| s.arrow == Arrow::Text);
+    Ok((
+        Expr::JsonPath {
+            column: col.name.clone(),
+            path,
+            text,
+        },
+        if text {
+            OutputKind::Plain
+        } else {
+            OutputKind::Json
+        },
+    ))
+}
+
+/// The key PostgREST gives a selected field: the alias, else the last JSON key, else the
+/// column name.
+fn field_key(field: &Field) -> String {
+    field
+        .path
+        .iter()
+        .rev()
+        .find_map(|s| match &s.key {
+            JsonKey::Key(k) => Some(k.clone()),
+            JsonKey::Index(_) => None,
+        })
+        .unwrap_or_else(|| field.name.clone())
+}
+
+pub(super) fn output_field(
+    rel: &Relation,
+    alias: Option<&str>,
+    field: &Field,
+    cast: Option<&str>,
+) -> Result<OutputField, ApiError> {
+    let (expr, kind) = field_expr(rel, field)?;
+    let key = alias.map_or_else(|| field_key(field), str::to_string);
+    let Some(cast) = cast else {
+        return Ok(OutputField { key, expr, kind });
+    };
+    let to = CastType::from_pg(cast)?;
+    let kind = match to {
+        CastType::Bool => OutputKind::Bool,
+        CastType::Json => OutputKind::Json,
+        _ => OutputKind::Plain,
+    };
+    Ok(OutputField {
+        key,
+        expr: Expr::Cast {
+            inner: Box::new(expr),
+            to,
+        },
+        kind,
+    })
+}
+
+pub(super) fn order_item(rel: &Relation, t: &OrderTerm) -> Result<OrderItem, ApiError> {
+    if let Some(r) = &t.relation {
+        return Err(ApiError::not_embedded(r));
+    }
+    let (expr, _) = field_expr(rel, &t.field)?;
+    let desc = t.direction == Some(Direction::Desc);
+    // PostgreSQL's defaults: NULLS LAST for ASC, NULLS FIRST for DESC.
+    let nulls_first = match t.nulls {
+        Some(Nulls::First) => true,
+        Some(Nulls::Last) => false,
+        None => desc,
+    };
+    Ok(OrderItem {
+        expr,
+        desc,
+        nulls_first,
+    })
+}
