@@ -12,9 +12,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use common::*;
 use ltx::TxId;
-use replication::client::ListOptions;
-use replication::plan::RestoreTarget;
+use replication::ListOptions;
 use replication::restore::IntegrityCheck;
+use replication::restore::RestoreTarget;
 use replication::{CommitNotice, StartAction};
 use testkit::litestream::{Litestream, Source};
 
