@@ -25,12 +25,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use replication::client::{ListOptions, ReadRange, ReplicaClient};
-use replication::config::{Config, LoadOptions};
-use replication::level::Level;
-use replication::plan::RestoreTarget;
+use replication::Level;
+use replication::restore::RestoreTarget;
 use replication::restore::{self, RestoreOptions};
 use replication::{CommitNotice, Replicator, ReplicatorOptions};
+use replication::{Config, LoadOptions};
+use replication::{ListOptions, ReadRange, ReplicaClient};
 use rusqlite::Connection;
 use testkit::litestream::Litestream;
 
@@ -219,8 +219,8 @@ fn pct(v: &[Duration], p: f64) -> Duration {
 }
 
 async fn client_for(url: &str) -> Arc<dyn ReplicaClient> {
-    let target = replication::url::parse_replica_url(url).unwrap();
-    replication::client::open_client(&target, &Default::default())
+    let target = replication::parse_replica_url(url).unwrap();
+    replication::open_client(&target, &Default::default())
         .await
         .unwrap()
 }

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OpenFlags};
 
-use crate::db::wal_path;
+use crate::db_attachment::wal_path;
 use crate::level::LtxFileInfo;
 use crate::wal::{Salt, WalHeader};
 
@@ -107,7 +107,7 @@ impl LocalState {
 /// A read transaction on a WAL-mode database, on a connection of its own that never
 /// checkpoints: while it is held, no other connection can restart the WAL, and frames it
 /// cannot see cannot be copied into the database file.
-pub struct ReadGuard {
+pub(crate) struct ReadGuard {
     conn: Mutex<Connection>,
 }
 
@@ -121,7 +121,7 @@ impl ReadGuard {
     /// The guard, or `None` if the database is not in WAL mode (a read transaction would
     /// then block the switch to WAL mode) or cannot be read; [`LocalState`] alone then
     /// tells whether the database changed.
-    pub fn take(db: &Path) -> Option<ReadGuard> {
+    pub(crate) fn take(db: &Path) -> Option<ReadGuard> {
         let conn = Connection::open_with_flags(
             db,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,

@@ -29,11 +29,11 @@ use std::time::Duration;
 
 use rusqlite::{Connection, FileControl};
 
-use crate::config::DbConfig;
+use crate::litestream_config::DbConfig;
 use crate::wal::WAL_HEADER_SIZE;
 
 /// SQLite's default `wal_autocheckpoint`: frames after which a commit checkpoints.
-pub const AUTOCHECKPOINT_FRAMES: u32 = 1000;
+pub(crate) const AUTOCHECKPOINT_FRAMES: u32 = 1000;
 
 /// Who checkpoints the database among this process's connections. See the module docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,7 +119,7 @@ impl Policy {
         Policy {
             min_checkpoint_page_count: db.min_checkpoint_page_count,
             truncate_page_n: if db.truncate_page_n == 0 {
-                crate::config::defaults::TRUNCATE_PAGE_N
+                crate::litestream_config::defaults::TRUNCATE_PAGE_N
             } else {
                 db.truncate_page_n
             },
@@ -178,7 +178,7 @@ impl Policy {
 
 impl Default for Policy {
     fn default() -> Self {
-        use crate::config::defaults as d;
+        use crate::litestream_config::defaults as d;
         Policy {
             min_checkpoint_page_count: d::MIN_CHECKPOINT_PAGE_COUNT,
             truncate_page_n: d::TRUNCATE_PAGE_N,

@@ -20,32 +20,34 @@ use std::time::{Duration, Instant, SystemTime};
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
-use crate::metrics::DbMetrics;
+use crate::db_metrics::DbMetrics;
 
 /// How long a component may keep failing before replication gives up.
-pub const DEFAULT_RETRY_WINDOW: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_RETRY_WINDOW: Duration = Duration::from_secs(60);
 /// Environment variable overriding [`DEFAULT_RETRY_WINDOW`] (Go duration syntax).
-pub const RETRY_WINDOW_ENV: &str = "SQLITEREST_REPLICATION_RETRY_WINDOW";
+pub(crate) const RETRY_WINDOW_ENV: &str = "SQLITEREST_REPLICATION_RETRY_WINDOW";
 /// Repeated errors of one component are logged at most this often.
-pub const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// First retry delay; doubles per consecutive failure up to [`MAX_BACKOFF`].
-pub const MIN_BACKOFF: Duration = Duration::from_millis(200);
-pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
+pub(crate) const MIN_BACKOFF: Duration = Duration::from_millis(200);
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// The retry window from [`RETRY_WINDOW_ENV`], or the default.
-pub fn retry_window_from_env() -> Result<Duration, String> {
+pub(crate) fn retry_window_from_env() -> Result<Duration, String> {
     positive_duration_env(RETRY_WINDOW_ENV, DEFAULT_RETRY_WINDOW)
 }
 
 /// A positive Go duration (`90s`, `2m`) from the environment variable `name`, or `default`
 /// when it is unset or empty.
-pub fn positive_duration_env(name: &str, default: Duration) -> Result<Duration, String> {
+pub(crate) fn positive_duration_env(name: &str, default: Duration) -> Result<Duration, String> {
     match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => crate::config::units::GoDuration::parse(v.trim())
-            .ok()
-            .and_then(|d| d.to_std())
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| format!("{name}={v:?} is not a positive duration (e.g. 60s, 2m)")),
+        Ok(v) if !v.trim().is_empty() => {
+            crate::litestream_config::units::GoDuration::parse(v.trim())
+                .ok()
+                .and_then(|d| d.to_std())
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| format!("{name}={v:?} is not a positive duration (e.g. 60s, 2m)"))
+        }
         _ => Ok(default),
     }
 }
@@ -122,7 +124,7 @@ struct Tracked {
 
 /// The failure tracker shared by every replication task.
 #[derive(Debug)]
-pub struct Health {
+pub(crate) struct Health {
     window: Duration,
     failing: Mutex<BTreeMap<Component, Tracked>>,
     fatal: watch::Sender<Option<FatalError>>,
@@ -131,7 +133,7 @@ pub struct Health {
 }
 
 impl Health {
-    pub fn new(window: Duration, metrics: Option<DbMetrics>, db: String) -> Health {
+    pub(crate) fn new(window: Duration, metrics: Option<DbMetrics>, db: String) -> Health {
         let (fatal, _) = watch::channel(None);
         Health {
             window,
@@ -142,19 +144,19 @@ impl Health {
         }
     }
 
-    pub fn window(&self) -> Duration {
+    pub(crate) fn window(&self) -> Duration {
         self.window
     }
 
     /// Records an error of `component`; returns how long to wait before retrying.
-    pub fn error(&self, component: Component, error: &dyn fmt::Display) -> Duration {
+    pub(crate) fn error(&self, component: Component, error: &dyn fmt::Display) -> Duration {
         self.error_stalled(component, error, Duration::ZERO)
     }
 
     /// Records an error of an operation that had been stuck for `stalled` before it failed
     /// (a hang cut by its deadline): a component that was working fails from the moment it
     /// got stuck, so a hang reaches the retry window as soon as an error would.
-    pub fn error_stalled(
+    pub(crate) fn error_stalled(
         &self,
         component: Component,
         error: &dyn fmt::Display,
@@ -195,7 +197,7 @@ impl Health {
     }
 
     /// Records a success of `component`.
-    pub fn ok(&self, component: Component) {
+    pub(crate) fn ok(&self, component: Component) {
         let mut failing = self.failing.lock();
         if let Some(t) = failing.remove(&component) {
             tracing::info!(
@@ -209,17 +211,17 @@ impl Health {
     }
 
     /// True if `component` is currently failing.
-    pub fn is_failing(&self, component: Component) -> bool {
+    pub(crate) fn is_failing(&self, component: Component) -> bool {
         self.failing.lock().contains_key(&component)
     }
 
     /// True if any component is failing.
-    pub fn any_failing(&self) -> bool {
+    pub(crate) fn any_failing(&self) -> bool {
         !self.failing.lock().is_empty()
     }
 
     /// The failing components.
-    pub fn failures(&self) -> Vec<Failure> {
+    pub(crate) fn failures(&self) -> Vec<Failure> {
         self.failing
             .lock()
             .iter()
@@ -233,7 +235,7 @@ impl Health {
     }
 
     /// Checks the window; the first time a component exceeds it, replication becomes fatal.
-    pub fn check(&self) -> Option<FatalError> {
+    pub(crate) fn check(&self) -> Option<FatalError> {
         if let Some(f) = self.fatal.borrow().clone() {
             return Some(f);
         }
@@ -254,7 +256,7 @@ impl Health {
     }
 
     /// Makes replication fail now (an unrecoverable error).
-    pub fn set_fatal(&self, fatal: FatalError) {
+    pub(crate) fn set_fatal(&self, fatal: FatalError) {
         self.fatal.send_if_modified(|f| {
             if f.is_none() {
                 tracing::error!(db = %self.db, error = %fatal, "replication failed; giving up");
@@ -266,12 +268,12 @@ impl Health {
         });
     }
 
-    pub fn fatal(&self) -> Option<FatalError> {
+    pub(crate) fn fatal(&self) -> Option<FatalError> {
         self.fatal.borrow().clone()
     }
 
     /// Waits until replication is fatal.
-    pub async fn wait_fatal(&self) -> FatalError {
+    pub(crate) async fn wait_fatal(&self) -> FatalError {
         let mut rx = self.fatal.subscribe();
         loop {
             if let Some(f) = rx.borrow_and_update().clone() {
@@ -286,7 +288,7 @@ impl Health {
 }
 
 /// Exponential backoff for the `n`th consecutive failure (n ≥ 1).
-pub fn backoff(n: u32) -> Duration {
+pub(crate) fn backoff(n: u32) -> Duration {
     let factor = 1u32 << n.saturating_sub(1).min(10);
     (MIN_BACKOFF * factor).min(MAX_BACKOFF)
 }

@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use crate::client::object::ObjectFlavor;
 use crate::client::{ClientError, DirEntry, EntryKind, ListOptions, ReplicaClient};
 use crate::level::{Level, LtxFileInfo};
-use crate::plan::RestoreTarget;
+use crate::restore::RestoreTarget;
 use crate::target::ReplicaKind;
 use crate::v03::{self, GENERATIONS_DIR, V03Listing};
 
@@ -134,7 +134,7 @@ fn newest(times: impl Iterator<Item = DateTime<Utc>>) -> Option<DateTime<Utc>> {
 }
 
 /// True for a top-level entry that Litestream or sqlite-rest writes (see the module docs).
-pub fn recognised(kind: ReplicaKind, entry: &DirEntry) -> bool {
+pub(crate) fn recognised(kind: ReplicaKind, entry: &DirEntry) -> bool {
     let name = entry.name.as_str();
     if name.starts_with(PROBE_PREFIX) {
         return true;
@@ -159,7 +159,7 @@ fn expected_levels(kind: ReplicaKind) -> &'static str {
     }
 }
 
-/// Lists what the replica path holds; fails with [`ForeignContent`] when anything at its
+/// Lists what the replica path holds; fails with `ForeignContent` when anything at its
 /// top is not recognised. With `precise`, LTX CreatedAt comes from the backend's metadata
 /// (timestamp restores).
 pub async fn inspect(

@@ -1,8 +1,9 @@
 //! Replica levels and the listing entry of one LTX file in a level.
 //!
 //! Level 0 holds the raw per-sync files, levels 1..=8 compaction outputs, level 9 snapshots
-//! (spec §1.1). A listing entry carries what the replicator, retention and the restore plan
-//! need: level, name (min/max TXID), size and CreatedAt (spec §1.3).
+//! (`docs/ltx-and-replica-format.md#levels`). A listing entry carries what the replicator, retention and the restore plan
+//! need: level, name (min/max TXID), size and CreatedAt
+//! (`docs/ltx-and-replica-format.md#file-timestamps`).
 
 use std::fmt;
 
@@ -72,7 +73,7 @@ impl LtxFileInfo {
 /// Go's `time.RFC3339Nano` in UTC: fraction with trailing zeros trimmed, none if zero
 /// (`2026-11-26T02:25:36.935Z`, `2026-11-26T02:25:36.93Z`, `2026-11-26T02:25:36Z`). This is
 /// the format of the `litestream-timestamp` object metadata.
-pub fn format_rfc3339_nano(t: DateTime<Utc>) -> String {
+pub(crate) fn format_rfc3339_nano(t: DateTime<Utc>) -> String {
     let base = t.to_rfc3339_opts(SecondsFormat::Secs, true);
     let nanos = t.timestamp_subsec_nanos();
     if nanos == 0 {
@@ -87,7 +88,7 @@ pub fn format_rfc3339_nano(t: DateTime<Utc>) -> String {
 }
 
 /// A timestamp from milliseconds since the Unix epoch (the LTX header's Timestamp field).
-pub fn timestamp_from_millis(ms: i64) -> Option<DateTime<Utc>> {
+pub(crate) fn timestamp_from_millis(ms: i64) -> Option<DateTime<Utc>> {
     DateTime::<Utc>::from_timestamp_millis(ms)
 }
 

@@ -17,7 +17,7 @@ use ltx::{FileName, TxId};
 use crate::level::Level;
 
 /// The mark "the next L0 file must be a full one" (see [`MetaDir::mark_next_full`]).
-pub const NEXT_L0_FULL: &str = "sqlite-rest-next-l0-full";
+pub(crate) const NEXT_L0_FULL: &str = "sqlite-rest-next-l0-full";
 
 /// The metadata directory of one database.
 #[derive(Debug, Clone)]
@@ -190,7 +190,7 @@ impl MetaDir {
         Ok(())
     }
 
-    /// Removes every local LTX file and the [`NEXT_L0_FULL`] mark (a fresh start, or a
+    /// Removes every local LTX file and the `NEXT_L0_FULL` mark (a fresh start, or a
     /// position adopted from the replica).
     pub fn reset(&self) -> io::Result<()> {
         match fs::remove_dir_all(self.root.join("ltx")) {
@@ -214,12 +214,12 @@ impl MetaDir {
         fsync_dir(&self.root)
     }
 
-    /// Whether the [`NEXT_L0_FULL`] mark is set.
+    /// Whether the `NEXT_L0_FULL` mark is set.
     pub fn next_full(&self) -> bool {
         self.root.join(NEXT_L0_FULL).exists()
     }
 
-    /// Removes the [`NEXT_L0_FULL`] mark (durably; no-op if it is not set).
+    /// Removes the `NEXT_L0_FULL` mark (durably; no-op if it is not set).
     pub fn clear_next_full(&self) -> io::Result<()> {
         let path = self.root.join(NEXT_L0_FULL);
         match fs::remove_file(&path) {
@@ -240,7 +240,7 @@ pub enum MetaWriteError<E> {
 }
 
 /// Removes a file; a missing one is not an error.
-pub fn remove_if_exists(path: &Path) -> io::Result<()> {
+pub(crate) fn remove_if_exists(path: &Path) -> io::Result<()> {
     match fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
@@ -249,13 +249,13 @@ pub fn remove_if_exists(path: &Path) -> io::Result<()> {
 }
 
 /// fsyncs a directory so a rename in it is durable.
-pub fn fsync_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn fsync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
 /// fsyncs the directory holding `path` (the current directory for a bare file name), so a
 /// rename onto `path` is durable.
-pub fn fsync_parent(path: &Path) -> io::Result<()> {
+pub(crate) fn fsync_parent(path: &Path) -> io::Result<()> {
     match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => fsync_dir(dir),
         _ => fsync_dir(Path::new(".")),

@@ -64,7 +64,7 @@ struct Inner {
 
 /// What a sync took at its start ([`Progress::begin_sync`]).
 #[derive(Debug, Clone, Copy)]
-pub struct SyncTicket {
+pub(crate) struct SyncTicket {
     seq: u64,
     oldest: Option<Instant>,
     started: Instant,
@@ -72,7 +72,7 @@ pub struct SyncTicket {
 
 /// Shared replication progress. See the module docs.
 #[derive(Debug)]
-pub struct Progress {
+pub(crate) struct Progress {
     notified_seq: AtomicU64,
     inner: Mutex<Inner>,
     tx: watch::Sender<Positions>,
@@ -80,7 +80,7 @@ pub struct Progress {
 
 impl Progress {
     /// Progress starting at the given local and replicated TXIDs.
-    pub fn new(local: TxId, replicated: TxId) -> Progress {
+    pub(crate) fn new(local: TxId, replicated: TxId) -> Progress {
         let (tx, _) = watch::channel(Positions {
             local_txid: local,
             replicated_txid: replicated,
@@ -94,16 +94,16 @@ impl Progress {
         }
     }
 
-    pub fn positions(&self) -> Positions {
+    pub(crate) fn positions(&self) -> Positions {
         *self.tx.borrow()
     }
 
-    pub fn subscribe(&self) -> watch::Receiver<Positions> {
+    pub(crate) fn subscribe(&self) -> watch::Receiver<Positions> {
         self.tx.subscribe()
     }
 
     /// Records a commit notice (cheap; called on the writer's path).
-    pub fn notify(&self, notice: CommitNotice) {
+    pub(crate) fn notify(&self, notice: CommitNotice) {
         self.notified_seq.fetch_max(notice.seq, Ordering::AcqRel);
         let mut inner = self.inner.lock();
         if inner.unsynced_since.is_none() {
@@ -111,13 +111,8 @@ impl Progress {
         }
     }
 
-    /// The newest notified commit sequence number.
-    pub fn notified_seq(&self) -> u64 {
-        self.notified_seq.load(Ordering::Acquire)
-    }
-
     /// Called right before a sync reads the WAL.
-    pub fn begin_sync(&self) -> SyncTicket {
+    pub(crate) fn begin_sync(&self) -> SyncTicket {
         let seq = self.notified_seq.load(Ordering::Acquire);
         let oldest = self.inner.lock().unsynced_since.take();
         SyncTicket {
@@ -128,14 +123,14 @@ impl Progress {
     }
 
     /// A sync failed: its commits are still unsynced.
-    pub fn sync_failed(&self, ticket: SyncTicket) {
+    pub(crate) fn sync_failed(&self, ticket: SyncTicket) {
         let mut inner = self.inner.lock();
         inner.unsynced_since = min_instant(inner.unsynced_since, ticket.oldest);
     }
 
     /// A sync finished; `new_local` is the newest local TXID after it and `wal_bytes` how
     /// much WAL it read (0: nothing new was committed).
-    pub fn end_sync(&self, ticket: SyncTicket, new_local: TxId, wal_bytes: u64) {
+    pub(crate) fn end_sync(&self, ticket: SyncTicket, new_local: TxId, wal_bytes: u64) {
         let mut inner = self.inner.lock();
         let oldest = if wal_bytes > 0 {
             // Commits we were not told about (other processes) date from the sync's start.
@@ -167,7 +162,7 @@ impl Progress {
     }
 
     /// The replica now holds every TXID up to `txid`.
-    pub fn uploaded(&self, txid: TxId) {
+    pub(crate) fn uploaded(&self, txid: TxId) {
         let mut inner = self.inner.lock();
         self.tx.send_modify(|p| {
             p.replicated_txid = p.replicated_txid.max(txid);
@@ -181,13 +176,8 @@ impl Progress {
         });
     }
 
-    /// Sets the local position without a sync (start-up, adopted positions).
-    pub fn set_local(&self, txid: TxId) {
-        self.tx.send_modify(|p| p.local_txid = txid);
-    }
-
     /// Age of the oldest commit not yet on the replica (zero when all are).
-    pub fn lag(&self) -> Duration {
+    pub(crate) fn lag(&self) -> Duration {
         let inner = self.inner.lock();
         let pending = inner.pending.iter().filter_map(|p| p.oldest).min();
         match min_instant(inner.unsynced_since, pending) {

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use ltx::{Encoder, Header, TxId};
 
-use crate::db::{read_db_page, shared_file, wal_path};
+use crate::db_attachment::{read_db_page, shared_file, wal_path};
 use crate::sync::Position;
 use crate::wal::{
     self, FRAME_HEADER_SIZE, Salt, WAL_HEADER_SIZE, WalError, WalHeader, WalReader, WalScan,
@@ -60,7 +60,7 @@ pub enum SnapshotError {
 
 /// A database as of one point of its WAL. See the module docs.
 #[derive(Debug)]
-pub struct DbImage {
+pub(crate) struct DbImage {
     db: Arc<File>,
     wal: Option<File>,
     wal_header: Option<WalHeader>,
@@ -77,7 +77,7 @@ impl DbImage {
     /// alone). If the WAL now carries other salts, it was restarted after a complete
     /// checkpoint and the database file alone is the image. `commit` is the database size
     /// in pages at that point.
-    pub fn at(
+    pub(crate) fn at(
         db_path: &Path,
         page_size: u32,
         end: u64,
@@ -110,7 +110,7 @@ impl DbImage {
     }
 
     /// The database as SQLite would read it now: every committed frame of the WAL.
-    pub fn current(db_path: &Path) -> Result<DbImage, SnapshotError> {
+    pub(crate) fn current(db_path: &Path) -> Result<DbImage, SnapshotError> {
         let page_size = detect_page_size(db_path)?;
         let mut image = DbImage::open(db_path, page_size)?;
         let file_pages = image
@@ -193,27 +193,27 @@ impl DbImage {
             })
     }
 
-    pub fn page_size(&self) -> u32 {
+    pub(crate) fn page_size(&self) -> u32 {
         self.page_size
     }
 
     /// Database size in pages.
-    pub fn commit(&self) -> u32 {
+    pub(crate) fn commit(&self) -> u32 {
         self.commit
     }
 
     /// End of the WAL range the image uses (32: the database file alone).
-    pub fn wal_end(&self) -> u64 {
+    pub(crate) fn wal_end(&self) -> u64 {
         self.end
     }
 
     /// Salts of the WAL range the image uses.
-    pub fn wal_salt(&self) -> Salt {
+    pub(crate) fn wal_salt(&self) -> Salt {
         self.wal_header.map(|h| h.salt).unwrap_or_default()
     }
 
     /// Reads page `pgno` (WAL version if there is one, else the database file's).
-    pub fn read_page(&self, pgno: u32, page: &mut [u8]) -> Result<(), SnapshotError> {
+    pub(crate) fn read_page(&self, pgno: u32, page: &mut [u8]) -> Result<(), SnapshotError> {
         match (self.pages.get(&pgno), &self.wal, &self.wal_header) {
             (Some(&offset), Some(wal), Some(h)) => {
                 wal::read_page(wal, h, offset, page).map_err(|source| SnapshotError::Wal {
@@ -232,7 +232,7 @@ impl DbImage {
 
     /// Fails if the WAL was restarted since the image was opened (its pages may have been
     /// overwritten while they were read).
-    pub fn check_unchanged(&self) -> Result<(), SnapshotError> {
+    pub(crate) fn check_unchanged(&self) -> Result<(), SnapshotError> {
         let (Some(wal), Some(h)) = (&self.wal, &self.wal_header) else {
             return Ok(());
         };
@@ -249,7 +249,7 @@ impl DbImage {
 }
 
 /// The page size of a database: from its WAL header, else from the database header.
-pub fn detect_page_size(db_path: &Path) -> Result<u32, SnapshotError> {
+pub(crate) fn detect_page_size(db_path: &Path) -> Result<u32, SnapshotError> {
     if let Ok(f) = File::open(wal_path(db_path))
         && let Ok(h) = WalHeader::read(&f)
     {
@@ -278,7 +278,7 @@ pub fn detect_page_size(db_path: &Path) -> Result<u32, SnapshotError> {
 
 /// Writes the snapshot of `pos` (`1-<pos.txid>.ltx`, header timestamp `timestamp` ms) to
 /// `w`; returns its header.
-pub fn write_snapshot<W: Write>(
+pub(crate) fn write_snapshot<W: Write>(
     db_path: &Path,
     page_size: u32,
     pos: Position,

@@ -76,11 +76,11 @@ use ltx::{Encoder, FileName, Header, TxId};
 use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::checkpoint::{Due, Policy, WalAfterSync};
-use crate::config::DbConfig;
-use crate::db::{CheckpointMode, CheckpointResult, Database, DbError};
+use crate::db_attachment::{CheckpointMode, CheckpointResult, Database, DbError};
+use crate::db_metrics::DbMetrics;
 use crate::level::Level;
+use crate::litestream_config::DbConfig;
 use crate::meta::{MetaDir, MetaWriteError};
-use crate::metrics::DbMetrics;
 use crate::wal::{self, Salt, WAL_HEADER_SIZE, WalError, WalHeader, WalReader, WalScan};
 
 /// Points of a sync at which a test hook ([`SyncSettings::hook`]) is called.
@@ -138,7 +138,7 @@ impl SyncSettings {
 impl Default for SyncSettings {
     fn default() -> Self {
         SyncSettings {
-            max_sync_wal_bytes: Some(crate::config::defaults::MAX_SYNC_WAL_BYTES),
+            max_sync_wal_bytes: Some(crate::litestream_config::defaults::MAX_SYNC_WAL_BYTES),
             checkpoints: Policy::default(),
             hook: None,
         }
@@ -1201,7 +1201,7 @@ fn page_list(
 }
 
 /// Milliseconds since the Unix epoch.
-pub fn now_millis() -> i64 {
+pub(crate) fn now_millis() -> i64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

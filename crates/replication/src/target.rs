@@ -1,7 +1,7 @@
 //! Where a replica lives: the resolved settings of one replica, whichever way it was given.
 //!
 //! Both sources of replica settings produce a [`ReplicaTarget`]: a `replica:` entry of the
-//! Litestream YAML config ([`crate::config`]) and a replica URL such as
+//! Litestream YAML config ([`crate::litestream_config`]) and a replica URL such as
 //! `s3://bucket/prefix?endpoint=…` ([`crate::url`]). A replica client
 //! ([`crate::client::open_client`]) is built from it. Backends Litestream knows but sqlite-rest
 //! does not implement are kept as [`ReplicaTarget::Unsupported`], so they fail with a clear

@@ -1,4 +1,4 @@
-//! Replica URLs, as Litestream reads them (spec §6.4).
+//! Replica URLs, as Litestream reads them (`docs/replication.md#replica-urls`).
 //!
 //! Owns parsing `file:///abs/path`, `abs://[account@]container/path` and
 //! `s3://bucket/prefix?endpoint=…&region=…` (with the recognised provider hosts and the
@@ -14,9 +14,9 @@ use ::url::Url;
 use crate::target::{AbsTarget, FileTarget, ReplicaKind, ReplicaTarget, S3Target, Secret};
 
 /// Litestream's (and the AWS SDK's) minimum multipart part size.
-pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+pub(crate) const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 /// The region used with a custom endpoint when none is given.
-pub const DEFAULT_REGION: &str = "us-east-1";
+pub(crate) const DEFAULT_REGION: &str = "us-east-1";
 
 /// Errors from parsing a replica URL or resolving S3 settings.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -78,15 +78,6 @@ pub fn is_url(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_'),
         _ => false,
     }
-}
-
-/// The replica kind a URL names, if it has a known scheme.
-pub fn url_kind(raw: &str) -> Option<ReplicaKind> {
-    if !is_url(raw) {
-        return None;
-    }
-    raw.split_once("://")
-        .and_then(|(scheme, _)| ReplicaKind::parse(&scheme.to_ascii_lowercase()))
 }
 
 /// What a URL says, before it is combined with config keys.

@@ -16,10 +16,10 @@ use ltx::{FileName, TxId};
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::path::Path as Key;
 use object_store::{Attribute, GetOptions, ObjectStore, ObjectStoreExt, PutPayload};
-use replication::client::{ClientError, ClientOptions, ListOptions, ReadRange, open_client};
-use replication::client::{ReplicaClient, ReplicaMetrics};
-use replication::level::Level;
-use replication::target::{AbsTarget, ReplicaTarget, Secret};
+use replication::Level;
+use replication::{AbsTarget, ReplicaTarget, Secret};
+use replication::{ClientError, ClientOptions, ListOptions, ReadRange, open_client};
+use replication::{ReplicaClient, ReplicaMetrics};
 use testkit::Azurite;
 
 async fn client(target: AbsTarget, metrics: Option<ReplicaMetrics>) -> Arc<dyn ReplicaClient> {

@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use replication::config::{Config, ConfigError, DbSource, LoadOptions};
-use replication::target::{AbsTarget, ReplicaKind, ReplicaTarget, Secret};
+use replication::{AbsTarget, ReplicaKind, ReplicaTarget, Secret};
+use replication::{Config, ConfigError, DbSource, LoadOptions};
 
 fn parse(text: &str) -> Result<Config, ConfigError> {
     Config::parse(text, LoadOptions::default())
@@ -72,7 +72,7 @@ fn defaults_are_litestreams() {
     let r = &db.replica;
     assert_eq!(
         r.target,
-        ReplicaTarget::File(replication::target::FileTarget {
+        ReplicaTarget::File(replication::FileTarget {
             path: PathBuf::from("/backup/app")
         })
     );

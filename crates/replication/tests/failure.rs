@@ -12,10 +12,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use replication::config::{Config, LoadOptions};
-use replication::plan::RestoreTarget;
 use replication::restore::IntegrityCheck;
+use replication::restore::RestoreTarget;
 use replication::{CommitNotice, Replicator, ReplicatorOptions, StartError};
+use replication::{Config, LoadOptions};
 use testkit::litestream::Litestream;
 
 fn options(yaml: &str, db: &Path, window: Duration) -> ReplicatorOptions {

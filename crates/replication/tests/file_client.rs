@@ -8,9 +8,9 @@ use std::os::unix::fs::PermissionsExt;
 
 use common::*;
 use ltx::{FileName, TxId};
-use replication::client::file::FileClient;
-use replication::client::{ListOptions, ReadRange, ReplicaClient, ReplicaMetrics};
-use replication::level::Level;
+use replication::Level;
+use replication::internals::FileClient;
+use replication::{ListOptions, ReadRange, ReplicaClient, ReplicaMetrics};
 use testkit::litestream::Litestream;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,16 +85,27 @@ async fn our_writes_are_listed_and_restored_by_litestream() {
     let theirs = FileClient::new(dir.join("theirs"));
     let registry = prometheus::Registry::new();
     let metrics = ReplicaMetrics::register(&registry).unwrap();
-    let ours = FileClient::new(dir.join("ours"))
-        .with_metrics(metrics.clone())
-        .with_modes_from(&db);
-    ours.probe().await.unwrap();
+    // Through open_client, as the server opens it: counted by the metrics wrapper.
+    let client = replication::open_client(
+        &replication::ReplicaTarget::File(replication::FileTarget {
+            path: dir.join("ours"),
+        }),
+        &replication::ClientOptions {
+            metrics: Some(metrics.clone()),
+            db_path: Some(db.clone()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    client.probe().await.unwrap();
+    let ours = FileClient::new(dir.join("ours"));
 
     let mut written = Vec::new();
     for f in theirs.list_all(ListOptions::default()).await.unwrap() {
         let bytes = theirs.read(f.level, f.name, ReadRange::Full).await.unwrap();
         let ts = header_timestamp(&bytes);
-        let info = ours
+        let info = client
             .write_bytes(f.level, f.name, bytes.clone(), ts)
             .await
             .unwrap();
@@ -119,6 +130,22 @@ async fn our_writes_are_listed_and_restored_by_litestream() {
     }
     assert_eq!(metrics.total("file", "PUT"), written.len() as u64);
     assert!(metrics.bytes("file", "PUT") > 0);
+    // Reads: one GET each, the bytes as the body streams; a missing file is `NotFound`.
+    let first = &written[0];
+    let read = client
+        .read(first.level, first.name, ReadRange::Full)
+        .await
+        .unwrap();
+    assert_eq!(metrics.total("file", "GET"), 1);
+    assert_eq!(metrics.bytes("file", "GET"), read.len() as u64);
+    let missing = FileName::new(TxId(1 << 40), TxId(1 << 40));
+    assert!(
+        client
+            .open(Level::L0, missing, ReadRange::Full)
+            .await
+            .is_err()
+    );
+    assert_eq!(metrics.errors("file", "GET", "NotFound"), 1);
     let families = registry.gather();
     assert!(
         families

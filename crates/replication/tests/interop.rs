@@ -12,9 +12,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use common::*;
 use ltx::TxId;
-use replication::client::ListOptions;
-use replication::plan::RestoreTarget;
+use replication::ListOptions;
 use replication::restore::IntegrityCheck;
+use replication::restore::RestoreTarget;
 use replication::{CommitNotice, StartAction};
 use testkit::litestream::{Litestream, Source};
 
@@ -197,7 +197,9 @@ async fn we_write_they_read(ls: &Litestream, replica: &Replica, dir: &Path) {
     let db = dir.join("src.db");
     we_write(&db, &replica.entry).await;
     let boundaries = agree_everywhere(ls, replica, dir).await;
-    assert!(boundaries.len() > 10, "{boundaries:?}");
+    // 45 commits become fewer files (the sync batches commits, more of them per file on a
+    // loaded machine), across compaction levels, a checkpoint and a VACUUM.
+    assert!(boundaries.len() > 5, "{boundaries:?}");
     let out = dir.join("final.db");
     theirs(ls, replica, &out, &[]).unwrap();
     assert_eq!(rows(&out), rows(&db));

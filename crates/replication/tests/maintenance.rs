@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use replication::client::{ListOptions, ReplicaClient};
-use replication::level::Level;
+use replication::Level;
 use replication::{CommitNotice, Replicator};
+use replication::{ListOptions, ReplicaClient};
 
 /// Schedules far away (jobs run only when the test asks), short retentions.
 fn config(db: &Path, url: &str, top: &str) -> String {

@@ -3,11 +3,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use proptest::prelude::*;
-use replication::config::expand::expand_with;
-use replication::config::units::{ByteSize, GoDuration};
-use replication::config::{Config, LoadOptions};
-use replication::url::parse_replica_url;
+use replication::internals::expand_with;
+use replication::internals::{ByteSize, GoDuration};
+use replication::parse_replica_url;
 use replication::wal::{Salt, WalReader};
+use replication::{Config, LoadOptions};
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]

@@ -8,12 +8,12 @@ mod common;
 use chrono::{DateTime, Duration, Utc};
 use common::*;
 use ltx::{FileName, TxId};
-use replication::client::file::FileClient;
-use replication::client::{ListOptions, ReplicaClient};
-use replication::level::{Level, LtxFileInfo};
-use replication::plan::{
+use replication::internals::FileClient;
+use replication::restore::{
     PlanError, RestoreTarget, check_timestamp_in_bounds, plan_restore, time_bounds,
 };
+use replication::{Level, LtxFileInfo};
+use replication::{ListOptions, ReplicaClient};
 use testkit::litestream::{Litestream, LtxEntry};
 
 fn f(level: u8, min: u64, max: u64, secs: i64) -> LtxFileInfo {

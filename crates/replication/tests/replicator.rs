@@ -9,10 +9,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
-use replication::client::ListOptions;
-use replication::level::Level;
-use replication::plan::RestoreTarget;
+use replication::Level;
+use replication::ListOptions;
 use replication::restore::IntegrityCheck;
+use replication::restore::RestoreTarget;
 use replication::{CommitNotice, Replicator, StartAction};
 use testkit::litestream::Litestream;
 

@@ -11,14 +11,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use common::*;
-use replication::client::file::FileClient;
-use replication::client::{
+use replication::Level;
+use replication::ReplicaTarget;
+use replication::internals::FileClient;
+use replication::parse_replica_url;
+use replication::{
     ClientError, ClientOptions, ListOptions, NetworkOptions, ReadRange, ReplicaClient,
     ReplicaMetrics, open_client,
 };
-use replication::level::Level;
-use replication::target::ReplicaTarget;
-use replication::url::parse_replica_url;
 use testkit::litestream::Litestream;
 
 async fn client(url: &str, metrics: Option<ReplicaMetrics>) -> Arc<dyn ReplicaClient> {
@@ -246,7 +246,7 @@ async fn closed_port_client(network: NetworkOptions) -> Arc<dyn ReplicaClient> {
         panic!()
     };
     s3.access_key_id = Some("id".into());
-    s3.secret_access_key = Some(replication::target::Secret("secret".into()));
+    s3.secret_access_key = Some(replication::Secret("secret".into()));
     let options = ClientOptions {
         network,
         ..Default::default()

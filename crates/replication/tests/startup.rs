@@ -13,16 +13,14 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use common::*;
 use ltx::FileName;
-use replication::client::{
-    ByteStream, ClientError, DirEntry, ListOptions, ReadRange, ReplicaClient,
-};
-use replication::level::Level;
-use replication::level::LtxFileInfo;
-use replication::plan::RestoreTarget;
+use replication::Level;
+use replication::LtxFileInfo;
+use replication::ReplicaKind;
 use replication::restore::IntegrityCheck;
-use replication::startup::{DivergenceKind, StartupError};
-use replication::target::ReplicaKind;
+use replication::restore::RestoreTarget;
+use replication::{ByteStream, ClientError, DirEntry, ListOptions, ReadRange, ReplicaClient};
 use replication::{CommitNotice, Replicator, StartAction, StartError};
+use replication::{DivergenceKind, StartupError};
 
 struct Env {
     _t: tempfile::TempDir,
@@ -75,9 +73,9 @@ impl Env {
         action
     }
 
-    async fn replica_files(&self, level: Level) -> Vec<replication::level::LtxFileInfo> {
-        let target = replication::url::parse_replica_url(&self.url).unwrap();
-        let c = replication::client::open_client(&target, &Default::default())
+    async fn replica_files(&self, level: Level) -> Vec<replication::LtxFileInfo> {
+        let target = replication::parse_replica_url(&self.url).unwrap();
+        let c = replication::open_client(&target, &Default::default())
             .await
             .unwrap();
         c.list(level, ListOptions::default()).await.unwrap()
@@ -460,7 +458,14 @@ async fn a_stop_right_after_adopting_the_replicas_position_restarts_as_the_same_
         // Writes after the adoption reach local L0 files only.
         write(&env.db, 2);
         r.handle().notify_commit(CommitNotice { seq: 1 });
-        let synced = r.handle().wait_commit_synced(1).await.unwrap();
+        let mut positions = r.handle().subscribe();
+        let synced = *tokio::time::timeout(
+            Duration::from_secs(120),
+            positions.wait_for(|p| p.synced_seq >= 1),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{case}: commit 1 never reached a local L0 file"))
+        .unwrap();
         assert!(synced.local_txid.get() > adopted, "{case}: {synced:?}");
         assert!(
             r.shutdown().await.is_err(),

@@ -10,7 +10,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::*;
-use replication::level::Level;
+use replication::Level;
 use replication::{CommitNotice, StartAction};
 
 /// The system allocator, counting live bytes and their peak.

@@ -10,13 +10,13 @@ use std::sync::Arc;
 
 use common::*;
 use ltx::TxId;
-use replication::checkpoint::Policy;
-use replication::client::ReplicaClient;
-use replication::client::file::FileClient;
-use replication::db::CheckpointMode;
-use replication::plan::RestoreTarget;
+use replication::ReplicaClient;
+use replication::internals::CheckpointMode;
+use replication::internals::FileClient;
+use replication::internals::Policy;
+use replication::internals::SyncSettings;
 use replication::restore::IntegrityCheck;
-use replication::sync::SyncSettings;
+use replication::restore::RestoreTarget;
 use testkit::litestream::Litestream;
 
 async fn our_restore(

@@ -1,12 +1,13 @@
-//! Replica URLs (spec §6.4): file paths, S3 buckets/prefixes/endpoints, provider hosts,
+//! Replica URLs (`docs/replication.md#replica-urls`): file paths, S3 buckets/prefixes/endpoints, provider hosts,
 //! query aliases, Azure accounts/containers/paths, and errors for unknown or malformed
 //! parameters.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
 
-use replication::target::{AbsTarget, FileTarget, ReplicaKind, ReplicaTarget, S3Target};
-use replication::url::{UrlError, ensure_endpoint_scheme, is_local_endpoint, parse_replica_url};
+use replication::internals::{ensure_endpoint_scheme, is_local_endpoint};
+use replication::{AbsTarget, FileTarget, ReplicaKind, ReplicaTarget, S3Target};
+use replication::{UrlError, parse_replica_url};
 
 #[track_caller]
 fn s3(url: &str) -> S3Target {

@@ -10,13 +10,13 @@ mod common;
 
 use std::path::Path;
 
-use replication::client::ReplicaClient;
-use replication::layout::{self, InspectError};
-use replication::meta::MetaDir;
-use replication::plan::RestoreTarget;
+use replication::MetaDir;
+use replication::ReplicaClient;
+use replication::internals::{InspectError, PrepareOptions, inspect, prepare};
+use replication::restore::RestoreTarget;
 use replication::restore::{self, AnyPlan, IntegrityCheck, RestoreError, RestoreOptions};
-use replication::startup::{self, PrepareOptions, StartAction, StartupError};
 use replication::v03::{self, V03Plan};
+use replication::{StartAction, StartupError};
 use testkit::litestream_v03::{LitestreamV03, V03Backup, V03Replica};
 
 use common::{file_url, open_url, tempdir};
@@ -182,7 +182,7 @@ async fn starts_from_v03_and_continues(backup: &V03Backup, dir: &Path) {
         after, before,
         "the Litestream 0.3 backup must be left as it was"
     );
-    let contents = layout::inspect(client.as_ref(), false).await.unwrap();
+    let contents = inspect(client.as_ref(), false).await.unwrap();
     assert!(contents.ltx.iter().any(|f| f.name.min.get() == 1));
 
     let ours = dir.join("ours-after.db");
@@ -464,7 +464,7 @@ async fn foreign_content_under_a_file_replica_is_refused_by_name() {
     std::fs::create_dir_all(replica.join("backups")).unwrap();
     std::fs::write(replica.join("notes.txt"), b"hello").unwrap();
     let client = open_url(&file_url(&replica)).await;
-    match layout::inspect(client.as_ref(), false).await {
+    match inspect(client.as_ref(), false).await {
         Err(InspectError::Foreign(f)) => {
             assert_eq!(
                 f.found,
@@ -494,7 +494,7 @@ async fn foreign_content_under_a_file_replica_is_refused_by_name() {
     let conn = common::wal_db(&db);
     drop(conn);
     let meta = MetaDir::new(dir.join(".app.db-litestream"));
-    let err = startup::prepare(&client, &db, &meta, &PrepareOptions::default())
+    let err = prepare(&client, &db, &meta, &PrepareOptions::default())
         .await
         .unwrap_err();
     assert!(
@@ -515,14 +515,14 @@ async fn foreign_content_under_an_s3_replica_is_refused_by_name() {
     let parent = open_url(&s3.replica_url(&bucket, "app/stuff")).await;
     parent
         .write_bytes(
-            replication::level::Level::L0,
+            replication::Level::L0,
             ltx::FileName::new(ltx::TxId(1), ltx::TxId(1)),
             bytes::Bytes::from_static(b"x"),
             chrono::Utc::now(),
         )
         .await
         .unwrap();
-    let err = layout::inspect(client.as_ref(), false).await.unwrap_err();
+    let err = inspect(client.as_ref(), false).await.unwrap_err();
     assert!(err.to_string().contains("`stuff/`"), "{err}");
     let (_t, dir) = tempdir();
     let db = dir.join("app.db");
@@ -566,7 +566,7 @@ async fn incidental_files_are_not_foreign() {
     common::insert(&common::wal_db(&src), 10, 100);
     ls.replicate_once(&src, &url, true);
     let client = open_url(&url).await;
-    let contents = layout::inspect(client.as_ref(), false).await.unwrap();
+    let contents = inspect(client.as_ref(), false).await.unwrap();
     assert!(!contents.ltx.is_empty() && contents.v03.is_empty());
 }
 
@@ -591,7 +591,7 @@ async fn a_v03_backup_newer_than_the_ltx_files_is_restored_and_continued() {
     common::insert(&common::wal_db(&other), 20, 100);
     ls05.replicate_once(&other, &url, true);
     let client = open_url(&url).await;
-    let old_ltx = layout::inspect(client.as_ref(), false).await.unwrap().ltx;
+    let old_ltx = inspect(client.as_ref(), false).await.unwrap().ltx;
     let old_max = old_ltx.iter().map(|f| f.name.max).max().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let backup = v03.write_backup(&dir, &V03Replica::File(replica.clone()), 2);
@@ -618,7 +618,7 @@ async fn a_v03_backup_newer_than_the_ltx_files_is_restored_and_continued() {
     }
     replicator.shutdown().await.unwrap();
     let expected = rows(&db);
-    let contents = layout::inspect(client.as_ref(), false).await.unwrap();
+    let contents = inspect(client.as_ref(), false).await.unwrap();
     assert!(contents.ltx.iter().any(|f| f.name.min > old_max));
     let out = dir.join("after.db");
     match restore::plan_any(client.as_ref(), RestoreTarget::Latest, true)

@@ -21,8 +21,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use replication::config::{Config, LoadOptions};
 use replication::{CommitNotice, ReplicationHandle, Replicator, ReplicatorOptions};
+use replication::{Config, LoadOptions};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -70,7 +70,7 @@ pub async fn start(
     settings: &ReplicationSettings,
     dsn: &str,
     registry: &prometheus::Registry,
-    wrap_client: Option<replication::replicator::WrapClient>,
+    wrap_client: Option<replication::WrapClient>,
 ) -> anyhow::Result<Replicator> {
     let config = Config::load(&settings.config_path, LoadOptions::default())
         .with_context(|| format!("--replication-config {}", settings.config_path.display()))?;

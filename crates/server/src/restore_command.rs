@@ -24,17 +24,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use replication::client::{
-    ClientOptions, NetworkOptions, ReplicaClient, ReplicaMetrics, open_client,
-};
-use replication::config::{Config, LoadOptions, default_meta_path};
-use replication::meta::MetaDir;
-use replication::plan::RestoreTarget;
+use replication::MetaDir;
+use replication::restore::RestoreTarget;
 use replication::restore::{
     self, AnyPlan, DryRun, IntegrityCheck, RestoreOptions, prepare_output, write_progress,
 };
-use replication::url::{is_url, parse_replica_url};
 use replication::v03::V03Plan;
+use replication::{ClientOptions, NetworkOptions, ReplicaClient, ReplicaMetrics, open_client};
+use replication::{Config, LoadOptions, default_meta_path};
+use replication::{is_url, parse_replica_url};
 
 use crate::cli::RestoreArgs;
 

@@ -1441,7 +1441,7 @@ fn the_readme_replication_examples_are_valid_configs() {
     let mut yaml_blocks = 0;
     for block in section.split("```yaml\n").skip(1) {
         let yaml = block.split("```").next().unwrap();
-        replication::config::Config::parse(yaml, replication::config::LoadOptions::default())
+        replication::Config::parse(yaml, replication::LoadOptions::default())
             .and_then(|c| c.ensure_supported().map(|_| c))
             .unwrap_or_else(|e| panic!("README example does not parse: {e}\n{yaml}"));
         yaml_blocks += 1;

@@ -23,10 +23,8 @@ use chrono::{DateTime, Utc};
 use clap::Parser;
 use futures::StreamExt;
 use ltx::FileName;
-use replication::client::{
-    ByteStream, ClientError, DirEntry, ListOptions, ReadRange, ReplicaClient,
-};
-use replication::target::ReplicaKind;
+use replication::ReplicaKind;
+use replication::{ByteStream, ClientError, DirEntry, ListOptions, ReadRange, ReplicaClient};
 use replication::{Level, LtxFileInfo};
 use sqlite_rest::cli::Cli;
 use sqlite_rest::entry::{self, ServeHooks};
@@ -151,6 +149,7 @@ impl Faulty {
         ClientError::Backend {
             replica: self.inner.describe(),
             operation,
+            code: "Unknown",
             message: "fault injected by the torture harness".into(),
         }
     }

@@ -30,8 +30,8 @@ use std::time::Instant;
 
 use anyhow::Context;
 use ltx::FileName;
-use replication::client::{ListOptions, ReadRange, ReplicaClient};
 use replication::{Level, LtxFileInfo};
+use replication::{ListOptions, ReadRange, ReplicaClient};
 use rusqlite::{Connection, OpenFlags};
 use testkit::litestream::Litestream;
 

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use replication::client::{ClientOptions, open_client};
+use replication::{ClientOptions, open_client};
 use testkit::litestream::Litestream;
 use testkit::proxy::{FaultProxy, NetFault};
 
@@ -239,7 +239,7 @@ async fn run_epoch(
     };
     let config = dir.join("litestream.yml");
     std::fs::write(&config, settings.yaml(&db, &child_url))?;
-    let target = replication::url::parse_replica_url(&direct_url)?;
+    let target = replication::parse_replica_url(&direct_url)?;
     let client = open_client(&target, &ClientOptions::default()).await?;
     let mut oracle = Oracle::new(
         client,

@@ -36,9 +36,9 @@ use super::{ClientError, NetworkOptions, ReplicaMetrics};
 use crate::target::{AbsTarget, ReplicaKind};
 
 /// Litestream's variable for the account key, used when `account-key` is not set.
-pub const ACCOUNT_KEY_ENV: &str = "LITESTREAM_AZURE_ACCOUNT_KEY";
+pub(crate) const ACCOUNT_KEY_ENV: &str = "LITESTREAM_AZURE_ACCOUNT_KEY";
 /// Litestream's variable for a SAS token, used when `sas-token` is not set.
-pub const SAS_TOKEN_ENV: &str = "LITESTREAM_AZURE_SAS_TOKEN";
+pub(crate) const SAS_TOKEN_ENV: &str = "LITESTREAM_AZURE_SAS_TOKEN";
 
 /// The access tier every upload asks for (`x-ms-access-tier`), as Litestream's do.
 const HOT_TIER: &str = "Hot";
@@ -49,7 +49,7 @@ const SAS_ONLY_ACCOUNT: &str = "sas";
 
 /// The variables of Azure's default credential chain that are passed on to `object_store`
 /// (service principal, workload identity, managed identity), with the key each sets.
-pub const IDENTITY_ENV: &[(&str, AzureConfigKey)] = &[
+pub(crate) const IDENTITY_ENV: &[(&str, AzureConfigKey)] = &[
     ("AZURE_CLIENT_ID", AzureConfigKey::ClientId),
     ("AZURE_TENANT_ID", AzureConfigKey::AuthorityId),
     ("AZURE_CLIENT_SECRET", AzureConfigKey::ClientSecret),
@@ -69,7 +69,7 @@ impl ObjectClient {
     /// An Azure Blob Storage client for a target. Fails, naming the setting, when the account
     /// name is missing (without an endpoint), the endpoint is not a URL, or the key or SAS
     /// token is malformed.
-    pub fn abs(
+    pub(crate) fn abs(
         target: &AbsTarget,
         network: &NetworkOptions,
         metrics: Option<ReplicaMetrics>,

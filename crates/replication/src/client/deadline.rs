@@ -39,25 +39,25 @@ use crate::level::{Level, LtxFileInfo};
 use crate::target::ReplicaKind;
 
 /// How long a replica operation may make no progress before it fails.
-pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
 /// Environment variable overriding [`DEFAULT_OPERATION_TIMEOUT`] (Go duration syntax).
-pub const OPERATION_TIMEOUT_ENV: &str = "SQLITEREST_REPLICATION_OPERATION_TIMEOUT";
+pub(crate) const OPERATION_TIMEOUT_ENV: &str = "SQLITEREST_REPLICATION_OPERATION_TIMEOUT";
 
 /// The operation timeout from [`OPERATION_TIMEOUT_ENV`], or the default.
-pub fn operation_timeout_from_env() -> Result<Duration, String> {
+pub(crate) fn operation_timeout_from_env() -> Result<Duration, String> {
     crate::health::positive_duration_env(OPERATION_TIMEOUT_ENV, DEFAULT_OPERATION_TIMEOUT)
 }
 
 /// A replica client whose every operation has a deadline (see the module docs).
 #[derive(Debug)]
-pub struct Deadline {
+pub(crate) struct Deadline {
     inner: Arc<dyn ReplicaClient>,
     timeout: Duration,
 }
 
 impl Deadline {
     /// Wraps `inner`; `timeout` is clamped to at least 1 ms.
-    pub fn wrap(inner: Arc<dyn ReplicaClient>, timeout: Duration) -> Arc<dyn ReplicaClient> {
+    pub(crate) fn wrap(inner: Arc<dyn ReplicaClient>, timeout: Duration) -> Arc<dyn ReplicaClient> {
         Arc::new(Deadline {
             inner,
             timeout: timeout.max(Duration::from_millis(1)),

@@ -1,4 +1,5 @@
-//! The file replica: a directory holding `ltx/<level>/<min>-<max>.ltx` (spec §1.2, §1.3).
+//! The file replica: a directory holding `ltx/<level>/<min>-<max>.ltx`
+//! (`docs/ltx-and-replica-format.md#file-replicas`, `#file-timestamps`).
 //!
 //! Writes are atomic and durable as Litestream's: `<name>.tmp` in the level directory,
 //! fsync, rename, fsync of the directory, then the mtime and atime are set to the LTX
@@ -19,16 +20,13 @@ use ltx::FileName;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio_util::io::ReaderStream;
 
-use super::metrics::start;
 use super::{
-    ByteStream, ClientError, DirEntry, EntryKind, ListOptions, ReadRange, ReplicaClient,
-    ReplicaMetrics, WriteBody, finish_listing, finish_write, relative_parts,
+    ByteStream, ClientError, DirEntry, EntryKind, ListOptions, ReadRange, ReplicaClient, WriteBody,
+    finish_listing, relative_parts,
 };
 use crate::level::{Level, LtxFileInfo};
 use crate::meta::fsync_dir;
 use crate::target::ReplicaKind;
-
-const TYPE: &str = "file";
 
 /// Mode and owner to give new replica directories and files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +41,6 @@ struct Modes {
 #[derive(Debug, Clone)]
 pub struct FileClient {
     root: PathBuf,
-    metrics: Option<ReplicaMetrics>,
     modes: Option<Modes>,
 }
 
@@ -52,14 +49,8 @@ impl FileClient {
     pub fn new(root: impl Into<PathBuf>) -> FileClient {
         FileClient {
             root: root.into(),
-            metrics: None,
             modes: None,
         }
-    }
-
-    pub fn with_metrics(mut self, metrics: ReplicaMetrics) -> FileClient {
-        self.metrics = Some(metrics);
-        self
     }
 
     /// New directories copy the mode/owner of the database's directory, new files those of
@@ -259,14 +250,7 @@ impl ReplicaClient for FileClient {
     }
 
     async fn levels(&self) -> Result<Vec<Level>, ClientError> {
-        let op = start(self.metrics.as_ref(), TYPE, "LIST");
-        let entries = match self.read_dir(&self.root.join("ltx")).await {
-            Ok(e) => e,
-            Err(e) => {
-                op.err("IO");
-                return Err(e);
-            }
-        };
+        let entries = self.read_dir(&self.root.join("ltx")).await?;
         let mut levels = Vec::new();
         for entry in entries {
             let name = entry.file_name();
@@ -283,7 +267,6 @@ impl ReplicaClient for FileClient {
             }
         }
         levels.sort();
-        op.ok(1, 0);
         Ok(levels)
     }
 
@@ -292,57 +275,21 @@ impl ReplicaClient for FileClient {
         level: Level,
         options: ListOptions,
     ) -> Result<Vec<LtxFileInfo>, ClientError> {
-        let op = start(self.metrics.as_ref(), TYPE, "LIST");
-        match self.list_level(level).await {
-            Ok(files) => {
-                op.ok(1, 0);
-                Ok(finish_listing(files, options.seek))
-            }
-            Err(e) => {
-                op.err("IO");
-                Err(e)
-            }
-        }
+        let files = self.list_level(level).await?;
+        Ok(finish_listing(files, options.seek))
     }
 
     async fn list_dir(&self, dir: &str) -> Result<Vec<DirEntry>, ClientError> {
-        let op = start(self.metrics.as_ref(), TYPE, "LIST");
-        let result = match self.relative(dir) {
-            Ok(path) => self.entries_of(&path).await,
-            Err(e) => Err(e),
-        };
-        match &result {
-            Ok(_) => op.ok(1, 0),
-            Err(_) => op.err("IO"),
-        }
-        result
+        let path = self.relative(dir)?;
+        self.entries_of(&path).await
     }
 
     async fn open_path(&self, rel: &str) -> Result<ByteStream, ClientError> {
-        let op = start(self.metrics.as_ref(), TYPE, "GET");
-        let result = async {
-            let path = self.relative(rel)?;
-            let file = tokio::fs::File::open(&path)
-                .await
-                .map_err(|e| self.io("open", &path, e))?;
-            let len = file
-                .metadata()
-                .await
-                .map_err(|e| self.io("stat", &path, e))?
-                .len();
-            Ok::<_, ClientError>((file, len, path))
-        }
-        .await;
-        match result {
-            Ok((file, len, path)) => {
-                op.ok(1, len);
-                Ok(self.stream(file, path))
-            }
-            Err(e) => {
-                op.err(if e.is_not_found() { "NotFound" } else { "IO" });
-                Err(e)
-            }
-        }
+        let path = self.relative(rel)?;
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| self.io("open", &path, e))?;
+        Ok(self.stream(file, path))
     }
 
     async fn open(
@@ -351,46 +298,32 @@ impl ReplicaClient for FileClient {
         name: FileName,
         range: ReadRange,
     ) -> Result<ByteStream, ClientError> {
-        let op = start(self.metrics.as_ref(), TYPE, "GET");
         let path = self.file_path(level, name);
-        let result = async {
-            let mut file = tokio::fs::File::open(&path)
-                .await
-                .map_err(|e| self.io("open", &path, e))?;
-            let size = file
-                .metadata()
-                .await
-                .map_err(|e| self.io("stat", &path, e))?
-                .len();
-            let (start_at, end) = match range {
-                ReadRange::Full => (0, size),
-                ReadRange::From(s) => (s, size),
-                ReadRange::Bounded { start, end } => (start, end.min(size)),
-                ReadRange::Suffix(n) => (size.saturating_sub(n), size),
-            };
-            if start_at > end || start_at > size {
-                return Err(ClientError::BadRange {
-                    replica: self.describe(),
-                    name: name.to_string(),
-                    range,
-                });
-            }
-            file.seek(SeekFrom::Start(start_at))
-                .await
-                .map_err(|e| self.io("seek", &path, e))?;
-            Ok((file.take(end - start_at), end - start_at))
+        let mut file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| self.io("open", &path, e))?;
+        let size = file
+            .metadata()
+            .await
+            .map_err(|e| self.io("stat", &path, e))?
+            .len();
+        let (start_at, end) = match range {
+            ReadRange::Full => (0, size),
+            ReadRange::From(s) => (s, size),
+            ReadRange::Bounded { start, end } => (start, end.min(size)),
+            ReadRange::Suffix(n) => (size.saturating_sub(n), size),
+        };
+        if start_at > end || start_at > size {
+            return Err(ClientError::BadRange {
+                replica: self.describe(),
+                name: name.to_string(),
+                range,
+            });
         }
-        .await;
-        match result {
-            Ok((reader, len)) => {
-                op.ok(1, len);
-                Ok(self.stream(reader, path))
-            }
-            Err(e) => {
-                op.err(if e.is_not_found() { "NotFound" } else { "IO" });
-                Err(e)
-            }
-        }
+        file.seek(SeekFrom::Start(start_at))
+            .await
+            .map_err(|e| self.io("seek", &path, e))?;
+        Ok(self.stream(file.take(end - start_at), path))
     }
 
     async fn write(
@@ -400,7 +333,6 @@ impl ReplicaClient for FileClient {
         body: ByteStream,
         created_at: DateTime<Utc>,
     ) -> Result<LtxFileInfo, ClientError> {
-        let op = start(self.metrics.as_ref(), TYPE, "PUT");
         let dir = self.level_dir(level);
         let path = self.file_path(level, name);
         let tmp = dir.join(format!("{name}.tmp"));
@@ -436,29 +368,29 @@ impl ReplicaClient for FileClient {
                 Ok(())
             })
             .await?;
-            Ok(body.taken())
+            Ok::<_, ClientError>(body.taken())
         }
         .await;
         if result.is_err() {
             let _ = tokio::fs::remove_file(&tmp).await;
         }
-        finish_write(op, result, "IO", level, name, created_at)
+        Ok(LtxFileInfo {
+            level,
+            name,
+            size: result?,
+            created_at,
+        })
     }
 
     async fn delete(&self, level: Level, names: &[FileName]) -> Result<(), ClientError> {
-        let op = start(self.metrics.as_ref(), TYPE, "DELETE");
         for &name in names {
             let path = self.file_path(level, name);
             match tokio::fs::remove_file(&path).await {
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
-                Err(e) => {
-                    op.err("IO");
-                    return Err(self.io("delete", &path, e));
-                }
+                Err(e) => return Err(self.io("delete", &path, e)),
             }
         }
-        op.ok(names.len() as u64, 0);
         Ok(())
     }
 

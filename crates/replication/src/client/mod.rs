@@ -1,24 +1,26 @@
 //! Replica clients: one async trait ([`ReplicaClient`]) over the places a replica can live.
 //!
-//! A client knows a backend's object naming (spec §1.2: `<root>/ltx/<level>/<name>` for
+//! A client knows a backend's object naming (`docs/ltx-and-replica-format.md#replica-layout`: `<root>/ltx/<level>/<name>` for
 //! file and Azure, `<prefix>/<%04x level>/<name>` for S3) and how it keeps each file's CreatedAt
-//! (spec §1.3), and nothing about LTX contents: it moves named byte streams. The replicator,
+//! (`docs/ltx-and-replica-format.md#file-timestamps`), and nothing about LTX contents: it moves named byte streams. The replicator,
 //! compaction, retention and restore all go through it.
 //!
 //! Backends: [`file::FileClient`] (a local directory, written atomically with fsyncs and the
 //! mtime set to the LTX header timestamp) and [`object::ObjectClient`] (S3 and
 //! S3-compatible services, and Azure Blob Storage ([`abs`]), through the `object_store`
 //! crate, with the `litestream-timestamp` / `litestreamtimestamp` metadata). [`open_client`] builds the right one from a [`ReplicaTarget`]. Every operation
-//! is counted in Litestream's `litestream_replica_operation_*` metrics ([`ReplicaMetrics`]).
+//! is counted in Litestream's `litestream_replica_operation_*` metrics ([`ReplicaMetrics`]) by one
+//! wrapper around whichever backend (`metered.rs`).
 //!
 //! The trait is object-safe (`Arc<dyn ReplicaClient>`), so a test can wrap a real client to
 //! inject faults.
 
-pub mod abs;
-pub mod deadline;
-pub mod file;
-pub mod metrics;
-pub mod object;
+pub(crate) mod abs;
+pub(crate) mod deadline;
+pub(crate) mod file;
+mod metered;
+pub(crate) mod object;
+pub(crate) mod operation_metrics;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -33,8 +35,7 @@ use ltx::{FileName, TxId};
 
 use crate::level::{Level, LtxFileInfo};
 use crate::target::{ReplicaKind, ReplicaTarget, UnsupportedBackend};
-use metrics::Op;
-pub use metrics::ReplicaMetrics;
+pub use operation_metrics::ReplicaMetrics;
 
 /// A stream of file bytes.
 pub type ByteStream = BoxStream<'static, Result<Bytes, ClientError>>;
@@ -51,6 +52,9 @@ pub enum ClientError {
     Backend {
         replica: String,
         operation: &'static str,
+        /// The `code` label of the operation metrics: the store's error kind (`NotFound`,
+        /// `AccessDenied`, `Unauthenticated`, …, `Unknown`), as Litestream reports it.
+        code: &'static str,
         message: String,
     },
     #[error("{replica}: {operation} {path}: {source}")]
@@ -62,7 +66,7 @@ pub enum ClientError {
     },
     #[error("{replica}: probe did not finish within {timeout:?} (replica unreachable?)")]
     ProbeTimeout { replica: String, timeout: Duration },
-    /// An operation made no progress for the operation timeout ([`deadline`]).
+    /// An operation made no progress for the operation timeout (`deadline`).
     #[error("{replica}: {operation} made no progress for {timeout:?} (replica hung?)")]
     Timeout {
         replica: String,
@@ -88,7 +92,7 @@ impl ClientError {
 
     /// How long the failed operation had already been stuck when it failed: its timeout for
     /// a hang, zero for an error the replica answered. The retry window counts a hang from
-    /// its start ([`crate::health::Health::error_stalled`]).
+    /// its start (`crate::health::Health::error_stalled`).
     pub fn stalled(&self) -> Duration {
         match self {
             ClientError::Timeout { timeout, .. } | ClientError::ProbeTimeout { timeout, .. } => {
@@ -257,8 +261,8 @@ pub struct NetworkOptions {
     pub retry_timeout: Duration,
     /// Upper bound for [`ReplicaClient::probe`] (default 10 s).
     pub probe_timeout: Duration,
-    /// Longest time any replica operation may make no progress ([`deadline`]; default
-    /// [`deadline::DEFAULT_OPERATION_TIMEOUT`]).
+    /// Longest time any replica operation may make no progress (`deadline`; default
+    /// `deadline::DEFAULT_OPERATION_TIMEOUT`).
     pub operation_timeout: Duration,
     /// Parallel HEAD requests for precise timestamps (default 50, as Litestream).
     pub metadata_concurrency: usize,
@@ -280,7 +284,7 @@ impl Default for NetworkOptions {
 
 impl NetworkOptions {
     /// The defaults, with the operation timeout from
-    /// [`deadline::OPERATION_TIMEOUT_ENV`] when it is set.
+    /// `deadline::OPERATION_TIMEOUT_ENV` when it is set.
     pub fn from_env() -> Result<NetworkOptions, String> {
         Ok(NetworkOptions {
             operation_timeout: deadline::operation_timeout_from_env()?,
@@ -301,7 +305,7 @@ pub struct ClientOptions {
 }
 
 /// Builds the client for a replica target, every operation bounded by
-/// `options.network.operation_timeout` ([`deadline::Deadline`]). For S3 without a region or
+/// `options.network.operation_timeout` (`deadline::Deadline`). For S3 without a region or
 /// endpoint this looks up the bucket's region (one request), as Litestream does.
 pub async fn open_client(
     target: &ReplicaTarget,
@@ -316,36 +320,39 @@ pub async fn open_client(
 
 /// [`open_client`] without the deadlines: the backend's own client (to be wrapped, then
 /// bounded with [`deadline::Deadline::wrap`]).
-pub async fn open_backend(
+pub(crate) async fn open_backend(
     target: &ReplicaTarget,
     options: &ClientOptions,
 ) -> Result<Arc<dyn ReplicaClient>, ClientError> {
     let metrics = options.metrics.clone();
-    match target {
+    let client: Arc<dyn ReplicaClient> = match target {
         ReplicaTarget::File(f) => {
             let mut client = file::FileClient::new(&f.path);
-            if let Some(m) = metrics {
-                client = client.with_metrics(m);
-            }
             if let Some(db) = &options.db_path {
                 client = client.with_modes_from(db);
             }
-            Ok(Arc::new(client))
+            Arc::new(client)
         }
-        ReplicaTarget::S3(s3) => Ok(Arc::new(
-            object::ObjectClient::s3(s3, &options.network, metrics).await?,
-        )),
-        ReplicaTarget::Abs(abs) => Ok(Arc::new(object::ObjectClient::abs(
+        ReplicaTarget::S3(s3) => {
+            Arc::new(object::ObjectClient::s3(s3, &options.network, metrics.clone()).await?)
+        }
+        ReplicaTarget::Abs(abs) => Arc::new(object::ObjectClient::abs(
             abs,
             &options.network,
-            metrics,
-        )?)),
-        ReplicaTarget::Unsupported { kind, location } => Err(UnsupportedBackend {
-            kind: *kind,
-            location: location.clone(),
+            metrics.clone(),
+        )?),
+        ReplicaTarget::Unsupported { kind, location } => {
+            return Err(UnsupportedBackend {
+                kind: *kind,
+                location: location.clone(),
+            }
+            .into());
         }
-        .into()),
-    }
+    };
+    Ok(match metrics {
+        Some(m) => metered::Metered::wrap(client, m),
+        None => client,
+    })
 }
 
 /// The segments of a `/`-separated path relative to a replica root; `..`, `.` and
@@ -395,32 +402,5 @@ impl WriteBody {
     /// The bytes taken so far.
     pub(crate) fn taken(&self) -> u64 {
         self.taken
-    }
-}
-
-/// Ends a timed write of `level`/`name`: a success of `size` bytes is counted and
-/// described; a failure is counted under `error_code`.
-pub(crate) fn finish_write(
-    op: Op<'_>,
-    result: Result<u64, ClientError>,
-    error_code: &str,
-    level: Level,
-    name: FileName,
-    created_at: DateTime<Utc>,
-) -> Result<LtxFileInfo, ClientError> {
-    match result {
-        Ok(size) => {
-            op.ok(1, size);
-            Ok(LtxFileInfo {
-                level,
-                name,
-                size,
-                created_at,
-            })
-        }
-        Err(e) => {
-            op.err(error_code);
-            Err(e)
-        }
     }
 }

@@ -3,10 +3,10 @@
 //! data ([`ObjectFlavor`]) and the store builder ([`ObjectClient::s3`] here,
 //! [`ObjectClient::abs`] in [`super::abs`]).
 //!
-//! Naming (spec §1.2): `<prefix>/<%04x level>/<name>` for S3, as Litestream writes it
+//! Naming (`docs/ltx-and-replica-format.md#replica-layout`): `<prefix>/<%04x level>/<name>` for S3, as Litestream writes it
 //! (`mydb/0000/0000000000000001-0000000000000001.ltx`, `mydb/0009/…`), and
 //! `<path>/ltx/<decimal level>/<name>` for Azure (`mydb/ltx/0/…`, `mydb/ltx/9/…`). CreatedAt
-//! (spec §1.3): the listing's LastModified normally; with [`ListOptions::precise_timestamps`]
+//! (`docs/ltx-and-replica-format.md#file-timestamps`): the listing's LastModified normally; with [`ListOptions::precise_timestamps`]
 //! the user metadata (`litestream-timestamp` on S3, `litestreamtimestamp` on Azure: Go
 //! RFC3339Nano, UTC), read with bounded parallel HEADs. Writes carry that metadata and go up
 //! as one PUT, or as a multipart (S3) / block-list (Azure) upload when larger than the part
@@ -29,19 +29,19 @@ use object_store::{
 };
 use tokio::io::AsyncWriteExt;
 
-use super::metrics::{Op, start};
+use super::operation_metrics::{Op, start};
 use super::{
     ByteStream, ClientError, DirEntry, EntryKind, ListOptions, NetworkOptions, ReadRange,
-    ReplicaClient, ReplicaMetrics, WriteBody, finish_listing, finish_write, relative_parts,
+    ReplicaClient, ReplicaMetrics, WriteBody, finish_listing, relative_parts,
 };
 use crate::level::{Level, LtxFileInfo, format_rfc3339_nano};
 use crate::target::{ReplicaKind, S3Target};
 use crate::url::{DEFAULT_REGION, MIN_PART_SIZE};
 
 /// The user-metadata key holding a file's creation time on S3 (and GCS).
-pub const TIMESTAMP_METADATA_KEY: &str = "litestream-timestamp";
+pub(crate) const TIMESTAMP_METADATA_KEY: &str = "litestream-timestamp";
 /// The same on Azure Blob Storage (metadata names there are C# identifiers: no hyphen).
-pub const ABS_TIMESTAMP_METADATA_KEY: &str = "litestreamtimestamp";
+pub(crate) const ABS_TIMESTAMP_METADATA_KEY: &str = "litestreamtimestamp";
 /// The object the probe writes and deletes (outside every level directory).
 const PROBE_OBJECT: &str = ".sqlite-rest-probe";
 const DEFAULT_CONCURRENCY: usize = 5;
@@ -49,7 +49,7 @@ const DEFAULT_CONCURRENCY: usize = 5;
 /// How one object backend differs from the others: how it names files, where it keeps their
 /// CreatedAt, and whether it serves suffix ranges. The only differences the client knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ObjectFlavor {
+pub(crate) struct ObjectFlavor {
     /// Level directories sit under `<prefix>/ltx/` (Azure) rather than directly under the
     /// prefix (S3).
     pub ltx_segment: bool,
@@ -63,13 +63,13 @@ pub struct ObjectFlavor {
 }
 
 impl ObjectFlavor {
-    pub const S3: ObjectFlavor = ObjectFlavor {
+    pub(crate) const S3: ObjectFlavor = ObjectFlavor {
         ltx_segment: false,
         hex_levels: true,
         timestamp_key: TIMESTAMP_METADATA_KEY,
         suffix_ranges: true,
     };
-    pub const ABS: ObjectFlavor = ObjectFlavor {
+    pub(crate) const ABS: ObjectFlavor = ObjectFlavor {
         ltx_segment: true,
         hex_levels: false,
         timestamp_key: ABS_TIMESTAMP_METADATA_KEY,
@@ -77,7 +77,7 @@ impl ObjectFlavor {
     };
 
     /// The naming of an object backend sqlite-rest implements.
-    pub fn of(kind: ReplicaKind) -> Option<ObjectFlavor> {
+    pub(crate) fn of(kind: ReplicaKind) -> Option<ObjectFlavor> {
         match kind {
             ReplicaKind::S3 => Some(ObjectFlavor::S3),
             ReplicaKind::Abs => Some(ObjectFlavor::ABS),
@@ -86,7 +86,7 @@ impl ObjectFlavor {
     }
 
     /// The name of a level directory (`0009` or `9`).
-    pub fn level_dir(&self, level: Level) -> String {
+    pub(crate) fn level_dir(&self, level: Level) -> String {
         if self.hex_levels {
             format!("{:04x}", level.get())
         } else {
@@ -96,7 +96,7 @@ impl ObjectFlavor {
 
     /// The level a directory name stands for; other spellings (`9` on S3, `09` on Azure)
     /// are not levels, as for Litestream.
-    pub fn parse_level_dir(&self, name: &str) -> Option<Level> {
+    pub(crate) fn parse_level_dir(&self, name: &str) -> Option<Level> {
         let n = if self.hex_levels {
             u8::from_str_radix(name, 16).ok()?
         } else {
@@ -127,7 +127,7 @@ pub(super) fn retry_config(network: &NetworkOptions) -> RetryConfig {
 
 /// A replica in an object store.
 #[derive(Debug, Clone)]
-pub struct ObjectClient {
+pub(crate) struct ObjectClient {
     store: Arc<dyn ObjectStore>,
     kind: ReplicaKind,
     flavor: ObjectFlavor,
@@ -147,7 +147,7 @@ impl ObjectClient {
     /// An S3 client for a target (credentials from the target, else the `AWS_*`
     /// environment; region from the target, else `us-east-1` with an endpoint, else looked up
     /// from the bucket).
-    pub async fn s3(
+    pub(crate) async fn s3(
         target: &S3Target,
         network: &NetworkOptions,
         metrics: Option<ReplicaMetrics>,
@@ -278,7 +278,7 @@ impl ObjectClient {
 
     /// A client over any object store with `kind`'s naming ([`ObjectFlavor::of`]), e.g. an
     /// in-memory store wrapped to inject faults in tests.
-    pub fn from_store(
+    pub(crate) fn from_store(
         kind: ReplicaKind,
         store: Arc<dyn ObjectStore>,
         prefix: &str,
@@ -289,7 +289,8 @@ impl ObjectClient {
         })?;
         let cleaned = crate::url::clean_key_prefix(prefix);
         // Without the `ltx` segment an empty prefix would put the level directories at the
-        // bucket root, which Litestream writes inconsistently (spec §1.2).
+        // bucket root, which Litestream writes inconsistently
+        // (`docs/ltx-and-replica-format.md#s3-replicas`).
         if cleaned.is_empty() && !flavor.ltx_segment {
             return Err(ClientError::Config(format!(
                 "{location}: an object-store replica needs a non-empty key prefix"
@@ -323,19 +324,14 @@ impl ObjectClient {
         self
     }
 
-    pub fn with_metrics(mut self, metrics: ReplicaMetrics) -> ObjectClient {
-        self.metrics = Some(metrics);
-        self
-    }
-
     /// The key of a level directory: `<prefix>/<%04x level>` (S3), `<prefix>/ltx/<level>`
     /// (Azure).
-    pub fn level_key(&self, level: Level) -> Path {
+    pub(crate) fn level_key(&self, level: Level) -> Path {
         self.levels_root.clone().join(self.flavor.level_dir(level))
     }
 
     /// The key of a file: the level directory's key and the name.
-    pub fn file_key(&self, level: Level, name: FileName) -> Path {
+    pub(crate) fn file_key(&self, level: Level, name: FileName) -> Path {
         self.level_key(level).join(name.to_string())
     }
 
@@ -356,6 +352,7 @@ impl ObjectClient {
             .map_err(move |e| ClientError::Backend {
                 replica: location.clone(),
                 operation: "read",
+                code: error_code(&e),
                 message: error_chain(&e),
             })
             .boxed()
@@ -374,6 +371,7 @@ impl ObjectClient {
             other => ClientError::Backend {
                 replica: self.location.clone(),
                 operation,
+                code: error_code(&other),
                 message: error_chain(&other),
             },
         }
@@ -443,16 +441,11 @@ impl ReplicaClient for ObjectClient {
     }
 
     async fn levels(&self) -> Result<Vec<Level>, ClientError> {
-        let op = start(self.metrics.as_ref(), self.type_label(), "LIST");
-        let listing = match self
+        let listing = self
             .store
             .list_with_delimiter(Some(&self.levels_root))
             .await
-        {
-            Ok(l) => l,
-            Err(e) => return Err(self.failed(op, "list", e)),
-        };
-        op.ok(1, 0);
+            .map_err(|e| self.error("list", e))?;
         let mut levels: Vec<Level> = listing
             .common_prefixes
             .iter()
@@ -468,7 +461,6 @@ impl ReplicaClient for ObjectClient {
         level: Level,
         options: ListOptions,
     ) -> Result<Vec<LtxFileInfo>, ClientError> {
-        let op = start(self.metrics.as_ref(), self.type_label(), "LIST");
         let dir = self.level_key(level);
         let depth = dir.parts().count() + 1;
         let listing = match options.seek {
@@ -478,11 +470,10 @@ impl ReplicaClient for ObjectClient {
                 .list_with_offset(Some(&dir), &dir.clone().join(seek.to_string())),
             None => self.store.list(Some(&dir)),
         };
-        let metas: Vec<_> = match listing.try_collect().await {
-            Ok(m) => m,
-            Err(e) => return Err(self.failed(op, "list", e)),
-        };
-        op.ok(1, 0);
+        let metas: Vec<_> = listing
+            .try_collect()
+            .await
+            .map_err(|e| self.error("list", e))?;
         let mut files: Vec<(LtxFileInfo, Path)> = metas
             .into_iter()
             .filter(|m| m.location.parts().count() == depth)
@@ -522,13 +513,12 @@ impl ReplicaClient for ObjectClient {
 
     async fn list_dir(&self, dir: &str) -> Result<Vec<DirEntry>, ClientError> {
         let key = self.relative_key(dir)?;
-        let op = start(self.metrics.as_ref(), self.type_label(), "LIST");
         let root = (key.parts().count() > 0).then_some(&key);
-        let listing = match self.store.list_with_delimiter(root).await {
-            Ok(l) => l,
-            Err(e) => return Err(self.failed(op, "list", e)),
-        };
-        op.ok(1, 0);
+        let listing = self
+            .store
+            .list_with_delimiter(root)
+            .await
+            .map_err(|e| self.error("list", e))?;
         let dirs = listing.common_prefixes.iter().filter_map(|p| {
             Some(DirEntry {
                 name: p.filename()?.to_string(),
@@ -552,13 +542,9 @@ impl ReplicaClient for ObjectClient {
 
     async fn open_path(&self, rel: &str) -> Result<ByteStream, ClientError> {
         let key = self.relative_key(rel)?;
-        let op = start(self.metrics.as_ref(), self.type_label(), "GET");
         match self.store.get(&key).await {
-            Ok(result) => {
-                op.ok(1, result.range.end - result.range.start);
-                Ok(self.body(result))
-            }
-            Err(e) => Err(self.failed(op, "get", e)),
+            Ok(result) => Ok(self.body(result)),
+            Err(e) => Err(self.error("get", e)),
         }
     }
 
@@ -568,7 +554,6 @@ impl ReplicaClient for ObjectClient {
         name: FileName,
         range: ReadRange,
     ) -> Result<ByteStream, ClientError> {
-        let op = start(self.metrics.as_ref(), self.type_label(), "GET");
         let key = self.file_key(level, name);
         let get_range = match range {
             ReadRange::Full => None,
@@ -576,7 +561,6 @@ impl ReplicaClient for ObjectClient {
             ReadRange::From(s) => Some(GetRange::Offset(s)),
             ReadRange::Bounded { start, end } if start < end => Some(GetRange::Bounded(start..end)),
             ReadRange::Bounded { .. } => {
-                op.err("InvalidRange");
                 return Err(ClientError::BadRange {
                     replica: self.location.clone(),
                     name: name.to_string(),
@@ -587,7 +571,7 @@ impl ReplicaClient for ObjectClient {
             ReadRange::Suffix(n) => match self.store.head(&key).await {
                 Ok(meta) if n < meta.size => Some(GetRange::Offset(meta.size - n)),
                 Ok(_) => None,
-                Err(e) => return Err(self.failed(op, "head", e)),
+                Err(e) => return Err(self.error("head", e)),
             },
         };
         match self
@@ -595,11 +579,8 @@ impl ReplicaClient for ObjectClient {
             .get_opts(&key, GetOptions::new().with_range(get_range))
             .await
         {
-            Ok(result) => {
-                op.ok(1, result.range.end - result.range.start);
-                Ok(self.body(result))
-            }
-            Err(e) => Err(self.failed(op, "get", e)),
+            Ok(result) => Ok(self.body(result)),
+            Err(e) => Err(self.error("get", e)),
         }
     }
 
@@ -610,7 +591,6 @@ impl ReplicaClient for ObjectClient {
         body: ByteStream,
         created_at: DateTime<Utc>,
     ) -> Result<LtxFileInfo, ClientError> {
-        let op = start(self.metrics.as_ref(), self.type_label(), "PUT");
         let key = self.file_key(level, name);
         let mut attributes = Attributes::new();
         attributes.insert(
@@ -633,9 +613,10 @@ impl ReplicaClient for ObjectClient {
             writer.shutdown().await.map_err(|e| ClientError::Backend {
                 replica: self.location.clone(),
                 operation: "put",
+                code: "PutFailed",
                 message: error_chain(&e),
             })?;
-            Ok(body.taken())
+            Ok::<_, ClientError>(body.taken())
         }
         .await;
         // A writer that failed while completing cannot be aborted (`object_store` panics):
@@ -644,14 +625,18 @@ impl ReplicaClient for ObjectClient {
         if result.is_err() && !completing {
             let _ = writer.abort().await;
         }
-        finish_write(op, result, "PutFailed", level, name, created_at)
+        Ok(LtxFileInfo {
+            level,
+            name,
+            size: result?,
+            created_at,
+        })
     }
 
     async fn delete(&self, level: Level, names: &[FileName]) -> Result<(), ClientError> {
         if names.is_empty() {
             return Ok(());
         }
-        let op = start(self.metrics.as_ref(), self.type_label(), "DELETE");
         let keys: Vec<Path> = names.iter().map(|&n| self.file_key(level, n)).collect();
         let results: Vec<_> = self
             .store
@@ -661,10 +646,9 @@ impl ReplicaClient for ObjectClient {
         for r in results {
             match r {
                 Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(self.failed(op, "delete", e)),
+                Err(e) => return Err(self.error("delete", e)),
             }
         }
-        op.ok(names.len() as u64, 0);
         Ok(())
     }
 
@@ -680,7 +664,15 @@ impl ReplicaClient for ObjectClient {
                 return Err(self.failed(op, "probe write", e));
             }
             op.ok(1, 17);
-            self.levels().await?;
+            let op = start(self.metrics.as_ref(), self.type_label(), "LIST");
+            if let Err(e) = self
+                .store
+                .list_with_delimiter(Some(&self.levels_root))
+                .await
+            {
+                return Err(self.failed(op, "list", e));
+            }
+            op.ok(1, 0);
             let op = start(self.metrics.as_ref(), self.type_label(), "DELETE");
             match self.store.delete(&key).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {

@@ -24,7 +24,7 @@ use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use super::{Generation, V03Error, V03Plan, V03Segment};
 use crate::client::ReplicaClient;
-use crate::db::{wal_path, with_suffix};
+use crate::db_attachment::{wal_path, with_suffix};
 use crate::meta::{fsync_parent, remove_if_exists};
 use crate::restore::{RestoreError, RestoreOptions, RestoreProgress, integrity_check, sidecars};
 use crate::wal::{WalReader, read_page};
@@ -217,7 +217,7 @@ async fn decompress_into(
 }
 
 /// Decompresses one LZ4 frame (or several, back to back) from `src` onto the end of `out`.
-pub fn decompress(src: impl Read, out: File) -> io::Result<(File, u64)> {
+pub(super) fn decompress(src: impl Read, out: File) -> io::Result<(File, u64)> {
     let mut decoder = FrameDecoder::new(src);
     let mut writer = BufWriter::with_capacity(1 << 20, out);
     let n = io::copy(&mut decoder, &mut writer)?;
@@ -226,7 +226,7 @@ pub fn decompress(src: impl Read, out: File) -> io::Result<(File, u64)> {
 }
 
 /// What went wrong reading a compressed file, in words.
-pub fn describe_read_error(e: &io::Error) -> String {
+pub(super) fn describe_read_error(e: &io::Error) -> String {
     if let Some(lz4) = e
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<lz4_flex::frame::Error>())

@@ -12,10 +12,10 @@
 //! restores such a backup, the newest snapshot across all generations — the newest at or
 //! before a timestamp — and the WAL segments of its generation from the snapshot's index on,
 //! which must start at offset 0 of each index and follow each other without a gap), and
-//! [`apply`] the restore itself. sqlite-rest never writes this layout: after a restore it
+//! `apply` the restore itself. sqlite-rest never writes this layout: after a restore it
 //! replicates in LTX under the same path, as Litestream 0.5 does.
 
-pub mod apply;
+mod apply;
 
 use std::fmt;
 use std::str::FromStr;

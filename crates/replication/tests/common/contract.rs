@@ -5,8 +5,8 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use ltx::{FileName, TxId};
-use replication::client::{ClientError, ListOptions, ReadRange, ReplicaClient};
-use replication::level::Level;
+use replication::Level;
+use replication::{ClientError, ListOptions, ReadRange, ReplicaClient};
 
 fn name(min: u64, max: u64) -> FileName {
     FileName::new(TxId(min), TxId(max))
@@ -88,7 +88,7 @@ pub async fn client_contract(c: &dyn ReplicaClient) {
     c.write_bytes(Level::SNAPSHOT, name(1, 9), Bytes::from_static(b"snap"), ts)
         .await
         .unwrap();
-    let mins = |files: Vec<replication::level::LtxFileInfo>| {
+    let mins = |files: Vec<replication::LtxFileInfo>| {
         files.iter().map(|f| f.name.min.get()).collect::<Vec<_>>()
     };
     assert_eq!(

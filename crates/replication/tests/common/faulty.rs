@@ -10,11 +10,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ltx::FileName;
-use replication::client::{
-    ByteStream, ClientError, DirEntry, ListOptions, ReadRange, ReplicaClient,
-};
-use replication::replicator::WrapClient;
-use replication::target::ReplicaKind;
+use replication::ReplicaKind;
+use replication::WrapClient;
+use replication::{ByteStream, ClientError, DirEntry, ListOptions, ReadRange, ReplicaClient};
 use replication::{Level, LtxFileInfo};
 
 /// The fault in force.
@@ -146,6 +144,7 @@ impl ReplicaClient for Faulty {
                 return Err(ClientError::Backend {
                     replica: self.inner.describe(),
                     operation: "put",
+                    code: "Unknown",
                     message: "injected L0 write failure".into(),
                 });
             }

@@ -8,14 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use replication::client::ReplicaClient;
-use replication::config::{Config, LoadOptions};
-use replication::db::Database;
-use replication::meta::MetaDir;
-use replication::plan::RestoreTarget;
+use replication::MetaDir;
+use replication::ReplicaClient;
+use replication::internals::Database;
+use replication::internals::{SyncSettings, Syncer};
+use replication::restore::RestoreTarget;
 use replication::restore::{self, IntegrityCheck, RestoreError, RestoreOptions, Restored};
-use replication::sync::{SyncSettings, Syncer};
-use replication::target::{AbsTarget, ReplicaTarget, Secret};
+use replication::{AbsTarget, ReplicaTarget, Secret};
+use replication::{Config, LoadOptions};
 use replication::{Replicator, ReplicatorOptions, StartError};
 use rusqlite::Connection;
 use testkit::litestream::{Litestream, LtxEntry, Source};
@@ -101,7 +101,7 @@ pub fn entry_key(e: &LtxEntry) -> (u8, u64, u64, u64, i64) {
     )
 }
 
-pub fn info_key(f: &replication::level::LtxFileInfo) -> (u8, u64, u64, u64, i64) {
+pub fn info_key(f: &replication::LtxFileInfo) -> (u8, u64, u64, u64, i64) {
     (
         f.level.get(),
         f.name.min.get(),
@@ -128,8 +128,8 @@ pub fn restore_from(ls: &Litestream, source: Source<'_>, out: &Path, extra: &[&s
 
 /// A client of the replica at `url`, with default options.
 pub async fn open_url(url: &str) -> Arc<dyn ReplicaClient> {
-    let target = replication::url::parse_replica_url(url).unwrap();
-    replication::client::open_client(&target, &Default::default())
+    let target = replication::parse_replica_url(url).unwrap();
+    replication::open_client(&target, &Default::default())
         .await
         .unwrap()
 }
@@ -258,7 +258,7 @@ impl Replica {
     pub fn url(url: &str) -> Replica {
         Replica {
             entry: url_entry(url),
-            target: replication::url::parse_replica_url(url).unwrap(),
+            target: replication::parse_replica_url(url).unwrap(),
             source: OwnedSource::Url(url.to_string()),
         }
     }
@@ -287,7 +287,7 @@ impl Replica {
 
     /// Our client of it.
     pub async fn client(&self) -> Arc<dyn ReplicaClient> {
-        replication::client::open_client(&self.target, &Default::default())
+        replication::open_client(&self.target, &Default::default())
             .await
             .unwrap()
     }
@@ -319,7 +319,7 @@ pub fn syncer(db: &Path, settings: SyncSettings) -> Syncer {
         db.file_name().unwrap().to_string_lossy()
     )));
     meta.prepare().unwrap();
-    let pos = replication::sync::read_position(&meta).unwrap();
+    let pos = replication::internals::read_position(&meta).unwrap();
     let database = Database::open(db, Duration::from_secs(1)).unwrap();
     Syncer::new(database, meta, settings, pos, Default::default(), None)
 }
@@ -328,8 +328,8 @@ pub fn syncer(db: &Path, settings: SyncSettings) -> Syncer {
 pub fn publish(s: &Syncer, replica: &Path) {
     let dst = replica.join("ltx/0");
     std::fs::create_dir_all(&dst).unwrap();
-    for name in s.meta().list(replication::level::Level::L0).unwrap() {
-        let src = s.meta().path(replication::level::Level::L0, name);
+    for name in s.meta().list(replication::Level::L0).unwrap() {
+        let src = s.meta().path(replication::Level::L0, name);
         let to = dst.join(name.to_string());
         if !to.exists() {
             std::fs::copy(&src, &to).unwrap();

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use replication::checkpoint::Checkpointer;
+use replication::Checkpointer;
 use rusqlite::config::DbConfig;
 use rusqlite::limits::Limit;
 use rusqlite::{Connection, OpenFlags};

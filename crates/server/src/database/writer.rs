@@ -57,8 +57,8 @@ use std::time::{Duration, Instant};
 
 use dialect::{ApiError, SchemaCache};
 use dialect::{InsertCounter, register_insert_counter};
+use replication::Checkpointer;
 use replication::CommitNotice;
-use replication::checkpoint::Checkpointer;
 use rusqlite::Connection;
 use rusqlite::hooks::Wal;
 use rusqlite::wal::CheckpointMode;

@@ -28,13 +28,13 @@ use ltx::{Compactor, Decoder, FileName, Header, TxId};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
+use super::shared::Shared;
 use crate::client::{ClientError, ListOptions};
-use crate::fetch::{FetchOptions, FetchProgress, Input, open_inputs};
 use crate::health::Component;
 use crate::level::{Level, LtxFileInfo, timestamp_from_millis};
-use crate::pipe::pipe;
-use crate::replicator::Shared;
+use crate::replica_readers::{FetchOptions, FetchProgress, Input, open_inputs};
 use crate::snapshot::{SnapshotError, write_snapshot};
+use crate::upload_pipe::pipe;
 
 /// Errors of one maintenance job.
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +93,7 @@ struct Job {
 const GO_ZERO_TO_UNIX: u128 = 62_135_596_800;
 
 /// `t` rounded down to a multiple of `d` since Go's zero time (`time.Truncate`).
-pub fn truncate(t: SystemTime, d: Duration) -> SystemTime {
+pub(crate) fn truncate(t: SystemTime, d: Duration) -> SystemTime {
     let d_ns = d.as_nanos();
     if d_ns == 0 {
         return t;
@@ -238,7 +238,7 @@ impl Maintenance {
     }
 
     /// Compacts into `dst` unless it is too early or there is nothing new.
-    pub async fn compact(
+    pub(crate) async fn compact(
         &self,
         dst: Level,
         prev_boundary: SystemTime,
@@ -340,7 +340,7 @@ impl Maintenance {
     }
 
     /// Writes a snapshot unless it is too early or the newest snapshot is current.
-    pub async fn snapshot(
+    pub(crate) async fn snapshot(
         &self,
         prev_boundary: SystemTime,
     ) -> Result<Option<LtxFileInfo>, MaintenanceError> {
@@ -362,7 +362,7 @@ impl Maintenance {
     }
 
     /// Streams a snapshot at the current position to level 9 (always writes).
-    pub async fn write_snapshot(&self) -> Result<LtxFileInfo, MaintenanceError> {
+    pub(crate) async fn write_snapshot(&self) -> Result<LtxFileInfo, MaintenanceError> {
         let shared = self.shared.clone();
         let (writer, stream) = pipe(4);
         let (start_tx, start_rx) = oneshot::channel::<(TxId, i64)>();
@@ -422,7 +422,7 @@ impl Maintenance {
     }
 
     /// Snapshot retention, then TXID-floor retention of levels 1..=n.
-    pub async fn snapshot_retention(&self) -> Result<(), MaintenanceError> {
+    pub(crate) async fn snapshot_retention(&self) -> Result<(), MaintenanceError> {
         let retention = self.shared.config.snapshot.retention;
         let cutoff = Utc::now() - chrono::Duration::from_std(retention).unwrap_or_default();
         let mut snapshots = self.list(Level::SNAPSHOT).await?;
@@ -468,7 +468,7 @@ impl Maintenance {
     }
 
     /// L0 retention (see the module docs).
-    pub async fn l0_retention(&self) -> Result<(), MaintenanceError> {
+    pub(crate) async fn l0_retention(&self) -> Result<(), MaintenanceError> {
         let Some(retention) = self.shared.config.l0_retention else {
             return Ok(());
         };
@@ -570,7 +570,10 @@ fn created_at(timestamp_ms: i64) -> DateTime<Utc> {
 pub(crate) struct Jobs(pub Arc<Shared>);
 
 impl Jobs {
-    pub async fn compact_now(&self, level: Level) -> Result<Option<LtxFileInfo>, MaintenanceError> {
+    pub(crate) async fn compact_now(
+        &self,
+        level: Level,
+    ) -> Result<Option<LtxFileInfo>, MaintenanceError> {
         Maintenance {
             shared: self.0.clone(),
         }
@@ -581,7 +584,7 @@ impl Jobs {
         .await
     }
 
-    pub async fn snapshot_now(&self) -> Result<LtxFileInfo, MaintenanceError> {
+    pub(crate) async fn snapshot_now(&self) -> Result<LtxFileInfo, MaintenanceError> {
         Maintenance {
             shared: self.0.clone(),
         }
@@ -589,7 +592,7 @@ impl Jobs {
         .await
     }
 
-    pub async fn retention_now(&self) -> Result<(), MaintenanceError> {
+    pub(crate) async fn retention_now(&self) -> Result<(), MaintenanceError> {
         let m = Maintenance {
             shared: self.0.clone(),
         };

@@ -198,7 +198,7 @@ impl<'de> Deserialize<'de> for ByteSize {
 
 /// A YAML boolean as Go's YAML decoder (YAML 1.1) reads it: besides `true`/`false` it
 /// accepts `yes`/`no`, `on`/`off`, `y`/`n` in lower, title or upper case.
-pub fn go_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+pub(crate) fn go_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
     struct V;
     impl<'de> Visitor<'de> for V {
         type Value = Option<bool>;

@@ -57,13 +57,13 @@ use ltx::{Compactor, Decoder, FileName, Header, PageSink, TxId};
 
 use crate::adoption::Adoption;
 use crate::client::{ClientError, ReplicaClient};
-use crate::db::with_suffix;
-use crate::fetch::{FetchOptions, FetchProgress, Input, open_inputs};
+use crate::db_attachment::with_suffix;
 use crate::layout::{self, Format, ReplicaContents};
 use crate::level::{Level, LtxFileInfo};
 use crate::meta::{MetaDir, fsync_parent, remove_if_exists};
-use crate::plan::{PlanError, RestoreTarget, plan_restore};
+use crate::replica_readers::{FetchOptions, FetchProgress, Input, open_inputs};
 use crate::restore::{self, IntegrityCheck, ProgressFn, RestoreError, RestoreOptions, sidecars};
+use crate::restore::{PlanError, RestoreTarget, plan_restore};
 use crate::snapshot::{DbImage, SnapshotError, detect_page_size};
 use crate::sync::{Position, SyncError, read_position};
 use crate::v03::{self, Generation, RestoredV03, V03Target};
@@ -910,11 +910,11 @@ async fn restore_latest(
 
 /// True if the database's WAL proves it is exactly at `pos`: same salts, and no committed
 /// frame after the position's WAL end.
-pub fn proved_at(db_path: &Path, pos: Position) -> bool {
+pub(crate) fn proved_at(db_path: &Path, pos: Position) -> bool {
     let Some((end, salt)) = pos.wal_end() else {
         return false;
     };
-    let Ok(wal) = std::fs::File::open(crate::db::wal_path(db_path)) else {
+    let Ok(wal) = std::fs::File::open(crate::db_attachment::wal_path(db_path)) else {
         return false;
     };
     let Ok(header) = WalHeader::read(&wal) else {
@@ -936,7 +936,7 @@ pub fn proved_at(db_path: &Path, pos: Position) -> bool {
 
 /// The result of comparing a local database with a replica state.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Comparison {
+pub(crate) enum Comparison {
     Equal,
     Different(String),
     /// The replica cannot restore that state (e.g. the TXID was compacted away).
@@ -945,7 +945,7 @@ pub enum Comparison {
 
 /// Compares the local database (database file + committed WAL frames) with the replica's
 /// state at `target`, page by page, streaming the replica's files.
-pub async fn compare_with_replica(
+pub(crate) async fn compare_with_replica(
     client: &Arc<dyn ReplicaClient>,
     db_path: &Path,
     remote: &[LtxFileInfo],

@@ -1,4 +1,4 @@
-//! The restore plan (spec §5.1): which LTX files, from which levels, rebuild the database
+//! The restore plan (`docs/ltx-and-replica-format.md#restore-plan`): which LTX files, from which levels, rebuild the database
 //! at the latest state, at a TXID, or as of a time. A pure function over listings, with
 //! Litestream's rules so our plan equals `litestream restore -dry-run`:
 //!

@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 
 /// Go `os.Expand` with Litestream's mapping (`PID` → process id, else the environment).
-pub fn expand_env(text: &str) -> String {
+pub(crate) fn expand_env(text: &str) -> String {
     expand_with(text, |name| {
         if name == "PID" {
             std::process::id().to_string()
@@ -90,7 +90,7 @@ fn shell_name(s: &str) -> (Option<&str>, usize) {
 }
 
 /// Strips `sqlite://` / `sqlite3://` from a database path.
-pub fn strip_sqlite_prefix(s: &str) -> &str {
+pub(crate) fn strip_sqlite_prefix(s: &str) -> &str {
     s.strip_prefix("sqlite3://")
         .or_else(|| s.strip_prefix("sqlite://"))
         .unwrap_or(s)
@@ -104,7 +104,7 @@ fn home_dir() -> Option<PathBuf> {
 }
 
 /// An absolute, lexically cleaned path for a configured path (see the module docs).
-pub fn expand_path(s: &str) -> Result<PathBuf, String> {
+pub(crate) fn expand_path(s: &str) -> Result<PathBuf, String> {
     let s = strip_sqlite_prefix(s);
     let path = if s == "~" || s.starts_with("~/") {
         let home = home_dir()
@@ -120,7 +120,7 @@ pub fn expand_path(s: &str) -> Result<PathBuf, String> {
 }
 
 /// Joins a relative path to the current directory and cleans it lexically.
-pub fn absolute(path: &Path) -> Result<PathBuf, String> {
+pub(crate) fn absolute(path: &Path) -> Result<PathBuf, String> {
     let joined = if path.is_absolute() {
         path.to_path_buf()
     } else {
@@ -133,7 +133,7 @@ pub fn absolute(path: &Path) -> Result<PathBuf, String> {
 
 /// The path with symlinks resolved as far as it exists: the canonical form of the longest
 /// existing ancestor, joined with the rest. Two spellings of one database compare equal.
-pub fn canonical(path: &Path) -> PathBuf {
+pub(crate) fn canonical(path: &Path) -> PathBuf {
     let abs = absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let mut existing = abs.as_path();
     let mut rest = Vec::new();

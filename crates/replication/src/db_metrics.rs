@@ -1,4 +1,5 @@
-//! The replicator's Prometheus metrics: Litestream's per-database families (spec §8), with
+//! The replicator's Prometheus metrics: Litestream's per-database families
+//! (`docs/replication.md#metrics-and-health`), with
 //! Litestream's names, types and labels so existing Litestream dashboards work, and
 //! sqlite-rest's own `sqlite_rest_replication_*` families.
 //!
@@ -9,7 +10,7 @@
 //! `litestream_sync_seconds`, `litestream_disk_full`, `litestream_checkpoint_count`,
 //! `litestream_checkpoint_error_count`, `litestream_checkpoint_seconds` (+ `mode`),
 //! `litestream_compaction_verify_error_count`, `litestream_l0_retention_files_total`
-//! (+ `status`). The replica operation families live in [`crate::client::metrics`].
+//! (+ `status`). The replica operation families live in [`crate::client::operation_metrics`].
 //!
 //! sqlite-rest's: `sqlite_rest_replication_last_snapshot_timestamp` (Unix seconds of the
 //! newest snapshot on the replica), `sqlite_rest_replication_bytes_replicated_total` (bytes of
@@ -28,7 +29,7 @@ use prometheus::{
     Counter, CounterVec, Gauge, GaugeVec, IntCounter, IntCounterVec, Opts, PullingGauge, Registry,
 };
 
-use crate::db::CheckpointMode;
+use crate::db_attachment::CheckpointMode;
 
 /// Every per-database metric (cheap to clone; clones share the series).
 #[derive(Clone)]

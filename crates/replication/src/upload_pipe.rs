@@ -19,7 +19,7 @@ const CHUNK: usize = 1 << 20;
 /// (or [`PipeWriter::fail`]) makes the stream end with an error, so a half-written file is
 /// never stored.
 #[derive(Debug)]
-pub struct PipeWriter {
+pub(crate) struct PipeWriter {
     tx: Option<mpsc::Sender<Result<Bytes, ClientError>>>,
     /// Set by [`PipeWriter::finish`]; a stream that ends without it ends with an error.
     complete: Arc<AtomicBool>,
@@ -28,7 +28,7 @@ pub struct PipeWriter {
 }
 
 /// Creates a pipe; `depth` chunks may wait in it.
-pub fn pipe(depth: usize) -> (PipeWriter, ByteStream) {
+pub(crate) fn pipe(depth: usize) -> (PipeWriter, ByteStream) {
     let (tx, rx) = mpsc::channel(depth.max(1));
     let complete = Arc::new(AtomicBool::new(false));
     let stream = tokio_stream_from(rx, complete.clone());
@@ -79,24 +79,12 @@ impl PipeWriter {
         tx.blocking_send(Ok(chunk)).map_err(|_| closed())
     }
 
-    /// Bytes written so far.
-    pub fn written(&self) -> u64 {
-        self.written
-    }
-
     /// Flushes and ends the stream successfully.
-    pub fn finish(mut self) -> io::Result<u64> {
+    pub(crate) fn finish(mut self) -> io::Result<u64> {
         self.flush()?;
         self.complete.store(true, Ordering::Release);
         self.tx = None;
         Ok(self.written)
-    }
-
-    /// Ends the stream with an error (the upload fails and stores nothing).
-    pub fn fail(mut self, message: String) {
-        if let Some(tx) = self.tx.take() {
-            let _ = tx.blocking_send(Err(ClientError::Config(message)));
-        }
     }
 }
 

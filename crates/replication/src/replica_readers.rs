@@ -63,7 +63,7 @@ impl FetchOptions {
 
 /// Bytes and files fetched so far (shared with a progress reporter).
 #[derive(Debug, Default)]
-pub struct FetchProgress {
+pub(crate) struct FetchProgress {
     pub bytes: AtomicU64,
     pub files_done: AtomicU64,
 }
@@ -91,7 +91,7 @@ impl Input {
 
 /// Opens every input as a blocking reader (in the given order). Must be called inside a
 /// tokio runtime; the readers must be read from a blocking thread.
-pub fn open_inputs(
+pub(crate) fn open_inputs(
     client: &Arc<dyn ReplicaClient>,
     inputs: &[Input],
     options: FetchOptions,

@@ -34,7 +34,7 @@ use crate::checkpoint::Checkpointer;
 use crate::wal::{ReadAt, WalError, WalHeader};
 
 /// `PRAGMA wal_checkpoint` modes the replicator uses (never RESTART: it blocks writers until
-/// every reader is done, see [`crate::checkpoint`]).
+/// every reader is done, see `crate::checkpoint`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CheckpointMode {
     Passive,
@@ -150,12 +150,12 @@ fn eager_busy_handler(timeout: Duration) -> impl FnMut(i32) -> bool + Send + 'st
 }
 
 /// The `-wal` path of a database.
-pub fn wal_path(db: &Path) -> PathBuf {
+pub(crate) fn wal_path(db: &Path) -> PathBuf {
     with_suffix(db, "-wal")
 }
 
 /// `path` with `suffix` appended to its file name (`app.db` + `-wal` → `app.db-wal`).
-pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_os_string();
     s.push(suffix);
     PathBuf::from(s)
@@ -504,7 +504,7 @@ fn rollback(conn: &Connection) -> rusqlite::Result<()> {
 /// could then checkpoint and delete the WAL under us. So raw reads of a database file go
 /// through this descriptor, which stays open for the life of the process (keyed by device
 /// and inode, so a database replaced by a restore gets a new one).
-pub fn shared_file(path: &Path) -> std::io::Result<Arc<File>> {
+pub(crate) fn shared_file(path: &Path) -> std::io::Result<Arc<File>> {
     type Files = HashMap<(u64, u64), Arc<File>>;
     static FILES: OnceLock<Mutex<Files>> = OnceLock::new();
     let files = FILES.get_or_init(|| Mutex::new(HashMap::new()));
@@ -523,7 +523,7 @@ pub fn shared_file(path: &Path) -> std::io::Result<Arc<File>> {
 }
 
 /// Reads page `pgno` of a database file; past-the-end bytes read as zeros.
-pub fn read_db_page<R: ReadAt + ?Sized>(
+pub(crate) fn read_db_page<R: ReadAt + ?Sized>(
     file: &R,
     page_size: u32,
     pgno: u32,

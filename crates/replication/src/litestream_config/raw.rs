@@ -1,4 +1,4 @@
-//! The Litestream YAML schema as serde structs (spec §6), before defaults and validation.
+//! The Litestream YAML schema as serde structs (`docs/replication.md#configuration`), before defaults and validation.
 //!
 //! Every struct denies unknown fields. The replica settings that Litestream inlines both at
 //! the top level and in every `replica:` entry live in one struct ([`RawReplicaSettings`]);
@@ -248,7 +248,7 @@ macro_rules! inherit {
 
 impl RawReplicaSettings {
     /// Fills every unset setting from the global defaults (Litestream's `SetDefaults`).
-    pub fn inherit(&mut self, global: &RawReplicaSettings) {
+    pub(super) fn inherit(&mut self, global: &RawReplicaSettings) {
         inherit!(self, global;
             sync_interval, validation_interval, max_sync_ltx_files, auto_recover,
             access_key_id, secret_access_key, region, bucket, endpoint, force_path_style,

@@ -1,4 +1,4 @@
-//! Litestream's replica operation metrics (spec §8), with Litestream's names, labels and
+//! Litestream's replica operation metrics (`docs/replication.md#metrics-and-health`), with Litestream's names, labels and
 //! histogram buckets, so dashboards built for Litestream work unchanged:
 //! `litestream_replica_operation_total{replica_type,operation}`, `_bytes`,
 //! `_duration_seconds` and `_errors_total{replica_type,operation,code}`.
@@ -16,7 +16,7 @@ use std::time::Instant;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 
 /// Histogram buckets of `litestream_replica_operation_duration_seconds`.
-pub const DURATION_BUCKETS: [f64; 9] = [0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0];
+pub(crate) const DURATION_BUCKETS: [f64; 9] = [0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0];
 
 /// The replica operation metric vectors (cheap to clone; clones share the series).
 #[derive(Debug, Clone)]
@@ -92,6 +92,13 @@ impl ReplicaMetrics {
             .get()
     }
 
+    /// Adds to `litestream_replica_operation_bytes` (bytes of a body counted as it streams).
+    pub(crate) fn add_bytes(&self, replica_type: &str, operation: &str, bytes: u64) {
+        self.bytes
+            .with_label_values(&[replica_type, operation])
+            .inc_by(bytes);
+    }
+
     /// `litestream_replica_operation_errors_total` for one (type, operation, code).
     pub fn errors(&self, replica_type: &str, operation: &str, code: &str) -> u64 {
         self.errors
@@ -125,7 +132,7 @@ pub(crate) struct Op<'a> {
 
 impl Op<'_> {
     /// Records a success: count `n` operations moving `bytes` bytes.
-    pub fn ok(self, n: u64, bytes: u64) {
+    pub(crate) fn ok(self, n: u64, bytes: u64) {
         let Some(metrics) = self.metrics else { return };
         let labels = [self.replica_type, self.operation];
         metrics.total.with_label_values(&labels).inc_by(n);
@@ -139,7 +146,7 @@ impl Op<'_> {
     }
 
     /// Records a failure with an error code label.
-    pub fn err(self, code: &str) {
+    pub(crate) fn err(self, code: &str) {
         let Some(metrics) = self.metrics else { return };
         let labels = [self.replica_type, self.operation];
         metrics

@@ -1,9 +1,11 @@
-//! Restoring a database from a replica (spec §5): plan, fetch, merge, verify, rename.
+//! Restoring a database from a replica (`docs/ltx-and-replica-format.md#applying-a-restore`):
+//! plan, fetch, merge, verify, rename. The plan itself (which files) is `plan.rs`
+//! ([`plan_restore`]).
 //!
-//! 1. [`plan`] lists every level (with exact CreatedAt for timestamp restores) and runs
-//!    Litestream's plan ([`crate::plan::plan_restore`]); URL-form timestamp restores first
+//! 1. [`plan()`] lists every level (with exact CreatedAt for timestamp restores) and runs
+//!    Litestream's plan ([`plan::plan_restore`]); URL-form timestamp restores first
 //!    check the replica's time bounds. Files under 100 bytes fail before any download.
-//! 2. [`restore`] fetches the planned files in parallel ([`crate::fetch`]) and streams them
+//! 2. [`restore`] fetches the planned files in parallel (`crate::replica_readers`) and streams them
 //!    through the ltx compactor straight into `<output>.tmp` (created anew with `O_EXCL | O_NOFOLLOW`,
 //!    never through a planted link; newest page wins, pages past
 //!    the final commit dropped, zeros at the lock page), fsyncs it, optionally runs
@@ -13,6 +15,13 @@
 //!    (`-force` removes it and its `-wal`, `-shm`, `-journal`).
 //!
 //! Progress (files and bytes) is reported through a callback about once a second.
+
+mod plan;
+
+pub use plan::{
+    MIN_LTX_FILE_SIZE, PlanError, RestorePlan, RestoreTarget, check_timestamp_in_bounds,
+    plan_restore, time_bounds,
+};
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -26,11 +35,10 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Serialize;
 
 use crate::client::{ClientError, ListOptions, ReplicaClient};
-use crate::db::{wal_path, with_suffix};
-use crate::fetch::{FetchOptions, FetchProgress, Input, open_inputs};
+use crate::db_attachment::{wal_path, with_suffix};
 use crate::level::{LtxFileInfo, format_rfc3339_nano};
 use crate::meta::{fsync_parent, remove_if_exists};
-use crate::plan::{PlanError, RestorePlan, RestoreTarget, check_timestamp_in_bounds, plan_restore};
+use crate::replica_readers::{FetchOptions, FetchProgress, Input, open_inputs};
 use crate::v03::{V03Plan, V03Target};
 
 /// The post-restore check (`--integrity-check`).
@@ -246,9 +254,9 @@ pub enum AnyPlan {
     V03(V03Plan),
 }
 
-/// Inspects the replica path (refusing foreign content, [`crate::layout`]) and plans a
+/// Inspects the replica path (refusing foreign content, `crate::layout`) and plans a
 /// restore to `target` from the backup Litestream 0.5 would pick
-/// ([`crate::layout::ReplicaContents::format_for`]). `url_form` applies Litestream's
+/// (`crate::layout::ReplicaContents::format_for`). `url_form` applies Litestream's
 /// URL-form check that a timestamp lies within the time bounds of both formats.
 pub async fn plan_any(
     client: &dyn ReplicaClient,

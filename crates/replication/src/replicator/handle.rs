@@ -1,0 +1,153 @@
+//! The owner's side: [`ReplicationHandle`] (notify commits, positions, lag, wait for the
+//! replica) and the [`Status`] it reports.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use ltx::TxId;
+use tokio::sync::watch;
+
+use crate::health::{Component, Failure, FatalError};
+use crate::lineage::StartAction;
+use crate::progress::{CommitNotice, Positions};
+
+use super::shared::Shared;
+
+/// A snapshot of the replicator's state, for health endpoints and logs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Status {
+    /// False when something is failing (retrying) or replication has failed for good.
+    pub healthy: bool,
+    pub replica: String,
+    pub positions: Positions,
+    /// Age of the oldest commit not yet on the replica.
+    pub lag: Duration,
+    pub failures: Vec<Failure>,
+    pub fatal: Option<FatalError>,
+    pub last_upload: Option<SystemTime>,
+    pub retry_window: Duration,
+}
+
+/// The owner's handle (cheap to clone).
+#[derive(Clone)]
+pub struct ReplicationHandle {
+    pub(super) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for ReplicationHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicationHandle")
+            .field("db", &self.shared.db_path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReplicationHandle {
+    /// Tells the replicator that the writer committed (non-blocking, cheap: an atomic max and
+    /// a wake-up). The commit's `seq` must increase with every commit.
+    pub fn notify_commit(&self, notice: CommitNotice) {
+        self.shared.progress.notify(notice);
+        self.shared.wake.notify_one();
+    }
+
+    /// Wakes the sync task (something was written, commit unknown).
+    pub fn wake(&self) {
+        self.shared.wake.notify_one();
+    }
+
+    pub fn positions(&self) -> Positions {
+        self.shared.progress.positions()
+    }
+
+    /// Watches the positions.
+    pub fn subscribe(&self) -> watch::Receiver<Positions> {
+        self.shared.progress.subscribe()
+    }
+
+    /// Age of the oldest commit not yet on the replica.
+    pub fn lag(&self) -> Duration {
+        self.shared.progress.lag()
+    }
+
+    pub fn replica(&self) -> String {
+        self.shared.client.describe()
+    }
+
+    pub fn db_path(&self) -> &Path {
+        &self.shared.db_path
+    }
+
+    /// What start-up did (restored, continued, …).
+    pub fn start_action(&self) -> StartAction {
+        self.shared.start_action
+    }
+
+    /// Waits until the replica holds `txid` (or replication fails).
+    pub async fn wait_replicated(&self, txid: TxId) -> Result<Positions, FatalError> {
+        self.wait(|p| p.replicated_txid >= txid).await
+    }
+
+    /// Waits until the commit numbered `seq` (see [`CommitNotice`]) is on the replica, and
+    /// returns the positions then (`replicated_txid` holds the commit). The commit must have
+    /// been notified first.
+    pub async fn wait_commit_replicated(&self, seq: u64) -> Result<Positions, FatalError> {
+        self.wait(|p| p.replicated_seq >= seq).await
+    }
+
+    async fn wait(&self, done: impl Fn(&Positions) -> bool) -> Result<Positions, FatalError> {
+        let mut rx = self.shared.progress.subscribe();
+        let fatal = self.shared.health.wait_fatal();
+        tokio::pin!(fatal);
+        loop {
+            {
+                let p = *rx.borrow_and_update();
+                if done(&p) {
+                    return Ok(p);
+                }
+            }
+            if let Some(f) = self.shared.health.fatal() {
+                return Err(f);
+            }
+            tokio::select! {
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        return Err(self.shared.health.fatal().unwrap_or_else(stopped));
+                    }
+                }
+                f = &mut fatal => return Err(f),
+            }
+        }
+    }
+
+    /// The current status.
+    pub fn status(&self) -> Status {
+        let s = &self.shared;
+        let failures = s.health.failures();
+        let fatal = s.health.fatal();
+        Status {
+            healthy: failures.is_empty() && fatal.is_none(),
+            replica: s.client.describe(),
+            positions: s.progress.positions(),
+            lag: s.progress.lag(),
+            failures,
+            fatal,
+            last_upload: *s.last_upload.lock(),
+            retry_window: s.health.window(),
+        }
+    }
+
+    /// Resolves when replication has failed for good.
+    pub async fn failed(&self) -> FatalError {
+        self.shared.health.wait_fatal().await
+    }
+}
+
+pub(super) fn stopped() -> FatalError {
+    FatalError {
+        component: Component::Sync,
+        failing_for: Duration::ZERO,
+        window: Duration::ZERO,
+        last_error: "replication stopped".into(),
+    }
+}

@@ -1,0 +1,56 @@
+//! The replicator: one database replicated to one replica, for as long as the server runs.
+//!
+//! [`Replicator::start`] runs before the server opens the database: it connects to the
+//! replica and probes it, restores or lineage-checks the database ([`crate::lineage`]),
+//! attaches to it ([`crate::db_attachment`]) and writes the first L0 file. Then these tasks run beside
+//! the server:
+//!
+//! - **sync** (blocking work on a blocking thread): WAL → L0 files ([`crate::sync`]), woken
+//!   at once by [`ReplicationHandle::notify_commit`] from the server's writer and every
+//!   `monitor-interval` for writes by other processes. While the previous files are still
+//!   being uploaded, commits accumulate and the next sync turns the burst into one L0 file;
+//! - **upload**: local L0 files → replica, in TXID order (at most `max-sync-ltx-files` per
+//!   pass);
+//! - **maintenance**: compaction, snapshots and retention ([`maintenance`]);
+//! - **probe**: an active check of the replica every [`PROBE_INTERVAL`] (every second while
+//!   anything fails), so a dead endpoint is noticed without waiting for a write;
+//! - **watchdog**: turns a failure that outlasts the retry window into a fatal error
+//!   ([`crate::health`]), which [`Replicator::failed`] reports to the owner.
+//!
+//! [`Replicator::shutdown`] runs after the server has stopped writing: a final sync, then
+//! uploads until the replica holds everything, bounded by `shutdown-sync-timeout`.
+//!
+//! The owner's handle ([`ReplicationHandle`]) is cheap to clone; it notifies commits, reports
+//! positions and lag, and waits for a TXID or a commit to reach the replica (the basis of a
+//! synchronous-acknowledgement mode).
+//!
+//! # Files
+//! - `options.rs`: [`ReplicatorOptions`]; `error.rs`: [`StartError`], [`ShutdownError`];
+//! - `start.rs`: [`Replicator::start`]; `adopt.rs`: downloading and re-heading the replica's
+//!   newest L0 file when start-up adopts its position;
+//! - `running.rs`: [`Replicator`] itself; `shutdown.rs`: [`Replicator::shutdown`];
+//! - `shared.rs`: the state every task and handle shares; `handle.rs`: [`ReplicationHandle`]
+//!   and [`Status`];
+//! - one file per task: `sync_task.rs` (with its pacing in `pacing.rs`), `upload.rs`,
+//!   `maintenance.rs`, `probe.rs`, and `supervise.rs` (panicking tasks and the watchdog).
+
+mod adopt;
+mod error;
+mod handle;
+pub(crate) mod maintenance;
+mod options;
+mod pacing;
+mod probe;
+mod running;
+mod shared;
+mod shutdown;
+mod start;
+mod supervise;
+mod sync_task;
+mod upload;
+
+pub use error::{ShutdownError, StartError};
+pub use handle::{ReplicationHandle, Status};
+pub use options::{ReplicatorOptions, WrapClient};
+pub use running::Replicator;
+pub use shutdown::ShutdownReport;

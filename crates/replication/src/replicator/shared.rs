@@ -1,0 +1,46 @@
+//! The state the replicator's tasks and the owner's handles share ([`Shared`]).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use crate::client::ReplicaClient;
+use crate::db_metrics::DbMetrics;
+use crate::health::Health;
+use crate::lineage::StartAction;
+use crate::litestream_config::{Config, DbConfig};
+use crate::meta::MetaDir;
+use crate::progress::Progress;
+use crate::sync::{CheckpointLock, Position};
+
+/// State shared by the replicator's tasks and handles.
+pub(crate) struct Shared {
+    pub config: Arc<Config>,
+    pub db: DbConfig,
+    pub db_path: PathBuf,
+    pub page_size: u32,
+    pub client: Arc<dyn ReplicaClient>,
+    pub meta: MetaDir,
+    pub progress: Progress,
+    pub health: Health,
+    pub metrics: Option<DbMetrics>,
+    /// Checkpoints take the write half; snapshots hold the read half while they read, and
+    /// the position the syncer published under it.
+    pub checkpoint_lock: Arc<CheckpointLock>,
+    /// Wakes the sync task.
+    pub(super) wake: Notify,
+    /// The deadline of replica operations.
+    pub operation_timeout: Duration,
+    pub(super) last_upload: Mutex<Option<SystemTime>>,
+    pub start_action: StartAction,
+}
+
+impl Shared {
+    /// The newest local L0 file, as the syncer published it.
+    pub(crate) fn position(&self) -> Position {
+        self.checkpoint_lock.published().position
+    }
+}
