@@ -59,6 +59,7 @@ pub struct Summary {
     pub checks: u64,
     pub states: u64,
     pub restores: u64,
+    pub superseded_compactions: u64,
     pub acked: u64,
     pub acked_cli: u64,
     pub refused: u64,
@@ -101,6 +102,10 @@ impl Summary {
             "torture: {} checkpoints by the replicator ({:.0}/min)",
             self.server_checkpoints,
             self.server_checkpoints as f64 / minutes
+        );
+        println!(
+            "torture: {} listings held a compaction file superseded by a redone one (an upload that failed on our side but landed)",
+            self.superseded_compactions
         );
         println!(
             "torture: {} checks ({:.0}/min) over {} replicated states and {} restores; writes: {} acknowledged ({} by the sqlite3 CLI), {} refused, {} unknown, {} untagged, {} checkpoints by the sqlite3 CLI; {} acknowledged writes bound to a TXID",
@@ -329,6 +334,7 @@ async fn run_epoch(
         summary.checks += oracle.stats.checks;
         summary.states += oracle.stats.states;
         summary.restores += oracle.stats.restores;
+        summary.superseded_compactions += oracle.stats.superseded_compactions;
         oracle.stats = Default::default();
         tally(summary, &base, &book);
         checked.with_context(|| {
