@@ -17,6 +17,8 @@ use crate::meta::MetaDir;
 use crate::progress::Progress;
 use crate::sync::{CheckpointLock, Position};
 
+use super::upload::Pruned;
+
 /// State shared by the replicator's tasks and handles.
 pub(crate) struct Shared {
     pub config: Arc<Config>,
@@ -39,6 +41,8 @@ pub(crate) struct Shared {
     /// The newest TXID compacted into L1, as maintenance last saw it: local L0 files up to
     /// it are no longer needed by compaction (see the upload task's pruning).
     pub l1_txid: AtomicU64,
+    /// Where pruning of local L0 files stands.
+    pub(super) pruned: Mutex<Pruned>,
     pub start_action: StartAction,
 }
 
