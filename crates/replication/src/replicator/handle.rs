@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use ltx::TxId;
@@ -53,6 +54,7 @@ impl ReplicationHandle {
 
     /// Wakes the sync task (something was written, commit unknown).
     pub fn wake(&self) {
+        self.shared.poked.store(true, Ordering::Release);
         self.shared.wake.notify_one();
     }
 
@@ -86,6 +88,21 @@ impl ReplicationHandle {
     /// Waits until the replica holds `txid` (or replication fails).
     pub async fn wait_replicated(&self, txid: TxId) -> Result<Positions, FatalError> {
         self.wait(|p| p.replicated_txid >= txid).await
+    }
+
+    /// Waits until the commit numbered `seq` (see [`CommitNotice`]) is in a local L0 file, and
+    /// returns the TXID of the sync that first covered it: the newest TXID of the L0 files
+    /// that sync wrote, so a read at that TXID (or later) reflects the commit. Exact even when
+    /// called long after later syncs (the record is bounded: a waiter older than thousands of
+    /// syncs gets a later sync's TXID, which still names a real L0 file holding the commit). Never waits on the network: syncs are local; it fails only if
+    /// replication failed for good or stopped. The commit must have been notified first.
+    pub async fn wait_commit_synced(&self, seq: u64) -> Result<TxId, FatalError> {
+        self.wait(|p| p.synced_seq >= seq).await?;
+        match self.shared.progress.synced_txid(seq) {
+            Some(txid) => Ok(txid),
+            // Unreachable: synced positions never go back.
+            None => Err(self.shared.health.fatal().unwrap_or_else(stopped)),
+        }
     }
 
     /// Waits until the commit numbered `seq` (see [`CommitNotice`]) is on the replica, and

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::{Duration, SystemTime};
 
 use parking_lot::Mutex;
@@ -15,6 +16,8 @@ use crate::litestream_config::{Config, DbConfig};
 use crate::meta::MetaDir;
 use crate::progress::Progress;
 use crate::sync::{CheckpointLock, Position};
+
+use super::upload::Pruned;
 
 /// State shared by the replicator's tasks and handles.
 pub(crate) struct Shared {
@@ -32,9 +35,17 @@ pub(crate) struct Shared {
     pub checkpoint_lock: Arc<CheckpointLock>,
     /// Wakes the sync task.
     pub(super) wake: Notify,
+    /// Set by [`crate::ReplicationHandle::wake`]: sync even if every notified commit is
+    /// already synced (a write the handle was not told about).
+    pub(super) poked: AtomicBool,
     /// The deadline of replica operations.
     pub operation_timeout: Duration,
     pub(super) last_upload: Mutex<Option<SystemTime>>,
+    /// The newest TXID compacted into L1, as maintenance last saw it: local L0 files up to
+    /// it are no longer needed by compaction (see the upload task's pruning).
+    pub l1_txid: AtomicU64,
+    /// Where pruning of local L0 files stands.
+    pub(super) pruned: Mutex<Pruned>,
     pub start_action: StartAction,
 }
 
