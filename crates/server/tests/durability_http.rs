@@ -308,7 +308,11 @@ async fn writes_and_reads_carry_their_replication_position() {
     };
     let setup = Setup::file();
     let s = setup
-        .serve(&bin, &["--write-durability-timeout-ms", "1500"], &[])
+        .serve(
+            &bin,
+            &[],
+            &[("SQLITEREST_WRITE_DURABILITY_TIMEOUT_MS", "1500")],
+        )
         .await;
 
     // Each write, answered once its commit is in a local L0 file, carries that file's max
@@ -582,13 +586,12 @@ async fn replicated_writes_are_answered_once_on_the_replica_and_503_while_it_is_
     let s = setup
         .serve(
             &bin,
+            &[],
             &[
-                "--write-durability",
-                "replicated",
-                "--write-durability-timeout-ms",
-                "2000",
+                ("SQLITEREST_WRITE_DURABILITY", "replicated"),
+                ("SQLITEREST_WRITE_DURABILITY_TIMEOUT_MS", "2000"),
+                ("SQLITEREST_REPLICATION_OPERATION_TIMEOUT", "1s"),
             ],
-            &[("SQLITEREST_REPLICATION_OPERATION_TIMEOUT", "1s")],
         )
         .await;
 
@@ -690,13 +693,10 @@ async fn a_waiting_write_is_answered_sr001_when_replication_fails_for_good() {
     let mut s = setup
         .serve(
             &bin,
+            &[],
             &[
-                "--write-durability",
-                "replicated",
-                "--write-durability-timeout-ms",
-                "120000",
-            ],
-            &[
+                ("SQLITEREST_WRITE_DURABILITY", "replicated"),
+                ("SQLITEREST_WRITE_DURABILITY_TIMEOUT_MS", "120000"),
                 ("SQLITEREST_REPLICATION_OPERATION_TIMEOUT", "1s"),
                 ("SQLITEREST_REPLICATION_RETRY_WINDOW", "3s"),
             ],
@@ -721,6 +721,7 @@ async fn sigterm_answers_writes_waiting_for_a_stalled_replica() {
     let Some((bin, ls, proxy, setup)) = s3_setup(test, "shutdown-sync-timeout: 4s\n") else {
         return;
     };
+    // The flags (the other tests set the same through the environment).
     let args = [
         "--write-durability",
         "replicated",
