@@ -6,8 +6,8 @@
 //! `seq` *before* it reads the WAL ([`Progress::begin_sync`]), so every commit up to that
 //! `seq` is in the L0 files the sync leaves behind; once those files are uploaded, those
 //! commits are on the replica. [`Positions`] publishes both watermarks (TXIDs and commit
-//! sequence numbers) on a `watch` channel, which is what a synchronous-acknowledgement mode
-//! waits on ([`crate::ReplicationHandle::wait_commit_replicated`]).
+//! sequence numbers) on a `watch` channel, which the server's write path waits on
+//! ([`crate::ReplicationHandle::wait_commit_synced`], `wait_commit_replicated`).
 //!
 //! Each sync that covers new commits also leaves a record (highest `seq` it covered, newest
 //! local TXID after it) in a bounded list ([`SYNC_RECORDS`] entries), so

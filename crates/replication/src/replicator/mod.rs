@@ -22,8 +22,8 @@
 //! uploads until the replica holds everything, bounded by `shutdown-sync-timeout`.
 //!
 //! The owner's handle ([`ReplicationHandle`]) is cheap to clone; it notifies commits, reports
-//! positions and lag, and waits for a TXID or a commit to reach the replica (the basis of a
-//! synchronous-acknowledgement mode).
+//! positions and lag, and waits for a commit to reach a local L0 file or the replica (every
+//! write of the API waits for the first, synchronous writes for the second).
 //!
 //! # Files
 //! - `options.rs`: [`ReplicatorOptions`]; `error.rs`: [`StartError`], [`ShutdownError`];
