@@ -637,3 +637,29 @@ fn correlations_use_indexes() {
         "{plan}"
     );
 }
+
+#[test]
+fn errors_never_name_hidden_relations() {
+    let c = db();
+    // Two views over the hidden `messages` keep its foreign keys (and their names).
+    c.execute_batch("CREATE VIEW inbox AS SELECT id, body, sender_id, recipient_id FROM messages;")
+        .unwrap();
+    let only = Exposure::Only(["users", "inbox"].iter().map(|s| s.to_string()).collect());
+    let e = plan(&c, &only, "users", "select=inbox(*)", None).unwrap_err();
+    assert_eq!((e.status, e.code.as_str()), (300, "PGRST201"));
+    assert_eq!((e.details, e.hint), (None, None));
+    // Disambiguated by column, it embeds.
+    let p = plan(
+        &c,
+        &only,
+        "users",
+        "select=name,inbox!sender_id(body)&id=eq.3",
+        None,
+    )
+    .unwrap();
+    let out = execute_read(&c, &p, false).unwrap();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&out.body).unwrap(),
+        json!([{"name": "Dwight Schrute", "inbox": [{"body": "hey"}]}])
+    );
+}

@@ -13,6 +13,9 @@ use serde_json::{Value, json};
 const EMBED_SQL: &str = include_str!("fixtures/embed.sql");
 const EMBED_TABLES: &str = "project_specs,family,addresses,orders,editions,printings,tasks_view";
 
+/// A path, its query parameters, and the body PostgREST answers.
+type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], Value);
+
 /// The release server over the fixture plus `embed.sql`, exposing `allow` (every table when
 /// `None`); `None` (skipped) without the release build.
 async fn start(test: &str, allow: Option<&str>) -> Option<Server> {
@@ -35,7 +38,7 @@ async fn every_kind_of_relationship() {
     let Some(s) = start("embed_kinds", None).await else {
         return;
     };
-    let cases: &[(&str, &[(&str, &str)], Value)] = &[
+    let cases: &[Case] = &[
         // Many-to-one: an object, or null.
         (
             "/projects",

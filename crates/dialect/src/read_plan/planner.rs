@@ -254,6 +254,22 @@ impl Planner<'_> {
         })
     }
 
+    /// A relationship error whose candidates name a relation the allow-list hides (a view
+    /// over a hidden table keeps that table's foreign key names) keeps only its message.
+    fn without_hidden_names(&self, mut e: ApiError) -> ApiError {
+        let details = e
+            .details
+            .as_ref()
+            .map(|d| d.to_string())
+            .unwrap_or_default();
+        let hint = e.hint.clone().unwrap_or_default();
+        if self.cache.mentions_hidden(&details) || self.cache.mentions_hidden(&hint) {
+            e.details = None;
+            e.hint = None;
+        }
+        e
+    }
+
     /// An embed's page: its own limit/offset, under the server's row cap.
     fn page(&self, range: Range) -> Result<(i64, Option<i64>), ApiError> {
         if range.limit.is_some_and(|l| l < 0) {
@@ -310,7 +326,8 @@ impl Planner<'_> {
         let relationship = self
             .cache
             .relationships
-            .find(&parent.name, target, hint)?
+            .find(&parent.name, target, hint)
+            .map_err(|e| self.without_hidden_names(e))?
             .clone();
         let Some(child) = self.cache.relation(&relationship.foreign_table).cloned() else {
             return Err(ApiError::internal(
