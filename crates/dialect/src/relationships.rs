@@ -181,7 +181,7 @@ impl Relationships {
         let mut edges = Vec::new();
         for t in &tables {
             unique.insert(t.clone(), unique_keys(conn, t)?);
-            edges.extend(foreign_keys(conn, t)?);
+            edges.extend(foreign_keys(conn, t, &tables)?);
         }
         // Each view's columns that come straight from a table's: (table, column) → view column.
         let mut view_origins: Vec<(String, ViewOrigins)> = Vec::new();
@@ -478,9 +478,26 @@ fn primary_key(conn: &Connection, table: &str) -> rusqlite::Result<Vec<String>> 
     rows.collect()
 }
 
+/// The names of `table`'s columns.
+fn column_names(conn: &Connection, table: &str) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached("SELECT name FROM pragma_table_info(?1, 'main')")?;
+    let rows = stmt.query_map([table], |r| r.get::<_, String>(0))?;
+    rows.collect()
+}
+
+/// `name` as `names` spells it: SQLite matches identifiers without regard to ASCII case, and
+/// a foreign key keeps the spelling of its declaration.
+fn spelled<'a>(names: &'a [String], name: &str) -> Option<&'a String> {
+    names
+        .iter()
+        .find(|n| *n == name)
+        .or_else(|| names.iter().find(|n| n.eq_ignore_ascii_case(name)))
+}
+
 /// The foreign keys of `table`, their target columns resolved (the target's primary key when
-/// the declaration names none) and named.
-fn foreign_keys(conn: &Connection, table: &str) -> rusqlite::Result<Vec<Edge>> {
+/// the declaration names none) and named; tables and columns as the schema spells them (a
+/// key to a table or column that does not exist is left out: SQLite would refuse it too).
+fn foreign_keys(conn: &Connection, table: &str, tables: &[String]) -> rusqlite::Result<Vec<Edge>> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, \"table\", \"from\", \"to\" FROM pragma_foreign_key_list(?1, 'main') ORDER BY id, seq",
     )?;
@@ -512,14 +529,24 @@ fn foreign_keys(conn: &Connection, table: &str) -> rusqlite::Result<Vec<Edge>> {
         .query_row([table], |r| r.get(0))
         .unwrap_or_default();
     let named = constraint_names(&sql);
+    let own = column_names(conn, table)?;
     let mut out = Vec::new();
     for (target, from, to) in raw {
+        let Some(target) = spelled(tables, &target).cloned() else {
+            continue;
+        };
+        let theirs = column_names(conn, &target)?;
         let to: Vec<String> = if to.iter().all(Option::is_some) {
             to.into_iter().flatten().collect()
         } else {
             primary_key(conn, &target)?
         };
-        if to.len() != from.len() {
+        let from: Option<Vec<String>> = from.iter().map(|c| spelled(&own, c).cloned()).collect();
+        let to: Option<Vec<String>> = to.iter().map(|c| spelled(&theirs, c).cloned()).collect();
+        let (Some(from), Some(to)) = (from, to) else {
+            continue;
+        };
+        if to.len() != from.len() || from.is_empty() {
             // A key SQLite itself would reject when enforcing it.
             continue;
         }

@@ -663,3 +663,28 @@ fn errors_never_name_hidden_relations() {
         json!([{"name": "Dwight Schrute", "inbox": [{"body": "hey"}]}])
     );
 }
+
+#[test]
+fn keys_declared_in_another_case_or_to_nothing() {
+    let c = Connection::open_in_memory().unwrap();
+    dialect::register_functions(&c).unwrap();
+    c.execute_batch(
+        "PRAGMA foreign_keys = OFF;
+         CREATE TABLE Owners (Id INTEGER PRIMARY KEY, Name TEXT);
+         CREATE TABLE pets (id INTEGER PRIMARY KEY, name TEXT,
+           owner INTEGER REFERENCES OWNERS(ID), ghost INTEGER REFERENCES nowhere(id),
+           FOREIGN KEY (NAME) REFERENCES owners(name_that_is_not));
+         INSERT INTO Owners VALUES (1, 'Ann');
+         INSERT INTO pets VALUES (1, 'Rex', 1, NULL);",
+    )
+    .unwrap();
+    assert_eq!(
+        ok(&c, "pets", "select=name,Owners(Name)"),
+        json!([{"name": "Rex", "Owners": {"Name": "Ann"}}])
+    );
+    assert_eq!(
+        ok(&c, "Owners", "select=Name,pets(name)"),
+        json!([{"Name": "Ann", "pets": [{"name": "Rex"}]}])
+    );
+    assert_eq!(err(&c, "pets", "select=nowhere(*)").code, "PGRST200");
+}
