@@ -71,8 +71,8 @@ pub use exec_read::{
 };
 pub use query::{QueryParams, canonical_query, decode_component};
 pub use read_plan::{
-    Condition, Limits, MAX_EMBED_DEPTH, MAX_EMBEDS, Predicate, ReadNode, ReadPlan, plan_read,
-    resolve_relation,
+    Condition, Limits, MAX_EMBED_DEPTH, MAX_EMBED_FIELDS, MAX_EMBEDS, Predicate, ReadNode,
+    ReadPlan, plan_read, resolve_relation,
 };
 // The write path: body → plan → DML in the caller's transaction → representation.
 pub use body::{BodyFormat, Payload, csv_header, parse_payload};

@@ -586,6 +586,26 @@ fn depth_and_breadth_are_capped() {
         .join(",");
     let e = err(&c, "projects", &format!("select={wide}"));
     assert_eq!((e.status, e.code.as_str()), (400, "PGRST127"));
+    // As many fields as an embed may show work; one more is refused before any SQL.
+    let fields = |n: usize| vec!["name"; n].join(",");
+    let body = ok(
+        &c,
+        "projects",
+        &format!(
+            "select=clients({})&id=eq.1",
+            fields(dialect::MAX_EMBED_FIELDS)
+        ),
+    );
+    assert_eq!(body[0]["clients"]["name"], json!("Microsoft"));
+    // (Past 500, SQLite's json_object itself would refuse, in its own words.)
+    for n in [dialect::MAX_EMBED_FIELDS + 1, 600] {
+        let e = err(
+            &c,
+            "projects",
+            &format!("select=clients({})&id=eq.1", fields(n)),
+        );
+        assert_eq!((e.status, e.code.as_str()), (400, "PGRST127"), "{e}");
+    }
 }
 
 #[test]

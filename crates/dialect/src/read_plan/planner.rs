@@ -4,8 +4,9 @@
 //!
 //! Embeds follow the schema cache's relationships (see `relationships.rs`): each becomes a
 //! child node with the link (join columns, junction) to its parent. Embeds nest at most
-//! [`MAX_EMBED_DEPTH`] levels and a request holds at most [`MAX_EMBEDS`] of them (400
-//! PGRST127 beyond), which bounds the one statement a read becomes. A scoped parameter
+//! [`MAX_EMBED_DEPTH`] levels, a request holds at most [`MAX_EMBEDS`] of them and each shows at
+//! most [`MAX_EMBED_FIELDS`] fields (400 PGRST127 beyond), which bounds the one statement a
+//! read becomes. A scoped parameter
 //! (`books.order`, `books.author.name=eq.x`) names an embed by its alias or, as PostgREST
 //! still allows, by its relation's name; one that names no embed is PGRST108.
 
@@ -29,6 +30,9 @@ use super::tree::*;
 pub const MAX_EMBED_DEPTH: usize = 8;
 /// How many embeds one request may hold.
 pub const MAX_EMBEDS: usize = 64;
+/// How many fields one embedded resource may show: SQLite's `json_object` takes at most
+/// 1,000 arguments, two per field.
+pub const MAX_EMBED_FIELDS: usize = 400;
 
 /// Looks the relation up; a hidden or missing one gets the same PGRST205.
 pub fn resolve_relation<'a>(
@@ -368,6 +372,12 @@ impl Planner<'_> {
         let mut child_scope = scope.clone();
         child_scope.push((key.clone(), target.to_string()));
         let node = self.node(child, Some(items), &child_scope, child_alias)?;
+        if node.fields.len() > MAX_EMBED_FIELDS {
+            return Err(ApiError::not_implemented(format!(
+                "An embedded resource shows at most {MAX_EMBED_FIELDS} fields ('{target}' asks for {})",
+                node.fields.len()
+            )));
+        }
         Ok(Embed {
             key,
             name: target.to_string(),
