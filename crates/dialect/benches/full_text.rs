@@ -61,7 +61,7 @@ fn three_valued(c: &mut Condition) {
             pred: Predicate::FullText { three_valued, .. },
             ..
         } => *three_valued = true,
-        Condition::Pred { .. } => {}
+        Condition::Pred { .. } | Condition::Exists { .. } => {}
         Condition::Tree { children, .. } => children.iter_mut().for_each(three_valued),
     }
 }

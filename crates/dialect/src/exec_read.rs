@@ -116,6 +116,11 @@ pub fn read(
     result
 }
 
+/// The one statement that reads the plan's page (embeds included), for `EXPLAIN QUERY PLAN`.
+pub fn read_sql(plan: &ReadPlan) -> Sql {
+    sql::select(&plan.root)
+}
+
 fn bind(stmt: &mut Statement<'_>, sql: &Sql) -> rusqlite::Result<()> {
     for (i, v) in sql.params.iter().enumerate() {
         stmt.raw_bind_parameter(i + 1, v)?;

@@ -15,7 +15,8 @@
 //!   parser per parameter (`select.rs`, `filter.rs`, `logic.rs`, `order.rs`).
 //! - `headers.rs`: `Prefer`, `Accept`, `Range` and the profile headers ([`RequestHeaders`]).
 //! - `schema_cache.rs`: the schema cache ([`SchemaCache`]) — relations, columns, keys, the
-//!   allow-list ([`Exposure`]) and "did you mean" hints; `fts/`: FTS5 indexes found in the
+//!   allow-list ([`Exposure`]) and "did you mean" hints; `relationships.rs`: the
+//!   relationships between relations that resource embedding follows ([`Relationships`]); `fts/`: FTS5 indexes found in the
 //!   schema and PostgreSQL's full-text query syntaxes translated to FTS5.
 //! - `read_plan/`: the read planner ([`plan_read`] → [`ReadPlan`]): `tree.rs` (the plan's
 //!   types), `planner.rs`, `fields.rs`, `conditions.rs`, `patterns.rs`, `full_text.rs`.
@@ -53,6 +54,7 @@ mod headers;
 mod ident;
 mod query;
 mod read_plan;
+mod relationships;
 mod schema_cache;
 mod shape;
 mod sql;
@@ -65,10 +67,12 @@ mod write_plan;
 // The read path: URL → plan → SQL → rows → body.
 pub use exec_read::{
     BodyStream, ReadHead, ReadOutcome, ReadOutput, execute_read, read as execute_read_streaming,
+    read_sql,
 };
 pub use query::{QueryParams, canonical_query, decode_component};
 pub use read_plan::{
-    Condition, Limits, Predicate, ReadNode, ReadPlan, plan_read, resolve_relation,
+    Condition, Limits, MAX_EMBED_DEPTH, MAX_EMBED_FIELDS, MAX_EMBEDS, Predicate, ReadNode,
+    ReadPlan, plan_read, resolve_relation,
 };
 // The write path: body → plan → DML in the caller's transaction → representation.
 pub use body::{BodyFormat, Payload, csv_header, parse_payload};
@@ -87,4 +91,5 @@ pub use headers::{
     Choice, CountMethod, Durability, MediaType, Preferences, RequestHeaders, check_profile,
     parse_range,
 };
+pub use relationships::{Cardinality, Junction, Relationship, Relationships};
 pub use schema_cache::{Exposure, Relation, SchemaCache, schema_version};

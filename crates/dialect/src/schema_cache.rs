@@ -15,6 +15,7 @@ use std::sync::Arc;
 use rusqlite::{Connection, OptionalExtension};
 
 use crate::fts::index::{FullTextIndex, fts5_tables, full_text_columns};
+use crate::relationships::Relationships;
 
 /// What kind of relation a name is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,6 +205,8 @@ pub struct SchemaCache {
     pub version: i64,
     relations: HashMap<String, Arc<Relation>>,
     hidden: HashSet<String>,
+    /// The relationships between exposed relations (see `relationships.rs`).
+    pub relationships: Relationships,
 }
 
 /// The database's current `PRAGMA schema_version`.
@@ -245,10 +248,12 @@ impl SchemaCache {
             rel.full_text = full_text_columns(&rel, &fts5);
             relations.insert(name, Arc::new(rel));
         }
+        let relationships = Relationships::load(conn, &|n| relations.contains_key(n))?;
         Ok(SchemaCache {
             version,
             relations,
             hidden,
+            relationships,
         })
     }
 
@@ -284,25 +289,34 @@ impl SchemaCache {
     /// PostgREST asks) to suggest. Bounded work: a name longer than `MAX_HINT_CHARS` (64) gets no
     /// hint, and names whose lengths alone rule them out are skipped before any distance.
     pub fn suggest(&self, name: &str) -> Option<&str> {
-        // A character is at most 4 bytes: a long name is refused before it is even counted.
-        if name.len() > 4 * MAX_HINT_CHARS {
-            return None;
-        }
-        let a_len = name.chars().count();
-        if a_len > MAX_HINT_CHARS {
-            return None;
-        }
-        let mut best: Option<(f64, &str)> = None;
-        for k in self.relations.keys() {
-            let Some(s) = similarity(name, a_len, k) else {
-                continue;
-            };
-            if best.is_none_or(|(b, bk)| s > b || (s == b && k.as_str() < bk)) {
-                best = Some((s, k));
-            }
-        }
-        best.map(|(_, k)| k)
+        most_similar(name, self.relations.keys().map(String::as_str))
     }
+}
+
+/// The candidate most similar to `name`, if it is similar enough (see [`SchemaCache::suggest`];
+/// ties go to the smallest name).
+pub(crate) fn most_similar<'a>(
+    name: &str,
+    candidates: impl Iterator<Item = &'a str>,
+) -> Option<&'a str> {
+    // A character is at most 4 bytes: a long name is refused before it is even counted.
+    if name.len() > 4 * MAX_HINT_CHARS {
+        return None;
+    }
+    let a_len = name.chars().count();
+    if a_len > MAX_HINT_CHARS {
+        return None;
+    }
+    let mut best: Option<(f64, &str)> = None;
+    for k in candidates {
+        let Some(s) = similarity(name, a_len, k) else {
+            continue;
+        };
+        if best.is_none_or(|(b, bk)| s > b || (s == b && k < bk)) {
+            best = Some((s, k));
+        }
+    }
+    best.map(|(_, k)| k)
 }
 
 /// Names longer than this (in characters) get no "did you mean" hint.

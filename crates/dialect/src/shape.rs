@@ -170,6 +170,8 @@ pub(crate) fn write_json_value(out: &mut Vec<u8>, v: ValueRef<'_>, kind: OutputK
             out.extend_from_slice(ryu::Buffer::new().format_finite(f).as_bytes())
         }
         ValueRef::Real(_) => out.extend_from_slice(b"null"),
+        // Built by SQLite's JSON functions: JSON already.
+        ValueRef::Text(t) if kind == OutputKind::RawJson => out.extend_from_slice(t),
         ValueRef::Text(t) => {
             if kind == OutputKind::Json
                 && serde_json::from_slice::<serde::de::IgnoredAny>(t).is_ok()

@@ -22,7 +22,8 @@ use crate::ident::push_quoted;
 use crate::query::IsValue;
 use crate::query::{Comparison, ContainOp};
 use crate::read_plan::{
-    CastType, Condition, Expr, OrderItem, Predicate, ReadNode, SqlCmp, distinct_exprs,
+    CastType, Condition, Embed, Expr, Link, OrderItem, OutputField, OutputKind, Predicate,
+    ReadNode, SqlCmp, distinct_exprs,
 };
 use crate::schema_cache::RowKey;
 
@@ -146,7 +147,169 @@ fn fields(sql: &mut Sql, node: &ReadNode) {
         if i > 0 {
             sql.push(", ");
         }
-        expr(sql, &node.alias, e);
+        value(sql, node, e);
+    }
+}
+
+/// An expression over the node's row that may read its embeds: an embed's JSON, or a value
+/// through a to-one embed (`(SELECT … FROM <related row>)`, NULL without one).
+fn value(sql: &mut Sql, node: &ReadNode, e: &Expr) {
+    match e {
+        Expr::Embed(at) => match node.children.get(*at) {
+            Some(embed) => embed_json(sql, &node.alias, embed),
+            None => sql.push("NULL"),
+        },
+        Expr::Spread { embed, inner } => match node.children.get(*embed) {
+            Some(embed) => {
+                sql.push("(SELECT ");
+                value(sql, &embed.node, inner);
+                related_rows(sql, &node.alias, &embed.link, &embed.node.conditions);
+                page(sql, &embed.node);
+                sql.push(")");
+            }
+            None => sql.push("NULL"),
+        },
+        other => expr(sql, &node.alias, other),
+    }
+}
+
+/// ` FROM <child> WHERE <link to the parent's row> AND <conditions>`: the related rows of a
+/// parent row (through the junction for many-to-many). The link's columns are the ones the
+/// foreign key declares, so an index on them (which SQLite's foreign-key enforcement wants
+/// anyway) serves every parent row.
+fn related_rows(sql: &mut Sql, parent: &str, link: &Link, conditions: &[Condition]) {
+    sql.push(" FROM ");
+    match &link.junction {
+        None => {
+            sql.quoted(&link.table);
+            sql.push(" AS ");
+            sql.quoted(&link.alias);
+            sql.push(" WHERE ");
+            equal_columns(sql, &link.alias, parent, &link.pairs, true);
+        }
+        Some(j) => {
+            sql.quoted(&j.table);
+            sql.push(" AS ");
+            sql.quoted(&j.alias);
+            sql.push(" JOIN ");
+            sql.quoted(&link.table);
+            sql.push(" AS ");
+            sql.quoted(&link.alias);
+            sql.push(" ON ");
+            equal_columns(sql, &link.alias, &j.alias, &j.child, false);
+            sql.push(" WHERE ");
+            equal_columns(sql, &j.alias, parent, &j.parent, true);
+        }
+    }
+    for c in conditions {
+        sql.push(" AND ");
+        condition(sql, &link.alias, c);
+    }
+}
+
+/// `"a"."x" = "b"."y" AND …` for (x, y) pairs, or (y, x) pairs when `flipped` (the pairs
+/// name the parent's column first); `1` when there are none.
+fn equal_columns(sql: &mut Sql, a: &str, b: &str, pairs: &[(String, String)], flipped: bool) {
+    if pairs.is_empty() {
+        sql.push("0");
+    }
+    for (i, (x, y)) in pairs.iter().enumerate() {
+        if i > 0 {
+            sql.push(" AND ");
+        }
+        let (ours, theirs) = if flipped { (y, x) } else { (x, y) };
+        column(sql, a, ours);
+        sql.push(" = ");
+        column(sql, b, theirs);
+    }
+}
+
+/// The JSON of an embed for one parent row: an object (or NULL) for a to-one embed, an
+/// array (`[]` when empty) for a to-many one, built by SQLite's JSON functions in the
+/// statement itself. A page or an order of a to-many embed is taken in a sub-select whose
+/// rows `json_group_array` reads in order.
+fn embed_json(sql: &mut Sql, parent: &str, embed: &Embed) {
+    let node = &embed.node;
+    let paged = node.limit.is_some() || node.offset > 0;
+    sql.push("(SELECT ");
+    if embed.to_one {
+        json_object(sql, node);
+        related_rows(sql, parent, &embed.link, &node.conditions);
+        order_by(sql, node, None);
+        page(sql, node);
+    } else if paged {
+        sql.push("json_group_array(json(\"pgrst_row\")) FROM (SELECT ");
+        json_object(sql, node);
+        sql.push(" AS \"pgrst_row\"");
+        related_rows(sql, parent, &embed.link, &node.conditions);
+        order_by(sql, node, None);
+        page(sql, node);
+        sql.push(")");
+    } else {
+        sql.push("json_group_array(");
+        json_object(sql, node);
+        order_by(sql, node, None);
+        sql.push(")");
+        related_rows(sql, parent, &embed.link, &node.conditions);
+    }
+    sql.push(")");
+}
+
+/// `json_object(?, <value>, …)` of the node's fields (keys bound).
+fn json_object(sql: &mut Sql, node: &ReadNode) {
+    sql.push("json_object(");
+    for (i, f) in node.fields.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.bind(Value::Text(f.key.clone()));
+        sql.push(", ");
+        json_value(sql, node, f);
+    }
+    sql.push(")");
+}
+
+/// A field as a value `json_object` nests as the top-level shaper renders it: BOOL as
+/// true/false, valid JSON text as JSON, BLOBs as `"\x…"` text (`json_object` refuses BLOBs),
+/// embeds as JSON.
+fn json_value(sql: &mut Sql, node: &ReadNode, f: &OutputField) {
+    match f.kind {
+        OutputKind::RawJson => {
+            sql.push("json(");
+            value(sql, node, &f.expr);
+            sql.push(")");
+        }
+        OutputKind::Bool => {
+            sql.push("CASE WHEN ");
+            value(sql, node, &f.expr);
+            sql.push(" IS NULL THEN NULL WHEN ");
+            value(sql, node, &f.expr);
+            sql.push(" THEN json('true') ELSE json('false') END");
+        }
+        OutputKind::Json => {
+            sql.push("CASE WHEN typeof(");
+            value(sql, node, &f.expr);
+            sql.push(") = 'text' AND json_valid(");
+            value(sql, node, &f.expr);
+            sql.push(") THEN json(");
+            value(sql, node, &f.expr);
+            sql.push(") WHEN typeof(");
+            value(sql, node, &f.expr);
+            sql.push(") = 'blob' THEN '\\x' || lower(hex(");
+            value(sql, node, &f.expr);
+            sql.push(")) ELSE ");
+            value(sql, node, &f.expr);
+            sql.push(" END");
+        }
+        OutputKind::Plain => {
+            sql.push("CASE WHEN typeof(");
+            value(sql, node, &f.expr);
+            sql.push(") = 'blob' THEN '\\x' || lower(hex(");
+            value(sql, node, &f.expr);
+            sql.push(")) ELSE ");
+            value(sql, node, &f.expr);
+            sql.push(" END");
+        }
     }
 }
 
@@ -159,7 +322,7 @@ fn order_by(sql: &mut Sql, node: &ReadNode, then: Option<&str>) {
         if i > 0 {
             sql.push(", ");
         }
-        order(sql, &node.alias, o);
+        order(sql, node, o);
     }
     if let Some(then) = then {
         if !node.order.is_empty() {
@@ -308,11 +471,13 @@ pub(crate) fn expr(sql: &mut Sql, alias: &str, e: &Expr) {
             }
             CastType::Json => expr(sql, alias, inner),
         },
+        // Only the node's own SQL reads its embeds (see `value`).
+        Expr::Embed(_) | Expr::Spread { .. } => sql.push("NULL"),
     }
 }
 
-fn order(sql: &mut Sql, alias: &str, o: &OrderItem) {
-    expr(sql, alias, &o.expr);
+fn order(sql: &mut Sql, node: &ReadNode, o: &OrderItem) {
+    value(sql, node, &o.expr);
     sql.push(if o.desc { " DESC" } else { " ASC" });
     sql.push(if o.nulls_first {
         " NULLS FIRST"
@@ -389,6 +554,18 @@ fn full_text(
 
 pub(crate) fn condition(sql: &mut Sql, alias: &str, c: &Condition) {
     match c {
+        Condition::Exists {
+            negated,
+            link,
+            conditions,
+        } => {
+            if *negated {
+                sql.push("NOT ");
+            }
+            sql.push("EXISTS (SELECT 1");
+            related_rows(sql, alias, link, conditions);
+            sql.push(")");
+        }
         Condition::Tree {
             negated,
             and,

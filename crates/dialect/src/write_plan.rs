@@ -403,6 +403,13 @@ pub fn plan_write(
         let mut node = read.clone();
         node.conditions = Vec::new();
         if key == RowKey::None {
+            // RETURNING gives the written values only: nothing to follow a relationship from.
+            if !node.children.is_empty() {
+                return Err(ApiError::not_implemented(format!(
+                    "'{}' has no key to read the written rows again by, so its representation cannot embed resources",
+                    rel.name
+                )));
+            }
             returning.fields = node.fields.clone();
             representation = Some(Representation::Returned(node));
         } else {

@@ -318,8 +318,106 @@ fn query_string() -> impl Strategy<Value = String> {
         ),
     )
         .prop_map(|(k, v)| format!("{k}={v}"));
-    let pair = prop_oneof![4 => filter, 2 => tree, 2 => select, 2 => order, 1 => paging];
+    let pair = prop_oneof![
+        4 => filter,
+        2 => tree,
+        2 => select,
+        2 => order,
+        1 => paging,
+        3 => embed_select(),
+        2 => embed_scoped(),
+    ];
     proptest::collection::vec(pair, 0..5).prop_map(|v| v.join("&"))
+}
+
+/// An embedded resource: alias, spread, a relation or foreign key (or a wrong name), hints,
+/// columns, sometimes an embed inside.
+fn embed_item() -> impl Strategy<Value = String> {
+    let rel = proptest::sample::select(
+        &[
+            "authors",
+            "reviews",
+            "tags",
+            "books",
+            "book_tags",
+            "author_id",
+            "books_author_id_fkey",
+            "cheap",
+            "nope",
+            "%22a%22%22b%22",
+        ][..],
+    );
+    let hint = proptest::sample::select(
+        &[
+            "",
+            "",
+            "!inner",
+            "!left",
+            "!books_author_id_fkey",
+            "!book_tags",
+            "!author_id!inner",
+            "!nope",
+            "!inner!left!x",
+        ][..],
+    );
+    let cols = proptest::sample::select(
+        &[
+            "*",
+            "id",
+            "name",
+            "stars",
+            "",
+            "id,name",
+            "nope",
+            "n:name::text",
+            "data->a",
+        ][..],
+    );
+    let alias = proptest::sample::select(&["", "", "x:", "a:"][..]);
+    let spread = proptest::sample::select(&["", "", "..."][..]);
+    let one =
+        (alias, spread, rel, hint, cols).prop_map(|(a, s, r, h, c)| format!("{a}{s}{r}{h}({c})"));
+    one.prop_recursive(3, 6, 2, |inner| {
+        (
+            proptest::sample::select(&["", "x:", "..."][..]),
+            proptest::sample::select(&["authors", "reviews", "tags", "books", "nope"][..]),
+            proptest::sample::select(&["", "!inner"][..]),
+            proptest::collection::vec(inner, 1..3),
+        )
+            .prop_map(|(a, r, h, items)| format!("{a}{r}{h}(id,{})", items.join(",")))
+    })
+}
+
+fn embed_select() -> impl Strategy<Value = String> {
+    proptest::collection::vec(embed_item(), 1..3)
+        .prop_map(|items| format!("select=id,{}", items.join(",")))
+}
+
+/// Parameters scoped to embeds, and filters and orders that name them.
+fn embed_scoped() -> impl Strategy<Value = String> {
+    proptest::sample::select(
+        &[
+            "authors.name=eq.Ann",
+            "reviews.stars=gt.1",
+            "reviews.order=stars.desc",
+            "reviews.limit=1",
+            "reviews.offset=1",
+            "reviews.limit=-1",
+            "authors=is.null",
+            "reviews=not.is.null",
+            "tags=eq.1",
+            "order=authors(name).desc",
+            "order=reviews(stars)",
+            "x.limit=1",
+            "x.id=eq.1",
+            "x.x.order=id",
+            "or=(authors.is.null,id.eq.1)",
+            "reviews.or=(stars.eq.1,stars.gt.4)",
+            "nope.id=eq.1",
+            "authors.books.reviews.stars=eq.5",
+        ][..],
+    )
+    .prop_map(str::to_string)
 }
 
 /// A header value: usually absent or well-formed, sometimes junk.
@@ -340,11 +438,21 @@ fn database() -> (Connection, SchemaCache) {
     dialect::register_functions(&conn).unwrap();
     conn.execute_batch(
         r#"
+        CREATE TABLE authors (id INTEGER PRIMARY KEY, name TEXT);
         CREATE TABLE books (id INTEGER PRIMARY KEY, name TEXT NOT NULL, price REAL,
-          data JSON, tags TEXT, "a""b" TEXT);
-        INSERT INTO books VALUES (1, 'Emma', 9.5, '{"a": {"b": [1, 2]}}', 'x,y', 'q'),
-          (2, 'Dune', NULL, '[1, "two", null]', NULL, NULL),
-          (3, 'Ubik', 7, 'not json', '', 'r');
+          data JSON, tags TEXT, "a""b" TEXT, author_id INTEGER REFERENCES authors(id));
+        CREATE TABLE reviews (id INTEGER PRIMARY KEY, book_id INTEGER REFERENCES books(id),
+          stars INTEGER, name BLOB);
+        CREATE TABLE tags (id INTEGER PRIMARY KEY, name TEXT);
+        CREATE TABLE book_tags (book_id INTEGER REFERENCES books(id),
+          tag_id INTEGER REFERENCES tags(id), PRIMARY KEY (book_id, tag_id));
+        INSERT INTO authors VALUES (1, 'Ann'), (2, NULL);
+        INSERT INTO books VALUES (1, 'Emma', 9.5, '{"a": {"b": [1, 2]}}', 'x,y', 'q', 1),
+          (2, 'Dune', NULL, '[1, "two", null]', NULL, NULL, 2),
+          (3, 'Ubik', 7, 'not json', '', 'r', NULL);
+        INSERT INTO reviews VALUES (1, 1, 5, X'00FF'), (2, 1, 1, 'ok'), (3, 2, 3, NULL);
+        INSERT INTO tags VALUES (1, 'x'), (2, 'y');
+        INSERT INTO book_tags VALUES (1, 1), (1, 2), (3, 2);
         CREATE VIEW cheap AS SELECT id, name FROM books WHERE price < 9;
         CREATE VIRTUAL TABLE books_fts USING fts5(name, content='books', content_rowid='id');
         INSERT INTO books_fts(books_fts) VALUES ('rebuild');
@@ -370,7 +478,7 @@ proptest! {
     #[test]
     fn hostile_reads_are_client_errors(
         query in prop_oneof![1 => glue(TOKENS, 24), 4 => query_string()],
-        relation in proptest::sample::select(&["books", "cheap", "notes", "notes_data", "nope", "books\"", "sqlite_master"][..]),
+        relation in proptest::sample::select(&["books", "authors", "reviews", "cheap", "notes", "notes_data", "nope", "books\"", "sqlite_master"][..]),
         prefer in header(&["count=exact", "count=planned", "count=estimated"]),
         range in header(&[
             "0-1", "items=1-", "5-9", "2-1", "0-9223372036854775807", "9223372036854775807-",

@@ -873,3 +873,63 @@ fn the_budget_check_leaves_write_statements_on_their_indexes() {
         }
     }
 }
+
+#[test]
+fn representations_embed_resources() {
+    let d = db();
+    // POST: the inserted rows re-read by key in the write's transaction, embeds included.
+    let o = d.ok(insert(
+        "projects",
+        "select=name,client:clients(name)",
+        r#"[{"id":10,"name":"Mac","client_id":2},{"id":11,"name":"Lone","client_id":null}]"#,
+    )
+    .prefer(&[REP]));
+    assert_eq!(
+        body(&o),
+        json!([
+            {"name":"Mac","client":{"name":"Apple"}},
+            {"name":"Lone","client":null},
+        ])
+    );
+    // The one-to-many side, ordered and limited inside the embed; `!inner` does not change
+    // which rows were written.
+    let o = d.ok(insert(
+        "clients",
+        "select=name,projects(name)&projects.order=id.desc&projects.limit=1",
+        r#"{"id":3,"name":"IBM"}"#,
+    )
+    .prefer(&[REP]));
+    assert_eq!(body(&o), json!([{"name":"IBM","projects":[]}]));
+    // PATCH and DELETE.
+    let o = d.ok(update(
+        "projects",
+        "id=eq.11&select=id,...clients(client:name)",
+        r#"{"client_id":3}"#,
+    )
+    .prefer(&[REP]));
+    assert_eq!(body(&o), json!([{"id":11,"client":"IBM"}]));
+    let o = d.ok(delete("projects", "id=eq.10&select=name,clients(name)").prefer(&[REP]));
+    assert_eq!(body(&o), json!([{"name":"Mac","clients":{"name":"Apple"}}]));
+    // A view without a key cannot follow a relationship from what RETURNING gives.
+    d.conn
+        .execute_batch(
+            "CREATE VIEW pv AS SELECT id, name, client_id FROM projects;
+             CREATE TRIGGER pv_ins INSTEAD OF INSERT ON pv BEGIN
+               INSERT INTO projects (id, name, client_id) VALUES (NEW.id, NEW.name, NEW.client_id);
+             END;",
+        )
+        .unwrap();
+    let e = d.err(
+        insert(
+            "pv",
+            "select=id,clients(name)",
+            r#"{"id":12,"name":"x","client_id":1}"#,
+        )
+        .prefer(&[REP]),
+    );
+    assert_eq!((e.status, e.code.as_str()), (400, "PGRST127"), "{e}");
+    assert_eq!(
+        d.rows("SELECT count(*) AS n FROM projects WHERE id = 12"),
+        json!([{"n":0}])
+    );
+}

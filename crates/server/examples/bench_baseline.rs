@@ -9,6 +9,13 @@
 //! - `GET /books/{id}` ≙ `GET /books?id=eq.{id}`
 //! - `GET /by_author/{author}` ≙ `GET /books?author=eq.{author}&limit=100`
 //!
+//! For the embedding benchmark, `bench_baseline generate-store <db>` writes a bookstore
+//! (`authors`, `books` with a foreign key to its author, `reviews` with one to its book, 0 to
+//! 15 per book), and the baseline serves `GET /store/{from}` ≙ `GET /books?select=id,title,
+//! price,author:authors(id,name),reviews(id,stars,body)&reviews.order=id&reviews.limit=10&
+//! id=gte.{from}&order=id&limit=100`: the same JSON, built whole by one hand-written SQL
+//! statement through rusqlite.
+//!
 //! For the write benchmark, `bench_baseline create-events <db>` creates the `events` table
 //! both sides insert into, and `bench_baseline insert <db> <seconds>` is the naive baseline:
 //! one rusqlite connection inserting the same kind of row in a loop, one transaction (one
@@ -83,6 +90,31 @@ async fn by_id(Path(id): Path<i64>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], body)
 }
 
+/// The whole page of books with their author and first ten reviews, as SQLite builds it.
+const STORE_SQL: &str = "SELECT json_group_array(json(j)) FROM (
+  SELECT json_object('id', b.id, 'title', b.title, 'price', b.price,
+    'author', json((SELECT json_object('id', a.id, 'name', a.name) FROM authors a WHERE a.id = b.author_id)),
+    'reviews', json((SELECT json_group_array(json(r.j)) FROM (
+      SELECT json_object('id', r.id, 'stars', r.stars, 'body', r.body) AS j FROM reviews r
+      WHERE r.book_id = b.id ORDER BY r.id LIMIT 10) r))) AS j
+  FROM books b WHERE b.id >= ?1 ORDER BY b.id LIMIT 100)";
+
+async fn store(Path(from): Path<i64>) -> impl IntoResponse {
+    let body = CONN.with(|c| {
+        let mut c = c.borrow_mut();
+        let conn = c.get_or_insert_with(|| {
+            Connection::open_with_flags(
+                DB.get().unwrap(),
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .unwrap()
+        });
+        let mut stmt = conn.prepare_cached(STORE_SQL).unwrap();
+        stmt.query_row([from], |r| r.get::<_, String>(0)).unwrap()
+    });
+    ([(header::CONTENT_TYPE, "application/json")], body)
+}
+
 async fn by_author(Path(author): Path<String>) -> impl IntoResponse {
     let body = query(
         "SELECT id, title, author, price, published FROM books WHERE author = ?1 LIMIT 100",
@@ -122,6 +154,58 @@ fn generate(path: &str) {
     }
     tx.commit().unwrap();
     conn.execute_batch("CREATE INDEX books_author ON books(author); ANALYZE;")
+        .unwrap();
+}
+
+/// The bookstore of the embedding benchmark: 1,000 authors, 100,000 books, 0 to 15 reviews
+/// per book (indexed by book).
+fn generate_store(path: &str) {
+    let _ = std::fs::remove_file(path);
+    let mut conn = Connection::open(path).unwrap();
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         CREATE TABLE authors (id INTEGER PRIMARY KEY, name TEXT NOT NULL);
+         CREATE TABLE books (id INTEGER PRIMARY KEY, title TEXT NOT NULL, price REAL NOT NULL,
+                             author_id INTEGER NOT NULL REFERENCES authors(id));
+         CREATE TABLE reviews (id INTEGER PRIMARY KEY,
+                               book_id INTEGER NOT NULL REFERENCES books(id),
+                               stars INTEGER NOT NULL, body TEXT NOT NULL);",
+    )
+    .unwrap();
+    let tx = conn.transaction().unwrap();
+    {
+        let mut a = tx.prepare("INSERT INTO authors VALUES (?1, ?2)").unwrap();
+        for i in 1..=AUTHORS {
+            a.execute(rusqlite::params![i, format!("Author number {i}")])
+                .unwrap();
+        }
+        let mut b = tx
+            .prepare("INSERT INTO books VALUES (?1, ?2, ?3, ?4)")
+            .unwrap();
+        let mut r = tx
+            .prepare("INSERT INTO reviews (book_id, stars, body) VALUES (?1, ?2, ?3)")
+            .unwrap();
+        for i in 1..=ROWS {
+            let price = ((i * 7919) % 5000) as f64 / 100.0 + 1.0;
+            b.execute(rusqlite::params![
+                i,
+                format!("Book number {i}"),
+                price,
+                1 + (i * 31) % AUTHORS
+            ])
+            .unwrap();
+            for k in 0..(i * 13) % 16 {
+                r.execute(rusqlite::params![
+                    i,
+                    1 + (i + k) % 5,
+                    format!("Review {k} of book {i}: worth reading")
+                ])
+                .unwrap();
+            }
+        }
+    }
+    tx.commit().unwrap();
+    conn.execute_batch("CREATE INDEX reviews_book ON reviews(book_id); ANALYZE;")
         .unwrap();
 }
 
@@ -165,6 +249,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("generate") => generate(&args[2]),
+        Some("generate-store") => generate_store(&args[2]),
         Some("create-events") => create_events(&args[2]),
         Some("insert") => insert_loop(&args[2], args[3].parse().unwrap()),
         Some("token") => {
@@ -189,14 +274,15 @@ fn main() {
                 .block_on(async move {
                     let app = Router::new()
                         .route("/books/{id}", get(by_id))
-                        .route("/by_author/{author}", get(by_author));
+                        .route("/by_author/{author}", get(by_author))
+                        .route("/store/{from}", get(store));
                     let l = tokio::net::TcpListener::bind(addr).await.unwrap();
                     axum::serve(l, app).await.unwrap();
                 });
         }
         _ => {
             eprintln!(
-                "usage: bench_baseline generate <db> | token <secret-file> | serve <db> <addr> | create-events <db> | insert <db> <seconds>"
+                "usage: bench_baseline generate <db> | generate-store <db> | token <secret-file> | serve <db> <addr> | create-events <db> | insert <db> <seconds>"
             );
             std::process::exit(2);
         }

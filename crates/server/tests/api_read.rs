@@ -771,7 +771,7 @@ async fn bad_input_gets_json_errors_and_changes_nothing() {
         ("settings", "cs.(1,10)", 400, "PGRST127"),
         ("settings", "cs.{a", 400, "PGRST100"),
         ("settings", "cs(any).{a}", 400, "PGRST100"),
-        ("select", "id,tasks(id)", 400, "PGRST127"),
+        ("select", "id,nope(id)", 400, "PGRST200"),
         ("tasks.id", "eq.1", 400, "PGRST108"),
         ("order", "clients(name)", 400, "PGRST108"),
         ("select", "count()", 400, "PGRST123"),

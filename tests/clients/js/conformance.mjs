@@ -56,6 +56,39 @@ check('overlaps', ids(r.data), [1])
 r = ok('single', await t('clients').select('name').eq('id', 2).single())
 check('single', r.data, { name: 'Apple' })
 
+// Resource embedding: select() strings with embeds, as supabase apps write them.
+r = ok('embed many-to-one', await t('projects').select('id, clients(name)').in('id', [1, 5]).order('id'))
+check('embed many-to-one', r.data, [{ id: 1, clients: { name: 'Microsoft' } }, { id: 5, clients: null }])
+r = ok('embed one-to-many', await t('clients').select('name, projects(id)').eq('id', 2).order('id', { referencedTable: 'projects' }))
+check('embed one-to-many', r.data, [{ name: 'Apple', projects: [{ id: 3 }, { id: 4 }] }])
+r = ok('embed many-to-many', await t('users').select('name, tasks(id)').eq('id', 3).order('id', { referencedTable: 'tasks' }))
+check('embed many-to-many', r.data, [{ name: 'Dwight Schrute', tasks: [{ id: 1 }, { id: 5 }] }])
+r = ok(
+  'embed nested',
+  await t('clients')
+    .select('name, projects(name, tasks(name))')
+    .eq('id', 1)
+    .order('id', { referencedTable: 'projects' })
+    .order('name', { referencedTable: 'projects.tasks', ascending: false })
+    .limit(1, { referencedTable: 'projects' }),
+)
+check('embed nested', r.data, [{ name: 'Microsoft', projects: [{ name: 'Windows 7', tasks: [{ name: 'Design w7' }, { name: 'Code w7' }] }] }])
+r = ok('embed inner', await t('clients').select('name, projects!inner(name)').eq('projects.name', 'IOS'))
+check('embed inner', r.data, [{ name: 'Apple', projects: [{ name: 'IOS' }] }])
+r = ok('embed inner count', await t('clients').select('id, projects!inner(id)', { count: 'exact' }).eq('projects.id', 4))
+check('embed inner count', [ids(r.data), r.count], [[2], 1])
+r = ok('embed alias and hint', await t('messages').select('body, sender:users!sender_id(name), recipient:users!recipient_id(name)').eq('id', 1))
+check('embed alias and hint', r.data, [{ body: 'hi', sender: { name: 'Angela Martin' }, recipient: { name: 'Michael Scott' } }])
+r = ok('embed spread', await t('projects').select('name, ...clients(client:name)').eq('id', 3))
+check('embed spread', r.data, [{ name: 'IOS', client: 'Apple' }])
+r = ok('embed null filter', await t('projects').select('id, clients()').is('clients', null))
+check('embed null filter', r.data, [{ id: 5 }])
+r = ok('embed related order', await t('projects').select('id, clients(name)').order('clients(name)', { ascending: true }).order('id').limit(2))
+check('embed related order', ids(r.data), [3, 4])
+failsWith('embed ambiguous', await t('users').select('messages(*)'), 'PGRST201', 300)
+failsWith('embed no relationship', await t('projects').select('nope(*)'), 'PGRST200', 400)
+failsWith('embed filter not selected', await t('projects').select('id').eq('tasks.id', 1), 'PGRST108', 400)
+
 // Full-text search: textSearch() over an external-content FTS5 index (articles) and an FTS5
 // table (notes).
 const art = () => t('articles').select('id').order('id')

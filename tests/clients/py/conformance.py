@@ -109,6 +109,26 @@ expect_error("unknown table", lambda: t("nope").select("*"), "PGRST205")
 expect_error("unknown column", lambda: t("projects").select("nope"), "42703")
 expect_error("bad cast", lambda: t("projects").select("id::nosuch"), "42704")
 
+# resource embedding: select() strings with embeds
+r = t("projects").select("id,clients(name)").in_("id", [1, 5]).order("id").execute()
+check("embed many-to-one", r.data, [{"id": 1, "clients": {"name": "Microsoft"}}, {"id": 5, "clients": None}])
+r = t("clients").select("name", "projects(id)").eq("id", 2).order("id", foreign_table="projects").execute()
+check("embed one-to-many", r.data, [{"name": "Apple", "projects": [{"id": 3}, {"id": 4}]}])
+r = t("users").select("name,tasks(id)").eq("id", 2).order("id", foreign_table="tasks").limit(2, foreign_table="tasks").execute()
+check("embed many-to-many", r.data, [{"name": "Michael Scott", "tasks": [{"id": 5}, {"id": 6}]}])
+r = t("clients").select("name,projects!inner(name)").eq("projects.name", "IOS").execute()
+check("embed inner", r.data, [{"name": "Apple", "projects": [{"name": "IOS"}]}])
+r = t("messages").select("body,sender:users!messages_sender_id_fkey(name)").eq("id", 3).execute()
+check("embed alias and hint", r.data, [{"body": "hey", "sender": {"name": "Dwight Schrute"}}])
+r = t("projects").select("name,...clients(client:name)").eq("id", 1).execute()
+check("embed spread", r.data, [{"name": "Windows 7", "client": "Microsoft"}])
+r = t("tasks").select("id,projects(name,clients(name))").eq("id", 5).execute()
+check("embed nested", r.data, [{"id": 5, "projects": {"name": "IOS", "clients": {"name": "Apple"}}}])
+r = t("projects").select("id,tasks()").not_.is_("tasks", None).order("id").execute()
+check("embed not null filter", ids(r), [1, 2, 3, 4])
+expect_error("embed ambiguous", lambda: t("users").select("messages(*)"), "PGRST201")
+expect_error("embed no relationship", lambda: t("projects").select("nope(*)"), "PGRST200")
+
 # views
 check("view", ids(t("projects_view").select("id").lt("budget", 100).order("id").execute()), [4, 5])
 

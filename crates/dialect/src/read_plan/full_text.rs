@@ -51,7 +51,8 @@ pub(super) fn full_text_drives(c: &mut Condition, negated_above: bool) {
             pred: Predicate::FullText { three_valued, .. },
             ..
         } => *three_valued = negated_above != *negated,
-        Condition::Pred { .. } => {}
+        // Inside EXISTS only truth counts, whatever the NOTs around it.
+        Condition::Pred { .. } | Condition::Exists { .. } => {}
         Condition::Tree {
             negated, children, ..
         } => {

@@ -20,5 +20,5 @@ mod planner;
 mod tests;
 mod tree;
 
-pub use planner::{plan_read, resolve_relation};
+pub use planner::{MAX_EMBED_DEPTH, MAX_EMBED_FIELDS, MAX_EMBEDS, plan_read, resolve_relation};
 pub use tree::*;

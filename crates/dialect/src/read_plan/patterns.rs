@@ -33,6 +33,8 @@ fn regex_filters<'a>(conditions: &'a [Condition], out: &mut Vec<&'a Predicate>) 
     for c in conditions {
         match c {
             Condition::Tree { children, .. } => regex_filters(children, out),
+            // Checked when the embed's own conditions were planned.
+            Condition::Exists { .. } => {}
             Condition::Pred { pred, .. } => {
                 if matches!(
                     pred,

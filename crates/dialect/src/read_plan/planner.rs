@@ -1,12 +1,23 @@
 //! Planning a read: the relation looked up (hidden and missing alike get PGRST205), then
-//! the select list, filters, logic trees, order and page of the query string, checked as a
-//! whole ([`plan_read`]).
+//! the select list with its embedded resources, and the filters, logic trees, order and page
+//! of every scope (the root and each embed), checked as a whole ([`plan_read`]).
+//!
+//! Embeds follow the schema cache's relationships (see `relationships.rs`): each becomes a
+//! child node with the link (join columns, junction) to its parent. Embeds nest at most
+//! [`MAX_EMBED_DEPTH`] levels, a request holds at most [`MAX_EMBEDS`] of them and each shows at
+//! most [`MAX_EMBED_FIELDS`] fields (400 PGRST127 beyond), which bounds the one statement a
+//! read becomes. A scoped parameter
+//! (`books.order`, `books.author.name=eq.x`) names an embed by its alias or, as PostgREST
+//! still allows, by its relation's name; one that names no embed is PGRST108.
 
 use std::sync::Arc;
 
 use crate::error::ApiError;
 use crate::headers::RequestHeaders;
-use crate::query::{QueryParams, SelectItem};
+use crate::query::{
+    EmbedPath, Field, IsValue, LogicTree, Operation, OrderTerm, QueryParams, Range, SelectItem,
+};
+use crate::relationships::Cardinality;
 use crate::schema_cache::{Relation, SchemaCache};
 
 use super::conditions::{condition, tree_condition};
@@ -14,6 +25,14 @@ use super::fields::{order_item, output_field, star};
 use super::full_text::full_text_drives;
 use super::patterns::check_regexes;
 use super::tree::*;
+
+/// How deep embeds may nest (the root is level 0).
+pub const MAX_EMBED_DEPTH: usize = 8;
+/// How many embeds one request may hold.
+pub const MAX_EMBEDS: usize = 64;
+/// How many fields one embedded resource may show: SQLite's `json_object` takes at most
+/// 1,000 arguments, two per field.
+pub const MAX_EMBED_FIELDS: usize = 400;
 
 /// Looks the relation up; a hidden or missing one gets the same PGRST205.
 pub fn resolve_relation<'a>(
@@ -34,69 +53,39 @@ pub fn plan_read(
     limits: Limits,
 ) -> Result<ReadPlan, ApiError> {
     let rel = resolve_relation(cache, relation)?.clone();
-    // Scoped parameters need an embed of that name, and there are no embeds yet.
-    if let Some(path) = query
+    let mut planner = Planner {
+        cache,
+        query,
+        max_rows: limits.max_rows,
+        aliases: 0,
+        embeds: 0,
+        scopes: Vec::new(),
+    };
+    let alias = planner.alias();
+    let mut root = planner.node(rel, query.select.as_deref(), &Vec::new(), alias)?;
+    // Every scoped parameter must name an embed of the select.
+    for path in query
         .filters
         .iter()
         .map(|(p, _)| p)
         .chain(query.logic.iter().map(|(p, _)| p))
         .chain(query.order.iter().map(|(p, _)| p))
         .chain(query.ranges.keys())
-        .find(|p| !p.is_empty())
+        .filter(|p| !p.is_empty())
     {
-        return Err(ApiError::not_embedded(&path[0]));
-    }
-
-    let fields = match &query.select {
-        None => star(&rel),
-        Some(items) => {
-            let mut out = Vec::new();
-            for item in items {
-                match item {
-                    SelectItem::Star => out.extend(star(&rel)),
-                    SelectItem::Column { alias, field, cast } => out.push(output_field(
-                        &rel,
-                        alias.as_deref(),
-                        field,
-                        cast.as_deref(),
-                    )?),
-                    SelectItem::Embed { relation, .. } => {
-                        return Err(ApiError::not_implemented(format!(
-                            "Resource embedding ('{relation}') is not supported yet"
-                        )));
-                    }
-                }
-            }
-            out
-        }
-    };
-
-    let mut conditions = Vec::new();
-    for (_, f) in &query.filters {
-        conditions.push(condition(&rel, &f.field, f.negated, &f.operation)?);
-    }
-    for (_, tree) in &query.logic {
-        conditions.push(tree_condition(&rel, tree)?);
-    }
-    for c in &mut conditions {
-        full_text_drives(c, false);
-    }
-    check_regexes(&conditions)?;
-
-    let mut order = Vec::new();
-    for (_, terms) in &query.order {
-        for t in terms {
-            order.push(order_item(&rel, t)?);
+        if !planner.scopes.iter().any(|s| path_matches(path, s)) {
+            let known = (0..path.len())
+                .rev()
+                .find(|&n| n == 0 || planner.scopes.iter().any(|s| path_matches(&path[..n], s)))
+                .unwrap_or(0);
+            return Err(ApiError::not_embedded(&path[known]));
         }
     }
 
+    // The root's page: the query's limit/offset, intersected with the Range header.
     let range = query.ranges.get(&Vec::new()).copied().unwrap_or_default();
-    if let Some(l) = range.limit
-        && l < 0
-    {
-        return Err(ApiError::range(
-            "Limit should be greater than or equal to zero.",
-        ));
+    if range.limit.is_some_and(|l| l < 0) {
+        return Err(negative_limit());
     }
     let q_lo = range.offset.unwrap_or(0).max(0);
     let mut lo = q_lo;
@@ -114,20 +103,389 @@ pub fn plan_read(
     if let Some(max) = limits.max_rows {
         limit = Some(limit.map_or(max, |l| l.min(max)));
     }
+    root.offset = lo;
+    root.limit = limit;
 
     Ok(ReadPlan {
-        root: ReadNode {
-            relation: rel,
-            alias: "t0".to_string(),
-            fields,
-            conditions,
-            order,
-            offset: lo,
-            limit,
-            children: Vec::new(),
-        },
+        root,
         count: headers.prefer.count,
         media: headers.media,
         max_rows: limits.max_rows,
+    })
+}
+
+/// The names one level of a scope answers to: the embed's key (its alias, else its name)
+/// and the name as written.
+type Scope = Vec<(String, String)>;
+
+/// True when the scoped parameter's path names the scope.
+fn path_matches(path: &[String], scope: &Scope) -> bool {
+    path.len() == scope.len()
+        && path
+            .iter()
+            .zip(scope)
+            .all(|(p, (key, name))| p == key || p == name)
+}
+
+struct Planner<'a> {
+    cache: &'a SchemaCache,
+    query: &'a QueryParams,
+    max_rows: Option<i64>,
+    aliases: usize,
+    embeds: usize,
+    /// The scope of every node planned so far (the root's is empty).
+    scopes: Vec<Scope>,
+}
+
+impl Planner<'_> {
+    fn alias(&mut self) -> String {
+        let a = format!("t{}", self.aliases);
+        self.aliases += 1;
+        a
+    }
+
+    /// Plans one node: its fields and embeds, then the parameters scoped to it.
+    fn node(
+        &mut self,
+        rel: Arc<Relation>,
+        items: Option<&[SelectItem]>,
+        scope: &Scope,
+        alias: String,
+    ) -> Result<ReadNode, ApiError> {
+        self.scopes.push(scope.clone());
+        let mut fields = Vec::new();
+        let mut children: Vec<Embed> = Vec::new();
+        match items {
+            None => fields = star(&rel),
+            Some(items) => {
+                for item in items {
+                    match item {
+                        SelectItem::Star => fields.extend(star(&rel)),
+                        SelectItem::Column { alias, field, cast } => fields.push(output_field(
+                            &rel,
+                            alias.as_deref(),
+                            field,
+                            cast.as_deref(),
+                        )?),
+                        SelectItem::Embed {
+                            alias,
+                            relation,
+                            hints,
+                            spread,
+                            items,
+                        } => {
+                            let embed = self.embed(
+                                &rel,
+                                alias.as_deref(),
+                                relation,
+                                hints,
+                                *spread,
+                                items,
+                                scope,
+                            )?;
+                            let at = children.len();
+                            if embed.spread {
+                                for f in &embed.node.fields {
+                                    fields.push(OutputField {
+                                        key: f.key.clone(),
+                                        expr: Expr::Spread {
+                                            embed: at,
+                                            inner: Box::new(f.expr.clone()),
+                                        },
+                                        kind: f.kind,
+                                    });
+                                }
+                            } else if embed.shown {
+                                fields.push(OutputField {
+                                    key: embed.key.clone(),
+                                    expr: Expr::Embed(at),
+                                    kind: OutputKind::RawJson,
+                                });
+                            }
+                            children.push(embed);
+                        }
+                    }
+                }
+            }
+        }
+
+        let query = self.query;
+        let mine = |p: &EmbedPath| path_matches(p, scope);
+        let mut conditions = Vec::new();
+        for (_, f) in query.filters.iter().filter(|(p, _)| mine(p)) {
+            conditions.push(filter(&rel, &children, &f.field, f.negated, &f.operation)?);
+        }
+        for (_, tree) in query.logic.iter().filter(|(p, _)| mine(p)) {
+            conditions.push(logic(&rel, &children, tree)?);
+        }
+        for c in &mut conditions {
+            full_text_drives(c, false);
+        }
+        check_regexes(&conditions)?;
+        // `!inner` embeds keep only the rows that have a related row.
+        for e in children.iter().filter(|e| e.inner) {
+            conditions.push(exists(e, false));
+        }
+
+        let mut order = Vec::new();
+        for (_, terms) in query.order.iter().filter(|(p, _)| mine(p)) {
+            for t in terms {
+                order.push(order_term(&rel, &children, t)?);
+            }
+        }
+
+        let (offset, limit) = if scope.is_empty() {
+            (0, None)
+        } else {
+            let range = query
+                .ranges
+                .iter()
+                .filter(|(p, _)| mine(p))
+                .map(|(_, r)| *r)
+                .next_back()
+                .unwrap_or_default();
+            self.page(range)?
+        };
+        Ok(ReadNode {
+            relation: rel,
+            alias,
+            fields,
+            conditions,
+            order,
+            offset,
+            limit,
+            children,
+        })
+    }
+
+    /// A relationship error whose candidates name a relation the allow-list hides (a view
+    /// over a hidden table keeps that table's foreign key names) keeps only its message.
+    fn without_hidden_names(&self, mut e: ApiError) -> ApiError {
+        let details = e
+            .details
+            .as_ref()
+            .map(|d| d.to_string())
+            .unwrap_or_default();
+        let hint = e.hint.clone().unwrap_or_default();
+        if self.cache.mentions_hidden(&details) || self.cache.mentions_hidden(&hint) {
+            e.details = None;
+            e.hint = None;
+        }
+        e
+    }
+
+    /// An embed's page: its own limit/offset, under the server's row cap.
+    fn page(&self, range: Range) -> Result<(i64, Option<i64>), ApiError> {
+        if range.limit.is_some_and(|l| l < 0) {
+            return Err(negative_limit());
+        }
+        let mut limit = range.limit;
+        if let Some(max) = self.max_rows {
+            limit = Some(limit.map_or(max, |l| l.min(max)));
+        }
+        Ok((range.offset.unwrap_or(0).max(0), limit))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn embed(
+        &mut self,
+        parent: &Relation,
+        alias: Option<&str>,
+        target: &str,
+        hints: &[String],
+        spread: bool,
+        items: &[SelectItem],
+        scope: &Scope,
+    ) -> Result<Embed, ApiError> {
+        if scope.len() >= MAX_EMBED_DEPTH {
+            return Err(ApiError::not_implemented(format!(
+                "Embedded resources nest at most {MAX_EMBED_DEPTH} levels deep ('{target}' is at level {})",
+                scope.len() + 1
+            )));
+        }
+        self.embeds += 1;
+        if self.embeds > MAX_EMBEDS {
+            return Err(ApiError::not_implemented(format!(
+                "A request embeds at most {MAX_EMBEDS} resources"
+            )));
+        }
+        let mut inner = false;
+        let mut hint = None;
+        for h in hints {
+            match h.as_str() {
+                "inner" => inner = true,
+                "left" => inner = false,
+                other if hint.is_none() => hint = Some(other),
+                other => {
+                    return Err(ApiError::new(
+                        400,
+                        "PGRST100",
+                        format!(
+                            "\"failed to parse select parameter\": more than one hint on '{target}' ('{other}')"
+                        ),
+                    ));
+                }
+            }
+        }
+        let relationship = self
+            .cache
+            .relationships
+            .find(&parent.name, target, hint)
+            .map_err(|e| self.without_hidden_names(e))?
+            .clone();
+        let Some(child) = self.cache.relation(&relationship.foreign_table).cloned() else {
+            return Err(ApiError::internal(
+                "a relationship names a relation the schema cache lacks",
+            ));
+        };
+        if spread && !relationship.to_one() {
+            return Err(ApiError::new(
+                400,
+                "PGRST119",
+                format!("A spread operation on '{target}' is not possible"),
+            )
+            .with_details(format!(
+                "'{}' and '{target}' do not form a many-to-one or one-to-one relationship",
+                parent.name
+            )));
+        }
+        let child_alias = self.alias();
+        let (pairs, junction) = match &relationship.cardinality {
+            Cardinality::ManyToMany(j) => (
+                Vec::new(),
+                Some(JunctionLink {
+                    table: j.table.clone(),
+                    alias: self.alias(),
+                    parent: j.source.clone(),
+                    child: j.target.clone(),
+                }),
+            ),
+            _ => (relationship.columns.clone(), None),
+        };
+        let link = Link {
+            table: child.name.clone(),
+            alias: child_alias.clone(),
+            pairs,
+            junction,
+        };
+        let key = alias.unwrap_or(target).to_string();
+        let mut child_scope = scope.clone();
+        child_scope.push((key.clone(), target.to_string()));
+        let node = self.node(child, Some(items), &child_scope, child_alias)?;
+        if node.fields.len() > MAX_EMBED_FIELDS {
+            return Err(ApiError::not_implemented(format!(
+                "An embedded resource shows at most {MAX_EMBED_FIELDS} fields ('{target}' asks for {})",
+                node.fields.len()
+            )));
+        }
+        Ok(Embed {
+            key,
+            name: target.to_string(),
+            link,
+            node,
+            to_one: relationship.to_one(),
+            spread,
+            shown: !items.is_empty(),
+            inner,
+        })
+    }
+}
+
+fn negative_limit() -> ApiError {
+    ApiError::range("Limit should be greater than or equal to zero.")
+}
+
+/// `[NOT] EXISTS` a row of the embed that meets its conditions.
+fn exists(e: &Embed, negated: bool) -> Condition {
+    Condition::Exists {
+        negated,
+        link: Box::new(e.link.clone()),
+        conditions: e.node.conditions.clone(),
+    }
+}
+
+/// The embed a filter's or order's name designates (by its key, as PostgREST matches).
+fn embed_named<'e>(children: &'e [Embed], name: &str) -> Option<(usize, &'e Embed)> {
+    children.iter().enumerate().find(|(_, e)| e.key == name)
+}
+
+/// A filter: on a column, or `is.null` / `not.is.null` on an embed (filtering the parents).
+fn filter(
+    rel: &Relation,
+    children: &[Embed],
+    field: &Field,
+    negated: bool,
+    operation: &Operation,
+) -> Result<Condition, ApiError> {
+    if field.path.is_empty()
+        && let Some((_, e)) = embed_named(children, &field.name)
+    {
+        // `rel=is.null`: no related row; `rel=not.is.null`: one at least.
+        return match operation {
+            Operation::Is(IsValue::Null) => Ok(exists(e, !negated)),
+            Operation::Is(IsValue::NotNull) => Ok(exists(e, negated)),
+            _ => Err(ApiError::new(
+                400,
+                "PGRST120",
+                format!("Bad operator on the '{}' embedded resource", field.name),
+            )
+            .with_details("Only is null or not is null filters are allowed on embedded resources")),
+        };
+    }
+    condition(rel, field, negated, operation)
+}
+
+fn logic(rel: &Relation, children: &[Embed], tree: &LogicTree) -> Result<Condition, ApiError> {
+    if children.is_empty() {
+        return tree_condition(rel, tree);
+    }
+    match tree {
+        LogicTree::Leaf(f) => filter(rel, children, &f.field, f.negated, &f.operation),
+        LogicTree::Node {
+            negated,
+            and,
+            children: trees,
+        } => Ok(Condition::Tree {
+            negated: *negated,
+            and: *and,
+            children: trees
+                .iter()
+                .map(|t| logic(rel, children, t))
+                .collect::<Result<_, _>>()?,
+        }),
+    }
+}
+
+/// An order term: a column, or a column of a to-one embed (`order=author(name).desc`).
+fn order_term(rel: &Relation, children: &[Embed], t: &OrderTerm) -> Result<OrderItem, ApiError> {
+    let Some(name) = &t.relation else {
+        return order_item(rel, t);
+    };
+    let Some((at, e)) = embed_named(children, name) else {
+        return Err(ApiError::not_embedded(name));
+    };
+    if !e.to_one {
+        return Err(ApiError::new(
+            400,
+            "PGRST118",
+            format!("A related order on '{name}' is not possible"),
+        )
+        .with_details(format!(
+            "'{}' and '{name}' do not form a many-to-one or one-to-one relationship",
+            rel.name
+        )));
+    }
+    let plain = OrderTerm {
+        relation: None,
+        ..t.clone()
+    };
+    // Checked against the embedded relation; evaluated through the link.
+    let item = order_item(&e.node.relation, &plain)?;
+    Ok(OrderItem {
+        expr: Expr::Spread {
+            embed: at,
+            inner: Box::new(item.expr),
+        },
+        ..item
     })
 }

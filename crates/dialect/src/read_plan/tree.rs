@@ -27,6 +27,8 @@ pub enum OutputKind {
     Bool,
     /// Valid JSON text nested as JSON (anything else as a string).
     Json,
+    /// JSON text SQLite built (an embedded resource), written as it is.
+    RawJson,
 }
 
 /// A whitelisted cast target.
@@ -82,6 +84,11 @@ pub enum Expr {
     Cast { inner: Box<Expr>, to: CastType },
     /// `CAST(inner AS TEXT)`: PostgreSQL's `->>` compares as text.
     AsText(Box<Expr>),
+    /// The JSON (object, array or null) of the node's embed at this index.
+    Embed(usize),
+    /// `inner` over the node's to-one embed at this index (a spread field, or an order by a
+    /// related column): NULL when there is no related row.
+    Spread { embed: usize, inner: Box<Expr> },
 }
 
 /// A field of the output objects.
@@ -166,6 +173,48 @@ pub enum Predicate {
     },
 }
 
+/// How the rows of an embedded relation are found from a row of its parent.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Link {
+    /// The embedded relation and its SQL alias.
+    pub table: String,
+    pub alias: String,
+    /// (parent column, child column) pairs that must be equal (without a junction).
+    pub pairs: Vec<(String, String)>,
+    pub junction: Option<JunctionLink>,
+}
+
+/// The junction table a many-to-many embed goes through.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct JunctionLink {
+    pub table: String,
+    pub alias: String,
+    /// (parent column, junction column) pairs.
+    pub parent: Vec<(String, String)>,
+    /// (child column, junction column) pairs.
+    pub child: Vec<(String, String)>,
+}
+
+/// An embedded resource of a read node.
+#[derive(Debug, Clone)]
+pub struct Embed {
+    /// The key it takes in the parent object: the alias, else the name as written.
+    pub key: String,
+    /// The name as written in `select` (filters may also use it when there is an alias).
+    pub name: String,
+    pub link: Link,
+    /// The embedded read: its fields, conditions, order and page.
+    pub node: ReadNode,
+    /// An object (or null) rather than an array.
+    pub to_one: bool,
+    /// `...rel(…)`: its fields are lifted into the parent.
+    pub spread: bool,
+    /// False for `rel()`: used only for filtering, never shown.
+    pub shown: bool,
+    /// `!inner`: parents without a (matching) related row are left out.
+    pub inner: bool,
+}
+
 /// A WHERE condition: a predicate or an and/or tree, possibly negated.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Condition {
@@ -178,6 +227,13 @@ pub enum Condition {
         negated: bool,
         and: bool,
         children: Vec<Condition>,
+    },
+    /// `[NOT] EXISTS` a related row meeting `conditions` (`!inner` embeds, and
+    /// `rel=is.null` / `rel=not.is.null`).
+    Exists {
+        negated: bool,
+        link: Box<Link>,
+        conditions: Vec<Condition>,
     },
 }
 
@@ -199,8 +255,8 @@ pub struct ReadNode {
     pub order: Vec<OrderItem>,
     pub offset: i64,
     pub limit: Option<i64>,
-    /// Embedded reads (resource embedding adds them; none yet).
-    pub children: Vec<ReadNode>,
+    /// Embedded reads, in `select` order.
+    pub children: Vec<Embed>,
 }
 
 /// A planned GET/HEAD.

@@ -127,7 +127,8 @@ impl ReadConn {
 fn is_schema_miss(e: &ApiError) -> bool {
     matches!(
         e.code.as_str(),
-        "PGRST205" | "PGRST204" | "42703" | "42P01" | "42883"
+        // PGRST200/PGRST201: a relationship that appeared or went with the schema.
+        "PGRST205" | "PGRST204" | "PGRST200" | "PGRST201" | "42703" | "42P01" | "42883"
     )
 }
 
