@@ -132,18 +132,6 @@ impl Setup {
             .unwrap()
     }
 
-    /// Starts the server; panics with its log if it does not start.
-    async fn serve_or_log(&self) -> Running {
-        use futures::FutureExt;
-        match std::panic::AssertUnwindSafe(self.serve())
-            .catch_unwind()
-            .await
-        {
-            Ok(r) => r,
-            Err(_) => panic!("the server did not start; its log:\n{}", self.log()),
-        }
-    }
-
     /// Points the config at another replica URL.
     fn use_replica(&self, url: &str) {
         let text = std::fs::read_to_string(&self.config).unwrap();

@@ -109,6 +109,24 @@ impl Setup {
         Running::spawn(|p, a| self.serve_cmd(p, a)).await
     }
 
+    /// Starts the server; panics with its log if it does not start.
+    pub async fn serve_or_log(&self) -> Running {
+        self.spawn_or_log(|p, a| self.serve_cmd(p, a)).await
+    }
+
+    /// Spawns `build(api_port, admin_port)` (a command that logs to [`Setup::log`]) and waits
+    /// until it is ready; panics with the log if it does not start.
+    pub async fn spawn_or_log(&self, build: impl FnMut(u16, u16) -> Command) -> Running {
+        use futures::FutureExt;
+        match std::panic::AssertUnwindSafe(Running::spawn(build))
+            .catch_unwind()
+            .await
+        {
+            Ok(r) => r,
+            Err(_) => panic!("the server did not start; its log:\n{}", self.log()),
+        }
+    }
+
     /// Removes the database with its WAL, shared memory and replication metadata, as if
     /// the machine had been lost.
     pub fn lose_database(&self) {
