@@ -117,7 +117,8 @@ struct Acked {
 #[derive(Debug, Clone)]
 struct NotConfirmed {
     v: String,
-    txid: u64,
+    /// `Sqlite-Rest-Txid` (always there while the local sync works).
+    txid: Option<u64>,
     body: Value,
 }
 
@@ -138,6 +139,25 @@ impl Outcomes {
         self.not_confirmed.extend(o.not_confirmed);
         self.unexpected.extend(o.unexpected);
         self.unanswered += o.unanswered;
+    }
+
+    /// Asserts that every `SR001` names its transaction: `Sqlite-Rest-Txid` and the details
+    /// carry the TXID (known as soon as the local sync wrote the commit, which does not
+    /// depend on the replica).
+    fn assert_not_confirmed_name_their_txid(&self, what: &str) {
+        for nc in &self.not_confirmed {
+            let txid = nc.txid.unwrap_or_else(|| {
+                panic!("{what}: an SR001 without Sqlite-Rest-Txid: {}", nc.body)
+            });
+            assert!(
+                nc.body["details"]
+                    .as_str()
+                    .is_some_and(|d| d.contains(&hex(txid))),
+                "{what}: SR001 details do not name TXID {}: {}",
+                hex(txid),
+                nc.body
+            );
+        }
     }
 
     fn assert_no_unexpected(&self, what: &str) {
@@ -219,13 +239,11 @@ impl Load {
                                     && ["message", "details", "hint"]
                                         .iter()
                                         .all(|k| body.get(k).is_some());
-                                match txid {
-                                    Some(txid) if shaped && retry_after => {
-                                        out.not_confirmed.push(NotConfirmed { v, txid, body })
-                                    }
-                                    _ => out.unexpected.push(format!(
-                                        "503 (Sqlite-Rest-Txid {txid:?}, Retry-After {retry_after}): {text}"
-                                    )),
+                                if shaped && retry_after {
+                                    out.not_confirmed.push(NotConfirmed { v, txid, body })
+                                } else {
+                                    out.unexpected
+                                        .push(format!("503 (Retry-After {retry_after}): {text}"))
                                 }
                                 // Not confirmed is not lost: the write stays committed.
                                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -605,17 +623,14 @@ async fn a_replica_outage_loses_no_acknowledged_write_and_a_long_one_stops_the_s
         "writes answered SR001 are not on the replica after healing: {absent:?}"
     );
     // An SR001 names the transaction's TXID, which the replica now holds.
+    healed.assert_not_confirmed_name_their_txid("outages within the window");
     let max = parse_txid(&ls.restore_plan(&direct, None).max_txid);
     for nc in &healed.not_confirmed {
         assert!(
-            nc.body["details"]
-                .as_str()
-                .is_some_and(|d| d.contains(&hex(nc.txid))),
-            "SR001 details do not name TXID {}: {}",
-            hex(nc.txid),
-            nc.body
+            nc.txid <= Some(max),
+            "{nc:?} beyond the replica's {}",
+            hex(max)
         );
-        assert!(nc.txid <= max, "{nc:?} beyond the replica's {}", hex(max));
     }
     eprintln!(
         "{test}: healed outages: {} acknowledged, {} answered SR001 (all on the replica after healing)",
@@ -662,6 +677,7 @@ async fn a_replica_outage_loses_no_acknowledged_write_and_a_long_one_stops_the_s
     if let Some(nc) = during.not_confirmed.last() {
         eprintln!("{test}: the last SR001: {}", nc.body);
     }
+    during.assert_not_confirmed_name_their_txid("an outage past the window");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -906,6 +922,8 @@ async fn a_full_disk_under_the_file_replica_fails_fast_and_loses_no_acknowledged
         out.not_confirmed.len(),
         out.unanswered
     );
+    // The local disk is fine: the local sync goes on, so every SR001 names its TXID.
+    out.assert_not_confirmed_name_their_txid("a full replica disk");
 }
 
 // ---------------------------------------------------------------------------------------
