@@ -21,6 +21,7 @@
 //! ([`crate::health`]).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, Utc};
@@ -248,6 +249,13 @@ impl Maintenance {
         };
         let dst_files = self.list(dst).await?;
         let dst_max = dst_files.iter().max_by_key(|f| f.name.max).copied();
+        if dst.get() == 1
+            && let Some(d) = dst_max
+        {
+            self.shared
+                .l1_txid
+                .fetch_max(d.name.max.get(), Ordering::AcqRel);
+        }
         if let Some(d) = dst_max
             && SystemTime::from(d.created_at) > prev_boundary
         {
@@ -269,6 +277,14 @@ impl Maintenance {
             return Ok(None);
         }
         let info = self.compact_files(dst, &inputs).await?;
+        if dst.get() == 1 {
+            self.shared
+                .l1_txid
+                .fetch_max(info.name.max.get(), Ordering::AcqRel);
+            // Local L0 files compacted into L1 are no longer needed.
+            let replicated = self.shared.progress.positions().replicated_txid;
+            super::upload::prune(&self.shared, replicated).await;
+        }
         if self.shared.config.verify_compaction
             && let Some(problem) = self.check_level(dst).await?
         {
@@ -286,15 +302,7 @@ impl Maintenance {
         dst: Level,
         files: &[LtxFileInfo],
     ) -> Result<LtxFileInfo, MaintenanceError> {
-        let meta = &self.shared.meta;
-        let inputs: Vec<Input> = files
-            .iter()
-            .map(|f| Input {
-                info: *f,
-                local: (f.level == Level::L0 && meta.exists(Level::L0, f.name))
-                    .then(|| meta.path(Level::L0, f.name)),
-            })
-            .collect();
+        let inputs: Vec<Input> = files.iter().flat_map(|f| self.local_inputs(f)).collect();
         let readers = open_inputs(
             &self.shared.client,
             &inputs,
@@ -337,6 +345,44 @@ impl Maintenance {
             Err(e) => return Err(MaintenanceError::Task(e.to_string())),
         }
         Ok(written?)
+    }
+
+    /// The inputs that stand for the replica's file `f`: for an L0 file whose local copy is
+    /// here, or whose TXIDs are all here as local single-TXID files (an upload merged them
+    /// into `f`; merging them again gives the same pages and header), the local files, so
+    /// compaction costs no download; else `f` itself. Local L0 files newer than L1 are kept
+    /// for this (see the upload task's pruning).
+    fn local_inputs(&self, f: &LtxFileInfo) -> Vec<Input> {
+        let meta = &self.shared.meta;
+        let remote = || {
+            vec![Input {
+                info: *f,
+                local: None,
+            }]
+        };
+        if f.level != Level::L0 {
+            return remote();
+        }
+        let local = |name: FileName| {
+            std::fs::metadata(meta.path(Level::L0, name))
+                .ok()
+                .map(|m| Input {
+                    info: LtxFileInfo {
+                        level: Level::L0,
+                        name,
+                        size: m.len(),
+                        created_at: f.created_at,
+                    },
+                    local: Some(meta.path(Level::L0, name)),
+                })
+        };
+        if let Some(copy) = local(f.name) {
+            return vec![copy];
+        }
+        (f.name.min.get()..=f.name.max.get())
+            .map(|t| local(FileName::new(TxId(t), TxId(t))))
+            .collect::<Option<Vec<_>>>()
+            .unwrap_or_else(remote)
     }
 
     /// Writes a snapshot unless it is too early or the newest snapshot is current.

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, SystemTime};
 
 use parking_lot::Mutex;
@@ -15,6 +16,8 @@ use crate::litestream_config::{Config, DbConfig};
 use crate::meta::MetaDir;
 use crate::progress::Progress;
 use crate::sync::{CheckpointLock, Position};
+
+use super::upload::Pruned;
 
 /// State shared by the replicator's tasks and handles.
 pub(crate) struct Shared {
@@ -35,6 +38,11 @@ pub(crate) struct Shared {
     /// The deadline of replica operations.
     pub operation_timeout: Duration,
     pub(super) last_upload: Mutex<Option<SystemTime>>,
+    /// The newest TXID compacted into L1, as maintenance last saw it: local L0 files up to
+    /// it are no longer needed by compaction (see the upload task's pruning).
+    pub l1_txid: AtomicU64,
+    /// Where pruning of local L0 files stands.
+    pub(super) pruned: Mutex<Pruned>,
     pub start_action: StartAction,
 }
 
