@@ -90,6 +90,31 @@ fn release(test: &str, mut setup: Setup) -> Option<Setup> {
     Some(setup)
 }
 
+/// `setup`'s serve command on these ports with `--write-durability-timeout-ms timeout_ms`
+/// and the environment `env`.
+fn durable_cmd(
+    setup: &Setup,
+    port: u16,
+    admin: u16,
+    timeout_ms: u64,
+    env: &[(&str, &str)],
+) -> Command {
+    let mut c = setup.serve_cmd(port, admin);
+    c.args(["--write-durability-timeout-ms", &timeout_ms.to_string()]);
+    c.envs(env.iter().copied());
+    c
+}
+
+/// A new database served by `setup` as [`durable_cmd`] says, once it is on the replica.
+async fn serve_new(setup: &Setup, timeout_ms: u64, env: &[(&str, &str)]) -> Running {
+    create_db(&setup.db, 1);
+    let s = setup
+        .spawn_or_log(|p, a| durable_cmd(setup, p, a, timeout_ms, env))
+        .await;
+    s.wait_replicated("").await;
+    s
+}
+
 /// A TXID as the server writes it: 16 lowercase hex digits.
 fn parse_txid(s: &str) -> u64 {
     assert!(
@@ -584,17 +609,12 @@ async fn a_replica_outage_loses_no_acknowledged_write_and_a_long_one_stops_the_s
         return;
     };
     let window = Duration::from_secs(8);
-    create_db(&setup.db, 1);
-    let mut s = setup
-        .spawn_or_log(|p, a| {
-            let mut c = setup.serve_cmd(p, a);
-            c.args(["--write-durability-timeout-ms", "1000"])
-                .env(RETRY_WINDOW_ENV, "8s")
-                .env(OPERATION_TIMEOUT_ENV, "1s");
-            c
-        })
-        .await;
-    s.wait_replicated("").await;
+    let mut s = serve_new(
+        &setup,
+        1000,
+        &[(RETRY_WINDOW_ENV, "8s"), (OPERATION_TIMEOUT_ENV, "1s")],
+    )
+    .await;
 
     // Short outages, healed well within the window: refused connections, then an endpoint
     // that accepts and never answers.
@@ -700,17 +720,12 @@ async fn slow_and_cut_uploads_leave_a_contiguous_replica_litestream_restores_lik
     };
     let seed = seed(test);
     let mut rng = StdRng::seed_from_u64(seed);
-    create_db(&setup.db, 1);
-    let mut s = setup
-        .spawn_or_log(|p, a| {
-            let mut c = setup.serve_cmd(p, a);
-            c.args(["--write-durability-timeout-ms", "30000"])
-                .env(RETRY_WINDOW_ENV, "60s")
-                .env(OPERATION_TIMEOUT_ENV, "2s");
-            c
-        })
-        .await;
-    s.wait_replicated("").await;
+    let mut s = serve_new(
+        &setup,
+        30_000,
+        &[(RETRY_WINDOW_ENV, "60s"), (OPERATION_TIMEOUT_ENV, "2s")],
+    )
+    .await;
     let load = Load::start(&s, 8, REPLICATED, "slow", 200);
     let mut faults = Vec::new();
     let until = Instant::now() + Duration::from_secs(8);
@@ -871,9 +886,7 @@ async fn a_full_disk_under_the_file_replica_fails_fast_and_loses_no_acknowledged
     let window = Duration::from_secs(3);
     let mut s = setup
         .spawn_or_log(|p, a| {
-            let mut c = setup.serve_cmd(p, a);
-            c.args(["--write-durability-timeout-ms", "1000"])
-                .env(RETRY_WINDOW_ENV, "3s");
+            let c = durable_cmd(&setup, p, a, 1000, &[(RETRY_WINDOW_ENV, "3s")]);
             let mut w = on_small_tmpfs(&unshare, &c, &replica, "1m", &copy);
             w.stdout(Stdio::null())
                 .stderr(Stdio::from(std::fs::File::create(&log).unwrap()));
@@ -1000,13 +1013,7 @@ async fn txids_increase_across_restarts_match_the_replica_and_min_txid_reads_see
         return;
     };
     create_db(&setup.db, 1);
-    let serve = || {
-        setup.spawn_or_log(|p, a| {
-            let mut c = setup.serve_cmd(p, a);
-            c.args(["--write-durability-timeout-ms", "1000"]);
-            c
-        })
-    };
+    let serve = || setup.spawn_or_log(|p, a| durable_cmd(&setup, p, a, 1000, &[]));
     let mut written: Vec<(i64, u64)> = Vec::new();
     let mut last = 0u64;
     for (run, ending) in ["sigterm", "sigkill", "end"].into_iter().enumerate() {
