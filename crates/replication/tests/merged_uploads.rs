@@ -245,6 +245,49 @@ async fn a_burst_during_a_stalled_upload_is_one_put_that_litestream_restores_and
     assert_restores(&ls, &replica, &dir, &db, "adopted").await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_upload_that_landed_is_retried_as_the_same_object() {
+    init_logging();
+    let (_t, dir) = tempdir();
+    let db = dir.join("app.db");
+    let yaml = quiet_config(&db, &url_entry(&file_url(&dir.join("replica"))));
+    let switch = Arc::new(Switch::default());
+    let _guard = switch.guard();
+    let metrics = replication::ReplicaMetrics::unregistered().unwrap();
+    let r = start_with(&yaml, &db, &switch, &metrics).await;
+    let h = r.handle();
+    let client = open_url(&file_url(&dir.join("replica"))).await;
+    let conn = wal_db(&db);
+    insert(&conn, 1, 100);
+    h.notify_commit(CommitNotice { seq: 1 });
+    h.wait_commit_replicated(1).await.unwrap();
+    let before = l0(&client).await.len();
+    // The next upload lands but reports a failure; more commits are synced before the retry.
+    switch.set(Fault::FailL0WritesAfterLanding);
+    insert(&conn, 1, 100);
+    h.notify_commit(CommitNotice { seq: 2 });
+    h.wait_commit_synced(2).await.unwrap();
+    wait_until("the landed upload", async || {
+        l0(&client).await.len() > before
+    })
+    .await;
+    for seq in 3..=8 {
+        insert(&conn, 1, 100);
+        h.notify_commit(CommitNotice { seq });
+        h.wait_commit_synced(seq).await.unwrap();
+    }
+    switch.set(Fault::None);
+    h.wait_commit_replicated(8).await.unwrap();
+    r.shutdown().await.unwrap();
+    let files = l0(&client).await;
+    assert!(
+        files
+            .windows(2)
+            .all(|w| w[1].name.min.get() == w[0].name.max.get() + 1),
+        "L0 objects overlap or leave a gap: {files:?}"
+    );
+}
+
 /// Commits `seqs` (one row each) while L0 uploads are stalled, the first one's upload in
 /// flight, then lets the uploads go and waits until the replica holds them all; returns the
 /// TXID of the first (stalled) commit's file.
