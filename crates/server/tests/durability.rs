@@ -13,9 +13,9 @@
 //!   the retry window (nothing acknowledged lost; a synchronous write either waits or gets
 //!   503 `SR001` and is on the replica after healing), then stays down (the server exits
 //!   non-zero; nothing acknowledged as replicated is missing).
-//! - `slow_and_cut_uploads_*`: delays, cuts after n bytes and resets on the way to S3: no
-//!   missing or duplicate TXIDs per level, point-in-time restores hold every write with a
-//!   TXID up to theirs, and Litestream's restore is byte-identical to ours.
+//! - `slow_and_cut_uploads_*`: delays, cuts after n bytes, resets and lost responses on the
+//!   way to S3: no missing or duplicate TXIDs per level, point-in-time restores hold every
+//!   write with a TXID up to theirs, and Litestream's restore is byte-identical to ours.
 //! - `a_full_disk_*`: a file replica on a 1 MiB tmpfs (a user and mount namespace, no root
 //!   needed) fills up: a clear error, exit non-zero after the retry window, nothing
 //!   acknowledged as replicated lost.
@@ -730,7 +730,7 @@ async fn slow_and_cut_uploads_leave_a_contiguous_replica_litestream_restores_lik
     let mut faults = Vec::new();
     let until = Instant::now() + Duration::from_secs(8);
     while Instant::now() < until {
-        let (fault, ms) = match rng.random_range(0..4) {
+        let (fault, ms) = match rng.random_range(0..5) {
             0 => (
                 NetFault::Delay(Duration::from_millis(rng.random_range(20..250))),
                 rng.random_range(500..1500),
@@ -740,6 +740,8 @@ async fn slow_and_cut_uploads_leave_a_contiguous_replica_litestream_restores_lik
                 rng.random_range(200..900),
             ),
             2 => (NetFault::Reset, 0),
+            // Longer than the operation timeout: uploads that land unacknowledged.
+            3 => (NetFault::DropResponses, rng.random_range(2500..3500)),
             _ => (NetFault::Pass, rng.random_range(200..800)),
         };
         proxy.set(fault);
@@ -816,10 +818,9 @@ async fn slow_and_cut_uploads_leave_a_contiguous_replica_litestream_restores_lik
         );
     }
     eprintln!(
-        "{test}: {} acknowledged, {} answered SR001 under {} faults; {} replica files, {superseded} superseded compactions; {} connections through the proxy",
+        "{test}: {} acknowledged, {} answered SR001 under {faults:?}; {} replica files, {superseded} superseded compactions; {} connections through the proxy",
         out.acked.len(),
         out.not_confirmed.len(),
-        faults.len(),
         listing.len(),
         proxy.accepted()
     );
