@@ -65,6 +65,9 @@ pub enum Tool {
     ReleaseBinary,
     /// sqlmap (PyPI), for the SQL injection scan of the hostile-client suite.
     Sqlmap,
+    /// util-linux `unshare`, to run a server in its own user and mount namespace over a small
+    /// tmpfs (a disk that fills up, without root).
+    Unshare,
 }
 
 impl Tool {
@@ -78,6 +81,7 @@ impl Tool {
             Tool::Node => "NODE_BIN",
             Tool::ReleaseBinary => "SQLITEREST_RELEASE_BIN",
             Tool::Sqlmap => "SQLMAP_BIN",
+            Tool::Unshare => "UNSHARE_BIN",
         }
     }
 
@@ -90,6 +94,7 @@ impl Tool {
             Tool::NodeModules => root.join("tests/clients/js/node_modules"),
             Tool::Sqlite3 => return find_in_path("sqlite3"),
             Tool::Node => return find_in_path("node"),
+            Tool::Unshare => return find_in_path("unshare"),
             Tool::ReleaseBinary => root.join("target/release/sqlite-rest"),
             Tool::Sqlmap => root.join(".tools/sqlmap/bin/sqlmap"),
         };

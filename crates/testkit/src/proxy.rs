@@ -30,6 +30,9 @@ pub enum NetFault {
     CutAfter(u64),
     /// Close new connections at once (the server refuses).
     Refuse,
+    /// Forward requests, swallow the answers: an upload that lands while its client never
+    /// hears so (a lost response).
+    DropResponses,
 }
 
 struct Shared {
@@ -228,6 +231,8 @@ fn pump(mut from: TcpStream, mut to: TcpStream, shared: &Shared, request: bool) 
                 }
             }
             NetFault::CutAfter(_) => {}
+            NetFault::DropResponses if !request => continue,
+            NetFault::DropResponses => {}
         }
         sent += chunk.len() as u64;
         while !chunk.is_empty() {

@@ -350,6 +350,10 @@ impl ReplicaClient for FileClient {
                     .await
                     .map_err(|e| self.io("write", &tmp, e))?;
             }
+            // tokio's `File` writes in the background: the last write's error (ENOSPC on a
+            // full disk) is reported by `flush`, never by `sync_all`, which would let a
+            // truncated file be renamed into place.
+            file.flush().await.map_err(|e| self.io("write", &tmp, e))?;
             file.sync_all()
                 .await
                 .map_err(|e| self.io("fsync", &tmp, e))?;

@@ -2,6 +2,8 @@
 //! and talks to it over HTTP with reqwest.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+pub mod replica;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
