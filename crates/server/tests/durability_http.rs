@@ -216,22 +216,11 @@ impl Running {
     }
 
     fn sigterm(&self) {
-        #[allow(unsafe_code)]
-        // SAFETY: sending a signal to our own child process.
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
+        common::sigterm(&self.child);
     }
 
     async fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s;
-            }
-            assert!(Instant::now() < deadline, "did not exit within {within:?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        common::wait_exit(&mut self.child, within).await
     }
 }
 
@@ -707,6 +696,11 @@ async fn a_waiting_write_is_answered_sr001_when_replication_fails_for_good() {
     let e = r.error(503, "SR001");
     let details = e["details"].as_str().unwrap();
     assert!(details.contains("failed for good"), "{details}");
+    // The replica's address and the errors' own text stay in the server's log.
+    assert!(
+        !details.contains("127.0.0.1") && !details.contains("s3://") && !details.contains("PUT"),
+        "{details}"
+    );
     r.txid();
     assert!(!s.wait_exit(Duration::from_secs(30)).await.success());
     assert!(

@@ -247,23 +247,29 @@ impl Durability {
         stop: &Stop,
         started: Instant,
     ) -> ApiError {
-        let replica = handle.replica();
+        // The details say what happened in terms a client can act on; the replica's address
+        // and the errors' own text stay in the server's log (they name endpoints and buckets).
         let waited = started.elapsed().as_millis();
         let at = txid.map_or_else(
-            || "its TXID is not known yet: the local sync had not written it".to_string(),
+            || "a TXID not known yet (its local LTX file had not been written)".to_string(),
             |t| format!("TXID {t}"),
         );
         let why = match stop {
             Stop::Timeout => format!(
-                "the replica {replica} did not confirm it within {waited} ms (--write-durability-timeout-ms {})",
+                "the replica did not confirm it within {waited} ms (--write-durability-timeout-ms {})",
                 self.timeout.as_millis()
             ),
             Stop::Shutdown => format!(
-                "the server is shutting down and the replica {replica} had not confirmed it after {waited} ms; the final sync keeps trying until the process exits"
+                "the server is shutting down and the replica had not confirmed it after {waited} ms; the final sync keeps uploading until the process exits"
             ),
-            Stop::Failed(f) => format!(
-                "replication failed for good while the write waited ({f}); the server is stopping"
-            ),
+            Stop::Failed(f) => {
+                tracing::warn!(replica = %handle.replica(), error = %f, "a synchronous write was answered SR001: replication failed");
+                format!(
+                    "replication failed for good while the write waited ({} failing for {} s); the server is stopping",
+                    f.component,
+                    f.failing_for.as_secs()
+                )
+            }
         };
         let mut e = ApiError::new(
             503,

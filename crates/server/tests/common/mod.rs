@@ -435,3 +435,24 @@ pub fn p(path: &str, params: &[(&str, &str)]) -> String {
     }
     out
 }
+
+/// Sends SIGTERM to a child process.
+pub fn sigterm(child: &Child) {
+    #[allow(unsafe_code)]
+    // SAFETY: sending a signal to our own child process.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+}
+
+/// Waits for `child` to exit, at most `within` (then panics), and returns its status.
+pub async fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "did not exit within {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -251,22 +251,11 @@ impl Running {
     }
 
     pub fn sigterm(&self) {
-        #[allow(unsafe_code)]
-        // SAFETY: sending a signal to our own child process.
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
+        super::sigterm(&self.child);
     }
 
     pub async fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s;
-            }
-            assert!(Instant::now() < deadline, "did not exit within {within:?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        super::wait_exit(&mut self.child, within).await
     }
 }
 
