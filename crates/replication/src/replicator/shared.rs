@@ -16,6 +16,8 @@ use crate::meta::MetaDir;
 use crate::progress::Progress;
 use crate::sync::{CheckpointLock, Position};
 
+use super::maintenance::LevelVersions;
+
 /// State shared by the replicator's tasks and handles.
 pub(crate) struct Shared {
     pub config: Arc<Config>,
@@ -36,6 +38,8 @@ pub(crate) struct Shared {
     pub operation_timeout: Duration,
     pub(super) last_upload: Mutex<Option<SystemTime>>,
     pub start_action: StartAction,
+    /// What maintenance changed in the replica's levels, so its jobs skip when nothing did.
+    pub(crate) level_versions: LevelVersions,
 }
 
 impl Shared {

@@ -133,6 +133,7 @@ impl Replicator {
             operation_timeout: options.network.operation_timeout,
             last_upload: Mutex::new(None),
             start_action: prepared.action,
+            level_versions: Default::default(),
         });
         metrics.set_replicated_txid(prepared.replica_txid);
         metrics.set_txid(position.txid);
