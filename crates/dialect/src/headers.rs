@@ -1,7 +1,10 @@
 //! The request headers of the dialect: `Prefer`, `Accept`, `Range` and the schema profiles.
 //!
 //! `Prefer` may come as one comma-separated header or several; the first occurrence of a
-//! preference wins and unknown ones are ignored unless `handling=strict` (PGRST122). `Accept`
+//! preference wins and unknown ones are ignored unless `handling=strict` (PGRST122). Two
+//! preferences are sqlite-rest's own: `durability=local|replicated` (writes) and
+//! `min-txid=<16 hex digits>` (reads); an invalid value of either is 400 `SR002` whatever
+//! `handling` says, since a client asking for a guarantee must never silently get less. `Accept`
 //! is negotiated with q-values; the first producible media type wins (PGRST107 otherwise).
 //! `Range: a-b` is parsed for GET. The only exposed schema is `public` (an alias of `main`).
 
@@ -77,6 +80,23 @@ impl Choice for Handling {
         &[("strict", Handling::Strict), ("lenient", Handling::Lenient)];
 }
 
+impl Choice for Durability {
+    const KEY: &'static str = "durability";
+    const VALUES: &'static [(&'static str, Self)] = &[
+        ("local", Durability::Local),
+        ("replicated", Durability::Replicated),
+    ];
+}
+
+/// `Prefer: durability=…`: when a write is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Once committed to the local database (and in a local LTX file when replicating).
+    Local,
+    /// Once the transaction is on the replica too.
+    Replicated,
+}
+
 /// `Prefer: return=…`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReturnPref {
@@ -118,6 +138,11 @@ pub struct Preferences {
     pub tx_rollback: Option<bool>,
     pub max_affected: Option<i64>,
     pub timezone: Option<String>,
+    /// `durability=local|replicated` (sqlite-rest's own; writes).
+    pub durability: Option<Durability>,
+    /// `min-txid=<16 hex digits>` (sqlite-rest's own; reads): the replication position the
+    /// read must reflect.
+    pub min_txid: Option<u64>,
 }
 
 /// Which preferences a response reports in `Preference-Applied` (each only when it was sent).
@@ -132,6 +157,7 @@ pub struct Applied {
     pub timezone: bool,
     /// `max-affected` is reported only under `handling=strict`, as PostgREST does.
     pub max_affected: bool,
+    pub durability: bool,
 }
 
 impl Applied {
@@ -145,9 +171,11 @@ impl Applied {
         handling: true,
         timezone: true,
         max_affected: true,
+        durability: true,
     };
 
-    /// What every write reports: `return`, `count`, `tx`, `handling` and `timezone`.
+    /// What every write reports: `return`, `count`, `tx`, `handling`, `timezone` and
+    /// `durability`.
     pub const WRITE: Applied = Applied {
         resolution: false,
         missing: false,
@@ -171,6 +199,28 @@ impl Preferences {
                 let (key, val) = token.split_once('=').unwrap_or((token, ""));
                 let (key, val) = (key.trim(), val.trim());
                 if seen.contains(&key) {
+                    continue;
+                }
+                if key == Durability::KEY && p.durability.is_none() {
+                    p.durability = Some(Durability::named(val).ok_or_else(|| {
+                        invalid_value(
+                            "durability",
+                            val,
+                            "durability=local or durability=replicated",
+                        )
+                    })?);
+                    seen.push(key);
+                    continue;
+                }
+                if key == "min-txid" && p.min_txid.is_none() {
+                    p.min_txid = Some(parse_txid(val).ok_or_else(|| {
+                        invalid_value(
+                            "min-txid",
+                            val,
+                            "min-txid=<16 hex digits>, the Sqlite-Rest-Txid of an earlier response",
+                        )
+                    })?);
+                    seen.push(key);
                     continue;
                 }
                 let ok = choose(&mut p.count, key, val)
@@ -240,6 +290,7 @@ impl Preferences {
                 which.max_affected && self.strict(),
                 self.max_affected.map(|n| format!("max-affected={n}")),
             ),
+            (which.durability, self.durability.map(Choice::token)),
         ];
         let out: Vec<String> = tokens
             .into_iter()
@@ -247,6 +298,25 @@ impl Preferences {
             .collect();
         (!out.is_empty()).then(|| out.join(", "))
     }
+}
+
+/// 400 `SR002` for an invalid value of one of sqlite-rest's own preferences.
+fn invalid_value(key: &str, val: &str, expected: &str) -> ApiError {
+    ApiError::new(
+        400,
+        "SR002",
+        format!("Invalid value of the {key} preference"),
+    )
+    .with_details(format!("Prefer: {key}={val} is not valid"))
+    .with_hint(format!("Send Prefer: {expected}"))
+}
+
+/// A TXID as `Sqlite-Rest-Txid` carries it: exactly 16 hex digits.
+fn parse_txid(s: &str) -> Option<u64> {
+    if s.len() != 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u64::from_str_radix(s, 16).ok()
 }
 
 /// Sets `slot` from `key=val` when `key` is `T`'s and `val` names one of its values.
@@ -431,6 +501,39 @@ mod tests {
         // A max-affected that is no number is ignored, even under strict handling.
         let p = Preferences::parse(["handling=strict, max-affected=abc"]).unwrap();
         assert_eq!(p.max_affected, None);
+    }
+
+    #[test]
+    fn durability_and_min_txid_are_parsed_and_invalid_values_refused() {
+        let p = Preferences::parse([
+            "durability=replicated, min-txid=000000000000002a",
+            "durability=local",
+        ])
+        .unwrap();
+        assert_eq!(p.durability, Some(Durability::Replicated));
+        assert_eq!(p.min_txid, Some(42));
+        assert_eq!(p.applied(Applied::WRITE).unwrap(), "durability=replicated");
+        let p = Preferences::parse(["return=minimal, durability=local"]).unwrap();
+        assert_eq!(
+            p.applied(Applied::WRITE).unwrap(),
+            "return=minimal, durability=local"
+        );
+        // Refused whatever `handling` says: a guarantee asked for is never silently dropped.
+        for bad in [
+            "durability=sync",
+            "durability",
+            "handling=lenient, durability=REPLICATED",
+            "min-txid=2a",
+            "min-txid=000000000000002g",
+            "min-txid=0000000000000000002a",
+            "min-txid=",
+        ] {
+            let e = Preferences::parse([bad]).unwrap_err();
+            assert_eq!((e.status, e.code.as_str()), (400, "SR002"), "{bad}: {e:?}");
+            assert!(e.hint.is_some(), "{bad}");
+        }
+        // The first occurrence wins, as for every preference: a later invalid one is ignored.
+        assert!(Preferences::parse(["durability=local, durability=x"]).is_ok());
     }
 
     #[test]

@@ -84,6 +84,7 @@ pub use functions::{
     InsertCounter, register as register_functions, register_budget, register_insert_counter,
 };
 pub use headers::{
-    Choice, CountMethod, MediaType, Preferences, RequestHeaders, check_profile, parse_range,
+    Choice, CountMethod, Durability, MediaType, Preferences, RequestHeaders, check_profile,
+    parse_range,
 };
 pub use schema_cache::{Exposure, Relation, SchemaCache, schema_version};

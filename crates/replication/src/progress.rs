@@ -9,6 +9,15 @@
 //! sequence numbers) on a `watch` channel, which is what a synchronous-acknowledgement mode
 //! waits on ([`crate::ReplicationHandle::wait_commit_replicated`]).
 //!
+//! Each sync that covers new commits also leaves a record (highest `seq` it covered, newest
+//! local TXID after it) in a bounded list ([`SYNC_RECORDS`] entries), so
+//! [`crate::ReplicationHandle::wait_commit_synced`] can answer a commit with the TXID of the
+//! sync that *first* covered it, even when the waiter looks only after later syncs. A waiter
+//! older than the whole list gets the TXID of the newest record that fell off it: a later
+//! sync's TXID, never an earlier one, so it still names a real L0 file that holds the commit
+//! (a read at that TXID reflects the write); with [`SYNC_RECORDS`] syncs that takes a waiter
+//! that slept through thousands of syncs.
+//!
 //! Lag = age of the oldest commit not yet on the replica: commits notified but not yet synced
 //! (from their notification time), and synced files not yet uploaded (from the oldest commit
 //! they hold). Writes by other processes are dated when a sync finds them.
@@ -55,9 +64,24 @@ struct Pending {
     oldest: Option<Instant>,
 }
 
+/// How many syncs [`Progress::synced_txid`] remembers (see the module docs).
+pub(crate) const SYNC_RECORDS: usize = 8192;
+
+/// One sync that covered new commits: every commit `seq` with
+/// `previous.seq < seq <= this.seq` is first in the L0 files ending at `txid`.
+#[derive(Debug, Clone, Copy)]
+struct SyncRecord {
+    seq: u64,
+    txid: TxId,
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     pending: VecDeque<Pending>,
+    /// The newest syncs that covered new commits, oldest first (at most [`SYNC_RECORDS`]).
+    synced: VecDeque<SyncRecord>,
+    /// The newest record that fell off `synced` (the fallback for older waiters).
+    forgotten: Option<SyncRecord>,
     /// The oldest notified commit not yet in an L0 file.
     unsynced_since: Option<Instant>,
 }
@@ -141,6 +165,15 @@ impl Progress {
         self.tx.send_modify(|p| {
             let grew = new_local > p.local_txid;
             p.local_txid = p.local_txid.max(new_local);
+            if ticket.seq > p.synced_seq {
+                inner.synced.push_back(SyncRecord {
+                    seq: ticket.seq,
+                    txid: p.local_txid,
+                });
+                if inner.synced.len() > SYNC_RECORDS {
+                    inner.forgotten = inner.synced.pop_front();
+                }
+            }
             p.synced_seq = p.synced_seq.max(ticket.seq);
             if p.local_txid <= p.replicated_txid {
                 // Everything is already on the replica.
@@ -159,6 +192,26 @@ impl Progress {
                 }),
             }
         });
+    }
+
+    /// The TXID of the sync that first covered commit `seq` (`None` while it is not synced):
+    /// the newest local TXID right after that sync. See the module docs for waiters older
+    /// than the record.
+    pub(crate) fn synced_txid(&self, seq: u64) -> Option<TxId> {
+        let inner = self.inner.lock();
+        if seq > self.tx.borrow().synced_seq {
+            return None;
+        }
+        let first = inner.synced.partition_point(|r| r.seq < seq);
+        match inner.synced.get(first) {
+            Some(r) if inner.forgotten.is_none_or(|f| f.seq < seq) => Some(r.txid),
+            // Older than every record we kept (or synced before any record: seq 0).
+            _ => Some(
+                inner
+                    .forgotten
+                    .map_or(self.tx.borrow().local_txid, |f| f.txid),
+            ),
+        }
     }
 
     /// The replica now holds every TXID up to `txid`.
@@ -226,5 +279,66 @@ mod tests {
         p.end_sync(t, TxId(6), 0);
         assert_eq!(p.positions().replicated_seq, 3);
         assert_eq!(p.lag(), Duration::ZERO);
+    }
+
+    /// One sync covering commits up to `seq`, leaving the local position at `txid`.
+    fn sync(p: &Progress, seq: u64, txid: u64) {
+        p.notify(CommitNotice { seq });
+        let t = p.begin_sync();
+        p.end_sync(t, TxId(txid), 4096);
+    }
+
+    #[test]
+    fn a_commit_maps_to_the_sync_that_first_covered_it() {
+        let p = Progress::new(TxId(4), TxId(4));
+        assert_eq!(p.synced_txid(1), None);
+        p.notify(CommitNotice { seq: 1 });
+        p.notify(CommitNotice { seq: 2 });
+        let t = p.begin_sync();
+        // Commit 3 lands during the sync: it goes into the next one.
+        p.notify(CommitNotice { seq: 3 });
+        assert_eq!(p.synced_txid(3), None);
+        p.end_sync(t, TxId(5), 4096);
+        assert_eq!(p.synced_txid(1), Some(TxId(5)));
+        assert_eq!(p.synced_txid(2), Some(TxId(5)));
+        assert_eq!(p.synced_txid(3), None);
+        // A sync that found nothing new (commit 3's WAL was read by the sync before its
+        // notice) still covers it, at the file that holds it.
+        let t = p.begin_sync();
+        p.end_sync(t, TxId(5), 0);
+        assert_eq!(p.synced_txid(3), Some(TxId(5)));
+        // Waiters that look only after several more syncs get their own sync's TXID, not
+        // the newest one.
+        sync(&p, 4, 6);
+        sync(&p, 7, 9);
+        sync(&p, 8, 10);
+        assert_eq!(p.positions().local_txid, TxId(10));
+        assert_eq!(p.synced_txid(1), Some(TxId(5)));
+        assert_eq!(p.synced_txid(3), Some(TxId(5)));
+        assert_eq!(p.synced_txid(4), Some(TxId(6)));
+        assert_eq!(p.synced_txid(5), Some(TxId(9)));
+        assert_eq!(p.synced_txid(7), Some(TxId(9)));
+        assert_eq!(p.synced_txid(8), Some(TxId(10)));
+        assert_eq!(p.synced_txid(9), None);
+        // Syncs that cover no new commit (other processes' writes) leave no record.
+        let t = p.begin_sync();
+        p.end_sync(t, TxId(11), 4096);
+        assert_eq!(p.synced_txid(8), Some(TxId(10)));
+    }
+
+    #[test]
+    fn a_waiter_older_than_the_record_gets_a_later_real_txid() {
+        let p = Progress::new(TxId(0), TxId(0));
+        let n = SYNC_RECORDS as u64 + 10;
+        for seq in 1..=n {
+            sync(&p, seq, seq);
+        }
+        // Still remembered: exact.
+        assert_eq!(p.synced_txid(n), Some(TxId(n)));
+        assert_eq!(p.synced_txid(11), Some(TxId(11)));
+        // Forgotten: the newest forgotten sync's TXID, later than the exact one but a real
+        // file that holds the commit, never an earlier one.
+        assert_eq!(p.synced_txid(10), Some(TxId(10)));
+        assert_eq!(p.synced_txid(1), Some(TxId(10)));
     }
 }

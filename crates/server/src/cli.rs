@@ -164,6 +164,27 @@ pub struct ServeArgs {
     /// Most write requests committed together in one transaction (group commit).
     #[arg(long, env = "SQLITEREST_WRITE_BATCH_MAX", default_value_t = 256)]
     pub write_batch_max: usize,
+
+    /// When a write is answered: `local` once committed to the local database, `replicated`
+    /// once it is on the replica too (needs --replication-enabled). A request chooses for
+    /// itself with `Prefer: durability=local|replicated`.
+    #[arg(
+        long,
+        env = "SQLITEREST_WRITE_DURABILITY",
+        default_value = "local",
+        value_parser = ["local", "replicated"]
+    )]
+    pub write_durability: String,
+
+    /// How long a write asking for `replicated` durability waits for the replica after its
+    /// commit, in milliseconds; then it is answered 503 SR001 (committed locally, not yet
+    /// confirmed on the replica). Also bounds reads waiting for `Prefer: min-txid`.
+    #[arg(
+        long,
+        env = "SQLITEREST_WRITE_DURABILITY_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub write_durability_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -279,6 +300,10 @@ mod tests {
         assert!(s.safe_update);
         assert_eq!(s.db_synchronous, None);
         assert_eq!(
+            (s.write_durability.as_str(), s.write_durability_timeout_ms),
+            ("local", 10_000)
+        );
+        assert_eq!(
             (
                 s.header_read_timeout_ms,
                 s.idle_timeout_ms,
@@ -294,6 +319,9 @@ mod tests {
             "--safe-update=false",
             "--db-synchronous",
             "normal",
+            "--write-durability=replicated",
+            "--write-durability-timeout-ms",
+            "2500",
         ])
         .unwrap();
         let Command::Serve(s) = cli.command else {
@@ -301,5 +329,18 @@ mod tests {
         };
         assert!(!s.safe_update);
         assert_eq!(s.db_synchronous.as_deref(), Some("normal"));
+        assert_eq!(s.write_durability, "replicated");
+        assert_eq!(s.write_durability_timeout_ms, 2500);
+        assert!(
+            Cli::try_parse_from([
+                "sqlite-rest",
+                "serve",
+                "--db-dsn",
+                "x.db",
+                "--write-durability",
+                "remote"
+            ])
+            .is_err()
+        );
     }
 }

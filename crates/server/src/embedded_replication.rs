@@ -12,8 +12,9 @@
 //!   [`replication::ReplicationHandle::notify_commit`] calls, so commits reach the replica at
 //!   once instead of at the next poll.
 //!
-//! The shutdown order lives in [`crate::serve`]: stop serving, finish writes, close the
-//! server's connections, then [`replication::Replicator::shutdown`] (final sync, bounded by
+//! The shutdown order lives in [`crate::serve`]: stop serving (synchronous writes still wait
+//! for the replica, at most `shutdown-sync-timeout`), finish writes, close the server's
+//! connections, then [`replication::Replicator::shutdown`] (final sync, bounded by
 //! `shutdown-sync-timeout`).
 
 use std::path::{Path, PathBuf};
@@ -64,6 +65,13 @@ pub fn db_path(dsn: &str) -> anyhow::Result<PathBuf> {
     })
 }
 
+/// Replication, started.
+pub struct Started {
+    pub replicator: Replicator,
+    /// The config's `shutdown-sync-timeout`: how long shutdown waits for the replica.
+    pub shutdown_sync_timeout: Duration,
+}
+
 /// Loads the config, then restores / lineage-checks the database and starts replicating it;
 /// `wrap_client` wraps the replica client ([`ReplicatorOptions::wrap_client`]).
 pub async fn start(
@@ -71,7 +79,7 @@ pub async fn start(
     dsn: &str,
     registry: &prometheus::Registry,
     wrap_client: Option<replication::WrapClient>,
-) -> anyhow::Result<Replicator> {
+) -> anyhow::Result<Started> {
     let config = Config::load(&settings.config_path, LoadOptions::default())
         .with_context(|| format!("--replication-config {}", settings.config_path.display()))?;
     for (key, why) in config.ignored_settings() {
@@ -82,6 +90,7 @@ pub async fn start(
         );
     }
     let db = db_path(dsn)?;
+    let shutdown_sync_timeout = config.shutdown_sync_timeout;
     let mut options = ReplicatorOptions::new(config, &db).map_err(anyhow::Error::msg)?;
     options.registry = Some(registry.clone());
     options.wrap_client = wrap_client;
@@ -98,7 +107,10 @@ pub async fn start(
     let replicator = Replicator::start(options)
         .await
         .with_context(|| format!("replication of {}", db.display()))?;
-    Ok(replicator)
+    Ok(Started {
+        replicator,
+        shutdown_sync_timeout,
+    })
 }
 
 /// The `replication` component of `/health`. The admin port needs no token, so it says which

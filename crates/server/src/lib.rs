@@ -19,8 +19,9 @@
 //!   the read pool (`read_pool.rs`) and streamed bodies (`stream.rs`), the schema holder
 //!   (`schema_holder.rs`) and the single writer (`writer.rs`).
 //! - `http/`: the REST API — connections (`conn.rs`), limits (`limits.rs`), the handler
-//!   (`api.rs`), CORS (`cors.rs`), reads (`read.rs`), writes (`write.rs`) and error responses
-//!   (`respond.rs`).
+//!   (`api.rs`), CORS (`cors.rs`), reads (`read.rs`), writes (`write.rs`), when writes are
+//!   answered and which replication position responses carry (`durability.rs`) and error
+//!   responses (`respond.rs`).
 //! - `auth.rs`: JWT bearer tokens against a key file.
 //! - `metrics_registry.rs`: the Prometheus registry with the Go version's metric names;
 //!   `admin.rs`: the `/metrics` and health server; `pprof.rs`: the CPU profile server;

@@ -9,6 +9,10 @@
 //! `sqlite_rest_access_check_failed_requests_total`, `sqlite_rest_database_size_bytes`, the
 //! writer's `sqlite_rest_write_commits_total`, `_write_batch_size`, `_write_reruns_total` and
 //! `_write_dropped_total`, and the process collector (CPU, memory, file descriptors).
+//! With replication, each write's wait for its replication position:
+//! `sqlite_rest_write_durability_wait_seconds{mode}` and
+//! `sqlite_rest_write_durability_total{mode,outcome}` (`mode` local or replicated; `outcome`
+//! synced, replicated, no_commit, timeout, shutdown or failed).
 
 use std::time::Duration;
 
@@ -29,6 +33,8 @@ pub struct Metrics {
     pub write_batch_size: Histogram,
     pub write_reruns: IntCounter,
     pub write_dropped: IntCounter,
+    durability_wait: HistogramVec,
+    durability_total: IntCounterVec,
 }
 
 const NS: &str = "sqlite_rest";
@@ -102,6 +108,27 @@ impl Metrics {
         registry.register(Box::new(write_batch_size.clone()))?;
         registry.register(Box::new(write_reruns.clone()))?;
         registry.register(Box::new(write_dropped.clone()))?;
+        let durability_wait = HistogramVec::new(
+            HistogramOpts::new(
+                "write_durability_wait_seconds",
+                "How long a write waited, after its commit, for its replication position: a local LTX file (mode local) or the replica (mode replicated)",
+            )
+            .namespace(NS)
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["mode"],
+        )?;
+        let durability_total = IntCounterVec::new(
+            Opts::new(
+                "write_durability_total",
+                "Writes by durability mode and how their wait ended (synced, replicated, no_commit, timeout, shutdown, failed)",
+            )
+            .namespace(NS),
+            &["mode", "outcome"],
+        )?;
+        registry.register(Box::new(durability_wait.clone()))?;
+        registry.register(Box::new(durability_total.clone()))?;
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
@@ -116,6 +143,8 @@ impl Metrics {
             write_batch_size,
             write_reruns,
             write_dropped,
+            durability_wait,
+            durability_total,
         })
     }
 
@@ -129,6 +158,17 @@ impl Metrics {
             WriterEvent::Rerun { jobs } => self.write_reruns.inc_by(jobs as u64),
             WriterEvent::Dropped => self.write_dropped.inc(),
         }
+    }
+
+    /// Records how a write's wait for its replication position ended (`mode` and `outcome`
+    /// come from fixed sets).
+    pub fn durability_wait(&self, mode: &str, outcome: &str, waited: Duration) {
+        self.durability_wait
+            .with_label_values(&[mode])
+            .observe(waited.as_secs_f64());
+        self.durability_total
+            .with_label_values(&[mode, outcome])
+            .inc();
     }
 
     /// Records one finished request.

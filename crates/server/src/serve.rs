@@ -13,10 +13,12 @@
 //! 6. run the API, admin and pprof servers as tasks sharing one [`Shutdown`]; replication
 //!    runs beside them and reports to `/health`
 //! 7. wait for SIGINT/SIGTERM, a task failing, the writer stopping, or replication failing for
-//!    good; then cancel everything and wait for the tasks to drain (bounded); the writer
-//!    commits what is still queued and stops; the server's connections close; then
-//!    replication's final sync (bounded by `shutdown-sync-timeout`). A replication failure,
-//!    or a final sync that cannot finish, exits non-zero.
+//!    good; then cancel everything and wait for the tasks to drain (bounded); replication
+//!    keeps running meanwhile, so writes waiting for the replica (`durability=replicated`)
+//!    are answered once replicated, or 503 `SR001` when [`sync_write_grace`] has passed;
+//!    the writer commits what is still queued and stops; the server's connections close;
+//!    then replication's final sync (bounded by `shutdown-sync-timeout`). A replication
+//!    failure, or a final sync that cannot finish, exits non-zero.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +30,7 @@ use crate::admin::{self, HealthReport};
 use crate::auth::{Auth, AuthConfig};
 use crate::database::{Database, OpenOptions, Writer, WriterConfig};
 use crate::embedded_replication;
+use crate::http::durability::Durability;
 use crate::http::{self, AppState, Cors};
 use crate::metrics_registry::Metrics;
 use crate::pprof;
@@ -35,6 +38,17 @@ use crate::serve_config::ServeConfig;
 use crate::shutdown::{self, Shutdown};
 
 const DRAIN: Duration = Duration::from_secs(30);
+
+/// Time the drain keeps for answering once synchronous writes stop waiting.
+const ANSWER_MARGIN: Duration = Duration::from_secs(2);
+
+/// How long, once shutdown begins, writes waiting for the replica keep waiting: the
+/// replication config's `shutdown-sync-timeout` (the bound shutdown puts on reaching the
+/// replica), within the drain's own bound so that every such write is answered (`SR001`)
+/// before the drain gives up on its connection.
+fn sync_write_grace(shutdown_sync_timeout: Duration) -> Duration {
+    shutdown_sync_timeout.min(DRAIN.saturating_sub(ANSWER_MARGIN))
+}
 
 /// What a program running the server as a library may add to it; the `sqlite-rest` binary
 /// uses the default (nothing).
@@ -60,17 +74,18 @@ pub async fn run_with(config: ServeConfig, hooks: ServeHooks) -> anyhow::Result<
     let metrics = Arc::new(Metrics::new()?);
 
     // Step 1: replication — restore / lineage check before anything opens the file.
-    let replicator = match &config.replication {
-        Some(settings) => Some(
-            embedded_replication::start(
+    let (replicator, shutdown_sync_timeout) = match &config.replication {
+        Some(settings) => {
+            let started = embedded_replication::start(
                 settings,
                 &config.dsn,
                 metrics.registry(),
                 hooks.wrap_replica_client.clone(),
             )
-            .await?,
-        ),
-        None => None,
+            .await?;
+            (Some(started.replicator), started.shutdown_sync_timeout)
+        }
+        None => (None, Duration::ZERO),
     };
 
     // Step 2: the database.
@@ -146,7 +161,14 @@ pub async fn run_with(config: ServeConfig, hooks: ServeHooks) -> anyhow::Result<
                 .saturating_mul(2)
                 .max(dialect::MAX_REPRESENTATION_BYTES),
         },
+        durability: Durability::new(
+            replicator.as_ref().map(|r| r.handle()),
+            config.writes.durability,
+            config.writes.durability_timeout,
+            metrics.clone(),
+        ),
     });
+    let durability_state = state.clone();
     let health = Arc::new(HealthReport::default());
 
     // Step 5: listeners.
@@ -236,6 +258,12 @@ pub async fn run_with(config: ServeConfig, hooks: ServeHooks) -> anyhow::Result<
         }
     }
     shutdown.trigger();
+    // Replication runs until the drain is over: synchronous writes still waiting for the
+    // replica get until then, bounded so they are answered before the drain ends.
+    durability_state
+        .durability
+        .shutdown_started(sync_write_grace(shutdown_sync_timeout));
+    drop(durability_state);
     let drained = tokio::time::timeout(DRAIN, async {
         while let Some(done) = tasks.join_next().await {
             if let Ok((name, Err(e))) = done {

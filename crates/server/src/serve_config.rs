@@ -22,6 +22,11 @@ pub struct WriteConfig {
     pub(crate) batch_max: usize,
     /// How long the writer waits for another process's lock (then 503).
     pub(crate) busy_timeout: Duration,
+    /// `--write-durability`: when a write is answered unless its request says otherwise.
+    pub(crate) durability: dialect::Durability,
+    /// `--write-durability-timeout-ms`: the longest wait of a synchronous write for the
+    /// replica (and of a `min-txid` read).
+    pub(crate) durability_timeout: Duration,
 }
 
 impl Default for WriteConfig {
@@ -31,6 +36,8 @@ impl Default for WriteConfig {
             safe_update: true,
             batch_max: 256,
             busy_timeout: Duration::from_secs(5),
+            durability: dialect::Durability::Local,
+            durability_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -108,6 +115,14 @@ impl ServeConfig {
             }
             (false, None) => None,
         };
+        let durability = match a.write_durability.as_str() {
+            "local" => dialect::Durability::Local,
+            "replicated" if replication.is_some() => dialect::Durability::Replicated,
+            "replicated" => anyhow::bail!(
+                "--write-durability replicated needs --replication-enabled: without a replica no write can be confirmed on one"
+            ),
+            other => anyhow::bail!("--write-durability {other:?}: expected local or replicated"),
+        };
         let request_timeout = millis_setting(a.request_timeout_ms);
         let synchronous = match &a.db_synchronous {
             Some(s) => s
@@ -149,6 +164,8 @@ impl ServeConfig {
                 safe_update: a.safe_update,
                 batch_max: a.write_batch_max.max(1),
                 busy_timeout: Duration::from_millis(a.db_busy_timeout_ms).min(MAX_SETTING),
+                durability,
+                durability_timeout: millis_setting(a.write_durability_timeout_ms),
             },
         })
     }

@@ -88,6 +88,21 @@ impl ReplicationHandle {
         self.wait(|p| p.replicated_txid >= txid).await
     }
 
+    /// Waits until the commit numbered `seq` (see [`CommitNotice`]) is in a local L0 file, and
+    /// returns the TXID of the sync that first covered it: the newest TXID of the L0 files
+    /// that sync wrote, so a read at that TXID (or later) reflects the commit. Exact even when
+    /// called long after later syncs (the record is bounded: a waiter older than thousands of
+    /// syncs gets a later sync's TXID, which still names a real L0 file holding the commit). Never waits on the network: syncs are local; it fails only if
+    /// replication failed for good or stopped. The commit must have been notified first.
+    pub async fn wait_commit_synced(&self, seq: u64) -> Result<TxId, FatalError> {
+        self.wait(|p| p.synced_seq >= seq).await?;
+        match self.shared.progress.synced_txid(seq) {
+            Some(txid) => Ok(txid),
+            // Unreachable: synced positions never go back.
+            None => Err(self.shared.health.fatal().unwrap_or_else(stopped)),
+        }
+    }
+
     /// Waits until the commit numbered `seq` (see [`CommitNotice`]) is on the replica, and
     /// returns the positions then (`replicated_txid` holds the commit). The commit must have
     /// been notified first.

@@ -40,7 +40,10 @@
 //!
 //! After every COMMIT that wrote something, the writer publishes a [`CommitNotice`] on a watch
 //! channel ([`Writer::subscribe_commits`]); replication uses it to ship the new WAL frames
-//! without polling. The connection comes from start-up ([`super::Database::take_writer_connection`],
+//! without polling. Each job whose changes that COMMIT holds learns its `seq`
+//! ([`Writer::run_committed`]), so its request can wait until replication has that commit
+//! in a local LTX file, or on the replica; a job whose changes were rolled back, or whose
+//! batch wrote nothing, gets `None`. The connection comes from start-up ([`super::Database::take_writer_connection`],
 //! opened with the [`super::OpenOptions`] start-up chose: `synchronous`, and who
 //! checkpoints). Its WAL hook tells whether a COMMIT wrote anything; as a WAL hook replaces
 //! SQLite's automatic checkpoint, it also runs that checkpoint when the connection's
@@ -160,14 +163,16 @@ trait Task: Send {
     /// Claims the job for running (again); false when its requester is gone: the client
     /// left, or its deadline passed while it was queued and it was answered 504.
     fn claim(&self) -> bool;
-    fn succeed(self: Box<Self>);
+    /// Answers with the output; `commit` is the [`CommitNotice::seq`] of the COMMIT that
+    /// holds the job's changes (`None`: nothing of it was committed).
+    fn succeed(self: Box<Self>, commit: Option<u64>);
     fn fail(self: Box<Self>, e: ApiError);
 }
 
 struct Job<T, F> {
     f: F,
     out: Option<T>,
-    reply: oneshot::Sender<Result<T, ApiError>>,
+    reply: oneshot::Sender<Result<(T, Option<u64>), ApiError>>,
     bytes: usize,
     deadline: Instant,
     /// [`QUEUED`], [`CLAIMED`] or [`ABANDONED`], shared with the requester.
@@ -202,9 +207,11 @@ where
             Err(_) => false,
         }
     }
-    fn succeed(self: Box<Self>) {
+    fn succeed(self: Box<Self>, commit: Option<u64>) {
         let Job { out, reply, .. } = *self;
-        let r = out.ok_or_else(|| ApiError::internal("a write job finished without output"));
+        let r = out
+            .map(|out| (out, commit))
+            .ok_or_else(|| ApiError::internal("a write job finished without output"));
         // The requester may have gone away; the write stands either way.
         let _ = reply.send(r);
     }
@@ -259,9 +266,12 @@ enum Ran {
 }
 
 impl Ran {
-    fn answer(self, task: Box<dyn Task>) {
+    /// Answers `task`; `commit` is the seq of the COMMIT that ended its transaction, if that
+    /// COMMIT wrote something (it holds the job's changes only when they were kept).
+    fn answer(self, task: Box<dyn Task>, commit: Option<u64>) {
         match self {
-            Ran::Keep | Ran::Discard => task.succeed(),
+            Ran::Keep => task.succeed(commit),
+            Ran::Discard => task.succeed(None),
             Ran::Failed(e) => task.fail(e),
         }
     }
@@ -354,6 +364,24 @@ impl Writer {
     /// for room in the queue and in the queue counts, and a job not started by then is never
     /// run (504). Dropping the returned future before the job started drops the job too.
     pub async fn run<T, F>(&self, bytes: usize, deadline: Instant, job: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: Fn(&WriteCtx<'_>) -> Result<(T, bool), ApiError> + Send + 'static,
+    {
+        self.run_committed(bytes, deadline, job)
+            .await
+            .map(|(out, _)| out)
+    }
+
+    /// [`Writer::run`], also telling which COMMIT holds the job's changes: the
+    /// [`CommitNotice::seq`] it published, or `None` when the job's changes were rolled back
+    /// (it asked for that, or failed) or its transaction wrote nothing.
+    pub async fn run_committed<T, F>(
+        &self,
+        bytes: usize,
+        deadline: Instant,
+        job: F,
+    ) -> Result<(T, Option<u64>), ApiError>
     where
         T: Send + 'static,
         F: Fn(&WriteCtx<'_>) -> Result<(T, bool), ApiError> + Send + 'static,
@@ -573,20 +601,21 @@ impl Engine {
         if kept == 0 {
             self.abandon();
             for (t, r) in done {
-                r.answer(t);
+                r.answer(t, None);
             }
             return;
         }
         match self.exec("COMMIT") {
             Ok(()) => {
-                if self.wal_written.load(Ordering::Acquire) {
-                    self.publish(kept);
-                }
+                let seq = self
+                    .wal_written
+                    .load(Ordering::Acquire)
+                    .then(|| self.publish(kept));
                 self.stats
                     .committed_jobs
                     .fetch_add(kept as u64, Ordering::Relaxed);
                 for (t, r) in done {
-                    r.answer(t);
+                    r.answer(t, seq);
                 }
             }
             Err(e) => {
@@ -674,10 +703,12 @@ impl Engine {
         }
     }
 
-    fn publish(&self, jobs: usize) {
+    /// Announces a COMMIT that wrote something; its seq.
+    fn publish(&self, jobs: usize) -> u64 {
         let seq = self.stats.commits.fetch_add(1, Ordering::Relaxed) + 1;
         self.notices.send_replace(CommitNotice { seq });
         self.event(WriterEvent::Committed { jobs });
+        seq
     }
 }
 
@@ -907,6 +938,52 @@ mod tests {
         });
         s.writer.run(0, far(), insert(6)).await.unwrap();
         assert_eq!(waiter.await.unwrap(), 6);
+    }
+
+    #[tokio::test]
+    async fn each_job_learns_the_commit_that_holds_its_changes() {
+        let s = setup(T, OpenOptions::writer(), WriterConfig::default());
+        let rx = s.writer.subscribe_commits();
+        let (id, seq) = s.writer.run_committed(0, far(), insert(1)).await.unwrap();
+        assert_eq!((id, seq), (1, Some(1)));
+        assert_eq!(rx.borrow().seq, 1);
+        // Jobs of one batch share its COMMIT; one rolled back on request, one failing and one
+        // writing nothing get no commit.
+        hold(&s.writer).await;
+        let (a, b, c, d, e) = tokio::join!(
+            s.writer.run_committed(0, far(), insert(2)),
+            s.writer
+                .run_committed(0, far(), |ctx| Ok((insert(3)(ctx)?.0, false))),
+            s.writer.run_committed(0, far(), insert(1)),
+            s.writer.run_committed(0, far(), insert(4)),
+            s.writer.run_committed(0, far(), |ctx| {
+                ctx.conn
+                    .execute("UPDATE t SET v = 'y' WHERE id = 99", [])
+                    .map_err(ApiError::from)?;
+                Ok(((), true))
+            }),
+        );
+        assert_eq!(a.unwrap(), (2, Some(2)));
+        assert_eq!(b.unwrap(), (3, None));
+        assert_eq!(c.unwrap_err().code, "23505");
+        assert_eq!(d.unwrap(), (4, Some(2)));
+        // Kept, but its batch's COMMIT carried the others' changes: that commit holds all
+        // it did (nothing), so waiting for it is right.
+        assert_eq!(e.unwrap().1, Some(2));
+        assert_eq!(rx.borrow().seq, 2);
+        // Alone, a job that changes nothing commits nothing.
+        let (_, seq) = s
+            .writer
+            .run_committed(0, far(), |ctx| {
+                ctx.conn
+                    .execute("DELETE FROM t WHERE id = 99", [])
+                    .map_err(ApiError::from)?;
+                Ok(((), true))
+            })
+            .await
+            .unwrap();
+        assert_eq!(seq, None);
+        assert_eq!(rx.borrow().seq, 2);
     }
 
     #[tokio::test]

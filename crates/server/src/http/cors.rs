@@ -9,7 +9,9 @@ use axum::body::Body;
 use axum::response::Response;
 use http::{HeaderMap, HeaderValue, header};
 
-const EXPOSE: &str = "Content-Encoding, Content-Location, Content-Range, Content-Type, Date, Location, Server, Transfer-Encoding, Range-Unit";
+/// PostgREST's list, plus `Sqlite-Rest-Txid` (the replication position of a response, which
+/// a browser client sends back as `Prefer: min-txid`).
+const EXPOSE: &str = "Content-Encoding, Content-Location, Content-Range, Content-Type, Date, Location, Server, Transfer-Encoding, Range-Unit, Sqlite-Rest-Txid";
 const METHODS: &str = "GET, POST, PATCH, PUT, DELETE, OPTIONS, HEAD";
 
 #[derive(Debug, Clone, Default)]

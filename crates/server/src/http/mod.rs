@@ -2,13 +2,16 @@
 //!
 //! One fallback handler ([`api::handle`]) takes every request, so the hot path is a single
 //! function call rather than a middleware stack: limits, routing, CORS, auth, dispatch to the
-//! read handler ([`read`]) or the write handler ([`write`]), metrics. Every listener serves
+//! read handler ([`read`]) or the write handler ([`write`]), metrics. [`durability`] decides
+//! when a write is answered and which replication position (`Sqlite-Rest-Txid`) a response
+//! carries. Every listener serves
 //! its connections through [`conn`] (connection cap, header read and idle timeouts). Servers
 //! stop together when the shutdown token is cancelled.
 
 pub mod api;
 pub mod conn;
 pub mod cors;
+pub mod durability;
 pub mod limits;
 pub mod read;
 pub mod respond;
@@ -60,6 +63,8 @@ pub struct AppState {
     /// The single writer every POST/PATCH/PUT/DELETE goes through.
     pub writer: Arc<Writer>,
     pub write_options: dialect::WriteOptions,
+    /// When writes are answered; replication positions of responses.
+    pub durability: durability::Durability,
 }
 
 /// The API router.

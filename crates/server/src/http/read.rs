@@ -5,8 +5,10 @@
 //! does not know yet is planned again after a schema check (see `db::read_pool`), within the
 //! request's time budget (from its arrival: a body that took long leaves less). The response
 //! carries PostgREST's headers: `Content-Range`, `Content-Location`, `Vary`,
-//! `Preference-Applied`, `Content-Profile`. A body larger than the read pool's buffer streams
-//! (chunked, without `Content-Length`; see `db::stream`).
+//! `Preference-Applied`, `Content-Profile`, and with replication `Sqlite-Rest-Txid`: the
+//! local replication position taken before the read's snapshot begins (after waiting for
+//! `Prefer: min-txid`, see [`super::durability`]). A body larger than the read pool's buffer
+//! streams (chunked, without `Content-Length`; see `db::stream`).
 
 use std::time::Instant;
 
@@ -19,6 +21,7 @@ use dialect::{Choice, check_profile, parse_range};
 use http::request::Parts;
 use http::{HeaderValue, StatusCode, header};
 
+use super::durability::TXID_HEADER;
 use super::{AppState, header_str, preferences};
 use crate::database::read_pool::BUFFER_BYTES;
 use crate::database::stream::ReadReply;
@@ -45,6 +48,9 @@ pub async fn handle(
     };
     let media = headers.media;
     let profile_sent = headers.profile_sent;
+    let min_txid = headers.prefer.min_txid;
+    // Taken before the read's snapshot begins: a lower bound of what the read reflects.
+    let txid = state.durability.read_position(min_txid, deadline).await?;
     let limits = state.plan_limits;
     let target = relation.clone();
     let reply = state
@@ -96,10 +102,20 @@ pub async fn handle(
         header::VARY,
         HeaderValue::from_static("Accept, Prefer, Range"),
     );
-    if let Some(c) = count_applied
-        && let Ok(v) = HeaderValue::try_from(c.token())
+    let applied: Vec<String> = count_applied
+        .map(|c| c.token())
+        .into_iter()
+        .chain(min_txid.map(|m| format!("min-txid={m:016x}")))
+        .collect();
+    if !applied.is_empty()
+        && let Ok(v) = HeaderValue::try_from(applied.join(", "))
     {
         h.insert("preference-applied", v);
+    }
+    if let Some(t) = txid
+        && let Ok(v) = HeaderValue::try_from(t.to_string())
+    {
+        h.insert(TXID_HEADER, v);
     }
     if profile_sent {
         h.insert("content-profile", HeaderValue::from_static("public"));

@@ -9,7 +9,9 @@
 //! savepoint, so a request is answered only once its transaction committed. The job carries
 //! the request's deadline (its arrival plus the time budget), so the wait in the write queue
 //! counts against the budget. DELETE bodies are ignored (postgrest-py sends `{}`). Errors name
-//! only what the caller can see ([`dialect::ApiError::for_client`]).
+//! only what the caller can see ([`dialect::ApiError::for_client`]). With replication, the
+//! answer waits for the write's replication position and carries it (`Sqlite-Rest-Txid`;
+//! `Prefer: durability`, see [`super::durability`]).
 
 use std::time::Instant;
 
@@ -26,6 +28,7 @@ use dialect::{
 use http::request::Parts;
 use http::{HeaderValue, Method, StatusCode, header};
 
+use super::durability::TXID_HEADER;
 use super::{AppState, header_str, preferences};
 
 /// Bodies larger than this are parsed on the blocking pool.
@@ -52,6 +55,8 @@ pub async fn handle(
     let query = QueryParams::parse(parts.uri.query().unwrap_or(""))?;
     let media = MediaType::negotiate(header_str(parts, header::ACCEPT))?;
     let prefer = preferences(parts)?;
+    // Before anything runs: a guarantee the server cannot give is refused, never weakened.
+    let durability = state.durability.mode(&prefer)?;
     let profile_sent = check_profile(header_str(parts, "content-profile"))?;
 
     let payload = if mutation == Mutation::Delete {
@@ -92,9 +97,9 @@ pub async fn handle(
         payload,
     };
     let options = state.write_options;
-    let out = state
+    let (out, commit) = state
         .writer
-        .run(size, deadline, move |ctx| {
+        .run_committed(size, deadline, move |ctx| {
             let plan = plan_write(ctx.cache, &req, &options)?;
             let body = req.payload.as_ref().map_or("[]", |p| p.json.as_str());
             let out = execute_write(ctx.conn, &plan, body, ctx.inserts)?;
@@ -103,10 +108,24 @@ pub async fn handle(
         })
         .await
         .map_err(|e| e.for_client(&state.db.schema.current(), &relation, Some(mutation)))?;
-    Ok(respond(out, media, profile_sent))
+    let txid = state
+        .durability
+        .settle_write(durability, commit, deadline)
+        .await?;
+    Ok(respond(
+        out,
+        media,
+        profile_sent,
+        txid.map(|t| t.to_string()),
+    ))
 }
 
-fn respond(out: WriteOutput, media: MediaType, profile_sent: bool) -> Response {
+fn respond(
+    out: WriteOutput,
+    media: MediaType,
+    profile_sent: bool,
+    txid: Option<String>,
+) -> Response {
     let has_body = out.body.is_some();
     let mut resp = Response::new(out.body.map_or_else(Body::empty, Body::from));
     *resp.status_mut() = StatusCode::from_u16(out.status).unwrap_or(StatusCode::OK);
@@ -126,6 +145,7 @@ fn respond(out: WriteOutput, media: MediaType, profile_sent: bool) -> Response {
     };
     set(header::CONTENT_RANGE, out.content_range);
     set(header::LOCATION, out.location);
+    set(header::HeaderName::from_static(TXID_HEADER), txid);
     set(
         header::HeaderName::from_static("preference-applied"),
         out.preference_applied,
