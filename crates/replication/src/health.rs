@@ -210,11 +210,6 @@ impl Health {
         }
     }
 
-    /// True if `component` is currently failing.
-    pub(crate) fn is_failing(&self, component: Component) -> bool {
-        self.failing.lock().contains_key(&component)
-    }
-
     /// True if any component is failing.
     pub(crate) fn any_failing(&self) -> bool {
         !self.failing.lock().is_empty()

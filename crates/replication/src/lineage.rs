@@ -8,12 +8,13 @@
 //! | Local database | Replica | Decision |
 //! |---|---|---|
 //! | missing | empty | new database |
-//! | missing | has data | restore the latest state (integrity-checked), adopt its position |
+//! | missing | has data | restore the latest state (integrity-checked), adopt its position (the replica's newest L0 file, merged or not) |
 //! | missing | a Litestream 0.3 backup newer than any LTX file | restore it (integrity-checked); replicate in LTX from the next TXID, under the same path |
 //! | exists | empty, or only a Litestream 0.3 backup | start a new replica from this database (local position reset; a 0.3 backup is left untouched) |
 //! | exists, no position | has data | compare contents page by page: equal → adopt the replica's position; different → **diverged** |
 //! | position L, another page size than the database's | has data | **diverged** (one LTX history has one page size) |
 //! | position L | has L0 file L | compare the two files page by page: different → **diverged**; L is the newest → continue; replica ahead → catch up if the local database is exactly at L (proved by its WAL, or by comparing contents with the replica's state at L), else **diverged** |
+//! | position L | has a merged L0 file `<M>-<L>` (M < L; our uploads merge the files of a batch) | the local file L must be its tail (same header but for MinTXID and pre-apply checksum, each of its pages in the merged file with the same bytes): else **diverged**; then as above |
 //! | position L | ends below L | continue (upload the missing files) if every local L0 file after the replica's end is still there, else **diverged** (the replica went backwards) |
 //! | position L | only a snapshot reaches L or beyond its L0/L1… files | a snapshot is taken from the local database, so it can reach the replica while L0 uploads fail: uploads continue after the L0/L1… files (the local ones in between are uploaded), so no level keeps a gap; only if those local files are gone, after the snapshot |
 //! | position L | no file L, ends above L | compare contents with the replica's state at L: equal → catch up; else **diverged** |
@@ -330,7 +331,9 @@ pub async fn prepare(
         .filter(|f| f.level == Level::L0)
         .max_by_key(|f| f.name.max)
         .copied();
-    let adopt = newest_l0.filter(|f| f.name.max == replica_txid && f.name.min == f.name.max);
+    // A merged L0 file `<min>-<max>` (our uploads merge the files of one batch) is adopted
+    // like a single one: its pages, commit and timestamp are those of its last TXID.
+    let adopt = newest_l0.filter(|f| f.name.max == replica_txid);
     let diverged = |kind| Divergence {
         db: db_path.to_path_buf(),
         replica: client.describe(),
@@ -440,10 +443,18 @@ pub async fn prepare(
             .into());
         }
     }
-    let l_name = FileName::new(l, l);
+    // The local position file: one TXID, or an adopted merged file `<min>-<max>`.
+    let l_name = FileName::new(local.header.map_or(l, |h| h.min_txid), l);
     let remote_l = remote
         .iter()
         .find(|f| f.level == Level::L0 && f.name == l_name)
+        .copied();
+    // Our uploads merge consecutive local files into one replica file ending at L: then the
+    // local file at L must be its tail.
+    let remote_merged_l = remote
+        .iter()
+        .filter(|f| f.level == Level::L0 && f.name.max == l && f.name.min < l_name.min)
+        .max_by_key(|f| f.name.min)
         .copied();
     let behind = Behind {
         client,
@@ -456,8 +467,13 @@ pub async fn prepare(
         options,
         diverged: &diverged,
     };
-    if let Some(info) = remote_l {
-        if same_l0(client, meta, info, options.fetch).await? != Some(true) {
+    let same = match (remote_l, remote_merged_l) {
+        (Some(info), _) => Some(same_l0(client, meta, info, options.fetch, l_name).await?),
+        (None, Some(info)) => Some(same_l0(client, meta, info, options.fetch, l_name).await?),
+        (None, None) => None,
+    };
+    if let Some(same) = same {
+        if same != Some(true) {
             return Err(diverged(DivergenceKind::TxidDiffers { txid: l }).into());
         }
         if l >= replica_txid {
@@ -467,7 +483,7 @@ pub async fn prepare(
     }
     if l > replica_txid {
         if let Some(n) = newest_l0
-            && same_l0(client, meta, n, options.fetch).await? == Some(false)
+            && same_l0(client, meta, n, options.fetch, n.name).await? == Some(false)
         {
             return Err(diverged(DivergenceKind::TxidDiffers { txid: n.name.max }).into());
         }
@@ -761,15 +777,18 @@ fn checkpoint_into_file(db: &Path) -> Result<(), StartupError> {
     conn.close().map_err(|(_, e)| sqlite(e))
 }
 
-/// Compares the local copy of the replica's L0 file `info` with the replica's, page by page
-/// (see the module docs): `None` if there is no local copy.
+/// Compares the local L0 file `ours` with the replica's L0 file `info`, page by page (see
+/// the module docs): `None` if there is no local file. When `info` is a merged file that
+/// ends where `ours` does and starts before it, `ours` must be its tail ([`tail_of`]).
 async fn same_l0(
     client: &Arc<dyn ReplicaClient>,
     meta: &MetaDir,
     info: LtxFileInfo,
     fetch: FetchOptions,
+    ours: FileName,
 ) -> Result<Option<bool>, StartupError> {
-    let path = meta.path(Level::L0, info.name);
+    let merged = info.name != ours;
+    let path = meta.path(Level::L0, ours);
     let ours = blocking(move || match std::fs::File::open(&path) {
         Ok(f) => Ok(Some(f)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -791,8 +810,12 @@ async fn same_l0(
         ));
     };
     blocking(move || {
-        same_ltx(ours, theirs)
-            .map(Some)
+        let same = if merged {
+            tail_of(ours, theirs)
+        } else {
+            same_ltx(ours, theirs)
+        };
+        same.map(Some)
             .map_err(|e| StartupError::Compare(format!("L0 file {}: {e}", info.name)))
     })
     .await
@@ -838,6 +861,43 @@ fn same_ltx(ours: impl Read, theirs: impl Read) -> ltx::Result<bool> {
             return Ok(false);
         }
     }
+}
+
+/// True if `ours` (an L0 file) is the tail of `theirs` (a merged L0 file of several TXIDs
+/// ending at the same one): equal headers but for the first TXID and the pre-apply checksum
+/// (a merged file takes both from its first input; WAL range and salts are those of its last
+/// input, ours), and every page of ours in theirs with the same bytes (a merged file holds
+/// the newest image of every page, and ours is the newest). Both are verified to their end
+/// when true.
+fn tail_of(ours: impl Read, theirs: impl Read) -> ltx::Result<bool> {
+    let mut ours = Decoder::new(ours)?;
+    let mut theirs = Decoder::new(theirs)?;
+    let loose = |h: &Header| Header {
+        min_txid: TxId::ZERO,
+        pre_apply_checksum: ltx::Checksum::ZERO,
+        ..*h
+    };
+    if loose(ours.header()) != loose(theirs.header())
+        || theirs.header().min_txid >= ours.header().min_txid
+    {
+        return Ok(false);
+    }
+    let page_size = ours.header().page_size as usize;
+    let (mut a, mut b) = (vec![0u8; page_size], vec![0u8; page_size]);
+    while let Some(pa) = ours.next_page(&mut a)? {
+        loop {
+            match theirs.next_page(&mut b)? {
+                None => return Ok(false),
+                Some(pb) if pb < pa => continue,
+                Some(pb) if pb == pa && a == b => break,
+                Some(_) => return Ok(false),
+            }
+        }
+    }
+    while theirs.next_page(&mut b)?.is_some() {}
+    ours.finish()?;
+    theirs.finish()?;
+    Ok(true)
 }
 
 /// Restores the newest state of the replica's Litestream 0.3 backup into `db_path`.

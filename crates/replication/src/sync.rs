@@ -689,7 +689,10 @@ impl Syncer {
             return Ok(last.pgno == fh.pgno && last.data == data);
         }
         // Look the page up in the L0 file through its index.
-        let path = self.meta.l0_path(h.max_txid);
+        // The position file: one TXID, or a merged file adopted at start-up.
+        let path = self
+            .meta
+            .path(Level::L0, FileName::new(h.min_txid, h.max_txid));
         let mut page = vec![0u8; page_size];
         let matched = read_ltx_page(&path, fh.pgno, &mut page)? && page == data;
         if matched {

@@ -77,6 +77,8 @@ fn defaults_are_litestreams() {
         })
     );
     assert_eq!(r.sync_interval, Duration::from_secs(1));
+    // No floor between uploads unless the file sets `sync-interval`.
+    assert_eq!(r.upload_interval, None);
     assert_eq!(r.max_sync_ltx_files, Some(256));
     assert!(!r.auto_recover);
     c.ensure_supported().unwrap();
@@ -121,6 +123,7 @@ fn every_knob_is_read() {
     assert_eq!(db.max_sync_wal_bytes, None, "0 means no limit");
     assert!(db.restore_if_db_not_exists);
     assert_eq!(db.replica.sync_interval, Duration::from_secs(10));
+    assert_eq!(db.replica.upload_interval, Some(Duration::from_secs(10)));
     assert_eq!(db.replica.max_sync_ltx_files, None);
     assert!(db.replica.auto_recover);
     assert_eq!(db.replica.target.describe(), "file:///backup/app");

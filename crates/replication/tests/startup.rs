@@ -356,18 +356,25 @@ async fn a_replica_that_went_backwards_is_refused() {
     let _ = Duration::ZERO;
 }
 
-/// Makes the upload of L0 file `txid` fail on the file replica of `env` (its temporary file
-/// path is taken by a directory), so everything from `txid` on stays local, as after a crash
-/// before the upload. Returns what [`unblock_upload`] needs.
-fn block_upload(env: &Env, txid: u64) -> PathBuf {
-    let name = ltx::FileName::new(ltx::TxId(txid), ltx::TxId(txid));
-    let blocker = env.dir.join("replica/ltx/0").join(format!("{name}.tmp"));
-    std::fs::create_dir_all(&blocker).unwrap();
-    blocker
+/// Makes the upload of every L0 object starting at `txid` fail on the file replica of `env`
+/// (the temporary file paths of `<txid>-<txid + k>` for up to 64 merged files are taken by
+/// directories), so everything from `txid` on stays local, as after a crash before the
+/// upload. Returns what [`unblock_upload`] needs.
+fn block_upload(env: &Env, txid: u64) -> Vec<PathBuf> {
+    (0..64)
+        .map(|k| {
+            let name = ltx::FileName::new(ltx::TxId(txid), ltx::TxId(txid + k));
+            let blocker = env.dir.join("replica/ltx/0").join(format!("{name}.tmp"));
+            std::fs::create_dir_all(&blocker).unwrap();
+            blocker
+        })
+        .collect()
 }
 
-fn unblock_upload(blocker: &Path) {
-    std::fs::remove_dir_all(blocker).unwrap();
+fn unblock_upload(blockers: &[PathBuf]) {
+    for b in blockers {
+        std::fs::remove_dir_all(b).unwrap();
+    }
 }
 
 /// The newest TXID on the replica.

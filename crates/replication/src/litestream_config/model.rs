@@ -129,8 +129,12 @@ pub struct ReplicaConfig {
     pub target: ReplicaTarget,
     /// Deprecated `name:`.
     pub name: Option<String>,
-    /// Default 1s.
+    /// Default 1s. Litestream's sync interval; we sync at every commit instead.
     pub sync_interval: Duration,
+    /// `sync-interval` when the file sets it explicitly: the shortest time between the
+    /// starts of two uploads (a cap on object-store requests). `None` (the default): an
+    /// upload starts as soon as the previous one returned and there is something new.
+    pub upload_interval: Option<Duration>,
     /// Default 256; `None` (0 in the file) uploads every pending file in one pass.
     pub max_sync_ltx_files: Option<usize>,
     pub auto_recover: bool,

@@ -224,14 +224,16 @@ pub(super) fn resolve_replica(
         Some(0) => None,
         Some(n) => Some(usize::try_from(n).unwrap_or(usize::MAX)),
     };
+    let sync_interval = positive(
+        &format!("{at}.sync-interval"),
+        settings.sync_interval,
+        defaults::SYNC_INTERVAL,
+    )?;
     Ok(ReplicaConfig {
         target,
         name: non_empty(own.name),
-        sync_interval: positive(
-            &format!("{at}.sync-interval"),
-            settings.sync_interval,
-            defaults::SYNC_INTERVAL,
-        )?,
+        sync_interval,
+        upload_interval: settings.sync_interval.is_some().then_some(sync_interval),
         max_sync_ltx_files,
         auto_recover: settings.auto_recover.unwrap_or(false),
         validation_interval: settings.validation_interval.and_then(GoDuration::to_std),

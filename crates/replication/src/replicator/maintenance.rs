@@ -274,7 +274,12 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
         if let Some((settled, until)) = job.settled
             && job.kind.unchanged(&settled, &before)
             && until.is_none_or(|t| started < t)
-            && !m.shared.health.is_failing(component)
+            && !m
+                .shared
+                .health
+                .failures()
+                .iter()
+                .any(|f| f.component == component)
         {
             jobs[i].next = job.after(started);
             continue;
@@ -412,6 +417,13 @@ impl Maintenance {
         };
         let dst_files = self.list(dst).await?;
         let dst_max = dst_files.iter().max_by_key(|f| f.name.max).copied();
+        if dst.get() == 1
+            && let Some(d) = dst_max
+        {
+            self.shared
+                .l1_txid
+                .fetch_max(d.name.max.get(), Ordering::AcqRel);
+        }
         if let Some(d) = dst_max
             && SystemTime::from(d.created_at) > prev_boundary
         {
@@ -433,6 +445,11 @@ impl Maintenance {
             return Ok(Compaction::NothingNew);
         }
         let info = self.compact_files(dst, &inputs).await?;
+        if dst.get() == 1 {
+            self.shared
+                .l1_txid
+                .fetch_max(info.name.max.get(), Ordering::AcqRel);
+        }
         if self.shared.config.verify_compaction
             && let Some(problem) = self.check_level(dst).await?
         {
@@ -450,15 +467,7 @@ impl Maintenance {
         dst: Level,
         files: &[LtxFileInfo],
     ) -> Result<LtxFileInfo, MaintenanceError> {
-        let meta = &self.shared.meta;
-        let inputs: Vec<Input> = files
-            .iter()
-            .map(|f| Input {
-                info: *f,
-                local: (f.level == Level::L0 && meta.exists(Level::L0, f.name))
-                    .then(|| meta.path(Level::L0, f.name)),
-            })
-            .collect();
+        let inputs: Vec<Input> = files.iter().flat_map(|f| self.local_inputs(f)).collect();
         let readers = open_inputs(
             &self.shared.client,
             &inputs,
@@ -503,6 +512,44 @@ impl Maintenance {
             Err(e) => return Err(MaintenanceError::Task(e.to_string())),
         }
         Ok(written?)
+    }
+
+    /// The inputs that stand for the replica's file `f`: for an L0 file whose local copy is
+    /// here, or whose TXIDs are all here as local single-TXID files (an upload merged them
+    /// into `f`; merging them again gives the same pages and header), the local files, so
+    /// compaction costs no download; else `f` itself. Local L0 files newer than L1 are kept
+    /// for this (see the upload task's pruning).
+    fn local_inputs(&self, f: &LtxFileInfo) -> Vec<Input> {
+        let meta = &self.shared.meta;
+        let remote = || {
+            vec![Input {
+                info: *f,
+                local: None,
+            }]
+        };
+        if f.level != Level::L0 {
+            return remote();
+        }
+        let local = |name: FileName| {
+            std::fs::metadata(meta.path(Level::L0, name))
+                .ok()
+                .map(|m| Input {
+                    info: LtxFileInfo {
+                        level: Level::L0,
+                        name,
+                        size: m.len(),
+                        created_at: f.created_at,
+                    },
+                    local: Some(meta.path(Level::L0, name)),
+                })
+        };
+        if let Some(copy) = local(f.name) {
+            return vec![copy];
+        }
+        (f.name.min.get()..=f.name.max.get())
+            .map(|t| local(FileName::new(TxId(t), TxId(t))))
+            .collect::<Option<Vec<_>>>()
+            .unwrap_or_else(remote)
     }
 
     /// Writes a snapshot unless it is too early or the newest snapshot is current.

@@ -7,10 +7,11 @@
 //!
 //! - **sync** (blocking work on a blocking thread): WAL → L0 files ([`crate::sync`]), woken
 //!   at once by [`ReplicationHandle::notify_commit`] from the server's writer and every
-//!   `monitor-interval` for writes by other processes. While the previous files are still
-//!   being uploaded, commits accumulate and the next sync turns the burst into one L0 file;
-//! - **upload**: local L0 files → replica, in TXID order (at most `max-sync-ltx-files` per
-//!   pass);
+//!   `monitor-interval` for writes by other processes. Commits that land during a sync go
+//!   into the next one (group commit); syncs never wait for uploads;
+//! - **upload**: one upload in flight; each sends every local L0 file not yet on the
+//!   replica as one object (consecutive files merged into one `<min>-<max>` L0 file), at
+//!   most every `sync-interval` when the configuration sets one;
 //! - **maintenance**: compaction, snapshots and retention ([`maintenance`]);
 //! - **probe**: an active check of the replica every [`PROBE_INTERVAL`] while the positions
 //!   moved since its last success (every second while anything fails), none while idle
@@ -32,7 +33,7 @@
 //! - `running.rs`: [`Replicator`] itself; `shutdown.rs`: [`Replicator::shutdown`];
 //! - `shared.rs`: the state every task and handle shares; `handle.rs`: [`ReplicationHandle`]
 //!   and [`Status`];
-//! - one file per task: `sync_task.rs` (with its pacing in `pacing.rs`), `upload.rs`,
+//! - one file per task: `sync_task.rs`, `upload.rs`,
 //!   `maintenance.rs`, `probe.rs`, and `supervise.rs` (panicking tasks and the watchdog).
 
 mod adopt;
@@ -40,7 +41,6 @@ mod error;
 mod handle;
 pub(crate) mod maintenance;
 mod options;
-mod pacing;
 mod probe;
 mod running;
 mod shared;

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, SystemTime};
 
 use parking_lot::Mutex;
@@ -37,6 +38,9 @@ pub(crate) struct Shared {
     /// The deadline of replica operations.
     pub operation_timeout: Duration,
     pub(super) last_upload: Mutex<Option<SystemTime>>,
+    /// The newest TXID compacted into L1, as maintenance last saw it: local L0 files up to
+    /// it are no longer needed by compaction (see the upload task's pruning).
+    pub l1_txid: AtomicU64,
     pub start_action: StartAction,
     /// What maintenance changed in the replica's levels, so its jobs skip when nothing did.
     pub(crate) level_versions: LevelVersions,

@@ -3,6 +3,7 @@
 //! and why it can fail ([`StartError`]).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use ltx::TxId;
@@ -132,6 +133,7 @@ impl Replicator {
             wake: Notify::new(),
             operation_timeout: options.network.operation_timeout,
             last_upload: Mutex::new(None),
+            l1_txid: AtomicU64::new(0),
             start_action: prepared.action,
             level_versions: Default::default(),
         });

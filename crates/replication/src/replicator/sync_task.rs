@@ -1,5 +1,14 @@
-//! The sync task: wakes on commits and every `monitor-interval`, paces syncs, runs each
-//! [`crate::sync::Syncer::sync`] on a blocking thread, and closes the database at the end.
+//! The sync task: runs each [`crate::sync::Syncer::sync`] on a blocking thread, and closes
+//! the database at the end.
+//!
+//! A sync starts as soon as a commit is notified and no sync is running: commits that land
+//! during a sync go into the next one (group commit), so a burst costs one L0 file per sync
+//! round, not one per commit. Nothing else delays a sync: every write the server answers
+//! waits for the local sync that holds it ([`crate::ReplicationHandle::wait_commit_synced`]),
+//! and a local sync costs no network round trip (uploads run on their own, see the upload
+//! task). Without notices (writes by other processes) the task polls every
+//! `monitor-interval`; after a failed sync it backs off ([`crate::health`]) and ignores
+//! notices until the backoff ends. Checkpoints happen inside the syncs.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,7 +20,6 @@ use crate::health::{Component, FatalError};
 use crate::progress::Positions;
 use crate::sync::Syncer;
 
-use super::pacing::{MIN_SYNC_GAP, sync_gap};
 use super::shared::Shared;
 
 pub(super) enum SyncCommand {
@@ -31,13 +39,13 @@ pub(super) async fn sync_loop(
     let monitor = shared.db.monitor_interval;
     let mut syncer = Some(syncer);
     let mut last_sync = Instant::now();
-    let mut gap = MIN_SYNC_GAP;
     let mut backoff: Option<Duration> = None;
-    let mut positions = shared.progress.subscribe();
     loop {
         let deadline = last_sync + backoff.unwrap_or(monitor);
         let mut reply = None;
         let mut final_sync = None;
+        // A notice that arrives while a sync runs stays stored in `wake` (a `Notify` keeps
+        // one permit), so the next sync starts as soon as this one ends: group commit.
         tokio::select! {
             _ = stop.cancelled() => break,
             cmd = ctl.recv() => match cmd {
@@ -53,39 +61,12 @@ pub(super) async fn sync_loop(
             let _ = tx.send(result);
             break;
         }
-        // A burst of commits becomes one file: the next sync starts `gap` after the last one
-        // (`sync_gap`: longer under a heavier write load, or when syncs get slow), so syncs,
-        // checkpoints and uploads stay a small share of the time.
-        if reply.is_none() && backoff.is_none() {
-            let next = last_sync + gap;
-            if next > Instant::now() {
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = tokio::time::sleep_until(next.into()) => {}
-                }
-            }
-        }
-        // While earlier files are being uploaded, let commits accumulate into one file.
-        if reply.is_none() && backoff.is_none() {
-            let p = *positions.borrow_and_update();
-            if p.local_txid > p.replicated_txid && !shared.health.is_failing(Component::Upload) {
-                let wait_until = last_sync + monitor;
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = positions.wait_for(|p| p.replicated_txid >= p.local_txid) => {}
-                    _ = tokio::time::sleep_until(wait_until.into()) => {}
-                }
-            }
-        }
-        let started = Instant::now();
         let Some(result) = run_sync(&shared, &mut syncer).await else {
             break;
         };
-        let previous = std::mem::replace(&mut last_sync, Instant::now());
+        last_sync = Instant::now();
         match result {
-            Ok((p, wal_bytes)) => {
-                let since = (last_sync - previous).as_secs_f64().max(1e-3);
-                gap = sync_gap(wal_bytes as f64 / since, last_sync - started);
+            Ok((p, _)) => {
                 backoff = None;
                 if let Some(tx) = reply {
                     let _ = tx.send(Ok(p));

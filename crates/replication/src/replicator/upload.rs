@@ -1,22 +1,50 @@
-//! The upload task: local L0 files to the replica, in TXID order.
+//! The upload task: local L0 files to the replica, one upload in flight at a time.
+//!
+//! Syncs never wait for uploads. When an upload returns, every local L0 file not yet on the
+//! replica goes up as ONE object: consecutive files merged into one L0 file `<min>-<max>`
+//! ([`merge_l0`]), so object-store PUTs per second are bounded by the upload round trip,
+//! not by the commit rate. A batch is bounded ([`MAX_MERGE_BYTES`] of input, at most
+//! `max-sync-ltx-files` or [`MAX_MERGE_FILES`] files); the rest goes in the next object at
+//! once. When the configuration sets the replica's `sync-interval` explicitly, it is the
+//! shortest time between the starts of two uploads (a cost cap); by default there is none.
+//!
+//! Once the replica holds a batch and compaction into L1 has read it, its local files are
+//! deleted ([`prune_local_l0`]), except the newest local L0 file, which is the sync
+//! position.
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
-use ltx::{FileName, Header, TxId};
+use ltx::{Compactor, Decoder, Encoder, FileName, HEADER_FLAG_NO_CHECKSUM, Header, TxId};
 use tokio_util::sync::CancellationToken;
 
 use crate::client::ClientError;
 use crate::health::Component;
 use crate::level::{Level, timestamp_from_millis};
+use crate::meta::MetaDir;
 
 use super::shared::Shared;
+
+/// Input bytes above which a batch is split into several objects (the merged object is
+/// built in memory; it is never larger than its inputs).
+pub(crate) const MAX_MERGE_BYTES: u64 = 32 << 20;
+/// Most local L0 files merged into one object (each is open while the merge runs).
+pub(crate) const MAX_MERGE_FILES: usize = 512;
 
 /// The upload task. See the module docs.
 pub(super) async fn upload_loop(shared: Arc<Shared>, mut remote: TxId, stop: CancellationToken) {
     let mut rx = shared.progress.subscribe();
-    let max = shared.db.replica.max_sync_ltx_files;
+    let max_files = shared
+        .db
+        .replica
+        .max_sync_ltx_files
+        .unwrap_or(MAX_MERGE_FILES)
+        .clamp(1, MAX_MERGE_FILES);
+    let floor = shared.db.replica.upload_interval;
+    let mut last_start: Option<Instant> = None;
+    let mut pruned = Pruned::default();
     loop {
         let local = tokio::select! {
             _ = stop.cancelled() => return,
@@ -25,47 +53,236 @@ pub(super) async fn upload_loop(shared: Arc<Shared>, mut remote: TxId, stop: Can
                 Err(_) => return,
             },
         };
-        let mut uploaded = 0usize;
-        while remote < local {
-            if stop.is_cancelled() {
-                return;
-            }
-            let txid = TxId(remote.get() + 1);
-            let started = Instant::now();
-            let uploaded_one = tokio::select! {
+        if let (Some(floor), Some(last)) = (floor, last_start) {
+            tokio::select! {
                 _ = stop.cancelled() => return,
-                r = upload_one(&shared, txid) => r,
-            };
-            match uploaded_one {
-                Ok(size) => {
-                    remote = txid;
-                    shared.progress.uploaded(txid);
-                    *shared.last_upload.lock() = Some(SystemTime::now());
-                    shared.health.ok(Component::Upload);
-                    if let Some(m) = &shared.metrics {
-                        m.add_bytes_replicated(size);
-                        m.set_replicated_txid(txid);
-                    }
-                    tracing::debug!(db = %shared.db_path.display(), txid = %txid, size, took_ms = started.elapsed().as_millis() as u64, "ltx file uploaded");
+                _ = tokio::time::sleep_until((last + floor).into()) => {}
+            }
+        }
+        // Whatever was synced meanwhile goes into this upload too.
+        let local = local.max(shared.progress.positions().local_txid);
+        let started = Instant::now();
+        last_start = Some(started);
+        let uploaded = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = upload_batch(&shared, remote, local, max_files) => r,
+        };
+        match uploaded {
+            Ok((name, size)) => {
+                remote = name.max;
+                shared.progress.uploaded(remote);
+                *shared.last_upload.lock() = Some(SystemTime::now());
+                shared.health.ok(Component::Upload);
+                if let Some(m) = &shared.metrics {
+                    m.add_bytes_replicated(size);
+                    m.set_replicated_txid(remote);
                 }
-                Err(e) => {
-                    let wait = shared
-                        .health
-                        .error_stalled(Component::Upload, &e, e.stalled());
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = tokio::time::sleep(wait) => {}
+                tracing::debug!(db = %shared.db_path.display(), file = %name, size, took_ms = started.elapsed().as_millis() as u64, "ltx file uploaded");
+                let (meta, mut state) = (shared.meta.clone(), std::mem::take(&mut pruned));
+                let newest = shared.position().txid;
+                let l1 = (!shared.config.levels.is_empty())
+                    .then(|| TxId(shared.l1_txid.load(Ordering::Acquire)));
+                let result = tokio::task::spawn_blocking(move || {
+                    let r = prune_local_l0(&meta, &mut state, remote, newest, l1);
+                    (state, r)
+                })
+                .await;
+                match result {
+                    Ok((state, Ok(_))) => pruned = state,
+                    Ok((_, Err(e))) => {
+                        tracing::warn!(db = %shared.db_path.display(), error = %e, "deleting uploaded local L0 files");
                     }
-                    continue;
+                    Err(e) => {
+                        tracing::warn!(db = %shared.db_path.display(), error = %e, "deleting uploaded local L0 files");
+                    }
                 }
             }
-            uploaded += 1;
-            if max.is_some_and(|m| uploaded >= m) {
-                tokio::task::yield_now().await;
-                uploaded = 0;
+            Err(e) => {
+                let wait = shared
+                    .health
+                    .error_stalled(Component::Upload, &e, e.stalled());
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(wait) => {}
+                }
             }
         }
     }
+}
+
+/// Uploads the local L0 files after `remote` (up to `local`, within the batch bounds) as one
+/// object; returns its name and size.
+async fn upload_batch(
+    shared: &Shared,
+    remote: TxId,
+    local: TxId,
+    max_files: usize,
+) -> Result<(FileName, u64), UploadError> {
+    let meta = shared.meta.clone();
+    let batch = tokio::task::spawn_blocking(move || plan_batch(&meta, remote, local, max_files))
+        .await
+        .map_err(|e| UploadError::Task(e.to_string()))??;
+    if batch.len() == 1 {
+        let txid = batch[0];
+        let size = upload_one(shared, txid).await?;
+        return Ok((FileName::new(txid, txid), size));
+    }
+    let meta = shared.meta.clone();
+    let merged = tokio::task::spawn_blocking(move || merge_l0(&meta, &batch))
+        .await
+        .map_err(|e| UploadError::Task(e.to_string()))??;
+    let created_at =
+        timestamp_from_millis(merged.header.timestamp).unwrap_or_else(chrono::Utc::now);
+    let size = merged.bytes.len() as u64;
+    shared
+        .client
+        .write_bytes(Level::L0, merged.name, merged.bytes.into(), created_at)
+        .await?;
+    Ok((merged.name, size))
+}
+
+/// The TXIDs of the next object: `remote + 1` on, up to `local`, while the inputs stay
+/// within [`MAX_MERGE_BYTES`] and `max_files` (always at least one file).
+fn plan_batch(
+    meta: &MetaDir,
+    remote: TxId,
+    local: TxId,
+    max_files: usize,
+) -> Result<Vec<TxId>, UploadError> {
+    let mut batch = Vec::new();
+    let mut bytes = 0u64;
+    for t in remote.get() + 1..=local.get() {
+        let txid = TxId(t);
+        let path = meta.l0_path(txid);
+        let size = std::fs::metadata(&path)
+            .map_err(|source| UploadError::Local {
+                path: path.display().to_string(),
+                source,
+            })?
+            .len();
+        if !batch.is_empty() && (bytes + size > MAX_MERGE_BYTES || batch.len() >= max_files) {
+            break;
+        }
+        bytes += size;
+        batch.push(txid);
+    }
+    Ok(batch)
+}
+
+/// Consecutive L0 files merged into one.
+pub(crate) struct MergedL0 {
+    pub name: FileName,
+    pub header: Header,
+    pub bytes: Vec<u8>,
+}
+
+/// Merges the local L0 files of `txids` (consecutive, oldest first) into one L0 file
+/// `<first>-<last>` with the ltx crate's compactor: the newest image of each page and the
+/// commit and timestamp of the last file (as a compaction), plus what only an L0 file has:
+/// the checksum flags and pre-apply checksum of the first file, the post-apply checksum of
+/// the last, and the WAL fields (offset, size, salts) of the last, so that a restart that
+/// finds this file at the replica's tip can check it against the local WAL like the last
+/// file itself.
+pub(crate) fn merge_l0(meta: &MetaDir, txids: &[TxId]) -> Result<MergedL0, UploadError> {
+    let open = |txid: TxId| -> Result<Decoder<std::io::BufReader<std::fs::File>>, UploadError> {
+        let path = meta.l0_path(txid);
+        let display = path.display().to_string();
+        let file = std::fs::File::open(&path).map_err(|source| UploadError::Local {
+            path: display.clone(),
+            source,
+        })?;
+        Decoder::new(std::io::BufReader::with_capacity(64 << 10, file)).map_err(|e| {
+            UploadError::BadLocal {
+                path: display,
+                message: e.to_string(),
+            }
+        })
+    };
+    let decoders = txids
+        .iter()
+        .map(|&t| open(t))
+        .collect::<Result<Vec<_>, _>>()?;
+    let bad = |e: ltx::Error| UploadError::BadLocal {
+        path: meta.level_dir(Level::L0).display().to_string(),
+        message: format!("merging L0 files {txids:?}: {e}"),
+    };
+    let compactor = Compactor::new(decoders).map_err(bad)?;
+    let (Some(first), Some(last)) = (
+        compactor.input_headers().next().copied(),
+        compactor.input_headers().last().copied(),
+    ) else {
+        return Err(bad(ltx::Error::NoInputs));
+    };
+    let header = Header {
+        flags: first.flags,
+        pre_apply_checksum: first.pre_apply_checksum,
+        wal_offset: last.wal_offset,
+        wal_size: last.wal_size,
+        wal_salt1: last.wal_salt1,
+        wal_salt2: last.wal_salt2,
+        ..*compactor.output_header()
+    };
+    let mut enc = Encoder::new(Vec::new(), header).map_err(bad)?;
+    let inputs = compactor.merge(&mut enc).map_err(bad)?;
+    if header.flags & HEADER_FLAG_NO_CHECKSUM == 0
+        && let Some(last) = inputs.last()
+    {
+        enc.set_post_apply_checksum(last.trailer.post_apply_checksum);
+    }
+    let encoded = enc.finish().map_err(bad)?;
+    Ok(MergedL0 {
+        name: FileName::new(header.min_txid, header.max_txid),
+        header,
+        bytes: encoded.writer,
+    })
+}
+
+/// Where pruning of local L0 files stands (see [`prune_local_l0`]).
+#[derive(Debug, Default)]
+pub(crate) struct Pruned {
+    /// Every local L0 file with a max TXID up to this is gone (`None`: not known yet; the
+    /// first pruning lists the directory, later ones delete by name).
+    upto: Option<TxId>,
+}
+
+/// Deletes the local L0 files that nothing needs any more: those the replica holds
+/// (`max <= replicated`) and, when compaction into L1 is configured, that are compacted into
+/// L1 (`max <= l1`, see below), but never the newest local L0 file (`max < newest`: it is
+/// the sync position; the next sync continues from its WAL range, and start-up compares it
+/// with the replica). This is safe because nothing else reads them:
+/// - the files after the replica's end (which uploads and start-up's lineage check need)
+///   are never deleted here;
+/// - compaction into L1 reads the L0 files newer than L1, from these local files when they
+///   are all here (no download) and from the replica otherwise; only files it has already
+///   compacted are deleted, so no deletion races with a compaction reading them;
+/// - a restart reads only the newest file; restores read the replica.
+///
+/// Without this, a sync per commit would pile up thousands of files a minute. Returns how
+/// many files went.
+pub(crate) fn prune_local_l0(
+    meta: &MetaDir,
+    pruned: &mut Pruned,
+    replicated: TxId,
+    newest: TxId,
+    l1: Option<TxId>,
+) -> std::io::Result<usize> {
+    let limit = replicated
+        .min(TxId(newest.get().saturating_sub(1)))
+        .min(l1.unwrap_or(replicated));
+    let names: Vec<FileName> = match pruned.upto {
+        Some(upto) if upto >= limit => return Ok(0),
+        Some(upto) => (upto.get() + 1..=limit.get())
+            .map(|t| FileName::new(TxId(t), TxId(t)))
+            .collect(),
+        None => meta
+            .list(Level::L0)?
+            .into_iter()
+            .filter(|n| n.max <= limit)
+            .collect(),
+    };
+    meta.remove(Level::L0, &names)?;
+    pruned.upto = Some(limit);
+    Ok(names.len())
 }
 
 /// Errors of one upload.
@@ -80,6 +297,8 @@ pub(super) enum UploadError {
     BadLocal { path: String, message: String },
     #[error(transparent)]
     Client(#[from] ClientError),
+    #[error("upload task: {0}")]
+    Task(String),
 }
 
 /// L0 files larger than this are streamed from disk rather than read into memory.
