@@ -574,9 +574,13 @@ async fn durability_runs(
 
 /// Where the plot goes: `target/bench/` of the workspace (or of `CARGO_TARGET_DIR`).
 fn plot_dir() -> PathBuf {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .unwrap_or(Path::new("."));
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"))
+        .unwrap_or_else(|| workspace.join("target"))
         .join("bench")
 }
 
@@ -601,7 +605,10 @@ fn durability_svg(runs: &[(Durability, DurabilityRuns)], clients: usize) -> Stri
         .fold(100.0f64, f64::max);
     let (lo, hi) = (0.1f64.log10(), top_ms.log10().ceil());
     let x_of = |v: f64| x0 + (v.max(0.1).log10() - lo) / (hi - lo) * pw;
-    let y_of = |q: f64| y0 + ph - q * ph;
+    // y: the share of writes on a tail scale (-log10 of the rest: 90 % is 1, 99 % is 2,
+    // 99.9 % is 3), so the slow tail is as readable as the median.
+    let tail = |q: f64| (-(1.0 - q).max(1e-3).log10()).clamp(0.0, 3.0);
+    let y_of = |q: f64| y0 + ph - tail(q) / 3.0 * ph;
     let _ = writeln!(
         svg,
         r#"<rect x="{x0}" y="{y0}" width="{pw}" height="{ph}" fill="none" stroke="black"/>"#
@@ -618,7 +625,7 @@ fn durability_svg(runs: &[(Durability, DurabilityRuns)], clients: usize) -> Stri
         );
         decade += 1.0;
     }
-    for q in [0.0, 0.5, 0.9, 0.99, 1.0] {
+    for q in [0.0, 0.5, 0.9, 0.99, 0.999] {
         let y = y_of(q);
         let _ = writeln!(
             svg,
@@ -626,12 +633,12 @@ fn durability_svg(runs: &[(Durability, DurabilityRuns)], clients: usize) -> Stri
             x0 + pw,
             x0 - 6.0,
             y + 4.0,
-            q * 100.0
+            (q * 1000.0).round() / 10.0
         );
     }
     let _ = writeln!(
         svg,
-        r#"<text x="{}" y="{}" text-anchor="middle">write latency (log scale): share of acknowledged writes answered within it</text>"#,
+        r#"<text x="{}" y="{}" text-anchor="middle">write latency (log scale); up: share of acknowledged writes answered within it</text>"#,
         x0 + pw / 2.0,
         y0 + ph + 34.0
     );
@@ -639,13 +646,19 @@ fn durability_svg(runs: &[(Durability, DurabilityRuns)], clients: usize) -> Stri
         let mut sorted = r.latencies.clone();
         sorted.sort();
         let n = sorted.len().max(1);
-        // At most ~400 points per line.
-        let step = (n / 400).max(1);
+        // At most ~2000 points per line.
+        let step = (n / 2000).max(1);
         let points: Vec<String> = sorted
             .iter()
             .enumerate()
             .filter(|(k, _)| k % step == 0 || k + 1 == n)
-            .map(|(k, d)| format!("{:.1},{:.1}", x_of(ms(*d)), y_of((k + 1) as f64 / n as f64)))
+            .map(|(k, d)| {
+                format!(
+                    "{:.1},{:.1}",
+                    x_of(ms(*d)),
+                    y_of((k as f64 + 0.5) / n as f64)
+                )
+            })
             .collect();
         let _ = writeln!(
             svg,
