@@ -18,6 +18,12 @@
 //! (a read at that TXID reflects the write); with [`SYNC_RECORDS`] syncs that takes a waiter
 //! that slept through thousands of syncs.
 //!
+//! "First covered" is by notices: a commit that lands while a sync is starting, after that
+//! sync took the newest notice but before it read the WAL's end, is in that sync's file but
+//! is counted by the next sync, and gets the next sync's TXID (later than its file, never
+//! earlier: still a file that holds it). A notice carries no WAL position, so that window
+//! (between a COMMIT and its notice) cannot be closed here; it needs a sync to start in it.
+//!
 //! Lag = age of the oldest commit not yet on the replica: commits notified but not yet synced
 //! (from their notification time), and synced files not yet uploaded (from the oldest commit
 //! they hold). Writes by other processes are dated when a sync finds them.

@@ -449,6 +449,9 @@ impl Maintenance {
             self.shared
                 .l1_txid
                 .fetch_max(info.name.max.get(), Ordering::AcqRel);
+            // Local L0 files compacted into L1 are no longer needed.
+            let replicated = self.shared.progress.positions().replicated_txid;
+            super::upload::prune(&self.shared, replicated).await;
         }
         if self.shared.config.verify_compaction
             && let Some(problem) = self.check_level(dst).await?

@@ -18,6 +18,7 @@ use crate::progress::Progress;
 use crate::sync::{CheckpointLock, Position};
 
 use super::maintenance::LevelVersions;
+use super::upload::Pruned;
 
 /// State shared by the replicator's tasks and handles.
 pub(crate) struct Shared {
@@ -41,6 +42,8 @@ pub(crate) struct Shared {
     /// The newest TXID compacted into L1, as maintenance last saw it: local L0 files up to
     /// it are no longer needed by compaction (see the upload task's pruning).
     pub l1_txid: AtomicU64,
+    /// Where pruning of local L0 files stands.
+    pub(super) pruned: Mutex<Pruned>,
     pub start_action: StartAction,
     /// What maintenance changed in the replica's levels, so its jobs skip when nothing did.
     pub(crate) level_versions: LevelVersions,

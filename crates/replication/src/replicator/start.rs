@@ -134,6 +134,7 @@ impl Replicator {
             operation_timeout: options.network.operation_timeout,
             last_upload: Mutex::new(None),
             l1_txid: AtomicU64::new(0),
+            pruned: Mutex::new(Default::default()),
             start_action: prepared.action,
             level_versions: Default::default(),
         });

@@ -44,7 +44,6 @@ pub(super) async fn upload_loop(shared: Arc<Shared>, mut remote: TxId, stop: Can
         .clamp(1, MAX_MERGE_FILES);
     let floor = shared.db.replica.upload_interval;
     let mut last_start: Option<Instant> = None;
-    let mut pruned = Pruned::default();
     loop {
         let local = tokio::select! {
             _ = stop.cancelled() => return,
@@ -78,24 +77,7 @@ pub(super) async fn upload_loop(shared: Arc<Shared>, mut remote: TxId, stop: Can
                     m.set_replicated_txid(remote);
                 }
                 tracing::debug!(db = %shared.db_path.display(), file = %name, size, took_ms = started.elapsed().as_millis() as u64, "ltx file uploaded");
-                let (meta, mut state) = (shared.meta.clone(), std::mem::take(&mut pruned));
-                let newest = shared.position().txid;
-                let l1 = (!shared.config.levels.is_empty())
-                    .then(|| TxId(shared.l1_txid.load(Ordering::Acquire)));
-                let result = tokio::task::spawn_blocking(move || {
-                    let r = prune_local_l0(&meta, &mut state, remote, newest, l1);
-                    (state, r)
-                })
-                .await;
-                match result {
-                    Ok((state, Ok(_))) => pruned = state,
-                    Ok((_, Err(e))) => {
-                        tracing::warn!(db = %shared.db_path.display(), error = %e, "deleting uploaded local L0 files");
-                    }
-                    Err(e) => {
-                        tracing::warn!(db = %shared.db_path.display(), error = %e, "deleting uploaded local L0 files");
-                    }
-                }
+                prune(&shared, remote).await;
             }
             Err(e) => {
                 let wait = shared
@@ -235,6 +217,26 @@ pub(crate) fn merge_l0(meta: &MetaDir, txids: &[TxId]) -> Result<MergedL0, Uploa
         header,
         bytes: encoded.writer,
     })
+}
+
+/// Prunes local L0 files (see [`prune_local_l0`]) once the replica holds every TXID up to
+/// `replicated`; called after each upload and after each compaction into L1.
+pub(crate) async fn prune(shared: &Arc<Shared>, replicated: TxId) {
+    let s = shared.clone();
+    let newest = shared.position().txid;
+    let l1 =
+        (!shared.config.levels.is_empty()).then(|| TxId(shared.l1_txid.load(Ordering::Acquire)));
+    let result = tokio::task::spawn_blocking(move || {
+        let mut pruned = s.pruned.lock();
+        prune_local_l0(&s.meta, &mut pruned, replicated, newest, l1)
+    })
+    .await;
+    let error = match result {
+        Ok(Ok(_)) => return,
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => e.to_string(),
+    };
+    tracing::warn!(db = %shared.db_path.display(), error, "deleting local L0 files");
 }
 
 /// Where pruning of local L0 files stands (see [`prune_local_l0`]).

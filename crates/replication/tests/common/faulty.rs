@@ -1,6 +1,6 @@
 //! A real replica client behind a switch that tests flip to inject one fault: every
-//! operation blocking a thread (a file replica on a dead NFS mount), a panic in writes, or
-//! failing L0 uploads.
+//! operation blocking a thread (a file replica on a dead NFS mount), a panic in writes,
+//! failing L0 uploads, or stalled L0 uploads.
 //! Install it with [`replication::ReplicatorOptions::wrap_client`] ([`Switch::wrapper`]).
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
@@ -26,6 +26,9 @@ pub enum Fault {
     PanicOnWrite,
     /// Writes of L0 files fail (other levels work).
     FailL0Writes,
+    /// Writes of L0 files block (a stalled upload) until the fault is cleared; other
+    /// operations work.
+    BlockL0Writes,
 }
 
 /// The switch shared by the test and the wrapper. Dropping the test's handle
@@ -35,6 +38,8 @@ pub enum Fault {
 pub struct Switch {
     fault: Mutex<Fault>,
     cleared: Condvar,
+    /// Operations blocked right now.
+    blocked: std::sync::atomic::AtomicUsize,
 }
 
 impl Switch {
@@ -63,16 +68,27 @@ impl Switch {
         Guard(self.clone())
     }
 
+    /// How many operations are blocked right now.
+    pub fn blocked(&self) -> usize {
+        self.blocked.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     async fn pass(self: &Arc<Self>) {
-        if self.get() != Fault::Block {
+        self.block_while(Fault::Block).await;
+    }
+
+    async fn block_while(self: &Arc<Self>, fault: Fault) {
+        if self.get() != fault {
             return;
         }
         let s = self.clone();
         let _ = tokio::task::spawn_blocking(move || {
             let mut f = s.fault.lock().unwrap();
-            while *f == Fault::Block {
+            s.blocked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            while *f == fault {
                 f = s.cleared.wait(f).unwrap();
             }
+            s.blocked.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
         })
         .await;
     }
@@ -138,6 +154,9 @@ impl ReplicaClient for Faulty {
         created_at: DateTime<Utc>,
     ) -> Result<LtxFileInfo, ClientError> {
         self.switch.pass().await;
+        if level == Level::L0 {
+            self.switch.block_while(Fault::BlockL0Writes).await;
+        }
         match self.switch.get() {
             Fault::PanicOnWrite => panic!("injected panic in a replica write"),
             Fault::FailL0Writes if level == Level::L0 => {

@@ -2,13 +2,13 @@
 //! OS thread and fed by a bounded queue, with group commit.
 //!
 //! A write is a job: a closure that runs on the writer's connection with a fresh schema cache
-//! ([`WriteCtx`]) and returns its output plus whether its changes stay ([`Writer::run`]). The
-//! thread takes the first queued job, drains whatever else is queued (bounded by
-//! [`WriterConfig::max_batch_jobs`] and [`WriterConfig::max_batch_bytes`]), opens ONE
-//! transaction (`BEGIN IMMEDIATE`) and runs each job inside its own `SAVEPOINT`: a job that
-//! fails, or asks to be rolled back (`Prefer: tx=rollback`, PGRST116, PGRST124 …), is undone
-//! with `ROLLBACK TO` and never affects the others. Then ONE `COMMIT` — one fsync for the whole
-//! batch under `synchronous=FULL` — and only after it succeeded are the jobs answered: a
+//! ([`WriteCtx`]) and returns its output plus whether its changes stay
+//! ([`Writer::run_committed`]). The thread takes the first queued job, drains whatever else is
+//! queued (bounded by [`WriterConfig::max_batch_jobs`] and [`WriterConfig::max_batch_bytes`]),
+//! opens ONE transaction (`BEGIN IMMEDIATE`) and runs each job inside its own `SAVEPOINT`: a
+//! job that fails, or asks to be rolled back (`Prefer: tx=rollback`, PGRST116, PGRST124 …), is
+//! undone with `ROLLBACK TO` and never affects the others. Then ONE `COMMIT` — one fsync for the
+//! whole batch under `synchronous=FULL` — and only after it succeeded are the jobs answered: a
 //! response never claims a write that a failed commit lost. That holds for every job that ran
 //! in the transaction, whatever its answer: a job rolled back on request, or failing on its
 //! own, saw the uncommitted writes of the jobs before it (its representation, its count, its
@@ -355,14 +355,8 @@ impl Writer {
         })
     }
 
-    /// Runs `job` on the writer's connection, inside its own savepoint of a group-committed
-    /// transaction, and answers once its changes are committed. The job returns its output
-    /// and whether to keep its changes (`false`: answer, but roll back). It may run more than
-    /// once (when another job's failure ended the transaction, or it yielded to let the batch
-    /// commit in time), so it must not have side effects outside the database. `bytes` is the
-    /// job's size for batching; `deadline` is when the request's time budget ends: waiting
-    /// for room in the queue and in the queue counts, and a job not started by then is never
-    /// run (504). Dropping the returned future before the job started drops the job too.
+    /// [`Writer::run_committed`] without the commit (tests).
+    #[cfg(test)]
     pub async fn run<T, F>(&self, bytes: usize, deadline: Instant, job: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
@@ -373,9 +367,18 @@ impl Writer {
             .map(|(out, _)| out)
     }
 
-    /// [`Writer::run`], also telling which COMMIT holds the job's changes: the
-    /// [`CommitNotice::seq`] it published, or `None` when the job's changes were rolled back
-    /// (it asked for that, or failed) or its transaction wrote nothing.
+    /// Runs `job` on the writer's connection, inside its own savepoint of a group-committed
+    /// transaction, and answers once its changes are committed. The job returns its output
+    /// and whether to keep its changes (`false`: answer, but roll back). It may run more than
+    /// once (when another job's failure ended the transaction, or it yielded to let the batch
+    /// commit in time), so it must not have side effects outside the database. `bytes` is the
+    /// job's size for batching; `deadline` is when the request's time budget ends: waiting
+    /// for room in the queue and in the queue counts, and a job not started by then is never
+    /// run (504). Dropping the returned future before the job started drops the job too.
+    ///
+    /// Answers the job's output and which COMMIT holds its changes: the [`CommitNotice::seq`]
+    /// it published, or `None` when the job's changes were rolled back (it asked for that, or
+    /// failed) or its transaction wrote nothing.
     pub async fn run_committed<T, F>(
         &self,
         bytes: usize,

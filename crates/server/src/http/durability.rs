@@ -225,7 +225,9 @@ impl Durability {
         by: Instant,
         wait: impl Future<Output = Result<T, FatalError>>,
     ) -> Result<T, Stop> {
+        // The wait first: a position already reached is never lost to a bound that passed.
         tokio::select! {
+            biased;
             r = wait => r.map_err(Stop::Failed),
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(by)) => Err(Stop::Timeout),
             _ = self.shutdown_deadline.cancelled() => Err(Stop::Shutdown),
