@@ -141,6 +141,11 @@ impl Progress {
         }
     }
 
+    /// True if a notified commit is not known to be in a local L0 file yet.
+    pub(crate) fn unsynced(&self) -> bool {
+        self.notified_seq.load(Ordering::Acquire) > self.tx.borrow().synced_seq
+    }
+
     /// Called right before a sync reads the WAL.
     pub(crate) fn begin_sync(&self) -> SyncTicket {
         let seq = self.notified_seq.load(Ordering::Acquire);

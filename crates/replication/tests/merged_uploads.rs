@@ -190,9 +190,8 @@ async fn a_burst_during_a_stalled_upload_is_one_put_that_litestream_restores_and
     insert(&conn, 3, 100);
     r.handle().notify_commit(CommitNotice { seq: 1 });
     let p = r.handle().wait_commit_replicated(1).await.unwrap();
-    r.shutdown().await.unwrap();
     let files = l0(&client).await;
-    let next = files.iter().find(|f| f.name.min > tip.name.max).unwrap();
+    let next = *files.iter().find(|f| f.name.min > tip.name.max).unwrap();
     assert_eq!(next.name.min.get(), tip.name.max.get() + 1, "{files:?}");
     assert!(p.replicated_txid >= next.name.max);
     // Not a full file: only the pages of the new commit (the table has hundreds).
@@ -200,10 +199,19 @@ async fn a_burst_during_a_stalled_upload_is_one_put_that_litestream_restores_and
         next.size < 256 * 1024,
         "the restart wrote a full L0 file: {next:?}"
     );
+    // Another stalled burst, so the replica's tip is a merged file again.
+    let stalled = stalled_burst(&r, &switch, &conn, 2..=8).await;
+    r.shutdown().await.unwrap();
     assert_restores(&ls, &replica, &dir, &db, "restart").await;
+    let tip = *l0(&client).await.last().unwrap();
+    assert_eq!(
+        tip.name.min.get(),
+        stalled.get() + 1,
+        "the tip is merged: {tip:?}"
+    );
+    assert!(tip.name.min < tip.name.max, "the tip is merged: {tip:?}");
 
     // Without the local database: restored, and the merged tip adopted as the position.
-    let tip = *l0(&client).await.last().unwrap();
     drop(conn);
     for p in [
         db.clone(),
@@ -235,6 +243,75 @@ async fn a_burst_during_a_stalled_upload_is_one_put_that_litestream_restores_and
         "no adoption, a full L0 file: {next:?}"
     );
     assert_restores(&ls, &replica, &dir, &db, "adopted").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_upload_that_landed_is_retried_as_the_same_object() {
+    init_logging();
+    let (_t, dir) = tempdir();
+    let db = dir.join("app.db");
+    let yaml = quiet_config(&db, &url_entry(&file_url(&dir.join("replica"))));
+    let switch = Arc::new(Switch::default());
+    let _guard = switch.guard();
+    let metrics = replication::ReplicaMetrics::unregistered().unwrap();
+    let r = start_with(&yaml, &db, &switch, &metrics).await;
+    let h = r.handle();
+    let client = open_url(&file_url(&dir.join("replica"))).await;
+    let conn = wal_db(&db);
+    insert(&conn, 1, 100);
+    h.notify_commit(CommitNotice { seq: 1 });
+    h.wait_commit_replicated(1).await.unwrap();
+    let before = l0(&client).await.len();
+    // The next upload lands but reports a failure; more commits are synced before the retry.
+    switch.set(Fault::FailL0WritesAfterLanding);
+    insert(&conn, 1, 100);
+    h.notify_commit(CommitNotice { seq: 2 });
+    h.wait_commit_synced(2).await.unwrap();
+    wait_until("the landed upload", async || {
+        l0(&client).await.len() > before
+    })
+    .await;
+    for seq in 3..=8 {
+        insert(&conn, 1, 100);
+        h.notify_commit(CommitNotice { seq });
+        h.wait_commit_synced(seq).await.unwrap();
+    }
+    switch.set(Fault::None);
+    h.wait_commit_replicated(8).await.unwrap();
+    r.shutdown().await.unwrap();
+    let files = l0(&client).await;
+    assert!(
+        files
+            .windows(2)
+            .all(|w| w[1].name.min.get() == w[0].name.max.get() + 1),
+        "L0 objects overlap or leave a gap: {files:?}"
+    );
+}
+
+/// Commits `seqs` (one row each) while L0 uploads are stalled, the first one's upload in
+/// flight, then lets the uploads go and waits until the replica holds them all; returns the
+/// TXID of the first (stalled) commit's file.
+async fn stalled_burst(
+    r: &Replicator,
+    switch: &Arc<Switch>,
+    conn: &rusqlite::Connection,
+    seqs: std::ops::RangeInclusive<u64>,
+) -> ltx::TxId {
+    let h = r.handle();
+    switch.set(Fault::BlockL0Writes);
+    let mut stalled = None;
+    for seq in seqs.clone() {
+        insert(conn, 1, 100);
+        h.notify_commit(CommitNotice { seq });
+        let txid = h.wait_commit_synced(seq).await.unwrap();
+        if stalled.is_none() {
+            stalled = Some(txid);
+            wait_until("the stalled upload", async || switch.blocked() == 1).await;
+        }
+    }
+    switch.set(Fault::None);
+    h.wait_commit_replicated(*seqs.end()).await.unwrap();
+    stalled.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

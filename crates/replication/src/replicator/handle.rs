@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use ltx::TxId;
@@ -53,6 +54,7 @@ impl ReplicationHandle {
 
     /// Wakes the sync task (something was written, commit unknown).
     pub fn wake(&self) {
+        self.shared.poked.store(true, Ordering::Release);
         self.shared.wake.notify_one();
     }
 

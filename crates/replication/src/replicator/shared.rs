@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::{Duration, SystemTime};
 
 use parking_lot::Mutex;
@@ -36,6 +36,9 @@ pub(crate) struct Shared {
     pub checkpoint_lock: Arc<CheckpointLock>,
     /// Wakes the sync task.
     pub(super) wake: Notify,
+    /// Set by [`crate::ReplicationHandle::wake`]: sync even if every notified commit is
+    /// already synced (a write the handle was not told about).
+    pub(super) poked: AtomicBool,
     /// The deadline of replica operations.
     pub operation_timeout: Duration,
     pub(super) last_upload: Mutex<Option<SystemTime>>,

@@ -11,6 +11,7 @@
 //! notices until the backoff ends. Checkpoints happen inside the syncs.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
@@ -44,6 +45,7 @@ pub(super) async fn sync_loop(
         let deadline = last_sync + backoff.unwrap_or(monitor);
         let mut reply = None;
         let mut final_sync = None;
+        let mut woken = false;
         // A notice that arrives while a sync runs stays stored in `wake` (a `Notify` keeps
         // one permit), so the next sync starts as soon as this one ends: group commit.
         tokio::select! {
@@ -53,13 +55,20 @@ pub(super) async fn sync_loop(
                 Some(SyncCommand::Final(timeout, tx)) => final_sync = Some((timeout, tx)),
                 None => break,
             },
-            _ = shared.wake.notified(), if backoff.is_none() => {}
+            _ = shared.wake.notified(), if backoff.is_none() => woken = true,
             _ = tokio::time::sleep_until(deadline.into()) => {}
         }
         if let Some((timeout, tx)) = final_sync {
             let result = final_sync_run(&shared, &mut syncer, timeout, &stop).await;
             let _ = tx.send(result);
             break;
+        }
+        // A wake-up stored while the last sync ran, for notices that sync already covered:
+        // nothing to do. (Skipping it also keeps a sync from starting in the gap between a
+        // writer's COMMIT and its notice, where the sync would read the commit but count it
+        // for the next one: see `wait_commit_synced`.)
+        if woken && !shared.poked.swap(false, Ordering::AcqRel) && !shared.progress.unsynced() {
+            continue;
         }
         let Some(result) = run_sync(&shared, &mut syncer).await else {
             break;

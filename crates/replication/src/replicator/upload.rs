@@ -5,8 +5,10 @@
 //! ([`merge_l0`]), so object-store PUTs per second are bounded by the upload round trip,
 //! not by the commit rate. A batch is bounded ([`MAX_MERGE_BYTES`] of input, at most
 //! `max-sync-ltx-files` or [`MAX_MERGE_FILES`] files); the rest goes in the next object at
-//! once. When the configuration sets the replica's `sync-interval` explicitly, it is the
-//! shortest time between the starts of two uploads (a cost cap); by default there is none.
+//! once. A failed upload is retried with the same object (it may have landed all the
+//! same), so objects on the replica never overlap. When the configuration sets the
+//! replica's `sync-interval` explicitly, it is the shortest time between the starts of two
+//! uploads (a cost cap); by default there is none.
 //!
 //! Once the replica holds a batch and compaction into L1 has read it, its local files are
 //! deleted ([`prune_local_l0`]), except the newest local L0 file, which is the sync
@@ -44,6 +46,7 @@ pub(super) async fn upload_loop(shared: Arc<Shared>, mut remote: TxId, stop: Can
         .clamp(1, MAX_MERGE_FILES);
     let floor = shared.db.replica.upload_interval;
     let mut last_start: Option<Instant> = None;
+    let mut retry: Option<TxId> = None;
     loop {
         let local = tokio::select! {
             _ = stop.cancelled() => return,
@@ -58,13 +61,18 @@ pub(super) async fn upload_loop(shared: Arc<Shared>, mut remote: TxId, stop: Can
                 _ = tokio::time::sleep_until((last + floor).into()) => {}
             }
         }
-        // Whatever was synced meanwhile goes into this upload too.
-        let local = local.max(shared.progress.positions().local_txid);
+        // Whatever was synced meanwhile goes into this upload too, except when retrying: a
+        // failed upload may have landed all the same (the response was lost), so the retry
+        // sends the same object again (same name, same bytes), never a larger one that would
+        // overlap it on the replica.
+        let upto = retry
+            .take()
+            .unwrap_or_else(|| local.max(shared.progress.positions().local_txid));
         let started = Instant::now();
         last_start = Some(started);
         let uploaded = tokio::select! {
             _ = stop.cancelled() => return,
-            r = upload_batch(&shared, remote, local, max_files) => r,
+            r = upload_batch(&shared, remote, upto, max_files) => r,
         };
         match uploaded {
             Ok((name, size)) => {
@@ -79,7 +87,8 @@ pub(super) async fn upload_loop(shared: Arc<Shared>, mut remote: TxId, stop: Can
                 tracing::debug!(db = %shared.db_path.display(), file = %name, size, took_ms = started.elapsed().as_millis() as u64, "ltx file uploaded");
                 prune(&shared, remote).await;
             }
-            Err(e) => {
+            Err((planned, e)) => {
+                retry = planned;
                 let wait = shared
                     .health
                     .error_stalled(Component::Upload, &e, e.stalled());
@@ -93,17 +102,25 @@ pub(super) async fn upload_loop(shared: Arc<Shared>, mut remote: TxId, stop: Can
 }
 
 /// Uploads the local L0 files after `remote` (up to `local`, within the batch bounds) as one
-/// object; returns its name and size.
+/// object; returns its name and size, or the error and the last TXID of the batch it tried
+/// (if it got that far).
 async fn upload_batch(
     shared: &Shared,
     remote: TxId,
     local: TxId,
     max_files: usize,
-) -> Result<(FileName, u64), UploadError> {
+) -> Result<(FileName, u64), (Option<TxId>, UploadError)> {
     let meta = shared.meta.clone();
     let batch = tokio::task::spawn_blocking(move || plan_batch(&meta, remote, local, max_files))
         .await
-        .map_err(|e| UploadError::Task(e.to_string()))??;
+        .map_err(|e| (None, UploadError::Task(e.to_string())))?
+        .map_err(|e| (None, e))?;
+    let last = batch.last().copied();
+    send_batch(shared, batch).await.map_err(|e| (last, e))
+}
+
+/// Uploads the local L0 files of `batch` (consecutive TXIDs) as one object.
+async fn send_batch(shared: &Shared, batch: Vec<TxId>) -> Result<(FileName, u64), UploadError> {
     if batch.len() == 1 {
         let txid = batch[0];
         let size = upload_one(shared, txid).await?;

@@ -26,6 +26,8 @@ pub enum Fault {
     PanicOnWrite,
     /// Writes of L0 files fail (other levels work).
     FailL0Writes,
+    /// Writes of L0 files land on the replica, then fail (a response lost on the way back).
+    FailL0WritesAfterLanding,
     /// Writes of L0 files block (a stalled upload) until the fault is cleared; other
     /// operations work.
     BlockL0Writes,
@@ -165,6 +167,15 @@ impl ReplicaClient for Faulty {
                     operation: "put",
                     code: "Unknown",
                     message: "injected L0 write failure".into(),
+                });
+            }
+            Fault::FailL0WritesAfterLanding if level == Level::L0 => {
+                self.inner.write(level, name, body, created_at).await?;
+                return Err(ClientError::Backend {
+                    replica: self.inner.describe(),
+                    operation: "put",
+                    code: "Unknown",
+                    message: "injected failure after the L0 write landed".into(),
                 });
             }
             _ => {}
