@@ -11,7 +11,11 @@
 //!   equal the replay of the log. Writes: a refused write never appears; when a write is
 //!   present, every write acknowledged before it was sent is present too; and a write
 //!   acknowledged before the replicator's local TXID advanced twice (two syncs that both
-//!   started after the acknowledgement) is present at that TXID.
+//!   started after the acknowledgement) is present at that TXID. A synchronous write
+//!   (`Prefer: durability=replicated`) answered 2xx names its TXID (`Sqlite-Rest-Txid`), and
+//!   is present in the state of that TXID and every later one: whatever the fault (SIGKILL,
+//!   outages, cut uploads), the replica, and so what it restores, holds every synchronous
+//!   2xx.
 //! - **Restores**: `sqlite-rest restore` (the same code, run as `torture child restore`) and
 //!   the real `litestream restore` of the replica are byte-identical to each other and to the
 //!   replay image, and pass `PRAGMA integrity_check`.
@@ -36,7 +40,7 @@ use replication::{ListOptions, ReadRange, ReplicaClient};
 use rusqlite::{Connection, OpenFlags};
 use testkit::litestream::Litestream;
 
-use crate::workload::{HealthPoll, Op, Outcome, SPREAD_SLOTS, SPREAD_STEP};
+use crate::workload::{HealthPoll, Op, Outcome, Promise, SPREAD_SLOTS, SPREAD_STEP};
 
 /// A failed check: what was checked, and what was found.
 #[derive(Debug)]
@@ -71,6 +75,10 @@ pub struct Facts {
     refused: HashSet<u64>,
     /// TXID → writes that must be present from that TXID on.
     obligations: BTreeMap<u64, Vec<u64>>,
+    /// TXID → synchronous writes answered 2xx with it: on the replica from that TXID on.
+    synchronous: BTreeMap<u64, Vec<u64>>,
+    /// Synchronous writes answered 2xx without a valid `Sqlite-Rest-Txid`.
+    synchronous_without_txid: Vec<u64>,
 }
 
 impl Facts {
@@ -82,7 +90,21 @@ impl Facts {
         for op in ops {
             f.sent.insert(op.id, op.sent);
             match op.outcome {
-                Outcome::Acked { at, effect: true } => {
+                Outcome::Acked { at, effect } => {
+                    match op.promise {
+                        Promise::Replicated { txid: Some(t) } => {
+                            if effect {
+                                f.synchronous.entry(t).or_default().push(op.id);
+                            }
+                        }
+                        Promise::Replicated { txid: None } => {
+                            f.synchronous_without_txid.push(op.id);
+                        }
+                        Promise::Local => {}
+                    }
+                    if !effect {
+                        continue;
+                    }
                     f.acked.push((at, op.id));
                     if let Some(bound) = bound_after(processes, &bounds, at) {
                         f.obligations.entry(bound).or_default().push(op.id);
@@ -105,6 +127,11 @@ impl Facts {
 
     pub fn obligations(&self) -> usize {
         self.obligations.values().map(Vec::len).sum()
+    }
+
+    /// Synchronous writes acknowledged (that changed something).
+    pub fn synchronous(&self) -> usize {
+        self.synchronous.values().map(Vec::len).sum()
     }
 }
 
@@ -148,6 +175,10 @@ fn bound_after(
         b.get(i).copied().flatten()
     })
 }
+
+/// The check that synchronous writes hold their promise.
+const SYNCHRONOUS: &str =
+    "every synchronous 2xx is on the replica from the TXID it was answered with (after any fault)";
 
 /// Counters for the report.
 #[derive(Debug, Default, Clone, Copy)]
@@ -473,6 +504,7 @@ impl Oracle {
         let files = self.client.list_all(ListOptions::default()).await?;
         self.check_listing(&files)?;
         self.replay(&files, facts).await?;
+        self.check_synchronous(facts)?;
         // A snapshot (level 9) is taken from the local database and may be uploaded before the
         // L0 files up to its TXID (e.g. when the server was killed with uploads pending):
         // compare restores at the last replayed TXID then.
@@ -492,6 +524,41 @@ impl Oracle {
             self.check_restores(at).await?;
         }
         self.check_local(local_db, facts, ending)
+    }
+
+    /// Every synchronous 2xx named its TXID, and the replica reaches it and holds the write
+    /// (the states from that TXID on are checked in [`Oracle::replay`]; restores equal the
+    /// last state).
+    fn check_synchronous(&mut self, facts: &Facts) -> anyhow::Result<()> {
+        self.stats.checks += 1;
+        if let Some(id) = facts.synchronous_without_txid.first() {
+            return Err(failed(
+                "a synchronous 2xx names its TXID (Sqlite-Rest-Txid, 16 hex digits)",
+                format!(
+                    "write {id} and {} more",
+                    facts.synchronous_without_txid.len() - 1
+                ),
+            ));
+        }
+        for (txid, ops) in &facts.synchronous {
+            for id in ops {
+                if *txid > self.applied || !self.model.seen.contains(id) {
+                    return Err(failed(
+                        SYNCHRONOUS,
+                        format!(
+                            "write {id} was answered 2xx as replicated at TXID {txid:016x}; the replica ends at {:016x} {} it",
+                            self.applied,
+                            if self.model.seen.contains(id) {
+                                "with"
+                            } else {
+                                "without"
+                            }
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn check_listing(&mut self, files: &[LtxFileInfo]) -> anyhow::Result<()> {
@@ -663,6 +730,18 @@ impl Oracle {
                         ));
                     }
                     causal += 1;
+                }
+            }
+            for (txid, ops) in facts.synchronous.range(first_new + 1..=self.applied) {
+                for id in ops {
+                    if !self.model.seen.contains(id) {
+                        return Err(failed(
+                            SYNCHRONOUS,
+                            format!(
+                                "{context}: write {id} was answered 2xx as replicated at TXID {txid:016x} and is missing"
+                            ),
+                        ));
+                    }
                 }
             }
             for (bound, ops) in facts.obligations.range(first_new + 1..=self.applied) {

@@ -67,6 +67,8 @@ pub struct Summary {
     pub untagged: u64,
     pub cli_checkpoints: u64,
     pub obligations: u64,
+    /// Synchronous writes answered 2xx (that changed something), each held to its TXID.
+    pub synchronous: u64,
     pub server_checkpoints: u64,
     pub elapsed: Duration,
     /// The last epoch's settings.
@@ -108,13 +110,14 @@ impl Summary {
             self.superseded_compactions
         );
         println!(
-            "torture: {} checks ({:.0}/min) over {} replicated states and {} restores; writes: {} acknowledged ({} by the sqlite3 CLI), {} refused, {} unknown, {} untagged, {} checkpoints by the sqlite3 CLI; {} acknowledged writes bound to a TXID",
+            "torture: {} checks ({:.0}/min) over {} replicated states and {} restores; writes: {} acknowledged ({} by the sqlite3 CLI, {} synchronous), {} refused, {} unknown, {} untagged, {} checkpoints by the sqlite3 CLI; {} acknowledged writes bound to a TXID",
             self.checks,
             self.checks as f64 / minutes,
             self.states,
             self.restores,
             self.acked,
             self.acked_cli,
+            self.synchronous,
             self.refused,
             self.unknown,
             self.untagged,
@@ -272,6 +275,7 @@ async fn run_epoch(
     let mut processes: Vec<Vec<HealthPoll>> = Vec::new();
     let base = Writes::of(summary);
     let obligations_base = summary.obligations;
+    let synchronous_base = summary.synchronous;
     println!(
         "torture: epoch {epoch}: {} (page size {page_size}), replica {}",
         db.display(),
@@ -315,6 +319,7 @@ async fn run_epoch(
             .with_context(|| format!("epoch {epoch}, cycle {} ({plan})", summary.cycles))?;
         let facts = Facts::new(&book.snapshot(), &processes);
         summary.obligations = obligations_base + facts.obligations() as u64;
+        summary.synchronous = synchronous_base + facts.synchronous() as u64;
         summary.server_checkpoints += processes
             .last()
             .and_then(|p| p.last())
@@ -457,9 +462,10 @@ impl std::fmt::Display for CyclePlan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{:.1}s, {} http writers (size {:.2}), cli {}, readers {}, pouncer {}, stop {:?}",
+            "{:.1}s, {} http writers ({} synchronous, size {:.2}), cli {}, readers {}, pouncer {}, stop {:?}",
             self.length.as_secs_f64(),
             self.shape.http_writers,
+            self.shape.sync_writers,
             self.shape.size,
             self.shape.cli,
             self.shape.long_readers,
@@ -515,6 +521,7 @@ impl CyclePlan {
             } else {
                 rng.random_range(1..=2)
             },
+            sync_writers: rng.random_range(0..=http_writers),
         };
         let window = settings.retry_window;
         let mut faults = Vec::new();

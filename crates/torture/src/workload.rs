@@ -7,7 +7,9 @@
 //! oracle ([`crate::oracle`]) holds the replica against that book.
 //!
 //! - HTTP writers (the server's single writer): single and bulk inserts, upserts (merge and
-//!   ignore duplicates), PATCH updates, DELETEs;
+//!   ignore duplicates), PATCH updates, DELETEs; some of them synchronous
+//!   (`Prefer: durability=replicated`: a 2xx promises the write is on the replica at the
+//!   TXID its `Sqlite-Rest-Txid` names; a 503 `SR001` that it was committed locally only);
 //! - a second process: the `sqlite3` CLI, one process per statement (inserts, updates,
 //!   deletes, and `PRAGMA wal_checkpoint(PASSIVE|FULL|RESTART|TRUNCATE)` at random moments);
 //! - long read transactions on another connection that hold checkpoints back;
@@ -72,6 +74,16 @@ pub fn create_db(path: &Path, page_size: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What an acknowledgement promised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Promise {
+    /// Committed locally (asynchronous writes, the other process's).
+    Local,
+    /// On the replica, at the TXID of the response's `Sqlite-Rest-Txid` (`None`: the
+    /// header was missing or malformed, which the oracle reports).
+    Replicated { txid: Option<u64> },
+}
+
 /// How a write ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -100,6 +112,8 @@ pub struct Op {
     pub writer: Writer,
     pub sent: Instant,
     pub outcome: Outcome,
+    /// What an acknowledgement promised (`Local` for anything not acknowledged).
+    pub promise: Promise,
 }
 
 /// Every tagged write of a run.
@@ -213,6 +227,8 @@ pub struct Load {
 #[derive(Debug, Clone, Copy)]
 pub struct LoadShape {
     pub http_writers: usize,
+    /// How many of the HTTP writers send `Prefer: durability=replicated`.
+    pub sync_writers: usize,
     /// Pause between two HTTP writes of one writer (0: as fast as possible).
     pub think: Duration,
     pub cli: bool,
@@ -253,6 +269,7 @@ impl Load {
                 http.clone(),
                 api.to_string(),
                 shape.think,
+                w < shape.sync_writers,
                 seed ^ (0x9e37_79b9_7f4a_7c15u64.wrapping_mul(w as u64 + 1)),
                 stop.clone(),
             )));
@@ -348,11 +365,21 @@ fn in_list(keys: &[String]) -> String {
     percent_encoding::utf8_percent_encode(&value, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
+/// The TXID of a response's `Sqlite-Rest-Txid` (16 hex digits).
+fn txid_header(r: &reqwest::Response) -> Option<u64> {
+    let v = r.headers().get("sqlite-rest-txid")?.to_str().ok()?;
+    (v.len() == 16)
+        .then(|| u64::from_str_radix(v, 16).ok())
+        .flatten()
+}
+
+/// `synchronous`: every write asks for `Prefer: durability=replicated`.
 async fn http_writer(
     ctx: LoadContext,
     http: reqwest::Client,
     api: String,
     think: Duration,
+    synchronous: bool,
     seed: u64,
     stop: Arc<AtomicBool>,
 ) {
@@ -440,16 +467,33 @@ async fn http_writer(
                 (false, http.delete(format!("{url}?k={}", in_list(&keys))))
             }
         };
-        let request = request.header("Prefer", "return=representation");
+        let mut request = request.header("Prefer", "return=representation");
+        if synchronous {
+            request = request.header("Prefer", "durability=replicated");
+        }
+        let mut promise = Promise::Local;
         let outcome = match request.send().await {
             Ok(r) if r.status().is_success() => {
                 let at = Instant::now();
+                if synchronous {
+                    promise = Promise::Replicated {
+                        txid: txid_header(&r),
+                    };
+                }
                 let effect = match r.json::<Value>().await {
                     Ok(Value::Array(rows)) => !rows.is_empty(),
                     // The answer was cut: committed, but what it changed is unknown.
                     _ => true,
                 };
                 Outcome::Acked { at, effect }
+            }
+            // 503 SR001: committed locally, not confirmed on the replica (a synchronous
+            // write that waited in vain): it may or may not reach the replica.
+            Ok(r) if r.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE => {
+                match r.json::<Value>().await {
+                    Ok(body) if body["code"] == "SR001" => Outcome::Unknown,
+                    _ => Outcome::Failed,
+                }
             }
             Ok(_) => Outcome::Failed,
             Err(e) => {
@@ -466,6 +510,7 @@ async fn http_writer(
                 writer: Writer::Http,
                 sent,
                 outcome,
+                promise,
             };
             ctx.record(&mut rng, op, new_keys);
         } else {
@@ -589,6 +634,7 @@ async fn cli_tagged(
         writer: Writer::Cli,
         sent,
         outcome,
+        promise: Promise::Local,
     };
     ctx.record(rng, op, keys);
 }
@@ -741,6 +787,7 @@ fn pouncer(ctx: &LoadContext, seed: u64, stop: &AtomicBool) {
                 writer: Writer::Pouncer,
                 sent,
                 outcome,
+                promise: Promise::Local,
             };
             ctx.record(&mut rng, op, [k]);
         }

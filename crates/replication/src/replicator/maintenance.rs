@@ -19,13 +19,25 @@
 //!
 //! A failing job is retried with backoff and counts towards the retry window
 //! ([`crate::health`]).
+//!
+//! # Idle costs nothing
+//! Every job lists the replica, and an object store bills each request, so a job whose
+//! inputs have not changed since its last success is skipped without a request: each job
+//! remembers what it depended on when it last succeeded ([`Seen`]: the replicated TXID for
+//! L0, the local position for snapshots, and a counter per level 1..=9 that every write or
+//! delete of maintenance bumps, [`LevelVersions`]) and runs again only when that changed, or
+//! when its last run left work that only time makes due (a compaction that was too early:
+//! at the next boundary; L0 files or snapshots not yet old enough to delete: once the first
+//! of them is). An idle database therefore costs no request once its last changes are
+//! compacted, snapshotted and retained.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, Utc};
 use ltx::{Compactor, Decoder, FileName, Header, TxId};
+use parking_lot::Mutex;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
@@ -71,6 +83,24 @@ enum JobKind {
 }
 
 impl JobKind {
+    /// True if nothing this job's work depends on differs between `a` and `b`.
+    fn unchanged(self, a: &Seen, b: &Seen) -> bool {
+        match self {
+            JobKind::Compact(level) => match level.get() {
+                0 | 1 => a.replicated == b.replicated,
+                n => a.levels[usize::from(n - 1)] == b.levels[usize::from(n - 1)],
+            },
+            // A new position to snapshot, or snapshots written or deleted (by an on-demand
+            // job) that retention has not seen.
+            JobKind::Snapshot => {
+                a.position == b.position && a.levels[LEVELS - 1] == b.levels[LEVELS - 1]
+            }
+            // New L0 files, or new L1 files that make older L0 files deletable.
+            JobKind::L0Retention => a.replicated == b.replicated && a.levels[1] == b.levels[1],
+            JobKind::Validate => a.levels[1..] == b.levels[1..],
+        }
+    }
+
     fn component(self) -> Component {
         match self {
             JobKind::Compact(_) | JobKind::Validate => Component::Compaction,
@@ -87,6 +117,72 @@ struct Job {
     /// Wall-clock aligned (compaction, snapshot) or a plain ticker (retention, validation).
     aligned: bool,
     next: SystemTime,
+    /// What the job depended on at its last success, if that run left nothing to do until
+    /// it changes or, for work that only time makes due, until the instant given (see the
+    /// module docs); `None` after a failure, or when the next boundary may make work due.
+    settled: Option<(Seen, Option<SystemTime>)>,
+}
+
+impl Job {
+    /// When the job runs next after a success (or a skip) that started at `started`.
+    fn after(&self, started: SystemTime) -> SystemTime {
+        if self.aligned {
+            truncate(started, self.interval) + self.interval
+        } else {
+            started + self.interval
+        }
+    }
+}
+
+/// Number of replica levels (0..=9).
+const LEVELS: usize = Level::MAX as usize + 1;
+
+/// A counter per replica level, bumped by every write or delete maintenance (scheduled or
+/// on demand) makes in it; level 0 changes through uploads, which the replicated TXID
+/// counts instead. See the module docs.
+#[derive(Debug, Default)]
+pub(crate) struct LevelVersions([AtomicU64; LEVELS]);
+
+impl LevelVersions {
+    fn bump(&self, level: Level) {
+        self.0[usize::from(level.get())].fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn get(&self) -> [u64; LEVELS] {
+        std::array::from_fn(|i| self.0[i].load(Ordering::Acquire))
+    }
+}
+
+/// What maintenance jobs depend on, at one instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seen {
+    /// The newest TXID on the replica (level 0).
+    replicated: TxId,
+    /// The newest local TXID (what a snapshot would hold).
+    position: TxId,
+    /// [`LevelVersions`].
+    levels: [u64; LEVELS],
+}
+
+/// What a job left behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// Nothing to do until its inputs change.
+    Settled,
+    /// Nothing to do until its inputs change or this instant passes (files that expire).
+    Until(SystemTime),
+    /// Run again at the next boundary.
+    Pending,
+}
+
+/// What [`Maintenance::compact`] did.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Compaction {
+    Wrote(LtxFileInfo),
+    /// The level's newest file is younger than the previous boundary: try again at the next.
+    TooEarly,
+    /// Nothing newer than the level's newest file.
+    NothingNew,
 }
 
 /// Seconds from Go's zero time (0001-01-01 UTC) to the Unix epoch: Go's `Truncate` rounds
@@ -120,6 +216,7 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
                 interval: *interval,
                 aligned: true,
                 next: now,
+                settled: None,
             })
         })
         .collect();
@@ -128,6 +225,7 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
         interval: config.snapshot.interval,
         aligned: true,
         next: now,
+        settled: None,
     });
     if config.l0_retention.is_some() {
         jobs.push(Job {
@@ -135,6 +233,7 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
             interval: config.l0_retention_check_interval,
             aligned: false,
             next: now + config.l0_retention_check_interval,
+            settled: None,
         });
     }
     if let Some(interval) = config.validation_interval {
@@ -143,9 +242,10 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
             interval,
             aligned: false,
             next: now + interval,
+            settled: None,
         });
     }
-    let m = Maintenance { shared };
+    let m = Maintenance::new(shared);
     loop {
         let Some((i, next)) = jobs
             .iter()
@@ -167,35 +267,97 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
         }
         let job = jobs[i];
         let started = SystemTime::now();
+        let component = job.kind.component();
+        let before = m.seen();
+        // Nothing it depends on changed since its last success: no request (see the module
+        // docs). A failing component always retries.
+        if let Some((settled, until)) = job.settled
+            && job.kind.unchanged(&settled, &before)
+            && until.is_none_or(|t| started < t)
+            && !m
+                .shared
+                .health
+                .failures()
+                .iter()
+                .any(|f| f.component == component)
+        {
+            jobs[i].next = job.after(started);
+            continue;
+        }
+        m.own.lock().fill(0);
         let result = tokio::select! {
             _ = stop.cancelled() => return,
             r = m.run_job(job) => r,
         };
-        let component = job.kind.component();
-        jobs[i].next = match result {
-            Ok(()) => {
+        match result {
+            Ok(outcome) => {
                 m.shared.health.ok(component);
-                if job.aligned {
-                    truncate(started, job.interval) + job.interval
-                } else {
-                    started + job.interval
-                }
+                jobs[i].next = job.after(started);
+                jobs[i].settled = match outcome {
+                    Outcome::Settled => Some((m.with_own(before), None)),
+                    Outcome::Until(t) => Some((m.with_own(before), Some(t))),
+                    Outcome::Pending => None,
+                };
             }
-            Err(e) => SystemTime::now() + m.shared.health.error_stalled(component, &e, e.stalled()),
-        };
+            Err(e) => {
+                jobs[i].settled = None;
+                jobs[i].next =
+                    SystemTime::now() + m.shared.health.error_stalled(component, &e, e.stalled());
+            }
+        }
     }
 }
 
 struct Maintenance {
     shared: Arc<Shared>,
+    /// This instance's own bumps of [`LevelVersions`] during the current job, so that a
+    /// job's own writes do not make it due again (only others' do).
+    own: Mutex<[u64; LEVELS]>,
 }
 
 impl Maintenance {
-    async fn run_job(&self, job: Job) -> Result<(), MaintenanceError> {
+    fn new(shared: Arc<Shared>) -> Maintenance {
+        Maintenance {
+            shared,
+            own: Mutex::new([0; LEVELS]),
+        }
+    }
+
+    fn seen(&self) -> Seen {
+        let p = self.shared.progress.positions();
+        Seen {
+            replicated: p.replicated_txid,
+            position: self.shared.position().txid,
+            levels: self.shared.level_versions.get(),
+        }
+    }
+
+    /// `before` (taken when the job started) plus the job's own changes: what the job has
+    /// seen of the replica when it ends.
+    fn with_own(&self, mut before: Seen) -> Seen {
+        let own = self.own.lock();
+        for (v, o) in before.levels.iter_mut().zip(own.iter()) {
+            *v = v.wrapping_add(*o);
+        }
+        before
+    }
+
+    /// Records a change this instance made in `level`.
+    fn changed(&self, level: Level) {
+        self.shared.level_versions.bump(level);
+        self.own.lock()[usize::from(level.get())] += 1;
+    }
+
+    async fn run_job(&self, job: Job) -> Result<Outcome, MaintenanceError> {
         match job.kind {
             JobKind::Compact(level) => {
                 let prev = truncate(SystemTime::now(), job.interval);
-                if let Some(info) = self.compact(level, prev).await? {
+                let info = match self.compact(level, prev).await? {
+                    Compaction::Wrote(info) => info,
+                    Compaction::TooEarly => return Ok(Outcome::Pending),
+                    Compaction::NothingNew => return Ok(Outcome::Settled),
+                };
+                {
                     tracing::info!(
                         db = %self.shared.db_path.display(),
                         level = level.get(),
@@ -205,14 +367,16 @@ impl Maintenance {
                         "compaction complete"
                     );
                     if level.get() == 1 {
+                        // Its own schedule retries what is still too recent.
                         self.l0_retention().await?;
                     }
                 }
-                Ok(())
+                Ok(Outcome::Settled)
             }
             JobKind::Snapshot => {
                 let prev = truncate(SystemTime::now(), job.interval);
-                if let Some(info) = self.snapshot(prev).await? {
+                let snapshot = self.snapshot(prev).await?;
+                if let Compaction::Wrote(info) = snapshot {
                     tracing::info!(
                         db = %self.shared.db_path.display(),
                         txid = %info.name.max,
@@ -220,7 +384,11 @@ impl Maintenance {
                         "snapshot complete"
                     );
                 }
-                self.snapshot_retention().await
+                let retention = self.snapshot_retention().await?;
+                Ok(match snapshot {
+                    Compaction::TooEarly => Outcome::Pending,
+                    _ => retention,
+                })
             }
             JobKind::L0Retention => self.l0_retention().await,
             JobKind::Validate => {
@@ -229,7 +397,7 @@ impl Maintenance {
                         tracing::warn!(db = %self.shared.db_path.display(), level = level.get(), problem, "validation: level is not contiguous");
                     }
                 }
-                Ok(())
+                Ok(Outcome::Settled)
             }
         }
     }
@@ -243,9 +411,9 @@ impl Maintenance {
         &self,
         dst: Level,
         prev_boundary: SystemTime,
-    ) -> Result<Option<LtxFileInfo>, MaintenanceError> {
+    ) -> Result<Compaction, MaintenanceError> {
         let Some(src) = Level::new(dst.get().saturating_sub(1)) else {
-            return Ok(None);
+            return Ok(Compaction::NothingNew);
         };
         let dst_files = self.list(dst).await?;
         let dst_max = dst_files.iter().max_by_key(|f| f.name.max).copied();
@@ -259,7 +427,7 @@ impl Maintenance {
         if let Some(d) = dst_max
             && SystemTime::from(d.created_at) > prev_boundary
         {
-            return Ok(None);
+            return Ok(Compaction::TooEarly);
         }
         let seek = dst_max.map_or(TxId(1), |d| TxId(d.name.max.get() + 1));
         let inputs = self
@@ -274,7 +442,7 @@ impl Maintenance {
             )
             .await?;
         if inputs.is_empty() {
-            return Ok(None);
+            return Ok(Compaction::NothingNew);
         }
         let info = self.compact_files(dst, &inputs).await?;
         if dst.get() == 1 {
@@ -293,7 +461,7 @@ impl Maintenance {
                 m.compaction_verify_error();
             }
         }
-        Ok(Some(info))
+        Ok(Compaction::Wrote(info))
     }
 
     /// Merges `files` (one level, TXID order) into one file of `dst`.
@@ -339,6 +507,8 @@ impl Maintenance {
             .client
             .write(dst, name, stream, created_at(header.timestamp))
             .await;
+        // Even a failed write may have landed.
+        self.changed(dst);
         match task.await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => return Err(compact_err(e)),
@@ -389,22 +559,27 @@ impl Maintenance {
     pub(crate) async fn snapshot(
         &self,
         prev_boundary: SystemTime,
-    ) -> Result<Option<LtxFileInfo>, MaintenanceError> {
+    ) -> Result<Compaction, MaintenanceError> {
         let snapshots = self.list(Level::SNAPSHOT).await?;
         let newest = snapshots.iter().max_by_key(|f| f.name.max).copied();
+        let pos = self.shared.position();
+        if pos.txid == TxId::ZERO || newest.is_some_and(|n| n.name.max >= pos.txid) {
+            if let Some(m) = &self.shared.metrics
+                && let Some(n) = newest
+            {
+                m.set_last_snapshot(n.created_at);
+            }
+            return Ok(Compaction::NothingNew);
+        }
         if let Some(n) = newest {
             if let Some(m) = &self.shared.metrics {
                 m.set_last_snapshot(n.created_at);
             }
             if SystemTime::from(n.created_at) > prev_boundary {
-                return Ok(None);
+                return Ok(Compaction::TooEarly);
             }
         }
-        let pos = self.shared.position();
-        if pos.txid == TxId::ZERO || newest.is_some_and(|n| n.name.max >= pos.txid) {
-            return Ok(None);
-        }
-        self.write_snapshot().await.map(Some)
+        self.write_snapshot().await.map(Compaction::Wrote)
     }
 
     /// Streams a snapshot at the current position to level 9 (always writes).
@@ -455,6 +630,7 @@ impl Maintenance {
                 created_at(timestamp),
             )
             .await;
+        self.changed(Level::SNAPSHOT);
         match task.await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => return Err(e.into()),
@@ -467,8 +643,9 @@ impl Maintenance {
         Ok(info)
     }
 
-    /// Snapshot retention, then TXID-floor retention of levels 1..=n.
-    pub(crate) async fn snapshot_retention(&self) -> Result<(), MaintenanceError> {
+    /// Snapshot retention, then TXID-floor retention of levels 1..=n. Due again when the
+    /// oldest remaining snapshot but the newest expires.
+    pub(crate) async fn snapshot_retention(&self) -> Result<Outcome, MaintenanceError> {
         let retention = self.shared.config.snapshot.retention;
         let cutoff = Utc::now() - chrono::Duration::from_std(retention).unwrap_or_default();
         let mut snapshots = self.list(Level::SNAPSHOT).await?;
@@ -510,13 +687,25 @@ impl Maintenance {
             }
             self.delete(level, &gone).await?;
         }
-        Ok(())
+        // The newest is never deleted; the oldest of the others expires first.
+        let expires = snapshots
+            .iter()
+            .rev()
+            .skip(1)
+            .filter(|f| !deleted.contains(f))
+            .map(|f| SystemTime::from(f.created_at) + retention)
+            .min();
+        Ok(match expires {
+            Some(t) if self.shared.config.retention_enabled => Outcome::Until(t),
+            _ => Outcome::Settled,
+        })
     }
 
-    /// L0 retention (see the module docs).
-    pub(crate) async fn l0_retention(&self) -> Result<(), MaintenanceError> {
+    /// L0 retention (see the module docs). Due again when the first file too recent to delete
+    /// is old enough.
+    pub(crate) async fn l0_retention(&self) -> Result<Outcome, MaintenanceError> {
         let Some(retention) = self.shared.config.l0_retention else {
-            return Ok(());
+            return Ok(Outcome::Settled);
         };
         let max_l1 = self
             .list(Level::new(1).unwrap_or(Level::L0))
@@ -529,7 +718,7 @@ impl Maintenance {
             if let Some(m) = &self.shared.metrics {
                 m.set_l0_retention(0, 0, 0);
             }
-            return Ok(());
+            return Ok(Outcome::Settled);
         }
         let threshold = Utc::now() - chrono::Duration::from_std(retention).unwrap_or_default();
         let mut files = self.list(Level::L0).await?;
@@ -538,10 +727,14 @@ impl Maintenance {
         let mut not_compacted = 0;
         let mut too_recent = 0;
         let mut processed_all = true;
+        let mut outcome = Outcome::Settled;
         for (i, f) in files.iter().enumerate() {
             if f.created_at > threshold {
                 processed_all = false;
                 too_recent = files.len() - i;
+                // Files not yet compacted become deletable through an L1 compaction (a
+                // change this job sees); files too recent only through time.
+                outcome = Outcome::Until(SystemTime::from(f.created_at) + retention);
                 break;
             }
             if f.name.max <= max_l1 {
@@ -557,7 +750,7 @@ impl Maintenance {
             m.set_l0_retention(deleted.len(), not_compacted, too_recent);
         }
         if deleted.is_empty() {
-            return Ok(());
+            return Ok(outcome);
         }
         self.delete(Level::L0, &deleted).await?;
         let names: Vec<FileName> = deleted.iter().map(|f| f.name).collect();
@@ -566,7 +759,7 @@ impl Maintenance {
             .remove(Level::L0, &names)
             .map_err(MaintenanceError::Local)?;
         tracing::debug!(db = %self.shared.db_path.display(), deleted = names.len(), max_l1 = %max_l1, "l0 retention enforced");
-        Ok(())
+        Ok(outcome)
     }
 
     async fn delete(&self, level: Level, files: &[LtxFileInfo]) -> Result<(), ClientError> {
@@ -582,7 +775,11 @@ impl Maintenance {
             return Ok(());
         }
         let names: Vec<FileName> = files.iter().map(|f| f.name).collect();
-        self.shared.client.delete(level, &names).await
+        let deleted = self.shared.client.delete(level, &names).await;
+        if level != Level::L0 {
+            self.changed(level);
+        }
+        deleted
     }
 
     /// `None` if consecutive files of the level satisfy prev.max + 1 == next.min.
@@ -620,29 +817,25 @@ impl Jobs {
         &self,
         level: Level,
     ) -> Result<Option<LtxFileInfo>, MaintenanceError> {
-        Maintenance {
-            shared: self.0.clone(),
-        }
-        .compact(
-            level,
-            SystemTime::now() + Duration::from_secs(3600 * 24 * 365),
-        )
-        .await
+        let done = Maintenance::new(self.0.clone())
+            .compact(
+                level,
+                SystemTime::now() + Duration::from_secs(3600 * 24 * 365),
+            )
+            .await?;
+        Ok(match done {
+            Compaction::Wrote(info) => Some(info),
+            Compaction::TooEarly | Compaction::NothingNew => None,
+        })
     }
 
     pub(crate) async fn snapshot_now(&self) -> Result<LtxFileInfo, MaintenanceError> {
-        Maintenance {
-            shared: self.0.clone(),
-        }
-        .write_snapshot()
-        .await
+        Maintenance::new(self.0.clone()).write_snapshot().await
     }
 
     pub(crate) async fn retention_now(&self) -> Result<(), MaintenanceError> {
-        let m = Maintenance {
-            shared: self.0.clone(),
-        };
+        let m = Maintenance::new(self.0.clone());
         m.snapshot_retention().await?;
-        m.l0_retention().await
+        m.l0_retention().await.map(|_| ())
     }
 }

@@ -13,8 +13,9 @@
 //!   replica as one object (consecutive files merged into one `<min>-<max>` L0 file), at
 //!   most every `sync-interval` when the configuration sets one;
 //! - **maintenance**: compaction, snapshots and retention ([`maintenance`]);
-//! - **probe**: an active check of the replica every [`PROBE_INTERVAL`] (every second while
-//!   anything fails), so a dead endpoint is noticed without waiting for a write;
+//! - **probe**: an active check of the replica every [`PROBE_INTERVAL`] while the positions
+//!   moved since its last success (every second while anything fails), none while idle
+//!   (`probe.rs`);
 //! - **watchdog**: turns a failure that outlasts the retry window into a fatal error
 //!   ([`crate::health`]), which [`Replicator::failed`] reports to the owner.
 //!

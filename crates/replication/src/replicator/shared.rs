@@ -17,6 +17,7 @@ use crate::meta::MetaDir;
 use crate::progress::Progress;
 use crate::sync::{CheckpointLock, Position};
 
+use super::maintenance::LevelVersions;
 use super::upload::Pruned;
 
 /// State shared by the replicator's tasks and handles.
@@ -47,6 +48,8 @@ pub(crate) struct Shared {
     /// Where pruning of local L0 files stands.
     pub(super) pruned: Mutex<Pruned>,
     pub start_action: StartAction,
+    /// What maintenance changed in the replica's levels, so its jobs skip when nothing did.
+    pub(crate) level_versions: LevelVersions,
 }
 
 impl Shared {

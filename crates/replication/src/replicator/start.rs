@@ -137,6 +137,7 @@ impl Replicator {
             l1_txid: AtomicU64::new(0),
             pruned: Mutex::new(Default::default()),
             start_action: prepared.action,
+            level_versions: Default::default(),
         });
         metrics.set_replicated_txid(prepared.replica_txid);
         metrics.set_txid(position.txid);

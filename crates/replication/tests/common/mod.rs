@@ -346,3 +346,34 @@ pub fn init_logging() {
             .try_init();
     }
 }
+
+/// The object-store requests a replicator made, by the `litestream_replica_operation_total`
+/// counter (the bill meter) of the registry it was given.
+pub fn replica_requests(registry: &prometheus::Registry) -> u64 {
+    registry
+        .gather()
+        .iter()
+        .filter(|f| f.name() == "litestream_replica_operation_total")
+        .flat_map(|f| f.get_metric().iter())
+        .map(|m| m.get_counter().get_value() as u64)
+        .sum()
+}
+
+/// Waits until the replicator counted in `registry` made no request for `quiet` (its jobs
+/// have caught up with the last write); fails after `bound`.
+pub async fn wait_quiet(registry: &prometheus::Registry, quiet: Duration, bound: Duration) {
+    let deadline = std::time::Instant::now() + bound;
+    let mut last = (replica_requests(registry), std::time::Instant::now());
+    while last.1.elapsed() < quiet {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the idle replicator kept making requests: {} so far",
+            replica_requests(registry)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = replica_requests(registry);
+        if now != last.0 {
+            last = (now, std::time::Instant::now());
+        }
+    }
+}
