@@ -185,6 +185,14 @@ pub struct ServeArgs {
         default_value_t = 10_000
     )]
     pub write_durability_timeout_ms: u64,
+
+    /// With replication, answer every write of `local` durability only once the local LTX
+    /// file holding it exists, with its position in `Sqlite-Rest-Txid` (for `Prefer:
+    /// min-txid` reads). Off by default: that wait costs write throughput (see the README's
+    /// durability benchmark). Writes of `replicated` durability and every read always carry
+    /// their position.
+    #[arg(long, env = "SQLITEREST_WRITE_POSITIONS")]
+    pub write_positions: bool,
 }
 
 #[derive(Debug, Clone, Args)]

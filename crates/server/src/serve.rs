@@ -165,6 +165,7 @@ pub async fn run_with(config: ServeConfig, hooks: ServeHooks) -> anyhow::Result<
             replicator.as_ref().map(|r| r.handle()),
             config.writes.durability,
             config.writes.durability_timeout,
+            config.writes.local_positions,
             metrics.clone(),
         ),
     });

@@ -27,6 +27,8 @@ pub struct WriteConfig {
     /// `--write-durability-timeout-ms`: the longest wait of a synchronous write for the
     /// replica (and of a `min-txid` read).
     pub(crate) durability_timeout: Duration,
+    /// `--write-positions`: local-mode writes wait for their local LTX file (their TXID).
+    pub(crate) local_positions: bool,
 }
 
 impl Default for WriteConfig {
@@ -38,6 +40,7 @@ impl Default for WriteConfig {
             busy_timeout: Duration::from_secs(5),
             durability: dialect::Durability::Local,
             durability_timeout: Duration::from_secs(10),
+            local_positions: false,
         }
     }
 }
@@ -166,6 +169,7 @@ impl ServeConfig {
                 busy_timeout: Duration::from_millis(a.db_busy_timeout_ms).min(MAX_SETTING),
                 durability,
                 durability_timeout: millis_setting(a.write_durability_timeout_ms),
+                local_positions: a.write_positions,
             },
         })
     }

@@ -101,6 +101,7 @@ fn durable_cmd(
 ) -> Command {
     let mut c = setup.serve_cmd(port, admin);
     c.args(["--write-durability-timeout-ms", &timeout_ms.to_string()]);
+    c.arg("--write-positions");
     c.envs(env.iter().copied());
     c
 }

@@ -100,6 +100,8 @@ impl Setup {
                 .stderr(Stdio::from(
                     std::fs::File::create(self.dir.path().join("server.log")).unwrap(),
                 ));
+            // Local-mode writes carry their position (a test can turn it off through `env`).
+            cmd.env("SQLITEREST_WRITE_POSITIONS", "true");
             for (k, v) in env {
                 cmd.env(k, v);
             }
@@ -444,6 +446,33 @@ async fn writes_and_reads_carry_their_replication_position() {
         ) >= 2.0,
         "{m}"
     );
+}
+
+/// Without `--write-positions`, a local-mode write is answered at its commit, without a
+/// position; a replicated write and a read still carry theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_write_positions_local_writes_are_answered_at_their_commit() {
+    let test = "without_write_positions_local_writes_are_answered_at_their_commit";
+    let Some(bin) = release_bin(test) else {
+        return;
+    };
+    let setup = Setup::file();
+    let s = setup
+        .serve(&bin, &[], &[("SQLITEREST_WRITE_POSITIONS", "false")])
+        .await;
+    let r = s.post("local", &[]).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(r.header("sqlite-rest-txid"), None, "{r:?}");
+    let r = s
+        .post("replicated", &[("Prefer", "durability=replicated")])
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let t = r.txid();
+    let r = s.get("/t?select=v&order=id", &[]).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.txid() >= t, "{r:?}");
+    let rows: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(rows, json!([{"v": "local"}, {"v": "replicated"}]), "{r:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,8 +5,13 @@
 //! Positions are replication TXIDs (16 hex digits, the names of the replica's LTX files), so
 //! they exist only with `--replication-enabled`; without it no response carries one.
 //!
-//! - A write that committed something is answered once the local LTX file holding its COMMIT
-//!   exists (`ReplicationHandle::wait_commit_synced`), with that file's max TXID. That wait is
+//! - A write of `local` durability is answered at its COMMIT, without a position, unless the
+//!   server runs with `--write-positions`: waiting for every write's local sync costs write
+//!   throughput (with 32 clients, 0.2–0.5 × of answering at the commit on a 2-core machine,
+//!   see the README's durability benchmark), and the position is only useful to clients that
+//!   read their writes elsewhere.
+//! - Otherwise a write that committed something is answered once the local LTX file holding
+//!   its COMMIT exists (`ReplicationHandle::wait_commit_synced`), with that file's max TXID. That wait is
 //!   bounded by the request's deadline: a local sync that keeps failing (local disk full)
 //!   must not hold writes until the retry window ends, so a local-mode write whose TXID is
 //!   not known by then is answered as usual, without the header (counted in
@@ -47,6 +52,8 @@ pub struct Durability {
     /// `--write-durability-timeout-ms`: the longest wait of a synchronous write for the
     /// replica, and of a `min-txid` read.
     timeout: Duration,
+    /// `--write-positions`: local-mode writes wait for their TXID.
+    local_positions: bool,
     /// Cancelled when shutdown's deadline for synchronous writes passes.
     shutdown_deadline: CancellationToken,
     metrics: Arc<Metrics>,
@@ -122,12 +129,14 @@ impl Durability {
         handle: Option<ReplicationHandle>,
         default: Mode,
         timeout: Duration,
+        local_positions: bool,
         metrics: Arc<Metrics>,
     ) -> Durability {
         Durability {
             handle,
             default,
             timeout,
+            local_positions,
             shutdown_deadline: CancellationToken::new(),
             metrics,
         }
@@ -154,8 +163,8 @@ impl Durability {
     }
 
     /// Waits until a write that committed `seq` (see `Writer::run_committed`) is as durable
-    /// as `mode` asks; its TXID for `Sqlite-Rest-Txid` (`None`: no replication, or a local
-    /// write whose TXID was not known by `deadline`). `SR001` when a replicated write's
+    /// as `mode` asks; its TXID for `Sqlite-Rest-Txid` (`None`: no replication, a local
+    /// write without `--write-positions`, or one whose TXID was not known by `deadline`). `SR001` when a replicated write's
     /// commit is not confirmed on the replica in time.
     pub async fn settle_write(
         &self,
@@ -166,6 +175,9 @@ impl Durability {
         let Some(handle) = &self.handle else {
             return Ok(None);
         };
+        if mode == Mode::Local && !self.local_positions {
+            return Ok(None);
+        }
         let started = Instant::now();
         let Some(seq) = seq else {
             self.count(mode, Outcome::NoCommit, started);
