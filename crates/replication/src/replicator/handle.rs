@@ -116,6 +116,8 @@ impl ReplicationHandle {
         let mut rx = self.shared.progress.subscribe();
         let fatal = self.shared.health.wait_fatal();
         tokio::pin!(fatal);
+        // Someone waits: the sync task stops pacing until nobody does.
+        let _waiting = Waiting::new(&self.shared);
         loop {
             {
                 let p = *rx.borrow_and_update();
@@ -157,6 +159,23 @@ impl ReplicationHandle {
     /// Resolves when replication has failed for good.
     pub async fn failed(&self) -> FatalError {
         self.shared.health.wait_fatal().await
+    }
+}
+
+/// Counts a caller in [`Shared::waiters`] for as long as it lives.
+struct Waiting<'a>(&'a Shared);
+
+impl<'a> Waiting<'a> {
+    fn new(shared: &'a Shared) -> Waiting<'a> {
+        shared.waiters.fetch_add(1, Ordering::AcqRel);
+        shared.hurry.notify_one();
+        Waiting(shared)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiters.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -41,6 +41,7 @@ mod error;
 mod handle;
 pub(crate) mod maintenance;
 mod options;
+mod pacing;
 mod probe;
 mod running;
 mod shared;

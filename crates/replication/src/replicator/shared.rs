@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::time::{Duration, SystemTime};
 
 use parking_lot::Mutex;
@@ -36,6 +36,11 @@ pub(crate) struct Shared {
     pub checkpoint_lock: Arc<CheckpointLock>,
     /// Wakes the sync task.
     pub(super) wake: Notify,
+    /// How many callers wait for a commit to be synced or replicated right now: while any
+    /// does, syncs are not paced ([`super::pacing`]).
+    pub(super) waiters: AtomicUsize,
+    /// Cuts a paced pause short when a caller starts waiting.
+    pub(super) hurry: Notify,
     /// Set by [`crate::ReplicationHandle::wake`]: sync even if every notified commit is
     /// already synced (a write the handle was not told about).
     pub(super) poked: AtomicBool,

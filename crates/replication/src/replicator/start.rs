@@ -3,7 +3,7 @@
 //! and why it can fail ([`StartError`]).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::time::Duration;
 
 use ltx::TxId;
@@ -131,6 +131,8 @@ impl Replicator {
             metrics: Some(metrics.clone()),
             checkpoint_lock,
             wake: Notify::new(),
+            waiters: AtomicUsize::new(0),
+            hurry: Notify::new(),
             poked: AtomicBool::new(false),
             operation_timeout: options.network.operation_timeout,
             last_upload: Mutex::new(None),

@@ -1,12 +1,14 @@
 //! The sync task: runs each [`crate::sync::Syncer::sync`] on a blocking thread, and closes
 //! the database at the end.
 //!
-//! A sync starts as soon as a commit is notified and no sync is running: commits that land
-//! during a sync go into the next one (group commit), so a burst costs one L0 file per sync
-//! round, not one per commit. Nothing else delays a sync: every write the server answers
-//! waits for the local sync that holds it ([`crate::ReplicationHandle::wait_commit_synced`]),
-//! and a local sync costs no network round trip (uploads run on their own, see the upload
-//! task). Without notices (writes by other processes) the task polls every
+//! While a caller waits for a commit to be synced or replicated
+//! ([`crate::ReplicationHandle::wait_commit_synced`], `wait_commit_replicated`: a write
+//! answered with its position, a synchronous write), a sync starts as soon as a commit is
+//! notified and no sync is running: commits that land during a sync go into the next one
+//! (group commit), and a local sync costs no network round trip (uploads run on their own,
+//! see the upload task). While nobody waits, syncs are paced ([`super::pacing`]): the first
+//! commit after a quiet spell is synced at once, a burst is batched into one file, so the
+//! replicator's CPU stays a small share of a loaded server's. Without notices (writes by other processes) the task polls every
 //! `monitor-interval`; after a failed sync it backs off ([`crate::health`]) and ignores
 //! notices until the backoff ends. Checkpoints happen inside the syncs.
 
@@ -21,6 +23,7 @@ use crate::health::{Component, FatalError};
 use crate::progress::Positions;
 use crate::sync::Syncer;
 
+use super::pacing::{MIN_SYNC_GAP, sync_gap};
 use super::shared::Shared;
 
 pub(super) enum SyncCommand {
@@ -41,6 +44,7 @@ pub(super) async fn sync_loop(
     let mut syncer = Some(syncer);
     let mut last_sync = Instant::now();
     let mut backoff: Option<Duration> = None;
+    let mut gap = MIN_SYNC_GAP;
     loop {
         let deadline = last_sync + backoff.unwrap_or(monitor);
         let mut reply = None;
@@ -70,12 +74,28 @@ pub(super) async fn sync_loop(
         if woken && !shared.poked.swap(false, Ordering::AcqRel) && !shared.progress.unsynced() {
             continue;
         }
+        // Nobody waits for this sync: let a burst of commits become one file, the next sync
+        // starting `gap` after the last one (`sync_gap`: longer under a heavier write load);
+        // a caller that starts waiting cuts the pause short.
+        if reply.is_none() && backoff.is_none() && shared.waiters.load(Ordering::Acquire) == 0 {
+            let next = last_sync + gap;
+            if next > Instant::now() {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep_until(next.into()) => {}
+                    _ = shared.hurry.notified() => {}
+                }
+            }
+        }
+        let started = Instant::now();
         let Some(result) = run_sync(&shared, &mut syncer).await else {
             break;
         };
-        last_sync = Instant::now();
+        let previous = std::mem::replace(&mut last_sync, Instant::now());
         match result {
-            Ok((p, _)) => {
+            Ok((p, wal_bytes)) => {
+                let since = (last_sync - previous).as_secs_f64().max(1e-3);
+                gap = sync_gap(wal_bytes as f64 / since, last_sync - started);
                 backoff = None;
                 if let Some(tx) = reply {
                     let _ = tx.send(Ok(p));
