@@ -16,8 +16,8 @@
 //! | position L | has L0 file L | compare the two files page by page: different → **diverged**; L is the newest → continue; replica ahead → catch up if the local database is exactly at L (proved by its WAL, or by comparing contents with the replica's state at L), else **diverged** |
 //! | position L | has a merged L0 file `<M>-<L>` (M < L; our uploads merge the files of a batch) | the local file L must be its tail (same header but for MinTXID and pre-apply checksum, each of its pages in the merged file with the same bytes): else **diverged**; then as above |
 //! | position L | ends below L | continue (upload the missing files) if every local L0 file after the replica's end is still there, else **diverged** (the replica went backwards) |
-//! | position L | only a snapshot reaches L or beyond its L0/L1… files | a snapshot is taken from the local database, so it can reach the replica while L0 uploads fail: uploads continue after the L0/L1… files (the local ones in between are uploaded), so no level keeps a gap; only if those local files are gone, after the snapshot |
-//! | position L | no file L, ends above L | compare contents with the replica's state at L: equal → catch up; else **diverged** |
+//! | position L | no file L, ends at L (only a snapshot reaches L, or L's file was compacted away) | compare the local state *at L* (the database file plus its WAL up to L's end: later commits are simply not replicated yet) with the replica's state at L: different → as in the next row; equal → continue. A snapshot is taken from the local database, so it can reach the replica while L0 uploads fail, also beyond its L0/L1… files: uploads continue after those files (the local ones in between are uploaded), so no level keeps a gap; only if those local files are gone, after the snapshot |
+//! | position L | no file L, ends above L | compare contents (all of them: a catch-up replaces the database) with the replica's state at L: equal → catch up; else **diverged** unless they equal its latest state (adopted) |
 //!
 //! Two L0 files are the same when their headers and pages are. Where in a WAL a file was
 //! read from (offset, size, salts) is compared too — the random salts are what tells two
@@ -411,8 +411,15 @@ pub async fn prepare(
     if local.txid == TxId::ZERO {
         // Before the comparison: a write after it must not be missed by the adoption.
         let adoption = begin_adoption(db_path, adopt).await?;
-        return match compare_with_replica(client, db_path, &remote, RestoreTarget::Latest, options)
-            .await?
+        return match compare_with_replica(
+            client,
+            db_path,
+            &remote,
+            RestoreTarget::Latest,
+            LocalState::Current,
+            options,
+        )
+        .await?
         {
             Comparison::Equal => Ok(Prepared {
                 action: StartAction::Adopted { txid: replica_txid },
@@ -498,8 +505,24 @@ pub async fn prepare(
         return Ok(continued(local, resume));
     }
     // The replica is at or beyond L but no longer has L's own file (compacted away), or only
-    // a snapshot reaches L.
-    match compare_with_replica(client, db_path, &remote, RestoreTarget::TxId(l), options).await? {
+    // a snapshot reaches L. At L, commits after L are not replicated yet, so the local state
+    // at L is what must match (after a crash the WAL still holds commits no L0 file has).
+    // Beyond L, a catch-up would replace the database: all of it must be at L.
+    let state = if l == replica_txid {
+        LocalState::At(local)
+    } else {
+        LocalState::Current
+    };
+    match compare_with_replica(
+        client,
+        db_path,
+        &remote,
+        RestoreTarget::TxId(l),
+        state,
+        options,
+    )
+    .await?
+    {
         Comparison::Equal if l == replica_txid => {
             let resume = resume_after(meta, db_path, chain_txid, replica_txid, l).await?;
             Ok(continued(local, resume))
@@ -645,6 +668,7 @@ impl Behind<'_> {
             self.db_path,
             self.remote,
             RestoreTarget::TxId(self.local.txid),
+            LocalState::Current,
             self.options,
         )
         .await?
@@ -665,6 +689,7 @@ impl Behind<'_> {
             self.db_path,
             self.remote,
             RestoreTarget::Latest,
+            LocalState::Current,
             self.options,
         )
         .await?;
@@ -1003,13 +1028,43 @@ pub(crate) enum Comparison {
     Unavailable(String),
 }
 
-/// Compares the local database (database file + committed WAL frames) with the replica's
-/// state at `target`, page by page, streaming the replica's files.
+/// Which state of the local database [`compare_with_replica`] reads.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum LocalState {
+    /// As SQLite would read it now: the database file and every committed WAL frame.
+    Current,
+    /// At the replication position: the database file and the WAL only up to the position's
+    /// end (the commits after it are not replicated yet). A WAL restarted since leaves the
+    /// database file alone (a restart needs every frame copied into it first, and a file
+    /// that took commits after the position differs, as it must: they cannot be told
+    /// apart). A WAL with the position's salts that no longer reaches its end cannot show
+    /// that state: then as [`LocalState::Current`].
+    At(Position),
+}
+
+impl LocalState {
+    fn image(self, db_path: &Path) -> Result<DbImage, SnapshotError> {
+        let LocalState::At(pos) = self else {
+            return DbImage::current(db_path);
+        };
+        let (Some(h), Some((end, salt))) = (pos.header, pos.wal_end()) else {
+            return DbImage::current(db_path);
+        };
+        match DbImage::at(db_path, h.page_size, end, salt, h.commit) {
+            Err(SnapshotError::WalShort { .. }) => DbImage::current(db_path),
+            image => image,
+        }
+    }
+}
+
+/// Compares the local database (`local` says which state of it) with the replica's state
+/// at `target`, page by page, streaming the replica's files.
 pub(crate) async fn compare_with_replica(
     client: &Arc<dyn ReplicaClient>,
     db_path: &Path,
     remote: &[LtxFileInfo],
     target: RestoreTarget,
+    local: LocalState,
     options: &PrepareOptions,
 ) -> Result<Comparison, StartupError> {
     let plan = match plan_restore(remote, target) {
@@ -1031,7 +1086,7 @@ pub(crate) async fn compare_with_replica(
     let txid = plan.max_txid();
     let db_path = db_path.to_path_buf();
     blocking(move || {
-        let image = DbImage::current(&db_path)?;
+        let image = local.image(&db_path)?;
         let compare = |e: ltx::Error| StartupError::Compare(e.to_string());
         let decoders = readers
             .into_iter()

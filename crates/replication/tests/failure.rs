@@ -371,6 +371,43 @@ async fn writes_by_the_sqlite3_cli_are_replicated() {
     r.shutdown().await.unwrap();
 }
 
+/// Starts replicating `db` to the file replica `replica`, syncs once, then makes L0 uploads
+/// fail (through `switch`), commits three times (each synced locally) and lands a snapshot
+/// (level 9, taken from the local database) at the local position, as the snapshot job does
+/// while L0 uploads fail. Returns the replicator, the snapshot and the config.
+async fn snapshot_at_the_local_position_while_l0_uploads_fail(
+    db: &Path,
+    replica: &Path,
+    switch: &std::sync::Arc<common::faulty::Switch>,
+    conn: &rusqlite::Connection,
+) -> (Replicator, replication::LtxFileInfo, String) {
+    let yaml = fast_config(db, &file_url(replica), "")
+        .replace("shutdown-sync-timeout: 10s", "shutdown-sync-timeout: 1s");
+    let mut o = options(&yaml, db, Duration::from_secs(60));
+    o.wrap_client = Some(switch.wrapper());
+    let r = Replicator::start(o).await.unwrap();
+    insert(conn, 10, 100);
+    r.sync_and_wait().await.unwrap();
+    switch.set(common::faulty::Fault::FailL0Writes);
+    for _ in 0..3 {
+        insert(conn, 10, 100);
+        r.handle().wake();
+        let before = r.handle().positions().local_txid;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while r.handle().positions().local_txid == before {
+            assert!(Instant::now() < deadline, "no sync");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let snap = r.snapshot_now().await.unwrap();
+    assert_eq!(
+        snap.name.max,
+        r.handle().positions().local_txid,
+        "the snapshot is at the local position"
+    );
+    (r, snap, yaml)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_ahead_of_the_uploaded_l0_files_leaves_no_gap() {
     // L0 uploads fail for a while; a snapshot (level 9, taken from the local database) still
@@ -381,28 +418,11 @@ async fn a_snapshot_ahead_of_the_uploaded_l0_files_leaves_no_gap() {
     let (_t, dir) = tempdir();
     let db = dir.join("app.db");
     let replica = dir.join("replica");
-    let yaml = fast_config(&db, &file_url(&replica), "")
-        .replace("shutdown-sync-timeout: 10s", "shutdown-sync-timeout: 1s");
     let switch = std::sync::Arc::new(common::faulty::Switch::default());
     let _guard = switch.guard();
-    let mut o = options(&yaml, &db, Duration::from_secs(60));
-    o.wrap_client = Some(switch.wrapper());
-    let r = Replicator::start(o).await.unwrap();
     let conn = wal_db(&db);
-    insert(&conn, 10, 100);
-    r.sync_and_wait().await.unwrap();
-    switch.set(common::faulty::Fault::FailL0Writes);
-    for _ in 0..3 {
-        insert(&conn, 10, 100);
-        r.handle().wake();
-        let before = r.handle().positions().local_txid;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while r.handle().positions().local_txid == before {
-            assert!(Instant::now() < deadline, "no sync");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-    let snap = r.snapshot_now().await.unwrap();
+    let (r, snap, yaml) =
+        snapshot_at_the_local_position_while_l0_uploads_fail(&db, &replica, &switch, &conn).await;
     assert!(
         r.shutdown().await.is_err(),
         "the L0 files could not be uploaded"
@@ -429,4 +449,86 @@ async fn a_snapshot_ahead_of_the_uploaded_l0_files_leaves_no_gap() {
         "L0 on the replica: {txids:?} (snapshot at {})",
         snap.name.max
     );
+}
+
+/// L0 uploads fail, a snapshot at the local position L lands, and more commits reach the
+/// WAL but no L0 file before the process dies (the replicator stops, then commits come from
+/// a connection that leaves its WAL behind, as a killed process does) — in the same WAL
+/// generation, or after a checkpoint restarted the WAL (the torture harness's case: seed
+/// 0x9afaef0576c6f140). Only the snapshot reaches L on the replica, so start-up compares the
+/// local database with the replica's state at L: it must compare the local state at L, not
+/// the later commits, which are simply not replicated yet. No divergence; they reach the
+/// replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_after_a_snapshot_at_the_local_position_are_no_divergence_at_restart() {
+    init_logging();
+    for restart_wal in [false, true] {
+        let (_t, dir) = tempdir();
+        let db = dir.join("app.db");
+        let replica = dir.join("replica");
+        let switch = std::sync::Arc::new(common::faulty::Switch::default());
+        let _guard = switch.guard();
+        let conn = wal_db(&db);
+        conn.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+            true,
+        )
+        .unwrap();
+        let (r, snap, yaml) =
+            snapshot_at_the_local_position_while_l0_uploads_fail(&db, &replica, &switch, &conn)
+                .await;
+        assert!(
+            r.shutdown().await.is_err(),
+            "the L0 files could not be uploaded"
+        );
+        if restart_wal {
+            // Every frame is in an L0 file: the next commit starts a new WAL generation.
+            let (busy, _, _): (i64, i64, i64) = conn
+                .query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .unwrap();
+            assert_eq!(busy, 0, "the checkpoint was blocked");
+        }
+        insert(&conn, 5, 100);
+        insert(&conn, 5, 100);
+        drop(conn);
+        switch.set(common::faulty::Fault::None);
+        let r = Replicator::start(options(&yaml, &db, Duration::from_secs(60)))
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "restart (WAL restarted: {restart_wal}) after the snapshot at {}: {e}",
+                    snap.name.max
+                )
+            });
+        assert!(
+            matches!(
+                r.handle().start_action(),
+                replication::StartAction::Continued { local, .. } if local == snap.name.max
+            ),
+            "{:?}",
+            r.handle().start_action()
+        );
+        r.sync_and_wait().await.unwrap();
+        r.shutdown().await.unwrap();
+        let out = dir.join("restored.db");
+        restore_ours(
+            &open_url(&file_url(&replica)).await,
+            RestoreTarget::Latest,
+            &out,
+            IntegrityCheck::Full,
+        )
+        .await
+        .unwrap();
+        let (ours, theirs) = (rows(&db), rows(&out));
+        assert_eq!(ours.len(), 50, "the database holds every commit");
+        assert!(
+            ours == theirs,
+            "WAL restarted: {restart_wal}: the replica has {} rows, the database {}",
+            theirs.len(),
+            ours.len()
+        );
+    }
 }
