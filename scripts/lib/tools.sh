@@ -98,10 +98,12 @@ pip_venv_stamped() {
   fi
 }
 
-# Whether SCRIPT exists and the interpreter on its `#!` line does.
+# Whether SCRIPT exists and the interpreter on its `#!` line does (an executable without one,
+# such as the litestream binary a wheel installs, runs as it is).
 venv_script_runs() {
   local interpreter
   [ -x "$1" ] || return 1
+  [ "$(head -c 2 "$1" | tr -d '\0')" = "#!" ] || return 0
   interpreter=$(head -n 1 "$1")
   interpreter=${interpreter#\#!}
   [ -x "${interpreter%% *}" ]
