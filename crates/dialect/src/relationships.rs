@@ -25,6 +25,7 @@ use serde_json::json;
 
 use crate::error::ApiError;
 use crate::ident::quoted;
+use crate::schema_cache::foreign_key_list;
 
 /// How many rows of the target one row of the origin relates to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -498,30 +499,10 @@ fn spelled<'a>(names: &'a [String], name: &str) -> Option<&'a String> {
 /// the declaration names none) and named; tables and columns as the schema spells them (a
 /// key to a table or column that does not exist is left out: SQLite would refuse it too).
 fn foreign_keys(conn: &Connection, table: &str, tables: &[String]) -> rusqlite::Result<Vec<Edge>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, \"table\", \"from\", \"to\" FROM pragma_foreign_key_list(?1, 'main') ORDER BY id, seq",
-    )?;
-    let rows = stmt.query_map([table], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, Option<String>>(3)?,
-        ))
-    })?;
-    let mut raw: Vec<(String, Vec<String>, Vec<Option<String>>)> = Vec::new();
-    let mut last = None;
-    for row in rows {
-        let (id, target, from, to) = row?;
-        if last != Some(id) {
-            last = Some(id);
-            raw.push((target, Vec::new(), Vec::new()));
-        }
-        if let Some(fk) = raw.last_mut() {
-            fk.1.push(from);
-            fk.2.push(to);
-        }
-    }
+    let raw: Vec<(String, Vec<String>, Vec<Option<String>>)> = foreign_key_list(conn, table)?
+        .into_iter()
+        .map(|fk| (fk.target, fk.columns, fk.target_columns))
+        .collect();
     let sql: String = conn
         .prepare_cached(
             "SELECT coalesce(sql, '') FROM sqlite_schema WHERE name = ?1 AND type = 'table'",

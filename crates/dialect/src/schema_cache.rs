@@ -426,35 +426,13 @@ fn load_relation(
     let mut foreign_keys: Vec<ForeignKey> = Vec::new();
     let mut unique_keys = Vec::new();
     if kind == RelKind::Table {
-        let mut stmt = conn.prepare(
-            "SELECT id, \"table\", \"from\", \"to\" FROM pragma_foreign_key_list(?1, 'main') ORDER BY id, seq",
-        )?;
-        let rows = stmt.query_map([&name], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, Option<String>>(3)?,
-            ))
-        })?;
-        let mut last_id = None;
-        for row in rows {
-            let (id, target, from, to) = row?;
-            if last_id != Some(id) {
-                last_id = Some(id);
-                foreign_keys.push(ForeignKey {
-                    name: String::new(),
-                    columns: Vec::new(),
-                    target,
-                    target_columns: Vec::new(),
-                });
-            }
-            if let Some(fk) = foreign_keys.last_mut() {
-                fk.columns.push(from);
-                if let Some(to) = to {
-                    fk.target_columns.push(to);
-                }
-            }
+        for fk in foreign_key_list(conn, &name)? {
+            foreign_keys.push(ForeignKey {
+                name: String::new(),
+                columns: fk.columns,
+                target: fk.target,
+                target_columns: fk.target_columns.into_iter().flatten().collect(),
+            });
         }
         for fk in &mut foreign_keys {
             fk.name = format!("{}_{}_fkey", name, fk.columns.join("_"));
@@ -508,6 +486,52 @@ fn load_relation(
         full_text: HashMap::new(),
         sql: sql.unwrap_or_default(),
     })
+}
+
+/// One foreign key of a table as `PRAGMA foreign_key_list` declares it (its rows grouped by
+/// key): the target as written, the local columns, and the target columns (`None` where the
+/// key names none: the target's primary key).
+pub(crate) struct DeclaredForeignKey {
+    pub(crate) target: String,
+    pub(crate) columns: Vec<String>,
+    pub(crate) target_columns: Vec<Option<String>>,
+}
+
+/// The foreign keys `table` declares, in declaration order (read by the schema cache and by
+/// the relationships built from it).
+pub(crate) fn foreign_key_list(
+    conn: &Connection,
+    table: &str,
+) -> rusqlite::Result<Vec<DeclaredForeignKey>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, \"table\", \"from\", \"to\" FROM pragma_foreign_key_list(?1, 'main') ORDER BY id, seq",
+    )?;
+    let rows = stmt.query_map([table], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, Option<String>>(3)?,
+        ))
+    })?;
+    let mut keys: Vec<DeclaredForeignKey> = Vec::new();
+    let mut last = None;
+    for row in rows {
+        let (id, target, from, to) = row?;
+        if last != Some(id) {
+            last = Some(id);
+            keys.push(DeclaredForeignKey {
+                target,
+                columns: Vec::new(),
+                target_columns: Vec::new(),
+            });
+        }
+        if let Some(fk) = keys.last_mut() {
+            fk.columns.push(from);
+            fk.target_columns.push(to);
+        }
+    }
+    Ok(keys)
 }
 
 #[cfg(test)]

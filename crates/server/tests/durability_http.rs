@@ -261,15 +261,7 @@ fn replica_holds(ls: &Litestream, url: &str, txid: u64) -> bool {
     })
 }
 
-/// The ids in `t` of a database file.
-fn ids(db: &Path) -> Vec<i64> {
-    let c = rusqlite::Connection::open(db).unwrap();
-    let mut s = c.prepare("SELECT id FROM t ORDER BY id").unwrap();
-    s.query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
-}
+use common::replica::ids;
 
 /// The value of the metric sample `line_start` (`name{labels}`) in a text exposition.
 fn sample(metrics: &str, line_start: &str) -> f64 {
