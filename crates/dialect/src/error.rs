@@ -204,6 +204,10 @@ impl ApiError {
             (_, ffi::SQLITE_CANTOPEN) => {
                 return ApiError::new(503, "PGRST000", "Database connection error.");
             }
+            // `sum()` of integers past i64 (PostgreSQL's bigint range).
+            (_, ffi::SQLITE_ERROR) if msg == "integer overflow" => {
+                (400, "22003", "bigint out of range".into())
+            }
             (_, ffi::SQLITE_ERROR) if msg.starts_with("no such column") => (400, "42703", msg),
             (_, ffi::SQLITE_ERROR) if msg.starts_with("no such table") => (404, "42P01", msg),
             (_, ffi::SQLITE_ERROR) if msg.starts_with("no such function") => (404, "42883", msg),

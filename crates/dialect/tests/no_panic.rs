@@ -504,7 +504,7 @@ proptest! {
             }
         };
         let outcome = QueryParams::parse(&query)
-            .and_then(|q| plan_read(&cache, relation, &q, &headers, Limits { max_rows: Some(1000) }))
+            .and_then(|q| plan_read(&cache, relation, &q, &headers, Limits { max_rows: Some(1000), aggregates: true }))
             .and_then(|plan| execute_read(&conn, &plan, false));
         if let Err(e) = outcome {
             assert_client_error(&e, &format!("GET /{relation}?{query}"));

@@ -53,7 +53,17 @@ fn range_intersection_and_max_rows() {
     let q = QueryParams::parse("limit=10&offset=5").unwrap();
     let mut h = headers();
     h.range = Some((0, Some(7)));
-    let p = plan_read(&c, "t", &q, &h, Limits { max_rows: Some(2) }).unwrap();
+    let p = plan_read(
+        &c,
+        "t",
+        &q,
+        &h,
+        Limits {
+            max_rows: Some(2),
+            ..Limits::default()
+        },
+    )
+    .unwrap();
     assert_eq!(p.root.offset, 5);
     assert_eq!(p.root.limit, Some(2));
     let p = plan_read(&c, "t", &q, &h, Limits::default()).unwrap();
