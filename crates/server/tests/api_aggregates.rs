@@ -42,7 +42,9 @@ async fn off_by_default_with_postgrest_error() {
         ("/authors", "name,books(count())"),
         ("/books", "id,...authors(id.max())"),
     ] {
-        let v = s.error(&p(path, &[("select", select)]), 400, "PGRST123").await;
+        let v = s
+            .error(&p(path, &[("select", select)]), 400, "PGRST123")
+            .await;
         assert_eq!(
             v,
             json!({"code": "PGRST123", "details": null, "hint": null,
@@ -128,16 +130,10 @@ async fn every_function_grouping_casts_and_renames() {
         ),
         // No rows: one row without grouping (count 0, sum null), no groups with it.
         (
-            &[
-                ("select", "count(),price.sum()"),
-                ("id", "gt.100"),
-            ],
+            &[("select", "count(),price.sum()"), ("id", "gt.100")],
             json!([{"count": 0, "sum": null}]),
         ),
-        (
-            &[("select", "genre,count()"), ("id", "gt.100")],
-            json!([]),
-        ),
+        (&[("select", "genre,count()"), ("id", "gt.100")], json!([])),
     ];
     for (params, want) in cases {
         assert_eq!(&s.query("/books", params).await, want, "{params:?}");
@@ -151,7 +147,10 @@ async fn inside_embeds_and_spreads() {
         // An aggregate inside a to-many embed groups each parent's rows.
         (
             "/authors",
-            &[("select", "name,books(count(),price.sum())"), ("order", "id")],
+            &[
+                ("select", "name,books(count(),price.sum())"),
+                ("order", "id"),
+            ],
             json!([
                 {"name": "Ann", "books": [{"count": 2, "sum": 30.5}]},
                 {"name": "Bob", "books": [{"count": 2, "sum": 5.25}]},
@@ -222,7 +221,11 @@ async fn counts_count_groups_and_csv() {
         &s,
         &p(
             "/books",
-            &[("select", "genre,count()"), ("order", "genre"), ("limit", "2")],
+            &[
+                ("select", "genre,count()"),
+                ("order", "genre"),
+                ("limit", "2"),
+            ],
         ),
         &[("Prefer", "count=exact")],
     )
@@ -322,7 +325,9 @@ async fn errors_are_postgrest_shaped() {
         ),
     ];
     for (path, select, status, code, message) in cases {
-        let v = s.error(&p(path, &[("select", select)]), *status, code).await;
+        let v = s
+            .error(&p(path, &[("select", select)]), *status, code)
+            .await;
         assert_eq!(v["message"], *message, "{select}: {v}");
     }
     for select in ["*.count()", "price.total()", "price.sum(price)", "count()x"] {
