@@ -11,6 +11,9 @@ use serde_json::{Value, json};
 
 const AGGREGATES_SQL: &str = include_str!("fixtures/aggregates.sql");
 
+/// A path, its query parameters, and the body PostgREST answers.
+type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], Value);
+
 /// The server over the fixture plus `aggregates.sql`, started with `args` and `env`.
 async fn start(args: &[&str], env: &[(&str, &str)]) -> Server {
     let s = Server::start_with(Options {
@@ -143,7 +146,7 @@ async fn every_function_grouping_casts_and_renames() {
 #[tokio::test]
 async fn inside_embeds_and_spreads() {
     let s = enabled().await;
-    let cases: &[(&str, &[(&str, &str)], Value)] = &[
+    let cases: &[Case] = &[
         // An aggregate inside a to-many embed groups each parent's rows.
         (
             "/authors",
