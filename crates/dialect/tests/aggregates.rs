@@ -195,6 +195,18 @@ fn aggregates_inside_embeds_group_per_parent() {
             {"name": "Bob", "books": [{"genre": "crime", "count": 1}, {"genre": "sf", "count": 1}]},
         ])
     );
+    // Inside a to-one embed: one row, also where there is no related row.
+    assert_eq!(
+        ok(
+            &c,
+            "books",
+            "select=id,authors(count())&id=in.(1,5)&order=id"
+        ),
+        json!([
+            {"id": 1, "authors": {"count": 1}},
+            {"id": 5, "authors": {"count": 0}},
+        ])
+    );
     // Embeds nested under an aggregated embed, and a filter inside it.
     assert_eq!(
         ok(
@@ -389,6 +401,9 @@ fn errors() {
     // An unknown cast.
     let e = err(&c, "books", "select=pages.sum()::money");
     assert_eq!((e.status, e.code.as_str()), (400, "42704"));
+    // Ordering by an aggregate is not supported (as in PostgREST): its name is no column.
+    let e = err(&c, "books", "select=genre,count()&order=count");
+    assert_eq!((e.status, e.code.as_str()), (400, "42703"), "{e:?}");
     // A bad aggregate's syntax.
     for q in [
         "select=*.count()",
