@@ -1,7 +1,7 @@
 //! The `select` parser: columns, aliases, casts, JSON paths and embedded resources, nested
 //! to a bounded depth.
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 use super::lexer::{Cursor, MAX_DEPTH, PErr, to_api};
 use super::syntax::*;
@@ -24,7 +24,7 @@ pub(super) fn parse_select(input: &str) -> Result<Vec<SelectItem>, ApiError> {
         Err(SelectErr::Syntax(e)) => Err(to_api("select parameter", input, &c, e)),
         Err(SelectErr::Aggregate) => Err(ApiError::new(
             400,
-            "PGRST123",
+            ErrorCode::AggregatesDisabled,
             "Use of aggregate functions is not allowed",
         )),
     }

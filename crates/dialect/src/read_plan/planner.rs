@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::headers::RequestHeaders;
 use crate::query::{
     EmbedPath, Field, IsValue, LogicTree, Operation, OrderTerm, QueryParams, Range, SelectItem,
@@ -319,7 +319,7 @@ impl Planner<'_> {
                 other => {
                     return Err(ApiError::new(
                         400,
-                        "PGRST100",
+                        ErrorCode::QueryParse,
                         format!(
                             "\"failed to parse select parameter\": more than one hint on '{target}' ('{other}')"
                         ),
@@ -341,7 +341,7 @@ impl Planner<'_> {
         if spread && !relationship.to_one() {
             return Err(ApiError::new(
                 400,
-                "PGRST119",
+                ErrorCode::Spread,
                 format!("A spread operation on '{target}' is not possible"),
             )
             .with_details(format!(
@@ -426,7 +426,7 @@ fn filter(
             Operation::Is(IsValue::NotNull) => Ok(exists(e, negated)),
             _ => Err(ApiError::new(
                 400,
-                "PGRST120",
+                ErrorCode::EmbedFilter,
                 format!("Bad operator on the '{}' embedded resource", field.name),
             )
             .with_details("Only is null or not is null filters are allowed on embedded resources")),
@@ -467,7 +467,7 @@ fn order_term(rel: &Relation, children: &[Embed], t: &OrderTerm) -> Result<Order
     if !e.to_one {
         return Err(ApiError::new(
             400,
-            "PGRST118",
+            ErrorCode::RelatedOrder,
             format!("A related order on '{name}' is not possible"),
         )
         .with_details(format!(
