@@ -501,7 +501,7 @@ fn database() -> (Connection, SchemaCache) {
 
 fn assert_client_error(e: &ApiError, what: &str) {
     assert!(
-        (400..500).contains(&e.status) && !e.code.is_empty() && !e.message.is_empty(),
+        (400..500).contains(&e.status) && !e.code.as_str().is_empty() && !e.message.is_empty(),
         "{what}: {e:?}"
     );
 }

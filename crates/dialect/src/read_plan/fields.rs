@@ -1,7 +1,7 @@
 //! Select fields and order terms resolved against the relation: columns, JSON paths,
 //! casts from the whitelist, aggregates, aliases, and how each value renders.
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::query::{AggregateFn, Arrow, Direction, Field, JsonKey, Nulls, OrderTerm};
 use crate::schema_cache::{Affinity, Relation, ValueKind};
 
@@ -41,7 +41,7 @@ pub(super) fn field_expr(rel: &Relation, field: &Field) -> Result<(Expr, OutputK
                 if k.contains('"') {
                     return Err(ApiError::new(
                         400,
-                        "PGRST100",
+                        ErrorCode::QueryParse,
                         format!("JSON keys containing '\"' are not supported: {k}"),
                     ));
                 }
@@ -148,7 +148,7 @@ pub(super) fn aggregate_field(
             {
                 return Err(ApiError::new(
                     404,
-                    "42883",
+                    ErrorCode::UndefinedFunction,
                     format!("function {}({pg_type}) does not exist", function.name()),
                 )
                 .with_hint(

@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::headers::RequestHeaders;
 use crate::query::{
     EmbedPath, Field, IsValue, LogicTree, Operation, OrderTerm, QueryParams, Range, SelectItem,
@@ -182,7 +182,7 @@ impl Planner<'_> {
                             if !self.aggregates {
                                 return Err(ApiError::new(
                                     400,
-                                    "PGRST123",
+                                    ErrorCode::AggregatesDisabled,
                                     "Use of aggregate functions is not allowed",
                                 ));
                             }
@@ -348,7 +348,7 @@ impl Planner<'_> {
                 other => {
                     return Err(ApiError::new(
                         400,
-                        "PGRST100",
+                        ErrorCode::QueryParse,
                         format!(
                             "\"failed to parse select parameter\": more than one hint on '{target}' ('{other}')"
                         ),
@@ -370,7 +370,7 @@ impl Planner<'_> {
         if spread && !relationship.to_one() {
             return Err(ApiError::new(
                 400,
-                "PGRST119",
+                ErrorCode::Spread,
                 format!("A spread operation on '{target}' is not possible"),
             )
             .with_details(format!(
@@ -470,7 +470,7 @@ fn check_grouped_order(
             };
             return Err(ApiError::new(
                 400,
-                "42803",
+                ErrorCode::GroupingError,
                 format!(
                     "column \"{}.{name}\" must appear in the GROUP BY clause or be used in an aggregate function",
                     rel.name
@@ -516,7 +516,7 @@ fn filter(
             Operation::Is(IsValue::NotNull) => Ok(exists(e, negated)),
             _ => Err(ApiError::new(
                 400,
-                "PGRST120",
+                ErrorCode::EmbedFilter,
                 format!("Bad operator on the '{}' embedded resource", field.name),
             )
             .with_details("Only is null or not is null filters are allowed on embedded resources")),
@@ -557,7 +557,7 @@ fn order_term(rel: &Relation, children: &[Embed], t: &OrderTerm) -> Result<Order
     if !e.to_one {
         return Err(ApiError::new(
             400,
-            "PGRST118",
+            ErrorCode::RelatedOrder,
             format!("A related order on '{name}' is not possible"),
         )
         .with_details(format!(

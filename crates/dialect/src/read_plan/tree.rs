@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use rusqlite::types::Value;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::fts::FullTextIndex;
 use crate::headers::{CountMethod, MediaType};
 use crate::query::{AggregateFn, Comparison, ContainOp, IsValue};
@@ -64,7 +64,7 @@ impl CastType {
             _ => {
                 return Err(ApiError::new(
                     400,
-                    "42704",
+                    ErrorCode::UndefinedObject,
                     format!("type \"{}\" does not exist", name.trim()),
                 ));
             }

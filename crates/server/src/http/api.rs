@@ -12,8 +12,8 @@ use std::time::Instant;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
-use dialect::ApiError;
 use dialect::resolve_relation;
+use dialect::{ApiError, ErrorCode};
 use http::{HeaderValue, Method, StatusCode, header};
 
 use super::{AppState, HttpLimits, read, respond, write};
@@ -110,7 +110,9 @@ async fn dispatch(state: &AppState, req: Request, deadline: Instant) -> Outcome 
     match result {
         Ok(resp) => Ok((relation, resp)),
         Err(e) => {
-            if e.code == "PGRST205" && state.db.schema.current().is_hidden(&relation) {
+            if e.code == ErrorCode::UnknownRelation
+                && state.db.schema.current().is_hidden(&relation)
+            {
                 state.metrics.access_check_failed.inc();
             }
             Err((relation, e))
@@ -141,14 +143,14 @@ fn route(state: &AppState, parts: &http::request::Parts) -> Result<Route, ApiErr
     if segment.is_empty() {
         return Err(ApiError::new(
             404,
-            "PGRST126",
+            ErrorCode::RootDisabled,
             "Root endpoint metadata is disabled",
         ));
     }
     if segment.contains('/') {
         return Err(ApiError::new(
             404,
-            "PGRST125",
+            ErrorCode::InvalidPath,
             "Invalid path specified in request URL",
         ));
     }
@@ -178,7 +180,7 @@ fn route(state: &AppState, parts: &http::request::Parts) -> Result<Route, ApiErr
     ) {
         return Err(ApiError::new(
             405,
-            "PGRST117",
+            ErrorCode::UnsupportedMethod,
             format!("Unsupported HTTP method: {method}"),
         ));
     }
