@@ -27,7 +27,9 @@ use crate::error::ApiError;
 use crate::headers::{
     Choice, CountMethod, Durability, Handling, Missing, Resolution, ReturnPref, negotiate_with,
 };
-use crate::schema_cache::{Affinity, Column, RelKind, Relation, SchemaCache, ValueKind};
+use crate::schema_cache::{
+    Affinity, Column, RelKind, Relation, SchemaCache, ValueKind, is_temporal,
+};
 
 /// Query keys that are PostgREST's own parameters: a column of the same name gets no filter
 /// parameter (a query key cannot be both, and OpenAPI forbids two parameters of one name).
@@ -277,11 +279,16 @@ fn type_schema(decl: &str) -> Map<String, Value> {
             Affinity::Blob if up.contains("BLOB") => set("string", Some("blob")),
             Affinity::Blob => {}
             // SQLite keeps dates and times as text; their names have NUMERIC affinity.
-            Affinity::Numeric if up.contains("DATETIME") || up.contains("TIMESTAMP") => {
-                set("string", Some("datetime"))
+            Affinity::Numeric if is_temporal(decl) => {
+                let format = if up.contains("DATETIME") || up.contains("TIMESTAMP") {
+                    "datetime"
+                } else if up.contains("DATE") {
+                    "date"
+                } else {
+                    "time"
+                };
+                set("string", Some(format))
             }
-            Affinity::Numeric if up.contains("DATE") => set("string", Some("date")),
-            Affinity::Numeric if up.contains("TIME") => set("string", Some("time")),
             Affinity::Numeric => set("number", None),
         },
     }
@@ -608,9 +615,11 @@ fn relation_item(rel: &Relation, vis: &dyn Visibility) -> Value {
                 "parameters": [param_ref("select"), param_ref("columns"), param_ref("on_conflict"), param_ref("preferPost")],
                 "requestBody": write_body(true),
                 // No content is documented: without `return=representation` the body is
-                // empty, and OpenAPI cannot say that a body is optional.
+                // empty, and OpenAPI cannot say that a body is optional. An upsert that
+                // inserted nothing (every row existed, or none was sent) is 200.
                 "responses": {
                     "201": {"description": "Created. With `Prefer: return=representation`, the rows (as GET returns them)."},
+                    "200": {"description": "An upsert (`Prefer: resolution=…`) that inserted no row."},
                     "default": error,
                 },
             }),
@@ -847,6 +856,10 @@ mod tests {
         );
         assert_eq!(methods("/no_pk"), ["delete", "get", "patch", "post"]);
         assert_eq!(methods("/pv"), ["get"]);
+        // An upsert that inserts nothing answers 200, one that does 201 (found by
+        // schemathesis' stateful phase: `POST []` with `resolution=merge-duplicates`).
+        let post = paths["/projects"]["post"]["responses"].as_object().unwrap();
+        assert!(post.contains_key("200") && post.contains_key("201"));
         assert_eq!(methods("/Odd%20Name"), ["delete", "get", "patch", "post"]);
         assert!(paths.contains_key("/"));
         // Component names are escaped.
