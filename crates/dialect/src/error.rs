@@ -207,6 +207,10 @@ impl ApiError {
             (_, ffi::SQLITE_ERROR) if msg.starts_with("no such column") => (400, "42703", msg),
             (_, ffi::SQLITE_ERROR) if msg.starts_with("no such table") => (404, "42P01", msg),
             (_, ffi::SQLITE_ERROR) if msg.starts_with("no such function") => (404, "42883", msg),
+            // A written value its column's type cannot hold (`functions::typed`).
+            (_, ffi::SQLITE_ERROR) if msg.starts_with(crate::functions::INVALID_INPUT) => {
+                (400, "22P02", msg)
+            }
             (_, ffi::SQLITE_ERROR)
                 if msg.contains("malformed JSON") || msg.contains("bad JSON path") =>
             {
