@@ -252,7 +252,7 @@ async fn schemathesis_finds_no_server_error_and_no_undocumented_response() {
     assert_eq!(s.health().await.0, 200);
 }
 
-/// Found by the schemathesis run: SQLite keeps a value its column's affinity cannot convert
+/// Found while checking what schemathesis' `response_schema_conformance` asserts: SQLite keeps a value its column's affinity cannot convert
 /// (`"abc"` in a REAL column stays text), so a write accepted it and every later read of the
 /// table answered rows outside the documented schema. Such a write is now 400 22P02, as
 /// PostgreSQL refuses it; values the type can hold still go in, converted.
