@@ -22,7 +22,7 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::shape::write_json_str;
 
 /// The most keys a row of a body may have: SQLite's limit on the columns of a table (its
@@ -32,7 +32,7 @@ pub(crate) const MAX_KEYS: usize = 2000;
 fn too_many_keys() -> ApiError {
     ApiError::new(
         400,
-        "PGRST102",
+        ErrorCode::InvalidBody,
         "A row has more keys than a table can have columns",
     )
     .with_details(format!("More than {MAX_KEYS} keys"))
@@ -59,7 +59,7 @@ impl BodyFormat {
             "application/x-www-form-urlencoded" => Ok(BodyFormat::Form),
             _ => Err(ApiError::new(
                 400,
-                "PGRST102",
+                ErrorCode::InvalidBody,
                 format!("Content-Type not acceptable: {mime}"),
             )),
         }
@@ -149,11 +149,12 @@ impl ColumnPaths {
 }
 
 fn invalid_json(details: impl fmt::Display) -> ApiError {
-    ApiError::new(400, "PGRST102", "Empty or invalid json").with_details(details.to_string())
+    ApiError::new(400, ErrorCode::InvalidBody, "Empty or invalid json")
+        .with_details(details.to_string())
 }
 
 fn keys_must_match() -> ApiError {
-    ApiError::new(400, "PGRST102", "All object keys must match")
+    ApiError::new(400, ErrorCode::InvalidBody, "All object keys must match")
 }
 
 /// Parses `body` in `format`. `columns_given` relaxes the same-keys rule (the `columns`
@@ -344,7 +345,7 @@ fn parse_json(body: &[u8], columns_given: bool) -> Result<Payload, ApiError> {
                 return Err(if columns_given {
                     ApiError::new(
                         400,
-                        "22023",
+                        ErrorCode::InvalidParameterValue,
                         "argument of json_populate_recordset must be an array of objects",
                     )
                 } else {
@@ -366,10 +367,12 @@ fn parse_json(body: &[u8], columns_given: bool) -> Result<Payload, ApiError> {
 
 fn csv_error(e: csv::Error) -> ApiError {
     match e.kind() {
-        csv::ErrorKind::UnequalLengths { .. } => {
-            ApiError::new(400, "PGRST102", "All lines must have same number of fields")
-        }
-        _ => ApiError::new(400, "PGRST102", format!("Invalid CSV: {e}")),
+        csv::ErrorKind::UnequalLengths { .. } => ApiError::new(
+            400,
+            ErrorCode::InvalidBody,
+            "All lines must have same number of fields",
+        ),
+        _ => ApiError::new(400, ErrorCode::InvalidBody, format!("Invalid CSV: {e}")),
     }
 }
 
@@ -426,7 +429,7 @@ fn read_csv_header(reader: &mut csv::Reader<&[u8]>) -> Result<Vec<String>, ApiEr
     if keys.is_empty() || keys.iter().all(String::is_empty) {
         return Err(ApiError::new(
             400,
-            "PGRST102",
+            ErrorCode::InvalidBody,
             "Invalid CSV: the header line is missing",
         ));
     }
@@ -575,7 +578,10 @@ mod tests {
         let e = parse_payload(b"a,b\n1\n", BodyFormat::Csv, false).unwrap_err();
         assert_eq!(e.message, "All lines must have same number of fields");
         assert_eq!(
-            parse_payload(b"", BodyFormat::Csv, false).unwrap_err().code,
+            parse_payload(b"", BodyFormat::Csv, false)
+                .unwrap_err()
+                .code
+                .as_str(),
             "PGRST102"
         );
     }

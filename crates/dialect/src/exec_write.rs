@@ -18,9 +18,9 @@ use std::collections::HashSet;
 use rusqlite::types::Value;
 use rusqlite::{Connection, Statement};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::functions::{BUDGET_CHECK_SQL, InsertCounter};
-use crate::headers::{Applied, CountMethod, MediaType, Resolution, ReturnPref};
+use crate::headers::{Applied, CountMethod, MediaType, PreferenceApplied, Resolution, ReturnPref};
 use crate::read_plan::{ReadNode, distinct_exprs};
 use crate::schema_cache::RowKey;
 use crate::shape::{Shaper, Spill};
@@ -35,7 +35,7 @@ pub struct WriteOutput {
     pub body: Option<Vec<u8>>,
     pub content_range: Option<String>,
     pub location: Option<String>,
-    pub preference_applied: Option<String>,
+    pub preference_applied: PreferenceApplied,
     /// Rows the write touched.
     pub affected: usize,
     /// False when the write must be rolled back after answering (`Prefer: tx=rollback`).
@@ -136,16 +136,16 @@ impl Spill for Capped {
         if out.len() <= self.0 {
             return Ok(());
         }
-        Err(
-            ApiError::new(400, "54000", "The representation of the write is too large")
-                .with_details(format!(
-                    "It would exceed {} bytes; nothing was written.",
-                    self.0
-                ))
-                .with_hint(
-                    "Ask for fewer rows or columns (select, limit), or for Prefer: return=minimal",
-                ),
+        Err(ApiError::new(
+            400,
+            ErrorCode::ProgramLimitExceeded,
+            "The representation of the write is too large",
         )
+        .with_details(format!(
+            "It would exceed {} bytes; nothing was written.",
+            self.0
+        ))
+        .with_hint("Ask for fewer rows or columns (select, limit), or for Prefer: return=minimal"))
     }
 }
 
@@ -295,7 +295,7 @@ pub fn execute_write(
     {
         return Err(ApiError::new(
             400,
-            "PGRST124",
+            ErrorCode::MaxAffected,
             "Query result exceeds max-affected preference constraint",
         )
         .with_details(format!("The query affects {affected} rows")));
@@ -303,7 +303,7 @@ pub fn execute_write(
     if plan.mutation == Mutation::Upsert && affected != 1 {
         return Err(ApiError::new(
             400,
-            "PGRST115",
+            ErrorCode::PutKeyMismatch,
             "Payload values do not match URL in primary key column(s)",
         ));
     }

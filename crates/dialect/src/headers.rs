@@ -8,7 +8,7 @@
 //! is negotiated with q-values; the first producible media type wins (PGRST107 otherwise).
 //! `Range: a-b` is parsed for GET. The only exposed schema is `public` (an alias of `main`).
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// `Prefer: count=…`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,7 +251,7 @@ impl Preferences {
         if p.strict() && !invalid.is_empty() {
             return Err(ApiError::new(
                 400,
-                "PGRST122",
+                ErrorCode::InvalidPreferences,
                 "Invalid preferences given with handling=strict",
             )
             .with_details(format!("Invalid preferences: {}", invalid.join(", "))));
@@ -271,32 +271,109 @@ impl Preferences {
         self.missing == Some(Missing::Default)
     }
 
-    /// The `Preference-Applied` value: the preferences `which` selects that were sent, in
-    /// PostgREST's order, joined by ", "; `None` when there are none.
-    pub fn applied(&self, which: Applied) -> Option<String> {
-        let tx = |rollback| if rollback { "tx=rollback" } else { "tx=commit" }.to_string();
+    /// The preferences `which` selects that were sent, in PostgREST's order.
+    pub fn applied(&self, which: Applied) -> PreferenceApplied {
+        use AppliedPreference as A;
         let tokens = [
-            (which.resolution, self.resolution.map(Choice::token)),
-            (which.missing, self.missing.map(Choice::token)),
-            (which.return_, self.return_.map(Choice::token)),
-            (which.count, self.count.map(Choice::token)),
-            (which.tx, self.tx_rollback.map(tx)),
-            (which.handling, self.handling.map(Choice::token)),
+            (which.resolution, self.resolution.map(A::Resolution)),
+            (which.missing, self.missing.map(A::Missing)),
+            (which.return_, self.return_.map(A::Return)),
+            (which.count, self.count.map(A::Count)),
             (
-                which.timezone,
-                self.timezone.as_ref().map(|tz| format!("timezone={tz}")),
+                which.tx,
+                self.tx_rollback.map(|rollback| A::Tx { rollback }),
             ),
+            (which.handling, self.handling.map(A::Handling)),
+            (which.timezone, self.timezone.clone().map(A::Timezone)),
             (
                 which.max_affected && self.strict(),
-                self.max_affected.map(|n| format!("max-affected={n}")),
+                self.max_affected.map(A::MaxAffected),
             ),
-            (which.durability, self.durability.map(Choice::token)),
+            (which.durability, self.durability.map(A::Durability)),
         ];
-        let out: Vec<String> = tokens
-            .into_iter()
-            .filter_map(|(wanted, token)| token.filter(|_| wanted))
-            .collect();
-        (!out.is_empty()).then(|| out.join(", "))
+        PreferenceApplied(
+            tokens
+                .into_iter()
+                .filter_map(|(wanted, token)| token.filter(|_| wanted))
+                .collect(),
+        )
+    }
+}
+
+/// One preference a response reports as honoured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppliedPreference {
+    Resolution(Resolution),
+    Missing(Missing),
+    Return(ReturnPref),
+    Count(CountMethod),
+    Tx {
+        rollback: bool,
+    },
+    Handling(Handling),
+    Timezone(String),
+    MaxAffected(i64),
+    Durability(Durability),
+    /// The read waited for this replication position (sqlite-rest's own).
+    MinTxid(u64),
+}
+
+impl std::fmt::Display for AppliedPreference {
+    /// `key=value`, as `Preference-Applied` carries it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AppliedPreference::Resolution(v) => f.write_str(&v.token()),
+            AppliedPreference::Missing(v) => f.write_str(&v.token()),
+            AppliedPreference::Return(v) => f.write_str(&v.token()),
+            AppliedPreference::Count(v) => f.write_str(&v.token()),
+            AppliedPreference::Tx { rollback: true } => f.write_str("tx=rollback"),
+            AppliedPreference::Tx { rollback: false } => f.write_str("tx=commit"),
+            AppliedPreference::Handling(v) => f.write_str(&v.token()),
+            AppliedPreference::Timezone(tz) => write!(f, "timezone={tz}"),
+            AppliedPreference::MaxAffected(n) => write!(f, "max-affected={n}"),
+            AppliedPreference::Durability(v) => f.write_str(&v.token()),
+            AppliedPreference::MinTxid(t) => write!(f, "min-txid={t:016x}"),
+        }
+    }
+}
+
+/// The `Preference-Applied` header of a response: the preferences it honoured, in order.
+/// Rendered only here ([`PreferenceApplied::header_value`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PreferenceApplied(Vec<AppliedPreference>);
+
+impl PreferenceApplied {
+    /// Reports `p` after the ones already there.
+    pub fn push(&mut self, p: AppliedPreference) {
+        self.0.push(p);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &AppliedPreference> {
+        self.0.iter()
+    }
+
+    /// The header's value: the tokens joined by ", "; `None` when there are none (and no
+    /// header is sent).
+    pub fn header_value(&self) -> Option<String> {
+        use std::fmt::Write;
+        let mut out = String::new();
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            let _ = write!(out, "{p}");
+        }
+        (!out.is_empty()).then_some(out)
+    }
+}
+
+impl From<Option<AppliedPreference>> for PreferenceApplied {
+    fn from(p: Option<AppliedPreference>) -> Self {
+        PreferenceApplied(p.into_iter().collect())
     }
 }
 
@@ -304,7 +381,7 @@ impl Preferences {
 fn invalid_value(key: &str, val: &str, expected: &str) -> ApiError {
     ApiError::new(
         400,
-        "SR002",
+        ErrorCode::InvalidOwnPreference,
         format!("Invalid value of the {key} preference"),
     )
     .with_details(format!("Prefer: {key}={val} is not valid"))
@@ -419,7 +496,7 @@ pub(crate) fn negotiate_with<T>(
     }
     Err(ApiError::new(
         406,
-        "PGRST107",
+        ErrorCode::NotAcceptable,
         format!(
             "None of these media types are available: {}",
             names.join(", ")
@@ -460,10 +537,12 @@ pub fn check_profile(value: Option<&str>) -> Result<bool, ApiError> {
     match value.map(str::trim) {
         None => Ok(false),
         Some(SCHEMA) => Ok(true),
-        Some(other) => Err(
-            ApiError::new(406, "PGRST106", format!("Invalid schema: {other}"))
-                .with_hint(format!("Only the following schemas are exposed: {SCHEMA}")),
-        ),
+        Some(other) => Err(ApiError::new(
+            406,
+            ErrorCode::InvalidSchema,
+            format!("Invalid schema: {other}"),
+        )
+        .with_hint(format!("Only the following schemas are exposed: {SCHEMA}"))),
     }
 }
 
@@ -487,7 +566,7 @@ mod tests {
         assert_eq!(p.count, Some(CountMethod::Exact));
         assert_eq!(p.return_, Some(ReturnPref::Representation));
         let e = Preferences::parse(["handling=strict, foo, count=exact"]).unwrap_err();
-        assert_eq!(e.code, "PGRST122");
+        assert_eq!(e.code.as_str(), "PGRST122");
         assert_eq!(e.details.unwrap(), "Invalid preferences: foo");
     }
 
@@ -500,13 +579,16 @@ mod tests {
         .unwrap();
         let all = Applied::ALL;
         assert_eq!(
-            p.applied(all).unwrap(),
+            p.applied(all).header_value().unwrap(),
             "resolution=merge-duplicates, missing=default, return=representation, count=exact, tx=rollback, handling=strict, max-affected=3"
         );
         let lenient = Preferences::parse(["handling=lenient, max-affected=3"]).unwrap();
-        assert_eq!(lenient.applied(all).unwrap(), "handling=lenient");
+        assert_eq!(
+            lenient.applied(all).header_value().unwrap(),
+            "handling=lenient"
+        );
         assert_eq!(lenient.max_affected, Some(3));
-        assert_eq!(Preferences::default().applied(all), None);
+        assert_eq!(Preferences::default().applied(all).header_value(), None);
         // A max-affected that is no number is ignored, even under strict handling.
         let p = Preferences::parse(["handling=strict, max-affected=abc"]).unwrap();
         assert_eq!(p.max_affected, None);
@@ -521,10 +603,19 @@ mod tests {
         .unwrap();
         assert_eq!(p.durability, Some(Durability::Replicated));
         assert_eq!(p.min_txid, Some(42));
-        assert_eq!(p.applied(Applied::WRITE).unwrap(), "durability=replicated");
+        assert_eq!(
+            p.applied(Applied::WRITE).header_value().unwrap(),
+            "durability=replicated"
+        );
+        let mut read = PreferenceApplied::from(Some(AppliedPreference::Count(CountMethod::Exact)));
+        read.push(AppliedPreference::MinTxid(p.min_txid.unwrap()));
+        assert_eq!(
+            read.header_value().unwrap(),
+            "count=exact, min-txid=000000000000002a"
+        );
         let p = Preferences::parse(["return=minimal, durability=local"]).unwrap();
         assert_eq!(
-            p.applied(Applied::WRITE).unwrap(),
+            p.applied(Applied::WRITE).header_value().unwrap(),
             "return=minimal, durability=local"
         );
         // Refused whatever `handling` says: a guarantee asked for is never silently dropped.
@@ -589,6 +680,9 @@ mod tests {
     fn profiles() {
         assert!(check_profile(Some("public")).unwrap());
         assert!(!check_profile(None).unwrap());
-        assert_eq!(check_profile(Some("other")).unwrap_err().code, "PGRST106");
+        assert_eq!(
+            check_profile(Some("other")).unwrap_err().code.as_str(),
+            "PGRST106"
+        );
     }
 }

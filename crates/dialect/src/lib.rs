@@ -86,13 +86,13 @@ pub use write_plan::{
     plan_write,
 };
 // Headers, errors, the schema cache and the SQL functions every connection needs.
-pub use error::ApiError;
+pub use error::{ApiError, ErrorCode};
 pub use functions::{
     InsertCounter, register as register_functions, register_budget, register_insert_counter,
 };
 pub use headers::{
-    Choice, CountMethod, Durability, MediaType, Preferences, RequestHeaders, check_profile,
-    parse_range,
+    AppliedPreference, Choice, CountMethod, Durability, MediaType, PreferenceApplied, Preferences,
+    RequestHeaders, check_profile, parse_range,
 };
 pub use openapi::{
     CONTENT_TYPE as OPENAPI_CONTENT_TYPE, DocOptions, Exposed, FunctionColumn, FunctionDoc,

@@ -23,7 +23,7 @@ use std::collections::{HashMap, HashSet};
 use rusqlite::Connection;
 use serde_json::json;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::ident::quoted;
 use crate::schema_cache::foreign_key_list;
 
@@ -388,7 +388,7 @@ impl Relationships {
                 )),
                 ..ApiError::new(
                     300,
-                    "PGRST201",
+                    ErrorCode::AmbiguousRelationship,
                     format!(
                         "Could not embed because more than one relationship was found for '{origin}' and '{target}'"
                     ),
@@ -417,7 +417,7 @@ impl Relationships {
         };
         let e = ApiError::new(
             400,
-            "PGRST200",
+            ErrorCode::NoRelationship,
             format!(
                 "Could not find a relationship between '{origin}' and '{target}' in the schema cache"
             ),

@@ -10,7 +10,7 @@
 //! message that mentions a hidden relation with a plain one. Details give the columns only:
 //! SQLite does not say which values conflicted.
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::schema_cache::{Relation, SchemaCache};
 use crate::write_plan::Mutation;
 
@@ -27,8 +27,8 @@ impl ApiError {
             return self;
         };
         let target = cache.relation(relation).map(|r| r.as_ref());
-        match self.code.as_str() {
-            "23505" => {
+        match self.code {
+            ErrorCode::UniqueViolation => {
                 if let Some((rel, cols)) = raw
                     .strip_prefix("UNIQUE constraint failed: ")
                     .and_then(|rest| qualified_columns(cache, target, rest))
@@ -44,7 +44,7 @@ impl ApiError {
                         Some(format!("Key ({}) already exists.", cols.join(", ")).into());
                 }
             }
-            "23502" => {
+            ErrorCode::NotNullViolation => {
                 if let Some((rel, cols)) = raw
                     .strip_prefix("NOT NULL constraint failed: ")
                     .and_then(|rest| qualified_columns(cache, target, rest))
@@ -56,7 +56,7 @@ impl ApiError {
                     );
                 }
             }
-            "23514" => {
+            ErrorCode::CheckViolation => {
                 // SQLite names the constraint, or quotes its expression; which table it
                 // belongs to, it does not say: only one written in the target's own schema
                 // is named.
@@ -71,7 +71,7 @@ impl ApiError {
                     );
                 }
             }
-            "23503" => {
+            ErrorCode::ForeignKeyViolation => {
                 // SQLite does not say which key failed: the target is named, and the key
                 // only when it has just one.
                 if let Some(rel) = target {
@@ -80,7 +80,7 @@ impl ApiError {
                     self.details = details.map(Into::into);
                 }
             }
-            "22P02" if raw.starts_with("cannot store ") => {
+            ErrorCode::InvalidTextRepresentation if raw.starts_with("cannot store ") => {
                 // `cannot store TEXT value in INTEGER column t.c`
                 if raw
                     .rsplit_once(" column ")
@@ -99,7 +99,7 @@ impl ApiError {
                         .and_then(|d| d.as_str())
                         .is_some_and(mentions)
                 {
-                    self.message = plain_message(&self.code).to_string();
+                    self.message = plain_message(self.code).to_string();
                     self.details = None;
                     self.hint = None;
                 }
@@ -110,12 +110,12 @@ impl ApiError {
 }
 
 /// A message for `code` that names nothing.
-fn plain_message(code: &str) -> &'static str {
+fn plain_message(code: ErrorCode) -> &'static str {
     match code {
-        "42P01" => "relation does not exist",
-        "42703" => "column does not exist",
-        "42883" => "function does not exist",
-        "22P02" => "invalid input value",
+        ErrorCode::UndefinedTable => "relation does not exist",
+        ErrorCode::UndefinedColumn => "column does not exist",
+        ErrorCode::UndefinedFunction => "function does not exist",
+        ErrorCode::InvalidTextRepresentation => "invalid input value",
         _ => "the statement failed",
     }
 }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use crate::body::{ColumnPaths, Layout, Payload};
 use crate::dml::{self, OnConflict, Returning};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::headers::{MediaType, Preferences, RequestHeaders, Resolution, ReturnPref};
 use crate::query::{CmpOp, Comparison, Operation, QueryParams};
 use crate::read_plan::{Condition, Limits, ReadNode, plan_read, resolve_relation};
@@ -130,7 +130,7 @@ pub struct WritePlan {
 fn unknown_column(rel: &str, col: &str) -> ApiError {
     ApiError::new(
         400,
-        "PGRST204",
+        ErrorCode::UnknownPayloadColumn,
         format!("Could not find the '{col}' column of '{rel}' in the schema cache"),
     )
 }
@@ -138,7 +138,7 @@ fn unknown_column(rel: &str, col: &str) -> ApiError {
 fn put_filters_error() -> ApiError {
     ApiError::new(
         405,
-        "PGRST105",
+        ErrorCode::InvalidPut,
         "Filters must include all and only primary key columns with 'eq' operators",
     )
 }
@@ -146,15 +146,20 @@ fn put_filters_error() -> ApiError {
 fn put_mismatch() -> ApiError {
     ApiError::new(
         400,
-        "PGRST115",
+        ErrorCode::PutKeyMismatch,
         "Payload values do not match URL in primary key column(s)",
     )
 }
 
 fn not_writable(rel: &Relation, verb: &str, trigger: &str) -> ApiError {
-    ApiError::new(405, "55000", format!("cannot {verb} view \"{}\"", rel.name)).with_details(
-        format!("Views are writable only through an INSTEAD OF {trigger} trigger."),
+    ApiError::new(
+        405,
+        ErrorCode::ObjectNotInPrerequisiteState,
+        format!("cannot {verb} view \"{}\"", rel.name),
     )
+    .with_details(format!(
+        "Views are writable only through an INSTEAD OF {trigger} trigger."
+    ))
 }
 
 /// Resolves `names` to columns of `rel` (each once, in order).
@@ -199,7 +204,7 @@ fn conflict_target(
     if !matches {
         return Err(ApiError::new(
             400,
-            "42P10",
+            ErrorCode::InvalidColumnReference,
             "there is no unique or exclusion constraint matching the ON CONFLICT specification",
         )
         .with_hint(format!(
@@ -346,7 +351,7 @@ pub fn plan_write(
     {
         return Err(ApiError::new(
             400,
-            "PGRST114",
+            ErrorCode::PutLimitOffset,
             "limit/offset querystring parameters are not allowed for PUT",
         ));
     }
@@ -378,7 +383,7 @@ pub fn plan_write(
         } else {
             "DELETE"
         };
-        return Err(ApiError::new(400, "21000", format!("{verb} requires a WHERE clause"))
+        return Err(ApiError::new(400, ErrorCode::CardinalityViolation, format!("{verb} requires a WHERE clause"))
             .with_hint(
                 "Add a filter to the request (e.g. ?id=gte.0 to include every row), or start the server with --safe-update=false",
             ));

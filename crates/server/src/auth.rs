@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use dialect::ApiError;
+use dialect::{ApiError, ErrorCode};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use parking_lot::Mutex;
@@ -78,7 +78,7 @@ impl ClaimTimes {
             None | Some(serde_json::Value::Null) => Ok(None),
             Some(serde_json::Value::Number(n)) => Ok(n.as_f64()),
             Some(_) => Err(unauthorized(
-                "PGRST303",
+                ErrorCode::JwtClaims,
                 &format!("The JWT '{name}' claim must be a number"),
             )),
         };
@@ -97,13 +97,13 @@ impl ClaimTimes {
         let past = now.saturating_sub(leeway) as f64;
         let future = now.saturating_add(leeway) as f64;
         if self.exp.is_some_and(|exp| past > exp) {
-            return Err(unauthorized("PGRST303", "JWT expired"));
+            return Err(unauthorized(ErrorCode::JwtClaims, "JWT expired"));
         }
         if self.nbf.is_some_and(|nbf| future < nbf) {
-            return Err(unauthorized("PGRST303", "JWT not yet valid"));
+            return Err(unauthorized(ErrorCode::JwtClaims, "JWT not yet valid"));
         }
         if self.iat.is_some_and(|iat| future < iat) {
-            return Err(unauthorized("PGRST303", "JWT issued at future"));
+            return Err(unauthorized(ErrorCode::JwtClaims, "JWT issued at future"));
         }
         Ok(())
     }
@@ -142,7 +142,7 @@ pub struct Auth {
     next_generation: AtomicU64,
 }
 
-fn unauthorized(code: &str, message: &str) -> ApiError {
+fn unauthorized(code: ErrorCode, message: &str) -> ApiError {
     ApiError::new(401, code, message).with_header(
         "WWW-Authenticate",
         format!("Bearer error=\"invalid_token\", error_description=\"{message}\""),
@@ -264,29 +264,34 @@ impl Auth {
         }
         self.refresh();
         let Some(header) = header else {
-            return Err(
-                ApiError::new(401, "PGRST302", "Anonymous access is disabled")
-                    .with_header("WWW-Authenticate", "Bearer"),
-            );
+            return Err(ApiError::new(
+                401,
+                ErrorCode::AnonymousDisabled,
+                "Anonymous access is disabled",
+            )
+            .with_header("WWW-Authenticate", "Bearer"));
         };
         let header = std::str::from_utf8(header)
-            .map_err(|_| unauthorized("PGRST301", "Unsupported token type"))?
+            .map_err(|_| unauthorized(ErrorCode::JwtInvalid, "Unsupported token type"))?
             .trim();
         let (scheme, token) = header.split_once(' ').unwrap_or((header, ""));
         if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(unauthorized("PGRST301", "Unsupported token type"));
+            return Err(unauthorized(
+                ErrorCode::JwtInvalid,
+                "Unsupported token type",
+            ));
         }
         let token = token.trim();
         if token.is_empty() {
             return Err(unauthorized(
-                "PGRST301",
+                ErrorCode::JwtInvalid,
                 "Empty JWT is sent in Authorization header",
             ));
         }
         let parts = token.split('.').count();
         if parts != 3 {
             return Err(unauthorized(
-                "PGRST301",
+                ErrorCode::JwtInvalid,
                 &format!("Expected 3 parts in JWT; got {parts}"),
             ));
         }
@@ -327,32 +332,41 @@ impl Auth {
     /// Checks the signature and algorithm of `token` with `state`'s key; its time claims.
     fn verify(&self, state: &KeyState, token: &str) -> Result<ClaimTimes, ApiError> {
         let Some(key) = &state.key else {
-            return Err(ApiError::new(500, "PGRST300", "Server lacks JWT secret"));
+            return Err(ApiError::new(
+                500,
+                ErrorCode::JwtSecretMissing,
+                "Server lacks JWT secret",
+            ));
         };
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|_| unauthorized("PGRST301", "Wrong or unsupported encoding algorithm"))?;
+        let header = jsonwebtoken::decode_header(token).map_err(|_| {
+            unauthorized(
+                ErrorCode::JwtInvalid,
+                "Wrong or unsupported encoding algorithm",
+            )
+        })?;
         if !self.validation.algorithms.contains(&header.alg) {
             return Err(unauthorized(
-                "PGRST301",
+                ErrorCode::JwtInvalid,
                 "Wrong or unsupported encoding algorithm",
             ));
         }
         let data = jsonwebtoken::decode::<serde_json::Value>(token, key, &self.validation)
             .map_err(|e| match e.kind() {
                 ErrorKind::InvalidSignature => {
-                    unauthorized("PGRST301", "No suitable key or wrong key type")
+                    unauthorized(ErrorCode::JwtInvalid, "No suitable key or wrong key type")
                         .with_details("None of the keys was able to decode the JWT")
                 }
-                ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
-                    unauthorized("PGRST301", "Wrong or unsupported encoding algorithm")
-                }
+                ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => unauthorized(
+                    ErrorCode::JwtInvalid,
+                    "Wrong or unsupported encoding algorithm",
+                ),
                 ErrorKind::Json(_) | ErrorKind::InvalidClaimFormat(_) => {
-                    unauthorized("PGRST303", "Parsing claims failed")
+                    unauthorized(ErrorCode::JwtClaims, "Parsing claims failed")
                 }
-                _ => unauthorized("PGRST301", "JWT cryptographic operation failed"),
+                _ => unauthorized(ErrorCode::JwtInvalid, "JWT cryptographic operation failed"),
             })?;
         if !data.claims.is_object() {
-            return Err(unauthorized("PGRST303", "Parsing claims failed"));
+            return Err(unauthorized(ErrorCode::JwtClaims, "Parsing claims failed"));
         }
         ClaimTimes::read(&data.claims)
     }
@@ -440,10 +454,10 @@ mod tests {
         let bearer = format!("Bearer {good}");
         assert!(auth.check(Some(bearer.as_bytes())).is_ok());
         assert!(auth.check(Some(bearer.as_bytes())).is_ok()); // cached
-        assert_eq!(auth.check(None).unwrap_err().code, "PGRST302");
+        assert_eq!(auth.check(None).unwrap_err().code.as_str(), "PGRST302");
         let bad = format!("Bearer {}", token(b"wrong", Algorithm::HS256, json!({})));
         assert_eq!(
-            auth.check(Some(bad.as_bytes())).unwrap_err().code,
+            auth.check(Some(bad.as_bytes())).unwrap_err().code.as_str(),
             "PGRST301"
         );
         let old = format!(
@@ -622,7 +636,11 @@ mod tests {
         std::fs::rename(&fresh, &path).unwrap();
         std::thread::sleep(RECHECK + Duration::from_millis(100));
         let e = auth.check(Some(old.as_bytes())).unwrap_err();
-        assert_eq!(e.code, "PGRST301", "a token of the replaced key was let in");
+        assert_eq!(
+            e.code.as_str(),
+            "PGRST301",
+            "a token of the replaced key was let in"
+        );
         let new = format!(
             "Bearer {}",
             token(other, Algorithm::HS256, json!({"role": "x"}))

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use percent_encoding::percent_decode_str;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 use super::filter::parse_filter_value;
 use super::lexer::{Cursor, PErr, to_api};
@@ -48,7 +48,7 @@ pub fn decode_component(s: &str) -> Result<Cow<'_, str>, ApiError> {
         .map_err(|_| {
             ApiError::new(
                 400,
-                "PGRST100",
+                ErrorCode::QueryParse,
                 "Query string is not valid UTF-8 after decoding",
             )
         })

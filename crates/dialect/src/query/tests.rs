@@ -60,14 +60,14 @@ fn containment_operands_become_json() {
         Operation::Unsupported { .. }
     ));
     for bad in ["cs.{a", "cs.{a}}", "cs(any).{a}", "ov.{\"a}"] {
-        assert_eq!(op(bad).unwrap_err().code, "PGRST100", "{bad}");
+        assert_eq!(op(bad).unwrap_err().code.as_str(), "PGRST100", "{bad}");
     }
 }
 
 #[test]
 fn empty_value_is_a_parse_error() {
     let e = QueryParams::parse("a=").unwrap_err();
-    assert_eq!(e.code, "PGRST100");
+    assert_eq!(e.code.as_str(), "PGRST100");
     assert_eq!(e.status, 400);
     assert_eq!(
         e.message,
@@ -179,16 +179,89 @@ fn select_quoted_names_and_negative_index() {
 }
 
 #[test]
-fn aggregates_are_refused() {
-    assert_eq!(parse_select("amount.sum()").unwrap_err().code, "PGRST123");
-    assert_eq!(parse_select("count()").unwrap_err().code, "PGRST123");
+fn aggregates_parse_in_postgrest_order() {
+    // alias:field::cast.function()::aggregate_cast, and count() alone.
+    let s = parse_select(
+        "count(),n:count()::text,price.sum(),t:price::int.avg()::text,data->>x::numeric.max(),b(id.min())",
+    )
+    .unwrap();
+    let agg = |alias: Option<&str>,
+               function,
+               field: Option<Field>,
+               cast: Option<&str>,
+               ac: Option<&str>| {
+        SelectItem::Aggregate {
+            alias: alias.map(str::to_string),
+            function,
+            field,
+            cast: cast.map(str::to_string),
+            aggregate_cast: ac.map(str::to_string),
+        }
+    };
+    assert_eq!(s[0], agg(None, AggregateFn::Count, None, None, None));
+    assert_eq!(
+        s[1],
+        agg(Some("n"), AggregateFn::Count, None, None, Some("text"))
+    );
+    assert_eq!(
+        s[2],
+        agg(None, AggregateFn::Sum, Some(col("price")), None, None)
+    );
+    assert_eq!(
+        s[3],
+        agg(
+            Some("t"),
+            AggregateFn::Avg,
+            Some(col("price")),
+            Some("int"),
+            Some("text")
+        )
+    );
+    match &s[4] {
+        SelectItem::Aggregate {
+            function: AggregateFn::Max,
+            field: Some(f),
+            cast: Some(c),
+            ..
+        } => {
+            assert_eq!(f.name, "data");
+            assert_eq!(f.path.len(), 1);
+            assert_eq!(c, "numeric");
+        }
+        other => panic!("{other:?}"),
+    }
+    match &s[5] {
+        SelectItem::Embed { items, .. } => {
+            assert_eq!(
+                items[0],
+                agg(None, AggregateFn::Min, Some(col("id")), None, None)
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn aggregate_syntax_errors() {
+    // Not a function, a call with arguments, `*` aggregated, a cast after count's name.
+    for bad in [
+        "price.total()",
+        "price.sum(1)",
+        "price.sum",
+        "*.count()",
+        "price.sum()x",
+    ] {
+        let e = parse_select(bad).unwrap_err();
+        assert_eq!(e.status, 400, "{bad}");
+        assert_eq!(e.code.as_str(), "PGRST100", "{bad}: {e:?}");
+    }
 }
 
 #[test]
 fn select_syntax_errors() {
     for bad in ["id,", "a(b", "a::", "(x)", "a.b"] {
         let e = parse_select(bad).unwrap_err();
-        assert_eq!(e.code, "PGRST100", "{bad}");
+        assert_eq!(e.code.as_str(), "PGRST100", "{bad}");
     }
 }
 
@@ -244,9 +317,12 @@ fn logic_trees_nest_and_keep_values_whole() {
 
 #[test]
 fn empty_or_is_an_error() {
-    assert_eq!(QueryParams::parse("or=()").unwrap_err().code, "PGRST100");
     assert_eq!(
-        QueryParams::parse("or=(a.eq.1").unwrap_err().code,
+        QueryParams::parse("or=()").unwrap_err().code.as_str(),
+        "PGRST100"
+    );
+    assert_eq!(
+        QueryParams::parse("or=(a.eq.1").unwrap_err().code.as_str(),
         "PGRST100"
     );
 }
@@ -277,7 +353,10 @@ fn scoped_params_and_limits() {
     assert_eq!(q.ranges[&vec![]].offset, Some(2));
     assert_eq!(q.ranges[&vec!["tasks".to_string()]].limit, Some(1));
     assert_eq!(q.filters[0].0, vec!["tasks".to_string()]);
-    assert_eq!(QueryParams::parse("limit=x").unwrap_err().code, "PGRST100");
+    assert_eq!(
+        QueryParams::parse("limit=x").unwrap_err().code.as_str(),
+        "PGRST100"
+    );
 }
 
 #[test]
@@ -344,7 +423,7 @@ fn full_text_filters_keep_their_syntax_language_and_raw_query() {
         "phfts(x",
     ] {
         assert_eq!(
-            parse_filter_value(bad).unwrap_err().code,
+            parse_filter_value(bad).unwrap_err().code.as_str(),
             "PGRST100",
             "{bad}"
         );

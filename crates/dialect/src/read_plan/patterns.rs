@@ -3,7 +3,7 @@
 
 use rusqlite::types::Value;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::functions::compile_regex_set;
 
 use super::tree::*;
@@ -15,7 +15,7 @@ pub(super) const MAX_REGEX_LEN: usize = 1024;
 pub(super) const MAX_REGEX_FILTERS: usize = 32;
 
 fn invalid_regex(details: String) -> ApiError {
-    ApiError::new(400, "2201B", "invalid regular expression").with_details(details)
+    ApiError::new(400, ErrorCode::InvalidRegex, "invalid regular expression").with_details(details)
 }
 
 /// `pattern`, unless it is longer than [`MAX_REGEX_LEN`].
@@ -62,13 +62,15 @@ pub(super) fn check_regexes(conditions: &[Condition]) -> Result<(), ApiError> {
         return Ok(());
     }
     if filters.len() > MAX_REGEX_FILTERS {
-        return Err(
-            ApiError::new(400, "54001", "too many regular expressions in one request")
-                .with_details(format!(
-                    "{} match/imatch filters; the limit is {MAX_REGEX_FILTERS}",
-                    filters.len()
-                )),
-        );
+        return Err(ApiError::new(
+            400,
+            ErrorCode::StatementTooComplex,
+            "too many regular expressions in one request",
+        )
+        .with_details(format!(
+            "{} match/imatch filters; the limit is {MAX_REGEX_FILTERS}",
+            filters.len()
+        )));
     }
     let mut patterns: Vec<String> = Vec::new();
     for f in filters {

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use dialect::{ApiError, BodyStream, ReadOutcome, SchemaCache};
+use dialect::{ApiError, BodyStream, ErrorCode, ReadOutcome, SchemaCache};
 use parking_lot::Mutex;
 use rusqlite::Connection;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -126,9 +126,15 @@ impl ReadConn {
 /// Errors that may only mean the cache is older than the database.
 fn is_schema_miss(e: &ApiError) -> bool {
     matches!(
-        e.code.as_str(),
+        e.code,
         // PGRST200/PGRST201: a relationship that appeared or went with the schema.
-        "PGRST205" | "PGRST204" | "PGRST200" | "PGRST201" | "42703" | "42P01" | "42883"
+        ErrorCode::UnknownRelation
+            | ErrorCode::UnknownPayloadColumn
+            | ErrorCode::NoRelationship
+            | ErrorCode::AmbiguousRelationship
+            | ErrorCode::UndefinedColumn
+            | ErrorCode::UndefinedTable
+            | ErrorCode::UndefinedFunction
     )
 }
 
@@ -150,7 +156,7 @@ pub struct ReadPool {
 }
 
 fn is_interrupt(e: &ApiError) -> bool {
-    e.code == "57014"
+    e.code == ErrorCode::QueryCanceled
 }
 
 impl ReadPool {
@@ -225,11 +231,11 @@ impl ReadPool {
             .map_err(|_| {
                 ApiError::new(
                     504,
-                    "PGRST003",
+                    ErrorCode::PoolTimeout,
                     "Timed out acquiring connection from connection pool.",
                 )
             })?
-            .map_err(|_| ApiError::new(503, "PGRST000", "Database connection error."))
+            .map_err(|_| ApiError::new(503, ErrorCode::DbConnection, "Database connection error."))
     }
 
     async fn run_blocking<T: Send + 'static>(
@@ -323,7 +329,7 @@ impl ReadPool {
 
 fn open_error(e: rusqlite::Error) -> ApiError {
     tracing::error!(error = %e, "opening a read connection failed");
-    ApiError::new(503, "PGRST000", "Database connection error.")
+    ApiError::new(503, ErrorCode::DbConnection, "Database connection error.")
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use arc_swap::ArcSwap;
-use dialect::{ApiError, Exposure};
+use dialect::{ApiError, ErrorCode, Exposure};
 use dialect::{SchemaCache, schema_version};
 use rusqlite::Connection;
 
@@ -68,7 +68,7 @@ impl SchemaHolder {
             tracing::error!(error = %e, "loading the schema cache failed");
             ApiError::new(
                 503,
-                "PGRST002",
+                ErrorCode::SchemaCacheLoad,
                 "Could not query the database for the schema cache. Retrying.",
             )
             .with_header("Retry-After", "1")

@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
-use dialect::{ApiError, BodyStream, ReadHead, ReadOutcome, ReadOutput};
+use dialect::{ApiError, BodyStream, ErrorCode, ReadHead, ReadOutcome, ReadOutput};
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
@@ -71,7 +71,7 @@ pub fn channel(
 
 fn client_gone() -> ApiError {
     // Nobody will see it; it only stops the read.
-    ApiError::new(499, "SQLREST499", "The client is gone")
+    ApiError::new(499, ErrorCode::ClientGone, "The client is gone")
 }
 
 impl ChannelStream {
@@ -90,7 +90,7 @@ impl ChannelStream {
             Ok(Err(_)) => Err(client_gone()),
             Err(_) => Err(ApiError::new(
                 504,
-                "57014",
+                ErrorCode::QueryCanceled,
                 "canceling statement due to statement timeout",
             )),
         }
@@ -115,7 +115,7 @@ impl ChannelStream {
                 let _ = self.send(Msg::End);
             }
             Ok(_) => tracing::error!("a streamed read ended without its body"),
-            Err(e) if e.code == "SQLREST499" => {}
+            Err(e) if e.code == ErrorCode::ClientGone => {}
             Err(e) => tracing::warn!(
                 status = e.status,
                 code = %e.code,

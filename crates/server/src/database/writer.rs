@@ -58,7 +58,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use dialect::{ApiError, SchemaCache};
+use dialect::{ApiError, ErrorCode, SchemaCache};
 use dialect::{InsertCounter, register_insert_counter};
 use replication::Checkpointer;
 use replication::CommitNotice;
@@ -143,13 +143,16 @@ const ABANDONED: u8 = 2;
 
 /// 504 for a write whose time budget ran out before or while it ran.
 fn budget_spent(ran: bool) -> ApiError {
-    ApiError::new(504, "57014", "canceling statement due to statement timeout").with_details(
-        if ran {
-            "The write ran out of the request's time budget and was rolled back"
-        } else {
-            "The request's time budget ran out before its write could run; nothing was written"
-        },
+    ApiError::new(
+        504,
+        ErrorCode::QueryCanceled,
+        "canceling statement due to statement timeout",
     )
+    .with_details(if ran {
+        "The write ran out of the request's time budget and was rolled back"
+    } else {
+        "The request's time budget ran out before its write could run; nothing was written"
+    })
 }
 
 /// A queued job, type-erased: runs (possibly more than once), then is answered once.
@@ -226,7 +229,7 @@ enum Msg {
 }
 
 fn unavailable() -> ApiError {
-    ApiError::new(503, "PGRST000", "Database connection error.")
+    ApiError::new(503, ErrorCode::DbConnection, "Database connection error.")
         .with_details("The writer is not running (the server is shutting down).")
         .with_header("Retry-After", "1")
 }
@@ -843,8 +846,8 @@ mod tests {
             let id = i as i64 + 1;
             let r = h.await.unwrap();
             match id % 10 {
-                3 => assert_eq!(r.unwrap_err().code, "23505"),
-                7 => assert_eq!(r.unwrap_err().code, "23502"),
+                3 => assert_eq!(r.unwrap_err().code.as_str(), "23505"),
+                7 => assert_eq!(r.unwrap_err().code.as_str(), "23502"),
                 9 => assert_eq!(r.unwrap(), id),
                 _ => {
                     assert_eq!(r.unwrap(), id);
@@ -915,7 +918,7 @@ mod tests {
             s.writer.run(0, far(), insert(3))
         );
         assert_eq!(a.unwrap(), 1);
-        assert_eq!(b.unwrap_err().code, "23503");
+        assert_eq!(b.unwrap_err().code.as_str(), "23503");
         assert_eq!(c.unwrap(), 3);
         assert_eq!(ids(&s.path), vec![1, 3]);
         // hold, the shared batch, then each job alone.
@@ -968,7 +971,7 @@ mod tests {
         );
         assert_eq!(a.unwrap(), (2, Some(2)));
         assert_eq!(b.unwrap(), (3, None));
-        assert_eq!(c.unwrap_err().code, "23505");
+        assert_eq!(c.unwrap_err().code.as_str(), "23505");
         assert_eq!(d.unwrap(), (4, Some(2)));
         // Kept, but its batch's COMMIT carried the others' changes: that commit holds all
         // it did (nothing), so waiting for it is right.
@@ -1116,7 +1119,7 @@ mod tests {
             })
             .await
             .unwrap_err();
-        assert_eq!(e.code, "57014");
+        assert_eq!(e.code.as_str(), "57014");
         assert!(ids(&s.path).is_empty());
         assert_eq!(s.writer.run(0, far(), insert(1)).await.unwrap(), 1);
     }
@@ -1173,7 +1176,7 @@ mod tests {
         let (a, answered) = (a.0.unwrap(), a.1);
         assert_eq!(a, 1);
         assert!(answered < budget, "answered after {answered:?}");
-        assert_eq!(slow.unwrap_err().code, "57014");
+        assert_eq!(slow.unwrap_err().code.as_str(), "57014");
         assert_eq!(ids(&s.path), vec![1]);
         assert_eq!(s.writer.stats().reruns.load(Ordering::Relaxed), 0);
     }
@@ -1229,7 +1232,7 @@ mod tests {
                 Ok((9, true))
             }),
         );
-        assert_eq!(d.unwrap_err().code, "P0001");
+        assert_eq!(d.unwrap_err().code.as_str(), "P0001");
         // `a` was rolled back with `d`'s transaction and its budget was gone by then.
         let a = a.unwrap_err();
         assert_eq!((a.status, a.code.as_str()), (504, "57014"), "{a:?}");

@@ -13,8 +13,8 @@ use std::time::Instant;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
-use dialect::ApiError;
 use dialect::resolve_relation;
+use dialect::{ApiError, ErrorCode};
 use http::{HeaderValue, Method, StatusCode, header};
 
 use super::{AppState, HttpLimits, openapi, read, respond, write};
@@ -123,7 +123,9 @@ async fn dispatch(state: &AppState, req: Request, deadline: Instant) -> Outcome 
     match result {
         Ok(resp) => Ok((relation, resp)),
         Err(e) => {
-            if e.code == "PGRST205" && state.db.schema.current().is_hidden(&relation) {
+            if e.code == ErrorCode::UnknownRelation
+                && state.db.schema.current().is_hidden(&relation)
+            {
                 state.metrics.access_check_failed.inc();
             }
             Err((relation, e))
@@ -156,7 +158,7 @@ fn route(state: &AppState, parts: &http::request::Parts) -> Result<Route, ApiErr
     if segment.contains('/') {
         return Err(ApiError::new(
             404,
-            "PGRST125",
+            ErrorCode::InvalidPath,
             "Invalid path specified in request URL",
         ));
     }
@@ -189,7 +191,7 @@ fn route(state: &AppState, parts: &http::request::Parts) -> Result<Route, ApiErr
     {
         return Err(ApiError::new(
             405,
-            "PGRST117",
+            ErrorCode::UnsupportedMethod,
             format!("Unsupported HTTP method: {method}"),
         ));
     }

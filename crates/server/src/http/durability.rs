@@ -33,7 +33,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dialect::{ApiError, Durability as Mode, Preferences};
+use dialect::{ApiError, Durability as Mode, ErrorCode, Preferences};
 use ltx::TxId;
 use replication::{FatalError, ReplicationHandle};
 use tokio_util::sync::CancellationToken;
@@ -117,7 +117,7 @@ impl Stop {
 fn no_replication(what: &str) -> ApiError {
     ApiError::new(
         400,
-        "SR002",
+        ErrorCode::InvalidOwnPreference,
         format!("{what} needs replication, which this server does not run"),
     )
     .with_details("The server was started without --replication-enabled: it has no replica and no replication positions")
@@ -285,7 +285,7 @@ impl Durability {
         };
         let mut e = ApiError::new(
             503,
-            "SR001",
+            ErrorCode::NotReplicated,
             "The transaction was committed locally but is not yet confirmed on the replica",
         )
         .with_details(format!("Committed locally at {at}; {why}"))
@@ -336,7 +336,7 @@ impl Durability {
                 let current = handle.positions().local_txid;
                 Err(ApiError::new(
                     503,
-                    "SR003",
+                    ErrorCode::PositionNotReached,
                     "The requested replication position has not been reached",
                 )
                 .with_details(format!(

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, HttpBody};
 use bytes::Bytes;
-use dialect::ApiError;
+use dialect::{ApiError, ErrorCode};
 use http::request::Parts;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
@@ -50,7 +50,7 @@ impl HttpLimits {
         let uri_len = uri.path().len() + uri.query().map_or(0, |q| q.len() + 1);
         if uri_len > self.max_uri_bytes {
             return Err(
-                ApiError::new(414, "SQLREST414", "URI too long").with_details(format!(
+                ApiError::new(414, ErrorCode::UriTooLong, "URI too long").with_details(format!(
                     "The request URI has {uri_len} bytes; the limit is {}",
                     self.max_uri_bytes
                 )),
@@ -62,14 +62,15 @@ impl HttpLimits {
             .map(|(k, v)| k.as_str().len() + v.len() + 4)
             .sum();
         if header_len > self.max_header_bytes {
-            return Err(
-                ApiError::new(431, "SQLREST431", "Request header fields too large").with_details(
-                    format!(
-                        "The request headers have {header_len} bytes; the limit is {}",
-                        self.max_header_bytes
-                    ),
-                ),
-            );
+            return Err(ApiError::new(
+                431,
+                ErrorCode::HeadersTooLarge,
+                "Request header fields too large",
+            )
+            .with_details(format!(
+                "The request headers have {header_len} bytes; the limit is {}",
+                self.max_header_bytes
+            )));
         }
         if let Some(n) = declared_length(req)
             && n > self.max_body_bytes
@@ -90,16 +91,20 @@ impl HttpLimits {
             Some(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
                 Err(payload_too_large(format!("more than {limit} bytes"), limit))
             }
-            Some(Err(e)) => Err(
-                ApiError::new(400, "PGRST102", "Could not read the request body")
-                    .with_details(e.to_string()),
+            Some(Err(e)) => Err(ApiError::new(
+                400,
+                ErrorCode::InvalidBody,
+                "Could not read the request body",
+            )
+            .with_details(e.to_string())),
+            None => Err(
+                ApiError::new(408, ErrorCode::BodyTimeout, "Request body timeout")
+                    .with_details(format!(
+                        "The request body did not arrive within the request's time budget ({} ms)",
+                        self.request_budget.as_millis()
+                    ))
+                    .with_header("Connection", "close"),
             ),
-            None => Err(ApiError::new(408, "SQLREST408", "Request body timeout")
-                .with_details(format!(
-                    "The request body did not arrive within the request's time budget ({} ms)",
-                    self.request_budget.as_millis()
-                ))
-                .with_header("Connection", "close")),
         }
     }
 
@@ -139,6 +144,6 @@ fn declared_length(req: &Parts) -> Option<u64> {
 
 /// 413 for a body over `limit`: `size` says by how much (declared or read so far).
 pub fn payload_too_large(size: String, limit: u64) -> ApiError {
-    ApiError::new(413, "SQLREST413", "Payload too large")
+    ApiError::new(413, ErrorCode::PayloadTooLarge, "Payload too large")
         .with_details(format!("The request body has {size}; the limit is {limit}"))
 }

@@ -17,7 +17,7 @@ use axum::response::Response;
 use dialect::canonical_query;
 use dialect::execute_read_streaming;
 use dialect::{ApiError, MediaType, QueryParams, RequestHeaders, plan_read};
-use dialect::{Choice, check_profile, parse_range};
+use dialect::{AppliedPreference, check_profile, parse_range};
 use http::request::Parts;
 use http::{HeaderValue, StatusCode, header};
 
@@ -62,20 +62,23 @@ pub async fn handle(
         })
         .await
         .map_err(|e| e.for_client(&state.db.schema.current(), &relation, None))?;
-    let (status, content_range, count_applied, body) = match reply {
+    let (status, content_range, mut applied, body) = match reply {
         ReadReply::Whole(out) => (
             out.status,
             out.content_range,
-            out.count_applied,
+            out.preference_applied,
             if head {
                 Body::empty()
             } else {
                 Body::from(out.body)
             },
         ),
-        ReadReply::Streamed(h, body) => {
-            (h.status, h.content_range, h.count_applied, Body::new(body))
-        }
+        ReadReply::Streamed(h, body) => (
+            h.status,
+            h.content_range,
+            h.preference_applied,
+            Body::new(body),
+        ),
     };
 
     let mut resp = Response::new(body);
@@ -102,13 +105,11 @@ pub async fn handle(
         header::VARY,
         HeaderValue::from_static("Accept, Prefer, Range"),
     );
-    let applied: Vec<String> = count_applied
-        .map(|c| c.token())
-        .into_iter()
-        .chain(min_txid.map(|m| format!("min-txid={m:016x}")))
-        .collect();
-    if !applied.is_empty()
-        && let Ok(v) = HeaderValue::try_from(applied.join(", "))
+    if let Some(m) = min_txid {
+        applied.push(AppliedPreference::MinTxid(m));
+    }
+    if let Some(v) = applied.header_value()
+        && let Ok(v) = HeaderValue::try_from(v)
     {
         h.insert("preference-applied", v);
     }

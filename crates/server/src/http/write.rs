@@ -148,7 +148,7 @@ fn respond(
     set(header::HeaderName::from_static(TXID_HEADER), txid);
     set(
         header::HeaderName::from_static("preference-applied"),
-        out.preference_applied,
+        out.preference_applied.header_value(),
     );
     if profile_sent {
         h.insert("content-profile", HeaderValue::from_static("public"));
