@@ -127,14 +127,15 @@ fn raw_value(sql: &mut Sql, obj: &str, path: &str, col: &Column) {
 }
 
 /// The type a write to `col` is checked against: none for JSON, text, BLOB and untyped
-/// columns, which keep anything as it is rendered back.
+/// columns, which keep anything as it is rendered back, nor for dates and times, which
+/// SQLite applications keep as ISO 8601 text or as numbers (unix time, Julian days).
 fn write_type(col: &Column) -> Option<WriteType> {
     match (col.kind, col.affinity) {
         (ValueKind::Bool, _) => Some(WriteType::Boolean),
         (ValueKind::Json, _) => None,
         (_, Affinity::Integer) => Some(WriteType::Integer),
         (_, Affinity::Real) => Some(WriteType::Number),
-        (_, Affinity::Numeric) if is_temporal(&col.decl_type) => Some(WriteType::Text),
+        (_, Affinity::Numeric) if is_temporal(&col.decl_type) => None,
         (_, Affinity::Numeric) => Some(WriteType::Number),
         (_, Affinity::Text | Affinity::Blob) => None,
     }

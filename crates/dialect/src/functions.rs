@@ -15,7 +15,7 @@
 //! every conflict they turn into an update, so the counter ends at the number of inserted
 //! rows (201 vs 200), as PostgREST counts them.
 //! `pgrst_typed(value, type)` checks a value a write is about to store against its column's
-//! declared type ([`WriteType`]) and returns it unchanged, or fails with PostgreSQL's
+//! declared type (integers, numbers, booleans) ([`WriteType`]) and returns it unchanged, or fails with PostgreSQL's
 //! `invalid input syntax for type …` (400 22P02): SQLite keeps a value its column's affinity
 //! cannot convert (`"abc"` in a REAL column stays text), and reads would then answer rows
 //! outside the column's documented type.
@@ -101,8 +101,6 @@ pub(crate) enum WriteType {
     Number,
     /// `BOOL…`: 0 and 1 (true and false arrive as them).
     Boolean,
-    /// `DATE`/`TIME…` names: text only (SQLite keeps dates as text).
-    Text,
 }
 
 impl WriteType {
@@ -111,19 +109,13 @@ impl WriteType {
             WriteType::Integer => "integer",
             WriteType::Number => "numeric",
             WriteType::Boolean => "boolean",
-            WriteType::Text => "text",
         }
     }
 
     fn from_name(name: &[u8]) -> Option<Self> {
-        [
-            WriteType::Integer,
-            WriteType::Number,
-            WriteType::Boolean,
-            WriteType::Text,
-        ]
-        .into_iter()
-        .find(|t| t.name().as_bytes() == name)
+        [WriteType::Integer, WriteType::Number, WriteType::Boolean]
+            .into_iter()
+            .find(|t| t.name().as_bytes() == name)
     }
 
     /// Whether a column of this type keeps `v` as a value of the type.
@@ -146,7 +138,6 @@ impl WriteType {
             (WriteType::Boolean, ValueRef::Integer(i)) => i == 0 || i == 1,
             (WriteType::Boolean, ValueRef::Real(f)) => f == 0.0 || f == 1.0,
             (WriteType::Boolean, ValueRef::Text(t)) => matches!(text(t), Some("0" | "1")),
-            (WriteType::Text, ValueRef::Text(_)) => true,
             _ => false,
         }
     }

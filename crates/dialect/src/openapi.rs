@@ -6,7 +6,7 @@
 //! `and`, `on_conflict`, `columns`), the `Prefer` values each method understands, `Range`,
 //! the row schemas and the error shape. Columns map from their declared types: `BOOL…` to
 //! `boolean`, `JSON…` to any JSON value, INTEGER affinity to `integer`, REAL and NUMERIC to
-//! `number`, TEXT to `string`, `DATE`/`TIME…` names to `string` with a format, a declared
+//! `number`, TEXT to `string`, `DATE`/`TIME…` names to `string` (with a format) or `number`, a declared
 //! `BLOB` to a `string` (the `\x…` hex text rows render it as), no declared type to any
 //! value; a nullable column is `type: [x, "null"]`. Primary and foreign keys are noted in
 //! the column's description as PostgREST notes them (`<pk/>`, `<fk table=… column=…/>`).
@@ -278,7 +278,9 @@ fn type_schema(decl: &str) -> Map<String, Value> {
             // anything.
             Affinity::Blob if up.contains("BLOB") => set("string", Some("blob")),
             Affinity::Blob => {}
-            // SQLite keeps dates and times as text; their names have NUMERIC affinity.
+            // SQLite keeps dates and times as ISO 8601 text or as numbers (unix time, Julian
+            // days), and writes take both; their names have NUMERIC affinity. The format
+            // describes the text form.
             Affinity::Numeric if is_temporal(decl) => {
                 let format = if up.contains("DATETIME") || up.contains("TIMESTAMP") {
                     "datetime"
@@ -287,7 +289,8 @@ fn type_schema(decl: &str) -> Map<String, Value> {
                 } else {
                     "time"
                 };
-                set("string", Some(format))
+                set("string", Some(format));
+                s.insert("type".into(), json!(["string", "number"]));
             }
             Affinity::Numeric => set("number", None),
         },
@@ -298,8 +301,13 @@ fn type_schema(decl: &str) -> Map<String, Value> {
 /// `schema` also admitting null (`type: [x, "null"]`; a schema without a type admits it
 /// already).
 fn nullable(mut schema: Map<String, Value>) -> Map<String, Value> {
-    if let Some(Value::String(t)) = schema.get("type").cloned() {
-        schema.insert("type".into(), json!([t, "null"]));
+    match schema.get_mut("type") {
+        Some(Value::String(t)) => {
+            let t = std::mem::take(t);
+            schema.insert("type".into(), json!([t, "null"]));
+        }
+        Some(Value::Array(types)) => types.push(json!("null")),
+        _ => {}
     }
     schema
 }
@@ -816,7 +824,7 @@ mod tests {
         assert!(p["anything"].get("type").is_none());
         assert_eq!(p["active"]["type"], "boolean");
         assert_eq!(p["due"]["format"], "date");
-        assert_eq!(p["at"]["type"], json!(["string", "null"]));
+        assert_eq!(p["at"]["type"], json!(["string", "number", "null"]));
         assert_eq!(p["at"]["format"], "datetime");
     }
 

@@ -326,4 +326,26 @@ async fn writes_refuse_values_their_column_type_cannot_hold() {
         );
         assert!(row["active"].is_boolean(), "{row}");
     }
+    // Dates and times are not checked: SQLite applications keep them as ISO 8601 text or as
+    // numbers (unix time), and the document says both.
+    s.exec_sql("ALTER TABLE projects ADD COLUMN due TIMESTAMP");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let due = loop {
+        let d = document(&s).await;
+        if let Some(due) = d["components"]["schemas"]["projects"]["properties"].get("due") {
+            break due.clone();
+        }
+        assert!(Instant::now() < deadline, "the new column never appeared");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(due["type"], serde_json::json!(["string", "number", "null"]));
+    let r = common::post(
+        &s,
+        "/projects",
+        &repr,
+        r#"[{"name":"a","due":"2026-12-07T09:30:00Z"},{"name":"b","due":1796635800}]"#,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json()[1]["due"], 1796635800);
 }
