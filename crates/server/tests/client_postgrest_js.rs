@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::Server;
+use common::{Options, Server, fixtures};
 use testkit::{Tool, require_tool};
 
 #[tokio::test]
@@ -18,7 +18,15 @@ async fn postgrest_js_reads_and_writes_through_sqlite_rest() {
     let Some(modules) = require_tool(Tool::NodeModules, TEST) else {
         return;
     };
-    let s = Server::start().await;
+    // RPC calls go to the functions of fixtures/rpc.
+    let s = Server::start_with(Options {
+        args: vec![
+            "--rpc-dir".into(),
+            fixtures().join("rpc").display().to_string(),
+        ],
+        ..Options::default()
+    })
+    .await;
     s.run_client_script(
         "postgrest-js conformance",
         node,

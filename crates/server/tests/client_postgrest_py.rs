@@ -6,14 +6,22 @@
 
 mod common;
 
-use common::Server;
+use common::{Options, Server, fixtures};
 use testkit::{Tool, require_tool};
 
 async fn run_script(test: &str, script: &str) {
     let Some(python) = require_tool(Tool::Python, test) else {
         return;
     };
-    let s = Server::start().await;
+    // RPC calls go to the functions of fixtures/rpc.
+    let s = Server::start_with(Options {
+        args: vec![
+            "--rpc-dir".into(),
+            fixtures().join("rpc").display().to_string(),
+        ],
+        ..Options::default()
+    })
+    .await;
     s.run_client_script(
         &format!("postgrest-py {test}"),
         python,

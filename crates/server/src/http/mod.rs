@@ -2,7 +2,8 @@
 //!
 //! One fallback handler ([`api::handle`]) takes every request, so the hot path is a single
 //! function call rather than a middleware stack: limits, routing, CORS, auth, dispatch to the
-//! read handler ([`read`]) or the write handler ([`write`]), metrics. [`durability`] decides
+//! read handler ([`read`]), the write handler ([`write`]) or the RPC handler ([`rpc`]),
+//! metrics. [`durability`] decides
 //! when a write is answered and which replication position (`Sqlite-Rest-Txid`) a response
 //! carries. Every listener serves
 //! its connections through [`conn`] (connection cap, header read and idle timeouts). Servers
@@ -15,6 +16,7 @@ pub mod durability;
 pub mod limits;
 pub mod read;
 pub mod respond;
+pub mod rpc;
 pub mod write;
 
 use std::sync::Arc;
@@ -65,6 +67,8 @@ pub struct AppState {
     pub write_options: dialect::WriteOptions,
     /// When writes are answered; replication positions of responses.
     pub durability: durability::Durability,
+    /// The functions `/rpc/{name}` calls (`--rpc-dir`).
+    pub rpc: Arc<crate::rpc_functions::RpcRegistry>,
 }
 
 /// The API router.
