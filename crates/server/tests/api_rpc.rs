@@ -158,14 +158,14 @@ async fn read_functions_answer_get_and_post_like_a_table() {
     )
     .await;
     assert_eq!((r.status, r.header("content-range")), (206, Some("1-1/4")));
-    assert_eq!(r.json(), json!([{"id": 2}]));
+    assert_eq!(r.json(), json!([{"id": 4}]));
     // HEAD: the headers of GET, no body.
     let r = send(&s, Method::HEAD, "/rpc/projects_of?client_id=1", &[], None).await;
     assert_eq!((r.status, r.body.as_str()), (200, ""));
     // CSV.
     let r = get(
         &s,
-        "/rpc/projects_of?client_id=2&select=id,name",
+        "/rpc/projects_of?client_id=2&select=id,name&order=id",
         &[("Accept", "text/csv")],
     )
     .await;

@@ -176,7 +176,9 @@ pub fn split_query(raw: &str, function: Option<&Function>) -> Result<(Args, Stri
         let key = decode_component(k)?;
         let is_param = function.is_some_and(|f| f.params.iter().any(|p| p.name == key));
         if !is_param
-            && (RESERVED.contains(&key.as_ref()) || key.contains('.') || looks_like_filter(v))
+            && (RESERVED.contains(&key.as_ref())
+                || key.contains('.')
+                || looks_like_filter(&decode_component(v)?))
         {
             rest.push(pair);
             continue;
@@ -743,10 +745,10 @@ mod tests {
         );
         assert_eq!(rest, "select=id&id=gt.1&order=id&limit=2");
         // A parameter's name wins over reading the pair as a filter.
-        let (args, rest) = split_query("x=1.5&y=xx.1&z=like(any).{a}", by_author).unwrap();
+        let (args, rest) = split_query("x=1.5&y=xx.1&z=like(any).{a}&w=lt%2E2", by_author).unwrap();
         assert_eq!(
             (args, rest.as_str()),
-            (q(&[("x", "1.5")]), "y=xx.1&z=like(any).{a}")
+            (q(&[("x", "1.5")]), "y=xx.1&z=like(any).{a}&w=lt%2E2")
         );
         let (args, rest) = split_query("author=eq.x", by_author).unwrap();
         assert_eq!((args, rest.as_str()), (q(&[("author", "eq.x")]), ""));

@@ -47,7 +47,20 @@ impl ParamType {
         })
     }
 
-    /// The type's name as PostgreSQL spells it in errors (and OpenAPI documents it).
+    /// The SQLite declared type a value of this type has (what a column of it would declare;
+    /// documents describe parameters with it).
+    pub fn decl_type(self) -> &'static str {
+        match self {
+            ParamType::Integer => "INTEGER",
+            ParamType::Real => "REAL",
+            ParamType::Text => "TEXT",
+            ParamType::Boolean => "BOOLEAN",
+            ParamType::Json => "JSON",
+            ParamType::Blob => "BLOB",
+        }
+    }
+
+    /// The type's name as PostgreSQL spells it in errors.
     pub fn name(self) -> &'static str {
         match self {
             ParamType::Integer => "integer",
