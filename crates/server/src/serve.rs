@@ -158,6 +158,7 @@ pub async fn run_with(config: ServeConfig, hooks: ServeHooks) -> anyhow::Result<
         limits: config.http_limits,
         plan_limits: dialect::Limits {
             max_rows: config.max_rows,
+            aggregates: config.aggregates,
         },
         writer: writer.clone(),
         rpc: rpc.clone(),

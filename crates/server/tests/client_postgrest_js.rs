@@ -18,11 +18,12 @@ async fn postgrest_js_reads_and_writes_through_sqlite_rest() {
     let Some(modules) = require_tool(Tool::NodeModules, TEST) else {
         return;
     };
-    // RPC calls go to the functions of fixtures/rpc.
+    // RPC calls go to the functions of fixtures/rpc; aggregates on: the scripts drive them too.
     let s = Server::start_with(Options {
         args: vec![
             "--rpc-dir".into(),
             fixtures().join("rpc").display().to_string(),
+            "--aggregates-enabled".into(),
         ],
         ..Options::default()
     })

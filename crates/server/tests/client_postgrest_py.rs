@@ -13,11 +13,12 @@ async fn run_script(test: &str, script: &str) {
     let Some(python) = require_tool(Tool::Python, test) else {
         return;
     };
-    // RPC calls go to the functions of fixtures/rpc.
+    // RPC calls go to the functions of fixtures/rpc; aggregates on: the scripts drive them too.
     let s = Server::start_with(Options {
         args: vec![
             "--rpc-dir".into(),
             fixtures().join("rpc").display().to_string(),
+            "--aggregates-enabled".into(),
         ],
         ..Options::default()
     })
