@@ -178,6 +178,7 @@ pub async fn run_with(config: ServeConfig, hooks: ServeHooks) -> anyhow::Result<
             config.writes.local_positions,
             metrics.clone(),
         ),
+        openapi: Default::default(),
     });
     let durability_state = state.clone();
     let health = Arc::new(HealthReport::default());

@@ -211,6 +211,18 @@ async fn read_functions_answer_get_and_post_like_a_table() {
     let r = get(&s, &p("/rpc/client", &[("id", "1 OR 1=1")]), &[]).await;
     r.error(400, "22P02");
     assert_eq!(s.snapshot(), before);
+    // The OpenAPI document describes the functions: GET and POST for a reader, POST only for
+    // a writer, 204 for void.
+    let doc = s.json("/", 200).await;
+    let paths = &doc["paths"];
+    assert!(paths["/rpc/projects_of"]["get"].is_object(), "{paths}");
+    assert!(paths["/rpc/projects_of"]["post"].is_object(), "{paths}");
+    assert!(paths["/rpc/add_client"]["get"].is_null(), "{paths}");
+    assert!(paths["/rpc/add_client"]["post"].is_object(), "{paths}");
+    assert!(
+        paths["/rpc/forget_client"]["post"]["responses"]["204"].is_object(),
+        "{paths}"
+    );
     // Without a token: 401, as for tables.
     let r = s
         .client

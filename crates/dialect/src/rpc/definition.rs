@@ -23,6 +23,8 @@ use std::collections::HashSet;
 
 use rusqlite::Connection;
 
+use crate::openapi::{FunctionColumn, FunctionDoc, FunctionParam, FunctionReturns};
+
 /// The declared type of a parameter: how an argument is converted before it is bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParamType {
@@ -352,6 +354,44 @@ impl Function {
         let mut names: Vec<&str> = self.params.iter().map(|p| p.name.as_str()).collect();
         names.sort_unstable();
         format!("public.{}({})", self.name, names.join(", "))
+    }
+
+    /// How the OpenAPI document describes this function.
+    pub fn doc(&self) -> FunctionDoc {
+        let columns = || {
+            self.columns
+                .iter()
+                .map(|(name, decl)| FunctionColumn {
+                    name: name.clone(),
+                    decl_type: decl.clone().unwrap_or_default(),
+                })
+                .collect()
+        };
+        FunctionDoc {
+            name: self.name.clone(),
+            description: self.description.clone(),
+            params: self
+                .params
+                .iter()
+                .map(|p| FunctionParam {
+                    name: p.name.clone(),
+                    decl_type: p.ty.decl_type().to_string(),
+                    required: true,
+                })
+                .collect(),
+            returns: match self.returns {
+                Returns::Set => FunctionReturns::Set(columns()),
+                Returns::Row => FunctionReturns::One(columns()),
+                Returns::Scalar => FunctionReturns::Scalar(
+                    self.columns
+                        .first()
+                        .and_then(|(_, decl)| decl.clone())
+                        .unwrap_or_default(),
+                ),
+                Returns::Void => FunctionReturns::Void,
+            },
+            writes: self.writes,
+        }
     }
 
     /// The `Allow` header of `OPTIONS /rpc/<name>`.
