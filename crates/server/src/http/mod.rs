@@ -31,27 +31,6 @@ pub use conn::ConnLimits;
 pub use cors::Cors;
 pub use limits::HttpLimits;
 
-/// A request header as text (absent or not visible ASCII: `None`).
-pub(crate) fn header_str(
-    parts: &http::request::Parts,
-    name: impl http::header::AsHeaderName,
-) -> Option<&str> {
-    parts.headers.get(name).and_then(|v| v.to_str().ok())
-}
-
-/// Every `Prefer` header of the request, parsed together.
-pub(crate) fn preferences(
-    parts: &http::request::Parts,
-) -> Result<dialect::Preferences, dialect::ApiError> {
-    dialect::Preferences::parse(
-        parts
-            .headers
-            .get_all("prefer")
-            .iter()
-            .filter_map(|v| v.to_str().ok()),
-    )
-}
-
 /// Everything a request handler needs.
 pub struct AppState {
     pub db: Arc<Database>,
