@@ -79,3 +79,62 @@ pub fn error(e: &ApiError) -> Response {
     }
     resp
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dialect::{AppliedPreference, Body as DBody, CountMethod, ResponseHeaders};
+
+    fn render(status: u16, headers: ResponseHeaders, body: DBody) -> Response {
+        dialect(
+            dialect::Response {
+                status,
+                headers,
+                body,
+            },
+            None,
+        )
+    }
+
+    #[tokio::test]
+    async fn the_dialects_response_becomes_http_as_it_says() {
+        let mut applied = dialect::PreferenceApplied::default();
+        applied.push(AppliedPreference::Count(CountMethod::Exact));
+        let resp = render(
+            206,
+            ResponseHeaders {
+                content_type: Some(JSON),
+                content_range: Some("0-0/2".into()),
+                content_location: Some("/t?id=eq.1".into()),
+                location: None,
+                vary: Some("Accept, Prefer, Range"),
+                preference_applied: applied,
+                content_profile: Some("public"),
+            },
+            DBody::Bytes(b"[1]".to_vec()),
+        );
+        assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT);
+        let h = resp.headers();
+        let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok());
+        assert_eq!(get("content-type"), Some(JSON));
+        assert_eq!(get("content-range"), Some("0-0/2"));
+        assert_eq!(get("content-location"), Some("/t?id=eq.1"));
+        assert_eq!(get("vary"), Some("Accept, Prefer, Range"));
+        assert_eq!(get("preference-applied"), Some("count=exact"));
+        assert_eq!(get("content-profile"), Some("public"));
+        assert_eq!(get("location"), None);
+        assert_eq!(get("content-length"), None);
+        let body = axum::body::to_bytes(resp.into_body(), 1024).await.unwrap();
+        assert_eq!(&body[..], b"[1]");
+
+        // An empty answer other than 204 says so; 204 and HEAD carry no length.
+        let empty = render(201, ResponseHeaders::default(), DBody::Bytes(Vec::new()));
+        assert_eq!(
+            empty.headers().get("content-length").map(|v| v.as_bytes()),
+            Some(&b"0"[..])
+        );
+        assert_eq!(empty.headers().get("content-type"), None);
+        let none = render(204, ResponseHeaders::default(), DBody::None);
+        assert!(none.headers().is_empty(), "{:?}", none.headers());
+    }
+}
