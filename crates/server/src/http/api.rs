@@ -126,7 +126,11 @@ async fn dispatch(state: &AppState, req: Request, deadline: Instant) -> Outcome 
     }
 }
 
-/// The request as the dialect reads it.
+const ACCEPT_PROFILE: header::HeaderName = header::HeaderName::from_static("accept-profile");
+const CONTENT_PROFILE: header::HeaderName = header::HeaderName::from_static("content-profile");
+
+/// The request as the dialect reads it: a read's headers for a read (`Range`,
+/// `Accept-Profile`), a write's for a write (`Content-Type`, `Content-Profile`).
 fn dialect_request<'a>(
     parts: &'a http::request::Parts,
     method: dialect::Method,
@@ -134,6 +138,7 @@ fn dialect_request<'a>(
     raw_segment: &'a str,
 ) -> dialect::Request<'a> {
     let text = |name: header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let read = matches!(method, dialect::Method::Get | dialect::Method::Head);
     dialect::Request {
         method,
         relation,
@@ -147,10 +152,10 @@ fn dialect_request<'a>(
                 .iter()
                 .filter_map(|v| v.to_str().ok())
                 .collect(),
-            range: text(header::RANGE),
-            content_type: text(header::CONTENT_TYPE),
-            accept_profile: text(header::HeaderName::from_static("accept-profile")),
-            content_profile: text(header::HeaderName::from_static("content-profile")),
+            range: read.then(|| text(header::RANGE)).flatten(),
+            content_type: (!read).then(|| text(header::CONTENT_TYPE)).flatten(),
+            accept_profile: read.then(|| text(ACCEPT_PROFILE)).flatten(),
+            content_profile: (!read).then(|| text(CONTENT_PROFILE)).flatten(),
         },
     }
 }
