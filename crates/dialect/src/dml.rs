@@ -19,8 +19,9 @@
 use rusqlite::types::Value;
 
 use crate::body::ColumnPaths;
+use crate::functions::{TYPED_FN, WriteType};
 use crate::read_plan::{Condition, OutputField, distinct_exprs};
-use crate::schema_cache::{Column, Relation, RowKey, ValueKind};
+use crate::schema_cache::{Affinity, Column, Relation, RowKey, ValueKind, is_temporal};
 use crate::sql::{Sql, budget_where, expr, key_exprs};
 
 /// What a write statement returns for each row it touched.
@@ -110,7 +111,37 @@ fn value_of(sql: &mut Sql, obj: &str, path: &str, col: &Column, missing_default:
     }
 }
 
+/// The value of `col` at `path` of `obj`, checked against the column's declared type
+/// (`pgrst_typed`, see [`crate::functions::WriteType`]) where it has one that SQLite would not
+/// enforce.
 fn raw_value(sql: &mut Sql, obj: &str, path: &str, col: &Column) {
+    let Some(ty) = write_type(col) else {
+        return untyped_value(sql, obj, path, col);
+    };
+    sql.push(TYPED_FN);
+    sql.push("(");
+    untyped_value(sql, obj, path, col);
+    sql.push(", '");
+    sql.push(ty.name());
+    sql.push("')");
+}
+
+/// The type a write to `col` is checked against: none for JSON, text, BLOB and untyped
+/// columns, which keep anything as it is rendered back, nor for dates and times, which
+/// SQLite applications keep as ISO 8601 text or as numbers (unix time, Julian days).
+fn write_type(col: &Column) -> Option<WriteType> {
+    match (col.kind, col.affinity) {
+        (ValueKind::Bool, _) => Some(WriteType::Boolean),
+        (ValueKind::Json, _) => None,
+        (_, Affinity::Integer) => Some(WriteType::Integer),
+        (_, Affinity::Real) => Some(WriteType::Number),
+        (_, Affinity::Numeric) if is_temporal(&col.decl_type) => None,
+        (_, Affinity::Numeric) => Some(WriteType::Number),
+        (_, Affinity::Text | Affinity::Blob) => None,
+    }
+}
+
+fn untyped_value(sql: &mut Sql, obj: &str, path: &str, col: &Column) {
     if col.kind == ValueKind::Json {
         // JSON columns keep JSON: strings stay quoted, true stays true; null is NULL.
         sql.push("CASE WHEN json_type(");
@@ -352,7 +383,7 @@ mod tests {
         );
         assert_eq!(
             s.text,
-            "INSERT INTO \"t\" (\"id\", \"a.b\") SELECT \"pgrst_body\".\"value\" ->> ?2, \"pgrst_body\".\"value\" ->> ?3 \
+            "INSERT INTO \"t\" (\"id\", \"a.b\") SELECT pgrst_typed(\"pgrst_body\".\"value\" ->> ?2, 'integer'), \"pgrst_body\".\"value\" ->> ?3 \
              FROM json_each(?1) AS \"pgrst_body\" WHERE pgrst_budget() AND pgrst_ins(1) ON CONFLICT (\"id\") \
              DO UPDATE SET \"id\" = \"excluded\".\"id\", \"a.b\" = \"excluded\".\"a.b\" WHERE pgrst_ins(-1) RETURNING rowid"
         );

@@ -112,6 +112,8 @@ error_codes! {
     CardinalityViolation = "21000",
     /// `22000` data_exception.
     DataException = "22000",
+    /// `22003` numeric_value_out_of_range.
+    NumericValueOutOfRange = "22003",
     /// `2201B` invalid_regular_expression.
     InvalidRegex = "2201B",
     /// `22021` character_not_in_repertoire.
@@ -134,6 +136,8 @@ error_codes! {
     InsufficientPrivilege = "42501",
     /// `42601` syntax_error.
     SyntaxError = "42601",
+    /// `42803` grouping_error.
+    GroupingError = "42803",
     /// `42703` undefined_column.
     UndefinedColumn = "42703",
     /// `42704` undefined_object.
@@ -421,6 +425,16 @@ impl ApiError {
             (_, ffi::SQLITE_ERROR) if msg.starts_with("no such function") => {
                 (404, ErrorCode::UndefinedFunction, msg)
             }
+            // A written value its column's type cannot hold (`functions::typed`).
+            (_, ffi::SQLITE_ERROR) if msg.starts_with(crate::functions::INVALID_INPUT) => {
+                (400, ErrorCode::InvalidTextRepresentation, msg)
+            }
+            // `sum()` of integers past i64 (PostgreSQL's bigint range).
+            (_, ffi::SQLITE_ERROR) if msg == "integer overflow" => (
+                400,
+                ErrorCode::NumericValueOutOfRange,
+                "bigint out of range".into(),
+            ),
             (_, ffi::SQLITE_ERROR)
                 if msg.contains("malformed JSON") || msg.contains("bad JSON path") =>
             {

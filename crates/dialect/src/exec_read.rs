@@ -161,9 +161,10 @@ fn total(conn: &Connection, plan: &ReadPlan) -> Result<i64, ApiError> {
     }
 }
 
-/// The planner's row estimate from `sqlite_stat1` (after ANALYZE), only for unfiltered reads.
+/// The planner's row estimate from `sqlite_stat1` (after ANALYZE), only for unfiltered reads
+/// of rows (not of groups, which it cannot estimate).
 fn planned(conn: &Connection, node: &ReadNode) -> Option<i64> {
-    if !node.conditions.is_empty() {
+    if !node.conditions.is_empty() || node.grouped() {
         return None;
     }
     let stat: String = conn

@@ -14,6 +14,11 @@
 //! and returns it: upserts call it with 1 for every row they try to insert and with -1 for
 //! every conflict they turn into an update, so the counter ends at the number of inserted
 //! rows (201 vs 200), as PostgREST counts them.
+//! `pgrst_typed(value, type)` checks a value a write is about to store against its column's
+//! declared type (integers, numbers, booleans) ([`WriteType`]) and returns it unchanged, or fails with PostgreSQL's
+//! `invalid input syntax for type …` (400 22P02): SQLite keeps a value its column's affinity
+//! cannot convert (`"abc"` in a REAL column stays text), and reads would then answer rows
+//! outside the column's documented type.
 //! `pgrst_budget()` ([`register_budget`]) is called by every write statement on every
 //! candidate row, so a write can be stopped at its time budget without ending the transaction
 //! it shares with other writes.
@@ -83,6 +88,111 @@ fn match_text(v: ValueRef<'_>) -> Option<Option<std::borrow::Cow<'_, str>>> {
     }
 }
 
+/// The SQL function that checks a written value's type ([`WriteType`]).
+pub(crate) const TYPED_FN: &str = "pgrst_typed";
+
+/// What a column declared with a type accepts on writes, and the name that type has in the
+/// error (PostgreSQL's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WriteType {
+    /// INTEGER affinity: integers, integral numbers, and text that reads as an integer.
+    Integer,
+    /// REAL or NUMERIC affinity: finite numbers and text that reads as one.
+    Number,
+    /// `BOOL…`: 0 and 1 (true and false arrive as them).
+    Boolean,
+}
+
+impl WriteType {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            WriteType::Integer => "integer",
+            WriteType::Number => "numeric",
+            WriteType::Boolean => "boolean",
+        }
+    }
+
+    fn from_name(name: &[u8]) -> Option<Self> {
+        [WriteType::Integer, WriteType::Number, WriteType::Boolean]
+            .into_iter()
+            .find(|t| t.name().as_bytes() == name)
+    }
+
+    /// Whether a column of this type keeps `v` as a value of the type.
+    fn accepts(self, v: ValueRef<'_>) -> bool {
+        fn text(t: &[u8]) -> Option<&str> {
+            std::str::from_utf8(t).ok().map(str::trim)
+        }
+        match (self, v) {
+            (_, ValueRef::Null) => true,
+            (WriteType::Integer, ValueRef::Integer(_)) => true,
+            (WriteType::Integer, ValueRef::Real(f)) => f.is_finite() && f.fract() == 0.0,
+            (WriteType::Integer, ValueRef::Text(t)) => {
+                text(t).is_some_and(|t| t.parse::<i64>().is_ok())
+            }
+            (WriteType::Number, ValueRef::Integer(_)) => true,
+            (WriteType::Number, ValueRef::Real(f)) => f.is_finite(),
+            (WriteType::Number, ValueRef::Text(t)) => {
+                text(t).is_some_and(|t| t.parse::<f64>().is_ok_and(f64::is_finite))
+            }
+            (WriteType::Boolean, ValueRef::Integer(i)) => i == 0 || i == 1,
+            (WriteType::Boolean, ValueRef::Real(f)) => f == 0.0 || f == 1.0,
+            (WriteType::Boolean, ValueRef::Text(t)) => matches!(text(t), Some("0" | "1")),
+            _ => false,
+        }
+    }
+}
+
+/// The value a write rejects, as PostgreSQL quotes it.
+#[derive(Debug)]
+struct InvalidInput(String);
+
+impl std::fmt::Display for InvalidInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InvalidInput {}
+
+/// The start of the error `pgrst_typed` fails with (`error.rs` answers it with 22P02).
+pub(crate) const INVALID_INPUT: &str = "invalid input syntax for type ";
+
+/// `pgrst_typed(value, type)`: `value` when a column of `type` keeps it as such, else an
+/// error naming both (the value cut at 100 characters).
+fn typed(ctx: &mut Context<'_>) -> rusqlite::Result<rusqlite::types::Value> {
+    use rusqlite::types::Value;
+    let v = ctx.get_raw(0);
+    let ty = match ctx.get_raw(1) {
+        ValueRef::Text(t) => WriteType::from_name(t),
+        _ => None,
+    };
+    let Some(ty) = ty else {
+        return Err(user_error(InvalidInput("pgrst_typed: unknown type".into())));
+    };
+    if ty.accepts(v) {
+        return Ok(match v {
+            ValueRef::Null => Value::Null,
+            ValueRef::Integer(i) => Value::Integer(i),
+            ValueRef::Real(f) => Value::Real(f),
+            ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+            ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+        });
+    }
+    let shown: String = match v {
+        ValueRef::Text(t) => String::from_utf8_lossy(t).chars().take(100).collect(),
+        ValueRef::Integer(i) => i.to_string(),
+        ValueRef::Real(f) => f.to_string(),
+        ValueRef::Blob(_) => "(bytes)".into(),
+        ValueRef::Null => String::new(),
+    };
+    Err(user_error(InvalidInput(format!(
+        "{INVALID_INPUT}{}: {}",
+        ty.name(),
+        serde_json::Value::String(shown)
+    ))))
+}
+
 fn user_error(e: impl std::error::Error + Send + Sync + 'static) -> Error {
     Error::UserFunctionError(Box::new(e))
 }
@@ -123,6 +233,7 @@ pub fn register(conn: &Connection) -> rusqlite::Result<()> {
         })?;
         Ok(match_text(ctx.get_raw(1)).map(|t| t.is_some_and(|t| re.is_match(&t))))
     })?;
+    conn.create_scalar_function(TYPED_FN, 2, flags, typed)?;
     conn.create_scalar_function("pgrst_match_any", 2, flags, |ctx| match_set(ctx, false))?;
     conn.create_scalar_function("pgrst_match_all", 2, flags, |ctx| match_set(ctx, true))
 }

@@ -441,58 +441,67 @@ impl MediaType {
         let Some(accept) = accept.map(str::trim).filter(|a| !a.is_empty()) else {
             return Ok(MediaType::Json { strip_nulls: false });
         };
-        let mut candidates: Vec<(f32, usize, &str, bool)> = Vec::new();
-        let mut names = Vec::new();
-        for (i, part) in accept.split(',').enumerate() {
-            let mut params = part.split(';');
-            let mt = params.next().unwrap_or("").trim();
-            if mt.is_empty() {
-                continue;
+        negotiate_with(accept, |mt, strip| match mt {
+            "*/*" | "application/*" | "application/json" => {
+                Some(MediaType::Json { strip_nulls: strip })
             }
-            names.push(mt);
-            let mut q = 1.0f32;
-            let mut strip = false;
-            for p in params {
-                let (k, v) = p.split_once('=').unwrap_or((p, ""));
-                let (k, v) = (k.trim().to_ascii_lowercase(), v.trim().trim_matches('"'));
-                if k == "q" {
-                    q = v.parse().unwrap_or(1.0);
-                } else if k == "nulls" && v.eq_ignore_ascii_case("stripped") {
-                    strip = true;
-                }
+            "application/vnd.pgrst.array+json" | "application/vnd.pgrst.array" => {
+                Some(MediaType::Json { strip_nulls: strip })
             }
-            if q > 0.0 {
-                candidates.push((q, i, mt, strip));
+            "application/vnd.pgrst.object+json" | "application/vnd.pgrst.object" => {
+                Some(MediaType::Singular { strip_nulls: strip })
             }
-        }
-        candidates.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        for (_, _, mt, strip) in candidates {
-            let found = match mt.to_ascii_lowercase().as_str() {
-                "*/*" | "application/*" | "application/json" => {
-                    Some(MediaType::Json { strip_nulls: strip })
-                }
-                "application/vnd.pgrst.array+json" | "application/vnd.pgrst.array" => {
-                    Some(MediaType::Json { strip_nulls: strip })
-                }
-                "application/vnd.pgrst.object+json" | "application/vnd.pgrst.object" => {
-                    Some(MediaType::Singular { strip_nulls: strip })
-                }
-                "text/csv" | "text/*" => Some(MediaType::Csv),
-                _ => None,
-            };
-            if let Some(f) = found {
-                return Ok(f);
-            }
-        }
-        Err(ApiError::new(
-            406,
-            ErrorCode::NotAcceptable,
-            format!(
-                "None of these media types are available: {}",
-                names.join(", ")
-            ),
-        ))
+            "text/csv" | "text/*" => Some(MediaType::Csv),
+            _ => None,
+        })
     }
+}
+
+/// The first media type of a non-empty `Accept` header (by q-value, then by order) that
+/// `pick` produces, given the lowercased type and whether it asks `nulls=stripped`; 406
+/// PGRST107 naming every type sent when none is.
+pub(crate) fn negotiate_with<T>(
+    accept: &str,
+    pick: impl Fn(&str, bool) -> Option<T>,
+) -> Result<T, ApiError> {
+    let mut candidates: Vec<(f32, usize, &str, bool)> = Vec::new();
+    let mut names = Vec::new();
+    for (i, part) in accept.split(',').enumerate() {
+        let mut params = part.split(';');
+        let mt = params.next().unwrap_or("").trim();
+        if mt.is_empty() {
+            continue;
+        }
+        names.push(mt);
+        let mut q = 1.0f32;
+        let mut strip = false;
+        for p in params {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            let (k, v) = (k.trim().to_ascii_lowercase(), v.trim().trim_matches('"'));
+            if k == "q" {
+                q = v.parse().unwrap_or(1.0);
+            } else if k == "nulls" && v.eq_ignore_ascii_case("stripped") {
+                strip = true;
+            }
+        }
+        if q > 0.0 {
+            candidates.push((q, i, mt, strip));
+        }
+    }
+    candidates.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    for (_, _, mt, strip) in candidates {
+        if let Some(found) = pick(mt.to_ascii_lowercase().as_str(), strip) {
+            return Ok(found);
+        }
+    }
+    Err(ApiError::new(
+        406,
+        ErrorCode::NotAcceptable,
+        format!(
+            "None of these media types are available: {}",
+            names.join(", ")
+        ),
+    ))
 }
 
 /// `Range: lower-[upper]` (optionally `items=lower-upper`). Malformed values are ignored, as

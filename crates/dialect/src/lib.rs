@@ -46,6 +46,8 @@
 //! - `error.rs`: [`ApiError`], PostgREST's error shape with its typed code ([`ErrorCode`],
 //!   every code we send, written in one place), and SQLite errors mapped to it;
 //!   `wording.rs`: constraint violations in PostgreSQL's words, naming nothing hidden.
+//! - `openapi.rs`: the OpenAPI 3.1 document of `GET /` ([`openapi_document`]), from the
+//!   schema cache, with [`FunctionDoc`] for the functions under `/rpc/`.
 //! - `functions.rs`: the SQL functions every connection registers ([`register_functions`],
 //!   [`register_budget`], [`register_insert_counter`]).
 
@@ -64,6 +66,7 @@ mod fts;
 mod functions;
 mod headers;
 mod ident;
+mod openapi;
 mod query;
 mod read_plan;
 mod relationships;
@@ -107,6 +110,11 @@ pub use functions::{
 pub use headers::{
     AppliedPreference, Choice, CountMethod, Durability, MediaType, PreferenceApplied, Preferences,
     RequestHeaders, check_profile, parse_range,
+};
+pub use openapi::{
+    CONTENT_TYPE as OPENAPI_CONTENT_TYPE, DocOptions, Exposed, FunctionColumn, FunctionDoc,
+    FunctionParam, FunctionReturns, Operation, Visibility, document as openapi_document,
+    negotiate_root as negotiate_openapi,
 };
 pub use relationships::{Cardinality, Junction, Relationship, Relationships};
 pub use schema_cache::{Exposure, Relation, SchemaCache, schema_version};

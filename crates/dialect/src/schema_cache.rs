@@ -78,6 +78,13 @@ impl Affinity {
     }
 }
 
+/// Whether a declared type names a date or a time (`DATE`, `DATETIME`, `TIMESTAMP`, `TIME`):
+/// NUMERIC affinity, but SQLite keeps such values as text.
+pub(crate) fn is_temporal(decl: &str) -> bool {
+    let up = decl.to_ascii_uppercase();
+    up.contains("DATE") || up.contains("TIME")
+}
+
 /// One column.
 #[derive(Debug, Clone)]
 pub struct Column {

@@ -1,5 +1,9 @@
 //! The SQL builder: turns a read plan into SQL text plus bound parameters.
 //!
+//! A node with aggregates in its fields is grouped by its other fields (PostgREST's implicit
+//! `GROUP BY`): by result-column position in the top-level statement, by expression inside
+//! an embed's subquery, and its counts count groups.
+//!
 //! Every identifier is written through [`crate::ident`] after the planner resolved it; every
 //! value (filter values, `in` lists as one JSON array, JSON paths, LIMIT/OFFSET) is a `?`
 //! parameter, so the SQL text depends only on the request's shape and is reused by the
@@ -84,34 +88,52 @@ impl Sql {
     }
 }
 
-/// `SELECT <fields> FROM "rel" AS "t0" WHERE … ORDER BY … LIMIT ? OFFSET ?`
+/// `SELECT <fields> FROM "rel" AS "t0" WHERE … [GROUP BY …] ORDER BY … LIMIT ? OFFSET ?`
 pub(crate) fn select(node: &ReadNode) -> Sql {
     let mut sql = Sql::default();
     sql.push("SELECT ");
     fields(&mut sql, node);
     from_where(&mut sql, node);
+    group_by_ordinals(&mut sql, node);
     order_by(&mut sql, node, None);
     page(&mut sql, node);
     sql
 }
 
-/// `SELECT count(*) FROM "rel" AS "t0" WHERE …` (the total for `Prefer: count=exact`).
+/// The node's result rows before paging, one column or more: `SELECT 1 FROM … WHERE …`, or
+/// for a grouped node its groups (`SELECT <fields> … GROUP BY …`), so counts count groups.
+fn result_rows(sql: &mut Sql, node: &ReadNode) {
+    if node.grouped() {
+        sql.push("SELECT ");
+        fields(sql, node);
+        from_where(sql, node);
+        group_by_ordinals(sql, node);
+    } else {
+        sql.push("SELECT 1");
+        from_where(sql, node);
+    }
+}
+
+/// `SELECT count(*) FROM "rel" AS "t0" WHERE …` (the total for `Prefer: count=exact`); the
+/// number of groups for a grouped node.
 pub(crate) fn count(node: &ReadNode) -> Sql {
     let mut sql = Sql::default();
-    sql.push("SELECT count(*)");
-    from_where(&mut sql, node);
+    if node.grouped() {
+        sql.push("SELECT count(*) FROM (");
+        result_rows(&mut sql, node);
+        sql.push(")");
+    } else {
+        sql.push("SELECT count(*)");
+        from_where(&mut sql, node);
+    }
     sql
 }
 
-/// Counts at most `cap` matching rows (for `count=estimated` under a max-rows cap).
+/// Counts at most `cap` result rows (for `count=estimated` under a max-rows cap).
 pub(crate) fn capped_count(node: &ReadNode, cap: i64) -> Sql {
-    let mut inner = Sql::default();
-    inner.push("SELECT 1");
-    from_where(&mut inner, node);
     let mut sql = Sql::default();
     sql.push("SELECT count(*) FROM (");
-    sql.push(&inner.text);
-    sql.params = inner.params;
+    result_rows(&mut sql, node);
     sql.push(" LIMIT ");
     sql.bind(Value::Integer(cap));
     sql.push(")");
@@ -122,11 +144,47 @@ pub(crate) fn capped_count(node: &ReadNode, cap: i64) -> Sql {
 /// `SELECT count(*) FROM (SELECT 1 FROM … WHERE … LIMIT ? OFFSET ?)`.
 pub(crate) fn page_count(node: &ReadNode) -> Sql {
     let mut sql = Sql::default();
-    sql.push("SELECT count(*) FROM (SELECT 1");
-    from_where(&mut sql, node);
+    sql.push("SELECT count(*) FROM (");
+    result_rows(&mut sql, node);
     page(&mut sql, node);
     sql.push(")");
     sql
+}
+
+/// ` GROUP BY 1, 3` for a grouped node's statement whose result columns are its distinct
+/// field expressions ([`fields`]): every one that is not an aggregate, by its position, so
+/// an embed's subquery is written (and bound) once. Nothing when the node is not grouped,
+/// or when every field aggregates (one row, as PostgreSQL gives without GROUP BY).
+fn group_by_ordinals(sql: &mut Sql, node: &ReadNode) {
+    if !node.grouped() {
+        return;
+    }
+    let mut first = true;
+    for (i, e) in distinct_exprs(&node.fields).0.into_iter().enumerate() {
+        if e.is_aggregate() {
+            continue;
+        }
+        sql.push(if first { " GROUP BY " } else { ", " });
+        first = false;
+        sql.push(itoa::Buffer::new().format(i + 1));
+    }
+}
+
+/// ` GROUP BY <expr>, …` for a grouped node read inside its parent's statement (its result
+/// is one JSON column, so the expressions are written out).
+fn group_by_exprs(sql: &mut Sql, node: &ReadNode) {
+    if !node.grouped() {
+        return;
+    }
+    let mut first = true;
+    for e in distinct_exprs(&node.fields).0 {
+        if e.is_aggregate() {
+            continue;
+        }
+        sql.push(if first { " GROUP BY " } else { ", " });
+        first = false;
+        value(sql, node, e);
+    }
 }
 
 fn from_where(sql: &mut Sql, node: &ReadNode) {
@@ -178,22 +236,82 @@ fn fields(sql: &mut Sql, node: &ReadNode) {
 /// An expression over the node's row that may read its embeds: an embed's JSON, or a value
 /// through a to-one embed (`(SELECT … FROM <related row>)`, NULL without one).
 fn value(sql: &mut Sql, node: &ReadNode, e: &Expr) {
+    render(sql, &node.alias, Some(node), e);
+}
+
+/// Writes an expression over the columns of `alias` (bare column names when it is empty).
+pub(crate) fn expr(sql: &mut Sql, alias: &str, e: &Expr) {
+    render(sql, alias, None, e);
+}
+
+/// Writes `e` over the columns of `alias`; only with the `node` can it read the node's
+/// embeds (NULL otherwise).
+fn render(sql: &mut Sql, alias: &str, node: Option<&ReadNode>, e: &Expr) {
     match e {
-        Expr::Embed(at) => match node.children.get(*at) {
-            Some(embed) => embed_json(sql, &node.alias, embed),
+        Expr::Column(c) => column(sql, alias, c),
+        Expr::JsonPath {
+            column: c,
+            path,
+            text,
+        } => {
+            // Text that is not JSON yields NULL instead of failing the whole query.
+            sql.push("(CASE WHEN json_valid(");
+            column(sql, alias, c);
+            sql.push(") THEN ");
+            column(sql, alias, c);
+            sql.push(if *text { " ->> " } else { " -> " });
+            sql.bind(Value::Text(path.clone()));
+            sql.push(" END)");
+        }
+        Expr::AsText(inner) => {
+            sql.push("CAST(");
+            render(sql, alias, node, inner);
+            sql.push(" AS TEXT)");
+        }
+        Expr::Cast { inner, to } => match to {
+            CastType::Text | CastType::Integer | CastType::Real | CastType::Numeric => {
+                sql.push("CAST(");
+                render(sql, alias, node, inner);
+                sql.push(match to {
+                    CastType::Text => " AS TEXT)",
+                    CastType::Integer => " AS INTEGER)",
+                    CastType::Real => " AS REAL)",
+                    _ => " AS NUMERIC)",
+                });
+            }
+            CastType::Bool => {
+                sql.push("CASE WHEN ");
+                render(sql, alias, node, inner);
+                sql.push(" IS NULL THEN NULL WHEN ");
+                render(sql, alias, node, inner);
+                sql.push(" THEN 1 ELSE 0 END");
+            }
+            CastType::Json => render(sql, alias, node, inner),
+        },
+        Expr::Present => sql.push("1"),
+        Expr::Aggregate { function, arg } => {
+            sql.push(function.name());
+            sql.push("(");
+            match arg {
+                Some(arg) => render(sql, alias, node, arg),
+                None => sql.push("*"),
+            }
+            sql.push(")");
+        }
+        Expr::Embed(at) => match node.and_then(|n| n.children.get(*at)) {
+            Some(embed) => embed_json(sql, alias, embed),
             None => sql.push("NULL"),
         },
-        Expr::Spread { embed, inner } => match node.children.get(*embed) {
+        Expr::Spread { embed, inner } => match node.and_then(|n| n.children.get(*embed)) {
             Some(embed) => {
                 sql.push("(SELECT ");
                 value(sql, &embed.node, inner);
-                related_rows(sql, &node.alias, &embed.link, &embed.node.conditions);
+                related_rows(sql, alias, &embed.link, &embed.node.conditions);
                 page(sql, &embed.node);
                 sql.push(")");
             }
             None => sql.push("NULL"),
         },
-        other => expr(sql, &node.alias, other),
     }
 }
 
@@ -254,11 +372,13 @@ fn equal_columns(sql: &mut Sql, a: &str, b: &str, pairs: &[(String, String)], fl
 /// rows `json_group_array` reads in order.
 fn embed_json(sql: &mut Sql, parent: &str, embed: &Embed) {
     let node = &embed.node;
-    let paged = node.limit.is_some() || node.offset > 0;
+    // A grouped embed's rows are groups: built in a sub-select too (aggregates do not nest).
+    let paged = node.limit.is_some() || node.offset > 0 || node.grouped();
     sql.push("(SELECT ");
     if embed.to_one {
         json_object(sql, node);
         related_rows(sql, parent, &embed.link, &node.conditions);
+        group_by_exprs(sql, node);
         order_by(sql, node, None);
         page(sql, node);
     } else if paged {
@@ -266,6 +386,7 @@ fn embed_json(sql: &mut Sql, parent: &str, embed: &Embed) {
         json_object(sql, node);
         sql.push(" AS \"pgrst_row\"");
         related_rows(sql, parent, &embed.link, &node.conditions);
+        group_by_exprs(sql, node);
         order_by(sql, node, None);
         page(sql, node);
         sql.push(")");
@@ -450,54 +571,6 @@ fn column(sql: &mut Sql, alias: &str, name: &str) {
         sql.push(".");
     }
     push_quoted(&mut sql.text, name);
-}
-
-/// Writes an expression over the columns of `alias` (bare column names when it is empty).
-pub(crate) fn expr(sql: &mut Sql, alias: &str, e: &Expr) {
-    match e {
-        Expr::Column(c) => column(sql, alias, c),
-        Expr::JsonPath {
-            column: c,
-            path,
-            text,
-        } => {
-            // Text that is not JSON yields NULL instead of failing the whole query.
-            sql.push("(CASE WHEN json_valid(");
-            column(sql, alias, c);
-            sql.push(") THEN ");
-            column(sql, alias, c);
-            sql.push(if *text { " ->> " } else { " -> " });
-            sql.bind(Value::Text(path.clone()));
-            sql.push(" END)");
-        }
-        Expr::AsText(inner) => {
-            sql.push("CAST(");
-            expr(sql, alias, inner);
-            sql.push(" AS TEXT)");
-        }
-        Expr::Cast { inner, to } => match to {
-            CastType::Text | CastType::Integer | CastType::Real | CastType::Numeric => {
-                sql.push("CAST(");
-                expr(sql, alias, inner);
-                sql.push(match to {
-                    CastType::Text => " AS TEXT)",
-                    CastType::Integer => " AS INTEGER)",
-                    CastType::Real => " AS REAL)",
-                    _ => " AS NUMERIC)",
-                });
-            }
-            CastType::Bool => {
-                sql.push("CASE WHEN ");
-                expr(sql, alias, inner);
-                sql.push(" IS NULL THEN NULL WHEN ");
-                expr(sql, alias, inner);
-                sql.push(" THEN 1 ELSE 0 END");
-            }
-            CastType::Json => expr(sql, alias, inner),
-        },
-        // Only the node's own SQL reads its embeds (see `value`).
-        Expr::Embed(_) | Expr::Spread { .. } => sql.push("NULL"),
-    }
 }
 
 fn order(sql: &mut Sql, node: &ReadNode, o: &OrderItem) {

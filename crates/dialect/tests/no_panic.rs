@@ -1,6 +1,7 @@
 //! Hostile reads never panic and never end in a 5xx: query strings assembled from the
 //! grammar's own tokens, broken encodings and SQL fragments go through parse → plan → SQL →
-//! execution on a real SQLite database, with random `Prefer`, `Range` and `Accept` headers.
+//! execution on a real SQLite database, with random `Prefer`, `Range` and `Accept` headers;
+//! aggregates are allowed and generated (top level, in embeds and spreads, with casts).
 //! Writes get the same treatment with random bodies (JSON, CSV and form), `columns`,
 //! `on_conflict` and `Prefer`. Numbers at the edges (i64 and f64 limits, huge exponents, long
 //! digit strings) go everywhere a number can: filters, limits, offsets, ranges, JSON paths,
@@ -20,6 +21,9 @@ use rusqlite::Connection;
 /// Pieces of the PostgREST grammar and of what an attacker would try, glued at random.
 const TOKENS: &[&str] = &[
     "select",
+    ".sum()",
+    "count()",
+    ".avg()::int",
     "order",
     "limit",
     "offset",
@@ -293,6 +297,30 @@ fn query_string() -> impl Strategy<Value = String> {
             .collect();
         format!("select={}", items.join(","))
     });
+    // Aggregates among columns: every function, casts on both sides, aliases, broken calls.
+    let aggregates = proptest::collection::vec(
+        prop_oneof![
+            2 => (
+                column(),
+                proptest::sample::select(&["", "", "::integer", "::text", "::evil"][..]),
+                proptest::sample::select(
+                    &[".sum()", ".avg()", ".min()", ".max()", ".count()", ".sum", ".nope()", ".sum(1)"][..],
+                ),
+                proptest::sample::select(&["", "", "::text", "::int", "::json", "::evil"][..]),
+                any::<bool>(),
+            )
+                .prop_map(|(c, cast, f, after, alias)| {
+                    format!("{}{c}{cast}{f}{after}", if alias { "x:" } else { "" })
+                }),
+            1 => proptest::sample::select(
+                &["count()", "n:count()::text", "count()::evil", "*.count()", "count(", "*"][..],
+            )
+            .prop_map(str::to_string),
+            1 => column(),
+        ],
+        1..5,
+    )
+    .prop_map(|items| format!("select={}", items.join(",")));
     let order = (
         column(),
         proptest::sample::select(&["", ".asc", ".desc.nullsfirst", ".nullslast", ".up"][..]),
@@ -322,6 +350,7 @@ fn query_string() -> impl Strategy<Value = String> {
         4 => filter,
         2 => tree,
         2 => select,
+        2 => aggregates,
         2 => order,
         1 => paging,
         3 => embed_select(),
@@ -371,6 +400,11 @@ fn embed_item() -> impl Strategy<Value = String> {
             "nope",
             "n:name::text",
             "data->a",
+            "count()",
+            "name,count()",
+            "stars.sum(),stars.avg()::int",
+            "id.max(),name.min()",
+            "name.sum()",
         ][..],
     );
     let alias = proptest::sample::select(&["", "", "x:", "a:"][..]);
@@ -504,7 +538,7 @@ proptest! {
             }
         };
         let outcome = QueryParams::parse(&query)
-            .and_then(|q| plan_read(&cache, relation, &q, &headers, Limits { max_rows: Some(1000) }))
+            .and_then(|q| plan_read(&cache, relation, &q, &headers, Limits { max_rows: Some(1000), aggregates: true }))
             .and_then(|plan| execute_read(&conn, &plan, false));
         if let Err(e) = outcome {
             assert_client_error(&e, &format!("GET /{relation}?{query}"));

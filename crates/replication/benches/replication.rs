@@ -52,6 +52,7 @@ enum Mode {
 /// One commit to trace: when, and where its frames end in which WAL generation.
 #[derive(Debug, Clone, Copy)]
 struct Traced {
+    seq: u64,
     at: Instant,
     salt: (u32, u32),
     end: u64,
@@ -61,6 +62,10 @@ struct Run {
     commits: u64,
     secs: f64,
     lags: Vec<Duration>,
+    /// Ours only: commit → the replicator's PUT of the file holding it returned (its own
+    /// `replicated_seq`), without the poller's observation delay (a LIST round trip and up
+    /// to 5 ms between LISTs).
+    confirmed: Vec<Duration>,
 }
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -159,6 +164,7 @@ fn write_load(
             }
             last_frames = n;
             traced.push(Traced {
+                seq,
                 at: Instant::now(),
                 salt,
                 end: 32 + u64::from(n) * (24 + page_size),
@@ -182,7 +188,14 @@ async fn poll_l0(
     let mut seen: BTreeMap<u64, ()> = BTreeMap::new();
     let mut out = Vec::new();
     while !stop.load(Ordering::Relaxed) {
-        if let Ok(files) = client.list(Level::L0, ListOptions::default()).await {
+        // Only keys after the newest file seen (S3's start-after): each LIST stays as cheap
+        // as the first, for Litestream's replica as for ours.
+        let seek = seen.keys().next_back().map(|m| ltx::TxId(m + 1));
+        let options = ListOptions {
+            seek,
+            ..ListOptions::default()
+        };
+        if let Ok(files) = client.list(Level::L0, options).await {
             let now = Instant::now();
             for f in files {
                 if seen.insert(f.name.max.get(), ()).is_none()
@@ -265,6 +278,27 @@ async fn phase(ls: &Litestream, s3: &testkit::S3, mode: Mode, secs: f64, rate: u
         tokio::spawn(async move { poll_l0(client_for(&url).await, stop).await })
     });
     let handle = ours.as_ref().map(|r| r.handle());
+    // The replicator's own view: when each notified commit's upload returned.
+    let confirmations = handle.clone().filter(|_| trace).map(|h| {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut rx = h.subscribe();
+            let mut out = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                if tokio::time::timeout(Duration::from_millis(50), rx.changed())
+                    .await
+                    .is_ok_and(|r| r.is_err())
+                {
+                    break;
+                }
+                let seq = rx.borrow_and_update().replicated_seq;
+                if out.last().is_none_or(|&(_, s)| s < seq) {
+                    out.push((Instant::now(), seq));
+                }
+            }
+            out
+        })
+    });
     let db2 = db.clone();
     let (commits, took, traced) =
         tokio::task::spawn_blocking(move || write_load(&db2, mode, secs, rate, trace, handle))
@@ -279,6 +313,20 @@ async fn phase(ls: &Litestream, s3: &testkit::S3, mode: Mode, secs: f64, rate: u
         Some(p) => p.await.unwrap(),
         None => Vec::new(),
     };
+    let confirmed = match confirmations {
+        Some(c) => {
+            let c = c.await.unwrap();
+            traced
+                .iter()
+                .filter_map(|t| {
+                    c.iter()
+                        .find(|(_, seq)| *seq >= t.seq)
+                        .map(|(at, _)| at.saturating_duration_since(t.at))
+                })
+                .collect()
+        }
+        None => Vec::new(),
+    };
     if let Some(r) = ours {
         r.shutdown().await.unwrap();
     }
@@ -289,6 +337,7 @@ async fn phase(ls: &Litestream, s3: &testkit::S3, mode: Mode, secs: f64, rate: u
         commits,
         secs: took,
         lags: lags(&traced, &files),
+        confirmed,
     }
 }
 
@@ -866,6 +915,15 @@ async fn main() {
             ms(pct(&r.lags, 0.99)),
             ms(pct(&r.lags, 1.0))
         );
+        if !r.confirmed.is_empty() {
+            println!(
+                "lag  {mode:?} as the replicator saw its uploads return: {} commits, p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+                r.confirmed.len(),
+                ms(pct(&r.confirmed, 0.5)),
+                ms(pct(&r.confirmed, 0.99)),
+                ms(pct(&r.confirmed, 1.0))
+            );
+        }
         lag_rows[i] = (mode, pct(&r.lags, 0.5), pct(&r.lags, 0.99));
     }
     // Throughput: rounds interleaving the modes, so the machine's noise spreads over all of

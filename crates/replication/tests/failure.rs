@@ -1,5 +1,5 @@
 //! Failing fast and shutting down cleanly: a replica error that persists makes replication
-//! fatal within the retry window (a dead endpoint while idle at the next write: idle costs no
+//! fatal within the retry window (the local sync goes on until shutdown) (a dead endpoint while idle at the next write: idle costs no
 //! request, not even a probe); a transient one
 //! recovers; bad start-up settings fail with clear errors; shutdown after a write load leaves
 //! every acknowledged commit on the replica; writes by another process (the sqlite3 CLI) are
@@ -145,7 +145,31 @@ async fn persistent_upload_errors_are_fatal_within_the_window() {
         r.handle().wait_commit_replicated(1).await.is_err(),
         "waiters see the failure"
     );
-    assert!(r.shutdown().await.is_err());
+    // The local disk still works: a commit made after the failure (a write the server was
+    // still finishing) gets its TXID, a local L0 file holds it, and one made just before
+    // shutdown is in a local L0 file too (the final local sync), ready for the next start.
+    let before = r.handle().positions().local_txid;
+    insert(&conn, 1, 100);
+    r.handle().notify_commit(CommitNotice { seq: 2 });
+    let txid = tokio::time::timeout(Duration::from_secs(10), r.handle().wait_commit_synced(2))
+        .await
+        .expect("the local sync went on after the failure")
+        .expect("a commit after the failure still gets its TXID");
+    assert!(txid > before, "{txid} after {before}");
+    insert(&conn, 1, 100);
+    r.handle().notify_commit(CommitNotice { seq: 3 });
+    drop(conn);
+    let err = r.shutdown().await.expect_err("replication had failed");
+    assert!(
+        err.to_string()
+            .contains(&replica.join("ltx").display().to_string()),
+        "{err}"
+    );
+    let newest = replication::MetaDir::new(dir.join(".app.db-litestream"))
+        .newest_l0()
+        .unwrap()
+        .expect("local L0 files");
+    assert!(newest.max > txid, "{newest:?} after {txid}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -252,6 +252,11 @@ impl Auth {
         self.cache.lock().clear();
     }
 
+    /// True when requests need a bearer token (false only with authentication disabled).
+    pub fn required(&self) -> bool {
+        self.source.is_some()
+    }
+
     /// Checks the request's `Authorization` header value.
     pub fn check(&self, header: Option<&[u8]>) -> Result<(), ApiError> {
         if self.source.is_none() {

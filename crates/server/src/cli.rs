@@ -103,6 +103,12 @@ pub struct ServeArgs {
     #[arg(long, env = "SQLITEREST_MAX_ROWS", default_value_t = 0)]
     pub max_rows: i64,
 
+    /// Allow aggregate functions in `select` (`count()`, `amount.sum()`, `avg`, `min`, `max`,
+    /// grouped by the other selected fields). Off by default, as PostgREST's
+    /// db-aggregates-enabled: one request can make the database read every row of a table.
+    #[arg(long, env = "SQLITEREST_AGGREGATES_ENABLED")]
+    pub aggregates_enabled: bool,
+
     /// Time budget of one request in milliseconds; longer queries are interrupted (504).
     #[arg(long, env = "SQLITEREST_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
     pub request_timeout_ms: u64,

@@ -102,6 +102,7 @@ pub fn prepare(args: &DemoArgs) -> anyhow::Result<ServeConfig> {
         pprof_addr: None,
         cors_allowed_origins: Vec::new(),
         max_rows: Some(1000),
+        aggregates: false,
         request_timeout: std::time::Duration::from_secs(10),
         http_limits: HttpLimits::default(),
         conn_limits: ConnLimits::default(),

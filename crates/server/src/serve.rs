@@ -150,6 +150,7 @@ pub async fn run_with(config: ServeConfig, hooks: ServeHooks) -> anyhow::Result<
         limits: config.http_limits,
         plan_limits: dialect::Limits {
             max_rows: config.max_rows,
+            aggregates: config.aggregates,
         },
         writer: writer.clone(),
         write_options: dialect::WriteOptions {
@@ -168,6 +169,7 @@ pub async fn run_with(config: ServeConfig, hooks: ServeHooks) -> anyhow::Result<
             config.writes.local_positions,
             metrics.clone(),
         ),
+        openapi: Default::default(),
     });
     let durability_state = state.clone();
     let health = Arc::new(HealthReport::default());

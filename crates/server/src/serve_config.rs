@@ -55,6 +55,8 @@ pub struct ServeConfig {
     pub(crate) pprof_addr: Option<String>,
     pub(crate) cors_allowed_origins: Vec<String>,
     pub(crate) max_rows: Option<i64>,
+    /// Aggregates in `select` (`--aggregates-enabled`).
+    pub(crate) aggregates: bool,
     pub(crate) request_timeout: Duration,
     pub(crate) http_limits: HttpLimits,
     /// Connection-level limits of every listener (the cap is the API's; see
@@ -150,6 +152,7 @@ impl ServeConfig {
                 .filter_map(|o| non_empty(o))
                 .collect(),
             max_rows: (a.max_rows > 0).then_some(a.max_rows),
+            aggregates: a.aggregates_enabled,
             request_timeout,
             http_limits: HttpLimits {
                 max_body_bytes: a.max_body_bytes,

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::Server;
+use common::{Options, Server};
 use testkit::{Tool, require_tool};
 
 #[tokio::test]
@@ -18,7 +18,12 @@ async fn postgrest_js_reads_and_writes_through_sqlite_rest() {
     let Some(modules) = require_tool(Tool::NodeModules, TEST) else {
         return;
     };
-    let s = Server::start().await;
+    // Aggregates on: the script drives them too.
+    let s = Server::start_with(Options {
+        args: vec!["--aggregates-enabled".into()],
+        ..Options::default()
+    })
+    .await;
     s.run_client_script(
         "postgrest-js conformance",
         node,

@@ -6,14 +6,19 @@
 
 mod common;
 
-use common::Server;
+use common::{Options, Server};
 use testkit::{Tool, require_tool};
 
 async fn run_script(test: &str, script: &str) {
     let Some(python) = require_tool(Tool::Python, test) else {
         return;
     };
-    let s = Server::start().await;
+    // Aggregates on: the reads script drives them too.
+    let s = Server::start_with(Options {
+        args: vec!["--aggregates-enabled".into()],
+        ..Options::default()
+    })
+    .await;
     s.run_client_script(
         &format!("postgrest-py {test}"),
         python,

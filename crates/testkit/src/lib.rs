@@ -65,6 +65,11 @@ pub enum Tool {
     ReleaseBinary,
     /// sqlmap (PyPI), for the SQL injection scan of the hostile-client suite.
     Sqlmap,
+    /// `openapi-spec-validator` (PyPI, its own venv): validates the OpenAPI document.
+    OpenApiSpecValidator,
+    /// `schemathesis` (PyPI, its own venv): property-based tests driven by the OpenAPI
+    /// document.
+    Schemathesis,
     /// util-linux `unshare`, to run a server in its own user and mount namespace over a small
     /// tmpfs (a disk that fills up, without root).
     Unshare,
@@ -81,6 +86,8 @@ impl Tool {
             Tool::Node => "NODE_BIN",
             Tool::ReleaseBinary => "SQLITEREST_RELEASE_BIN",
             Tool::Sqlmap => "SQLMAP_BIN",
+            Tool::OpenApiSpecValidator => "OPENAPI_SPEC_VALIDATOR_BIN",
+            Tool::Schemathesis => "SCHEMATHESIS_BIN",
             Tool::Unshare => "UNSHARE_BIN",
         }
     }
@@ -97,6 +104,10 @@ impl Tool {
             Tool::Unshare => return find_in_path("unshare"),
             Tool::ReleaseBinary => root.join("target/release/sqlite-rest"),
             Tool::Sqlmap => root.join(".tools/sqlmap/bin/sqlmap"),
+            Tool::OpenApiSpecValidator => {
+                root.join(".tools/openapi-spec-validator/bin/openapi-spec-validator")
+            }
+            Tool::Schemathesis => root.join(".tools/schemathesis/bin/schemathesis"),
         };
         candidate.exists().then_some(candidate)
     }

@@ -89,6 +89,39 @@ failsWith('embed ambiguous', await t('users').select('messages(*)'), 'PGRST201',
 failsWith('embed no relationship', await t('projects').select('nope(*)'), 'PGRST200', 400)
 failsWith('embed filter not selected', await t('projects').select('id').eq('tasks.id', 1), 'PGRST108', 400)
 
+// Aggregates (the server runs with --aggregates-enabled): select() strings as PostgREST 12
+// documents them, grouped by the other selected columns.
+r = ok('aggregate count', await t('projects').select('count()'))
+check('aggregate count', r.data, [{ count: 5 }])
+r = ok(
+  'aggregate grouped',
+  await t('projects')
+    .select('client_id, total:budget.sum(), budget.avg(), id.max(), id.min(), id.count()')
+    .not('client_id', 'is', null)
+    .order('client_id'),
+)
+check('aggregate grouped', r.data, [
+  { client_id: 1, total: 3500.75, avg: 1750.375, max: 2, min: 1, count: 2 },
+  { client_id: 2, total: 99.99, avg: 99.99, max: 4, min: 3, count: 2 },
+])
+r = ok('aggregate cast', await t('projects').select('budget.avg()::int, budget::int.sum()').eq('client_id', 1))
+check('aggregate cast', r.data, [{ avg: 1750, sum: 3500 }])
+r = ok('aggregate in embed', await t('clients').select('name, projects(count(), budget.max())').order('id'))
+check('aggregate in embed', r.data, [
+  { name: 'Microsoft', projects: [{ count: 2, max: 2000.25 }] },
+  { name: 'Apple', projects: [{ count: 2, max: 99.99 }] },
+])
+r = ok('aggregate spread', await t('projects').select('...clients(name), budget.sum()').order('clients(name)'))
+check('aggregate spread', r.data, [
+  { name: 'Apple', sum: 99.99 },
+  { name: 'Microsoft', sum: 3500.75 },
+  { name: null, sum: 0.5 },
+])
+r = ok('aggregate count exact', await t('tasks').select('project_id, count()', { count: 'exact' }).order('project_id').limit(2))
+check('aggregate count exact', [r.data, r.count], [[{ project_id: 1, count: 2 }, { project_id: 2, count: 2 }], 4])
+failsWith('aggregate unknown column', await t('projects').select('nope.sum()'), '42703', 400)
+failsWith('aggregate of text', await t('projects').select('name.sum()'), '42883', 404)
+
 // Full-text search: textSearch() over an external-content FTS5 index (articles) and an FTS5
 // table (notes).
 const art = () => t('articles').select('id').order('id')

@@ -129,6 +129,32 @@ check("embed not null filter", ids(r), [1, 2, 3, 4])
 expect_error("embed ambiguous", lambda: t("users").select("messages(*)"), "PGRST201")
 expect_error("embed no relationship", lambda: t("projects").select("nope(*)"), "PGRST200")
 
+# aggregates (the server runs with --aggregates-enabled), grouped by the other selected columns
+r = t("projects").select("count()").execute()
+check("aggregate count", r.data, [{"count": 5}])
+r = (
+    t("projects")
+    .select("client_id", "total:budget.sum()", "budget.avg()", "id.max()", "id.min()")
+    .not_.is_("client_id", None)
+    .order("client_id")
+    .execute()
+)
+check(
+    "aggregate grouped",
+    r.data,
+    [{"client_id": 1, "total": 3500.75, "avg": 1750.375, "max": 2, "min": 1},
+     {"client_id": 2, "total": 99.99, "avg": 99.99, "max": 4, "min": 3}],
+)
+r = t("projects").select("budget.avg()::int,budget::int.sum()").eq("client_id", 1).execute()
+check("aggregate cast", r.data, [{"avg": 1750, "sum": 3500}])
+r = t("clients").select("name,projects(count())").order("id").execute()
+check("aggregate in embed", r.data, [{"name": "Microsoft", "projects": [{"count": 2}]},
+                                     {"name": "Apple", "projects": [{"count": 2}]}])
+r = t("tasks").select("project_id,count()", count=CountMethod.exact).order("project_id").limit(2).execute()
+check("aggregate count exact", [r.data, r.count],
+      [[{"project_id": 1, "count": 2}, {"project_id": 2, "count": 2}], 4])
+expect_error("aggregate unknown column", lambda: t("projects").select("nope.sum()"), "42703")
+
 # views
 check("view", ids(t("projects_view").select("id").lt("budget", 100).order("id").execute()), [4, 5])
 

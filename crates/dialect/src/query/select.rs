@@ -1,12 +1,13 @@
-//! The `select` parser: columns, aliases, casts, JSON paths and embedded resources, nested
-//! to a bounded depth.
+//! The `select` parser: columns, aliases, casts, JSON paths, aggregates (`col.sum()`,
+//! `count()`) and embedded resources, nested to a bounded depth.
 
-use crate::error::{ApiError, ErrorCode};
+use crate::error::ApiError;
 
 use super::lexer::{Cursor, MAX_DEPTH, PErr, to_api};
 use super::syntax::*;
 
-/// Parses the `select` parameter. An empty value means `*`.
+/// Parses the `select` parameter. An empty value means `*`. Aggregates are parsed whether or
+/// not the server allows them: the planner refuses them (PGRST123) when it does not.
 pub(super) fn parse_select(input: &str) -> Result<Vec<SelectItem>, ApiError> {
     if input.trim().is_empty() {
         return Ok(Vec::new());
@@ -16,34 +17,15 @@ pub(super) fn parse_select(input: &str) -> Result<Vec<SelectItem>, ApiError> {
         if c.at_end() {
             Ok(items)
         } else {
-            Err(c.err("\",\" or end of input").into())
+            Err(c.err("\",\" or end of input"))
         }
     });
-    match r {
-        Ok(items) => Ok(items),
-        Err(SelectErr::Syntax(e)) => Err(to_api("select parameter", input, &c, e)),
-        Err(SelectErr::Aggregate) => Err(ApiError::new(
-            400,
-            ErrorCode::AggregatesDisabled,
-            "Use of aggregate functions is not allowed",
-        )),
-    }
+    r.map_err(|e| to_api("select parameter", input, &c, e))
 }
 
-enum SelectErr {
-    Syntax(PErr),
-    Aggregate,
-}
-
-impl From<PErr> for SelectErr {
-    fn from(e: PErr) -> Self {
-        SelectErr::Syntax(e)
-    }
-}
-
-fn select_list(c: &mut Cursor, depth: usize) -> Result<Vec<SelectItem>, SelectErr> {
+fn select_list(c: &mut Cursor, depth: usize) -> Result<Vec<SelectItem>, PErr> {
     if depth > MAX_DEPTH {
-        return Err(c.err("a shallower select").into());
+        return Err(c.err("a shallower select"));
     }
     let mut items = Vec::new();
     loop {
@@ -56,9 +38,25 @@ fn select_list(c: &mut Cursor, depth: usize) -> Result<Vec<SelectItem>, SelectEr
     }
 }
 
-const AGGREGATES: [&str; 5] = ["sum", "avg", "min", "max", "count"];
+/// `::type` (a cast), if one follows.
+fn type_cast(c: &mut Cursor) -> Result<Option<String>, PErr> {
+    if !c.eat_str("::") {
+        return Ok(None);
+    }
+    let start = c.pos;
+    while matches!(c.peek(), Some(ch) if ch.is_ascii_alphanumeric() || ch == '_' || ch == ' ' || ch == '$')
+    {
+        c.pos += 1;
+    }
+    let t: String = c.chars[start..c.pos].iter().collect();
+    let t = t.trim();
+    if t.is_empty() {
+        return Err(c.err("a type name"));
+    }
+    Ok(Some(t.to_string()))
+}
 
-fn select_item(c: &mut Cursor, depth: usize) -> Result<SelectItem, SelectErr> {
+fn select_item(c: &mut Cursor, depth: usize) -> Result<SelectItem, PErr> {
     if c.eat('*') {
         return Ok(SelectItem::Star);
     }
@@ -70,8 +68,14 @@ fn select_item(c: &mut Cursor, depth: usize) -> Result<SelectItem, SelectErr> {
         alias = Some(name);
         name = c.name()?;
     }
-    if name == "count" && c.starts_with("()") {
-        return Err(SelectErr::Aggregate);
+    if name == "count" && c.eat_str("()") {
+        return Ok(SelectItem::Aggregate {
+            alias,
+            function: AggregateFn::Count,
+            field: None,
+            cast: None,
+            aggregate_cast: type_cast(c)?,
+        });
     }
     if spread || matches!(c.peek(), Some('(') | Some('!')) {
         let mut hints = Vec::new();
@@ -79,7 +83,7 @@ fn select_item(c: &mut Cursor, depth: usize) -> Result<SelectItem, SelectErr> {
             hints.push(c.name()?);
         }
         if !c.eat('(') {
-            return Err(c.err("\"(\"").into());
+            return Err(c.err("\"(\""));
         }
         c.skip_ws();
         let items = if c.peek() == Some(')') {
@@ -88,7 +92,7 @@ fn select_item(c: &mut Cursor, depth: usize) -> Result<SelectItem, SelectErr> {
             select_list(c, depth + 1)?
         };
         if !c.eat(')') {
-            return Err(c.err("\")\" or \",\"").into());
+            return Err(c.err("\")\" or \",\""));
         }
         return Ok(SelectItem::Embed {
             alias,
@@ -100,33 +104,26 @@ fn select_item(c: &mut Cursor, depth: usize) -> Result<SelectItem, SelectErr> {
     }
     let path = c.json_path()?;
     c.skip_ws();
+    let field = Field { name, path };
+    let cast = type_cast(c)?;
+    // `.function()` after the field (and its cast), then the aggregate's own cast.
     if c.peek() == Some('.') {
         let save = c.pos;
         c.pos += 1;
         let w = c.word();
-        if AGGREGATES.contains(&w.as_str()) && c.starts_with("()") {
-            return Err(SelectErr::Aggregate);
+        if let Some(function) = AggregateFn::from_name(&w)
+            && c.eat_str("()")
+        {
+            return Ok(SelectItem::Aggregate {
+                alias,
+                function,
+                field: Some(field),
+                cast,
+                aggregate_cast: type_cast(c)?,
+            });
         }
         c.pos = save;
-        return Err(c.err("\"::\", \",\" or end of input").into());
+        return Err(c.err("\"::\", \",\" or end of input"));
     }
-    let mut cast = None;
-    if c.eat_str("::") {
-        let start = c.pos;
-        while matches!(c.peek(), Some(ch) if ch.is_ascii_alphanumeric() || ch == '_' || ch == ' ' || ch == '$')
-        {
-            c.pos += 1;
-        }
-        let t: String = c.chars[start..c.pos].iter().collect();
-        let t = t.trim();
-        if t.is_empty() {
-            return Err(c.err("a type name").into());
-        }
-        cast = Some(t.to_string());
-    }
-    Ok(SelectItem::Column {
-        alias,
-        field: Field { name, path },
-        cast,
-    })
+    Ok(SelectItem::Column { alias, field, cast })
 }

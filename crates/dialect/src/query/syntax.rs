@@ -31,6 +31,41 @@ pub struct Field {
     pub path: Vec<JsonStep>,
 }
 
+/// The aggregate functions `select` may apply (`col.sum()`, `count()`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AggregateFn {
+    Sum,
+    Avg,
+    Min,
+    Max,
+    Count,
+}
+
+impl AggregateFn {
+    /// The name as written in `select`, which is also the default output key and the SQL
+    /// function (the same in SQLite).
+    pub fn name(self) -> &'static str {
+        match self {
+            AggregateFn::Sum => "sum",
+            AggregateFn::Avg => "avg",
+            AggregateFn::Min => "min",
+            AggregateFn::Max => "max",
+            AggregateFn::Count => "count",
+        }
+    }
+
+    pub(crate) fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "sum" => AggregateFn::Sum,
+            "avg" => AggregateFn::Avg,
+            "min" => AggregateFn::Min,
+            "max" => AggregateFn::Max,
+            "count" => AggregateFn::Count,
+            _ => return None,
+        })
+    }
+}
+
 /// One item of `select`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SelectItem {
@@ -39,6 +74,15 @@ pub enum SelectItem {
         alias: Option<String>,
         field: Field,
         cast: Option<String>,
+    },
+    /// `alias:field::cast.function()::aggregate_cast`, or `alias:count()::aggregate_cast`
+    /// (`field` is `None`: every row is counted).
+    Aggregate {
+        alias: Option<String>,
+        function: AggregateFn,
+        field: Option<Field>,
+        cast: Option<String>,
+        aggregate_cast: Option<String>,
     },
     /// `alias:relation!hint(items)` or `...relation(items)`: resource embedding.
     Embed {

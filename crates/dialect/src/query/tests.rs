@@ -179,15 +179,82 @@ fn select_quoted_names_and_negative_index() {
 }
 
 #[test]
-fn aggregates_are_refused() {
+fn aggregates_parse_in_postgrest_order() {
+    // alias:field::cast.function()::aggregate_cast, and count() alone.
+    let s = parse_select(
+        "count(),n:count()::text,price.sum(),t:price::int.avg()::text,data->>x::numeric.max(),b(id.min())",
+    )
+    .unwrap();
+    let agg = |alias: Option<&str>,
+               function,
+               field: Option<Field>,
+               cast: Option<&str>,
+               ac: Option<&str>| {
+        SelectItem::Aggregate {
+            alias: alias.map(str::to_string),
+            function,
+            field,
+            cast: cast.map(str::to_string),
+            aggregate_cast: ac.map(str::to_string),
+        }
+    };
+    assert_eq!(s[0], agg(None, AggregateFn::Count, None, None, None));
     assert_eq!(
-        parse_select("amount.sum()").unwrap_err().code.as_str(),
-        "PGRST123"
+        s[1],
+        agg(Some("n"), AggregateFn::Count, None, None, Some("text"))
     );
     assert_eq!(
-        parse_select("count()").unwrap_err().code.as_str(),
-        "PGRST123"
+        s[2],
+        agg(None, AggregateFn::Sum, Some(col("price")), None, None)
     );
+    assert_eq!(
+        s[3],
+        agg(
+            Some("t"),
+            AggregateFn::Avg,
+            Some(col("price")),
+            Some("int"),
+            Some("text")
+        )
+    );
+    match &s[4] {
+        SelectItem::Aggregate {
+            function: AggregateFn::Max,
+            field: Some(f),
+            cast: Some(c),
+            ..
+        } => {
+            assert_eq!(f.name, "data");
+            assert_eq!(f.path.len(), 1);
+            assert_eq!(c, "numeric");
+        }
+        other => panic!("{other:?}"),
+    }
+    match &s[5] {
+        SelectItem::Embed { items, .. } => {
+            assert_eq!(
+                items[0],
+                agg(None, AggregateFn::Min, Some(col("id")), None, None)
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn aggregate_syntax_errors() {
+    // Not a function, a call with arguments, `*` aggregated, a cast after count's name.
+    for bad in [
+        "price.total()",
+        "price.sum(1)",
+        "price.sum",
+        "*.count()",
+        "price.sum()x",
+    ] {
+        let e = parse_select(bad).unwrap_err();
+        assert_eq!(e.status, 400, "{bad}");
+        assert_eq!(e.code.as_str(), "PGRST100", "{bad}: {e:?}");
+    }
 }
 
 #[test]

@@ -1,9 +1,9 @@
 //! Select fields and order terms resolved against the relation: columns, JSON paths,
-//! casts from the whitelist, aliases, and how each value renders.
+//! casts from the whitelist, aggregates, aliases, and how each value renders.
 
 use crate::error::{ApiError, ErrorCode};
-use crate::query::{Arrow, Direction, Field, JsonKey, Nulls, OrderTerm};
-use crate::schema_cache::{Relation, ValueKind};
+use crate::query::{AggregateFn, Arrow, Direction, Field, JsonKey, Nulls, OrderTerm};
+use crate::schema_cache::{Affinity, Relation, ValueKind};
 
 use super::tree::*;
 
@@ -98,8 +98,18 @@ pub(super) fn output_field(
 ) -> Result<OutputField, ApiError> {
     let (expr, kind) = field_expr(rel, field)?;
     let key = alias.map_or_else(|| field_key(field), str::to_string);
+    let (expr, kind) = apply_cast(expr, kind, cast)?;
+    Ok(OutputField { key, expr, kind })
+}
+
+/// `CAST(expr AS …)` for a whitelisted type, and how the result renders.
+fn apply_cast(
+    expr: Expr,
+    kind: OutputKind,
+    cast: Option<&str>,
+) -> Result<(Expr, OutputKind), ApiError> {
     let Some(cast) = cast else {
-        return Ok(OutputField { key, expr, kind });
+        return Ok((expr, kind));
     };
     let to = CastType::from_pg(cast)?;
     let kind = match to {
@@ -107,14 +117,76 @@ pub(super) fn output_field(
         CastType::Json => OutputKind::Json,
         _ => OutputKind::Plain,
     };
-    Ok(OutputField {
-        key,
-        expr: Expr::Cast {
+    Ok((
+        Expr::Cast {
             inner: Box::new(expr),
             to,
         },
         kind,
+    ))
+}
+
+/// An aggregate of `select`: `function(field::cast)::aggregate_cast`, or `count(*)` without a
+/// field. Its key is the alias, else the function's name (PostgreSQL's label for it).
+/// `sum` and `avg` take numbers only: over text, JSON or booleans PostgreSQL has no such
+/// function (404 42883, with its hint), which a cast such as `::numeric` fixes.
+pub(super) fn aggregate_field(
+    rel: &Relation,
+    alias: Option<&str>,
+    function: AggregateFn,
+    field: Option<&Field>,
+    cast: Option<&str>,
+    aggregate_cast: Option<&str>,
+) -> Result<OutputField, ApiError> {
+    let (arg, kind) = match field {
+        None => (None, OutputKind::Plain),
+        Some(field) => {
+            let (expr, kind) = field_expr(rel, field)?;
+            let (expr, kind) = apply_cast(expr, kind, cast)?;
+            if matches!(function, AggregateFn::Sum | AggregateFn::Avg)
+                && let Some(pg_type) = non_numeric_type(rel, &expr, kind)
+            {
+                return Err(ApiError::new(
+                    404,
+                    ErrorCode::UndefinedFunction,
+                    format!("function {}({pg_type}) does not exist", function.name()),
+                )
+                .with_hint(
+                    "No function matches the given name and argument types. You might need to add explicit type casts.",
+                ));
+            }
+            (Some(Box::new(expr)), kind)
+        }
+    };
+    // `min`/`max` keep their argument's rendering; `count`, `sum` and `avg` give numbers.
+    let kind = match function {
+        AggregateFn::Min | AggregateFn::Max => kind,
+        _ => OutputKind::Plain,
+    };
+    let expr = Expr::Aggregate { function, arg };
+    let (expr, kind) = apply_cast(expr, kind, aggregate_cast)?;
+    Ok(OutputField {
+        key: alias.map_or_else(|| function.name().to_string(), str::to_string),
+        expr,
+        kind,
     })
+}
+
+/// The PostgreSQL type of a value `sum`/`avg` cannot take, if it is one: text, JSON or a
+/// boolean (columns declared so, JSON paths, casts to them). Columns without a declared type
+/// hold anything and are let through.
+fn non_numeric_type(rel: &Relation, expr: &Expr, kind: OutputKind) -> Option<&'static str> {
+    match (expr, kind) {
+        (_, OutputKind::Bool) => Some("boolean"),
+        (_, OutputKind::Json | OutputKind::RawJson) => Some("jsonb"),
+        (Expr::Cast { to, .. }, _) => (*to == CastType::Text).then_some("text"),
+        (Expr::JsonPath { text: true, .. }, _) => Some("text"),
+        (Expr::Column(c), _) => rel
+            .column(c)
+            .filter(|c| c.affinity == Affinity::Text)
+            .map(|_| "text"),
+        _ => None,
+    }
 }
 
 pub(super) fn order_item(rel: &Relation, t: &OrderTerm) -> Result<OrderItem, ApiError> {

@@ -21,7 +21,7 @@ use crate::relationships::Cardinality;
 use crate::schema_cache::{Relation, SchemaCache};
 
 use super::conditions::{condition, tree_condition};
-use super::fields::{order_item, output_field, star};
+use super::fields::{aggregate_field, order_item, output_field, star};
 use super::full_text::full_text_drives;
 use super::patterns::check_regexes;
 use super::tree::*;
@@ -57,12 +57,13 @@ pub fn plan_read(
         cache,
         query,
         max_rows: limits.max_rows,
+        aggregates: limits.aggregates,
         aliases: 0,
         embeds: 0,
         scopes: Vec::new(),
     };
     let alias = planner.alias();
-    let mut root = planner.node(rel, query.select.as_deref(), &Vec::new(), alias)?;
+    let mut root = planner.node(rel, query.select.as_deref(), &Vec::new(), alias, false)?;
     // Every scoped parameter must name an embed of the select.
     for path in query
         .filters
@@ -131,6 +132,8 @@ struct Planner<'a> {
     cache: &'a SchemaCache,
     query: &'a QueryParams,
     max_rows: Option<i64>,
+    /// Aggregates are allowed in `select`.
+    aggregates: bool,
     aliases: usize,
     embeds: usize,
     /// The scope of every node planned so far (the root's is empty).
@@ -144,13 +147,15 @@ impl Planner<'_> {
         a
     }
 
-    /// Plans one node: its fields and embeds, then the parameters scoped to it.
+    /// Plans one node: its fields and embeds, then the parameters scoped to it. The fields of
+    /// a `spread` node are lifted into its parent, which also does any grouping.
     fn node(
         &mut self,
         rel: Arc<Relation>,
         items: Option<&[SelectItem]>,
         scope: &Scope,
         alias: String,
+        spread: bool,
     ) -> Result<ReadNode, ApiError> {
         self.scopes.push(scope.clone());
         let mut fields = Vec::new();
@@ -167,6 +172,29 @@ impl Planner<'_> {
                             field,
                             cast.as_deref(),
                         )?),
+                        SelectItem::Aggregate {
+                            alias,
+                            function,
+                            field,
+                            cast,
+                            aggregate_cast,
+                        } => {
+                            if !self.aggregates {
+                                return Err(ApiError::new(
+                                    400,
+                                    ErrorCode::AggregatesDisabled,
+                                    "Use of aggregate functions is not allowed",
+                                ));
+                            }
+                            fields.push(aggregate_field(
+                                &rel,
+                                alias.as_deref(),
+                                *function,
+                                field.as_ref(),
+                                cast.as_deref(),
+                                aggregate_cast.as_deref(),
+                            )?);
+                        }
                         SelectItem::Embed {
                             alias,
                             relation,
@@ -188,10 +216,7 @@ impl Planner<'_> {
                                 for f in &embed.node.fields {
                                     fields.push(OutputField {
                                         key: f.key.clone(),
-                                        expr: Expr::Spread {
-                                            embed: at,
-                                            inner: Box::new(f.expr.clone()),
-                                        },
+                                        expr: spread_expr(at, &f.expr),
                                         kind: f.kind,
                                     });
                                 }
@@ -232,6 +257,10 @@ impl Planner<'_> {
             for t in terms {
                 order.push(order_term(&rel, &children, t)?);
             }
+        }
+
+        if !spread {
+            check_grouped_order(&rel, &fields, &order)?;
         }
 
         let (offset, limit) = if scope.is_empty() {
@@ -371,7 +400,7 @@ impl Planner<'_> {
         let key = alias.unwrap_or(target).to_string();
         let mut child_scope = scope.clone();
         child_scope.push((key.clone(), target.to_string()));
-        let node = self.node(child, Some(items), &child_scope, child_alias)?;
+        let node = self.node(child, Some(items), &child_scope, child_alias, spread)?;
         if node.fields.len() > MAX_EMBED_FIELDS {
             return Err(ApiError::not_implemented(format!(
                 "An embedded resource shows at most {MAX_EMBED_FIELDS} fields ('{target}' asks for {})",
@@ -389,6 +418,67 @@ impl Planner<'_> {
             inner,
         })
     }
+}
+
+/// A field of a to-one spread, read through the embed. An aggregate in it is hoisted: it
+/// runs in the parent over the related values (`max((SELECT … FROM <related row>))`), so
+/// the parent's rows are grouped as PostgREST groups them.
+fn spread_expr(embed: usize, e: &Expr) -> Expr {
+    match e {
+        Expr::Aggregate { function, arg } => Expr::Aggregate {
+            function: *function,
+            // `count()` of a spread counts the rows that have a related row.
+            arg: Some(Box::new(match arg {
+                Some(arg) => spread_expr(embed, arg),
+                None => Expr::Spread {
+                    embed,
+                    inner: Box::new(Expr::Present),
+                },
+            })),
+        },
+        Expr::Cast { inner, to } if inner.is_aggregate() => Expr::Cast {
+            inner: Box::new(spread_expr(embed, inner)),
+            to: *to,
+        },
+        other => Expr::Spread {
+            embed,
+            inner: Box::new(other.clone()),
+        },
+    }
+}
+
+/// In a grouped node (one with aggregates), an order term must be one of the grouping
+/// fields, as PostgreSQL requires (400 42803 otherwise); ordering by an aggregate is not
+/// supported, as in PostgREST.
+fn check_grouped_order(
+    rel: &Relation,
+    fields: &[OutputField],
+    order: &[OrderItem],
+) -> Result<(), ApiError> {
+    if !fields.iter().any(|f| f.expr.is_aggregate()) {
+        return Ok(());
+    }
+    for o in order {
+        if !fields.iter().any(|f| f.expr == o.expr) {
+            let name = match &o.expr {
+                Expr::Column(c) | Expr::JsonPath { column: c, .. } => c.as_str(),
+                Expr::Spread { inner, .. } => match inner.as_ref() {
+                    Expr::Column(c) | Expr::JsonPath { column: c, .. } => c.as_str(),
+                    _ => "?",
+                },
+                _ => "?",
+            };
+            return Err(ApiError::new(
+                400,
+                ErrorCode::GroupingError,
+                format!(
+                    "column \"{}.{name}\" must appear in the GROUP BY clause or be used in an aggregate function",
+                    rel.name
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn negative_limit() -> ApiError {

@@ -53,7 +53,17 @@ fn range_intersection_and_max_rows() {
     let q = QueryParams::parse("limit=10&offset=5").unwrap();
     let mut h = headers();
     h.range = Some((0, Some(7)));
-    let p = plan_read(&c, "t", &q, &h, Limits { max_rows: Some(2) }).unwrap();
+    let p = plan_read(
+        &c,
+        "t",
+        &q,
+        &h,
+        Limits {
+            max_rows: Some(2),
+            ..Limits::default()
+        },
+    )
+    .unwrap();
     assert_eq!(p.root.offset, 5);
     assert_eq!(p.root.limit, Some(2));
     let p = plan_read(&c, "t", &q, &h, Limits::default()).unwrap();
@@ -527,5 +537,129 @@ fn json_keys_and_bool_values() {
             )
         }
         other => panic!("{other:?}"),
+    }
+}
+
+fn aggregates_cache() -> SchemaCache {
+    let c = rusqlite::Connection::open_in_memory().unwrap();
+    c.execute_batch(
+        "CREATE TABLE a (id INTEGER PRIMARY KEY, name TEXT);
+         CREATE TABLE b (id INTEGER PRIMARY KEY, n INTEGER, g TEXT, a_id INTEGER REFERENCES a(id));",
+    )
+    .unwrap();
+    SchemaCache::load(&c, &crate::schema_cache::Exposure::All).unwrap()
+}
+
+fn plan_aggregates(table: &str, q: &str) -> Result<ReadPlan, ApiError> {
+    let limits = Limits {
+        aggregates: true,
+        ..Limits::default()
+    };
+    plan_read(
+        &aggregates_cache(),
+        table,
+        &QueryParams::parse(q)?,
+        &headers(),
+        limits,
+    )
+}
+
+#[test]
+fn aggregates_plan_into_fields_keyed_by_function_or_alias() {
+    let p = plan_aggregates("b", "select=g,count(),t:n::int.sum()::text,n.max()").unwrap();
+    let keys: Vec<&str> = p.root.fields.iter().map(|f| f.key.as_str()).collect();
+    assert_eq!(keys, ["g", "count", "t", "max"]);
+    assert!(p.root.grouped());
+    assert!(!p.root.fields[0].expr.is_aggregate());
+    assert_eq!(
+        p.root.fields[2].expr,
+        Expr::Cast {
+            inner: Box::new(Expr::Aggregate {
+                function: crate::query::AggregateFn::Sum,
+                arg: Some(Box::new(Expr::Cast {
+                    inner: Box::new(Expr::Column("n".into())),
+                    to: CastType::Integer,
+                })),
+            }),
+            to: CastType::Text,
+        }
+    );
+    // Off: the same select is PostgREST's PGRST123, before anything else is resolved.
+    let e = plan_read(
+        &aggregates_cache(),
+        "b",
+        &QueryParams::parse("select=count(),nope").unwrap(),
+        &headers(),
+        Limits::default(),
+    )
+    .unwrap_err();
+    assert_eq!((e.status, e.code.as_str()), (400, "PGRST123"));
+}
+
+#[test]
+fn grouping_is_by_result_position_at_the_top_and_by_expression_in_embeds() {
+    let p = plan_aggregates("b", "select=g,count(),a_id,n.sum()&order=g&limit=2").unwrap();
+    let sql = crate::sql::select(&p.root);
+    assert_eq!(
+        sql.text,
+        "SELECT \"t0\".\"g\", count(*), \"t0\".\"a_id\", sum(\"t0\".\"n\") FROM \"b\" AS \"t0\" \
+         GROUP BY 1, 3 ORDER BY \"t0\".\"g\" ASC NULLS LAST LIMIT ? OFFSET ?"
+    );
+    // Only aggregates: no GROUP BY (one row, even over no rows).
+    let p = plan_aggregates("b", "select=count()").unwrap();
+    assert_eq!(
+        crate::sql::select(&p.root).text,
+        "SELECT count(*) FROM \"b\" AS \"t0\""
+    );
+    // Inside a to-many embed: the group's rows in a sub-select, grouped by expression.
+    let p = plan_aggregates("a", "select=name,b(g,count())").unwrap();
+    let sql = crate::sql::select(&p.root);
+    assert!(!p.root.grouped());
+    assert!(
+        sql.text
+            .contains("json_group_array(json(\"pgrst_row\")) FROM (SELECT json_object(?, ")
+            && sql.text.contains(" GROUP BY \"t1\".\"g\")"),
+        "{}",
+        sql.text
+    );
+    assert!(!sql.text.contains("GROUP BY 1"), "{}", sql.text);
+    // Counts count groups.
+    let p = plan_aggregates("b", "select=g,count()&n=gt.1").unwrap();
+    assert_eq!(
+        crate::sql::count(&p.root).text,
+        "SELECT count(*) FROM (SELECT \"t0\".\"g\", count(*) FROM \"b\" AS \"t0\" \
+         WHERE (\"t0\".\"n\" > ?) GROUP BY 1)"
+    );
+}
+
+#[test]
+fn spread_aggregates_are_hoisted_into_the_parent() {
+    let p = plan_aggregates("b", "select=g,...a(id.max(),count())").unwrap();
+    assert!(p.root.grouped());
+    let sql = crate::sql::select(&p.root);
+    assert_eq!(
+        sql.text,
+        "SELECT \"t0\".\"g\", max((SELECT \"t1\".\"id\" FROM \"a\" AS \"t1\" WHERE \"t1\".\"id\" = \"t0\".\"a_id\")), \
+         count((SELECT 1 FROM \"a\" AS \"t1\" WHERE \"t1\".\"id\" = \"t0\".\"a_id\")) \
+         FROM \"b\" AS \"t0\" GROUP BY 1"
+    );
+}
+
+#[test]
+fn grouped_order_must_name_a_grouping_field() {
+    for (q, ok) in [
+        ("select=g,count()&order=g.desc", true),
+        ("select=x:g,count()&order=g", true),
+        ("select=g,count()&order=n", false),
+        ("select=count()&order=g", false),
+        ("select=g,n&order=id", true),
+    ] {
+        match plan_aggregates("b", q) {
+            Ok(_) => assert!(ok, "{q}"),
+            Err(e) => {
+                assert!(!ok, "{q}: {e:?}");
+                assert_eq!((e.status, e.code.as_str()), (400, "42803"), "{q}");
+            }
+        }
     }
 }

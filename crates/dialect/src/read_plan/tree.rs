@@ -8,7 +8,7 @@ use rusqlite::types::Value;
 use crate::error::{ApiError, ErrorCode};
 use crate::fts::FullTextIndex;
 use crate::headers::{CountMethod, MediaType};
-use crate::query::{Comparison, ContainOp, IsValue};
+use crate::query::{AggregateFn, Comparison, ContainOp, IsValue};
 use crate::schema_cache::Relation;
 
 /// Server-side limits applied while planning.
@@ -16,6 +16,9 @@ use crate::schema_cache::Relation;
 pub struct Limits {
     /// Caps the rows of every read node (PostgREST's `db-max-rows`).
     pub max_rows: Option<i64>,
+    /// Aggregates in `select` (`count()`, `col.sum()`) are allowed (PostgREST's
+    /// `db-aggregates-enabled`); without it they answer 400 PGRST123.
+    pub aggregates: bool,
 }
 
 /// How a value is rendered in the response.
@@ -89,6 +92,25 @@ pub enum Expr {
     /// `inner` over the node's to-one embed at this index (a spread field, or an order by a
     /// related column): NULL when there is no related row.
     Spread { embed: usize, inner: Box<Expr> },
+    /// `1`: the related row of a to-one spread is there (what `...rel(count())` counts).
+    Present,
+    /// `function(arg)` over the rows of a group; `count(*)` when `arg` is `None`. A node
+    /// whose fields hold one is grouped by its other fields.
+    Aggregate {
+        function: AggregateFn,
+        arg: Option<Box<Expr>>,
+    },
+}
+
+impl Expr {
+    /// True when the expression applies an aggregate (its value is one per group).
+    pub fn is_aggregate(&self) -> bool {
+        match self {
+            Expr::Aggregate { .. } => true,
+            Expr::Cast { inner, .. } | Expr::AsText(inner) => inner.is_aggregate(),
+            _ => false,
+        }
+    }
 }
 
 /// A field of the output objects.
@@ -257,6 +279,13 @@ pub struct ReadNode {
     pub limit: Option<i64>,
     /// Embedded reads, in `select` order.
     pub children: Vec<Embed>,
+}
+
+impl ReadNode {
+    /// True when a field aggregates: the node's rows are groups of its other fields.
+    pub fn grouped(&self) -> bool {
+        self.fields.iter().any(|f| f.expr.is_aggregate())
+    }
 }
 
 /// A planned GET/HEAD.

@@ -94,10 +94,33 @@ impl ReplicationHandle {
     /// returns the TXID of the sync that first covered it: the newest TXID of the L0 files
     /// that sync wrote, so a read at that TXID (or later) reflects the commit. Exact even when
     /// called long after later syncs (the record is bounded: a waiter older than thousands of
-    /// syncs gets a later sync's TXID, which still names a real L0 file holding the commit). Never waits on the network: syncs are local; it fails only if
-    /// replication failed for good or stopped. The commit must have been notified first.
+    /// syncs gets a later sync's TXID, which still names a real L0 file holding the commit).
+    /// Never waits on the network: syncs are local. It fails only once the sync task has
+    /// ended (syncing failed for good, or replication stopped): replication failing for good
+    /// on the replica's side does not end the wait, the sync task goes on until shutdown (see
+    /// `sync_task`), so the commit still gets its TXID. The commit must have been notified
+    /// first.
     pub async fn wait_commit_synced(&self, seq: u64) -> Result<TxId, FatalError> {
-        self.wait(|p| p.synced_seq >= seq).await?;
+        let mut rx = self.shared.progress.subscribe();
+        let sync_ended = self.shared.sync_stopped.cancelled();
+        tokio::pin!(sync_ended);
+        let _waiting = Waiting::new(&self.shared);
+        loop {
+            if rx.borrow_and_update().synced_seq >= seq {
+                break;
+            }
+            if self.shared.sync_stopped.is_cancelled() {
+                return Err(self.shared.health.fatal().unwrap_or_else(stopped));
+            }
+            tokio::select! {
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        return Err(self.shared.health.fatal().unwrap_or_else(stopped));
+                    }
+                }
+                _ = &mut sync_ended => {}
+            }
+        }
         match self.shared.progress.synced_txid(seq) {
             Some(txid) => Ok(txid),
             // Unreachable: synced positions never go back.

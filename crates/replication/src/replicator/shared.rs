@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use parking_lot::Mutex;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use crate::client::ReplicaClient;
 use crate::db_metrics::DbMetrics;
@@ -44,6 +45,9 @@ pub(crate) struct Shared {
     /// Set by [`crate::ReplicationHandle::wake`]: sync even if every notified commit is
     /// already synced (a write the handle was not told about).
     pub(super) poked: AtomicBool,
+    /// Cancelled when the sync task has ended (however it ended): waiters for a local sync
+    /// stop waiting then.
+    pub(super) sync_stopped: CancellationToken,
     /// The deadline of replica operations.
     pub operation_timeout: Duration,
     pub(super) last_upload: Mutex<Option<SystemTime>>,

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use crate::health::Component;
 use crate::progress::Positions;
 
 use super::error::ShutdownError;
@@ -59,32 +60,18 @@ impl Replicator {
 
     async fn final_sync(&self, timeout: Duration) -> Result<(), ShutdownError> {
         if let Some(f) = self.shared.health.fatal() {
+            // The replica is out of reach for good, but the local disk may still work: the
+            // last commits go into local L0 files (the next start uploads them), unless
+            // syncing itself is what failed.
+            if f.component != Component::Sync
+                && let Err(e) = self.local_sync(timeout).await
+            {
+                tracing::warn!(db = %self.shared.db_path.display(), error = %e, "the final local sync after replication failed did not complete");
+            }
             return Err(f.into());
         }
         let deadline = Instant::now() + timeout;
-        let (tx, rx) = oneshot::channel();
-        if self
-            .sync_ctl
-            .send(SyncCommand::Final(timeout, tx))
-            .await
-            .is_err()
-        {
-            return Err(ShutdownError::FinalSync(
-                "replication already stopped".into(),
-            ));
-        }
-        match rx.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(ShutdownError::FinalSync(e)),
-            Err(_) => {
-                return Err(self
-                    .shared
-                    .health
-                    .fatal()
-                    .map(ShutdownError::from)
-                    .unwrap_or_else(|| ShutdownError::FinalSync("sync task stopped".into())));
-            }
-        }
+        self.local_sync(timeout).await?;
         let local = self.shared.progress.positions().local_txid;
         let handle = self.handle();
         match tokio::time::timeout_at(deadline.into(), handle.wait_replicated(local)).await {
@@ -98,6 +85,31 @@ impl Replicator {
                     replicated: p.replicated_txid,
                 })
             }
+        }
+    }
+
+    /// The sync task's last sync (retried within `timeout`); it closes the database after.
+    async fn local_sync(&self, timeout: Duration) -> Result<(), ShutdownError> {
+        let (tx, rx) = oneshot::channel();
+        if self
+            .sync_ctl
+            .send(SyncCommand::Final(timeout, tx))
+            .await
+            .is_err()
+        {
+            return Err(ShutdownError::FinalSync(
+                "replication already stopped".into(),
+            ));
+        }
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(ShutdownError::FinalSync(e)),
+            Err(_) => Err(self
+                .shared
+                .health
+                .fatal()
+                .map(ShutdownError::from)
+                .unwrap_or_else(|| ShutdownError::FinalSync("sync task stopped".into()))),
         }
     }
 }

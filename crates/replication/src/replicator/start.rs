@@ -133,6 +133,7 @@ impl Replicator {
             wake: Notify::new(),
             waiters: AtomicUsize::new(0),
             hurry: Notify::new(),
+            sync_stopped: CancellationToken::new(),
             poked: AtomicBool::new(false),
             operation_timeout: options.network.operation_timeout,
             last_upload: Mutex::new(None),
@@ -288,7 +289,11 @@ fn spawn_tasks(
     probe_interval: Duration,
 ) -> Replicator {
     let stop_all = CancellationToken::new();
-    let stop_background = stop_all.child_token();
+    // Replication failing for good on the replica's side stops these; the sync task goes on
+    // writing local L0 files until shutdown, so every commit the server makes meanwhile gets
+    // its TXID (see `sync_task`).
+    let stop_replica = stop_all.child_token();
+    let stop_background = stop_replica.child_token();
     let (sync_ctl, ctl_rx) = mpsc::channel(4);
     let tasks = vec![
         supervised(
@@ -299,23 +304,27 @@ fn spawn_tasks(
         ),
         supervised(
             &shared,
-            &stop_all,
+            &stop_replica,
             Component::Upload,
-            upload_loop(shared.clone(), replica_txid, stop_all.clone()),
+            upload_loop(shared.clone(), replica_txid, stop_replica.clone()),
         ),
         supervised(
             &shared,
-            &stop_all,
+            &stop_replica,
             Component::Compaction,
             maintenance::run(shared.clone(), stop_background.clone()),
         ),
         supervised(
             &shared,
-            &stop_all,
+            &stop_replica,
             Component::Probe,
             probe_loop(shared.clone(), probe_interval, stop_background.clone()),
         ),
-        tokio::spawn(watchdog(shared.clone(), stop_all.clone())),
+        tokio::spawn(watchdog(
+            shared.clone(),
+            stop_all.clone(),
+            stop_replica.clone(),
+        )),
     ];
     Replicator {
         shared,

@@ -40,17 +40,27 @@ pub(super) fn supervised(
     })
 }
 
-/// Checks the retry window; on a fatal error stops every task.
-pub(super) async fn watchdog(shared: Arc<Shared>, stop: CancellationToken) {
+/// Checks the retry window. On a fatal error stops the replica's side (`stop_replica`:
+/// uploads, maintenance, probes), or every task (`stop_all`) when syncing itself failed: the
+/// local disk still works when only the replica does not, and the sync task goes on giving
+/// the server's last commits their TXIDs until shutdown.
+pub(super) async fn watchdog(
+    shared: Arc<Shared>,
+    stop_all: CancellationToken,
+    stop_replica: CancellationToken,
+) {
     let tick =
         (shared.health.window() / 20).clamp(Duration::from_millis(50), Duration::from_secs(1));
     loop {
         tokio::select! {
-            _ = stop.cancelled() => return,
+            _ = stop_replica.cancelled() => return,
             _ = tokio::time::sleep(tick) => {}
         }
-        if shared.health.check().is_some() {
-            stop.cancel();
+        if let Some(f) = shared.health.check() {
+            match f.component {
+                Component::Sync => stop_all.cancel(),
+                _ => stop_replica.cancel(),
+            }
             return;
         }
     }

@@ -11,6 +11,12 @@
 //! replicator's CPU stays a small share of a loaded server's. Without notices (writes by other processes) the task polls every
 //! `monitor-interval`; after a failed sync it backs off ([`crate::health`]) and ignores
 //! notices until the backoff ends. Checkpoints happen inside the syncs.
+//!
+//! When replication fails for good on the replica's side (uploads, probes), this task goes
+//! on until shutdown: the local disk still works, so the commits the server makes while it
+//! stops still land in local L0 files and get their TXIDs (a synchronous write answered
+//! `SR001` names its transaction), and the next start has them ready to upload. It stops with
+//! everything else when syncing itself failed for good.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -40,6 +46,8 @@ pub(super) async fn sync_loop(
     mut ctl: mpsc::Receiver<SyncCommand>,
     stop: CancellationToken,
 ) {
+    // However the task ends (even by a panic), waiters for a local sync stop waiting.
+    let _stopped = shared.sync_stopped.clone().drop_guard();
     let monitor = shared.db.monitor_interval;
     let mut syncer = Some(syncer);
     let mut last_sync = Instant::now();

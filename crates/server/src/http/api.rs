@@ -1,6 +1,7 @@
 //! The request handler: limits, routing, CORS preflight, authentication, dispatch, metrics.
 //!
-//! Paths are `/{table_or_view}` (percent-decoded); `/` and deeper paths get PostgREST's 404s.
+//! Paths are `/{table_or_view}` (percent-decoded) and `/`, the OpenAPI document
+//! ([`super::openapi`]; GET, HEAD and OPTIONS only); deeper paths get PostgREST's 404.
 //! GET/HEAD read ([`super::read`]), POST/PATCH/PUT/DELETE write ([`super::write`]), OPTIONS
 //! answers `Allow` per relation, anything else is 405 PGRST117. Everything decided from the
 //! request line and headers (limits, path, preflight, method, authentication) comes before the
@@ -16,7 +17,7 @@ use dialect::resolve_relation;
 use dialect::{ApiError, ErrorCode};
 use http::{HeaderValue, Method, StatusCode, header};
 
-use super::{AppState, HttpLimits, read, respond, write};
+use super::{AppState, HttpLimits, openapi, read, respond, write};
 use crate::metrics_registry::operation;
 
 pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
@@ -71,6 +72,18 @@ async fn dispatch(state: &AppState, req: Request, deadline: Instant) -> Outcome 
     // server buffer or wait for its body.
     let target = match route(state, &parts) {
         Ok(Route::Relation(target)) => target,
+        Ok(Route::Root) => {
+            HttpLimits::discard_small(&parts, body).await;
+            let method = &parts.method;
+            let result = if method == Method::OPTIONS {
+                Ok(allow("OPTIONS,GET,HEAD"))
+            } else {
+                openapi::handle(state, &parts, method == Method::HEAD, deadline).await
+            };
+            return result
+                .map(|resp| (String::new(), resp))
+                .map_err(|e| (String::new(), e));
+        }
         Ok(Route::Answered(relation, resp)) => {
             HttpLimits::discard_small(&parts, body).await;
             return Ok((relation, resp));
@@ -170,6 +183,8 @@ struct Target {
 enum Route {
     /// A routed, authenticated request for a relation.
     Relation(Target),
+    /// An authenticated GET, HEAD or OPTIONS on `/`.
+    Root,
     /// Already answered (a CORS preflight).
     Answered(String, Response),
 }
@@ -180,13 +195,6 @@ fn route(state: &AppState, parts: &http::request::Parts) -> Result<Route, ApiErr
     state.limits.check(parts)?;
     let path = parts.uri.path();
     let segment = path.strip_prefix('/').unwrap_or(path);
-    if segment.is_empty() {
-        return Err(ApiError::new(
-            404,
-            ErrorCode::RootDisabled,
-            "Root endpoint metadata is disabled",
-        ));
-    }
     if segment.contains('/') {
         return Err(ApiError::new(
             404,
@@ -208,16 +216,19 @@ fn route(state: &AppState, parts: &http::request::Parts) -> Result<Route, ApiErr
         );
         return Ok(Route::Answered(relation, resp));
     }
-    if !matches!(
-        *method,
-        Method::GET
-            | Method::HEAD
-            | Method::OPTIONS
-            | Method::POST
-            | Method::PATCH
-            | Method::PUT
-            | Method::DELETE
-    ) {
+    let root = segment.is_empty();
+    if root && !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+        || !matches!(
+            *method,
+            Method::GET
+                | Method::HEAD
+                | Method::OPTIONS
+                | Method::POST
+                | Method::PATCH
+                | Method::PUT
+                | Method::DELETE
+        )
+    {
         return Err(ApiError::new(
             405,
             ErrorCode::UnsupportedMethod,
@@ -233,6 +244,9 @@ fn route(state: &AppState, parts: &http::request::Parts) -> Result<Route, ApiErr
         state.metrics.auth_failed.inc();
         return Err(e);
     }
+    if root {
+        return Ok(Route::Root);
+    }
     Ok(Route::Relation(Target {
         relation,
         raw_segment: segment.to_string(),
@@ -244,17 +258,22 @@ async fn options(
     relation: String,
     deadline: Instant,
 ) -> Result<Response, ApiError> {
-    let allow = state
+    let methods = state
         .db
         .reads
         .run_within(deadline, move |_, cache| {
             Ok(resolve_relation(cache, &relation)?.allow_header())
         })
         .await?;
+    Ok(allow(&methods))
+}
+
+/// An empty 200 with `Allow: methods`.
+fn allow(methods: &str) -> Response {
     let mut resp = Response::new(Body::empty());
     *resp.status_mut() = StatusCode::OK;
-    if let Ok(v) = HeaderValue::from_str(&allow) {
+    if let Ok(v) = HeaderValue::from_str(methods) {
         resp.headers_mut().insert(header::ALLOW, v);
     }
-    Ok(resp)
+    resp
 }

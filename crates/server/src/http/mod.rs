@@ -2,7 +2,8 @@
 //!
 //! One fallback handler ([`api::handle`]) takes every request, so the hot path is a single
 //! function call rather than a middleware stack: limits, routing, CORS, auth, dispatch to the
-//! read handler ([`read`]) or the write handler ([`write`]), metrics. [`durability`] decides
+//! read handler ([`read`]), the write handler ([`write`]) or the OpenAPI document
+//! ([`openapi`]), metrics. [`durability`] decides
 //! when a write is answered and which replication position (`Sqlite-Rest-Txid`) a response
 //! carries. Every listener serves
 //! its connections through [`conn`] (connection cap, header read and idle timeouts). Servers
@@ -13,6 +14,7 @@ pub mod conn;
 pub mod cors;
 pub mod durability;
 pub mod limits;
+pub mod openapi;
 pub mod read;
 pub mod respond;
 pub mod write;
@@ -44,6 +46,8 @@ pub struct AppState {
     pub write_options: dialect::WriteOptions,
     /// When writes are answered; replication positions of responses.
     pub durability: durability::Durability,
+    /// The OpenAPI document of `GET /`, rendered once per schema cache.
+    pub openapi: openapi::DocCache,
 }
 
 /// The API router.
