@@ -33,6 +33,14 @@ pub use conn::ConnLimits;
 pub use cors::Cors;
 pub use limits::HttpLimits;
 
+/// A request header as text (absent or not visible ASCII: `None`).
+pub(crate) fn header_str(
+    parts: &http::request::Parts,
+    name: impl http::header::AsHeaderName,
+) -> Option<&str> {
+    parts.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
 /// Everything a request handler needs.
 pub struct AppState {
     pub db: Arc<Database>,
