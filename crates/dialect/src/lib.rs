@@ -41,6 +41,10 @@
 //!   INSERT/UPDATE/DELETE SQL.
 //! - `exec_write.rs`: running a write plan ([`execute_write`]).
 //!
+//! RPC — `rpc/`: functions defined as SQL files and calls to them ([`RpcFunction`],
+//! [`RpcFunctions`], [`RpcCall`], [`execute_rpc`]); a set result is read through the read
+//! planner with the function's statement as the relation.
+//!
 //! Shared:
 //!
 //! - `error.rs`: [`ApiError`], PostgREST's error shape with its typed code ([`ErrorCode`],
@@ -70,6 +74,7 @@ mod openapi;
 mod query;
 mod read_plan;
 mod relationships;
+mod rpc;
 mod schema_cache;
 mod shape;
 mod sql;
@@ -117,4 +122,10 @@ pub use openapi::{
     negotiate_root as negotiate_openapi,
 };
 pub use relationships::{Cardinality, Junction, Relationship, Relationships};
-pub use schema_cache::{Exposure, Relation, SchemaCache, schema_version};
+pub use schema_cache::{Exposure, Relation, SchemaCache, Source, schema_version};
+// RPC over named SQL files.
+pub use rpc::{
+    Args as RpcArgs, Call as RpcCall, CallRead as RpcRead, Function as RpcFunction,
+    Functions as RpcFunctions, Param as RpcParam, ParamType as RpcParamType, Returns as RpcReturns,
+    execute_call as execute_rpc, is_identifier, split_query as split_rpc_query,
+};

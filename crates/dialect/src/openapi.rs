@@ -73,6 +73,8 @@ pub enum FunctionReturns {
     One(Vec<FunctionColumn>),
     /// An array of objects with these columns (filters, `order`, `limit` apply).
     Set(Vec<FunctionColumn>),
+    /// Nothing: 204 without a body.
+    Void,
 }
 
 /// A function served at `/rpc/<name>`, as the document describes it. A function that writes
@@ -689,14 +691,23 @@ fn function_item(f: &FunctionDoc, parameters: &mut Map<String, Value>) -> Value 
         json!({"type": "object", "properties": props})
     };
     let (result, set) = match &f.returns {
-        FunctionReturns::Scalar(t) => (Value::Object(nullable(type_schema(t))), false),
-        FunctionReturns::One(cols) => (columns(cols), false),
-        FunctionReturns::Set(cols) => (json!({"type": "array", "items": columns(cols)}), true),
+        FunctionReturns::Scalar(t) => (Some(Value::Object(nullable(type_schema(t)))), false),
+        FunctionReturns::One(cols) => (Some(columns(cols)), false),
+        FunctionReturns::Set(cols) => {
+            (Some(json!({"type": "array", "items": columns(cols)})), true)
+        }
+        FunctionReturns::Void => (None, false),
     };
-    let responses = json!({
-        "200": {"description": "The function's result.", "content": {"application/json": {"schema": result}}},
-        "default": {"$ref": "#/components/responses/Error"},
-    });
+    let responses = match result {
+        Some(result) => json!({
+            "200": {"description": "The function's result.", "content": {"application/json": {"schema": result}}},
+            "default": {"$ref": "#/components/responses/Error"},
+        }),
+        None => json!({
+            "204": {"description": "Done; the function returns nothing."},
+            "default": {"$ref": "#/components/responses/Error"},
+        }),
+    };
     let tags = json!(["(rpc) ".to_string() + &f.name]);
     let description = f.description.clone().unwrap_or_default();
     let body_props: Map<String, Value> = f

@@ -131,6 +131,18 @@ pub struct Relation {
     pub full_text: HashMap<String, FullTextIndex>,
     /// The `CREATE` statement (for naming the CHECK constraint a write violated).
     pub sql: String,
+    /// Rows read from a statement instead of a stored relation (an RPC function's result,
+    /// see `rpc/`); `None` for tables and views.
+    pub source: Option<Arc<Source>>,
+}
+
+/// A statement whose rows a derived relation reads: its SQL text and the values of its
+/// parameters in the order SQLite numbers them (first appearance), so that it can stand as a
+/// subquery in a statement whose other parameters are `?`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Source {
+    pub sql: String,
+    pub args: Vec<rusqlite::types::Value>,
 }
 
 /// How the rows a write touched are found again (for `return=representation`).
@@ -147,6 +159,51 @@ pub enum RowKey {
 impl Relation {
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.by_name.get(name).map(|&i| &self.columns[i])
+    }
+
+    /// A read-only relation named `name` whose rows come from `source`, with `columns`
+    /// (name, declared type) as its columns.
+    pub(crate) fn derived(
+        name: &str,
+        columns: &[(String, Option<String>)],
+        source: Source,
+    ) -> Self {
+        let columns: Vec<Column> = columns
+            .iter()
+            .map(|(n, decl)| {
+                let decl = decl.clone().unwrap_or_default();
+                Column {
+                    name: n.clone(),
+                    kind: ValueKind::from_decl_type(&decl),
+                    affinity: Affinity::from_decl_type(&decl),
+                    decl_type: decl,
+                    nullable: true,
+                    default: None,
+                    pk: 0,
+                }
+            })
+            .collect();
+        let by_name = columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name.clone(), i))
+            .collect();
+        Relation {
+            name: name.to_string(),
+            kind: RelKind::View,
+            columns,
+            by_name,
+            primary_key: Vec::new(),
+            foreign_keys: Vec::new(),
+            unique_keys: Vec::new(),
+            insertable: false,
+            updatable: false,
+            deletable: false,
+            without_rowid: false,
+            full_text: HashMap::new(),
+            sql: String::new(),
+            source: Some(Arc::new(source)),
+        }
     }
 
     /// The key that identifies this relation's rows.
@@ -266,6 +323,17 @@ impl SchemaCache {
 
     pub fn relation(&self, name: &str) -> Option<&Arc<Relation>> {
         self.relations.get(name)
+    }
+
+    /// A cache holding only `rel`, without relationships (what an RPC result is planned
+    /// against).
+    pub(crate) fn of_one(rel: Relation) -> Self {
+        let mut relations = HashMap::new();
+        relations.insert(rel.name.clone(), Arc::new(rel));
+        SchemaCache {
+            relations,
+            ..SchemaCache::default()
+        }
     }
 
     /// True when `name` exists in the database but the allow-list hides it.
@@ -492,6 +560,7 @@ fn load_relation(
         without_rowid: false,
         full_text: HashMap::new(),
         sql: sql.unwrap_or_default(),
+        source: None,
     })
 }
 

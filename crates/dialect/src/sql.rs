@@ -189,7 +189,17 @@ fn group_by_exprs(sql: &mut Sql, node: &ReadNode) {
 
 fn from_where(sql: &mut Sql, node: &ReadNode) {
     sql.push(" FROM ");
-    push_quoted(&mut sql.text, &node.relation.name);
+    match &node.relation.source {
+        // A derived relation (an RPC result): its statement as a subquery. Its parameters
+        // are named, so SQLite numbers them where they appear, like the `?` around them.
+        Some(source) => {
+            sql.push("(\n");
+            sql.push(&source.sql);
+            sql.push("\n)");
+            sql.params.extend(source.args.iter().cloned());
+        }
+        None => push_quoted(&mut sql.text, &node.relation.name),
+    }
     sql.push(" AS ");
     push_quoted(&mut sql.text, &node.alias);
     where_clause(sql, &node.alias, &node.conditions);

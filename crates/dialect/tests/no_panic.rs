@@ -752,3 +752,169 @@ proptest! {
         }
     }
 }
+
+/// The functions the RPC property test calls, over [`database`].
+const RPC_FUNCTIONS: &[(&str, &str)] = &[
+    (
+        "by_price",
+        "-- params: min real, name text\n-- returns: setof\n\
+         SELECT id, name, price, data, tags FROM books WHERE coalesce(price, 0) >= :min OR name = :name",
+    ),
+    (
+        "count_books",
+        "-- params: flag boolean\n-- returns: scalar\nSELECT count(*) + :flag FROM books",
+    ),
+    (
+        "book",
+        "-- params: id integer, meta json, raw blob\n-- returns: row\n\
+         SELECT id, name, :meta AS meta, length(:raw) AS raw FROM books WHERE id = :id",
+    ),
+    (
+        "retag",
+        "-- params: id integer, tags text\n-- returns: setof\n-- writes\n\
+         UPDATE books SET tags = :tags WHERE id >= :id RETURNING id, tags, data",
+    ),
+];
+
+/// An argument's value in a query string: good ones, edges and junk.
+const RPC_TEXT_VALUES: &[&str] = &[
+    "1",
+    "-1",
+    "0",
+    "2.5",
+    "9223372036854775807",
+    "9223372036854775808",
+    "1e999",
+    "NaN",
+    "inf",
+    "abc",
+    "",
+    "true",
+    "f",
+    "null",
+    "{\"a\":1}",
+    "[1",
+    "\\x00ff",
+    "\\xzz",
+    "\\x0",
+    "'; DROP TABLE books; --",
+    "%00",
+    "%FF",
+    "eq.1",
+    "in.(1,2)",
+];
+
+/// An argument's value in a JSON body.
+const RPC_JSON_VALUES: &[&str] = &[
+    "1",
+    "-1",
+    "2.5",
+    "1e300",
+    "-0",
+    "18446744073709551616",
+    "\"7\"",
+    "\"x\"",
+    "true",
+    "false",
+    "null",
+    "[]",
+    "[1,2]",
+    "{}",
+    "{\"a\":[1]}",
+    "\"\\\\x00ff\"",
+    "\"\\\\xq\"",
+    "\"'; DROP TABLE books; --\"",
+];
+
+/// A call's arguments: a query string (GET) or a JSON body (POST), keys from the functions'
+/// parameters and a few others, plus the query's own filters and paging.
+fn rpc_request() -> impl Strategy<Value = (bool, String, String)> {
+    let key = proptest::sample::select(
+        &[
+            "min", "name", "flag", "id", "meta", "raw", "tags", "x", "select", "order",
+        ][..],
+    );
+    let pairs = proptest::collection::vec(
+        (key.clone(), proptest::sample::select(RPC_TEXT_VALUES)),
+        0..5,
+    );
+    let body_pairs =
+        proptest::collection::vec((key, proptest::sample::select(RPC_JSON_VALUES)), 0..5);
+    let body = prop_oneof![
+        4 => body_pairs.prop_map(|kv| {
+            let inner: Vec<String> = kv.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+            format!("{{{}}}", inner.join(","))
+        }),
+        1 => glue(&["{", "}", "[", "]", "\"id\"", ":", "1", ",", "null", " "], 8),
+    ];
+    (
+        any::<bool>(),
+        pairs,
+        body,
+        prop_oneof![2 => Just(String::new()), 3 => query_string()],
+    )
+        .prop_map(|(post, pairs, body, query)| {
+            let args: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let q = if post {
+                query
+            } else {
+                [args.join("&"), query]
+                    .into_iter()
+                    .filter(|s| !s.is_empty())
+                    .collect::<Vec<_>>()
+                    .join("&")
+            };
+            (post, q, body)
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1500))]
+
+    #[test]
+    fn hostile_rpc_calls_are_client_errors(
+        name in proptest::sample::select(&["by_price", "count_books", "book", "retag", "nope", "by_prise", ""][..]),
+        (post, query, body) in rpc_request(),
+        prefer in header(&["count=exact", "count=planned"]),
+        range in header(&["0-1", "5-9", "2-1", "9223372036854775807-"]),
+        accept in header(&["application/json", "text/csv", "application/vnd.pgrst.object+json"]),
+    ) {
+        let (conn, _) = database();
+        let functions = dialect::RpcFunctions::new(RPC_FUNCTIONS.iter().map(|(n, sql)| {
+            dialect::RpcFunction::define(&conn, n, sql).unwrap()
+        }));
+        let outcome = (|| {
+            let (args, rest) = if post {
+                (dialect::RpcArgs::from_body(body.as_bytes())?, query.clone())
+            } else {
+                dialect::split_rpc_query(&query, functions.get(name).map(|f| f.as_ref()))?
+            };
+            let call = dialect::RpcCall::new(&functions, name, &args)?;
+            let how = dialect::RpcRead {
+                query: QueryParams::parse(&rest)?,
+                headers: RequestHeaders {
+                    media: MediaType::negotiate(Some(&accept))?,
+                    prefer: Preferences::parse([prefer.as_str()])?,
+                    range: parse_range(&range)?,
+                    profile_sent: false,
+                },
+                limits: Limits { max_rows: Some(1000), aggregates: true },
+                max_bytes: 1 << 20,
+            };
+            dialect::execute_rpc(&conn, &call, &how, false, usize::MAX, None)
+        })();
+        match outcome {
+            Ok(dialect::ReadOutcome::Whole(out)) => {
+                // Every answer with a body is JSON or CSV the function's shape allows.
+                if !out.body.is_empty() && MediaType::negotiate(Some(&accept)).ok() != Some(MediaType::Csv) {
+                    prop_assert!(serde_json::from_slice::<serde_json::Value>(&out.body).is_ok(), "{}", String::from_utf8_lossy(&out.body));
+                }
+            }
+            Ok(_) => prop_assert!(false, "an unbounded call did not keep its body"),
+            Err(e) => assert_client_error(&e, &format!("{} /rpc/{name}?{query} {body}", if post { "POST" } else { "GET" })),
+        }
+        // Reading functions never change the data; the writing one only the tags.
+        let n: i64 = conn.query_row("SELECT count(*) FROM books", [], |r| r.get(0)).unwrap();
+        prop_assert_eq!(n, 3);
+    }
+}

@@ -28,6 +28,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per process: the size of the largest variant costs nothing worth boxing for.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start the database server.
@@ -199,6 +201,12 @@ pub struct ServeArgs {
     /// their position.
     #[arg(long, env = "SQLITEREST_WRITE_POSITIONS")]
     pub write_positions: bool,
+
+    /// Directory of RPC functions: `DIR/<name>.sql` (one SQL statement under a header
+    /// comment) is `/rpc/<name>`. A broken file refuses the start; reloaded on SIGUSR1 and
+    /// when the directory changes (a broken file then keeps the previous set).
+    #[arg(long, env = "SQLITEREST_RPC_DIR")]
+    pub rpc_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

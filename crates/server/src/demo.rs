@@ -3,7 +3,8 @@
 //! On first run it creates the demo directory (owner only) with `bookstore.db` (built from the
 //! SQL embedded in the binary, `examples/bookstore/bookstore.sql`) and a random HS256 secret
 //! (mode 0600; a world-writable directory is refused); every run
-//! prints a fresh demo JWT and a few curl lines, then serves the bookstore's tables and views.
+//! prints a fresh demo JWT and a few curl lines, then serves the bookstore's tables and views
+//! and its two RPC functions (written to `<dir>/rpc` on first run).
 //!
 //! Replication is on by default: `litestream.yml` in the demo directory (written on first
 //! run) replicates the database to the local file replica `<dir>/replica`. Delete
@@ -24,6 +25,18 @@ use crate::serve_config::ServeConfig;
 
 const BOOKSTORE_SQL: &str = include_str!("../../../examples/bookstore/bookstore.sql");
 
+/// The demo's RPC functions (`examples/bookstore/rpc/`): one that reads, one that writes.
+const BOOKSTORE_FUNCTIONS: &[(&str, &str)] = &[
+    (
+        "books_by_author.sql",
+        include_str!("../../../examples/bookstore/rpc/books_by_author.sql"),
+    ),
+    (
+        "add_review.sql",
+        include_str!("../../../examples/bookstore/rpc/add_review.sql"),
+    ),
+];
+
 /// Prepares the demo directory and returns the configuration to serve it with.
 pub fn prepare(args: &DemoArgs) -> anyhow::Result<ServeConfig> {
     private_dir(&args.dir)?;
@@ -36,6 +49,14 @@ pub fn prepare(args: &DemoArgs) -> anyhow::Result<ServeConfig> {
         let conn = rusqlite::Connection::open(&db)?;
         conn.execute_batch(BOOKSTORE_SQL)?;
         tracing::info!(path = %db.display(), "created the demo bookstore database");
+    }
+    // The functions are written once: a demo directory's own edits to them stay.
+    let rpc_dir = dir.join("rpc");
+    if !rpc_dir.exists() {
+        std::fs::create_dir(&rpc_dir)?;
+        for (name, sql) in BOOKSTORE_FUNCTIONS {
+            std::fs::write(rpc_dir.join(name), sql)?;
+        }
     }
     let secret_path = dir.join("jwt-secret");
     if !secret_path.exists() {
@@ -79,7 +100,8 @@ pub fn prepare(args: &DemoArgs) -> anyhow::Result<ServeConfig> {
          Demo token (valid 30 days):\n  export TOKEN={token}\n\n\
          Try:\n  curl -H \"Authorization: Bearer $TOKEN\" '{base}/books?select=title,price&price=lt.10&order=price.desc'\n  \
          curl -H \"Authorization: Bearer $TOKEN\" -H 'Accept: text/csv' '{base}/authors?country=eq.Russia'\n  \
-         curl -H \"Authorization: Bearer $TOKEN\" -H 'Accept: application/vnd.pgrst.object+json' '{base}/books?id=eq.6'\n\n\
+         curl -H \"Authorization: Bearer $TOKEN\" -H 'Accept: application/vnd.pgrst.object+json' '{base}/books?id=eq.6'\n  \
+         curl -H \"Authorization: Bearer $TOKEN\" '{base}/rpc/books_by_author?author=Austen&min_rating=0&select=title,rating'\n\n\
          Tables and views: {tables}\n{replicated}",
         db = db.display(),
         addr = args.http_addr,
@@ -108,6 +130,7 @@ pub fn prepare(args: &DemoArgs) -> anyhow::Result<ServeConfig> {
         conn_limits: ConnLimits::default(),
         replication,
         writes: crate::serve_config::WriteConfig::default(),
+        rpc_dir: Some(rpc_dir),
     })
 }
 

@@ -22,6 +22,8 @@
 //!   (`api.rs`), CORS (`cors.rs`), reads (`read.rs`), writes (`write.rs`), when writes are
 //!   answered and which replication position responses carry (`durability.rs`) and error
 //!   responses (`respond.rs`).
+//! - `rpc_functions.rs`: the functions of `--rpc-dir` (loaded, checked, reloaded on SIGUSR1
+//!   and when the directory changes); `http/rpc.rs` calls them.
 //! - `auth.rs`: JWT bearer tokens against a key file.
 //! - `metrics_registry.rs`: the Prometheus registry with the Go version's metric names;
 //!   `admin.rs`: the `/metrics` and health server; `pprof.rs`: the CPU profile server;
@@ -47,6 +49,7 @@ mod metrics_registry;
 mod migrate;
 mod pprof;
 mod restore_command;
+mod rpc_functions;
 mod serve;
 mod serve_config;
 mod shutdown;

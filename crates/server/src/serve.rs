@@ -7,6 +7,7 @@
 //!    replicator with replication, else SQLite's automatic checkpoint), the read pool, the
 //!    schema cache; then start the single writer on the read-write connection; its commit
 //!    notices wake replication at once
+//!    and the RPC functions of `--rpc-dir` (a broken file refuses the start)
 //! 3. authentication
 //! 4. request state
 //! 5. bind every listener (a busy port fails start-up before anything is served)
@@ -34,6 +35,7 @@ use crate::http::durability::Durability;
 use crate::http::{self, AppState, Cors};
 use crate::metrics_registry::Metrics;
 use crate::pprof;
+use crate::rpc_functions::RpcRegistry;
 use crate::serve_config::ServeConfig;
 use crate::shutdown::{self, Shutdown};
 
@@ -131,6 +133,12 @@ pub async fn run_with(config: ServeConfig, hooks: ServeHooks) -> anyhow::Result<
         "writer started"
     );
 
+    // The RPC functions, checked against the database: a broken file refuses the start.
+    let rpc = {
+        let (dir, dsn) = (config.rpc_dir.clone(), config.dsn.clone());
+        Arc::new(tokio::task::spawn_blocking(move || RpcRegistry::open(dir, &dsn)).await??)
+    };
+
     // Step 3: authentication.
     if config.auth == AuthConfig::Disabled {
         for _ in 0..3 {
@@ -153,6 +161,7 @@ pub async fn run_with(config: ServeConfig, hooks: ServeHooks) -> anyhow::Result<
             aggregates: config.aggregates,
         },
         writer: writer.clone(),
+        rpc: rpc.clone(),
         write_options: dialect::WriteOptions {
             safe_update: config.writes.safe_update,
             // A representation is built in memory inside the write: room for what a body of
@@ -212,10 +221,14 @@ pub async fn run_with(config: ServeConfig, hooks: ServeHooks) -> anyhow::Result<
     }
     {
         let db = db.clone();
+        let rpc = rpc.clone();
         tokio::spawn(shutdown::on_reload_signal(shutdown.clone(), move || {
-            db.schema.invalidate()
+            db.schema.invalidate();
+            let rpc = rpc.clone();
+            tokio::task::spawn_blocking(move || rpc.reload_logged("SIGUSR1"));
         }));
     }
+    tokio::spawn(rpc.clone().watch(shutdown.clone()));
     if let Some(r) = &replicator {
         tokio::spawn(embedded_replication::report_health(
             r.handle(),

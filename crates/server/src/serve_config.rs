@@ -65,6 +65,8 @@ pub struct ServeConfig {
     /// Embedded replication (`--replication-enabled`).
     pub(crate) replication: Option<ReplicationSettings>,
     pub(crate) writes: WriteConfig,
+    /// `--rpc-dir`: the functions `/rpc/{name}` calls.
+    pub(crate) rpc_dir: Option<std::path::PathBuf>,
 }
 
 /// The longest any time setting may be: deadlines are computed as now + setting, which must
@@ -174,6 +176,7 @@ impl ServeConfig {
                 durability_timeout: millis_setting(a.write_durability_timeout_ms),
                 local_positions: a.write_positions,
             },
+            rpc_dir: a.rpc_dir.clone(),
         })
     }
 

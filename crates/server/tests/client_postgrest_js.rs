@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Options, Server};
+use common::{Options, Server, fixtures};
 use testkit::{Tool, require_tool};
 
 #[tokio::test]
@@ -18,9 +18,13 @@ async fn postgrest_js_reads_and_writes_through_sqlite_rest() {
     let Some(modules) = require_tool(Tool::NodeModules, TEST) else {
         return;
     };
-    // Aggregates on: the script drives them too.
+    // RPC calls go to the functions of fixtures/rpc; aggregates on: the scripts drive them too.
     let s = Server::start_with(Options {
-        args: vec!["--aggregates-enabled".into()],
+        args: vec![
+            "--rpc-dir".into(),
+            fixtures().join("rpc").display().to_string(),
+            "--aggregates-enabled".into(),
+        ],
         ..Options::default()
     })
     .await;

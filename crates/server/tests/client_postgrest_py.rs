@@ -6,16 +6,20 @@
 
 mod common;
 
-use common::{Options, Server};
+use common::{Options, Server, fixtures};
 use testkit::{Tool, require_tool};
 
 async fn run_script(test: &str, script: &str) {
     let Some(python) = require_tool(Tool::Python, test) else {
         return;
     };
-    // Aggregates on: the reads script drives them too.
+    // RPC calls go to the functions of fixtures/rpc; aggregates on: the scripts drive them too.
     let s = Server::start_with(Options {
-        args: vec!["--aggregates-enabled".into()],
+        args: vec![
+            "--rpc-dir".into(),
+            fixtures().join("rpc").display().to_string(),
+            "--aggregates-enabled".into(),
+        ],
         ..Options::default()
     })
     .await;

@@ -89,6 +89,24 @@ failsWith('embed ambiguous', await t('users').select('messages(*)'), 'PGRST201',
 failsWith('embed no relationship', await t('projects').select('nope(*)'), 'PGRST200', 400)
 failsWith('embed filter not selected', await t('projects').select('id').eq('tasks.id', 1), 'PGRST108', 400)
 
+// RPC (the server serves crates/server/tests/fixtures/rpc): rpc() posts the arguments; with
+// { get: true } they go in the query string; the result filters like a table.
+r = ok('rpc post', await client.rpc('projects_of', { client_id: 1 }).select('id, name').order('id', { ascending: false }))
+check('rpc post', r.data, [{ id: 2, name: 'Windows 10' }, { id: 1, name: 'Windows 7' }])
+r = ok('rpc get', await client.rpc('projects_of', { client_id: 2 }, { get: true }).select('id').gt('id', 3))
+check('rpc get', r.data, [{ id: 4 }])
+r = ok('rpc count', await client.rpc('projects_of', { client_id: 1 }, { count: 'exact' }).select('id').range(0, 0))
+check('rpc count', [r.status, r.count, r.data], [206, 2, [{ id: 1 }]])
+r = ok('rpc head', await client.rpc('projects_of', { client_id: 1 }, { head: true, count: 'exact' }))
+check('rpc head', [r.status, r.count, r.data], [200, 2, null])
+r = ok('rpc scalar', await client.rpc('project_count', { min_id: 2 }))
+check('rpc scalar', r.data, 4)
+r = ok('rpc single', await client.rpc('projects_of', { client_id: 2 }).select('name').eq('id', 3).single())
+check('rpc single', r.data, { name: 'IOS' })
+failsWith('rpc unknown arguments', await client.rpc('projects_of', { client: 1 }), 'PGRST202', 404)
+failsWith('rpc bad value', await client.rpc('projects_of', { client_id: 'x' }), '22P02', 400)
+failsWith('rpc write over get', await client.rpc('add_client', { name: 'Nope' }, { get: true }), '25006', 405)
+
 // Aggregates (the server runs with --aggregates-enabled): select() strings as PostgREST 12
 // documents them, grouped by the other selected columns.
 r = ok('aggregate count', await t('projects').select('count()'))
@@ -274,5 +292,13 @@ failsWith('duplicate key', await t('clients').insert({ id: 1, name: 'dup' }), '2
 failsWith('foreign key', await t('stock').insert({ sku: 'F', client_id: 99 }), '23503', 409)
 failsWith('check', await t('stock').insert({ sku: 'N', qty: -1 }), '23514', 400)
 failsWith('unknown column', await t('clients').insert({ id: 8, nope: 1 }), 'PGRST204', 400)
+
+// A writing RPC: through the writer, its row returned, then readable.
+r = ok('rpc write', await client.rpc('add_client', { name: 'RPC Inc' }))
+check('rpc write', r.data.name, 'RPC Inc')
+const written = r.data.id
+r = ok('rpc write read back', await t('clients').select('id').eq('name', 'RPC Inc'))
+check('rpc write read back', ids(r.data), [written])
+failsWith('rpc write twice', await client.rpc('add_client', { name: 'RPC Inc' }), '23505', 409)
 
 console.log(`${checks} passed, 0 failed`)

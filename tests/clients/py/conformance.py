@@ -129,6 +129,20 @@ check("embed not null filter", ids(r), [1, 2, 3, 4])
 expect_error("embed ambiguous", lambda: t("users").select("messages(*)"), "PGRST201")
 expect_error("embed no relationship", lambda: t("projects").select("nope(*)"), "PGRST200")
 
+# RPC (the server serves crates/server/tests/fixtures/rpc): rpc() posts the arguments, or
+# sends them in the query string with get=True; the result filters like a table.
+r = client.rpc("projects_of", {"client_id": 1}).select("id", "name").order("id", desc=True).execute()
+check("rpc post", r.data, [{"id": 2, "name": "Windows 10"}, {"id": 1, "name": "Windows 7"}])
+r = client.rpc("projects_of", {"client_id": 2}, get=True).select("id").gt("id", 3).execute()
+check("rpc get", r.data, [{"id": 4}])
+r = client.rpc("projects_of", {"client_id": 1}, count=CountMethod.exact).select("id").limit(1).execute()
+check("rpc count", (r.count, r.data), (2, [{"id": 1}]))
+r = client.rpc("project_count", {"min_id": 2}).execute()
+check("rpc scalar", r.data, 4)
+expect_error("rpc unknown arguments", lambda: client.rpc("projects_of", {"client": 1}), "PGRST202")
+expect_error("rpc bad value", lambda: client.rpc("projects_of", {"client_id": "x"}), "22P02")
+expect_error("rpc write over get", lambda: client.rpc("add_client", {"name": "x"}, get=True), "25006")
+
 # aggregates (the server runs with --aggregates-enabled), grouped by the other selected columns
 r = t("projects").select("count()").execute()
 check("aggregate count", r.data, [{"count": 5}])

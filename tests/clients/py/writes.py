@@ -92,4 +92,11 @@ expect_error("a bulk insert is atomic",
              "23505")
 check("atomic", t("stock").select("sku").eq("sku", "M-1").execute().data, [])
 
+# A writing RPC: through the writer, its row returned, then readable.
+r = client.rpc("add_client", {"name": "RPC Inc"}).execute()
+check("rpc write", r.data["name"], "RPC Inc")
+check("rpc write read back",
+      t("clients").select("id").eq("name", "RPC Inc").execute().data, [{"id": r.data["id"]}])
+expect_error("rpc write twice", lambda: client.rpc("add_client", {"name": "RPC Inc"}), "23505")
+
 done()

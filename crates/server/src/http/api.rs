@@ -1,7 +1,8 @@
 //! The request handler: limits, routing, CORS preflight, authentication, dispatch, metrics.
 //!
-//! Paths are `/{table_or_view}` (percent-decoded) and `/`, the OpenAPI document
-//! ([`super::openapi`]; GET, HEAD and OPTIONS only); deeper paths get PostgREST's 404.
+//! Paths are `/{table_or_view}` (percent-decoded), `/rpc/{function}` ([`super::rpc`]) and `/`,
+//! the OpenAPI document ([`super::openapi`]; GET, HEAD and OPTIONS only); deeper paths get
+//! PostgREST's 404.
 //! GET/HEAD read ([`super::read`]), POST/PATCH/PUT/DELETE write ([`super::write`]), OPTIONS
 //! answers `Allow` per relation, anything else is 405 PGRST117. Everything decided from the
 //! request line and headers (limits, path, preflight, method, authentication) comes before the
@@ -17,7 +18,7 @@ use dialect::resolve_relation;
 use dialect::{ApiError, ErrorCode};
 use http::{HeaderValue, Method, StatusCode, header};
 
-use super::{AppState, HttpLimits, openapi, read, respond, write};
+use super::{AppState, HttpLimits, openapi, read, respond, rpc, write};
 use crate::metrics_registry::operation;
 
 pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
@@ -103,7 +104,15 @@ async fn dispatch(state: &AppState, req: Request, deadline: Instant) -> Outcome 
     let Target {
         relation,
         raw_segment,
+        rpc,
     } = target;
+    if rpc {
+        // A function's name is no relation: no metric label, no hidden-relation count.
+        return rpc::handle(state, relation, &parts, body, deadline)
+            .await
+            .map(|resp| (String::new(), resp))
+            .map_err(|e| (String::new(), e));
+    }
     let method = match parts.method {
         Method::GET => Some(dialect::Method::Get),
         Method::HEAD => Some(dialect::Method::Head),
@@ -177,6 +186,8 @@ fn dialect_request<'a>(
 struct Target {
     relation: String,
     raw_segment: String,
+    /// `/rpc/{function}`: `relation` is the function's name.
+    rpc: bool,
 }
 
 /// What routing decided before the body is looked at.
@@ -195,14 +206,17 @@ fn route(state: &AppState, parts: &http::request::Parts) -> Result<Route, ApiErr
     state.limits.check(parts)?;
     let path = parts.uri.path();
     let segment = path.strip_prefix('/').unwrap_or(path);
-    if segment.contains('/') {
+    let function = segment
+        .strip_prefix("rpc/")
+        .filter(|f| !f.is_empty() && !f.contains('/'));
+    if function.is_none() && segment.contains('/') {
         return Err(ApiError::new(
             404,
             ErrorCode::InvalidPath,
             "Invalid path specified in request URL",
         ));
     }
-    let relation = dialect::decode_component(segment)?.into_owned();
+    let relation = dialect::decode_component(function.unwrap_or(segment))?.into_owned();
     let method = &parts.method;
     if method == Method::OPTIONS
         && let Some(origin) = parts.headers.get(header::ORIGIN)
@@ -250,6 +264,7 @@ fn route(state: &AppState, parts: &http::request::Parts) -> Result<Route, ApiErr
     Ok(Route::Relation(Target {
         relation,
         raw_segment: segment.to_string(),
+        rpc: function.is_some(),
     }))
 }
 

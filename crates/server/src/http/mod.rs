@@ -2,8 +2,8 @@
 //!
 //! One fallback handler ([`api::handle`]) takes every request, so the hot path is a single
 //! function call rather than a middleware stack: limits, routing, CORS, auth, dispatch to the
-//! read handler ([`read`]), the write handler ([`write`]) or the OpenAPI document
-//! ([`openapi`]), metrics. [`durability`] decides
+//! read handler ([`read`]), the write handler ([`write`]), the RPC handler ([`rpc`]) or the
+//! OpenAPI document ([`openapi`]), metrics. [`durability`] decides
 //! when a write is answered and which replication position (`Sqlite-Rest-Txid`) a response
 //! carries. Every listener serves
 //! its connections through [`conn`] (connection cap, header read and idle timeouts). Servers
@@ -17,6 +17,7 @@ pub mod limits;
 pub mod openapi;
 pub mod read;
 pub mod respond;
+pub mod rpc;
 pub mod write;
 
 use std::sync::Arc;
@@ -41,6 +42,19 @@ pub(crate) fn header_str(
     parts.headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// Every `Prefer` header of the request, parsed together.
+pub(crate) fn preferences(
+    parts: &http::request::Parts,
+) -> Result<dialect::Preferences, dialect::ApiError> {
+    dialect::Preferences::parse(
+        parts
+            .headers
+            .get_all("prefer")
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    )
+}
+
 /// Everything a request handler needs.
 pub struct AppState {
     pub db: Arc<Database>,
@@ -54,6 +68,8 @@ pub struct AppState {
     pub write_options: dialect::WriteOptions,
     /// When writes are answered; replication positions of responses.
     pub durability: durability::Durability,
+    /// The functions `/rpc/{name}` calls (`--rpc-dir`).
+    pub rpc: Arc<crate::rpc_functions::RpcRegistry>,
     /// The OpenAPI document of `GET /`, rendered once per schema cache.
     pub openapi: openapi::DocCache,
 }

@@ -70,9 +70,9 @@ impl DocCache {
     }
 }
 
-/// The functions served under `/rpc/`, for the document (none until RPC is served).
-fn functions(_state: &AppState) -> Vec<FunctionDoc> {
-    Vec::new()
+/// The functions served under `/rpc/` (`--rpc-dir`), for the document.
+fn functions(state: &AppState) -> Vec<FunctionDoc> {
+    state.rpc.current().iter().map(|f| f.doc()).collect()
 }
 
 pub async fn handle(

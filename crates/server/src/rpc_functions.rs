@@ -1,0 +1,222 @@
+//! The RPC functions of `--rpc-dir`: `DIR/<name>.sql` is `/rpc/<name>` (the file format is
+//! the dialect's, see `dialect::RpcFunction`).
+//!
+//! Loaded at start-up, where a broken file refuses the start naming the file and the reason;
+//! reloaded on SIGUSR1 (with the schema cache) and when the directory changes (its `.sql`
+//! files' names, sizes and modification times, polled every [`POLL`]: one `readdir` and a
+//! `stat` per file, robust on every file system, where change notifications are not). A
+//! reload that fails keeps the previous set and logs why. Files are checked on a connection
+//! of their own with the writer's authorizer, so a statement the writer could not prepare
+//! (DDL, ATTACH, a pragma with a value) is refused at load rather than at call.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use dialect::{RpcFunction, RpcFunctions};
+use parking_lot::Mutex;
+
+use crate::database::authorizer::{Authorizer, Policy};
+use crate::database::{OpenOptions, open};
+use crate::shutdown::Shutdown;
+
+/// How often the directory is looked at for changes.
+pub const POLL: Duration = Duration::from_millis(500);
+
+/// The largest function file read (a statement, not a data file).
+const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// What the directory looked like: each `.sql` file's name, size and modification time.
+type Fingerprint = Vec<(String, u64, Option<SystemTime>)>;
+
+/// The current set of functions and where it comes from.
+pub struct RpcRegistry {
+    dir: Option<PathBuf>,
+    dsn: String,
+    current: ArcSwap<RpcFunctions>,
+    /// The directory as of the last load attempt (a failed one too: it is not retried until
+    /// something changes or SIGUSR1 asks).
+    seen: Mutex<Option<Fingerprint>>,
+}
+
+impl RpcRegistry {
+    /// Loads the functions of `dir` (none without one), checked against the database `dsn`.
+    pub fn open(dir: Option<PathBuf>, dsn: &str) -> anyhow::Result<Self> {
+        let registry = RpcRegistry {
+            dir,
+            dsn: dsn.to_string(),
+            current: ArcSwap::from_pointee(RpcFunctions::default()),
+            seen: Mutex::new(None),
+        };
+        if registry.dir.is_some() {
+            let n = registry.reload()?;
+            tracing::info!(functions = n, dir = %registry.dir_display(), "RPC functions loaded");
+        }
+        Ok(registry)
+    }
+
+    fn dir_display(&self) -> String {
+        self.dir
+            .as_deref()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default()
+    }
+
+    /// The functions now.
+    pub fn current(&self) -> Arc<RpcFunctions> {
+        self.current.load_full()
+    }
+
+    /// Loads the directory again; on success the new set replaces the old one, on failure
+    /// the old one stays. Answers how many functions are loaded.
+    pub fn reload(&self) -> anyhow::Result<usize> {
+        let Some(dir) = &self.dir else {
+            return Ok(0);
+        };
+        // The fingerprint first: a change racing with the load is seen at the next poll.
+        let print = fingerprint(dir).ok();
+        *self.seen.lock() = print;
+        let functions = load(dir, &self.dsn)?;
+        let n = functions.len();
+        self.current.store(Arc::new(functions));
+        Ok(n)
+    }
+
+    /// [`RpcRegistry::reload`], logging the outcome (SIGUSR1 and directory changes).
+    pub fn reload_logged(&self, why: &str) {
+        if self.dir.is_none() {
+            return;
+        }
+        match self.reload() {
+            Ok(n) => tracing::info!(functions = n, why, "RPC functions reloaded"),
+            Err(e) => tracing::error!(
+                error = %format!("{e:#}"),
+                why,
+                "RPC functions not reloaded; the previous set stays"
+            ),
+        }
+    }
+
+    /// Polls the directory every [`POLL`] until `shutdown`, reloading when it changed.
+    pub async fn watch(self: Arc<Self>, shutdown: Shutdown) {
+        let Some(dir) = self.dir.clone() else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = shutdown.triggered() => return,
+                _ = tokio::time::sleep(POLL) => {}
+            }
+            let this = self.clone();
+            let dir = dir.clone();
+            let changed = tokio::task::spawn_blocking(move || {
+                let now = fingerprint(&dir).ok();
+                let changed = *this.seen.lock() != now;
+                if changed {
+                    this.reload_logged("the directory changed");
+                }
+                changed
+            })
+            .await;
+            if let Err(e) = changed {
+                tracing::error!(error = %e, "watching the RPC directory failed");
+            }
+        }
+    }
+}
+
+fn is_function_file(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "sql")
+}
+
+fn fingerprint(dir: &Path) -> std::io::Result<Fingerprint> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        if !is_function_file(&path) {
+            continue;
+        }
+        let meta = std::fs::metadata(&path)?;
+        out.push((
+            entry.file_name().to_string_lossy().into_owned(),
+            meta.len(),
+            meta.modified().ok(),
+        ));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Every `.sql` file of `dir`, checked on a connection to `dsn`; the first broken file is
+/// the error (named with its reason).
+fn load(dir: &Path, dsn: &str) -> anyhow::Result<RpcFunctions> {
+    let mut conn = open(dsn, &OpenOptions::reader())
+        .map_err(|e| anyhow::anyhow!("opening the database to check RPC functions: {e}"))?;
+    dialect::register_functions(&conn)?;
+    let _authorizer = Authorizer::install(&mut conn, Policy::Write)?;
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| anyhow::anyhow!("reading the RPC directory {}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| is_function_file(p))
+        .collect();
+    paths.sort();
+    let mut functions: Vec<RpcFunction> = Vec::with_capacity(paths.len());
+    for path in paths {
+        let fail = |why: String| anyhow::anyhow!("RPC function file {}: {why}", path.display());
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .ok_or_else(|| fail("the file name is not UTF-8".into()))?;
+        let meta = std::fs::metadata(&path).map_err(|e| fail(e.to_string()))?;
+        if meta.len() > MAX_FILE_BYTES {
+            return Err(fail(format!("larger than {MAX_FILE_BYTES} bytes")));
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| fail(e.to_string()))?;
+        functions.push(RpcFunction::define(&conn, name, &text).map_err(fail)?);
+    }
+    Ok(RpcFunctions::new(functions))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_broken_file_names_itself_and_a_failed_reload_keeps_the_previous_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("db.sqlite");
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute_batch("CREATE TABLE t (x INTEGER);")
+            .unwrap();
+        let fns = dir.path().join("rpc");
+        std::fs::create_dir(&fns).unwrap();
+        std::fs::write(
+            fns.join("n.sql"),
+            "-- returns: scalar\nSELECT count(*) FROM t",
+        )
+        .unwrap();
+        std::fs::write(fns.join("README.txt"), "not a function").unwrap();
+        let dsn = db.to_string_lossy().into_owned();
+        let r = RpcRegistry::open(Some(fns.clone()), &dsn).unwrap();
+        assert_eq!(r.current().len(), 1);
+        std::fs::write(fns.join("bad.sql"), "-- returns: row\nSELECT nope FROM t").unwrap();
+        let e = r.reload().unwrap_err().to_string();
+        assert!(e.contains("bad.sql") && e.contains("no such column"), "{e}");
+        assert_eq!(r.current().len(), 1);
+        assert!(RpcRegistry::open(Some(fns.clone()), &dsn).is_err());
+        // DDL is refused at load: the writer could not prepare it.
+        std::fs::write(
+            fns.join("bad.sql"),
+            "-- returns: void\n-- writes\nDROP TABLE t",
+        )
+        .unwrap();
+        let e = r.reload().unwrap_err().to_string();
+        assert!(e.contains("bad.sql") && e.contains("not authorized"), "{e}");
+        std::fs::remove_file(fns.join("bad.sql")).unwrap();
+        std::fs::write(fns.join("m.sql"), "-- returns: scalar\nSELECT 2").unwrap();
+        assert_eq!(r.reload().unwrap(), 2);
+    }
+}
