@@ -12,7 +12,7 @@
 //! same snapshot — then the body leaves in chunks of [`CHUNK_BYTES`]. So a read holds at most
 //! the limit, a chunk and one value in memory, whatever the size of its response.
 
-use rusqlite::{Connection, Statement};
+use rusqlite::Connection;
 
 use crate::error::ApiError;
 use crate::headers::{AppliedPreference, CountMethod, MediaType, PreferenceApplied};
@@ -129,16 +129,9 @@ pub fn read_sql(plan: &ReadPlan) -> Sql {
     sql::select(&plan.root)
 }
 
-fn bind(stmt: &mut Statement<'_>, sql: &Sql) -> rusqlite::Result<()> {
-    for (i, v) in sql.params.iter().enumerate() {
-        stmt.raw_bind_parameter(i + 1, v)?;
-    }
-    Ok(())
-}
-
 fn scalar(conn: &Connection, sql: &Sql) -> Result<i64, ApiError> {
     let mut stmt = conn.prepare_cached(&sql.text)?;
-    bind(&mut stmt, sql)?;
+    sql.bind_to(&mut stmt, None)?;
     let mut rows = stmt.raw_query();
     match rows.next()? {
         Some(r) => Ok(r.get(0)?),
@@ -293,7 +286,7 @@ fn read_page(
     let mut n = 0usize;
     let rendered = (|| {
         let mut stmt = conn.prepare_cached(&sql.text)?;
-        bind(&mut stmt, &sql)?;
+        sql.bind_to(&mut stmt, None)?;
         let mut rows = stmt.raw_query();
         if !head {
             shaper.begin(&mut body);

@@ -15,8 +15,8 @@
 
 use std::collections::HashSet;
 
+use rusqlite::Connection;
 use rusqlite::types::Value;
-use rusqlite::{Connection, Statement};
 
 use crate::error::{ApiError, ErrorCode};
 use crate::functions::{BUDGET_CHECK_SQL, InsertCounter};
@@ -40,23 +40,6 @@ pub struct WriteOutput {
     pub affected: usize,
     /// False when the write must be rolled back after answering (`Prefer: tx=rollback`).
     pub commit: bool,
-}
-
-fn bind_all(stmt: &mut Statement<'_>, first: Option<&str>, sql: &Sql) -> rusqlite::Result<()> {
-    let offset = if sql.first_reserved {
-        if let Some(first) = first
-            && stmt.parameter_count() > 0
-        {
-            stmt.raw_bind_parameter(1, first)?;
-        }
-        2
-    } else {
-        1
-    };
-    for (i, v) in sql.params.iter().enumerate() {
-        stmt.raw_bind_parameter(i + offset, v)?;
-    }
-    Ok(())
 }
 
 fn owned(v: rusqlite::types::ValueRef<'_>) -> Value {
@@ -85,7 +68,7 @@ fn run_statement(
     out: &mut Returned,
 ) -> Result<(), ApiError> {
     let mut stmt = conn.prepare_cached(&sql.text)?;
-    bind_all(&mut stmt, Some(body), sql)?;
+    sql.bind_to(&mut stmt, Some(body))?;
     if !uses_returning {
         out.changes += stmt.raw_execute()?;
         return Ok(());
@@ -184,7 +167,7 @@ fn reread(
     let mut cap = Capped(max);
     let mut body = Vec::with_capacity(256);
     let mut stmt = conn.prepare_cached(&sql.text)?;
-    bind_all(&mut stmt, Some(keys), &sql)?;
+    sql.bind_to(&mut stmt, Some(keys))?;
     let mut rows = stmt.raw_query();
     shaper.begin(&mut body);
     let mut n = 0;
@@ -199,7 +182,7 @@ fn reread(
 /// Reads `sql` (fields, then the key) into owned rows.
 fn read_rows(conn: &Connection, sql: &Sql) -> Result<Vec<Vec<Value>>, ApiError> {
     let mut stmt = conn.prepare_cached(&sql.text)?;
-    bind_all(&mut stmt, None, sql)?;
+    sql.bind_to(&mut stmt, None)?;
     let n = stmt.column_count();
     let mut rows = stmt.raw_query();
     let mut out = Vec::new();

@@ -8,12 +8,22 @@
 //!
 //! The modules are private; the API is what this file re-exports.
 //!
+//! The seam — one typed call each way, reads and writes alike:
+//!
+//! - `exchange.rs`: a [`Request`] (method, relation, query string, the headers the dialect
+//!   reads) in, a [`Response`] (status, typed [`ResponseHeaders`], [`Body`]) out, in three
+//!   steps: [`ReadCall::prepare`] / [`WriteCall::prepare`] (parse, no schema needed),
+//!   `run` (plan against the schema cache, execute on the caller's connection), and
+//!   [`ReadAnswer`] / [`WriteAnswer`] (the response). The server keeps the transport:
+//!   authentication, limits, deadlines, pools, durability waits, metrics.
+//!
 //! Reads — URL → plan → SQL → rows → body:
 //!
 //! - `query/`: PostgREST's query-string grammar parsed into a syntax tree ([`QueryParams`]):
 //!   `syntax.rs` (the tree), `lexer.rs`, `params.rs` (the query string as a whole) and one
 //!   parser per parameter (`select.rs`, `filter.rs`, `logic.rs`, `order.rs`).
-//! - `headers.rs`: `Prefer`, `Accept`, `Range` and the profile headers ([`RequestHeaders`]).
+//! - `headers.rs`: `Prefer`, `Accept`, `Range` and the profile headers ([`RequestHeaders`]),
+//!   and `Preference-Applied` ([`PreferenceApplied`], rendered in one place).
 //! - `schema_cache.rs`: the schema cache ([`SchemaCache`]) — relations, columns, keys, the
 //!   allow-list ([`Exposure`]) and "did you mean" hints; `relationships.rs`: the
 //!   relationships between relations that resource embedding follows ([`Relationships`]); `fts/`: FTS5 indexes found in the
@@ -37,7 +47,8 @@
 //!
 //! Shared:
 //!
-//! - `error.rs`: [`ApiError`], PostgREST's error shape, and SQLite errors mapped to it;
+//! - `error.rs`: [`ApiError`], PostgREST's error shape with its typed code ([`ErrorCode`],
+//!   every code we send, written in one place), and SQLite errors mapped to it;
 //!   `wording.rs`: constraint violations in PostgreSQL's words, naming nothing hidden.
 //! - `openapi.rs`: the OpenAPI 3.1 document of `GET /` ([`openapi_document`]), from the
 //!   schema cache, with [`FunctionDoc`] for the functions under `/rpc/`.
@@ -52,6 +63,7 @@
 mod body;
 mod dml;
 mod error;
+mod exchange;
 mod exec_read;
 mod exec_write;
 mod fts;
@@ -72,6 +84,11 @@ mod write_plan;
 // The API: what the server (and the tests and benchmarks) name. Everything else is
 // `pub(crate)`, so the compiler reports what nobody uses.
 
+// The seam: one typed request in, one typed response out, reads and writes alike.
+pub use exchange::{
+    Body, Method, PayloadFormat, ReadAnswer, ReadCall, Request, RequestHeaderValues, Response,
+    ResponseHeaders, WriteAnswer, WriteCall,
+};
 // The read path: URL → plan → SQL → rows → body.
 pub use exec_read::{
     BodyStream, ReadHead, ReadOutcome, ReadOutput, execute_read, read as execute_read_streaming,

@@ -62,6 +62,30 @@ impl Sql {
     pub(crate) fn quoted(&mut self, name: &str) {
         push_quoted(&mut self.text, name);
     }
+
+    /// Binds the parameters to `stmt`, the statement prepared from [`Sql::text`]: `first` as
+    /// `?1` when the SQL reserves it (a write's body; a statement that names no parameter
+    /// gets none), then [`Sql::params`]. Reads and writes bind the same way.
+    pub(crate) fn bind_to(
+        &self,
+        stmt: &mut rusqlite::Statement<'_>,
+        first: Option<&str>,
+    ) -> rusqlite::Result<()> {
+        let offset = if self.first_reserved {
+            if let Some(first) = first
+                && stmt.parameter_count() > 0
+            {
+                stmt.raw_bind_parameter(1, first)?;
+            }
+            2
+        } else {
+            1
+        };
+        for (i, v) in self.params.iter().enumerate() {
+            stmt.raw_bind_parameter(i + offset, v)?;
+        }
+        Ok(())
+    }
 }
 
 /// `SELECT <fields> FROM "rel" AS "t0" WHERE … [GROUP BY …] ORDER BY … LIMIT ? OFFSET ?`

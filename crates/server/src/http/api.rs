@@ -113,21 +113,27 @@ async fn dispatch(state: &AppState, req: Request, deadline: Instant) -> Outcome 
             .map(|resp| (String::new(), resp))
             .map_err(|e| (String::new(), e));
     }
-    let method = &parts.method;
-    let result = match *method {
-        Method::GET | Method::HEAD => {
-            read::handle(
-                state,
-                relation.clone(),
-                &raw_segment,
-                &parts,
-                method == Method::HEAD,
-                deadline,
-            )
-            .await
+    let method = match parts.method {
+        Method::GET => Some(dialect::Method::Get),
+        Method::HEAD => Some(dialect::Method::Head),
+        Method::POST => Some(dialect::Method::Post),
+        Method::PATCH => Some(dialect::Method::Patch),
+        Method::PUT => Some(dialect::Method::Put),
+        Method::DELETE => Some(dialect::Method::Delete),
+        // OPTIONS: routing lets no other method through.
+        _ => None,
+    };
+    let result = match method {
+        Some(method) => {
+            let request = dialect_request(&parts, method, &relation, &raw_segment);
+            match method {
+                dialect::Method::Get | dialect::Method::Head => {
+                    read::handle(state, &request, deadline).await
+                }
+                _ => write::handle(state, &request, body, deadline).await,
+            }
         }
-        Method::OPTIONS => options(state, relation.clone(), deadline).await,
-        _ => write::handle(state, relation.clone(), method, &parts, body, deadline).await,
+        None => options(state, relation.clone(), deadline).await,
     };
     match result {
         Ok(resp) => Ok((relation, resp)),
@@ -139,6 +145,40 @@ async fn dispatch(state: &AppState, req: Request, deadline: Instant) -> Outcome 
             }
             Err((relation, e))
         }
+    }
+}
+
+const ACCEPT_PROFILE: header::HeaderName = header::HeaderName::from_static("accept-profile");
+const CONTENT_PROFILE: header::HeaderName = header::HeaderName::from_static("content-profile");
+
+/// The request as the dialect reads it: a read's headers for a read (`Range`,
+/// `Accept-Profile`), a write's for a write (`Content-Type`, `Content-Profile`).
+fn dialect_request<'a>(
+    parts: &'a http::request::Parts,
+    method: dialect::Method,
+    relation: &'a str,
+    raw_segment: &'a str,
+) -> dialect::Request<'a> {
+    let text = |name: header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let read = matches!(method, dialect::Method::Get | dialect::Method::Head);
+    dialect::Request {
+        method,
+        relation,
+        raw_segment,
+        query: parts.uri.query().unwrap_or(""),
+        headers: dialect::RequestHeaderValues {
+            accept: text(header::ACCEPT),
+            prefer: parts
+                .headers
+                .get_all("prefer")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect(),
+            range: read.then(|| text(header::RANGE)).flatten(),
+            content_type: (!read).then(|| text(header::CONTENT_TYPE)).flatten(),
+            accept_profile: read.then(|| text(ACCEPT_PROFILE)).flatten(),
+            content_profile: (!read).then(|| text(CONTENT_PROFILE)).flatten(),
+        },
     }
 }
 
