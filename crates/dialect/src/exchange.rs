@@ -18,19 +18,19 @@
 //! [`PayloadFormat::parse`], [`WriteCall::set_payload`]), so the server decides where a large body is parsed and checks a
 //! CSV header's names against its schema cache first.
 
-use crate::body::{BodyFormat, Payload, csv_header, parse_payload};
 use crate::error::ApiError;
-use crate::exec_read::{BodyStream, ReadHead, ReadOutcome, ReadOutput, read};
-use crate::exec_write::{WriteOutput, execute_write};
 use crate::functions::InsertCounter;
 use crate::headers::{
     AppliedPreference, MediaType, PreferenceApplied, Preferences, RequestHeaders, SCHEMA,
     check_profile, parse_range,
 };
 use crate::query::{QueryParams, canonical_query};
-use crate::read_plan::{Limits, plan_read};
+use crate::read::exec::{BodyStream, ReadHead, ReadOutcome, ReadOutput, read};
+use crate::read::plan::{Limits, plan_read};
 use crate::schema_cache::SchemaCache;
-use crate::write_plan::{Mutation, WriteOptions, WriteRequest, plan_write};
+use crate::write::body::{BodyFormat, Payload, csv_header, parse_payload};
+use crate::write::exec::{WriteOutput, execute_write};
+use crate::write::plan::{Mutation, WriteOptions, WriteRequest, plan_write};
 
 /// The methods the dialect answers on a relation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -28,18 +28,20 @@
 //!   allow-list ([`Exposure`]) and "did you mean" hints; `relationships.rs`: the
 //!   relationships between relations that resource embedding follows ([`Relationships`]); `fts/`: FTS5 indexes found in the
 //!   schema and PostgreSQL's full-text query syntaxes translated to FTS5.
-//! - `read_plan/`: the read planner ([`plan_read`] → [`ReadPlan`]): `tree.rs` (the plan's
-//!   types), `planner.rs`, `fields.rs`, `conditions.rs`, `patterns.rs`, `full_text.rs`.
-//! - `sql.rs`: the SQL builder of reads ([`Sql`]); `ident.rs`: identifier quoting.
-//! - `exec_read.rs`: running a read plan ([`execute_read`], [`execute_read_streaming`]);
-//!   `shape.rs`: rows straight to JSON or CSV bytes.
+//! - `read/`, the same three steps as `write/` — `read/plan/`: the read planner
+//!   ([`plan_read`] → [`ReadPlan`]): `tree.rs` (the plan's types), `planner.rs`,
+//!   `fields.rs`, `conditions.rs`, `patterns.rs`, `full_text.rs`; `read/sql.rs`: its SELECT;
+//!   `read/exec.rs`: running it ([`execute_read`], [`execute_read_streaming`]).
+//! - `shape.rs`: rows straight to JSON or CSV bytes.
 //!
 //! Writes — body → plan → DML in the caller's transaction → representation:
 //!
-//! - `body.rs`: JSON, CSV and form bodies ([`parse_payload`] → [`Payload`]).
-//! - `write_plan.rs`: the write planner ([`plan_write`] → [`WritePlan`]); `dml.rs`: its
-//!   INSERT/UPDATE/DELETE SQL.
-//! - `exec_write.rs`: running a write plan ([`execute_write`]).
+//! - `write/body.rs`: JSON, CSV and form bodies ([`parse_payload`] → [`Payload`]);
+//!   `write/plan.rs`: the write planner ([`plan_write`] → [`WritePlan`]); `write/sql.rs`: its
+//!   INSERT/UPDATE/DELETE; `write/exec.rs`: running it ([`execute_write`]).
+//!
+//! One SQL builder for both: `sql.rs` ([`Sql`]: text plus bound parameters, one binder);
+//! `ident.rs`: identifier quoting.
 //!
 //! RPC — `rpc/`: functions defined as SQL files and calls to them ([`RpcFunction`],
 //! [`RpcFunctions`], [`RpcCall`], [`execute_rpc`]); a set result is read through the read
@@ -60,26 +62,22 @@
 // Items are `pub` only when the facade below re-exports them.
 #![warn(unreachable_pub)]
 
-mod body;
-mod dml;
 mod error;
 mod exchange;
-mod exec_read;
-mod exec_write;
 mod fts;
 mod functions;
 mod headers;
 mod ident;
 mod openapi;
 mod query;
-mod read_plan;
+mod read;
 mod relationships;
 mod rpc;
 mod schema_cache;
 mod shape;
 mod sql;
 mod wording;
-mod write_plan;
+mod write;
 
 // The API: what the server (and the tests and benchmarks) name. Everything else is
 // `pub(crate)`, so the compiler reports what nobody uses.
@@ -90,20 +88,20 @@ pub use exchange::{
     ResponseHeaders, WriteAnswer, WriteCall,
 };
 // The read path: URL → plan → SQL → rows → body.
-pub use exec_read::{
+pub use query::{QueryParams, canonical_query, decode_component};
+pub use read::exec::{
     BodyStream, ReadHead, ReadOutcome, ReadOutput, execute_read, read as execute_read_streaming,
     read_sql,
 };
-pub use query::{QueryParams, canonical_query, decode_component};
-pub use read_plan::{
+pub use read::plan::{
     Condition, Limits, MAX_EMBED_DEPTH, MAX_EMBED_FIELDS, MAX_EMBEDS, Predicate, ReadNode,
     ReadPlan, plan_read, resolve_relation,
 };
 // The write path: body → plan → DML in the caller's transaction → representation.
-pub use body::{BodyFormat, Payload, csv_header, parse_payload};
-pub use exec_write::{WriteOutput, execute_write};
 pub use sql::Sql;
-pub use write_plan::{
+pub use write::body::{BodyFormat, Payload, csv_header, parse_payload};
+pub use write::exec::{WriteOutput, execute_write};
+pub use write::plan::{
     MAX_REPRESENTATION_BYTES, Mutation, WriteOptions, WritePlan, WriteRequest, check_names,
     plan_write,
 };

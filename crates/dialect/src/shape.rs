@@ -14,7 +14,7 @@ use rusqlite::types::{Value, ValueRef};
 
 use crate::error::ApiError;
 use crate::headers::MediaType;
-use crate::read_plan::{OutputField, OutputKind, distinct_exprs};
+use crate::read::plan::{OutputField, OutputKind, distinct_exprs};
 
 /// What the shaper calls after writing each value: may take the bytes written so far (a chunk
 /// of a streamed body) or stop the read with an error.
@@ -44,7 +44,7 @@ pub(crate) struct Shaper {
     media: MediaType,
     kinds: Vec<OutputKind>,
     /// For each field, the column of the row that holds its value (see
-    /// [`crate::read_plan::distinct_exprs`]).
+    /// [`crate::read::plan::distinct_exprs`]).
     columns: Vec<usize>,
     /// `"key":` for each field, escaped once.
     json_keys: Vec<Vec<u8>>,

@@ -12,7 +12,7 @@
 
 use crate::error::{ApiError, ErrorCode};
 use crate::schema_cache::{Relation, SchemaCache};
-use crate::write_plan::Mutation;
+use crate::write::plan::Mutation;
 
 impl ApiError {
     /// This error as the client of a request on `relation` (with `mutation` for a write) may

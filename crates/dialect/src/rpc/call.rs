@@ -19,11 +19,11 @@ use rusqlite::Connection;
 use rusqlite::types::{Value, ValueRef};
 
 use crate::error::{ApiError, ErrorCode};
-use crate::exec_read::{BodyStream, ReadOutcome, ReadOutput, read};
 use crate::headers::{CountMethod, MediaType, PreferenceApplied, RequestHeaders};
 use crate::ident::push_quoted;
 use crate::query::{QueryParams, decode_component};
-use crate::read_plan::{Limits, OutputKind, ReadPlan, plan_read};
+use crate::read::exec::{BodyStream, ReadOutcome, ReadOutput, read};
+use crate::read::plan::{Limits, OutputKind, ReadPlan, plan_read};
 use crate::schema_cache::{Relation, SchemaCache, Source, ValueKind, most_similar};
 use crate::shape::write_json_value;
 

@@ -8,7 +8,7 @@
 //! PGRST114), and the body must carry the same key (400 PGRST115). With safe updates on, a
 //! PATCH or DELETE without any filter is refused (400 21000) before any SQL runs.
 //!
-//! Representations are re-read by key after the write (see [`crate::exec_write`]): the
+//! Representations are re-read by key after the write (see [`crate::write::exec`]): the
 //! statement returns the rowid (or the primary key of a `WITHOUT ROWID` table), and the
 //! request's `select`/`order`/`limit` shape the re-read. Views written through INSTEAD OF
 //! triggers have no key: their statement returns the selected fields directly.
@@ -16,14 +16,15 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::body::{ColumnPaths, Layout, Payload};
-use crate::dml::{self, OnConflict, Returning};
 use crate::error::{ApiError, ErrorCode};
 use crate::headers::{MediaType, Preferences, RequestHeaders, Resolution, ReturnPref};
 use crate::query::{CmpOp, Comparison, Operation, QueryParams};
-use crate::read_plan::{Condition, Limits, ReadNode, plan_read, resolve_relation};
+use crate::read::plan::{Condition, Limits, ReadNode, plan_read, resolve_relation};
+use crate::read::sql;
 use crate::schema_cache::{Column, RelKind, Relation, RowKey, SchemaCache};
-use crate::sql::{self, Sql};
+use crate::sql::Sql;
+use crate::write::body::{ColumnPaths, Layout, Payload};
+use crate::write::sql::{self as dml, OnConflict, Returning};
 
 /// The four writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -21,11 +21,12 @@ use rusqlite::types::Value;
 use crate::error::{ApiError, ErrorCode};
 use crate::functions::{BUDGET_CHECK_SQL, InsertCounter};
 use crate::headers::{Applied, CountMethod, MediaType, PreferenceApplied, Resolution, ReturnPref};
-use crate::read_plan::{ReadNode, distinct_exprs};
+use crate::read::plan::{ReadNode, distinct_exprs};
+use crate::read::sql;
 use crate::schema_cache::RowKey;
 use crate::shape::{Shaper, Spill};
-use crate::sql::{self, Sql};
-use crate::write_plan::{Mutation, Representation, WritePlan};
+use crate::sql::Sql;
+use crate::write::plan::{Mutation, Representation, WritePlan};
 
 /// The outcome of a write, ready to become a response.
 #[derive(Debug, Clone, PartialEq)]

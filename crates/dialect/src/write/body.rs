@@ -139,7 +139,7 @@ impl ColumnPaths {
     /// `$[0]` for the first row of the array).
     pub fn path(&self, row: &str, name: &str) -> String {
         match self {
-            ColumnPaths::ByKey => crate::dml::json_path(row, name),
+            ColumnPaths::ByKey => crate::write::sql::json_path(row, name),
             ColumnPaths::ByPosition { positions, width } => {
                 let i = positions.get(name).copied().unwrap_or(*width);
                 format!("{row}[{i}]")

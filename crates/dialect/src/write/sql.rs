@@ -1,4 +1,4 @@
-//! The SQL builder for writes: INSERT (with upsert), UPDATE and DELETE, each with the
+//! Write SQL, built with [`crate::sql::Sql`] as reads are: INSERT (with upsert), UPDATE and DELETE, each with the
 //! RETURNING list the write planner asks for.
 //!
 //! The request body is ONE parameter, `?1`: a JSON array of rows, unpacked with
@@ -9,7 +9,7 @@
 //! defaults for `missing=default` come from the schema (`dflt_value`), as PostgREST inlines
 //! them. Upserts count inserted rows with `pgrst_ins(±1)` (see [`crate::functions`]):
 //! `WHERE pgrst_ins(1)` on every candidate row, `DO UPDATE … WHERE pgrst_ins(-1)` on every
-//! conflict. Every statement's `WHERE` starts with `pgrst_budget()` ([`crate::sql::budget_where`]),
+//! conflict. Every statement's `WHERE` starts with `pgrst_budget()` ([`crate::read::sql::budget_where`]),
 //! evaluated on every candidate row, so the writer can stop a statement at its request's time
 //! budget without ending the transaction; a `WHERE` before `ON CONFLICT` also resolves SQLite's
 //! parsing ambiguity of `INSERT … SELECT … ON CONFLICT`. `INSERT … DEFAULT VALUES` has no row
@@ -18,11 +18,12 @@
 
 use rusqlite::types::Value;
 
-use crate::body::ColumnPaths;
 use crate::functions::{TYPED_FN, WriteType};
-use crate::read_plan::{Condition, OutputField, distinct_exprs};
+use crate::read::plan::{Condition, OutputField, distinct_exprs};
+use crate::read::sql::{budget_where, expr, key_exprs};
 use crate::schema_cache::{Affinity, Column, Relation, RowKey, ValueKind, is_temporal};
-use crate::sql::{Sql, budget_where, expr, key_exprs};
+use crate::sql::Sql;
+use crate::write::body::ColumnPaths;
 
 /// What a write statement returns for each row it touched.
 #[derive(Debug, Clone, Default)]

@@ -128,7 +128,7 @@ fn pages_at_the_extremes_saturate() {
             Limits::default(),
         )
         .unwrap();
-        match crate::exec_read::execute_read(&conn, &plan, false) {
+        match crate::read::exec::execute_read(&conn, &plan, false) {
             Ok(out) => assert_eq!(out.rows, rows, "{q}"),
             Err(e) => assert_eq!((e.status, rows), (416, 0), "{q}"),
         }
@@ -218,7 +218,7 @@ fn rows_in(setup: &str, relation: &str, query: &str) -> Result<Vec<serde_json::V
     let cache = SchemaCache::load(&c, &crate::schema_cache::Exposure::All).unwrap();
     let q = QueryParams::parse(query)?;
     let plan = plan_read(&cache, relation, &q, &headers(), Limits::default())?;
-    let out = crate::exec_read::execute_read(&c, &plan, false)?;
+    let out = crate::read::exec::execute_read(&c, &plan, false)?;
     Ok(serde_json::from_slice(&out.body).unwrap())
 }
 
@@ -381,7 +381,7 @@ fn full_text_drives_the_scan_inside_trees_not_under_not() {
     ] {
         let q = QueryParams::parse(query).unwrap();
         let p = plan_read(&cache, "d", &q, &headers(), Limits::default()).unwrap();
-        let sql = crate::sql::select(&p.root);
+        let sql = crate::read::sql::select(&p.root);
         assert_eq!(
             sql.text.matches("CASE WHEN").count(),
             three_valued,
@@ -409,7 +409,7 @@ fn full_text_query_is_one_bound_parameter() {
     let cache = SchemaCache::load(&c, &crate::schema_cache::Exposure::All).unwrap();
     let q = QueryParams::parse("%22b%5C%22x%22=not.wfts.%22x%27%20y);DROP%22%20z").unwrap();
     let p = plan_read(&cache, "d", &q, &headers(), Limits::default()).unwrap();
-    let sql = crate::sql::select(&p.root);
+    let sql = crate::read::sql::select(&p.root);
     assert!(
         sql.text.ends_with(
             " WHERE NOT (CASE WHEN \"t0\".\"b\"\"x\" IS NULL THEN NULL ELSE \"t0\".\"id\" IN \
@@ -425,7 +425,7 @@ fn full_text_query_is_one_bound_parameter() {
     // Not negated, at the top: a plain IN, so SQLite looks rows up by the index's matches.
     let q = QueryParams::parse("%22b%5C%22x%22=fts.x").unwrap();
     let p = plan_read(&cache, "d", &q, &headers(), Limits::default()).unwrap();
-    let sql = crate::sql::select(&p.root);
+    let sql = crate::read::sql::select(&p.root);
     assert!(
         sql.text.ends_with(
             " WHERE (\"t0\".\"id\" IN (SELECT rowid FROM \"d'fts\" WHERE \"d'fts\".\"b\"\"x\" MATCH ?))"
@@ -452,7 +452,7 @@ fn contentless_fts5_tables_are_searched_by_rowid_alone() {
     let count = |q: &str| -> i64 {
         let q = QueryParams::parse(q).unwrap();
         let p = plan_read(&cache, "cl", &q, &headers(), Limits::default()).unwrap();
-        let sql = crate::sql::count(&p.root);
+        let sql = crate::read::sql::count(&p.root);
         c.query_row(&sql.text, rusqlite::params_from_iter(&sql.params), |r| {
             r.get(0)
         })
@@ -599,7 +599,7 @@ fn aggregates_plan_into_fields_keyed_by_function_or_alias() {
 #[test]
 fn grouping_is_by_result_position_at_the_top_and_by_expression_in_embeds() {
     let p = plan_aggregates("b", "select=g,count(),a_id,n.sum()&order=g&limit=2").unwrap();
-    let sql = crate::sql::select(&p.root);
+    let sql = crate::read::sql::select(&p.root);
     assert_eq!(
         sql.text,
         "SELECT \"t0\".\"g\", count(*), \"t0\".\"a_id\", sum(\"t0\".\"n\") FROM \"b\" AS \"t0\" \
@@ -608,12 +608,12 @@ fn grouping_is_by_result_position_at_the_top_and_by_expression_in_embeds() {
     // Only aggregates: no GROUP BY (one row, even over no rows).
     let p = plan_aggregates("b", "select=count()").unwrap();
     assert_eq!(
-        crate::sql::select(&p.root).text,
+        crate::read::sql::select(&p.root).text,
         "SELECT count(*) FROM \"b\" AS \"t0\""
     );
     // Inside a to-many embed: the group's rows in a sub-select, grouped by expression.
     let p = plan_aggregates("a", "select=name,b(g,count())").unwrap();
-    let sql = crate::sql::select(&p.root);
+    let sql = crate::read::sql::select(&p.root);
     assert!(!p.root.grouped());
     assert!(
         sql.text
@@ -626,7 +626,7 @@ fn grouping_is_by_result_position_at_the_top_and_by_expression_in_embeds() {
     // Counts count groups.
     let p = plan_aggregates("b", "select=g,count()&n=gt.1").unwrap();
     assert_eq!(
-        crate::sql::count(&p.root).text,
+        crate::read::sql::count(&p.root).text,
         "SELECT count(*) FROM (SELECT \"t0\".\"g\", count(*) FROM \"b\" AS \"t0\" \
          WHERE (\"t0\".\"n\" > ?) GROUP BY 1)"
     );
@@ -636,7 +636,7 @@ fn grouping_is_by_result_position_at_the_top_and_by_expression_in_embeds() {
 fn spread_aggregates_are_hoisted_into_the_parent() {
     let p = plan_aggregates("b", "select=g,...a(id.max(),count())").unwrap();
     assert!(p.root.grouped());
-    let sql = crate::sql::select(&p.root);
+    let sql = crate::read::sql::select(&p.root);
     assert_eq!(
         sql.text,
         "SELECT \"t0\".\"g\", max((SELECT \"t1\".\"id\" FROM \"a\" AS \"t1\" WHERE \"t1\".\"id\" = \"t0\".\"a_id\")), \

@@ -16,9 +16,10 @@ use rusqlite::Connection;
 
 use crate::error::ApiError;
 use crate::headers::{AppliedPreference, CountMethod, MediaType, PreferenceApplied};
-use crate::read_plan::{ReadNode, ReadPlan};
+use crate::read::plan::{ReadNode, ReadPlan};
+use crate::read::sql;
 use crate::shape::{Shaper, Spill, content_range};
-use crate::sql::{self, Sql};
+use crate::sql::Sql;
 
 /// Rows a read without a limit is expected to return, for sizing the body buffer.
 const EXPECTED_ROWS: i64 = 16;
@@ -343,7 +344,7 @@ mod tests {
     use super::*;
     use crate::headers::{Preferences, RequestHeaders};
     use crate::query::QueryParams;
-    use crate::read_plan::{Limits, plan_read};
+    use crate::read::plan::{Limits, plan_read};
     use crate::schema_cache::{Exposure, SchemaCache};
 
     fn db() -> Connection {
