@@ -120,13 +120,22 @@ impl WriteType {
 
     /// Whether a column of this type keeps `v` as a value of the type.
     fn accepts(self, v: ValueRef<'_>) -> bool {
+        // The spaces SQLite's type affinity skips around a number: ASCII only (a Unicode
+        // space left in would keep the value text).
         fn text(t: &[u8]) -> Option<&str> {
-            std::str::from_utf8(t).ok().map(str::trim)
+            std::str::from_utf8(t)
+                .ok()
+                .map(|t| t.trim_matches([' ', '\t', '\n', '\x0b', '\x0c', '\r']))
         }
+        // The REALs an INTEGER column turns into integers: integral and within 64 bits (a
+        // JSON number past i64 arrives as a REAL and would stay one).
+        const I64_BOUND: f64 = 9_223_372_036_854_775_808.0;
         match (self, v) {
             (_, ValueRef::Null) => true,
             (WriteType::Integer, ValueRef::Integer(_)) => true,
-            (WriteType::Integer, ValueRef::Real(f)) => f.is_finite() && f.fract() == 0.0,
+            (WriteType::Integer, ValueRef::Real(f)) => {
+                f.fract() == 0.0 && (-I64_BOUND..I64_BOUND).contains(&f)
+            }
             (WriteType::Integer, ValueRef::Text(t)) => {
                 text(t).is_some_and(|t| t.parse::<i64>().is_ok())
             }
@@ -387,6 +396,25 @@ pub fn register_budget(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn typed_writes_accept_what_the_affinity_converts_and_nothing_else() {
+        use WriteType::*;
+        let t = |s: &'static str| ValueRef::Text(s.as_bytes());
+        // ASCII spaces around a number are what SQLite skips; a Unicode space keeps it text.
+        assert!(Integer.accepts(t(" 5\t")));
+        assert!(!Integer.accepts(t("5\u{a0}")));
+        assert!(!Number.accepts(t("1.5\u{2003}")));
+        assert!(!Boolean.accepts(t("1\u{a0}")));
+        assert!(Number.accepts(t("\n2.5e3 ")));
+        // REALs an INTEGER column turns into integers: integral, within 64 bits.
+        assert!(Integer.accepts(ValueRef::Real(3.0)));
+        assert!(Integer.accepts(ValueRef::Real(-9_223_372_036_854_775_808.0)));
+        assert!(!Integer.accepts(ValueRef::Real(9_223_372_036_854_775_808.0)));
+        assert!(!Integer.accepts(ValueRef::Real(1e300)));
+        assert!(!Integer.accepts(ValueRef::Real(f64::INFINITY)));
+        assert!(!Integer.accepts(ValueRef::Real(1.5)));
+    }
 
     #[test]
     fn regexp_matches() {

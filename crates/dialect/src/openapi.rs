@@ -167,7 +167,9 @@ pub fn document(cache: &SchemaCache, opts: &DocOptions<'_>) -> Value {
             function_item(f, &mut parameters),
         );
     }
-    schemas.insert("Error".into(), error_schema());
+    // Table names are escaped into `[A-Za-z0-9_-]` (plus `.insert`/`.update`), so no table
+    // takes this name.
+    schemas.insert("pgrst.Error".into(), error_schema());
 
     let mut components = json!({
         "schemas": schemas,
@@ -175,7 +177,7 @@ pub fn document(cache: &SchemaCache, opts: &DocOptions<'_>) -> Value {
         "responses": {
             "Error": {
                 "description": "A PostgREST-shaped error.",
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/pgrst.Error"}}},
             },
         },
     });
@@ -817,6 +819,22 @@ mod tests {
                 format!("None of these media types are available: {bad}")
             );
         }
+    }
+
+    #[test]
+    fn a_table_named_error_keeps_its_row_schema() {
+        let d = doc_for(
+            "CREATE TABLE \"Error\" (id INTEGER PRIMARY KEY, v TEXT);",
+            &[],
+            false,
+        );
+        let schemas = &d["components"]["schemas"];
+        assert!(
+            schemas["Error"]["properties"].get("v").is_some(),
+            "{}",
+            schemas["Error"]
+        );
+        assert!(schemas["pgrst.Error"]["properties"].get("hint").is_some());
     }
 
     #[test]

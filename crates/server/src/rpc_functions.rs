@@ -2,9 +2,11 @@
 //! the dialect's, see `dialect::RpcFunction`).
 //!
 //! Loaded at start-up, where a broken file refuses the start naming the file and the reason;
-//! reloaded on SIGUSR1 (with the schema cache) and when the directory changes (its `.sql`
+//! reloaded on SIGUSR1 (with the schema cache), when the directory changes (its `.sql`
 //! files' names, sizes and modification times, polled every [`POLL`]: one `readdir` and a
-//! `stat` per file, robust on every file system, where change notifications are not). A
+//! `stat` per file, robust on every file system, where change notifications are not) and
+//! when the database's schema changes (its `schema_version`, read at the same poll: a
+//! migration can break a function or change its result columns). Reloads never overlap. A
 //! reload that fails keeps the previous set and logs why. Files are checked on a connection
 //! of their own with the writer's authorizer, so a statement the writer could not prepare
 //! (DDL, ATTACH, a pragma with a value) is refused at load rather than at call.
@@ -28,7 +30,9 @@ pub const POLL: Duration = Duration::from_millis(500);
 const MAX_FILE_BYTES: u64 = 1 << 20;
 
 /// What the directory looked like: each `.sql` file's name, size and modification time.
-type Fingerprint = Vec<(String, u64, Option<SystemTime>)>;
+/// The function files (name, size, modification time) and the database's schema version: a
+/// schema change can break a function or change its result columns, so it reloads them too.
+type Fingerprint = (Vec<(String, u64, Option<SystemTime>)>, Option<i64>);
 
 /// The current set of functions and where it comes from.
 pub struct RpcRegistry {
@@ -38,6 +42,10 @@ pub struct RpcRegistry {
     /// The directory as of the last load attempt (a failed one too: it is not retried until
     /// something changes or SIGUSR1 asks).
     seen: Mutex<Option<Fingerprint>>,
+    /// Held for a whole reload, so reloads never overlap.
+    reloading: Mutex<()>,
+    /// A read connection kept to read the schema version at each poll.
+    probe: Mutex<Option<rusqlite::Connection>>,
 }
 
 impl RpcRegistry {
@@ -48,6 +56,8 @@ impl RpcRegistry {
             dsn: dsn.to_string(),
             current: ArcSwap::from_pointee(RpcFunctions::default()),
             seen: Mutex::new(None),
+            reloading: Mutex::new(()),
+            probe: Mutex::new(None),
         };
         if registry.dir.is_some() {
             let n = registry.reload()?;
@@ -74,8 +84,10 @@ impl RpcRegistry {
         let Some(dir) = &self.dir else {
             return Ok(0);
         };
-        // The fingerprint first: a change racing with the load is seen at the next poll.
-        let print = fingerprint(dir).ok();
+        // One reload at a time (SIGUSR1 and the poller): an older load never replaces a newer
+        // one. The fingerprint first: a change racing with the load is seen at the next poll.
+        let _one = self.reloading.lock();
+        let print = self.fingerprint(dir);
         *self.seen.lock() = print;
         let functions = load(dir, &self.dsn)?;
         let n = functions.len();
@@ -111,10 +123,10 @@ impl RpcRegistry {
             let this = self.clone();
             let dir = dir.clone();
             let changed = tokio::task::spawn_blocking(move || {
-                let now = fingerprint(&dir).ok();
+                let now = this.fingerprint(&dir);
                 let changed = *this.seen.lock() != now;
                 if changed {
-                    this.reload_logged("the directory changed");
+                    this.reload_logged("the directory or the schema changed");
                 }
                 changed
             })
@@ -126,11 +138,33 @@ impl RpcRegistry {
     }
 }
 
+impl RpcRegistry {
+    /// The directory's files and the schema version now (`None` when the directory cannot be
+    /// read).
+    fn fingerprint(&self, dir: &Path) -> Option<Fingerprint> {
+        let files = files_of(dir).ok()?;
+        Some((files, self.schema_version()))
+    }
+
+    fn schema_version(&self) -> Option<i64> {
+        let mut probe = self.probe.lock();
+        if probe.is_none() {
+            *probe = open(&self.dsn, &OpenOptions::reader()).ok();
+        }
+        let version = probe.as_ref().and_then(|c| dialect::schema_version(c).ok());
+        if version.is_none() {
+            // Opened again at the next poll.
+            *probe = None;
+        }
+        version
+    }
+}
+
 fn is_function_file(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "sql")
 }
 
-fn fingerprint(dir: &Path) -> std::io::Result<Fingerprint> {
+fn files_of(dir: &Path) -> std::io::Result<Vec<(String, u64, Option<SystemTime>)>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
@@ -218,5 +252,31 @@ mod tests {
         std::fs::remove_file(fns.join("bad.sql")).unwrap();
         std::fs::write(fns.join("m.sql"), "-- returns: scalar\nSELECT 2").unwrap();
         assert_eq!(r.reload().unwrap(), 2);
+    }
+
+    #[test]
+    fn a_schema_change_is_a_change_the_poller_reloads_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("db.sqlite");
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch("CREATE TABLE t (x INTEGER);").unwrap();
+        let fns = dir.path().join("rpc");
+        std::fs::create_dir(&fns).unwrap();
+        std::fs::write(fns.join("all.sql"), "-- returns: setof\nSELECT * FROM t").unwrap();
+        let r = RpcRegistry::open(Some(fns.clone()), &db.to_string_lossy()).unwrap();
+        let columns = |r: &RpcRegistry| r.current().get("all").unwrap().columns.len();
+        assert_eq!(columns(&r), 1);
+        assert_eq!(*r.seen.lock(), r.fingerprint(&fns), "nothing changed yet");
+        // A migration by another process: the files did not change, the result did.
+        conn.execute_batch("ALTER TABLE t ADD COLUMN y TEXT;")
+            .unwrap();
+        assert_ne!(
+            *r.seen.lock(),
+            r.fingerprint(&fns),
+            "the poller sees the change"
+        );
+        r.reload().unwrap();
+        assert_eq!(columns(&r), 2);
+        assert_eq!(*r.seen.lock(), r.fingerprint(&fns));
     }
 }

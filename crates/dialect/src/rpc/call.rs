@@ -64,15 +64,18 @@ impl Functions {
 
     /// The function `name` called with exactly the arguments `keys`; 404 PGRST202 otherwise.
     pub fn resolve(&self, name: &str, keys: &[&str]) -> Result<&Arc<Function>, ApiError> {
+        let mut sorted: Vec<&str> = keys.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        // Exactly the function's parameters, each once: a repeated argument (`?a=1&a=2`)
+        // names no signature rather than silently dropping another parameter.
         if let Some(f) = self.by_name.get(name)
             && f.params.len() == keys.len()
+            && sorted.len() == keys.len()
             && keys.iter().all(|k| f.params.iter().any(|p| p.name == *k))
         {
             return Ok(f);
         }
-        let mut sorted: Vec<&str> = keys.to_vec();
-        sorted.sort_unstable();
-        sorted.dedup();
         let args = sorted.join(", ");
         let (message, searched) = if sorted.is_empty() {
             (
@@ -354,11 +357,11 @@ pub fn execute_call(
     let f = &call.function;
     match f.returns {
         Returns::Void => {
-            run_statement(conn, call, 0)?;
+            run_statement(conn, call, 0, 0)?;
             Ok(whole(204, Vec::new(), String::new(), 0))
         }
         Returns::Scalar => {
-            let rows = run_statement(conn, call, 1)?;
+            let rows = run_statement(conn, call, 1, usize::MAX)?;
             let kind = match ValueKind::from_decl_type(f.columns[0].1.as_deref().unwrap_or("")) {
                 ValueKind::Bool => OutputKind::Bool,
                 ValueKind::Json => OutputKind::Json,
@@ -379,7 +382,10 @@ pub fn execute_call(
         }
         Returns::Set | Returns::Row => {
             let source = if f.writes {
-                let rows = run_statement(conn, call, usize::MAX)?;
+                // The request's select, filters and order are checked before anything is
+                // written: planning does not depend on the rows.
+                plan_result(f, rows_source(f, &[], how.max_bytes)?, how)?;
+                let rows = run_statement(conn, call, usize::MAX, how.max_bytes)?;
                 rows_source(f, &rows, how.max_bytes)?
             } else {
                 Source {
@@ -425,8 +431,16 @@ fn whole(status: u16, body: Vec<u8>, content_range: String, rows: usize) -> Read
     })
 }
 
-/// Runs the function's statement with the call's arguments; keeps at most `keep` rows.
-fn run_statement(conn: &Connection, call: &Call, keep: usize) -> Result<Vec<Vec<Value>>, ApiError> {
+/// Runs the function's statement with the call's arguments to its end; keeps at most `keep`
+/// rows, and fails (nothing kept, the caller's transaction undoes the write) once the kept
+/// values pass about `max_bytes`, so a huge `RETURNING` is never held in memory whole. Text
+/// that is not UTF-8 is kept lossily, as table reads render it.
+fn run_statement(
+    conn: &Connection,
+    call: &Call,
+    keep: usize,
+    max_bytes: usize,
+) -> Result<Vec<Vec<Value>>, ApiError> {
     let mut stmt = conn.prepare_cached(&call.function.sql)?;
     for (i, v) in call.args.iter().enumerate() {
         stmt.raw_bind_parameter(i + 1, v)?;
@@ -434,16 +448,46 @@ fn run_statement(conn: &Connection, call: &Call, keep: usize) -> Result<Vec<Vec<
     let width = stmt.column_count();
     let mut rows = stmt.raw_query();
     let mut out = Vec::new();
+    let mut bytes = 0usize;
     while let Some(row) = rows.next()? {
-        if out.len() < keep {
-            out.push(
-                (0..width)
-                    .map(|i| row.get::<_, Value>(i))
-                    .collect::<rusqlite::Result<Vec<_>>>()?,
-            );
+        if out.len() >= keep {
+            continue;
         }
+        let mut cells = Vec::with_capacity(width);
+        for i in 0..width {
+            let v = match row.get_ref(i)? {
+                ValueRef::Null => Value::Null,
+                ValueRef::Integer(n) => Value::Integer(n),
+                ValueRef::Real(r) => Value::Real(r),
+                ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+                ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+            };
+            bytes = bytes.saturating_add(match &v {
+                Value::Text(t) => t.len() + 2,
+                Value::Blob(b) => 2 * b.len() + 10,
+                _ => 20,
+            });
+            cells.push(v);
+        }
+        if bytes > max_bytes {
+            return Err(too_large(max_bytes));
+        }
+        out.push(cells);
     }
     Ok(out)
+}
+
+/// 400 `54000`: a writing function's result past the representation limit of writes.
+fn too_large(max_bytes: usize) -> ApiError {
+    ApiError::new(
+        400,
+        ErrorCode::ProgramLimitExceeded,
+        "The representation of the write is too large",
+    )
+    .with_details(format!(
+        "It would exceed {max_bytes} bytes; nothing was written."
+    ))
+    .with_hint("Return fewer rows or columns from the function")
 }
 
 /// The rows a writing function returned, as a relation: a JSON array of arrays bound as one
@@ -469,15 +513,7 @@ fn rows_source(f: &Function, rows: &[Vec<Value>], max_bytes: usize) -> Result<So
             .collect();
         json.push_str(&serde_json::Value::Array(cells).to_string());
         if json.len() > max_bytes {
-            return Err(ApiError::new(
-                400,
-                ErrorCode::ProgramLimitExceeded,
-                "The representation of the write is too large",
-            )
-            .with_details(format!(
-                "It would exceed {max_bytes} bytes; nothing was written."
-            ))
-            .with_hint("Return fewer rows or columns from the function"));
+            return Err(too_large(max_bytes));
         }
     }
     json.push(']');
@@ -698,6 +734,48 @@ mod tests {
             n, 3,
             "the filter shapes the answer, not what the statement wrote"
         );
+    }
+
+    #[test]
+    fn a_writing_function_writes_nothing_for_a_bad_query_or_a_result_past_the_limit() {
+        let c = db();
+        let titles = || -> Vec<String> {
+            let mut s = c.prepare("SELECT title FROM books ORDER BY id").unwrap();
+            s.query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        let before = titles();
+        // The query is checked before the statement runs (no savepoint here to undo it).
+        let e = call(
+            &c,
+            "retitle",
+            q(&[("id", "1"), ("title", "Y")]),
+            "select=nope",
+        )
+        .unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (400, "42703"));
+        assert_eq!(titles(), before, "a refused call wrote");
+        // Rows are counted while they are read: past the limit the call fails (the writer's
+        // savepoint undoes the write), without holding the whole result.
+        let f = functions(&c);
+        let call = Call::new(&f, "retitle", &q(&[("id", "1"), ("title", "Z")])).unwrap();
+        let e = run_statement(&c, &call, usize::MAX, 40).unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (400, "54000"));
+    }
+
+    #[test]
+    fn a_repeated_argument_names_no_signature() {
+        let c = db();
+        let e = call(
+            &c,
+            "by_author",
+            q(&[("author", "Tolstoy"), ("author", "x")]),
+            "",
+        )
+        .unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (404, "PGRST202"));
     }
 
     #[test]

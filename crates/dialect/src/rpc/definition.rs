@@ -258,6 +258,23 @@ impl Function {
             rusqlite::Error::MultipleStatement => "more than one SQL statement".to_string(),
             e => format!("the statement does not prepare: {e}"),
         })?;
+        // Transaction control would leave a pooled connection inside a transaction (a frozen
+        // snapshot that also pins the WAL), or end the writer's batch.
+        let first_word: String = h
+            .body
+            .trim_start()
+            .chars()
+            .take_while(char::is_ascii_alphabetic)
+            .collect::<String>()
+            .to_ascii_uppercase();
+        if matches!(
+            first_word.as_str(),
+            "BEGIN" | "COMMIT" | "END" | "ROLLBACK" | "SAVEPOINT" | "RELEASE"
+        ) {
+            return Err(format!(
+                "`{first_word}`: transaction control is not allowed in a function (each call runs in its own transaction)"
+            ));
+        }
         let mut order = Vec::with_capacity(stmt.parameter_count());
         let mut seen = HashSet::new();
         for i in 1..=stmt.parameter_count() {
@@ -523,6 +540,17 @@ mod tests {
                 "does not prepare",
             ),
             ("f", "-- returns: row\nSELECT 1; SELECT 2", "more than one"),
+            ("f", "-- returns: void\nBEGIN", "transaction control"),
+            (
+                "f",
+                "-- returns: void\n  savepoint s",
+                "transaction control",
+            ),
+            (
+                "f",
+                "-- returns: void\n-- writes\nCOMMIT",
+                "transaction control",
+            ),
             ("f", "-- returns: row\nSELECT ?", "unnamed parameter"),
             ("f", "-- returns: row\nSELECT @a", "name every parameter"),
             ("f", "-- returns: row\nSELECT :a", "does not declare"),
