@@ -5,10 +5,20 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+/// `sqlite-rest --version`: the crate's version and the git commit it was built from (a short
+/// hash, `-dirty` if the tree had uncommitted changes, `unknown` outside a git checkout; see
+/// the build script).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("SQLITE_REST_COMMIT"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "sqlite-rest",
-    version,
+    version = VERSION,
     about = "Serve a PostgREST-compatible REST API from a SQLite database",
     long_about = "Serve a PostgREST-compatible REST API from a SQLite database.\n\n\
         Every flag can also be set with an environment variable named SQLITEREST_<FLAG>, \

@@ -36,14 +36,38 @@ fn migration_state(s: &Server) -> (i64, bool) {
         .unwrap()
 }
 
+/// `git args` in this crate's directory: its trimmed output, or None without git or a checkout.
+fn git(args: &[&str]) -> Option<String> {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
 #[test]
 fn version_and_help() {
-    let out = bin().arg("--version").output().unwrap();
-    assert!(out.status.success());
-    assert_eq!(
-        String::from_utf8(out.stdout).unwrap().trim(),
-        format!("sqlite-rest {}", env!("CARGO_PKG_VERSION"))
-    );
+    // The version and the commit built from: HEAD's short hash (`-dirty` if the tree had
+    // uncommitted changes when the build script last ran), `unknown` outside a checkout.
+    let prefix = format!("sqlite-rest {} (commit ", env!("CARGO_PKG_VERSION"));
+    let commit = match git(&["rev-parse", "--short", "HEAD"]) {
+        Some(head) => vec![format!("{head})"), format!("{head}-dirty)")],
+        None => vec!["unknown)".to_string()],
+    };
+    for flag in ["--version", "-V"] {
+        let out = bin().arg(flag).output().unwrap();
+        assert!(out.status.success(), "{flag}: {out:?}");
+        let line = String::from_utf8(out.stdout).unwrap();
+        let line = line.trim();
+        assert!(
+            line.strip_prefix(&prefix)
+                .is_some_and(|rest| commit.iter().any(|c| c == rest)),
+            "{flag} printed {line:?}, expected {prefix}{commit:?}"
+        );
+    }
     let out = bin().args(["serve", "--help"]).output().unwrap();
     let help = String::from_utf8(out.stdout).unwrap();
     for flag in [
