@@ -422,3 +422,118 @@ async fn migrate_is_go_compatible_and_a_running_server_sees_it() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The Go sqlite-rest's boolean syntax (pflag), as its Helm chart passes flags:
+/// `--log-devel`, `--log-devel=true`, `--log-devel=false`, or SQLITEREST_LOG_DEVEL, on
+/// `migrate` — whose migrations directory right after a bare `--log-devel` stays the
+/// directory. Human-readable logs vs JSON lines show which value was taken.
+#[test]
+fn boolean_flags_take_go_syntax_on_migrate() {
+    let dir = tempfile::tempdir().unwrap();
+    let migrations = dir.path().join("migrations");
+    std::fs::create_dir(&migrations).unwrap();
+    let db = dir.path().join("m.db");
+    // (flags before the directory, SQLITEREST_LOG_DEVEL, human-readable logs expected)
+    let cases: [(&[&str], Option<&str>, bool); 8] = [
+        (&[], None, false),
+        (&["--log-devel"], None, true),
+        (&["--log-devel=true"], None, true),
+        (&["--log-devel=false"], None, false),
+        (&["--log-devel=1"], None, true),
+        (&[], Some("true"), true),
+        (&[], Some("false"), false),
+        (&["--log-devel=false"], Some("true"), false),
+    ];
+    for (flags, env, human) in cases {
+        let mut cmd = bin();
+        cmd.arg("migrate")
+            .arg("--db-dsn")
+            .arg(&db)
+            .args(flags)
+            .arg(&migrations)
+            .env_remove("SQLITEREST_LOG_DEVEL");
+        if let Some(v) = env {
+            cmd.env("SQLITEREST_LOG_DEVEL", v);
+        }
+        let out = cmd.output().unwrap();
+        testkit::assert_success(&out);
+        let logs = String::from_utf8_lossy(&out.stderr);
+        let line = logs
+            .lines()
+            .find(|l| l.contains("no pending migrations"))
+            .unwrap_or_else(|| panic!("{flags:?} {env:?}: no log line in {logs}"));
+        assert_eq!(
+            !line.starts_with('{'),
+            human,
+            "{flags:?} with SQLITEREST_LOG_DEVEL={env:?} logged {line:?}"
+        );
+    }
+    // A value that is no boolean is refused, naming the flag.
+    let out = bin()
+        .args(["migrate", "--db-dsn"])
+        .arg(&db)
+        .arg("--log-devel=maybe")
+        .arg(&migrations)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--log-devel"), "{err}");
+}
+
+/// `serve --insecure-disable-auth` in the Go chart's forms: `=false` (or the environment
+/// variable false) with no key is refused as if the flag were absent; `=true` and the
+/// environment variable true serve without a token.
+#[tokio::test]
+async fn boolean_flags_take_go_syntax_on_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("g.db");
+    common::create_fixture_db(&db);
+    let serve = |flags: &[&str], env: Option<&str>| {
+        let mut cmd = bin();
+        cmd.arg("serve")
+            .arg("--db-dsn")
+            .arg(&db)
+            .args(flags)
+            .args(["--security-allow-table", "clients"])
+            .env_remove("SQLITEREST_INSECURE_DISABLE_AUTH")
+            .stdout(Stdio::null());
+        if let Some(v) = env {
+            cmd.env("SQLITEREST_INSECURE_DISABLE_AUTH", v);
+        }
+        cmd
+    };
+    for (flags, env) in [
+        (&["--insecure-disable-auth=false"][..], None),
+        (&[][..], Some("false")),
+    ] {
+        let out = serve(flags, env)
+            .args(["--http-addr", "127.0.0.1:0", "--metrics-addr", ""])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{flags:?} {env:?} started");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("specify --auth-token-file"),
+            "{flags:?} {env:?}: {err}"
+        );
+    }
+    for (flags, env) in [
+        (&["--insecure-disable-auth=true"][..], None),
+        (&["--insecure-disable-auth=TRUE"][..], Some("false")),
+        (&[][..], Some("true")),
+    ] {
+        let (mut child, port, _admin) = common::spawn_ready(|port, admin| {
+            let mut cmd = serve(flags, env);
+            cmd.args(["--http-addr", &format!("127.0.0.1:{port}")])
+                .args(["--metrics-addr", &format!("127.0.0.1:{admin}")])
+                .args(["--log-level", "warn"]);
+            cmd
+        })
+        .await;
+        let r = get_from(port, "/clients?select=name&order=id", None).await;
+        assert_eq!(r.status(), 200, "{flags:?} {env:?}");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
