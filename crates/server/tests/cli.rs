@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Options, Server, post};
+use pprof::protos::Message;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_sqlite-rest"))
@@ -253,6 +254,69 @@ async fn pprof_serves_cpu_profiles() {
     // A pprof Profile message starts with field 1 (sample_type, length-delimited) = 0x0a.
     assert_eq!(body[0], 0x0a);
     load.await.unwrap();
+}
+
+/// The release build keeps its symbol table (only debug info is stripped): a CPU profile of
+/// the release binary names our functions. A binary stripped of its symbols would profile as
+/// bare addresses.
+#[tokio::test]
+async fn release_binary_profiles_name_functions() {
+    let Some(release) = testkit::require_tool(
+        testkit::Tool::ReleaseBinary,
+        "release_binary_profiles_name_functions",
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("p.db");
+    common::create_fixture_db(&db);
+    let pprof = testkit::free_port();
+    let (mut child, port, _admin) = common::spawn_ready(|port, admin| {
+        let mut cmd = Command::new(&release);
+        cmd.args(["serve", "--insecure-disable-auth", "--log-level", "warn"])
+            .arg("--db-dsn")
+            .arg(&db)
+            .args(["--security-allow-table", "clients,items"])
+            .args(["--http-addr", &format!("127.0.0.1:{port}")])
+            .args(["--metrics-addr", &format!("127.0.0.1:{admin}")])
+            .args(["--pprof-addr", &format!("127.0.0.1:{pprof}")])
+            .stdout(Stdio::null());
+        cmd
+    })
+    .await;
+    let busy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let load = {
+        let busy = busy.clone();
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let url = format!("http://127.0.0.1:{port}/clients?order=name");
+            while busy.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = client.get(&url).send().await;
+            }
+        })
+    };
+    let body = reqwest::get(format!(
+        "http://127.0.0.1:{pprof}/debug/pprof/profile?seconds=2"
+    ))
+    .await
+    .unwrap()
+    .bytes()
+    .await
+    .unwrap();
+    busy.store(false, std::sync::atomic::Ordering::Relaxed);
+    load.await.unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let profile = pprof::protos::Profile::decode(body.as_ref()).unwrap();
+    assert!(!profile.sample.is_empty(), "no samples in 2 s under load");
+    assert!(
+        profile
+            .string_table
+            .iter()
+            .any(|name| name.starts_with("sqlite_rest::") || name.starts_with("dialect::")),
+        "no function of ours named in the profile: {:?}",
+        &profile.string_table[..profile.string_table.len().min(40)]
+    );
 }
 
 #[tokio::test]
