@@ -328,6 +328,15 @@ mod tests {
     use super::*;
     use clap::CommandFactory;
 
+    /// `sqlite-rest serve --db-dsn x.db` with `extra` flags after it.
+    fn serve(extra: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(
+            ["sqlite-rest", "serve", "--db-dsn", "x.db"]
+                .iter()
+                .chain(extra),
+        )
+    }
+
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
@@ -372,11 +381,7 @@ mod tests {
             ),
             (10_000, 60_000, 10_000)
         );
-        let cli = Cli::try_parse_from([
-            "sqlite-rest",
-            "serve",
-            "--db-dsn",
-            "x.db",
+        let cli = serve(&[
             "--safe-update=false",
             "--db-synchronous",
             "normal",
@@ -393,23 +398,9 @@ mod tests {
         assert_eq!(s.db_synchronous.as_deref(), Some("normal"));
         assert_eq!(s.write_durability, "replicated");
         assert_eq!(s.write_durability_timeout_ms, 2500);
-        assert!(
-            Cli::try_parse_from([
-                "sqlite-rest",
-                "serve",
-                "--db-dsn",
-                "x.db",
-                "--write-durability",
-                "remote"
-            ])
-            .is_err()
-        );
+        assert!(serve(&["--write-durability", "remote"]).is_err());
         // Go's pflag booleans: bare, `=true`, `=false`; a value needs the `=`.
-        let cli = Cli::try_parse_from([
-            "sqlite-rest",
-            "serve",
-            "--db-dsn",
-            "x.db",
+        let cli = serve(&[
             "--safe-update",
             "--aggregates-enabled=true",
             "--replication-enabled=false",
@@ -422,16 +413,6 @@ mod tests {
         };
         assert!(s.safe_update && s.aggregates_enabled && s.write_positions);
         assert!(!s.replication_enabled && !cli.log_devel);
-        assert!(
-            Cli::try_parse_from([
-                "sqlite-rest",
-                "serve",
-                "--db-dsn",
-                "x.db",
-                "--safe-update",
-                "false"
-            ])
-            .is_err()
-        );
+        assert!(serve(&["--safe-update", "false"]).is_err());
     }
 }
