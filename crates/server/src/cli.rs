@@ -1,14 +1,53 @@
-//! The command line, compatible with the Go sqlite-rest: `serve` with the same flags, plus
-//! `demo`. Every flag can also be set through `SQLITEREST_<FLAG_IN_UPPER_SNAKE>`.
+//! The command line, compatible with the Go sqlite-rest: `serve` and `migrate` with the same
+//! flags and the same boolean syntax (Go's pflag: `--flag`, `--flag=true`, `--flag=false`),
+//! plus `demo` and `restore`. Every flag can also be set through
+//! `SQLITEREST_<FLAG_IN_UPPER_SNAKE>`.
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::builder::BoolishValueParser;
+use clap::{Arg, ArgAction, Args, Parser, Subcommand};
+
+/// `sqlite-rest --version`: the crate's version and the git commit it was built from (a short
+/// hash, `-dirty` if the tree had uncommitted changes, `unknown` outside a git checkout; see
+/// the build script).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("SQLITE_REST_COMMIT"),
+    ")"
+);
+
+/// The boolean flags' syntax of Go's pflag, which the Go sqlite-rest and its Helm chart use:
+/// `--flag` alone is true, `--flag=true` / `--flag=false` set it explicitly. The value needs
+/// the `=`, as in pflag, so `--flag` never swallows the next argument (`migrate --log-devel
+/// DIR`). Values (and the environment variable's) are read as clap's "boolish" ones: true,
+/// false, 1, 0, t, f, yes, no, on, off, any case — a superset of Go's `strconv.ParseBool`.
+/// Applied in the derive with `#[arg(pflag_bool())]`, after the field's own attributes.
+trait PflagBool {
+    fn pflag_bool(self) -> Self;
+}
+
+impl PflagBool for Arg {
+    fn pflag_bool(self) -> Self {
+        let arg = if self.get_default_values().is_empty() {
+            self.default_value("false")
+        } else {
+            self
+        };
+        arg.action(ArgAction::Set)
+            .value_parser(BoolishValueParser::new())
+            .num_args(0..=1)
+            .require_equals(true)
+            .default_missing_value("true")
+            .value_name("BOOL")
+    }
+}
 
 #[derive(Debug, Parser)]
 #[command(
     name = "sqlite-rest",
-    version,
+    version = VERSION,
     about = "Serve a PostgREST-compatible REST API from a SQLite database",
     long_about = "Serve a PostgREST-compatible REST API from a SQLite database.\n\n\
         Every flag can also be set with an environment variable named SQLITEREST_<FLAG>, \
@@ -21,7 +60,7 @@ pub struct Cli {
     pub log_level: String,
 
     /// Human-readable logs instead of JSON lines.
-    #[arg(long, global = true, env = "SQLITEREST_LOG_DEVEL")]
+    #[arg(long, global = true, env = "SQLITEREST_LOG_DEVEL", pflag_bool())]
     pub log_devel: bool,
 
     #[command(subcommand)]
@@ -81,7 +120,7 @@ pub struct ServeArgs {
     pub auth_rsa_public_key: Option<PathBuf>,
 
     /// Serve without any authentication. For local development only: every client gets in.
-    #[arg(long, env = "SQLITEREST_INSECURE_DISABLE_AUTH")]
+    #[arg(long, env = "SQLITEREST_INSECURE_DISABLE_AUTH", pflag_bool())]
     pub insecure_disable_auth: bool,
 
     /// Tables and views the API exposes (comma list, repeatable). Nothing else is visible:
@@ -108,7 +147,7 @@ pub struct ServeArgs {
     /// Allow aggregate functions in `select` (`count()`, `amount.sum()`, `avg`, `min`, `max`,
     /// grouped by the other selected fields). Off by default, as PostgREST's
     /// db-aggregates-enabled: one request can make the database read every row of a table.
-    #[arg(long, env = "SQLITEREST_AGGREGATES_ENABLED")]
+    #[arg(long, env = "SQLITEREST_AGGREGATES_ENABLED", pflag_bool())]
     pub aggregates_enabled: bool,
 
     /// Time budget of one request in milliseconds; longer queries are interrupted (504).
@@ -142,7 +181,7 @@ pub struct ServeArgs {
 
     /// Replicate the database with embedded, Litestream-compatible replication (restore it
     /// from the replica at start-up if it is missing). Needs --replication-config.
-    #[arg(long, env = "SQLITEREST_REPLICATION_ENABLED")]
+    #[arg(long, env = "SQLITEREST_REPLICATION_ENABLED", pflag_bool())]
     pub replication_enabled: bool,
 
     /// Litestream's own YAML config file (`litestream.yml`) holding the replica of the
@@ -160,7 +199,7 @@ pub struct ServeArgs {
         long,
         env = "SQLITEREST_SAFE_UPDATE",
         default_value_t = true,
-        action = clap::ArgAction::Set
+        pflag_bool()
     )]
     pub safe_update: bool,
 
@@ -199,7 +238,7 @@ pub struct ServeArgs {
     /// min-txid` reads). Off by default: that wait costs write throughput (see the README's
     /// durability benchmark). Writes of `replicated` durability and every read always carry
     /// their position.
-    #[arg(long, env = "SQLITEREST_WRITE_POSITIONS")]
+    #[arg(long, env = "SQLITEREST_WRITE_POSITIONS", pflag_bool())]
     pub write_positions: bool,
 
     /// Directory of RPC functions: `DIR/<name>.sql` (one SQL statement under a header
@@ -224,7 +263,7 @@ pub struct DemoArgs {
     pub metrics_addr: String,
 
     /// Serve the demo without replicating it to `<dir>/replica`.
-    #[arg(long, env = "SQLITEREST_DEMO_NO_REPLICATION")]
+    #[arg(long, env = "SQLITEREST_DEMO_NO_REPLICATION", pflag_bool())]
     pub no_replication: bool,
 }
 
@@ -243,7 +282,7 @@ pub struct RestoreArgs {
     pub config: Option<PathBuf>,
 
     /// Do not expand $VAR / ${VAR} in the config file.
-    #[arg(long)]
+    #[arg(long, pflag_bool())]
     pub no_expand_env: bool,
 
     /// Restore up to this transaction (inclusive): exactly 16 hex digits, a file boundary.
@@ -255,23 +294,23 @@ pub struct RestoreArgs {
     pub timestamp: Option<String>,
 
     /// Do nothing (exit 0) if the output database already exists.
-    #[arg(long)]
+    #[arg(long, pflag_bool())]
     pub if_db_not_exists: bool,
 
     /// Do nothing (exit 0) if the replica has no matching backup.
-    #[arg(long)]
+    #[arg(long, pflag_bool())]
     pub if_replica_exists: bool,
 
     /// Replace an existing output database (and its -wal, -shm, -journal files).
-    #[arg(long)]
+    #[arg(long, pflag_bool())]
     pub force: bool,
 
     /// Print the restore plan and write nothing.
-    #[arg(long)]
+    #[arg(long, pflag_bool())]
     pub dry_run: bool,
 
     /// Print the plan (with --dry-run) or the result as JSON on stdout.
-    #[arg(long)]
+    #[arg(long, pflag_bool())]
     pub json: bool,
 
     /// Check run on the restored database before it replaces the output: none, quick
@@ -288,6 +327,15 @@ pub struct RestoreArgs {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    /// `sqlite-rest serve --db-dsn x.db` with `extra` flags after it.
+    fn serve(extra: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(
+            ["sqlite-rest", "serve", "--db-dsn", "x.db"]
+                .iter()
+                .chain(extra),
+        )
+    }
 
     #[test]
     fn cli_is_consistent() {
@@ -333,11 +381,7 @@ mod tests {
             ),
             (10_000, 60_000, 10_000)
         );
-        let cli = Cli::try_parse_from([
-            "sqlite-rest",
-            "serve",
-            "--db-dsn",
-            "x.db",
+        let cli = serve(&[
             "--safe-update=false",
             "--db-synchronous",
             "normal",
@@ -350,19 +394,25 @@ mod tests {
             panic!()
         };
         assert!(!s.safe_update);
+        assert!(!s.insecure_disable_auth && !s.replication_enabled && !s.write_positions);
         assert_eq!(s.db_synchronous.as_deref(), Some("normal"));
         assert_eq!(s.write_durability, "replicated");
         assert_eq!(s.write_durability_timeout_ms, 2500);
-        assert!(
-            Cli::try_parse_from([
-                "sqlite-rest",
-                "serve",
-                "--db-dsn",
-                "x.db",
-                "--write-durability",
-                "remote"
-            ])
-            .is_err()
-        );
+        assert!(serve(&["--write-durability", "remote"]).is_err());
+        // Go's pflag booleans: bare, `=true`, `=false`; a value needs the `=`.
+        let cli = serve(&[
+            "--safe-update",
+            "--aggregates-enabled=true",
+            "--replication-enabled=false",
+            "--write-positions",
+            "--log-devel=false",
+        ])
+        .unwrap();
+        let Command::Serve(s) = cli.command else {
+            panic!()
+        };
+        assert!(s.safe_update && s.aggregates_enabled && s.write_positions);
+        assert!(!s.replication_enabled && !cli.log_devel);
+        assert!(serve(&["--safe-update", "false"]).is_err());
     }
 }

@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Options, Server, post};
+use pprof::protos::Message;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_sqlite-rest"))
@@ -36,14 +37,38 @@ fn migration_state(s: &Server) -> (i64, bool) {
         .unwrap()
 }
 
+/// `git args` in this crate's directory: its trimmed output, or None without git or a checkout.
+fn git(args: &[&str]) -> Option<String> {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
 #[test]
 fn version_and_help() {
-    let out = bin().arg("--version").output().unwrap();
-    assert!(out.status.success());
-    assert_eq!(
-        String::from_utf8(out.stdout).unwrap().trim(),
-        format!("sqlite-rest {}", env!("CARGO_PKG_VERSION"))
-    );
+    // The version and the commit built from: HEAD's short hash (`-dirty` if the tree had
+    // uncommitted changes when the build script last ran), `unknown` outside a checkout.
+    let prefix = format!("sqlite-rest {} (commit ", env!("CARGO_PKG_VERSION"));
+    let commit = match git(&["rev-parse", "--short", "HEAD"]) {
+        Some(head) => vec![format!("{head})"), format!("{head}-dirty)")],
+        None => vec!["unknown)".to_string()],
+    };
+    for flag in ["--version", "-V"] {
+        let out = bin().arg(flag).output().unwrap();
+        assert!(out.status.success(), "{flag}: {out:?}");
+        let line = String::from_utf8(out.stdout).unwrap();
+        let line = line.trim();
+        assert!(
+            line.strip_prefix(&prefix)
+                .is_some_and(|rest| commit.iter().any(|c| c == rest)),
+            "{flag} printed {line:?}, expected {prefix}{commit:?}"
+        );
+    }
     let out = bin().args(["serve", "--help"]).output().unwrap();
     let help = String::from_utf8(out.stdout).unwrap();
     for flag in [
@@ -231,6 +256,69 @@ async fn pprof_serves_cpu_profiles() {
     load.await.unwrap();
 }
 
+/// The release build keeps its symbol table (only debug info is stripped): a CPU profile of
+/// the release binary names our functions. A binary stripped of its symbols would profile as
+/// bare addresses.
+#[tokio::test]
+async fn release_binary_profiles_name_functions() {
+    let Some(release) = testkit::require_tool(
+        testkit::Tool::ReleaseBinary,
+        "release_binary_profiles_name_functions",
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("p.db");
+    common::create_fixture_db(&db);
+    let pprof = testkit::free_port();
+    let (mut child, port, _admin) = common::spawn_ready(|port, admin| {
+        let mut cmd = Command::new(&release);
+        cmd.args(["serve", "--insecure-disable-auth", "--log-level", "warn"])
+            .arg("--db-dsn")
+            .arg(&db)
+            .args(["--security-allow-table", "clients,items"])
+            .args(["--http-addr", &format!("127.0.0.1:{port}")])
+            .args(["--metrics-addr", &format!("127.0.0.1:{admin}")])
+            .args(["--pprof-addr", &format!("127.0.0.1:{pprof}")])
+            .stdout(Stdio::null());
+        cmd
+    })
+    .await;
+    let busy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let load = {
+        let busy = busy.clone();
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let url = format!("http://127.0.0.1:{port}/clients?order=name");
+            while busy.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = client.get(&url).send().await;
+            }
+        })
+    };
+    let body = reqwest::get(format!(
+        "http://127.0.0.1:{pprof}/debug/pprof/profile?seconds=2"
+    ))
+    .await
+    .unwrap()
+    .bytes()
+    .await
+    .unwrap();
+    busy.store(false, std::sync::atomic::Ordering::Relaxed);
+    load.await.unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let profile = pprof::protos::Profile::decode(body.as_ref()).unwrap();
+    assert!(!profile.sample.is_empty(), "no samples in 2 s under load");
+    assert!(
+        profile
+            .string_table
+            .iter()
+            .any(|name| name.starts_with("sqlite_rest::") || name.starts_with("dialect::")),
+        "no function of ours named in the profile: {:?}",
+        &profile.string_table[..profile.string_table.len().min(40)]
+    );
+}
+
 #[tokio::test]
 async fn sigterm_stops_every_server_cleanly() {
     let mut s = Server::start().await;
@@ -397,4 +485,119 @@ async fn migrate_is_go_compatible_and_a_running_server_sees_it() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The Go sqlite-rest's boolean syntax (pflag), as its Helm chart passes flags:
+/// `--log-devel`, `--log-devel=true`, `--log-devel=false`, or SQLITEREST_LOG_DEVEL, on
+/// `migrate` — whose migrations directory right after a bare `--log-devel` stays the
+/// directory. Human-readable logs vs JSON lines show which value was taken.
+#[test]
+fn boolean_flags_take_go_syntax_on_migrate() {
+    let dir = tempfile::tempdir().unwrap();
+    let migrations = dir.path().join("migrations");
+    std::fs::create_dir(&migrations).unwrap();
+    let db = dir.path().join("m.db");
+    // (flags before the directory, SQLITEREST_LOG_DEVEL, human-readable logs expected)
+    let cases: [(&[&str], Option<&str>, bool); 8] = [
+        (&[], None, false),
+        (&["--log-devel"], None, true),
+        (&["--log-devel=true"], None, true),
+        (&["--log-devel=false"], None, false),
+        (&["--log-devel=1"], None, true),
+        (&[], Some("true"), true),
+        (&[], Some("false"), false),
+        (&["--log-devel=false"], Some("true"), false),
+    ];
+    for (flags, env, human) in cases {
+        let mut cmd = bin();
+        cmd.arg("migrate")
+            .arg("--db-dsn")
+            .arg(&db)
+            .args(flags)
+            .arg(&migrations)
+            .env_remove("SQLITEREST_LOG_DEVEL");
+        if let Some(v) = env {
+            cmd.env("SQLITEREST_LOG_DEVEL", v);
+        }
+        let out = cmd.output().unwrap();
+        testkit::assert_success(&out);
+        let logs = String::from_utf8_lossy(&out.stderr);
+        let line = logs
+            .lines()
+            .find(|l| l.contains("no pending migrations"))
+            .unwrap_or_else(|| panic!("{flags:?} {env:?}: no log line in {logs}"));
+        assert_eq!(
+            !line.starts_with('{'),
+            human,
+            "{flags:?} with SQLITEREST_LOG_DEVEL={env:?} logged {line:?}"
+        );
+    }
+    // A value that is no boolean is refused, naming the flag.
+    let out = bin()
+        .args(["migrate", "--db-dsn"])
+        .arg(&db)
+        .arg("--log-devel=maybe")
+        .arg(&migrations)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--log-devel"), "{err}");
+}
+
+/// `serve --insecure-disable-auth` in the Go chart's forms: `=false` (or the environment
+/// variable false) with no key is refused as if the flag were absent; `=true` and the
+/// environment variable true serve without a token.
+#[tokio::test]
+async fn boolean_flags_take_go_syntax_on_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("g.db");
+    common::create_fixture_db(&db);
+    let serve = |flags: &[&str], env: Option<&str>| {
+        let mut cmd = bin();
+        cmd.arg("serve")
+            .arg("--db-dsn")
+            .arg(&db)
+            .args(flags)
+            .args(["--security-allow-table", "clients"])
+            .env_remove("SQLITEREST_INSECURE_DISABLE_AUTH")
+            .stdout(Stdio::null());
+        if let Some(v) = env {
+            cmd.env("SQLITEREST_INSECURE_DISABLE_AUTH", v);
+        }
+        cmd
+    };
+    for (flags, env) in [
+        (&["--insecure-disable-auth=false"][..], None),
+        (&[][..], Some("false")),
+    ] {
+        let out = serve(flags, env)
+            .args(["--http-addr", "127.0.0.1:0", "--metrics-addr", ""])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{flags:?} {env:?} started");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("specify --auth-token-file"),
+            "{flags:?} {env:?}: {err}"
+        );
+    }
+    for (flags, env) in [
+        (&["--insecure-disable-auth=true"][..], None),
+        (&["--insecure-disable-auth=TRUE"][..], Some("false")),
+        (&[][..], Some("true")),
+    ] {
+        let (mut child, port, _admin) = common::spawn_ready(|port, admin| {
+            let mut cmd = serve(flags, env);
+            cmd.args(["--http-addr", &format!("127.0.0.1:{port}")])
+                .args(["--metrics-addr", &format!("127.0.0.1:{admin}")])
+                .args(["--log-level", "warn"]);
+            cmd
+        })
+        .await;
+        let r = get_from(port, "/clients?select=name&order=id", None).await;
+        assert_eq!(r.status(), 200, "{flags:?} {env:?}");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
 }
