@@ -513,19 +513,32 @@ async fn functions_reload_when_the_directory_changes_and_on_sigusr1() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // A broken file keeps the previous set (and is not half loaded).
+    s.exec_sql("CREATE TABLE later_table (id INTEGER PRIMARY KEY, note TEXT); INSERT INTO later_table VALUES (1, 'hi');");
+    let later = fns.path().join("later.sql");
     std::fs::write(
-        fns.path().join("later.sql"),
-        "-- returns: setof\nSELECT id, note FROM later_table",
+        &later,
+        "-- returns: setof\nSELECT id, note FROM later_tablX",
     )
     .unwrap();
     std::fs::remove_file(fns.path().join("twice.sql")).unwrap();
-    // Proof that the directory was looked at since: a marker function appears only with a
-    // successful load, which the broken file prevents; so wait long enough for several polls.
+    // Several polls later the previous set still answers (the broken file prevents the load).
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(get(&s, "/rpc/twice?x=1", &[]).await.body, "3");
     s.error("/rpc/later", 404, "PGRST202").await;
-    // The schema gains the table: the files did not change, so only SIGUSR1 reloads them.
-    s.exec_sql("CREATE TABLE later_table (id INTEGER PRIMARY KEY, note TEXT); INSERT INTO later_table VALUES (1, 'hi');");
+    // Fixed in place with the same size and modification time: the poller sees no change
+    // (a failed load is retried only on a change), so only SIGUSR1 reloads it.
+    let mtime = std::fs::metadata(&later).unwrap().modified().unwrap();
+    std::fs::write(
+        &later,
+        "-- returns: setof\nSELECT id, note FROM later_table",
+    )
+    .unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&later)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     s.error("/rpc/later", 404, "PGRST202").await;
     sigusr1(&s);
@@ -533,6 +546,20 @@ async fn functions_reload_when_the_directory_changes_and_on_sigusr1() {
     assert_eq!(r.json(), json!([{"id": 1, "note": "hi"}]));
     // The removed file is gone with that load.
     s.error("/rpc/twice?x=1", 404, "PGRST202").await;
+    // A migration reloads the functions too (their files did not change): one that could not
+    // load before its table existed loads once the table is created.
+    std::fs::write(
+        fns.path().join("counted.sql"),
+        "-- returns: scalar\nSELECT count(*) FROM later_two",
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    s.error("/rpc/counted", 404, "PGRST202").await;
+    s.exec_sql(
+        "CREATE TABLE later_two (id INTEGER PRIMARY KEY); INSERT INTO later_two VALUES (1), (2);",
+    );
+    let r = eventually(&s, "/rpc/counted", 200).await;
+    assert_eq!(r.body, "2");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
