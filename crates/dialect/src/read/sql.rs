@@ -392,24 +392,26 @@ fn json_value(sql: &mut Sql, node: &ReadNode, f: &OutputField) {
             value(sql, node, &f.expr);
             sql.push(") THEN json(");
             value(sql, node, &f.expr);
-            sql.push(") WHEN typeof(");
-            value(sql, node, &f.expr);
-            sql.push(") = 'blob' THEN '\\x' || lower(hex(");
-            value(sql, node, &f.expr);
-            sql.push(")) ELSE ");
-            value(sql, node, &f.expr);
-            sql.push(" END");
+            sql.push(") WHEN ");
+            blob_as_hex_else_value(sql, node, &f.expr);
         }
         OutputKind::Plain => {
-            sql.push("CASE WHEN typeof(");
-            value(sql, node, &f.expr);
-            sql.push(") = 'blob' THEN '\\x' || lower(hex(");
-            value(sql, node, &f.expr);
-            sql.push(")) ELSE ");
-            value(sql, node, &f.expr);
-            sql.push(" END");
+            sql.push("CASE WHEN ");
+            blob_as_hex_else_value(sql, node, &f.expr);
         }
     }
+}
+
+/// The end of a `CASE` rendering a value: a BLOB as `\\x` and lowercase hex (PostgreSQL's
+/// bytea text), anything else as itself.
+fn blob_as_hex_else_value(sql: &mut Sql, node: &ReadNode, e: &Expr) {
+    sql.push("typeof(");
+    value(sql, node, e);
+    sql.push(") = 'blob' THEN '\\x' || lower(hex(");
+    value(sql, node, e);
+    sql.push(")) ELSE ");
+    value(sql, node, e);
+    sql.push(" END");
 }
 
 fn order_by(sql: &mut Sql, node: &ReadNode, then: Option<&str>) {
