@@ -402,7 +402,7 @@ fn json_value(sql: &mut Sql, node: &ReadNode, f: &OutputField) {
     }
 }
 
-/// The end of a `CASE` rendering a value: a BLOB as `\\x` and lowercase hex (PostgreSQL's
+/// The end of a `CASE` rendering a value: a BLOB as `\x` and lowercase hex (PostgreSQL's
 /// bytea text), anything else as itself.
 fn blob_as_hex_else_value(sql: &mut Sql, node: &ReadNode, e: &Expr) {
     sql.push("typeof(");
