@@ -39,7 +39,9 @@ use crate::rpc_functions::RpcRegistry;
 use crate::serve_config::ServeConfig;
 use crate::shutdown::{self, Shutdown};
 
-const DRAIN: Duration = Duration::from_secs(30);
+/// The longest the API's drain takes once shutdown begins (then queued writes commit and the
+/// final sync runs, bounded by the config's `shutdown-sync-timeout`).
+pub const DRAIN: Duration = Duration::from_secs(30);
 
 /// Time the drain keeps for answering once synchronous writes stop waiting.
 const ANSWER_MARGIN: Duration = Duration::from_secs(2);
