@@ -128,8 +128,14 @@ pub struct ServeArgs {
     #[arg(long, env = "SQLITEREST_SECURITY_ALLOW_TABLE", value_delimiter = ',')]
     pub security_allow_table: Vec<String>,
 
-    /// Metrics/health listen address; empty disables it.
-    #[arg(long, env = "SQLITEREST_METRICS_ADDR", default_value = ":8081")]
+    /// Metrics/health listen address; empty disables it. `--metrics-server` is accepted too:
+    /// the Go sqlite-rest's Helm chart passes that name (which the Go binary never had).
+    #[arg(
+        long,
+        alias = "metrics-server",
+        env = "SQLITEREST_METRICS_ADDR",
+        default_value = ":8081"
+    )]
     pub metrics_addr: String,
 
     /// pprof listen address (CPU profiles at /debug/pprof/profile); empty (default) disables it.

@@ -655,3 +655,72 @@ async fn the_go_chart_upgrades_to_the_manifests() {
     );
     assert_eq!(table(&restored, ROWS_SQL), table(&db, ROWS_SQL));
 }
+
+/// The Go chart's own command lines (`charts/sqlite-rest` of the Go sqlite-rest, rendered with
+/// its default values plus a token Secret and a table): its migrations init container and its
+/// server container run our binary unchanged, paths and listen addresses aside. The chart
+/// passes `--metrics-server=:8081`, a flag the Go binary never had (it is `--metrics-addr`);
+/// ours takes it as an alias, so the Go chart can run this image while users move to the
+/// manifests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_go_charts_command_lines_run_our_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let migrations = dir.path().join("migrations");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::create_dir_all(&migrations).unwrap();
+    std::fs::write(
+        migrations.join("1_t.up.sql"),
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t(v) VALUES ('go chart');",
+    )
+    .unwrap();
+    let token = dir.path().join("auth-token");
+    std::fs::write(&token, common::SECRET).unwrap();
+    let db = format!("--db-dsn={}", data.join("db.sqlite3").display());
+
+    // command: [sqlite-rest, migrate]; args as the chart's migrations container has them.
+    let out = Command::new(BIN)
+        .arg("migrate")
+        .arg(&migrations)
+        .args([db.as_str(), "--log-level=5", "--log-devel=true"])
+        .output()
+        .unwrap();
+    testkit::assert_success(&out);
+
+    // command: [sqlite-rest, serve]; the chart sets no --http-addr (the default :8080): here
+    // a local port instead, and the metrics address on 127.0.0.1.
+    let log = dir.path().join("serve.log");
+    let (mut child, port, _) = common::spawn_ready(|p, a| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", db.as_str(), "--security-allow-table=t"])
+            .args(["--log-level=5", "--log-devel=true"])
+            .arg(format!("--metrics-server=127.0.0.1:{a}"))
+            .arg(format!("--auth-token-file={}", token.display()))
+            .arg(format!("--http-addr=127.0.0.1:{p}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()));
+        cmd
+    })
+    .await;
+    let jwt = common::hs_token(
+        common::SECRET,
+        jsonwebtoken::Algorithm::HS256,
+        json!({"role": "test"}),
+    );
+    let rows: Value = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/t?select=v"))
+        .bearer_auth(jwt)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rows, json!([{"v": "go chart"}]));
+    common::sigterm(&child);
+    assert!(
+        common::wait_exit(&mut child, Duration::from_secs(60))
+            .await
+            .success()
+    );
+}
