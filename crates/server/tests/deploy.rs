@@ -6,7 +6,8 @@
 //! Litestream 0.3.13 where the Go chart's sidecar kept it (bucket path `db.sqlite3`, database
 //! `/data/db.sqlite3`) is restored by the manifests' init containers, migrated, served with
 //! the manifests' own flags (pflag style, `--flag=true`), environment and replication
-//! config, and the server's replica is then restored by the real Litestream 0.5.17.
+//! config, and the server's replica is then restored by the real Litestream 0.5.17; and the
+//! Go chart's own command lines run our binary.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
