@@ -4,9 +4,10 @@
 //! binary runs in it with `chroot`, as the image's user (10001), with the image's
 //! environment only: `--version`, `migrate`, `serve` on a fresh database replicating to a
 //! file replica (a row written over HTTP, then SIGTERM), `restore` of that replica into a
-//! fresh data directory, and `serve` of the restored database, which serves the row. The
-//! image's metadata (user, volume, ports, entrypoint) is checked too. Needs root (podman
-//! rootful, chroot, mounts in a private mount namespace).
+//! fresh data directory, and `serve` of the restored database, which serves the row; all on
+//! a read-only root with writable volumes, as the Kubernetes manifests run it. The image's
+//! metadata (user, volume, ports, entrypoint) is checked too. Needs root (podman rootful,
+//! chroot, mounts in a private mount namespace).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -21,6 +22,9 @@ use testkit::{Tool, require_tool};
 const TEST: &str = "image_smoke_test";
 /// The unprivileged user the image runs as (`Containerfile`).
 const IMAGE_USER: &str = "10001:10001";
+/// The writable directories under a read-only root: the image's /data volume, /tmp (an
+/// emptyDir in the manifests), a file replica and a second data directory for the restore.
+const VOLUMES: [&str; 4] = ["/data", "/tmp", "/replica", "/restored"];
 
 /// Removes what the test made in podman's storage, even when it fails.
 struct Podman {
@@ -53,14 +57,19 @@ impl Drop for Podman {
 
 /// A command running the image's `sqlite-rest` in the mounted root `root` with `chroot`, as
 /// the image's user, with the image's environment (`env` from `podman image inspect`) and
-/// nothing else, and the kernel file systems a container runtime would mount (in a private
-/// mount namespace, gone with the process). The process keeps its pid through every `exec`,
-/// so signals sent to the child reach the server.
+/// nothing else, as the Kubernetes manifests run it: the root file system read-only, the
+/// directories of [`VOLUMES`] writable (volumes), and the kernel file systems a container
+/// runtime mounts. The mounts live in a private mount namespace, gone with the process,
+/// which keeps its pid through every `exec`, so signals sent to the child reach the server.
 fn in_image(unshare: &Path, root: &Path, env: &[String], args: &[&str]) -> Command {
     let mut cmd = Command::new(unshare);
+    cmd.env("VOLUMES", VOLUMES.join(" "));
     cmd.args(["--mount", "--propagation", "private", "/bin/sh", "-c"])
         .arg(
-            "set -e; root=$1; shift; mount --bind /proc \"$root/proc\"; mount --bind /dev \"$root/dev\"; \
+            "set -e; root=$1; shift; mount --bind \"$root\" \"$root\"; \
+             for v in $VOLUMES; do mount --bind \"$root$v\" \"$root$v\"; done; \
+             mount -o remount,bind,ro \"$root\"; \
+             mount --bind /proc \"$root/proc\"; mount --bind /dev \"$root/dev\"; \
              exec /usr/bin/env -i \"$@\"",
         )
         .arg("sh")
@@ -150,6 +159,16 @@ async fn image_smoke_test() {
     podman.container = Some(container.clone());
     let root = PathBuf::from(podman.run_ok(&["mount", &container]));
     let run = |args: &[&str]| in_image(&unshare, &root, &env, args);
+    let host = |p: &str| root.join(p.trim_start_matches('/'));
+    for dir in ["/replica", "/restored"] {
+        std::fs::create_dir_all(host(dir)).unwrap();
+        let out = Command::new("chown")
+            .arg(IMAGE_USER)
+            .arg(host(dir))
+            .output()
+            .unwrap();
+        testkit::assert_success(&out);
+    }
 
     // --version: the binary starts with only what the image holds.
     let out = run(&["--version"]).output().unwrap();
@@ -161,7 +180,6 @@ async fn image_smoke_test() {
     );
 
     // The volume belongs to the image's user: migrate creates the database in it.
-    let host = |p: &str| root.join(p.trim_start_matches('/'));
     std::fs::create_dir_all(host("/data/migrations")).unwrap();
     std::fs::write(
         host("/data/migrations/1_items.up.sql"),
@@ -179,18 +197,6 @@ async fn image_smoke_test() {
     testkit::assert_success(&out);
 
     // serve with a file replica (another directory the user owns), the JWT secret in a file.
-    let uid_gid = |p: &Path| {
-        let out = Command::new("chown")
-            .arg(IMAGE_USER)
-            .arg(p)
-            .output()
-            .unwrap();
-        testkit::assert_success(&out);
-    };
-    for dir in ["/replica", "/restored"] {
-        std::fs::create_dir_all(host(dir)).unwrap();
-        uid_gid(&host(dir));
-    }
     std::fs::write(host("/data/secret"), common::SECRET).unwrap();
     std::fs::write(
         host("/data/litestream.yml"),
