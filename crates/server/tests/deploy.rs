@@ -14,11 +14,12 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use serde::Deserialize;
 use std::time::Duration;
 
+use common::replica::Running;
 use serde_json::{Value, json};
 use testkit::litestream::Litestream;
 use testkit::litestream_v03::{LitestreamV03, V03Replica};
@@ -409,9 +410,9 @@ impl Pod {
         }
     }
 
-    /// Starts the server container; returns it and its API port once `/ready` answers.
-    async fn serve(&self) -> (Child, u16) {
-        let (child, port, admin) = common::spawn_ready(|p, a| {
+    /// Starts the server container; returns it once `/ready` answers (killed when dropped).
+    async fn serve(&self) -> Running {
+        let server = Running::spawn(|p, a| {
             self.command("containers", "server", move |flag| {
                 let port = if flag == "--http-addr" { p } else { a };
                 format!("127.0.0.1:{port}")
@@ -419,18 +420,18 @@ impl Pod {
         })
         .await;
         // Liveness too, where the manifests probe it.
-        let live = reqwest::get(format!("http://127.0.0.1:{admin}/live"))
+        let live = reqwest::get(format!("{}/live", server.admin))
             .await
             .unwrap();
         assert_eq!(live.status(), 200);
-        (child, port)
+        server
     }
 
     /// SIGTERM, and a clean exit within the pod's termination grace period.
-    async fn stop(&self, mut child: Child) {
-        common::sigterm(&child);
+    async fn stop(&self, mut server: Running) {
+        server.sigterm();
         let grace = self.spec["terminationGracePeriodSeconds"].as_u64().unwrap();
-        let status = common::wait_exit(&mut child, Duration::from_secs(grace)).await;
+        let status = server.wait_exit(Duration::from_secs(grace)).await;
         assert!(status.success(), "server: {status}\n{}", self.log("server"));
     }
 }
@@ -578,7 +579,7 @@ async fn the_go_chart_upgrades_to_the_manifests() {
         pod.log("restore")
     );
     assert_eq!(table(&db, ROWS_SQL), table(&backup.oracle, ROWS_SQL));
-    let (child, port) = pod.serve().await;
+    let server = pod.serve().await;
     let token = common::hs_token(
         common::SECRET,
         jsonwebtoken::Algorithm::HS256,
@@ -587,7 +588,7 @@ async fn the_go_chart_upgrades_to_the_manifests() {
     let client = reqwest::Client::new();
     let get = |path: &str| {
         client
-            .get(format!("http://127.0.0.1:{port}{path}"))
+            .get(format!("{}{path}", server.base))
             .bearer_auth(&token)
             .send()
     };
@@ -613,14 +614,14 @@ async fn the_go_chart_upgrades_to_the_manifests() {
         json!([{"id": 1, "note": "migrated on the first start"}])
     );
     let r = client
-        .post(format!("http://127.0.0.1:{port}/t"))
+        .post(format!("{}/t", server.base))
         .bearer_auth(&token)
         .json(&json!({"phase": 500, "payload": "written after the upgrade"}))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
-    pod.stop(child).await;
+    pod.stop(server).await;
 
     // The replica now holds our LTX files beside the 0.3 backup: the real Litestream 0.5.17
     // restores the database as the server left it.
@@ -643,8 +644,8 @@ async fn the_go_chart_upgrades_to_the_manifests() {
         );
     pod.lay_out();
     pod.init();
-    let (child, _) = pod.serve().await;
-    pod.stop(child).await;
+    let server = pod.serve().await;
+    pod.stop(server).await;
     let restored = dir.path().join("litestream-0.5-after-rollout.db");
     testkit::assert_success(&ls.restore(&url, &restored, &["-integrity-check", "full"]));
     assert_eq!(
@@ -691,7 +692,7 @@ async fn the_go_charts_command_lines_run_our_binary() {
     // command: [sqlite-rest, serve]; the chart sets no --http-addr (the default :8080): here
     // a local port instead, and the metrics address on 127.0.0.1.
     let log = dir.path().join("serve.log");
-    let (mut child, port, _) = common::spawn_ready(|p, a| {
+    let mut server = Running::spawn(|p, a| {
         let mut cmd = Command::new(BIN);
         cmd.args(["serve", db.as_str(), "--security-allow-table=t"])
             .args(["--log-level=5", "--log-devel=true"])
@@ -709,7 +710,7 @@ async fn the_go_charts_command_lines_run_our_binary() {
         json!({"role": "test"}),
     );
     let rows: Value = reqwest::Client::new()
-        .get(format!("http://127.0.0.1:{port}/t?select=v"))
+        .get(format!("{}/t?select=v", server.base))
         .bearer_auth(jwt)
         .send()
         .await
@@ -718,10 +719,6 @@ async fn the_go_charts_command_lines_run_our_binary() {
         .await
         .unwrap();
     assert_eq!(rows, json!([{"v": "go chart"}]));
-    common::sigterm(&child);
-    assert!(
-        common::wait_exit(&mut child, Duration::from_secs(60))
-            .await
-            .success()
-    );
+    server.sigterm();
+    assert!(server.wait_exit(Duration::from_secs(60)).await.success());
 }

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use common::replica::Running;
 use serde_json::{Value, json};
 use testkit::{Tool, require_tool};
 
@@ -234,17 +235,17 @@ async fn image_smoke_test() {
         json!({"role": "test"}),
     );
     let client = reqwest::Client::new();
-    let (mut child, port, _) = common::spawn_ready(|p, a| serve("/data/app.db", true, p, a)).await;
+    let mut server = Running::spawn(|p, a| serve("/data/app.db", true, p, a)).await;
     let r = client
-        .post(format!("http://127.0.0.1:{port}/items"))
+        .post(format!("{}/items", server.base))
         .bearer_auth(&token)
         .json(&json!({"id": 1, "name": "from the image"}))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
-    common::sigterm(&child);
-    let status = common::wait_exit(&mut child, Duration::from_secs(60)).await;
+    server.sigterm();
+    let status = server.wait_exit(Duration::from_secs(60)).await;
     let logged = std::fs::read_to_string(log.path()).unwrap();
     assert!(status.success(), "serve in the image: {status}\n{logged}");
 
@@ -253,10 +254,9 @@ async fn image_smoke_test() {
         .output()
         .unwrap();
     testkit::assert_success(&out);
-    let (mut child, port, _) =
-        common::spawn_ready(|p, a| serve("/restored/app.db", false, p, a)).await;
+    let mut server = Running::spawn(|p, a| serve("/restored/app.db", false, p, a)).await;
     let r = client
-        .get(format!("http://127.0.0.1:{port}/items?select=id,name"))
+        .get(format!("{}/items?select=id,name", server.base))
         .bearer_auth(&token)
         .send()
         .await
@@ -266,10 +266,6 @@ async fn image_smoke_test() {
         r.json::<Value>().await.unwrap(),
         json!([{"id": 1, "name": "from the image"}])
     );
-    common::sigterm(&child);
-    assert!(
-        common::wait_exit(&mut child, Duration::from_secs(60))
-            .await
-            .success()
-    );
+    server.sigterm();
+    assert!(server.wait_exit(Duration::from_secs(60)).await.success());
 }
