@@ -459,6 +459,16 @@ fn table(db: &Path, sql: &str) -> Vec<Value> {
 }
 
 const ROWS_SQL: &str = "SELECT id, phase FROM t ORDER BY id";
+/// The Go version's migration 1.
+const MIGRATION_1: &str = "CREATE TABLE upgrade_notes(id INTEGER PRIMARY KEY, note TEXT NOT NULL);\n\
+     INSERT INTO upgrade_notes(note) VALUES ('migrated by the Go version');";
+/// What the Go sqlite-rest's `migrate` (golang-migrate's sqlite3 driver, with the Go
+/// version's table name) leaves after migration 1.
+const GO_MIGRATED: &str = "CREATE TABLE upgrade_notes(id INTEGER PRIMARY KEY, note TEXT NOT NULL);\n\
+     INSERT INTO upgrade_notes(note) VALUES ('migrated by the Go version');\n\
+     CREATE TABLE __sqlite_rest_migrations (version uint64,dirty bool);\n\
+     CREATE UNIQUE INDEX version_unique ON __sqlite_rest_migrations (version);\n\
+     INSERT INTO __sqlite_rest_migrations (version, dirty) VALUES (1, 0);";
 const NOTES_SQL: &str = "SELECT id, note FROM upgrade_notes ORDER BY id";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -485,7 +495,9 @@ async fn the_go_chart_upgrades_to_the_manifests() {
         bucket: bucket.clone(),
         path: "db.sqlite3".to_string(),
     };
-    let backup = v03.write_backup(dir.path(), &old, 2);
+    // The Go version's migrations had run: its init container applied migration 1
+    // (golang-migrate's table, as the Go sqlite-rest names it).
+    let backup = v03.write_backup_with(dir.path(), &old, 2, GO_MIGRATED);
 
     // Our manifests, as `kubectl apply -k deploy/kubernetes/overlays/s3` would create them,
     // with what the user edits: the bucket (and, for this S3-compatible server, its endpoint),
@@ -533,13 +545,18 @@ async fn the_go_chart_upgrades_to_the_manifests() {
         "SQLITEREST_SECURITY_ALLOW_TABLE".into(),
         "t,upgrade_notes".into(),
     );
-    // The Go chart's migrations ConfigMap keeps its name.
-    let migrations = BTreeMap::from([(
-        "1_upgrade_notes.up.sql".to_string(),
-        "CREATE TABLE upgrade_notes(id INTEGER PRIMARY KEY, note TEXT NOT NULL);\n\
-         INSERT INTO upgrade_notes(note) VALUES ('migrated on the first start');"
-            .to_string(),
-    )]);
+    // The Go chart's migrations ConfigMap keeps its name and its migrations: 1, which the Go
+    // version applied (run again, it would fail), and 2, new with the upgrade.
+    let migrations = BTreeMap::from([
+        (
+            "1_upgrade_notes.up.sql".to_string(),
+            MIGRATION_1.to_string(),
+        ),
+        (
+            "2_first_start.up.sql".to_string(),
+            "INSERT INTO upgrade_notes(note) VALUES ('migrated on the first start');".to_string(),
+        ),
+    ]);
     config_maps.insert("sqlite-rest-migrations".into(), migrations);
     let secrets = BTreeMap::from([
         (
@@ -611,7 +628,10 @@ async fn the_go_chart_upgrades_to_the_manifests() {
         .unwrap();
     assert_eq!(
         notes,
-        json!([{"id": 1, "note": "migrated on the first start"}])
+        json!([
+            {"id": 1, "note": "migrated by the Go version"},
+            {"id": 2, "note": "migrated on the first start"}
+        ])
     );
     let r = client
         .post(format!("{}/t", server.base))
@@ -639,7 +659,7 @@ async fn the_go_chart_upgrades_to_the_manifests() {
         .get_mut("sqlite-rest-migrations")
         .unwrap()
         .insert(
-            "2_more_notes.up.sql".to_string(),
+            "3_more_notes.up.sql".to_string(),
             "INSERT INTO upgrade_notes(note) VALUES ('migrated on a later rollout');".to_string(),
         );
     pod.lay_out();
@@ -651,8 +671,9 @@ async fn the_go_chart_upgrades_to_the_manifests() {
     assert_eq!(
         table(&restored, NOTES_SQL),
         vec![
-            json!([1, "migrated on the first start"]),
-            json!([2, "migrated on a later rollout"])
+            json!([1, "migrated by the Go version"]),
+            json!([2, "migrated on the first start"]),
+            json!([3, "migrated on a later rollout"])
         ]
     );
     assert_eq!(table(&restored, ROWS_SQL), table(&db, ROWS_SQL));
