@@ -129,7 +129,8 @@ pub struct ServeArgs {
 
     /// Where the caller's role is in the token's claims, in PostgREST's jwt-role-claim-key
     /// syntax: `.role`, `.app_metadata.role`, `."https://example.com/claims".role`,
-    /// `.roles[0]`, `.roles[?(@ == "admin")]`.
+    /// `.roles[0]`, `.roles[?(@ == "admin")]`, or its JSONPath form: `$.app_metadata.role`,
+    /// `$['https://example.com/claims'].role`, `$.roles[?search(@, '^adm')]`.
     #[arg(long, env = "SQLITEREST_AUTH_ROLE_CLAIM_KEY", default_value = ".role")]
     pub auth_role_claim_key: String,
 
