@@ -135,7 +135,7 @@ pub struct ServeArgs {
     pub auth_role_claim_key: String,
 
     /// Role of requests without a token, and of tokens whose claims name no role
-    /// (PostgREST's db-anon-role). Without it such requests get 401.
+    /// (PostgREST's db-anon-role). Without it a request without a token gets 401 PGRST302.
     #[arg(long, env = "SQLITEREST_AUTH_ANON_ROLE")]
     pub auth_anon_role: Option<String>,
 
