@@ -28,7 +28,7 @@ use replication::Checkpointer;
 use tokio::task::JoinSet;
 
 use crate::admin::{self, HealthReport};
-use crate::auth::{Auth, AuthConfig};
+use crate::auth::Auth;
 use crate::database::{Database, OpenOptions, Writer, WriterConfig};
 use crate::embedded_replication;
 use crate::http::durability::Durability;
@@ -142,7 +142,7 @@ pub async fn run_with(config: ServeConfig, hooks: ServeHooks) -> anyhow::Result<
     };
 
     // Step 3: authentication.
-    if config.auth == AuthConfig::Disabled {
+    if config.auth.disabled() {
         for _ in 0..3 {
             tracing::warn!(
                 "AUTHENTICATION IS DISABLED (--insecure-disable-auth): every client can read every exposed table. Never do this outside local development."
