@@ -12,7 +12,8 @@
 //! a key rotated by a tool that keeps modification times, `cp -p` or `rsync -a`, is noticed). Verified tokens are
 //! cached (bounded), each entry tagged with the generation of the key that verified it: an
 //! entry of an older key never answers, even one inserted while the key was being replaced.
-//! Errors use PostgREST's PGRST301/302/303 shapes.
+//! Errors use PostgREST's PGRST301/302/303 shapes. A request that passes gets its
+//! [`Principal`] (role and claims), which every handler receives.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -109,11 +110,18 @@ impl ClaimTimes {
     }
 }
 
-/// A verified token in the cache: its time claims and the key generation that verified it.
-#[derive(Clone, Copy)]
+/// A verified token: its time claims and the caller it describes.
+#[derive(Debug)]
+struct Verified {
+    times: ClaimTimes,
+    principal: Arc<Principal>,
+}
+
+/// A verified token in the cache and the key generation that verified it.
+#[derive(Clone)]
 struct CachedToken {
     generation: u64,
-    times: ClaimTimes,
+    verified: Arc<Verified>,
 }
 
 /// The last token this thread verified: clients send the same token again and again, and a
@@ -122,11 +130,40 @@ struct LastToken {
     auth: u64,
     generation: u64,
     token: Box<str>,
-    times: ClaimTimes,
+    verified: Arc<Verified>,
 }
 
 thread_local! {
     static LAST: std::cell::RefCell<Option<LastToken>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Who the caller is, as authentication established it: handed to every request handler.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Principal {
+    /// The caller's role: the token's role claim; `None` when authentication is disabled or
+    /// the token names no role.
+    pub role: Option<String>,
+    /// The verified token's payload; `Value::Null` when there is no token.
+    pub claims: serde_json::Value,
+}
+
+impl Principal {
+    /// The caller of a server without authentication: no role, no claims.
+    pub fn anonymous() -> Principal {
+        Principal {
+            role: None,
+            claims: serde_json::Value::Null,
+        }
+    }
+
+    /// The caller a verified token's `claims` describe.
+    fn from_claims(claims: serde_json::Value) -> Principal {
+        let role = claims
+            .get("role")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_string);
+        Principal { role, claims }
+    }
 }
 
 /// Checks `Authorization` headers.
@@ -140,6 +177,8 @@ pub struct Auth {
     id: u64,
     /// The generation the next key load gets.
     next_generation: AtomicU64,
+    /// The caller when authentication is disabled.
+    anonymous: Arc<Principal>,
 }
 
 fn unauthorized(code: ErrorCode, message: &str) -> ApiError {
@@ -203,6 +242,7 @@ impl Auth {
                 NEXT.fetch_add(1, Ordering::Relaxed)
             },
             next_generation: AtomicU64::new(1),
+            anonymous: Arc::new(Principal::anonymous()),
         };
         if let Some(src) = &auth.source {
             let state = load_key(src, auth.next_generation.fetch_add(1, Ordering::Relaxed))?;
@@ -257,10 +297,11 @@ impl Auth {
         self.source.is_some()
     }
 
-    /// Checks the request's `Authorization` header value.
-    pub fn check(&self, header: Option<&[u8]>) -> Result<(), ApiError> {
+    /// Checks the request's `Authorization` header value: who the caller is, or PostgREST's
+    /// 401 error.
+    pub fn check(&self, header: Option<&[u8]>) -> Result<Arc<Principal>, ApiError> {
         if self.source.is_none() {
-            return Ok(());
+            return Ok(self.anonymous.clone());
         }
         self.refresh();
         let Some(header) = header else {
@@ -299,22 +340,24 @@ impl Auth {
         // what this call caches is tagged with the key that verified it.
         let state = self.state.load();
         let now = now_secs();
-        if let Some(times) = self.cached(state.generation, token) {
-            return times.check(now);
+        if let Some(verified) = self.cached(state.generation, token) {
+            verified.times.check(now)?;
+            return Ok(verified.principal.clone());
         }
-        let times = self.verify(&state, token)?;
-        times.check(now)?;
-        self.remember(state.generation, token, times);
-        Ok(())
+        let verified = self.verify(&state, token)?;
+        verified.times.check(now)?;
+        let principal = verified.principal.clone();
+        self.remember(state.generation, token, Arc::new(verified));
+        Ok(principal)
     }
 
-    /// The time claims of `token` if a key of `generation` verified it before.
-    fn cached(&self, generation: u64, token: &str) -> Option<ClaimTimes> {
+    /// What `token` was found to be when a key of `generation` verified it before.
+    fn cached(&self, generation: u64, token: &str) -> Option<Arc<Verified>> {
         let last = LAST.with(|l| {
             l.borrow()
                 .as_ref()
                 .filter(|t| t.auth == self.id && t.generation == generation && &*t.token == token)
-                .map(|t| t.times)
+                .map(|t| t.verified.clone())
         });
         if last.is_some() {
             return last;
@@ -324,13 +367,13 @@ impl Auth {
             .lock()
             .get(token)
             .filter(|c| c.generation == generation)
-            .map(|c| c.times)?;
-        self.remember_here(generation, token, shared);
+            .map(|c| c.verified.clone())?;
+        self.remember_here(generation, token, shared.clone());
         Some(shared)
     }
 
-    /// Checks the signature and algorithm of `token` with `state`'s key; its time claims.
-    fn verify(&self, state: &KeyState, token: &str) -> Result<ClaimTimes, ApiError> {
+    /// Checks the signature and algorithm of `token` with `state`'s key; reads its claims.
+    fn verify(&self, state: &KeyState, token: &str) -> Result<Verified, ApiError> {
         let Some(key) = &state.key else {
             return Err(ApiError::new(
                 500,
@@ -368,28 +411,38 @@ impl Auth {
         if !data.claims.is_object() {
             return Err(unauthorized(ErrorCode::JwtClaims, "Parsing claims failed"));
         }
-        ClaimTimes::read(&data.claims)
+        let times = ClaimTimes::read(&data.claims)?;
+        Ok(Verified {
+            times,
+            principal: Arc::new(Principal::from_claims(data.claims)),
+        })
     }
 
     /// Caches a verified token (shared and for this thread).
-    fn remember(&self, generation: u64, token: &str, times: ClaimTimes) {
+    fn remember(&self, generation: u64, token: &str, verified: Arc<Verified>) {
         {
             let mut cache = self.cache.lock();
             if cache.len() >= CACHE_MAX {
                 cache.clear();
             }
-            cache.insert(token.into(), CachedToken { generation, times });
+            cache.insert(
+                token.into(),
+                CachedToken {
+                    generation,
+                    verified: verified.clone(),
+                },
+            );
         }
-        self.remember_here(generation, token, times);
+        self.remember_here(generation, token, verified);
     }
 
-    fn remember_here(&self, generation: u64, token: &str, times: ClaimTimes) {
+    fn remember_here(&self, generation: u64, token: &str, verified: Arc<Verified>) {
         LAST.with(|l| {
             *l.borrow_mut() = Some(LastToken {
                 auth: self.id,
                 generation,
                 token: token.into(),
-                times,
+                verified,
             })
         });
     }
@@ -452,8 +505,10 @@ mod tests {
             json!({"role":"x"}),
         );
         let bearer = format!("Bearer {good}");
-        assert!(auth.check(Some(bearer.as_bytes())).is_ok());
-        assert!(auth.check(Some(bearer.as_bytes())).is_ok()); // cached
+        let who = auth.check(Some(bearer.as_bytes())).unwrap();
+        assert_eq!(who.role.as_deref(), Some("x"));
+        assert_eq!(who.claims, json!({"role":"x"}));
+        assert_eq!(auth.check(Some(bearer.as_bytes())).unwrap(), who); // cached
         assert_eq!(auth.check(None).unwrap_err().code.as_str(), "PGRST302");
         let bad = format!("Bearer {}", token(b"wrong", Algorithm::HS256, json!({})));
         assert_eq!(
@@ -595,12 +650,12 @@ mod tests {
         let raw = old.strip_prefix("Bearer ").unwrap();
         // A request verifies the token with the old key ...
         let before = auth.state.load_full();
-        let times = auth.verify(&before, raw).unwrap();
+        let verified = auth.verify(&before, raw).unwrap();
         // ... the key is replaced meanwhile ...
         std::fs::write(&path, b"another-secret-of-at-least-32-characters").unwrap();
         auth.reload(&src);
         // ... and only then does that request cache what it verified.
-        auth.remember(before.generation, raw, times);
+        auth.remember(before.generation, raw, Arc::new(verified));
         let e = auth.check(Some(old.as_bytes())).unwrap_err();
         assert_eq!(
             (e.code.as_str(), e.message.as_str()),

@@ -19,6 +19,7 @@ use dialect::{ApiError, ErrorCode};
 use http::{HeaderValue, Method, StatusCode, header};
 
 use super::{AppState, HttpLimits, openapi, read, respond, rpc, write};
+use crate::auth::Principal;
 use crate::metrics_registry::operation;
 
 pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
@@ -73,13 +74,13 @@ async fn dispatch(state: &AppState, req: Request, deadline: Instant) -> Outcome 
     // server buffer or wait for its body.
     let target = match route(state, &parts) {
         Ok(Route::Relation(target)) => target,
-        Ok(Route::Root) => {
+        Ok(Route::Root(principal)) => {
             HttpLimits::discard_small(&parts, body).await;
             let method = &parts.method;
             let result = if method == Method::OPTIONS {
                 Ok(allow("OPTIONS,GET,HEAD"))
             } else {
-                openapi::handle(state, &parts, method == Method::HEAD, deadline).await
+                openapi::handle(state, &principal, &parts, method == Method::HEAD, deadline).await
             };
             return result
                 .map(|resp| (String::new(), resp))
@@ -105,10 +106,11 @@ async fn dispatch(state: &AppState, req: Request, deadline: Instant) -> Outcome 
         relation,
         raw_segment,
         rpc,
+        principal,
     } = target;
     if rpc {
         // A function's name is no relation: no metric label, no hidden-relation count.
-        return rpc::handle(state, relation, &parts, body, deadline)
+        return rpc::handle(state, &principal, relation, &parts, body, deadline)
             .await
             .map(|resp| (String::new(), resp))
             .map_err(|e| (String::new(), e));
@@ -128,12 +130,12 @@ async fn dispatch(state: &AppState, req: Request, deadline: Instant) -> Outcome 
             let request = dialect_request(&parts, method, &relation, &raw_segment);
             match method {
                 dialect::Method::Get | dialect::Method::Head => {
-                    read::handle(state, &request, deadline).await
+                    read::handle(state, &principal, &request, deadline).await
                 }
-                _ => write::handle(state, &request, body, deadline).await,
+                _ => write::handle(state, &principal, &request, body, deadline).await,
             }
         }
-        None => options(state, relation.clone(), deadline).await,
+        None => options(state, &principal, relation.clone(), deadline).await,
     };
     match result {
         Ok(resp) => Ok((relation, resp)),
@@ -188,14 +190,16 @@ struct Target {
     raw_segment: String,
     /// `/rpc/{function}`: `relation` is the function's name.
     rpc: bool,
+    /// Who is asking.
+    principal: Arc<Principal>,
 }
 
 /// What routing decided before the body is looked at.
 enum Route {
     /// A routed, authenticated request for a relation.
     Relation(Target),
-    /// An authenticated GET, HEAD or OPTIONS on `/`.
-    Root,
+    /// An authenticated GET, HEAD or OPTIONS on `/`, and who is asking.
+    Root(Arc<Principal>),
     /// Already answered (a CORS preflight).
     Answered(String, Response),
 }
@@ -249,27 +253,32 @@ fn route(state: &AppState, parts: &http::request::Parts) -> Result<Route, ApiErr
             format!("Unsupported HTTP method: {method}"),
         ));
     }
-    if let Err(e) = state.auth.check(
+    let principal = match state.auth.check(
         parts
             .headers
             .get(header::AUTHORIZATION)
             .map(HeaderValue::as_bytes),
     ) {
-        state.metrics.auth_failed.inc();
-        return Err(e);
-    }
+        Ok(principal) => principal,
+        Err(e) => {
+            state.metrics.auth_failed.inc();
+            return Err(e);
+        }
+    };
     if root {
-        return Ok(Route::Root);
+        return Ok(Route::Root(principal));
     }
     Ok(Route::Relation(Target {
         relation,
         raw_segment: segment.to_string(),
         rpc: function.is_some(),
+        principal,
     }))
 }
 
 async fn options(
     state: &AppState,
+    _principal: &Principal,
     relation: String,
     deadline: Instant,
 ) -> Result<Response, ApiError> {

@@ -18,6 +18,7 @@ use http::{HeaderValue, StatusCode, header};
 use parking_lot::Mutex;
 
 use super::{AppState, header_str};
+use crate::auth::Principal;
 
 /// The last rendered document and what it was rendered from.
 #[derive(Default)]
@@ -77,6 +78,7 @@ fn functions(state: &AppState) -> Vec<FunctionDoc> {
 
 pub async fn handle(
     state: &AppState,
+    _principal: &Principal,
     parts: &http::request::Parts,
     head: bool,
     deadline: Instant,

@@ -18,11 +18,13 @@ use http::HeaderValue;
 
 use super::durability::TXID_HEADER;
 use super::{AppState, respond};
+use crate::auth::Principal;
 use crate::database::read_pool::BUFFER_BYTES;
 use crate::database::stream::ReadReply;
 
 pub async fn handle(
     state: &AppState,
+    _principal: &Principal,
     req: &Request<'_>,
     deadline: Instant,
 ) -> Result<Response, ApiError> {

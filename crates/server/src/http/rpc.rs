@@ -26,11 +26,13 @@ use http::{HeaderValue, Method, StatusCode, header};
 use super::durability::TXID_HEADER;
 use super::respond::JSON;
 use super::{AppState, header_str, preferences};
+use crate::auth::Principal;
 use crate::database::read_pool::BUFFER_BYTES;
 use crate::database::stream::ReadReply;
 
 pub async fn handle(
     state: &AppState,
+    _principal: &Principal,
     name: String,
     parts: &Parts,
     body: Bytes,

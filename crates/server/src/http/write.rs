@@ -23,12 +23,14 @@ use http::HeaderValue;
 
 use super::durability::TXID_HEADER;
 use super::{AppState, respond};
+use crate::auth::Principal;
 
 /// Bodies larger than this are parsed on the blocking pool.
 const INLINE_PARSE_BYTES: usize = 256 * 1024;
 
 pub async fn handle(
     state: &AppState,
+    _principal: &Principal,
     req: &Request<'_>,
     bytes: Bytes,
     deadline: Instant,
