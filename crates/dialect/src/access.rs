@@ -514,6 +514,25 @@ impl<'a> Access<'a> {
     }
 }
 
+/// The OpenAPI document shows a role the relations it sees and the operations it may use.
+impl crate::openapi::Visibility for Access<'_> {
+    fn sees(&self, relation: &Relation) -> bool {
+        self.grants.visible(&relation.name)
+    }
+
+    fn may(&self, relation: &Relation, op: crate::openapi::Operation) -> bool {
+        use crate::openapi::Operation as Op;
+        let has = |p| self.get(&relation.name, p).is_some();
+        match op {
+            Op::Read => has(Privilege::Read),
+            Op::Insert => has(Privilege::Insert),
+            Op::Update => has(Privilege::Update),
+            Op::Upsert => has(Privilege::Insert) && has(Privilege::Update),
+            Op::Delete => has(Privilege::Delete),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
