@@ -86,10 +86,11 @@ impl Permissions {
         let de = serde_yaml_ng::Deserializer::from_str(text);
         let spec: FileSpec = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
-            if path == "." {
-                e.inner().to_string()
+            let inner = e.inner().to_string();
+            if path == "." || inner.contains(&path) {
+                inner
             } else {
-                format!("{path}: {}", e.inner())
+                format!("{path}: {inner}")
             }
         })?;
         let mut roles = HashMap::new();
