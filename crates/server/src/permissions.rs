@@ -339,6 +339,11 @@ fn load(path: &Path, dsn: &str) -> Result<Permissions, String> {
         return Err(format!("larger than {MAX_FILE_BYTES} bytes"));
     }
     let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    // An empty file grants nothing to anyone: far more likely a file caught while being
+    // written than what was meant.
+    if text.trim().is_empty() {
+        return Err("the file is empty".into());
+    }
     let conn = open(dsn, &OpenOptions::reader())
         .map_err(|e| format!("opening the database to check the file: {e}"))?;
     let cache = SchemaCache::load(&conn, &Exposure::All)

@@ -195,11 +195,14 @@ async fn wait_until(s: &Server, who: Who<'_>, path: &str, status: u16) {
 
 const ALICE: Who<'static> = Who::Token("user", "alice");
 
+/// A role's relations and the methods it may use on each.
+type Grants = &'static [(&'static str, &'static [&'static str])];
+
 #[tokio::test]
 async fn the_matrix_of_roles_relations_and_methods() {
     let (s, _conf) = start(&permissions_text()).await;
     // role → relation → the methods it may use (from the fixture above).
-    let roles: &[(Who, &[(&str, &[&str])])] = &[
+    let roles: &[(Who, Grants)] = &[
         (Who::ApiKey, &[("docs", &["GET"])]),
         (
             ALICE,

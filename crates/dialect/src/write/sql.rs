@@ -267,6 +267,7 @@ fn column_list(sql: &mut Sql, cols: &[&Column]) {
 
 /// `INSERT INTO "rel" (cols) SELECT <values> FROM json_each(?1) AS "pgrst_body" WHERE …
 /// [ON CONFLICT …] [RETURNING …]`. `count_inserts` adds the `pgrst_ins` counter.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn insert(
     rel: &Relation,
     cols: &[&Column],
