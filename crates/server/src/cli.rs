@@ -277,6 +277,13 @@ pub struct ServeArgs {
     /// when the directory changes (a broken file then keeps the previous set).
     #[arg(long, env = "SQLITEREST_RPC_DIR")]
     pub rpc_dir: Option<PathBuf>,
+
+    /// Permissions file (YAML): per role and table or view, which of read/insert/update/delete,
+    /// on which columns and rows (a row filter with claim placeholders), and API keys mapped
+    /// to roles. Exclusive with --security-allow-table. A broken file refuses the start;
+    /// reloaded on SIGUSR1 and when it changes (a broken file then keeps the previous one).
+    #[arg(long, env = "SQLITEREST_PERMISSIONS")]
+    pub permissions: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -131,6 +131,7 @@ pub fn prepare(args: &DemoArgs) -> anyhow::Result<ServeConfig> {
         replication,
         writes: crate::serve_config::WriteConfig::default(),
         rpc_dir: Some(rpc_dir),
+        permissions: None,
     })
 }
 

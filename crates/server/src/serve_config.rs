@@ -67,6 +67,8 @@ pub struct ServeConfig {
     pub(crate) writes: WriteConfig,
     /// `--rpc-dir`: the functions `/rpc/{name}` calls.
     pub(crate) rpc_dir: Option<std::path::PathBuf>,
+    /// `--permissions`: the roles' grants (exclusive with `allow_tables`).
+    pub(crate) permissions: Option<std::path::PathBuf>,
 }
 
 /// The longest any time setting may be: deadlines are computed as now + setting, which must
@@ -132,6 +134,11 @@ fn auth_config(a: &ServeArgs) -> anyhow::Result<AuthConfig> {
 
 impl ServeConfig {
     pub fn from_args(a: &ServeArgs) -> anyhow::Result<Self> {
+        if a.permissions.is_some() && a.security_allow_table.iter().any(|t| !t.is_empty()) {
+            anyhow::bail!(
+                "--permissions and --security-allow-table do not combine: list the tables in the permissions file (a role with read, insert, update and delete on a table is what --security-allow-table gives every caller)"
+            );
+        }
         let auth = auth_config(a)?;
         if a.db_dsn.trim().is_empty() {
             anyhow::bail!("--db-dsn is required");
@@ -205,10 +212,16 @@ impl ServeConfig {
                 local_positions: a.write_positions,
             },
             rpc_dir: a.rpc_dir.clone(),
+            permissions: a.permissions.clone(),
         })
     }
 
+    /// What the schema cache holds: the allow-list, or with a permissions file every
+    /// relation (each role's cache keeps only what it has a grant on).
     pub fn exposure(&self) -> Exposure {
+        if self.permissions.is_some() {
+            return Exposure::All;
+        }
         Exposure::Only(self.allow_tables.iter().cloned().collect::<HashSet<_>>())
     }
 }

@@ -32,7 +32,7 @@ use crate::database::stream::ReadReply;
 
 pub async fn handle(
     state: &AppState,
-    _principal: &Principal,
+    principal: &Principal,
     name: String,
     parts: &Parts,
     body: Bytes,
@@ -70,6 +70,13 @@ pub async fn handle(
     };
     let call = RpcCall::new(&functions, &name, &args)?;
     let f = call.function.clone();
+    // A role runs a function only if its grants cover everything the statement touches.
+    if let Some(role) = state.role(principal)? {
+        let schema = state.db.schema.current();
+        if let Err(e) = state.rpc.touches(&f.name).allowed(&role.access(), &schema) {
+            return Err(role.for_client(e, &schema, &name, None));
+        }
+    }
     let query = QueryParams::parse(&rest)?;
     let range = match (method, header_str(parts, header::RANGE)) {
         (&Method::GET, Some(r)) => parse_range(r)?,
