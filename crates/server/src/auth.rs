@@ -12,10 +12,10 @@
 //!
 //! The caller is a [`Principal`]: the role is the value at `--auth-role-claim-key` in the
 //! claims (see [`claim_path`]), else `--auth-anon-role`; a request without `Authorization`
-//! gets the anonymous role, or PostgREST's 401 PGRST302 without one. Once the known roles are
-//! set ([`Auth::set_role_check`], from the permissions), a role outside them is PostgreSQL's
-//! 401 `role "…" does not exist` and a token naming no role without an anonymous role is
-//! PGRST302; without them any role (or none) passes.
+//! gets the anonymous role, or PostgREST's 401 PGRST302 without one. When roles are in force
+//! (a permissions file: [`AuthConfig::roles_required`]), a caller left without a role (a
+//! token naming none, no anonymous role) is PGRST302 too, as PostgREST answers; whether the
+//! role exists is the permissions' to say. Without roles in force any role, or none, passes.
 //!
 //! The key files are re-read when they change (checked at most every [`RECHECK`]): another
 //! file renamed in its place (inode), new content (size, modification and status-change
@@ -35,7 +35,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use arc_swap::{ArcSwap, ArcSwapOption};
+use arc_swap::ArcSwap;
 use base64::Engine;
 use dialect::{ApiError, ErrorCode};
 use jsonwebtoken::errors::ErrorKind;
@@ -81,6 +81,9 @@ pub struct AuthConfig {
     pub anon_role: Option<String>,
     /// The audience a token's `aud` must name when it has one (`--auth-jwt-aud`).
     pub audience: Option<String>,
+    /// Every caller needs a role (roles are in force: `--permissions`): one left without is
+    /// PGRST302.
+    pub roles_required: bool,
 }
 
 impl AuthConfig {
@@ -111,9 +114,6 @@ struct KeyState {
     /// so a token is always tagged with the generation of the keys that really verified it.
     generation: u64,
 }
-
-/// Tells whether a role exists (the roles of the permissions).
-pub type RoleCheck = Box<dyn Fn(&str) -> bool + Send + Sync>;
 
 /// Who the caller is, as authentication established it: handed to every request handler.
 #[derive(Debug, Clone, PartialEq)]
@@ -216,8 +216,7 @@ pub struct Auth {
     role_claim_key: ClaimPath,
     anon_role: Option<String>,
     audience: Option<String>,
-    /// The roles that exist, once the permissions set them.
-    role_check: ArcSwapOption<RoleCheck>,
+    roles_required: bool,
     state: ArcSwap<KeyState>,
     last_check: Mutex<Instant>,
     cache: Mutex<HashMap<Box<str>, CachedToken>>,
@@ -244,15 +243,6 @@ fn anonymous_disabled() -> ApiError {
         "Anonymous access is disabled",
     )
     .with_header("WWW-Authenticate", "Bearer")
-}
-
-/// The 401 PostgREST answers for a role the database does not have (PostgreSQL's error).
-fn unknown_role(role: &str) -> ApiError {
-    ApiError::new(
-        401,
-        ErrorCode::InvalidParameterValue,
-        format!("role \"{role}\" does not exist"),
-    )
 }
 
 /// PostgREST's answer for a header it cannot read: `alg` `none` (an unsecured token), an
@@ -342,7 +332,7 @@ impl Auth {
             role_claim_key: config.role_claim_key.clone(),
             anon_role: config.anon_role.clone(),
             audience: config.audience.clone(),
-            role_check: ArcSwapOption::empty(),
+            roles_required: config.roles_required,
             state: ArcSwap::from_pointee(KeyState {
                 stamps: Vec::new(),
                 keys: Vec::new(),
@@ -369,13 +359,6 @@ impl Auth {
             auth.state.store(Arc::new(state));
         }
         Ok(auth)
-    }
-
-    /// Sets which roles exist (`None`: any role, or none, passes). Checked on every request,
-    /// so a new set applies to cached tokens at once.
-    #[cfg_attr(not(test), allow(dead_code))] // Set by the permissions.
-    pub fn set_role_check(&self, check: Option<RoleCheck>) {
-        self.role_check.store(check.map(Arc::new));
     }
 
     /// Re-reads the keys when a key file changed (rate-limited to [`RECHECK`]).
@@ -424,21 +407,10 @@ impl Auth {
     /// 401 error.
     pub fn check(&self, header: Option<&[u8]>) -> Result<Arc<Principal>, ApiError> {
         let principal = self.authenticate(header)?;
-        self.admit(&principal)?;
-        Ok(principal)
-    }
-
-    /// The known roles' verdict on `principal` (see [`Auth::set_role_check`]).
-    fn admit(&self, principal: &Principal) -> Result<(), ApiError> {
-        let guard = self.role_check.load();
-        let Some(known) = guard.as_ref() else {
-            return Ok(());
-        };
-        match &principal.role {
-            Some(role) if known(role) => Ok(()),
-            Some(role) => Err(unknown_role(role)),
-            None => Err(anonymous_disabled()),
+        if self.roles_required && principal.role.is_none() {
+            return Err(anonymous_disabled());
         }
+        Ok(principal)
     }
 
     fn authenticate(&self, header: Option<&[u8]>) -> Result<Arc<Principal>, ApiError> {
@@ -908,46 +880,43 @@ mod tests {
     }
 
     #[test]
-    fn once_roles_are_known_an_unknown_role_is_postgrest_401() {
+    fn with_roles_in_force_a_caller_without_a_role_is_postgrest_401() {
         let dir = tempfile::tempdir().unwrap();
-        let auth = auth_with(&dir, |_| {});
-        let known = |r: &str| ["reader", "writer"].contains(&r);
-        let writer = bearer(json!({"role": "writer"}));
+        let auth = auth_with(&dir, |c| c.roles_required = true);
         let stranger = bearer(json!({"role": "stranger"}));
         let roleless = bearer(json!({"sub": "1"}));
-        // Before the set is known, every role passes (and is cached so).
+        // Whether a role exists is the permissions' to say.
         assert_eq!(role(&auth, Some(&stranger)), Ok(Some("stranger".into())));
-        auth.set_role_check(Some(Box::new(known)));
-        assert_eq!(role(&auth, Some(&writer)), Ok(Some("writer".into())));
-        // Checked on every request: a cached token meets the new set too.
-        assert_eq!(
-            role(&auth, Some(&stranger)),
-            Err((
-                401,
-                "22023".into(),
-                "role \"stranger\" does not exist".into()
-            ))
-        );
-        assert_eq!(
-            role(&auth, Some(&roleless)),
-            Err((
-                401,
-                "PGRST302".into(),
-                "Anonymous access is disabled".into()
-            ))
-        );
-        assert_eq!(role(&auth, None).unwrap_err().1, "PGRST302");
-        // The anonymous role is a role like any other.
-        let anon = auth_with(&dir, |c| c.anon_role = Some("nobody".into()));
-        anon.set_role_check(Some(Box::new(known)));
-        assert_eq!(
-            role(&anon, None).unwrap_err(),
-            (401, "22023".into(), "role \"nobody\" does not exist".into())
-        );
-        anon.set_role_check(Some(Box::new(|r: &str| r == "nobody")));
+        let disabled = Err((
+            401,
+            "PGRST302".into(),
+            "Anonymous access is disabled".into(),
+        ));
+        assert_eq!(role(&auth, Some(&roleless)), disabled);
+        // Cached or not.
+        assert_eq!(role(&auth, Some(&roleless)), disabled);
+        assert_eq!(role(&auth, None), disabled);
+        // The anonymous role fills in.
+        let anon = auth_with(&dir, |c| {
+            c.roles_required = true;
+            c.anon_role = Some("nobody".into());
+        });
         assert_eq!(role(&anon, Some(&roleless)), Ok(Some("nobody".into())));
-        anon.set_role_check(None);
-        assert_eq!(role(&anon, Some(&stranger)), Ok(Some("stranger".into())));
+        assert_eq!(role(&anon, None), Ok(Some("nobody".into())));
+        // Authentication disabled: every caller is the anonymous one.
+        let open = Auth::new(&AuthConfig {
+            roles_required: true,
+            ..AuthConfig::default()
+        })
+        .unwrap();
+        assert_eq!(role(&open, None), disabled);
+        let open = Auth::new(&AuthConfig {
+            roles_required: true,
+            anon_role: Some("dev".into()),
+            ..AuthConfig::default()
+        })
+        .unwrap();
+        assert_eq!(role(&open, Some(&stranger)), Ok(Some("dev".into())));
     }
 
     #[test]

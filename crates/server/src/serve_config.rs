@@ -86,7 +86,8 @@ fn non_empty(s: &str) -> Option<String> {
 }
 
 /// The authentication the flags ask for: the key files (or none, with
-/// `--insecure-disable-auth` only), the role claim path, the anonymous role, the audience.
+/// `--insecure-disable-auth` only), the role claim path, the anonymous role, the audience,
+/// and whether roles are in force (`--permissions`).
 fn auth_config(a: &ServeArgs) -> anyhow::Result<AuthConfig> {
     if a.auth_token_file.is_some() && a.auth_rsa_public_key.is_some() {
         anyhow::bail!(
@@ -124,11 +125,18 @@ fn auth_config(a: &ServeArgs) -> anyhow::Result<AuthConfig> {
         Some("") => anyhow::bail!("--auth-jwt-aud is empty"),
         other => other.map(str::to_string),
     };
+    let roles_required = a.permissions.is_some();
+    if roles_required && keys.is_empty() && anon_role.is_none() {
+        anyhow::bail!(
+            "--permissions with --insecure-disable-auth needs --auth-anon-role: the role every request runs as"
+        );
+    }
     Ok(AuthConfig {
         keys,
         role_claim_key,
         anon_role,
         audience,
+        roles_required,
     })
 }
 

@@ -1,6 +1,7 @@
 //! Authentication over real HTTP: HS and RS keys, expiry, wrong keys, `alg=none`, algorithm
 //! confusion, key rotation by rewriting the key file; JWK sets with each key type, `kid`
-//! selection and rotation; `aud`; the anonymous role; the role claim key.
+//! selection and rotation; `aud`; the anonymous role, alone and with a permissions file; the
+//! role claim key in each of its forms, read through a permissions file.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -602,4 +603,159 @@ async fn the_new_settings_have_environment_mirrors() {
     assert_eq!(answer(&s, Some(&t)).await.0, 200, "JWK set");
     let t = es.bearer(Some("k"), json!({"aud": "other"}));
     assert_eq!(answer(&s, Some(&t)).await.2, "JWT not in audience");
+}
+
+/// A permissions file in `dir`: `reader` may read clients, `web_anon` items.
+fn reader_and_anon_permissions(dir: &tempfile::TempDir) -> std::path::PathBuf {
+    let path = dir.path().join("permissions.yaml");
+    let roles =
+        "roles:\n  reader:\n    clients: { read: {} }\n  web_anon:\n    items: { read: {} }\n";
+    std::fs::write(&path, roles).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn the_role_is_read_where_the_claim_key_points() {
+    let dir = tempfile::tempdir().unwrap();
+    let permissions = reader_and_anon_permissions(&dir);
+    // Claims that hold `reader` (ROLE is replaced) at a top-level key, in an object, under a
+    // key with dots and slashes, in an array.
+    let top = json!({"role": "ROLE"});
+    let nested = json!({"app_metadata": {"role": "ROLE"}});
+    let url = json!({"https://example.com/claims": {"role": "ROLE"}});
+    let list = json!({"roles": ["other", "ROLE"]});
+    // Each form of the key, in both syntaxes, with claims that hold the role exactly there.
+    let forms = [
+        (".role", &top),
+        (".app_metadata.role", &nested),
+        (".\"https://example.com/claims\".role", &url),
+        (".roles[1]", &list),
+        (".roles[?(@ == \"ROLE\")]", &list),
+        (".roles[?(@ ^== \"ROLE\")]", &list),
+        ("$.app_metadata.role", &nested),
+        ("$['https://example.com/claims'].role", &url),
+        ("$.roles[-1]", &list),
+        ("$.roles[?search(@, '^ROLE')]", &list),
+    ];
+    for (key, claims) in forms {
+        let s = Server::start_with(Options {
+            allow: String::new(),
+            args: vec![
+                "--permissions".into(),
+                permissions.display().to_string(),
+                "--auth-role-claim-key".into(),
+                key.replace("ROLE", "reader"),
+                "--auth-anon-role".into(),
+                "web_anon".into(),
+            ],
+            ..Options::default()
+        })
+        .await;
+        let as_role = |role: &str| {
+            let claims: serde_json::Value =
+                serde_json::from_str(&claims.to_string().replace("ROLE", role)).unwrap();
+            format!("Bearer {}", hs_token(SECRET, Algorithm::HS256, claims))
+        };
+        let get = |path: &str, auth: String| {
+            s.client
+                .get(format!("{}{path}", s.base))
+                .header("Authorization", auth)
+                .send()
+        };
+        let r = get("/clients", as_role("reader")).await.unwrap();
+        assert_eq!(r.status(), 200, "{key}: {}", r.text().await.unwrap());
+        // `reader` anywhere but at the key: the anonymous role, which may read items only.
+        if key != ".role" {
+            let elsewhere = format!(
+                "Bearer {}",
+                hs_token(SECRET, Algorithm::HS256, json!({"role": "reader"}))
+            );
+            assert_eq!(
+                get("/clients", elsewhere.clone()).await.unwrap().status(),
+                404,
+                "{key}"
+            );
+            assert_eq!(
+                get("/items", elsewhere).await.unwrap().status(),
+                200,
+                "{key}"
+            );
+        }
+        let r = get("/clients", as_role("stranger")).await.unwrap();
+        if key.contains('?') {
+            // A filter looks for `reader`: no role found, so the anonymous role.
+            assert_eq!(r.status(), 404, "{key}");
+            continue;
+        }
+        // A role the permissions do not name, found at the key: PostgreSQL's 401.
+        assert_eq!(r.status(), 401, "{key}");
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(
+            (v["code"].as_str(), v["message"].as_str()),
+            (Some("22023"), Some("role \"stranger\" does not exist")),
+            "{key}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn with_permissions_the_anonymous_role_has_its_grants() {
+    let dir = tempfile::tempdir().unwrap();
+    let permissions = reader_and_anon_permissions(&dir);
+    let start = |anon: bool| {
+        let mut args = vec![
+            "--permissions".to_string(),
+            permissions.display().to_string(),
+        ];
+        if anon {
+            args.extend(["--auth-anon-role".to_string(), "web_anon".to_string()]);
+        }
+        Server::start_with(Options {
+            allow: String::new(),
+            args,
+            ..Options::default()
+        })
+    };
+    let bearer = |claims: serde_json::Value| {
+        format!("Bearer {}", hs_token(SECRET, Algorithm::HS256, claims))
+    };
+    let status_of = |s: &Server, path: &str, auth: Option<String>| {
+        let mut r = s.client.get(format!("{}{path}", s.base));
+        if let Some(a) = auth {
+            r = r.header("Authorization", a);
+        }
+        async move {
+            let r = r.send().await.unwrap();
+            let status = r.status().as_u16();
+            let v: serde_json::Value = r.json().await.unwrap();
+            (status, v["code"].as_str().unwrap_or("").to_string())
+        }
+    };
+    let reader = || Some(bearer(json!({"role": "reader"})));
+    let roleless = || Some(bearer(json!({"sub": "someone"})));
+
+    let s = start(true).await;
+    // No token, or a token naming no role: the anonymous role's grants, nothing more.
+    for auth in [None, roleless()] {
+        assert_eq!(status_of(&s, "/items", auth.clone()).await.0, 200);
+        assert_eq!(
+            status_of(&s, "/clients", auth).await,
+            (404, "PGRST205".to_string())
+        );
+    }
+    assert_eq!(status_of(&s, "/clients", reader()).await.0, 200);
+    assert_eq!(
+        status_of(&s, "/items", reader()).await,
+        (404, "PGRST205".to_string())
+    );
+
+    // Without an anonymous role, a caller without a role is refused as PostgREST does.
+    let s = start(false).await;
+    for auth in [None, roleless()] {
+        assert_eq!(
+            status_of(&s, "/items", auth).await,
+            (401, "PGRST302".to_string())
+        );
+    }
+    assert_eq!(status_of(&s, "/clients", reader()).await.0, 200);
 }

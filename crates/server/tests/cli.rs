@@ -121,8 +121,8 @@ fn bad_auth_setups_are_refused() {
     let jwks = jwks.to_str().unwrap();
     // After `serve --db-dsn <db>`: no key, two keys, a key and insecure mode, an RSA key
     // that is not one, a JWK set without a usable key, a role claim key that does not
-    // parse, an empty anonymous role or audience.
-    let auth: [(&[&str], &str); 10] = [
+    // parse, an empty anonymous role or audience, permissions without a role to run as.
+    let auth: [(&[&str], &str); 11] = [
         (&[], "specify --auth-token-file"),
         (
             &["--auth-token-file", key, "--auth-rsa-public-key", key],
@@ -150,6 +150,10 @@ fn bad_auth_setups_are_refused() {
         (
             &["--auth-token-file", key, "--auth-jwt-aud", ""],
             "--auth-jwt-aud is empty",
+        ),
+        (
+            &["--insecure-disable-auth", "--permissions", key],
+            "needs --auth-anon-role",
         ),
     ];
     for (args, why) in auth {
