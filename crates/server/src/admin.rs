@@ -66,8 +66,15 @@ async fn metrics_handler(State(s): State<AdminState>) -> Response {
         .into_response()
 }
 
+/// Ready once the schema is loaded, unless a component says `"ready": false` (a follower
+/// too far behind its replica).
 async fn ready(State(s): State<AdminState>) -> StatusCode {
-    if s.db.schema.is_loaded() {
+    let components_ready = s
+        .health
+        .snapshot()
+        .values()
+        .all(|v| v.get("ready").and_then(|r| r.as_bool()) != Some(false));
+    if s.db.schema.is_loaded() && components_ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

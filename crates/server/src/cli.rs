@@ -219,6 +219,35 @@ pub struct ServeArgs {
     /// database given by --db-dsn, and every replication setting.
     #[arg(long, env = "SQLITEREST_REPLICATION_CONFIG")]
     pub replication_config: Option<PathBuf>,
+    /// Serve as a read replica that follows the replica of --replication-config: restore
+    /// the latest state at start-up, then poll the replica for new LTX files and apply each
+    /// one atomically between read transactions. Writes answer 405. Excludes
+    /// --replication-enabled (one writer per replica).
+    #[arg(long, env = "SQLITEREST_REPLICATION_FOLLOW", pflag_bool())]
+    pub replication_follow: bool,
+
+    /// With --replication-follow: the primary's URL, named in the 405 answer to writes.
+    #[arg(long, env = "SQLITEREST_REPLICATION_PRIMARY_URL")]
+    pub replication_primary_url: Option<String>,
+
+    /// With --replication-follow: how long a read with `Prefer: min-txid` waits for the
+    /// follower to reach that position before it is answered 503, in milliseconds.
+    #[arg(
+        long,
+        env = "SQLITEREST_REPLICATION_FOLLOW_WAIT_MS",
+        default_value_t = 5_000
+    )]
+    pub replication_follow_wait_ms: u64,
+
+    /// With --replication-follow: `/ready` answers 503 while the follower's last successful
+    /// look at the replica is older than this, in milliseconds (polling keeps failing).
+    #[arg(
+        long,
+        env = "SQLITEREST_REPLICATION_FOLLOW_MAX_LAG_MS",
+        default_value_t = 30_000
+    )]
+    pub replication_follow_max_lag_ms: u64,
+
     /// Durability of writes: `PRAGMA synchronous` of the writer (off, normal, full, extra).
     /// Default: the DSN's `_sync`/`_synchronous` parameter if present, else full (every
     /// committed write is on disk before it is answered; group commit amortizes the fsync).

@@ -129,6 +129,7 @@ pub fn prepare(args: &DemoArgs) -> anyhow::Result<ServeConfig> {
         http_limits: HttpLimits::default(),
         conn_limits: ConnLimits::default(),
         replication,
+        follow: None,
         writes: crate::serve_config::WriteConfig::default(),
         rpc_dir: Some(rpc_dir),
         permissions: None,

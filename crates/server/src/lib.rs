@@ -46,6 +46,7 @@ mod auth;
 mod database;
 mod demo;
 mod embedded_replication;
+mod follower;
 mod http;
 mod logging;
 mod metrics_registry;

@@ -3,6 +3,8 @@
 //! 1. replication (`--replication-enabled`), before anything opens the file: load the
 //!    Litestream config, probe the replica, restore a missing database or check that the local
 //!    one shares the replica's history ([`crate::embedded_replication::start`]); then replicate
+//!    With `--replication-follow` instead, the follower restores or resumes the database and
+//!    catches up with the replica ([`crate::follower::start`]); it polls beside the servers.
 //! 2. open the database: the read-write connection (WAL; set up for who checkpoints: the
 //!    replicator with replication, else SQLite's automatic checkpoint), the read pool, the
 //!    schema cache; then start the single writer on the read-write connection; its commit
@@ -91,6 +93,13 @@ pub async fn run_with(config: ServeConfig, hooks: ServeHooks) -> anyhow::Result<
             (Some(started.replicator), started.shutdown_sync_timeout)
         }
         None => (None, Duration::ZERO),
+    };
+    // A follower restores or resumes its database and catches up before it is opened.
+    let follower = match &config.follow {
+        Some(settings) => {
+            Some(crate::follower::start(settings, &config.dsn, metrics.registry()).await?)
+        }
+        None => None,
     };
 
     // Step 2: the database.
@@ -187,13 +196,19 @@ pub async fn run_with(config: ServeConfig, hooks: ServeHooks) -> anyhow::Result<
                 .saturating_mul(2)
                 .max(dialect::MAX_REPRESENTATION_BYTES),
         },
-        durability: Durability::new(
-            replicator.as_ref().map(|r| r.handle()),
-            config.writes.durability,
-            config.writes.durability_timeout,
-            config.writes.local_positions,
-            metrics.clone(),
-        ),
+        durability: {
+            let d = Durability::new(
+                replicator.as_ref().map(|r| r.handle()),
+                config.writes.durability,
+                config.writes.durability_timeout,
+                config.writes.local_positions,
+                metrics.clone(),
+            );
+            match &follower {
+                Some(f) => d.with_follower(f.handle()),
+                None => d,
+            }
+        },
         openapi: Default::default(),
     });
     let durability_state = state.clone();
@@ -255,6 +270,9 @@ pub async fn run_with(config: ServeConfig, hooks: ServeHooks) -> anyhow::Result<
         tokio::spawn(crate::watch::watch(p.clone(), shutdown.clone()));
     }
     tokio::spawn(crate::watch::watch(rpc.clone(), shutdown.clone()));
+    if let Some(f) = follower {
+        tokio::spawn(f.run(health.clone(), shutdown.token()));
+    }
     if let Some(r) = &replicator {
         tokio::spawn(embedded_replication::report_health(
             r.handle(),

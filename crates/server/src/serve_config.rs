@@ -9,6 +9,7 @@ use crate::auth::{AuthConfig, ClaimPath, KeySource};
 use crate::cli::ServeArgs;
 use crate::database::Synchronous;
 use crate::embedded_replication::ReplicationSettings;
+use crate::follower::FollowSettings;
 use crate::http::{ConnLimits, HttpLimits};
 
 /// How writes are made durable, batched and guarded.
@@ -64,6 +65,8 @@ pub struct ServeConfig {
     pub(crate) conn_limits: ConnLimits,
     /// Embedded replication (`--replication-enabled`).
     pub(crate) replication: Option<ReplicationSettings>,
+    /// A read replica following the replica (`--replication-follow`).
+    pub(crate) follow: Option<FollowSettings>,
     pub(crate) writes: WriteConfig,
     /// `--rpc-dir`: the functions `/rpc/{name}` calls.
     pub(crate) rpc_dir: Option<std::path::PathBuf>,
@@ -159,12 +162,32 @@ impl ServeConfig {
                 "--replication-enabled needs --replication-config (a Litestream YAML file naming the replica of {})",
                 a.db_dsn
             ),
-            (false, Some(path)) => {
+            (false, Some(path)) if !a.replication_follow => {
                 tracing::warn!(config = %path.display(), "--replication-config is set but replication is off; add --replication-enabled to replicate");
                 None
             }
-            (false, None) => None,
+            (false, _) => None,
         };
+        let follow = match (a.replication_follow, &a.replication_config) {
+            (true, _) if a.replication_enabled => anyhow::bail!(
+                "--replication-follow and --replication-enabled do not combine: a follower only reads the replica, the primary writes it"
+            ),
+            (true, _) if a.write_durability == "replicated" => anyhow::bail!(
+                "--write-durability replicated needs --replication-enabled: a follower (--replication-follow) takes no writes"
+            ),
+            (true, Some(path)) => Some(FollowSettings {
+                config_path: path.clone(),
+                primary_url: a.replication_primary_url.as_deref().and_then(non_empty),
+                wait: millis_setting(a.replication_follow_wait_ms),
+                max_lag: millis_setting(a.replication_follow_max_lag_ms),
+            }),
+            (true, None) => anyhow::bail!(
+                "--replication-follow needs --replication-config (a Litestream YAML file naming the replica of {})",
+                a.db_dsn
+            ),
+            (false, _) => None,
+        };
+        let replication = if follow.is_some() { None } else { replication };
         let durability = match a.write_durability.as_str() {
             "local" => dialect::Durability::Local,
             "replicated" if replication.is_some() => dialect::Durability::Replicated,
@@ -210,6 +233,7 @@ impl ServeConfig {
                 max_connections: a.max_connections.max(1),
             },
             replication,
+            follow,
             writes: WriteConfig {
                 synchronous,
                 safe_update: a.safe_update,

@@ -25,6 +25,9 @@
 //!   passes (see [`Durability::shutdown_started`]).
 //! - A write that committed nothing (rolled back on request, or changing no row) is answered
 //!   at once with the current local position: a lower bound of what it saw.
+//! - On a follower (`--replication-follow`) writes are refused: 405 `25006`, naming the
+//!   primary when `--replication-primary-url` is given. Reads carry the follower's applied
+//!   TXID, and `Prefer: min-txid` waits for it at most `--replication-follow-wait-ms`.
 //! - A read carries the local position taken before its snapshot begins: it reflects every
 //!   write answered with a TXID up to it. With `Prefer: min-txid=X` it is served once the
 //!   local position reaches X (at once on the server that handed X out), else 503 `SR003`
@@ -38,6 +41,7 @@ use ltx::TxId;
 use replication::{FatalError, ReplicationHandle};
 use tokio_util::sync::CancellationToken;
 
+use crate::follower::FollowHandle;
 use crate::metrics_registry::Metrics;
 
 /// The response header carrying a replication position.
@@ -47,6 +51,8 @@ pub const TXID_HEADER: &str = "sqlite-rest-txid";
 pub struct Durability {
     /// `None`: replication is off (no positions).
     handle: Option<ReplicationHandle>,
+    /// A follower's positions (`--replication-follow`; then `handle` is `None`).
+    follow: Option<FollowHandle>,
     /// `--write-durability`.
     default: Mode,
     /// `--write-durability-timeout-ms`: the longest wait of a synchronous write for the
@@ -134,6 +140,7 @@ impl Durability {
     ) -> Durability {
         Durability {
             handle,
+            follow: None,
             default,
             timeout,
             local_positions,
@@ -142,9 +149,19 @@ impl Durability {
         }
     }
 
+    /// This server follows a replica: reads carry its applied TXID, writes are refused.
+    pub fn with_follower(mut self, follow: FollowHandle) -> Durability {
+        self.follow = Some(follow);
+        self
+    }
+
     /// The durability a write asks for (its `Prefer`, else the server's default); 400
     /// `SR002` for `durability=replicated` without replication, whatever `handling` says.
+    /// On a follower every write is refused here, before anything runs: 405 `25006`.
     pub fn mode(&self, prefer: &Preferences) -> Result<Mode, ApiError> {
+        if let Some(f) = &self.follow {
+            return Err(read_only_follower(f));
+        }
         let mode = prefer.durability.unwrap_or(self.default);
         if mode == Mode::Replicated && self.handle.is_none() {
             return Err(no_replication("Prefer: durability=replicated"));
@@ -311,6 +328,9 @@ impl Durability {
         min_txid: Option<u64>,
         deadline: Instant,
     ) -> Result<Option<TxId>, ApiError> {
+        if let Some(f) = &self.follow {
+            return follower_position(f, min_txid, deadline).await.map(Some);
+        }
         let Some(handle) = &self.handle else {
             return match min_txid {
                 Some(_) => Err(no_replication("Prefer: min-txid")),
@@ -346,6 +366,63 @@ impl Durability {
                 .with_header("Retry-After", "1")
                 .with_header(TXID_HEADER, current.to_string()))
             }
+        }
+    }
+}
+
+/// 405 `25006`: a write sent to a follower.
+fn read_only_follower(f: &FollowHandle) -> ApiError {
+    let e = ApiError::new(
+        405,
+        ErrorCode::ReadOnlyTransaction,
+        "cannot execute a write on a read replica",
+    );
+    match &f.primary_url {
+        Some(url) => e
+            .with_details(format!(
+                "This server follows the replica of the primary at {url} (--replication-follow) and takes no writes"
+            ))
+            .with_hint(format!("Send writes to the primary: {url}")),
+        None => e
+            .with_details(
+                "This server follows a replica (--replication-follow) and takes no writes",
+            )
+            .with_hint("Send writes to the primary server"),
+    }
+}
+
+/// A follower's position for a read: its applied TXID, once it reaches `min_txid`, waiting at
+/// most min(`--replication-follow-wait-ms`, `deadline`); else 503 `SR003`.
+async fn follower_position(
+    f: &FollowHandle,
+    min_txid: Option<u64>,
+    deadline: Instant,
+) -> Result<TxId, ApiError> {
+    let Some(min) = min_txid.map(TxId) else {
+        return Ok(f.applied());
+    };
+    let mut applied = f.subscribe();
+    let by = tokio::time::Instant::from_std(deadline.min(Instant::now() + f.wait));
+    let reached = tokio::time::timeout_at(by, async {
+        applied.wait_for(|t| *t >= min).await.map(|t| *t)
+    })
+    .await;
+    match reached {
+        Ok(Ok(txid)) => Ok(txid),
+        Ok(Err(_)) | Err(_) => {
+            let current = f.applied();
+            Err(ApiError::new(
+                503,
+                ErrorCode::PositionNotReached,
+                "The requested replication position has not been reached",
+            )
+            .with_details(format!(
+                "Prefer: min-txid={min} was requested; this follower's database is at TXID {current} (waited up to {} ms, --replication-follow-wait-ms)",
+                f.wait.as_millis()
+            ))
+            .with_hint("Retry later, or read from the primary")
+            .with_header("Retry-After", "1")
+            .with_header(TXID_HEADER, current.to_string()))
         }
     }
 }
