@@ -591,8 +591,19 @@ fn apply_file(
     at: TxId,
     file: &str,
 ) -> Result<TxId, PollError> {
+    // The whole file is decoded (file checksum, page index) before anything is checked or
+    // written: a damaged file is rejected for what it is.
     let mut dec = Decoder::new(bytes).map_err(|e| rejected(file, e.to_string()))?;
     let header = *dec.header();
+    let mut pages: Vec<(u32, Vec<u8>)> = Vec::new();
+    let mut buf = vec![0u8; header.page_size as usize];
+    while let Some(pgno) = dec
+        .next_page(&mut buf)
+        .map_err(|e| rejected(file, e.to_string()))?
+    {
+        pages.push((pgno, buf.clone()));
+    }
+    let decoded = dec.finish().map_err(|e| rejected(file, e.to_string()))?;
     if header.min_txid.get() > at.get().saturating_add(1) || header.max_txid <= at {
         return Err(rejected(
             file,
@@ -614,15 +625,6 @@ fn apply_file(
             ),
         ));
     }
-    let mut pages: Vec<(u32, Vec<u8>)> = Vec::new();
-    let mut buf = vec![0u8; page_size as usize];
-    while let Some(pgno) = dec
-        .next_page(&mut buf)
-        .map_err(|e| rejected(file, e.to_string()))?
-    {
-        pages.push((pgno, buf.clone()));
-    }
-    let decoded = dec.finish().map_err(|e| rejected(file, e.to_string()))?;
 
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)

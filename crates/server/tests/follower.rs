@@ -1,0 +1,607 @@
+//! Read replicas (`serve --replication-follow`), end to end with real processes: a primary
+//! `sqlite-rest` (the release build) replicating to the local S3 server (moto) or a directory,
+//! followers of the same replica, and a replica written by the real `litestream replicate`.
+//! Every wait polls for a condition with a generous deadline; nothing asserts a duration.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::replica::{Running, Setup, create_db};
+use serde_json::Value;
+
+/// How long a follower may take to show a write (many poll intervals on a loaded machine).
+const CATCH_UP: Duration = Duration::from_secs(60);
+
+/// A follower's own directory: its database and a config naming the same replica.
+struct Follower {
+    dir: tempfile::TempDir,
+    db: PathBuf,
+    config: PathBuf,
+    bin: PathBuf,
+    url: String,
+}
+
+impl Follower {
+    fn new(bin: &Path, url: &str) -> Follower {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("follower.db");
+        let config = dir.path().join("litestream.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "dbs:\n  - path: {}\n    replica:\n      url: {url}\n      sync-interval: 200ms\n",
+                db.display()
+            ),
+        )
+        .unwrap();
+        Follower {
+            dir,
+            db,
+            config,
+            bin: bin.to_path_buf(),
+            url: url.to_string(),
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    fn cmd(&self, port: u16, admin: u16, extra: &[&str]) -> Command {
+        let secret = self.dir.path().join("secret");
+        std::fs::write(&secret, common::SECRET).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("server.log"))
+            .unwrap();
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("serve")
+            .arg("--db-dsn")
+            .arg(&self.db)
+            .args(["--http-addr", &format!("127.0.0.1:{port}")])
+            .args(["--metrics-addr", &format!("127.0.0.1:{admin}")])
+            .args(["--security-allow-table", "t"])
+            .arg("--auth-token-file")
+            .arg(&secret)
+            .arg("--replication-follow")
+            .arg("--replication-config")
+            .arg(&self.config)
+            .args(["--log-level", "info"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log));
+        cmd
+    }
+
+    async fn start(&self, extra: &[&str]) -> Running {
+        use futures::FutureExt;
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let run = Running::spawn(|p, a| {
+            let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+            self.cmd(p, a, &extra)
+        });
+        match std::panic::AssertUnwindSafe(run).catch_unwind().await {
+            Ok(r) => r,
+            Err(_) => panic!(
+                "the follower of {} did not start; its log:\n{}",
+                self.url,
+                self.log()
+            ),
+        }
+    }
+}
+
+/// The release binary and an S3 replica setup (None: skipped, unless tools are required).
+fn s3_setup(test: &str) -> Option<Setup> {
+    let bin = testkit::require_tool(testkit::Tool::ReleaseBinary, test)?;
+    let mut setup = Setup::s3(test)?;
+    setup.bin = bin;
+    Some(setup)
+}
+
+fn release_bin(test: &str) -> Option<PathBuf> {
+    testkit::require_tool(testkit::Tool::ReleaseBinary, test)
+}
+
+/// `GET path` with the test token and `headers`: status, TXID header, body.
+async fn get(r: &Running, path: &str, headers: &[(&str, &str)]) -> (u16, Option<String>, Value) {
+    let mut req = r
+        .client
+        .get(format!("{}{path}", r.base))
+        .bearer_auth(r.token());
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let txid = resp
+        .headers()
+        .get("sqlite-rest-txid")
+        .map(|v| v.to_str().unwrap().to_string());
+    let text = resp.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, txid, body)
+}
+
+/// Inserts one row through the primary's API, answered once it is on the replica; its TXID.
+async fn insert(primary: &Running, v: &str) -> String {
+    let resp = primary
+        .client
+        .post(format!("{}/t", primary.base))
+        .bearer_auth(primary.token())
+        .header("Prefer", "durability=replicated")
+        .json(&serde_json::json!({"v": v}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201, "{:?}", resp.text().await);
+    resp.headers()["sqlite-rest-txid"]
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The `v` column of `t` on a server, in id order.
+async fn values(r: &Running) -> Vec<String> {
+    let (status, _, body) = get(r, "/t?select=v&order=id", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    body.as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["v"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Waits until `r` serves exactly `want` in `t`.
+async fn wait_values(r: &Running, want: &[String]) {
+    let deadline = Instant::now() + CATCH_UP;
+    loop {
+        let got = values(r).await;
+        if got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the follower serves {got:?}, not {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until the follower's `/health` satisfies `ok`; the last report.
+async fn wait_health(r: &Running, what: &str, ok: impl Fn(u16, &Value) -> bool) -> Value {
+    let deadline = Instant::now() + CATCH_UP;
+    loop {
+        let (status, h) = r.health().await;
+        if ok(status, &h) {
+            return h;
+        }
+        assert!(Instant::now() < deadline, "{what}: {status} {h}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn ready_status(r: &Running) -> u16 {
+    common::admin_get(&r.client, &r.admin, "/ready").await.0
+}
+
+/// A primary and two followers of its S3 replica: the primary's writes appear on both;
+/// `Prefer: min-txid` with the primary's TXID returns the row; every read carries a TXID;
+/// writes are refused with 405 naming the primary; a new table created on the primary
+/// becomes readable; a position never reached is 503 with Retry-After.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_followers_serve_the_primarys_writes() {
+    let test = "two_followers_serve_the_primarys_writes";
+    let Some(setup) = s3_setup(test) else { return };
+    create_db(&setup.db, 0);
+    let primary = setup.serve_or_log().await;
+    let mut want = vec!["first".to_string()];
+    insert(&primary, "first").await;
+
+    let a = Follower::new(&setup.bin, &setup.url);
+    let b = Follower::new(&setup.bin, &setup.url);
+    let extra = [
+        "--replication-primary-url",
+        "http://primary.example:8080",
+        "--replication-follow-wait-ms",
+        "30000",
+        "--security-allow-table",
+        "t2",
+    ];
+    let fa = a.start(&extra).await;
+    let fb = b.start(&extra).await;
+    wait_values(&fa, &want).await;
+    wait_values(&fb, &want).await;
+
+    for i in 0..5 {
+        let v = format!("row {i}");
+        let txid = insert(&primary, &v).await;
+        want.push(v.clone());
+        // The primary's position: the follower waits for it, then serves the row.
+        let (status, served_at, body) = get(
+            &fa,
+            "/t?select=v&order=id",
+            &[("Prefer", &format!("min-txid={txid}"))],
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let served_at = served_at.expect("a follower's read carries Sqlite-Rest-Txid");
+        assert!(served_at >= txid, "served at {served_at}, asked {txid}");
+        let got: Vec<&str> = body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["v"].as_str().unwrap())
+            .collect();
+        assert!(got.contains(&v.as_str()), "{v} missing from {got:?}");
+    }
+    wait_values(&fa, &want).await;
+    wait_values(&fb, &want).await;
+
+    // Writes are refused, naming the primary.
+    let resp = fb
+        .client
+        .post(format!("{}/t", fb.base))
+        .bearer_auth(fb.token())
+        .json(&serde_json::json!({"v": "nope"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 405);
+    let e: Value = resp.json().await.unwrap();
+    common::assert_error_shape(&e, "25006");
+    assert!(
+        e["hint"]
+            .as_str()
+            .unwrap()
+            .contains("http://primary.example:8080"),
+        "{e}"
+    );
+    let resp = fb
+        .client
+        .delete(format!("{}/t?id=eq.1", fb.base))
+        .bearer_auth(fb.token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 405);
+    wait_values(&fb, &want).await;
+
+    // A migration on the primary (another process writing its database; the primary
+    // replicates it) becomes readable on the followers.
+    {
+        let c = rusqlite::Connection::open(&setup.db).unwrap();
+        c.busy_timeout(Duration::from_secs(10)).unwrap();
+        c.execute_batch("CREATE TABLE t2(id INTEGER PRIMARY KEY, w TEXT); INSERT INTO t2(w) VALUES ('migrated');")
+            .unwrap();
+    }
+    for f in [&fa, &fb] {
+        let deadline = Instant::now() + CATCH_UP;
+        loop {
+            let (status, _, body) = get(f, "/t2?select=w", &[]).await;
+            if status == 200 && body == serde_json::json!([{"w": "migrated"}]) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "t2 not readable on a follower: {status} {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    // Health and metrics say where the follower is.
+    let h = wait_health(&fa, "follower healthy", |s, h| {
+        s == 200 && h["follower"]["ok"] == true
+    })
+    .await;
+    assert!(h["follower"]["applied_txid"].as_str().is_some(), "{h}");
+    assert_eq!(ready_status(&fa).await, 200);
+    let metrics = fa.metrics().await;
+    for name in [
+        "sqlite_rest_follower_applied_txid",
+        "sqlite_rest_follower_files_applied_total",
+        "sqlite_rest_follower_lag_seconds",
+        "litestream_replica_operation_total",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from\n{metrics}");
+    }
+    drop(primary);
+    drop(fa);
+
+    // A position the replica never reaches: 503 SR003 with Retry-After, after the bounded
+    // wait (a follower started with a short one).
+    let c = Follower::new(&setup.bin, &setup.url);
+    let fc = c
+        .start(&["--replication-follow-wait-ms", "300"])
+        .await;
+    let resp = fc
+        .client
+        .get(format!("{}/t", fc.base))
+        .bearer_auth(fc.token())
+        .header("Prefer", "min-txid=00000000ffffffff")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.headers()["retry-after"], "1");
+    let e: Value = resp.json().await.unwrap();
+    common::assert_error_shape(&e, "SR003");
+}
+
+/// A follower started late catches up; killed with SIGKILL and restarted, it resumes its
+/// database (no restore) and catches up again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_late_follower_catches_up_and_a_killed_one_resumes() {
+    let test = "a_late_follower_catches_up_and_a_killed_one_resumes";
+    let Some(setup) = s3_setup(test) else { return };
+    create_db(&setup.db, 0);
+    let primary = setup.serve_or_log().await;
+    let mut want = Vec::new();
+    for i in 0..10 {
+        let v = format!("early {i}");
+        insert(&primary, &v).await;
+        want.push(v);
+    }
+    let f = Follower::new(&setup.bin, &setup.url);
+    let mut running = f.start(&[]).await;
+    wait_values(&running, &want).await;
+    assert!(f.log().contains("follower restored its database"), "{}", f.log());
+
+    running.child.kill().unwrap();
+    running.child.wait().unwrap();
+    drop(running);
+    for i in 0..5 {
+        let v = format!("while down {i}");
+        insert(&primary, &v).await;
+        want.push(v);
+    }
+    let running = f.start(&[]).await;
+    // Caught up before it became ready.
+    assert_eq!(values(&running).await, want);
+    assert!(f.log().contains("follower resumes its database"), "{}", f.log());
+    let v = "after restart".to_string();
+    insert(&primary, &v).await;
+    want.push(v);
+    wait_values(&running, &want).await;
+}
+
+/// A corrupted LTX file on the replica is rejected: the follower keeps serving its previous
+/// state, turns unready, and `/health` says which file and why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_corrupted_file_is_rejected_and_the_previous_state_kept() {
+    let test = "a_corrupted_file_is_rejected_and_the_previous_state_kept";
+    let Some(bin) = release_bin(test) else { return };
+    let mut setup = Setup::file();
+    setup.bin = bin;
+    create_db(&setup.db, 0);
+    let mut primary = setup.serve_or_log().await;
+    let want = vec!["kept".to_string()];
+    insert(&primary, "kept").await;
+    let f = Follower::new(&setup.bin, &setup.url);
+    let follower = f.start(&[]).await;
+    wait_values(&follower, &want).await;
+    primary.stop().await;
+    let h = wait_health(&follower, "follower healthy", |s, h| {
+        s == 200 && h["follower"]["lag_txids"] == 0
+    })
+    .await;
+    let at: u64 =
+        u64::from_str_radix(h["follower"]["applied_txid"].as_str().unwrap(), 16).unwrap();
+
+    // The next file: a copy of the newest level-0 file with one byte flipped.
+    let l0 = setup.dir.path().join("replica/ltx/0");
+    let newest = std::fs::read_dir(&l0)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "ltx"))
+        .max()
+        .unwrap();
+    let mut bytes = std::fs::read(&newest).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    let name = format!("{:016x}-{:016x}.ltx", at + 1, at + 1);
+    std::fs::write(l0.join(&name), &bytes).unwrap();
+
+    let h = wait_health(&follower, "the corrupted file rejected", |s, h| {
+        s == 503 && h["follower"]["why"].as_str().is_some_and(|w| w.contains(&name))
+    })
+    .await;
+    assert_eq!(h["follower"]["ok"], false, "{h}");
+    assert_eq!(ready_status(&follower).await, 503);
+    // The previous state is still served, at the same position.
+    assert_eq!(values(&follower).await, want);
+    assert_eq!(
+        follower
+            .health()
+            .await
+            .1["follower"]["applied_txid"]
+            .as_str()
+            .map(|t| u64::from_str_radix(t, 16).unwrap()),
+        Some(at)
+    );
+    assert!(
+        follower
+            .metrics()
+            .await
+            .contains("sqlite_rest_follower_errors_total{operation=\"rejected\"}"),
+        "no rejection counted"
+    );
+}
+
+/// Readers of a follower under load never see a torn state: the primary's writer moves
+/// money between accounts spread over many pages (the total never changes) while readers
+/// of the follower sum every balance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn follower_readers_never_see_a_torn_state() {
+    let test = "follower_readers_never_see_a_torn_state";
+    let Some(setup) = s3_setup(test) else { return };
+    const ACCOUNTS: i64 = 1000;
+    const TOTAL: i64 = ACCOUNTS * 100;
+    {
+        let c = rusqlite::Connection::open(&setup.db).unwrap();
+        c.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
+            .unwrap();
+        c.execute_batch(
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);
+             CREATE TABLE accounts(id INTEGER PRIMARY KEY, balance INTEGER NOT NULL, pad TEXT);",
+        )
+        .unwrap();
+        c.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < ?1)
+             INSERT INTO accounts SELECT i, 100, printf('%.400c', 'x') FROM n",
+            [ACCOUNTS],
+        )
+        .unwrap();
+    }
+    let primary = setup.serve_or_log().await;
+    insert(&primary, "start").await;
+    let f = Follower::new(&setup.bin, &setup.url);
+    let follower = f
+        .start(&["--security-allow-table", "accounts"])
+        .await;
+
+    // The writer: transfers between accounts far apart (different pages), one transaction each.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (db, stop) = (setup.db.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut c = rusqlite::Connection::open(db).unwrap();
+            c.busy_timeout(Duration::from_secs(10)).unwrap();
+            let mut n: i64 = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let from = 1 + (n * 7919) % ACCOUNTS;
+                let to = 1 + (n * 104_729 + ACCOUNTS / 2) % ACCOUNTS;
+                let tx = c.transaction().unwrap();
+                tx.execute(
+                    "UPDATE accounts SET balance = balance - 7 WHERE id = ?1",
+                    [from],
+                )
+                .unwrap();
+                tx.execute(
+                    "UPDATE accounts SET balance = balance + 7 WHERE id = ?1",
+                    [to],
+                )
+                .unwrap();
+                tx.commit().unwrap();
+                n += 1;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            n
+        })
+    };
+
+    // Readers: every read's balances sum to the total, at whatever position it was served.
+    let mut positions = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut reads = 0;
+    while positions.len() < 10 || reads < 100 {
+        let (status, txid, body) = get(&follower, "/accounts?select=balance", &[]).await;
+        assert_eq!(status, 200, "{body}");
+        let rows = body.as_array().unwrap();
+        assert_eq!(rows.len() as i64, ACCOUNTS);
+        let sum: i64 = rows.iter().map(|r| r["balance"].as_i64().unwrap()).sum();
+        assert_eq!(sum, TOTAL, "a torn state at {txid:?}");
+        positions.insert(txid.unwrap());
+        reads += 1;
+        assert!(
+            Instant::now() < deadline,
+            "the follower applied too few files while read: {positions:?}"
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    let transfers = writer.join().unwrap();
+    assert!(transfers > 0);
+}
+
+/// A follower of a replica written by the real `litestream replicate` 0.5.17 serves its
+/// database and follows its writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn follows_a_replica_written_by_litestream() {
+    let test = "follows_a_replica_written_by_litestream";
+    let Some(bin) = release_bin(test) else { return };
+    let Some(ls) = testkit::litestream::Litestream::require(test) else {
+        return;
+    };
+    let Some(url) = testkit::s3_replica_url(test, "follow-ls", "app") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    create_db(&db, 0);
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.busy_timeout(Duration::from_secs(10)).unwrap();
+    c.execute("INSERT INTO t(v) VALUES ('from litestream')", [])
+        .unwrap();
+    let config = dir.path().join("litestream.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "dbs:\n  - path: {}\n    replica:\n      url: {url}\n      sync-interval: 100ms\n",
+            db.display()
+        ),
+    )
+    .unwrap();
+    let replicating = ls.spawn_replicate(&config);
+    // Wait for the replica to hold the row: a restore by Litestream itself shows it.
+    let deadline = Instant::now() + CATCH_UP;
+    loop {
+        let out = dir.path().join("probe.db");
+        let _ = std::fs::remove_file(&out);
+        if ls.restore(&url, &out, &[]).status.success()
+            && common::replica::ids(&out).len() == 1
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "litestream did not replicate:\n{}", replicating.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let f = Follower::new(&bin, &url);
+    let follower = f.start(&[]).await;
+    wait_values(&follower, &["from litestream".to_string()]).await;
+    c.execute("INSERT INTO t(v) VALUES ('later')", []).unwrap();
+    wait_values(
+        &follower,
+        &["from litestream".to_string(), "later".to_string()],
+    )
+    .await;
+    drop(replicating);
+}
+
+/// `--replication-follow` refuses what cannot combine with it, before anything starts.
+#[test]
+fn follow_refuses_flags_that_do_not_combine() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("litestream.yml");
+    std::fs::write(&config, "dbs: []\n").unwrap();
+    let db = dir.path().join("app.db");
+    let run = |extra: &[&str]| {
+        let out = Command::new(common::replica::BIN)
+            .args(["serve", "--insecure-disable-auth"])
+            .arg("--db-dsn")
+            .arg(&db)
+            .arg("--replication-follow")
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let config = config.to_str().unwrap();
+    assert!(run(&[]).contains("--replication-follow needs --replication-config"));
+    assert!(
+        run(&["--replication-config", config, "--replication-enabled"])
+            .contains("--replication-follow and --replication-enabled do not combine")
+    );
+    assert!(
+        run(&["--replication-config", config, "--write-durability", "replicated"])
+            .contains("a follower (--replication-follow) takes no writes")
+    );
+    assert!(!db.exists(), "nothing was created");
+}
