@@ -8,7 +8,9 @@
 //!   served.
 //! - [`Follower::run`] polls the replica: one LIST of level 0 starting after the applied
 //!   TXID per poll (the replica's `sync-interval`, default 1 s); when the next level-0 file
-//!   is gone (compaction, retention) a file of a higher level that covers the gap bridges it.
+//!   is gone (compaction, retention) a file of a higher level that covers the gap bridges it
+//!   (looked for at once when level 0 skips TXIDs, and every 30 polls when it holds nothing
+//!   newer).
 //!   Each file is downloaded whole and decoded (the LTX decoder checks the file checksum and
 //!   the page index) before anything is written; a file that carries database checksums must
 //!   start from the database's current checksum and end at its post-apply checksum, else it is
@@ -54,6 +56,9 @@ pub struct FollowSettings {
     /// `--replication-follow-max-lag-ms`: unready when the last successful poll is older.
     pub max_lag: Duration,
 }
+
+/// Polls between two looks at the levels above 0 while level 0 holds nothing newer.
+const LEVEL_CHECK_EVERY: u64 = 30;
 
 /// The default poll interval (the replica's `sync-interval` when the config sets it).
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
@@ -204,6 +209,8 @@ pub struct Follower {
     applied: watch::Sender<TxId>,
     handle: FollowHandle,
     metrics: FollowMetrics,
+    /// Polls so far.
+    polls: std::sync::atomic::AtomicU64,
 }
 
 /// Why a poll failed.
@@ -339,6 +346,7 @@ pub async fn start(
         applied,
         handle,
         metrics,
+        polls: std::sync::atomic::AtomicU64::new(0),
     };
     // Catch up before serving: a resumed database may be far behind (and replaying files
     // after a crash between a COMMIT and its recorded TXID must not be seen by readers).
@@ -444,18 +452,26 @@ impl Follower {
             .filter(|f| f.name.max > applied)
             .collect();
         self.note_pending(&pending, applied);
-        if let Some(first) = pending.first()
-            && first.name.min.get() > applied.get().saturating_add(1)
-        {
-            let bridge = self.bridge(applied).await?;
-            match bridge {
-                Some(b) => pending.insert(0, b),
-                None => {
+        // The levels above 0 are looked at when level 0 does not continue the applied TXID:
+        // at once when its next file starts beyond it, and every LEVEL_CHECK_EVERY polls
+        // (and at start-up) when it holds nothing newer, since compaction and retention may
+        // have taken every newer level-0 file away.
+        let polls = self
+            .polls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let gap = pending
+            .first()
+            .filter(|f| f.name.min.get() > applied.get().saturating_add(1));
+        if gap.is_some() || (pending.is_empty() && polls % LEVEL_CHECK_EVERY == 0) {
+            match (self.bridge(applied).await?, gap) {
+                (Some(b), _) => pending.insert(0, b),
+                (None, Some(first)) => {
                     return Err(PollError::Gap {
                         applied,
                         next: first.name.min,
                     });
                 }
+                (None, None) => {}
             }
         }
         for file in pending {

@@ -318,9 +318,7 @@ async fn two_followers_serve_the_primarys_writes() {
     // A position the replica never reaches: 503 SR003 with Retry-After, after the bounded
     // wait (a follower started with a short one).
     let c = Follower::new(&setup.bin, &setup.url);
-    let fc = c
-        .start(&["--replication-follow-wait-ms", "300"])
-        .await;
+    let fc = c.start(&["--replication-follow-wait-ms", "300"]).await;
     let resp = fc
         .client
         .get(format!("{}/t", fc.base))
@@ -352,7 +350,11 @@ async fn a_late_follower_catches_up_and_a_killed_one_resumes() {
     let f = Follower::new(&setup.bin, &setup.url);
     let mut running = f.start(&[]).await;
     wait_values(&running, &want).await;
-    assert!(f.log().contains("follower restored its database"), "{}", f.log());
+    assert!(
+        f.log().contains("follower restored its database"),
+        "{}",
+        f.log()
+    );
 
     running.child.kill().unwrap();
     running.child.wait().unwrap();
@@ -365,7 +367,11 @@ async fn a_late_follower_catches_up_and_a_killed_one_resumes() {
     let running = f.start(&[]).await;
     // Caught up before it became ready.
     assert_eq!(values(&running).await, want);
-    assert!(f.log().contains("follower resumes its database"), "{}", f.log());
+    assert!(
+        f.log().contains("follower resumes its database"),
+        "{}",
+        f.log()
+    );
     let v = "after restart".to_string();
     insert(&primary, &v).await;
     want.push(v);
@@ -392,8 +398,7 @@ async fn a_corrupted_file_is_rejected_and_the_previous_state_kept() {
         s == 200 && h["follower"]["lag_txids"] == 0
     })
     .await;
-    let at: u64 =
-        u64::from_str_radix(h["follower"]["applied_txid"].as_str().unwrap(), 16).unwrap();
+    let at: u64 = u64::from_str_radix(h["follower"]["applied_txid"].as_str().unwrap(), 16).unwrap();
 
     // The next file: a copy of the newest level-0 file with one byte flipped.
     let l0 = setup.dir.path().join("replica/ltx/0");
@@ -410,7 +415,10 @@ async fn a_corrupted_file_is_rejected_and_the_previous_state_kept() {
     std::fs::write(l0.join(&name), &bytes).unwrap();
 
     let h = wait_health(&follower, "the corrupted file rejected", |s, h| {
-        s == 503 && h["follower"]["why"].as_str().is_some_and(|w| w.contains(&name))
+        s == 503
+            && h["follower"]["why"]
+                .as_str()
+                .is_some_and(|w| w.contains(&name))
     })
     .await;
     assert_eq!(h["follower"]["ok"], false, "{h}");
@@ -418,10 +426,7 @@ async fn a_corrupted_file_is_rejected_and_the_previous_state_kept() {
     // The previous state is still served, at the same position.
     assert_eq!(values(&follower).await, want);
     assert_eq!(
-        follower
-            .health()
-            .await
-            .1["follower"]["applied_txid"]
+        follower.health().await.1["follower"]["applied_txid"]
             .as_str()
             .map(|t| u64::from_str_radix(t, 16).unwrap()),
         Some(at)
@@ -463,9 +468,7 @@ async fn follower_readers_never_see_a_torn_state() {
     let primary = setup.serve_or_log().await;
     insert(&primary, "start").await;
     let f = Follower::new(&setup.bin, &setup.url);
-    let follower = f
-        .start(&["--security-allow-table", "accounts"])
-        .await;
+    let follower = f.start(&["--security-allow-table", "accounts"]).await;
 
     // The writer: transfers between accounts far apart (different pages), one transaction each.
     let stop = Arc::new(AtomicBool::new(false));
@@ -554,12 +557,14 @@ async fn follows_a_replica_written_by_litestream() {
     loop {
         let out = dir.path().join("probe.db");
         let _ = std::fs::remove_file(&out);
-        if ls.restore(&url, &out, &[]).status.success()
-            && common::replica::ids(&out).len() == 1
-        {
+        if ls.restore(&url, &out, &[]).status.success() && common::replica::ids(&out).len() == 1 {
             break;
         }
-        assert!(Instant::now() < deadline, "litestream did not replicate:\n{}", replicating.log());
+        assert!(
+            Instant::now() < deadline,
+            "litestream did not replicate:\n{}",
+            replicating.log()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let f = Follower::new(&bin, &url);
@@ -600,8 +605,70 @@ fn follow_refuses_flags_that_do_not_combine() {
             .contains("--replication-follow and --replication-enabled do not combine")
     );
     assert!(
-        run(&["--replication-config", config, "--write-durability", "replicated"])
-            .contains("a follower (--replication-follow) takes no writes")
+        run(&[
+            "--replication-config",
+            config,
+            "--write-durability",
+            "replicated"
+        ])
+        .contains("a follower (--replication-follow) takes no writes")
     );
     assert!(!db.exists(), "nothing was created");
+}
+
+/// A follower whose next level-0 files were compacted away (and removed, as retention does)
+/// resumes through the level-1 file that covers them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_bridges_compacted_level_0_files_through_level_1() {
+    let test = "a_follower_bridges_compacted_level_0_files_through_level_1";
+    let Some(bin) = release_bin(test) else { return };
+    let mut setup = Setup::file();
+    setup.bin = bin;
+    create_db(&setup.db, 0);
+    let mut primary = setup.serve_or_log().await;
+    let mut want = vec!["a".to_string()];
+    insert(&primary, "a").await;
+    let f = Follower::new(&setup.bin, &setup.url);
+    let mut follower = f.start(&[]).await;
+    wait_values(&follower, &want).await;
+    follower.child.kill().unwrap();
+    follower.child.wait().unwrap();
+    drop(follower);
+
+    let mut last = String::new();
+    for v in ["b", "c"] {
+        last = insert(&primary, v).await;
+        want.push(v.to_string());
+    }
+    let last = u64::from_str_radix(&last, 16).unwrap();
+    // Wait for level 1 (compacted every 2 s in this setup) to cover the last write.
+    let level = |n: u8| setup.dir.path().join(format!("replica/ltx/{n}"));
+    let deadline = Instant::now() + CATCH_UP;
+    loop {
+        let covered = std::fs::read_dir(level(1)).is_ok_and(|d| {
+            d.filter_map(|e| e.ok()).any(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.get(17..33)
+                    .and_then(|max| u64::from_str_radix(max, 16).ok())
+                    .is_some_and(|max| max >= last)
+            })
+        });
+        if covered {
+            break;
+        }
+        assert!(Instant::now() < deadline, "level 1 never covered {last:x}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    primary.stop().await;
+    for e in std::fs::read_dir(level(0)).unwrap() {
+        std::fs::remove_file(e.unwrap().path()).unwrap();
+    }
+
+    let follower = f.start(&[]).await;
+    assert_eq!(values(&follower).await, want);
+    assert!(
+        f.log().contains("follower resumes its database"),
+        "{}",
+        f.log()
+    );
 }
