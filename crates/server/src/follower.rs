@@ -462,7 +462,7 @@ impl Follower {
         let gap = pending
             .first()
             .filter(|f| f.name.min.get() > applied.get().saturating_add(1));
-        if gap.is_some() || (pending.is_empty() && polls % LEVEL_CHECK_EVERY == 0) {
+        if gap.is_some() || (pending.is_empty() && polls.is_multiple_of(LEVEL_CHECK_EVERY)) {
             match (self.bridge(applied).await?, gap) {
                 (Some(b), _) => pending.insert(0, b),
                 (None, Some(first)) => {

@@ -3,6 +3,8 @@
 //! followers of the same replica, and a replica written by the real `litestream replicate`.
 //! Every wait polls for a condition with a generous deadline; nothing asserts a duration.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::path::{Path, PathBuf};
