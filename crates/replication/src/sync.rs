@@ -54,7 +54,9 @@
 //! Nothing of ours holds the WAL while replication is stopped, or between attaching and the
 //! first sync. The verify step then sees what other processes did: a WAL restarted after
 //! commits we never read still holds the tail of its old generation after the position (or
-//! has overwritten the position's last frame), and either way the next file is a full one.
+//! has overwritten the position's last frame), and either way the next file is a full one;
+//! and a header whose salt-1 is not the position's plus one (SQLite adds one per restart)
+//! means more than one restart, whose first generation may be overwritten whole: full too.
 //!
 //! # Snapshots see the pages of their TXID
 //! The database file changes only through checkpoints: ours hold the write half of the
@@ -649,10 +651,16 @@ impl Syncer {
             // the WAL, e.g. while replication was stopped: the restart copied them into the
             // database file and only a full file holds them now).
             let old_went_on = self.commits_after(info.offset, info.salt)?;
+            // SQLite adds one to salt-1 at every restart, so any other value means more than
+            // one restart (or a new WAL file): a generation in between may have been
+            // overwritten whole by the newest one, leaving no salt of its own to see.
+            let restarted_once = hdr.salt.salt1 == info.salt.salt1.wrapping_add(1);
             info.offset = WAL_HEADER_SIZE;
             info.salt = hdr.salt;
             info.full = if old_went_on {
                 Some("wal restarted after commits that were never synced, snapshotting")
+            } else if !restarted_once {
+                Some("wal restarted more than once since the last sync, snapshotting")
             } else if self.detect_full_checkpoint(&[hdr.salt, header_salt(&h)])? {
                 Some("full or restart checkpoint detected, snapshotting")
             } else {

@@ -440,6 +440,43 @@ fn commits_made_while_replication_is_stopped_survive_a_wal_restart() {
     sc.check(&s);
 }
 
+/// Hazard (found by the torture harness): while replication is stopped, another process
+/// restarts the WAL twice, and the second generation overwrites every frame of the first
+/// while staying short of the position. The frame the position ends on is intact with its
+/// old salts, the old generation did not go on, and the frames before it hold only the
+/// newest and the old salts: the WAL looked restarted once, right after our last file, and
+/// the first restart's commit (a page the second one does not touch) was in no LTX file, only
+/// in the database file. A header whose
+/// salt-1 is not the old one plus one (SQLite adds one per restart) means a full file.
+#[test]
+fn two_wal_restarts_while_replication_is_stopped_lose_nothing() {
+    let Some(sc) = Scene::new("two_wal_restarts_while_replication_is_stopped_lose_nothing") else {
+        return;
+    };
+    let mut s = sc.syncer(checkpoint_when_asked());
+    s.sync().unwrap();
+    drop(s);
+    let said = other_process(
+        &sc.sqlite3,
+        &sc.db,
+        "PRAGMA wal_checkpoint(PASSIVE); \
+         INSERT INTO y(v) VALUES ('first restart'); \
+         PRAGMA wal_checkpoint(PASSIVE); \
+         INSERT INTO x(v) VALUES ('second restart'); \
+         INSERT INTO x(v) VALUES ('overwrites the first generation');",
+    );
+    assert!(said.starts_with("ok"), "{said}");
+    sc.gaps.states.record();
+    let mut s = sc.syncer(checkpoint_when_asked());
+    let report = s.sync().unwrap();
+    sc.check(&s);
+    assert!(
+        report.files.first().is_some_and(|f| f.full.is_some()),
+        "the next file is not a full one: {:?}",
+        report.files
+    );
+}
+
 /// Another process commits, and checkpoints PASSIVE or TRUNCATE (the modes that copy, and the
 /// one that also restarts and truncates; FULL and RESTART are between them), at every point
 /// of our checkpoints (threshold PASSIVE after a sync, forced PASSIVE, forced TRUNCATE),
