@@ -425,6 +425,10 @@ impl ApiError {
             (_, ffi::SQLITE_ERROR) if msg.starts_with("no such function") => {
                 (404, ErrorCode::UndefinedFunction, msg)
             }
+            // A role's row check in a write (`functions::rls`).
+            (_, ffi::SQLITE_ERROR) if msg.starts_with(crate::functions::RLS_VIOLATION) => {
+                (403, ErrorCode::InsufficientPrivilege, msg)
+            }
             // A written value its column's type cannot hold (`functions::typed`).
             (_, ffi::SQLITE_ERROR) if msg.starts_with(crate::functions::INVALID_INPUT) => {
                 (400, ErrorCode::InvalidTextRepresentation, msg)

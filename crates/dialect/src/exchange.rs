@@ -18,6 +18,7 @@
 //! [`PayloadFormat::parse`], [`WriteCall::set_payload`]), so the server decides where a large body is parsed and checks a
 //! CSV header's names against its schema cache first.
 
+use crate::access::Access;
 use crate::error::ApiError;
 use crate::functions::InsertCounter;
 use crate::headers::{
@@ -26,11 +27,11 @@ use crate::headers::{
 };
 use crate::query::{QueryParams, canonical_query};
 use crate::read::exec::{BodyStream, ReadHead, ReadOutcome, ReadOutput, read};
-use crate::read::plan::{Limits, plan_read};
+use crate::read::plan::{Limits, plan_read_as};
 use crate::schema_cache::SchemaCache;
 use crate::write::body::{BodyFormat, Payload, csv_header, parse_payload};
 use crate::write::exec::{WriteOutput, execute_write};
-use crate::write::plan::{Mutation, WriteOptions, WriteRequest, plan_write};
+use crate::write::plan::{Mutation, WriteOptions, WriteRequest, plan_write_as};
 
 /// The methods the dialect answers on a relation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,9 +170,9 @@ impl ReadCall {
         Ok((call, answer))
     }
 
-    /// Plans the read against `cache` and runs it on `conn`: a body within `buffer_limit`
-    /// bytes comes back whole; a larger one goes to `stream` when there is one (else
-    /// [`ReadOutcome::TooLarge`]).
+    /// Plans the read against `cache` (as `access`'s role; `None`: unrestricted) and runs it
+    /// on `conn`: a body within `buffer_limit` bytes comes back whole; a larger one goes to
+    /// `stream` when there is one (else [`ReadOutcome::TooLarge`]).
     pub fn run(
         &self,
         conn: &rusqlite::Connection,
@@ -179,8 +180,17 @@ impl ReadCall {
         limits: Limits,
         buffer_limit: usize,
         stream: Option<&mut dyn BodyStream>,
+        access: Option<&Access<'_>>,
     ) -> Result<ReadOutcome, ApiError> {
-        let plan = plan_read(cache, &self.relation, &self.params, &self.headers, limits)?;
+        let plan = plan_read_as(
+            cache,
+            &self.relation,
+            &self.params,
+            &self.headers,
+            limits,
+            access,
+            false,
+        )?;
         read(conn, &plan, self.head, buffer_limit, stream)
     }
 }
@@ -340,16 +350,18 @@ impl WriteCall {
         &self.req.relation
     }
 
-    /// Plans the write against `cache` and runs it on `conn`, inside the caller's transaction
-    /// (`counter` is the connection's insert counter).
+    /// Plans the write against `cache` (as `access`'s role; `None`: unrestricted) and runs it
+    /// on `conn`, inside the caller's transaction (`counter` is the connection's insert
+    /// counter).
     pub fn run(
         &self,
         conn: &rusqlite::Connection,
         cache: &SchemaCache,
         options: &WriteOptions,
         counter: &InsertCounter,
+        access: Option<&Access<'_>>,
     ) -> Result<WriteOutput, ApiError> {
-        let plan = plan_write(cache, &self.req, options)?;
+        let plan = plan_write_as(cache, &self.req, options, access)?;
         let body = self.req.payload.as_ref().map_or("[]", |p| p.json.as_str());
         execute_write(conn, &plan, body, counter)
     }

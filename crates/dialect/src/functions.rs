@@ -243,6 +243,7 @@ pub fn register(conn: &Connection) -> rusqlite::Result<()> {
         Ok(match_text(ctx.get_raw(1)).map(|t| t.is_some_and(|t| re.is_match(&t))))
     })?;
     conn.create_scalar_function(TYPED_FN, 2, flags, typed)?;
+    conn.create_scalar_function(RLS_FN, 3, FunctionFlags::SQLITE_UTF8, rls)?;
     conn.create_scalar_function("pgrst_match_any", 2, flags, |ctx| match_set(ctx, false))?;
     conn.create_scalar_function("pgrst_match_all", 2, flags, |ctx| match_set(ctx, true))
 }
@@ -358,6 +359,29 @@ pub fn register_insert_counter(conn: &Connection) -> rusqlite::Result<InsertCoun
         Ok(n)
     })?;
     Ok(counter)
+}
+
+/// The name of a role's row check in a write (see `write/sql.rs`): `pgrst_rls(ok, existing,
+/// table)` is 1 when `ok` is true, else it fails the statement with PostgreSQL's words.
+pub(crate) const RLS_FN: &str = "pgrst_rls";
+
+/// How a failed row check's message starts (mapped to 42501 in `error.rs`).
+pub(crate) const RLS_VIOLATION: &str = "new row violates row-level security policy";
+
+fn rls(ctx: &mut Context<'_>) -> Result<i64, Error> {
+    if ctx.get::<bool>(0)? {
+        return Ok(1);
+    }
+    let existing: bool = ctx.get(1)?;
+    let table: String = ctx.get(2)?;
+    Err(Error::UserFunctionError(
+        if existing {
+            format!("{RLS_VIOLATION} (USING expression) for table \"{table}\"")
+        } else {
+            format!("{RLS_VIOLATION} for table \"{table}\"")
+        }
+        .into(),
+    ))
 }
 
 /// The name of the write budget check every write statement calls once per candidate row.

@@ -49,6 +49,8 @@
 //!
 //! Shared:
 //!
+//! - `access.rs`: what one role may do ([`RoleGrants`], [`Access`]): privileges per relation,
+//!   column lists and row filters with claim placeholders, applied by both planners.
 //! - `error.rs`: [`ApiError`], PostgREST's error shape with its typed code ([`ErrorCode`],
 //!   every code we send, written in one place), and SQLite errors mapped to it;
 //!   `wording.rs`: constraint violations in PostgreSQL's words, naming nothing hidden.
@@ -62,6 +64,7 @@
 // Items are `pub` only when the facade below re-exports them.
 #![warn(unreachable_pub)]
 
+mod access;
 mod error;
 mod exchange;
 mod fts;
@@ -95,7 +98,7 @@ pub use read::exec::{
 };
 pub use read::plan::{
     Condition, Limits, MAX_EMBED_DEPTH, MAX_EMBED_FIELDS, MAX_EMBEDS, Predicate, ReadNode,
-    ReadPlan, plan_read, resolve_relation,
+    ReadPlan, plan_read, plan_read_as, resolve_relation,
 };
 // The write path: body → plan → DML in the caller's transaction → representation.
 pub use sql::Sql;
@@ -103,8 +106,10 @@ pub use write::body::{BodyFormat, Payload, csv_header, parse_payload};
 pub use write::exec::{WriteOutput, execute_write};
 pub use write::plan::{
     MAX_REPRESENTATION_BYTES, Mutation, WriteOptions, WritePlan, WriteRequest, check_names,
-    plan_write,
+    plan_write, plan_write_as,
 };
+// Roles: what each may read and write (the permissions file, enforced by the planners).
+pub use access::{Access, Grant, Privilege, RelationGrants, RoleGrants, RowFilter};
 // Headers, errors, the schema cache and the SQL functions every connection needs.
 pub use error::{ApiError, ErrorCode};
 pub use functions::{

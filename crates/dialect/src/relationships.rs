@@ -153,6 +153,30 @@ struct Side {
 }
 
 impl Relationships {
+    /// Only the relationships whose relations (origin, target and junction) all pass `keep`.
+    pub(crate) fn retain(&self, keep: &dyn Fn(&str) -> bool) -> Relationships {
+        let by_origin = self
+            .by_origin
+            .iter()
+            .filter(|(origin, _)| keep(origin))
+            .map(|(origin, list)| {
+                let list = list
+                    .iter()
+                    .filter(|r| {
+                        keep(&r.foreign_table)
+                            && match &r.cardinality {
+                                Cardinality::ManyToMany(j) => keep(&j.table),
+                                _ => true,
+                            }
+                    })
+                    .cloned()
+                    .collect();
+                (origin.clone(), list)
+            })
+            .collect();
+        Relationships { by_origin }
+    }
+
     /// Reads every table's keys and every exposed view's column origins; `exposed` says which
     /// relations take part (views by name, tables by name).
     pub(crate) fn load(

@@ -336,6 +336,26 @@ impl SchemaCache {
         }
     }
 
+    /// The cache as a role sees it: only the relations `visible` keeps (with their
+    /// relationships); the others answer and are kept out of errors like hidden ones.
+    pub fn restricted(&self, visible: &dyn Fn(&str) -> bool) -> SchemaCache {
+        let mut hidden = self.hidden.clone();
+        let mut relations = HashMap::with_capacity(self.relations.len());
+        for (name, rel) in &self.relations {
+            if visible(name) {
+                relations.insert(name.clone(), rel.clone());
+            } else {
+                hidden.insert(name.clone());
+            }
+        }
+        SchemaCache {
+            version: self.version,
+            relationships: self.relationships.retain(&|n| relations.contains_key(n)),
+            relations,
+            hidden,
+        }
+    }
+
     /// True when `name` exists in the database but the allow-list hides it.
     pub fn is_hidden(&self, name: &str) -> bool {
         self.hidden.contains(name)

@@ -47,7 +47,7 @@ fn a_read_answers_status_headers_and_body() {
     let (call, answer) = ReadCall::prepare(&req).unwrap();
     assert_eq!(answer.min_txid(), Some(42));
     let ReadOutcome::Whole(out) = call
-        .run(&conn, &cache, Limits::default(), 1 << 20, None)
+        .run(&conn, &cache, Limits::default(), 1 << 20, None, None)
         .unwrap()
     else {
         panic!("a small read is kept whole");
@@ -79,7 +79,7 @@ fn a_read_answers_status_headers_and_body() {
     let head = request(Method::Head, "", RequestHeaderValues::default());
     let (call, answer) = ReadCall::prepare(&head).unwrap();
     let ReadOutcome::Whole(out) = call
-        .run(&conn, &cache, Limits::default(), 1 << 20, None)
+        .run(&conn, &cache, Limits::default(), 1 << 20, None, None)
         .unwrap()
     else {
         panic!("a small read is kept whole");
@@ -110,7 +110,7 @@ fn a_write_answers_status_headers_and_body() {
             .unwrap(),
     );
     let out = call
-        .run(&conn, &cache, &WriteOptions::default(), &counter)
+        .run(&conn, &cache, &WriteOptions::default(), &counter, None)
         .unwrap();
     let resp = answer.respond(out);
     assert_eq!(resp.status, 201);
@@ -128,7 +128,7 @@ fn a_write_answers_status_headers_and_body() {
     let (format, answer) = call.payload_format(&req).unwrap();
     assert_eq!(format, None);
     let resp = answer.respond(
-        call.run(&conn, &cache, &WriteOptions::default(), &counter)
+        call.run(&conn, &cache, &WriteOptions::default(), &counter, None)
             .unwrap(),
     );
     assert_eq!((resp.status, resp.body), (204, Body::None));

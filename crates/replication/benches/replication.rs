@@ -67,6 +67,9 @@ struct Run {
     /// `replicated_seq`), without the poller's observation delay (a LIST round trip and up
     /// to 5 ms between LISTs).
     confirmed: Vec<Duration>,
+    /// Ours only: commit → the local L0 file holding it was written (`synced_seq`): the
+    /// part of the lag before the upload.
+    synced: Vec<Duration>,
 }
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -292,9 +295,12 @@ async fn phase(ls: &Litestream, s3: &testkit::S3, mode: Mode, secs: f64, rate: u
                 {
                     break;
                 }
-                let seq = rx.borrow_and_update().replicated_seq;
-                if out.last().is_none_or(|&(_, s)| s < seq) {
-                    out.push((Instant::now(), seq));
+                let p = *rx.borrow_and_update();
+                if out
+                    .last()
+                    .is_none_or(|&(_, s, r)| s < p.synced_seq || r < p.replicated_seq)
+                {
+                    out.push((Instant::now(), p.synced_seq, p.replicated_seq));
                 }
             }
             out
@@ -314,20 +320,23 @@ async fn phase(ls: &Litestream, s3: &testkit::S3, mode: Mode, secs: f64, rate: u
         Some(p) => p.await.unwrap(),
         None => Vec::new(),
     };
-    let confirmed = match confirmations {
-        Some(c) => {
-            let c = c.await.unwrap();
-            traced
-                .iter()
-                .filter_map(|t| {
-                    c.iter()
-                        .find(|(_, seq)| *seq >= t.seq)
-                        .map(|(at, _)| at.saturating_duration_since(t.at))
-                })
-                .collect()
-        }
+    let seen = match confirmations {
+        Some(c) => c.await.unwrap(),
         None => Vec::new(),
     };
+    // Commit → the first notice whose `which` sequence number covers it.
+    let after = |which: fn(&(Instant, u64, u64)) -> u64| -> Vec<Duration> {
+        traced
+            .iter()
+            .filter_map(|t| {
+                seen.iter()
+                    .find(|e| which(e) >= t.seq)
+                    .map(|e| e.0.saturating_duration_since(t.at))
+            })
+            .collect()
+    };
+    let confirmed = after(|e| e.2);
+    let synced = after(|e| e.1);
     if let Some(r) = ours {
         r.shutdown().await.unwrap();
     }
@@ -339,6 +348,7 @@ async fn phase(ls: &Litestream, s3: &testkit::S3, mode: Mode, secs: f64, rate: u
         secs: took,
         lags: lags(&traced, &files),
         confirmed,
+        synced,
     }
 }
 
@@ -924,6 +934,12 @@ async fn main() {
                 ms(pct(&r.confirmed, 0.5)),
                 ms(pct(&r.confirmed, 0.99)),
                 ms(pct(&r.confirmed, 1.0))
+            );
+            println!(
+                "lag  {mode:?} of which commit → local L0 file: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+                ms(pct(&r.synced, 0.5)),
+                ms(pct(&r.synced, 0.99)),
+                ms(pct(&r.synced, 1.0))
             );
         }
         lag_rows[i] = (mode, pct(&r.lags, 0.5), pct(&r.lags, 0.99));

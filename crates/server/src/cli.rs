@@ -128,6 +128,31 @@ pub struct ServeArgs {
     #[arg(long, env = "SQLITEREST_AUTH_RSA_PUBLIC_KEY")]
     pub auth_rsa_public_key: Option<PathBuf>,
 
+    /// JWK set file (`{"keys": [...]}`, as identity providers publish at their JWKS URL)
+    /// whose keys verify tokens: RSA (RS256/384/512, PS256/384/512), EC P-256/P-384
+    /// (ES256/ES384) and Ed25519 (EdDSA), each key only with its own `alg` (or the algorithms
+    /// its type implies), chosen by the token's `kid`. Re-read when it changes. May be
+    /// combined with --auth-token-file or --auth-rsa-public-key.
+    #[arg(long, env = "SQLITEREST_AUTH_JWKS_FILE")]
+    pub auth_jwks_file: Option<PathBuf>,
+
+    /// Where the caller's role is in the token's claims, in PostgREST's jwt-role-claim-key
+    /// syntax: `.role`, `.app_metadata.role`, `."https://example.com/claims".role`,
+    /// `.roles[0]`, `.roles[?(@ == "admin")]`, or its JSONPath form: `$.app_metadata.role`,
+    /// `$['https://example.com/claims'].role`, `$.roles[?search(@, '^adm')]`.
+    #[arg(long, env = "SQLITEREST_AUTH_ROLE_CLAIM_KEY", default_value = ".role")]
+    pub auth_role_claim_key: String,
+
+    /// Role of requests without a token, and of tokens whose claims name no role
+    /// (PostgREST's db-anon-role). Without it a request without a token gets 401 PGRST302.
+    #[arg(long, env = "SQLITEREST_AUTH_ANON_ROLE")]
+    pub auth_anon_role: Option<String>,
+
+    /// Audience a token's `aud` claim (a string or an array of strings) must name when the
+    /// token has one (PostgREST's jwt-aud).
+    #[arg(long, env = "SQLITEREST_AUTH_JWT_AUD")]
+    pub auth_jwt_aud: Option<String>,
+
     /// Serve without any authentication. For local development only: every client gets in.
     #[arg(long, env = "SQLITEREST_INSECURE_DISABLE_AUTH", pflag_bool())]
     pub insecure_disable_auth: bool,
@@ -137,8 +162,14 @@ pub struct ServeArgs {
     #[arg(long, env = "SQLITEREST_SECURITY_ALLOW_TABLE", value_delimiter = ',')]
     pub security_allow_table: Vec<String>,
 
-    /// Metrics/health listen address; empty disables it.
-    #[arg(long, env = "SQLITEREST_METRICS_ADDR", default_value = ":8081")]
+    /// Metrics/health listen address; empty disables it. `--metrics-server` is accepted too:
+    /// the Go sqlite-rest's Helm chart passes that name (which the Go binary never had).
+    #[arg(
+        long,
+        alias = "metrics-server",
+        env = "SQLITEREST_METRICS_ADDR",
+        default_value = ":8081"
+    )]
     pub metrics_addr: String,
 
     /// pprof listen address (CPU profiles at /debug/pprof/profile); empty (default) disables it.
@@ -255,6 +286,13 @@ pub struct ServeArgs {
     /// when the directory changes (a broken file then keeps the previous set).
     #[arg(long, env = "SQLITEREST_RPC_DIR")]
     pub rpc_dir: Option<PathBuf>,
+
+    /// Permissions file (YAML): per role and table or view, which of read/insert/update/delete,
+    /// on which columns and rows (a row filter with claim placeholders), and API keys mapped
+    /// to roles. Exclusive with --security-allow-table. A broken file refuses the start;
+    /// reloaded on SIGUSR1 and when it changes (a broken file then keeps the previous one).
+    #[arg(long, env = "SQLITEREST_PERMISSIONS")]
+    pub permissions: Option<PathBuf>,
 }
 
 /// The demo's API address: loopback only, so trying the demo never exposes its database

@@ -119,7 +119,7 @@ pub fn prepare(args: &DemoArgs) -> anyhow::Result<ServeConfig> {
         dsn: db.to_string_lossy().into_owned(),
         db_must_exist: false,
         http_addr: args.http_addr.clone(),
-        auth: AuthConfig::Jwt(KeySource::HmacSecretFile(secret_path)),
+        auth: AuthConfig::jwt(KeySource::HmacSecretFile(secret_path)),
         allow_tables: tables,
         metrics_addr: (!args.metrics_addr.trim().is_empty()).then(|| args.metrics_addr.clone()),
         pprof_addr: None,
@@ -132,6 +132,7 @@ pub fn prepare(args: &DemoArgs) -> anyhow::Result<ServeConfig> {
         replication,
         writes: crate::serve_config::WriteConfig::default(),
         rpc_dir: Some(rpc_dir),
+        permissions: None,
     })
 }
 

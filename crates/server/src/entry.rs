@@ -10,6 +10,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::cli::{Cli, Command};
+/// The longest the API's drain takes at shutdown, before the final sync: with the replication
+/// config's `shutdown-sync-timeout` and [`RUNTIME_SHUTDOWN_GRACE`], the least time a
+/// supervisor must give `serve` between SIGTERM and SIGKILL (`deploy/kubernetes`).
+pub use crate::serve::DRAIN as SERVE_DRAIN;
 pub use crate::serve::ServeHooks;
 use crate::serve_config::ServeConfig;
 use crate::{demo, logging, migrate, replica_command, restore_command, serve};

@@ -25,6 +25,9 @@
 //! - `rpc_functions.rs`: the functions of `--rpc-dir` (loaded, checked, reloaded on SIGUSR1
 //!   and when the directory changes); `http/rpc.rs` calls them.
 //! - `auth.rs`: JWT bearer tokens against a key file.
+//! - `permissions.rs`: the permissions file of `--permissions` (roles' grants, API keys;
+//!   loaded, checked, reloaded) and each role's view of the schema; `watch.rs`: the polling
+//!   loop that reloads it and the RPC functions when their files change.
 //! - `metrics_registry.rs`: the Prometheus registry with the Go version's metric names;
 //!   `admin.rs`: the `/metrics` and health server; `pprof.rs`: the CPU profile server;
 //!   `logging.rs`: structured logs.
@@ -48,6 +51,7 @@ mod http;
 mod logging;
 mod metrics_registry;
 mod migrate;
+mod permissions;
 mod pprof;
 mod replica_command;
 mod restore_command;
@@ -55,3 +59,4 @@ mod rpc_functions;
 mod serve;
 mod serve_config;
 mod shutdown;
+mod watch;

@@ -3,7 +3,7 @@
 //!
 //! Loaded at start-up, where a broken file refuses the start naming the file and the reason;
 //! reloaded on SIGUSR1 (with the schema cache), when the directory changes (its `.sql`
-//! files' names, sizes and modification times, polled every [`POLL`]: one `readdir` and a
+//! files' names, sizes and modification times, polled every `watch::POLL`: one `readdir` and a
 //! `stat` per file, robust on every file system, where change notifications are not) and
 //! when the database's schema changes (its `schema_version`, read at the same poll: a
 //! migration can break a function or change its result columns). Reloads never overlap. A
@@ -13,18 +13,19 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use dialect::{RpcFunction, RpcFunctions};
 use parking_lot::Mutex;
 
-use crate::database::authorizer::{Authorizer, Policy};
-use crate::database::{OpenOptions, open};
-use crate::shutdown::Shutdown;
+use std::collections::HashMap;
 
-/// How often the directory is looked at for changes.
-pub const POLL: Duration = Duration::from_millis(500);
+use dialect::{Access, ApiError, ErrorCode, Privilege};
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
+
+use crate::database::authorizer::Policy;
+use crate::database::{OpenOptions, open};
 
 /// The largest function file read (a statement, not a data file).
 const MAX_FILE_BYTES: u64 = 1 << 20;
@@ -34,11 +35,70 @@ const MAX_FILE_BYTES: u64 = 1 << 20;
 /// schema change can break a function or change its result columns, so it reloads them too.
 type Fingerprint = (Vec<(String, u64, Option<SystemTime>)>, Option<i64>);
 
+/// What one function's statement touches, as SQLite's authorizer reported it while the
+/// statement was prepared: (relation, column, the view it reads through) read, and
+/// (relation, privilege) written. A role may call the function only if its grants cover all
+/// of it without a row filter (see [`Touches::allowed`]): a function's SQL is not planned, so
+/// no row filter can be added to it.
+#[derive(Debug, Default, Clone)]
+pub struct Touches {
+    reads: Vec<(String, String, Option<String>)>,
+    writes: Vec<(String, Privilege)>,
+}
+
+impl Touches {
+    /// Whether `access`'s role may run a statement that touches this; the relation that
+    /// refuses it otherwise.
+    pub fn allowed(
+        &self,
+        access: &Access<'_>,
+        cache: &dialect::SchemaCache,
+    ) -> Result<(), ApiError> {
+        let refuse = |name: &str| match cache.relation(name) {
+            Some(rel) => access.denied(rel),
+            None => ApiError::new(
+                if access.anonymous { 401 } else { 403 },
+                ErrorCode::InsufficientPrivilege,
+                "permission denied for function",
+            ),
+        };
+        for (table, column, through) in &self.reads {
+            // Read through a view: the view's grant decides (every column of it).
+            let (rel, column) = match through {
+                Some(v) if cache.relation(v).is_some() => (v.as_str(), None),
+                _ => (table.as_str(), Some(column.as_str())),
+            };
+            if cache.relation(rel).is_none() {
+                continue; // not a relation of the API (json_each, sqlite_schema, …)
+            }
+            match access.get(rel, Privilege::Read) {
+                Some(g)
+                    if g.filter.is_none()
+                        && column.is_none_or(|c| g.allows_column(c))
+                        && (column.is_some() || g.columns.is_none()) => {}
+                _ => return Err(refuse(rel)),
+            }
+        }
+        for (table, p) in &self.writes {
+            if cache.relation(table).is_none() {
+                continue;
+            }
+            match access.get(table, *p) {
+                Some(g) if g.filter.is_none() && g.columns.is_none() => {}
+                _ => return Err(refuse(table)),
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The current set of functions and where it comes from.
 pub struct RpcRegistry {
     dir: Option<PathBuf>,
     dsn: String,
     current: ArcSwap<RpcFunctions>,
+    /// What each function touches, by name.
+    touches: ArcSwap<HashMap<String, Touches>>,
     /// The directory as of the last load attempt (a failed one too: it is not retried until
     /// something changes or SIGUSR1 asks).
     seen: Mutex<Option<Fingerprint>>,
@@ -55,6 +115,7 @@ impl RpcRegistry {
             dir,
             dsn: dsn.to_string(),
             current: ArcSwap::from_pointee(RpcFunctions::default()),
+            touches: ArcSwap::from_pointee(HashMap::new()),
             seen: Mutex::new(None),
             reloading: Mutex::new(()),
             probe: Mutex::new(None),
@@ -78,6 +139,11 @@ impl RpcRegistry {
         self.current.load_full()
     }
 
+    /// What the function `name` touches (nothing known: nothing).
+    pub fn touches(&self, name: &str) -> Touches {
+        self.touches.load().get(name).cloned().unwrap_or_default()
+    }
+
     /// Loads the directory again; on success the new set replaces the old one, on failure
     /// the old one stays. Answers how many functions are loaded.
     pub fn reload(&self) -> anyhow::Result<usize> {
@@ -89,9 +155,10 @@ impl RpcRegistry {
         let _one = self.reloading.lock();
         let print = self.fingerprint(dir);
         *self.seen.lock() = print;
-        let functions = load(dir, &self.dsn)?;
+        let (functions, touches) = load(dir, &self.dsn)?;
         let n = functions.len();
         self.current.store(Arc::new(functions));
+        self.touches.store(Arc::new(touches));
         Ok(n)
     }
 
@@ -109,31 +176,20 @@ impl RpcRegistry {
             ),
         }
     }
+}
 
-    /// Polls the directory every [`POLL`] until `shutdown`, reloading when it changed.
-    pub async fn watch(self: Arc<Self>, shutdown: Shutdown) {
-        let Some(dir) = self.dir.clone() else {
+impl crate::watch::Watched for RpcRegistry {
+    fn what(&self) -> &'static str {
+        "RPC functions"
+    }
+
+    fn reload_if_changed(&self) {
+        let Some(dir) = &self.dir else {
             return;
         };
-        loop {
-            tokio::select! {
-                _ = shutdown.triggered() => return,
-                _ = tokio::time::sleep(POLL) => {}
-            }
-            let this = self.clone();
-            let dir = dir.clone();
-            let changed = tokio::task::spawn_blocking(move || {
-                let now = this.fingerprint(&dir);
-                let changed = *this.seen.lock() != now;
-                if changed {
-                    this.reload_logged("the directory or the schema changed");
-                }
-                changed
-            })
-            .await;
-            if let Err(e) = changed {
-                tracing::error!(error = %e, "watching the RPC directory failed");
-            }
+        let now = self.fingerprint(dir);
+        if *self.seen.lock() != now {
+            self.reload_logged("the directory or the schema changed");
         }
     }
 }
@@ -185,11 +241,41 @@ fn files_of(dir: &Path) -> std::io::Result<Vec<(String, u64, Option<SystemTime>)
 
 /// Every `.sql` file of `dir`, checked on a connection to `dsn`; the first broken file is
 /// the error (named with its reason).
-fn load(dir: &Path, dsn: &str) -> anyhow::Result<RpcFunctions> {
+fn load(dir: &Path, dsn: &str) -> anyhow::Result<(RpcFunctions, HashMap<String, Touches>)> {
     let mut conn = open(dsn, &OpenOptions::reader())
         .map_err(|e| anyhow::anyhow!("opening the database to check RPC functions: {e}"))?;
     dialect::register_functions(&conn)?;
-    let _authorizer = Authorizer::install(&mut conn, Policy::Write)?;
+    // The writer's policy, recording what each statement touches as it is prepared.
+    let seen: Arc<Mutex<Touches>> = Arc::default();
+    let record = seen.clone();
+    conn.authorizer(Some(move |ctx: AuthContext<'_>| {
+        if !Policy::Write.allows(&ctx.action) {
+            return Authorization::Deny;
+        }
+        let mut t = record.lock();
+        match ctx.action {
+            AuthAction::Read {
+                table_name,
+                column_name,
+            } => t.reads.push((
+                table_name.to_string(),
+                column_name.to_string(),
+                ctx.accessor.map(str::to_string),
+            )),
+            AuthAction::Insert { table_name } => {
+                t.writes.push((table_name.to_string(), Privilege::Insert))
+            }
+            AuthAction::Update { table_name, .. } => {
+                t.writes.push((table_name.to_string(), Privilege::Update))
+            }
+            AuthAction::Delete { table_name } => {
+                t.writes.push((table_name.to_string(), Privilege::Delete))
+            }
+            _ => {}
+        }
+        Authorization::Allow
+    }))?;
+    let mut touches = HashMap::new();
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| anyhow::anyhow!("reading the RPC directory {}: {e}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -208,9 +294,11 @@ fn load(dir: &Path, dsn: &str) -> anyhow::Result<RpcFunctions> {
             return Err(fail(format!("larger than {MAX_FILE_BYTES} bytes")));
         }
         let text = std::fs::read_to_string(&path).map_err(|e| fail(e.to_string()))?;
+        *seen.lock() = Touches::default();
         functions.push(RpcFunction::define(&conn, name, &text).map_err(fail)?);
+        touches.insert(name.to_string(), std::mem::take(&mut *seen.lock()));
     }
-    Ok(RpcFunctions::new(functions))
+    Ok((RpcFunctions::new(functions), touches))
 }
 
 #[cfg(test)]

@@ -28,18 +28,21 @@ use replication::Checkpointer;
 use tokio::task::JoinSet;
 
 use crate::admin::{self, HealthReport};
-use crate::auth::{Auth, AuthConfig};
+use crate::auth::Auth;
 use crate::database::{Database, OpenOptions, Writer, WriterConfig};
 use crate::embedded_replication;
 use crate::http::durability::Durability;
 use crate::http::{self, AppState, Cors};
 use crate::metrics_registry::Metrics;
+use crate::permissions::PermissionsRegistry;
 use crate::pprof;
 use crate::rpc_functions::RpcRegistry;
 use crate::serve_config::ServeConfig;
 use crate::shutdown::{self, Shutdown};
 
-const DRAIN: Duration = Duration::from_secs(30);
+/// The longest the API's drain takes once shutdown begins (then queued writes commit and the
+/// final sync runs, bounded by the config's `shutdown-sync-timeout`).
+pub const DRAIN: Duration = Duration::from_secs(30);
 
 /// Time the drain keeps for answering once synchronous writes stop waiting.
 const ANSWER_MARGIN: Duration = Duration::from_secs(2);
@@ -121,7 +124,7 @@ pub async fn run_with(config: ServeConfig, hooks: ServeHooks) -> anyhow::Result<
     }
 
     // Step 2: the database.
-    if config.allow_tables.is_empty() {
+    if config.allow_tables.is_empty() && config.permissions.is_none() {
         tracing::warn!(
             "no --security-allow-table given: no table or view is exposed (as in the Go version)"
         );
@@ -169,8 +172,20 @@ pub async fn run_with(config: ServeConfig, hooks: ServeHooks) -> anyhow::Result<
         Arc::new(tokio::task::spawn_blocking(move || RpcRegistry::open(dir, &dsn)).await??)
     };
 
+    // The permissions file, checked against the database: a broken file refuses the start.
+    let permissions = match config.permissions.clone() {
+        Some(path) => {
+            let dsn = config.dsn.clone();
+            Some(Arc::new(
+                tokio::task::spawn_blocking(move || PermissionsRegistry::open(path, &dsn))
+                    .await??,
+            ))
+        }
+        None => None,
+    };
+
     // Step 3: authentication.
-    if config.auth == AuthConfig::Disabled {
+    if config.auth.disabled() {
         for _ in 0..3 {
             tracing::warn!(
                 "AUTHENTICATION IS DISABLED (--insecure-disable-auth): every client can read every exposed table. Never do this outside local development."
@@ -192,6 +207,7 @@ pub async fn run_with(config: ServeConfig, hooks: ServeHooks) -> anyhow::Result<
         },
         writer: writer.clone(),
         rpc: rpc.clone(),
+        permissions: permissions.clone(),
         write_options: dialect::WriteOptions {
             safe_update: config.writes.safe_update,
             // A representation is built in memory inside the write: room for what a body of
@@ -252,13 +268,23 @@ pub async fn run_with(config: ServeConfig, hooks: ServeHooks) -> anyhow::Result<
     {
         let db = db.clone();
         let rpc = rpc.clone();
+        let permissions = permissions.clone();
         tokio::spawn(shutdown::on_reload_signal(shutdown.clone(), move || {
             db.schema.invalidate();
             let rpc = rpc.clone();
-            tokio::task::spawn_blocking(move || rpc.reload_logged("SIGUSR1"));
+            let permissions = permissions.clone();
+            tokio::task::spawn_blocking(move || {
+                rpc.reload_logged("SIGUSR1");
+                if let Some(p) = permissions {
+                    p.reload_logged("SIGUSR1");
+                }
+            });
         }));
     }
-    tokio::spawn(rpc.clone().watch(shutdown.clone()));
+    if let Some(p) = &permissions {
+        tokio::spawn(crate::watch::watch(p.clone(), shutdown.clone()));
+    }
+    tokio::spawn(crate::watch::watch(rpc.clone(), shutdown.clone()));
     if let Some(r) = &replicator {
         tokio::spawn(embedded_replication::report_health(
             r.handle(),

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use dialect::Exposure;
 
-use crate::auth::{AuthConfig, KeySource};
+use crate::auth::{AuthConfig, ClaimPath, KeySource};
 use crate::cli::ServeArgs;
 use crate::database::Synchronous;
 use crate::embedded_replication::ReplicationSettings;
@@ -69,6 +69,8 @@ pub struct ServeConfig {
     pub(crate) writes: WriteConfig,
     /// `--rpc-dir`: the functions `/rpc/{name}` calls.
     pub(crate) rpc_dir: Option<std::path::PathBuf>,
+    /// `--permissions`: the roles' grants (exclusive with `allow_tables`).
+    pub(crate) permissions: Option<std::path::PathBuf>,
 }
 
 /// The longest any time setting may be: deadlines are computed as now + setting, which must
@@ -85,28 +87,69 @@ fn non_empty(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_string())
 }
 
+/// The authentication the flags ask for: the key files (or none, with
+/// `--insecure-disable-auth` only), the role claim path, the anonymous role, the audience,
+/// and whether roles are in force (`--permissions`).
+fn auth_config(a: &ServeArgs) -> anyhow::Result<AuthConfig> {
+    if a.auth_token_file.is_some() && a.auth_rsa_public_key.is_some() {
+        anyhow::bail!(
+            "cannot specify --auth-rsa-public-key and --auth-token-file at the same time"
+        );
+    }
+    let keys: Vec<KeySource> = [
+        a.auth_token_file.clone().map(KeySource::HmacSecretFile),
+        a.auth_rsa_public_key
+            .clone()
+            .map(KeySource::RsaPublicKeyFile),
+        a.auth_jwks_file.clone().map(KeySource::Jwks),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    match (keys.is_empty(), a.insecure_disable_auth) {
+        (true, false) => anyhow::bail!(
+            "specify --auth-token-file, --auth-rsa-public-key or --auth-jwks-file (or --insecure-disable-auth for local development)"
+        ),
+        (false, true) => {
+            anyhow::bail!("--insecure-disable-auth cannot be combined with an auth key")
+        }
+        _ => {}
+    }
+    let role_claim_key = a
+        .auth_role_claim_key
+        .parse::<ClaimPath>()
+        .map_err(|e| anyhow::anyhow!("--auth-role-claim-key: {e}"))?;
+    let anon_role = match a.auth_anon_role.as_deref().map(str::trim) {
+        Some("") => anyhow::bail!("--auth-anon-role is empty"),
+        other => other.map(str::to_string),
+    };
+    let audience = match a.auth_jwt_aud.as_deref() {
+        Some("") => anyhow::bail!("--auth-jwt-aud is empty"),
+        other => other.map(str::to_string),
+    };
+    let roles_required = a.permissions.is_some();
+    if roles_required && keys.is_empty() && anon_role.is_none() {
+        anyhow::bail!(
+            "--permissions with --insecure-disable-auth needs --auth-anon-role: the role every request runs as"
+        );
+    }
+    Ok(AuthConfig {
+        keys,
+        role_claim_key,
+        anon_role,
+        audience,
+        roles_required,
+    })
+}
+
 impl ServeConfig {
     pub fn from_args(a: &ServeArgs) -> anyhow::Result<Self> {
-        let auth = match (
-            &a.auth_token_file,
-            &a.auth_rsa_public_key,
-            a.insecure_disable_auth,
-        ) {
-            (None, None, true) => AuthConfig::Disabled,
-            (Some(t), None, false) => AuthConfig::Jwt(KeySource::HmacSecretFile(t.clone())),
-            (None, Some(k), false) => AuthConfig::Jwt(KeySource::RsaPublicKeyFile(k.clone())),
-            (None, None, false) => anyhow::bail!(
-                "specify --auth-token-file or --auth-rsa-public-key (or --insecure-disable-auth for local development)"
-            ),
-            (Some(_), Some(_), _) => {
-                anyhow::bail!(
-                    "cannot specify --auth-rsa-public-key and --auth-token-file at the same time"
-                )
-            }
-            (_, _, true) => {
-                anyhow::bail!("--insecure-disable-auth cannot be combined with an auth key")
-            }
-        };
+        if a.permissions.is_some() && a.security_allow_table.iter().any(|t| !t.is_empty()) {
+            anyhow::bail!(
+                "--permissions and --security-allow-table do not combine: list the tables in the permissions file (a role with read, insert, update and delete on a table is what --security-allow-table gives every caller)"
+            );
+        }
+        let auth = auth_config(a)?;
         if a.db_dsn.trim().is_empty() {
             anyhow::bail!("--db-dsn is required");
         }
@@ -180,10 +223,16 @@ impl ServeConfig {
                 local_positions: a.write_positions,
             },
             rpc_dir: a.rpc_dir.clone(),
+            permissions: a.permissions.clone(),
         })
     }
 
+    /// What the schema cache holds: the allow-list, or with a permissions file every
+    /// relation (each role's cache keeps only what it has a grant on).
     pub fn exposure(&self) -> Exposure {
+        if self.permissions.is_some() {
+            return Exposure::All;
+        }
         Exposure::Only(self.allow_tables.iter().cloned().collect::<HashSet<_>>())
     }
 }

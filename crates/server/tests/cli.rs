@@ -76,6 +76,15 @@ fn version_and_help() {
         "--http-addr",
         "--auth-token-file",
         "--auth-rsa-public-key",
+        "--auth-jwks-file",
+        "SQLITEREST_AUTH_JWKS_FILE",
+        "--auth-role-claim-key",
+        "SQLITEREST_AUTH_ROLE_CLAIM_KEY",
+        "[default: .role]",
+        "--auth-anon-role",
+        "SQLITEREST_AUTH_ANON_ROLE",
+        "--auth-jwt-aud",
+        "SQLITEREST_AUTH_JWT_AUD",
         "--security-allow-table",
         "--metrics-addr",
         "--pprof-addr",
@@ -103,15 +112,51 @@ fn bad_auth_setups_are_refused() {
     let key = dir.path().join("k");
     std::fs::write(&key, b"k").unwrap();
     let key = key.to_str().unwrap();
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(
+        &jwks,
+        br#"{"keys": [{"kty": "EC", "crv": "P-521", "x": "AA", "y": "AA"}]}"#,
+    )
+    .unwrap();
+    let jwks = jwks.to_str().unwrap();
     // After `serve --db-dsn <db>`: no key, two keys, a key and insecure mode, an RSA key
-    // that is not one.
-    let auth: [&[&str]; 4] = [
-        &[],
-        &["--auth-token-file", key, "--auth-rsa-public-key", key],
-        &["--auth-token-file", key, "--insecure-disable-auth"],
-        &["--auth-rsa-public-key", key],
+    // that is not one, a JWK set without a usable key, a role claim key that does not
+    // parse, an empty anonymous role or audience, permissions without a role to run as.
+    let auth: [(&[&str], &str); 11] = [
+        (&[], "specify --auth-token-file"),
+        (
+            &["--auth-token-file", key, "--auth-rsa-public-key", key],
+            "at the same time",
+        ),
+        (
+            &["--auth-token-file", key, "--insecure-disable-auth"],
+            "cannot be combined",
+        ),
+        (
+            &["--auth-jwks-file", jwks, "--insecure-disable-auth"],
+            "cannot be combined",
+        ),
+        (&["--auth-rsa-public-key", key], "not an RSA public key"),
+        (&["--auth-jwks-file", jwks], "no usable signature key"),
+        (&["--auth-jwks-file", key], "is not JSON"),
+        (
+            &["--auth-token-file", key, "--auth-role-claim-key", "role"],
+            "--auth-role-claim-key: invalid role claim key \"role\" at character 1",
+        ),
+        (
+            &["--auth-token-file", key, "--auth-anon-role", " "],
+            "--auth-anon-role is empty",
+        ),
+        (
+            &["--auth-token-file", key, "--auth-jwt-aud", ""],
+            "--auth-jwt-aud is empty",
+        ),
+        (
+            &["--insecure-disable-auth", "--permissions", key],
+            "needs --auth-anon-role",
+        ),
     ];
-    for args in auth {
+    for (args, why) in auth {
         let out = bin()
             .args(["serve", "--db-dsn", db])
             .args(args)
@@ -121,6 +166,7 @@ fn bad_auth_setups_are_refused() {
         assert!(!out.status.success(), "{args:?} started");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("sqlite-rest:"), "{args:?}: {err}");
+        assert!(err.contains(why), "{args:?}: {err}");
     }
 }
 

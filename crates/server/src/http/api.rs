@@ -15,11 +15,13 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use dialect::resolve_relation;
-use dialect::{ApiError, ErrorCode};
+use dialect::{ApiError, ErrorCode, Privilege};
 use http::{HeaderValue, Method, StatusCode, header};
 
 use super::{AppState, HttpLimits, openapi, read, respond, rpc, write};
+use crate::auth::Principal;
 use crate::metrics_registry::operation;
+use crate::permissions::run_as;
 
 pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let start = Instant::now();
@@ -73,13 +75,13 @@ async fn dispatch(state: &AppState, req: Request, deadline: Instant) -> Outcome 
     // server buffer or wait for its body.
     let target = match route(state, &parts) {
         Ok(Route::Relation(target)) => target,
-        Ok(Route::Root) => {
+        Ok(Route::Root(principal)) => {
             HttpLimits::discard_small(&parts, body).await;
             let method = &parts.method;
             let result = if method == Method::OPTIONS {
                 Ok(allow("OPTIONS,GET,HEAD"))
             } else {
-                openapi::handle(state, &parts, method == Method::HEAD, deadline).await
+                openapi::handle(state, &principal, &parts, method == Method::HEAD, deadline).await
             };
             return result
                 .map(|resp| (String::new(), resp))
@@ -105,10 +107,11 @@ async fn dispatch(state: &AppState, req: Request, deadline: Instant) -> Outcome 
         relation,
         raw_segment,
         rpc,
+        principal,
     } = target;
     if rpc {
         // A function's name is no relation: no metric label, no hidden-relation count.
-        return rpc::handle(state, relation, &parts, body, deadline)
+        return rpc::handle(state, &principal, relation, &parts, body, deadline)
             .await
             .map(|resp| (String::new(), resp))
             .map_err(|e| (String::new(), e));
@@ -128,12 +131,12 @@ async fn dispatch(state: &AppState, req: Request, deadline: Instant) -> Outcome 
             let request = dialect_request(&parts, method, &relation, &raw_segment);
             match method {
                 dialect::Method::Get | dialect::Method::Head => {
-                    read::handle(state, &request, deadline).await
+                    read::handle(state, &principal, &request, deadline).await
                 }
-                _ => write::handle(state, &request, body, deadline).await,
+                _ => write::handle(state, &principal, &request, body, deadline).await,
             }
         }
-        None => options(state, relation.clone(), deadline).await,
+        None => options(state, &principal, relation.clone(), deadline).await,
     };
     match result {
         Ok(resp) => Ok((relation, resp)),
@@ -188,14 +191,16 @@ struct Target {
     raw_segment: String,
     /// `/rpc/{function}`: `relation` is the function's name.
     rpc: bool,
+    /// Who is asking.
+    principal: Arc<Principal>,
 }
 
 /// What routing decided before the body is looked at.
 enum Route {
     /// A routed, authenticated request for a relation.
     Relation(Target),
-    /// An authenticated GET, HEAD or OPTIONS on `/`.
-    Root,
+    /// An authenticated GET, HEAD or OPTIONS on `/`, and who is asking.
+    Root(Arc<Principal>),
     /// Already answered (a CORS preflight).
     Answered(String, Response),
 }
@@ -249,38 +254,98 @@ fn route(state: &AppState, parts: &http::request::Parts) -> Result<Route, ApiErr
             format!("Unsupported HTTP method: {method}"),
         ));
     }
-    if let Err(e) = state.auth.check(
-        parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .map(HeaderValue::as_bytes),
-    ) {
-        state.metrics.auth_failed.inc();
-        return Err(e);
-    }
+    let principal = match api_key_principal(state, parts) {
+        Some(p) => p,
+        None => match state.auth.check(
+            parts
+                .headers
+                .get(header::AUTHORIZATION)
+                .map(HeaderValue::as_bytes),
+        ) {
+            Ok(principal) => principal,
+            Err(e) => {
+                state.metrics.auth_failed.inc();
+                return Err(e);
+            }
+        },
+    };
     if root {
-        return Ok(Route::Root);
+        return Ok(Route::Root(principal));
     }
     Ok(Route::Relation(Target {
         relation,
         raw_segment: segment.to_string(),
         rpc: function.is_some(),
+        principal,
+    }))
+}
+
+/// The caller an `apikey` header stands for (supabase-js sends its project key there), when
+/// the permissions file maps the key to a role and no other bearer token comes with it: a
+/// user's token in `Authorization` wins, as behind Supabase's gateway, and supabase-js
+/// without a session repeats the key as `Authorization: Bearer <key>`, which is the key
+/// again, not a JWT. An unknown key is ignored (the token decides).
+fn api_key_principal(state: &AppState, parts: &http::request::Parts) -> Option<Arc<Principal>> {
+    let permissions = state.permissions.as_ref()?.current();
+    if !permissions.has_api_keys() {
+        return None;
+    }
+    let key = parts.headers.get("apikey")?.as_bytes();
+    if let Some(auth) = parts.headers.get(header::AUTHORIZATION) {
+        let auth = auth.as_bytes();
+        let bearer = auth
+            .get(..7)
+            .filter(|s| s.eq_ignore_ascii_case(b"bearer "))
+            .map(|_| auth[7..].trim_ascii());
+        if bearer != Some(key) {
+            return None;
+        }
+    }
+    let role = permissions.api_key_role(key)?;
+    Some(Arc::new(Principal {
+        role: Some(role.to_string()),
+        claims: serde_json::Value::Null,
     }))
 }
 
 async fn options(
     state: &AppState,
+    principal: &Principal,
     relation: String,
     deadline: Instant,
 ) -> Result<Response, ApiError> {
+    let role = state.role(principal)?;
     let methods = state
         .db
         .reads
         .run_within(deadline, move |_, cache| {
-            Ok(resolve_relation(cache, &relation)?.allow_header())
+            run_as(role.as_deref(), cache, |cache, access| {
+                let rel = resolve_relation(cache, &relation)?;
+                Ok(match access {
+                    None => rel.allow_header(),
+                    Some(a) => allowed_methods(rel, a),
+                })
+            })
         })
         .await?;
     Ok(allow(&methods))
+}
+
+/// `Allow` for a role: the methods the relation takes that the role's grants allow.
+fn allowed_methods(rel: &dialect::Relation, access: &dialect::Access<'_>) -> String {
+    let all = rel.allow_header();
+    let may = |p| access.get(&rel.name, p).is_some();
+    all.split(',')
+        .filter(|m| match *m {
+            "GET" | "HEAD" => may(Privilege::Read),
+            "POST" => may(Privilege::Insert),
+            "PUT" => may(Privilege::Insert) && may(Privilege::Update),
+            "PATCH" => may(Privilege::Update),
+            "DELETE" => may(Privilege::Delete),
+            _ => true,
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// An empty 200 with `Allow: methods`.

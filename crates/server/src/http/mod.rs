@@ -70,8 +70,39 @@ pub struct AppState {
     pub durability: durability::Durability,
     /// The functions `/rpc/{name}` calls (`--rpc-dir`).
     pub rpc: Arc<crate::rpc_functions::RpcRegistry>,
+    /// The roles' grants (`--permissions`); `None`: every caller may do everything.
+    pub permissions: Option<Arc<crate::permissions::PermissionsRegistry>>,
     /// The OpenAPI document of `GET /`, rendered once per schema cache.
     pub openapi: openapi::DocCache,
+}
+
+impl AppState {
+    /// The role a request runs as (`None` without a permissions file: unrestricted); 401 for
+    /// a role the file does not name.
+    pub fn role(
+        &self,
+        principal: &crate::auth::Principal,
+    ) -> Result<Option<Arc<crate::permissions::RoleView>>, dialect::ApiError> {
+        self.permissions
+            .as_ref()
+            .map(|p| p.role_view(principal).map(Arc::new))
+            .transpose()
+    }
+
+    /// `e` as the request's role may see it (see `RoleView::for_client`).
+    pub fn for_client(
+        &self,
+        role: Option<&crate::permissions::RoleView>,
+        e: dialect::ApiError,
+        relation: &str,
+        mutation: Option<dialect::Mutation>,
+    ) -> dialect::ApiError {
+        let cache = self.db.schema.current();
+        match role {
+            Some(r) => r.for_client(e, &cache, relation, mutation),
+            None => e.for_client(&cache, relation, mutation),
+        }
+    }
 }
 
 /// The API router.

@@ -7,6 +7,7 @@
 //! every other route: the document describes the schema, so it is not public when tokens are
 //! required.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,11 +19,14 @@ use http::{HeaderValue, StatusCode, header};
 use parking_lot::Mutex;
 
 use super::{AppState, header_str};
+use crate::auth::Principal;
+use crate::permissions::RoleView;
 
-/// The last rendered document and what it was rendered from.
+/// The last rendered document of each role (`""` without a permissions file) and what it
+/// was rendered from.
 #[derive(Default)]
 pub struct DocCache {
-    slot: Mutex<Option<Rendered>>,
+    slots: Mutex<HashMap<String, Rendered>>,
 }
 
 struct Rendered {
@@ -34,15 +38,23 @@ struct Rendered {
 }
 
 impl DocCache {
-    /// The document for `schema` and `functions`, rendered again only when either changed.
+    /// The document for `schema` (as `role` sees it) and `functions`, rendered again only
+    /// when either changed.
     pub fn get(
         &self,
         schema: &Arc<SchemaCache>,
         functions: Vec<FunctionDoc>,
         bearer_auth: bool,
+        role: Option<&RoleView>,
     ) -> Bytes {
-        let mut slot = self.slot.lock();
-        if let Some(r) = slot.as_ref()
+        let (schema, access) = match role {
+            Some(r) => (r.cache(schema), Some(r.access())),
+            None => (schema.clone(), None),
+        };
+        let schema = &schema;
+        let key = role.map(|r| r.role.as_str()).unwrap_or_default();
+        let mut slots = self.slots.lock();
+        if let Some(r) = slots.get(key)
             && Arc::ptr_eq(&r.schema, schema)
             && r.functions == functions
             && r.bearer_auth == bearer_auth
@@ -56,16 +68,22 @@ impl DocCache {
                 version: env!("CARGO_PKG_VERSION"),
                 bearer_auth,
                 functions: &functions,
-                visibility: &Exposed,
+                visibility: match &access {
+                    Some(a) => a,
+                    None => &Exposed,
+                },
             },
         );
         let body = Bytes::from(doc.to_string());
-        *slot = Some(Rendered {
-            schema: schema.clone(),
-            functions,
-            bearer_auth,
-            body: body.clone(),
-        });
+        slots.insert(
+            key.to_string(),
+            Rendered {
+                schema: schema.clone(),
+                functions,
+                bearer_auth,
+                body: body.clone(),
+            },
+        );
         body
     }
 }
@@ -77,6 +95,7 @@ fn functions(state: &AppState) -> Vec<FunctionDoc> {
 
 pub async fn handle(
     state: &AppState,
+    principal: &Principal,
     parts: &http::request::Parts,
     head: bool,
     deadline: Instant,
@@ -85,9 +104,13 @@ pub async fn handle(
     // A read connection compares the schema cache with the database first, as reads do.
     state.db.reads.run_within(deadline, |_, _| Ok(())).await?;
     let schema = state.db.schema.current();
-    let body = state
-        .openapi
-        .get(&schema, functions(state), state.auth.required());
+    let role = state.role(principal)?;
+    let body = state.openapi.get(
+        &schema,
+        functions(state),
+        state.auth.required(),
+        role.as_deref(),
+    );
     let len = body.len();
     let mut resp = Response::new(if head {
         Body::empty()

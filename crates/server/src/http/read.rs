@@ -18,11 +18,14 @@ use http::HeaderValue;
 
 use super::durability::TXID_HEADER;
 use super::{AppState, respond};
+use crate::auth::Principal;
 use crate::database::read_pool::BUFFER_BYTES;
 use crate::database::stream::ReadReply;
+use crate::permissions::run_as;
 
 pub async fn handle(
     state: &AppState,
+    principal: &Principal,
     req: &Request<'_>,
     deadline: Instant,
 ) -> Result<Response, ApiError> {
@@ -34,14 +37,18 @@ pub async fn handle(
         .read_position(answer.min_txid(), deadline)
         .await?;
     let limits = state.plan_limits;
+    let role = state.role(principal)?;
+    let as_role = role.clone();
     let reply = state
         .db
         .reads
         .read(deadline, move |conn, cache, stream| {
-            call.run(conn, cache, limits, BUFFER_BYTES, stream)
+            run_as(as_role.as_deref(), cache, |cache, access| {
+                call.run(conn, cache, limits, BUFFER_BYTES, stream, access)
+            })
         })
         .await
-        .map_err(|e| e.for_client(&state.db.schema.current(), req.relation, None))?;
+        .map_err(|e| state.for_client(role.as_deref(), e, req.relation, None))?;
     let mut resp = match reply {
         ReadReply::Whole(out) => respond::dialect(answer.whole(out, head), None),
         ReadReply::Streamed(h, body) => respond::dialect(answer.streamed(h), Some(Body::new(body))),

@@ -26,11 +26,13 @@ use http::{HeaderValue, Method, StatusCode, header};
 use super::durability::TXID_HEADER;
 use super::respond::JSON;
 use super::{AppState, header_str, preferences};
+use crate::auth::Principal;
 use crate::database::read_pool::BUFFER_BYTES;
 use crate::database::stream::ReadReply;
 
 pub async fn handle(
     state: &AppState,
+    principal: &Principal,
     name: String,
     parts: &Parts,
     body: Bytes,
@@ -68,6 +70,13 @@ pub async fn handle(
     };
     let call = RpcCall::new(&functions, &name, &args)?;
     let f = call.function.clone();
+    // A role runs a function only if its grants cover everything the statement touches.
+    if let Some(role) = state.role(principal)? {
+        let schema = state.db.schema.current();
+        if let Err(e) = state.rpc.touches(&f.name).allowed(&role.access(), &schema) {
+            return Err(role.for_client(e, &schema, &name, None));
+        }
+    }
     let query = QueryParams::parse(&rest)?;
     let range = match (method, header_str(parts, header::RANGE)) {
         (&Method::GET, Some(r)) => parse_range(r)?,

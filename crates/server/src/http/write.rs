@@ -23,16 +23,20 @@ use http::HeaderValue;
 
 use super::durability::TXID_HEADER;
 use super::{AppState, respond};
+use crate::auth::Principal;
+use crate::permissions::run_as;
 
 /// Bodies larger than this are parsed on the blocking pool.
 const INLINE_PARSE_BYTES: usize = 256 * 1024;
 
 pub async fn handle(
     state: &AppState,
+    principal: &Principal,
     req: &Request<'_>,
     bytes: Bytes,
     deadline: Instant,
 ) -> Result<Response, ApiError> {
+    let role = state.role(principal)?;
     let mut call = WriteCall::prepare(req)?;
     let mutation = call.mutation();
     // Before anything runs: a guarantee the server cannot give is refused, never weakened.
@@ -44,10 +48,15 @@ pub async fn handle(
             // refused before any of its rows is built.
             let names = call.csv_names(format, &bytes)?;
             let relation = req.relation.to_string();
+            let as_role = role.clone();
             state
                 .db
                 .reads
-                .run(move |_, cache| check_names(cache, &relation, &names))
+                .run(move |_, cache| {
+                    run_as(as_role.as_deref(), cache, |cache, _| {
+                        check_names(cache, &relation, &names)
+                    })
+                })
                 .await?;
         }
         let payload = if bytes.len() > INLINE_PARSE_BYTES {
@@ -61,15 +70,18 @@ pub async fn handle(
     }
     let size = call.payload_bytes();
     let options = state.write_options;
+    let as_role = role.clone();
     let (out, commit) = state
         .writer
         .run_committed(size, deadline, move |ctx| {
-            let out = call.run(ctx.conn, ctx.cache, &options, ctx.inserts)?;
+            let out = run_as(as_role.as_deref(), ctx.cache, |cache, access| {
+                call.run(ctx.conn, cache, &options, ctx.inserts, access)
+            })?;
             let keep = out.commit;
             Ok((out, keep))
         })
         .await
-        .map_err(|e| e.for_client(&state.db.schema.current(), req.relation, Some(mutation)))?;
+        .map_err(|e| state.for_client(role.as_deref(), e, req.relation, Some(mutation)))?;
     let txid = state
         .durability
         .settle_write(durability, commit, deadline)

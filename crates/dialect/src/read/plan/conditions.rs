@@ -13,7 +13,7 @@ use super::full_text::full_text;
 use super::patterns::{like_to_glob, regex_len};
 use super::tree::*;
 
-pub(super) fn tree_condition(rel: &Relation, tree: &LogicTree) -> Result<Condition, ApiError> {
+pub(crate) fn tree_condition(rel: &Relation, tree: &LogicTree) -> Result<Condition, ApiError> {
     match tree {
         LogicTree::Leaf(f) => condition(rel, &f.field, f.negated, &f.operation),
         LogicTree::Node {

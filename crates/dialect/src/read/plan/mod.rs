@@ -20,5 +20,8 @@ mod planner;
 mod tests;
 mod tree;
 
-pub use planner::{MAX_EMBED_DEPTH, MAX_EMBED_FIELDS, MAX_EMBEDS, plan_read, resolve_relation};
+pub(crate) use conditions::tree_condition;
+pub use planner::{
+    MAX_EMBED_DEPTH, MAX_EMBED_FIELDS, MAX_EMBEDS, plan_read, plan_read_as, resolve_relation,
+};
 pub use tree::*;

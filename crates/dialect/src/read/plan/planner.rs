@@ -12,6 +12,7 @@
 
 use std::sync::Arc;
 
+use crate::access::{Access, Grant, Privilege};
 use crate::error::{ApiError, ErrorCode};
 use crate::headers::RequestHeaders;
 use crate::query::{
@@ -52,6 +53,21 @@ pub fn plan_read(
     headers: &RequestHeaders,
     limits: Limits,
 ) -> Result<ReadPlan, ApiError> {
+    plan_read_as(cache, relation, query, headers, limits, None, false)
+}
+
+/// [`plan_read`] for a role ([`Access`]; `None` is unrestricted): only the columns and rows
+/// it may read. `writing`: the read of a write's own relation, which the role may lack the
+/// read privilege on (then it names no column and gets no representation).
+pub fn plan_read_as(
+    cache: &SchemaCache,
+    relation: &str,
+    query: &QueryParams,
+    headers: &RequestHeaders,
+    limits: Limits,
+    access: Option<&Access<'_>>,
+    writing: bool,
+) -> Result<ReadPlan, ApiError> {
     let rel = resolve_relation(cache, relation)?.clone();
     let mut planner = Planner {
         cache,
@@ -61,6 +77,8 @@ pub fn plan_read(
         aliases: 0,
         embeds: 0,
         scopes: Vec::new(),
+        access,
+        writing,
     };
     let alias = planner.alias();
     let mut root = planner.node(rel, query.select.as_deref(), &Vec::new(), alias, false)?;
@@ -138,9 +156,19 @@ struct Planner<'a> {
     embeds: usize,
     /// The scope of every node planned so far (the root's is empty).
     scopes: Vec<Scope>,
+    /// The role's privileges (`None`: unrestricted).
+    access: Option<&'a Access<'a>>,
+    /// The root is a write's relation (see [`plan_read_as`]).
+    writing: bool,
 }
 
-impl Planner<'_> {
+/// The read grant of a role that may not read its write's relation: no column.
+static NO_COLUMNS: std::sync::LazyLock<Grant> = std::sync::LazyLock::new(|| Grant {
+    columns: Some(Default::default()),
+    filter: None,
+});
+
+impl<'a> Planner<'a> {
     fn alias(&mut self) -> String {
         let a = format!("t{}", self.aliases);
         self.aliases += 1;
@@ -158,6 +186,14 @@ impl Planner<'_> {
         spread: bool,
     ) -> Result<ReadNode, ApiError> {
         self.scopes.push(scope.clone());
+        let grant = self.read_grant(&rel, scope.is_empty())?;
+        let star = |rel: &Relation| {
+            let mut all = star(rel);
+            if let Some(g) = grant {
+                all.retain(|f| matches!(&f.expr, Expr::Column(c) if g.allows_column(c)));
+            }
+            all
+        };
         let mut fields = Vec::new();
         let mut children: Vec<Embed> = Vec::new();
         match items {
@@ -262,6 +298,14 @@ impl Planner<'_> {
         if !spread {
             check_grouped_order(&rel, &fields, &order)?;
         }
+        if let (Some(access), Some(grant)) = (self.access, grant) {
+            self.check_columns(access, grant, &rel, &fields, &conditions, &order, &children)?;
+            // The role's rows only: ANDed into this node, so into every count, `!inner`
+            // and `is.null` test and embedding that reads it.
+            if let Some(c) = access.row_filter(&rel, grant)? {
+                conditions.push(c);
+            }
+        }
 
         let (offset, limit) = if scope.is_empty() {
             (0, None)
@@ -285,6 +329,87 @@ impl Planner<'_> {
             limit,
             children,
         })
+    }
+
+    /// The role's read grant on `rel` (`None` when unrestricted); 42501 without one, except
+    /// on a write's own relation, which then shows no column.
+    fn read_grant(&self, rel: &Relation, root: bool) -> Result<Option<&'a Grant>, ApiError> {
+        let Some(access) = self.access else {
+            return Ok(None);
+        };
+        match access.get(&rel.name, Privilege::Read) {
+            Some(g) => Ok(Some(g)),
+            None if root && self.writing => Ok(Some(&NO_COLUMNS)),
+            None => Err(access.denied(rel)),
+        }
+    }
+
+    /// 42501 unless the grant covers every column the node reads: its fields, conditions and
+    /// order, and the columns its embeds are joined on (on both sides, and a junction's).
+    #[allow(clippy::too_many_arguments)]
+    fn check_columns(
+        &self,
+        access: &Access<'_>,
+        grant: &Grant,
+        rel: &Relation,
+        fields: &[OutputField],
+        conditions: &[Condition],
+        order: &[OrderItem],
+        children: &[Embed],
+    ) -> Result<(), ApiError> {
+        for f in fields {
+            access.check_expr(rel, grant, &f.expr)?;
+        }
+        for c in conditions {
+            access.check_condition(rel, grant, c)?;
+        }
+        for o in order {
+            match &o.expr {
+                Expr::Spread { embed, inner } => {
+                    if let Some(e) = children.get(*embed) {
+                        let child = &e.node.relation;
+                        let g = access.grant(child, Privilege::Read)?;
+                        access.check_expr(child, g, inner)?;
+                    }
+                }
+                e => access.check_expr(rel, grant, e)?,
+            }
+        }
+        for e in children {
+            let child = &e.node.relation;
+            let child_grant = access.grant(child, Privilege::Read)?;
+            let column = |r: &Relation, g: &Grant, c: &str| {
+                if g.allows_column(c) {
+                    Ok(())
+                } else {
+                    Err(access.denied(r))
+                }
+            };
+            for (p, c) in &e.link.pairs {
+                column(rel, grant, p)?;
+                column(child, child_grant, c)?;
+            }
+            if let Some(j) = &e.link.junction {
+                let Some(junction) = self.cache.relation(&j.table) else {
+                    return Err(ApiError::internal("a junction the schema cache lacks"));
+                };
+                let jg = access.grant(junction, Privilege::Read)?;
+                // The junction is joined without its own conditions: a row filter on it
+                // could not hold, so such a junction is not followed.
+                if jg.filter.is_some() {
+                    return Err(access.denied(junction));
+                }
+                for (p, jc) in &j.parent {
+                    column(rel, grant, p)?;
+                    column(junction, jg, jc)?;
+                }
+                for (c, jc) in &j.child {
+                    column(child, child_grant, c)?;
+                    column(junction, jg, jc)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// A relationship error whose candidates name a relation the allow-list hides (a view

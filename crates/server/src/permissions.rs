@@ -1,0 +1,411 @@
+//! The permissions file (`--permissions FILE`): what each role may read and write, and the
+//! API keys that stand for a role (see `docs/postgrest-dialect.md`).
+//!
+//! ```yaml
+//! roles:
+//!   anon:
+//!     books:
+//!       read: { columns: [id, title], filter: "or=(public.is.true,owner_id.eq.{sub})" }
+//!   author:
+//!     books:
+//!       read: {}
+//!       insert: { filter: "owner_id=eq.{sub}" }
+//!       update: { columns: [title, price], filter: "owner_id=eq.{sub}" }
+//!       delete: { filter: "owner_id=eq.{sub}" }
+//! api_keys:
+//!   # SHA-256 of the key, in hex → the role a request with `apikey: <key>` runs as
+//!   "5e8848…": anon
+//! ```
+//!
+//! Unknown keys are errors naming their path; every role's relations, columns and filters are
+//! checked against the database's schema at load. At start-up a bad file refuses the start;
+//! later it is reloaded when it changes (polled, `watch.rs`) and on SIGUSR1, and a reload
+//! that fails keeps the previous file and logs why. The grants themselves are the dialect's
+//! ([`dialect::RoleGrants`]); this file owns the format, loading and the per-role schema
+//! caches (a relation the role has no grant on is not in its cache, so it answers like a
+//! missing one).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+use dialect::{
+    Access, ApiError, ErrorCode, Exposure, Grant, Privilege, RelationGrants, RoleGrants, RowFilter,
+    SchemaCache,
+};
+use parking_lot::Mutex;
+use serde::Deserialize;
+
+use crate::auth::Principal;
+use crate::database::{OpenOptions, open};
+
+/// The largest permissions file read.
+const MAX_FILE_BYTES: u64 = 4 << 20;
+
+/// The file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSpec {
+    #[serde(default)]
+    roles: BTreeMap<String, BTreeMap<String, RelationSpec>>,
+    #[serde(default)]
+    api_keys: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RelationSpec {
+    read: Option<GrantSpec>,
+    insert: Option<GrantSpec>,
+    update: Option<GrantSpec>,
+    delete: Option<GrantSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantSpec {
+    columns: Option<Vec<String>>,
+    filter: Option<String>,
+}
+
+/// A loaded, checked permissions file.
+#[derive(Debug, Default)]
+pub struct Permissions {
+    roles: HashMap<String, Arc<RoleGrants>>,
+    /// SHA-256 of a key (lower-case hex) → role.
+    api_keys: HashMap<String, String>,
+    /// Each role's schema cache, for the schema version it was made from.
+    views: Mutex<HashMap<String, Arc<SchemaCache>>>,
+}
+
+impl Permissions {
+    /// Parses `text` (the file at `origin`, for messages) and checks it against `cache`.
+    pub fn parse(text: &str, cache: &SchemaCache) -> Result<Self, String> {
+        let de = serde_yaml_ng::Deserializer::from_str(text);
+        let spec: FileSpec = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.inner().to_string();
+            if path == "." || inner.contains(&path) {
+                inner
+            } else {
+                format!("{path}: {inner}")
+            }
+        })?;
+        let mut roles = HashMap::new();
+        for (role, relations) in spec.roles {
+            let mut grants = RoleGrants::default();
+            for (name, r) in relations {
+                let mut rg = RelationGrants::default();
+                for (p, g) in [
+                    (Privilege::Read, r.read),
+                    (Privilege::Insert, r.insert),
+                    (Privilege::Update, r.update),
+                    (Privilege::Delete, r.delete),
+                ] {
+                    let Some(g) = g else { continue };
+                    let filter = g
+                        .filter
+                        .as_deref()
+                        .map(RowFilter::parse)
+                        .transpose()
+                        .map_err(|e| format!("roles.{role}.{name}.{}.filter: {e}", p.name()))?;
+                    rg.set(
+                        p,
+                        Grant {
+                            columns: g.columns.map(|c| c.into_iter().collect::<HashSet<_>>()),
+                            filter,
+                        },
+                    );
+                }
+                grants.relations.insert(name, rg);
+            }
+            grants.validate(cache, &format!("roles.{role}"))?;
+            roles.insert(role, Arc::new(grants));
+        }
+        let mut api_keys = HashMap::new();
+        for (hash, role) in spec.api_keys {
+            let hex = hash.to_ascii_lowercase();
+            if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!(
+                    "api_keys.{hash}: a key is given as the hex SHA-256 of the key (64 hex digits)"
+                ));
+            }
+            if !roles.contains_key(&role) {
+                return Err(format!(
+                    "api_keys.{hash}: the role \"{role}\" is not under roles"
+                ));
+            }
+            api_keys.insert(hex, role);
+        }
+        Ok(Permissions {
+            roles,
+            api_keys,
+            views: Mutex::default(),
+        })
+    }
+
+    /// The role an `apikey` header's value stands for, if the file lists its hash.
+    pub fn api_key_role(&self, key: &[u8]) -> Option<&str> {
+        if self.api_keys.is_empty() {
+            return None;
+        }
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key);
+        let mut hex = String::with_capacity(64);
+        for b in digest.as_ref() {
+            hex.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
+            hex.push(char::from(b"0123456789abcdef"[usize::from(b & 15)]));
+        }
+        self.api_keys.get(&hex).map(String::as_str)
+    }
+
+    /// Whether any API key is configured.
+    pub fn has_api_keys(&self) -> bool {
+        !self.api_keys.is_empty()
+    }
+
+    /// The grants of `principal`'s role: 401 22023 for a role the file does not name (as
+    /// PostgREST answers a role the database lacks); a request without a role sees nothing.
+    pub fn role_of(&self, principal: &Principal) -> Result<Arc<RoleGrants>, ApiError> {
+        match &principal.role {
+            None => Ok(Arc::new(RoleGrants::default())),
+            Some(role) => self.roles.get(role).cloned().ok_or_else(|| {
+                ApiError::new(
+                    401,
+                    ErrorCode::InvalidParameterValue,
+                    format!("role \"{role}\" does not exist"),
+                )
+            }),
+        }
+    }
+
+    /// `cache` as `role` sees it (made once per role and schema version).
+    pub fn view(&self, role: &str, grants: &RoleGrants, cache: &SchemaCache) -> Arc<SchemaCache> {
+        let mut views = self.views.lock();
+        if let Some(v) = views.get(role)
+            && v.version == cache.version
+        {
+            return v.clone();
+        }
+        let v = Arc::new(cache.restricted(&|n| grants.visible(n)));
+        views.insert(role.to_string(), v.clone());
+        v
+    }
+}
+
+/// One request's role: its grants, claims and schema cache view.
+pub struct RoleView {
+    pub role: String,
+    pub grants: Arc<RoleGrants>,
+    pub claims: serde_json::Value,
+    permissions: Arc<Permissions>,
+}
+
+/// Runs `f` against `cache` as `role` sees it (`None`: unrestricted, the cache itself).
+pub fn run_as<T>(
+    role: Option<&RoleView>,
+    cache: &SchemaCache,
+    f: impl FnOnce(&SchemaCache, Option<&Access<'_>>) -> T,
+) -> T {
+    match role {
+        None => f(cache, None),
+        Some(r) => {
+            let view = r.cache(cache);
+            f(&view, Some(&r.access()))
+        }
+    }
+}
+
+impl RoleView {
+    /// An error as this role may see it: worded against its view of the schema, and a
+    /// refusal (42501) is 401 for the anonymous role, as PostgREST answers.
+    pub fn for_client(
+        &self,
+        e: ApiError,
+        cache: &SchemaCache,
+        relation: &str,
+        mutation: Option<dialect::Mutation>,
+    ) -> ApiError {
+        let mut e = e.for_client(&self.cache(cache), relation, mutation);
+        if e.code == ErrorCode::InsufficientPrivilege && self.claims.is_null() {
+            e.status = 401;
+        }
+        e
+    }
+
+    /// `cache` as this role sees it.
+    pub fn cache(&self, cache: &SchemaCache) -> Arc<SchemaCache> {
+        self.permissions.view(&self.role, &self.grants, cache)
+    }
+
+    /// The role for the planners.
+    pub fn access(&self) -> Access<'_> {
+        Access {
+            grants: &self.grants,
+            claims: &self.claims,
+            anonymous: self.claims.is_null(),
+        }
+    }
+}
+
+/// The file, its current contents and what it looked like when last loaded.
+pub struct PermissionsRegistry {
+    path: PathBuf,
+    dsn: String,
+    current: ArcSwap<Permissions>,
+    seen: Mutex<Option<(u64, Option<SystemTime>)>>,
+    reloading: Mutex<()>,
+}
+
+impl PermissionsRegistry {
+    /// Loads and checks `path` against the database `dsn`; an error refuses the start.
+    pub fn open(path: PathBuf, dsn: &str) -> anyhow::Result<Self> {
+        let r = PermissionsRegistry {
+            path,
+            dsn: dsn.to_string(),
+            current: ArcSwap::from_pointee(Permissions::default()),
+            seen: Mutex::new(None),
+            reloading: Mutex::new(()),
+        };
+        let n = r.reload()?;
+        tracing::info!(roles = n, file = %r.path.display(), "permissions loaded");
+        Ok(r)
+    }
+
+    /// The permissions now.
+    pub fn current(&self) -> Arc<Permissions> {
+        self.current.load_full()
+    }
+
+    /// Reads the file again; on success it replaces the previous one. Answers how many roles
+    /// it names.
+    pub fn reload(&self) -> anyhow::Result<usize> {
+        let _one = self.reloading.lock();
+        *self.seen.lock() = fingerprint(&self.path);
+        let p = load(&self.path, &self.dsn)
+            .map_err(|e| anyhow::anyhow!("permissions file {}: {e}", self.path.display()))?;
+        let n = p.roles.len();
+        self.current.store(Arc::new(p));
+        Ok(n)
+    }
+
+    /// [`PermissionsRegistry::reload`], logging the outcome.
+    pub fn reload_logged(&self, why: &str) {
+        match self.reload() {
+            Ok(n) => tracing::info!(roles = n, why, "permissions reloaded"),
+            Err(e) => tracing::error!(
+                error = %format!("{e:#}"),
+                why,
+                "permissions not reloaded; the previous file stays"
+            ),
+        }
+    }
+
+    /// The role a request runs as: its grants and its view of the schema.
+    pub fn role_view(&self, principal: &Principal) -> Result<RoleView, ApiError> {
+        let permissions = self.current();
+        let grants = permissions.role_of(principal)?;
+        Ok(RoleView {
+            role: principal.role.clone().unwrap_or_default(),
+            grants,
+            claims: principal.claims.clone(),
+            permissions,
+        })
+    }
+}
+
+impl crate::watch::Watched for PermissionsRegistry {
+    fn what(&self) -> &'static str {
+        "permissions"
+    }
+
+    fn reload_if_changed(&self) {
+        if *self.seen.lock() != fingerprint(&self.path) {
+            self.reload_logged("the file changed");
+        }
+    }
+}
+
+fn fingerprint(path: &Path) -> Option<(u64, Option<SystemTime>)> {
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| (m.len(), m.modified().ok()))
+}
+
+fn load(path: &Path, dsn: &str) -> Result<Permissions, String> {
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(format!("larger than {MAX_FILE_BYTES} bytes"));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    // An empty file grants nothing to anyone: far more likely a file caught while being
+    // written than what was meant.
+    if text.trim().is_empty() {
+        return Err("the file is empty".into());
+    }
+    let conn = open(dsn, &OpenOptions::reader())
+        .map_err(|e| format!("opening the database to check the file: {e}"))?;
+    let cache = SchemaCache::load(&conn, &Exposure::All)
+        .map_err(|e| format!("reading the database's schema: {e}"))?;
+    Permissions::parse(&text, &cache)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache() -> SchemaCache {
+        let c = rusqlite::Connection::open_in_memory().unwrap();
+        c.execute_batch("CREATE TABLE books (id INTEGER PRIMARY KEY, title TEXT, owner TEXT)")
+            .unwrap();
+        SchemaCache::load(&c, &Exposure::All).unwrap()
+    }
+
+    #[test]
+    fn errors_name_what_is_wrong() {
+        let cache = cache();
+        let bad = |text: &str| Permissions::parse(text, &cache).unwrap_err();
+        let e = bad("roles:\n  a:\n    books:\n      read: { colums: [id] }\n");
+        assert!(
+            e.contains("roles.a.books.read") && e.contains("colums"),
+            "{e}"
+        );
+        let e = bad("rolez: {}\n");
+        assert!(e.contains("rolez"), "{e}");
+        let e = bad("roles:\n  a:\n    nope:\n      read: {}\n");
+        assert!(e.contains("roles.a.nope") && e.contains("\"nope\""), "{e}");
+        let e = bad("roles:\n  a:\n    books:\n      read: { columns: [id, secret] }\n");
+        assert!(
+            e.contains("roles.a.books.read.columns") && e.contains("secret"),
+            "{e}"
+        );
+        let e = bad("roles:\n  a:\n    books:\n      read: { filter: \"secret=eq.{sub}\" }\n");
+        assert!(
+            e.contains("roles.a.books.read.filter") && e.contains("secret"),
+            "{e}"
+        );
+        let e = bad("roles:\n  a:\n    books:\n      read: { filter: \"title=like.{sub}\" }\n");
+        assert!(e.contains("roles.a.books.read.filter"), "{e}");
+        let e = bad("roles: {}\napi_keys:\n  abc: a\n");
+        assert!(e.contains("api_keys.abc"), "{e}");
+    }
+
+    #[test]
+    fn api_keys_are_matched_by_their_hash() {
+        let cache = cache();
+        // sha256("secret-key")
+        let text = "roles:\n  anon:\n    books:\n      read: {}\napi_keys:\n  \"1A4A1D1FEB9F8C7E5C0E31D3F6B8BC6EA1E1D1F8FDA2C3C8A1D9B9D0B0D3F4E2\": anon\n";
+        // A made-up hash matches nothing; the real one of the key matches.
+        let p = Permissions::parse(text, &cache).unwrap();
+        assert_eq!(p.api_key_role(b"secret-key"), None);
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b"secret-key");
+        let hex: String = digest.as_ref().iter().map(|b| format!("{b:02X}")).collect();
+        let text = format!(
+            "roles:\n  anon:\n    books:\n      read: {{}}\napi_keys:\n  \"{hex}\": anon\n"
+        );
+        let p = Permissions::parse(&text, &cache).unwrap();
+        assert_eq!(p.api_key_role(b"secret-key"), Some("anon"));
+        assert_eq!(p.api_key_role(b"other"), None);
+    }
+}
