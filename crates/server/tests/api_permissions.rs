@@ -667,3 +667,55 @@ async fn a_broken_file_refuses_the_start_and_names_the_problem() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--security-allow-table"));
     let _ = send;
 }
+
+/// The OpenAPI document lists only the functions a role may call: a function whose SQL
+/// reads a relation the role cannot read (or reads under a row filter) is not shown, with
+/// its parameters and result columns, as PostgREST shows only functions the role may execute.
+#[tokio::test]
+async fn the_openapi_document_lists_only_callable_functions() {
+    let conf = tempfile::tempdir().unwrap();
+    let file = conf.path().join("permissions.yaml");
+    std::fs::write(&file, "roles:\n  admin:\n    clients:\n      read: {}\n").unwrap();
+    let rpc = conf.path().join("rpc");
+    std::fs::create_dir(&rpc).unwrap();
+    let s = Server::start_with(Options {
+        allow: String::new(),
+        args: vec![
+            "--permissions".into(),
+            file.display().to_string(),
+            "--rpc-dir".into(),
+            rpc.display().to_string(),
+        ],
+        ..Options::default()
+    })
+    .await;
+    s.exec_sql(SCHEMA);
+    std::fs::write(
+        rpc.join("owner_secrets.sql"),
+        "-- returns: setof\nSELECT id, secret AS hidden_secret_column FROM owners",
+    )
+    .unwrap();
+    std::fs::write(&file, permissions_text()).unwrap();
+    wait_until(&s, Who::Token("admin", "x"), "/rpc/owner_secrets", 200).await;
+    let admin_doc = get(&s, Who::Token("admin", "x"), "/").await;
+    assert!(
+        admin_doc.json()["paths"]
+            .get("/rpc/owner_secrets")
+            .is_some(),
+        "{}",
+        admin_doc.body
+    );
+    // alice reads owners without `secret`; the anonymous role not at all.
+    get(&s, ALICE, "/rpc/owner_secrets")
+        .await
+        .error(403, "42501");
+    for who in [ALICE, Who::ApiKey] {
+        let r = get(&s, who, "/").await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(
+            !r.body.contains("owner_secrets") && !r.body.contains("hidden_secret_column"),
+            "{who:?} is shown a function it may not call: {}",
+            r.json()["paths"]
+        );
+    }
+}
