@@ -719,3 +719,28 @@ async fn the_openapi_document_lists_only_callable_functions() {
         );
     }
 }
+
+/// A permissions file replaced by something that is not a regular file (a FIFO, which
+/// blocks a reader until a writer comes) is refused at once: the reload does not hang, and
+/// the next good file is loaded.
+#[tokio::test]
+async fn a_fifo_in_place_of_the_file_does_not_stall_reloads() {
+    let (s, conf) = start(&permissions_text()).await;
+    let file = conf.path().join("permissions.yaml");
+    let r = get(&s, ALICE, "/owners?select=id").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    std::fs::remove_file(&file).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&file)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    // Several polls see the FIFO.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    std::fs::remove_file(&file).unwrap();
+    // The next file takes owners away from alice: it must be loaded.
+    let next = permissions_text().replace("    owners:\n      read: { columns: [id, name] }\n", "");
+    assert_ne!(next, permissions_text());
+    std::fs::write(&file, next).unwrap();
+    wait_until(&s, ALICE, "/owners?select=id", 404).await;
+}
