@@ -157,6 +157,16 @@ fn doc_row(s: &Server, id: i64) -> Option<(String, String)> {
         .ok()
 }
 
+/// Whether the doc `id` exists (whatever its columns hold).
+fn has_doc(s: &Server, id: i64) -> bool {
+    s.sqlite()
+        .query_row("SELECT count(*) FROM docs WHERE id = ?1", [id], |r| {
+            r.get::<_, i64>(0)
+        })
+        .unwrap()
+        == 1
+}
+
 /// A server whose permissions file is `text` once the schema exists: it starts with a
 /// minimal file, the tables are created, then the file is replaced and the reload awaited.
 async fn start(text: &str) -> (Server, tempfile::TempDir) {
@@ -743,4 +753,84 @@ async fn a_fifo_in_place_of_the_file_does_not_stall_reloads() {
     assert_ne!(next, permissions_text());
     std::fs::write(&file, next).unwrap();
     wait_until(&s, ALICE, "/owners?select=id", 404).await;
+}
+
+/// `Prefer: return=headers-only` answers the written row's key in `Location`: as
+/// PostgreSQL's `RETURNING` does, it needs the read grant on the key's columns and the new
+/// row must pass the read filter; otherwise 42501 and nothing is written (an insert-only role
+/// learnt the keys SQLite gave its rows, and so how many rows the table had had).
+#[tokio::test]
+async fn location_shows_only_keys_the_role_may_read() {
+    let text = r#"
+roles:
+  admin:
+    docs: { read: {} }
+  writer:
+    docs:
+      insert: {}
+  dropbox:
+    docs:
+      insert: {}
+      read: { columns: [id, title, public], filter: "public=eq.1" }
+  keyless:
+    docs:
+      insert: {}
+      read: { columns: [title] }
+"#;
+    let (s, _conf) = start(text).await;
+    let post = |role: &'static str, body: &'static str| {
+        let s = &s;
+        async move {
+            call(
+                s,
+                Who::Token(role, "x"),
+                Method::POST,
+                "/docs",
+                &[("Prefer", "return=headers-only")],
+                Some(body),
+            )
+            .await
+        }
+    };
+    let r = post("writer", r#"{"id":40,"title":"w"}"#).await;
+    r.error(403, "42501");
+    assert!(!has_doc(&s, 40), "nothing written");
+    let r = post("keyless", r#"{"id":41,"title":"k"}"#).await;
+    r.error(403, "42501");
+    assert!(!has_doc(&s, 41));
+    // A row the role could not read back: the new row violates its read policy.
+    let r = post("dropbox", r#"{"id":42,"title":"private","public":0}"#).await;
+    let v = r.error(403, "42501");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("row-level security"),
+        "{v}"
+    );
+    assert!(!has_doc(&s, 42));
+    // One it reads: created, with its Location.
+    let r = call(
+        &s,
+        Who::Token("dropbox", "x"),
+        Method::POST,
+        "/docs",
+        &[("Prefer", "return=headers-only")],
+        Some(r#"{"id":43,"title":"public","public":1}"#),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert!(has_doc(&s, 43));
+    // Without return=headers-only the insert-only role still inserts (no key shown).
+    let r = call(
+        &s,
+        Who::Token("writer", "x"),
+        Method::POST,
+        "/docs",
+        &[],
+        Some(r#"{"id":44,"title":"w"}"#),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert!(has_doc(&s, 44));
 }
