@@ -54,7 +54,10 @@ impl Touches {
         access: &Access<'_>,
         cache: &dialect::SchemaCache,
     ) -> Result<(), ApiError> {
-        let refuse = |name: &str| match cache.relation(name) {
+        // A relation the role does not see answers as a missing one elsewhere: the refusal
+        // does not name it.
+        let refuse = |name: &str| match cache.relation(name).filter(|_| access.grants.visible(name))
+        {
             Some(rel) => access.denied(rel),
             None => ApiError::new(
                 if access.anonymous { 401 } else { 403 },

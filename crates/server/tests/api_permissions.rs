@@ -719,6 +719,11 @@ async fn the_openapi_document_lists_only_callable_functions() {
     get(&s, ALICE, "/rpc/owner_secrets")
         .await
         .error(403, "42501");
+    // The anonymous role cannot see owners at all (404 PGRST205): refusing the function
+    // does not name it either.
+    let r = get(&s, Who::ApiKey, "/rpc/owner_secrets").await;
+    r.error(401, "42501");
+    assert!(!r.body.contains("owners"), "{}", r.body);
     for who in [ALICE, Who::ApiKey] {
         let r = get(&s, who, "/").await;
         assert_eq!(r.status, 200, "{}", r.body);
