@@ -4,7 +4,6 @@
 //! until a writer comes, and a huge file would be read whole into memory; both are refused
 //! with an error instead, and the caller keeps what it had.
 
-use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 
