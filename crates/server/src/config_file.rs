@@ -1,5 +1,5 @@
 //! Reading a file the server loads and reloads while it runs (the permissions file, the JWT
-//! key files): only a regular file, and at most a bound. A FIFO or device put in its place
+//! key files, the RPC function files): only a regular file, and at most a bound. A FIFO or device put in its place
 //! would block the reader (a reload thread, or the request that notices a key change)
 //! until a writer comes, and a huge file would be read whole into memory; both are refused
 //! with an error instead, and the caller keeps what it had.
