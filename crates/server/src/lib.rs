@@ -25,6 +25,8 @@
 //! - `rpc_functions.rs`: the functions of `--rpc-dir` (loaded, checked, reloaded on SIGUSR1
 //!   and when the directory changes); `http/rpc.rs` calls them.
 //! - `auth.rs`: JWT bearer tokens against a key file.
+//! - `config_file.rs`: reading a file loaded and reloaded while serving (regular files only,
+//!   bounded).
 //! - `permissions.rs`: the permissions file of `--permissions` (roles' grants, API keys;
 //!   loaded, checked, reloaded) and each role's view of the schema; `watch.rs`: the polling
 //!   loop that reloads it and the RPC functions when their files change.
@@ -44,6 +46,7 @@ pub mod entry;
 
 mod admin;
 mod auth;
+mod config_file;
 mod database;
 mod demo;
 mod embedded_replication;

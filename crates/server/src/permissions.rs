@@ -334,11 +334,8 @@ fn fingerprint(path: &Path) -> Option<(u64, Option<SystemTime>)> {
 }
 
 fn load(path: &Path, dsn: &str) -> Result<Permissions, String> {
-    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(format!("larger than {MAX_FILE_BYTES} bytes"));
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let bytes = crate::config_file::read(path, MAX_FILE_BYTES).map_err(|e| e.to_string())?;
+    let text = String::from_utf8(bytes).map_err(|e| e.to_string())?;
     // An empty file grants nothing to anyone: far more likely a file caught while being
     // written than what was meant.
     if text.trim().is_empty() {
