@@ -356,6 +356,11 @@ impl SchemaCache {
         }
     }
 
+    /// The relations the allow-list hides.
+    pub fn hidden(&self) -> impl Iterator<Item = &String> {
+        self.hidden.iter()
+    }
+
     /// True when `name` exists in the database but the allow-list hides it.
     pub fn is_hidden(&self, name: &str) -> bool {
         self.hidden.contains(name)
