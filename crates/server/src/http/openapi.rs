@@ -88,9 +88,23 @@ impl DocCache {
     }
 }
 
-/// The functions served under `/rpc/` (`--rpc-dir`), for the document.
-fn functions(state: &AppState) -> Vec<FunctionDoc> {
-    state.rpc.current().iter().map(|f| f.doc()).collect()
+/// The functions served under `/rpc/` (`--rpc-dir`) that `role` may call, for the document.
+fn functions(state: &AppState, schema: &SchemaCache, role: Option<&RoleView>) -> Vec<FunctionDoc> {
+    state
+        .rpc
+        .current()
+        .iter()
+        .filter(|f| {
+            role.is_none_or(|r| {
+                state
+                    .rpc
+                    .touches(&f.name)
+                    .allowed(&r.access(), schema)
+                    .is_ok()
+            })
+        })
+        .map(|f| f.doc())
+        .collect()
 }
 
 pub async fn handle(
@@ -107,7 +121,7 @@ pub async fn handle(
     let role = state.role(principal)?;
     let body = state.openapi.get(
         &schema,
-        functions(state),
+        functions(state, &schema, role.as_deref()),
         state.auth.required(),
         role.as_deref(),
     );
