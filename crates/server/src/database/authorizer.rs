@@ -28,7 +28,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use dialect::{Grant, RelKind, RoleGrants, SchemaCache};
+use dialect::{Grant, RoleGrants, SchemaCache};
 use rusqlite::Connection;
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 
@@ -196,8 +196,8 @@ pub struct RoleRules {
     /// Put in front of the role's statements (unique to these rules).
     tag: String,
     relations: HashMap<String, RelationRules>,
-    /// Exposed tables (statements they run on behalf of another relation are not trusted).
-    tables: HashSet<String>,
+    /// The database's views and triggers (see [`SchemaCache::is_definer`]).
+    definers: HashSet<String>,
     /// Every relation of the database, exposed or not.
     named: HashSet<String>,
     /// The full-text tables that index columns the role reads (a search reads them).
@@ -218,14 +218,10 @@ impl RoleRules {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         let id = NEXT.fetch_add(1, Ordering::Relaxed);
         let mut relations = HashMap::new();
-        let mut tables = HashSet::new();
         let mut named: HashSet<String> = cache.hidden().cloned().collect();
         let mut searchable = HashSet::new();
         for rel in cache.relations() {
             named.insert(rel.name.clone());
-            if rel.kind != RelKind::View {
-                tables.insert(rel.name.clone());
-            }
             let Some(g) = grants.relations.get(&rel.name) else {
                 continue;
             };
@@ -268,7 +264,7 @@ impl RoleRules {
         RoleRules {
             tag: format!("/*role:{id}*/"),
             relations,
-            tables,
+            definers: cache.definers().cloned().collect(),
             named,
             searchable,
         }
@@ -278,7 +274,9 @@ impl RoleRules {
     fn allows(&self, policy: Policy, ctx: &AuthContext<'_>) -> bool {
         // What a view or trigger does on its own behalf (its definer's, as in PostgreSQL):
         // the view or the write that fires the trigger is what the role must be allowed.
-        if ctx.accessor.is_some_and(|a| !self.tables.contains(a)) {
+        // SQLite also names a CTE as the accessor of what it reads: that is not trusted
+        // (unless it takes a view's or trigger's name; the planners write no CTE).
+        if ctx.accessor.is_some_and(|a| self.definers.contains(a)) {
             return true;
         }
         match &ctx.action {
@@ -403,5 +401,79 @@ mod tests {
         assert_eq!(mode.unwrap(), "memory");
         assert!(conn.prepare("PRAGMA journal_mode").is_err());
         assert!(conn.prepare("INSERT INTO t VALUES (1)").is_err());
+    }
+
+    /// The role's rules on a connection: what a view or trigger does on its own behalf is
+    /// the definer's; everything else needs the role's grant, column by column (reads on a
+    /// read connection: the read grant's columns only).
+    #[test]
+    fn role_rules_follow_the_grants_and_trust_views_and_triggers() {
+        use dialect::{Exposure, RelationGrants};
+        let db = |policy| {
+            let mut conn = Connection::open_in_memory().unwrap();
+            conn.execute_batch(
+                "CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT, secret TEXT);
+                 CREATE TABLE log (x TEXT);
+                 CREATE VIEW v AS SELECT id, a, secret FROM t;
+                 CREATE TRIGGER tl AFTER INSERT ON t BEGIN INSERT INTO log VALUES (new.a); END;",
+            )
+            .unwrap();
+            let cache = SchemaCache::load(&conn, &Exposure::All).unwrap();
+            let auth = Authorizer::install(&mut conn, policy).unwrap();
+            (conn, cache, auth)
+        };
+        let (reader, cache, _r) = db(Policy::Read);
+        let (writer, _, _w) = db(Policy::Write);
+        let grant = |cols: Option<&[&str]>| {
+            Some(Grant {
+                columns: cols.map(|c| c.iter().map(|s| s.to_string()).collect()),
+                filter: None,
+            })
+        };
+        let mut grants = RoleGrants::default();
+        grants.relations.insert(
+            "t".into(),
+            RelationGrants {
+                read: grant(Some(&["id", "a"])),
+                insert: grant(Some(&["a"])),
+                update: None,
+                delete: None,
+            },
+        );
+        grants.relations.insert(
+            "v".into(),
+            RelationGrants {
+                read: grant(Some(&["id", "a"])),
+                ..RelationGrants::default()
+            },
+        );
+        let rules = Arc::new(RoleRules::new(&grants, &cache));
+        for (conn, sql, allowed) in [
+            (&reader, "SELECT id, a FROM t", true),
+            (&reader, "SELECT count(*) FROM t", true),
+            (&reader, "SELECT rowid FROM t", true),
+            // The view reads t.secret on its own behalf; the request names only v's columns.
+            (&reader, "SELECT id, a FROM v", true),
+            (&reader, "SELECT secret FROM v", false),
+            (&reader, "SELECT secret FROM t", false),
+            (&reader, "SELECT id FROM t WHERE secret = 'y'", false),
+            (&reader, "SELECT x FROM log", false),
+            (
+                &reader,
+                "WITH c AS (SELECT secret FROM t) SELECT * FROM c",
+                false,
+            ),
+            (&reader, "SELECT sql FROM sqlite_schema", false),
+            // The trigger writes log on its own behalf.
+            (&writer, "INSERT INTO t (a) VALUES ('x')", true),
+            (&writer, "UPDATE t SET a = 'z'", false),
+            (&writer, "DELETE FROM t", false),
+            (&writer, "INSERT INTO log VALUES ('x')", false),
+        ] {
+            let prepared = as_role(Some(&rules), || conn.prepare(sql).map(|_| ()));
+            assert_eq!(prepared.is_ok(), allowed, "{sql}: {prepared:?}");
+        }
+        // Outside the role, the connection's policy alone decides.
+        assert!(reader.prepare("SELECT secret FROM t").is_ok());
     }
 }
