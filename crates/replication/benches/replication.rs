@@ -5,6 +5,7 @@
 //!    recorded and a poller lists the replica's L0 objects every few milliseconds, reading
 //!    each new file's header; a commit is durable once an L0 file with its salts covers its
 //!    offset. p50/p99 for sqlite-rest's replicator vs `litestream replicate` (defaults);
+//!    the distributions are plotted to `target/bench/lag.svg` (`testkit::plot::latency_cdf`);
 //! 2. throughput: the same writer unpaced, commits per second with our replicator, with
 //!    `litestream replicate` beside it, and with no replication (the baseline); then the
 //!    same three through the HTTP write API of the release binary (16 clients POSTing);
@@ -66,6 +67,9 @@ struct Run {
     /// `replicated_seq`), without the poller's observation delay (a LIST round trip and up
     /// to 5 ms between LISTs).
     confirmed: Vec<Duration>,
+    /// Ours only: commit → the local L0 file holding it was written (`synced_seq`): the
+    /// part of the lag before the upload.
+    synced: Vec<Duration>,
 }
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -291,9 +295,12 @@ async fn phase(ls: &Litestream, s3: &testkit::S3, mode: Mode, secs: f64, rate: u
                 {
                     break;
                 }
-                let seq = rx.borrow_and_update().replicated_seq;
-                if out.last().is_none_or(|&(_, s)| s < seq) {
-                    out.push((Instant::now(), seq));
+                let p = *rx.borrow_and_update();
+                if out
+                    .last()
+                    .is_none_or(|&(_, s, r)| s < p.synced_seq || r < p.replicated_seq)
+                {
+                    out.push((Instant::now(), p.synced_seq, p.replicated_seq));
                 }
             }
             out
@@ -313,20 +320,23 @@ async fn phase(ls: &Litestream, s3: &testkit::S3, mode: Mode, secs: f64, rate: u
         Some(p) => p.await.unwrap(),
         None => Vec::new(),
     };
-    let confirmed = match confirmations {
-        Some(c) => {
-            let c = c.await.unwrap();
-            traced
-                .iter()
-                .filter_map(|t| {
-                    c.iter()
-                        .find(|(_, seq)| *seq >= t.seq)
-                        .map(|(at, _)| at.saturating_duration_since(t.at))
-                })
-                .collect()
-        }
+    let seen = match confirmations {
+        Some(c) => c.await.unwrap(),
         None => Vec::new(),
     };
+    // Commit → the first notice whose `which` sequence number covers it.
+    let after = |which: fn(&(Instant, u64, u64)) -> u64| -> Vec<Duration> {
+        traced
+            .iter()
+            .filter_map(|t| {
+                seen.iter()
+                    .find(|e| which(e) >= t.seq)
+                    .map(|e| e.0.saturating_duration_since(t.at))
+            })
+            .collect()
+    };
+    let confirmed = after(|e| e.2);
+    let synced = after(|e| e.1);
     if let Some(r) = ours {
         r.shutdown().await.unwrap();
     }
@@ -338,6 +348,7 @@ async fn phase(ls: &Litestream, s3: &testkit::S3, mode: Mode, secs: f64, rate: u
         secs: took,
         lags: lags(&traced, &files),
         confirmed,
+        synced,
     }
 }
 
@@ -902,6 +913,7 @@ async fn main() {
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let run = |part: &str| only.is_empty() || only == part;
     let mut lag_rows = [(Mode::Ours, Duration::ZERO, Duration::ZERO); 2];
+    let mut lag_series: Vec<(String, Vec<f64>)> = Vec::new();
     for (i, mode) in [Mode::Ours, Mode::Litestream].into_iter().enumerate() {
         if !run("lag") {
             break;
@@ -923,8 +935,35 @@ async fn main() {
                 ms(pct(&r.confirmed, 0.99)),
                 ms(pct(&r.confirmed, 1.0))
             );
+            println!(
+                "lag  {mode:?} of which commit → local L0 file: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+                ms(pct(&r.synced, 0.5)),
+                ms(pct(&r.synced, 0.99)),
+                ms(pct(&r.synced, 1.0))
+            );
         }
         lag_rows[i] = (mode, pct(&r.lags, 0.5), pct(&r.lags, 0.99));
+        let samples = |lags: &[Duration]| lags.iter().map(|d| ms(*d)).collect::<Vec<f64>>();
+        let name = match mode {
+            Mode::Ours => "sqlite-rest, listed on S3",
+            _ => "Litestream 0.5.17, listed on S3",
+        };
+        lag_series.push((name.to_string(), samples(&r.lags)));
+        if !r.confirmed.is_empty() {
+            lag_series.push((
+                "sqlite-rest, its PUT returned".to_string(),
+                samples(&r.confirmed),
+            ));
+        }
+    }
+    if !lag_series.is_empty() {
+        let dir = plot_dir();
+        std::fs::create_dir_all(&dir).unwrap();
+        let plot = dir.join("lag.svg");
+        let title =
+            format!("replication lag, commit -> on S3 (moto), {rate} commits/s for {secs} s");
+        testkit::plot::latency_cdf(&plot, &title, &lag_series).unwrap();
+        println!("lag plot: {}", plot.display());
     }
     // Throughput: rounds interleaving the modes, so the machine's noise spreads over all of
     // them; each round's ratios are against that round's baseline, and the median is kept.

@@ -1,19 +1,33 @@
-//! Authentication: JWT bearer tokens checked against a key file, as the Go version does.
+//! Authentication: who the caller is, from a JWT bearer token checked against the key files.
 //!
-//! The key decides the algorithm family, never the token: an HMAC secret file
-//! (`--auth-token-file`) accepts HS256/384/512 only, an RSA public key PEM
-//! (`--auth-rsa-public-key`) RS256/384/512 only; `alg=none` and any other algorithm are
-//! rejected. The time claims `exp`, `nbf` and `iat` are read and checked here, by one function
-//! ([`ClaimTimes`]) for a fresh token and for a cached one alike, with PostgREST's rules, 30 s
-//! leeway and messages; a JSON number is taken as it is (`Date.now()/1000` issuers send
-//! fractions), anything else but null is refused. The key file is re-read when it changes
-//! (checked at most every [`RECHECK`]): another file renamed in its place (inode), new content
-//! (size, modification and status-change times; the status-change time cannot be set back, so
-//! a key rotated by a tool that keeps modification times, `cp -p` or `rsync -a`, is noticed). Verified tokens are
-//! cached (bounded), each entry tagged with the generation of the key that verified it: an
-//! entry of an older key never answers, even one inserted while the key was being replaced.
-//! Errors use PostgREST's PGRST301/302/303 shapes. A request that passes gets its
-//! [`Principal`] (role and claims), which every handler receives.
+//! The key decides the algorithms, never the token: an HMAC secret file (`--auth-token-file`)
+//! accepts HS256/384/512 only, an RSA public key PEM (`--auth-rsa-public-key`)
+//! RS256/384/512 only, each key of a JWK set file (`--auth-jwks-file`) the algorithms its JWK
+//! fixes (see [`keys`]); `alg=none` and any other algorithm are rejected. The time claims
+//! `exp`, `nbf` and `iat` are read and checked here, by one function ([`ClaimTimes`]) for a
+//! fresh token and for a cached one alike, with PostgREST's rules, 30 s leeway and messages;
+//! a JSON number is taken as it is (`Date.now()/1000` issuers send fractions), anything else
+//! but null is refused. `aud`, when present, must be a string or an array of strings, and with
+//! `--auth-jwt-aud` name that audience (absent, null or `[]` is every audience, as PostgREST).
+//!
+//! The caller is a [`Principal`]: the role is the value at `--auth-role-claim-key` in the
+//! claims (see [`claim_path`]), else `--auth-anon-role`; a request without `Authorization`
+//! gets the anonymous role, or PostgREST's 401 PGRST302 without one. When roles are in force
+//! (a permissions file: [`AuthConfig::roles_required`]), a caller left without a role (a
+//! token naming none, no anonymous role) is PGRST302 too, as PostgREST answers; whether the
+//! role exists is the permissions' to say. Without roles in force any role, or none, passes.
+//!
+//! The key files are re-read when they change (checked at most every [`RECHECK`]): another
+//! file renamed in its place (inode), new content (size, modification and status-change
+//! times; the status-change time cannot be set back, so a key rotated by a tool that keeps
+//! modification times, `cp -p` or `rsync -a`, is noticed). A file that no longer loads gives
+//! no keys until it is fixed (a token it verified fails; never an old key kept). Verified
+//! tokens are cached (bounded), each entry tagged with the generation of the keys that
+//! verified it: an entry of older keys never answers, even one inserted while the keys were
+//! being replaced. Errors use PostgREST's PGRST300/301/302/303 shapes.
+
+mod claim_path;
+mod keys;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -22,44 +36,103 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
+use base64::Engine;
 use dialect::{ApiError, ErrorCode};
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use parking_lot::Mutex;
 
-/// How often the key file's metadata is looked at.
+pub use claim_path::ClaimPath;
+use keys::VerifyKey;
+
+/// How often the key files' metadata is looked at.
 pub const RECHECK: Duration = Duration::from_millis(250);
 /// Clock skew allowed on `exp`/`nbf`, as PostgREST.
 pub const LEEWAY: u64 = 30;
 const CACHE_MAX: usize = 4096;
 
-/// Which key file, and therefore which algorithm family.
+/// A key file, and what its content is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeySource {
     /// HS256/384/512 with the file's bytes as the secret.
     HmacSecretFile(PathBuf),
     /// RS256/384/512 with the file's PEM public key.
     RsaPublicKeyFile(PathBuf),
+    /// A JWK set (or one JWK): each key with its own algorithms, selected by `kid`.
+    Jwks(PathBuf),
+}
+
+impl KeySource {
+    fn path(&self) -> &Path {
+        match self {
+            KeySource::HmacSecretFile(p) | KeySource::RsaPublicKeyFile(p) | KeySource::Jwks(p) => p,
+        }
+    }
 }
 
 /// The configured authentication.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AuthConfig {
-    Jwt(KeySource),
-    /// Every request is let in. Only by an explicit flag; logged loudly at start-up.
-    Disabled,
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AuthConfig {
+    /// The key files tokens are verified with. None: authentication is disabled (only by an
+    /// explicit flag; logged loudly at start-up) and every request is anonymous.
+    pub keys: Vec<KeySource>,
+    /// Where the role is in the claims (`--auth-role-claim-key`).
+    pub role_claim_key: ClaimPath,
+    /// The role of requests without a token, and of tokens naming none (`--auth-anon-role`).
+    pub anon_role: Option<String>,
+    /// The audience a token's `aud` must name when it has one (`--auth-jwt-aud`).
+    pub audience: Option<String>,
+    /// Every caller needs a role (roles are in force: `--permissions`): one left without is
+    /// PGRST302.
+    pub roles_required: bool,
 }
 
-/// What tells one version of the key file from another: device and inode, size, modification
+impl AuthConfig {
+    /// Tokens verified with the key of `source`, the other settings their defaults.
+    pub fn jwt(source: KeySource) -> AuthConfig {
+        AuthConfig {
+            keys: vec![source],
+            ..AuthConfig::default()
+        }
+    }
+
+    /// Whether every request is let in without a token.
+    pub fn disabled(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+/// What tells one version of a key file from another: device and inode, size, modification
 /// time, status-change time (seconds and nanoseconds).
 type Stamp = (u64, u64, u64, SystemTime, i64, i64);
 
 struct KeyState {
-    stamp: Option<Stamp>,
-    key: Option<DecodingKey>,
-    /// Which load of the key file this is: read together with the key (one atomic load), so
-    /// a token is always tagged with the generation of the key that really verified it.
+    /// Each key file's stamp as it was read (in the order of the sources).
+    stamps: Vec<Option<Stamp>>,
+    /// The keys of every file that loaded.
+    keys: Vec<VerifyKey>,
+    /// Which load of the key files this is: read together with the keys (one atomic load),
+    /// so a token is always tagged with the generation of the keys that really verified it.
     generation: u64,
+}
+
+/// Who the caller is, as authentication established it: handed to every request handler.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Principal {
+    /// The caller's role: the token's role claim, else the anonymous role; `None` when there
+    /// is neither.
+    pub role: Option<String>,
+    /// The verified token's payload; `Value::Null` when there is no token.
+    pub claims: serde_json::Value,
+}
+
+impl Principal {
+    /// The caller of a server without authentication: no role, no claims.
+    pub fn anonymous() -> Principal {
+        Principal {
+            role: None,
+            claims: serde_json::Value::Null,
+        }
+    }
 }
 
 /// The time claims of a token, in seconds since the Unix epoch, as the token states them.
@@ -137,39 +210,13 @@ thread_local! {
     static LAST: std::cell::RefCell<Option<LastToken>> = const { std::cell::RefCell::new(None) };
 }
 
-/// Who the caller is, as authentication established it: handed to every request handler.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Principal {
-    /// The caller's role: the token's role claim; `None` when authentication is disabled or
-    /// the token names no role.
-    pub role: Option<String>,
-    /// The verified token's payload; `Value::Null` when there is no token.
-    pub claims: serde_json::Value,
-}
-
-impl Principal {
-    /// The caller of a server without authentication: no role, no claims.
-    pub fn anonymous() -> Principal {
-        Principal {
-            role: None,
-            claims: serde_json::Value::Null,
-        }
-    }
-
-    /// The caller a verified token's `claims` describe.
-    fn from_claims(claims: serde_json::Value) -> Principal {
-        let role = claims
-            .get("role")
-            .and_then(serde_json::Value::as_str)
-            .map(str::to_string);
-        Principal { role, claims }
-    }
-}
-
 /// Checks `Authorization` headers.
 pub struct Auth {
-    source: Option<KeySource>,
-    validation: Validation,
+    sources: Vec<KeySource>,
+    role_claim_key: ClaimPath,
+    anon_role: Option<String>,
+    audience: Option<String>,
+    roles_required: bool,
     state: ArcSwap<KeyState>,
     last_check: Mutex<Instant>,
     cache: Mutex<HashMap<Box<str>, CachedToken>>,
@@ -177,7 +224,7 @@ pub struct Auth {
     id: u64,
     /// The generation the next key load gets.
     next_generation: AtomicU64,
-    /// The caller when authentication is disabled.
+    /// The caller of a request without a token.
     anonymous: Arc<Principal>,
 }
 
@@ -185,6 +232,77 @@ fn unauthorized(code: ErrorCode, message: &str) -> ApiError {
     ApiError::new(401, code, message).with_header(
         "WWW-Authenticate",
         format!("Bearer error=\"invalid_token\", error_description=\"{message}\""),
+    )
+}
+
+/// PostgREST's 401 for a request that names no role while there is no anonymous role.
+fn anonymous_disabled() -> ApiError {
+    ApiError::new(
+        401,
+        ErrorCode::AnonymousDisabled,
+        "Anonymous access is disabled",
+    )
+    .with_header("WWW-Authenticate", "Bearer")
+}
+
+/// PostgREST's answer for a header it cannot read: `alg` `none` (an unsecured token), an
+/// algorithm nobody implements, or no JOSE header at all.
+fn unreadable_header(token: &str) -> ApiError {
+    let header = token
+        .split('.')
+        .next()
+        .and_then(|h| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(h)
+                .ok()
+        })
+        .and_then(|h| serde_json::from_slice::<serde_json::Value>(&h).ok());
+    match header.as_ref().and_then(|h| h.get("alg")) {
+        Some(serde_json::Value::String(alg)) if alg.eq_ignore_ascii_case("none") => unauthorized(
+            ErrorCode::JwtInvalid,
+            "Wrong or unsupported encoding algorithm",
+        )
+        .with_details("JWT is unsecured but expected 'alg' was not 'none'"),
+        Some(_) => unauthorized(
+            ErrorCode::JwtInvalid,
+            "Wrong or unsupported encoding algorithm",
+        ),
+        None => unauthorized(ErrorCode::JwtInvalid, "JWT cryptographic operation failed"),
+    }
+}
+
+/// PostgREST's `aud` rules: absent or null is every audience; a string, or an array of
+/// strings (`[]` is every audience), must name `audience` when one is configured; anything
+/// else is refused even without one.
+fn check_audience(claims: &serde_json::Value, audience: Option<&str>) -> Result<(), ApiError> {
+    use serde_json::Value;
+    let matches = |a: &str| audience.is_none_or(|want| a == want);
+    let ok = match claims.get("aud") {
+        None | Some(Value::Null) => true,
+        Some(Value::String(a)) => matches(a),
+        Some(Value::Array(all)) => {
+            let mut strings = Vec::with_capacity(all.len());
+            for a in all {
+                match a.as_str() {
+                    Some(a) => strings.push(a),
+                    None => return Err(bad_aud()),
+                }
+            }
+            strings.is_empty() || strings.into_iter().any(matches)
+        }
+        Some(_) => return Err(bad_aud()),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(unauthorized(ErrorCode::JwtClaims, "JWT not in audience"))
+    }
+}
+
+fn bad_aud() -> ApiError {
+    unauthorized(
+        ErrorCode::JwtClaims,
+        "The JWT 'aud' claim must be a string or an array of strings",
     )
 }
 
@@ -209,30 +327,15 @@ fn stamp(path: &Path) -> Option<Stamp> {
 
 impl Auth {
     pub fn new(config: &AuthConfig) -> anyhow::Result<Self> {
-        let (source, algs) = match config {
-            AuthConfig::Disabled => (None, vec![Algorithm::HS256]),
-            AuthConfig::Jwt(s @ KeySource::HmacSecretFile(_)) => (
-                Some(s.clone()),
-                vec![Algorithm::HS256, Algorithm::HS384, Algorithm::HS512],
-            ),
-            AuthConfig::Jwt(s @ KeySource::RsaPublicKeyFile(_)) => (
-                Some(s.clone()),
-                vec![Algorithm::RS256, Algorithm::RS384, Algorithm::RS512],
-            ),
-        };
-        let mut validation = Validation::new(algs[0]);
-        validation.algorithms = algs;
-        validation.required_spec_claims.clear();
-        // The time claims are checked by `ClaimTimes`, for fresh and cached tokens alike.
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.validate_aud = false;
         let auth = Auth {
-            source,
-            validation,
+            sources: config.keys.clone(),
+            role_claim_key: config.role_claim_key.clone(),
+            anon_role: config.anon_role.clone(),
+            audience: config.audience.clone(),
+            roles_required: config.roles_required,
             state: ArcSwap::from_pointee(KeyState {
-                stamp: None,
-                key: None,
+                stamps: Vec::new(),
+                keys: Vec::new(),
                 generation: 0,
             }),
             last_check: Mutex::new(Instant::now()),
@@ -242,18 +345,27 @@ impl Auth {
                 NEXT.fetch_add(1, Ordering::Relaxed)
             },
             next_generation: AtomicU64::new(1),
-            anonymous: Arc::new(Principal::anonymous()),
+            anonymous: Arc::new(Principal {
+                role: config.anon_role.clone(),
+                ..Principal::anonymous()
+            }),
         };
-        if let Some(src) = &auth.source {
-            let state = load_key(src, auth.next_generation.fetch_add(1, Ordering::Relaxed))?;
+        if !auth.sources.is_empty() {
+            let generation = auth.next_generation.fetch_add(1, Ordering::Relaxed);
+            let (state, errors) = load_keys(&auth.sources, generation);
+            if let Some(e) = errors.into_iter().next() {
+                return Err(e);
+            }
             auth.state.store(Arc::new(state));
         }
         Ok(auth)
     }
 
-    /// Re-reads the key when the file changed (rate-limited to [`RECHECK`]).
+    /// Re-reads the keys when a key file changed (rate-limited to [`RECHECK`]).
     fn refresh(&self) {
-        let Some(src) = &self.source else { return };
+        if self.sources.is_empty() {
+            return;
+        }
         {
             let Some(mut last) = self.last_check.try_lock() else {
                 return;
@@ -263,54 +375,54 @@ impl Auth {
             }
             *last = Instant::now();
         }
-        if stamp(source_path(src)) == self.state.load().stamp {
+        let stamps: Vec<_> = self.sources.iter().map(|s| stamp(s.path())).collect();
+        if stamps == self.state.load().stamps {
             return;
         }
-        self.reload(src);
+        self.reload();
     }
 
-    /// Loads the key file again as a new generation: tokens verified by an older one are
-    /// verified again.
-    fn reload(&self, src: &KeySource) {
-        let path = source_path(src);
+    /// Loads the key files again as a new generation: tokens verified by older keys are
+    /// verified again. A file that fails to load contributes no key.
+    fn reload(&self) {
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
-        match load_key(src, generation) {
-            Ok(state) => {
-                tracing::info!(path = %path.display(), "auth key file changed; reloaded");
-                self.state.store(Arc::new(state));
-            }
-            Err(e) => {
-                tracing::error!(path = %path.display(), error = %e, "auth key file unreadable");
-                self.state.store(Arc::new(KeyState {
-                    stamp: stamp(path),
-                    key: None,
-                    generation,
-                }));
-            }
+        let (state, errors) = load_keys(&self.sources, generation);
+        for e in &errors {
+            tracing::error!(error = %e, "auth key file unreadable; its keys are not used");
         }
+        if errors.is_empty() {
+            tracing::info!(keys = state.keys.len(), "auth key files changed; reloaded");
+        }
+        self.state.store(Arc::new(state));
         // Only to free memory: entries are matched against the generation anyway.
         self.cache.lock().clear();
     }
 
     /// True when requests need a bearer token (false only with authentication disabled).
     pub fn required(&self) -> bool {
-        self.source.is_some()
+        !self.sources.is_empty()
     }
 
     /// Checks the request's `Authorization` header value: who the caller is, or PostgREST's
     /// 401 error.
     pub fn check(&self, header: Option<&[u8]>) -> Result<Arc<Principal>, ApiError> {
-        if self.source.is_none() {
+        let principal = self.authenticate(header)?;
+        if self.roles_required && principal.role.is_none() {
+            return Err(anonymous_disabled());
+        }
+        Ok(principal)
+    }
+
+    fn authenticate(&self, header: Option<&[u8]>) -> Result<Arc<Principal>, ApiError> {
+        if self.sources.is_empty() {
             return Ok(self.anonymous.clone());
         }
         self.refresh();
         let Some(header) = header else {
-            return Err(ApiError::new(
-                401,
-                ErrorCode::AnonymousDisabled,
-                "Anonymous access is disabled",
-            )
-            .with_header("WWW-Authenticate", "Bearer"));
+            if self.anon_role.is_some() {
+                return Ok(self.anonymous.clone());
+            }
+            return Err(anonymous_disabled());
         };
         let header = std::str::from_utf8(header)
             .map_err(|_| unauthorized(ErrorCode::JwtInvalid, "Unsupported token type"))?
@@ -336,22 +448,21 @@ impl Auth {
                 &format!("Expected 3 parts in JWT; got {parts}"),
             ));
         }
-        // The key and its generation come from one load: whatever reload happens meanwhile,
-        // what this call caches is tagged with the key that verified it.
+        // The keys and their generation come from one load: whatever reload happens
+        // meanwhile, what this call caches is tagged with the keys that verified it.
         let state = self.state.load();
         let now = now_secs();
         if let Some(verified) = self.cached(state.generation, token) {
             verified.times.check(now)?;
             return Ok(verified.principal.clone());
         }
-        let verified = self.verify(&state, token)?;
-        verified.times.check(now)?;
+        let verified = self.verify(&state, token, now)?;
         let principal = verified.principal.clone();
         self.remember(state.generation, token, Arc::new(verified));
         Ok(principal)
     }
 
-    /// What `token` was found to be when a key of `generation` verified it before.
+    /// What `token` was found to be when keys of `generation` verified it before.
     fn cached(&self, generation: u64, token: &str) -> Option<Arc<Verified>> {
         let last = LAST.with(|l| {
             l.borrow()
@@ -372,49 +483,68 @@ impl Auth {
         Some(shared)
     }
 
-    /// Checks the signature and algorithm of `token` with `state`'s key; reads its claims.
-    fn verify(&self, state: &KeyState, token: &str) -> Result<Verified, ApiError> {
-        let Some(key) = &state.key else {
+    /// Checks the signature of `token` with the keys of `state` that fit its header (by
+    /// algorithm and `kid`), then its claims at `now`: times, `aud`, the role.
+    fn verify(&self, state: &KeyState, token: &str, now: i64) -> Result<Verified, ApiError> {
+        if state.keys.is_empty() {
             return Err(ApiError::new(
                 500,
                 ErrorCode::JwtSecretMissing,
                 "Server lacks JWT secret",
             ));
-        };
-        let header = jsonwebtoken::decode_header(token).map_err(|_| {
-            unauthorized(
-                ErrorCode::JwtInvalid,
-                "Wrong or unsupported encoding algorithm",
-            )
-        })?;
-        if !self.validation.algorithms.contains(&header.alg) {
-            return Err(unauthorized(
-                ErrorCode::JwtInvalid,
-                "Wrong or unsupported encoding algorithm",
-            ));
         }
-        let data = jsonwebtoken::decode::<serde_json::Value>(token, key, &self.validation)
-            .map_err(|e| match e.kind() {
-                ErrorKind::InvalidSignature => {
-                    unauthorized(ErrorCode::JwtInvalid, "No suitable key or wrong key type")
-                        .with_details("None of the keys was able to decode the JWT")
+        let header = jsonwebtoken::decode_header(token).map_err(|_| unreadable_header(token))?;
+        let mut fitting = state
+            .keys
+            .iter()
+            .filter(|k| k.fits(header.alg, header.kid.as_deref()))
+            .peekable();
+        if fitting.peek().is_none() {
+            return Err(
+                unauthorized(ErrorCode::JwtInvalid, "No suitable key or wrong key type")
+                    .with_details("No suitable key was found to decode the JWT"),
+            );
+        }
+        let mut claims = None;
+        for key in fitting {
+            match jsonwebtoken::decode::<serde_json::Value>(token, key.key(), key.validation()) {
+                Ok(data) => {
+                    claims = Some(data.claims);
+                    break;
                 }
-                ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => unauthorized(
-                    ErrorCode::JwtInvalid,
-                    "Wrong or unsupported encoding algorithm",
-                ),
-                ErrorKind::Json(_) | ErrorKind::InvalidClaimFormat(_) => {
-                    unauthorized(ErrorCode::JwtClaims, "Parsing claims failed")
+                // The signature checked out; the payload is no JSON object.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::Json(_) | ErrorKind::InvalidClaimFormat(_)
+                    ) =>
+                {
+                    return Err(unauthorized(ErrorCode::JwtClaims, "Parsing claims failed"));
                 }
-                _ => unauthorized(ErrorCode::JwtInvalid, "JWT cryptographic operation failed"),
-            })?;
-        if !data.claims.is_object() {
+                // This key does not verify it; the next one may.
+                Err(_) => {}
+            }
+        }
+        let Some(claims) = claims else {
+            return Err(
+                unauthorized(ErrorCode::JwtInvalid, "No suitable key or wrong key type")
+                    .with_details("None of the keys was able to decode the JWT"),
+            );
+        };
+        if !claims.is_object() {
             return Err(unauthorized(ErrorCode::JwtClaims, "Parsing claims failed"));
         }
-        let times = ClaimTimes::read(&data.claims)?;
+        // PostgREST's order: the time claims, then the audience.
+        let times = ClaimTimes::read(&claims)?;
+        times.check(now)?;
+        check_audience(&claims, self.audience.as_deref())?;
+        let role = self
+            .role_claim_key
+            .role(&claims)
+            .or_else(|| self.anon_role.clone());
         Ok(Verified {
             times,
-            principal: Arc::new(Principal::from_claims(data.claims)),
+            principal: Arc::new(Principal { role, claims }),
         })
     }
 
@@ -448,40 +578,38 @@ impl Auth {
     }
 }
 
-fn source_path(src: &KeySource) -> &Path {
-    match src {
-        KeySource::HmacSecretFile(p) | KeySource::RsaPublicKeyFile(p) => p,
-    }
-}
-
-fn load_key(src: &KeySource, generation: u64) -> anyhow::Result<KeyState> {
-    let (path, rsa) = match src {
-        KeySource::HmacSecretFile(p) => (p, false),
-        KeySource::RsaPublicKeyFile(p) => (p, true),
-    };
-    let before = stamp(path);
-    let bytes =
-        std::fs::read(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
-    let key = if rsa {
-        DecodingKey::from_rsa_pem(&bytes)
-            .map_err(|e| anyhow::anyhow!("{} is not an RSA public key PEM: {e}", path.display()))?
-    } else {
-        if bytes.is_empty() {
-            anyhow::bail!("{} is empty", path.display());
-        }
-        DecodingKey::from_secret(&bytes)
-    };
-    Ok(KeyState {
-        stamp: before,
-        key: Some(key),
+/// Loads every key file as generation `generation`: the keys of those that load, and why the
+/// others did not.
+fn load_keys(sources: &[KeySource], generation: u64) -> (KeyState, Vec<anyhow::Error>) {
+    let mut state = KeyState {
+        stamps: Vec::with_capacity(sources.len()),
+        keys: Vec::new(),
         generation,
-    })
+    };
+    let mut errors = Vec::new();
+    for source in sources {
+        let path = source.path();
+        // Taken before the read: a change during the read is seen at the next check.
+        state.stamps.push(stamp(path));
+        let loaded = std::fs::read(path)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))
+            .and_then(|bytes| match source {
+                KeySource::HmacSecretFile(_) => keys::hmac_secret(path, &bytes),
+                KeySource::RsaPublicKeyFile(_) => keys::rsa_pem(path, &bytes),
+                KeySource::Jwks(_) => keys::jwk_set(path, &bytes),
+            });
+        match loaded {
+            Ok(keys) => state.keys.extend(keys),
+            Err(e) => errors.push(e),
+        }
+    }
+    (state, errors)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jsonwebtoken::{EncodingKey, Header, encode};
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
     use serde_json::json;
 
     fn token(secret: &[u8], alg: Algorithm, claims: serde_json::Value) -> String {
@@ -498,7 +626,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("secret");
         std::fs::write(&path, b"a-secret-of-at-least-32-characters!!").unwrap();
-        let auth = Auth::new(&AuthConfig::Jwt(KeySource::HmacSecretFile(path))).unwrap();
+        let auth = Auth::new(&AuthConfig::jwt(KeySource::HmacSecretFile(path))).unwrap();
         let good = token(
             b"a-secret-of-at-least-32-characters!!",
             Algorithm::HS384,
@@ -535,7 +663,7 @@ mod tests {
     fn hmac_auth(dir: &tempfile::TempDir, secret: &[u8]) -> (Auth, PathBuf) {
         let path = dir.path().join("secret");
         std::fs::write(&path, secret).unwrap();
-        let auth = Auth::new(&AuthConfig::Jwt(KeySource::HmacSecretFile(path.clone()))).unwrap();
+        let auth = Auth::new(&AuthConfig::jwt(KeySource::HmacSecretFile(path.clone()))).unwrap();
         (auth, path)
     }
 
@@ -642,7 +770,6 @@ mod tests {
     fn a_token_verified_by_a_replaced_key_is_never_served_from_the_cache() {
         let dir = tempfile::tempdir().unwrap();
         let (auth, path) = hmac_auth(&dir, SECRET);
-        let src = KeySource::HmacSecretFile(path.clone());
         let old = format!(
             "Bearer {}",
             token(SECRET, Algorithm::HS256, json!({"role": "x"}))
@@ -650,10 +777,10 @@ mod tests {
         let raw = old.strip_prefix("Bearer ").unwrap();
         // A request verifies the token with the old key ...
         let before = auth.state.load_full();
-        let verified = auth.verify(&before, raw).unwrap();
+        let verified = auth.verify(&before, raw, now_secs()).unwrap();
         // ... the key is replaced meanwhile ...
         std::fs::write(&path, b"another-secret-of-at-least-32-characters").unwrap();
-        auth.reload(&src);
+        auth.reload();
         // ... and only then does that request cache what it verified.
         auth.remember(before.generation, raw, Arc::new(verified));
         let e = auth.check(Some(old.as_bytes())).unwrap_err();
@@ -701,5 +828,131 @@ mod tests {
             token(other, Algorithm::HS256, json!({"role": "x"}))
         );
         assert!(auth.check(Some(new.as_bytes())).is_ok());
+    }
+
+    fn bearer(claims: serde_json::Value) -> String {
+        format!("Bearer {}", token(SECRET, Algorithm::HS256, claims))
+    }
+
+    fn auth_with(dir: &tempfile::TempDir, config: impl FnOnce(&mut AuthConfig)) -> Auth {
+        let path = dir.path().join("secret");
+        std::fs::write(&path, SECRET).unwrap();
+        let mut c = AuthConfig::jwt(KeySource::HmacSecretFile(path));
+        config(&mut c);
+        Auth::new(&c).unwrap()
+    }
+
+    fn role(auth: &Auth, header: Option<&str>) -> Result<Option<String>, (u16, String, String)> {
+        auth.check(header.map(str::as_bytes))
+            .map(|p| p.role.clone())
+            .map_err(|e| (e.status, e.code.as_str().to_string(), e.message))
+    }
+
+    #[test]
+    fn the_role_comes_from_the_claim_path_else_the_anonymous_role() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = auth_with(&dir, |c| {
+            c.role_claim_key = ".app_metadata.roles[1]".parse().unwrap();
+            c.anon_role = Some("web_anon".into());
+        });
+        let t = bearer(json!({"role": "ignored", "app_metadata": {"roles": ["a", "b"]}}));
+        assert_eq!(role(&auth, Some(&t)), Ok(Some("b".into())));
+        // No role at the path: the anonymous role, as PostgREST.
+        assert_eq!(
+            role(&auth, Some(&bearer(json!({"role": "x"})))),
+            Ok(Some("web_anon".into()))
+        );
+        // No token at all: the anonymous role, no claims.
+        let who = auth.check(None).unwrap();
+        assert_eq!(
+            *who,
+            Principal {
+                role: Some("web_anon".into()),
+                claims: serde_json::Value::Null
+            }
+        );
+
+        // Without an anonymous role: a token without a role passes with none while no roles
+        // are known (the Go version's behaviour), no token is PGRST302.
+        let auth = auth_with(&dir, |_| {});
+        assert_eq!(role(&auth, Some(&bearer(json!({})))), Ok(None));
+        assert_eq!(role(&auth, None).unwrap_err().1, "PGRST302");
+    }
+
+    #[test]
+    fn with_roles_in_force_a_caller_without_a_role_is_postgrest_401() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = auth_with(&dir, |c| c.roles_required = true);
+        let stranger = bearer(json!({"role": "stranger"}));
+        let roleless = bearer(json!({"sub": "1"}));
+        // Whether a role exists is the permissions' to say.
+        assert_eq!(role(&auth, Some(&stranger)), Ok(Some("stranger".into())));
+        let disabled = Err((
+            401,
+            "PGRST302".into(),
+            "Anonymous access is disabled".into(),
+        ));
+        assert_eq!(role(&auth, Some(&roleless)), disabled);
+        // Cached or not.
+        assert_eq!(role(&auth, Some(&roleless)), disabled);
+        assert_eq!(role(&auth, None), disabled);
+        // The anonymous role fills in.
+        let anon = auth_with(&dir, |c| {
+            c.roles_required = true;
+            c.anon_role = Some("nobody".into());
+        });
+        assert_eq!(role(&anon, Some(&roleless)), Ok(Some("nobody".into())));
+        assert_eq!(role(&anon, None), Ok(Some("nobody".into())));
+        // Authentication disabled: every caller is the anonymous one.
+        let open = Auth::new(&AuthConfig {
+            roles_required: true,
+            ..AuthConfig::default()
+        })
+        .unwrap();
+        assert_eq!(role(&open, None), disabled);
+        let open = Auth::new(&AuthConfig {
+            roles_required: true,
+            anon_role: Some("dev".into()),
+            ..AuthConfig::default()
+        })
+        .unwrap();
+        assert_eq!(role(&open, Some(&stranger)), Ok(Some("dev".into())));
+    }
+
+    #[test]
+    fn aud_follows_postgrest() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = auth_with(&dir, |c| c.audience = Some("api".into()));
+        let not_in = Err((401, "PGRST303".into(), "JWT not in audience".into()));
+        let not_string = Err((
+            401,
+            "PGRST303".into(),
+            "The JWT 'aud' claim must be a string or an array of strings".into(),
+        ));
+        for (aud, want) in [
+            (json!("api"), Ok(Some("r".into()))),
+            (json!(["web", "api"]), Ok(Some("r".into()))),
+            (json!([]), Ok(Some("r".into()))),
+            (json!(null), Ok(Some("r".into()))),
+            (json!("web"), not_in.clone()),
+            (json!(["web"]), not_in.clone()),
+            (json!("API"), not_in),
+            (json!(5), not_string.clone()),
+            (json!(["api", 5]), not_string.clone()),
+            (json!({"api": true}), not_string.clone()),
+        ] {
+            let t = bearer(json!({"role": "r", "aud": aud}));
+            assert_eq!(role(&auth, Some(&t)), want, "{aud}");
+        }
+        assert_eq!(
+            role(&auth, Some(&bearer(json!({"role": "r"})))),
+            Ok(Some("r".into()))
+        );
+        // Without an audience configured, every audience passes, but not a malformed one.
+        let any = auth_with(&dir, |_| {});
+        let t = bearer(json!({"aud": "whatever"}));
+        assert_eq!(role(&any, Some(&t)), Ok(None));
+        let t = bearer(json!({"aud": 5}));
+        assert_eq!(role(&any, Some(&t)), not_string);
     }
 }

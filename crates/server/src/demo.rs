@@ -117,8 +117,9 @@ pub fn prepare(args: &DemoArgs) -> anyhow::Result<ServeConfig> {
     );
     Ok(ServeConfig {
         dsn: db.to_string_lossy().into_owned(),
+        db_must_exist: false,
         http_addr: args.http_addr.clone(),
-        auth: AuthConfig::Jwt(KeySource::HmacSecretFile(secret_path)),
+        auth: AuthConfig::jwt(KeySource::HmacSecretFile(secret_path)),
         allow_tables: tables,
         metrics_addr: (!args.metrics_addr.trim().is_empty()).then(|| args.metrics_addr.clone()),
         pprof_addr: None,

@@ -10,9 +10,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::cli::{Cli, Command};
+/// The longest the API's drain takes at shutdown, before the final sync: with the replication
+/// config's `shutdown-sync-timeout` and [`RUNTIME_SHUTDOWN_GRACE`], the least time a
+/// supervisor must give `serve` between SIGTERM and SIGKILL (`deploy/kubernetes`).
+pub use crate::serve::DRAIN as SERVE_DRAIN;
 pub use crate::serve::ServeHooks;
 use crate::serve_config::ServeConfig;
-use crate::{demo, logging, migrate, restore_command, serve};
+use crate::{demo, logging, migrate, replica_command, restore_command, serve};
 
 /// How long the runtime waits for its blocking threads once the command has finished.
 pub const RUNTIME_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -44,6 +48,16 @@ pub fn run(cli: &Cli, hooks: ServeHooks) -> ExitCode {
                 Ok(_) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %e, "restore failed");
+                    eprintln!("sqlite-rest: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Command::Replica(args) => {
+            return match block_on(replica_command::run(args)).and_then(|r| r) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "replica command failed");
                     eprintln!("sqlite-rest: {e:#}");
                     ExitCode::FAILURE
                 }

@@ -33,7 +33,8 @@
 //!   `logging.rs`: structured logs.
 //! - `embedded_replication.rs`: the `replication` crate wired into `serve` (start before the
 //!   database opens, commit notices, health, stop).
-//! - The other commands: `restore_command.rs`, `migrate.rs`, `demo.rs`.
+//! - The other commands: `restore_command.rs`, `replica_command.rs` (`replica ls`,
+//!   `replica status`), `migrate.rs`, `demo.rs`.
 
 // `ApiError` travels only on the cold error path; boxing it would buy nothing measurable.
 #![allow(clippy::result_large_err)]
@@ -52,6 +53,7 @@ mod metrics_registry;
 mod migrate;
 mod permissions;
 mod pprof;
+mod replica_command;
 mod restore_command;
 mod rpc_functions;
 mod serve;

@@ -28,7 +28,7 @@ use replication::Checkpointer;
 use tokio::task::JoinSet;
 
 use crate::admin::{self, HealthReport};
-use crate::auth::{Auth, AuthConfig};
+use crate::auth::Auth;
 use crate::database::{Database, OpenOptions, Writer, WriterConfig};
 use crate::embedded_replication;
 use crate::http::durability::Durability;
@@ -40,7 +40,9 @@ use crate::rpc_functions::RpcRegistry;
 use crate::serve_config::ServeConfig;
 use crate::shutdown::{self, Shutdown};
 
-const DRAIN: Duration = Duration::from_secs(30);
+/// The longest the API's drain takes once shutdown begins (then queued writes commit and the
+/// final sync runs, bounded by the config's `shutdown-sync-timeout`).
+pub const DRAIN: Duration = Duration::from_secs(30);
 
 /// Time the drain keeps for answering once synchronous writes stop waiting.
 const ANSWER_MARGIN: Duration = Duration::from_secs(2);
@@ -49,6 +51,13 @@ const ANSWER_MARGIN: Duration = Duration::from_secs(2);
 /// replication config's `shutdown-sync-timeout` (the bound shutdown puts on reaching the
 /// replica), within the drain's own bound so that every such write is answered (`SR001`)
 /// before the drain gives up on its connection.
+/// The database file `dsn` names when it is a file that does not exist yet (`None` for an
+/// existing file and for in-memory databases).
+fn missing_database_file(dsn: &str) -> Option<std::path::PathBuf> {
+    let path = embedded_replication::db_path(dsn).ok()?;
+    (!path.exists()).then_some(path)
+}
+
 fn sync_write_grace(shutdown_sync_timeout: Duration) -> Duration {
     shutdown_sync_timeout.min(DRAIN.saturating_sub(ANSWER_MARGIN))
 }
@@ -76,6 +85,17 @@ pub async fn run_with(config: ServeConfig, hooks: ServeHooks) -> anyhow::Result<
     // Metrics first: replication registers its families in the same registry.
     let metrics = Arc::new(Metrics::new()?);
 
+    // A database file that does not exist is created (as the Go version's driver did):
+    // said loudly, since a mistyped --db-dsn would otherwise serve an empty database, or
+    // refused with --db-must-exist.
+    let missing_db = missing_database_file(&config.dsn);
+    if let (Some(path), true, None) = (&missing_db, config.db_must_exist, &config.replication) {
+        anyhow::bail!(
+            "the database {} does not exist (--db-must-exist): check --db-dsn, or leave out --db-must-exist to create a new, empty database",
+            path.display()
+        );
+    }
+
     // Step 1: replication — restore / lineage check before anything opens the file.
     let (replicator, shutdown_sync_timeout) = match &config.replication {
         Some(settings) => {
@@ -84,12 +104,24 @@ pub async fn run_with(config: ServeConfig, hooks: ServeHooks) -> anyhow::Result<
                 &config.dsn,
                 metrics.registry(),
                 hooks.wrap_replica_client.clone(),
+                !config.db_must_exist,
             )
             .await?;
             (Some(started.replicator), started.shutdown_sync_timeout)
         }
         None => (None, Duration::ZERO),
     };
+    if let Some(path) = &missing_db {
+        let created = replicator
+            .as_ref()
+            .is_none_or(|r| r.handle().start_action() == replication::StartAction::NewDatabase);
+        if created {
+            tracing::warn!(
+                db = %path.display(),
+                "the database file did not exist: created a new, empty database (a mistyped --db-dsn? --db-must-exist refuses to start instead)"
+            );
+        }
+    }
 
     // Step 2: the database.
     if config.allow_tables.is_empty() && config.permissions.is_none() {
@@ -153,7 +185,7 @@ pub async fn run_with(config: ServeConfig, hooks: ServeHooks) -> anyhow::Result<
     };
 
     // Step 3: authentication.
-    if config.auth == AuthConfig::Disabled {
+    if config.auth.disabled() {
         for _ in 0..3 {
             tracing::warn!(
                 "AUTHENTICATION IS DISABLED (--insecure-disable-auth): every client can read every exposed table. Never do this outside local development."

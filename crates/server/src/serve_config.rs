@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use dialect::Exposure;
 
-use crate::auth::{AuthConfig, KeySource};
+use crate::auth::{AuthConfig, ClaimPath, KeySource};
 use crate::cli::ServeArgs;
 use crate::database::Synchronous;
 use crate::embedded_replication::ReplicationSettings;
@@ -48,6 +48,8 @@ impl Default for WriteConfig {
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub(crate) dsn: String,
+    /// `--db-dsn` must name an existing database (or one the replica restores).
+    pub(crate) db_must_exist: bool,
     pub(crate) http_addr: String,
     pub(crate) auth: AuthConfig,
     pub(crate) allow_tables: Vec<String>,
@@ -85,6 +87,61 @@ fn non_empty(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_string())
 }
 
+/// The authentication the flags ask for: the key files (or none, with
+/// `--insecure-disable-auth` only), the role claim path, the anonymous role, the audience,
+/// and whether roles are in force (`--permissions`).
+fn auth_config(a: &ServeArgs) -> anyhow::Result<AuthConfig> {
+    if a.auth_token_file.is_some() && a.auth_rsa_public_key.is_some() {
+        anyhow::bail!(
+            "cannot specify --auth-rsa-public-key and --auth-token-file at the same time"
+        );
+    }
+    let keys: Vec<KeySource> = [
+        a.auth_token_file.clone().map(KeySource::HmacSecretFile),
+        a.auth_rsa_public_key
+            .clone()
+            .map(KeySource::RsaPublicKeyFile),
+        a.auth_jwks_file.clone().map(KeySource::Jwks),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    match (keys.is_empty(), a.insecure_disable_auth) {
+        (true, false) => anyhow::bail!(
+            "specify --auth-token-file, --auth-rsa-public-key or --auth-jwks-file (or --insecure-disable-auth for local development)"
+        ),
+        (false, true) => {
+            anyhow::bail!("--insecure-disable-auth cannot be combined with an auth key")
+        }
+        _ => {}
+    }
+    let role_claim_key = a
+        .auth_role_claim_key
+        .parse::<ClaimPath>()
+        .map_err(|e| anyhow::anyhow!("--auth-role-claim-key: {e}"))?;
+    let anon_role = match a.auth_anon_role.as_deref().map(str::trim) {
+        Some("") => anyhow::bail!("--auth-anon-role is empty"),
+        other => other.map(str::to_string),
+    };
+    let audience = match a.auth_jwt_aud.as_deref() {
+        Some("") => anyhow::bail!("--auth-jwt-aud is empty"),
+        other => other.map(str::to_string),
+    };
+    let roles_required = a.permissions.is_some();
+    if roles_required && keys.is_empty() && anon_role.is_none() {
+        anyhow::bail!(
+            "--permissions with --insecure-disable-auth needs --auth-anon-role: the role every request runs as"
+        );
+    }
+    Ok(AuthConfig {
+        keys,
+        role_claim_key,
+        anon_role,
+        audience,
+        roles_required,
+    })
+}
+
 impl ServeConfig {
     pub fn from_args(a: &ServeArgs) -> anyhow::Result<Self> {
         if a.permissions.is_some() && a.security_allow_table.iter().any(|t| !t.is_empty()) {
@@ -92,26 +149,7 @@ impl ServeConfig {
                 "--permissions and --security-allow-table do not combine: list the tables in the permissions file (a role with read, insert, update and delete on a table is what --security-allow-table gives every caller)"
             );
         }
-        let auth = match (
-            &a.auth_token_file,
-            &a.auth_rsa_public_key,
-            a.insecure_disable_auth,
-        ) {
-            (None, None, true) => AuthConfig::Disabled,
-            (Some(t), None, false) => AuthConfig::Jwt(KeySource::HmacSecretFile(t.clone())),
-            (None, Some(k), false) => AuthConfig::Jwt(KeySource::RsaPublicKeyFile(k.clone())),
-            (None, None, false) => anyhow::bail!(
-                "specify --auth-token-file or --auth-rsa-public-key (or --insecure-disable-auth for local development)"
-            ),
-            (Some(_), Some(_), _) => {
-                anyhow::bail!(
-                    "cannot specify --auth-rsa-public-key and --auth-token-file at the same time"
-                )
-            }
-            (_, _, true) => {
-                anyhow::bail!("--insecure-disable-auth cannot be combined with an auth key")
-            }
-        };
+        let auth = auth_config(a)?;
         if a.db_dsn.trim().is_empty() {
             anyhow::bail!("--db-dsn is required");
         }
@@ -146,6 +184,7 @@ impl ServeConfig {
         };
         Ok(ServeConfig {
             dsn: a.db_dsn.clone(),
+            db_must_exist: a.db_must_exist,
             http_addr: a.http_addr.clone(),
             auth,
             allow_tables: a

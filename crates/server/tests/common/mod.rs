@@ -45,6 +45,8 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// Use the RSA public key instead of the HMAC secret.
     pub rsa: bool,
+    /// Pass no key flag: `args` name the keys (`--auth-jwks-file`, …).
+    pub own_keys: bool,
     pub allow: String,
     /// The binary to run (default: this build's `sqlite-rest`; hostile tests run the release
     /// build, `testkit::Tool::ReleaseBinary`).
@@ -57,6 +59,7 @@ impl Default for Options {
             args: Vec::new(),
             env: Vec::new(),
             rsa: false,
+            own_keys: false,
             allow: ALL_TABLES.to_string(),
             bin: None,
         }
@@ -121,7 +124,8 @@ impl Server {
                 .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_sqlite-rest")));
             let mut cmd = serve_command(&bin, &db, port, admin_port, &opts.allow);
             cmd.arg("--log-level").arg("warn");
-            if opts.rsa {
+            if opts.own_keys {
+            } else if opts.rsa {
                 cmd.arg("--auth-rsa-public-key")
                     .arg(fixtures().join("rsa_public.pem"));
             } else {
