@@ -406,6 +406,43 @@ async fn row_filters_and_columns_hold_for_every_read() {
     let alice_doc = get(&s, ALICE, "/").await.json();
     assert!(alice_doc["paths"]["/docs"].get("post").is_some());
     assert!(alice_doc["paths"].get("/owners").is_some());
+    // ... and only the columns it may use: in rows, filters and write bodies.
+    let props = |doc: &Value, schema: &str| -> Vec<String> {
+        let mut p: Vec<String> = doc["components"]["schemas"][schema]["properties"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{schema}: {}", doc["components"]["schemas"]))
+            .keys()
+            .cloned()
+            .collect();
+        p.sort();
+        p
+    };
+    let filters = |doc: &Value, rel: &str| -> Vec<String> {
+        let prefix = format!("rowFilter.{rel}.");
+        let mut f: Vec<String> = doc["components"]["parameters"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter_map(|k| k.strip_prefix(&prefix).map(str::to_string))
+            .collect();
+        f.sort();
+        f
+    };
+    assert_eq!(props(&anon_doc, "docs"), ["id", "public", "title"]);
+    assert_eq!(filters(&anon_doc, "docs"), ["id", "public", "title"]);
+    let user_columns = ["id", "owner_id", "public", "slug", "title"];
+    assert_eq!(props(&alice_doc, "docs"), user_columns);
+    assert_eq!(props(&alice_doc, "docs.insert"), user_columns);
+    assert_eq!(props(&alice_doc, "docs.update"), user_columns);
+    assert_eq!(filters(&alice_doc, "docs"), user_columns);
+    assert_eq!(props(&alice_doc, "owners"), ["id", "name"]);
+    assert!(!anon_doc.to_string().contains("secret"), "{anon_doc}");
+    assert!(!alice_doc.to_string().contains("secret"), "{alice_doc}");
+    let admin_doc = get(&s, Who::Token("admin", "x"), "/").await.json();
+    assert_eq!(
+        props(&admin_doc, "docs"),
+        ["id", "owner_id", "public", "secret", "slug", "title"]
+    );
 }
 
 #[tokio::test]
@@ -579,6 +616,21 @@ async fn rpc_set_results_need_grants_without_row_filters() {
     get(&s, Who::ApiKey, "/rpc/all_docs")
         .await
         .error(401, "42501");
+    // The OpenAPI document lists a function only to the roles that may call it.
+    let doc = get(&s, Who::Token("admin", "x"), "/").await.json();
+    assert!(
+        doc["paths"].get("/rpc/all_docs").is_some(),
+        "{}",
+        doc["paths"]
+    );
+    for who in [ALICE, Who::ApiKey] {
+        let doc = get(&s, who, "/").await.json();
+        assert!(
+            doc["paths"].get("/rpc/all_docs").is_none(),
+            "{who:?}: {}",
+            doc["paths"]
+        );
+    }
 }
 
 #[tokio::test]
