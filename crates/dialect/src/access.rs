@@ -531,6 +531,20 @@ impl crate::openapi::Visibility for Access<'_> {
             Op::Delete => has(Privilege::Delete),
         }
     }
+
+    fn column(&self, relation: &Relation, column: &str, op: crate::openapi::Operation) -> bool {
+        use crate::openapi::Operation as Op;
+        let covers = |p| {
+            self.get(&relation.name, p)
+                .is_some_and(|g| g.allows_column(column))
+        };
+        match op {
+            Op::Read | Op::Delete => covers(Privilege::Read),
+            Op::Insert => covers(Privilege::Insert),
+            Op::Update => covers(Privilege::Update),
+            Op::Upsert => covers(Privilege::Insert) && covers(Privilege::Update),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -101,7 +101,7 @@ pub use read::plan::{
     ReadPlan, plan_read, plan_read_as, resolve_relation,
 };
 // The write path: body → plan → DML in the caller's transaction → representation.
-pub use sql::Sql;
+pub use sql::{Sql, with_statement_tag};
 pub use write::body::{BodyFormat, Payload, csv_header, parse_payload};
 pub use write::exec::{WriteOutput, execute_write};
 pub use write::plan::{
@@ -125,7 +125,7 @@ pub use openapi::{
     negotiate_root as negotiate_openapi,
 };
 pub use relationships::{Cardinality, Junction, Relationship, Relationships};
-pub use schema_cache::{Exposure, Relation, SchemaCache, Source, schema_version};
+pub use schema_cache::{Exposure, RelKind, Relation, SchemaCache, Source, schema_version};
 // RPC over named SQL files.
 pub use rpc::{
     Args as RpcArgs, Call as RpcCall, CallRead as RpcRead, Function as RpcFunction,

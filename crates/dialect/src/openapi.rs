@@ -109,6 +109,11 @@ pub trait Visibility {
     fn may(&self, _relation: &Relation, _op: Operation) -> bool {
         true
     }
+    /// Whether a column of a visible relation appears for the operation: in the rows read and
+    /// the filters ([`Operation::Read`]), in the bodies of inserts and updates.
+    fn column(&self, _relation: &Relation, _column: &str, _op: Operation) -> bool {
+        true
+    }
 }
 
 /// Everything the schema cache exposes (the allow-list is the only restriction today).
@@ -142,17 +147,18 @@ pub fn document(cache: &SchemaCache, opts: &DocOptions<'_>) -> Value {
     let mut schemas = Map::new();
     let mut parameters = common_parameters();
     for rel in &relations {
-        schemas.insert(component(&rel.name), row_schema(rel, &visible));
+        let vis = opts.visibility;
+        schemas.insert(component(&rel.name), row_schema(rel, &visible, vis));
         schemas.insert(
             format!("{}.insert", component(&rel.name)),
-            write_schema(rel, &visible, true),
+            write_schema(rel, &visible, true, vis),
         );
         schemas.insert(
             format!("{}.update", component(&rel.name)),
-            write_schema(rel, &visible, false),
+            write_schema(rel, &visible, false, vis),
         );
         for c in &rel.columns {
-            if !RESERVED.contains(&c.name.as_str()) {
+            if !RESERVED.contains(&c.name.as_str()) && vis.column(rel, &c.name, Operation::Read) {
                 parameters.insert(filter_ref_name(rel, c), filter_parameter(c));
             }
         }
@@ -363,10 +369,11 @@ fn display_type(decl: &str) -> &str {
 
 /// The row as reads and representations return it. Nothing is required (`select` picks
 /// columns) and other keys may appear (embeds, aliases, JSON paths).
-fn row_schema(rel: &Relation, visible: &HashSet<&str>) -> Value {
+fn row_schema(rel: &Relation, visible: &HashSet<&str>, vis: &dyn Visibility) -> Value {
     let props: Map<String, Value> = rel
         .columns
         .iter()
+        .filter(|c| vis.column(rel, &c.name, Operation::Read))
         .map(|c| (c.name.clone(), column_schema(rel, c, visible)))
         .collect();
     let kind = match rel.kind {
@@ -383,15 +390,28 @@ fn row_schema(rel: &Relation, visible: &HashSet<&str>) -> Value {
 
 /// The row as a write's body sends it: only the relation's columns, and for an insert
 /// (POST, PUT) every NOT NULL column without a default.
-fn write_schema(rel: &Relation, visible: &HashSet<&str>, insert: bool) -> Value {
+fn write_schema(
+    rel: &Relation,
+    visible: &HashSet<&str>,
+    insert: bool,
+    vis: &dyn Visibility,
+) -> Value {
+    let op = if insert {
+        Operation::Insert
+    } else {
+        Operation::Update
+    };
+    let shown = |c: &&Column| vis.column(rel, &c.name, op);
     let props: Map<String, Value> = rel
         .columns
         .iter()
+        .filter(shown)
         .map(|c| (c.name.clone(), column_schema(rel, c, visible)))
         .collect();
     let required: Vec<&str> = rel
         .columns
         .iter()
+        .filter(shown)
         .filter(|c| insert && !c.nullable && c.default.is_none())
         .map(|c| c.name.as_str())
         .collect();
@@ -575,7 +595,9 @@ fn relation_item(rel: &Relation, vis: &dyn Visibility) -> Value {
     let filters: Vec<Value> = rel
         .columns
         .iter()
-        .filter(|c| !RESERVED.contains(&c.name.as_str()))
+        .filter(|c| {
+            !RESERVED.contains(&c.name.as_str()) && vis.column(rel, &c.name, Operation::Read)
+        })
         .map(|c| param_ref(&filter_ref_name(rel, c)))
         .collect();
     let with = |extra: &[&str]| -> Vec<Value> {

@@ -269,6 +269,9 @@ pub struct SchemaCache {
     pub version: i64,
     relations: HashMap<String, Arc<Relation>>,
     hidden: HashSet<String>,
+    /// The names of every view and trigger of the database, exposed or not: what SQLite's
+    /// authorizer names as the accessor of what they read and write on their own behalf.
+    definers: HashSet<String>,
     /// The relationships between exposed relations (see `relationships.rs`).
     pub relationships: Relationships,
 }
@@ -295,9 +298,12 @@ impl SchemaCache {
             stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                 .collect::<rusqlite::Result<_>>()?
         };
-        let triggers = view_triggers(conn)?;
+        let (triggers, mut definers) = view_triggers(conn)?;
         let fts5 = fts5_tables(conn)?;
         for (name, kind, without_rowid) in names {
+            if kind == "view" {
+                definers.insert(name.clone());
+            }
             if !exposure.allows(&name) {
                 hidden.insert(name);
                 continue;
@@ -317,6 +323,7 @@ impl SchemaCache {
             version,
             relations,
             hidden,
+            definers,
             relationships,
         })
     }
@@ -353,7 +360,23 @@ impl SchemaCache {
             relationships: self.relationships.retain(&|n| relations.contains_key(n)),
             relations,
             hidden,
+            definers: self.definers.clone(),
         }
+    }
+
+    /// Whether `name` is a view or a trigger of the database (exposed or not).
+    pub fn is_definer(&self, name: &str) -> bool {
+        self.definers.contains(name)
+    }
+
+    /// The names of the database's views and triggers.
+    pub fn definers(&self) -> impl Iterator<Item = &String> {
+        self.definers.iter()
+    }
+
+    /// The relations the allow-list hides.
+    pub fn hidden(&self) -> impl Iterator<Item = &String> {
+        self.hidden.iter()
     }
 
     /// True when `name` exists in the database but the allow-list hides it.
@@ -449,15 +472,26 @@ fn similarity(a: &str, a_len: usize, b: &str) -> Option<f64> {
     (distance <= allowed).then(|| 1.0 - distance as f64 / longest as f64)
 }
 
-/// For each view: which of INSERT/UPDATE/DELETE have INSTEAD OF triggers.
-fn view_triggers(conn: &Connection) -> rusqlite::Result<HashMap<String, [bool; 3]>> {
+/// For each view: which of INSERT/UPDATE/DELETE have INSTEAD OF triggers; and the names of
+/// all triggers.
+type ViewTriggers = (HashMap<String, [bool; 3]>, HashSet<String>);
+
+fn view_triggers(conn: &Connection) -> rusqlite::Result<ViewTriggers> {
     let mut stmt = conn.prepare(
-        "SELECT tbl_name, sql FROM sqlite_schema WHERE type = 'trigger' AND sql IS NOT NULL",
+        "SELECT tbl_name, sql, name FROM sqlite_schema WHERE type = 'trigger' AND sql IS NOT NULL",
     )?;
     let mut out: HashMap<String, [bool; 3]> = HashMap::new();
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    let mut names = HashSet::new();
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+        ))
+    })?;
     for row in rows {
-        let (table, sql) = row?;
+        let (table, sql, name) = row?;
+        names.insert(name);
         let norm = sql
             .split_whitespace()
             .collect::<Vec<_>>()
@@ -468,7 +502,7 @@ fn view_triggers(conn: &Connection) -> rusqlite::Result<HashMap<String, [bool; 3
         e[1] |= norm.contains("INSTEAD OF UPDATE");
         e[2] |= norm.contains("INSTEAD OF DELETE");
     }
-    Ok(out)
+    Ok((out, names))
 }
 
 fn load_relation(

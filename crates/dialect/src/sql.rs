@@ -2,6 +2,13 @@
 //! bound parameters ([`Sql`]). Identifiers go in quoted ([`Sql::quoted`]), values only as `?`
 //! parameters ([`Sql::bind`]); the read SQL is in `read/sql.rs`, the write DML in
 //! `write/sql.rs`.
+//!
+//! Every statement a request runs is prepared through [`prepare_cached`], which puts the
+//! thread's statement tag ([`with_statement_tag`]) in front of the text: a role's statements
+//! are cached apart from every other role's (SQLite's authorizer, which enforces a role's
+//! grants, runs when a statement is prepared, never when a cached one is reused).
+
+use std::cell::RefCell;
 
 use rusqlite::types::Value;
 
@@ -62,4 +69,45 @@ impl Sql {
         }
         Ok(())
     }
+}
+
+thread_local! {
+    /// The statement tag of whatever this thread runs now (see [`with_statement_tag`]).
+    static TAG: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// Runs `f` with `tag` (an SQL comment, such as `/*role:3*/`, or empty) in front of every
+/// statement it prepares through [`prepare_cached`], and restores the previous tag after.
+/// A connection's statement cache is keyed by text, so statements run under different tags
+/// are prepared, and authorized, apart.
+pub fn with_statement_tag<T>(tag: &str, f: impl FnOnce() -> T) -> T {
+    struct Restore(Option<String>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            if let Some(t) = self.0.take() {
+                TAG.with(|c| *c.borrow_mut() = t);
+            }
+        }
+    }
+    let previous = TAG.with(|c| std::mem::replace(&mut *c.borrow_mut(), tag.to_string()));
+    let _restore = Restore(Some(previous));
+    f()
+}
+
+/// `conn.prepare_cached(text)`, with the thread's statement tag in front of `text`.
+pub(crate) fn prepare_cached<'c>(
+    conn: &'c rusqlite::Connection,
+    text: &str,
+) -> rusqlite::Result<rusqlite::CachedStatement<'c>> {
+    TAG.with(|c| {
+        let tag = c.borrow();
+        if tag.is_empty() {
+            conn.prepare_cached(text)
+        } else {
+            let mut tagged = String::with_capacity(tag.len() + text.len());
+            tagged.push_str(&tag);
+            tagged.push_str(text);
+            conn.prepare_cached(&tagged)
+        }
+    })
 }

@@ -5,6 +5,7 @@
 //!    recorded and a poller lists the replica's L0 objects every few milliseconds, reading
 //!    each new file's header; a commit is durable once an L0 file with its salts covers its
 //!    offset. p50/p99 for sqlite-rest's replicator vs `litestream replicate` (defaults);
+//!    the distributions are plotted to `target/bench/lag.svg` (`testkit::plot::latency_cdf`);
 //! 2. throughput: the same writer unpaced, commits per second with our replicator, with
 //!    `litestream replicate` beside it, and with no replication (the baseline); then the
 //!    same three through the HTTP write API of the release binary (16 clients POSTing);
@@ -912,6 +913,7 @@ async fn main() {
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let run = |part: &str| only.is_empty() || only == part;
     let mut lag_rows = [(Mode::Ours, Duration::ZERO, Duration::ZERO); 2];
+    let mut lag_series: Vec<(String, Vec<f64>)> = Vec::new();
     for (i, mode) in [Mode::Ours, Mode::Litestream].into_iter().enumerate() {
         if !run("lag") {
             break;
@@ -941,6 +943,27 @@ async fn main() {
             );
         }
         lag_rows[i] = (mode, pct(&r.lags, 0.5), pct(&r.lags, 0.99));
+        let samples = |lags: &[Duration]| lags.iter().map(|d| ms(*d)).collect::<Vec<f64>>();
+        let name = match mode {
+            Mode::Ours => "sqlite-rest, listed on S3",
+            _ => "Litestream 0.5.17, listed on S3",
+        };
+        lag_series.push((name.to_string(), samples(&r.lags)));
+        if !r.confirmed.is_empty() {
+            lag_series.push((
+                "sqlite-rest, its PUT returned".to_string(),
+                samples(&r.confirmed),
+            ));
+        }
+    }
+    if !lag_series.is_empty() {
+        let dir = plot_dir();
+        std::fs::create_dir_all(&dir).unwrap();
+        let plot = dir.join("lag.svg");
+        let title =
+            format!("replication lag, commit -> on S3 (moto), {rate} commits/s for {secs} s");
+        testkit::plot::latency_cdf(&plot, &title, &lag_series).unwrap();
+        println!("lag plot: {}", plot.display());
     }
     // Throughput: rounds interleaving the modes, so the machine's noise spreads over all of
     // them; each round's ratios are against that round's baseline, and the median is kept.

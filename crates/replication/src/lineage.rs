@@ -268,6 +268,12 @@ pub enum StartupError {
     },
     #[error("start-up task failed: {0}")]
     Task(String),
+    /// No local database, nothing on the replica to restore, and start-up was told not to
+    /// create one ([`PrepareOptions::create_database`]).
+    #[error(
+        "the database {} does not exist and the replica {replica} holds no backup to restore it from; refusing to create a new, empty database", .db.display()
+    )]
+    NoDatabase { db: PathBuf, replica: String },
 }
 
 impl From<Divergence> for StartupError {
@@ -287,6 +293,9 @@ pub struct PrepareOptions {
     pub auto_recover: bool,
     /// The replication config file, named in the commands a [`Divergence`] prints.
     pub config: Option<PathBuf>,
+    /// Whether a missing database may start as a new, empty one when the replica is empty
+    /// (default true); false makes that case [`StartupError::NoDatabase`].
+    pub create_database: bool,
 }
 
 impl Default for PrepareOptions {
@@ -297,6 +306,7 @@ impl Default for PrepareOptions {
             progress: None,
             auto_recover: false,
             config: None,
+            create_database: true,
         }
     }
 }
@@ -349,6 +359,12 @@ pub async fn prepare(
     };
     let Some(local) = local else {
         if contents.is_empty() {
+            if !options.create_database {
+                return Err(StartupError::NoDatabase {
+                    db: db_path.to_path_buf(),
+                    replica: client.describe(),
+                });
+            }
             return Ok(Prepared {
                 action: StartAction::NewDatabase,
                 position: Position::ZERO,

@@ -578,6 +578,9 @@ impl Auth {
     }
 }
 
+/// The largest key file read (a JWK set of many keys is a few hundred KiB at most).
+const MAX_KEY_FILE_BYTES: u64 = 1 << 20;
+
 /// Loads every key file as generation `generation`: the keys of those that load, and why the
 /// others did not.
 fn load_keys(sources: &[KeySource], generation: u64) -> (KeyState, Vec<anyhow::Error>) {
@@ -591,7 +594,7 @@ fn load_keys(sources: &[KeySource], generation: u64) -> (KeyState, Vec<anyhow::E
         let path = source.path();
         // Taken before the read: a change during the read is seen at the next check.
         state.stamps.push(stamp(path));
-        let loaded = std::fs::read(path)
+        let loaded = crate::config_file::read(path, MAX_KEY_FILE_BYTES)
             .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))
             .and_then(|bytes| match source {
                 KeySource::HmacSecretFile(_) => keys::hmac_secret(path, &bytes),

@@ -1,7 +1,7 @@
 //! The command line, compatible with the Go sqlite-rest: `serve` and `migrate` with the same
 //! flags and the same boolean syntax (Go's pflag: `--flag`, `--flag=true`, `--flag=false`),
-//! plus `demo` and `restore`. Every flag can also be set through
-//! `SQLITEREST_<FLAG_IN_UPPER_SNAKE>`.
+//! plus `demo`, `restore` and the operator commands `replica ls` / `replica status`. Every
+//! flag can also be set through `SQLITEREST_<FLAG_IN_UPPER_SNAKE>`.
 
 use std::path::PathBuf;
 
@@ -80,6 +80,9 @@ pub enum Command {
     /// Restore a database from a Litestream-compatible replica (the options of
     /// `litestream restore`).
     Restore(RestoreArgs),
+    /// Inspect a replica: `replica ls` lists its LTX files, `replica status` says where
+    /// replication stands.
+    Replica(ReplicaArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -105,6 +108,12 @@ pub struct ServeArgs {
     /// Database to serve: a file path or a `file:` URI (e.g. `file:data.db?cache=shared`).
     #[arg(long, env = "SQLITEREST_DB_DSN")]
     pub db_dsn: String,
+
+    /// Refuse to start when the database file does not exist, instead of creating a new,
+    /// empty one (a mistyped --db-dsn). With replication, a database the replica can restore
+    /// counts as existing.
+    #[arg(long, env = "SQLITEREST_DB_MUST_EXIST", pflag_bool())]
+    pub db_must_exist: bool,
 
     /// API listen address (`:8080` means every interface).
     #[arg(long, env = "SQLITEREST_HTTP_ADDR", default_value = ":8080")]
@@ -315,18 +324,24 @@ pub struct ServeArgs {
     pub permissions: Option<PathBuf>,
 }
 
+/// The demo's API address: loopback only, so trying the demo never exposes its database
+/// (and a token-guarded write API) to the network. `serve` keeps the Go version's `:8080`.
+pub const DEMO_HTTP_ADDR: &str = "127.0.0.1:8080";
+/// The demo's admin (metrics, health) address, loopback only like [`DEMO_HTTP_ADDR`].
+pub const DEMO_METRICS_ADDR: &str = "127.0.0.1:8081";
+
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
     /// Directory for the demo database and secret (created on first run).
     #[arg(long, env = "SQLITEREST_DEMO_DIR", default_value = "sqlite-rest-demo")]
     pub dir: PathBuf,
 
-    /// API listen address.
-    #[arg(long, env = "SQLITEREST_HTTP_ADDR", default_value = ":8080")]
+    /// API listen address: this machine only by default; `:8080` means every interface.
+    #[arg(long, env = "SQLITEREST_HTTP_ADDR", default_value = DEMO_HTTP_ADDR)]
     pub http_addr: String,
 
-    /// Metrics/health listen address; empty disables it.
-    #[arg(long, env = "SQLITEREST_METRICS_ADDR", default_value = ":8081")]
+    /// Metrics/health listen address (this machine only by default); empty disables it.
+    #[arg(long, env = "SQLITEREST_METRICS_ADDR", default_value = DEMO_METRICS_ADDR)]
     pub metrics_addr: String,
 
     /// Serve the demo without replicating it to `<dir>/replica`.
@@ -388,6 +403,67 @@ pub struct RestoreArgs {
     /// Parallel downloads.
     #[arg(long, default_value_t = 16)]
     pub parallelism: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReplicaArgs {
+    #[command(subcommand)]
+    pub command: ReplicaCommand,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum ReplicaCommand {
+    /// List the replica's LTX files per level: min/max TXID, size, time (`litestream ltx`).
+    Ls(ReplicaLsArgs),
+    /// Where replication stands: local vs replica TXID, lag, last snapshot, from a running
+    /// server's admin port (--admin-addr) or from the files.
+    Status(ReplicaStatusArgs),
+}
+
+/// Which replica: a database of `--replication-config`, or a replica URL.
+#[derive(Debug, Clone, Args)]
+pub struct ReplicaSource {
+    /// A database path listed in --replication-config (optional when the config lists one
+    /// database), or a replica URL: `file:///path`, `s3://bucket/prefix?endpoint=host:port&region=…`,
+    /// `abs://account@container/path`.
+    pub source: Option<String>,
+
+    /// Litestream config file (the one `serve --replication-config` takes).
+    #[arg(long, visible_alias = "config", env = "SQLITEREST_REPLICATION_CONFIG")]
+    pub replication_config: Option<PathBuf>,
+
+    /// Do not expand $VAR / ${VAR} in the config file.
+    #[arg(long, pflag_bool())]
+    pub no_expand_env: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReplicaLsArgs {
+    #[command(flatten)]
+    pub replica: ReplicaSource,
+
+    /// The level to list (0-9) or `all`.
+    #[arg(long, default_value = "all")]
+    pub level: String,
+
+    /// Print a JSON array (the fields of `litestream ltx -json`).
+    #[arg(long, pflag_bool())]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReplicaStatusArgs {
+    #[command(flatten)]
+    pub replica: ReplicaSource,
+
+    /// The running server's admin address (its --metrics-addr, e.g. `127.0.0.1:8081` or
+    /// `http://host:8081`): positions and lag as the server sees them, from `/health`.
+    #[arg(long, env = "SQLITEREST_ADMIN_ADDR")]
+    pub admin_addr: Option<String>,
+
+    /// Print a JSON object.
+    #[arg(long, pflag_bool())]
+    pub json: bool,
 }
 
 #[cfg(test)]
@@ -481,5 +557,65 @@ mod tests {
         assert!(s.safe_update && s.aggregates_enabled && s.write_positions);
         assert!(!s.replication_enabled && !cli.log_devel);
         assert!(serve(&["--safe-update", "false"]).is_err());
+    }
+
+    #[test]
+    fn demo_is_local_and_serve_is_not() {
+        let Command::Demo(d) = Cli::try_parse_from(["sqlite-rest", "demo"])
+            .unwrap()
+            .command
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (d.http_addr.as_str(), d.metrics_addr.as_str()),
+            ("127.0.0.1:8080", "127.0.0.1:8081")
+        );
+        let Command::Serve(s) = serve(&[]).unwrap().command else {
+            panic!()
+        };
+        assert!(!s.db_must_exist);
+        let Command::Serve(s) = serve(&["--db-must-exist"]).unwrap().command else {
+            panic!()
+        };
+        assert!(s.db_must_exist);
+    }
+
+    #[test]
+    fn replica_commands_parse() {
+        let cli = Cli::try_parse_from([
+            "sqlite-rest",
+            "replica",
+            "ls",
+            "--config",
+            "l.yml",
+            "--level=9",
+            "--json",
+            "/data/app.db",
+        ])
+        .unwrap();
+        let Command::Replica(ReplicaArgs {
+            command: ReplicaCommand::Ls(ls),
+        }) = cli.command
+        else {
+            panic!()
+        };
+        assert_eq!(ls.replica.source.as_deref(), Some("/data/app.db"));
+        assert_eq!(
+            ls.replica.replication_config.as_deref(),
+            Some(std::path::Path::new("l.yml"))
+        );
+        assert_eq!((ls.level.as_str(), ls.json), ("9", true));
+        let cli =
+            Cli::try_parse_from(["sqlite-rest", "replica", "status", "--admin-addr", ":8081"])
+                .unwrap();
+        let Command::Replica(ReplicaArgs {
+            command: ReplicaCommand::Status(st),
+        }) = cli.command
+        else {
+            panic!()
+        };
+        assert_eq!(st.admin_addr.as_deref(), Some(":8081"));
+        assert!(st.replica.source.is_none() && !st.json);
     }
 }

@@ -117,6 +117,7 @@ pub fn prepare(args: &DemoArgs) -> anyhow::Result<ServeConfig> {
     );
     Ok(ServeConfig {
         dsn: db.to_string_lossy().into_owned(),
+        db_must_exist: false,
         http_addr: args.http_addr.clone(),
         auth: AuthConfig::jwt(KeySource::HmacSecretFile(secret_path)),
         allow_tables: tables,

@@ -73,12 +73,15 @@ pub struct Started {
 }
 
 /// Loads the config, then restores / lineage-checks the database and starts replicating it;
-/// `wrap_client` wraps the replica client ([`ReplicatorOptions::wrap_client`]).
+/// `wrap_client` wraps the replica client ([`ReplicatorOptions::wrap_client`]);
+/// `create_database` false refuses to start a new, empty database when there is none and
+/// the replica is empty (`--db-must-exist`).
 pub async fn start(
     settings: &ReplicationSettings,
     dsn: &str,
     registry: &prometheus::Registry,
     wrap_client: Option<replication::WrapClient>,
+    create_database: bool,
 ) -> anyhow::Result<Started> {
     let config = Config::load(&settings.config_path, LoadOptions::default())
         .with_context(|| format!("--replication-config {}", settings.config_path.display()))?;
@@ -94,6 +97,7 @@ pub async fn start(
     let mut options = ReplicatorOptions::new(config, &db).map_err(anyhow::Error::msg)?;
     options.registry = Some(registry.clone());
     options.wrap_client = wrap_client;
+    options.create_database = create_database;
     options.restore_progress = Some(Arc::new(|p: replication::restore::RestoreProgress| {
         tracing::info!(
             files = p.files_done,

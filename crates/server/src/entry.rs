@@ -16,7 +16,7 @@ use crate::cli::{Cli, Command};
 pub use crate::serve::DRAIN as SERVE_DRAIN;
 pub use crate::serve::ServeHooks;
 use crate::serve_config::ServeConfig;
-use crate::{demo, logging, migrate, restore_command, serve};
+use crate::{demo, logging, migrate, replica_command, restore_command, serve};
 
 /// How long the runtime waits for its blocking threads once the command has finished.
 pub const RUNTIME_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -48,6 +48,16 @@ pub fn run(cli: &Cli, hooks: ServeHooks) -> ExitCode {
                 Ok(_) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %e, "restore failed");
+                    eprintln!("sqlite-rest: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Command::Replica(args) => {
+            return match block_on(replica_command::run(args)).and_then(|r| r) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "replica command failed");
                     eprintln!("sqlite-rest: {e:#}");
                     ExitCode::FAILURE
                 }

@@ -25,6 +25,8 @@
 //! - `rpc_functions.rs`: the functions of `--rpc-dir` (loaded, checked, reloaded on SIGUSR1
 //!   and when the directory changes); `http/rpc.rs` calls them.
 //! - `auth.rs`: JWT bearer tokens against a key file.
+//! - `config_file.rs`: reading a file loaded and reloaded while serving (regular files only,
+//!   bounded).
 //! - `permissions.rs`: the permissions file of `--permissions` (roles' grants, API keys;
 //!   loaded, checked, reloaded) and each role's view of the schema; `watch.rs`: the polling
 //!   loop that reloads it and the RPC functions when their files change.
@@ -33,7 +35,8 @@
 //!   `logging.rs`: structured logs.
 //! - `embedded_replication.rs`: the `replication` crate wired into `serve` (start before the
 //!   database opens, commit notices, health, stop).
-//! - The other commands: `restore_command.rs`, `migrate.rs`, `demo.rs`.
+//! - The other commands: `restore_command.rs`, `replica_command.rs` (`replica ls`,
+//!   `replica status`), `migrate.rs`, `demo.rs`.
 
 // `ApiError` travels only on the cold error path; boxing it would buy nothing measurable.
 #![allow(clippy::result_large_err)]
@@ -43,6 +46,7 @@ pub mod entry;
 
 mod admin;
 mod auth;
+mod config_file;
 mod database;
 mod demo;
 mod embedded_replication;
@@ -53,6 +57,7 @@ mod metrics_registry;
 mod migrate;
 mod permissions;
 mod pprof;
+mod replica_command;
 mod restore_command;
 mod rpc_functions;
 mod serve;

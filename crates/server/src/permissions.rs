@@ -39,6 +39,7 @@ use parking_lot::Mutex;
 use serde::Deserialize;
 
 use crate::auth::Principal;
+use crate::database::authorizer::{RoleRules, as_role};
 use crate::database::{OpenOptions, open};
 
 /// The largest permissions file read.
@@ -70,14 +71,23 @@ struct GrantSpec {
     filter: Option<String>,
 }
 
+/// One role's view of one version of the schema: its schema cache (without what it may not
+/// see) and its grants as the authorizer enforces them.
+#[derive(Debug, Clone)]
+pub struct RoleSchema {
+    pub cache: Arc<SchemaCache>,
+    pub rules: Arc<RoleRules>,
+}
+
 /// A loaded, checked permissions file.
 #[derive(Debug, Default)]
 pub struct Permissions {
     roles: HashMap<String, Arc<RoleGrants>>,
     /// SHA-256 of a key (lower-case hex) → role.
     api_keys: HashMap<String, String>,
-    /// Each role's schema cache, for the schema version it was made from.
-    views: Mutex<HashMap<String, Arc<SchemaCache>>>,
+    /// Each role's schema cache and authorizer rules, for the schema version they were made
+    /// from.
+    views: Mutex<HashMap<String, RoleSchema>>,
 }
 
 impl Permissions {
@@ -181,14 +191,17 @@ impl Permissions {
     }
 
     /// `cache` as `role` sees it (made once per role and schema version).
-    pub fn view(&self, role: &str, grants: &RoleGrants, cache: &SchemaCache) -> Arc<SchemaCache> {
+    pub fn view(&self, role: &str, grants: &RoleGrants, cache: &SchemaCache) -> RoleSchema {
         let mut views = self.views.lock();
         if let Some(v) = views.get(role)
-            && v.version == cache.version
+            && v.cache.version == cache.version
         {
             return v.clone();
         }
-        let v = Arc::new(cache.restricted(&|n| grants.visible(n)));
+        let v = RoleSchema {
+            cache: Arc::new(cache.restricted(&|n| grants.visible(n))),
+            rules: Arc::new(RoleRules::new(grants, cache)),
+        };
         views.insert(role.to_string(), v.clone());
         v
     }
@@ -202,7 +215,9 @@ pub struct RoleView {
     permissions: Arc<Permissions>,
 }
 
-/// Runs `f` against `cache` as `role` sees it (`None`: unrestricted, the cache itself).
+/// Runs `f` against `cache` as `role` sees it (`None`: unrestricted, the cache itself), with
+/// SQLite's authorizer enforcing the role's grants on every statement `f` prepares (see
+/// [`as_role`]).
 pub fn run_as<T>(
     role: Option<&RoleView>,
     cache: &SchemaCache,
@@ -211,8 +226,8 @@ pub fn run_as<T>(
     match role {
         None => f(cache, None),
         Some(r) => {
-            let view = r.cache(cache);
-            f(&view, Some(&r.access()))
+            let view = r.schema(cache);
+            as_role(Some(&view.rules), || f(&view.cache, Some(&r.access())))
         }
     }
 }
@@ -236,6 +251,11 @@ impl RoleView {
 
     /// `cache` as this role sees it.
     pub fn cache(&self, cache: &SchemaCache) -> Arc<SchemaCache> {
+        self.schema(cache).cache
+    }
+
+    /// `cache` as this role sees it, and its rules for the authorizer.
+    pub fn schema(&self, cache: &SchemaCache) -> RoleSchema {
         self.permissions.view(&self.role, &self.grants, cache)
     }
 
@@ -334,11 +354,8 @@ fn fingerprint(path: &Path) -> Option<(u64, Option<SystemTime>)> {
 }
 
 fn load(path: &Path, dsn: &str) -> Result<Permissions, String> {
-    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(format!("larger than {MAX_FILE_BYTES} bytes"));
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let bytes = crate::config_file::read(path, MAX_FILE_BYTES).map_err(|e| e.to_string())?;
+    let text = String::from_utf8(bytes).map_err(|e| e.to_string())?;
     // An empty file grants nothing to anyone: far more likely a file caught while being
     // written than what was meant.
     if text.trim().is_empty() {
@@ -407,5 +424,130 @@ mod tests {
         let p = Permissions::parse(&text, &cache).unwrap();
         assert_eq!(p.api_key_role(b"secret-key"), Some("anon"));
         assert_eq!(p.api_key_role(b"other"), None);
+    }
+
+    /// A request's statements are authorized as its role whatever its plan says: a plan made
+    /// for a role with the grant, run on connections whose current role lacks it, reads and
+    /// writes nothing — also when the very same statement was prepared (and cached) for the
+    /// role that had the grant.
+    #[test]
+    fn the_authorizer_refuses_what_the_role_may_not_whatever_the_plan_says() {
+        use crate::database::authorizer::{Authorizer, Policy, as_role};
+        use dialect::{
+            Limits, Method, ReadCall, ReadOutcome, Request, RequestHeaderValues, WriteCall,
+            WriteOptions,
+        };
+
+        let dir = tempfile::tempdir().unwrap();
+        let dsn = dir.path().join("a.db").to_str().unwrap().to_string();
+        let mut writer = open(&dsn, &OpenOptions::writer()).unwrap();
+        writer
+            .execute_batch(
+                "PRAGMA journal_mode=WAL;
+                 CREATE TABLE books (id INTEGER PRIMARY KEY, title TEXT, secret TEXT);
+                 INSERT INTO books VALUES (1, 'a', 'top secret'), (2, 'b', 'top secret');",
+            )
+            .unwrap();
+        let counter = dialect::register_insert_counter(&writer).unwrap();
+        let cache = SchemaCache::load(&writer, &Exposure::All).unwrap();
+        let _w = Authorizer::install(&mut writer, Policy::Write).unwrap();
+        let mut reader = open(&dsn, &OpenOptions::reader()).unwrap();
+        let _r = Authorizer::install(&mut reader, Policy::Read).unwrap();
+        let p = Permissions::parse(
+            "roles:
+  admin:
+    books: { read: {}, delete: {} }
+  reader:
+    books:
+      read: { columns: [id, title] }
+",
+            &cache,
+        )
+        .unwrap();
+        let admin_grants = p.roles["admin"].clone();
+        let admin = p.view("admin", &admin_grants, &cache);
+        let reader_role = p.view("reader", &p.roles["reader"], &cache);
+        let claims = serde_json::json!({"role": "admin"});
+        let access = Access {
+            grants: &admin_grants,
+            claims: &claims,
+            anonymous: false,
+        };
+        let request = |method, query| Request {
+            method,
+            relation: "books",
+            raw_segment: "books",
+            query,
+            headers: RequestHeaderValues::default(),
+        };
+
+        // Planned for admin, run on a read connection as each role.
+        let (call, _) = ReadCall::prepare(&request(Method::Get, "select=id,secret")).unwrap();
+        let read_as = |rules| {
+            as_role(Some(rules), || {
+                call.run(
+                    &reader,
+                    &admin.cache,
+                    Limits::default(),
+                    1 << 20,
+                    None,
+                    Some(&access),
+                )
+            })
+        };
+        match read_as(&admin.rules).unwrap() {
+            ReadOutcome::Whole(out) => {
+                assert!(String::from_utf8_lossy(&out.body).contains("top secret"))
+            }
+            other => panic!("{other:?}"),
+        }
+        match read_as(&reader_role.rules) {
+            Err(e) => assert_eq!((e.status, e.code.as_str()), (403, "42501"), "{e:?}"),
+            Ok(ReadOutcome::Whole(out)) => {
+                panic!("the reader read: {}", String::from_utf8_lossy(&out.body))
+            }
+            Ok(other) => panic!("{other:?}"),
+        }
+        // What the reader may read, it reads.
+        let (own, _) = ReadCall::prepare(&request(Method::Get, "select=id,title")).unwrap();
+        let reader_access = Access {
+            grants: &p.roles["reader"],
+            claims: &claims,
+            anonymous: false,
+        };
+        let out = as_role(Some(&reader_role.rules), || {
+            own.run(
+                &reader,
+                &reader_role.cache,
+                Limits::default(),
+                1 << 20,
+                None,
+                Some(&reader_access),
+            )
+        });
+        assert!(matches!(out, Ok(ReadOutcome::Whole(o)) if o.rows == 2));
+
+        // A delete planned for admin, run on the writer as the reader: nothing is deleted.
+        let delete = WriteCall::prepare(&request(Method::Delete, "id=eq.1")).unwrap();
+        let delete_as = |rules| {
+            as_role(Some(rules), || {
+                delete.run(
+                    &writer,
+                    &admin.cache,
+                    &WriteOptions::default(),
+                    &counter,
+                    Some(&access),
+                )
+            })
+        };
+        let e = delete_as(&reader_role.rules).unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (403, "42501"), "{e:?}");
+        let count = |c: &rusqlite::Connection| -> i64 {
+            c.query_row("SELECT count(*) FROM books", [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(count(&writer), 2);
+        delete_as(&admin.rules).unwrap();
+        assert_eq!(count(&writer), 1);
     }
 }

@@ -24,17 +24,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use replication::MetaDir;
 use replication::restore::RestoreTarget;
 use replication::restore::{
     self, AnyPlan, DryRun, IntegrityCheck, RestoreOptions, prepare_output, write_progress,
 };
 use replication::v03::V03Plan;
-use replication::{ClientOptions, NetworkOptions, ReplicaClient, ReplicaMetrics, open_client};
-use replication::{Config, LoadOptions, default_meta_path};
-use replication::{is_url, parse_replica_url};
+use replication::{MetaDir, ReplicaClient, default_meta_path, is_url};
 
 use crate::cli::RestoreArgs;
+use crate::replica_command::{find_replica, open_replica, print_json};
 
 /// What the command did (exit code 0 in every case).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,46 +65,34 @@ pub async fn run(args: &RestoreArgs) -> anyhow::Result<Outcome> {
     };
     let check: IntegrityCheck = args.integrity_check.parse().map_err(anyhow::Error::msg)?;
     let url_form = is_url(&args.source);
-    let mut meta = None;
-    let (replica, output) = if url_form {
-        if args.config.is_some() {
-            bail!("cannot specify a replica URL and --config");
-        }
-        let Some(out) = &args.output else {
-            bail!(
-                "--output is required when restoring from a replica URL (e.g. sqlite-rest restore -o /path/to/db {})",
-                args.source
-            );
-        };
-        let target = parse_replica_url(&args.source)
-            .with_context(|| format!("replica URL {}", args.source))?;
-        (target, out.clone())
-    } else {
-        let Some(config_path) = &args.config else {
-            bail!(
-                "restoring database {} needs --config (the Litestream YAML that names its replica), or pass a replica URL",
-                args.source
-            );
-        };
-        let config = Config::load(
-            config_path,
-            LoadOptions {
-                expand_env: !args.no_expand_env,
-            },
-        )
-        .with_context(|| format!("--config {}", config_path.display()))?;
-        let db = config.find_db(&PathBuf::from(&args.source))?;
-        let out = args
-            .output
-            .clone()
-            .or_else(|| db.path().map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from(&args.source));
-        // Restored onto the configured database: its configured metadata directory.
-        if db.path() == Some(out.as_path()) {
-            meta = db.meta_path();
-        }
-        (db.replica.target.clone(), out)
-    };
+    let found = find_replica(
+        Some(&args.source),
+        args.config.as_deref(),
+        !args.no_expand_env,
+    )?;
+    if url_form && args.output.is_none() {
+        bail!(
+            "--output is required when restoring from a replica URL (e.g. sqlite-rest restore -o /path/to/db {})",
+            args.source
+        );
+    }
+    let output = args
+        .output
+        .clone()
+        .or_else(|| {
+            found
+                .db
+                .as_ref()
+                .and_then(|db| db.path())
+                .map(PathBuf::from)
+        })
+        .unwrap_or_else(|| PathBuf::from(&args.source));
+    // Restored onto the configured database: its configured metadata directory.
+    let meta = found
+        .db
+        .as_ref()
+        .filter(|db| db.path() == Some(output.as_path()))
+        .and_then(|db| db.meta_path());
     let meta = MetaDir::new(meta.unwrap_or_else(|| default_meta_path(&output)));
     if args.if_db_not_exists && output.exists() {
         eprintln!(
@@ -115,16 +101,7 @@ pub async fn run(args: &RestoreArgs) -> anyhow::Result<Outcome> {
         );
         return Ok(Outcome::SkippedDbExists);
     }
-    let client: Arc<dyn ReplicaClient> = open_client(
-        &replica,
-        &ClientOptions {
-            metrics: Some(ReplicaMetrics::unregistered()?),
-            network: NetworkOptions::from_env().map_err(anyhow::Error::msg)?,
-            ..Default::default()
-        },
-    )
-    .await
-    .with_context(|| format!("replica {}", replica.describe()))?;
+    let client = open_replica(&found.target).await?;
 
     let plan = match restore::plan_any(client.as_ref(), target, url_form).await {
         Ok(p) => p,
@@ -324,14 +301,4 @@ fn restore_options(
         let _ = write_progress(&mut std::io::stderr().lock(), &p);
     }));
     options
-}
-
-/// Prints `v` as pretty JSON on stdout.
-fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
-    writeln!(
-        std::io::stdout().lock(),
-        "{}",
-        serde_json::to_string_pretty(v)?
-    )?;
-    Ok(())
 }

@@ -54,7 +54,10 @@ impl Touches {
         access: &Access<'_>,
         cache: &dialect::SchemaCache,
     ) -> Result<(), ApiError> {
-        let refuse = |name: &str| match cache.relation(name) {
+        // A relation the role does not see answers as a missing one elsewhere: the refusal
+        // does not name it.
+        let refuse = |name: &str| match cache.relation(name).filter(|_| access.grants.visible(name))
+        {
             Some(rel) => access.denied(rel),
             None => ApiError::new(
                 if access.anonymous { 401 } else { 403 },
@@ -289,11 +292,9 @@ fn load(dir: &Path, dsn: &str) -> anyhow::Result<(RpcFunctions, HashMap<String, 
             .file_stem()
             .and_then(|s| s.to_str())
             .ok_or_else(|| fail("the file name is not UTF-8".into()))?;
-        let meta = std::fs::metadata(&path).map_err(|e| fail(e.to_string()))?;
-        if meta.len() > MAX_FILE_BYTES {
-            return Err(fail(format!("larger than {MAX_FILE_BYTES} bytes")));
-        }
-        let text = std::fs::read_to_string(&path).map_err(|e| fail(e.to_string()))?;
+        let bytes =
+            crate::config_file::read(&path, MAX_FILE_BYTES).map_err(|e| fail(e.to_string()))?;
+        let text = String::from_utf8(bytes).map_err(|e| fail(e.to_string()))?;
         *seen.lock() = Touches::default();
         functions.push(RpcFunction::define(&conn, name, &text).map_err(fail)?);
         touches.insert(name.to_string(), std::mem::take(&mut *seen.lock()));

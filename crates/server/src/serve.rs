@@ -53,6 +53,13 @@ const ANSWER_MARGIN: Duration = Duration::from_secs(2);
 /// replication config's `shutdown-sync-timeout` (the bound shutdown puts on reaching the
 /// replica), within the drain's own bound so that every such write is answered (`SR001`)
 /// before the drain gives up on its connection.
+/// The database file `dsn` names when it is a file that does not exist yet (`None` for an
+/// existing file and for in-memory databases).
+fn missing_database_file(dsn: &str) -> Option<std::path::PathBuf> {
+    let path = embedded_replication::db_path(dsn).ok()?;
+    (!path.exists()).then_some(path)
+}
+
 fn sync_write_grace(shutdown_sync_timeout: Duration) -> Duration {
     shutdown_sync_timeout.min(DRAIN.saturating_sub(ANSWER_MARGIN))
 }
@@ -80,6 +87,18 @@ pub async fn run_with(config: ServeConfig, hooks: ServeHooks) -> anyhow::Result<
     // Metrics first: replication registers its families in the same registry.
     let metrics = Arc::new(Metrics::new()?);
 
+    // A database file that does not exist is created (as the Go version's driver did):
+    // said loudly, since a mistyped --db-dsn would otherwise serve an empty database, or
+    // refused with --db-must-exist.
+    let missing_db = missing_database_file(&config.dsn);
+    let from_replica = config.replication.is_some() || config.follow.is_some();
+    if let (Some(path), true, false) = (&missing_db, config.db_must_exist, from_replica) {
+        anyhow::bail!(
+            "the database {} does not exist (--db-must-exist): check --db-dsn, or leave out --db-must-exist to create a new, empty database",
+            path.display()
+        );
+    }
+
     // Step 1: replication — restore / lineage check before anything opens the file.
     let (replicator, shutdown_sync_timeout) = match &config.replication {
         Some(settings) => {
@@ -88,6 +107,7 @@ pub async fn run_with(config: ServeConfig, hooks: ServeHooks) -> anyhow::Result<
                 &config.dsn,
                 metrics.registry(),
                 hooks.wrap_replica_client.clone(),
+                !config.db_must_exist,
             )
             .await?;
             (Some(started.replicator), started.shutdown_sync_timeout)
@@ -101,6 +121,19 @@ pub async fn run_with(config: ServeConfig, hooks: ServeHooks) -> anyhow::Result<
         }
         None => None,
     };
+    if let Some(path) = &missing_db {
+        // A follower's database comes from the replica, never new and empty.
+        let created = follower.is_none()
+            && replicator
+                .as_ref()
+                .is_none_or(|r| r.handle().start_action() == replication::StartAction::NewDatabase);
+        if created {
+            tracing::warn!(
+                db = %path.display(),
+                "the database file did not exist: created a new, empty database (a mistyped --db-dsn? --db-must-exist refuses to start instead)"
+            );
+        }
+    }
 
     // Step 2: the database.
     if config.allow_tables.is_empty() && config.permissions.is_none() {

@@ -49,6 +49,8 @@ impl Default for WriteConfig {
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub(crate) dsn: String,
+    /// `--db-dsn` must name an existing database (or one the replica restores).
+    pub(crate) db_must_exist: bool,
     pub(crate) http_addr: String,
     pub(crate) auth: AuthConfig,
     pub(crate) allow_tables: Vec<String>,
@@ -205,6 +207,7 @@ impl ServeConfig {
         };
         Ok(ServeConfig {
             dsn: a.db_dsn.clone(),
+            db_must_exist: a.db_must_exist,
             http_addr: a.http_addr.clone(),
             auth,
             allow_tables: a

@@ -198,6 +198,41 @@ async fn the_key_file_is_reread_when_it_changes() {
     }
 }
 
+/// A key file replaced by a FIFO (which blocks a reader until a writer comes) is refused
+/// at once when the change is noticed: requests keep being answered (without a usable key),
+/// and the next real file is read.
+#[tokio::test]
+async fn a_fifo_in_place_of_the_key_file_does_not_hang_requests() {
+    let s = Server::start().await;
+    let token = format!("Bearer {}", hs_token(SECRET, Algorithm::HS256, json!({})));
+    assert_eq!(status_and_code(&s, Some(&token)).await.0, 200);
+    let secret = s.dir.path().join("secret");
+    std::fs::remove_file(&secret).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&secret)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    // Requests spanning several re-checks of the key file: each one is answered.
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        let answered =
+            tokio::time::timeout(Duration::from_secs(20), status_and_code(&s, Some(&token))).await;
+        answered.expect("a request hung on the key file");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    std::fs::remove_file(&secret).unwrap();
+    std::fs::write(&secret, SECRET).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while status_and_code(&s, Some(&token)).await.0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the restored key file was not read"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A test key: its private half, to sign, and its algorithm.
 struct TestKey {
     encoding: EncodingKey,

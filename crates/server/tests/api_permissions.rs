@@ -157,6 +157,16 @@ fn doc_row(s: &Server, id: i64) -> Option<(String, String)> {
         .ok()
 }
 
+/// Whether the doc `id` exists (whatever its columns hold).
+fn has_doc(s: &Server, id: i64) -> bool {
+    s.sqlite()
+        .query_row("SELECT count(*) FROM docs WHERE id = ?1", [id], |r| {
+            r.get::<_, i64>(0)
+        })
+        .unwrap()
+        == 1
+}
+
 /// A server whose permissions file is `text` once the schema exists: it starts with a
 /// minimal file, the tables are created, then the file is replaced and the reload awaited.
 async fn start(text: &str) -> (Server, tempfile::TempDir) {
@@ -396,6 +406,43 @@ async fn row_filters_and_columns_hold_for_every_read() {
     let alice_doc = get(&s, ALICE, "/").await.json();
     assert!(alice_doc["paths"]["/docs"].get("post").is_some());
     assert!(alice_doc["paths"].get("/owners").is_some());
+    // ... and only the columns it may use: in rows, filters and write bodies.
+    let props = |doc: &Value, schema: &str| -> Vec<String> {
+        let mut p: Vec<String> = doc["components"]["schemas"][schema]["properties"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{schema}: {}", doc["components"]["schemas"]))
+            .keys()
+            .cloned()
+            .collect();
+        p.sort();
+        p
+    };
+    let filters = |doc: &Value, rel: &str| -> Vec<String> {
+        let prefix = format!("rowFilter.{rel}.");
+        let mut f: Vec<String> = doc["components"]["parameters"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter_map(|k| k.strip_prefix(&prefix).map(str::to_string))
+            .collect();
+        f.sort();
+        f
+    };
+    assert_eq!(props(&anon_doc, "docs"), ["id", "public", "title"]);
+    assert_eq!(filters(&anon_doc, "docs"), ["id", "public", "title"]);
+    let user_columns = ["id", "owner_id", "public", "slug", "title"];
+    assert_eq!(props(&alice_doc, "docs"), user_columns);
+    assert_eq!(props(&alice_doc, "docs.insert"), user_columns);
+    assert_eq!(props(&alice_doc, "docs.update"), user_columns);
+    assert_eq!(filters(&alice_doc, "docs"), user_columns);
+    assert_eq!(props(&alice_doc, "owners"), ["id", "name"]);
+    assert!(!anon_doc.to_string().contains("secret"), "{anon_doc}");
+    assert!(!alice_doc.to_string().contains("secret"), "{alice_doc}");
+    let admin_doc = get(&s, Who::Token("admin", "x"), "/").await.json();
+    assert_eq!(
+        props(&admin_doc, "docs"),
+        ["id", "owner_id", "public", "secret", "slug", "title"]
+    );
 }
 
 #[tokio::test]
@@ -569,6 +616,21 @@ async fn rpc_set_results_need_grants_without_row_filters() {
     get(&s, Who::ApiKey, "/rpc/all_docs")
         .await
         .error(401, "42501");
+    // The OpenAPI document lists a function only to the roles that may call it.
+    let doc = get(&s, Who::Token("admin", "x"), "/").await.json();
+    assert!(
+        doc["paths"].get("/rpc/all_docs").is_some(),
+        "{}",
+        doc["paths"]
+    );
+    for who in [ALICE, Who::ApiKey] {
+        let doc = get(&s, who, "/").await.json();
+        assert!(
+            doc["paths"].get("/rpc/all_docs").is_none(),
+            "{who:?}: {}",
+            doc["paths"]
+        );
+    }
 }
 
 #[tokio::test]
@@ -666,4 +728,166 @@ async fn a_broken_file_refuses_the_start_and_names_the_problem() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--security-allow-table"));
     let _ = send;
+}
+
+/// The OpenAPI document lists only the functions a role may call: a function whose SQL
+/// reads a relation the role cannot read (or reads under a row filter) is not shown, with
+/// its parameters and result columns, as PostgREST shows only functions the role may execute.
+#[tokio::test]
+async fn the_openapi_document_lists_only_callable_functions() {
+    let conf = tempfile::tempdir().unwrap();
+    let file = conf.path().join("permissions.yaml");
+    std::fs::write(&file, "roles:\n  admin:\n    clients:\n      read: {}\n").unwrap();
+    let rpc = conf.path().join("rpc");
+    std::fs::create_dir(&rpc).unwrap();
+    let s = Server::start_with(Options {
+        allow: String::new(),
+        args: vec![
+            "--permissions".into(),
+            file.display().to_string(),
+            "--rpc-dir".into(),
+            rpc.display().to_string(),
+        ],
+        ..Options::default()
+    })
+    .await;
+    s.exec_sql(SCHEMA);
+    std::fs::write(
+        rpc.join("owner_secrets.sql"),
+        "-- returns: setof\nSELECT id, secret AS hidden_secret_column FROM owners",
+    )
+    .unwrap();
+    std::fs::write(&file, permissions_text()).unwrap();
+    wait_until(&s, Who::Token("admin", "x"), "/rpc/owner_secrets", 200).await;
+    let admin_doc = get(&s, Who::Token("admin", "x"), "/").await;
+    assert!(
+        admin_doc.json()["paths"]
+            .get("/rpc/owner_secrets")
+            .is_some(),
+        "{}",
+        admin_doc.body
+    );
+    // alice reads owners without `secret`; the anonymous role not at all.
+    get(&s, ALICE, "/rpc/owner_secrets")
+        .await
+        .error(403, "42501");
+    // The anonymous role cannot see owners at all (404 PGRST205): refusing the function
+    // does not name it either.
+    let r = get(&s, Who::ApiKey, "/rpc/owner_secrets").await;
+    r.error(401, "42501");
+    assert!(!r.body.contains("owners"), "{}", r.body);
+    for who in [ALICE, Who::ApiKey] {
+        let r = get(&s, who, "/").await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(
+            !r.body.contains("owner_secrets") && !r.body.contains("hidden_secret_column"),
+            "{who:?} is shown a function it may not call: {}",
+            r.json()["paths"]
+        );
+    }
+}
+
+/// A permissions file replaced by something that is not a regular file (a FIFO, which
+/// blocks a reader until a writer comes) is refused at once: the reload does not hang, and
+/// the next good file is loaded.
+#[tokio::test]
+async fn a_fifo_in_place_of_the_file_does_not_stall_reloads() {
+    let (s, conf) = start(&permissions_text()).await;
+    let file = conf.path().join("permissions.yaml");
+    let r = get(&s, ALICE, "/owners?select=id").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    std::fs::remove_file(&file).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&file)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    // Several polls see the FIFO.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    std::fs::remove_file(&file).unwrap();
+    // The next file takes owners away from alice: it must be loaded.
+    let next = permissions_text().replace("    owners:\n      read: { columns: [id, name] }\n", "");
+    assert_ne!(next, permissions_text());
+    std::fs::write(&file, next).unwrap();
+    wait_until(&s, ALICE, "/owners?select=id", 404).await;
+}
+
+/// `Prefer: return=headers-only` answers the written row's key in `Location`: as
+/// PostgreSQL's `RETURNING` does, it needs the read grant on the key's columns and the new
+/// row must pass the read filter; otherwise 42501 and nothing is written (an insert-only role
+/// learnt the keys SQLite gave its rows, and so how many rows the table had had).
+#[tokio::test]
+async fn location_shows_only_keys_the_role_may_read() {
+    let text = r#"
+roles:
+  admin:
+    docs: { read: {} }
+  writer:
+    docs:
+      insert: {}
+  dropbox:
+    docs:
+      insert: {}
+      read: { columns: [id, title, public], filter: "public=eq.1" }
+  keyless:
+    docs:
+      insert: {}
+      read: { columns: [title] }
+"#;
+    let (s, _conf) = start(text).await;
+    let post = |role: &'static str, body: &'static str| {
+        let s = &s;
+        async move {
+            call(
+                s,
+                Who::Token(role, "x"),
+                Method::POST,
+                "/docs",
+                &[("Prefer", "return=headers-only")],
+                Some(body),
+            )
+            .await
+        }
+    };
+    let r = post("writer", r#"{"id":40,"title":"w"}"#).await;
+    r.error(403, "42501");
+    assert!(!has_doc(&s, 40), "nothing written");
+    let r = post("keyless", r#"{"id":41,"title":"k"}"#).await;
+    r.error(403, "42501");
+    assert!(!has_doc(&s, 41));
+    // A row the role could not read back: the new row violates its read policy.
+    let r = post("dropbox", r#"{"id":42,"title":"private","public":0}"#).await;
+    let v = r.error(403, "42501");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("row-level security"),
+        "{v}"
+    );
+    assert!(!has_doc(&s, 42));
+    // One it reads: created, with its Location.
+    let r = call(
+        &s,
+        Who::Token("dropbox", "x"),
+        Method::POST,
+        "/docs",
+        &[("Prefer", "return=headers-only")],
+        Some(r#"{"id":43,"title":"public","public":1}"#),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert!(has_doc(&s, 43));
+    // Without return=headers-only the insert-only role still inserts (no key shown).
+    let r = call(
+        &s,
+        Who::Token("writer", "x"),
+        Method::POST,
+        "/docs",
+        &[],
+        Some(r#"{"id":44,"title":"w"}"#),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert!(has_doc(&s, 44));
 }

@@ -562,6 +562,32 @@ async fn functions_reload_when_the_directory_changes_and_on_sigusr1() {
     assert_eq!(r.body, "2");
 }
 
+/// A FIFO named like a function file (which blocks a reader until a writer comes) fails
+/// the load at once, keeping the previous set; once it is gone the directory loads again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_in_the_function_directory_does_not_stall_reloads() {
+    let fns = tempfile::tempdir().unwrap();
+    write_functions(fns.path(), &[("one", "-- returns: scalar\nSELECT 1")]);
+    let s = Server::start_with(Options {
+        args: vec!["--rpc-dir".into(), fns.path().display().to_string()],
+        ..Options::default()
+    })
+    .await;
+    assert_eq!(eventually(&s, "/rpc/one", 200).await.body, "1");
+    let fifo = fns.path().join("stuck.sql");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    // Several polls see it; the previous set still answers.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(get(&s, "/rpc/one", &[]).await.body, "1");
+    std::fs::remove_file(&fifo).unwrap();
+    write_functions(fns.path(), &[("two", "-- returns: scalar\nSELECT 2")]);
+    assert_eq!(eventually(&s, "/rpc/two", 200).await.body, "2");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_writing_function_is_replicated() {
     let test = "rpc_replicated";

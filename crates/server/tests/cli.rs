@@ -647,3 +647,263 @@ async fn boolean_flags_take_go_syntax_on_serve() {
         child.wait().unwrap();
     }
 }
+
+/// The TCP sockets listening in the network namespace of process `pid`, as
+/// `(address, port)` from `/proc/<pid>/net/tcp` (IPv4) and `tcp6`: the address in the kernel's
+/// hex (`0100007F` is 127.0.0.1, `00000000` every interface).
+fn listening_sockets(pid: u32) -> Vec<(String, u16)> {
+    let mut out = Vec::new();
+    for table in ["tcp", "tcp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // Field 3 is the state: 0A is LISTEN.
+            if fields.len() > 3 && fields[3] == "0A" {
+                let (addr, port) = fields[1].rsplit_once(':').unwrap();
+                out.push((addr.to_string(), u16::from_str_radix(port, 16).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Runs `sqlite-rest demo` with `extra` flags in a network namespace of its own (`unshare
+/// -rn`: its own loopback, so the default ports 8080/8081 are always free, and no root
+/// needed), waits until it listens on both ports and returns the listening sockets.
+async fn demo_sockets_in_own_netns(
+    unshare: &std::path::Path,
+    extra: &[&str],
+) -> Vec<(String, u16)> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(unshare)
+        .args(["-rn", env!("CARGO_BIN_EXE_sqlite-rest"), "demo", "--dir"])
+        .arg(dir.path().join("demo"))
+        .args(["--no-replication", "--log-level", "warn"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let sockets = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "the demo exited ({status}): {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let sockets = listening_sockets(child.id());
+        let ports: Vec<u16> = sockets.iter().map(|s| s.1).collect();
+        if ports.contains(&8080) && ports.contains(&8081) {
+            break sockets;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the demo did not listen: {sockets:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    sockets
+}
+
+#[tokio::test]
+async fn demo_listens_on_loopback_unless_asked() {
+    let Some(unshare) = testkit::require_tool(testkit::Tool::Unshare, "demo_listens_on_loopback")
+    else {
+        return;
+    };
+    // The defaults: the API and the admin port on 127.0.0.1 only.
+    let sockets = demo_sockets_in_own_netns(&unshare, &[]).await;
+    assert_eq!(
+        sockets,
+        [
+            ("0100007F".to_string(), 8080),
+            ("0100007F".to_string(), 8081)
+        ],
+        "the demo must listen on 127.0.0.1 only"
+    );
+    // Asked for every interface: `:8080`, as `serve` reads it.
+    let sockets = demo_sockets_in_own_netns(
+        &unshare,
+        &["--http-addr", ":8080", "--metrics-addr", ":8081"],
+    )
+    .await;
+    assert_eq!(
+        sockets,
+        [
+            ("00000000".to_string(), 8080),
+            ("00000000".to_string(), 8081)
+        ]
+    );
+    // `serve` keeps the Go version's defaults: every interface.
+    let out = bin().args(["serve", "--help"]).output().unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        help.contains("[default: :8080]") && help.contains("[default: :8081]"),
+        "{help}"
+    );
+}
+
+/// `serve --insecure-disable-auth --db-dsn <db>` plus `extra` on free ports, its stderr in
+/// `log`.
+fn serve_logged(db: &std::path::Path, log: &std::path::Path, extra: &[&str]) -> Command {
+    let mut cmd = bin();
+    cmd.args(["serve", "--insecure-disable-auth", "--db-dsn"])
+        .arg(db)
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(log).unwrap()));
+    cmd
+}
+
+#[tokio::test]
+async fn a_missing_database_is_created_loudly_or_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("serve.log");
+    let typo = dir.path().join("tpyo.db");
+    // --db-must-exist, and its environment variable: refused, nothing created.
+    for (flag, env) in [
+        (Some("--db-must-exist"), None),
+        (Some("--db-must-exist=true"), None),
+        (None, Some("true")),
+    ] {
+        let mut cmd = serve_logged(&typo, &log, flag.as_slice());
+        cmd.args(["--http-addr", "127.0.0.1:0", "--metrics-addr", ""]);
+        if let Some(v) = env {
+            cmd.env("SQLITEREST_DB_MUST_EXIST", v);
+        }
+        let status = cmd.status().unwrap();
+        let logs = std::fs::read_to_string(&log).unwrap();
+        assert!(!status.success(), "{flag:?} {env:?} started:\n{logs}");
+        assert!(
+            logs.contains("does not exist (--db-must-exist)")
+                && logs.contains(typo.to_str().unwrap()),
+            "{logs}"
+        );
+        assert!(!typo.exists(), "{flag:?} {env:?} created the database");
+    }
+    // Without it the file is created, as the Go version did, with a warning naming it.
+    let (mut child, port, _admin) = common::spawn_ready(|port, admin| {
+        let mut cmd = serve_logged(&typo, &log, &[]);
+        cmd.args(["--http-addr", &format!("127.0.0.1:{port}")])
+            .args(["--metrics-addr", &format!("127.0.0.1:{admin}")]);
+        cmd
+    })
+    .await;
+    assert_eq!(get_from(port, "/anything", None).await.status(), 404);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let logs = std::fs::read_to_string(&log).unwrap();
+    let warning = logs
+        .lines()
+        .find(|l| l.contains("created a new, empty database"))
+        .unwrap_or_else(|| panic!("no warning about the new database:\n{logs}"));
+    let warning: serde_json::Value = serde_json::from_str(warning).unwrap();
+    assert_eq!(warning["level"], "WARN", "{warning}");
+    assert_eq!(warning["db"], typo.to_str().unwrap(), "{warning}");
+    assert!(typo.exists());
+    // An existing database: no warning, and --db-must-exist starts.
+    let (mut child, _port, _admin) = common::spawn_ready(|port, admin| {
+        let mut cmd = serve_logged(&typo, &log, &["--db-must-exist"]);
+        cmd.args(["--http-addr", &format!("127.0.0.1:{port}")])
+            .args(["--metrics-addr", &format!("127.0.0.1:{admin}")]);
+        cmd
+    })
+    .await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert!(!logs.contains("created a new, empty database"), "{logs}");
+}
+
+#[tokio::test]
+async fn db_must_exist_with_replication_accepts_a_restore_only() {
+    use common::replica::Setup;
+    let setup = Setup::file();
+    let log = setup.dir.path().join("must-exist.log");
+    let serve = |port: u16, admin: u16| {
+        let mut cmd = setup.serve_cmd(port, admin);
+        cmd.arg("--db-must-exist")
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()));
+        cmd
+    };
+    // No database and an empty replica: nothing to restore, refused before the file exists.
+    let status = serve(testkit::free_port(), testkit::free_port())
+        .status()
+        .unwrap();
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert!(!status.success(), "started:\n{logs}");
+    assert!(
+        logs.contains("refusing to create a new, empty database"),
+        "{logs}"
+    );
+    assert!(!setup.db.exists(), "the database was created");
+    // A replicated database, then lost: --db-must-exist restores it.
+    common::replica::create_db(&setup.db, 3);
+    let mut first = setup.serve_or_log().await;
+    first.replicated_txid("0000000000000000").await;
+    first.stop().await;
+    setup.lose_database();
+    let mut restored = setup.spawn_or_log(serve).await;
+    assert_eq!(restored.rows().await.as_array().unwrap().len(), 3);
+    restored.stop().await;
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert!(!logs.contains("created a new, empty database"), "{logs}");
+}
+
+#[tokio::test]
+async fn allowed_tables_that_do_not_exist_are_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("fixture.db");
+    common::create_fixture_db(&db);
+    let log = dir.path().join("serve.log");
+    let (mut child, port, _admin) = common::spawn_ready(|port, admin| {
+        let mut cmd = serve_logged(
+            &db,
+            &log,
+            &["--security-allow-table", "clients,clinets,later"],
+        );
+        cmd.args(["--http-addr", &format!("127.0.0.1:{port}")])
+            .args(["--metrics-addr", &format!("127.0.0.1:{admin}")]);
+        cmd
+    })
+    .await;
+    let warnings = |logs: &str| -> Vec<serde_json::Value> {
+        logs.lines()
+            .filter(|l| l.contains("--security-allow-table names tables"))
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let logs = std::fs::read_to_string(&log).unwrap();
+    let found = warnings(&logs);
+    assert!(!found.is_empty(), "no warning at start:\n{logs}");
+    assert_eq!(found[0]["level"], "WARN");
+    assert_eq!(found[0]["tables"], "clinets,later", "{logs}");
+    // A migration creates one of them: the reload says which is still missing.
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch("CREATE TABLE later(id INTEGER PRIMARY KEY)")
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        // A request naming the new table makes the server look at the schema again.
+        let status = get_from(port, "/later", None).await.status();
+        let logs = std::fs::read_to_string(&log).unwrap();
+        let found = warnings(&logs);
+        if status == 200 && found.len() >= 2 {
+            assert_eq!(found.last().unwrap()["tables"], "clinets", "{logs}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no warning after the reload ({status}):\n{logs}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -961,6 +961,11 @@ async fn the_restore_command_matches_litestream() {
         testkit::assert_success(&o);
         let theirs = setup.litestream_restore(&ls, "theirs.db");
         assert!(std::fs::read(&ours).unwrap() == std::fs::read(&theirs).unwrap());
+        // Into a directory that does not exist yet: made, as Litestream makes it.
+        let nested = dir.join("new").join("dir").join("ours.db");
+        let o = restore_cmd(&["-o", nested.to_str().unwrap(), url]);
+        testkit::assert_success(&o);
+        assert!(std::fs::read(&nested).unwrap() == std::fs::read(&theirs).unwrap());
         // An existing output needs --force; --if-db-not-exists skips it.
         let o = restore_cmd(&["-o", ours.to_str().unwrap(), url]);
         assert!(!o.status.success());

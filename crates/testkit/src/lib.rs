@@ -20,6 +20,7 @@
 //!   [`litestream::Replicating`] process whose log a test can wait on.
 //! - [`litestream_v03`]: the real Litestream 0.3.13 binary, which writes the `generations/`
 //!   backups users of the Go sqlite-rest upgrade from, and restores them as the oracle.
+//! - [`plot`]: the benchmarks' SVG plots (`plotters`).
 //!
 //! The two Litestream drivers stay modules of their own (`testkit::litestream::Litestream`),
 //! so a test names the tool version it drives.
@@ -27,6 +28,7 @@
 
 pub mod litestream;
 pub mod litestream_v03;
+pub mod plot;
 pub mod proxy;
 
 use std::io::{Read, Write};

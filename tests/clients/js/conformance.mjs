@@ -6,9 +6,10 @@
 // Usage: node conformance.mjs BASE_URL TOKEN NODE_MODULES_DIR   (the server serves a fresh
 // copy of the fixture of crates/server/tests/fixtures/fixture.sql)
 
-import assert from 'node:assert/strict'
 import { createRequire } from 'node:module'
 import { join } from 'node:path'
+
+import { check, failsWith, ids, ok, passed } from './checks.mjs'
 
 const [base, token, nodeModules] = process.argv.slice(2)
 const require = createRequire(join(nodeModules, 'resolver.js'))
@@ -20,23 +21,6 @@ const client = new PostgrestClient(base, {
   schema: 'public',
 })
 const t = (name) => client.from(name)
-let checks = 0
-
-function ok(name, res) {
-  assert.equal(res.error, null, `${name}: ${JSON.stringify(res.error)}`)
-  return res
-}
-function check(name, got, want) {
-  checks += 1
-  assert.deepEqual(got, want, name)
-}
-function failsWith(name, res, code, status) {
-  checks += 1
-  assert.ok(res.error, `${name}: expected an error, got ${JSON.stringify(res.data)}`)
-  assert.equal(res.error.code, code, `${name}: ${JSON.stringify(res.error)}`)
-  if (status !== undefined) assert.equal(res.status, status, name)
-}
-const ids = (rows) => rows.map((r) => r.id)
 
 // Reads.
 let r = ok('select', await t('projects').select('id, name').eq('id', 1))
@@ -301,4 +285,4 @@ r = ok('rpc write read back', await t('clients').select('id').eq('name', 'RPC In
 check('rpc write read back', ids(r.data), [written])
 failsWith('rpc write twice', await client.rpc('add_client', { name: 'RPC Inc' }), '23505', 409)
 
-console.log(`${checks} passed, 0 failed`)
+passed()

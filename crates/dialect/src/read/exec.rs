@@ -112,11 +112,11 @@ pub fn read(
         let total = total(conn, plan)?;
         return page(Some(total));
     }
-    conn.prepare_cached("BEGIN")?.execute([])?;
+    crate::sql::prepare_cached(conn, "BEGIN")?.execute([])?;
     let result = total(conn, plan).and_then(|t| page(Some(t)));
     if !conn.is_autocommit() {
         let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-        if let Err(e) = conn.prepare_cached(end).and_then(|mut s| s.execute([]))
+        if let Err(e) = crate::sql::prepare_cached(conn, end).and_then(|mut s| s.execute([]))
             && result.is_ok()
         {
             return Err(e.into());
@@ -131,7 +131,7 @@ pub fn read_sql(plan: &ReadPlan) -> Sql {
 }
 
 fn scalar(conn: &Connection, sql: &Sql) -> Result<i64, ApiError> {
-    let mut stmt = conn.prepare_cached(&sql.text)?;
+    let mut stmt = crate::sql::prepare_cached(conn, &sql.text)?;
     sql.bind_to(&mut stmt, None)?;
     let mut rows = stmt.raw_query();
     match rows.next()? {
@@ -168,12 +168,12 @@ fn planned(conn: &Connection, node: &ReadNode) -> Option<i64> {
     if !node.conditions.is_empty() || node.grouped() {
         return None;
     }
-    let stat: String = conn
-        .prepare_cached(
-            "SELECT stat FROM sqlite_stat1 WHERE tbl = ?1 ORDER BY idx IS NULL DESC LIMIT 1",
-        )
-        .and_then(|mut s| s.query_row([&node.relation.name], |r| r.get(0)))
-        .ok()?;
+    let stat: String = crate::sql::prepare_cached(
+        conn,
+        "SELECT stat FROM sqlite_stat1 WHERE tbl = ?1 ORDER BY idx IS NULL DESC LIMIT 1",
+    )
+    .and_then(|mut s| s.query_row([&node.relation.name], |r| r.get(0)))
+    .ok()?;
     stat.split_whitespace().next()?.parse().ok()
 }
 
@@ -286,7 +286,7 @@ fn read_page(
     let mut body = Vec::with_capacity(if head { 0 } else { 256 });
     let mut n = 0usize;
     let rendered = (|| {
-        let mut stmt = conn.prepare_cached(&sql.text)?;
+        let mut stmt = crate::sql::prepare_cached(conn, &sql.text)?;
         sql.bind_to(&mut stmt, None)?;
         let mut rows = stmt.raw_query();
         if !head {

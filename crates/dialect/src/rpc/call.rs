@@ -441,7 +441,7 @@ fn run_statement(
     keep: usize,
     max_bytes: usize,
 ) -> Result<Vec<Vec<Value>>, ApiError> {
-    let mut stmt = conn.prepare_cached(&call.function.sql)?;
+    let mut stmt = crate::sql::prepare_cached(conn, &call.function.sql)?;
     for (i, v) in call.args.iter().enumerate() {
         stmt.raw_bind_parameter(i + 1, v)?;
     }

@@ -68,7 +68,7 @@ fn run_statement(
     uses_returning: bool,
     out: &mut Returned,
 ) -> Result<(), ApiError> {
-    let mut stmt = conn.prepare_cached(&sql.text)?;
+    let mut stmt = crate::sql::prepare_cached(conn, &sql.text)?;
     sql.bind_to(&mut stmt, Some(body))?;
     if !uses_returning {
         out.changes += stmt.raw_execute()?;
@@ -167,7 +167,7 @@ fn reread(
     let shaper = Shaper::new(&node.fields, media);
     let mut cap = Capped(max);
     let mut body = Vec::with_capacity(256);
-    let mut stmt = conn.prepare_cached(&sql.text)?;
+    let mut stmt = crate::sql::prepare_cached(conn, &sql.text)?;
     sql.bind_to(&mut stmt, Some(keys))?;
     let mut rows = stmt.raw_query();
     shaper.begin(&mut body);
@@ -182,7 +182,7 @@ fn reread(
 
 /// Reads `sql` (fields, then the key) into owned rows.
 fn read_rows(conn: &Connection, sql: &Sql) -> Result<Vec<Vec<Value>>, ApiError> {
-    let mut stmt = conn.prepare_cached(&sql.text)?;
+    let mut stmt = crate::sql::prepare_cached(conn, &sql.text)?;
     sql.bind_to(&mut stmt, None)?;
     let n = stmt.column_count();
     let mut rows = stmt.raw_query();
@@ -259,8 +259,7 @@ pub fn execute_write(
     if let Some(sql) = &plan.statement {
         for _ in 0..plan.repeat {
             if plan.budget_each_run {
-                conn.prepare_cached(BUDGET_CHECK_SQL)?
-                    .query_row([], |_| Ok(()))?;
+                crate::sql::prepare_cached(conn, BUDGET_CHECK_SQL)?.query_row([], |_| Ok(()))?;
             }
             run_statement(conn, sql, body, plan.uses_returning, &mut returned)?;
         }

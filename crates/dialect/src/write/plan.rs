@@ -428,10 +428,20 @@ pub fn plan_write_as(
     )?
     .root;
     let representation_wanted = req.prefer.return_ == Some(ReturnPref::Representation);
+    let location_wanted = req.mutation == Mutation::Insert
+        && req.prefer.return_ == Some(ReturnPref::HeadersOnly)
+        && !rel.primary_key.is_empty();
     let mut guards = Guards::default();
     if let Some(access) = access {
         let read_grant = access.get(&rel.name, Privilege::Read);
         if representation_wanted && read_grant.is_none() {
+            return Err(access.denied(&rel));
+        }
+        // `Location` shows the new row's key: as PostgreSQL's RETURNING, it needs the read
+        // grant on the key's columns (and the row must pass the read filter, below).
+        if location_wanted
+            && !read_grant.is_some_and(|g| rel.primary_key.iter().all(|c| g.allows_column(c)))
+        {
             return Err(access.denied(&rel));
         }
         let read_filter = match read_grant {
@@ -460,8 +470,9 @@ pub fn plan_write_as(
                 _ => guards.check.extend(filter),
             }
         }
-        // A representation shows the written rows: they must be rows the role reads.
-        if representation_wanted && req.mutation != Mutation::Delete {
+        // A representation (or a Location) shows the written rows: they must be rows the
+        // role reads.
+        if (representation_wanted || location_wanted) && req.mutation != Mutation::Delete {
             guards.check.extend(read_filter);
         }
     }
@@ -491,9 +502,6 @@ pub fn plan_write_as(
             rel.name
         )));
     }
-    let location_wanted = req.mutation == Mutation::Insert
-        && req.prefer.return_ == Some(ReturnPref::HeadersOnly)
-        && !rel.primary_key.is_empty();
     if virtual_table && (representation_wanted || location_wanted) {
         return Err(ApiError::not_implemented(format!(
             "'{}' is a virtual table: SQLite cannot return the rows a write touched in it, so only return=minimal is available",

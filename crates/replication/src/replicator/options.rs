@@ -33,6 +33,10 @@ pub struct ReplicatorOptions {
     pub restore_integrity_check: IntegrityCheck,
     /// Restore progress (start-up restores).
     pub restore_progress: Option<ProgressFn>,
+    /// Whether start-up may create a new, empty database when there is none and the replica
+    /// has nothing to restore (default true; false: start-up fails with
+    /// [`crate::StartupError::NoDatabase`] before anything creates the file).
+    pub create_database: bool,
     /// Wraps the replica client once it is opened, before anything uses it (every
     /// operation of start-up, the replicator's tasks and shutdown goes through the wrapper):
     /// the place for instrumentation or fault injection. `None` in the shipped server.
@@ -67,6 +71,7 @@ impl ReplicatorOptions {
             network: NetworkOptions::from_env()?,
             restore_integrity_check: IntegrityCheck::Full,
             restore_progress: None,
+            create_database: true,
             wrap_client: None,
             sync_hook: None,
         })

@@ -61,6 +61,7 @@ impl Replicator {
                 integrity_check: options.restore_integrity_check,
                 progress: options.restore_progress.clone(),
                 auto_recover: db_config.replica.auto_recover,
+                create_database: options.create_database,
                 config: config
                     .source
                     .as_deref()

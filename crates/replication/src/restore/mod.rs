@@ -349,7 +349,7 @@ impl DryRun {
 
 /// Applies `litestream restore`'s rules for an existing output: a missing or empty output
 /// is fine; a non-empty one (or a `-wal`/`-shm`/`-journal` beside it) needs `force`, which
-/// removes all four.
+/// removes all four. Its directory is made if missing.
 pub fn prepare_output(path: &Path, force: bool) -> Result<(), RestoreError> {
     let io = |source| RestoreError::Io {
         path: path.display().to_string(),
@@ -378,6 +378,10 @@ pub fn prepare_output(path: &Path, force: bool) -> Result<(), RestoreError> {
     }
     for p in &sidecars {
         remove_if_exists(p).map_err(io)?;
+    }
+    // A directory that does not exist yet is made, as Litestream makes it.
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(io)?;
     }
     Ok(())
 }

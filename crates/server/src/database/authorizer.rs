@@ -13,10 +13,22 @@
 //! preparation fails with SQLITE_AUTH. SQLite has no authorizer action for VACUUM, so no
 //! policy can refuse it: read connections are opened read-only, and the writer runs only
 //! statements it planned.
+//!
+//! With a permissions file, the authorizer also enforces the request's role ([`RoleRules`],
+//! set for the thread that runs the request by [`as_role`]): the tables and columns a
+//! statement reads, the tables it inserts into or deletes from and the columns it updates
+//! must be covered by the role's grants. The planners already refuse all of that with
+//! PostgREST's errors; this is the second line, so a planner bug cannot reach what a role may
+//! not. Because SQLite authorizes a statement only when preparing it, every statement a role
+//! runs carries the role's tag in its text ([`dialect::with_statement_tag`]): the
+//! prepared-statement cache, keyed by text, never hands one role's statement to another.
 
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use dialect::{Grant, RoleGrants, SchemaCache};
 use rusqlite::Connection;
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 
@@ -81,7 +93,10 @@ impl Authorizer {
         let trusted = Arc::new(AtomicBool::new(false));
         let t = trusted.clone();
         conn.authorizer(Some(move |ctx: AuthContext<'_>| {
-            if t.load(Ordering::Relaxed) || policy.allows(&ctx.action) {
+            let allowed = t.load(Ordering::Relaxed)
+                || (policy.allows(&ctx.action)
+                    && ROLE.with(|r| r.borrow().as_ref().is_none_or(|r| r.allows(policy, &ctx))));
+            if allowed {
                 Authorization::Allow
             } else {
                 Authorization::Deny
@@ -97,6 +112,210 @@ impl Authorizer {
         let r = f();
         self.trusted.store(false, Ordering::Relaxed);
         r
+    }
+}
+
+thread_local! {
+    /// The role whose request this thread runs now ([`as_role`]); `None`: unrestricted.
+    static ROLE: RefCell<Option<Arc<RoleRules>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` (a request's statements, on this thread) as `rules`' role: the authorizer of
+/// every connection enforces the role's grants on what `f` prepares, and its statements are
+/// tagged as the role's (see the module docs). `None` runs `f` unrestricted.
+pub fn as_role<T>(rules: Option<&Arc<RoleRules>>, f: impl FnOnce() -> T) -> T {
+    let Some(rules) = rules else { return f() };
+    struct Restore(Option<Arc<RoleRules>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            ROLE.with(|r| *r.borrow_mut() = previous);
+        }
+    }
+    let previous = ROLE.with(|r| r.borrow_mut().replace(rules.clone()));
+    let _restore = Restore(previous);
+    dialect::with_statement_tag(&rules.tag, f)
+}
+
+/// Columns a statement may name: all, or these (columns SQLite reports that the relation does
+/// not declare, such as `ROWID`, count as covered whenever the relation is).
+#[derive(Debug, Clone)]
+enum Columns {
+    All,
+    Only(HashSet<String>),
+}
+
+impl Columns {
+    fn of(grant: &Grant) -> Columns {
+        grant
+            .columns
+            .as_ref()
+            .map_or(Columns::All, |c| Columns::Only(c.clone()))
+    }
+
+    fn add(&mut self, other: &Columns) {
+        match (&mut *self, other) {
+            (Columns::All, _) => {}
+            (_, Columns::All) => *self = Columns::All,
+            (Columns::Only(a), Columns::Only(b)) => a.extend(b.iter().cloned()),
+        }
+    }
+
+    fn with(mut self, extra: impl IntoIterator<Item = String>) -> Columns {
+        if let Columns::Only(c) = &mut self {
+            c.extend(extra);
+        }
+        self
+    }
+
+    fn covers(&self, column: &str, declared: &HashSet<String>) -> bool {
+        match self {
+            Columns::All => true,
+            Columns::Only(c) => c.contains(column) || !declared.contains(column),
+        }
+    }
+}
+
+/// What a role's statements may touch on one exposed relation.
+#[derive(Debug)]
+struct RelationRules {
+    declared: HashSet<String>,
+    /// Read by a read: the read grant's columns and the columns of the role's row filters.
+    read: Option<Columns>,
+    /// Read by a write (its conditions, checks and representation): any grant's columns and
+    /// the row filters' columns.
+    write_read: Option<Columns>,
+    insert: bool,
+    update: Option<Columns>,
+    delete: bool,
+}
+
+/// One role's grants as SQLite's authorizer checks them, against one version of the schema.
+#[derive(Debug)]
+pub struct RoleRules {
+    /// Put in front of the role's statements (unique to these rules).
+    tag: String,
+    relations: HashMap<String, RelationRules>,
+    /// The database's views and triggers (see [`SchemaCache::is_definer`]).
+    definers: HashSet<String>,
+    /// Every relation of the database, exposed or not.
+    named: HashSet<String>,
+    /// The full-text tables that index columns the role reads (a search reads them).
+    searchable: HashSet<String>,
+}
+
+/// Tables that hold the schema: no request reads them.
+const SCHEMA_TABLES: &[&str] = &[
+    "sqlite_schema",
+    "sqlite_master",
+    "sqlite_temp_schema",
+    "sqlite_temp_master",
+];
+
+impl RoleRules {
+    /// `grants` against `cache` (every exposed relation of the database).
+    pub fn new(grants: &RoleGrants, cache: &SchemaCache) -> RoleRules {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
+        let mut relations = HashMap::new();
+        let mut named: HashSet<String> = cache.hidden().cloned().collect();
+        let mut searchable = HashSet::new();
+        for rel in cache.relations() {
+            named.insert(rel.name.clone());
+            let Some(g) = grants.relations.get(&rel.name) else {
+                continue;
+            };
+            if let Some(read) = &g.read {
+                searchable.extend(
+                    rel.full_text
+                        .iter()
+                        .filter(|(column, _)| read.allows_column(column))
+                        .map(|(_, index)| index.table.clone()),
+                );
+            }
+            let all = [&g.read, &g.insert, &g.update, &g.delete];
+            let filtered: Vec<String> = all
+                .iter()
+                .filter_map(|g| g.as_ref()?.filter.as_ref())
+                .flat_map(|f| f.columns())
+                .collect();
+            let mut write_read: Option<Columns> = None;
+            for grant in all.iter().filter_map(|g| g.as_ref()) {
+                match &mut write_read {
+                    None => write_read = Some(Columns::of(grant)),
+                    Some(c) => c.add(&Columns::of(grant)),
+                }
+            }
+            relations.insert(
+                rel.name.clone(),
+                RelationRules {
+                    declared: rel.columns.iter().map(|c| c.name.clone()).collect(),
+                    read: g
+                        .read
+                        .as_ref()
+                        .map(|r| Columns::of(r).with(filtered.iter().cloned())),
+                    write_read: write_read.map(|c| c.with(filtered.iter().cloned())),
+                    insert: g.insert.is_some(),
+                    update: g.update.as_ref().map(Columns::of),
+                    delete: g.delete.is_some(),
+                },
+            );
+        }
+        RoleRules {
+            tag: format!("/*role:{id}*/"),
+            relations,
+            definers: cache.definers().cloned().collect(),
+            named,
+            searchable,
+        }
+    }
+
+    /// Whether the role may do `ctx`'s action (which `policy` already allows).
+    fn allows(&self, policy: Policy, ctx: &AuthContext<'_>) -> bool {
+        // What a view or trigger does on its own behalf (its definer's, as in PostgreSQL):
+        // the view or the write that fires the trigger is what the role must be allowed.
+        // SQLite also names a CTE as the accessor of what it reads: that is not trusted
+        // (unless it takes a view's or trigger's name; the planners write no CTE).
+        if ctx.accessor.is_some_and(|a| self.definers.contains(a)) {
+            return true;
+        }
+        match &ctx.action {
+            AuthAction::Read { table_name, .. } if self.searchable.contains(*table_name) => true,
+            AuthAction::Read {
+                table_name,
+                column_name,
+            } => self.on(table_name, |r| {
+                let cols = if policy == Policy::Write {
+                    &r.write_read
+                } else {
+                    &r.read
+                };
+                cols.as_ref()
+                    .is_some_and(|c| c.covers(column_name, &r.declared))
+            }),
+            AuthAction::Insert { table_name } => self.on(table_name, |r| r.insert),
+            AuthAction::Update {
+                table_name,
+                column_name,
+            } => self.on(table_name, |r| {
+                r.update
+                    .as_ref()
+                    .is_some_and(|c| c.covers(column_name, &r.declared))
+            }),
+            AuthAction::Delete { table_name } => self.on(table_name, |r| r.delete),
+            _ => true,
+        }
+    }
+
+    /// `check` on `table`'s rules; a relation without a grant is refused, and a table that
+    /// is no relation (an index's or a full-text table's own, `sqlite_stat1`) is allowed
+    /// unless it holds the schema.
+    fn on(&self, table: &str, check: impl FnOnce(&RelationRules) -> bool) -> bool {
+        match self.relations.get(table) {
+            Some(r) => check(r),
+            None if self.named.contains(table) => false,
+            None => !SCHEMA_TABLES.iter().any(|s| table.eq_ignore_ascii_case(s)),
+        }
     }
 }
 
@@ -182,5 +401,79 @@ mod tests {
         assert_eq!(mode.unwrap(), "memory");
         assert!(conn.prepare("PRAGMA journal_mode").is_err());
         assert!(conn.prepare("INSERT INTO t VALUES (1)").is_err());
+    }
+
+    /// The role's rules on a connection: what a view or trigger does on its own behalf is
+    /// the definer's; everything else needs the role's grant, column by column (reads on a
+    /// read connection: the read grant's columns only).
+    #[test]
+    fn role_rules_follow_the_grants_and_trust_views_and_triggers() {
+        use dialect::{Exposure, RelationGrants};
+        let db = |policy| {
+            let mut conn = Connection::open_in_memory().unwrap();
+            conn.execute_batch(
+                "CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT, secret TEXT);
+                 CREATE TABLE log (x TEXT);
+                 CREATE VIEW v AS SELECT id, a, secret FROM t;
+                 CREATE TRIGGER tl AFTER INSERT ON t BEGIN INSERT INTO log VALUES (new.a); END;",
+            )
+            .unwrap();
+            let cache = SchemaCache::load(&conn, &Exposure::All).unwrap();
+            let auth = Authorizer::install(&mut conn, policy).unwrap();
+            (conn, cache, auth)
+        };
+        let (reader, cache, _r) = db(Policy::Read);
+        let (writer, _, _w) = db(Policy::Write);
+        let grant = |cols: Option<&[&str]>| {
+            Some(Grant {
+                columns: cols.map(|c| c.iter().map(|s| s.to_string()).collect()),
+                filter: None,
+            })
+        };
+        let mut grants = RoleGrants::default();
+        grants.relations.insert(
+            "t".into(),
+            RelationGrants {
+                read: grant(Some(&["id", "a"])),
+                insert: grant(Some(&["a"])),
+                update: None,
+                delete: None,
+            },
+        );
+        grants.relations.insert(
+            "v".into(),
+            RelationGrants {
+                read: grant(Some(&["id", "a"])),
+                ..RelationGrants::default()
+            },
+        );
+        let rules = Arc::new(RoleRules::new(&grants, &cache));
+        for (conn, sql, allowed) in [
+            (&reader, "SELECT id, a FROM t", true),
+            (&reader, "SELECT count(*) FROM t", true),
+            (&reader, "SELECT rowid FROM t", true),
+            // The view reads t.secret on its own behalf; the request names only v's columns.
+            (&reader, "SELECT id, a FROM v", true),
+            (&reader, "SELECT secret FROM v", false),
+            (&reader, "SELECT secret FROM t", false),
+            (&reader, "SELECT id FROM t WHERE secret = 'y'", false),
+            (&reader, "SELECT x FROM log", false),
+            (
+                &reader,
+                "WITH c AS (SELECT secret FROM t) SELECT * FROM c",
+                false,
+            ),
+            (&reader, "SELECT sql FROM sqlite_schema", false),
+            // The trigger writes log on its own behalf.
+            (&writer, "INSERT INTO t (a) VALUES ('x')", true),
+            (&writer, "UPDATE t SET a = 'z'", false),
+            (&writer, "DELETE FROM t", false),
+            (&writer, "INSERT INTO log VALUES ('x')", false),
+        ] {
+            let prepared = as_role(Some(&rules), || conn.prepare(sql).map(|_| ()));
+            assert_eq!(prepared.is_ok(), allowed, "{sql}: {prepared:?}");
+        }
+        // Outside the role, the connection's policy alone decides.
+        assert!(reader.prepare("SELECT secret FROM t").is_ok());
     }
 }

@@ -51,6 +51,28 @@ impl SchemaHolder {
         self.forced.store(true, Ordering::Release);
     }
 
+    /// Warns about `--security-allow-table` names the database has no table or view for (a
+    /// typo, or a table a migration has yet to create): they expose nothing. Checked at every
+    /// load, so start-up and each schema change say it.
+    fn warn_missing_allowed(&self, cache: &SchemaCache) {
+        let Exposure::Only(allowed) = &self.exposure else {
+            return;
+        };
+        let mut missing: Vec<&str> = allowed
+            .iter()
+            .filter(|name| cache.relation(name).is_none())
+            .map(String::as_str)
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        missing.sort_unstable();
+        tracing::warn!(
+            tables = %missing.join(","),
+            "--security-allow-table names tables or views the database does not have; they expose nothing until they are created"
+        );
+    }
+
     /// The cache, rebuilt first if `conn` sees another `schema_version`. `load` must run the
     /// rebuild with pragma access (the caller lifts its authorizer restrictions).
     pub fn fresh(
@@ -79,6 +101,7 @@ impl SchemaHolder {
             relations = cache.relations().count(),
             "schema cache loaded"
         );
+        self.warn_missing_allowed(&cache);
         self.current.store(cache.clone());
         self.loaded.store(true, Ordering::Release);
         Ok(cache)

@@ -88,9 +88,25 @@ impl DocCache {
     }
 }
 
-/// The functions served under `/rpc/` (`--rpc-dir`), for the document.
-fn functions(state: &AppState) -> Vec<FunctionDoc> {
-    state.rpc.current().iter().map(|f| f.doc()).collect()
+/// The functions served under `/rpc/` (`--rpc-dir`) that `role` may call, for the document:
+/// one it may not call is not shown, nor its parameters and result columns (PostgREST shows
+/// a role only the functions it may execute).
+fn functions(state: &AppState, role: Option<&RoleView>, schema: &SchemaCache) -> Vec<FunctionDoc> {
+    state
+        .rpc
+        .current()
+        .iter()
+        .filter(|f| {
+            role.is_none_or(|r| {
+                state
+                    .rpc
+                    .touches(&f.name)
+                    .allowed(&r.access(), schema)
+                    .is_ok()
+            })
+        })
+        .map(|f| f.doc())
+        .collect()
 }
 
 pub async fn handle(
@@ -107,7 +123,7 @@ pub async fn handle(
     let role = state.role(principal)?;
     let body = state.openapi.get(
         &schema,
-        functions(state),
+        functions(state, role.as_deref(), &schema),
         state.auth.required(),
         role.as_deref(),
     );

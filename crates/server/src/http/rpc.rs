@@ -29,6 +29,7 @@ use super::{AppState, header_str, preferences};
 use crate::auth::Principal;
 use crate::database::read_pool::BUFFER_BYTES;
 use crate::database::stream::ReadReply;
+use crate::permissions::run_as;
 
 pub async fn handle(
     state: &AppState,
@@ -71,7 +72,8 @@ pub async fn handle(
     let call = RpcCall::new(&functions, &name, &args)?;
     let f = call.function.clone();
     // A role runs a function only if its grants cover everything the statement touches.
-    if let Some(role) = state.role(principal)? {
+    let role = state.role(principal)?;
+    if let Some(role) = &role {
         let schema = state.db.schema.current();
         if let Err(e) = state.rpc.touches(&f.name).allowed(&role.access(), &schema) {
             return Err(role.for_client(e, &schema, &name, None));
@@ -117,7 +119,10 @@ pub async fn handle(
         let (out, commit) = state
             .writer
             .run_committed(body.len(), deadline, move |ctx| {
-                match execute_rpc(ctx.conn, &call, &how, false, usize::MAX, None)? {
+                let out = run_as(role.as_deref(), ctx.cache, |_, _| {
+                    execute_rpc(ctx.conn, &call, &how, false, usize::MAX, None)
+                });
+                match out? {
                     ReadOutcome::Whole(out) => Ok((out, true)),
                     _ => Err(ApiError::internal("a writing function's result streamed")),
                 }
@@ -135,8 +140,10 @@ pub async fn handle(
         let reply = state
             .db
             .reads
-            .read(deadline, move |conn, _, stream| {
-                execute_rpc(conn, &call, &how, head, BUFFER_BYTES, stream)
+            .read(deadline, move |conn, cache, stream| {
+                run_as(role.as_deref(), cache, |_, _| {
+                    execute_rpc(conn, &call, &how, head, BUFFER_BYTES, stream)
+                })
             })
             .await
             .map_err(|e| e.for_client(&schema, &name, None))?;
