@@ -202,6 +202,49 @@ pub struct RoleRules {
     named: HashSet<String>,
     /// The full-text tables that index columns the role reads (a search reads them).
     searchable: HashSet<String>,
+    /// Columns the foreign-key checks of the role's writes read, by table: the parent keys of
+    /// the tables it inserts into or updates, the referencing columns of the tables it
+    /// updates or deletes from. PostgreSQL runs those checks with the owner's rights, not the
+    /// caller's; they tell no more than the 23503 error a violation answers. SQLite's
+    /// authorizer does not tell a foreign-key lookup from any other read, so on the writer
+    /// these columns (keys only) are readable by the role's statements; the planners never
+    /// read them on a role's behalf.
+    constraint_reads: HashMap<String, HashSet<String>>,
+}
+
+/// What the foreign-key checks of `grants`' writes read (see `RoleRules::constraint_reads`).
+fn constraint_reads(grants: &RoleGrants, cache: &SchemaCache) -> HashMap<String, HashSet<String>> {
+    let mut reads: HashMap<String, HashSet<String>> = HashMap::new();
+    let may = |table: &str, f: fn(&dialect::RelationGrants) -> bool| {
+        grants.relations.get(table).is_some_and(f)
+    };
+    for rel in cache.relations() {
+        for fk in &rel.foreign_keys {
+            // Inserting or updating a referencing row looks its parent key up.
+            if may(&rel.name, |g| g.insert.is_some() || g.update.is_some()) {
+                let parent_key = if fk.target_columns.is_empty() {
+                    cache
+                        .relation(&fk.target)
+                        .map(|t| t.primary_key.clone())
+                        .unwrap_or_default()
+                } else {
+                    fk.target_columns.clone()
+                };
+                reads
+                    .entry(fk.target.clone())
+                    .or_default()
+                    .extend(parent_key);
+            }
+            // Updating or deleting a parent row looks its referencing rows up.
+            if may(&fk.target, |g| g.update.is_some() || g.delete.is_some()) {
+                reads
+                    .entry(rel.name.clone())
+                    .or_default()
+                    .extend(fk.columns.iter().cloned());
+            }
+        }
+    }
+    reads
 }
 
 /// Tables that hold the schema: no request reads them.
@@ -263,6 +306,7 @@ impl RoleRules {
         }
         RoleRules {
             tag: format!("/*role:{id}*/"),
+            constraint_reads: constraint_reads(grants, cache),
             relations,
             definers: cache.definers().cloned().collect(),
             named,
@@ -281,6 +325,17 @@ impl RoleRules {
         }
         match &ctx.action {
             AuthAction::Read { table_name, .. } if self.searchable.contains(*table_name) => true,
+            AuthAction::Read {
+                table_name,
+                column_name,
+            } if policy == Policy::Write
+                && self
+                    .constraint_reads
+                    .get(*table_name)
+                    .is_some_and(|c| c.contains(*column_name)) =>
+            {
+                true
+            }
             AuthAction::Read {
                 table_name,
                 column_name,
@@ -475,5 +530,64 @@ mod tests {
         }
         // Outside the role, the connection's policy alone decides.
         assert!(reader.prepare("SELECT secret FROM t").is_ok());
+    }
+
+    /// The foreign-key checks of a role's writes read the parent key (inserts, updates) and
+    /// the referencing columns (updates, deletes of parents) with the owner's rights, as
+    /// PostgreSQL runs them; nothing else of those tables becomes readable.
+    #[test]
+    fn foreign_key_checks_of_a_roles_writes_are_the_owners() {
+        use dialect::{Exposure, RelationGrants};
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "PRAGMA foreign_keys = ON;
+             CREATE TABLE owners (id TEXT PRIMARY KEY, secret TEXT);
+             CREATE TABLE docs (id INTEGER PRIMARY KEY, owner_id TEXT REFERENCES owners (id), body TEXT);",
+        )
+        .unwrap();
+        let cache = SchemaCache::load(&conn, &Exposure::All).unwrap();
+        let _auth = Authorizer::install(&mut conn, Policy::Write).unwrap();
+        let all = || Some(Grant::default());
+        let rules = |relations: &[(&str, RelationGrants)]| {
+            let mut grants = RoleGrants::default();
+            for (name, g) in relations {
+                grants.relations.insert(name.to_string(), g.clone());
+            }
+            Arc::new(RoleRules::new(&grants, &cache))
+        };
+        let writer = rules(&[(
+            "docs",
+            RelationGrants {
+                insert: all(),
+                update: all(),
+                ..RelationGrants::default()
+            },
+        )]);
+        let owner_admin = rules(&[(
+            "owners",
+            RelationGrants {
+                delete: all(),
+                ..RelationGrants::default()
+            },
+        )]);
+        for (rules, sql, allowed) in [
+            (
+                &writer,
+                "INSERT INTO docs (owner_id, body) VALUES ('a', 'x')",
+                true,
+            ),
+            (&writer, "UPDATE docs SET owner_id = 'b'", true),
+            (&writer, "SELECT secret FROM owners", false),
+            (
+                &writer,
+                "UPDATE docs SET body = (SELECT secret FROM owners)",
+                false,
+            ),
+            (&owner_admin, "DELETE FROM owners WHERE id = 'a'", true),
+            (&owner_admin, "SELECT body FROM docs", false),
+        ] {
+            let prepared = as_role(Some(rules), || conn.prepare(sql).map(|_| ()));
+            assert_eq!(prepared.is_ok(), allowed, "{sql}: {prepared:?}");
+        }
     }
 }
