@@ -566,9 +566,10 @@ impl Follower {
         self.note_pending(&pending, applied);
         // The levels are looked at when level 0 does not continue the applied TXID: at once
         // when its next file starts beyond it or the anchor vanished, and every
-        // LEVEL_CHECK_EVERY polls (and at start-up) when it holds nothing newer, since
-        // compaction and retention may have taken every newer level-0 file away, and the
-        // replica may have been deleted or rewound without a trace in that listing.
+        // LEVEL_CHECK_EVERY polls when it holds nothing newer, since compaction and
+        // retention may have taken every newer level-0 file away, and the replica may have
+        // been deleted or rewound without a trace in that listing; and at the first poll,
+        // so a restarted follower checks the lineage of what it resumed before applying.
         let polls = self
             .polls
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -577,6 +578,7 @@ impl Follower {
             .filter(|f| f.name.min.get() > applied.get().saturating_add(1));
         if gap.is_some()
             || anchor_missing
+            || polls == 0
             || (pending.is_empty() && polls.is_multiple_of(LEVEL_CHECK_EVERY))
         {
             let survey = self.survey(applied, anchor.as_ref()).await?;
@@ -785,7 +787,12 @@ impl Follower {
                 *self.anchor.lock() = Some(f);
             }
             (Some(a), Some(_)) if a.level == Level::L0 => {}
-            (_, Some(f)) => *self.anchor.lock() = Some(f),
+            // No level-0 anchor yet (a resumed or restored database, a bridged gap): the
+            // level-0 file at the applied TXID becomes it once its pages are the database's.
+            (_, Some(f)) => {
+                self.same_pages(&f).await?;
+                *self.anchor.lock() = Some(f);
+            }
             // Retention removed the level-0 file at the applied TXID: the lineage is checked
             // again from the next file applied.
             (_, None) => *self.anchor.lock() = None,

@@ -779,7 +779,7 @@ async fn a_replica_that_went_backwards_is_refused() {
     let mut setup = Setup::file();
     setup.bin = bin;
     create_db(&setup.db, 0);
-    let (_f, follower, want, at) = caught_up_follower(&setup, &["a", "b", "c"]).await;
+    let (f, follower, want, at) = caught_up_follower(&setup, &["a", "b", "c"]).await;
 
     std::fs::remove_dir_all(setup.dir.path().join("replica")).unwrap();
     setup.lose_database();
@@ -818,6 +818,29 @@ async fn a_replica_that_went_backwards_is_refused() {
             .contains("sqlite_rest_follower_errors_total{operation=\"diverged\"}"),
         "no error counted"
     );
+
+    // Restarted, it checks what it resumed before applying anything: it refuses to start,
+    // and its database keeps the old lineage's rows.
+    let mut follower = follower;
+    follower.child.kill().unwrap();
+    follower.child.wait().unwrap();
+    drop(follower);
+    let mut child = f
+        .cmd(testkit::free_port(), testkit::free_port(), &[])
+        .spawn()
+        .unwrap();
+    let status = common::wait_exit(&mut child, CATCH_UP).await;
+    assert!(!status.success(), "{}", f.log());
+    assert!(f.log().contains("another lineage"), "{}", f.log());
+    let c = rusqlite::Connection::open(&f.db).unwrap();
+    let rows: Vec<String> = c
+        .prepare("SELECT v FROM t ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(rows, want);
 }
 
 /// The LISTs an instance made, from its metrics.
