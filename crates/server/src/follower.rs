@@ -134,17 +134,17 @@ fn health_of(s: &State, applied: TxId, max_lag: Duration, now: SystemTime) -> se
     // time since the last poll.
     if s.consecutive_errors > 0 && since_ok > max_lag {
         reasons.push(format!(
-                "the replica has not been read successfully for more than {} ms ({} consecutive failed polls)",
-                max_lag.as_millis(),
-                s.consecutive_errors
-            ));
+            "the replica has not been read successfully for more than {} ms ({} consecutive failed polls)",
+            max_lag.as_millis(),
+            s.consecutive_errors
+        ));
     }
     if lag > max_lag {
         reasons.push(format!(
-                "the oldest replica file not applied yet appeared {} ms ago (more than --replication-follow-max-lag-ms {})",
-                lag.as_millis(),
-                max_lag.as_millis()
-            ));
+            "the oldest replica file not applied yet appeared {} ms ago (more than --replication-follow-max-lag-ms {})",
+            lag.as_millis(),
+            max_lag.as_millis()
+        ));
     }
     if let Some(r) = &s.rejected {
         reasons.push(format!("LTX file {} rejected: {}", r.file, r.reason));
