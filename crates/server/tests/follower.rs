@@ -825,11 +825,12 @@ async fn a_replica_that_went_backwards_is_refused() {
     follower.child.kill().unwrap();
     follower.child.wait().unwrap();
     drop(follower);
-    let mut child = f
-        .cmd(testkit::free_port(), testkit::free_port(), &[])
-        .spawn()
-        .unwrap();
-    let status = common::wait_exit(&mut child, CATCH_UP).await;
+    let mut child = KillOnDrop(
+        f.cmd(testkit::free_port(), testkit::free_port(), &[])
+            .spawn()
+            .unwrap(),
+    );
+    let status = common::wait_exit(&mut child.0, CATCH_UP).await;
     assert!(!status.success(), "{}", f.log());
     assert!(f.log().contains("another lineage"), "{}", f.log());
     let c = rusqlite::Connection::open(&f.db).unwrap();
@@ -841,6 +842,16 @@ async fn a_replica_that_went_backwards_is_refused() {
         .collect::<Result<_, _>>()
         .unwrap();
     assert_eq!(rows, want);
+}
+
+/// A child process killed when the test ends, also when it fails.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// The LISTs an instance made, from its metrics.
