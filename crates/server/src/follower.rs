@@ -22,6 +22,15 @@
 //!   transaction, never half of it. The applying connection itself never reads a table: its
 //!   b-tree layer keeps what it parsed of a page, which a page image written underneath it
 //!   does not reset.
+//! - Before applying anything, each poll checks that the replica still continues what the
+//!   follower applied (its lineage): the file applied last (the anchor) must still be listed
+//!   as it was, and no other level-0 file may cover the applied TXID. A listing that lost the
+//!   anchor is followed by a look at every level: a replica with no file at all was deleted
+//!   (unready until it comes back), one whose highest TXID is below the applied one went
+//!   backwards (unready, nothing applied), and a file at the applied TXID whose pages are not
+//!   the database's is another lineage (the follower stops applying for good).
+//! - Idle polls back off: the interval doubles while nothing is new, up to 8 times the
+//!   configured one (at most 30 s, never below the configured one), and resets on a new file.
 //! - [`FollowHandle`] is what the API and the admin server see: the applied TXID (every read's
 //!   `Sqlite-Rest-Txid`, `Prefer: min-txid` waits on it), and the state behind `/health`'s
 //!   `follower` component and `/ready`.
@@ -53,7 +62,8 @@ pub struct FollowSettings {
     pub primary_url: Option<String>,
     /// `--replication-follow-wait-ms`: the longest wait of a `Prefer: min-txid` read.
     pub wait: Duration,
-    /// `--replication-follow-max-lag-ms`: unready when the last successful poll is older.
+    /// `--replication-follow-max-lag-ms`: unready when polls have failed for longer, or when
+    /// the oldest replica file not applied yet is older.
     pub max_lag: Duration,
 }
 
@@ -62,6 +72,18 @@ const LEVEL_CHECK_EVERY: u64 = 30;
 
 /// The default poll interval (the replica's `sync-interval` when the config sets it).
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Idle back-off: the interval grows to at most this many times the configured one...
+const IDLE_BACKOFF_FACTOR: u32 = 8;
+/// ...and never beyond this (unless the configured interval itself is longer).
+const IDLE_BACKOFF_CAP: Duration = Duration::from_secs(30);
+
+/// The longest interval between idle polls for a configured `interval`.
+fn idle_interval_cap(interval: Duration) -> Duration {
+    (interval * IDLE_BACKOFF_FACTOR)
+        .min(IDLE_BACKOFF_CAP)
+        .max(interval)
+}
 
 /// What the API and admin server see of a follower.
 #[derive(Clone)]
@@ -84,52 +106,73 @@ impl FollowHandle {
         self.applied.clone()
     }
 
-    /// `/health`'s `follower` component; `"ok"` and `"ready"` are false while polling has not
-    /// succeeded for `--replication-follow-max-lag-ms`, or while a file is rejected.
+    /// `/health`'s `follower` component; `"ok"` and `"ready"` are false while polling has
+    /// failed for longer than `--replication-follow-max-lag-ms`, while the oldest replica file
+    /// not applied yet is older than that, while a file is rejected, and while the replica is
+    /// gone, went backwards or holds another lineage.
     pub fn health_json(&self) -> serde_json::Value {
         let s = self.state.lock().clone();
-        let applied = self.applied();
-        let now = SystemTime::now();
-        let since_ok = s
-            .last_ok_poll
-            .and_then(|t| now.duration_since(t).ok())
-            .unwrap_or(Duration::MAX);
-        let mut reasons = Vec::new();
-        if since_ok > self.max_lag {
-            reasons.push(format!(
-                "the replica has not been read successfully for more than {} ms ({} consecutive failed polls)",
-                self.max_lag.as_millis(),
-                s.consecutive_errors
-            ));
-        }
-        if let Some(r) = &s.rejected {
-            reasons.push(format!("LTX file {} rejected: {}", r.file, r.reason));
-        }
-        let ok = reasons.is_empty();
-        let lag_txids = s.replica_txid.get().saturating_sub(applied.get());
-        let mut v = serde_json::json!({
-            "ok": ok,
-            "ready": ok,
-            "applied_txid": applied.to_string(),
-            "replica_txid": s.replica_txid.max(applied).to_string(),
-            "lag_txids": lag_txids,
-            "lag_ms": s.lag.as_millis() as u64,
-            "failed_polls": s.consecutive_errors,
-        });
-        if !reasons.is_empty() {
-            v["why"] = reasons.join("; ").into();
-        }
-        if let Some(f) = &s.last_file {
-            v["last_applied_file"] = f.clone().into();
-        }
-        if let Some(t) = s.last_ok_poll {
-            v["last_poll"] = chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339().into();
-        }
-        if let Some(op) = s.failing {
-            v["failing"] = op.into();
-        }
-        v
+        health_of(&s, self.applied(), self.max_lag, SystemTime::now())
     }
+}
+
+/// The `follower` health component of `s` at `now` (see [`FollowHandle::health_json`]).
+fn health_of(s: &State, applied: TxId, max_lag: Duration, now: SystemTime) -> serde_json::Value {
+    let since_ok = s
+        .last_ok_poll
+        .and_then(|t| now.duration_since(t).ok())
+        .unwrap_or(Duration::MAX);
+    let lag = s
+        .oldest_unapplied
+        .map(|t| now.duration_since(t).unwrap_or(Duration::ZERO))
+        .unwrap_or(Duration::ZERO);
+    let mut reasons = Vec::new();
+    if let Some(p) = &s.replica_problem {
+        reasons.push(p.clone());
+    }
+    // An idle follower polls rarely (back-off), so only failures count here, not the
+    // time since the last poll.
+    if s.consecutive_errors > 0 && since_ok > max_lag {
+        reasons.push(format!(
+            "the replica has not been read successfully for more than {} ms ({} consecutive failed polls)",
+            max_lag.as_millis(),
+            s.consecutive_errors
+        ));
+    }
+    if lag > max_lag {
+        reasons.push(format!(
+            "the oldest replica file not applied yet appeared {} ms ago (more than --replication-follow-max-lag-ms {})",
+            lag.as_millis(),
+            max_lag.as_millis()
+        ));
+    }
+    if let Some(r) = &s.rejected {
+        reasons.push(format!("LTX file {} rejected: {}", r.file, r.reason));
+    }
+    let ok = reasons.is_empty();
+    let lag_txids = s.replica_txid.get().saturating_sub(applied.get());
+    let mut v = serde_json::json!({
+        "ok": ok,
+        "ready": ok,
+        "applied_txid": applied.to_string(),
+        "replica_txid": s.replica_txid.max(applied).to_string(),
+        "lag_txids": lag_txids,
+        "lag_ms": lag.as_millis() as u64,
+        "failed_polls": s.consecutive_errors,
+    });
+    if !reasons.is_empty() {
+        v["why"] = reasons.join("; ").into();
+    }
+    if let Some(f) = &s.last_file {
+        v["last_applied_file"] = f.clone().into();
+    }
+    if let Some(t) = s.last_ok_poll {
+        v["last_poll"] = chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339().into();
+    }
+    if let Some(op) = s.failing {
+        v["failing"] = op.into();
+    }
+    v
 }
 
 /// A rejected file: which, and why (the LTX decoder's or the checksum check's words; they
@@ -149,8 +192,12 @@ struct State {
     rejected: Option<Rejected>,
     /// The highest MaxTXID the last listing showed.
     replica_txid: TxId,
-    /// How long ago the oldest file not yet applied was created (zero when caught up).
-    lag: Duration,
+    /// When the oldest file the last listing showed and the follower has not applied yet
+    /// was created (None when caught up); the lag is measured from it when asked.
+    oldest_unapplied: Option<SystemTime>,
+    /// The replica no longer continues the follower's database (gone, went backwards,
+    /// another lineage): what `/health` says, until a poll succeeds again.
+    replica_problem: Option<String>,
     last_file: Option<String>,
 }
 
@@ -186,7 +233,7 @@ impl FollowMetrics {
             errors: IntCounterVec::new(
                 Opts::new(
                     "sqlite_rest_follower_errors_total",
-                    "Failed follower operations (list, read, apply, rejected)",
+                    "Failed follower operations (list, read, apply, rejected, gap, gone, backwards, diverged)",
                 ),
                 &["operation"],
             )?,
@@ -211,6 +258,12 @@ pub struct Follower {
     metrics: FollowMetrics,
     /// Polls so far.
     polls: std::sync::atomic::AtomicU64,
+    /// The file applied last, as the replica listed it: the replica must keep listing it as
+    /// it was (or hold the same pages under it) for the follower to go on. None after a
+    /// resume or once retention removed it, until a look at the levels finds it.
+    anchor: Mutex<Option<LtxFileInfo>>,
+    /// Set for good once the replica showed another lineage: nothing is applied any more.
+    diverged: Mutex<Option<(String, String)>>,
 }
 
 /// Why a poll failed.
@@ -229,6 +282,18 @@ enum PollError {
         "the replica has no file continuing TXID {applied} (the next one starts at {next}); a full restore is needed"
     )]
     Gap { applied: TxId, next: TxId },
+    #[error(
+        "the replica is gone: it holds no LTX file at all, but the follower applied TXID {applied} (the replica was deleted or emptied); the follower keeps serving TXID {applied} and is unready until the replica comes back"
+    )]
+    Gone { applied: TxId },
+    #[error(
+        "the replica went backwards: its highest TXID is {replica}, the follower applied {applied} (a primary restored from an older point, or another database at the replica's path); the follower applies nothing until the replica holds TXID {applied} again"
+    )]
+    Backwards { applied: TxId, replica: TxId },
+    #[error(
+        "another lineage is at the replica's path: {file} {reason}; the follower stopped applying files (remove its database and restart it to follow the new lineage)"
+    )]
+    Diverged { file: String, reason: String },
 }
 
 /// The file beside the database recording the TXID it is at.
@@ -331,7 +396,8 @@ pub async fn start(
             failing: None,
             rejected: None,
             replica_txid: txid,
-            lag: Duration::ZERO,
+            oldest_unapplied: None,
+            replica_problem: None,
             last_file: None,
         })),
         primary_url: settings.primary_url.clone(),
@@ -347,6 +413,8 @@ pub async fn start(
         handle,
         metrics,
         polls: std::sync::atomic::AtomicU64::new(0),
+        anchor: Mutex::new(None),
+        diverged: Mutex::new(None),
     };
     // Catch up before serving: a resumed database may be far behind (and replaying files
     // after a crash between a COMMIT and its recorded TXID must not be seen by readers).
@@ -387,31 +455,50 @@ impl Follower {
 
     /// Polls until `stop`, reporting to `/health` (see the module docs).
     pub async fn run(self, health: Arc<HealthReport>, stop: CancellationToken) {
+        let cap = idle_interval_cap(self.interval);
+        let mut wait = self.interval;
         loop {
-            health.set("follower", self.handle.health_json());
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(self.interval) => {}
+            // `/health` is refreshed every configured interval while a backed-off wait
+            // runs, so the lag it reports (and `/ready`) stays current.
+            let until = tokio::time::Instant::now() + wait;
+            loop {
+                health.set("follower", self.handle.health_json());
+                let now = tokio::time::Instant::now();
+                if now >= until {
+                    break;
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep((until - now).min(self.interval)) => {}
+                }
             }
-            if let Err(e) = self.poll().await {
-                tracing::warn!(error = %e, "follower poll failed");
-            }
+            wait = match self.poll().await {
+                Ok(0) => (wait * 2).min(cap),
+                Ok(_) => self.interval,
+                Err(e) => {
+                    tracing::warn!(error = %e, "follower poll failed");
+                    self.interval
+                }
+            };
         }
     }
 
-    /// One poll: list, bridge a gap, apply every new file in order. Records the outcome.
-    async fn poll(&self) -> Result<(), PollError> {
+    /// One poll: list, check the lineage, bridge a gap, apply every new file in order.
+    /// Records the outcome; the number of files applied.
+    async fn poll(&self) -> Result<usize, PollError> {
         let result = self.poll_inner().await;
         let mut s = self.handle.state.lock();
         match &result {
-            Ok(()) => {
+            Ok(_) => {
                 s.last_ok_poll = Some(SystemTime::now());
                 s.consecutive_errors = 0;
                 s.failing = None;
                 s.rejected = None;
+                s.replica_problem = None;
             }
             Err(e) => {
                 s.consecutive_errors += 1;
+                s.replica_problem = None;
                 let op = match e {
                     PollError::Replica { operation, .. } => *operation,
                     PollError::Rejected { file, reason } => {
@@ -423,7 +510,18 @@ impl Follower {
                     }
                     PollError::Apply { .. } => "apply",
                     PollError::Gap { .. } => "gap",
+                    PollError::Gone { .. } => "gone",
+                    PollError::Backwards { .. } => "backwards",
+                    PollError::Diverged { .. } => "diverged",
                 };
+                if matches!(
+                    e,
+                    PollError::Gone { .. }
+                        | PollError::Backwards { .. }
+                        | PollError::Diverged { .. }
+                ) {
+                    s.replica_problem = Some(e.to_string());
+                }
                 s.failing = Some(op);
                 self.metrics.errors.with_label_values(&[op]).inc();
             }
@@ -431,14 +529,24 @@ impl Follower {
         result
     }
 
-    async fn poll_inner(&self) -> Result<(), PollError> {
+    async fn poll_inner(&self) -> Result<usize, PollError> {
+        if let Some((file, reason)) = self.diverged.lock().clone() {
+            return Err(PollError::Diverged { file, reason });
+        }
         let applied = *self.applied.borrow();
+        let anchor = *self.anchor.lock();
+        // The listing starts at the anchor when it is a level-0 file, so it shows the anchor
+        // itself (and anything of another lineage that overlaps it) besides the new files.
+        let seek = match &anchor {
+            Some(a) if a.level == Level::L0 => a.name.min,
+            _ => TxId(applied.get().saturating_add(1)),
+        };
         let listed = self
             .client
             .list(
                 Level::L0,
                 ListOptions {
-                    seek: Some(TxId(applied.get().saturating_add(1))),
+                    seek: Some(seek),
                     precise_timestamps: false,
                 },
             )
@@ -447,23 +555,34 @@ impl Follower {
                 operation: "list",
                 source,
             })?;
+        let anchor_missing = match &anchor {
+            Some(a) if a.level == Level::L0 => !self.check_anchor(a, &listed, applied).await?,
+            _ => false,
+        };
         let mut pending: Vec<LtxFileInfo> = listed
             .into_iter()
             .filter(|f| f.name.max > applied)
             .collect();
         self.note_pending(&pending, applied);
-        // The levels above 0 are looked at when level 0 does not continue the applied TXID:
-        // at once when its next file starts beyond it, and every LEVEL_CHECK_EVERY polls
-        // (and at start-up) when it holds nothing newer, since compaction and retention may
-        // have taken every newer level-0 file away.
+        // The levels are looked at when level 0 does not continue the applied TXID: at once
+        // when its next file starts beyond it or the anchor vanished, and every
+        // LEVEL_CHECK_EVERY polls when it holds nothing newer, since compaction and
+        // retention may have taken every newer level-0 file away, and the replica may have
+        // been deleted or rewound without a trace in that listing; and at the first poll,
+        // so a restarted follower checks the lineage of what it resumed before applying.
         let polls = self
             .polls
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let gap = pending
             .first()
             .filter(|f| f.name.min.get() > applied.get().saturating_add(1));
-        if gap.is_some() || (pending.is_empty() && polls.is_multiple_of(LEVEL_CHECK_EVERY)) {
-            match (self.bridge(applied).await?, gap) {
+        if gap.is_some()
+            || anchor_missing
+            || polls == 0
+            || (pending.is_empty() && polls.is_multiple_of(LEVEL_CHECK_EVERY))
+        {
+            let survey = self.survey(applied, anchor.as_ref()).await?;
+            match (survey, gap) {
                 (Some(b), _) => pending.insert(0, b),
                 (None, Some(first)) => {
                     return Err(PollError::Gap {
@@ -474,6 +593,7 @@ impl Follower {
                 (None, None) => {}
             }
         }
+        let mut count = 0;
         for file in pending {
             let at = *self.applied.borrow();
             if file.name.max <= at {
@@ -486,17 +606,94 @@ impl Follower {
                 });
             }
             self.apply(file, at).await?;
+            count += 1;
         }
         let done = *self.applied.borrow();
         let mut s = self.handle.state.lock();
         if s.replica_txid <= done {
-            s.lag = Duration::ZERO;
+            s.oldest_unapplied = None;
         }
         self.metrics
             .lag_txids
             .set(s.replica_txid.get().saturating_sub(done.get()) as i64);
-        self.metrics.lag_seconds.set(s.lag.as_secs_f64());
-        Ok(())
+        let lag = s
+            .oldest_unapplied
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .unwrap_or(Duration::ZERO);
+        self.metrics.lag_seconds.set(lag.as_secs_f64());
+        Ok(count)
+    }
+
+    /// Checks the level-0 listing (from the anchor on) against the anchor: false when the
+    /// anchor is not listed; an error when the listing shows another lineage.
+    async fn check_anchor(
+        &self,
+        anchor: &LtxFileInfo,
+        listed: &[LtxFileInfo],
+        applied: TxId,
+    ) -> Result<bool, PollError> {
+        // One lineage's level-0 files never overlap: another file starting at or before the
+        // applied TXID is not ours.
+        if let Some(other) = listed
+            .iter()
+            .find(|f| f.name != anchor.name && f.name.min <= applied)
+        {
+            return Err(self.diverge(
+                other,
+                format!(
+                    "covers TXIDs {}..{}, which overlap the file {}/{} the follower applied",
+                    other.name.min, other.name.max, anchor.level, anchor.name
+                ),
+            ));
+        }
+        let Some(listed) = listed.iter().find(|f| f.name == anchor.name) else {
+            return Ok(false);
+        };
+        if listed.size != anchor.size || listed.created_at != anchor.created_at {
+            // Rewritten, or copied back: the same file only when its pages are the
+            // database's (it is the last file applied, so nothing has changed them since).
+            self.same_pages(listed).await?;
+            *self.anchor.lock() = Some(*listed);
+        }
+        Ok(true)
+    }
+
+    /// Fails (another lineage) unless every page of `file` is the database's page.
+    async fn same_pages(&self, file: &LtxFileInfo) -> Result<(), PollError> {
+        let label = format!("{}/{}", file.level, file.name);
+        let bytes = self
+            .client
+            .read(file.level, file.name, replication::ReadRange::Full)
+            .await
+            .map_err(|source| PollError::Replica {
+                operation: "read",
+                source,
+            })?;
+        let conn = self.conn.clone();
+        let task_label = label.clone();
+        let differs = tokio::task::spawn_blocking(move || {
+            let conn = conn
+                .lock()
+                .map_err(|_| apply_error(&task_label, anyhow::anyhow!("connection poisoned")))?;
+            first_differing_page(&conn, &bytes, &task_label)
+        })
+        .await
+        .map_err(|e| apply_error(&label, anyhow::anyhow!("compare task failed: {e}")))??;
+        match differs {
+            None => Ok(()),
+            Some(why) => Err(self.diverge(
+                file,
+                format!("is not the file the follower applied under that name: {why}"),
+            )),
+        }
+    }
+
+    /// Records the divergence for good; the error to return.
+    fn diverge(&self, file: &LtxFileInfo, reason: String) -> PollError {
+        let file = format!("{}/{}", file.level, file.name);
+        tracing::error!(file = %file, reason = %reason, "the replica holds another lineage; the follower stops applying");
+        *self.diverged.lock() = Some((file.clone(), reason.clone()));
+        PollError::Diverged { file, reason }
     }
 
     /// Records what the listing shows beyond the applied TXID (lag in TXIDs and time).
@@ -508,17 +705,22 @@ impl Follower {
             .max()
             .unwrap_or(applied)
             .max(applied);
-        s.lag = pending
+        s.oldest_unapplied = pending
             .iter()
             .map(|f| f.created_at)
             .min()
-            .and_then(|t| (chrono::Utc::now() - t).to_std().ok())
-            .unwrap_or(Duration::ZERO);
+            .map(SystemTime::from);
     }
 
-    /// A file of a compaction level (1..=8) that continues `applied` when the next level-0
-    /// files are gone: the one reaching furthest.
-    async fn bridge(&self, applied: TxId) -> Result<Option<LtxFileInfo>, PollError> {
+    /// Looks at every level: refuses a replica that is gone, went backwards, or holds a
+    /// level-0 file of another lineage at the applied TXID; finds the anchor when it is not
+    /// known; returns the file of a compaction level (1..=8) that continues `applied` when
+    /// the next level-0 files are gone (the one reaching furthest).
+    async fn survey(
+        &self,
+        applied: TxId,
+        anchor: Option<&LtxFileInfo>,
+    ) -> Result<Option<LtxFileInfo>, PollError> {
         let levels = self
             .client
             .levels()
@@ -528,10 +730,9 @@ impl Follower {
                 source,
             })?;
         let mut best: Option<LtxFileInfo> = None;
-        for level in levels
-            .into_iter()
-            .filter(|l| l.get() > 0 && !l.is_snapshot())
-        {
+        let mut highest: Option<TxId> = None;
+        let mut ends_at_applied: Option<LtxFileInfo> = None;
+        for level in levels {
             let files = self
                 .client
                 .list(level, ListOptions::default())
@@ -541,13 +742,60 @@ impl Follower {
                     source,
                 })?;
             for f in files {
-                if f.name.min.get() <= applied.get().saturating_add(1)
+                highest = highest.max(Some(f.name.max));
+                if level == Level::L0 {
+                    if f.name.min <= applied && f.name.max > applied {
+                        return Err(self.diverge(
+                            &f,
+                            format!(
+                                "covers TXIDs {}..{} across the applied TXID {applied}, which no level-0 file of the follower's lineage does",
+                                f.name.min, f.name.max
+                            ),
+                        ));
+                    }
+                    if f.name.max == applied {
+                        ends_at_applied = Some(f);
+                    }
+                    continue;
+                }
+                if !level.is_snapshot()
+                    && f.name.min.get() <= applied.get().saturating_add(1)
                     && f.name.max > applied
-                    && best.is_none_or(|b| f.name.max > b.name.max)
+                    && best.as_ref().is_none_or(|b| f.name.max > b.name.max)
                 {
                     best = Some(f);
                 }
             }
+        }
+        if applied.get() > 0 {
+            match highest {
+                None => return Err(PollError::Gone { applied }),
+                Some(h) if h < applied => {
+                    return Err(PollError::Backwards {
+                        applied,
+                        replica: h,
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+        match (anchor, ends_at_applied) {
+            // The level-0 file at the applied TXID is not the one applied: the same file
+            // only if its pages are the database's.
+            (Some(a), Some(f)) if a.level == Level::L0 && a.name != f.name => {
+                self.same_pages(&f).await?;
+                *self.anchor.lock() = Some(f);
+            }
+            (Some(a), Some(_)) if a.level == Level::L0 => {}
+            // No level-0 anchor yet (a resumed or restored database, a bridged gap): the
+            // level-0 file at the applied TXID becomes it once its pages are the database's.
+            (_, Some(f)) => {
+                self.same_pages(&f).await?;
+                *self.anchor.lock() = Some(f);
+            }
+            // Retention removed the level-0 file at the applied TXID: the lineage is checked
+            // again from the next file applied.
+            (_, None) => *self.anchor.lock() = None,
         }
         Ok(best)
     }
@@ -580,6 +828,7 @@ impl Follower {
         self.metrics.applied_txid.set(outcome.get() as i64);
         self.metrics.files_applied.inc();
         self.handle.state.lock().last_file = Some(label.clone());
+        *self.anchor.lock() = Some(file);
         tracing::debug!(file = %label, txid = %outcome, "follower applied a file");
         Ok(())
     }
@@ -698,6 +947,47 @@ fn apply_file(
     Ok(header.max_txid)
 }
 
+/// Decodes `bytes` (an LTX file) and compares its pages with the database's: None when the
+/// database is in the state the file leaves it in (same page count, every page equal),
+/// else which page differs.
+fn first_differing_page(
+    conn: &Connection,
+    bytes: &[u8],
+    file: &str,
+) -> Result<Option<String>, PollError> {
+    let mut dec = Decoder::new(bytes).map_err(|e| rejected(file, e.to_string()))?;
+    let header = *dec.header();
+    let count: u32 = conn
+        .query_row("PRAGMA page_count", [], |r| r.get(0))
+        .map_err(|e| apply_error(file, e.into()))?;
+    if count != header.commit {
+        return Ok(Some(format!(
+            "it leaves {} pages, the database has {count}",
+            header.commit
+        )));
+    }
+    let mut page = conn
+        .prepare("SELECT data FROM sqlite_dbpage WHERE pgno = ?1")
+        .map_err(|e| apply_error(file, e.into()))?;
+    let mut buf = vec![0u8; header.page_size as usize];
+    while let Some(pgno) = dec
+        .next_page(&mut buf)
+        .map_err(|e| rejected(file, e.to_string()))?
+    {
+        if pgno > header.commit {
+            continue;
+        }
+        let ours: Option<Vec<u8>> = page
+            .query_row([pgno], |r| r.get(0))
+            .map_err(|e| apply_error(file, e.into()))?;
+        if ours.as_deref() != Some(buf.as_slice()) {
+            return Ok(Some(format!("page {pgno} differs from the database's")));
+        }
+    }
+    dec.finish().map_err(|e| rejected(file, e.to_string()))?;
+    Ok(None)
+}
+
 /// The LTX checksum of the database as this transaction sees it (pages up to `up_to`).
 fn db_checksum(conn: &Connection, page_size: u32, up_to: Option<u32>) -> anyhow::Result<Checksum> {
     let mut sum = DbChecksum::new(page_size);
@@ -719,6 +1009,76 @@ fn db_checksum(conn: &Connection, page_size: u32, up_to: Option<u32>) -> anyhow:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn polled_at(now: SystemTime) -> State {
+        State {
+            last_ok_poll: Some(now),
+            consecutive_errors: 0,
+            failing: None,
+            rejected: None,
+            replica_txid: TxId(5),
+            oldest_unapplied: None,
+            replica_problem: None,
+            last_file: None,
+        }
+    }
+
+    /// `/ready` follows the lag: unready once the oldest file not applied yet is older than
+    /// the threshold although polls succeed, ready again when caught up; an idle follower
+    /// whose last (successful) poll is long ago because of the back-off stays ready; failing
+    /// polls past the threshold make it unready.
+    #[test]
+    fn ready_follows_the_lag_threshold() {
+        let now = SystemTime::now();
+        let max_lag = Duration::from_secs(2);
+        let mut s = polled_at(now);
+        s.oldest_unapplied = Some(now - Duration::from_secs(5));
+        let h = health_of(&s, TxId(3), max_lag, now);
+        assert_eq!(h["ready"], false, "{h}");
+        assert_eq!(h["lag_ms"], 5000, "{h}");
+        assert_eq!(h["lag_txids"], 2, "{h}");
+        assert!(
+            h["why"]
+                .as_str()
+                .is_some_and(|w| w.contains("oldest replica file not applied yet")),
+            "{h}"
+        );
+        s.oldest_unapplied = Some(now - Duration::from_secs(1));
+        assert_eq!(health_of(&s, TxId(3), max_lag, now)["ready"], true);
+        s.oldest_unapplied = None;
+        let h = health_of(&s, TxId(5), max_lag, now);
+        assert_eq!(h["ready"], true, "{h}");
+        assert_eq!(h["lag_ms"], 0, "{h}");
+        assert!(h.get("why").is_none(), "{h}");
+
+        s.last_ok_poll = Some(now - Duration::from_secs(60));
+        assert_eq!(health_of(&s, TxId(5), max_lag, now)["ready"], true);
+        s.consecutive_errors = 3;
+        let h = health_of(&s, TxId(5), max_lag, now);
+        assert_eq!(h["ready"], false, "{h}");
+        assert!(
+            h["why"]
+                .as_str()
+                .is_some_and(|w| w.contains("3 consecutive failed polls")),
+            "{h}"
+        );
+    }
+
+    #[test]
+    fn idle_back_off_is_capped() {
+        assert_eq!(
+            idle_interval_cap(Duration::from_millis(200)),
+            Duration::from_millis(1600)
+        );
+        assert_eq!(
+            idle_interval_cap(Duration::from_secs(10)),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            idle_interval_cap(Duration::from_secs(60)),
+            Duration::from_secs(60)
+        );
+    }
 
     #[test]
     fn recorded_txid_round_trips() {

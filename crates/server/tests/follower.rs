@@ -674,3 +674,223 @@ async fn a_follower_bridges_compacted_level_0_files_through_level_1() {
         f.log()
     );
 }
+
+/// A follower's position from its `/health` (the applied TXID).
+async fn applied_txid(r: &Running) -> u64 {
+    let (_, h) = r.health().await;
+    u64::from_str_radix(h["follower"]["applied_txid"].as_str().unwrap(), 16).unwrap()
+}
+
+/// Waits until `/health`'s follower `why` contains `words` and `/ready` is 503; the report.
+async fn wait_unready_because(r: &Running, words: &str) -> Value {
+    let h = wait_health(r, words, |s, h| {
+        s == 503
+            && h["follower"]["why"]
+                .as_str()
+                .is_some_and(|w| w.contains(words))
+    })
+    .await;
+    assert_eq!(h["follower"]["ok"], false, "{h}");
+    assert_eq!(h["follower"]["ready"], false, "{h}");
+    assert_eq!(ready_status(r).await, 503);
+    h
+}
+
+/// A follower caught up with a file replica whose primary stopped: the follower and its
+/// position.
+async fn caught_up_follower(setup: &Setup, rows: &[&str]) -> (Follower, Running, Vec<String>, u64) {
+    let mut primary = setup.serve_or_log().await;
+    let mut want = Vec::new();
+    for v in rows {
+        insert(&primary, v).await;
+        want.push(v.to_string());
+    }
+    primary.stop().await;
+    let f = Follower::new(&setup.bin, &setup.url);
+    let follower = f.start(&[]).await;
+    wait_values(&follower, &want).await;
+    wait_health(&follower, "follower caught up", |s, h| {
+        s == 200 && h["follower"]["lag_txids"] == 0
+    })
+    .await;
+    let at = applied_txid(&follower).await;
+    (f, follower, want, at)
+}
+
+/// The replica deleted under a follower (its directory moved away): the follower turns
+/// unready, `/health` says the replica is gone, it keeps serving its last state (readers
+/// behind a load balancer are moved away by `/ready`, direct readers keep a consistent if
+/// stale snapshot with its `Sqlite-Rest-Txid`); when the same replica comes back it is
+/// ready again, and follows a restarted primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deleted_replica_turns_the_follower_unready_until_it_comes_back() {
+    let test = "a_deleted_replica_turns_the_follower_unready_until_it_comes_back";
+    let Some(bin) = release_bin(test) else { return };
+    let mut setup = Setup::file();
+    setup.bin = bin;
+    create_db(&setup.db, 0);
+    let (_f, follower, mut want, at) = caught_up_follower(&setup, &["kept"]).await;
+
+    let replica = setup.dir.path().join("replica");
+    let away = setup.dir.path().join("replica.away");
+    std::fs::rename(&replica, &away).unwrap();
+    let h = wait_unready_because(&follower, "the replica is gone").await;
+    assert_eq!(
+        h["follower"]["applied_txid"].as_str(),
+        Some(format!("{at:016x}").as_str()),
+        "{h}"
+    );
+    // Still served, at the same position.
+    let (status, txid, body) = get(&follower, "/t?select=v&order=id", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(txid, Some(format!("{at:016x}")));
+    assert_eq!(values(&follower).await, want);
+    assert!(
+        follower
+            .metrics()
+            .await
+            .contains("sqlite_rest_follower_errors_total{operation=\"gone\"}"),
+        "no error counted"
+    );
+
+    // The same replica comes back: ready again, and it follows the primary restarted on it.
+    std::fs::rename(&away, &replica).unwrap();
+    let h = wait_health(&follower, "ready again", |s, h| {
+        s == 200 && h["follower"]["ok"] == true
+    })
+    .await;
+    assert!(h["follower"].get("why").is_none(), "{h}");
+    assert_eq!(ready_status(&follower).await, 200);
+    let primary = setup.serve_or_log().await;
+    insert(&primary, "after").await;
+    want.push("after".to_string());
+    wait_values(&follower, &want).await;
+    assert_eq!(ready_status(&follower).await, 200);
+}
+
+/// A primary restored from an older point (here: its database and replica lost, a new one
+/// started at the same replica path): the follower sees the replica went backwards, then
+/// that the files at its TXID are another lineage's, and applies none of them: unready,
+/// `/health` says why, its state and position kept, the error counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_that_went_backwards_is_refused() {
+    let test = "a_replica_that_went_backwards_is_refused";
+    let Some(bin) = release_bin(test) else { return };
+    let mut setup = Setup::file();
+    setup.bin = bin;
+    create_db(&setup.db, 0);
+    let (f, follower, want, at) = caught_up_follower(&setup, &["a", "b", "c"]).await;
+
+    std::fs::remove_dir_all(setup.dir.path().join("replica")).unwrap();
+    setup.lose_database();
+    create_db(&setup.db, 0);
+    let primary = setup.serve_or_log().await;
+    insert(&primary, "other first").await;
+    wait_unready_because(&follower, "the replica went backwards").await;
+    assert_eq!(values(&follower).await, want);
+
+    // The new lineage passes the follower's TXID with other rows.
+    let mut n = 0;
+    loop {
+        let txid = insert(&primary, &format!("other {n}")).await;
+        n += 1;
+        if u64::from_str_radix(&txid, 16).unwrap() > at + 1 {
+            break;
+        }
+        assert!(n < 100, "the new primary never passed TXID {at:x}");
+    }
+    let h = wait_unready_because(&follower, "another lineage").await;
+    assert_eq!(
+        h["follower"]["applied_txid"].as_str(),
+        Some(format!("{at:016x}").as_str()),
+        "{h}"
+    );
+    assert_eq!(values(&follower).await, want);
+    // It stays refused while the new lineage writes on.
+    insert(&primary, "more").await;
+    wait_unready_because(&follower, "another lineage").await;
+    assert_eq!(values(&follower).await, want);
+    assert_eq!(applied_txid(&follower).await, at);
+    assert!(
+        follower
+            .metrics()
+            .await
+            .contains("sqlite_rest_follower_errors_total{operation=\"diverged\"}"),
+        "no error counted"
+    );
+
+    // Restarted, it checks what it resumed before applying anything: it refuses to start,
+    // and its database keeps the old lineage's rows.
+    let mut follower = follower;
+    follower.child.kill().unwrap();
+    follower.child.wait().unwrap();
+    drop(follower);
+    let mut child = KillOnDrop(
+        f.cmd(testkit::free_port(), testkit::free_port(), &[])
+            .spawn()
+            .unwrap(),
+    );
+    let status = common::wait_exit(&mut child.0, CATCH_UP).await;
+    assert!(!status.success(), "{}", f.log());
+    assert!(f.log().contains("another lineage"), "{}", f.log());
+    let c = rusqlite::Connection::open(&f.db).unwrap();
+    let rows: Vec<String> = c
+        .prepare("SELECT v FROM t ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(rows, want);
+}
+
+/// A child process killed when the test ends, also when it fails.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The LISTs an instance made, from its metrics.
+async fn lists(r: &Running) -> u64 {
+    r.metrics()
+        .await
+        .lines()
+        .filter(|l| {
+            l.starts_with("litestream_replica_operation_total{") && l.contains("operation=\"LIST\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// An idle follower backs off: over an idle stretch it LISTs far less often than once per
+/// configured interval (200 ms here), and a new file is still picked up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_idle_follower_backs_off_its_polls() {
+    let test = "an_idle_follower_backs_off_its_polls";
+    let Some(bin) = release_bin(test) else { return };
+    let mut setup = Setup::file();
+    setup.bin = bin;
+    create_db(&setup.db, 0);
+    let (_f, follower, mut want, _) = caught_up_follower(&setup, &["a"]).await;
+
+    let (before, start) = (lists(&follower).await, Instant::now());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let (after, elapsed) = (lists(&follower).await, start.elapsed());
+    // Without back-off: one LIST per 200 ms interval at least (more with the level looks).
+    let unbacked = (elapsed.as_millis() / 200) as u64;
+    assert!(
+        (after - before) * 3 < unbacked,
+        "{} LISTs in {elapsed:?} of idling (one per interval would be {unbacked})",
+        after - before
+    );
+    assert_eq!(ready_status(&follower).await, 200);
+
+    let primary = setup.serve_or_log().await;
+    insert(&primary, "b").await;
+    want.push("b".to_string());
+    wait_values(&follower, &want).await;
+}
