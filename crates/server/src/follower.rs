@@ -660,6 +660,29 @@ impl Follower {
 
     /// Fails (another lineage) unless every page of `file` is the database's page.
     async fn same_pages(&self, file: &LtxFileInfo) -> Result<(), PollError> {
+        let (_, differs) = self
+            .on_file(file, "compare", |conn, bytes, label| {
+                first_differing_page(conn, bytes, label)
+            })
+            .await?;
+        match differs {
+            None => Ok(()),
+            Some(why) => Err(self.diverge(
+                file,
+                format!("is not the file the follower applied under that name: {why}"),
+            )),
+        }
+    }
+
+    /// Downloads `file` whole and runs `f` on it with the applying connection, off the async
+    /// workers; `f`'s errors and the answer name the file (`<level>/<name>`), `step` names
+    /// what `f` does if its task fails.
+    async fn on_file<T: Send + 'static>(
+        &self,
+        file: &LtxFileInfo,
+        step: &'static str,
+        f: impl FnOnce(&mut Connection, &[u8], &str) -> Result<T, PollError> + Send + 'static,
+    ) -> Result<(String, T), PollError> {
         let label = format!("{}/{}", file.level, file.name);
         let bytes = self
             .client
@@ -671,21 +694,15 @@ impl Follower {
             })?;
         let conn = self.conn.clone();
         let task_label = label.clone();
-        let differs = tokio::task::spawn_blocking(move || {
-            let conn = conn
+        let out = tokio::task::spawn_blocking(move || {
+            let mut conn = conn
                 .lock()
                 .map_err(|_| apply_error(&task_label, anyhow::anyhow!("connection poisoned")))?;
-            first_differing_page(&conn, &bytes, &task_label)
+            f(&mut conn, &bytes, &task_label)
         })
         .await
-        .map_err(|e| apply_error(&label, anyhow::anyhow!("compare task failed: {e}")))??;
-        match differs {
-            None => Ok(()),
-            Some(why) => Err(self.diverge(
-                file,
-                format!("is not the file the follower applied under that name: {why}"),
-            )),
-        }
+        .map_err(|e| apply_error(&label, anyhow::anyhow!("{step} task failed: {e}")))??;
+        Ok((label, out))
     }
 
     /// Records the divergence for good; the error to return.
@@ -802,25 +819,11 @@ impl Follower {
 
     /// Downloads, verifies and applies one file in one transaction.
     async fn apply(&self, file: LtxFileInfo, at: TxId) -> Result<(), PollError> {
-        let label = format!("{}/{}", file.level, file.name);
-        let bytes = self
-            .client
-            .read(file.level, file.name, replication::ReadRange::Full)
-            .await
-            .map_err(|source| PollError::Replica {
-                operation: "read",
-                source,
-            })?;
-        let conn = self.conn.clone();
-        let task_label = label.clone();
-        let outcome = tokio::task::spawn_blocking(move || {
-            let mut conn = conn
-                .lock()
-                .map_err(|_| apply_error(&task_label, anyhow::anyhow!("connection poisoned")))?;
-            apply_file(&mut conn, &bytes, at, &task_label)
-        })
-        .await
-        .map_err(|e| apply_error(&label, anyhow::anyhow!("apply task failed: {e}")))??;
+        let (label, outcome) = self
+            .on_file(&file, "apply", move |conn, bytes, label| {
+                apply_file(conn, bytes, at, label)
+            })
+            .await?;
         let _ = self.applied.send(outcome);
         if let Err(e) = record_txid(&self.db, outcome) {
             tracing::warn!(error = %e, "cannot record the follower's TXID");
