@@ -170,18 +170,39 @@ fn has_doc(s: &Server, id: i64) -> bool {
 /// A server whose permissions file is `text` once the schema exists: it starts with a
 /// minimal file, the tables are created, then the file is replaced and the reload awaited.
 async fn start(text: &str) -> (Server, tempfile::TempDir) {
+    start_with_function(text, None).await
+}
+
+/// [`start`], with `--rpc-dir` holding one function `(name, sql)` when given, loaded (admin
+/// can call it) before this returns.
+async fn start_with_function(
+    text: &str,
+    function: Option<(&str, &str)>,
+) -> (Server, tempfile::TempDir) {
     let conf = tempfile::tempdir().unwrap();
     let file = conf.path().join("permissions.yaml");
     std::fs::write(&file, "roles:\n  admin:\n    clients:\n      read: {}\n").unwrap();
+    let rpc = conf.path().join("rpc");
+    let mut args = vec!["--permissions".to_string(), file.display().to_string()];
+    if function.is_some() {
+        std::fs::create_dir(&rpc).unwrap();
+        args.extend(["--rpc-dir".to_string(), rpc.display().to_string()]);
+    }
     let s = Server::start_with(Options {
         allow: String::new(),
-        args: vec!["--permissions".into(), file.display().to_string()],
+        args,
         ..Options::default()
     })
     .await;
     s.exec_sql(SCHEMA);
+    if let Some((name, sql)) = function {
+        std::fs::write(rpc.join(format!("{name}.sql")), sql).unwrap();
+    }
     std::fs::write(&file, text).unwrap();
     wait_until(&s, Who::Token("admin", "x"), "/docs?select=id&limit=1", 200).await;
+    if let Some((name, _)) = function {
+        wait_until(&s, Who::Token("admin", "x"), &format!("/rpc/{name}"), 200).await;
+    }
     (s, conf)
 }
 
@@ -579,30 +600,11 @@ async fn writes_touch_only_visible_rows_and_must_pass_the_filter() {
 
 #[tokio::test]
 async fn rpc_set_results_need_grants_without_row_filters() {
-    let conf = tempfile::tempdir().unwrap();
-    let file = conf.path().join("permissions.yaml");
-    std::fs::write(&file, "roles:\n  admin:\n    clients:\n      read: {}\n").unwrap();
-    let rpc = conf.path().join("rpc");
-    std::fs::create_dir(&rpc).unwrap();
-    let s = Server::start_with(Options {
-        allow: String::new(),
-        args: vec![
-            "--permissions".into(),
-            file.display().to_string(),
-            "--rpc-dir".into(),
-            rpc.display().to_string(),
-        ],
-        ..Options::default()
-    })
-    .await;
-    s.exec_sql(SCHEMA);
-    std::fs::write(
-        rpc.join("all_docs.sql"),
-        "-- returns: setof\nSELECT id, title FROM docs",
+    let (s, _conf) = start_with_function(
+        &permissions_text(),
+        Some(("all_docs", "-- returns: setof\nSELECT id, title FROM docs")),
     )
-    .unwrap();
-    std::fs::write(&file, permissions_text()).unwrap();
-    wait_until(&s, Who::Token("admin", "x"), "/rpc/all_docs?order=id", 200).await;
+    .await;
     let v = get(
         &s,
         Who::Token("admin", "x"),
@@ -735,30 +737,14 @@ async fn a_broken_file_refuses_the_start_and_names_the_problem() {
 /// its parameters and result columns, as PostgREST shows only functions the role may execute.
 #[tokio::test]
 async fn the_openapi_document_lists_only_callable_functions() {
-    let conf = tempfile::tempdir().unwrap();
-    let file = conf.path().join("permissions.yaml");
-    std::fs::write(&file, "roles:\n  admin:\n    clients:\n      read: {}\n").unwrap();
-    let rpc = conf.path().join("rpc");
-    std::fs::create_dir(&rpc).unwrap();
-    let s = Server::start_with(Options {
-        allow: String::new(),
-        args: vec![
-            "--permissions".into(),
-            file.display().to_string(),
-            "--rpc-dir".into(),
-            rpc.display().to_string(),
-        ],
-        ..Options::default()
-    })
-    .await;
-    s.exec_sql(SCHEMA);
-    std::fs::write(
-        rpc.join("owner_secrets.sql"),
-        "-- returns: setof\nSELECT id, secret AS hidden_secret_column FROM owners",
+    let (s, _conf) = start_with_function(
+        &permissions_text(),
+        Some((
+            "owner_secrets",
+            "-- returns: setof\nSELECT id, secret AS hidden_secret_column FROM owners",
+        )),
     )
-    .unwrap();
-    std::fs::write(&file, permissions_text()).unwrap();
-    wait_until(&s, Who::Token("admin", "x"), "/rpc/owner_secrets", 200).await;
+    .await;
     let admin_doc = get(&s, Who::Token("admin", "x"), "/").await;
     assert!(
         admin_doc.json()["paths"]
