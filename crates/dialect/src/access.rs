@@ -32,7 +32,7 @@ use rusqlite::types::Value;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::query::{CmpOp, Field, Filter, LogicTree, Operation, QueryParams};
-use crate::read::plan::{Condition, Expr, Predicate, SqlCmp, tree_condition};
+use crate::read::plan::{Condition, Expr, Predicate, SqlCmp, map_tree, tree_condition};
 use crate::schema_cache::{RelKind, Relation, SchemaCache};
 
 /// The four privileges of the permissions file.
@@ -320,21 +320,7 @@ fn bind_tree(
     t: &LogicTree,
     claims: &serde_json::Value,
 ) -> Result<Condition, ApiError> {
-    match t {
-        LogicTree::Node {
-            negated,
-            and,
-            children,
-        } => Ok(Condition::Tree {
-            negated: *negated,
-            and: *and,
-            children: children
-                .iter()
-                .map(|c| bind_tree(rel, c, claims))
-                .collect::<Result<_, _>>()?,
-        }),
-        LogicTree::Leaf(f) => bind_leaf(rel, f, claims),
-    }
+    map_tree(t, &mut |f| bind_leaf(rel, f, claims))
 }
 
 fn bind_leaf(

@@ -5,7 +5,7 @@
 use rusqlite::types::Value;
 
 use crate::error::ApiError;
-use crate::query::{Arrow, CmpOp, Comparison, Field, LogicTree, Operation};
+use crate::query::{Arrow, CmpOp, Comparison, Field, Filter, LogicTree, Operation};
 use crate::schema_cache::{Affinity, Column, Relation, ValueKind};
 
 use super::fields::field_expr;
@@ -14,8 +14,18 @@ use super::patterns::{like_to_glob, regex_len};
 use super::tree::*;
 
 pub(crate) fn tree_condition(rel: &Relation, tree: &LogicTree) -> Result<Condition, ApiError> {
+    map_tree(tree, &mut |f| {
+        condition(rel, &f.field, f.negated, &f.operation)
+    })
+}
+
+/// `tree` as a [`Condition`] of the same shape, each leaf through `leaf`.
+pub(crate) fn map_tree(
+    tree: &LogicTree,
+    leaf: &mut impl FnMut(&Filter) -> Result<Condition, ApiError>,
+) -> Result<Condition, ApiError> {
     match tree {
-        LogicTree::Leaf(f) => condition(rel, &f.field, f.negated, &f.operation),
+        LogicTree::Leaf(f) => leaf(f),
         LogicTree::Node {
             negated,
             and,
@@ -25,7 +35,7 @@ pub(crate) fn tree_condition(rel: &Relation, tree: &LogicTree) -> Result<Conditi
             and: *and,
             children: children
                 .iter()
-                .map(|c| tree_condition(rel, c))
+                .map(|c| map_tree(c, leaf))
                 .collect::<Result<_, _>>()?,
         }),
     }
