@@ -44,6 +44,8 @@ type Fingerprint = (Vec<(String, u64, Option<SystemTime>)>, Option<i64>);
 pub struct Touches {
     reads: Vec<(String, String, Option<String>)>,
     writes: Vec<(String, Privilege)>,
+    /// Not recorded for this very statement (a reload is replacing it): nobody may run it.
+    unknown: bool,
 }
 
 impl Touches {
@@ -65,6 +67,9 @@ impl Touches {
                 "permission denied for function",
             ),
         };
+        if self.unknown {
+            return Err(refuse(""));
+        }
         for (table, column, through) in &self.reads {
             // Read through a view: the view's grant decides (every column of it).
             let (rel, column) = match through {
@@ -95,13 +100,16 @@ impl Touches {
     }
 }
 
+/// What each function touches, by name, with the function it was recorded for.
+type Recorded = HashMap<String, (RpcFunction, Touches)>;
+
 /// The current set of functions and where it comes from.
 pub struct RpcRegistry {
     dir: Option<PathBuf>,
     dsn: String,
     current: ArcSwap<RpcFunctions>,
-    /// What each function touches, by name.
-    touches: ArcSwap<HashMap<String, Touches>>,
+    /// What each function touches, by name, with the function it was recorded for.
+    touches: ArcSwap<Recorded>,
     /// The directory as of the last load attempt (a failed one too: it is not retried until
     /// something changes or SIGUSR1 asks).
     seen: Mutex<Option<Fingerprint>>,
@@ -142,9 +150,18 @@ impl RpcRegistry {
         self.current.load_full()
     }
 
-    /// What the function `name` touches (nothing known: nothing).
-    pub fn touches(&self, name: &str) -> Touches {
-        self.touches.load().get(name).cloned().unwrap_or_default()
+    /// What `f` touches. The functions and their touches are replaced one after the other
+    /// by a reload, so a function is checked only against what was recorded for that very
+    /// function: anything else (a function newer or older than the record) refuses every role
+    /// until both agree.
+    pub fn touches(&self, f: &RpcFunction) -> Touches {
+        match self.touches.load().get(&f.name) {
+            Some((recorded, t)) if recorded == f => t.clone(),
+            _ => Touches {
+                unknown: true,
+                ..Touches::default()
+            },
+        }
     }
 
     /// Loads the directory again; on success the new set replaces the old one, on failure
@@ -244,7 +261,7 @@ fn files_of(dir: &Path) -> std::io::Result<Vec<(String, u64, Option<SystemTime>)
 
 /// Every `.sql` file of `dir`, checked on a connection to `dsn`; the first broken file is
 /// the error (named with its reason).
-fn load(dir: &Path, dsn: &str) -> anyhow::Result<(RpcFunctions, HashMap<String, Touches>)> {
+fn load(dir: &Path, dsn: &str) -> anyhow::Result<(RpcFunctions, Recorded)> {
     let mut conn = open(dsn, &OpenOptions::reader())
         .map_err(|e| anyhow::anyhow!("opening the database to check RPC functions: {e}"))?;
     dialect::register_functions(&conn)?;
@@ -297,7 +314,14 @@ fn load(dir: &Path, dsn: &str) -> anyhow::Result<(RpcFunctions, HashMap<String, 
         let text = String::from_utf8(bytes).map_err(|e| fail(e.to_string()))?;
         *seen.lock() = Touches::default();
         functions.push(RpcFunction::define(&conn, name, &text).map_err(fail)?);
-        touches.insert(name.to_string(), std::mem::take(&mut *seen.lock()));
+        let function = functions
+            .last()
+            .cloned()
+            .ok_or_else(|| fail("not loaded".into()))?;
+        touches.insert(
+            name.to_string(),
+            (function, std::mem::take(&mut *seen.lock())),
+        );
     }
     Ok((RpcFunctions::new(functions), touches))
 }

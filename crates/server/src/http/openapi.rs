@@ -96,15 +96,7 @@ fn functions(state: &AppState, role: Option<&RoleView>, schema: &SchemaCache) ->
         .rpc
         .current()
         .iter()
-        .filter(|f| {
-            role.is_none_or(|r| {
-                state
-                    .rpc
-                    .touches(&f.name)
-                    .allowed(&r.access(), schema)
-                    .is_ok()
-            })
-        })
+        .filter(|f| role.is_none_or(|r| state.rpc.touches(f).allowed(&r.access(), schema).is_ok()))
         .map(|f| f.doc())
         .collect()
 }

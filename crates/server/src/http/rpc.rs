@@ -75,7 +75,7 @@ pub async fn handle(
     let role = state.role(principal)?;
     if let Some(role) = &role {
         let schema = state.db.schema.current();
-        if let Err(e) = state.rpc.touches(&f.name).allowed(&role.access(), &schema) {
+        if let Err(e) = state.rpc.touches(&f).allowed(&role.access(), &schema) {
             return Err(role.for_client(e, &schema, &name, None));
         }
     }
