@@ -29,6 +29,7 @@
 mod claim_path;
 mod keys;
 
+use crate::config_file::{Stamp, stamp};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -100,10 +101,6 @@ impl AuthConfig {
         self.keys.is_empty()
     }
 }
-
-/// What tells one version of a key file from another: device and inode, size, modification
-/// time, status-change time (seconds and nanoseconds).
-type Stamp = (u64, u64, u64, SystemTime, i64, i64);
 
 struct KeyState {
     /// Each key file's stamp as it was read (in the order of the sources).
@@ -310,19 +307,6 @@ fn now_secs() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-fn stamp(path: &Path) -> Option<Stamp> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path).ok()?;
-    Some((
-        m.dev(),
-        m.ino(),
-        m.len(),
-        m.modified().ok()?,
-        m.ctime(),
-        m.ctime_nsec(),
-    ))
 }
 
 impl Auth {

@@ -6,6 +6,26 @@
 
 use std::io::{self, Read};
 use std::path::Path;
+use std::time::SystemTime;
+
+/// What tells a changed file from the one loaded: device, inode, size, modification time and
+/// change time (seconds, nanoseconds). A rotation that keeps the size and the modification
+/// time (`cp -p`, `rsync -a`, a rename into place) still moves the inode or the change time.
+pub type Stamp = (u64, u64, u64, SystemTime, i64, i64);
+
+/// The [`Stamp`] of the file at `path`, if it can be read.
+pub fn stamp(path: &Path) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((
+        m.dev(),
+        m.ino(),
+        m.len(),
+        m.modified().ok()?,
+        m.ctime(),
+        m.ctime_nsec(),
+    ))
+}
 
 /// The contents of the regular file at `path` (symbolic links followed), if it holds at
 /// most `max` bytes.

@@ -28,7 +28,6 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use dialect::{
@@ -274,7 +273,7 @@ pub struct PermissionsRegistry {
     path: PathBuf,
     dsn: String,
     current: ArcSwap<Permissions>,
-    seen: Mutex<Option<(u64, Option<SystemTime>)>>,
+    seen: Mutex<Option<crate::config_file::Stamp>>,
     reloading: Mutex<()>,
 }
 
@@ -302,7 +301,7 @@ impl PermissionsRegistry {
     /// it names.
     pub fn reload(&self) -> anyhow::Result<usize> {
         let _one = self.reloading.lock();
-        *self.seen.lock() = fingerprint(&self.path);
+        *self.seen.lock() = crate::config_file::stamp(&self.path);
         let p = load(&self.path, &self.dsn)
             .map_err(|e| anyhow::anyhow!("permissions file {}: {e}", self.path.display()))?;
         let n = p.roles.len();
@@ -341,16 +340,10 @@ impl crate::watch::Watched for PermissionsRegistry {
     }
 
     fn reload_if_changed(&self) {
-        if *self.seen.lock() != fingerprint(&self.path) {
+        if *self.seen.lock() != crate::config_file::stamp(&self.path) {
             self.reload_logged("the file changed");
         }
     }
-}
-
-fn fingerprint(path: &Path) -> Option<(u64, Option<SystemTime>)> {
-    std::fs::metadata(path)
-        .ok()
-        .map(|m| (m.len(), m.modified().ok()))
 }
 
 fn load(path: &Path, dsn: &str) -> Result<Permissions, String> {
