@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use ltx::FileName;
@@ -108,6 +109,89 @@ impl FileClient {
             Ok(r) => r.map_err(|e| self.io(operation, path, e)),
             Err(e) => Err(self.io(operation, path, std::io::Error::other(e.to_string()))),
         }
+    }
+
+    /// Writes `<name>.tmp`, fsyncs it and publishes it under its name (see [`Publish`]).
+    async fn write_file(
+        &self,
+        level: Level,
+        name: FileName,
+        body: ByteStream,
+        created_at: DateTime<Utc>,
+        publish: Publish,
+    ) -> Result<LtxFileInfo, ClientError> {
+        let dir = self.level_dir(level);
+        let path = self.file_path(level, name);
+        let tmp = match publish {
+            Publish::Replace => dir.join(format!("{name}.tmp")),
+            // Two writers of the same name (two primaries) must not share a temp file; one
+            // process has one upload of a name in flight at a time.
+            Publish::Create => dir.join(format!("{name}.{}.tmp", std::process::id())),
+        };
+        let modes = self.modes;
+        let result = async {
+            let d = dir.clone();
+            self.blocking("mkdir", &dir, move || mkdir_all(&d, modes))
+                .await?;
+            let mut file = tokio::fs::File::create(&tmp)
+                .await
+                .map_err(|e| self.io("create", &tmp, e))?;
+            let mut body = WriteBody::new(body);
+            while let Some(chunk) = body.chunk().await? {
+                file.write_all(&chunk)
+                    .await
+                    .map_err(|e| self.io("write", &tmp, e))?;
+            }
+            // tokio's `File` writes in the background: the last write's error (ENOSPC on a
+            // full disk) is reported by `flush`, never by `sync_all`, which would let a
+            // truncated file be renamed into place.
+            file.flush().await.map_err(|e| self.io("write", &tmp, e))?;
+            file.sync_all()
+                .await
+                .map_err(|e| self.io("fsync", &tmp, e))?;
+            drop(file);
+            let (t, p, d) = (tmp.clone(), path.clone(), dir.clone());
+            let when = SystemTime::from(created_at);
+            self.blocking("rename", &path, move || {
+                if let Some(m) = modes {
+                    fs::set_permissions(&t, fs::Permissions::from_mode(m.file_mode))?;
+                    let _ = std::os::unix::fs::chown(&t, Some(m.uid), Some(m.gid));
+                }
+                match publish {
+                    Publish::Replace => fs::rename(&t, &p)?,
+                    // A hard link fails when the name exists; the temp name then goes.
+                    Publish::Create => {
+                        fs::hard_link(&t, &p)?;
+                        fs::remove_file(&t)?;
+                    }
+                }
+                fsync_dir(&d)?;
+                let f = OpenOptions::new().write(true).open(&p)?;
+                f.set_times(FileTimes::new().set_accessed(when).set_modified(when))?;
+                Ok(())
+            })
+            .await
+            .map_err(|e| match e {
+                ClientError::Io { source, .. } if source.kind() == ErrorKind::AlreadyExists => {
+                    ClientError::AlreadyExists {
+                        replica: self.describe(),
+                        what: path.display().to_string(),
+                    }
+                }
+                e => e,
+            })?;
+            Ok::<_, ClientError>(body.taken())
+        }
+        .await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        Ok(LtxFileInfo {
+            level,
+            name,
+            size: result?,
+            created_at,
+        })
     }
 
     /// The entries of `dir`; none when it does not exist.
@@ -214,6 +298,15 @@ impl FileClient {
 }
 
 /// Creates `dir` and missing parents, giving each new directory `modes`.
+/// How a finished temp file takes its name.
+#[derive(Debug, Clone, Copy)]
+enum Publish {
+    /// `rename`: replaces a file of that name.
+    Replace,
+    /// `link`: fails with `AlreadyExists` when the name exists (a conditional create).
+    Create,
+}
+
 fn mkdir_all(dir: &Path, modes: Option<Modes>) -> std::io::Result<()> {
     if dir.is_dir() {
         return Ok(());
@@ -333,57 +426,20 @@ impl ReplicaClient for FileClient {
         body: ByteStream,
         created_at: DateTime<Utc>,
     ) -> Result<LtxFileInfo, ClientError> {
-        let dir = self.level_dir(level);
-        let path = self.file_path(level, name);
-        let tmp = dir.join(format!("{name}.tmp"));
-        let modes = self.modes;
-        let result = async {
-            let d = dir.clone();
-            self.blocking("mkdir", &dir, move || mkdir_all(&d, modes))
-                .await?;
-            let mut file = tokio::fs::File::create(&tmp)
-                .await
-                .map_err(|e| self.io("create", &tmp, e))?;
-            let mut body = WriteBody::new(body);
-            while let Some(chunk) = body.chunk().await? {
-                file.write_all(&chunk)
-                    .await
-                    .map_err(|e| self.io("write", &tmp, e))?;
-            }
-            // tokio's `File` writes in the background: the last write's error (ENOSPC on a
-            // full disk) is reported by `flush`, never by `sync_all`, which would let a
-            // truncated file be renamed into place.
-            file.flush().await.map_err(|e| self.io("write", &tmp, e))?;
-            file.sync_all()
-                .await
-                .map_err(|e| self.io("fsync", &tmp, e))?;
-            drop(file);
-            let (t, p, d) = (tmp.clone(), path.clone(), dir.clone());
-            let when = SystemTime::from(created_at);
-            self.blocking("rename", &path, move || {
-                if let Some(m) = modes {
-                    fs::set_permissions(&t, fs::Permissions::from_mode(m.file_mode))?;
-                    let _ = std::os::unix::fs::chown(&t, Some(m.uid), Some(m.gid));
-                }
-                fs::rename(&t, &p)?;
-                fsync_dir(&d)?;
-                let f = OpenOptions::new().write(true).open(&p)?;
-                f.set_times(FileTimes::new().set_accessed(when).set_modified(when))?;
-                Ok(())
-            })
-            .await?;
-            Ok::<_, ClientError>(body.taken())
-        }
-        .await;
-        if result.is_err() {
-            let _ = tokio::fs::remove_file(&tmp).await;
-        }
-        Ok(LtxFileInfo {
-            level,
-            name,
-            size: result?,
-            created_at,
-        })
+        self.write_file(level, name, body, created_at, Publish::Replace)
+            .await
+    }
+
+    async fn create_bytes(
+        &self,
+        level: Level,
+        name: FileName,
+        data: Bytes,
+        created_at: DateTime<Utc>,
+    ) -> Result<LtxFileInfo, ClientError> {
+        let body = futures::stream::once(async move { Ok(data) }).boxed();
+        self.write_file(level, name, body, created_at, Publish::Create)
+            .await
     }
 
     async fn delete(&self, level: Level, names: &[FileName]) -> Result<(), ClientError> {

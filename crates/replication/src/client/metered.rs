@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 use ltx::FileName;
@@ -148,6 +149,18 @@ impl ReplicaClient for Metered {
     ) -> Result<LtxFileInfo, ClientError> {
         let op = self.start(PUT);
         let result = self.inner.write(level, name, body, created_at).await;
+        self.finish(op, PUT, result, |info| (1, info.size))
+    }
+
+    async fn create_bytes(
+        &self,
+        level: Level,
+        name: FileName,
+        data: Bytes,
+        created_at: DateTime<Utc>,
+    ) -> Result<LtxFileInfo, ClientError> {
+        let op = self.start(PUT);
+        let result = self.inner.create_bytes(level, name, data, created_at).await;
         self.finish(op, PUT, result, |info| (1, info.size))
     }
 

@@ -77,6 +77,9 @@ pub enum ClientError {
     Config(String),
     #[error(transparent)]
     Unsupported(#[from] UnsupportedBackend),
+    /// A conditional create ([`ReplicaClient::create_bytes`]) found a file of that name.
+    #[error("{replica}: {what} already exists")]
+    AlreadyExists { replica: String, what: String },
     #[error("{replica}: invalid byte range {range:?} for {name}")]
     BadRange {
         replica: String,
@@ -234,6 +237,22 @@ pub trait ReplicaClient: Send + Sync + fmt::Debug {
     ) -> Result<LtxFileInfo, ClientError> {
         let body = futures::stream::once(async move { Ok(data) }).boxed();
         self.write(level, name, body, created_at).await
+    }
+
+    /// Writes a file held in memory only if no file of that name exists, as one conditional
+    /// request ([`ClientError::AlreadyExists`] when one does): S3 and Azure send
+    /// `If-None-Match: *`, a file replica links the finished file into place (a link never
+    /// replaces a file). This is what keeps a second writer of the same replica path from
+    /// replacing a level-0 file another one wrote (`docs/replication.md#two-primaries-on-one-replica-path`).
+    /// The default, for wrappers that do not forward it, is an ordinary write.
+    async fn create_bytes(
+        &self,
+        level: Level,
+        name: FileName,
+        data: Bytes,
+        created_at: DateTime<Utc>,
+    ) -> Result<LtxFileInfo, ClientError> {
+        self.write_bytes(level, name, data, created_at).await
     }
 
     /// Every LTX file of every level (levels ascending, files as [`ReplicaClient::list`]).

@@ -16,6 +16,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 use ltx::FileName;
@@ -24,8 +25,8 @@ use object_store::buffered::BufWriter;
 use object_store::path::Path;
 use object_store::{
     Attribute, AttributeValue, Attributes, BackoffConfig, ClientOptions as StoreClientOptions,
-    GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
-    StaticCredentialProvider,
+    GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+    RetryConfig, StaticCredentialProvider,
 };
 use tokio::io::AsyncWriteExt;
 
@@ -368,6 +369,10 @@ impl ObjectClient {
                 replica: self.location.clone(),
                 what: path,
             },
+            object_store::Error::AlreadyExists { path, .. } => ClientError::AlreadyExists {
+                replica: self.location.clone(),
+                what: path,
+            },
             other => ClientError::Backend {
                 replica: self.location.clone(),
                 operation,
@@ -381,6 +386,20 @@ impl ObjectClient {
     fn failed(&self, op: Op<'_>, operation: &'static str, e: object_store::Error) -> ClientError {
         op.err(error_code(&e));
         self.error(operation, e)
+    }
+
+    /// The attributes every file is written with: its CreatedAt in the backend's metadata
+    /// key, and the storage class when one is configured.
+    fn attributes(&self, created_at: DateTime<Utc>) -> Attributes {
+        let mut attributes = Attributes::new();
+        attributes.insert(
+            Attribute::Metadata(self.flavor.timestamp_key.into()),
+            AttributeValue::from(format_rfc3339_nano(created_at)),
+        );
+        if let Some(class) = &self.storage_class {
+            attributes.insert(Attribute::StorageClass, AttributeValue::from(class.clone()));
+        }
+        attributes
     }
 
     async fn head_timestamp(&self, key: &Path) -> Result<Option<DateTime<Utc>>, ClientError> {
@@ -592,14 +611,7 @@ impl ReplicaClient for ObjectClient {
         created_at: DateTime<Utc>,
     ) -> Result<LtxFileInfo, ClientError> {
         let key = self.file_key(level, name);
-        let mut attributes = Attributes::new();
-        attributes.insert(
-            Attribute::Metadata(self.flavor.timestamp_key.into()),
-            AttributeValue::from(format_rfc3339_nano(created_at)),
-        );
-        if let Some(class) = &self.storage_class {
-            attributes.insert(Attribute::StorageClass, AttributeValue::from(class.clone()));
-        }
+        let attributes = self.attributes(created_at);
         let mut writer = BufWriter::with_capacity(self.store.clone(), key, self.part_size)
             .with_attributes(attributes)
             .with_max_concurrency(self.concurrency);
@@ -629,6 +641,32 @@ impl ReplicaClient for ObjectClient {
             level,
             name,
             size: result?,
+            created_at,
+        })
+    }
+
+    async fn create_bytes(
+        &self,
+        level: Level,
+        name: FileName,
+        data: Bytes,
+        created_at: DateTime<Utc>,
+    ) -> Result<LtxFileInfo, ClientError> {
+        let key = self.file_key(level, name);
+        let size = data.len() as u64;
+        let options = PutOptions {
+            mode: PutMode::Create,
+            attributes: self.attributes(created_at),
+            ..PutOptions::default()
+        };
+        self.store
+            .put_opts(&key, PutPayload::from(data), options)
+            .await
+            .map_err(|e| self.error("put", e))?;
+        Ok(LtxFileInfo {
+            level,
+            name,
+            size,
             created_at,
         })
     }

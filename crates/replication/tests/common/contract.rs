@@ -117,6 +117,44 @@ pub async fn client_contract(c: &dyn ReplicaClient) {
         vec![3, 4, 9]
     );
     c.delete(Level::L0, &[]).await.unwrap();
+
+    // A conditional create writes a new name once; a second create of that name, whatever
+    // its bytes, is AlreadyExists and leaves the first file as it was.
+    let created = name(10, 12);
+    let info = c
+        .create_bytes(Level::L0, created, Bytes::from_static(b"first writer"), ts)
+        .await
+        .unwrap();
+    assert_eq!(info.size, 12);
+    let e = c
+        .create_bytes(Level::L0, created, Bytes::from_static(b"second writer"), ts)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, ClientError::AlreadyExists { .. }),
+        "{what}: a second create of {created}: {e}"
+    );
+    assert_eq!(
+        c.read(Level::L0, created, ReadRange::Full).await.unwrap(),
+        Bytes::from_static(b"first writer"),
+        "{what}"
+    );
+    let listed = c
+        .list(
+            Level::L0,
+            ListOptions {
+                seek: Some(TxId(10)),
+                precise_timestamps: true,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1, "{what}: {listed:?}");
+    assert_eq!(
+        listed[0].created_at, ts,
+        "{what}: CreatedAt of a created file"
+    );
+    c.delete(Level::L0, &[created]).await.unwrap();
     c.probe().await.unwrap();
 }
 
