@@ -99,18 +99,28 @@ pub struct Failure {
     pub last_error: String,
 }
 
-/// Replication gave up: a component failed for longer than the retry window.
+/// Replication gave up: a component failed for longer than the retry window, or at once on
+/// an error no retry can mend (`failing_for` zero: a panic, another writer on the replica).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "replication failed: {component} has been failing for {}s (retry window {}s): {last_error}",
-    failing_for.as_secs(),
-    window.as_secs()
-)]
+#[error("replication failed: {}", describe_fatal(self))]
 pub struct FatalError {
     pub component: Component,
     pub failing_for: Duration,
     pub window: Duration,
     pub last_error: String,
+}
+
+fn describe_fatal(f: &FatalError) -> String {
+    if f.failing_for.is_zero() {
+        return format!("{}: {}", f.component, f.last_error);
+    }
+    format!(
+        "{} has been failing for {}s (retry window {}s): {}",
+        f.component,
+        f.failing_for.as_secs(),
+        f.window.as_secs(),
+        f.last_error
+    )
 }
 
 #[derive(Debug)]

@@ -183,3 +183,74 @@ async fn snapshot_retention_keeps_the_newest_snapshot_and_trims_levels_below_the
         assert_eq!(rows(&out), rows(&db));
     }
 }
+
+/// Another writer's level-0 file on the replica, after what this replicator started from:
+/// bytes that are not ours, under `name`.
+async fn foreign_l0(client: &dyn ReplicaClient, min: u64, max: u64) -> ltx::FileName {
+    let name = ltx::FileName::new(ltx::TxId(min), ltx::TxId(max));
+    client
+        .write_bytes(
+            Level::L0,
+            name,
+            bytes::Bytes::from_static(b"another primary's level-0 file"),
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    name
+}
+
+/// Replication failed for good within a bounded time, saying another primary writes.
+async fn fails_with_another_writer(r: &Replicator) -> String {
+    let fatal = tokio::time::timeout(Duration::from_secs(60), r.failed())
+        .await
+        .expect("replication did not stop after another writer's file appeared");
+    let message = fatal.to_string();
+    assert!(
+        message.contains("another primary is writing to the replica")
+            && message.contains("sqlite-rest restore --force"),
+        "{message}"
+    );
+    message
+}
+
+/// Two primaries whose files never share a name (their batches merge different TXID ranges):
+/// compaction into level 1, which lists level 0 after level 1's end anyway, finds a file ending
+/// after this replicator's start that it did not write, and replication stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_refuses_a_level0_file_another_primary_wrote() {
+    let (_t, _, db, _, r, client) = setup("").await;
+    commits(&r, &db, 2).await;
+    let at = r.handle().positions().replicated_txid.get();
+    let name = foreign_l0(client.as_ref(), at + 1, at + 3).await;
+    commits(&r, &db, 1).await;
+    let result = r.compact_now(Level::new(1).unwrap()).await;
+    assert!(
+        result.is_err(),
+        "compacted another writer's file: {result:?}"
+    );
+    let message = fails_with_another_writer(&r).await;
+    assert!(message.contains(&name.to_string()), "{message}");
+    // Nothing of the other writer's went into level 1.
+    assert!(names(client.as_ref(), 1).await.is_empty());
+}
+
+/// Two primaries writing the same level-0 name: the upload is a conditional create, so the
+/// file already there is never replaced, and replication stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_never_replaces_another_primarys_level0_file() {
+    let (_t, _, db, _, r, client) = setup("").await;
+    commits(&r, &db, 1).await;
+    let at = r.handle().positions().replicated_txid.get();
+    let name = foreign_l0(client.as_ref(), at + 1, at + 1).await;
+    let conn = wal_db(&db);
+    insert(&conn, 1, 100);
+    r.handle().notify_commit(CommitNotice { seq: 1 });
+    let message = fails_with_another_writer(&r).await;
+    assert!(message.contains(&name.to_string()), "{message}");
+    let there = client
+        .read(Level::L0, name, replication::ReadRange::Full)
+        .await
+        .unwrap();
+    assert_eq!(&there[..], b"another primary's level-0 file");
+}

@@ -362,9 +362,16 @@ async fn a_replica_that_went_backwards_is_refused() {
 /// upload. Returns what [`unblock_upload`] needs.
 fn block_upload(env: &Env, txid: u64) -> Vec<PathBuf> {
     (0..64)
-        .map(|k| {
+        .flat_map(|k| {
             let name = ltx::FileName::new(ltx::TxId(txid), ltx::TxId(txid + k));
-            let blocker = env.dir.join("replica/ltx/0").join(format!("{name}.tmp"));
+            // The temp names of a plain write and of this process's conditional create.
+            [
+                format!("{name}.tmp"),
+                format!("{name}.{}.tmp", std::process::id()),
+            ]
+        })
+        .map(|tmp| {
+            let blocker = env.dir.join("replica/ltx/0").join(tmp);
             std::fs::create_dir_all(&blocker).unwrap();
             blocker
         })

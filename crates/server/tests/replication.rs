@@ -371,15 +371,17 @@ async fn a_kill_right_after_a_restore_loses_nothing_and_is_no_divergence() {
         .max()
         .unwrap();
     let next = format!("{:016x}-{:016x}.ltx", newest + 1, newest + 1);
+
+    let mut s = setup.serve_or_log().await;
+    assert!(setup.log().contains("restore finished"), "{}", setup.log());
+    // A directory where the upload of N+1 writes its temp file (a level-0 upload's is named
+    // after the uploading process) makes that upload fail.
     let blocker = setup
         .dir
         .path()
         .join("replica/ltx/0")
-        .join(format!("{next}.tmp"));
+        .join(format!("{next}.{}.tmp", s.child.id()));
     std::fs::create_dir_all(&blocker).unwrap();
-
-    let mut s = setup.serve_or_log().await;
-    assert!(setup.log().contains("restore finished"), "{}", setup.log());
     let mut acknowledged = Vec::new();
     for i in 0..3 {
         acknowledged.push(post_row(&s, &format!("after the restore {i}")).await);

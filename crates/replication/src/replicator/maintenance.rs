@@ -41,6 +41,7 @@ use parking_lot::Mutex;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
+use super::own_files::another_writer;
 use super::shared::Shared;
 use crate::client::{ClientError, ListOptions};
 use crate::health::Component;
@@ -58,6 +59,8 @@ pub enum MaintenanceError {
     Compact { level: Level, source: ltx::Error },
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
+    #[error("another writer's level-0 file {0} is on the replica")]
+    AnotherWriter(FileName),
     #[error("{0}")]
     Task(String),
     #[error("local L0 file: {0}")]
@@ -444,8 +447,20 @@ impl Maintenance {
         if inputs.is_empty() {
             return Ok(Compaction::NothingNew);
         }
+        if src == Level::L0
+            && let Some(other) = self.shared.own_files.foreign(&inputs)
+        {
+            another_writer(
+                &self.shared,
+                Component::Compaction,
+                other.name,
+                "is on it, and this server did not write it",
+            );
+            return Err(MaintenanceError::AnotherWriter(other.name));
+        }
         let info = self.compact_files(dst, &inputs).await?;
         if dst.get() == 1 {
+            self.shared.own_files.forget_upto(info.name.max);
             self.shared
                 .l1_txid
                 .fetch_max(info.name.max.get(), Ordering::AcqRel);

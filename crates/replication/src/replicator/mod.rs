@@ -34,13 +34,16 @@
 //! - `shared.rs`: the state every task and handle shares; `handle.rs`: [`ReplicationHandle`]
 //!   and [`Status`];
 //! - one file per task: `sync_task.rs`, `upload.rs`,
-//!   `maintenance.rs`, `probe.rs`, and `supervise.rs` (panicking tasks and the watchdog).
+//!   `maintenance.rs`, `probe.rs`, and `supervise.rs` (panicking tasks and the watchdog);
+//! - `own_files.rs`: the level-0 files we wrote, and the fatal error when another writer's
+//!   show up (two primaries on one replica path).
 
 mod adopt;
 mod error;
 mod handle;
 pub(crate) mod maintenance;
 mod options;
+mod own_files;
 mod pacing;
 mod probe;
 mod running;

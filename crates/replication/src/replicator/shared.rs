@@ -19,6 +19,7 @@ use crate::progress::Progress;
 use crate::sync::{CheckpointLock, Position};
 
 use super::maintenance::LevelVersions;
+use super::own_files::OwnFiles;
 use super::upload::Pruned;
 
 /// State shared by the replicator's tasks and handles.
@@ -59,6 +60,8 @@ pub(crate) struct Shared {
     pub start_action: StartAction,
     /// What maintenance changed in the replica's levels, so its jobs skip when nothing did.
     pub(crate) level_versions: LevelVersions,
+    /// The level-0 files this replicator wrote (another writer's are refused).
+    pub(crate) own_files: OwnFiles,
 }
 
 impl Shared {

@@ -29,6 +29,7 @@ use super::adopt::{adopt, download_for_adoption};
 use super::error::StartError;
 use super::maintenance;
 use super::options::ReplicatorOptions;
+use super::own_files::OwnFiles;
 use super::probe::probe_loop;
 use super::running::Replicator;
 use super::shared::Shared;
@@ -142,6 +143,7 @@ impl Replicator {
             pruned: Mutex::new(Default::default()),
             start_action: prepared.action,
             level_versions: Default::default(),
+            own_files: OwnFiles::new(prepared.replica_txid),
         });
         metrics.set_replicated_txid(prepared.replica_txid);
         metrics.set_txid(position.txid);

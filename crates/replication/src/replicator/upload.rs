@@ -27,6 +27,7 @@ use crate::health::Component;
 use crate::level::{Level, timestamp_from_millis};
 use crate::meta::MetaDir;
 
+use super::own_files::another_writer;
 use super::shared::Shared;
 
 /// Input bytes above which a batch is split into several objects (the merged object is
@@ -87,6 +88,7 @@ pub(super) async fn upload_loop(shared: Arc<Shared>, mut remote: TxId, stop: Can
                 tracing::debug!(db = %shared.db_path.display(), file = %name, size, took_ms = started.elapsed().as_millis() as u64, "ltx file uploaded");
                 prune(&shared, remote).await;
             }
+            Err((_, UploadError::AnotherWriter(_))) => return,
             Err((planned, e)) => {
                 retry = planned;
                 let wait = shared
@@ -133,10 +135,7 @@ async fn send_batch(shared: &Shared, batch: Vec<TxId>) -> Result<(FileName, u64)
     let created_at =
         timestamp_from_millis(merged.header.timestamp).unwrap_or_else(chrono::Utc::now);
     let size = merged.bytes.len() as u64;
-    shared
-        .client
-        .write_bytes(Level::L0, merged.name, merged.bytes.into(), created_at)
-        .await?;
+    create_l0(shared, merged.name, merged.bytes.into(), created_at).await?;
     Ok((merged.name, size))
 }
 
@@ -318,6 +317,8 @@ pub(super) enum UploadError {
     Client(#[from] ClientError),
     #[error("upload task: {0}")]
     Task(String),
+    #[error("another writer's level-0 file {0} is on the replica")]
+    AnotherWriter(FileName),
 }
 
 /// L0 files larger than this are streamed from disk rather than read into memory.
@@ -356,6 +357,7 @@ pub(super) async fn upload_one(shared: &Shared, txid: TxId) -> Result<u64, Uploa
                 })
             })
             .boxed();
+        shared.own_files.record(name);
         shared
             .client
             .write(Level::L0, name, stream, created_at)
@@ -364,12 +366,46 @@ pub(super) async fn upload_one(shared: &Shared, txid: TxId) -> Result<u64, Uploa
         let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
         bytes.extend_from_slice(&hb);
         file.read_to_end(&mut bytes).await.map_err(local)?;
-        shared
-            .client
-            .write_bytes(Level::L0, name, bytes::Bytes::from(bytes), created_at)
-            .await?;
+        create_l0(shared, name, bytes::Bytes::from(bytes), created_at).await?;
     }
     Ok(size)
+}
+
+/// Uploads one level-0 object unless the name is taken (`crate::replicator::own_files`): a
+/// file already there with other bytes is another writer's, and replication fails for good.
+/// The same bytes are an earlier attempt of this upload that landed.
+async fn create_l0(
+    shared: &Shared,
+    name: FileName,
+    bytes: bytes::Bytes,
+    created_at: chrono::DateTime<chrono::Utc>,
+) -> Result<(), UploadError> {
+    shared.own_files.record(name);
+    let sent = bytes.clone();
+    match shared
+        .client
+        .create_bytes(Level::L0, name, bytes, created_at)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(ClientError::AlreadyExists { .. }) => {
+            let there = shared
+                .client
+                .read(Level::L0, name, crate::client::ReadRange::Full)
+                .await?;
+            if there == sent {
+                return Ok(());
+            }
+            another_writer(
+                shared,
+                Component::Upload,
+                name,
+                "was already there, with other contents, when this server uploaded its own",
+            );
+            Err(UploadError::AnotherWriter(name))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 impl UploadError {

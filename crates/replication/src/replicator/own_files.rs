@@ -1,0 +1,122 @@
+//! One writer per replica path: the level-0 files this replicator wrote since it started
+//! ([`OwnFiles`]), and the fatal error when another writer's file shows up
+//! ([`another_writer`]). See `docs/replication.md#two-primaries-on-one-replica-path`.
+//!
+//! Two primaries replicating to one path (an old primary still running after a follower was
+//! promoted, or a second server started by mistake) both write level-0 files after the same
+//! TXID. Nothing on the replica says which files belong together, so a follower or a restore
+//! could apply a mix of both. Two checks, neither costing a request of its own:
+//! - every level-0 upload is a conditional create: a name the other writer took first is
+//!   refused by the store; unless the file there has our bytes (an earlier attempt of the same
+//!   upload landed and its answer was lost), it is the other writer's;
+//! - compaction into level 1 lists level 0 after level 1's end anyway: a listed file ending
+//!   after the TXID the replica was at when we started must be one we wrote.
+//!
+//! Either way replication stops with a fatal error that names both ways out; the server then
+//! stops. The first check fires at the first upload whose name the other writer took; the
+//! second at the next compaction into level 1 (its `interval`, 30 s by default), so a second
+//! writer goes unnoticed for at most about one level-1 interval after its first upload.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use ltx::{FileName, TxId};
+use parking_lot::Mutex;
+
+use crate::health::{Component, FatalError};
+use crate::level::LtxFileInfo;
+
+use super::shared::Shared;
+
+/// The level-0 files this replicator uploaded (or is uploading) since it started.
+#[derive(Debug)]
+pub(crate) struct OwnFiles {
+    /// The replica's TXID at start-up: files ending at or before it were there before us.
+    start: TxId,
+    /// Names of our uploads that compaction into level 1 may still list.
+    names: Mutex<BTreeSet<FileName>>,
+}
+
+impl OwnFiles {
+    pub(crate) fn new(start: TxId) -> OwnFiles {
+        OwnFiles {
+            start,
+            names: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    /// Records an upload before it is sent (a listing may show it before it is answered).
+    pub(crate) fn record(&self, name: FileName) {
+        self.names.lock().insert(name);
+    }
+
+    /// The first level-0 file of `listed` that ends after the start and is not ours.
+    pub(crate) fn foreign<'a>(&self, listed: &'a [LtxFileInfo]) -> Option<&'a LtxFileInfo> {
+        let names = self.names.lock();
+        listed
+            .iter()
+            .find(|f| f.name.max > self.start && !names.contains(&f.name))
+    }
+
+    /// Forgets the uploads that level 1 covers (`max <= upto`): the level-0 listings of later
+    /// compactions start after it.
+    pub(crate) fn forget_upto(&self, upto: TxId) {
+        self.names.lock().retain(|n| n.max > upto);
+    }
+}
+
+/// Makes replication fail now: another writer's level-0 file `file` is on the replica.
+pub(crate) fn another_writer(shared: &Shared, component: Component, file: FileName, how: &str) {
+    let replica = shared.client.describe();
+    let db = shared.db_path.display();
+    shared.health.set_fatal(FatalError {
+        component,
+        failing_for: Duration::ZERO,
+        window: shared.health.window(),
+        last_error: format!(
+            "diverged: another primary is writing to the replica {replica}: the level-0 file \
+             {file} {how}. Two servers replicate to one replica path, and this one stops \
+             replicating so that no reader is given a mix of both histories. Stop one of \
+             them: if this server ({db}) is the old primary of a promoted follower, leave it \
+             stopped (its writes since the promotion are not on the replica); if it is the \
+             one to keep, stop the other server, then restart this one: it checks the replica \
+             against its database at start-up and refuses it if they diverged (then run \
+             `sqlite-rest restore --force` to take the replica's side, or point this server \
+             at a new, empty replica path to keep its own)"
+        ),
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::level::Level;
+
+    fn info(min: u64, max: u64) -> LtxFileInfo {
+        LtxFileInfo {
+            level: Level::L0,
+            name: FileName::new(TxId(min), TxId(max)),
+            size: 1,
+            created_at: chrono::Utc::now(),
+        }
+    }
+
+    #[test]
+    fn only_files_after_the_start_that_we_did_not_write_are_foreign() {
+        let own = OwnFiles::new(TxId(5));
+        own.record(FileName::new(TxId(6), TxId(8)));
+        // Before the start: someone's (the previous primary's), not a second writer.
+        assert!(own.foreign(&[info(4, 5), info(6, 8)]).is_none());
+        // Overlapping the start, or after ours, and not ours.
+        assert_eq!(
+            own.foreign(&[info(5, 6)]).map(|f| f.name.max),
+            Some(TxId(6))
+        );
+        assert_eq!(
+            own.foreign(&[info(6, 8), info(6, 6)]).map(|f| f.name),
+            Some(FileName::new(TxId(6), TxId(6)))
+        );
+        own.forget_upto(TxId(8));
+        assert!(own.foreign(&[info(6, 8)]).is_some());
+    }
+}
