@@ -555,6 +555,17 @@ impl Follower {
                 operation: "list",
                 source,
             })?;
+        // One lineage's level-0 files never overlap: two listed files that do are two
+        // writers' (two primaries on one replica path), and neither is applied.
+        if let Some(pair) = listed.windows(2).find(|w| w[1].name.min <= w[0].name.max) {
+            return Err(self.diverge(
+                &pair[1],
+                format!(
+                    "overlaps the level-0 file {} (two primaries writing to one replica path)",
+                    pair[0].name
+                ),
+            ));
+        }
         let anchor_missing = match &anchor {
             Some(a) if a.level == Level::L0 => !self.check_anchor(a, &listed, applied).await?,
             _ => false,

@@ -55,6 +55,12 @@ impl Follower {
     }
 
     fn cmd(&self, port: u16, admin: u16, extra: &[&str]) -> Command {
+        self.cmd_as("--replication-follow", port, admin, extra)
+    }
+
+    /// The server on this follower's database and config, as a follower
+    /// (`--replication-follow`) or as a primary (`--replication-enabled`: a promotion).
+    fn cmd_as(&self, role: &str, port: u16, admin: u16, extra: &[&str]) -> Command {
         let secret = self.dir.path().join("secret");
         std::fs::write(&secret, common::SECRET).unwrap();
         let log = std::fs::OpenOptions::new()
@@ -71,7 +77,7 @@ impl Follower {
             .args(["--security-allow-table", "t"])
             .arg("--auth-token-file")
             .arg(&secret)
-            .arg("--replication-follow")
+            .arg(role)
             .arg("--replication-config")
             .arg(&self.config)
             .args(["--log-level", "info"])
@@ -893,4 +899,337 @@ async fn an_idle_follower_backs_off_its_polls() {
     insert(&primary, "b").await;
     want.push("b".to_string());
     wait_values(&follower, &want).await;
+}
+
+/// A TXID header value as a number.
+fn txid_value(hex: &str) -> u64 {
+    u64::from_str_radix(hex, 16).unwrap_or_else(|e| panic!("TXID {hex:?}: {e}"))
+}
+
+/// Starts the server on `f`'s database and config as a primary (`--replication-enabled`);
+/// panics with its log if it does not start.
+async fn promote(f: &Follower) -> Running {
+    use futures::FutureExt;
+    let run = Running::spawn(|p, a| f.cmd_as("--replication-enabled", p, a, &[]));
+    match std::panic::AssertUnwindSafe(run).catch_unwind().await {
+        Ok(r) => r,
+        Err(_) => panic!("the promoted server did not start; its log:\n{}", f.log()),
+    }
+}
+
+/// The level-0 files of the replica at `url` (`replica ls --json`): (min, max, size).
+fn level0_files(bin: &Path, url: &str) -> Vec<(u64, u64, u64)> {
+    let out = Command::new(bin)
+        .args(["replica", "ls", "--json", "--log-level", "warn", url])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["level"] == 0)
+        .map(|r| {
+            (
+                txid_value(r["min_txid"].as_str().unwrap()),
+                txid_value(r["max_txid"].as_str().unwrap()),
+                r["size"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The documented promotion: the primary P writes and is stopped; follower F, caught up, is
+/// stopped and its database started as the primary P2 with the same config. P2 continues
+/// the replica's lineage (its first write gets the next TXID, uploaded as a small level-0
+/// file, not every page again), follower G keeps following across the switch without a
+/// restart, and the real `litestream restore` of the replica gives P2's rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_promoted_follower_continues_the_replicas_lineage() {
+    let test = "a_promoted_follower_continues_the_replicas_lineage";
+    let Some(setup) = s3_setup(test) else { return };
+    let Some(ls) = testkit::litestream::Litestream::require(test) else {
+        return;
+    };
+    // Enough pages that a full level-0 file would stand out.
+    create_db(&setup.db, 2000);
+    let mut primary = setup.serve_or_log().await;
+    let f = Follower::new(&setup.bin, &setup.url);
+    let g = Follower::new(&setup.bin, &setup.url);
+    let mut ff = f.start(&[]).await;
+    let fg = g.start(&[]).await;
+    let mut want = values(&primary).await;
+    let mut last = String::new();
+    for i in 0..3 {
+        let v = format!("before {i}");
+        last = insert(&primary, &v).await;
+        want.push(v);
+    }
+    wait_values(&ff, &want).await;
+    wait_values(&fg, &want).await;
+
+    // Stop the primary, then the follower once it has applied the primary's last TXID.
+    primary.stop().await;
+    wait_health(&ff, "F applied the primary's last TXID", |_, h| {
+        h["follower"]["applied_txid"].as_str() == Some(last.as_str())
+    })
+    .await;
+    ff.stop().await;
+    let p2 = promote(&f).await;
+    assert!(
+        f.log().contains("adopted its position"),
+        "the promoted database did not adopt the replica's position:\n{}",
+        f.log()
+    );
+
+    // The lineage continues: P2's level-0 files start right after the replica's last TXID
+    // (its first sync may carry what the follower's WAL held as one more TXID), each one
+    // small: no full copy of the database was uploaded.
+    let next = insert(&p2, "after promotion").await;
+    want.push("after promotion".to_string());
+    assert!(
+        txid_value(&next) > txid_value(&last),
+        "P2 wrote {next} after the replica's {last}"
+    );
+    let db_bytes = std::fs::metadata(&f.db).unwrap().len();
+    let files = level0_files(&setup.bin, &setup.url);
+    let ours: Vec<_> = files
+        .iter()
+        .filter(|(_, max, _)| *max > txid_value(&last))
+        .collect();
+    assert_eq!(
+        ours.first().map(|f| f.0),
+        Some(txid_value(&last) + 1),
+        "P2's files do not continue the replica's TXIDs: {files:?}"
+    );
+    assert!(
+        ours.iter().any(|f| f.1 >= txid_value(&next)),
+        "{next} is not on the replica: {files:?}"
+    );
+    for file in &ours {
+        assert!(
+            file.2 * 4 < db_bytes,
+            "P2's level-0 file {file:?} is not incremental (database {db_bytes} bytes): {files:?}"
+        );
+    }
+
+    // G follows P2 without a restart or a restore.
+    wait_values(&fg, &want).await;
+    let h = wait_health(&fg, "G follows P2", |s, h| {
+        s == 200 && h["follower"]["applied_txid"].as_str() == Some(next.as_str())
+    })
+    .await;
+    assert_eq!(h["follower"]["ok"], true, "{h}");
+    assert_eq!(ready_status(&fg).await, 200);
+
+    // The replica restores, with the real Litestream, to P2's rows.
+    let mut p2 = p2;
+    p2.stop().await;
+    let restored = setup.litestream_restore(&ls, "restored.db");
+    let c = rusqlite::Connection::open(&restored).unwrap();
+    let got: Vec<String> = c
+        .prepare("SELECT v FROM t ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(got, want);
+}
+
+/// Inserts one row through `r` with a synchronous (replicated) write: whether it succeeded.
+async fn try_insert(r: &Running, v: &str) -> bool {
+    let resp = r
+        .client
+        .post(format!("{}/t", r.base))
+        .bearer_auth(r.token())
+        .header("Prefer", "durability=replicated")
+        .json(&serde_json::json!({ "v": v }))
+        .send()
+        .await;
+    matches!(resp, Ok(r) if r.status() == 201)
+}
+
+/// Two primaries on one replica path (the old one still running after a second one started
+/// from the replica, or a second server by mistake), both writing: one of them stops with
+/// the divergence error naming the way out, within a bounded time, and a follower never
+/// serves a mix of both (its rows come from one of them only, its database intact).
+async fn two_primaries_one_replica(setup: Setup) {
+    create_db(&setup.db, 10);
+    let p = setup.serve_or_log().await;
+    let common = values(&p).await;
+    let follower = Follower::new(&setup.bin, &setup.url);
+    let second = Follower::new(&setup.bin, &setup.url);
+    let fr = follower.start(&[]).await;
+    wait_values(&fr, &common).await;
+    // A second primary from the replica: its database is restored, its position adopted.
+    let mut q = promote(&second).await;
+    let mut p = p;
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut i = 0;
+    let stopped = loop {
+        if let Some(status) = p.child.try_wait().unwrap() {
+            break ("P", status, setup.log());
+        }
+        if let Some(status) = q.child.try_wait().unwrap() {
+            break ("Q", status, second.log());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "two primaries wrote to {} for 120 s and neither stopped:\nP:\n{}\nQ:\n{}",
+            setup.url,
+            setup.log(),
+            second.log()
+        );
+        try_insert(&p, &format!("p {i}")).await;
+        try_insert(&q, &format!("q {i}")).await;
+        i += 1;
+    };
+    let (who, status, log) = stopped;
+    assert!(!status.success(), "{who} exited {status}:\n{log}");
+    assert!(
+        log.contains("another primary is writing to the replica")
+            && log.contains("sqlite-rest restore --force"),
+        "{who} stopped without the divergence error:\n{log}"
+    );
+
+    // The follower serves one history only, from an intact database.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rows = values(&fr).await;
+    assert!(rows.starts_with(&common), "{rows:?}");
+    let tail = &rows[common.len()..];
+    let from_p = tail.iter().filter(|v| v.starts_with("p ")).count();
+    let from_q = tail.iter().filter(|v| v.starts_with("q ")).count();
+    assert!(
+        from_p == 0 || from_q == 0,
+        "the follower applied files of both primaries: {tail:?}\n{}",
+        follower.log()
+    );
+    let c = rusqlite::Connection::open_with_flags(
+        &follower.db,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let check: String = c
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok", "{}", follower.log());
+    drop((p, q));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_primaries_on_one_s3_replica_are_refused() {
+    let Some(setup) = s3_setup("two_primaries_on_one_s3_replica_are_refused") else {
+        return;
+    };
+    two_primaries_one_replica(setup).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_primaries_on_one_file_replica_are_refused() {
+    let Some(bin) = release_bin("two_primaries_on_one_file_replica_are_refused") else {
+        return;
+    };
+    let mut setup = Setup::file();
+    setup.bin = bin;
+    two_primaries_one_replica(setup).await;
+}
+
+/// Copies the directory tree `from` to `to`.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Two level-0 files that overlap (`<a>-<a>` and `<a>-<b>`, as two primaries' uploads of the
+/// same TXIDs would) listed together: a follower applies neither, and since this is its first
+/// poll after a restart, it refuses to start, naming them. (Listed one after the other, the
+/// second one already overlapped the file applied last; listed together, both used to be
+/// applied in turn.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_applies_no_overlapping_level0_files() {
+    let test = "a_follower_applies_no_overlapping_level0_files";
+    let Some(bin) = release_bin(test) else { return };
+    let mut setup = Setup::file();
+    setup.bin = bin;
+    create_db(&setup.db, 0);
+    let primary = setup.serve_or_log().await;
+    insert(&primary, "first").await;
+    // The follower reads a copy of the replica that the test controls.
+    let source = setup.dir.path().join("replica");
+    let mirror = setup.dir.path().join("mirror");
+    copy_tree(&source, &mirror);
+    let f = Follower::new(&setup.bin, &format!("file://{}", mirror.display()));
+    let mut fr = f.start(&[]).await;
+    wait_values(&fr, &["first".to_string()]).await;
+    fr.stop().await;
+
+    let a = txid_value(&insert(&primary, "second").await);
+    let b = txid_value(&insert(&primary, "third").await);
+    let level0 = |max: u64| {
+        let name = std::fs::read_dir(source.join("ltx/0"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .find(|n| n.parse::<ltx::FileName>().is_ok_and(|f| f.max.get() == max))
+            .unwrap_or_else(|| panic!("no level-0 file ends at {max}"));
+        (
+            name.parse::<ltx::FileName>().unwrap(),
+            std::fs::read(source.join("ltx/0").join(&name)).unwrap(),
+        )
+    };
+    let (name_a, bytes_a) = level0(a);
+    let (name_b, bytes_b) = level0(b);
+    assert_eq!(name_b.min.get(), a + 1, "{name_a} {name_b}");
+    let merged = ltx::Compactor::new(vec![
+        ltx::Decoder::new(&bytes_a[..]).unwrap(),
+        ltx::Decoder::new(&bytes_b[..]).unwrap(),
+    ])
+    .unwrap()
+    .compact(Vec::new())
+    .unwrap()
+    .writer;
+    let merged_name = ltx::FileName::new(name_a.min, name_b.max);
+    std::fs::write(mirror.join("ltx/0").join(name_a.to_string()), &bytes_a).unwrap();
+    std::fs::write(mirror.join("ltx/0").join(merged_name.to_string()), &merged).unwrap();
+
+    let mut child = f
+        .cmd(testkit::free_port(), testkit::free_port(), &[])
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + CATCH_UP;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the follower started over overlapping level-0 files:\n{}",
+                f.log()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(!status.success());
+    let log = f.log();
+    assert!(
+        log.contains(&format!("overlaps the level-0 file {name_a}")),
+        "{log}"
+    );
+    // Nothing of either file was applied.
+    let c = rusqlite::Connection::open(&f.db).unwrap();
+    let n: i64 = c
+        .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 1);
 }
