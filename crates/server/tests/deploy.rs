@@ -1,4 +1,5 @@
-//! The Kubernetes manifests (`deploy/kubernetes`: the kustomize base and the `s3` overlay)
+//! The Kubernetes manifests (`deploy/kubernetes`: the kustomize base, the `s3` overlay and
+//! the `s3-followers` overlay's read replicas)
 //! rendered with the real `kubectl kustomize` and validated with `kubernetes-validate` against
 //! the Kubernetes schemas; held to what the server really has (ports, probe endpoints, the
 //! shutdown budget, the replication config it accepts); and the upgrade from the Go
@@ -26,7 +27,7 @@ use testkit::litestream_v03::{LitestreamV03, V03Replica};
 use testkit::{Tool, require_tool};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sqlite-rest");
-const OVERLAYS: [&str; 2] = ["base", "overlays/s3"];
+const OVERLAYS: [&str; 3] = ["base", "overlays/s3", "overlays/s3-followers"];
 
 fn kubectl(test: &str) -> Option<PathBuf> {
     require_tool(Tool::Kubectl, test)
@@ -233,7 +234,7 @@ fn the_manifests_agree_with_the_server() {
             "{overlay}: {grace:?} of grace, shutdown may take {needed:?}"
         );
 
-        if overlay == "overlays/s3" {
+        if overlay.starts_with("overlays/s3") {
             for c in [container(pod, "initContainers", "restore"), server] {
                 for key in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
                     let env = c["env"]
@@ -267,8 +268,8 @@ struct Pod {
     root: PathBuf,
     spec: Value,
     /// ConfigMaps and Secrets by name (the rendered ones, plus what the user creates).
-    config_maps: BTreeMap<String, BTreeMap<String, String>>,
-    secrets: BTreeMap<String, BTreeMap<String, String>>,
+    config_maps: ByName,
+    secrets: ByName,
 }
 
 impl Pod {
@@ -281,7 +282,7 @@ impl Pod {
     /// claims and emptyDirs are directories.
     fn lay_out(&self) {
         for list in ["initContainers", "containers"] {
-            for c in self.spec[list].as_array().unwrap() {
+            for c in self.spec[list].as_array().into_iter().flatten() {
                 for m in c["volumeMounts"].as_array().unwrap() {
                     std::fs::create_dir_all(self.volume_dir(m["name"].as_str().unwrap())).unwrap();
                 }
@@ -394,7 +395,7 @@ impl Pod {
 
     /// Runs the init containers in order; each must succeed.
     fn init(&self) {
-        for c in self.spec["initContainers"].as_array().unwrap() {
+        for c in self.spec["initContainers"].as_array().into_iter().flatten() {
             let name = c["name"].as_str().unwrap();
             let status = self
                 .command("initContainers", name, |flag| {
@@ -434,6 +435,84 @@ impl Pod {
         let status = server.wait_exit(Duration::from_secs(grace)).await;
         assert!(status.success(), "server: {status}\n{}", self.log("server"));
     }
+}
+
+/// ConfigMaps or Secrets: name → key → value.
+type ByName = BTreeMap<String, BTreeMap<String, String>>;
+
+/// The ConfigMaps and Secrets of rendered manifests as a user completes them for the local S3
+/// server: the bucket and its endpoint in the replication config, the database's path under
+/// `data` (where the pod's data volume is on this machine), the tables to expose, and the
+/// Secrets the overlay expects.
+fn user_objects(
+    objects: &[Value],
+    s3: &testkit::S3,
+    bucket: &str,
+    data: &Path,
+    tables: &str,
+) -> (ByName, ByName) {
+    let mut config_maps = BTreeMap::new();
+    for cm in objects.iter().filter(|o| o["kind"] == "ConfigMap") {
+        let entries: BTreeMap<String, String> = serde_json::from_value(cm["data"].clone()).unwrap();
+        config_maps.insert(
+            cm["metadata"]["name"].as_str().unwrap().to_string(),
+            entries,
+        );
+    }
+    let litestream_cm = find(objects, "ConfigMap", "sqlite-rest-litestream")["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let yml = &config_maps[&litestream_cm]["litestream.yml"];
+    assert!(
+        yml.contains("bucket: my-bucket") && yml.contains("path: db.sqlite3"),
+        "{yml}"
+    );
+    let yml = yml
+        .replace("bucket: my-bucket", &format!("bucket: {bucket}"))
+        .replace(
+            "# endpoint: https://minio.example.com",
+            &format!("endpoint: {}", s3.endpoint),
+        )
+        .replace("# force-path-style: true", "force-path-style: true")
+        // The database's path in the pod, on this machine (as the containers' mounts are).
+        .replace("path: /data/", &format!("path: {}/", data.display()));
+    assert!(
+        yml.contains(&s3.endpoint),
+        "the overlay's endpoint lines moved:\n{yml}"
+    );
+    config_maps
+        .get_mut(&litestream_cm)
+        .unwrap()
+        .insert("litestream.yml".into(), yml);
+    let env_cm = find(objects, "ConfigMap", "sqlite-rest-env")["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    config_maps
+        .get_mut(&env_cm)
+        .unwrap()
+        .insert("SQLITEREST_SECURITY_ALLOW_TABLE".into(), tables.into());
+    let secrets = BTreeMap::from([
+        (
+            "sqlite-rest-auth".to_string(),
+            BTreeMap::from([(
+                "token".to_string(),
+                String::from_utf8(common::SECRET.to_vec()).unwrap(),
+            )]),
+        ),
+        (
+            "sqlite-rest-s3".to_string(),
+            BTreeMap::from([
+                ("AWS_ACCESS_KEY_ID".to_string(), s3.access_key_id.clone()),
+                (
+                    "AWS_SECRET_ACCESS_KEY".to_string(),
+                    s3.secret_access_key.clone(),
+                ),
+            ]),
+        ),
+    ]);
+    (config_maps, secrets)
 }
 
 /// Rows of every table the test reads, as JSON, ordered.
@@ -503,47 +582,12 @@ async fn the_go_chart_upgrades_to_the_manifests() {
     // with what the user edits: the bucket (and, for this S3-compatible server, its endpoint),
     // the tables to expose, and the Secrets the overlay expects.
     let objects = objects(&render(&kubectl, "overlays/s3"));
-    let mut config_maps = BTreeMap::new();
-    for cm in objects.iter().filter(|o| o["kind"] == "ConfigMap") {
-        let data: BTreeMap<String, String> = serde_json::from_value(cm["data"].clone()).unwrap();
-        config_maps.insert(cm["metadata"]["name"].as_str().unwrap().to_string(), data);
-    }
-    let litestream_cm = find(&objects, "ConfigMap", "sqlite-rest-litestream")["metadata"]["name"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let yml = &config_maps[&litestream_cm]["litestream.yml"];
-    assert!(
-        yml.contains("bucket: my-bucket") && yml.contains("path: db.sqlite3"),
-        "{yml}"
-    );
-    let yml = yml
-        .replace("bucket: my-bucket", &format!("bucket: {bucket}"))
-        .replace(
-            "# endpoint: https://minio.example.com",
-            &format!("endpoint: {}", s3.endpoint),
-        )
-        .replace("# force-path-style: true", "force-path-style: true")
-        // The database's path in the pod, on this machine (as the containers' mounts are).
-        .replace(
-            "path: /data/",
-            &format!("path: {}/", dir.path().join("pod/volumes/data").display()),
-        );
-    assert!(
-        yml.contains(&s3.endpoint),
-        "the overlay's endpoint lines moved:\n{yml}"
-    );
-    config_maps
-        .get_mut(&litestream_cm)
-        .unwrap()
-        .insert("litestream.yml".into(), yml);
-    let env_cm = find(&objects, "ConfigMap", "sqlite-rest-env")["metadata"]["name"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    config_maps.get_mut(&env_cm).unwrap().insert(
-        "SQLITEREST_SECURITY_ALLOW_TABLE".into(),
-        "t,upgrade_notes".into(),
+    let (mut config_maps, secrets) = user_objects(
+        &objects,
+        &s3,
+        &bucket,
+        &dir.path().join("pod/volumes/data"),
+        "t,upgrade_notes",
     );
     // The Go chart's migrations ConfigMap keeps its name and its migrations: 1, which the Go
     // version applied (run again, it would fail), and 2, new with the upgrade.
@@ -558,25 +602,6 @@ async fn the_go_chart_upgrades_to_the_manifests() {
         ),
     ]);
     config_maps.insert("sqlite-rest-migrations".into(), migrations);
-    let secrets = BTreeMap::from([
-        (
-            "sqlite-rest-auth".to_string(),
-            BTreeMap::from([(
-                "token".to_string(),
-                String::from_utf8(common::SECRET.to_vec()).unwrap(),
-            )]),
-        ),
-        (
-            "sqlite-rest-s3".to_string(),
-            BTreeMap::from([
-                ("AWS_ACCESS_KEY_ID".to_string(), s3.access_key_id.clone()),
-                (
-                    "AWS_SECRET_ACCESS_KEY".to_string(),
-                    s3.secret_access_key.clone(),
-                ),
-            ]),
-        ),
-    ]);
     let mut pod = Pod {
         root: dir.path().join("pod"),
         spec: find(&objects, "StatefulSet", "sqlite-rest")["spec"]["template"]["spec"].clone(),
@@ -742,4 +767,188 @@ async fn the_go_charts_command_lines_run_our_binary() {
     assert_eq!(rows, json!([{"v": "go chart"}]));
     server.sigterm();
     assert!(server.wait_exit(Duration::from_secs(60)).await.success());
+}
+
+/// Whether every `key: value` of `selector` is among `labels`.
+fn selects(selector: &Value, labels: &Value) -> bool {
+    let selector = selector.as_object().unwrap();
+    !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// The followers overlay (`overlays/s3-followers`): the primary StatefulSet of the s3
+/// overlay plus a Deployment of followers (`serve --replication-follow`, the same replication
+/// config, readiness on `/ready`) and a read Service in front of both; the primary's Service
+/// and selector never take in a follower. Then both pods run as local processes against the
+/// local S3 server with the manifests' own arguments: a row written through the primary is
+/// served by the follower, and a write sent to the follower is refused naming the primary's
+/// Service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_followers_overlay_serves_reads_from_followers() {
+    const TEST: &str = "the_followers_overlay_serves_reads_from_followers";
+    let Some(kubectl) = kubectl(TEST) else { return };
+    let objects = objects(&render(&kubectl, "overlays/s3-followers"));
+    let sts = find(&objects, "StatefulSet", "sqlite-rest");
+    let deployment = find(&objects, "Deployment", "sqlite-rest-follower");
+    let primary_labels = &sts["spec"]["template"]["metadata"]["labels"];
+    let follower_labels = &deployment["spec"]["template"]["metadata"]["labels"];
+    let sts_selector = &sts["spec"]["selector"]["matchLabels"];
+    let deployment_selector = &deployment["spec"]["selector"]["matchLabels"];
+    assert!(selects(sts_selector, primary_labels));
+    assert!(selects(deployment_selector, follower_labels));
+    assert!(
+        !selects(sts_selector, follower_labels) && !selects(deployment_selector, primary_labels),
+        "the StatefulSet's and the Deployment's selectors overlap"
+    );
+    let service = |name: &str| {
+        objects
+            .iter()
+            .find(|o| o["kind"] == "Service" && o["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no Service {name}"))
+    };
+    let primary_service = &service("sqlite-rest")["spec"]["selector"];
+    assert!(selects(primary_service, primary_labels));
+    assert!(
+        !selects(primary_service, follower_labels),
+        "writes to the sqlite-rest Service could reach a follower"
+    );
+    let read = &service("sqlite-rest-read")["spec"];
+    assert!(selects(&read["selector"], primary_labels));
+    assert!(selects(&read["selector"], follower_labels));
+    assert_eq!(read["ports"][0]["targetPort"], "http");
+
+    let pod = &deployment["spec"]["template"]["spec"];
+    let server = container(pod, "containers", "server");
+    let args: Vec<&str> = server["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(args[0], "serve");
+    assert!(args.contains(&"--replication-follow=true"), "{args:?}");
+    assert!(
+        !args.iter().any(|a| a.starts_with("--replication-enabled")),
+        "{args:?}"
+    );
+    let primary_args =
+        container(&sts["spec"]["template"]["spec"], "containers", "server")["args"].to_string();
+    for a in &args {
+        if a.starts_with("--replication-config=") || a.starts_with("--db-dsn=") {
+            assert!(primary_args.contains(a), "{a} differs from the primary's");
+        }
+    }
+    assert!(
+        args.contains(&"--replication-primary-url=http://sqlite-rest:8080"),
+        "{args:?}"
+    );
+    for (probe, path) in [
+        ("livenessProbe", "/live"),
+        ("readinessProbe", "/ready"),
+        ("startupProbe", "/live"),
+    ] {
+        assert_eq!(server[probe]["httpGet"]["path"], path, "{probe}");
+        assert_eq!(server[probe]["httpGet"]["port"], "metrics", "{probe}");
+    }
+    let config_volume = |spec: &Value| {
+        spec["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "config")
+            .unwrap()["configMap"]["name"]
+            .clone()
+    };
+    assert_eq!(
+        config_volume(pod),
+        config_volume(&sts["spec"]["template"]["spec"]),
+        "the same replication config"
+    );
+
+    // Both pods, run as local processes on the local S3 server.
+    let Some(s3) = testkit::require_s3(TEST) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = s3.create_bucket("followers");
+    let pod_of = |name: &str, spec: &Value| {
+        let root = dir.path().join(name);
+        let (mut config_maps, secrets) =
+            user_objects(&objects, &s3, &bucket, &root.join("volumes/data"), "t");
+        config_maps.insert(
+            "sqlite-rest-migrations".into(),
+            BTreeMap::from([(
+                "1_t.up.sql".to_string(),
+                "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);".to_string(),
+            )]),
+        );
+        let pod = Pod {
+            root,
+            spec: spec.clone(),
+            config_maps,
+            secrets,
+        };
+        pod.lay_out();
+        pod
+    };
+    let primary_pod = pod_of("primary", &sts["spec"]["template"]["spec"]);
+    primary_pod.init();
+    let primary = primary_pod.serve().await;
+    let token = common::hs_token(
+        common::SECRET,
+        jsonwebtoken::Algorithm::HS256,
+        json!({"role": "test"}),
+    );
+    let client = reqwest::Client::new();
+    let write = |server: &Running, v: &str| {
+        client
+            .post(format!("{}/t", server.base))
+            .bearer_auth(&token)
+            .header("Prefer", "durability=replicated")
+            .json(&json!({ "v": v }))
+            .send()
+    };
+    let r = write(&primary, "first").await.unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+
+    let follower_pod = pod_of("follower", pod);
+    let follower = follower_pod.serve().await;
+    let r = write(&follower, "refused").await.unwrap();
+    assert_eq!(r.status(), 405);
+    let e: Value = r.json().await.unwrap();
+    assert!(
+        e["hint"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("http://sqlite-rest:8080"),
+        "{e}"
+    );
+    let r = write(&primary, "second").await.unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let rows: Value = client
+            .get(format!("{}/t?select=v&order=id", follower.base))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if rows == json!([{"v": "first"}, {"v": "second"}]) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the follower serves {rows}\n{}",
+            follower_pod.log("server")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let ready = reqwest::get(format!("{}/ready", follower.admin))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    follower_pod.stop(follower).await;
+    primary_pod.stop(primary).await;
 }
