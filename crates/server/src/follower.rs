@@ -1177,7 +1177,8 @@ impl Follower {
         }
         let conn = self.conn.clone();
         let db = self.db.clone();
-        let last_label = format!("{}/{}", last.level, last.name);
+        let label = format!("{}/{}", last.level, last.name);
+        let last_label = label.clone();
         #[cfg(test)]
         let crash = *self.crash.lock();
         let (result, written) = tokio::task::spawn_blocking(move || {
@@ -1216,7 +1217,7 @@ impl Follower {
             (result, written)
         })
         .await
-        .map_err(|e| apply_error("", anyhow::anyhow!("apply task failed: {e}")))?;
+        .map_err(|e| apply_error(&label, anyhow::anyhow!("apply task failed: {e}")))?;
         let outcome = match result {
             Ok(outcome) => outcome,
             Err(e) => {
@@ -1228,11 +1229,14 @@ impl Follower {
             }
         };
         let pending =
-            written.ok_or_else(|| apply_error("", anyhow::anyhow!("no pending record")))?;
+            written.ok_or_else(|| apply_error(&label, anyhow::anyhow!("no pending record")))?;
         #[cfg(test)]
         if crash == Some(tests::CrashPoint::AfterCommit) {
             *self.unsettled.lock() = Some((pending, last));
-            return Err(apply_error("", anyhow::anyhow!("crash after the commit")));
+            return Err(apply_error(
+                &label,
+                anyhow::anyhow!("crash after the commit"),
+            ));
         }
         if let Err(source) = record_txid(&self.db, outcome) {
             *self.unsettled.lock() = Some((pending, last));
@@ -2003,5 +2007,49 @@ mod tests {
             .err()
             .expect("a fresh follower of nothing started");
         assert!(format!("{e:#}").contains("restoring"), "{e:#}");
+    }
+
+    /// Files with database checksums applied together (one transaction): the checksum kept
+    /// current page by page checks the second file's pre-apply checksum against the state
+    /// the first one left (a shrink included) and each post-apply checksum; a wrong one
+    /// rolls the whole transaction back.
+    #[test]
+    fn checksums_are_checked_across_files_of_one_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let (primary, follower) = (dir.path().join("p.db"), dir.path().join("f.db"));
+        let p = make_db(&primary, 400);
+        std::fs::copy(&primary, &follower).unwrap();
+        let mut apply = open_apply_connection(&follower).unwrap();
+        let pre2 = db_checksum(&p, 4096, None).unwrap().value();
+        p.execute_batch("DELETE FROM t WHERE id > 10; VACUUM; PRAGMA wal_checkpoint(TRUNCATE)")
+            .unwrap();
+        let f2 = ltx_of(&p, 2, 2, Some(pre2));
+        let pre3 = db_checksum(&p, 4096, None).unwrap().value();
+        p.execute_batch(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 50)
+             INSERT INTO t(v) SELECT printf('%.500c', 'y') FROM n;
+             PRAGMA wal_checkpoint(TRUNCATE)",
+        )
+        .unwrap();
+        let f3 = ltx_of(&p, 3, 3, Some(pre3));
+        let mut wrong = ltx_of(&p, 3, 3, Some(Checksum(pre3.0 ^ 1)));
+
+        let files = |third: &[u8]| -> Vec<Vec<u8>> { vec![f2.clone(), third.to_vec()] };
+        let apply_all = |conn: &mut Connection, bytes: &[Vec<u8>]| {
+            let decoded: Vec<Decoded<'_>> = bytes
+                .iter()
+                .map(|b| decode(b, "0/x.ltx").unwrap())
+                .collect();
+            apply_files(conn, &decoded, TxId(1), |_| Ok(()))
+        };
+        let e = apply_all(&mut apply, &files(&wrong)).unwrap_err();
+        assert!(
+            matches!(&e, PollError::Rejected { reason, .. } if reason.contains("pre-apply")),
+            "{e}"
+        );
+        assert_eq!(rows(&Connection::open(&follower).unwrap()).0, 400);
+        wrong = f3.clone();
+        assert_eq!(apply_all(&mut apply, &files(&wrong)).unwrap(), TxId(3));
+        assert_eq!(rows(&Connection::open(&follower).unwrap()), rows(&p));
     }
 }

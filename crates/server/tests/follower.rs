@@ -894,3 +894,187 @@ async fn an_idle_follower_backs_off_its_polls() {
     want.push("b".to_string());
     wait_values(&follower, &want).await;
 }
+
+/// Whether a file of levels 0 to 8 of the file replica `replica` continues TXID `n` (starts
+/// at or before `n + 1` and ends after `n`), and the highest TXID of a snapshot (level 9).
+fn replica_continues(replica: &Path, n: u64) -> (bool, u64) {
+    let names = |level: u8| -> Vec<(u64, u64)> {
+        std::fs::read_dir(replica.join(format!("ltx/{level}")))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter_map(|e| {
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        let min = u64::from_str_radix(name.get(..16)?, 16).ok()?;
+                        let max = u64::from_str_radix(name.get(17..33)?, 16).ok()?;
+                        Some((min, max))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let continues = (0..=8).any(|l| {
+        names(l)
+            .into_iter()
+            .any(|(min, max)| min <= n + 1 && max > n)
+    });
+    let snapshot = names(9).into_iter().map(|(_, max)| max).max().unwrap_or(0);
+    (continues, snapshot)
+}
+
+/// Inserts `row <i>` rows through the primary until compaction and retention removed every
+/// file that continues TXID `n` and a snapshot is past it; the rows inserted are added to
+/// `want`.
+async fn write_until_gap(setup: &Setup, primary: &Running, n: u64, want: &mut Vec<String>) {
+    let replica = setup.dir.path().join("replica");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let v = format!("row {}", want.len());
+        insert(primary, &v).await;
+        want.push(v);
+        let (continues, snapshot) = replica_continues(&replica, n);
+        if !continues && snapshot > n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "retention never removed the files after {n:x}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// A follower whose next files compaction and retention removed (no level bridges the gap)
+/// goes to the replica's latest state: while running (its process stopped with SIGSTOP
+/// while the primary writes on, then continued) readers see only whole states, never an
+/// error; killed with SIGKILL and restarted after another such gap, it starts at the
+/// latest state. `/ready` is 200 after both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_crosses_a_gap_no_level_bridges() {
+    let test = "a_follower_crosses_a_gap_no_level_bridges";
+    let Some(bin) = release_bin(test) else { return };
+    let mut setup = Setup::file();
+    setup.bin = bin;
+    // Short compaction, snapshot and retention intervals: files go away within seconds.
+    std::fs::write(
+        &setup.config,
+        format!(
+            "levels:\n  - interval: 1s\nsnapshot:\n  interval: 2s\n  retention: 1s\n\
+             l0-retention: 1s\nl0-retention-check-interval: 1s\nshutdown-sync-timeout: 10s\n\
+             dbs:\n  - path: {}\n    monitor-interval: 100ms\n    replica:\n      url: {}\n",
+            setup.db.display(),
+            setup.url
+        ),
+    )
+    .unwrap();
+    create_db(&setup.db, 0);
+    let mut primary = setup.serve_or_log().await;
+    let mut want = Vec::new();
+    for _ in 0..3 {
+        let v = format!("row {}", want.len());
+        insert(&primary, &v).await;
+        want.push(v);
+    }
+    let f = Follower::new(&setup.bin, &setup.url);
+    let mut follower = f.start(&[]).await;
+    wait_values(&follower, &want).await;
+    let at = applied_txid(&follower).await;
+
+    // Readers: every read is a whole state (rows `row 0`.. in order), positions never go
+    // back, no error.
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (client, base, token, stop) = (
+            follower.client.clone(),
+            follower.base.clone(),
+            follower.token(),
+            stop.clone(),
+        );
+        tokio::spawn(async move {
+            let mut last = String::new();
+            let mut reads = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let resp = client
+                    .get(format!("{base}/t?select=v&order=id"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status(), 200);
+                let txid = resp.headers()["sqlite-rest-txid"]
+                    .to_str()
+                    .unwrap()
+                    .to_string();
+                assert!(txid >= last, "position went back: {last} -> {txid}");
+                let body: Value = resp.json().await.unwrap();
+                for (i, row) in body.as_array().unwrap().iter().enumerate() {
+                    assert_eq!(
+                        row["v"],
+                        format!("row {i}"),
+                        "a mixed state at {txid}: {body}"
+                    );
+                }
+                last = txid;
+                reads += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            reads
+        })
+    };
+
+    // The follower stops polling (SIGSTOP) while the primary writes on and retention
+    // removes what it needs; then it continues.
+    let pid = follower.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    write_until_gap(&setup, &primary, at, &mut want).await;
+    assert!(
+        Command::new("kill")
+            .args(["-CONT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait_values(&follower, &want).await;
+    wait_health(&follower, "ready after crossing the gap", |s, h| {
+        s == 200 && h["follower"]["ok"] == true
+    })
+    .await;
+    assert_eq!(ready_status(&follower).await, 200);
+    stop.store(true, Ordering::Relaxed);
+    assert!(reader.await.unwrap() > 0);
+    assert!(
+        follower
+            .metrics()
+            .await
+            .contains("sqlite_rest_follower_restores_total 1"),
+        "{}",
+        f.log()
+    );
+
+    // Killed, a gap, restarted: it starts at the latest state.
+    let at = applied_txid(&follower).await;
+    follower.child.kill().unwrap();
+    follower.child.wait().unwrap();
+    drop(follower);
+    write_until_gap(&setup, &primary, at, &mut want).await;
+    primary.stop().await;
+    let follower = f.start(&[]).await;
+    assert_eq!(values(&follower).await, want);
+    assert_eq!(ready_status(&follower).await, 200);
+    assert!(
+        f.log().contains("follower resumes its database"),
+        "{}",
+        f.log()
+    );
+    assert!(
+        f.log()
+            .contains("the follower goes to the replica's latest state"),
+        "{}",
+        f.log()
+    );
+}
