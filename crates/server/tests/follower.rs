@@ -99,6 +99,41 @@ impl Follower {
     }
 }
 
+impl Follower {
+    /// Starts the follower without waiting for `/ready` (it may start unready): returns
+    /// once its admin server answers `/live`.
+    async fn start_unready(&self) -> Running {
+        let (port, admin) = (testkit::free_port(), testkit::free_port());
+        let mut child = self.cmd(port, admin, &[]).spawn().unwrap();
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + CATCH_UP;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("the follower exited ({status}); its log:\n{}", self.log());
+            }
+            if client
+                .get(format!("http://127.0.0.1:{admin}/live"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the follower never answered /live"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Running {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            admin: format!("http://127.0.0.1:{admin}"),
+            client,
+        }
+    }
+}
+
 /// The release binary and an S3 replica setup (None: skipped, unless tools are required).
 fn s3_setup(test: &str) -> Option<Setup> {
     let bin = testkit::require_tool(testkit::Tool::ReleaseBinary, test)?;
@@ -1077,4 +1112,66 @@ async fn a_follower_crosses_a_gap_no_level_bridges() {
         "{}",
         f.log()
     );
+}
+
+/// A follower restarted while its replica is gone (the directory moved away) starts and
+/// serves its resumed state unready, `/health` saying why; when the replica comes back it is
+/// ready again. A fresh follower of a replica that holds nothing refuses to start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_started_without_its_replica_serves_unready() {
+    let test = "a_follower_started_without_its_replica_serves_unready";
+    let Some(bin) = release_bin(test) else { return };
+    let mut setup = Setup::file();
+    setup.bin = bin;
+    create_db(&setup.db, 0);
+    let (f, mut follower, want, at) = caught_up_follower(&setup, &["kept"]).await;
+    follower.child.kill().unwrap();
+    follower.child.wait().unwrap();
+    drop(follower);
+
+    let replica = setup.dir.path().join("replica");
+    let away = setup.dir.path().join("replica.away");
+    std::fs::rename(&replica, &away).unwrap();
+    let follower = f.start_unready().await;
+    let h = wait_unready_because(&follower, "the replica is gone").await;
+    assert_eq!(
+        h["follower"]["applied_txid"].as_str(),
+        Some(format!("{at:016x}").as_str()),
+        "{h}"
+    );
+    let (status, txid, body) = get(&follower, "/t?select=v&order=id", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(txid, Some(format!("{at:016x}")));
+    assert_eq!(values(&follower).await, want);
+
+    std::fs::rename(&away, &replica).unwrap();
+    wait_health(&follower, "ready again", |s, h| {
+        s == 200 && h["follower"]["ok"] == true
+    })
+    .await;
+    drop(follower);
+
+    // A fresh follower (no database) of an empty replica refuses to start, saying why.
+    let empty = Setup::file();
+    let fresh = Follower::new(&setup.bin, &empty.url);
+    let mut child = KillOnDrop(
+        fresh
+            .cmd(testkit::free_port(), testkit::free_port(), &[])
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + CATCH_UP;
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a fresh follower of an empty replica started: {}",
+            fresh.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(!status.success());
+    assert!(fresh.log().contains("to follow it"), "{}", fresh.log());
 }
