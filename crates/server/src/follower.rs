@@ -1018,15 +1018,7 @@ impl Follower {
         step: &'static str,
         f: impl FnOnce(&mut Connection, &[u8], &str) -> Result<T, PollError> + Send + 'static,
     ) -> Result<(String, T), PollError> {
-        let label = format!("{}/{}", file.level, file.name);
-        let bytes = self
-            .client
-            .read(file.level, file.name, replication::ReadRange::Full)
-            .await
-            .map_err(|source| PollError::Replica {
-                operation: "read",
-                source,
-            })?;
+        let (label, bytes) = self.download(file).await?;
         let conn = self.conn.clone();
         let task_label = label.clone();
         let out = tokio::task::spawn_blocking(move || {
@@ -1038,6 +1030,19 @@ impl Follower {
         .await
         .map_err(|e| apply_error(&label, anyhow::anyhow!("{step} task failed: {e}")))??;
         Ok((label, out))
+    }
+
+    /// Downloads `file` whole: its label (`<level>/<name>`) and bytes.
+    async fn download(&self, file: &LtxFileInfo) -> Result<(String, bytes::Bytes), PollError> {
+        let bytes = self
+            .client
+            .read(file.level, file.name, replication::ReadRange::Full)
+            .await
+            .map_err(|source| PollError::Replica {
+                operation: "read",
+                source,
+            })?;
+        Ok((format!("{}/{}", file.level, file.name), bytes))
     }
 
     /// Records the divergence for good; the error to return.
@@ -1165,15 +1170,7 @@ impl Follower {
         };
         let mut downloaded = Vec::with_capacity(files.len());
         for file in &files {
-            let bytes = self
-                .client
-                .read(file.level, file.name, replication::ReadRange::Full)
-                .await
-                .map_err(|source| PollError::Replica {
-                    operation: "read",
-                    source,
-                })?;
-            downloaded.push((format!("{}/{}", file.level, file.name), bytes));
+            downloaded.push(self.download(file).await?);
         }
         let conn = self.conn.clone();
         let db = self.db.clone();
@@ -1707,16 +1704,23 @@ mod tests {
         (n, pages)
     }
 
+    /// A primary database of `rows` rows, a follower's copy of it (its path) and the
+    /// applying connection of the copy.
+    fn primary_and_copy(rows: i64) -> (tempfile::TempDir, Connection, PathBuf, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let (primary, follower) = (dir.path().join("p.db"), dir.path().join("f.db"));
+        let p = make_db(&primary, rows);
+        std::fs::copy(&primary, &follower).unwrap();
+        let apply = open_apply_connection(&follower).unwrap();
+        (dir, p, follower, apply)
+    }
+
     /// The primary's database after a shrink (rows deleted, VACUUM), applied to a follower's
     /// copy of the bigger state: same rows, same page count, a sound database; a reader that
     /// began before keeps its snapshot.
     #[test]
     fn applies_a_file_in_one_transaction_and_shrinks_the_database() {
-        let dir = tempfile::tempdir().unwrap();
-        let (primary, follower) = (dir.path().join("p.db"), dir.path().join("f.db"));
-        let p = make_db(&primary, 400);
-        std::fs::copy(&primary, &follower).unwrap();
-        let mut apply = open_apply_connection(&follower).unwrap();
+        let (_dir, p, follower, mut apply) = primary_and_copy(400);
         let reader = Connection::open(&follower).unwrap();
         let before = rows(&p);
         p.execute_batch("DELETE FROM t WHERE id > 10; VACUUM; PRAGMA wal_checkpoint(TRUNCATE)")
@@ -1746,11 +1750,7 @@ mod tests {
     /// and the database keeps its state; the right checksum applies.
     #[test]
     fn rejects_a_damaged_file_or_a_wrong_checksum_and_keeps_the_state() {
-        let dir = tempfile::tempdir().unwrap();
-        let (primary, follower) = (dir.path().join("p.db"), dir.path().join("f.db"));
-        let p = make_db(&primary, 50);
-        std::fs::copy(&primary, &follower).unwrap();
-        let mut apply = open_apply_connection(&follower).unwrap();
+        let (_dir, p, follower, mut apply) = primary_and_copy(50);
         let current = db_checksum(&apply, 4096, None).unwrap().value();
         p.execute_batch("INSERT INTO t(v) VALUES ('new'); PRAGMA wal_checkpoint(TRUNCATE)")
             .unwrap();
@@ -2015,11 +2015,7 @@ mod tests {
     /// rolls the whole transaction back.
     #[test]
     fn checksums_are_checked_across_files_of_one_transaction() {
-        let dir = tempfile::tempdir().unwrap();
-        let (primary, follower) = (dir.path().join("p.db"), dir.path().join("f.db"));
-        let p = make_db(&primary, 400);
-        std::fs::copy(&primary, &follower).unwrap();
-        let mut apply = open_apply_connection(&follower).unwrap();
+        let (_dir, p, follower, mut apply) = primary_and_copy(400);
         let pre2 = db_checksum(&p, 4096, None).unwrap().value();
         p.execute_batch("DELETE FROM t WHERE id > 10; VACUUM; PRAGMA wal_checkpoint(TRUNCATE)")
             .unwrap();

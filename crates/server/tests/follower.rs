@@ -731,6 +731,21 @@ async fn wait_unready_because(r: &Running, words: &str) -> Value {
     h
 }
 
+/// Waits until the follower is unready because of `words`, then checks it still serves
+/// `want` at its position `at` (every read carrying that TXID).
+async fn unready_and_serving(r: &Running, words: &str, at: u64, want: &[String]) {
+    let h = wait_unready_because(r, words).await;
+    assert_eq!(
+        h["follower"]["applied_txid"].as_str(),
+        Some(format!("{at:016x}").as_str()),
+        "{h}"
+    );
+    let (status, txid, body) = get(r, "/t?select=v&order=id", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(txid, Some(format!("{at:016x}")));
+    assert_eq!(values(r).await, want);
+}
+
 /// A follower caught up with a file replica whose primary stopped: the follower and its
 /// position.
 async fn caught_up_follower(setup: &Setup, rows: &[&str]) -> (Follower, Running, Vec<String>, u64) {
@@ -769,17 +784,7 @@ async fn a_deleted_replica_turns_the_follower_unready_until_it_comes_back() {
     let replica = setup.dir.path().join("replica");
     let away = setup.dir.path().join("replica.away");
     std::fs::rename(&replica, &away).unwrap();
-    let h = wait_unready_because(&follower, "the replica is gone").await;
-    assert_eq!(
-        h["follower"]["applied_txid"].as_str(),
-        Some(format!("{at:016x}").as_str()),
-        "{h}"
-    );
-    // Still served, at the same position.
-    let (status, txid, body) = get(&follower, "/t?select=v&order=id", &[]).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(txid, Some(format!("{at:016x}")));
-    assert_eq!(values(&follower).await, want);
+    unready_and_serving(&follower, "the replica is gone", at, &want).await;
     assert!(
         follower
             .metrics()
@@ -1133,16 +1138,7 @@ async fn a_follower_started_without_its_replica_serves_unready() {
     let away = setup.dir.path().join("replica.away");
     std::fs::rename(&replica, &away).unwrap();
     let follower = f.start_unready().await;
-    let h = wait_unready_because(&follower, "the replica is gone").await;
-    assert_eq!(
-        h["follower"]["applied_txid"].as_str(),
-        Some(format!("{at:016x}").as_str()),
-        "{h}"
-    );
-    let (status, txid, body) = get(&follower, "/t?select=v&order=id", &[]).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(txid, Some(format!("{at:016x}")));
-    assert_eq!(values(&follower).await, want);
+    unready_and_serving(&follower, "the replica is gone", at, &want).await;
 
     std::fs::rename(&away, &replica).unwrap();
     wait_health(&follower, "ready again", |s, h| {
