@@ -3,25 +3,28 @@
 //!
 //! - [`start`] runs before the database is opened: it reads `--replication-config`, opens the
 //!   replica, and either resumes the local database at the TXID recorded beside it
-//!   (`<db>-follow-txid`) or restores the latest state (the restore code of `restore`). Then
-//!   it applies every file the replica already holds after that TXID, before anything is
-//!   served.
+//!   (`<db>-follow-txid`, settling an apply a crash interrupted: see [`Recorded`]) or
+//!   restores the latest state (the restore code of `restore`). Then it applies every file
+//!   the replica already holds after that TXID, before anything is served; a resumed
+//!   database whose replica cannot be read, is gone or went backwards is served unready.
 //! - [`Follower::run`] polls the replica: one LIST of level 0 starting after the applied
 //!   TXID per poll (the replica's `sync-interval`, default 1 s); when the next level-0 file
 //!   is gone (compaction, retention) a file of a higher level that covers the gap bridges it
 //!   (looked for at once when level 0 skips TXIDs, and every 30 polls when it holds nothing
-//!   newer).
+//!   newer). When no level bridges it and the lineage checks pass, the follower goes to the
+//!   replica's latest state: the restore plan applied in one transaction.
 //!   Each file is downloaded whole and decoded (the LTX decoder checks the file checksum and
 //!   the page index) before anything is written; a file that carries database checksums must
 //!   start from the database's current checksum and end at its post-apply checksum, else it is
 //!   rejected and the previous state kept.
-//! - A file is applied in ONE write transaction through SQLite's `sqlite_dbpage` virtual table
+//! - A file (or the files of a restore plan) is applied in ONE write transaction through SQLite's `sqlite_dbpage` virtual table
 //!   (page images written as they are, then a truncation to the file's page count when the
 //!   database shrank, which `sqlite_dbpage` applies at COMMIT). The database is in WAL mode:
 //!   the read pool's transactions keep their snapshot and see the whole file at their next
 //!   transaction, never half of it. The applying connection itself never reads a table: its
 //!   b-tree layer keeps what it parsed of a page, which a page image written underneath it
-//!   does not reset.
+//!   does not reset. The outcome is recorded as pending before the COMMIT and as the new
+//!   TXID after it, which is published only once recorded.
 //! - Before applying anything, each poll checks that the replica still continues what the
 //!   follower applied (its lineage): the file applied last (the anchor) must still be listed
 //!   as it was, and no other level-0 file may cover the applied TXID. A listing that lost the
