@@ -1640,6 +1640,24 @@ mod tests {
         assert_eq!(recorded_txid(&db), None);
         record_txid(&db, TxId(0x2a)).unwrap();
         assert_eq!(recorded_txid(&db), Some(TxId(0x2a)));
+        let page = vec![7u8; 4096];
+        let pages = [1u32, 2, 3, 7, 9, 10];
+        let pending = Pending::of(
+            TxId(0x2b),
+            10,
+            4096,
+            pages.iter().map(|&p| (p, page.as_slice())),
+        );
+        assert_eq!(pending.runs, vec![(1, 3), (7, 7), (9, 10)]);
+        let recorded = Recorded {
+            txid: TxId(0x2a),
+            pending: Some(pending),
+        };
+        write_record(&db, &recorded).unwrap();
+        assert_eq!(read_recorded(&db).unwrap(), Some(recorded));
+        // A damaged pending line is an error, not a silent resume.
+        std::fs::write(txid_path(&db), "000000000000002a\npending x\n").unwrap();
+        assert!(read_recorded(&db).is_err());
     }
 
     /// A WAL database of `rows` rows of 500 bytes, checkpointed into its file.
