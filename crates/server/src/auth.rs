@@ -112,6 +112,17 @@ struct KeyState {
     generation: u64,
 }
 
+/// What identified the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    /// Nothing: no token (the anonymous role, if any), or authentication disabled.
+    None,
+    /// A verified JWT bearer token (whether or not it names a role).
+    Token,
+    /// An `apikey` header the permissions file maps to a role.
+    ApiKey,
+}
+
 /// Who the caller is, as authentication established it: handed to every request handler.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Principal {
@@ -120,6 +131,10 @@ pub struct Principal {
     pub role: Option<String>,
     /// The verified token's payload; `Value::Null` when there is no token.
     pub claims: serde_json::Value,
+    /// What identified the caller: a refusal (42501) is 401 only for a caller without any
+    /// credential, 403 for one a token or an API key identified, as PostgREST answers an
+    /// anonymous and an authenticated role.
+    pub credential: Credential,
 }
 
 impl Principal {
@@ -128,7 +143,13 @@ impl Principal {
         Principal {
             role: None,
             claims: serde_json::Value::Null,
+            credential: Credential::None,
         }
+    }
+
+    /// Whether no credential identified the caller (PostgREST's anonymous request).
+    pub fn is_anonymous(&self) -> bool {
+        self.credential == Credential::None
     }
 }
 
@@ -528,7 +549,11 @@ impl Auth {
             .or_else(|| self.anon_role.clone());
         Ok(Verified {
             times,
-            principal: Arc::new(Principal { role, claims }),
+            principal: Arc::new(Principal {
+                role,
+                claims,
+                credential: Credential::Token,
+            }),
         })
     }
 
@@ -855,7 +880,8 @@ mod tests {
             *who,
             Principal {
                 role: Some("web_anon".into()),
-                claims: serde_json::Value::Null
+                claims: serde_json::Value::Null,
+                credential: Credential::None,
             }
         );
 

@@ -211,6 +211,8 @@ pub struct RoleView {
     pub role: String,
     pub grants: Arc<RoleGrants>,
     pub claims: serde_json::Value,
+    /// No credential identified the caller (see [`Principal::is_anonymous`]).
+    pub anonymous: bool,
     permissions: Arc<Permissions>,
 }
 
@@ -233,7 +235,8 @@ pub fn run_as<T>(
 
 impl RoleView {
     /// An error as this role may see it: worded against its view of the schema, and a
-    /// refusal (42501) is 401 for the anonymous role, as PostgREST answers.
+    /// refusal (42501) is 401 for a caller without a credential, 403 for any other, as
+    /// PostgREST answers (the authorizer's refusals come without a status of their own).
     pub fn for_client(
         &self,
         e: ApiError,
@@ -242,8 +245,8 @@ impl RoleView {
         mutation: Option<dialect::Mutation>,
     ) -> ApiError {
         let mut e = e.for_client(&self.cache(cache), relation, mutation);
-        if e.code == ErrorCode::InsufficientPrivilege && self.claims.is_null() {
-            e.status = 401;
+        if e.code == ErrorCode::InsufficientPrivilege {
+            e.status = if self.anonymous { 401 } else { 403 };
         }
         e
     }
@@ -263,7 +266,7 @@ impl RoleView {
         Access {
             grants: &self.grants,
             claims: &self.claims,
-            anonymous: self.claims.is_null(),
+            anonymous: self.anonymous,
         }
     }
 }
@@ -329,6 +332,7 @@ impl PermissionsRegistry {
             role: principal.role.clone().unwrap_or_default(),
             grants,
             claims: principal.claims.clone(),
+            anonymous: principal.is_anonymous(),
             permissions,
         })
     }

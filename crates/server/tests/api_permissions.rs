@@ -81,6 +81,8 @@ fn token(role: &str, sub: &str) -> String {
 enum Who<'a> {
     Token(&'a str, &'a str),
     ApiKey,
+    /// No credential at all: the anonymous role (`--auth-anon-role`).
+    Nobody,
 }
 
 struct Resp {
@@ -115,6 +117,7 @@ async fn call(
         Who::Token(role, sub) => r = r.bearer_auth(token(role, sub)),
         // supabase-js without a session: the key in `apikey` and as the bearer.
         Who::ApiKey => r = r.header("apikey", ANON_KEY).bearer_auth(ANON_KEY),
+        Who::Nobody => {}
     }
     for (k, v) in headers {
         r = r.header(*k, *v);
@@ -170,20 +173,22 @@ fn has_doc(s: &Server, id: i64) -> bool {
 /// A server whose permissions file is `text` once the schema exists: it starts with a
 /// minimal file, the tables are created, then the file is replaced and the reload awaited.
 async fn start(text: &str) -> (Server, tempfile::TempDir) {
-    start_with_function(text, None).await
+    start_with_function(text, None, &[]).await
 }
 
 /// [`start`], with `--rpc-dir` holding one function `(name, sql)` when given, loaded (admin
-/// can call it) before this returns.
+/// can call it) before this returns, and `extra` flags.
 async fn start_with_function(
     text: &str,
     function: Option<(&str, &str)>,
+    extra: &[&str],
 ) -> (Server, tempfile::TempDir) {
     let conf = tempfile::tempdir().unwrap();
     let file = conf.path().join("permissions.yaml");
     std::fs::write(&file, "roles:\n  admin:\n    clients:\n      read: {}\n").unwrap();
     let rpc = conf.path().join("rpc");
     let mut args = vec!["--permissions".to_string(), file.display().to_string()];
+    args.extend(extra.iter().map(|a| a.to_string()));
     if function.is_some() {
         std::fs::create_dir(&rpc).unwrap();
         args.extend(["--rpc-dir".to_string(), rpc.display().to_string()]);
@@ -288,8 +293,8 @@ async fn the_matrix_of_roles_relations_and_methods() {
                         assert!((200..300).contains(&r.status), "{what}");
                     }
                     Some(_) => {
-                        let status = if matches!(who, Who::ApiKey) { 401 } else { 403 };
-                        assert_eq!(r.status, status, "{what}");
+                        // An API key identifies its caller: 403, as for a token.
+                        assert_eq!(r.status, 403, "{what}");
                         let v = r.json();
                         assert_eq!(v["code"], "42501", "{what}");
                         assert_eq!(
@@ -414,7 +419,7 @@ async fn row_filters_and_columns_hold_for_every_read() {
     get(&s, Who::ApiKey, "/owners").await.error(404, "PGRST205");
     get(&s, Who::ApiKey, "/docs?select=owner_id")
         .await
-        .error(401, "42501");
+        .error(403, "42501");
     // The OpenAPI document shows each role what it may use.
     let anon_doc = get(&s, Who::ApiKey, "/").await.json();
     assert!(
@@ -603,6 +608,7 @@ async fn rpc_set_results_need_grants_without_row_filters() {
     let (s, _conf) = start_with_function(
         &permissions_text(),
         Some(("all_docs", "-- returns: setof\nSELECT id, title FROM docs")),
+        &[],
     )
     .await;
     let v = get(
@@ -617,7 +623,7 @@ async fn rpc_set_results_need_grants_without_row_filters() {
     get(&s, ALICE, "/rpc/all_docs").await.error(403, "42501");
     get(&s, Who::ApiKey, "/rpc/all_docs")
         .await
-        .error(401, "42501");
+        .error(403, "42501");
     // The OpenAPI document lists a function only to the roles that may call it.
     let doc = get(&s, Who::Token("admin", "x"), "/").await.json();
     assert!(
@@ -743,6 +749,7 @@ async fn the_openapi_document_lists_only_callable_functions() {
             "owner_secrets",
             "-- returns: setof\nSELECT id, secret AS hidden_secret_column FROM owners",
         )),
+        &[],
     )
     .await;
     let admin_doc = get(&s, Who::Token("admin", "x"), "/").await;
@@ -760,7 +767,7 @@ async fn the_openapi_document_lists_only_callable_functions() {
     // The anonymous role cannot see owners at all (404 PGRST205): refusing the function
     // does not name it either.
     let r = get(&s, Who::ApiKey, "/rpc/owner_secrets").await;
-    r.error(401, "42501");
+    r.error(403, "42501");
     assert!(!r.body.contains("owners"), "{}", r.body);
     for who in [ALICE, Who::ApiKey] {
         let r = get(&s, who, "/").await;
@@ -876,4 +883,45 @@ roles:
     .await;
     assert_eq!(r.status, 201, "{}", r.body);
     assert!(has_doc(&s, 44));
+}
+
+/// A refusal (42501) is 401 only for a caller that sent no credential at all (the anonymous
+/// role), 403 for one an API key or a token identified, as PostgREST answers an authenticated
+/// role lacking a privilege — also when that caller runs as the very role the anonymous one
+/// does. Planner refusals, the authorizer's and RPC's alike.
+#[tokio::test]
+async fn a_refusal_is_401_only_for_a_caller_without_a_credential() {
+    let (s, _conf) = start_with_function(
+        &permissions_text(),
+        Some(("all_docs", "-- returns: setof\nSELECT id, title FROM docs")),
+        &["--auth-anon-role", "anon"],
+    )
+    .await;
+    for (who, status) in [
+        (Who::Nobody, 401),
+        (Who::ApiKey, 403),
+        (Who::Token("anon", "x"), 403),
+    ] {
+        // All three run as `anon`: they read the same rows.
+        assert_eq!(
+            ids(&get(&s, who, "/docs?select=id&order=id").await.json()),
+            [2, 4],
+            "{who:?}"
+        );
+        get(&s, who, "/docs?select=owner_id")
+            .await
+            .error(status, "42501");
+        call(
+            &s,
+            who,
+            Method::POST,
+            "/docs",
+            &[],
+            Some(r#"{"id":90,"owner_id":"alice","title":"t"}"#),
+        )
+        .await
+        .error(status, "42501");
+        get(&s, who, "/rpc/all_docs").await.error(status, "42501");
+    }
+    assert!(!has_doc(&s, 90));
 }
