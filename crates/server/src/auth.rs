@@ -622,9 +622,9 @@ fn load_keys(sources: &[KeySource], generation: u64) -> (KeyState, Vec<anyhow::E
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
     use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
     use serde_json::json;
+    use std::time::Duration;
 
     fn token(secret: &[u8], alg: Algorithm, claims: serde_json::Value) -> String {
         encode(

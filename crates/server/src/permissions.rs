@@ -31,8 +31,8 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use dialect::{
-    Access, ApiError, ErrorCode, Exposure, Grant, Privilege, RelationGrants, RoleGrants, RowFilter,
-    SchemaCache,
+    Access, ApiError, ErrorCode, Exposure, Grant, Privilege, RelationGrants, RoleFilters,
+    RoleGrants, RowFilter, SchemaCache,
 };
 use parking_lot::Mutex;
 use serde::Deserialize;
@@ -71,10 +71,12 @@ struct GrantSpec {
 }
 
 /// One role's view of one version of the schema: its schema cache (without what it may not
-/// see) and its grants as the authorizer enforces them.
+/// see), its row filters built against it (requests only bind their claims), and its grants
+/// as the authorizer enforces them.
 #[derive(Debug, Clone)]
 pub struct RoleSchema {
     pub cache: Arc<SchemaCache>,
+    pub filters: Arc<RoleFilters>,
     pub rules: Arc<RoleRules>,
 }
 
@@ -199,6 +201,7 @@ impl Permissions {
         }
         let v = RoleSchema {
             cache: Arc::new(cache.restricted(&|n| grants.visible(n))),
+            filters: Arc::new(grants.filters(cache)),
             rules: Arc::new(RoleRules::new(grants, cache)),
         };
         views.insert(role.to_string(), v.clone());
@@ -228,7 +231,11 @@ pub fn run_as<T>(
         None => f(cache, None),
         Some(r) => {
             let view = r.schema(cache);
-            as_role(Some(&view.rules), || f(&view.cache, Some(&r.access())))
+            let access = Access {
+                filters: Some(&view.filters),
+                ..r.access()
+            };
+            as_role(Some(&view.rules), || f(&view.cache, Some(&access)))
         }
     }
 }
@@ -261,12 +268,14 @@ impl RoleView {
         self.permissions.view(&self.role, &self.grants, cache)
     }
 
-    /// The role for the planners.
+    /// The role's grants and claims (its row filters built when used: planning goes through
+    /// [`run_as`], which has them built once).
     pub fn access(&self) -> Access<'_> {
         Access {
             grants: &self.grants,
             claims: &self.claims,
             anonymous: self.anonymous,
+            filters: None,
         }
     }
 }
@@ -469,6 +478,7 @@ mod tests {
             grants: &admin_grants,
             claims: &claims,
             anonymous: false,
+            filters: None,
         };
         let request = |method, query| Request {
             method,
@@ -511,6 +521,7 @@ mod tests {
             grants: &p.roles["reader"],
             claims: &claims,
             anonymous: false,
+            filters: None,
         };
         let out = as_role(Some(&reader_role.rules), || {
             own.run(

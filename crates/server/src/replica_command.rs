@@ -91,11 +91,14 @@ pub(crate) fn find_replica(
             ))
         );
     };
-    let config = Config::load(config_path, LoadOptions { expand_env })
-        .with_context(|| {
-            let from = if config.is_some() { "--config" } else { CONFIG_ENV };
-            format!("{from} {}", config_path.display())
-        })?;
+    let config = Config::load(config_path, LoadOptions { expand_env }).with_context(|| {
+        let from = if config.is_some() {
+            "--config"
+        } else {
+            CONFIG_ENV
+        };
+        format!("{from} {}", config_path.display())
+    })?;
     let db = match source {
         Some(path) => config.find_db(&PathBuf::from(path))?.clone(),
         None => match config.dbs.as_slice() {

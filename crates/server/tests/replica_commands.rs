@@ -384,8 +384,7 @@ fn a_replica_url_on_the_command_line_wins_over_the_environments_config() {
     assert_eq!(st["replica_txid"], "0000000000000002", "{st}");
     assert!(st["database"].is_null(), "{st}");
     // Without a URL the environment's config still names the replica (empty: no files).
-    let from_env: Vec<LtxEntry> =
-        serde_json::from_str(&ok(&["replica", "ls", "--json"])).unwrap();
+    let from_env: Vec<LtxEntry> = serde_json::from_str(&ok(&["replica", "ls", "--json"])).unwrap();
     assert!(from_env.is_empty(), "{from_env:?}");
     // restore: the URL's replica is read (this one holds no backup; the flag makes that a
     // skip rather than an error).
@@ -410,6 +409,9 @@ fn a_replica_url_on_the_command_line_wins_over_the_environments_config() {
         let out = with_env(args);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?} succeeded");
-        assert!(err.contains("cannot specify a replica URL"), "{args:?}: {err}");
+        assert!(
+            err.contains("cannot specify a replica URL"),
+            "{args:?}: {err}"
+        );
     }
 }

@@ -786,10 +786,7 @@ mod tests {
         assert_eq!((e.status, e.code.as_str()), (400, "54000"));
         // Within the limit: every returned row, once.
         let rows = returned_rows(&c, &call, 1 << 20).unwrap();
-        assert_eq!(
-            rows,
-            r#"[[1,"Z",{"x":"0102"}],[2,"Z",null],[3,"Z",null]]"#
-        );
+        assert_eq!(rows, r#"[[1,"Z",{"x":"0102"}],[2,"Z",null],[3,"Z",null]]"#);
     }
 
     #[test]

@@ -444,12 +444,11 @@ pub fn plan_write_as(
         {
             return Err(access.denied(&rel));
         }
-        let read_filter = match read_grant {
-            Some(g) => access.row_filter(&rel, g)?,
-            None => None,
-        };
-        for (p, g) in privileges(req).iter().zip(&grants) {
-            let filter = access.row_filter(&rel, g)?;
+        // The read filter on its own, only where a guard needs it (the read plan above
+        // already holds it among its conditions).
+        let read_filter = || access.row_filter(&rel, Privilege::Read);
+        for p in privileges(req) {
+            let filter = access.row_filter(&rel, *p)?;
             match p {
                 // The rows a PATCH or DELETE touches: what the role reads (the read plan's
                 // conditions hold its read filter) and what this privilege allows.
@@ -463,7 +462,7 @@ pub fn plan_write_as(
                 }
                 // An upsert's existing row: read and updated only if the role could.
                 Privilege::Update => {
-                    guards.conflict.extend(read_filter.clone());
+                    guards.conflict.extend(read_filter()?);
                     guards.conflict.extend(filter.clone());
                     guards.check.extend(filter);
                 }
@@ -473,7 +472,7 @@ pub fn plan_write_as(
         // A representation (or a Location) shows the written rows: they must be rows the
         // role reads.
         if (representation_wanted || location_wanted) && req.mutation != Mutation::Delete {
-            guards.check.extend(read_filter);
+            guards.check.extend(read_filter()?);
         }
     }
     let conditions: Vec<Condition> = match req.mutation {
