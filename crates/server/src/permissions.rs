@@ -258,6 +258,11 @@ impl RoleView {
         e
     }
 
+    /// The permissions file load this role comes from.
+    pub fn permissions(&self) -> &Arc<Permissions> {
+        &self.permissions
+    }
+
     /// `cache` as this role sees it.
     pub fn cache(&self, cache: &SchemaCache) -> Arc<SchemaCache> {
         self.schema(cache).cache
