@@ -258,14 +258,16 @@ impl Compiled {
                 negated,
                 and,
                 children,
-            } => Ok(Condition::Tree {
-                negated: *negated,
-                and: *and,
-                children: children
-                    .iter()
-                    .map(|c| c.bind(rel, claims))
-                    .collect::<Result<_, _>>()?,
-            }),
+            } => {
+                let bound = children.iter().map(|c| c.bind(rel, claims));
+                let children = bound.collect::<Result<_, _>>()?;
+                let (negated, and) = (*negated, *and);
+                Ok(Condition::Tree {
+                    negated,
+                    and,
+                    children,
+                })
+            }
             Compiled::Claim(f) => bind_leaf(rel, f, claims),
         }
     }

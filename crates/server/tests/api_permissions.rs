@@ -4,14 +4,15 @@
 //! reads, embeds, counts, `Range`, updates, deletes, inserts and upserts (WITH CHECK, an
 //! invisible conflicting row), forbidden columns wherever a request names them, API keys,
 //! RPC set results, the OpenAPI document per role, reloads (a changed file, a broken one
-//! that keeps the previous) and a broken file refusing the start.
+//! that keeps the previous), a broken file refusing the start, and a refusal's status by
+//! what identified the caller (none, a token, an API key).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Options, SECRET, Server, hs_token, send};
+use common::{Options, SECRET, Server, hs_token};
 use jsonwebtoken::Algorithm;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -92,6 +93,12 @@ struct Resp {
 }
 
 impl Resp {
+    /// Asserts the status (the body in the message); the response, for more.
+    fn expect(self, status: u16) -> Resp {
+        assert_eq!(self.status, status, "{}", self.body);
+        self
+    }
+
     fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
     }
@@ -319,8 +326,7 @@ async fn the_matrix_of_roles_relations_and_methods() {
 async fn row_filters_and_columns_hold_for_every_read() {
     let (s, _conf) = start(&permissions_text()).await;
     // alice sees the public docs and her own, only the granted columns (`*` included).
-    let r = get(&s, ALICE, "/docs?order=id").await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    let r = get(&s, ALICE, "/docs?order=id").await.expect(200);
     let v = r.json();
     assert_eq!(ids(&v), [1, 2, 4]);
     for o in v.as_array().unwrap() {
@@ -335,8 +341,8 @@ async fn row_filters_and_columns_hold_for_every_read() {
         &[("Prefer", "count=exact"), ("Range", "0-0")],
         None,
     )
-    .await;
-    assert_eq!(r.status, 206, "{}", r.body);
+    .await
+    .expect(206);
     assert_eq!(r.content_range.as_deref(), Some("0-0/3"));
     let r = call(
         &s,
@@ -410,7 +416,7 @@ async fn row_filters_and_columns_hold_for_every_read() {
     )
     .await;
     assert_eq!(r.content_range.as_deref(), Some("0-0/1"), "{}", r.body);
-    // The anonymous role (an API key): public rows, three columns; owners does not exist.
+    // The `anon` role (through an API key): public rows, three columns; owners does not exist.
     let v = get(&s, Who::ApiKey, "/docs?order=id").await.json();
     assert_eq!(
         v,
@@ -479,16 +485,16 @@ async fn writes_touch_only_visible_rows_and_must_pass_the_filter() {
             let s = &s;
             async move { call(s, ALICE, method, path, &[("Prefer", prefer)], body).await }
         };
+    let post = |path, prefer, body| send_(Method::POST, path, prefer, Some(body));
     // Insert: her own row is fine; a row for bob violates the filter and is not written.
-    let r = send_(
-        Method::POST,
+    post(
         "/docs",
         "return=minimal",
-        Some(r#"{"id":10,"owner_id":"alice","title":"x","slug":"a10"}"#),
+        r#"{"id":10,"owner_id":"alice","title":"x","slug":"a10"}"#,
     )
-    .await;
-    assert_eq!(r.status, 201, "{}", r.body);
-    let r = send_(Method::POST, "/docs", "return=minimal", Some(r#"[{"id":11,"owner_id":"alice","title":"x","slug":"a11"},{"id":12,"owner_id":"bob","title":"x","slug":"b12"}]"#)).await;
+    .await
+    .expect(201);
+    let r = post("/docs", "return=minimal", r#"[{"id":11,"owner_id":"alice","title":"x","slug":"a11"},{"id":12,"owner_id":"bob","title":"x","slug":"b12"}]"#).await;
     let v = r.error(403, "42501");
     assert_eq!(
         v["message"],
@@ -497,11 +503,10 @@ async fn writes_touch_only_visible_rows_and_must_pass_the_filter() {
     assert_eq!(doc_row(&s, 11), None, "nothing of the batch was written");
     assert_eq!(doc_row(&s, 12), None);
     // A forbidden column written: 42501.
-    send_(
-        Method::POST,
+    post(
         "/docs",
         "",
-        Some(r#"{"id":13,"owner_id":"alice","title":"x","secret":"y"}"#),
+        r#"{"id":13,"owner_id":"alice","title":"x","secret":"y"}"#,
     )
     .await
     .error(403, "42501");
@@ -512,8 +517,8 @@ async fn writes_touch_only_visible_rows_and_must_pass_the_filter() {
         "count=exact",
         Some(r#"{"title":"mine"}"#),
     )
-    .await;
-    assert_eq!(r.status, 204, "{}", r.body);
+    .await
+    .expect(204);
     assert_eq!(r.content_range.as_deref(), Some("0-0/1"));
     assert_eq!(doc_row(&s, 1).unwrap().1, "mine");
     assert_eq!(doc_row(&s, 3).unwrap().1, "B1");
@@ -529,19 +534,17 @@ async fn writes_touch_only_visible_rows_and_must_pass_the_filter() {
     .error(403, "42501");
     assert_eq!(doc_row(&s, 1).unwrap().0, "alice");
     // Delete: only her rows.
-    let r = send_(Method::DELETE, "/docs?id=in.(3,4,10)", "count=exact", None).await;
-    assert_eq!(r.status, 204, "{}", r.body);
+    let r = send_(Method::DELETE, "/docs?id=in.(3,4,10)", "count=exact", None)
+        .await
+        .expect(204);
     assert_eq!(r.content_range.as_deref(), Some("*/1"));
     assert!(doc_row(&s, 3).is_some() && doc_row(&s, 4).is_some());
     assert_eq!(doc_row(&s, 10), None);
     // An upsert whose conflict is a row she cannot see never updates it.
-    let r = call(
-        &s,
-        ALICE,
-        Method::POST,
+    let r = post(
         "/docs?on_conflict=slug",
-        &[("Prefer", "resolution=merge-duplicates")],
-        Some(r#"{"id":20,"owner_id":"alice","title":"stolen","slug":"b1"}"#),
+        "resolution=merge-duplicates",
+        r#"{"id":20,"owner_id":"alice","title":"stolen","slug":"b1"}"#,
     )
     .await;
     let v = r.error(403, "42501");
@@ -560,26 +563,19 @@ async fn writes_touch_only_visible_rows_and_must_pass_the_filter() {
     .error(403, "42501");
     assert_eq!(doc_row(&s, 3).unwrap(), ("bob".into(), "B1".into()));
     // ignore-duplicates leaves it alone and reports nothing of it.
-    let r = call(
-        &s,
-        ALICE,
-        Method::POST,
+    let r = post(
         "/docs?on_conflict=slug",
-        &[(
-            "Prefer",
-            "resolution=ignore-duplicates, return=representation",
-        )],
-        Some(r#"{"id":21,"owner_id":"alice","title":"stolen","slug":"b1"}"#),
+        "resolution=ignore-duplicates, return=representation",
+        r#"{"id":21,"owner_id":"alice","title":"stolen","slug":"b1"}"#,
     )
-    .await;
-    assert_eq!(r.status, 201, "{}", r.body);
+    .await
+    .expect(201);
     assert_eq!(r.json(), json!([]));
     // A conflict with an invisible row is a 409 that shows nothing of that row.
-    let r = send_(
-        Method::POST,
+    let r = post(
         "/docs",
         "",
-        Some(r#"{"id":3,"owner_id":"alice","title":"x","slug":"z3"}"#),
+        r#"{"id":3,"owner_id":"alice","title":"x","slug":"z3"}"#,
     )
     .await;
     r.error(409, "23505");
@@ -589,14 +585,13 @@ async fn writes_touch_only_visible_rows_and_must_pass_the_filter() {
         r.body
     );
     // A representation shows only what she may read.
-    let r = send_(
-        Method::POST,
+    let r = post(
         "/docs",
         "return=representation",
-        Some(r#"{"id":30,"owner_id":"alice","title":"r","slug":"a30"}"#),
+        r#"{"id":30,"owner_id":"alice","title":"r","slug":"a30"}"#,
     )
-    .await;
-    assert_eq!(r.status, 201, "{}", r.body);
+    .await
+    .expect(201);
     assert_eq!(
         r.json(),
         json!([{"id": 30, "owner_id": "alice", "title": "r", "public": 0, "slug": "a30"}])
@@ -689,6 +684,22 @@ async fn a_broken_file_refuses_the_start_and_names_the_problem() {
     let secret = dir.path().join("secret");
     std::fs::write(&secret, SECRET).unwrap();
     let file = dir.path().join("permissions.yaml");
+    // `serve` with the file and `extra` flags: it must refuse to start.
+    let refused = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sqlite-rest"))
+            .args(["serve", "--http-addr", "127.0.0.1:0", "--metrics-addr", ""])
+            .arg("--db-dsn")
+            .arg(&db)
+            .arg("--auth-token-file")
+            .arg(&secret)
+            .arg("--permissions")
+            .arg(&file)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
     for (text, names) in [
         (
             "roles:\n  a:\n    docs:\n      read: { colums: [id] }\n",
@@ -704,38 +715,14 @@ async fn a_broken_file_refuses_the_start_and_names_the_problem() {
         ),
     ] {
         std::fs::write(&file, text).unwrap();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sqlite-rest"))
-            .args(["serve", "--http-addr", "127.0.0.1:0", "--metrics-addr", ""])
-            .arg("--db-dsn")
-            .arg(&db)
-            .arg("--auth-token-file")
-            .arg(&secret)
-            .arg("--permissions")
-            .arg(&file)
-            .output()
-            .unwrap();
-        assert!(!out.status.success());
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err = refused(&[]);
         for n in names {
             assert!(err.contains(n), "{n} not in {err}");
         }
     }
     // With --security-allow-table too: refused, saying why.
     std::fs::write(&file, "roles: {}\n").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sqlite-rest"))
-        .args(["serve", "--http-addr", "127.0.0.1:0", "--metrics-addr", ""])
-        .arg("--db-dsn")
-        .arg(&db)
-        .arg("--auth-token-file")
-        .arg(&secret)
-        .arg("--permissions")
-        .arg(&file)
-        .args(["--security-allow-table", "docs"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--security-allow-table"));
-    let _ = send;
+    assert!(refused(&["--security-allow-table", "docs"]).contains("--security-allow-table"));
 }
 
 /// The OpenAPI document lists only the functions a role may call: a function whose SQL
@@ -770,8 +757,7 @@ async fn the_openapi_document_lists_only_callable_functions() {
     r.error(403, "42501");
     assert!(!r.body.contains("owners"), "{}", r.body);
     for who in [ALICE, Who::ApiKey] {
-        let r = get(&s, who, "/").await;
-        assert_eq!(r.status, 200, "{}", r.body);
+        let r = get(&s, who, "/").await.expect(200);
         assert!(
             !r.body.contains("owner_secrets") && !r.body.contains("hidden_secret_column"),
             "{who:?} is shown a function it may not call: {}",
@@ -787,8 +773,7 @@ async fn the_openapi_document_lists_only_callable_functions() {
 async fn a_fifo_in_place_of_the_file_does_not_stall_reloads() {
     let (s, conf) = start(&permissions_text()).await;
     let file = conf.path().join("permissions.yaml");
-    let r = get(&s, ALICE, "/owners?select=id").await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    get(&s, ALICE, "/owners?select=id").await.expect(200);
     std::fs::remove_file(&file).unwrap();
     let made = std::process::Command::new("mkfifo")
         .arg(&file)
@@ -828,7 +813,7 @@ roles:
       read: { columns: [title] }
 "#;
     let (s, _conf) = start(text).await;
-    let post = |role: &'static str, body: &'static str| {
+    let insert = |role: &'static str, prefer: &'static [(&str, &str)], body: &'static str| {
         let s = &s;
         async move {
             call(
@@ -836,12 +821,14 @@ roles:
                 Who::Token(role, "x"),
                 Method::POST,
                 "/docs",
-                &[("Prefer", "return=headers-only")],
+                prefer,
                 Some(body),
             )
             .await
         }
     };
+    let headers_only: &[(&str, &str)] = &[("Prefer", "return=headers-only")];
+    let post = |role, body| insert(role, headers_only, body);
     let r = post("writer", r#"{"id":40,"title":"w"}"#).await;
     r.error(403, "42501");
     assert!(!has_doc(&s, 40), "nothing written");
@@ -860,28 +847,14 @@ roles:
     );
     assert!(!has_doc(&s, 42));
     // One it reads: created, with its Location.
-    let r = call(
-        &s,
-        Who::Token("dropbox", "x"),
-        Method::POST,
-        "/docs",
-        &[("Prefer", "return=headers-only")],
-        Some(r#"{"id":43,"title":"public","public":1}"#),
-    )
-    .await;
-    assert_eq!(r.status, 201, "{}", r.body);
+    post("dropbox", r#"{"id":43,"title":"public","public":1}"#)
+        .await
+        .expect(201);
     assert!(has_doc(&s, 43));
     // Without return=headers-only the insert-only role still inserts (no key shown).
-    let r = call(
-        &s,
-        Who::Token("writer", "x"),
-        Method::POST,
-        "/docs",
-        &[],
-        Some(r#"{"id":44,"title":"w"}"#),
-    )
-    .await;
-    assert_eq!(r.status, 201, "{}", r.body);
+    insert("writer", &[], r#"{"id":44,"title":"w"}"#)
+        .await
+        .expect(201);
     assert!(has_doc(&s, 44));
 }
 

@@ -213,7 +213,7 @@ mod tests {
             docs.get(&schema, rpc.snapshot(), true, Some(&view))
         };
         let a = render("a");
-        assert!(render("b").len() > 0);
+        assert!(!render("b").is_empty());
         assert_eq!(docs.slots.lock().len(), 2);
         // A hit answers the very bytes rendered before.
         assert_eq!(render("a").as_ptr(), a.as_ptr());
