@@ -334,9 +334,9 @@ fn replica_commands_refuse_what_they_cannot_read() {
 }
 
 /// A replica URL on the command line wins over `SQLITEREST_REPLICATION_CONFIG` in the
-/// environment (a deployment's default, as the container image sets it): `replica ls`,
-/// `replica status` and `restore` read the URL's replica, not the config's; `--config` given
-/// on the command line together with a URL stays an error.
+/// environment (a deployment's setting for `serve`, there when an operator runs a command
+/// beside it): `replica ls`, `replica status` and `restore` read the URL's replica, not the
+/// config's; `--config` given on the command line together with a URL stays an error.
 #[test]
 fn a_replica_url_on_the_command_line_wins_over_the_environments_config() {
     let dir = tempfile::tempdir().unwrap();

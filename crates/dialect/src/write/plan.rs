@@ -444,17 +444,22 @@ pub fn plan_write_as(
         {
             return Err(access.denied(&rel));
         }
-        // The read filter on its own, only where a guard needs it (the read plan above
-        // already holds it among its conditions).
-        let read_filter = || access.row_filter(&rel, Privilege::Read);
+        // The read filter on its own, built only where a guard below needs it (the read
+        // plan above already holds it among its conditions): an upsert's conflicting row,
+        // and written rows the answer shows.
+        let touching = matches!(req.mutation, Mutation::Update | Mutation::Delete);
+        let shown = (representation_wanted || location_wanted) && req.mutation != Mutation::Delete;
+        let read_filter = if shown || (!touching && privileges(req).contains(&Privilege::Update)) {
+            access.row_filter(&rel, Privilege::Read)?
+        } else {
+            None
+        };
         for p in privileges(req) {
             let filter = access.row_filter(&rel, *p)?;
             match p {
                 // The rows a PATCH or DELETE touches: what the role reads (the read plan's
                 // conditions hold its read filter) and what this privilege allows.
-                Privilege::Update | Privilege::Delete
-                    if matches!(req.mutation, Mutation::Update | Mutation::Delete) =>
-                {
+                Privilege::Update | Privilege::Delete if touching => {
                     read.conditions.extend(filter.clone());
                     if *p == Privilege::Update {
                         guards.check.extend(filter);
@@ -462,7 +467,7 @@ pub fn plan_write_as(
                 }
                 // An upsert's existing row: read and updated only if the role could.
                 Privilege::Update => {
-                    guards.conflict.extend(read_filter()?);
+                    guards.conflict.extend(read_filter.clone());
                     guards.conflict.extend(filter.clone());
                     guards.check.extend(filter);
                 }
@@ -471,8 +476,8 @@ pub fn plan_write_as(
         }
         // A representation (or a Location) shows the written rows: they must be rows the
         // role reads.
-        if (representation_wanted || location_wanted) && req.mutation != Mutation::Delete {
-            guards.check.extend(read_filter()?);
+        if shown {
+            guards.check.extend(read_filter);
         }
     }
     let conditions: Vec<Condition> = match req.mutation {
