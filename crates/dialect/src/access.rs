@@ -9,8 +9,8 @@
 //! Semantics, PostgreSQL's where it has them:
 //! - A relation the role has no grant on answers as a missing one (the caller builds the
 //!   role's schema cache without it, see [`RoleGrants::visible`]); an operation the role lacks
-//!   on a relation it sees is 42501 "permission denied for table t" (401 for a caller
-//!   without a credential, 403 for one a token or an API key identified, as PostgREST
+//!   on a relation it sees is 42501 "permission denied for table t" (401 for the anonymous
+//!   role, 403 for any other, whether a token, an API key or nothing named it, as PostgREST
 //!   answers).
 //! - A column outside the grant's column list is 42501 wherever the request names it
 //!   (select, filters, order, embedding joins, written columns), as PostgreSQL's column
@@ -546,8 +546,8 @@ pub struct Access<'a> {
     pub grants: &'a RoleGrants,
     /// The token's claims (`Null` without a token).
     pub claims: &'a serde_json::Value,
-    /// No credential identified the caller (neither a token nor an API key): a refusal is
-    /// 401 rather than 403, as PostgREST answers an anonymous request.
+    /// The request runs as the anonymous role: a refusal is 401 rather than 403, as
+    /// PostgREST answers a request whose role is its anonymous one.
     pub anonymous: bool,
     /// The role's row filters built against the schema the request is planned with (see
     /// [`RoleGrants::filters`]); `None` builds each filter when it is used.
@@ -569,8 +569,7 @@ impl<'a> Access<'a> {
         self.grants.relations.get(rel).and_then(|g| g.get(p))
     }
 
-    /// 42501 "permission denied for table t" (or view), 401 for a caller without a
-    /// credential.
+    /// 42501 "permission denied for table t" (or view), 401 for the anonymous role.
     pub fn denied(&self, rel: &Relation) -> ApiError {
         let kind = if rel.kind == RelKind::View {
             "view"

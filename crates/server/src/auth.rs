@@ -112,17 +112,6 @@ struct KeyState {
     generation: u64,
 }
 
-/// What identified the caller.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Credential {
-    /// Nothing: no token (the anonymous role, if any), or authentication disabled.
-    None,
-    /// A verified JWT bearer token (whether or not it names a role).
-    Token,
-    /// An `apikey` header the permissions file maps to a role.
-    ApiKey,
-}
-
 /// Who the caller is, as authentication established it: handed to every request handler.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Principal {
@@ -131,10 +120,12 @@ pub struct Principal {
     pub role: Option<String>,
     /// The verified token's payload; `Value::Null` when there is no token.
     pub claims: serde_json::Value,
-    /// What identified the caller: a refusal (42501) is 401 only for a caller without any
-    /// credential, 403 for one a token or an API key identified, as PostgREST answers an
-    /// anonymous and an authenticated role.
-    pub credential: Credential,
+    /// The caller runs as the anonymous role (`--auth-anon-role`): without a token, or with
+    /// a token or an API key whose role is that one. A refusal (42501) is then 401, and 403
+    /// for every other role, as PostgREST decides it (by the role, `authRole /=
+    /// db-anon-role`, not by whether a credential came): a caller an API key or a token
+    /// identifies as another role is authenticated.
+    pub anonymous: bool,
 }
 
 impl Principal {
@@ -143,13 +134,8 @@ impl Principal {
         Principal {
             role: None,
             claims: serde_json::Value::Null,
-            credential: Credential::None,
+            anonymous: true,
         }
-    }
-
-    /// Whether no credential identified the caller (PostgREST's anonymous request).
-    pub fn is_anonymous(&self) -> bool {
-        self.credential == Credential::None
     }
 }
 
@@ -389,6 +375,12 @@ impl Auth {
         self.cache.lock().clear();
     }
 
+    /// Whether `role` is the anonymous role (`--auth-anon-role`): a caller running as it is
+    /// answered as an anonymous one (see [`Principal::anonymous`]).
+    pub fn is_anon_role(&self, role: Option<&str>) -> bool {
+        role.is_some() && role == self.anon_role.as_deref()
+    }
+
     /// True when requests need a bearer token (false only with authentication disabled).
     pub fn required(&self) -> bool {
         !self.sources.is_empty()
@@ -535,9 +527,9 @@ impl Auth {
         Ok(Verified {
             times,
             principal: Arc::new(Principal {
+                anonymous: self.is_anon_role(role.as_deref()),
                 role,
                 claims,
-                credential: Credential::Token,
             }),
         })
     }
@@ -913,7 +905,7 @@ mod tests {
             Principal {
                 role: Some("web_anon".into()),
                 claims: serde_json::Value::Null,
-                credential: Credential::None,
+                anonymous: true,
             }
         );
 

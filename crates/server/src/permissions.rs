@@ -214,7 +214,7 @@ pub struct RoleView {
     pub role: String,
     pub grants: Arc<RoleGrants>,
     pub claims: serde_json::Value,
-    /// No credential identified the caller (see [`Principal::is_anonymous`]).
+    /// The caller runs as the anonymous role (see [`Principal::anonymous`]).
     pub anonymous: bool,
     permissions: Arc<Permissions>,
 }
@@ -242,8 +242,8 @@ pub fn run_as<T>(
 
 impl RoleView {
     /// An error as this role may see it: worded against its view of the schema, and a
-    /// refusal (42501) is 401 for a caller without a credential, 403 for any other, as
-    /// PostgREST answers (the authorizer's refusals come without a status of their own).
+    /// refusal (42501) is 401 for the anonymous role, 403 for any other, as PostgREST answers
+    /// (the authorizer's refusals come without a status of their own).
     pub fn for_client(
         &self,
         e: ApiError,
@@ -346,7 +346,7 @@ impl PermissionsRegistry {
             role: principal.role.clone().unwrap_or_default(),
             grants,
             claims: principal.claims.clone(),
-            anonymous: principal.is_anonymous(),
+            anonymous: principal.anonymous,
             permissions,
         })
     }

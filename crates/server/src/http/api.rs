@@ -19,7 +19,7 @@ use dialect::{ApiError, ErrorCode, Privilege};
 use http::{HeaderValue, Method, StatusCode, header};
 
 use super::{AppState, HttpLimits, openapi, read, respond, rpc, write};
-use crate::auth::{Credential, Principal};
+use crate::auth::Principal;
 use crate::metrics_registry::operation;
 use crate::permissions::run_as;
 
@@ -305,7 +305,7 @@ fn api_key_principal(state: &AppState, parts: &http::request::Parts) -> Option<A
     Some(Arc::new(Principal {
         role: Some(role.to_string()),
         claims: serde_json::Value::Null,
-        credential: Credential::ApiKey,
+        anonymous: state.auth.is_anon_role(Some(role)),
     }))
 }
 

@@ -180,14 +180,14 @@ pub async fn handle(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::{Credential, Principal};
+    use crate::auth::Principal;
     use crate::permissions::PermissionsRegistry;
 
     fn principal(role: &str) -> Principal {
         Principal {
             role: Some(role.to_string()),
             claims: serde_json::json!({"role": role}),
-            credential: Credential::Token,
+            anonymous: false,
         }
     }
 
