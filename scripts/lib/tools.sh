@@ -331,3 +331,12 @@ install_kubernetes_tools() {
   KUBERNETES_VALIDATE_BIN=$(realpath -m "$dir")/bin/kubernetes-validate
   export KUBERNETES_SCHEMA_VERSIONS
 }
+
+# ---- wrk (the HTTP load of scripts/bench and the follower part of scripts/bench-replication)
+# Benchmarks only; Debian's package, whatever version bookworm carries.
+install_wrk() {
+  if ! command -v wrk >/dev/null 2>&1; then
+    echo "tools: installing wrk from Debian" >&2
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends wrk >/dev/null
+  fi
+}

@@ -10,7 +10,8 @@
 //! - A relation the role has no grant on answers as a missing one (the caller builds the
 //!   role's schema cache without it, see [`RoleGrants::visible`]); an operation the role lacks
 //!   on a relation it sees is 42501 "permission denied for table t" (401 for the anonymous
-//!   role, 403 otherwise, as PostgREST answers).
+//!   role, 403 for any other, whether a token, an API key or nothing named it, as PostgREST
+//!   answers).
 //! - A column outside the grant's column list is 42501 wherever the request names it
 //!   (select, filters, order, embedding joins, written columns), as PostgreSQL's column
 //!   privileges are; `*` expands to the granted columns only (PostgreSQL would refuse `*`).
@@ -32,7 +33,7 @@ use rusqlite::types::Value;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::query::{CmpOp, Field, Filter, LogicTree, Operation, QueryParams};
-use crate::read::plan::{Condition, Expr, Predicate, SqlCmp, map_tree, tree_condition};
+use crate::read::plan::{Condition, Expr, Predicate, SqlCmp, tree_condition};
 use crate::schema_cache::{RelKind, Relation, SchemaCache};
 
 /// The four privileges of the permissions file.
@@ -170,6 +171,108 @@ impl RoleGrants {
     }
 }
 
+/// A role's row filters built against one version of the schema (see
+/// [`RoleGrants::filters`]): per relation and privilege, the condition with only its claim
+/// placeholders left to bind per request.
+#[derive(Debug, Default)]
+pub struct RoleFilters {
+    by_relation: HashMap<String, [Option<Compiled>; 4]>,
+}
+
+impl RoleFilters {
+    fn get(&self, relation: &str, p: Privilege) -> Option<&Compiled> {
+        self.by_relation.get(relation)?[p as usize].as_ref()
+    }
+}
+
+impl RoleGrants {
+    /// Every row filter of the role built against `cache`, once: a request then only binds
+    /// its claims into the placeholders (a filter without any is used as built). A filter
+    /// that no longer fits the schema is left out, so a request builds it and gets its error.
+    pub fn filters(&self, cache: &SchemaCache) -> RoleFilters {
+        let mut by_relation = HashMap::new();
+        for (name, grants) in &self.relations {
+            let Some(rel) = cache.relation(name) else {
+                continue;
+            };
+            let mut slots: [Option<Compiled>; 4] = Default::default();
+            for p in Privilege::ALL {
+                if let Some(f) = grants.get(p).and_then(|g| g.filter.as_ref()) {
+                    slots[p as usize] = f.compile(rel).ok();
+                }
+            }
+            if slots.iter().any(Option::is_some) {
+                by_relation.insert(name.clone(), slots);
+            }
+        }
+        RoleFilters { by_relation }
+    }
+}
+
+/// A row filter built against a relation: what does not depend on the claims is built, the
+/// leaves with a claim placeholder are kept to bind per request.
+#[derive(Debug, Clone, PartialEq)]
+enum Compiled {
+    /// No placeholder below: the condition as every request uses it.
+    Fixed(Condition),
+    /// An and/or tree with placeholders below.
+    Tree {
+        negated: bool,
+        and: bool,
+        children: Vec<Compiled>,
+    },
+    /// A leaf with a placeholder.
+    Claim(Filter),
+}
+
+impl Compiled {
+    /// `children` under one and/or node: fixed as a whole when every child is.
+    fn node(negated: bool, and: bool, children: Vec<Compiled>) -> Compiled {
+        if children.iter().all(|c| matches!(c, Compiled::Fixed(_))) {
+            let children = children
+                .into_iter()
+                .filter_map(|c| match c {
+                    Compiled::Fixed(c) => Some(c),
+                    _ => None,
+                })
+                .collect();
+            Compiled::Fixed(Condition::Tree {
+                negated,
+                and,
+                children,
+            })
+        } else {
+            Compiled::Tree {
+                negated,
+                and,
+                children,
+            }
+        }
+    }
+
+    /// The condition with `claims` bound.
+    fn bind(&self, rel: &Relation, claims: &serde_json::Value) -> Result<Condition, ApiError> {
+        match self {
+            Compiled::Fixed(c) => Ok(c.clone()),
+            Compiled::Tree {
+                negated,
+                and,
+                children,
+            } => {
+                let bound = children.iter().map(|c| c.bind(rel, claims));
+                let children = bound.collect::<Result<_, _>>()?;
+                let (negated, and) = (*negated, *and);
+                Ok(Condition::Tree {
+                    negated,
+                    and,
+                    children,
+                })
+            }
+            Compiled::Claim(f) => bind_leaf(rel, f, claims),
+        }
+    }
+}
+
 /// A row filter: PostgREST filters (`col=op.value`, `or=(…)`, `and=(…)`), `&`-separated and
 /// ANDed, with claim placeholders (see the module documentation).
 #[derive(Debug, Clone)]
@@ -243,25 +346,60 @@ impl RowFilter {
     }
 
     /// The condition over `rel` for a request with `claims`: the trees ANDed, placeholders
-    /// bound.
+    /// bound. Built whole; requests use the [`RoleFilters`] built once instead.
     pub(crate) fn plan(
         &self,
         rel: &Relation,
         claims: &serde_json::Value,
     ) -> Result<Condition, ApiError> {
-        let children = self
+        self.compile(rel)?.bind(rel, claims)
+    }
+
+    /// The filter built against `rel`, placeholders left to bind: the trees ANDed.
+    fn compile(&self, rel: &Relation) -> Result<Compiled, ApiError> {
+        let mut children = self
             .trees
             .iter()
-            .map(|t| bind_tree(rel, t, claims))
+            .map(|t| compile_tree(rel, t))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(match <[Condition; 1]>::try_from(children) {
-            Ok([one]) => one,
-            Err(children) => Condition::Tree {
-                negated: false,
-                and: true,
-                children,
-            },
+        Ok(if children.len() == 1 {
+            children.remove(0)
+        } else {
+            Compiled::node(false, true, children)
         })
+    }
+}
+
+/// `t` built against `rel`, its placeholder leaves kept to bind.
+fn compile_tree(rel: &Relation, t: &LogicTree) -> Result<Compiled, ApiError> {
+    match t {
+        LogicTree::Leaf(f) if binds_claims(f) => Ok(Compiled::Claim(f.clone())),
+        LogicTree::Leaf(_) => Ok(Compiled::Fixed(tree_condition(rel, t)?)),
+        LogicTree::Node {
+            negated,
+            and,
+            children,
+        } => Ok(Compiled::node(
+            *negated,
+            *and,
+            children
+                .iter()
+                .map(|c| compile_tree(rel, c))
+                .collect::<Result<_, _>>()?,
+        )),
+    }
+}
+
+/// Whether the leaf takes a claim: a placeholder as the value of a comparison or as an item
+/// of `in` (where [`check_placeholders`] lets one stand).
+fn binds_claims(f: &Filter) -> bool {
+    match &f.operation {
+        Operation::Compare {
+            op: CmpOp::Compare(_),
+            value,
+        } => placeholder(value).is_some(),
+        Operation::In(values) => values.iter().any(|v| placeholder(v).is_some()),
+        _ => false,
     }
 }
 
@@ -314,15 +452,7 @@ fn claim_text(claims: &serde_json::Value, path: &str) -> Option<String> {
     }
 }
 
-/// One tree with its placeholders bound (missing claims as SQL NULL).
-fn bind_tree(
-    rel: &Relation,
-    t: &LogicTree,
-    claims: &serde_json::Value,
-) -> Result<Condition, ApiError> {
-    map_tree(t, &mut |f| bind_leaf(rel, f, claims))
-}
-
+/// One leaf with its placeholders bound (missing claims as SQL NULL).
 fn bind_leaf(
     rel: &Relation,
     f: &Filter,
@@ -416,8 +546,12 @@ pub struct Access<'a> {
     pub grants: &'a RoleGrants,
     /// The token's claims (`Null` without a token).
     pub claims: &'a serde_json::Value,
-    /// The anonymous role (no token): a refusal is 401 rather than 403, as in PostgREST.
+    /// The request runs as the anonymous role: a refusal is 401 rather than 403, as
+    /// PostgREST answers a request whose role is its anonymous one.
     pub anonymous: bool,
+    /// The role's row filters built against the schema the request is planned with (see
+    /// [`RoleGrants::filters`]); `None` builds each filter when it is used.
+    pub filters: Option<&'a RoleFilters>,
 }
 
 impl<'a> Access<'a> {
@@ -449,13 +583,17 @@ impl<'a> Access<'a> {
         )
     }
 
-    /// `rel`'s row filter for `p` with this request's claims bound, if the grant has one.
-    pub fn row_filter(&self, rel: &Relation, grant: &Grant) -> Result<Option<Condition>, ApiError> {
-        grant
-            .filter
-            .as_ref()
-            .map(|f| f.plan(rel, self.claims))
-            .transpose()
+    /// `rel`'s row filter for `p` with this request's claims bound, if the role's grant of
+    /// `p` has one: as built once for the role ([`Access::filters`]), only its placeholders
+    /// bound here.
+    pub fn row_filter(&self, rel: &Relation, p: Privilege) -> Result<Option<Condition>, ApiError> {
+        let Some(filter) = self.get(&rel.name, p).and_then(|g| g.filter.as_ref()) else {
+            return Ok(None);
+        };
+        match self.filters.and_then(|f| f.get(&rel.name, p)) {
+            Some(built) => built.bind(rel, self.claims).map(Some),
+            None => filter.plan(rel, self.claims).map(Some),
+        }
     }
 
     /// 42501 unless `grant` covers every column `expr` reads.
@@ -549,6 +687,120 @@ mod tests {
         assert_eq!(placeholder("{a.b}"), Some("a.b"));
         assert_eq!(placeholder("{a,b}"), None);
         assert_eq!(placeholder("{}"), None);
+    }
+
+    fn docs() -> SchemaCache {
+        let c = rusqlite::Connection::open_in_memory().unwrap();
+        c.execute_batch(
+            "CREATE TABLE docs (id INTEGER PRIMARY KEY, owner_id TEXT, org INTEGER, public BOOLEAN)",
+        )
+        .unwrap();
+        SchemaCache::load(&c, &crate::schema_cache::Exposure::All).unwrap()
+    }
+
+    /// The condition the planner builds for `text` written as a request's own filters.
+    fn literal(rel: &Relation, text: &str) -> Condition {
+        let f = RowFilter::parse(text).unwrap();
+        let mut c: Vec<Condition> = f
+            .trees
+            .iter()
+            .map(|t| tree_condition(rel, t).unwrap())
+            .collect();
+        if c.len() == 1 {
+            c.remove(0)
+        } else {
+            Condition::Tree {
+                negated: false,
+                and: true,
+                children: c,
+            }
+        }
+    }
+
+    /// A role's filters are built once per schema: a request binds only the placeholders,
+    /// and what it gets is the condition the planner builds for the same filter with the
+    /// claim written in as a literal; a filter without placeholders is used as built.
+    #[test]
+    fn filters_built_once_bind_only_their_placeholders() {
+        let cache = docs();
+        let rel = cache.relation("docs").unwrap();
+        let mut grants = RoleGrants::default();
+        let filtered = |text: &str| Grant {
+            columns: None,
+            filter: Some(RowFilter::parse(text).unwrap()),
+        };
+        let mut rg = RelationGrants::default();
+        rg.set(
+            Privilege::Read,
+            filtered("or=(public.is.true,owner_id.eq.{sub})"),
+        );
+        rg.set(
+            Privilege::Insert,
+            filtered("owner_id=eq.{sub}&org=in.(1,{app.org})"),
+        );
+        rg.set(Privilege::Update, filtered("public=is.true&org=gt.2"));
+        rg.set(Privilege::Delete, Grant::default());
+        grants.relations.insert("docs".into(), rg);
+        let built = grants.filters(&cache);
+        let claims = serde_json::json!({"sub": "alice", "app": {"org": 7}});
+        let access = Access {
+            grants: &grants,
+            claims: &claims,
+            anonymous: false,
+            filters: Some(&built),
+        };
+        let unbuilt = Access {
+            filters: None,
+            ..access
+        };
+        let bound = |a: &Access<'_>, p| a.row_filter(rel, p).unwrap();
+        for (p, as_literal) in [
+            (Privilege::Read, "or=(public.is.true,owner_id.eq.alice)"),
+            (Privilege::Insert, "owner_id=eq.alice&org=in.(1,7)"),
+            (Privilege::Update, "public=is.true&org=gt.2"),
+        ] {
+            let want = literal(rel, as_literal);
+            assert_eq!(bound(&access, p), Some(want.clone()), "{p:?}");
+            assert_eq!(bound(&unbuilt, p), Some(want), "{p:?}");
+        }
+        assert_eq!(bound(&access, Privilege::Delete), None);
+        // Without placeholders: built whole, once.
+        let update = built.get("docs", Privilege::Update).unwrap();
+        assert_eq!(
+            *update,
+            Compiled::Fixed(literal(rel, "public=is.true&org=gt.2"))
+        );
+        // With one: the branch without a placeholder is built, the other kept to bind.
+        match built.get("docs", Privilege::Read).unwrap() {
+            Compiled::Tree { children, .. } => {
+                assert!(matches!(children[0], Compiled::Fixed(_)), "{children:?}");
+                assert!(matches!(children[1], Compiled::Claim(_)), "{children:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // A missing claim is NULL whichever way the filter is built.
+        let none = serde_json::Value::Null;
+        let anonymous = Access {
+            claims: &none,
+            ..access
+        };
+        assert_eq!(
+            bound(&anonymous, Privilege::Insert),
+            bound(
+                &Access {
+                    filters: None,
+                    ..anonymous
+                },
+                Privilege::Insert
+            )
+        );
+        // A relation the schema no longer has is left out (its requests build the filter
+        // and get the error).
+        let mut gone = RoleGrants::default();
+        let mut rg = RelationGrants::default();
+        rg.set(Privilege::Read, filtered("id=eq.1"));
+        gone.relations.insert("gone".into(), rg);
+        assert!(gone.filters(&cache).get("gone", Privilege::Read).is_none());
     }
 
     #[test]

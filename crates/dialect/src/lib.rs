@@ -109,7 +109,7 @@ pub use write::plan::{
     plan_write, plan_write_as,
 };
 // Roles: what each may read and write (the permissions file, enforced by the planners).
-pub use access::{Access, Grant, Privilege, RelationGrants, RoleGrants, RowFilter};
+pub use access::{Access, Grant, Privilege, RelationGrants, RoleFilters, RoleGrants, RowFilter};
 // Headers, errors, the schema cache and the SQL functions every connection needs.
 pub use error::{ApiError, ErrorCode};
 pub use functions::{

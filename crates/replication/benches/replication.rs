@@ -17,19 +17,24 @@
 //!    round; with the asynchronous lag p99 at the paced rate of part 1. A plot (latency
 //!    distribution and throughput per mode) goes to `target/bench/durability.svg`;
 //! 4. restore: a ~200 MB database restored from the replica by `sqlite-rest restore` and by
-//!    `litestream restore` (median of three each, alternating).
+//!    `litestream restore` (median of three each, alternating);
+//! 5. read replicas (`replication/follower.rs`): a follower's read throughput against the
+//!    primary's, its lag behind the primary's writes, and its object-store requests when
+//!    idle.
 //!
 //! Ratios are against the baseline measured in the same run. Environment:
 //! `BENCH_SECONDS` (per phase, default 6), `BENCH_RATE` (paced commits/s, default 200),
 //! `BENCH_ROUNDS` (throughput and durability rounds, default 5), `BENCH_RESTORE_MB`
-//! (default 200), `BENCH_ONLY` (`lag`, `throughput`, `http`, `durability` or `restore`: run
-//! one part),
+//! (default 200), `BENCH_ONLY` (`lag`, `throughput`, `http`, `durability`, `restore` or
+//! `follow`: run one part), `BENCH_FOLLOW_RATE` (writes/s of the follower lag runs, default 20), `BENCH_FOLLOW_IDLE`
+//! (seconds the idle follower is watched, default 240),
 //! `BENCH_COMPARE_BIN` (another build of `sqlite-rest`, e.g. of the commit before a change:
 //! the HTTP rounds also run it with replication, and report its rate against ours).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -42,6 +47,9 @@ use replication::{Config, LoadOptions};
 use replication::{ListOptions, ReadRange, ReplicaClient};
 use rusqlite::Connection;
 use testkit::litestream::Litestream;
+
+#[path = "replication/follower.rs"]
+mod follower;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -103,6 +111,26 @@ fn open_writer(db: &Path, mode: Mode) -> Connection {
     )
     .unwrap();
     conn
+}
+
+/// Inserts `rows` books (authors `author-0` … `author-996`) in one transaction.
+fn seed_books(conn: &Connection, rows: u64) {
+    conn.execute_batch("BEGIN").unwrap();
+    let mut insert = conn
+        .prepare("INSERT INTO books(title, author, price, published) VALUES (?1, ?2, ?3, ?4)")
+        .unwrap();
+    for i in 0..rows {
+        insert
+            .execute(rusqlite::params![
+                format!("Title {i}"),
+                format!("author-{}", i % 997),
+                (i % 100) as f64 + 0.99,
+                1900 + (i % 120) as i64
+            ])
+            .unwrap();
+    }
+    drop(insert);
+    conn.execute_batch("COMMIT").unwrap();
 }
 
 fn wal_salt(db: &Path) -> (u32, u32) {
@@ -352,13 +380,15 @@ async fn phase(ls: &Litestream, s3: &testkit::S3, mode: Mode, secs: f64, rate: u
     }
 }
 
-/// A running `sqlite-rest serve` (`SQLITEREST_BIN`) over a fresh database with a table
-/// `books`, answering on `port` (API) and `admin` (`/metrics`).
+/// A running `sqlite-rest serve` (`SQLITEREST_BIN`) over a database with a table `books`,
+/// answering on `port` (API) and `admin` (`/metrics`).
 struct Server {
     child: std::process::Child,
     port: u16,
     admin: u16,
-    _dir: tempfile::TempDir,
+    /// The replica's URL (empty when the server does not replicate).
+    url: String,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Server {
@@ -370,33 +400,58 @@ impl Server {
         replicate: bool,
         extra: &[&str],
     ) -> (Server, PathBuf) {
+        Server::start_seeded(bin, s3, replicate, extra, 0).await
+    }
+
+    /// [`Server::start`] over a database seeded with `rows` books first.
+    async fn start_seeded(
+        bin: &Path,
+        s3: &testkit::S3,
+        replicate: bool,
+        extra: &[&str],
+        rows: u64,
+    ) -> (Server, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("bench.db");
-        drop(open_writer(&db, Mode::Baseline));
+        seed_books(&open_writer(&db, Mode::Baseline), rows);
         let bucket = s3.create_bucket("bench-http");
         let url = s3.replica_url(&bucket, "db");
         let config = dir.path().join("litestream.yml");
         std::fs::write(&config, config_yaml(&db, &url)).unwrap();
+        let mut server = Server::spawn(bin, &db, |cmd| {
+            cmd.args(extra);
+            if replicate {
+                cmd.arg("--replication-enabled")
+                    .arg("--replication-config")
+                    .arg(&config);
+            }
+        })
+        .await;
+        server._dir = Some(dir);
+        if replicate {
+            server.url = url;
+        }
+        (server, config)
+    }
+
+    /// Spawns `serve` on `db` without auth, exposing `books`, with the flags `configure` adds;
+    /// returns once `/ready` answers 200.
+    async fn spawn(bin: &Path, db: &Path, configure: impl FnOnce(&mut Command)) -> Server {
         let (port, admin) = (testkit::free_port(), testkit::free_port());
-        let mut cmd = std::process::Command::new(bin);
+        let mut cmd = Command::new(bin);
         cmd.arg("serve")
             .arg("--db-dsn")
-            .arg(&db)
+            .arg(db)
             .args(["--http-addr", &format!("127.0.0.1:{port}")])
             .args(["--metrics-addr", &format!("127.0.0.1:{admin}")])
             .args(["--insecure-disable-auth", "--security-allow-table", "books"])
             .args(["--log-level", "warn"])
-            .args(extra)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
-        if replicate {
-            cmd.arg("--replication-enabled")
-                .arg("--replication-config")
-                .arg(&config);
-        }
+        configure(&mut cmd);
         let child = cmd.spawn().unwrap();
         let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(120);
         while !client
             .get(format!("http://127.0.0.1:{admin}/ready"))
             .send()
@@ -406,19 +461,23 @@ impl Server {
             assert!(Instant::now() < deadline, "sqlite-rest did not start");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        (
-            Server {
-                child,
-                port,
-                admin,
-                _dir: dir,
-            },
-            config,
-        )
+        Server {
+            child,
+            port,
+            admin,
+            url: String::new(),
+            _dir: None,
+        }
     }
 
     /// Object-store PUTs so far (`litestream_replica_operation_total{operation="PUT"}`).
     async fn puts(&self) -> u64 {
+        self.operations(|l| l.contains("operation=\"PUT\"")).await
+    }
+
+    /// Object-store requests so far whose `litestream_replica_operation_total` line passes
+    /// `keep`.
+    async fn operations(&self, keep: impl Fn(&str) -> bool) -> u64 {
         let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", self.admin))
             .await
             .unwrap()
@@ -426,10 +485,7 @@ impl Server {
             .await
             .unwrap();
         text.lines()
-            .filter(|l| {
-                l.starts_with("litestream_replica_operation_total{")
-                    && l.contains("operation=\"PUT\"")
-            })
+            .filter(|l| l.starts_with("litestream_replica_operation_total{") && keep(l))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>() as u64
     }
@@ -909,7 +965,7 @@ async fn main() {
         s3.endpoint
     );
 
-    // BENCH_ONLY=throughput|lag|restore runs one part.
+    // BENCH_ONLY=lag|throughput|http|durability|restore|follow runs one part.
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let run = |part: &str| only.is_empty() || only == part;
     let mut lag_rows = [(Mode::Ours, Duration::ZERO, Duration::ZERO); 2];
@@ -1036,6 +1092,15 @@ async fn main() {
         durability = Some((runs, lag_p99, plot, clients));
     }
 
+    // Read replicas: a follower of the replica against the primary.
+    if let (Some(bin), true) = (std::env::var_os("SQLITEREST_BIN"), run("follow")) {
+        let (rate, idle) = (
+            env_or("BENCH_FOLLOW_RATE", 20),
+            env_or("BENCH_FOLLOW_IDLE", 240),
+        );
+        follower::run(Path::new(&bin), &s3, secs, rounds, rate, idle).await;
+    }
+
     let dir = tempfile::tempdir().unwrap();
     let url = if run("restore") {
         build_restore_replica(&s3, dir.path(), mb).await
@@ -1052,6 +1117,13 @@ async fn main() {
     let size = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
     let (ro, rt) = (median(ours_t), median(theirs_t));
 
+    if !["", "lag", "throughput", "http", "restore"].contains(&only.as_str()) {
+        if let Some((runs, lag_p99, plot, clients)) = durability {
+            print_durability(&runs, lag_p99, rate, rounds, clients);
+            println!("plot: {}", plot.display());
+        }
+        return;
+    }
     println!();
     println!("| measure | sqlite-rest | litestream 0.5.17 | ratio |");
     println!("|---|---|---|---|");

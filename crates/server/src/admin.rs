@@ -32,6 +32,14 @@ impl HealthReport {
     fn snapshot(&self) -> serde_json::Map<String, serde_json::Value> {
         self.components.read().clone()
     }
+
+    /// Whether no component says `"ready": false`, read in place (no copy of the map).
+    fn all_ready(&self) -> bool {
+        self.components
+            .read()
+            .values()
+            .all(|v| v.get("ready").and_then(|r| r.as_bool()) != Some(false))
+    }
 }
 
 #[derive(Clone)]
@@ -69,12 +77,7 @@ async fn metrics_handler(State(s): State<AdminState>) -> Response {
 /// Ready once the schema is loaded, unless a component says `"ready": false` (a follower
 /// too far behind its replica).
 async fn ready(State(s): State<AdminState>) -> StatusCode {
-    let components_ready = s
-        .health
-        .snapshot()
-        .values()
-        .all(|v| v.get("ready").and_then(|r| r.as_bool()) != Some(false));
-    if s.db.schema.is_loaded() && components_ready {
+    if s.db.schema.is_loaded() && s.health.all_ready() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

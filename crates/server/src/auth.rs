@@ -17,10 +17,12 @@
 //! token naming none, no anonymous role) is PGRST302 too, as PostgREST answers; whether the
 //! role exists is the permissions' to say. Without roles in force any role, or none, passes.
 //!
-//! The key files are re-read when they change (checked at most every [`RECHECK`]): another
-//! file renamed in its place (inode), new content (size, modification and status-change
-//! times; the status-change time cannot be set back, so a key rotated by a tool that keeps
-//! modification times, `cp -p` or `rsync -a`, is noticed). A file that no longer loads gives
+//! The key files are re-read when they change, by the server's reload poller (`watch.rs`,
+//! with the permissions file and the RPC functions; [`Auth`] is [`crate::watch::Watched`]) and
+//! on SIGUSR1, never on the request path: a request neither stats nor reads a file. A change
+//! is another file renamed in its place (inode) or new content (size, modification and
+//! status-change times; the status-change time cannot be set back, so a key rotated by a tool
+//! that keeps modification times, `cp -p` or `rsync -a`, is noticed). A file that no longer loads gives
 //! no keys until it is fixed (a token it verified fails; never an old key kept). Verified
 //! tokens are cached (bounded), each entry tagged with the generation of the keys that
 //! verified it: an entry of older keys never answers, even one inserted while the keys were
@@ -34,7 +36,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use base64::Engine;
@@ -45,8 +47,6 @@ use parking_lot::Mutex;
 pub use claim_path::ClaimPath;
 use keys::VerifyKey;
 
-/// How often the key files' metadata is looked at.
-pub const RECHECK: Duration = Duration::from_millis(250);
 /// Clock skew allowed on `exp`/`nbf`, as PostgREST.
 pub const LEEWAY: u64 = 30;
 const CACHE_MAX: usize = 4096;
@@ -120,6 +120,12 @@ pub struct Principal {
     pub role: Option<String>,
     /// The verified token's payload; `Value::Null` when there is no token.
     pub claims: serde_json::Value,
+    /// The caller runs as the anonymous role (`--auth-anon-role`): without a token, or with
+    /// a token or an API key whose role is that one. A refusal (42501) is then 401, and 403
+    /// for every other role, as PostgREST decides it (by the role, `authRole /=
+    /// db-anon-role`, not by whether a credential came): a caller an API key or a token
+    /// identifies as another role is authenticated.
+    pub anonymous: bool,
 }
 
 impl Principal {
@@ -128,6 +134,7 @@ impl Principal {
         Principal {
             role: None,
             claims: serde_json::Value::Null,
+            anonymous: true,
         }
     }
 }
@@ -215,7 +222,9 @@ pub struct Auth {
     audience: Option<String>,
     roles_required: bool,
     state: ArcSwap<KeyState>,
-    last_check: Mutex<Instant>,
+    /// Held for a whole reload (the poller and SIGUSR1), so an older load never replaces a
+    /// newer one.
+    reloading: Mutex<()>,
     cache: Mutex<HashMap<Box<str>, CachedToken>>,
     /// Tells this instance's entries in [`LAST`] apart from other instances'.
     id: u64,
@@ -322,7 +331,7 @@ impl Auth {
                 keys: Vec::new(),
                 generation: 0,
             }),
-            last_check: Mutex::new(Instant::now()),
+            reloading: Mutex::new(()),
             cache: Mutex::new(HashMap::new()),
             id: {
                 static NEXT: AtomicU64 = AtomicU64::new(1);
@@ -345,41 +354,31 @@ impl Auth {
         Ok(auth)
     }
 
-    /// Re-reads the keys when a key file changed (rate-limited to [`RECHECK`]).
-    fn refresh(&self) {
+    /// Loads the key files again as a new generation: tokens verified by older keys are
+    /// verified again. A file that fails to load contributes no key. Logs the outcome (`why`
+    /// names the cause).
+    pub fn reload(&self, why: &str) {
         if self.sources.is_empty() {
             return;
         }
-        {
-            let Some(mut last) = self.last_check.try_lock() else {
-                return;
-            };
-            if last.elapsed() < RECHECK {
-                return;
-            }
-            *last = Instant::now();
-        }
-        let stamps: Vec<_> = self.sources.iter().map(|s| stamp(s.path())).collect();
-        if stamps == self.state.load().stamps {
-            return;
-        }
-        self.reload();
-    }
-
-    /// Loads the key files again as a new generation: tokens verified by older keys are
-    /// verified again. A file that fails to load contributes no key.
-    fn reload(&self) {
+        let _one = self.reloading.lock();
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
         let (state, errors) = load_keys(&self.sources, generation);
         for e in &errors {
-            tracing::error!(error = %e, "auth key file unreadable; its keys are not used");
+            tracing::error!(error = %e, why, "auth key file unreadable; its keys are not used");
         }
         if errors.is_empty() {
-            tracing::info!(keys = state.keys.len(), "auth key files changed; reloaded");
+            tracing::info!(keys = state.keys.len(), why, "auth key files reloaded");
         }
         self.state.store(Arc::new(state));
         // Only to free memory: entries are matched against the generation anyway.
         self.cache.lock().clear();
+    }
+
+    /// Whether `role` is the anonymous role (`--auth-anon-role`): a caller running as it is
+    /// answered as an anonymous one (see [`Principal::anonymous`]).
+    pub fn is_anon_role(&self, role: Option<&str>) -> bool {
+        role.is_some() && role == self.anon_role.as_deref()
     }
 
     /// True when requests need a bearer token (false only with authentication disabled).
@@ -401,7 +400,6 @@ impl Auth {
         if self.sources.is_empty() {
             return Ok(self.anonymous.clone());
         }
-        self.refresh();
         let Some(header) = header else {
             if self.anon_role.is_some() {
                 return Ok(self.anonymous.clone());
@@ -528,7 +526,11 @@ impl Auth {
             .or_else(|| self.anon_role.clone());
         Ok(Verified {
             times,
-            principal: Arc::new(Principal { role, claims }),
+            principal: Arc::new(Principal {
+                anonymous: self.is_anon_role(role.as_deref()),
+                role,
+                claims,
+            }),
         })
     }
 
@@ -559,6 +561,22 @@ impl Auth {
                 verified,
             })
         });
+    }
+}
+
+impl crate::watch::Watched for Auth {
+    fn what(&self) -> &'static str {
+        "auth keys"
+    }
+
+    fn reload_if_changed(&self) {
+        if self.sources.is_empty() {
+            return;
+        }
+        let stamps: Vec<_> = self.sources.iter().map(|s| stamp(s.path())).collect();
+        if stamps != self.state.load().stamps {
+            self.reload("a key file changed");
+        }
     }
 }
 
@@ -598,6 +616,7 @@ mod tests {
     use super::*;
     use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
     use serde_json::json;
+    use std::time::Duration;
 
     fn token(secret: &[u8], alg: Algorithm, claims: serde_json::Value) -> String {
         encode(
@@ -767,7 +786,7 @@ mod tests {
         let verified = auth.verify(&before, raw, now_secs()).unwrap();
         // ... the key is replaced meanwhile ...
         std::fs::write(&path, b"another-secret-of-at-least-32-characters").unwrap();
-        auth.reload();
+        auth.reload("test");
         // ... and only then does that request cache what it verified.
         auth.remember(before.generation, raw, Arc::new(verified));
         let e = auth.check(Some(old.as_bytes())).unwrap_err();
@@ -782,6 +801,7 @@ mod tests {
     }
     #[test]
     fn a_key_replaced_by_one_of_the_same_size_and_time_is_noticed() {
+        use crate::watch::Watched;
         let dir = tempfile::tempdir().unwrap();
         let (auth, path) = hmac_auth(&dir, SECRET);
         let old = format!(
@@ -803,7 +823,7 @@ mod tests {
             .set_modified(mtime)
             .unwrap();
         std::fs::rename(&fresh, &path).unwrap();
-        std::thread::sleep(RECHECK + Duration::from_millis(100));
+        auth.reload_if_changed();
         let e = auth.check(Some(old.as_bytes())).unwrap_err();
         assert_eq!(
             e.code.as_str(),
@@ -815,6 +835,35 @@ mod tests {
             token(other, Algorithm::HS256, json!({"role": "x"}))
         );
         assert!(auth.check(Some(new.as_bytes())).is_ok());
+    }
+
+    /// A request never looks at a key file: a rotated key is taken up by the reload poller
+    /// (`watch.rs`, through [`crate::watch::Watched`]) or by SIGUSR1, never by the requests
+    /// that come after the rotation, however long after.
+    #[test]
+    fn requests_never_read_the_key_files() {
+        use crate::watch::Watched;
+        let dir = tempfile::tempdir().unwrap();
+        let (auth, path) = hmac_auth(&dir, SECRET);
+        let other = b"another-secret-of-at-least-32-characters";
+        let old = format!("Bearer {}", token(SECRET, Algorithm::HS256, json!({})));
+        let new = format!("Bearer {}", token(other, Algorithm::HS256, json!({})));
+        assert!(auth.check(Some(old.as_bytes())).is_ok());
+        std::fs::write(&path, other).unwrap();
+        // Requests before and well after the change: the keys they are checked with stay
+        // those of the last load.
+        for _ in 0..4 {
+            std::thread::sleep(Duration::from_millis(200));
+            assert!(
+                auth.check(Some(old.as_bytes())).is_ok(),
+                "a request reloaded the key file"
+            );
+            assert!(auth.check(Some(new.as_bytes())).is_err());
+        }
+        // The poller's look takes the new key up.
+        auth.reload_if_changed();
+        assert!(auth.check(Some(new.as_bytes())).is_ok());
+        assert!(auth.check(Some(old.as_bytes())).is_err());
     }
 
     fn bearer(claims: serde_json::Value) -> String {
@@ -855,7 +904,8 @@ mod tests {
             *who,
             Principal {
                 role: Some("web_anon".into()),
-                claims: serde_json::Value::Null
+                claims: serde_json::Value::Null,
+                anonymous: true,
             }
         );
 

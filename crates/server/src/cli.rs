@@ -359,8 +359,10 @@ pub struct RestoreArgs {
     #[arg(short = 'o', long)]
     pub output: Option<PathBuf>,
 
-    /// Litestream config file to find the database's replica in.
-    #[arg(long, env = "SQLITEREST_REPLICATION_CONFIG")]
+    /// Litestream config file to find the database's replica in. Without it,
+    /// SQLITEREST_REPLICATION_CONFIG is used, unless the source is a replica URL (the
+    /// command line wins over the environment).
+    #[arg(long)]
     pub config: Option<PathBuf>,
 
     /// Do not expand $VAR / ${VAR} in the config file.
@@ -428,8 +430,10 @@ pub struct ReplicaSource {
     /// `abs://account@container/path`.
     pub source: Option<String>,
 
-    /// Litestream config file (the one `serve --replication-config` takes).
-    #[arg(long, visible_alias = "config", env = "SQLITEREST_REPLICATION_CONFIG")]
+    /// Litestream config file (the one `serve --replication-config` takes). Without it,
+    /// SQLITEREST_REPLICATION_CONFIG is used, unless the source is a replica URL (the
+    /// command line wins over the environment).
+    #[arg(long, visible_alias = "config")]
     pub replication_config: Option<PathBuf>,
 
     /// Do not expand $VAR / ${VAR} in the config file.

@@ -3,25 +3,28 @@
 //!
 //! - [`start`] runs before the database is opened: it reads `--replication-config`, opens the
 //!   replica, and either resumes the local database at the TXID recorded beside it
-//!   (`<db>-follow-txid`) or restores the latest state (the restore code of `restore`). Then
-//!   it applies every file the replica already holds after that TXID, before anything is
-//!   served.
+//!   (`<db>-follow-txid`, settling an apply a crash interrupted: see [`Recorded`]) or
+//!   restores the latest state (the restore code of `restore`). Then it applies every file
+//!   the replica already holds after that TXID, before anything is served; a resumed
+//!   database whose replica cannot be read, is gone or went backwards is served unready.
 //! - [`Follower::run`] polls the replica: one LIST of level 0 starting after the applied
 //!   TXID per poll (the replica's `sync-interval`, default 1 s); when the next level-0 file
 //!   is gone (compaction, retention) a file of a higher level that covers the gap bridges it
 //!   (looked for at once when level 0 skips TXIDs, and every 30 polls when it holds nothing
-//!   newer).
+//!   newer). When no level bridges it and the lineage checks pass, the follower goes to the
+//!   replica's latest state: the restore plan applied in one transaction.
 //!   Each file is downloaded whole and decoded (the LTX decoder checks the file checksum and
 //!   the page index) before anything is written; a file that carries database checksums must
 //!   start from the database's current checksum and end at its post-apply checksum, else it is
 //!   rejected and the previous state kept.
-//! - A file is applied in ONE write transaction through SQLite's `sqlite_dbpage` virtual table
+//! - A file (or the files of a restore plan) is applied in ONE write transaction through SQLite's `sqlite_dbpage` virtual table
 //!   (page images written as they are, then a truncation to the file's page count when the
 //!   database shrank, which `sqlite_dbpage` applies at COMMIT). The database is in WAL mode:
 //!   the read pool's transactions keep their snapshot and see the whole file at their next
 //!   transaction, never half of it. The applying connection itself never reads a table: its
 //!   b-tree layer keeps what it parsed of a page, which a page image written underneath it
-//!   does not reset.
+//!   does not reset. The outcome is recorded as pending before the COMMIT and as the new
+//!   TXID after it, which is published only once recorded.
 //! - Before applying anything, each poll checks that the replica still continues what the
 //!   follower applied (its lineage): the file applied last (the anchor) must still be listed
 //!   as it was, and no other level-0 file may cover the applied TXID. A listing that lost the
@@ -48,7 +51,7 @@ use replication::{
     ClientOptions, Config, Level, ListOptions, LoadOptions, LtxFileInfo, NetworkOptions,
     ReplicaClient, ReplicaMetrics, open_client,
 };
-use rusqlite::{Connection, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -111,8 +114,8 @@ impl FollowHandle {
     /// not applied yet is older than that, while a file is rejected, and while the replica is
     /// gone, went backwards or holds another lineage.
     pub fn health_json(&self) -> serde_json::Value {
-        let s = self.state.lock().clone();
-        health_of(&s, self.applied(), self.max_lag, SystemTime::now())
+        let applied = self.applied();
+        health_of(&self.state.lock(), applied, self.max_lag, SystemTime::now())
     }
 }
 
@@ -122,10 +125,10 @@ fn health_of(s: &State, applied: TxId, max_lag: Duration, now: SystemTime) -> se
         .last_ok_poll
         .and_then(|t| now.duration_since(t).ok())
         .unwrap_or(Duration::MAX);
-    let lag = s
-        .oldest_unapplied
-        .map(|t| now.duration_since(t).unwrap_or(Duration::ZERO))
-        .unwrap_or(Duration::ZERO);
+    let Lag {
+        txids: lag_txids,
+        time: lag,
+    } = s.lag(applied, now);
     let mut reasons = Vec::new();
     if let Some(p) = &s.replica_problem {
         reasons.push(p.clone());
@@ -150,7 +153,6 @@ fn health_of(s: &State, applied: TxId, max_lag: Duration, now: SystemTime) -> se
         reasons.push(format!("LTX file {} rejected: {}", r.file, r.reason));
     }
     let ok = reasons.is_empty();
-    let lag_txids = s.replica_txid.get().saturating_sub(applied.get());
     let mut v = serde_json::json!({
         "ok": ok,
         "ready": ok,
@@ -201,6 +203,28 @@ struct State {
     last_file: Option<String>,
 }
 
+/// How far behind the replica the follower is.
+struct Lag {
+    /// TXIDs the last listing showed beyond the applied one.
+    txids: u64,
+    /// The age of the oldest file listed and not applied yet (zero when caught up).
+    time: Duration,
+}
+
+impl State {
+    /// The lag at `now` of a follower at `applied`: the one computation behind `/health`,
+    /// `/ready` and the lag metrics.
+    fn lag(&self, applied: TxId, now: SystemTime) -> Lag {
+        Lag {
+            txids: self.replica_txid.get().saturating_sub(applied.get()),
+            time: self
+                .oldest_unapplied
+                .and_then(|t| now.duration_since(t).ok())
+                .unwrap_or(Duration::ZERO),
+        }
+    }
+}
+
 /// The follower's metrics (`sqlite_rest_follower_*`); the replica's requests are counted in
 /// `litestream_replica_operation_total` like the primary's.
 struct FollowMetrics {
@@ -208,6 +232,7 @@ struct FollowMetrics {
     lag_txids: IntGauge,
     lag_seconds: Gauge,
     files_applied: IntCounter,
+    restores: IntCounter,
     errors: IntCounterVec,
 }
 
@@ -230,10 +255,14 @@ impl FollowMetrics {
                 "sqlite_rest_follower_files_applied_total",
                 "LTX files the follower applied",
             )?,
+            restores: IntCounter::new(
+                "sqlite_rest_follower_restores_total",
+                "Times the follower brought itself to the replica's latest state across a gap no level bridged",
+            )?,
             errors: IntCounterVec::new(
                 Opts::new(
                     "sqlite_rest_follower_errors_total",
-                    "Failed follower operations (list, read, apply, rejected, gap, gone, backwards, diverged)",
+                    "Failed follower operations (list, read, apply, record, rejected, gap, gone, backwards, diverged)",
                 ),
                 &["operation"],
             )?,
@@ -242,6 +271,7 @@ impl FollowMetrics {
         registry.register(Box::new(m.lag_txids.clone()))?;
         registry.register(Box::new(m.lag_seconds.clone()))?;
         registry.register(Box::new(m.files_applied.clone()))?;
+        registry.register(Box::new(m.restores.clone()))?;
         registry.register(Box::new(m.errors.clone()))?;
         Ok(m)
     }
@@ -264,6 +294,20 @@ pub struct Follower {
     anchor: Mutex<Option<LtxFileInfo>>,
     /// Set for good once the replica showed another lineage: nothing is applied any more.
     diverged: Mutex<Option<(String, String)>>,
+    /// An apply whose pending record was written but whose outcome is not recorded (its
+    /// COMMIT or the record after it failed), with the last file it applied: settled at
+    /// the next poll before anything else.
+    unsettled: Mutex<Option<(Pending, LtxFileInfo)>>,
+    #[cfg(test)]
+    crash: Mutex<Option<tests::CrashPoint>>,
+}
+
+/// What a look at every level found (see [`Follower::survey`]).
+struct Survey {
+    /// The file of a compaction level that continues the applied TXID, reaching furthest.
+    bridge: Option<LtxFileInfo>,
+    /// The highest TXID of any file (0 for an empty replica).
+    highest: TxId,
 }
 
 /// Why a poll failed.
@@ -278,6 +322,18 @@ enum PollError {
     Rejected { file: String, reason: String },
     #[error("applying {file}: {source}")]
     Apply { file: String, source: anyhow::Error },
+    #[error("recording the applied TXID in {path}: {source}")]
+    Record {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "the replica has no file continuing TXID {applied}, and bringing the follower to its latest state failed: {source}"
+    )]
+    Restore {
+        applied: TxId,
+        source: anyhow::Error,
+    },
     #[error(
         "the replica has no file continuing TXID {applied} (the next one starts at {next}); a full restore is needed"
     )]
@@ -303,21 +359,197 @@ fn txid_path(db: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-fn read_recorded_txid(db: &Path) -> Option<TxId> {
-    let text = std::fs::read_to_string(txid_path(db)).ok()?;
-    text.trim().parse::<TxId>().ok()
+/// What `<db>-follow-txid` holds: the TXID the database is at and, while an apply is about
+/// to commit, what the database looks like once it has (written before the COMMIT and
+/// settled after it). A crash between the COMMIT and recording the new TXID leaves the
+/// pending record behind; the next start (or the next poll, after a failed record) looks at
+/// the database to tell whether the COMMIT happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Recorded {
+    txid: TxId,
+    pending: Option<Pending>,
 }
 
-/// Records the applied TXID (atomically: a temp file renamed over it). Written after the
-/// COMMIT, so it never runs ahead of the database; a crash in between replays files, which
-/// is harmless before serving (files hold page images).
-fn record_txid(db: &Path, txid: TxId) -> std::io::Result<()> {
+/// The outcome of an apply that was about to commit: the TXID it brings the database to,
+/// the page count then, the pages it writes (inclusive runs) and the checksum of those pages
+/// as written. The database holds the apply exactly when its page count and those pages
+/// match: the pages are read back, so no full scan of the database is needed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Pending {
+    txid: TxId,
+    commit: u32,
+    digest: Checksum,
+    runs: Vec<(u32, u32)>,
+}
+
+impl Pending {
+    /// The pending record of `pages` (final images, ascending, at most `commit`).
+    fn of<'a>(
+        txid: TxId,
+        commit: u32,
+        page_size: u32,
+        pages: impl Iterator<Item = (u32, &'a [u8])>,
+    ) -> Pending {
+        let mut digest = DbChecksum::new(page_size);
+        let mut runs: Vec<(u32, u32)> = Vec::new();
+        for (pgno, data) in pages {
+            digest.add_page(pgno, &comparable(pgno, data));
+            match runs.last_mut() {
+                Some((_, end)) if end.checked_add(1) == Some(pgno) => *end = pgno,
+                _ => runs.push((pgno, pgno)),
+            }
+        }
+        Pending {
+            txid,
+            commit,
+            digest: digest.value(),
+            runs,
+        }
+    }
+
+    fn to_line(&self) -> String {
+        let runs: Vec<String> = self
+            .runs
+            .iter()
+            .map(|&(a, b)| {
+                if a == b {
+                    a.to_string()
+                } else {
+                    format!("{a}-{b}")
+                }
+            })
+            .collect();
+        let runs = if runs.is_empty() {
+            "-".to_string()
+        } else {
+            runs.join(",")
+        };
+        format!(
+            "pending {} {} {} {runs}",
+            self.txid, self.commit, self.digest
+        )
+    }
+
+    fn parse(line: &str) -> Option<Pending> {
+        let mut words = line.split_ascii_whitespace();
+        if words.next()? != "pending" {
+            return None;
+        }
+        let txid = words.next()?.parse::<TxId>().ok()?;
+        let commit = words.next()?.parse::<u32>().ok()?;
+        let digest = Checksum(u64::from_str_radix(words.next()?, 16).ok()?);
+        let runs_word = words.next()?;
+        if words.next().is_some() {
+            return None;
+        }
+        let mut runs = Vec::new();
+        if runs_word != "-" {
+            for run in runs_word.split(',') {
+                let (a, b) = run.split_once('-').unwrap_or((run, run));
+                runs.push((a.parse().ok()?, b.parse().ok()?));
+            }
+        }
+        Some(Pending {
+            txid,
+            commit,
+            digest,
+            runs,
+        })
+    }
+
+    /// Whether the database (as `conn` sees it) is in the state this apply leaves it in.
+    fn held_by(&self, conn: &Connection) -> anyhow::Result<bool> {
+        let count: u32 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+        if count != self.commit {
+            return Ok(false);
+        }
+        let page_size: u32 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        let mut sum = DbChecksum::new(page_size);
+        let mut stmt = conn.prepare_cached("SELECT data FROM sqlite_dbpage WHERE pgno = ?1")?;
+        for &(a, b) in &self.runs {
+            for pgno in a..=b {
+                let data: Option<Vec<u8>> =
+                    stmt.query_row([pgno], |r| r.get(0)).optional()?.flatten();
+                match data {
+                    Some(d) => sum.add_page(pgno, &comparable(pgno, &d)),
+                    None => return Ok(false),
+                }
+            }
+        }
+        Ok(sum.value() == self.digest)
+    }
+}
+
+/// A page as compared with a file's image of it: SQLite rewrites page 1's change counter
+/// (bytes 24..28), version-valid-for number and library version (92..100) at every commit
+/// that writes page 1, so the follower's page 1 carries its own counter (one commit per
+/// file, where the primary made one per transaction) and library version. Those bytes say
+/// nothing about the content and are left out of every comparison.
+fn comparable(pgno: u32, data: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if pgno != 1 || data.len() < 100 {
+        return std::borrow::Cow::Borrowed(data);
+    }
+    let mut page = data.to_vec();
+    page[24..28].fill(0);
+    page[92..100].fill(0);
+    std::borrow::Cow::Owned(page)
+}
+
+/// Reads `<db>-follow-txid`: None when there is none (or its TXID does not parse: the
+/// database is then restored afresh); an error when its pending line is damaged.
+fn read_recorded(db: &Path) -> anyhow::Result<Option<Recorded>> {
+    let Ok(text) = std::fs::read_to_string(txid_path(db)) else {
+        return Ok(None);
+    };
+    let mut lines = text.lines();
+    let Some(txid) = lines.next().and_then(|l| l.trim().parse::<TxId>().ok()) else {
+        return Ok(None);
+    };
+    let pending = match lines.next().map(str::trim).filter(|l| !l.is_empty()) {
+        None => None,
+        Some(line) => Some(Pending::parse(line).with_context(|| {
+            format!(
+                "{}: cannot read the pending apply {line:?}",
+                txid_path(db).display()
+            )
+        })?),
+    };
+    Ok(Some(Recorded { txid, pending }))
+}
+
+/// Writes `<db>-follow-txid` durably: a temp file synced, renamed over it, the directory
+/// synced (a power loss leaves the old record or the new one, never none or half of one).
+fn write_record(db: &Path, record: &Recorded) -> std::io::Result<()> {
+    use std::io::Write;
     let path = txid_path(db);
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, format!("{txid}\n"))?;
-    std::fs::rename(&tmp, &path)
+    let mut text = format!("{}\n", record.txid);
+    if let Some(p) = &record.pending {
+        text.push_str(&p.to_line());
+        text.push('\n');
+    }
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, &path)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Records the applied TXID, with nothing pending.
+fn record_txid(db: &Path, txid: TxId) -> std::io::Result<()> {
+    write_record(
+        db,
+        &Recorded {
+            txid,
+            pending: None,
+        },
+    )
 }
 
 /// Loads the config, opens the replica, and restores or resumes the database (see the module
@@ -351,12 +583,13 @@ pub async fn start(
     .await
     .with_context(|| format!("replica {}", target.describe()))?;
 
-    let resumed = match read_recorded_txid(&db) {
-        Some(txid) if db.exists() => Some(txid),
+    let resumed = match read_recorded(&db)? {
+        Some(recorded) if db.exists() => Some(recorded),
         _ => None,
     };
+    let pending = resumed.as_ref().and_then(|r| r.pending.clone());
     let txid = match resumed {
-        Some(txid) => {
+        Some(Recorded { txid, .. }) => {
             tracing::info!(db = %db.display(), txid = %txid, "follower resumes its database");
             txid
         }
@@ -381,9 +614,19 @@ pub async fn start(
             restored.txid
         }
     };
-    let conn = {
+    let (conn, txid) = {
         let db = db.clone();
-        tokio::task::spawn_blocking(move || open_apply_connection(&db)).await??
+        tokio::task::spawn_blocking(move || -> anyhow::Result<(Connection, TxId)> {
+            let conn = open_apply_connection(&db)?;
+            let txid = match pending {
+                // An apply was interrupted around its COMMIT: the database says whether
+                // it happened.
+                Some(p) => settle(&conn, &db, txid, &p)?,
+                None => txid,
+            };
+            Ok((conn, txid))
+        })
+        .await??
     };
     let (applied, rx) = watch::channel(txid);
     let metrics = FollowMetrics::register(registry)?;
@@ -415,14 +658,45 @@ pub async fn start(
         polls: std::sync::atomic::AtomicU64::new(0),
         anchor: Mutex::new(None),
         diverged: Mutex::new(None),
+        unsettled: Mutex::new(None),
+        #[cfg(test)]
+        crash: Mutex::new(None),
     };
-    // Catch up before serving: a resumed database may be far behind (and replaying files
-    // after a crash between a COMMIT and its recorded TXID must not be seen by readers).
-    follower
-        .poll()
-        .await
-        .context("catching up with the replica before serving")?;
+    // Catch up before serving: a resumed database may be far behind. A replica that cannot
+    // be read, is gone or went backwards leaves the database as it is: it is served
+    // unready, `/health` saying why (as when that happens while running). Another lineage
+    // refuses to start: the database no longer follows that replica.
+    match follower.poll().await {
+        Ok(_) => {}
+        Err(e @ PollError::Diverged { .. }) => {
+            return Err(e).context("catching up with the replica before serving");
+        }
+        Err(e) => tracing::warn!(
+            db = %follower.db.display(),
+            txid = %follower.handle.applied(),
+            error = %e,
+            "the follower cannot catch up with the replica: it serves its database unready until it can"
+        ),
+    }
     Ok(follower)
+}
+
+/// Settles an apply interrupted around its COMMIT: records the TXID the database holds
+/// (`pending`'s when its pages are there, else `recorded`), with nothing pending.
+fn settle(conn: &Connection, db: &Path, recorded: TxId, pending: &Pending) -> anyhow::Result<TxId> {
+    let txid = if pending.held_by(conn)? {
+        pending.txid
+    } else {
+        recorded
+    };
+    record_txid(db, txid).with_context(|| format!("writing {}", txid_path(db).display()))?;
+    tracing::info!(
+        db = %db.display(),
+        txid = %txid,
+        pending = %pending.txid,
+        "follower settled an apply interrupted around its commit"
+    );
+    Ok(txid)
 }
 
 /// The connection that applies files: WAL (so readers keep their snapshots), full
@@ -509,6 +783,8 @@ impl Follower {
                         "rejected"
                     }
                     PollError::Apply { .. } => "apply",
+                    PollError::Record { .. } => "record",
+                    PollError::Restore { .. } => "gap",
                     PollError::Gap { .. } => "gap",
                     PollError::Gone { .. } => "gone",
                     PollError::Backwards { .. } => "backwards",
@@ -532,6 +808,10 @@ impl Follower {
     async fn poll_inner(&self) -> Result<usize, PollError> {
         if let Some((file, reason)) = self.diverged.lock().clone() {
             return Err(PollError::Diverged { file, reason });
+        }
+        let unsettled = self.unsettled.lock().clone();
+        if let Some((pending, file)) = unsettled {
+            self.settle_unsettled(pending, file).await?;
         }
         let applied = *self.applied.borrow();
         let anchor = *self.anchor.lock();
@@ -593,15 +873,14 @@ impl Follower {
             || (pending.is_empty() && polls.is_multiple_of(LEVEL_CHECK_EVERY))
         {
             let survey = self.survey(applied, anchor.as_ref()).await?;
-            match (survey, gap) {
-                (Some(b), _) => pending.insert(0, b),
-                (None, Some(first)) => {
-                    return Err(PollError::Gap {
-                        applied,
-                        next: first.name.min,
-                    });
+            match survey.bridge {
+                Some(b) => pending.insert(0, b),
+                // Nothing continues the applied TXID although the replica is ahead (the
+                // lineage checks passed): the follower goes to the replica's latest state.
+                None if gap.is_some() || (pending.is_empty() && survey.highest > applied) => {
+                    return self.restore_across_gap(applied).await;
                 }
-                (None, None) => {}
+                None => {}
             }
         }
         let mut count = 0;
@@ -616,22 +895,81 @@ impl Follower {
                     next: file.name.min,
                 });
             }
-            self.apply(file, at).await?;
+            self.apply(vec![file], at).await?;
             count += 1;
         }
+        self.note_done();
+        Ok(count)
+    }
+
+    /// After files were applied: the lag metrics, and no oldest unapplied file once caught up.
+    fn note_done(&self) {
         let done = *self.applied.borrow();
         let mut s = self.handle.state.lock();
         if s.replica_txid <= done {
             s.oldest_unapplied = None;
         }
-        self.metrics
-            .lag_txids
-            .set(s.replica_txid.get().saturating_sub(done.get()) as i64);
-        let lag = s
-            .oldest_unapplied
-            .and_then(|t| SystemTime::now().duration_since(t).ok())
-            .unwrap_or(Duration::ZERO);
-        self.metrics.lag_seconds.set(lag.as_secs_f64());
+        let lag = s.lag(done, SystemTime::now());
+        self.metrics.lag_txids.set(lag.txids as i64);
+        self.metrics.lag_seconds.set(lag.time.as_secs_f64());
+    }
+
+    /// Settles an apply whose outcome was not recorded (see [`Follower::unsettled`]).
+    async fn settle_unsettled(&self, pending: Pending, file: LtxFileInfo) -> Result<(), PollError> {
+        let conn = self.conn.clone();
+        let db = self.db.clone();
+        let recorded = *self.applied.borrow();
+        let txid = tokio::task::spawn_blocking(move || {
+            let conn = conn
+                .lock()
+                .map_err(|_| anyhow::anyhow!("connection poisoned"))?;
+            settle(&conn, &db, recorded, &pending)
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("settle task failed: {e}"))
+        .and_then(|r| r)
+        .map_err(|source| PollError::Record {
+            path: txid_path(&self.db).display().to_string(),
+            source: std::io::Error::other(format!("{source:#}")),
+        })?;
+        *self.unsettled.lock() = None;
+        if txid > recorded {
+            self.published(txid, vec![file]);
+        }
+        Ok(())
+    }
+
+    /// Brings the database to the replica's latest state when nothing continues `applied`:
+    /// the restore plan (a snapshot, or the files from TXID 1, then what follows) applied
+    /// in ONE transaction, so readers go from the old state to the latest one and never see
+    /// anything in between. The number of files applied.
+    async fn restore_across_gap(&self, applied: TxId) -> Result<usize, PollError> {
+        let plan = restore::plan(self.client.as_ref(), RestoreTarget::Latest, false)
+            .await
+            .map_err(|e| PollError::Restore {
+                applied,
+                source: e.into(),
+            })?;
+        if plan.min_txid() != TxId(1) || plan.max_txid() <= applied {
+            return Err(PollError::Restore {
+                applied,
+                source: anyhow::anyhow!(
+                    "the replica's latest state is TXIDs {}..{}",
+                    plan.min_txid(),
+                    plan.max_txid()
+                ),
+            });
+        }
+        tracing::warn!(
+            applied = %applied,
+            latest = %plan.max_txid(),
+            files = plan.files.len(),
+            "the replica has no file continuing the follower's TXID (compaction or retention removed them): the follower goes to the replica's latest state"
+        );
+        let count = plan.files.len();
+        self.apply(plan.files, applied).await?;
+        self.metrics.restores.inc();
+        self.note_done();
         Ok(count)
     }
 
@@ -694,15 +1032,7 @@ impl Follower {
         step: &'static str,
         f: impl FnOnce(&mut Connection, &[u8], &str) -> Result<T, PollError> + Send + 'static,
     ) -> Result<(String, T), PollError> {
-        let label = format!("{}/{}", file.level, file.name);
-        let bytes = self
-            .client
-            .read(file.level, file.name, replication::ReadRange::Full)
-            .await
-            .map_err(|source| PollError::Replica {
-                operation: "read",
-                source,
-            })?;
+        let (label, bytes) = self.download(file).await?;
         let conn = self.conn.clone();
         let task_label = label.clone();
         let out = tokio::task::spawn_blocking(move || {
@@ -714,6 +1044,19 @@ impl Follower {
         .await
         .map_err(|e| apply_error(&label, anyhow::anyhow!("{step} task failed: {e}")))??;
         Ok((label, out))
+    }
+
+    /// Downloads `file` whole: its label (`<level>/<name>`) and bytes.
+    async fn download(&self, file: &LtxFileInfo) -> Result<(String, bytes::Bytes), PollError> {
+        let bytes = self
+            .client
+            .read(file.level, file.name, replication::ReadRange::Full)
+            .await
+            .map_err(|source| PollError::Replica {
+                operation: "read",
+                source,
+            })?;
+        Ok((format!("{}/{}", file.level, file.name), bytes))
     }
 
     /// Records the divergence for good; the error to return.
@@ -748,7 +1091,7 @@ impl Follower {
         &self,
         applied: TxId,
         anchor: Option<&LtxFileInfo>,
-    ) -> Result<Option<LtxFileInfo>, PollError> {
+    ) -> Result<Survey, PollError> {
         let levels = self
             .client
             .levels()
@@ -825,26 +1168,110 @@ impl Follower {
             // again from the next file applied.
             (_, None) => *self.anchor.lock() = None,
         }
-        Ok(best)
+        Ok(Survey {
+            bridge: best,
+            highest: highest.unwrap_or(TxId::ZERO),
+        })
     }
 
-    /// Downloads, verifies and applies one file in one transaction.
-    async fn apply(&self, file: LtxFileInfo, at: TxId) -> Result<(), PollError> {
-        let (label, outcome) = self
-            .on_file(&file, "apply", move |conn, bytes, label| {
-                apply_file(conn, bytes, at, label)
-            })
-            .await?;
-        let _ = self.applied.send(outcome);
-        if let Err(e) = record_txid(&self.db, outcome) {
-            tracing::warn!(error = %e, "cannot record the follower's TXID");
+    /// Downloads `files` (each continuing the one before, the first continuing `at`),
+    /// verifies them and applies them in ONE transaction: the pending record is written
+    /// before the COMMIT, the new TXID recorded after it, and only then published. A failed
+    /// record fails the poll; what the database holds is settled at the next one.
+    async fn apply(&self, files: Vec<LtxFileInfo>, at: TxId) -> Result<(), PollError> {
+        let Some(last) = files.last().copied() else {
+            return Ok(());
+        };
+        let mut downloaded = Vec::with_capacity(files.len());
+        for file in &files {
+            downloaded.push(self.download(file).await?);
         }
-        self.metrics.applied_txid.set(outcome.get() as i64);
-        self.metrics.files_applied.inc();
-        self.handle.state.lock().last_file = Some(label.clone());
-        *self.anchor.lock() = Some(file);
-        tracing::debug!(file = %label, txid = %outcome, "follower applied a file");
+        let conn = self.conn.clone();
+        let db = self.db.clone();
+        let label = format!("{}/{}", last.level, last.name);
+        let last_label = label.clone();
+        #[cfg(test)]
+        let crash = *self.crash.lock();
+        let (result, written) = tokio::task::spawn_blocking(move || {
+            let mut written = None;
+            let result = (|| {
+                let mut conn = conn.lock().map_err(|_| {
+                    apply_error(&last_label, anyhow::anyhow!("connection poisoned"))
+                })?;
+                let decoded = downloaded
+                    .iter()
+                    .map(|(label, bytes)| decode(bytes, label))
+                    .collect::<Result<Vec<_>, _>>()?;
+                apply_files(&mut conn, &decoded, at, |pending| {
+                    write_record(
+                        &db,
+                        &Recorded {
+                            txid: at,
+                            pending: Some(pending.clone()),
+                        },
+                    )
+                    .map_err(|source| PollError::Record {
+                        path: txid_path(&db).display().to_string(),
+                        source,
+                    })?;
+                    written = Some(pending.clone());
+                    #[cfg(test)]
+                    if crash == Some(tests::CrashPoint::BeforeCommit) {
+                        return Err(apply_error(
+                            &last_label,
+                            anyhow::anyhow!("crash before the commit"),
+                        ));
+                    }
+                    Ok(())
+                })
+            })();
+            (result, written)
+        })
+        .await
+        .map_err(|e| apply_error(&label, anyhow::anyhow!("apply task failed: {e}")))?;
+        let outcome = match result {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                // The COMMIT may or may not have happened after the pending record.
+                if let Some(pending) = written {
+                    *self.unsettled.lock() = Some((pending, last));
+                }
+                return Err(e);
+            }
+        };
+        let pending =
+            written.ok_or_else(|| apply_error(&label, anyhow::anyhow!("no pending record")))?;
+        #[cfg(test)]
+        if crash == Some(tests::CrashPoint::AfterCommit) {
+            *self.unsettled.lock() = Some((pending, last));
+            return Err(apply_error(
+                &label,
+                anyhow::anyhow!("crash after the commit"),
+            ));
+        }
+        if let Err(source) = record_txid(&self.db, outcome) {
+            *self.unsettled.lock() = Some((pending, last));
+            return Err(PollError::Record {
+                path: txid_path(&self.db).display().to_string(),
+                source,
+            });
+        }
+        self.published(outcome, files);
         Ok(())
+    }
+
+    /// Publishes `txid`, which `files` (the last one now the anchor) brought the database
+    /// to and which is recorded.
+    fn published(&self, txid: TxId, files: Vec<LtxFileInfo>) {
+        let _ = self.applied.send(txid);
+        self.metrics.applied_txid.set(txid.get() as i64);
+        self.metrics.files_applied.inc_by(files.len() as u64);
+        if let Some(last) = files.last() {
+            let label = format!("{}/{}", last.level, last.name);
+            tracing::debug!(file = %label, txid = %txid, "follower applied a file");
+            self.handle.state.lock().last_file = Some(label);
+            *self.anchor.lock() = Some(*last);
+        }
     }
 }
 
@@ -862,103 +1289,198 @@ fn rejected(file: &str, reason: impl Into<String>) -> PollError {
     }
 }
 
-/// Decodes the whole file (rejecting it on any format or checksum error), then writes its
-/// pages in one transaction; the TXID the database is at afterwards.
-fn apply_file(
-    conn: &mut Connection,
-    bytes: &[u8],
-    at: TxId,
-    file: &str,
-) -> Result<TxId, PollError> {
-    // The whole file is decoded (file checksum, page index) before anything is checked or
-    // written: a damaged file is rejected for what it is.
-    let mut dec = Decoder::new(bytes).map_err(|e| rejected(file, e.to_string()))?;
+/// One LTX file decoded whole (the decoder checks the file checksum and the page index).
+struct Decoded<'a> {
+    label: &'a str,
+    header: ltx::Header,
+    /// Page images in the file's order (ascending page numbers).
+    pages: Vec<(u32, Vec<u8>)>,
+    post_apply: Checksum,
+}
+
+/// Decodes a whole file; any format or checksum error rejects it.
+fn decode<'a>(bytes: &[u8], label: &'a str) -> Result<Decoded<'a>, PollError> {
+    let mut dec = Decoder::new(bytes).map_err(|e| rejected(label, e.to_string()))?;
     let header = *dec.header();
     let mut pages: Vec<(u32, Vec<u8>)> = Vec::new();
     let mut buf = vec![0u8; header.page_size as usize];
     while let Some(pgno) = dec
         .next_page(&mut buf)
-        .map_err(|e| rejected(file, e.to_string()))?
+        .map_err(|e| rejected(label, e.to_string()))?
     {
         pages.push((pgno, buf.clone()));
     }
-    let decoded = dec.finish().map_err(|e| rejected(file, e.to_string()))?;
-    if header.min_txid.get() > at.get().saturating_add(1) || header.max_txid <= at {
-        return Err(rejected(
-            file,
-            format!(
-                "covers TXIDs {}..{} but the database is at {at}",
-                header.min_txid, header.max_txid
-            ),
-        ));
-    }
+    let decoded = dec.finish().map_err(|e| rejected(label, e.to_string()))?;
+    Ok(Decoded {
+        label,
+        header,
+        pages,
+        post_apply: decoded.trailer.post_apply_checksum,
+    })
+}
+
+/// Writes `files` (decoded; each continuing the TXID before it, the first continuing `at`)
+/// in ONE write transaction, checking the database checksums of the files that carry them;
+/// `before_commit` gets the pending record (see [`Pending`]) once everything is written
+/// and checked, and an error from it rolls everything back. The TXID the database is at
+/// afterwards.
+///
+/// Checksums cost one pass over the database at most: the database's checksum is read once
+/// (when a file that carries checksums is not a full one from TXID 1) and then kept current
+/// page by page (the checksum is an XOR of page checksums, so a page's old image is taken
+/// out and its new one put in), so each file's pre- and post-apply checksums are checked
+/// without reading the database again.
+fn apply_files(
+    conn: &mut Connection,
+    files: &[Decoded<'_>],
+    at: TxId,
+    before_commit: impl FnOnce(&Pending) -> Result<(), PollError>,
+) -> Result<TxId, PollError> {
+    let Some(last) = files.last() else {
+        return Ok(at);
+    };
     let page_size: u32 = conn
         .query_row("PRAGMA page_size", [], |r| r.get(0))
-        .map_err(|e| apply_error(file, e.into()))?;
-    if header.page_size != page_size {
-        return Err(rejected(
-            file,
-            format!(
-                "page size {} differs from the database's {page_size}",
-                header.page_size
-            ),
-        ));
-    }
-
+        .map_err(|e| apply_error(last.label, e.into()))?;
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(|e| apply_error(file, e.into()))?;
-    let checksums = !header.no_checksum();
-    if checksums && !header.is_snapshot() {
-        let before = db_checksum(&tx, page_size, None).map_err(|e| apply_error(file, e))?;
-        if before != header.pre_apply_checksum {
-            return Err(rejected(
-                file,
-                format!(
-                    "its pre-apply checksum {} is not the database's {before}",
-                    header.pre_apply_checksum
-                ),
-            ));
-        }
-    }
+        .map_err(|e| apply_error(last.label, e.into()))?;
+    // The page count of the state written so far (a shrink is applied once, at the end).
+    let mut count: u32 = tx
+        .query_row("PRAGMA page_count", [], |r| r.get(0))
+        .map_err(|e| apply_error(last.label, e.into()))?;
+    let mut at = at;
+    // The checksum of pages 1..=count as written so far, while known.
+    let mut sum: Option<DbChecksum> = None;
+    // The final image of every page written (for the pending record).
+    let mut written: std::collections::BTreeMap<u32, &[u8]> = std::collections::BTreeMap::new();
     {
         let mut insert = tx
             .prepare_cached("INSERT INTO sqlite_dbpage(pgno, data) VALUES (?1, ?2)")
-            .map_err(|e| apply_error(file, e.into()))?;
-        for (pgno, data) in &pages {
-            if *pgno > header.commit {
-                continue;
+            .map_err(|e| apply_error(last.label, e.into()))?;
+        let mut read = tx
+            .prepare_cached("SELECT data FROM sqlite_dbpage WHERE pgno = ?1")
+            .map_err(|e| apply_error(last.label, e.into()))?;
+        let mut old_page = |pgno: u32| -> Result<Option<Vec<u8>>, PollError> {
+            read.query_row([pgno], |r| r.get::<_, Option<Vec<u8>>>(0))
+                .optional()
+                .map(Option::flatten)
+                .map_err(|e| apply_error(last.label, e.into()))
+        };
+        for f in files {
+            let h = &f.header;
+            if h.page_size != page_size {
+                return Err(rejected(
+                    f.label,
+                    format!(
+                        "page size {} differs from the database's {page_size}",
+                        h.page_size
+                    ),
+                ));
             }
-            insert
-                .execute(params![pgno, data])
-                .map_err(|e| apply_error(file, e.into()))?;
+            if h.min_txid.get() > at.get().saturating_add(1) || h.max_txid <= at {
+                return Err(rejected(
+                    f.label,
+                    format!(
+                        "covers TXIDs {}..{} but the database is at {at}",
+                        h.min_txid, h.max_txid
+                    ),
+                ));
+            }
+            let checksums = !h.no_checksum();
+            // A file from TXID 1 holds every page: the checksum after it is its own.
+            let full = h.is_snapshot();
+            let mut running = match (checksums, full, sum) {
+                (true, false, None) => Some(
+                    db_checksum(&tx, page_size, Some(count))
+                        .map_err(|e| apply_error(f.label, e))?,
+                ),
+                (true, false, known) => known,
+                _ => None,
+            };
+            // The pre-apply checksum is the state at MinTXID - 1: checkable when the file
+            // starts right after the database's TXID (a bridging file may start earlier).
+            if let Some(s) = &running
+                && h.min_txid.get() == at.get().saturating_add(1)
+                && s.value() != h.pre_apply_checksum
+            {
+                return Err(rejected(
+                    f.label,
+                    format!(
+                        "its pre-apply checksum {} is not the database's {}",
+                        h.pre_apply_checksum,
+                        s.value()
+                    ),
+                ));
+            }
+            let mut fresh = (checksums && full).then(|| DbChecksum::new(page_size));
+            for (pgno, data) in &f.pages {
+                let pgno = *pgno;
+                if pgno > h.commit {
+                    continue;
+                }
+                if let Some(s) = running.as_mut() {
+                    if pgno <= count
+                        && let Some(old) = old_page(pgno)?
+                    {
+                        s.add_page(pgno, &old);
+                    }
+                    s.add_page(pgno, data);
+                }
+                if let Some(s) = fresh.as_mut() {
+                    s.add_page(pgno, data);
+                }
+                insert
+                    .execute(params![pgno, data])
+                    .map_err(|e| apply_error(f.label, e.into()))?;
+                written.insert(pgno, data);
+            }
+            if h.commit < count {
+                if let Some(s) = running.as_mut() {
+                    for pgno in h.commit + 1..=count {
+                        if let Some(old) = old_page(pgno)? {
+                            s.add_page(pgno, &old);
+                        }
+                    }
+                }
+                written.retain(|&pgno, _| pgno <= h.commit);
+            }
+            count = h.commit;
+            sum = fresh.or(running);
+            if checksums
+                && let Some(s) = &sum
+                && s.value() != f.post_apply
+            {
+                // Dropping the transaction rolls it back: the previous state stays.
+                return Err(rejected(
+                    f.label,
+                    format!(
+                        "the database would be at checksum {}, not the file's post-apply {}",
+                        s.value(),
+                        f.post_apply
+                    ),
+                ));
+            }
+            at = h.max_txid;
         }
-        let count: u32 = tx
+        let actual: u32 = tx
             .query_row("PRAGMA page_count", [], |r| r.get(0))
-            .map_err(|e| apply_error(file, e.into()))?;
-        if header.commit < count {
+            .map_err(|e| apply_error(last.label, e.into()))?;
+        if count < actual {
             // The database shrank: sqlite_dbpage truncates at COMMIT (must be the last write).
             insert
-                .execute(params![header.commit + 1, Option::<Vec<u8>>::None])
-                .map_err(|e| apply_error(file, e.into()))?;
+                .execute(params![count + 1, Option::<Vec<u8>>::None])
+                .map_err(|e| apply_error(last.label, e.into()))?;
         }
     }
-    if checksums {
-        let after =
-            db_checksum(&tx, page_size, Some(header.commit)).map_err(|e| apply_error(file, e))?;
-        if after != decoded.trailer.post_apply_checksum {
-            // Dropping the transaction rolls it back: the previous state stays.
-            return Err(rejected(
-                file,
-                format!(
-                    "the database would be at checksum {after}, not the file's post-apply {}",
-                    decoded.trailer.post_apply_checksum
-                ),
-            ));
-        }
-    }
-    tx.commit().map_err(|e| apply_error(file, e.into()))?;
-    Ok(header.max_txid)
+    before_commit(&Pending::of(
+        at,
+        count,
+        page_size,
+        written.iter().map(|(&pgno, data)| (pgno, *data)),
+    ))?;
+    tx.commit().map_err(|e| apply_error(last.label, e.into()))?;
+    Ok(at)
 }
 
 /// Decodes `bytes` (an LTX file) and compares its pages with the database's: None when the
@@ -994,7 +1516,7 @@ fn first_differing_page(
         let ours: Option<Vec<u8>> = page
             .query_row([pgno], |r| r.get(0))
             .map_err(|e| apply_error(file, e.into()))?;
-        if ours.as_deref() != Some(buf.as_slice()) {
+        if ours.as_deref().map(|p| comparable(pgno, p)) != Some(comparable(pgno, &buf)) {
             return Ok(Some(format!("page {pgno} differs from the database's")));
         }
     }
@@ -1003,7 +1525,11 @@ fn first_differing_page(
 }
 
 /// The LTX checksum of the database as this transaction sees it (pages up to `up_to`).
-fn db_checksum(conn: &Connection, page_size: u32, up_to: Option<u32>) -> anyhow::Result<Checksum> {
+fn db_checksum(
+    conn: &Connection,
+    page_size: u32,
+    up_to: Option<u32>,
+) -> anyhow::Result<DbChecksum> {
     let mut sum = DbChecksum::new(page_size);
     let mut stmt = conn.prepare("SELECT pgno, data FROM sqlite_dbpage ORDER BY pgno")?;
     let mut rows = stmt.query([])?;
@@ -1017,12 +1543,21 @@ fn db_checksum(conn: &Connection, page_size: u32, up_to: Option<u32>) -> anyhow:
             sum.add_page(pgno, &data);
         }
     }
-    Ok(sum.value())
+    Ok(sum)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Where a simulated crash stops an apply (the process dies there: nothing after it runs).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(super) enum CrashPoint {
+        /// After the file's pages are written and checked, before the COMMIT.
+        BeforeCommit,
+        /// After the COMMIT, before the TXID is recorded and published.
+        AfterCommit,
+    }
 
     fn polled_at(now: SystemTime) -> State {
         State {
@@ -1078,6 +1613,21 @@ mod tests {
         );
     }
 
+    /// The TXID `<db>-follow-txid` records.
+    fn recorded_txid(db: &Path) -> Option<TxId> {
+        read_recorded(db).unwrap().map(|r| r.txid)
+    }
+
+    /// Decodes and applies one file in its own transaction, as a poll does.
+    fn apply_one(
+        conn: &mut Connection,
+        bytes: &[u8],
+        at: TxId,
+        label: &str,
+    ) -> Result<TxId, PollError> {
+        apply_files(conn, &[decode(bytes, label)?], at, |_| Ok(()))
+    }
+
     #[test]
     fn idle_back_off_is_capped() {
         assert_eq!(
@@ -1098,9 +1648,27 @@ mod tests {
     fn recorded_txid_round_trips() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("a.db");
-        assert_eq!(read_recorded_txid(&db), None);
+        assert_eq!(recorded_txid(&db), None);
         record_txid(&db, TxId(0x2a)).unwrap();
-        assert_eq!(read_recorded_txid(&db), Some(TxId(0x2a)));
+        assert_eq!(recorded_txid(&db), Some(TxId(0x2a)));
+        let page = vec![7u8; 4096];
+        let pages = [1u32, 2, 3, 7, 9, 10];
+        let pending = Pending::of(
+            TxId(0x2b),
+            10,
+            4096,
+            pages.iter().map(|&p| (p, page.as_slice())),
+        );
+        assert_eq!(pending.runs, vec![(1, 3), (7, 7), (9, 10)]);
+        let recorded = Recorded {
+            txid: TxId(0x2a),
+            pending: Some(pending),
+        };
+        write_record(&db, &recorded).unwrap();
+        assert_eq!(read_recorded(&db).unwrap(), Some(recorded));
+        // A damaged pending line is an error, not a silent resume.
+        std::fs::write(txid_path(&db), "000000000000002a\npending x\n").unwrap();
+        assert!(read_recorded(&db).is_err());
     }
 
     /// A WAL database of `rows` rows of 500 bytes, checkpointed into its file.
@@ -1168,16 +1736,23 @@ mod tests {
         (n, pages)
     }
 
+    /// A primary database of `rows` rows, a follower's copy of it (its path) and the
+    /// applying connection of the copy.
+    fn primary_and_copy(rows: i64) -> (tempfile::TempDir, Connection, PathBuf, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let (primary, follower) = (dir.path().join("p.db"), dir.path().join("f.db"));
+        let p = make_db(&primary, rows);
+        std::fs::copy(&primary, &follower).unwrap();
+        let apply = open_apply_connection(&follower).unwrap();
+        (dir, p, follower, apply)
+    }
+
     /// The primary's database after a shrink (rows deleted, VACUUM), applied to a follower's
     /// copy of the bigger state: same rows, same page count, a sound database; a reader that
     /// began before keeps its snapshot.
     #[test]
     fn applies_a_file_in_one_transaction_and_shrinks_the_database() {
-        let dir = tempfile::tempdir().unwrap();
-        let (primary, follower) = (dir.path().join("p.db"), dir.path().join("f.db"));
-        let p = make_db(&primary, 400);
-        std::fs::copy(&primary, &follower).unwrap();
-        let mut apply = open_apply_connection(&follower).unwrap();
+        let (_dir, p, follower, mut apply) = primary_and_copy(400);
         let reader = Connection::open(&follower).unwrap();
         let before = rows(&p);
         p.execute_batch("DELETE FROM t WHERE id > 10; VACUUM; PRAGMA wal_checkpoint(TRUNCATE)")
@@ -1191,7 +1766,7 @@ mod tests {
         assert_eq!(rows(&reader).0, before.0);
 
         let file = ltx_of(&p, 2, 2, None);
-        let txid = apply_file(&mut apply, &file, TxId(1), "0/x.ltx").unwrap();
+        let txid = apply_one(&mut apply, &file, TxId(1), "0/x.ltx").unwrap();
         assert_eq!(txid, TxId(2));
         // The open read transaction still sees its snapshot; the next one sees the file.
         assert_eq!(rows(&reader).0, before.0);
@@ -1207,24 +1782,20 @@ mod tests {
     /// and the database keeps its state; the right checksum applies.
     #[test]
     fn rejects_a_damaged_file_or_a_wrong_checksum_and_keeps_the_state() {
-        let dir = tempfile::tempdir().unwrap();
-        let (primary, follower) = (dir.path().join("p.db"), dir.path().join("f.db"));
-        let p = make_db(&primary, 50);
-        std::fs::copy(&primary, &follower).unwrap();
-        let mut apply = open_apply_connection(&follower).unwrap();
-        let current = db_checksum(&apply, 4096, None).unwrap();
+        let (_dir, p, follower, mut apply) = primary_and_copy(50);
+        let current = db_checksum(&apply, 4096, None).unwrap().value();
         p.execute_batch("INSERT INTO t(v) VALUES ('new'); PRAGMA wal_checkpoint(TRUNCATE)")
             .unwrap();
 
         let mut damaged = ltx_of(&p, 2, 2, None);
         let mid = damaged.len() / 2;
         damaged[mid] ^= 0xff;
-        let e = apply_file(&mut apply, &damaged, TxId(1), "0/x.ltx").unwrap_err();
+        let e = apply_one(&mut apply, &damaged, TxId(1), "0/x.ltx").unwrap_err();
         assert!(matches!(e, PollError::Rejected { .. }), "{e}");
         assert_eq!(rows(&Connection::open(&follower).unwrap()).0, 50);
 
         let wrong = ltx_of(&p, 2, 2, Some(Checksum(Checksum::FLAG.0 | 7)));
-        let e = apply_file(&mut apply, &wrong, TxId(1), "0/x.ltx").unwrap_err();
+        let e = apply_one(&mut apply, &wrong, TxId(1), "0/x.ltx").unwrap_err();
         assert!(
             matches!(&e, PollError::Rejected { reason, .. } if reason.contains("pre-apply")),
             "{e}"
@@ -1233,9 +1804,280 @@ mod tests {
 
         let right = ltx_of(&p, 2, 2, Some(current));
         assert_eq!(
-            apply_file(&mut apply, &right, TxId(1), "0/x.ltx").unwrap(),
+            apply_one(&mut apply, &right, TxId(1), "0/x.ltx").unwrap(),
             TxId(2)
         );
         assert_eq!(rows(&Connection::open(&follower).unwrap()).0, 51);
+    }
+
+    /// A follower's directory: its database, a file replica and the config naming both.
+    struct Site {
+        dir: tempfile::TempDir,
+        primary: Connection,
+    }
+
+    impl Site {
+        fn new() -> Site {
+            let dir = tempfile::tempdir().unwrap();
+            let primary = make_db(&dir.path().join("p.db"), 50);
+            std::fs::write(
+                dir.path().join("litestream.yml"),
+                format!(
+                    "dbs:\n  - path: {}\n    replica:\n      url: file://{}\n",
+                    dir.path().join("f.db").display(),
+                    dir.path().join("replica").display()
+                ),
+            )
+            .unwrap();
+            let site = Site { dir, primary };
+            site.put(0, 1, 1, &ltx_of(&site.primary, 1, 1, None));
+            site
+        }
+
+        fn db(&self) -> PathBuf {
+            self.dir.path().join("f.db")
+        }
+
+        /// Writes an LTX file into the replica.
+        fn put(&self, level: u8, min: u64, max: u64, bytes: &[u8]) {
+            let dir = self.dir.path().join(format!("replica/ltx/{level}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join(format!("{min:016x}-{max:016x}.ltx")), bytes).unwrap();
+        }
+
+        /// One more row on the primary, shipped as the level-0 file `txid` (every page).
+        fn write(&self, txid: u64) {
+            self.primary
+                .execute_batch("INSERT INTO t(v) VALUES ('more'); PRAGMA wal_checkpoint(TRUNCATE)")
+                .unwrap();
+            self.put(0, txid, txid, &ltx_of(&self.primary, txid, txid, None));
+        }
+
+        async fn follower(&self) -> anyhow::Result<Follower> {
+            let settings = FollowSettings {
+                config_path: self.dir.path().join("litestream.yml"),
+                primary_url: None,
+                wait: Duration::from_secs(1),
+                max_lag: Duration::from_secs(30),
+            };
+            start(
+                &settings,
+                &self.db().display().to_string(),
+                &Registry::new(),
+            )
+            .await
+        }
+
+        /// The follower's rows equal the primary's.
+        fn assert_same_rows(&self) {
+            let f = Connection::open(self.db()).unwrap();
+            assert_eq!(rows(&f), rows(&self.primary));
+        }
+    }
+
+    /// A crash between an apply's COMMIT and its recorded TXID: the restarted follower
+    /// settles the file (the database already holds it) and goes on with the next one,
+    /// without a false "another lineage", without applying the file again and without a
+    /// restore. A crash before the COMMIT leaves the file to apply again.
+    #[tokio::test]
+    async fn a_crash_around_the_commit_resumes_where_the_database_is() {
+        for (point, applied_after_restart) in
+            [(CrashPoint::AfterCommit, 1), (CrashPoint::BeforeCommit, 2)]
+        {
+            let site = Site::new();
+            let a = site.follower().await.unwrap();
+            assert_eq!(a.handle().applied(), TxId(1));
+            site.write(2);
+            *a.crash.lock() = Some(point);
+            a.poll().await.unwrap_err();
+            drop(a);
+            site.write(3);
+
+            let b = site
+                .follower()
+                .await
+                .unwrap_or_else(|e| panic!("{point:?}: restart failed: {e:#}"));
+            assert_eq!(
+                b.handle().applied(),
+                TxId(3),
+                "{point:?}: {}",
+                b.handle().health_json()
+            );
+            assert_eq!(
+                b.metrics.files_applied.get(),
+                applied_after_restart,
+                "{point:?}"
+            );
+            assert_eq!(recorded_txid(&site.db()), Some(TxId(3)), "{point:?}");
+            site.assert_same_rows();
+        }
+    }
+
+    /// A TXID that cannot be recorded fails the poll, leaves the follower's position where
+    /// the record is, and is retried: the next poll applies the file (no file lost, none
+    /// applied twice). An apply whose record failed after its COMMIT is settled by the next
+    /// poll without applying the file again.
+    #[tokio::test]
+    async fn a_failed_record_is_a_failed_poll_retried() {
+        let site = Site::new();
+        let a = site.follower().await.unwrap();
+        site.write(2);
+        // A directory where the temp file of the record goes: writing it fails.
+        let mut tmp = txid_path(&site.db()).into_os_string();
+        tmp.push(".tmp");
+        std::fs::create_dir(&tmp).unwrap();
+        let e = a.poll().await.unwrap_err();
+        assert!(matches!(e, PollError::Record { .. }), "{e}");
+        assert_eq!(a.handle().applied(), TxId(1));
+        assert_eq!(recorded_txid(&site.db()), Some(TxId(1)));
+        assert_eq!(a.handle().health_json()["failing"], "record");
+        std::fs::remove_dir(&tmp).unwrap();
+        a.poll().await.unwrap();
+        assert_eq!(a.handle().applied(), TxId(2));
+        assert_eq!(recorded_txid(&site.db()), Some(TxId(2)));
+        site.assert_same_rows();
+
+        // The record after the COMMIT fails (as a crash there would leave it).
+        site.write(3);
+        *a.crash.lock() = Some(CrashPoint::AfterCommit);
+        a.poll().await.unwrap_err();
+        assert_eq!(a.handle().applied(), TxId(2));
+        *a.crash.lock() = None;
+        site.write(4);
+        a.poll().await.unwrap();
+        assert_eq!(a.handle().applied(), TxId(4));
+        assert_eq!(a.metrics.files_applied.get(), 3);
+        assert_eq!(recorded_txid(&site.db()), Some(TxId(4)));
+        site.assert_same_rows();
+    }
+
+    /// Level-0 files the follower needs are gone and no level bridges them: the follower
+    /// goes to the replica's latest state (the snapshot and the files after it, in one
+    /// transaction), also when it is restarted; a replica behind the follower is refused.
+    #[tokio::test]
+    async fn a_gap_no_level_bridges_goes_to_the_latest_state() {
+        let site = Site::new();
+        let a = site.follower().await.unwrap();
+        for txid in 2..=4 {
+            site.write(txid);
+        }
+        // Retention: a snapshot at 4, level 0 keeps only its newest file... and one more.
+        site.put(9, 1, 4, &ltx_of(&site.primary, 1, 4, None));
+        site.write(5);
+        for txid in 2..=4 {
+            std::fs::remove_file(
+                site.dir
+                    .path()
+                    .join(format!("replica/ltx/0/{txid:016x}-{txid:016x}.ltx")),
+            )
+            .unwrap();
+        }
+        let reader = Connection::open(site.db()).unwrap();
+        reader.execute_batch("BEGIN").unwrap();
+        let before = rows(&reader);
+        a.poll()
+            .await
+            .unwrap_or_else(|e| panic!("the gap was not crossed: {e}"));
+        assert_eq!(a.handle().applied(), TxId(5));
+        assert_eq!(a.metrics.restores.get(), 1);
+        // An open read transaction keeps its snapshot; the next one sees the latest state.
+        assert_eq!(rows(&reader), before);
+        reader.execute_batch("COMMIT").unwrap();
+        site.assert_same_rows();
+        drop(a);
+
+        // Restarted across the same kind of gap.
+        site.write(6);
+        site.write(7);
+        site.put(9, 1, 7, &ltx_of(&site.primary, 1, 7, None));
+        for txid in [6, 7] {
+            std::fs::remove_file(
+                site.dir
+                    .path()
+                    .join(format!("replica/ltx/0/{txid:016x}-{txid:016x}.ltx")),
+            )
+            .unwrap();
+        }
+        let b = site.follower().await.unwrap();
+        assert_eq!(
+            b.handle().applied(),
+            TxId(7),
+            "{}",
+            b.handle().health_json()
+        );
+        site.assert_same_rows();
+    }
+
+    /// A follower whose replica is empty when it starts serves its database unready, saying
+    /// why; a fresh follower (no database) of an empty replica refuses to start.
+    #[tokio::test]
+    async fn a_replica_gone_at_start_serves_the_resumed_state_unready() {
+        let site = Site::new();
+        drop(site.follower().await.unwrap());
+        let replica = site.dir.path().join("replica");
+        let away = site.dir.path().join("replica.away");
+        std::fs::rename(&replica, &away).unwrap();
+        let a = site
+            .follower()
+            .await
+            .unwrap_or_else(|e| panic!("refused to start: {e:#}"));
+        assert_eq!(a.handle().applied(), TxId(1));
+        let h = a.handle().health_json();
+        assert_eq!(h["ready"], false, "{h}");
+        assert!(
+            h["why"]
+                .as_str()
+                .is_some_and(|w| w.contains("the replica is gone")),
+            "{h}"
+        );
+        drop(a);
+
+        std::fs::remove_file(site.db()).unwrap();
+        let e = site
+            .follower()
+            .await
+            .err()
+            .expect("a fresh follower of nothing started");
+        assert!(format!("{e:#}").contains("restoring"), "{e:#}");
+    }
+
+    /// Files with database checksums applied together (one transaction): the checksum kept
+    /// current page by page checks the second file's pre-apply checksum against the state
+    /// the first one left (a shrink included) and each post-apply checksum; a wrong one
+    /// rolls the whole transaction back.
+    #[test]
+    fn checksums_are_checked_across_files_of_one_transaction() {
+        let (_dir, p, follower, mut apply) = primary_and_copy(400);
+        let pre2 = db_checksum(&p, 4096, None).unwrap().value();
+        p.execute_batch("DELETE FROM t WHERE id > 10; VACUUM; PRAGMA wal_checkpoint(TRUNCATE)")
+            .unwrap();
+        let f2 = ltx_of(&p, 2, 2, Some(pre2));
+        let pre3 = db_checksum(&p, 4096, None).unwrap().value();
+        p.execute_batch(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 50)
+             INSERT INTO t(v) SELECT printf('%.500c', 'y') FROM n;
+             PRAGMA wal_checkpoint(TRUNCATE)",
+        )
+        .unwrap();
+        let f3 = ltx_of(&p, 3, 3, Some(pre3));
+        let mut wrong = ltx_of(&p, 3, 3, Some(Checksum(pre3.0 ^ 1)));
+
+        let files = |third: &[u8]| -> Vec<Vec<u8>> { vec![f2.clone(), third.to_vec()] };
+        let apply_all = |conn: &mut Connection, bytes: &[Vec<u8>]| {
+            let decoded: Vec<Decoded<'_>> = bytes
+                .iter()
+                .map(|b| decode(b, "0/x.ltx").unwrap())
+                .collect();
+            apply_files(conn, &decoded, TxId(1), |_| Ok(()))
+        };
+        let e = apply_all(&mut apply, &files(&wrong)).unwrap_err();
+        assert!(
+            matches!(&e, PollError::Rejected { reason, .. } if reason.contains("pre-apply")),
+            "{e}"
+        );
+        assert_eq!(rows(&Connection::open(&follower).unwrap()).0, 400);
+        wrong = f3.clone();
+        assert_eq!(apply_all(&mut apply, &files(&wrong)).unwrap(), TxId(3));
+        assert_eq!(rows(&Connection::open(&follower).unwrap()), rows(&p));
     }
 }

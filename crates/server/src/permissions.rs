@@ -31,8 +31,8 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use dialect::{
-    Access, ApiError, ErrorCode, Exposure, Grant, Privilege, RelationGrants, RoleGrants, RowFilter,
-    SchemaCache,
+    Access, ApiError, ErrorCode, Exposure, Grant, Privilege, RelationGrants, RoleFilters,
+    RoleGrants, RowFilter, SchemaCache,
 };
 use parking_lot::Mutex;
 use serde::Deserialize;
@@ -71,10 +71,12 @@ struct GrantSpec {
 }
 
 /// One role's view of one version of the schema: its schema cache (without what it may not
-/// see) and its grants as the authorizer enforces them.
+/// see), its row filters built against it (requests only bind their claims), and its grants
+/// as the authorizer enforces them.
 #[derive(Debug, Clone)]
 pub struct RoleSchema {
     pub cache: Arc<SchemaCache>,
+    pub filters: Arc<RoleFilters>,
     pub rules: Arc<RoleRules>,
 }
 
@@ -199,6 +201,7 @@ impl Permissions {
         }
         let v = RoleSchema {
             cache: Arc::new(cache.restricted(&|n| grants.visible(n))),
+            filters: Arc::new(grants.filters(cache)),
             rules: Arc::new(RoleRules::new(grants, cache)),
         };
         views.insert(role.to_string(), v.clone());
@@ -211,6 +214,8 @@ pub struct RoleView {
     pub role: String,
     pub grants: Arc<RoleGrants>,
     pub claims: serde_json::Value,
+    /// The caller runs as the anonymous role (see [`Principal::anonymous`]).
+    pub anonymous: bool,
     permissions: Arc<Permissions>,
 }
 
@@ -226,14 +231,19 @@ pub fn run_as<T>(
         None => f(cache, None),
         Some(r) => {
             let view = r.schema(cache);
-            as_role(Some(&view.rules), || f(&view.cache, Some(&r.access())))
+            let access = Access {
+                filters: Some(&view.filters),
+                ..r.access()
+            };
+            as_role(Some(&view.rules), || f(&view.cache, Some(&access)))
         }
     }
 }
 
 impl RoleView {
     /// An error as this role may see it: worded against its view of the schema, and a
-    /// refusal (42501) is 401 for the anonymous role, as PostgREST answers.
+    /// refusal (42501) is 401 for the anonymous role, 403 for any other, as PostgREST answers
+    /// (the authorizer's refusals come without a status of their own).
     pub fn for_client(
         &self,
         e: ApiError,
@@ -242,10 +252,15 @@ impl RoleView {
         mutation: Option<dialect::Mutation>,
     ) -> ApiError {
         let mut e = e.for_client(&self.cache(cache), relation, mutation);
-        if e.code == ErrorCode::InsufficientPrivilege && self.claims.is_null() {
-            e.status = 401;
+        if e.code == ErrorCode::InsufficientPrivilege {
+            e.status = if self.anonymous { 401 } else { 403 };
         }
         e
+    }
+
+    /// The permissions file load this role comes from.
+    pub fn permissions(&self) -> &Arc<Permissions> {
+        &self.permissions
     }
 
     /// `cache` as this role sees it.
@@ -258,12 +273,14 @@ impl RoleView {
         self.permissions.view(&self.role, &self.grants, cache)
     }
 
-    /// The role for the planners.
+    /// The role's grants and claims (its row filters built when used: planning goes through
+    /// [`run_as`], which has them built once).
     pub fn access(&self) -> Access<'_> {
         Access {
             grants: &self.grants,
             claims: &self.claims,
-            anonymous: self.claims.is_null(),
+            anonymous: self.anonymous,
+            filters: None,
         }
     }
 }
@@ -329,6 +346,7 @@ impl PermissionsRegistry {
             role: principal.role.clone().unwrap_or_default(),
             grants,
             claims: principal.claims.clone(),
+            anonymous: principal.anonymous,
             permissions,
         })
     }
@@ -465,6 +483,7 @@ mod tests {
             grants: &admin_grants,
             claims: &claims,
             anonymous: false,
+            filters: None,
         };
         let request = |method, query| Request {
             method,
@@ -507,6 +526,7 @@ mod tests {
             grants: &p.roles["reader"],
             claims: &claims,
             anonymous: false,
+            filters: None,
         };
         let out = as_role(Some(&reader_role.rules), || {
             own.run(

@@ -55,9 +55,21 @@ impl FoundReplica {
     }
 }
 
-/// The replica `source` names: a replica URL (then `config` must be unset), or a database
-/// path of the Litestream `config` (which may be left out when the config lists exactly one
-/// database).
+/// The environment variable that names the Litestream config when the command line does
+/// not (`serve --replication-config` reads it too).
+pub(crate) const CONFIG_ENV: &str = "SQLITEREST_REPLICATION_CONFIG";
+
+/// The config the environment names ([`CONFIG_ENV`]; empty is unset).
+fn config_from_env() -> Option<PathBuf> {
+    std::env::var_os(CONFIG_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// The replica `source` names: a replica URL (then `config`, the command line's `--config`,
+/// must be unset; the environment's config is a default that the URL overrides), or a
+/// database path of the Litestream config (`config`, else the environment's; the path may
+/// be left out when the config lists exactly one database).
 pub(crate) fn find_replica(
     source: Option<&str>,
     config: Option<&Path>,
@@ -70,7 +82,8 @@ pub(crate) fn find_replica(
         let target = parse_replica_url(url).with_context(|| format!("replica URL {url}"))?;
         return Ok(FoundReplica { target, db: None });
     }
-    let Some(config_path) = config else {
+    let from_env = config_from_env();
+    let Some(config_path) = config.or(from_env.as_deref()) else {
         bail!(
             "{} needs --config (the Litestream YAML that names its replica), or pass a replica URL",
             source.map_or("finding the replica".to_string(), |s| format!(
@@ -78,8 +91,14 @@ pub(crate) fn find_replica(
             ))
         );
     };
-    let config = Config::load(config_path, LoadOptions { expand_env })
-        .with_context(|| format!("--config {}", config_path.display()))?;
+    let config = Config::load(config_path, LoadOptions { expand_env }).with_context(|| {
+        let from = if config.is_some() {
+            "--config"
+        } else {
+            CONFIG_ENV
+        };
+        format!("{from} {}", config_path.display())
+    })?;
     let db = match source {
         Some(path) => config.find_db(&PathBuf::from(path))?.clone(),
         None => match config.dbs.as_slice() {
@@ -290,7 +309,10 @@ fn summarize(files: &[LtxFileInfo]) -> Vec<LevelSummary> {
 
 async fn status(args: &ReplicaStatusArgs) -> anyhow::Result<()> {
     let source = &args.replica;
-    let found = if source.source.is_some() || source.replication_config.is_some() {
+    let found = if source.source.is_some()
+        || source.replication_config.is_some()
+        || config_from_env().is_some()
+    {
         Some(find(source)?)
     } else {
         None

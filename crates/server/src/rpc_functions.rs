@@ -103,6 +103,42 @@ impl Touches {
 /// What each function touches, by name, with the function it was recorded for.
 type Recorded = HashMap<String, (RpcFunction, Touches)>;
 
+/// What `f` touches by `recorded`: a function is checked only against what was recorded for
+/// that very function; anything else (a function newer or older than the record) refuses
+/// every role until both agree.
+fn touches_in(recorded: &Recorded, f: &RpcFunction) -> Touches {
+    match recorded.get(&f.name) {
+        Some((seen, t)) if seen == f => t.clone(),
+        _ => Touches {
+            unknown: true,
+            ..Touches::default()
+        },
+    }
+}
+
+/// The functions and what each touches, as taken at one moment: what a document listing the
+/// functions a role may call depends on (two snapshots of the same loads are [`same`]).
+///
+/// [`same`]: RpcSnapshot::same
+#[derive(Clone)]
+pub struct RpcSnapshot {
+    pub functions: Arc<RpcFunctions>,
+    recorded: Arc<Recorded>,
+}
+
+impl RpcSnapshot {
+    /// What `f` touches (see [`RpcRegistry::touches`]).
+    pub fn touches(&self, f: &RpcFunction) -> Touches {
+        touches_in(&self.recorded, f)
+    }
+
+    /// Whether both were taken from the same loads.
+    pub fn same(&self, other: &RpcSnapshot) -> bool {
+        Arc::ptr_eq(&self.functions, &other.functions)
+            && Arc::ptr_eq(&self.recorded, &other.recorded)
+    }
+}
+
 /// The current set of functions and where it comes from.
 pub struct RpcRegistry {
     dir: Option<PathBuf>,
@@ -155,12 +191,14 @@ impl RpcRegistry {
     /// function: anything else (a function newer or older than the record) refuses every role
     /// until both agree.
     pub fn touches(&self, f: &RpcFunction) -> Touches {
-        match self.touches.load().get(&f.name) {
-            Some((recorded, t)) if recorded == f => t.clone(),
-            _ => Touches {
-                unknown: true,
-                ..Touches::default()
-            },
+        touches_in(&self.touches.load(), f)
+    }
+
+    /// The functions and their touches now.
+    pub fn snapshot(&self) -> RpcSnapshot {
+        RpcSnapshot {
+            functions: self.current(),
+            recorded: self.touches.load_full(),
         }
     }
 

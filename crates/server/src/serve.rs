@@ -204,12 +204,12 @@ pub async fn run_with(config: ServeConfig, hooks: ServeHooks) -> anyhow::Result<
             );
         }
     }
-    let auth = Auth::new(&config.auth)?;
+    let auth = Arc::new(Auth::new(&config.auth)?);
 
     // Step 4: request state.
     let state = Arc::new(AppState {
         db: db.clone(),
-        auth,
+        auth: auth.clone(),
         cors: Cors::new(config.cors_allowed_origins.clone()),
         metrics: metrics.clone(),
         limits: config.http_limits,
@@ -287,11 +287,14 @@ pub async fn run_with(config: ServeConfig, hooks: ServeHooks) -> anyhow::Result<
         let db = db.clone();
         let rpc = rpc.clone();
         let permissions = permissions.clone();
+        let auth = auth.clone();
         tokio::spawn(shutdown::on_reload_signal(shutdown.clone(), move || {
             db.schema.invalidate();
             let rpc = rpc.clone();
             let permissions = permissions.clone();
+            let auth = auth.clone();
             tokio::task::spawn_blocking(move || {
+                auth.reload("SIGUSR1");
                 rpc.reload_logged("SIGUSR1");
                 if let Some(p) = permissions {
                     p.reload_logged("SIGUSR1");
@@ -301,6 +304,9 @@ pub async fn run_with(config: ServeConfig, hooks: ServeHooks) -> anyhow::Result<
     }
     if let Some(p) = &permissions {
         tokio::spawn(crate::watch::watch(p.clone(), shutdown.clone()));
+    }
+    if auth.required() {
+        tokio::spawn(crate::watch::watch(auth.clone(), shutdown.clone()));
     }
     tokio::spawn(crate::watch::watch(rpc.clone(), shutdown.clone()));
     if let Some(f) = follower {

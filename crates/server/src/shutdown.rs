@@ -2,7 +2,8 @@
 //!
 //! [`Shutdown`] wraps a cancellation token: the HTTP, admin and pprof servers (and later the
 //! writer and replication) each hold a child token and stop when it is cancelled. SIGINT or
-//! SIGTERM cancels it; SIGUSR1 asks for a schema-cache reload instead.
+//! SIGTERM cancels it; SIGUSR1 asks for a reload instead (the schema cache and every file
+//! the server reloads: key files, RPC functions, permissions).
 
 use tokio_util::sync::CancellationToken;
 
@@ -66,7 +67,7 @@ pub async fn on_reload_signal(shutdown: Shutdown, reload: impl Fn() + Send + 'st
                 _ = shutdown.triggered() => return,
                 r = usr1.recv() => {
                     if r.is_none() { return; }
-                    tracing::info!("SIGUSR1 received; reloading the schema cache");
+                    tracing::info!("SIGUSR1 received; reloading the schema cache and the reloadable files");
                     reload();
                 }
             }

@@ -1,5 +1,5 @@
-//! Files the server reloads while it runs (`--rpc-dir`, `--permissions`): one polling loop
-//! for all of them. A poll compares what a loader last saw (names, sizes, modification
+//! Files the server reloads while it runs (`--rpc-dir`, `--permissions`, the JWT key files):
+//! one polling loop for each, off the request path. A poll compares what a loader last saw (names, sizes, modification
 //! times: robust on every file system, where change notifications are not) and reloads on a
 //! change, on a blocking thread; SIGUSR1 reloads them too (`serve.rs`).
 

@@ -4,14 +4,15 @@
 //! reads, embeds, counts, `Range`, updates, deletes, inserts and upserts (WITH CHECK, an
 //! invisible conflicting row), forbidden columns wherever a request names them, API keys,
 //! RPC set results, the OpenAPI document per role, reloads (a changed file, a broken one
-//! that keeps the previous) and a broken file refusing the start.
+//! that keeps the previous), a broken file refusing the start, and a refusal's status by
+//! the caller's role (401 only for the anonymous role, however reached).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Options, SECRET, Server, hs_token, send};
+use common::{Options, SECRET, Server, hs_token};
 use jsonwebtoken::Algorithm;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -81,6 +82,8 @@ fn token(role: &str, sub: &str) -> String {
 enum Who<'a> {
     Token(&'a str, &'a str),
     ApiKey,
+    /// No credential at all: the anonymous role (`--auth-anon-role`).
+    Nobody,
 }
 
 struct Resp {
@@ -90,6 +93,12 @@ struct Resp {
 }
 
 impl Resp {
+    /// Asserts the status (the body in the message); the response, for more.
+    fn expect(self, status: u16) -> Resp {
+        assert_eq!(self.status, status, "{}", self.body);
+        self
+    }
+
     fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
     }
@@ -115,6 +124,7 @@ async fn call(
         Who::Token(role, sub) => r = r.bearer_auth(token(role, sub)),
         // supabase-js without a session: the key in `apikey` and as the bearer.
         Who::ApiKey => r = r.header("apikey", ANON_KEY).bearer_auth(ANON_KEY),
+        Who::Nobody => {}
     }
     for (k, v) in headers {
         r = r.header(*k, *v);
@@ -170,20 +180,22 @@ fn has_doc(s: &Server, id: i64) -> bool {
 /// A server whose permissions file is `text` once the schema exists: it starts with a
 /// minimal file, the tables are created, then the file is replaced and the reload awaited.
 async fn start(text: &str) -> (Server, tempfile::TempDir) {
-    start_with_function(text, None).await
+    start_with_function(text, None, &[]).await
 }
 
 /// [`start`], with `--rpc-dir` holding one function `(name, sql)` when given, loaded (admin
-/// can call it) before this returns.
+/// can call it) before this returns, and `extra` flags.
 async fn start_with_function(
     text: &str,
     function: Option<(&str, &str)>,
+    extra: &[&str],
 ) -> (Server, tempfile::TempDir) {
     let conf = tempfile::tempdir().unwrap();
     let file = conf.path().join("permissions.yaml");
     std::fs::write(&file, "roles:\n  admin:\n    clients:\n      read: {}\n").unwrap();
     let rpc = conf.path().join("rpc");
     let mut args = vec!["--permissions".to_string(), file.display().to_string()];
+    args.extend(extra.iter().map(|a| a.to_string()));
     if function.is_some() {
         std::fs::create_dir(&rpc).unwrap();
         args.extend(["--rpc-dir".to_string(), rpc.display().to_string()]);
@@ -288,8 +300,8 @@ async fn the_matrix_of_roles_relations_and_methods() {
                         assert!((200..300).contains(&r.status), "{what}");
                     }
                     Some(_) => {
-                        let status = if matches!(who, Who::ApiKey) { 401 } else { 403 };
-                        assert_eq!(r.status, status, "{what}");
+                        // An API key identifies its caller: 403, as for a token.
+                        assert_eq!(r.status, 403, "{what}");
                         let v = r.json();
                         assert_eq!(v["code"], "42501", "{what}");
                         assert_eq!(
@@ -314,8 +326,7 @@ async fn the_matrix_of_roles_relations_and_methods() {
 async fn row_filters_and_columns_hold_for_every_read() {
     let (s, _conf) = start(&permissions_text()).await;
     // alice sees the public docs and her own, only the granted columns (`*` included).
-    let r = get(&s, ALICE, "/docs?order=id").await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    let r = get(&s, ALICE, "/docs?order=id").await.expect(200);
     let v = r.json();
     assert_eq!(ids(&v), [1, 2, 4]);
     for o in v.as_array().unwrap() {
@@ -330,8 +341,8 @@ async fn row_filters_and_columns_hold_for_every_read() {
         &[("Prefer", "count=exact"), ("Range", "0-0")],
         None,
     )
-    .await;
-    assert_eq!(r.status, 206, "{}", r.body);
+    .await
+    .expect(206);
     assert_eq!(r.content_range.as_deref(), Some("0-0/3"));
     let r = call(
         &s,
@@ -405,7 +416,7 @@ async fn row_filters_and_columns_hold_for_every_read() {
     )
     .await;
     assert_eq!(r.content_range.as_deref(), Some("0-0/1"), "{}", r.body);
-    // The anonymous role (an API key): public rows, three columns; owners does not exist.
+    // The `anon` role (through an API key): public rows, three columns; owners does not exist.
     let v = get(&s, Who::ApiKey, "/docs?order=id").await.json();
     assert_eq!(
         v,
@@ -414,7 +425,7 @@ async fn row_filters_and_columns_hold_for_every_read() {
     get(&s, Who::ApiKey, "/owners").await.error(404, "PGRST205");
     get(&s, Who::ApiKey, "/docs?select=owner_id")
         .await
-        .error(401, "42501");
+        .error(403, "42501");
     // The OpenAPI document shows each role what it may use.
     let anon_doc = get(&s, Who::ApiKey, "/").await.json();
     assert!(
@@ -474,16 +485,16 @@ async fn writes_touch_only_visible_rows_and_must_pass_the_filter() {
             let s = &s;
             async move { call(s, ALICE, method, path, &[("Prefer", prefer)], body).await }
         };
+    let post = |path, prefer, body| send_(Method::POST, path, prefer, Some(body));
     // Insert: her own row is fine; a row for bob violates the filter and is not written.
-    let r = send_(
-        Method::POST,
+    post(
         "/docs",
         "return=minimal",
-        Some(r#"{"id":10,"owner_id":"alice","title":"x","slug":"a10"}"#),
+        r#"{"id":10,"owner_id":"alice","title":"x","slug":"a10"}"#,
     )
-    .await;
-    assert_eq!(r.status, 201, "{}", r.body);
-    let r = send_(Method::POST, "/docs", "return=minimal", Some(r#"[{"id":11,"owner_id":"alice","title":"x","slug":"a11"},{"id":12,"owner_id":"bob","title":"x","slug":"b12"}]"#)).await;
+    .await
+    .expect(201);
+    let r = post("/docs", "return=minimal", r#"[{"id":11,"owner_id":"alice","title":"x","slug":"a11"},{"id":12,"owner_id":"bob","title":"x","slug":"b12"}]"#).await;
     let v = r.error(403, "42501");
     assert_eq!(
         v["message"],
@@ -492,11 +503,10 @@ async fn writes_touch_only_visible_rows_and_must_pass_the_filter() {
     assert_eq!(doc_row(&s, 11), None, "nothing of the batch was written");
     assert_eq!(doc_row(&s, 12), None);
     // A forbidden column written: 42501.
-    send_(
-        Method::POST,
+    post(
         "/docs",
         "",
-        Some(r#"{"id":13,"owner_id":"alice","title":"x","secret":"y"}"#),
+        r#"{"id":13,"owner_id":"alice","title":"x","secret":"y"}"#,
     )
     .await
     .error(403, "42501");
@@ -507,8 +517,8 @@ async fn writes_touch_only_visible_rows_and_must_pass_the_filter() {
         "count=exact",
         Some(r#"{"title":"mine"}"#),
     )
-    .await;
-    assert_eq!(r.status, 204, "{}", r.body);
+    .await
+    .expect(204);
     assert_eq!(r.content_range.as_deref(), Some("0-0/1"));
     assert_eq!(doc_row(&s, 1).unwrap().1, "mine");
     assert_eq!(doc_row(&s, 3).unwrap().1, "B1");
@@ -524,19 +534,17 @@ async fn writes_touch_only_visible_rows_and_must_pass_the_filter() {
     .error(403, "42501");
     assert_eq!(doc_row(&s, 1).unwrap().0, "alice");
     // Delete: only her rows.
-    let r = send_(Method::DELETE, "/docs?id=in.(3,4,10)", "count=exact", None).await;
-    assert_eq!(r.status, 204, "{}", r.body);
+    let r = send_(Method::DELETE, "/docs?id=in.(3,4,10)", "count=exact", None)
+        .await
+        .expect(204);
     assert_eq!(r.content_range.as_deref(), Some("*/1"));
     assert!(doc_row(&s, 3).is_some() && doc_row(&s, 4).is_some());
     assert_eq!(doc_row(&s, 10), None);
     // An upsert whose conflict is a row she cannot see never updates it.
-    let r = call(
-        &s,
-        ALICE,
-        Method::POST,
+    let r = post(
         "/docs?on_conflict=slug",
-        &[("Prefer", "resolution=merge-duplicates")],
-        Some(r#"{"id":20,"owner_id":"alice","title":"stolen","slug":"b1"}"#),
+        "resolution=merge-duplicates",
+        r#"{"id":20,"owner_id":"alice","title":"stolen","slug":"b1"}"#,
     )
     .await;
     let v = r.error(403, "42501");
@@ -555,26 +563,19 @@ async fn writes_touch_only_visible_rows_and_must_pass_the_filter() {
     .error(403, "42501");
     assert_eq!(doc_row(&s, 3).unwrap(), ("bob".into(), "B1".into()));
     // ignore-duplicates leaves it alone and reports nothing of it.
-    let r = call(
-        &s,
-        ALICE,
-        Method::POST,
+    let r = post(
         "/docs?on_conflict=slug",
-        &[(
-            "Prefer",
-            "resolution=ignore-duplicates, return=representation",
-        )],
-        Some(r#"{"id":21,"owner_id":"alice","title":"stolen","slug":"b1"}"#),
+        "resolution=ignore-duplicates, return=representation",
+        r#"{"id":21,"owner_id":"alice","title":"stolen","slug":"b1"}"#,
     )
-    .await;
-    assert_eq!(r.status, 201, "{}", r.body);
+    .await
+    .expect(201);
     assert_eq!(r.json(), json!([]));
     // A conflict with an invisible row is a 409 that shows nothing of that row.
-    let r = send_(
-        Method::POST,
+    let r = post(
         "/docs",
         "",
-        Some(r#"{"id":3,"owner_id":"alice","title":"x","slug":"z3"}"#),
+        r#"{"id":3,"owner_id":"alice","title":"x","slug":"z3"}"#,
     )
     .await;
     r.error(409, "23505");
@@ -584,14 +585,13 @@ async fn writes_touch_only_visible_rows_and_must_pass_the_filter() {
         r.body
     );
     // A representation shows only what she may read.
-    let r = send_(
-        Method::POST,
+    let r = post(
         "/docs",
         "return=representation",
-        Some(r#"{"id":30,"owner_id":"alice","title":"r","slug":"a30"}"#),
+        r#"{"id":30,"owner_id":"alice","title":"r","slug":"a30"}"#,
     )
-    .await;
-    assert_eq!(r.status, 201, "{}", r.body);
+    .await
+    .expect(201);
     assert_eq!(
         r.json(),
         json!([{"id": 30, "owner_id": "alice", "title": "r", "public": 0, "slug": "a30"}])
@@ -603,6 +603,7 @@ async fn rpc_set_results_need_grants_without_row_filters() {
     let (s, _conf) = start_with_function(
         &permissions_text(),
         Some(("all_docs", "-- returns: setof\nSELECT id, title FROM docs")),
+        &[],
     )
     .await;
     let v = get(
@@ -617,7 +618,7 @@ async fn rpc_set_results_need_grants_without_row_filters() {
     get(&s, ALICE, "/rpc/all_docs").await.error(403, "42501");
     get(&s, Who::ApiKey, "/rpc/all_docs")
         .await
-        .error(401, "42501");
+        .error(403, "42501");
     // The OpenAPI document lists a function only to the roles that may call it.
     let doc = get(&s, Who::Token("admin", "x"), "/").await.json();
     assert!(
@@ -683,6 +684,22 @@ async fn a_broken_file_refuses_the_start_and_names_the_problem() {
     let secret = dir.path().join("secret");
     std::fs::write(&secret, SECRET).unwrap();
     let file = dir.path().join("permissions.yaml");
+    // `serve` with the file and `extra` flags: it must refuse to start.
+    let refused = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sqlite-rest"))
+            .args(["serve", "--http-addr", "127.0.0.1:0", "--metrics-addr", ""])
+            .arg("--db-dsn")
+            .arg(&db)
+            .arg("--auth-token-file")
+            .arg(&secret)
+            .arg("--permissions")
+            .arg(&file)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
     for (text, names) in [
         (
             "roles:\n  a:\n    docs:\n      read: { colums: [id] }\n",
@@ -698,38 +715,14 @@ async fn a_broken_file_refuses_the_start_and_names_the_problem() {
         ),
     ] {
         std::fs::write(&file, text).unwrap();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sqlite-rest"))
-            .args(["serve", "--http-addr", "127.0.0.1:0", "--metrics-addr", ""])
-            .arg("--db-dsn")
-            .arg(&db)
-            .arg("--auth-token-file")
-            .arg(&secret)
-            .arg("--permissions")
-            .arg(&file)
-            .output()
-            .unwrap();
-        assert!(!out.status.success());
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err = refused(&[]);
         for n in names {
             assert!(err.contains(n), "{n} not in {err}");
         }
     }
     // With --security-allow-table too: refused, saying why.
     std::fs::write(&file, "roles: {}\n").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sqlite-rest"))
-        .args(["serve", "--http-addr", "127.0.0.1:0", "--metrics-addr", ""])
-        .arg("--db-dsn")
-        .arg(&db)
-        .arg("--auth-token-file")
-        .arg(&secret)
-        .arg("--permissions")
-        .arg(&file)
-        .args(["--security-allow-table", "docs"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--security-allow-table"));
-    let _ = send;
+    assert!(refused(&["--security-allow-table", "docs"]).contains("--security-allow-table"));
 }
 
 /// The OpenAPI document lists only the functions a role may call: a function whose SQL
@@ -743,6 +736,7 @@ async fn the_openapi_document_lists_only_callable_functions() {
             "owner_secrets",
             "-- returns: setof\nSELECT id, secret AS hidden_secret_column FROM owners",
         )),
+        &[],
     )
     .await;
     let admin_doc = get(&s, Who::Token("admin", "x"), "/").await;
@@ -760,11 +754,10 @@ async fn the_openapi_document_lists_only_callable_functions() {
     // The anonymous role cannot see owners at all (404 PGRST205): refusing the function
     // does not name it either.
     let r = get(&s, Who::ApiKey, "/rpc/owner_secrets").await;
-    r.error(401, "42501");
+    r.error(403, "42501");
     assert!(!r.body.contains("owners"), "{}", r.body);
     for who in [ALICE, Who::ApiKey] {
-        let r = get(&s, who, "/").await;
-        assert_eq!(r.status, 200, "{}", r.body);
+        let r = get(&s, who, "/").await.expect(200);
         assert!(
             !r.body.contains("owner_secrets") && !r.body.contains("hidden_secret_column"),
             "{who:?} is shown a function it may not call: {}",
@@ -780,8 +773,7 @@ async fn the_openapi_document_lists_only_callable_functions() {
 async fn a_fifo_in_place_of_the_file_does_not_stall_reloads() {
     let (s, conf) = start(&permissions_text()).await;
     let file = conf.path().join("permissions.yaml");
-    let r = get(&s, ALICE, "/owners?select=id").await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    get(&s, ALICE, "/owners?select=id").await.expect(200);
     std::fs::remove_file(&file).unwrap();
     let made = std::process::Command::new("mkfifo")
         .arg(&file)
@@ -821,7 +813,7 @@ roles:
       read: { columns: [title] }
 "#;
     let (s, _conf) = start(text).await;
-    let post = |role: &'static str, body: &'static str| {
+    let insert = |role: &'static str, prefer: &'static [(&str, &str)], body: &'static str| {
         let s = &s;
         async move {
             call(
@@ -829,12 +821,14 @@ roles:
                 Who::Token(role, "x"),
                 Method::POST,
                 "/docs",
-                &[("Prefer", "return=headers-only")],
+                prefer,
                 Some(body),
             )
             .await
         }
     };
+    let headers_only: &[(&str, &str)] = &[("Prefer", "return=headers-only")];
+    let post = |role, body| insert(role, headers_only, body);
     let r = post("writer", r#"{"id":40,"title":"w"}"#).await;
     r.error(403, "42501");
     assert!(!has_doc(&s, 40), "nothing written");
@@ -853,27 +847,59 @@ roles:
     );
     assert!(!has_doc(&s, 42));
     // One it reads: created, with its Location.
-    let r = call(
-        &s,
-        Who::Token("dropbox", "x"),
-        Method::POST,
-        "/docs",
-        &[("Prefer", "return=headers-only")],
-        Some(r#"{"id":43,"title":"public","public":1}"#),
-    )
-    .await;
-    assert_eq!(r.status, 201, "{}", r.body);
+    post("dropbox", r#"{"id":43,"title":"public","public":1}"#)
+        .await
+        .expect(201);
     assert!(has_doc(&s, 43));
     // Without return=headers-only the insert-only role still inserts (no key shown).
-    let r = call(
-        &s,
-        Who::Token("writer", "x"),
-        Method::POST,
-        "/docs",
-        &[],
-        Some(r#"{"id":44,"title":"w"}"#),
+    insert("writer", &[], r#"{"id":44,"title":"w"}"#)
+        .await
+        .expect(201);
+    assert!(has_doc(&s, 44));
+}
+
+/// A refusal (42501) is 401 only for a request that runs as the anonymous role
+/// (`--auth-anon-role`), whatever brought it there: no credential, an API key mapped to that
+/// role, a token naming it. Any other role is authenticated and gets 403 — also one an API
+/// key stands for (it was 401: "anonymous" was read off the missing claims). Planner
+/// refusals, the authorizer's and RPC's alike. (The other tests run without an anonymous
+/// role: there the API key's `anon` is an authenticated role like any other.)
+#[tokio::test]
+async fn a_refusal_is_401_only_for_the_anonymous_role() {
+    let (s, _conf) = start_with_function(
+        &permissions_text(),
+        Some(("all_docs", "-- returns: setof\nSELECT id, title FROM docs")),
+        &["--auth-anon-role", "anon"],
     )
     .await;
-    assert_eq!(r.status, 201, "{}", r.body);
-    assert!(has_doc(&s, 44));
+    for who in [Who::Nobody, Who::ApiKey, Who::Token("anon", "x")] {
+        // All three run as `anon`: they read the same rows.
+        assert_eq!(
+            ids(&get(&s, who, "/docs?select=id&order=id").await.json()),
+            [2, 4],
+            "{who:?}"
+        );
+    }
+    for (who, status) in [
+        (Who::Nobody, 401),
+        (Who::ApiKey, 401),
+        (Who::Token("anon", "x"), 401),
+        (ALICE, 403),
+    ] {
+        get(&s, who, "/docs?select=secret")
+            .await
+            .error(status, "42501");
+        call(
+            &s,
+            who,
+            Method::POST,
+            "/docs",
+            &[],
+            Some(r#"{"id":90,"owner_id":"bob","title":"t","slug":"x90"}"#),
+        )
+        .await
+        .error(status, "42501");
+        get(&s, who, "/rpc/all_docs").await.error(status, "42501");
+    }
+    assert!(!has_doc(&s, 90));
 }

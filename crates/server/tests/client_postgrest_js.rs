@@ -73,7 +73,14 @@ async fn postgrest_js_with_an_api_key_and_a_user_token_as_a_supabase_app_sends_t
     std::fs::write(&file, SUPABASE_PERMISSIONS.replace("{key_hash}", &hash)).unwrap();
     let s = Server::start_with(Options {
         allow: String::new(),
-        args: vec!["--permissions".into(), file.display().to_string()],
+        // The key's role is the anonymous one, as in a Supabase project (`db-anon-role`):
+        // its refusals are 401, a signed-in role's 403.
+        args: vec![
+            "--permissions".into(),
+            file.display().to_string(),
+            "--auth-anon-role".into(),
+            "anon".into(),
+        ],
         ..Options::default()
     })
     .await;

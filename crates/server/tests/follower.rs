@@ -105,6 +105,41 @@ impl Follower {
     }
 }
 
+impl Follower {
+    /// Starts the follower without waiting for `/ready` (it may start unready): returns
+    /// once its admin server answers `/live`.
+    async fn start_unready(&self) -> Running {
+        let (port, admin) = (testkit::free_port(), testkit::free_port());
+        let mut child = self.cmd(port, admin, &[]).spawn().unwrap();
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + CATCH_UP;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("the follower exited ({status}); its log:\n{}", self.log());
+            }
+            if client
+                .get(format!("http://127.0.0.1:{admin}/live"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the follower never answered /live"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Running {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            admin: format!("http://127.0.0.1:{admin}"),
+            client,
+        }
+    }
+}
+
 /// The release binary and an S3 replica setup (None: skipped, unless tools are required).
 fn s3_setup(test: &str) -> Option<Setup> {
     let bin = testkit::require_tool(testkit::Tool::ReleaseBinary, test)?;
@@ -702,6 +737,21 @@ async fn wait_unready_because(r: &Running, words: &str) -> Value {
     h
 }
 
+/// Waits until the follower is unready because of `words`, then checks it still serves
+/// `want` at its position `at` (every read carrying that TXID).
+async fn unready_and_serving(r: &Running, words: &str, at: u64, want: &[String]) {
+    let h = wait_unready_because(r, words).await;
+    assert_eq!(
+        h["follower"]["applied_txid"].as_str(),
+        Some(format!("{at:016x}").as_str()),
+        "{h}"
+    );
+    let (status, txid, body) = get(r, "/t?select=v&order=id", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(txid, Some(format!("{at:016x}")));
+    assert_eq!(values(r).await, want);
+}
+
 /// A follower caught up with a file replica whose primary stopped: the follower and its
 /// position.
 async fn caught_up_follower(setup: &Setup, rows: &[&str]) -> (Follower, Running, Vec<String>, u64) {
@@ -740,17 +790,7 @@ async fn a_deleted_replica_turns_the_follower_unready_until_it_comes_back() {
     let replica = setup.dir.path().join("replica");
     let away = setup.dir.path().join("replica.away");
     std::fs::rename(&replica, &away).unwrap();
-    let h = wait_unready_because(&follower, "the replica is gone").await;
-    assert_eq!(
-        h["follower"]["applied_txid"].as_str(),
-        Some(format!("{at:016x}").as_str()),
-        "{h}"
-    );
-    // Still served, at the same position.
-    let (status, txid, body) = get(&follower, "/t?select=v&order=id", &[]).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(txid, Some(format!("{at:016x}")));
-    assert_eq!(values(&follower).await, want);
+    unready_and_serving(&follower, "the replica is gone", at, &want).await;
     assert!(
         follower
             .metrics()
@@ -899,6 +939,243 @@ async fn an_idle_follower_backs_off_its_polls() {
     insert(&primary, "b").await;
     want.push("b".to_string());
     wait_values(&follower, &want).await;
+}
+
+/// Whether a file of levels 0 to 8 of the file replica `replica` continues TXID `n` (starts
+/// at or before `n + 1` and ends after `n`), and the highest TXID of a snapshot (level 9).
+fn replica_continues(replica: &Path, n: u64) -> (bool, u64) {
+    let names = |level: u8| -> Vec<(u64, u64)> {
+        std::fs::read_dir(replica.join(format!("ltx/{level}")))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter_map(|e| {
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        let min = u64::from_str_radix(name.get(..16)?, 16).ok()?;
+                        let max = u64::from_str_radix(name.get(17..33)?, 16).ok()?;
+                        Some((min, max))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let continues = (0..=8).any(|l| {
+        names(l)
+            .into_iter()
+            .any(|(min, max)| min <= n + 1 && max > n)
+    });
+    let snapshot = names(9).into_iter().map(|(_, max)| max).max().unwrap_or(0);
+    (continues, snapshot)
+}
+
+/// Inserts `row <i>` rows through the primary until compaction and retention removed every
+/// file that continues TXID `n` and a snapshot is past it; the rows inserted are added to
+/// `want`.
+async fn write_until_gap(setup: &Setup, primary: &Running, n: u64, want: &mut Vec<String>) {
+    let replica = setup.dir.path().join("replica");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let v = format!("row {}", want.len());
+        insert(primary, &v).await;
+        want.push(v);
+        let (continues, snapshot) = replica_continues(&replica, n);
+        if !continues && snapshot > n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "retention never removed the files after {n:x}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// A follower whose next files compaction and retention removed (no level bridges the gap)
+/// goes to the replica's latest state: while running (its process stopped with SIGSTOP
+/// while the primary writes on, then continued) readers see only whole states, never an
+/// error; killed with SIGKILL and restarted after another such gap, it starts at the
+/// latest state. `/ready` is 200 after both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_crosses_a_gap_no_level_bridges() {
+    let test = "a_follower_crosses_a_gap_no_level_bridges";
+    let Some(bin) = release_bin(test) else { return };
+    let mut setup = Setup::file();
+    setup.bin = bin;
+    // Short compaction, snapshot and retention intervals: files go away within seconds.
+    std::fs::write(
+        &setup.config,
+        format!(
+            "levels:\n  - interval: 1s\nsnapshot:\n  interval: 2s\n  retention: 1s\n\
+             l0-retention: 1s\nl0-retention-check-interval: 1s\nshutdown-sync-timeout: 10s\n\
+             dbs:\n  - path: {}\n    monitor-interval: 100ms\n    replica:\n      url: {}\n",
+            setup.db.display(),
+            setup.url
+        ),
+    )
+    .unwrap();
+    create_db(&setup.db, 0);
+    let mut primary = setup.serve_or_log().await;
+    let mut want = Vec::new();
+    for _ in 0..3 {
+        let v = format!("row {}", want.len());
+        insert(&primary, &v).await;
+        want.push(v);
+    }
+    let f = Follower::new(&setup.bin, &setup.url);
+    let mut follower = f.start(&[]).await;
+    wait_values(&follower, &want).await;
+    let at = applied_txid(&follower).await;
+
+    // Readers: every read is a whole state (rows `row 0`.. in order), positions never go
+    // back, no error.
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (client, base, token, stop) = (
+            follower.client.clone(),
+            follower.base.clone(),
+            follower.token(),
+            stop.clone(),
+        );
+        tokio::spawn(async move {
+            let mut last = String::new();
+            let mut reads = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let resp = client
+                    .get(format!("{base}/t?select=v&order=id"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status(), 200);
+                let txid = resp.headers()["sqlite-rest-txid"]
+                    .to_str()
+                    .unwrap()
+                    .to_string();
+                assert!(txid >= last, "position went back: {last} -> {txid}");
+                let body: Value = resp.json().await.unwrap();
+                for (i, row) in body.as_array().unwrap().iter().enumerate() {
+                    assert_eq!(
+                        row["v"],
+                        format!("row {i}"),
+                        "a mixed state at {txid}: {body}"
+                    );
+                }
+                last = txid;
+                reads += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            reads
+        })
+    };
+
+    // The follower stops polling (SIGSTOP) while the primary writes on and retention
+    // removes what it needs; then it continues.
+    let pid = follower.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    write_until_gap(&setup, &primary, at, &mut want).await;
+    assert!(
+        Command::new("kill")
+            .args(["-CONT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait_values(&follower, &want).await;
+    wait_health(&follower, "ready after crossing the gap", |s, h| {
+        s == 200 && h["follower"]["ok"] == true
+    })
+    .await;
+    assert_eq!(ready_status(&follower).await, 200);
+    stop.store(true, Ordering::Relaxed);
+    assert!(reader.await.unwrap() > 0);
+    assert!(
+        follower
+            .metrics()
+            .await
+            .contains("sqlite_rest_follower_restores_total 1"),
+        "{}",
+        f.log()
+    );
+
+    // Killed, a gap, restarted: it starts at the latest state.
+    let at = applied_txid(&follower).await;
+    follower.child.kill().unwrap();
+    follower.child.wait().unwrap();
+    drop(follower);
+    write_until_gap(&setup, &primary, at, &mut want).await;
+    primary.stop().await;
+    let follower = f.start(&[]).await;
+    assert_eq!(values(&follower).await, want);
+    assert_eq!(ready_status(&follower).await, 200);
+    assert!(
+        f.log().contains("follower resumes its database"),
+        "{}",
+        f.log()
+    );
+    assert!(
+        f.log()
+            .contains("the follower goes to the replica's latest state"),
+        "{}",
+        f.log()
+    );
+}
+
+/// A follower restarted while its replica is gone (the directory moved away) starts and
+/// serves its resumed state unready, `/health` saying why; when the replica comes back it is
+/// ready again. A fresh follower of a replica that holds nothing refuses to start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_started_without_its_replica_serves_unready() {
+    let test = "a_follower_started_without_its_replica_serves_unready";
+    let Some(bin) = release_bin(test) else { return };
+    let mut setup = Setup::file();
+    setup.bin = bin;
+    create_db(&setup.db, 0);
+    let (f, mut follower, want, at) = caught_up_follower(&setup, &["kept"]).await;
+    follower.child.kill().unwrap();
+    follower.child.wait().unwrap();
+    drop(follower);
+
+    let replica = setup.dir.path().join("replica");
+    let away = setup.dir.path().join("replica.away");
+    std::fs::rename(&replica, &away).unwrap();
+    let follower = f.start_unready().await;
+    unready_and_serving(&follower, "the replica is gone", at, &want).await;
+
+    std::fs::rename(&away, &replica).unwrap();
+    wait_health(&follower, "ready again", |s, h| {
+        s == 200 && h["follower"]["ok"] == true
+    })
+    .await;
+    drop(follower);
+
+    // A fresh follower (no database) of an empty replica refuses to start, saying why.
+    let empty = Setup::file();
+    let fresh = Follower::new(&setup.bin, &empty.url);
+    let mut child = KillOnDrop(
+        fresh
+            .cmd(testkit::free_port(), testkit::free_port(), &[])
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + CATCH_UP;
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a fresh follower of an empty replica started: {}",
+            fresh.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(!status.success());
+    assert!(fresh.log().contains("to follow it"), "{}", fresh.log());
 }
 
 /// A TXID header value as a number.

@@ -332,3 +332,86 @@ fn replica_commands_refuse_what_they_cannot_read() {
     let out = replica_output(&["status", "--admin-addr", &format!("127.0.0.1:{port}")]);
     assert!(!out.status.success());
 }
+
+/// A replica URL on the command line wins over `SQLITEREST_REPLICATION_CONFIG` in the
+/// environment (a deployment's setting for `serve`, there when an operator runs a command
+/// beside it): `replica ls`, `replica status` and `restore` read the URL's replica, not the
+/// config's; `--config` given on the command line together with a URL stays an error.
+#[test]
+fn a_replica_url_on_the_command_line_wins_over_the_environments_config() {
+    let dir = tempfile::tempdir().unwrap();
+    // The URL's replica: one L0 file (listed by name and size, never opened by `ls`).
+    let replica = dir.path().join("replica");
+    let l0 = replica.join("ltx/0");
+    std::fs::create_dir_all(&l0).unwrap();
+    std::fs::write(l0.join("0000000000000001-0000000000000002.ltx"), [0u8; 100]).unwrap();
+    let url = format!("file://{}", replica.display());
+    // The environment's config names another database and another, empty, replica.
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let config = dir.path().join("env.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "dbs:\n  - path: {}\n    replica:\n      url: file://{}\n",
+            dir.path().join("app.db").display(),
+            other.display()
+        ),
+    )
+    .unwrap();
+    let with_env = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .args(["--log-level", "warn"])
+            .env("SQLITEREST_REPLICATION_CONFIG", &config)
+            .output()
+            .unwrap()
+    };
+    let ok = |args: &[&str]| {
+        let out = with_env(args);
+        assert!(
+            out.status.success(),
+            "{args:?} with SQLITEREST_REPLICATION_CONFIG set failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let listed: Vec<LtxEntry> =
+        serde_json::from_str(&ok(&["replica", "ls", "--json", &url])).unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].max_txid, "0000000000000002");
+    let st: Value = serde_json::from_str(&ok(&["replica", "status", "--json", &url])).unwrap();
+    assert_eq!(st["replica_txid"], "0000000000000002", "{st}");
+    assert!(st["database"].is_null(), "{st}");
+    // Without a URL the environment's config still names the replica (empty: no files).
+    let from_env: Vec<LtxEntry> = serde_json::from_str(&ok(&["replica", "ls", "--json"])).unwrap();
+    assert!(from_env.is_empty(), "{from_env:?}");
+    // restore: the URL's replica is read (this one holds no backup; the flag makes that a
+    // skip rather than an error).
+    let out = dir.path().join("restored.db");
+    let out = with_env(&[
+        "restore",
+        "--if-replica-exists",
+        "-o",
+        out.to_str().unwrap(),
+        &format!("file://{}", other.display()),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "restore with the env's config: {err}");
+    assert!(err.contains("no matching backups"), "{err}");
+    // --config on the command line with a URL: still refused, by every command.
+    let config = config.to_str().unwrap();
+    for args in [
+        &["replica", "ls", "--config", config, &url][..],
+        &["replica", "status", "--config", config, &url][..],
+        &["restore", "--config", config, "-o", "/tmp/never.db", &url][..],
+    ] {
+        let out = with_env(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(
+            err.contains("cannot specify a replica URL"),
+            "{args:?}: {err}"
+        );
+    }
+}

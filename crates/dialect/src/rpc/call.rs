@@ -357,22 +357,27 @@ pub fn execute_call(
     let f = &call.function;
     match f.returns {
         Returns::Void => {
-            run_statement(conn, call, 0, 0)?;
+            run_statement(conn, call, |_| Ok(()))?;
             Ok(whole(204, Vec::new(), String::new(), 0))
         }
         Returns::Scalar => {
-            let rows = run_statement(conn, call, 1, usize::MAX)?;
             let kind = match ValueKind::from_decl_type(f.columns[0].1.as_deref().unwrap_or("")) {
                 ValueKind::Bool => OutputKind::Bool,
                 ValueKind::Json => OutputKind::Json,
                 ValueKind::Plain => OutputKind::Plain,
             };
             let mut body = Vec::new();
-            match rows.first().and_then(|r| r.first()) {
-                Some(v) => write_json_value(&mut body, ValueRef::from(v), kind),
-                None => body.extend_from_slice(b"null"),
+            let mut n = 0;
+            run_statement(conn, call, |row| {
+                if n == 0 {
+                    write_json_value(&mut body, row.get_ref(0)?, kind);
+                    n = 1;
+                }
+                Ok(())
+            })?;
+            if n == 0 {
+                body.extend_from_slice(b"null");
             }
-            let n = rows.len();
             Ok(whole(
                 200,
                 if head { Vec::new() } else { body },
@@ -381,19 +386,24 @@ pub fn execute_call(
             ))
         }
         Returns::Set | Returns::Row => {
-            let source = if f.writes {
-                // The request's select, filters and order are checked before anything is
-                // written: planning does not depend on the rows.
-                plan_result(f, rows_source(f, &[], how.max_bytes)?, how)?;
-                let rows = run_statement(conn, call, usize::MAX, how.max_bytes)?;
-                rows_source(f, &rows, how.max_bytes)?
+            let plan = if f.writes {
+                // Planned once, before anything is written, so the request's select, filters
+                // and order are checked first: planning does not depend on the rows, which
+                // are bound into the plan once the statement has run.
+                let mut plan = plan_result(f, rows_source(f, String::new()), how)?;
+                let rows = returned_rows(conn, call, how.max_bytes)?;
+                bind_rows(&mut plan, f, rows);
+                plan
             } else {
-                Source {
-                    sql: f.sql.clone(),
-                    args: call.args.clone(),
-                }
+                plan_result(
+                    f,
+                    Source {
+                        sql: f.sql.clone(),
+                        args: call.args.clone(),
+                    },
+                    how,
+                )?
             };
-            let plan = plan_result(f, source, how)?;
             let (buffer_limit, stream) = if f.writes {
                 (usize::MAX, None)
             } else {
@@ -431,50 +441,58 @@ fn whole(status: u16, body: Vec<u8>, content_range: String, rows: usize) -> Read
     })
 }
 
-/// Runs the function's statement with the call's arguments to its end; keeps at most `keep`
-/// rows, and fails (nothing kept, the caller's transaction undoes the write) once the kept
-/// values pass about `max_bytes`, so a huge `RETURNING` is never held in memory whole. Text
-/// that is not UTF-8 is kept lossily, as table reads render it.
+/// Runs the function's statement with the call's arguments to its end, handing each row to
+/// `each`.
 fn run_statement(
     conn: &Connection,
     call: &Call,
-    keep: usize,
-    max_bytes: usize,
-) -> Result<Vec<Vec<Value>>, ApiError> {
+    mut each: impl FnMut(&rusqlite::Row<'_>) -> Result<(), ApiError>,
+) -> Result<(), ApiError> {
     let mut stmt = crate::sql::prepare_cached(conn, &call.function.sql)?;
     for (i, v) in call.args.iter().enumerate() {
         stmt.raw_bind_parameter(i + 1, v)?;
     }
-    let width = stmt.column_count();
     let mut rows = stmt.raw_query();
-    let mut out = Vec::new();
-    let mut bytes = 0usize;
     while let Some(row) = rows.next()? {
-        if out.len() >= keep {
-            continue;
-        }
+        each(row)?;
+    }
+    Ok(())
+}
+
+/// Runs a writing function's statement to its end and returns its rows as one JSON array of
+/// arrays (BLOBs as `{"x": "<hex>"}`, text that is not UTF-8 lossily, as table reads render
+/// it). The array's size is the one check of the result's size: past `max_bytes` the call
+/// fails at once (nothing kept; the caller's transaction undoes the write), so a huge
+/// `RETURNING` is never held in memory whole.
+fn returned_rows(conn: &Connection, call: &Call, max_bytes: usize) -> Result<String, ApiError> {
+    let mut json = String::from("[");
+    let mut first = true;
+    run_statement(conn, call, |row| {
+        let width = row.as_ref().column_count();
         let mut cells = Vec::with_capacity(width);
         for i in 0..width {
-            let v = match row.get_ref(i)? {
-                ValueRef::Null => Value::Null,
-                ValueRef::Integer(n) => Value::Integer(n),
-                ValueRef::Real(r) => Value::Real(r),
-                ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
-                ValueRef::Blob(b) => Value::Blob(b.to_vec()),
-            };
-            bytes = bytes.saturating_add(match &v {
-                Value::Text(t) => t.len() + 2,
-                Value::Blob(b) => 2 * b.len() + 10,
-                _ => 20,
+            cells.push(match row.get_ref(i)? {
+                ValueRef::Null => serde_json::Value::Null,
+                ValueRef::Integer(n) => n.into(),
+                ValueRef::Real(r) => serde_json::Number::from_f64(r)
+                    .map_or(serde_json::Value::Null, serde_json::Value::Number),
+                ValueRef::Text(t) => String::from_utf8_lossy(t).into(),
+                ValueRef::Blob(b) => serde_json::json!({
+                    "x": b.iter().map(|byte| format!("{byte:02x}")).collect::<String>()
+                }),
             });
-            cells.push(v);
         }
-        if bytes > max_bytes {
+        if !std::mem::take(&mut first) {
+            json.push(',');
+        }
+        json.push_str(&serde_json::Value::Array(cells).to_string());
+        if json.len() > max_bytes {
             return Err(too_large(max_bytes));
         }
-        out.push(cells);
-    }
-    Ok(out)
+        Ok(())
+    })?;
+    json.push(']');
+    Ok(json)
 }
 
 /// 400 `54000`: a writing function's result past the representation limit of writes.
@@ -490,33 +508,9 @@ fn too_large(max_bytes: usize) -> ApiError {
     .with_hint("Return fewer rows or columns from the function")
 }
 
-/// The rows a writing function returned, as a relation: a JSON array of arrays bound as one
-/// parameter and read back column by column (BLOBs travel as `{"x": "<hex>"}`).
-fn rows_source(f: &Function, rows: &[Vec<Value>], max_bytes: usize) -> Result<Source, ApiError> {
-    let mut json = String::from("[");
-    for (n, row) in rows.iter().enumerate() {
-        if n > 0 {
-            json.push(',');
-        }
-        let cells: Vec<serde_json::Value> = row
-            .iter()
-            .map(|v| match v {
-                Value::Null => serde_json::Value::Null,
-                Value::Integer(i) => (*i).into(),
-                Value::Real(r) => serde_json::Number::from_f64(*r)
-                    .map_or(serde_json::Value::Null, serde_json::Value::Number),
-                Value::Text(t) => serde_json::Value::String(t.clone()),
-                Value::Blob(b) => serde_json::json!({
-                    "x": b.iter().map(|byte| format!("{byte:02x}")).collect::<String>()
-                }),
-            })
-            .collect();
-        json.push_str(&serde_json::Value::Array(cells).to_string());
-        if json.len() > max_bytes {
-            return Err(too_large(max_bytes));
-        }
-    }
-    json.push(']');
+/// The rows a writing function returned (`rows`, the JSON of [`returned_rows`]), as a
+/// relation: the array bound as one parameter and read back column by column.
+fn rows_source(f: &Function, rows: String) -> Source {
     let mut sql = String::from("SELECT ");
     for (i, (name, _)) in f.columns.iter().enumerate() {
         if i > 0 {
@@ -529,10 +523,23 @@ fn rows_source(f: &Function, rows: &[Vec<Value>], max_bytes: usize) -> Result<So
         push_quoted(&mut sql, name);
     }
     sql.push_str(" FROM json_each(:pgrst_rows)");
-    Ok(Source {
+    Source {
         sql,
-        args: vec![Value::Text(json)],
-    })
+        args: vec![Value::Text(rows)],
+    }
+}
+
+/// Binds the rows a writing function returned into the plan made before it ran (its root
+/// reads [`rows_source`]; a derived relation has no embeds).
+fn bind_rows(plan: &mut ReadPlan, f: &Function, rows: String) {
+    let rel = Arc::make_mut(&mut plan.root.relation);
+    rel.source = Some(Arc::new(match rel.source.as_deref() {
+        Some(source) => Source {
+            sql: source.sql.clone(),
+            args: vec![Value::Text(rows)],
+        },
+        None => rows_source(f, rows),
+    }));
 }
 
 /// Plans the read of a set or row result from `source` against a cache holding only it.
@@ -761,8 +768,25 @@ mod tests {
         // savepoint undoes the write), without holding the whole result.
         let f = functions(&c);
         let call = Call::new(&f, "retitle", &q(&[("id", "1"), ("title", "Z")])).unwrap();
-        let e = run_statement(&c, &call, usize::MAX, 40).unwrap_err();
+        let e = returned_rows(&c, &call, 40).unwrap_err();
         assert_eq!((e.status, e.code.as_str()), (400, "54000"));
+        // ... and a whole call past the limit answers the same, with no result.
+        let how = CallRead {
+            query: QueryParams::parse("select=id").unwrap(),
+            headers: RequestHeaders {
+                media: MediaType::Json { strip_nulls: false },
+                prefer: Preferences::default(),
+                range: None,
+                profile_sent: false,
+            },
+            limits: Limits::default(),
+            max_bytes: 40,
+        };
+        let e = execute_call(&c, &call, &how, false, usize::MAX, None).unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (400, "54000"));
+        // Within the limit: every returned row, once.
+        let rows = returned_rows(&c, &call, 1 << 20).unwrap();
+        assert_eq!(rows, r#"[[1,"Z",{"x":"0102"}],[2,"Z",null],[3,"Z",null]]"#);
     }
 
     #[test]

@@ -444,18 +444,22 @@ pub fn plan_write_as(
         {
             return Err(access.denied(&rel));
         }
-        let read_filter = match read_grant {
-            Some(g) => access.row_filter(&rel, g)?,
-            None => None,
+        // The read filter on its own, built only where a guard below needs it (the read
+        // plan above already holds it among its conditions): an upsert's conflicting row,
+        // and written rows the answer shows.
+        let touching = matches!(req.mutation, Mutation::Update | Mutation::Delete);
+        let shown = (representation_wanted || location_wanted) && req.mutation != Mutation::Delete;
+        let read_filter = if shown || (!touching && privileges(req).contains(&Privilege::Update)) {
+            access.row_filter(&rel, Privilege::Read)?
+        } else {
+            None
         };
-        for (p, g) in privileges(req).iter().zip(&grants) {
-            let filter = access.row_filter(&rel, g)?;
+        for p in privileges(req) {
+            let filter = access.row_filter(&rel, *p)?;
             match p {
                 // The rows a PATCH or DELETE touches: what the role reads (the read plan's
                 // conditions hold its read filter) and what this privilege allows.
-                Privilege::Update | Privilege::Delete
-                    if matches!(req.mutation, Mutation::Update | Mutation::Delete) =>
-                {
+                Privilege::Update | Privilege::Delete if touching => {
                     read.conditions.extend(filter.clone());
                     if *p == Privilege::Update {
                         guards.check.extend(filter);
@@ -472,7 +476,7 @@ pub fn plan_write_as(
         }
         // A representation (or a Location) shows the written rows: they must be rows the
         // role reads.
-        if (representation_wanted || location_wanted) && req.mutation != Mutation::Delete {
+        if shown {
             guards.check.extend(read_filter);
         }
     }

@@ -305,6 +305,7 @@ fn api_key_principal(state: &AppState, parts: &http::request::Parts) -> Option<A
     Some(Arc::new(Principal {
         role: Some(role.to_string()),
         claims: serde_json::Value::Null,
+        anonymous: state.auth.is_anon_role(Some(role)),
     }))
 }
 

@@ -58,7 +58,7 @@ pub(crate) fn preferences(
 /// Everything a request handler needs.
 pub struct AppState {
     pub db: Arc<Database>,
-    pub auth: Auth,
+    pub auth: Arc<Auth>,
     pub cors: Cors,
     pub metrics: Arc<Metrics>,
     pub limits: HttpLimits,

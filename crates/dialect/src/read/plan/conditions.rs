@@ -20,7 +20,7 @@ pub(crate) fn tree_condition(rel: &Relation, tree: &LogicTree) -> Result<Conditi
 }
 
 /// `tree` as a [`Condition`] of the same shape, each leaf through `leaf`.
-pub(crate) fn map_tree(
+fn map_tree(
     tree: &LogicTree,
     leaf: &mut impl FnMut(&Filter) -> Result<Condition, ApiError>,
 ) -> Result<Condition, ApiError> {

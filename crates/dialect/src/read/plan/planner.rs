@@ -302,7 +302,7 @@ impl<'a> Planner<'a> {
             self.check_columns(access, grant, &rel, &fields, &conditions, &order, &children)?;
             // The role's rows only: ANDed into this node, so into every count, `!inner`
             // and `is.null` test and embedding that reads it.
-            if let Some(c) = access.row_filter(&rel, grant)? {
+            if let Some(c) = access.row_filter(&rel, Privilege::Read)? {
                 conditions.push(c);
             }
         }
