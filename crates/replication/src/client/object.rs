@@ -14,6 +14,7 @@
 //! (same ETag).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -142,6 +143,11 @@ pub(crate) struct ObjectClient {
     concurrency: usize,
     storage_class: Option<String>,
     network: NetworkOptions,
+    /// Cleared once the store refused a conditional create (`If-None-Match: *`) as a request
+    /// it does not support: level-0 files then go up as plain PUTs, and only compaction's
+    /// listing check notices another primary (`docs/replication.md`, "Two primaries on one
+    /// replica path"). Shared by the clones of one client.
+    conditional_creates: Arc<AtomicBool>,
 }
 
 impl ObjectClient {
@@ -316,6 +322,7 @@ impl ObjectClient {
             concurrency: DEFAULT_CONCURRENCY,
             storage_class: None,
             network: NetworkOptions::default(),
+            conditional_creates: Arc::new(AtomicBool::new(true)),
         })
     }
 
@@ -435,6 +442,31 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+/// True when `e` says the store does not support a conditional create, rather than that the
+/// file exists or the request failed: `object_store` itself refuses it for a store configured
+/// without conditional puts, and S3-compatible servers that do not know `If-None-Match` on
+/// PUT answer 501 Not Implemented (or name the header in a 400).
+fn unsupported_condition(e: &object_store::Error) -> bool {
+    match e {
+        object_store::Error::NotImplemented { .. } | object_store::Error::NotSupported { .. } => {
+            true
+        }
+        object_store::Error::Generic { .. } => {
+            let text = error_chain(e);
+            // Not a bare "501": keys (TXIDs in hex) can hold it.
+            [
+                "status code: 501",
+                "Not Implemented",
+                "NotImplemented",
+                "If-None-Match",
+            ]
+            .iter()
+            .any(|t| text.contains(t))
+        }
+        _ => false,
+    }
 }
 
 /// The `code` label of `litestream_replica_operation_errors_total`.
@@ -654,15 +686,40 @@ impl ReplicaClient for ObjectClient {
     ) -> Result<LtxFileInfo, ClientError> {
         let key = self.file_key(level, name);
         let size = data.len() as u64;
-        let options = PutOptions {
-            mode: PutMode::Create,
+        let payload = PutPayload::from(data);
+        let put = |mode| PutOptions {
+            mode,
             attributes: self.attributes(created_at),
             ..PutOptions::default()
         };
-        self.store
-            .put_opts(&key, PutPayload::from(data), options)
-            .await
-            .map_err(|e| self.error("put", e))?;
+        let created = if self.conditional_creates.load(Ordering::Acquire) {
+            match self
+                .store
+                .put_opts(&key, payload.clone(), put(PutMode::Create))
+                .await
+            {
+                Ok(_) => true,
+                Err(e) if unsupported_condition(&e) => {
+                    if self.conditional_creates.swap(false, Ordering::AcqRel) {
+                        tracing::warn!(
+                            replica = %self.location,
+                            error = %error_chain(&e),
+                            "the object store does not support conditional creates (If-None-Match: *): level-0 files are written with plain PUTs from now on, and a second primary on this replica path is noticed only by the next compaction into level 1"
+                        );
+                    }
+                    false
+                }
+                Err(e) => return Err(self.error("put", e)),
+            }
+        } else {
+            false
+        };
+        if !created {
+            self.store
+                .put_opts(&key, payload, put(PutMode::Overwrite))
+                .await
+                .map_err(|e| self.error("put", e))?;
+        }
         Ok(LtxFileInfo {
             level,
             name,
@@ -727,5 +784,171 @@ impl ReplicaClient for ObjectClient {
                 timeout: self.network.probe_timeout,
             }),
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::fmt;
+
+    use futures::stream::BoxStream;
+    use ltx::TxId;
+    use object_store::memory::InMemory;
+    use object_store::{
+        CopyOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, PutMultipartOptions,
+        PutResult,
+    };
+
+    use super::*;
+
+    /// An in-memory store that refuses conditional creates as unsupported, as a store
+    /// configured without conditional puts (or an S3-compatible server answering 501) does.
+    #[derive(Debug)]
+    struct NoConditionalPuts(InMemory);
+
+    impl fmt::Display for NoConditionalPuts {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "NoConditionalPuts")
+        }
+    }
+
+    #[async_trait]
+    impl ObjectStore for NoConditionalPuts {
+        async fn put_opts(
+            &self,
+            location: &Path,
+            payload: PutPayload,
+            opts: PutOptions,
+        ) -> object_store::Result<PutResult> {
+            if opts.mode == PutMode::Create {
+                return Err(object_store::Error::NotImplemented {
+                    operation: "put_opts with PutMode::Create".into(),
+                    implementer: "NoConditionalPuts".into(),
+                });
+            }
+            self.0.put_opts(location, payload, opts).await
+        }
+
+        async fn put_multipart_opts(
+            &self,
+            location: &Path,
+            opts: PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn MultipartUpload>> {
+            self.0.put_multipart_opts(location, opts).await
+        }
+
+        async fn get_opts(
+            &self,
+            location: &Path,
+            options: GetOptions,
+        ) -> object_store::Result<GetResult> {
+            self.0.get_opts(location, options).await
+        }
+
+        fn delete_stream(
+            &self,
+            locations: BoxStream<'static, object_store::Result<Path>>,
+        ) -> BoxStream<'static, object_store::Result<Path>> {
+            self.0.delete_stream(locations)
+        }
+
+        fn list(
+            &self,
+            prefix: Option<&Path>,
+        ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+            self.0.list(prefix)
+        }
+
+        async fn list_with_delimiter(
+            &self,
+            prefix: Option<&Path>,
+        ) -> object_store::Result<ListResult> {
+            self.0.list_with_delimiter(prefix).await
+        }
+
+        async fn copy_opts(
+            &self,
+            from: &Path,
+            to: &Path,
+            options: CopyOptions,
+        ) -> object_store::Result<()> {
+            self.0.copy_opts(from, to, options).await
+        }
+    }
+
+    fn client(store: Arc<dyn ObjectStore>) -> ObjectClient {
+        ObjectClient::from_store(ReplicaKind::S3, store, "db", "s3://bucket/db".into()).unwrap()
+    }
+
+    fn name() -> FileName {
+        FileName {
+            min: TxId(7),
+            max: TxId(7),
+        }
+    }
+
+    async fn stored(client: &ObjectClient) -> Bytes {
+        let key = client.file_key(Level::L0, name());
+        client.store.get(&key).await.unwrap().bytes().await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_create_never_replaces_a_file_where_the_store_supports_it() {
+        let c = client(Arc::new(InMemory::new()));
+        let now = Utc::now();
+        c.create_bytes(Level::L0, name(), Bytes::from_static(b"ours"), now)
+            .await
+            .unwrap();
+        let second = c
+            .create_bytes(Level::L0, name(), Bytes::from_static(b"theirs"), now)
+            .await;
+        assert!(
+            matches!(second, Err(ClientError::AlreadyExists { .. })),
+            "{second:?}"
+        );
+        assert_eq!(stored(&c).await, Bytes::from_static(b"ours"));
+    }
+
+    #[tokio::test]
+    async fn a_store_without_conditional_creates_gets_plain_puts() {
+        let c = client(Arc::new(NoConditionalPuts(InMemory::new())));
+        let now = Utc::now();
+        c.create_bytes(Level::L0, name(), Bytes::from_static(b"first"), now)
+            .await
+            .unwrap();
+        assert_eq!(stored(&c).await, Bytes::from_static(b"first"));
+        assert!(!c.conditional_creates.load(Ordering::Acquire));
+        // From now on plain PUTs, in every clone of the client: no refused request first.
+        let clone = c.clone();
+        clone
+            .create_bytes(Level::L0, name(), Bytes::from_static(b"again"), now)
+            .await
+            .unwrap();
+        assert_eq!(stored(&c).await, Bytes::from_static(b"again"));
+    }
+
+    #[test]
+    fn only_an_unsupported_condition_falls_back() {
+        let generic = |msg: &str| object_store::Error::Generic {
+            store: "S3",
+            source: msg.to_string().into(),
+        };
+        assert!(unsupported_condition(&generic(
+            "Error performing PUT http://s3/db/0000/0000000000000501-0000000000000501.ltx: Server returned non-2xx status code: 501 Not Implemented"
+        )));
+        assert!(unsupported_condition(&generic(
+            "Server returned non-2xx status code: 400 Bad Request: <Code>InvalidArgument</Code><Message>If-None-Match is not supported</Message>"
+        )));
+        // A key holding "501" and an ordinary failure are not an unsupported condition.
+        assert!(!unsupported_condition(&generic(
+            "Error performing PUT http://s3/db/0000/0000000000000501-0000000000000501.ltx: Server returned non-2xx status code: 503 Slow Down"
+        )));
+        assert!(!unsupported_condition(
+            &object_store::Error::AlreadyExists {
+                path: "x".into(),
+                source: "exists".into(),
+            }
+        ));
     }
 }
