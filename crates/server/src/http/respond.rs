@@ -28,8 +28,6 @@ pub fn dialect(resp: dialect::Response, stream: Option<Body>) -> Response {
     let mut out = Response::new(body);
     *out.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
     let h = out.headers_mut();
-    // A read's headers, the transaction id and CORS's without growing the map on the way.
-    h.reserve(12);
     if let Some(ct) = headers.content_type {
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
     }
