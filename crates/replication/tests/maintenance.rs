@@ -254,3 +254,38 @@ async fn an_upload_never_replaces_another_primarys_level0_file() {
         .unwrap();
     assert_eq!(&there[..], b"another primary's level-0 file");
 }
+
+/// Without compaction levels (`levels: []`) no compaction ever lists level 0, so nothing ever
+/// asks whether a level-0 file is ours: the uploads are not remembered either (a server that
+/// uploads for months would otherwise keep one name per upload), while compaction into level 1
+/// forgets the names it has covered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_are_remembered_only_until_level_one_covers_them() {
+    let (t, dir) = tempdir();
+    let db = dir.join("app.db");
+    let url = file_url(&dir.join("replica"));
+    let yaml = format!(
+        "levels: []\ndbs:\n  - path: {}\n    monitor-interval: 100ms\n    replica:\n      url: {url}\n",
+        db.display()
+    );
+    let r = start_replicator(&yaml, &db).await.unwrap();
+    commits(&r, &db, 5).await;
+    assert!(r.handle().positions().replicated_txid.get() >= 5);
+    assert_eq!(
+        r.tracked_uploads(),
+        0,
+        "no compaction level: nothing to remember"
+    );
+    r.shutdown().await.unwrap();
+    drop(t);
+
+    let (_t, _, db, _, r, _) = setup("").await;
+    commits(&r, &db, 3).await;
+    assert!(r.tracked_uploads() >= 1);
+    r.compact_now(Level::new(1).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.tracked_uploads(), 0, "level 1 covers every upload");
+    r.shutdown().await.unwrap();
+}

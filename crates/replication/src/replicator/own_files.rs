@@ -33,21 +33,33 @@ use super::shared::Shared;
 pub(crate) struct OwnFiles {
     /// The replica's TXID at start-up: files ending at or before it were there before us.
     start: TxId,
+    /// Whether compaction into level 1 runs (a `levels:` list that is not empty): only it
+    /// lists level 0 and asks [`OwnFiles::foreign`], and only it forgets names, so without
+    /// it nothing is recorded (one name per upload would otherwise be kept for good).
+    tracked: bool,
     /// Names of our uploads that compaction into level 1 may still list.
     names: Mutex<BTreeSet<FileName>>,
 }
 
 impl OwnFiles {
-    pub(crate) fn new(start: TxId) -> OwnFiles {
+    pub(crate) fn new(start: TxId, tracked: bool) -> OwnFiles {
         OwnFiles {
             start,
+            tracked,
             names: Mutex::new(BTreeSet::new()),
         }
     }
 
     /// Records an upload before it is sent (a listing may show it before it is answered).
     pub(crate) fn record(&self, name: FileName) {
-        self.names.lock().insert(name);
+        if self.tracked {
+            self.names.lock().insert(name);
+        }
+    }
+
+    /// How many uploads are remembered (tests: the set stays bounded).
+    pub(crate) fn len(&self) -> usize {
+        self.names.lock().len()
     }
 
     /// The first level-0 file of `listed` that ends after the start and is not ours.
@@ -103,7 +115,7 @@ mod tests {
 
     #[test]
     fn only_files_after_the_start_that_we_did_not_write_are_foreign() {
-        let own = OwnFiles::new(TxId(5));
+        let own = OwnFiles::new(TxId(5), true);
         own.record(FileName::new(TxId(6), TxId(8)));
         // Before the start: someone's (the previous primary's), not a second writer.
         assert!(own.foreign(&[info(4, 5), info(6, 8)]).is_none());

@@ -73,6 +73,13 @@ impl Replicator {
         Jobs(self.shared.clone()).snapshot_now().await
     }
 
+    /// How many of its level-0 uploads the replicator remembers for the two-primaries check
+    /// (tests: compaction into level 1 forgets what it covers; without levels none are kept).
+    #[doc(hidden)]
+    pub fn tracked_uploads(&self) -> usize {
+        self.shared.own_files.len()
+    }
+
     /// Runs snapshot and L0 retention now (tests, tools).
     pub async fn retention_now(&self) -> Result<(), MaintenanceError> {
         Jobs(self.shared.clone()).retention_now().await
