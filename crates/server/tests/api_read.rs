@@ -467,6 +467,18 @@ async fn head_options_profiles_cors_and_headers() {
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-range"), Some("0-4/*"));
     assert!(r.body.is_empty());
+    // No Content-Length on HEAD (as PostgREST): one would have to be the GET body's length
+    // (RFC 9110), never the 0 of the empty body actually sent.
+    assert_eq!(r.header("content-length"), None, "HEAD /projects");
+    let r = send(&s, Method::HEAD, "/", &[], None).await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.is_empty());
+    assert_eq!(r.header("content-length"), None, "HEAD /");
+    let r = send(&s, Method::GET, "/projects", &[], None).await;
+    assert_eq!(
+        r.header("content-length").map(str::to_string),
+        Some(r.body.len().to_string())
+    );
 
     for (rel, allow) in [
         ("projects", "OPTIONS,GET,HEAD,POST,PUT,PATCH,DELETE"),

@@ -108,23 +108,25 @@ impl AppState {
 }
 
 /// The API as its listener's handler: every request goes straight to [`api::handle`], with no
-/// router in between (no path matching, no request extensions; the API has one handler). As
-/// axum's router does, a body of known size gets its `Content-Length` and the answer to a
-/// HEAD request loses its body.
+/// router in between (no path matching, no request extensions; the API has one handler). A
+/// body of known size gets its `Content-Length`. The answer to a HEAD request loses its body
+/// and has no `Content-Length`, as PostgREST's: the handlers build no body for HEAD, and the
+/// empty body's 0 is not the length a GET would have sent, the only value RFC 9110 allows
+/// there.
 pub fn api(state: Arc<AppState>) -> HandlerFn {
     Arc::new(move |req| {
         let state = state.clone();
         Box::pin(async move {
             let head = req.method() == http::Method::HEAD;
             let mut resp = api::handle(axum::extract::State(state), req).await;
-            if !resp.headers().contains_key(http::header::CONTENT_LENGTH)
+            if head {
+                resp.headers_mut().remove(http::header::CONTENT_LENGTH);
+                *resp.body_mut() = Body::empty();
+            } else if !resp.headers().contains_key(http::header::CONTENT_LENGTH)
                 && let Some(size) = HttpBody::size_hint(resp.body()).exact()
                 && let Ok(v) = http::HeaderValue::try_from(itoa::Buffer::new().format(size))
             {
                 resp.headers_mut().insert(http::header::CONTENT_LENGTH, v);
-            }
-            if head {
-                *resp.body_mut() = Body::empty();
             }
             resp
         })
