@@ -62,8 +62,13 @@ impl OwnFiles {
         self.names.lock().len()
     }
 
-    /// The first level-0 file of `listed` that ends after the start and is not ours.
+    /// The first level-0 file of `listed` that ends after the start and is not ours (none
+    /// when uploads are not recorded: a compaction run on demand without `levels:` knows
+    /// nothing to compare with).
     pub(crate) fn foreign<'a>(&self, listed: &'a [LtxFileInfo]) -> Option<&'a LtxFileInfo> {
+        if !self.tracked {
+            return None;
+        }
         let names = self.names.lock();
         listed
             .iter()
