@@ -282,6 +282,8 @@ pub struct Follower {
     client: Arc<dyn ReplicaClient>,
     db: PathBuf,
     conn: Arc<std::sync::Mutex<Connection>>,
+    /// The read transaction held between applies (see [`ReadPin`]).
+    pin: Arc<std::sync::Mutex<ReadPin>>,
     interval: Duration,
     applied: watch::Sender<TxId>,
     handle: FollowHandle,
@@ -614,9 +616,9 @@ pub async fn start(
             restored.txid
         }
     };
-    let (conn, txid) = {
+    let (conn, pin, txid) = {
         let db = db.clone();
-        tokio::task::spawn_blocking(move || -> anyhow::Result<(Connection, TxId)> {
+        tokio::task::spawn_blocking(move || -> anyhow::Result<(Connection, ReadPin, TxId)> {
             let conn = open_apply_connection(&db)?;
             let txid = match pending {
                 // An apply was interrupted around its COMMIT: the database says whether
@@ -624,7 +626,9 @@ pub async fn start(
                 Some(p) => settle(&conn, &db, txid, &p)?,
                 None => txid,
             };
-            Ok((conn, txid))
+            let mut pin = ReadPin::open(&db)?;
+            pin.hold();
+            Ok((conn, pin, txid))
         })
         .await??
     };
@@ -651,6 +655,7 @@ pub async fn start(
         client,
         db,
         conn: Arc::new(std::sync::Mutex::new(conn)),
+        pin: Arc::new(std::sync::Mutex::new(pin)),
         interval,
         applied,
         handle,
@@ -697,6 +702,61 @@ fn settle(conn: &Connection, db: &Path, recorded: TxId, pending: &Pending) -> an
         "follower settled an apply interrupted around its commit"
     );
     Ok(txid)
+}
+
+/// A read transaction the follower holds on a connection of its own while it applies
+/// nothing, released for each apply (which may checkpoint) and taken again after it.
+///
+/// SQLite takes a WAL read slot of the `-shm` file with an `fcntl` lock only when no other
+/// connection of the process holds that slot (and drops it when the last one lets go). The
+/// primary's replicator always holds one; without this pin a follower's reads would take
+/// and drop the lock in the kernel twice per request. It never holds back a checkpoint or
+/// a WAL restart: it is released around every write the follower makes. A failure to hold
+/// it costs only that speed, so it is logged, never fatal.
+struct ReadPin {
+    conn: Connection,
+    held: bool,
+}
+
+impl ReadPin {
+    fn open(db: &Path) -> anyhow::Result<ReadPin> {
+        let conn = Connection::open_with_flags(
+            db,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .with_context(|| format!("opening {} to pin a read slot", db.display()))?;
+        Ok(ReadPin { conn, held: false })
+    }
+
+    /// Begins the read transaction (a no-op while held): reading the schema takes the slot.
+    fn hold(&mut self) {
+        if self.held {
+            return;
+        }
+        let begun = self.conn.execute_batch("BEGIN").and_then(|()| {
+            self.conn
+                .query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+        });
+        match begun {
+            Ok(_) => self.held = true,
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                tracing::warn!(error = %e, "the follower could not hold its read slot: reads take a lock each");
+            }
+        }
+    }
+
+    /// Ends the read transaction (a no-op when not held).
+    fn release(&mut self) {
+        if self.held {
+            self.held = false;
+            if let Err(e) = self.conn.execute_batch("COMMIT") {
+                tracing::warn!(error = %e, "the follower could not release its read slot");
+            }
+        }
+    }
 }
 
 /// The connection that applies files: WAL (so readers keep their snapshots), full
@@ -1187,6 +1247,7 @@ impl Follower {
             downloaded.push(self.download(file).await?);
         }
         let conn = self.conn.clone();
+        let pin = self.pin.clone();
         let db = self.db.clone();
         let label = format!("{}/{}", last.level, last.name);
         let last_label = label.clone();
@@ -1198,11 +1259,16 @@ impl Follower {
                 let mut conn = conn.lock().map_err(|_| {
                     apply_error(&last_label, anyhow::anyhow!("connection poisoned"))
                 })?;
+                let mut pin = pin
+                    .lock()
+                    .map_err(|_| apply_error(&last_label, anyhow::anyhow!("read pin poisoned")))?;
                 let decoded = downloaded
                     .iter()
                     .map(|(label, bytes)| decode(bytes, label))
                     .collect::<Result<Vec<_>, _>>()?;
-                apply_files(&mut conn, &decoded, at, |pending| {
+                // Released for the write and its checkpoint, held again whatever happened.
+                pin.release();
+                let applied = apply_files(&mut conn, &decoded, at, |pending| {
                     write_record(
                         &db,
                         &Recorded {
@@ -1223,7 +1289,9 @@ impl Follower {
                         ));
                     }
                     Ok(())
-                })
+                });
+                pin.hold();
+                applied
             })();
             (result, written)
         })
