@@ -522,6 +522,12 @@ fn read_recorded(db: &Path) -> anyhow::Result<Option<Recorded>> {
 /// Writes `<db>-follow-txid` durably: a temp file synced, renamed over it, the directory
 /// synced (a power loss leaves the old record or the new one, never none or half of one).
 fn write_record(db: &Path, record: &Recorded) -> std::io::Result<()> {
+    write_record_with(db, record, true)
+}
+
+/// Writes `<db>-follow-txid` as [`write_record`] does; without `sync_dir` the rename may be
+/// lost in a power loss (the record before it is found then), never the record's content.
+fn write_record_with(db: &Path, record: &Recorded, sync_dir: bool) -> std::io::Result<()> {
     use std::io::Write;
     let path = txid_path(db);
     let mut tmp = path.as_os_str().to_owned();
@@ -537,10 +543,29 @@ fn write_record(db: &Path, record: &Recorded) -> std::io::Result<()> {
     f.sync_all()?;
     drop(f);
     std::fs::rename(&tmp, &path)?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+    if let Some(dir) = path
+        .parent()
+        .filter(|d| sync_dir && !d.as_os_str().is_empty())
+    {
         std::fs::File::open(dir)?.sync_all()?;
     }
     Ok(())
+}
+
+/// Records the TXID an apply's COMMIT reached, replacing its pending record. The directory
+/// is not synced: the pending record before it is durable, so a power loss that undoes
+/// the rename leaves that record, and settling it finds the committed pages and records
+/// the same TXID (as after a kill between the COMMIT and this record). The next apply's
+/// pending record syncs the directory before its COMMIT. One fsync less per apply.
+fn record_applied(db: &Path, txid: TxId) -> std::io::Result<()> {
+    write_record_with(
+        db,
+        &Recorded {
+            txid,
+            pending: None,
+        },
+        false,
+    )
 }
 
 /// Records the applied TXID, with nothing pending.
@@ -791,10 +816,14 @@ impl Follower {
     pub async fn run(self, health: Arc<HealthReport>, stop: CancellationToken) {
         let cap = idle_interval_cap(self.interval);
         let mut wait = self.interval;
+        // The next poll is due `wait` after the previous one STARTED: the time a poll takes
+        // (LIST, downloads, apply) does not stretch the period and so the lag, and polls
+        // are never closer together than the configured interval either.
+        let mut started = tokio::time::Instant::now();
         loop {
             // `/health` is refreshed every configured interval while a backed-off wait
             // runs, so the lag it reports (and `/ready`) stays current.
-            let until = tokio::time::Instant::now() + wait;
+            let until = started + wait;
             loop {
                 health.set("follower", self.handle.health_json());
                 let now = tokio::time::Instant::now();
@@ -806,6 +835,7 @@ impl Follower {
                     _ = tokio::time::sleep((until - now).min(self.interval)) => {}
                 }
             }
+            started = tokio::time::Instant::now();
             wait = match self.poll().await {
                 Ok(0) => (wait * 2).min(cap),
                 Ok(_) => self.interval,
@@ -1317,7 +1347,7 @@ impl Follower {
                 anyhow::anyhow!("crash after the commit"),
             ));
         }
-        if let Err(source) = record_txid(&self.db, outcome) {
+        if let Err(source) = record_applied(&self.db, outcome) {
             *self.unsettled.lock() = Some((pending, last));
             return Err(PollError::Record {
                 path: txid_path(&self.db).display().to_string(),
