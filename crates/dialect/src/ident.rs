@@ -6,7 +6,7 @@
 /// Appends `"name"` (inner quotes doubled) to `out`.
 pub(crate) fn push_quoted(out: &mut String, name: &str) {
     out.push('"');
-    if name.contains('"') {
+    if name.as_bytes().contains(&b'"') {
         out.push_str(&name.replace('"', "\"\""));
     } else {
         out.push_str(name);

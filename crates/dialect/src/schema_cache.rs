@@ -110,13 +110,18 @@ pub struct ForeignKey {
     pub target_columns: Vec<String>,
 }
 
+/// Relations and columns by name. Every request looks names up here, and the keys are the
+/// schema's own names, never a client's, so a fast hash without flooding resistance serves
+/// (its seed is still random per map).
+type NameMap<V> = HashMap<String, V, foldhash::fast::RandomState>;
+
 /// A table or view with everything the planner needs.
 #[derive(Debug, Clone)]
 pub struct Relation {
     pub name: String,
     pub kind: RelKind,
     pub columns: Vec<Column>,
-    by_name: HashMap<String, usize>,
+    by_name: NameMap<usize>,
     /// Primary key columns in key order (empty for views and tables without one).
     pub primary_key: Vec<String>,
     pub foreign_keys: Vec<ForeignKey>,
@@ -267,7 +272,7 @@ impl Exposure {
 #[derive(Debug, Clone, Default)]
 pub struct SchemaCache {
     pub version: i64,
-    relations: HashMap<String, Arc<Relation>>,
+    relations: NameMap<Arc<Relation>>,
     hidden: HashSet<String>,
     /// The names of every view and trigger of the database, exposed or not: what SQLite's
     /// authorizer names as the accessor of what they read and write on their own behalf.
@@ -287,7 +292,7 @@ impl SchemaCache {
     pub fn load(conn: &Connection, exposure: &Exposure) -> rusqlite::Result<Self> {
         // Read the version first: a change racing with the load makes the next check rebuild.
         let version = schema_version(conn)?;
-        let mut relations = HashMap::new();
+        let mut relations = NameMap::default();
         let mut hidden = HashSet::new();
         let names: Vec<(String, String, bool)> = {
             let mut stmt = conn.prepare(
@@ -335,7 +340,7 @@ impl SchemaCache {
     /// A cache holding only `rel`, without relationships (what an RPC result is planned
     /// against).
     pub(crate) fn of_one(rel: Relation) -> Self {
-        let mut relations = HashMap::new();
+        let mut relations = NameMap::default();
         relations.insert(rel.name.clone(), Arc::new(rel));
         SchemaCache {
             relations,
@@ -347,7 +352,8 @@ impl SchemaCache {
     /// relationships); the others answer and are kept out of errors like hidden ones.
     pub fn restricted(&self, visible: &dyn Fn(&str) -> bool) -> SchemaCache {
         let mut hidden = self.hidden.clone();
-        let mut relations = HashMap::with_capacity(self.relations.len());
+        let mut relations =
+            NameMap::with_capacity_and_hasher(self.relations.len(), Default::default());
         for (name, rel) in &self.relations {
             if visible(name) {
                 relations.insert(name.clone(), rel.clone());

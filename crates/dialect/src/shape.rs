@@ -1,7 +1,8 @@
 //! Response shaping: rows straight to JSON or CSV bytes, and the `Content-Range` rules.
 //!
 //! Rows are written without an intermediate value tree: keys are escaped once per plan,
-//! integers go through `itoa`, reals through `ryu`, text is escaped in place. Declared
+//! integers go through `itoa`, reals through `zmij` (shortest round-trip digits; an exponent
+//! as PostgreSQL writes it, `1e+20`), text is escaped in place. Declared
 //! `BOOL` columns render as `true`/`false`, declared `JSON` columns nest as JSON, BLOBs become
 //! `"\x…"` (PostgreSQL's bytea text). CSV follows PostgreSQL's row-literal quoting.
 //!
@@ -42,24 +43,38 @@ impl RowSource for [Value] {
 /// Writes rows of one read node in the negotiated media type.
 pub(crate) struct Shaper {
     media: MediaType,
-    kinds: Vec<OutputKind>,
-    /// For each field, the column of the row that holds its value (see
-    /// [`crate::read::plan::distinct_exprs`]).
-    columns: Vec<usize>,
-    /// `"key":` for each field, escaped once.
-    json_keys: Vec<Vec<u8>>,
+    fields: Vec<ShapedField>,
+    /// `"key":` for each field, escaped once, one after the other.
+    json_keys: Vec<u8>,
     csv_header: Vec<u8>,
+}
+
+/// How one output field is written.
+struct ShapedField {
+    kind: OutputKind,
+    /// The column of the row that holds its value (see
+    /// [`crate::read::plan::distinct_exprs`]).
+    column: usize,
+    /// Where its `"key":` ends in [`Shaper::json_keys`] (it begins where the previous one
+    /// ends).
+    key_end: usize,
 }
 
 impl Shaper {
     pub(crate) fn new(fields: &[OutputField], media: MediaType) -> Self {
-        let mut json_keys = Vec::with_capacity(fields.len());
+        let mut json_keys =
+            Vec::with_capacity(fields.iter().map(|f| f.key.len() + 3).sum::<usize>());
+        let columns = distinct_exprs(fields).1;
+        let mut shaped = Vec::with_capacity(fields.len());
         let mut csv_header = Vec::new();
-        for (i, f) in fields.iter().enumerate() {
-            let mut k = Vec::with_capacity(f.key.len() + 3);
-            write_json_str(&mut k, f.key.as_bytes());
-            k.push(b':');
-            json_keys.push(k);
+        for (i, (f, column)) in fields.iter().zip(columns).enumerate() {
+            write_json_str(&mut json_keys, f.key.as_bytes());
+            json_keys.push(b':');
+            shaped.push(ShapedField {
+                kind: f.kind,
+                column,
+                key_end: json_keys.len(),
+            });
             if media == MediaType::Csv {
                 if i > 0 {
                     csv_header.push(b',');
@@ -69,8 +84,7 @@ impl Shaper {
         }
         Shaper {
             media,
-            kinds: fields.iter().map(|f| f.kind).collect(),
-            columns: distinct_exprs(fields).1,
+            fields: shaped,
             json_keys,
             csv_header,
         }
@@ -108,11 +122,11 @@ impl Shaper {
                     out.extend_from_slice(&self.csv_header);
                 }
                 out.push(b'\n');
-                for (i, kind) in self.kinds.iter().enumerate() {
+                for (i, f) in self.fields.iter().enumerate() {
                     if i > 0 {
                         out.push(b',');
                     }
-                    write_csv_value(out, row.value(self.columns[i])?, *kind);
+                    write_csv_value(out, row.value(f.column)?, f.kind);
                     spill.spill(out)?;
                 }
                 Ok(())
@@ -137,8 +151,11 @@ impl Shaper {
     ) -> Result<(), ApiError> {
         out.push(b'{');
         let mut first = true;
-        for (i, (key, kind)) in self.json_keys.iter().zip(&self.kinds).enumerate() {
-            let v = row.value(self.columns[i])?;
+        let mut key_start = 0;
+        for f in &self.fields {
+            let key = &self.json_keys[key_start..f.key_end];
+            key_start = f.key_end;
+            let v = row.value(f.column)?;
             if strip_nulls && v == ValueRef::Null {
                 continue;
             }
@@ -147,7 +164,7 @@ impl Shaper {
             }
             first = false;
             out.extend_from_slice(key);
-            write_json_value(out, v, *kind);
+            write_json_value(out, v, f.kind);
             spill.spill(out)?;
         }
         out.push(b'}');
@@ -167,7 +184,7 @@ pub(crate) fn write_json_value(out: &mut Vec<u8>, v: ValueRef<'_>, kind: OutputK
             out.extend_from_slice(if f != 0.0 { b"true" } else { b"false" })
         }
         ValueRef::Real(f) if f.is_finite() => {
-            out.extend_from_slice(ryu::Buffer::new().format_finite(f).as_bytes())
+            out.extend_from_slice(zmij::Buffer::new().format_finite(f).as_bytes())
         }
         ValueRef::Real(_) => out.extend_from_slice(b"null"),
         // Built by SQLite's JSON functions: JSON already.
@@ -199,6 +216,18 @@ fn push_hex(out: &mut Vec<u8>, b: &[u8]) {
 
 /// Writes `s` (UTF-8; invalid sequences are replaced) as a JSON string.
 pub(crate) fn write_json_str(out: &mut Vec<u8>, s: &[u8]) {
+    // The common case: ASCII text with nothing to escape is copied whole. The check has no
+    // early exit, so the compiler can test many bytes at once.
+    let plain = !s.iter().fold(false, |bad, &b| {
+        bad | !(0x20..0x80).contains(&b) | (b == b'"') | (b == b'\\')
+    });
+    if plain {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s);
+        out.push(b'"');
+        return;
+    }
     let owned;
     let s = match std::str::from_utf8(s) {
         Ok(_) => s,
@@ -241,7 +270,7 @@ fn write_csv_value(out: &mut Vec<u8>, v: ValueRef<'_>, kind: OutputKind) {
         }
         ValueRef::Integer(i) => out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes()),
         ValueRef::Real(f) if f.is_finite() => {
-            out.extend_from_slice(ryu::Buffer::new().format_finite(f).as_bytes())
+            out.extend_from_slice(zmij::Buffer::new().format_finite(f).as_bytes())
         }
         ValueRef::Real(f) => write_csv_cell(out, f.to_string().as_bytes()),
         ValueRef::Text(t) => write_csv_cell(out, t),
@@ -310,6 +339,36 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "\"a\\\"b\\\\c\\nd\\u0001é\""
         );
+    }
+
+    #[test]
+    fn json_strings_plain_and_invalid() {
+        let mut out = Vec::new();
+        write_json_str(&mut out, b"Book number 12345");
+        out.push(b'|');
+        write_json_str(&mut out, b"");
+        out.push(b'|');
+        // Invalid UTF-8 is replaced; a DEL (0x7f) needs no escape.
+        write_json_str(&mut out, b"a\xffb\x7f");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "\"Book number 12345\"|\"\"|\"a\u{fffd}b\u{7f}\""
+        );
+    }
+
+    #[test]
+    fn reals_as_postgresql_writes_them() {
+        let json = |f: f64| {
+            let mut out = Vec::new();
+            write_json_value(&mut out, ValueRef::Real(f), OutputKind::Plain);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(json(1500.5), "1500.5");
+        assert_eq!(json(0.1), "0.1");
+        assert_eq!(json(-2.0), "-2.0");
+        assert_eq!(json(1e20), "1e+20");
+        assert_eq!(json(1.5e-7), "1.5e-7");
+        assert_eq!(json(f64::NAN), "null");
     }
 
     #[test]

@@ -423,20 +423,21 @@ impl Auth {
                 "Empty JWT is sent in Authorization header",
             ));
         }
-        let parts = token.split('.').count();
+        // The keys and their generation come from one load: whatever reload happens
+        // meanwhile, what this call caches is tagged with the keys that verified it.
+        let state = self.state.load();
+        let now = now_secs();
+        // Only verified tokens are cached: a hit is a well-formed JWT.
+        if let Some(verified) = self.cached(state.generation, token) {
+            verified.times.check(now)?;
+            return Ok(verified.principal.clone());
+        }
+        let parts = token.bytes().filter(|&b| b == b'.').count() + 1;
         if parts != 3 {
             return Err(unauthorized(
                 ErrorCode::JwtInvalid,
                 &format!("Expected 3 parts in JWT; got {parts}"),
             ));
-        }
-        // The keys and their generation come from one load: whatever reload happens
-        // meanwhile, what this call caches is tagged with the keys that verified it.
-        let state = self.state.load();
-        let now = now_secs();
-        if let Some(verified) = self.cached(state.generation, token) {
-            verified.times.check(now)?;
-            return Ok(verified.principal.clone());
         }
         let verified = self.verify(&state, token, now)?;
         let principal = verified.principal.clone();

@@ -14,6 +14,7 @@
 //! `sqlite_rest_write_durability_total{mode,outcome}` (`mode` local or replicated; `outcome`
 //! synced, replicated, no_commit, timeout, shutdown or failed).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::database::writer::WriterEvent;
@@ -22,7 +23,28 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+/// The request series of one label set, resolved (see [`Metrics::observe`]).
+struct Handles {
+    /// The [`Metrics`] they belong to.
+    metrics: u64,
+    target: String,
+    operation: &'static str,
+    status: u16,
+    requests: IntCounter,
+    latency: Histogram,
+}
+
+/// Label sets a thread keeps resolved; past this the list starts again (a linear search
+/// stays cheap, and targets are relations the schema knows, statuses a small set).
+const HANDLES_PER_THREAD: usize = 32;
+
+thread_local! {
+    static HANDLES: std::cell::RefCell<Vec<Handles>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 pub struct Metrics {
+    /// Tells apart the registries of one process (tests start several servers).
+    id: u64,
     registry: Registry,
     requests: IntCounterVec,
     latency: HistogramVec,
@@ -132,7 +154,9 @@ impl Metrics {
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         Ok(Metrics {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             registry,
             requests,
             latency,
@@ -172,13 +196,42 @@ impl Metrics {
     }
 
     /// Records one finished request.
-    pub fn observe(&self, target: &str, operation: &str, status: u16, elapsed: Duration) {
-        let mut buf = itoa::Buffer::new();
-        let labels = [target, operation, buf.format(status)];
-        self.requests.with_label_values(&labels).inc();
-        self.latency
-            .with_label_values(&labels)
-            .observe(elapsed.as_secs_f64() * 1000.0);
+    ///
+    /// The two series a label set names are looked up once per thread and kept
+    /// ([`HANDLES`]): a lookup by labels hashes them and takes the families' lock, which a
+    /// request need not pay again for the same target, operation and status.
+    pub fn observe(&self, target: &str, operation: &'static str, status: u16, elapsed: Duration) {
+        let millis = elapsed.as_secs_f64() * 1000.0;
+        HANDLES.with(|cell| {
+            let mut handles = cell.borrow_mut();
+            let found = handles.iter().find(|h| {
+                h.metrics == self.id
+                    && h.status == status
+                    && h.operation == operation
+                    && h.target == target
+            });
+            if let Some(h) = found {
+                h.requests.inc();
+                h.latency.observe(millis);
+                return;
+            }
+            let mut buf = itoa::Buffer::new();
+            let labels = [target, operation, buf.format(status)];
+            let h = Handles {
+                metrics: self.id,
+                target: target.to_string(),
+                operation,
+                status,
+                requests: self.requests.with_label_values(&labels),
+                latency: self.latency.with_label_values(&labels),
+            };
+            h.requests.inc();
+            h.latency.observe(millis);
+            if handles.len() >= HANDLES_PER_THREAD {
+                handles.clear();
+            }
+            handles.push(h);
+        });
     }
 
     /// The registry behind `/metrics` (replication registers its families here).
@@ -211,6 +264,33 @@ pub fn operation(method: &http::Method) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_registry_counts_its_own_requests() {
+        // Two registries on one thread (as two servers in one test process): the label
+        // sets each thread keeps resolved belong to one registry.
+        let a = Metrics::new().unwrap();
+        let b = Metrics::new().unwrap();
+        for _ in 0..3 {
+            a.observe("books", "queryTableOrView", 200, Duration::from_millis(3));
+        }
+        b.observe("books", "queryTableOrView", 200, Duration::from_millis(3));
+        a.observe("books", "queryTableOrView", 404, Duration::from_millis(3));
+        a.observe("authors", "queryTableOrView", 200, Duration::from_millis(3));
+        let series = |m: &Metrics, code: &str, target: &str| {
+            let text = String::from_utf8(m.render()).unwrap();
+            let prefix = format!(
+                "sqlite_rest_http_requests_total{{http_code=\"{code}\",operation=\"queryTableOrView\",target=\"{target}\"}} "
+            );
+            text.lines()
+                .find_map(|l| l.strip_prefix(&prefix).map(str::to_string))
+        };
+        assert_eq!(series(&a, "200", "books").as_deref(), Some("3"));
+        assert_eq!(series(&a, "404", "books").as_deref(), Some("1"));
+        assert_eq!(series(&a, "200", "authors").as_deref(), Some("1"));
+        assert_eq!(series(&b, "200", "books").as_deref(), Some("1"));
+        assert_eq!(series(&b, "404", "books"), None);
+    }
 
     #[test]
     fn renders_go_names() {

@@ -262,13 +262,13 @@ pub async fn run_with(config: ServeConfig, hooks: ServeHooks) -> anyhow::Result<
     let mut tasks: JoinSet<(&'static str, std::io::Result<()>)> = JoinSet::new();
     tracing::info!(addr = %api_listener.local_addr()?, db = %config.dsn, "server started");
     let token = shutdown.token();
-    let api = http::router(state);
+    let api = http::api(state);
     let limits = fit_connections(config.conn_limits);
     tasks.spawn(async move { ("api", http::serve(api_listener, api, limits, token).await) });
     if let Some(l) = admin_listener {
         tracing::info!(addr = %l.local_addr()?, "metrics server started");
         let token = shutdown.token();
-        let router = admin::router(metrics, db.clone(), health.clone());
+        let router = http::router_handler(admin::router(metrics, db.clone(), health.clone()));
         let limits = limits.monitoring();
         tasks.spawn(async move { ("metrics", http::serve(l, router, limits, token).await) });
     }
@@ -279,7 +279,7 @@ pub async fn run_with(config: ServeConfig, hooks: ServeHooks) -> anyhow::Result<
         tasks.spawn(async move {
             (
                 "pprof",
-                http::serve(l, pprof::router(), limits, token).await,
+                http::serve(l, http::router_handler(pprof::router()), limits, token).await,
             )
         });
     }

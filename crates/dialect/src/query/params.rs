@@ -54,11 +54,23 @@ pub fn decode_component(s: &str) -> Result<Cow<'_, str>, ApiError> {
         })
 }
 
-/// The query string with its parameters sorted, for `Content-Location`.
-pub fn canonical_query(raw: &str) -> String {
+/// The query string with its parameters sorted, for `Content-Location` (borrowed when it
+/// already is: one parameter, or several in order).
+pub fn canonical_query(raw: &str) -> std::borrow::Cow<'_, str> {
+    let mut pieces = raw.split('&');
+    let mut previous = pieces.next().unwrap_or("");
+    let canonical = !previous.is_empty()
+        && pieces.all(|p| {
+            let in_order = !p.is_empty() && previous <= p;
+            previous = p;
+            in_order
+        });
+    if canonical {
+        return std::borrow::Cow::Borrowed(raw);
+    }
     let mut parts: Vec<&str> = raw.split('&').filter(|p| !p.is_empty()).collect();
     parts.sort_unstable();
-    parts.join("&")
+    std::borrow::Cow::Owned(parts.join("&"))
 }
 
 impl QueryParams {
@@ -154,6 +166,9 @@ impl QueryParams {
 /// Splits a key on `.` outside double quotes; quoted segments keep their quotes (the field
 /// parser removes them).
 fn split_key(key: &str) -> Vec<String> {
+    if !key.contains(['.', '"']) {
+        return vec![key.to_string()];
+    }
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut in_quotes = false;

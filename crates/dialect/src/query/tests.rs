@@ -434,4 +434,10 @@ fn full_text_filters_keep_their_syntax_language_and_raw_query() {
 #[test]
 fn canonical_sorts_params() {
     assert_eq!(canonical_query("select=id&a=eq.1"), "a=eq.1&select=id");
+    // Already in order: as sent; empty pieces are dropped.
+    assert_eq!(canonical_query("a=eq.1"), "a=eq.1");
+    assert_eq!(canonical_query("a=eq.1&b=1&b=1"), "a=eq.1&b=1&b=1");
+    assert_eq!(canonical_query("a=1&b=2&"), "a=1&b=2");
+    assert_eq!(canonical_query("&b=1&&a=2"), "a=2&b=1");
+    assert_eq!(canonical_query(""), "");
 }

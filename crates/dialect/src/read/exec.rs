@@ -292,19 +292,25 @@ fn read_page(
         if !head {
             shaper.begin(&mut body);
         }
+        let mut first_row = 0usize;
         while let Some(row) = rows.next()? {
             if !head {
-                let before = body.len();
-                shaper.row(&mut body, row, n, &mut sink)?;
-                if n == 0 && !sink.streaming {
-                    // Size the buffer once from the first row instead of doubling it, within
-                    // reason: the first row says little about the others.
-                    let expected = node.limit.unwrap_or(EXPECTED_ROWS).clamp(1, 1000) as usize;
-                    let want = (body.len().saturating_sub(before) + 2)
+                if n == 1 && !sink.streaming {
+                    // A second row: size the buffer once from the first row instead of
+                    // doubling it, within reason (the first row says little about the others).
+                    // Not before: a lookup by key answers one row, which the initial
+                    // capacity holds, and a reservation would only cost a reallocation.
+                    let expected = node.limit.unwrap_or(EXPECTED_ROWS).clamp(2, 1000) as usize;
+                    let want = (first_row + 2)
                         .saturating_mul(expected - 1)
                         .min(MAX_RESERVE_BYTES)
                         .min(limit.saturating_sub(body.len()));
                     body.reserve(want);
+                }
+                let before = body.len();
+                shaper.row(&mut body, row, n, &mut sink)?;
+                if n == 0 {
+                    first_row = body.len().saturating_sub(before);
                 }
             }
             n += 1;

@@ -34,7 +34,11 @@ use crate::sql::Sql;
 
 /// `SELECT <fields> FROM "rel" AS "t0" WHERE … [GROUP BY …] ORDER BY … LIMIT ? OFFSET ?`
 pub(crate) fn select(node: &ReadNode) -> Sql {
-    let mut sql = Sql::default();
+    // Room for a usual statement: the text is not reallocated as it grows.
+    let mut sql = Sql {
+        text: String::with_capacity(256),
+        ..Sql::default()
+    };
     sql.push("SELECT ");
     fields(&mut sql, node);
     from_where(&mut sql, node);

@@ -153,6 +153,7 @@ async fn dispatch(state: &AppState, req: Request, deadline: Instant) -> Outcome 
 
 const ACCEPT_PROFILE: header::HeaderName = header::HeaderName::from_static("accept-profile");
 const CONTENT_PROFILE: header::HeaderName = header::HeaderName::from_static("content-profile");
+const PREFER: header::HeaderName = header::HeaderName::from_static("prefer");
 
 /// The request as the dialect reads it: a read's headers for a read (`Range`,
 /// `Accept-Profile`), a write's for a write (`Content-Type`, `Content-Profile`).
@@ -173,7 +174,7 @@ fn dialect_request<'a>(
             accept: text(header::ACCEPT),
             prefer: parts
                 .headers
-                .get_all("prefer")
+                .get_all(PREFER)
                 .iter()
                 .filter_map(|v| v.to_str().ok())
                 .collect(),

@@ -79,11 +79,31 @@ impl ConnLimits {
     }
 }
 
-/// Serves `router` on `listener` under `limits` until `stop` is cancelled, then waits for the
+/// What a listener hands each request to: a function from the request to its response.
+pub type HandlerFn = Arc<
+    dyn Fn(http::Request<Body>) -> Pin<Box<dyn Future<Output = http::Response<Body>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// `router` as a listener's [`HandlerFn`].
+pub fn from_router(router: Router) -> HandlerFn {
+    Arc::new(move |req| {
+        let router = router.clone();
+        Box::pin(async move {
+            match router.oneshot(req).await {
+                Ok(resp) => resp,
+                Err(never) => match never {},
+            }
+        })
+    })
+}
+
+/// Serves `handler` on `listener` under `limits` until `stop` is cancelled, then waits for the
 /// open connections to finish their requests.
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    handler: HandlerFn,
     limits: ConnLimits,
     stop: CancellationToken,
 ) -> io::Result<()> {
@@ -114,7 +134,7 @@ pub async fn serve(
                 None => break,
             },
         };
-        let conn = Connection::new(stream, router.clone(), &builder);
+        let conn = Connection::new(stream, handler.clone(), &builder);
         let id = open.add(conn.state.clone());
         let watched = graceful.watch(conn.hyper);
         let open = open.clone();
@@ -224,7 +244,7 @@ struct Connection {
 impl Connection {
     fn new(
         stream: TcpStream,
-        router: Router,
+        handler: HandlerFn,
         builder: &hyper::server::conn::http1::Builder,
     ) -> Connection {
         let state = Arc::new(ConnState::new());
@@ -233,7 +253,7 @@ impl Connection {
             state: state.clone(),
         });
         let handler = Handler {
-            router,
+            handler,
             state: state.clone(),
         };
         Connection {
@@ -243,9 +263,9 @@ impl Connection {
     }
 }
 
-/// The router as hyper's service, marking the connection busy while a handler runs.
+/// The handler as hyper's service, marking the connection busy while it runs.
 struct Handler {
-    router: Router,
+    handler: HandlerFn,
     state: Arc<ConnState>,
 }
 
@@ -256,11 +276,11 @@ impl hyper::service::Service<http::Request<Incoming>> for Handler {
 
     fn call(&self, req: http::Request<Incoming>) -> Self::Future {
         let busy = Busy::start(self.state.clone());
-        let router = self.router.clone();
+        let resp = (self.handler)(req.map(Body::new));
         Box::pin(async move {
-            let resp = router.oneshot(req.map(Body::new)).await;
+            let resp = resp.await;
             drop(busy);
-            resp
+            Ok(resp)
         })
     }
 }

@@ -1,7 +1,8 @@
-//! The REST API over HTTP: shared state, the router and the serving loop.
+//! The REST API over HTTP: shared state, the API's handler and the serving loop.
 //!
-//! One fallback handler ([`api::handle`]) takes every request, so the hot path is a single
-//! function call rather than a middleware stack: limits, routing, CORS, auth, dispatch to the
+//! The API's listener hands every request to one function ([`api::handle`], through [`api()`]),
+//! so the hot path is a single call rather than a router and a middleware stack: limits,
+//! routing, CORS, auth, dispatch to the
 //! read handler ([`read`]), the write handler ([`write`]), the RPC handler ([`rpc`]) or the
 //! OpenAPI document ([`openapi`]), metrics. [`durability`] decides
 //! when a write is answered and which replication position (`Sqlite-Rest-Txid`) a response
@@ -23,6 +24,7 @@ pub mod write;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::body::{Body, HttpBody};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -30,7 +32,7 @@ use crate::auth::Auth;
 use crate::database::{Database, Writer};
 use crate::metrics_registry::Metrics;
 
-pub use conn::ConnLimits;
+pub use conn::{ConnLimits, HandlerFn};
 pub use cors::Cors;
 pub use limits::HttpLimits;
 
@@ -105,20 +107,44 @@ impl AppState {
     }
 }
 
-/// The API router.
-pub fn router(state: Arc<AppState>) -> Router {
-    Router::new().fallback(api::handle).with_state(state)
+/// The API as its listener's handler: every request goes straight to [`api::handle`], with no
+/// router in between (no path matching, no request extensions; the API has one handler). As
+/// axum's router does, a body of known size gets its `Content-Length` and the answer to a
+/// HEAD request loses its body.
+pub fn api(state: Arc<AppState>) -> HandlerFn {
+    Arc::new(move |req| {
+        let state = state.clone();
+        Box::pin(async move {
+            let head = req.method() == http::Method::HEAD;
+            let mut resp = api::handle(axum::extract::State(state), req).await;
+            if !resp.headers().contains_key(http::header::CONTENT_LENGTH)
+                && let Some(size) = HttpBody::size_hint(resp.body()).exact()
+                && let Ok(v) = http::HeaderValue::try_from(itoa::Buffer::new().format(size))
+            {
+                resp.headers_mut().insert(http::header::CONTENT_LENGTH, v);
+            }
+            if head {
+                *resp.body_mut() = Body::empty();
+            }
+            resp
+        })
+    })
 }
 
-/// Serves `router` on `listener` under `limits` until `stop` is cancelled, then drains open
+/// A router as its listener's handler (the admin and pprof listeners).
+pub fn router_handler(router: Router) -> HandlerFn {
+    conn::from_router(router)
+}
+
+/// Serves `handler` on `listener` under `limits` until `stop` is cancelled, then drains open
 /// requests (see [`conn`]).
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    handler: HandlerFn,
     limits: ConnLimits,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
-    conn::serve(listener, router, limits, stop).await
+    conn::serve(listener, handler, limits, stop).await
 }
 
 /// Connections a listener lets wait for `accept` (the kernel caps it at `somaxconn`): room for

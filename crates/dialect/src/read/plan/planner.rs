@@ -170,7 +170,11 @@ static NO_COLUMNS: std::sync::LazyLock<Grant> = std::sync::LazyLock::new(|| Gran
 
 impl<'a> Planner<'a> {
     fn alias(&mut self) -> String {
-        let a = format!("t{}", self.aliases);
+        let mut buf = itoa::Buffer::new();
+        let n = buf.format(self.aliases);
+        let mut a = String::with_capacity(1 + n.len());
+        a.push('t');
+        a.push_str(n);
         self.aliases += 1;
         a
     }
