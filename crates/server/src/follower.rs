@@ -282,6 +282,8 @@ pub struct Follower {
     client: Arc<dyn ReplicaClient>,
     db: PathBuf,
     conn: Arc<std::sync::Mutex<Connection>>,
+    /// The read transaction held between applies (see [`ReadPin`]).
+    pin: Arc<std::sync::Mutex<ReadPin>>,
     interval: Duration,
     applied: watch::Sender<TxId>,
     handle: FollowHandle,
@@ -520,6 +522,12 @@ fn read_recorded(db: &Path) -> anyhow::Result<Option<Recorded>> {
 /// Writes `<db>-follow-txid` durably: a temp file synced, renamed over it, the directory
 /// synced (a power loss leaves the old record or the new one, never none or half of one).
 fn write_record(db: &Path, record: &Recorded) -> std::io::Result<()> {
+    write_record_with(db, record, true)
+}
+
+/// Writes `<db>-follow-txid` as [`write_record`] does; without `sync_dir` the rename may be
+/// lost in a power loss (the record before it is found then), never the record's content.
+fn write_record_with(db: &Path, record: &Recorded, sync_dir: bool) -> std::io::Result<()> {
     use std::io::Write;
     let path = txid_path(db);
     let mut tmp = path.as_os_str().to_owned();
@@ -535,10 +543,29 @@ fn write_record(db: &Path, record: &Recorded) -> std::io::Result<()> {
     f.sync_all()?;
     drop(f);
     std::fs::rename(&tmp, &path)?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+    if let Some(dir) = path
+        .parent()
+        .filter(|d| sync_dir && !d.as_os_str().is_empty())
+    {
         std::fs::File::open(dir)?.sync_all()?;
     }
     Ok(())
+}
+
+/// Records the TXID an apply's COMMIT reached, replacing its pending record. The directory
+/// is not synced: the pending record before it is durable, so a power loss that undoes
+/// the rename leaves that record, and settling it finds the committed pages and records
+/// the same TXID (as after a kill between the COMMIT and this record). The next apply's
+/// pending record syncs the directory before its COMMIT. One fsync less per apply.
+fn record_applied(db: &Path, txid: TxId) -> std::io::Result<()> {
+    write_record_with(
+        db,
+        &Recorded {
+            txid,
+            pending: None,
+        },
+        false,
+    )
 }
 
 /// Records the applied TXID, with nothing pending.
@@ -614,9 +641,9 @@ pub async fn start(
             restored.txid
         }
     };
-    let (conn, txid) = {
+    let (conn, pin, txid) = {
         let db = db.clone();
-        tokio::task::spawn_blocking(move || -> anyhow::Result<(Connection, TxId)> {
+        tokio::task::spawn_blocking(move || -> anyhow::Result<(Connection, ReadPin, TxId)> {
             let conn = open_apply_connection(&db)?;
             let txid = match pending {
                 // An apply was interrupted around its COMMIT: the database says whether
@@ -624,7 +651,9 @@ pub async fn start(
                 Some(p) => settle(&conn, &db, txid, &p)?,
                 None => txid,
             };
-            Ok((conn, txid))
+            let mut pin = ReadPin::open(&db)?;
+            pin.hold();
+            Ok((conn, pin, txid))
         })
         .await??
     };
@@ -651,6 +680,7 @@ pub async fn start(
         client,
         db,
         conn: Arc::new(std::sync::Mutex::new(conn)),
+        pin: Arc::new(std::sync::Mutex::new(pin)),
         interval,
         applied,
         handle,
@@ -699,6 +729,61 @@ fn settle(conn: &Connection, db: &Path, recorded: TxId, pending: &Pending) -> an
     Ok(txid)
 }
 
+/// A read transaction the follower holds on a connection of its own while it applies
+/// nothing, released for each apply (which may checkpoint) and taken again after it.
+///
+/// SQLite takes a WAL read slot of the `-shm` file with an `fcntl` lock only when no other
+/// connection of the process holds that slot (and drops it when the last one lets go). The
+/// primary's replicator always holds one; without this pin a follower's reads would take
+/// and drop the lock in the kernel twice per request. It never holds back a checkpoint or
+/// a WAL restart: it is released around every write the follower makes. A failure to hold
+/// it costs only that speed, so it is logged, never fatal.
+struct ReadPin {
+    conn: Connection,
+    held: bool,
+}
+
+impl ReadPin {
+    fn open(db: &Path) -> anyhow::Result<ReadPin> {
+        let conn = Connection::open_with_flags(
+            db,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .with_context(|| format!("opening {} to pin a read slot", db.display()))?;
+        Ok(ReadPin { conn, held: false })
+    }
+
+    /// Begins the read transaction (a no-op while held): reading the schema takes the slot.
+    fn hold(&mut self) {
+        if self.held {
+            return;
+        }
+        let begun = self.conn.execute_batch("BEGIN").and_then(|()| {
+            self.conn
+                .query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+        });
+        match begun {
+            Ok(_) => self.held = true,
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                tracing::warn!(error = %e, "the follower could not hold its read slot: reads take a lock each");
+            }
+        }
+    }
+
+    /// Ends the read transaction (a no-op when not held).
+    fn release(&mut self) {
+        if self.held {
+            self.held = false;
+            if let Err(e) = self.conn.execute_batch("COMMIT") {
+                tracing::warn!(error = %e, "the follower could not release its read slot");
+            }
+        }
+    }
+}
+
 /// The connection that applies files: WAL (so readers keep their snapshots), full
 /// synchronous (a recorded TXID is never ahead of the database after a power loss).
 fn open_apply_connection(db: &Path) -> anyhow::Result<Connection> {
@@ -731,10 +816,14 @@ impl Follower {
     pub async fn run(self, health: Arc<HealthReport>, stop: CancellationToken) {
         let cap = idle_interval_cap(self.interval);
         let mut wait = self.interval;
+        // The next poll is due `wait` after the previous one STARTED: the time a poll takes
+        // (LIST, downloads, apply) does not stretch the period and so the lag, and polls
+        // are never closer together than the configured interval either.
+        let mut started = tokio::time::Instant::now();
         loop {
             // `/health` is refreshed every configured interval while a backed-off wait
             // runs, so the lag it reports (and `/ready`) stays current.
-            let until = tokio::time::Instant::now() + wait;
+            let until = started + wait;
             loop {
                 health.set("follower", self.handle.health_json());
                 let now = tokio::time::Instant::now();
@@ -746,6 +835,7 @@ impl Follower {
                     _ = tokio::time::sleep((until - now).min(self.interval)) => {}
                 }
             }
+            started = tokio::time::Instant::now();
             wait = match self.poll().await {
                 Ok(0) => (wait * 2).min(cap),
                 Ok(_) => self.interval,
@@ -1187,6 +1277,7 @@ impl Follower {
             downloaded.push(self.download(file).await?);
         }
         let conn = self.conn.clone();
+        let pin = self.pin.clone();
         let db = self.db.clone();
         let label = format!("{}/{}", last.level, last.name);
         let last_label = label.clone();
@@ -1198,11 +1289,16 @@ impl Follower {
                 let mut conn = conn.lock().map_err(|_| {
                     apply_error(&last_label, anyhow::anyhow!("connection poisoned"))
                 })?;
+                let mut pin = pin
+                    .lock()
+                    .map_err(|_| apply_error(&last_label, anyhow::anyhow!("read pin poisoned")))?;
                 let decoded = downloaded
                     .iter()
                     .map(|(label, bytes)| decode(bytes, label))
                     .collect::<Result<Vec<_>, _>>()?;
-                apply_files(&mut conn, &decoded, at, |pending| {
+                // Released for the write and its checkpoint, held again whatever happened.
+                pin.release();
+                let applied = apply_files(&mut conn, &decoded, at, |pending| {
                     write_record(
                         &db,
                         &Recorded {
@@ -1223,7 +1319,9 @@ impl Follower {
                         ));
                     }
                     Ok(())
-                })
+                });
+                pin.hold();
+                applied
             })();
             (result, written)
         })
@@ -1249,7 +1347,7 @@ impl Follower {
                 anyhow::anyhow!("crash after the commit"),
             ));
         }
-        if let Err(source) = record_txid(&self.db, outcome) {
+        if let Err(source) = record_applied(&self.db, outcome) {
             *self.unsettled.lock() = Some((pending, last));
             return Err(PollError::Record {
                 path: txid_path(&self.db).display().to_string(),

@@ -1510,3 +1510,59 @@ async fn a_follower_applies_no_overlapping_level0_files() {
         .unwrap();
     assert_eq!(n, 1);
 }
+
+/// The processes holding a read lock on one of the WAL read slots of `db`'s `-shm` file
+/// (SQLite's unix locking: the slots are bytes 123..=127), as the kernel lists them in
+/// `/proc/locks`.
+fn read_slot_holders(db: &Path) -> Vec<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let ino = std::fs::metadata(format!("{}-shm", db.display()))
+        .unwrap()
+        .ino();
+    let locks = std::fs::read_to_string("/proc/locks").unwrap();
+    // "1: POSIX  ADVISORY  READ 1234 fd:01:5678 123 123"
+    locks
+        .lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (kind, pid, file, start) = (f.get(3)?, f.get(4)?, f.get(5)?, f.get(6)?);
+            let start: u64 = start.parse().ok()?;
+            let file_ino: u64 = file.rsplit(':').next()?.parse().ok()?;
+            (*kind == "READ" && file_ino == ino && (123..=127).contains(&start))
+                .then(|| pid.parse().ok())
+                .flatten()
+        })
+        .collect()
+}
+
+/// An idle follower holds a WAL read slot between applies (released for each apply and
+/// held again after it), so its reads never take and drop that lock in the kernel; the
+/// writes it applies are still seen by the next read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_idle_follower_holds_a_read_slot_between_applies() {
+    let Some(bin) = release_bin("an_idle_follower_holds_a_read_slot_between_applies") else {
+        return;
+    };
+    let mut setup = Setup::file();
+    setup.bin = bin;
+    create_db(&setup.db, 0);
+    let (f, follower, mut want, _) = caught_up_follower(&setup, &["one"]).await;
+    let pid = follower.child.id();
+    assert!(
+        read_slot_holders(&f.db).contains(&pid),
+        "no read slot held by the follower: {}",
+        f.log()
+    );
+
+    let primary = setup.serve_or_log().await;
+    for v in ["two", "three"] {
+        insert(&primary, v).await;
+        want.push(v.to_string());
+        wait_values(&follower, &want).await;
+        assert!(
+            read_slot_holders(&f.db).contains(&pid),
+            "no read slot held by the follower after an apply: {}",
+            f.log()
+        );
+    }
+}
