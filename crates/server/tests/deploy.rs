@@ -84,6 +84,16 @@ fn container<'a>(pod: &'a Value, list: &str, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {list} {name}"))
 }
 
+/// A container's `args`.
+fn args_of(container: &Value) -> Vec<&str> {
+    container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect()
+}
+
 /// The schema versions to validate against (`scripts/lib/tools.sh` pins them).
 fn schema_versions() -> Vec<String> {
     std::env::var("KUBERNETES_SCHEMA_VERSIONS")
@@ -159,12 +169,7 @@ fn the_manifests_agree_with_the_server() {
         let template = &sts["spec"]["template"];
         let pod = &template["spec"];
         let server = container(pod, "containers", "server");
-        let args: Vec<&str> = server["args"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|a| a.as_str().unwrap())
-            .collect();
+        let args = args_of(server);
         assert_eq!(args[0], "serve");
         let port = |name: &str| {
             server["ports"]
@@ -818,12 +823,7 @@ async fn the_followers_overlay_serves_reads_from_followers() {
 
     let pod = &deployment["spec"]["template"]["spec"];
     let server = container(pod, "containers", "server");
-    let args: Vec<&str> = server["args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap())
-        .collect();
+    let args = args_of(server);
     assert_eq!(args[0], "serve");
     assert!(args.contains(&"--replication-follow=true"), "{args:?}");
     assert!(
