@@ -84,6 +84,22 @@ fn container<'a>(pod: &'a Value, list: &str, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {list} {name}"))
 }
 
+/// The server container's probes: liveness and start-up on `/live`, readiness on `/ready`,
+/// all on the metrics port.
+fn assert_probes(server: &Value, what: &str) {
+    for (probe, path) in [
+        ("livenessProbe", "/live"),
+        ("readinessProbe", "/ready"),
+        ("startupProbe", "/live"),
+    ] {
+        assert_eq!(server[probe]["httpGet"]["path"], path, "{what} {probe}");
+        assert_eq!(
+            server[probe]["httpGet"]["port"], "metrics",
+            "{what} {probe}"
+        );
+    }
+}
+
 /// A container's `args`.
 fn args_of(container: &Value) -> Vec<&str> {
     container["args"]
@@ -199,17 +215,7 @@ fn the_manifests_agree_with_the_server() {
             template["metadata"]["annotations"]["prometheus.io/path"],
             "/metrics"
         );
-        for (probe, path) in [
-            ("livenessProbe", "/live"),
-            ("readinessProbe", "/ready"),
-            ("startupProbe", "/live"),
-        ] {
-            assert_eq!(server[probe]["httpGet"]["path"], path, "{overlay} {probe}");
-            assert_eq!(
-                server[probe]["httpGet"]["port"], "metrics",
-                "{overlay} {probe}"
-            );
-        }
+        assert_probes(server, overlay);
         let inits: Vec<&str> = pod["initContainers"]
             .as_array()
             .unwrap()
@@ -841,14 +847,7 @@ async fn the_followers_overlay_serves_reads_from_followers() {
         args.contains(&"--replication-primary-url=http://sqlite-rest:8080"),
         "{args:?}"
     );
-    for (probe, path) in [
-        ("livenessProbe", "/live"),
-        ("readinessProbe", "/ready"),
-        ("startupProbe", "/live"),
-    ] {
-        assert_eq!(server[probe]["httpGet"]["path"], path, "{probe}");
-        assert_eq!(server[probe]["httpGet"]["port"], "metrics", "{probe}");
-    }
+    assert_probes(server, "s3-followers");
     let config_volume = |spec: &Value| {
         spec["volumes"]
             .as_array()
