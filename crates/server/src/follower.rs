@@ -739,8 +739,8 @@ fn settle(conn: &Connection, db: &Path, recorded: TxId, pending: &Pending) -> an
 /// a WAL restart: it is released around every write the follower makes. A failure to hold
 /// it costs only that speed, so it is logged, never fatal.
 struct ReadPin {
+    /// Held while its read transaction is open (`!is_autocommit()`).
     conn: Connection,
-    held: bool,
 }
 
 impl ReadPin {
@@ -750,12 +750,12 @@ impl ReadPin {
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .with_context(|| format!("opening {} to pin a read slot", db.display()))?;
-        Ok(ReadPin { conn, held: false })
+        Ok(ReadPin { conn })
     }
 
     /// Begins the read transaction (a no-op while held): reading the schema takes the slot.
     fn hold(&mut self) {
-        if self.held {
+        if !self.conn.is_autocommit() {
             return;
         }
         let begun = self.conn.execute_batch("BEGIN").and_then(|()| {
@@ -765,7 +765,7 @@ impl ReadPin {
                 })
         });
         match begun {
-            Ok(_) => self.held = true,
+            Ok(_) => {}
             Err(e) => {
                 let _ = self.conn.execute_batch("ROLLBACK");
                 tracing::warn!(error = %e, "the follower could not hold its read slot: reads take a lock each");
@@ -775,11 +775,10 @@ impl ReadPin {
 
     /// Ends the read transaction (a no-op when not held).
     fn release(&mut self) {
-        if self.held {
-            self.held = false;
-            if let Err(e) = self.conn.execute_batch("COMMIT") {
-                tracing::warn!(error = %e, "the follower could not release its read slot");
-            }
+        if !self.conn.is_autocommit()
+            && let Err(e) = self.conn.execute_batch("COMMIT")
+        {
+            tracing::warn!(error = %e, "the follower could not release its read slot");
         }
     }
 }
