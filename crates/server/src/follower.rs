@@ -13,13 +13,15 @@
 //!   (looked for at once when level 0 skips TXIDs, and every 30 polls when it holds nothing
 //!   newer). When no level bridges it and the lineage checks pass, the follower goes to the
 //!   replica's latest state: the restore plan applied in one transaction.
-//!   Each file is downloaded whole and decoded (the LTX decoder checks the file checksum and
-//!   the page index) before anything is written; a file that carries database checksums must
-//!   start from the database's current checksum and end at its post-apply checksum, else it is
-//!   rejected and the previous state kept.
-//! - A file (or the files of a restore plan) is applied in ONE write transaction through SQLite's `sqlite_dbpage` virtual table
-//!   (page images written as they are, then a truncation to the file's page count when the
-//!   database shrank, which `sqlite_dbpage` applies at COMMIT). The database is in WAL mode:
+//!   Files are read as they arrive, never whole (memory is a constant per file, whatever
+//!   its size), and every check passes before the COMMIT: the LTX decoder checks each
+//!   file's checksum and page index at its end; a file that carries database checksums must
+//!   start from the state before it and end at its post-apply checksum, else it is rejected
+//!   and the previous state kept.
+//! - A file (or the files of a restore plan, merged by page number with the restore's
+//!   merge) is applied in ONE write transaction through SQLite's `sqlite_dbpage` virtual
+//!   table (each page's newest image written once, then a truncation to the last file's
+//!   page count when the database shrank, which `sqlite_dbpage` applies at COMMIT). The database is in WAL mode:
 //!   the read pool's transactions keep their snapshot and see the whole file at their next
 //!   transaction, never half of it. The applying connection itself never reads a table: its
 //!   b-tree layer keeps what it parsed of a page, which a page image written underneath it
@@ -2280,6 +2282,60 @@ mod tests {
             .err()
             .expect("a fresh follower of nothing started");
         assert!(format!("{e:#}").contains("restoring"), "{e:#}");
+    }
+
+    /// A restore plan whose files carry database checksums (a snapshot, a file that shrinks
+    /// the database, one that grows it), merged in one transaction: each file's pre- and
+    /// post-apply checksums are checked against the state after the file before it, which
+    /// the merge never writes out, and the database before the snapshot does not count; a
+    /// wrong pre-apply checksum rolls everything back, the right ones reach the primary's
+    /// state (every post-apply checksum matching the state accumulated page by page).
+    #[test]
+    fn checksums_are_checked_across_a_merged_plan() {
+        let (_dir, p, follower, mut apply) = primary_and_copy(400);
+        // The follower's database differs from the snapshot's state (fewer rows).
+        Connection::open(&follower)
+            .unwrap()
+            .execute_batch("DELETE FROM t WHERE id > 300; PRAGMA wal_checkpoint(TRUNCATE)")
+            .unwrap();
+        let snap = ltx_of(&p, 1, 2, Some(Checksum::ZERO));
+        let pre3 = db_checksum(&p, 4096, None).unwrap().value();
+        p.execute_batch("DELETE FROM t WHERE id > 10; VACUUM; PRAGMA wal_checkpoint(TRUNCATE)")
+            .unwrap();
+        let f3 = ltx_of(&p, 3, 3, Some(pre3));
+        let pre4 = db_checksum(&p, 4096, None).unwrap().value();
+        p.execute_batch(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 50)
+             INSERT INTO t(v) SELECT printf('%.500c', 'y') FROM n;
+             PRAGMA wal_checkpoint(TRUNCATE)",
+        )
+        .unwrap();
+        let f4 = ltx_of(&p, 4, 4, Some(pre4));
+        let apply_all = |conn: &mut Connection, files: [&[u8]; 3]| {
+            let sources = files.iter().map(|b| source("9/x.ltx", b)).collect();
+            apply_files(conn, sources, TxId(1), |_| Ok(()))
+        };
+        for wrong in [
+            [
+                &snap[..],
+                &ltx_of(&p, 3, 3, Some(Checksum(pre3.0 ^ 1)))[..],
+                &f4[..],
+            ],
+            [
+                &snap[..],
+                &f3[..],
+                &ltx_of(&p, 4, 4, Some(Checksum(pre4.0 ^ 1)))[..],
+            ],
+        ] {
+            let e = apply_all(&mut apply, wrong).unwrap_err();
+            assert!(
+                matches!(&e, PollError::Rejected { reason, .. } if reason.contains("pre-apply")),
+                "{e}"
+            );
+            assert_eq!(rows(&Connection::open(&follower).unwrap()).0, 300);
+        }
+        assert_eq!(apply_all(&mut apply, [&snap, &f3, &f4]).unwrap(), TxId(4));
+        assert_eq!(rows(&Connection::open(&follower).unwrap()), rows(&p));
     }
 
     /// Files with database checksums applied together (one transaction): the checksum kept

@@ -1640,6 +1640,11 @@ fn ship(db: &Path, replica: &Path, level: u8, min: u64, max: u64, only_first: bo
     std::fs::rename(&tmp, dir.join(format!("{min:016x}-{max:016x}.ltx"))).unwrap();
 }
 
+/// Owned copies of `values`, as [`wait_values`] takes them.
+fn strings(values: &[&str]) -> Vec<String> {
+    values.iter().map(|v| v.to_string()).collect()
+}
+
 /// The rows of `big` (a hash of every rowid and blob, and their count) and the page count
 /// of `db`.
 fn big_state(db: &Path) -> (u64, usize, u32) {
@@ -1658,42 +1663,6 @@ fn big_state(db: &Path) -> (u64, usize, u32) {
     }
     let pages = c.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
     (hasher.finish(), count, pages)
-}
-
-/// Waits until the follower serves `want` in `t`, failing at once with its log when its
-/// process is gone (an allocation beyond its memory limit aborts it).
-async fn wait_values_alive(f: &Follower, r: &mut Running, what: &str, want: &[&str]) {
-    let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
-    let deadline = Instant::now() + CATCH_UP;
-    loop {
-        if let Some(status) = r.child.try_wait().unwrap() {
-            panic!(
-                "the follower exited ({status}) during {what}; its log:\n{}",
-                f.log()
-            );
-        }
-        if let Ok((200, _, body)) =
-            tokio::time::timeout(Duration::from_secs(10), get(r, "/t?select=v&order=id", &[])).await
-        {
-            let got: Vec<String> = body
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .map(|o| o["v"].as_str().unwrap_or_default().to_string())
-                        .collect()
-                })
-                .unwrap_or_default();
-            if got == want {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the follower serves {got:?}, not {want:?}; its log:\n{}",
-                f.log()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// A follower crosses gaps in memory bounded by a small constant, not by the database: it
@@ -1720,15 +1689,8 @@ async fn a_follower_crosses_gaps_in_bounded_memory() {
     ship(&primary, &replica, 0, 1, 1, false);
 
     let f = Follower::new(&bin, &format!("file://{}", replica.display()));
-    let mut follower = {
-        use futures::FutureExt;
-        let run = Running::spawn(|port, admin| f.cmd(port, admin, &[]));
-        match std::panic::AssertUnwindSafe(run).catch_unwind().await {
-            Ok(r) => r,
-            Err(_) => panic!("the follower did not start; its log:\n{}", f.log()),
-        }
-    };
-    wait_values_alive(&f, &mut follower, "the first restore", &["a"]).await;
+    let mut follower = f.start(&[]).await;
+    wait_values(&follower, &strings(&["a"])).await;
 
     // TXIDs 2..3: the big rows. Level 0 keeps only a small file at 3, so the follower
     // bridges 2..3 through level 1, which holds every page.
@@ -1742,7 +1704,7 @@ async fn a_follower_crosses_gaps_in_bounded_memory() {
         .unwrap();
     ship(&primary, &replica, 1, 2, 3, false);
     ship(&primary, &replica, 0, 3, 3, true);
-    wait_values_alive(&f, &mut follower, "the level-1 bridge", &["a", "b"]).await;
+    wait_values(&follower, &strings(&["a", "b"])).await;
     assert_eq!(big_state(&f.db), big_state(&primary));
     assert_bounded(&f, &follower, "the level-1 bridge");
 
@@ -1766,13 +1728,7 @@ async fn a_follower_crosses_gaps_in_bounded_memory() {
         .unwrap();
     }
     let mut follower = f.start_unready().await;
-    wait_values_alive(
-        &f,
-        &mut follower,
-        "the restore across the gap",
-        &["a", "b", "c"],
-    )
-    .await;
+    wait_values(&follower, &strings(&["a", "b", "c"])).await;
     assert_eq!(big_state(&f.db), big_state(&primary));
     let check: String = rusqlite::Connection::open(&f.db)
         .unwrap()
