@@ -1969,6 +1969,22 @@ mod tests {
         enc.finish().unwrap().writer
     }
 
+    /// The primary loses all but 10 rows and shrinks (VACUUM), checkpointed into its file.
+    fn shrink(p: &Connection) {
+        p.execute_batch("DELETE FROM t WHERE id > 10; VACUUM; PRAGMA wal_checkpoint(TRUNCATE)")
+            .unwrap();
+    }
+
+    /// The primary gains 50 rows of 500 bytes (it grows), checkpointed into its file.
+    fn grow(p: &Connection) {
+        p.execute_batch(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 50)
+             INSERT INTO t(v) SELECT printf('%.500c', 'y') FROM n;
+             PRAGMA wal_checkpoint(TRUNCATE)",
+        )
+        .unwrap();
+    }
+
     fn rows(conn: &Connection) -> (i64, u32) {
         let n = conn
             .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
@@ -1998,8 +2014,7 @@ mod tests {
         let (_dir, p, follower, mut apply) = primary_and_copy(400);
         let reader = Connection::open(&follower).unwrap();
         let before = rows(&p);
-        p.execute_batch("DELETE FROM t WHERE id > 10; VACUUM; PRAGMA wal_checkpoint(TRUNCATE)")
-            .unwrap();
+        shrink(&p);
         let after = rows(&p);
         assert!(
             after.1 < before.1,
@@ -2300,16 +2315,10 @@ mod tests {
             .unwrap();
         let snap = ltx_of(&p, 1, 2, Some(Checksum::ZERO));
         let pre3 = db_checksum(&p, 4096, None).unwrap().value();
-        p.execute_batch("DELETE FROM t WHERE id > 10; VACUUM; PRAGMA wal_checkpoint(TRUNCATE)")
-            .unwrap();
+        shrink(&p);
         let f3 = ltx_of(&p, 3, 3, Some(pre3));
         let pre4 = db_checksum(&p, 4096, None).unwrap().value();
-        p.execute_batch(
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 50)
-             INSERT INTO t(v) SELECT printf('%.500c', 'y') FROM n;
-             PRAGMA wal_checkpoint(TRUNCATE)",
-        )
-        .unwrap();
+        grow(&p);
         let f4 = ltx_of(&p, 4, 4, Some(pre4));
         let apply_all = |conn: &mut Connection, files: [&[u8]; 3]| {
             let sources = files.iter().map(|b| source("9/x.ltx", b)).collect();
@@ -2346,16 +2355,10 @@ mod tests {
     fn checksums_are_checked_across_files_of_one_transaction() {
         let (_dir, p, follower, mut apply) = primary_and_copy(400);
         let pre2 = db_checksum(&p, 4096, None).unwrap().value();
-        p.execute_batch("DELETE FROM t WHERE id > 10; VACUUM; PRAGMA wal_checkpoint(TRUNCATE)")
-            .unwrap();
+        shrink(&p);
         let f2 = ltx_of(&p, 2, 2, Some(pre2));
         let pre3 = db_checksum(&p, 4096, None).unwrap().value();
-        p.execute_batch(
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 50)
-             INSERT INTO t(v) SELECT printf('%.500c', 'y') FROM n;
-             PRAGMA wal_checkpoint(TRUNCATE)",
-        )
-        .unwrap();
+        grow(&p);
         let f3 = ltx_of(&p, 3, 3, Some(pre3));
         let mut wrong = ltx_of(&p, 3, 3, Some(Checksum(pre3.0 ^ 1)));
 

@@ -54,6 +54,12 @@ impl Follower {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
+    /// Fails, showing the log, unless the follower's log contains `words`.
+    fn assert_logged(&self, words: &str) {
+        let log = self.log();
+        assert!(log.contains(words), "no {words:?} in the log:\n{log}");
+    }
+
     fn cmd(&self, port: u16, admin: u16, extra: &[&str]) -> Command {
         self.cmd_as("--replication-follow", port, admin, extra)
     }
@@ -410,11 +416,7 @@ async fn a_late_follower_catches_up_and_a_killed_one_resumes() {
     let running = f.start(&[]).await;
     // Caught up before it became ready.
     assert_eq!(values(&running).await, want);
-    assert!(
-        f.log().contains("follower resumes its database"),
-        "{}",
-        f.log()
-    );
+    f.assert_logged("follower resumes its database");
     let v = "after restart".to_string();
     insert(&primary, &v).await;
     want.push(v);
@@ -709,11 +711,7 @@ async fn a_follower_bridges_compacted_level_0_files_through_level_1() {
 
     let follower = f.start(&[]).await;
     assert_eq!(values(&follower).await, want);
-    assert!(
-        f.log().contains("follower resumes its database"),
-        "{}",
-        f.log()
-    );
+    f.assert_logged("follower resumes its database");
 }
 
 /// A follower's position from its `/health` (the applied TXID).
@@ -1112,17 +1110,8 @@ async fn a_follower_crosses_a_gap_no_level_bridges() {
     let follower = f.start(&[]).await;
     assert_eq!(values(&follower).await, want);
     assert_eq!(ready_status(&follower).await, 200);
-    assert!(
-        f.log().contains("follower resumes its database"),
-        "{}",
-        f.log()
-    );
-    assert!(
-        f.log()
-            .contains("the follower goes to the replica's latest state"),
-        "{}",
-        f.log()
-    );
+    f.assert_logged("follower resumes its database");
+    f.assert_logged("the follower goes to the replica's latest state");
 }
 
 /// A follower restarted while its replica is gone (the directory moved away) starts and
@@ -1742,11 +1731,6 @@ async fn a_follower_crosses_gaps_in_bounded_memory() {
         "{metrics}\n{}",
         f.log()
     );
-    assert!(
-        f.log()
-            .contains("the follower goes to the replica's latest state"),
-        "{}",
-        f.log()
-    );
+    f.assert_logged("the follower goes to the replica's latest state");
     assert!(follower.child.try_wait().unwrap().is_none(), "{}", f.log());
 }
