@@ -2266,6 +2266,55 @@ mod tests {
         site.assert_same_rows();
     }
 
+    /// A crash around the COMMIT of a restore across a gap (a plan merged and written as it
+    /// streams): the pending record built while the pages were written lets the restarted
+    /// follower tell whether the COMMIT happened: after it, the latest state is recorded
+    /// without applying anything again; before it, the restore runs again.
+    #[tokio::test]
+    async fn a_crash_around_the_commit_of_a_restore_resumes_where_the_database_is() {
+        for (point, restores_after_restart) in
+            [(CrashPoint::AfterCommit, 0), (CrashPoint::BeforeCommit, 1)]
+        {
+            let site = Site::new();
+            let a = site.follower().await.unwrap();
+            for txid in 2..=4 {
+                site.write(txid);
+            }
+            site.put(9, 1, 4, &ltx_of(&site.primary, 1, 4, None));
+            site.write(5);
+            for txid in 2..=4 {
+                std::fs::remove_file(
+                    site.dir
+                        .path()
+                        .join(format!("replica/ltx/0/{txid:016x}-{txid:016x}.ltx")),
+                )
+                .unwrap();
+            }
+            *a.crash.lock() = Some(point);
+            a.poll().await.unwrap_err();
+            assert_eq!(a.handle().applied(), TxId(1), "{point:?}");
+            drop(a);
+
+            let b = site
+                .follower()
+                .await
+                .unwrap_or_else(|e| panic!("{point:?}: restart failed: {e:#}"));
+            assert_eq!(
+                b.handle().applied(),
+                TxId(5),
+                "{point:?}: {}",
+                b.handle().health_json()
+            );
+            assert_eq!(
+                b.metrics.restores.get(),
+                restores_after_restart,
+                "{point:?}"
+            );
+            assert_eq!(recorded_txid(&site.db()), Some(TxId(5)), "{point:?}");
+            site.assert_same_rows();
+        }
+    }
+
     /// A follower whose replica is empty when it starts serves its database unready, saying
     /// why; a fresh follower (no database) of an empty replica refuses to start.
     #[tokio::test]
