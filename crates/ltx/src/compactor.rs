@@ -27,6 +27,27 @@ impl<W: Write> PageSink for Encoder<W> {
     }
 }
 
+/// Every input's image of one page number during [`Compactor::merge_versions`].
+#[derive(Debug, Clone, Copy)]
+pub struct PageVersions<'a> {
+    /// Indices of the inputs holding the page, ascending (oldest first).
+    holders: &'a [usize],
+    bufs: &'a [Vec<u8>],
+}
+
+impl<'a> PageVersions<'a> {
+    /// `(input index, image)` for each input holding the page, oldest input first.
+    pub fn iter(&self) -> impl Iterator<Item = (usize, &'a [u8])> + 'a {
+        let bufs = self.bufs;
+        self.holders.iter().map(move |&i| (i, bufs[i].as_slice()))
+    }
+
+    /// The newest input's image (the one a merge keeps).
+    pub fn newest(&self) -> Option<(usize, &'a [u8])> {
+        self.holders.last().map(|&i| (i, self.bufs[i].as_slice()))
+    }
+}
+
 /// Writes a raw SQLite database image: exactly `commit × page_size` bytes, page after page,
 /// zeros at the lock page. Every page `1..=commit` except the lock page must arrive, in order;
 /// a gap is [`Error::MissingPage`].
@@ -200,49 +221,68 @@ impl<R: Read> Compactor<R> {
     }
 
     /// Runs the merge into `sink`; returns every input's verified summary.
-    pub fn merge<S: PageSink>(mut self, sink: &mut S) -> Result<Vec<Decoded>> {
-        let page_size = self.header.page_size as usize;
+    pub fn merge<S: PageSink>(self, sink: &mut S) -> Result<Vec<Decoded>> {
         let commit = self.header.commit;
         let lock_pgno = self.header.lock_page();
+        self.merge_versions(|pgno, versions| match versions.newest() {
+            Some((_, data)) if pgno <= commit && pgno != lock_pgno => sink.write_page(pgno, data),
+            _ => Ok(()),
+        })
+    }
+
+    /// The merge itself: calls `each` once per page number any input holds, in ascending
+    /// order, with every input's image of that page ([`PageVersions`], oldest input first),
+    /// including pages beyond the last input's commit (the caller decides what they mean;
+    /// [`Compactor::merge`] drops them). Memory is one page buffer per input. Every input is
+    /// read to its end and verified before this returns success.
+    pub fn merge_versions<E: From<Error>>(
+        mut self,
+        mut each: impl FnMut(u32, PageVersions<'_>) -> std::result::Result<(), E>,
+    ) -> std::result::Result<Vec<Decoded>, E> {
+        let page_size = self.header.page_size as usize;
         let mut bufs: Vec<Vec<u8>> = (0..self.inputs.len())
             .map(|_| vec![0u8; page_size])
             .collect();
-        // Min-heap on page number; for equal page numbers the newest input (largest index)
-        // comes out first.
-        let mut heap: BinaryHeap<Reverse<(u32, Reverse<usize>)>> = BinaryHeap::new();
+        // Min-heap on page number, then input index (oldest first).
+        let mut heap: BinaryHeap<Reverse<(u32, usize)>> = BinaryHeap::new();
         for (i, (dec, buf)) in self.inputs.iter_mut().zip(bufs.iter_mut()).enumerate() {
             if let Some(pgno) = dec.next_page(buf).map_err(|e| Error::input(i, e))? {
-                heap.push(Reverse((pgno, Reverse(i))));
+                heap.push(Reverse((pgno, i)));
             }
         }
-        while let Some(Reverse((pgno, Reverse(winner)))) = heap.pop() {
-            if pgno <= commit && pgno != lock_pgno {
-                sink.write_page(pgno, &bufs[winner])?;
-            }
-            let mut advance = |i: usize, heap: &mut BinaryHeap<_>| -> Result<()> {
-                if let Some(p) = self.inputs[i]
-                    .next_page(&mut bufs[i])
-                    .map_err(|e| Error::input(i, e))?
-                {
-                    heap.push(Reverse((p, Reverse(i))));
-                }
-                Ok(())
-            };
-            advance(winner, &mut heap)?;
-            // Older versions of the same page are read (their bytes count towards their
-            // file's checksum) and dropped.
-            while let Some(&Reverse((p, Reverse(i)))) = heap.peek() {
+        let mut holders: Vec<usize> = Vec::with_capacity(self.inputs.len());
+        while let Some(Reverse((pgno, first))) = heap.pop() {
+            holders.clear();
+            holders.push(first);
+            while let Some(&Reverse((p, i))) = heap.peek() {
                 if p != pgno {
                     break;
                 }
                 heap.pop();
-                advance(i, &mut heap)?;
+                holders.push(i);
+            }
+            each(
+                pgno,
+                PageVersions {
+                    holders: &holders,
+                    bufs: &bufs,
+                },
+            )?;
+            // Every input that held this page moves on (older images were read, so their
+            // bytes count towards their file's checksum, and dropped).
+            for &i in &holders {
+                if let Some(p) = self.inputs[i]
+                    .next_page(&mut bufs[i])
+                    .map_err(|e| Error::input(i, e))?
+                {
+                    heap.push(Reverse((p, i)));
+                }
             }
         }
         self.inputs
             .into_iter()
             .enumerate()
-            .map(|(i, d)| d.finish().map_err(|e| Error::input(i, e)))
+            .map(|(i, d)| d.finish().map_err(|e| E::from(Error::input(i, e))))
             .collect()
     }
 

@@ -29,7 +29,8 @@
 //!   (checksum, offsets, page order, index) both keep the same way.
 //! - `compactor.rs`: [`Compactor`] merges a contiguous run of files (oldest → newest) into one
 //!   LTX file ([`Compactor::compact`], compaction) or into a database image
-//!   ([`Compactor::restore`], restore); [`PageSink`] is any other destination.
+//!   ([`Compactor::restore`], restore); [`PageSink`] is any other destination, and
+//!   [`Compactor::merge_versions`] hands every input's image of each page to a caller.
 //! - `name.rs`: [`FileName`] / [`TxId`], `<min hex16>-<max hex16>.ltx`.
 //! - `error.rs`: [`Error`], grouped by the section of the file it is about ([`Section`]).
 
@@ -50,7 +51,7 @@ mod tally;
 mod trailer;
 
 pub use checksum::{Checksum, Crc64, DbChecksum};
-pub use compactor::{Compactor, DatabaseWriter, PageSink, Restored};
+pub use compactor::{Compactor, DatabaseWriter, PageSink, PageVersions, Restored};
 pub use decoder::{Decoded, Decoder};
 pub use encoder::{Encoded, Encoder};
 pub use error::{ChecksumRule, Error, Lz4Error, Result, Section};

@@ -13,13 +13,15 @@
 //!   (looked for at once when level 0 skips TXIDs, and every 30 polls when it holds nothing
 //!   newer). When no level bridges it and the lineage checks pass, the follower goes to the
 //!   replica's latest state: the restore plan applied in one transaction.
-//!   Each file is downloaded whole and decoded (the LTX decoder checks the file checksum and
-//!   the page index) before anything is written; a file that carries database checksums must
-//!   start from the database's current checksum and end at its post-apply checksum, else it is
-//!   rejected and the previous state kept.
-//! - A file (or the files of a restore plan) is applied in ONE write transaction through SQLite's `sqlite_dbpage` virtual table
-//!   (page images written as they are, then a truncation to the file's page count when the
-//!   database shrank, which `sqlite_dbpage` applies at COMMIT). The database is in WAL mode:
+//!   Files are read as they arrive, never whole (memory is a constant per file, whatever
+//!   its size), and every check passes before the COMMIT: the LTX decoder checks each
+//!   file's checksum and page index at its end; a file that carries database checksums must
+//!   start from the state before it and end at its post-apply checksum, else it is rejected
+//!   and the previous state kept.
+//! - A file (or the files of a restore plan, merged by page number with the restore's
+//!   merge) is applied in ONE write transaction through SQLite's `sqlite_dbpage` virtual
+//!   table (each page's newest image written once, then a truncation to the last file's
+//!   page count when the database shrank, which `sqlite_dbpage` applies at COMMIT). The database is in WAL mode:
 //!   the read pool's transactions keep their snapshot and see the whole file at their next
 //!   transaction, never half of it. The applying connection itself never reads a table: its
 //!   b-tree layer keeps what it parsed of a page, which a page image written underneath it
@@ -38,12 +40,13 @@
 //!   `Sqlite-Rest-Txid`, `Prefer: min-txid` waits on it), and the state behind `/health`'s
 //!   `follower` component and `/ready`.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
-use ltx::{Checksum, DbChecksum, Decoder, TxId};
+use ltx::{Checksum, Compactor, DbChecksum, Decoder, TxId};
 use parking_lot::Mutex;
 use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use replication::restore::{self, RestoreOptions, RestoreTarget};
@@ -320,6 +323,11 @@ enum PollError {
         operation: &'static str,
         source: replication::ClientError,
     },
+    #[error("reading {file}: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
     #[error("{file}: {reason}")]
     Rejected { file: String, reason: String },
     #[error("applying {file}: {source}")]
@@ -386,27 +394,18 @@ struct Pending {
 
 impl Pending {
     /// The pending record of `pages` (final images, ascending, at most `commit`).
+    #[cfg(test)]
     fn of<'a>(
         txid: TxId,
         commit: u32,
         page_size: u32,
         pages: impl Iterator<Item = (u32, &'a [u8])>,
     ) -> Pending {
-        let mut digest = DbChecksum::new(page_size);
-        let mut runs: Vec<(u32, u32)> = Vec::new();
+        let mut b = PendingPages::new(page_size);
         for (pgno, data) in pages {
-            digest.add_page(pgno, &comparable(pgno, data));
-            match runs.last_mut() {
-                Some((_, end)) if end.checked_add(1) == Some(pgno) => *end = pgno,
-                _ => runs.push((pgno, pgno)),
-            }
+            b.add(pgno, data);
         }
-        Pending {
-            txid,
-            commit,
-            digest: digest.value(),
-            runs,
-        }
+        b.finish(txid, commit)
     }
 
     fn to_line(&self) -> String {
@@ -479,6 +478,42 @@ impl Pending {
             }
         }
         Ok(sum.value() == self.digest)
+    }
+}
+
+/// A [`Pending`] record built while an apply writes its pages: each page's final image is
+/// added once, in ascending page order, as it is written (the digest is an XOR of page
+/// checksums, so nothing of a page is kept after it), and the page numbers are kept as
+/// runs (one pair per run of consecutive pages: two for a whole database).
+struct PendingPages {
+    digest: DbChecksum,
+    runs: Vec<(u32, u32)>,
+}
+
+impl PendingPages {
+    fn new(page_size: u32) -> PendingPages {
+        PendingPages {
+            digest: DbChecksum::new(page_size),
+            runs: Vec::new(),
+        }
+    }
+
+    /// Adds the final image of `pgno`, above every page added before.
+    fn add(&mut self, pgno: u32, data: &[u8]) {
+        self.digest.add_page(pgno, &comparable(pgno, data));
+        match self.runs.last_mut() {
+            Some((_, end)) if end.checked_add(1) == Some(pgno) => *end = pgno,
+            _ => self.runs.push((pgno, pgno)),
+        }
+    }
+
+    fn finish(self, txid: TxId, commit: u32) -> Pending {
+        Pending {
+            txid,
+            commit,
+            digest: self.digest.value(),
+            runs: self.runs,
+        }
     }
 }
 
@@ -864,6 +899,7 @@ impl Follower {
                 s.replica_problem = None;
                 let op = match e {
                     PollError::Replica { operation, .. } => *operation,
+                    PollError::Read { .. } => "read",
                     PollError::Rejected { file, reason } => {
                         s.rejected = Some(Rejected {
                             file: file.clone(),
@@ -1099,8 +1135,8 @@ impl Follower {
     /// Fails (another lineage) unless every page of `file` is the database's page.
     async fn same_pages(&self, file: &LtxFileInfo) -> Result<(), PollError> {
         let (_, differs) = self
-            .on_file(file, "compare", |conn, bytes, label| {
-                first_differing_page(conn, bytes, label)
+            .on_file(file, "compare", |conn, source, label| {
+                first_differing_page(conn, source.reader, label)
             })
             .await?;
         match differs {
@@ -1112,40 +1148,53 @@ impl Follower {
         }
     }
 
-    /// Downloads `file` whole and runs `f` on it with the applying connection, off the async
-    /// workers; `f`'s errors and the answer name the file (`<level>/<name>`), `step` names
-    /// what `f` does if its task fails.
+    /// Reads `file` from the replica as it arrives (never whole) and runs `f` on it with the
+    /// applying connection, off the async workers; `f`'s errors and the answer name the file
+    /// (`<level>/<name>`), `step` names what `f` does if its task fails.
     async fn on_file<T: Send + 'static>(
         &self,
         file: &LtxFileInfo,
         step: &'static str,
-        f: impl FnOnce(&mut Connection, &[u8], &str) -> Result<T, PollError> + Send + 'static,
+        f: impl FnOnce(&mut Connection, Source, &str) -> Result<T, PollError> + Send + 'static,
     ) -> Result<(String, T), PollError> {
-        let (label, bytes) = self.download(file).await?;
-        let conn = self.conn.clone();
+        let Some(source) = self.open(std::slice::from_ref(file)).pop() else {
+            return Err(apply_error(
+                &label_of(file),
+                anyhow::anyhow!("no reader opened"),
+            ));
+        };
+        let label = source.label.clone();
         let task_label = label.clone();
+        let conn = self.conn.clone();
         let out = tokio::task::spawn_blocking(move || {
             let mut conn = conn
                 .lock()
                 .map_err(|_| apply_error(&task_label, anyhow::anyhow!("connection poisoned")))?;
-            f(&mut conn, &bytes, &task_label)
+            f(&mut conn, source, &task_label)
         })
         .await
         .map_err(|e| apply_error(&label, anyhow::anyhow!("{step} task failed: {e}")))??;
         Ok((label, out))
     }
 
-    /// Downloads `file` whole: its label (`<level>/<name>`) and bytes.
-    async fn download(&self, file: &LtxFileInfo) -> Result<(String, bytes::Bytes), PollError> {
-        let bytes = self
-            .client
-            .read(file.level, file.name, replication::ReadRange::Full)
-            .await
-            .map_err(|source| PollError::Replica {
-                operation: "read",
-                source,
-            })?;
-        Ok((format!("{}/{}", file.level, file.name), bytes))
+    /// Opens `files` of the replica as blocking readers, in order, each labelled
+    /// `<level>/<name>`: fetched as `sqlite-rest restore` fetches them (a local replica's
+    /// files read directly, a remote one's by ranged GETs of 1 MiB, two of a file in flight),
+    /// so a file costs a few MiB of buffers whatever its size. Read them on a blocking thread.
+    fn open(&self, files: &[LtxFileInfo]) -> Vec<Source> {
+        let readers = restore::open_files(
+            &self.client,
+            files,
+            restore::FetchOptions::default().for_comparison(),
+        );
+        files
+            .iter()
+            .zip(readers)
+            .map(|(f, reader)| Source {
+                label: label_of(f),
+                reader,
+            })
+            .collect()
     }
 
     /// Records the divergence for good; the error to return.
@@ -1263,22 +1312,20 @@ impl Follower {
         })
     }
 
-    /// Downloads `files` (each continuing the one before, the first continuing `at`),
-    /// verifies them and applies them in ONE transaction: the pending record is written
-    /// before the COMMIT, the new TXID recorded after it, and only then published. A failed
-    /// record fails the poll; what the database holds is settled at the next one.
+    /// Reads `files` (each continuing the one before, the first continuing `at`) as they
+    /// arrive, verifies them and applies them in ONE transaction (see [`apply_files`]): the
+    /// pending record is written before the COMMIT, the new TXID recorded after it, and only
+    /// then published. A failed record fails the poll; what the database holds is settled at
+    /// the next one.
     async fn apply(&self, files: Vec<LtxFileInfo>, at: TxId) -> Result<(), PollError> {
         let Some(last) = files.last().copied() else {
             return Ok(());
         };
-        let mut downloaded = Vec::with_capacity(files.len());
-        for file in &files {
-            downloaded.push(self.download(file).await?);
-        }
+        let sources = self.open(&files);
         let conn = self.conn.clone();
         let pin = self.pin.clone();
         let db = self.db.clone();
-        let label = format!("{}/{}", last.level, last.name);
+        let label = label_of(&last);
         let last_label = label.clone();
         #[cfg(test)]
         let crash = *self.crash.lock();
@@ -1291,13 +1338,9 @@ impl Follower {
                 let mut pin = pin
                     .lock()
                     .map_err(|_| apply_error(&last_label, anyhow::anyhow!("read pin poisoned")))?;
-                let decoded = downloaded
-                    .iter()
-                    .map(|(label, bytes)| decode(bytes, label))
-                    .collect::<Result<Vec<_>, _>>()?;
                 // Released for the write and its checkpoint, held again whatever happened.
                 pin.release();
-                let applied = apply_files(&mut conn, &decoded, at, |pending| {
+                let applied = apply_files(&mut conn, sources, at, |pending| {
                     write_record(
                         &db,
                         &Recorded {
@@ -1364,7 +1407,7 @@ impl Follower {
         self.metrics.applied_txid.set(txid.get() as i64);
         self.metrics.files_applied.inc_by(files.len() as u64);
         if let Some(last) = files.last() {
-            let label = format!("{}/{}", last.level, last.name);
+            let label = label_of(last);
             tracing::debug!(file = %label, txid = %txid, "follower applied a file");
             self.handle.state.lock().last_file = Some(label);
             *self.anchor.lock() = Some(*last);
@@ -1386,209 +1429,280 @@ fn rejected(file: &str, reason: impl Into<String>) -> PollError {
     }
 }
 
-/// One LTX file decoded whole (the decoder checks the file checksum and the page index).
-struct Decoded<'a> {
-    label: &'a str,
-    header: ltx::Header,
-    /// Page images in the file's order (ascending page numbers).
-    pages: Vec<(u32, Vec<u8>)>,
-    post_apply: Checksum,
+/// One LTX file of the replica as it is read: its label (`<level>/<name>`) and a reader of
+/// its bytes.
+struct Source<R = Box<dyn Read + Send>> {
+    label: String,
+    reader: R,
 }
 
-/// Decodes a whole file; any format or checksum error rejects it.
-fn decode<'a>(bytes: &[u8], label: &'a str) -> Result<Decoded<'a>, PollError> {
-    let mut dec = Decoder::new(bytes).map_err(|e| rejected(label, e.to_string()))?;
-    let header = *dec.header();
-    let mut pages: Vec<(u32, Vec<u8>)> = Vec::new();
-    let mut buf = vec![0u8; header.page_size as usize];
-    while let Some(pgno) = dec
-        .next_page(&mut buf)
-        .map_err(|e| rejected(label, e.to_string()))?
-    {
-        pages.push((pgno, buf.clone()));
+/// `<level>/<name>`, how errors and `/health` name a replica file.
+fn label_of(file: &LtxFileInfo) -> String {
+    format!("{}/{}", file.level, file.name)
+}
+
+/// An LTX error about the file `label`: its reader failing (the replica could not be read)
+/// is a failed read, anything else (format, file checksum, page index) rejects the file.
+fn file_error(label: &str, e: ltx::Error) -> PollError {
+    match e {
+        ltx::Error::Input { source, .. } => file_error(label, *source),
+        ltx::Error::Io { source, .. } => PollError::Read {
+            file: label.to_string(),
+            source,
+        },
+        other => rejected(label, other.to_string()),
     }
-    let decoded = dec.finish().map_err(|e| rejected(label, e.to_string()))?;
-    Ok(Decoded {
-        label,
-        header,
-        pages,
-        post_apply: decoded.trailer.post_apply_checksum,
-    })
 }
 
-/// Writes `files` (decoded; each continuing the TXID before it, the first continuing `at`)
-/// in ONE write transaction, checking the database checksums of the files that carry them;
-/// `before_commit` gets the pending record (see [`Pending`]) once everything is written
-/// and checked, and an error from it rolls everything back. The TXID the database is at
-/// afterwards.
+/// Why a streamed apply stopped: an error of the merge (about one of its inputs) or ours.
+enum ApplyStop {
+    Ltx(ltx::Error),
+    Poll(PollError),
+}
+
+impl From<ltx::Error> for ApplyStop {
+    fn from(e: ltx::Error) -> ApplyStop {
+        ApplyStop::Ltx(e)
+    }
+}
+
+impl From<PollError> for ApplyStop {
+    fn from(e: PollError) -> ApplyStop {
+        ApplyStop::Poll(e)
+    }
+}
+
+/// Writes `files` (read as they arrive; each continuing the TXID before it, the first
+/// continuing `at`) in ONE write transaction, checking the database checksums of the files
+/// that carry them; `before_commit` gets the pending record (see [`Pending`]) once
+/// everything is written and checked, and an error from it rolls everything back. The TXID
+/// the database is at afterwards.
 ///
-/// Checksums cost one pass over the database at most: the database's checksum is read once
-/// (when a file that carries checksums is not a full one from TXID 1) and then kept current
-/// page by page (the checksum is an XOR of page checksums, so a page's old image is taken
-/// out and its new one put in), so each file's pre- and post-apply checksums are checked
-/// without reading the database again.
-fn apply_files(
+/// The files are merged by page number with the merge `sqlite-rest restore` uses
+/// ([`ltx::Compactor`]): each page's newest image is written once, in ascending order,
+/// straight from the decoders' page buffers, and added to the pending record's digest as it
+/// is written. Memory is a page buffer per file, what the readers buffer and the decoders'
+/// page index (24 bytes a page), never the files or the database: SQLite spills the
+/// transaction's pages beyond its page cache to the WAL, where readers do not see them
+/// before the COMMIT. Each file's checksum and page index are verified when its end is
+/// read, before the COMMIT; a file that fails rolls the whole transaction back, like any
+/// failed check, so the database never holds part of an apply.
+///
+/// Database checksums: the state after each file is never materialized, so its checksum is
+/// accumulated page by page from every file's image of the page (the merge hands them all
+/// over): the checksum of the database before the apply (one pass over it, only when a
+/// file carries checksums and the first file is not a snapshot, which holds every page),
+/// with each page a file touches taken out and its image after that file put in (the
+/// checksum is an XOR of page checksums). A file's pre-apply checksum is the state after
+/// the file before it (or the database's), checked when the file starts right after that
+/// state's TXID (a bridging file may start earlier); both are compared once every file is
+/// read, before the COMMIT.
+fn apply_files<R: Read>(
     conn: &mut Connection,
-    files: &[Decoded<'_>],
+    sources: Vec<Source<R>>,
     at: TxId,
     before_commit: impl FnOnce(&Pending) -> Result<(), PollError>,
 ) -> Result<TxId, PollError> {
-    let Some(last) = files.last() else {
+    let Some(last) = sources.last().map(|s| s.label.clone()) else {
         return Ok(at);
     };
+    let mut labels = Vec::with_capacity(sources.len());
+    let mut decoders = Vec::with_capacity(sources.len());
+    for s in sources {
+        decoders.push(Decoder::new(s.reader).map_err(|e| file_error(&s.label, e))?);
+        labels.push(s.label);
+    }
+    let headers: Vec<ltx::Header> = decoders.iter().map(|d| *d.header()).collect();
     let page_size: u32 = conn
         .query_row("PRAGMA page_size", [], |r| r.get(0))
-        .map_err(|e| apply_error(last.label, e.into()))?;
+        .map_err(|e| apply_error(&last, e.into()))?;
+    let mut to = at;
+    for (h, label) in headers.iter().zip(&labels) {
+        if h.page_size != page_size {
+            return Err(rejected(
+                label,
+                format!(
+                    "page size {} differs from the database's {page_size}",
+                    h.page_size
+                ),
+            ));
+        }
+        if h.min_txid.get() > to.get().saturating_add(1) || h.max_txid <= to {
+            return Err(rejected(
+                label,
+                format!(
+                    "covers TXIDs {}..{} but the database is at {to}",
+                    h.min_txid, h.max_txid
+                ),
+            ));
+        }
+        to = h.max_txid;
+    }
+    let commit = headers.last().map_or(0, |h| h.commit);
+    let carries: Vec<bool> = headers.iter().map(|h| !h.no_checksum()).collect();
+    let pre_checked: Vec<bool> = (0..headers.len())
+        .map(|k| {
+            let before = k.checked_sub(1).map_or(at, |j| headers[j].max_txid);
+            carries[k]
+                && !headers[k].is_snapshot()
+                && headers[k].min_txid.get() == before.get().saturating_add(1)
+        })
+        .collect();
+    // The states (after file k) whose checksum a check needs.
+    let tracked: Vec<bool> = (0..headers.len())
+        .map(|k| carries[k] || pre_checked.get(k + 1).copied().unwrap_or(false))
+        .collect();
+    let any_tracked = tracked.iter().any(|&t| t) || pre_checked.first().copied().unwrap_or(false);
+    // A snapshot (from TXID 1) holds every page: the database before it does not count.
+    let from_base = any_tracked && !headers.first().is_some_and(|h| h.is_snapshot());
+
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(|e| apply_error(last.label, e.into()))?;
-    // The page count of the state written so far (a shrink is applied once, at the end).
-    let mut count: u32 = tx
+        .map_err(|e| apply_error(&last, e.into()))?;
+    let base_count: u32 = tx
         .query_row("PRAGMA page_count", [], |r| r.get(0))
-        .map_err(|e| apply_error(last.label, e.into()))?;
-    let mut at = at;
-    // The checksum of pages 1..=count as written so far, while known.
-    let mut sum: Option<DbChecksum> = None;
-    // The final image of every page written (for the pending record).
-    let mut written: std::collections::BTreeMap<u32, &[u8]> = std::collections::BTreeMap::new();
-    {
+        .map_err(|e| apply_error(&last, e.into()))?;
+    let mut sums = vec![DbChecksum::new(page_size); headers.len()];
+    if from_base {
+        // The database's checksum up to each tracked state's page count, and whole.
+        let mut limits: Vec<u32> = headers.iter().map(|h| h.commit.min(base_count)).collect();
+        limits.push(base_count);
+        let mut prefixes =
+            db_checksums(&tx, page_size, &limits).map_err(|e| apply_error(&last, e))?;
+        let before = prefixes.pop().unwrap_or(DbChecksum::new(page_size));
+        sums = prefixes;
+        if pre_checked.first().copied().unwrap_or(false)
+            && before.value() != headers[0].pre_apply_checksum
+        {
+            return Err(rejected(
+                &labels[0],
+                format!(
+                    "its pre-apply checksum {} is not the database's {}",
+                    headers[0].pre_apply_checksum,
+                    before.value()
+                ),
+            ));
+        }
+    }
+
+    let lock = ltx::lock_page(page_size);
+    let mut written = PendingPages::new(page_size);
+    let merged = {
         let mut insert = tx
             .prepare_cached("INSERT INTO sqlite_dbpage(pgno, data) VALUES (?1, ?2)")
-            .map_err(|e| apply_error(last.label, e.into()))?;
+            .map_err(|e| apply_error(&last, e.into()))?;
         let mut read = tx
             .prepare_cached("SELECT data FROM sqlite_dbpage WHERE pgno = ?1")
-            .map_err(|e| apply_error(last.label, e.into()))?;
-        let mut old_page = |pgno: u32| -> Result<Option<Vec<u8>>, PollError> {
-            read.query_row([pgno], |r| r.get::<_, Option<Vec<u8>>>(0))
-                .optional()
-                .map(Option::flatten)
-                .map_err(|e| apply_error(last.label, e.into()))
-        };
-        for f in files {
-            let h = &f.header;
-            if h.page_size != page_size {
-                return Err(rejected(
-                    f.label,
-                    format!(
-                        "page size {} differs from the database's {page_size}",
-                        h.page_size
-                    ),
-                ));
-            }
-            if h.min_txid.get() > at.get().saturating_add(1) || h.max_txid <= at {
-                return Err(rejected(
-                    f.label,
-                    format!(
-                        "covers TXIDs {}..{} but the database is at {at}",
-                        h.min_txid, h.max_txid
-                    ),
-                ));
-            }
-            let checksums = !h.no_checksum();
-            // A file from TXID 1 holds every page: the checksum after it is its own.
-            let full = h.is_snapshot();
-            let mut running = match (checksums, full, sum) {
-                (true, false, None) => Some(
-                    db_checksum(&tx, page_size, Some(count))
-                        .map_err(|e| apply_error(f.label, e))?,
-                ),
-                (true, false, known) => known,
-                _ => None,
-            };
-            // The pre-apply checksum is the state at MinTXID - 1: checkable when the file
-            // starts right after the database's TXID (a bridging file may start earlier).
-            if let Some(s) = &running
-                && h.min_txid.get() == at.get().saturating_add(1)
-                && s.value() != h.pre_apply_checksum
-            {
-                return Err(rejected(
-                    f.label,
-                    format!(
-                        "its pre-apply checksum {} is not the database's {}",
-                        h.pre_apply_checksum,
-                        s.value()
-                    ),
-                ));
-            }
-            let mut fresh = (checksums && full).then(|| DbChecksum::new(page_size));
-            for (pgno, data) in &f.pages {
-                let pgno = *pgno;
-                if pgno > h.commit {
-                    continue;
-                }
-                if let Some(s) = running.as_mut() {
-                    if pgno <= count
-                        && let Some(old) = old_page(pgno)?
+            .map_err(|e| apply_error(&last, e.into()))?;
+        let compactor = Compactor::new(decoders).map_err(|e| file_error(&last, e))?;
+        compactor.merge_versions(|pgno, versions| -> Result<(), ApplyStop> {
+            // A file's image of a page beyond its own commit is no part of its state.
+            let mut newest: Option<&[u8]> = None;
+            if any_tracked {
+                // The page as the database held it, taken out of the states that count it.
+                let base: Option<Vec<u8>> = if from_base && pgno <= base_count {
+                    read.query_row([pgno], |r| r.get::<_, Option<Vec<u8>>>(0))
+                        .optional()
+                        .map(Option::flatten)
+                        .map_err(|e| apply_error(&last, e.into()))?
+                } else {
+                    None
+                };
+                let mut image = base.as_deref();
+                let mut held = versions.iter().peekable();
+                for (k, h) in headers.iter().enumerate() {
+                    if let Some((_, data)) = held.next_if(|&(i, _)| i == k)
+                        && pgno <= h.commit
                     {
-                        s.add_page(pgno, &old);
+                        image = Some(data);
+                        newest = Some(data);
                     }
-                    s.add_page(pgno, data);
-                }
-                if let Some(s) = fresh.as_mut() {
-                    s.add_page(pgno, data);
-                }
-                insert
-                    .execute(params![pgno, data])
-                    .map_err(|e| apply_error(f.label, e.into()))?;
-                written.insert(pgno, data);
-            }
-            if h.commit < count {
-                if let Some(s) = running.as_mut() {
-                    for pgno in h.commit + 1..=count {
-                        if let Some(old) = old_page(pgno)? {
-                            s.add_page(pgno, &old);
+                    if tracked[k] && pgno <= h.commit {
+                        if let Some(b) = &base {
+                            sums[k].add_page(pgno, b);
+                        }
+                        if let Some(data) = image {
+                            sums[k].add_page(pgno, data);
                         }
                     }
                 }
-                written.retain(|&pgno, _| pgno <= h.commit);
+            } else {
+                newest = versions
+                    .iter()
+                    .filter(|&(i, _)| pgno <= headers[i].commit)
+                    .last()
+                    .map(|(_, data)| data);
             }
-            count = h.commit;
-            sum = fresh.or(running);
-            if checksums
-                && let Some(s) = &sum
-                && s.value() != f.post_apply
+            if let Some(data) = newest
+                && pgno <= commit
+                && pgno != lock
             {
-                // Dropping the transaction rolls it back: the previous state stays.
-                return Err(rejected(
-                    f.label,
-                    format!(
-                        "the database would be at checksum {}, not the file's post-apply {}",
-                        s.value(),
-                        f.post_apply
-                    ),
-                ));
+                insert
+                    .execute(params![pgno, data])
+                    .map_err(|e| apply_error(&last, e.into()))?;
+                written.add(pgno, data);
             }
-            at = h.max_txid;
+            Ok(())
+        })
+    };
+    let decoded = match merged {
+        Ok(decoded) => decoded,
+        Err(ApplyStop::Poll(e)) => return Err(e),
+        Err(ApplyStop::Ltx(ltx::Error::Input { index, source })) => {
+            return Err(file_error(labels.get(index).unwrap_or(&last), *source));
         }
-        let actual: u32 = tx
-            .query_row("PRAGMA page_count", [], |r| r.get(0))
-            .map_err(|e| apply_error(last.label, e.into()))?;
-        if count < actual {
-            // The database shrank: sqlite_dbpage truncates at COMMIT (must be the last write).
-            insert
-                .execute(params![count + 1, Option::<Vec<u8>>::None])
-                .map_err(|e| apply_error(last.label, e.into()))?;
+        Err(ApplyStop::Ltx(e)) => return Err(file_error(&last, e)),
+    };
+    // Dropping the transaction on any error below rolls it back: the previous state stays.
+    for (k, (h, d)) in headers.iter().zip(&decoded).enumerate() {
+        if let Some(before) = k.checked_sub(1).map(|j| sums[j].value())
+            && pre_checked[k]
+            && before != h.pre_apply_checksum
+        {
+            return Err(rejected(
+                &labels[k],
+                format!(
+                    "its pre-apply checksum {} is not the database's {before}",
+                    h.pre_apply_checksum
+                ),
+            ));
+        }
+        if carries[k] && sums[k].value() != d.trailer.post_apply_checksum {
+            return Err(rejected(
+                &labels[k],
+                format!(
+                    "the database would be at checksum {}, not the file's post-apply {}",
+                    sums[k].value(),
+                    d.trailer.post_apply_checksum
+                ),
+            ));
         }
     }
-    before_commit(&Pending::of(
-        at,
-        count,
-        page_size,
-        written.iter().map(|(&pgno, data)| (pgno, *data)),
-    ))?;
-    tx.commit().map_err(|e| apply_error(last.label, e.into()))?;
-    Ok(at)
+    let actual: u32 = tx
+        .query_row("PRAGMA page_count", [], |r| r.get(0))
+        .map_err(|e| apply_error(&last, e.into()))?;
+    if commit < actual {
+        // The database shrank: sqlite_dbpage truncates at COMMIT (must be the last write).
+        tx.execute(
+            "INSERT INTO sqlite_dbpage(pgno, data) VALUES (?1, ?2)",
+            params![commit + 1, Option::<Vec<u8>>::None],
+        )
+        .map_err(|e| apply_error(&last, e.into()))?;
+    }
+    before_commit(&written.finish(to, commit))?;
+    tx.commit().map_err(|e| apply_error(&last, e.into()))?;
+    Ok(to)
 }
 
-/// Decodes `bytes` (an LTX file) and compares its pages with the database's: None when the
+/// Reads an LTX file as it arrives and compares its pages with the database's: None when the
 /// database is in the state the file leaves it in (same page count, every page equal),
 /// else which page differs.
 fn first_differing_page(
     conn: &Connection,
-    bytes: &[u8],
+    reader: impl Read,
     file: &str,
 ) -> Result<Option<String>, PollError> {
-    let mut dec = Decoder::new(bytes).map_err(|e| rejected(file, e.to_string()))?;
+    let mut dec = Decoder::new(reader).map_err(|e| file_error(file, e))?;
     let header = *dec.header();
     let count: u32 = conn
         .query_row("PRAGMA page_count", [], |r| r.get(0))
@@ -1603,10 +1717,7 @@ fn first_differing_page(
         .prepare("SELECT data FROM sqlite_dbpage WHERE pgno = ?1")
         .map_err(|e| apply_error(file, e.into()))?;
     let mut buf = vec![0u8; header.page_size as usize];
-    while let Some(pgno) = dec
-        .next_page(&mut buf)
-        .map_err(|e| rejected(file, e.to_string()))?
-    {
+    while let Some(pgno) = dec.next_page(&mut buf).map_err(|e| file_error(file, e))? {
         if pgno > header.commit {
             continue;
         }
@@ -1617,30 +1728,57 @@ fn first_differing_page(
             return Ok(Some(format!("page {pgno} differs from the database's")));
         }
     }
-    dec.finish().map_err(|e| rejected(file, e.to_string()))?;
+    dec.finish().map_err(|e| file_error(file, e))?;
     Ok(None)
 }
 
-/// The LTX checksum of the database as this transaction sees it (pages up to `up_to`).
-fn db_checksum(
+/// The LTX checksums of the database as this transaction sees it, of pages `1..=limit` for
+/// each of `limits`, in one pass.
+fn db_checksums(
     conn: &Connection,
     page_size: u32,
-    up_to: Option<u32>,
-) -> anyhow::Result<DbChecksum> {
+    limits: &[u32],
+) -> anyhow::Result<Vec<DbChecksum>> {
+    let mut order: Vec<usize> = (0..limits.len()).collect();
+    order.sort_by_key(|&i| limits[i]);
+    let mut out = vec![DbChecksum::new(page_size); limits.len()];
     let mut sum = DbChecksum::new(page_size);
+    let mut next = 0;
     let mut stmt = conn.prepare("SELECT pgno, data FROM sqlite_dbpage ORDER BY pgno")?;
     let mut rows = stmt.query([])?;
-    while let Some(row) = rows.next()? {
+    while next < order.len()
+        && let Some(row) = rows.next()?
+    {
         let pgno: u32 = row.get(0)?;
-        if up_to.is_some_and(|n| pgno > n) {
-            break;
+        while let Some(&i) = order.get(next)
+            && limits[i] < pgno
+        {
+            out[i] = sum;
+            next += 1;
         }
         let data: Option<Vec<u8>> = row.get(1)?;
         if let Some(data) = data {
             sum.add_page(pgno, &data);
         }
     }
-    Ok(sum)
+    for &i in &order[next..] {
+        out[i] = sum;
+    }
+    Ok(out)
+}
+
+/// The LTX checksum of the database as this transaction sees it (pages up to `up_to`).
+#[cfg(test)]
+fn db_checksum(
+    conn: &Connection,
+    page_size: u32,
+    up_to: Option<u32>,
+) -> anyhow::Result<DbChecksum> {
+    let sums = db_checksums(conn, page_size, &[up_to.unwrap_or(u32::MAX)])?;
+    Ok(sums
+        .into_iter()
+        .next()
+        .unwrap_or(DbChecksum::new(page_size)))
 }
 
 #[cfg(test)]
@@ -1715,14 +1853,22 @@ mod tests {
         read_recorded(db).unwrap().map(|r| r.txid)
     }
 
-    /// Decodes and applies one file in its own transaction, as a poll does.
+    /// A file's bytes as a poll reads them.
+    fn source<'a>(label: &str, bytes: &'a [u8]) -> Source<&'a [u8]> {
+        Source {
+            label: label.to_string(),
+            reader: bytes,
+        }
+    }
+
+    /// Applies one file in its own transaction, as a poll does.
     fn apply_one(
         conn: &mut Connection,
         bytes: &[u8],
         at: TxId,
         label: &str,
     ) -> Result<TxId, PollError> {
-        apply_files(conn, &[decode(bytes, label)?], at, |_| Ok(()))
+        apply_files(conn, vec![source(label, bytes)], at, |_| Ok(()))
     }
 
     #[test]
@@ -1823,6 +1969,22 @@ mod tests {
         enc.finish().unwrap().writer
     }
 
+    /// The primary loses all but 10 rows and shrinks (VACUUM), checkpointed into its file.
+    fn shrink(p: &Connection) {
+        p.execute_batch("DELETE FROM t WHERE id > 10; VACUUM; PRAGMA wal_checkpoint(TRUNCATE)")
+            .unwrap();
+    }
+
+    /// The primary gains 50 rows of 500 bytes (it grows), checkpointed into its file.
+    fn grow(p: &Connection) {
+        p.execute_batch(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 50)
+             INSERT INTO t(v) SELECT printf('%.500c', 'y') FROM n;
+             PRAGMA wal_checkpoint(TRUNCATE)",
+        )
+        .unwrap();
+    }
+
     fn rows(conn: &Connection) -> (i64, u32) {
         let n = conn
             .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
@@ -1852,8 +2014,7 @@ mod tests {
         let (_dir, p, follower, mut apply) = primary_and_copy(400);
         let reader = Connection::open(&follower).unwrap();
         let before = rows(&p);
-        p.execute_batch("DELETE FROM t WHERE id > 10; VACUUM; PRAGMA wal_checkpoint(TRUNCATE)")
-            .unwrap();
+        shrink(&p);
         let after = rows(&p);
         assert!(
             after.1 < before.1,
@@ -2105,6 +2266,55 @@ mod tests {
         site.assert_same_rows();
     }
 
+    /// A crash around the COMMIT of a restore across a gap (a plan merged and written as it
+    /// streams): the pending record built while the pages were written lets the restarted
+    /// follower tell whether the COMMIT happened: after it, the latest state is recorded
+    /// without applying anything again; before it, the restore runs again.
+    #[tokio::test]
+    async fn a_crash_around_the_commit_of_a_restore_resumes_where_the_database_is() {
+        for (point, restores_after_restart) in
+            [(CrashPoint::AfterCommit, 0), (CrashPoint::BeforeCommit, 1)]
+        {
+            let site = Site::new();
+            let a = site.follower().await.unwrap();
+            for txid in 2..=4 {
+                site.write(txid);
+            }
+            site.put(9, 1, 4, &ltx_of(&site.primary, 1, 4, None));
+            site.write(5);
+            for txid in 2..=4 {
+                std::fs::remove_file(
+                    site.dir
+                        .path()
+                        .join(format!("replica/ltx/0/{txid:016x}-{txid:016x}.ltx")),
+                )
+                .unwrap();
+            }
+            *a.crash.lock() = Some(point);
+            a.poll().await.unwrap_err();
+            assert_eq!(a.handle().applied(), TxId(1), "{point:?}");
+            drop(a);
+
+            let b = site
+                .follower()
+                .await
+                .unwrap_or_else(|e| panic!("{point:?}: restart failed: {e:#}"));
+            assert_eq!(
+                b.handle().applied(),
+                TxId(5),
+                "{point:?}: {}",
+                b.handle().health_json()
+            );
+            assert_eq!(
+                b.metrics.restores.get(),
+                restores_after_restart,
+                "{point:?}"
+            );
+            assert_eq!(recorded_txid(&site.db()), Some(TxId(5)), "{point:?}");
+            site.assert_same_rows();
+        }
+    }
+
     /// A follower whose replica is empty when it starts serves its database unready, saying
     /// why; a fresh follower (no database) of an empty replica refuses to start.
     #[tokio::test]
@@ -2138,6 +2348,54 @@ mod tests {
         assert!(format!("{e:#}").contains("restoring"), "{e:#}");
     }
 
+    /// A restore plan whose files carry database checksums (a snapshot, a file that shrinks
+    /// the database, one that grows it), merged in one transaction: each file's pre- and
+    /// post-apply checksums are checked against the state after the file before it, which
+    /// the merge never writes out, and the database before the snapshot does not count; a
+    /// wrong pre-apply checksum rolls everything back, the right ones reach the primary's
+    /// state (every post-apply checksum matching the state accumulated page by page).
+    #[test]
+    fn checksums_are_checked_across_a_merged_plan() {
+        let (_dir, p, follower, mut apply) = primary_and_copy(400);
+        // The follower's database differs from the snapshot's state (fewer rows).
+        Connection::open(&follower)
+            .unwrap()
+            .execute_batch("DELETE FROM t WHERE id > 300; PRAGMA wal_checkpoint(TRUNCATE)")
+            .unwrap();
+        let snap = ltx_of(&p, 1, 2, Some(Checksum::ZERO));
+        let pre3 = db_checksum(&p, 4096, None).unwrap().value();
+        shrink(&p);
+        let f3 = ltx_of(&p, 3, 3, Some(pre3));
+        let pre4 = db_checksum(&p, 4096, None).unwrap().value();
+        grow(&p);
+        let f4 = ltx_of(&p, 4, 4, Some(pre4));
+        let apply_all = |conn: &mut Connection, files: [&[u8]; 3]| {
+            let sources = files.iter().map(|b| source("9/x.ltx", b)).collect();
+            apply_files(conn, sources, TxId(1), |_| Ok(()))
+        };
+        for wrong in [
+            [
+                &snap[..],
+                &ltx_of(&p, 3, 3, Some(Checksum(pre3.0 ^ 1)))[..],
+                &f4[..],
+            ],
+            [
+                &snap[..],
+                &f3[..],
+                &ltx_of(&p, 4, 4, Some(Checksum(pre4.0 ^ 1)))[..],
+            ],
+        ] {
+            let e = apply_all(&mut apply, wrong).unwrap_err();
+            assert!(
+                matches!(&e, PollError::Rejected { reason, .. } if reason.contains("pre-apply")),
+                "{e}"
+            );
+            assert_eq!(rows(&Connection::open(&follower).unwrap()).0, 300);
+        }
+        assert_eq!(apply_all(&mut apply, [&snap, &f3, &f4]).unwrap(), TxId(4));
+        assert_eq!(rows(&Connection::open(&follower).unwrap()), rows(&p));
+    }
+
     /// Files with database checksums applied together (one transaction): the checksum kept
     /// current page by page checks the second file's pre-apply checksum against the state
     /// the first one left (a shrink included) and each post-apply checksum; a wrong one
@@ -2146,26 +2404,17 @@ mod tests {
     fn checksums_are_checked_across_files_of_one_transaction() {
         let (_dir, p, follower, mut apply) = primary_and_copy(400);
         let pre2 = db_checksum(&p, 4096, None).unwrap().value();
-        p.execute_batch("DELETE FROM t WHERE id > 10; VACUUM; PRAGMA wal_checkpoint(TRUNCATE)")
-            .unwrap();
+        shrink(&p);
         let f2 = ltx_of(&p, 2, 2, Some(pre2));
         let pre3 = db_checksum(&p, 4096, None).unwrap().value();
-        p.execute_batch(
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 50)
-             INSERT INTO t(v) SELECT printf('%.500c', 'y') FROM n;
-             PRAGMA wal_checkpoint(TRUNCATE)",
-        )
-        .unwrap();
+        grow(&p);
         let f3 = ltx_of(&p, 3, 3, Some(pre3));
         let mut wrong = ltx_of(&p, 3, 3, Some(Checksum(pre3.0 ^ 1)));
 
         let files = |third: &[u8]| -> Vec<Vec<u8>> { vec![f2.clone(), third.to_vec()] };
         let apply_all = |conn: &mut Connection, bytes: &[Vec<u8>]| {
-            let decoded: Vec<Decoded<'_>> = bytes
-                .iter()
-                .map(|b| decode(b, "0/x.ltx").unwrap())
-                .collect();
-            apply_files(conn, &decoded, TxId(1), |_| Ok(()))
+            let sources = bytes.iter().map(|b| source("0/x.ltx", b)).collect();
+            apply_files(conn, sources, TxId(1), |_| Ok(()))
         };
         let e = apply_all(&mut apply, &files(&wrong)).unwrap_err();
         assert!(

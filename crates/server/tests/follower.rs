@@ -54,6 +54,12 @@ impl Follower {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
+    /// Fails, showing the log, unless the follower's log contains `words`.
+    fn assert_logged(&self, words: &str) {
+        let log = self.log();
+        assert!(log.contains(words), "no {words:?} in the log:\n{log}");
+    }
+
     fn cmd(&self, port: u16, admin: u16, extra: &[&str]) -> Command {
         self.cmd_as("--replication-follow", port, admin, extra)
     }
@@ -410,11 +416,7 @@ async fn a_late_follower_catches_up_and_a_killed_one_resumes() {
     let running = f.start(&[]).await;
     // Caught up before it became ready.
     assert_eq!(values(&running).await, want);
-    assert!(
-        f.log().contains("follower resumes its database"),
-        "{}",
-        f.log()
-    );
+    f.assert_logged("follower resumes its database");
     let v = "after restart".to_string();
     insert(&primary, &v).await;
     want.push(v);
@@ -709,11 +711,7 @@ async fn a_follower_bridges_compacted_level_0_files_through_level_1() {
 
     let follower = f.start(&[]).await;
     assert_eq!(values(&follower).await, want);
-    assert!(
-        f.log().contains("follower resumes its database"),
-        "{}",
-        f.log()
-    );
+    f.assert_logged("follower resumes its database");
 }
 
 /// A follower's position from its `/health` (the applied TXID).
@@ -1112,17 +1110,8 @@ async fn a_follower_crosses_a_gap_no_level_bridges() {
     let follower = f.start(&[]).await;
     assert_eq!(values(&follower).await, want);
     assert_eq!(ready_status(&follower).await, 200);
-    assert!(
-        f.log().contains("follower resumes its database"),
-        "{}",
-        f.log()
-    );
-    assert!(
-        f.log()
-            .contains("the follower goes to the replica's latest state"),
-        "{}",
-        f.log()
-    );
+    f.assert_logged("follower resumes its database");
+    f.assert_logged("the follower goes to the replica's latest state");
 }
 
 /// A follower restarted while its replica is gone (the directory moved away) starts and
@@ -1565,4 +1554,183 @@ async fn an_idle_follower_holds_a_read_slot_between_applies() {
             f.log()
         );
     }
+}
+
+/// Rows of random (incompressible) 4000-byte blobs in the big state of the bounded-memory
+/// test, one a page: a database of 256 MiB.
+const BIG_ROWS: i64 = 64 * 1024;
+
+/// The most resident memory (`VmHWM`, the kernel's peak of the process) the follower of
+/// that test may reach: half of one copy of the database. A follower at rest is about
+/// 20 MiB; an apply that held a file it applies would need the whole file at least.
+const FOLLOWER_PEAK_BOUND: u64 = 128 << 20;
+
+/// The peak resident memory of the process `pid` so far (`VmHWM`), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/<pid>/status");
+    kib << 10
+}
+
+/// Fails unless the follower's peak resident memory stayed under [`FOLLOWER_PEAK_BOUND`].
+fn assert_bounded(f: &Follower, r: &Running, what: &str) {
+    let peak = peak_rss(r.child.id());
+    eprintln!(
+        "the follower's peak resident memory after {what}: {} MiB",
+        peak >> 20
+    );
+    assert!(
+        peak < FOLLOWER_PEAK_BOUND,
+        "the follower's peak resident memory after {what} is {} MiB, over the bound of {} MiB \
+         (the database is {} MiB); its log:\n{}",
+        peak >> 20,
+        FOLLOWER_PEAK_BOUND >> 20,
+        std::fs::metadata(&f.db).map(|m| m.len() >> 20).unwrap_or(0),
+        f.log()
+    );
+}
+
+/// Writes every page of the database file `db` (a WAL database checkpointed into its file,
+/// as a primary's is) as one LTX file for TXIDs `min..=max` into `<replica>/ltx/<level>/`, page by
+/// page, through a temp file renamed into place (a follower never lists half a file). With
+/// `only_first`, just page 1 (a small file that leaves the same page count).
+fn ship(db: &Path, replica: &Path, level: u8, min: u64, max: u64, only_first: bool) {
+    use std::io::Read;
+    let mut file = std::fs::File::open(db).unwrap();
+    let mut head = [0u8; 100];
+    file.read_exact(&mut head).unwrap();
+    let page_size = match u16::from_be_bytes([head[16], head[17]]) {
+        1 => 65536,
+        n => u32::from(n),
+    };
+    let commit = u32::try_from(file.metadata().unwrap().len() / u64::from(page_size)).unwrap();
+    let tmp = replica.join(format!("incoming-{level}-{min}-{max}"));
+    std::fs::create_dir_all(replica).unwrap();
+    let header = ltx::Header::new(page_size, commit, ltx::TxId(min), ltx::TxId(max), 0);
+    let out = std::io::BufWriter::new(std::fs::File::create(&tmp).unwrap());
+    let mut enc = ltx::Encoder::new(out, header).unwrap();
+    let mut reader = std::io::BufReader::new(std::fs::File::open(db).unwrap());
+    let mut page = vec![0u8; page_size as usize];
+    let last = if only_first { 1 } else { commit };
+    for pgno in 1..=last {
+        reader.read_exact(&mut page).unwrap();
+        if pgno != ltx::lock_page(page_size) {
+            enc.write_page(pgno, &page).unwrap();
+        }
+    }
+    let mut out = enc.finish().unwrap().writer;
+    std::io::Write::flush(&mut out).unwrap();
+    let dir = replica.join(format!("ltx/{level}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::rename(&tmp, dir.join(format!("{min:016x}-{max:016x}.ltx"))).unwrap();
+}
+
+/// Owned copies of `values`, as [`wait_values`] takes them.
+fn strings(values: &[&str]) -> Vec<String> {
+    values.iter().map(|v| v.to_string()).collect()
+}
+
+/// The rows of `big` (a hash of every rowid and blob, and their count) and the page count
+/// of `db`.
+fn big_state(db: &Path) -> (u64, usize, u32) {
+    use std::hash::Hasher;
+    let c = rusqlite::Connection::open(db).unwrap();
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    let mut stmt = c
+        .prepare("SELECT rowid, b FROM big ORDER BY rowid")
+        .unwrap();
+    let mut rows = stmt.query([]).unwrap();
+    let mut count = 0;
+    while let Some(row) = rows.next().unwrap() {
+        hasher.write_i64(row.get(0).unwrap());
+        hasher.write(row.get_ref(1).unwrap().as_blob().unwrap());
+        count += 1;
+    }
+    let pages = c.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
+    (hasher.finish(), count, pages)
+}
+
+/// A follower crosses gaps in memory bounded by a small constant, not by the database: it
+/// bridges a gap through a level-1 file of a 256 MiB database (every page), then, killed
+/// and restarted, goes to the replica's latest state across a gap no level bridges (a
+/// snapshot of 170 MiB, the database shrinking); each process's peak resident memory (the
+/// kernel's `VmHWM`, no sampling) stays under half of one copy of the database. Both are one transaction each
+/// (`t` shows whole states), the follower's database equals the primary's (every row, page
+/// count, integrity) and `sqlite_rest_follower_restores_total` counts the restore.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_crosses_gaps_in_bounded_memory() {
+    let test = "a_follower_crosses_gaps_in_bounded_memory";
+    let Some(bin) = release_bin(test) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let replica = dir.path().join("replica");
+    let primary = dir.path().join("primary.db");
+    let p = rusqlite::Connection::open(&primary).unwrap();
+    p.execute_batch(
+        "PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);
+         CREATE TABLE big(b BLOB); INSERT INTO t(v) VALUES ('a');
+         PRAGMA wal_checkpoint(TRUNCATE);",
+    )
+    .unwrap();
+    ship(&primary, &replica, 0, 1, 1, false);
+
+    let f = Follower::new(&bin, &format!("file://{}", replica.display()));
+    let mut follower = f.start(&[]).await;
+    wait_values(&follower, &strings(&["a"])).await;
+
+    // TXIDs 2..3: the big rows. Level 0 keeps only a small file at 3, so the follower
+    // bridges 2..3 through level 1, which holds every page.
+    p.execute(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
+         INSERT INTO big(b) SELECT randomblob(4000) FROM n",
+        [BIG_ROWS],
+    )
+    .unwrap();
+    p.execute_batch("INSERT INTO t(v) VALUES ('b'); PRAGMA wal_checkpoint(TRUNCATE)")
+        .unwrap();
+    ship(&primary, &replica, 1, 2, 3, false);
+    ship(&primary, &replica, 0, 3, 3, true);
+    wait_values(&follower, &strings(&["a", "b"])).await;
+    assert_eq!(big_state(&f.db), big_state(&primary));
+    assert_bounded(&f, &follower, "the level-1 bridge");
+
+    // Killed (a fresh process, so its peak is the restore's alone). TXIDs 4..5: a third of
+    // the rows deleted, the database vacuumed (it shrinks to about 170 MiB). Retention
+    // removed everything but a snapshot at 5 and a small level-0 file at 5: no level
+    // continues 3, so the restarted follower goes to the latest state before it serves.
+    follower.child.kill().unwrap();
+    follower.child.wait().unwrap();
+    p.execute_batch(
+        "DELETE FROM big WHERE rowid % 3 = 0; INSERT INTO t(v) VALUES ('c'); VACUUM;
+         PRAGMA wal_checkpoint(TRUNCATE)",
+    )
+    .unwrap();
+    ship(&primary, &replica, 9, 1, 5, false);
+    ship(&primary, &replica, 0, 5, 5, true);
+    for (level, name) in [(0, (1, 1)), (1, (2, 3)), (0, (3, 3))] {
+        std::fs::remove_file(
+            replica.join(format!("ltx/{level}/{:016x}-{:016x}.ltx", name.0, name.1)),
+        )
+        .unwrap();
+    }
+    let mut follower = f.start_unready().await;
+    wait_values(&follower, &strings(&["a", "b", "c"])).await;
+    assert_eq!(big_state(&f.db), big_state(&primary));
+    let check: String = rusqlite::Connection::open(&f.db)
+        .unwrap()
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    assert_bounded(&f, &follower, "the restore across the gap");
+    let metrics = follower.metrics().await;
+    assert!(
+        metrics.contains("sqlite_rest_follower_restores_total 1"),
+        "{metrics}\n{}",
+        f.log()
+    );
+    f.assert_logged("the follower goes to the replica's latest state");
+    assert!(follower.child.try_wait().unwrap().is_none(), "{}", f.log());
 }

@@ -38,7 +38,8 @@ use crate::client::{ClientError, ListOptions, ReplicaClient};
 use crate::db_attachment::{wal_path, with_suffix};
 use crate::level::{LtxFileInfo, format_rfc3339_nano};
 use crate::meta::{fsync_parent, remove_if_exists};
-use crate::replica_readers::{FetchOptions, FetchProgress, Input, open_inputs};
+pub use crate::replica_readers::FetchOptions;
+use crate::replica_readers::{FetchProgress, Input, open_inputs};
 use crate::v03::{V03Plan, V03Target};
 
 /// The post-restore check (`--integrity-check`).
@@ -406,6 +407,24 @@ pub async fn restore(
     plan.check_sizes()?;
     let inputs = Input::remote(&plan.files);
     restore_inputs(client, &inputs, options).await
+}
+
+/// Opens `files` as blocking readers, in order, for a caller that merges them itself (the
+/// follower applies a plan into its live database through [`ltx::Compactor`], the merge
+/// [`restore`] uses): fetched as [`restore`] fetches (ranged GETs in parallel, a local
+/// replica's files read directly), memory bounded per file by `options`, never the whole
+/// file. Call it inside a tokio runtime and read the readers on a blocking thread.
+pub fn open_files(
+    client: &Arc<dyn ReplicaClient>,
+    files: &[LtxFileInfo],
+    options: FetchOptions,
+) -> Vec<Box<dyn std::io::Read + Send>> {
+    open_inputs(
+        client,
+        &Input::remote(files),
+        options,
+        Arc::new(FetchProgress::default()),
+    )
 }
 
 /// Like [`restore`], with inputs that may be local copies.
