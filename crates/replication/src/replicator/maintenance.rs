@@ -43,6 +43,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::own_files::another_writer;
 use super::shared::Shared;
+use super::upload::merge_l0;
 use crate::client::{ClientError, ListOptions};
 use crate::health::Component;
 use crate::level::{Level, LtxFileInfo, timestamp_from_millis};
@@ -447,16 +448,20 @@ impl Maintenance {
         if inputs.is_empty() {
             return Ok(Compaction::NothingNew);
         }
-        if src == Level::L0
-            && let Some(other) = self.shared.own_files.foreign(&inputs)
+        let mut inputs = inputs;
+        while src == Level::L0
+            && let Some(other) = self.shared.own_files.foreign(&inputs).copied()
         {
-            another_writer(
-                &self.shared,
-                Component::Compaction,
-                other.name,
-                "is on it, and this server did not write it",
-            );
-            return Err(MaintenanceError::AnotherWriter(other.name));
+            if !self.settle_predecessors(&other, &inputs).await? {
+                another_writer(
+                    &self.shared,
+                    Component::Compaction,
+                    other.name,
+                    "is on it, and this server did not write it",
+                );
+                return Err(MaintenanceError::AnotherWriter(other.name));
+            }
+            inputs.retain(|f| f.name != other.name);
         }
         let info = self.compact_files(dst, &inputs).await?;
         if dst.get() == 1 {
@@ -477,6 +482,64 @@ impl Maintenance {
             }
         }
         Ok(Compaction::Wrote(info))
+    }
+
+    /// Settles a level-0 file `other` that we did not write when it is our predecessor's last
+    /// upload (see `own_files`): it may be one ([`OwnFiles::may_be_predecessors`] against the
+    /// listing `listed`) and holds the same history as the local L0 files of its TXIDs (the
+    /// files the predecessor merged into it: the same header, WAL range and salts included,
+    /// and the same pages). Then our uploads hold everything it holds, and it is deleted so
+    /// that level 0 is one chain again for followers and restores. False when it is another
+    /// writer's (or cannot be proved not to be: its local files are gone).
+    ///
+    /// [`OwnFiles::may_be_predecessors`]: super::own_files::OwnFiles::may_be_predecessors
+    async fn settle_predecessors(
+        &self,
+        other: &LtxFileInfo,
+        listed: &[LtxFileInfo],
+    ) -> Result<bool, MaintenanceError> {
+        if !self.shared.own_files.may_be_predecessors(other, listed) {
+            return Ok(false);
+        }
+        let meta = self.shared.meta.clone();
+        let txids: Vec<TxId> = (other.name.min.get()..=other.name.max.get())
+            .map(TxId)
+            .collect();
+        let Some(theirs) = open_inputs(
+            &self.shared.client,
+            &Input::remote(std::slice::from_ref(other)),
+            FetchOptions::default().for_comparison(),
+            Arc::new(FetchProgress::default()),
+        )
+        .pop() else {
+            return Ok(false);
+        };
+        let db = self.shared.db_path.display().to_string();
+        let name = other.name;
+        let same = tokio::task::spawn_blocking(move || {
+            let ours: Box<dyn std::io::Read> = if txids.len() == 1 {
+                Box::new(std::fs::File::open(meta.l0_path(txids[0]))?)
+            } else {
+                let merged = merge_l0(&meta, &txids).map_err(std::io::Error::other)?;
+                Box::new(std::io::Cursor::new(merged.bytes))
+            };
+            crate::lineage::same_ltx(ours, theirs).map_err(std::io::Error::other)
+        })
+        .await
+        .map_err(|e| MaintenanceError::Task(e.to_string()))?;
+        let same = match same {
+            Ok(same) => same,
+            Err(e) => {
+                tracing::warn!(db, file = %name, error = %e, "comparing a level-0 file this server did not write with its local L0 files");
+                false
+            }
+        };
+        if !same {
+            return Ok(false);
+        }
+        tracing::warn!(db, file = %name, "a level-0 file this server did not write holds the same transactions as its own first uploads: the last upload of the server's previous run, committed by the replica after this one started; deleting it as redundant");
+        self.shared.client.delete(Level::L0, &[name]).await?;
+        Ok(true)
     }
 
     /// Merges `files` (one level, TXID order) into one file of `dst`.
