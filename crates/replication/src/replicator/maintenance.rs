@@ -43,7 +43,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::own_files::another_writer;
 use super::shared::Shared;
-use super::upload::merge_l0;
+use super::upload::{UploadError, merge_l0, send_batch};
 use crate::client::{ClientError, ListOptions};
 use crate::health::Component;
 use crate::level::{Level, LtxFileInfo, timestamp_from_millis};
@@ -461,7 +461,17 @@ impl Maintenance {
                 );
                 return Err(MaintenanceError::AnotherWriter(other.name));
             }
-            inputs.retain(|f| f.name != other.name);
+            inputs = self
+                .shared
+                .client
+                .list(
+                    src,
+                    ListOptions {
+                        seek: Some(seek),
+                        precise_timestamps: false,
+                    },
+                )
+                .await?;
         }
         let info = self.compact_files(dst, &inputs).await?;
         if dst.get() == 1 {
@@ -488,9 +498,16 @@ impl Maintenance {
     /// upload (see `own_files`): it may be one ([`OwnFiles::may_be_predecessors`] against the
     /// listing `listed`) and holds the same history as the local L0 files of its TXIDs (the
     /// files the predecessor merged into it: the same header, WAL range and salts included,
-    /// and the same pages). Then our uploads hold everything it holds, and it is deleted so
-    /// that level 0 is one chain again for followers and restores. False when it is another
-    /// writer's (or cannot be proved not to be: its local files are gone).
+    /// and the same pages). False when it is another writer's (or cannot be proved not to
+    /// be: its local files are gone).
+    ///
+    /// Then level 0 is made one chain again, keeping the predecessor's file: a follower may
+    /// have applied it already (it usually lands first), and one that did continues with the
+    /// next file. Our uploads that overlap it are replaced by one file of the TXIDs after it
+    /// (uploaded first, a conditional create like every level-0 upload), then deleted; a
+    /// follower that applied one of ours finds the new file ending at its TXID and checks it
+    /// against its database. Meanwhile the overlap is of one history, which a restore may
+    /// cross.
     ///
     /// [`OwnFiles::may_be_predecessors`]: super::own_files::OwnFiles::may_be_predecessors
     async fn settle_predecessors(
@@ -498,7 +515,8 @@ impl Maintenance {
         other: &LtxFileInfo,
         listed: &[LtxFileInfo],
     ) -> Result<bool, MaintenanceError> {
-        if !self.shared.own_files.may_be_predecessors(other, listed) {
+        let own = &self.shared.own_files;
+        if !own.may_be_predecessors(other, listed) {
             return Ok(false);
         }
         let meta = self.shared.meta.clone();
@@ -537,8 +555,21 @@ impl Maintenance {
         if !same {
             return Ok(false);
         }
-        tracing::warn!(db, file = %name, "a level-0 file this server did not write holds the same transactions as its own first uploads: the last upload of the server's previous run, committed by the replica after this one started; deleting it as redundant");
-        self.shared.client.delete(Level::L0, &[name]).await?;
+        let replaced = own.overlapping(other, listed);
+        let end = replaced.iter().map(|f| f.max).max().unwrap_or(name.max);
+        tracing::warn!(db, file = %name, replaced = ?replaced, "a level-0 file this server did not write holds the same transactions as its own first uploads: the last upload of the server's previous run, committed by the replica after this one started; keeping it and replacing this server's overlapping uploads");
+        if end > name.max {
+            let tail = (name.max.get() + 1..=end.get()).map(TxId).collect();
+            send_batch(&self.shared, tail).await.map_err(|e| match e {
+                UploadError::Client(e) => MaintenanceError::Client(e),
+                UploadError::AnotherWriter(n) => MaintenanceError::AnotherWriter(n),
+                e => MaintenanceError::Task(e.to_string()),
+            })?;
+        }
+        self.shared.client.delete(Level::L0, &replaced).await?;
+        // Only now: until our overlapping uploads are gone, the next compaction settles again
+        // (the same replacement is a retry of the same upload).
+        own.record(name);
         Ok(true)
     }
 

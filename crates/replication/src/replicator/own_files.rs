@@ -22,8 +22,8 @@
 //! sent TXIDs it had synced), and our own first uploads cover the same TXIDs, batched
 //! differently. [`OwnFiles::may_be_predecessors`] says when a file fits that; compaction then
 //! compares it with the merge of the local L0 files of its TXIDs (the very files the
-//! predecessor merged) and, when they are the same, deletes it as redundant instead of
-//! stopping. The first check fires at the first upload whose name the other writer took; the
+//! predecessor merged) and, when they are the same, keeps it and replaces our overlapping
+//! uploads with one file of the TXIDs after it, instead of stopping. The first check fires at the first upload whose name the other writer took; the
 //! second at the next compaction into level 1 (its `interval`, 30 s by default), so a second
 //! writer goes unnoticed for at most about one level-1 interval after its first upload.
 
@@ -106,6 +106,16 @@ impl OwnFiles {
         covered >= file.name.max
     }
 
+    /// The names of our uploads in `listed` that overlap `file`.
+    pub(crate) fn overlapping(&self, file: &LtxFileInfo, listed: &[LtxFileInfo]) -> Vec<FileName> {
+        let names = self.names.lock();
+        listed
+            .iter()
+            .map(|f| f.name)
+            .filter(|n| names.contains(n) && n.min <= file.name.max && n.max >= file.name.min)
+            .collect()
+    }
+
     /// Forgets the uploads that level 1 covers (`max <= upto`): the level-0 listings of later
     /// compactions start after it.
     pub(crate) fn forget_upto(&self, upto: TxId) {
@@ -182,5 +192,12 @@ mod tests {
         assert!(!own.may_be_predecessors(&info(6, 9), &listed));
         // Our uploads covering it are not listed (yet).
         assert!(!own.may_be_predecessors(&info(6, 8), &[info(6, 7), info(6, 8)]));
+        assert_eq!(
+            own.overlapping(&info(6, 8), &listed),
+            [
+                FileName::new(TxId(6), TxId(7)),
+                FileName::new(TxId(8), TxId(9))
+            ]
+        );
     }
 }
