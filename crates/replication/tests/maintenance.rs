@@ -316,6 +316,8 @@ struct RaceState {
     mode: std::sync::Mutex<RaceMode>,
     stalled: std::sync::atomic::AtomicUsize,
     held: std::sync::Mutex<Option<(ltx::FileName, bytes::Bytes)>>,
+    /// Reads of this level-0 file fail (a network error) until cleared.
+    fail_read: std::sync::Mutex<Option<ltx::FileName>>,
 }
 
 impl RaceState {
@@ -359,6 +361,21 @@ impl ReplicaClient for Race {
         name: ltx::FileName,
         range: replication::ReadRange,
     ) -> Result<replication::ByteStream, replication::ClientError> {
+        if level == Level::L0
+            && self
+                .state
+                .fail_read
+                .lock()
+                .unwrap()
+                .is_some_and(|n| n == name)
+        {
+            return Err(replication::ClientError::Backend {
+                replica: self.inner.describe(),
+                operation: "get",
+                code: "Unknown",
+                message: "injected read failure".into(),
+            });
+        }
         self.inner.open(level, name, range).await
     }
     async fn write(
@@ -489,12 +506,12 @@ fn other_history(ltx_bytes: &[u8]) -> bytes::Bytes {
 /// file), and the store commits it after the new process listed the replica (at P) and
 /// before its own first upload, which merges the same TXIDs and the next one into P+1..P+3.
 /// `other`: the late file holds other transactions instead (a second primary at the same
-/// position). Returns the new replicator, the late file's name and P.
+/// position). Returns the new replicator, the late file's name, P and the race's switch.
 async fn restart_racing_the_last_upload(
     replica: &Replica,
     db: &Path,
     other: bool,
-) -> (Replicator, ltx::FileName, u64) {
+) -> (Replicator, ltx::FileName, u64, Arc<RaceState>) {
     let yaml = format!(
         "levels:\n  - interval: 1h\nsnapshot:\n  interval: 24h\n\
          dbs:\n  - path: {}\n    monitor-interval: 100ms\n    replica:\n{}",
@@ -553,7 +570,7 @@ async fn restart_racing_the_last_upload(
         l0.contains(&(p + 1, p + 2)) && l0.contains(&(p + 1, p + 3)),
         "the race did not happen: level 0 is {l0:?}"
     );
-    (new, late, p)
+    (new, late, p, state)
 }
 
 /// The restarted primary's next compaction into level 1 finds the predecessor's late file
@@ -566,7 +583,15 @@ async fn a_restart_racing_its_predecessors_last_upload(test: &str, backend: Back
         return;
     };
     let db = dir.join("app.db");
-    let (r, late, p) = restart_racing_the_last_upload(&replica, &db, false).await;
+    let (r, late, p, state) = restart_racing_the_last_upload(&replica, &db, false).await;
+    // A failed read while comparing is retried, not taken for another primary.
+    *state.fail_read.lock().unwrap() = Some(late);
+    let failed = r.compact_now(Level::new(1).unwrap()).await;
+    assert!(
+        matches!(&failed, Err(e) if !e.to_string().contains("another writer")),
+        "{failed:?}"
+    );
+    *state.fail_read.lock().unwrap() = None;
     let compacted = r.compact_now(Level::new(1).unwrap()).await;
     assert!(
         compacted.is_ok(),
@@ -619,7 +644,7 @@ async fn a_restart_racing_its_predecessors_last_upload_on_s3_is_no_second_primar
 async fn a_second_primary_at_the_restart_position_is_still_refused() {
     let (_t, dir) = tempdir();
     let replica = Replica::url(&file_url(&dir.join("replica")));
-    let (r, late, _) = restart_racing_the_last_upload(&replica, &dir.join("app.db"), true).await;
+    let (r, late, _, _) = restart_racing_the_last_upload(&replica, &dir.join("app.db"), true).await;
     let result = r.compact_now(Level::new(1).unwrap()).await;
     assert!(
         result.is_err(),

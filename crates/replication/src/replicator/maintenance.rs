@@ -532,32 +532,42 @@ impl Maintenance {
         .pop() else {
             return Ok(false);
         };
-        let db = self.shared.db_path.display().to_string();
         let name = other.name;
-        let same = tokio::task::spawn_blocking(move || {
+        // Ok(false): not provably the same (local files gone, a file that is no LTX file, other
+        // contents); an error (a read that failed) is retried like any failed compaction.
+        let same = tokio::task::spawn_blocking(move || -> Result<bool, MaintenanceError> {
+            let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
             let ours: Box<dyn std::io::Read> = if txids.len() == 1 {
-                Box::new(std::fs::File::open(meta.l0_path(txids[0]))?)
+                match std::fs::File::open(meta.l0_path(txids[0])) {
+                    Ok(f) => Box::new(f),
+                    Err(e) if gone(&e) => return Ok(false),
+                    Err(e) => return Err(MaintenanceError::Local(e)),
+                }
             } else {
-                let merged = merge_l0(&meta, &txids).map_err(std::io::Error::other)?;
-                Box::new(std::io::Cursor::new(merged.bytes))
+                match merge_l0(&meta, &txids) {
+                    Ok(merged) => Box::new(std::io::Cursor::new(merged.bytes)),
+                    Err(UploadError::Local { source, .. }) if !gone(&source) => {
+                        return Err(MaintenanceError::Local(source));
+                    }
+                    Err(_) => return Ok(false),
+                }
             };
-            crate::lineage::same_ltx(ours, theirs).map_err(std::io::Error::other)
+            match crate::lineage::same_ltx(ours, theirs) {
+                Ok(same) => Ok(same),
+                Err(e @ ltx::Error::Io { .. }) => Err(MaintenanceError::Task(format!(
+                    "comparing the level-0 file {name} with the local L0 files: {e}"
+                ))),
+                Err(_) => Ok(false),
+            }
         })
         .await
-        .map_err(|e| MaintenanceError::Task(e.to_string()))?;
-        let same = match same {
-            Ok(same) => same,
-            Err(e) => {
-                tracing::warn!(db, file = %name, error = %e, "comparing a level-0 file this server did not write with its local L0 files");
-                false
-            }
-        };
+        .map_err(|e| MaintenanceError::Task(e.to_string()))??;
         if !same {
             return Ok(false);
         }
         let replaced = own.overlapping(other, listed);
         let end = replaced.iter().map(|f| f.max).max().unwrap_or(name.max);
-        tracing::warn!(db, file = %name, replaced = ?replaced, "a level-0 file this server did not write holds the same transactions as its own first uploads: the last upload of the server's previous run, committed by the replica after this one started; keeping it and replacing this server's overlapping uploads");
+        tracing::warn!(db = %self.shared.db_path.display(), file = %name, replaced = ?replaced, "a level-0 file this server did not write holds the same transactions as its own first uploads: the last upload of the server's previous run, committed by the replica after this one started; keeping it and replacing this server's overlapping uploads");
         if end > name.max {
             let tail = (name.max.get() + 1..=end.get()).map(TxId).collect();
             send_batch(&self.shared, tail).await.map_err(|e| match e {
