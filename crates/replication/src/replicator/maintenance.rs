@@ -640,7 +640,9 @@ impl Maintenance {
     /// here, or whose TXIDs are all here as local single-TXID files (an upload merged them
     /// into `f`; merging them again gives the same pages and header), the local files, so
     /// compaction costs no download; else `f` itself. Local L0 files newer than L1 are kept
-    /// for this (see the upload task's pruning).
+    /// for this (see the upload task's pruning) only when compaction into L1 is configured:
+    /// without `levels:`, the upload task deletes them once uploaded, so a compaction run on
+    /// demand reads the replica (a local file it saw could be gone when it opens it).
     fn local_inputs(&self, f: &LtxFileInfo) -> Vec<Input> {
         let meta = &self.shared.meta;
         let remote = || {
@@ -649,7 +651,7 @@ impl Maintenance {
                 local: None,
             }]
         };
-        if f.level != Level::L0 {
+        if f.level != Level::L0 || self.shared.config.levels.is_empty() {
             return remote();
         }
         let local = |name: FileName| {
