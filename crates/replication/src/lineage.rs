@@ -865,7 +865,7 @@ async fn same_l0(
 /// True if two LTX files hold the same history: equal headers (but for the WAL range and
 /// salts when either is a copy adopted at start-up) and the same pages. Both are read page
 /// by page, and verified to their end when equal.
-fn same_ltx(ours: impl Read, theirs: impl Read) -> ltx::Result<bool> {
+pub(crate) fn same_ltx(ours: impl Read, theirs: impl Read) -> ltx::Result<bool> {
     let mut ours = Decoder::new(ours)?;
     let mut theirs = Decoder::new(theirs)?;
     // What `Replicator::start`'s adoption writes: the start of a WAL, no WAL bytes.

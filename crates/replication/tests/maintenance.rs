@@ -294,3 +294,369 @@ async fn uploads_are_remembered_only_until_level_one_covers_them() {
     assert_eq!(r.tracked_uploads(), 0, "level 1 covers every upload");
     r.shutdown().await.unwrap();
 }
+
+/// What [`Race`] does to level-0 uploads.
+#[derive(Debug, Clone, Default)]
+enum RaceMode {
+    #[default]
+    Pass,
+    /// Each upload waits (in flight) until the mode changes, then goes on as in the new mode
+    /// had it not been stalled (it lands).
+    Stall,
+    /// Uploads are kept here and reported as landed: sent by a process that dies before the
+    /// store commits them.
+    Hold,
+    /// The next upload first lands this file (a predecessor's upload the store commits late:
+    /// after this replicator listed the replica at start-up, before its own first upload).
+    LandFirst(ltx::FileName, bytes::Bytes),
+}
+
+#[derive(Debug, Default)]
+struct RaceState {
+    mode: std::sync::Mutex<RaceMode>,
+    stalled: std::sync::atomic::AtomicUsize,
+    held: std::sync::Mutex<Option<(ltx::FileName, bytes::Bytes)>>,
+    /// Reads of this level-0 file fail (a network error) until cleared.
+    fail_read: std::sync::Mutex<Option<ltx::FileName>>,
+}
+
+impl RaceState {
+    fn set(&self, mode: RaceMode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+}
+
+/// A real replica client that lets a test run the race of a restarted primary with its
+/// predecessor's last upload (see [`RaceMode`]); everything else goes straight through.
+#[derive(Debug)]
+struct Race {
+    inner: Arc<dyn ReplicaClient>,
+    state: Arc<RaceState>,
+}
+
+#[async_trait::async_trait]
+impl ReplicaClient for Race {
+    fn kind(&self) -> replication::ReplicaKind {
+        self.inner.kind()
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn local_path(&self, level: Level, name: ltx::FileName) -> Option<PathBuf> {
+        self.inner.local_path(level, name)
+    }
+    async fn levels(&self) -> Result<Vec<Level>, replication::ClientError> {
+        self.inner.levels().await
+    }
+    async fn list(
+        &self,
+        level: Level,
+        options: ListOptions,
+    ) -> Result<Vec<replication::LtxFileInfo>, replication::ClientError> {
+        self.inner.list(level, options).await
+    }
+    async fn open(
+        &self,
+        level: Level,
+        name: ltx::FileName,
+        range: replication::ReadRange,
+    ) -> Result<replication::ByteStream, replication::ClientError> {
+        if level == Level::L0
+            && self
+                .state
+                .fail_read
+                .lock()
+                .unwrap()
+                .is_some_and(|n| n == name)
+        {
+            return Err(replication::ClientError::Backend {
+                replica: self.inner.describe(),
+                operation: "get",
+                code: "Unknown",
+                message: "injected read failure".into(),
+            });
+        }
+        self.inner.open(level, name, range).await
+    }
+    async fn write(
+        &self,
+        level: Level,
+        name: ltx::FileName,
+        body: replication::ByteStream,
+        created_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<replication::LtxFileInfo, replication::ClientError> {
+        self.inner.write(level, name, body, created_at).await
+    }
+    async fn create_bytes(
+        &self,
+        level: Level,
+        name: ltx::FileName,
+        data: bytes::Bytes,
+        created_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<replication::LtxFileInfo, replication::ClientError> {
+        if level == Level::L0 {
+            let mut stalled = false;
+            while matches!(*self.state.mode.lock().unwrap(), RaceMode::Stall) {
+                if !stalled {
+                    stalled = true;
+                    self.state
+                        .stalled
+                        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let first = {
+                let mut mode = self.state.mode.lock().unwrap();
+                match &*mode {
+                    RaceMode::Hold if !stalled => {
+                        *self.state.held.lock().unwrap() = Some((name, data.clone()));
+                        return Ok(replication::LtxFileInfo {
+                            level,
+                            name,
+                            size: data.len() as u64,
+                            created_at,
+                        });
+                    }
+                    RaceMode::LandFirst(n, b) => {
+                        let first = (*n, b.clone());
+                        *mode = RaceMode::Pass;
+                        Some(first)
+                    }
+                    _ => None,
+                }
+            };
+            if let Some((n, b)) = first {
+                self.inner.create_bytes(level, n, b, created_at).await?;
+            }
+        }
+        self.inner.create_bytes(level, name, data, created_at).await
+    }
+    async fn delete(
+        &self,
+        level: Level,
+        names: &[ltx::FileName],
+    ) -> Result<(), replication::ClientError> {
+        self.inner.delete(level, names).await
+    }
+    async fn probe(&self) -> Result<(), replication::ClientError> {
+        self.inner.probe().await
+    }
+    async fn list_dir(
+        &self,
+        dir: &str,
+    ) -> Result<Vec<replication::DirEntry>, replication::ClientError> {
+        self.inner.list_dir(dir).await
+    }
+    async fn open_path(
+        &self,
+        path: &str,
+    ) -> Result<replication::ByteStream, replication::ClientError> {
+        self.inner.open_path(path).await
+    }
+}
+
+/// A replicator of `db` (config `yaml`) whose replica client is behind [`Race`].
+async fn start_racing(yaml: &str, db: &Path, state: &Arc<RaceState>) -> Replicator {
+    let mut options = replicator_options(yaml, db);
+    let s = state.clone();
+    options.wrap_client = Some(Arc::new(move |inner| {
+        Arc::new(Race {
+            inner,
+            state: s.clone(),
+        })
+    }));
+    Replicator::start(options).await.unwrap()
+}
+
+/// Waits (generously) until `f` holds.
+async fn until(what: &str, f: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !f() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The predecessor's file with the image of one page changed and everything else (header,
+/// WAL salts, timestamps) kept: a second primary that started from the same position and
+/// committed other transactions.
+fn other_history(ltx_bytes: &[u8]) -> bytes::Bytes {
+    let mut dec = ltx::Decoder::new(ltx_bytes).unwrap();
+    let header = *dec.header();
+    let mut enc = ltx::Encoder::new(Vec::new(), header).unwrap();
+    let mut page = vec![0u8; header.page_size as usize];
+    let mut changed = false;
+    while let Some(pgno) = dec.next_page(&mut page).unwrap() {
+        if !changed && pgno > 1 {
+            let last = page.len() - 1;
+            page[last] ^= 0x5a;
+            changed = true;
+        }
+        enc.write_page(pgno, &page).unwrap();
+    }
+    assert!(changed, "the file holds a page to change");
+    bytes::Bytes::from(enc.finish().unwrap().writer)
+}
+
+/// A primary restarted after its predecessor died with an upload sent but not yet committed
+/// by the store: the predecessor had replicated TXIDs up to P and sent P+1..P+2 (one merged
+/// file), and the store commits it after the new process listed the replica (at P) and
+/// before its own first upload, which merges the same TXIDs and the next one into P+1..P+3.
+/// `other`: the late file holds other transactions instead (a second primary at the same
+/// position). Returns the new replicator, the late file's name, P and the race's switch.
+async fn restart_racing_the_last_upload(
+    replica: &Replica,
+    db: &Path,
+    other: bool,
+) -> (Replicator, ltx::FileName, u64, Arc<RaceState>) {
+    let yaml = format!(
+        "levels:\n  - interval: 1h\nsnapshot:\n  interval: 24h\n\
+         dbs:\n  - path: {}\n    monitor-interval: 100ms\n    replica:\n{}",
+        db.display(),
+        replica.entry
+    );
+    let state = Arc::new(RaceState::default());
+    let old = start_racing(&yaml, db, &state).await;
+    let conn = wal_db(db);
+    let mut seq = 0;
+    let mut commit = |r: &Replicator| {
+        insert(&conn, 1, 100);
+        seq += 1;
+        r.handle().notify_commit(CommitNotice { seq });
+        seq
+    };
+    for _ in 0..3 {
+        commit(&old);
+        old.sync_and_wait().await.unwrap();
+    }
+    // Level 1 is new, so the next replicator's start-up compaction finds it too early.
+    old.compact_now(Level::new(1).unwrap()).await.unwrap();
+    state.set(RaceMode::Stall);
+    let s = commit(&old);
+    let p = old.handle().wait_commit_synced(s).await.unwrap().get();
+    until("the upload of P stalls", || {
+        state.stalled.load(std::sync::atomic::Ordering::SeqCst) > 0
+    })
+    .await;
+    for _ in 0..2 {
+        let s = commit(&old);
+        old.handle().wait_commit_synced(s).await.unwrap();
+    }
+    // P lands; P+1..P+2 goes up as one file that the store does not commit yet.
+    state.set(RaceMode::Hold);
+    until("the predecessor's last upload is sent", || {
+        state.held.lock().unwrap().is_some()
+    })
+    .await;
+    let _ = old.shutdown().await;
+    let (late, bytes) = state.held.lock().unwrap().take().unwrap();
+    assert_eq!(
+        (late.min.get(), late.max.get()),
+        (p + 1, p + 2),
+        "the predecessor's last upload"
+    );
+    // A commit the predecessor did not sync before it died.
+    insert(&conn, 1, 100);
+    let bytes = if other { other_history(&bytes) } else { bytes };
+    state.set(RaceMode::LandFirst(late, bytes));
+    let new = start_racing(&yaml, db, &state).await;
+    new.sync_and_wait().await.unwrap();
+    let client = replica.client().await;
+    let l0 = names(client.as_ref(), 0).await;
+    assert!(
+        l0.contains(&(p + 1, p + 2)) && l0.contains(&(p + 1, p + 3)),
+        "the race did not happen: level 0 is {l0:?}"
+    );
+    (new, late, p, state)
+}
+
+/// The restarted primary's next compaction into level 1 finds the predecessor's late file
+/// (the same TXIDs as its own first upload, batched differently). It is the same history, so
+/// it is no second primary: level 0 is one chain again, replication goes on, and Litestream
+/// restores the database's rows from the replica.
+async fn a_restart_racing_its_predecessors_last_upload(test: &str, backend: Backend) {
+    let Some((ls, _t, dir, replica)) = litestream_and_replica(test, backend, "race", "app.db")
+    else {
+        return;
+    };
+    let db = dir.join("app.db");
+    let (r, late, p, state) = restart_racing_the_last_upload(&replica, &db, false).await;
+    // A failed read while comparing is retried, not taken for another primary.
+    *state.fail_read.lock().unwrap() = Some(late);
+    let failed = r.compact_now(Level::new(1).unwrap()).await;
+    assert!(
+        matches!(&failed, Err(e) if !e.to_string().contains("another writer")),
+        "{failed:?}"
+    );
+    *state.fail_read.lock().unwrap() = None;
+    let compacted = r.compact_now(Level::new(1).unwrap()).await;
+    assert!(
+        compacted.is_ok(),
+        "the predecessor's file was taken for another primary's: {compacted:?}"
+    );
+    // The predecessor's file stays (a follower may have applied it); ours that overlapped it
+    // is replaced by the TXID after it.
+    let client = replica.client().await;
+    let l0 = names(client.as_ref(), 0).await;
+    assert!(
+        l0.contains(&(late.min.get(), late.max.get()))
+            && l0.contains(&(p + 3, p + 3))
+            && !l0.contains(&(p + 1, p + 3)),
+        "level 0 after settling: {l0:?}"
+    );
+    assert!(
+        l0.windows(2).all(|w| w[1].0 == w[0].1 + 1),
+        "level 0 overlaps or has gaps: {l0:?}"
+    );
+    assert!(names(client.as_ref(), 1).await.iter().any(|f| f.1 >= p + 3));
+    // Replication goes on.
+    commits(&r, &db, 2).await;
+    r.shutdown().await.unwrap();
+    let out = dir.join("restored.db");
+    restore_from(&ls, replica.source(), &out, &[]);
+    assert_eq!(rows(&out), rows(&db), "Litestream's restore of the replica");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_racing_its_predecessors_last_upload_is_no_second_primary() {
+    a_restart_racing_its_predecessors_last_upload(
+        "a_restart_racing_its_predecessors_last_upload_is_no_second_primary",
+        Backend::File,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_racing_its_predecessors_last_upload_on_s3_is_no_second_primary() {
+    a_restart_racing_its_predecessors_last_upload(
+        "a_restart_racing_its_predecessors_last_upload_on_s3_is_no_second_primary",
+        Backend::S3,
+    )
+    .await;
+}
+
+/// The same race, but the late file holds other transactions from the same position (a
+/// second primary whose file looks like a predecessor's in every other way): still refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_primary_at_the_restart_position_is_still_refused() {
+    let (_t, dir) = tempdir();
+    let replica = Replica::url(&file_url(&dir.join("replica")));
+    let (r, late, _, _) = restart_racing_the_last_upload(&replica, &dir.join("app.db"), true).await;
+    let result = r.compact_now(Level::new(1).unwrap()).await;
+    assert!(
+        result.is_err(),
+        "compacted another writer's file: {result:?}"
+    );
+    let message = fails_with_another_writer(&r).await;
+    assert!(message.contains(&late.to_string()), "{message}");
+    let client = replica.client().await;
+    assert!(
+        names(client.as_ref(), 0)
+            .await
+            .contains(&(late.min.get(), late.max.get())),
+        "another primary's file is left for the operator"
+    );
+}

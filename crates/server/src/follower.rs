@@ -29,11 +29,15 @@
 //!   TXID after it, which is published only once recorded.
 //! - Before applying anything, each poll checks that the replica still continues what the
 //!   follower applied (its lineage): the file applied last (the anchor) must still be listed
-//!   as it was, and no other level-0 file may cover the applied TXID. A listing that lost the
-//!   anchor is followed by a look at every level: a replica with no file at all was deleted
-//!   (unready until it comes back), one whose highest TXID is below the applied one went
-//!   backwards (unready, nothing applied), and a file at the applied TXID whose pages are not
-//!   the database's is another lineage (the follower stops applying for good).
+//!   as it was, and no other level-0 file may cover the applied TXID. Two listed level-0
+//!   files that overlap (or one overlapping the listed anchor) are applied by no one: the
+//!   follower waits, unready, until only one history is listed (a restarted primary settles
+//!   its predecessor's late upload at its next compaction; two primaries never settle). A
+//!   listing that lost the anchor is followed by a look at every level: a replica with no
+//!   file at all was deleted (unready until it comes back), one whose highest TXID is below
+//!   the applied one went backwards (unready, nothing applied), and a level-0 file across
+//!   the applied TXID, or one at it whose pages are not the database's, is another lineage
+//!   (the follower stops applying for good).
 //! - Idle polls back off: the interval doubles while nothing is new, up to 8 times the
 //!   configured one (at most 30 s, never below the configured one), and resets on a new file.
 //! - [`FollowHandle`] is what the API and the admin server see: the applied TXID (every read's
@@ -360,6 +364,19 @@ enum PollError {
         "another lineage is at the replica's path: {file} {reason}; the follower stopped applying files (remove its database and restart it to follow the new lineage)"
     )]
     Diverged { file: String, reason: String },
+    #[error(
+        "overlapping level-0 files at the replica's path: {file} {reason}; the follower applies neither and waits until one history is left (a restarted primary settles its predecessor's last upload, committed late by the store, at its next compaction into level 1; if this lasts, two primaries write to the replica path: stop one)"
+    )]
+    Overlap { file: String, reason: String },
+}
+
+/// Level-0 files that overlap (`file` and what `reason` names): nothing is applied until
+/// they no longer do (see [`PollError::Overlap`]).
+fn overlap(file: &LtxFileInfo, reason: String) -> PollError {
+    PollError::Overlap {
+        file: format!("{}/{}", file.level, file.name),
+        reason,
+    }
 }
 
 /// The file beside the database recording the TXID it is at.
@@ -914,12 +931,14 @@ impl Follower {
                     PollError::Gone { .. } => "gone",
                     PollError::Backwards { .. } => "backwards",
                     PollError::Diverged { .. } => "diverged",
+                    PollError::Overlap { .. } => "overlap",
                 };
                 if matches!(
                     e,
                     PollError::Gone { .. }
                         | PollError::Backwards { .. }
                         | PollError::Diverged { .. }
+                        | PollError::Overlap { .. }
                 ) {
                     s.replica_problem = Some(e.to_string());
                 }
@@ -960,15 +979,14 @@ impl Follower {
                 operation: "list",
                 source,
             })?;
-        // One lineage's level-0 files never overlap: two listed files that do are two
-        // writers' (two primaries on one replica path), and neither is applied.
+        // One lineage's level-0 files never overlap for long: two listed files that do are
+        // two writers' (two primaries on one replica path), or a restarted primary's and its
+        // predecessor's last upload until the primary settles them. Neither is applied, and
+        // the follower waits: nothing it applied is in question.
         if let Some(pair) = listed.windows(2).find(|w| w[1].name.min <= w[0].name.max) {
-            return Err(self.diverge(
+            return Err(overlap(
                 &pair[1],
-                format!(
-                    "overlaps the level-0 file {} (two primaries writing to one replica path)",
-                    pair[0].name
-                ),
+                format!("overlaps the level-0 file {}", pair[0].name),
             ));
         }
         let anchor_missing = match &anchor {
@@ -1106,19 +1124,30 @@ impl Follower {
         listed: &[LtxFileInfo],
         applied: TxId,
     ) -> Result<bool, PollError> {
-        // One lineage's level-0 files never overlap: another file starting at or before the
-        // applied TXID is not ours.
-        if let Some(other) = listed
+        // Another file starting at or before the applied TXID: while the anchor is listed,
+        // an overlap to wait out (see `poll_inner`). Once the anchor is gone (retention, or
+        // a restarted primary replaced its overlapping uploads with one file of the TXIDs
+        // after its predecessor's last upload), a file reaching beyond the applied TXID is
+        // of another lineage (one lineage has a file ending there); files ending at or
+        // before it are left to the survey, which checks the one ending at it against the
+        // database.
+        let anchor_listed = listed.iter().any(|f| f.name == anchor.name);
+        let reason = |other: &LtxFileInfo| {
+            format!(
+                "covers TXIDs {}..{}, which overlap the file {}/{} the follower applied",
+                other.name.min, other.name.max, anchor.level, anchor.name
+            )
+        };
+        for other in listed
             .iter()
-            .find(|f| f.name != anchor.name && f.name.min <= applied)
+            .filter(|f| f.name != anchor.name && f.name.min <= applied)
         {
-            return Err(self.diverge(
-                other,
-                format!(
-                    "covers TXIDs {}..{}, which overlap the file {}/{} the follower applied",
-                    other.name.min, other.name.max, anchor.level, anchor.name
-                ),
-            ));
+            if anchor_listed {
+                return Err(overlap(other, reason(other)));
+            }
+            if other.name.max > applied {
+                return Err(self.diverge(other, reason(other)));
+            }
         }
         let Some(listed) = listed.iter().find(|f| f.name == anchor.name) else {
             return Ok(false);
@@ -2311,6 +2340,74 @@ mod tests {
                 "{point:?}"
             );
             assert_eq!(recorded_txid(&site.db()), Some(TxId(5)), "{point:?}");
+            site.assert_same_rows();
+        }
+    }
+
+    /// A restarted primary racing its predecessor's last upload: the predecessor's file
+    /// `5-7` and the new process's `5-8` (the same TXIDs batched differently, one history) are
+    /// both listed until the primary's next compaction keeps `5-7` and replaces `5-8` with
+    /// `8-8`. A follower that meets the overlap applies neither and waits, unready (not
+    /// stopped for good), whether it had applied `5-7`, `5-8` or neither; once settled it
+    /// goes on, and its rows are the primary's.
+    #[tokio::test]
+    async fn a_follower_waits_out_the_overlap_of_a_restart_racing_its_predecessor() {
+        let name = |min: u64, max: u64| format!("{min:016x}-{max:016x}.ltx");
+        for applied_first in ["5-7", "5-8", "neither"] {
+            let site = Site::new();
+            for txid in 2..=4 {
+                site.write(txid);
+            }
+            let f = site.follower().await.unwrap();
+            assert_eq!(f.handle().applied(), TxId(4));
+            for _ in 5..=7 {
+                site.primary
+                    .execute_batch(
+                        "INSERT INTO t(v) VALUES ('more'); PRAGMA wal_checkpoint(TRUNCATE)",
+                    )
+                    .unwrap();
+            }
+            let late = ltx_of(&site.primary, 5, 7, None);
+            site.primary
+                .execute_batch("INSERT INTO t(v) VALUES ('more'); PRAGMA wal_checkpoint(TRUNCATE)")
+                .unwrap();
+            let ours = ltx_of(&site.primary, 5, 8, None);
+            match applied_first {
+                "5-7" => site.put(0, 5, 7, &late),
+                "5-8" => site.put(0, 5, 8, &ours),
+                _ => {}
+            }
+            f.poll().await.unwrap();
+            site.put(0, 5, 7, &late);
+            site.put(0, 5, 8, &ours);
+            let before = f.handle().applied();
+            for _ in 0..2 {
+                let e = f.poll().await.unwrap_err();
+                assert!(
+                    e.to_string().contains("overlapping level-0 files"),
+                    "{applied_first}: {e}"
+                );
+            }
+            assert_eq!(f.handle().applied(), before, "{applied_first}");
+            let h = f.handle().health_json();
+            assert_eq!(h["ready"], false, "{applied_first}: {h}");
+            assert!(
+                h["why"]
+                    .as_str()
+                    .is_some_and(|w| w.contains("overlapping level-0 files")),
+                "{applied_first}: {h}"
+            );
+            // The primary settles: 8-8 goes up, then 5-8 goes.
+            site.put(0, 8, 8, &ltx_of(&site.primary, 8, 8, None));
+            std::fs::remove_file(site.dir.path().join("replica/ltx/0").join(name(5, 8))).unwrap();
+            f.poll()
+                .await
+                .unwrap_or_else(|e| panic!("{applied_first}: after settling: {e}"));
+            assert_eq!(f.handle().applied(), TxId(8), "{applied_first}");
+            site.write(9);
+            f.poll().await.unwrap();
+            assert_eq!(f.handle().applied(), TxId(9), "{applied_first}");
+            assert_eq!(f.handle().health_json()["ready"], true, "{applied_first}");
             site.assert_same_rows();
         }
     }

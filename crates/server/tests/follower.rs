@@ -1417,10 +1417,11 @@ fn copy_tree(from: &Path, to: &Path) {
 }
 
 /// Two level-0 files that overlap (`<a>-<a>` and `<a>-<b>`, as two primaries' uploads of the
-/// same TXIDs would) listed together: a follower applies neither, and since this is its first
-/// poll after a restart, it refuses to start, naming them. (Listed one after the other, the
-/// second one already overlapped the file applied last; listed together, both used to be
-/// applied in turn.)
+/// same TXIDs would, or a restarted primary's and its predecessor's late one) listed together:
+/// a restarted follower applies neither and serves its database unready, naming them, until
+/// one history is left (here as a restarted primary settles it: `<a>-<b>` replaced by
+/// `<b>-<b>`); then it applies what follows. (Listed together, both used to be applied in
+/// turn; then the follower stopped for good.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_follower_applies_no_overlapping_level0_files() {
     let test = "a_follower_applies_no_overlapping_level0_files";
@@ -1467,37 +1468,29 @@ async fn a_follower_applies_no_overlapping_level0_files() {
     std::fs::write(mirror.join("ltx/0").join(name_a.to_string()), &bytes_a).unwrap();
     std::fs::write(mirror.join("ltx/0").join(merged_name.to_string()), &merged).unwrap();
 
-    let mut child = f
-        .cmd(testkit::free_port(), testkit::free_port(), &[])
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + CATCH_UP;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "the follower started over overlapping level-0 files:\n{}",
-                f.log()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert!(!status.success());
-    let log = f.log();
-    assert!(
-        log.contains(&format!("overlaps the level-0 file {name_a}")),
-        "{log}"
-    );
+    let run = f.start_unready().await;
+    let h = wait_health(&run, "unready, naming the overlap", |status, h| {
+        status == 503
+            && h.to_string()
+                .contains(&format!("overlaps the level-0 file {name_a}"))
+    })
+    .await;
+    assert!(h.to_string().contains("overlapping level-0 files"), "{h}");
     // Nothing of either file was applied.
-    let c = rusqlite::Connection::open(&f.db).unwrap();
-    let n: i64 = c
-        .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(n, 1);
+    assert_eq!(values(&run).await, ["first"], "{}", f.log());
+    // Settled: the predecessor's file stays, ours is replaced by the TXIDs after it.
+    std::fs::write(mirror.join("ltx/0").join(name_b.to_string()), &bytes_b).unwrap();
+    std::fs::remove_file(mirror.join("ltx/0").join(merged_name.to_string())).unwrap();
+    wait_values(
+        &run,
+        &[
+            "first".to_string(),
+            "second".to_string(),
+            "third".to_string(),
+        ],
+    )
+    .await;
+    wait_health(&run, "ready once settled", |status, _| status == 200).await;
 }
 
 /// The processes holding a read lock on one of the WAL read slots of `db`'s `-shm` file

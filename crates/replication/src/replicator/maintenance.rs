@@ -43,6 +43,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::own_files::another_writer;
 use super::shared::Shared;
+use super::upload::{UploadError, merge_l0, send_batch};
 use crate::client::{ClientError, ListOptions};
 use crate::health::Component;
 use crate::level::{Level, LtxFileInfo, timestamp_from_millis};
@@ -447,16 +448,30 @@ impl Maintenance {
         if inputs.is_empty() {
             return Ok(Compaction::NothingNew);
         }
-        if src == Level::L0
-            && let Some(other) = self.shared.own_files.foreign(&inputs)
+        let mut inputs = inputs;
+        while src == Level::L0
+            && let Some(other) = self.shared.own_files.foreign(&inputs).copied()
         {
-            another_writer(
-                &self.shared,
-                Component::Compaction,
-                other.name,
-                "is on it, and this server did not write it",
-            );
-            return Err(MaintenanceError::AnotherWriter(other.name));
+            if !self.settle_predecessors(&other, &inputs).await? {
+                another_writer(
+                    &self.shared,
+                    Component::Compaction,
+                    other.name,
+                    "is on it, and this server did not write it",
+                );
+                return Err(MaintenanceError::AnotherWriter(other.name));
+            }
+            inputs = self
+                .shared
+                .client
+                .list(
+                    src,
+                    ListOptions {
+                        seek: Some(seek),
+                        precise_timestamps: false,
+                    },
+                )
+                .await?;
         }
         let info = self.compact_files(dst, &inputs).await?;
         if dst.get() == 1 {
@@ -477,6 +492,95 @@ impl Maintenance {
             }
         }
         Ok(Compaction::Wrote(info))
+    }
+
+    /// Settles a level-0 file `other` that we did not write when it is our predecessor's last
+    /// upload (see `own_files`): it may be one ([`OwnFiles::may_be_predecessors`] against the
+    /// listing `listed`) and holds the same history as the local L0 files of its TXIDs (the
+    /// files the predecessor merged into it: the same header, WAL range and salts included,
+    /// and the same pages). False when it is another writer's (or cannot be proved not to
+    /// be: its local files are gone).
+    ///
+    /// Then level 0 is made one chain again, keeping the predecessor's file: a follower may
+    /// have applied it already (it usually lands first), and one that did continues with the
+    /// next file. Our uploads that overlap it are replaced by one file of the TXIDs after it
+    /// (uploaded first, a conditional create like every level-0 upload), then deleted; a
+    /// follower that applied one of ours finds the new file ending at its TXID and checks it
+    /// against its database. Meanwhile the overlap is of one history, which a restore may
+    /// cross.
+    ///
+    /// [`OwnFiles::may_be_predecessors`]: super::own_files::OwnFiles::may_be_predecessors
+    async fn settle_predecessors(
+        &self,
+        other: &LtxFileInfo,
+        listed: &[LtxFileInfo],
+    ) -> Result<bool, MaintenanceError> {
+        let own = &self.shared.own_files;
+        if !own.may_be_predecessors(other, listed) {
+            return Ok(false);
+        }
+        let meta = self.shared.meta.clone();
+        let txids: Vec<TxId> = (other.name.min.get()..=other.name.max.get())
+            .map(TxId)
+            .collect();
+        let Some(theirs) = open_inputs(
+            &self.shared.client,
+            &Input::remote(std::slice::from_ref(other)),
+            FetchOptions::default().for_comparison(),
+            Arc::new(FetchProgress::default()),
+        )
+        .pop() else {
+            return Ok(false);
+        };
+        let name = other.name;
+        // Ok(false): not provably the same (local files gone, a file that is no LTX file, other
+        // contents); an error (a read that failed) is retried like any failed compaction.
+        let same = tokio::task::spawn_blocking(move || -> Result<bool, MaintenanceError> {
+            let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+            let ours: Box<dyn std::io::Read> = if txids.len() == 1 {
+                match std::fs::File::open(meta.l0_path(txids[0])) {
+                    Ok(f) => Box::new(f),
+                    Err(e) if gone(&e) => return Ok(false),
+                    Err(e) => return Err(MaintenanceError::Local(e)),
+                }
+            } else {
+                match merge_l0(&meta, &txids) {
+                    Ok(merged) => Box::new(std::io::Cursor::new(merged.bytes)),
+                    Err(UploadError::Local { source, .. }) if !gone(&source) => {
+                        return Err(MaintenanceError::Local(source));
+                    }
+                    Err(_) => return Ok(false),
+                }
+            };
+            match crate::lineage::same_ltx(ours, theirs) {
+                Ok(same) => Ok(same),
+                Err(e @ ltx::Error::Io { .. }) => Err(MaintenanceError::Task(format!(
+                    "comparing the level-0 file {name} with the local L0 files: {e}"
+                ))),
+                Err(_) => Ok(false),
+            }
+        })
+        .await
+        .map_err(|e| MaintenanceError::Task(e.to_string()))??;
+        if !same {
+            return Ok(false);
+        }
+        let replaced = own.overlapping(other, listed);
+        let end = replaced.iter().map(|f| f.max).max().unwrap_or(name.max);
+        tracing::warn!(db = %self.shared.db_path.display(), file = %name, replaced = ?replaced, "a level-0 file this server did not write holds the same transactions as its own first uploads: the last upload of the server's previous run, committed by the replica after this one started; keeping it and replacing this server's overlapping uploads");
+        if end > name.max {
+            let tail = (name.max.get() + 1..=end.get()).map(TxId).collect();
+            send_batch(&self.shared, tail).await.map_err(|e| match e {
+                UploadError::Client(e) => MaintenanceError::Client(e),
+                UploadError::AnotherWriter(n) => MaintenanceError::AnotherWriter(n),
+                e => MaintenanceError::Task(e.to_string()),
+            })?;
+        }
+        self.shared.client.delete(Level::L0, &replaced).await?;
+        // Only now: until our overlapping uploads are gone, the next compaction settles again
+        // (the same replacement is a retry of the same upload).
+        own.record(name);
+        Ok(true)
     }
 
     /// Merges `files` (one level, TXID order) into one file of `dst`.
@@ -536,7 +640,9 @@ impl Maintenance {
     /// here, or whose TXIDs are all here as local single-TXID files (an upload merged them
     /// into `f`; merging them again gives the same pages and header), the local files, so
     /// compaction costs no download; else `f` itself. Local L0 files newer than L1 are kept
-    /// for this (see the upload task's pruning).
+    /// for this (see the upload task's pruning) only when compaction into L1 is configured:
+    /// without `levels:`, the upload task deletes them once uploaded, so a compaction run on
+    /// demand reads the replica (a local file it saw could be gone when it opens it).
     fn local_inputs(&self, f: &LtxFileInfo) -> Vec<Input> {
         let meta = &self.shared.meta;
         let remote = || {
@@ -545,7 +651,7 @@ impl Maintenance {
                 local: None,
             }]
         };
-        if f.level != Level::L0 {
+        if f.level != Level::L0 || self.shared.config.levels.is_empty() {
             return remote();
         }
         let local = |name: FileName| {

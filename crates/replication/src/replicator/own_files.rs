@@ -13,7 +13,17 @@
 //!   after the TXID the replica was at when we started must be one we wrote.
 //!
 //! Either way replication stops with a fatal error that names both ways out; the server then
-//! stops. The first check fires at the first upload whose name the other writer took; the
+//! stops.
+//!
+//! One foreign file is no second writer: the last upload of this server's predecessor (the
+//! same database, restarted), sent before it died but committed by the store only after this
+//! replicator listed the replica at start-up. It starts right after the replica's TXID at
+//! start-up and ends at or before the newest local L0 file then (the predecessor can only have
+//! sent TXIDs it had synced), and our own first uploads cover the same TXIDs, batched
+//! differently. [`OwnFiles::may_be_predecessors`] says when a file fits that; compaction then
+//! compares it with the merge of the local L0 files of its TXIDs (the very files the
+//! predecessor merged) and, when they are the same, keeps it and replaces our overlapping
+//! uploads with one file of the TXIDs after it, instead of stopping. The first check fires at the first upload whose name the other writer took; the
 //! second at the next compaction into level 1 (its `interval`, 30 s by default), so a second
 //! writer goes unnoticed for at most about one level-1 interval after its first upload.
 
@@ -33,6 +43,8 @@ use super::shared::Shared;
 pub(crate) struct OwnFiles {
     /// The replica's TXID at start-up: files ending at or before it were there before us.
     start: TxId,
+    /// The newest local L0 file at start-up: what a predecessor may have synced, and so sent.
+    local_start: TxId,
     /// Whether compaction into level 1 runs (a `levels:` list that is not empty): only it
     /// lists level 0 and asks [`OwnFiles::foreign`], and only it forgets names, so without
     /// it nothing is recorded (one name per upload would otherwise be kept for good).
@@ -42,9 +54,10 @@ pub(crate) struct OwnFiles {
 }
 
 impl OwnFiles {
-    pub(crate) fn new(start: TxId, tracked: bool) -> OwnFiles {
+    pub(crate) fn new(start: TxId, local_start: TxId, tracked: bool) -> OwnFiles {
         OwnFiles {
             start,
+            local_start,
             tracked,
             names: Mutex::new(BTreeSet::new()),
         }
@@ -73,6 +86,34 @@ impl OwnFiles {
         listed
             .iter()
             .find(|f| f.name.max > self.start && !names.contains(&f.name))
+    }
+
+    /// Whether `file` (which we did not write) can be our predecessor's last upload, committed
+    /// by the store after we listed the replica: it starts right after the replica's TXID at
+    /// start-up, ends at or before our newest local L0 file then, and our uploads listed in
+    /// `listed` already cover its TXIDs (so it is redundant if it holds the same history).
+    pub(crate) fn may_be_predecessors(&self, file: &LtxFileInfo, listed: &[LtxFileInfo]) -> bool {
+        if file.name.min.get() != self.start.get() + 1 || file.name.max > self.local_start {
+            return false;
+        }
+        let names = self.names.lock();
+        let mut covered = self.start;
+        for f in listed {
+            if names.contains(&f.name) && f.name.min.get() == covered.get() + 1 {
+                covered = f.name.max;
+            }
+        }
+        covered >= file.name.max
+    }
+
+    /// The names of our uploads in `listed` that overlap `file`.
+    pub(crate) fn overlapping(&self, file: &LtxFileInfo, listed: &[LtxFileInfo]) -> Vec<FileName> {
+        let names = self.names.lock();
+        listed
+            .iter()
+            .map(|f| f.name)
+            .filter(|n| names.contains(n) && n.min <= file.name.max && n.max >= file.name.min)
+            .collect()
     }
 
     /// Forgets the uploads that level 1 covers (`max <= upto`): the level-0 listings of later
@@ -120,7 +161,7 @@ mod tests {
 
     #[test]
     fn only_files_after_the_start_that_we_did_not_write_are_foreign() {
-        let own = OwnFiles::new(TxId(5), true);
+        let own = OwnFiles::new(TxId(5), TxId(5), true);
         own.record(FileName::new(TxId(6), TxId(8)));
         // Before the start: someone's (the previous primary's), not a second writer.
         assert!(own.foreign(&[info(4, 5), info(6, 8)]).is_none());
@@ -135,5 +176,28 @@ mod tests {
         );
         own.forget_upto(TxId(8));
         assert!(own.foreign(&[info(6, 8)]).is_some());
+    }
+
+    #[test]
+    fn only_a_file_our_first_uploads_cover_from_the_start_may_be_a_predecessors() {
+        // The replica was at 5 and the newest local L0 file at 8 when we started.
+        let own = OwnFiles::new(TxId(5), TxId(8), true);
+        own.record(FileName::new(TxId(6), TxId(7)));
+        own.record(FileName::new(TxId(8), TxId(9)));
+        let listed = [info(6, 7), info(6, 8), info(8, 9)];
+        assert!(own.may_be_predecessors(&info(6, 8), &listed));
+        assert!(own.may_be_predecessors(&info(6, 6), &listed));
+        // Not right after the start, or beyond what was local at the start.
+        assert!(!own.may_be_predecessors(&info(7, 8), &listed));
+        assert!(!own.may_be_predecessors(&info(6, 9), &listed));
+        // Our uploads covering it are not listed (yet).
+        assert!(!own.may_be_predecessors(&info(6, 8), &[info(6, 7), info(6, 8)]));
+        assert_eq!(
+            own.overlapping(&info(6, 8), &listed),
+            [
+                FileName::new(TxId(6), TxId(7)),
+                FileName::new(TxId(8), TxId(9))
+            ]
+        );
     }
 }

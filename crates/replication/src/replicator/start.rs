@@ -143,7 +143,11 @@ impl Replicator {
             pruned: Mutex::new(Default::default()),
             start_action: prepared.action,
             level_versions: Default::default(),
-            own_files: OwnFiles::new(prepared.replica_txid, !config.levels.is_empty()),
+            own_files: OwnFiles::new(
+                prepared.replica_txid,
+                prepared.position.txid,
+                !config.levels.is_empty(),
+            ),
         });
         metrics.set_replicated_txid(prepared.replica_txid);
         metrics.set_txid(position.txid);

@@ -122,7 +122,10 @@ async fn upload_batch(
 }
 
 /// Uploads the local L0 files of `batch` (consecutive TXIDs) as one object.
-async fn send_batch(shared: &Shared, batch: Vec<TxId>) -> Result<(FileName, u64), UploadError> {
+pub(super) async fn send_batch(
+    shared: &Shared,
+    batch: Vec<TxId>,
+) -> Result<(FileName, u64), UploadError> {
     if batch.len() == 1 {
         let txid = batch[0];
         let size = upload_one(shared, txid).await?;
