@@ -29,7 +29,7 @@ use crate::health::{Component, FatalError};
 use crate::progress::Positions;
 use crate::sync::Syncer;
 
-use super::pacing::{MIN_SYNC_GAP, sync_gap};
+use super::pacing::{MIN_SYNC_GAP, WalRate, sync_gap};
 use super::shared::Shared;
 
 pub(super) enum SyncCommand {
@@ -53,6 +53,7 @@ pub(super) async fn sync_loop(
     let mut last_sync = Instant::now();
     let mut backoff: Option<Duration> = None;
     let mut gap = MIN_SYNC_GAP;
+    let mut wal_rate = WalRate::new(last_sync);
     loop {
         let deadline = last_sync + backoff.unwrap_or(monitor);
         let mut reply = None;
@@ -99,11 +100,10 @@ pub(super) async fn sync_loop(
         let Some(result) = run_sync(&shared, &mut syncer).await else {
             break;
         };
-        let previous = std::mem::replace(&mut last_sync, Instant::now());
+        last_sync = Instant::now();
         match result {
             Ok((p, wal_bytes)) => {
-                let since = (last_sync - previous).as_secs_f64().max(1e-3);
-                gap = sync_gap(wal_bytes as f64 / since, last_sync - started);
+                gap = sync_gap(wal_rate.add(last_sync, wal_bytes), last_sync - started);
                 backoff = None;
                 if let Some(tx) = reply {
                     let _ = tx.send(Ok(p));
