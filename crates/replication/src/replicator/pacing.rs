@@ -93,10 +93,15 @@ mod tests {
         for i in 0..200u32 {
             let now = t0 + Duration::from_millis(12) * (i + 1);
             let r = rate.add(now, syncs[i as usize % syncs.len()]);
-            assert_eq!(sync_gap(r, Duration::from_millis(1)), MIN_SYNC_GAP, "sync {i}");
+            assert_eq!(
+                sync_gap(r, Duration::from_millis(1)),
+                MIN_SYNC_GAP,
+                "sync {i}"
+            );
         }
-        // One sync's own rate crossed the light rate (what stretched the gap).
-        assert!(57680.0 / 0.012 > LIGHT_WAL_RATE);
+        // Paced by one sync's own rate (as before), the third sync stretched the gap.
+        let own: f64 = 57680.0 / 0.012;
+        assert!(sync_gap(own, Duration::from_millis(1)) > MIN_SYNC_GAP * 5);
         // A heavy load is seen within a window or two.
         let mut rate = WalRate::new(t0);
         let mut last = 0.0;
