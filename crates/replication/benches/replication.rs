@@ -29,7 +29,11 @@
 //! `follow`: run one part), `BENCH_FOLLOW_RATE` (writes/s of the follower lag runs, default 20), `BENCH_FOLLOW_IDLE`
 //! (seconds the idle follower is watched, default 240),
 //! `BENCH_COMPARE_BIN` (another build of `sqlite-rest`, e.g. of the commit before a change:
-//! the HTTP rounds also run it with replication, and report its rate against ours).
+//! the HTTP rounds also run it with replication, and report its rate against ours),
+//! `BENCH_LOG` (a `tracing` filter, e.g. `warn,replication=debug`: the in-process replicator
+//! and the servers log JSON lines to stderr with it, each phase and round announced by a
+//! `BENCH` line, for a breakdown of where a commit's time goes: the replicator's debug
+//! events `sync done` and `ltx file uploaded` time each sync, checkpoint and upload).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use std::collections::BTreeMap;
@@ -78,6 +82,9 @@ struct Run {
     /// Ours only: commit → the local L0 file holding it was written (`synced_seq`): the
     /// part of the lag before the upload.
     synced: Vec<Duration>,
+    /// Ours only: that file written → the PUT holding it returned (waiting for the upload in
+    /// flight, then its own).
+    uploaded: Vec<Duration>,
 }
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -365,6 +372,14 @@ async fn phase(ls: &Litestream, s3: &testkit::S3, mode: Mode, secs: f64, rate: u
     };
     let confirmed = after(|e| e.2);
     let synced = after(|e| e.1);
+    let uploaded = traced
+        .iter()
+        .filter_map(|t| {
+            let s = seen.iter().find(|e| e.1 >= t.seq)?;
+            let r = seen.iter().find(|e| e.2 >= t.seq)?;
+            Some(r.0.saturating_duration_since(s.0))
+        })
+        .collect();
     if let Some(r) = ours {
         r.shutdown().await.unwrap();
     }
@@ -377,6 +392,7 @@ async fn phase(ls: &Litestream, s3: &testkit::S3, mode: Mode, secs: f64, rate: u
         lags: lags(&traced, &files),
         confirmed,
         synced,
+        uploaded,
     }
 }
 
@@ -445,9 +461,13 @@ impl Server {
             .args(["--http-addr", &format!("127.0.0.1:{port}")])
             .args(["--metrics-addr", &format!("127.0.0.1:{admin}")])
             .args(["--insecure-disable-auth", "--security-allow-table", "books"])
-            .args(["--log-level", "warn"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
+            .stdout(std::process::Stdio::null());
+        match std::env::var("BENCH_LOG") {
+            Ok(filter) => cmd.args(["--log-level", &filter]),
+            Err(_) => cmd
+                .args(["--log-level", "warn"])
+                .stderr(std::process::Stdio::null()),
+        };
         configure(&mut cmd);
         let child = cmd.spawn().unwrap();
         let client = reqwest::Client::new();
@@ -660,6 +680,7 @@ async fn durability_runs(
                 Durability::Sync => &["--write-durability", "replicated"],
                 _ => &[],
             };
+            eprintln!("BENCH durability round {round} {}", mode.label());
             let (server, _) = Server::start(bin, s3, *mode != Durability::Off, extra).await;
             let puts_before = server.puts().await;
             let load = post_load(server.port, clients, secs).await;
@@ -957,6 +978,14 @@ async fn main() {
     let Some(s3) = testkit::require_s3("bench-replication") else {
         return;
     };
+    if let Ok(filter) = std::env::var("BENCH_LOG") {
+        tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let secs = env_or("BENCH_SECONDS", 6) as f64;
     let rate = env_or("BENCH_RATE", 200);
     let mb = env_or("BENCH_RESTORE_MB", 200);
@@ -974,6 +1003,7 @@ async fn main() {
         if !run("lag") {
             break;
         }
+        eprintln!("BENCH lag {mode:?}");
         let r = phase(&ls, &s3, mode, secs, rate).await;
         println!(
             "lag  {mode:?}: {} commits traced, {} landed, p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
@@ -996,6 +1026,12 @@ async fn main() {
                 ms(pct(&r.synced, 0.5)),
                 ms(pct(&r.synced, 0.99)),
                 ms(pct(&r.synced, 1.0))
+            );
+            println!(
+                "lag  {mode:?} of which local L0 file → its PUT returned: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+                ms(pct(&r.uploaded, 0.5)),
+                ms(pct(&r.uploaded, 0.99)),
+                ms(pct(&r.uploaded, 1.0))
             );
         }
         lag_rows[i] = (mode, pct(&r.lags, 0.5), pct(&r.lags, 0.99));

@@ -100,6 +100,20 @@ pub(crate) struct SyncTicket {
     started: Instant,
 }
 
+impl SyncTicket {
+    /// When the sync started.
+    pub(crate) fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// How long the oldest commit it covers waited for the sync to start (None: no notified
+    /// commit was waiting).
+    pub(crate) fn waited(&self) -> Option<Duration> {
+        self.oldest
+            .map(|o| self.started.saturating_duration_since(o))
+    }
+}
+
 /// Shared replication progress. See the module docs.
 #[derive(Debug)]
 pub(crate) struct Progress {
@@ -163,8 +177,11 @@ impl Progress {
         inner.unsynced_since = min_instant(inner.unsynced_since, ticket.oldest);
     }
 
-    /// A sync finished; `new_local` is the newest local TXID after it and `wal_bytes` how
-    /// much WAL it read (0: nothing new was committed).
+    /// A sync's files hold its commits; `new_local` is the newest local TXID after it and
+    /// `wal_bytes` how much WAL it read (0: nothing new was committed). Called as soon as
+    /// the files hold every commit the ticket covers (before the sync's checkpoint), again
+    /// for each later file of the same sync, and once more when it finished: repeated calls
+    /// with one ticket only move `local_txid` on.
     pub(crate) fn end_sync(&self, ticket: SyncTicket, new_local: TxId, wal_bytes: u64) {
         let mut inner = self.inner.lock();
         let oldest = if wal_bytes > 0 {

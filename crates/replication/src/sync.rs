@@ -296,6 +296,32 @@ pub struct SyncReport {
     pub wal_bytes: u64,
     /// Checkpoints run (mode and result).
     pub checkpoints: Vec<(CheckpointMode, CheckpointResult)>,
+    /// Where the sync's time went (debug logs, the benchmark's breakdown).
+    pub timings: SyncTimings,
+}
+
+/// Where one [`Syncer::sync`]'s time went.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SyncTimings {
+    /// Reading the WAL and encoding L0 files (up to their last byte in the page cache).
+    pub encode: std::time::Duration,
+    /// Making the L0 files durable: the file's fsync, the rename and the directory's fsync.
+    pub fsync: std::time::Duration,
+    /// Checkpoints, including the syncs they run (their encode and fsync times count here
+    /// too).
+    pub checkpoint: std::time::Duration,
+    /// From the start of the sync to [`Syncer::sync_publishing`]'s first call (the files then
+    /// hold every commit made before the sync started), if it was called.
+    pub published: Option<std::time::Duration>,
+}
+
+/// Called by [`Syncer::sync_publishing`] with the newest local TXID.
+struct Publish(Box<dyn FnMut(TxId) + Send>);
+
+impl std::fmt::Debug for Publish {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Publish")
+    }
 }
 
 /// Where the previous sync left off and what it decided (Litestream's `syncState`).
@@ -358,6 +384,13 @@ pub struct Syncer {
     just_synced: bool,
     /// The next L0 file must be a full one, and why (the [`crate::meta::NEXT_L0_FULL`] mark).
     next_full: Option<&'static str>,
+    /// The running sync's files hold every commit made before it started (see
+    /// [`Syncer::sync_publishing`]).
+    covered: bool,
+    /// The running sync's [`Syncer::sync_publishing`] callback.
+    publish: Option<Publish>,
+    /// When the running sync started.
+    sync_started: Option<std::time::Instant>,
 }
 
 impl Syncer {
@@ -388,6 +421,9 @@ impl Syncer {
             pinned: false,
             just_synced: false,
             next_full,
+            covered: false,
+            publish: None,
+            sync_started: None,
         };
         syncer.publish();
         syncer
@@ -481,7 +517,9 @@ impl Syncer {
     /// One sync: L0 files for everything committed, then a checkpoint if one is due.
     pub fn sync(&mut self) -> Result<SyncReport, SyncError> {
         self.report = SyncReport::default();
+        self.covered = false;
         let started = std::time::Instant::now();
+        self.sync_started = Some(started);
         let result = self.sync_inner();
         if let Some(m) = &self.metrics {
             m.record_sync(started.elapsed(), result.is_err());
@@ -497,7 +535,37 @@ impl Syncer {
             }
         }
         self.at(SyncPoint::SyncDone);
+        self.sync_started = None;
         result.map(|()| std::mem::take(&mut self.report))
+    }
+
+    /// [`Syncer::sync`], calling `publish` with the newest local TXID as soon as the local L0
+    /// files hold every commit made before the sync started, and again after each file the
+    /// same sync writes later (a checkpoint's syncs). That is before the checkpoint the sync
+    /// may run: what waits for those commits (their upload, a synchronous write, a position)
+    /// need not wait for the checkpoint too. Not called if the sync fails before that point.
+    pub fn sync_publishing(
+        &mut self,
+        publish: impl FnMut(TxId) + Send + 'static,
+    ) -> Result<SyncReport, SyncError> {
+        self.publish = Some(Publish(Box::new(publish)));
+        let result = self.sync();
+        self.publish = None;
+        result
+    }
+
+    /// Calls the [`Syncer::sync_publishing`] callback, once the files cover the sync's start.
+    fn published(&mut self) {
+        if !self.covered {
+            return;
+        }
+        let txid = self.pos.txid;
+        if let Some(p) = &mut self.publish {
+            if self.report.timings.published.is_none() {
+                self.report.timings.published = self.sync_started.map(|t| t.elapsed());
+            }
+            (p.0)(txid);
+        }
     }
 
     /// Calls the test hook, if any.
@@ -520,6 +588,9 @@ impl Syncer {
             let r = self.verify_and_sync(limit)?;
             self.apply(r);
             if !r.limited {
+                // The scan reached the WAL's end as it was after the sync started.
+                self.covered = true;
+                self.published();
                 // A pin left by a checkpoint that failed before its barrier: what it held is
                 // in L0 files now.
                 self.release_pin()?;
@@ -839,6 +910,8 @@ impl Syncer {
         let full = info.full;
         let prev_commit = info.prev_commit;
         let frame_header = wal_header_or(&wal_header, page_size);
+        let write_started = std::time::Instant::now();
+        let mut encoded = None;
         let write = |w: &mut std::io::BufWriter<File>| -> Result<(), SyncError> {
             let mut enc = Encoder::new(&mut *w, header).map_err(|source| SyncError::Encode {
                 path: display.clone(),
@@ -883,6 +956,7 @@ impl Syncer {
             {
                 return Err(SyncError::WalRestarted);
             }
+            encoded = Some(write_started.elapsed());
             Ok(())
         };
         let (_, file_size) = self
@@ -895,6 +969,10 @@ impl Syncer {
                 },
                 MetaWriteError::Write(e) => e,
             })?;
+        let written = write_started.elapsed();
+        let encoded = encoded.unwrap_or(written);
+        self.report.timings.encode += encoded;
+        self.report.timings.fsync += written.saturating_sub(encoded);
 
         self.set_pos(Position {
             txid,
@@ -932,6 +1010,7 @@ impl Syncer {
             size: file_size,
             full,
         });
+        self.published();
         Ok(result)
     }
 
@@ -1009,6 +1088,7 @@ impl Syncer {
             CheckpointMode::Passive => self.checkpoint_passive(),
             CheckpointMode::Truncate => self.checkpoint_truncate(),
         };
+        self.report.timings.checkpoint += started.elapsed();
         if let Some(m) = &self.metrics {
             m.record_checkpoint(mode, started.elapsed(), result.is_err());
         }

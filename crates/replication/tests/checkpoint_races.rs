@@ -873,3 +873,80 @@ fn the_wal_stays_held_when_the_reader_cannot_read_again_after_the_checkpoint() {
     s.sync().unwrap();
     sc.check(&s);
 }
+
+/// Hazard (latency, not loss): a sync published its commits only once the checkpoint it ran
+/// after writing their L0 file was over, so their upload — and a synchronous write waiting
+/// for it — waited for the whole checkpoint (its WAL and database fsyncs). The checkpoint is
+/// held at its start here until the commit is confirmed on the replica: confirmed, it was not
+/// waited for. Then the replica, restored, holds the commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_reaches_the_replica_while_the_checkpoint_after_its_sync_runs() {
+    init_logging();
+    let (_t, dir) = tempdir();
+    let db = dir.join("app.db");
+    let replica = dir.join("replica");
+    let conn = wal_db(&db);
+    conn.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+    // Syncs only when a commit is notified (monitor-interval), and a checkpoint after every
+    // sync that leaves two frames in the WAL (truncate-page-n: PASSIVE first).
+    let yaml = format!(
+        "snapshot:\n  interval: 24h\n  retention: 24h\n\
+         dbs:\n  - path: {}\n    monitor-interval: 1h\n    truncate-page-n: 2\n    replica:\n      url: {}\n",
+        db.display(),
+        file_url(&replica)
+    );
+    let armed = Arc::new(AtomicBool::new(false));
+    let (reached_tx, mut reached) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let (resume_tx, resume) = std::sync::mpsc::channel::<()>();
+    let resume = Mutex::new(resume);
+    let mut options = replicator_options(&yaml, &db);
+    {
+        let armed = armed.clone();
+        options.sync_hook = Some(SyncHook(Arc::new(move |point| {
+            if point == SyncPoint::CheckpointStart(Passive) && armed.swap(false, Ordering::SeqCst) {
+                reached_tx.send(()).unwrap();
+                // Held until the test has its answer (bounded, so a failing test ends).
+                let _ = resume
+                    .lock()
+                    .unwrap()
+                    .recv_timeout(Duration::from_secs(300));
+            }
+        })));
+    }
+    let r = replication::Replicator::start(options).await.unwrap();
+    let handle = r.handle();
+    // A sync leaves the WAL past the threshold, so the next sync checkpoints.
+    insert(&conn, 20, 500);
+    handle.notify_commit(replication::CommitNotice { seq: 1 });
+    handle.wait_commit_replicated(1).await.unwrap();
+    insert(&conn, 20, 500);
+    armed.store(true, Ordering::SeqCst);
+    handle.notify_commit(replication::CommitNotice { seq: 2 });
+    tokio::time::timeout(Duration::from_secs(120), reached.recv())
+        .await
+        .expect("the sync after the commit did not checkpoint")
+        .unwrap();
+    // The checkpoint is under way (held at its start); the commit's file is written.
+    let confirmed =
+        tokio::time::timeout(Duration::from_secs(60), handle.wait_commit_replicated(2)).await;
+    resume_tx.send(()).unwrap();
+    let positions = confirmed
+        .expect(
+            "the commit was not confirmed on the replica while the checkpoint after its sync ran",
+        )
+        .unwrap();
+    r.shutdown().await.unwrap();
+
+    // The replica at the confirmed TXID holds the commit.
+    let out = dir.join("restored.db");
+    let client: Arc<dyn ReplicaClient> = Arc::new(FileClient::new(&replica));
+    restore_ours(
+        &client,
+        RestoreTarget::TxId(positions.replicated_txid),
+        &out,
+        IntegrityCheck::Full,
+    )
+    .await
+    .unwrap();
+    assert_eq!(rows(&out), rows(&db));
+}

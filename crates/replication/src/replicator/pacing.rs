@@ -29,6 +29,44 @@ pub(crate) const LIGHT_WAL_RATE: f64 = 4e6;
 /// throughput beside no replication rose from 0.85× to 0.92× (`scripts/bench-replication`).
 pub(crate) const HEAVY_WAL_RATE: f64 = 16e6;
 
+/// How long the WAL rate is measured over before [`sync_gap`] sees it. One sync's own rate is
+/// noise at a light load: at 200 commits/s a 12 ms sync window holds 16–70 KB of WAL
+/// (1.4–5.8 MB/s, however many pages the commits touched), and a window past
+/// [`LIGHT_WAL_RATE`] stretched the next gap to 50–160 ms, the lag's tail (measured with the
+/// `sync done` debug events in `scripts/bench-replication`).
+pub(crate) const RATE_WINDOW: Duration = Duration::from_millis(250);
+
+/// The WAL rate over the last [`RATE_WINDOW`] (or longer) of syncs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WalRate {
+    since: std::time::Instant,
+    bytes: u64,
+    rate: f64,
+}
+
+impl WalRate {
+    pub(crate) fn new(now: std::time::Instant) -> WalRate {
+        WalRate {
+            since: now,
+            bytes: 0,
+            rate: 0.0,
+        }
+    }
+
+    /// Counts a sync that read `wal_bytes` and ended at `now`; returns the rate of the last
+    /// complete window (bytes per second).
+    pub(crate) fn add(&mut self, now: std::time::Instant, wal_bytes: u64) -> f64 {
+        self.bytes += wal_bytes;
+        let elapsed = now.saturating_duration_since(self.since);
+        if elapsed >= RATE_WINDOW {
+            self.rate = self.bytes as f64 / elapsed.as_secs_f64();
+            self.bytes = 0;
+            self.since = now;
+        }
+        self.rate
+    }
+}
+
 /// The pause between the end of one sync and the start of the next under a steady load:
 /// from the WAL bytes per second the last sync found (`wal_rate`, bytes synced over the time
 /// since the sync before) and how long it took.
@@ -45,6 +83,33 @@ pub(crate) fn sync_gap(wal_rate: f64, last_took: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_light_load_keeps_the_shortest_gap_whatever_one_sync_holds() {
+        // The WAL bytes of consecutive syncs 12 ms apart at 200 commits/s (as logged).
+        let syncs = [37080u64, 16480, 57680, 24720, 28840, 57680, 16480, 37080];
+        let t0 = std::time::Instant::now();
+        let mut rate = WalRate::new(t0);
+        for i in 0..200u32 {
+            let now = t0 + Duration::from_millis(12) * (i + 1);
+            let r = rate.add(now, syncs[i as usize % syncs.len()]);
+            assert_eq!(
+                sync_gap(r, Duration::from_millis(1)),
+                MIN_SYNC_GAP,
+                "sync {i}"
+            );
+        }
+        // Paced by one sync's own rate (as before), the third sync stretched the gap.
+        let own: f64 = 57680.0 / 0.012;
+        assert!(sync_gap(own, Duration::from_millis(1)) > MIN_SYNC_GAP * 5);
+        // A heavy load is seen within a window or two.
+        let mut rate = WalRate::new(t0);
+        let mut last = 0.0;
+        for i in 0..50u32 {
+            last = rate.add(t0 + Duration::from_millis(12) * (i + 1), 400_000);
+        }
+        assert_eq!(sync_gap(last, Duration::from_millis(1)), MAX_SYNC_GAP);
+    }
 
     #[test]
     fn sync_gap_grows_with_the_write_load() {

@@ -19,7 +19,7 @@
 //! everything else when syncing itself failed for good.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
@@ -29,7 +29,7 @@ use crate::health::{Component, FatalError};
 use crate::progress::Positions;
 use crate::sync::Syncer;
 
-use super::pacing::{MIN_SYNC_GAP, sync_gap};
+use super::pacing::{MIN_SYNC_GAP, WalRate, sync_gap};
 use super::shared::Shared;
 
 pub(super) enum SyncCommand {
@@ -53,6 +53,7 @@ pub(super) async fn sync_loop(
     let mut last_sync = Instant::now();
     let mut backoff: Option<Duration> = None;
     let mut gap = MIN_SYNC_GAP;
+    let mut wal_rate = WalRate::new(last_sync);
     loop {
         let deadline = last_sync + backoff.unwrap_or(monitor);
         let mut reply = None;
@@ -99,11 +100,10 @@ pub(super) async fn sync_loop(
         let Some(result) = run_sync(&shared, &mut syncer).await else {
             break;
         };
-        let previous = std::mem::replace(&mut last_sync, Instant::now());
+        last_sync = Instant::now();
         match result {
             Ok((p, wal_bytes)) => {
-                let since = (last_sync - previous).as_secs_f64().max(1e-3);
-                gap = sync_gap(wal_bytes as f64 / since, last_sync - started);
+                gap = sync_gap(wal_rate.add(last_sync, wal_bytes), last_sync - started);
                 backoff = None;
                 if let Some(tx) = reply {
                     let _ = tx.send(Ok(p));
@@ -128,8 +128,18 @@ pub(super) async fn run_sync(
 ) -> Option<Result<(Positions, u64), String>> {
     let mut s = syncer.take()?;
     let ticket = shared.progress.begin_sync();
+    // The commits the ticket covers are published as soon as a local L0 file holds them,
+    // before any checkpoint the sync goes on to run, so their upload starts at once.
+    let published = Arc::new(AtomicBool::new(false));
+    let publish = {
+        let (shared, published) = (shared.clone(), published.clone());
+        move |txid| {
+            published.store(true, Ordering::Release);
+            shared.progress.end_sync(ticket, txid, 1);
+        }
+    };
     let joined = tokio::task::spawn_blocking(move || {
-        let r = s.sync();
+        let r = s.sync_publishing(publish);
         (s, r)
     })
     .await;
@@ -153,6 +163,22 @@ pub(super) async fn run_sync(
                 .progress
                 .end_sync(ticket, position.txid, report.wal_bytes);
             shared.health.ok(Component::Sync);
+            let t = report.timings;
+            let ms = |d: Duration| d.as_secs_f64() * 1e3;
+            tracing::debug!(
+                db = %shared.db_path.display(),
+                txid = %position.txid,
+                files = report.files.len(),
+                wal_bytes = report.wal_bytes,
+                waited_ms = ticket.waited().map(ms),
+                took_ms = ms(ticket.started().elapsed()),
+                encode_ms = ms(t.encode),
+                fsync_ms = ms(t.fsync),
+                published_ms = t.published.map(ms),
+                checkpoint_ms = ms(t.checkpoint),
+                checkpoints = report.checkpoints.len(),
+                "sync done"
+            );
             for f in &report.files {
                 if let Some(reason) = f.full {
                     tracing::info!(db = %shared.db_path.display(), txid = %f.txid(), size = f.size, reason, "full L0 file written");
@@ -161,7 +187,10 @@ pub(super) async fn run_sync(
             Ok((shared.progress.positions(), report.wal_bytes))
         }
         Err(e) => {
-            shared.progress.sync_failed(ticket);
+            // (Commits already published are in L0 files: they are not unsynced.)
+            if !published.load(Ordering::Acquire) {
+                shared.progress.sync_failed(ticket);
+            }
             Err(e.to_string())
         }
     })

@@ -76,7 +76,12 @@ pub(super) async fn upload_loop(shared: Arc<Shared>, mut remote: TxId, stop: Can
             r = upload_batch(&shared, remote, upto, max_files) => r,
         };
         match uploaded {
-            Ok((name, size)) => {
+            Ok(Sent {
+                name,
+                size,
+                files,
+                put,
+            }) => {
                 remote = name.max;
                 shared.progress.uploaded(remote);
                 *shared.last_upload.lock() = Some(SystemTime::now());
@@ -85,7 +90,7 @@ pub(super) async fn upload_loop(shared: Arc<Shared>, mut remote: TxId, stop: Can
                     m.add_bytes_replicated(size);
                     m.set_replicated_txid(remote);
                 }
-                tracing::debug!(db = %shared.db_path.display(), file = %name, size, took_ms = started.elapsed().as_millis() as u64, "ltx file uploaded");
+                tracing::debug!(db = %shared.db_path.display(), file = %name, size, files, took_ms = started.elapsed().as_secs_f64() * 1e3, put_ms = put.as_secs_f64() * 1e3, "ltx file uploaded");
                 prune(&shared, remote).await;
             }
             Err((_, UploadError::AnotherWriter(_))) => return,
@@ -103,15 +108,25 @@ pub(super) async fn upload_loop(shared: Arc<Shared>, mut remote: TxId, stop: Can
     }
 }
 
+/// One object uploaded.
+pub(super) struct Sent {
+    name: FileName,
+    size: u64,
+    /// Local L0 files it holds.
+    files: usize,
+    /// The object store's request alone (no planning, reading or merging).
+    put: Duration,
+}
+
 /// Uploads the local L0 files after `remote` (up to `local`, within the batch bounds) as one
-/// object; returns its name and size, or the error and the last TXID of the batch it tried
-/// (if it got that far).
+/// object; returns what it sent, or the error and the last TXID of the batch it tried (if it
+/// got that far).
 async fn upload_batch(
     shared: &Shared,
     remote: TxId,
     local: TxId,
     max_files: usize,
-) -> Result<(FileName, u64), (Option<TxId>, UploadError)> {
+) -> Result<Sent, (Option<TxId>, UploadError)> {
     let meta = shared.meta.clone();
     let batch = tokio::task::spawn_blocking(move || plan_batch(&meta, remote, local, max_files))
         .await
@@ -122,14 +137,17 @@ async fn upload_batch(
 }
 
 /// Uploads the local L0 files of `batch` (consecutive TXIDs) as one object.
-pub(super) async fn send_batch(
-    shared: &Shared,
-    batch: Vec<TxId>,
-) -> Result<(FileName, u64), UploadError> {
-    if batch.len() == 1 {
+pub(super) async fn send_batch(shared: &Shared, batch: Vec<TxId>) -> Result<Sent, UploadError> {
+    let files = batch.len();
+    if files == 1 {
         let txid = batch[0];
-        let size = upload_one(shared, txid).await?;
-        return Ok((FileName::new(txid, txid), size));
+        let (size, put) = upload_one(shared, txid).await?;
+        return Ok(Sent {
+            name: FileName::new(txid, txid),
+            size,
+            files,
+            put,
+        });
     }
     let meta = shared.meta.clone();
     let merged = tokio::task::spawn_blocking(move || merge_l0(&meta, &batch))
@@ -138,8 +156,14 @@ pub(super) async fn send_batch(
     let created_at =
         timestamp_from_millis(merged.header.timestamp).unwrap_or_else(chrono::Utc::now);
     let size = merged.bytes.len() as u64;
+    let put = Instant::now();
     create_l0(shared, merged.name, merged.bytes.into(), created_at).await?;
-    Ok((merged.name, size))
+    Ok(Sent {
+        name: merged.name,
+        size,
+        files,
+        put: put.elapsed(),
+    })
 }
 
 /// The TXIDs of the next object: `remote + 1` on, up to `local`, while the inputs stay
@@ -327,8 +351,12 @@ pub(super) enum UploadError {
 /// L0 files larger than this are streamed from disk rather than read into memory.
 pub(super) const STREAM_UPLOAD_ABOVE: u64 = 16 << 20;
 
-/// Uploads the local L0 file of `txid`; returns its size.
-pub(super) async fn upload_one(shared: &Shared, txid: TxId) -> Result<u64, UploadError> {
+/// Uploads the local L0 file of `txid`; returns its size and how long the object store's
+/// request took.
+pub(super) async fn upload_one(
+    shared: &Shared,
+    txid: TxId,
+) -> Result<(u64, Duration), UploadError> {
     use tokio::io::AsyncReadExt;
     let path = shared.meta.l0_path(txid);
     let display = path.display().to_string();
@@ -346,6 +374,7 @@ pub(super) async fn upload_one(shared: &Shared, txid: TxId) -> Result<u64, Uploa
     })?;
     let created_at = timestamp_from_millis(header.timestamp).unwrap_or_else(chrono::Utc::now);
     let name = FileName::new(txid, txid);
+    let put;
     if size > STREAM_UPLOAD_ABOVE {
         use futures::StreamExt;
         let file = tokio::fs::File::open(&path).await.map_err(local)?;
@@ -361,6 +390,7 @@ pub(super) async fn upload_one(shared: &Shared, txid: TxId) -> Result<u64, Uploa
             })
             .boxed();
         shared.own_files.record(name);
+        put = Instant::now();
         shared
             .client
             .write(Level::L0, name, stream, created_at)
@@ -369,9 +399,10 @@ pub(super) async fn upload_one(shared: &Shared, txid: TxId) -> Result<u64, Uploa
         let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
         bytes.extend_from_slice(&hb);
         file.read_to_end(&mut bytes).await.map_err(local)?;
+        put = Instant::now();
         create_l0(shared, name, bytes::Bytes::from(bytes), created_at).await?;
     }
-    Ok(size)
+    Ok((size, put.elapsed()))
 }
 
 /// Uploads one level-0 object unless the name is taken (`crate::replicator::own_files`): a
