@@ -175,8 +175,11 @@ impl Shape {
         key.push('?');
         let query_at = key.len();
         let mut slots = Vec::new();
-        for piece in query.split('&') {
-            if let Some((k, v)) = piece.split_once('=')
+        let mut rest = Some(query);
+        while let Some(text) = rest {
+            let (piece, next) = split_at_byte(text, b'&');
+            rest = next;
+            if let (k, Some(v)) = split_at_byte(piece, b'=')
                 && is_slot_name(k)
                 && let Some(op) = slot_operator(v)
             {
@@ -223,6 +226,15 @@ impl Shape {
 
     fn slot_name(&self, s: &Slot) -> &str {
         &self.key[s.name.0..s.name.1]
+    }
+}
+
+/// `s` up to the first `b` and what follows it (`None` without one); `split_once` for an
+/// ASCII byte, without the general searcher's setup (the pieces are short).
+fn split_at_byte(s: &str, b: u8) -> (&str, Option<&str>) {
+    match s.bytes().position(|c| c == b) {
+        Some(at) => (&s[..at], Some(&s[at + 1..])),
+        None => (s, None),
     }
 }
 

@@ -118,10 +118,12 @@ async fn dispatch(state: &AppState, req: Request, deadline: Instant) -> Outcome 
     } = target;
     if rpc {
         // A function's name is no relation: no metric label, no hidden-relation count.
-        return Box::pin(rpc::handle(state, &principal, relation, &parts, body, deadline))
-            .await
-            .map(|resp| (String::new(), resp))
-            .map_err(|e| (String::new(), e));
+        return Box::pin(rpc::handle(
+            state, &principal, relation, &parts, body, deadline,
+        ))
+        .await
+        .map(|resp| (String::new(), resp))
+        .map_err(|e| (String::new(), e));
     }
     let method = match parts.method {
         Method::GET => Some(dialect::Method::Get),
