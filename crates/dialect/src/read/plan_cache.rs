@@ -470,9 +470,21 @@ fn make(shape: &Shape, planned: &Planned<'_>) -> Option<Template> {
 }
 
 /// Estimated bytes a plan node holds (its fields twice over: the plan's and the shaper's
-/// keys), with its embeds.
+/// keys), with its embeds. The relation it reads counts in full: a plan kept after a schema
+/// reload keeps the old relation alive until it is evicted, so the bound covers it too.
 fn node_weight(node: &crate::read::plan::ReadNode) -> usize {
-    let fields: usize = node.fields.iter().map(|f| 2 * f.key.len() + 160).sum();
+    let relation: usize = node
+        .relation
+        .columns
+        .iter()
+        .map(|c| 2 * c.name.len() + c.decl_type.len() + 128)
+        .sum();
+    let fields: usize = relation
+        + node
+            .fields
+            .iter()
+            .map(|f| 2 * f.key.len() + 160)
+            .sum::<usize>();
     let children: usize = node
         .children
         .iter()
