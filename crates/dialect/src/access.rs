@@ -177,6 +177,10 @@ impl RoleGrants {
 #[derive(Debug, Default)]
 pub struct RoleFilters {
     by_relation: HashMap<String, [Option<Compiled>; 4]>,
+    /// Every read filter of the role was built whole (no claim placeholder, nothing left to
+    /// build per request): a read's plan depends on the role and the schema only, so the
+    /// plan cache may keep it.
+    reads_fixed: bool,
 }
 
 impl RoleFilters {
@@ -191,6 +195,7 @@ impl RoleGrants {
     /// that no longer fits the schema is left out, so a request builds it and gets its error.
     pub fn filters(&self, cache: &SchemaCache) -> RoleFilters {
         let mut by_relation = HashMap::new();
+        let mut reads_fixed = true;
         for (name, grants) in &self.relations {
             let Some(rel) = cache.relation(name) else {
                 continue;
@@ -199,13 +204,19 @@ impl RoleGrants {
             for p in Privilege::ALL {
                 if let Some(f) = grants.get(p).and_then(|g| g.filter.as_ref()) {
                     slots[p as usize] = f.compile(rel).ok();
+                    if p == Privilege::Read {
+                        reads_fixed &= matches!(slots[p as usize], Some(Compiled::Fixed(_)));
+                    }
                 }
             }
             if slots.iter().any(Option::is_some) {
                 by_relation.insert(name.clone(), slots);
             }
         }
-        RoleFilters { by_relation }
+        RoleFilters {
+            by_relation,
+            reads_fixed,
+        }
     }
 }
 
@@ -581,6 +592,13 @@ impl<'a> Access<'a> {
             ErrorCode::InsufficientPrivilege,
             format!("permission denied for {kind} {}", rel.name),
         )
+    }
+
+    /// True when a read's plan depends on this role and the schema only, never on the
+    /// request's claims: the role's read filters were all built whole (see
+    /// [`RoleGrants::filters`]). Only then may a read plan be cached for the role.
+    pub(crate) fn plans_are_claim_free(&self) -> bool {
+        self.filters.is_some_and(|f| f.reads_fixed)
     }
 
     /// `rel`'s row filter for `p` with this request's claims bound, if the role's grant of

@@ -26,8 +26,11 @@ use crate::headers::{
     check_profile, parse_range,
 };
 use crate::query::{QueryParams, canonical_query};
-use crate::read::exec::{BodyStream, ReadHead, ReadOutcome, ReadOutput, read};
+use std::sync::Arc;
+
+use crate::read::exec::{BodyStream, Prebuilt, ReadHead, ReadOutcome, ReadOutput, read, read_with};
 use crate::read::plan::{Limits, plan_read_as};
+use crate::read::plan_cache::{PlanCache, Planned, Shape, Template, cacheable};
 use crate::schema_cache::SchemaCache;
 use crate::write::body::{BodyFormat, Payload, csv_header, parse_payload};
 use crate::write::exec::{WriteOutput, execute_write};
@@ -118,9 +121,23 @@ pub struct Response {
 #[derive(Debug, Clone)]
 pub struct ReadCall {
     relation: String,
-    params: QueryParams,
+    /// `None` when the parse was put off: a plan of the request's shape is cached, so the
+    /// query string is known to parse ([`ReadCall::prepare_cached`]).
+    params: Option<QueryParams>,
     headers: RequestHeaders,
     head: bool,
+    cached: Option<Cached>,
+}
+
+/// A read that goes through the plan cache.
+#[derive(Debug, Clone)]
+struct Cached {
+    plans: Arc<PlanCache>,
+    shape: Shape,
+    /// The plan kept for the shape when the call was prepared, if any.
+    found: Option<Arc<Template>>,
+    /// The query string, for the parse put off (see [`ReadCall::params`]).
+    query: Option<String>,
 }
 
 /// What a read's response needs besides its outcome.
@@ -136,17 +153,50 @@ impl ReadCall {
     /// Parses a GET or HEAD: the query string, `Range` (GET only), `Accept`, `Prefer` and
     /// `Accept-Profile`, in that order.
     pub fn prepare(req: &Request<'_>) -> Result<(ReadCall, ReadAnswer), ApiError> {
+        Self::prepare_with(req, None)
+    }
+
+    /// [`ReadCall::prepare`], with the read's plan from `plans` when one of the request's shape
+    /// is kept there, and kept there after the read otherwise (see `read/plan_cache.rs`).
+    /// `role` is the role the request runs as (it keeps different roles' plans apart).
+    /// Errors, and their order, are [`ReadCall::prepare`]'s.
+    pub fn prepare_cached(
+        req: &Request<'_>,
+        plans: &Arc<PlanCache>,
+        role: Option<&str>,
+    ) -> Result<(ReadCall, ReadAnswer), ApiError> {
+        Self::prepare_with(req, Some((plans, role)))
+    }
+
+    fn prepare_with(
+        req: &Request<'_>,
+        plans: Option<(&Arc<PlanCache>, Option<&str>)>,
+    ) -> Result<(ReadCall, ReadAnswer), ApiError> {
         let head = req.method == Method::Head;
-        let params = QueryParams::parse(req.query)?;
-        let range = match (head, req.headers.range) {
-            (false, Some(r)) => parse_range(r)?,
-            _ => None,
+        // The headers are read before the query string only to find the shape; a bad query
+        // string still gives its error first.
+        let headers = match Self::headers(req, head) {
+            Ok(h) => h,
+            Err(e) => {
+                QueryParams::parse(req.query)?;
+                return Err(e);
+            }
         };
-        let headers = RequestHeaders {
-            media: MediaType::negotiate(req.headers.accept)?,
-            prefer: Preferences::parse(req.headers.prefer.iter().copied())?,
-            range,
-            profile_sent: check_profile(req.headers.accept_profile)?,
+        let cached = plans.and_then(|(plans, role)| {
+            let shape = Shape::of(req.method, req.relation, req.query, &headers, role)?;
+            let found = plans.get(&shape);
+            Some(Cached {
+                plans: plans.clone(),
+                shape,
+                query: found.as_ref().map(|_| req.query.to_string()),
+                found,
+            })
+        });
+        // A kept plan of this shape says the query string parses: the parse waits until the
+        // plan turns out stale (if ever).
+        let params = match cached.as_ref().and_then(|c| c.query.as_ref()) {
+            Some(_) => None,
+            None => Some(QueryParams::parse(req.query)?),
         };
         let mut location = String::with_capacity(2 + req.raw_segment.len() + req.query.len());
         location.push('/');
@@ -166,13 +216,30 @@ impl ReadCall {
             params,
             headers,
             head,
+            cached,
         };
         Ok((call, answer))
     }
 
+    /// `Range` (GET only), `Accept`, `Prefer` and `Accept-Profile`, in that order.
+    fn headers(req: &Request<'_>, head: bool) -> Result<RequestHeaders, ApiError> {
+        let range = match (head, req.headers.range) {
+            (false, Some(r)) => parse_range(r)?,
+            _ => None,
+        };
+        Ok(RequestHeaders {
+            media: MediaType::negotiate(req.headers.accept)?,
+            prefer: Preferences::parse(req.headers.prefer.iter().copied())?,
+            range,
+            profile_sent: check_profile(req.headers.accept_profile)?,
+        })
+    }
+
     /// Plans the read against `cache` (as `access`'s role; `None`: unrestricted) and runs it
     /// on `conn`: a body within `buffer_limit` bytes comes back whole; a larger one goes to
-    /// `stream` when there is one (else [`ReadOutcome::TooLarge`]).
+    /// `stream` when there is one (else [`ReadOutcome::TooLarge`]). A read prepared with
+    /// [`ReadCall::prepare_cached`] takes a kept plan made against this `cache` and `limits`,
+    /// or keeps the plan it makes.
     pub fn run(
         &self,
         conn: &rusqlite::Connection,
@@ -182,15 +249,58 @@ impl ReadCall {
         stream: Option<&mut dyn BodyStream>,
         access: Option<&Access<'_>>,
     ) -> Result<ReadOutcome, ApiError> {
+        let cached = self.cached.as_ref().filter(|_| cacheable(access));
+        if let Some(c) = cached
+            && let Some(t) = c.found.as_ref().filter(|t| t.fits(cache, limits))
+        {
+            c.plans.hit();
+            let slots = t.values(&c.shape);
+            let prebuilt = Prebuilt {
+                sql: &t.sql,
+                shaper: &t.shaper,
+                slots: &slots,
+            };
+            return read_with(
+                conn,
+                &t.plan,
+                self.head,
+                buffer_limit,
+                stream,
+                Some(&prebuilt),
+            );
+        }
+        let parsed;
+        let params = match (
+            &self.params,
+            self.cached.as_ref().and_then(|c| c.query.as_ref()),
+        ) {
+            (Some(p), _) => p,
+            (None, Some(q)) => {
+                parsed = QueryParams::parse(q)?;
+                &parsed
+            }
+            (None, None) => return Err(ApiError::internal("a read without its query")),
+        };
         let plan = plan_read_as(
             cache,
             &self.relation,
-            &self.params,
+            params,
             &self.headers,
             limits,
             access,
             false,
         )?;
+        if let Some(c) = cached {
+            let planned = Planned {
+                plan: &plan,
+                cache,
+                relation: &self.relation,
+                headers: &self.headers,
+                limits,
+                access,
+            };
+            c.plans.learn(&c.shape, &planned);
+        }
         read(conn, &plan, self.head, buffer_limit, stream)
     }
 }

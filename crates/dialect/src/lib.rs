@@ -31,7 +31,9 @@
 //! - `read/`, the same three steps as `write/` — `read/plan/`: the read planner
 //!   ([`plan_read`] → [`ReadPlan`]): `tree.rs` (the plan's types), `planner.rs`,
 //!   `fields.rs`, `conditions.rs`, `patterns.rs`, `full_text.rs`; `read/sql.rs`: its SELECT;
-//!   `read/exec.rs`: running it ([`execute_read`], [`execute_read_streaming`]).
+//!   `read/exec.rs`: running it ([`execute_read`], [`execute_read_streaming`]);
+//!   `read/plan_cache.rs`: plans, page statements and shapers kept by the request's shape
+//!   with its bound values masked ([`PlanCache`], used by [`ReadCall::prepare_cached`]).
 //! - `shape.rs`: rows straight to JSON or CSV bytes.
 //!
 //! Writes — body → plan → DML in the caller's transaction → representation:
@@ -100,6 +102,7 @@ pub use read::plan::{
     Condition, Limits, MAX_EMBED_DEPTH, MAX_EMBED_FIELDS, MAX_EMBEDS, Predicate, ReadNode,
     ReadPlan, plan_read, plan_read_as, resolve_relation,
 };
+pub use read::plan_cache::{PlanCache, PlanCacheStats};
 // The write path: body → plan → DML in the caller's transaction → representation.
 pub use sql::{Sql, with_statement_tag};
 pub use write::body::{BodyFormat, Payload, csv_header, parse_payload};

@@ -272,6 +272,11 @@ impl Exposure {
 #[derive(Debug, Clone, Default)]
 pub struct SchemaCache {
     pub version: i64,
+    /// Unique to each cache built (loaded, restricted to a role, …) in this process; a clone
+    /// keeps it, as it holds the same schema. What the plan cache keys its plans by, so no
+    /// plan outlives the cache it was made against (`schema_version` alone does not change on
+    /// a forced reload or a permissions reload).
+    generation: u64,
     relations: NameMap<Arc<Relation>>,
     hidden: HashSet<String>,
     /// The names of every view and trigger of the database, exposed or not: what SQLite's
@@ -279,6 +284,12 @@ pub struct SchemaCache {
     definers: HashSet<String>,
     /// The relationships between exposed relations (see `relationships.rs`).
     pub relationships: Relationships,
+}
+
+/// The next [`SchemaCache::generation`] (0 is the empty default cache's).
+fn next_generation() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// The database's current `PRAGMA schema_version`.
@@ -326,11 +337,17 @@ impl SchemaCache {
         let relationships = Relationships::load(conn, &|n| relations.contains_key(n))?;
         Ok(SchemaCache {
             version,
+            generation: next_generation(),
             relations,
             hidden,
             definers,
             relationships,
         })
+    }
+
+    /// See the field: unique to this cache (and its clones) in this process.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     pub fn relation(&self, name: &str) -> Option<&Arc<Relation>> {
@@ -344,6 +361,7 @@ impl SchemaCache {
         relations.insert(rel.name.clone(), Arc::new(rel));
         SchemaCache {
             relations,
+            generation: next_generation(),
             ..SchemaCache::default()
         }
     }
@@ -363,6 +381,7 @@ impl SchemaCache {
         }
         SchemaCache {
             version: self.version,
+            generation: next_generation(),
             relationships: self.relationships.retain(&|n| relations.contains_key(n)),
             relations,
             hidden,

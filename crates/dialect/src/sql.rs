@@ -69,6 +69,26 @@ impl Sql {
         }
         Ok(())
     }
+
+    /// Binds the parameters of a read (no reserved `?1`) to `stmt`; with `slots`, the SQL was
+    /// built from a cached plan and each slot marker among its parameters is bound as the
+    /// request's value for that slot (see `read/plan_cache.rs`).
+    pub(crate) fn bind_slots(
+        &self,
+        stmt: &mut rusqlite::Statement<'_>,
+        slots: Option<&[Value]>,
+    ) -> rusqlite::Result<()> {
+        let Some(slots) = slots else {
+            return self.bind_to(stmt, None);
+        };
+        for (i, v) in self.params.iter().enumerate() {
+            stmt.raw_bind_parameter(
+                i + 1 + usize::from(self.first_reserved),
+                crate::read::plan_cache::resolve(v, slots),
+            )?;
+        }
+        Ok(())
+    }
 }
 
 thread_local! {

@@ -220,6 +220,7 @@ pub async fn run_with(config: ServeConfig, hooks: ServeHooks) -> anyhow::Result<
         writer: writer.clone(),
         rpc: rpc.clone(),
         permissions: permissions.clone(),
+        plans: Arc::new(dialect::PlanCache::new()),
         write_options: dialect::WriteOptions {
             safe_update: config.writes.safe_update,
             // A representation is built in memory inside the write: room for what a body of

@@ -877,7 +877,13 @@ async fn schema_changes_are_picked_up_without_restart() {
         s.json("/clients?select=id,region&id=eq.1", 200).await,
         json!([{"id":1,"region":"eu"}])
     );
-    // A dropped column disappears from `*` at once (the stale plan fails, the cache is rebuilt).
+    // The shape `/clients?id=eq.N` is planned (and its plan kept) with the column…
+    assert_eq!(
+        s.json("/clients?id=eq.1", 200).await,
+        json!([{"id":1,"name":"Microsoft","region":"eu"}])
+    );
+    // …and a dropped column disappears from `*` at once (the stale plan fails, the schema
+    // cache is rebuilt, and a kept plan of the old schema is never used again).
     s.exec_sql("ALTER TABLE clients DROP COLUMN region");
     assert_eq!(
         s.json("/clients?id=eq.2", 200).await,

@@ -57,6 +57,10 @@ pub fn decode_component(s: &str) -> Result<Cow<'_, str>, ApiError> {
 /// The query string with its parameters sorted, for `Content-Location` (borrowed when it
 /// already is: one parameter, or several in order).
 pub fn canonical_query(raw: &str) -> std::borrow::Cow<'_, str> {
+    // One parameter is in order (the loop below says so too, after a search).
+    if !raw.is_empty() && !raw.as_bytes().contains(&b'&') {
+        return std::borrow::Cow::Borrowed(raw);
+    }
     let mut pieces = raw.split('&');
     let mut previous = pieces.next().unwrap_or("");
     let canonical = !previous.is_empty()

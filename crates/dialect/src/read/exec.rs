@@ -101,19 +101,51 @@ pub fn read(
     plan: &ReadPlan,
     head: bool,
     buffer_limit: usize,
-    mut stream: Option<&mut dyn BodyStream>,
+    stream: Option<&mut dyn BodyStream>,
 ) -> Result<ReadOutcome, ApiError> {
-    let mut page = |total| read_page(conn, plan, head, total, buffer_limit, stream.take());
+    read_with(conn, plan, head, buffer_limit, stream, None)
+}
+
+/// What a read takes from the plan cache (see `read/plan_cache.rs`): the page's statement and
+/// shaper as built for its shape, and the request's own values for the plan's slots (every
+/// statement built from a cached plan binds them in place of its slot markers).
+pub(crate) struct Prebuilt<'a> {
+    pub(crate) sql: &'a Sql,
+    pub(crate) shaper: &'a Shaper,
+    pub(crate) slots: &'a [rusqlite::types::Value],
+}
+
+/// [`read`], with the page's statement and shaper from the plan cache when `prebuilt` is given.
+pub(crate) fn read_with(
+    conn: &Connection,
+    plan: &ReadPlan,
+    head: bool,
+    buffer_limit: usize,
+    mut stream: Option<&mut dyn BodyStream>,
+    prebuilt: Option<&Prebuilt<'_>>,
+) -> Result<ReadOutcome, ApiError> {
+    let slots = prebuilt.map(|p| p.slots);
+    let mut page = |total| {
+        read_page(
+            conn,
+            plan,
+            head,
+            total,
+            buffer_limit,
+            stream.take(),
+            prebuilt,
+        )
+    };
     if plan.count.is_none() {
         return page(None);
     }
     if !conn.is_autocommit() {
         // The caller's transaction already gives count and page one snapshot.
-        let total = total(conn, plan)?;
+        let total = total(conn, plan, slots)?;
         return page(Some(total));
     }
     crate::sql::prepare_cached(conn, "BEGIN")?.execute([])?;
-    let result = total(conn, plan).and_then(|t| page(Some(t)));
+    let result = total(conn, plan, slots).and_then(|t| page(Some(t)));
     if !conn.is_autocommit() {
         let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
         if let Err(e) = crate::sql::prepare_cached(conn, end).and_then(|mut s| s.execute([]))
@@ -130,9 +162,13 @@ pub fn read_sql(plan: &ReadPlan) -> Sql {
     sql::select(&plan.root)
 }
 
-fn scalar(conn: &Connection, sql: &Sql) -> Result<i64, ApiError> {
+fn scalar(
+    conn: &Connection,
+    sql: &Sql,
+    slots: Option<&[rusqlite::types::Value]>,
+) -> Result<i64, ApiError> {
     let mut stmt = crate::sql::prepare_cached(conn, &sql.text)?;
-    sql.bind_to(&mut stmt, None)?;
+    sql.bind_slots(&mut stmt, slots)?;
     let mut rows = stmt.raw_query();
     match rows.next()? {
         Some(r) => Ok(r.get(0)?),
@@ -140,25 +176,29 @@ fn scalar(conn: &Connection, sql: &Sql) -> Result<i64, ApiError> {
     }
 }
 
-fn total(conn: &Connection, plan: &ReadPlan) -> Result<i64, ApiError> {
+fn total(
+    conn: &Connection,
+    plan: &ReadPlan,
+    slots: Option<&[rusqlite::types::Value]>,
+) -> Result<i64, ApiError> {
     let node = &plan.root;
     match plan.count {
         Some(CountMethod::Planned) => match planned(conn, node) {
             Some(n) => Ok(n),
-            None => scalar(conn, &sql::count(node)),
+            None => scalar(conn, &sql::count(node), slots),
         },
         Some(CountMethod::Estimated) => match plan.max_rows {
             Some(max) => {
-                let n = scalar(conn, &sql::capped_count(node, max + 1))?;
+                let n = scalar(conn, &sql::capped_count(node, max + 1), slots)?;
                 if n > max {
                     Ok(planned(conn, node).map_or(n, |p| p.max(n)))
                 } else {
                     Ok(n)
                 }
             }
-            None => scalar(conn, &sql::count(node)),
+            None => scalar(conn, &sql::count(node), slots),
         },
-        _ => scalar(conn, &sql::count(node)),
+        _ => scalar(conn, &sql::count(node), slots),
     }
 }
 
@@ -184,6 +224,8 @@ struct PageSink<'a, 's> {
     plan: &'a ReadPlan,
     total: Option<i64>,
     stream: Option<&'s mut dyn BodyStream>,
+    /// The request's values for a cached plan's slots.
+    slots: Option<&'a [rusqlite::types::Value]>,
     /// The buffer's length that calls for action: past `limit` while buffering, a chunk's
     /// size while streaming (one comparison per value on the hot path).
     next: usize,
@@ -201,7 +243,7 @@ impl PageSink<'_, '_> {
                 .saturating_sub(node.offset)
                 .clamp(0, node.limit.unwrap_or(i64::MAX)),
             // Counted while the page's statement is open: the same snapshot.
-            _ => scalar(self.conn, &sql::page_count(node))?,
+            _ => scalar(self.conn, &sql::page_count(node), self.slots)?,
         };
         let rows = usize::try_from(rows).unwrap_or(0);
         if let MediaType::Singular { .. } = self.plan.media
@@ -261,6 +303,7 @@ fn read_page(
     total: Option<i64>,
     limit: usize,
     stream: Option<&mut dyn BodyStream>,
+    prebuilt: Option<&Prebuilt<'_>>,
 ) -> Result<ReadOutcome, ApiError> {
     let node = &plan.root;
     if let Some(t) = total
@@ -272,13 +315,20 @@ fn read_page(
         ))
         .with_header("Content-Range", format!("*/{t}")));
     }
-    let sql = sql::select(node);
-    let shaper = Shaper::new(&node.fields, plan.media);
+    let built;
+    let (sql, shaper, slots) = match prebuilt {
+        Some(p) => (p.sql, p.shaper, Some(p.slots)),
+        None => {
+            built = (sql::select(node), Shaper::new(&node.fields, plan.media));
+            (&built.0, &built.1, None)
+        }
+    };
     let mut sink = PageSink {
         conn,
         plan,
         total,
         stream,
+        slots,
         next: limit,
         streaming: false,
         too_large: false,
@@ -287,7 +337,7 @@ fn read_page(
     let mut n = 0usize;
     let rendered = (|| {
         let mut stmt = crate::sql::prepare_cached(conn, &sql.text)?;
-        sql.bind_to(&mut stmt, None)?;
+        sql.bind_slots(&mut stmt, slots)?;
         let mut rows = stmt.raw_query();
         if !head {
             shaper.begin(&mut body);

@@ -4,4 +4,5 @@
 
 pub(crate) mod exec;
 pub(crate) mod plan;
+pub(crate) mod plan_cache;
 pub(crate) mod sql;

@@ -81,7 +81,14 @@ async fn dispatch(state: &AppState, req: Request, deadline: Instant) -> Outcome 
             let result = if method == Method::OPTIONS {
                 Ok(allow("OPTIONS,GET,HEAD"))
             } else {
-                openapi::handle(state, &principal, &parts, method == Method::HEAD, deadline).await
+                Box::pin(openapi::handle(
+                    state,
+                    &principal,
+                    &parts,
+                    method == Method::HEAD,
+                    deadline,
+                ))
+                .await
             };
             return result
                 .map(|resp| (String::new(), resp))
@@ -111,10 +118,12 @@ async fn dispatch(state: &AppState, req: Request, deadline: Instant) -> Outcome 
     } = target;
     if rpc {
         // A function's name is no relation: no metric label, no hidden-relation count.
-        return rpc::handle(state, &principal, relation, &parts, body, deadline)
-            .await
-            .map(|resp| (String::new(), resp))
-            .map_err(|e| (String::new(), e));
+        return Box::pin(rpc::handle(
+            state, &principal, relation, &parts, body, deadline,
+        ))
+        .await
+        .map(|resp| (String::new(), resp))
+        .map_err(|e| (String::new(), e));
     }
     let method = match parts.method {
         Method::GET => Some(dialect::Method::Get),
@@ -126,6 +135,8 @@ async fn dispatch(state: &AppState, req: Request, deadline: Instant) -> Outcome 
         // OPTIONS: routing lets no other method through.
         _ => None,
     };
+    // The paths a point read does not take are boxed: the future of this function is as large
+    // as its largest awaited future, and it is moved (copied) as a whole on the way to hyper.
     let result = match method {
         Some(method) => {
             let request = dialect_request(&parts, method, &relation, &raw_segment);
@@ -133,10 +144,10 @@ async fn dispatch(state: &AppState, req: Request, deadline: Instant) -> Outcome 
                 dialect::Method::Get | dialect::Method::Head => {
                     read::handle(state, &principal, &request, deadline).await
                 }
-                _ => write::handle(state, &principal, &request, body, deadline).await,
+                _ => Box::pin(write::handle(state, &principal, &request, body, deadline)).await,
             }
         }
-        None => options(state, &principal, relation.clone(), deadline).await,
+        None => Box::pin(options(state, &principal, relation.clone(), deadline)).await,
     };
     match result {
         Ok(resp) => Ok((relation, resp)),

@@ -76,6 +76,8 @@ pub struct AppState {
     pub permissions: Option<Arc<crate::permissions::PermissionsRegistry>>,
     /// The OpenAPI document of `GET /`, rendered once per schema cache.
     pub openapi: openapi::DocCache,
+    /// Read plans kept by the request's shape (`dialect::ReadCall::prepare_cached`).
+    pub plans: Arc<dialect::PlanCache>,
 }
 
 impl AppState {

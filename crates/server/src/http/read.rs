@@ -1,6 +1,7 @@
 //! GET and HEAD on `/{table_or_view}`: the transport around [`dialect::ReadCall`].
 //!
-//! The dialect parses the request on the async thread ([`dialect::ReadCall::prepare`]); this
+//! The dialect parses the request on the async thread ([`dialect::ReadCall::prepare_cached`]:
+//! a request of a shape whose plan is kept skips most of it, see `dialect::PlanCache`); this
 //! handler waits for `Prefer: min-txid` and takes the local replication position before the
 //! read's snapshot begins (see [`super::durability`]), runs the call in the read pool (inline
 //! when short; planned again after a schema check when it names something the cache does not
@@ -30,7 +31,9 @@ pub async fn handle(
     deadline: Instant,
 ) -> Result<Response, ApiError> {
     let head = req.method == dialect::Method::Head;
-    let (call, answer) = ReadCall::prepare(req)?;
+    // The role's name keeps roles' plans apart; without a permissions file it changes nothing.
+    let role_name = state.permissions.as_ref().and(principal.role.as_deref());
+    let (call, answer) = ReadCall::prepare_cached(req, &state.plans, role_name)?;
     // Taken before the read's snapshot begins: a lower bound of what the read reflects.
     let txid = state
         .durability

@@ -64,7 +64,7 @@ fn bind_value(op: CmpOp, raw: &str, col: Option<&Column>) -> Result<Value, ApiEr
 /// A comparison value, typed as the column's affinity would convert it (as PostgreSQL types
 /// its `unknown` parameters by the column): true/false become 1/0 on BOOL columns, integers
 /// and reals are bound as numbers on numeric columns, anything else stays TEXT.
-fn comparable(raw: &str, col: Option<&Column>) -> Value {
+pub(crate) fn comparable(raw: &str, col: Option<&Column>) -> Value {
     let Some(col) = col else {
         return Value::Text(raw.to_string());
     };
