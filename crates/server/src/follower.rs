@@ -835,6 +835,10 @@ impl ReadPin {
     }
 }
 
+/// What the WAL file is truncated to once checkpointed (bytes): about four times the WAL
+/// SQLite's automatic checkpoint lets grow at the default page size.
+const WAL_SIZE_LIMIT: i64 = 16 << 20;
+
 /// The connection that applies files: WAL (so readers keep their snapshots), full
 /// synchronous (a recorded TXID is never ahead of the database after a power loss).
 fn open_apply_connection(db: &Path) -> anyhow::Result<Connection> {
@@ -848,6 +852,10 @@ fn open_apply_connection(db: &Path) -> anyhow::Result<Connection> {
         );
     }
     conn.execute_batch("PRAGMA synchronous=FULL")?;
+    // An apply writes all its pages into the WAL before its COMMIT (a restore across a gap
+    // writes the whole database there), and SQLite keeps a WAL file at its largest size for
+    // good: the next write after a complete checkpoint truncates it to this bound instead.
+    conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
     // Fails here, at start-up, if the bundled SQLite lacks the virtual table.
     conn.query_row(
         "SELECT count(*) FROM sqlite_dbpage WHERE pgno = 1",
@@ -1964,6 +1972,17 @@ mod tests {
     /// Every page of `conn`'s database as one LTX file for TXIDs `min..=max`; with
     /// `checksums`, a file carrying database checksums (`pre` before it).
     fn ltx_of(conn: &Connection, min: u64, max: u64, checksums: Option<Checksum>) -> Vec<u8> {
+        ltx_of_pages(conn, min, max, checksums, None)
+    }
+
+    /// As [`ltx_of`], with only the pages in `only` when given.
+    fn ltx_of_pages(
+        conn: &Connection,
+        min: u64,
+        max: u64,
+        checksums: Option<Checksum>,
+        only: Option<&[u32]>,
+    ) -> Vec<u8> {
         let page_size: u32 = conn
             .query_row("PRAGMA page_size", [], |r| r.get(0))
             .unwrap();
@@ -1986,7 +2005,7 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         for (pgno, data) in &pages {
-            if *pgno == ltx::lock_page(page_size) {
+            if *pgno == ltx::lock_page(page_size) || only.is_some_and(|o| !o.contains(pgno)) {
                 continue;
             }
             enc.write_page(*pgno, data).unwrap();
@@ -2410,6 +2429,50 @@ mod tests {
             assert_eq!(f.handle().health_json()["ready"], true, "{applied_first}");
             site.assert_same_rows();
         }
+    }
+
+    /// A large apply (here a whole database of ~24 MB) goes through the WAL, and the WAL file
+    /// does not stay that large: the next apply after the checkpoint truncates it to
+    /// `WAL_SIZE_LIMIT`.
+    #[tokio::test]
+    async fn the_wal_shrinks_back_after_a_large_apply() {
+        let site = Site::new();
+        let f = site.follower().await.unwrap();
+        site.primary
+            .execute(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 48000)
+                 INSERT INTO t(v) SELECT printf('%.500c', 'y') FROM n",
+                [],
+            )
+            .unwrap();
+        site.write(2);
+        f.poll().await.unwrap();
+        assert_eq!(f.handle().applied(), TxId(2));
+        let wal = || {
+            std::fs::metadata(site.dir.path().join("f.db-wal"))
+                .map(|m| m.len())
+                .unwrap_or(0)
+        };
+        let large = wal();
+        assert!(
+            large > WAL_SIZE_LIMIT as u64,
+            "the apply of the whole database left a WAL of {large} bytes"
+        );
+        // TXID 3 rewrites page 1 only (the primary did not change).
+        site.put(
+            0,
+            3,
+            3,
+            &ltx_of_pages(&site.primary, 3, 3, None, Some(&[1])),
+        );
+        f.poll().await.unwrap();
+        assert_eq!(f.handle().applied(), TxId(3));
+        assert!(
+            wal() <= WAL_SIZE_LIMIT as u64,
+            "the WAL is still {} bytes after the next apply (was {large})",
+            wal()
+        );
+        site.assert_same_rows();
     }
 
     /// A follower whose replica is empty when it starts serves its database unready, saying
