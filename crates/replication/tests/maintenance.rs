@@ -318,6 +318,8 @@ struct RaceState {
     held: std::sync::Mutex<Option<(ltx::FileName, bytes::Bytes)>>,
     /// Reads of this level-0 file fail (a network error) until cleared.
     fail_read: std::sync::Mutex<Option<ltx::FileName>>,
+    /// Level-0 deletes fail (a network error) while set.
+    fail_delete: std::sync::atomic::AtomicBool,
 }
 
 impl RaceState {
@@ -436,6 +438,19 @@ impl ReplicaClient for Race {
         level: Level,
         names: &[ltx::FileName],
     ) -> Result<(), replication::ClientError> {
+        if level == Level::L0
+            && self
+                .state
+                .fail_delete
+                .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(replication::ClientError::Backend {
+                replica: self.inner.describe(),
+                operation: "delete",
+                code: "Unknown",
+                message: "injected delete failure".into(),
+            });
+        }
         self.inner.delete(level, names).await
     }
     async fn probe(&self) -> Result<(), replication::ClientError> {
@@ -501,6 +516,16 @@ fn other_history(ltx_bytes: &[u8]) -> bytes::Bytes {
     bytes::Bytes::from(enc.finish().unwrap().writer)
 }
 
+/// The configuration of [`restart_racing_the_last_upload`]'s primaries.
+fn racing_yaml(replica: &Replica, db: &Path) -> String {
+    format!(
+        "levels:\n  - interval: 1h\nsnapshot:\n  interval: 24h\n\
+         dbs:\n  - path: {}\n    monitor-interval: 100ms\n    replica:\n{}",
+        db.display(),
+        replica.entry
+    )
+}
+
 /// A primary restarted after its predecessor died with an upload sent but not yet committed
 /// by the store: the predecessor had replicated TXIDs up to P and sent P+1..P+2 (one merged
 /// file), and the store commits it after the new process listed the replica (at P) and
@@ -512,12 +537,7 @@ async fn restart_racing_the_last_upload(
     db: &Path,
     other: bool,
 ) -> (Replicator, ltx::FileName, u64, Arc<RaceState>) {
-    let yaml = format!(
-        "levels:\n  - interval: 1h\nsnapshot:\n  interval: 24h\n\
-         dbs:\n  - path: {}\n    monitor-interval: 100ms\n    replica:\n{}",
-        db.display(),
-        replica.entry
-    );
+    let yaml = racing_yaml(replica, db);
     let state = Arc::new(RaceState::default());
     let old = start_racing(&yaml, db, &state).await;
     let conn = wal_db(db);
@@ -659,4 +679,78 @@ async fn a_second_primary_at_the_restart_position_is_still_refused() {
             .contains(&(late.min.get(), late.max.get())),
         "another primary's file is left for the operator"
     );
+}
+
+/// The restarted primary settles the race (the TXIDs after the predecessor's file go up as
+/// one new file) but dies before it deletes its own overlapping upload (here: the delete
+/// fails and the process is stopped before the next compaction retries it; a kill -9
+/// between the two steps leaves the same replica). Level 0 then holds the predecessor's
+/// file, our overlapping upload and the replacement, all before the next run's start, so
+/// nothing judges them again: the next run must still compact into level 1 (else
+/// replication fails for good after the retry window, at every restart), and Litestream
+/// must still restore the rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_after_the_replacement_upload_but_before_the_delete_still_compacts() {
+    let Some((ls, _t, dir, replica)) = litestream_and_replica(
+        "a_restart_after_the_replacement_upload_but_before_the_delete_still_compacts",
+        Backend::File,
+        "race",
+        "app.db",
+    ) else {
+        return;
+    };
+    let db = dir.join("app.db");
+    let (r, late, p, state) = restart_racing_the_last_upload(&replica, &db, false).await;
+    state
+        .fail_delete
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let failed = r.compact_now(Level::new(1).unwrap()).await;
+    assert!(failed.is_err(), "the delete was to fail: {failed:?}");
+    let client = replica.client().await;
+    let l0 = names(client.as_ref(), 0).await;
+    assert!(
+        l0.contains(&(late.min.get(), late.max.get()))
+            && l0.contains(&(p + 1, p + 3))
+            && l0.contains(&(p + 3, p + 3)),
+        "the replacement went up, the delete did not happen: {l0:?}"
+    );
+    // The process stops here.
+    let _ = r.shutdown().await;
+    state
+        .fail_delete
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let next = start_racing(&racing_yaml(&replica, &db), &db, &state).await;
+    let compacted = next.compact_now(Level::new(1).unwrap()).await;
+    assert!(
+        compacted.is_ok(),
+        "the next run cannot compact level 0 {l0:?} into level 1: {compacted:?}"
+    );
+    commits(&next, &db, 2).await;
+    next.shutdown().await.unwrap();
+    let out = dir.join("restored.db");
+    restore_from(&ls, replica.source(), &out, &[]);
+    assert_eq!(rows(&out), rows(&db), "Litestream's restore of the replica");
+}
+
+/// The race happened (the predecessor's file and our overlapping upload are both on level
+/// 0) and the restarted primary is restarted again before its first compaction into level 1
+/// settled it (a deploy, a crash: any time within one level-1 interval). The next run
+/// started after both files, so it does not judge them; it must still compact them (one
+/// history), or replication fails for good after the retry window, at every restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_before_the_race_is_settled_still_compacts() {
+    let (_t, dir) = tempdir();
+    let replica = Replica::url(&file_url(&dir.join("replica")));
+    let db = dir.join("app.db");
+    let (r, _late, _p, state) = restart_racing_the_last_upload(&replica, &db, false).await;
+    r.shutdown().await.unwrap();
+    let next = start_racing(&racing_yaml(&replica, &db), &db, &state).await;
+    let client = replica.client().await;
+    let l0 = names(client.as_ref(), 0).await;
+    let compacted = next.compact_now(Level::new(1).unwrap()).await;
+    assert!(
+        compacted.is_ok(),
+        "the next run cannot compact level 0 {l0:?} into level 1: {compacted:?}"
+    );
+    next.shutdown().await.unwrap();
 }
