@@ -537,6 +537,27 @@ async fn restart_racing_the_last_upload(
     db: &Path,
     other: bool,
 ) -> (Replicator, ltx::FileName, u64, Arc<RaceState>) {
+    let (yaml, state, late, bytes, p) = a_predecessor_dies_uploading(replica, db).await;
+    let bytes = if other { other_history(&bytes) } else { bytes };
+    state.set(RaceMode::LandFirst(late, bytes));
+    let new = start_racing(&yaml, db, &state).await;
+    new.sync_and_wait().await.unwrap();
+    let client = replica.client().await;
+    let l0 = names(client.as_ref(), 0).await;
+    assert!(
+        l0.contains(&(p + 1, p + 2)) && l0.contains(&(p + 1, p + 3)),
+        "the race did not happen: level 0 is {l0:?}"
+    );
+    (new, late, p, state)
+}
+
+/// The first half of [`restart_racing_the_last_upload`]: the predecessor replicated up to P,
+/// sent P+1..P+2 (held, not landed) and died; one more commit it never synced. Returns the
+/// configuration, the switch, the held file and P.
+async fn a_predecessor_dies_uploading(
+    replica: &Replica,
+    db: &Path,
+) -> (String, Arc<RaceState>, ltx::FileName, bytes::Bytes, u64) {
     let yaml = racing_yaml(replica, db);
     let state = Arc::new(RaceState::default());
     let old = start_racing(&yaml, db, &state).await;
@@ -580,17 +601,7 @@ async fn restart_racing_the_last_upload(
     );
     // A commit the predecessor did not sync before it died.
     insert(&conn, 1, 100);
-    let bytes = if other { other_history(&bytes) } else { bytes };
-    state.set(RaceMode::LandFirst(late, bytes));
-    let new = start_racing(&yaml, db, &state).await;
-    new.sync_and_wait().await.unwrap();
-    let client = replica.client().await;
-    let l0 = names(client.as_ref(), 0).await;
-    assert!(
-        l0.contains(&(p + 1, p + 2)) && l0.contains(&(p + 1, p + 3)),
-        "the race did not happen: level 0 is {l0:?}"
-    );
-    (new, late, p, state)
+    (yaml, state, late, bytes, p)
 }
 
 /// The restarted primary's next compaction into level 1 finds the predecessor's late file
@@ -753,4 +764,45 @@ async fn a_restart_before_the_race_is_settled_still_compacts() {
         "the next run cannot compact level 0 {l0:?} into level 1: {compacted:?}"
     );
     next.shutdown().await.unwrap();
+}
+
+/// The same race, with the restarted primary's compaction into level 1 listing level 0
+/// after the predecessor's file landed and while its own first upload is still in flight
+/// (at start-up every compaction job runs at once, and level 1 is due whenever a boundary
+/// passed since the predecessor's last compaction). The predecessor's file is then not yet
+/// covered by a listed upload of ours: that is no proof of a second primary, so the
+/// compaction must not stop replication for good; it may wait and settle later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compaction_while_the_first_upload_is_in_flight_is_no_false_stop() {
+    let (_t, dir) = tempdir();
+    let replica = Replica::url(&file_url(&dir.join("replica")));
+    let db = dir.join("app.db");
+    let (yaml, state, late, bytes, p) = a_predecessor_dies_uploading(&replica, &db).await;
+    state.set(RaceMode::Stall);
+    let new = start_racing(&yaml, &db, &state).await;
+    until("the first upload is in flight", || {
+        state.stalled.load(std::sync::atomic::Ordering::SeqCst) > 1
+    })
+    .await;
+    // The store commits the predecessor's upload now.
+    let client = replica.client().await;
+    client
+        .create_bytes(Level::L0, late, bytes, chrono::Utc::now())
+        .await
+        .unwrap();
+    let compacted = new.compact_now(Level::new(1).unwrap()).await;
+    state.set(RaceMode::Pass);
+    assert!(
+        !matches!(&compacted, Err(e) if e.to_string().contains("another")),
+        "a false stop: {compacted:?}"
+    );
+    new.sync_and_wait().await.unwrap();
+    let l0 = names(client.as_ref(), 0).await;
+    assert!(
+        l0.contains(&(p + 1, p + 2)),
+        "the predecessor's file: {l0:?}"
+    );
+    let settled = new.compact_now(Level::new(1).unwrap()).await;
+    assert!(settled.is_ok(), "{settled:?}");
+    new.shutdown().await.unwrap();
 }
