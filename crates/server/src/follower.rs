@@ -2475,6 +2475,48 @@ mod tests {
         site.assert_same_rows();
     }
 
+    /// The restart race again: a follower applied the predecessor's `5-7` (it usually lands
+    /// first) and is restarted while the new process's `5-8` overlaps it, before the primary
+    /// settled them. Running, it would wait; restarted, it must not refuse to start on
+    /// "another lineage" (`5-8` crosses its TXID 7 only because the history is batched
+    /// differently), and once settled (`8-8` up, `5-8` gone) it goes on.
+    #[tokio::test]
+    async fn a_follower_restarted_during_the_overlap_of_a_restart_race_still_starts() {
+        let name = |min: u64, max: u64| format!("{min:016x}-{max:016x}.ltx");
+        let site = Site::new();
+        for txid in 2..=4 {
+            site.write(txid);
+        }
+        let more = || {
+            site.primary
+                .execute_batch("INSERT INTO t(v) VALUES ('more'); PRAGMA wal_checkpoint(TRUNCATE)")
+                .unwrap()
+        };
+        for _ in 5..=7 {
+            more();
+        }
+        let late = ltx_of(&site.primary, 5, 7, None);
+        more();
+        let ours = ltx_of(&site.primary, 5, 8, None);
+        site.put(0, 5, 7, &late);
+        let f = site.follower().await.unwrap();
+        assert_eq!(f.handle().applied(), TxId(7));
+        drop(f);
+        site.put(0, 5, 8, &ours);
+        let f = site
+            .follower()
+            .await
+            .unwrap_or_else(|e| panic!("a restarted follower refuses to start: {e:#}"));
+        assert_eq!(f.handle().applied(), TxId(7));
+        site.put(0, 8, 8, &ltx_of(&site.primary, 8, 8, None));
+        std::fs::remove_file(site.dir.path().join("replica/ltx/0").join(name(5, 8))).unwrap();
+        f.poll()
+            .await
+            .unwrap_or_else(|e| panic!("after settling: {e}"));
+        assert_eq!(f.handle().applied(), TxId(8));
+        site.assert_same_rows();
+    }
+
     /// A follower whose replica is empty when it starts serves its database unready, saying
     /// why; a fresh follower (no database) of an empty replica refuses to start.
     #[tokio::test]
