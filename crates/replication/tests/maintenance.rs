@@ -806,3 +806,36 @@ async fn a_compaction_while_the_first_upload_is_in_flight_is_no_false_stop() {
     assert!(settled.is_ok(), "{settled:?}");
     new.shutdown().await.unwrap();
 }
+
+/// With `retention.enabled: false` no remote file is deleted (the replica's credentials may
+/// not even allow it), not even the upload that settling a restart race replaces: settling
+/// still keeps the predecessor's file and uploads the TXIDs after it, and compaction goes on
+/// over the three files of one history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settling_a_restart_race_deletes_nothing_with_retention_disabled() {
+    let (_t, dir) = tempdir();
+    let replica = Replica::url(&file_url(&dir.join("replica")));
+    let db = dir.join("app.db");
+    let (_, state, late, bytes, p) = a_predecessor_dies_uploading(&replica, &db).await;
+    state.set(RaceMode::LandFirst(late, bytes));
+    let yaml = format!(
+        "retention:\n  enabled: false\n{}",
+        racing_yaml(&replica, &db)
+    );
+    let new = start_racing(&yaml, &db, &state).await;
+    new.sync_and_wait().await.unwrap();
+    let compacted = new.compact_now(Level::new(1).unwrap()).await;
+    assert!(compacted.is_ok(), "{compacted:?}");
+    let client = replica.client().await;
+    let l0 = names(client.as_ref(), 0).await;
+    assert!(
+        l0.contains(&(late.min.get(), late.max.get()))
+            && l0.contains(&(p + 1, p + 3))
+            && l0.contains(&(p + 3, p + 3)),
+        "a remote file was deleted although retention is disabled: {l0:?}"
+    );
+    commits(&new, &db, 2).await;
+    let again = new.compact_now(Level::new(1).unwrap()).await;
+    assert!(again.is_ok(), "{again:?}");
+    new.shutdown().await.unwrap();
+}
