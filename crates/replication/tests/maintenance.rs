@@ -839,3 +839,47 @@ async fn settling_a_restart_race_deletes_nothing_with_retention_disabled() {
     assert!(again.is_ok(), "{again:?}");
     new.shutdown().await.unwrap();
 }
+
+/// The same race after `max-sync-ltx-files` was lowered across the restart (here to 1): the
+/// restarted primary's first upload must still reach beyond its predecessor's late file,
+/// never end inside it. Split (`P+1` then `P+2`, against the predecessor's `P+1..P+2`),
+/// settling would delete the upload a follower may have applied, and that follower would find
+/// the kept file crossing its TXID: another lineage, for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lowered_max_sync_ltx_files_does_not_split_the_predecessors_last_upload() {
+    let (_t, dir) = tempdir();
+    let replica = Replica::url(&file_url(&dir.join("replica")));
+    let db = dir.join("app.db");
+    let (_, state, late, bytes, p) = a_predecessor_dies_uploading(&replica, &db).await;
+    state.set(RaceMode::LandFirst(late, bytes));
+    let lowered = format!(
+        "levels:\n  - interval: 1h\nsnapshot:\n  interval: 24h\n\
+         dbs:\n  - path: {}\n    monitor-interval: 100ms\n    replica:\n{}      max-sync-ltx-files: 1\n",
+        db.display(),
+        replica.entry
+    );
+    let new = start_racing(&lowered, &db, &state).await;
+    new.sync_and_wait().await.unwrap();
+    let client = replica.client().await;
+    let l0 = names(client.as_ref(), 0).await;
+    assert!(
+        l0.contains(&(late.min.get(), late.max.get())),
+        "the race did not happen: level 0 is {l0:?}"
+    );
+    let (min, max) = (late.min.get(), late.max.get());
+    assert!(
+        !l0.iter()
+            .any(|&(a, b)| (a, b) != (min, max) && a <= max && b >= min && b < max),
+        "an upload of the restarted primary ends inside its predecessor's file {late}: {l0:?}"
+    );
+    assert!(l0.contains(&(p + 1, p + 3)), "{l0:?}");
+    let compacted = new.compact_now(Level::new(1).unwrap()).await;
+    assert!(compacted.is_ok(), "{compacted:?}");
+    let l0 = names(client.as_ref(), 0).await;
+    assert!(
+        l0.windows(2).all(|w| w[1].0 == w[0].1 + 1),
+        "level 0 overlaps or has gaps after settling: {l0:?}"
+    );
+    commits(&new, &db, 2).await;
+    new.shutdown().await.unwrap();
+}
