@@ -1259,9 +1259,10 @@ impl Follower {
     }
 
     /// Looks at every level: refuses a replica that is gone, went backwards, or holds a
-    /// level-0 file of another lineage at the applied TXID; finds the anchor when it is not
-    /// known; returns the file of a compaction level (1..=8) that continues `applied` when
-    /// the next level-0 files are gone (the one reaching furthest).
+    /// level-0 file of another lineage at the applied TXID (one crossing it that overlaps no
+    /// other level-0 file; overlapping files are waited out, [`PollError::Overlap`]); finds
+    /// the anchor when it is not known; returns the file of a compaction level (1..=8) that
+    /// continues `applied` when the next level-0 files are gone (the one reaching furthest).
     async fn survey(
         &self,
         applied: TxId,
@@ -1287,10 +1288,22 @@ impl Follower {
                     operation: "list",
                     source,
                 })?;
-            for f in files {
+            for f in &files {
+                let f = *f;
                 highest = highest.max(Some(f.name.max));
                 if level == Level::L0 {
                     if f.name.min <= applied && f.name.max > applied {
+                        // Not alone: an overlap to wait out, as while polling (a restarted
+                        // primary's first upload and its predecessor's last one, batched
+                        // differently, until the primary settles them).
+                        if let Some(other) = files.iter().find(|o| {
+                            o.name != f.name && o.name.min <= f.name.max && o.name.max >= f.name.min
+                        }) {
+                            return Err(overlap(
+                                &f,
+                                format!("overlaps the level-0 file {}", other.name),
+                            ));
+                        }
                         return Err(self.diverge(
                             &f,
                             format!(
