@@ -807,6 +807,21 @@ async fn a_compaction_while_the_first_upload_is_in_flight_is_no_false_stop() {
     new.shutdown().await.unwrap();
 }
 
+/// [`a_predecessor_dies_uploading`], then the restarted primary, with the predecessor's
+/// configuration changed by `config`, started as the store commits the predecessor's file
+/// (before its own first upload). Returns it, the late file's name and P.
+async fn restarted_as_the_late_upload_lands(
+    replica: &Replica,
+    db: &Path,
+    config: impl FnOnce(String) -> String,
+) -> (Replicator, ltx::FileName, u64) {
+    let (yaml, state, late, bytes, p) = a_predecessor_dies_uploading(replica, db).await;
+    state.set(RaceMode::LandFirst(late, bytes));
+    let new = start_racing(&config(yaml), db, &state).await;
+    new.sync_and_wait().await.unwrap();
+    (new, late, p)
+}
+
 /// With `retention.enabled: false` no remote file is deleted (the replica's credentials may
 /// not even allow it), not even the upload that settling a restart race replaces: settling
 /// still keeps the predecessor's file and uploads the TXIDs after it, and compaction goes on
@@ -816,14 +831,10 @@ async fn settling_a_restart_race_deletes_nothing_with_retention_disabled() {
     let (_t, dir) = tempdir();
     let replica = Replica::url(&file_url(&dir.join("replica")));
     let db = dir.join("app.db");
-    let (_, state, late, bytes, p) = a_predecessor_dies_uploading(&replica, &db).await;
-    state.set(RaceMode::LandFirst(late, bytes));
-    let yaml = format!(
-        "retention:\n  enabled: false\n{}",
-        racing_yaml(&replica, &db)
-    );
-    let new = start_racing(&yaml, &db, &state).await;
-    new.sync_and_wait().await.unwrap();
+    let (new, late, p) = restarted_as_the_late_upload_lands(&replica, &db, |y| {
+        format!("retention:\n  enabled: false\n{y}")
+    })
+    .await;
     let compacted = new.compact_now(Level::new(1).unwrap()).await;
     assert!(compacted.is_ok(), "{compacted:?}");
     let client = replica.client().await;
@@ -850,16 +861,11 @@ async fn a_lowered_max_sync_ltx_files_does_not_split_the_predecessors_last_uploa
     let (_t, dir) = tempdir();
     let replica = Replica::url(&file_url(&dir.join("replica")));
     let db = dir.join("app.db");
-    let (_, state, late, bytes, p) = a_predecessor_dies_uploading(&replica, &db).await;
-    state.set(RaceMode::LandFirst(late, bytes));
-    let lowered = format!(
-        "levels:\n  - interval: 1h\nsnapshot:\n  interval: 24h\n\
-         dbs:\n  - path: {}\n    monitor-interval: 100ms\n    replica:\n{}      max-sync-ltx-files: 1\n",
-        db.display(),
-        replica.entry
-    );
-    let new = start_racing(&lowered, &db, &state).await;
-    new.sync_and_wait().await.unwrap();
+    // The replica entry comes last: the key goes into it.
+    let (new, late, p) = restarted_as_the_late_upload_lands(&replica, &db, |y| {
+        format!("{y}      max-sync-ltx-files: 1\n")
+    })
+    .await;
     let client = replica.client().await;
     let l0 = names(client.as_ref(), 0).await;
     assert!(
