@@ -318,6 +318,8 @@ struct RaceState {
     held: std::sync::Mutex<Option<(ltx::FileName, bytes::Bytes)>>,
     /// Reads of this level-0 file fail (a network error) until cleared.
     fail_read: std::sync::Mutex<Option<ltx::FileName>>,
+    /// Level-0 deletes fail (a network error) while set.
+    fail_delete: std::sync::atomic::AtomicBool,
 }
 
 impl RaceState {
@@ -436,6 +438,19 @@ impl ReplicaClient for Race {
         level: Level,
         names: &[ltx::FileName],
     ) -> Result<(), replication::ClientError> {
+        if level == Level::L0
+            && self
+                .state
+                .fail_delete
+                .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(replication::ClientError::Backend {
+                replica: self.inner.describe(),
+                operation: "delete",
+                code: "Unknown",
+                message: "injected delete failure".into(),
+            });
+        }
         self.inner.delete(level, names).await
     }
     async fn probe(&self) -> Result<(), replication::ClientError> {
@@ -501,6 +516,16 @@ fn other_history(ltx_bytes: &[u8]) -> bytes::Bytes {
     bytes::Bytes::from(enc.finish().unwrap().writer)
 }
 
+/// The configuration of [`restart_racing_the_last_upload`]'s primaries.
+fn racing_yaml(replica: &Replica, db: &Path) -> String {
+    format!(
+        "levels:\n  - interval: 1h\nsnapshot:\n  interval: 24h\n\
+         dbs:\n  - path: {}\n    monitor-interval: 100ms\n    replica:\n{}",
+        db.display(),
+        replica.entry
+    )
+}
+
 /// A primary restarted after its predecessor died with an upload sent but not yet committed
 /// by the store: the predecessor had replicated TXIDs up to P and sent P+1..P+2 (one merged
 /// file), and the store commits it after the new process listed the replica (at P) and
@@ -512,12 +537,28 @@ async fn restart_racing_the_last_upload(
     db: &Path,
     other: bool,
 ) -> (Replicator, ltx::FileName, u64, Arc<RaceState>) {
-    let yaml = format!(
-        "levels:\n  - interval: 1h\nsnapshot:\n  interval: 24h\n\
-         dbs:\n  - path: {}\n    monitor-interval: 100ms\n    replica:\n{}",
-        db.display(),
-        replica.entry
+    let (yaml, state, late, bytes, p) = a_predecessor_dies_uploading(replica, db).await;
+    let bytes = if other { other_history(&bytes) } else { bytes };
+    state.set(RaceMode::LandFirst(late, bytes));
+    let new = start_racing(&yaml, db, &state).await;
+    new.sync_and_wait().await.unwrap();
+    let client = replica.client().await;
+    let l0 = names(client.as_ref(), 0).await;
+    assert!(
+        l0.contains(&(p + 1, p + 2)) && l0.contains(&(p + 1, p + 3)),
+        "the race did not happen: level 0 is {l0:?}"
     );
+    (new, late, p, state)
+}
+
+/// The first half of [`restart_racing_the_last_upload`]: the predecessor replicated up to P,
+/// sent P+1..P+2 (held, not landed) and died; one more commit it never synced. Returns the
+/// configuration, the switch, the held file and P.
+async fn a_predecessor_dies_uploading(
+    replica: &Replica,
+    db: &Path,
+) -> (String, Arc<RaceState>, ltx::FileName, bytes::Bytes, u64) {
+    let yaml = racing_yaml(replica, db);
     let state = Arc::new(RaceState::default());
     let old = start_racing(&yaml, db, &state).await;
     let conn = wal_db(db);
@@ -560,17 +601,7 @@ async fn restart_racing_the_last_upload(
     );
     // A commit the predecessor did not sync before it died.
     insert(&conn, 1, 100);
-    let bytes = if other { other_history(&bytes) } else { bytes };
-    state.set(RaceMode::LandFirst(late, bytes));
-    let new = start_racing(&yaml, db, &state).await;
-    new.sync_and_wait().await.unwrap();
-    let client = replica.client().await;
-    let l0 = names(client.as_ref(), 0).await;
-    assert!(
-        l0.contains(&(p + 1, p + 2)) && l0.contains(&(p + 1, p + 3)),
-        "the race did not happen: level 0 is {l0:?}"
-    );
-    (new, late, p, state)
+    (yaml, state, late, bytes, p)
 }
 
 /// The restarted primary's next compaction into level 1 finds the predecessor's late file
@@ -659,4 +690,202 @@ async fn a_second_primary_at_the_restart_position_is_still_refused() {
             .contains(&(late.min.get(), late.max.get())),
         "another primary's file is left for the operator"
     );
+}
+
+/// The restarted primary settles the race (the TXIDs after the predecessor's file go up as
+/// one new file) but dies before it deletes its own overlapping upload (here: the delete
+/// fails and the process is stopped before the next compaction retries it; a kill -9
+/// between the two steps leaves the same replica). Level 0 then holds the predecessor's
+/// file, our overlapping upload and the replacement, all before the next run's start, so
+/// nothing judges them again: the next run must still compact into level 1 (else
+/// replication fails for good after the retry window, at every restart), and Litestream
+/// must still restore the rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_after_the_replacement_upload_but_before_the_delete_still_compacts() {
+    let Some((ls, _t, dir, replica)) = litestream_and_replica(
+        "a_restart_after_the_replacement_upload_but_before_the_delete_still_compacts",
+        Backend::File,
+        "race",
+        "app.db",
+    ) else {
+        return;
+    };
+    let db = dir.join("app.db");
+    let (r, late, p, state) = restart_racing_the_last_upload(&replica, &db, false).await;
+    state
+        .fail_delete
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let failed = r.compact_now(Level::new(1).unwrap()).await;
+    assert!(failed.is_err(), "the delete was to fail: {failed:?}");
+    let client = replica.client().await;
+    let l0 = names(client.as_ref(), 0).await;
+    assert!(
+        l0.contains(&(late.min.get(), late.max.get()))
+            && l0.contains(&(p + 1, p + 3))
+            && l0.contains(&(p + 3, p + 3)),
+        "the replacement went up, the delete did not happen: {l0:?}"
+    );
+    // The process stops here.
+    let _ = r.shutdown().await;
+    state
+        .fail_delete
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let next = start_racing(&racing_yaml(&replica, &db), &db, &state).await;
+    let compacted = next.compact_now(Level::new(1).unwrap()).await;
+    assert!(
+        compacted.is_ok(),
+        "the next run cannot compact level 0 {l0:?} into level 1: {compacted:?}"
+    );
+    commits(&next, &db, 2).await;
+    next.shutdown().await.unwrap();
+    let out = dir.join("restored.db");
+    restore_from(&ls, replica.source(), &out, &[]);
+    assert_eq!(rows(&out), rows(&db), "Litestream's restore of the replica");
+}
+
+/// The race happened (the predecessor's file and our overlapping upload are both on level
+/// 0) and the restarted primary is restarted again before its first compaction into level 1
+/// settled it (a deploy, a crash: any time within one level-1 interval). The next run
+/// started after both files, so it does not judge them; it must still compact them (one
+/// history), or replication fails for good after the retry window, at every restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_before_the_race_is_settled_still_compacts() {
+    let (_t, dir) = tempdir();
+    let replica = Replica::url(&file_url(&dir.join("replica")));
+    let db = dir.join("app.db");
+    let (r, _late, _p, state) = restart_racing_the_last_upload(&replica, &db, false).await;
+    r.shutdown().await.unwrap();
+    let next = start_racing(&racing_yaml(&replica, &db), &db, &state).await;
+    let client = replica.client().await;
+    let l0 = names(client.as_ref(), 0).await;
+    let compacted = next.compact_now(Level::new(1).unwrap()).await;
+    assert!(
+        compacted.is_ok(),
+        "the next run cannot compact level 0 {l0:?} into level 1: {compacted:?}"
+    );
+    next.shutdown().await.unwrap();
+}
+
+/// The same race, with the restarted primary's compaction into level 1 listing level 0
+/// after the predecessor's file landed and while its own first upload is still in flight
+/// (at start-up every compaction job runs at once, and level 1 is due whenever a boundary
+/// passed since the predecessor's last compaction). The predecessor's file is then not yet
+/// covered by a listed upload of ours: that is no proof of a second primary, so the
+/// compaction must not stop replication for good; it may wait and settle later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compaction_while_the_first_upload_is_in_flight_is_no_false_stop() {
+    let (_t, dir) = tempdir();
+    let replica = Replica::url(&file_url(&dir.join("replica")));
+    let db = dir.join("app.db");
+    let (yaml, state, late, bytes, p) = a_predecessor_dies_uploading(&replica, &db).await;
+    state.set(RaceMode::Stall);
+    let new = start_racing(&yaml, &db, &state).await;
+    until("the first upload is in flight", || {
+        state.stalled.load(std::sync::atomic::Ordering::SeqCst) > 1
+    })
+    .await;
+    // The store commits the predecessor's upload now.
+    let client = replica.client().await;
+    client
+        .create_bytes(Level::L0, late, bytes, chrono::Utc::now())
+        .await
+        .unwrap();
+    let compacted = new.compact_now(Level::new(1).unwrap()).await;
+    state.set(RaceMode::Pass);
+    assert!(
+        !matches!(&compacted, Err(e) if e.to_string().contains("another")),
+        "a false stop: {compacted:?}"
+    );
+    new.sync_and_wait().await.unwrap();
+    let l0 = names(client.as_ref(), 0).await;
+    assert!(
+        l0.contains(&(p + 1, p + 2)),
+        "the predecessor's file: {l0:?}"
+    );
+    let settled = new.compact_now(Level::new(1).unwrap()).await;
+    assert!(settled.is_ok(), "{settled:?}");
+    new.shutdown().await.unwrap();
+}
+
+/// [`a_predecessor_dies_uploading`], then the restarted primary, with the predecessor's
+/// configuration changed by `config`, started as the store commits the predecessor's file
+/// (before its own first upload). Returns it, the late file's name and P.
+async fn restarted_as_the_late_upload_lands(
+    replica: &Replica,
+    db: &Path,
+    config: impl FnOnce(String) -> String,
+) -> (Replicator, ltx::FileName, u64) {
+    let (yaml, state, late, bytes, p) = a_predecessor_dies_uploading(replica, db).await;
+    state.set(RaceMode::LandFirst(late, bytes));
+    let new = start_racing(&config(yaml), db, &state).await;
+    new.sync_and_wait().await.unwrap();
+    (new, late, p)
+}
+
+/// With `retention.enabled: false` no remote file is deleted (the replica's credentials may
+/// not even allow it), not even the upload that settling a restart race replaces: settling
+/// still keeps the predecessor's file and uploads the TXIDs after it, and compaction goes on
+/// over the three files of one history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settling_a_restart_race_deletes_nothing_with_retention_disabled() {
+    let (_t, dir) = tempdir();
+    let replica = Replica::url(&file_url(&dir.join("replica")));
+    let db = dir.join("app.db");
+    let (new, late, p) = restarted_as_the_late_upload_lands(&replica, &db, |y| {
+        format!("retention:\n  enabled: false\n{y}")
+    })
+    .await;
+    let compacted = new.compact_now(Level::new(1).unwrap()).await;
+    assert!(compacted.is_ok(), "{compacted:?}");
+    let client = replica.client().await;
+    let l0 = names(client.as_ref(), 0).await;
+    assert!(
+        l0.contains(&(late.min.get(), late.max.get()))
+            && l0.contains(&(p + 1, p + 3))
+            && l0.contains(&(p + 3, p + 3)),
+        "a remote file was deleted although retention is disabled: {l0:?}"
+    );
+    commits(&new, &db, 2).await;
+    let again = new.compact_now(Level::new(1).unwrap()).await;
+    assert!(again.is_ok(), "{again:?}");
+    new.shutdown().await.unwrap();
+}
+
+/// The same race after `max-sync-ltx-files` was lowered across the restart (here to 1): the
+/// restarted primary's first upload must still reach beyond its predecessor's late file,
+/// never end inside it. Split (`P+1` then `P+2`, against the predecessor's `P+1..P+2`),
+/// settling would delete the upload a follower may have applied, and that follower would find
+/// the kept file crossing its TXID: another lineage, for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lowered_max_sync_ltx_files_does_not_split_the_predecessors_last_upload() {
+    let (_t, dir) = tempdir();
+    let replica = Replica::url(&file_url(&dir.join("replica")));
+    let db = dir.join("app.db");
+    // The replica entry comes last: the key goes into it.
+    let (new, late, p) = restarted_as_the_late_upload_lands(&replica, &db, |y| {
+        format!("{y}      max-sync-ltx-files: 1\n")
+    })
+    .await;
+    let client = replica.client().await;
+    let l0 = names(client.as_ref(), 0).await;
+    assert!(
+        l0.contains(&(late.min.get(), late.max.get())),
+        "the race did not happen: level 0 is {l0:?}"
+    );
+    let (min, max) = (late.min.get(), late.max.get());
+    assert!(
+        !l0.iter()
+            .any(|&(a, b)| (a, b) != (min, max) && a <= max && b >= min && b < max),
+        "an upload of the restarted primary ends inside its predecessor's file {late}: {l0:?}"
+    );
+    assert!(l0.contains(&(p + 1, p + 3)), "{l0:?}");
+    let compacted = new.compact_now(Level::new(1).unwrap()).await;
+    assert!(compacted.is_ok(), "{compacted:?}");
+    let l0 = names(client.as_ref(), 0).await;
+    assert!(
+        l0.windows(2).all(|w| w[1].0 == w[0].1 + 1),
+        "level 0 overlaps or has gaps after settling: {l0:?}"
+    );
+    commits(&new, &db, 2).await;
+    new.shutdown().await.unwrap();
 }

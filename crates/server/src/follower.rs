@@ -1259,9 +1259,10 @@ impl Follower {
     }
 
     /// Looks at every level: refuses a replica that is gone, went backwards, or holds a
-    /// level-0 file of another lineage at the applied TXID; finds the anchor when it is not
-    /// known; returns the file of a compaction level (1..=8) that continues `applied` when
-    /// the next level-0 files are gone (the one reaching furthest).
+    /// level-0 file of another lineage at the applied TXID (one crossing it that overlaps no
+    /// other level-0 file; overlapping files are waited out, [`PollError::Overlap`]); finds
+    /// the anchor when it is not known; returns the file of a compaction level (1..=8) that
+    /// continues `applied` when the next level-0 files are gone (the one reaching furthest).
     async fn survey(
         &self,
         applied: TxId,
@@ -1287,10 +1288,22 @@ impl Follower {
                     operation: "list",
                     source,
                 })?;
-            for f in files {
+            for f in &files {
+                let f = *f;
                 highest = highest.max(Some(f.name.max));
                 if level == Level::L0 {
                     if f.name.min <= applied && f.name.max > applied {
+                        // Not alone: an overlap to wait out, as while polling (a restarted
+                        // primary's first upload and its predecessor's last one, batched
+                        // differently, until the primary settles them).
+                        if let Some(other) = files.iter().find(|o| {
+                            o.name != f.name && o.name.min <= f.name.max && o.name.max >= f.name.min
+                        }) {
+                            return Err(overlap(
+                                &f,
+                                format!("overlaps the level-0 file {}", other.name),
+                            ));
+                        }
                         return Err(self.diverge(
                             &f,
                             format!(
@@ -2472,6 +2485,48 @@ mod tests {
             "the WAL is still {} bytes after the next apply (was {large})",
             wal()
         );
+        site.assert_same_rows();
+    }
+
+    /// The restart race again: a follower applied the predecessor's `5-7` (it usually lands
+    /// first) and is restarted while the new process's `5-8` overlaps it, before the primary
+    /// settled them. Running, it would wait; restarted, it must not refuse to start on
+    /// "another lineage" (`5-8` crosses its TXID 7 only because the history is batched
+    /// differently), and once settled (`8-8` up, `5-8` gone) it goes on.
+    #[tokio::test]
+    async fn a_follower_restarted_during_the_overlap_of_a_restart_race_still_starts() {
+        let name = |min: u64, max: u64| format!("{min:016x}-{max:016x}.ltx");
+        let site = Site::new();
+        for txid in 2..=4 {
+            site.write(txid);
+        }
+        let more = || {
+            site.primary
+                .execute_batch("INSERT INTO t(v) VALUES ('more'); PRAGMA wal_checkpoint(TRUNCATE)")
+                .unwrap()
+        };
+        for _ in 5..=7 {
+            more();
+        }
+        let late = ltx_of(&site.primary, 5, 7, None);
+        more();
+        let ours = ltx_of(&site.primary, 5, 8, None);
+        site.put(0, 5, 7, &late);
+        let f = site.follower().await.unwrap();
+        assert_eq!(f.handle().applied(), TxId(7));
+        drop(f);
+        site.put(0, 5, 8, &ours);
+        let f = site
+            .follower()
+            .await
+            .unwrap_or_else(|e| panic!("a restarted follower refuses to start: {e:#}"));
+        assert_eq!(f.handle().applied(), TxId(7));
+        site.put(0, 8, 8, &ltx_of(&site.primary, 8, 8, None));
+        std::fs::remove_file(site.dir.path().join("replica/ltx/0").join(name(5, 8))).unwrap();
+        f.poll()
+            .await
+            .unwrap_or_else(|e| panic!("after settling: {e}"));
+        assert_eq!(f.handle().applied(), TxId(8));
         site.assert_same_rows();
     }
 

@@ -3,8 +3,9 @@
 //!
 //! - Level n (1..=8) compacts the files of level n-1 newer than its own newest file into one
 //!   file `<min>-<max>` (newest page wins, WAL fields zero, timestamp of the last input),
-//!   reading L0 inputs from the local metadata directory when they are there. It runs at
-//!   start-up and then at wall-clock multiples of its interval (UTC, as Go's
+//!   reading L0 inputs from the local metadata directory when they are there (level 0 as
+//!   one chain: overlapping files of one history are passed over, see `level0_chain`). It
+//!   runs at start-up and then at wall-clock multiples of its interval (UTC, as Go's
 //!   `time.Truncate`), and is skipped when its newest file was created after the previous
 //!   boundary or when there is nothing new.
 //! - The snapshot level (9) streams the database at the replication position
@@ -41,13 +42,14 @@ use parking_lot::Mutex;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use super::own_files::another_writer;
+use super::own_files::{Predecessor, another_writer};
 use super::shared::Shared;
 use super::upload::{UploadError, merge_l0, send_batch};
 use crate::client::{ClientError, ListOptions};
 use crate::health::Component;
 use crate::level::{Level, LtxFileInfo, timestamp_from_millis};
 use crate::replica_readers::{FetchOptions, FetchProgress, Input, open_inputs};
+use crate::restore::chain;
 use crate::snapshot::{SnapshotError, write_snapshot};
 use crate::upload_pipe::pipe;
 
@@ -62,6 +64,13 @@ pub enum MaintenanceError {
     Snapshot(#[from] SnapshotError),
     #[error("another writer's level-0 file {0} is on the replica")]
     AnotherWriter(FileName),
+    /// A level-0 file we did not write that may be our predecessor's last upload, while our
+    /// own upload of its TXIDs is not listed yet: retried (see `settle_predecessors`).
+    #[error(
+        "the level-0 file {0}, which this server did not write, may be the last upload of its \
+         previous run: it is compared once this server's own upload of its TXIDs is listed"
+    )]
+    UploadInFlight(FileName),
     #[error("{0}")]
     Task(String),
     #[error("local L0 file: {0}")]
@@ -473,6 +482,9 @@ impl Maintenance {
                 )
                 .await?;
         }
+        if src == Level::L0 {
+            inputs = level0_chain(inputs);
+        }
         let info = self.compact_files(dst, &inputs).await?;
         if dst.get() == 1 {
             self.shared.own_files.forget_upto(info.name.max);
@@ -509,6 +521,10 @@ impl Maintenance {
     /// against its database. Meanwhile the overlap is of one history, which a restore may
     /// cross.
     ///
+    /// While our upload of its TXIDs is still in flight (a compaction listing level 0 right
+    /// after start-up), nothing can be compared yet and nothing proves another writer: an
+    /// error, retried like any failed compaction.
+    ///
     /// [`OwnFiles::may_be_predecessors`]: super::own_files::OwnFiles::may_be_predecessors
     async fn settle_predecessors(
         &self,
@@ -516,8 +532,10 @@ impl Maintenance {
         listed: &[LtxFileInfo],
     ) -> Result<bool, MaintenanceError> {
         let own = &self.shared.own_files;
-        if !own.may_be_predecessors(other, listed) {
-            return Ok(false);
+        match own.may_be_predecessors(other, listed) {
+            Predecessor::Covered => {}
+            Predecessor::InFlight => return Err(MaintenanceError::UploadInFlight(other.name)),
+            Predecessor::No => return Ok(false),
         }
         let meta = self.shared.meta.clone();
         let txids: Vec<TxId> = (other.name.min.get()..=other.name.max.get())
@@ -576,7 +594,19 @@ impl Maintenance {
                 e => MaintenanceError::Task(e.to_string()),
             })?;
         }
-        self.shared.client.delete(Level::L0, &replaced).await?;
+        // With retention disabled no remote file is deleted, these neither (the replica may
+        // not even allow deletes): they stay, one history, until the store's own rules or the
+        // operator remove them (followers that list them wait until then), and they stay
+        // recorded as ours.
+        let gone: Vec<LtxFileInfo> = listed
+            .iter()
+            .filter(|f| replaced.contains(&f.name))
+            .copied()
+            .collect();
+        self.delete(Level::L0, &gone).await?;
+        if self.shared.config.retention_enabled {
+            own.forget(&replaced);
+        }
         // Only now: until our overlapping uploads are gone, the next compaction settles again
         // (the same replacement is a retry of the same upload).
         own.record(name);
@@ -589,7 +619,15 @@ impl Maintenance {
         dst: Level,
         files: &[LtxFileInfo],
     ) -> Result<LtxFileInfo, MaintenanceError> {
-        let inputs: Vec<Input> = files.iter().flat_map(|f| self.local_inputs(f)).collect();
+        let mut inputs: Vec<Input> = Vec::new();
+        let mut covered: Option<TxId> = None;
+        for f in files {
+            // A file overlapping the one before it (see `level0_chain`) is needed only for
+            // the TXIDs after that one.
+            let from = covered.map_or(f.name.min, |c| f.name.min.max(TxId(c.get() + 1)));
+            inputs.extend(self.local_inputs(f, from));
+            covered = Some(f.name.max);
+        }
         let readers = open_inputs(
             &self.shared.client,
             &inputs,
@@ -636,14 +674,16 @@ impl Maintenance {
         Ok(written?)
     }
 
-    /// The inputs that stand for the replica's file `f`: for an L0 file whose local copy is
-    /// here, or whose TXIDs are all here as local single-TXID files (an upload merged them
-    /// into `f`; merging them again gives the same pages and header), the local files, so
-    /// compaction costs no download; else `f` itself. Local L0 files newer than L1 are kept
-    /// for this (see the upload task's pruning) only when compaction into L1 is configured:
-    /// without `levels:`, the upload task deletes them once uploaded, so a compaction run on
-    /// demand reads the replica (a local file it saw could be gone when it opens it).
-    fn local_inputs(&self, f: &LtxFileInfo) -> Vec<Input> {
+    /// The inputs that stand for the replica's file `f` from TXID `from` on (the TXIDs before
+    /// it, when `f` overlaps the file before it, come from that file): for an L0 file whose
+    /// local copy is here, that copy; for one whose TXIDs from `from` on are all here as
+    /// local single-TXID files (an upload merged them into `f`; merging them again gives the
+    /// same pages and header), those files; so compaction costs no download; else `f`
+    /// itself. Local L0 files newer than L1 are kept for this (see the upload task's pruning)
+    /// only when compaction into L1 is configured: without `levels:`, the upload task deletes
+    /// them once uploaded, so a compaction run on demand reads the replica (a local file it
+    /// saw could be gone when it opens it).
+    fn local_inputs(&self, f: &LtxFileInfo, from: TxId) -> Vec<Input> {
         let meta = &self.shared.meta;
         let remote = || {
             vec![Input {
@@ -651,7 +691,7 @@ impl Maintenance {
                 local: None,
             }]
         };
-        if f.level != Level::L0 || self.shared.config.levels.is_empty() {
+        if f.level != Level::L0 || self.shared.config.levels.is_empty() || from > f.name.max {
             return remote();
         }
         let local = |name: FileName| {
@@ -670,7 +710,7 @@ impl Maintenance {
         if let Some(copy) = local(f.name) {
             return vec![copy];
         }
-        (f.name.min.get()..=f.name.max.get())
+        (from.get()..=f.name.max.get())
             .map(|t| local(FileName::new(TxId(t), TxId(t))))
             .collect::<Option<Vec<_>>>()
             .unwrap_or_else(remote)
@@ -923,6 +963,29 @@ impl Maintenance {
         }
         Ok(None)
     }
+}
+
+/// The level-0 files (`listed`, from level 1's end on) a compaction merges: one chain from
+/// the first of them, taking among overlapping files the one reaching furthest (the restore
+/// plan's rule), then any file beyond a gap (which the compactor refuses). Level 0 holds
+/// overlapping files only after a restart raced the predecessor's last upload: our first
+/// upload and the predecessor's file, one history batched differently (compared when this
+/// run found the predecessor's file after its start; else both were on the replica before
+/// this run started, whose start-up check compared the replica's newest file with the
+/// database), and an upload replaced by one file after the predecessor's that is not
+/// deleted yet (a restart came first, or retention is disabled). A file passed over is only
+/// left out of the merge (its TXIDs come from the file chosen); L0 retention removes it once
+/// level 1 covers it. Merging them all would break the compactor's rule that each input
+/// reaches beyond the one before.
+fn level0_chain(mut listed: Vec<LtxFileInfo>) -> Vec<LtxFileInfo> {
+    listed.sort_by_key(|f| f.name);
+    let Some(first) = listed.first() else {
+        return listed;
+    };
+    let mut files = chain(&listed, TxId(first.name.min.get().saturating_sub(1)));
+    let end = files.last().map_or(TxId::ZERO, |f| f.name.max);
+    files.extend(listed.iter().filter(|f| f.name.max > end).copied());
+    files
 }
 
 fn created_at(timestamp_ms: i64) -> DateTime<Utc> {

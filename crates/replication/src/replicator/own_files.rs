@@ -20,12 +20,15 @@
 //! replicator listed the replica at start-up. It starts right after the replica's TXID at
 //! start-up and ends at or before the newest local L0 file then (the predecessor can only have
 //! sent TXIDs it had synced), and our own first uploads cover the same TXIDs, batched
-//! differently. [`OwnFiles::may_be_predecessors`] says when a file fits that; compaction then
+//! differently. [`OwnFiles::may_be_predecessors`] says when a file fits that (or may, once
+//! our upload still in flight is listed: [`Predecessor::InFlight`], retried); compaction then
 //! compares it with the merge of the local L0 files of its TXIDs (the very files the
 //! predecessor merged) and, when they are the same, keeps it and replaces our overlapping
-//! uploads with one file of the TXIDs after it, instead of stopping. The first check fires at the first upload whose name the other writer took; the
-//! second at the next compaction into level 1 (its `interval`, 30 s by default), so a second
-//! writer goes unnoticed for at most about one level-1 interval after its first upload.
+//! uploads with one file of the TXIDs after it, instead of stopping.
+//!
+//! The first check fires at the first upload whose name the other writer took; the second at
+//! the next compaction into level 1 (its `interval`, 30 s by default), so a second writer
+//! goes unnoticed for at most about one level-1 interval after its first upload.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -92,18 +95,36 @@ impl OwnFiles {
     /// by the store after we listed the replica: it starts right after the replica's TXID at
     /// start-up, ends at or before our newest local L0 file then, and our uploads listed in
     /// `listed` already cover its TXIDs (so it is redundant if it holds the same history).
-    pub(crate) fn may_be_predecessors(&self, file: &LtxFileInfo, listed: &[LtxFileInfo]) -> bool {
+    /// [`Predecessor::InFlight`] when it fits but for that last count: our uploads that cover
+    /// it are recorded and not all listed yet (the first one is still on its way; a compaction
+    /// starts with replication).
+    pub(crate) fn may_be_predecessors(
+        &self,
+        file: &LtxFileInfo,
+        listed: &[LtxFileInfo],
+    ) -> Predecessor {
         if file.name.min.get() != self.start.get() + 1 || file.name.max > self.local_start {
-            return false;
+            return Predecessor::No;
         }
         let names = self.names.lock();
-        let mut covered = self.start;
-        for f in listed {
-            if names.contains(&f.name) && f.name.min.get() == covered.get() + 1 {
-                covered = f.name.max;
-            }
+        // How far our uploads among `names` cover the TXIDs after the start, one after another.
+        let covered = |names: &mut dyn Iterator<Item = FileName>| {
+            names.fold(self.start, |covered, n| {
+                if n.min.get() == covered.get() + 1 {
+                    n.max
+                } else {
+                    covered
+                }
+            })
+        };
+        let mut listed_ours = listed.iter().map(|f| f.name).filter(|n| names.contains(n));
+        if covered(&mut listed_ours) >= file.name.max {
+            Predecessor::Covered
+        } else if covered(&mut names.iter().copied()) >= file.name.max {
+            Predecessor::InFlight
+        } else {
+            Predecessor::No
         }
-        covered >= file.name.max
     }
 
     /// The names of our uploads in `listed` that overlap `file`.
@@ -116,11 +137,31 @@ impl OwnFiles {
             .collect()
     }
 
+    /// Forgets uploads that were deleted (replaced by one file after the predecessor's).
+    pub(crate) fn forget(&self, deleted: &[FileName]) {
+        let mut names = self.names.lock();
+        for n in deleted {
+            names.remove(n);
+        }
+    }
+
     /// Forgets the uploads that level 1 covers (`max <= upto`): the level-0 listings of later
     /// compactions start after it.
     pub(crate) fn forget_upto(&self, upto: TxId) {
         self.names.lock().retain(|n| n.max > upto);
     }
+}
+
+/// What [`OwnFiles::may_be_predecessors`] makes of a level-0 file we did not write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Predecessor {
+    /// It cannot be our predecessor's: another writer's.
+    No,
+    /// It may be, and our listed uploads cover its TXIDs: compare it.
+    Covered,
+    /// It may be, but our uploads that cover its TXIDs are not all listed yet: look again
+    /// once they are (no proof of another writer either way).
+    InFlight,
 }
 
 /// Makes replication fail now: another writer's level-0 file `file` is on the replica.
@@ -185,13 +226,25 @@ mod tests {
         own.record(FileName::new(TxId(6), TxId(7)));
         own.record(FileName::new(TxId(8), TxId(9)));
         let listed = [info(6, 7), info(6, 8), info(8, 9)];
-        assert!(own.may_be_predecessors(&info(6, 8), &listed));
-        assert!(own.may_be_predecessors(&info(6, 6), &listed));
+        let judge = |file, listed: &[LtxFileInfo]| own.may_be_predecessors(&file, listed);
+        assert_eq!(judge(info(6, 8), &listed), Predecessor::Covered);
+        assert_eq!(judge(info(6, 6), &listed), Predecessor::Covered);
         // Not right after the start, or beyond what was local at the start.
-        assert!(!own.may_be_predecessors(&info(7, 8), &listed));
-        assert!(!own.may_be_predecessors(&info(6, 9), &listed));
-        // Our uploads covering it are not listed (yet).
-        assert!(!own.may_be_predecessors(&info(6, 8), &[info(6, 7), info(6, 8)]));
+        assert_eq!(judge(info(7, 8), &listed), Predecessor::No);
+        assert_eq!(judge(info(6, 9), &listed), Predecessor::No);
+        // Our uploads covering it are recorded but not all listed (yet).
+        assert_eq!(
+            judge(info(6, 8), &[info(6, 7), info(6, 8)]),
+            Predecessor::InFlight
+        );
+        assert_eq!(judge(info(6, 8), &[info(6, 8)]), Predecessor::InFlight);
+        // Nothing of ours covers it, listed or not.
+        let fresh = OwnFiles::new(TxId(5), TxId(8), true);
+        fresh.record(FileName::new(TxId(6), TxId(6)));
+        assert_eq!(
+            fresh.may_be_predecessors(&info(6, 8), &[info(6, 6), info(6, 8)]),
+            Predecessor::No
+        );
         assert_eq!(
             own.overlapping(&info(6, 8), &listed),
             [

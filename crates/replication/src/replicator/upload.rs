@@ -4,11 +4,12 @@
 //! replica goes up as ONE object: consecutive files merged into one L0 file `<min>-<max>`
 //! ([`merge_l0`]), so object-store PUTs per second are bounded by the upload round trip,
 //! not by the commit rate. A batch is bounded ([`MAX_MERGE_BYTES`] of input, at most
-//! `max-sync-ltx-files` or [`MAX_MERGE_FILES`] files); the rest goes in the next object at
-//! once. A failed upload is retried with the same object (it may have landed all the
-//! same), so objects on the replica never overlap. When the configuration sets the
-//! replica's `sync-interval` explicitly, it is the shortest time between the starts of two
-//! uploads (a cost cap); by default there is none.
+//! `max-sync-ltx-files` or [`MAX_MERGE_FILES`] files; the first batch after start-up always
+//! [`MAX_MERGE_FILES`], see `upload_loop`); the rest goes in the next object at once. A
+//! failed upload is retried with the same object (it may have landed all the same), so
+//! objects on the replica never overlap. When the configuration sets the replica's
+//! `sync-interval` explicitly, it is the shortest time between the starts of two uploads (a
+//! cost cap); by default there is none.
 //!
 //! Once the replica holds a batch and compaction into L1 has read it, its local files are
 //! deleted ([`prune_local_l0`]), except the newest local L0 file, which is the sync
@@ -48,6 +49,7 @@ pub(super) async fn upload_loop(shared: Arc<Shared>, mut remote: TxId, stop: Can
     let floor = shared.db.replica.upload_interval;
     let mut last_start: Option<Instant> = None;
     let mut retry: Option<TxId> = None;
+    let first = remote;
     loop {
         let local = tokio::select! {
             _ = stop.cancelled() => return,
@@ -71,9 +73,18 @@ pub(super) async fn upload_loop(shared: Arc<Shared>, mut remote: TxId, stop: Can
             .unwrap_or_else(|| local.max(shared.progress.positions().local_txid));
         let started = Instant::now();
         last_start = Some(started);
+        // The first object after the start holds at least the TXIDs of the predecessor's last
+        // upload, whatever `max-sync-ltx-files` says now (it may have been lowered across the
+        // restart): that upload may land late, and our first one must then reach beyond it,
+        // never end inside it (see `own_files`). Retries plan the same object.
+        let limit = if remote == first {
+            MAX_MERGE_FILES
+        } else {
+            max_files
+        };
         let uploaded = tokio::select! {
             _ = stop.cancelled() => return,
-            r = upload_batch(&shared, remote, upto, max_files) => r,
+            r = upload_batch(&shared, remote, upto, limit) => r,
         };
         match uploaded {
             Ok(Sent {

@@ -18,6 +18,7 @@
 
 mod plan;
 
+pub(crate) use plan::chain;
 pub use plan::{
     MIN_LTX_FILE_SIZE, PlanError, RestorePlan, RestoreTarget, check_timestamp_in_bounds,
     plan_restore, time_bounds,

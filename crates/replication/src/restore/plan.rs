@@ -165,6 +165,25 @@ pub fn plan_restore(
     Ok(RestorePlan { files: plan })
 }
 
+/// The files of ONE level (sorted by name) that continue `after` as one chain, with the
+/// plan's rule (rule 2 above, one cursor): each step takes, among the files starting at or
+/// before the chain's end + 1, the one reaching furthest; files ending at or before the
+/// chain's end are passed over. Consecutive files of the chain may overlap (each reaches
+/// beyond the one before), which the ltx compactor accepts. The chain stops at the first gap.
+pub(crate) fn chain(files: &[LtxFileInfo], after: TxId) -> Vec<LtxFileInfo> {
+    let mut cursor = Cursor::new(files);
+    let mut current = after;
+    let mut out = Vec::new();
+    loop {
+        cursor.refresh(current, &|_| true);
+        let Some(next) = cursor.candidate.take() else {
+            return out;
+        };
+        current = next.name.max;
+        out.push(next);
+    }
+}
+
 /// Litestream's `restoreCandidateBetter`: is `next` better than `curr`?
 fn candidate_better(curr: &LtxFileInfo, next: &LtxFileInfo) -> bool {
     if next.name.max != curr.name.max {
@@ -238,4 +257,37 @@ pub fn check_timestamp_in_bounds(
         return Err(PlanError::TimestampNotInRange);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn l0(min: u64, max: u64) -> LtxFileInfo {
+        LtxFileInfo {
+            level: Level::L0,
+            name: ltx::FileName::new(TxId(min), TxId(max)),
+            size: MIN_LTX_FILE_SIZE,
+            created_at: Utc::now(),
+        }
+    }
+
+    fn ranges(files: &[LtxFileInfo]) -> Vec<(u64, u64)> {
+        files
+            .iter()
+            .map(|f| (f.name.min.get(), f.name.max.get()))
+            .collect()
+    }
+
+    #[test]
+    fn a_chain_takes_the_file_reaching_furthest_and_stops_at_a_gap() {
+        // A restart race left 5-7 (the predecessor's), 5-8 (ours) and 8-8 (the replacement).
+        let files = [l0(1, 4), l0(5, 7), l0(5, 8), l0(8, 8), l0(9, 9), l0(11, 12)];
+        assert_eq!(ranges(&chain(&files, TxId(0))), [(1, 4), (5, 8), (9, 9)]);
+        assert_eq!(ranges(&chain(&files, TxId(6))), [(5, 8), (9, 9)]);
+        // Overlapping files that each reach further are chained as they are.
+        let split = [l0(5, 6), l0(5, 7), l0(7, 8)];
+        assert_eq!(ranges(&chain(&split, TxId(4))), [(5, 7), (7, 8)]);
+        assert!(chain(&split, TxId(2)).is_empty());
+    }
 }
