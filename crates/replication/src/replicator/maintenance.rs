@@ -443,21 +443,19 @@ impl Maintenance {
             return Ok(Compaction::TooEarly);
         }
         let seek = dst_max.map_or(TxId(1), |d| TxId(d.name.max.get() + 1));
-        let inputs = self
-            .shared
-            .client
-            .list(
+        let list = || {
+            self.shared.client.list(
                 src,
                 ListOptions {
                     seek: Some(seek),
                     precise_timestamps: false,
                 },
             )
-            .await?;
+        };
+        let mut inputs = list().await?;
         if inputs.is_empty() {
             return Ok(Compaction::NothingNew);
         }
-        let mut inputs = inputs;
         while src == Level::L0
             && let Some(other) = self.shared.own_files.foreign(&inputs).copied()
         {
@@ -470,17 +468,7 @@ impl Maintenance {
                 );
                 return Err(MaintenanceError::AnotherWriter(other.name));
             }
-            inputs = self
-                .shared
-                .client
-                .list(
-                    src,
-                    ListOptions {
-                        seek: Some(seek),
-                        precise_timestamps: false,
-                    },
-                )
-                .await?;
+            inputs = list().await?;
         }
         if src == Level::L0 {
             inputs = level0_chain(inputs);
