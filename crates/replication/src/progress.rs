@@ -90,6 +90,9 @@ struct Inner {
     forgotten: Option<SyncRecord>,
     /// The oldest notified commit not yet in an L0 file.
     unsynced_since: Option<Instant>,
+    /// The running sync's files hold every commit its ticket covers, up to this TXID, but
+    /// the sync goes on (its checkpoint) and nobody asked for them yet ([`Progress::hold`]).
+    held: Option<(SyncTicket, TxId)>,
 }
 
 /// What a sync took at its start ([`Progress::begin_sync`]).
@@ -178,12 +181,41 @@ impl Progress {
     }
 
     /// A sync's files hold its commits; `new_local` is the newest local TXID after it and
-    /// `wal_bytes` how much WAL it read (0: nothing new was committed). Called as soon as
-    /// the files hold every commit the ticket covers (before the sync's checkpoint), again
-    /// for each later file of the same sync, and once more when it finished: repeated calls
-    /// with one ticket only move `local_txid` on.
+    /// `wal_bytes` how much WAL it read (0: nothing new was committed). Called when the
+    /// sync finished; before that, what it held was maybe published already
+    /// ([`Progress::publish_held`]): repeated calls with one ticket only move `local_txid`
+    /// on.
     pub(crate) fn end_sync(&self, ticket: SyncTicket, new_local: TxId, wal_bytes: u64) {
         let mut inner = self.inner.lock();
+        inner.held = None;
+        self.end_sync_locked(&mut inner, ticket, new_local, wal_bytes);
+    }
+
+    /// The running sync's files hold every commit `ticket` covers, up to `txid`, before the
+    /// sync ends (it goes on to checkpoint): kept, not published, so the upload task still
+    /// finds the whole sync's files at its end and sends them as one object (one PUT per
+    /// sync, not one before its checkpoint and one after). A caller that waits for them
+    /// ([`Progress::publish_held`]) has them published at once instead.
+    pub(crate) fn hold(&self, ticket: SyncTicket, txid: TxId) {
+        self.inner.lock().held = Some((ticket, txid));
+    }
+
+    /// Publishes what the running sync holds ([`Progress::hold`]), if anything: a caller
+    /// waits for a commit, and need not wait for the sync's checkpoint too.
+    pub(crate) fn publish_held(&self) {
+        let mut inner = self.inner.lock();
+        if let Some((ticket, txid)) = inner.held.take() {
+            self.end_sync_locked(&mut inner, ticket, txid, 1);
+        }
+    }
+
+    fn end_sync_locked(
+        &self,
+        inner: &mut Inner,
+        ticket: SyncTicket,
+        new_local: TxId,
+        wal_bytes: u64,
+    ) {
         let oldest = if wal_bytes > 0 {
             // Commits we were not told about (other processes) date from the sync's start.
             Some(ticket.oldest.unwrap_or(ticket.started))

@@ -11,7 +11,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use ltx::TxId;
@@ -943,6 +943,127 @@ async fn a_commit_reaches_the_replica_while_the_checkpoint_after_its_sync_runs()
     restore_ours(
         &client,
         RestoreTarget::TxId(positions.replicated_txid),
+        &out,
+        IntegrityCheck::Full,
+    )
+    .await
+    .unwrap();
+    assert_eq!(rows(&out), rows(&db));
+}
+
+/// Cost (PUTs): with nobody waiting for a commit, a sync that checkpoints goes up as ONE
+/// object, its file from before the checkpoint and the checkpoint's own together. Published
+/// before its checkpoint (which only a synchronous waiter needs), its first file went up at
+/// once and the checkpoint's in a second object: two PUTs per sync, and under a heavy write
+/// load every sync checkpoints. The checkpoint is held at its start (up to 2 s, or until an
+/// object shows up) so that an early upload has all the time it needs; the test never waits
+/// through the handle (a waiter is what publishes early).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpointing_sync_nobody_waits_for_is_one_object_on_the_replica() {
+    init_logging();
+    let (_t, dir) = tempdir();
+    let db = dir.join("app.db");
+    let replica = dir.join("replica");
+    let conn = wal_db(&db);
+    conn.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+    // Syncs only when a commit is notified, a checkpoint once a sync starts with 100 frames in
+    // the WAL, and no compaction into L1 while the test runs (the L0 objects stay).
+    let yaml = format!(
+        "levels:\n  - interval: 1h\nsnapshot:\n  interval: 24h\n  retention: 24h\n\
+         dbs:\n  - path: {}\n    monitor-interval: 1h\n    truncate-page-n: 100\n    replica:\n      url: {}\n",
+        db.display(),
+        file_url(&replica)
+    );
+    let armed = Arc::new(AtomicBool::new(false));
+    let (reached_tx, mut reached) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let (resume_tx, resume) = std::sync::mpsc::channel::<()>();
+    let resume = Mutex::new(resume);
+    let mut options = replicator_options(&yaml, &db);
+    {
+        let armed = armed.clone();
+        options.sync_hook = Some(SyncHook(Arc::new(move |point| {
+            if point == SyncPoint::CheckpointStart(Passive) && armed.swap(false, Ordering::SeqCst) {
+                reached_tx.send(()).unwrap();
+                let _ = resume
+                    .lock()
+                    .unwrap()
+                    .recv_timeout(Duration::from_secs(300));
+            }
+        })));
+    }
+    let r = replication::Replicator::start(options).await.unwrap();
+    let handle = r.handle();
+    let client: Arc<dyn ReplicaClient> = Arc::new(FileClient::new(&replica));
+    let l0 = async || {
+        let mut names: Vec<_> = client
+            .list(replication::Level::L0, Default::default())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|f| f.name)
+            .collect();
+        names.sort();
+        names
+    };
+    // A commit that takes the WAL past 100 frames, on the replica (the sync that finds a WAL
+    // past the threshold as it starts checkpoints: the next one).
+    insert(&conn, 500, 1000);
+    handle.notify_commit(replication::CommitNotice { seq: 1 });
+    let before = handle.wait_commit_replicated(1).await.unwrap().local_txid;
+    let objects_before = l0().await.len();
+
+    // Nobody waits: the sync after this commit writes its file, then checkpoints.
+    insert(&conn, 1, 500);
+    armed.store(true, Ordering::SeqCst);
+    handle.notify_commit(replication::CommitNotice { seq: 2 });
+    tokio::time::timeout(Duration::from_secs(120), reached.recv())
+        .await
+        .expect("the sync after the commit did not checkpoint")
+        .unwrap();
+    // A commit while the checkpoint is held: the checkpoint's sync (under its barrier)
+    // writes a file for it.
+    insert(&conn, 1, 500);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while l0().await.len() == objects_before && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let during = l0().await;
+    resume_tx.send(()).unwrap();
+    // The sync ends, and its files reach the replica.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let local = loop {
+        let p = handle.positions();
+        if p.local_txid > before && p.replicated_txid == p.local_txid {
+            break p.local_txid;
+        }
+        assert!(Instant::now() < deadline, "not replicated: {p:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let all = l0().await;
+    r.shutdown().await.unwrap();
+
+    assert_eq!(
+        during.len(),
+        objects_before,
+        "an object went up while the checkpoint ran: {during:?}"
+    );
+    let new: Vec<_> = all.into_iter().filter(|n| n.min > before).collect();
+    assert_eq!(
+        new.len(),
+        1,
+        "the checkpointing sync (TXIDs {}..={}) went up as {new:?}",
+        before.get() + 1,
+        local.get()
+    );
+    assert!(
+        new[0].min == TxId(before.get() + 1) && new[0].max == local && local > new[0].min,
+        "one object, holding the sync's file and the checkpoint's: {new:?}"
+    );
+    // The replica holds the commits.
+    let out = dir.join("restored.db");
+    restore_ours(
+        &client,
+        RestoreTarget::TxId(local),
         &out,
         IntegrityCheck::Full,
     )

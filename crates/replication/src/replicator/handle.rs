@@ -191,6 +191,9 @@ struct Waiting<'a>(&'a Shared);
 impl<'a> Waiting<'a> {
     fn new(shared: &'a Shared) -> Waiting<'a> {
         shared.waiters.fetch_add(1, Ordering::AcqRel);
+        // Commits a running sync holds in L0 files while it checkpoints are published now
+        // (the sync task publishes them early only while someone waits).
+        shared.progress.publish_held();
         shared.hurry.notify_one();
         Waiting(shared)
     }

@@ -36,7 +36,16 @@ pub(crate) const HEAVY_WAL_RATE: f64 = 16e6;
 /// `sync done` debug events in `scripts/bench-replication`).
 pub(crate) const RATE_WINDOW: Duration = Duration::from_millis(250);
 
-/// The WAL rate over the last [`RATE_WINDOW`] (or longer) of syncs.
+/// The WAL rate over the last [`RATE_WINDOW`] (or longer) of syncs, or over the window
+/// under way once its bytes alone make a higher rate over a whole window.
+///
+/// The window under way counts as soon as its bytes divided by a whole [`RATE_WINDOW`]
+/// pass the last complete window's rate: a lower bound of the rate it is heading for, so it
+/// never reads a light load as heavier than a whole window would (the lag's tail above
+/// stays away), while a heavy burst after a quiet spell (or at start-up) stretches the gap
+/// within a few syncs instead of being synced every [`MIN_SYNC_GAP`] until its first window
+/// ends: under the HTTP write load that was about 20 syncs, each its own upload (PUT), per
+/// burst.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct WalRate {
     since: std::time::Instant,
@@ -53,8 +62,9 @@ impl WalRate {
         }
     }
 
-    /// Counts a sync that read `wal_bytes` and ended at `now`; returns the rate of the last
-    /// complete window (bytes per second).
+    /// Counts a sync that read `wal_bytes` and ended at `now`; returns the rate (bytes per
+    /// second) of the last complete window, or the window under way's bytes over a whole
+    /// window if that is higher.
     pub(crate) fn add(&mut self, now: std::time::Instant, wal_bytes: u64) -> f64 {
         self.bytes += wal_bytes;
         let elapsed = now.saturating_duration_since(self.since);
@@ -62,8 +72,9 @@ impl WalRate {
             self.rate = self.bytes as f64 / elapsed.as_secs_f64();
             self.bytes = 0;
             self.since = now;
+            return self.rate;
         }
-        self.rate
+        self.rate.max(self.bytes as f64 / RATE_WINDOW.as_secs_f64())
     }
 }
 
@@ -109,6 +120,43 @@ mod tests {
             last = rate.add(t0 + Duration::from_millis(12) * (i + 1), 400_000);
         }
         assert_eq!(sync_gap(last, Duration::from_millis(1)), MAX_SYNC_GAP);
+    }
+
+    #[test]
+    fn a_heavy_burst_stretches_the_gap_before_its_first_window_ends() {
+        // The start of the HTTP write load (`scripts/bench-replication`, durability): the
+        // WAL bytes of its first syncs, 12 ms apart. Seen only once a whole window had
+        // passed, the burst was synced every 12 ms for 250 ms: about 20 syncs, each its own
+        // upload (one PUT each).
+        let syncs = [
+            16480u64, 107120, 103000, 177160, 103000, 214240, 173040, 667440,
+        ];
+        let t0 = std::time::Instant::now();
+        let mut rate = WalRate::new(t0);
+        let mut gap = MIN_SYNC_GAP;
+        let mut at = t0;
+        let mut n = 0;
+        while gap < MAX_SYNC_GAP / 10 {
+            assert!(n < syncs.len(), "the gap was still {gap:?} after {n} syncs");
+            at += Duration::from_millis(12);
+            gap = sync_gap(rate.add(at, syncs[n]), Duration::from_millis(1));
+            n += 1;
+        }
+        // A quiet spell, then the same burst: seen as soon, not after a window.
+        let mut at = at + Duration::from_secs(10);
+        let mut gap = sync_gap(rate.add(at, 16480), Duration::from_millis(1));
+        assert_eq!(gap, MIN_SYNC_GAP, "the first commit after a quiet spell");
+        for (i, &bytes) in syncs.iter().enumerate() {
+            at += Duration::from_millis(12);
+            gap = sync_gap(rate.add(at, bytes), Duration::from_millis(1));
+            if gap >= MAX_SYNC_GAP / 10 {
+                break;
+            }
+            assert!(
+                i + 1 < syncs.len(),
+                "the gap was still {gap:?} after the burst"
+            );
+        }
     }
 
     #[test]

@@ -10,7 +10,9 @@
 //! commit after a quiet spell is synced at once, a burst is batched into one file, so the
 //! replicator's CPU stays a small share of a loaded server's. Without notices (writes by other processes) the task polls every
 //! `monitor-interval`; after a failed sync it backs off ([`crate::health`]) and ignores
-//! notices until the backoff ends. Checkpoints happen inside the syncs.
+//! notices until the backoff ends. Checkpoints happen inside the syncs; the commits a sync
+//! has in L0 files before its checkpoint are published before it only while a caller waits
+//! for a commit (see [`run_sync`]), so that otherwise the whole sync goes up as one object.
 //!
 //! When replication fails for good on the replica's side (uploads, probes), this task goes
 //! on until shutdown: the local disk still works, so the commits the server makes while it
@@ -128,14 +130,23 @@ pub(super) async fn run_sync(
 ) -> Option<Result<(Positions, u64), String>> {
     let mut s = syncer.take()?;
     let ticket = shared.progress.begin_sync();
-    // The commits the ticket covers are published as soon as a local L0 file holds them,
-    // before any checkpoint the sync goes on to run, so their upload starts at once.
-    let published = Arc::new(AtomicBool::new(false));
+    // Once local L0 files hold the commits the ticket covers, a caller waiting for them (a
+    // synchronous write, a position) need not wait for the checkpoint the sync goes on to
+    // run: they are published at once while someone waits, or as soon as someone starts to
+    // (`Waiting`). Otherwise they are published when the sync ends, so that the upload
+    // task sends the whole sync's files as one object: published early, a checkpointing
+    // sync was two PUTs (its files before the checkpoint, then the checkpoint's), and under
+    // a heavy load every sync checkpoints.
+    let held = Arc::new(AtomicBool::new(false));
     let publish = {
-        let (shared, published) = (shared.clone(), published.clone());
+        let (shared, held) = (shared.clone(), held.clone());
         move |txid| {
-            published.store(true, Ordering::Release);
-            shared.progress.end_sync(ticket, txid, 1);
+            held.store(true, Ordering::Release);
+            shared.progress.hold(ticket, txid);
+            // After `hold`: a caller counted after this load publishes it itself.
+            if shared.waiters.load(Ordering::Acquire) > 0 {
+                shared.progress.publish_held();
+            }
         }
     };
     let joined = tokio::task::spawn_blocking(move || {
@@ -187,8 +198,10 @@ pub(super) async fn run_sync(
             Ok((shared.progress.positions(), report.wal_bytes))
         }
         Err(e) => {
-            // (Commits already published are in L0 files: they are not unsynced.)
-            if !published.load(Ordering::Acquire) {
+            // (Commits already held are in L0 files: they are synced, not unsynced.)
+            if held.load(Ordering::Acquire) {
+                shared.progress.publish_held();
+            } else {
                 shared.progress.sync_failed(ticket);
             }
             Err(e.to_string())
