@@ -895,24 +895,8 @@ async fn a_commit_reaches_the_replica_while_the_checkpoint_after_its_sync_runs()
         db.display(),
         file_url(&replica)
     );
-    let armed = Arc::new(AtomicBool::new(false));
-    let (reached_tx, mut reached) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let (resume_tx, resume) = std::sync::mpsc::channel::<()>();
-    let resume = Mutex::new(resume);
     let mut options = replicator_options(&yaml, &db);
-    {
-        let armed = armed.clone();
-        options.sync_hook = Some(SyncHook(Arc::new(move |point| {
-            if point == SyncPoint::CheckpointStart(Passive) && armed.swap(false, Ordering::SeqCst) {
-                reached_tx.send(()).unwrap();
-                // Held until the test has its answer (bounded, so a failing test ends).
-                let _ = resume
-                    .lock()
-                    .unwrap()
-                    .recv_timeout(Duration::from_secs(300));
-            }
-        })));
-    }
+    let (armed, mut reached, resume_tx) = hold_next_passive_checkpoint(&mut options);
     let r = replication::Replicator::start(options).await.unwrap();
     let handle = r.handle();
     // A sync leaves the WAL past the threshold, so the next sync checkpoints.
@@ -974,23 +958,8 @@ async fn a_checkpointing_sync_nobody_waits_for_is_one_object_on_the_replica() {
         db.display(),
         file_url(&replica)
     );
-    let armed = Arc::new(AtomicBool::new(false));
-    let (reached_tx, mut reached) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let (resume_tx, resume) = std::sync::mpsc::channel::<()>();
-    let resume = Mutex::new(resume);
     let mut options = replicator_options(&yaml, &db);
-    {
-        let armed = armed.clone();
-        options.sync_hook = Some(SyncHook(Arc::new(move |point| {
-            if point == SyncPoint::CheckpointStart(Passive) && armed.swap(false, Ordering::SeqCst) {
-                reached_tx.send(()).unwrap();
-                let _ = resume
-                    .lock()
-                    .unwrap()
-                    .recv_timeout(Duration::from_secs(300));
-            }
-        })));
-    }
+    let (armed, mut reached, resume_tx) = hold_next_passive_checkpoint(&mut options);
     let r = replication::Replicator::start(options).await.unwrap();
     let handle = r.handle();
     let client: Arc<dyn ReplicaClient> = Arc::new(FileClient::new(&replica));
@@ -1070,4 +1039,32 @@ async fn a_checkpointing_sync_nobody_waits_for_is_one_object_on_the_replica() {
     .await
     .unwrap();
     assert_eq!(rows(&out), rows(&db));
+}
+
+/// A sync hook that, once `armed` is set, holds the next PASSIVE checkpoint at its start:
+/// `reached` gets a message then, and the checkpoint goes on when `resume` is sent to (or
+/// after 300 s, so a failing test ends).
+fn hold_next_passive_checkpoint(
+    options: &mut replication::ReplicatorOptions,
+) -> (
+    Arc<AtomicBool>,
+    tokio::sync::mpsc::UnboundedReceiver<()>,
+    std::sync::mpsc::Sender<()>,
+) {
+    let armed = Arc::new(AtomicBool::new(false));
+    let (reached_tx, reached) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let (resume_tx, resume) = std::sync::mpsc::channel::<()>();
+    let resume = Mutex::new(resume);
+    let hook_armed = armed.clone();
+    options.sync_hook = Some(SyncHook(Arc::new(move |point| {
+        if point == SyncPoint::CheckpointStart(Passive) && hook_armed.swap(false, Ordering::SeqCst)
+        {
+            reached_tx.send(()).unwrap();
+            let _ = resume
+                .lock()
+                .unwrap()
+                .recv_timeout(Duration::from_secs(300));
+        }
+    })));
+    (armed, reached, resume_tx)
 }
