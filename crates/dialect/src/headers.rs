@@ -556,6 +556,19 @@ pub struct RequestHeaders {
 }
 
 #[cfg(test)]
+impl RequestHeaders {
+    /// A plain JSON request: no preferences, no range (for tests).
+    pub(crate) fn plain_json() -> RequestHeaders {
+        RequestHeaders {
+            media: MediaType::Json { strip_nulls: false },
+            prefer: Preferences::default(),
+            range: None,
+            profile_sent: false,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -498,12 +498,7 @@ mod tests {
     use super::*;
 
     fn headers() -> RequestHeaders {
-        RequestHeaders {
-            media: MediaType::Json { strip_nulls: false },
-            prefer: Preferences::default(),
-            range: None,
-            profile_sent: false,
-        }
+        RequestHeaders::plain_json()
     }
 
     fn shape(q: &str) -> Option<Shape> {

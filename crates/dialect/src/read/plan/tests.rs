@@ -5,12 +5,11 @@ use super::*;
 use rusqlite::types::Value;
 
 use crate::error::ApiError;
-use crate::headers::{MediaType, RequestHeaders};
+use crate::headers::RequestHeaders;
 use crate::query::{Comparison, QueryParams};
 use crate::schema_cache::SchemaCache;
 
 use super::patterns::{MAX_REGEX_FILTERS, MAX_REGEX_LEN, like_to_glob};
-use crate::headers::Preferences;
 
 #[test]
 fn glob_translation() {
@@ -39,12 +38,7 @@ fn cache() -> SchemaCache {
 }
 
 fn headers() -> RequestHeaders {
-    RequestHeaders {
-        media: MediaType::Json { strip_nulls: false },
-        prefer: Preferences::default(),
-        range: None,
-        profile_sent: false,
-    }
+    RequestHeaders::plain_json()
 }
 
 #[test]
