@@ -2,9 +2,10 @@
 //! S3-compatible server (moto) and the same write load:
 //!
 //! 1. lag: a paced writer (one row per commit); each commit's WAL end offset and salts are
-//!    recorded and a poller lists the replica's L0 objects every few milliseconds, reading
-//!    each new file's header; a commit is durable once an L0 file with its salts covers its
-//!    offset. p50/p99 for sqlite-rest's replicator vs `litestream replicate` (defaults);
+//!    recorded, the replicator talks to the server through a recording proxy that notes
+//!    when each L0 file's PUT was answered (`replication/put_recorder.rs`), and each landed
+//!    file's header is read after the load; a commit is durable once an L0 file with its
+//!    salts covering its offset has landed. p50/p99 for sqlite-rest's replicator vs `litestream replicate` (defaults);
 //!    the distributions are plotted to `target/bench/lag.svg` (`testkit::plot::latency_cdf`);
 //! 2. throughput: the same writer unpaced, commits per second with our replicator, with
 //!    `litestream replicate` beside it, and with no replication (the baseline); then the
@@ -14,7 +15,8 @@
 //!    synchronous (`--write-durability replicated`: answered once on the replica):
 //!    throughput, p50/p90/p99 latency and object-store PUTs per second (from the server's
 //!    `litestream_replica_operation_total`) per mode, ratios against "off" of the same
-//!    round; with the asynchronous lag p99 at the paced rate of part 1. A plot (latency
+//!    round; with the asynchronous lag p99 at the paced rate of part 1, and the ceiling that
+//!    bare PUTs to the same server set on any synchronous design ([`bare_puts`]). A plot (latency
 //!    distribution and throughput per mode) goes to `target/bench/durability.svg`;
 //! 4. restore: a ~200 MB database restored from the replica by `sqlite-rest restore` and by
 //!    `litestream restore` (median of three each, alternating);
@@ -28,6 +30,9 @@
 //! (default 200), `BENCH_ONLY` (`lag`, `throughput`, `http`, `durability`, `restore` or
 //! `follow`: run one part), `BENCH_FOLLOW_RATE` (writes/s of the follower lag runs, default 20), `BENCH_FOLLOW_IDLE`
 //! (seconds the idle follower is watched, default 240),
+//! `BENCH_LAG_POLL=1` (the lag phases also list the replica every 5 ms, as they once timed
+//! it, to see what that load on the S3 server does to the lag),
+//! `BENCH_CLIENTS` (connections of the durability part, default 32),
 //! `BENCH_COMPARE_BIN` (another build of `sqlite-rest`, e.g. of the commit before a change:
 //! the HTTP rounds also run it with replication, and report its rate against ours),
 //! `BENCH_LOG` (a `tracing` filter, e.g. `warn,replication=debug`: the in-process replicator
@@ -48,12 +53,15 @@ use replication::restore::RestoreTarget;
 use replication::restore::{self, RestoreOptions};
 use replication::{CommitNotice, Replicator, ReplicatorOptions};
 use replication::{Config, LoadOptions};
-use replication::{ListOptions, ReadRange, ReplicaClient};
+use replication::{ReadRange, ReplicaClient};
 use rusqlite::Connection;
 use testkit::litestream::Litestream;
 
 #[path = "replication/follower.rs"]
 mod follower;
+#[path = "replication/put_recorder.rs"]
+mod put_recorder;
+use put_recorder::PutRecorder;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -76,8 +84,8 @@ struct Run {
     secs: f64,
     lags: Vec<Duration>,
     /// Ours only: commit → the replicator's PUT of the file holding it returned (its own
-    /// `replicated_seq`), without the poller's observation delay (a LIST round trip and up
-    /// to 5 ms between LISTs).
+    /// `replicated_seq`): the same PUTs the recorder times, seen from inside the replicator
+    /// (after the proxy's hop back, and the progress notice).
     confirmed: Vec<Duration>,
     /// Ours only: commit → the local L0 file holding it was written (`synced_seq`): the
     /// part of the lag before the upload.
@@ -219,51 +227,86 @@ fn write_load(
     (seq, start.elapsed().as_secs_f64(), traced)
 }
 
-/// Lists L0 every few ms and records when each new file appeared, with its WAL range.
-async fn poll_l0(
-    client: Arc<dyn ReplicaClient>,
-    stop: Arc<AtomicBool>,
-) -> Vec<(Instant, (u32, u32), u64, u64)> {
-    let mut seen: BTreeMap<u64, ()> = BTreeMap::new();
-    let mut out = Vec::new();
+/// Lists L0 every 5 ms (only keys after the newest seen, S3's start-after) until `stop`, as
+/// the lag phases once timed the replica; with `BENCH_LAG_POLL=1` it runs beside the
+/// recorder, to show what that load on the server does to the lag it measures.
+async fn list_l0_every_5ms(client: Arc<dyn ReplicaClient>, stop: Arc<AtomicBool>) {
+    let mut newest: Option<u64> = None;
     while !stop.load(Ordering::Relaxed) {
-        // Only keys after the newest file seen (S3's start-after): each LIST stays as cheap
-        // as the first, for Litestream's replica as for ours.
-        let seek = seen.keys().next_back().map(|m| ltx::TxId(m + 1));
-        let options = ListOptions {
-            seek,
-            ..ListOptions::default()
+        let options = replication::ListOptions {
+            seek: newest.map(|m| ltx::TxId(m + 1)),
+            ..Default::default()
         };
         if let Ok(files) = client.list(Level::L0, options).await {
-            let now = Instant::now();
-            for f in files {
-                if seen.insert(f.name.max.get(), ()).is_none()
-                    && let Ok(b) = client
-                        .read(Level::L0, f.name, ReadRange::Bounded { start: 0, end: 100 })
-                        .await
-                    && b.len() == 100
-                {
-                    let be64 = |i: usize| u64::from_be_bytes(b[i..i + 8].try_into().unwrap());
-                    let be32 = |i: usize| u32::from_be_bytes(b[i..i + 4].try_into().unwrap());
-                    out.push((now, (be32(64), be32(68)), be64(48), be64(56)));
-                }
-            }
+            newest = files.iter().map(|f| f.name.max.get()).max().or(newest);
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A level-0 file that landed: when, its first TXID, and the WAL its header names (salts,
+/// offset, size).
+struct Landed {
+    at: Instant,
+    min: u64,
+    salt: (u32, u32),
+    wal_end: u64,
+}
+
+/// The L0 files the recorder saw land, with the WAL range each one's header names (read after
+/// the load, straight from the server).
+async fn landed_files(client: &dyn ReplicaClient, landed: &[(Instant, String)]) -> Vec<Landed> {
+    let mut out = Vec::new();
+    for (at, name) in landed {
+        let Ok(name) = name.parse::<ltx::FileName>() else {
+            continue;
+        };
+        if let Ok(b) = client
+            .read(Level::L0, name, ReadRange::Bounded { start: 0, end: 100 })
+            .await
+            && b.len() == 100
+        {
+            let be64 = |i: usize| u64::from_be_bytes(b[i..i + 8].try_into().unwrap());
+            let be32 = |i: usize| u32::from_be_bytes(b[i..i + 4].try_into().unwrap());
+            out.push(Landed {
+                at: *at,
+                min: name.min.get(),
+                salt: (be32(64), be32(68)),
+                wal_end: be64(48) + be64(56),
+            });
+        }
     }
     out
 }
 
-/// Lag of each traced commit: first L0 file with its salts covering its end offset.
-fn lags(traced: &[Traced], files: &[(Instant, (u32, u32), u64, u64)]) -> Vec<Duration> {
+/// Lag of each traced commit: until the first L0 file whose WAL range (same salts) covers its
+/// end offset landed. The last commits before a checkpoint are in no file of their WAL
+/// generation: the sync that checkpoints puts them in its file, whose header names the WAL
+/// after the checkpoint; they are in the file after the last one of their generation, so that
+/// file's landing counts for them (every commit is traced, none is left out).
+fn lags(traced: &[Traced], files: &[Landed]) -> Vec<Duration> {
     traced
         .iter()
         .filter_map(|c| {
-            files
+            let covering = files
                 .iter()
-                .filter(|(_, salt, off, size)| *salt == c.salt && off + size >= c.end)
-                .map(|(t, ..)| *t)
-                .min()
+                .filter(|f| f.salt == c.salt && f.wal_end >= c.end)
+                .map(|f| f.at)
+                .min();
+            let next_generation = || {
+                let last = files
+                    .iter()
+                    .filter(|f| f.salt == c.salt)
+                    .map(|f| f.min)
+                    .max()?;
+                files
+                    .iter()
+                    .filter(|f| f.min > last)
+                    .min_by_key(|f| f.min)
+                    .map(|f| f.at)
+            };
+            covering
+                .or_else(next_generation)
                 .map(|t| t.saturating_duration_since(c.at))
         })
         .collect()
@@ -291,8 +334,22 @@ async fn phase(ls: &Litestream, s3: &testkit::S3, mode: Mode, secs: f64, rate: u
     let db = dir.path().join("bench.db");
     drop(open_writer(&db, Mode::Baseline));
     let bucket = s3.create_bucket("bench");
-    let url = s3.replica_url(&bucket, "db");
     let trace = rate > 0 && mode != Mode::Baseline;
+    // Traced phases replicate through the recording proxy, which notes when each L0 file
+    // landed.
+    let recorder = if trace {
+        Some(PutRecorder::start(&s3.endpoint).await)
+    } else {
+        None
+    };
+    let url = match &recorder {
+        Some(r) => testkit::S3 {
+            endpoint: r.endpoint.clone(),
+            ..s3.clone()
+        }
+        .replica_url(&bucket, "db"),
+        None => s3.replica_url(&bucket, "db"),
+    };
     let mut ours = None;
     let mut theirs = None;
     match mode {
@@ -311,10 +368,9 @@ async fn phase(ls: &Litestream, s3: &testkit::S3, mode: Mode, secs: f64, rate: u
         }
     }
     let stop = Arc::new(AtomicBool::new(false));
-    let poller = trace.then(|| {
-        let stop = stop.clone();
-        let url = url.clone();
-        tokio::spawn(async move { poll_l0(client_for(&url).await, stop).await })
+    let lister = (trace && std::env::var("BENCH_LAG_POLL").is_ok_and(|v| v == "1")).then(|| {
+        let (stop, direct) = (stop.clone(), s3.replica_url(&bucket, "db"));
+        tokio::spawn(async move { list_l0_every_5ms(client_for(&direct).await, stop).await })
     });
     let handle = ours.as_ref().map(|r| r.handle());
     // The replicator's own view: when each notified commit's upload returned.
@@ -351,8 +407,14 @@ async fn phase(ls: &Litestream, s3: &testkit::S3, mode: Mode, secs: f64, rate: u
         tokio::time::sleep(Duration::from_secs(4)).await;
     }
     stop.store(true, Ordering::Relaxed);
-    let files = match poller {
-        Some(p) => p.await.unwrap(),
+    if let Some(l) = lister {
+        l.await.unwrap();
+    }
+    let files = match &recorder {
+        Some(r) => {
+            let direct = client_for(&s3.replica_url(&bucket, "db")).await;
+            landed_files(direct.as_ref(), &r.landed()).await
+        }
         None => Vec::new(),
     };
     let seen = match confirmations {
@@ -1037,8 +1099,8 @@ async fn main() {
         lag_rows[i] = (mode, pct(&r.lags, 0.5), pct(&r.lags, 0.99));
         let samples = |lags: &[Duration]| lags.iter().map(|d| ms(*d)).collect::<Vec<f64>>();
         let name = match mode {
-            Mode::Ours => "sqlite-rest, listed on S3",
-            _ => "Litestream 0.5.17, listed on S3",
+            Mode::Ours => "sqlite-rest, PUT answered by S3",
+            _ => "Litestream 0.5.17, PUT answered by S3",
         };
         lag_series.push((name.to_string(), samples(&r.lags)));
         if !r.confirmed.is_empty() {
@@ -1113,7 +1175,8 @@ async fn main() {
     // Synchronous vs asynchronous vs no replication, through the release binary.
     let mut durability = None;
     if let (Some(bin), true) = (std::env::var_os("SQLITEREST_BIN"), run("durability")) {
-        let clients = 32;
+        let clients = env_or("BENCH_CLIENTS", 32) as usize;
+        let put = bare_puts(&s3, 200).await;
         let runs = durability_runs(Path::new(&bin), &s3, secs, clients, rounds).await;
         let lag_p99 = if run("lag") {
             lag_rows[0].2
@@ -1125,7 +1188,7 @@ async fn main() {
         std::fs::create_dir_all(&dir).unwrap();
         let plot = dir.join("durability.svg");
         std::fs::write(&plot, durability_svg(&runs, clients)).unwrap();
-        durability = Some((runs, lag_p99, plot, clients));
+        durability = Some((runs, lag_p99, plot, clients, put));
     }
 
     // Read replicas: a follower of the replica against the primary.
@@ -1154,8 +1217,8 @@ async fn main() {
     let (ro, rt) = (median(ours_t), median(theirs_t));
 
     if !["", "lag", "throughput", "http", "restore"].contains(&only.as_str()) {
-        if let Some((runs, lag_p99, plot, clients)) = durability {
-            print_durability(&runs, lag_p99, rate, rounds, clients);
+        if let Some((runs, lag_p99, plot, clients, put)) = durability {
+            print_durability(&runs, lag_p99, rate, rounds, clients, &put);
             println!("plot: {}", plot.display());
         }
         return;
@@ -1191,10 +1254,32 @@ async fn main() {
         rt.as_secs_f64(),
         ro.as_secs_f64() / rt.as_secs_f64()
     );
-    if let Some((runs, lag_p99, plot, clients)) = durability {
-        print_durability(&runs, lag_p99, rate, rounds, clients);
+    if let Some((runs, lag_p99, plot, clients, put)) = durability {
+        print_durability(&runs, lag_p99, rate, rounds, clients, &put);
         println!("plot: {}", plot.display());
     }
+}
+
+/// `n` conditional PUTs of a 4 KiB level-0 file, one after another, to a fresh bucket (as
+/// the replicator writes each upload): each one's round trip. The baseline of the
+/// synchronous mode's ceiling: a synchronous write is answered only after a PUT that started
+/// after its commit returned, so its latency is at least one PUT's, and by Little's law
+/// `clients` connections complete at most `clients / mean PUT` writes a second, however
+/// the writes are batched or pipelined.
+async fn bare_puts(s3: &testkit::S3, n: u64) -> Vec<Duration> {
+    let client = client_for(&s3.replica_url(&s3.create_bucket("bench-put"), "db")).await;
+    let data = bytes::Bytes::from(vec![7u8; 4096]);
+    let mut out = Vec::new();
+    for i in 1..=n {
+        let name = ltx::FileName::new(ltx::TxId(i), ltx::TxId(i));
+        let started = Instant::now();
+        client
+            .create_bytes(Level::L0, name, data.clone(), chrono::Utc::now())
+            .await
+            .unwrap();
+        out.push(started.elapsed());
+    }
+    out
 }
 
 /// The durability table, and the targets (reported, never asserted).
@@ -1204,6 +1289,7 @@ fn print_durability(
     rate: u64,
     rounds: u64,
     clients: usize,
+    put: &[Duration],
 ) {
     println!();
     println!(
@@ -1237,6 +1323,19 @@ fn print_durability(
             met(p99 < 50.0),
             ms(lag_p99),
             met(ms(lag_p99) <= 50.0)
+        );
+        let mean_put = put.iter().sum::<Duration>().as_secs_f64() / put.len().max(1) as f64;
+        let ceiling = clients as f64 / mean_put.max(1e-9);
+        let off = find(Durability::Off).map_or(0.0, |r| median_f64(&r.rates));
+        println!(
+            "ceiling: a bare 4 KiB PUT to this server takes {:.2} ms on average (p50 {:.2}, p99 {:.2}; {} PUTs, one at a time, before the rounds), so no synchronous design completes more than {clients} / {:.2} ms = {ceiling:.0} writes/s with {clients} connections: {:.3}x off; the synchronous mode reached {:.2} of that ceiling",
+            mean_put * 1e3,
+            ms(pct(put, 0.5)),
+            ms(pct(put, 0.99)),
+            put.len(),
+            mean_put * 1e3,
+            ceiling / off.max(1.0),
+            median_f64(&sync.rates) / ceiling
         );
         println!(
             "PUTs per acknowledged write: synchronous {:.4}, asynchronous {:.4} (bounded by the upload cadence when far below 1)",
