@@ -532,3 +532,65 @@ fn has_row(db: &Path, seq: u64) -> bool {
     .unwrap()
         == 1
 }
+
+/// Commits one row every 10 ms for 1.5 s under `replica_entry`, each notified (so each is
+/// synced at once), waits until the replica holds the last one, and returns how many L0
+/// objects the replica got meanwhile (every upload is one object) and the database's path.
+async fn steady_commits(dir: &Path, replica_entry: &str) -> (usize, std::path::PathBuf) {
+    let db = dir.join("app.db");
+    let r = start_replicator(&quiet_config(&db, replica_entry), &db)
+        .await
+        .unwrap();
+    let h = r.handle();
+    let client = open_url(&file_url(&dir.join("replica"))).await;
+    let before = l0(&client).await.len();
+    let conn = wal_db(&db);
+    let started = Instant::now();
+    let mut seq = 0;
+    while started.elapsed() < Duration::from_millis(1500) {
+        seq += 1;
+        insert(&conn, 1, 100);
+        h.notify_commit(CommitNotice { seq });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    h.wait_commit_replicated(seq).await.unwrap();
+    let objects = l0(&client).await.len() - before;
+    r.shutdown().await.unwrap();
+    (objects, db)
+}
+
+/// A replica's `sync-interval`, when set, is the shortest time between the starts of two
+/// uploads: the cap on the object-store bill that the default (an upload as soon as the last
+/// one returned) does not have. At 100 commits a second for 1.5 s, 300 ms between uploads
+/// allows 6 objects, 7 if the last commit just missed the sixth, 8 with a start-up upload
+/// still landing when the load starts; without it every sync of a commit or two is its own
+/// object. Every commit still reaches the replica, and the
+/// real Litestream restores it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_explicit_sync_interval_caps_the_uploads_and_every_commit_still_arrives() {
+    init_logging();
+    let test = "an_explicit_sync_interval_caps_the_uploads_and_every_commit_still_arrives";
+    let Some(ls) = testkit::litestream::Litestream::require(test) else {
+        return;
+    };
+    let (_t, dir) = tempdir();
+    let capped_dir = dir.join("capped");
+    let free_dir = dir.join("free");
+    let url = |d: &Path| url_entry(&file_url(&d.join("replica")));
+    let (capped, db) = steady_commits(
+        &capped_dir,
+        &format!("{}      sync-interval: 300ms\n", url(&capped_dir)),
+    )
+    .await;
+    assert!(
+        (1..=8).contains(&capped),
+        "{capped} L0 objects in 1.5 s with uploads at least 300 ms apart"
+    );
+    let replica = Replica::url(&file_url(&capped_dir.join("replica")));
+    assert_restores(&ls, &replica, &capped_dir, &db, "capped").await;
+    let (free, _) = steady_commits(&free_dir, &url(&free_dir)).await;
+    assert!(
+        free >= 3 * capped,
+        "without sync-interval: {free} L0 objects, with it {capped}: the cap made no difference"
+    );
+}

@@ -22,6 +22,9 @@
 //! - `txids_*`: `Sqlite-Rest-Txid` increases across writes, SIGTERM and SIGKILL restarts,
 //!   lies within a replica file's TXID range, and a read with `Prefer: min-txid` sees the
 //!   write that handed the TXID out.
+//! - `a_restart_racing_*`: a primary SIGKILLed while the network holds its last upload; the
+//!   held request lands after the restarted primary's first upload: no false "another
+//!   primary" stop, synchronous writes go on, Litestream restores every row.
 //!
 //! Knobs: `SQLITEREST_DURABILITY_SEED` (decimal or `0x` hex; printed by every seeded test)
 //! repeats a run's random choices; `SQLITEREST_DURABILITY_KILLS` (default 20) sets the kills
@@ -1176,4 +1179,159 @@ async fn txids_increase_across_restarts_match_the_replica_and_min_txid_reads_see
     }
     let ids: HashMap<i64, u64> = written.iter().copied().collect();
     assert_eq!(ids.len(), written.len(), "an id written twice");
+}
+
+// ---------------------------------------------------------------------------------------
+// 6. A restart racing its SIGKILLed predecessor's last upload.
+// ---------------------------------------------------------------------------------------
+
+/// docs/replication.md, "A restart racing its predecessor's last upload", with real
+/// processes: the primary reaches S3 through a proxy that holds its next upload
+/// (`NetFault::Hold`), commits more while that upload is held (synced to local L0 files,
+/// waiting behind it), and is killed with SIGKILL. The restarted primary reaches S3
+/// directly: it lists the replica without the held upload, so it uploads the transactions
+/// again, in one file reaching further (`5-8` where its predecessor's is `5-6`); once that
+/// is on the replica the proxy lets the predecessor's request, sent before the kill, through
+/// to the server, and its file lands beside ours. The test waits until the replica shows that file, the proof the
+/// race happened. The restarted primary must take it for its predecessor's, not another
+/// primary's, whether its next level-1 compaction settles the overlap (keeps the
+/// predecessor's file and replaces its own) or had already passed it: it keeps running and
+/// healthy, answers synchronous writes through several compactions, and the real Litestream
+/// restores every row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_racing_its_sigkilled_predecessors_last_upload_keeps_replicating() {
+    let test = "a_restart_racing_its_sigkilled_predecessors_last_upload_keeps_replicating";
+    let Some(ls) = Litestream::require(test) else {
+        return;
+    };
+    let Some(ProxiedS3 {
+        mut setup,
+        proxy,
+        direct,
+    }) = proxied_s3(test, "race")
+    else {
+        return;
+    };
+    let mut old = serve_new(&setup, 5000, &[]).await;
+    for i in 0..3 {
+        write_one(&old, LOCAL, &format!("before-{i}")).await;
+    }
+    old.wait_replicated("").await;
+
+    // The next upload is held in the network; what is committed after it waits behind it.
+    proxy.set(NetFault::Hold);
+    let (_, held) = write_one(&old, LOCAL, "held-0").await;
+    write_one(&old, LOCAL, "held-1").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, behind) = write_one(&old, LOCAL, "behind-0").await;
+    let (_, last) = write_one(&old, LOCAL, "behind-1").await;
+    assert!(behind > held, "{behind} <= {held}");
+    old.child.kill().unwrap();
+    old.child.wait().unwrap();
+    drop(old);
+
+    // The restart, straight to S3.
+    setup.url = direct.clone();
+    setup.write_config("");
+    let mut restarted = setup
+        .spawn_or_log(|p, a| durable_cmd(&setup, p, a, 10_000, &[]))
+        .await;
+    let client = replication::open_client(
+        &replication::parse_replica_url(&direct).unwrap(),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    // Once the restarted primary's first upload (through `last`) is on the replica, the
+    // predecessor's request, sent before the kill, is let through.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !client
+        .list(replication::Level::L0, Default::default())
+        .await
+        .unwrap()
+        .iter()
+        .any(|f| f.name.max.get() >= last)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the restarted server did not upload {}; its log:\n{}",
+            hex(last),
+            setup.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    proxy.set(NetFault::Pass);
+    // The predecessor's file lands beside ours: two level-0 files overlap (theirs ends
+    // first), until a level-1 compaction settles it (and says so).
+    let settled_message = "holds the same transactions as its own first uploads";
+    let overlap = async || {
+        let files = client
+            .list(replication::Level::L0, Default::default())
+            .await
+            .unwrap();
+        let names: Vec<ltx::FileName> = files.iter().map(|f| f.name).collect();
+        names.iter().find_map(|f| {
+            names
+                .iter()
+                .any(|g| g != f && g.min <= f.max && f.min <= g.max && f.max < g.max)
+                .then_some(f.to_string())
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut i = 0;
+    let late = loop {
+        if let Some(name) = overlap().await {
+            break name;
+        }
+        if setup.log().contains(settled_message) {
+            break "(settled before this test saw it)".to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the predecessor's held upload (TXIDs before {}) never landed beside ours; level 0: {:?}; the restarted server's log:\n{}",
+            hex(behind),
+            client
+                .list(replication::Level::L0, Default::default())
+                .await
+                .unwrap()
+                .iter()
+                .map(|f| f.name.to_string())
+                .collect::<Vec<_>>(),
+            setup.log()
+        );
+        write_one(&restarted, REPLICATED, &format!("after-{i}")).await;
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // Synchronous writes through three level-1 compactions (every 2 s) after it landed.
+    for j in 0..12 {
+        write_one(&restarted, REPLICATED, &format!("late-{j}")).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        restarted.child.try_wait().unwrap().is_none(),
+        "the restarted server exited; its log:\n{}",
+        setup.log()
+    );
+    let (status, health) = restarted.health().await;
+    assert_eq!(status, 200, "{health}");
+    let log = setup.log();
+    for stop in ["another primary", "replication failed"] {
+        assert!(!log.contains(stop), "{stop:?} in the log:\n{log}");
+    }
+    let settled = log.contains(settled_message);
+    eprintln!(
+        "{test}: the predecessor's {late} landed after the restart ({} synchronous writes before it); {}",
+        i,
+        if settled {
+            "settled by the next level-1 compaction"
+        } else {
+            "level 1 had already passed it (left to l0-retention)"
+        }
+    );
+    restarted.wait_replicated("").await;
+    restarted.stop().await;
+    let restored = litestream_restore(&ls, &direct, &setup.dir.path().join("raced.db"), None);
+    assert_integrity(&restored);
+    assert_eq!(table_rows(&restored), table_rows(&setup.db));
 }

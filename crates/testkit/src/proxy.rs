@@ -1,12 +1,13 @@
 //! A fault-injecting TCP proxy, put between a program and a real server (the local S3
 //! server) to make the network misbehave on demand: answer nothing, slow down, reset
-//! connections, cut a request in the middle, refuse connections.
+//! connections, cut a request in the middle, refuse connections, hold requests and deliver
+//! them late.
 //!
 //! Plain threads and blocking sockets (two pump threads per connection); the fault in force
 //! is read before every chunk, so a change applies at once to open connections too.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -33,6 +34,10 @@ pub enum NetFault {
     /// Forward requests, swallow the answers: an upload that lands while its client never
     /// hears so (a lost response).
     DropResponses,
+    /// Read requests and keep them, forwarding nothing until the fault changes; then send
+    /// what was kept, even for a client that has gone meanwhile (a request that was on the
+    /// wire when its sender died, delivered late).
+    Hold,
 }
 
 struct Shared {
@@ -207,11 +212,32 @@ fn pump(mut from: TcpStream, mut to: TcpStream, shared: &Shared, request: bool) 
     let mut buf = vec![0u8; 64 * 1024];
     let mut sent: u64 = 0;
     let mut cut_epoch = None;
+    let mut held: Vec<u8> = Vec::new();
     loop {
         let n = match from.read(&mut buf) {
-            Ok(0) | Err(_) => break,
+            Ok(0) => break,
             Ok(n) => n,
+            // Holding (a read timeout is set): a live client may wait for its answer, so
+            // what was kept goes out as soon as the hold ends, without more to read.
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                if shared.fault() != NetFault::Hold {
+                    if to.write_all(&std::mem::take(&mut held)).is_err() {
+                        break;
+                    }
+                    let _ = from.set_read_timeout(None);
+                }
+                continue;
+            }
+            Err(_) => break,
         };
+        if request && shared.fault() == NetFault::Hold {
+            held.extend_from_slice(&buf[..n]);
+            let _ = from.set_read_timeout(Some(Duration::from_millis(20)));
+            continue;
+        }
+        if !held.is_empty() && to.write_all(&std::mem::take(&mut held)).is_err() {
+            break;
+        }
         let mut chunk = &buf[..n];
         match shared.fault() {
             NetFault::Pass | NetFault::Refuse => {}
@@ -232,7 +258,7 @@ fn pump(mut from: TcpStream, mut to: TcpStream, shared: &Shared, request: bool) 
             }
             NetFault::CutAfter(_) => {}
             NetFault::DropResponses if !request => continue,
-            NetFault::DropResponses => {}
+            NetFault::DropResponses | NetFault::Hold => {}
         }
         sent += chunk.len() as u64;
         while !chunk.is_empty() {
@@ -244,6 +270,15 @@ fn pump(mut from: TcpStream, mut to: TcpStream, shared: &Shared, request: bool) 
                 Ok(w) => chunk = &chunk[w..],
             }
         }
+    }
+    // Requests kept while the client went away go out once the hold ends.
+    if !held.is_empty() {
+        while shared.fault() == NetFault::Hold && !shared.stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = to.write_all(&held);
+        // Leave the server time to answer before the connection goes.
+        std::thread::sleep(Duration::from_millis(500));
     }
     let _ = from.shutdown(Shutdown::Both);
     let _ = to.shutdown(Shutdown::Both);
