@@ -191,7 +191,51 @@ const CORPUS: &[&[&str]] = &[
     &["select=id,data->a&id=eq.1", "select=id,data->a&id=eq.4"],
     &["data->a=eq.1", "data->a=eq.2"],
     &["data->>a=eq.1", "data->>a=eq.2"],
-    &["id=in.(1,2)", "id=in.(3,4)", "id=in.(1,2,3)"],
+    &[
+        "id=in.(1,2)",
+        "id=in.(3,4)",
+        "id=in.(1,2,3)",
+        "id=in.()",
+        "id=in.(%20)",
+        "id=in.(x,1)",
+        "id=in.(1.0,2)",
+        "id=in.(%221%22,%222%22)",
+    ],
+    &[
+        "title=in.(Emma,Dune)",
+        "title=in.(%22Emma%22,%22a,b%22)",
+        "title=in.(null)",
+        "title=in.(%22%22)",
+        "title=in.(%20Emma%20,%20Dune%20)",
+        "title=in.(%22Em\\%22ma%22)",
+        "title=in.(pgrst,%01)",
+    ],
+    &["id=not.in.(1,2)", "id=not.in.(3)", "id=not.in.()"],
+    &[
+        "price=in.(8.5,2)",
+        "price=in.(x)",
+        "active=in.(true,f)",
+        "active=in.(1,no)",
+        "code=in.(010,x)",
+        "stock=in.(2.5,1e1)",
+    ],
+    &[
+        "id=in.(1,2",
+        "id=in.1,2",
+        "id=in.(%22a)",
+        "id=in.(1,2)x",
+        "id=in.(1)&id=in.(",
+    ],
+    &[
+        "id=in.(1,2)&title=eq.Emma&select=id",
+        "id=in.(3)&title=eq.Dune&select=id",
+        "id=in.(1,2,3,4)&title=neq.Emma&select=id",
+    ],
+    &["nope=in.(1,2)", "nope=in.(3)"],
+    &[
+        "select=id,authors(name)&author_id=in.(1,2)",
+        "select=id,authors(name)&author_id=in.(3)",
+    ],
     &["id=is.null", "title=is.null"],
     &["title=like.E*", "title=like.D*", "title=ilike.*m*"],
     &[
@@ -303,6 +347,46 @@ fn a_shape_is_learnt_once_and_then_hit() {
     same_both_ways(&conn, &cache, &plans, Method::Get, "books", &ids, &h);
     let s = plans.stats();
     assert_eq!((s.learnt, s.hits, s.entries), (1, 50, 1), "{s:?}");
+}
+
+/// `in.(…)` lists of any length and items are one shape: one plan, hit by every other list
+/// (before, each list was a shape of its own, a miss that evicted another plan).
+#[test]
+fn in_lists_of_any_items_share_one_plan() {
+    let (conn, cache) = database();
+    let plans = Arc::new(PlanCache::new());
+    let h = Headers::default();
+    for (column, lists) in [
+        (
+            "id",
+            &[
+                "(1)",
+                "(1,2)",
+                "(3,4,5)",
+                "()",
+                "(x,2)",
+                "(%221%22,%20%204)",
+            ][..],
+        ),
+        (
+            "title",
+            &["(Emma)", "(%22a,b%22,Dune)", "(null)", "(%22%22)"][..],
+        ),
+    ] {
+        let before = plans.stats();
+        let queries: Vec<String> = lists
+            .iter()
+            .map(|l| format!("{column}=in.{l}&select=id,title"))
+            .collect();
+        let queries: Vec<&str> = queries.iter().map(String::as_str).collect();
+        same_both_ways(&conn, &cache, &plans, Method::Get, "books", &queries, &h);
+        let s = plans.stats();
+        assert_eq!(
+            (s.learnt - before.learnt, s.hits - before.hits),
+            (1, lists.len() as u64 - 1),
+            "{column}: {s:?}"
+        );
+    }
 }
 
 #[test]
@@ -590,6 +674,10 @@ fn shape() -> impl Strategy<Value = Vec<(String, String)>> {
             "limit=2",
             "offset=1",
             "id=in.(1,3)",
+            "id=in.(4)",
+            "title=in.(Emma,%22a,b%22)",
+            "price=not.in.(8.5,x)",
+            "id=in.()",
             "title=like.*m*",
             "price=is.null",
             "or=(id.eq.1,price.gt.8)",

@@ -210,7 +210,7 @@ fn full_text(syntax: FtsSyntax, language: Option<String>, query: String) -> Opti
 }
 
 /// `[not.]op[(modifier)].value` for a plain `key=value` filter: the value is the rest.
-pub(super) fn parse_filter_value(input: &str) -> Result<(bool, Operation), ApiError> {
+pub(crate) fn parse_filter_value(input: &str) -> Result<(bool, Operation), ApiError> {
     let mut c = Cursor::new(input);
     let r = operator_head(&mut c).and_then(|(negated, word, modifier)| {
         let pos = c.pos;

@@ -19,5 +19,6 @@ mod syntax;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use filter::parse_filter_value;
 pub use params::{QueryParams, canonical_query, decode_component};
 pub(crate) use syntax::*;

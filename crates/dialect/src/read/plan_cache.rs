@@ -9,8 +9,11 @@
 //! (ASCII letters, digits, `_`; not a reserved key), one of the comparison operators `eq`,
 //! `neq`, `gt`, `gte`, `lt`, `lte`, `isdistinct` written without percent-encoding, is a
 //! *slot*: its name and operator are in the key, its value (percent-decoded) is the request's
-//! own. Every other piece is in the key verbatim (`select`, `order`, `limit`, `in.(…)`,
-//! `is.null`, `like`, logic trees, casts, …), so any value of those makes another shape. A
+//! own. So is a list `column=[not.]in.(…)`, whatever its items (the filter parser reads them;
+//! a list it refuses leaves the request uncached): the planner binds a list as one JSON array,
+//! rebuilt from the request's items. Every other piece is in the key verbatim (`select`,
+//! `order`, `limit`, `is.null`, `like`, logic trees, casts, …), so any value of those makes
+//! another shape. A
 //! query string over [`MAX_QUERY_BYTES`], with more than [`MAX_SLOTS`] slots or with control
 //! characters has no shape and is planned as before, uncached.
 //!
@@ -49,8 +52,8 @@ use rusqlite::types::Value;
 use crate::access::Access;
 use crate::exchange::Method;
 use crate::headers::{CountMethod, MediaType, Preferences, RequestHeaders};
-use crate::query::{QueryParams, decode_component};
-use crate::read::plan::{Limits, ReadPlan, comparable, plan_read_as};
+use crate::query::{Operation, QueryParams, decode_component, parse_filter_value};
+use crate::read::plan::{Limits, ReadPlan, comparable, in_list_json, plan_read_as};
 use crate::read::sql;
 use crate::schema_cache::{Column, SchemaCache};
 use crate::shape::Shaper;
@@ -98,8 +101,7 @@ static MARKER: LazyLock<String> = LazyLock::new(|| {
 /// value when `v` is a slot marker, else `v`.
 pub(crate) fn resolve<'a>(v: &'a Value, slots: &'a [Value]) -> &'a Value {
     if let Value::Text(t) = v
-        && let Some(n) = t.strip_prefix(MARKER.as_str())
-        && let Ok(i) = n.parse::<usize>()
+        && let Some(i) = marker_slot(t)
         && let Some(s) = slots.get(i)
     {
         return s;
@@ -107,11 +109,24 @@ pub(crate) fn resolve<'a>(v: &'a Value, slots: &'a [Value]) -> &'a Value {
     v
 }
 
+/// The slot whose marker `t` is: a comparison's value is bound as the marker itself, an
+/// `in.(…)` list as the JSON array of the marker alone (`["<marker>"]`, see `in_list_json`).
+fn marker_slot(t: &str) -> Option<usize> {
+    let t = t
+        .strip_prefix("[\"")
+        .and_then(|t| t.strip_suffix("\"]"))
+        .unwrap_or(t);
+    t.strip_prefix(MARKER.as_str())?.parse().ok()
+}
+
 /// One slot of a shape: where its column's name is in the key, and the request's value.
 #[derive(Debug, Clone)]
 struct Slot {
     name: (usize, usize),
     value: String,
+    /// For an `in.(…)` list: its items, as the filter parser reads them (`value` is the
+    /// whole list then).
+    items: Option<Vec<String>>,
 }
 
 /// A request's shape (see the module documentation) and its slots' values.
@@ -181,17 +196,27 @@ impl Shape {
             rest = next;
             if let (k, Some(v)) = split_at_byte(piece, b'=')
                 && is_slot_name(k)
-                && let Some(op) = slot_operator(v)
+                && let Some((op, list)) = slot_operator(v)
             {
                 if slots.len() == MAX_SLOTS {
                     return None;
                 }
                 let value = decode_component(&v[op.len()..]).ok()?.into_owned();
+                // A list is read by the filter parser itself (quotes, escapes, blanks); one
+                // it refuses leaves the request uncached, so the full parse gives the error.
+                let items = match list {
+                    false => None,
+                    true => match parse_filter_value(&format!("in.{value}")).ok()? {
+                        (_, Operation::In(items)) => Some(items),
+                        _ => return None,
+                    },
+                };
                 let start = key.len();
                 key.push_str(k);
                 slots.push(Slot {
                     name: (start, key.len()),
                     value,
+                    items,
                 });
                 key.push('=');
                 key.push_str(op);
@@ -215,8 +240,15 @@ impl Shape {
         let mut n = itoa::Buffer::new();
         for (i, part) in masked.split(SLOT_MARK).enumerate() {
             if i > 0 {
+                let list = self.slots[i - 1].items.is_some();
+                if list {
+                    out.push('(');
+                }
                 out.push_str(&MARKER);
                 out.push_str(n.format(i - 1));
+                if list {
+                    out.push(')');
+                }
             }
             out.push_str(part);
         }
@@ -245,11 +277,18 @@ fn is_slot_name(k: &str) -> bool {
         && !RESERVED.contains(&k)
 }
 
-/// `[not.]op.` at the start of a raw filter value, for the slot operators.
-fn slot_operator(v: &str) -> Option<&str> {
+/// `[not.]op.` at the start of a raw filter value, for the slot operators and `in.` (true:
+/// the value is a list).
+fn slot_operator(v: &str) -> Option<(&str, bool)> {
     let rest = v.strip_prefix("not.").unwrap_or(v);
-    let op = SLOT_OPERATORS.iter().find(|op| rest.starts_with(**op))?;
-    Some(&v[..v.len() - rest.len() + op.len()])
+    let (op, list) = match rest.strip_prefix("in.") {
+        Some(_) => ("in.", true),
+        None => (
+            *SLOT_OPERATORS.iter().find(|op| rest.starts_with(**op))?,
+            false,
+        ),
+    };
+    Some((&v[..v.len() - rest.len() + op.len()], list))
 }
 
 /// A cached plan: planned with markers for the slots' values.
@@ -285,7 +324,10 @@ impl Template {
             .slots
             .iter()
             .zip(&self.columns)
-            .map(|(s, c)| comparable(&s.value, c.as_ref()))
+            .map(|(s, c)| match &s.items {
+                None => comparable(&s.value, c.as_ref()),
+                Some(items) => Value::Text(in_list_json(items, c.as_ref())),
+            })
             .collect()
     }
 }
@@ -463,7 +505,7 @@ fn make(shape: &Shape, planned: &Planned<'_>) -> Option<Template> {
         .sql
         .params
         .iter()
-        .filter(|p| matches!(p, Value::Text(s) if s.starts_with(MARKER.as_str())))
+        .filter(|p| matches!(p, Value::Text(s) if marker_slot(s).is_some()))
         .count();
     t.weight = shape.key.len() + 2 * t.sql.text.len() + node_weight(&t.plan.root) + 512;
     (same && markers == shape.slots.len() && t.weight <= MAX_ENTRY_BYTES).then_some(t)
@@ -539,10 +581,39 @@ mod tests {
             "limit=eq.5",
             "books.id=eq.5",
             "i%64=eq.5",
-            "id=in.(5)",
+            "id=i%6E.(5)",
+            "id->a=in.(5)",
         ] {
             assert!(shape(verbatim).unwrap().slots.is_empty(), "{verbatim}");
         }
+    }
+
+    #[test]
+    fn in_lists_are_one_slot_whatever_their_items() {
+        let one = shape("id=in.(5)").unwrap();
+        let three = shape("id=in.(5,%226,7%22,%20x%20)").unwrap();
+        let empty = shape("id=in.()").unwrap();
+        assert_eq!(one.key, three.key);
+        assert_eq!(one.key, empty.key);
+        assert_eq!(one.slots[0].items.as_deref(), Some(&["5".to_string()][..]));
+        // Decoded, then read by the filter parser itself (quotes keep commas).
+        let Ok((_, Operation::In(parsed))) = parse_filter_value("in.(5,\"6,7\", x )") else {
+            panic!("the parser refused the list");
+        };
+        assert_eq!(parsed[..2], ["5".to_string(), "6,7".to_string()]);
+        assert_eq!(three.slots[0].items.as_ref(), Some(&parsed));
+        assert_eq!(empty.slots[0].items.as_deref(), Some(&[][..]));
+        // Negation and the operator stay in the key; a list the parser refuses has no
+        // shape (the full parse answers it).
+        assert_ne!(shape("id=not.in.(5)").unwrap().key, one.key);
+        assert_ne!(shape("id=eq.5").unwrap().key, one.key);
+        for bad in ["id=in.(5", "id=in.5", "id=in.(5)x", "id=in.(%225)"] {
+            assert!(shape(bad).is_none(), "{bad}");
+        }
+        // Its marker is the JSON array the planner binds a one-item list as.
+        let bound = Value::Text(format!("[\"{}0\"]", *MARKER));
+        let value = Value::Text("[5]".into());
+        assert_eq!(resolve(&bound, std::slice::from_ref(&value)), &value);
         // The role, the relation, the method and the headers the planner reads are in it.
         let h = headers();
         let key = |m, rel, role: Option<&str>, h: &RequestHeaders| {

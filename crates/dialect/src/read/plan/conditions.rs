@@ -92,6 +92,20 @@ pub(crate) fn comparable(raw: &str, col: Option<&Column>) -> Value {
     }
 }
 
+/// The JSON array an `in.(…)` list is bound as (one parameter, read by `json_each`): each
+/// item converted for `col` as a comparison's value is ([`comparable`]).
+pub(crate) fn in_list_json(values: &[String], col: Option<&Column>) -> String {
+    let arr: Vec<serde_json::Value> = values
+        .iter()
+        .map(|v| match comparable(v, col) {
+            Value::Integer(i) => serde_json::Value::from(i),
+            Value::Real(f) => serde_json::Value::from(f),
+            _ => serde_json::Value::from(v.as_str()),
+        })
+        .collect();
+    serde_json::Value::Array(arr).to_string()
+}
+
 pub(super) fn condition(
     rel: &Relation,
     field: &Field,
@@ -122,19 +136,8 @@ pub(super) fn condition(
             full_text(rel, field, *syntax, query).map(|pred| pred_for(expr, pred))
         }
         Operation::In(values) => {
-            let arr: Vec<serde_json::Value> = values
-                .iter()
-                .map(|v| match comparable(v, col) {
-                    Value::Integer(i) => serde_json::Value::from(i),
-                    Value::Real(f) => serde_json::Value::from(f),
-                    _ => serde_json::Value::from(v.as_str()),
-                })
-                .collect();
             let expr = text_side(expr, json_arrow);
-            Ok(pred_for(
-                expr,
-                Predicate::In(serde_json::Value::Array(arr).to_string()),
-            ))
+            Ok(pred_for(expr, Predicate::In(in_list_json(values, col))))
         }
         Operation::Quantified {
             op,

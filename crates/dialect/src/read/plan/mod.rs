@@ -20,7 +20,7 @@ mod planner;
 mod tests;
 mod tree;
 
-pub(crate) use conditions::{comparable, tree_condition};
+pub(crate) use conditions::{comparable, in_list_json, tree_condition};
 pub use planner::{
     MAX_EMBED_DEPTH, MAX_EMBED_FIELDS, MAX_EMBEDS, plan_read, plan_read_as, resolve_relation,
 };
