@@ -661,6 +661,8 @@ fn shape() -> impl Strategy<Value = Vec<(String, String)>> {
             "isdistinct",
             "not.eq",
             "not.gt",
+            "in",
+            "not.in",
         ][..],
     );
     let filter = (column, op).prop_map(|(c, o)| (c.to_string(), format!("{o}.")));
@@ -707,7 +709,14 @@ proptest! {
             let q: Vec<String> = parts
                 .iter()
                 .zip(vals)
-                .map(|((k, op), v)| if op.is_empty() { k.clone() } else { format!("{k}={op}{v}") })
+                .map(|((k, op), v)| if op.is_empty() {
+                    k.clone()
+                } else if op.ends_with("in.") {
+                    // A list of three items from the value: plain, suffixed and quoted.
+                    format!("{k}={op}({v},{v}x,%22{v}%22)")
+                } else {
+                    format!("{k}={op}{v}")
+                })
                 .collect();
             let q = q.join("&");
             let req = request(method, "books", &q, &h);

@@ -586,6 +586,28 @@ mod tests {
         ] {
             assert!(shape(verbatim).unwrap().slots.is_empty(), "{verbatim}");
         }
+        // The role, the relation, the method and the headers the planner reads are in it.
+        let h = headers();
+        let key = |m, rel, role: Option<&str>, h: &RequestHeaders| {
+            Shape::of(m, rel, "id=eq.1", h, role).unwrap().key
+        };
+        let base = key(Method::Get, "books", None, &h);
+        assert_ne!(base, key(Method::Head, "books", None, &h));
+        assert_ne!(base, key(Method::Get, "book", None, &h));
+        assert_ne!(base, key(Method::Get, "books", Some("anon"), &h));
+        assert_ne!(
+            key(Method::Get, "books", Some("a"), &h),
+            key(Method::Get, "books", Some("b"), &h)
+        );
+        let mut csv = headers();
+        csv.media = MediaType::Csv;
+        assert_ne!(base, key(Method::Get, "books", None, &csv));
+        let mut counted = headers();
+        counted.prefer.count = Some(CountMethod::Exact);
+        assert_ne!(base, key(Method::Get, "books", None, &counted));
+        let mut ranged = headers();
+        ranged.range = Some((0, Some(9)));
+        assert_ne!(base, key(Method::Get, "books", None, &ranged));
     }
 
     #[test]
@@ -614,28 +636,6 @@ mod tests {
         let bound = Value::Text(format!("[\"{}0\"]", *MARKER));
         let value = Value::Text("[5]".into());
         assert_eq!(resolve(&bound, std::slice::from_ref(&value)), &value);
-        // The role, the relation, the method and the headers the planner reads are in it.
-        let h = headers();
-        let key = |m, rel, role: Option<&str>, h: &RequestHeaders| {
-            Shape::of(m, rel, "id=eq.1", h, role).unwrap().key
-        };
-        let base = key(Method::Get, "books", None, &h);
-        assert_ne!(base, key(Method::Head, "books", None, &h));
-        assert_ne!(base, key(Method::Get, "book", None, &h));
-        assert_ne!(base, key(Method::Get, "books", Some("anon"), &h));
-        assert_ne!(
-            key(Method::Get, "books", Some("a"), &h),
-            key(Method::Get, "books", Some("b"), &h)
-        );
-        let mut csv = headers();
-        csv.media = MediaType::Csv;
-        assert_ne!(base, key(Method::Get, "books", None, &csv));
-        let mut counted = headers();
-        counted.prefer.count = Some(CountMethod::Exact);
-        assert_ne!(base, key(Method::Get, "books", None, &counted));
-        let mut ranged = headers();
-        ranged.range = Some((0, Some(9)));
-        assert_ne!(base, key(Method::Get, "books", None, &ranged));
     }
 
     #[test]
