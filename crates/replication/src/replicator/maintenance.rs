@@ -364,13 +364,8 @@ impl Maintenance {
     async fn run_job(&self, job: Job) -> Result<Outcome, MaintenanceError> {
         match job.kind {
             JobKind::Compact(level) => {
-                // A predecessor's last upload may still land: compacting our uploads now
-                // would leave it below level 1, unsettled (see `own_files`). What was on the
-                // replica before we started is compacted (a crash loop still compacts), the
-                // rest at a boundary after the grace.
-                let hold_back = level.get() == 1 && self.shared.own_files.awaiting_predecessor();
                 let prev = truncate(SystemTime::now(), job.interval);
-                let info = match self.compact(level, prev, hold_back).await? {
+                let info = match self.compact(level, prev).await? {
                     Compaction::Wrote(info) => info,
                     Compaction::TooEarly => return Ok(Outcome::Pending),
                     Compaction::NothingNew => return Ok(Outcome::Settled),
@@ -389,11 +384,7 @@ impl Maintenance {
                         self.l0_retention().await?;
                     }
                 }
-                Ok(if hold_back {
-                    Outcome::Pending
-                } else {
-                    Outcome::Settled
-                })
+                Ok(Outcome::Settled)
             }
             JobKind::Snapshot => {
                 let prev = truncate(SystemTime::now(), job.interval);
@@ -429,14 +420,10 @@ impl Maintenance {
     }
 
     /// Compacts into `dst` unless it is too early or there is nothing new.
-    /// With `hold_back`, only the level-0 files that were on the replica when this replicator
-    /// started are compacted ([`OwnFiles::awaiting_predecessor`]); too early when there are
-    /// none.
     pub(crate) async fn compact(
         &self,
         dst: Level,
         prev_boundary: SystemTime,
-        hold_back: bool,
     ) -> Result<Compaction, MaintenanceError> {
         let Some(src) = Level::new(dst.get().saturating_sub(1)) else {
             return Ok(Compaction::NothingNew);
@@ -468,13 +455,6 @@ impl Maintenance {
         let mut inputs = list().await?;
         if inputs.is_empty() {
             return Ok(Compaction::NothingNew);
-        }
-        if hold_back && src == Level::L0 {
-            let start = self.shared.own_files.start();
-            inputs.retain(|f| f.name.max <= start);
-            if inputs.is_empty() {
-                return Ok(Compaction::TooEarly);
-            }
         }
         while src == Level::L0
             && let Some(other) = self.shared.own_files.foreign(&inputs).copied()
@@ -1013,7 +993,6 @@ impl Jobs {
             .compact(
                 level,
                 SystemTime::now() + Duration::from_secs(3600 * 24 * 365),
-                false,
             )
             .await?;
         Ok(match done {
