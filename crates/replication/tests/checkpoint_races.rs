@@ -616,6 +616,7 @@ async fn a_snapshot_right_after_a_checkpoint_holds_the_pages_of_its_txid() {
         })));
     }
     let r = replication::Replicator::start(options).await.unwrap();
+    wait_for_the_start_up_snapshot(&replica).await;
     // A sync leaves the WAL past the threshold, so the next sync checkpoints.
     insert(&conn, 20, 500);
     r.sync_and_wait().await.unwrap();
@@ -766,6 +767,7 @@ async fn a_snapshot_after_a_checkpoint_that_failed_midway_holds_the_pages_of_its
         })));
     }
     let r = replication::Replicator::start(options).await.unwrap();
+    wait_for_the_start_up_snapshot(&replica).await;
     insert(&conn, 100, 2000);
     armed.store(true, Ordering::SeqCst);
     let (synced, during) = tokio::join!(r.sync_and_wait(), async {
@@ -898,6 +900,7 @@ async fn a_commit_reaches_the_replica_while_the_checkpoint_after_its_sync_runs()
     let mut options = replicator_options(&yaml, &db);
     let (armed, mut reached, resume_tx) = hold_next_passive_checkpoint(&mut options);
     let r = replication::Replicator::start(options).await.unwrap();
+    wait_for_the_start_up_snapshot(&replica).await;
     let handle = r.handle();
     // A sync leaves the WAL past the threshold, so the next sync checkpoints.
     insert(&conn, 20, 500);
@@ -961,6 +964,7 @@ async fn a_checkpointing_sync_nobody_waits_for_is_one_object_on_the_replica() {
     let mut options = replicator_options(&yaml, &db);
     let (armed, mut reached, resume_tx) = hold_next_passive_checkpoint(&mut options);
     let r = replication::Replicator::start(options).await.unwrap();
+    wait_for_the_start_up_snapshot(&replica).await;
     let handle = r.handle();
     let client: Arc<dyn ReplicaClient> = Arc::new(FileClient::new(&replica));
     let l0 = async || {

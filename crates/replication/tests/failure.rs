@@ -414,9 +414,10 @@ async fn snapshot_at_the_local_position_while_l0_uploads_fail(
     r.sync_and_wait().await.unwrap();
     switch.set(common::faulty::Fault::FailL0Writes);
     for _ in 0..3 {
+        // Read before the commit: the sync the wake starts may end before the next line.
+        let before = r.handle().positions().local_txid;
         insert(conn, 10, 100);
         r.handle().wake();
-        let before = r.handle().positions().local_txid;
         let deadline = Instant::now() + Duration::from_secs(10);
         while r.handle().positions().local_txid == before {
             assert!(Instant::now() < deadline, "no sync");

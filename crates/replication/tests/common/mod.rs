@@ -377,3 +377,20 @@ pub async fn wait_quiet(registry: &prometheus::Registry, quiet: Duration, bound:
         }
     }
 }
+
+/// Waits until the snapshot a replicator takes at start-up is on the file replica at
+/// `replica` (its scheduled snapshot job runs once at start even with a long interval).
+/// While a snapshot streams the database our checkpoints are skipped, so a test that needs
+/// a given sync to checkpoint waits for it first; fails after 60 s.
+pub async fn wait_for_the_start_up_snapshot(replica: &Path) {
+    let dir = replica.join("ltx/9");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::fs::read_dir(&dir).map_or(true, |mut d| d.next().is_none()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no start-up snapshot in {}",
+            dir.display()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
