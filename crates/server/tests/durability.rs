@@ -24,7 +24,8 @@
 //!   write that handed the TXID out.
 //! - `a_restart_racing_*`: a primary SIGKILLed while the network holds its last upload; the
 //!   held request lands after the restarted primary's first upload: no false "another
-//!   primary" stop, synchronous writes go on, Litestream restores every row.
+//!   primary" stop, the overlap is settled, synchronous writes go on, Litestream restores
+//!   every row.
 //!
 //! Knobs: `SQLITEREST_DURABILITY_SEED` (decimal or `0x` hex; printed by every seeded test)
 //! repeats a run's random choices; `SQLITEREST_DURABILITY_KILLS` (default 20) sets the kills
@@ -1192,12 +1193,15 @@ async fn txids_increase_across_restarts_match_the_replica_and_min_txid_reads_see
 /// directly: it lists the replica without the held upload, so it uploads the transactions
 /// again, in one file reaching further (`5-8` where its predecessor's is `5-6`); once that
 /// is on the replica the proxy lets the predecessor's request, sent before the kill, through
-/// to the server, and its file lands beside ours. The test waits until the replica shows that file, the proof the
-/// race happened. The restarted primary must take it for its predecessor's, not another
-/// primary's, whether its next level-1 compaction settles the overlap (keeps the
-/// predecessor's file and replaces its own) or had already passed it: it keeps running and
-/// healthy, answers synchronous writes through several compactions, and the real Litestream
-/// restores every row.
+/// to the server, and its file lands beside ours. The test waits until the replica shows
+/// that file, the proof the race happened. The restarted primary must take it for its
+/// predecessor's, not another primary's, and settle it: its compaction into level 1 leaves
+/// its own uploads alone for `PREDECESSOR_GRACE` after a start-up that found local L0 files
+/// beyond the replica, so it lists the late file, keeps it and replaces its own overlapping
+/// upload (level 0 is one
+/// history again, which followers wait for). It keeps running and healthy, answers
+/// synchronous writes through several compactions, and the real Litestream restores every
+/// row.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_racing_its_sigkilled_predecessors_last_upload_keeps_replicating() {
     let test = "a_restart_racing_its_sigkilled_predecessors_last_upload_keeps_replicating";
@@ -1303,9 +1307,24 @@ async fn a_restart_racing_its_sigkilled_predecessors_last_upload_keeps_replicati
         i += 1;
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    // Synchronous writes through three level-1 compactions (every 2 s) after it landed.
-    for j in 0..12 {
+    // The restarted primary's compaction into level 1 leaves its own uploads alone for 10 s
+    // after start-up (`PREDECESSOR_GRACE`), so it lists such a file beside them and settles
+    // it: keeps it, replaces ours.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let mut j = 0;
+    while !setup.log().contains(settled_message) {
+        assert!(
+            Instant::now() < deadline,
+            "the predecessor's {late} was not settled; the restarted server's log:\n{}",
+            setup.log()
+        );
         write_one(&restarted, REPLICATED, &format!("late-{j}")).await;
+        j += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Synchronous writes through three more level-1 compactions (every 2 s).
+    for k in 0..12 {
+        write_one(&restarted, REPLICATED, &format!("settled-{k}")).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert!(
@@ -1319,15 +1338,20 @@ async fn a_restart_racing_its_sigkilled_predecessors_last_upload_keeps_replicati
     for stop in ["another primary", "replication failed"] {
         assert!(!log.contains(stop), "{stop:?} in the log:\n{log}");
     }
-    let settled = log.contains(settled_message);
     eprintln!(
-        "{test}: the predecessor's {late} landed after the restart ({} synchronous writes before it); {}",
-        i,
-        if settled {
-            "settled by the next level-1 compaction"
-        } else {
-            "level 1 had already passed it (left to l0-retention)"
-        }
+        "{test}: the predecessor's {late} landed after the restart ({i} synchronous writes before it) and was settled ({j} after it)"
+    );
+    // One history is left in level 0: no two files overlap.
+    let l0: Vec<ltx::FileName> = client
+        .list(replication::Level::L0, Default::default())
+        .await
+        .unwrap()
+        .iter()
+        .map(|f| f.name)
+        .collect();
+    assert!(
+        l0.windows(2).all(|w| w[1].min > w[0].max),
+        "level 0 still overlaps: {l0:?}"
     );
     restarted.wait_replicated("").await;
     restarted.stop().await;

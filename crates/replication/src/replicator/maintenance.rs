@@ -364,8 +364,13 @@ impl Maintenance {
     async fn run_job(&self, job: Job) -> Result<Outcome, MaintenanceError> {
         match job.kind {
             JobKind::Compact(level) => {
+                // A predecessor's last upload may still land: compacting our uploads now
+                // would leave it below level 1, unsettled (see `own_files`). What was on the
+                // replica before we started is compacted (a crash loop still compacts), the
+                // rest at a boundary after the grace.
+                let hold_back = level.get() == 1 && self.shared.own_files.awaiting_predecessor();
                 let prev = truncate(SystemTime::now(), job.interval);
-                let info = match self.compact(level, prev).await? {
+                let info = match self.compact(level, prev, hold_back).await? {
                     Compaction::Wrote(info) => info,
                     Compaction::TooEarly => return Ok(Outcome::Pending),
                     Compaction::NothingNew => return Ok(Outcome::Settled),
@@ -384,7 +389,11 @@ impl Maintenance {
                         self.l0_retention().await?;
                     }
                 }
-                Ok(Outcome::Settled)
+                Ok(if hold_back {
+                    Outcome::Pending
+                } else {
+                    Outcome::Settled
+                })
             }
             JobKind::Snapshot => {
                 let prev = truncate(SystemTime::now(), job.interval);
@@ -420,10 +429,14 @@ impl Maintenance {
     }
 
     /// Compacts into `dst` unless it is too early or there is nothing new.
+    /// With `hold_back`, only the level-0 files that were on the replica when this replicator
+    /// started are compacted ([`OwnFiles::awaiting_predecessor`]); too early when there are
+    /// none.
     pub(crate) async fn compact(
         &self,
         dst: Level,
         prev_boundary: SystemTime,
+        hold_back: bool,
     ) -> Result<Compaction, MaintenanceError> {
         let Some(src) = Level::new(dst.get().saturating_sub(1)) else {
             return Ok(Compaction::NothingNew);
@@ -455,6 +468,13 @@ impl Maintenance {
         let mut inputs = list().await?;
         if inputs.is_empty() {
             return Ok(Compaction::NothingNew);
+        }
+        if hold_back && src == Level::L0 {
+            let start = self.shared.own_files.start();
+            inputs.retain(|f| f.name.max <= start);
+            if inputs.is_empty() {
+                return Ok(Compaction::TooEarly);
+            }
         }
         while src == Level::L0
             && let Some(other) = self.shared.own_files.foreign(&inputs).copied()
@@ -993,6 +1013,7 @@ impl Jobs {
             .compact(
                 level,
                 SystemTime::now() + Duration::from_secs(3600 * 24 * 365),
+                false,
             )
             .await?;
         Ok(match done {

@@ -31,7 +31,7 @@
 //! goes unnoticed for at most about one level-1 interval after its first upload.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ltx::{FileName, TxId};
 use parking_lot::Mutex;
@@ -54,7 +54,17 @@ pub(crate) struct OwnFiles {
     tracked: bool,
     /// Names of our uploads that compaction into level 1 may still list.
     names: Mutex<BTreeSet<FileName>>,
+    /// When this replicator started.
+    started: Instant,
 }
+
+/// How long after a start-up that found local L0 files beyond the replica (the only start a
+/// predecessor's late upload can race) the scheduled compaction into level 1 leaves this
+/// run's uploads alone (it still compacts what was on the replica before): a late file that
+/// lands meanwhile is listed beside our first upload and settled, instead of landing below
+/// level 1's end, where nothing settles it and followers wait for `l0-retention`
+/// (docs/replication.md, "A restart racing its predecessor's last upload").
+pub(crate) const PREDECESSOR_GRACE: Duration = Duration::from_secs(10);
 
 impl OwnFiles {
     pub(crate) fn new(start: TxId, local_start: TxId, tracked: bool) -> OwnFiles {
@@ -63,7 +73,20 @@ impl OwnFiles {
             local_start,
             tracked,
             names: Mutex::new(BTreeSet::new()),
+            started: Instant::now(),
         }
+    }
+
+    /// The replica's TXID at start-up.
+    pub(crate) fn start(&self) -> TxId {
+        self.start
+    }
+
+    /// Whether the scheduled compaction into level 1 should still wait for a predecessor's
+    /// late upload ([`PREDECESSOR_GRACE`]): only after a start that found local L0 files
+    /// beyond the replica, and only while uploads are recorded.
+    pub(crate) fn awaiting_predecessor(&self) -> bool {
+        self.tracked && self.local_start > self.start && self.started.elapsed() < PREDECESSOR_GRACE
     }
 
     /// Records an upload before it is sent (a listing may show it before it is answered).
@@ -198,6 +221,19 @@ mod tests {
             size: 1,
             created_at: chrono::Utc::now(),
         }
+    }
+
+    #[test]
+    fn compaction_waits_for_a_predecessor_only_after_a_start_with_local_files_ahead() {
+        // Local L0 files beyond the replica at start-up: a predecessor's upload may land.
+        assert!(OwnFiles::new(TxId(5), TxId(8), true).awaiting_predecessor());
+        // Nothing local ahead (a clean stop), or no compaction into level 1: nothing to wait for.
+        assert!(!OwnFiles::new(TxId(5), TxId(5), true).awaiting_predecessor());
+        assert!(!OwnFiles::new(TxId(5), TxId(8), false).awaiting_predecessor());
+        // And only for the grace period.
+        let mut own = OwnFiles::new(TxId(5), TxId(8), true);
+        own.started -= PREDECESSOR_GRACE;
+        assert!(!own.awaiting_predecessor());
     }
 
     #[test]
