@@ -180,9 +180,11 @@ async fn transient_errors_recover() {
     let yaml = fast_config(&db, &file_url(&replica), "");
     let r = start(&yaml, &db, Duration::from_secs(20)).await;
     r.sync_and_wait().await.unwrap();
-    let saved = dir.join("saved-ltx");
-    std::fs::rename(replica.join("ltx"), &saved).unwrap();
-    std::fs::write(replica.join("ltx"), b"x").unwrap();
+    // The start-up maintenance may still be writing: a mkdir of its level between a rename
+    // and the write of the file would make the write fail. The helper retries; the
+    // original directory is the first one it sets aside.
+    testkit::replace_dir_with_file(&replica.join("ltx"));
+    let saved = replica.join("ltx.aside0");
     let conn = wal_db(&db);
     insert(&conn, 3, 100);
     r.handle().notify_commit(CommitNotice { seq: 1 });
@@ -405,8 +407,13 @@ async fn snapshot_at_the_local_position_while_l0_uploads_fail(
     switch: &std::sync::Arc<common::faulty::Switch>,
     conn: &rusqlite::Connection,
 ) -> (Replicator, replication::LtxFileInfo, String) {
+    // L0 retention kept long: the callers look at level 0 from TXID 1 on, and with
+    // `fast_config`'s 2 s the first files went as soon as a level-1 compaction (at the
+    // restart's start-up, say) found them that old: the first run alone waits 1 s in its
+    // failing shutdown, and a slow machine takes the rest.
     let yaml = fast_config(db, &file_url(replica), "")
-        .replace("shutdown-sync-timeout: 10s", "shutdown-sync-timeout: 1s");
+        .replace("shutdown-sync-timeout: 10s", "shutdown-sync-timeout: 1s")
+        .replace("l0-retention: 2s", "l0-retention: 1h");
     let mut o = options(&yaml, db, Duration::from_secs(60));
     o.wrap_client = Some(switch.wrapper());
     let r = Replicator::start(o).await.unwrap();

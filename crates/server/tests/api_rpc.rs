@@ -526,19 +526,24 @@ async fn functions_reload_when_the_directory_changes_and_on_sigusr1() {
     assert_eq!(get(&s, "/rpc/twice?x=1", &[]).await.body, "3");
     s.error("/rpc/later", 404, "PGRST202").await;
     // Fixed in place with the same size and modification time: the poller sees no change
-    // (a failed load is retried only on a change), so only SIGUSR1 reloads it.
+    // (a failed load is retried only on a change), so only SIGUSR1 reloads it. The fixed
+    // file is written aside (not a `.sql` name), given the old time, then renamed over the
+    // broken one: rewritten where it is, a poll between the write and the restored time saw
+    // a change and loaded the fixed file before the signal.
     let mtime = std::fs::metadata(&later).unwrap().modified().unwrap();
+    let fixed = fns.path().join("later.sql.new");
     std::fs::write(
-        &later,
+        &fixed,
         "-- returns: setof\nSELECT id, note FROM later_table",
     )
     .unwrap();
     std::fs::File::options()
         .write(true)
-        .open(&later)
+        .open(&fixed)
         .unwrap()
         .set_modified(mtime)
         .unwrap();
+    std::fs::rename(&fixed, &later).unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     s.error("/rpc/later", 404, "PGRST202").await;
     sigusr1(&s);

@@ -196,7 +196,14 @@ async fn written_by_us(ls: &Litestream, setup: Setup) {
     create_db(&setup.db, 5);
     let mut s = setup.serve_or_log().await;
     let first = s.replicated_txid("").await;
-    insert(&rusqlite::Connection::open(&setup.db).unwrap(), 7);
+    // One transaction: the server's poll sees all seven rows or none. Seven commits could
+    // be split across two syncs, and the wait below end after the first: the second would
+    // then move the positions on under the comparisons with `txid`.
+    let c = rusqlite::Connection::open(&setup.db).unwrap();
+    c.execute_batch("BEGIN").unwrap();
+    insert(&c, 7);
+    c.execute_batch("COMMIT").unwrap();
+    drop(c);
     s.wait_replicated(&first).await;
     let txid = read_txid(&s).await;
     let admin = s.admin.trim_start_matches("http://").to_string();

@@ -86,6 +86,9 @@ async fn an_empty_replica_starts_a_new_database_and_metrics_and_health_report_it
     assert_eq!(status, 200, "{h}");
     assert_eq!(h["replication"]["ok"], true, "{h}");
     assert!(h["replication"]["lag_ms"].is_number(), "{h}");
+    // The PUT series exists once the first upload is done, which readiness does not wait
+    // for (it runs beside the server's own start).
+    s.wait_replicated("").await;
     let m = s.metrics().await;
     for name in [
         "sqlite_rest_replication_lag_seconds",

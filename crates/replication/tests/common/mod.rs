@@ -382,10 +382,18 @@ pub async fn wait_quiet(registry: &prometheus::Registry, quiet: Duration, bound:
 /// `replica` (its scheduled snapshot job runs once at start even with a long interval).
 /// While a snapshot streams the database our checkpoints are skipped, so a test that needs
 /// a given sync to checkpoint waits for it first; fails after 60 s.
+///
+/// Only a published `.ltx` file counts: the file replica writes `<name>.tmp` in the same
+/// directory from the first byte of the stream on, while the snapshot still holds the
+/// checkpoint lock, and renames it into place only after the stream ended.
 pub async fn wait_for_the_start_up_snapshot(replica: &Path) {
     let dir = replica.join("ltx/9");
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while std::fs::read_dir(&dir).map_or(true, |mut d| d.next().is_none()) {
+    let published = |d: std::fs::ReadDir| {
+        d.filter_map(Result::ok)
+            .any(|e| e.file_name().to_string_lossy().ends_with(".ltx"))
+    };
+    while !std::fs::read_dir(&dir).is_ok_and(published) {
         assert!(
             std::time::Instant::now() < deadline,
             "no start-up snapshot in {}",
