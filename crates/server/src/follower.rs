@@ -365,18 +365,55 @@ enum PollError {
     )]
     Diverged { file: String, reason: String },
     #[error(
-        "overlapping level-0 files at the replica's path: {file} {reason}; the follower applies neither and waits until one history is left (a restarted primary settles its predecessor's last upload, committed late by the store, at its next compaction into level 1; if this lasts, two primaries write to the replica path: stop one)"
+        "overlapping level-0 files at the replica's path: {file} {reason}; the follower applies neither and waits until one history is left or a compacted file reaches past them (a restarted primary settles its predecessor's last upload, committed late by the store, at its next compaction into level 1; if this lasts, two primaries write to the replica path: stop one)"
     )]
-    Overlap { file: String, reason: String },
+    Overlap {
+        file: String,
+        reason: String,
+        /// The lowest and the highest TXID of the overlapping files.
+        start: TxId,
+        end: TxId,
+    },
 }
 
 /// Level-0 files that overlap (`file` and what `reason` names): nothing is applied until
 /// they no longer do (see [`PollError::Overlap`]).
-fn overlap(file: &LtxFileInfo, reason: String) -> PollError {
+fn overlap(file: &LtxFileInfo, reason: String, (start, end): (TxId, TxId)) -> PollError {
     PollError::Overlap {
         file: format!("{}/{}", file.level, file.name),
         reason,
+        start,
+        end,
     }
+}
+
+/// The TXIDs the level-0 files in `listed` (sorted by name) that overlap another listed file
+/// span, lowest and highest, if any overlap.
+fn overlap_range(listed: &[LtxFileInfo]) -> Option<(TxId, TxId)> {
+    let mut reach: Option<&LtxFileInfo> = None;
+    let mut range: Option<(TxId, TxId)> = None;
+    for f in listed {
+        if let Some(r) = reach
+            && f.name.min <= r.name.max
+        {
+            let (lo, hi) = range.unwrap_or((r.name.min, r.name.max));
+            range = Some((lo.min(r.name.min), hi.max(r.name.max).max(f.name.max)));
+        }
+        if reach.is_none_or(|r| f.name.max > r.name.max) {
+            reach = Some(f);
+        }
+    }
+    range
+}
+
+/// Whether `f`, a file of a compaction level (1..=8), continues `applied` (starts at or
+/// before the next TXID, ends after it) and reaches further than `best`.
+fn continues_further(f: &LtxFileInfo, applied: TxId, best: Option<&LtxFileInfo>) -> bool {
+    f.level != Level::L0
+        && !f.level.is_snapshot()
+        && f.name.min.get() <= applied.get().saturating_add(1)
+        && f.name.max > applied
+        && best.is_none_or(|b| f.name.max > b.name.max)
 }
 
 /// The file beside the database recording the TXID it is at.
@@ -991,14 +1028,22 @@ impl Follower {
         // two writers' (two primaries on one replica path), or a restarted primary's and its
         // predecessor's last upload until the primary settles them. Neither is applied, and
         // the follower waits: nothing it applied is in question.
+        // A compaction level whose file continues the applied TXID past the overlap is
+        // crossed through instead (`cross_overlap`).
         if let Some(pair) = listed.windows(2).find(|w| w[1].name.min <= w[0].name.max) {
-            return Err(overlap(
+            let waiting = overlap(
                 &pair[1],
                 format!("overlaps the level-0 file {}", pair[0].name),
-            ));
+                overlap_range(&listed).unwrap_or((pair[0].name.min, pair[1].name.max)),
+            );
+            return self.cross_overlap(applied, waiting).await;
         }
         let anchor_missing = match &anchor {
-            Some(a) if a.level == Level::L0 => !self.check_anchor(a, &listed, applied).await?,
+            Some(a) if a.level == Level::L0 => match self.check_anchor(a, &listed, applied).await {
+                Ok(listed) => !listed,
+                Err(e @ PollError::Overlap { .. }) => return self.cross_overlap(applied, e).await,
+                Err(e) => return Err(e),
+            },
             _ => false,
         };
         let mut pending: Vec<LtxFileInfo> = listed
@@ -1023,7 +1068,11 @@ impl Follower {
             || polls == 0
             || (pending.is_empty() && polls.is_multiple_of(LEVEL_CHECK_EVERY))
         {
-            let survey = self.survey(applied, anchor.as_ref()).await?;
+            let survey = match self.survey(applied, anchor.as_ref()).await {
+                Ok(survey) => survey,
+                Err(e @ PollError::Overlap { .. }) => return self.cross_overlap(applied, e).await,
+                Err(e) => return Err(e),
+            };
             match survey.bridge {
                 Some(b) => pending.insert(0, b),
                 // Nothing continues the applied TXID although the replica is ahead (the
@@ -1124,6 +1173,99 @@ impl Follower {
         Ok(count)
     }
 
+    /// Level-0 files overlap (TXIDs `start..=end` of `waiting`, see [`PollError::Overlap`]).
+    /// When a file of a compaction level (1..=8) continues `applied` past `end`, the primary
+    /// compacted past the overlap: the case of a restarted primary whose compaction into
+    /// level 1 passed its predecessor's late upload before that landed, which nothing settles
+    /// until `l0-retention` removes it. The follower crosses it then instead of waiting:
+    /// - it applied none of the overlapping files (`applied < start`): it applies that file,
+    ///   as it bridges a gap (its checksums checked where it carries them);
+    /// - it applied one of them: which history that file was, the predecessor's or another
+    ///   writer's, cannot be told from the files (ours and Litestream's carry no database
+    ///   checksums), so the follower does not build on it: it goes to the replica's latest
+    ///   state as across a gap (every page rewritten, one transaction; readers see the old
+    ///   state or the new one), never a mix of two histories.
+    ///
+    /// Else, or when that fails, the follower applies nothing and waits, with `waiting`.
+    async fn cross_overlap(&self, applied: TxId, waiting: PollError) -> Result<usize, PollError> {
+        let PollError::Overlap { start, end, .. } = waiting else {
+            return Err(waiting);
+        };
+        let Some(bridge) = self.compacted_past(applied, end).await? else {
+            return Err(waiting);
+        };
+        let crossed = if applied < start {
+            self.apply(vec![bridge], applied).await.map(|()| {
+                self.note_done();
+                1
+            })
+        } else {
+            self.restore_across_gap(applied).await
+        };
+        match crossed {
+            Ok(count) => {
+                tracing::warn!(
+                    applied = %applied,
+                    overlap = %format!("{start}..{end}"),
+                    through = %label_of(&bridge),
+                    now = %*self.applied.borrow(),
+                    "overlapping level-0 files crossed: a compacted file reaches past them"
+                );
+                Ok(count)
+            }
+            Err(e @ (PollError::Rejected { .. } | PollError::Restore { .. })) => {
+                Err(match waiting {
+                    PollError::Overlap {
+                        file,
+                        reason,
+                        start,
+                        end,
+                    } => PollError::Overlap {
+                        file,
+                        reason: format!(
+                            "{reason}; {} reaches past it but crossing failed: {e}",
+                            label_of(&bridge)
+                        ),
+                        start,
+                        end,
+                    },
+                    other => other,
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The file of a compaction level (1..=8) that continues `applied` furthest, if it
+    /// reaches `end`.
+    async fn compacted_past(
+        &self,
+        applied: TxId,
+        end: TxId,
+    ) -> Result<Option<LtxFileInfo>, PollError> {
+        let list_error = |source| PollError::Replica {
+            operation: "list",
+            source,
+        };
+        let mut best: Option<LtxFileInfo> = None;
+        for level in self.client.levels().await.map_err(list_error)? {
+            if level == Level::L0 || level.is_snapshot() {
+                continue;
+            }
+            for f in self
+                .client
+                .list(level, ListOptions::default())
+                .await
+                .map_err(list_error)?
+            {
+                if continues_further(&f, applied, best.as_ref()) {
+                    best = Some(f);
+                }
+            }
+        }
+        Ok(best.filter(|b| b.name.max >= end))
+    }
+
     /// Checks the level-0 listing (from the anchor on) against the anchor: false when the
     /// anchor is not listed; an error when the listing shows another lineage.
     async fn check_anchor(
@@ -1151,7 +1293,14 @@ impl Follower {
             .filter(|f| f.name != anchor.name && f.name.min <= applied)
         {
             if anchor_listed {
-                return Err(overlap(other, reason(other)));
+                return Err(overlap(
+                    other,
+                    reason(other),
+                    (
+                        other.name.min.min(anchor.name.min),
+                        other.name.max.max(anchor.name.max),
+                    ),
+                ));
             }
             if other.name.max > applied {
                 return Err(self.diverge(other, reason(other)));
@@ -1302,6 +1451,10 @@ impl Follower {
                             return Err(overlap(
                                 &f,
                                 format!("overlaps the level-0 file {}", other.name),
+                                (
+                                    f.name.min.min(other.name.min),
+                                    f.name.max.max(other.name.max),
+                                ),
                             ));
                         }
                         return Err(self.diverge(
@@ -1317,11 +1470,7 @@ impl Follower {
                     }
                     continue;
                 }
-                if !level.is_snapshot()
-                    && f.name.min.get() <= applied.get().saturating_add(1)
-                    && f.name.max > applied
-                    && best.as_ref().is_none_or(|b| f.name.max > b.name.max)
-                {
+                if continues_further(&f, applied, best.as_ref()) {
                     best = Some(f);
                 }
             }
@@ -1567,7 +1716,11 @@ fn apply_files<R: Read>(
         .query_row("PRAGMA page_size", [], |r| r.get(0))
         .map_err(|e| apply_error(&last, e.into()))?;
     let mut to = at;
-    for (h, label) in headers.iter().zip(&labels) {
+    for (k, (h, label)) in headers.iter().zip(&labels).enumerate() {
+        // A snapshot first (a restore plan) holds every page: it need not continue `at`.
+        if k == 0 && h.is_snapshot() {
+            to = TxId::ZERO;
+        }
         if h.page_size != page_size {
             return Err(rejected(
                 label,
@@ -1587,6 +1740,12 @@ fn apply_files<R: Read>(
             ));
         }
         to = h.max_txid;
+    }
+    if to <= at {
+        return Err(rejected(
+            &last,
+            format!("leads to TXID {to}, not beyond the database's {at}"),
+        ));
     }
     let commit = headers.last().map_or(0, |h| h.commit);
     let carries: Vec<bool> = headers.iter().map(|h| !h.no_checksum()).collect();
@@ -2192,6 +2351,12 @@ mod tests {
             let f = Connection::open(self.db()).unwrap();
             assert_eq!(rows(&f), rows(&self.primary));
         }
+
+        /// The follower's rows differ from the primary's (it is behind).
+        fn assert_rows_differ(&self) {
+            let f = Connection::open(self.db()).unwrap();
+            assert_ne!(rows(&f), rows(&self.primary));
+        }
     }
 
     /// A crash between an apply's COMMIT and its recorded TXID: the restarted follower
@@ -2440,6 +2605,98 @@ mod tests {
             f.poll().await.unwrap();
             assert_eq!(f.handle().applied(), TxId(9), "{applied_first}");
             assert_eq!(f.handle().health_json()["ready"], true, "{applied_first}");
+            site.assert_same_rows();
+        }
+    }
+
+    /// The restart race when the primary's compaction into level 1 passed the overlap before
+    /// the predecessor's late file landed: nothing settles `5-7` beside `5-8` until
+    /// `l0-retention`, but level 1 (`5-10`, the primary's chain compacted) reaches past
+    /// both. A follower that applied neither applies `5-10` over what it has; one that
+    /// applied `5-7` or `5-8` cannot tell which history that was, so it goes to the latest
+    /// state with a restore (every page). Either way it is ready at once and goes on with
+    /// level 0 after it. Not while level 1 stops inside the overlap, nor through a level-1
+    /// file whose checksum is not what applying it leads to: then it waits.
+    #[tokio::test]
+    async fn a_follower_crosses_an_overlap_below_level_1s_end_through_level_1() {
+        for applied_first in ["5-7", "5-8", "neither"] {
+            let site = Site::new();
+            for txid in 2..=4 {
+                site.write(txid);
+            }
+            let f = site.follower().await.unwrap();
+            assert_eq!(f.handle().applied(), TxId(4));
+            let pre5 = db_checksum(&site.primary, 4096, None).unwrap().value();
+            let more = || {
+                site.primary
+                    .execute_batch(
+                        "INSERT INTO t(v) VALUES ('more'); PRAGMA wal_checkpoint(TRUNCATE)",
+                    )
+                    .unwrap()
+            };
+            for _ in 5..=7 {
+                more();
+            }
+            let late = ltx_of(&site.primary, 5, 7, None);
+            more();
+            let ours = ltx_of(&site.primary, 5, 8, None);
+            match applied_first {
+                "5-7" => site.put(0, 5, 7, &late),
+                "5-8" => site.put(0, 5, 8, &ours),
+                _ => {}
+            }
+            f.poll().await.unwrap();
+            site.put(0, 5, 7, &late);
+            site.put(0, 5, 8, &ours);
+            let before = f.handle().applied();
+            // Level 1 up to 7 only: still inside the overlap.
+            site.put(1, 5, 7, &ltx_of(&site.primary, 5, 7, Some(pre5)));
+            let waits = |e: PollError, what: &str| {
+                assert!(
+                    e.to_string().contains("overlapping level-0 files"),
+                    "{applied_first}: {what}: {e}"
+                );
+                assert_eq!(f.handle().applied(), before, "{applied_first}: {what}");
+                assert_eq!(
+                    f.handle().health_json()["ready"],
+                    false,
+                    "{applied_first}: {what}"
+                );
+            };
+            waits(f.poll().await.unwrap_err(), "level 1 ends inside");
+            for _ in 9..=10 {
+                more();
+            }
+            site.put(0, 9, 10, &ltx_of(&site.primary, 9, 10, None));
+            let name = format!("{:016x}-{:016x}.ltx", 5, 10);
+            let l1 = site.dir.path().join("replica/ltx/1").join(&name);
+            let what = "a checksum applying it does not lead to";
+            std::fs::write(
+                &l1,
+                ltx_of_pages(&site.primary, 5, 10, Some(pre5), Some(&[1, 2])),
+            )
+            .unwrap();
+            let e = f.poll().await.unwrap_err();
+            assert!(
+                e.to_string()
+                    .contains(&format!("1/{name} reaches past it but crossing failed")),
+                "{applied_first}: {what}: {e}"
+            );
+            waits(e, what);
+            site.assert_rows_differ();
+            std::fs::write(&l1, ltx_of(&site.primary, 5, 10, Some(pre5))).unwrap();
+            f.poll()
+                .await
+                .unwrap_or_else(|e| panic!("{applied_first}: {e}"));
+            assert_eq!(f.handle().applied(), TxId(10), "{applied_first}");
+            let restores = if applied_first == "neither" { 0 } else { 1 };
+            assert_eq!(f.metrics.restores.get(), restores, "{applied_first}");
+            assert_eq!(f.handle().health_json()["ready"], true, "{applied_first}");
+            site.assert_same_rows();
+            // Level 0 goes on after it; the overlapping files stay behind.
+            site.write(11);
+            f.poll().await.unwrap();
+            assert_eq!(f.handle().applied(), TxId(11), "{applied_first}");
             site.assert_same_rows();
         }
     }

@@ -1196,12 +1196,11 @@ async fn txids_increase_across_restarts_match_the_replica_and_min_txid_reads_see
 /// to the server, and its file lands beside ours. The test waits until the replica shows
 /// that file, the proof the race happened. The restarted primary must take it for its
 /// predecessor's, not another primary's, and settle it: its compaction into level 1 leaves
-/// its own uploads alone for `PREDECESSOR_GRACE` after a start-up that found local L0 files
-/// beyond the replica, so it lists the late file, keeps it and replaces its own overlapping
-/// upload (level 0 is one
-/// history again, which followers wait for). It keeps running and healthy, answers
-/// synchronous writes through several compactions, and the real Litestream restores every
-/// row.
+/// its own uploads alone for `PREDECESSOR_GRACE` after its first upload following a start-up
+/// that found local L0 files beyond the replica, so it lists the late file, keeps it and replaces its own overlapping
+/// upload (level 0 is one history again, which followers wait for). It keeps running and
+/// healthy, answers synchronous writes through several compactions, and the real Litestream
+/// restores every row.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_racing_its_sigkilled_predecessors_last_upload_keeps_replicating() {
     let test = "a_restart_racing_its_sigkilled_predecessors_last_upload_keeps_replicating";
@@ -1308,8 +1307,8 @@ async fn a_restart_racing_its_sigkilled_predecessors_last_upload_keeps_replicati
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     // The restarted primary's compaction into level 1 leaves its own uploads alone for 10 s
-    // after start-up (`PREDECESSOR_GRACE`), so it lists such a file beside them and settles
-    // it: keeps it, replaces ours.
+    // after its first one (`PREDECESSOR_GRACE`), which the late file follows at once, so it
+    // lists that file beside them and settles it: keeps it, replaces ours.
     let deadline = Instant::now() + Duration::from_secs(40);
     let mut j = 0;
     while !setup.log().contains(settled_message) {

@@ -1421,7 +1421,9 @@ fn copy_tree(from: &Path, to: &Path) {
 /// a restarted follower applies neither and serves its database unready, naming them, until
 /// one history is left (here as a restarted primary settles it: `<a>-<b>` replaced by
 /// `<b>-<b>`); then it applies what follows. (Listed together, both used to be applied in
-/// turn; then the follower stopped for good.)
+/// turn; then the follower stopped for good.) Then overlapping files again, which level 1
+/// reaches past (the primary's compaction passed them before the late one landed, so nothing
+/// settles them): the follower crosses through level 1 without waiting for them to go.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_follower_applies_no_overlapping_level0_files() {
     let test = "a_follower_applies_no_overlapping_level0_files";
@@ -1453,20 +1455,25 @@ async fn a_follower_applies_no_overlapping_level0_files() {
             std::fs::read(source.join("ltx/0").join(&name)).unwrap(),
         )
     };
-    let (name_a, bytes_a) = level0(a);
-    let (name_b, bytes_b) = level0(b);
-    assert_eq!(name_b.min.get(), a + 1, "{name_a} {name_b}");
-    let merged = ltx::Compactor::new(vec![
-        ltx::Decoder::new(&bytes_a[..]).unwrap(),
-        ltx::Decoder::new(&bytes_b[..]).unwrap(),
-    ])
-    .unwrap()
-    .compact(Vec::new())
-    .unwrap()
-    .writer;
-    let merged_name = ltx::FileName::new(name_a.min, name_b.max);
-    std::fs::write(mirror.join("ltx/0").join(name_a.to_string()), &bytes_a).unwrap();
-    std::fs::write(mirror.join("ltx/0").join(merged_name.to_string()), &merged).unwrap();
+    // The files of two consecutive writes, and the two as one file (`<a>-<b>`).
+    let two_files = |a: u64, b: u64| {
+        let (name_a, bytes_a) = level0(a);
+        let (name_b, bytes_b) = level0(b);
+        assert_eq!(name_b.min.get(), a + 1, "{name_a} {name_b}");
+        let merged = ltx::Compactor::new(vec![
+            ltx::Decoder::new(&bytes_a[..]).unwrap(),
+            ltx::Decoder::new(&bytes_b[..]).unwrap(),
+        ])
+        .unwrap()
+        .compact(Vec::new())
+        .unwrap()
+        .writer;
+        let merged_name = ltx::FileName::new(name_a.min, name_b.max);
+        std::fs::write(mirror.join("ltx/0").join(name_a.to_string()), &bytes_a).unwrap();
+        std::fs::write(mirror.join("ltx/0").join(merged_name.to_string()), &merged).unwrap();
+        (name_a, (name_b, bytes_b), (merged_name, merged))
+    };
+    let (name_a, (name_b, bytes_b), (merged_name, _)) = two_files(a, b);
 
     let run = f.start_unready().await;
     let h = wait_health(&run, "unready, naming the overlap", |status, h| {
@@ -1491,6 +1498,29 @@ async fn a_follower_applies_no_overlapping_level0_files() {
     )
     .await;
     wait_health(&run, "ready once settled", |status, _| status == 200).await;
+
+    let c = txid_value(&insert(&primary, "fourth").await);
+    let d = txid_value(&insert(&primary, "fifth").await);
+    let (name_c, _, (merged_name, merged)) = two_files(c, d);
+    wait_health(&run, "unready again, naming the overlap", |status, h| {
+        status == 503
+            && h.to_string()
+                .contains(&format!("overlaps the level-0 file {name_c}"))
+    })
+    .await;
+    std::fs::create_dir_all(mirror.join("ltx/1")).unwrap();
+    std::fs::write(mirror.join("ltx/1").join(merged_name.to_string()), &merged).unwrap();
+    wait_values(
+        &run,
+        &["first", "second", "third", "fourth", "fifth"].map(String::from),
+    )
+    .await;
+    wait_health(&run, "ready through level 1", |status, _| status == 200).await;
+    assert!(
+        f.log().contains("overlapping level-0 files crossed"),
+        "{}",
+        f.log()
+    );
 }
 
 /// The processes holding a read lock on one of the WAL read slots of `db`'s `-shm` file

@@ -31,6 +31,7 @@
 //! goes unnoticed for at most about one level-1 interval after its first upload.
 
 use std::collections::BTreeSet;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use ltx::{FileName, TxId};
@@ -54,13 +55,14 @@ pub(crate) struct OwnFiles {
     tracked: bool,
     /// Names of our uploads that compaction into level 1 may still list.
     names: Mutex<BTreeSet<FileName>>,
-    /// When this replicator started.
-    started: Instant,
+    /// When this replicator recorded its first upload (the grace below counts from it, not
+    /// from the start: a slow start-up or a restore must not use it up).
+    first_upload: OnceLock<Instant>,
 }
 
-/// How long after a start-up that found local L0 files beyond the replica (the only start a
-/// predecessor's late upload can race) the scheduled compaction into level 1 leaves this
-/// run's uploads alone (it still compacts what was on the replica before): a late file that
+/// How long after its first upload following a start-up that found local L0 files beyond the
+/// replica (the only start a predecessor's late upload can race) the scheduled compaction
+/// into level 1 leaves this run's uploads alone (it still compacts what was on the replica before): a late file that
 /// lands meanwhile is listed beside our first upload and settled, instead of landing below
 /// level 1's end, where nothing settles it and followers wait for `l0-retention`
 /// (docs/replication.md, "A restart racing its predecessor's last upload").
@@ -73,7 +75,7 @@ impl OwnFiles {
             local_start,
             tracked,
             names: Mutex::new(BTreeSet::new()),
-            started: Instant::now(),
+            first_upload: OnceLock::new(),
         }
     }
 
@@ -84,14 +86,21 @@ impl OwnFiles {
 
     /// Whether the scheduled compaction into level 1 should still wait for a predecessor's
     /// late upload ([`PREDECESSOR_GRACE`]): only after a start that found local L0 files
-    /// beyond the replica, and only while uploads are recorded.
+    /// beyond the replica, only while uploads are recorded, and from then until the grace
+    /// after the first upload has passed.
     pub(crate) fn awaiting_predecessor(&self) -> bool {
-        self.tracked && self.local_start > self.start && self.started.elapsed() < PREDECESSOR_GRACE
+        self.tracked
+            && self.local_start > self.start
+            && self
+                .first_upload
+                .get()
+                .is_none_or(|t| t.elapsed() < PREDECESSOR_GRACE)
     }
 
     /// Records an upload before it is sent (a listing may show it before it is answered).
     pub(crate) fn record(&self, name: FileName) {
         if self.tracked {
+            self.first_upload.get_or_init(Instant::now);
             self.names.lock().insert(name);
         }
     }
@@ -230,9 +239,14 @@ mod tests {
         // Nothing local ahead (a clean stop), or no compaction into level 1: nothing to wait for.
         assert!(!OwnFiles::new(TxId(5), TxId(5), true).awaiting_predecessor());
         assert!(!OwnFiles::new(TxId(5), TxId(8), false).awaiting_predecessor());
-        // And only for the grace period.
-        let mut own = OwnFiles::new(TxId(5), TxId(8), true);
-        own.started -= PREDECESSOR_GRACE;
+        // And only until the grace after the first upload has passed.
+        let own = OwnFiles::new(TxId(5), TxId(8), true);
+        own.record(FileName::new(TxId(6), TxId(9)));
+        assert!(own.awaiting_predecessor());
+        let own = OwnFiles {
+            first_upload: OnceLock::from(Instant::now() - PREDECESSOR_GRACE),
+            ..own
+        };
         assert!(!own.awaiting_predecessor());
     }
 
