@@ -307,6 +307,13 @@ pub struct Follower {
     /// COMMIT or the record after it failed), with the last file it applied: settled at
     /// the next poll before anything else.
     unsettled: Mutex<Option<(Pending, LtxFileInfo)>>,
+    /// The TXIDs of a restart race's overlapping level-0 files that a compacted file reaches
+    /// past, once the follower is beyond them (see [`Follower::cross_overlap`]): the pair
+    /// is history settled by the primary's compaction, and is left out of the listings.
+    passed_overlap: Mutex<Option<(TxId, TxId)>>,
+    /// The overlap the follower last waited on, and how many polls since it last looked at
+    /// the levels for it: they are listed again only every [`LEVEL_CHECK_EVERY`] polls.
+    waited_overlap: Mutex<Option<((TxId, TxId), u64)>>,
     #[cfg(test)]
     crash: Mutex<Option<tests::CrashPoint>>,
 }
@@ -373,37 +380,52 @@ enum PollError {
         /// The lowest and the highest TXID of the overlapping files.
         start: TxId,
         end: TxId,
+        /// The shape of a restarted primary racing its predecessor's last upload: two files,
+        /// the same first TXID, different last ones (and nothing else overlapping them).
+        race: bool,
     },
 }
 
 /// Level-0 files that overlap (`file` and what `reason` names): nothing is applied until
 /// they no longer do (see [`PollError::Overlap`]).
-fn overlap(file: &LtxFileInfo, reason: String, (start, end): (TxId, TxId)) -> PollError {
+fn overlap(file: &LtxFileInfo, reason: String, cluster: &[LtxFileInfo]) -> PollError {
+    let start = cluster
+        .iter()
+        .map(|f| f.name.min)
+        .min()
+        .unwrap_or(file.name.min);
+    let end = cluster
+        .iter()
+        .map(|f| f.name.max)
+        .max()
+        .unwrap_or(file.name.max);
     PollError::Overlap {
         file: format!("{}/{}", file.level, file.name),
         reason,
         start,
         end,
+        race: is_restart_race(cluster),
     }
 }
 
-/// The TXIDs the level-0 files in `listed` (sorted by name) that overlap another listed file
-/// span, lowest and highest, if any overlap.
-fn overlap_range(listed: &[LtxFileInfo]) -> Option<(TxId, TxId)> {
-    let mut reach: Option<&LtxFileInfo> = None;
-    let mut range: Option<(TxId, TxId)> = None;
-    for f in listed {
-        if let Some(r) = reach
-            && f.name.min <= r.name.max
-        {
-            let (lo, hi) = range.unwrap_or((r.name.min, r.name.max));
-            range = Some((lo.min(r.name.min), hi.max(r.name.max).max(f.name.max)));
-        }
-        if reach.is_none_or(|r| f.name.max > r.name.max) {
-            reach = Some(f);
-        }
-    }
-    range
+/// Whether `cluster` (level-0 files overlapping one another) has the shape of a restart
+/// race: exactly two files with the same first TXID and different last ones (the
+/// predecessor's last upload and the restarted primary's first, which reaches further).
+fn is_restart_race(cluster: &[LtxFileInfo]) -> bool {
+    matches!(cluster, [a, b] if a.name.min == b.name.min && a.name.max != b.name.max)
+}
+
+/// The level-0 files of `listed` (sorted by name) that overlap another listed file.
+fn overlap_cluster(listed: &[LtxFileInfo]) -> Vec<LtxFileInfo> {
+    listed
+        .iter()
+        .filter(|f| {
+            listed
+                .iter()
+                .any(|o| o.name != f.name && o.name.min <= f.name.max && o.name.max >= f.name.min)
+        })
+        .copied()
+        .collect()
 }
 
 /// Whether `f`, a file of a compaction level (1..=8), continues `applied` (starts at or
@@ -778,6 +800,8 @@ pub async fn start(
         anchor: Mutex::new(None),
         diverged: Mutex::new(None),
         unsettled: Mutex::new(None),
+        passed_overlap: Mutex::new(None),
+        waited_overlap: Mutex::new(None),
         #[cfg(test)]
         crash: Mutex::new(None),
     };
@@ -1030,11 +1054,18 @@ impl Follower {
         // the follower waits: nothing it applied is in question.
         // A compaction level whose file continues the applied TXID past the overlap is
         // crossed through instead (`cross_overlap`).
+        let mut listed = listed;
+        if let Some((start, end)) = *self.passed_overlap.lock() {
+            let anchor_name = anchor.map(|a| a.name);
+            listed.retain(|f| {
+                !(f.name.min >= start && f.name.max <= end && Some(f.name) != anchor_name)
+            });
+        }
         if let Some(pair) = listed.windows(2).find(|w| w[1].name.min <= w[0].name.max) {
             let waiting = overlap(
                 &pair[1],
                 format!("overlaps the level-0 file {}", pair[0].name),
-                overlap_range(&listed).unwrap_or((pair[0].name.min, pair[1].name.max)),
+                &overlap_cluster(&listed),
             );
             return self.cross_overlap(applied, waiting).await;
         }
@@ -1078,7 +1109,12 @@ impl Follower {
                 // Nothing continues the applied TXID although the replica is ahead (the
                 // lineage checks passed): the follower goes to the replica's latest state.
                 None if gap.is_some() || (pending.is_empty() && survey.highest > applied) => {
-                    return self.restore_across_gap(applied).await;
+                    return self
+                        .restore_across_gap(
+                            applied,
+                            "the replica has no file continuing the follower's TXID (compaction or retention removed them)",
+                        )
+                        .await;
                 }
                 None => {}
             }
@@ -1143,7 +1179,7 @@ impl Follower {
     /// the restore plan (a snapshot, or the files from TXID 1, then what follows) applied
     /// in ONE transaction, so readers go from the old state to the latest one and never see
     /// anything in between. The number of files applied.
-    async fn restore_across_gap(&self, applied: TxId) -> Result<usize, PollError> {
+    async fn restore_across_gap(&self, applied: TxId, why: &str) -> Result<usize, PollError> {
         let plan = restore::plan(self.client.as_ref(), RestoreTarget::Latest, false)
             .await
             .map_err(|e| PollError::Restore {
@@ -1164,7 +1200,8 @@ impl Follower {
             applied = %applied,
             latest = %plan.max_txid(),
             files = plan.files.len(),
-            "the replica has no file continuing the follower's TXID (compaction or retention removed them): the follower goes to the replica's latest state"
+            why,
+            "the follower goes to the replica's latest state"
         );
         let count = plan.files.len();
         self.apply(plan.files, applied).await?;
@@ -1174,42 +1211,78 @@ impl Follower {
     }
 
     /// Level-0 files overlap (TXIDs `start..=end` of `waiting`, see [`PollError::Overlap`]).
-    /// When a file of a compaction level (1..=8) continues `applied` past `end`, the primary
-    /// compacted past the overlap: the case of a restarted primary whose compaction into
-    /// level 1 passed its predecessor's late upload before that landed, which nothing settles
-    /// until `l0-retention` removes it. The follower crosses it then instead of waiting:
-    /// - it applied none of the overlapping files (`applied < start`): it applies that file,
-    ///   as it bridges a gap (its checksums checked where it carries them);
-    /// - it applied one of them: which history that file was, the predecessor's or another
+    /// When they have the shape of a restart race (two files, the same first TXID) and a
+    /// file of a compaction level (1..=8) reaches past them, the primary compacted past the
+    /// overlap: a restarted primary whose compaction into level 1 passed its predecessor's
+    /// late upload before that landed, which nothing settles until `l0-retention` removes
+    /// it. The follower crosses it then instead of waiting:
+    /// - it applied neither file (`applied < start`): it applies the compacted file
+    ///   continuing `applied` furthest, as it bridges a gap;
+    /// - it applied the shorter one: which history that was, the predecessor's or another
     ///   writer's, cannot be told from the files (ours and Litestream's carry no database
     ///   checksums), so the follower does not build on it: it goes to the replica's latest
     ///   state as across a gap (every page rewritten, one transaction; readers see the old
-    ///   state or the new one), never a mix of two histories.
+    ///   state or the new one);
+    /// - it is at or past the end of both (it applied the longer one, or a restart found it
+    ///   there): nothing to apply, the pair is history.
     ///
-    /// Else, or when that fails, the follower applies nothing and waits, with `waiting`.
+    /// Then the pair is left out of later listings (`passed_overlap`). Any other overlap
+    /// (more files, as two primaries writing make) is waited out, and so is this one while no
+    /// compacted file reaches past it; the levels are looked at again only every
+    /// [`LEVEL_CHECK_EVERY`] polls while the overlap stays the same.
     async fn cross_overlap(&self, applied: TxId, waiting: PollError) -> Result<usize, PollError> {
-        let PollError::Overlap { start, end, .. } = waiting else {
+        let PollError::Overlap {
+            start, end, race, ..
+        } = waiting
+        else {
             return Err(waiting);
         };
-        let Some(bridge) = self.compacted_past(applied, end).await? else {
+        if !race {
+            return Err(waiting);
+        }
+        {
+            let mut last = self.waited_overlap.lock();
+            if let Some((range, skipped)) = last.as_mut()
+                && *range == (start, end)
+                && *skipped < LEVEL_CHECK_EVERY
+            {
+                *skipped += 1;
+                return Err(waiting);
+            }
+            *last = Some(((start, end), 0));
+        }
+        let Some(compacted) = self.compacted_past(start, end).await? else {
             return Err(waiting);
         };
-        let crossed = if applied < start {
-            self.apply(vec![bridge], applied).await.map(|()| {
-                self.note_done();
-                1
-            })
+        let crossed = if applied >= end {
+            Ok(0)
+        } else if applied < start {
+            match self.continuing_compacted(applied).await? {
+                Some(bridge) if bridge.name.max >= end => {
+                    self.apply(vec![bridge], applied).await.map(|()| {
+                        self.note_done();
+                        1
+                    })
+                }
+                _ => return Err(waiting),
+            }
         } else {
-            self.restore_across_gap(applied).await
+            self.restore_across_gap(
+                applied,
+                "the follower applied one of two overlapping level-0 files, which a compacted file reaches past",
+            )
+            .await
         };
         match crossed {
             Ok(count) => {
+                *self.passed_overlap.lock() = Some((start, end));
+                *self.waited_overlap.lock() = None;
                 tracing::warn!(
                     applied = %applied,
                     overlap = %format!("{start}..{end}"),
-                    through = %label_of(&bridge),
+                    compacted = %label_of(&compacted),
                     now = %*self.applied.borrow(),
-                    "overlapping level-0 files crossed: a compacted file reaches past them"
+                    "overlapping level-0 files of a restart race passed: a compacted file reaches past them"
                 );
                 Ok(count)
             }
@@ -1220,14 +1293,16 @@ impl Follower {
                         reason,
                         start,
                         end,
+                        race,
                     } => PollError::Overlap {
                         file,
                         reason: format!(
                             "{reason}; {} reaches past it but crossing failed: {e}",
-                            label_of(&bridge)
+                            label_of(&compacted)
                         ),
                         start,
                         end,
+                        race,
                     },
                     other => other,
                 })
@@ -1236,34 +1311,51 @@ impl Follower {
         }
     }
 
-    /// The file of a compaction level (1..=8) that continues `applied` furthest, if it
-    /// reaches `end`.
+    /// A file of a compaction level (1..=8) that holds TXIDs `start..=end` (starts at or
+    /// before `start`, ends at or after `end`), reaching furthest.
     async fn compacted_past(
         &self,
-        applied: TxId,
+        start: TxId,
         end: TxId,
     ) -> Result<Option<LtxFileInfo>, PollError> {
+        Ok(self
+            .compacted_files()
+            .await?
+            .into_iter()
+            .filter(|f| f.name.min <= start && f.name.max >= end)
+            .max_by_key(|f| f.name.max))
+    }
+
+    /// The file of a compaction level (1..=8) that continues `applied` furthest.
+    async fn continuing_compacted(&self, applied: TxId) -> Result<Option<LtxFileInfo>, PollError> {
+        let mut best: Option<LtxFileInfo> = None;
+        for f in self.compacted_files().await? {
+            if continues_further(&f, applied, best.as_ref()) {
+                best = Some(f);
+            }
+        }
+        Ok(best)
+    }
+
+    /// Every file of the compaction levels (1..=8).
+    async fn compacted_files(&self) -> Result<Vec<LtxFileInfo>, PollError> {
         let list_error = |source| PollError::Replica {
             operation: "list",
             source,
         };
-        let mut best: Option<LtxFileInfo> = None;
+        let mut files = Vec::new();
         for level in self.client.levels().await.map_err(list_error)? {
             if level == Level::L0 || level.is_snapshot() {
                 continue;
             }
-            for f in self
-                .client
-                .list(level, ListOptions::default())
-                .await
-                .map_err(list_error)?
-            {
-                if continues_further(&f, applied, best.as_ref()) {
-                    best = Some(f);
-                }
-            }
+            files.extend(
+                self.client
+                    .list(level, ListOptions::default())
+                    .await
+                    .map_err(list_error)?,
+            );
         }
-        Ok(best.filter(|b| b.name.max >= end))
+        Ok(files)
     }
 
     /// Checks the level-0 listing (from the anchor on) against the anchor: false when the
@@ -1293,14 +1385,7 @@ impl Follower {
             .filter(|f| f.name != anchor.name && f.name.min <= applied)
         {
             if anchor_listed {
-                return Err(overlap(
-                    other,
-                    reason(other),
-                    (
-                        other.name.min.min(anchor.name.min),
-                        other.name.max.max(anchor.name.max),
-                    ),
-                ));
+                return Err(overlap(other, reason(other), &overlap_cluster(listed)));
             }
             if other.name.max > applied {
                 return Err(self.diverge(other, reason(other)));
@@ -1451,10 +1536,7 @@ impl Follower {
                             return Err(overlap(
                                 &f,
                                 format!("overlaps the level-0 file {}", other.name),
-                                (
-                                    f.name.min.min(other.name.min),
-                                    f.name.max.max(other.name.max),
-                                ),
+                                &overlap_cluster(&files),
                             ));
                         }
                         return Err(self.diverge(
@@ -1796,6 +1878,13 @@ fn apply_files<R: Read>(
 
     let lock = ltx::lock_page(page_size);
     let mut written = PendingPages::new(page_size);
+    // A snapshot first replaces the database: it must hold every page up to its commit (the
+    // encoders write them all; the decoder does not check).
+    let snapshot_commit = headers
+        .first()
+        .filter(|h| h.is_snapshot())
+        .map(|h| h.commit);
+    let mut snapshot_pages = 0u32;
     let merged = {
         let mut insert = tx
             .prepare_cached("INSERT INTO sqlite_dbpage(pgno, data) VALUES (?1, ?2)")
@@ -1805,6 +1894,9 @@ fn apply_files<R: Read>(
             .map_err(|e| apply_error(&last, e.into()))?;
         let compactor = Compactor::new(decoders).map_err(|e| file_error(&last, e))?;
         compactor.merge_versions(|pgno, versions| -> Result<(), ApplyStop> {
+            if snapshot_commit.is_some_and(|c| pgno <= c) && versions.iter().any(|(i, _)| i == 0) {
+                snapshot_pages += 1;
+            }
             // A file's image of a page beyond its own commit is no part of its state.
             let mut newest: Option<&[u8]> = None;
             if any_tracked {
@@ -1863,6 +1955,17 @@ fn apply_files<R: Read>(
         Err(ApplyStop::Ltx(e)) => return Err(file_error(&last, e)),
     };
     // Dropping the transaction on any error below rolls it back: the previous state stays.
+    if let Some(commit) = snapshot_commit {
+        let expected = commit - u32::from(lock <= commit);
+        if snapshot_pages != expected {
+            return Err(rejected(
+                &labels[0],
+                format!(
+                    "a snapshot (from TXID 1) with {snapshot_pages} of the {expected} pages up to its commit"
+                ),
+            ));
+        }
+    }
     for (k, (h, d)) in headers.iter().zip(&decoded).enumerate() {
         if let Some(before) = k.checked_sub(1).map(|j| sums[j].value())
             && pre_checked[k]
@@ -2613,10 +2716,13 @@ mod tests {
     /// the predecessor's late file landed: nothing settles `5-7` beside `5-8` until
     /// `l0-retention`, but level 1 (`5-10`, the primary's chain compacted) reaches past
     /// both. A follower that applied neither applies `5-10` over what it has; one that
-    /// applied `5-7` or `5-8` cannot tell which history that was, so it goes to the latest
-    /// state with a restore (every page). Either way it is ready at once and goes on with
-    /// level 0 after it. Not while level 1 stops inside the overlap, nor through a level-1
-    /// file whose checksum is not what applying it leads to: then it waits.
+    /// applied `5-7` cannot tell which history that was, so it goes to the latest state with
+    /// a restore (every page); one that applied `5-8` is past the pair already. Either way
+    /// it is ready again and goes on with level 0 after it, and the pair stays out of its
+    /// way (a level check that adopts `5-8` as its anchor again does not bring the wait
+    /// back). Not while level 1 stops inside the overlap, nor through a level-1 file whose
+    /// checksum is not what applying it leads to: then it waits. While the overlap stays the
+    /// same, the levels are looked at every `LEVEL_CHECK_EVERY` polls, not at each.
     #[tokio::test]
     async fn a_follower_crosses_an_overlap_below_level_1s_end_through_level_1() {
         for applied_first in ["5-7", "5-8", "neither"] {
@@ -2670,35 +2776,101 @@ mod tests {
             site.put(0, 9, 10, &ltx_of(&site.primary, 9, 10, None));
             let name = format!("{:016x}-{:016x}.ltx", 5, 10);
             let l1 = site.dir.path().join("replica/ltx/1").join(&name);
-            let what = "a checksum applying it does not lead to";
-            std::fs::write(
-                &l1,
-                ltx_of_pages(&site.primary, 5, 10, Some(pre5), Some(&[1, 2])),
-            )
-            .unwrap();
-            let e = f.poll().await.unwrap_err();
-            assert!(
-                e.to_string()
-                    .contains(&format!("1/{name} reaches past it but crossing failed")),
-                "{applied_first}: {what}: {e}"
-            );
-            waits(e, what);
-            site.assert_rows_differ();
+            // Polls until the overlap is looked at again (or it is passed).
+            let next_look = async || {
+                let mut waited = 0;
+                loop {
+                    match f.poll().await {
+                        Err(e) if e.to_string().contains("reaches past it") => return Err(e),
+                        Err(e) => {
+                            waits(e, "between two looks at the levels");
+                            waited += 1;
+                            assert!(waited <= LEVEL_CHECK_EVERY, "{applied_first}");
+                        }
+                        Ok(n) => return Ok(n),
+                    }
+                }
+            };
+            if applied_first != "5-8" {
+                let what = "a checksum applying it does not lead to";
+                std::fs::write(
+                    &l1,
+                    ltx_of_pages(&site.primary, 5, 10, Some(pre5), Some(&[1, 2])),
+                )
+                .unwrap();
+                let e = next_look().await.unwrap_err();
+                assert!(
+                    e.to_string()
+                        .contains(&format!("1/{name} reaches past it but crossing failed")),
+                    "{applied_first}: {what}: {e}"
+                );
+                waits(e, what);
+                site.assert_rows_differ();
+            }
             std::fs::write(&l1, ltx_of(&site.primary, 5, 10, Some(pre5))).unwrap();
-            f.poll()
+            next_look()
                 .await
                 .unwrap_or_else(|e| panic!("{applied_first}: {e}"));
+            if applied_first == "5-8" {
+                // Past the pair already: level 0 goes on.
+                f.poll().await.unwrap();
+            }
             assert_eq!(f.handle().applied(), TxId(10), "{applied_first}");
-            let restores = if applied_first == "neither" { 0 } else { 1 };
+            let restores = u64::from(applied_first == "5-7");
             assert_eq!(f.metrics.restores.get(), restores, "{applied_first}");
             assert_eq!(f.handle().health_json()["ready"], true, "{applied_first}");
             site.assert_same_rows();
-            // Level 0 goes on after it; the overlapping files stay behind.
+            // Level 0 goes on after it; the overlapping files stay behind, also once a
+            // level check takes `5-8` as its anchor again (as after a restart at TXID 8).
             site.write(11);
             f.poll().await.unwrap();
             assert_eq!(f.handle().applied(), TxId(11), "{applied_first}");
+            *f.anchor.lock() = None;
+            for txid in 12..=13 {
+                site.write(txid);
+                f.poll()
+                    .await
+                    .unwrap_or_else(|e| panic!("{applied_first}: {e}"));
+            }
+            assert_eq!(f.handle().applied(), TxId(13), "{applied_first}");
             site.assert_same_rows();
         }
+    }
+
+    /// Overlapping level-0 files of any other shape than a restart race's pair (here four
+    /// files, as two primaries starting from one TXID write them) are waited out even when
+    /// one primary's level 1 reaches past them: the follower cannot tell whose history
+    /// continues after it.
+    #[tokio::test]
+    async fn a_follower_waits_out_other_overlaps_whatever_level_1_holds() {
+        let site = Site::new();
+        for txid in 2..=4 {
+            site.write(txid);
+        }
+        let f = site.follower().await.unwrap();
+        let more = || {
+            site.primary
+                .execute_batch("INSERT INTO t(v) VALUES ('more'); PRAGMA wal_checkpoint(TRUNCATE)")
+                .unwrap()
+        };
+        for _ in 5..=7 {
+            more();
+        }
+        let a1 = ltx_of(&site.primary, 5, 7, None);
+        for _ in 8..=12 {
+            more();
+        }
+        site.put(0, 5, 7, &a1);
+        site.put(0, 8, 12, &ltx_of(&site.primary, 8, 12, None));
+        site.put(1, 5, 12, &ltx_of(&site.primary, 5, 12, None));
+        // The other writer's files, batched otherwise.
+        site.put(0, 5, 8, &ltx_of(&site.primary, 5, 8, None));
+        site.put(0, 9, 12, &ltx_of(&site.primary, 9, 12, None));
+        for _ in 0..=LEVEL_CHECK_EVERY {
+            let e = f.poll().await.unwrap_err();
+            assert!(e.to_string().contains("overlapping level-0 files"), "{e}");
+        }
+        assert_eq!(f.handle().applied(), TxId(4));
     }
 
     /// A large apply (here a whole database of ~24 MB) goes through the WAL, and the WAL file

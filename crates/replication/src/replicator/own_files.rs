@@ -55,13 +55,14 @@ pub(crate) struct OwnFiles {
     tracked: bool,
     /// Names of our uploads that compaction into level 1 may still list.
     names: Mutex<BTreeSet<FileName>>,
-    /// When this replicator recorded its first upload (the grace below counts from it, not
-    /// from the start: a slow start-up or a restore must not use it up).
+    /// When the replica first acknowledged an upload of this replicator (the grace below
+    /// counts from it, not from the start: a slow start-up, or a large or retried first
+    /// upload, must not use it up).
     first_upload: OnceLock<Instant>,
 }
 
-/// How long after its first upload following a start-up that found local L0 files beyond the
-/// replica (the only start a predecessor's late upload can race) the scheduled compaction
+/// How long after its first upload landed, following a start-up that found local L0 files
+/// beyond the replica (the only start a predecessor's late upload can race) the scheduled compaction
 /// into level 1 leaves this run's uploads alone (it still compacts what was on the replica before): a late file that
 /// lands meanwhile is listed beside our first upload and settled, instead of landing below
 /// level 1's end, where nothing settles it and followers wait for `l0-retention`
@@ -87,7 +88,7 @@ impl OwnFiles {
     /// Whether the scheduled compaction into level 1 should still wait for a predecessor's
     /// late upload ([`PREDECESSOR_GRACE`]): only after a start that found local L0 files
     /// beyond the replica, only while uploads are recorded, and from then until the grace
-    /// after the first upload has passed.
+    /// after the first upload landed has passed.
     pub(crate) fn awaiting_predecessor(&self) -> bool {
         self.tracked
             && self.local_start > self.start
@@ -100,8 +101,14 @@ impl OwnFiles {
     /// Records an upload before it is sent (a listing may show it before it is answered).
     pub(crate) fn record(&self, name: FileName) {
         if self.tracked {
-            self.first_upload.get_or_init(Instant::now);
             self.names.lock().insert(name);
+        }
+    }
+
+    /// The replica acknowledged an upload (the first one starts [`PREDECESSOR_GRACE`]).
+    pub(crate) fn landed(&self) {
+        if self.tracked {
+            self.first_upload.get_or_init(Instant::now);
         }
     }
 
@@ -242,6 +249,8 @@ mod tests {
         // And only until the grace after the first upload has passed.
         let own = OwnFiles::new(TxId(5), TxId(8), true);
         own.record(FileName::new(TxId(6), TxId(9)));
+        assert!(own.awaiting_predecessor());
+        own.landed();
         assert!(own.awaiting_predecessor());
         let own = OwnFiles {
             first_upload: OnceLock::from(Instant::now() - PREDECESSOR_GRACE),

@@ -94,6 +94,7 @@ pub(super) async fn upload_loop(shared: Arc<Shared>, mut remote: TxId, stop: Can
                 put,
             }) => {
                 remote = name.max;
+                shared.own_files.landed();
                 shared.progress.uploaded(remote);
                 *shared.last_upload.lock() = Some(SystemTime::now());
                 shared.health.ok(Component::Upload);
@@ -138,43 +139,112 @@ async fn upload_batch(
     local: TxId,
     max_files: usize,
 ) -> Result<Sent, (Option<TxId>, UploadError)> {
+    // Planned and read (or merged) in one blocking call: each hop to a blocking thread
+    // waits for a core, and on a loaded machine the hops of a small upload took as long as
+    // its PUT, on the path of every synchronous write.
     let meta = shared.meta.clone();
-    let batch = tokio::task::spawn_blocking(move || plan_batch(&meta, remote, local, max_files))
-        .await
-        .map_err(|e| (None, UploadError::Task(e.to_string())))?
-        .map_err(|e| (None, e))?;
-    let last = batch.last().copied();
-    send_batch(shared, batch).await.map_err(|e| (last, e))
+    let (last, ready) = tokio::task::spawn_blocking(move || {
+        let batch = plan_batch(&meta, remote, local, max_files)?;
+        let last = batch.last().copied();
+        Ok::<_, UploadError>((last, ready_object(&meta, &batch)))
+    })
+    .await
+    .map_err(|e| (None, UploadError::Task(e.to_string())))?
+    .map_err(|e| (None, e))?;
+    let ready = ready.map_err(|e| (last, e))?;
+    send_ready(shared, ready).await.map_err(|e| (last, e))
 }
 
 /// Uploads the local L0 files of `batch` (consecutive TXIDs) as one object.
 pub(super) async fn send_batch(shared: &Shared, batch: Vec<TxId>) -> Result<Sent, UploadError> {
-    let files = batch.len();
-    if files == 1 {
-        let txid = batch[0];
-        let (size, put) = upload_one(shared, txid).await?;
-        return Ok(Sent {
-            name: FileName::new(txid, txid),
-            size,
-            files,
-            put,
-        });
-    }
     let meta = shared.meta.clone();
-    let merged = tokio::task::spawn_blocking(move || merge_l0(&meta, &batch))
+    let ready = tokio::task::spawn_blocking(move || ready_object(&meta, &batch))
         .await
         .map_err(|e| UploadError::Task(e.to_string()))??;
+    send_ready(shared, ready).await
+}
+
+/// The object of a batch, ready to send: in memory (one small file, or several merged), or a
+/// large single file to stream from disk.
+enum Ready {
+    Bytes {
+        name: FileName,
+        bytes: Vec<u8>,
+        created_at: chrono::DateTime<chrono::Utc>,
+        files: usize,
+    },
+    Stream(TxId),
+}
+
+/// Reads the local L0 files of `batch` (consecutive TXIDs, at least one) into the object
+/// that holds them (blocking).
+fn ready_object(meta: &MetaDir, batch: &[TxId]) -> Result<Ready, UploadError> {
     let created_at =
-        timestamp_from_millis(merged.header.timestamp).unwrap_or_else(chrono::Utc::now);
-    let size = merged.bytes.len() as u64;
-    let put = Instant::now();
-    create_l0(shared, merged.name, merged.bytes.into(), created_at).await?;
-    Ok(Sent {
+        |h: &Header| timestamp_from_millis(h.timestamp).unwrap_or_else(chrono::Utc::now);
+    if let [txid] = batch {
+        let path = meta.l0_path(*txid);
+        let local = |source| UploadError::Local {
+            path: path.display().to_string(),
+            source,
+        };
+        let size = std::fs::metadata(&path).map_err(local)?.len();
+        if size > STREAM_UPLOAD_ABOVE {
+            return Ok(Ready::Stream(*txid));
+        }
+        let bytes = std::fs::read(&path).map_err(local)?;
+        let bad = |message: String| UploadError::BadLocal {
+            path: path.display().to_string(),
+            message,
+        };
+        let head: &[u8; ltx::HEADER_SIZE] = bytes
+            .first_chunk()
+            .ok_or_else(|| bad(format!("{} bytes: shorter than a header", bytes.len())))?;
+        let header = Header::from_bytes(head).map_err(|e| bad(e.to_string()))?;
+        return Ok(Ready::Bytes {
+            name: FileName::new(*txid, *txid),
+            bytes,
+            created_at: created_at(&header),
+            files: 1,
+        });
+    }
+    let merged = merge_l0(meta, batch)?;
+    Ok(Ready::Bytes {
         name: merged.name,
-        size,
-        files,
-        put: put.elapsed(),
+        created_at: created_at(&merged.header),
+        bytes: merged.bytes,
+        files: batch.len(),
     })
+}
+
+/// Sends a [`Ready`] object (conditional create, see [`create_l0`]).
+async fn send_ready(shared: &Shared, ready: Ready) -> Result<Sent, UploadError> {
+    match ready {
+        Ready::Stream(txid) => {
+            let (size, put) = stream_one(shared, txid).await?;
+            Ok(Sent {
+                name: FileName::new(txid, txid),
+                size,
+                files: 1,
+                put,
+            })
+        }
+        Ready::Bytes {
+            name,
+            bytes,
+            created_at,
+            files,
+        } => {
+            let size = bytes.len() as u64;
+            let put = Instant::now();
+            create_l0(shared, name, bytes.into(), created_at).await?;
+            Ok(Sent {
+                name,
+                size,
+                files,
+                put: put.elapsed(),
+            })
+        }
+    }
 }
 
 /// The TXIDs of the next object: `remote + 1` on, up to `local`, while the inputs stay
@@ -362,12 +432,11 @@ pub(super) enum UploadError {
 /// L0 files larger than this are streamed from disk rather than read into memory.
 pub(super) const STREAM_UPLOAD_ABOVE: u64 = 16 << 20;
 
-/// Uploads the local L0 file of `txid`; returns its size and how long the object store's
-/// request took.
-pub(super) async fn upload_one(
-    shared: &Shared,
-    txid: TxId,
-) -> Result<(u64, Duration), UploadError> {
+/// Streams the local L0 file of `txid` (larger than [`STREAM_UPLOAD_ABOVE`]) from disk with
+/// an ordinary PUT (no conditional create over a multipart upload); returns its size and
+/// how long the object store's request took.
+async fn stream_one(shared: &Shared, txid: TxId) -> Result<(u64, Duration), UploadError> {
+    use futures::StreamExt;
     use tokio::io::AsyncReadExt;
     let path = shared.meta.l0_path(txid);
     let display = path.display().to_string();
@@ -385,34 +454,24 @@ pub(super) async fn upload_one(
     })?;
     let created_at = timestamp_from_millis(header.timestamp).unwrap_or_else(chrono::Utc::now);
     let name = FileName::new(txid, txid);
-    let put;
-    if size > STREAM_UPLOAD_ABOVE {
-        use futures::StreamExt;
-        let file = tokio::fs::File::open(&path).await.map_err(local)?;
-        let replica = shared.client.describe();
-        let stream = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20)
-            .map(move |r| {
-                r.map_err(|source| ClientError::Io {
-                    replica: replica.clone(),
-                    operation: "read local L0",
-                    path: PathBuf::new(),
-                    source,
-                })
+    let file = tokio::fs::File::open(&path).await.map_err(local)?;
+    let replica = shared.client.describe();
+    let stream = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20)
+        .map(move |r| {
+            r.map_err(|source| ClientError::Io {
+                replica: replica.clone(),
+                operation: "read local L0",
+                path: PathBuf::new(),
+                source,
             })
-            .boxed();
-        shared.own_files.record(name);
-        put = Instant::now();
-        shared
-            .client
-            .write(Level::L0, name, stream, created_at)
-            .await?;
-    } else {
-        let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-        bytes.extend_from_slice(&hb);
-        file.read_to_end(&mut bytes).await.map_err(local)?;
-        put = Instant::now();
-        create_l0(shared, name, bytes::Bytes::from(bytes), created_at).await?;
-    }
+        })
+        .boxed();
+    shared.own_files.record(name);
+    let put = Instant::now();
+    shared
+        .client
+        .write(Level::L0, name, stream, created_at)
+        .await?;
     Ok((size, put.elapsed()))
 }
 
