@@ -174,8 +174,50 @@ start_s3() {
   echo "tools: moto S3 at $SQLITEREST_TEST_S3_ENDPOINT" >&2
 }
 
+# s3s-fs (crates.io, pinned; a Rust S3 server on a directory, built into .tools/s3s once,
+# a few minutes): only `BENCH_S3=s3s-fs scripts/bench-replication` uses it, to time our
+# pipeline against a server much faster than moto. Its buckets are directories of the root it
+# serves, which testkit creates directly (it refuses the unsigned bucket creation moto takes).
+S3S_FS_VERSION=0.14.1
+
+install_s3s_fs() {
+  local root bin
+  root=$(repo_root)
+  bin="$root/.tools/s3s/bin/s3s-fs"
+  if [ ! -x "$bin" ] || ! "$bin" --version 2>/dev/null | grep -qx "s3s-fs $S3S_FS_VERSION"; then
+    echo "tools: installing s3s-fs $S3S_FS_VERSION into $root/.tools/s3s" >&2
+    cargo install --quiet --locked --version "$S3S_FS_VERSION" --features binary --root "$root/.tools/s3s" s3s-fs
+  fi
+}
+
+# Starts s3s-fs on 127.0.0.1 (a free port) over a fresh directory and exports what start_s3
+# exports, plus SQLITEREST_TEST_S3_FS_ROOT (where testkit creates buckets). The caller must
+# `trap stop_services EXIT`.
+start_s3s_fs() {
+  local root port
+  root=$(repo_root)
+  port=$(free_port)
+  S3S_FS_DIR=$(mktemp -d)
+  export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
+  unset AWS_CA_BUNDLE AWS_SESSION_TOKEN AWS_PROFILE
+  "$root/.tools/s3s/bin/s3s-fs" --host 127.0.0.1 --port "$port" \
+    --access-key "$AWS_ACCESS_KEY_ID" --secret-key "$AWS_SECRET_ACCESS_KEY" "$S3S_FS_DIR" \
+    >"$root/.tools/s3s-fs.log" 2>&1 &
+  S3S_FS_PID=$!
+  for _ in $(seq 1 100); do
+    if curl -s --max-time 2 -o /dev/null "http://127.0.0.1:$port/"; then break; fi
+    sleep 0.1
+  done
+  export SQLITEREST_TEST_S3_ENDPOINT="http://127.0.0.1:$port" SQLITEREST_TEST_S3_FS_ROOT="$S3S_FS_DIR"
+  echo "tools: s3s-fs S3 at $SQLITEREST_TEST_S3_ENDPOINT" >&2
+}
+
 stop_services() {
   if [ -n "${MOTO_PID:-}" ]; then kill "$MOTO_PID" 2>/dev/null || true; wait "$MOTO_PID" 2>/dev/null || true; fi
+  if [ -n "${S3S_FS_PID:-}" ]; then
+    kill "$S3S_FS_PID" 2>/dev/null || true; wait "$S3S_FS_PID" 2>/dev/null || true
+    rm -rf "${S3S_FS_DIR:?}"
+  fi
   stop_azurite
 }
 

@@ -786,15 +786,21 @@ fn plot_dir() -> PathBuf {
 /// The plot as plain SVG: left, each mode's latency distribution (share of writes answered
 /// within a latency, log scale); right, each mode's throughput (median of the rounds) with
 /// its object-store PUTs per second.
+/// The local S3 server the bench runs against (`BENCH_S3`, set by scripts/bench-replication).
+fn s3_server() -> String {
+    std::env::var("BENCH_S3").unwrap_or_else(|_| "moto".into())
+}
+
 fn durability_svg(runs: &[(Durability, DurabilityRuns)], clients: usize) -> String {
     use std::fmt::Write as _;
     let (w, h) = (960.0, 420.0);
     let mut svg = format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">
 <rect width="{w}" height="{h}" fill="white"/>
-<text x="{}" y="22" font-size="15" text-anchor="middle">sqlite-rest: single-row POSTs from {clients} connections, local S3 server (moto)</text>
+<text x="{}" y="22" font-size="15" text-anchor="middle">sqlite-rest: single-row POSTs from {clients} connections, local S3 server ({})</text>
 "#,
-        w / 2.0
+        w / 2.0,
+        s3_server()
     );
     // Left panel: latency CDF, x = log10(ms) from 0.1 ms to the largest p99.9 (at least 100 ms).
     let (x0, y0, pw, ph) = (60.0, 50.0, 520.0, 310.0);
@@ -1052,7 +1058,8 @@ async fn main() {
     let rate = env_or("BENCH_RATE", 200);
     let mb = env_or("BENCH_RESTORE_MB", 200);
     println!(
-        "replication benchmark: {secs} s per phase, paced at {rate} commits/s, restore of ~{mb} MB, moto at {}",
+        "replication benchmark: {secs} s per phase, paced at {rate} commits/s, restore of ~{mb} MB, {} at {}",
+        s3_server(),
         s3.endpoint
     );
 
@@ -1114,8 +1121,10 @@ async fn main() {
         let dir = plot_dir();
         std::fs::create_dir_all(&dir).unwrap();
         let plot = dir.join("lag.svg");
-        let title =
-            format!("replication lag, commit -> on S3 (moto), {rate} commits/s for {secs} s");
+        let title = format!(
+            "replication lag, commit -> on S3 ({}), {rate} commits/s for {secs} s",
+            s3_server()
+        );
         testkit::plot::latency_cdf(&plot, &title, &lag_series).unwrap();
         println!("lag plot: {}", plot.display());
     }

@@ -1517,7 +1517,8 @@ async fn a_follower_applies_no_overlapping_level0_files() {
     .await;
     wait_health(&run, "ready through level 1", |status, _| status == 200).await;
     assert!(
-        f.log().contains("overlapping level-0 files crossed"),
+        f.log()
+            .contains("overlapping level-0 files of a restart race passed"),
         "{}",
         f.log()
     );

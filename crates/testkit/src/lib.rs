@@ -204,9 +204,16 @@ impl S3 {
         )
     }
 
-    /// Creates a fresh, uniquely named bucket and returns its name.
+    /// Creates a fresh, uniquely named bucket and returns its name (on s3s-fs, whose buckets
+    /// are the directories of `SQLITEREST_TEST_S3_FS_ROOT`, a directory).
     pub fn create_bucket(&self, prefix: &str) -> String {
         let name = unique_name(prefix);
+        if let Some(root) = std::env::var_os("SQLITEREST_TEST_S3_FS_ROOT") {
+            let dir = std::path::Path::new(&root).join(&name);
+            std::fs::create_dir_all(&dir)
+                .unwrap_or_else(|e| panic!("creating bucket {}: {e}", dir.display()));
+            return name;
+        }
         let status = raw_http(self.host_port(), "PUT", &format!("/{name}"));
         assert!(
             status == 200,

@@ -59,11 +59,13 @@ impl PutRecorder {
     }
 }
 
-/// Headers that belong to one connection, not to the request or response.
+/// Headers that belong to one connection, not to the request or response. `Host` is passed
+/// on: a server that checks signatures (s3s-fs) recomputes them over the Host the client
+/// signed, the proxy's address.
 fn hop_by_hop(name: &str) -> bool {
     matches!(
         name,
-        "connection" | "keep-alive" | "transfer-encoding" | "content-length" | "host" | "upgrade"
+        "connection" | "keep-alive" | "transfer-encoding" | "content-length" | "upgrade"
     )
 }
 
