@@ -50,7 +50,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
-use ltx::{Checksum, Compactor, DbChecksum, Decoder, TxId};
+use ltx::{Checksum, Compactor, DbChecksum, Decoder, FileName, TxId};
 use parking_lot::Mutex;
 use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use replication::restore::{self, RestoreOptions, RestoreTarget};
@@ -307,10 +307,11 @@ pub struct Follower {
     /// COMMIT or the record after it failed), with the last file it applied: settled at
     /// the next poll before anything else.
     unsettled: Mutex<Option<(Pending, LtxFileInfo)>>,
-    /// The TXIDs of a restart race's overlapping level-0 files that a compacted file reaches
-    /// past, once the follower is beyond them (see [`Follower::cross_overlap`]): the pair
-    /// is history settled by the primary's compaction, and is left out of the listings.
-    passed_overlap: Mutex<Option<(TxId, TxId)>>,
+    /// A restart race's pair of overlapping level-0 files that a compacted file holds, once
+    /// the follower is beyond them (see [`Follower::cross_overlap`]): history the primary's
+    /// compaction settled. While it is listed, level 0 is listed from its first TXID on, so
+    /// that any other file overlapping it, or crossing the TXIDs applied since, shows.
+    passed_overlap: Mutex<Option<[FileName; 2]>>,
     /// The overlap the follower last waited on, and how many polls since it last looked at
     /// the levels for it: they are listed again only every [`LEVEL_CHECK_EVERY`] polls.
     waited_overlap: Mutex<Option<((TxId, TxId), u64)>>,
@@ -372,7 +373,7 @@ enum PollError {
     )]
     Diverged { file: String, reason: String },
     #[error(
-        "overlapping level-0 files at the replica's path: {file} {reason}; the follower applies neither and waits until one history is left or a compacted file reaches past them (a restarted primary settles its predecessor's last upload, committed late by the store, at its next compaction into level 1; if this lasts, two primaries write to the replica path: stop one)"
+        "overlapping level-0 files at the replica's path: {file} {reason}; the follower applies neither and waits until one history is left (a restarted primary settles its predecessor's last upload, committed late by the store, at its next compaction into level 1, or the follower crosses that pair once a compacted file holds it; if this lasts, two primaries write to the replica path: stop one)"
     )]
     Overlap {
         file: String,
@@ -382,7 +383,7 @@ enum PollError {
         end: TxId,
         /// The shape of a restarted primary racing its predecessor's last upload: two files,
         /// the same first TXID, different last ones (and nothing else overlapping them).
-        race: bool,
+        pair: Option<[FileName; 2]>,
     },
 }
 
@@ -404,28 +405,52 @@ fn overlap(file: &LtxFileInfo, reason: String, cluster: &[LtxFileInfo]) -> PollE
         reason,
         start,
         end,
-        race: is_restart_race(cluster),
+        pair: restart_race(cluster),
     }
 }
 
-/// Whether `cluster` (level-0 files overlapping one another) has the shape of a restart
-/// race: exactly two files with the same first TXID and different last ones (the
-/// predecessor's last upload and the restarted primary's first, which reaches further).
-fn is_restart_race(cluster: &[LtxFileInfo]) -> bool {
-    matches!(cluster, [a, b] if a.name.min == b.name.min && a.name.max != b.name.max)
+/// The two files of `cluster` (level-0 files overlapping one another) when it has the shape
+/// of a restart race: exactly two files with the same first TXID and different last ones
+/// (the predecessor's last upload and the restarted primary's first, which reaches further).
+fn restart_race(cluster: &[LtxFileInfo]) -> Option<[FileName; 2]> {
+    match cluster {
+        [a, b] if a.name.min == b.name.min && a.name.max != b.name.max => Some([a.name, b.name]),
+        _ => None,
+    }
 }
 
-/// The level-0 files of `listed` (sorted by name) that overlap another listed file.
-fn overlap_cluster(listed: &[LtxFileInfo]) -> Vec<LtxFileInfo> {
-    listed
-        .iter()
-        .filter(|f| {
-            listed
-                .iter()
-                .any(|o| o.name != f.name && o.name.min <= f.name.max && o.name.max >= f.name.min)
-        })
-        .copied()
-        .collect()
+/// The groups of level-0 files of `listed` (sorted by name) that overlap one another
+/// (each file of a group overlaps one before it; groups of one file left out).
+fn overlap_groups(listed: &[LtxFileInfo]) -> Vec<Vec<LtxFileInfo>> {
+    let mut groups: Vec<Vec<LtxFileInfo>> = Vec::new();
+    let mut current: Vec<LtxFileInfo> = Vec::new();
+    let mut reach = TxId::ZERO;
+    for f in listed {
+        if !current.is_empty() && f.name.min > reach {
+            if current.len() > 1 {
+                groups.push(std::mem::take(&mut current));
+            }
+            current.clear();
+        }
+        reach = if current.is_empty() {
+            f.name.max
+        } else {
+            reach.max(f.name.max)
+        };
+        current.push(*f);
+    }
+    if current.len() > 1 {
+        groups.push(current);
+    }
+    groups
+}
+
+/// The group of [`overlap_groups`] that holds `file`, or `file` alone.
+fn overlap_group(listed: &[LtxFileInfo], file: &LtxFileInfo) -> Vec<LtxFileInfo> {
+    overlap_groups(listed)
+        .into_iter()
+        .find(|g| g.iter().any(|f| f.name == file.name))
+        .unwrap_or_else(|| vec![*file])
 }
 
 /// Whether `f`, a file of a compaction level (1..=8), continues `applied` (starts at or
@@ -1034,12 +1059,14 @@ impl Follower {
             Some(a) if a.level == Level::L0 => a.name.min,
             _ => TxId(applied.get().saturating_add(1)),
         };
-        let listed = self
+        let passed = *self.passed_overlap.lock();
+        let from = passed.map_or(seek, |[a, _]| seek.min(a.min));
+        let all = self
             .client
             .list(
                 Level::L0,
                 ListOptions {
-                    seek: Some(seek),
+                    seek: Some(from),
                     precise_timestamps: false,
                 },
             )
@@ -1054,21 +1081,29 @@ impl Follower {
         // the follower waits: nothing it applied is in question.
         // A compaction level whose file continues the applied TXID past the overlap is
         // crossed through instead (`cross_overlap`).
-        let mut listed = listed;
-        if let Some((start, end)) = *self.passed_overlap.lock() {
-            let anchor_name = anchor.map(|a| a.name);
-            listed.retain(|f| {
-                !(f.name.min >= start && f.name.max <= end && Some(f.name) != anchor_name)
-            });
+        // A passed pair is history; once retention removed it, the listing starts at the
+        // anchor again.
+        let is_passed = |f: &LtxFileInfo| passed.is_some_and(|p| p.contains(&f.name));
+        if passed.is_some() && !all.iter().any(is_passed) {
+            *self.passed_overlap.lock() = None;
         }
-        if let Some(pair) = listed.windows(2).find(|w| w[1].name.min <= w[0].name.max) {
+        for group in overlap_groups(&all) {
+            if group.len() == 2 && group.iter().all(is_passed) {
+                continue;
+            }
+            let (first, last) = (group[0], group[group.len() - 1]);
             let waiting = overlap(
-                &pair[1],
-                format!("overlaps the level-0 file {}", pair[0].name),
-                &overlap_cluster(&listed),
+                &last,
+                format!("overlaps the level-0 file {}", first.name),
+                &group,
             );
             return self.cross_overlap(applied, waiting).await;
         }
+        let anchor_name = anchor.map(|a| a.name);
+        let listed: Vec<LtxFileInfo> = all
+            .into_iter()
+            .filter(|f| f.name.min >= seek && (!is_passed(f) || Some(f.name) == anchor_name))
+            .collect();
         let anchor_missing = match &anchor {
             Some(a) if a.level == Level::L0 => match self.check_anchor(a, &listed, applied).await {
                 Ok(listed) => !listed,
@@ -1232,12 +1267,12 @@ impl Follower {
     /// [`LEVEL_CHECK_EVERY`] polls while the overlap stays the same.
     async fn cross_overlap(&self, applied: TxId, waiting: PollError) -> Result<usize, PollError> {
         let PollError::Overlap {
-            start, end, race, ..
+            start, end, pair, ..
         } = waiting
         else {
             return Err(waiting);
         };
-        if !race {
+        if pair.is_none() {
             return Err(waiting);
         }
         {
@@ -1275,7 +1310,7 @@ impl Follower {
         };
         match crossed {
             Ok(count) => {
-                *self.passed_overlap.lock() = Some((start, end));
+                *self.passed_overlap.lock() = pair;
                 *self.waited_overlap.lock() = None;
                 tracing::warn!(
                     applied = %applied,
@@ -1293,7 +1328,7 @@ impl Follower {
                         reason,
                         start,
                         end,
-                        race,
+                        pair,
                     } => PollError::Overlap {
                         file,
                         reason: format!(
@@ -1302,7 +1337,7 @@ impl Follower {
                         ),
                         start,
                         end,
-                        race,
+                        pair,
                     },
                     other => other,
                 })
@@ -1385,7 +1420,7 @@ impl Follower {
             .filter(|f| f.name != anchor.name && f.name.min <= applied)
         {
             if anchor_listed {
-                return Err(overlap(other, reason(other), &overlap_cluster(listed)));
+                return Err(overlap(other, reason(other), &overlap_group(listed, other)));
             }
             if other.name.max > applied {
                 return Err(self.diverge(other, reason(other)));
@@ -1536,7 +1571,7 @@ impl Follower {
                             return Err(overlap(
                                 &f,
                                 format!("overlaps the level-0 file {}", other.name),
-                                &overlap_cluster(&files),
+                                &overlap_group(&files, &f),
                             ));
                         }
                         return Err(self.diverge(
@@ -1894,7 +1929,10 @@ fn apply_files<R: Read>(
             .map_err(|e| apply_error(&last, e.into()))?;
         let compactor = Compactor::new(decoders).map_err(|e| file_error(&last, e))?;
         compactor.merge_versions(|pgno, versions| -> Result<(), ApplyStop> {
-            if snapshot_commit.is_some_and(|c| pgno <= c) && versions.iter().any(|(i, _)| i == 0) {
+            if snapshot_commit.is_some_and(|c| pgno <= c)
+                && pgno != lock
+                && versions.iter().any(|(i, _)| i == 0)
+            {
                 snapshot_pages += 1;
             }
             // A file's image of a page beyond its own commit is no part of its state.
@@ -2871,6 +2909,47 @@ mod tests {
             assert!(e.to_string().contains("overlapping level-0 files"), "{e}");
         }
         assert_eq!(f.handle().applied(), TxId(4));
+    }
+
+    /// After crossing a restart race's pair, level 0 is listed from the pair on: another
+    /// writer's file that starts inside the TXIDs crossed (here `8-12`, below the applied
+    /// TXID 10 where the listing would otherwise start) shows, overlaps, and is waited out
+    /// instead of being hidden while that writer's next files are applied (review: two
+    /// primaries, one's level 1 crossed, the other's later files).
+    #[tokio::test]
+    async fn after_a_crossing_files_inside_the_crossed_txids_still_show() {
+        let site = Site::new();
+        for txid in 2..=4 {
+            site.write(txid);
+        }
+        let f = site.follower().await.unwrap();
+        let more = || {
+            site.primary
+                .execute_batch("INSERT INTO t(v) VALUES ('more'); PRAGMA wal_checkpoint(TRUNCATE)")
+                .unwrap()
+        };
+        for _ in 5..=7 {
+            more();
+        }
+        let a = ltx_of(&site.primary, 5, 7, None);
+        more();
+        site.put(0, 5, 8, &ltx_of(&site.primary, 5, 8, None));
+        for _ in 9..=10 {
+            more();
+        }
+        site.put(0, 9, 10, &ltx_of(&site.primary, 9, 10, None));
+        site.put(1, 5, 10, &ltx_of(&site.primary, 5, 10, None));
+        site.put(0, 5, 7, &a);
+        f.poll().await.unwrap();
+        assert_eq!(f.handle().applied(), TxId(10));
+        for _ in 11..=12 {
+            more();
+        }
+        site.put(0, 8, 12, &ltx_of(&site.primary, 8, 12, None));
+        site.put(0, 11, 12, &ltx_of(&site.primary, 11, 12, None));
+        let e = f.poll().await.unwrap_err();
+        assert!(e.to_string().contains("overlapping level-0 files"), "{e}");
+        assert_eq!(f.handle().applied(), TxId(10));
     }
 
     /// A large apply (here a whole database of ~24 MB) goes through the WAL, and the WAL file

@@ -68,9 +68,8 @@ pub(super) async fn upload_loop(shared: Arc<Shared>, mut remote: TxId, stop: Can
         // failed upload may have landed all the same (the response was lost), so the retry
         // sends the same object again (same name, same bytes), never a larger one that would
         // overlap it on the replica.
-        let upto = retry
-            .take()
-            .unwrap_or_else(|| local.max(shared.progress.positions().local_txid));
+        let retrying = retry.take();
+        let upto = retrying.unwrap_or_else(|| local.max(shared.progress.positions().local_txid));
         let started = Instant::now();
         last_start = Some(started);
         // The first object after the start holds at least the TXIDs of the predecessor's last
@@ -107,7 +106,8 @@ pub(super) async fn upload_loop(shared: Arc<Shared>, mut remote: TxId, stop: Can
             }
             Err((_, UploadError::AnotherWriter(_))) => return,
             Err((planned, e)) => {
-                retry = planned;
+                // A failure before the batch was planned keeps the object being retried.
+                retry = planned.or(retrying);
                 let wait = shared
                     .health
                     .error_stalled(Component::Upload, &e, e.stalled());
