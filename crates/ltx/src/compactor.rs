@@ -215,6 +215,22 @@ impl<R: Read> Compactor<R> {
         &self.header
     }
 
+    /// Names the output from `min` on instead of the first input's MinTXID: for a merge whose
+    /// first input also holds TXIDs before `min` that the state the output applies to
+    /// already has (each page's newest image is the same whichever of those TXIDs it came
+    /// from). `min` must not be beyond the last input's MaxTXID; below the first input's
+    /// MinTXID it changes nothing.
+    pub fn start_output_at(&mut self, min: TxId) -> Result<()> {
+        if min > self.header.max_txid {
+            return Err(Error::TxIdOrder {
+                min,
+                max: self.header.max_txid,
+            });
+        }
+        self.header.min_txid = self.header.min_txid.max(min);
+        Ok(())
+    }
+
     /// Headers of the inputs, oldest first.
     pub fn input_headers(&self) -> impl Iterator<Item = &Header> {
         self.inputs.iter().map(|d| d.header())

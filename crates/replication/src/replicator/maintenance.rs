@@ -466,6 +466,24 @@ impl Maintenance {
             )
         };
         let mut inputs = list().await?;
+        // A file of a compaction level that straddles `dst`'s end: a compaction into `src`
+        // redone with another range (its first upload failed on our side but landed), the
+        // first file already compacted into `dst` when the redone one landed. Listed from
+        // `dst`'s end on, its TXIDs after that end would be left out and the output would
+        // start after a gap: the chain continuing `dst`'s end takes it, and the output is
+        // named from `dst`'s end + 1 (`start_at`).
+        let mut start_at = None;
+        if src != Level::L0
+            && let Some(d) = dst_max
+            && inputs.first().is_none_or(|f| f.name.min > seek)
+        {
+            let all = self.shared.client.list(src, ListOptions::default()).await?;
+            let chained = chain(&all, d.name.max);
+            if chained.first().is_some_and(|f| f.name.min < seek) {
+                inputs = chained;
+                start_at = Some(seek);
+            }
+        }
         if inputs.is_empty() {
             return Ok(Compaction::NothingNew);
         }
@@ -493,7 +511,7 @@ impl Maintenance {
         if src == Level::L0 {
             inputs = level0_chain(inputs);
         }
-        let info = self.compact_files(dst, &inputs).await?;
+        let info = self.compact_files(dst, &inputs, start_at).await?;
         if dst.get() == 1 {
             self.shared.own_files.forget_upto(info.name.max);
             self.shared
@@ -626,6 +644,7 @@ impl Maintenance {
         &self,
         dst: Level,
         files: &[LtxFileInfo],
+        start_at: Option<TxId>,
     ) -> Result<LtxFileInfo, MaintenanceError> {
         let mut inputs: Vec<Input> = Vec::new();
         let mut covered: Option<TxId> = None;
@@ -649,7 +668,10 @@ impl Maintenance {
                 .into_iter()
                 .map(Decoder::new)
                 .collect::<Result<Vec<_>, _>>()?;
-            let compactor = Compactor::new(decoders)?;
+            let mut compactor = Compactor::new(decoders)?;
+            if let Some(min) = start_at {
+                compactor.start_output_at(min)?;
+            }
             let _ = header_tx.send(*compactor.output_header());
             let encoded = compactor.compact(writer)?;
             encoded.writer.finish().map_err(|e| ltx::Error::Io {
