@@ -2449,7 +2449,7 @@ mod tests {
             )
             .unwrap();
             let site = Site { dir, primary };
-            site.put(0, 1, 1, &ltx_of(&site.primary, 1, 1, None));
+            site.ship(0, 1, 1);
             site
         }
 
@@ -2466,10 +2466,31 @@ mod tests {
 
         /// One more row on the primary, shipped as the level-0 file `txid` (every page).
         fn write(&self, txid: u64) {
+            self.more();
+            self.put(0, txid, txid, &ltx_of(&self.primary, txid, txid, None));
+        }
+
+        /// TXIDs 5..=8 on the primary (at 4), as a restart race ships them: the
+        /// predecessor's last upload `5-7` and the restarted primary's first, `5-8`.
+        fn race_pair(&self) -> (Vec<u8>, Vec<u8>) {
+            for _ in 5..=7 {
+                self.more();
+            }
+            let late = ltx_of(&self.primary, 5, 7, None);
+            self.more();
+            (late, ltx_of(&self.primary, 5, 8, None))
+        }
+
+        /// The primary as it is now, as the file `min-max` (every page) of `level`.
+        fn ship(&self, level: u8, min: u64, max: u64) {
+            self.put(level, min, max, &ltx_of(&self.primary, min, max, None));
+        }
+
+        /// One more row on the primary, not shipped (the test builds the files).
+        fn more(&self) {
             self.primary
                 .execute_batch("INSERT INTO t(v) VALUES ('more'); PRAGMA wal_checkpoint(TRUNCATE)")
                 .unwrap();
-            self.put(0, txid, txid, &ltx_of(&self.primary, txid, txid, None));
         }
 
         async fn follower(&self) -> anyhow::Result<Follower> {
@@ -2587,7 +2608,7 @@ mod tests {
             site.write(txid);
         }
         // Retention: a snapshot at 4, level 0 keeps only its newest file... and one more.
-        site.put(9, 1, 4, &ltx_of(&site.primary, 1, 4, None));
+        site.ship(9, 1, 4);
         site.write(5);
         for txid in 2..=4 {
             std::fs::remove_file(
@@ -2614,7 +2635,7 @@ mod tests {
         // Restarted across the same kind of gap.
         site.write(6);
         site.write(7);
-        site.put(9, 1, 7, &ltx_of(&site.primary, 1, 7, None));
+        site.ship(9, 1, 7);
         for txid in [6, 7] {
             std::fs::remove_file(
                 site.dir
@@ -2647,7 +2668,7 @@ mod tests {
             for txid in 2..=4 {
                 site.write(txid);
             }
-            site.put(9, 1, 4, &ltx_of(&site.primary, 1, 4, None));
+            site.ship(9, 1, 4);
             site.write(5);
             for txid in 2..=4 {
                 std::fs::remove_file(
@@ -2698,18 +2719,7 @@ mod tests {
             }
             let f = site.follower().await.unwrap();
             assert_eq!(f.handle().applied(), TxId(4));
-            for _ in 5..=7 {
-                site.primary
-                    .execute_batch(
-                        "INSERT INTO t(v) VALUES ('more'); PRAGMA wal_checkpoint(TRUNCATE)",
-                    )
-                    .unwrap();
-            }
-            let late = ltx_of(&site.primary, 5, 7, None);
-            site.primary
-                .execute_batch("INSERT INTO t(v) VALUES ('more'); PRAGMA wal_checkpoint(TRUNCATE)")
-                .unwrap();
-            let ours = ltx_of(&site.primary, 5, 8, None);
+            let (late, ours) = site.race_pair();
             match applied_first {
                 "5-7" => site.put(0, 5, 7, &late),
                 "5-8" => site.put(0, 5, 8, &ours),
@@ -2736,7 +2746,7 @@ mod tests {
                 "{applied_first}: {h}"
             );
             // The primary settles: 8-8 goes up, then 5-8 goes.
-            site.put(0, 8, 8, &ltx_of(&site.primary, 8, 8, None));
+            site.ship(0, 8, 8);
             std::fs::remove_file(site.dir.path().join("replica/ltx/0").join(name(5, 8))).unwrap();
             f.poll()
                 .await
@@ -2771,19 +2781,8 @@ mod tests {
             let f = site.follower().await.unwrap();
             assert_eq!(f.handle().applied(), TxId(4));
             let pre5 = db_checksum(&site.primary, 4096, None).unwrap().value();
-            let more = || {
-                site.primary
-                    .execute_batch(
-                        "INSERT INTO t(v) VALUES ('more'); PRAGMA wal_checkpoint(TRUNCATE)",
-                    )
-                    .unwrap()
-            };
-            for _ in 5..=7 {
-                more();
-            }
-            let late = ltx_of(&site.primary, 5, 7, None);
-            more();
-            let ours = ltx_of(&site.primary, 5, 8, None);
+            let more = || site.more();
+            let (late, ours) = site.race_pair();
             match applied_first {
                 "5-7" => site.put(0, 5, 7, &late),
                 "5-8" => site.put(0, 5, 8, &ours),
@@ -2811,7 +2810,7 @@ mod tests {
             for _ in 9..=10 {
                 more();
             }
-            site.put(0, 9, 10, &ltx_of(&site.primary, 9, 10, None));
+            site.ship(0, 9, 10);
             let name = format!("{:016x}-{:016x}.ltx", 5, 10);
             let l1 = site.dir.path().join("replica/ltx/1").join(&name);
             // Polls until the overlap is looked at again (or it is passed).
@@ -2886,11 +2885,7 @@ mod tests {
             site.write(txid);
         }
         let f = site.follower().await.unwrap();
-        let more = || {
-            site.primary
-                .execute_batch("INSERT INTO t(v) VALUES ('more'); PRAGMA wal_checkpoint(TRUNCATE)")
-                .unwrap()
-        };
+        let more = || site.more();
         for _ in 5..=7 {
             more();
         }
@@ -2899,11 +2894,11 @@ mod tests {
             more();
         }
         site.put(0, 5, 7, &a1);
-        site.put(0, 8, 12, &ltx_of(&site.primary, 8, 12, None));
-        site.put(1, 5, 12, &ltx_of(&site.primary, 5, 12, None));
+        site.ship(0, 8, 12);
+        site.ship(1, 5, 12);
         // The other writer's files, batched otherwise.
-        site.put(0, 5, 8, &ltx_of(&site.primary, 5, 8, None));
-        site.put(0, 9, 12, &ltx_of(&site.primary, 9, 12, None));
+        site.ship(0, 5, 8);
+        site.ship(0, 9, 12);
         for _ in 0..=LEVEL_CHECK_EVERY {
             let e = f.poll().await.unwrap_err();
             assert!(e.to_string().contains("overlapping level-0 files"), "{e}");
@@ -2923,30 +2918,26 @@ mod tests {
             site.write(txid);
         }
         let f = site.follower().await.unwrap();
-        let more = || {
-            site.primary
-                .execute_batch("INSERT INTO t(v) VALUES ('more'); PRAGMA wal_checkpoint(TRUNCATE)")
-                .unwrap()
-        };
+        let more = || site.more();
         for _ in 5..=7 {
             more();
         }
         let a = ltx_of(&site.primary, 5, 7, None);
         more();
-        site.put(0, 5, 8, &ltx_of(&site.primary, 5, 8, None));
+        site.ship(0, 5, 8);
         for _ in 9..=10 {
             more();
         }
-        site.put(0, 9, 10, &ltx_of(&site.primary, 9, 10, None));
-        site.put(1, 5, 10, &ltx_of(&site.primary, 5, 10, None));
+        site.ship(0, 9, 10);
+        site.ship(1, 5, 10);
         site.put(0, 5, 7, &a);
         f.poll().await.unwrap();
         assert_eq!(f.handle().applied(), TxId(10));
         for _ in 11..=12 {
             more();
         }
-        site.put(0, 8, 12, &ltx_of(&site.primary, 8, 12, None));
-        site.put(0, 11, 12, &ltx_of(&site.primary, 11, 12, None));
+        site.ship(0, 8, 12);
+        site.ship(0, 11, 12);
         let e = f.poll().await.unwrap_err();
         assert!(e.to_string().contains("overlapping level-0 files"), "{e}");
         assert_eq!(f.handle().applied(), TxId(10));
@@ -3008,17 +2999,7 @@ mod tests {
         for txid in 2..=4 {
             site.write(txid);
         }
-        let more = || {
-            site.primary
-                .execute_batch("INSERT INTO t(v) VALUES ('more'); PRAGMA wal_checkpoint(TRUNCATE)")
-                .unwrap()
-        };
-        for _ in 5..=7 {
-            more();
-        }
-        let late = ltx_of(&site.primary, 5, 7, None);
-        more();
-        let ours = ltx_of(&site.primary, 5, 8, None);
+        let (late, ours) = site.race_pair();
         site.put(0, 5, 7, &late);
         let f = site.follower().await.unwrap();
         assert_eq!(f.handle().applied(), TxId(7));
@@ -3029,7 +3010,7 @@ mod tests {
             .await
             .unwrap_or_else(|e| panic!("a restarted follower refuses to start: {e:#}"));
         assert_eq!(f.handle().applied(), TxId(7));
-        site.put(0, 8, 8, &ltx_of(&site.primary, 8, 8, None));
+        site.ship(0, 8, 8);
         std::fs::remove_file(site.dir.path().join("replica/ltx/0").join(name(5, 8))).unwrap();
         f.poll()
             .await
