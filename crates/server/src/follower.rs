@@ -1286,13 +1286,26 @@ impl Follower {
             }
             *last = Some(((start, end), 0));
         }
-        let Some(compacted) = self.compacted_past(start, end).await? else {
+        // One listing of the compaction levels serves both questions below.
+        let files = self.compacted_files().await?;
+        let Some(compacted) = files
+            .iter()
+            .filter(|f| f.name.min <= start && f.name.max >= end)
+            .max_by_key(|f| f.name.max)
+            .copied()
+        else {
             return Err(waiting);
         };
         let crossed = if applied >= end {
             Ok(0)
         } else if applied < start {
-            match self.continuing_compacted(applied).await? {
+            let mut best: Option<LtxFileInfo> = None;
+            for f in &files {
+                if continues_further(f, applied, best.as_ref()) {
+                    best = Some(*f);
+                }
+            }
+            match best {
                 Some(bridge) if bridge.name.max >= end => {
                     self.apply(vec![bridge], applied).await.map(|()| {
                         self.note_done();
@@ -1344,32 +1357,6 @@ impl Follower {
             }
             Err(e) => Err(e),
         }
-    }
-
-    /// A file of a compaction level (1..=8) that holds TXIDs `start..=end` (starts at or
-    /// before `start`, ends at or after `end`), reaching furthest.
-    async fn compacted_past(
-        &self,
-        start: TxId,
-        end: TxId,
-    ) -> Result<Option<LtxFileInfo>, PollError> {
-        Ok(self
-            .compacted_files()
-            .await?
-            .into_iter()
-            .filter(|f| f.name.min <= start && f.name.max >= end)
-            .max_by_key(|f| f.name.max))
-    }
-
-    /// The file of a compaction level (1..=8) that continues `applied` furthest.
-    async fn continuing_compacted(&self, applied: TxId) -> Result<Option<LtxFileInfo>, PollError> {
-        let mut best: Option<LtxFileInfo> = None;
-        for f in self.compacted_files().await? {
-            if continues_further(&f, applied, best.as_ref()) {
-                best = Some(f);
-            }
-        }
-        Ok(best)
     }
 
     /// Every file of the compaction levels (1..=8).
